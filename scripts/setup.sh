@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs everything meshctl and its test suite need on Debian 12 (as root), then builds meshctl.
+# Idempotent: safe to run again. Used by the README quick start and by .ci/run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+debian_packages=(
+  debootstrap systemd-container   # lab nodes: Debian base + systemd-nspawn
+  iproute2 iptables nftables      # lab networks, NAT routers, port-forwards
+  openssh-client openssh-server   # ssh -G for ~/.ssh/config, ssh-keygen; sshd for the transport tests
+  dpkg-dev                        # dpkg-scanpackages for the lab's local apt repository
+  tcpdump graphviz                # debug captures in tests; verify --graph (dot -Tsvg)
+  ca-certificates procps psmisc util-linux
+)
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  missing=()
+  for p in "${debian_packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing Debian packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+else
+  echo "setup: not root or no apt-get: skipping Debian packages (lab tests will be skipped)" >&2
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+npm run --silent build
+echo "setup: done (meshctl $(node bin/meshctl.js --version))"

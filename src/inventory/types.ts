@@ -1,0 +1,74 @@
+/**
+ * The validated, normalised inventory every other part of meshctl consumes.
+ * The YAML file format (documented in README and schema/inventory.schema.json) is loaded and checked by
+ * src/inventory/load.ts; nothing downstream ever sees raw YAML or needs to re-validate.
+ */
+
+/** rp_filter mode: 0 off, 1 strict, 2 loose (the design wants loose). */
+export type RpFilterMode = 0 | 1 | 2;
+
+export interface MeshSettings {
+  /** WireGuard interface name, e.g. wg0 (also names /etc/wireguard/<iface>.conf and wg-quick@<iface>) */
+  interface: string;
+  /** overlay network in CIDR form, e.g. 172.27.15.0/24; each node gets one /32 inside it */
+  network: string;
+  /** default UDP listen port for every node */
+  listenPort: number;
+  mtu: number;
+  /** PersistentKeepalive seconds, used only from a NATed node towards peers outside its site; 0 disables */
+  persistentKeepalive: number;
+  rpFilter: RpFilterMode;
+  /** pod/service CIDRs (k3s, rke2, ...) that the overlay must not overlap */
+  reservedCidrs: string[];
+}
+
+/**
+ * A site is one underlay network segment.
+ * - nat: a LAN behind a router that masquerades it and forwards UDP ports from its public IP to nodes;
+ * - public: nodes hold public addresses reachable from everywhere;
+ * - lan: a private LAN with no way in from outside (its nodes can still dial out to public peers).
+ */
+export type Site =
+  | { name: string; kind: 'nat'; lan: string; router: string; publicIp: string }
+  | { name: string; kind: 'public' }
+  | { name: string; kind: 'lan'; lan: string; router?: string };
+
+export type Become = 'none' | 'sudo';
+
+export interface SshTarget {
+  /** host name, address or ~/.ssh/config alias; defaults to the node's address */
+  host: string;
+  port: number;
+  user: string;
+  identityFile?: string;
+  /** 'sudo' runs every command through `sudo -n`; 'none' needs user root */
+  become: Become;
+}
+
+export interface Node {
+  name: string;
+  site: string;
+  /** underlay address: the LAN address in a nat/lan site, the public address in a public site */
+  address: string;
+  /** overlay address (no prefix); the node's wg address is overlayIp/32 */
+  overlayIp: string;
+  /** UDP port WireGuard listens on inside the node */
+  listenPort: number;
+  /** nat sites only: the port on the site's public IP that the router forwards to address:listenPort */
+  forwardedPort?: number;
+  ssh: SshTarget;
+}
+
+export interface Inventory {
+  /** path of the file it came from, as given by the user */
+  source: string;
+  mesh: MeshSettings;
+  sites: Site[];
+  nodes: Node[];
+}
+
+export const siteOf = (inventory: Inventory, node: Node): Site => {
+  const site = inventory.sites.find((s) => s.name === node.site);
+  if (!site) throw new Error(`node ${node.name} names unknown site ${node.site}`); // load() rules this out
+  return site;
+};

@@ -1,0 +1,49 @@
+/**
+ * Who can dial whom over the underlay. Pure rules, shared by validation, config rendering, the lab and checks.
+ *
+ * - Inside one site (nat or lan) nodes dial each other's LAN address.
+ * - A public node is dialled at its address from anywhere.
+ * - A node in a nat site is dialled from outside at the site's public IP and the node's forwarded port.
+ * - Anything else (a lan site from outside, a nat node without a forward) cannot be dialled: no Endpoint,
+ *   the peer has to dial in, and WireGuard roams to the address it came from.
+ */
+import type { Inventory, Node, Site } from '../inventory/types.js';
+import { siteOf } from '../inventory/types.js';
+
+export interface Endpoint {
+  host: string;
+  port: number;
+}
+
+export const formatEndpoint = (endpoint: Endpoint) => `${endpoint.host}:${endpoint.port}`;
+
+/** The address `from` uses to reach `to`, or undefined when `to` cannot be dialled from where `from` is. */
+export function endpointFor(inventory: Inventory, from: Node, to: Node): Endpoint | undefined {
+  const toSite = siteOf(inventory, to);
+  if (from.site === to.site && toSite.kind !== 'public') return { host: to.address, port: to.listenPort };
+  switch (toSite.kind) {
+    case 'public':
+      return { host: to.address, port: to.listenPort };
+    case 'nat':
+      return to.forwardedPort === undefined ? undefined : { host: toSite.publicIp, port: to.forwardedPort };
+    case 'lan':
+      return undefined;
+  }
+}
+
+/** Nodes behind NAT (nat or lan sites) keep their mapping open towards peers outside their site. */
+export function isBehindNat(site: Site): boolean {
+  return site.kind !== 'public';
+}
+
+/** PersistentKeepalive from `from` towards `to`, or undefined for none. */
+export function keepaliveFor(inventory: Inventory, from: Node, to: Node): number | undefined {
+  const seconds = inventory.mesh.persistentKeepalive;
+  if (seconds <= 0 || from.site === to.site) return undefined;
+  return isBehindNat(siteOf(inventory, from)) ? seconds : undefined;
+}
+
+/** A pair can form a session when at least one side can dial the other. */
+export function pairCanConnect(inventory: Inventory, a: Node, b: Node): boolean {
+  return endpointFor(inventory, a, b) !== undefined || endpointFor(inventory, b, a) !== undefined;
+}

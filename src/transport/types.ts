@@ -1,0 +1,57 @@
+/**
+ * The one seam between meshctl's logic and a node. Everything that touches a node goes through `run`.
+ * The ssh2 adapter (src/transport/ssh.ts) implements it; steps, facts and checks never see ssh2.
+ */
+
+export interface ExecResult {
+  /** exit status; 124 when meshctl's own per-command timeout fired, 255 when the channel broke */
+  code: number;
+  stdout: string;
+  stderr: string;
+  durationMs: number;
+}
+
+export interface RunOptions {
+  /** written to the command's standard input, then closed */
+  stdin?: string | Buffer;
+  /** per-command deadline; default 60 s */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface ConnectionStats {
+  /** remote commands run (round trips) on this connection */
+  commands: number;
+  /** total wall time spent waiting for remote commands */
+  remoteMs: number;
+  connectMs: number;
+}
+
+export interface Connection {
+  /** inventory node name */
+  readonly node: string;
+  /** user@host:port, for messages */
+  readonly target: string;
+  readonly stats: ConnectionStats;
+  /**
+   * Runs a POSIX sh script as root: as `sh -c` when logged in as root, through `sudo -n sh -c` otherwise.
+   * Never throws for a non-zero exit: the caller decides what a failure means. Throws only when the
+   * connection itself is unusable (TransportError).
+   */
+  run(script: string, options?: RunOptions): Promise<ExecResult>;
+  close(): Promise<void>;
+}
+
+/** The connection to a node broke or could not be made (maps to exit code 3). */
+export class TransportError extends Error {
+  constructor(
+    readonly node: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'TransportError';
+  }
+}
+
+/** Quotes a string for a POSIX shell. */
+export const shellQuote = (value: string): string => `'${value.replaceAll("'", `'\\''`)}'`;
