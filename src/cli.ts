@@ -8,6 +8,7 @@ import { registerLab } from './commands/lab.js';
 import { registerUp } from './commands/up.js';
 import { registerVerify } from './commands/verify.js';
 import { registerDebug } from './commands/debug.js';
+import { registerValidate } from './commands/validate.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -17,6 +18,7 @@ export function buildProgram(): Command {
     .version(pkg.version, '-V, --version')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
+  registerValidate(program);
   registerUp(program);
   registerVerify(program);
   registerDebug(program);
