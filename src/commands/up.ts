@@ -1,11 +1,94 @@
+/** `meshctl up [INVENTORY]`: thin: flags -> engine -> view -> exit code. */
 import type { Command } from 'commander';
-import { MeshctlError } from '../errors.js';
+import { Chalk } from 'chalk';
+import { ExitCode, MeshctlError } from '../errors.js';
+import { interruptSignal } from '../interrupt.js';
+import { loadInventory, resolveInventoryPath } from '../inventory/load.js';
+import { connectAll, closeAll } from '../transport/pool.js';
+import { connectNode, type ConnectOptions } from '../transport/ssh.js';
+import { runUp, type Connector, type UpReport } from '../engine/up.js';
+import { createEngineView } from '../ui/engine-view.js';
+import { renderMatrix, type Matrix } from '../checks/ping-matrix.js';
+
+interface UpFlags {
+  yes?: boolean;
+  acceptNew?: boolean;
+  json?: boolean;
+  color?: boolean;
+  playbook?: string;
+  connectTimeout?: string;
+}
+
+export function sshOptionsFromFlags(flags: { acceptNew?: boolean; connectTimeout?: string }, log: (line: string) => void): ConnectOptions {
+  const seconds = flags.connectTimeout === undefined ? undefined : Number(flags.connectTimeout);
+  if (seconds !== undefined && !(seconds > 0)) throw new MeshctlError(`--connect-timeout must be a positive number of seconds, not "${flags.connectTimeout}"`);
+  return {
+    acceptNew: flags.acceptNew ?? false,
+    connectTimeoutMs: seconds === undefined ? undefined : seconds * 1000,
+    signal: interruptSignal,
+    onHostKeyRecorded: (e) => log(`trusted new host key of ${e.node} (${e.host}:${e.port}) ${e.keyType} ${e.fingerprint}, recorded in ${e.file}`),
+  };
+}
+
+function connectorFor(options: ConnectOptions): Connector {
+  return {
+    async connectAll(inventory) {
+      const result = await connectAll(inventory.nodes, options);
+      return { connections: result.connections, failures: result.failures, close: () => closeAll(result.connections, result.jumpHosts) };
+    },
+    connectOne: (node) => connectNode(node, { ...options, acceptNew: false }),
+  };
+}
+
+function printSummary(report: UpReport, color: boolean, out: NodeJS.WritableStream): void {
+  const chalk = new Chalk({ level: color ? 1 : 0 });
+  if (report.matrix) out.write(`\n${chalk.bold('Ping matrix')} (overlay, from row to column)\n${renderMatrix(report.matrix as Matrix, { color })}`);
+  const seconds = (report.timings.totalMs / 1000).toFixed(1);
+  if (report.result === 'converged') out.write(chalk.green.bold(`\nmesh converged: ${report.changes} change${report.changes === 1 ? '' : 's'} in ${seconds} s\n`));
+  if (report.result === 'stopped') out.write(chalk.red.bold(`\nSTOP at "${report.phases.at(-1)?.title}": nothing after it was run (${seconds} s)\n`));
+}
 
 export function registerUp(program: Command): void {
   program
     .command('up')
-    .description('(not built yet)')
-    .action(() => {
-      throw new MeshctlError('up is not built yet');
+    .description('build the mesh: facts -> baseline -> install -> keys -> config -> enable -> ping matrix, with a STOP/GO gate after each phase')
+    .argument('[inventory]', 'inventory file (default: ./meshctl.yaml or $MESHCTL_INVENTORY)')
+    .option('-y, --yes', 'go on at every gate whose checks pass (never when a check fails)')
+    .option('--accept-new', 'trust unknown SSH host keys on first use and record them (changed keys are always refused)')
+    .option('--json', 'print a JSON report on stdout instead of progress (implies no prompts: use with --yes)')
+    .option('--no-color', 'plain output')
+    .option('--playbook <file>', 'run another playbook than playbooks/up.yaml')
+    .option('--connect-timeout <seconds>', 'SSH connect timeout (default: ssh config ConnectTimeout or 10)')
+    .addHelpText(
+      'after',
+      '\nExit codes: 0 converged, 1 a check failed or a gate said STOP, 2 bad input, 3 a node could not be connected, 130 interrupted.',
+    )
+    .action(async (inventoryArg: string | undefined, flags: UpFlags) => {
+      const inventory = loadInventory(resolveInventoryPath(inventoryArg));
+      const interactive = Boolean(process.stdin.isTTY && process.stdout.isTTY) && !flags.json;
+      if (!interactive && !flags.yes) {
+        throw new MeshctlError('no terminal to confirm the gates: run with --yes (gates still stop the run when a check fails)', ExitCode.badInput);
+      }
+      const color = flags.color !== false && Boolean(process.stdout.isTTY) && !process.env.NO_COLOR;
+      const out = flags.json ? process.stderr : process.stdout;
+      const view = createEngineView({ yes: flags.yes ?? false, interactive, json: flags.json ?? false, color, out });
+      const connector = connectorFor(sshOptionsFromFlags(flags, (line) => out.write(`${line}\n`)));
+      const report = await runUp(inventory, connector, view, {
+        yes: flags.yes ?? false,
+        acceptNew: flags.acceptNew ?? false,
+        interactive,
+        signal: interruptSignal,
+        playbookPath: flags.playbook,
+      });
+      if (flags.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+      else printSummary(report, color, out);
+      if (report.result === 'unreachable') {
+        throw new MeshctlError(
+          `could not connect to ${report.connectFailures.length} of ${inventory.nodes.length} nodes; nothing was changed`,
+          ExitCode.connect,
+          report.connectFailures.map((f) => `${f.node}: ${f.error}`),
+        );
+      }
+      process.exitCode = report.result === 'converged' ? ExitCode.ok : ExitCode.stop;
     });
 }

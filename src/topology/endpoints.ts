@@ -15,7 +15,9 @@ export interface Endpoint {
   port: number;
 }
 
-export const formatEndpoint = (endpoint: Endpoint) => `${endpoint.host}:${endpoint.port}`;
+/** host:port; an IPv6 literal goes in brackets, as WireGuard writes and expects it. */
+export const formatEndpoint = (endpoint: Endpoint) =>
+  endpoint.host.includes(':') ? `[${endpoint.host}]:${endpoint.port}` : `${endpoint.host}:${endpoint.port}`;
 
 /** The address `from` uses to reach `to`, or undefined when `to` cannot be dialled from where `from` is. */
 export function endpointFor(inventory: Inventory, from: Node, to: Node): Endpoint | undefined {

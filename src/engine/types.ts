@@ -1,0 +1,95 @@
+/** The values the `up` engine passes around. Per-host failures are values; only a gate stops a run. */
+import type { NodeFacts } from '../facts/node-facts.js';
+import type { Inventory, Node } from '../inventory/types.js';
+import type { Connection } from '../transport/types.js';
+import type { DesiredNodeConfig } from '../topology/desired.js';
+
+export type CheckStatus = 'pass' | 'warn' | 'fail';
+
+export interface CheckResult {
+  id: string;
+  status: CheckStatus;
+  message: string;
+  /** raw lines that back the verdict (command output, file names, rules) */
+  evidence?: string[];
+}
+
+/** Everything `up` learns about one node as phases go by. */
+export interface NodeState {
+  node: Node;
+  connection: Connection;
+  facts?: NodeFacts;
+  publicKey?: string;
+  keyCreated?: boolean;
+  desired?: DesiredNodeConfig;
+  /** how the config on disk compared to the rendered one before this run wrote it */
+  configChange?: 'create' | 'none' | 'peers' | 'interface';
+  configSha256?: string;
+  rpFilterApplied?: { all: number; default: number };
+  service?: { active: string; enabled: string; interfaceIndex?: number };
+  tunnel?: { routes: string[]; handshakes: Map<string, number> };
+  /** what this run changed on the node, in words */
+  changes: string[];
+  /** a step that failed on this node: later steps skip it, its checks fail */
+  error?: string;
+}
+
+export interface RunOptions {
+  yes: boolean;
+  acceptNew: boolean;
+  interactive: boolean;
+  signal: AbortSignal;
+}
+
+export interface EngineContext {
+  inventory: Inventory;
+  nodes: NodeState[];
+  options: RunOptions;
+  /** opens a new, separate SSH connection to a node (for the "can still log in" check) */
+  reconnect: (node: Node) => Promise<Connection>;
+  /** the ping matrix from the verify phase, kept for the report */
+  matrix?: unknown;
+}
+
+export interface StepDefinition {
+  /** 'node': runs on every node in parallel; 'mesh': runs once with all nodes (e.g. the ping matrix) */
+  scope: 'node' | 'mesh';
+  run: (ctx: EngineContext, state?: NodeState) => Promise<void>;
+}
+
+export interface CheckDefinition {
+  /** evaluates from what the steps recorded; may do read-only I/O */
+  evaluate: (ctx: EngineContext, state: NodeState) => Promise<CheckResult> | CheckResult;
+}
+
+export interface PhaseSpec {
+  id: string;
+  title: string;
+  steps: string[];
+  checks: string[];
+  /** the runbook's GO criterion, shown at the gate */
+  go: string;
+}
+
+export interface Playbook {
+  name: string;
+  description: string;
+  phases: PhaseSpec[];
+  source: string;
+}
+
+export interface NodePhaseReport {
+  node: string;
+  changes: string[];
+  checks: CheckResult[];
+  error?: string;
+}
+
+export interface PhaseReport {
+  id: string;
+  title: string;
+  go: string;
+  verdict: 'GO' | 'STOP';
+  durationMs: number;
+  nodes: NodePhaseReport[];
+}

@@ -1,0 +1,68 @@
+/**
+ * What writing the desired wg-quick file would change, and therefore how the service must pick it up:
+ * - 'create'    no file yet;
+ * - 'none'      the file is byte-identical: write nothing, restart nothing (a second `up` must land here);
+ * - 'peers'     only [Peer] content (or comments/layout) differs: write the file, then `wg syncconf`, which
+ *               keeps the interface, its ifindex and the other peers' sessions (the syncconf input must carry
+ *               the private key, see ./systemd.ts, or syncconf clears it);
+ * - 'interface' [Interface] differs (Address, ListenPort, MTU, PostUp, extra settings...): write, then restart
+ *               wg-quick@IFACE, because wg-quick applies those only when it brings the interface up.
+ */
+import type { DesiredNodeConfig } from '../topology/desired.js';
+import type { DriftItem } from './drift.js';
+import { compareConfigToDesired } from './drift.js';
+import { parseWgQuickConfig, renderWgQuickConfig } from './wgquick.js';
+
+export type ConfigChangeKind = 'create' | 'none' | 'peers' | 'interface';
+
+export interface ConfigChange {
+  kind: ConfigChangeKind;
+  /** human-readable lines: "+ peer wk-2", "- peer old-node", "~ peer ctb-edge-1 endpoint a -> b" */
+  summary: string[];
+}
+
+const INTERFACE_LABELS: Record<string, string> = {
+  address: 'Address',
+  listenPort: 'ListenPort',
+  mtu: 'MTU',
+  saveConfig: 'SaveConfig',
+  postUp: 'PostUp',
+};
+
+const PEER_LABELS: Record<string, string> = {
+  allowedIps: 'AllowedIPs',
+  endpoint: 'endpoint',
+  persistentKeepalive: 'keepalive',
+  publicKey: 'public key',
+  presharedKey: 'preshared key',
+  name: 'name comment',
+};
+
+/** One summary line for one drift item, written as current -> desired. */
+export function describeChange(item: DriftItem): string {
+  if (item.field === 'peer') return item.expected === 'present' ? `+ peer ${item.peer}` : `- peer ${item.peer}`;
+  if (item.field === 'syntax') return `~ line ${item.line}: ${item.message}`;
+  if (item.field === 'interface') return '+ [Interface] section';
+  if (item.field === 'privateKey') return '- interface PrivateKey line (the key stays in its own file on the node)';
+  if (item.field === 'otherSetting') return `- interface ${item.actual}`;
+  const subject = item.peer !== undefined ? `peer ${item.peer} ${PEER_LABELS[item.field] ?? item.field}` : `interface ${INTERFACE_LABELS[item.field] ?? item.field}`;
+  return `~ ${subject} ${item.actual} -> ${item.expected}`;
+}
+
+export function classifyConfigChange(currentText: string | undefined, desired: DesiredNodeConfig): ConfigChange {
+  const rendered = renderWgQuickConfig(desired);
+  if (currentText === undefined) {
+    return {
+      kind: 'create',
+      summary: [`+ ${desired.interface}.conf: Address ${desired.address}, ListenPort ${desired.listenPort}, MTU ${desired.mtu}`, ...desired.peers.map((peer) => `+ peer ${peer.name}`)],
+    };
+  }
+  if (currentText === rendered) return { kind: 'none', summary: [] };
+
+  const drift = compareConfigToDesired(parseWgQuickConfig(currentText), desired);
+  const touchesInterface = drift.some((item) => item.peer === undefined);
+  const summary = drift.map(describeChange);
+  // Bytes differ but the meaning does not (header comment, spacing, order): rewrite, and a syncconf is a no-op.
+  if (summary.length === 0) summary.push('~ comments or layout only (no change to the live interface)');
+  return { kind: touchesInterface ? 'interface' : 'peers', summary };
+}

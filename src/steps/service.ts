@@ -1,0 +1,81 @@
+/**
+ * Enable phase: wg-quick@IFACE enabled and running. What it does depends on how the config changed:
+ * - not running: enable --now;
+ * - only [Peer] sections changed: `wg syncconf`, which keeps the interface, its ifindex and the other peers'
+ *   sessions; routes for added/removed peers are synced by hand, as syncconf does not route. Not
+ *   `systemctl reload`: the stock unit syncs from `wg-quick strip`, and since our file carries no PrivateKey
+ *   that would clear the interface's key. The key is appended on the node, inside a pipe, never in argv;
+ * - [Interface] changed (address, port, MTU): restart;
+ * - nothing changed: nothing.
+ * Without systemd: wg-quick up, and a warning that it will not survive a reboot.
+ */
+import { wireguardPaths, type NodeFacts } from '../facts/node-facts.js';
+import type { ConfigChangeKind } from '../render/changes.js';
+import type { RemoteAction } from './action.js';
+
+
+const interfaceReport = (iface: string, service: string, systemd: boolean) =>
+  [
+    `echo ifindex=$(cat /sys/class/net/${iface}/ifindex 2>/dev/null)`,
+    systemd ? `echo active=$(systemctl is-active ${service} 2>/dev/null)` : `echo active=$([ -e /sys/class/net/${iface} ] && echo active || echo inactive)`,
+    systemd ? `echo enabled=$(systemctl is-enabled ${service} 2>/dev/null)` : 'echo enabled=no-systemd',
+  ].join('\n');
+
+/** syncconf from the file plus the key file, joined in a pipe on the node: the key is never in argv or on the wire. */
+function syncConfigScript(iface: string, privateKeyPath: string): string {
+  return `stripped=$(wg-quick strip ${iface}) && { printf '%s\\n[Interface]\\nPrivateKey = ' "$stripped"; cat ${privateKeyPath}; } | wg syncconf ${iface} /dev/stdin`;
+}
+
+/** Makes the routes on the interface exactly one /32 per peer (what wg-quick would have added at start). */
+function syncRoutesScript(iface: string, peerRoutes: string[]): string {
+  return [
+    `for r in ${peerRoutes.join(' ')}; do ip -4 route replace "$r" dev ${iface}; done`,
+    `ip -4 route show dev ${iface} proto boot scope link | cut -d' ' -f1 | while read r; do case " ${peerRoutes.join(' ')} " in *" $r "*) ;; *) ip -4 route del "$r" dev ${iface};; esac; done`,
+  ].join('\n');
+}
+
+export function planService(facts: NodeFacts, iface: string, change: ConfigChangeKind, peerRoutes: string[]): { action?: RemoteAction; warning?: string } {
+  const p = wireguardPaths(iface);
+  const report = interfaceReport(iface, p.service, facts.systemd);
+  if (!facts.systemd) {
+    const up = facts.interfaces.includes(iface);
+    if (up && change === 'none') return { warning: 'no systemd: the interface will not come back after a reboot' };
+    return {
+      action: {
+        description: up ? `wg-quick down/up ${iface} (no systemd)` : `wg-quick up ${iface} (no systemd)`,
+        script: `set -e\n${up ? `wg-quick down ${iface}\n` : ''}wg-quick up ${iface} 2>&1\n${report}`,
+      },
+      warning: 'no systemd: the interface will not come back after a reboot',
+    };
+  }
+  const active = facts.service.active === 'active';
+  const enabled = facts.service.enabled === 'enabled';
+  const commands: string[] = [];
+  const said: string[] = [];
+  if (!active) {
+    // an interface brought up by hand blocks wg-quick@ (it refuses "already exists"); take it down first
+    if (facts.interfaces.includes(iface)) commands.push(`wg-quick down ${iface} >/dev/null 2>&1 || ip link del ${iface} || true`);
+    commands.push(`systemctl enable --now ${p.service} 2>&1`);
+    said.push(`enable --now ${p.service}`);
+  } else {
+    if (!enabled) {
+      commands.push(`systemctl enable ${p.service} 2>&1`);
+      said.push(`enable ${p.service}`);
+    }
+    if (change === 'interface' || change === 'create') {
+      commands.push(`systemctl restart ${p.service} 2>&1`);
+      said.push(`restart ${p.service} ([Interface] changed)`);
+    } else if (change === 'peers') {
+      commands.push(syncConfigScript(iface, p.privateKey), syncRoutesScript(iface, peerRoutes));
+      said.push(`wg syncconf ${iface} (peers changed; interface and sessions kept)`);
+    }
+  }
+  if (commands.length === 0) return {};
+  return { action: { description: said.join(', '), script: `set -e\n${commands.join('\n')}\n${report}` } };
+}
+
+export function parseServiceOutput(stdout: string): { active: string; enabled: string; interfaceIndex?: number } {
+  const value = (key: string) => stdout.match(new RegExp(`^${key}=(.*)$`, 'm'))?.[1]?.trim() ?? '';
+  const index = value('ifindex');
+  return { active: value('active'), enabled: value('enabled'), interfaceIndex: index ? Number(index) : undefined };
+}

@@ -1,0 +1,138 @@
+/**
+ * The desired WireGuard state of every node: a full mesh, one /32 per peer, endpoints and keepalive from the dial
+ * rules in ./endpoints.ts. Pure: inventory + public keys in, plain values out. Rendering (src/render/wgquick.ts)
+ * and verification (src/render/compare.ts) both start from these values, so they cannot disagree.
+ *
+ * Validation of the inventory (unreachable nodes, duplicate addresses) is src/inventory's job; this module assumes
+ * a valid inventory and still renders every pair, also one that cannot connect (it gets no Endpoint), so that the
+ * config stays a full mesh and `verify` reports the pair instead of it silently vanishing.
+ */
+import type { Inventory, Node } from '../inventory/types.js';
+import { siteOf } from '../inventory/types.js';
+import { ExitCode, MeshctlError } from '../errors.js';
+import { endpointFor, formatEndpoint, isBehindNat, keepaliveFor } from './endpoints.js';
+
+export interface DesiredPeer {
+  /** inventory node name of the peer; rendered as a `# name` comment, WireGuard itself only knows the key */
+  name: string;
+  publicKey: string;
+  /** exactly one /32: the peer's overlay address */
+  allowedIps: string[];
+  /** 'host:port', absent when the peer cannot be dialled from this node (it dials in, WireGuard roams to it) */
+  endpoint?: string;
+  persistentKeepalive?: number;
+  /**
+   * The peer sits behind a NAT as seen from this node (its site is nat/lan and not this node's site), so the
+   * source port of its packets may be rewritten and its live endpoint port may differ from `endpoint`.
+   * Not rendered; used by verify.
+   */
+  throughNat: boolean;
+}
+
+export interface DesiredNodeConfig {
+  node: string;
+  /** WireGuard interface, e.g. wg0 */
+  interface: string;
+  /** this node's own public key, as learned from the node; verify compares it with `wg show IFACE public-key` */
+  publicKey: string;
+  /** overlay address with /32: routes to peers come from their AllowedIPs, not from a subnet on the interface */
+  address: string;
+  listenPort: number;
+  mtu: number;
+  /** where the node's private key lives; generated there, never read by meshctl */
+  privateKeyPath: string;
+  /** sorted by name (plain code-unit order, independent of locale) so output is stable */
+  peers: DesiredPeer[];
+}
+
+/** `/etc/wireguard/<iface>.key`: the conventional place, next to <iface>.conf. */
+export const privateKeyPathFor = (iface: string) => `/etc/wireguard/${iface}.key`;
+
+/** A WireGuard key is 32 bytes in base64: 43 significant characters, the last one carrying 4 zero bits, then '='. */
+const WIREGUARD_KEY = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/;
+export const looksLikeWireGuardKey = (text: string): boolean => WIREGUARD_KEY.test(text);
+
+/** Some nodes' public keys are missing, malformed or shared; lists every affected node at once. */
+export class PublicKeyProblemError extends MeshctlError {
+  constructor(
+    readonly missing: string[],
+    readonly malformed: string[],
+    readonly duplicated: string[][],
+  ) {
+    const details = [
+      ...(missing.length ? [`no public key for: ${missing.join(', ')}`] : []),
+      ...(malformed.length ? [`not a WireGuard public key (44 base64 characters) for: ${malformed.join(', ')}`] : []),
+      // Cloned machines often share /etc/wireguard: one key on two nodes makes WireGuard merge them into one peer.
+      ...duplicated.map((names) => `one public key shared by: ${names.join(', ')} (cloned key files? remove them and run again)`),
+    ];
+    super('cannot build the WireGuard configs: public keys are not usable', ExitCode.stop, details);
+    this.name = 'PublicKeyProblemError';
+  }
+}
+
+const byCodeUnits = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+function checkPublicKeys(nodeNames: readonly string[], publicKeys: ReadonlyMap<string, string>): void {
+  const missing = nodeNames.filter((name) => !publicKeys.has(name));
+  const malformed = nodeNames.filter((name) => publicKeys.has(name) && !looksLikeWireGuardKey(publicKeys.get(name)!));
+  const namesByKey = new Map<string, string[]>();
+  for (const name of nodeNames) {
+    const key = publicKeys.get(name);
+    if (key !== undefined) namesByKey.set(key, [...(namesByKey.get(key) ?? []), name]);
+  }
+  const duplicated = [...namesByKey.values()].filter((names) => names.length > 1);
+  if (missing.length || malformed.length || duplicated.length) throw new PublicKeyProblemError(missing, malformed, duplicated);
+}
+
+function nodeNamed(inventory: Inventory, name: string): Node {
+  const node = inventory.nodes.find((n) => n.name === name);
+  if (!node) throw new MeshctlError(`no node named ${name} in ${inventory.source}`);
+  return node;
+}
+
+function desiredPeer(inventory: Inventory, self: Node, peer: Node, publicKey: string): DesiredPeer {
+  const endpoint = endpointFor(inventory, self, peer);
+  const persistentKeepalive = keepaliveFor(inventory, self, peer);
+  return {
+    name: peer.name,
+    publicKey,
+    allowedIps: [`${peer.overlayIp}/32`],
+    ...(endpoint ? { endpoint: formatEndpoint(endpoint) } : {}),
+    ...(persistentKeepalive !== undefined ? { persistentKeepalive } : {}),
+    throughNat: peer.site !== self.site && isBehindNat(siteOf(inventory, peer)),
+  };
+}
+
+function buildNodeConfig(inventory: Inventory, self: Node, publicKeys: ReadonlyMap<string, string>): DesiredNodeConfig {
+  const iface = inventory.mesh.interface;
+  const peers = inventory.nodes
+    .filter((peer) => peer.name !== self.name)
+    .map((peer) => desiredPeer(inventory, self, peer, publicKeys.get(peer.name)!))
+    .sort((a, b) => byCodeUnits(a.name, b.name));
+  return {
+    node: self.name,
+    interface: iface,
+    publicKey: publicKeys.get(self.name)!,
+    address: `${self.overlayIp}/32`,
+    listenPort: self.listenPort,
+    mtu: inventory.mesh.mtu,
+    privateKeyPath: privateKeyPathFor(iface),
+    peers,
+  };
+}
+
+/**
+ * The desired config of one node. Needs the public keys of every node in the mesh (its peers' for the [Peer]
+ * blocks, its own for verify); throws PublicKeyProblemError naming every node whose key is missing or unusable.
+ */
+export function desiredNodeConfig(inventory: Inventory, nodeName: string, publicKeys: ReadonlyMap<string, string>): DesiredNodeConfig {
+  const self = nodeNamed(inventory, nodeName);
+  checkPublicKeys(inventory.nodes.map((n) => n.name), publicKeys);
+  return buildNodeConfig(inventory, self, publicKeys);
+}
+
+/** The desired config of every node, in inventory order. Same key checks as desiredNodeConfig, done once. */
+export function desiredMesh(inventory: Inventory, publicKeys: ReadonlyMap<string, string>): DesiredNodeConfig[] {
+  checkPublicKeys(inventory.nodes.map((n) => n.name), publicKeys);
+  return inventory.nodes.map((self) => buildNodeConfig(inventory, self, publicKeys));
+}
