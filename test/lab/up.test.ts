@@ -1,0 +1,171 @@
+/**
+ * `meshctl up` end to end on a fresh lab of the reference design (issue 3): baseline STOP on a dirty node with
+ * nothing installed, a full run to a passing 4 x 4 matrix, the rendered configs, an idempotent second run that
+ * keeps interfaces and handshakes, no private key anywhere on the operator side, and host-key refusal.
+ */
+import { it } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { describeLab } from './harness.js';
+import { loadInventory } from '../../src/inventory/load.js';
+import { desiredMesh } from '../../src/topology/desired.js';
+import { renderWgQuickConfig } from '../../src/render/wgquick.js';
+
+const INVENTORY = 'inventories/homelab.yaml';
+const NODES = ['ms-1', 'wk-1', 'wk-2', 'ctb-edge-1'];
+
+interface UpJson {
+  result: string;
+  stoppedAt?: string;
+  changes: number;
+  phases: { id: string; verdict: string; nodes: { node: string; changes: string[]; checks: { id: string; status: string; message: string }[] }[] }[];
+  matrix?: { nodes: string[]; cells: Record<string, Record<string, { ok: boolean }>> };
+  timings: { totalMs: number };
+}
+
+describeLab('meshctl up on the homelab lab', INVENTORY, (lab) => {
+  /** every byte meshctl printed in this suite, searched for private keys at the end */
+  const outputs: string[] = [];
+  const up = async (...extra: string[]) => {
+    const result = await lab().meshctl(['up', INVENTORY, '--yes', ...extra]);
+    outputs.push(result.stdout, result.stderr);
+    return result;
+  };
+  const sh = async (node: string, script: string) => {
+    const result = await lab().exec(node, ['sh', '-c', script]);
+    assert.equal(result.code, 0, `${node}: ${script}: ${result.stderr}`);
+    return result.stdout;
+  };
+
+  it('stops at the baseline gate on a dirty node, before anything is installed anywhere', async () => {
+    await sh('wk-1', 'mkdir -p /etc/cni/net.d');
+    await sh('ms-1', 'ip rule add from 10.99.0.0/16 lookup 100 priority 1000');
+    try {
+      const result = await up('--json');
+      assert.equal(result.code, 1, result.stderr);
+      const report = JSON.parse(result.stdout) as UpJson;
+      assert.equal(report.result, 'stopped');
+      assert.equal(report.stoppedAt, 'baseline');
+      const baseline = report.phases.find((p) => p.id === 'baseline')!;
+      assert.equal(baseline.verdict, 'STOP');
+      const failing = baseline.nodes.flatMap((n) => n.checks.filter((c) => c.status === 'fail').map((c) => `${n.node}:${c.id}`)).sort();
+      assert.deepEqual(failing, ['ms-1:default-ip-rules', 'wk-1:no-kubernetes-leftovers']);
+      const cni = baseline.nodes.find((n) => n.node === 'wk-1')!.checks.find((c) => c.id === 'no-kubernetes-leftovers')!;
+      assert.match(cni.message, /\/etc\/cni/);
+      for (const node of NODES) {
+        const wg = await lab().exec(node, ['sh', '-c', 'command -v wg || dpkg -l wireguard-tools 2>/dev/null | grep -c ^ii']);
+        assert.notEqual(wg.code, 0, `${node} must have nothing installed, got: ${wg.stdout}`);
+      }
+    } finally {
+      await sh('wk-1', 'rm -rf /etc/cni');
+      await sh('ms-1', 'ip rule del priority 1000');
+    }
+  });
+
+  it('builds the mesh from bare nodes: exit 0 and a 4 x 4 ping matrix all passing', async () => {
+    const result = await up();
+    assert.equal(result.code, 0, `stdout:\n${result.stdout}\nstderr:\n${result.stderr}`);
+    assert.match(result.stdout, /Ping matrix/);
+    assert.match(result.stdout, /mesh converged/);
+    const matrixLines = result.stdout.split('\n').filter((l) => NODES.some((n) => l.startsWith(n)) && /\bok\b|FAIL/.test(l));
+    assert.equal(matrixLines.length, 4, result.stdout);
+    for (const line of matrixLines) {
+      assert.doesNotMatch(line, /FAIL/);
+      assert.equal(line.match(/\bok\b/g)?.length, 3, line);
+    }
+  });
+
+  it('wrote exactly the rendered reference configs (edge: 3 forwarded endpoints; home: keepalive only to the edge)', async () => {
+    const inventory = loadInventory(INVENTORY);
+    const keys = new Map<string, string>();
+    for (const node of NODES) keys.set(node, (await sh(node, 'cat /etc/wireguard/wg0.pub')).trim());
+    for (const desired of desiredMesh(inventory, keys)) {
+      const onNode = await sh(desired.node, 'cat /etc/wireguard/wg0.conf');
+      assert.equal(onNode, renderWgQuickConfig(desired), `${desired.node}'s wg0.conf`);
+      assert.doesNotMatch(onNode, /PrivateKey/);
+      assert.equal((await sh(desired.node, 'stat -c %a /etc/wireguard/wg0.conf /etc/wireguard/wg0.key')).trim(), '600\n600');
+    }
+    const edge = await sh('ctb-edge-1', 'cat /etc/wireguard/wg0.conf');
+    for (const port of [51820, 51821, 51822]) assert.match(edge, new RegExp(`Endpoint = 203\\.0\\.113\\.10:${port}`));
+    assert.doesNotMatch(edge, /PersistentKeepalive/);
+    const ms1 = await sh('ms-1', 'wg show wg0 persistent-keepalive');
+    const edgeKey = keys.get('ctb-edge-1')!;
+    for (const line of ms1.trim().split('\n')) {
+      const [key, keepalive] = line.split('\t');
+      assert.equal(keepalive, key === edgeKey ? '25' : 'off', line);
+    }
+    assert.equal((await sh('ms-1', 'cat /proc/sys/net/ipv4/conf/all/rp_filter')).trim(), '2');
+    assert.match(await sh('ms-1', 'ip link show wg0'), /mtu 1420/);
+  });
+
+  it('a second run changes nothing: zero changes, same ifindex, handshakes kept', async () => {
+    const before = new Map<string, { ifindex: string; handshakes: string }>();
+    for (const node of NODES) {
+      before.set(node, { ifindex: await sh(node, 'cat /sys/class/net/wg0/ifindex'), handshakes: await sh(node, 'wg show wg0 latest-handshakes') });
+    }
+    const result = await up('--json');
+    assert.equal(result.code, 0, result.stderr);
+    const report = JSON.parse(result.stdout) as UpJson;
+    assert.equal(report.result, 'converged');
+    assert.equal(report.changes, 0, JSON.stringify(report.phases.map((p) => p.nodes.map((n) => n.changes))));
+    for (const node of NODES) {
+      assert.equal(await sh(node, 'cat /sys/class/net/wg0/ifindex'), before.get(node)!.ifindex, `${node} wg0 was recreated`);
+      const then = new Map(before.get(node)!.handshakes.trim().split('\n').map((l) => l.split('\t') as [string, string]));
+      for (const line of (await sh(node, 'wg show wg0 latest-handshakes')).trim().split('\n')) {
+        const [key, at] = line.split('\t') as [string, string];
+        assert.ok(Number(then.get(key)) > 0 && Number(at) >= Number(then.get(key)), `${node}: handshake with ${key} was lost`);
+      }
+      assert.equal((await sh(node, 'systemctl show -p NRestarts --value wg-quick@wg0; systemctl show -p ActiveEnterTimestampMonotonic --value wg-quick@wg0')).trim().split('\n')[0], '0');
+    }
+  });
+
+  it('never lets a private key reach the operator: not printed, logged, in JSON, or in files meshctl wrote', async () => {
+    const privateKeys = [];
+    for (const node of NODES) privateKeys.push((await sh(node, 'cat /etc/wireguard/wg0.key')).trim());
+    assert.ok(privateKeys.every((k) => k.length === 44));
+    const operatorFiles = [lab().state.knownHosts, ...listFiles(process.env.HOME ?? '/root', /^\.(ssh|meshctl)$/)];
+    const haystack = [...outputs, ...operatorFiles.map((f) => safeRead(f))].join('\n');
+    for (const key of privateKeys) assert.equal(haystack.includes(key), false, 'a private key leaked to the operator side');
+  });
+
+  it('refuses a node whose host key changed, before sending it any command', async () => {
+    const accepted = async () => Number((await sh('wk-2', 'journalctl -u ssh --no-pager -q | grep -c "Accepted publickey" || true')).trim());
+    await sh('wk-2', 'mkdir -p /root/hostkeys && cp -p /etc/ssh/ssh_host_* /root/hostkeys/');
+    try {
+      await sh('wk-2', 'rm -f /etc/ssh/ssh_host_* && ssh-keygen -A >/dev/null && systemctl restart ssh');
+      const loginsBefore = await accepted();
+      const result = await up();
+      assert.equal(result.code, 3, result.stdout + result.stderr);
+      assert.match(result.stderr, /wk-2/);
+      assert.match(result.stderr, /HOST KEY CHANGED|changed/i);
+      assert.match(result.stderr, /SHA256:/);
+      assert.equal(await accepted(), loginsBefore, 'meshctl logged in to a node with a changed host key');
+    } finally {
+      await sh('wk-2', 'cp -p /root/hostkeys/* /etc/ssh/ && rm -rf /root/hostkeys && systemctl restart ssh');
+    }
+    const again = await up('--json');
+    assert.equal(again.code, 0, again.stderr);
+  });
+});
+
+function listFiles(dir: string, keep: RegExp): string[] {
+  let entries: string[] = [];
+  try {
+    entries = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  return entries.filter((e) => keep.test(e)).flatMap((e) => {
+    const path = join(dir, e);
+    return statSync(path).isDirectory() ? readdirSync(path).map((f) => join(path, f)).filter((f) => statSync(f).isFile()) : [path];
+  });
+}
+
+function safeRead(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
