@@ -1,11 +1,129 @@
+/**
+ * `meshctl validate [INVENTORY] [--json]`: loads and checks an inventory, then shows what meshctl understood:
+ * sites, nodes and, for every pair, the endpoint each side dials. Reads the file and nothing else: no
+ * connection is ever attempted, whatever the inventory says.
+ */
+import chalk from 'chalk';
 import type { Command } from 'commander';
-import { MeshctlError } from '../errors.js';
+import { checkInventoryText, inventoryError, loadInventory, readInventoryFile, resolveInventoryPath } from '../inventory/load.js';
+import { formatProblem } from '../inventory/problems.js';
+import type { Inventory, Site } from '../inventory/types.js';
+import { endpointFor, formatEndpoint, keepaliveFor, type Endpoint } from '../topology/endpoints.js';
+
+export interface PairSummary {
+  a: string;
+  b: string;
+  /** what a dials to reach b (null: a cannot dial b and waits for b) */
+  aToB: Endpoint | null;
+  bToA: Endpoint | null;
+  /** PersistentKeepalive seconds each side sets towards the other, null for none */
+  aKeepalive: number | null;
+  bKeepalive: number | null;
+  /** at least one side can dial the other */
+  connects: boolean;
+}
+
+export function pairSummaries(inventory: Inventory): PairSummary[] {
+  const pairs: PairSummary[] = [];
+  inventory.nodes.forEach((a, i) => {
+    for (const b of inventory.nodes.slice(i + 1)) {
+      const aToB = endpointFor(inventory, a, b) ?? null;
+      const bToA = endpointFor(inventory, b, a) ?? null;
+      pairs.push({
+        a: a.name,
+        b: b.name,
+        aToB,
+        bToA,
+        aKeepalive: keepaliveFor(inventory, a, b) ?? null,
+        bKeepalive: keepaliveFor(inventory, b, a) ?? null,
+        connects: aToB !== null || bToA !== null,
+      });
+    }
+  });
+  return pairs;
+}
+
+const RP_NAMES = ['off', 'strict', 'loose'] as const;
+
+function describeSite(site: Site): string {
+  switch (site.kind) {
+    case 'nat':
+      return `nat, LAN ${site.lan}, router ${site.router}, public IP ${site.publicIp}`;
+    case 'public':
+      return 'public';
+    case 'lan':
+      return `lan (no way in), LAN ${site.lan}${site.router ? `, router ${site.router}` : ''}`;
+  }
+}
+
+const pad = (text: string, width: number) => text.padEnd(width);
+
+export function renderSummary(inventory: Inventory): string {
+  const { mesh } = inventory;
+  const lines: string[] = [];
+  lines.push(`${chalk.green('valid')}: ${inventory.source}`);
+  lines.push(
+    `mesh   ${mesh.interface}, overlay ${mesh.network}, listen port ${mesh.listenPort}, MTU ${mesh.mtu}, ` +
+      `keepalive ${mesh.persistentKeepalive > 0 ? `${mesh.persistentKeepalive} s` : 'off'}, rp_filter ${RP_NAMES[mesh.rpFilter]}` +
+      (mesh.reservedCidrs.length > 0 ? `, reserved ${mesh.reservedCidrs.join(' ')}` : ''),
+  );
+  lines.push('', chalk.bold(`sites (${inventory.sites.length})`));
+  const siteWidth = Math.max(...inventory.sites.map((s) => s.name.length));
+  for (const site of inventory.sites) lines.push(`  ${pad(site.name, siteWidth)}  ${describeSite(site)}`);
+
+  lines.push('', chalk.bold(`nodes (${inventory.nodes.length})`));
+  const nameWidth = Math.max(...inventory.nodes.map((n) => n.name.length));
+  const nodeSiteWidth = Math.max(...inventory.nodes.map((n) => n.site.length));
+  const addressWidth = 40;
+  for (const node of inventory.nodes) {
+    const site = inventory.sites.find((s) => s.name === node.site);
+    const forwarded =
+      node.forwardedPort !== undefined && site?.kind === 'nat' ? ` <- ${site.publicIp}:${node.forwardedPort}` : '';
+    const ssh = `${node.ssh.user}@${node.ssh.host}:${node.ssh.port}${node.ssh.become === 'sudo' ? ' (sudo)' : ''}`;
+    lines.push(
+      `  ${pad(node.name, nameWidth)}  ${pad(node.site, nodeSiteWidth)}  ${pad(`${node.address}:${node.listenPort}${forwarded}`, addressWidth)}` +
+        `  overlay ${pad(node.overlayIp, 15)}  ssh ${ssh}`,
+    );
+  }
+
+  const pairs = pairSummaries(inventory);
+  lines.push('', chalk.bold(`who dials whom (${pairs.length} ${pairs.length === 1 ? 'pair' : 'pairs'})`));
+  const side = (from: string, to: string, endpoint: Endpoint | null, keepalive: number | null) =>
+    endpoint
+      ? `${from} -> ${formatEndpoint(endpoint)}${keepalive !== null ? ` (keepalive ${keepalive})` : ''}`
+      : `${from} waits for ${to} to dial in`;
+  const pairWidth = Math.max(...pairs.map((p) => `${p.a} <-> ${p.b}`.length));
+  const leftWidth = Math.max(...pairs.map((p) => side(p.a, p.b, p.aToB, p.aKeepalive).length));
+  for (const pair of pairs) {
+    const left = side(pair.a, pair.b, pair.aToB, pair.aKeepalive);
+    const right = pair.connects ? side(pair.b, pair.a, pair.bToA, pair.bKeepalive) : chalk.yellow('neither side can dial the other: this pair will not connect');
+    lines.push(`  ${pad(`${pair.a} <-> ${pair.b}`, pairWidth)}  ${pad(pair.connects ? left : '', pair.connects ? leftWidth : 0)}  ${right}`.trimEnd());
+  }
+  const broken = pairs.filter((p) => !p.connects).length;
+  if (broken > 0) lines.push('', chalk.yellow(`warning: ${broken} pair(s) cannot connect: their ping check will fail`));
+  return `${lines.join('\n')}\n`;
+}
 
 export function registerValidate(program: Command): void {
   program
     .command('validate')
-    .description('(not built yet)')
-    .action(() => {
-      throw new MeshctlError('validate is not built yet');
+    .description('check an inventory (nothing is contacted) and show the mesh it describes: sites, nodes, who dials whom')
+    .argument('[inventory]', 'inventory file (default: $MESHCTL_INVENTORY, then ./meshctl.yaml)')
+    .option('--json', 'print the normalised inventory and pairs (or the problems) as JSON on stdout')
+    .action((arg: string | undefined, options: { json?: boolean }) => {
+      const path = resolveInventoryPath(arg);
+      if (!options.json) {
+        process.stdout.write(renderSummary(loadInventory(path)));
+        return;
+      }
+      // JSON mode still reports problems on stderr (and exits 2) through the usual error path
+      const result = checkInventoryText(readInventoryFile(path), path);
+      if (!result.ok) {
+        const problems = result.problems.map((p) => ({ ...p, text: formatProblem(path, p) }));
+        process.stdout.write(`${JSON.stringify({ ok: false, file: path, problems }, null, 2)}\n`);
+        throw inventoryError(path, result.problems);
+      }
+      const output = { ok: true, file: path, inventory: result.inventory, pairs: pairSummaries(result.inventory) };
+      process.stdout.write(`${JSON.stringify(output, null, 2)}\n`);
     });
 }

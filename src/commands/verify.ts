@@ -1,11 +1,58 @@
+/**
+ * `meshctl verify [INVENTORY] [--json] [--graph FILE]`: read-only health check of a running mesh.
+ * One connection per node, one checklist script per node, then one ping + path-MTU script per node, all nodes in
+ * parallel. Exit 0 when no check failed (warnings allowed), 1 when one did, 3 when a node could not be connected.
+ */
 import type { Command } from 'commander';
-import { MeshctlError } from '../errors.js';
+import { resolveInventoryPath, loadInventory } from '../inventory/load.js';
+import { connectAll, closeAll } from '../transport/pool.js';
+import { interruptSignal } from '../interrupt.js';
+import { ExitCode, MeshctlError } from '../errors.js';
+import { collectVerify } from '../checks/collect.js';
+import { evaluateVerify } from '../checks/verify.js';
+import { buildReport, renderReport } from '../checks/report.js';
+import { writeGraph } from '../graph/dot.js';
+
+interface VerifyFlags {
+  json?: boolean;
+  graph?: string;
+  verbose?: boolean;
+  acceptNew?: boolean;
+  mtu?: boolean;
+  deadline?: string;
+}
 
 export function registerVerify(program: Command): void {
   program
     .command('verify')
-    .description('(not built yet)')
-    .action(() => {
-      throw new MeshctlError('verify is not built yet');
+    .description('check a running mesh: interfaces, listeners, peers, AllowedIPs, endpoints, handshakes, routes, rp_filter, MTU, drift; N x N ping matrix and path MTU (read-only)')
+    .argument('[inventory]', 'inventory file (default: $MESHCTL_INVENTORY, then ./meshctl.yaml)')
+    .option('--json', 'print the report as JSON (shape: docs/verify-json.md)')
+    .option('--graph <file>', 'write a picture of the mesh: DOT, or SVG (with the .dot beside it) when the name ends in .svg')
+    .option('-v, --verbose', 'one row per check, also for passing ones')
+    .option('--no-mtu', 'skip the path-MTU probes')
+    .option('--deadline <seconds>', 'ping deadline per pair (>= 6 s: a lost handshake is retried after 5 s)', '7')
+    .option('--accept-new', 'trust unknown SSH host keys on first use and record them')
+    .action(async (inventoryArg: string | undefined, flags: VerifyFlags) => {
+      const started = Date.now();
+      const inventory = loadInventory(resolveInventoryPath(inventoryArg));
+      const deadline = Number(flags.deadline ?? 7);
+      if (!Number.isFinite(deadline) || deadline < 1) throw new MeshctlError(`--deadline must be a number of seconds, got ${flags.deadline}`);
+      const { connections, failures, jumpHosts } = await connectAll(inventory.nodes, { acceptNew: !!flags.acceptNew, signal: interruptSignal });
+      try {
+        const collected = await collectVerify(inventory, connections, failures, { pathMtu: flags.mtu !== false, deadlineSeconds: deadline, signal: interruptSignal });
+        if (interruptSignal.aborted) throw new MeshctlError('interrupted', ExitCode.interrupted);
+        const checks = evaluateVerify(collected);
+        const report = buildReport(inventory, checks, collected.matrix, collected.unreachable, Date.now() - started);
+        if (flags.graph) {
+          const written = await writeGraph(flags.graph, inventory, report);
+          if (!flags.json) process.stderr.write(`graph written: ${written.join(', ')}\n`);
+        }
+        if (flags.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+        else process.stdout.write(renderReport(report, { color: !!process.stdout.isTTY, verbose: !!flags.verbose }));
+        process.exitCode = report.exitCode;
+      } finally {
+        await closeAll(connections, jumpHosts);
+      }
     });
 }

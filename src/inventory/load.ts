@@ -1,51 +1,124 @@
 /**
- * Loads an inventory file into the normalised Inventory.
- * FIRST VERSION (to be completed by the inventory work): maps fields and applies defaults, with few checks.
- * Contract: loadInventory(path) returns an Inventory or throws MeshctlError(exit 2) whose details are
- * `file:line:col: field: message` lines, all problems at once; it never touches the network.
+ * Loads an inventory file into the normalised Inventory, validating it completely first.
+ *
+ * Contract: loadInventory(path) returns an Inventory or throws MeshctlError (exit 2) whose details are
+ * `file:line:col: field.path: message` lines, every problem at once, sorted by position. Reading the file is
+ * its only I/O: it never touches the network.
+ *
+ * Stages: YAML syntax (./yamlTree.ts; when broken, nothing else is checked), structure against the format spec
+ * (./spec.ts), cross-field rules (./semantic.ts), then normalisation (defaults applied).
  */
-import { readFileSync } from 'node:fs';
-import { parse } from 'yaml';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { badInput } from '../errors.js';
-import type { Inventory, Node, Site } from './types.js';
+import { formatProblem, sortProblems, type PathPart, type Problem } from './problems.js';
+import { checkSemantics, siteKindOf, type RawInventory, type RawSsh } from './semantic.js';
+import { checkSpec, inventorySpec } from './spec.js';
+import type { Become, Inventory, MeshSettings, Node, RpFilterMode, Site } from './types.js';
+import { parseTree } from './yamlTree.js';
 
-type Raw = Record<string, any>;
+export interface LoadInventoryOptions {
+  /** validate this text instead of reading `path` (`path` is then only used in messages) */
+  text?: string;
+}
 
-export function loadInventory(path: string): Inventory {
-  let text: string;
+export type InventoryCheck = { ok: true; inventory: Inventory; problems: [] } | { ok: false; problems: Problem[] };
+
+/** Names the file given by the user, or the default one: the argument, then $MESHCTL_INVENTORY, then ./meshctl.yaml. */
+export function resolveInventoryPath(arg?: string, env: NodeJS.ProcessEnv = process.env, cwd: string = process.cwd()): string {
+  if (arg !== undefined && arg !== '') return arg;
+  const fromEnv = env.MESHCTL_INVENTORY;
+  if (fromEnv !== undefined && fromEnv !== '') return fromEnv;
+  if (existsSync(join(cwd, 'meshctl.yaml'))) return 'meshctl.yaml';
+  throw badInput('no inventory given: pass its path, set MESHCTL_INVENTORY, or put a meshctl.yaml in the current directory');
+}
+
+const KEY_NOUNS: Record<string, string> = { nodes: 'node name', sites: 'site name' };
+
+/** Pure: checks inventory text. `file` is only used as the Inventory's source. */
+export function checkInventoryText(text: string, file: string): InventoryCheck {
+  const parsed = parseTree(text, { keyNoun: (path) => (path.length === 1 ? (KEY_NOUNS[String(path[0])] ?? 'key') : 'key') });
+  if (parsed.syntaxBroken) return { ok: false, problems: sortProblems(parsed.problems) };
+  const problems = [...parsed.problems];
+  const root = parsed.root ?? { kind: 'map' as const, entries: new Map(), pos: { line: 1, col: 1 } };
+  const raw = (checkSpec(inventorySpec, root, [], problems) ?? {}) as RawInventory;
+  problems.push(...checkSemantics(raw, root));
+  if (problems.length > 0) return { ok: false, problems: sortProblems(problems) };
+  return { ok: true, inventory: normalise(raw, file), problems: [] };
+}
+
+/** The file's text, or a one-line MeshctlError (exit 2) saying why it cannot be read. */
+export function readInventoryFile(path: string): string {
   try {
-    text = readFileSync(path, 'utf8');
+    return readFileSync(path, 'utf8');
   } catch (error) {
-    throw badInput(`cannot read inventory ${path}: ${(error as Error).message}`);
+    const code = (error as NodeJS.ErrnoException).code;
+    const reason =
+      code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : code === 'EACCES' ? 'permission denied' : (error as Error).message;
+    throw badInput(`cannot read inventory ${path}: ${reason}`);
   }
-  const raw = (parse(text) ?? {}) as Raw;
-  const meshRaw: Raw = raw.mesh ?? {};
-  const rp = meshRaw.rpFilter ?? 'loose';
-  const mesh = {
-    interface: meshRaw.interface ?? 'wg0',
-    network: meshRaw.network,
-    listenPort: meshRaw.listenPort ?? 51820,
-    mtu: meshRaw.mtu ?? 1420,
-    persistentKeepalive: meshRaw.persistentKeepalive ?? 25,
-    rpFilter: (({ off: 0, strict: 1, loose: 2 }) as Record<string, 0 | 1 | 2>)[String(rp)] ?? (Number(rp) as 0 | 1 | 2),
-    reservedCidrs: meshRaw.reservedCidrs ?? [],
+}
+
+export function loadInventory(path: string, options: LoadInventoryOptions = {}): Inventory {
+  const result = checkInventoryText(options.text ?? readInventoryFile(path), path);
+  if (!result.ok) throw inventoryError(path, result.problems);
+  return result.inventory;
+}
+
+export function inventoryError(path: string, problems: readonly Problem[]) {
+  const count = problems.length === 1 ? '1 problem' : `${problems.length} problems`;
+  return badInput(`inventory ${path} has ${count}`, problems.map((problem) => formatProblem(path, problem)));
+}
+
+const RP_FILTER: Record<string, RpFilterMode> = { off: 0, strict: 1, loose: 2 };
+
+/** Only called on a file that passed every check, so every required field is there and valid. */
+function normalise(raw: RawInventory, source: string): Inventory {
+  const rawMesh = raw.mesh!;
+  const rp = rawMesh.rpFilter ?? 'loose';
+  const mesh: MeshSettings = {
+    interface: rawMesh.interface ?? 'wg0',
+    network: rawMesh.network!,
+    listenPort: rawMesh.listenPort ?? 51820,
+    mtu: rawMesh.mtu ?? 1420,
+    persistentKeepalive: rawMesh.persistentKeepalive ?? 25,
+    rpFilter: typeof rp === 'number' ? (rp as RpFilterMode) : RP_FILTER[rp]!,
+    reservedCidrs: (rawMesh.reservedCidrs ?? []).map((cidr) => cidr!),
   };
-  const sites: Site[] = Object.entries((raw.sites ?? {}) as Raw).map(([name, s]: [string, Raw]) =>
-    s.public ? { name, kind: 'public' } : s.nat ? { name, kind: 'nat', lan: s.lan, router: s.router, publicIp: s.nat.publicIp } : { name, kind: 'lan', lan: s.lan, router: s.router },
-  );
-  const defaults: Raw = raw.defaults?.ssh ?? {};
-  const nodes: Node[] = Object.entries((raw.nodes ?? {}) as Raw).map(([name, n]: [string, Raw]) => {
-    const ssh: Raw = { ...defaults, ...(n.ssh ?? {}) };
+  const sites: Site[] = Object.entries(raw.sites!).map(([name, site]): Site => {
+    const s = site!;
+    switch (siteKindOf(s)) {
+      case 'public':
+        return { name, kind: 'public' };
+      case 'nat':
+        return { name, kind: 'nat', lan: s.lan!, router: s.router!, publicIp: s.nat!.publicIp! };
+      default:
+        return { name, kind: 'lan', lan: s.lan!, ...(s.router !== undefined ? { router: s.router } : {}) };
+    }
+  });
+  const defaults: RawSsh = raw.defaults?.ssh ?? {};
+  const nodes: Node[] = Object.entries(raw.nodes!).map(([name, node]): Node => {
+    const n = node!;
+    const ssh: RawSsh = { ...defaults, ...n.ssh };
     const user = ssh.user ?? 'root';
+    const become: Become = ssh.become ?? (user === 'root' ? 'none' : 'sudo');
     return {
       name,
-      site: n.site,
-      address: n.address,
-      overlayIp: n.overlayIp,
+      site: n.site!,
+      address: n.address!,
+      overlayIp: n.overlayIp!,
       listenPort: n.listenPort ?? mesh.listenPort,
-      forwardedPort: n.forwardedPort,
-      ssh: { host: ssh.host ?? n.address, port: ssh.port ?? 22, user, identityFile: ssh.identityFile, become: ssh.become ?? (user === 'root' ? 'none' : 'sudo') },
+      ...(n.forwardedPort !== undefined ? { forwardedPort: n.forwardedPort } : {}),
+      ssh: {
+        host: ssh.host ?? n.address!,
+        port: ssh.port ?? 22,
+        user,
+        ...(ssh.identityFile !== undefined ? { identityFile: ssh.identityFile } : {}),
+        become,
+      },
     };
   });
-  return { source: path, mesh, sites, nodes };
+  return { source, mesh, sites, nodes };
 }
+
+export type { PathPart, Problem };

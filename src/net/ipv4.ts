@@ -48,3 +48,32 @@ export function cidrsOverlap(a: Cidr, b: Cidr): boolean {
 }
 
 export const formatCidr = (cidr: Cidr) => `${cidr.network}/${cidr.prefix}`;
+
+export type CidrParse =
+  | { ok: true; cidr: Cidr }
+  | { ok: false; reason: 'syntax' }
+  | { ok: false; reason: 'no-prefix'; address: string }
+  | { ok: false; reason: 'prefix'; prefix: number }
+  | { ok: false; reason: 'host-bits'; network: string };
+
+/** Like parseCidr, but says what is wrong, so a message can name the right form (e.g. the real network). */
+export function parseCidrDetailed(text: string): CidrParse {
+  const trimmed = text.trim();
+  if (isIpv4(trimmed)) return { ok: false, reason: 'no-prefix', address: trimmed };
+  const match = /^([^/]+)\/(\d+)$/.exec(trimmed);
+  if (!match || !isIpv4(match[1]!)) return { ok: false, reason: 'syntax' };
+  const prefix = Number(match[2]);
+  if (prefix > 32 || match[2]!.length > 2) return { ok: false, reason: 'prefix', prefix };
+  const loose = parseCidr(trimmed, { strict: false })!;
+  if (ipToInt(match[1]!) !== loose.first) return { ok: false, reason: 'host-bits', network: formatCidr(loose) };
+  return { ok: true, cidr: loose };
+}
+
+/** The network and broadcast addresses of a block, which no host may use (none for /31 and /32). */
+export function reservedAddressOf(cidr: Cidr, ip: string): 'network' | 'broadcast' | undefined {
+  if (cidr.prefix >= 31) return undefined;
+  const value = ipToInt(ip);
+  if (value === cidr.first) return 'network';
+  if (value === cidr.last) return 'broadcast';
+  return undefined;
+}

@@ -42,11 +42,25 @@ export interface Connection {
   close(): Promise<void>;
 }
 
+/** Why a connection could not be made or broke; lets the UI group failures without parsing messages. */
+export type TransportFailure =
+  | 'config' // ssh config could not be resolved, or asks for something meshctl does not support
+  | 'connect' // TCP / SSH protocol failure (refused, unreachable, reset, ...)
+  | 'timeout' // connect timeout or keepalive timeout
+  | 'host-key-unknown'
+  | 'host-key-changed'
+  | 'host-key-revoked'
+  | 'auth' // no identity accepted, or none usable
+  | 'sudo' // logged in, but cannot become root without a password
+  | 'lost' // the connection broke after it was made
+  | 'closed'; // used after close()
+
 /** The connection to a node broke or could not be made (maps to exit code 3). */
 export class TransportError extends Error {
   constructor(
     readonly node: string,
     message: string,
+    readonly reason: TransportFailure = 'connect',
   ) {
     super(message);
     this.name = 'TransportError';
