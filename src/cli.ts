@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { ExitCode, MeshctlError } from './errors.js';
-import { installInterruptHandler } from './interrupt.js';
+import { installInterruptHandler, interruptSignal } from './interrupt.js';
 import { registerLab } from './commands/lab.js';
 import { registerUp } from './commands/up.js';
 import { registerVerify } from './commands/verify.js';
@@ -40,6 +40,11 @@ export async function main(argv: string[]): Promise<number> {
     if (error instanceof CommanderError) {
       // help and version "errors" are successes; usage errors are bad input
       return error.exitCode === 0 ? ExitCode.ok : ExitCode.badInput;
+    }
+    if (interruptSignal.aborted) {
+      // whatever failed after Ctrl-C failed because of it; the command already stopped its remote work
+      process.stderr.write('meshctl: interrupted\n');
+      return ExitCode.interrupted;
     }
     if (error instanceof MeshctlError) {
       printError(error);
