@@ -1,0 +1,283 @@
+/**
+ * Rules that involve more than one field: site kinds, duplicates, containment and overlaps of addresses and
+ * networks, forwarded ports, root access, and reachability (through the same endpoint rules the configs use).
+ * Runs on whatever passed the structural check: a field that failed it is undefined here and simply skipped,
+ * so one bad value does not hide the other problems, nor cause follow-on noise.
+ */
+import { cidrContains, cidrsOverlap, parseCidr, reservedAddressOf, type Cidr } from '../net/ipv4.js';
+import { pairCanConnect } from '../topology/endpoints.js';
+import { didYouMean, formatPath, listWords, type PathPart, type Problem } from './problems.js';
+import type { Inventory, Node, Site } from './types.js';
+import { keyPositionOf, positionOf, type TreeNode } from './yamlTree.js';
+
+export interface RawSsh {
+  host?: string;
+  port?: number;
+  user?: string;
+  identityFile?: string;
+  become?: 'sudo' | 'none';
+}
+export interface RawSite {
+  lan?: string;
+  router?: string;
+  nat?: { publicIp?: string };
+  public?: boolean;
+}
+export interface RawNode {
+  site?: string;
+  address?: string;
+  overlayIp?: string;
+  listenPort?: number;
+  forwardedPort?: number;
+  ssh?: RawSsh;
+}
+export interface RawMesh {
+  interface?: string;
+  network?: string;
+  listenPort?: number;
+  mtu?: number;
+  persistentKeepalive?: number;
+  rpFilter?: 'loose' | 'strict' | 'off' | 0 | 1 | 2;
+  reservedCidrs?: (string | undefined)[];
+}
+/** The structurally checked file: every present field is valid or undefined (a key written with a bad value). */
+export interface RawInventory {
+  mesh?: RawMesh;
+  defaults?: { ssh?: RawSsh };
+  sites?: Record<string, RawSite | undefined>;
+  nodes?: Record<string, RawNode | undefined>;
+}
+
+export type SiteKind = Site['kind'];
+
+/** nat: has nat; public: public: true; lan: has lan and no nat. undefined when it cannot be told (reported). */
+export function siteKindOf(site: RawSite | undefined): SiteKind | undefined {
+  if (!site) return undefined;
+  if (site.public === true) return 'public';
+  if ('public' in site && site.public === undefined) return undefined; // public: <not a boolean>, reported already
+  if ('nat' in site) return 'nat';
+  if ('lan' in site) return 'lan';
+  return undefined;
+}
+
+const cidrOf = (text: string | undefined): Cidr | undefined => (text === undefined ? undefined : parseCidr(text));
+
+export function checkSemantics(raw: RawInventory, tree: TreeNode | undefined): Problem[] {
+  const problems: Problem[] = [];
+  const report = (path: PathPart[], message: string, at = positionOf(tree, path)) =>
+    problems.push({ ...at, path: formatPath(path), message });
+  const reportAtKey = (path: PathPart[], message: string) => report(path, message, keyPositionOf(tree, path));
+
+  const mesh = raw.mesh ?? {};
+  const overlay = cidrOf(mesh.network);
+  const sites = raw.sites ?? {};
+  const nodes = raw.nodes ?? {};
+  const siteNames = Object.keys(sites);
+
+  // --- sites -----------------------------------------------------------------------------------------------
+  const kinds = new Map<string, SiteKind | undefined>();
+  const lans = new Map<string, Cidr>();
+  const publicIps = new Map<string, string>(); // publicIp -> site
+  for (const [name, site] of Object.entries(sites)) {
+    if (!site) continue;
+    const kind = siteKindOf(site);
+    kinds.set(name, kind);
+    const here = (field: string): PathPart[] => ['sites', name, field];
+    if (kind === undefined && !('public' in site)) {
+      reportAtKey(['sites', name], 'a site needs lan (plus router and nat for a NATed LAN), or public: true');
+      continue;
+    }
+    if (kind === 'public') {
+      for (const field of ['lan', 'router', 'nat'] as const) {
+        if (field in site) reportAtKey(here(field), `a public site has no ${field}: its nodes hold public addresses (remove ${field}, or drop public: true)`);
+      }
+      continue;
+    }
+    if (kind === 'nat') {
+      if (!('lan' in site)) report(here('lan'), 'missing required field: a nat site needs its LAN (e.g. lan: 192.168.15.0/24)');
+      if (!('router' in site)) report(here('router'), "missing required field: a nat site needs its router's LAN address (e.g. router: 192.168.15.1)");
+    }
+    const lan = cidrOf(site.lan);
+    if (lan) lans.set(name, lan);
+    if (lan && site.router !== undefined) {
+      if (!cidrContains(lan, site.router)) report(here('router'), `${site.router} is not inside the LAN ${site.lan}`);
+      else {
+        const special = reservedAddressOf(lan, site.router);
+        if (special) report(here('router'), `${site.router} is the ${special} address of the LAN ${site.lan}`);
+      }
+    }
+    const publicIp = site.nat?.publicIp;
+    if (publicIp !== undefined) {
+      const path: PathPart[] = ['sites', name, 'nat', 'publicIp'];
+      const other = publicIps.get(publicIp);
+      if (other !== undefined) report(path, `${publicIp} is already the public IP of site ${other}`);
+      else publicIps.set(publicIp, name);
+      if (lan && cidrContains(lan, publicIp)) report(path, `${publicIp} is inside the site's own LAN ${site.lan}: publicIp is the router's address on the internet side`);
+      if (overlay && cidrContains(overlay, publicIp)) report(path, `${publicIp} is inside the overlay network ${mesh.network}`);
+    }
+  }
+
+  // --- the overlay network against LANs and reserved networks ----------------------------------------------
+  if (overlay) {
+    for (const [name, lan] of lans) {
+      if (cidrsOverlap(overlay, lan)) report(['mesh', 'network'], `${mesh.network} overlaps the LAN ${sites[name]!.lan} of site ${name}`);
+    }
+    (mesh.reservedCidrs ?? []).forEach((text, i) => {
+      const reserved = cidrOf(text);
+      if (reserved && cidrsOverlap(overlay, reserved)) {
+        report(['mesh', 'network'], `${mesh.network} overlaps the reserved network ${text} (mesh.reservedCidrs[${i}])`);
+      }
+    });
+  }
+
+  // --- nodes -----------------------------------------------------------------------------------------------
+  const nodeNames = Object.keys(nodes);
+  if (raw.nodes && nodeNames.length < 2) {
+    reportAtKey(['nodes'], `a mesh needs at least 2 nodes, found ${nodeNames.length}`);
+  }
+  const overlayOwners = new Map<string, string>(); // overlayIp -> node
+  const addressOwners = new Map<string, string>(); // `${site}/${address}` (or `public/${address}`) -> node
+  const forwardOwners = new Map<string, string>(); // `${site}/${port}` -> node
+  const defaults = raw.defaults?.ssh ?? {};
+  for (const [name, node] of Object.entries(nodes)) {
+    if (!node) continue;
+    const here = (...field: PathPart[]): PathPart[] => ['nodes', name, ...field];
+    const siteName = node.site;
+    const site = siteName === undefined ? undefined : sites[siteName];
+    const kind = siteName === undefined ? undefined : kinds.get(siteName);
+    if (siteName !== undefined && !(siteName in sites)) {
+      const guess = didYouMean(siteName, siteNames);
+      report(
+        here('site'),
+        siteNames.length === 0
+          ? `unknown site "${siteName}": no sites are defined`
+          : `unknown site "${siteName}"${guess ? `; did you mean ${guess}?` : ` (sites: ${listWords(siteNames, 'and')})`}`,
+      );
+    }
+
+    // underlay address
+    const address = node.address;
+    if (address !== undefined && site && kind) {
+      if (kind === 'public') {
+        const key = `public/${address}`;
+        const other = addressOwners.get(key);
+        if (other !== undefined) report(here('address'), `${address} is already the public address of ${other}`);
+        else addressOwners.set(key, name);
+        const natSite = publicIps.get(address);
+        if (natSite !== undefined) report(here('address'), `${address} is the public IP of site ${natSite}`);
+        for (const [lanSite, lan] of lans) {
+          if (cidrContains(lan, address)) {
+            report(here('address'), `${address} is inside the LAN ${sites[lanSite]!.lan} of site ${lanSite}: nodes there would look for it on their LAN`);
+          }
+        }
+        if (overlay && cidrContains(overlay, address)) report(here('address'), `${address} is inside the overlay network ${mesh.network}`);
+      } else {
+        const lan = lans.get(siteName!);
+        if (lan && !cidrContains(lan, address)) report(here('address'), `${address} is not inside the LAN ${site.lan} of site ${siteName}`);
+        else if (lan) {
+          const special = reservedAddressOf(lan, address);
+          if (special) report(here('address'), `${address} is the ${special} address of the LAN ${site.lan} of site ${siteName}`);
+        }
+        if (site.router !== undefined && site.router === address) report(here('address'), `${address} is the router of site ${siteName}`);
+        const key = `${siteName}/${address}`;
+        const other = addressOwners.get(key);
+        if (other !== undefined) report(here('address'), `${address} is already the address of ${other} in site ${siteName}`);
+        else addressOwners.set(key, name);
+      }
+    }
+
+    // forwarded port
+    if (node.forwardedPort !== undefined && kind) {
+      if (kind === 'public') {
+        report(here('forwardedPort'), `forwardedPort is only for nodes in a nat site; site ${siteName} is public (its nodes are dialled at address:listenPort)`);
+      } else if (kind === 'lan') {
+        report(here('forwardedPort'), `forwardedPort is only for nodes in a nat site; site ${siteName} is a lan site with no way in (add nat: { publicIp } to it)`);
+      } else {
+        const key = `${siteName}/${node.forwardedPort}`;
+        const other = forwardOwners.get(key);
+        const on = site?.nat?.publicIp ?? `site ${siteName}'s public IP`;
+        if (other !== undefined) report(here('forwardedPort'), `port ${node.forwardedPort} on ${on} is already forwarded to ${other}`);
+        else forwardOwners.set(key, name);
+      }
+    }
+
+    // overlay address
+    const overlayIp = node.overlayIp;
+    if (overlayIp !== undefined) {
+      const other = overlayOwners.get(overlayIp);
+      if (other !== undefined) report(here('overlayIp'), `${overlayIp} is already the overlay IP of ${other}`);
+      else overlayOwners.set(overlayIp, name);
+      if (overlay && !cidrContains(overlay, overlayIp)) report(here('overlayIp'), `${overlayIp} is outside the overlay network ${mesh.network}`);
+      else if (overlay) {
+        const special = reservedAddressOf(overlay, overlayIp);
+        if (special) report(here('overlayIp'), `${overlayIp} is the ${special} address of the overlay network ${mesh.network}`);
+      }
+    }
+
+    // root access: become none needs user root
+    const ownSsh = node.ssh ?? {};
+    const user = 'user' in ownSsh ? ownSsh.user : defaults.user;
+    const become = 'become' in ownSsh ? ownSsh.become : defaults.become;
+    if (become === 'none' && user !== undefined && user !== 'root') {
+      const message = `user ${user} with become: none cannot get root, and meshctl needs root: use become: sudo (passwordless) or user: root`;
+      if ('become' in ownSsh) report(here('ssh', 'become'), message);
+      else if ('user' in ownSsh) report(here('ssh', 'user'), message);
+      else report(['defaults', 'ssh', 'become'], message);
+    }
+  }
+
+  // --- reachability: only when every node's site is known, else the answer would be wrong -------------------
+  const allNodes = Object.entries(nodes);
+  const decidable =
+    allNodes.length >= 2 &&
+    allNodes.every(
+      ([, node]) =>
+        node?.site !== undefined &&
+        kinds.get(node.site) !== undefined &&
+        !('forwardedPort' in node && node.forwardedPort === undefined), // a bad forwardedPort: unknown, not absent
+    );
+  if (decidable) {
+    const inventory = reachabilityModel(sites, kinds, nodes);
+    for (const node of inventory.nodes) {
+      if (inventory.nodes.some((peer) => peer !== node && pairCanConnect(inventory, node, peer))) continue;
+      const why =
+        kinds.get(node.site) === 'lan'
+          ? `site ${node.site} is a lan site with no way in`
+          : `it has no forwardedPort on site ${node.site}'s router`;
+      reportAtKey(
+        ['nodes', node.name],
+        `no peer could ever reach ${node.name}: nodes outside site ${node.site} cannot dial it (${why}), and it can dial no other node (none is public or has a forwardedPort)`,
+      );
+    }
+  }
+  return problems;
+}
+
+/** Just enough of an Inventory for the endpoint rules: which side can dial which. */
+function reachabilityModel(
+  sites: Record<string, RawSite | undefined>,
+  kinds: Map<string, SiteKind | undefined>,
+  nodes: Record<string, RawNode | undefined>,
+): Inventory {
+  const modelSites: Site[] = [...kinds].map(([name, kind]): Site => {
+    const site = sites[name] ?? {};
+    if (kind === 'public') return { name, kind };
+    if (kind === 'nat') return { name, kind, lan: site.lan ?? '', router: site.router ?? '', publicIp: site.nat?.publicIp ?? '' };
+    return { name, kind: 'lan', lan: site.lan ?? '' };
+  });
+  const modelNodes: Node[] = Object.entries(nodes).map(([name, node]) => ({
+    name,
+    site: node!.site!,
+    address: node!.address ?? '',
+    overlayIp: node!.overlayIp ?? '',
+    listenPort: node!.listenPort ?? 0,
+    forwardedPort: node!.forwardedPort,
+    ssh: { host: '', port: 22, user: 'root', become: 'none' },
+  }));
+  return {
+    source: '',
+    mesh: { interface: '', network: '', listenPort: 0, mtu: 0, persistentKeepalive: 0, rpFilter: 2, reservedCidrs: [] },
+    sites: modelSites,
+    nodes: modelNodes,
+  };
+}

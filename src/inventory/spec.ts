@@ -1,0 +1,519 @@
+/**
+ * The inventory file format, written once as data: field types, ranges, defaults and a description per field.
+ * Two things are derived from it:
+ * - the structural check (`checkSpec`), which walks the located YAML tree and reports every type, range,
+ *   missing-field and unknown-field problem at the exact line:col, with a did-you-mean;
+ * - the published JSON Schema (`./jsonSchema.ts` -> schema/inventory.schema.json) that editors use.
+ *
+ * Why not zod: its issues carry a path but no position, messages are generic ("Invalid input"), and an unknown
+ * key is reported at its parent. Walking the YAML tree ourselves gives the position of the offending key or
+ * value and messages written for this format; keeping the rules as data keeps the JSON Schema in step.
+ * Rules that involve more than one field (duplicates, overlaps, reachability) live in ./semantic.ts.
+ */
+import { isIpv4, parseCidrDetailed } from '../net/ipv4.js';
+import { didYouMean, formatPath, listWords, type PathPart, type Problem } from './problems.js';
+import type { TreeNode } from './yamlTree.js';
+
+interface Common {
+  description: string;
+  examples?: unknown[];
+  /** default applied by the loader when the field is absent (also published in the JSON Schema) */
+  default?: unknown;
+  required?: boolean;
+}
+
+export interface StringFormat {
+  /** "an IPv4 address like 192.168.1.10": used in "expected ..., got ..." */
+  what: string;
+  /** undefined when valid, else the message */
+  check: (value: string) => string | undefined;
+  jsonSchema: Record<string, unknown>;
+}
+
+export type Spec =
+  | (Common & {
+      type: 'object';
+      fields: Record<string, Spec>;
+      /** messages for fields that do not belong here but are a known mistake (misplaced, or not allowed here) */
+      hints?: Record<string, string>;
+      /** extra JSON Schema keywords (e.g. oneOf for site kinds, which the semantic check enforces) */
+      jsonSchema?: Record<string, unknown>;
+    })
+  | (Common & {
+      type: 'record';
+      /** what the keys are, e.g. "node name" */
+      keyWhat: string;
+      keyFormat: StringFormat;
+      /** e.g. "ms-1: { site: home, ... }", shown when something else was written */
+      shape: string;
+      value: Spec;
+    })
+  | (Common & { type: 'string'; format: StringFormat })
+  | (Common & { type: 'integer'; minimum: number; maximum: number; what: string })
+  | (Common & { type: 'boolean' })
+  | (Common & { type: 'enum'; values: readonly (string | number)[] })
+  | (Common & { type: 'array'; items: Spec });
+
+// --- string formats ---------------------------------------------------------------------------------------
+
+const OCTET = '(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])';
+const IPV4_PATTERN = `${OCTET}\\.${OCTET}\\.${OCTET}\\.${OCTET}`;
+const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+
+export const formats = {
+  ipv4: {
+    what: 'an IPv4 address like 192.168.1.10',
+    check: (value) => {
+      if (isIpv4(value)) return undefined;
+      const withPrefix = /^(.+)\/\d+$/.exec(value);
+      if (withPrefix && isIpv4(withPrefix[1]!)) return `expected an address without a prefix length: write ${withPrefix[1]}`;
+      return `"${value}" is not an IPv4 address (expected four numbers 0-255, like 192.168.1.10)`;
+    },
+    jsonSchema: { format: 'ipv4', pattern: `^${IPV4_PATTERN}$` },
+  },
+  cidr: {
+    what: 'an IPv4 network in CIDR form like 10.42.0.0/16',
+    check: (value) => {
+      const parsed = parseCidrDetailed(value);
+      if (parsed.ok) return undefined;
+      switch (parsed.reason) {
+        case 'no-prefix':
+          return `${value} has no prefix length: write the network in CIDR form, e.g. ${value}/24`;
+        case 'prefix':
+          return `${value}: prefix length /${parsed.prefix} is out of range (0-32)`;
+        case 'host-bits':
+          return `${value} has host bits set: the network is ${parsed.network}`;
+        default:
+          return `"${value}" is not an IPv4 network in CIDR form (like 10.42.0.0/16)`;
+      }
+    },
+    jsonSchema: { pattern: `^${IPV4_PATTERN}/(3[0-2]|[12]?[0-9])$` },
+  },
+  hostnameLabel: {
+    what: 'a name usable as a hostname',
+    check: (value) =>
+      LABEL.test(value)
+        ? undefined
+        : `"${value}" is not usable as a hostname: use lowercase letters, digits and "-" (not first or last), at most 63 characters`,
+    jsonSchema: { pattern: '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$' },
+  },
+  interfaceName: {
+    what: 'a network interface name like wg0',
+    check: (value) =>
+      /^[a-zA-Z0-9_=+.-]{1,15}$/.test(value) && value !== '.' && value !== '..'
+        ? undefined
+        : `"${value}" is not a valid interface name: 1 to 15 characters from a-z A-Z 0-9 _ = + . -`,
+    jsonSchema: { pattern: '^[a-zA-Z0-9_=+.-]{1,15}$' },
+  },
+  sshHost: {
+    what: 'a host name, IPv4 address or ~/.ssh/config alias',
+    check: (value) => {
+      if (value.includes('@')) return `"${value}": put the user in ssh.user, not in the host`;
+      if (/^[^:]+:\d+$/.test(value)) return `"${value}": put the port in ssh.port, not in the host`;
+      return /^[A-Za-z0-9_.%-]+$/.test(value) && !value.startsWith('-')
+        ? undefined
+        : `"${value}" is not a host name, IPv4 address or ~/.ssh/config alias`;
+    },
+    jsonSchema: { pattern: '^[A-Za-z0-9_.%][A-Za-z0-9_.%-]*$' },
+  },
+  userName: {
+    what: 'a user name',
+    check: (value) =>
+      /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$/.test(value) ? undefined : `"${value}" is not a valid user name`,
+    jsonSchema: { pattern: '^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$' },
+  },
+  siteRef: {
+    what: 'a site name',
+    check: (value) => (value.trim() === '' ? 'expected a site name, got an empty string' : undefined),
+    jsonSchema: { minLength: 1 },
+  },
+  path: {
+    what: 'a file path',
+    check: (value) => (value.trim() === '' ? 'expected a file path, got an empty string' : undefined),
+    jsonSchema: { minLength: 1 },
+  },
+} satisfies Record<string, StringFormat>;
+
+// --- the inventory format ------------------------------------------------------------------------------------
+
+const port = (description: string, extra: Partial<Common> = {}): Spec => ({
+  type: 'integer',
+  minimum: 1,
+  maximum: 65535,
+  what: 'a port number from 1 to 65535',
+  description,
+  ...extra,
+});
+
+const sshFields = (forNode: boolean): Record<string, Spec> => ({
+  ...(forNode
+    ? {
+        host: {
+          type: 'string',
+          format: formats.sshHost,
+          description:
+            "Where meshctl connects over SSH: host name, IPv4 address or ~/.ssh/config alias. Defaults to the node's address.",
+          examples: ['192.168.15.2', 'ms-1.example.net'],
+        } satisfies Spec,
+      }
+    : {}),
+  port: port('TCP port of the SSH server on the node.', { default: 22 }),
+  user: {
+    type: 'string',
+    format: formats.userName,
+    description: 'SSH user. meshctl needs root: any other user must be allowed passwordless sudo (become: sudo).',
+    default: 'root',
+    examples: ['root', 'admin'],
+  },
+  identityFile: {
+    type: 'string',
+    format: formats.path,
+    description: 'Private key file to log in with (~ is expanded). Without it, ssh-agent and ~/.ssh/config are used.',
+    examples: ['~/.ssh/id_ed25519'],
+  },
+  become: {
+    type: 'enum',
+    values: ['sudo', 'none'],
+    description:
+      'How commands get root: "sudo" runs each one through `sudo -n` (no password prompt), "none" runs them as the login user, which must then be root. Defaults to none for root, sudo for any other user.',
+  },
+});
+
+export const inventorySpec: Spec = {
+  type: 'object',
+  description:
+    'A meshctl inventory: the WireGuard mesh settings, the sites (underlay networks) and the nodes. Every node gets one /32 in the overlay network and a peer entry for every other node.',
+  hints: {
+    node: 'unknown field; did you mean nodes?',
+    site: 'unknown field; did you mean sites?',
+    ssh: 'unknown field; SSH settings shared by every node go under defaults.ssh',
+  },
+  fields: {
+    mesh: {
+      type: 'object',
+      required: true,
+      description: 'Settings shared by the whole WireGuard mesh.',
+      hints: {
+        overlay: 'unknown field; the overlay network is mesh.network',
+        keepalive: 'unknown field; did you mean persistentKeepalive?',
+        port: 'unknown field; did you mean listenPort?',
+      },
+      fields: {
+        interface: {
+          type: 'string',
+          format: formats.interfaceName,
+          description:
+            'WireGuard interface name; also names /etc/wireguard/<interface>.conf and the wg-quick@<interface> service. At most 15 characters.',
+          default: 'wg0',
+          examples: ['wg0'],
+        },
+        network: {
+          type: 'string',
+          format: formats.cidr,
+          required: true,
+          description:
+            'Overlay network in CIDR form. Every node gets one address in it (overlayIp, routed as a /32). Must not overlap any site LAN or reservedCidrs entry.',
+          examples: ['172.27.15.0/24'],
+        },
+        listenPort: port("UDP port WireGuard listens on; each node's listenPort defaults to it.", { default: 51820 }),
+        mtu: {
+          type: 'integer',
+          minimum: 1280,
+          maximum: 9000,
+          what: 'an MTU from 1280 to 9000',
+          description: 'MTU of the WireGuard interface (1420 fits a 1500-byte underlay with IPv6 headroom).',
+          default: 1420,
+        },
+        persistentKeepalive: {
+          type: 'integer',
+          minimum: 0,
+          maximum: 65535,
+          what: 'a number of seconds from 0 to 65535 (0 turns keepalive off)',
+          description:
+            'PersistentKeepalive in seconds, set only from a node behind NAT (nat or lan site) towards peers outside its site, to keep the NAT mapping open. 0 turns it off.',
+          default: 25,
+        },
+        rpFilter: {
+          type: 'enum',
+          values: ['loose', 'strict', 'off', 2, 1, 0],
+          description:
+            'Reverse-path filtering (net.ipv4.conf.*.rp_filter) set on every node: loose (2), strict (1) or off (0). loose is what a mesh needs.',
+          default: 'loose',
+        },
+        reservedCidrs: {
+          type: 'array',
+          items: {
+            type: 'string',
+            format: formats.cidr,
+            description: 'A network in CIDR form that the overlay must not overlap.',
+            examples: ['10.42.0.0/16'],
+          },
+          description:
+            'Networks the overlay must stay clear of, such as Kubernetes pod and service CIDRs (k3s: 10.42.0.0/16 and 10.43.0.0/16).',
+          default: [],
+        },
+      },
+    },
+    defaults: {
+      type: 'object',
+      description: 'Values applied to every node unless the node sets its own.',
+      fields: {
+        ssh: {
+          type: 'object',
+          description: "SSH settings for every node; a node's own ssh fields win, field by field.",
+          hints: {
+            host: "unknown field; host cannot be a default (every node would get the same one): set nodes.<name>.ssh.host where needed, it defaults to the node's address",
+          },
+          fields: sshFields(false),
+        },
+      },
+    },
+    sites: {
+      type: 'record',
+      required: true,
+      keyWhat: 'site name',
+      keyFormat: formats.hostnameLabel,
+      shape: 'home: { lan: 192.168.15.0/24, router: 192.168.15.1, nat: { publicIp: 203.0.113.10 } }',
+      description:
+        'Underlay network segments, by name. A site is one of: a LAN behind a NAT router with port forwards (lan + router + nat), a public site whose nodes hold public addresses (public: true), or a plain LAN with no way in (lan, optional router).',
+      value: {
+        type: 'object',
+        description:
+          'One site: { lan, router, nat: { publicIp } } for a NATed LAN, { public: true } for public addresses, { lan, router? } for a LAN with no way in.',
+        hints: {
+          publicIp: 'unknown field; publicIp belongs under nat (nat: { publicIp: ... })',
+          network: 'unknown field; a site network is called lan',
+          gateway: 'unknown field; the LAN gateway is called router',
+        },
+        fields: {
+          lan: {
+            type: 'string',
+            format: formats.cidr,
+            description: "The site's LAN in CIDR form; its nodes' addresses are inside it. Not for public sites.",
+            examples: ['192.168.15.0/24'],
+          },
+          router: {
+            type: 'string',
+            format: formats.ipv4,
+            description: "The router's address on the LAN (the nodes' default gateway). Required for a nat site.",
+            examples: ['192.168.15.1'],
+          },
+          nat: {
+            type: 'object',
+            description:
+              "The LAN reaches the internet through the router's public IP, and the router forwards UDP ports from it to nodes (see each node's forwardedPort).",
+            fields: {
+              publicIp: {
+                type: 'string',
+                format: formats.ipv4,
+                required: true,
+                description: "The router's public IPv4 address: other sites dial this site's nodes at publicIp:forwardedPort.",
+                examples: ['203.0.113.10'],
+              },
+            },
+          },
+          public: {
+            type: 'boolean',
+            description: 'true: the nodes of this site hold public addresses that every node can dial directly.',
+          },
+        },
+        jsonSchema: {
+          oneOf: [
+            {
+              title: 'public site',
+              required: ['public'],
+              properties: { public: { const: true } },
+              not: { anyOf: [{ required: ['lan'] }, { required: ['router'] }, { required: ['nat'] }] },
+            },
+            {
+              title: 'NAT site',
+              required: ['lan', 'router', 'nat'],
+              properties: { public: { const: false } },
+            },
+            {
+              title: 'LAN site (no way in)',
+              required: ['lan'],
+              properties: { public: { const: false } },
+              not: { required: ['nat'] },
+            },
+          ],
+        },
+      },
+    },
+    nodes: {
+      type: 'record',
+      required: true,
+      keyWhat: 'node name',
+      keyFormat: formats.hostnameLabel,
+      shape: 'ms-1: { site: home, address: 192.168.15.2, overlayIp: 172.27.15.12 }',
+      description: 'The machines of the mesh, by name (the name must be usable as a hostname). At least two.',
+      value: {
+        type: 'object',
+        description: 'One machine of the mesh.',
+        hints: {
+          name: "unknown field; a node's name is its key under nodes",
+          host: 'unknown field; the SSH host goes under ssh (ssh: { host: ... })',
+          user: 'unknown field; the SSH user goes under ssh (ssh: { user: ... })',
+          port: 'unknown field; did you mean listenPort, forwardedPort or ssh.port?',
+          publicIp: "unknown field; a NAT site's public IP is set once, under sites.<site>.nat.publicIp",
+        },
+        fields: {
+          site: {
+            type: 'string',
+            format: formats.siteRef,
+            required: true,
+            description: 'Name of the site (under sites) the node is in.',
+            examples: ['home'],
+          },
+          address: {
+            type: 'string',
+            format: formats.ipv4,
+            required: true,
+            description:
+              "Underlay address: the node's LAN address in a nat or lan site (inside the site's lan), its public address in a public site.",
+            examples: ['192.168.15.2', '198.51.100.25'],
+          },
+          overlayIp: {
+            type: 'string',
+            format: formats.ipv4,
+            required: true,
+            description: "The node's address in the overlay network (without prefix; it is routed as a /32). Unique.",
+            examples: ['172.27.15.12'],
+          },
+          listenPort: port('UDP port WireGuard listens on inside this node. Defaults to mesh.listenPort.'),
+          forwardedPort: port(
+            "nat sites only: the UDP port on the site's public IP that the router forwards to this node's address:listenPort. Without it, nodes outside the site cannot dial this node (it still dials out). Unique within the site.",
+          ),
+          ssh: {
+            type: 'object',
+            description: 'How meshctl logs into this node; each field falls back to defaults.ssh, then to the built-in default.',
+            fields: sshFields(true),
+          },
+        },
+      },
+    },
+  },
+};
+
+// --- the structural check ------------------------------------------------------------------------------------
+
+function describeGot(node: TreeNode): string {
+  if (node.kind === 'map') return 'a map';
+  if (node.kind === 'seq') return 'a list';
+  const value = node.value;
+  if (value === null || value === undefined) return 'nothing';
+  if (typeof value === 'string') return value === '' ? 'an empty string' : `the string "${value}"`;
+  return String(value);
+}
+
+const quoteHint = (node: TreeNode) =>
+  node.kind === 'scalar' && typeof node.value === 'string' && /^-?\d+$/.test(node.value.trim()) ? ' (remove the quotes)' : '';
+
+function expectation(spec: Spec): string {
+  switch (spec.type) {
+    case 'object':
+      return `a map (${Object.keys(spec.fields).join(', ')})`;
+    case 'record':
+      return `a map of ${spec.keyWhat}s, like ${spec.shape}`;
+    case 'string':
+      return spec.format.what;
+    case 'integer':
+      return spec.what;
+    case 'boolean':
+      return 'true or false';
+    case 'enum':
+      return listWords(spec.values.map(String));
+    case 'array':
+      return 'a list';
+  }
+}
+
+/**
+ * Checks `node` against `spec`, pushing problems. Returns the plain value made of the parts that passed
+ * (invalid scalars become undefined; maps keep their valid fields), so semantic checks can still run on the rest.
+ */
+export function checkSpec(spec: Spec, node: TreeNode, path: PathPart[], problems: Problem[]): unknown {
+  if (node.kind === 'scalar' && node.broken) return undefined;
+  const report = (message: string, at = node.pos) => problems.push({ ...at, path: formatPath(path), message });
+  const mismatch = () => {
+    report(`expected ${expectation(spec)}, got ${describeGot(node)}${quoteHint(node)}`);
+    return undefined;
+  };
+  switch (spec.type) {
+    case 'object': {
+      if (node.kind !== 'map') return mismatch();
+      const result: Record<string, unknown> = {};
+      const known = Object.keys(spec.fields);
+      for (const [key, child] of node.entries) {
+        const fieldSpec = spec.fields[key];
+        if (!fieldSpec) {
+          const hint = spec.hints?.[key];
+          const guess = didYouMean(key, known);
+          const message = hint ?? (guess ? `unknown field; did you mean ${guess}?` : `unknown field (allowed here: ${known.join(', ')})`);
+          problems.push({ ...(child.keyPos ?? child.pos), path: formatPath([...path, key]), message });
+          continue;
+        }
+        result[key] = checkSpec(fieldSpec, child, [...path, key], problems);
+      }
+      for (const [key, fieldSpec] of Object.entries(spec.fields)) {
+        if (fieldSpec.required && !node.entries.has(key)) {
+          const example = fieldSpec.examples?.[0];
+          problems.push({
+            ...(node.keyPos ?? node.pos),
+            path: formatPath([...path, key]),
+            message: `missing required field${example === undefined ? '' : ` (e.g. ${key}: ${String(example)})`}`,
+          });
+        }
+      }
+      return result;
+    }
+    case 'record': {
+      if (node.kind !== 'map') return mismatch();
+      const result: Record<string, unknown> = {};
+      for (const [key, child] of node.entries) {
+        const keyProblem = spec.keyFormat.check(key);
+        if (keyProblem) {
+          problems.push({ ...(child.keyPos ?? child.pos), path: formatPath([...path, key]), message: `${spec.keyWhat} ${keyProblem}` });
+        }
+        result[key] = checkSpec(spec.value, child, [...path, key], problems);
+      }
+      return result;
+    }
+    case 'string': {
+      if (node.kind !== 'scalar' || typeof node.value !== 'string') return mismatch();
+      const problem = spec.format.check(node.value);
+      if (problem) {
+        report(problem);
+        return undefined;
+      }
+      return node.value;
+    }
+    case 'integer': {
+      if (node.kind !== 'scalar' || typeof node.value !== 'number' || !Number.isInteger(node.value)) return mismatch();
+      if (node.value < spec.minimum || node.value > spec.maximum) {
+        report(`${node.value} is out of range: expected ${spec.what}`);
+        return undefined;
+      }
+      return node.value;
+    }
+    case 'boolean': {
+      if (node.kind !== 'scalar' || typeof node.value !== 'boolean') return mismatch();
+      return node.value;
+    }
+    case 'enum': {
+      if (node.kind !== 'scalar' || !spec.values.includes(node.value as string | number)) {
+        const guess =
+          node.kind === 'scalar' && typeof node.value === 'string'
+            ? didYouMean(node.value, spec.values.filter((v): v is string => typeof v === 'string'))
+            : undefined;
+        report(`expected ${expectation(spec)}, got ${describeGot(node)}${guess ? `; did you mean ${guess}?` : ''}`);
+        return undefined;
+      }
+      return node.value;
+    }
+    case 'array': {
+      if (node.kind !== 'seq') return mismatch();
+      return node.items.map((item, i) => checkSpec(spec.items, item, [...path, i], problems));
+    }
+  }
+}

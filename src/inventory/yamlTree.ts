@@ -1,0 +1,228 @@
+/**
+ * YAML text -> a small tree of maps, lists and scalars where every value knows its line:col and the line:col of
+ * the key that holds it. Schema and semantic checks work on this tree, so each problem can point at the exact
+ * value. YAML syntax errors and duplicate keys are found here.
+ *
+ * Aliases are followed (the value then points at the anchor); `<<: *anchor` merge keys are honoured, keys written
+ * in the map itself win over merged ones.
+ */
+import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node as YamlNode } from 'yaml';
+import { formatPath, type PathPart, type Position, type Problem } from './problems.js';
+
+interface Located {
+  /** where the value starts */
+  pos: Position;
+  /** where the key holding it starts (absent for the root and list items) */
+  keyPos?: Position;
+}
+
+export interface TreeMap extends Located {
+  kind: 'map';
+  entries: Map<string, TreeNode>;
+}
+export interface TreeSeq extends Located {
+  kind: 'seq';
+  items: TreeNode[];
+}
+export interface TreeScalar extends Located {
+  kind: 'scalar';
+  value: unknown;
+  /** already reported (e.g. an alias to nothing): checks skip it silently */
+  broken?: boolean;
+}
+export type TreeNode = TreeMap | TreeSeq | TreeScalar;
+
+export interface ParsedTree {
+  /** undefined for an empty document */
+  root?: TreeNode;
+  problems: Problem[];
+  /** true when the YAML itself is broken: other checks are skipped (they would only add noise) */
+  syntaxBroken: boolean;
+}
+
+const START: Position = { line: 1, col: 1 };
+
+/** When the parser reports several errors on one line, the first of these codes says best what is wrong. */
+const SYNTAX_RANK = ['TAB_AS_INDENT', 'MISSING_CHAR', 'MULTILINE_IMPLICIT_KEY', 'BAD_INDENT', 'BLOCK_AS_IMPLICIT_KEY'];
+
+/** A YAML parser error as a sentence for people, keyed by the parser's error code. */
+function yamlMessage(code: string, message: string): string {
+  switch (code) {
+    case 'MISSING_CHAR':
+      if (/quote/.test(message)) return 'YAML syntax error: this quoted string is never closed';
+      break;
+    case 'BAD_INDENT':
+      if (/^Flow sequence/.test(message)) return 'YAML syntax error: this [ list is never closed with ] (or the next line is not indented enough)';
+      if (/^Flow mapping/.test(message)) return 'YAML syntax error: this { map is never closed with } (or the next line is not indented enough)';
+      break;
+    case 'MULTIPLE_DOCS':
+      return 'the file holds more than one YAML document (---): an inventory is one document';
+    case 'TAB_AS_INDENT':
+      return 'YAML syntax error: tabs cannot indent YAML, use spaces';
+    case 'MULTILINE_IMPLICIT_KEY':
+      return 'YAML syntax error: a key runs over more than one line (is the next line indented too far, or a ":" missing?)';
+    case 'BLOCK_AS_IMPLICIT_KEY':
+      return 'YAML syntax error: a map cannot start on the same line as its key (put it on the next line, indented, or write it in braces { })';
+  }
+  const text = message.replace(/ at line \d+, column \d+:[\s\S]*$/, '').trim();
+  return `YAML syntax error: ${text.charAt(0).toLowerCase()}${text.slice(1)}`;
+}
+
+/**
+ * Where to point for a parser error: the parser reports an unclosed quote at the end of the file; the quote that
+ * was opened is more useful.
+ */
+function syntaxErrorOffset(doc: Document, code: string, message: string, offset: number): number {
+  let opening = offset;
+  if (code === 'MISSING_CHAR') {
+    visit(doc, {
+      Scalar(_key, node) {
+        if ((node.type === 'QUOTE_DOUBLE' || node.type === 'QUOTE_SINGLE') && node.range?.[1] === offset) opening = node.range[0];
+      },
+    });
+  } else if (/^Flow (sequence|mapping)/.test(message)) {
+    visit(doc, {
+      Seq(_key, node) {
+        if (node.flow && node.range?.[1] === offset) opening = node.range[0];
+      },
+      Map(_key, node) {
+        if (node.flow && node.range?.[1] === offset) opening = node.range[0];
+      },
+    });
+  }
+  return opening;
+}
+
+export interface ParseTreeOptions {
+  /** what the keys of the map at `path` are called in messages ("duplicate node name wk-1"); default "key" */
+  keyNoun?: (path: readonly PathPart[]) => string;
+}
+
+export function parseTree(text: string, options: ParseTreeOptions = {}): ParsedTree {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, uniqueKeys: false, prettyErrors: false, keepSourceTokens: false });
+  const at = (offset: number | undefined): Position => (offset === undefined ? START : lineCounter.linePos(offset));
+  if (doc.errors.length > 0) {
+    // The parser's follow-on errors mostly repeat the first in other words: keep one per line (the most telling),
+    // and after a tab used as indentation, only the tab errors (everything after it is misread).
+    const tabs = doc.errors.some((error) => error.code === 'TAB_AS_INDENT');
+    const byLine = new Map<number, Problem & { rank: number }>();
+    for (const error of doc.errors) {
+      if (tabs && error.code !== 'TAB_AS_INDENT') continue;
+      const pos = at(syntaxErrorOffset(doc, error.code, error.message, error.pos[0]));
+      const rank = SYNTAX_RANK.indexOf(error.code) === -1 ? SYNTAX_RANK.length : SYNTAX_RANK.indexOf(error.code);
+      const kept = byLine.get(pos.line);
+      if (kept && kept.rank <= rank) continue;
+      byLine.set(pos.line, { ...pos, path: 'syntax', message: yamlMessage(error.code, error.message), rank });
+    }
+    return { syntaxBroken: true, problems: [...byLine.values()].map(({ rank: _rank, ...problem }) => problem) };
+  }
+  const problems: Problem[] = [];
+  const keyNoun = options.keyNoun ?? (() => 'key');
+  const root = doc.contents ? convert(doc, doc.contents as YamlNode, [], { at, problems, keyNoun }, new Set()) : undefined;
+  return { root, problems, syntaxBroken: false };
+}
+
+interface Context {
+  at: (offset: number | undefined) => Position;
+  problems: Problem[];
+  keyNoun: (path: readonly PathPart[]) => string;
+}
+
+function convert(doc: Document, node: YamlNode, path: PathPart[], context: Context, resolving: Set<YamlNode>): TreeNode {
+  const { at, problems } = context;
+  if (isAlias(node)) {
+    const target = node.resolve(doc) as YamlNode | undefined;
+    if (!target || resolving.has(target)) {
+      problems.push({ ...at(node.range?.[0]), path: formatPath(path), message: `alias *${node.source} does not name an earlier anchor` });
+      return { kind: 'scalar', value: null, pos: at(node.range?.[0]), broken: true };
+    }
+    resolving.add(target);
+    const converted = convert(doc, target, path, context, resolving);
+    resolving.delete(target);
+    return converted;
+  }
+  const pos = at(node.range?.[0]);
+  if (isMap(node)) {
+    const entries = new Map<string, TreeNode>();
+    const keyPositions = new Map<string, Position>();
+    const merged: TreeMap[] = [];
+    for (const pair of node.items) {
+      const keyNode = pair.key as YamlNode | null;
+      const keyPos = at(keyNode?.range?.[0] ?? node.range?.[0]);
+      if (!isScalar(keyNode) || keyNode.value === null || typeof keyNode.value === 'object') {
+        problems.push({ ...keyPos, path: formatPath(path), message: 'keys must be plain names, not lists or maps' });
+        continue;
+      }
+      const key = String(keyNode.value);
+      const valueNode = pair.value as YamlNode | null;
+      if (key === '<<' && keyNode.type === 'PLAIN') {
+        const sources = valueNode && isSeq(valueNode) ? (valueNode.items as YamlNode[]) : valueNode ? [valueNode] : [];
+        for (const source of sources) {
+          const converted = convert(doc, source, path, context, resolving);
+          if (converted.kind === 'map') merged.push(converted);
+          else problems.push({ ...keyPos, path: formatPath(path), message: '<< (merge) needs a map or a list of maps' });
+        }
+        continue;
+      }
+      const first = keyPositions.get(key);
+      if (first) {
+        problems.push({ ...keyPos, path: formatPath([...path, key]), message: `duplicate ${context.keyNoun(path)} ${key} (first at ${first.line}:${first.col})` });
+        continue;
+      }
+      keyPositions.set(key, keyPos);
+      let value: TreeNode;
+      if (!valueNode || (isScalar(valueNode) && valueNode.value === null && valueNode.range?.[0] === valueNode.range?.[1])) {
+        // `key:` with nothing after it: point at the key, there is no value to point at
+        value = { kind: 'scalar', value: null, pos: keyPos };
+      } else {
+        value = convert(doc, valueNode, [...path, key], context, resolving);
+      }
+      value.keyPos = keyPos;
+      entries.set(key, value);
+    }
+    for (const source of merged) {
+      for (const [key, value] of source.entries) if (!entries.has(key)) entries.set(key, value);
+    }
+    return { kind: 'map', entries, pos };
+  }
+  if (isSeq(node)) {
+    const items = (node.items as YamlNode[]).map((item, i) =>
+      item ? convert(doc, item, [...path, i], context, resolving) : ({ kind: 'scalar', value: null, pos } as TreeScalar),
+    );
+    return { kind: 'seq', items, pos };
+  }
+  if (isScalar(node)) return { kind: 'scalar', value: node.value, pos };
+  return { kind: 'scalar', value: null, pos };
+}
+
+/** Follows a path through the tree. */
+export function nodeAt(root: TreeNode | undefined, path: readonly PathPart[]): TreeNode | undefined {
+  let node = root;
+  for (const part of path) {
+    if (!node) return undefined;
+    if (typeof part === 'number') node = node.kind === 'seq' ? node.items[part] : undefined;
+    else node = node.kind === 'map' ? node.entries.get(part) : undefined;
+  }
+  return node;
+}
+
+/**
+ * Where to point for a path: the value when it exists; otherwise the key of the deepest map on the way
+ * (the map that should have held it), or the start of the file.
+ */
+export function positionOf(root: TreeNode | undefined, path: readonly PathPart[]): Position {
+  const node = nodeAt(root, path);
+  if (node) return node.pos;
+  for (let depth = path.length - 1; depth >= 0; depth--) {
+    const parent = nodeAt(root, path.slice(0, depth));
+    if (parent) return parent.keyPos ?? parent.pos ?? START;
+  }
+  return START;
+}
+
+/** Position of the key itself (for "unknown field", "duplicate node" ...), falling back to the value. */
+export function keyPositionOf(root: TreeNode | undefined, path: readonly PathPart[]): Position {
+  const node = nodeAt(root, path);
+  return node?.keyPos ?? node?.pos ?? positionOf(root, path);
+}

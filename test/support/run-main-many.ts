@@ -1,0 +1,27 @@
+/**
+ * Runs meshctl's main() in this process once per argv read from stdin (JSON: string[][]) and prints
+ * [{code, stderr, stdout}] as JSON. Lets a test push dozens of inputs through the real CLI in one process
+ * (under the network guard) instead of paying a process start for each.
+ */
+import { main } from '../../src/main.js';
+
+const argvs = JSON.parse(await new Promise<string>((resolve) => {
+  let text = '';
+  process.stdin.on('data', (chunk) => (text += chunk)).on('end', () => resolve(text));
+})) as string[][];
+
+const results: { code: number; stdout: string; stderr: string }[] = [];
+const realStdout = process.stdout.write.bind(process.stdout);
+const realStderr = process.stderr.write.bind(process.stderr);
+for (const argv of argvs) {
+  let stdout = '';
+  let stderr = '';
+  process.stdout.write = ((chunk: string | Uint8Array) => ((stdout += String(chunk)), true)) as typeof process.stdout.write;
+  process.stderr.write = ((chunk: string | Uint8Array) => ((stderr += String(chunk)), true)) as typeof process.stderr.write;
+  process.exitCode = undefined;
+  const code = await main(['node', 'meshctl', ...argv]);
+  process.stdout.write = realStdout;
+  process.stderr.write = realStderr;
+  results.push({ code, stdout, stderr });
+}
+realStdout(JSON.stringify(results));

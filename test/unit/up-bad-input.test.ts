@@ -1,0 +1,41 @@
+/**
+ * `meshctl up` on every broken inventory fixture: exit 2, the fixture's exact file:line:col lines, and not one
+ * network attempt (the guard exits 99 on any TCP/UDP/DNS use), all under the real CLI entry.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFileSync, readdirSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import { NETWORK_GUARD } from '../support/network-guard.js';
+
+const BAD = 'test/fixtures/inventories/bad';
+const fixtures = readdirSync(BAD).filter((f) => f.endsWith('.yaml')).sort().map((f) => `${BAD}/${f}`);
+const expectedLines = (path: string) =>
+  readFileSync(path, 'utf8').split('\n').filter((l) => l.startsWith('# expect: ')).map((l) => `${path}:${l.slice('# expect: '.length)}`);
+
+describe('meshctl up on broken inventories', () => {
+  it(`has at least 30 broken fixtures (found ${fixtures.length})`, () => assert.ok(fixtures.length >= 30));
+
+  const run = spawnSync(process.execPath, ['--import', NETWORK_GUARD, '--import', 'tsx', 'test/support/run-main-many.ts'], {
+    input: JSON.stringify(fixtures.map((f) => ['up', f, '--yes'])),
+    encoding: 'utf8',
+    env: { ...process.env, FORCE_COLOR: '0' },
+    timeout: 120_000,
+  });
+  const results = run.status === 0 ? (JSON.parse(run.stdout) as { code: number; stdout: string; stderr: string }[]) : [];
+
+  it('ran every fixture without any network attempt', () => {
+    assert.equal(run.status, 0, `runner exit ${run.status}: ${run.stderr}`);
+    assert.doesNotMatch(run.stderr, /NETWORK ATTEMPT/);
+    assert.equal(results.length, fixtures.length);
+  });
+
+  fixtures.forEach((path, i) => {
+    it(`${path.slice(BAD.length + 1)}: exit 2 with its exact error lines`, () => {
+      const result = results[i]!;
+      assert.equal(result.code, 2, result.stderr);
+      const lines = result.stderr.split('\n').map((l) => l.trim()).filter((l) => l.startsWith(path));
+      assert.deepEqual(lines, expectedLines(path));
+    });
+  });
+});
