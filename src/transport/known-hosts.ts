@@ -1,0 +1,284 @@
+/**
+ * OpenSSH known_hosts: parse, match a host key, record a new one.
+ *
+ * Format (sshd(8) "SSH_KNOWN_HOSTS FILE FORMAT"), one entry a line:
+ *   [@revoked|@cert-authority] hostpatterns keytype base64-key [comment]
+ * hostpatterns is either a comma-separated pattern list (`*`, `?`, `!negation`, `[host]:port`) or one hashed
+ * name `|1|base64(salt)|base64(HMAC-SHA1(salt, name))`. The name looked up is `host` for port 22 and
+ * `[host]:port` otherwise, lower-cased, exactly as OpenSSH writes it.
+ *
+ * Decisions (meshctl is stricter and simpler than OpenSSH where that is safe):
+ * - `@revoked` entries whose patterns match the host and whose key equals the offered key: 'revoked' (refused).
+ *   Use the pattern `*` to revoke a key for every host.
+ * - `@cert-authority` entries are ignored: meshctl (ssh2) does not verify host certificates, so a host known
+ *   only through a CA is 'unknown'.
+ * - 'changed' only when the host is known with a key of the SAME type and none of those keys matches. A host
+ *   known only with keys of other types is 'unknown' (the node may just offer a different algorithm; the
+ *   transport asks ssh2 to prefer the known types first, as OpenSSH does, so this is rare). Key types are
+ *   compared by their full name, so ecdsa-sha2-nistp256 and ecdsa-sha2-nistp384 are different types.
+ * - Lines that cannot be parsed are skipped and reported in `problems` (OpenSSH skips them silently).
+ */
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import { dirname } from 'node:path';
+
+export type HostKeyStatus = 'match' | 'unknown' | 'changed' | 'revoked';
+
+export type HostField =
+  | { kind: 'hashed'; salt: Buffer; hash: Buffer }
+  | { kind: 'patterns'; patterns: string[] };
+
+export interface KnownHostEntry {
+  marker?: 'revoked' | 'cert-authority';
+  hosts: HostField;
+  /** the key type written on the line (e.g. ssh-ed25519) */
+  keyType: string;
+  /** the raw public key blob (base64-decoded key field) */
+  key: Buffer;
+  /** where it came from, for messages */
+  file: string;
+  line: number;
+}
+
+export interface ParsedKnownHosts {
+  entries: KnownHostEntry[];
+  /** unparseable lines, as `file:line: reason` */
+  problems: string[];
+}
+
+export interface HostKeyVerdict {
+  status: HostKeyStatus;
+  /** the offered key's type, read from the key blob (e.g. ssh-ed25519) */
+  keyType: string;
+  /** `SHA256:<base64 without padding>`, as `ssh-keygen -lf` prints it */
+  fingerprint: string;
+  /** for 'match', 'changed' and 'revoked': the entry that decided it */
+  entry?: KnownHostEntry;
+}
+
+const MARKERS = new Set(['@revoked', '@cert-authority']);
+
+export function parseKnownHosts(text: string, file = 'known_hosts'): ParsedKnownHosts {
+  const entries: KnownHostEntry[] = [];
+  const problems: string[] = [];
+  const lines = text.split(/\r?\n/);
+  lines.forEach((raw, index) => {
+    const lineNo = index + 1;
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) return;
+    const fields = line.split(/[ \t]+/);
+    let marker: KnownHostEntry['marker'];
+    if (fields[0].startsWith('@')) {
+      if (!MARKERS.has(fields[0])) {
+        problems.push(`${file}:${lineNo}: unknown marker ${fields[0]}`);
+        return;
+      }
+      marker = fields[0] === '@revoked' ? 'revoked' : 'cert-authority';
+      fields.shift();
+    }
+    if (fields.length < 3) {
+      problems.push(`${file}:${lineNo}: expected host patterns, key type and key`);
+      return;
+    }
+    const [hostText, keyType, keyText] = fields;
+    const hosts = parseHostField(hostText);
+    if (!hosts) {
+      problems.push(`${file}:${lineNo}: malformed hashed host name`);
+      return;
+    }
+    if (!/^[A-Za-z0-9+/]+={0,2}$/.test(keyText)) {
+      problems.push(`${file}:${lineNo}: key is not base64`);
+      return;
+    }
+    const key = Buffer.from(keyText, 'base64');
+    if (keyBlobType(key) === undefined) {
+      problems.push(`${file}:${lineNo}: key blob is malformed`);
+      return;
+    }
+    entries.push({ marker, hosts, keyType, key, file, line: lineNo });
+  });
+  return { entries, problems };
+}
+
+function parseHostField(text: string): HostField | undefined {
+  if (text.startsWith('|')) {
+    const parts = text.split('|'); // ['', '1', salt, hash]
+    if (parts.length !== 4 || parts[1] !== '1') return undefined;
+    const salt = Buffer.from(parts[2], 'base64');
+    const hash = Buffer.from(parts[3], 'base64');
+    if (salt.length === 0 || hash.length !== 20) return undefined;
+    return { kind: 'hashed', salt, hash };
+  }
+  return { kind: 'patterns', patterns: text.split(',').filter((p) => p !== '') };
+}
+
+/** The name OpenSSH looks up and writes: `host` for port 22, `[host]:port` otherwise. */
+export function knownHostName(host: string, port: number): string {
+  const h = host.toLowerCase();
+  return port === 22 ? h : `[${h}]:${port}`;
+}
+
+/** OpenSSH wildcard matching: `*` any run of characters, `?` exactly one. */
+export function wildcardMatch(text: string, pattern: string): boolean {
+  // iterative glob with backtracking on the last '*'
+  let t = 0;
+  let p = 0;
+  let star = -1;
+  let mark = 0;
+  while (t < text.length) {
+    if (p < pattern.length && (pattern[p] === '?' || pattern[p] === text[t])) {
+      t++;
+      p++;
+    } else if (p < pattern.length && pattern[p] === '*') {
+      star = p++;
+      mark = t;
+    } else if (star !== -1) {
+      p = star + 1;
+      t = ++mark;
+    } else {
+      return false;
+    }
+  }
+  while (p < pattern.length && pattern[p] === '*') p++;
+  return p === pattern.length;
+}
+
+/** OpenSSH match_hostname: a positive pattern must match and no negated one may. */
+export function matchPatternList(name: string, patterns: string[]): boolean {
+  const lower = name.toLowerCase();
+  let matched = false;
+  for (const raw of patterns) {
+    const negated = raw.startsWith('!');
+    const pattern = (negated ? raw.slice(1) : raw).toLowerCase();
+    if (wildcardMatch(lower, pattern)) {
+      if (negated) return false;
+      matched = true;
+    }
+  }
+  return matched;
+}
+
+/** HMAC-SHA1 of the name with the entry's salt, as `ssh-keygen -H` writes it. */
+export function hashHostName(name: string, salt: Buffer = randomBytes(20)): string {
+  const hash = createHmac('sha1', salt).update(name).digest();
+  return `|1|${salt.toString('base64')}|${hash.toString('base64')}`;
+}
+
+export function entryMatchesHost(entry: KnownHostEntry, host: string, port: number): boolean {
+  const name = knownHostName(host, port);
+  if (entry.hosts.kind === 'hashed') {
+    const digest = createHmac('sha1', entry.hosts.salt).update(name).digest();
+    return timingSafeEqual(digest, entry.hosts.hash);
+  }
+  return matchPatternList(name, entry.hosts.patterns);
+}
+
+/** The type string at the start of an SSH public key blob (uint32 length + ASCII), or undefined. */
+export function keyBlobType(key: Buffer): string | undefined {
+  if (key.length < 4) return undefined;
+  const len = key.readUInt32BE(0);
+  if (len === 0 || len > 64 || 4 + len > key.length) return undefined;
+  const type = key.subarray(4, 4 + len).toString('latin1');
+  return /^[\x21-\x7e]+$/.test(type) ? type : undefined;
+}
+
+export function fingerprintSha256(key: Buffer): string {
+  return `SHA256:${createHash('sha256').update(key).digest('base64').replace(/=+$/, '')}`;
+}
+
+/** Key types this host is known with (plain entries only), so the client can prefer them. */
+export function knownKeyTypes(entries: KnownHostEntry[], host: string, port: number): string[] {
+  const types: string[] = [];
+  for (const e of entries) {
+    if (e.marker) continue;
+    const type = keyBlobType(e.key) ?? e.keyType;
+    if (!types.includes(type) && entryMatchesHost(e, host, port)) types.push(type);
+  }
+  return types;
+}
+
+export function verifyHostKey(entries: KnownHostEntry[], host: string, port: number, rawKey: Buffer): HostKeyVerdict {
+  const keyType = keyBlobType(rawKey) ?? 'unknown';
+  const fingerprint = fingerprintSha256(rawKey);
+  const relevant = entries.filter((e) => e.marker !== 'cert-authority' && entryMatchesHost(e, host, port));
+  const revoked = relevant.find((e) => e.marker === 'revoked' && e.key.equals(rawKey));
+  if (revoked) return { status: 'revoked', keyType, fingerprint, entry: revoked };
+  const plain = relevant.filter((e) => !e.marker);
+  const same = plain.find((e) => e.key.equals(rawKey));
+  if (same) return { status: 'match', keyType, fingerprint, entry: same };
+  const sameType = plain.find((e) => (keyBlobType(e.key) ?? e.keyType) === keyType);
+  if (sameType) return { status: 'changed', keyType, fingerprint, entry: sameType };
+  return { status: 'unknown', keyType, fingerprint };
+}
+
+/** Reads and parses several known_hosts files; missing files are skipped. */
+export async function loadKnownHosts(files: string[]): Promise<ParsedKnownHosts> {
+  const entries: KnownHostEntry[] = [];
+  const problems: string[] = [];
+  for (const file of files) {
+    let text: string;
+    try {
+      text = await fsp.readFile(file, 'utf8');
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') continue;
+      problems.push(`${file}: ${(err as Error).message}`);
+      continue;
+    }
+    const parsed = parseKnownHosts(text, file);
+    entries.push(...parsed.entries);
+    problems.push(...parsed.problems);
+  }
+  return { entries, problems };
+}
+
+export interface AppendOptions {
+  /** write the host name hashed (`|1|salt|hash`), as OpenSSH does with HashKnownHosts yes */
+  hash?: boolean;
+}
+
+/** The known_hosts line meshctl writes for a host (without the trailing newline). */
+export function knownHostLine(host: string, port: number, keyType: string, rawKey: Buffer, options: AppendOptions = {}): string {
+  const name = knownHostName(host, port);
+  return `${options.hash ? hashHostName(name) : name} ${keyType} ${rawKey.toString('base64')}`;
+}
+
+const appendQueues = new Map<string, Promise<unknown>>();
+
+/**
+ * Appends one entry (for --accept-new). The line goes out in a single O_APPEND write, so concurrent writers
+ * (other meshctl runs, ssh) cannot interleave inside it; writes from this process are also serialised per file.
+ * Creates the directory (0700) and the file (0600) when missing, and adds a newline first when the file does
+ * not end with one. Not a temp-file-and-rename: that would lose entries appended concurrently by someone else.
+ */
+export function appendKnownHost(
+  file: string,
+  host: string,
+  port: number,
+  keyType: string,
+  rawKey: Buffer,
+  options: AppendOptions = {},
+): Promise<void> {
+  const previous = appendQueues.get(file) ?? Promise.resolve();
+  const next = previous.catch(() => undefined).then(async () => {
+    await fsp.mkdir(dirname(file), { recursive: true, mode: 0o700 });
+    const handle = await fsp.open(file, 'a+', 0o600);
+    try {
+      const { size } = await handle.stat();
+      let prefix = '';
+      if (size > 0) {
+        const last = Buffer.alloc(1);
+        await handle.read(last, 0, 1, size - 1);
+        if (last[0] !== 0x0a) prefix = '\n';
+      }
+      await handle.write(`${prefix}${knownHostLine(host, port, keyType, rawKey, options)}\n`);
+    } finally {
+      await handle.close();
+    }
+  });
+  appendQueues.set(file, next);
+  void next.finally(() => {
+    if (appendQueues.get(file) === next) appendQueues.delete(file);
+  }).catch(() => undefined);
+  return next;
+}

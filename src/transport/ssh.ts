@@ -1,0 +1,763 @@
+/**
+ * The ssh2 adapter behind the Connection interface.
+ *
+ * - Settings come from `ssh -G` (see ssh-config.ts for the precedence rules).
+ * - The host key is checked against known_hosts inside ssh2's hostVerifier, i.e. during key exchange and BEFORE
+ *   authentication: a node whose key is unknown, changed or revoked never sees a login attempt, let alone a
+ *   command. Unknown keys are refused unless `acceptNew` (then recorded); changed and revoked keys always are.
+ * - Authentication tries, in order: the inventory's identityFile, MESHCTL_IDENTITY, the ssh-agent
+ *   (SSH_AUTH_SOCK), then the ssh config's IdentityFile lines and ~/.ssh/id_{ed25519,ecdsa,rsa}; missing files
+ *   are skipped. Explicit keys go first so MaxAuthTries (6) is not spent on guesses. Encrypted key files are
+ *   never decrypted (meshctl asks for no passphrase): load them into ssh-agent. IdentitiesOnly is not honoured.
+ * - ProxyJump: each hop is an ssh2 Client whose forwardOut stream carries the next one. Hops are verified and
+ *   authenticated like nodes. Within one JumpHosts cache (the pool makes one), nodes behind the same bastion
+ *   share one connection to it (OpenSSH's MaxStartups drops parallel unauthenticated connections beyond 10).
+ * - Commands: the remote login shell gets `[sudo -n] sh -c GUARD meshctl SCRIPT`, where GUARD execs the script
+ *   under the remote `timeout` (when installed) so it dies even if the channel is gone; locally a timer
+ *   signals the session, closes the channel and returns code 124 at the deadline.
+ *   sshd refuses "signal" requests for root logins (no privilege separation after a root login), so for root
+ *   the remote `timeout` is what kills a timed-out command: up to 1 s after a sub-second deadline.
+ * - At most `maxChannels` (8) commands run at once per connection, below OpenSSH's MaxSessions 10; others queue.
+ * - Root: commands go through `sudo -n` when the node's become is 'sudo' OR the effective user (after the ssh
+ *   config) is not root, since the Connection contract is "runs as root". Unless `probe: false`, connectNode runs
+ *   `id -u` once and fails with reason 'sudo' when that is not 0 (e.g. "sudo: a password is required").
+ * - The inventory's identityFile and MESHCTL_IDENTITY are offered to jump hosts too; other hop settings come
+ *   from the ssh config of the hop's own name. A HostKeyAlias is looked up as written (no port), like OpenSSH.
+ * - Messages name the node and user@host:port, are one line, and never contain key material.
+ */
+import ssh2 from 'ssh2';
+import type { AnyAuthMethod, AuthenticationType, ClientChannel, ConnectConfig, NextAuthHandler } from 'ssh2';
+import { constants as osConstants, homedir } from 'node:os';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import type { Node } from '../inventory/types.js';
+import {
+  appendKnownHost,
+  knownHostName,
+  knownKeyTypes,
+  loadKnownHosts,
+  verifyHostKey,
+  type HostKeyVerdict,
+  type KnownHostEntry,
+} from './known-hosts.js';
+import {
+  expandTilde,
+  localUser,
+  resolveSshConfig,
+  SshConfigError,
+  type JumpSpec,
+  type ResolvedSshConfig,
+} from './ssh-config.js';
+import {
+  shellQuote,
+  TransportError,
+  type Connection,
+  type ConnectionStats,
+  type ExecResult,
+  type RunOptions,
+  type TransportFailure,
+} from './types.js';
+
+const { Client, utils } = ssh2;
+type SshClient = InstanceType<typeof Client>;
+
+export interface ConnectOptions {
+  /** trust an unknown host key on first use and record it (--accept-new); changed keys are still refused */
+  acceptNew?: boolean;
+  /** default: ssh config ConnectTimeout, else 10 s; covers TCP, handshake and authentication of every hop */
+  connectTimeoutMs?: number;
+  /** default: ssh config ServerAliveInterval, else 5 s */
+  keepaliveIntervalMs?: number;
+  /** default: ssh config ServerAliveCountMax, else 3 */
+  keepaliveCountMax?: number;
+  /** per-command deadline when run() is given none; default 60 s */
+  commandTimeoutMs?: number;
+  /** concurrent channels per connection; default 8 (OpenSSH MaxSessions defaults to 10) */
+  maxChannels?: number;
+  /** run one `id -u` after login to prove root (or passwordless sudo) works; default true */
+  probe?: boolean;
+  /** ssh config file (MESHCTL_SSH_CONFIG wins) */
+  sshConfigFile?: string;
+  /** environment to read MESHCTL_*, SSH_AUTH_SOCK and HOME from; default process.env */
+  env?: NodeJS.ProcessEnv;
+  signal?: AbortSignal;
+  /** share bastion connections between nodes (connectAll passes one) */
+  jumpHosts?: JumpHosts;
+  /** told when --accept-new recorded a key (the UI should say so) */
+  onHostKeyRecorded?: (event: { node: string; host: string; port: number; keyType: string; fingerprint: string; file: string }) => void;
+}
+
+export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+export const DEFAULT_KEEPALIVE_INTERVAL_MS = 5_000;
+export const DEFAULT_KEEPALIVE_COUNT_MAX = 3;
+export const DEFAULT_COMMAND_TIMEOUT_MS = 60_000;
+export const DEFAULT_MAX_CHANNELS = 8;
+/** grace the remote `timeout` gives a command after TERM before KILL */
+const REMOTE_KILL_AFTER_S = 5;
+
+// ---------------------------------------------------------------------------------------------------------
+// command wrapping (pure)
+
+/**
+ * The command line sent to the remote login shell. The script travels as one quoted argument ("$1" of GUARD),
+ * so it is quoted once whatever its content. GUARD runs it under the remote `timeout` when that exists (GNU
+ * coreutils and busybox both have it), whole seconds, rounded up, so the process dies even if our channel
+ * close never reaches it; without `timeout` only the local deadline and the channel signal apply.
+ */
+export function wrapCommand(script: string, options: { sudo: boolean; timeoutMs?: number }): string {
+  const run = 'exec sh -c "$1" sh';
+  let guard = run;
+  if (options.timeoutMs !== undefined && options.timeoutMs > 0) {
+    const seconds = Math.max(1, Math.ceil(options.timeoutMs / 1000));
+    guard =
+      `if command -v timeout >/dev/null 2>&1; then exec timeout -k ${REMOTE_KILL_AFTER_S} ${seconds} sh -c "$1" sh; fi; ` +
+      run;
+  }
+  return `${options.sudo ? 'sudo -n ' : ''}sh -c ${shellQuote(guard)} meshctl ${shellQuote(script)}`;
+}
+
+const SUDO_PASSWORD = /sudo: (a password is required|a terminal is required|no tty present)/;
+/** True when stderr says sudo wanted a password (sudo -n refuses instead of prompting). */
+export const sudoNeedsPassword = (stderr: string): boolean => SUDO_PASSWORD.test(stderr);
+
+/** Exit status for a command killed by a signal, as a shell reports it (128 + number). */
+export function signalExitCode(signal: string | undefined): number {
+  if (!signal) return 255;
+  const name = (signal.startsWith('SIG') ? signal : `SIG${signal}`) as keyof typeof osConstants.signals;
+  const number = osConstants.signals[name];
+  return typeof number === 'number' ? 128 + number : 255;
+}
+
+/** ssh2 serverHostKey preference: algorithms for the key types known_hosts already has come first. */
+export function hostKeyAlgorithms(knownTypes: string[]): string[] {
+  const all = ['ssh-ed25519', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521', 'rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'];
+  const forType = (t: string) => (t === 'ssh-rsa' ? ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'] : [t]);
+  const preferred = knownTypes.flatMap(forType).filter((a) => all.includes(a));
+  return [...new Set([...preferred, ...all])];
+}
+
+const hostKeyFileType = (t: string) => (t === 'ssh-ed25519' ? 'ed25519' : t.startsWith('ecdsa') ? 'ecdsa' : t === 'ssh-rsa' ? 'rsa' : t);
+
+const describeKeyType = (t: string) =>
+  t === 'ssh-ed25519' ? 'ED25519' : t.startsWith('ecdsa') ? 'ECDSA' : t === 'ssh-rsa' ? 'RSA' : t;
+
+// ---------------------------------------------------------------------------------------------------------
+// authentication
+
+interface AuthCandidate {
+  /** file path or "ssh-agent"; never key material */
+  label: string;
+  method: (username: string) => AnyAuthMethod;
+}
+
+interface AuthPlan {
+  candidates: AuthCandidate[];
+  /** key files skipped because they are encrypted */
+  encrypted: string[];
+  /** key files that exist but could not be read or parsed */
+  unusable: string[];
+  agent?: string;
+}
+
+/** Reads identity files (missing ones are skipped) and builds the ordered list of methods to try. */
+export function planAuth(node: Node, settings: ResolvedSshConfig, env: NodeJS.ProcessEnv, home: string): AuthPlan {
+  const explicit = [node.ssh.identityFile, env.MESHCTL_IDENTITY].filter((f): f is string => !!f).map((f) => expandTilde(f, home));
+  const implicit = [...settings.identityFiles, ...['id_ed25519', 'id_ecdsa', 'id_rsa'].map((f) => join(home, '.ssh', f))];
+  const plan: AuthPlan = { candidates: [], encrypted: [], unusable: [] };
+  const seen = new Set<string>();
+  const addFile = (file: string, mustExist: boolean) => {
+    if (seen.has(file)) return;
+    seen.add(file);
+    let data: Buffer;
+    try {
+      data = readFileSync(file);
+    } catch (err) {
+      if (mustExist) plan.unusable.push(`${file} (${(err as NodeJS.ErrnoException).code ?? 'unreadable'})`);
+      return;
+    }
+    const parsed = utils.parseKey(data);
+    if (parsed instanceof Error) {
+      if (/encrypted|passphrase/i.test(parsed.message)) plan.encrypted.push(file);
+      else if (mustExist) plan.unusable.push(`${file} (not a private key ssh2 can read)`);
+      return;
+    }
+    const key = Array.isArray(parsed) ? parsed[0] : parsed;
+    if (!key || !key.isPrivateKey()) {
+      if (mustExist) plan.unusable.push(`${file} (not a private key)`);
+      return;
+    }
+    plan.candidates.push({ label: file, method: (username) => ({ type: 'publickey', username, key: data }) });
+  };
+  explicit.forEach((f) => addFile(f, true));
+  const agent = env.SSH_AUTH_SOCK;
+  if (agent) {
+    plan.agent = agent;
+    plan.candidates.push({ label: 'ssh-agent', method: (username) => ({ type: 'agent', username, agent }) });
+  }
+  implicit.forEach((f) => addFile(f, false));
+  return plan;
+}
+
+function authFailureMessage(plan: AuthPlan, tried: string[]): string {
+  const parts: string[] = [];
+  if (plan.candidates.length === 0) parts.push('no usable identity (no key file found and no ssh-agent)');
+  else parts.push(`authentication failed (tried: ${tried.length ? tried.join(', ') : plan.candidates.map((c) => c.label).join(', ')})`);
+  if (plan.encrypted.length) {
+    parts.push(
+      `encrypted key${plan.encrypted.length > 1 ? 's' : ''} skipped: ${plan.encrypted.join(', ')}; meshctl does not ask for passphrases: ` +
+        (plan.agent ? 'add it to your ssh-agent with ssh-add' : 'start ssh-agent (SSH_AUTH_SOCK is unset) and ssh-add it'),
+    );
+  }
+  if (plan.unusable.length) parts.push(`unusable: ${plan.unusable.join(', ')}`);
+  return parts.join('; ');
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// known_hosts
+
+interface HostKeyPolicy {
+  readFiles: string[];
+  /** where --accept-new records keys */
+  writeFile: string;
+  hash: boolean;
+  acceptNew: boolean;
+}
+
+export function knownHostsFiles(settings: ResolvedSshConfig, env: NodeJS.ProcessEnv, home: string): { read: string[]; write: string } {
+  const override = env.MESHCTL_KNOWN_HOSTS;
+  if (override) {
+    const files = override.split(':').filter(Boolean).map((f) => expandTilde(f, home));
+    return { read: files, write: files[0] };
+  }
+  const userDefault = join(home, '.ssh', 'known_hosts');
+  const user = settings.userKnownHostsFiles.filter((f) => f !== '/dev/null');
+  const read = [...new Set([userDefault, ...user, ...settings.globalKnownHostsFiles])];
+  return { read, write: user[0] ?? userDefault };
+}
+
+function hostKeyMessage(verdict: HostKeyVerdict, host: string, port: number, policy: HostKeyPolicy): { message: string; reason: TransportFailure } {
+  const shown = `${describeKeyType(verdict.keyType)} key ${verdict.fingerprint}`;
+  const name = knownHostName(host, port);
+  const where = verdict.entry ? `${verdict.entry.file}:${verdict.entry.line}` : policy.writeFile;
+  switch (verdict.status) {
+    case 'changed':
+      return {
+        reason: 'host-key-changed',
+        message:
+          `HOST KEY CHANGED: the host offers ${shown}, but ${where} has a different ${describeKeyType(verdict.keyType)} key for ${name}; ` +
+          `this could be a man-in-the-middle attack, so meshctl refuses. If the node was reinstalled, check the new key out of band, ` +
+          `remove the old one with: ssh-keygen -R ${shellQuote(name)} -f ${shellQuote(verdict.entry?.file ?? policy.writeFile)}`,
+      };
+    case 'revoked':
+      return { reason: 'host-key-revoked', message: `host key ${verdict.fingerprint} is marked @revoked in ${where}; refusing to connect` };
+    default:
+      return {
+        reason: 'host-key-unknown',
+        message:
+          `host key not known: ${shown} is not in ${policy.readFiles.join(' or ')}; refusing to connect. ` +
+          `Compare it with the node's own (on the node: ssh-keygen -lf /etc/ssh/ssh_host_${hostKeyFileType(verdict.keyType)}_key.pub; ` +
+          `from here: ssh-keyscan -p ${port} ${host} | ssh-keygen -lf -), then add it to known_hosts or rerun with --accept-new to trust and record it`,
+      };
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// one SSH hop
+
+interface HopTarget {
+  settings: ResolvedSshConfig;
+  /** user@host:port */
+  label: string;
+}
+
+interface OpenContext {
+  node: string;
+  /** prefix for messages about a jump host */
+  role: string;
+  env: NodeJS.ProcessEnv;
+  home: string;
+  options: ConnectOptions;
+  startedAt: number;
+  deadline: number;
+}
+
+const targetLabel = (s: { user: string; hostname: string; port: number }) =>
+  `${s.user}@${s.hostname.includes(':') ? `[${s.hostname}]` : s.hostname}:${s.port}`;
+
+async function openClient(hop: HopTarget, ctx: OpenContext, node: Node, sock?: Readable): Promise<SshClient> {
+  const { settings } = hop;
+  const fail = (message: string, reason: TransportFailure) =>
+    new TransportError(ctx.node, `${ctx.node} (${ctx.role}${hop.label}): ${message}`, reason);
+
+  if (settings.proxyCommand) {
+    throw fail(`ProxyCommand is not supported (found "${settings.proxyCommand}"); use ProxyJump`, 'config');
+  }
+  const files = knownHostsFiles(settings, ctx.env, ctx.home);
+  const policy: HostKeyPolicy = { readFiles: files.read, writeFile: files.write, hash: settings.hashKnownHosts, acceptNew: !!ctx.options.acceptNew };
+  const known = await loadKnownHosts(policy.readFiles);
+  // OpenSSH looks a HostKeyAlias up as written, without the port
+  const keyHost = settings.hostKeyAlias ?? settings.hostname;
+  const keyPort = settings.hostKeyAlias ? 22 : settings.port;
+  const entries: KnownHostEntry[] = known.entries;
+  const plan = planAuth(node, settings, ctx.env, ctx.home);
+  if (plan.candidates.length === 0) throw fail(authFailureMessage(plan, []), 'auth');
+
+  const remaining = ctx.deadline - Date.now();
+  if (remaining <= 0) throw fail('connect timed out', 'timeout');
+
+  return new Promise<SshClient>((resolve, reject) => {
+    const client = new Client();
+    let settled = false;
+    let hostFailure: TransportError | undefined;
+    let authStarted = false;
+    const tried: string[] = [];
+    let next = 0;
+
+    const finish = (err?: TransportError) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      ctx.options.signal?.removeEventListener('abort', onAbort);
+      if (err) {
+        client.removeAllListeners('ready');
+        client.on('error', () => undefined);
+        client.end();
+        client.destroy();
+        reject(err);
+      } else {
+        resolve(client);
+      }
+    };
+    const timer = setTimeout(
+      () => finish(fail(`connect timed out after ${((ctx.deadline - ctx.startedAt) / 1000).toFixed(1)} s${authStarted ? ' (during authentication)' : ''}`, 'timeout')),
+      remaining,
+    );
+    const onAbort = () => finish(fail('interrupted', 'connect'));
+    ctx.options.signal?.addEventListener('abort', onAbort, { once: true });
+
+    const authHandler = (methodsLeft: AuthenticationType[] | null, _partial: boolean | null, nextAuth: NextAuthHandler) => {
+      authStarted = true;
+      if (methodsLeft && !methodsLeft.includes('publickey')) return nextAuth(false as unknown as AuthenticationType);
+      const candidate = plan.candidates[next++];
+      if (!candidate) return nextAuth(false as unknown as AuthenticationType);
+      tried.push(candidate.label);
+      nextAuth(candidate.method(settings.user));
+    };
+
+    client.on('ready', () => finish());
+    client.on('error', (err: Error & { level?: string; code?: string }) => {
+      if (hostFailure) return finish(hostFailure);
+      finish(classify(err));
+    });
+    client.on('close', () => finish(hostFailure ?? fail('connection closed during setup', 'connect')));
+
+    const classify = (err: Error & { level?: string; code?: string }): TransportError => {
+      if (err.level === 'client-authentication') return fail(authFailureMessage(plan, tried), 'auth');
+      if (err.level === 'client-timeout') return fail('timed out waiting for the SSH handshake', 'timeout');
+      switch (err.code) {
+        case 'ECONNREFUSED':
+          return fail('connection refused (is sshd running on that port?)', 'connect');
+        case 'ENOTFOUND':
+        case 'EAI_AGAIN':
+          return fail(`cannot resolve host ${settings.hostname}`, 'connect');
+        case 'EHOSTUNREACH':
+        case 'ENETUNREACH':
+          return fail('host unreachable', 'connect');
+        case 'ETIMEDOUT':
+          return fail('connect timed out', 'timeout');
+        case 'ECONNRESET':
+          return fail('connection reset by peer', 'connect');
+      }
+      if (err.level === 'agent') return fail(`ssh-agent error: ${err.message}`, 'auth');
+      return fail(`ssh: ${err.message}`, 'connect');
+    };
+
+    const config: ConnectConfig = {
+      host: settings.hostname,
+      port: settings.port,
+      username: settings.user,
+      readyTimeout: remaining,
+      keepaliveInterval: ctx.options.keepaliveIntervalMs ?? settings.serverAliveIntervalMs ?? DEFAULT_KEEPALIVE_INTERVAL_MS,
+      keepaliveCountMax: ctx.options.keepaliveCountMax ?? settings.serverAliveCountMax ?? DEFAULT_KEEPALIVE_COUNT_MAX,
+      algorithms: { serverHostKey: hostKeyAlgorithms(knownKeyTypes(entries, keyHost, keyPort)) as never },
+      authHandler: authHandler as never,
+      hostVerifier: (key: Buffer, verify: (ok: boolean) => void) => {
+        const verdict = verifyHostKey(entries, keyHost, keyPort, key);
+        if (verdict.status === 'match') return verify(true);
+        if (verdict.status === 'unknown' && policy.acceptNew) {
+          appendKnownHost(policy.writeFile, keyHost, keyPort, verdict.keyType, key, { hash: policy.hash }).then(
+            () => {
+              ctx.options.onHostKeyRecorded?.({
+                node: ctx.node,
+                host: keyHost,
+                port: keyPort,
+                keyType: verdict.keyType,
+                fingerprint: verdict.fingerprint,
+                file: policy.writeFile,
+              });
+              verify(true);
+            },
+            (err: Error) => {
+              hostFailure = fail(`could not record the host key in ${policy.writeFile}: ${err.message}`, 'host-key-unknown');
+              verify(false);
+            },
+          );
+          return;
+        }
+        const { message, reason } = hostKeyMessage(verdict, keyHost, keyPort, policy);
+        hostFailure = fail(message, reason);
+        verify(false);
+      },
+    };
+    if (sock) config.sock = sock;
+    try {
+      client.connect(config);
+    } catch (err) {
+      finish(fail(`ssh: ${(err as Error).message}`, 'connect'));
+    }
+  });
+}
+
+/** A stream to host:port through an established client (ProxyJump). */
+function forward(client: SshClient, host: string, port: number): Promise<Readable> {
+  return new Promise((resolve, reject) => {
+    client.forwardOut('127.0.0.1', 0, host, port, (err, stream) => (err ? reject(err) : resolve(stream)));
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// shared jump hosts
+
+/** Reference-counted bastion connections, keyed by the chain of hops that reaches them. */
+export class JumpHosts {
+  private readonly entries = new Map<string, { client: Promise<SshClient>; refs: number }>();
+
+  acquire(key: string, open: () => Promise<SshClient>): Promise<SshClient> {
+    let entry = this.entries.get(key);
+    if (!entry) {
+      const client = open();
+      entry = { client, refs: 0 };
+      this.entries.set(key, entry);
+      const current = entry;
+      client.then(
+        (c) => c.once('close', () => this.entries.get(key) === current && this.entries.delete(key)),
+        () => this.entries.get(key) === current && this.entries.delete(key),
+      );
+    }
+    entry.refs++;
+    return entry.client;
+  }
+
+  release(key: string): void {
+    const entry = this.entries.get(key);
+    if (!entry) return;
+    if (--entry.refs <= 0) {
+      this.entries.delete(key);
+      entry.client.then((c) => c.end(), () => undefined);
+    }
+  }
+
+  /** ends every bastion connection still open */
+  closeAll(): void {
+    for (const [key, entry] of this.entries) {
+      this.entries.delete(key);
+      entry.client.then((c) => c.end(), () => undefined);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// the Connection
+
+class Semaphore {
+  private active = 0;
+  private readonly waiting: (() => void)[] = [];
+  constructor(private readonly limit: number) {}
+  async acquire(): Promise<void> {
+    if (this.active < this.limit) {
+      this.active++;
+      return;
+    }
+    await new Promise<void>((resolve) => this.waiting.push(resolve));
+  }
+  release(): void {
+    const nextWaiter = this.waiting.shift();
+    if (nextWaiter) nextWaiter();
+    else this.active--;
+  }
+}
+
+/**
+ * Sends a "signal" channel request. sshd (OpenSSH >= 7.9) delivers it to the session's process group.
+ * ssh2's Channel.signal() silently does nothing once stdin is closed (it checks `writable`), and we always
+ * close stdin, so this goes to the protocol layer directly when the channel is still open.
+ */
+function sendSignal(channel: ClientChannel, name: string): void {
+  const ch = channel as unknown as {
+    outgoing?: { id: number; state: string };
+    _client?: { _protocol?: { signal(id: number, name: string): void } };
+  };
+  try {
+    if ((ch.outgoing?.state === 'open' || ch.outgoing?.state === 'eof') && ch._client?._protocol) ch._client._protocol.signal(ch.outgoing.id, name);
+    else channel.signal(name);
+  } catch {
+    // best effort: the remote `timeout` is the backstop
+  }
+}
+
+class SshConnection implements Connection {
+  readonly stats: ConnectionStats = { commands: 0, remoteMs: 0, connectMs: 0 };
+  private lost?: TransportError;
+  private closing?: Promise<void>;
+  private readonly channels: Semaphore;
+
+  constructor(
+    readonly node: string,
+    readonly target: string,
+    private readonly client: SshClient,
+    private readonly sudo: boolean,
+    private readonly defaults: { timeoutMs: number; maxChannels: number },
+    private readonly releaseJumps: () => void,
+  ) {
+    this.channels = new Semaphore(defaults.maxChannels);
+    client.on('error', (err: Error) => {
+      this.lost ??= new TransportError(node, `${node} (${target}): connection lost: ${err.message}`, /keepalive/i.test(err.message) ? 'timeout' : 'lost');
+    });
+    client.on('close', () => {
+      this.lost ??= new TransportError(node, `${node} (${target}): connection closed by the remote side`, 'lost');
+      this.releaseJumps();
+    });
+  }
+
+  async run(script: string, options: RunOptions = {}): Promise<ExecResult> {
+    const timeoutMs = options.timeoutMs ?? this.defaults.timeoutMs;
+    const { signal } = options;
+    if (signal?.aborted) throw signal.reason;
+    if (this.lost) throw this.lost;
+    await this.channels.acquire();
+    try {
+      if (signal?.aborted) throw signal.reason;
+      if (this.lost) throw this.lost;
+      const result = await this.exec(wrapCommand(script, { sudo: this.sudo, timeoutMs }), options.stdin, timeoutMs, signal);
+      this.stats.commands++;
+      this.stats.remoteMs += result.durationMs;
+      if (this.sudo && result.code === 1 && sudoNeedsPassword(result.stderr)) {
+        throw new TransportError(this.node, `${this.node} (${this.target}): sudo asks for a password; meshctl needs passwordless sudo (NOPASSWD) or user root`, 'sudo');
+      }
+      return result;
+    } finally {
+      this.channels.release();
+    }
+  }
+
+  private exec(command: string, stdin: string | Buffer | undefined, timeoutMs: number, signal?: AbortSignal): Promise<ExecResult> {
+    const started = performance.now();
+    return new Promise<ExecResult>((resolve, reject) => {
+      let stream: ClientChannel | undefined;
+      const stdout: Buffer[] = [];
+      const stderr: Buffer[] = [];
+      let code: number | undefined;
+      let done = false;
+      let timer: NodeJS.Timeout | undefined;
+
+      const result = (exitCode: number, note?: string): ExecResult => ({
+        code: exitCode,
+        stdout: Buffer.concat(stdout).toString('utf8'),
+        stderr: Buffer.concat(stderr).toString('utf8') + (note ? `${note}\n` : ''),
+        durationMs: Math.round(performance.now() - started),
+      });
+      const settle = (fn: () => void) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        fn();
+      };
+      const kill = () => {
+        if (!stream) return;
+        sendSignal(stream, 'TERM');
+        stream.close();
+      };
+      const onAbort = () => {
+        kill();
+        settle(() => reject(signal!.reason));
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      timer = setTimeout(() => {
+        kill();
+        settle(() => resolve(result(124, `meshctl: command timed out after ${(timeoutMs / 1000).toFixed(1)} s`)));
+      }, timeoutMs);
+
+      const open = (attempt: number) => {
+        this.client.exec(command, (err, channel) => {
+          if (done) {
+            channel?.close();
+            return;
+          }
+          if (err) {
+            if (this.lost) return settle(() => reject(this.lost));
+            // the server allows fewer sessions than we thought (MaxSessions below our limit): wait and retry
+            if (/open failed|administratively prohibited/i.test(err.message) && attempt < 20) {
+              setTimeout(() => open(attempt + 1), 50 * (attempt + 1));
+              return;
+            }
+            return settle(() => reject(new TransportError(this.node, `${this.node} (${this.target}): cannot open a channel: ${err.message}`, 'lost')));
+          }
+          stream = channel;
+          channel.on('data', (d: Buffer) => stdout.push(d));
+          channel.stderr.on('data', (d: Buffer) => stderr.push(d));
+          channel.on('exit', (exitCode: number | null, signalName?: string) => {
+            code = exitCode ?? signalExitCode(signalName);
+          });
+          channel.on('close', () => {
+            if (code === undefined && this.lost) return settle(() => reject(this.lost));
+            settle(() => resolve(result(code ?? 255, code === undefined ? 'meshctl: channel closed without an exit status' : undefined)));
+          });
+          channel.on('error', () => undefined);
+          if (stdin !== undefined) channel.end(stdin);
+          else channel.end();
+        });
+      };
+      open(0);
+    });
+  }
+
+  close(): Promise<void> {
+    this.closing ??= new Promise<void>((resolve) => {
+      this.lost ??= new TransportError(this.node, `${this.node} (${this.target}): connection already closed`, 'closed');
+      const t = setTimeout(() => {
+        this.client.destroy();
+        resolve();
+      }, 2000);
+      this.client.once('close', () => {
+        clearTimeout(t);
+        resolve();
+      });
+      this.client.end();
+    });
+    return this.closing;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// connectNode
+
+const inventoryLabel = (node: Node) => `${node.ssh.user}@${node.ssh.host}:${node.ssh.port}`;
+
+async function resolveNode(node: Node, options: ConnectOptions, env: NodeJS.ProcessEnv): Promise<ResolvedSshConfig> {
+  const explicit = (node.ssh as { explicit?: { port?: boolean; user?: boolean } }).explicit;
+  try {
+    return await resolveSshConfig({ host: node.ssh.host, port: node.ssh.port, user: node.ssh.user, explicit }, { configFile: options.sshConfigFile, env });
+  } catch (err) {
+    if (err instanceof SshConfigError) throw new TransportError(node.name, `${node.name} (${inventoryLabel(node)}): ${err.message}`, 'config');
+    throw err;
+  }
+}
+
+async function resolveHop(node: Node, hop: JumpSpec, options: ConnectOptions, env: NodeJS.ProcessEnv): Promise<ResolvedSshConfig> {
+  try {
+    return await resolveSshConfig(
+      { host: hop.host, port: hop.port, user: hop.user, explicit: { port: hop.port !== undefined, user: hop.user !== undefined } },
+      { configFile: options.sshConfigFile, env, defaultUser: localUser() },
+    );
+  } catch (err) {
+    if (err instanceof SshConfigError) throw new TransportError(node.name, `${node.name} (jump host ${hop.host}): ${err.message}`, 'config');
+    throw err;
+  }
+}
+
+/**
+ * Connects to one node: resolves its ssh settings, verifies the host key (and every jump host's) before
+ * authenticating, logs in, and (unless `probe: false`) proves it can run commands as root.
+ * Throws TransportError with a one-line message naming the node and user@host:port.
+ */
+export async function connectNode(node: Node, options: ConnectOptions = {}): Promise<Connection> {
+  const env = options.env ?? process.env;
+  const home = env.HOME || homedir();
+  if (options.signal?.aborted) throw options.signal.reason;
+  const started = performance.now();
+  const settings = await resolveNode(node, options, env);
+  const target = targetLabel(settings);
+  const timeoutMs = options.connectTimeoutMs ?? settings.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+  const startedAt = Date.now();
+  const ctxBase = { node: node.name, env, home, options, startedAt, deadline: startedAt + timeoutMs };
+
+  // jump hosts, outermost first; nodes behind the same chain share it when options.jumpHosts is given
+  const jumps = options.jumpHosts ?? new JumpHosts();
+  const acquired: string[] = [];
+  const releaseJumps = () => {
+    for (const key of acquired.splice(0)) jumps.release(key);
+    if (!options.jumpHosts) jumps.closeAll();
+  };
+  let via: SshClient | undefined;
+  let chainKey = '';
+  try {
+    for (const spec of settings.proxyJump) {
+      const hopSettings = await resolveHop(node, spec, options, env);
+      const hop = { settings: hopSettings, label: targetLabel(hopSettings) };
+      const previous = via;
+      chainKey += `${chainKey ? ' -> ' : ''}${hop.label}`;
+      const key = chainKey;
+      acquired.push(key);
+      try {
+        via = await jumps.acquire(key, async () => {
+          const sock = previous ? await forwardOrFail(node, previous, hopSettings, hop.label) : undefined;
+          return openClient(hop, { ...ctxBase, role: 'jump host ' }, node, sock);
+        });
+      } catch (err) {
+        // a bastion shared with other nodes failed while another node opened it: say it with this node's name
+        if (err instanceof TransportError && err.node !== node.name) {
+          throw new TransportError(node.name, `${node.name} ${err.message.slice(err.node.length + 1)}`, err.reason);
+        }
+        throw err;
+      }
+    }
+    const sock = via ? await forwardOrFail(node, via, settings, target) : undefined;
+    const client = await openClient({ settings, label: target }, { ...ctxBase, role: '' }, node, sock);
+    const sudo = node.ssh.become === 'sudo' || settings.user !== 'root';
+    const connection = new SshConnection(
+      node.name,
+      target,
+      client,
+      sudo,
+      { timeoutMs: options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS, maxChannels: options.maxChannels ?? DEFAULT_MAX_CHANNELS },
+      releaseJumps,
+    );
+    if (options.probe !== false) await probeRoot(connection, node.name, target, settings.user, sudo, options.signal);
+    connection.stats.connectMs = Math.round(performance.now() - started);
+    return connection;
+  } catch (err) {
+    releaseJumps();
+    throw err;
+  }
+}
+
+async function forwardOrFail(node: Node, via: SshClient, settings: ResolvedSshConfig, label: string): Promise<Readable> {
+  try {
+    return await forward(via, settings.hostname, settings.port);
+  } catch (err) {
+    throw new TransportError(node.name, `${node.name} (${label}): the jump host could not open a connection to it: ${(err as Error).message}`, 'connect');
+  }
+}
+
+/** One round trip that proves commands run as root, so a sudo that wants a password fails here, clearly. */
+async function probeRoot(connection: SshConnection, node: string, target: string, user: string, sudo: boolean, signal?: AbortSignal) {
+  let result: ExecResult;
+  try {
+    result = await connection.run('id -u', { timeoutMs: 15_000, signal });
+  } catch (err) {
+    await connection.close();
+    throw err;
+  }
+  if (result.stdout.trim() === '0') return;
+  await connection.close();
+  const why = result.stderr.trim().split('\n')[0] ?? '';
+  if (sudo && /sudo: (not found|command not found)|sudo: .*not found/.test(result.stderr)) {
+    throw new TransportError(node, `${node} (${target}): logged in as ${user}, but sudo is not installed; use user root or install sudo`, 'sudo');
+  }
+  if (sudo && /not in the sudoers|not allowed to (run|execute)/.test(result.stderr)) {
+    throw new TransportError(node, `${node} (${target}): ${user} may not use sudo (${why})`, 'sudo');
+  }
+  throw new TransportError(node, `${node} (${target}): cannot run commands as root (exit ${result.code}${why ? `: ${why}` : ''})`, 'sudo');
+}

@@ -1,0 +1,157 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import {
+  explicitOverrides,
+  expandTilde,
+  parseProxyJump,
+  parseSshG,
+  resolveSshConfig,
+  settingsFromSshG,
+  sshGArgs,
+  wrapperConfigText,
+} from '../../src/transport/ssh-config.js';
+
+// trimmed real `ssh -G` output (OpenSSH 9.2)
+const SSH_G = `host web1
+user admin
+hostname 10.0.0.5
+port 2222
+hashknownhosts yes
+identitiesonly no
+serveralivecountmax 3
+serveraliveinterval 15
+identityfile ~/.ssh/id_web
+identityfile /keys/other
+globalknownhostsfile /etc/ssh/ssh_known_hosts /etc/ssh/ssh_known_hosts2
+userknownhostsfile /home/me/.ssh/known_hosts /home/me/.ssh/known_hosts2
+connecttimeout 7
+proxyjump jump@bastion:2200,ssh://other
+sendenv LANG
+sendenv LC_*
+`;
+
+test('parseSshG keeps every value of repeated keys, keys lower-cased', () => {
+  const g = parseSshG(SSH_G + 'CaseKey Value With Spaces\nempty\n');
+  assert.deepEqual(g.get('identityfile'), ['~/.ssh/id_web', '/keys/other']);
+  assert.deepEqual(g.get('sendenv'), ['LANG', 'LC_*']);
+  assert.deepEqual(g.get('casekey'), ['Value With Spaces']);
+  assert.deepEqual(g.get('empty'), ['']);
+});
+
+test('settingsFromSshG turns ssh -G output into settings', () => {
+  const s = settingsFromSshG('web1', SSH_G, '/home/me');
+  assert.equal(s.hostname, '10.0.0.5');
+  assert.equal(s.port, 2222);
+  assert.equal(s.user, 'admin');
+  assert.deepEqual(s.identityFiles, ['/home/me/.ssh/id_web', '/keys/other']);
+  assert.deepEqual(s.userKnownHostsFiles, ['/home/me/.ssh/known_hosts', '/home/me/.ssh/known_hosts2']);
+  assert.deepEqual(s.globalKnownHostsFiles, ['/etc/ssh/ssh_known_hosts', '/etc/ssh/ssh_known_hosts2']);
+  assert.equal(s.hashKnownHosts, true);
+  assert.equal(s.connectTimeoutMs, 7000);
+  assert.equal(s.serverAliveIntervalMs, 15000);
+  assert.equal(s.serverAliveCountMax, 3);
+  assert.deepEqual(s.proxyJump, [
+    { user: 'jump', host: 'bastion', port: 2200 },
+    { user: undefined, host: 'other', port: undefined },
+  ]);
+  assert.equal(s.proxyCommand, undefined);
+  assert.equal(s.source, 'ssh -G');
+});
+
+test('settingsFromSshG: none values and defaults', () => {
+  const s = settingsFromSshG('h', 'hostname h\nport 22\nuser root\nconnecttimeout none\nserveraliveinterval 0\nproxyjump none\nproxycommand nc %h %p\nuserknownhostsfile /dev/null\n');
+  assert.equal(s.connectTimeoutMs, undefined);
+  assert.equal(s.serverAliveIntervalMs, undefined);
+  assert.deepEqual(s.proxyJump, []);
+  assert.equal(s.proxyCommand, 'nc %h %p');
+  assert.deepEqual(s.userKnownHostsFiles, ['/dev/null']);
+});
+
+test('parseProxyJump: user, port, ssh:// and IPv6 brackets', () => {
+  assert.deepEqual(parseProxyJump('none'), []);
+  assert.deepEqual(parseProxyJump(undefined), []);
+  assert.deepEqual(parseProxyJump('a'), [{ user: undefined, host: 'a', port: undefined }]);
+  assert.deepEqual(parseProxyJump('u@a:2,ssh://v@b:3'), [
+    { user: 'u', host: 'a', port: 2 },
+    { user: 'v', host: 'b', port: 3 },
+  ]);
+  assert.deepEqual(parseProxyJump('[fd00::1]:2222'), [{ user: undefined, host: 'fd00::1', port: 2222 }]);
+});
+
+test('precedence: explicit inventory user/port go on the command line, defaults do not', () => {
+  assert.deepEqual(explicitOverrides({ host: 'h', port: 22, user: 'root' }), {});
+  assert.deepEqual(explicitOverrides({ host: 'h', port: 2222, user: 'admin' }), { port: 2222, user: 'admin' });
+  // a loader that marks explicit values: an explicit port 22 wins, an implicit admin does not
+  assert.deepEqual(explicitOverrides({ host: 'h', port: 22, user: 'admin', explicit: { port: true, user: false } }), { port: 22 });
+  assert.deepEqual(sshGArgs({ host: 'web1', port: 2222, user: 'root' }, '/cfg'), ['-G', '-F', '/cfg', '-p', '2222', 'web1']);
+  assert.deepEqual(sshGArgs({ host: 'web1', port: 22, user: 'admin' }), ['-G', '-l', 'admin', 'web1']);
+});
+
+test('expandTilde', () => {
+  assert.equal(expandTilde('~/.ssh/x', '/h'), '/h/.ssh/x');
+  assert.equal(expandTilde('~', '/h'), '/h');
+  assert.equal(expandTilde('/abs', '/h'), '/abs');
+});
+
+test('wrapper config puts the user config first and meshctl defaults last', () => {
+  const text = wrapperConfigText(undefined, '/h');
+  assert.match(text, /Include "\/h\/.ssh\/config"\nInclude "\/etc\/ssh\/ssh_config"\nHost \*\n {2}User root/);
+  assert.match(wrapperConfigText('/my cfg', '/h', 'me'), /Include "\/my cfg"\nHost \*\n {2}User me/);
+});
+
+const hasSsh = spawnSync('sh', ['-c', 'command -v ssh']).status === 0;
+
+test('resolveSshConfig through the real ssh -G: alias, precedence, MESHCTL_SSH_CONFIG', { skip: hasSsh ? false : 'no ssh client' }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'meshctl-cfg-'));
+  const cfg = join(dir, 'config');
+  writeFileSync(
+    cfg,
+    [
+      'Host web1',
+      '  HostName 10.0.0.5',
+      '  User admin',
+      '  Port 2200',
+      '  IdentityFile ~/.ssh/web_key',
+      '  ProxyJump jump@127.0.0.1:2022',
+      `  UserKnownHostsFile ${join(dir, 'kh')}`,
+      '  HashKnownHosts yes',
+      '  ConnectTimeout 4',
+      'Host *.lab',
+      '  User labuser',
+      '',
+    ].join('\n'),
+  );
+  const env = { PATH: process.env.PATH, HOME: dir, MESHCTL_SSH_CONFIG: cfg };
+  const alias = await resolveSshConfig({ host: 'web1', port: 22, user: 'root' }, { env });
+  assert.equal(alias.hostname, '10.0.0.5');
+  assert.equal(alias.user, 'admin'); // inventory default root yields to the config
+  assert.equal(alias.port, 2200);
+  assert.deepEqual(alias.identityFiles, [join(dir, '.ssh/web_key')]);
+  assert.deepEqual(alias.proxyJump, [{ user: 'jump', host: '127.0.0.1', port: 2022 }]);
+  assert.deepEqual(alias.userKnownHostsFiles, [join(dir, 'kh')]);
+  assert.equal(alias.hashKnownHosts, true);
+  assert.equal(alias.connectTimeoutMs, 4000);
+
+  const explicit = await resolveSshConfig({ host: 'web1', port: 2999, user: 'ops' }, { env });
+  assert.equal(explicit.user, 'ops');
+  assert.equal(explicit.port, 2999);
+
+  const pattern = await resolveSshConfig({ host: 'n1.lab', port: 22, user: 'root' }, { env });
+  assert.equal(pattern.user, 'labuser');
+  assert.equal(pattern.hostname, 'n1.lab');
+
+  // nothing names a user: meshctl's default (root), not the local user name
+  const plain = await resolveSshConfig({ host: '192.0.2.9', port: 22, user: 'root' }, { env });
+  assert.equal(plain.user, 'root');
+  assert.equal(plain.port, 22);
+  const hop = await resolveSshConfig({ host: '192.0.2.9' }, { env, defaultUser: 'someone' });
+  assert.equal(hop.user, 'someone');
+
+  await assert.rejects(resolveSshConfig({ host: '-oProxyCommand=x' }, { env }), /invalid ssh host/);
+  writeFileSync(cfg, 'Host x\n  NoSuchOption yes\n');
+  await assert.rejects(resolveSshConfig({ host: 'x' }, { env }), /ssh config for x/);
+});

@@ -1,0 +1,153 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Node } from '../../src/inventory/types.js';
+import { closeAll, connectAll } from '../../src/transport/pool.js';
+import { settingsFromSshG } from '../../src/transport/ssh-config.js';
+import { hostKeyAlgorithms, knownHostsFiles, planAuth, signalExitCode, sudoNeedsPassword, wrapCommand } from '../../src/transport/ssh.js';
+import { shellQuote, TransportError, type Connection } from '../../src/transport/types.js';
+
+const sh = (command: string, env: NodeJS.ProcessEnv = {}) =>
+  spawnSync('sh', ['-c', command], { encoding: 'utf8', env: { PATH: process.env.PATH, ...env } });
+
+const nasty = `echo "a b" 'c'"'"'d' \\$HOME \`x\` $(printf '%s' "$0") ; printf '%s\\n' "it's" "\\"q\\""`;
+
+test('shellQuote survives every character', () => {
+  for (const value of ["it's", '', 'a b', '$(id)', '`x`', '"', "'", '\n', 'a\\b', "''''"]) {
+    assert.equal(sh(`printf %s ${shellQuote(value)}`).stdout, value);
+  }
+});
+
+test('wrapCommand runs the script exactly, once quoted, with or without a timeout', () => {
+  const script = "printf '%s|' \"it's\" \"$HOME\" '$(id)' '`no`'; echo; exit 7";
+  for (const timeoutMs of [undefined, 1500]) {
+    const r = sh(wrapCommand(script, { sudo: false, timeoutMs }), { HOME: '/h' });
+    assert.equal(r.status, 7);
+    assert.equal(r.stdout, "it's|/h|$(id)|`no`|\n");
+  }
+  assert.ok(sh(wrapCommand(nasty, { sudo: false })).status === 0);
+});
+
+test('wrapCommand: sudo -n prefix, remote timeout rounded up to whole seconds', () => {
+  const w = wrapCommand('id -u', { sudo: true, timeoutMs: 1500 });
+  assert.match(w, /^sudo -n sh -c '/);
+  assert.match(w, /exec timeout -k 5 2 sh -c "\$1" sh/);
+  assert.match(w, / meshctl 'id -u'$/);
+  assert.doesNotMatch(wrapCommand('true', { sudo: false }), /sudo|timeout/);
+  assert.match(wrapCommand('true', { sudo: false, timeoutMs: 200 }), /timeout -k 5 1 /);
+});
+
+test('wrapCommand: a fake sudo sees -n and the same argument vector', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'meshctl-sudo-'));
+  writeFileSync(join(dir, 'sudo'), '#!/bin/sh\n[ "$1" = "-n" ] || exit 99\nshift\nexec "$@"\n');
+  chmodSync(join(dir, 'sudo'), 0o755);
+  const r = sh(wrapCommand(`printf '%s' "it's ok"`, { sudo: true, timeoutMs: 5000 }), { PATH: `${dir}:${process.env.PATH}` });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stdout, "it's ok");
+});
+
+test('wrapCommand: the remote timeout kills the command (exit 124)', { skip: sh('command -v timeout').status !== 0 ? 'no timeout(1)' : false }, () => {
+  const started = Date.now();
+  const r = sh(wrapCommand('sleep 5', { sudo: false, timeoutMs: 300 }));
+  assert.equal(r.status, 124);
+  assert.ok(Date.now() - started < 3000);
+});
+
+test('sudoNeedsPassword recognises sudo -n refusals', () => {
+  assert.ok(sudoNeedsPassword('sudo: a password is required\n'));
+  assert.ok(sudoNeedsPassword('sudo: a terminal is required to read the password; either use ...'));
+  assert.ok(!sudoNeedsPassword('sudo: unknown user'));
+  assert.ok(!sudoNeedsPassword(''));
+});
+
+test('signalExitCode is 128 + signal number', () => {
+  assert.equal(signalExitCode('KILL'), 137);
+  assert.equal(signalExitCode('SIGTERM'), 143);
+  assert.equal(signalExitCode(undefined), 255);
+  assert.equal(signalExitCode('NOPE'), 255);
+});
+
+test('hostKeyAlgorithms puts the known key types first', () => {
+  assert.equal(hostKeyAlgorithms([])[0], 'ssh-ed25519');
+  assert.deepEqual(hostKeyAlgorithms(['ssh-rsa']).slice(0, 3), ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa']);
+  assert.deepEqual(hostKeyAlgorithms(['ecdsa-sha2-nistp256', 'ssh-ed25519']).slice(0, 2), ['ecdsa-sha2-nistp256', 'ssh-ed25519']);
+  assert.equal(new Set(hostKeyAlgorithms(['ssh-ed25519'])).size, hostKeyAlgorithms(['ssh-ed25519']).length);
+  assert.deepEqual(hostKeyAlgorithms(['ssh-dss', 'x']), hostKeyAlgorithms([]));
+});
+
+const node = (name: string, extra: Partial<Node['ssh']> = {}): Node => ({
+  name,
+  site: 's',
+  address: '127.0.0.1',
+  overlayIp: '10.1.0.1',
+  listenPort: 51820,
+  ssh: { host: '127.0.0.1', port: 22, user: 'root', become: 'none', ...extra },
+});
+
+test('planAuth: explicit key, then agent, then config/default files; encrypted keys reported, never parsed', () => {
+  const home = mkdtempSync(join(tmpdir(), 'meshctl-auth-'));
+  mkdirSync(join(home, '.ssh'));
+  const gen = (file: string, pass = '') => {
+    const r = spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', pass, '-C', '', '-f', file]);
+    assert.equal(r.status, 0);
+  };
+  gen(join(home, 'explicit'));
+  gen(join(home, '.ssh', 'id_ed25519'));
+  gen(join(home, '.ssh', 'id_rsa'), 'test-passphrase-not-secret');
+  writeFileSync(join(home, '.ssh', 'id_ecdsa'), 'garbage');
+  const settings = settingsFromSshG('h', `identityfile ~/.ssh/id_rsa\nidentityfile ~/.ssh/id_ecdsa\nidentityfile ~/.ssh/id_ed25519\n`, home);
+  const plan = planAuth(node('n', { identityFile: join(home, 'explicit') }), settings, { SSH_AUTH_SOCK: '/tmp/agent.sock' }, home);
+  assert.deepEqual(
+    plan.candidates.map((c) => c.label),
+    [join(home, 'explicit'), 'ssh-agent', join(home, '.ssh', 'id_ed25519')],
+  );
+  assert.deepEqual(plan.encrypted, [join(home, '.ssh', 'id_rsa')]);
+  assert.deepEqual(plan.unusable, []); // implicit files that are not keys are skipped quietly
+
+  const missing = planAuth(node('n', { identityFile: join(home, 'nope') }), settings, { MESHCTL_IDENTITY: join(home, '.ssh', 'id_ecdsa') }, home);
+  assert.equal(missing.unusable.length, 2);
+  assert.match(missing.unusable[0], /nope \(ENOENT\)/);
+  const m = missing.candidates[0].method('root');
+  assert.equal(m.type, 'publickey');
+  assert.equal(m.username, 'root');
+});
+
+test('knownHostsFiles: MESHCTL_KNOWN_HOSTS overrides; otherwise ~/.ssh/known_hosts + config files, /dev/null never written', () => {
+  const s = settingsFromSshG('h', 'userknownhostsfile /dev/null\nglobalknownhostsfile /etc/ssh/ssh_known_hosts\n', '/h');
+  assert.deepEqual(knownHostsFiles(s, {}, '/h'), {
+    read: ['/h/.ssh/known_hosts', '/etc/ssh/ssh_known_hosts'],
+    write: '/h/.ssh/known_hosts',
+  });
+  const s2 = settingsFromSshG('h', 'userknownhostsfile /x/kh /x/kh2\n', '/h');
+  assert.deepEqual(knownHostsFiles(s2, {}, '/h'), { read: ['/h/.ssh/known_hosts', '/x/kh', '/x/kh2'], write: '/x/kh' });
+  assert.deepEqual(knownHostsFiles(s2, { MESHCTL_KNOWN_HOSTS: '/a:~/b' }, '/h'), { read: ['/a', '/h/b'], write: '/a' });
+});
+
+test('connectAll reports every node, in inventory order, and never stops at the first failure', async () => {
+  const nodes = ['a', 'b', 'c', 'd', 'e'].map((n) => node(n));
+  let inFlight = 0;
+  let peak = 0;
+  const closed: string[] = [];
+  const result = await connectAll(nodes, {
+    maxParallel: 2,
+    connect: async (n) => {
+      inFlight++;
+      peak = Math.max(peak, inFlight);
+      await new Promise((r) => setTimeout(r, n.name === 'a' ? 30 : 5));
+      inFlight--;
+      if (n.name === 'b') throw new TransportError('b', 'b (root@x:22): connection refused');
+      if (n.name === 'd') throw new Error('boom');
+      return { node: n.name, target: 't', stats: { commands: 0, remoteMs: 0, connectMs: 0 }, run: async () => ({ code: 0, stdout: '', stderr: '', durationMs: 0 }), close: async () => void closed.push(n.name) } satisfies Connection;
+    },
+  });
+  assert.deepEqual([...result.connections.keys()], ['a', 'c', 'e']);
+  assert.deepEqual([...result.failures.keys()], ['b', 'd']);
+  assert.ok(result.failures.get('d') instanceof TransportError);
+  assert.match(result.failures.get('d')!.message, /^d: boom$/);
+  assert.equal(peak, 2);
+  await closeAll(result.connections, result.jumpHosts);
+  assert.deepEqual(closed.sort(), ['a', 'c', 'e']);
+});
