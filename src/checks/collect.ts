@@ -1,0 +1,140 @@
+/**
+ * The I/O half of verify (and of debug's evidence): runs the checklist probe on every node at once (one round trip
+ * each), learns the public keys, builds the design with desiredMesh, then runs the ping + path-MTU round (one more
+ * round trip each, all nodes at once) which ends with a second peer dump, to see the handshakes the pings caused.
+ */
+import { createHash } from 'node:crypto';
+import type { Inventory } from '../inventory/types.js';
+import type { Connection } from '../transport/types.js';
+import { desiredMesh, type DesiredNodeConfig } from '../topology/desired.js';
+import { parseWgDumpPeers } from '../render/wgdump.js';
+import { checklistProbe, peerDumpCommand, sectionScript, splitSections, type NodeChecklist } from './probes.js';
+import { runPingRound, type Matrix, type PingTarget } from './ping-matrix.js';
+import type { VerifyFacts } from './verify.js';
+
+export interface CollectOptions {
+  /** also run the ping matrix (default true) */
+  ping?: boolean;
+  /** probe the path MTU of every pair (default true) */
+  pathMtu?: boolean;
+  /** ping deadline in seconds (default 7) */
+  deadlineSeconds?: number;
+  /** read firewall rules too (debug) */
+  firewall?: boolean;
+  signal?: AbortSignal;
+}
+
+export interface Collected extends VerifyFacts {
+  /** the keys the design was built with, by node (public keys only) */
+  publicKeys: Map<string, string>;
+  timings: { checklistMs: number; pingMs: number };
+}
+
+/** A stand-in key for a node whose key could not be learned: key-shaped, unique per node, never a real key. */
+export function placeholderKey(node: string): string {
+  return createHash('sha256').update(`meshctl-unknown-key:${node}`).digest('base64');
+}
+
+export const pingTargets = (inventory: Inventory): PingTarget[] => inventory.nodes.map((n) => ({ node: n.name, ip: n.overlayIp }));
+
+/** Learns every node's public key (live first, else the .pub file), with stand-ins for the unknown ones. */
+export function publicKeysFrom(inventory: Inventory, checklists: Map<string, NodeChecklist>): { keys: Map<string, string>; unknown: Set<string> } {
+  const keys = new Map<string, string>();
+  const unknown = new Set<string>();
+  const seen = new Set<string>();
+  for (const node of inventory.nodes) {
+    const cl = checklists.get(node.name);
+    let key = cl?.livePublicKey ?? cl?.filePublicKey;
+    // one key on two nodes (cloned key files) would make the design unusable: the second one counts as unknown
+    if (key !== undefined && seen.has(key)) key = undefined;
+    if (key === undefined) {
+      key = placeholderKey(node.name);
+      unknown.add(key);
+    }
+    seen.add(key);
+    keys.set(node.name, key);
+  }
+  return { keys, unknown };
+}
+
+export async function runChecklists(
+  inventory: Inventory,
+  connections: Map<string, Connection>,
+  options: { firewall?: boolean; signal?: AbortSignal } = {},
+): Promise<{ checklists: Map<string, NodeChecklist>; unreachable: Map<string, string> }> {
+  const checklists = new Map<string, NodeChecklist>();
+  const unreachable = new Map<string, string>();
+  await Promise.all(
+    inventory.nodes.map(async (node) => {
+      const connection = connections.get(node.name);
+      if (!connection) return;
+      const probe = checklistProbe({
+        interface: inventory.mesh.interface,
+        listenPort: node.listenPort,
+        peerIps: inventory.nodes.filter((p) => p.name !== node.name).map((p) => p.overlayIp),
+        ...(options.firewall ? { firewall: true } : {}),
+      });
+      try {
+        const result = await connection.run(probe.script, { timeoutMs: 30_000, ...(options.signal ? { signal: options.signal } : {}) });
+        checklists.set(node.name, probe.parse(result.stdout));
+      } catch (error) {
+        unreachable.set(node.name, (error as Error)?.message ?? String(error));
+      }
+    }),
+  );
+  return { checklists, unreachable };
+}
+
+export async function collectVerify(
+  inventory: Inventory,
+  connections: Map<string, Connection>,
+  failures: Map<string, Error>,
+  options: CollectOptions = {},
+): Promise<Collected> {
+  const started = Date.now();
+  const { checklists, unreachable } = await runChecklists(inventory, connections, options);
+  for (const [node, error] of failures) unreachable.set(node, error.message);
+  const checklistMs = Date.now() - started;
+
+  const { keys, unknown } = publicKeysFrom(inventory, checklists);
+  const desired = new Map<string, DesiredNodeConfig>(desiredMesh(inventory, keys).map((d) => [d.node, d]));
+
+  let matrix: Matrix | undefined;
+  const afterPing = new Map<string, { now?: number; peers: ReturnType<typeof parseWgDumpPeers>['peers'] }>();
+  const pingStarted = Date.now();
+  if (options.ping !== false) {
+    const reachable = new Map([...connections].filter(([name]) => !unreachable.has(name)));
+    const round = await runPingRound(reachable, pingTargets(inventory), {
+      ...(options.pathMtu !== false ? { mtu: inventory.mesh.mtu } : {}),
+      ...(options.deadlineSeconds !== undefined ? { deadlineSeconds: options.deadlineSeconds } : {}),
+      after: [
+        { name: 'now', command: 'date +%s' },
+        { name: 'dump', command: peerDumpCommand(inventory.mesh.interface) },
+      ],
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+    matrix = round.matrix;
+    for (const [node, sections] of round.after) {
+      const now = sections.get('now')?.body;
+      const dump = sections.get('dump');
+      afterPing.set(node, {
+        ...(now && /^\d+$/.test(now) ? { now: Number(now) } : {}),
+        peers: dump ? parseWgDumpPeers(dump.body).peers : [],
+      });
+    }
+  }
+  return {
+    inventory,
+    desired,
+    unknownKeys: unknown,
+    checklists,
+    unreachable,
+    ...(matrix ? { matrix } : {}),
+    afterPing,
+    publicKeys: keys,
+    timings: { checklistMs, pingMs: Date.now() - pingStarted },
+  };
+}
+
+// re-exported for debug, which composes its own scripts from the same building blocks
+export { sectionScript, splitSections };

@@ -1,0 +1,188 @@
+/**
+ * The N x N ping matrix: every node pings every other node's overlay IP, all nodes at once, all peers of a node
+ * at once (one script per node, one background job per peer). Used by `up` (its last gate) and by `verify`.
+ *
+ * Timing: a handshake that gets no answer is retried after REKEY_TIMEOUT (5 s), so the ping deadline is 7 s by
+ * default; a healthy pair answers its 3 echo requests in ~0.4 s and ping returns then, so a healthy mesh is fast.
+ */
+import chalk, { Chalk } from 'chalk';
+import type { Connection } from '../transport/types.js';
+import { TransportError } from '../transport/types.js';
+import { pingProbe, type NodePingResults, type PathMtuResult, type PingParams, type PingTarget, type Section } from './probes.js';
+
+export type { PingTarget } from './probes.js';
+
+export interface MatrixCell {
+  /** got `count` echo replies before the deadline */
+  ok: boolean;
+  /** percent of echo requests lost */
+  loss: number;
+  transmitted: number;
+  received: number;
+  /** average round trip */
+  rttMs?: number;
+  /** why there is no result (node not connected, ping's own error message) */
+  error?: string;
+  /** path MTU towards this peer, when probed */
+  pmtu?: PathMtuResult;
+}
+
+export interface Matrix {
+  /** row and column order */
+  nodes: string[];
+  /** cells[from][to]; no cell on the diagonal */
+  cells: Record<string, Record<string, MatrixCell>>;
+}
+
+export interface PingMatrixOptions {
+  /** echo requests per pair (default 3) */
+  count?: number;
+  /** seconds between echo requests (default 0.2) */
+  intervalSeconds?: number;
+  /** ping -w, seconds (default 7; keep it >= 6: REKEY_TIMEOUT is 5 s) */
+  deadlineSeconds?: number;
+  /** probe the path MTU of every pair too, expecting this interface MTU (payload MTU - 28 with DF set) */
+  mtu?: number;
+  /** sections to run on every node after its pings (same round trip); their output comes back in `after` */
+  after?: Array<{ name: string; command: string }>;
+  signal?: AbortSignal;
+}
+
+export interface PingRound {
+  matrix: Matrix;
+  /** per node: the `after` sections */
+  after: Map<string, Map<string, Section>>;
+  /** nodes whose script could not run (connection lost) */
+  errors: Map<string, string>;
+}
+
+export const DEFAULT_PING = { count: 3, intervalSeconds: 0.2, deadlineSeconds: 7 } as const;
+
+function cellFrom(results: NodePingResults | undefined, ip: string, error?: string): MatrixCell {
+  const ping = results?.ping.get(ip);
+  if (!ping) return { ok: false, loss: 100, transmitted: 0, received: 0, error: error ?? 'not probed' };
+  const pmtu = results?.mtu.get(ip);
+  return {
+    ok: ping.received > 0 && ping.rc === 0,
+    loss: ping.loss,
+    transmitted: ping.transmitted,
+    received: ping.received,
+    ...(ping.rttMs ? { rttMs: ping.rttMs.avg } : {}),
+    ...(ping.error ? { error: ping.error } : {}),
+    ...(pmtu ? { pmtu } : {}),
+  };
+}
+
+/** Builds the matrix from per-node parsed results (pure; exported for tests and for callers with their own I/O). */
+export function buildMatrix(targets: PingTarget[], results: Map<string, NodePingResults>, errors: Map<string, string> = new Map()): Matrix {
+  const nodes = targets.map((t) => t.node);
+  const cells: Matrix['cells'] = {};
+  for (const from of nodes) {
+    cells[from] = {};
+    for (const to of targets) {
+      if (to.node === from) continue;
+      cells[from]![to.node] = cellFrom(results.get(from), to.ip, errors.get(from));
+    }
+  }
+  return { nodes, cells };
+}
+
+/** The ping script for one node: every target but itself. */
+export function pingParamsFor(node: string, targets: PingTarget[], options: PingMatrixOptions = {}): PingParams {
+  return {
+    targets: targets.filter((t) => t.node !== node),
+    count: options.count ?? DEFAULT_PING.count,
+    intervalSeconds: options.intervalSeconds ?? DEFAULT_PING.intervalSeconds,
+    deadlineSeconds: Math.max(options.deadlineSeconds ?? DEFAULT_PING.deadlineSeconds, 1),
+    ...(options.mtu !== undefined ? { mtu: options.mtu } : {}),
+    ...(options.after ? { after: options.after } : {}),
+  };
+}
+
+/** Runs the ping (and path-MTU) script on every connected node at once. Nodes without a connection get failed cells. */
+export async function runPingRound(connections: Map<string, Connection>, targets: PingTarget[], options: PingMatrixOptions = {}): Promise<PingRound> {
+  const results = new Map<string, NodePingResults>();
+  const errors = new Map<string, string>();
+  const after = new Map<string, Map<string, Section>>();
+  // worst case per node: the deadline, plus a path-MTU binary search (~12 DF probes of up to 1.2 s each)
+  const timeoutMs = ((options.deadlineSeconds ?? DEFAULT_PING.deadlineSeconds) + (options.mtu !== undefined ? 20 : 0) + 15) * 1000;
+  await Promise.all(
+    targets.map(async ({ node }) => {
+      const connection = connections.get(node);
+      if (!connection) {
+        errors.set(node, `${node} is not connected`);
+        return;
+      }
+      const probe = pingProbe(pingParamsFor(node, targets, options));
+      try {
+        const result = await connection.run(probe.script, { timeoutMs, ...(options.signal ? { signal: options.signal } : {}) });
+        const parsed = probe.parse(result.stdout);
+        results.set(node, parsed);
+        after.set(node, parsed.after);
+        if (!parsed.complete) errors.set(node, result.code === 124 ? 'ping script timed out' : `ping script ended early (exit ${result.code}) ${result.stderr.trim()}`.trim());
+      } catch (error) {
+        errors.set(node, error instanceof TransportError ? error.message : String((error as Error)?.message ?? error));
+      }
+    }),
+  );
+  return { matrix: buildMatrix(targets, results, errors), after, errors };
+}
+
+/**
+ * The ping matrix of `up` phase 7 and `verify`: every node pings every other one's overlay IP, all at once.
+ * `connections` by node name; `targets` in display order (a node missing from `connections` gets failed cells).
+ */
+export async function pingMatrix(connections: Map<string, Connection>, targets: PingTarget[], options: PingMatrixOptions = {}): Promise<Matrix> {
+  return (await runPingRound(connections, targets, options)).matrix;
+}
+
+/** True when every off-diagonal cell passed (and its path MTU, when probed). */
+export function matrixPasses(matrix: Matrix, { withMtu = true } = {}): boolean {
+  return matrix.nodes.every((from) =>
+    matrix.nodes.every((to) => {
+      if (from === to) return true;
+      const cell = matrix.cells[from]?.[to];
+      return !!cell && cell.ok && (!withMtu || !cell.pmtu || cell.pmtu.ok);
+    }),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Rendering
+
+export interface RenderMatrixOptions {
+  color: boolean;
+}
+
+function cellText(cell: MatrixCell | undefined): { text: string; tone: 'ok' | 'fail' | 'warn' | 'none' } {
+  if (!cell) return { text: '?', tone: 'none' };
+  if (!cell.ok) {
+    if (cell.received > 0) return { text: `FAIL ${cell.loss}%`, tone: 'fail' };
+    return { text: cell.transmitted > 0 ? 'FAIL 100%' : 'FAIL', tone: 'fail' };
+  }
+  const rtt = cell.rttMs !== undefined ? ` ${cell.rttMs < 10 ? cell.rttMs.toFixed(2) : cell.rttMs.toFixed(0)}ms` : '';
+  if (cell.pmtu && !cell.pmtu.ok) return { text: `ok${rtt} MTU ${cell.pmtu.largest + 28}`, tone: 'warn' };
+  return { text: `ok${rtt}`, tone: 'ok' };
+}
+
+/**
+ * An N x N table: rows are the pinging node (from), columns the pinged one (to); '-' on the diagonal.
+ * Cells: `ok 0.42ms`, `FAIL 100%`, or `ok 0.42ms MTU 1300` (in orange) when large packets do not pass.
+ */
+export function renderMatrix(matrix: Matrix, options: RenderMatrixOptions): string {
+  const c = options.color ? new Chalk({ level: Math.max(chalk.level, 1) as 1 | 2 | 3 }) : new Chalk({ level: 0 });
+  const corner = 'from \\ to';
+  const header = [corner, ...matrix.nodes];
+  const rows = matrix.nodes.map((from) => [
+    { text: from, tone: 'none' as const },
+    ...matrix.nodes.map((to) => (from === to ? { text: '-', tone: 'none' as const } : cellText(matrix.cells[from]?.[to]))),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.text.length)));
+  const paint = (text: string, tone: string) =>
+    tone === 'ok' ? c.green(text) : tone === 'fail' ? c.red.bold(text) : tone === 'warn' ? c.hex('#ff8800')(text) : text;
+  const lines = [
+    header.map((h, i) => c.bold(h.padEnd(widths[i]!))).join('  ').trimEnd(),
+    ...rows.map((row) => row.map((cell, i) => paint(cell.text.padEnd(widths[i]!), cell.tone)).join('  ').trimEnd()),
+  ];
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,107 @@
+/**
+ * What `meshctl verify` prints: the JSON report (shape documented in docs/verify-json.md, version 1) and the text
+ * view (the ping matrix, then a table of checks where passing checks of one kind on one node share a row).
+ */
+import chalk, { Chalk } from 'chalk';
+import type { Inventory } from '../inventory/types.js';
+import { renderMatrix, type Matrix } from './ping-matrix.js';
+import { summarize, type Check, type CheckSummary } from './verify.js';
+import { ExitCode } from '../errors.js';
+
+export interface VerifyReport {
+  /** bumps when a field changes meaning or goes away; new fields may appear at any time */
+  version: 1;
+  inventory: string;
+  /** true when no check failed (warnings allowed) */
+  ok: boolean;
+  /** 0 no check failed, 1 a check failed, 3 a node could not be connected */
+  exitCode: 0 | 1 | 3;
+  summary: CheckSummary;
+  durationMs: number;
+  nodes: Array<{ name: string; site: string; overlayIp: string; connected: boolean; error?: string }>;
+  checks: Check[];
+  matrix: Matrix | null;
+}
+
+export function buildReport(inventory: Inventory, checks: Check[], matrix: Matrix | undefined, unreachable: Map<string, string>, durationMs: number): VerifyReport {
+  const summary = summarize(checks);
+  const exitCode = unreachable.size > 0 ? ExitCode.connect : summary.fail > 0 ? ExitCode.stop : ExitCode.ok;
+  return {
+    version: 1,
+    inventory: inventory.source,
+    ok: summary.fail === 0 && unreachable.size === 0,
+    exitCode,
+    summary,
+    durationMs,
+    nodes: inventory.nodes.map((n) => ({
+      name: n.name,
+      site: n.site,
+      overlayIp: n.overlayIp,
+      connected: !unreachable.has(n.name),
+      ...(unreachable.has(n.name) ? { error: unreachable.get(n.name)! } : {}),
+    })),
+    checks,
+    matrix: matrix ?? null,
+  };
+}
+
+interface Row {
+  node: string;
+  check: string;
+  status: Check['status'];
+  message: string;
+  evidence: string[];
+}
+
+/**
+ * The compact view: per node, its passing checks collapse into at most three rows (node checks, per-peer checks,
+ * pair checks) that name what passed; every warning and failure keeps its own row with its evidence.
+ */
+export function checkRows(checks: Check[]): Row[] {
+  const rows: Row[] = [];
+  const nodes = [...new Set(checks.map((c) => c.node))];
+  const PAIR = new Set(['ping', 'path-mtu']);
+  for (const node of nodes) {
+    const mine = checks.filter((c) => c.node === node);
+    const passing = mine.filter((c) => c.status === 'pass');
+    const ids = (list: Check[]) => [...new Set(list.map((c) => c.id))];
+    const peersOf = (list: Check[]) => [...new Set(list.map((c) => c.peer!))];
+    const nodeLevel = passing.filter((c) => c.peer === undefined);
+    const peerLevel = passing.filter((c) => c.peer !== undefined && !PAIR.has(c.id));
+    const pairLevel = passing.filter((c) => c.peer !== undefined && PAIR.has(c.id));
+    if (nodeLevel.length) rows.push({ node, check: 'node', status: 'pass', message: ids(nodeLevel).join(', '), evidence: [] });
+    if (peerLevel.length) rows.push({ node, check: 'peers', status: 'pass', message: `${ids(peerLevel).join(', ')} (${peersOf(peerLevel).join(', ')})`, evidence: [] });
+    if (pairLevel.length) rows.push({ node, check: 'pairs', status: 'pass', message: `${ids(pairLevel).join(', ')} to ${peersOf(pairLevel).join(', ')}`, evidence: [] });
+    for (const c of mine.filter((x) => x.status !== 'pass')) {
+      rows.push({ node, check: c.peer ? `${c.id} ${c.peer}` : c.id, status: c.status, message: c.message, evidence: c.evidence });
+    }
+  }
+  return rows;
+}
+
+export function renderChecks(checks: Check[], options: { color: boolean; verbose?: boolean }): string {
+  const c = options.color ? new Chalk({ level: Math.max(chalk.level, 1) as 1 | 2 | 3 }) : new Chalk({ level: 0 });
+  const rows = options.verbose
+    ? checks.map((k) => ({ node: k.node, check: k.peer ? `${k.id} ${k.peer}` : k.id, status: k.status, message: k.message, evidence: k.evidence }))
+    : checkRows(checks);
+  const wNode = Math.max(4, ...rows.map((r) => r.node.length));
+  const wCheck = Math.max(5, ...rows.map((r) => r.check.length));
+  const tone = (s: Check['status']) => (s === 'pass' ? c.green('pass') : s === 'warn' ? c.hex('#ff8800')('WARN') : c.red.bold('FAIL'));
+  const lines = [c.bold(`${'node'.padEnd(wNode)}  ${'check'.padEnd(wCheck)}  ${'    '}  result`)];
+  for (const r of rows) {
+    lines.push(`${r.node.padEnd(wNode)}  ${r.check.padEnd(wCheck)}  ${tone(r.status)}  ${r.message}`);
+    for (const e of r.evidence) lines.push(c.dim(`${' '.repeat(wNode + wCheck + 10)}| ${e}`));
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+export function renderReport(report: VerifyReport, options: { color: boolean; verbose?: boolean }): string {
+  const c = options.color ? new Chalk({ level: Math.max(chalk.level, 1) as 1 | 2 | 3 }) : new Chalk({ level: 0 });
+  const parts: string[] = [];
+  if (report.matrix) parts.push(c.bold('Ping matrix (rows ping columns over the overlay)'), renderMatrix(report.matrix, options));
+  parts.push(renderChecks(report.checks, options));
+  const s = report.summary;
+  const verdict = report.exitCode === 0 ? c.green.bold('HEALTHY') : report.exitCode === 3 ? c.red.bold('UNREACHABLE NODES') : c.red.bold('PROBLEMS FOUND');
+  parts.push(`${verdict}: ${s.pass} pass, ${s.warn} warn, ${s.fail} fail (${(report.durationMs / 1000).toFixed(1)} s)${report.exitCode === 1 ? ' - run `meshctl debug` to find the causes' : ''}\n`);
+  return parts.join('\n');
+}

@@ -1,0 +1,362 @@
+/**
+ * The verify checklist as a pure function: facts gathered from the nodes (parsed probe output), the design
+ * (desiredMesh) and the ping matrix in, one CheckResult per (node, peer?, check) out. No I/O here; the collection
+ * lives in ./collect.ts, so every verdict is tested with fixtures alone.
+ *
+ * Check ids (stable: part of `verify --json`, see docs/verify-json.md):
+ *   connect, service, interface, address, mtu, listener, public-key, config-drift, rp-filter   (per node)
+ *   peers, allowed-ips, endpoint, keepalive, handshake, route                                  (per node and peer)
+ *   ping, path-mtu                                                                             (per ordered pair)
+ */
+import type { Inventory, Node } from '../inventory/types.js';
+import type { DesiredNodeConfig, DesiredPeer } from '../topology/desired.js';
+import { compareConfigToDesired, compareLiveToDesired, splitEndpoint, type DriftItem } from '../render/drift.js';
+import type { LivePeer } from '../render/wgdump.js';
+import type { NodeChecklist } from './probes.js';
+import type { Matrix } from './ping-matrix.js';
+
+export type CheckStatus = 'pass' | 'warn' | 'fail';
+
+export const CHECK_IDS = [
+  'connect',
+  'service',
+  'interface',
+  'address',
+  'mtu',
+  'listener',
+  'public-key',
+  'config-drift',
+  'rp-filter',
+  'peers',
+  'allowed-ips',
+  'endpoint',
+  'keepalive',
+  'handshake',
+  'route',
+  'ping',
+  'path-mtu',
+] as const;
+export type CheckId = (typeof CHECK_IDS)[number];
+
+export interface Check {
+  node: string;
+  /** the other node of a per-peer or per-pair check (for `peers`, possibly a stale peer's public key) */
+  peer?: string;
+  id: CheckId;
+  status: CheckStatus;
+  message: string;
+  /** the facts behind the verdict, one per line (command output, config lines, drift items) */
+  evidence: string[];
+}
+
+/** A handshake older than this after the ping round is a warning: WireGuard re-handshakes every 2 min under traffic. */
+export const HANDSHAKE_WARN_SECONDS = 180;
+
+export interface VerifyFacts {
+  inventory: Inventory;
+  /** desiredMesh(inventory, public keys collected from the nodes), by node name */
+  desired: Map<string, DesiredNodeConfig>;
+  /** public keys that could not be learned (node unreachable and no key): checks against them are skipped */
+  unknownKeys?: Set<string>;
+  /** by node name; nodes that were not reached are absent */
+  checklists: Map<string, NodeChecklist>;
+  /** node name -> why it could not be reached */
+  unreachable: Map<string, string>;
+  matrix?: Matrix;
+  /** per node: peers and the node's clock, read again right after the ping round (handshakes it caused) */
+  afterPing?: Map<string, { now?: number; peers: LivePeer[] }>;
+}
+
+const RP = ['off (0)', 'strict (1)', 'loose (2)'];
+
+function mk(node: string, id: CheckId, status: CheckStatus, message: string, evidence: string[] = [], peer?: string): Check {
+  return { node, ...(peer !== undefined ? { peer } : {}), id, status, message, evidence };
+}
+
+const driftLine = (item: DriftItem) =>
+  `${item.line !== undefined ? `line ${item.line}: ` : ''}${item.message}${item.expected !== undefined || item.actual !== undefined ? ` (expected ${item.expected ?? '-'}, found ${item.actual ?? '-'})` : ''}`;
+
+function peerLine(peer: LivePeer): string {
+  return `wg: peer ${peer.publicKey} endpoint ${peer.endpoint ?? '(none)'} allowed-ips ${peer.allowedIps.join(',') || '(none)'} handshake ${peer.latestHandshake ?? 0} keepalive ${peer.persistentKeepalive ?? 'off'}`;
+}
+
+function nodeChecks(facts: VerifyFacts, node: Node, desired: DesiredNodeConfig, cl: NodeChecklist): Check[] {
+  const out: Check[] = [];
+  const n = node.name;
+  const iface = desired.interface;
+  const unknown = facts.unknownKeys ?? new Set<string>();
+
+  // service
+  const svc = cl.service;
+  if (!svc.systemd) {
+    out.push(mk(n, 'service', cl.iface.exists ? 'warn' : 'fail', `no systemd: ${iface} ${cl.iface.exists ? 'is up but will not come back after a reboot by itself' : 'is not running'}`, ['systemd: not running']));
+  } else if (svc.active === 'active') {
+    out.push(mk(n, 'service', 'pass', `wg-quick@${iface} is active${svc.enabled && svc.enabled !== 'enabled' ? ` (but ${svc.enabled})` : ''}`, [`systemctl is-active: ${svc.active}`, `systemctl is-enabled: ${svc.enabled ?? '?'}`]));
+  } else {
+    out.push(mk(n, 'service', 'fail', `wg-quick@${iface} is ${svc.active ?? 'not known to systemd'}`, [`systemctl is-active: ${svc.active ?? '?'}`, `systemctl is-enabled: ${svc.enabled ?? '?'}`]));
+  }
+
+  // interface, address, mtu
+  const ifaceEvidence = cl.iface.exists
+    ? [`ip addr: ${iface} flags ${cl.iface.flags.join(',')} mtu ${cl.iface.mtu ?? '?'} state ${cl.iface.operstate ?? '?'} inet ${cl.iface.addresses.join(' ') || '(none)'}`]
+    : [`ip addr: ${cl.iface.error ?? 'no such interface'}`];
+  if (!cl.iface.exists) {
+    out.push(mk(n, 'interface', 'fail', `${iface} does not exist`, ifaceEvidence));
+  } else if (!cl.iface.up) {
+    out.push(mk(n, 'interface', 'fail', `${iface} exists but is down`, ifaceEvidence));
+  } else {
+    out.push(mk(n, 'interface', 'pass', `${iface} is up`, ifaceEvidence));
+  }
+  if (cl.iface.exists) {
+    const has = cl.iface.addresses.includes(desired.address);
+    out.push(
+      mk(n, 'address', has ? 'pass' : 'fail', has ? `${iface} has ${desired.address}` : `${iface} lacks ${desired.address} (has ${cl.iface.addresses.join(', ') || 'no IPv4 address'})`, ifaceEvidence),
+    );
+    const mtuOk = cl.iface.mtu === desired.mtu;
+    out.push(mk(n, 'mtu', mtuOk ? 'pass' : 'fail', mtuOk ? `MTU ${desired.mtu}` : `MTU ${cl.iface.mtu ?? '?'} instead of ${desired.mtu}`, ifaceEvidence));
+  }
+
+  // listener
+  const listening = cl.listeners.filter((l) => l.port === desired.listenPort);
+  const listenEvidence = [...cl.listeners.map((l) => `ss: ${l.line}`), `wg listen-port: ${cl.liveListenPort ?? '(none)'}`];
+  if (listening.length > 0 && cl.liveListenPort === desired.listenPort) {
+    out.push(mk(n, 'listener', 'pass', `UDP ${desired.listenPort} is open (${listening.flatMap((l) => l.processes)[0] ?? 'kernel'})`, listenEvidence));
+  } else if (listening.length > 0) {
+    out.push(mk(n, 'listener', 'fail', `UDP ${desired.listenPort} is held by ${listening.flatMap((l) => l.processes).join(', ') || 'a socket'}, but ${iface} listens on ${cl.liveListenPort ?? 'nothing'}`, listenEvidence));
+  } else {
+    out.push(mk(n, 'listener', 'fail', `nothing listens on UDP ${desired.listenPort}${cl.liveListenPort ? ` (${iface} listens on ${cl.liveListenPort})` : ''}`, listenEvidence));
+  }
+
+  // public key: what the interface runs with vs what its peers were given
+  const keyEvidence = [`wg public-key: ${cl.livePublicKey ?? '(none)'}`, `${iface}.pub: ${cl.filePublicKey ?? '(none)'}`];
+  if (cl.livePublicKey && cl.filePublicKey && cl.livePublicKey !== cl.filePublicKey) {
+    out.push(mk(n, 'public-key', 'fail', `${iface} runs with another key than /etc/wireguard/${iface}.pub: peers configured from the file cannot reach it`, keyEvidence));
+  } else if (cl.livePublicKey || cl.filePublicKey) {
+    out.push(mk(n, 'public-key', cl.livePublicKey ? 'pass' : 'warn', cl.livePublicKey ? 'the live key matches the key file' : `no live key (${iface} is not running)`, keyEvidence));
+  } else {
+    out.push(mk(n, 'public-key', 'fail', 'no public key on the node', keyEvidence));
+  }
+
+  // config on disk vs design
+  if (!cl.config) {
+    out.push(mk(n, 'config-drift', 'fail', `/etc/wireguard/${iface}.conf does not exist`));
+  } else {
+    const items = compareConfigToDesired(cl.config, desired).filter((i) => i.severity !== 'info' && !(i.expected !== undefined && unknown.has(i.expected)));
+    const fails = items.filter((i) => i.severity === 'fail');
+    const status: CheckStatus = fails.length ? 'fail' : items.length ? 'warn' : 'pass';
+    out.push(
+      mk(
+        n,
+        'config-drift',
+        status,
+        status === 'pass' ? `${iface}.conf matches the inventory` : `${iface}.conf differs from the inventory: ${(fails[0] ?? items[0])!.message}${items.length > 1 ? ` (+${items.length - 1} more)` : ''}`,
+        items.map(driftLine),
+      ),
+    );
+  }
+
+  // rp_filter
+  const rp = cl.rpFilter;
+  const want = facts.inventory.mesh.rpFilter;
+  const rpEvidence = [`net.ipv4.conf.all.rp_filter = ${rp.all ?? '?'}`, `net.ipv4.conf.default.rp_filter = ${rp.default ?? '?'}`, `net.ipv4.conf.${iface}.rp_filter = ${rp.iface ?? '?'}`];
+  if (rp.effective === undefined) out.push(mk(n, 'rp-filter', 'warn', 'rp_filter could not be read', rpEvidence));
+  else if (rp.effective === want) out.push(mk(n, 'rp-filter', 'pass', `effective rp_filter on ${iface} is ${RP[rp.effective]}`, rpEvidence));
+  else
+    out.push(
+      mk(n, 'rp-filter', rp.effective === 1 ? 'fail' : 'warn', `effective rp_filter on ${iface} is ${RP[rp.effective] ?? rp.effective} (max of all and ${iface}), the design wants ${RP[want]}`, rpEvidence),
+    );
+
+  // live peers vs design (only when wg could be asked at all)
+  if (cl.wgAvailable) out.push(...livePeerChecks(facts, node, desired, cl));
+  else {
+    for (const peer of desired.peers) out.push(mk(n, 'peers', 'fail', `cannot read ${iface}: ${cl.wgError ?? 'wg show failed'}`, [], peer.name));
+  }
+
+  // routes
+  for (const peer of desired.peers) {
+    const ip = peer.allowedIps[0]!.replace(/\/32$/, '');
+    const route = cl.routes.find((r) => r.dst === ip);
+    const evidence = route ? [`ip route get ${ip}: ${route.dev ? `dev ${route.dev}` : ''}${route.gateway ? ` via ${route.gateway}` : ''}${route.error ? ` ${route.error}` : ''}`.trim()] : [];
+    if (route?.dev === iface) out.push(mk(n, 'route', 'pass', `${ip} (${peer.name}) is routed via ${iface}`, evidence, peer.name));
+    else
+      out.push(
+        mk(n, 'route', 'fail', route?.dev ? `${ip} (${peer.name}) is routed via ${route.dev}${route.gateway ? ` ${route.gateway}` : ''}, not ${iface}: the /32 route is missing` : `no route to ${ip} (${peer.name})${route?.error ? `: ${route.error}` : ''}`, evidence, peer.name),
+      );
+  }
+  for (const problem of cl.problems) out.push(mk(n, 'connect', 'warn', problem));
+  return out;
+}
+
+const driftId = (item: DriftItem): CheckId | undefined => {
+  switch (item.field) {
+    case 'peer':
+    case 'publicKey':
+    case 'presharedKey':
+      return 'peers';
+    case 'allowedIps':
+      return 'allowed-ips';
+    case 'endpoint':
+      return 'endpoint';
+    case 'persistentKeepalive':
+      return 'keepalive';
+    default:
+      return undefined;
+  }
+};
+
+function livePeerChecks(facts: VerifyFacts, node: Node, desired: DesiredNodeConfig, cl: NodeChecklist): Check[] {
+  const out: Check[] = [];
+  const n = node.name;
+  const unknown = facts.unknownKeys ?? new Set<string>();
+  // the interface's own key and port are judged by public-key and listener
+  const items = compareLiveToDesired(desired, cl.peers).filter((i) => !(i.field === 'publicKey' && i.peer === undefined));
+  const byPeerAndId = new Map<string, DriftItem[]>();
+  for (const item of items) {
+    const id = driftId(item);
+    if (!id) continue;
+    const key = `${item.peer ?? ''}\u0000${id}`;
+    byPeerAndId.set(key, [...(byPeerAndId.get(key) ?? []), item]);
+  }
+  const liveFor = (peer: DesiredPeer) =>
+    cl.peers.find((p) => p.publicKey === peer.publicKey) ?? cl.peers.find((p) => p.allowedIps.some((ip) => peer.allowedIps.includes(ip)));
+  const designedPeers = new Set(desired.peers.map((p) => p.name));
+
+  for (const peer of desired.peers) {
+    const live = liveFor(peer);
+    const evidence = live ? [peerLine(live)] : [`wg: no peer with public key ${peer.publicKey}`];
+    const keyUnknown = unknown.has(peer.publicKey);
+    for (const id of ['peers', 'allowed-ips', 'endpoint', 'keepalive'] as const) {
+      let found = byPeerAndId.get(`${peer.name}\u0000${id}`) ?? [];
+      if (keyUnknown) found = found.filter((i) => i.field !== 'peer' && i.field !== 'publicKey');
+      const fails = found.filter((i) => i.severity === 'fail');
+      const warns = found.filter((i) => i.severity === 'warn');
+      const infos = found.filter((i) => i.severity === 'info');
+      // a live endpoint that is not the designed one is a wrong LAN endpoint when both nodes share a site
+      const sameSiteEndpointWrong = id === 'endpoint' && warns.length > 0 && facts.inventory.nodes.find((x) => x.name === peer.name)?.site === node.site;
+      if (sameSiteEndpointWrong) {
+        out.push(mk(n, id, 'fail', `${peer.name} is in the same site: its endpoint must be ${peer.endpoint}, live is ${live?.endpoint ?? '(none)'} (wrong LAN endpoint)`, [...evidence, ...warns.map(driftLine)], peer.name));
+        continue;
+      }
+      if (id === 'peers' && keyUnknown && !live) {
+        out.push(mk(n, id, 'warn', `${peer.name}'s public key is unknown (node not reached); cannot check this peer`, evidence, peer.name));
+        continue;
+      }
+      if (id === 'peers' && !found.some((i) => i.field === 'publicKey') && fails.some((i) => i.field === 'peer') && live && live.publicKey !== peer.publicKey) {
+        // its /32 sits under another key: a [Peer] block holding another node's (or an unknown) public key
+        const owner = desired.peers.find((p) => p.publicKey === live.publicKey)?.name;
+        out.push(
+          mk(n, id, 'fail', `${peer.name}'s public key is not configured: its ${peer.allowedIps.join(', ')} sits under ${owner ? `the public key of ${owner}` : `an unknown key ${live.publicKey}`} (a [Peer] block holding the wrong key)`, [...evidence, ...fails.map(driftLine)], peer.name),
+        );
+        continue;
+      }
+      if (fails.length) out.push(mk(n, id, 'fail', fails.map((i) => i.message).join('; '), [...evidence, ...fails.map(driftLine)], peer.name));
+      else if (warns.length) out.push(mk(n, id, 'warn', warns.map((i) => i.message).join('; '), [...evidence, ...warns.map(driftLine)], peer.name));
+      else {
+        const passText: Record<typeof id, string> = {
+          peers: `${peer.name} is a peer with its public key`,
+          'allowed-ips': `AllowedIPs ${peer.allowedIps.join(', ')}`,
+          endpoint: infos.length ? infos.map((i) => i.message).join('; ') : peer.endpoint ? `endpoint ${peer.endpoint}` : `no endpoint (${peer.name} dials in)`,
+          keepalive: peer.persistentKeepalive ? `keepalive ${peer.persistentKeepalive}s` : 'no keepalive, as designed',
+        };
+        out.push(mk(n, id, 'pass', passText[id], evidence, peer.name));
+      }
+    }
+    out.push(handshakeCheck(facts, node, peer, cl));
+  }
+  // stale peers: live peers the design does not have
+  for (const item of items) {
+    if (item.field === 'peer' && item.expected === 'absent' && item.peer && !designedPeers.has(item.peer)) {
+      const live = cl.peers.find((p) => p.publicKey === item.peer);
+      out.push(mk(n, 'peers', 'fail', item.message, live ? [peerLine(live)] : [], item.peer));
+    }
+  }
+  return out;
+}
+
+function handshakeCheck(facts: VerifyFacts, node: Node, peer: DesiredPeer, cl: NodeChecklist): Check {
+  const after = facts.afterPing?.get(node.name);
+  const peers = after?.peers.length ? after.peers : cl.peers;
+  const now = after?.now ?? cl.now;
+  const live = peers.find((p) => p.publicKey === peer.publicKey);
+  const n = node.name;
+  if (!live) return mk(n, 'handshake', 'fail', `no session possible: ${peer.name} is not a peer with its key`, [], peer.name);
+  const evidence = [`latest handshake: ${live.latestHandshake ?? 'never'}${now !== undefined ? ` (node clock ${now})` : ''}`, `transfer: rx ${live.rxBytes} B, tx ${live.txBytes} B`];
+  if (live.latestHandshake === undefined) return mk(n, 'handshake', 'fail', `never a handshake with ${peer.name}${after ? ', even after the pings' : ''}`, evidence, peer.name);
+  if (now === undefined) return mk(n, 'handshake', 'pass', `handshake with ${peer.name} at ${live.latestHandshake}`, evidence, peer.name);
+  const age = Math.max(0, now - live.latestHandshake);
+  if (age > HANDSHAKE_WARN_SECONDS) return mk(n, 'handshake', 'warn', `latest handshake with ${peer.name} was ${formatAge(age)} ago (over ${HANDSHAKE_WARN_SECONDS / 60} min)`, evidence, peer.name);
+  return mk(n, 'handshake', 'pass', `handshake with ${peer.name} ${formatAge(age)} ago`, evidence, peer.name);
+}
+
+export function formatAge(seconds: number): string {
+  if (seconds < 120) return `${seconds}s`;
+  if (seconds < 7200) return `${Math.round(seconds / 60)} min`;
+  if (seconds < 172800) return `${Math.round(seconds / 3600)} h`;
+  return `${Math.round(seconds / 86400)} days`;
+}
+
+function pairChecks(facts: VerifyFacts, matrix: Matrix): Check[] {
+  const out: Check[] = [];
+  for (const from of matrix.nodes) {
+    for (const to of matrix.nodes) {
+      if (from === to) continue;
+      const cell = matrix.cells[from]?.[to];
+      if (!cell) continue;
+      const evidence = [
+        `ping: ${cell.transmitted} sent, ${cell.received} received, ${cell.loss}% loss${cell.rttMs !== undefined ? `, rtt avg ${cell.rttMs} ms` : ''}${cell.error ? ` (${cell.error})` : ''}`,
+      ];
+      if (cell.ok) out.push(mk(from, 'ping', 'pass', `${to} answers${cell.rttMs !== undefined ? ` in ${cell.rttMs} ms` : ''}`, evidence, to));
+      else out.push(mk(from, 'ping', 'fail', cell.received > 0 ? `${to} answers only partly (${cell.loss}% loss)` : `${to} does not answer${cell.error && !cell.transmitted ? `: ${cell.error}` : ''}`, evidence, to));
+      if (cell.pmtu && !cell.pmtu.skipped) {
+        const p = cell.pmtu;
+        const pe = [`DF probes (payload:result): ${p.tries.map((t) => `${t.size}:${t.ok ? 'ok' : 'lost'}`).join(' ')}`];
+        if (p.ok) out.push(mk(from, 'path-mtu', 'pass', `${p.expected}-byte payloads pass with DF (MTU ${p.expected + 28})`, pe, to));
+        else
+          out.push(
+            mk(from, 'path-mtu', 'fail', `MTU black hole: the largest payload that passes with DF is ${p.largest} bytes, ${p.expected} expected (packets over ${p.largest + 28} bytes are lost)`, pe, to),
+          );
+      }
+    }
+  }
+  void facts;
+  return out;
+}
+
+/** All checks, in a stable order: per node (inventory order), then the pairs. */
+export function evaluateVerify(facts: VerifyFacts): Check[] {
+  const checks: Check[] = [];
+  for (const node of facts.inventory.nodes) {
+    const why = facts.unreachable.get(node.name);
+    if (why !== undefined) {
+      checks.push(mk(node.name, 'connect', 'fail', `cannot connect: ${why}`));
+      continue;
+    }
+    const cl = facts.checklists.get(node.name);
+    const desired = facts.desired.get(node.name);
+    if (!cl || !desired) {
+      checks.push(mk(node.name, 'connect', 'fail', 'no facts gathered from this node'));
+      continue;
+    }
+    checks.push(mk(node.name, 'connect', 'pass', 'connected'));
+    checks.push(...nodeChecks(facts, node, desired, cl));
+  }
+  if (facts.matrix) checks.push(...pairChecks(facts, facts.matrix));
+  return checks;
+}
+
+export interface CheckSummary {
+  pass: number;
+  warn: number;
+  fail: number;
+}
+
+export function summarize(checks: Check[]): CheckSummary {
+  return {
+    pass: checks.filter((c) => c.status === 'pass').length,
+    warn: checks.filter((c) => c.status === 'warn').length,
+    fail: checks.filter((c) => c.status === 'fail').length,
+  };
+}
+
+/** Splits "host:port" (re-exported for the renderers). */
+export { splitEndpoint };

@@ -1,0 +1,281 @@
+/**
+ * `meshctl debug`: gathers two-ended evidence for each failing pair (or the one named), optionally captures packets
+ * at both ends while it provokes traffic from the sender, and classifies each pair with ./classify.ts.
+ * It never changes the mesh: the only things it creates on a node are its capture files, which it deletes.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Inventory, Node } from '../inventory/types.js';
+import { siteOf } from '../inventory/types.js';
+import type { Connection } from '../transport/types.js';
+import { endpointFor } from '../topology/endpoints.js';
+import { MeshctlError } from '../errors.js';
+import { collectVerify, type Collected } from '../checks/collect.js';
+import { evaluateVerify, type Check } from '../checks/verify.js';
+import type { Matrix } from '../checks/ping-matrix.js';
+import {
+  cleanupCaptureScript,
+  countPackets,
+  parseStartCapture,
+  parseStopCapture,
+  provokeScript,
+  startCaptureScript,
+  stopCaptureScript,
+  type CaptureCounts,
+  type CaptureHandle,
+} from './capture.js';
+import { classifyPair, type Diagnosis, type PairEvidence, type SideEvidence } from './classify.js';
+import { splitSections } from '../checks/probes.js';
+
+export interface DebugOptions {
+  pair?: [string, string];
+  node?: string;
+  tcpdump: boolean;
+  /** capture / provocation length */
+  seconds: number;
+  signal?: AbortSignal;
+  /** where the bundle folder goes (default: cwd) */
+  outDir?: string;
+  /** told what is going on (stderr lines) */
+  progress?: (line: string) => void;
+}
+
+export interface PairCapture {
+  sender: string;
+  receiver: string;
+  marker: string;
+  markerSent: boolean;
+  counts: Record<string, CaptureCounts>;
+  /** captured packets as tcpdump printed them, per node (first lines) */
+  packets: Record<string, string[]>;
+  /** local pcap files, relative to the bundle */
+  files: string[];
+  errors: Record<string, string>;
+  /** capture processes still alive after the stop (should be empty) */
+  leftovers: Record<string, number[]>;
+}
+
+export interface DebugReport {
+  version: 1;
+  inventory: string;
+  startedAt: string;
+  /** the pairs examined, with their diagnosis */
+  diagnoses: Diagnosis[];
+  captures: PairCapture[];
+  /** the verify checks the pairs were chosen from */
+  failingChecks: Check[];
+  matrix: Matrix | null;
+  /** local bundle folder (with --tcpdump) */
+  bundle?: string;
+}
+
+const PAIR_IDS = new Set(['ping', 'path-mtu', 'handshake', 'peers', 'allowed-ips', 'endpoint', 'route']);
+
+/** Unordered pairs with a failing check between them (or a failing node-level check on one of them). */
+export function failingPairs(inventory: Inventory, checks: Check[], onlyNode?: string): Array<[string, string]> {
+  const names = inventory.nodes.map((n) => n.name);
+  const key = (a: string, b: string) => [a, b].sort().join('\u0000');
+  const bad = new Set<string>();
+  const badNodes = new Set(checks.filter((c) => c.status === 'fail' && c.peer === undefined && c.id !== 'config-drift').map((c) => c.node));
+  for (const c of checks) if (c.status === 'fail' && c.peer && PAIR_IDS.has(c.id) && names.includes(c.peer)) bad.add(key(c.node, c.peer));
+  const pairs: Array<[string, string]> = [];
+  for (let i = 0; i < names.length; i++)
+    for (let j = i + 1; j < names.length; j++) {
+      const a = names[i]!;
+      const b = names[j]!;
+      if (onlyNode && a !== onlyNode && b !== onlyNode) continue;
+      if (bad.has(key(a, b)) || badNodes.has(a) || badNodes.has(b)) pairs.push([a, b]);
+    }
+  return pairs;
+}
+
+/**
+ * Who sends: the side that dials the other through a NAT port-forward (that exercises the forward), else a side
+ * that can dial the other at all, else the order given.
+ */
+export function chooseSender(inventory: Inventory, a: Node, b: Node, keepOrder = false): [Node, Node] {
+  const dials = (x: Node, y: Node) => endpointFor(inventory, x, y) !== undefined;
+  const viaForward = (x: Node, y: Node) => {
+    const site = siteOf(inventory, y);
+    return site.kind === 'nat' && x.site !== y.site && dials(x, y);
+  };
+  if (keepOrder) return dials(a, b) || !dials(b, a) ? [a, b] : [b, a];
+  if (viaForward(a, b)) return [a, b];
+  if (viaForward(b, a)) return [b, a];
+  return dials(a, b) || !dials(b, a) ? [a, b] : [b, a];
+}
+
+export function pairEvidence(collected: Collected, sender: string, receiver: string, extraSides: string[] = []): PairEvidence {
+  const sides: Record<string, SideEvidence> = {};
+  for (const name of [sender, receiver, ...extraSides]) {
+    const cl = collected.checklists.get(name);
+    const after = collected.afterPing?.get(name);
+    sides[name] = {
+      node: name,
+      reached: !!cl && !collected.unreachable.has(name),
+      ...(collected.unreachable.has(name) ? { error: collected.unreachable.get(name)! } : {}),
+      ...(cl ? { checklist: cl } : {}),
+      ...(after ? { peersAfter: after.peers, ...(after.now !== undefined ? { now: after.now } : {}) } : {}),
+    };
+  }
+  const m = collected.matrix;
+  return {
+    inventory: collected.inventory,
+    desired: collected.desired,
+    sender,
+    receiver,
+    sides,
+    ...(m?.cells[sender]?.[receiver] ? { forward: m.cells[sender]![receiver]! } : {}),
+    ...(m?.cells[receiver]?.[sender] ? { backward: m.cells[receiver]![sender]! } : {}),
+    ...(m ? { matrix: m } : {}),
+  };
+}
+
+async function capturePair(
+  inventory: Inventory,
+  connections: Map<string, Connection>,
+  sender: Node,
+  receiver: Node,
+  options: DebugOptions,
+  bundle: string,
+): Promise<PairCapture> {
+  const rSite = siteOf(inventory, receiver);
+  const sSite = siteOf(inventory, sender);
+  const others = rSite.kind === 'public' ? [] : inventory.nodes.filter((n) => n.site === receiver.site && n.name !== receiver.name && n.name !== sender.name);
+  const capNodes = [sender, receiver, ...others].filter((n) => connections.has(n.name));
+  const marker = `meshctl-debug-${randomBytes(3).toString('hex')}`;
+  const result: PairCapture = { sender: sender.name, receiver: receiver.name, marker, markerSent: false, counts: {}, packets: {}, files: [], errors: {}, leftovers: {} };
+  const handles = new Map<string, CaptureHandle>();
+  const stopped = new Set<string>();
+  const signalOpt = options.signal ? { signal: options.signal } : {};
+  try {
+    await Promise.all(
+      capNodes.map(async (n) => {
+        const r = await connections.get(n.name)!.run(startCaptureScript(n.listenPort, options.seconds), { timeoutMs: 20_000, ...signalOpt });
+        const parsed = parseStartCapture(n.name, r.stdout);
+        if ('pid' in parsed) handles.set(n.name, parsed);
+        else {
+          if (parsed.handle) handles.set(n.name, parsed.handle);
+          result.errors[n.name] = parsed.error;
+        }
+      }),
+    );
+    options.progress?.(`capturing on ${[...handles.keys()].join(', ')}; ${sender.name} sends to ${receiver.name} for ${options.seconds}s`);
+    const endpoint = endpointFor(inventory, sender, receiver);
+    const provoke = await connections.get(sender.name)!.run(
+      provokeScript({ overlayIp: receiver.overlayIp, ...(endpoint ? { endpoint } : {}), marker, seconds: options.seconds, mtu: inventory.mesh.mtu }),
+      { timeoutMs: (options.seconds + 20) * 1000, ...signalOpt },
+    );
+    result.markerSent = /sent/.test(splitSections(provoke.stdout).get('marker')?.body ?? '');
+    await mkdir(bundle, { recursive: true });
+    await Promise.all(
+      [...handles.values()].map(async (h) => {
+        // no abort signal here: stopping and deleting must happen even after Ctrl-C
+        const r = await connections.get(h.node)!.run(stopCaptureScript(h), { timeoutMs: 60_000 });
+        const stoppedCapture = parseStopCapture(r.stdout);
+        if (stoppedCapture.complete) stopped.add(h.node);
+        result.packets[h.node] = stoppedCapture.packets.slice(0, 200);
+        result.leftovers[h.node] = stoppedCapture.leftovers;
+        const senderAddresses = [sender.address, ...(sSite.kind === 'nat' ? [sSite.publicIp] : [])];
+        const receiverAddresses = [receiver.address, ...(rSite.kind === 'nat' ? [rSite.publicIp] : [])];
+        result.counts[h.node] = countPackets(stoppedCapture.packets, {
+          senderAddresses,
+          receiverAddresses,
+          senderOverlay: sender.overlayIp,
+          receiverOverlay: receiver.overlayIp,
+          markerLength: marker.length,
+          iface: inventory.mesh.interface,
+        });
+        if (stoppedCapture.pcap) {
+          const file = `${h.node}--${sender.name}-to-${receiver.name}.pcap`;
+          await writeFile(join(bundle, file), stoppedCapture.pcap);
+          result.files.push(file);
+        }
+      }),
+    );
+  } finally {
+    // always: kill and delete whatever was not stopped cleanly (also after Ctrl-C or a failed step)
+    await Promise.allSettled(
+      [...handles.values()].filter((h) => !stopped.has(h.node)).map((h) => connections.get(h.node)!.run(cleanupCaptureScript(h), { timeoutMs: 15_000 })),
+    );
+  }
+  return result;
+}
+
+export async function runDebug(inventory: Inventory, connections: Map<string, Connection>, failures: Map<string, Error>, options: DebugOptions): Promise<DebugReport> {
+  const startedAt = new Date();
+  const names = new Set(inventory.nodes.map((n) => n.name));
+  for (const n of [...(options.pair ?? []), ...(options.node ? [options.node] : [])]) {
+    if (!names.has(n)) throw new MeshctlError(`no node named ${n} in ${inventory.source}`);
+  }
+  options.progress?.('gathering facts and pinging all pairs');
+  const collected = await collectVerify(inventory, connections, failures, { firewall: true, ...(options.signal ? { signal: options.signal } : {}) });
+  const checks = evaluateVerify(collected);
+  const pairs = options.pair ? [options.pair] : failingPairs(inventory, checks, options.node);
+  const stamp = startedAt.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  const bundle = join(options.outDir ?? process.cwd(), `meshctl-debug-${stamp}`);
+  const node = (name: string) => inventory.nodes.find((n) => n.name === name)!;
+
+  const diagnoses: Diagnosis[] = [];
+  const captures: PairCapture[] = [];
+  for (const [a, b] of pairs) {
+    if (options.signal?.aborted) break;
+    const [sender, receiver] = chooseSender(inventory, node(a), node(b), !!options.pair);
+    let capture: PairCapture | undefined;
+    const rSite = siteOf(inventory, receiver);
+    const extra = rSite.kind === 'public' ? [] : inventory.nodes.filter((n) => n.site === receiver.site && n.name !== receiver.name && n.name !== sender.name).map((n) => n.name);
+    const bothReached = connections.has(sender.name) && connections.has(receiver.name) && !collected.unreachable.has(sender.name) && !collected.unreachable.has(receiver.name);
+    if (options.tcpdump && bothReached) {
+      capture = await capturePair(inventory, connections, sender, receiver, options, bundle);
+      captures.push(capture);
+    }
+    const evidence = pairEvidence(collected, sender.name, receiver.name, extra);
+    if (capture) evidence.capture = { counts: capture.counts, markerSent: capture.markerSent, errors: capture.errors };
+    diagnoses.push(classifyPair(evidence));
+  }
+
+  const report: DebugReport = {
+    version: 1,
+    inventory: inventory.source,
+    startedAt: startedAt.toISOString(),
+    diagnoses,
+    captures,
+    failingChecks: checks.filter((c) => c.status === 'fail'),
+    matrix: collected.matrix ?? null,
+    ...(options.tcpdump ? { bundle } : {}),
+  };
+  return report;
+}
+
+export function renderDebugReport(report: DebugReport, paint: { bold: (s: string) => string; red: (s: string) => string; green: (s: string) => string; dim: (s: string) => string }): string {
+  const lines: string[] = [];
+  if (report.diagnoses.length === 0) lines.push(paint.green('No failing pair: nothing to debug.'));
+  for (const dgn of report.diagnoses) {
+    const tone = dgn.cause === 'healthy' ? paint.green : paint.red;
+    lines.push(`${paint.bold(`${dgn.sender} -> ${dgn.receiver}`)}: ${tone(dgn.cause.toUpperCase())}${dgn.node ? ` (at ${dgn.node})` : ''}`);
+    lines.push(`  ${dgn.summary}`);
+    lines.push(`  why: ${dgn.explanation}`);
+    lines.push(`  fix: ${dgn.fix}`);
+    for (const e of dgn.evidence) lines.push(paint.dim(`    | ${e}`));
+    const cap = report.captures.find((c) => c.sender === dgn.sender && c.receiver === dgn.receiver);
+    if (cap) {
+      for (const [n, c] of Object.entries(cap.counts)) {
+        lines.push(paint.dim(`    | captured on ${n}: ${c.total} packets; from ${dgn.sender}: ${c.udpFromSender} UDP (${c.initiationsFromSender} handshake initiations, ${c.markers} markers); ${c.responsesToSender} handshake responses to it; ICMP on wg0 ${c.icmpRequestsIn} requests in, ${c.icmpRepliesOut} replies out`));
+      }
+      for (const [n, err] of Object.entries(cap.errors)) lines.push(paint.dim(`    | capture on ${n}: ${err}`));
+      for (const [n, pids] of Object.entries(cap.leftovers)) if (pids.length) lines.push(paint.red(`    | capture processes still running on ${n}: ${pids.join(' ')}`));
+    }
+    lines.push('');
+  }
+  if (report.bundle) lines.push(`bundle: ${report.bundle} (report.json, report.txt${report.captures.some((c) => c.files.length) ? ', pcap files' : ''})`);
+  lines.push('debug changes nothing on the nodes: the fixes above are suggestions.');
+  return `${lines.join('\n')}\n`;
+}
+
+export async function writeBundle(report: DebugReport, text: string): Promise<void> {
+  if (!report.bundle) return;
+  await mkdir(report.bundle, { recursive: true });
+  await writeFile(join(report.bundle, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
+  await writeFile(join(report.bundle, 'report.txt'), text);
+}

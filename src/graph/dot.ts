@@ -1,0 +1,134 @@
+/**
+ * `verify --graph FILE`: a picture of the mesh in Graphviz DOT, written by us (no graph library).
+ * Nodes are clustered by site; a NAT site shows its router with the port-forwards as its label; every pair of
+ * nodes is one edge coloured by the pair's state (green ok, orange warnings, red a failing check, grey unknown).
+ * When FILE ends in .svg (or .png), `dot` renders it and the .dot source is written beside it.
+ */
+import { execFile } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import type { Inventory } from '../inventory/types.js';
+import { MeshctlError } from '../errors.js';
+import type { Check, CheckStatus } from '../checks/verify.js';
+import type { Matrix } from '../checks/ping-matrix.js';
+
+export interface GraphInput {
+  checks: Check[];
+  matrix: Matrix | null;
+  nodes: Array<{ name: string; connected: boolean }>;
+}
+
+const COLORS = { pass: '#2e9e44', warn: '#f08c00', fail: '#d62828', unknown: '#9e9e9e' } as const;
+const FILLS = { pass: '#e8f6ea', warn: '#fff1dc', fail: '#fde2e2', unknown: '#eeeeee' } as const;
+
+/** Quotes a DOT ID or label. */
+export const dotQuote = (text: string) => `"${text.replaceAll('\\', '\\\\').replaceAll('"', '\\"').replaceAll('\n', '\\n')}"`;
+
+/** Checks that concern the link between two nodes (either direction). */
+const PAIR_IDS = new Set(['ping', 'path-mtu', 'handshake', 'peers', 'allowed-ips', 'endpoint', 'keepalive', 'route']);
+
+const worst = (statuses: CheckStatus[]): CheckStatus | undefined =>
+  statuses.includes('fail') ? 'fail' : statuses.includes('warn') ? 'warn' : statuses.length ? 'pass' : undefined;
+
+function edgeFor(a: string, b: string, input: GraphInput): { status: CheckStatus | 'unknown'; label: string } {
+  const connected = (n: string) => input.nodes.find((x) => x.name === n)?.connected !== false;
+  if (!connected(a) || !connected(b)) return { status: 'unknown', label: 'not reached' };
+  const related = input.checks.filter((c) => PAIR_IDS.has(c.id) && ((c.node === a && c.peer === b) || (c.node === b && c.peer === a)));
+  const status = worst(related.map((c) => c.status)) ?? 'unknown';
+  if (status === 'pass') {
+    const rtts = [input.matrix?.cells[a]?.[b]?.rttMs, input.matrix?.cells[b]?.[a]?.rttMs].filter((x): x is number => x !== undefined);
+    return { status, label: rtts.length ? `${(rtts.reduce((x, y) => x + y, 0) / rtts.length).toFixed(1)} ms` : 'ok' };
+  }
+  const bad = related.filter((c) => c.status === status);
+  const lines = [...new Set(bad.map((c) => `${c.id} ${c.node}→${c.peer}`))];
+  const shown = lines.slice(0, 3);
+  if (lines.length > 3) shown.push(`+${lines.length - 3} more`);
+  return { status, label: `${status === 'fail' ? 'FAIL' : 'WARN'}: ${shown.join('\n')}` };
+}
+
+function nodeStatus(name: string, input: GraphInput): CheckStatus | 'unknown' {
+  if (input.nodes.find((x) => x.name === name)?.connected === false) return 'unknown';
+  return worst(input.checks.filter((c) => c.node === name && c.peer === undefined).map((c) => c.status)) ?? 'unknown';
+}
+
+/** The DOT source (pure). */
+export function renderDot(inventory: Inventory, input: GraphInput, title?: string): string {
+  const lines: string[] = [];
+  const fails = input.checks.filter((c) => c.status === 'fail').length;
+  const heading = title ?? `meshctl verify: ${inventory.source} (${fails === 0 ? 'healthy' : `${fails} failing check${fails === 1 ? '' : 's'}`})`;
+  lines.push('graph mesh {');
+  lines.push(`  graph [label=${dotQuote(heading)}, labelloc=t, fontname="Helvetica", fontsize=16, rankdir=LR, nodesep=0.6, ranksep=1.4, pad=0.3];`);
+  lines.push('  node [fontname="Helvetica", fontsize=11, shape=box, style="rounded,filled", penwidth=2];');
+  lines.push('  edge [fontname="Helvetica", fontsize=10, penwidth=2.5];');
+
+  for (const site of inventory.sites) {
+    const members = inventory.nodes.filter((n) => n.site === site.name);
+    const kind = site.kind === 'nat' ? `NAT ${site.lan}` : site.kind === 'lan' ? `LAN ${site.lan}` : 'public';
+    lines.push(`  subgraph ${dotQuote(`cluster_${site.name}`)} {`);
+    lines.push(`    label=${dotQuote(`site ${site.name} (${kind})`)}; style="rounded,dashed"; color="#777777"; fontname="Helvetica"; fontsize=12;`);
+    if (site.kind === 'nat') {
+      const forwards = members
+        .filter((n) => n.forwardedPort !== undefined)
+        .map((n) => `${site.publicIp}:${n.forwardedPort} → ${n.name} (${n.address}:${n.listenPort})`);
+      const label = [`router ${site.router}`, `public ${site.publicIp}`, ...(forwards.length ? ['forwards:', ...forwards] : ['no forwards'])].join('\n');
+      lines.push(`    ${dotQuote(`router:${site.name}`)} [label=${dotQuote(label)}, shape=note, style=filled, fillcolor="#f4f4f4", color="#555555", penwidth=1];`);
+    }
+    for (const n of members) {
+      const status = nodeStatus(n.name, input);
+      const nodeFails = input.checks.filter((c) => c.node === n.name && c.peer === undefined && c.status === 'fail').map((c) => c.id);
+      const label = [n.name, `${n.address}`, `overlay ${n.overlayIp}`, ...(status === 'unknown' ? ['NOT REACHED'] : nodeFails.length ? [`FAIL: ${nodeFails.join(', ')}`] : [])].join('\n');
+      lines.push(`    ${dotQuote(n.name)} [label=${dotQuote(label)}, color=${dotQuote(COLORS[status])}, fillcolor=${dotQuote(FILLS[status])}];`);
+    }
+    if (site.kind === 'nat') {
+      // the router sits in front of its nodes: invisible edges keep it on the public side of the cluster
+      for (const n of members) lines.push(`    ${dotQuote(`router:${site.name}`)} -- ${dotQuote(n.name)} [style=dotted, color="#aaaaaa", penwidth=1];`);
+    }
+    lines.push('  }');
+  }
+
+  const names = inventory.nodes.map((n) => n.name);
+  for (let i = 0; i < names.length; i++) {
+    for (let j = i + 1; j < names.length; j++) {
+      const a = names[i]!;
+      const b = names[j]!;
+      const edge = edgeFor(a, b, input);
+      const style = edge.status === 'unknown' ? 'dashed' : 'solid';
+      const sameSite = inventory.nodes[i]!.site === inventory.nodes[j]!.site;
+      lines.push(
+        `  ${dotQuote(a)} -- ${dotQuote(b)} [color=${dotQuote(COLORS[edge.status])}, fontcolor=${dotQuote(COLORS[edge.status])}, style=${style}, label=${dotQuote(edge.label)}${sameSite ? ', constraint=false' : ''}];`,
+      );
+    }
+  }
+  lines.push('}');
+  return `${lines.join('\n')}\n`;
+}
+
+const run = promisify(execFile);
+
+/** Renders DOT text to a file with Graphviz (`dot -Tsvg` / `-Tpng`). */
+export async function renderWithDot(dotText: string, format: 'svg' | 'png', outFile: string): Promise<void> {
+  try {
+    const child = run('dot', [`-T${format}`, '-o', outFile]);
+    child.child.stdin?.end(dotText);
+    await child;
+  } catch (error) {
+    const e = error as NodeJS.ErrnoException & { stderr?: string };
+    if (e.code === 'ENOENT') throw new MeshctlError('Graphviz `dot` is not installed (apt-get install graphviz); write a .dot file instead', ExitCode2);
+    throw new MeshctlError(`dot failed: ${e.stderr?.trim() || e.message}`, ExitCode2);
+  }
+}
+const ExitCode2 = 2 as const;
+
+/** Writes FILE: .svg/.png rendered by dot with the .dot source beside it, anything else as DOT. Returns the paths. */
+export async function writeGraph(file: string, inventory: Inventory, input: GraphInput, title?: string): Promise<string[]> {
+  const dotText = renderDot(inventory, input, title);
+  const match = /\.(svg|png)$/i.exec(file);
+  if (!match) {
+    await writeFile(file, dotText);
+    return [file];
+  }
+  const dotFile = file.replace(/\.(svg|png)$/i, '.dot');
+  await writeFile(dotFile, dotText);
+  await renderWithDot(dotText, match[1]!.toLowerCase() as 'svg' | 'png', file);
+  return [file, dotFile];
+}

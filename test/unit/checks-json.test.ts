@@ -1,0 +1,47 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { evaluateVerify } from '../../src/checks/verify.js';
+import { buildReport } from '../../src/checks/report.js';
+import { verifyReportSchema } from '../../src/checks/report-schema.js';
+import { factsFrom, healthyScenario } from '../fixtures/probes/homelab.js';
+import { SCENARIOS } from '../fixtures/probes/scenarios.js';
+
+function reportOf(scenario = healthyScenario(), unreachable = new Map<string, string>()) {
+  const facts = factsFrom(scenario);
+  for (const [n, why] of unreachable) {
+    facts.checklists.delete(n);
+    facts.unreachable.set(n, why);
+  }
+  return buildReport(facts.inventory, evaluateVerify(facts), facts.matrix, facts.unreachable, 1234);
+}
+
+test('verify --json of a healthy mesh matches the documented shape', () => {
+  const json = JSON.parse(JSON.stringify(reportOf()));
+  verifyReportSchema.parse(json);
+  assert.equal(json.exitCode, 0);
+  assert.equal(json.ok, true);
+  assert.equal(json.matrix.cells['ms-1']['wk-1'].pmtu.expected, 1392);
+});
+
+test('verify --json of every broken state matches the shape and exits 1', () => {
+  for (const [name, make] of Object.entries(SCENARIOS)) {
+    const json = JSON.parse(JSON.stringify(reportOf(make())));
+    verifyReportSchema.parse(json);
+    assert.equal(json.exitCode, 1, name);
+    assert.equal(json.ok, false, name);
+  }
+});
+
+test('an unreachable node gives exit code 3 and an error on the node', () => {
+  const json = JSON.parse(JSON.stringify(reportOf(healthyScenario(), new Map([['wk-2', 'connection refused']]))));
+  verifyReportSchema.parse(json);
+  assert.equal(json.exitCode, 3);
+  assert.deepEqual(json.nodes.find((n: { name: string }) => n.name === 'wk-2'), { name: 'wk-2', site: 'home', overlayIp: '172.27.15.13', connected: false, error: 'connection refused' });
+});
+
+test('the doc lists every check id', () => {
+  const doc = readFileSync(new URL('../../docs/verify-json.md', import.meta.url), 'utf8');
+  const json = reportOf();
+  for (const id of new Set(json.checks.map((c) => c.id))) assert.match(doc, new RegExp(`\\| \`${id}\` \\|`));
+});

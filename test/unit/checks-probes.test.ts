@@ -1,0 +1,125 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { checklistScript, parseChecklist, parsePingOutput, pingScript, splitSections, parsePingSummary, dropSecretLines } from '../../src/checks/probes.js';
+import { startCaptureScript, stopCaptureScript, provokeScript, cleanupCaptureScript, countPackets, parsePacketLine } from '../../src/debug/capture.js';
+
+const fx = (name: string) => readFileSync(new URL(`../fixtures/probes/${name}`, import.meta.url), 'utf8');
+const params = { interface: 'wg0', listenPort: 51820, peerIps: ['172.27.15.11', '172.27.15.31'], firewall: true };
+const ping = { targets: [{ node: 'wk-1', ip: '172.27.15.11' }, { node: 'ctb-edge-1', ip: '172.27.15.31' }], count: 3, intervalSeconds: 0.2, deadlineSeconds: 7, mtu: 1420 };
+
+test('checklist on a healthy wireguard-go node (real capture)', () => {
+  const c = parseChecklist(fx('checklist-healthy.txt'), params);
+  assert.deepEqual(c.problems, []);
+  assert.equal(c.now, 1795376844);
+  assert.equal(c.iface.up, true);
+  assert.equal(c.iface.mtu, 1420);
+  assert.deepEqual(c.iface.addresses, ['172.27.15.12/32']);
+  assert.equal(c.listeners[0]!.port, 51820);
+  assert.deepEqual(c.listeners[0]!.processes, ['wireguard-go']);
+  assert.equal(c.livePublicKey, 'NcJhHdax9jF29hSsJ7y1+oW6XrqtUKDD6GL9J7ha2jA=');
+  assert.equal(c.filePublicKey, c.livePublicKey);
+  assert.equal(c.liveListenPort, 51820);
+  assert.equal(c.peers.length, 2);
+  assert.equal(c.peers[1]!.latestHandshake, undefined);
+  assert.equal(c.peers[1]!.persistentKeepalive, 25);
+  assert.equal(c.config!.peers.length, 2);
+  assert.equal(c.config!.interface!.hasPrivateKey, false);
+  assert.deepEqual(c.routes.map((r) => r.dev), ['wg0', 'wg0']);
+  assert.deepEqual(c.rpFilter, { all: 0, default: 0, iface: 0, effective: 0 });
+  assert.deepEqual(c.service, { systemd: false });
+  assert.deepEqual(c.firewall, []);
+});
+
+test('checklist with the interface gone (real capture)', () => {
+  const c = parseChecklist(fx('checklist-interface-missing.txt'), params);
+  assert.equal(c.iface.exists, false);
+  assert.match(c.iface.error!, /does not exist/);
+  assert.equal(c.wgAvailable, false);
+  assert.equal(c.livePublicKey, undefined);
+  assert.equal(c.filePublicKey, 'NcJhHdax9jF29hSsJ7y1+oW6XrqtUKDD6GL9J7ha2jA=');
+  assert.deepEqual(c.peers, []);
+  assert.equal(c.routes[0]!.dev, 'vfx-a');
+});
+
+test('checklist: route via the default gateway, rp_filter strict (real capture)', () => {
+  const c = parseChecklist(fx('checklist-route-missing-rp-strict.txt'), params);
+  assert.deepEqual(c.routes[0], { dst: '172.27.15.11', dev: 'vfx-a', gateway: '192.168.15.3', prefsrc: '192.168.15.2' });
+  assert.equal(c.rpFilter.effective, 1);
+});
+
+test('checklist: firewall rules (real iptables-save -c)', () => {
+  const c = parseChecklist(fx('checklist-firewall.txt'), { ...params, peerIps: ['172.27.15.12'] });
+  assert.ok(c.firewall!.includes('[0:0] -A INPUT -p udp -m udp --dport 51820 -j DROP'));
+});
+
+test('ping output: healthy peer, dead peer skipped by the MTU probe (real capture)', () => {
+  const r = parsePingOutput(fx('ping-one-peer-down.txt'), { ...ping, after: [{ name: 'dump', command: 'x' }] });
+  assert.equal(r.complete, true);
+  assert.deepEqual(r.ping.get('172.27.15.11')!.rttMs, { min: 0.605, avg: 0.961, max: 1.382 });
+  assert.equal(r.ping.get('172.27.15.31')!.received, 0);
+  assert.equal(r.ping.get('172.27.15.31')!.transmitted, 35);
+  assert.equal(r.mtu.get('172.27.15.11')!.ok, true);
+  assert.equal(r.mtu.get('172.27.15.31')!.skipped, true);
+  assert.ok(r.after.get('dump')!.body.includes('172.27.15.11/32'));
+});
+
+test('ping output: MTU black hole found by binary search (real capture)', () => {
+  const r = parsePingOutput(fx('ping-mtu-blackhole.txt'), ping);
+  const m = r.mtu.get('172.27.15.11')!;
+  assert.equal(m.ok, false);
+  assert.equal(m.largest, 1204);
+  assert.equal(m.tries[0]!.size, 1392);
+  assert.equal(m.tries.length, 11);
+});
+
+test('ping summary with errors and unreachable', () => {
+  assert.equal(parsePingSummary('ping: connect: Network is unreachable', 2).error, 'ping: connect: Network is unreachable');
+  const p = parsePingSummary('5 packets transmitted, 0 received, +5 errors, 100% packet loss, time 4005ms');
+  assert.equal(p.errors, 5);
+  assert.equal(p.loss, 100);
+});
+
+test('sections survive output without a final newline and a cut-short script', () => {
+  const s = splitSections("@@meshctl begin a\nx\n@@meshctl end a rc=3\n@@meshctl begin b\npartial");
+  assert.equal(s.get('a')!.rc, 3);
+  assert.equal(s.get('b')!.rc, undefined);
+  assert.equal(s.get('b')!.body, 'partial');
+});
+
+test('no probe ever reads a private key', () => {
+  const scripts = [
+    checklistScript(params),
+    pingScript({ ...ping, after: [{ name: 'd', command: 'true' }] }),
+    startCaptureScript(51820, 5),
+    stopCaptureScript({ node: 'n', pid: 1, base: '/tmp/meshctl-debug-abc123' }),
+    cleanupCaptureScript({ node: 'n', pid: 1, base: '/tmp/meshctl-debug-abc123' }),
+    provokeScript({ overlayIp: '172.27.15.12', endpoint: { host: '203.0.113.10', port: 51821 }, marker: 'meshctl-debug-aaaaaa', seconds: 5, mtu: 1420 }),
+  ].join('\n');
+  assert.doesNotMatch(scripts, /private-key|showconf|\.key\b|wg show \S+ dump(?! \| tail -n \+2)/);
+  assert.match(checklistScript(params), /grep -Evi 'privatekey\|presharedkey'/);
+  assert.equal(dropSecretLines('a\nPrivateKey = x\nPresharedKey=y\nPostUp = wg set %i private-key /etc/wireguard/%i.key\nb'), 'a\nPostUp = wg set %i private-key /etc/wireguard/%i.key\nb');
+});
+
+test('fixtures hold no private key lines and no interface dump line', () => {
+  for (const f of ['checklist-healthy.txt', 'checklist-interface-missing.txt', 'checklist-firewall.txt', 'checklist-route-missing-rp-strict.txt', 'ping-one-peer-down.txt']) {
+    const text = fx(f);
+    assert.doesNotMatch(text, /PrivateKey/i);
+    for (const line of text.split('\n')) assert.notEqual(line.split('\t').length, 4, `${f}: ${line}`);
+  }
+});
+
+test('capture counts at the receiver (real tcpdump -r output)', () => {
+  const ctx = { senderAddresses: ['192.168.15.2'], receiverAddresses: ['192.168.15.3'], senderOverlay: '172.27.15.12', receiverOverlay: '172.27.15.11', markerLength: 20, iface: 'wg0' };
+  const healthy = countPackets(fx('capture-receiver-healthy.txt').split('\n'), ctx);
+  assert.equal(healthy.markers, 3);
+  // a session existed already: no handshake in this capture, pings answered one for one
+  assert.equal(healthy.initiationsFromSender, 0);
+  assert.equal(healthy.icmpRequestsIn, 7);
+  assert.equal(healthy.icmpRepliesOut, 7);
+  const noAnswer = countPackets(fx('capture-receiver-no-answer.txt').split('\n'), ctx);
+  assert.deepEqual([noAnswer.markers, noAnswer.initiationsFromSender, noAnswer.responsesToSender], [3, 1, 0]);
+  assert.deepEqual(parsePacketLine('19:48:11.554119 vfx-b In  IP 192.168.15.2.51820 > 192.168.15.3.51820: UDP, length 128'), {
+    iface: 'vfx-b', dir: 'In', src: '192.168.15.2', sport: 51820, dst: '192.168.15.3', dport: 51820, udpLength: 128,
+  });
+});
