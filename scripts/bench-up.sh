@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Benchmark (not a test): wall time and peak RSS of `meshctl up` on a fresh lab, then of a second, converged `up`.
+# Benchmark (not a test): wall time and peak RSS of `meshctl up` on a fresh lab, of a second, converged `up`,
+# and of `verify` on the healthy mesh.
 #   bash scripts/bench-up.sh [INVENTORY] [RUNS]
 # Uses the built CLI (dist/), runs meshctl directly in the lab's operator namespace, and removes the lab after.
 set -euo pipefail
@@ -25,5 +26,6 @@ for i in $(seq "$runs"); do
   measure "up, first run (bare nodes)" up "$inventory" --yes
   measure "up, second run (converged)" up "$inventory" --yes
   measure "up, second run, --json" up "$inventory" --yes --json
+  measure "verify, healthy mesh" verify "$inventory"
   node bin/meshctl.js lab down --name "$name" >/dev/null
 done

@@ -51,7 +51,7 @@ export function registerLab(program: Command): void {
     .argument('<command...>', 'command and its arguments (after --)')
     .passThroughOptions()
     .action(async (target: string, command: string[], options: { name: string }) => {
-      process.exitCode = await labExecInherit(options.name, target, command);
+      process.exitCode = await labExecInherit(options.name, target, afterDashes(command));
     });
 
   lab
@@ -61,7 +61,7 @@ export function registerLab(program: Command): void {
     .argument('<args...>', 'meshctl arguments (after --)')
     .passThroughOptions()
     .action(async (args: string[], options: { name: string }) => {
-      process.exitCode = await labRunMeshctlInherit(options.name, args);
+      process.exitCode = await labRunMeshctlInherit(options.name, afterDashes(args));
     });
 
   lab
@@ -88,3 +88,6 @@ export function registerLab(program: Command): void {
       }
     });
 }
+
+/** With passThroughOptions commander keeps the `--` that separates meshctl's options from the command: drop it. */
+const afterDashes = (args: string[]) => (args[0] === '--' ? args.slice(1) : args);

@@ -59,15 +59,12 @@ describeLab('meshctl verify and debug on the homelab lab', INVENTORY, (lab) => {
     assert.equal(r.code, 0, `up failed:\n${r.stdout}\n${r.stderr}`);
   });
 
-  it('verifies a healthy mesh: exit 0 in under 5 s', async () => {
+  // its speed is measured by scripts/bench-up.sh, not asserted here (a timed test flakes on a loaded machine)
+  it('verifies a healthy mesh: exit 0', async () => {
     await healthyAgain();
-    const started = Date.now();
     const r = await run(['verify', INVENTORY]);
-    const seconds = (Date.now() - started) / 1000;
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.match(r.stdout, /HEALTHY/);
-    process.stderr.write(`verify on the healthy 4-node lab: ${seconds.toFixed(2)} s wall (meshctl process start included)\n`);
-    assert.ok(seconds < 5, `verify took ${seconds} s`);
   });
 
   it('1. forward pointed at the wrong node', async () => {
