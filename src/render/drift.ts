@@ -280,7 +280,7 @@ function liveEndpointDrift(wanted: DesiredPeer, live: LivePeer): DriftItem | und
     return { ...base, severity: 'info', message: `peer ${wanted.name} is configured by name (${expected.host}); live ${live.endpoint} is its resolved address` };
   }
   if (expected && actual && expected.host === actual.host && wanted.throughNat) {
-    return { ...base, severity: 'info', message: `peer ${wanted.name} is behind NAT: WireGuard roamed to the source port its router chose` };
+    return { ...base, severity: 'info', message: `a NAT between this node and ${wanted.name} rewrote the source port; WireGuard roamed to it` };
   }
   return {
     ...base,

@@ -22,9 +22,10 @@ export interface DesiredPeer {
   endpoint?: string;
   persistentKeepalive?: number;
   /**
-   * The peer sits behind a NAT as seen from this node (its site is nat/lan and not this node's site), so the
-   * source port of its packets may be rewritten and its live endpoint port may differ from `endpoint`.
-   * Not rendered; used by verify.
+   * A NAT sits on the path between this node and the peer (the pair spans sites and either end's site is nat/lan),
+   * so the source port of the peer's packets may be rewritten and its live endpoint port may differ from
+   * `endpoint`. The NAT can be this node's own router: when its outbound mapping to the peer already holds the
+   * peer's reply tuple, conntrack rewrites the port of the peer's inbound flow. Not rendered; used by verify.
    */
   throughNat: boolean;
 }
@@ -99,7 +100,7 @@ function desiredPeer(inventory: Inventory, self: Node, peer: Node, publicKey: st
     allowedIps: [`${peer.overlayIp}/32`],
     ...(endpoint ? { endpoint: formatEndpoint(endpoint) } : {}),
     ...(persistentKeepalive !== undefined ? { persistentKeepalive } : {}),
-    throughNat: peer.site !== self.site && isBehindNat(siteOf(inventory, peer)),
+    throughNat: peer.site !== self.site && (isBehindNat(siteOf(inventory, peer)) || isBehindNat(siteOf(inventory, self))),
   };
 }
 
