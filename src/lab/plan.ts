@@ -1,0 +1,348 @@
+/**
+ * Pure planning: inventory -> the lab's network plan (namespaces, veth links, bridges, addresses, routes, NAT).
+ * No I/O here; src/lab/network.ts applies a plan, and unit tests check plans with plain fixtures.
+ *
+ * Shape of a lab (every piece inside namespaces named `ml-<lab>.<role>`; nothing in the host namespace):
+ * - `internet`: routes between public addresses. Each attached namespace holds its public address as a /32 with an
+ *   on-link default route to 169.254.0.1, which the internet namespace holds on every link (see lab.md).
+ *   It has no default route itself, so nothing leaves the lab.
+ * - one router per nat/lan site: bridge `br0` with the router's LAN address, the site's public IP on `wan`,
+ *   forwarding on, MASQUERADE of the LAN, and exactly the declared UDP port-forwards (nat sites only).
+ * - one namespace per node: `eth0` on its site's bridge (nat/lan) or on the internet (public).
+ * - `operator`: joins every LAN (highest free address) and the internet (an address outside every inventory
+ *   range); forwarding off, so it never bridges segments. meshctl runs here against the lab.
+ * Interface names live inside lab namespaces, so they never collide with the host or another lab; they only need
+ * to be unique per namespace and at most 15 characters.
+ */
+import type { Inventory, Node, Site } from '../inventory/types.js';
+import { type Cidr, cidrContains, cidrsOverlap, intToIp, ipToInt, isIpv4, parseCidr } from '../net/ipv4.js';
+import { badInput } from '../errors.js';
+
+/** Held by the internet namespace on every link; everyone's on-link default gateway. */
+export const INTERNET_GATEWAY = '169.254.0.1';
+/** The standard sudo user every node has, beside the users the inventory names. */
+export const LAB_SUDO_USER = 'meshadmin';
+/** Where every node sees the lab's local apt repository (read-only bind mount). */
+export const NODE_APT_DIR = '/srv/meshctl-apt';
+/** Addresses for the operator's and lan routers' public side: RFC 2544 benchmarking space, never a real host. */
+const LAB_PUBLIC_POOL = parseCidr('198.18.0.0/15')!;
+
+const LAB_NAME = /^[a-z0-9][a-z0-9-]{0,15}$/;
+const SAFE_NAME = /^[a-z0-9][a-z0-9-]*$/;
+const USER_NAME = /^[a-z_][a-z0-9_-]{0,31}$/;
+const HOST_NAME = /^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$/;
+
+export type NamespaceRole = 'internet' | 'operator' | 'router' | 'node';
+
+export interface PlannedInterface {
+  name: string;
+  /** addresses in CIDR form */
+  addresses: string[];
+  /** bridge this interface is a port of */
+  master?: string;
+  /** true for bridges (created, not veth ends) */
+  bridge?: boolean;
+}
+
+export interface PlannedRoute {
+  to: string; // 'default' or CIDR
+  dev: string;
+  via?: string;
+  onlink?: boolean;
+}
+
+export interface PlannedForward {
+  publicIp: string;
+  port: number;
+  toAddress: string;
+  toPort: number;
+  /** inventory node the forward points at */
+  node: string;
+}
+
+export interface PlannedNat {
+  /** LAN masqueraded when leaving through `outInterface` */
+  masquerade: { source: string; outInterface: string };
+  /** UDP DNAT on traffic arriving at `inInterface` */
+  forwards: PlannedForward[];
+  inInterface: string;
+}
+
+export interface PlannedNamespace {
+  name: string;
+  role: NamespaceRole;
+  site?: string;
+  node?: string;
+  forwarding: boolean;
+  interfaces: PlannedInterface[];
+  routes: PlannedRoute[];
+  nat?: PlannedNat;
+}
+
+export interface PlannedLink {
+  a: { ns: string; ifname: string };
+  b: { ns: string; ifname: string };
+}
+
+export interface PlannedNode {
+  name: string;
+  site: string;
+  namespace: string;
+  address: string;
+  overlayIp: string;
+  sshHost: string;
+  sshPort: number;
+  /** user the inventory logs in as */
+  sshUser: string;
+  /** non-root users made with passwordless sudo (always LAB_SUDO_USER, plus the inventory's user if not root) */
+  sudoUsers: string[];
+}
+
+export interface PlannedRouter {
+  site: string;
+  kind: 'nat' | 'lan';
+  namespace: string;
+  lan: string;
+  address: string;
+  publicIp: string;
+  forwards: PlannedForward[];
+}
+
+export interface LabPlan {
+  lab: string;
+  /** every namespace of this lab starts with it; lab names hold no '.', so labs never share a prefix */
+  prefix: string;
+  namespaces: PlannedNamespace[];
+  links: PlannedLink[];
+  nodes: PlannedNode[];
+  routers: PlannedRouter[];
+  operator: { namespace: string; internetAddress: string; lanAddresses: Record<string, string> };
+  internet: { namespace: string };
+}
+
+/** Lab names are short and go into namespace names and paths. */
+export function validateLabName(name: string): void {
+  if (!LAB_NAME.test(name)) {
+    throw badInput(`invalid lab name ${JSON.stringify(name)}: use 1-16 characters a-z, 0-9 and '-', starting with a letter or digit`);
+  }
+}
+
+export const namespacePrefix = (lab: string) => `ml-${lab}.`;
+export const namespaceName = (lab: string, role: string) => `${namespacePrefix(lab)}${role}`;
+
+/** An interface name: `<tag><index>-<name>` cut to 15 characters (the index keeps it unique). */
+const ifname = (tag: string, index: number, name: string) => `${tag}${index}-${name.replace(/[^a-z0-9-]/gi, '')}`.slice(0, 15);
+
+const hostBits = (cidr: Cidr) => cidr.last - cidr.first;
+
+/**
+ * Plans the lab for an inventory. Throws MeshctlError (exit 2) listing, on one line, everything the lab cannot
+ * replicate (overlapping LANs, addresses outside their LAN, duplicates, an SSH host that is not the node's address).
+ */
+export function planLab(inventory: Inventory, lab: string): LabPlan {
+  validateLabName(lab);
+  const problems: string[] = [];
+  const ns = (role: string) => namespaceName(lab, role);
+
+  const lans = new Map<string, Cidr>();
+  const routerAddress = new Map<string, string>();
+  for (const site of inventory.sites) {
+    if (!SAFE_NAME.test(site.name)) problems.push(`site ${site.name}: name must be a-z, 0-9 and '-'`);
+    if (site.kind === 'public') continue;
+    const cidr = typeof site.lan === 'string' ? parseCidr(site.lan) : undefined;
+    if (!cidr) {
+      problems.push(`site ${site.name}: lan ${String(site.lan)} is not an IPv4 CIDR`);
+      continue;
+    }
+    if (cidr.prefix > 30) problems.push(`site ${site.name}: lan ${site.lan} is too small (the lab needs a router, nodes and the operator in it)`);
+    for (const [other, otherCidr] of lans) {
+      if (cidrsOverlap(cidr, otherCidr)) problems.push(`sites ${other} and ${site.name} have overlapping LANs (the lab's operator joins every LAN)`);
+    }
+    lans.set(site.name, cidr);
+    if (site.kind === 'nat' && !(typeof site.publicIp === 'string' && isIpv4(site.publicIp))) {
+      problems.push(`site ${site.name}: publicIp ${String(site.publicIp)} is not an IPv4 address`);
+    }
+    if (site.router !== undefined) {
+      if (!isIpv4(site.router) || !cidrContains(cidr, site.router)) problems.push(`site ${site.name}: router ${site.router} is not an address in ${site.lan}`);
+      else routerAddress.set(site.name, site.router);
+    }
+  }
+
+  const sitesByName = new Map(inventory.sites.map((s) => [s.name, s]));
+  const usedInLan = new Map<string, Set<number>>([...lans.keys()].map((name) => [name, new Set<number>()]));
+  for (const [site, address] of routerAddress) usedInLan.get(site)!.add(ipToInt(address));
+  const publicAddresses = new Map<string, string>(); // address -> owner
+  const claimPublic = (address: string, owner: string) => {
+    const previous = publicAddresses.get(address);
+    if (previous) problems.push(`${owner} and ${previous} share the public address ${address}`);
+    else publicAddresses.set(address, owner);
+    for (const [site, cidr] of lans) if (cidrContains(cidr, address)) problems.push(`${owner}: public address ${address} is inside site ${site}'s LAN`);
+  };
+  for (const site of inventory.sites) if (site.kind === 'nat' && isIpv4(site.publicIp ?? '')) claimPublic(site.publicIp, `site ${site.name}`);
+
+  if (inventory.nodes.length === 0) problems.push('the inventory has no nodes');
+  const forwardKeys = new Map<string, string>();
+  for (const node of inventory.nodes) {
+    const where = `node ${node.name}`;
+    if (!HOST_NAME.test(node.name)) problems.push(`${where}: name is not a valid host name`);
+    const site = sitesByName.get(node.site);
+    if (!site) {
+      problems.push(`${where}: unknown site ${String(node.site)}`);
+      continue;
+    }
+    if (typeof node.address !== 'string' || !isIpv4(node.address)) {
+      problems.push(`${where}: address ${String(node.address)} is not an IPv4 address`);
+      continue;
+    }
+    if (site.kind === 'public') claimPublic(node.address, where);
+    else {
+      const cidr = lans.get(site.name);
+      if (cidr) {
+        const value = ipToInt(node.address);
+        if (!cidrContains(cidr, node.address) || value === cidr.first || value === cidr.last) problems.push(`${where}: address ${node.address} is not a host address in ${site.lan}`);
+        else if (usedInLan.get(site.name)!.has(value)) problems.push(`${where}: address ${node.address} is already used in site ${site.name}`);
+        else usedInLan.get(site.name)!.add(value);
+      }
+    }
+    if (node.ssh.host !== node.address) problems.push(`${where}: ssh.host ${node.ssh.host} must be the node's address ${node.address} (the lab reaches nodes only there)`);
+    if (!Number.isInteger(node.ssh.port) || node.ssh.port < 1 || node.ssh.port > 65535) problems.push(`${where}: ssh.port ${node.ssh.port} is not a port`);
+    if (node.ssh.user !== 'root' && !USER_NAME.test(node.ssh.user ?? '')) problems.push(`${where}: ssh.user ${String(node.ssh.user)} is not a valid user name`);
+    if (site.kind === 'nat' && node.forwardedPort !== undefined) {
+      const key = `${site.name}:${node.forwardedPort}`;
+      const previous = forwardKeys.get(key);
+      if (previous) problems.push(`${where} and node ${previous} use the same forwarded port ${node.forwardedPort} on site ${site.name}`);
+      else forwardKeys.set(key, node.name);
+    }
+  }
+
+  // Lab-made addresses: from 198.18.0.0/15, avoiding everything the inventory uses.
+  const reserved = [...lans.values(), ...[inventory.mesh.network, ...(inventory.mesh.reservedCidrs ?? [])].map((c) => parseCidr(String(c), { strict: false })).filter((c): c is Cidr => !!c)];
+  let poolNext = LAB_PUBLIC_POOL.first + 1;
+  const labPublicAddress = (owner: string): string => {
+    for (; poolNext < LAB_PUBLIC_POOL.last; poolNext++) {
+      const candidate = intToIp(poolNext);
+      if (publicAddresses.has(candidate) || reserved.some((c) => cidrContains(c, candidate))) continue;
+      poolNext++;
+      publicAddresses.set(candidate, owner);
+      return candidate;
+    }
+    problems.push(`no free lab address for ${owner}`);
+    return '0.0.0.0';
+  };
+  const freeLanAddress = (site: string, fromTop: boolean): string => {
+    const cidr = lans.get(site)!;
+    const used = usedInLan.get(site)!;
+    for (let i = 1; i < hostBits(cidr); i++) {
+      const value = fromTop ? cidr.last - i : cidr.first + i;
+      if (!used.has(value)) {
+        used.add(value);
+        return intToIp(value);
+      }
+    }
+    problems.push(`site ${site}: no free address left in ${formatPrefix(cidr)} for the lab`);
+    return intToIp(cidr.first);
+  };
+
+  if (problems.length > 0) throw badInput(`the lab cannot replicate ${inventory.source}: ${problems.join('; ')}`);
+
+  const internet: PlannedNamespace = { name: ns('internet'), role: 'internet', forwarding: true, interfaces: [], routes: [] };
+  const operator: PlannedNamespace = { name: ns('operator'), role: 'operator', forwarding: false, interfaces: [], routes: [] };
+  const namespaces: PlannedNamespace[] = [internet, operator];
+  const links: PlannedLink[] = [];
+  const routers: PlannedRouter[] = [];
+  const nodes: PlannedNode[] = [];
+  const routerNs = new Map<string, PlannedNamespace>();
+  const gw32 = `${INTERNET_GATEWAY}/32`;
+
+  /** Attaches a namespace to the internet with a public /32 and an on-link default route. */
+  const joinInternet = (target: PlannedNamespace, localIf: string, internetIf: string, address: string) => {
+    links.push({ a: { ns: internet.name, ifname: internetIf }, b: { ns: target.name, ifname: localIf } });
+    internet.interfaces.push({ name: internetIf, addresses: [gw32] });
+    internet.routes.push({ to: `${address}/32`, dev: internetIf });
+    target.interfaces.push({ name: localIf, addresses: [`${address}/32`] });
+    target.routes.push({ to: 'default', via: INTERNET_GATEWAY, dev: localIf, onlink: true });
+  };
+
+  const operatorLan: Record<string, string> = {};
+  inventory.sites.forEach((site, index) => {
+    if (site.kind === 'public') return;
+    const cidr = lans.get(site.name)!;
+    const address = routerAddress.get(site.name) ?? freeLanAddress(site.name, false);
+    const publicIp = site.kind === 'nat' ? site.publicIp : labPublicAddress(`router of site ${site.name}`);
+    const router: PlannedNamespace = { name: ns(`router.${site.name}`), role: 'router', site: site.name, forwarding: true, interfaces: [], routes: [] };
+    router.interfaces.push({ name: 'br0', bridge: true, addresses: [`${address}/${cidr.prefix}`] });
+    joinInternet(router, 'wan', ifname('s', index, site.name), publicIp);
+    const forwards: PlannedForward[] =
+      site.kind === 'nat'
+        ? inventory.nodes
+            .filter((n) => n.site === site.name && n.forwardedPort !== undefined)
+            .map((n) => ({ publicIp, port: n.forwardedPort!, toAddress: n.address, toPort: n.listenPort, node: n.name }))
+        : [];
+    router.nat = { masquerade: { source: formatPrefix(cidr), outInterface: 'wan' }, forwards, inInterface: 'wan' };
+    namespaces.push(router);
+    routerNs.set(site.name, router);
+    routers.push({ site: site.name, kind: site.kind, namespace: router.name, lan: formatPrefix(cidr), address, publicIp, forwards });
+    // The operator joins the LAN on a port of the site's bridge.
+    const opAddress = freeLanAddress(site.name, true);
+    operatorLan[site.name] = opAddress;
+    const opIf = ifname('l', index, site.name);
+    links.push({ a: { ns: router.name, ifname: 'op' }, b: { ns: operator.name, ifname: opIf } });
+    router.interfaces.push({ name: 'op', addresses: [], master: 'br0' });
+    operator.interfaces.push({ name: opIf, addresses: [`${opAddress}/${cidr.prefix}`] });
+  });
+
+  inventory.nodes.forEach((node, index) => {
+    const site = sitesByName.get(node.site)!;
+    const nodeNs: PlannedNamespace = { name: ns(`node.${node.name}`), role: 'node', site: site.name, node: node.name, forwarding: false, interfaces: [], routes: [] };
+    if (site.kind === 'public') joinInternet(nodeNs, 'eth0', ifname('n', index, node.name), node.address);
+    else {
+      const router = routerNs.get(site.name)!;
+      const cidr = lans.get(site.name)!;
+      const portIf = ifname('n', index, node.name);
+      links.push({ a: { ns: router.name, ifname: portIf }, b: { ns: nodeNs.name, ifname: 'eth0' } });
+      router.interfaces.push({ name: portIf, addresses: [], master: 'br0' });
+      nodeNs.interfaces.push({ name: 'eth0', addresses: [`${node.address}/${cidr.prefix}`] });
+      nodeNs.routes.push({ to: 'default', via: routers.find((r) => r.site === site.name)!.address, dev: 'eth0' });
+    }
+    namespaces.push(nodeNs);
+    const sudoUsers = [LAB_SUDO_USER, ...(node.ssh.user !== 'root' && node.ssh.user !== LAB_SUDO_USER ? [node.ssh.user] : [])];
+    nodes.push({
+      name: node.name,
+      site: site.name,
+      namespace: nodeNs.name,
+      address: node.address,
+      overlayIp: node.overlayIp,
+      sshHost: node.ssh.host,
+      sshPort: node.ssh.port,
+      sshUser: node.ssh.user,
+      sudoUsers,
+    });
+  });
+
+  const operatorInternet = labPublicAddress('the operator');
+  joinInternet(operator, 'wan', 'op', operatorInternet);
+  if (problems.length > 0) throw badInput(`the lab cannot replicate ${inventory.source}: ${problems.join('; ')}`);
+
+  return {
+    lab,
+    prefix: namespacePrefix(lab),
+    namespaces,
+    links,
+    nodes,
+    routers,
+    operator: { namespace: operator.name, internetAddress: operatorInternet, lanAddresses: operatorLan },
+    internet: { namespace: internet.name },
+  };
+}
+
+const formatPrefix = (cidr: Cidr) => `${cidr.network}/${cidr.prefix}`;
+
+/** Resolves `lab exec` targets that are not nodes: `router:<site>`, `internet`, `operator`. */
+export function infraNamespace(plan: Pick<LabPlan, 'routers' | 'operator' | 'internet'>, target: string): string | undefined {
+  if (target === 'internet') return plan.internet.namespace;
+  if (target === 'operator') return plan.operator.namespace;
+  if (target.startsWith('router:')) return plan.routers.find((r) => r.site === target.slice('router:'.length))?.namespace;
+  return undefined;
+}
+
+export type { Node, Site };
