@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 debian_packages=(
   debootstrap systemd-container   # lab nodes: Debian base + systemd-nspawn
   iproute2 iptables nftables      # lab networks, NAT routers, port-forwards
+  conntrack                       # lab tests reset a router's NAT state after changing a forward
   openssh-client openssh-server   # ssh -G for ~/.ssh/config, ssh-keygen; sshd for the transport tests
   dpkg-dev                        # dpkg-scanpackages for the lab's local apt repository
   tcpdump graphviz                # debug captures in tests; verify --graph (dot -Tsvg)

@@ -60,8 +60,9 @@ export function stopCaptureScript(handle: CaptureHandle, { download = true } = {
     `i=0; while [ $i -lt 20 ] && grep -q ${shellQuote(f)} /proc/${handle.pid}/cmdline 2>/dev/null; do sleep 0.1; i=$((i+1)); done`,
     sectionScript('packets', `tcpdump -n -r ${shellQuote(`${f}.pcap`)} 2>/dev/null | head -n 5000`),
     ...(download ? [sectionScript('pcap', `base64 ${shellQuote(`${f}.pcap`)}`)] : []),
-    // tcpdump or timeout processes still writing this capture (the script's own shell holds the path too: not pgrep -f)
-    sectionScript('left', `for p in $(pgrep -x tcpdump; pgrep -x timeout); do grep -q ${shellQuote(f)} /proc/$p/cmdline 2>/dev/null && echo $p; done; true`),
+    // tcpdump or timeout processes still writing this capture (the script's own shell holds the path too: not
+    // pgrep -f; and the transport runs this script under a `timeout` of its own, our parent, whose argv holds it)
+    sectionScript('left', `for p in $(pgrep -x tcpdump; pgrep -x timeout); do [ "$p" = "$PPID" ] && continue; grep -q ${shellQuote(f)} /proc/$p/cmdline 2>/dev/null && echo $p; done; true`),
     `rm -f ${shellQuote(f)} ${shellQuote(`${f}.pcap`)} ${shellQuote(`${f}.log`)}`,
     sectionScript('done', 'true'),
   ].join('\n');

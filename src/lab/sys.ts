@@ -145,12 +145,18 @@ export async function applyNat(ns: string, nat: NonNullable<PlannedNamespace['na
   await must(inNetns(ns, ['nft', '-f', '-']), { stdin: nftNat(nat) });
 }
 
+/**
+ * The router masquerades with fully random source ports. Plain MASQUERADE keeps a node's source port when it is
+ * free, so the first home node to dial out would take public port 51820, the port forwarded to another node: the
+ * edge's packets to that forward then follow the conntrack mapping to the wrong node for as long as keepalives
+ * refresh it. Real routers differ here; meshctl verify reports such a collision when it sees one.
+ */
 export function iptablesNat(nat: NonNullable<PlannedNamespace['nat']>): string[][] {
   const rules = nat.forwards.map((f: PlannedForward) => [
     'iptables', '-w', '-t', 'nat', '-A', 'PREROUTING', '-i', nat.inInterface, '-d', f.publicIp, '-p', 'udp', '--dport', String(f.port),
     '-j', 'DNAT', '--to-destination', `${f.toAddress}:${f.toPort}`,
   ]);
-  rules.push(['iptables', '-w', '-t', 'nat', '-A', 'POSTROUTING', '-s', nat.masquerade.source, '-o', nat.masquerade.outInterface, '-j', 'MASQUERADE']);
+  rules.push(['iptables', '-w', '-t', 'nat', '-A', 'POSTROUTING', '-s', nat.masquerade.source, '-o', nat.masquerade.outInterface, '-j', 'MASQUERADE', '--random-fully']);
   return rules;
 }
 
@@ -164,7 +170,7 @@ export function nftNat(nat: NonNullable<PlannedNamespace['nat']>): string {
     '  }',
     '  chain postrouting {',
     '    type nat hook postrouting priority srcnat;',
-    `    ip saddr ${nat.masquerade.source} oifname "${nat.masquerade.outInterface}" masquerade`,
+    `    ip saddr ${nat.masquerade.source} oifname "${nat.masquerade.outInterface}" masquerade fully-random`,
     '  }',
     '}',
     '',

@@ -69,9 +69,10 @@ describeLab('meshctl verify and debug on the homelab lab', INVENTORY, (lab) => {
 
   it('1. forward pointed at the wrong node', async () => {
     const rule = '-i wan -d 203.0.113.10 -p udp --dport 51821 -j DNAT --to-destination 192.168.15.4:51820';
-    await sh('router:home', `iptables -w -t nat -I PREROUTING 1 ${rule}`);
+    // a wrong forward only steers new flows: flush the router's conntrack as a router reload would, then restart
+    // the edge so it forgets the roamed endpoint and its sessions and must dial in through the forward itself
+    await sh('router:home', `iptables -w -t nat -I PREROUTING 1 ${rule} && conntrack -F`);
     try {
-      // the edge must dial in itself: restart it so it forgets the roamed endpoint and its sessions
       await sh('ctb-edge-1', 'systemctl restart wg-quick@wg0');
       const v = await verify();
       assert.equal(v.code, 1);
@@ -81,12 +82,13 @@ describeLab('meshctl verify and debug on the homelab lab', INVENTORY, (lab) => {
       assert.equal(d.cause, 'forward-misdirected', JSON.stringify(d));
       assert.equal(d.summary, 'the forward 203.0.113.10:51821 should reach ms-1 but datagrams arrive at wk-2');
       assert.ok(dbg.report.captures[0]!.files.length >= 2, 'pcap files downloaded');
+      assert.deepEqual(Object.values(dbg.report.captures[0]!.leftovers).flat(), [], 'debug reports capture processes left running');
       for (const node of NODES) {
         const left = await lab().exec(node, ['sh', '-c', 'pgrep -x tcpdump; ls /tmp/meshctl-debug-* 2>/dev/null; true']);
         assert.equal(left.stdout.trim(), '', `${node} still has captures: ${left.stdout}`);
       }
     } finally {
-      await sh('router:home', `iptables -w -t nat -D PREROUTING ${rule}`);
+      await sh('router:home', `iptables -w -t nat -D PREROUTING ${rule} && conntrack -F`);
     }
     await healthyAgain();
   });

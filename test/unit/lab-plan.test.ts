@@ -121,7 +121,8 @@ describe('lab plan: homelab.yaml', () => {
     const rules = iptablesNat(router.nat!).map((r) => r.join(' '));
     assert.equal(rules.filter((r) => r.includes('DNAT')).length, 3);
     assert.ok(rules.includes('iptables -w -t nat -A PREROUTING -i wan -d 203.0.113.10 -p udp --dport 51821 -j DNAT --to-destination 192.168.15.2:51820'));
-    assert.ok(rules.includes('iptables -w -t nat -A POSTROUTING -s 192.168.15.0/24 -o wan -j MASQUERADE'));
+    assert.ok(rules.includes('iptables -w -t nat -A POSTROUTING -s 192.168.15.0/24 -o wan -j MASQUERADE --random-fully'));
+    assert.match(nftNat(router.nat!), /oifname "wan" masquerade fully-random/);
     assert.match(nftNat(router.nat!), /iifname "wan" ip daddr 203\.0\.113\.10 udp dport 51822 dnat to 192\.168\.15\.4:51820/);
   });
 
