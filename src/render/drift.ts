@@ -293,6 +293,29 @@ function liveEndpointDrift(wanted: DesiredPeer, live: LivePeer): DriftItem | und
  * Drift between the live interface and the design. `livePeers` from parseWgDumpPeers, `liveInterface` from
  * parseLiveInterface (skipped when not given). Handshake ages are not drift; checks judge them.
  */
+/**
+ * A peer whose packets come from the endpoint designed for ANOTHER peer (typically a forward on a shared NAT): its
+ * router mapped its outbound flow onto the public port forwarded to the other node. While that mapping lives
+ * (keepalives refresh it), datagrams sent to the other node's forward reach this peer instead, so the other node
+ * can only be reached when it dials out itself.
+ */
+function natCollisionDrift(wanted: DesiredPeer, live: LivePeer, peers: readonly DesiredPeer[]): DriftItem | undefined {
+  if (!live.endpoint) return undefined;
+  const owner = peers.find((p) => p.name !== wanted.name && p.endpoint === live.endpoint);
+  if (!owner) return undefined;
+  return {
+    peer: wanted.name,
+    field: 'endpoint',
+    expected: show(wanted.endpoint),
+    actual: live.endpoint,
+    severity: 'warn',
+    message:
+      `peer ${wanted.name} talks from ${live.endpoint}, the forward designed for ${owner.name}: its NAT router mapped ${wanted.name}'s ` +
+      `outbound flow onto ${owner.name}'s forwarded port, so datagrams for ${owner.name} reach ${wanted.name} while the mapping lasts ` +
+      `(on the router, keep outbound mappings off forwarded ports: SNAT each node's WireGuard port to its own forward, or masquerade with random ports)`,
+  };
+}
+
 export function compareLiveToDesired(desired: DesiredNodeConfig, livePeers: readonly LivePeer[], liveInterface?: LiveInterface): DriftItem[] {
   const items: DriftItem[] = [];
   if (liveInterface) {
@@ -314,7 +337,7 @@ export function compareLiveToDesired(desired: DesiredNodeConfig, livePeers: read
   }
   const match = matchPeers(desired.peers, livePeers);
   const checkPair = (wanted: DesiredPeer, live: LivePeer) => {
-    const endpoint = liveEndpointDrift(wanted, live);
+    const endpoint = natCollisionDrift(wanted, live, desired.peers) ?? liveEndpointDrift(wanted, live);
     if (endpoint) items.push(endpoint);
     items.push(...commonPeerDrift(wanted, live, 'on the live interface'));
   };

@@ -45,6 +45,16 @@ describe('compareLiveToDesired', () => {
     assert.match(items[0]!.message, /NAT/);
   });
 
+  it("warns when a NATed peer talks from the forward designed for another node (outbound mapping on a forwarded port)", () => {
+    // what the lab showed with plain MASQUERADE: wk-2 dialled out first and kept source port 51820, wk-1's forward
+    const edge = desiredOf('ctb-edge-1');
+    const live = livePeersOf(edge);
+    byName(edge, live, 'wk-2').endpoint = '203.0.113.10:51820';
+    const items = compareLiveToDesired(edge, live);
+    assert.deepEqual(summary(items), ['warn wk-2 endpoint 203.0.113.10:51820 -> 203.0.113.10:51822']);
+    assert.match(items[0]!.message, /the forward designed for wk-1/);
+  });
+
   it('warns when a peer shows up from another host, fails when it has no endpoint at all', () => {
     const ms1 = desiredOf('ms-1');
     const live = livePeersOf(ms1);
