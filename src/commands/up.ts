@@ -8,7 +8,7 @@ import { connectAll, closeAll } from '../transport/pool.js';
 import { connectNode, type ConnectOptions } from '../transport/ssh.js';
 import { runUp, type Connector, type UpReport } from '../engine/up.js';
 import { createEngineView } from '../ui/engine-view.js';
-import { renderMatrix, type Matrix } from '../checks/ping-matrix.js';
+import { renderMatrix } from '../checks/ping-matrix.js';
 
 interface UpFlags {
   yes?: boolean;
@@ -42,7 +42,7 @@ function connectorFor(options: ConnectOptions): Connector {
 
 function printSummary(report: UpReport, color: boolean, out: NodeJS.WritableStream): void {
   const chalk = new Chalk({ level: color ? 1 : 0 });
-  if (report.matrix) out.write(`\n${chalk.bold('Ping matrix')} (overlay, from row to column)\n${renderMatrix(report.matrix as Matrix, { color })}`);
+  if (report.matrix) out.write(`\n${chalk.bold('Ping matrix')} (overlay, from row to column)\n${renderMatrix(report.matrix, { color })}`);
   const seconds = (report.timings.totalMs / 1000).toFixed(1);
   if (report.result === 'converged') out.write(chalk.green.bold(`\nmesh converged: ${report.changes} change${report.changes === 1 ? '' : 's'} in ${seconds} s\n`));
   if (report.result === 'stopped') out.write(chalk.red.bold(`\nSTOP at "${report.phases.at(-1)?.title}": nothing after it was run (${seconds} s)\n`));

@@ -11,7 +11,6 @@ import { planService, parseServiceOutput } from '../steps/service.js';
 import { desiredNodeConfig } from '../topology/desired.js';
 import { renderWgQuickConfig, classifyConfigChange } from '../render/wgquick.js';
 import { renderRpFilterSysctl } from '../render/sysctl.js';
-import { probeTunnel } from './tunnel-probe.js';
 import { runPingMatrix, pingMatrixRow } from './ping.js';
 import type { CheckDefinition, CheckResult, EngineContext, NodeState, StepDefinition } from './types.js';
 
@@ -112,16 +111,7 @@ export const STEPS: Record<string, StepDefinition> = {
 
   'ping-matrix': {
     scope: 'mesh',
-    async run(ctx) {
-      ctx.matrix = await runPingMatrix(ctx);
-    },
-  },
-
-  'probe-tunnel': {
-    scope: 'node',
-    async run(ctx, state) {
-      state!.tunnel = await probeTunnel(state!.connection, ctx.inventory.mesh.interface, ctx.options.signal);
-    },
+    run: (ctx) => runPingMatrix(ctx),
   },
 };
 

@@ -3,6 +3,7 @@ import type { NodeFacts } from '../facts/node-facts.js';
 import type { Inventory, Node } from '../inventory/types.js';
 import type { Connection } from '../transport/types.js';
 import type { DesiredNodeConfig } from '../topology/desired.js';
+import type { Matrix } from '../checks/ping-matrix.js';
 
 export type CheckStatus = 'pass' | 'warn' | 'fail';
 
@@ -48,7 +49,7 @@ export interface EngineContext {
   /** opens a new, separate SSH connection to a node (for the "can still log in" check) */
   reconnect: (node: Node) => Promise<Connection>;
   /** the ping matrix from the verify phase, kept for the report */
-  matrix?: unknown;
+  matrix?: Matrix;
 }
 
 export interface StepDefinition {

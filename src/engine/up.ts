@@ -3,6 +3,7 @@
  * and return a report. Output and prompting belong to the view; this module decides nothing about terminals.
  */
 import type { Inventory } from '../inventory/types.js';
+import type { Matrix } from '../checks/ping-matrix.js';
 import type { Connection } from '../transport/types.js';
 import { loadPlaybook, builtinPlaybookPath } from './playbook.js';
 import { registryNames } from './registry.js';
@@ -24,7 +25,7 @@ export interface UpReport {
   changes: number;
   phases: PhaseReport[];
   connectFailures: { node: string; error: string }[];
-  matrix?: unknown;
+  matrix?: Matrix;
   timings: { totalMs: number; connectMs: number };
   roundTrips: Record<string, number>;
 }

@@ -1,21 +1,12 @@
 /** state.json: what `lab up` made, for down/status/exec. Written early and updated, so a half-built lab is known. */
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import type { LabPlan } from './plan.js';
+import type { LabPlan, PlannedNode } from './plan.js';
 import { labPaths } from './paths.js';
 
-export interface NodeState {
-  name: string;
-  site: string;
-  namespace: string;
-  address: string;
-  overlayIp: string;
-  sshHost: string;
-  sshPort: number;
-  /** the user the inventory logs in as */
-  sshUser: string;
+/** A planned node as it was made: the plan's fields plus what exists only once it runs. */
+export interface NodeState extends PlannedNode {
   /** the lab's standard passwordless-sudo user (every node has it) */
   sudoUser: string;
-  sudoUsers: string[];
   root: string;
   /** pid of systemd-nspawn and of the node's systemd (PID 1 inside) */
   nspawnPid?: number;
