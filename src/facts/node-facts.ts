@@ -51,6 +51,8 @@ export interface NodeFacts {
   service: { enabled: string; active: string };
   /** ifindex of the WireGuard interface when it exists (a restart changes it) */
   interfaceIndex?: number;
+  /** destinations routed via the WireGuard interface, as `ip route show` prints them (host routes without /32) */
+  interfaceRoutes: string[];
   /** processes/sockets bound to the listen port, as `ss` prints them */
   listenPortUsers: string[];
   baseline: {
@@ -98,6 +100,7 @@ export function factsProbeScript(target: ProbeTarget): string {
     section('service'),
     `if [ -d /run/systemd/system ]; then systemctl is-enabled ${p.service} 2>/dev/null || true; systemctl is-active ${p.service} 2>/dev/null || true; fi`,
     section('ifindex'), `cat /sys/class/net/${iface}/ifindex 2>/dev/null`,
+    section('routes'), `[ -e /sys/class/net/${iface} ] && ip -4 route show dev ${iface} | cut -d' ' -f1`,
     section('port'), `ss -Hulpn 'sport = :${target.listenPort}' 2>/dev/null`,
     section('iprules'), 'ip -4 rule show',
     section('leftoverpaths'), `for d in ${LEFTOVER_PATHS.join(' ')}; do [ -e "$d" ] && echo "$d"; done`,
@@ -175,6 +178,7 @@ export function parseFactsProbe(stdout: string, target: ProbeTarget): NodeFacts 
     },
     service: { enabled: serviceLines[0] ?? 'unknown', active: serviceLines[1] ?? 'unknown' },
     interfaceIndex: ifindex === undefined ? undefined : Number(ifindex),
+    interfaceRoutes: nonEmpty(s.get('routes')),
     listenPortUsers: nonEmpty(s.get('port')),
     baseline: {
       extraIpRules: ipRules.filter((rule) => !DEFAULT_IP_RULE.test(rule)),

@@ -26,11 +26,19 @@ function syncConfigScript(iface: string, privateKeyPath: string): string {
   return `stripped=$(wg-quick strip ${iface}) && { printf '%s\\n[Interface]\\nPrivateKey = ' "$stripped"; cat ${privateKeyPath}; } | wg syncconf ${iface} /dev/stdin`;
 }
 
+/** Peer routes not on the interface (`ip route show` prints a host route without its /32). */
+export function missingRoutes(present: readonly string[], peerRoutes: readonly string[]): string[] {
+  const shown = new Set(present);
+  return peerRoutes.filter((r) => !shown.has(r) && !shown.has(r.replace(/\/32$/, '')));
+}
+
 /** Makes the routes on the interface exactly one /32 per peer (what wg-quick would have added at start). */
 function syncRoutesScript(iface: string, peerRoutes: string[]): string {
+  // `ip route show` prints a host route without its /32, so a route is wanted in either spelling
+  const wanted = peerRoutes.flatMap((r) => (r.endsWith('/32') ? [r, r.slice(0, -3)] : [r])).join(' ');
   return [
     `for r in ${peerRoutes.join(' ')}; do ip -4 route replace "$r" dev ${iface}; done`,
-    `ip -4 route show dev ${iface} proto boot scope link | cut -d' ' -f1 | while read r; do case " ${peerRoutes.join(' ')} " in *" $r "*) ;; *) ip -4 route del "$r" dev ${iface};; esac; done`,
+    `ip -4 route show dev ${iface} proto boot scope link | cut -d' ' -f1 | while read r; do case " ${wanted} " in *" $r "*) ;; *) ip -4 route del "$r" dev ${iface};; esac; done`,
   ].join('\n');
 }
 
@@ -68,6 +76,13 @@ export function planService(facts: NodeFacts, iface: string, change: ConfigChang
     } else if (change === 'peers') {
       commands.push(syncConfigScript(iface, p.privateKey), syncRoutesScript(iface, peerRoutes));
       said.push(`wg syncconf ${iface} (peers changed; interface and sessions kept)`);
+    } else {
+      // nothing changed in the file, but someone may have removed a peer's route by hand: put it back
+      const missing = missingRoutes(facts.interfaceRoutes, peerRoutes);
+      if (missing.length) {
+        commands.push(syncRoutesScript(iface, peerRoutes));
+        said.push(`restore route${missing.length > 1 ? 's' : ''} ${missing.join(', ')} via ${iface}`);
+      }
     }
   }
   if (commands.length === 0) return {};

@@ -5,7 +5,8 @@
  */
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describeLab } from './harness.js';
 import { loadInventory } from '../../src/inventory/load.js';
@@ -27,8 +28,10 @@ interface UpJson {
 describeLab('meshctl up on the homelab lab', INVENTORY, (lab) => {
   /** every byte meshctl printed in this suite, searched for private keys at the end */
   const outputs: string[] = [];
+  /** `up INVENTORY --yes ...`; a first argument ending in .yaml replaces the inventory */
   const up = async (...extra: string[]) => {
-    const result = await lab().meshctl(['up', INVENTORY, '--yes', ...extra]);
+    const inventory = extra[0]?.endsWith('.yaml') ? extra.shift()! : INVENTORY;
+    const result = await lab().meshctl(['up', inventory, '--yes', ...extra]);
     outputs.push(result.stdout, result.stderr);
     return result;
   };
@@ -117,6 +120,32 @@ describeLab('meshctl up on the homelab lab', INVENTORY, (lab) => {
         assert.ok(Number(then.get(key)) > 0 && Number(at) >= Number(then.get(key)), `${node}: handshake with ${key} was lost`);
       }
       assert.equal((await sh(node, 'systemctl show -p NRestarts --value wg-quick@wg0; systemctl show -p ActiveEnterTimestampMonotonic --value wg-quick@wg0')).trim().split('\n')[0], '0');
+    }
+  });
+
+  it('applies a peers-only change with wg syncconf: interface, ifindex, private key and the other sessions stay', async () => {
+    // keepalive is a [Peer] setting: changing it must not restart anything (and must not clear the key, which
+    // the stock `systemctl reload` would do with a config that carries no PrivateKey)
+    const changed = join(mkdtempSync(join(tmpdir(), 'meshctl-up-')), 'homelab-keepalive-20.yaml');
+    writeFileSync(changed, readFileSync(INVENTORY, 'utf8').replace('persistentKeepalive: 25', 'persistentKeepalive: 20'));
+    const before = new Map<string, string>();
+    for (const node of NODES) before.set(node, await sh(node, 'cat /sys/class/net/wg0/ifindex; wg show wg0 public-key'));
+    try {
+      const result = await up(changed, '--json');
+      assert.equal(result.code, 0, result.stderr);
+      const report = JSON.parse(result.stdout) as UpJson;
+      const enable = report.phases.find((p) => p.id === 'enable')!;
+      for (const node of ['ms-1', 'wk-1', 'wk-2']) {
+        assert.match(enable.nodes.find((n) => n.node === node)!.changes.join(';'), /wg syncconf wg0/, node);
+        assert.match(await sh(node, 'wg show wg0 persistent-keepalive'), /\t20$/m, node);
+      }
+      // the edge sends no keepalives, so its file and interface did not change at all
+      assert.deepEqual(enable.nodes.find((n) => n.node === 'ctb-edge-1')!.changes, []);
+      for (const node of NODES) assert.equal(await sh(node, 'cat /sys/class/net/wg0/ifindex; wg show wg0 public-key'), before.get(node), `${node} lost its interface or key`);
+      assert.equal(report.result, 'converged');
+    } finally {
+      const restored = await up('--json');
+      assert.equal(restored.code, 0, restored.stderr);
     }
   });
 

@@ -1,5 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import type { NodeFacts } from '../../src/facts/node-facts.js';
 import { planInstall } from '../../src/steps/install.js';
 import { planKeys, parseKeysOutput } from '../../src/steps/keys.js';
@@ -21,6 +22,7 @@ function bareDebian(overrides: Partial<NodeFacts> = {}): NodeFacts {
     wireguardInterfaces: [],
     wireguardConfigs: [],
     config: { exists: false, hasPrivateKeyLine: false, managedByMeshctl: false },
+    interfaceRoutes: [],
     keys: { privateKeyExists: false },
     sysctl: { rpFilterAll: 0, rpFilterDefault: 0 },
     service: { enabled: 'disabled', active: 'inactive' },
@@ -122,7 +124,7 @@ describe('config planner', () => {
 
 describe('service planner', () => {
   const routes = ['172.27.15.11/32', '172.27.15.13/32'];
-  const running = bareDebian({ service: { enabled: 'enabled', active: 'active' }, interfaces: ['lo', 'eth0', 'wg0'] });
+  const running = bareDebian({ service: { enabled: 'enabled', active: 'active' }, interfaces: ['lo', 'eth0', 'wg0'], interfaceRoutes: ['172.27.15.11', '172.27.15.13'] });
 
   it('enables and starts a new service', () => {
     assert.match(planService(bareDebian(), 'wg0', 'create', routes).action!.script, /systemctl enable --now wg-quick@wg0/);
@@ -138,6 +140,23 @@ describe('service planner', () => {
     // the stock `systemctl reload` syncs a key-less file and would clear the interface's private key
     assert.doesNotMatch(script, /restart|systemctl reload/);
     assert.match(script, /ip -4 route replace "\$r" dev wg0/);
+  });
+
+  it('keeps the wanted routes when syncing: `ip route show` prints host routes without /32', () => {
+    const script = planService(running, 'wg0', 'peers', routes).action!.script;
+    const prune = script.split('\n').find((l) => l.includes('ip -4 route del'))!;
+    // run the pruning loop against what `ip route show` prints: one wanted route, one stale
+    const shown = '172.27.15.11\n172.27.15.99\n';
+    const dry = prune.replace(/ip -4 route show dev wg0 proto boot scope link/, `printf '${shown.replaceAll('\n', '\\n')}'`).replaceAll('ip -4 route del', 'echo del');
+    const deleted = execFileSync('sh', ['-c', dry], { encoding: 'utf8' }).trim();
+    assert.equal(deleted, 'del 172.27.15.99 dev wg0');
+  });
+
+  it('restores a peer route removed by hand even when the config did not change', () => {
+    const drifted = { ...running, interfaceRoutes: ['172.27.15.11'] };
+    const plan = planService(drifted, 'wg0', 'none', routes);
+    assert.match(plan.action!.description, /restore route 172\.27\.15\.13\/32 via wg0/);
+    assert.match(plan.action!.script, /ip -4 route replace "\$r" dev wg0/);
   });
 
   it('restarts when the [Interface] section changed', () => {

@@ -17,7 +17,8 @@ describe('meshctl up on broken inventories', () => {
   it(`has at least 30 broken fixtures (found ${fixtures.length})`, () => assert.ok(fixtures.length >= 30));
 
   const run = spawnSync(process.execPath, ['--import', NETWORK_GUARD, '--import', 'tsx', 'test/support/run-main-many.ts'], {
-    input: JSON.stringify(fixtures.map((f) => ['up', f, '--yes'])),
+    // last: a valid inventory without --yes and without a terminal (stdin is this pipe)
+    input: JSON.stringify([...fixtures.map((f) => ['up', f, '--yes']), ['up', 'inventories/homelab.yaml']]),
     encoding: 'utf8',
     env: { ...process.env, FORCE_COLOR: '0' },
     timeout: 120_000,
@@ -27,7 +28,13 @@ describe('meshctl up on broken inventories', () => {
   it('ran every fixture without any network attempt', () => {
     assert.equal(run.status, 0, `runner exit ${run.status}: ${run.stderr}`);
     assert.doesNotMatch(run.stderr, /NETWORK ATTEMPT/);
-    assert.equal(results.length, fixtures.length);
+    assert.equal(results.length, fixtures.length + 1);
+  });
+
+  it('refuses to run gates without a terminal and without --yes: exit 2, before connecting to anything', () => {
+    const result = results.at(-1)!;
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /no terminal to confirm the gates: run with --yes/);
   });
 
   fixtures.forEach((path, i) => {
