@@ -7,6 +7,7 @@ import { it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { describeLab } from './harness.js';
 import { loadInventory } from '../../src/inventory/load.js';
@@ -158,6 +159,17 @@ describeLab('meshctl up on the homelab lab', INVENTORY, (lab) => {
     for (const key of privateKeys) assert.equal(haystack.includes(key), false, 'a private key leaked to the operator side');
   });
 
+  it('on a terminal, asks GO at each gate with the evidence: yes goes on, no stops (exit 1), Ctrl-C exits 130', async () => {
+    const declined = await upInTerminal(lab().name, ['y\r', 'n\r']);
+    assert.equal(declined.code, 1, declined.screen);
+    assert.match(declined.screen, /GO: continue after "Connect and gather facts"/);
+    assert.match(declined.screen, /GO: continue after "Baseline \(wipe-verify\)"/);
+    assert.match(declined.screen, /running-as-root/);
+    assert.doesNotMatch(declined.screen, /Install WireGuard/);
+    const interrupted = await upInTerminal(lab().name, ['\x03']);
+    assert.equal(interrupted.code, 130, interrupted.screen);
+  });
+
   it('refuses a node whose host key changed, before sending it any command', async () => {
     const accepted = async () => Number((await sh('wk-2', 'journalctl -u ssh --no-pager -q | grep -c "Accepted publickey" || true')).trim());
     await sh('wk-2', 'mkdir -p /root/hostkeys && cp -p /etc/ssh/ssh_host_* /root/hostkeys/');
@@ -177,6 +189,22 @@ describeLab('meshctl up on the homelab lab', INVENTORY, (lab) => {
     assert.equal(again.code, 0, again.stderr);
   });
 });
+
+/** Runs `meshctl lab run -- up` in a pseudo-terminal and answers its gate prompts one by one. */
+async function upInTerminal(labName: string, answers: string[]): Promise<{ code: number; screen: string }> {
+  const command = `${process.execPath} --import tsx src/cli.ts lab run --name ${labName} -- up ${INVENTORY}`;
+  const child = spawn('script', ['-qfec', command, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, TERM: 'xterm' } });
+  let screen = '';
+  let prompts = 0;
+  child.stdout.on('data', (chunk: Buffer) => {
+    screen += chunk.toString();
+    const seen = screen.split('GO: continue after').length - 1;
+    // answer each new prompt once it is on the screen
+    if (seen > prompts && prompts < answers.length) child.stdin.write(answers[prompts++]!);
+  });
+  const code = await new Promise<number>((resolve) => child.on('close', (c) => resolve(c ?? 128)));
+  return { code, screen };
+}
 
 function listFiles(dir: string, keep: RegExp): string[] {
   let entries: string[] = [];
