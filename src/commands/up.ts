@@ -73,13 +73,7 @@ export function registerUp(program: Command): void {
       const out = flags.json ? process.stderr : process.stdout;
       const view = createEngineView({ yes: flags.yes ?? false, interactive, json: flags.json ?? false, color, out });
       const connector = connectorFor(sshOptionsFromFlags(flags, (line) => out.write(`${line}\n`)));
-      const report = await runUp(inventory, connector, view, {
-        yes: flags.yes ?? false,
-        acceptNew: flags.acceptNew ?? false,
-        interactive,
-        signal: interruptSignal,
-        playbookPath: flags.playbook,
-      });
+      const report = await runUp(inventory, connector, view, { signal: interruptSignal, playbookPath: flags.playbook });
       if (flags.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
       else printSummary(report, color, out);
       if (report.result === 'unreachable') {

@@ -12,7 +12,7 @@ import { desiredNodeConfig } from '../topology/desired.js';
 import { renderWgQuickConfig, classifyConfigChange } from '../render/wgquick.js';
 import { renderRpFilterSysctl } from '../render/sysctl.js';
 import { runPingMatrix, pingMatrixRow } from './ping.js';
-import type { CheckDefinition, CheckResult, EngineContext, NodeState, StepDefinition } from './types.js';
+import type { CheckDefinition, CheckResult, NodeState, StepDefinition } from './types.js';
 
 const requireFacts = (state: NodeState) => {
   if (!state.facts) throw new Error('facts were not gathered for this node');
@@ -271,6 +271,3 @@ export const CHECKS: Record<string, CheckDefinition> = {
 };
 
 export const registryNames = { steps: new Set(Object.keys(STEPS)), checks: new Set(Object.keys(CHECKS)) };
-
-/** Check ids used by `up` keep evidence from the ctx; exported for the JSON report. */
-export type { EngineContext };

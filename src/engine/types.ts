@@ -35,10 +35,8 @@ export interface NodeState {
   error?: string;
 }
 
+/** What the engine itself needs from the command line; prompting is the view's, connecting the connector's. */
 export interface RunOptions {
-  yes: boolean;
-  acceptNew: boolean;
-  interactive: boolean;
   signal: AbortSignal;
 }
 
