@@ -69,7 +69,8 @@ export function splitSections(stdout: string): Map<string, Section> {
   return sections;
 }
 
-const PATH_PRELUDE = 'export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+/** Every probe starts with it: a known locale and a PATH that has the sbin tools, whatever the login shell set. */
+export const PATH_PRELUDE = 'export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Secret filters (the scripts' building blocks; the only way verify/debug read WireGuard state)

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { LineCounter, parseDocument, isMap, isSeq, isScalar, type Node as YamlNode } from 'yaml';
 import { badInput } from '../errors.js';
+import { formatProblem } from '../inventory/problems.js';
 import type { PhaseSpec, Playbook } from './types.js';
 
 export const builtinPlaybookPath = (name: string) => fileURLToPath(new URL(`../../playbooks/${name}.yaml`, import.meta.url));
@@ -14,11 +15,11 @@ export function loadPlaybook(path: string, known: { steps: ReadonlySet<string>; 
   const problems: string[] = [];
   const at = (node: YamlNode | null | undefined, field: string, message: string) => {
     const pos = node?.range ? lineCounter.linePos(node.range[0]) : { line: 1, col: 1 };
-    problems.push(`${path}:${pos.line}:${pos.col}: ${field}: ${message}`);
+    problems.push(formatProblem(path, { line: pos.line, col: pos.col, path: field, message }));
   };
   for (const error of doc.errors) {
     const pos = lineCounter.linePos(error.pos[0]);
-    problems.push(`${path}:${pos.line}:${pos.col}: ${error.message.split('\n')[0]}`);
+    problems.push(formatProblem(path, { line: pos.line, col: pos.col, path: 'syntax', message: error.message.split('\n')[0]! }));
   }
   const phasesNode = doc.get('phases', true);
   const phases: PhaseSpec[] = [];

@@ -6,6 +6,7 @@
  * key on the node (`wg pubkey < key`), so only the public half crosses the wire.
  */
 import { shellQuote } from '../transport/types.js';
+import { PATH_PRELUDE, sectionScript, splitSections, type Section } from '../checks/probes.js';
 
 export interface ProbeTarget {
   interface: string;
@@ -66,8 +67,6 @@ export interface NodeFacts {
   };
 }
 
-/** Marker that separates the probe's sections; chosen so no tool prints it. */
-const MARK = '@@meshctl:';
 
 /** Directories and units left by Kubernetes distributions and CNIs that break a clean mesh (runbook "pristine"). */
 export const LEFTOVER_PATHS = ['/etc/cni', '/var/lib/cni', '/etc/rancher', '/var/lib/rancher', '/var/lib/calico', '/etc/calico', '/run/flannel'];
@@ -77,70 +76,63 @@ const LEFTOVER_INTERFACE = /^(cni\d*|flannel\.\d+|cali[0-9a-f]+|cilium_\w+|vxlan
 export function factsProbeScript(target: ProbeTarget): string {
   const p = wireguardPaths(target.interface);
   const iface = shellQuote(target.interface);
-  const section = (name: string) => `echo '${MARK}${name}'`;
   return [
-    'export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
-    section('uid'), 'id -u',
-    section('hostname'), 'hostname',
-    section('os'), '[ -r /etc/os-release ] && . /etc/os-release; printf "%s\\n%s\\n%s\\n%s\\n" "${ID:-}" "${VERSION_ID:-}" "${ID_LIKE:-}" "${PRETTY_NAME:-}"',
-    section('pm'), 'for pm in apt-get dnf yum apk pacman; do command -v $pm >/dev/null 2>&1 && echo $pm; done',
-    section('systemd'), '[ -d /run/systemd/system ] && echo yes || echo no',
-    section('module'),
-    '[ -d /sys/module/wireguard ] && echo loaded || { modinfo wireguard >/dev/null 2>&1 && echo available || echo missing; }',
-    section('tools'), 'for t in wg wg-quick wireguard-go tcpdump ping; do command -v $t >/dev/null 2>&1 && echo $t; done',
-    section('interfaces'), 'ls /sys/class/net',
-    section('wginterfaces'), 'command -v wg >/dev/null 2>&1 && wg show interfaces 2>/dev/null | tr " " "\\n"',
-    section('wgconfigs'), `ls ${p.dir} 2>/dev/null | grep '\\.conf$'`,
-    section('config'),
-    `if [ -f ${p.config} ]; then sha256sum < ${p.config} | cut -d" " -f1; grep -ci '^[[:space:]]*PrivateKey' ${p.config}; echo; grep -vi '^[[:space:]]*PrivateKey' ${p.config}; fi`,
-    section('keys'),
-    `if [ -s ${p.privateKey} ]; then stat -c %a ${p.privateKey}; command -v wg >/dev/null 2>&1 && wg pubkey < ${p.privateKey}; fi`,
-    section('sysctl'),
-    `[ -f ${p.sysctl} ] && sha256sum < ${p.sysctl} | cut -d" " -f1 || echo -; cat /proc/sys/net/ipv4/conf/all/rp_filter /proc/sys/net/ipv4/conf/default/rp_filter 2>/dev/null`,
-    section('service'),
-    `if [ -d /run/systemd/system ]; then systemctl is-enabled ${p.service} 2>/dev/null || true; systemctl is-active ${p.service} 2>/dev/null || true; fi`,
-    section('ifindex'), `cat /sys/class/net/${iface}/ifindex 2>/dev/null`,
-    section('routes'), `[ -e /sys/class/net/${iface} ] && ip -4 route show dev ${iface} | cut -d' ' -f1`,
-    section('port'), `ss -Hulpn 'sport = :${target.listenPort}' 2>/dev/null`,
-    section('iprules'), 'ip -4 rule show',
-    section('leftoverpaths'), `for d in ${LEFTOVER_PATHS.join(' ')}; do [ -e "$d" ] && echo "$d"; done`,
-    section('leftoverunits'),
-    `[ -d /run/systemd/system ] && systemctl list-unit-files --no-legend ${LEFTOVER_UNIT_GLOBS.map(shellQuote).join(' ')} 2>/dev/null | cut -d" " -f1`,
-    section('firewall'),
-    `{ iptables-save 2>/dev/null; nft list ruleset 2>/dev/null; } | grep -Ei 'dport[ =]+${target.listenPort}\\b|dports.*\\b${target.listenPort}\\b' | grep -Ei 'drop|reject'`,
-    section('end'),
-    'true',
+    PATH_PRELUDE,
+    sectionScript('uid', 'id -u'),
+    sectionScript('hostname', 'hostname'),
+    sectionScript('os', '[ -r /etc/os-release ] && . /etc/os-release; printf "%s\\n%s\\n%s\\n%s\\n" "${ID:-}" "${VERSION_ID:-}" "${ID_LIKE:-}" "${PRETTY_NAME:-}"'),
+    sectionScript('pm', 'for pm in apt-get dnf yum apk pacman; do command -v $pm >/dev/null 2>&1 && echo $pm; done; true'),
+    sectionScript('systemd', '[ -d /run/systemd/system ] && echo yes || echo no'),
+    sectionScript('module', '[ -d /sys/module/wireguard ] && echo loaded || { modinfo wireguard >/dev/null 2>&1 && echo available || echo missing; }'),
+    sectionScript('tools', 'for t in wg wg-quick wireguard-go tcpdump ping; do command -v $t >/dev/null 2>&1 && echo $t; done; true'),
+    sectionScript('interfaces', 'ls /sys/class/net'),
+    sectionScript('wginterfaces', 'command -v wg >/dev/null 2>&1 && wg show interfaces 2>/dev/null | tr " " "\\n"; true'),
+    sectionScript('wgconfigs', `ls ${p.dir} 2>/dev/null | grep '\\.conf$'; true`),
+    sectionScript(
+      'config',
+      `if [ -f ${p.config} ]; then sha256sum < ${p.config} | cut -d" " -f1; grep -ci '^[[:space:]]*PrivateKey' ${p.config}; echo; grep -vi '^[[:space:]]*PrivateKey' ${p.config}; fi; true`,
+    ),
+    sectionScript('keys', `if [ -s ${p.privateKey} ]; then stat -c %a ${p.privateKey}; command -v wg >/dev/null 2>&1 && wg pubkey < ${p.privateKey}; fi; true`),
+    sectionScript(
+      'sysctl',
+      `{ [ -f ${p.sysctl} ] && sha256sum < ${p.sysctl} | cut -d" " -f1 || echo -; }; cat /proc/sys/net/ipv4/conf/all/rp_filter /proc/sys/net/ipv4/conf/default/rp_filter 2>/dev/null`,
+    ),
+    sectionScript('service', `if [ -d /run/systemd/system ]; then systemctl is-enabled ${p.service} 2>/dev/null; systemctl is-active ${p.service} 2>/dev/null; fi; true`),
+    sectionScript('ifindex', `cat /sys/class/net/${iface}/ifindex 2>/dev/null; true`),
+    sectionScript('routes', `[ -e /sys/class/net/${iface} ] && ip -4 route show dev ${iface} | cut -d' ' -f1; true`),
+    sectionScript('port', `ss -Hulpn 'sport = :${target.listenPort}' 2>/dev/null; true`),
+    sectionScript('iprules', 'ip -4 rule show'),
+    sectionScript('leftoverpaths', `for d in ${LEFTOVER_PATHS.join(' ')}; do [ -e "$d" ] && echo "$d"; done; true`),
+    sectionScript(
+      'leftoverunits',
+      `[ -d /run/systemd/system ] && systemctl list-unit-files --no-legend ${LEFTOVER_UNIT_GLOBS.map(shellQuote).join(' ')} 2>/dev/null | cut -d" " -f1; true`,
+    ),
+    sectionScript(
+      'firewall',
+      `{ iptables-save 2>/dev/null; nft list ruleset 2>/dev/null; } | grep -Ei 'dport[ =]+${target.listenPort}\\b|dports.*\\b${target.listenPort}\\b' | grep -Ei 'drop|reject'; true`,
+    ),
+    sectionScript('end', 'true'),
   ].join('\n');
 }
 
-function splitSections(stdout: string): Map<string, string[]> {
-  const sections = new Map<string, string[]>();
-  let current: string[] | undefined;
-  for (const line of stdout.split('\n')) {
-    if (line.startsWith(MARK)) {
-      current = [];
-      sections.set(line.slice(MARK.length), current);
-    } else if (current) current.push(line);
-  }
-  return sections;
-}
-
-const nonEmpty = (lines: string[] | undefined) => (lines ?? []).map((l) => l.trim()).filter(Boolean);
+const nonEmpty = (section: Section | undefined) => linesOf(section).map((l) => l.trim()).filter(Boolean);
+const linesOf = (section: Section | undefined) => (section?.body ? section.body.split('\n') : []);
 const DEFAULT_IP_RULE = /^(0|32766|32767):\s+from all lookup (local|main|default)\s*$/;
 
 export function parseFactsProbe(stdout: string, target: ProbeTarget): NodeFacts {
   const s = splitSections(stdout);
-  if (!s.has('end')) throw new Error('facts probe output is incomplete (the script did not run to its end)');
-  const [id = '', versionId = '', idLike = '', prettyName = ''] = s.get('os') ?? [];
+  if (s.get('end')?.rc !== 0) throw new Error('facts probe output is incomplete (the script did not run to its end)');
+  const [id = '', versionId = '', idLike = '', prettyName = ''] = linesOf(s.get('os'));
   const pms = nonEmpty(s.get('pm'));
   const pmName = pms[0];
   const packageManager = pmName === 'apt-get' ? 'apt' : (pmName as PackageManager | undefined);
   const tools = new Set(nonEmpty(s.get('tools')));
   const interfaces = nonEmpty(s.get('interfaces'));
 
-  const configLines = s.get('config') ?? [];
+  const configLines = linesOf(s.get('config'));
   const configExists = configLines.length > 0 && /^[0-9a-f]{64}$/.test(configLines[0]!.trim());
-  const configText = configExists ? configLines.slice(3).join('\n').replace(/\n+$/, '\n') : undefined;
+  // the section body lost its trailing newlines; a wg-quick file written by meshctl ends with exactly one
+  const configText = configExists ? `${configLines.slice(3).join('\n')}\n` : undefined;
 
   const keyLines = nonEmpty(s.get('keys'));
   const sysctlLines = nonEmpty(s.get('sysctl'));

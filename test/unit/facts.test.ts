@@ -1,0 +1,51 @@
+/** The facts probe's parser on real output captured from lab nodes (test/fixtures/facts, see the file names). */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { parseFactsProbe } from '../../src/facts/node-facts.js';
+import { planInstall } from '../../src/steps/install.js';
+import { planKeys } from '../../src/steps/keys.js';
+
+const target = { interface: 'wg0', listenPort: 51820 };
+const fixture = (name: string) => readFileSync(`test/fixtures/facts/${name}`, 'utf8');
+
+describe('facts probe parser', () => {
+  it('reads a bare Debian 12 node: apt, systemd, no module, nothing of WireGuard yet, pristine baseline', () => {
+    const facts = parseFactsProbe(fixture('bare-debian12.txt'), target);
+    assert.equal(facts.uid, 0);
+    assert.equal(facts.hostname, 'wk-1');
+    assert.deepEqual([facts.os.id, facts.os.versionId, facts.packageManager, facts.systemd, facts.kernelModule], ['debian', '12', 'apt', true, 'missing']);
+    assert.deepEqual([facts.tools.wg, facts.tools.wgQuick, facts.tools.wireguardGo], [false, false, false]);
+    assert.equal(facts.config.exists, false);
+    assert.equal(facts.keys.privateKeyExists, false);
+    assert.deepEqual(facts.baseline, { extraIpRules: [], leftoverPaths: [], leftoverUnits: [], leftoverInterfaces: [], firewallDrops: [] });
+    assert.deepEqual(facts.listenPortUsers, []);
+    // and the planners take it from there
+    assert.match(planInstall(facts)!.description, /wireguard-tools wireguard-go \(apt\)/);
+    assert.ok(planKeys(facts, 'wg0'));
+  });
+
+  it('reads a converged node: our config (sha and text without a key line), key 0600 and its public half, service up, routes', () => {
+    const facts = parseFactsProbe(fixture('converged-wk-1.txt'), target);
+    assert.equal(facts.config.exists, true);
+    assert.match(facts.config.sha256!, /^[0-9a-f]{64}$/);
+    assert.equal(facts.config.managedByMeshctl, true);
+    assert.equal(facts.config.hasPrivateKeyLine, false);
+    assert.match(facts.config.text!, /^\[Interface\]$/m);
+    assert.ok(facts.config.text!.endsWith('\n') && !facts.config.text!.endsWith('\n\n'));
+    assert.equal(facts.keys.privateKeyMode, '600');
+    assert.match(facts.keys.publicKey!, /^[A-Za-z0-9+/]{43}=$/);
+    assert.deepEqual(facts.service, { enabled: 'enabled', active: 'active' });
+    assert.deepEqual(facts.interfaceRoutes.sort(), ['172.27.15.12', '172.27.15.13', '172.27.15.31']);
+    assert.deepEqual(facts.wireguardInterfaces, ['wg0']);
+    assert.equal(facts.sysctl.rpFilterAll, 2);
+    assert.equal(facts.listenPortUsers.length > 0, true, 'wireguard-go holds the port');
+    assert.equal(planInstall(facts), undefined);
+    assert.equal(planKeys(facts, 'wg0'), undefined);
+  });
+
+  it('refuses output that stops before the end of the script', () => {
+    const cut = fixture('converged-wk-1.txt').split('@@meshctl begin iprules')[0]!;
+    assert.throws(() => parseFactsProbe(cut, target), /incomplete/);
+  });
+});
