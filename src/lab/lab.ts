@@ -11,7 +11,7 @@ import { loadInventory } from '../inventory/load.js';
 import { interruptSignal } from '../interrupt.js';
 import { ensureCaches, pidAlive, type Progress } from './base.js';
 import { applyNetwork, settleAll } from './network.js';
-import { prepareNode, startNode, waitReady, type PreparedNode } from './nodes.js';
+import { prepareNode, startNode, waitReady, type PreparedNode, type StartedNode } from './nodes.js';
 import { labPaths, labsRoot } from './paths.js';
 import { LAB_SUDO_USER, infraNamespace, namespacePrefix, planLab, validateLabName, type LabPlan } from './plan.js';
 import { cmdline, listPids, mountsBelow, netnsInode, processNetnsInode } from './procs.js';
@@ -23,6 +23,8 @@ export const DEFAULT_LAB = 'lab';
 export interface UpOptions {
   name?: string;
   progress?: Progress;
+  /** For programs embedding the lab (its tests make faulty nodes with it): runs on each node's root before its first boot. */
+  beforeBoot?: (node: string, root: string) => void | Promise<void>;
 }
 
 /** Tools `lab up` needs, with the Debian package that brings each. */
@@ -79,7 +81,7 @@ export async function labUp(inventoryPath: string, options: UpOptions = {}): Pro
   }
 
   try {
-    return await buildLab(name, resolve(inventoryPath), plan, progress, started);
+    return await buildLab(name, resolve(inventoryPath), plan, progress, started, options.beforeBoot);
   } catch (error) {
     progress(`lab ${name}: up failed, removing what was made ...`);
     await labDown(name).catch((downError: Error) => progress(`lab ${name}: cleanup also failed: ${downError.message}`));
@@ -88,7 +90,7 @@ export async function labUp(inventoryPath: string, options: UpOptions = {}): Pro
   }
 }
 
-async function buildLab(name: string, inventory: string, plan: LabPlan, progress: Progress, started: number): Promise<LabState> {
+async function buildLab(name: string, inventory: string, plan: LabPlan, progress: Progress, started: number, beforeBoot: UpOptions['beforeBoot']): Promise<LabState> {
   const paths = labPaths(name);
   const caches = await ensureCaches(progress);
   checkInterrupted();
@@ -127,6 +129,7 @@ async function buildLab(name: string, inventory: string, plan: LabPlan, progress
   try {
     await settleAll(plan.nodes.map(async (node) => {
       prepared.set(node.name, await prepareNode(node, paths.node(node.name), caches.base, operatorPub, (point) => state.mounts.push(point)));
+      await beforeBoot?.(node.name, paths.node(node.name).root);
     }));
   } finally {
     writeState(state);
@@ -137,11 +140,20 @@ async function buildLab(name: string, inventory: string, plan: LabPlan, progress
   const byName = new Map(state.nodes.map((n) => [n.name, n]));
   try {
     await settleAll(plan.nodes.map(async (node) => {
-      const run = await startNode(name, node, paths.node(node.name), caches.repo);
-      Object.assign(byName.get(node.name)!, run);
-      writeState(state);
       const ed25519 = prepared.get(node.name)!.hostKeys.find((k) => k.startsWith('ssh-ed25519 '))!;
-      await waitReady(node, run, plan.operator.namespace, ed25519, paths.node(node.name));
+      for (let attempt = 1; ; attempt++) {
+        const run = await startNode(name, node, paths.node(node.name), caches.repo);
+        Object.assign(byName.get(node.name)!, run);
+        writeState(state);
+        try {
+          await waitReady(node, run, plan.operator.namespace, ed25519, paths.node(node.name));
+          break;
+        } catch (error) {
+          if (attempt >= BOOT_ATTEMPTS || error instanceof MeshctlError) throw error;
+          progress(`lab ${name}: warning: ${(error as Error).message}\nlab ${name}: booting ${node.name} once more ...`);
+          await stopContainer(run);
+        }
+      }
     }));
   } finally {
     writeState(state);
@@ -249,6 +261,26 @@ export async function labDown(name: string = DEFAULT_LAB): Promise<DownReport> {
   const leftNs = (await sys.netnsList()).filter((ns) => ns.startsWith(prefix));
   if (leftNs.length > 0) throw new MeshctlError(`lab ${name}: could not delete namespaces ${leftNs.join(', ')}`, ExitCode.stop);
   return report;
+}
+
+/**
+ * A node whose boot went wrong (a unit failed, logins still refused) gets one more boot, as a person would reboot it;
+ * the warning keeps what went wrong visible.
+ */
+const BOOT_ATTEMPTS = 2;
+
+/**
+ * Stops one container the way `down` does: SIGTERM makes systemd-nspawn power the node off. If it hangs, SIGKILL
+ * goes to nspawn and to the node's PID 1 (which takes the rest of its PID namespace with it).
+ */
+async function stopContainer(started: StartedNode): Promise<void> {
+  signal(started.nspawnPid, 'SIGTERM');
+  await waitGone([started.nspawnPid], 15_000);
+  if (pidAlive(started.nspawnPid)) {
+    signal(started.nspawnPid, 'SIGKILL');
+    signal(started.leaderPid, 'SIGKILL');
+    await waitGone([started.nspawnPid, started.leaderPid], 5_000);
+  }
 }
 
 function signal(pid: number, sig: NodeJS.Signals): void {

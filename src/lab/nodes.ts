@@ -88,11 +88,16 @@ export async function startNode(lab: string, node: PlannedNode, paths: NodePaths
   }
 }
 
-/** Waits until the node's systemd finished booting (running or degraded) and its sshd serves the expected key. */
+/**
+ * Waits until the node's systemd finished booting (running or degraded, logins allowed) and its sshd serves the
+ * expected key. A node that finished booting but still refuses logins after a grace period will not get better by
+ * waiting: it fails at once, naming its failed units.
+ */
 export async function waitReady(node: PlannedNode, started: StartedNode, operatorNs: string, ed25519: string, paths: NodePaths, timeoutMs = 90_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let systemState = '';
-  let sshState = 'not tried';
+  let sshState = 'sshd not checked yet';
+  let bootedWithNologinSince = 0;
   for (;;) {
     stopIfInterrupted();
     if (!pidAlive(started.nspawnPid)) throw new Error(`node ${node.name} stopped while booting: ${logTail(paths.log)}`);
@@ -105,8 +110,26 @@ export async function waitReady(node: PlannedNode, started: StartedNode, operato
       if (served === ed25519) return;
       sshState = served ? `sshd serves an unexpected host key ${served}` : `sshd not answering (${scan.stderr.trim().split('\n').pop() ?? ''})`;
     }
-    if (Date.now() > deadline) throw new Error(`node ${node.name} not ready after ${timeoutMs / 1000} s: systemd ${systemState || 'unknown'}, ${sshState}`);
+    const stuck = /^(running|degraded) nologin$/.test(systemState);
+    bootedWithNologinSince = stuck ? bootedWithNologinSince || Date.now() : 0;
+    if (Date.now() > deadline || (stuck && Date.now() - bootedWithNologinSince > NOLOGIN_GRACE_MS)) {
+      throw new Error(`node ${node.name} not ready after ${Math.round((timeoutMs - (deadline - Date.now())) / 1000)} s: systemd ${systemState || 'unknown'}, ${sshState}${await bootProblems(started)}`);
+    }
     await sleep(300);
+  }
+}
+
+/** systemd-user-sessions removes /run/nologin right after boot; this is ample for a late one. */
+const NOLOGIN_GRACE_MS = 10_000;
+
+/** The node's failed units and the last warnings of its journal, for the error (a failed `up` removes the node's log). */
+async function bootProblems(started: StartedNode): Promise<string> {
+  try {
+    const { failedUnits, journal } = await sys.nodeBootProblems(started.leaderPid);
+    const lastWarnings = journal.split('\n').filter(Boolean).slice(-8).map((line) => `\n    ${line}`).join('');
+    return `; failed units: ${failedUnits.join(', ') || 'none'}${lastWarnings ? `; its journal ends:${lastWarnings}` : ''}`;
+  } catch {
+    return '';
   }
 }
 

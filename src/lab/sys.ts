@@ -278,6 +278,14 @@ export async function nodeBootState(leaderPid: number): Promise<string> {
   return (await run(inContainer(leaderPid, ['sh', '-c', probe]), { timeoutMs: 10_000 })).stdout.trim().split('\n').join(' ');
 }
 
+/** Why a node did not come up: its failed units, then the warnings of this boot's journal. */
+export async function nodeBootProblems(leaderPid: number): Promise<{ failedUnits: string[]; journal: string }> {
+  const probe = 'systemctl --failed --no-legend --plain | cut -d" " -f1; echo @@journal; journalctl -b --no-pager -q -p warning -n 40';
+  const out = (await run(inContainer(leaderPid, ['sh', '-c', probe]), { timeoutMs: 10_000 })).stdout;
+  const [failed = '', journal = ''] = out.split('@@journal\n');
+  return { failedUnits: failed.split('\n').filter(Boolean), journal: journal.trim() };
+}
+
 // ---------------------------------------------------------------- users inside a node's root (chroot, before boot)
 
 export const addUser = (root: string, user: string) => must(['chroot', root, 'useradd', '--create-home', '--shell', '/bin/bash', '--password', '*', user], { env: chrootEnv });

@@ -13,8 +13,10 @@
 import { after, before, describe } from 'node:test';
 import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import { labDown, labExec, labRunMeshctl, labUp, type ExecResult, type LabState } from '../../src/lab/index.js';
-import { which } from '../../src/lab/sys.js';
+import { existsSync } from 'node:fs';
+import { labDown, labExec, labPaths, labRunMeshctl, labUp, type ExecResult, type LabState } from '../../src/lab/index.js';
+import { cmdline, listPids, mountsBelow } from '../../src/lab/procs.js';
+import { netnsList, which } from '../../src/lab/sys.js';
 
 /** Why lab tests cannot run here, or undefined when they can. */
 export function labSkipReason(): string | undefined {
@@ -85,6 +87,20 @@ export function describeLab(title: string, inventory: string, body: (lab: () => 
       return handle;
     });
   });
+}
+
+/** Everything of a lab that could be left behind: namespaces, processes, mounts, its directory. */
+export async function leftovers(name: string): Promise<string[]> {
+  const dir = labPaths(name).dir;
+  const found: string[] = [];
+  for (const ns of await netnsList()) if (ns.startsWith(`ml-${name}.`)) found.push(`namespace ${ns}`);
+  for (const pid of listPids()) {
+    const args = cmdline(pid);
+    if (args.some((a) => a.includes(`${dir}/`) || a.includes(`/run/netns/ml-${name}.`))) found.push(`process ${pid} ${args.join(' ')}`);
+  }
+  for (const point of mountsBelow(dir)) found.push(`mount ${point}`);
+  if (existsSync(dir)) found.push(`directory ${dir}`);
+  return found;
 }
 
 /** Runs the meshctl CLI (src/cli.ts through tsx) as a separate process, for exit-code and message tests. */

@@ -9,9 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { cachePaths, labDown, labExec, labPaths, labUp } from '../../src/lab/index.js';
-import { cmdline, listPids, mountsBelow } from '../../src/lab/procs.js';
-import { netnsList, which } from '../../src/lab/sys.js';
-import { describeLab, labSkipReason, runCli, sshArgv, uniqueLabName } from './harness.js';
+import { mountsBelow } from '../../src/lab/procs.js';
+import { which } from '../../src/lab/sys.js';
+import { describeLab, labSkipReason, leftovers, runCli, sshArgv, uniqueLabName } from './harness.js';
 
 const HOMELAB = 'inventories/homelab.yaml';
 const canRun = labSkipReason() === undefined;
@@ -29,20 +29,6 @@ function hostNetwork(): Record<string, string> {
     nft: run(['nft', 'list', 'ruleset']),
     link: run(['ip', '-j', 'link']),
   };
-}
-
-/** Everything of a lab that could be left behind. */
-async function leftovers(name: string): Promise<string[]> {
-  const dir = labPaths(name).dir;
-  const found: string[] = [];
-  for (const ns of await netnsList()) if (ns.startsWith(`ml-${name}.`)) found.push(`namespace ${ns}`);
-  for (const pid of listPids()) {
-    const args = cmdline(pid);
-    if (args.some((a) => a.includes(`${dir}/`) || a.includes(`/run/netns/ml-${name}.`))) found.push(`process ${pid} ${args.join(' ')}`);
-  }
-  for (const point of mountsBelow(dir)) found.push(`mount ${point}`);
-  if (existsSync(dir)) found.push(`directory ${dir}`);
-  return found;
 }
 
 const before = canRun ? hostNetwork() : {};
