@@ -16,6 +16,7 @@
 import { shellQuote } from '../transport/types.js';
 import { parseWgDumpPeers, type LivePeer } from '../render/wgdump.js';
 import { parseWgQuickConfig, type ParsedWgQuickConfig } from '../render/wgquick.js';
+import { looksLikeWireGuardKey } from '../topology/desired.js';
 
 export interface Probe<T> {
   /** a POSIX sh script; read-only on the node */
@@ -262,7 +263,6 @@ export interface NodeChecklist {
   problems: string[];
 }
 
-const WG_KEY = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/;
 
 export function checklistScript(params: ChecklistParams): string {
   const i = shellQuote(params.interface);
@@ -301,8 +301,8 @@ export function parseChecklist(stdout: string, params: ChecklistParams): NodeChe
   const ok = (name: string) => s.get(name)?.rc === 0;
 
   const now = /^\d+$/.test(body('now')) ? Number(body('now')) : undefined;
-  const livePublicKey = ok('pubkey') && WG_KEY.test(body('pubkey')) ? body('pubkey') : undefined;
-  const filePublicKey = ok('pubfile') && WG_KEY.test(body('pubfile').trim()) ? body('pubfile').trim() : undefined;
+  const livePublicKey = ok('pubkey') && looksLikeWireGuardKey(body('pubkey')) ? body('pubkey') : undefined;
+  const filePublicKey = ok('pubfile') && looksLikeWireGuardKey(body('pubfile').trim()) ? body('pubfile').trim() : undefined;
   const liveListenPort = ok('port') && /^\d+$/.test(body('port')) ? Number(body('port')) : undefined;
   const wgAvailable = ok('port');
 

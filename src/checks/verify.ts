@@ -131,8 +131,13 @@ function nodeChecks(facts: VerifyFacts, node: Node, desired: DesiredNodeConfig, 
   const keyEvidence = [`wg public-key: ${cl.livePublicKey ?? '(none)'}`, `${iface}.pub: ${cl.filePublicKey ?? '(none)'}`];
   if (cl.livePublicKey && cl.filePublicKey && cl.livePublicKey !== cl.filePublicKey) {
     out.push(mk(n, 'public-key', 'fail', `${iface} runs with another key than /etc/wireguard/${iface}.pub: peers configured from the file cannot reach it`, keyEvidence));
-  } else if (cl.livePublicKey || cl.filePublicKey) {
-    out.push(mk(n, 'public-key', cl.livePublicKey ? 'pass' : 'warn', cl.livePublicKey ? 'the live key matches the key file' : `no live key (${iface} is not running)`, keyEvidence));
+  } else if (cl.livePublicKey) {
+    out.push(mk(n, 'public-key', 'pass', 'the live key matches the key file', keyEvidence));
+  } else if (cl.filePublicKey && cl.iface.exists) {
+    // what a stock `wg syncconf`/`systemctl reload` from a file without PrivateKey does: the node answers nothing
+    out.push(mk(n, 'public-key', 'fail', `${iface} runs without a private key: it can answer no peer (\`meshctl up\` loads the key file again)`, keyEvidence));
+  } else if (cl.filePublicKey) {
+    out.push(mk(n, 'public-key', 'warn', `no live key (${iface} is not running)`, keyEvidence));
   } else {
     out.push(mk(n, 'public-key', 'fail', 'no public key on the node', keyEvidence));
   }

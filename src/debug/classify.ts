@@ -17,6 +17,7 @@ export const CAUSES = [
   'node-unreachable',
   'service-down',
   'interface-missing',
+  'no-private-key',
   'wrong-public-key',
   'allowed-ips',
   'missing-route',
@@ -163,6 +164,17 @@ export function classifyPair(e: PairEvidence): Diagnosis {
     [R, wantR, S],
   ] as Array<[string, DesiredPeer, string]>) {
     const c = cl(self);
+    if (!c.livePublicKey) {
+      return d(
+        e,
+        'no-private-key',
+        self,
+        `${self}'s ${iface} runs without a private key`,
+        `${self}'s ${iface} exists but holds no private key, so it can neither answer nor start a handshake. \`wg syncconf\`/\`wg setconf\` from a file without PrivateKey do this, and so does the stock \`systemctl reload wg-quick@${iface}\` where the file leaves the key to PostUp.`,
+        `On ${self}: wg set ${iface} private-key /etc/wireguard/${iface}.key; or re-run meshctl up, which does so and installs a reload drop-in that keeps the key.`,
+        [`wg public-key: (none)`, `${iface}.pub: ${c.filePublicKey ?? '(none)'}`, ...base],
+      );
+    }
     if (c.livePublicKey && c.filePublicKey && c.livePublicKey !== c.filePublicKey) {
       return d(e, 'wrong-public-key', self, `${self} runs with another key than its peers were given`, `${self}'s ${iface} uses ${c.livePublicKey} but /etc/wireguard/${iface}.pub (what its peers were configured with) says ${c.filePublicKey}; its peers drop its handshakes.`, `Restart wg-quick@${iface} on ${self} so it loads /etc/wireguard/${iface}.key, or re-run meshctl up so the peers get the right key.`, [`wg public-key: ${c.livePublicKey}`, `${iface}.pub: ${c.filePublicKey}`, ...base]);
     }

@@ -11,6 +11,7 @@ import { planService, parseServiceOutput } from '../steps/service.js';
 import { desiredNodeConfig } from '../topology/desired.js';
 import { renderWgQuickConfig, classifyConfigChange } from '../render/wgquick.js';
 import { renderRpFilterSysctl } from '../render/sysctl.js';
+import { renderReloadDropIn } from '../render/systemd.js';
 import { runPingMatrix, pingMatrixRow } from './ping.js';
 import type { CheckDefinition, CheckResult, NodeState, StepDefinition } from './types.js';
 
@@ -80,6 +81,7 @@ export const STEPS: Record<string, StepDefinition> = {
         configText,
         sysctlText: renderRpFilterSysctl(ctx.inventory.mesh.rpFilter),
         rpFilter: ctx.inventory.mesh.rpFilter,
+        reloadDropInText: renderReloadDropIn(ctx.inventory.mesh.interface),
       });
       if (!plan.writeConfig) state!.configChange = 'none';
       state!.configSha256 = sha256(configText);
@@ -98,7 +100,7 @@ export const STEPS: Record<string, StepDefinition> = {
       const facts = requireFacts(state!);
       const iface = ctx.inventory.mesh.interface;
       const peerRoutes = (state!.desired?.peers ?? []).flatMap((peer) => peer.allowedIps);
-      const { action, warning } = planService(facts, iface, state!.configChange ?? 'none', peerRoutes);
+      const { action, warning } = planService(facts, iface, state!.configChange ?? 'none', peerRoutes, state!.publicKey);
       if (warning) state!.changes.push(`warning: ${warning}`);
       if (!action) {
         state!.service = { active: facts.service.active, enabled: facts.service.enabled, interfaceIndex: facts.interfaceIndex };

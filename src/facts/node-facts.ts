@@ -7,6 +7,8 @@
  */
 import { shellQuote } from '../transport/types.js';
 import { PATH_PRELUDE, sectionScript, splitSections, type Section } from '../checks/probes.js';
+import { reloadDropInPath } from '../render/systemd.js';
+import { looksLikeWireGuardKey } from '../topology/desired.js';
 
 export interface ProbeTarget {
   interface: string;
@@ -20,6 +22,7 @@ export const wireguardPaths = (iface: string) => ({
   publicKey: `/etc/wireguard/${iface}.pub`,
   sysctl: '/etc/sysctl.d/99-wireguard.conf',
   service: `wg-quick@${iface}`,
+  reloadDropIn: reloadDropInPath(iface),
 });
 
 export type PackageManager = 'apt' | 'dnf' | 'yum' | 'apk' | 'pacman';
@@ -49,7 +52,14 @@ export interface NodeFacts {
   };
   keys: { privateKeyExists: boolean; privateKeyMode?: string; publicKey?: string };
   sysctl: { fileSha256?: string; rpFilterAll?: number; rpFilterDefault?: number };
-  service: { enabled: string; active: string };
+  service: {
+    enabled: string;
+    active: string;
+    /** sha256 of meshctl's drop-in that keeps the key through `systemctl reload` (../render/systemd.ts) */
+    reloadDropInSha256?: string;
+  };
+  /** the public half of the key the interface runs with; undefined when it has none (or does not exist) */
+  interfacePublicKey?: string;
   /** ifindex of the WireGuard interface when it exists (a restart changes it) */
   interfaceIndex?: number;
   /** destinations routed via the WireGuard interface, as `ip route show` prints them (host routes without /32) */
@@ -98,7 +108,9 @@ export function factsProbeScript(target: ProbeTarget): string {
       `{ [ -f ${p.sysctl} ] && sha256sum < ${p.sysctl} | cut -d" " -f1 || echo -; }; cat /proc/sys/net/ipv4/conf/all/rp_filter /proc/sys/net/ipv4/conf/default/rp_filter 2>/dev/null`,
     ),
     sectionScript('service', `if [ -d /run/systemd/system ]; then systemctl is-enabled ${p.service} 2>/dev/null; systemctl is-active ${p.service} 2>/dev/null; fi; true`),
+    sectionScript('dropin', `[ -f ${p.reloadDropIn} ] && sha256sum < ${p.reloadDropIn} | cut -d" " -f1; true`),
     sectionScript('ifindex', `cat /sys/class/net/${iface}/ifindex 2>/dev/null; true`),
+    sectionScript('livekey', `[ -e /sys/class/net/${iface} ] && command -v wg >/dev/null 2>&1 && wg show ${iface} public-key 2>/dev/null; true`),
     sectionScript('routes', `[ -e /sys/class/net/${iface} ] && ip -4 route show dev ${iface} | cut -d' ' -f1; true`),
     sectionScript('port', `ss -Hulpn 'sport = :${target.listenPort}' 2>/dev/null; true`),
     sectionScript('iprules', 'ip -4 rule show'),
@@ -168,7 +180,8 @@ export function parseFactsProbe(stdout: string, target: ProbeTarget): NodeFacts 
       rpFilterAll: sysctlLines[1] === undefined ? undefined : Number(sysctlLines[1]),
       rpFilterDefault: sysctlLines[2] === undefined ? undefined : Number(sysctlLines[2]),
     },
-    service: { enabled: serviceLines[0] ?? 'unknown', active: serviceLines[1] ?? 'unknown' },
+    service: { enabled: serviceLines[0] ?? 'unknown', active: serviceLines[1] ?? 'unknown', reloadDropInSha256: nonEmpty(s.get('dropin'))[0] },
+    interfacePublicKey: nonEmpty(s.get('livekey')).find(looksLikeWireGuardKey),
     interfaceIndex: ifindex === undefined ? undefined : Number(ifindex),
     interfaceRoutes: nonEmpty(s.get('routes')),
     listenPortUsers: nonEmpty(s.get('port')),

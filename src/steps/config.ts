@@ -1,9 +1,11 @@
 /**
- * Config phase: the rendered wg-quick file and the rp_filter drop-in, each written only when its content differs
+ * Config phase: the rendered wg-quick file, the rp_filter drop-in and (with systemd) the wg-quick@ drop-in that
+ * keeps the private key through `systemctl reload` (../render/systemd.ts), each written only when its content differs
  * (compared by sha256, so a converged node gets no write at all), atomically (temp file + rename, previous config
  * kept as .bak). rp_filter is applied from our file alone, not `sysctl --system`, so no unrelated setting moves.
  */
 import { createHash } from 'node:crypto';
+import { dirname } from 'node:path';
 import { wireguardPaths, type NodeFacts } from '../facts/node-facts.js';
 import type { RpFilterMode } from '../inventory/types.js';
 import { atomicWriteScript, type RemoteAction } from './action.js';
@@ -15,12 +17,15 @@ export interface ConfigPlanInput {
   configText: string;
   sysctlText: string;
   rpFilter: RpFilterMode;
+  /** written only where systemd runs */
+  reloadDropInText: string;
 }
 
 export interface ConfigPlan {
   writeConfig: boolean;
   writeSysctl: boolean;
   applySysctl: boolean;
+  writeReloadDropIn: boolean;
   action?: RemoteAction;
 }
 
@@ -31,7 +36,9 @@ export function planConfig(facts: NodeFacts, input: ConfigPlanInput): ConfigPlan
   // the kernel may hold other values than the file (set by hand, or a file that was never applied)
   const runtimeDiffers = facts.sysctl.rpFilterAll !== input.rpFilter || facts.sysctl.rpFilterDefault !== input.rpFilter;
   const applySysctl = writeSysctl || runtimeDiffers;
-  if (!writeConfig && !applySysctl) return { writeConfig, writeSysctl, applySysctl };
+  const writeReloadDropIn = facts.systemd && facts.service.reloadDropInSha256 !== sha256(input.reloadDropInText);
+  const decided = { writeConfig, writeSysctl, applySysctl, writeReloadDropIn };
+  if (!writeConfig && !applySysctl && !writeReloadDropIn) return decided;
 
   const parts: string[] = ['set -e'];
   const did: string[] = [];
@@ -47,8 +54,14 @@ export function planConfig(facts: NodeFacts, input: ConfigPlanInput): ConfigPlan
     parts.push(`sysctl -q -p ${p.sysctl}`);
     did.push(`apply rp_filter=${input.rpFilter} from ${p.sysctl}`);
   }
+  if (writeReloadDropIn) {
+    // made 755 here, as the atomic write's umask 077 would make a directory only root can list
+    parts.push(`mkdir -p -m 755 '${dirname(p.reloadDropIn)}'`);
+    parts.push(atomicWriteScript(p.reloadDropIn, input.reloadDropInText, { mode: '644', label: 'dropin' }), 'systemctl daemon-reload');
+    did.push(`write ${p.reloadDropIn} (a reload keeps the key)`);
+  }
   parts.push('echo rp_filter=$(cat /proc/sys/net/ipv4/conf/all/rp_filter),$(cat /proc/sys/net/ipv4/conf/default/rp_filter)');
-  return { writeConfig, writeSysctl, applySysctl, action: { description: did.join(', '), script: parts.join('\n') } };
+  return { ...decided, action: { description: did.join(', '), script: parts.join('\n') } };
 }
 
 export function parseConfigOutput(stdout: string): { configSha256?: string; rpFilter?: { all: number; default: number } } {

@@ -3,8 +3,7 @@
  * - not running: enable --now;
  * - only [Peer] sections changed: `wg syncconf`, which keeps the interface, its ifindex and the other peers'
  *   sessions; routes for added/removed peers are synced by hand, as syncconf does not route. Not
- *   `systemctl reload`: the stock unit syncs from `wg-quick strip`, and since our file carries no PrivateKey
- *   that would clear the interface's key. The key is appended on the node, inside a pipe, never in argv;
+ *   a plain `wg syncconf` from the file, which would clear the key the file does not carry (../render/systemd.ts);
  * - [Interface] changed (address, port, MTU): restart;
  * - nothing changed: nothing.
  * Without systemd: wg-quick up, and a warning that it will not survive a reboot.
@@ -12,6 +11,7 @@
 import { wireguardPaths, type NodeFacts } from '../facts/node-facts.js';
 import type { ConfigChangeKind } from '../render/changes.js';
 import type { RemoteAction } from './action.js';
+import { syncconfKeepingKeyCommand } from '../render/systemd.js';
 
 
 const interfaceReport = (iface: string, service: string, systemd: boolean) =>
@@ -20,11 +20,6 @@ const interfaceReport = (iface: string, service: string, systemd: boolean) =>
     systemd ? `echo active=$(systemctl is-active ${service} 2>/dev/null)` : `echo active=$([ -e /sys/class/net/${iface} ] && echo active || echo inactive)`,
     systemd ? `echo enabled=$(systemctl is-enabled ${service} 2>/dev/null)` : 'echo enabled=no-systemd',
   ].join('\n');
-
-/** syncconf from the file plus the key file, joined in a pipe on the node: the key is never in argv or on the wire. */
-function syncConfigScript(iface: string, privateKeyPath: string): string {
-  return `stripped=$(wg-quick strip ${iface}) && { printf '%s\\n[Interface]\\nPrivateKey = ' "$stripped"; cat ${privateKeyPath}; } | wg syncconf ${iface} /dev/stdin`;
-}
 
 /** Peer routes not on the interface (`ip route show` prints a host route without its /32). */
 export function missingRoutes(present: readonly string[], peerRoutes: readonly string[]): string[] {
@@ -42,7 +37,17 @@ function syncRoutesScript(iface: string, peerRoutes: string[]): string {
   ].join('\n');
 }
 
-export function planService(facts: NodeFacts, iface: string, change: ConfigChangeKind, peerRoutes: string[]): { action?: RemoteAction; warning?: string } {
+/**
+ * @param publicKey the node's public key after the keys phase: a running interface with another key (or none, after
+ * a stock `wg syncconf` or reload from our key-less file) gets the key file loaded again
+ */
+export function planService(
+  facts: NodeFacts,
+  iface: string,
+  change: ConfigChangeKind,
+  peerRoutes: string[],
+  publicKey?: string,
+): { action?: RemoteAction; warning?: string } {
   const p = wireguardPaths(iface);
   const report = interfaceReport(iface, p.service, facts.systemd);
   if (!facts.systemd) {
@@ -74,9 +79,13 @@ export function planService(facts: NodeFacts, iface: string, change: ConfigChang
       commands.push(`systemctl restart ${p.service} 2>&1`);
       said.push(`restart ${p.service} ([Interface] changed)`);
     } else if (change === 'peers') {
-      commands.push(syncConfigScript(iface, p.privateKey), syncRoutesScript(iface, peerRoutes));
+      commands.push(syncconfKeepingKeyCommand(iface, p.privateKey), syncRoutesScript(iface, peerRoutes));
       said.push(`wg syncconf ${iface} (peers changed; interface and sessions kept)`);
     } else {
+      if (publicKey && facts.interfaces.includes(iface) && facts.interfacePublicKey !== publicKey) {
+        commands.push(`wg set ${iface} private-key ${p.privateKey}`);
+        said.push(`load ${p.privateKey} into ${iface} again (it ran with ${facts.interfacePublicKey ? 'another key' : 'no key'})`);
+      }
       // nothing changed in the file, but someone may have removed a peer's route by hand: put it back
       const missing = missingRoutes(facts.interfaceRoutes, peerRoutes);
       if (missing.length) {

@@ -13,6 +13,7 @@ import { describeLab } from './harness.js';
 import { loadInventory } from '../../src/inventory/load.js';
 import { desiredMesh } from '../../src/topology/desired.js';
 import { renderWgQuickConfig } from '../../src/render/wgquick.js';
+import { reloadDropInPath, renderReloadDropIn } from '../../src/render/systemd.js';
 
 const INVENTORY = 'inventories/homelab.yaml';
 const NODES = ['ms-1', 'wk-1', 'wk-2', 'ctb-edge-1'];
@@ -148,6 +149,39 @@ describeLab('meshctl up on the homelab lab', INVENTORY, (lab) => {
       const restored = await up('--json');
       assert.equal(restored.code, 0, restored.stderr);
     }
+  });
+
+  it('keeps the key through a manual `systemctl reload wg-quick@wg0` (meshctl\'s drop-in replaces the stock reload)', async () => {
+    for (const node of NODES) {
+      assert.equal(await sh(node, `cat ${reloadDropInPath('wg0')}`), renderReloadDropIn('wg0'), node);
+    }
+    const before = await sh('wk-1', 'cat /sys/class/net/wg0/ifindex; wg show wg0 public-key');
+    assert.doesNotMatch(before, /\(none\)/);
+    // the stock ExecReload (`wg syncconf wg0 <(wg-quick strip wg0)`) would leave `wg show wg0 public-key` at (none)
+    await sh('wk-1', 'systemctl reload wg-quick@wg0');
+    assert.equal(await sh('wk-1', 'cat /sys/class/net/wg0/ifindex; wg show wg0 public-key'), before, 'the reload lost the key or the interface');
+    // and the edge still reaches it through the tunnel (a node without its key answers nothing)
+    await sh('ctb-edge-1', 'ping -c 2 -W 2 172.27.15.11 >/dev/null');
+    assert.equal((await sh('wk-1', 'systemctl is-active wg-quick@wg0')).trim(), 'active');
+  });
+
+  it('finds an interface that lost its key to a hand-made `wg syncconf` (verify fails, debug names it) and up loads it again', async () => {
+    const before = await sh('wk-2', 'cat /sys/class/net/wg0/ifindex; wg show wg0 public-key');
+    await sh('wk-2', 'bash -c "wg syncconf wg0 <(wg-quick strip wg0)"');
+    assert.equal((await sh('wk-2', 'wg show wg0 public-key')).trim(), '(none)');
+    const verify = await lab().meshctl(['verify', INVENTORY, '--json']);
+    outputs.push(verify.stdout, verify.stderr);
+    assert.equal(verify.code, 1, verify.stderr);
+    const failed = (JSON.parse(verify.stdout) as { checks: { id: string; node: string; status: string; message: string }[] }).checks.filter((c) => c.status === 'fail');
+    assert.ok(failed.some((c) => c.id === 'public-key' && c.node === 'wk-2' && /without a private key/.test(c.message)), JSON.stringify(failed));
+    const debug = await lab().meshctl(['debug', INVENTORY, '--pair', 'wk-1,wk-2']);
+    outputs.push(debug.stdout, debug.stderr);
+    assert.match(debug.stdout, /wk-2's wg0 runs without a private key/);
+    const result = await up('--json');
+    assert.equal(result.code, 0, result.stderr);
+    const enable = (JSON.parse(result.stdout) as UpJson).phases.find((p) => p.id === 'enable')!;
+    assert.deepEqual(enable.nodes.find((n) => n.node === 'wk-2')!.changes, ['load /etc/wireguard/wg0.key into wg0 again (it ran with no key)']);
+    assert.equal(await sh('wk-2', 'cat /sys/class/net/wg0/ifindex; wg show wg0 public-key'), before, 'same interface, same key');
   });
 
   it('never lets a private key reach the operator: not printed, logged, in JSON, or in files meshctl wrote', async () => {

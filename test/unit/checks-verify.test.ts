@@ -122,3 +122,13 @@ test('an unreachable node is one connect failure, the others are still checked',
   assert.deepEqual(wk2.map((c) => [c.id, c.status]), [['connect', 'fail']]);
   assert.ok(checks.some((c) => c.node === 'ms-1' && c.id === 'interface' && c.status === 'pass'));
 });
+
+test('an interface running without a private key fails public-key on that node (not "not running")', () => {
+  const checks = evaluateVerify(factsFrom(SCENARIOS['no-private-key']!()));
+  const key = checks.find((c) => c.id === 'public-key' && c.node === 'wk-2')!;
+  assert.equal(key.status, 'fail');
+  assert.match(key.message, /runs without a private key/);
+  assert.ok(key.evidence.includes('wg public-key: (none)'));
+  assert.ok(has(checks, 'ping', 'ms-1', 'wk-2'));
+  assert.equal(checks.find((c) => c.id === 'public-key' && c.node === 'ms-1')!.status, 'pass');
+});

@@ -161,3 +161,12 @@ test('firewall rule readers', () => {
   assert.equal(udpDropRules(['        udp dport 51820 counter packets 3 bytes 444 drop'], 51820).length, 1);
   assert.equal(icmpDropOnIfaceRules(['[0:0] -A INPUT -i wg0 -p icmp -j DROP', '-A INPUT -i eth0 -p icmp -j DROP', '-A INPUT -i wg0 -p tcp -j DROP'], 'wg0').length, 1);
 });
+
+test('an interface without a private key: named before any key or handshake theory, with the one-line fix', () => {
+  for (const sender of ['wk-1', 'ctb-edge-1']) {
+    const d = classifyPair(pairEvidence(collectedOf('no-private-key'), sender, 'wk-2'));
+    assert.equal(d.cause, 'no-private-key');
+    assert.equal(d.node, 'wk-2');
+    assert.match(d.fix, /wg set wg0 private-key \/etc\/wireguard\/wg0\.key/);
+  }
+});

@@ -5,6 +5,8 @@ import { readFileSync } from 'node:fs';
 import { parseFactsProbe } from '../../src/facts/node-facts.js';
 import { planInstall } from '../../src/steps/install.js';
 import { planKeys } from '../../src/steps/keys.js';
+import { sha256 } from '../../src/steps/config.js';
+import { renderReloadDropIn } from '../../src/render/systemd.js';
 
 const target = { interface: 'wg0', listenPort: 51820 };
 const fixture = (name: string) => readFileSync(`test/fixtures/facts/${name}`, 'utf8');
@@ -20,6 +22,8 @@ describe('facts probe parser', () => {
     assert.equal(facts.keys.privateKeyExists, false);
     assert.deepEqual(facts.baseline, { extraIpRules: [], leftoverPaths: [], leftoverUnits: [], leftoverInterfaces: [], firewallDrops: [] });
     assert.deepEqual(facts.listenPortUsers, []);
+    assert.equal(facts.service.reloadDropInSha256, undefined);
+    assert.equal(facts.interfacePublicKey, undefined);
     // and the planners take it from there
     assert.match(planInstall(facts)!.description, /wireguard-tools wireguard-go \(apt\)/);
     assert.ok(planKeys(facts, 'wg0'));
@@ -35,7 +39,8 @@ describe('facts probe parser', () => {
     assert.ok(facts.config.text!.endsWith('\n') && !facts.config.text!.endsWith('\n\n'));
     assert.equal(facts.keys.privateKeyMode, '600');
     assert.match(facts.keys.publicKey!, /^[A-Za-z0-9+/]{43}=$/);
-    assert.deepEqual(facts.service, { enabled: 'enabled', active: 'active' });
+    assert.deepEqual(facts.service, { enabled: 'enabled', active: 'active', reloadDropInSha256: sha256(renderReloadDropIn('wg0')) });
+    assert.equal(facts.interfacePublicKey, facts.keys.publicKey, 'the interface runs with the key file');
     assert.deepEqual(facts.interfaceRoutes.sort(), ['172.27.15.12', '172.27.15.13', '172.27.15.31']);
     assert.deepEqual(facts.wireguardInterfaces, ['wg0']);
     assert.equal(facts.sysctl.rpFilterAll, 2);

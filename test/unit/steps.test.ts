@@ -7,6 +7,7 @@ import { planKeys, parseKeysOutput } from '../../src/steps/keys.js';
 import { planConfig, sha256 } from '../../src/steps/config.js';
 import { planService } from '../../src/steps/service.js';
 import { atomicWriteScript, heredoc } from '../../src/steps/action.js';
+import { renderReloadDropIn } from '../../src/render/systemd.js';
 
 /** A freshly installed Debian node without WireGuard, without a kernel module (like the lab). */
 function bareDebian(overrides: Partial<NodeFacts> = {}): NodeFacts {
@@ -90,7 +91,14 @@ describe('keys planner', () => {
 });
 
 describe('config planner', () => {
-  const input = { iface: 'wg0', configText: '[Interface]\nAddress = 172.27.15.12/32\n', sysctlText: 'net.ipv4.conf.all.rp_filter = 2\n', rpFilter: 2 as const };
+  const input = {
+    iface: 'wg0',
+    configText: '[Interface]\nAddress = 172.27.15.12/32\n',
+    sysctlText: 'net.ipv4.conf.all.rp_filter = 2\n',
+    rpFilter: 2 as const,
+    reloadDropInText: renderReloadDropIn('wg0'),
+  };
+  const dropInPath = '/etc/systemd/system/wg-quick@wg0.service.d/meshctl-keep-key.conf';
 
   it('writes both files atomically and applies rp_filter from its own file only', () => {
     const plan = planConfig(bareDebian(), input);
@@ -101,13 +109,32 @@ describe('config planner', () => {
     assert.doesNotMatch(plan.action!.script, /sysctl --system/);
   });
 
-  it('is a no-op when both files and the kernel values already match', () => {
+  it('is a no-op when every file and the kernel values already match', () => {
     const facts = bareDebian({
       config: { exists: true, sha256: sha256(input.configText), hasPrivateKeyLine: false, managedByMeshctl: true },
       sysctl: { fileSha256: sha256(input.sysctlText), rpFilterAll: 2, rpFilterDefault: 2 },
+      service: { enabled: 'enabled', active: 'active', reloadDropInSha256: sha256(input.reloadDropInText) },
     });
     const plan = planConfig(facts, input);
     assert.equal(plan.action, undefined);
+  });
+
+  it('writes the reload drop-in where systemd runs, then daemon-reload; only when it differs; never without systemd', () => {
+    const converged = {
+      config: { exists: true, sha256: sha256(input.configText), hasPrivateKeyLine: false, managedByMeshctl: true },
+      sysctl: { fileSha256: sha256(input.sysctlText), rpFilterAll: 2, rpFilterDefault: 2 },
+    } as const;
+    const missing = planConfig(bareDebian({ ...converged, service: { enabled: 'enabled', active: 'active' } }), input);
+    assert.equal(missing.writeReloadDropIn, true);
+    assert.equal(missing.writeConfig, false);
+    assert.match(missing.action!.script, /mkdir -p -m 755 '\/etc\/systemd\/system\/wg-quick@wg0\.service\.d'/);
+    assert.match(missing.action!.script, new RegExp(`mv -f '${dropInPath}\\.meshctl-tmp' '${dropInPath}'\n.*\nsystemctl daemon-reload`));
+    assert.match(missing.action!.description, /a reload keeps the key/);
+    const edited = planConfig(bareDebian({ ...converged, service: { enabled: 'enabled', active: 'active', reloadDropInSha256: sha256('edited by hand') } }), input);
+    assert.equal(edited.writeReloadDropIn, true);
+    const noSystemd = planConfig(bareDebian({ ...converged, systemd: false }), input);
+    assert.equal(noSystemd.writeReloadDropIn, false);
+    assert.equal(noSystemd.action, undefined);
   });
 
   it('re-applies rp_filter when the kernel drifted from a correct file', () => {
@@ -132,6 +159,19 @@ describe('service planner', () => {
 
   it('does nothing on a converged node', () => {
     assert.equal(planService(running, 'wg0', 'none', routes).action, undefined);
+    assert.equal(planService({ ...running, interfacePublicKey: PUB }, 'wg0', 'none', routes, PUB).action, undefined);
+  });
+
+  it('loads the key file again into an interface that runs without it (or with another), keeping the interface', () => {
+    const keyless = planService(running, 'wg0', 'none', routes, PUB).action!;
+    assert.equal(keyless.description, 'load /etc/wireguard/wg0.key into wg0 again (it ran with no key)');
+    assert.match(keyless.script, /^wg set wg0 private-key \/etc\/wireguard\/wg0\.key$/m);
+    assert.doesNotMatch(keyless.script, /restart|wg-quick down/);
+    const other = planService({ ...running, interfacePublicKey: 'M3fwNRy2GLHqnlPdDk0jYBeu7PH7VtluCk9pcbYBzhg=' }, 'wg0', 'none', routes, PUB).action!;
+    assert.match(other.description, /it ran with another key/);
+    // a restart or syncconf loads the key anyway; no interface yet: PostUp will
+    assert.doesNotMatch(planService(running, 'wg0', 'peers', routes, PUB).action!.script, /wg set wg0 private-key/);
+    assert.equal(planService({ ...running, interfaces: ['lo', 'eth0'] }, 'wg0', 'none', [], PUB).action, undefined);
   });
 
   it('reloads (keeps the interface) when only peers changed, and syncs the /32 routes', () => {
