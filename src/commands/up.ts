@@ -12,6 +12,7 @@ import { renderMatrix } from '../checks/ping-matrix.js';
 
 interface UpFlags {
   yes?: boolean;
+  dryRun?: boolean;
   acceptNew?: boolean;
   json?: boolean;
   color?: boolean;
@@ -44,7 +45,16 @@ function printSummary(report: UpReport, color: boolean, out: NodeJS.WritableStre
   const chalk = new Chalk({ level: color ? 1 : 0 });
   if (report.matrix) out.write(`\n${chalk.bold('Ping matrix')} (overlay, from row to column)\n${renderMatrix(report.matrix, { color })}`);
   const seconds = (report.timings.totalMs / 1000).toFixed(1);
-  if (report.result === 'converged') out.write(chalk.green.bold(`\nmesh converged: ${report.changes} change${report.changes === 1 ? '' : 's'} in ${seconds} s\n`));
+  const changes = `${report.changes} change${report.changes === 1 ? '' : 's'}`;
+  if (report.result === 'converged') out.write(chalk.green.bold(`\nmesh converged: ${changes} in ${seconds} s\n`));
+  if (report.result === 'planned') {
+    const nodes = new Set(report.phases.flatMap((p) => p.nodes.filter((n) => n.changes.some((c) => !c.startsWith('warning:'))).map((n) => n.node)));
+    out.write(
+      report.changes === 0
+        ? chalk.green.bold(`\ndry run: nothing to change, the mesh is as the inventory says (${seconds} s)\n`)
+        : chalk.cyan.bold(`\ndry run: ${changes} planned on ${nodes.size} node${nodes.size === 1 ? '' : 's'}; nothing was changed (${seconds} s). Run without --dry-run to apply.\n`),
+    );
+  }
   if (report.result === 'stopped') out.write(chalk.red.bold(`\nSTOP at "${report.phases.at(-1)?.title}": nothing after it was run (${seconds} s)\n`));
 }
 
@@ -54,6 +64,7 @@ export function registerUp(program: Command): void {
     .description('build the mesh: facts -> baseline -> install -> keys -> config -> enable -> ping matrix, with a STOP/GO gate after each phase')
     .argument('[inventory]', 'inventory file (default: ./meshctl.yaml or $MESHCTL_INVENTORY)')
     .option('-y, --yes', 'go on at every gate whose checks pass (never when a check fails)')
+    .option('--dry-run', 'change nothing: gather facts, run the baseline checks, and show what every later phase would do (config diffs included); no prompts')
     .option('--accept-new', 'trust unknown SSH host keys on first use and record them (changed keys are always refused)')
     .option('--json', 'print a JSON report on stdout instead of progress (implies no prompts: use with --yes)')
     .option('--no-color', 'plain output')
@@ -61,19 +72,20 @@ export function registerUp(program: Command): void {
     .option('--connect-timeout <seconds>', 'SSH connect timeout (default: ssh config ConnectTimeout or 10)')
     .addHelpText(
       'after',
-      '\nExit codes: 0 converged, 1 a check failed or a gate said STOP, 2 bad input, 3 a node could not be connected, 130 interrupted.',
+      '\nExit codes: 0 converged (or, with --dry-run, planned), 1 a check failed or a gate said STOP, 2 bad input, 3 a node could not be connected, 130 interrupted.',
     )
     .action(async (inventoryArg: string | undefined, flags: UpFlags) => {
       const inventory = loadInventory(resolveInventoryPath(inventoryArg));
       const interactive = Boolean(process.stdin.isTTY && process.stdout.isTTY) && !flags.json;
-      if (!interactive && !flags.yes) {
+      if (!interactive && !flags.yes && !flags.dryRun) {
         throw new MeshctlError('no terminal to confirm the gates: run with --yes (gates still stop the run when a check fails)', ExitCode.badInput);
       }
       const color = flags.color !== false && Boolean(process.stdout.isTTY) && !process.env.NO_COLOR;
       const out = flags.json ? process.stderr : process.stdout;
-      const view = createEngineView({ yes: flags.yes ?? false, interactive, json: flags.json ?? false, color, out });
+      // a dry run changes nothing, so it asks nothing: read-only gates go on when their checks pass
+      const view = createEngineView({ yes: (flags.yes ?? false) || (flags.dryRun ?? false), interactive, json: flags.json ?? false, color, out });
       const connector = connectorFor(sshOptionsFromFlags(flags, (line) => out.write(`${line}\n`)));
-      const report = await runUp(inventory, connector, view, { signal: interruptSignal, playbookPath: flags.playbook });
+      const report = await runUp(inventory, connector, view, { signal: interruptSignal, playbookPath: flags.playbook, dryRun: flags.dryRun ?? false });
       if (flags.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
       else printSummary(report, color, out);
       if (report.result === 'unreachable') {
@@ -83,6 +95,6 @@ export function registerUp(program: Command): void {
           report.connectFailures.map((f) => `${f.node}: ${f.error}`),
         );
       }
-      process.exitCode = report.result === 'converged' ? ExitCode.ok : ExitCode.stop;
+      process.exitCode = report.result === 'stopped' ? ExitCode.stop : ExitCode.ok;
     });
 }

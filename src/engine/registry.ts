@@ -1,9 +1,11 @@
 /**
  * The steps and checks that playbooks name. Steps change nodes (through planners that return nothing when there
  * is nothing to do); checks only judge what the steps recorded, so a gate's evidence is what actually happened.
+ * A step that changes nodes also has a `plan` for dry runs, made of the same decisions (decideConfig, ...).
  */
+import { createHash } from 'node:crypto';
 import { factsProbeScript, parseFactsProbe } from '../facts/node-facts.js';
-import { applyAction } from '../steps/action.js';
+import { applyAction, type RemoteAction } from '../steps/action.js';
 import { planInstall } from '../steps/install.js';
 import { planKeys, parseKeysOutput } from '../steps/keys.js';
 import { planConfig, parseConfigOutput, sha256 } from '../steps/config.js';
@@ -12,8 +14,9 @@ import { desiredNodeConfig } from '../topology/desired.js';
 import { renderWgQuickConfig, classifyConfigChange } from '../render/wgquick.js';
 import { renderRpFilterSysctl } from '../render/sysctl.js';
 import { renderReloadDropIn } from '../render/systemd.js';
+import { lineDiff } from '../render/line-diff.js';
 import { runPingMatrix, pingMatrixRow } from './ping.js';
-import type { CheckDefinition, CheckResult, NodeState, StepDefinition } from './types.js';
+import type { CheckDefinition, CheckResult, EngineContext, NodeState, StepDefinition } from './types.js';
 
 const requireFacts = (state: NodeState) => {
   if (!state.facts) throw new Error('facts were not gathered for this node');
@@ -23,6 +26,51 @@ const requireFacts = (state: NodeState) => {
 const pass = (id: string, message: string, evidence?: string[]): CheckResult => ({ id, status: 'pass', message, evidence });
 const warn = (id: string, message: string, evidence?: string[]): CheckResult => ({ id, status: 'warn', message, evidence });
 const fail = (id: string, message: string, evidence?: string[]): CheckResult => ({ id, status: 'fail', message, evidence });
+
+/** What an install leaves: the action itself failed unless wg and wg-quick exist afterwards. */
+function installed(state: NodeState, action: RemoteAction): void {
+  const facts = requireFacts(state);
+  state.changes.push(action.description);
+  facts.tools.wg = facts.tools.wgQuick = true;
+  if (action.description.includes('wireguard-go')) facts.tools.wireguardGo = true;
+}
+
+/** The node's rendered config, how it differs from the one on disk, and what the config phase must write. */
+function decideConfig(ctx: EngineContext, state: NodeState) {
+  const facts = requireFacts(state);
+  const publicKeys = new Map(ctx.nodes.filter((n) => n.publicKey).map((n) => [n.node.name, n.publicKey!]));
+  const desired = desiredNodeConfig(ctx.inventory, state.node.name, publicKeys);
+  const configText = renderWgQuickConfig(desired);
+  state.desired = desired;
+  state.configChange = facts.config.hasPrivateKeyLine ? 'interface' : classifyConfigChange(facts.config.text, desired).kind;
+  const plan = planConfig(facts, {
+    iface: ctx.inventory.mesh.interface,
+    configText,
+    sysctlText: renderRpFilterSysctl(ctx.inventory.mesh.rpFilter),
+    rpFilter: ctx.inventory.mesh.rpFilter,
+    reloadDropInText: renderReloadDropIn(ctx.inventory.mesh.interface),
+  });
+  if (!plan.writeConfig) state.configChange = 'none';
+  state.configSha256 = sha256(configText);
+  state.rpFilterApplied = { all: facts.sysctl.rpFilterAll ?? -1, default: facts.sysctl.rpFilterDefault ?? -1 };
+  return { configText, plan };
+}
+
+function decideService(ctx: EngineContext, state: NodeState) {
+  const peerRoutes = (state.desired?.peers ?? []).flatMap((peer) => peer.allowedIps);
+  return planService(requireFacts(state), ctx.inventory.mesh.interface, state.configChange ?? 'none', peerRoutes, state.publicKey);
+}
+
+/**
+ * A dry run cannot know the key a node will generate: it renders with a stand-in (well-formed, so the renderer takes
+ * it) and shows it as `<new key of NODE>`.
+ */
+const dryRunPublicKey = (node: string) => createHash('sha256').update(`meshctl dry run: ${node}`).digest('base64');
+
+function showDryRunKeys(lines: string[], ctx: EngineContext): string[] {
+  const standIns = ctx.nodes.filter((n) => n.keyCreated).map((n) => [dryRunPublicKey(n.node.name), `<new key of ${n.node.name}>`] as const);
+  return lines.map((line) => standIns.reduce((text, [key, label]) => text.replaceAll(key, label), line));
+}
 
 export const STEPS: Record<string, StepDefinition> = {
   'gather-facts': {
@@ -39,14 +87,14 @@ export const STEPS: Record<string, StepDefinition> = {
   'install-wireguard': {
     scope: 'node',
     async run(ctx, state) {
-      const facts = requireFacts(state!);
-      const action = planInstall(facts);
+      const action = planInstall(requireFacts(state!));
       if (!action) return;
       await applyAction(state!.connection, action, ctx.options.signal);
-      state!.changes.push(action.description);
-      // the action itself failed unless wg and wg-quick exist afterwards
-      facts.tools.wg = facts.tools.wgQuick = true;
-      if (action.description.includes('wireguard-go')) facts.tools.wireguardGo = true;
+      installed(state!, action);
+    },
+    plan(_ctx, state) {
+      const action = planInstall(requireFacts(state!));
+      if (action) installed(state!, action);
     },
   },
 
@@ -64,33 +112,32 @@ export const STEPS: Record<string, StepDefinition> = {
       state!.keyCreated = output.created;
       if (output.created) state!.changes.push(action.description);
     },
+    plan(ctx, state) {
+      const facts = requireFacts(state!);
+      const action = planKeys(facts, ctx.inventory.mesh.interface);
+      state!.publicKey = action ? dryRunPublicKey(state!.node.name) : facts.keys.publicKey;
+      if (action) {
+        state!.keyCreated = true;
+        state!.changes.push(action.description);
+      }
+    },
   },
 
   'write-config': {
     scope: 'node',
     async run(ctx, state) {
-      const facts = requireFacts(state!);
-      const publicKeys = new Map(ctx.nodes.filter((n) => n.publicKey).map((n) => [n.node.name, n.publicKey!]));
-      const desired = desiredNodeConfig(ctx.inventory, state!.node.name, publicKeys);
-      const configText = renderWgQuickConfig(desired);
-      state!.desired = desired;
-      state!.configChange = classifyConfigChange(facts.config.text, desired).kind;
-      if (facts.config.hasPrivateKeyLine) state!.configChange = 'interface';
-      const plan = planConfig(facts, {
-        iface: ctx.inventory.mesh.interface,
-        configText,
-        sysctlText: renderRpFilterSysctl(ctx.inventory.mesh.rpFilter),
-        rpFilter: ctx.inventory.mesh.rpFilter,
-        reloadDropInText: renderReloadDropIn(ctx.inventory.mesh.interface),
-      });
-      if (!plan.writeConfig) state!.configChange = 'none';
-      state!.configSha256 = sha256(configText);
-      state!.rpFilterApplied = { all: facts.sysctl.rpFilterAll ?? -1, default: facts.sysctl.rpFilterDefault ?? -1 };
+      const { plan } = decideConfig(ctx, state!);
       if (!plan.action) return;
       const output = parseConfigOutput(await applyAction(state!.connection, plan.action, ctx.options.signal));
       if (output.configSha256) state!.configSha256 = output.configSha256;
       if (output.rpFilter) state!.rpFilterApplied = output.rpFilter;
       state!.changes.push(plan.action.description);
+    },
+    plan(ctx, state) {
+      const { configText, plan } = decideConfig(ctx, state!);
+      if (!plan.action) return;
+      state!.changes.push(plan.action.description);
+      if (plan.writeConfig) state!.configDiff = showDryRunKeys(lineDiff(requireFacts(state!).config.text, configText), ctx);
     },
   },
 
@@ -98,9 +145,7 @@ export const STEPS: Record<string, StepDefinition> = {
     scope: 'node',
     async run(ctx, state) {
       const facts = requireFacts(state!);
-      const iface = ctx.inventory.mesh.interface;
-      const peerRoutes = (state!.desired?.peers ?? []).flatMap((peer) => peer.allowedIps);
-      const { action, warning } = planService(facts, iface, state!.configChange ?? 'none', peerRoutes, state!.publicKey);
+      const { action, warning } = decideService(ctx, state!);
       if (warning) state!.changes.push(`warning: ${warning}`);
       if (!action) {
         state!.service = { active: facts.service.active, enabled: facts.service.enabled, interfaceIndex: facts.interfaceIndex };
@@ -109,11 +154,18 @@ export const STEPS: Record<string, StepDefinition> = {
       state!.service = parseServiceOutput(await applyAction(state!.connection, action, ctx.options.signal));
       state!.changes.push(action.description);
     },
+    plan(ctx, state) {
+      const { action, warning } = decideService(ctx, state!);
+      if (warning) state!.changes.push(`warning: ${warning}`);
+      if (action) state!.changes.push(action.description);
+    },
   },
 
   'ping-matrix': {
     scope: 'mesh',
     run: (ctx) => runPingMatrix(ctx),
+    // a dry run has no mesh to ping: nothing to record
+    plan: () => undefined,
   },
 };
 

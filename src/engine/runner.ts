@@ -2,6 +2,7 @@
  * Runs a playbook: phase by phase, each step on every node in parallel (a barrier after each step), then the
  * phase's checks, then the gate. Per-node failures are recorded on the node and fail its checks; only a gate
  * stops the run, so every node's evidence is shown, not just the first failure.
+ * A dry run runs the read-only phases (facts, baseline) as usual and plans the others (see planPhase).
  */
 import { CHECKS, STEPS } from './registry.js';
 import type { CheckResult, EngineContext, NodeState, PhaseReport, PhaseSpec, Playbook } from './types.js';
@@ -21,7 +22,48 @@ export interface PlaybookResult {
 
 const errorMessage = (error: unknown) => (error instanceof Error ? error.message : String(error));
 
+/** A dry run's phase that would change nodes: each step records what it would do; no command, no check. */
+function planPhase(ctx: EngineContext, phase: PhaseSpec): PhaseReport {
+  const started = Date.now();
+  const changesBefore = new Map(ctx.nodes.map((s) => [s, s.changes.length]));
+  for (const stepName of phase.steps) {
+    const step = STEPS[stepName]!;
+    const live = ctx.nodes.filter((s) => !s.error);
+    try {
+      if (step.scope === 'mesh') step.plan?.(ctx);
+    } catch (error) {
+      for (const state of live) state.error ??= `${stepName}: ${errorMessage(error)}`;
+    }
+    if (step.scope === 'node') {
+      for (const state of live) {
+        try {
+          step.plan?.(ctx, state);
+        } catch (error) {
+          state.error = `${stepName}: ${errorMessage(error)}`;
+        }
+      }
+    }
+  }
+  const nodes = ctx.nodes.map((state) => {
+    const diff = state.configDiff;
+    delete state.configDiff;
+    return {
+      node: state.node.name,
+      changes: state.changes.slice(changesBefore.get(state)),
+      checks: state.error ? [{ id: 'step', status: 'fail', message: state.error } satisfies CheckResult] : [],
+      ...(diff?.length ? { diff } : {}),
+      error: state.error,
+    };
+  });
+  const verdict = nodes.some((n) => n.error) ? 'STOP' : 'PLANNED';
+  return { id: phase.id, title: phase.title, go: phase.go, verdict, durationMs: Date.now() - started, nodes };
+}
+
+/** A phase changes nodes when one of its steps has a dry-run plan (read-only steps have none). */
+const changesNodes = (phase: PhaseSpec) => phase.steps.some((name) => STEPS[name]!.plan !== undefined);
+
 async function runPhase(ctx: EngineContext, phase: PhaseSpec, view: EngineView): Promise<PhaseReport> {
+  if (ctx.options.dryRun && changesNodes(phase)) return planPhase(ctx, phase);
   const started = Date.now();
   const changesBefore = new Map(ctx.nodes.map((s) => [s, s.changes.length]));
   for (const stepName of phase.steps) {

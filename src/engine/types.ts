@@ -29,8 +29,10 @@ export interface NodeState {
   rpFilterApplied?: { all: number; default: number };
   service?: { active: string; enabled: string; interfaceIndex?: number };
   tunnel?: { routes: string[]; handshakes: Map<string, number> };
-  /** what this run changed on the node, in words */
+  /** what this run changed on the node, in words (in a dry run: what it would change) */
   changes: string[];
+  /** dry run: how the config file would change (../render/line-diff.ts), until the phase report takes it */
+  configDiff?: string[];
   /** a step that failed on this node: later steps skip it, its checks fail */
   error?: string;
 }
@@ -38,6 +40,8 @@ export interface NodeState {
 /** What the engine itself needs from the command line; prompting is the view's, connecting the connector's. */
 export interface RunOptions {
   signal: AbortSignal;
+  /** plan, do not apply: read-only phases run as usual, every later phase only records what it would change */
+  dryRun?: boolean;
 }
 
 export interface EngineContext {
@@ -54,6 +58,11 @@ export interface StepDefinition {
   /** 'node': runs on every node in parallel; 'mesh': runs once with all nodes (e.g. the ping matrix) */
   scope: 'node' | 'mesh';
   run: (ctx: EngineContext, state?: NodeState) => Promise<void>;
+  /**
+   * The dry run of a step that changes nodes (or needs a working mesh): records in `state.changes` what `run`
+   * would do and leaves the state `run` would leave, with no remote command. Read-only steps have none.
+   */
+  plan?: (ctx: EngineContext, state?: NodeState) => void;
 }
 
 export interface CheckDefinition {
@@ -80,6 +89,8 @@ export interface Playbook {
 export interface NodePhaseReport {
   node: string;
   changes: string[];
+  /** dry run: the config file's would-be diff */
+  diff?: string[];
   checks: CheckResult[];
   error?: string;
 }
@@ -88,7 +99,8 @@ export interface PhaseReport {
   id: string;
   title: string;
   go: string;
-  verdict: 'GO' | 'STOP';
+  /** PLANNED: a dry run recorded what the phase would change, and neither ran nor checked anything */
+  verdict: 'GO' | 'STOP' | 'PLANNED';
   durationMs: number;
   nodes: NodePhaseReport[];
 }

@@ -19,7 +19,9 @@ export interface Connector {
 export interface UpReport {
   inventory: string;
   playbook: string;
-  result: 'converged' | 'stopped' | 'unreachable';
+  /** planned: a dry run went through every phase (its `changes` are what `up` would change) */
+  result: 'converged' | 'planned' | 'stopped' | 'unreachable';
+  dryRun: boolean;
   stoppedAt?: string;
   /** total changes made on all nodes by this run (0 on a converged mesh) */
   changes: number;
@@ -36,7 +38,7 @@ export async function runUp(inventory: Inventory, connector: Connector, view: En
   const playbook = loadPlaybook(playbookPath, registryNames);
   const { connections, failures, close } = await connector.connectAll(inventory);
   const connectMs = Date.now() - started;
-  const base = { inventory: inventory.source, playbook: playbookPath, connectFailures: [...failures].map(([node, e]) => ({ node, error: e.message })) };
+  const base = { inventory: inventory.source, playbook: playbookPath, dryRun: options.dryRun ?? false, connectFailures: [...failures].map(([node, e]) => ({ node, error: e.message })) };
   try {
     if (failures.size > 0) {
       return { ...base, result: 'unreachable', changes: 0, phases: [], timings: { totalMs: Date.now() - started, connectMs }, roundTrips: {} };
@@ -47,7 +49,7 @@ export async function runUp(inventory: Inventory, connector: Connector, view: En
     const changes = nodes.reduce((sum, s) => sum + s.changes.filter((c) => !c.startsWith('warning:')).length, 0);
     return {
       ...base,
-      result: result.stoppedAt ? 'stopped' : 'converged',
+      result: result.stoppedAt ? 'stopped' : options.dryRun ? 'planned' : 'converged',
       stoppedAt: result.stoppedAt,
       changes,
       phases: result.phases,

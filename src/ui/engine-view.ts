@@ -60,7 +60,7 @@ export function createEngineView(options: ViewOptions): EngineView & { chalk: Ch
     async gate(report: PhaseReport, isLast: boolean) {
       if (!options.json) options.out.write(`${renderGateReport(report, chalk)}\n`);
       if (report.verdict === 'STOP') return false;
-      if (options.yes || isLast) return true;
+      if (options.yes || isLast || report.verdict === 'PLANNED') return true;
       if (!options.interactive) throw new MeshctlError('a gate needs confirmation but there is no terminal: pass --yes', ExitCode.badInput);
       try {
         const { go } = await inquirer.prompt<{ go: boolean }>([{ type: 'confirm', name: 'go', message: `GO: continue after "${report.title}"?`, default: true }]);

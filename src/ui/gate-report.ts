@@ -1,4 +1,7 @@
-/** Text for a STOP/GO gate: one block per node with its changes and checks, failures with their evidence. */
+/**
+ * Text for a STOP/GO gate: one block per node with its changes and checks, failures with their evidence; in a dry
+ * run, what each node would get (with the config file's diff).
+ */
 import type { ChalkInstance } from 'chalk';
 import type { PhaseReport, CheckStatus } from '../engine/types.js';
 
@@ -12,15 +15,19 @@ export function renderGateReport(report: PhaseReport, chalk: ChalkInstance): str
   for (const node of report.nodes) {
     const changes = node.changes.length ? node.changes.join('; ') : 'no changes';
     lines.push(`  ${chalk.bold(node.node.padEnd(width))}  ${chalk.dim(changes)}`);
+    for (const line of node.diff ?? []) lines.push(`      ${diffColour(line, chalk)(line)}`);
     for (const check of node.checks) {
       lines.push(`    ${colour[check.status](MARKS[check.status])} ${check.id}: ${check.message}`);
       if (check.status !== 'pass') for (const line of check.evidence ?? []) lines.push(chalk.dim(`           ${line}`));
     }
   }
-  const verdict = report.verdict === 'GO' ? chalk.green.bold('GO') : chalk.red.bold('STOP');
-  lines.push(`  ${verdict}  ${report.verdict === 'GO' ? report.go : `NO-GO: ${failedSummary(report)}`}`);
+  if (report.verdict === 'PLANNED') lines.push(`  ${chalk.cyan.bold('PLANNED')}  dry run: nothing was changed, nothing checked`);
+  else if (report.verdict === 'GO') lines.push(`  ${chalk.green.bold('GO')}  ${report.go}`);
+  else lines.push(`  ${chalk.red.bold('STOP')}  NO-GO: ${failedSummary(report)}`);
   return lines.join('\n');
 }
+
+const diffColour = (line: string, chalk: ChalkInstance) => (line.startsWith('+') ? chalk.green : line.startsWith('-') ? chalk.red : chalk.dim);
 
 export function failedSummary(report: PhaseReport): string {
   const failed = report.nodes.flatMap((n) => n.checks.filter((c) => c.status === 'fail').map((c) => `${n.node} ${c.id}`));

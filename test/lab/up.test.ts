@@ -68,6 +68,28 @@ describeLab('meshctl up on the homelab lab', INVENTORY, (lab) => {
     }
   });
 
+  it('--dry-run on bare nodes plans every phase and changes nothing (two read-only round trips per node)', async () => {
+    const result = await lab().meshctl(['up', INVENTORY, '--dry-run', '--json']);
+    outputs.push(result.stdout, result.stderr);
+    assert.equal(result.code, 0, result.stderr);
+    const report = JSON.parse(result.stdout) as UpJson & { dryRun: boolean; roundTrips: Record<string, number> };
+    assert.equal(report.result, 'planned');
+    assert.equal(report.dryRun, true);
+    const planned = (phase: string, node: string) => report.phases.find((p) => p.id === phase)!.nodes.find((n) => n.node === node)!.changes.join('; ');
+    for (const node of NODES) {
+      assert.match(planned('install', node), /install wireguard-tools wireguard-go \(apt\)/);
+      assert.match(planned('keys', node), /generate \/etc\/wireguard\/wg0\.key/);
+      assert.match(planned('config', node), /write \/etc\/wireguard\/wg0\.conf/);
+      assert.match(planned('enable', node), /enable --now wg-quick@wg0/);
+      assert.equal(report.roundTrips[node], 2, `${node}: the root probe and the facts probe, nothing else`);
+      const touched = await lab().exec(node, ['sh', '-c', 'command -v wg; ls /etc/wireguard /etc/systemd/system/wg-quick@wg0.service.d 2>/dev/null; cat /proc/sys/net/ipv4/conf/all/rp_filter']);
+      assert.equal(touched.stdout.trim(), '0', `${node} was changed by a dry run: ${touched.stdout}`);
+    }
+    const edgeConfig = report.phases.find((p) => p.id === 'config')!.nodes.find((n) => n.node === 'ctb-edge-1') as { diff?: string[] };
+    assert.ok(edgeConfig.diff?.includes('+Endpoint = 203.0.113.10:51821'), JSON.stringify(edgeConfig.diff));
+    assert.ok(edgeConfig.diff?.includes('+PublicKey = <new key of ms-1>'), 'keys not generated yet are shown as such');
+  });
+
   it('builds the mesh from bare nodes: exit 0 and a 4 x 4 ping matrix all passing', async () => {
     const result = await up();
     assert.equal(result.code, 0, `stdout:\n${result.stdout}\nstderr:\n${result.stderr}`);
@@ -109,6 +131,10 @@ describeLab('meshctl up on the homelab lab', INVENTORY, (lab) => {
     for (const node of NODES) {
       before.set(node, { ifindex: await sh(node, 'cat /sys/class/net/wg0/ifindex'), handshakes: await sh(node, 'wg show wg0 latest-handshakes') });
     }
+    const dry = await lab().meshctl(['up', INVENTORY, '--dry-run', '--no-color']);
+    outputs.push(dry.stdout, dry.stderr);
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.match(dry.stdout, /dry run: nothing to change, the mesh is as the inventory says/);
     const result = await up('--json');
     assert.equal(result.code, 0, result.stderr);
     const report = JSON.parse(result.stdout) as UpJson;
@@ -132,6 +158,14 @@ describeLab('meshctl up on the homelab lab', INVENTORY, (lab) => {
     writeFileSync(changed, readFileSync(INVENTORY, 'utf8').replace('persistentKeepalive: 25', 'persistentKeepalive: 20'));
     const before = new Map<string, string>();
     for (const node of NODES) before.set(node, await sh(node, 'cat /sys/class/net/wg0/ifindex; wg show wg0 public-key'));
+    // first the dry run: the diff and the syncconf it would do, and nothing done
+    const dry = await lab().meshctl(['up', changed, '--dry-run', '--no-color']);
+    outputs.push(dry.stdout, dry.stderr);
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.match(dry.stdout, /-PersistentKeepalive = 25\n\s*\+PersistentKeepalive = 20/);
+    assert.match(dry.stdout, /wk-1\s+wg syncconf wg0/);
+    assert.match(dry.stdout, /dry run: 6 changes planned on 3 nodes; nothing was changed/);
+    assert.match(await sh('wk-1', 'wg show wg0 persistent-keepalive'), /\t25$/m);
     try {
       const result = await up(changed, '--json');
       assert.equal(result.code, 0, result.stderr);
