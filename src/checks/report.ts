@@ -12,9 +12,9 @@ export interface VerifyReport {
   /** bumps when a field changes meaning or goes away; new fields may appear at any time */
   version: 1;
   inventory: string;
-  /** true when no check failed (warnings allowed) */
+  /** true when no check failed (warnings allowed, unless --strict) */
   ok: boolean;
-  /** 0 no check failed, 1 a check failed, 3 a node could not be connected */
+  /** 0 no check failed, 1 a check failed (or, with --strict, warned), 3 a node could not be connected */
   exitCode: 0 | 1 | 3;
   summary: CheckSummary;
   durationMs: number;
@@ -23,13 +23,22 @@ export interface VerifyReport {
   matrix: Matrix | null;
 }
 
-export function buildReport(inventory: Inventory, checks: Check[], matrix: Matrix | undefined, unreachable: Map<string, string>, durationMs: number): VerifyReport {
+/** `strict`: a warning fails the run too (for monitoring that must hear of a drift or a NAT collision). */
+export function buildReport(
+  inventory: Inventory,
+  checks: Check[],
+  matrix: Matrix | undefined,
+  unreachable: Map<string, string>,
+  durationMs: number,
+  { strict = false } = {},
+): VerifyReport {
   const summary = summarize(checks);
-  const exitCode = unreachable.size > 0 ? ExitCode.connect : summary.fail > 0 ? ExitCode.stop : ExitCode.ok;
+  const failed = summary.fail > 0 || (strict && summary.warn > 0);
+  const exitCode = unreachable.size > 0 ? ExitCode.connect : failed ? ExitCode.stop : ExitCode.ok;
   return {
     version: 1,
     inventory: inventory.source,
-    ok: summary.fail === 0 && unreachable.size === 0,
+    ok: exitCode === ExitCode.ok,
     exitCode,
     summary,
     durationMs,

@@ -1,7 +1,8 @@
 /**
  * `meshctl verify [INVENTORY] [--json] [--graph FILE]`: read-only health check of a running mesh.
  * One connection per node, one checklist script per node, then one ping + path-MTU script per node, all nodes in
- * parallel. Exit 0 when no check failed (warnings allowed), 1 when one did, 3 when a node could not be connected.
+ * parallel. Exit 0 when no check failed (warnings allowed, unless --strict), 1 when one did, 3 when a node could not
+ * be connected.
  */
 import type { Command } from 'commander';
 import { resolveInventoryPath, loadInventory } from '../inventory/load.js';
@@ -20,6 +21,7 @@ interface VerifyFlags {
   acceptNew?: boolean;
   mtu?: boolean;
   deadline?: string;
+  strict?: boolean;
 }
 
 export function registerVerify(program: Command): void {
@@ -33,6 +35,7 @@ export function registerVerify(program: Command): void {
     .option('--no-mtu', 'skip the path-MTU probes')
     .option('--deadline <seconds>', 'ping deadline per pair (>= 6 s: a lost handshake is retried after 5 s)', '7')
     .option('--accept-new', 'trust unknown SSH host keys on first use and record them')
+    .option('--strict', 'warnings fail too (exit 1): drift, a NAT mapping collision, a missing key file')
     .action(async (inventoryArg: string | undefined, flags: VerifyFlags) => {
       const started = Date.now();
       const inventory = loadInventory(resolveInventoryPath(inventoryArg));
@@ -43,7 +46,7 @@ export function registerVerify(program: Command): void {
         const collected = await collectVerify(inventory, connections, failures, { pathMtu: flags.mtu !== false, deadlineSeconds: deadline, signal: interruptSignal });
         if (interruptSignal.aborted) throw new MeshctlError('interrupted', ExitCode.interrupted);
         const checks = evaluateVerify(collected);
-        const report = buildReport(inventory, checks, collected.matrix, collected.unreachable, Date.now() - started);
+        const report = buildReport(inventory, checks, collected.matrix, collected.unreachable, Date.now() - started, { strict: flags.strict ?? false });
         if (flags.graph) {
           const written = await writeGraph(flags.graph, inventory, report);
           if (!flags.json) process.stderr.write(`graph written: ${written.join(', ')}\n`);

@@ -45,3 +45,17 @@ test('the doc lists every check id', () => {
   const json = reportOf();
   for (const id of new Set(json.checks.map((c) => c.id))) assert.match(doc, new RegExp(`\\| \`${id}\` \\|`));
 });
+
+test('--strict: a warning alone fails the run (exit 1, ok false); without it the run passes', () => {
+  const s = healthyScenario();
+  // an edge peer whose last handshake is 10 minutes old: a warning, while the pings pass
+  for (const p of s.nodes['ctb-edge-1']!.peers) p.latestHandshake -= 600;
+  const facts = factsFrom(s);
+  const checks = evaluateVerify(facts);
+  assert.ok(checks.some((c) => c.status === 'warn') && !checks.some((c) => c.status === 'fail'), 'the scenario warns and fails nothing');
+  const lenient = buildReport(facts.inventory, checks, facts.matrix, facts.unreachable, 1);
+  const strict = buildReport(facts.inventory, checks, facts.matrix, facts.unreachable, 1, { strict: true });
+  assert.deepEqual([lenient.exitCode, lenient.ok], [0, true]);
+  assert.deepEqual([strict.exitCode, strict.ok], [1, false]);
+  verifyReportSchema.parse(JSON.parse(JSON.stringify(strict)));
+});
