@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import type { Inventory } from '../inventory/types.js';
 import type { Connection } from '../transport/types.js';
 import { desiredMesh, type DesiredNodeConfig } from '../topology/desired.js';
+import { firstContactPairs } from '../topology/endpoints.js';
 import { parseWgDumpPeers } from '../render/wgdump.js';
 import { checklistProbe, peerDumpCommand, sectionScript, splitSections, type NodeChecklist } from './probes.js';
 import { runPingRound, type Matrix, type PingTarget } from './ping-matrix.js';
@@ -104,7 +105,9 @@ export async function collectVerify(
   const pingStarted = Date.now();
   if (options.ping !== false) {
     const reachable = new Map([...connections].filter(([name]) => !unreachable.has(name)));
+    const firstContact = pairsWithoutSession(inventory, checklists, keys);
     const round = await runPingRound(reachable, pingTargets(inventory), {
+      ...(firstContact.length ? { firstContact } : {}),
       ...(options.pathMtu !== false ? { mtu: inventory.mesh.mtu } : {}),
       ...(options.deadlineSeconds !== undefined ? { deadlineSeconds: options.deadlineSeconds } : {}),
       after: [
@@ -138,3 +141,19 @@ export async function collectVerify(
 
 // re-exported for debug, which composes its own scripts from the same building blocks
 export { sectionScript, splitSections };
+
+/** A session this fresh needs no first contact: WireGuard rekeys every 2 minutes while traffic flows. */
+const SESSION_FRESH_SECONDS = 120;
+
+/**
+ * The first-contact pairs (see runPingRound) whose dialer shows no fresh handshake with the other side: on a healthy
+ * mesh none, so verify pays no extra round trip.
+ */
+export function pairsWithoutSession(inventory: Inventory, checklists: Map<string, NodeChecklist>, keys: Map<string, string>): Array<{ from: string; to: string }> {
+  return firstContactPairs(inventory).filter(({ from, to }) => {
+    const checklist = checklists.get(from);
+    const peer = checklist?.peers.find((p) => p.publicKey === keys.get(to));
+    const at = peer?.latestHandshake ?? 0;
+    return !(checklist?.now && at > 0 && checklist.now - at < SESSION_FRESH_SECONDS);
+  });
+}

@@ -43,6 +43,11 @@ export interface PingMatrixOptions {
   deadlineSeconds?: number;
   /** probe the path MTU of every pair too, expecting this interface MTU (payload MTU - 28 with DF set) */
   mtu?: number;
+  /**
+   * pairs to ping one way first, one round before the matrix, so that a fresh pair does not start with two
+   * crossing handshake initiations (../topology/endpoints.ts firstContactDialer); results are not kept
+   */
+  firstContact?: Array<{ from: string; to: string }>;
   /** sections to run on every node after its pings (same round trip); their output comes back in `after` */
   after?: Array<{ name: string; command: string }>;
   signal?: AbortSignal;
@@ -101,6 +106,7 @@ export function pingParamsFor(node: string, targets: PingTarget[], options: Ping
 
 /** Runs the ping (and path-MTU) script on every connected node at once. Nodes without a connection get failed cells. */
 export async function runPingRound(connections: Map<string, Connection>, targets: PingTarget[], options: PingMatrixOptions = {}): Promise<PingRound> {
+  if (options.firstContact?.length) await firstContactRound(connections, targets, options.firstContact, options.signal);
   const results = new Map<string, NodePingResults>();
   const errors = new Map<string, string>();
   const after = new Map<string, Map<string, Section>>();
@@ -126,6 +132,23 @@ export async function runPingRound(connections: Map<string, Connection>, targets
     }),
   );
   return { matrix: buildMatrix(targets, results, errors), after, errors };
+}
+
+/** FIRST_CONTACT: one echo per pair from its dialer; a fresh session answers in one round trip plus the handshake. */
+const FIRST_CONTACT = { count: 1, intervalSeconds: 0.2, deadlineSeconds: 3 } as const;
+
+async function firstContactRound(connections: Map<string, Connection>, targets: PingTarget[], pairs: Array<{ from: string; to: string }>, signal?: AbortSignal): Promise<void> {
+  const ipOf = new Map(targets.map((t) => [t.node, t.ip]));
+  await Promise.all(
+    [...new Set(pairs.map((p) => p.from))].map(async (from) => {
+      const connection = connections.get(from);
+      const peers = pairs.filter((p) => p.from === from && ipOf.has(p.to)).map((p) => ({ node: p.to, ip: ipOf.get(p.to)! }));
+      if (!connection || peers.length === 0) return;
+      const probe = pingProbe({ targets: peers, ...FIRST_CONTACT });
+      // what came back does not matter here: the matrix that follows judges every pair
+      await connection.run(probe.script, { timeoutMs: (FIRST_CONTACT.deadlineSeconds + 15) * 1000, ...(signal ? { signal } : {}) }).catch(() => undefined);
+    }),
+  );
 }
 
 /**

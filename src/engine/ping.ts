@@ -1,8 +1,10 @@
 /**
  * The verify phase of `up`, in one round trip per node: the ping matrix over all nodes at once, and in the same
  * script, after the pings have provoked handshakes, the routes on the interface and the peers' latest handshakes.
+ * After a run that changed something, one round before it lets one side of each pair speak first.
  */
 import { runPingRound } from '../checks/ping-matrix.js';
+import { firstContactPairs } from '../topology/endpoints.js';
 import { peerDumpCommand } from '../checks/probes.js';
 import { parseWgDumpPeers } from '../render/wgdump.js';
 import { shellQuote } from '../transport/types.js';
@@ -12,8 +14,11 @@ export async function runPingMatrix(ctx: EngineContext): Promise<void> {
   const iface = ctx.inventory.mesh.interface;
   const connections = new Map(ctx.nodes.filter((s) => !s.error).map((s) => [s.node.name, s.connection]));
   const targets = ctx.inventory.nodes.map((n) => ({ node: n.name, ip: n.overlayIp }));
+  // a run that changed nothing has its sessions already; after any change, one side of each pair speaks first
+  const changed = ctx.nodes.some((s) => s.changes.some((c) => !c.startsWith('warning:')));
   const round = await runPingRound(connections, targets, {
     signal: ctx.options.signal,
+    ...(changed ? { firstContact: firstContactPairs(ctx.inventory) } : {}),
     after: [
       { name: 'routes', command: `ip -4 route show dev ${shellQuote(iface)} | cut -d' ' -f1` },
       { name: 'peers', command: peerDumpCommand(iface) },

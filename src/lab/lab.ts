@@ -138,11 +138,19 @@ async function buildLab(name: string, inventory: string, plan: LabPlan, progress
 
   progress(`lab ${name}: booting ${plan.nodes.length} nodes ...`);
   const byName = new Map(state.nodes.map((n) => [n.name, n]));
+  // Containers start one at a time (each until its PID 1 exists, a fraction of a second), then boot in parallel:
+  // systemd-nspawn sets up host-wide state (the cgroup hierarchy) as it starts, and nothing is gained by racing it.
+  let previousStart: Promise<unknown> = Promise.resolve();
+  const startInTurn = (node: (typeof plan.nodes)[number]) => {
+    const start = previousStart.then(() => startNode(name, node, paths.node(node.name), caches.repo));
+    previousStart = start.catch(() => undefined);
+    return start;
+  };
   try {
     await settleAll(plan.nodes.map(async (node) => {
       const ed25519 = prepared.get(node.name)!.hostKeys.find((k) => k.startsWith('ssh-ed25519 '))!;
       for (let attempt = 1; ; attempt++) {
-        const run = await startNode(name, node, paths.node(node.name), caches.repo);
+        const run = await startInTurn(node);
         Object.assign(byName.get(node.name)!, run);
         writeState(state);
         try {

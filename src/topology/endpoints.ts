@@ -49,3 +49,30 @@ export function keepaliveFor(inventory: Inventory, from: Node, to: Node): number
 export function pairCanConnect(inventory: Inventory, a: Node, b: Node): boolean {
   return endpointFor(inventory, a, b) !== undefined || endpointFor(inventory, b, a) !== undefined;
 }
+
+/**
+ * Who speaks first in a pair. When both ends of a fresh pair send a handshake initiation at the same moment, each
+ * answers the other's and drops its own, and both wait REKEY_TIMEOUT (5 s) to retry; in the lab that happened on a
+ * LAN pair twice in a row. So the ping matrix first lets one side of every pair dial alone: the side that can
+ * dial, preferring the NATed one (it keeps the mapping open anyway), then inventory order.
+ */
+export function firstContactDialer(inventory: Inventory, a: Node, b: Node): Node | undefined {
+  const aDials = endpointFor(inventory, a, b) !== undefined;
+  const bDials = endpointFor(inventory, b, a) !== undefined;
+  if (aDials !== bDials) return aDials ? a : b;
+  if (!aDials) return undefined;
+  if (keepaliveFor(inventory, b, a) !== undefined && keepaliveFor(inventory, a, b) === undefined) return b;
+  return a;
+}
+
+/** Every pair once, as { from: dialer, to: the other }, in inventory order. */
+export function firstContactPairs(inventory: Inventory): Array<{ from: string; to: string }> {
+  const pairs: Array<{ from: string; to: string }> = [];
+  inventory.nodes.forEach((a, i) => {
+    for (const b of inventory.nodes.slice(i + 1)) {
+      const dialer = firstContactDialer(inventory, a, b);
+      if (dialer) pairs.push({ from: dialer.name, to: dialer === a ? b.name : a.name });
+    }
+  });
+  return pairs;
+}
