@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmark (not a test): wall time and peak RSS of `meshctl up` on a fresh lab, of a second, converged `up`,
+# Benchmark (not a test): wall time and peak RSS of `meshctl up --dry-run` and `up` on a fresh lab, of a second, converged `up`,
 # and of `verify` on the healthy mesh.
 #   bash scripts/bench-up.sh [INVENTORY] [RUNS]
 # Uses the built CLI (dist/), runs meshctl directly in the lab's operator namespace, and removes the lab after.
@@ -23,6 +23,7 @@ for i in $(seq "$runs"); do
   start=$(date +%s.%N)
   node bin/meshctl.js lab up "$inventory" --name "$name" >/dev/null
   echo "lab up (warm cache): $(echo "$(date +%s.%N) - $start" | bc) s"
+  measure "up --dry-run (bare nodes)" up "$inventory" --dry-run
   measure "up, first run (bare nodes)" up "$inventory" --yes
   measure "up, second run (converged)" up "$inventory" --yes
   measure "up, second run, --json" up "$inventory" --yes --json
