@@ -7,6 +7,7 @@ import { loadInventory, resolveInventoryPath } from '../inventory/load.js';
 import { connectAll, closeAll } from '../transport/pool.js';
 import { connectNode, type ConnectOptions } from '../transport/ssh.js';
 import { runUp, type Connector, type UpReport } from '../engine/up.js';
+import { isChange } from '../engine/types.js';
 import { createEngineView } from '../ui/engine-view.js';
 import { renderMatrix } from '../checks/ping-matrix.js';
 
@@ -48,7 +49,7 @@ function printSummary(report: UpReport, color: boolean, out: NodeJS.WritableStre
   const changes = `${report.changes} change${report.changes === 1 ? '' : 's'}`;
   if (report.result === 'converged') out.write(chalk.green.bold(`\nmesh converged: ${changes} in ${seconds} s\n`));
   if (report.result === 'planned') {
-    const nodes = new Set(report.phases.flatMap((p) => p.nodes.filter((n) => n.changes.some((c) => !c.startsWith('warning:'))).map((n) => n.node)));
+    const nodes = new Set(report.phases.flatMap((p) => p.nodes.filter((n) => n.changes.some(isChange)).map((n) => n.node)));
     out.write(
       report.changes === 0
         ? chalk.green.bold(`\ndry run: nothing to change, the mesh is as the inventory says (${seconds} s)\n`)

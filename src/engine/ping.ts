@@ -8,14 +8,14 @@ import { firstContactPairs } from '../topology/endpoints.js';
 import { peerDumpCommand } from '../checks/probes.js';
 import { parseWgDumpPeers } from '../render/wgdump.js';
 import { shellQuote } from '../transport/types.js';
-import type { CheckResult, EngineContext } from './types.js';
+import { isChange, type CheckResult, type EngineContext } from './types.js';
 
 export async function runPingMatrix(ctx: EngineContext): Promise<void> {
   const iface = ctx.inventory.mesh.interface;
   const connections = new Map(ctx.nodes.filter((s) => !s.error).map((s) => [s.node.name, s.connection]));
   const targets = ctx.inventory.nodes.map((n) => ({ node: n.name, ip: n.overlayIp }));
   // a run that changed nothing has its sessions already; after any change, one side of each pair speaks first
-  const changed = ctx.nodes.some((s) => s.changes.some((c) => !c.startsWith('warning:')));
+  const changed = ctx.nodes.some((s) => s.changes.some(isChange));
   const round = await runPingRound(connections, targets, {
     signal: ctx.options.signal,
     ...(changed ? { firstContact: firstContactPairs(ctx.inventory) } : {}),

@@ -29,18 +29,19 @@ function planPhase(ctx: EngineContext, phase: PhaseSpec): PhaseReport {
   for (const stepName of phase.steps) {
     const step = STEPS[stepName]!;
     const live = ctx.nodes.filter((s) => !s.error);
-    try {
-      if (step.scope === 'mesh') step.plan?.(ctx);
-    } catch (error) {
-      for (const state of live) state.error ??= `${stepName}: ${errorMessage(error)}`;
+    if (step.scope === 'mesh') {
+      try {
+        step.plan?.(ctx);
+      } catch (error) {
+        for (const state of live) state.error ??= `${stepName}: ${errorMessage(error)}`;
+      }
+      continue;
     }
-    if (step.scope === 'node') {
-      for (const state of live) {
-        try {
-          step.plan?.(ctx, state);
-        } catch (error) {
-          state.error = `${stepName}: ${errorMessage(error)}`;
-        }
+    for (const state of live) {
+      try {
+        step.plan?.(ctx, state);
+      } catch (error) {
+        state.error = `${stepName}: ${errorMessage(error)}`;
       }
     }
   }

@@ -37,6 +37,9 @@ export interface NodeState {
   error?: string;
 }
 
+/** A line of NodeState.changes that changed something (warnings ride along in the same list as `warning: ...`). */
+export const isChange = (line: string) => !line.startsWith('warning:');
+
 /** What the engine itself needs from the command line; prompting is the view's, connecting the connector's. */
 export interface RunOptions {
   signal: AbortSignal;

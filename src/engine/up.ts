@@ -8,7 +8,7 @@ import type { Connection } from '../transport/types.js';
 import { loadPlaybook, builtinPlaybookPath } from './playbook.js';
 import { registryNames } from './registry.js';
 import { runPlaybook, type EngineView } from './runner.js';
-import type { EngineContext, NodeState, PhaseReport, RunOptions } from './types.js';
+import { isChange, type EngineContext, type NodeState, type PhaseReport, type RunOptions } from './types.js';
 
 export interface Connector {
   /** one connection per node, all in parallel; every node's failure reported; close() ends them all */
@@ -46,7 +46,7 @@ export async function runUp(inventory: Inventory, connector: Connector, view: En
     const nodes: NodeState[] = inventory.nodes.map((node) => ({ node, connection: connections.get(node.name)!, changes: [] }));
     const ctx: EngineContext = { inventory, nodes, options, reconnect: (node) => connector.connectOne(node) };
     const result = await runPlaybook(ctx, playbook, view);
-    const changes = nodes.reduce((sum, s) => sum + s.changes.filter((c) => !c.startsWith('warning:')).length, 0);
+    const changes = nodes.reduce((sum, s) => sum + s.changes.filter(isChange).length, 0);
     return {
       ...base,
       result: result.stoppedAt ? 'stopped' : options.dryRun ? 'planned' : 'converged',

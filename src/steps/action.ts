@@ -2,6 +2,7 @@
  * A RemoteAction is what a step's pure planner returns: the script that closes the gap between a node's facts
  * and the desired state. `undefined` from a planner means "nothing to do" (an explicit no-op).
  */
+import { dirname } from 'node:path';
 import type { Connection, ExecResult } from '../transport/types.js';
 
 export interface RemoteAction {
@@ -42,12 +43,12 @@ export function heredoc(content: string): { start: string; body: string } {
  * Script that writes a file atomically: temp file in the same directory, mode, rename over the target.
  * With `backup`, the previous version is kept as FILE.bak. Prints `LABEL=<sha256 of the new file>`.
  */
-export function atomicWriteScript(path: string, content: string, { mode = '600', backup = false, label = 'sha256' } = {}): string {
+export function atomicWriteScript(path: string, content: string, { mode = '600', dirMode = '700', backup = false, label = 'sha256' } = {}): string {
   const doc = heredoc(content);
   const tmp = `${path}.meshctl-tmp`;
   return [
     `umask 077`,
-    `mkdir -p "$(dirname '${path}')"`,
+    `mkdir -p -m ${dirMode} '${dirname(path)}'`,
     `cat > '${tmp}' ${doc.start}\n${doc.body}`,
     `chmod ${mode} '${tmp}'`,
     backup ? `if [ -f '${path}' ]; then cp -p '${path}' '${path}.bak'; fi` : ':',

@@ -5,7 +5,6 @@
  * kept as .bak). rp_filter is applied from our file alone, not `sysctl --system`, so no unrelated setting moves.
  */
 import { createHash } from 'node:crypto';
-import { dirname } from 'node:path';
 import { wireguardPaths, type NodeFacts } from '../facts/node-facts.js';
 import type { RpFilterMode } from '../inventory/types.js';
 import { atomicWriteScript, type RemoteAction } from './action.js';
@@ -55,9 +54,8 @@ export function planConfig(facts: NodeFacts, input: ConfigPlanInput): ConfigPlan
     did.push(`apply rp_filter=${input.rpFilter} from ${p.sysctl}`);
   }
   if (writeReloadDropIn) {
-    // made 755 here, as the atomic write's umask 077 would make a directory only root can list
-    parts.push(`mkdir -p -m 755 '${dirname(p.reloadDropIn)}'`);
-    parts.push(atomicWriteScript(p.reloadDropIn, input.reloadDropInText, { mode: '644', label: 'dropin' }), 'systemctl daemon-reload');
+    // a unit's drop-in directory is world-readable, as systemd's own are
+    parts.push(atomicWriteScript(p.reloadDropIn, input.reloadDropInText, { mode: '644', dirMode: '755', label: 'dropin' }), 'systemctl daemon-reload');
     did.push(`write ${p.reloadDropIn} (a reload keeps the key)`);
   }
   parts.push('echo rp_filter=$(cat /proc/sys/net/ipv4/conf/all/rp_filter),$(cat /proc/sys/net/ipv4/conf/default/rp_filter)');
