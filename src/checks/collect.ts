@@ -39,7 +39,10 @@ export function placeholderKey(node: string): string {
 export const pingTargets = (inventory: Inventory): PingTarget[] => inventory.nodes.map((n) => ({ node: n.name, ip: n.overlayIp }));
 
 /** Learns every node's public key (live first, else the .pub file), with stand-ins for the unknown ones. */
-export function publicKeysFrom(inventory: Inventory, checklists: Map<string, NodeChecklist>): { keys: Map<string, string>; unknown: Set<string> } {
+export function publicKeysFrom(
+  inventory: Inventory,
+  checklists: Map<string, NodeChecklist>,
+): { keys: Map<string, string>; unknown: Set<string> } {
   const keys = new Map<string, string>();
   const unknown = new Set<string>();
   const seen = new Set<string>();
@@ -149,7 +152,11 @@ const SESSION_FRESH_SECONDS = 120;
  * The first-contact pairs (see runPingRound) whose dialer shows no fresh handshake with the other side: on a healthy
  * mesh none, so verify pays no extra round trip.
  */
-export function pairsWithoutSession(inventory: Inventory, checklists: Map<string, NodeChecklist>, keys: Map<string, string>): Array<{ from: string; to: string }> {
+export function pairsWithoutSession(
+  inventory: Inventory,
+  checklists: Map<string, NodeChecklist>,
+  keys: Map<string, string>,
+): Array<{ from: string; to: string }> {
   return firstContactPairs(inventory).filter(({ from, to }) => {
     const checklist = checklists.get(from);
     const peer = checklist?.peers.find((p) => p.publicKey === keys.get(to));

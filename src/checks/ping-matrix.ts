@@ -105,7 +105,11 @@ export function pingParamsFor(node: string, targets: PingTarget[], options: Ping
 }
 
 /** Runs the ping (and path-MTU) script on every connected node at once. Nodes without a connection get failed cells. */
-export async function runPingRound(connections: Map<string, Connection>, targets: PingTarget[], options: PingMatrixOptions = {}): Promise<PingRound> {
+export async function runPingRound(
+  connections: Map<string, Connection>,
+  targets: PingTarget[],
+  options: PingMatrixOptions = {},
+): Promise<PingRound> {
   if (options.firstContact?.length) await firstContactRound(connections, targets, options.firstContact, options.signal);
   const results = new Map<string, NodePingResults>();
   const errors = new Map<string, string>();
@@ -125,7 +129,11 @@ export async function runPingRound(connections: Map<string, Connection>, targets
         const parsed = probe.parse(result.stdout);
         results.set(node, parsed);
         after.set(node, parsed.after);
-        if (!parsed.complete) errors.set(node, result.code === 124 ? 'ping script timed out' : `ping script ended early (exit ${result.code}) ${result.stderr.trim()}`.trim());
+        if (!parsed.complete)
+          errors.set(
+            node,
+            result.code === 124 ? 'ping script timed out' : `ping script ended early (exit ${result.code}) ${result.stderr.trim()}`.trim(),
+          );
       } catch (error) {
         errors.set(node, error instanceof TransportError ? error.message : String((error as Error)?.message ?? error));
       }
@@ -137,7 +145,12 @@ export async function runPingRound(connections: Map<string, Connection>, targets
 /** FIRST_CONTACT: one echo per pair from its dialer; a fresh session answers in one round trip plus the handshake. */
 const FIRST_CONTACT = { count: 1, intervalSeconds: 0.2, deadlineSeconds: 3 } as const;
 
-async function firstContactRound(connections: Map<string, Connection>, targets: PingTarget[], pairs: Array<{ from: string; to: string }>, signal?: AbortSignal): Promise<void> {
+async function firstContactRound(
+  connections: Map<string, Connection>,
+  targets: PingTarget[],
+  pairs: Array<{ from: string; to: string }>,
+  signal?: AbortSignal,
+): Promise<void> {
   const ipOf = new Map(targets.map((t) => [t.node, t.ip]));
   await Promise.all(
     [...new Set(pairs.map((p) => p.from))].map(async (from) => {
@@ -146,7 +159,9 @@ async function firstContactRound(connections: Map<string, Connection>, targets: 
       if (!connection || peers.length === 0) return;
       const probe = pingProbe({ targets: peers, ...FIRST_CONTACT });
       // what came back does not matter here: the matrix that follows judges every pair
-      await connection.run(probe.script, { timeoutMs: (FIRST_CONTACT.deadlineSeconds + 15) * 1000, ...(signal ? { signal } : {}) }).catch(() => undefined);
+      await connection
+        .run(probe.script, { timeoutMs: (FIRST_CONTACT.deadlineSeconds + 15) * 1000, ...(signal ? { signal } : {}) })
+        .catch(() => undefined);
     }),
   );
 }
@@ -155,7 +170,11 @@ async function firstContactRound(connections: Map<string, Connection>, targets: 
  * The ping matrix of `up` phase 7 and `verify`: every node pings every other one's overlay IP, all at once.
  * `connections` by node name; `targets` in display order (a node missing from `connections` gets failed cells).
  */
-export async function pingMatrix(connections: Map<string, Connection>, targets: PingTarget[], options: PingMatrixOptions = {}): Promise<Matrix> {
+export async function pingMatrix(
+  connections: Map<string, Connection>,
+  targets: PingTarget[],
+  options: PingMatrixOptions = {},
+): Promise<Matrix> {
   return (await runPingRound(connections, targets, options)).matrix;
 }
 
@@ -204,8 +223,16 @@ export function renderMatrix(matrix: Matrix, options: RenderMatrixOptions): stri
   const paint = (text: string, tone: string) =>
     tone === 'ok' ? c.green(text) : tone === 'fail' ? c.red.bold(text) : tone === 'warn' ? c.hex('#ff8800')(text) : text;
   const lines = [
-    header.map((h, i) => c.bold(h.padEnd(widths[i]!))).join('  ').trimEnd(),
-    ...rows.map((row) => row.map((cell, i) => paint(cell.text.padEnd(widths[i]!), cell.tone)).join('  ').trimEnd()),
+    header
+      .map((h, i) => c.bold(h.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd(),
+    ...rows.map((row) =>
+      row
+        .map((cell, i) => paint(cell.text.padEnd(widths[i]!), cell.tone))
+        .join('  ')
+        .trimEnd(),
+    ),
   ];
   return `${lines.join('\n')}\n`;
 }

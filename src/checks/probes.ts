@@ -220,7 +220,10 @@ export interface ServiceState {
 }
 
 export function parseService(text: string): ServiceState {
-  const lines = text.split('\n').map((l) => l.trim()).filter(Boolean);
+  const lines = text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
   if (lines[0] === 'no-systemd') return { systemd: false };
   return { systemd: true, ...(lines[0] ? { active: lines[0] } : {}), ...(lines[1] ? { enabled: lines[1] } : {}) };
 }
@@ -262,7 +265,6 @@ export interface NodeChecklist {
   /** sections whose output could not be read */
   problems: string[];
 }
-
 
 export function checklistScript(params: ChecklistParams): string {
   const i = shellQuote(params.interface);
@@ -397,14 +399,23 @@ export interface PathMtuResult {
 
 /** Parses ping's summary (iputils, -q). */
 export function parsePingSummary(text: string, rc?: number): PingResult {
-  const stats = /(\d+) packets transmitted, (\d+) (?:packets )?received(?:, \+(\d+) errors)?(?:, \+\d+ duplicates)?(?:, ([\d.]+)% packet loss)?/.exec(text);
+  const stats =
+    /(\d+) packets transmitted, (\d+) (?:packets )?received(?:, \+(\d+) errors)?(?:, \+\d+ duplicates)?(?:, ([\d.]+)% packet loss)?/.exec(
+      text,
+    );
   const rtt = /(?:rtt|round-trip) min\/avg\/max(?:\/mdev)? = ([\d.]+)\/([\d.]+)\/([\d.]+)/.exec(text);
   const errorLine = text
     .split('\n')
     .map((l) => l.trim())
     .find((l) => /^ping: /.test(l) || /^From \S+ .*(unreachable|Frag needed|too long)/i.test(l));
   if (!stats) {
-    return { transmitted: 0, received: 0, loss: 100, error: errorLine ?? (text.trim().split('\n').pop() || 'no output from ping'), ...(rc !== undefined ? { rc } : {}) };
+    return {
+      transmitted: 0,
+      received: 0,
+      loss: 100,
+      error: errorLine ?? (text.trim().split('\n').pop() || 'no output from ping'),
+      ...(rc !== undefined ? { rc } : {}),
+    };
   }
   const transmitted = Number(stats[1]);
   const received = Number(stats[2]);
@@ -491,7 +502,9 @@ export function parsePingOutput(stdout: string, params: PingParams): NodePingRes
     const section = s.get(`ping:${target.ip}`);
     ping.set(
       target.ip,
-      section ? parsePingSummary(section.body, section.rc) : { transmitted: 0, received: 0, loss: 100, error: 'ping did not report (script cut short)' },
+      section
+        ? parsePingSummary(section.body, section.rc)
+        : { transmitted: 0, received: 0, loss: 100, error: 'ping did not report (script cut short)' },
     );
     const m = s.get(`mtu:${target.ip}`);
     const parsed = m ? parsePathMtu(m.body) : undefined;

@@ -46,7 +46,9 @@ export const verifyReportSchema = z.strictObject({
   exitCode: z.union([z.literal(0), z.literal(1), z.literal(3)]),
   summary: z.strictObject({ pass: z.number().int(), warn: z.number().int(), fail: z.number().int() }),
   durationMs: z.number().nonnegative(),
-  nodes: z.array(z.strictObject({ name: z.string(), site: z.string(), overlayIp: z.string(), connected: z.boolean(), error: z.string().optional() })),
+  nodes: z.array(
+    z.strictObject({ name: z.string(), site: z.string(), overlayIp: z.string(), connected: z.boolean(), error: z.string().optional() }),
+  ),
   checks: z.array(checkSchema),
   matrix: matrixSchema.nullable(),
 });

@@ -79,8 +79,22 @@ export function checkRows(checks: Check[]): Row[] {
     const peerLevel = passing.filter((c) => c.peer !== undefined && !PAIR.has(c.id));
     const pairLevel = passing.filter((c) => c.peer !== undefined && PAIR.has(c.id));
     if (nodeLevel.length) rows.push({ node, check: 'node', status: 'pass', message: ids(nodeLevel).join(', '), evidence: [] });
-    if (peerLevel.length) rows.push({ node, check: 'peers', status: 'pass', message: `${ids(peerLevel).join(', ')} (${peersOf(peerLevel).join(', ')})`, evidence: [] });
-    if (pairLevel.length) rows.push({ node, check: 'pairs', status: 'pass', message: `${ids(pairLevel).join(', ')} to ${peersOf(pairLevel).join(', ')}`, evidence: [] });
+    if (peerLevel.length)
+      rows.push({
+        node,
+        check: 'peers',
+        status: 'pass',
+        message: `${ids(peerLevel).join(', ')} (${peersOf(peerLevel).join(', ')})`,
+        evidence: [],
+      });
+    if (pairLevel.length)
+      rows.push({
+        node,
+        check: 'pairs',
+        status: 'pass',
+        message: `${ids(pairLevel).join(', ')} to ${peersOf(pairLevel).join(', ')}`,
+        evidence: [],
+      });
     for (const c of mine.filter((x) => x.status !== 'pass')) {
       rows.push({ node, check: c.peer ? `${c.id} ${c.peer}` : c.id, status: c.status, message: c.message, evidence: c.evidence });
     }
@@ -91,7 +105,13 @@ export function checkRows(checks: Check[]): Row[] {
 export function renderChecks(checks: Check[], options: { color: boolean; verbose?: boolean }): string {
   const c = options.color ? new Chalk({ level: Math.max(chalk.level, 1) as 1 | 2 | 3 }) : new Chalk({ level: 0 });
   const rows = options.verbose
-    ? checks.map((k) => ({ node: k.node, check: k.peer ? `${k.id} ${k.peer}` : k.id, status: k.status, message: k.message, evidence: k.evidence }))
+    ? checks.map((k) => ({
+        node: k.node,
+        check: k.peer ? `${k.id} ${k.peer}` : k.id,
+        status: k.status,
+        message: k.message,
+        evidence: k.evidence,
+      }))
     : checkRows(checks);
   const wNode = Math.max(4, ...rows.map((r) => r.node.length));
   const wCheck = Math.max(5, ...rows.map((r) => r.check.length));
@@ -110,7 +130,14 @@ export function renderReport(report: VerifyReport, options: { color: boolean; ve
   if (report.matrix) parts.push(c.bold('Ping matrix (rows ping columns over the overlay)'), renderMatrix(report.matrix, options));
   parts.push(renderChecks(report.checks, options));
   const s = report.summary;
-  const verdict = report.exitCode === 0 ? c.green.bold('HEALTHY') : report.exitCode === 3 ? c.red.bold('UNREACHABLE NODES') : c.red.bold('PROBLEMS FOUND');
-  parts.push(`${verdict}: ${s.pass} pass, ${s.warn} warn, ${s.fail} fail (${(report.durationMs / 1000).toFixed(1)} s)${report.exitCode === 1 ? ' - run `meshctl debug` to find the causes' : ''}\n`);
+  const verdict =
+    report.exitCode === 0
+      ? c.green.bold('HEALTHY')
+      : report.exitCode === 3
+        ? c.red.bold('UNREACHABLE NODES')
+        : c.red.bold('PROBLEMS FOUND');
+  parts.push(
+    `${verdict}: ${s.pass} pass, ${s.warn} warn, ${s.fail} fail (${(report.durationMs / 1000).toFixed(1)} s)${report.exitCode === 1 ? ' - run `meshctl debug` to find the causes' : ''}\n`,
+  );
   return parts.join('\n');
 }

@@ -89,16 +89,36 @@ function nodeChecks(facts: VerifyFacts, node: Node, desired: DesiredNodeConfig, 
   // service
   const svc = cl.service;
   if (!svc.systemd) {
-    out.push(mk(n, 'service', cl.iface.exists ? 'warn' : 'fail', `no systemd: ${iface} ${cl.iface.exists ? 'is up but will not come back after a reboot by itself' : 'is not running'}`, ['systemd: not running']));
+    out.push(
+      mk(
+        n,
+        'service',
+        cl.iface.exists ? 'warn' : 'fail',
+        `no systemd: ${iface} ${cl.iface.exists ? 'is up but will not come back after a reboot by itself' : 'is not running'}`,
+        ['systemd: not running'],
+      ),
+    );
   } else if (svc.active === 'active') {
-    out.push(mk(n, 'service', 'pass', `wg-quick@${iface} is active${svc.enabled && svc.enabled !== 'enabled' ? ` (but ${svc.enabled})` : ''}`, [`systemctl is-active: ${svc.active}`, `systemctl is-enabled: ${svc.enabled ?? '?'}`]));
+    out.push(
+      mk(n, 'service', 'pass', `wg-quick@${iface} is active${svc.enabled && svc.enabled !== 'enabled' ? ` (but ${svc.enabled})` : ''}`, [
+        `systemctl is-active: ${svc.active}`,
+        `systemctl is-enabled: ${svc.enabled ?? '?'}`,
+      ]),
+    );
   } else {
-    out.push(mk(n, 'service', 'fail', `wg-quick@${iface} is ${svc.active ?? 'not known to systemd'}`, [`systemctl is-active: ${svc.active ?? '?'}`, `systemctl is-enabled: ${svc.enabled ?? '?'}`]));
+    out.push(
+      mk(n, 'service', 'fail', `wg-quick@${iface} is ${svc.active ?? 'not known to systemd'}`, [
+        `systemctl is-active: ${svc.active ?? '?'}`,
+        `systemctl is-enabled: ${svc.enabled ?? '?'}`,
+      ]),
+    );
   }
 
   // interface, address, mtu
   const ifaceEvidence = cl.iface.exists
-    ? [`ip addr: ${iface} flags ${cl.iface.flags.join(',')} mtu ${cl.iface.mtu ?? '?'} state ${cl.iface.operstate ?? '?'} inet ${cl.iface.addresses.join(' ') || '(none)'}`]
+    ? [
+        `ip addr: ${iface} flags ${cl.iface.flags.join(',')} mtu ${cl.iface.mtu ?? '?'} state ${cl.iface.operstate ?? '?'} inet ${cl.iface.addresses.join(' ') || '(none)'}`,
+      ]
     : [`ip addr: ${cl.iface.error ?? 'no such interface'}`];
   if (!cl.iface.exists) {
     out.push(mk(n, 'interface', 'fail', `${iface} does not exist`, ifaceEvidence));
@@ -110,32 +130,88 @@ function nodeChecks(facts: VerifyFacts, node: Node, desired: DesiredNodeConfig, 
   if (cl.iface.exists) {
     const has = cl.iface.addresses.includes(desired.address);
     out.push(
-      mk(n, 'address', has ? 'pass' : 'fail', has ? `${iface} has ${desired.address}` : `${iface} lacks ${desired.address} (has ${cl.iface.addresses.join(', ') || 'no IPv4 address'})`, ifaceEvidence),
+      mk(
+        n,
+        'address',
+        has ? 'pass' : 'fail',
+        has
+          ? `${iface} has ${desired.address}`
+          : `${iface} lacks ${desired.address} (has ${cl.iface.addresses.join(', ') || 'no IPv4 address'})`,
+        ifaceEvidence,
+      ),
     );
     const mtuOk = cl.iface.mtu === desired.mtu;
-    out.push(mk(n, 'mtu', mtuOk ? 'pass' : 'fail', mtuOk ? `MTU ${desired.mtu}` : `MTU ${cl.iface.mtu ?? '?'} instead of ${desired.mtu}`, ifaceEvidence));
+    out.push(
+      mk(
+        n,
+        'mtu',
+        mtuOk ? 'pass' : 'fail',
+        mtuOk ? `MTU ${desired.mtu}` : `MTU ${cl.iface.mtu ?? '?'} instead of ${desired.mtu}`,
+        ifaceEvidence,
+      ),
+    );
   }
 
   // listener
   const listening = cl.listeners.filter((l) => l.port === desired.listenPort);
   const listenEvidence = [...cl.listeners.map((l) => `ss: ${l.line}`), `wg listen-port: ${cl.liveListenPort ?? '(none)'}`];
   if (listening.length > 0 && cl.liveListenPort === desired.listenPort) {
-    out.push(mk(n, 'listener', 'pass', `UDP ${desired.listenPort} is open (${listening.flatMap((l) => l.processes)[0] ?? 'kernel'})`, listenEvidence));
+    out.push(
+      mk(
+        n,
+        'listener',
+        'pass',
+        `UDP ${desired.listenPort} is open (${listening.flatMap((l) => l.processes)[0] ?? 'kernel'})`,
+        listenEvidence,
+      ),
+    );
   } else if (listening.length > 0) {
-    out.push(mk(n, 'listener', 'fail', `UDP ${desired.listenPort} is held by ${listening.flatMap((l) => l.processes).join(', ') || 'a socket'}, but ${iface} listens on ${cl.liveListenPort ?? 'nothing'}`, listenEvidence));
+    out.push(
+      mk(
+        n,
+        'listener',
+        'fail',
+        `UDP ${desired.listenPort} is held by ${listening.flatMap((l) => l.processes).join(', ') || 'a socket'}, but ${iface} listens on ${cl.liveListenPort ?? 'nothing'}`,
+        listenEvidence,
+      ),
+    );
   } else {
-    out.push(mk(n, 'listener', 'fail', `nothing listens on UDP ${desired.listenPort}${cl.liveListenPort ? ` (${iface} listens on ${cl.liveListenPort})` : ''}`, listenEvidence));
+    out.push(
+      mk(
+        n,
+        'listener',
+        'fail',
+        `nothing listens on UDP ${desired.listenPort}${cl.liveListenPort ? ` (${iface} listens on ${cl.liveListenPort})` : ''}`,
+        listenEvidence,
+      ),
+    );
   }
 
   // public key: what the interface runs with vs what its peers were given
   const keyEvidence = [`wg public-key: ${cl.livePublicKey ?? '(none)'}`, `${iface}.pub: ${cl.filePublicKey ?? '(none)'}`];
   if (cl.livePublicKey && cl.filePublicKey && cl.livePublicKey !== cl.filePublicKey) {
-    out.push(mk(n, 'public-key', 'fail', `${iface} runs with another key than /etc/wireguard/${iface}.pub: peers configured from the file cannot reach it`, keyEvidence));
+    out.push(
+      mk(
+        n,
+        'public-key',
+        'fail',
+        `${iface} runs with another key than /etc/wireguard/${iface}.pub: peers configured from the file cannot reach it`,
+        keyEvidence,
+      ),
+    );
   } else if (cl.livePublicKey) {
     out.push(mk(n, 'public-key', 'pass', 'the live key matches the key file', keyEvidence));
   } else if (cl.filePublicKey && cl.iface.exists) {
     // what a stock `wg syncconf`/`systemctl reload` from a file without PrivateKey does: the node answers nothing
-    out.push(mk(n, 'public-key', 'fail', `${iface} runs without a private key: it can answer no peer (\`meshctl up\` loads the key file again)`, keyEvidence));
+    out.push(
+      mk(
+        n,
+        'public-key',
+        'fail',
+        `${iface} runs without a private key: it can answer no peer (\`meshctl up\` loads the key file again)`,
+        keyEvidence,
+      ),
+    );
   } else if (cl.filePublicKey) {
     out.push(mk(n, 'public-key', 'warn', `no live key (${iface} is not running)`, keyEvidence));
   } else {
@@ -146,7 +222,9 @@ function nodeChecks(facts: VerifyFacts, node: Node, desired: DesiredNodeConfig, 
   if (!cl.config) {
     out.push(mk(n, 'config-drift', 'fail', `/etc/wireguard/${iface}.conf does not exist`));
   } else {
-    const items = compareConfigToDesired(cl.config, desired).filter((i) => i.severity !== 'info' && !(i.expected !== undefined && unknown.has(i.expected)));
+    const items = compareConfigToDesired(cl.config, desired).filter(
+      (i) => i.severity !== 'info' && !(i.expected !== undefined && unknown.has(i.expected)),
+    );
     const fails = items.filter((i) => i.severity === 'fail');
     const status: CheckStatus = fails.length ? 'fail' : items.length ? 'warn' : 'pass';
     out.push(
@@ -154,7 +232,9 @@ function nodeChecks(facts: VerifyFacts, node: Node, desired: DesiredNodeConfig, 
         n,
         'config-drift',
         status,
-        status === 'pass' ? `${iface}.conf matches the inventory` : `${iface}.conf differs from the inventory: ${(fails[0] ?? items[0])!.message}${items.length > 1 ? ` (+${items.length - 1} more)` : ''}`,
+        status === 'pass'
+          ? `${iface}.conf matches the inventory`
+          : `${iface}.conf differs from the inventory: ${(fails[0] ?? items[0])!.message}${items.length > 1 ? ` (+${items.length - 1} more)` : ''}`,
         items.map(driftLine),
       ),
     );
@@ -163,29 +243,54 @@ function nodeChecks(facts: VerifyFacts, node: Node, desired: DesiredNodeConfig, 
   // rp_filter
   const rp = cl.rpFilter;
   const want = facts.inventory.mesh.rpFilter;
-  const rpEvidence = [`net.ipv4.conf.all.rp_filter = ${rp.all ?? '?'}`, `net.ipv4.conf.default.rp_filter = ${rp.default ?? '?'}`, `net.ipv4.conf.${iface}.rp_filter = ${rp.iface ?? '?'}`];
+  const rpEvidence = [
+    `net.ipv4.conf.all.rp_filter = ${rp.all ?? '?'}`,
+    `net.ipv4.conf.default.rp_filter = ${rp.default ?? '?'}`,
+    `net.ipv4.conf.${iface}.rp_filter = ${rp.iface ?? '?'}`,
+  ];
   if (rp.effective === undefined) out.push(mk(n, 'rp-filter', 'warn', 'rp_filter could not be read', rpEvidence));
-  else if (rp.effective === want) out.push(mk(n, 'rp-filter', 'pass', `effective rp_filter on ${iface} is ${RP[rp.effective]}`, rpEvidence));
+  else if (rp.effective === want)
+    out.push(mk(n, 'rp-filter', 'pass', `effective rp_filter on ${iface} is ${RP[rp.effective]}`, rpEvidence));
   else
     out.push(
-      mk(n, 'rp-filter', rp.effective === 1 ? 'fail' : 'warn', `effective rp_filter on ${iface} is ${RP[rp.effective] ?? rp.effective} (max of all and ${iface}), the design wants ${RP[want]}`, rpEvidence),
+      mk(
+        n,
+        'rp-filter',
+        rp.effective === 1 ? 'fail' : 'warn',
+        `effective rp_filter on ${iface} is ${RP[rp.effective] ?? rp.effective} (max of all and ${iface}), the design wants ${RP[want]}`,
+        rpEvidence,
+      ),
     );
 
   // live peers vs design (only when wg could be asked at all)
   if (cl.wgAvailable) out.push(...livePeerChecks(facts, node, desired, cl));
   else {
-    for (const peer of desired.peers) out.push(mk(n, 'peers', 'fail', `cannot read ${iface}: ${cl.wgError ?? 'wg show failed'}`, [], peer.name));
+    for (const peer of desired.peers)
+      out.push(mk(n, 'peers', 'fail', `cannot read ${iface}: ${cl.wgError ?? 'wg show failed'}`, [], peer.name));
   }
 
   // routes
   for (const peer of desired.peers) {
     const ip = peer.allowedIps[0]!.replace(/\/32$/, '');
     const route = cl.routes.find((r) => r.dst === ip);
-    const evidence = route ? [`ip route get ${ip}: ${route.dev ? `dev ${route.dev}` : ''}${route.gateway ? ` via ${route.gateway}` : ''}${route.error ? ` ${route.error}` : ''}`.trim()] : [];
+    const evidence = route
+      ? [
+          `ip route get ${ip}: ${route.dev ? `dev ${route.dev}` : ''}${route.gateway ? ` via ${route.gateway}` : ''}${route.error ? ` ${route.error}` : ''}`.trim(),
+        ]
+      : [];
     if (route?.dev === iface) out.push(mk(n, 'route', 'pass', `${ip} (${peer.name}) is routed via ${iface}`, evidence, peer.name));
     else
       out.push(
-        mk(n, 'route', 'fail', route?.dev ? `${ip} (${peer.name}) is routed via ${route.dev}${route.gateway ? ` ${route.gateway}` : ''}, not ${iface}: the /32 route is missing` : `no route to ${ip} (${peer.name})${route?.error ? `: ${route.error}` : ''}`, evidence, peer.name),
+        mk(
+          n,
+          'route',
+          'fail',
+          route?.dev
+            ? `${ip} (${peer.name}) is routed via ${route.dev}${route.gateway ? ` ${route.gateway}` : ''}, not ${iface}: the /32 route is missing`
+            : `no route to ${ip} (${peer.name})${route?.error ? `: ${route.error}` : ''}`,
+          evidence,
+          peer.name,
+        ),
       );
   }
   for (const problem of cl.problems) out.push(mk(n, 'connect', 'warn', problem));
@@ -237,30 +342,59 @@ function livePeerChecks(facts: VerifyFacts, node: Node, desired: DesiredNodeConf
       const warns = found.filter((i) => i.severity === 'warn');
       const infos = found.filter((i) => i.severity === 'info');
       // a live endpoint that is not the designed one is a wrong LAN endpoint when both nodes share a site
-      const sameSiteEndpointWrong = id === 'endpoint' && warns.length > 0 && facts.inventory.nodes.find((x) => x.name === peer.name)?.site === node.site;
+      const sameSiteEndpointWrong =
+        id === 'endpoint' && warns.length > 0 && facts.inventory.nodes.find((x) => x.name === peer.name)?.site === node.site;
       if (sameSiteEndpointWrong) {
-        out.push(mk(n, id, 'fail', `${peer.name} is in the same site: its endpoint must be ${peer.endpoint}, live is ${live?.endpoint ?? '(none)'} (wrong LAN endpoint)`, [...evidence, ...warns.map(driftLine)], peer.name));
+        out.push(
+          mk(
+            n,
+            id,
+            'fail',
+            `${peer.name} is in the same site: its endpoint must be ${peer.endpoint}, live is ${live?.endpoint ?? '(none)'} (wrong LAN endpoint)`,
+            [...evidence, ...warns.map(driftLine)],
+            peer.name,
+          ),
+        );
         continue;
       }
       if (id === 'peers' && keyUnknown && !live) {
         out.push(mk(n, id, 'warn', `${peer.name}'s public key is unknown (node not reached); cannot check this peer`, evidence, peer.name));
         continue;
       }
-      if (id === 'peers' && !found.some((i) => i.field === 'publicKey') && fails.some((i) => i.field === 'peer') && live && live.publicKey !== peer.publicKey) {
+      if (
+        id === 'peers' &&
+        !found.some((i) => i.field === 'publicKey') &&
+        fails.some((i) => i.field === 'peer') &&
+        live &&
+        live.publicKey !== peer.publicKey
+      ) {
         // its /32 sits under another key: a [Peer] block holding another node's (or an unknown) public key
         const owner = desired.peers.find((p) => p.publicKey === live.publicKey)?.name;
         out.push(
-          mk(n, id, 'fail', `${peer.name}'s public key is not configured: its ${peer.allowedIps.join(', ')} sits under ${owner ? `the public key of ${owner}` : `an unknown key ${live.publicKey}`} (a [Peer] block holding the wrong key)`, [...evidence, ...fails.map(driftLine)], peer.name),
+          mk(
+            n,
+            id,
+            'fail',
+            `${peer.name}'s public key is not configured: its ${peer.allowedIps.join(', ')} sits under ${owner ? `the public key of ${owner}` : `an unknown key ${live.publicKey}`} (a [Peer] block holding the wrong key)`,
+            [...evidence, ...fails.map(driftLine)],
+            peer.name,
+          ),
         );
         continue;
       }
-      if (fails.length) out.push(mk(n, id, 'fail', fails.map((i) => i.message).join('; '), [...evidence, ...fails.map(driftLine)], peer.name));
-      else if (warns.length) out.push(mk(n, id, 'warn', warns.map((i) => i.message).join('; '), [...evidence, ...warns.map(driftLine)], peer.name));
+      if (fails.length)
+        out.push(mk(n, id, 'fail', fails.map((i) => i.message).join('; '), [...evidence, ...fails.map(driftLine)], peer.name));
+      else if (warns.length)
+        out.push(mk(n, id, 'warn', warns.map((i) => i.message).join('; '), [...evidence, ...warns.map(driftLine)], peer.name));
       else {
         const passText: Record<typeof id, string> = {
           peers: `${peer.name} is a peer with its public key`,
           'allowed-ips': `AllowedIPs ${peer.allowedIps.join(', ')}`,
-          endpoint: infos.length ? infos.map((i) => i.message).join('; ') : peer.endpoint ? `endpoint ${peer.endpoint}` : `no endpoint (${peer.name} dials in)`,
+          endpoint: infos.length
+            ? infos.map((i) => i.message).join('; ')
+            : peer.endpoint
+              ? `endpoint ${peer.endpoint}`
+              : `no endpoint (${peer.name} dials in)`,
           keepalive: peer.persistentKeepalive ? `keepalive ${peer.persistentKeepalive}s` : 'no keepalive, as designed',
         };
         out.push(mk(n, id, 'pass', passText[id], evidence, peer.name));
@@ -285,11 +419,23 @@ function handshakeCheck(facts: VerifyFacts, node: Node, peer: DesiredPeer, cl: N
   const live = peers.find((p) => p.publicKey === peer.publicKey);
   const n = node.name;
   if (!live) return mk(n, 'handshake', 'fail', `no session possible: ${peer.name} is not a peer with its key`, [], peer.name);
-  const evidence = [`latest handshake: ${live.latestHandshake ?? 'never'}${now !== undefined ? ` (node clock ${now})` : ''}`, `transfer: rx ${live.rxBytes} B, tx ${live.txBytes} B`];
-  if (live.latestHandshake === undefined) return mk(n, 'handshake', 'fail', `never a handshake with ${peer.name}${after ? ', even after the pings' : ''}`, evidence, peer.name);
+  const evidence = [
+    `latest handshake: ${live.latestHandshake ?? 'never'}${now !== undefined ? ` (node clock ${now})` : ''}`,
+    `transfer: rx ${live.rxBytes} B, tx ${live.txBytes} B`,
+  ];
+  if (live.latestHandshake === undefined)
+    return mk(n, 'handshake', 'fail', `never a handshake with ${peer.name}${after ? ', even after the pings' : ''}`, evidence, peer.name);
   if (now === undefined) return mk(n, 'handshake', 'pass', `handshake with ${peer.name} at ${live.latestHandshake}`, evidence, peer.name);
   const age = Math.max(0, now - live.latestHandshake);
-  if (age > HANDSHAKE_WARN_SECONDS) return mk(n, 'handshake', 'warn', `latest handshake with ${peer.name} was ${formatAge(age)} ago (over ${HANDSHAKE_WARN_SECONDS / 60} min)`, evidence, peer.name);
+  if (age > HANDSHAKE_WARN_SECONDS)
+    return mk(
+      n,
+      'handshake',
+      'warn',
+      `latest handshake with ${peer.name} was ${formatAge(age)} ago (over ${HANDSHAKE_WARN_SECONDS / 60} min)`,
+      evidence,
+      peer.name,
+    );
   return mk(n, 'handshake', 'pass', `handshake with ${peer.name} ${formatAge(age)} ago`, evidence, peer.name);
 }
 
@@ -310,15 +456,35 @@ function pairChecks(facts: VerifyFacts, matrix: Matrix): Check[] {
       const evidence = [
         `ping: ${cell.transmitted} sent, ${cell.received} received, ${cell.loss}% loss${cell.rttMs !== undefined ? `, rtt avg ${cell.rttMs} ms` : ''}${cell.error ? ` (${cell.error})` : ''}`,
       ];
-      if (cell.ok) out.push(mk(from, 'ping', 'pass', `${to} answers${cell.rttMs !== undefined ? ` in ${cell.rttMs} ms` : ''}`, evidence, to));
-      else out.push(mk(from, 'ping', 'fail', cell.received > 0 ? `${to} answers only partly (${cell.loss}% loss)` : `${to} does not answer${cell.error && !cell.transmitted ? `: ${cell.error}` : ''}`, evidence, to));
+      if (cell.ok)
+        out.push(mk(from, 'ping', 'pass', `${to} answers${cell.rttMs !== undefined ? ` in ${cell.rttMs} ms` : ''}`, evidence, to));
+      else
+        out.push(
+          mk(
+            from,
+            'ping',
+            'fail',
+            cell.received > 0
+              ? `${to} answers only partly (${cell.loss}% loss)`
+              : `${to} does not answer${cell.error && !cell.transmitted ? `: ${cell.error}` : ''}`,
+            evidence,
+            to,
+          ),
+        );
       if (cell.pmtu && !cell.pmtu.skipped) {
         const p = cell.pmtu;
         const pe = [`DF probes (payload:result): ${p.tries.map((t) => `${t.size}:${t.ok ? 'ok' : 'lost'}`).join(' ')}`];
         if (p.ok) out.push(mk(from, 'path-mtu', 'pass', `${p.expected}-byte payloads pass with DF (MTU ${p.expected + 28})`, pe, to));
         else
           out.push(
-            mk(from, 'path-mtu', 'fail', `MTU black hole: the largest payload that passes with DF is ${p.largest} bytes, ${p.expected} expected (packets over ${p.largest + 28} bytes are lost)`, pe, to),
+            mk(
+              from,
+              'path-mtu',
+              'fail',
+              `MTU black hole: the largest payload that passes with DF is ${p.largest} bytes, ${p.expected} expected (packets over ${p.largest + 28} bytes are lost)`,
+              pe,
+              to,
+            ),
           );
       }
     }

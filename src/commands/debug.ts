@@ -23,7 +23,9 @@ interface DebugFlags {
 export function registerDebug(program: Command): void {
   program
     .command('debug')
-    .description('find why pairs of nodes cannot talk: two-ended evidence, optional packet captures, a named cause and a suggested fix (changes nothing)')
+    .description(
+      'find why pairs of nodes cannot talk: two-ended evidence, optional packet captures, a named cause and a suggested fix (changes nothing)',
+    )
     .argument('[inventory]', 'inventory file (default: $MESHCTL_INVENTORY, then ./meshctl.yaml)')
     .option('--pair <a,b>', 'debug this pair (a is the sender when it can dial b)')
     .option('--node <name>', 'debug the failing pairs of this node')
@@ -34,11 +36,15 @@ export function registerDebug(program: Command): void {
     .action(async (inventoryArg: string | undefined, flags: DebugFlags) => {
       if (flags.pair && flags.node) throw badInput('--pair and --node exclude each other');
       const pair = flags.pair?.split(',').map((s) => s.trim());
-      if (pair && (pair.length !== 2 || !pair[0] || !pair[1] || pair[0] === pair[1])) throw badInput(`--pair wants two different node names: A,B (got ${flags.pair})`);
+      if (pair && (pair.length !== 2 || !pair[0] || !pair[1] || pair[0] === pair[1]))
+        throw badInput(`--pair wants two different node names: A,B (got ${flags.pair})`);
       const seconds = Number(flags.seconds ?? 5);
       if (!Number.isFinite(seconds) || seconds < 1 || seconds > 120) throw badInput('--seconds must be between 1 and 120');
       const inventory = loadInventory(resolveInventoryPath(inventoryArg));
-      const { connections, failures, jumpHosts } = await connectAll(inventory.nodes, { acceptNew: !!flags.acceptNew, signal: interruptSignal });
+      const { connections, failures, jumpHosts } = await connectAll(inventory.nodes, {
+        acceptNew: !!flags.acceptNew,
+        signal: interruptSignal,
+      });
       try {
         const report = await runDebug(inventory, connections, failures, {
           ...(pair ? { pair: [pair[0]!, pair[1]!] as [string, string] } : {}),

@@ -22,7 +22,8 @@ export function registerLab(program: Command): void {
       const state = await labUp(inventory, { name: options.name, progress });
       const op = state.plan.operator.namespace;
       process.stdout.write(`lab ${state.name} is up: ${state.nodes.length} nodes\n`);
-      for (const node of state.nodes) process.stdout.write(`  ${node.name.padEnd(14)} ${node.sshUser}@${node.sshHost}:${node.sshPort}  overlay ${node.overlayIp}\n`);
+      for (const node of state.nodes)
+        process.stdout.write(`  ${node.name.padEnd(14)} ${node.sshUser}@${node.sshHost}:${node.sshPort}  overlay ${node.overlayIp}\n`);
       process.stdout.write(
         `try:  ip netns exec ${op} ssh -F ${state.sshConfig} ${state.nodes[0]!.name} hostname\n` +
           `      meshctl lab run --name ${state.name} -- up ${state.inventory}\n` +
@@ -80,10 +81,14 @@ export function registerLab(program: Command): void {
         return;
       }
       for (const l of labs) {
-        process.stdout.write(`${chalk.bold(`lab ${l.name}`)} (${l.phase}) ${l.inventory ?? ''}\n  dir ${labPaths(l.name).dir}, operator namespace ${l.operatorNamespace ?? '?'}\n`);
+        process.stdout.write(
+          `${chalk.bold(`lab ${l.name}`)} (${l.phase}) ${l.inventory ?? ''}\n  dir ${labPaths(l.name).dir}, operator namespace ${l.operatorNamespace ?? '?'}\n`,
+        );
         for (const n of l.nodes) {
           const running = n.running ? chalk.green('running') : chalk.red('stopped');
-          process.stdout.write(`  ${n.name.padEnd(14)} ${n.site.padEnd(8)} ssh ${n.ssh.padEnd(26)} overlay ${n.overlayIp.padEnd(15)} sudo ${n.sudoUser.padEnd(10)} ${running}\n`);
+          process.stdout.write(
+            `  ${n.name.padEnd(14)} ${n.site.padEnd(8)} ssh ${n.ssh.padEnd(26)} overlay ${n.overlayIp.padEnd(15)} sudo ${n.sudoUser.padEnd(10)} ${running}\n`,
+          );
         }
       }
     });

@@ -23,12 +23,14 @@ interface UpFlags {
 
 export function sshOptionsFromFlags(flags: { acceptNew?: boolean; connectTimeout?: string }, log: (line: string) => void): ConnectOptions {
   const seconds = flags.connectTimeout === undefined ? undefined : Number(flags.connectTimeout);
-  if (seconds !== undefined && !(seconds > 0)) throw new MeshctlError(`--connect-timeout must be a positive number of seconds, not "${flags.connectTimeout}"`);
+  if (seconds !== undefined && !(seconds > 0))
+    throw new MeshctlError(`--connect-timeout must be a positive number of seconds, not "${flags.connectTimeout}"`);
   return {
     acceptNew: flags.acceptNew ?? false,
     connectTimeoutMs: seconds === undefined ? undefined : seconds * 1000,
     signal: interruptSignal,
-    onHostKeyRecorded: (e) => log(`trusted new host key of ${e.node} (${e.host}:${e.port}) ${e.keyType} ${e.fingerprint}, recorded in ${e.file}`),
+    onHostKeyRecorded: (e) =>
+      log(`trusted new host key of ${e.node} (${e.host}:${e.port}) ${e.keyType} ${e.fingerprint}, recorded in ${e.file}`),
   };
 }
 
@@ -53,19 +55,27 @@ function printSummary(report: UpReport, color: boolean, out: NodeJS.WritableStre
     out.write(
       report.changes === 0
         ? chalk.green.bold(`\ndry run: nothing to change, the mesh is as the inventory says (${seconds} s)\n`)
-        : chalk.cyan.bold(`\ndry run: ${changes} planned on ${nodes.size} node${nodes.size === 1 ? '' : 's'}; nothing was changed (${seconds} s). Run without --dry-run to apply.\n`),
+        : chalk.cyan.bold(
+            `\ndry run: ${changes} planned on ${nodes.size} node${nodes.size === 1 ? '' : 's'}; nothing was changed (${seconds} s). Run without --dry-run to apply.\n`,
+          ),
     );
   }
-  if (report.result === 'stopped') out.write(chalk.red.bold(`\nSTOP at "${report.phases.at(-1)?.title}": nothing after it was run (${seconds} s)\n`));
+  if (report.result === 'stopped')
+    out.write(chalk.red.bold(`\nSTOP at "${report.phases.at(-1)?.title}": nothing after it was run (${seconds} s)\n`));
 }
 
 export function registerUp(program: Command): void {
   program
     .command('up')
-    .description('build the mesh: facts -> baseline -> install -> keys -> config -> enable -> ping matrix, with a STOP/GO gate after each phase')
+    .description(
+      'build the mesh: facts -> baseline -> install -> keys -> config -> enable -> ping matrix, with a STOP/GO gate after each phase',
+    )
     .argument('[inventory]', 'inventory file (default: ./meshctl.yaml or $MESHCTL_INVENTORY)')
     .option('-y, --yes', 'go on at every gate whose checks pass (never when a check fails)')
-    .option('--dry-run', 'change nothing: gather facts, run the baseline checks, and show what every later phase would do (config diffs included); no prompts')
+    .option(
+      '--dry-run',
+      'change nothing: gather facts, run the baseline checks, and show what every later phase would do (config diffs included); no prompts',
+    )
     .option('--accept-new', 'trust unknown SSH host keys on first use and record them (changed keys are always refused)')
     .option('--json', 'print a JSON report on stdout instead of progress (implies no prompts: use with --yes)')
     .option('--no-color', 'plain output')
@@ -79,14 +89,27 @@ export function registerUp(program: Command): void {
       const inventory = loadInventory(resolveInventoryPath(inventoryArg));
       const interactive = Boolean(process.stdin.isTTY && process.stdout.isTTY) && !flags.json;
       if (!interactive && !flags.yes && !flags.dryRun) {
-        throw new MeshctlError('no terminal to confirm the gates: run with --yes (gates still stop the run when a check fails)', ExitCode.badInput);
+        throw new MeshctlError(
+          'no terminal to confirm the gates: run with --yes (gates still stop the run when a check fails)',
+          ExitCode.badInput,
+        );
       }
       const color = flags.color !== false && Boolean(process.stdout.isTTY) && !process.env.NO_COLOR;
       const out = flags.json ? process.stderr : process.stdout;
       // a dry run changes nothing, so it asks nothing: read-only gates go on when their checks pass
-      const view = createEngineView({ yes: (flags.yes ?? false) || (flags.dryRun ?? false), interactive, json: flags.json ?? false, color, out });
+      const view = createEngineView({
+        yes: (flags.yes ?? false) || (flags.dryRun ?? false),
+        interactive,
+        json: flags.json ?? false,
+        color,
+        out,
+      });
       const connector = connectorFor(sshOptionsFromFlags(flags, (line) => out.write(`${line}\n`)));
-      const report = await runUp(inventory, connector, view, { signal: interruptSignal, playbookPath: flags.playbook, dryRun: flags.dryRun ?? false });
+      const report = await runUp(inventory, connector, view, {
+        signal: interruptSignal,
+        playbookPath: flags.playbook,
+        dryRun: flags.dryRun ?? false,
+      });
       if (flags.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
       else printSummary(report, color, out);
       if (report.result === 'unreachable') {

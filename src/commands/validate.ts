@@ -77,8 +77,7 @@ export function renderSummary(inventory: Inventory): string {
   const addressWidth = 40;
   for (const node of inventory.nodes) {
     const site = inventory.sites.find((s) => s.name === node.site);
-    const forwarded =
-      node.forwardedPort !== undefined && site?.kind === 'nat' ? ` <- ${site.publicIp}:${node.forwardedPort}` : '';
+    const forwarded = node.forwardedPort !== undefined && site?.kind === 'nat' ? ` <- ${site.publicIp}:${node.forwardedPort}` : '';
     const ssh = `${node.ssh.user}@${node.ssh.host}:${node.ssh.port}${node.ssh.become === 'sudo' ? ' (sudo)' : ''}`;
     lines.push(
       `  ${pad(node.name, nameWidth)}  ${pad(node.site, nodeSiteWidth)}  ${pad(`${node.address}:${node.listenPort}${forwarded}`, addressWidth)}` +
@@ -96,8 +95,12 @@ export function renderSummary(inventory: Inventory): string {
   const leftWidth = Math.max(...pairs.map((p) => side(p.a, p.b, p.aToB, p.aKeepalive).length));
   for (const pair of pairs) {
     const left = side(pair.a, pair.b, pair.aToB, pair.aKeepalive);
-    const right = pair.connects ? side(pair.b, pair.a, pair.bToA, pair.bKeepalive) : chalk.yellow('neither side can dial the other: this pair will not connect');
-    lines.push(`  ${pad(`${pair.a} <-> ${pair.b}`, pairWidth)}  ${pad(pair.connects ? left : '', pair.connects ? leftWidth : 0)}  ${right}`.trimEnd());
+    const right = pair.connects
+      ? side(pair.b, pair.a, pair.bToA, pair.bKeepalive)
+      : chalk.yellow('neither side can dial the other: this pair will not connect');
+    lines.push(
+      `  ${pad(`${pair.a} <-> ${pair.b}`, pairWidth)}  ${pad(pair.connects ? left : '', pair.connects ? leftWidth : 0)}  ${right}`.trimEnd(),
+    );
   }
   const broken = pairs.filter((p) => !p.connects).length;
   if (broken > 0) lines.push('', chalk.yellow(`warning: ${broken} pair(s) cannot connect: their ping check will fail`));

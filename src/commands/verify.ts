@@ -27,7 +27,9 @@ interface VerifyFlags {
 export function registerVerify(program: Command): void {
   program
     .command('verify')
-    .description('check a running mesh: interfaces, listeners, peers, AllowedIPs, endpoints, handshakes, routes, rp_filter, MTU, drift; N x N ping matrix and path MTU (read-only)')
+    .description(
+      'check a running mesh: interfaces, listeners, peers, AllowedIPs, endpoints, handshakes, routes, rp_filter, MTU, drift; N x N ping matrix and path MTU (read-only)',
+    )
     .argument('[inventory]', 'inventory file (default: $MESHCTL_INVENTORY, then ./meshctl.yaml)')
     .option('--json', 'print the report as JSON (shape: docs/verify-json.md)')
     .option('--graph <file>', 'write a picture of the mesh: DOT, or SVG (with the .dot beside it) when the name ends in .svg')
@@ -40,13 +42,23 @@ export function registerVerify(program: Command): void {
       const started = Date.now();
       const inventory = loadInventory(resolveInventoryPath(inventoryArg));
       const deadline = Number(flags.deadline ?? 7);
-      if (!Number.isFinite(deadline) || deadline < 1) throw new MeshctlError(`--deadline must be a number of seconds, got ${flags.deadline}`);
-      const { connections, failures, jumpHosts } = await connectAll(inventory.nodes, { acceptNew: !!flags.acceptNew, signal: interruptSignal });
+      if (!Number.isFinite(deadline) || deadline < 1)
+        throw new MeshctlError(`--deadline must be a number of seconds, got ${flags.deadline}`);
+      const { connections, failures, jumpHosts } = await connectAll(inventory.nodes, {
+        acceptNew: !!flags.acceptNew,
+        signal: interruptSignal,
+      });
       try {
-        const collected = await collectVerify(inventory, connections, failures, { pathMtu: flags.mtu !== false, deadlineSeconds: deadline, signal: interruptSignal });
+        const collected = await collectVerify(inventory, connections, failures, {
+          pathMtu: flags.mtu !== false,
+          deadlineSeconds: deadline,
+          signal: interruptSignal,
+        });
         if (interruptSignal.aborted) throw new MeshctlError('interrupted', ExitCode.interrupted);
         const checks = evaluateVerify(collected);
-        const report = buildReport(inventory, checks, collected.matrix, collected.unreachable, Date.now() - started, { strict: flags.strict ?? false });
+        const report = buildReport(inventory, checks, collected.matrix, collected.unreachable, Date.now() - started, {
+          strict: flags.strict ?? false,
+        });
         if (flags.graph) {
           const written = await writeGraph(flags.graph, inventory, report);
           if (!flags.json) process.stderr.write(`graph written: ${written.join(', ')}\n`);

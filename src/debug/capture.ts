@@ -62,7 +62,10 @@ export function stopCaptureScript(handle: CaptureHandle, { download = true } = {
     ...(download ? [sectionScript('pcap', `base64 ${shellQuote(`${f}.pcap`)}`)] : []),
     // tcpdump or timeout processes still writing this capture (the script's own shell holds the path too: not
     // pgrep -f; and the transport runs this script under a `timeout` of its own, our parent, whose argv holds it)
-    sectionScript('left', `for p in $(pgrep -x tcpdump; pgrep -x timeout); do [ "$p" = "$PPID" ] && continue; grep -q ${shellQuote(f)} /proc/$p/cmdline 2>/dev/null && echo $p; done; true`),
+    sectionScript(
+      'left',
+      `for p in $(pgrep -x tcpdump; pgrep -x timeout); do [ "$p" = "$PPID" ] && continue; grep -q ${shellQuote(f)} /proc/$p/cmdline 2>/dev/null && echo $p; done; true`,
+    ),
     `rm -f ${shellQuote(f)} ${shellQuote(`${f}.pcap`)} ${shellQuote(`${f}.log`)}`,
     sectionScript('done', 'true'),
   ].join('\n');
@@ -82,7 +85,10 @@ export function parseStopCapture(stdout: string): StoppedCapture {
   return {
     packets: (s.get('packets')?.body ?? '').split('\n').filter((l) => /^\d\d:\d\d:\d\d/.test(l)),
     ...(b64 && s.get('pcap')?.rc === 0 ? { pcap: Buffer.from(b64, 'base64') } : {}),
-    leftovers: (s.get('left')?.body ?? '').split('\n').filter((l) => /^\d+$/.test(l.trim())).map(Number),
+    leftovers: (s.get('left')?.body ?? '')
+      .split('\n')
+      .filter((l) => /^\d+$/.test(l.trim()))
+      .map(Number),
     complete: s.has('done'),
   };
 }
@@ -189,7 +195,17 @@ export interface CountContext {
 }
 
 export function countPackets(lines: string[], ctx: CountContext): CaptureCounts {
-  const c: CaptureCounts = { udpFromSender: 0, initiationsFromSender: 0, responsesToSender: 0, responsesFromReceiver: 0, markers: 0, icmpRequestsIn: 0, icmpRepliesOut: 0, icmpRepliesIn: 0, total: 0 };
+  const c: CaptureCounts = {
+    udpFromSender: 0,
+    initiationsFromSender: 0,
+    responsesToSender: 0,
+    responsesFromReceiver: 0,
+    markers: 0,
+    icmpRequestsIn: 0,
+    icmpRepliesOut: 0,
+    icmpRepliesIn: 0,
+    total: 0,
+  };
   const fromSender = new Set(ctx.senderAddresses);
   const fromReceiver = new Set(ctx.receiverAddresses);
   for (const text of lines) {

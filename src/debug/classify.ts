@@ -80,7 +80,7 @@ const HANDSHAKE_FRESH_SECONDS = 180;
 const nodeOf = (inv: Inventory, name: string): Node => inv.nodes.find((n) => n.name === name)!;
 
 function livePeers(side: SideEvidence): LivePeer[] {
-  return side.peersAfter && side.peersAfter.length ? side.peersAfter : (side.checklist?.peers ?? []);
+  return side.peersAfter?.length ? side.peersAfter : (side.checklist?.peers ?? []);
 }
 
 function handshakeAge(side: SideEvidence, peerKey: string): number | undefined {
@@ -95,7 +95,10 @@ export function udpDropRules(rules: string[] | undefined, port: number): string[
   return (rules ?? []).filter((line) => {
     const l = line.toLowerCase();
     if (!/(-j|\s)(drop|reject)\b/.test(l)) return false;
-    const iptables = /-p udp/.test(l) && (new RegExp(`--dports? (\\S*,)?${port}(,|\\s|$)`).test(l) || rangeHas(l, port)) && !/-a (output|postrouting)\b/.test(l);
+    const iptables =
+      /-p udp/.test(l) &&
+      (new RegExp(`--dports? (\\S*,)?${port}(,|\\s|$)`).test(l) || rangeHas(l, port)) &&
+      !/-a (output|postrouting)\b/.test(l);
     const nft = new RegExp(`udp dport (\\{[^}]*\\b${port}\\b[^}]*\\}|${port})\\b`).test(l);
     return iptables || nft;
   });
@@ -118,12 +121,22 @@ export function icmpDropOnIfaceRules(rules: string[] | undefined, iface: string)
   });
 }
 
-function d(e: PairEvidence, cause: CauseId, node: string | undefined, summary: string, explanation: string, fix: string, evidence: string[]): Diagnosis {
+function d(
+  e: PairEvidence,
+  cause: CauseId,
+  node: string | undefined,
+  summary: string,
+  explanation: string,
+  fix: string,
+  evidence: string[],
+): Diagnosis {
   return { sender: e.sender, receiver: e.receiver, cause, ...(node ? { node } : {}), summary, explanation, fix, evidence };
 }
 
 const pingLine = (label: string, cell?: MatrixCell) =>
-  cell ? `ping ${label}: ${cell.received}/${cell.transmitted} answered${cell.rttMs !== undefined ? `, ${cell.rttMs} ms` : ''}${cell.pmtu ? `; largest DF payload ${cell.pmtu.largest}/${cell.pmtu.expected}` : ''}` : `ping ${label}: not run`;
+  cell
+    ? `ping ${label}: ${cell.received}/${cell.transmitted} answered${cell.rttMs !== undefined ? `, ${cell.rttMs} ms` : ''}${cell.pmtu ? `; largest DF payload ${cell.pmtu.largest}/${cell.pmtu.expected}` : ''}`
+    : `ping ${label}: not run`;
 
 export function classifyPair(e: PairEvidence): Diagnosis {
   const inv = e.inventory;
@@ -137,7 +150,15 @@ export function classifyPair(e: PairEvidence): Diagnosis {
   for (const n of both) {
     const side = e.sides[n];
     if (!side?.reached || !side.checklist) {
-      return d(e, 'node-unreachable', n, `${n} could not be reached over SSH`, `meshctl could not log in to ${n} (${side?.error ?? 'no connection'}), so only one end of the pair can be examined.`, `Check that ${n} is up and reachable over SSH, then run debug again.`, base);
+      return d(
+        e,
+        'node-unreachable',
+        n,
+        `${n} could not be reached over SSH`,
+        `meshctl could not log in to ${n} (${side?.error ?? 'no connection'}), so only one end of the pair can be examined.`,
+        `Check that ${n} is up and reachable over SSH, then run debug again.`,
+        base,
+      );
     }
   }
   const cl = (n: string) => e.sides[n]!.checklist!;
@@ -146,11 +167,32 @@ export function classifyPair(e: PairEvidence): Diagnosis {
   for (const n of both) {
     const c = cl(n);
     if (c.iface.exists && c.wgAvailable) continue;
-    const evidence = [`ip addr: ${c.iface.error ?? (c.iface.exists ? `${iface} exists` : 'missing')}`, `wg: ${c.wgError ?? 'ok'}`, `service: ${c.service.systemd ? `wg-quick@${iface} ${c.service.active ?? '?'} (${c.service.enabled ?? '?'})` : 'no systemd'}`, ...base];
+    const evidence = [
+      `ip addr: ${c.iface.error ?? (c.iface.exists ? `${iface} exists` : 'missing')}`,
+      `wg: ${c.wgError ?? 'ok'}`,
+      `service: ${c.service.systemd ? `wg-quick@${iface} ${c.service.active ?? '?'} (${c.service.enabled ?? '?'})` : 'no systemd'}`,
+      ...base,
+    ];
     if (c.service.systemd && c.service.active !== 'active') {
-      return d(e, 'service-down', n, `wg-quick@${iface} is not running on ${n}`, `The service is ${c.service.active ?? 'not active'} on ${n}, so ${iface} does not exist there and no peer can reach it.`, `On ${n}: systemctl enable --now wg-quick@${iface} (and journalctl -u wg-quick@${iface} if it fails to start).`, evidence);
+      return d(
+        e,
+        'service-down',
+        n,
+        `wg-quick@${iface} is not running on ${n}`,
+        `The service is ${c.service.active ?? 'not active'} on ${n}, so ${iface} does not exist there and no peer can reach it.`,
+        `On ${n}: systemctl enable --now wg-quick@${iface} (and journalctl -u wg-quick@${iface} if it fails to start).`,
+        evidence,
+      );
     }
-    return d(e, 'interface-missing', n, `${iface} does not exist on ${n}`, `${n} has no ${iface} interface${c.service.systemd ? ` although wg-quick@${iface} reports ${c.service.active}` : ' and no systemd to keep it up'}.`, `On ${n}: wg-quick up ${iface}; check /etc/wireguard/${iface}.conf and that wireguard-go or the kernel module is available.`, evidence);
+    return d(
+      e,
+      'interface-missing',
+      n,
+      `${iface} does not exist on ${n}`,
+      `${n} has no ${iface} interface${c.service.systemd ? ` although wg-quick@${iface} reports ${c.service.active}` : ' and no systemd to keep it up'}.`,
+      `On ${n}: wg-quick up ${iface}; check /etc/wireguard/${iface}.conf and that wireguard-go or the kernel module is available.`,
+      evidence,
+    );
   }
 
   // 3. keys: each side must hold the other's public key, and run with the key the other was given
@@ -176,7 +218,15 @@ export function classifyPair(e: PairEvidence): Diagnosis {
       );
     }
     if (c.livePublicKey && c.filePublicKey && c.livePublicKey !== c.filePublicKey) {
-      return d(e, 'wrong-public-key', self, `${self} runs with another key than its peers were given`, `${self}'s ${iface} uses ${c.livePublicKey} but /etc/wireguard/${iface}.pub (what its peers were configured with) says ${c.filePublicKey}; its peers drop its handshakes.`, `Restart wg-quick@${iface} on ${self} so it loads /etc/wireguard/${iface}.key, or re-run meshctl up so the peers get the right key.`, [`wg public-key: ${c.livePublicKey}`, `${iface}.pub: ${c.filePublicKey}`, ...base]);
+      return d(
+        e,
+        'wrong-public-key',
+        self,
+        `${self} runs with another key than its peers were given`,
+        `${self}'s ${iface} uses ${c.livePublicKey} but /etc/wireguard/${iface}.pub (what its peers were configured with) says ${c.filePublicKey}; its peers drop its handshakes.`,
+        `Restart wg-quick@${iface} on ${self} so it loads /etc/wireguard/${iface}.key, or re-run meshctl up so the peers get the right key.`,
+        [`wg public-key: ${c.livePublicKey}`, `${iface}.pub: ${c.filePublicKey}`, ...base],
+      );
     }
     const peers = livePeers(e.sides[self]!);
     if (!peers.some((p) => p.publicKey === want.publicKey)) {
@@ -233,7 +283,10 @@ export function classifyPair(e: PairEvidence): Diagnosis {
         `${self} has no /32 route to ${other} via ${iface}`,
         `On ${self}, \`ip route get ${ip}\` goes ${route.dev ? `via ${route.dev}${route.gateway ? ` ${route.gateway}` : ''}` : `nowhere (${route.error ?? 'no route'})`}: packets for ${other} (and replies to it) never enter the tunnel, although handshakes can still work.`,
         `On ${self}: ip route add ${ip}/32 dev ${iface} (wg-quick adds it from AllowedIPs; restarting wg-quick@${iface} restores it).`,
-        [`ip route get ${ip} on ${self}: ${route.dev ? `dev ${route.dev}` : ''}${route.gateway ? ` via ${route.gateway}` : ''}${route.error ? ` ${route.error}` : ''}`, ...base],
+        [
+          `ip route get ${ip} on ${self}: ${route.dev ? `dev ${route.dev}` : ''}${route.gateway ? ` via ${route.gateway}` : ''}${route.error ? ` ${route.error}` : ''}`,
+          ...base,
+        ],
       );
     }
   }
@@ -249,7 +302,7 @@ export function classifyPair(e: PairEvidence): Diagnosis {
       const c = cl(self);
       const conf = c.config?.peers.find((p) => p.publicKey === want.publicKey);
       const live = c.peers.find((p) => p.publicKey === want.publicKey);
-      const wrongConf = conf && want.endpoint && conf.endpoint !== want.endpoint ? conf.endpoint ?? '(none)' : undefined;
+      const wrongConf = conf && want.endpoint && conf.endpoint !== want.endpoint ? (conf.endpoint ?? '(none)') : undefined;
       const wrongLive = live && want.endpoint && live.endpoint && live.endpoint !== want.endpoint ? live.endpoint : undefined;
       if (wrongConf || wrongLive) {
         const wrong = wrongLive ?? wrongConf!;
@@ -261,7 +314,11 @@ export function classifyPair(e: PairEvidence): Diagnosis {
           `${self} dials ${other} at ${wrong} instead of its LAN address ${want.endpoint}`,
           `${S} and ${R} share site ${sNode.site}, so they talk over the LAN; ${self}'s endpoint for ${other} is ${wrong}${wrongConf && wrongLive && wrongConf !== wrongLive ? ` (file: ${wrongConf})` : ''}, where nothing answers. ${edgeWorks}`.trim(),
           `Set Endpoint = ${want.endpoint} in ${other}'s [Peer] block on ${self} (/etc/wireguard/${iface}.conf${conf?.lines.endpoint ? ` line ${conf.lines.endpoint}` : ''}), or fix ${other}'s address in the inventory and re-run meshctl up.`,
-          [...(wrongLive ? [`wg on ${self}: peer ${other} endpoint ${wrongLive}`] : []), ...(wrongConf ? [`${iface}.conf on ${self}: Endpoint = ${wrongConf}`] : []), ...base],
+          [
+            ...(wrongLive ? [`wg on ${self}: peer ${other} endpoint ${wrongLive}`] : []),
+            ...(wrongConf ? [`${iface}.conf on ${self}: Endpoint = ${wrongConf}`] : []),
+            ...base,
+          ],
         );
       }
     }
@@ -279,10 +336,17 @@ export function classifyPair(e: PairEvidence): Diagnosis {
     const port = nodeOf(inv, n).listenPort;
     const rules = udpDropRules(cl(n).firewall, port);
     if (rules.length && (!handshakeOk || (e.forward && !e.forward.ok) || (e.backward && !e.backward.ok))) {
-      return d(e, 'firewall-udp', n, `${n}'s firewall drops UDP ${port}`, `${n} drops incoming WireGuard datagrams on its listen port, so no handshake with ${n === S ? R : S} can complete (captures on ${n} may still show the datagrams: tcpdump sees them before the firewall).`, `On ${n}: remove the rule, or allow UDP ${port} before it (e.g. iptables -I INPUT -p udp --dport ${port} -j ACCEPT).`, [...rules.map((r) => `firewall on ${n}: ${r}`), ...ev]);
+      return d(
+        e,
+        'firewall-udp',
+        n,
+        `${n}'s firewall drops UDP ${port}`,
+        `${n} drops incoming WireGuard datagrams on its listen port, so no handshake with ${n === S ? R : S} can complete (captures on ${n} may still show the datagrams: tcpdump sees them before the firewall).`,
+        `On ${n}: remove the rule, or allow UDP ${port} before it (e.g. iptables -I INPUT -p udp --dport ${port} -j ACCEPT).`,
+        [...rules.map((r) => `firewall on ${n}: ${r}`), ...ev],
+      );
     }
   }
-
 
   // 7a. a forward (or address) that delivers the sender's datagrams to another node. Checked before handshakes:
   // the pair may still work because the receiver dials out and WireGuard roams, hiding that nobody can dial in.
@@ -300,7 +364,9 @@ export function classifyPair(e: PairEvidence): Diagnosis {
         e,
         'forward-misdirected',
         viaForward ? `router:${rSite.name}` : wrongNode,
-        viaForward ? `the forward ${fwd} should reach ${R} but datagrams arrive at ${wrongNode}` : `datagrams for ${R} at ${fwd} arrive at ${wrongNode}`,
+        viaForward
+          ? `the forward ${fwd} should reach ${R} but datagrams arrive at ${wrongNode}`
+          : `datagrams for ${R} at ${fwd} arrive at ${wrongNode}`,
         viaForward
           ? `${S} dials ${R} at ${fwd}. The captures show ${S}'s datagrams (marker${elsewhere[0]![1].initiationsFromSender ? ' and handshake initiations' : ''}) arriving at ${wrongNode} and none at ${R}: the router of site ${rSite.name} forwards ${fwd} to the wrong node. ${wrongNode} cannot decrypt a handshake meant for ${R} and stays silent; the pair only works while ${R} dials out itself.`
           : `${S} dials ${R} at ${fwd}, but its datagrams arrive at ${wrongNode}: that address belongs to another node.`,
@@ -327,7 +393,9 @@ export function classifyPair(e: PairEvidence): Diagnosis {
           viaForward ? `router:${rSite.name}` : R,
           `no UDP from ${S} arrives at ${R}`,
           `${S} sent datagrams to ${endpoint ? formatEndpoint(endpoint) : R}, and no capture in site ${rSite.name} saw any of them: ${viaForward ? `the router's forward ${formatEndpoint(endpoint!)} is missing, or ` : ''}a firewall on the way drops them.`,
-          viaForward ? `Check the port-forward ${formatEndpoint(endpoint!)} -> ${rNode.address}:${rNode.listenPort} on the router of site ${rSite.name}, and firewalls between ${S} and ${R}.` : `Check firewalls and routing between ${S} and ${R} for UDP ${rNode.listenPort}.`,
+          viaForward
+            ? `Check the port-forward ${formatEndpoint(endpoint!)} -> ${rNode.address}:${rNode.listenPort} on the router of site ${rSite.name}, and firewalls between ${S} and ${R}.`
+            : `Check firewalls and routing between ${S} and ${R} for UDP ${rNode.listenPort}.`,
           [...capEv, ...ev],
         );
       }
@@ -371,21 +439,57 @@ export function classifyPair(e: PairEvidence): Diagnosis {
     for (const n of both) {
       const rules = icmpDropOnIfaceRules(cl(n).firewall, iface);
       if (rules.length) {
-        return d(e, 'firewall-icmp', n, `${n}'s firewall drops ICMP on ${iface}`, `The handshake between ${S} and ${R} works, but ${n} drops ICMP arriving on (or leaving by) ${iface}, so pings fail while the tunnel is fine.`, `On ${n}: remove the rule, or accept traffic on ${iface} before it (iptables -I INPUT -i ${iface} -j ACCEPT).`, [...rules.map((r) => `firewall on ${n}: ${r}`), ...ev]);
+        return d(
+          e,
+          'firewall-icmp',
+          n,
+          `${n}'s firewall drops ICMP on ${iface}`,
+          `The handshake between ${S} and ${R} works, but ${n} drops ICMP arriving on (or leaving by) ${iface}, so pings fail while the tunnel is fine.`,
+          `On ${n}: remove the rule, or accept traffic on ${iface} before it (iptables -I INPUT -i ${iface} -j ACCEPT).`,
+          [...rules.map((r) => `firewall on ${n}: ${r}`), ...ev],
+        );
       }
     }
     for (const n of both) {
       const rp = cl(n).rpFilter;
       if (rp.effective === 1) {
-        return d(e, 'rp-filter', n, `strict rp_filter on ${n} drops the tunnel's packets`, `The handshake works, but ${n} has rp_filter strict (all=${rp.all}, ${iface}=${rp.iface ?? '?'}): packets whose source is not routed back through ${iface} are dropped.`, `On ${n}: sysctl -w net.ipv4.conf.all.rp_filter=2 net.ipv4.conf.${iface}.rp_filter=2 (loose), persisted in /etc/sysctl.d/99-wireguard.conf.`, [`rp_filter all=${rp.all} default=${rp.default} ${iface}=${rp.iface}`, ...ev]);
+        return d(
+          e,
+          'rp-filter',
+          n,
+          `strict rp_filter on ${n} drops the tunnel's packets`,
+          `The handshake works, but ${n} has rp_filter strict (all=${rp.all}, ${iface}=${rp.iface ?? '?'}): packets whose source is not routed back through ${iface} are dropped.`,
+          `On ${n}: sysctl -w net.ipv4.conf.all.rp_filter=2 net.ipv4.conf.${iface}.rp_filter=2 (loose), persisted in /etc/sysctl.d/99-wireguard.conf.`,
+          [`rp_filter all=${rp.all} default=${rp.default} ${iface}=${rp.iface}`, ...ev],
+        );
       }
     }
-    const capEv = e.capture ? Object.entries(e.capture.counts).map(([n, c]) => `capture on ${n}: ${c.icmpRequestsIn} echo requests in on ${iface}, ${c.icmpRepliesOut} replies out`) : [];
+    const capEv = e.capture
+      ? Object.entries(e.capture.counts).map(
+          ([n, c]) => `capture on ${n}: ${c.icmpRequestsIn} echo requests in on ${iface}, ${c.icmpRepliesOut} replies out`,
+        )
+      : [];
     const at = e.capture?.counts[R];
     if (at && at.icmpRequestsIn > 0 && at.icmpRepliesOut === 0) {
-      return d(e, 'firewall-icmp', R, `${R} receives pings on ${iface} but does not answer`, `Echo requests from ${S} arrive at ${R} through the tunnel and no reply leaves: a firewall (or policy routing) on ${R} drops them.`, `On ${R}: check iptables-save / nft list ruleset for rules on ${iface} or ICMP.`, [...capEv, ...ev]);
+      return d(
+        e,
+        'firewall-icmp',
+        R,
+        `${R} receives pings on ${iface} but does not answer`,
+        `Echo requests from ${S} arrive at ${R} through the tunnel and no reply leaves: a firewall (or policy routing) on ${R} drops them.`,
+        `On ${R}: check iptables-save / nft list ruleset for rules on ${iface} or ICMP.`,
+        [...capEv, ...ev],
+      );
     }
-    return d(e, 'handshake-ok-ping-fails', undefined, `the handshake works but pings between ${S} and ${R} fail`, `Keys, AllowedIPs and routes look right and the peers shake hands, yet ICMP does not pass: look for firewall rules outside iptables, policy routing, or a host that does not answer pings.`, `Run: meshctl debug --pair ${S},${R} --tcpdump, and check nft list ruleset and ip rule on both nodes.`, [...capEv, ...ev]);
+    return d(
+      e,
+      'handshake-ok-ping-fails',
+      undefined,
+      `the handshake works but pings between ${S} and ${R} fail`,
+      `Keys, AllowedIPs and routes look right and the peers shake hands, yet ICMP does not pass: look for firewall rules outside iptables, policy routing, or a host that does not answer pings.`,
+      `Run: meshctl debug --pair ${S},${R} --tcpdump, and check nft list ruleset and ip rule on both nodes.`,
+      [...capEv, ...ev],
+    );
   }
 
   // 9. small packets pass, large ones do not
@@ -402,12 +506,21 @@ export function classifyPair(e: PairEvidence): Diagnosis {
     );
   }
 
-  return d(e, 'healthy', undefined, `${S} and ${R} talk fine`, 'Handshakes are recent, pings pass both ways and large packets pass with DF set.', 'Nothing to do.', ev);
+  return d(
+    e,
+    'healthy',
+    undefined,
+    `${S} and ${R} talk fine`,
+    'Handshakes are recent, pings pass both ways and large packets pass with DF set.',
+    'Nothing to do.',
+    ev,
+  );
 }
 
 function captureLines(e: PairEvidence): string[] {
   return Object.entries(e.capture?.counts ?? {}).map(
-    ([n, c]) => `capture on ${n}: ${c.udpFromSender} datagrams from ${e.sender} (${c.initiationsFromSender} handshake initiations, ${c.markers} markers), ${c.responsesToSender} handshake responses sent back`,
+    ([n, c]) =>
+      `capture on ${n}: ${c.udpFromSender} datagrams from ${e.sender} (${c.initiationsFromSender} handshake initiations, ${c.markers} markers), ${c.responsesToSender} handshake responses sent back`,
   );
 }
 
@@ -420,5 +533,7 @@ function edgeContext(e: PairEvidence, a: string, b: string): string {
   const ok = (x: string, y: string) => e.matrix!.cells[x]?.[y]?.ok === true;
   const worksOutside = outside.length > 0 && outside.every((o) => ok(a, o) && ok(o, a) && ok(b, o) && ok(o, b));
   const pairFails = !ok(a, b) || !ok(b, a);
-  return pairFails && worksOutside ? `Both reach ${outside.join(', ')} outside the site, which rules out keys and the nodes themselves.` : '';
+  return pairFails && worksOutside
+    ? `Both reach ${outside.join(', ')} outside the site, which rules out keys and the nodes themselves.`
+    : '';
 }

@@ -142,17 +142,32 @@ async function capturePair(
 ): Promise<PairCapture> {
   const rSite = siteOf(inventory, receiver);
   const sSite = siteOf(inventory, sender);
-  const others = rSite.kind === 'public' ? [] : inventory.nodes.filter((n) => n.site === receiver.site && n.name !== receiver.name && n.name !== sender.name);
+  const others =
+    rSite.kind === 'public'
+      ? []
+      : inventory.nodes.filter((n) => n.site === receiver.site && n.name !== receiver.name && n.name !== sender.name);
   const capNodes = [sender, receiver, ...others].filter((n) => connections.has(n.name));
   const marker = `meshctl-debug-${randomBytes(3).toString('hex')}`;
-  const result: PairCapture = { sender: sender.name, receiver: receiver.name, marker, markerSent: false, counts: {}, packets: {}, files: [], errors: {}, leftovers: {} };
+  const result: PairCapture = {
+    sender: sender.name,
+    receiver: receiver.name,
+    marker,
+    markerSent: false,
+    counts: {},
+    packets: {},
+    files: [],
+    errors: {},
+    leftovers: {},
+  };
   const handles = new Map<string, CaptureHandle>();
   const stopped = new Set<string>();
   const signalOpt = options.signal ? { signal: options.signal } : {};
   try {
     await Promise.all(
       capNodes.map(async (n) => {
-        const r = await connections.get(n.name)!.run(startCaptureScript(n.listenPort, options.seconds), { timeoutMs: 20_000, ...signalOpt });
+        const r = await connections
+          .get(n.name)!
+          .run(startCaptureScript(n.listenPort, options.seconds), { timeoutMs: 20_000, ...signalOpt });
         const parsed = parseStartCapture(n.name, r.stdout);
         if ('pid' in parsed) handles.set(n.name, parsed);
         else {
@@ -164,7 +179,13 @@ async function capturePair(
     options.progress?.(`capturing on ${[...handles.keys()].join(', ')}; ${sender.name} sends to ${receiver.name} for ${options.seconds}s`);
     const endpoint = endpointFor(inventory, sender, receiver);
     const provoke = await connections.get(sender.name)!.run(
-      provokeScript({ overlayIp: receiver.overlayIp, ...(endpoint ? { endpoint } : {}), marker, seconds: options.seconds, mtu: inventory.mesh.mtu }),
+      provokeScript({
+        overlayIp: receiver.overlayIp,
+        ...(endpoint ? { endpoint } : {}),
+        marker,
+        seconds: options.seconds,
+        mtu: inventory.mesh.mtu,
+      }),
       { timeoutMs: (options.seconds + 20) * 1000, ...signalOpt },
     );
     result.markerSent = /sent/.test(splitSections(provoke.stdout).get('marker')?.body ?? '');
@@ -197,23 +218,36 @@ async function capturePair(
   } finally {
     // always: kill and delete whatever was not stopped cleanly (also after Ctrl-C or a failed step)
     await Promise.allSettled(
-      [...handles.values()].filter((h) => !stopped.has(h.node)).map((h) => connections.get(h.node)!.run(cleanupCaptureScript(h), { timeoutMs: 15_000 })),
+      [...handles.values()]
+        .filter((h) => !stopped.has(h.node))
+        .map((h) => connections.get(h.node)!.run(cleanupCaptureScript(h), { timeoutMs: 15_000 })),
     );
   }
   return result;
 }
 
-export async function runDebug(inventory: Inventory, connections: Map<string, Connection>, failures: Map<string, Error>, options: DebugOptions): Promise<DebugReport> {
+export async function runDebug(
+  inventory: Inventory,
+  connections: Map<string, Connection>,
+  failures: Map<string, Error>,
+  options: DebugOptions,
+): Promise<DebugReport> {
   const startedAt = new Date();
   const names = new Set(inventory.nodes.map((n) => n.name));
   for (const n of [...(options.pair ?? []), ...(options.node ? [options.node] : [])]) {
     if (!names.has(n)) throw new MeshctlError(`no node named ${n} in ${inventory.source}`);
   }
   options.progress?.('gathering facts and pinging all pairs');
-  const collected = await collectVerify(inventory, connections, failures, { firewall: true, ...(options.signal ? { signal: options.signal } : {}) });
+  const collected = await collectVerify(inventory, connections, failures, {
+    firewall: true,
+    ...(options.signal ? { signal: options.signal } : {}),
+  });
   const checks = evaluateVerify(collected);
   const pairs = options.pair ? [options.pair] : failingPairs(inventory, checks, options.node);
-  const stamp = startedAt.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  const stamp = startedAt
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
   const bundle = join(options.outDir ?? process.cwd(), `meshctl-debug-${stamp}`);
   const node = (name: string) => inventory.nodes.find((n) => n.name === name)!;
 
@@ -224,8 +258,15 @@ export async function runDebug(inventory: Inventory, connections: Map<string, Co
     const [sender, receiver] = chooseSender(inventory, node(a), node(b), !!options.pair);
     let capture: PairCapture | undefined;
     const rSite = siteOf(inventory, receiver);
-    const extra = rSite.kind === 'public' ? [] : inventory.nodes.filter((n) => n.site === receiver.site && n.name !== receiver.name && n.name !== sender.name).map((n) => n.name);
-    const bothReached = connections.has(sender.name) && connections.has(receiver.name) && !collected.unreachable.has(sender.name) && !collected.unreachable.has(receiver.name);
+    const extra =
+      rSite.kind === 'public'
+        ? []
+        : inventory.nodes.filter((n) => n.site === receiver.site && n.name !== receiver.name && n.name !== sender.name).map((n) => n.name);
+    const bothReached =
+      connections.has(sender.name) &&
+      connections.has(receiver.name) &&
+      !collected.unreachable.has(sender.name) &&
+      !collected.unreachable.has(receiver.name);
     if (options.tcpdump && bothReached) {
       capture = await capturePair(inventory, connections, sender, receiver, options, bundle);
       captures.push(capture);
@@ -248,7 +289,10 @@ export async function runDebug(inventory: Inventory, connections: Map<string, Co
   return report;
 }
 
-export function renderDebugReport(report: DebugReport, paint: { bold: (s: string) => string; red: (s: string) => string; green: (s: string) => string; dim: (s: string) => string }): string {
+export function renderDebugReport(
+  report: DebugReport,
+  paint: { bold: (s: string) => string; red: (s: string) => string; green: (s: string) => string; dim: (s: string) => string },
+): string {
   const lines: string[] = [];
   if (report.diagnoses.length === 0) lines.push(paint.green('No failing pair: nothing to debug.'));
   for (const dgn of report.diagnoses) {
@@ -261,14 +305,20 @@ export function renderDebugReport(report: DebugReport, paint: { bold: (s: string
     const cap = report.captures.find((c) => c.sender === dgn.sender && c.receiver === dgn.receiver);
     if (cap) {
       for (const [n, c] of Object.entries(cap.counts)) {
-        lines.push(paint.dim(`    | captured on ${n}: ${c.total} packets; from ${dgn.sender}: ${c.udpFromSender} UDP (${c.initiationsFromSender} handshake initiations, ${c.markers} markers); ${c.responsesToSender} handshake responses to it; ICMP on wg0 ${c.icmpRequestsIn} requests in, ${c.icmpRepliesOut} replies out`));
+        lines.push(
+          paint.dim(
+            `    | captured on ${n}: ${c.total} packets; from ${dgn.sender}: ${c.udpFromSender} UDP (${c.initiationsFromSender} handshake initiations, ${c.markers} markers); ${c.responsesToSender} handshake responses to it; ICMP on wg0 ${c.icmpRequestsIn} requests in, ${c.icmpRepliesOut} replies out`,
+          ),
+        );
       }
       for (const [n, err] of Object.entries(cap.errors)) lines.push(paint.dim(`    | capture on ${n}: ${err}`));
-      for (const [n, pids] of Object.entries(cap.leftovers)) if (pids.length) lines.push(paint.red(`    | capture processes still running on ${n}: ${pids.join(' ')}`));
+      for (const [n, pids] of Object.entries(cap.leftovers))
+        if (pids.length) lines.push(paint.red(`    | capture processes still running on ${n}: ${pids.join(' ')}`));
     }
     lines.push('');
   }
-  if (report.bundle) lines.push(`bundle: ${report.bundle} (report.json, report.txt${report.captures.some((c) => c.files.length) ? ', pcap files' : ''})`);
+  if (report.bundle)
+    lines.push(`bundle: ${report.bundle} (report.json, report.txt${report.captures.some((c) => c.files.length) ? ', pcap files' : ''})`);
   lines.push('debug changes nothing on the nodes: the fixes above are suggestions.');
   return `${lines.join('\n')}\n`;
 }

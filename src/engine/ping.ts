@@ -28,7 +28,10 @@ export async function runPingMatrix(ctx: EngineContext): Promise<void> {
   for (const state of ctx.nodes) {
     const sections = round.after.get(state.node.name);
     if (!sections) continue;
-    const routes = (sections.get('routes')?.body ?? '').split('\n').map((l) => l.trim()).filter(Boolean);
+    const routes = (sections.get('routes')?.body ?? '')
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean);
     const peers = parseWgDumpPeers(sections.get('peers')?.body ?? '').peers;
     state.tunnel = { routes, handshakes: new Map(peers.map((p) => [p.publicKey, p.latestHandshake ?? 0])) };
   }
@@ -44,6 +47,8 @@ export function pingMatrixRow(ctx: EngineContext, node: string): CheckResult {
     id: 'ping-matrix',
     status: 'fail',
     message: `cannot reach ${failed.map(([peer]) => peer).join(', ')}`,
-    evidence: failed.map(([peer, cell]) => `${node} -> ${peer}: ${cell.received}/${cell.transmitted} replies${cell.error ? `, ${cell.error}` : ''}`),
+    evidence: failed.map(
+      ([peer, cell]) => `${node} -> ${peer}: ${cell.received}/${cell.transmitted} replies${cell.error ? `, ${cell.error}` : ''}`,
+    ),
   };
 }

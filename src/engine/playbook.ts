@@ -27,7 +27,10 @@ export function loadPlaybook(path: string, known: { steps: ReadonlySet<string>; 
   else {
     phasesNode.items.forEach((item, index) => {
       const field = `phases[${index}]`;
-      if (!isMap(item)) return at(item as YamlNode, field, 'must be a map');
+      if (!isMap(item)) {
+        at(item as YamlNode, field, 'must be a map');
+        return;
+      }
       const names = (key: 'steps' | 'checks', registry: ReadonlySet<string>): string[] => {
         const list = item.get(key, true);
         if (list === undefined) return [];
@@ -38,7 +41,11 @@ export function loadPlaybook(path: string, known: { steps: ReadonlySet<string>; 
         return list.items.flatMap((entry, i) => {
           const value = isScalar(entry) ? String(entry.value) : '';
           if (!registry.has(value)) {
-            at(entry as YamlNode, `${field}.${key}[${i}]`, `unknown ${key === 'steps' ? 'step' : 'check'} "${value}" (known: ${[...registry].join(', ')})`);
+            at(
+              entry as YamlNode,
+              `${field}.${key}[${i}]`,
+              `unknown ${key === 'steps' ? 'step' : 'check'} "${value}" (known: ${[...registry].join(', ')})`,
+            );
             return [];
           }
           return [value];

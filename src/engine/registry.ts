@@ -197,21 +197,26 @@ export const CHECKS: Record<string, CheckDefinition> = {
       const f = requireFacts(s);
       const iface = ctx.inventory.mesh.interface;
       if (f.listenPortUsers.length === 0) return pass('listen-port-free', `UDP ${s.node.listenPort} is free`);
-      if (f.wireguardInterfaces.includes(iface) && f.config.managedByMeshctl) return pass('listen-port-free', `UDP ${s.node.listenPort} is held by this mesh's ${iface}`);
+      if (f.wireguardInterfaces.includes(iface) && f.config.managedByMeshctl)
+        return pass('listen-port-free', `UDP ${s.node.listenPort} is held by this mesh's ${iface}`);
       return fail('listen-port-free', `UDP ${s.node.listenPort} is already in use`, f.listenPortUsers);
     },
   },
   'default-ip-rules': {
     evaluate: (_ctx, s) => {
       const extra = requireFacts(s).baseline.extraIpRules;
-      return extra.length === 0 ? pass('default-ip-rules', 'only the default ip rules') : fail('default-ip-rules', `${extra.length} extra ip rule(s)`, extra);
+      return extra.length === 0
+        ? pass('default-ip-rules', 'only the default ip rules')
+        : fail('default-ip-rules', `${extra.length} extra ip rule(s)`, extra);
     },
   },
   'no-kubernetes-leftovers': {
     evaluate: (_ctx, s) => {
       const b = requireFacts(s).baseline;
       const found = [...b.leftoverPaths, ...b.leftoverUnits.map((u) => `unit ${u}`), ...b.leftoverInterfaces.map((i) => `interface ${i}`)];
-      return found.length === 0 ? pass('no-kubernetes-leftovers', 'no k3s/rke2/CNI leftovers') : fail('no-kubernetes-leftovers', `leftovers: ${found.join(', ')}`, found);
+      return found.length === 0
+        ? pass('no-kubernetes-leftovers', 'no k3s/rke2/CNI leftovers')
+        : fail('no-kubernetes-leftovers', `leftovers: ${found.join(', ')}`, found);
     },
   },
   'no-foreign-wireguard': {
@@ -224,21 +229,28 @@ export const CHECKS: Record<string, CheckDefinition> = {
       ];
       if (f.config.exists && !f.config.managedByMeshctl) foreign.push(`/etc/wireguard/${iface}.conf (not written by meshctl)`);
       else if (!f.config.exists && f.interfaces.includes(iface)) foreign.push(`interface ${iface} (no config file)`);
-      return foreign.length === 0 ? pass('no-foreign-wireguard', 'no other WireGuard interface or config') : fail('no-foreign-wireguard', `in the way: ${foreign.join(', ')}`, foreign);
+      return foreign.length === 0
+        ? pass('no-foreign-wireguard', 'no other WireGuard interface or config')
+        : fail('no-foreign-wireguard', `in the way: ${foreign.join(', ')}`, foreign);
     },
   },
   'no-firewall-drop': {
     evaluate: (_ctx, s) => {
       const drops = requireFacts(s).baseline.firewallDrops;
-      return drops.length === 0 ? pass('no-firewall-drop', `no rule drops UDP ${s.node.listenPort}`) : fail('no-firewall-drop', `firewall drops UDP ${s.node.listenPort}`, drops);
+      return drops.length === 0
+        ? pass('no-firewall-drop', `no rule drops UDP ${s.node.listenPort}`)
+        : fail('no-firewall-drop', `firewall drops UDP ${s.node.listenPort}`, drops);
     },
   },
   'wireguard-tools-present': {
     evaluate: (_ctx, s) => {
       const t = requireFacts(s).tools;
-      const userspace = requireFacts(s).kernelModule === 'missing' ? ` (userspace: wireguard-go ${t.wireguardGo ? 'present' : 'MISSING'})` : '';
+      const userspace =
+        requireFacts(s).kernelModule === 'missing' ? ` (userspace: wireguard-go ${t.wireguardGo ? 'present' : 'MISSING'})` : '';
       const ok = t.wg && t.wgQuick && (requireFacts(s).kernelModule !== 'missing' || t.wireguardGo);
-      return ok ? pass('wireguard-tools-present', `wg, wg-quick present${userspace}`) : fail('wireguard-tools-present', `missing tools${userspace}`);
+      return ok
+        ? pass('wireguard-tools-present', `wg, wg-quick present${userspace}`)
+        : fail('wireguard-tools-present', `missing tools${userspace}`);
     },
   },
   'public-key-collected': {
@@ -251,7 +263,10 @@ export const CHECKS: Record<string, CheckDefinition> = {
     evaluate: (_ctx, s) => {
       const written = s.changes.some((c) => c.includes('.conf'));
       return s.configSha256 && s.desired
-        ? pass('config-in-place', `${written ? 'written' : 'unchanged'}: ${s.desired.peers.length} peers, sha256 ${s.configSha256.slice(0, 12)}`)
+        ? pass(
+            'config-in-place',
+            `${written ? 'written' : 'unchanged'}: ${s.desired.peers.length} peers, sha256 ${s.configSha256.slice(0, 12)}`,
+          )
         : fail('config-in-place', 'config not written');
     },
   },
@@ -269,7 +284,10 @@ export const CHECKS: Record<string, CheckDefinition> = {
       const service = s.service;
       const name = `wg-quick@${ctx.inventory.mesh.interface}`;
       if (!service) return fail('service-active', `${name} state unknown`);
-      if (service.enabled === 'no-systemd') return service.active === 'active' ? warn('service-active', 'up by wg-quick (no systemd, not persistent)') : fail('service-active', 'interface is down');
+      if (service.enabled === 'no-systemd')
+        return service.active === 'active'
+          ? warn('service-active', 'up by wg-quick (no systemd, not persistent)')
+          : fail('service-active', 'interface is down');
       return service.active === 'active' && service.enabled === 'enabled'
         ? pass('service-active', `${name} enabled and active`)
         : fail('service-active', `${name} is ${service.active}, ${service.enabled}`);
@@ -288,7 +306,9 @@ export const CHECKS: Record<string, CheckDefinition> = {
         const connection = await ctx.reconnect(s.node);
         try {
           const result = await connection.run('true', { timeoutMs: 10_000 });
-          return result.code === 0 ? pass('ssh-still-reachable', `new SSH login to ${connection.target} works`) : fail('ssh-still-reachable', `new login could not run a command (exit ${result.code})`);
+          return result.code === 0
+            ? pass('ssh-still-reachable', `new SSH login to ${connection.target} works`)
+            : fail('ssh-still-reachable', `new login could not run a command (exit ${result.code})`);
         } finally {
           await connection.close();
         }

@@ -32,16 +32,33 @@ export interface UpReport {
   roundTrips: Record<string, number>;
 }
 
-export async function runUp(inventory: Inventory, connector: Connector, view: EngineView, options: RunOptions & { playbookPath?: string }): Promise<UpReport> {
+export async function runUp(
+  inventory: Inventory,
+  connector: Connector,
+  view: EngineView,
+  options: RunOptions & { playbookPath?: string },
+): Promise<UpReport> {
   const started = Date.now();
   const playbookPath = options.playbookPath ?? builtinPlaybookPath('up');
   const playbook = loadPlaybook(playbookPath, registryNames);
   const { connections, failures, close } = await connector.connectAll(inventory);
   const connectMs = Date.now() - started;
-  const base = { inventory: inventory.source, playbook: playbookPath, dryRun: options.dryRun ?? false, connectFailures: [...failures].map(([node, e]) => ({ node, error: e.message })) };
+  const base = {
+    inventory: inventory.source,
+    playbook: playbookPath,
+    dryRun: options.dryRun ?? false,
+    connectFailures: [...failures].map(([node, e]) => ({ node, error: e.message })),
+  };
   try {
     if (failures.size > 0) {
-      return { ...base, result: 'unreachable', changes: 0, phases: [], timings: { totalMs: Date.now() - started, connectMs }, roundTrips: {} };
+      return {
+        ...base,
+        result: 'unreachable',
+        changes: 0,
+        phases: [],
+        timings: { totalMs: Date.now() - started, connectMs },
+        roundTrips: {},
+      };
     }
     const nodes: NodeState[] = inventory.nodes.map((node) => ({ node, connection: connections.get(node.name)!, changes: [] }));
     const ctx: EngineContext = { inventory, nodes, options, reconnect: (node) => connector.connectOne(node) };

@@ -7,7 +7,7 @@
  */
 import { shellQuote } from '../transport/types.js';
 import { PATH_PRELUDE, sectionScript, splitSections, type Section } from '../checks/probes.js';
-import { reloadDropInPath } from '../render/systemd.js';
+import { wireguardPaths } from '../remote/wireguard.js';
 import { looksLikeWireGuardKey } from '../topology/desired.js';
 
 export interface ProbeTarget {
@@ -15,15 +15,7 @@ export interface ProbeTarget {
   listenPort: number;
 }
 
-export const wireguardPaths = (iface: string) => ({
-  dir: '/etc/wireguard',
-  config: `/etc/wireguard/${iface}.conf`,
-  privateKey: `/etc/wireguard/${iface}.key`,
-  publicKey: `/etc/wireguard/${iface}.pub`,
-  sysctl: '/etc/sysctl.d/99-wireguard.conf',
-  service: `wg-quick@${iface}`,
-  reloadDropIn: reloadDropInPath(iface),
-});
+export { wireguardPaths } from '../remote/wireguard.js';
 
 export type PackageManager = 'apt' | 'dnf' | 'yum' | 'apk' | 'pacman';
 
@@ -77,9 +69,16 @@ export interface NodeFacts {
   };
 }
 
-
 /** Directories and units left by Kubernetes distributions and CNIs that break a clean mesh (runbook "pristine"). */
-export const LEFTOVER_PATHS = ['/etc/cni', '/var/lib/cni', '/etc/rancher', '/var/lib/rancher', '/var/lib/calico', '/etc/calico', '/run/flannel'];
+export const LEFTOVER_PATHS = [
+  '/etc/cni',
+  '/var/lib/cni',
+  '/etc/rancher',
+  '/var/lib/rancher',
+  '/var/lib/calico',
+  '/etc/calico',
+  '/run/flannel',
+];
 const LEFTOVER_UNIT_GLOBS = ['k3s*', 'rke2*', 'calico*', 'flannel*', 'cilium*', 'kubelet*'];
 const LEFTOVER_INTERFACE = /^(cni\d*|flannel\.\d+|cali[0-9a-f]+|cilium_\w+|vxlan\.calico|kube-ipvs0|tunl0|weave|kube-bridge)$/;
 
@@ -90,10 +89,16 @@ export function factsProbeScript(target: ProbeTarget): string {
     PATH_PRELUDE,
     sectionScript('uid', 'id -u'),
     sectionScript('hostname', 'hostname'),
-    sectionScript('os', '[ -r /etc/os-release ] && . /etc/os-release; printf "%s\\n%s\\n%s\\n%s\\n" "${ID:-}" "${VERSION_ID:-}" "${ID_LIKE:-}" "${PRETTY_NAME:-}"'),
+    sectionScript(
+      'os',
+      '[ -r /etc/os-release ] && . /etc/os-release; printf "%s\\n%s\\n%s\\n%s\\n" "${ID:-}" "${VERSION_ID:-}" "${ID_LIKE:-}" "${PRETTY_NAME:-}"',
+    ),
     sectionScript('pm', 'for pm in apt-get dnf yum apk pacman; do command -v $pm >/dev/null 2>&1 && echo $pm; done; true'),
     sectionScript('systemd', '[ -d /run/systemd/system ] && echo yes || echo no'),
-    sectionScript('module', '[ -d /sys/module/wireguard ] && echo loaded || { modinfo wireguard >/dev/null 2>&1 && echo available || echo missing; }'),
+    sectionScript(
+      'module',
+      '[ -d /sys/module/wireguard ] && echo loaded || { modinfo wireguard >/dev/null 2>&1 && echo available || echo missing; }',
+    ),
     sectionScript('tools', 'for t in wg wg-quick wireguard-go tcpdump ping; do command -v $t >/dev/null 2>&1 && echo $t; done; true'),
     sectionScript('interfaces', 'ls /sys/class/net'),
     sectionScript('wginterfaces', 'command -v wg >/dev/null 2>&1 && wg show interfaces 2>/dev/null | tr " " "\\n"; true'),
@@ -102,15 +107,24 @@ export function factsProbeScript(target: ProbeTarget): string {
       'config',
       `if [ -f ${p.config} ]; then sha256sum < ${p.config} | cut -d" " -f1; grep -ci '^[[:space:]]*PrivateKey' ${p.config}; echo; grep -vi '^[[:space:]]*PrivateKey' ${p.config}; fi; true`,
     ),
-    sectionScript('keys', `if [ -s ${p.privateKey} ]; then stat -c %a ${p.privateKey}; command -v wg >/dev/null 2>&1 && wg pubkey < ${p.privateKey}; fi; true`),
+    sectionScript(
+      'keys',
+      `if [ -s ${p.privateKey} ]; then stat -c %a ${p.privateKey}; command -v wg >/dev/null 2>&1 && wg pubkey < ${p.privateKey}; fi; true`,
+    ),
     sectionScript(
       'sysctl',
       `{ [ -f ${p.sysctl} ] && sha256sum < ${p.sysctl} | cut -d" " -f1 || echo -; }; cat /proc/sys/net/ipv4/conf/all/rp_filter /proc/sys/net/ipv4/conf/default/rp_filter 2>/dev/null`,
     ),
-    sectionScript('service', `if [ -d /run/systemd/system ]; then systemctl is-enabled ${p.service} 2>/dev/null; systemctl is-active ${p.service} 2>/dev/null; fi; true`),
+    sectionScript(
+      'service',
+      `if [ -d /run/systemd/system ]; then systemctl is-enabled ${p.service} 2>/dev/null; systemctl is-active ${p.service} 2>/dev/null; fi; true`,
+    ),
     sectionScript('dropin', `[ -f ${p.reloadDropIn} ] && sha256sum < ${p.reloadDropIn} | cut -d" " -f1; true`),
     sectionScript('ifindex', `cat /sys/class/net/${iface}/ifindex 2>/dev/null; true`),
-    sectionScript('livekey', `[ -e /sys/class/net/${iface} ] && command -v wg >/dev/null 2>&1 && wg show ${iface} public-key 2>/dev/null; true`),
+    sectionScript(
+      'livekey',
+      `[ -e /sys/class/net/${iface} ] && command -v wg >/dev/null 2>&1 && wg show ${iface} public-key 2>/dev/null; true`,
+    ),
     sectionScript('routes', `[ -e /sys/class/net/${iface} ] && ip -4 route show dev ${iface} | cut -d' ' -f1; true`),
     sectionScript('port', `ss -Hulpn 'sport = :${target.listenPort}' 2>/dev/null; true`),
     sectionScript('iprules', 'ip -4 rule show'),
@@ -127,11 +141,14 @@ export function factsProbeScript(target: ProbeTarget): string {
   ].join('\n');
 }
 
-const nonEmpty = (section: Section | undefined) => linesOf(section).map((l) => l.trim()).filter(Boolean);
+const nonEmpty = (section: Section | undefined) =>
+  linesOf(section)
+    .map((l) => l.trim())
+    .filter(Boolean);
 const linesOf = (section: Section | undefined) => (section?.body ? section.body.split('\n') : []);
 const DEFAULT_IP_RULE = /^(0|32766|32767):\s+from all lookup (local|main|default)\s*$/;
 
-export function parseFactsProbe(stdout: string, target: ProbeTarget): NodeFacts {
+export function parseFactsProbe(stdout: string, _target: ProbeTarget): NodeFacts {
   const s = splitSections(stdout);
   if (s.get('end')?.rc !== 0) throw new Error('facts probe output is incomplete (the script did not run to its end)');
   const [id = '', versionId = '', idLike = '', prettyName = ''] = linesOf(s.get('os'));
@@ -159,7 +176,13 @@ export function parseFactsProbe(stdout: string, target: ProbeTarget): NodeFacts 
     packageManager,
     systemd: nonEmpty(s.get('systemd'))[0] === 'yes',
     kernelModule: (nonEmpty(s.get('module'))[0] ?? 'missing') as NodeFacts['kernelModule'],
-    tools: { wg: tools.has('wg'), wgQuick: tools.has('wg-quick'), wireguardGo: tools.has('wireguard-go'), tcpdump: tools.has('tcpdump'), ping: tools.has('ping') },
+    tools: {
+      wg: tools.has('wg'),
+      wgQuick: tools.has('wg-quick'),
+      wireguardGo: tools.has('wireguard-go'),
+      tcpdump: tools.has('tcpdump'),
+      ping: tools.has('ping'),
+    },
     interfaces,
     wireguardInterfaces: nonEmpty(s.get('wginterfaces')),
     wireguardConfigs: nonEmpty(s.get('wgconfigs')),
@@ -180,7 +203,11 @@ export function parseFactsProbe(stdout: string, target: ProbeTarget): NodeFacts 
       rpFilterAll: sysctlLines[1] === undefined ? undefined : Number(sysctlLines[1]),
       rpFilterDefault: sysctlLines[2] === undefined ? undefined : Number(sysctlLines[2]),
     },
-    service: { enabled: serviceLines[0] ?? 'unknown', active: serviceLines[1] ?? 'unknown', reloadDropInSha256: nonEmpty(s.get('dropin'))[0] },
+    service: {
+      enabled: serviceLines[0] ?? 'unknown',
+      active: serviceLines[1] ?? 'unknown',
+      reloadDropInSha256: nonEmpty(s.get('dropin'))[0],
+    },
     interfacePublicKey: nonEmpty(s.get('livekey')).find(looksLikeWireGuardKey),
     interfaceIndex: ifindex === undefined ? undefined : Number(ifindex),
     interfaceRoutes: nonEmpty(s.get('routes')),

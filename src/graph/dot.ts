@@ -55,9 +55,12 @@ function nodeStatus(name: string, input: GraphInput): CheckStatus | 'unknown' {
 export function renderDot(inventory: Inventory, input: GraphInput, title?: string): string {
   const lines: string[] = [];
   const fails = input.checks.filter((c) => c.status === 'fail').length;
-  const heading = title ?? `meshctl verify: ${inventory.source} (${fails === 0 ? 'healthy' : `${fails} failing check${fails === 1 ? '' : 's'}`})`;
+  const heading =
+    title ?? `meshctl verify: ${inventory.source} (${fails === 0 ? 'healthy' : `${fails} failing check${fails === 1 ? '' : 's'}`})`;
   lines.push('graph mesh {');
-  lines.push(`  graph [label=${dotQuote(heading)}, labelloc=t, fontname="Helvetica", fontsize=16, rankdir=LR, nodesep=0.6, ranksep=1.4, pad=0.3];`);
+  lines.push(
+    `  graph [label=${dotQuote(heading)}, labelloc=t, fontname="Helvetica", fontsize=16, rankdir=LR, nodesep=0.6, ranksep=1.4, pad=0.3];`,
+  );
   lines.push('  node [fontname="Helvetica", fontsize=11, shape=box, style="rounded,filled", penwidth=2];');
   lines.push('  edge [fontname="Helvetica", fontsize=10, penwidth=2.5];');
 
@@ -65,23 +68,39 @@ export function renderDot(inventory: Inventory, input: GraphInput, title?: strin
     const members = inventory.nodes.filter((n) => n.site === site.name);
     const kind = site.kind === 'nat' ? `NAT ${site.lan}` : site.kind === 'lan' ? `LAN ${site.lan}` : 'public';
     lines.push(`  subgraph ${dotQuote(`cluster_${site.name}`)} {`);
-    lines.push(`    label=${dotQuote(`site ${site.name} (${kind})`)}; style="rounded,dashed"; color="#777777"; fontname="Helvetica"; fontsize=12;`);
+    lines.push(
+      `    label=${dotQuote(`site ${site.name} (${kind})`)}; style="rounded,dashed"; color="#777777"; fontname="Helvetica"; fontsize=12;`,
+    );
     if (site.kind === 'nat') {
       const forwards = members
         .filter((n) => n.forwardedPort !== undefined)
         .map((n) => `${site.publicIp}:${n.forwardedPort} → ${n.name} (${n.address}:${n.listenPort})`);
-      const label = [`router ${site.router}`, `public ${site.publicIp}`, ...(forwards.length ? ['forwards:', ...forwards] : ['no forwards'])].join('\n');
-      lines.push(`    ${dotQuote(`router:${site.name}`)} [label=${dotQuote(label)}, shape=note, style=filled, fillcolor="#f4f4f4", color="#555555", penwidth=1];`);
+      const label = [
+        `router ${site.router}`,
+        `public ${site.publicIp}`,
+        ...(forwards.length ? ['forwards:', ...forwards] : ['no forwards']),
+      ].join('\n');
+      lines.push(
+        `    ${dotQuote(`router:${site.name}`)} [label=${dotQuote(label)}, shape=note, style=filled, fillcolor="#f4f4f4", color="#555555", penwidth=1];`,
+      );
     }
     for (const n of members) {
       const status = nodeStatus(n.name, input);
       const nodeFails = input.checks.filter((c) => c.node === n.name && c.peer === undefined && c.status === 'fail').map((c) => c.id);
-      const label = [n.name, `${n.address}`, `overlay ${n.overlayIp}`, ...(status === 'unknown' ? ['NOT REACHED'] : nodeFails.length ? [`FAIL: ${nodeFails.join(', ')}`] : [])].join('\n');
-      lines.push(`    ${dotQuote(n.name)} [label=${dotQuote(label)}, color=${dotQuote(COLORS[status])}, fillcolor=${dotQuote(FILLS[status])}];`);
+      const label = [
+        n.name,
+        `${n.address}`,
+        `overlay ${n.overlayIp}`,
+        ...(status === 'unknown' ? ['NOT REACHED'] : nodeFails.length ? [`FAIL: ${nodeFails.join(', ')}`] : []),
+      ].join('\n');
+      lines.push(
+        `    ${dotQuote(n.name)} [label=${dotQuote(label)}, color=${dotQuote(COLORS[status])}, fillcolor=${dotQuote(FILLS[status])}];`,
+      );
     }
     if (site.kind === 'nat') {
       // the router sits in front of its nodes: invisible edges keep it on the public side of the cluster
-      for (const n of members) lines.push(`    ${dotQuote(`router:${site.name}`)} -- ${dotQuote(n.name)} [style=dotted, color="#aaaaaa", penwidth=1];`);
+      for (const n of members)
+        lines.push(`    ${dotQuote(`router:${site.name}`)} -- ${dotQuote(n.name)} [style=dotted, color="#aaaaaa", penwidth=1];`);
     }
     lines.push('  }');
   }
@@ -113,7 +132,8 @@ export async function renderWithDot(dotText: string, format: 'svg' | 'png', outF
     await child;
   } catch (error) {
     const e = error as NodeJS.ErrnoException & { stderr?: string };
-    if (e.code === 'ENOENT') throw new MeshctlError('Graphviz `dot` is not installed (apt-get install graphviz); write a .dot file instead', ExitCode2);
+    if (e.code === 'ENOENT')
+      throw new MeshctlError('Graphviz `dot` is not installed (apt-get install graphviz); write a .dot file instead', ExitCode2);
     throw new MeshctlError(`dot failed: ${e.stderr?.trim() || e.message}`, ExitCode2);
   }
 }

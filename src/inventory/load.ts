@@ -54,7 +54,13 @@ export function readInventoryFile(path: string): string {
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     const reason =
-      code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : code === 'EACCES' ? 'permission denied' : (error as Error).message;
+      code === 'ENOENT'
+        ? 'no such file'
+        : code === 'EISDIR'
+          ? 'it is a directory'
+          : code === 'EACCES'
+            ? 'permission denied'
+            : (error as Error).message;
     throw badInput(`cannot read inventory ${path}: ${reason}`);
   }
 }
@@ -67,7 +73,10 @@ export function loadInventory(path: string, options: LoadInventoryOptions = {}):
 
 export function inventoryError(path: string, problems: readonly Problem[]) {
   const count = problems.length === 1 ? '1 problem' : `${problems.length} problems`;
-  return badInput(`inventory ${path} has ${count}`, problems.map((problem) => formatProblem(path, problem)));
+  return badInput(
+    `inventory ${path} has ${count}`,
+    problems.map((problem) => formatProblem(path, problem)),
+  );
 }
 
 const RP_FILTER: Record<string, RpFilterMode> = { off: 0, strict: 1, loose: 2 };

@@ -89,13 +89,18 @@ export function checkSemantics(raw: RawInventory, tree: TreeNode | undefined): P
     }
     if (kind === 'public') {
       for (const field of ['lan', 'router', 'nat'] as const) {
-        if (field in site) reportAtKey(here(field), `a public site has no ${field}: its nodes hold public addresses (remove ${field}, or drop public: true)`);
+        if (field in site)
+          reportAtKey(
+            here(field),
+            `a public site has no ${field}: its nodes hold public addresses (remove ${field}, or drop public: true)`,
+          );
       }
       continue;
     }
     if (kind === 'nat') {
       if (!('lan' in site)) report(here('lan'), 'missing required field: a nat site needs its LAN (e.g. lan: 192.168.15.0/24)');
-      if (!('router' in site)) report(here('router'), "missing required field: a nat site needs its router's LAN address (e.g. router: 192.168.15.1)");
+      if (!('router' in site))
+        report(here('router'), "missing required field: a nat site needs its router's LAN address (e.g. router: 192.168.15.1)");
     }
     const lan = cidrOf(site.lan);
     if (lan) lans.set(name, lan);
@@ -112,7 +117,8 @@ export function checkSemantics(raw: RawInventory, tree: TreeNode | undefined): P
       const other = publicIps.get(publicIp);
       if (other !== undefined) report(path, `${publicIp} is already the public IP of site ${other}`);
       else publicIps.set(publicIp, name);
-      if (lan && cidrContains(lan, publicIp)) report(path, `${publicIp} is inside the site's own LAN ${site.lan}: publicIp is the router's address on the internet side`);
+      if (lan && cidrContains(lan, publicIp))
+        report(path, `${publicIp} is inside the site's own LAN ${site.lan}: publicIp is the router's address on the internet side`);
       if (overlay && cidrContains(overlay, publicIp)) report(path, `${publicIp} is inside the overlay network ${mesh.network}`);
     }
   }
@@ -167,7 +173,10 @@ export function checkSemantics(raw: RawInventory, tree: TreeNode | undefined): P
         if (natSite !== undefined) report(here('address'), `${address} is the public IP of site ${natSite}`);
         for (const [lanSite, lan] of lans) {
           if (cidrContains(lan, address)) {
-            report(here('address'), `${address} is inside the LAN ${sites[lanSite]!.lan} of site ${lanSite}: nodes there would look for it on their LAN`);
+            report(
+              here('address'),
+              `${address} is inside the LAN ${sites[lanSite]!.lan} of site ${lanSite}: nodes there would look for it on their LAN`,
+            );
           }
         }
         if (overlay && cidrContains(overlay, address)) report(here('address'), `${address} is inside the overlay network ${mesh.network}`);
@@ -189,9 +198,15 @@ export function checkSemantics(raw: RawInventory, tree: TreeNode | undefined): P
     // forwarded port
     if (node.forwardedPort !== undefined && kind) {
       if (kind === 'public') {
-        report(here('forwardedPort'), `forwardedPort is only for nodes in a nat site; site ${siteName} is public (its nodes are dialled at address:listenPort)`);
+        report(
+          here('forwardedPort'),
+          `forwardedPort is only for nodes in a nat site; site ${siteName} is public (its nodes are dialled at address:listenPort)`,
+        );
       } else if (kind === 'lan') {
-        report(here('forwardedPort'), `forwardedPort is only for nodes in a nat site; site ${siteName} is a lan site with no way in (add nat: { publicIp } to it)`);
+        report(
+          here('forwardedPort'),
+          `forwardedPort is only for nodes in a nat site; site ${siteName} is a lan site with no way in (add nat: { publicIp } to it)`,
+        );
       } else {
         const key = `${siteName}/${node.forwardedPort}`;
         const other = forwardOwners.get(key);
@@ -207,7 +222,8 @@ export function checkSemantics(raw: RawInventory, tree: TreeNode | undefined): P
       const other = overlayOwners.get(overlayIp);
       if (other !== undefined) report(here('overlayIp'), `${overlayIp} is already the overlay IP of ${other}`);
       else overlayOwners.set(overlayIp, name);
-      if (overlay && !cidrContains(overlay, overlayIp)) report(here('overlayIp'), `${overlayIp} is outside the overlay network ${mesh.network}`);
+      if (overlay && !cidrContains(overlay, overlayIp))
+        report(here('overlayIp'), `${overlayIp} is outside the overlay network ${mesh.network}`);
       else if (overlay) {
         const special = reservedAddressOf(overlay, overlayIp);
         if (special) report(here('overlayIp'), `${overlayIp} is the ${special} address of the overlay network ${mesh.network}`);
@@ -232,9 +248,7 @@ export function checkSemantics(raw: RawInventory, tree: TreeNode | undefined): P
     allNodes.length >= 2 &&
     allNodes.every(
       ([, node]) =>
-        node?.site !== undefined &&
-        kinds.get(node.site) !== undefined &&
-        !('forwardedPort' in node && node.forwardedPort === undefined), // a bad forwardedPort: unknown, not absent
+        node?.site !== undefined && kinds.get(node.site) !== undefined && !('forwardedPort' in node && node.forwardedPort === undefined), // a bad forwardedPort: unknown, not absent
     );
   if (decidable) {
     const inventory = reachabilityModel(sites, kinds, nodes);

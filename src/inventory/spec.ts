@@ -118,8 +118,7 @@ export const formats = {
   },
   userName: {
     what: 'a user name',
-    check: (value) =>
-      /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$/.test(value) ? undefined : `"${value}" is not a valid user name`,
+    check: (value) => (/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$/.test(value) ? undefined : `"${value}" is not a valid user name`),
     jsonSchema: { pattern: '^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$' },
   },
   siteRef: {
@@ -151,8 +150,7 @@ const sshFields = (forNode: boolean): Record<string, Spec> => ({
         host: {
           type: 'string',
           format: formats.sshHost,
-          description:
-            "Where meshctl connects over SSH: host name, IPv4 address or ~/.ssh/config alias. Defaults to the node's address.",
+          description: "Where meshctl connects over SSH: host name, IPv4 address or ~/.ssh/config alias. Defaults to the node's address.",
           examples: ['192.168.15.2', 'ms-1.example.net'],
         } satisfies Spec,
       }
@@ -504,7 +502,10 @@ export function checkSpec(spec: Spec, node: TreeNode, path: PathPart[], problems
       if (node.kind !== 'scalar' || !spec.values.includes(node.value as string | number)) {
         const guess =
           node.kind === 'scalar' && typeof node.value === 'string'
-            ? didYouMean(node.value, spec.values.filter((v): v is string => typeof v === 'string'))
+            ? didYouMean(
+                node.value,
+                spec.values.filter((v): v is string => typeof v === 'string'),
+              )
             : undefined;
         report(`expected ${expectation(spec)}, got ${describeGot(node)}${guess ? `; did you mean ${guess}?` : ''}`);
         return undefined;

@@ -52,8 +52,10 @@ function yamlMessage(code: string, message: string): string {
       if (/quote/.test(message)) return 'YAML syntax error: this quoted string is never closed';
       break;
     case 'BAD_INDENT':
-      if (/^Flow sequence/.test(message)) return 'YAML syntax error: this [ list is never closed with ] (or the next line is not indented enough)';
-      if (/^Flow mapping/.test(message)) return 'YAML syntax error: this { map is never closed with } (or the next line is not indented enough)';
+      if (/^Flow sequence/.test(message))
+        return 'YAML syntax error: this [ list is never closed with ] (or the next line is not indented enough)';
+      if (/^Flow mapping/.test(message))
+        return 'YAML syntax error: this { map is never closed with } (or the next line is not indented enough)';
       break;
     case 'MULTIPLE_DOCS':
       return 'the file holds more than one YAML document (---): an inventory is one document';
@@ -167,7 +169,11 @@ function convert(doc: Document, node: YamlNode, path: PathPart[], context: Conte
       }
       const first = keyPositions.get(key);
       if (first) {
-        problems.push({ ...keyPos, path: formatPath([...path, key]), message: `duplicate ${context.keyNoun(path)} ${key} (first at ${first.line}:${first.col})` });
+        problems.push({
+          ...keyPos,
+          path: formatPath([...path, key]),
+          message: `duplicate ${context.keyNoun(path)} ${key} (first at ${first.line}:${first.col})`,
+        });
         continue;
       }
       keyPositions.set(key, keyPos);

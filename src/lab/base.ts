@@ -4,7 +4,18 @@
  * Both are built together in a temporary directory, stamped, then renamed into place, under a lock, so two labs
  * never build at once and a half-built cache is never used.
  */
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { MeshctlError } from '../errors.js';
 import { cachePaths } from './paths.js';
@@ -14,16 +25,35 @@ import * as sys from './sys.js';
 
 /** What every node has installed (lab.md's list, plus netcat for datagram tests and nftables for firewall tests). */
 export const BASE_PACKAGES = [
-  'systemd', 'systemd-sysv', 'dbus', 'openssh-server', 'iproute2', 'iputils-ping', 'tcpdump', 'iptables', 'nftables',
-  'procps', 'sudo', 'netcat-openbsd',
+  'systemd',
+  'systemd-sysv',
+  'dbus',
+  'openssh-server',
+  'iproute2',
+  'iputils-ping',
+  'tcpdump',
+  'iptables',
+  'nftables',
+  'procps',
+  'sudo',
+  'netcat-openbsd',
 ];
 /** Served by the local repository, never preinstalled: meshctl's install phase must run a real apt-get install. */
 export const REPO_PACKAGES = ['wireguard-tools', 'wireguard-go'];
 
 /** Timers and gettys a lab node does not need; apt-daily would also take the dpkg lock under meshctl's install. */
 const MASKED_UNITS = [
-  'apt-daily.timer', 'apt-daily-upgrade.timer', 'apt-daily.service', 'apt-daily-upgrade.service', 'e2scrub_all.timer',
-  'e2scrub_reap.service', 'fstrim.timer', 'dpkg-db-backup.timer', 'getty@tty1.service', 'console-getty.service', 'systemd-pstore.service',
+  'apt-daily.timer',
+  'apt-daily-upgrade.timer',
+  'apt-daily.service',
+  'apt-daily-upgrade.service',
+  'e2scrub_all.timer',
+  'e2scrub_reap.service',
+  'fstrim.timer',
+  'dpkg-db-backup.timer',
+  'getty@tty1.service',
+  'console-getty.service',
+  'systemd-pstore.service',
 ];
 
 export type Progress = (message: string) => void;
@@ -54,9 +84,13 @@ export async function ensureCaches(progress: Progress): Promise<Caches> {
 async function buildCaches(progress: Progress): Promise<void> {
   const paths = cachePaths();
   const mirror = hostMirror();
-  if (!mirror) throw new MeshctlError('cannot find the Debian mirror: no bookworm source in /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list');
+  if (!mirror)
+    throw new MeshctlError(
+      'cannot find the Debian mirror: no bookworm source in /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list',
+    );
   // Leftovers of an interrupted build (their builder is gone: we hold the lock).
-  for (const entry of readdirSync(paths.root)) if (entry.startsWith('.build-')) rmSync(join(paths.root, entry), { recursive: true, force: true });
+  for (const entry of readdirSync(paths.root))
+    if (entry.startsWith('.build-')) rmSync(join(paths.root, entry), { recursive: true, force: true });
   const tmp = join(paths.root, `.build-${process.pid}`);
   const base = join(tmp, 'base');
   const repo = join(tmp, 'repo');
@@ -82,7 +116,10 @@ async function buildCaches(progress: Progress): Promise<void> {
     await sys.finalizeBaseInChroot(base, { aptDir: NODE_APT_DIR, sudoUser: LAB_SUDO_USER, maskedUnits: MASKED_UNITS }, log);
     writeFileSync(join(base, cachePaths().stamp), `${new Date().toISOString()} ${mirror}\n`);
     writeFileSync(join(repo, cachePaths().stamp), `${new Date().toISOString()} ${debs.join(' ')}\n`);
-    for (const [from, to] of [[base, paths.base], [repo, paths.repo]] as const) {
+    for (const [from, to] of [
+      [base, paths.base],
+      [repo, paths.repo],
+    ] as const) {
       rmSync(to, { recursive: true, force: true });
       renameSync(from, to);
     }

@@ -5,7 +5,18 @@
  *   await labRunMeshctl('t1', ['up', 'inventories/homelab.yaml', '--yes']); // meshctl in the operator namespace
  *   await labDown('t1');
  */
-export { labUp, labDown, labExec, labRunMeshctl, labStatus, DEFAULT_LAB, type ExecResult, type DownReport, type LabStatus, type UpOptions } from './lab.js';
+export {
+  labUp,
+  labDown,
+  labExec,
+  labRunMeshctl,
+  labStatus,
+  DEFAULT_LAB,
+  type ExecResult,
+  type DownReport,
+  type LabStatus,
+  type UpOptions,
+} from './lab.js';
 export { labPaths, cachePaths, type LabPaths } from './paths.js';
 export { readState as labState, type LabState, type NodeState } from './state.js';
 export { planLab, LAB_SUDO_USER, INTERNET_GATEWAY, type LabPlan } from './plan.js';

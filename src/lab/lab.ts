@@ -47,8 +47,11 @@ export function requireRoot(verb: string): void {
 
 /** Names every missing tool at once, on one line. */
 export function checkTools(path = process.env.PATH ?? ''): void {
-  const missing = REQUIRED_TOOLS.filter(([tools]) => !tools.some((t) => sys.which(t, path))).map(([tools, pkg]) => `${tools.join(' or ')} (package ${pkg})`);
-  if (missing.length > 0) throw badInput(`lab up needs tools that are missing: ${missing.join(', ')}; install them (scripts/setup.sh does)`);
+  const missing = REQUIRED_TOOLS.filter(([tools]) => !tools.some((t) => sys.which(t, path))).map(
+    ([tools, pkg]) => `${tools.join(' or ')} (package ${pkg})`,
+  );
+  if (missing.length > 0)
+    throw badInput(`lab up needs tools that are missing: ${missing.join(', ')}; install them (scripts/setup.sh does)`);
 }
 
 const firewallTool = (): 'iptables' | 'nft' => (sys.which('iptables') ? 'iptables' : 'nft');
@@ -90,7 +93,14 @@ export async function labUp(inventoryPath: string, options: UpOptions = {}): Pro
   }
 }
 
-async function buildLab(name: string, inventory: string, plan: LabPlan, progress: Progress, started: number, beforeBoot: UpOptions['beforeBoot']): Promise<LabState> {
+async function buildLab(
+  name: string,
+  inventory: string,
+  plan: LabPlan,
+  progress: Progress,
+  started: number,
+  beforeBoot: UpOptions['beforeBoot'],
+): Promise<LabState> {
   const paths = labPaths(name);
   const caches = await ensureCaches(progress);
   checkInterrupted();
@@ -108,8 +118,17 @@ async function buildLab(name: string, inventory: string, plan: LabPlan, progress
     namespaces: [],
     mounts: [],
     nodes: plan.nodes.map((n) => ({
-      name: n.name, site: n.site, namespace: n.namespace, address: n.address, overlayIp: n.overlayIp, sshHost: n.sshHost, sshPort: n.sshPort,
-      sshUser: n.sshUser, sudoUser: LAB_SUDO_USER, sudoUsers: n.sudoUsers, root: paths.node(n.name).root,
+      name: n.name,
+      site: n.site,
+      namespace: n.namespace,
+      address: n.address,
+      overlayIp: n.overlayIp,
+      sshHost: n.sshHost,
+      sshPort: n.sshPort,
+      sshUser: n.sshUser,
+      sudoUser: LAB_SUDO_USER,
+      sudoUsers: n.sudoUsers,
+      root: paths.node(n.name).root,
     })),
     identity: paths.identity,
     knownHosts: paths.knownHosts,
@@ -127,10 +146,15 @@ async function buildLab(name: string, inventory: string, plan: LabPlan, progress
   const operatorPub = readFileSync(paths.identityPub, 'utf8');
   const prepared = new Map<string, PreparedNode>();
   try {
-    await settleAll(plan.nodes.map(async (node) => {
-      prepared.set(node.name, await prepareNode(node, paths.node(node.name), caches.base, operatorPub, (point) => state.mounts.push(point)));
-      await beforeBoot?.(node.name, paths.node(node.name).root);
-    }));
+    await settleAll(
+      plan.nodes.map(async (node) => {
+        prepared.set(
+          node.name,
+          await prepareNode(node, paths.node(node.name), caches.base, operatorPub, (point) => state.mounts.push(point)),
+        );
+        await beforeBoot?.(node.name, paths.node(node.name).root);
+      }),
+    );
   } finally {
     writeState(state);
   }
@@ -147,22 +171,24 @@ async function buildLab(name: string, inventory: string, plan: LabPlan, progress
     return start;
   };
   try {
-    await settleAll(plan.nodes.map(async (node) => {
-      const ed25519 = prepared.get(node.name)!.hostKeys.find((k) => k.startsWith('ssh-ed25519 '))!;
-      for (let attempt = 1; ; attempt++) {
-        const run = await startInTurn(node);
-        Object.assign(byName.get(node.name)!, run);
-        writeState(state);
-        try {
-          await waitReady(node, run, plan.operator.namespace, ed25519, paths.node(node.name));
-          break;
-        } catch (error) {
-          if (attempt >= BOOT_ATTEMPTS || error instanceof MeshctlError) throw error;
-          progress(`lab ${name}: warning: ${(error as Error).message}\nlab ${name}: booting ${node.name} once more ...`);
-          await stopContainer(run);
+    await settleAll(
+      plan.nodes.map(async (node) => {
+        const ed25519 = prepared.get(node.name)!.hostKeys.find((k) => k.startsWith('ssh-ed25519 '))!;
+        for (let attempt = 1; ; attempt++) {
+          const run = await startInTurn(node);
+          Object.assign(byName.get(node.name)!, run);
+          writeState(state);
+          try {
+            await waitReady(node, run, plan.operator.namespace, ed25519, paths.node(node.name));
+            break;
+          } catch (error) {
+            if (attempt >= BOOT_ATTEMPTS || error instanceof MeshctlError) throw error;
+            progress(`lab ${name}: warning: ${(error as Error).message}\nlab ${name}: booting ${node.name} once more ...`);
+            await stopContainer(run);
+          }
         }
-      }
-    }));
+      }),
+    );
   } finally {
     writeState(state);
   }
@@ -184,7 +210,11 @@ function knownHostsText(nodes: NodeState[], prepared: Map<string, PreparedNode>)
 }
 
 function sshConfigText(state: LabState): string {
-  const lines = [`# lab ${state.name}: use from the operator namespace, e.g.`, `#   ip netns exec ${state.plan.operator.namespace} ssh -F ${state.sshConfig} NODE`, ''];
+  const lines = [
+    `# lab ${state.name}: use from the operator namespace, e.g.`,
+    `#   ip netns exec ${state.plan.operator.namespace} ssh -F ${state.sshConfig} NODE`,
+    '',
+  ];
   for (const node of state.nodes) {
     lines.push(
       `Host ${node.name}`,
@@ -234,13 +264,22 @@ export async function labDown(name: string = DEFAULT_LAB): Promise<DownReport> {
   const prefix = namespacePrefix(name);
   const state = readState(name);
   const namespaces = [...new Set([...(await sys.netnsList()).filter((ns) => ns.startsWith(prefix)), ...(state?.namespaces ?? [])])];
-  const report: DownReport = { name, found: existsSync(paths.dir) || namespaces.length > 0, containers: 0, processes: 0, mounts: 0, namespaces: 0 };
+  const report: DownReport = {
+    name,
+    found: existsSync(paths.dir) || namespaces.length > 0,
+    containers: 0,
+    processes: 0,
+    mounts: 0,
+    namespaces: 0,
+  };
 
   // Containers: nspawn processes whose root is under the lab dir or whose netns is the lab's.
   const netnsFlag = `--network-namespace-path=/run/netns/${prefix}`;
   const isLabNspawn = (pid: number) => {
     const args = cmdline(pid);
-    return args.length > 0 && args[0]!.endsWith('systemd-nspawn') && args.some((a) => a.startsWith(`${paths.dir}/`) || a.startsWith(netnsFlag));
+    return (
+      args.length > 0 && args[0]!.endsWith('systemd-nspawn') && args.some((a) => a.startsWith(`${paths.dir}/`) || a.startsWith(netnsFlag))
+    );
   };
   const nspawns = listPids().filter(isLabNspawn);
   report.containers = nspawns.length;
@@ -264,7 +303,8 @@ export async function labDown(name: string = DEFAULT_LAB): Promise<DownReport> {
     report.namespaces++;
   }
   const leftMounts = mountsBelow(paths.dir);
-  if (leftMounts.length > 0) throw new MeshctlError(`lab ${name}: could not unmount ${leftMounts.join(', ')}; not removing ${paths.dir}`, ExitCode.stop);
+  if (leftMounts.length > 0)
+    throw new MeshctlError(`lab ${name}: could not unmount ${leftMounts.join(', ')}; not removing ${paths.dir}`, ExitCode.stop);
   rmSync(paths.dir, { recursive: true, force: true });
   const leftNs = (await sys.netnsList()).filter((ns) => ns.startsWith(prefix));
   if (leftNs.length > 0) throw new MeshctlError(`lab ${name}: could not delete namespaces ${leftNs.join(', ')}`, ExitCode.stop);
@@ -336,7 +376,9 @@ export function isNodeRunning(node: NodeState): boolean {
 
 function readProcStatusPpid(pid: number): number | undefined {
   try {
-    const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('PPid:'));
+    const line = readFileSync(`/proc/${pid}/status`, 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('PPid:'));
     return line ? Number(line.split(/\s+/)[1]) : undefined;
   } catch {
     return undefined;
@@ -350,7 +392,12 @@ export interface ExecResult {
 }
 
 /** Runs a command at a lab target and captures its output (for tests and other engineers' code). */
-export async function labExec(name: string, target: string, argv: string[], options: { stdin?: string | Buffer; timeoutMs?: number } = {}): Promise<ExecResult> {
+export async function labExec(
+  name: string,
+  target: string,
+  argv: string[],
+  options: { stdin?: string | Buffer; timeoutMs?: number } = {},
+): Promise<ExecResult> {
   return sys.run(targetArgv(name, target, argv), { stdin: options.stdin, timeoutMs: options.timeoutMs });
 }
 
@@ -374,7 +421,11 @@ export function meshctlInOperator(name: string, args: string[]): { argv: string[
   return { argv: sys.inNetns(state.plan.operator.namespace, [process.execPath, ...execArgv, entry, ...args]), env };
 }
 
-export async function labRunMeshctl(name: string, args: string[], options: { stdin?: string; timeoutMs?: number } = {}): Promise<ExecResult> {
+export async function labRunMeshctl(
+  name: string,
+  args: string[],
+  options: { stdin?: string; timeoutMs?: number } = {},
+): Promise<ExecResult> {
   const { argv, env } = meshctlInOperator(name, args);
   return sys.run(argv, { env, stdin: options.stdin, timeoutMs: options.timeoutMs });
 }
@@ -392,7 +443,16 @@ export interface LabStatus {
   operatorNamespace?: string;
   knownHosts?: string;
   identity?: string;
-  nodes: { name: string; site: string; ssh: string; sshUser: string; sudoUser: string; overlayIp: string; namespace: string; running: boolean }[];
+  nodes: {
+    name: string;
+    site: string;
+    ssh: string;
+    sshUser: string;
+    sudoUser: string;
+    overlayIp: string;
+    namespace: string;
+    running: boolean;
+  }[];
 }
 
 export function labStatus(only?: string): LabStatus[] {

@@ -7,10 +7,12 @@ export async function applyNetwork(plan: LabPlan, firewall: 'iptables' | 'nft', 
     await sys.netnsAdd(ns.name);
     created(ns.name);
   }
-  await settleAll(plan.namespaces.map(async (ns) => {
-    await sys.sysctlIn(ns.name, sys.nsSysctls(ns));
-    await sys.ipBatch(ns.name, sys.ipBatchFor(ns, 'create'));
-  }));
+  await settleAll(
+    plan.namespaces.map(async (ns) => {
+      await sys.sysctlIn(ns.name, sys.nsSysctls(ns));
+      await sys.ipBatch(ns.name, sys.ipBatchFor(ns, 'create'));
+    }),
+  );
   // Each veth is created inside one lab namespace with its peer moved straight into another: never in the host's.
   for (const link of plan.links) await sys.vethAdd(link.a.ns, link.a.ifname, link.b.ns, link.b.ifname);
   await settleAll(plan.namespaces.map((ns) => sys.ipBatch(ns.name, sys.ipBatchFor(ns, 'configure'))));

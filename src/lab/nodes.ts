@@ -17,7 +17,13 @@ export interface PreparedNode {
 }
 
 /** Makes the node's copy-on-write root and writes everything that makes it this node, before its first boot. */
-export async function prepareNode(node: PlannedNode, paths: NodePaths, base: string, operatorPub: string, mounted: (point: string) => void): Promise<PreparedNode> {
+export async function prepareNode(
+  node: PlannedNode,
+  paths: NodePaths,
+  base: string,
+  operatorPub: string,
+  mounted: (point: string) => void,
+): Promise<PreparedNode> {
   for (const dir of [paths.upper, paths.work, paths.root]) mkdirSync(dir, { recursive: true });
   await sys.mountOverlay(base, paths.upper, paths.work, paths.root);
   mounted(paths.root);
@@ -38,7 +44,9 @@ export async function prepareNode(node: PlannedNode, paths: NodePaths, base: str
   }
 
   const sshDir = join(root, 'etc/ssh');
-  const pubFiles = readdirSync(sshDir).filter((f) => /^ssh_host_.*_key\.pub$/.test(f)).sort();
+  const pubFiles = readdirSync(sshDir)
+    .filter((f) => /^ssh_host_.*_key\.pub$/.test(f))
+    .sort();
   const hostKeys = pubFiles.map((f) => readFileSync(join(sshDir, f), 'utf8').trim().split(/\s+/).slice(0, 2).join(' '));
   const fingerprints = await Promise.all(pubFiles.map(async (f) => (await sys.sshKeygenFingerprint(join(sshDir, f))).trim()));
   return { hostKeys, fingerprints };
@@ -55,7 +63,9 @@ function installAuthorizedKey(root: string, home: string, uid: number, gid: numb
 }
 
 function passwdEntry(root: string, user: string): { uid: number; gid: number; home: string } | undefined {
-  const line = readFileSync(join(root, 'etc/passwd'), 'utf8').split('\n').find((l) => l.startsWith(`${user}:`));
+  const line = readFileSync(join(root, 'etc/passwd'), 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith(`${user}:`));
   if (!line) return undefined;
   const fields = line.split(':');
   return { uid: Number(fields[2]), gid: Number(fields[3]), home: fields[5]! };
@@ -83,7 +93,8 @@ export async function startNode(lab: string, node: PlannedNode, paths: NodePaths
     stopIfInterrupted();
     const leaderPid = findContainerInit(nspawnPid);
     if (leaderPid) return { nspawnPid, leaderPid };
-    if (!pidAlive(nspawnPid) || Date.now() > deadline) throw new Error(`node ${node.name}: systemd-nspawn did not start: ${logTail(paths.log)}`);
+    if (!pidAlive(nspawnPid) || Date.now() > deadline)
+      throw new Error(`node ${node.name}: systemd-nspawn did not start: ${logTail(paths.log)}`);
     await sleep(100);
   }
 }
@@ -93,7 +104,14 @@ export async function startNode(lab: string, node: PlannedNode, paths: NodePaths
  * expected key. A node that finished booting but still refuses logins after a grace period will not get better by
  * waiting: it fails at once, naming its failed units.
  */
-export async function waitReady(node: PlannedNode, started: StartedNode, operatorNs: string, ed25519: string, paths: NodePaths, timeoutMs = 90_000): Promise<void> {
+export async function waitReady(
+  node: PlannedNode,
+  started: StartedNode,
+  operatorNs: string,
+  ed25519: string,
+  paths: NodePaths,
+  timeoutMs = 90_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let systemState = '';
   let sshState = 'sshd not checked yet';
@@ -106,14 +124,23 @@ export async function waitReady(node: PlannedNode, started: StartedNode, operato
     }
     if (/^(running|degraded)$/.test(systemState)) {
       const scan = await sys.sshKeyscan(operatorNs, node.sshHost, node.sshPort);
-      const served = scan.stdout.split('\n').find((l) => l && !l.startsWith('#'))?.split(/\s+/).slice(1, 3).join(' ');
+      const served = scan.stdout
+        .split('\n')
+        .find((l) => l && !l.startsWith('#'))
+        ?.split(/\s+/)
+        .slice(1, 3)
+        .join(' ');
       if (served === ed25519) return;
-      sshState = served ? `sshd serves an unexpected host key ${served}` : `sshd not answering (${scan.stderr.trim().split('\n').pop() ?? ''})`;
+      sshState = served
+        ? `sshd serves an unexpected host key ${served}`
+        : `sshd not answering (${scan.stderr.trim().split('\n').pop() ?? ''})`;
     }
     const stuck = /^(running|degraded) nologin$/.test(systemState);
     bootedWithNologinSince = stuck ? bootedWithNologinSince || Date.now() : 0;
     if (Date.now() > deadline || (stuck && Date.now() - bootedWithNologinSince > NOLOGIN_GRACE_MS)) {
-      throw new Error(`node ${node.name} not ready after ${Math.round((timeoutMs - (deadline - Date.now())) / 1000)} s: systemd ${systemState || 'unknown'}, ${sshState}${await bootProblems(started)}`);
+      throw new Error(
+        `node ${node.name} not ready after ${Math.round((timeoutMs - (deadline - Date.now())) / 1000)} s: systemd ${systemState || 'unknown'}, ${sshState}${await bootProblems(started)}`,
+      );
     }
     await sleep(300);
   }
@@ -126,7 +153,12 @@ const NOLOGIN_GRACE_MS = 10_000;
 async function bootProblems(started: StartedNode): Promise<string> {
   try {
     const { failedUnits, journal } = await sys.nodeBootProblems(started.leaderPid);
-    const lastWarnings = journal.split('\n').filter(Boolean).slice(-8).map((line) => `\n    ${line}`).join('');
+    const lastWarnings = journal
+      .split('\n')
+      .filter(Boolean)
+      .slice(-8)
+      .map((line) => `\n    ${line}`)
+      .join('');
     return `; failed units: ${failedUnits.join(', ') || 'none'}${lastWarnings ? `; its journal ends:${lastWarnings}` : ''}`;
   } catch {
     return '';

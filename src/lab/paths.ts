@@ -44,7 +44,13 @@ export function labPaths(name: string): LabPaths {
     nodesDir,
     node: (node: string) => {
       const nodeDir = join(nodesDir, node);
-      return { dir: nodeDir, upper: join(nodeDir, 'upper'), work: join(nodeDir, 'work'), root: join(nodeDir, 'root'), log: join(nodeDir, 'console.log') };
+      return {
+        dir: nodeDir,
+        upper: join(nodeDir, 'upper'),
+        work: join(nodeDir, 'work'),
+        root: join(nodeDir, 'root'),
+        log: join(nodeDir, 'console.log'),
+      };
     },
   };
 }

@@ -154,16 +154,19 @@ export function planLab(inventory: Inventory, lab: string): LabPlan {
       problems.push(`site ${site.name}: lan ${String(site.lan)} is not an IPv4 CIDR`);
       continue;
     }
-    if (cidr.prefix > 30) problems.push(`site ${site.name}: lan ${site.lan} is too small (the lab needs a router, nodes and the operator in it)`);
+    if (cidr.prefix > 30)
+      problems.push(`site ${site.name}: lan ${site.lan} is too small (the lab needs a router, nodes and the operator in it)`);
     for (const [other, otherCidr] of lans) {
-      if (cidrsOverlap(cidr, otherCidr)) problems.push(`sites ${other} and ${site.name} have overlapping LANs (the lab's operator joins every LAN)`);
+      if (cidrsOverlap(cidr, otherCidr))
+        problems.push(`sites ${other} and ${site.name} have overlapping LANs (the lab's operator joins every LAN)`);
     }
     lans.set(site.name, cidr);
     if (site.kind === 'nat' && !(typeof site.publicIp === 'string' && isIpv4(site.publicIp))) {
       problems.push(`site ${site.name}: publicIp ${String(site.publicIp)} is not an IPv4 address`);
     }
     if (site.router !== undefined) {
-      if (!isIpv4(site.router) || !cidrContains(cidr, site.router)) problems.push(`site ${site.name}: router ${site.router} is not an address in ${site.lan}`);
+      if (!isIpv4(site.router) || !cidrContains(cidr, site.router))
+        problems.push(`site ${site.name}: router ${site.router} is not an address in ${site.lan}`);
       else routerAddress.set(site.name, site.router);
     }
   }
@@ -176,9 +179,11 @@ export function planLab(inventory: Inventory, lab: string): LabPlan {
     const previous = publicAddresses.get(address);
     if (previous) problems.push(`${owner} and ${previous} share the public address ${address}`);
     else publicAddresses.set(address, owner);
-    for (const [site, cidr] of lans) if (cidrContains(cidr, address)) problems.push(`${owner}: public address ${address} is inside site ${site}'s LAN`);
+    for (const [site, cidr] of lans)
+      if (cidrContains(cidr, address)) problems.push(`${owner}: public address ${address} is inside site ${site}'s LAN`);
   };
-  for (const site of inventory.sites) if (site.kind === 'nat' && isIpv4(site.publicIp ?? '')) claimPublic(site.publicIp, `site ${site.name}`);
+  for (const site of inventory.sites)
+    if (site.kind === 'nat' && isIpv4(site.publicIp ?? '')) claimPublic(site.publicIp, `site ${site.name}`);
 
   if (inventory.nodes.length === 0) problems.push('the inventory has no nodes');
   const forwardKeys = new Map<string, string>();
@@ -199,14 +204,19 @@ export function planLab(inventory: Inventory, lab: string): LabPlan {
       const cidr = lans.get(site.name);
       if (cidr) {
         const value = ipToInt(node.address);
-        if (!cidrContains(cidr, node.address) || value === cidr.first || value === cidr.last) problems.push(`${where}: address ${node.address} is not a host address in ${site.lan}`);
-        else if (usedInLan.get(site.name)!.has(value)) problems.push(`${where}: address ${node.address} is already used in site ${site.name}`);
+        if (!cidrContains(cidr, node.address) || value === cidr.first || value === cidr.last)
+          problems.push(`${where}: address ${node.address} is not a host address in ${site.lan}`);
+        else if (usedInLan.get(site.name)!.has(value))
+          problems.push(`${where}: address ${node.address} is already used in site ${site.name}`);
         else usedInLan.get(site.name)!.add(value);
       }
     }
-    if (node.ssh.host !== node.address) problems.push(`${where}: ssh.host ${node.ssh.host} must be the node's address ${node.address} (the lab reaches nodes only there)`);
-    if (!Number.isInteger(node.ssh.port) || node.ssh.port < 1 || node.ssh.port > 65535) problems.push(`${where}: ssh.port ${node.ssh.port} is not a port`);
-    if (node.ssh.user !== 'root' && !USER_NAME.test(node.ssh.user ?? '')) problems.push(`${where}: ssh.user ${String(node.ssh.user)} is not a valid user name`);
+    if (node.ssh.host !== node.address)
+      problems.push(`${where}: ssh.host ${node.ssh.host} must be the node's address ${node.address} (the lab reaches nodes only there)`);
+    if (!Number.isInteger(node.ssh.port) || node.ssh.port < 1 || node.ssh.port > 65535)
+      problems.push(`${where}: ssh.port ${node.ssh.port} is not a port`);
+    if (node.ssh.user !== 'root' && !USER_NAME.test(node.ssh.user ?? ''))
+      problems.push(`${where}: ssh.user ${String(node.ssh.user)} is not a valid user name`);
     if (site.kind === 'nat' && node.forwardedPort !== undefined) {
       const key = `${site.name}:${node.forwardedPort}`;
       const previous = forwardKeys.get(key);
@@ -216,7 +226,12 @@ export function planLab(inventory: Inventory, lab: string): LabPlan {
   }
 
   // Lab-made addresses: from 198.18.0.0/15, avoiding everything the inventory uses.
-  const reserved = [...lans.values(), ...[inventory.mesh.network, ...(inventory.mesh.reservedCidrs ?? [])].map((c) => parseCidr(String(c), { strict: false })).filter((c): c is Cidr => !!c)];
+  const reserved = [
+    ...lans.values(),
+    ...[inventory.mesh.network, ...(inventory.mesh.reservedCidrs ?? [])]
+      .map((c) => parseCidr(String(c), { strict: false }))
+      .filter((c): c is Cidr => !!c),
+  ];
   let poolNext = LAB_PUBLIC_POOL.first + 1;
   const labPublicAddress = (owner: string): string => {
     for (; poolNext < LAB_PUBLIC_POOL.last; poolNext++) {
@@ -269,7 +284,14 @@ export function planLab(inventory: Inventory, lab: string): LabPlan {
     const cidr = lans.get(site.name)!;
     const address = routerAddress.get(site.name) ?? freeLanAddress(site.name, false);
     const publicIp = site.kind === 'nat' ? site.publicIp : labPublicAddress(`router of site ${site.name}`);
-    const router: PlannedNamespace = { name: ns(`router.${site.name}`), role: 'router', site: site.name, forwarding: true, interfaces: [], routes: [] };
+    const router: PlannedNamespace = {
+      name: ns(`router.${site.name}`),
+      role: 'router',
+      site: site.name,
+      forwarding: true,
+      interfaces: [],
+      routes: [],
+    };
     router.interfaces.push({ name: 'br0', bridge: true, addresses: [`${address}/${cidr.prefix}`] });
     joinInternet(router, 'wan', ifname('s', index, site.name), publicIp);
     const forwards: PlannedForward[] =
@@ -293,7 +315,15 @@ export function planLab(inventory: Inventory, lab: string): LabPlan {
 
   inventory.nodes.forEach((node, index) => {
     const site = sitesByName.get(node.site)!;
-    const nodeNs: PlannedNamespace = { name: ns(`node.${node.name}`), role: 'node', site: site.name, node: node.name, forwarding: false, interfaces: [], routes: [] };
+    const nodeNs: PlannedNamespace = {
+      name: ns(`node.${node.name}`),
+      role: 'node',
+      site: site.name,
+      node: node.name,
+      forwarding: false,
+      interfaces: [],
+      routes: [],
+    };
     if (site.kind === 'public') joinInternet(nodeNs, 'eth0', ifname('n', index, node.name), node.address);
     else {
       const router = routerNs.get(site.name)!;

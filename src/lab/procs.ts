@@ -40,7 +40,9 @@ export function findContainerInit(pid: number, depth = 3): number | undefined {
 
 function isNamespaceInit(pid: number): boolean {
   try {
-    const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('NSpid:'));
+    const line = readFileSync(`/proc/${pid}/status`, 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('NSpid:'));
     const ids = line?.split(/\s+/).slice(1) ?? [];
     return ids.length > 1 && ids[ids.length - 1] === '1';
   } catch {

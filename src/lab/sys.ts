@@ -36,7 +36,11 @@ export function run(argv: string[], options: CommandOptions = {}): Promise<Comma
     });
     child.on('close', (code, signal) => {
       if (timer) clearTimeout(timer);
-      resolve({ code: code ?? (signal === 'SIGKILL' && options.timeoutMs ? 124 : 128), stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() });
+      resolve({
+        code: code ?? (signal === 'SIGKILL' && options.timeoutMs ? 124 : 128),
+        stdout: Buffer.concat(out).toString(),
+        stderr: Buffer.concat(err).toString(),
+      });
     });
     child.stdin.on('error', () => undefined); // the command may exit without reading its input
     child.stdin.end(options.stdin ?? '');
@@ -123,10 +127,12 @@ export function ipBatchFor(ns: PlannedNamespace, phase: 'create' | 'configure'):
 const routeLine = (route: PlannedRoute) =>
   `route add ${route.to}${route.via ? ` via ${route.via}` : ''} dev ${route.dev}${route.onlink ? ' onlink' : ''}`;
 
-export const ipBatch = (ns: string, lines: string[]) => (lines.length ? must(['ip', '-n', ns, '-batch', '-'], { stdin: lines.join('\n') + '\n' }) : Promise.resolve(''));
+export const ipBatch = (ns: string, lines: string[]) =>
+  lines.length ? must(['ip', '-n', ns, '-batch', '-'], { stdin: lines.join('\n') + '\n' }) : Promise.resolve('');
 
 /** A veth pair made directly between two lab namespaces: no end ever exists in the host namespace. */
-export const vethAdd = (nsA: string, ifA: string, nsB: string, ifB: string) => must(['ip', '-n', nsA, 'link', 'add', ifA, 'type', 'veth', 'peer', 'name', ifB, 'netns', nsB]);
+export const vethAdd = (nsA: string, ifA: string, nsB: string, ifB: string) =>
+  must(['ip', '-n', nsA, 'link', 'add', ifA, 'type', 'veth', 'peer', 'name', ifB, 'netns', nsB]);
 
 /** Per-namespace sysctls: forwarding as planned; rp_filter off in routers/internet (routing there is symmetric by design). */
 export function nsSysctls(ns: PlannedNamespace): string[] {
@@ -153,15 +159,47 @@ export async function applyNat(ns: string, nat: NonNullable<PlannedNamespace['na
  */
 export function iptablesNat(nat: NonNullable<PlannedNamespace['nat']>): string[][] {
   const rules = nat.forwards.map((f: PlannedForward) => [
-    'iptables', '-w', '-t', 'nat', '-A', 'PREROUTING', '-i', nat.inInterface, '-d', f.publicIp, '-p', 'udp', '--dport', String(f.port),
-    '-j', 'DNAT', '--to-destination', `${f.toAddress}:${f.toPort}`,
+    'iptables',
+    '-w',
+    '-t',
+    'nat',
+    '-A',
+    'PREROUTING',
+    '-i',
+    nat.inInterface,
+    '-d',
+    f.publicIp,
+    '-p',
+    'udp',
+    '--dport',
+    String(f.port),
+    '-j',
+    'DNAT',
+    '--to-destination',
+    `${f.toAddress}:${f.toPort}`,
   ]);
-  rules.push(['iptables', '-w', '-t', 'nat', '-A', 'POSTROUTING', '-s', nat.masquerade.source, '-o', nat.masquerade.outInterface, '-j', 'MASQUERADE', '--random-fully']);
+  rules.push([
+    'iptables',
+    '-w',
+    '-t',
+    'nat',
+    '-A',
+    'POSTROUTING',
+    '-s',
+    nat.masquerade.source,
+    '-o',
+    nat.masquerade.outInterface,
+    '-j',
+    'MASQUERADE',
+    '--random-fully',
+  ]);
   return rules;
 }
 
 export function nftNat(nat: NonNullable<PlannedNamespace['nat']>): string {
-  const forwards = nat.forwards.map((f) => `    iifname "${nat.inInterface}" ip daddr ${f.publicIp} udp dport ${f.port} dnat to ${f.toAddress}:${f.toPort}`);
+  const forwards = nat.forwards.map(
+    (f) => `    iifname "${nat.inInterface}" ip daddr ${f.publicIp} udp dport ${f.port} dnat to ${f.toAddress}:${f.toPort}`,
+  );
   return [
     'table ip nat {',
     '  chain prerouting {',
@@ -209,7 +247,11 @@ export async function downloadDebsInChroot(base: string, packages: string[], log
 }
 
 /** What every node shares, made once in the base. Per-node things (host keys, hostname, keys) come later. */
-export function finalizeBaseInChroot(base: string, o: { aptDir: string; sudoUser: string; maskedUnits: string[] }, logFile: string): Promise<void> {
+export function finalizeBaseInChroot(
+  base: string,
+  o: { aptDir: string; sudoUser: string; maskedUnits: string[] },
+  logFile: string,
+): Promise<void> {
   return chrootScript(
     base,
     `
@@ -262,12 +304,14 @@ export const umountLazy = (target: string) => run(['umount', '-l', target]);
 
 // ---------------------------------------------------------------- keys
 
-export const sshKeygenUser = (file: string, comment: string) => must(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-C', comment, '-f', file]);
+export const sshKeygenUser = (file: string, comment: string) =>
+  must(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-C', comment, '-f', file]);
 /** Host keys of every default type, generated into ROOT/etc/ssh (fresh per node, never shared). */
 export const sshKeygenHostKeys = (root: string) => must(['ssh-keygen', '-A', '-f', root]);
 export const sshKeygenFingerprint = (pubFile: string) => must(['ssh-keygen', '-l', '-f', pubFile]);
 /** Reads the host key a node's sshd serves, from inside a lab namespace (proves sshd answers). */
-export const sshKeyscan = (ns: string, host: string, port: number) => run(inNetns(ns, ['ssh-keyscan', '-T', '2', '-t', 'ed25519', '-p', String(port), host]), { timeoutMs: 8000 });
+export const sshKeyscan = (ns: string, host: string, port: number) =>
+  run(inNetns(ns, ['ssh-keyscan', '-T', '2', '-t', 'ed25519', '-p', String(port), host]), { timeoutMs: 8000 });
 
 /**
  * A booting node's state: `running`/`degraded` once systemd finished, plus `nologin` while /run/nologin
@@ -288,7 +332,8 @@ export async function nodeBootProblems(leaderPid: number): Promise<{ failedUnits
 
 // ---------------------------------------------------------------- users inside a node's root (chroot, before boot)
 
-export const addUser = (root: string, user: string) => must(['chroot', root, 'useradd', '--create-home', '--shell', '/bin/bash', '--password', '*', user], { env: chrootEnv });
+export const addUser = (root: string, user: string) =>
+  must(['chroot', root, 'useradd', '--create-home', '--shell', '/bin/bash', '--password', '*', user], { env: chrootEnv });
 
 // ---------------------------------------------------------------- containers
 
@@ -306,7 +351,8 @@ export function nspawnArgv(spec: NspawnSpec): string[] {
   return [
     'systemd-nspawn',
     '--quiet',
-    '-D', spec.root,
+    '-D',
+    spec.root,
     '-b',
     // the host has no systemd and no D-Bus: no machine registration, no scope unit (lab.md)
     '--register=no',
@@ -336,8 +382,17 @@ export function spawnDetached(argv: string[], logFile: string, env: NodeJS.Proce
 
 /** argv that runs a command inside a running node, entering every namespace of its PID 1. */
 export const inContainer = (leaderPid: number, argv: string[]) => [
-  'nsenter', '-a', '-t', String(leaderPid), '--',
-  'env', '-i', 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'HOME=/root', 'LANG=C.UTF-8', `TERM=${process.env.TERM ?? 'dumb'}`,
+  'nsenter',
+  '-a',
+  '-t',
+  String(leaderPid),
+  '--',
+  'env',
+  '-i',
+  'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+  'HOME=/root',
+  'LANG=C.UTF-8',
+  `TERM=${process.env.TERM ?? 'dumb'}`,
   ...argv,
 ];
 

@@ -45,7 +45,10 @@ export function describeChange(item: DriftItem): string {
   if (item.field === 'interface') return '+ [Interface] section';
   if (item.field === 'privateKey') return '- interface PrivateKey line (the key stays in its own file on the node)';
   if (item.field === 'otherSetting') return `- interface ${item.actual}`;
-  const subject = item.peer !== undefined ? `peer ${item.peer} ${PEER_LABELS[item.field] ?? item.field}` : `interface ${INTERFACE_LABELS[item.field] ?? item.field}`;
+  const subject =
+    item.peer !== undefined
+      ? `peer ${item.peer} ${PEER_LABELS[item.field] ?? item.field}`
+      : `interface ${INTERFACE_LABELS[item.field] ?? item.field}`;
   return `~ ${subject} ${item.actual} -> ${item.expected}`;
 }
 
@@ -54,7 +57,10 @@ export function classifyConfigChange(currentText: string | undefined, desired: D
   if (currentText === undefined) {
     return {
       kind: 'create',
-      summary: [`+ ${desired.interface}.conf: Address ${desired.address}, ListenPort ${desired.listenPort}, MTU ${desired.mtu}`, ...desired.peers.map((peer) => `+ peer ${peer.name}`)],
+      summary: [
+        `+ ${desired.interface}.conf: Address ${desired.address}, ListenPort ${desired.listenPort}, MTU ${desired.mtu}`,
+        ...desired.peers.map((peer) => `+ peer ${peer.name}`),
+      ],
     };
   }
   if (currentText === rendered) return { kind: 'none', summary: [] };

@@ -135,7 +135,12 @@ function publicKeyDrift(desired: DesiredPeer, actualKey: string | undefined, all
   };
 }
 
-function commonPeerDrift(desired: DesiredPeer, actual: { allowedIps: string[]; persistentKeepalive?: number; hasPresharedKey: boolean }, where: string, lines: Record<string, number> = {}): DriftItem[] {
+function commonPeerDrift(
+  desired: DesiredPeer,
+  actual: { allowedIps: string[]; persistentKeepalive?: number; hasPresharedKey: boolean },
+  where: string,
+  lines: Record<string, number> = {},
+): DriftItem[] {
   const items: DriftItem[] = [];
   const at = (key: string) => (lines[key] !== undefined ? { line: lines[key] } : {});
   if (!sameSet(desired.allowedIps, actual.allowedIps)) {
@@ -184,11 +189,24 @@ export function compareConfigToDesired(parsed: ParsedWgQuickConfig, desired: Des
   const items: DriftItem[] = [];
   const iface = parsed.interface;
   if (!iface) {
-    items.push({ field: 'interface', expected: 'present', actual: 'absent', severity: 'fail', message: 'the file has no [Interface] section' });
+    items.push({
+      field: 'interface',
+      expected: 'present',
+      actual: 'absent',
+      severity: 'fail',
+      message: 'the file has no [Interface] section',
+    });
   } else {
     const at = (key: string) => (iface.lines[key] !== undefined ? { line: iface.lines[key] } : {});
     if (!sameSet([desired.address], iface.addresses)) {
-      items.push({ field: 'address', expected: desired.address, actual: iface.addresses.join(', ') || ABSENT, severity: 'fail', message: 'Address differs from the design', ...at('address') });
+      items.push({
+        field: 'address',
+        expected: desired.address,
+        actual: iface.addresses.join(', ') || ABSENT,
+        severity: 'fail',
+        message: 'Address differs from the design',
+        ...at('address'),
+      });
     }
     const settings: Array<[DriftField, string, string, number | boolean | undefined, number | boolean]> = [
       ['listenPort', 'listenport', 'ListenPort', iface.listenPort, desired.listenPort],
@@ -198,12 +216,26 @@ export function compareConfigToDesired(parsed: ParsedWgQuickConfig, desired: Des
     ];
     for (const [field, key, label, actual, expected] of settings) {
       if (actual !== expected) {
-        items.push({ field, expected: String(expected), actual: show(actual as number | undefined), severity: 'fail', message: `${label} differs from the design`, ...at(key) });
+        items.push({
+          field,
+          expected: String(expected),
+          actual: show(actual as number | undefined),
+          severity: 'fail',
+          message: `${label} differs from the design`,
+          ...at(key),
+        });
       }
     }
     const postUp = postUpLoadingPrivateKey(desired);
     if (iface.postUp.length !== 1 || iface.postUp[0] !== postUp) {
-      items.push({ field: 'postUp', expected: postUp, actual: iface.postUp.join(' ; ') || ABSENT, severity: 'fail', message: 'PostUp does not load the private key the way meshctl does', ...at('postup') });
+      items.push({
+        field: 'postUp',
+        expected: postUp,
+        actual: iface.postUp.join(' ; ') || ABSENT,
+        severity: 'fail',
+        message: 'PostUp does not load the private key the way meshctl does',
+        ...at('postup'),
+      });
     }
     if (iface.hasPrivateKey) {
       items.push({
@@ -216,7 +248,14 @@ export function compareConfigToDesired(parsed: ParsedWgQuickConfig, desired: Des
       });
     }
     for (const entry of iface.otherEntries) {
-      items.push({ field: 'otherSetting', expected: ABSENT, actual: `${entry.key} = ${entry.value}`, severity: 'fail', message: `setting ${entry.key} is not part of the design`, line: entry.line });
+      items.push({
+        field: 'otherSetting',
+        expected: ABSENT,
+        actual: `${entry.key} = ${entry.value}`,
+        severity: 'fail',
+        message: `setting ${entry.key} is not part of the design`,
+        line: entry.line,
+      });
     }
   }
 
@@ -226,7 +265,15 @@ export function compareConfigToDesired(parsed: ParsedWgQuickConfig, desired: Des
   const checkPair = (wanted: DesiredPeer, actual: ParsedPeer) => {
     peerLabelByIndex.set(parsed.peers.indexOf(actual), wanted.name);
     if (actual.name !== wanted.name) {
-      peerItems.push({ peer: wanted.name, field: 'name', expected: wanted.name, actual: show(actual.name), severity: 'info', message: `the [Peer] comment does not name ${wanted.name}`, line: actual.line });
+      peerItems.push({
+        peer: wanted.name,
+        field: 'name',
+        expected: wanted.name,
+        actual: show(actual.name),
+        severity: 'info',
+        message: `the [Peer] comment does not name ${wanted.name}`,
+        line: actual.line,
+      });
     }
     if (actual.endpoint !== wanted.endpoint) {
       peerItems.push({
@@ -247,16 +294,37 @@ export function compareConfigToDesired(parsed: ParsedWgQuickConfig, desired: Des
     checkPair(wanted, actual);
   }
   for (const wanted of match.missing) {
-    peerItems.push({ peer: wanted.name, field: 'peer', expected: 'present', actual: 'absent', severity: 'fail', message: `peer ${wanted.name} is missing from the file` });
+    peerItems.push({
+      peer: wanted.name,
+      field: 'peer',
+      expected: 'present',
+      actual: 'absent',
+      severity: 'fail',
+      message: `peer ${wanted.name} is missing from the file`,
+    });
   }
   for (const actual of match.stale) {
     peerLabelByIndex.set(parsed.peers.indexOf(actual), stalePeerLabel(actual));
-    peerItems.push({ peer: stalePeerLabel(actual), field: 'peer', expected: 'absent', actual: 'present', severity: 'fail', message: `peer ${stalePeerLabel(actual)} is in the file but not in the design`, line: actual.line });
+    peerItems.push({
+      peer: stalePeerLabel(actual),
+      field: 'peer',
+      expected: 'absent',
+      actual: 'present',
+      severity: 'fail',
+      message: `peer ${stalePeerLabel(actual)} is in the file but not in the design`,
+      line: actual.line,
+    });
   }
 
   for (const diagnostic of parsed.diagnostics) {
     const peer = diagnostic.peerIndex === undefined ? undefined : peerLabelByIndex.get(diagnostic.peerIndex);
-    items.push({ ...(peer !== undefined ? { peer } : {}), field: 'syntax', severity: 'warn', message: diagnostic.message, line: diagnostic.line });
+    items.push({
+      ...(peer !== undefined ? { peer } : {}),
+      field: 'syntax',
+      severity: 'warn',
+      message: diagnostic.message,
+      line: diagnostic.line,
+    });
   }
   return [...items, ...peerItems];
 }
@@ -268,7 +336,11 @@ function liveEndpointDrift(wanted: DesiredPeer, live: LivePeer): DriftItem | und
   const base = { peer: wanted.name, field: 'endpoint' as const, expected: show(wanted.endpoint), actual: show(live.endpoint) };
   if (wanted.endpoint === live.endpoint) return undefined;
   if (wanted.endpoint === undefined) {
-    return { ...base, severity: 'info', message: `peer ${wanted.name} dialled in from ${live.endpoint} (no endpoint is configured for it)` };
+    return {
+      ...base,
+      severity: 'info',
+      message: `peer ${wanted.name} dialled in from ${live.endpoint} (no endpoint is configured for it)`,
+    };
   }
   if (live.endpoint === undefined) {
     return { ...base, severity: 'fail', message: `peer ${wanted.name} has no endpoint on the live interface: the config was not applied` };
@@ -277,10 +349,18 @@ function liveEndpointDrift(wanted: DesiredPeer, live: LivePeer): DriftItem | und
   const actual = splitEndpoint(live.endpoint);
   if (expected && actual && expected.host === actual.host && expected.port === actual.port) return undefined;
   if (expected && !isIpLiteral(expected.host)) {
-    return { ...base, severity: 'info', message: `peer ${wanted.name} is configured by name (${expected.host}); live ${live.endpoint} is its resolved address` };
+    return {
+      ...base,
+      severity: 'info',
+      message: `peer ${wanted.name} is configured by name (${expected.host}); live ${live.endpoint} is its resolved address`,
+    };
   }
   if (expected && actual && expected.host === actual.host && wanted.throughNat) {
-    return { ...base, severity: 'info', message: `a NAT between this node and ${wanted.name} rewrote the source port; WireGuard roamed to it` };
+    return {
+      ...base,
+      severity: 'info',
+      message: `a NAT between this node and ${wanted.name} rewrote the source port; WireGuard roamed to it`,
+    };
   }
   return {
     ...base,
@@ -316,7 +396,11 @@ function natCollisionDrift(wanted: DesiredPeer, live: LivePeer, peers: readonly 
   };
 }
 
-export function compareLiveToDesired(desired: DesiredNodeConfig, livePeers: readonly LivePeer[], liveInterface?: LiveInterface): DriftItem[] {
+export function compareLiveToDesired(
+  desired: DesiredNodeConfig,
+  livePeers: readonly LivePeer[],
+  liveInterface?: LiveInterface,
+): DriftItem[] {
   const items: DriftItem[] = [];
   if (liveInterface) {
     if (liveInterface.publicKey !== desired.publicKey) {
@@ -332,7 +416,13 @@ export function compareLiveToDesired(desired: DesiredNodeConfig, livePeers: read
       });
     }
     if (liveInterface.listenPort !== desired.listenPort) {
-      items.push({ field: 'listenPort', expected: String(desired.listenPort), actual: show(liveInterface.listenPort), severity: 'fail', message: `${desired.interface} listens on another port than designed` });
+      items.push({
+        field: 'listenPort',
+        expected: String(desired.listenPort),
+        actual: show(liveInterface.listenPort),
+        severity: 'fail',
+        message: `${desired.interface} listens on another port than designed`,
+      });
     }
   }
   const match = matchPeers(desired.peers, livePeers);
@@ -347,10 +437,24 @@ export function compareLiveToDesired(desired: DesiredNodeConfig, livePeers: read
     checkPair(wanted, actual);
   }
   for (const wanted of match.missing) {
-    items.push({ peer: wanted.name, field: 'peer', expected: 'present', actual: 'absent', severity: 'fail', message: `peer ${wanted.name} is missing from the live interface` });
+    items.push({
+      peer: wanted.name,
+      field: 'peer',
+      expected: 'present',
+      actual: 'absent',
+      severity: 'fail',
+      message: `peer ${wanted.name} is missing from the live interface`,
+    });
   }
   for (const live of match.stale) {
-    items.push({ peer: live.publicKey, field: 'peer', expected: 'absent', actual: 'present', severity: 'fail', message: `live peer ${live.publicKey} is not in the design (stale)` });
+    items.push({
+      peer: live.publicKey,
+      field: 'peer',
+      expected: 'absent',
+      actual: 'present',
+      severity: 'fail',
+      message: `live peer ${live.publicKey} is not in the design (stale)`,
+    });
   }
   return items;
 }

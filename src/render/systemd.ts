@@ -17,7 +17,7 @@ export function syncconfKeepingKeyCommand(iface: string, privateKeyPath: string)
   return `stripped=$(wg-quick strip ${iface}) && { echo "$stripped"; echo "[Interface]"; printf "PrivateKey = "; cat ${privateKeyPath}; } | wg syncconf ${iface} /dev/stdin`;
 }
 
-export const reloadDropInPath = (iface: string) => `/etc/systemd/system/wg-quick@${iface}.service.d/meshctl-keep-key.conf`;
+export { reloadDropInPath } from '../remote/wireguard.js';
 
 /**
  * The drop-in for wg-quick@IFACE.service. Written for the one interface meshctl manages; the command uses the

@@ -51,7 +51,16 @@ function nonNegativeInteger(text: string): number | undefined {
 }
 
 function parsePeerFields(fields: string[]): LivePeer | string {
-  const [publicKey, presharedKey, endpoint, allowedIps, handshake, rx, tx, keepalive] = fields as [string, string, string, string, string, string, string, string];
+  const [publicKey, presharedKey, endpoint, allowedIps, handshake, rx, tx, keepalive] = fields as [
+    string,
+    string,
+    string,
+    string,
+    string,
+    string,
+    string,
+    string,
+  ];
   if (!looksLikeWireGuardKey(publicKey)) return 'first field is not a public key';
   const latestHandshake = nonNegativeInteger(handshake);
   const rxBytes = nonNegativeInteger(rx);

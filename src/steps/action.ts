@@ -43,7 +43,11 @@ export function heredoc(content: string): { start: string; body: string } {
  * Script that writes a file atomically: temp file in the same directory, mode, rename over the target.
  * With `backup`, the previous version is kept as FILE.bak. Prints `LABEL=<sha256 of the new file>`.
  */
-export function atomicWriteScript(path: string, content: string, { mode = '600', dirMode = '700', backup = false, label = 'sha256' } = {}): string {
+export function atomicWriteScript(
+  path: string,
+  content: string,
+  { mode = '600', dirMode = '700', backup = false, label = 'sha256' } = {},
+): string {
   const doc = heredoc(content);
   const tmp = `${path}.meshctl-tmp`;
   return [

@@ -55,7 +55,10 @@ export function planConfig(facts: NodeFacts, input: ConfigPlanInput): ConfigPlan
   }
   if (writeReloadDropIn) {
     // a unit's drop-in directory is world-readable, as systemd's own are
-    parts.push(atomicWriteScript(p.reloadDropIn, input.reloadDropInText, { mode: '644', dirMode: '755', label: 'dropin' }), 'systemctl daemon-reload');
+    parts.push(
+      atomicWriteScript(p.reloadDropIn, input.reloadDropInText, { mode: '644', dirMode: '755', label: 'dropin' }),
+      'systemctl daemon-reload',
+    );
     did.push(`write ${p.reloadDropIn} (a reload keeps the key)`);
   }
   parts.push('echo rp_filter=$(cat /proc/sys/net/ipv4/conf/all/rp_filter),$(cat /proc/sys/net/ipv4/conf/default/rp_filter)');

@@ -6,13 +6,14 @@ import { wireguardPaths, type NodeFacts } from '../facts/node-facts.js';
 import { looksLikeWireGuardKey } from '../topology/desired.js';
 import type { RemoteAction } from './action.js';
 
-
 /** Undefined when the node already has a key whose public half the facts probe derived. */
 export function planKeys(facts: NodeFacts, iface: string): RemoteAction | undefined {
   if (facts.keys.privateKeyExists && facts.keys.publicKey && facts.keys.privateKeyMode === '600') return undefined;
   const p = wireguardPaths(iface);
   return {
-    description: facts.keys.privateKeyExists ? `derive the public key of the existing ${p.privateKey}` : `generate ${p.privateKey} on the node`,
+    description: facts.keys.privateKeyExists
+      ? `derive the public key of the existing ${p.privateKey}`
+      : `generate ${p.privateKey} on the node`,
     script: [
       'set -e',
       'umask 077',
@@ -29,7 +30,10 @@ export function planKeys(facts: NodeFacts, iface: string): RemoteAction | undefi
 
 /** Parses the keys action's output: first line created|kept, last line the public key. */
 export function parseKeysOutput(stdout: string): { created: boolean; publicKey: string } {
-  const lines = stdout.trim().split('\n').map((l) => l.trim());
+  const lines = stdout
+    .trim()
+    .split('\n')
+    .map((l) => l.trim());
   const publicKey = lines.at(-1) ?? '';
   if (!looksLikeWireGuardKey(publicKey)) throw new Error('the node did not return a valid WireGuard public key');
   return { created: lines[0] === 'created', publicKey };

@@ -13,11 +13,12 @@ import type { ConfigChangeKind } from '../render/changes.js';
 import type { RemoteAction } from './action.js';
 import { syncconfKeepingKeyCommand } from '../render/systemd.js';
 
-
 const interfaceReport = (iface: string, service: string, systemd: boolean) =>
   [
     `echo ifindex=$(cat /sys/class/net/${iface}/ifindex 2>/dev/null)`,
-    systemd ? `echo active=$(systemctl is-active ${service} 2>/dev/null)` : `echo active=$([ -e /sys/class/net/${iface} ] && echo active || echo inactive)`,
+    systemd
+      ? `echo active=$(systemctl is-active ${service} 2>/dev/null)`
+      : `echo active=$([ -e /sys/class/net/${iface} ] && echo active || echo inactive)`,
     systemd ? `echo enabled=$(systemctl is-enabled ${service} 2>/dev/null)` : 'echo enabled=no-systemd',
   ].join('\n');
 

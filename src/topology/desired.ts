@@ -128,12 +128,18 @@ function buildNodeConfig(inventory: Inventory, self: Node, publicKeys: ReadonlyM
  */
 export function desiredNodeConfig(inventory: Inventory, nodeName: string, publicKeys: ReadonlyMap<string, string>): DesiredNodeConfig {
   const self = nodeNamed(inventory, nodeName);
-  checkPublicKeys(inventory.nodes.map((n) => n.name), publicKeys);
+  checkPublicKeys(
+    inventory.nodes.map((n) => n.name),
+    publicKeys,
+  );
   return buildNodeConfig(inventory, self, publicKeys);
 }
 
 /** The desired config of every node, in inventory order. Same key checks as desiredNodeConfig, done once. */
 export function desiredMesh(inventory: Inventory, publicKeys: ReadonlyMap<string, string>): DesiredNodeConfig[] {
-  checkPublicKeys(inventory.nodes.map((n) => n.name), publicKeys);
+  checkPublicKeys(
+    inventory.nodes.map((n) => n.name),
+    publicKeys,
+  );
   return inventory.nodes.map((self) => buildNodeConfig(inventory, self, publicKeys));
 }

@@ -24,9 +24,7 @@ import { dirname } from 'node:path';
 
 export type HostKeyStatus = 'match' | 'unknown' | 'changed' | 'revoked';
 
-export type HostField =
-  | { kind: 'hashed'; salt: Buffer; hash: Buffer }
-  | { kind: 'patterns'; patterns: string[] };
+export type HostField = { kind: 'hashed'; salt: Buffer; hash: Buffer } | { kind: 'patterns'; patterns: string[] };
 
 export interface KnownHostEntry {
   marker?: 'revoked' | 'cert-authority';
@@ -260,25 +258,29 @@ export function appendKnownHost(
   options: AppendOptions = {},
 ): Promise<void> {
   const previous = appendQueues.get(file) ?? Promise.resolve();
-  const next = previous.catch(() => undefined).then(async () => {
-    await fsp.mkdir(dirname(file), { recursive: true, mode: 0o700 });
-    const handle = await fsp.open(file, 'a+', 0o600);
-    try {
-      const { size } = await handle.stat();
-      let prefix = '';
-      if (size > 0) {
-        const last = Buffer.alloc(1);
-        await handle.read(last, 0, 1, size - 1);
-        if (last[0] !== 0x0a) prefix = '\n';
+  const next = previous
+    .catch(() => undefined)
+    .then(async () => {
+      await fsp.mkdir(dirname(file), { recursive: true, mode: 0o700 });
+      const handle = await fsp.open(file, 'a+', 0o600);
+      try {
+        const { size } = await handle.stat();
+        let prefix = '';
+        if (size > 0) {
+          const last = Buffer.alloc(1);
+          await handle.read(last, 0, 1, size - 1);
+          if (last[0] !== 0x0a) prefix = '\n';
+        }
+        await handle.write(`${prefix}${knownHostLine(host, port, keyType, rawKey, options)}\n`);
+      } finally {
+        await handle.close();
       }
-      await handle.write(`${prefix}${knownHostLine(host, port, keyType, rawKey, options)}\n`);
-    } finally {
-      await handle.close();
-    }
-  });
+    });
   appendQueues.set(file, next);
-  void next.finally(() => {
-    if (appendQueues.get(file) === next) appendQueues.delete(file);
-  }).catch(() => undefined);
+  void next
+    .finally(() => {
+      if (appendQueues.get(file) === next) appendQueues.delete(file);
+    })
+    .catch(() => undefined);
   return next;
 }

@@ -250,17 +250,18 @@ export async function resolveSshConfig(
   const configFile = env.MESHCTL_SSH_CONFIG || options.configFile;
   const home = env.HOME || homedir();
   if (sshMissing) return withOverrides(defaultSettings(target, home), target, options.defaultUser);
-  const args = sshGArgs(target, wrapperConfigFile(configFile ? expandTilde(configFile, home) : undefined, home, options.defaultUser ?? DEFAULT_USER));
-  const result = await new Promise<{ stdout: string; stderr: string; error?: { code?: unknown; message: string } }>(
-    (resolve) => {
-      execFile(
-        'ssh',
-        args,
-        { timeout: options.timeoutMs ?? 5000, env: { ...env, HOME: home }, maxBuffer: 4 << 20 },
-        (error, stdout, stderr) => resolve({ stdout, stderr, error: error ?? undefined }),
-      );
-    },
+  const args = sshGArgs(
+    target,
+    wrapperConfigFile(configFile ? expandTilde(configFile, home) : undefined, home, options.defaultUser ?? DEFAULT_USER),
   );
+  const result = await new Promise<{ stdout: string; stderr: string; error?: { code?: unknown; message: string } }>((resolve) => {
+    execFile(
+      'ssh',
+      args,
+      { timeout: options.timeoutMs ?? 5000, env: { ...env, HOME: home }, maxBuffer: 4 << 20 },
+      (error, stdout, stderr) => resolve({ stdout, stderr, error: error ?? undefined }),
+    );
+  });
   if (result.error) {
     if (result.error.code === 'ENOENT') {
       sshMissing = true;

@@ -41,14 +41,7 @@ import {
   type HostKeyVerdict,
   type KnownHostEntry,
 } from './known-hosts.js';
-import {
-  expandTilde,
-  localUser,
-  resolveSshConfig,
-  SshConfigError,
-  type JumpSpec,
-  type ResolvedSshConfig,
-} from './ssh-config.js';
+import { expandTilde, localUser, resolveSshConfig, SshConfigError, type JumpSpec, type ResolvedSshConfig } from './ssh-config.js';
 import {
   shellQuote,
   TransportError,
@@ -110,9 +103,7 @@ export function wrapCommand(script: string, options: { sudo: boolean; timeoutMs?
   let guard = run;
   if (options.timeoutMs !== undefined && options.timeoutMs > 0) {
     const seconds = Math.max(1, Math.ceil(options.timeoutMs / 1000));
-    guard =
-      `if command -v timeout >/dev/null 2>&1; then exec timeout -k ${REMOTE_KILL_AFTER_S} ${seconds} sh -c "$1" sh; fi; ` +
-      run;
+    guard = `if command -v timeout >/dev/null 2>&1; then exec timeout -k ${REMOTE_KILL_AFTER_S} ${seconds} sh -c "$1" sh; fi; ` + run;
   }
   return `${options.sudo ? 'sudo -n ' : ''}sh -c ${shellQuote(guard)} meshctl ${shellQuote(script)}`;
 }
@@ -131,7 +122,15 @@ export function signalExitCode(signal: string | undefined): number {
 
 /** ssh2 serverHostKey preference: algorithms for the key types known_hosts already has come first. */
 export function hostKeyAlgorithms(knownTypes: string[]): string[] {
-  const all = ['ssh-ed25519', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521', 'rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'];
+  const all = [
+    'ssh-ed25519',
+    'ecdsa-sha2-nistp256',
+    'ecdsa-sha2-nistp384',
+    'ecdsa-sha2-nistp521',
+    'rsa-sha2-512',
+    'rsa-sha2-256',
+    'ssh-rsa',
+  ];
   const forType = (t: string) => (t === 'ssh-rsa' ? ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'] : [t]);
   const preferred = knownTypes.flatMap(forType).filter((a) => all.includes(a));
   return [...new Set([...preferred, ...all])];
@@ -139,8 +138,7 @@ export function hostKeyAlgorithms(knownTypes: string[]): string[] {
 
 const hostKeyFileType = (t: string) => (t === 'ssh-ed25519' ? 'ed25519' : t.startsWith('ecdsa') ? 'ecdsa' : t === 'ssh-rsa' ? 'rsa' : t);
 
-const describeKeyType = (t: string) =>
-  t === 'ssh-ed25519' ? 'ED25519' : t.startsWith('ecdsa') ? 'ECDSA' : t === 'ssh-rsa' ? 'RSA' : t;
+const describeKeyType = (t: string) => (t === 'ssh-ed25519' ? 'ED25519' : t.startsWith('ecdsa') ? 'ECDSA' : t === 'ssh-rsa' ? 'RSA' : t);
 
 // ---------------------------------------------------------------------------------------------------------
 // authentication
@@ -183,19 +181,19 @@ export function planAuth(node: Node, settings: ResolvedSshConfig, env: NodeJS.Pr
       return;
     }
     const key = Array.isArray(parsed) ? parsed[0] : parsed;
-    if (!key || !key.isPrivateKey()) {
+    if (!key?.isPrivateKey()) {
       if (mustExist) plan.unusable.push(`${file} (not a private key)`);
       return;
     }
     plan.candidates.push({ label: file, method: (username) => ({ type: 'publickey', username, key: data }) });
   };
-  explicit.forEach((f) => addFile(f, true));
+  for (const f of explicit) addFile(f, true);
   const agent = env.SSH_AUTH_SOCK;
   if (agent) {
     plan.agent = agent;
     plan.candidates.push({ label: 'ssh-agent', method: (username) => ({ type: 'agent', username, agent }) });
   }
-  implicit.forEach((f) => addFile(f, false));
+  for (const f of implicit) addFile(f, false);
   return plan;
 }
 
@@ -227,7 +225,10 @@ interface HostKeyPolicy {
 export function knownHostsFiles(settings: ResolvedSshConfig, env: NodeJS.ProcessEnv, home: string): { read: string[]; write: string } {
   const override = env.MESHCTL_KNOWN_HOSTS;
   if (override) {
-    const files = override.split(':').filter(Boolean).map((f) => expandTilde(f, home));
+    const files = override
+      .split(':')
+      .filter(Boolean)
+      .map((f) => expandTilde(f, home));
     return { read: files, write: files[0] };
   }
   const userDefault = join(home, '.ssh', 'known_hosts');
@@ -236,7 +237,12 @@ export function knownHostsFiles(settings: ResolvedSshConfig, env: NodeJS.Process
   return { read, write: user[0] ?? userDefault };
 }
 
-function hostKeyMessage(verdict: HostKeyVerdict, host: string, port: number, policy: HostKeyPolicy): { message: string; reason: TransportFailure } {
+function hostKeyMessage(
+  verdict: HostKeyVerdict,
+  host: string,
+  port: number,
+  policy: HostKeyPolicy,
+): { message: string; reason: TransportFailure } {
   const shown = `${describeKeyType(verdict.keyType)} key ${verdict.fingerprint}`;
   const name = knownHostName(host, port);
   const where = verdict.entry ? `${verdict.entry.file}:${verdict.entry.line}` : policy.writeFile;
@@ -294,7 +300,12 @@ async function openClient(hop: HopTarget, ctx: OpenContext, node: Node, sock?: R
     throw fail(`ProxyCommand is not supported (found "${settings.proxyCommand}"); use ProxyJump`, 'config');
   }
   const files = knownHostsFiles(settings, ctx.env, ctx.home);
-  const policy: HostKeyPolicy = { readFiles: files.read, writeFile: files.write, hash: settings.hashKnownHosts, acceptNew: !!ctx.options.acceptNew };
+  const policy: HostKeyPolicy = {
+    readFiles: files.read,
+    writeFile: files.write,
+    hash: settings.hashKnownHosts,
+    acceptNew: !!ctx.options.acceptNew,
+  };
   const known = await loadKnownHosts(policy.readFiles);
   // OpenSSH looks a HostKeyAlias up as written, without the port
   const keyHost = settings.hostKeyAlias ?? settings.hostname;
@@ -330,7 +341,13 @@ async function openClient(hop: HopTarget, ctx: OpenContext, node: Node, sock?: R
       }
     };
     const timer = setTimeout(
-      () => finish(fail(`connect timed out after ${((ctx.deadline - ctx.startedAt) / 1000).toFixed(1)} s${authStarted ? ' (during authentication)' : ''}`, 'timeout')),
+      () =>
+        finish(
+          fail(
+            `connect timed out after ${((ctx.deadline - ctx.startedAt) / 1000).toFixed(1)} s${authStarted ? ' (during authentication)' : ''}`,
+            'timeout',
+          ),
+        ),
       remaining,
     );
     const onAbort = () => finish(fail('interrupted', 'connect'));
@@ -454,7 +471,10 @@ export class JumpHosts {
     if (!entry) return;
     if (--entry.refs <= 0) {
       this.entries.delete(key);
-      entry.client.then((c) => c.end(), () => undefined);
+      entry.client.then(
+        (c) => c.end(),
+        () => undefined,
+      );
     }
   }
 
@@ -462,7 +482,10 @@ export class JumpHosts {
   closeAll(): void {
     for (const [key, entry] of this.entries) {
       this.entries.delete(key);
-      entry.client.then((c) => c.end(), () => undefined);
+      entry.client.then(
+        (c) => c.end(),
+        () => undefined,
+      );
     }
   }
 }
@@ -499,7 +522,8 @@ function sendSignal(channel: ClientChannel, name: string): void {
     _client?: { _protocol?: { signal(id: number, name: string): void } };
   };
   try {
-    if ((ch.outgoing?.state === 'open' || ch.outgoing?.state === 'eof') && ch._client?._protocol) ch._client._protocol.signal(ch.outgoing.id, name);
+    if ((ch.outgoing?.state === 'open' || ch.outgoing?.state === 'eof') && ch._client?._protocol)
+      ch._client._protocol.signal(ch.outgoing.id, name);
     else channel.signal(name);
   } catch {
     // best effort: the remote `timeout` is the backstop
@@ -522,7 +546,11 @@ class SshConnection implements Connection {
   ) {
     this.channels = new Semaphore(defaults.maxChannels);
     client.on('error', (err: Error) => {
-      this.lost ??= new TransportError(node, `${node} (${target}): connection lost: ${err.message}`, /keepalive/i.test(err.message) ? 'timeout' : 'lost');
+      this.lost ??= new TransportError(
+        node,
+        `${node} (${target}): connection lost: ${err.message}`,
+        /keepalive/i.test(err.message) ? 'timeout' : 'lost',
+      );
     });
     client.on('close', () => {
       this.lost ??= new TransportError(node, `${node} (${target}): connection closed by the remote side`, 'lost');
@@ -543,7 +571,11 @@ class SshConnection implements Connection {
       this.stats.commands++;
       this.stats.remoteMs += result.durationMs;
       if (this.sudo && result.code === 1 && sudoNeedsPassword(result.stderr)) {
-        throw new TransportError(this.node, `${this.node} (${this.target}): sudo asks for a password; meshctl needs passwordless sudo (NOPASSWD) or user root`, 'sudo');
+        throw new TransportError(
+          this.node,
+          `${this.node} (${this.target}): sudo asks for a password; meshctl needs passwordless sudo (NOPASSWD) or user root`,
+          'sudo',
+        );
       }
       return result;
     } finally {
@@ -602,7 +634,9 @@ class SshConnection implements Connection {
               setTimeout(() => open(attempt + 1), 50 * (attempt + 1));
               return;
             }
-            return settle(() => reject(new TransportError(this.node, `${this.node} (${this.target}): cannot open a channel: ${err.message}`, 'lost')));
+            return settle(() =>
+              reject(new TransportError(this.node, `${this.node} (${this.target}): cannot open a channel: ${err.message}`, 'lost')),
+            );
           }
           stream = channel;
           channel.on('data', (d: Buffer) => stdout.push(d));
@@ -648,9 +682,13 @@ const inventoryLabel = (node: Node) => `${node.ssh.user}@${node.ssh.host}:${node
 async function resolveNode(node: Node, options: ConnectOptions, env: NodeJS.ProcessEnv): Promise<ResolvedSshConfig> {
   const explicit = (node.ssh as { explicit?: { port?: boolean; user?: boolean } }).explicit;
   try {
-    return await resolveSshConfig({ host: node.ssh.host, port: node.ssh.port, user: node.ssh.user, explicit }, { configFile: options.sshConfigFile, env });
+    return await resolveSshConfig(
+      { host: node.ssh.host, port: node.ssh.port, user: node.ssh.user, explicit },
+      { configFile: options.sshConfigFile, env },
+    );
   } catch (err) {
-    if (err instanceof SshConfigError) throw new TransportError(node.name, `${node.name} (${inventoryLabel(node)}): ${err.message}`, 'config');
+    if (err instanceof SshConfigError)
+      throw new TransportError(node.name, `${node.name} (${inventoryLabel(node)}): ${err.message}`, 'config');
     throw err;
   }
 }
@@ -662,7 +700,8 @@ async function resolveHop(node: Node, hop: JumpSpec, options: ConnectOptions, en
       { configFile: options.sshConfigFile, env, defaultUser: localUser() },
     );
   } catch (err) {
-    if (err instanceof SshConfigError) throw new TransportError(node.name, `${node.name} (jump host ${hop.host}): ${err.message}`, 'config');
+    if (err instanceof SshConfigError)
+      throw new TransportError(node.name, `${node.name} (jump host ${hop.host}): ${err.message}`, 'config');
     throw err;
   }
 }
@@ -737,7 +776,11 @@ async function forwardOrFail(node: Node, via: SshClient, settings: ResolvedSshCo
   try {
     return await forward(via, settings.hostname, settings.port);
   } catch (err) {
-    throw new TransportError(node.name, `${node.name} (${label}): the jump host could not open a connection to it: ${(err as Error).message}`, 'connect');
+    throw new TransportError(
+      node.name,
+      `${node.name} (${label}): the jump host could not open a connection to it: ${(err as Error).message}`,
+      'connect',
+    );
   }
 }
 
@@ -754,7 +797,11 @@ async function probeRoot(connection: SshConnection, node: string, target: string
   await connection.close();
   const why = result.stderr.trim().split('\n')[0] ?? '';
   if (sudo && /sudo: (not found|command not found)|sudo: .*not found/.test(result.stderr)) {
-    throw new TransportError(node, `${node} (${target}): logged in as ${user}, but sudo is not installed; use user root or install sudo`, 'sudo');
+    throw new TransportError(
+      node,
+      `${node} (${target}): logged in as ${user}, but sudo is not installed; use user root or install sudo`,
+      'sudo',
+    );
   }
   if (sudo && /not in the sudoers|not allowed to (run|execute)/.test(result.stderr)) {
     throw new TransportError(node, `${node} (${target}): ${user} may not use sudo (${why})`, 'sudo');

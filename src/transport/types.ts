@@ -67,5 +67,5 @@ export class TransportError extends Error {
   }
 }
 
-/** Quotes a string for a POSIX shell. */
-export const shellQuote = (value: string): string => `'${value.replaceAll("'", `'\\''`)}'`;
+/** Quotes a string for a POSIX shell (kept here for the transport; the one definition is ../remote/shell.ts). */
+export { shellQuote } from '../remote/shell.js';

@@ -63,7 +63,9 @@ export function createEngineView(options: ViewOptions): EngineView & { chalk: Ch
       if (options.yes || isLast || report.verdict === 'PLANNED') return true;
       if (!options.interactive) throw new MeshctlError('a gate needs confirmation but there is no terminal: pass --yes', ExitCode.badInput);
       try {
-        const { go } = await inquirer.prompt<{ go: boolean }>([{ type: 'confirm', name: 'go', message: `GO: continue after "${report.title}"?`, default: true }]);
+        const { go } = await inquirer.prompt<{ go: boolean }>([
+          { type: 'confirm', name: 'go', message: `GO: continue after "${report.title}"?`, default: true },
+        ]);
         return go;
       } catch (error) {
         if ((error as Error).name === 'ExitPromptError') throw new MeshctlError('interrupted at the gate', ExitCode.interrupted);

@@ -27,7 +27,8 @@ export function renderGateReport(report: PhaseReport, chalk: ChalkInstance): str
   return lines.join('\n');
 }
 
-const diffColour = (line: string, chalk: ChalkInstance) => (line.startsWith('+') ? chalk.green : line.startsWith('-') ? chalk.red : chalk.dim);
+const diffColour = (line: string, chalk: ChalkInstance) =>
+  line.startsWith('+') ? chalk.green : line.startsWith('-') ? chalk.red : chalk.dim;
 
 export function failedSummary(report: PhaseReport): string {
   const failed = report.nodes.flatMap((n) => n.checks.filter((c) => c.status === 'fail').map((c) => `${n.node} ${c.id}`));

@@ -140,7 +140,9 @@ describe('ssh transport against a real sshd', { skip: skip ?? false }, () => {
       for (let i = 0; i < 10; i++) await conn.run('true');
       const rtt = (performance.now() - t0) / 10;
       // the numbers for the report (they include the remote login shell start-up, e.g. ~/.bashrc)
-      process.stdout.write(`# loopback: connect ${connectMs.toFixed(0)} ms (incl. ssh -G and the root probe), round trip ${rtt.toFixed(1)} ms\n`);
+      process.stdout.write(
+        `# loopback: connect ${connectMs.toFixed(0)} ms (incl. ssh -G and the root probe), round trip ${rtt.toFixed(1)} ms\n`,
+      );
     });
     after(async () => conn && (await conn.close()));
 
@@ -237,7 +239,9 @@ describe('ssh transport against a real sshd', { skip: skip ?? false }, () => {
     await refused(
       connectNode(node('unknown', { identityFile: markerKey.privateFile }), { env: env(file) }),
       'host-key-unknown',
-      new RegExp(`^unknown \\(root@127\\.0\\.0\\.1:${sshd.port}\\): host key not known: ED25519 key ${fp.replace(/[+/]/g, '\\$&')} .*ssh-keyscan.*--accept-new`),
+      new RegExp(
+        `^unknown \\(root@127\\.0\\.0\\.1:${sshd.port}\\): host key not known: ED25519 key ${fp.replace(/[+/]/g, '\\$&')} .*ssh-keyscan.*--accept-new`,
+      ),
     );
     assert.ok(!existsSync(marker), 'a command ran on a node with an unknown key');
     assert.doesNotMatch(sshd.log().slice(logBefore), /Accepted publickey|Failed publickey|Starting session/);
@@ -293,9 +297,15 @@ describe('ssh transport against a real sshd', { skip: skip ?? false }, () => {
     const file = knownHostsWith(hostKeyLine(sshd), hostKeyLine(jump));
     const jumpLogBefore = jump.log().length;
     // port 22 / user root are the inventory defaults: the alias's Port and ProxyJump apply
-    const nodes = [node('j1', { host: 'behind', port: 22, identityFile: undefined }), node('j2', { host: 'behind2', port: 22, identityFile: undefined })];
+    const nodes = [
+      node('j1', { host: 'behind', port: 22, identityFile: undefined }),
+      node('j2', { host: 'behind2', port: 22, identityFile: undefined }),
+    ];
     const { connections, failures, jumpHosts } = await connectAll(nodes, { env: env(file) });
-    assert.deepEqual([...failures.values()].map((f) => f.message), []);
+    assert.deepEqual(
+      [...failures.values()].map((f) => f.message),
+      [],
+    );
     for (const c of connections.values()) {
       assert.equal(c.target, `root@127.0.0.1:${sshd.port}`);
       assert.equal((await c.run('echo via-jump')).stdout, 'via-jump\n');
@@ -363,7 +373,11 @@ describe('ssh transport against a real sshd', { skip: skip ?? false }, () => {
   test('connection refused and closed connections are TransportErrors naming node and target', async () => {
     const closedPort = (await import('./sshd-harness.js')).freePort;
     const port = await closedPort();
-    await refused(connectNode(node('down', { port }), { env: env(knownHostsWith()) }), 'connect', new RegExp(`^down \\(root@127\\.0\\.0\\.1:${port}\\): connection refused`));
+    await refused(
+      connectNode(node('down', { port }), { env: env(knownHostsWith()) }),
+      'connect',
+      new RegExp(`^down \\(root@127\\.0\\.0\\.1:${port}\\): connection refused`),
+    );
     const c = await connectNode(node('closing'), { env: env(knownHostsWith(hostKeyLine(sshd))) });
     await c.close();
     await refused(c.run('true'), 'closed', /already closed/);

@@ -19,7 +19,11 @@ export function sshdSkipReason(): string | undefined {
   return undefined;
 }
 
-export function keygen(file: string, type: 'ed25519' | 'rsa' | 'ecdsa' = 'ed25519', passphrase = ''): { privateFile: string; publicLine: string } {
+export function keygen(
+  file: string,
+  type: 'ed25519' | 'rsa' | 'ecdsa' = 'ed25519',
+  passphrase = '',
+): { privateFile: string; publicLine: string } {
   const args = ['-q', '-t', type, '-N', passphrase, '-C', 'meshctl-test', '-f', file];
   if (type === 'rsa') args.push('-b', '2048');
   const r = spawnSync('ssh-keygen', args, { encoding: 'utf8' });

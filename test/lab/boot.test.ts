@@ -30,7 +30,10 @@ function breakUserSessions(mode: 'always' | 'first boot') {
     if (node !== 'solo-2') return;
     const dir = join(root, 'etc/systemd/system/systemd-user-sessions.service.d');
     mkdirSync(dir, { recursive: true });
-    const pre = mode === 'always' ? '/bin/false' : "/bin/sh -c 'test -e /var/lib/meshctl-test-booted || { touch /var/lib/meshctl-test-booted; exit 1; }'";
+    const pre =
+      mode === 'always'
+        ? '/bin/false'
+        : "/bin/sh -c 'test -e /var/lib/meshctl-test-booted || { touch /var/lib/meshctl-test-booted; exit 1; }'";
     writeFileSync(join(dir, 'meshctl-test-fault.conf'), `[Service]\nExecStartPre=${pre}\n`);
   };
 }
@@ -42,7 +45,10 @@ describe('lab up with a node whose boot goes wrong', { skip: labSkipReason() }, 
     try {
       const state = await labUp(inventory, { name, progress: (m) => messages.push(m), beforeBoot: breakUserSessions('first boot') });
       const log = messages.join('\n');
-      assert.match(log, /warning: node solo-2 not ready after \d+ s: systemd degraded nologin, .*failed units: systemd-user-sessions\.service/);
+      assert.match(
+        log,
+        /warning: node solo-2 not ready after \d+ s: systemd degraded nologin, .*failed units: systemd-user-sessions\.service/,
+      );
       assert.match(log, /booting solo-2 once more/);
       assert.doesNotMatch(log, /solo-1 not ready/, 'the healthy node booted once');
       // pam_nologin refuses non-root users while /run/nologin exists: the sudo user's login proves the second boot is whole
@@ -67,10 +73,16 @@ describe('lab up with a node whose boot goes wrong', { skip: labSkipReason() }, 
     }
     assert.ok(failure instanceof MeshctlError, `lab up should fail, got ${String(failure)}`);
     assert.equal(failure.exitCode, 1);
-    assert.match(failure.message, /node solo-2 not ready after \d+ s: systemd degraded nologin, .*failed units: systemd-user-sessions\.service; its journal ends:/);
+    assert.match(
+      failure.message,
+      /node solo-2 not ready after \d+ s: systemd degraded nologin, .*failed units: systemd-user-sessions\.service; its journal ends:/,
+    );
     // it fails as soon as the boot is known to be stuck, not after the 90 s readiness timeout
     const waited = [...failure.message.matchAll(/not ready after (\d+) s/g)].map((m) => Number(m[1]));
-    assert.ok(waited.every((s) => s < 60), `waited ${waited.join(', ')} s`);
+    assert.ok(
+      waited.every((s) => s < 60),
+      `waited ${waited.join(', ')} s`,
+    );
     assert.equal(messages.filter((m) => /booting solo-2 once more/.test(m)).length, 1, 'exactly one more boot');
     assert.deepEqual(await leftovers(name), []);
   });

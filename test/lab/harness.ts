@@ -21,7 +21,8 @@ import { netnsList, which } from '../../src/lab/sys.js';
 /** Why lab tests cannot run here, or undefined when they can. */
 export function labSkipReason(): string | undefined {
   if (process.getuid?.() !== 0) return 'lab tests need root';
-  for (const tool of ['systemd-nspawn', 'debootstrap', 'ip', 'nsenter']) if (!which(tool)) return `lab tests need ${tool} (run scripts/setup.sh)`;
+  for (const tool of ['systemd-nspawn', 'debootstrap', 'ip', 'nsenter'])
+    if (!which(tool)) return `lab tests need ${tool} (run scripts/setup.sh)`;
   return undefined;
 }
 
@@ -46,8 +47,25 @@ export function sshArgv(state: LabState, node: string, user: string, command: st
   const target = state.nodes.find((n) => n.name === node);
   if (!target) throw new Error(`no node ${node} in lab ${state.name}`);
   return [
-    'ssh', '-o', 'StrictHostKeyChecking=yes', '-o', `UserKnownHostsFile=${state.knownHosts}`, '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes',
-    '-o', 'ConnectTimeout=10', '-F', 'none', '-i', state.identity, '-p', String(target.sshPort), `${user}@${target.sshHost}`, command,
+    'ssh',
+    '-o',
+    'StrictHostKeyChecking=yes',
+    '-o',
+    `UserKnownHostsFile=${state.knownHosts}`,
+    '-o',
+    'BatchMode=yes',
+    '-o',
+    'IdentitiesOnly=yes',
+    '-o',
+    'ConnectTimeout=10',
+    '-F',
+    'none',
+    '-i',
+    state.identity,
+    '-p',
+    String(target.sshPort),
+    `${user}@${target.sshHost}`,
+    command,
   ];
 }
 
@@ -56,7 +74,11 @@ export function describeLab(title: string, inventory: string, body: (lab: () => 
   describe(title, { skip }, () => {
     const name = options.name ?? uniqueLabName();
     let handle: LabHandle | undefined;
-    const cleanup = () => labDown(name).then(() => undefined, (error: Error) => process.stderr.write(`harness: lab down ${name}: ${error.message}\n`));
+    const cleanup = () =>
+      labDown(name).then(
+        () => undefined,
+        (error: Error) => process.stderr.write(`harness: lab down ${name}: ${error.message}\n`),
+      );
     const onSignal = (signal: NodeJS.Signals) => {
       void cleanup().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
     };
@@ -104,7 +126,10 @@ export async function leftovers(name: string): Promise<string[]> {
 }
 
 /** Runs the meshctl CLI (src/cli.ts through tsx) as a separate process, for exit-code and message tests. */
-export function runCli(args: string[], options: { env?: NodeJS.ProcessEnv; prefix?: string[] } = {}): { code: number; stdout: string; stderr: string } {
+export function runCli(
+  args: string[],
+  options: { env?: NodeJS.ProcessEnv; prefix?: string[] } = {},
+): { code: number; stdout: string; stderr: string } {
   const argv = [...(options.prefix ?? []), process.execPath, '--import', 'tsx', 'src/cli.ts', ...args];
   const result = spawnSync(argv[0]!, argv.slice(1), { env: options.env ?? process.env, encoding: 'utf8', timeout: 600_000 });
   return { code: result.status ?? 128, stdout: result.stdout ?? '', stderr: result.stderr ?? '' };

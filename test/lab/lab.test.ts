@@ -71,7 +71,9 @@ describeLab('meshctl lab on homelab.yaml', HOMELAB, (lab) => {
   });
 
   it('refuses a host key that is not in known_hosts (StrictHostKeyChecking=yes really checks)', async () => {
-    const argv = sshArgv(lab().state, 'ms-1', 'root', 'true').map((a) => (a.startsWith('UserKnownHostsFile=') ? 'UserKnownHostsFile=/dev/null' : a));
+    const argv = sshArgv(lab().state, 'ms-1', 'root', 'true').map((a) =>
+      a.startsWith('UserKnownHostsFile=') ? 'UserKnownHostsFile=/dev/null' : a,
+    );
     const r = await lab().exec('operator', argv);
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /Host key verification failed|No .* host key is known/);
@@ -94,7 +96,11 @@ describeLab('meshctl lab on homelab.yaml', HOMELAB, (lab) => {
   it('has a real router: a datagram to 203.0.113.10:51821 from ctb-edge-1 arrives at ms-1 on port 51820', async () => {
     const listener = lab().exec('ms-1', ['timeout', '6', 'nc', '-lun', '51820']);
     await new Promise((r) => setTimeout(r, 1000));
-    const sender = await lab().exec('ctb-edge-1', ['sh', '-c', 'for i in 1 2 3 4 5 6; do echo "datagram-from-edge-$i" | nc -un -w0 203.0.113.10 51821; sleep 0.5; done']);
+    const sender = await lab().exec('ctb-edge-1', [
+      'sh',
+      '-c',
+      'for i in 1 2 3 4 5 6; do echo "datagram-from-edge-$i" | nc -un -w0 203.0.113.10 51821; sleep 0.5; done',
+    ]);
     assert.equal(sender.code, 0, sender.stderr);
     const received = await listener;
     assert.match(received.stdout, /datagram-from-edge-\d/);
@@ -105,7 +111,22 @@ describeLab('meshctl lab on homelab.yaml', HOMELAB, (lab) => {
   });
 
   it('masquerades: traffic from ms-1 to 198.51.100.25 arrives with source 203.0.113.10', async () => {
-    const capture = lab().exec('ctb-edge-1', ['timeout', '8', 'tcpdump', '-n', '-l', '-i', 'eth0', '-c', '1', 'udp', 'and', 'dst', 'port', '9999']);
+    const capture = lab().exec('ctb-edge-1', [
+      'timeout',
+      '8',
+      'tcpdump',
+      '-n',
+      '-l',
+      '-i',
+      'eth0',
+      '-c',
+      '1',
+      'udp',
+      'and',
+      'dst',
+      'port',
+      '9999',
+    ]);
     await new Promise((r) => setTimeout(r, 1500));
     await lab().exec('ms-1', ['sh', '-c', 'for i in 1 2 3 4 5 6; do echo probe | nc -un -w0 198.51.100.25 9999; sleep 0.5; done']);
     const seen = await capture;
@@ -120,7 +141,11 @@ describeLab('meshctl lab on homelab.yaml', HOMELAB, (lab) => {
     assert.equal(sources.stdout.trim(), 'deb [trusted=yes] file:/srv/meshctl-apt ./');
     const readOnly = await lab().exec(node, ['touch', '/srv/meshctl-apt/x']);
     assert.notEqual(readOnly.code, 0, 'the repository is mounted read-only');
-    const install = await lab().exec(node, ['sh', '-c', 'apt-get update && apt-get install -y wireguard-tools wireguard-go && wg --version && command -v wireguard-go'], { timeoutMs: 120_000 });
+    const install = await lab().exec(
+      node,
+      ['sh', '-c', 'apt-get update && apt-get install -y wireguard-tools wireguard-go && wg --version && command -v wireguard-go'],
+      { timeoutMs: 120_000 },
+    );
     assert.equal(install.code, 0, install.stdout + install.stderr);
     assert.match(install.stdout, /wireguard-tools v/);
     // no way out: node -> router -> internet, which has no default route
@@ -143,7 +168,9 @@ describeLab('meshctl lab on homelab.yaml', HOMELAB, (lab) => {
     assert.equal(version.code, 0, version.stderr);
     assert.match(version.stdout, /^\d+\.\d+\.\d+/);
     const status = runCli(['lab', 'status', '--name', lab().name, '--json']);
-    const [entry] = JSON.parse(status.stdout) as { nodes: { name: string; running: boolean; sudoUser: string; ssh: string; overlayIp: string }[] }[];
+    const [entry] = JSON.parse(status.stdout) as {
+      nodes: { name: string; running: boolean; sudoUser: string; ssh: string; overlayIp: string }[];
+    }[];
     assert.equal(entry!.nodes.length, 4);
     assert.ok(entry!.nodes.every((n) => n.running && n.sudoUser === 'meshadmin'));
     assert.ok(entry!.nodes.some((n) => n.ssh === 'admin@192.168.15.3' && n.overlayIp === '172.27.15.11'));
@@ -191,14 +218,42 @@ describeLab('meshctl lab on homelab.yaml', HOMELAB, (lab) => {
     // a PATH with every tool but debootstrap
     const fakePath = join(scratch, 'bin');
     spawnSync('mkdir', ['-p', fakePath]);
-    for (const tool of ['systemd-nspawn', 'ip', 'iptables', 'nft', 'ssh-keygen', 'ssh-keyscan', 'dpkg-scanpackages', 'nsenter', 'mount', 'chroot']) {
+    for (const tool of [
+      'systemd-nspawn',
+      'ip',
+      'iptables',
+      'nft',
+      'ssh-keygen',
+      'ssh-keyscan',
+      'dpkg-scanpackages',
+      'nsenter',
+      'mount',
+      'chroot',
+    ]) {
       const found = which(tool);
       if (found && !existsSync(join(fakePath, tool))) symlinkSync(found, join(fakePath, tool));
     }
     const cases: { what: string; name: string; args: string[]; env?: NodeJS.ProcessEnv; prefix?: string[]; message: RegExp }[] = [
-      { what: 'not root', name: uniqueLabName('b'), args: [HOMELAB], prefix: ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'], message: /must run as root/ },
-      { what: 'a missing tool', name: uniqueLabName('b'), args: [HOMELAB], env: { ...process.env, PATH: fakePath }, message: /missing: debootstrap \(package debootstrap\);/ },
-      { what: 'colliding addresses', name: uniqueLabName('b'), args: [overlapping], message: /sites home and office have overlapping LANs/ },
+      {
+        what: 'not root',
+        name: uniqueLabName('b'),
+        args: [HOMELAB],
+        prefix: ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'],
+        message: /must run as root/,
+      },
+      {
+        what: 'a missing tool',
+        name: uniqueLabName('b'),
+        args: [HOMELAB],
+        env: { ...process.env, PATH: fakePath },
+        message: /missing: debootstrap \(package debootstrap\);/,
+      },
+      {
+        what: 'colliding addresses',
+        name: uniqueLabName('b'),
+        args: [overlapping],
+        message: /sites home and office have overlapping LANs/,
+      },
       { what: 'a name in use', name: lab().name, args: [HOMELAB], message: new RegExp(`lab ${lab().name} already exists`) },
       { what: 'a bad name', name: 'Bad.Name', args: [HOMELAB], message: /invalid lab name/ },
     ];

@@ -22,7 +22,11 @@ interface UpJson {
   result: string;
   stoppedAt?: string;
   changes: number;
-  phases: { id: string; verdict: string; nodes: { node: string; changes: string[]; checks: { id: string; status: string; message: string }[] }[] }[];
+  phases: {
+    id: string;
+    verdict: string;
+    nodes: { node: string; changes: string[]; checks: { id: string; status: string; message: string }[] }[];
+  }[];
   matrix?: { nodes: string[]; cells: Record<string, Record<string, { ok: boolean }>> };
   timings: { totalMs: number };
 }
@@ -75,14 +79,22 @@ describeLab('meshctl up on the homelab lab', INVENTORY, (lab) => {
     const report = JSON.parse(result.stdout) as UpJson & { dryRun: boolean; roundTrips: Record<string, number> };
     assert.equal(report.result, 'planned');
     assert.equal(report.dryRun, true);
-    const planned = (phase: string, node: string) => report.phases.find((p) => p.id === phase)!.nodes.find((n) => n.node === node)!.changes.join('; ');
+    const planned = (phase: string, node: string) =>
+      report.phases
+        .find((p) => p.id === phase)!
+        .nodes.find((n) => n.node === node)!
+        .changes.join('; ');
     for (const node of NODES) {
       assert.match(planned('install', node), /install wireguard-tools wireguard-go \(apt\)/);
       assert.match(planned('keys', node), /generate \/etc\/wireguard\/wg0\.key/);
       assert.match(planned('config', node), /write \/etc\/wireguard\/wg0\.conf/);
       assert.match(planned('enable', node), /enable --now wg-quick@wg0/);
       assert.equal(report.roundTrips[node], 2, `${node}: the root probe and the facts probe, nothing else`);
-      const touched = await lab().exec(node, ['sh', '-c', 'command -v wg; ls /etc/wireguard /etc/systemd/system/wg-quick@wg0.service.d 2>/dev/null; cat /proc/sys/net/ipv4/conf/all/rp_filter']);
+      const touched = await lab().exec(node, [
+        'sh',
+        '-c',
+        'command -v wg; ls /etc/wireguard /etc/systemd/system/wg-quick@wg0.service.d 2>/dev/null; cat /proc/sys/net/ipv4/conf/all/rp_filter',
+      ]);
       assert.equal(touched.stdout.trim(), '0', `${node} was changed by a dry run: ${touched.stdout}`);
     }
     const edgeConfig = report.phases.find((p) => p.id === 'config')!.nodes.find((n) => n.node === 'ctb-edge-1') as { diff?: string[] };
@@ -129,7 +141,10 @@ describeLab('meshctl up on the homelab lab', INVENTORY, (lab) => {
   it('a second run changes nothing: zero changes, same ifindex, handshakes kept', async () => {
     const before = new Map<string, { ifindex: string; handshakes: string }>();
     for (const node of NODES) {
-      before.set(node, { ifindex: await sh(node, 'cat /sys/class/net/wg0/ifindex'), handshakes: await sh(node, 'wg show wg0 latest-handshakes') });
+      before.set(node, {
+        ifindex: await sh(node, 'cat /sys/class/net/wg0/ifindex'),
+        handshakes: await sh(node, 'wg show wg0 latest-handshakes'),
+      });
     }
     const dry = await lab().meshctl(['up', INVENTORY, '--dry-run', '--no-color']);
     outputs.push(dry.stdout, dry.stderr);
@@ -142,12 +157,28 @@ describeLab('meshctl up on the homelab lab', INVENTORY, (lab) => {
     assert.equal(report.changes, 0, JSON.stringify(report.phases.map((p) => p.nodes.map((n) => n.changes))));
     for (const node of NODES) {
       assert.equal(await sh(node, 'cat /sys/class/net/wg0/ifindex'), before.get(node)!.ifindex, `${node} wg0 was recreated`);
-      const then = new Map(before.get(node)!.handshakes.trim().split('\n').map((l) => l.split('\t') as [string, string]));
+      const then = new Map(
+        before
+          .get(node)!
+          .handshakes.trim()
+          .split('\n')
+          .map((l) => l.split('\t') as [string, string]),
+      );
       for (const line of (await sh(node, 'wg show wg0 latest-handshakes')).trim().split('\n')) {
         const [key, at] = line.split('\t') as [string, string];
         assert.ok(Number(then.get(key)) > 0 && Number(at) >= Number(then.get(key)), `${node}: handshake with ${key} was lost`);
       }
-      assert.equal((await sh(node, 'systemctl show -p NRestarts --value wg-quick@wg0; systemctl show -p ActiveEnterTimestampMonotonic --value wg-quick@wg0')).trim().split('\n')[0], '0');
+      assert.equal(
+        (
+          await sh(
+            node,
+            'systemctl show -p NRestarts --value wg-quick@wg0; systemctl show -p ActiveEnterTimestampMonotonic --value wg-quick@wg0',
+          )
+        )
+          .trim()
+          .split('\n')[0],
+        '0',
+      );
     }
   });
 
@@ -177,7 +208,12 @@ describeLab('meshctl up on the homelab lab', INVENTORY, (lab) => {
       }
       // the edge sends no keepalives, so its file and interface did not change at all
       assert.deepEqual(enable.nodes.find((n) => n.node === 'ctb-edge-1')!.changes, []);
-      for (const node of NODES) assert.equal(await sh(node, 'cat /sys/class/net/wg0/ifindex; wg show wg0 public-key'), before.get(node), `${node} lost its interface or key`);
+      for (const node of NODES)
+        assert.equal(
+          await sh(node, 'cat /sys/class/net/wg0/ifindex; wg show wg0 public-key'),
+          before.get(node),
+          `${node} lost its interface or key`,
+        );
       assert.equal(report.result, 'converged');
     } finally {
       const restored = await up('--json');
@@ -185,7 +221,7 @@ describeLab('meshctl up on the homelab lab', INVENTORY, (lab) => {
     }
   });
 
-  it('keeps the key through a manual `systemctl reload wg-quick@wg0` (meshctl\'s drop-in replaces the stock reload)', async () => {
+  it("keeps the key through a manual `systemctl reload wg-quick@wg0` (meshctl's drop-in replaces the stock reload)", async () => {
     for (const node of NODES) {
       assert.equal(await sh(node, `cat ${reloadDropInPath('wg0')}`), renderReloadDropIn('wg0'), node);
     }
@@ -193,7 +229,11 @@ describeLab('meshctl up on the homelab lab', INVENTORY, (lab) => {
     assert.doesNotMatch(before, /\(none\)/);
     // the stock ExecReload (`wg syncconf wg0 <(wg-quick strip wg0)`) would leave `wg show wg0 public-key` at (none)
     await sh('wk-1', 'systemctl reload wg-quick@wg0');
-    assert.equal(await sh('wk-1', 'cat /sys/class/net/wg0/ifindex; wg show wg0 public-key'), before, 'the reload lost the key or the interface');
+    assert.equal(
+      await sh('wk-1', 'cat /sys/class/net/wg0/ifindex; wg show wg0 public-key'),
+      before,
+      'the reload lost the key or the interface',
+    );
     // and the edge still reaches it through the tunnel (a node without its key answers nothing)
     await sh('ctb-edge-1', 'ping -c 2 -W 2 172.27.15.11 >/dev/null');
     assert.equal((await sh('wk-1', 'systemctl is-active wg-quick@wg0')).trim(), 'active');
@@ -206,15 +246,22 @@ describeLab('meshctl up on the homelab lab', INVENTORY, (lab) => {
     const verify = await lab().meshctl(['verify', INVENTORY, '--json']);
     outputs.push(verify.stdout, verify.stderr);
     assert.equal(verify.code, 1, verify.stderr);
-    const failed = (JSON.parse(verify.stdout) as { checks: { id: string; node: string; status: string; message: string }[] }).checks.filter((c) => c.status === 'fail');
-    assert.ok(failed.some((c) => c.id === 'public-key' && c.node === 'wk-2' && /without a private key/.test(c.message)), JSON.stringify(failed));
+    const failed = (JSON.parse(verify.stdout) as { checks: { id: string; node: string; status: string; message: string }[] }).checks.filter(
+      (c) => c.status === 'fail',
+    );
+    assert.ok(
+      failed.some((c) => c.id === 'public-key' && c.node === 'wk-2' && /without a private key/.test(c.message)),
+      JSON.stringify(failed),
+    );
     const debug = await lab().meshctl(['debug', INVENTORY, '--pair', 'wk-1,wk-2']);
     outputs.push(debug.stdout, debug.stderr);
     assert.match(debug.stdout, /wk-2's wg0 runs without a private key/);
     const result = await up('--json');
     assert.equal(result.code, 0, result.stderr);
     const enable = (JSON.parse(result.stdout) as UpJson).phases.find((p) => p.id === 'enable')!;
-    assert.deepEqual(enable.nodes.find((n) => n.node === 'wk-2')!.changes, ['load /etc/wireguard/wg0.key into wg0 again (it ran with no key)']);
+    assert.deepEqual(enable.nodes.find((n) => n.node === 'wk-2')!.changes, [
+      'load /etc/wireguard/wg0.key into wg0 again (it ran with no key)',
+    ]);
     assert.equal(await sh('wk-2', 'cat /sys/class/net/wg0/ifindex; wg show wg0 public-key'), before, 'same interface, same key');
   });
 
@@ -239,7 +286,8 @@ describeLab('meshctl up on the homelab lab', INVENTORY, (lab) => {
   });
 
   it('refuses a node whose host key changed, before sending it any command', async () => {
-    const accepted = async () => Number((await sh('wk-2', 'journalctl -u ssh --no-pager -q | grep -c "Accepted publickey" || true')).trim());
+    const accepted = async () =>
+      Number((await sh('wk-2', 'journalctl -u ssh --no-pager -q | grep -c "Accepted publickey" || true')).trim());
     await sh('wk-2', 'mkdir -p /root/hostkeys && cp -p /etc/ssh/ssh_host_* /root/hostkeys/');
     try {
       await sh('wk-2', 'rm -f /etc/ssh/ssh_host_* && ssh-keygen -A >/dev/null && systemctl restart ssh');
@@ -261,7 +309,10 @@ describeLab('meshctl up on the homelab lab', INVENTORY, (lab) => {
 /** Runs `meshctl lab run -- up` in a pseudo-terminal and answers its gate prompts one by one. */
 async function upInTerminal(labName: string, answers: string[]): Promise<{ code: number; screen: string }> {
   const command = `${process.execPath} --import tsx src/cli.ts lab run --name ${labName} -- up ${INVENTORY}`;
-  const child = spawn('script', ['-qfec', command, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, TERM: 'xterm' } });
+  const child = spawn('script', ['-qfec', command, '/dev/null'], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+    env: { ...process.env, TERM: 'xterm' },
+  });
   let screen = '';
   let prompts = 0;
   child.stdout.on('data', (chunk: Buffer) => {
@@ -281,10 +332,16 @@ function listFiles(dir: string, keep: RegExp): string[] {
   } catch {
     return [];
   }
-  return entries.filter((e) => keep.test(e)).flatMap((e) => {
-    const path = join(dir, e);
-    return statSync(path).isDirectory() ? readdirSync(path).map((f) => join(path, f)).filter((f) => statSync(f).isFile()) : [path];
-  });
+  return entries
+    .filter((e) => keep.test(e))
+    .flatMap((e) => {
+      const path = join(dir, e);
+      return statSync(path).isDirectory()
+        ? readdirSync(path)
+            .map((f) => join(path, f))
+            .filter((f) => statSync(f).isFile())
+        : [path];
+    });
 }
 
 function safeRead(path: string): string {

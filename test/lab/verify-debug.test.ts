@@ -11,9 +11,23 @@ import { describeLab } from './harness.js';
 const INVENTORY = 'inventories/homelab.yaml';
 const NODES = ['ms-1', 'wk-1', 'wk-2', 'ctb-edge-1'];
 
-interface Check { node: string; peer?: string; id: string; status: string; message: string }
-interface VerifyJson { exitCode: number; checks: Check[]; durationMs: number }
-interface DebugJson { diagnoses: Array<{ sender: string; receiver: string; cause: string; node?: string; summary: string }>; bundle?: string; captures: Array<{ files: string[]; leftovers: Record<string, number[]> }> }
+interface Check {
+  node: string;
+  peer?: string;
+  id: string;
+  status: string;
+  message: string;
+}
+interface VerifyJson {
+  exitCode: number;
+  checks: Check[];
+  durationMs: number;
+}
+interface DebugJson {
+  diagnoses: Array<{ sender: string; receiver: string; cause: string; node?: string; summary: string }>;
+  bundle?: string;
+  captures: Array<{ files: string[]; leftovers: Record<string, number[]> }>;
+}
 
 describeLab('meshctl verify and debug on the homelab lab', INVENTORY, (lab) => {
   const outputs: string[] = [];
@@ -76,7 +90,10 @@ describeLab('meshctl verify and debug on the homelab lab', INVENTORY, (lab) => {
       await sh('ctb-edge-1', 'systemctl restart wg-quick@wg0');
       const v = await verify();
       assert.equal(v.code, 1);
-      assert.ok(failsOn(v.report, 'ping', 'ctb-edge-1', 'ms-1') || failsOn(v.report, 'handshake', 'ctb-edge-1', 'ms-1'), JSON.stringify(fails(v.report)));
+      assert.ok(
+        failsOn(v.report, 'ping', 'ctb-edge-1', 'ms-1') || failsOn(v.report, 'handshake', 'ctb-edge-1', 'ms-1'),
+        JSON.stringify(fails(v.report)),
+      );
       const dbg = await debug('--pair', 'ctb-edge-1,ms-1', '--tcpdump', '--seconds', '3');
       const d = dbg.report.diagnoses[0]!;
       assert.equal(d.cause, 'forward-misdirected', JSON.stringify(d));
@@ -111,7 +128,10 @@ describeLab('meshctl verify and debug on the homelab lab', INVENTORY, (lab) => {
   it("3. one peer block holding another node's public key", async () => {
     const ms1 = await sh('ms-1', 'cat /etc/wireguard/wg0.pub');
     const wk2 = await sh('wk-2', 'cat /etc/wireguard/wg0.pub');
-    await sh('wk-1', `cp /etc/wireguard/wg0.conf /root/wg0.conf.meshctl-test && sed -i 's|PublicKey = ${ms1}|PublicKey = ${wk2}|' /etc/wireguard/wg0.conf && systemctl restart wg-quick@wg0`);
+    await sh(
+      'wk-1',
+      `cp /etc/wireguard/wg0.conf /root/wg0.conf.meshctl-test && sed -i 's|PublicKey = ${ms1}|PublicKey = ${wk2}|' /etc/wireguard/wg0.conf && systemctl restart wg-quick@wg0`,
+    );
     try {
       const v = await verify();
       assert.equal(v.code, 1);
@@ -120,7 +140,10 @@ describeLab('meshctl verify and debug on the homelab lab', INVENTORY, (lab) => {
       assert.equal(d.cause, 'wrong-public-key', JSON.stringify(d));
       assert.equal(d.node, 'wk-1');
     } finally {
-      await sh('wk-1', 'cp /root/wg0.conf.meshctl-test /etc/wireguard/wg0.conf && rm /root/wg0.conf.meshctl-test && systemctl restart wg-quick@wg0');
+      await sh(
+        'wk-1',
+        'cp /root/wg0.conf.meshctl-test /etc/wireguard/wg0.conf && rm /root/wg0.conf.meshctl-test && systemctl restart wg-quick@wg0',
+      );
     }
     await healthyAgain();
   });
@@ -192,17 +215,26 @@ describeLab('meshctl verify and debug on the homelab lab', INVENTORY, (lab) => {
 
   it('8. a wrong LAN endpoint between two home nodes', async () => {
     const wk2 = await sh('wk-2', 'cat /etc/wireguard/wg0.pub');
-    await sh('wk-1', `cp /etc/wireguard/wg0.conf /root/wg0.conf.meshctl-test && sed -i 's|Endpoint = 192.168.15.4:51820|Endpoint = 192.168.15.9:51820|' /etc/wireguard/wg0.conf && wg set wg0 peer ${wk2} endpoint 192.168.15.9:51820`);
+    await sh(
+      'wk-1',
+      `cp /etc/wireguard/wg0.conf /root/wg0.conf.meshctl-test && sed -i 's|Endpoint = 192.168.15.4:51820|Endpoint = 192.168.15.9:51820|' /etc/wireguard/wg0.conf && wg set wg0 peer ${wk2} endpoint 192.168.15.9:51820`,
+    );
     try {
       const v = await verify();
       assert.equal(v.code, 1);
-      assert.ok(failsOn(v.report, 'endpoint', 'wk-1', 'wk-2') || failsOn(v.report, 'config-drift', 'wk-1'), JSON.stringify(fails(v.report)));
+      assert.ok(
+        failsOn(v.report, 'endpoint', 'wk-1', 'wk-2') || failsOn(v.report, 'config-drift', 'wk-1'),
+        JSON.stringify(fails(v.report)),
+      );
       await sh('wk-1', `wg set wg0 peer ${wk2} endpoint 192.168.15.9:51820`);
       const d = (await debug('--pair', 'wk-1,wk-2')).report.diagnoses[0]!;
       assert.equal(d.cause, 'wrong-lan-endpoint', JSON.stringify(d));
       assert.equal(d.node, 'wk-1');
     } finally {
-      await sh('wk-1', `cp /root/wg0.conf.meshctl-test /etc/wireguard/wg0.conf && rm /root/wg0.conf.meshctl-test && wg set wg0 peer ${wk2} endpoint 192.168.15.4:51820`);
+      await sh(
+        'wk-1',
+        `cp /root/wg0.conf.meshctl-test /etc/wireguard/wg0.conf && rm /root/wg0.conf.meshctl-test && wg set wg0 peer ${wk2} endpoint 192.168.15.4:51820`,
+      );
     }
     await healthyAgain();
   });
@@ -213,6 +245,9 @@ describeLab('meshctl verify and debug on the homelab lab', INVENTORY, (lab) => {
       assert.ok(key.length >= 40, `no key on ${node}`);
       for (const out of outputs) assert.ok(!out.includes(key), `${node}'s private key appeared in meshctl output`);
     }
-    assert.deepEqual(readdirSync('.').filter((f) => f.startsWith('meshctl-debug-')), []);
+    assert.deepEqual(
+      readdirSync('.').filter((f) => f.startsWith('meshctl-debug-')),
+      [],
+    );
   });
 });

@@ -5,10 +5,12 @@
  */
 import { main } from '../../src/main.js';
 
-const argvs = JSON.parse(await new Promise<string>((resolve) => {
-  let text = '';
-  process.stdin.on('data', (chunk) => (text += chunk)).on('end', () => resolve(text));
-})) as string[][];
+const argvs = JSON.parse(
+  await new Promise<string>((resolve) => {
+    let text = '';
+    process.stdin.on('data', (chunk) => (text += chunk)).on('end', () => resolve(text));
+  }),
+) as string[][];
 
 const results: { code: number; stdout: string; stderr: string }[] = [];
 const realStdout = process.stdout.write.bind(process.stdout);
@@ -16,8 +18,14 @@ const realStderr = process.stderr.write.bind(process.stderr);
 for (const argv of argvs) {
   let stdout = '';
   let stderr = '';
-  process.stdout.write = ((chunk: string | Uint8Array) => ((stdout += String(chunk)), true)) as typeof process.stdout.write;
-  process.stderr.write = ((chunk: string | Uint8Array) => ((stderr += String(chunk)), true)) as typeof process.stderr.write;
+  process.stdout.write = ((chunk: string | Uint8Array) => {
+    stdout += String(chunk);
+    return true;
+  }) as typeof process.stdout.write;
+  process.stderr.write = ((chunk: string | Uint8Array) => {
+    stderr += String(chunk);
+    return true;
+  }) as typeof process.stderr.write;
   process.exitCode = undefined;
   const code = await main(['node', 'meshctl', ...argv]);
   process.stdout.write = realStdout;

@@ -37,7 +37,10 @@ test('an unreachable node gives exit code 3 and an error on the node', () => {
   const json = JSON.parse(JSON.stringify(reportOf(healthyScenario(), new Map([['wk-2', 'connection refused']]))));
   verifyReportSchema.parse(json);
   assert.equal(json.exitCode, 3);
-  assert.deepEqual(json.nodes.find((n: { name: string }) => n.name === 'wk-2'), { name: 'wk-2', site: 'home', overlayIp: '172.27.15.13', connected: false, error: 'connection refused' });
+  assert.deepEqual(
+    json.nodes.find((n: { name: string }) => n.name === 'wk-2'),
+    { name: 'wk-2', site: 'home', overlayIp: '172.27.15.13', connected: false, error: 'connection refused' },
+  );
 });
 
 test('the doc lists every check id', () => {

@@ -51,10 +51,21 @@ test('pingMatrix runs one script per node at once and fills missing nodes with f
       await new Promise((r) => setTimeout(r, 20));
       inFlight--;
       const others = targets.filter((t) => t.node !== node);
-      return { code: 0, stdout: pingStdout(Object.fromEntries(others.map((t) => [t.ip, { received: 3, rtt: 0.5 }]))), stderr: '', durationMs: 20 };
+      return {
+        code: 0,
+        stdout: pingStdout(Object.fromEntries(others.map((t) => [t.ip, { received: 3, rtt: 0.5 }]))),
+        stderr: '',
+        durationMs: 20,
+      };
     },
   });
-  const m = await pingMatrix(new Map([['a', fake('a')], ['b', fake('b')]]), targets);
+  const m = await pingMatrix(
+    new Map([
+      ['a', fake('a')],
+      ['b', fake('b')],
+    ]),
+    targets,
+  );
   assert.equal(scripts.length, 2);
   assert.equal(maxInFlight, 2);
   assert.equal(m.cells.a!.b!.ok, true);

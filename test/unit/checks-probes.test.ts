@@ -1,12 +1,36 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { checklistScript, parseChecklist, parsePingOutput, pingScript, splitSections, parsePingSummary, dropSecretLines } from '../../src/checks/probes.js';
-import { startCaptureScript, stopCaptureScript, provokeScript, cleanupCaptureScript, countPackets, parsePacketLine } from '../../src/debug/capture.js';
+import {
+  checklistScript,
+  parseChecklist,
+  parsePingOutput,
+  pingScript,
+  splitSections,
+  parsePingSummary,
+  dropSecretLines,
+} from '../../src/checks/probes.js';
+import {
+  startCaptureScript,
+  stopCaptureScript,
+  provokeScript,
+  cleanupCaptureScript,
+  countPackets,
+  parsePacketLine,
+} from '../../src/debug/capture.js';
 
 const fx = (name: string) => readFileSync(new URL(`../fixtures/probes/${name}`, import.meta.url), 'utf8');
 const params = { interface: 'wg0', listenPort: 51820, peerIps: ['172.27.15.11', '172.27.15.31'], firewall: true };
-const ping = { targets: [{ node: 'wk-1', ip: '172.27.15.11' }, { node: 'ctb-edge-1', ip: '172.27.15.31' }], count: 3, intervalSeconds: 0.2, deadlineSeconds: 7, mtu: 1420 };
+const ping = {
+  targets: [
+    { node: 'wk-1', ip: '172.27.15.11' },
+    { node: 'ctb-edge-1', ip: '172.27.15.31' },
+  ],
+  count: 3,
+  intervalSeconds: 0.2,
+  deadlineSeconds: 7,
+  mtu: 1420,
+};
 
 test('checklist on a healthy wireguard-go node (real capture)', () => {
   const c = parseChecklist(fx('checklist-healthy.txt'), params);
@@ -25,7 +49,10 @@ test('checklist on a healthy wireguard-go node (real capture)', () => {
   assert.equal(c.peers[1]!.persistentKeepalive, 25);
   assert.equal(c.config!.peers.length, 2);
   assert.equal(c.config!.interface!.hasPrivateKey, false);
-  assert.deepEqual(c.routes.map((r) => r.dev), ['wg0', 'wg0']);
+  assert.deepEqual(
+    c.routes.map((r) => r.dev),
+    ['wg0', 'wg0'],
+  );
   assert.deepEqual(c.rpFilter, { all: 0, default: 0, iface: 0, effective: 0 });
   assert.deepEqual(c.service, { systemd: false });
   assert.deepEqual(c.firewall, []);
@@ -81,7 +108,7 @@ test('ping summary with errors and unreachable', () => {
 });
 
 test('sections survive output without a final newline and a cut-short script', () => {
-  const s = splitSections("@@meshctl begin a\nx\n@@meshctl end a rc=3\n@@meshctl begin b\npartial");
+  const s = splitSections('@@meshctl begin a\nx\n@@meshctl end a rc=3\n@@meshctl begin b\npartial');
   assert.equal(s.get('a')!.rc, 3);
   assert.equal(s.get('b')!.rc, undefined);
   assert.equal(s.get('b')!.body, 'partial');
@@ -94,15 +121,30 @@ test('no probe ever reads a private key', () => {
     startCaptureScript(51820, 5),
     stopCaptureScript({ node: 'n', pid: 1, base: '/tmp/meshctl-debug-abc123' }),
     cleanupCaptureScript({ node: 'n', pid: 1, base: '/tmp/meshctl-debug-abc123' }),
-    provokeScript({ overlayIp: '172.27.15.12', endpoint: { host: '203.0.113.10', port: 51821 }, marker: 'meshctl-debug-aaaaaa', seconds: 5, mtu: 1420 }),
+    provokeScript({
+      overlayIp: '172.27.15.12',
+      endpoint: { host: '203.0.113.10', port: 51821 },
+      marker: 'meshctl-debug-aaaaaa',
+      seconds: 5,
+      mtu: 1420,
+    }),
   ].join('\n');
   assert.doesNotMatch(scripts, /private-key|showconf|\.key\b|wg show \S+ dump(?! \| tail -n \+2)/);
   assert.match(checklistScript(params), /grep -Evi 'privatekey\|presharedkey'/);
-  assert.equal(dropSecretLines('a\nPrivateKey = x\nPresharedKey=y\nPostUp = wg set %i private-key /etc/wireguard/%i.key\nb'), 'a\nPostUp = wg set %i private-key /etc/wireguard/%i.key\nb');
+  assert.equal(
+    dropSecretLines('a\nPrivateKey = x\nPresharedKey=y\nPostUp = wg set %i private-key /etc/wireguard/%i.key\nb'),
+    'a\nPostUp = wg set %i private-key /etc/wireguard/%i.key\nb',
+  );
 });
 
 test('fixtures hold no private key lines and no interface dump line', () => {
-  for (const f of ['checklist-healthy.txt', 'checklist-interface-missing.txt', 'checklist-firewall.txt', 'checklist-route-missing-rp-strict.txt', 'ping-one-peer-down.txt']) {
+  for (const f of [
+    'checklist-healthy.txt',
+    'checklist-interface-missing.txt',
+    'checklist-firewall.txt',
+    'checklist-route-missing-rp-strict.txt',
+    'ping-one-peer-down.txt',
+  ]) {
     const text = fx(f);
     assert.doesNotMatch(text, /PrivateKey/i);
     for (const line of text.split('\n')) assert.notEqual(line.split('\t').length, 4, `${f}: ${line}`);
@@ -110,7 +152,14 @@ test('fixtures hold no private key lines and no interface dump line', () => {
 });
 
 test('capture counts at the receiver (real tcpdump -r output)', () => {
-  const ctx = { senderAddresses: ['192.168.15.2'], receiverAddresses: ['192.168.15.3'], senderOverlay: '172.27.15.12', receiverOverlay: '172.27.15.11', markerLength: 20, iface: 'wg0' };
+  const ctx = {
+    senderAddresses: ['192.168.15.2'],
+    receiverAddresses: ['192.168.15.3'],
+    senderOverlay: '172.27.15.12',
+    receiverOverlay: '172.27.15.11',
+    markerLength: 20,
+    iface: 'wg0',
+  };
   const healthy = countPackets(fx('capture-receiver-healthy.txt').split('\n'), ctx);
   assert.equal(healthy.markers, 3);
   // a session existed already: no handshake in this capture, pings answered one for one
@@ -120,6 +169,12 @@ test('capture counts at the receiver (real tcpdump -r output)', () => {
   const noAnswer = countPackets(fx('capture-receiver-no-answer.txt').split('\n'), ctx);
   assert.deepEqual([noAnswer.markers, noAnswer.initiationsFromSender, noAnswer.responsesToSender], [3, 1, 0]);
   assert.deepEqual(parsePacketLine('19:48:11.554119 vfx-b In  IP 192.168.15.2.51820 > 192.168.15.3.51820: UDP, length 128'), {
-    iface: 'vfx-b', dir: 'In', src: '192.168.15.2', sport: 51820, dst: '192.168.15.3', dport: 51820, udpLength: 128,
+    iface: 'vfx-b',
+    dir: 'In',
+    src: '192.168.15.2',
+    sport: 51820,
+    dst: '192.168.15.3',
+    dport: 51820,
+    udpLength: 128,
   });
 });

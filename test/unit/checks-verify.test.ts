@@ -39,7 +39,7 @@ test('2. edge drops UDP 51820: handshakes with the edge fail', () => {
   assert.ok(has(checks, 'ping', 'wk-1', 'ctb-edge-1'));
 });
 
-test('3. a peer block holding another node\'s key: peers check names it, config drift too', () => {
+test("3. a peer block holding another node's key: peers check names it, config drift too", () => {
   const checks = evaluateVerify(factsFrom(SCENARIOS['wrong-public-key']!()));
   const peers = failing(checks).find((c) => c.id === 'peers' && c.node === 'wk-1' && c.peer === 'ms-1')!;
   assert.ok(peers, 'peers check for ms-1 on wk-1 fails');
@@ -104,7 +104,13 @@ test('rp_filter strict fails, off warns, loose passes', () => {
 
 test('stale peer and old handshake', () => {
   const s = healthyScenario();
-  s.nodes['ms-1']!.peers.push({ publicKey: 'CiJr5j/thLuUsohaTA+q7utZd/jl0TfsRnXnIUmoiUs=', allowedIps: ['172.27.15.99/32'], latestHandshake: 0, rx: 0, tx: 0 });
+  s.nodes['ms-1']!.peers.push({
+    publicKey: 'CiJr5j/thLuUsohaTA+q7utZd/jl0TfsRnXnIUmoiUs=',
+    allowedIps: ['172.27.15.99/32'],
+    latestHandshake: 0,
+    rx: 0,
+    tx: 0,
+  });
   const peer = s.nodes['wk-1']!.peers.find((p) => p.publicKey === KEYS['ms-1'])!;
   peer.latestHandshake = 1795376844 - 600;
   const checks = evaluateVerify(factsFrom(s));
@@ -119,7 +125,10 @@ test('an unreachable node is one connect failure, the others are still checked',
   facts.unreachable.set('wk-2', 'connect ECONNREFUSED');
   const checks = evaluateVerify(facts);
   const wk2 = checks.filter((c) => c.node === 'wk-2' && c.id !== 'ping' && c.id !== 'path-mtu');
-  assert.deepEqual(wk2.map((c) => [c.id, c.status]), [['connect', 'fail']]);
+  assert.deepEqual(
+    wk2.map((c) => [c.id, c.status]),
+    [['connect', 'fail']],
+  );
   assert.ok(checks.some((c) => c.node === 'ms-1' && c.id === 'interface' && c.status === 'pass'));
 });
 

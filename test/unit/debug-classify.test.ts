@@ -9,7 +9,17 @@ import { factsFrom, healthyScenario, homelab } from '../fixtures/probes/homelab.
 import { SCENARIOS } from '../fixtures/probes/scenarios.js';
 
 const collectedOf = (name: string) => factsFrom(SCENARIOS[name]!()) as Collected;
-const zero: CaptureCounts = { udpFromSender: 0, initiationsFromSender: 0, responsesToSender: 0, responsesFromReceiver: 0, markers: 0, icmpRequestsIn: 0, icmpRepliesOut: 0, icmpRepliesIn: 0, total: 0 };
+const zero: CaptureCounts = {
+  udpFromSender: 0,
+  initiationsFromSender: 0,
+  responsesToSender: 0,
+  responsesFromReceiver: 0,
+  markers: 0,
+  icmpRequestsIn: 0,
+  icmpRepliesOut: 0,
+  icmpRepliesIn: 0,
+  total: 0,
+};
 
 test('1. forward to the wrong node: captures show datagrams at wk-2, none at ms-1; the forward is named', () => {
   const collected = collectedOf('forward-misdirected');
@@ -32,7 +42,15 @@ test('1. forward to the wrong node: captures show datagrams at wk-2, none at ms-
 
 test('1c. a misdirected forward is found even while the pair works (the NATed side dials out, WireGuard roams)', () => {
   const e = pairEvidence(factsFrom(healthyScenario()) as Collected, 'ctb-edge-1', 'ms-1', ['wk-1', 'wk-2']);
-  e.capture = { markerSent: true, counts: { 'ctb-edge-1': { ...zero }, 'ms-1': { ...zero }, 'wk-1': { ...zero }, 'wk-2': { ...zero, udpFromSender: 3, markers: 3, total: 3 } } };
+  e.capture = {
+    markerSent: true,
+    counts: {
+      'ctb-edge-1': { ...zero },
+      'ms-1': { ...zero },
+      'wk-1': { ...zero },
+      'wk-2': { ...zero, udpFromSender: 3, markers: 3, total: 3 },
+    },
+  };
   const d = classifyPair(e);
   assert.equal(d.cause, 'forward-misdirected');
   assert.match(d.explanation, /only works while ms-1 dials out/);
@@ -57,7 +75,7 @@ test('2. UDP dropped by the edge firewall: the rule is named', () => {
   assert.ok(d.evidence.some((l) => /--dport 51820 -j DROP/.test(l)));
 });
 
-test('3. a peer block with another node\'s key', () => {
+test("3. a peer block with another node's key", () => {
   const d = classifyPair(pairEvidence(collectedOf('wrong-public-key'), 'wk-1', 'ms-1'));
   assert.equal(d.cause, 'wrong-public-key');
   assert.equal(d.node, 'wk-1');
@@ -107,7 +125,10 @@ test('8. wrong LAN endpoint between two home nodes, while the edge works', () =>
 
 test('UDP arriving but no handshake answer (captures): key or AllowedIPs on the receiver', () => {
   const e = pairEvidence(collectedOf('forward-misdirected'), 'ctb-edge-1', 'ms-1');
-  e.capture = { markerSent: true, counts: { 'ctb-edge-1': { ...zero }, 'ms-1': { ...zero, udpFromSender: 4, initiationsFromSender: 1, markers: 3, total: 4 } } };
+  e.capture = {
+    markerSent: true,
+    counts: { 'ctb-edge-1': { ...zero }, 'ms-1': { ...zero, udpFromSender: 4, initiationsFromSender: 1, markers: 3, total: 4 } },
+  };
   assert.equal(classifyPair(e).cause, 'no-handshake-answer');
 });
 
@@ -157,9 +178,25 @@ test('failing pairs come from the verify checks; the sender dials through the fo
 });
 
 test('firewall rule readers', () => {
-  assert.equal(udpDropRules(['-A INPUT -p udp -m udp --dport 51820 -j DROP', '-A INPUT -p udp --dport 53 -j DROP', '-A INPUT -p udp -m multiport --dports 500,51820 -j REJECT'], 51820).length, 2);
+  assert.equal(
+    udpDropRules(
+      [
+        '-A INPUT -p udp -m udp --dport 51820 -j DROP',
+        '-A INPUT -p udp --dport 53 -j DROP',
+        '-A INPUT -p udp -m multiport --dports 500,51820 -j REJECT',
+      ],
+      51820,
+    ).length,
+    2,
+  );
   assert.equal(udpDropRules(['        udp dport 51820 counter packets 3 bytes 444 drop'], 51820).length, 1);
-  assert.equal(icmpDropOnIfaceRules(['[0:0] -A INPUT -i wg0 -p icmp -j DROP', '-A INPUT -i eth0 -p icmp -j DROP', '-A INPUT -i wg0 -p tcp -j DROP'], 'wg0').length, 1);
+  assert.equal(
+    icmpDropOnIfaceRules(
+      ['[0:0] -A INPUT -i wg0 -p icmp -j DROP', '-A INPUT -i eth0 -p icmp -j DROP', '-A INPUT -i wg0 -p tcp -j DROP'],
+      'wg0',
+    ).length,
+    1,
+  );
 });
 
 test('an interface without a private key: named before any key or handshake theory, with the one-line fix', () => {

@@ -16,7 +16,10 @@ describe('facts probe parser', () => {
     const facts = parseFactsProbe(fixture('bare-debian12.txt'), target);
     assert.equal(facts.uid, 0);
     assert.equal(facts.hostname, 'wk-1');
-    assert.deepEqual([facts.os.id, facts.os.versionId, facts.packageManager, facts.systemd, facts.kernelModule], ['debian', '12', 'apt', true, 'missing']);
+    assert.deepEqual(
+      [facts.os.id, facts.os.versionId, facts.packageManager, facts.systemd, facts.kernelModule],
+      ['debian', '12', 'apt', true, 'missing'],
+    );
     assert.deepEqual([facts.tools.wg, facts.tools.wgQuick, facts.tools.wireguardGo], [false, false, false]);
     assert.equal(facts.config.exists, false);
     assert.equal(facts.keys.privateKeyExists, false);

@@ -21,7 +21,10 @@ test('DOT of the healthy lab: clusters by site, router with its forwards, six gr
   assert.match(dot, /^graph mesh \{/);
   assert.match(dot, /subgraph "cluster_home"/);
   assert.match(dot, /subgraph "cluster_edge"/);
-  assert.match(dot, /"router:home" \[label="router 192\.168\.15\.1\\npublic 203\.0\.113\.10\\nforwards:\\n203\.0\.113\.10:51821 → ms-1 \(192\.168\.15\.2:51820\)/);
+  assert.match(
+    dot,
+    /"router:home" \[label="router 192\.168\.15\.1\\npublic 203\.0\.113\.10\\nforwards:\\n203\.0\.113\.10:51821 → ms-1 \(192\.168\.15\.2:51820\)/,
+  );
   const edges = dot.split('\n').filter((l) => / -- /.test(l) && !/router:/.test(l));
   assert.equal(edges.length, 6);
   assert.ok(edges.every((l) => /color="#2e9e44"/.test(l)));

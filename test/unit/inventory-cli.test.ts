@@ -9,8 +9,6 @@ import { describe, it } from 'node:test';
 import { readFileSync } from 'node:fs';
 import { NETWORK_GUARD } from '../support/network-guard.js';
 
-
-
 function validate(args: string[], env: Record<string, string> = {}) {
   const result = spawnSync(process.execPath, ['--import', NETWORK_GUARD, '--import', 'tsx', 'src/cli.ts', 'validate', ...args], {
     encoding: 'utf8',
@@ -38,7 +36,13 @@ describe('meshctl validate', () => {
     }
   });
 
-  for (const name of ['overlay-ip-outside-network', 'syntax-unclosed-flow-list', 'many-problems-at-once', 'unreachable-nat-without-forward', 'loopback-ssh-still-only-reports']) {
+  for (const name of [
+    'overlay-ip-outside-network',
+    'syntax-unclosed-flow-list',
+    'many-problems-at-once',
+    'unreachable-nat-without-forward',
+    'loopback-ssh-still-only-reports',
+  ]) {
     it(`${name}: exit 2, every problem on stderr, nothing on stdout`, () => {
       const path = `${BAD}/${name}.yaml`;
       const expected = expectedLines(path);
@@ -57,7 +61,10 @@ describe('meshctl validate', () => {
     assert.match(result.stdout, /^valid: inventories\/homelab\.yaml$/m);
     assert.match(result.stdout, /^sites \(2\)$/m);
     assert.match(result.stdout, /^nodes \(4\)$/m);
-    assert.match(result.stdout, /ms-1 <-> ctb-edge-1 +ms-1 -> 198\.51\.100\.25:51820 \(keepalive 25\) +ctb-edge-1 -> 203\.0\.113\.10:51821$/m);
+    assert.match(
+      result.stdout,
+      /ms-1 <-> ctb-edge-1 +ms-1 -> 198\.51\.100\.25:51820 \(keepalive 25\) +ctb-edge-1 -> 203\.0\.113\.10:51821$/m,
+    );
     assert.match(result.stdout, /wk-1 <-> wk-2 +wk-1 -> 192\.168\.15\.4:51820 +wk-2 -> 192\.168\.15\.3:51820$/m);
   });
 
@@ -100,7 +107,10 @@ describe('meshctl validate', () => {
     assert.equal(result.status, 2);
     const output = JSON.parse(result.stdout);
     assert.equal(output.ok, false);
-    assert.deepEqual(output.problems.map((p: { text: string }) => p.text), expectedLines(path));
+    assert.deepEqual(
+      output.problems.map((p: { text: string }) => p.text),
+      expectedLines(path),
+    );
     assert.deepEqual(Object.keys(output.problems[0]).sort(), ['col', 'line', 'message', 'path', 'text']);
     assert.match(result.stderr, /has 1 problem/);
   });
@@ -114,7 +124,10 @@ describe('meshctl validate', () => {
   it('without an argument nor a default file: one line, exit 2', () => {
     const result = validate([], { MESHCTL_INVENTORY: '' });
     assert.equal(result.status, 2);
-    assert.equal(result.stderr, 'meshctl: no inventory given: pass its path, set MESHCTL_INVENTORY, or put a meshctl.yaml in the current directory\n');
+    assert.equal(
+      result.stderr,
+      'meshctl: no inventory given: pass its path, set MESHCTL_INVENTORY, or put a meshctl.yaml in the current directory\n',
+    );
   });
 
   it('a missing file: one line, exit 2', () => {

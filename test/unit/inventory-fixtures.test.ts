@@ -31,7 +31,9 @@ function problemsOf(path: string): MeshctlError {
 }
 
 describe('broken inventories report their exact problems', () => {
-  const files = readdirSync(BAD).filter((f) => f.endsWith('.yaml')).sort();
+  const files = readdirSync(BAD)
+    .filter((f) => f.endsWith('.yaml'))
+    .sort();
   it('there are at least 35 of them', () => assert.ok(files.length >= 35, `only ${files.length} bad fixtures`));
   for (const file of files) {
     const path = `${BAD}/${file}`;
@@ -88,7 +90,15 @@ describe('good inventories load to their normalised form', () => {
   it('inventories/homelab.yaml (the reference design)', () => {
     assert.deepEqual(loadInventory('inventories/homelab.yaml'), {
       source: 'inventories/homelab.yaml',
-      mesh: { interface: 'wg0', network: '172.27.15.0/24', listenPort: 51820, mtu: 1420, persistentKeepalive: 25, rpFilter: 2, reservedCidrs: [] },
+      mesh: {
+        interface: 'wg0',
+        network: '172.27.15.0/24',
+        listenPort: 51820,
+        mtu: 1420,
+        persistentKeepalive: 25,
+        rpFilter: 2,
+        reservedCidrs: [],
+      },
       sites: [
         { name: 'home', kind: 'nat', lan: '192.168.15.0/24', router: '192.168.15.1', publicIp: '203.0.113.10' },
         { name: 'edge', kind: 'public' },
@@ -168,7 +178,15 @@ describe('good inventories load to their normalised form', () => {
     const path = `${GOOD}/plain-lan-site.yaml`;
     assert.deepEqual(loadInventory(path), {
       source: path,
-      mesh: { interface: 'wg0', network: '172.27.15.0/24', listenPort: 51820, mtu: 1420, persistentKeepalive: 25, rpFilter: 2, reservedCidrs: [] },
+      mesh: {
+        interface: 'wg0',
+        network: '172.27.15.0/24',
+        listenPort: 51820,
+        mtu: 1420,
+        persistentKeepalive: 25,
+        rpFilter: 2,
+        reservedCidrs: [],
+      },
       sites: [
         { name: 'home', kind: 'nat', lan: '192.168.15.0/24', router: '192.168.15.1', publicIp: '203.0.113.10' },
         { name: 'lab', kind: 'lan', lan: '10.1.0.0/24' },

@@ -35,7 +35,10 @@ describe('resolveInventoryPath', () => {
   it('says what to do when there is none', () => {
     const error = thrown(() => resolveInventoryPath(undefined, {}, dir));
     assert.equal(error.exitCode, ExitCode.badInput);
-    assert.match(error.message, /no inventory given: pass its path, set MESHCTL_INVENTORY, or put a meshctl\.yaml in the current directory/);
+    assert.match(
+      error.message,
+      /no inventory given: pass its path, set MESHCTL_INVENTORY, or put a meshctl\.yaml in the current directory/,
+    );
   });
   it('then ./meshctl.yaml', () => {
     writeFileSync(join(dir, 'meshctl.yaml'), MINIMAL);
@@ -56,21 +59,36 @@ describe('loadInventory', () => {
   it('validates text given in options, naming the path in messages', () => {
     const inventory = loadInventory('inline.yaml', { text: MINIMAL });
     assert.equal(inventory.source, 'inline.yaml');
-    assert.deepEqual(inventory.mesh, { interface: 'wg0', network: '172.27.15.0/24', listenPort: 51820, mtu: 1420, persistentKeepalive: 25, rpFilter: 2, reservedCidrs: [] });
+    assert.deepEqual(inventory.mesh, {
+      interface: 'wg0',
+      network: '172.27.15.0/24',
+      listenPort: 51820,
+      mtu: 1420,
+      persistentKeepalive: 25,
+      rpFilter: 2,
+      reservedCidrs: [],
+    });
     const error = thrown(() => loadInventory('inline.yaml', { text: MINIMAL.replace('172.27.15.2 ', '172.27.15.1 ') }));
     assert.deepEqual(error.details, ['inline.yaml:7:54: nodes.b.overlayIp: 172.27.15.1 is already the overlay IP of a']);
   });
   it('maps rpFilter names and numbers to 0, 1, 2', () => {
-    for (const [written, mode] of [['off', 0], ['strict', 1], ['loose', 2], ['0', 0], ['1', 1], ['2', 2]] as const) {
+    for (const [written, mode] of [
+      ['off', 0],
+      ['strict', 1],
+      ['loose', 2],
+      ['0', 0],
+      ['1', 1],
+      ['2', 2],
+    ] as const) {
       const text = MINIMAL.replace('  network: 172.27.15.0/24\n', `  network: 172.27.15.0/24\n  rpFilter: ${written}\n`);
       assert.equal(loadInventory('x.yaml', { text }).mesh.rpFilter, mode);
     }
   });
   it('a lan site keeps its router when given', () => {
-    const text = MINIMAL.replace('  edge: { public: true }\n', '  edge: { public: true }\n  lab: { lan: 10.1.0.0/24, router: 10.1.0.1 }\n').replace(
-      '  b: {',
-      '  c: { site: lab, address: 10.1.0.9, overlayIp: 172.27.15.3 }\n  b: {',
-    );
+    const text = MINIMAL.replace(
+      '  edge: { public: true }\n',
+      '  edge: { public: true }\n  lab: { lan: 10.1.0.0/24, router: 10.1.0.1 }\n',
+    ).replace('  b: {', '  c: { site: lab, address: 10.1.0.9, overlayIp: 172.27.15.3 }\n  b: {');
     assert.deepEqual(loadInventory('x.yaml', { text }).sites[1], { name: 'lab', kind: 'lan', lan: '10.1.0.0/24', router: '10.1.0.1' });
   });
   it('checkInventoryText returns the problems as values', () => {
@@ -84,7 +102,10 @@ describe('loadInventory', () => {
   it('does not report follow-on problems of a field that is already wrong', () => {
     // the network has host bits set: overlay IPs are not also reported as outside a network we cannot know
     const result = checkInventoryText(MINIMAL.replace('172.27.15.0/24', '172.27.15.1/16'), 'x.yaml');
-    assert.deepEqual(result.problems.map((p) => p.message), ['172.27.15.1/16 has host bits set: the network is 172.27.0.0/16']);
+    assert.deepEqual(
+      result.problems.map((p) => p.message),
+      ['172.27.15.1/16 has host bits set: the network is 172.27.0.0/16'],
+    );
   });
 });
 

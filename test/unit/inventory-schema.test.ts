@@ -37,11 +37,17 @@ describe('schema/inventory.schema.json', () => {
     }
   });
   it('carries the loader defaults', () => {
-    const mesh = (inventoryJsonSchema().properties as Record<string, { properties: Record<string, { default?: unknown }> }>).mesh.properties;
-    assert.deepEqual(
-      Object.fromEntries(Object.entries(mesh).map(([name, field]) => [name, field.default])),
-      { interface: 'wg0', network: undefined, listenPort: 51820, mtu: 1420, persistentKeepalive: 25, rpFilter: 'loose', reservedCidrs: [] },
-    );
+    const mesh = (inventoryJsonSchema().properties as Record<string, { properties: Record<string, { default?: unknown }> }>).mesh
+      .properties;
+    assert.deepEqual(Object.fromEntries(Object.entries(mesh).map(([name, field]) => [name, field.default])), {
+      interface: 'wg0',
+      network: undefined,
+      listenPort: 51820,
+      mtu: 1420,
+      persistentKeepalive: 25,
+      rpFilter: 'loose',
+      reservedCidrs: [],
+    });
   });
   it('inventories/homelab.yaml points editors at it', () => {
     const firstLine = readFileSync('inventories/homelab.yaml', 'utf8').split('\n')[0];

@@ -24,7 +24,8 @@ import {
 const K1 = 'AAAAC3NzaC1lZDI1NTE5AAAAIPRe/3j+whn/AfHooyrxH0TlNBPtz7mTkoWhkw08tacf';
 const K1_FP = 'SHA256:qxid7nmspyJl7RQIyzmYWvC2HTO0HJoGDOSKJIoYJjw';
 const K2 = 'AAAAC3NzaC1lZDI1NTE5AAAAIPe+gyIMuPrOyOJxvGacNgK1CGx7lMyCqQam9exp6HTw';
-const K3 = 'AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBL1Y+zmq2votgkNKGAhHnMM1al5bGwk10lYqmCOkeDlLrFXZSLMcZBfqbDgIOOsRY/ph3g/Qfb7QEu+uvsKhE1Q=';
+const K3 =
+  'AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBL1Y+zmq2votgkNKGAhHnMM1al5bGwk10lYqmCOkeDlLrFXZSLMcZBfqbDgIOOsRY/ph3g/Qfb7QEu+uvsKhE1Q=';
 const raw = (b64: string) => Buffer.from(b64, 'base64');
 // `ssh-keygen -H` output for node1.example and [10.0.0.5]:2222, both with K1
 const HASHED = [
@@ -171,10 +172,17 @@ test('appendKnownHost creates dir and 0600 file, appends, adds a missing newline
   assert.equal(verifyHostKey(loaded.entries, 'node9', 22, raw(K2)).status, 'match');
 });
 
-test('lines meshctl writes are found by OpenSSH (ssh-keygen -F), hashed or not', { skip: spawnSync('sh', ['-c', 'command -v ssh-keygen']).status !== 0 ? 'no ssh-keygen' : false }, () => {
+test('lines meshctl writes are found by OpenSSH (ssh-keygen -F), hashed or not', {
+  skip: spawnSync('sh', ['-c', 'command -v ssh-keygen']).status !== 0 ? 'no ssh-keygen' : false,
+}, () => {
   const dir = mkdtempSync(join(tmpdir(), 'meshctl-kh-'));
   const file = join(dir, 'known_hosts');
-  writeFileSync(file, [knownHostLine('10.0.0.5', 2222, 'ssh-ed25519', raw(K1), { hash: true }), knownHostLine('node1', 22, 'ssh-ed25519', raw(K1))].join('\n') + '\n');
+  writeFileSync(
+    file,
+    [knownHostLine('10.0.0.5', 2222, 'ssh-ed25519', raw(K1), { hash: true }), knownHostLine('node1', 22, 'ssh-ed25519', raw(K1))].join(
+      '\n',
+    ) + '\n',
+  );
   for (const name of ['[10.0.0.5]:2222', 'node1']) {
     const r = spawnSync('ssh-keygen', ['-F', name, '-f', file], { encoding: 'utf8' });
     assert.equal(r.status, 0, `${name}: ${r.stdout}${r.stderr}`);

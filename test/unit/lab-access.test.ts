@@ -11,8 +11,24 @@ describe('lab access', () => {
   });
 
   it('boots nodes the way lab.md says works here', () => {
-    const argv = nspawnArgv({ root: '/r', machine: 'm', hostname: 'ms-1', netnsPath: '/run/netns/ml-lab.node.ms-1', binds: ['/dev/net/tun'], bindsReadOnly: ['/c/repo:/srv/meshctl-apt'] });
-    for (const flag of ['-b', '--register=no', '--keep-unit', '--capability=CAP_NET_ADMIN', '--bind=/dev/net/tun', '--network-namespace-path=/run/netns/ml-lab.node.ms-1', '--hostname=ms-1', '--bind-ro=/c/repo:/srv/meshctl-apt']) {
+    const argv = nspawnArgv({
+      root: '/r',
+      machine: 'm',
+      hostname: 'ms-1',
+      netnsPath: '/run/netns/ml-lab.node.ms-1',
+      binds: ['/dev/net/tun'],
+      bindsReadOnly: ['/c/repo:/srv/meshctl-apt'],
+    });
+    for (const flag of [
+      '-b',
+      '--register=no',
+      '--keep-unit',
+      '--capability=CAP_NET_ADMIN',
+      '--bind=/dev/net/tun',
+      '--network-namespace-path=/run/netns/ml-lab.node.ms-1',
+      '--hostname=ms-1',
+      '--bind-ro=/c/repo:/srv/meshctl-apt',
+    ]) {
       assert.ok(argv.includes(flag), flag);
     }
   });

@@ -31,7 +31,8 @@ describe('lab mirror', () => {
   });
 
   it('reads the one-line format', () => {
-    const text = '# deb http://old/debian bookworm main\ndeb [arch=amd64] http://m.example/debian bookworm main\ndeb http://m.example/debian-security bookworm-security main\n';
+    const text =
+      '# deb http://old/debian bookworm main\ndeb [arch=amd64] http://m.example/debian bookworm main\ndeb http://m.example/debian-security bookworm-security main\n';
     assert.equal(mirrorFromSourcesList(text), 'http://m.example/debian');
     assert.equal(mirrorFromSourcesList('deb http://x/debian trixie main'), undefined);
   });

@@ -17,7 +17,15 @@ const node = (name: string, site: string, address: string, overlayIp: string, ex
   ...extra,
 });
 
-const mesh: Inventory['mesh'] = { interface: 'wg0', network: '172.27.15.0/24', listenPort: 51820, mtu: 1420, persistentKeepalive: 25, rpFilter: 2, reservedCidrs: [] };
+const mesh: Inventory['mesh'] = {
+  interface: 'wg0',
+  network: '172.27.15.0/24',
+  listenPort: 51820,
+  mtu: 1420,
+  persistentKeepalive: 25,
+  rpFilter: 2,
+  reservedCidrs: [],
+};
 
 /** Two NAT sites with two nodes each, plus two public nodes. */
 const twoSites = (): Inventory => ({
@@ -53,7 +61,10 @@ function planInvariants(plan: LabPlan): void {
     assert.ok(names.has(link.a.ns) && names.has(link.b.ns), 'both ends of every link are lab namespaces');
     assert.notEqual(link.a.ns, link.b.ns);
     for (const end of [link.a, link.b]) {
-      assert.ok(plan.namespaces.find((n) => n.name === end.ns)!.interfaces.some((i) => i.name === end.ifname), `${end.ns}/${end.ifname} is planned`);
+      assert.ok(
+        plan.namespaces.find((n) => n.name === end.ns)!.interfaces.some((i) => i.name === end.ifname),
+        `${end.ns}/${end.ifname} is planned`,
+      );
     }
   }
   const internet = plan.namespaces.find((n) => n.role === 'internet')!;
@@ -68,7 +79,15 @@ describe('lab plan: homelab.yaml', () => {
   it('has the internet, the operator, one router and four nodes, all named ml-lab.*', () => {
     assert.deepEqual(
       plan.namespaces.map((n) => n.name).sort(),
-      ['ml-lab.internet', 'ml-lab.node.ctb-edge-1', 'ml-lab.node.ms-1', 'ml-lab.node.wk-1', 'ml-lab.node.wk-2', 'ml-lab.operator', 'ml-lab.router.home'].sort(),
+      [
+        'ml-lab.internet',
+        'ml-lab.node.ctb-edge-1',
+        'ml-lab.node.ms-1',
+        'ml-lab.node.wk-1',
+        'ml-lab.node.wk-2',
+        'ml-lab.operator',
+        'ml-lab.router.home',
+      ].sort(),
     );
     planInvariants(plan);
   });
@@ -81,7 +100,11 @@ describe('lab plan: homelab.yaml', () => {
     assert.equal(router.forwarding, true);
     assert.deepEqual(router.nat!.masquerade, { source: '192.168.15.0/24', outInterface: 'wan' });
     const forwards = router.nat!.forwards.map((f) => `${f.publicIp}:${f.port}->${f.toAddress}:${f.toPort}`).sort();
-    assert.deepEqual(forwards, ['203.0.113.10:51820->192.168.15.3:51820', '203.0.113.10:51821->192.168.15.2:51820', '203.0.113.10:51822->192.168.15.4:51820']);
+    assert.deepEqual(forwards, [
+      '203.0.113.10:51820->192.168.15.3:51820',
+      '203.0.113.10:51821->192.168.15.2:51820',
+      '203.0.113.10:51822->192.168.15.4:51820',
+    ]);
   });
 
   it('puts home nodes on the bridge and the edge on the internet', () => {
@@ -100,7 +123,7 @@ describe('lab plan: homelab.yaml', () => {
     assert.deepEqual(plan.operator.lanAddresses, { home: '192.168.15.254' });
     assert.equal(plan.operator.internetAddress, '198.18.0.1');
     const op = plan.namespaces.find((n) => n.role === 'operator')!;
-    assert.deepEqual(op.interfaces.map((i) => i.addresses).flat().sort(), ['192.168.15.254/24', '198.18.0.1/32']);
+    assert.deepEqual(op.interfaces.flatMap((i) => i.addresses).sort(), ['192.168.15.254/24', '198.18.0.1/32']);
   });
 
   it('creates the sudo users the inventory names, plus the standard one', () => {
@@ -120,7 +143,11 @@ describe('lab plan: homelab.yaml', () => {
     assert.deepEqual(nsSysctls(plan.namespaces.find((n) => n.role === 'node')!), ['net.ipv4.ip_forward=0']);
     const rules = iptablesNat(router.nat!).map((r) => r.join(' '));
     assert.equal(rules.filter((r) => r.includes('DNAT')).length, 3);
-    assert.ok(rules.includes('iptables -w -t nat -A PREROUTING -i wan -d 203.0.113.10 -p udp --dport 51821 -j DNAT --to-destination 192.168.15.2:51820'));
+    assert.ok(
+      rules.includes(
+        'iptables -w -t nat -A PREROUTING -i wan -d 203.0.113.10 -p udp --dport 51821 -j DNAT --to-destination 192.168.15.2:51820',
+      ),
+    );
     assert.ok(rules.includes('iptables -w -t nat -A POSTROUTING -s 192.168.15.0/24 -o wan -j MASQUERADE --random-fully'));
     assert.match(nftNat(router.nat!), /oifname "wan" masquerade fully-random/);
     assert.match(nftNat(router.nat!), /iifname "wan" ip daddr 203\.0\.113\.10 udp dport 51822 dnat to 192\.168\.15\.4:51820/);
@@ -140,9 +167,21 @@ describe('lab plan: two NAT sites and two public nodes', () => {
   it('keeps its invariants', () => planInvariants(plan));
 
   it('makes one router per site with its own forwards, using listen ports', () => {
-    assert.deepEqual(plan.routers.map((r) => [r.site, r.publicIp, r.address]), [['office', '203.0.113.20', '10.20.0.1'], ['home', '203.0.113.10', '192.168.15.1']]);
-    assert.deepEqual(plan.routers[0]!.forwards.map((f) => `${f.port}->${f.toAddress}:${f.toPort}`), ['51820->10.20.0.5:51820']);
-    assert.deepEqual(plan.routers[1]!.forwards.map((f) => `${f.port}->${f.toAddress}:${f.toPort}`), ['51821->192.168.15.2:51820', '51822->192.168.15.254:51900']);
+    assert.deepEqual(
+      plan.routers.map((r) => [r.site, r.publicIp, r.address]),
+      [
+        ['office', '203.0.113.20', '10.20.0.1'],
+        ['home', '203.0.113.10', '192.168.15.1'],
+      ],
+    );
+    assert.deepEqual(
+      plan.routers[0]!.forwards.map((f) => `${f.port}->${f.toAddress}:${f.toPort}`),
+      ['51820->10.20.0.5:51820'],
+    );
+    assert.deepEqual(
+      plan.routers[1]!.forwards.map((f) => `${f.port}->${f.toAddress}:${f.toPort}`),
+      ['51821->192.168.15.2:51820', '51822->192.168.15.254:51900'],
+    );
   });
 
   it('gives the operator the highest free address of each LAN', () => {
@@ -175,7 +214,8 @@ describe('lab plan: what the lab cannot replicate (exit 2, one line)', () => {
   const rejects = (inventory: Inventory, pattern: RegExp) => {
     assert.throws(
       () => planLab(inventory, 'bad'),
-      (error: unknown) => error instanceof MeshctlError && error.exitCode === 2 && !error.message.includes('\n') && pattern.test(error.message),
+      (error: unknown) =>
+        error instanceof MeshctlError && error.exitCode === 2 && !error.message.includes('\n') && pattern.test(error.message),
     );
   };
 

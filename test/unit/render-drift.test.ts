@@ -9,7 +9,9 @@ import type { LivePeer } from '../../src/render/wgdump.js';
 import { compareConfigToDesired, compareLiveToDesired, normaliseAllowedIp, splitEndpoint } from '../../src/render/drift.js';
 
 const repo = (path: string) => fileURLToPath(new URL(`../../${path}`, import.meta.url));
-const keys = new Map(Object.entries(JSON.parse(readFileSync(repo('test/fixtures/golden/homelab/public-keys.json'), 'utf8')) as Record<string, string>));
+const keys = new Map(
+  Object.entries(JSON.parse(readFileSync(repo('test/fixtures/golden/homelab/public-keys.json'), 'utf8')) as Record<string, string>),
+);
 const configs = desiredMesh(loadInventory(repo('inventories/homelab.yaml')), keys);
 const desiredOf = (name: string) => configs.find((c) => c.node === name)!;
 const OTHER_KEY = 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=';
@@ -27,8 +29,10 @@ function livePeersOf(config: DesiredNodeConfig): LivePeer[] {
     ...(p.persistentKeepalive ? { persistentKeepalive: p.persistentKeepalive } : {}),
   }));
 }
-const byName = (config: DesiredNodeConfig, peers: LivePeer[], name: string) => peers.find((p) => p.publicKey === config.peers.find((d) => d.name === name)!.publicKey)!;
-const summary = (items: ReturnType<typeof compareLiveToDesired>) => items.map((i) => `${i.severity} ${i.peer ?? '-'} ${i.field} ${i.actual ?? ''} -> ${i.expected ?? ''}`);
+const byName = (config: DesiredNodeConfig, peers: LivePeer[], name: string) =>
+  peers.find((p) => p.publicKey === config.peers.find((d) => d.name === name)!.publicKey)!;
+const summary = (items: ReturnType<typeof compareLiveToDesired>) =>
+  items.map((i) => `${i.severity} ${i.peer ?? '-'} ${i.field} ${i.actual ?? ''} -> ${i.expected ?? ''}`);
 
 describe('compareLiveToDesired', () => {
   it('finds nothing on a converged node', () => {
@@ -45,7 +49,7 @@ describe('compareLiveToDesired', () => {
     assert.match(items[0]!.message, /NAT/);
   });
 
-  it("warns when a NATed peer talks from the forward designed for another node (outbound mapping on a forwarded port)", () => {
+  it('warns when a NATed peer talks from the forward designed for another node (outbound mapping on a forwarded port)', () => {
     // what the lab showed with plain MASQUERADE: wk-2 dialled out first and kept source port 51820, wk-1's forward
     const edge = desiredOf('ctb-edge-1');
     const live = livePeersOf(edge);
@@ -79,7 +83,10 @@ describe('compareLiveToDesired', () => {
     const ms1 = desiredOf('ms-1');
     const live = livePeersOf(ms1).filter((p) => p.publicKey !== keys.get('wk-2'));
     live.push({ publicKey: OTHER_KEY, hasPresharedKey: false, allowedIps: ['10.99.0.1/32'], rxBytes: 0, txBytes: 0 });
-    assert.deepEqual(summary(compareLiveToDesired(ms1, live)), ['fail wk-2 peer absent -> present', `fail ${OTHER_KEY} peer present -> absent`]);
+    assert.deepEqual(summary(compareLiveToDesired(ms1, live)), [
+      'fail wk-2 peer absent -> present',
+      `fail ${OTHER_KEY} peer present -> absent`,
+    ]);
   });
 
   it('names a wrong key when a live peer carries the expected AllowedIPs', () => {
@@ -90,7 +97,7 @@ describe('compareLiveToDesired', () => {
     assert.deepEqual(summary(items), [`fail wk-2 publicKey ${OTHER_KEY} -> ${keys.get('wk-2')}`]);
   });
 
-  it('reports one [Peer] block holding another node\'s key (WireGuard merged them into one peer)', () => {
+  it("reports one [Peer] block holding another node's key (WireGuard merged them into one peer)", () => {
     const ms1 = desiredOf('ms-1');
     const live = livePeersOf(ms1).filter((p) => p.publicKey !== keys.get('wk-2'));
     byName(ms1, live, 'wk-1').allowedIps.push('172.27.15.13/32');
@@ -132,18 +139,21 @@ describe('compareConfigToDesired', () => {
     const text = renderWgQuickConfig(wk1).replace('Endpoint = 192.168.15.4:51820', 'Endpoint = 192.168.15.9:51820');
     const items = compareConfigToDesired(parseWgQuickConfig(text), wk1);
     assert.equal(items.length, 1);
-    assert.deepEqual({ ...items[0], message: undefined }, {
-      peer: 'wk-2',
-      field: 'endpoint',
-      expected: '192.168.15.4:51820',
-      actual: '192.168.15.9:51820',
-      severity: 'fail',
-      message: undefined,
-      line: text.split('\n').indexOf('Endpoint = 192.168.15.9:51820') + 1,
-    });
+    assert.deepEqual(
+      { ...items[0], message: undefined },
+      {
+        peer: 'wk-2',
+        field: 'endpoint',
+        expected: '192.168.15.4:51820',
+        actual: '192.168.15.9:51820',
+        severity: 'fail',
+        message: undefined,
+        line: text.split('\n').indexOf('Endpoint = 192.168.15.9:51820') + 1,
+      },
+    );
   });
 
-  it('says whose key a [Peer] block holds when it holds another node\'s', () => {
+  it("says whose key a [Peer] block holds when it holds another node's", () => {
     const ms1 = desiredOf('ms-1');
     const text = renderWgQuickConfig(ms1).replace(`PublicKey = ${keys.get('wk-2')}`, `PublicKey = ${keys.get('wk-1')}`);
     const items = compareConfigToDesired(parseWgQuickConfig(text), ms1);
@@ -155,21 +165,35 @@ describe('compareConfigToDesired', () => {
     const ms1 = desiredOf('ms-1');
     const reordered = { ...ms1, peers: [...ms1.peers].reverse().map((p) => ({ ...p, name: `node ${p.name}` })) };
     const items = compareConfigToDesired(parseWgQuickConfig(renderWgQuickConfig(reordered)), ms1);
-    assert.deepEqual(items.map((i) => `${i.severity} ${i.field} ${i.actual}`), ['info name node ctb-edge-1', 'info name node wk-1', 'info name node wk-2']);
+    assert.deepEqual(
+      items.map((i) => `${i.severity} ${i.field} ${i.actual}`),
+      ['info name node ctb-edge-1', 'info name node wk-1', 'info name node wk-2'],
+    );
   });
 
   it('reports a file without [Interface], and syntax problems with the peer they belong to', () => {
     const ms1 = desiredOf('ms-1');
-    const peersOnly = renderWgQuickConfig(ms1).slice(renderWgQuickConfig(ms1).indexOf('[Peer]')).replace('AllowedIPs = 172.27.15.31/32', 'AllowedIPs = 172.27.15.31/32\nFoo = bar');
+    const peersOnly = renderWgQuickConfig(ms1)
+      .slice(renderWgQuickConfig(ms1).indexOf('[Peer]'))
+      .replace('AllowedIPs = 172.27.15.31/32', 'AllowedIPs = 172.27.15.31/32\nFoo = bar');
     const items = compareConfigToDesired(parseWgQuickConfig(peersOnly), ms1);
-    assert.deepEqual(items.map((i) => `${i.severity} ${i.peer ?? '-'} ${i.field}`), ['fail - interface', 'warn ctb-edge-1 syntax']);
+    assert.deepEqual(
+      items.map((i) => `${i.severity} ${i.peer ?? '-'} ${i.field}`),
+      ['fail - interface', 'warn ctb-edge-1 syntax'],
+    );
   });
 
   it('reports a PrivateKey line without its value', () => {
     const ms1 = desiredOf('ms-1');
     const secret = 'aGVsbG8gdGhpcyBpcyBhIHNlY3JldCBrZXkgZm9yIHQ=';
-    const items = compareConfigToDesired(parseWgQuickConfig(renderWgQuickConfig(ms1).replace('[Interface]\n', `[Interface]\nPrivateKey = ${secret}\n`)), ms1);
-    assert.deepEqual(items.map((i) => `${i.severity} ${i.field} ${i.line}`), ['warn privateKey 5']);
+    const items = compareConfigToDesired(
+      parseWgQuickConfig(renderWgQuickConfig(ms1).replace('[Interface]\n', `[Interface]\nPrivateKey = ${secret}\n`)),
+      ms1,
+    );
+    assert.deepEqual(
+      items.map((i) => `${i.severity} ${i.field} ${i.line}`),
+      ['warn privateKey 5'],
+    );
     assert.ok(!JSON.stringify(items).includes(secret));
   });
 });

@@ -32,6 +32,18 @@ test('added and removed blocks (a peer gone, another added) keep their order', (
   const after = '[Peer]\n# b\n\n[Peer]\n# c\n';
   const diff = lineDiff(before, after, { context: 10 });
   // applying the diff to before gives after
-  assert.equal(diff.filter((l) => !l.startsWith('-')).map((l) => l.slice(1)).join('\n') + '\n', after);
-  assert.equal(diff.filter((l) => !l.startsWith('+')).map((l) => l.slice(1)).join('\n') + '\n', before);
+  assert.equal(
+    diff
+      .filter((l) => !l.startsWith('-'))
+      .map((l) => l.slice(1))
+      .join('\n') + '\n',
+    after,
+  );
+  assert.equal(
+    diff
+      .filter((l) => !l.startsWith('+'))
+      .map((l) => l.slice(1))
+      .join('\n') + '\n',
+    before,
+  );
 });

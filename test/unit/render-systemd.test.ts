@@ -8,7 +8,10 @@ import { renderReloadDropIn, reloadDropInPath, syncconfKeepingKeyCommand } from 
 
 /** What systemd hands to /bin/bash -c: the ExecReload's single-quoted word, with `$$` and `%i` expanded. */
 function execReloadScript(dropIn: string, instance: string): string {
-  const line = dropIn.split('\n').filter((l) => l.startsWith('ExecReload=')).at(-1)!;
+  const line = dropIn
+    .split('\n')
+    .filter((l) => l.startsWith('ExecReload='))
+    .at(-1)!;
   const quoted = line.match(/^ExecReload=\/bin\/bash -c '(.*)'$/)![1]!;
   return quoted.replaceAll('%i', instance).replaceAll('$$', '$');
 }
@@ -20,7 +23,9 @@ function execReloadScript(dropIn: string, instance: string): string {
 function runWithStandIns(script: string, { stripFails = false } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'meshctl-dropin-'));
   try {
-    const strip = stripFails ? 'exit 1' : 'printf "[Interface]\\nListenPort = 51820\\n\\n[Peer]\\nPublicKey = PEER\\nAllowedIPs = 172.27.15.31/32\\n"';
+    const strip = stripFails
+      ? 'exit 1'
+      : 'printf "[Interface]\\nListenPort = 51820\\n\\n[Peer]\\nPublicKey = PEER\\nAllowedIPs = 172.27.15.31/32\\n"';
     writeFileSync(join(dir, 'wg-quick'), `#!/bin/sh\n[ "$1" = strip ] && [ "$2" = wg0 ] || exit 9\n${strip}\n`);
     writeFileSync(join(dir, 'wg'), `#!/bin/sh\n[ "$1 $2 $3" = "syncconf wg0 /dev/stdin" ] || exit 9\ncat > ${dir}/synced\n`);
     writeFileSync(join(dir, 'wg0.key'), 'PRIVATE-KEY-STAND-IN=\n');
@@ -39,7 +44,7 @@ function runWithStandIns(script: string, { stripFails = false } = {}) {
 describe('the reload drop-in (a reload keeps the private key)', () => {
   const dropIn = renderReloadDropIn('wg0');
 
-  it('clears the stock ExecReload, then sets its own; lives in the unit\'s drop-in directory', () => {
+  it("clears the stock ExecReload, then sets its own; lives in the unit's drop-in directory", () => {
     assert.equal(reloadDropInPath('wg0'), '/etc/systemd/system/wg-quick@wg0.service.d/meshctl-keep-key.conf');
     const lines = dropIn.split('\n');
     assert.equal(lines.filter((l) => l === '[Service]').length, 1);
@@ -58,7 +63,10 @@ describe('the reload drop-in (a reload keeps the private key)', () => {
   it('feeds wg syncconf the stripped file plus the key from the key file', () => {
     const { code, synced } = runWithStandIns(execReloadScript(dropIn, 'wg0'));
     assert.equal(code, 0);
-    assert.equal(synced, '[Interface]\nListenPort = 51820\n\n[Peer]\nPublicKey = PEER\nAllowedIPs = 172.27.15.31/32\n[Interface]\nPrivateKey = PRIVATE-KEY-STAND-IN=\n');
+    assert.equal(
+      synced,
+      '[Interface]\nListenPort = 51820\n\n[Peer]\nPublicKey = PEER\nAllowedIPs = 172.27.15.31/32\n[Interface]\nPrivateKey = PRIVATE-KEY-STAND-IN=\n',
+    );
   });
 
   it('never calls syncconf when wg-quick strip fails (syncconf given only the key would drop every peer)', () => {

@@ -21,9 +21,26 @@ describe('parseWgDumpPeers', () => {
     const { peers, problems } = parseWgDumpPeers(dump);
     assert.deepEqual(problems, []);
     assert.deepEqual(peers, [
-      { publicKey: EDGE, hasPresharedKey: false, endpoint: '198.51.100.25:51820', allowedIps: ['172.27.15.31/32'], latestHandshake: 1700000000, rxBytes: 1234, txBytes: 5678, persistentKeepalive: 25 },
+      {
+        publicKey: EDGE,
+        hasPresharedKey: false,
+        endpoint: '198.51.100.25:51820',
+        allowedIps: ['172.27.15.31/32'],
+        latestHandshake: 1700000000,
+        rxBytes: 1234,
+        txBytes: 5678,
+        persistentKeepalive: 25,
+      },
       { publicKey: WK1, hasPresharedKey: true, allowedIps: [], rxBytes: 0, txBytes: 0 },
-      { publicKey: WK2, hasPresharedKey: false, endpoint: '[2001:db8::4]:51820', allowedIps: ['172.27.15.13/32', '172.27.16.0/24'], latestHandshake: 1700000100, rxBytes: 1, txBytes: 2 },
+      {
+        publicKey: WK2,
+        hasPresharedKey: false,
+        endpoint: '[2001:db8::4]:51820',
+        allowedIps: ['172.27.15.13/32', '172.27.16.0/24'],
+        latestHandshake: 1700000100,
+        rxBytes: 1,
+        txBytes: 2,
+      },
     ]);
     assert.ok(!JSON.stringify(peers).includes(PSK), 'the preshared key value must not be kept');
   });
@@ -32,21 +49,35 @@ describe('parseWgDumpPeers', () => {
     const dump = [row(PRIVATE, EDGE, 51820, 'off'), row(WK1, '(none)', '(none)', '172.27.15.11/32', 0, 0, 0, 'off')].join('\n');
     const parsed = parseWgDumpPeers(dump);
     assert.equal(parsed.peers.length, 1);
-    assert.deepEqual(parsed.problems.map((p) => p.line), [1]);
+    assert.deepEqual(
+      parsed.problems.map((p) => p.line),
+      [1],
+    );
     assert.match(parsed.problems[0]!.reason, /interface line/);
     assert.ok(!JSON.stringify(parsed).includes(PRIVATE), 'the private key must not survive parsing');
   });
 
   it('accepts `wg show all dump` peer lines and refuses its interface line', () => {
-    const dump = [row('wg0', PRIVATE, EDGE, 51820, 'off'), row('wg0', WK1, '(none)', '10.1.2.3:4', '172.27.15.11/32', 5, 6, 7, 'off')].join('\n');
+    const dump = [row('wg0', PRIVATE, EDGE, 51820, 'off'), row('wg0', WK1, '(none)', '10.1.2.3:4', '172.27.15.11/32', 5, 6, 7, 'off')].join(
+      '\n',
+    );
     const parsed = parseWgDumpPeers(dump);
-    assert.deepEqual(parsed.peers.map((p) => p.publicKey), [WK1]);
+    assert.deepEqual(
+      parsed.peers.map((p) => p.publicKey),
+      [WK1],
+    );
     assert.match(parsed.problems[0]!.reason, /interface line/);
     assert.ok(!JSON.stringify(parsed).includes(PRIVATE));
   });
 
   it('reports malformed lines without echoing them', () => {
-    const parsed = parseWgDumpPeers(['garbage', row('nokey', '(none)', '(none)', '(none)', 0, 0, 0, 'off'), row(WK1, '(none)', '(none)', '(none)', 'x', 0, 0, 'off')].join('\n'));
+    const parsed = parseWgDumpPeers(
+      [
+        'garbage',
+        row('nokey', '(none)', '(none)', '(none)', 0, 0, 0, 'off'),
+        row(WK1, '(none)', '(none)', '(none)', 'x', 0, 0, 'off'),
+      ].join('\n'),
+    );
     assert.deepEqual(parsed.peers, []);
     assert.deepEqual(parsed.problems, [
       { line: 1, reason: 'expected 8 tab-separated fields, found 1' },

@@ -8,7 +8,9 @@ import { classifyConfigChange, parseWgQuickConfig, renderWgQuickConfig } from '.
 
 const repo = (path: string) => fileURLToPath(new URL(`../../${path}`, import.meta.url));
 const goldenDir = 'test/fixtures/golden/homelab';
-const homelabKeys = new Map(Object.entries(JSON.parse(readFileSync(repo(`${goldenDir}/public-keys.json`), 'utf8')) as Record<string, string>));
+const homelabKeys = new Map(
+  Object.entries(JSON.parse(readFileSync(repo(`${goldenDir}/public-keys.json`), 'utf8')) as Record<string, string>),
+);
 const homelab = () => desiredMesh(loadInventory(repo('inventories/homelab.yaml')), homelabKeys);
 const homelabConfig = (name: string) => homelab().find((c) => c.node === name)!;
 
@@ -24,7 +26,12 @@ function peerBlocks(text: string): Map<string, string[]> {
 
 const HOME = ['ms-1', 'wk-1', 'wk-2'];
 const LAN_ADDRESS: Record<string, string> = { 'ms-1': '192.168.15.2', 'wk-1': '192.168.15.3', 'wk-2': '192.168.15.4' };
-const OVERLAY: Record<string, string> = { 'ms-1': '172.27.15.12', 'wk-1': '172.27.15.11', 'wk-2': '172.27.15.13', 'ctb-edge-1': '172.27.15.31' };
+const OVERLAY: Record<string, string> = {
+  'ms-1': '172.27.15.12',
+  'wk-1': '172.27.15.11',
+  'wk-2': '172.27.15.13',
+  'ctb-edge-1': '172.27.15.31',
+};
 
 describe('renderWgQuickConfig: homelab golden files (reference design)', () => {
   // MESHCTL_UPDATE_GOLDEN=1 rewrites the files; review every diff by hand before committing it.
@@ -38,7 +45,12 @@ describe('renderWgQuickConfig: homelab golden files (reference design)', () => {
   }
 
   it('renders the four nodes of the reference design', () => {
-    assert.deepEqual(homelab().map((c) => c.node).sort(), ['ctb-edge-1', 'ms-1', 'wk-1', 'wk-2']);
+    assert.deepEqual(
+      homelab()
+        .map((c) => c.node)
+        .sort(),
+      ['ctb-edge-1', 'ms-1', 'wk-1', 'wk-2'],
+    );
   });
 
   it('ctb-edge-1 dials the home nodes at the router forwards and sends no keepalive', () => {
@@ -68,7 +80,10 @@ describe('renderWgQuickConfig: homelab golden files (reference design)', () => {
     it(`${self}: one /32 per peer, its own /32 address, MTU 1420, ListenPort 51820, no private key`, () => {
       const text = renderWgQuickConfig(homelabConfig(self));
       for (const [peer, settings] of peerBlocks(text)) {
-        assert.deepEqual(settings.filter((l) => l.startsWith('AllowedIPs')), [`AllowedIPs = ${OVERLAY[peer]}/32`]);
+        assert.deepEqual(
+          settings.filter((l) => l.startsWith('AllowedIPs')),
+          [`AllowedIPs = ${OVERLAY[peer]}/32`],
+        );
         assert.ok(settings.includes(`PublicKey = ${homelabKeys.get(peer)}`));
       }
       assert.match(text, new RegExp(`^Address = ${OVERLAY[self]!.replaceAll('.', '\\.')}/32$`, 'm'));
@@ -112,8 +127,20 @@ describe('parseWgQuickConfig', () => {
     assert.deepEqual(parsed.interface?.postUp, ['wg set %i private-key /etc/wireguard/%i.key']);
     assert.equal(parsed.interface?.hasPrivateKey, false);
     assert.deepEqual(
-      parsed.peers.map((p) => ({ name: p.name, publicKey: p.publicKey, allowedIps: p.allowedIps, endpoint: p.endpoint, keepalive: p.persistentKeepalive })),
-      config.peers.map((p) => ({ name: p.name, publicKey: p.publicKey, allowedIps: p.allowedIps, endpoint: p.endpoint, keepalive: p.persistentKeepalive })),
+      parsed.peers.map((p) => ({
+        name: p.name,
+        publicKey: p.publicKey,
+        allowedIps: p.allowedIps,
+        endpoint: p.endpoint,
+        keepalive: p.persistentKeepalive,
+      })),
+      config.peers.map((p) => ({
+        name: p.name,
+        publicKey: p.publicKey,
+        allowedIps: p.allowedIps,
+        endpoint: p.endpoint,
+        keepalive: p.persistentKeepalive,
+      })),
     );
   });
 
@@ -185,7 +212,9 @@ describe('parseWgQuickConfig', () => {
   });
 
   it('reports settings outside sections, unknown sections and bad numbers with their lines', () => {
-    const parsed = parseWgQuickConfig(['Address = 10.0.0.1/32', '[Interface]', 'ListenPort = 99999', 'MTU = abc', 'SaveConfig = maybe', '[Wat]', 'x = 1'].join('\n'));
+    const parsed = parseWgQuickConfig(
+      ['Address = 10.0.0.1/32', '[Interface]', 'ListenPort = 99999', 'MTU = abc', 'SaveConfig = maybe', '[Wat]', 'x = 1'].join('\n'),
+    );
     assert.deepEqual(
       parsed.diagnostics.map((d) => d.line),
       [1, 3, 4, 5, 6, 7],
@@ -210,12 +239,20 @@ describe('parseWgQuickConfig', () => {
 describe('classifyConfigChange', () => {
   const desired = () => homelabConfig('ms-1');
   const current = () => renderWgQuickConfig(desired());
-  const withPeers = (config: DesiredNodeConfig, edit: (peers: DesiredNodeConfig['peers']) => DesiredNodeConfig['peers']) => ({ ...config, peers: edit(config.peers.map((p) => ({ ...p }))) });
+  const withPeers = (config: DesiredNodeConfig, edit: (peers: DesiredNodeConfig['peers']) => DesiredNodeConfig['peers']) => ({
+    ...config,
+    peers: edit(config.peers.map((p) => ({ ...p }))),
+  });
 
   it('create when there is no file', () => {
     const change = classifyConfigChange(undefined, desired());
     assert.equal(change.kind, 'create');
-    assert.deepEqual(change.summary, ['+ wg0.conf: Address 172.27.15.12/32, ListenPort 51820, MTU 1420', '+ peer ctb-edge-1', '+ peer wk-1', '+ peer wk-2']);
+    assert.deepEqual(change.summary, [
+      '+ wg0.conf: Address 172.27.15.12/32, ListenPort 51820, MTU 1420',
+      '+ peer ctb-edge-1',
+      '+ peer wk-1',
+      '+ peer wk-2',
+    ]);
   });
 
   it('none when byte-identical', () => {
@@ -228,7 +265,12 @@ describe('classifyConfigChange', () => {
   });
 
   it('peers when a stale peer is removed', () => {
-    const extra = { name: 'old-1', publicKey: 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=', allowedIps: ['172.27.15.99/32'], throughNat: false };
+    const extra = {
+      name: 'old-1',
+      publicKey: 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=',
+      allowedIps: ['172.27.15.99/32'],
+      throughNat: false,
+    };
     const old = renderWgQuickConfig(withPeers(desired(), (peers) => [...peers, extra]));
     assert.deepEqual(classifyConfigChange(old, desired()), { kind: 'peers', summary: ['- peer old-1'] });
   });
@@ -262,10 +304,16 @@ describe('classifyConfigChange', () => {
       [{ mtu: 1380 }, '~ interface MTU 1380 -> 1420'],
       [{ listenPort: 51999 }, '~ interface ListenPort 51999 -> 51820'],
       [{ address: '172.27.15.99/32' }, '~ interface Address 172.27.15.99/32 -> 172.27.15.12/32'],
-      [{ privateKeyPath: '/root/wg.key' }, '~ interface PostUp wg set %i private-key /root/wg.key -> wg set %i private-key /etc/wireguard/%i.key'],
+      [
+        { privateKeyPath: '/root/wg.key' },
+        '~ interface PostUp wg set %i private-key /root/wg.key -> wg set %i private-key /etc/wireguard/%i.key',
+      ],
     ];
     for (const [edit, line] of cases) {
-      assert.deepEqual(classifyConfigChange(renderWgQuickConfig({ ...desired(), ...edit }), desired()), { kind: 'interface', summary: [line] });
+      assert.deepEqual(classifyConfigChange(renderWgQuickConfig({ ...desired(), ...edit }), desired()), {
+        kind: 'interface',
+        summary: [line],
+      });
     }
   });
 
@@ -274,7 +322,10 @@ describe('classifyConfigChange', () => {
     const old = current().replace('[Interface]\n', `[Interface]\nPrivateKey = ${secret}\nTable = off\n`);
     const change = classifyConfigChange(old, desired());
     assert.equal(change.kind, 'interface');
-    assert.deepEqual(change.summary, ['- interface PrivateKey line (the key stays in its own file on the node)', '- interface Table = off']);
+    assert.deepEqual(change.summary, [
+      '- interface PrivateKey line (the key stays in its own file on the node)',
+      '- interface Table = off',
+    ]);
     assert.ok(!change.summary.join('\n').includes(secret));
   });
 });

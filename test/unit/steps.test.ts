@@ -55,7 +55,10 @@ describe('install planner', () => {
 
   it('uses the node package manager', () => {
     assert.match(planInstall(bareDebian({ packageManager: 'apk' }))!.script, /apk add --no-cache wireguard-tools wireguard-go/);
-    assert.match(planInstall(bareDebian({ packageManager: 'dnf', kernelModule: 'loaded' }))!.script, /dnf install -y -q wireguard-tools >\/dev\/null/);
+    assert.match(
+      planInstall(bareDebian({ packageManager: 'dnf', kernelModule: 'loaded' }))!.script,
+      /dnf install -y -q wireguard-tools >\/dev\/null/,
+    );
   });
 
   it('refuses a node without a known package manager', () => {
@@ -130,7 +133,10 @@ describe('config planner', () => {
     assert.match(missing.action!.script, /mkdir -p -m 755 '\/etc\/systemd\/system\/wg-quick@wg0\.service\.d'/);
     assert.match(missing.action!.script, new RegExp(`mv -f '${dropInPath}\\.meshctl-tmp' '${dropInPath}'\n.*\nsystemctl daemon-reload`));
     assert.match(missing.action!.description, /a reload keeps the key/);
-    const edited = planConfig(bareDebian({ ...converged, service: { enabled: 'enabled', active: 'active', reloadDropInSha256: sha256('edited by hand') } }), input);
+    const edited = planConfig(
+      bareDebian({ ...converged, service: { enabled: 'enabled', active: 'active', reloadDropInSha256: sha256('edited by hand') } }),
+      input,
+    );
     assert.equal(edited.writeReloadDropIn, true);
     const noSystemd = planConfig(bareDebian({ ...converged, systemd: false }), input);
     assert.equal(noSystemd.writeReloadDropIn, false);
@@ -151,7 +157,11 @@ describe('config planner', () => {
 
 describe('service planner', () => {
   const routes = ['172.27.15.11/32', '172.27.15.13/32'];
-  const running = bareDebian({ service: { enabled: 'enabled', active: 'active' }, interfaces: ['lo', 'eth0', 'wg0'], interfaceRoutes: ['172.27.15.11', '172.27.15.13'] });
+  const running = bareDebian({
+    service: { enabled: 'enabled', active: 'active' },
+    interfaces: ['lo', 'eth0', 'wg0'],
+    interfaceRoutes: ['172.27.15.11', '172.27.15.13'],
+  });
 
   it('enables and starts a new service', () => {
     assert.match(planService(bareDebian(), 'wg0', 'create', routes).action!.script, /systemctl enable --now wg-quick@wg0/);
@@ -167,7 +177,13 @@ describe('service planner', () => {
     assert.equal(keyless.description, 'load /etc/wireguard/wg0.key into wg0 again (it ran with no key)');
     assert.match(keyless.script, /^wg set wg0 private-key \/etc\/wireguard\/wg0\.key$/m);
     assert.doesNotMatch(keyless.script, /restart|wg-quick down/);
-    const other = planService({ ...running, interfacePublicKey: 'M3fwNRy2GLHqnlPdDk0jYBeu7PH7VtluCk9pcbYBzhg=' }, 'wg0', 'none', routes, PUB).action!;
+    const other = planService(
+      { ...running, interfacePublicKey: 'M3fwNRy2GLHqnlPdDk0jYBeu7PH7VtluCk9pcbYBzhg=' },
+      'wg0',
+      'none',
+      routes,
+      PUB,
+    ).action!;
     assert.match(other.description, /it ran with another key/);
     // a restart or syncconf loads the key anyway; no interface yet: PostUp will
     assert.doesNotMatch(planService(running, 'wg0', 'peers', routes, PUB).action!.script, /wg set wg0 private-key/);
@@ -187,7 +203,9 @@ describe('service planner', () => {
     const prune = script.split('\n').find((l) => l.includes('ip -4 route del'))!;
     // run the pruning loop against what `ip route show` prints: one wanted route, one stale
     const shown = '172.27.15.11\n172.27.15.99\n';
-    const dry = prune.replace(/ip -4 route show dev wg0 proto boot scope link/, `printf '${shown.replaceAll('\n', '\\n')}'`).replaceAll('ip -4 route del', 'echo del');
+    const dry = prune
+      .replace(/ip -4 route show dev wg0 proto boot scope link/, `printf '${shown.replaceAll('\n', '\\n')}'`)
+      .replaceAll('ip -4 route del', 'echo del');
     const deleted = execFileSync('sh', ['-c', dry], { encoding: 'utf8' }).trim();
     assert.equal(deleted, 'del 172.27.15.99 dev wg0');
   });
@@ -219,7 +237,9 @@ describe('atomic writes', () => {
   it('writes to a temp file in the same directory, sets the mode, then renames', () => {
     const script = atomicWriteScript('/etc/x.conf', 'hello\n', { mode: '644' });
     const lines = script.split('\n');
-    const order = ['umask 077', "chmod 644 '/etc/x.conf.meshctl-tmp'", "mv -f '/etc/x.conf.meshctl-tmp' '/etc/x.conf'"].map((l) => lines.indexOf(l));
+    const order = ['umask 077', "chmod 644 '/etc/x.conf.meshctl-tmp'", "mv -f '/etc/x.conf.meshctl-tmp' '/etc/x.conf'"].map((l) =>
+      lines.indexOf(l),
+    );
     assert.ok(order.every((i) => i >= 0) && order[0]! < order[1]! && order[1]! < order[2]!, script);
   });
 });

@@ -16,7 +16,16 @@ function node(name: string, site: string, address: string, overlayIp: string, ex
 function inventory(sites: Site[], nodes: Node[], mesh: Partial<Inventory['mesh']> = {}): Inventory {
   return {
     source: 'test.yaml',
-    mesh: { interface: 'wg0', network: '10.9.0.0/24', listenPort: 51820, mtu: 1420, persistentKeepalive: 25, rpFilter: 2, reservedCidrs: [], ...mesh },
+    mesh: {
+      interface: 'wg0',
+      network: '10.9.0.0/24',
+      listenPort: 51820,
+      mtu: 1420,
+      persistentKeepalive: 25,
+      rpFilter: 2,
+      reservedCidrs: [],
+      ...mesh,
+    },
     sites,
     nodes,
   };
@@ -42,9 +51,18 @@ const mixed = inventory(
 describe('desiredMesh', () => {
   it('gives every node every other node as a peer, one /32 each, sorted by name', () => {
     const configs = desiredMesh(mixed, keysFor(mixed));
-    assert.deepEqual(configs.map((c) => c.node), ['h1', 'h2', 'o1', 'c1', 'l1']);
+    assert.deepEqual(
+      configs.map((c) => c.node),
+      ['h1', 'h2', 'o1', 'c1', 'l1'],
+    );
     for (const config of configs) {
-      assert.deepEqual(config.peers.map((p) => p.name), mixed.nodes.map((n) => n.name).filter((n) => n !== config.node).sort());
+      assert.deepEqual(
+        config.peers.map((p) => p.name),
+        mixed.nodes
+          .map((n) => n.name)
+          .filter((n) => n !== config.node)
+          .sort(),
+      );
       for (const peer of config.peers) {
         const peerNode = mixed.nodes.find((n) => n.name === peer.name)!;
         assert.deepEqual(peer.allowedIps, [`${peerNode.overlayIp}/32`]);
@@ -55,16 +73,19 @@ describe('desiredMesh', () => {
 
   it('fills the interface settings from the inventory and the node', () => {
     const o1 = desiredNodeConfig(mixed, 'o1', keysFor(mixed));
-    assert.deepEqual({ ...o1, peers: undefined }, {
-      node: 'o1',
-      interface: 'wg0',
-      publicKey: fakeKey('o1'),
-      address: '10.9.0.3/32',
-      listenPort: 51999,
-      mtu: 1420,
-      privateKeyPath: '/etc/wireguard/wg0.key',
-      peers: undefined,
-    });
+    assert.deepEqual(
+      { ...o1, peers: undefined },
+      {
+        node: 'o1',
+        interface: 'wg0',
+        publicKey: fakeKey('o1'),
+        address: '10.9.0.3/32',
+        listenPort: 51999,
+        mtu: 1420,
+        privateKeyPath: '/etc/wireguard/wg0.key',
+        peers: undefined,
+      },
+    );
   });
 
   it('derives endpoints and keepalive from the dial rules', () => {

@@ -63,7 +63,10 @@ test('settingsFromSshG turns ssh -G output into settings', () => {
 });
 
 test('settingsFromSshG: none values and defaults', () => {
-  const s = settingsFromSshG('h', 'hostname h\nport 22\nuser root\nconnecttimeout none\nserveraliveinterval 0\nproxyjump none\nproxycommand nc %h %p\nuserknownhostsfile /dev/null\n');
+  const s = settingsFromSshG(
+    'h',
+    'hostname h\nport 22\nuser root\nconnecttimeout none\nserveraliveinterval 0\nproxyjump none\nproxycommand nc %h %p\nuserknownhostsfile /dev/null\n',
+  );
   assert.equal(s.connectTimeoutMs, undefined);
   assert.equal(s.serverAliveIntervalMs, undefined);
   assert.deepEqual(s.proxyJump, []);
@@ -105,7 +108,9 @@ test('wrapper config puts the user config first and meshctl defaults last', () =
 
 const hasSsh = spawnSync('sh', ['-c', 'command -v ssh']).status === 0;
 
-test('resolveSshConfig through the real ssh -G: alias, precedence, MESHCTL_SSH_CONFIG', { skip: hasSsh ? false : 'no ssh client' }, async () => {
+test('resolveSshConfig through the real ssh -G: alias, precedence, MESHCTL_SSH_CONFIG', {
+  skip: hasSsh ? false : 'no ssh client',
+}, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'meshctl-cfg-'));
   const cfg = join(dir, 'config');
   writeFileSync(

@@ -49,7 +49,9 @@ test('wrapCommand: a fake sudo sees -n and the same argument vector', () => {
   assert.equal(r.stdout, "it's ok");
 });
 
-test('wrapCommand: the remote timeout kills the command (exit 124)', { skip: sh('command -v timeout').status !== 0 ? 'no timeout(1)' : false }, () => {
+test('wrapCommand: the remote timeout kills the command (exit 124)', {
+  skip: sh('command -v timeout').status !== 0 ? 'no timeout(1)' : false,
+}, () => {
   const started = Date.now();
   const r = sh(wrapCommand('sleep 5', { sudo: false, timeoutMs: 300 }));
   assert.equal(r.status, 124);
@@ -98,7 +100,11 @@ test('planAuth: explicit key, then agent, then config/default files; encrypted k
   gen(join(home, '.ssh', 'id_ed25519'));
   gen(join(home, '.ssh', 'id_rsa'), 'test-passphrase-not-secret');
   writeFileSync(join(home, '.ssh', 'id_ecdsa'), 'garbage');
-  const settings = settingsFromSshG('h', `identityfile ~/.ssh/id_rsa\nidentityfile ~/.ssh/id_ecdsa\nidentityfile ~/.ssh/id_ed25519\n`, home);
+  const settings = settingsFromSshG(
+    'h',
+    `identityfile ~/.ssh/id_rsa\nidentityfile ~/.ssh/id_ecdsa\nidentityfile ~/.ssh/id_ed25519\n`,
+    home,
+  );
   const plan = planAuth(node('n', { identityFile: join(home, 'explicit') }), settings, { SSH_AUTH_SOCK: '/tmp/agent.sock' }, home);
   assert.deepEqual(
     plan.candidates.map((c) => c.label),
@@ -107,7 +113,12 @@ test('planAuth: explicit key, then agent, then config/default files; encrypted k
   assert.deepEqual(plan.encrypted, [join(home, '.ssh', 'id_rsa')]);
   assert.deepEqual(plan.unusable, []); // implicit files that are not keys are skipped quietly
 
-  const missing = planAuth(node('n', { identityFile: join(home, 'nope') }), settings, { MESHCTL_IDENTITY: join(home, '.ssh', 'id_ecdsa') }, home);
+  const missing = planAuth(
+    node('n', { identityFile: join(home, 'nope') }),
+    settings,
+    { MESHCTL_IDENTITY: join(home, '.ssh', 'id_ecdsa') },
+    home,
+  );
   assert.equal(missing.unusable.length, 2);
   assert.match(missing.unusable[0], /nope \(ENOENT\)/);
   const m = missing.candidates[0].method('root');
@@ -140,7 +151,13 @@ test('connectAll reports every node, in inventory order, and never stops at the 
       inFlight--;
       if (n.name === 'b') throw new TransportError('b', 'b (root@x:22): connection refused');
       if (n.name === 'd') throw new Error('boom');
-      return { node: n.name, target: 't', stats: { commands: 0, remoteMs: 0, connectMs: 0 }, run: async () => ({ code: 0, stdout: '', stderr: '', durationMs: 0 }), close: async () => void closed.push(n.name) } satisfies Connection;
+      return {
+        node: n.name,
+        target: 't',
+        stats: { commands: 0, remoteMs: 0, connectMs: 0 },
+        run: async () => ({ code: 0, stdout: '', stderr: '', durationMs: 0 }),
+        close: async () => void closed.push(n.name),
+      } satisfies Connection;
     },
   });
   assert.deepEqual([...result.connections.keys()], ['a', 'c', 'e']);

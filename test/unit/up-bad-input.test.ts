@@ -9,9 +9,15 @@ import { describe, it } from 'node:test';
 import { NETWORK_GUARD } from '../support/network-guard.js';
 
 const BAD = 'test/fixtures/inventories/bad';
-const fixtures = readdirSync(BAD).filter((f) => f.endsWith('.yaml')).sort().map((f) => `${BAD}/${f}`);
+const fixtures = readdirSync(BAD)
+  .filter((f) => f.endsWith('.yaml'))
+  .sort()
+  .map((f) => `${BAD}/${f}`);
 const expectedLines = (path: string) =>
-  readFileSync(path, 'utf8').split('\n').filter((l) => l.startsWith('# expect: ')).map((l) => `${path}:${l.slice('# expect: '.length)}`);
+  readFileSync(path, 'utf8')
+    .split('\n')
+    .filter((l) => l.startsWith('# expect: '))
+    .map((l) => `${path}:${l.slice('# expect: '.length)}`);
 
 describe('meshctl up on broken inventories', () => {
   it(`has at least 30 broken fixtures (found ${fixtures.length})`, () => assert.ok(fixtures.length >= 30));
@@ -41,7 +47,10 @@ describe('meshctl up on broken inventories', () => {
     it(`${path.slice(BAD.length + 1)}: exit 2 with its exact error lines`, () => {
       const result = results[i]!;
       assert.equal(result.code, 2, result.stderr);
-      const lines = result.stderr.split('\n').map((l) => l.trim()).filter((l) => l.startsWith(path));
+      const lines = result.stderr
+        .split('\n')
+        .map((l) => l.trim())
+        .filter((l) => l.startsWith(path));
       assert.deepEqual(lines, expectedLines(path));
     });
   });

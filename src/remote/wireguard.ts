@@ -1,0 +1,28 @@
+/**
+ * WireGuard and wg-quick constants and the paths meshctl owns on a node, in one place.
+ *
+ * Timers are from the WireGuard paper (Donenfeld, "WireGuard: Next Generation Kernel Network Tunnel", section 6.1,
+ * and the kernel's messages.h): a handshake initiation without answer is retried after REKEY_TIMEOUT; a session is
+ * re-keyed after REKEY_AFTER_TIME and unusable after REJECT_AFTER_TIME.
+ */
+
+/** seconds before an unanswered handshake initiation is retried */
+export const REKEY_TIMEOUT_S = 5;
+/** seconds after which the initiator of a session starts a new handshake */
+export const REKEY_AFTER_TIME_S = 120;
+/** seconds after which a session's keys are no longer used: an older latest-handshake means no live session */
+export const REJECT_AFTER_TIME_S = 180;
+
+/** The files and units meshctl manages for interface `iface` (wg-quick(8): CONFIG_FILE is /etc/wireguard/IFACE.conf). */
+export const wireguardPaths = (iface: string) => ({
+  dir: '/etc/wireguard',
+  config: `/etc/wireguard/${iface}.conf`,
+  privateKey: `/etc/wireguard/${iface}.key`,
+  publicKey: `/etc/wireguard/${iface}.pub`,
+  sysctl: '/etc/sysctl.d/99-wireguard.conf',
+  service: `wg-quick@${iface}`,
+  reloadDropIn: reloadDropInPath(iface),
+});
+
+/** The wg-quick@IFACE drop-in whose ExecReload keeps the private key (../render/systemd.ts). */
+export const reloadDropInPath = (iface: string) => `/etc/systemd/system/wg-quick@${iface}.service.d/meshctl-keep-key.conf`;
