@@ -1,27 +1,42 @@
-/** Exit codes are part of meshctl's interface: scripts rely on them (documented in the README). */
+/**
+ * Outcomes and exit codes: the one table. Commands return an Outcome (or throw a MeshctlError carrying one);
+ * src/main.ts alone turns it into the process's exit code. The README's exit-code table lists exactly these.
+ */
 export const ExitCode = {
+  /** done: converged, planned, healthy */
   ok: 0,
   /** a check failed or a gate said STOP */
   stop: 1,
-  /** bad input: inventory, flags, environment (not root, missing tool) */
+  /** bad input: inventory, playbook, flags, environment (not root, missing tool, no terminal for a gate) */
   badInput: 2,
-  /** could not connect to (or authenticate with, or verify) a node */
+  /** could not connect to (or authenticate with, or verify the host key of) a node */
   connect: 3,
+  /** a bug in meshctl: an error that is not a MeshctlError (the message asks for a report) */
+  internal: 70,
+  /** interrupted (Ctrl-C); remote work in flight was stopped (128 + SIGINT, as shells report it) */
   interrupted: 130,
 } as const;
-export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
+export type Outcome = keyof typeof ExitCode;
+export type ExitCodeValue = (typeof ExitCode)[Outcome];
 
-/** The one error type the CLI maps to an exit code; anything else is a bug (exit 70). */
+/** What a command's action hands back to main: an outcome, or a child's exit code passed through (`lab exec`). */
+export type CommandResult = Outcome | { passthrough: number };
+
+/** The one error type main maps to an exit code; anything else is a bug (outcome 'internal'). */
 export class MeshctlError extends Error {
   constructor(
     message: string,
-    readonly exitCode: ExitCodeValue = ExitCode.badInput,
+    readonly outcome: Outcome = 'badInput',
     /** extra lines shown under the message (one per problem, e.g. every inventory error) */
     readonly details: string[] = [],
   ) {
     super(message);
     this.name = 'MeshctlError';
   }
+
+  get exitCode(): ExitCodeValue {
+    return ExitCode[this.outcome];
+  }
 }
 
-export const badInput = (message: string, details: string[] = []) => new MeshctlError(message, ExitCode.badInput, details);
+export const badInput = (message: string, details: string[] = []) => new MeshctlError(message, 'badInput', details);

@@ -1,7 +1,7 @@
 /** argv -> command. The one place that turns errors into exit codes and messages (src/cli.ts runs it). */
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
-import { ExitCode, MeshctlError } from './errors.js';
+import { ExitCode, MeshctlError, type CommandResult } from './errors.js';
 import { interruptSignal } from './interrupt.js';
 import { registerLab } from './commands/lab.js';
 import { registerUp } from './commands/up.js';
@@ -11,17 +11,18 @@ import { registerValidate } from './commands/validate.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
 
-export function buildProgram(): Command {
+/** The program; each command hands its result to `finish` (the last one wins; none means success). */
+export function buildProgram(finish: (result: CommandResult) => void = () => undefined): Command {
   const program = new Command('meshctl')
     .description('Build and check WireGuard meshes over SSH, phase by phase, with a STOP/GO gate after each.')
     .version(pkg.version, '-V, --version')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
-  registerValidate(program);
-  registerUp(program);
-  registerVerify(program);
-  registerDebug(program);
-  registerLab(program);
+  registerValidate(program, finish);
+  registerUp(program, finish);
+  registerVerify(program, finish);
+  registerDebug(program, finish);
+  registerLab(program, finish);
   return program;
 }
 
@@ -31,10 +32,15 @@ function printError(error: MeshctlError): void {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
+  let result = 'ok' as CommandResult;
+  const program = buildProgram((r) => {
+    result = r;
+  });
   try {
     await program.parseAsync(argv);
-    return typeof process.exitCode === 'number' ? process.exitCode : ExitCode.ok;
+    if (typeof result === 'object') return result.passthrough;
+    // Ctrl-C that a command survived (it stopped its remote work and reported) still ends as interrupted
+    return ExitCode[interruptSignal.aborted ? 'interrupted' : result];
   } catch (error) {
     if (error instanceof CommanderError) {
       // help and version "errors" are successes; usage errors are bad input
@@ -50,6 +56,6 @@ export async function main(argv: string[]): Promise<number> {
       return error.exitCode;
     }
     process.stderr.write(`meshctl: internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
-    return 70;
+    return ExitCode.internal;
   }
 }

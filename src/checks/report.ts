@@ -6,7 +6,7 @@ import chalk, { Chalk } from 'chalk';
 import type { Inventory } from '../inventory/types.js';
 import { renderMatrix, type Matrix } from './ping-matrix.js';
 import { summarize, type Check, type CheckSummary } from './verify.js';
-import { ExitCode } from '../errors.js';
+import { ExitCode, type Outcome } from '../errors.js';
 
 export interface VerifyReport {
   /** bumps when a field changes meaning or goes away; new fields may appear at any time */
@@ -34,11 +34,13 @@ export function buildReport(
 ): VerifyReport {
   const summary = summarize(checks);
   const failed = summary.fail > 0 || (strict && summary.warn > 0);
-  const exitCode = unreachable.size > 0 ? ExitCode.connect : failed ? ExitCode.stop : ExitCode.ok;
+  const outcome: Outcome = unreachable.size > 0 ? 'connect' : failed ? 'stop' : 'ok';
+  // the report carries the exit code for scripts that read the JSON; the number comes from the one table
+  const exitCode = ExitCode[outcome] as 0 | 1 | 3;
   return {
     version: 1,
     inventory: inventory.source,
-    ok: exitCode === ExitCode.ok,
+    ok: outcome === 'ok',
     exitCode,
     summary,
     durationMs,

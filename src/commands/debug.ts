@@ -8,7 +8,7 @@ import chalk, { Chalk } from 'chalk';
 import { resolveInventoryPath, loadInventory } from '../inventory/load.js';
 import { connectAll, closeAll } from '../transport/pool.js';
 import { interruptSignal } from '../interrupt.js';
-import { ExitCode, MeshctlError, badInput } from '../errors.js';
+import { MeshctlError, badInput, type CommandResult } from '../errors.js';
 import { renderDebugReport, runDebug, writeBundle } from '../debug/run.js';
 
 interface DebugFlags {
@@ -20,7 +20,7 @@ interface DebugFlags {
   acceptNew?: boolean;
 }
 
-export function registerDebug(program: Command): void {
+export function registerDebug(program: Command, finish: (result: CommandResult) => void): void {
   program
     .command('debug')
     .description(
@@ -59,9 +59,9 @@ export function registerDebug(program: Command): void {
         const text = renderDebugReport(report, { bold: c.bold, red: c.red.bold, green: c.green, dim: c.dim });
         await writeBundle(report, renderDebugReport(report, { bold: plain.bold, red: plain.red, green: plain.green, dim: plain.dim }));
         process.stdout.write(flags.json ? `${JSON.stringify(report, null, 2)}\n` : text);
-        if (interruptSignal.aborted) throw new MeshctlError('interrupted', ExitCode.interrupted);
+        if (interruptSignal.aborted) throw new MeshctlError('interrupted', 'interrupted');
         const found = report.diagnoses.some((d) => d.cause !== 'healthy');
-        process.exitCode = failures.size > 0 ? ExitCode.connect : found ? ExitCode.stop : ExitCode.ok;
+        finish(failures.size > 0 ? 'connect' : found ? 'stop' : 'ok');
       } finally {
         await closeAll(connections, jumpHosts);
       }

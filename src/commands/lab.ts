@@ -1,12 +1,13 @@
 /** `meshctl lab ...`: thin wrappers over src/lab (a sealed local replica of an inventory). */
 import type { Command } from 'commander';
+import type { CommandResult } from '../errors.js';
 import chalk from 'chalk';
 import { DEFAULT_LAB, labDown, labExecInherit, labRunMeshctlInherit, labStatus, labUp } from '../lab/lab.js';
 import { labPaths } from '../lab/paths.js';
 
 const progress = (message: string) => process.stderr.write(chalk.dim(`${message}\n`));
 
-export function registerLab(program: Command): void {
+export function registerLab(program: Command, finish: (result: CommandResult) => void): void {
   const lab = program
     .command('lab')
     .description('a sealed local replica of an inventory: containers, NAT routers, an operator namespace (root only)')
@@ -52,7 +53,7 @@ export function registerLab(program: Command): void {
     .argument('<command...>', 'command and its arguments (after --)')
     .passThroughOptions()
     .action(async (target: string, command: string[], options: { name: string }) => {
-      process.exitCode = await labExecInherit(options.name, target, afterDashes(command));
+      finish({ passthrough: await labExecInherit(options.name, target, afterDashes(command)) });
     });
 
   lab
@@ -62,7 +63,7 @@ export function registerLab(program: Command): void {
     .argument('<args...>', 'meshctl arguments (after --)')
     .passThroughOptions()
     .action(async (args: string[], options: { name: string }) => {
-      process.exitCode = await labRunMeshctlInherit(options.name, afterDashes(args));
+      finish({ passthrough: await labRunMeshctlInherit(options.name, afterDashes(args)) });
     });
 
   lab

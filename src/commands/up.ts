@@ -1,13 +1,12 @@
 /** `meshctl up [INVENTORY]`: thin: flags -> engine -> view -> exit code. */
 import type { Command } from 'commander';
 import { Chalk } from 'chalk';
-import { ExitCode, MeshctlError } from '../errors.js';
+import { MeshctlError, type CommandResult } from '../errors.js';
 import { interruptSignal } from '../interrupt.js';
 import { loadInventory, resolveInventoryPath } from '../inventory/load.js';
 import { connectAll, closeAll } from '../transport/pool.js';
 import { connectNode, type ConnectOptions } from '../transport/ssh.js';
 import { runUp, type Connector, type UpReport } from '../engine/up.js';
-import { isChange } from '../engine/types.js';
 import { createEngineView } from '../ui/engine-view.js';
 import { renderMatrix } from '../checks/ping-matrix.js';
 
@@ -19,6 +18,7 @@ interface UpFlags {
   color?: boolean;
   playbook?: string;
   connectTimeout?: string;
+  forks?: string;
 }
 
 export function sshOptionsFromFlags(flags: { acceptNew?: boolean; connectTimeout?: string }, log: (line: string) => void): ConnectOptions {
@@ -51,7 +51,7 @@ function printSummary(report: UpReport, color: boolean, out: NodeJS.WritableStre
   const changes = `${report.changes} change${report.changes === 1 ? '' : 's'}`;
   if (report.result === 'converged') out.write(chalk.green.bold(`\nmesh converged: ${changes} in ${seconds} s\n`));
   if (report.result === 'planned') {
-    const nodes = new Set(report.phases.flatMap((p) => p.nodes.filter((n) => n.changes.some(isChange)).map((n) => n.node)));
+    const nodes = new Set(report.phases.flatMap((p) => p.nodes.filter((n) => n.changes.length > 0).map((n) => n.node)));
     out.write(
       report.changes === 0
         ? chalk.green.bold(`\ndry run: nothing to change, the mesh is as the inventory says (${seconds} s)\n`)
@@ -60,11 +60,13 @@ function printSummary(report: UpReport, color: boolean, out: NodeJS.WritableStre
           ),
     );
   }
+  if (report.result === 'interrupted')
+    out.write(chalk.red.bold(`\ninterrupted during "${report.phases.at(-1)?.title ?? 'connect'}" (${seconds} s)\n`));
   if (report.result === 'stopped')
     out.write(chalk.red.bold(`\nSTOP at "${report.phases.at(-1)?.title}": nothing after it was run (${seconds} s)\n`));
 }
 
-export function registerUp(program: Command): void {
+export function registerUp(program: Command, finish: (result: CommandResult) => void): void {
   program
     .command('up')
     .description(
@@ -80,6 +82,7 @@ export function registerUp(program: Command): void {
     .option('--json', 'print a JSON report on stdout instead of progress (implies no prompts: use with --yes)')
     .option('--no-color', 'plain output')
     .option('--playbook <file>', 'run another playbook than playbooks/up.yaml')
+    .option('-f, --forks <n>', 'nodes worked on at once (default 64)')
     .option('--connect-timeout <seconds>', 'SSH connect timeout (default: ssh config ConnectTimeout or 10)')
     .addHelpText(
       'after',
@@ -91,7 +94,7 @@ export function registerUp(program: Command): void {
       if (!interactive && !flags.yes && !flags.dryRun) {
         throw new MeshctlError(
           'no terminal to confirm the gates: run with --yes (gates still stop the run when a check fails)',
-          ExitCode.badInput,
+          'badInput',
         );
       }
       const color = flags.color !== false && Boolean(process.stdout.isTTY) && !process.env.NO_COLOR;
@@ -105,7 +108,11 @@ export function registerUp(program: Command): void {
         out,
       });
       const connector = connectorFor(sshOptionsFromFlags(flags, (line) => out.write(`${line}\n`)));
+      const forks = flags.forks === undefined ? undefined : Number(flags.forks);
+      if (forks !== undefined && !(Number.isInteger(forks) && forks > 0))
+        throw new MeshctlError(`--forks must be a positive whole number, not "${flags.forks}"`);
       const report = await runUp(inventory, connector, view, {
+        ...(forks ? { forks } : {}),
         signal: interruptSignal,
         playbookPath: flags.playbook,
         dryRun: flags.dryRun ?? false,
@@ -115,10 +122,10 @@ export function registerUp(program: Command): void {
       if (report.result === 'unreachable') {
         throw new MeshctlError(
           `could not connect to ${report.connectFailures.length} of ${inventory.nodes.length} nodes; nothing was changed`,
-          ExitCode.connect,
+          'connect',
           report.connectFailures.map((f) => `${f.node}: ${f.error}`),
         );
       }
-      process.exitCode = report.result === 'stopped' ? ExitCode.stop : ExitCode.ok;
+      finish(report.result === 'interrupted' ? 'interrupted' : report.result === 'stopped' ? 'stop' : 'ok');
     });
 }

@@ -5,6 +5,7 @@
  */
 import chalk from 'chalk';
 import type { Command } from 'commander';
+import type { CommandResult } from '../errors.js';
 import { checkInventoryText, inventoryError, loadInventory, readInventoryFile, resolveInventoryPath } from '../inventory/load.js';
 import { formatProblem } from '../inventory/problems.js';
 import type { Inventory, Site } from '../inventory/types.js';
@@ -107,7 +108,7 @@ export function renderSummary(inventory: Inventory): string {
   return `${lines.join('\n')}\n`;
 }
 
-export function registerValidate(program: Command): void {
+export function registerValidate(program: Command, _finish?: (result: CommandResult) => void): void {
   program
     .command('validate')
     .description('check an inventory (nothing is contacted) and show the mesh it describes: sites, nodes, who dials whom')

@@ -8,7 +8,7 @@ import type { Command } from 'commander';
 import { resolveInventoryPath, loadInventory } from '../inventory/load.js';
 import { connectAll, closeAll } from '../transport/pool.js';
 import { interruptSignal } from '../interrupt.js';
-import { ExitCode, MeshctlError } from '../errors.js';
+import { MeshctlError, type CommandResult } from '../errors.js';
 import { collectVerify } from '../checks/collect.js';
 import { evaluateVerify } from '../checks/verify.js';
 import { buildReport, renderReport } from '../checks/report.js';
@@ -24,7 +24,7 @@ interface VerifyFlags {
   strict?: boolean;
 }
 
-export function registerVerify(program: Command): void {
+export function registerVerify(program: Command, finish: (result: CommandResult) => void): void {
   program
     .command('verify')
     .description(
@@ -54,7 +54,7 @@ export function registerVerify(program: Command): void {
           deadlineSeconds: deadline,
           signal: interruptSignal,
         });
-        if (interruptSignal.aborted) throw new MeshctlError('interrupted', ExitCode.interrupted);
+        if (interruptSignal.aborted) throw new MeshctlError('interrupted', 'interrupted');
         const checks = evaluateVerify(collected);
         const report = buildReport(inventory, checks, collected.matrix, collected.unreachable, Date.now() - started, {
           strict: flags.strict ?? false,
@@ -65,7 +65,7 @@ export function registerVerify(program: Command): void {
         }
         if (flags.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
         else process.stdout.write(renderReport(report, { color: !!process.stdout.isTTY, verbose: !!flags.verbose }));
-        process.exitCode = report.exitCode;
+        finish(collected.unreachable.size > 0 ? 'connect' : report.ok ? 'ok' : 'stop');
       } finally {
         await closeAll(connections, jumpHosts);
       }

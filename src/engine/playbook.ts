@@ -8,7 +8,13 @@ import type { PhaseSpec, Playbook } from './types.js';
 
 export const builtinPlaybookPath = (name: string) => fileURLToPath(new URL(`../../playbooks/${name}.yaml`, import.meta.url));
 
-export function loadPlaybook(path: string, known: { steps: ReadonlySet<string>; checks: ReadonlySet<string> }): Playbook {
+/** The names a playbook may use (the registry's contract maps, or plain sets of names). */
+export interface KnownNames {
+  steps: { has(name: string): boolean; keys(): IterableIterator<string> };
+  checks: { has(name: string): boolean; keys(): IterableIterator<string> };
+}
+
+export function loadPlaybook(path: string, known: KnownNames): Playbook {
   const text = readFileSync(path, 'utf8');
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, uniqueKeys: true });
@@ -31,7 +37,7 @@ export function loadPlaybook(path: string, known: { steps: ReadonlySet<string>; 
         at(item as YamlNode, field, 'must be a map');
         return;
       }
-      const names = (key: 'steps' | 'checks', registry: ReadonlySet<string>): string[] => {
+      const names = (key: 'steps' | 'checks', registry: KnownNames['steps']): string[] => {
         const list = item.get(key, true);
         if (list === undefined) return [];
         if (!isSeq(list)) {
@@ -44,7 +50,7 @@ export function loadPlaybook(path: string, known: { steps: ReadonlySet<string>; 
             at(
               entry as YamlNode,
               `${field}.${key}[${i}]`,
-              `unknown ${key === 'steps' ? 'step' : 'check'} "${value}" (known: ${[...registry].join(', ')})`,
+              `unknown ${key === 'steps' ? 'step' : 'check'} "${value}" (known: ${[...registry.keys()].join(', ')})`,
             );
             return [];
           }

@@ -1,228 +1,213 @@
 /**
- * The steps and checks that playbooks name. Steps change nodes (through planners that return nothing when there
- * is nothing to do); checks only judge what the steps recorded, so a gate's evidence is what actually happened.
- * A step that changes nodes also has a `plan` for dry runs, made of the same decisions (decideConfig, ...).
+ * The steps and checks that playbooks name, with their contracts (what each needs and provides: ./types.ts).
+ * Steps plan through pure planners (../steps/*) that return nothing when there is nothing to do; checks judge only
+ * what the steps provided, so a gate's evidence is what actually happened on the node.
  */
-import { createHash } from 'node:crypto';
+import { pingMatrixRow, runPingMatrix } from './ping.js';
 import { factsProbeScript, parseFactsProbe } from '../facts/node-facts.js';
-import { applyAction, type RemoteAction } from '../steps/action.js';
-import { planInstall } from '../steps/install.js';
+import { REJECT_AFTER_TIME_S } from '../remote/wireguard.js';
+import { renderWgQuickConfig, classifyConfigChange } from '../render/wgquick.js';
+import { renderRpFilterSysctl } from '../render/sysctl.js';
+import { renderReloadDropIn } from '../render/systemd.js';
+import { planInstall, toolsAfterInstall } from '../steps/install.js';
 import { planKeys, parseKeysOutput } from '../steps/keys.js';
 import { planConfig, parseConfigOutput, sha256 } from '../steps/config.js';
 import { planService, parseServiceOutput } from '../steps/service.js';
 import { desiredNodeConfig } from '../topology/desired.js';
-import { renderWgQuickConfig, classifyConfigChange } from '../render/wgquick.js';
-import { renderRpFilterSysctl } from '../render/sysctl.js';
-import { renderReloadDropIn } from '../render/systemd.js';
-import { lineDiff } from '../render/line-diff.js';
-import { runPingMatrix, pingMatrixRow } from './ping.js';
-import type { CheckDefinition, CheckResult, EngineContext, NodeState, StepDefinition } from './types.js';
-
-const requireFacts = (state: NodeState) => {
-  if (!state.facts) throw new Error('facts were not gathered for this node');
-  return state.facts;
-};
+import { standInPublicKey } from './plan.js';
+import type { CheckDefinition, CheckResult, MeshStep, NodeStep, StepInput, ValueName } from './types.js';
 
 const pass = (id: string, message: string, evidence?: string[]): CheckResult => ({ id, status: 'pass', message, evidence });
 const warn = (id: string, message: string, evidence?: string[]): CheckResult => ({ id, status: 'warn', message, evidence });
 const fail = (id: string, message: string, evidence?: string[]): CheckResult => ({ id, status: 'fail', message, evidence });
 
-/** What an install leaves: the action itself failed unless wg and wg-quick exist afterwards. */
-function installed(state: NodeState, action: RemoteAction): void {
-  const facts = requireFacts(state);
-  state.changes.push(action.description);
-  facts.tools.wg = facts.tools.wgQuick = true;
-  if (action.description.includes('wireguard-go')) facts.tools.wireguardGo = true;
+/** Identity helpers that let TypeScript infer a definition's needs and provides. */
+const nodeStep = <N extends ValueName, P extends ValueName>(step: NodeStep<N, P>) => step;
+const meshStep = <N extends ValueName, P extends ValueName>(step: MeshStep<N, P>) => step;
+const check = <N extends ValueName>(definition: CheckDefinition<N>) => definition;
+
+/** The rendered config for a node from every public key known so far (nodes whose keys step failed are left out). */
+function renderFor(input: StepInput<'facts' | 'publicKey'>) {
+  const publicKeys = new Map([...input.mesh].map(([name, values]) => [name, values.publicKey.key]));
+  const desired = desiredNodeConfig(input.inventory, input.node.name, publicKeys);
+  return { desired, configText: renderWgQuickConfig(desired) };
 }
 
-/** The node's rendered config, how it differs from the one on disk, and what the config phase must write. */
-function decideConfig(ctx: EngineContext, state: NodeState) {
-  const facts = requireFacts(state);
-  const publicKeys = new Map(ctx.nodes.filter((n) => n.publicKey).map((n) => [n.node.name, n.publicKey!]));
-  const desired = desiredNodeConfig(ctx.inventory, state.node.name, publicKeys);
-  const configText = renderWgQuickConfig(desired);
-  state.desired = desired;
-  state.configChange = facts.config.hasPrivateKeyLine ? 'interface' : classifyConfigChange(facts.config.text, desired).kind;
+function decideConfig(input: StepInput<'facts' | 'publicKey'>) {
+  const { facts } = input.values;
+  const { mesh } = input.inventory;
+  const { desired, configText } = renderFor(input);
   const plan = planConfig(facts, {
-    iface: ctx.inventory.mesh.interface,
+    iface: mesh.interface,
     configText,
-    sysctlText: renderRpFilterSysctl(ctx.inventory.mesh.rpFilter),
-    rpFilter: ctx.inventory.mesh.rpFilter,
-    reloadDropInText: renderReloadDropIn(ctx.inventory.mesh.interface),
+    sysctlText: renderRpFilterSysctl(mesh.rpFilter),
+    rpFilter: mesh.rpFilter,
+    reloadDropInText: renderReloadDropIn(mesh.interface),
   });
-  if (!plan.writeConfig) state.configChange = 'none';
-  state.configSha256 = sha256(configText);
-  state.rpFilterApplied = { all: facts.sysctl.rpFilterAll ?? -1, default: facts.sysctl.rpFilterDefault ?? -1 };
-  return { configText, plan };
+  // a PrivateKey line in the file is moved out by rewriting it, which changes [Interface]
+  const change = !plan.writeConfig
+    ? 'none'
+    : facts.config.hasPrivateKeyLine
+      ? 'interface'
+      : classifyConfigChange(facts.config.text, desired).kind;
+  return { desired, configText, plan, change } as const;
 }
 
-function decideService(ctx: EngineContext, state: NodeState) {
-  const peerRoutes = (state.desired?.peers ?? []).flatMap((peer) => peer.allowedIps);
-  return planService(requireFacts(state), ctx.inventory.mesh.interface, state.configChange ?? 'none', peerRoutes, state.publicKey);
-}
-
-/**
- * A dry run cannot know the key a node will generate: it renders with a stand-in (well-formed, so the renderer takes
- * it) and shows it as `<new key of NODE>`.
- */
-const dryRunPublicKey = (node: string) => createHash('sha256').update(`meshctl dry run: ${node}`).digest('base64');
-
-function showDryRunKeys(lines: string[], ctx: EngineContext): string[] {
-  const standIns = ctx.nodes.filter((n) => n.keyCreated).map((n) => [dryRunPublicKey(n.node.name), `<new key of ${n.node.name}>`] as const);
-  return lines.map((line) => standIns.reduce((text, [key, label]) => text.replaceAll(key, label), line));
-}
-
-export const STEPS: Record<string, StepDefinition> = {
-  'gather-facts': {
+export const STEPS = {
+  'gather-facts': nodeStep({
     scope: 'node',
-    async run(ctx, state) {
-      const { interface: iface } = ctx.inventory.mesh;
-      const target = { interface: iface, listenPort: state!.node.listenPort };
-      const result = await state!.connection.run(factsProbeScript(target), { signal: ctx.options.signal });
-      if (result.code !== 0) throw new Error(`facts probe failed (exit ${result.code}): ${result.stderr.trim().split('\n').at(-1) ?? ''}`);
-      state!.facts = parseFactsProbe(result.stdout, target);
+    effect: 'read',
+    needs: [],
+    provides: ['facts'],
+    plan: ({ node, inventory }) => ({
+      action: { changes: [], script: factsProbeScript({ interface: inventory.mesh.interface, listenPort: node.listenPort }) },
+    }),
+    outputs({ node, inventory }, _action, result) {
+      if (!result?.ran) throw new Error('the facts probe did not run');
+      return { facts: parseFactsProbe(result.stdout, { interface: inventory.mesh.interface, listenPort: node.listenPort }) };
     },
-  },
+  }),
 
-  'install-wireguard': {
+  'install-wireguard': nodeStep({
     scope: 'node',
-    async run(ctx, state) {
-      const action = planInstall(requireFacts(state!));
-      if (!action) return;
-      await applyAction(state!.connection, action, ctx.options.signal);
-      installed(state!, action);
-    },
-    plan(_ctx, state) {
-      const action = planInstall(requireFacts(state!));
-      if (action) installed(state!, action);
-    },
-  },
+    effect: 'change',
+    needs: ['facts'],
+    provides: ['tools'],
+    plan: ({ values }) => ({ action: planInstall(values.facts) }),
+    // the script fails unless wg and wg-quick exist afterwards, so a finished action means they are there
+    outputs: ({ values }, action) => ({ tools: toolsAfterInstall(values.facts, action) }),
+  }),
 
-  'generate-keys': {
+  'generate-keys': nodeStep({
     scope: 'node',
-    async run(ctx, state) {
-      const facts = requireFacts(state!);
-      const action = planKeys(facts, ctx.inventory.mesh.interface);
-      if (!action) {
-        state!.publicKey = facts.keys.publicKey;
-        return;
+    effect: 'change',
+    needs: ['facts'],
+    provides: ['publicKey'],
+    plan: ({ values, inventory }) => ({ action: planKeys(values.facts, inventory.mesh.interface) }),
+    outputs({ values, node }, action, result) {
+      if (!action) return { publicKey: { key: values.facts.keys.publicKey!, created: false, known: true } };
+      if (!result?.ran) {
+        // known after apply: a stand-in for a new key; an existing key's public half is only derived on the node
+        const created = action.changes.some((c) => c.kind === 'generate-key');
+        return { publicKey: { key: standInPublicKey(node.name), created, known: false } };
       }
-      const output = parseKeysOutput(await applyAction(state!.connection, action, ctx.options.signal));
-      state!.publicKey = output.publicKey;
-      state!.keyCreated = output.created;
-      if (output.created) state!.changes.push(action.description);
+      const output = parseKeysOutput(result.stdout);
+      return { publicKey: { key: output.publicKey, created: output.created, known: true } };
     },
-    plan(ctx, state) {
-      const facts = requireFacts(state!);
-      const action = planKeys(facts, ctx.inventory.mesh.interface);
-      state!.publicKey = action ? dryRunPublicKey(state!.node.name) : facts.keys.publicKey;
-      if (action) {
-        state!.keyCreated = true;
-        state!.changes.push(action.description);
-      }
-    },
-  },
+  }),
 
-  'write-config': {
+  'write-config': nodeStep({
     scope: 'node',
-    async run(ctx, state) {
-      const { plan } = decideConfig(ctx, state!);
-      if (!plan.action) return;
-      const output = parseConfigOutput(await applyAction(state!.connection, plan.action, ctx.options.signal));
-      if (output.configSha256) state!.configSha256 = output.configSha256;
-      if (output.rpFilter) state!.rpFilterApplied = output.rpFilter;
-      state!.changes.push(plan.action.description);
-    },
-    plan(ctx, state) {
-      const { configText, plan } = decideConfig(ctx, state!);
-      if (!plan.action) return;
-      state!.changes.push(plan.action.description);
-      if (plan.writeConfig) state!.configDiff = showDryRunKeys(lineDiff(requireFacts(state!).config.text, configText), ctx);
-    },
-  },
-
-  'enable-service': {
-    scope: 'node',
-    async run(ctx, state) {
-      const facts = requireFacts(state!);
-      const { action, warning } = decideService(ctx, state!);
-      if (warning) state!.changes.push(`warning: ${warning}`);
-      if (!action) {
-        state!.service = { active: facts.service.active, enabled: facts.service.enabled, interfaceIndex: facts.interfaceIndex };
-        return;
+    effect: 'change',
+    needs: ['facts', 'publicKey'],
+    provides: ['desired', 'config', 'rpFilter'],
+    plan: (input) => ({ action: decideConfig(input).plan.action }),
+    outputs(input, action, result) {
+      const { facts } = input.values;
+      const { desired, configText, change } = decideConfig(input);
+      const renderedSha256 = sha256(configText);
+      const written = action?.changes.some((c) => c.kind === 'write-file' && c.role === 'config') ?? false;
+      const before = { all: facts.sysctl.rpFilterAll ?? -1, default: facts.sysctl.rpFilterDefault ?? -1 };
+      if (!action) return { desired, config: { change, renderedSha256, nodeSha256: facts.config.sha256, written }, rpFilter: before };
+      if (!result?.ran) {
+        // predicted: what the action promises (the gate of a dry run judges nothing)
+        const rp = input.inventory.mesh.rpFilter;
+        return { desired, config: { change, renderedSha256, nodeSha256: renderedSha256, written }, rpFilter: { all: rp, default: rp } };
       }
-      state!.service = parseServiceOutput(await applyAction(state!.connection, action, ctx.options.signal));
-      state!.changes.push(action.description);
+      const output = parseConfigOutput(result.stdout);
+      return { desired, config: { change, renderedSha256, nodeSha256: output.configSha256, written }, rpFilter: output.rpFilter ?? before };
     },
-    plan(ctx, state) {
-      const { action, warning } = decideService(ctx, state!);
-      if (warning) state!.changes.push(`warning: ${warning}`);
-      if (action) state!.changes.push(action.description);
-    },
-  },
+  }),
 
-  'ping-matrix': {
+  'enable-service': nodeStep({
+    scope: 'node',
+    effect: 'change',
+    needs: ['facts', 'desired', 'config', 'publicKey'],
+    provides: ['service'],
+    plan({ values, inventory }) {
+      const peerRoutes = values.desired.peers.flatMap((peer) => peer.allowedIps);
+      const { action, warning } = planService(
+        values.facts,
+        inventory.mesh.interface,
+        values.config.change,
+        peerRoutes,
+        values.publicKey.key,
+      );
+      return { action, warnings: warning ? [warning] : [] };
+    },
+    outputs({ values }, action, result) {
+      const { facts } = values;
+      if (!action)
+        return { service: { active: facts.service.active, enabled: facts.service.enabled, interfaceIndex: facts.interfaceIndex } };
+      if (!result?.ran) return { service: { active: 'active', enabled: facts.systemd ? 'enabled' : 'no-systemd' } };
+      return { service: parseServiceOutput(result.stdout) };
+    },
+  }),
+
+  'ping-matrix': meshStep({
     scope: 'mesh',
-    run: (ctx) => runPingMatrix(ctx),
-    // a dry run has no mesh to ping: nothing to record
-    plan: () => undefined,
-  },
+    effect: 'probe',
+    needs: ['desired'],
+    provides: ['tunnel'],
+    run: (input) => runPingMatrix(input),
+  }),
 };
 
-export const CHECKS: Record<string, CheckDefinition> = {
-  'running-as-root': {
-    evaluate: (_ctx, s) => {
-      const f = requireFacts(s);
-      return f.uid === 0
-        ? pass('running-as-root', s.node.ssh.become === 'sudo' ? `root through sudo as ${s.node.ssh.user}` : 'logged in as root')
-        : fail('running-as-root', `commands run as uid ${f.uid}, not root`);
-    },
-  },
-  'package-manager-known': {
-    evaluate: (_ctx, s) => {
-      const f = requireFacts(s);
-      return f.packageManager
+export const CHECKS = {
+  'running-as-root': check({
+    needs: ['facts'],
+    evaluate: ({ values: { facts }, node }) =>
+      facts.uid === 0
+        ? pass('running-as-root', node.ssh.become === 'sudo' ? `root through sudo as ${node.ssh.user}` : 'logged in as root')
+        : fail('running-as-root', `commands run as uid ${facts.uid}, not root`),
+  }),
+  'package-manager-known': check({
+    needs: ['facts'],
+    evaluate: ({ values: { facts: f } }) =>
+      f.packageManager
         ? pass('package-manager-known', `${f.os.prettyName || f.os.id} with ${f.packageManager}; WireGuard module ${f.kernelModule}`)
-        : fail('package-manager-known', `no supported package manager on ${f.os.prettyName || 'this OS'}`);
-    },
-  },
-  'init-system': {
-    evaluate: (_ctx, s) =>
-      requireFacts(s).systemd
+        : fail('package-manager-known', `no supported package manager on ${f.os.prettyName || 'this OS'}`),
+  }),
+  'init-system': check({
+    needs: ['facts'],
+    evaluate: ({ values: { facts } }) =>
+      facts.systemd
         ? pass('init-system', 'systemd')
         : warn('init-system', 'no systemd: wg-quick will be started by hand and will not survive a reboot'),
-  },
-  'listen-port-free': {
-    evaluate: (ctx, s) => {
-      const f = requireFacts(s);
-      const iface = ctx.inventory.mesh.interface;
-      if (f.listenPortUsers.length === 0) return pass('listen-port-free', `UDP ${s.node.listenPort} is free`);
+  }),
+  'listen-port-free': check({
+    needs: ['facts'],
+    evaluate: ({ values: { facts: f }, node, inventory }) => {
+      const iface = inventory.mesh.interface;
+      if (f.listenPortUsers.length === 0) return pass('listen-port-free', `UDP ${node.listenPort} is free`);
       if (f.wireguardInterfaces.includes(iface) && f.config.managedByMeshctl)
-        return pass('listen-port-free', `UDP ${s.node.listenPort} is held by this mesh's ${iface}`);
-      return fail('listen-port-free', `UDP ${s.node.listenPort} is already in use`, f.listenPortUsers);
+        return pass('listen-port-free', `UDP ${node.listenPort} is held by this mesh's ${iface}`);
+      return fail('listen-port-free', `UDP ${node.listenPort} is already in use`, f.listenPortUsers);
     },
-  },
-  'default-ip-rules': {
-    evaluate: (_ctx, s) => {
-      const extra = requireFacts(s).baseline.extraIpRules;
+  }),
+  'default-ip-rules': check({
+    needs: ['facts'],
+    evaluate: ({ values: { facts } }) => {
+      const extra = facts.baseline.extraIpRules;
       return extra.length === 0
         ? pass('default-ip-rules', 'only the default ip rules')
         : fail('default-ip-rules', `${extra.length} extra ip rule(s)`, extra);
     },
-  },
-  'no-kubernetes-leftovers': {
-    evaluate: (_ctx, s) => {
-      const b = requireFacts(s).baseline;
+  }),
+  'no-kubernetes-leftovers': check({
+    needs: ['facts'],
+    evaluate: ({ values: { facts } }) => {
+      const b = facts.baseline;
       const found = [...b.leftoverPaths, ...b.leftoverUnits.map((u) => `unit ${u}`), ...b.leftoverInterfaces.map((i) => `interface ${i}`)];
       return found.length === 0
         ? pass('no-kubernetes-leftovers', 'no k3s/rke2/CNI leftovers')
         : fail('no-kubernetes-leftovers', `leftovers: ${found.join(', ')}`, found);
     },
-  },
-  'no-foreign-wireguard': {
-    evaluate: (ctx, s) => {
-      const f = requireFacts(s);
-      const iface = ctx.inventory.mesh.interface;
+  }),
+  'no-foreign-wireguard': check({
+    needs: ['facts'],
+    evaluate: ({ values: { facts: f }, inventory }) => {
+      const iface = inventory.mesh.interface;
       const foreign = [
         ...f.wireguardInterfaces.filter((i) => i !== iface).map((i) => `interface ${i}`),
         ...f.wireguardConfigs.filter((c) => c !== `${iface}.conf`).map((c) => `/etc/wireguard/${c}`),
@@ -233,57 +218,60 @@ export const CHECKS: Record<string, CheckDefinition> = {
         ? pass('no-foreign-wireguard', 'no other WireGuard interface or config')
         : fail('no-foreign-wireguard', `in the way: ${foreign.join(', ')}`, foreign);
     },
-  },
-  'no-firewall-drop': {
-    evaluate: (_ctx, s) => {
-      const drops = requireFacts(s).baseline.firewallDrops;
+  }),
+  'no-firewall-drop': check({
+    needs: ['facts'],
+    evaluate: ({ values: { facts }, node }) => {
+      const drops = facts.baseline.firewallDrops;
       return drops.length === 0
-        ? pass('no-firewall-drop', `no rule drops UDP ${s.node.listenPort}`)
-        : fail('no-firewall-drop', `firewall drops UDP ${s.node.listenPort}`, drops);
+        ? pass('no-firewall-drop', `no rule drops UDP ${node.listenPort}`)
+        : fail('no-firewall-drop', `firewall drops UDP ${node.listenPort}`, drops);
     },
-  },
-  'wireguard-tools-present': {
-    evaluate: (_ctx, s) => {
-      const t = requireFacts(s).tools;
-      const userspace =
-        requireFacts(s).kernelModule === 'missing' ? ` (userspace: wireguard-go ${t.wireguardGo ? 'present' : 'MISSING'})` : '';
-      const ok = t.wg && t.wgQuick && (requireFacts(s).kernelModule !== 'missing' || t.wireguardGo);
+  }),
+  'wireguard-tools-present': check({
+    needs: ['facts', 'tools'],
+    evaluate: ({ values: { facts, tools: t } }) => {
+      const userspace = facts.kernelModule === 'missing' ? ` (userspace: wireguard-go ${t.wireguardGo ? 'present' : 'MISSING'})` : '';
+      const ok = t.wg && t.wgQuick && (facts.kernelModule !== 'missing' || t.wireguardGo);
       return ok
         ? pass('wireguard-tools-present', `wg, wg-quick present${userspace}`)
         : fail('wireguard-tools-present', `missing tools${userspace}`);
     },
-  },
-  'public-key-collected': {
-    evaluate: (_ctx, s) =>
-      s.publicKey
-        ? pass('public-key-collected', `${s.keyCreated ? 'new key' : 'existing key kept'}; public ${s.publicKey}`)
+  }),
+  'public-key-collected': check({
+    needs: ['publicKey'],
+    evaluate: ({ values: { publicKey } }) =>
+      publicKey.key
+        ? pass('public-key-collected', `${publicKey.created ? 'new key' : 'existing key kept'}; public ${publicKey.key}`)
         : fail('public-key-collected', 'no public key'),
-  },
-  'config-in-place': {
-    evaluate: (_ctx, s) => {
-      const written = s.changes.some((c) => c.includes('.conf'));
-      return s.configSha256 && s.desired
-        ? pass(
+  }),
+  'config-in-place': check({
+    needs: ['config', 'desired'],
+    evaluate: ({ values: { config, desired } }) => {
+      const state = `${config.written ? 'written' : 'unchanged'}: ${desired.peers.length} peers`;
+      if (!config.nodeSha256) return fail('config-in-place', 'the node did not report the sha256 of its config');
+      // the file on the node must be the one rendered: a write that did not land, or a file changed under us, fails
+      return config.nodeSha256 === config.renderedSha256
+        ? pass('config-in-place', `${state}, sha256 ${config.nodeSha256.slice(0, 12)}`)
+        : fail(
             'config-in-place',
-            `${written ? 'written' : 'unchanged'}: ${s.desired.peers.length} peers, sha256 ${s.configSha256.slice(0, 12)}`,
-          )
-        : fail('config-in-place', 'config not written');
+            `${state}, but the node holds sha256 ${config.nodeSha256.slice(0, 12)}, not the rendered ${config.renderedSha256.slice(0, 12)}`,
+          );
     },
-  },
-  'rp-filter-loose': {
-    evaluate: (ctx, s) => {
-      const want = ctx.inventory.mesh.rpFilter;
-      const got = s.rpFilterApplied;
-      return got && got.all === want && got.default === want
+  }),
+  'rp-filter-loose': check({
+    needs: ['rpFilter'],
+    evaluate: ({ values: { rpFilter: got }, inventory }) => {
+      const want = inventory.mesh.rpFilter;
+      return got.all === want && got.default === want
         ? pass('rp-filter-loose', `rp_filter all=${got.all} default=${got.default}`)
-        : fail('rp-filter-loose', `rp_filter is all=${got?.all} default=${got?.default}, want ${want}`);
+        : fail('rp-filter-loose', `rp_filter is all=${got.all} default=${got.default}, want ${want}`);
     },
-  },
-  'service-active': {
-    evaluate: (ctx, s) => {
-      const service = s.service;
-      const name = `wg-quick@${ctx.inventory.mesh.interface}`;
-      if (!service) return fail('service-active', `${name} state unknown`);
+  }),
+  'service-active': check({
+    needs: ['service'],
+    evaluate: ({ values: { service }, inventory }) => {
+      const name = `wg-quick@${inventory.mesh.interface}`;
       if (service.enabled === 'no-systemd')
         return service.active === 'active'
           ? warn('service-active', 'up by wg-quick (no systemd, not persistent)')
@@ -292,18 +280,20 @@ export const CHECKS: Record<string, CheckDefinition> = {
         ? pass('service-active', `${name} enabled and active`)
         : fail('service-active', `${name} is ${service.active}, ${service.enabled}`);
     },
-  },
-  'interface-present': {
-    evaluate: (ctx, s) =>
-      s.service?.interfaceIndex !== undefined
-        ? pass('interface-present', `${ctx.inventory.mesh.interface} ifindex ${s.service.interfaceIndex}`)
-        : fail('interface-present', `${ctx.inventory.mesh.interface} does not exist`),
-  },
-  'ssh-still-reachable': {
-    async evaluate(ctx, s) {
+  }),
+  'interface-present': check({
+    needs: ['service'],
+    evaluate: ({ values: { service }, inventory }) =>
+      service.interfaceIndex !== undefined
+        ? pass('interface-present', `${inventory.mesh.interface} ifindex ${service.interfaceIndex}`)
+        : fail('interface-present', `${inventory.mesh.interface} does not exist`),
+  }),
+  'ssh-still-reachable': check({
+    needs: [],
+    async evaluate({ node, reconnect }) {
       // a fresh login, not the session we already hold: the proof that nothing locked us out
       try {
-        const connection = await ctx.reconnect(s.node);
+        const connection = await reconnect(node);
         try {
           const result = await connection.run('true', { timeoutMs: 10_000 });
           return result.code === 0
@@ -316,32 +306,53 @@ export const CHECKS: Record<string, CheckDefinition> = {
         return fail('ssh-still-reachable', `a new SSH login fails: ${(error as Error).message}`);
       }
     },
-  },
-  'ping-matrix': {
-    evaluate: (ctx, s) => pingMatrixRow(ctx, s.node.name),
-  },
-  'overlay-routes': {
-    evaluate: (ctx, s) => {
-      const peers = s.desired?.peers ?? [];
-      const routes = new Set(s.tunnel?.routes ?? []);
-      const missing = peers.flatMap((p) => p.allowedIps).filter((cidr) => !routes.has(cidr) && !routes.has(cidr.replace(/\/32$/, '')));
+  }),
+  'ping-matrix': check({
+    needs: ['tunnel'],
+    evaluate: ({ values: { tunnel }, node }) => pingMatrixRow(node.name, tunnel.row),
+  }),
+  'overlay-routes': check({
+    needs: ['desired', 'tunnel'],
+    evaluate: ({ values: { desired, tunnel }, inventory }) => {
+      const routes = new Set(tunnel.routes);
+      const missing = desired.peers
+        .flatMap((p) => p.allowedIps)
+        .filter((cidr) => !routes.has(cidr) && !routes.has(cidr.replace(/\/32$/, '')));
       return missing.length === 0
-        ? pass('overlay-routes', `${peers.length} /32 routes via ${ctx.inventory.mesh.interface}`)
-        : fail('overlay-routes', `missing routes via ${ctx.inventory.mesh.interface}: ${missing.join(', ')}`, s.tunnel?.routes);
+        ? pass('overlay-routes', `${desired.peers.length} /32 routes via ${inventory.mesh.interface}`)
+        : fail('overlay-routes', `missing routes via ${inventory.mesh.interface}: ${missing.join(', ')}`, tunnel.routes);
     },
-  },
-  'handshakes-recent': {
-    evaluate: (_ctx, s) => {
+  }),
+  'handshakes-recent': check({
+    needs: ['desired', 'tunnel'],
+    evaluate: ({ values: { desired, tunnel } }) => {
       const now = Math.floor(Date.now() / 1000);
-      const stale = (s.desired?.peers ?? []).filter((p) => {
-        const at = s.tunnel?.handshakes.get(p.publicKey) ?? 0;
-        return at === 0 || now - at > 180;
+      // past REJECT_AFTER_TIME a session's keys are dead: an older handshake means no live session
+      const stale = desired.peers.filter((p) => {
+        const at = tunnel.handshakes.get(p.publicKey) ?? 0;
+        return at === 0 || now - at > REJECT_AFTER_TIME_S;
       });
       return stale.length === 0
-        ? pass('handshakes-recent', `handshakes with all ${(s.desired?.peers ?? []).length} peers`)
+        ? pass('handshakes-recent', `handshakes with all ${desired.peers.length} peers`)
         : fail('handshakes-recent', `no recent handshake with ${stale.map((p) => p.name).join(', ')}`);
     },
-  },
+  }),
 };
 
-export const registryNames = { steps: new Set(Object.keys(STEPS)), checks: new Set(Object.keys(CHECKS)) };
+export type StepName = keyof typeof STEPS;
+export type CheckName = keyof typeof CHECKS;
+
+/** Looks up a step by a playbook's name (own properties only). */
+export const stepNamed = (name: string): NodeStep | MeshStep | undefined =>
+  Object.hasOwn(STEPS, name) ? (STEPS[name as StepName] as unknown as NodeStep | MeshStep) : undefined;
+/** Looks up a check by a playbook's name (own properties only). */
+export const checkNamed = (name: string): CheckDefinition | undefined =>
+  Object.hasOwn(CHECKS, name) ? (CHECKS[name as CheckName] as unknown as CheckDefinition) : undefined;
+
+/** The contract the playbook loader checks a playbook against: every step's and check's needs and provides. */
+export const registryContract = {
+  steps: new Map(
+    Object.entries(STEPS).map(([name, s]) => [name, { needs: s.needs as readonly string[], provides: s.provides as readonly string[] }]),
+  ),
+  checks: new Map(Object.entries(CHECKS).map(([name, c]) => [name, { needs: c.needs as readonly string[] }])),
+};

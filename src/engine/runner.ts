@@ -1,120 +1,273 @@
 /**
- * Runs a playbook: phase by phase, each step on every node in parallel (a barrier after each step), then the
- * phase's checks, then the gate. Per-node failures are recorded on the node and fail its checks; only a gate
- * stops the run, so every node's evidence is shown, not just the first failure.
- * A dry run runs the read-only phases (facts, baseline) as usual and plans the others (see planPhase).
+ * The one run loop, for applying and for dry runs alike (the backend decides: ./backend.ts). Per phase:
+ * plan each step on every node from the values earlier steps provided, run (or record) the actions with every host
+ * in parallel (./scheduler.ts), collect the values they provide, judge the phase's checks, then the gate.
+ * Per-node failures are values on that node (its later steps are skipped and its checks fail); only a gate stops
+ * the run, so every node's evidence is shown. Cancellation is checked after every phase and every gate.
+ * The view only draws the events this loop emits.
  */
-import { CHECKS, STEPS } from './registry.js';
-import type { CheckResult, EngineContext, NodeState, PhaseReport, PhaseSpec, Playbook } from './types.js';
+import type { Matrix } from '../checks/ping-matrix.js';
+import type { Inventory, Node } from '../inventory/types.js';
+import type { Connection } from '../transport/types.js';
+import type { Backend } from './backend.js';
+import { describeAction, showStandIns, type Plan, type PlannedAction, type PlannedNode } from './plan.js';
+import { checkNamed, stepNamed } from './registry.js';
+import { forEachHost } from './scheduler.js';
+import type {
+  CheckResult,
+  EngineEvent,
+  MeshStep,
+  NodePhaseReport,
+  NodeStep,
+  NodeValues,
+  PhaseReport,
+  PhaseSpec,
+  Playbook,
+  ValueName,
+} from './types.js';
 
-export interface EngineView {
-  /** runs `task` for every node concurrently and shows progress; resolves when all settled */
-  runOnNodes(title: string, nodes: NodeState[], task: (state: NodeState) => Promise<void>): Promise<void>;
-  /** shows the gate's evidence; resolves true to go on */
-  gate(report: PhaseReport, isLast: boolean): Promise<boolean>;
+export interface RunContext {
+  inventory: Inventory;
+  playbook: Playbook;
+  /** one open connection per node, by node name */
+  connections: ReadonlyMap<string, Connection>;
+  backend: Backend;
+  signal: AbortSignal;
+  /** hosts worked on at once (../engine/scheduler.ts DEFAULT_FORKS) */
+  forks?: number;
+  /** a new, separate connection (the ssh-still-reachable check) */
+  reconnect: (node: Node) => Promise<Connection>;
+  /** what the view draws; called synchronously, must not throw */
+  onEvent?: (event: EngineEvent) => void;
+  /** shows a phase's report and answers whether to go on (a STOP report always stops, whatever it answers) */
+  gate: (report: PhaseReport, isLast: boolean) => Promise<boolean>;
 }
 
-export interface PlaybookResult {
+export interface RunResult {
   phases: PhaseReport[];
-  /** id of the phase whose gate said STOP, if any */
+  /** what was applied (or, in a dry run, would be), in order */
+  plan: Plan;
+  /** the phase whose gate stopped the run */
   stoppedAt?: string;
+  /** Ctrl-C (the signal) ended the run; remote work in flight was stopped */
+  interrupted: boolean;
+  matrix?: Matrix;
 }
 
 const errorMessage = (error: unknown) => (error instanceof Error ? error.message : String(error));
 
-/** A dry run's phase that would change nodes: each step records what it would do; no command, no check. */
-function planPhase(ctx: EngineContext, phase: PhaseSpec): PhaseReport {
-  const started = Date.now();
-  const changesBefore = new Map(ctx.nodes.map((s) => [s, s.changes.length]));
-  for (const stepName of phase.steps) {
-    const step = STEPS[stepName]!;
-    const live = ctx.nodes.filter((s) => !s.error);
-    if (step.scope === 'mesh') {
-      try {
-        step.plan?.(ctx);
-      } catch (error) {
-        for (const state of live) state.error ??= `${stepName}: ${errorMessage(error)}`;
-      }
-      continue;
-    }
-    for (const state of live) {
-      try {
-        step.plan?.(ctx, state);
-      } catch (error) {
-        state.error = `${stepName}: ${errorMessage(error)}`;
-      }
-    }
+/** The state of one run: values per node, the first error per node, the plan so far. */
+class RunState {
+  readonly values = new Map<string, Partial<NodeValues>>();
+  readonly errors = new Map<string, string>();
+  /** nodes whose public key exists only after apply (dry run): their stand-in keys are shown as such */
+  readonly standIns: string[] = [];
+  changedSoFar = false;
+  matrix?: Matrix;
+
+  constructor(readonly ctx: RunContext) {
+    for (const node of ctx.inventory.nodes) this.values.set(node.name, {});
   }
-  const nodes = ctx.nodes.map((state) => {
-    const diff = state.configDiff;
-    delete state.configDiff;
-    return {
-      node: state.node.name,
-      changes: state.changes.slice(changesBefore.get(state)),
-      checks: state.error ? [{ id: 'step', status: 'fail', message: state.error } satisfies CheckResult] : [],
-      ...(diff?.length ? { diff } : {}),
-      error: state.error,
-    };
-  });
-  const verdict = nodes.some((n) => n.error) ? 'STOP' : 'PLANNED';
-  return { id: phase.id, title: phase.title, go: phase.go, verdict, durationMs: Date.now() - started, nodes };
+
+  live(): Node[] {
+    return this.ctx.inventory.nodes.filter((n) => !this.errors.has(n.name));
+  }
+
+  /** The declared values of a node; throws naming the first missing one (a step on this node failed before). */
+  pick<N extends ValueName>(node: string, needs: readonly N[]): Pick<NodeValues, N> {
+    const all = this.values.get(node)!;
+    for (const need of needs) if (all[need] === undefined) throw new Error(`"${need}" is not known for ${node}`);
+    return all as Pick<NodeValues, N>;
+  }
+
+  /** The declared values of every node that has them all (failed nodes drop out of the mesh). */
+  mesh<N extends ValueName>(needs: readonly N[]): Map<string, Pick<NodeValues, N>> {
+    const out = new Map<string, Pick<NodeValues, N>>();
+    for (const [name, all] of this.values) if (needs.every((n) => all[n] !== undefined)) out.set(name, all as Pick<NodeValues, N>);
+    return out;
+  }
+
+  fail(node: string, step: string, error: unknown): void {
+    if (!this.errors.has(node)) this.errors.set(node, `${step}: ${errorMessage(error)}`);
+  }
+
+  /** Text shown for a plan: a stand-in key becomes `<new key of NODE>`. */
+  show<T>(value: T): T {
+    return this.standIns.length ? (JSON.parse(showStandIns(JSON.stringify(value), this.standIns)) as T) : value;
+  }
 }
 
-/** A phase changes nodes when one of its steps has a dry-run plan (read-only steps have none). */
-const changesNodes = (phase: PhaseSpec) => phase.steps.some((name) => STEPS[name]!.plan !== undefined);
+interface NodeStepOutcome {
+  action?: PlannedAction;
+  warnings: string[];
+}
 
-async function runPhase(ctx: EngineContext, phase: PhaseSpec, view: EngineView): Promise<PhaseReport> {
-  if (ctx.options.dryRun && changesNodes(phase)) return planPhase(ctx, phase);
-  const started = Date.now();
-  const changesBefore = new Map(ctx.nodes.map((s) => [s, s.changes.length]));
-  for (const stepName of phase.steps) {
-    const step = STEPS[stepName]!;
-    const live = ctx.nodes.filter((s) => !s.error);
-    if (step.scope === 'node') {
-      await view.runOnNodes(`${phase.title}: ${stepName}`, live, async (state) => {
-        try {
-          await step.run(ctx, state);
-        } catch (error) {
-          state.error = `${stepName}: ${errorMessage(error)}`;
-          throw error;
-        }
-      });
-    } else {
-      try {
-        await step.run(ctx);
-      } catch (error) {
-        for (const state of live) state.error ??= `${stepName}: ${errorMessage(error)}`;
-      }
-    }
+async function runNodeStep(state: RunState, name: string, step: NodeStep, node: Node): Promise<NodeStepOutcome> {
+  const { ctx } = state;
+  const input = {
+    node,
+    inventory: ctx.inventory,
+    values: state.pick(node.name, step.needs),
+    mesh: state.mesh(step.needs),
+    changedSoFar: state.changedSoFar,
+  };
+  const planned = step.plan(input);
+  const action = planned.action;
+  const result = action ? await ctx.backend.run(ctx.connections.get(node.name)!, action, step.effect, ctx.signal) : undefined;
+  const provided = step.outputs(input, action, result);
+  Object.assign(state.values.get(node.name)!, provided);
+  const publicKey = (provided as Partial<NodeValues>).publicKey;
+  if (publicKey && !publicKey.known) state.standIns.push(node.name);
+  const warnings = planned.warnings ?? [];
+  if (!action || step.effect !== 'change') return { warnings };
+  const shown = state.show(action);
+  return {
+    action: {
+      step: name,
+      changes: shown.changes,
+      summary: describeAction(shown),
+      script: shown.script,
+      ...(action.timeoutMs ? { timeoutMs: action.timeoutMs } : {}),
+    },
+    warnings,
+  };
+}
+
+async function runMeshStep(state: RunState, name: string, step: MeshStep): Promise<void> {
+  const { ctx } = state;
+  const nodes = state
+    .live()
+    .map((node) => ({ node, connection: ctx.connections.get(node.name)!, values: state.pick(node.name, step.needs) }));
+  try {
+    const output = await step.run({ inventory: ctx.inventory, nodes, changedSoFar: state.changedSoFar, signal: ctx.signal });
+    for (const [node, values] of output.values) Object.assign(state.values.get(node)!, values);
+    for (const [node, error] of output.errors) state.fail(node, name, error);
+    state.matrix = output.matrix ?? state.matrix;
+  } catch (error) {
+    for (const node of nodes) state.fail(node.node.name, name, error);
   }
-  const nodes = await Promise.all(
-    ctx.nodes.map(async (state) => {
-      const checks: CheckResult[] = state.error
-        ? [{ id: 'step', status: 'fail', message: state.error }]
-        : await Promise.all(
-            phase.checks.map(async (id) => {
-              try {
-                return await CHECKS[id]!.evaluate(ctx, state);
-              } catch (error) {
-                return { id, status: 'fail', message: errorMessage(error) } satisfies CheckResult;
-              }
-            }),
-          );
-      return { node: state.node.name, changes: state.changes.slice(changesBefore.get(state)), checks, error: state.error };
+}
+
+async function judge(state: RunState, checks: string[], node: Node): Promise<CheckResult[]> {
+  const error = state.errors.get(node.name);
+  if (error) return [{ id: 'step', status: 'fail', message: error }];
+  return Promise.all(
+    checks.map(async (id) => {
+      const definition = checkNamed(id)!;
+      try {
+        return await definition.evaluate({
+          node,
+          inventory: state.ctx.inventory,
+          values: state.pick(node.name, definition.needs),
+          reconnect: state.ctx.reconnect,
+        });
+      } catch (e) {
+        return { id, status: 'fail', message: errorMessage(e) } satisfies CheckResult;
+      }
     }),
   );
-  const verdict = nodes.some((n) => n.error || n.checks.some((c) => c.status === 'fail')) ? 'STOP' : 'GO';
-  return { id: phase.id, title: phase.title, go: phase.go, verdict, durationMs: Date.now() - started, nodes };
 }
 
-export async function runPlaybook(ctx: EngineContext, playbook: Playbook, view: EngineView): Promise<PlaybookResult> {
-  const phases: PhaseReport[] = [];
-  for (const [index, phase] of playbook.phases.entries()) {
-    if (ctx.options.signal.aborted) throw ctx.options.signal.reason;
-    const report = await runPhase(ctx, phase, view);
-    phases.push(report);
-    const goOn = await view.gate(report, index === playbook.phases.length - 1);
-    if (!goOn || report.verdict === 'STOP') return { phases, stoppedAt: phase.id };
+async function runPhase(state: RunState, phase: PhaseSpec): Promise<{ report: PhaseReport; planned: PlannedNode[] }> {
+  const { ctx } = state;
+  const started = Date.now();
+  const nodes = ctx.inventory.nodes;
+  const planned = new Map<string, PlannedNode>(nodes.map((n) => [n.name, { node: n.name, actions: [], warnings: [] }]));
+  ctx.onEvent?.({ type: 'phase-start', phase, nodes: state.live().map((n) => n.name) });
+  // a dry run neither changes nodes nor probes a mesh that may not exist: such a phase is only planned
+  let onlyPlanned = false;
+  for (const name of phase.steps) {
+    const step = stepNamed(name)!;
+    if (step.effect !== 'read' && ctx.backend.recording) onlyPlanned = true;
+    if (step.scope === 'mesh') {
+      if (!ctx.backend.recording) await runMeshStep(state, name, step);
+      continue;
+    }
+    const live = state.live();
+    const settled = await forEachHost(
+      live,
+      async (node) => {
+        ctx.onEvent?.({ type: 'step-start', phase: phase.id, step: name, node: node.name });
+        return runNodeStep(state, name, step, node);
+      },
+      { forks: ctx.forks, signal: ctx.signal },
+    );
+    settled.forEach((outcome, i) => {
+      const node = live[i]!;
+      const entry = planned.get(node.name)!;
+      if (outcome.ok) {
+        if (outcome.value.action) entry.actions.push(outcome.value.action);
+        entry.warnings.push(...outcome.value.warnings);
+      } else state.fail(node.name, name, outcome.error);
+      ctx.onEvent?.({
+        type: 'step-done',
+        phase: phase.id,
+        step: name,
+        node: node.name,
+        changes: outcome.ok && outcome.value.action ? [outcome.value.action.summary] : [],
+        warnings: outcome.ok ? outcome.value.warnings : [],
+        ...(outcome.ok ? {} : { error: state.errors.get(node.name) }),
+      });
+    });
   }
-  return { phases };
+  if ([...planned.values()].some((p) => p.actions.length > 0)) state.changedSoFar = true;
+
+  const reports: NodePhaseReport[] = await Promise.all(
+    nodes.map(async (node) => {
+      const entry = planned.get(node.name)!;
+      const error = state.errors.get(node.name);
+      const checks = onlyPlanned
+        ? error
+          ? [{ id: 'step', status: 'fail', message: error } satisfies CheckResult]
+          : []
+        : await judge(state, phase.checks, node);
+      const diff = ctx.backend.recording
+        ? entry.actions.flatMap((a) => a.changes.flatMap((c) => (c.kind === 'write-file' && c.diff ? c.diff : [])))
+        : [];
+      return {
+        node: node.name,
+        changes: entry.actions.map((a) => a.summary),
+        ...(entry.warnings.length ? { warnings: entry.warnings } : {}),
+        ...(diff.length ? { diff } : {}),
+        checks,
+        ...(error ? { error } : {}),
+      };
+    }),
+  );
+  const failed = reports.some((n) => n.error || n.checks.some((c) => c.status === 'fail'));
+  const verdict = failed ? 'STOP' : onlyPlanned ? 'PLANNED' : 'GO';
+  const report: PhaseReport = { id: phase.id, title: phase.title, go: phase.go, verdict, durationMs: Date.now() - started, nodes: reports };
+  ctx.onEvent?.({ type: 'phase-done', report });
+  return { report, planned: [...planned.values()].filter((p) => p.actions.length > 0 || p.warnings.length > 0) };
+}
+
+/** Runs a playbook phase by phase with its gates; never throws for a node's failure (see the module doc). */
+export async function runPlaybook(ctx: RunContext): Promise<RunResult> {
+  const state = new RunState(ctx);
+  const plan: Plan = {
+    version: 1,
+    inventory: ctx.inventory.source,
+    playbook: ctx.playbook.source,
+    dryRun: ctx.backend.recording,
+    phases: [],
+  };
+  const phases: PhaseReport[] = [];
+  const result = (extra: Partial<RunResult>): RunResult => ({
+    phases,
+    plan,
+    interrupted: false,
+    ...(state.matrix ? { matrix: state.matrix } : {}),
+    ...extra,
+  });
+  for (const [index, phase] of ctx.playbook.phases.entries()) {
+    if (ctx.signal.aborted) return result({ interrupted: true });
+    const { report, planned } = await runPhase(state, phase);
+    phases.push(report);
+    plan.phases.push({ id: phase.id, title: phase.title, nodes: planned });
+    if (ctx.signal.aborted) return result({ interrupted: true, stoppedAt: phase.id });
+    const goOn = await ctx.gate(report, index === ctx.playbook.phases.length - 1);
+    if (ctx.signal.aborted) return result({ interrupted: true, stoppedAt: phase.id });
+    if (!goOn || report.verdict === 'STOP') return result({ stoppedAt: phase.id });
+  }
+  return result({});
 }

@@ -1,9 +1,20 @@
-/** The values the `up` engine passes around. Per-host failures are values; only a gate stops a run. */
-import type { NodeFacts } from '../facts/node-facts.js';
+/**
+ * The values the engine passes around: the typed step contract, the changes a step plans, check results, the
+ * events the view draws, and the phase reports. Per-host failures are values; only a gate stops a run.
+ *
+ * The step contract (how `up` is put together):
+ * - every value a step hands to later steps is a named field of `NodeValues` (per node) and is provided by exactly
+ *   one step; a step declares the names it `needs` and `provides`, and a check the names it `needs`;
+ * - the playbook loader refuses a playbook whose steps or checks need a value that no earlier step provides
+ *   (src/engine/playbook.ts), so the order is checked before anything runs, not found out on a node;
+ * - at run time a step receives exactly the values it declared (`StepInput`), typed, never a shared mutable state.
+ */
+import type { Matrix, MatrixCell } from '../checks/ping-matrix.js';
+import type { NodeFacts, PackageManager } from '../facts/node-facts.js';
 import type { Inventory, Node } from '../inventory/types.js';
-import type { Connection } from '../transport/types.js';
+import type { ConfigChangeKind } from '../render/changes.js';
 import type { DesiredNodeConfig } from '../topology/desired.js';
-import type { Matrix } from '../checks/ping-matrix.js';
+import type { Connection } from '../transport/types.js';
 
 export type CheckStatus = 'pass' | 'warn' | 'fail';
 
@@ -15,62 +26,181 @@ export interface CheckResult {
   evidence?: string[];
 }
 
-/** Everything `up` learns about one node as phases go by. */
-export interface NodeState {
+/** The node's public key as the keys step left it. */
+export interface PublicKeyValue {
+  /** base64 public key; in a dry run a well-formed stand-in when the key does not exist yet (`known: false`) */
+  key: string;
+  /** this run generated the private key (or, in a dry run, would) */
+  created: boolean;
+  /** false in a dry run for a key that only exists once applied (Terraform's "known after apply") */
+  known: boolean;
+}
+
+/** The config files after the config step: what was rendered, how it differs, what is on the node now. */
+export interface ConfigValue {
+  /** how the file on the node differed from the rendered one before this run ('none' when equal) */
+  change: ConfigChangeKind;
+  /** sha256 (hex) of the rendered wg-quick file */
+  renderedSha256: string;
+  /** sha256 (hex) of the file on the node after the step (from the node; predicted in a dry run) */
+  nodeSha256?: string;
+  /** the step wrote the wg-quick file (not only the sysctl file or the drop-in) */
+  written: boolean;
+}
+
+export interface ServiceValue {
+  /** `systemctl is-active` (or 'active'/'inactive' without systemd) */
+  active: string;
+  /** `systemctl is-enabled`, or 'no-systemd' */
+  enabled: string;
+  interfaceIndex?: number;
+}
+
+export interface TunnelValue {
+  /** destinations routed via the interface, as `ip route show` prints them (host routes without /32) */
+  routes: string[];
+  /** peer public key -> latest handshake (Unix seconds; 0 = never) */
+  handshakes: Map<string, number>;
+  /** this node's row of the ping matrix: peer name -> cell */
+  row: Record<string, MatrixCell>;
+}
+
+/**
+ * Every value a step can provide to later steps and checks, per node. Adding a value: add it here, name it in the
+ * `provides` of exactly one step and in the `needs` of its readers.
+ */
+export interface NodeValues {
+  facts: NodeFacts;
+  /** wg, wg-quick, wireguard-go after the install step */
+  tools: NodeFacts['tools'];
+  publicKey: PublicKeyValue;
+  desired: DesiredNodeConfig;
+  config: ConfigValue;
+  /** rp_filter all/default as the kernel holds them after the config step */
+  rpFilter: { all: number; default: number };
+  service: ServiceValue;
+  tunnel: TunnelValue;
+}
+export type ValueName = keyof NodeValues;
+
+/**
+ * A change a step makes (or would make) on a node, as data: the plan shows it, the report counts it, a test
+ * compares it. Never a secret: a key appears only as its path, file contents only as sha256 and a diff of the
+ * key-less wg-quick file.
+ */
+export type Change =
+  | { kind: 'install'; manager: PackageManager; packages: string[]; why: string[] }
+  | { kind: 'generate-key'; path: string }
+  | { kind: 'derive-public-key'; path: string }
+  | {
+      kind: 'write-file';
+      path: string;
+      role: 'config' | 'sysctl' | 'reload-drop-in';
+      /** sha256 of the file on the node before (absent: no file) */
+      beforeSha256?: string;
+      afterSha256: string;
+      /** unified-style line diff of the wg-quick file (../render/line-diff.ts); only for role 'config' */
+      diff?: string[];
+    }
+  | { kind: 'apply-sysctl'; path: string; rpFilter: number }
+  | { kind: 'enable'; unit: string; now: boolean }
+  | { kind: 'restart'; unit: string; why: string }
+  | { kind: 'syncconf'; iface: string; why: string }
+  | { kind: 'load-private-key'; iface: string; path: string; why: string }
+  | { kind: 'restore-routes'; iface: string; routes: string[] }
+  | { kind: 'wg-quick-up'; iface: string; restart: boolean; why: string };
+
+/** What a step's planner returns for one node: the changes and the one script that realises them. */
+export interface NodeAction {
+  changes: Change[];
+  /** POSIX sh, run as root on the node (src/transport: on stdin, under a remote timeout) */
+  script: string;
+  /** per-action deadline in ms (default: the connection's, 60 s) */
+  timeoutMs?: number;
+}
+
+/** A step's plan for one node: an action, or none (an explicit no-op), and warnings that change nothing. */
+export interface StepPlan {
+  action?: NodeAction;
+  warnings?: string[];
+}
+
+/** What a step is given for one node: its node, the inventory, and exactly the values it declared. */
+export interface StepInput<N extends ValueName> {
   node: Node;
-  connection: Connection;
-  facts?: NodeFacts;
-  publicKey?: string;
-  keyCreated?: boolean;
-  desired?: DesiredNodeConfig;
-  /** how the config on disk compared to the rendered one before this run wrote it */
-  configChange?: 'create' | 'none' | 'peers' | 'interface';
-  configSha256?: string;
-  rpFilterApplied?: { all: number; default: number };
-  service?: { active: string; enabled: string; interfaceIndex?: number };
-  tunnel?: { routes: string[]; handshakes: Map<string, number> };
-  /** what this run changed on the node, in words (in a dry run: what it would change) */
-  changes: string[];
-  /** dry run: how the config file would change (../render/line-diff.ts), until the phase report takes it */
-  configDiff?: string[];
-  /** a step that failed on this node: later steps skip it, its checks fail */
-  error?: string;
-}
-
-/** A line of NodeState.changes that changed something (warnings ride along in the same list as `warning: ...`). */
-export const isChange = (line: string) => !line.startsWith('warning:');
-
-/** What the engine itself needs from the command line; prompting is the view's, connecting the connector's. */
-export interface RunOptions {
-  signal: AbortSignal;
-  /** plan, do not apply: read-only phases run as usual, every later phase only records what it would change */
-  dryRun?: boolean;
-}
-
-export interface EngineContext {
   inventory: Inventory;
-  nodes: NodeState[];
-  options: RunOptions;
-  /** opens a new, separate SSH connection to a node (for the "can still log in" check) */
-  reconnect: (node: Node) => Promise<Connection>;
-  /** the ping matrix from the verify phase, kept for the report */
+  values: Pick<NodeValues, N>;
+  /** the same values of every node that has them (config rendering needs every peer's public key) */
+  mesh: ReadonlyMap<string, Pick<NodeValues, N>>;
+  /** something was changed (or, in a dry run, planned) earlier in this run */
+  changedSoFar: boolean;
+}
+
+/**
+ * How a step's action came back: `stdout` when it ran on the node, `recorded` when a dry run only recorded it.
+ * Undefined (no action) when the plan had nothing to do.
+ */
+export type ActionResult = { ran: true; stdout: string } | { ran: false; recorded: true };
+
+/**
+ * A node step: a pure planner (facts and earlier values in, the action out) and a pure reader of its outputs.
+ * - effect 'read': its action only reads (facts); it runs in a dry run too.
+ * - effect 'change': its action changes the node; a dry run records it instead, and `outputs` predicts.
+ */
+export interface NodeStep<N extends ValueName = ValueName, P extends ValueName = ValueName> {
+  scope: 'node';
+  effect: 'read' | 'change';
+  needs: readonly N[];
+  provides: readonly P[];
+  plan(input: StepInput<N>): StepPlan;
+  /**
+   * The values this step provides: from the action's output when it ran, predicted when it was recorded, or from
+   * the input alone when there was nothing to do. Throws when the output is not what the action promises.
+   */
+  outputs(input: StepInput<N>, action: NodeAction | undefined, result: ActionResult | undefined): Pick<NodeValues, P>;
+}
+
+/**
+ * A mesh step: one operation over all nodes at once (the ping matrix). It needs a live mesh, so a dry run skips
+ * it (its checks are not judged either).
+ */
+export interface MeshStep<N extends ValueName = ValueName, P extends ValueName = ValueName> {
+  scope: 'mesh';
+  effect: 'probe';
+  needs: readonly N[];
+  provides: readonly P[];
+  run(input: MeshStepInput<N>): Promise<MeshStepOutput<P>>;
+}
+
+export interface MeshStepInput<N extends ValueName> {
+  inventory: Inventory;
+  /** the nodes still in the run, with their connection and declared values */
+  nodes: { node: Node; connection: Connection; values: Pick<NodeValues, N> }[];
+  changedSoFar: boolean;
+  signal: AbortSignal;
+}
+
+export interface MeshStepOutput<P extends ValueName> {
+  values: Map<string, Pick<NodeValues, P>>;
+  /** per-node failures (that node's checks fail) */
+  errors: Map<string, string>;
   matrix?: Matrix;
 }
 
-export interface StepDefinition {
-  /** 'node': runs on every node in parallel; 'mesh': runs once with all nodes (e.g. the ping matrix) */
-  scope: 'node' | 'mesh';
-  run: (ctx: EngineContext, state?: NodeState) => Promise<void>;
-  /**
-   * The dry run of a step that changes nodes (or needs a working mesh): records in `state.changes` what `run`
-   * would do and leaves the state `run` would leave, with no remote command. Read-only steps have none.
-   */
-  plan?: (ctx: EngineContext, state?: NodeState) => void;
+export type StepDefinition = NodeStep | MeshStep;
+
+/** A check: judges one node from the values it declared; may do read-only I/O (a fresh SSH login). */
+export interface CheckDefinition<N extends ValueName = ValueName> {
+  needs: readonly N[];
+  evaluate(input: CheckInput<N>): Promise<CheckResult> | CheckResult;
 }
 
-export interface CheckDefinition {
-  /** evaluates from what the steps recorded; may do read-only I/O */
-  evaluate: (ctx: EngineContext, state: NodeState) => Promise<CheckResult> | CheckResult;
+export interface CheckInput<N extends ValueName> {
+  node: Node;
+  inventory: Inventory;
+  values: Pick<NodeValues, N>;
+  /** opens a new, separate SSH connection to the node (the "can still log in" check) */
+  reconnect: (node: Node) => Promise<Connection>;
 }
 
 export interface PhaseSpec {
@@ -91,7 +221,10 @@ export interface Playbook {
 
 export interface NodePhaseReport {
   node: string;
+  /** what the phase changed on the node (dry run: would change), one line per action, in words */
   changes: string[];
+  /** notes that change nothing (e.g. "no systemd: ...") */
+  warnings?: string[];
   /** dry run: the config file's would-be diff */
   diff?: string[];
   checks: CheckResult[];
@@ -107,3 +240,10 @@ export interface PhaseReport {
   durationMs: number;
   nodes: NodePhaseReport[];
 }
+
+/** What the engine tells the view while it runs; the view draws, it never schedules. */
+export type EngineEvent =
+  | { type: 'phase-start'; phase: PhaseSpec; nodes: string[] }
+  | { type: 'step-start'; phase: string; step: string; node: string }
+  | { type: 'step-done'; phase: string; step: string; node: string; changes: string[]; warnings: string[]; error?: string }
+  | { type: 'phase-done'; report: PhaseReport };

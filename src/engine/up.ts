@@ -1,14 +1,17 @@
 /**
- * `meshctl up`: connect to every node (one connection each, in parallel), run the up playbook with its gates,
- * and return a report. Output and prompting belong to the view; this module decides nothing about terminals.
+ * `meshctl up`: connect to every node (one connection each, in parallel), run the up playbook through the one run
+ * loop (./runner.ts) with the executor backend, or the recorder for a dry run, and return a report that holds the
+ * plan value. Output and prompting belong to the view; this module decides nothing about terminals.
  */
-import type { Inventory } from '../inventory/types.js';
 import type { Matrix } from '../checks/ping-matrix.js';
+import type { Inventory } from '../inventory/types.js';
 import type { Connection } from '../transport/types.js';
-import { loadPlaybook, builtinPlaybookPath } from './playbook.js';
-import { registryNames } from './registry.js';
-import { runPlaybook, type EngineView } from './runner.js';
-import { isChange, type EngineContext, type NodeState, type PhaseReport, type RunOptions } from './types.js';
+import { executor, recorder } from './backend.js';
+import { countActions, type Plan } from './plan.js';
+import { builtinPlaybookPath, loadPlaybook } from './playbook.js';
+import { registryContract } from './registry.js';
+import { runPlaybook } from './runner.js';
+import type { EngineEvent, PhaseReport } from './types.js';
 
 export interface Connector {
   /** one connection per node, all in parallel; every node's failure reported; close() ends them all */
@@ -16,31 +19,49 @@ export interface Connector {
   connectOne(node: Inventory['nodes'][number]): Promise<Connection>;
 }
 
+/** What the engine needs from the command line; prompting is the view's, connecting the connector's. */
+export interface UpOptions {
+  signal: AbortSignal;
+  /** plan, do not apply: read-only phases run as usual, every later phase is only recorded */
+  dryRun?: boolean;
+  playbookPath?: string;
+  /** hosts at once (scheduler.ts DEFAULT_FORKS) */
+  forks?: number;
+}
+
+/** What `up` shows and what the view needs to draw it. */
+export interface UpView {
+  onEvent(event: EngineEvent): void;
+  gate(report: PhaseReport, isLast: boolean): Promise<boolean>;
+}
+
 export interface UpReport {
   inventory: string;
   playbook: string;
   /** planned: a dry run went through every phase (its `changes` are what `up` would change) */
-  result: 'converged' | 'planned' | 'stopped' | 'unreachable';
+  result: 'converged' | 'planned' | 'stopped' | 'unreachable' | 'interrupted';
   dryRun: boolean;
   stoppedAt?: string;
-  /** total changes made on all nodes by this run (0 on a converged mesh) */
+  /** actions run on all nodes by this run (0 on a converged mesh); in a dry run, actions planned */
   changes: number;
   phases: PhaseReport[];
+  /** the plan value: per phase and node, the typed changes and their scripts */
+  plan?: Plan;
   connectFailures: { node: string; error: string }[];
   matrix?: Matrix;
   timings: { totalMs: number; connectMs: number };
+  /** remote commands per node */
   roundTrips: Record<string, number>;
 }
 
-export async function runUp(
-  inventory: Inventory,
-  connector: Connector,
-  view: EngineView,
-  options: RunOptions & { playbookPath?: string },
-): Promise<UpReport> {
+/**
+ * Runs `up` and reports; throws only for bad input (a playbook that does not load: exit 2 through main).
+ * A node that cannot be connected makes the result 'unreachable' before anything runs anywhere.
+ */
+export async function runUp(inventory: Inventory, connector: Connector, view: UpView, options: UpOptions): Promise<UpReport> {
   const started = Date.now();
   const playbookPath = options.playbookPath ?? builtinPlaybookPath('up');
-  const playbook = loadPlaybook(playbookPath, registryNames);
+  const playbook = loadPlaybook(playbookPath, registryContract);
   const { connections, failures, close } = await connector.connectAll(inventory);
   const connectMs = Date.now() - started;
   const base = {
@@ -60,19 +81,28 @@ export async function runUp(
         roundTrips: {},
       };
     }
-    const nodes: NodeState[] = inventory.nodes.map((node) => ({ node, connection: connections.get(node.name)!, changes: [] }));
-    const ctx: EngineContext = { inventory, nodes, options, reconnect: (node) => connector.connectOne(node) };
-    const result = await runPlaybook(ctx, playbook, view);
-    const changes = nodes.reduce((sum, s) => sum + s.changes.filter(isChange).length, 0);
+    const run = await runPlaybook({
+      inventory,
+      playbook,
+      connections,
+      backend: options.dryRun ? recorder : executor,
+      signal: options.signal,
+      ...(options.forks ? { forks: options.forks } : {}),
+      reconnect: (node) => connector.connectOne(node),
+      onEvent: (event) => view.onEvent(event),
+      gate: (report, isLast) => view.gate(report, isLast),
+    });
+    const result = run.interrupted ? 'interrupted' : run.stoppedAt ? 'stopped' : options.dryRun ? 'planned' : 'converged';
     return {
       ...base,
-      result: result.stoppedAt ? 'stopped' : options.dryRun ? 'planned' : 'converged',
-      stoppedAt: result.stoppedAt,
-      changes,
-      phases: result.phases,
-      matrix: ctx.matrix,
+      result,
+      ...(run.stoppedAt ? { stoppedAt: run.stoppedAt } : {}),
+      changes: countActions(run.plan),
+      phases: run.phases,
+      plan: run.plan,
+      ...(run.matrix ? { matrix: run.matrix } : {}),
       timings: { totalMs: Date.now() - started, connectMs },
-      roundTrips: Object.fromEntries(nodes.map((s) => [s.node.name, s.connection.stats.commands])),
+      roundTrips: Object.fromEntries([...connections].map(([name, c]) => [name, c.stats.commands])),
     };
   } finally {
     await close();

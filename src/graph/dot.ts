@@ -133,11 +133,10 @@ export async function renderWithDot(dotText: string, format: 'svg' | 'png', outF
   } catch (error) {
     const e = error as NodeJS.ErrnoException & { stderr?: string };
     if (e.code === 'ENOENT')
-      throw new MeshctlError('Graphviz `dot` is not installed (apt-get install graphviz); write a .dot file instead', ExitCode2);
-    throw new MeshctlError(`dot failed: ${e.stderr?.trim() || e.message}`, ExitCode2);
+      throw new MeshctlError('Graphviz `dot` is not installed (apt-get install graphviz); write a .dot file instead', 'badInput');
+    throw new MeshctlError(`dot failed: ${e.stderr?.trim() || e.message}`, 'badInput');
   }
 }
-const ExitCode2 = 2 as const;
 
 /** Writes FILE: .svg/.png rendered by dot with the .dot source beside it, anything else as DOT. Returns the paths. */
 export async function writeGraph(file: string, inventory: Inventory, input: GraphInput, title?: string): Promise<string[]> {

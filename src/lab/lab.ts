@@ -6,7 +6,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, extname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ExitCode, MeshctlError, badInput } from '../errors.js';
+import { MeshctlError, badInput } from '../errors.js';
 import { loadInventory } from '../inventory/load.js';
 import { interruptSignal } from '../interrupt.js';
 import { ensureCaches, pidAlive, type Progress } from './base.js';
@@ -62,7 +62,7 @@ async function labExists(name: string): Promise<boolean> {
 }
 
 function checkInterrupted(): void {
-  if (interruptSignal.aborted) throw new MeshctlError('interrupted', ExitCode.interrupted);
+  if (interruptSignal.aborted) throw new MeshctlError('interrupted', 'interrupted');
 }
 
 export async function labUp(inventoryPath: string, options: UpOptions = {}): Promise<LabState> {
@@ -89,7 +89,7 @@ export async function labUp(inventoryPath: string, options: UpOptions = {}): Pro
     progress(`lab ${name}: up failed, removing what was made ...`);
     await labDown(name).catch((downError: Error) => progress(`lab ${name}: cleanup also failed: ${downError.message}`));
     if (error instanceof MeshctlError) throw error;
-    throw new MeshctlError(`lab up failed: ${(error as Error).message}`, ExitCode.stop);
+    throw new MeshctlError(`lab up failed: ${(error as Error).message}`, 'stop');
   }
 }
 
@@ -304,10 +304,10 @@ export async function labDown(name: string = DEFAULT_LAB): Promise<DownReport> {
   }
   const leftMounts = mountsBelow(paths.dir);
   if (leftMounts.length > 0)
-    throw new MeshctlError(`lab ${name}: could not unmount ${leftMounts.join(', ')}; not removing ${paths.dir}`, ExitCode.stop);
+    throw new MeshctlError(`lab ${name}: could not unmount ${leftMounts.join(', ')}; not removing ${paths.dir}`, 'stop');
   rmSync(paths.dir, { recursive: true, force: true });
   const leftNs = (await sys.netnsList()).filter((ns) => ns.startsWith(prefix));
-  if (leftNs.length > 0) throw new MeshctlError(`lab ${name}: could not delete namespaces ${leftNs.join(', ')}`, ExitCode.stop);
+  if (leftNs.length > 0) throw new MeshctlError(`lab ${name}: could not delete namespaces ${leftNs.join(', ')}`, 'stop');
   return report;
 }
 

@@ -7,7 +7,7 @@ import type { NodePaths } from './paths.js';
 import { findContainerInit } from './procs.js';
 import { pidAlive } from './base.js';
 import * as sys from './sys.js';
-import { ExitCode, MeshctlError } from '../errors.js';
+import { MeshctlError } from '../errors.js';
 import { interruptSignal } from '../interrupt.js';
 
 export interface PreparedNode {
@@ -175,7 +175,7 @@ function logTail(path: string): string {
 
 /** Ctrl-C during `up`: stop waiting, so `up` removes what it made and exits 130. */
 function stopIfInterrupted(): void {
-  if (interruptSignal.aborted) throw new MeshctlError('interrupted', ExitCode.interrupted);
+  if (interruptSignal.aborted) throw new MeshctlError('interrupted', 'interrupted');
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

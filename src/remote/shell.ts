@@ -3,11 +3,19 @@
  * through `shellQuote` or the `sh` template, never into a script by plain interpolation.
  *
  * Quoting rule: POSIX sh single quotes (XCU 2.2.2): everything between them is literal; a single quote itself is
- * written as `'\''`. This holds for dash, bash and busybox ash alike.
+ * written as `'\''`. This holds for dash, bash and busybox ash alike. As Python's `shlex.quote` does, a non-empty
+ * word made only of characters no shell treats specially (letters, digits, `@%+=:,./_-`) is left bare, so the
+ * scripts people read in a plan or a log stay readable (`wg set wg0 ...`).
  */
 
-/** Quotes one value for a POSIX shell: `it's` -> `'it'\''s'`. */
-export const shellQuote = (value: string | number): string => `'${String(value).replaceAll("'", `'\\''`)}'`;
+/** Characters that never need quoting in a POSIX shell word (shlex.quote's safe set). */
+const SAFE_WORD = /^[A-Za-z0-9@%+=:,./_-]+$/;
+
+/** Quotes one value for a POSIX shell: `wg0` -> `wg0`, `it's` -> `'it'\''s'`, `` -> `''`. */
+export const shellQuote = (value: string | number): string => {
+  const text = String(value);
+  return SAFE_WORD.test(text) ? text : `'${text.replaceAll("'", `'\\''`)}'`;
+};
 
 /** A fragment of shell text that `sh` inserts as it is (already quoted or built from constants). */
 export class RawShell {

@@ -1,34 +1,24 @@
 /**
- * A RemoteAction is what a step's pure planner returns: the script that closes the gap between a node's facts
- * and the desired state. `undefined` from a planner means "nothing to do" (an explicit no-op).
+ * Building blocks of the scripts steps send: a verbatim here-document and the atomic file write. The engine runs
+ * a step's NodeAction (../engine/types.ts); a non-zero exit becomes a StepFailedError.
  */
 import { dirname } from 'node:path';
-import type { Connection, ExecResult } from '../transport/types.js';
+import type { NodeAction } from '../engine/types.js';
+import { describeAction } from '../engine/plan.js';
+import { raw, sh } from '../remote/shell.js';
+import type { ExecResult } from '../transport/types.js';
 
-export interface RemoteAction {
-  /** what it changes, for the gate report and --dry-run, e.g. "install wireguard-tools wireguard-go (apt)" */
-  description: string;
-  script: string;
-  timeoutMs?: number;
-}
-
+/** An action's script exited non-zero on a node; the message carries the last lines of its stderr (or stdout). */
 export class StepFailedError extends Error {
   constructor(
     readonly node: string,
-    readonly action: RemoteAction,
+    readonly action: NodeAction,
     readonly result: ExecResult,
   ) {
     const detail = (result.stderr.trim() || result.stdout.trim()).split('\n').slice(-4).join(' | ');
-    super(`${action.description} failed on ${node} (exit ${result.code}): ${detail}`);
+    super(`${describeAction(action)} failed on ${node} (exit ${result.code}): ${detail}`);
     this.name = 'StepFailedError';
   }
-}
-
-/** Runs an action and returns its stdout; a non-zero exit becomes a StepFailedError with the tail of stderr. */
-export async function applyAction(connection: Connection, action: RemoteAction, signal?: AbortSignal): Promise<string> {
-  const result = await connection.run(action.script, { timeoutMs: action.timeoutMs, signal });
-  if (result.code !== 0) throw new StepFailedError(connection.node, action, result);
-  return result.stdout;
 }
 
 /** A here-document whose delimiter cannot occur in the content, so files are written verbatim. */
@@ -40,8 +30,9 @@ export function heredoc(content: string): { start: string; body: string } {
 }
 
 /**
- * Script that writes a file atomically: temp file in the same directory, mode, rename over the target.
- * With `backup`, the previous version is kept as FILE.bak. Prints `LABEL=<sha256 of the new file>`.
+ * Script that writes a file atomically: temp file in the same directory, mode, rename over the target (rename(2)
+ * is atomic within a filesystem). With `backup`, the previous version is kept as FILE.bak.
+ * Prints `LABEL=<sha256 of the new file>`, read back by the step so the gate compares what is on the node.
  */
 export function atomicWriteScript(
   path: string,
@@ -52,11 +43,11 @@ export function atomicWriteScript(
   const tmp = `${path}.meshctl-tmp`;
   return [
     `umask 077`,
-    `mkdir -p -m ${dirMode} '${dirname(path)}'`,
-    `cat > '${tmp}' ${doc.start}\n${doc.body}`,
-    `chmod ${mode} '${tmp}'`,
-    backup ? `if [ -f '${path}' ]; then cp -p '${path}' '${path}.bak'; fi` : ':',
-    `mv -f '${tmp}' '${path}'`,
-    `echo "${label}=$(sha256sum < '${path}' | cut -d' ' -f1)"`,
+    sh`mkdir -p -m ${raw(dirMode)} ${dirname(path)}`.text,
+    `${sh`cat > ${tmp}`.text} ${doc.start}\n${doc.body}`,
+    sh`chmod ${raw(mode)} ${tmp}`.text,
+    backup ? sh`if [ -f ${path} ]; then cp -p ${path} ${`${path}.bak`}; fi`.text : ':',
+    sh`mv -f ${tmp} ${path}`.text,
+    `echo "${label}=$(sha256sum < ${sh`${path}`.text} | cut -d' ' -f1)"`,
   ].join('\n');
 }

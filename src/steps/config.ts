@@ -5,10 +5,15 @@
  * kept as .bak). rp_filter is applied from our file alone, not `sysctl --system`, so no unrelated setting moves.
  */
 import { createHash } from 'node:crypto';
-import { wireguardPaths, type NodeFacts } from '../facts/node-facts.js';
+import type { Change, NodeAction } from '../engine/types.js';
+import type { NodeFacts } from '../facts/node-facts.js';
 import type { RpFilterMode } from '../inventory/types.js';
-import { atomicWriteScript, type RemoteAction } from './action.js';
+import { sh } from '../remote/shell.js';
+import { wireguardPaths } from '../remote/wireguard.js';
+import { lineDiff } from '../render/line-diff.js';
+import { atomicWriteScript } from './action.js';
 
+/** sha256 of a text, hex (what `sha256sum` prints). */
 export const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 
 export interface ConfigPlanInput {
@@ -25,33 +30,50 @@ export interface ConfigPlan {
   writeSysctl: boolean;
   applySysctl: boolean;
   writeReloadDropIn: boolean;
-  action?: RemoteAction;
+  action?: NodeAction;
 }
 
+/** Decides which files to write and whether to apply rp_filter, and builds the one script that does it. */
 export function planConfig(facts: NodeFacts, input: ConfigPlanInput): ConfigPlan {
   const p = wireguardPaths(input.iface);
-  const writeConfig = facts.config.sha256 !== sha256(input.configText);
-  const writeSysctl = facts.sysctl.fileSha256 !== sha256(input.sysctlText);
+  const configSha = sha256(input.configText);
+  const sysctlSha = sha256(input.sysctlText);
+  const dropInSha = sha256(input.reloadDropInText);
+  const writeConfig = facts.config.sha256 !== configSha;
+  const writeSysctl = facts.sysctl.fileSha256 !== sysctlSha;
   // the kernel may hold other values than the file (set by hand, or a file that was never applied)
   const runtimeDiffers = facts.sysctl.rpFilterAll !== input.rpFilter || facts.sysctl.rpFilterDefault !== input.rpFilter;
   const applySysctl = writeSysctl || runtimeDiffers;
-  const writeReloadDropIn = facts.systemd && facts.service.reloadDropInSha256 !== sha256(input.reloadDropInText);
+  const writeReloadDropIn = facts.systemd && facts.service.reloadDropInSha256 !== dropInSha;
   const decided = { writeConfig, writeSysctl, applySysctl, writeReloadDropIn };
   if (!writeConfig && !applySysctl && !writeReloadDropIn) return decided;
 
   const parts: string[] = ['set -e'];
-  const did: string[] = [];
+  const changes: Change[] = [];
   if (writeConfig) {
     parts.push(atomicWriteScript(p.config, input.configText, { backup: true, label: 'config' }));
-    did.push(`write ${p.config}`);
+    changes.push({
+      kind: 'write-file',
+      path: p.config,
+      role: 'config',
+      ...(facts.config.sha256 ? { beforeSha256: facts.config.sha256 } : {}),
+      afterSha256: configSha,
+      diff: lineDiff(facts.config.text, input.configText),
+    });
   }
   if (writeSysctl) {
     parts.push(atomicWriteScript(p.sysctl, input.sysctlText, { mode: '644', label: 'sysctl' }));
-    did.push(`write ${p.sysctl}`);
+    changes.push({
+      kind: 'write-file',
+      path: p.sysctl,
+      role: 'sysctl',
+      ...(facts.sysctl.fileSha256 ? { beforeSha256: facts.sysctl.fileSha256 } : {}),
+      afterSha256: sysctlSha,
+    });
   }
   if (applySysctl) {
-    parts.push(`sysctl -q -p ${p.sysctl}`);
-    did.push(`apply rp_filter=${input.rpFilter} from ${p.sysctl}`);
+    parts.push(sh`sysctl -q -p ${p.sysctl}`.text);
+    changes.push({ kind: 'apply-sysctl', path: p.sysctl, rpFilter: input.rpFilter });
   }
   if (writeReloadDropIn) {
     // a unit's drop-in directory is world-readable, as systemd's own are
@@ -59,12 +81,21 @@ export function planConfig(facts: NodeFacts, input: ConfigPlanInput): ConfigPlan
       atomicWriteScript(p.reloadDropIn, input.reloadDropInText, { mode: '644', dirMode: '755', label: 'dropin' }),
       'systemctl daemon-reload',
     );
-    did.push(`write ${p.reloadDropIn} (a reload keeps the key)`);
+    changes.push({
+      kind: 'write-file',
+      path: p.reloadDropIn,
+      role: 'reload-drop-in',
+      ...(facts.service.reloadDropInSha256 ? { beforeSha256: facts.service.reloadDropInSha256 } : {}),
+      afterSha256: dropInSha,
+    });
   }
+  // what the node holds afterwards, read back for the gate: the config's sha256 even when it was not written
+  if (!writeConfig) parts.push(`echo "config=$(sha256sum < ${sh`${p.config}`.text} | cut -d' ' -f1)"`);
   parts.push('echo rp_filter=$(cat /proc/sys/net/ipv4/conf/all/rp_filter),$(cat /proc/sys/net/ipv4/conf/default/rp_filter)');
-  return { ...decided, action: { description: did.join(', '), script: parts.join('\n') } };
+  return { ...decided, action: { changes, script: parts.join('\n') } };
 }
 
+/** Reads `config=SHA` and `rp_filter=ALL,DEFAULT` from the config action's output. */
 export function parseConfigOutput(stdout: string): { configSha256?: string; rpFilter?: { all: number; default: number } } {
   const value = (key: string) => stdout.match(new RegExp(`^${key}=(.*)$`, 'm'))?.[1]?.trim();
   const rp = value('rp_filter')?.split(',').map(Number);

@@ -9,7 +9,7 @@
  */
 import type { Inventory, Node } from '../inventory/types.js';
 import { siteOf } from '../inventory/types.js';
-import { ExitCode, MeshctlError } from '../errors.js';
+import { MeshctlError } from '../errors.js';
 import { endpointFor, formatEndpoint, isBehindNat, keepaliveFor } from './endpoints.js';
 
 export interface DesiredPeer {
@@ -66,7 +66,7 @@ export class PublicKeyProblemError extends MeshctlError {
       // Cloned machines often share /etc/wireguard: one key on two nodes makes WireGuard merge them into one peer.
       ...duplicated.map((names) => `one public key shared by: ${names.join(', ')} (cloned key files? remove them and run again)`),
     ];
-    super('cannot build the WireGuard configs: public keys are not usable', ExitCode.stop, details);
+    super('cannot build the WireGuard configs: public keys are not usable', 'stop', details);
     this.name = 'PublicKeyProblemError';
   }
 }

@@ -1,13 +1,15 @@
 /**
- * The terminal view of the engine: listr2 progress per step and node, the gate report, and the STOP/GO prompt.
- * A quiet variant (for --json) shows nothing and answers gates from --yes alone.
+ * The terminal view of the engine: it draws the engine's events with listr2 (a task per node and phase, its title
+ * the node's changes), prints the gate report and asks the STOP/GO question. It never schedules work: the engine
+ * runs the hosts (../engine/scheduler.ts) and a listr2 task here only waits for that node's phase to end.
+ * A quiet variant (for --json) draws nothing and answers gates from --yes alone.
  */
-import { Listr } from 'listr2';
 import { Chalk, type ChalkInstance } from 'chalk';
 import inquirer from 'inquirer';
-import type { EngineView } from '../engine/runner.js';
-import type { NodeState, PhaseReport } from '../engine/types.js';
-import { ExitCode, MeshctlError } from '../errors.js';
+import { Listr } from 'listr2';
+import type { UpView } from '../engine/up.js';
+import type { EngineEvent, PhaseReport } from '../engine/types.js';
+import { MeshctlError } from '../errors.js';
 import { renderGateReport } from './gate-report.js';
 
 export interface ViewOptions {
@@ -19,56 +21,91 @@ export interface ViewOptions {
   out: NodeJS.WritableStream;
 }
 
-export function createEngineView(options: ViewOptions): EngineView & { chalk: ChalkInstance } {
+/** One phase on screen: a listr2 list whose node tasks end when the engine says the phase is done. */
+class PhaseDrawing {
+  /** node -> what its steps changed so far (filled from events, read when the node's task ends) */
+  private readonly changes = new Map<string, string[]>();
+  private readonly ends = new Map<string, () => void>();
+  private readonly finished: Promise<unknown>;
+
+  constructor(title: string, nodes: string[], options: ViewOptions) {
+    const ready = new Map(nodes.map((node) => [node, new Promise<void>((resolve) => this.ends.set(node, resolve))]));
+    for (const node of nodes) this.changes.set(node, []);
+    const list = new Listr(
+      [
+        {
+          title,
+          task: (_ctx, parent) =>
+            parent.newListr(
+              nodes.map((node) => ({
+                title: node,
+                task: async (_c, t) => {
+                  await ready.get(node);
+                  const changes = this.changes.get(node)!;
+                  t.title = `${node}: ${changes.length ? changes.join('; ') : 'nothing to do'}`;
+                },
+              })),
+              // drawing only: every node task waits on the engine, so all are shown at once
+              { concurrent: true, exitOnError: false },
+            ),
+        },
+      ],
+      {
+        renderer: options.json ? 'silent' : 'default',
+        fallbackRenderer: options.json ? 'silent' : 'simple',
+        fallbackRendererCondition: !options.interactive,
+        registerSignalListeners: false,
+        collectErrors: false,
+        exitOnError: false,
+        rendererOptions: { collapseSubtasks: false },
+        fallbackRendererOptions: { timestamp: false },
+      } as never,
+    );
+    this.finished = list.run().catch(() => undefined);
+  }
+
+  stepDone(node: string, changes: string[], error?: string): void {
+    this.changes.get(node)?.push(...changes, ...(error ? [`FAILED ${error}`] : []));
+  }
+
+  /** Ends every node's task; resolves when the list is drawn for the last time. */
+  end(): Promise<unknown> {
+    for (const end of this.ends.values()) end();
+    return this.finished;
+  }
+}
+
+export function createEngineView(options: ViewOptions): UpView & { chalk: ChalkInstance } {
   const chalk = new Chalk({ level: options.color ? 1 : 0 });
+  let drawing: PhaseDrawing | undefined;
+  let drawn: Promise<unknown> = Promise.resolve();
   return {
     chalk,
-    async runOnNodes(title: string, nodes: NodeState[], task: (state: NodeState) => Promise<void>) {
-      const list = new Listr(
-        [
-          {
-            title,
-            task: (_ctx, parent) =>
-              parent.newListr(
-                nodes.map((state) => ({
-                  title: state.node.name,
-                  task: async (_c, t) => {
-                    const before = state.changes.length;
-                    await task(state);
-                    const changes = state.changes.slice(before);
-                    t.title = `${state.node.name}: ${changes.length ? changes.join('; ') : 'nothing to do'}`;
-                  },
-                })),
-                { concurrent: true, exitOnError: false },
-              ),
-          },
-        ],
-        {
-          renderer: options.json ? 'silent' : 'default',
-          fallbackRenderer: options.json ? 'silent' : 'simple',
-          fallbackRendererCondition: !options.interactive,
-          registerSignalListeners: false,
-          collectErrors: false,
-          exitOnError: false,
-          rendererOptions: { collapseSubtasks: false },
-          fallbackRendererOptions: { timestamp: false },
-        } as never,
-      );
-      await list.run();
+    onEvent(event: EngineEvent) {
+      if (event.type === 'phase-start') {
+        drawing =
+          event.phase.steps.length > 0 && event.nodes.length > 0 ? new PhaseDrawing(event.phase.title, event.nodes, options) : undefined;
+      } else if (event.type === 'step-done') {
+        drawing?.stepDone(event.node, event.changes, event.error);
+      } else if (event.type === 'phase-done') {
+        drawn = drawing?.end() ?? Promise.resolve();
+        drawing = undefined;
+      }
     },
 
     async gate(report: PhaseReport, isLast: boolean) {
+      await drawn;
       if (!options.json) options.out.write(`${renderGateReport(report, chalk)}\n`);
       if (report.verdict === 'STOP') return false;
       if (options.yes || isLast || report.verdict === 'PLANNED') return true;
-      if (!options.interactive) throw new MeshctlError('a gate needs confirmation but there is no terminal: pass --yes', ExitCode.badInput);
+      if (!options.interactive) throw new MeshctlError('a gate needs confirmation but there is no terminal: pass --yes', 'badInput');
       try {
         const { go } = await inquirer.prompt<{ go: boolean }>([
           { type: 'confirm', name: 'go', message: `GO: continue after "${report.title}"?`, default: true },
         ]);
         return go;
       } catch (error) {
-        if ((error as Error).name === 'ExitPromptError') throw new MeshctlError('interrupted at the gate', ExitCode.interrupted);
+        if ((error as Error).name === 'ExitPromptError') throw new MeshctlError('interrupted at the gate', 'interrupted');
         throw error;
       }
     },

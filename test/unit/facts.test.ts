@@ -1,4 +1,5 @@
 /** The facts probe's parser on real output captured from lab nodes (test/fixtures/facts, see the file names). */
+import { describeAction } from '../../src/engine/plan.js';
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -28,7 +29,7 @@ describe('facts probe parser', () => {
     assert.equal(facts.service.reloadDropInSha256, undefined);
     assert.equal(facts.interfacePublicKey, undefined);
     // and the planners take it from there
-    assert.match(planInstall(facts)!.description, /wireguard-tools wireguard-go \(apt\)/);
+    assert.match(describeAction(planInstall(facts)!), /wireguard-tools wireguard-go \(apt\)/);
     assert.ok(planKeys(facts, 'wg0'));
   });
 

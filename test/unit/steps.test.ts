@@ -7,6 +7,7 @@ import { planKeys, parseKeysOutput } from '../../src/steps/keys.js';
 import { planConfig, sha256 } from '../../src/steps/config.js';
 import { planService } from '../../src/steps/service.js';
 import { atomicWriteScript, heredoc } from '../../src/steps/action.js';
+import { describeAction } from '../../src/engine/plan.js';
 import { renderReloadDropIn } from '../../src/render/systemd.js';
 
 /** A freshly installed Debian node without WireGuard, without a kernel module (like the lab). */
@@ -106,8 +107,8 @@ describe('config planner', () => {
   it('writes both files atomically and applies rp_filter from its own file only', () => {
     const plan = planConfig(bareDebian(), input);
     assert.ok(plan.writeConfig && plan.writeSysctl && plan.applySysctl);
-    assert.match(plan.action!.script, /mv -f '\/etc\/wireguard\/wg0\.conf\.meshctl-tmp' '\/etc\/wireguard\/wg0\.conf'/);
-    assert.match(plan.action!.script, /cp -p '\/etc\/wireguard\/wg0\.conf' '\/etc\/wireguard\/wg0\.conf\.bak'/);
+    assert.match(plan.action!.script, /mv -f \/etc\/wireguard\/wg0\.conf\.meshctl-tmp \/etc\/wireguard\/wg0\.conf/);
+    assert.match(plan.action!.script, /cp -p \/etc\/wireguard\/wg0\.conf \/etc\/wireguard\/wg0\.conf\.bak/);
     assert.match(plan.action!.script, /sysctl -q -p \/etc\/sysctl\.d\/99-wireguard\.conf/);
     assert.doesNotMatch(plan.action!.script, /sysctl --system/);
   });
@@ -130,9 +131,9 @@ describe('config planner', () => {
     const missing = planConfig(bareDebian({ ...converged, service: { enabled: 'enabled', active: 'active' } }), input);
     assert.equal(missing.writeReloadDropIn, true);
     assert.equal(missing.writeConfig, false);
-    assert.match(missing.action!.script, /mkdir -p -m 755 '\/etc\/systemd\/system\/wg-quick@wg0\.service\.d'/);
-    assert.match(missing.action!.script, new RegExp(`mv -f '${dropInPath}\\.meshctl-tmp' '${dropInPath}'\n.*\nsystemctl daemon-reload`));
-    assert.match(missing.action!.description, /a reload keeps the key/);
+    assert.match(missing.action!.script, /mkdir -p -m 755 \/etc\/systemd\/system\/wg-quick@wg0\.service\.d/);
+    assert.match(missing.action!.script, new RegExp(`mv -f ${dropInPath}\\.meshctl-tmp ${dropInPath}\n.*\nsystemctl daemon-reload`));
+    assert.match(describeAction(missing.action!), /a reload keeps the key/);
     const edited = planConfig(
       bareDebian({ ...converged, service: { enabled: 'enabled', active: 'active', reloadDropInSha256: sha256('edited by hand') } }),
       input,
@@ -174,7 +175,7 @@ describe('service planner', () => {
 
   it('loads the key file again into an interface that runs without it (or with another), keeping the interface', () => {
     const keyless = planService(running, 'wg0', 'none', routes, PUB).action!;
-    assert.equal(keyless.description, 'load /etc/wireguard/wg0.key into wg0 again (it ran with no key)');
+    assert.equal(describeAction(keyless), 'load /etc/wireguard/wg0.key into wg0 again (it ran with no key)');
     assert.match(keyless.script, /^wg set wg0 private-key \/etc\/wireguard\/wg0\.key$/m);
     assert.doesNotMatch(keyless.script, /restart|wg-quick down/);
     const other = planService(
@@ -184,7 +185,7 @@ describe('service planner', () => {
       routes,
       PUB,
     ).action!;
-    assert.match(other.description, /it ran with another key/);
+    assert.match(describeAction(other), /it ran with another key/);
     // a restart or syncconf loads the key anyway; no interface yet: PostUp will
     assert.doesNotMatch(planService(running, 'wg0', 'peers', routes, PUB).action!.script, /wg set wg0 private-key/);
     assert.equal(planService({ ...running, interfaces: ['lo', 'eth0'] }, 'wg0', 'none', [], PUB).action, undefined);
@@ -213,7 +214,7 @@ describe('service planner', () => {
   it('restores a peer route removed by hand even when the config did not change', () => {
     const drifted = { ...running, interfaceRoutes: ['172.27.15.11'] };
     const plan = planService(drifted, 'wg0', 'none', routes);
-    assert.match(plan.action!.description, /restore route 172\.27\.15\.13\/32 via wg0/);
+    assert.match(describeAction(plan.action!), /restore route 172\.27\.15\.13\/32 via wg0/);
     assert.match(plan.action!.script, /ip -4 route replace "\$r" dev wg0/);
   });
 
@@ -237,7 +238,7 @@ describe('atomic writes', () => {
   it('writes to a temp file in the same directory, sets the mode, then renames', () => {
     const script = atomicWriteScript('/etc/x.conf', 'hello\n', { mode: '644' });
     const lines = script.split('\n');
-    const order = ['umask 077', "chmod 644 '/etc/x.conf.meshctl-tmp'", "mv -f '/etc/x.conf.meshctl-tmp' '/etc/x.conf'"].map((l) =>
+    const order = ['umask 077', 'chmod 644 /etc/x.conf.meshctl-tmp', 'mv -f /etc/x.conf.meshctl-tmp /etc/x.conf'].map((l) =>
       lines.indexOf(l),
     );
     assert.ok(order.every((i) => i >= 0) && order[0]! < order[1]! && order[1]! < order[2]!, script);

@@ -1,0 +1,92 @@
+/**
+ * The plan value: per phase and node, the ordered changes and the scripts that realise them. Pure and
+ * serialisable (`up --dry-run --json` prints it as `plan`); it never holds a secret: keys appear as paths, public
+ * keys not generated yet as `<new key of NODE>` (Terraform's "known after apply").
+ *
+ * How a plan is made when later phases depend on earlier results: the run loop (./runner.ts) plans one phase at a
+ * time, from the facts and the values earlier phases provided. Applying, those values come from the nodes (the keys
+ * step returns the real public key, and the config phase is planned with it); in a dry run the recorder backend
+ * records each action instead and the step predicts its values (a stand-in key for a key that does not exist yet),
+ * so every later phase is planned as it would be. Planning again after an apply gives an empty plan.
+ */
+import { createHash } from 'node:crypto';
+import type { Change, NodeAction } from './types.js';
+
+export interface PlannedAction {
+  step: string;
+  changes: Change[];
+  /** the change list in words, as the gate report shows it */
+  summary: string;
+  script: string;
+  timeoutMs?: number;
+}
+
+export interface PlannedNode {
+  node: string;
+  actions: PlannedAction[];
+  warnings: string[];
+}
+
+export interface PlannedPhase {
+  id: string;
+  title: string;
+  /** only nodes with an action or a warning */
+  nodes: PlannedNode[];
+}
+
+export interface Plan {
+  version: 1;
+  inventory: string;
+  playbook: string;
+  /** true when the plan was recorded by a dry run (nothing applied) */
+  dryRun: boolean;
+  phases: PlannedPhase[];
+}
+
+/** An empty plan changes nothing: no phase has an action on any node. */
+export const planIsEmpty = (plan: Plan): boolean => plan.phases.every((p) => p.nodes.every((n) => n.actions.length === 0));
+
+/** Number of actions in the plan (what `up` reports as "N changes"). */
+export const countActions = (plan: Plan): number =>
+  plan.phases.reduce((sum, p) => sum + p.nodes.reduce((s, n) => s + n.actions.length, 0), 0);
+
+/** One change in words (the gate report and the listr2 view show these). */
+export function describeChange(change: Change): string {
+  switch (change.kind) {
+    case 'install':
+      return `install ${change.packages.join(' ')} (${change.manager})`;
+    case 'generate-key':
+      return `generate ${change.path} on the node`;
+    case 'derive-public-key':
+      return `derive the public key of the existing ${change.path}`;
+    case 'write-file':
+      return change.role === 'reload-drop-in' ? `write ${change.path} (a reload keeps the key)` : `write ${change.path}`;
+    case 'apply-sysctl':
+      return `apply rp_filter=${change.rpFilter} from ${change.path}`;
+    case 'enable':
+      return `enable ${change.now ? '--now ' : ''}${change.unit}`;
+    case 'restart':
+      return `restart ${change.unit} (${change.why})`;
+    case 'syncconf':
+      return `wg syncconf ${change.iface} (${change.why})`;
+    case 'load-private-key':
+      return `load ${change.path} into ${change.iface} again (${change.why})`;
+    case 'restore-routes':
+      return `restore route${change.routes.length > 1 ? 's' : ''} ${change.routes.join(', ')} via ${change.iface}`;
+    case 'wg-quick-up':
+      return `${change.restart ? 'wg-quick down/up' : 'wg-quick up'} ${change.iface} (${change.why})`;
+  }
+}
+
+export const describeAction = (action: NodeAction): string => action.changes.map(describeChange).join(', ');
+
+/**
+ * A dry run cannot know the key a node will generate: it plans with a stand-in (well-formed, so the renderer takes
+ * it) that `showStandIns` turns into `<new key of NODE>` wherever the plan shows text.
+ */
+export const standInPublicKey = (node: string): string => createHash('sha256').update(`meshctl dry run: ${node}`).digest('base64');
+
+/** Replaces every stand-in key of `nodes` in `text` by `<new key of NODE>`. */
+export function showStandIns(text: string, nodes: readonly string[]): string {
+  return nodes.reduce((t, node) => t.replaceAll(standInPublicKey(node), `<new key of ${node}>`), text);
+}
