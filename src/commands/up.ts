@@ -1,7 +1,7 @@
 /** `meshctl up [INVENTORY]`: thin: flags -> engine -> view -> exit code. */
 import type { Command } from 'commander';
 import { Chalk } from 'chalk';
-import { MeshctlError, type CommandResult } from '../errors.js';
+import { MeshctlError, type CommandResult, type Outcome } from '../errors.js';
 import { interruptSignal } from '../interrupt.js';
 import { loadInventory, resolveInventoryPath } from '../inventory/load.js';
 import { connectAll, closeAll } from '../transport/pool.js';
@@ -66,6 +66,13 @@ function printSummary(report: UpReport, color: boolean, out: NodeJS.WritableStre
     out.write(chalk.red.bold(`\nSTOP at "${report.phases.at(-1)?.title}": nothing after it was run (${seconds} s)\n`));
 }
 
+/** The outcome of an `up` run (main maps it to the exit code); 'unreachable' is raised as an error before this. */
+export function upOutcome(result: UpReport['result']): Outcome {
+  if (result === 'interrupted') return 'interrupted';
+  if (result === 'unreachable') return 'connect';
+  return result === 'stopped' ? 'stop' : 'ok';
+}
+
 export function registerUp(program: Command, finish: (result: CommandResult) => void): void {
   program
     .command('up')
@@ -126,6 +133,6 @@ export function registerUp(program: Command, finish: (result: CommandResult) => 
           report.connectFailures.map((f) => `${f.node}: ${f.error}`),
         );
       }
-      finish(report.result === 'interrupted' ? 'interrupted' : report.result === 'stopped' ? 'stop' : 'ok');
+      finish(upOutcome(report.result));
     });
 }

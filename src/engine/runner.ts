@@ -14,6 +14,7 @@ import { describeAction, showStandIns, type Plan, type PlannedAction, type Plann
 import { checkNamed, stepNamed } from './registry.js';
 import { forEachHost } from './scheduler.js';
 import type {
+  CheckDefinition,
   CheckResult,
   EngineEvent,
   MeshStep,
@@ -35,6 +36,8 @@ export interface RunContext {
   signal: AbortSignal;
   /** hosts worked on at once (../engine/scheduler.ts DEFAULT_FORKS) */
   forks?: number;
+  /** where step and check names are looked up (default: ./registry.ts; tests swap single steps) */
+  registry?: Registry;
   /** a new, separate connection (the ssh-still-reachable check) */
   reconnect: (node: Node) => Promise<Connection>;
   /** what the view draws; called synchronously, must not throw */
@@ -42,6 +45,14 @@ export interface RunContext {
   /** shows a phase's report and answers whether to go on (a STOP report always stops, whatever it answers) */
   gate: (report: PhaseReport, isLast: boolean) => Promise<boolean>;
 }
+
+/** Name lookup of steps and checks (own properties only: a playbook name is never a prototype member). */
+export interface Registry {
+  step(name: string): NodeStep | MeshStep | undefined;
+  check(name: string): CheckDefinition | undefined;
+}
+
+const defaultRegistry: Registry = { step: stepNamed, check: checkNamed };
 
 export interface RunResult {
   phases: PhaseReport[];
@@ -153,7 +164,7 @@ async function judge(state: RunState, checks: string[], node: Node): Promise<Che
   if (error) return [{ id: 'step', status: 'fail', message: error }];
   return Promise.all(
     checks.map(async (id) => {
-      const definition = checkNamed(id)!;
+      const definition = (state.ctx.registry ?? defaultRegistry).check(id)!;
       try {
         return await definition.evaluate({
           node,
@@ -177,7 +188,7 @@ async function runPhase(state: RunState, phase: PhaseSpec): Promise<{ report: Ph
   // a dry run neither changes nodes nor probes a mesh that may not exist: such a phase is only planned
   let onlyPlanned = false;
   for (const name of phase.steps) {
-    const step = stepNamed(name)!;
+    const step = (ctx.registry ?? defaultRegistry).step(name)!;
     if (step.effect !== 'read' && ctx.backend.recording) onlyPlanned = true;
     if (step.scope === 'mesh') {
       if (!ctx.backend.recording) await runMeshStep(state, name, step);

@@ -5,6 +5,7 @@
  */
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
+import { planIsEmpty, type Plan } from '../../src/engine/plan.js';
 import { mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { spawn } from 'node:child_process';
@@ -180,6 +181,19 @@ describeLab('meshctl up on the homelab lab', INVENTORY, (lab) => {
         '0',
       );
     }
+  });
+
+  it('plans again after applying: `up --dry-run --json` prints an empty plan value on the converged mesh', async () => {
+    const dry = await lab().meshctl(['up', INVENTORY, '--dry-run', '--json']);
+    outputs.push(dry.stdout, dry.stderr);
+    assert.equal(dry.code, 0, dry.stderr);
+    const report = JSON.parse(dry.stdout) as { plan: Plan };
+    assert.equal(report.plan.version, 1);
+    assert.deepEqual(
+      report.plan.phases.map((p) => p.id),
+      ['facts', 'baseline', 'install', 'keys', 'config', 'enable', 'verify'],
+    );
+    assert.ok(planIsEmpty(report.plan), JSON.stringify(report.plan.phases.map((p) => p.nodes)));
   });
 
   it('applies a peers-only change with wg syncconf: interface, ifindex, private key and the other sessions stay', async () => {

@@ -1,0 +1,56 @@
+/**
+ * A scripted fake of the Connection seam (src/transport/types.ts) for engine unit tests, as k0sctl's test runner
+ * does: each script sent is matched against rules in order, the first match answers; a script that no rule matches
+ * fails the test (an unexpected remote command is a bug). Every script is recorded.
+ */
+import type { Connection, ConnectionStats, ExecResult, RunOptions } from '../../src/transport/types.js';
+
+export interface FakeReply {
+  code?: number;
+  stdout?: string;
+  stderr?: string;
+}
+
+export interface FakeRule {
+  /** matches the script text */
+  match: RegExp;
+  reply: FakeReply | ((script: string) => FakeReply | Promise<FakeReply>);
+}
+
+export class FakeConnection implements Connection {
+  readonly stats: ConnectionStats = { commands: 0, remoteMs: 0, connectMs: 0 };
+  readonly scripts: string[] = [];
+  readonly target: string;
+  closed = false;
+
+  constructor(
+    readonly node: string,
+    private readonly rules: FakeRule[],
+  ) {
+    this.target = `root@${node}:22`;
+  }
+
+  async run(script: string, options: RunOptions = {}): Promise<ExecResult> {
+    if (options.signal?.aborted) throw options.signal.reason;
+    this.scripts.push(script);
+    this.stats.commands++;
+    const rule = this.rules.find((r) => r.match.test(script));
+    if (!rule) throw new Error(`fake ${this.node}: unexpected script:\n${script.slice(0, 400)}`);
+    const reply = typeof rule.reply === 'function' ? await rule.reply(script) : rule.reply;
+    if (options.signal?.aborted) throw options.signal.reason;
+    return { code: reply.code ?? 0, stdout: reply.stdout ?? '', stderr: reply.stderr ?? '', durationMs: 0 };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+}
+
+/** A reply that waits until `signal` aborts (a remote command that runs until Ctrl-C), then rejects with its reason. */
+export const untilAborted =
+  (signal: AbortSignal): FakeRule['reply'] =>
+  () =>
+    new Promise<FakeReply>((_resolve, reject) => {
+      if (signal.aborted) reject(signal.reason);
+      signal.addEventListener('abort', () => reject(signal.reason), { once: true });
+    });

@@ -1,0 +1,371 @@
+/**
+ * The run loop, the real steps and checks, the plan value and the gates, over scripted fake connections
+ * (test/support/fake-connection.ts). Facts come from the real bare-node fixture (captured in the lab) or are
+ * derived from it for a converged node; the ping matrix is replaced by a fake mesh step (it is proven in the lab).
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { executor, recorder, type Backend } from '../../src/engine/backend.js';
+import { planIsEmpty, countActions } from '../../src/engine/plan.js';
+import { builtinPlaybookPath, loadPlaybook } from '../../src/engine/playbook.js';
+import { checkNamed, registryContract, stepNamed } from '../../src/engine/registry.js';
+import { runPlaybook, type Registry, type RunContext } from '../../src/engine/runner.js';
+import { forEachHost } from '../../src/engine/scheduler.js';
+import type { EngineEvent, MeshStep, NodeStep, PhaseReport } from '../../src/engine/types.js';
+import { parseFactsProbe, type NodeFacts } from '../../src/facts/node-facts.js';
+import { loadInventory } from '../../src/inventory/load.js';
+import { renderRpFilterSysctl } from '../../src/render/sysctl.js';
+import { renderReloadDropIn } from '../../src/render/systemd.js';
+import { renderWgQuickConfig } from '../../src/render/wgquick.js';
+import { sha256 } from '../../src/steps/config.js';
+import { desiredNodeConfig } from '../../src/topology/desired.js';
+import { FakeConnection, untilAborted, type FakeRule } from '../support/fake-connection.js';
+
+const inventory = loadInventory('inventories/homelab.yaml');
+const names = inventory.nodes.map((n) => n.name);
+const iface = inventory.mesh.interface;
+const playbook = loadPlaybook(builtinPlaybookPath('up'), registryContract);
+const bare = parseFactsProbe(readFileSync('test/fixtures/facts/bare-debian12.txt', 'utf8'), { interface: iface, listenPort: 51820 });
+const keys = new Map(names.map((n) => [n, randomBytes(32).toString('base64')]));
+
+const renderedFor = (node: string) => renderWgQuickConfig(desiredNodeConfig(inventory, node, keys));
+
+/** The facts of a node that `up` already converged (what the probe reads there), derived from the bare fixture. */
+function convergedFacts(node: string): NodeFacts {
+  const desired = desiredNodeConfig(inventory, node, keys);
+  const text = renderWgQuickConfig(desired);
+  const rp = inventory.mesh.rpFilter;
+  return {
+    ...bare,
+    hostname: node,
+    tools: { ...bare.tools, wg: true, wgQuick: true, wireguardGo: true },
+    interfaces: [...bare.interfaces, iface],
+    wireguardInterfaces: [iface],
+    wireguardConfigs: [`${iface}.conf`],
+    config: { exists: true, sha256: sha256(text), text, hasPrivateKeyLine: false, managedByMeshctl: true },
+    keys: { privateKeyExists: true, privateKeyMode: '600', publicKey: keys.get(node)! },
+    sysctl: { fileSha256: sha256(renderRpFilterSysctl(rp)), rpFilterAll: rp, rpFilterDefault: rp },
+    service: { enabled: 'enabled', active: 'active', reloadDropInSha256: sha256(renderReloadDropIn(iface)) },
+    interfacePublicKey: keys.get(node)!,
+    interfaceIndex: 5,
+    interfaceRoutes: desired.peers.flatMap((p) => p.allowedIps.map((a) => a.replace(/\/32$/, ''))),
+    listenPortUsers: ['UNCONN 0 0 0.0.0.0:51820 0.0.0.0:*'],
+  };
+}
+
+/** The facts step reads from a table instead of probing (the probe's parser has its own fixture tests). */
+const factsFrom = (table: (node: string) => NodeFacts): NodeStep<never, 'facts'> => ({
+  scope: 'node',
+  effect: 'read',
+  needs: [],
+  provides: ['facts'],
+  plan: () => ({ action: { changes: [], script: 'facts-probe' } }),
+  outputs: ({ node }) => ({ facts: table(node.name) }),
+});
+
+/** A healthy ping matrix: every node reaches every other, routes and handshakes in place. */
+const healthyMesh: MeshStep<'desired', 'tunnel'> = {
+  scope: 'mesh',
+  effect: 'probe',
+  needs: ['desired'],
+  provides: ['tunnel'],
+  async run({ nodes }) {
+    const now = Math.floor(Date.now() / 1000);
+    const values = new Map(
+      nodes.map(({ node, values }) => [
+        node.name,
+        {
+          tunnel: {
+            routes: values.desired.peers.flatMap((p) => p.allowedIps),
+            handshakes: new Map(values.desired.peers.map((p) => [p.publicKey, now])),
+            row: Object.fromEntries(values.desired.peers.map((p) => [p.name, { ok: true, loss: 0, transmitted: 3, received: 3 }])),
+          },
+        },
+      ]),
+    );
+    return { values, errors: new Map() };
+  },
+};
+
+function registryWith(facts: (node: string) => NodeFacts): Registry {
+  return {
+    step: (name) =>
+      name === 'gather-facts' ? (factsFrom(facts) as NodeStep) : name === 'ping-matrix' ? (healthyMesh as MeshStep) : stepNamed(name),
+    check: checkNamed,
+  };
+}
+
+/** Replies of a node that does what it is told: the install, a new key, the config write, the service start. */
+function obedientNode(node: string, overrides: FakeRule[] = []): FakeRule[] {
+  const rp = inventory.mesh.rpFilter;
+  return [
+    ...overrides,
+    { match: /^facts-probe$/, reply: {} },
+    { match: /apt-get install/, reply: { stdout: 'wireguard-tools v1.0.20210914\n' } },
+    { match: /wg genkey/, reply: { stdout: `created\n${keys.get(node)}\n` } },
+    { match: /wg0\.conf\.meshctl-tmp/, reply: { stdout: `config=${sha256(renderedFor(node))}\nsysctl=x\nrp_filter=${rp},${rp}\n` } },
+    { match: /systemctl enable --now/, reply: { stdout: 'ifindex=7\nactive=active\nenabled=enabled\n' } },
+    { match: /^true$/, reply: {} },
+  ];
+}
+
+interface Harness {
+  ctx: RunContext;
+  connections: Map<string, FakeConnection>;
+  events: EngineEvent[];
+  gates: PhaseReport[];
+}
+
+function harness(options: {
+  backend: Backend;
+  facts: (node: string) => NodeFacts;
+  rules?: (node: string) => FakeRule[];
+  signal?: AbortSignal;
+  gate?: (report: PhaseReport) => boolean;
+}): Harness {
+  const connections = new Map(names.map((n) => [n, new FakeConnection(n, (options.rules ?? obedientNode)(n))]));
+  const events: EngineEvent[] = [];
+  const gates: PhaseReport[] = [];
+  const ctx: RunContext = {
+    inventory,
+    playbook,
+    connections,
+    backend: options.backend,
+    signal: options.signal ?? new AbortController().signal,
+    registry: registryWith(options.facts),
+    reconnect: async (node) => new FakeConnection(node.name, [{ match: /^true$/, reply: {} }]),
+    onEvent: (e) => events.push(e),
+    gate: async (report) => {
+      gates.push(report);
+      return options.gate?.(report) ?? true;
+    },
+  };
+  return { ctx, connections, events, gates };
+}
+
+const bareNamed = (node: string): NodeFacts => ({ ...bare, hostname: node });
+
+describe('engine: the plan value', () => {
+  it('plans every phase from bare nodes in a dry run, sending only read-only scripts', async () => {
+    const h = harness({ backend: recorder, facts: bareNamed });
+    const run = await runPlaybook(h.ctx);
+    assert.equal(run.stoppedAt, undefined, JSON.stringify(run.phases.map((p) => [p.id, p.verdict])));
+    assert.deepEqual(
+      run.phases.map((p) => p.verdict),
+      ['GO', 'GO', 'PLANNED', 'PLANNED', 'PLANNED', 'PLANNED', 'PLANNED'],
+    );
+    for (const name of names) {
+      const steps = run.plan.phases.flatMap((p) => p.nodes.filter((n) => n.node === name).flatMap((n) => n.actions.map((a) => a.step)));
+      assert.deepEqual(steps, ['install-wireguard', 'generate-keys', 'write-config', 'enable-service'], name);
+      assert.deepEqual(h.connections.get(name)!.scripts, ['facts-probe'], `${name}: a dry run sends only the facts probe`);
+    }
+    const kinds = run.plan.phases.flatMap((p) => p.nodes.flatMap((n) => n.actions.flatMap((a) => a.changes.map((c) => c.kind))));
+    assert.ok(
+      ['install', 'generate-key', 'write-file', 'apply-sysctl', 'enable'].every((k) => kinds.includes(k as never)),
+      kinds.join(),
+    );
+    assert.equal(countActions(run.plan), 16);
+  });
+
+  it('is plain serialisable data, with keys not generated yet shown as such and no secret', async () => {
+    const run = await runPlaybook(harness({ backend: recorder, facts: bareNamed }).ctx);
+    const json = JSON.stringify(run.plan);
+    assert.deepEqual(JSON.parse(json), run.plan);
+    assert.match(json, /<new key of ms-1>/);
+    assert.doesNotMatch(json, /PrivateKey *= *[A-Za-z0-9+/]{42}/i, 'a key-shaped PrivateKey value');
+    const edge = run.plan.phases.find((p) => p.id === 'config')!.nodes.find((n) => n.node === 'ctb-edge-1')!;
+    const write = edge.actions[0]!.changes.find((c) => c.kind === 'write-file' && c.role === 'config');
+    assert.ok(write && write.kind === 'write-file' && write.diff?.includes('+PublicKey = <new key of wk-1>'), JSON.stringify(write));
+  });
+
+  it('is empty for the facts of a converged mesh (idempotence: nothing to do, nothing sent but the probe)', async () => {
+    const h = harness({ backend: recorder, facts: convergedFacts });
+    const run = await runPlaybook(h.ctx);
+    assert.ok(planIsEmpty(run.plan), JSON.stringify(run.plan.phases.map((p) => p.nodes)));
+    assert.equal(countActions(run.plan), 0);
+  });
+
+  it('applies a plan with the executor: one script per changing step and node, every gate GO, then nothing left to plan', async () => {
+    const h = harness({ backend: executor, facts: bareNamed });
+    const run = await runPlaybook(h.ctx);
+    assert.equal(
+      run.stoppedAt,
+      undefined,
+      JSON.stringify(run.phases.flatMap((p) => p.nodes.flatMap((n) => n.checks.filter((c) => c.status !== 'pass')))),
+    );
+    assert.ok(run.phases.every((p) => p.verdict === 'GO'));
+    for (const name of names) assert.equal(h.connections.get(name)!.scripts.length, 5, `${name}: facts, install, keys, config, enable`);
+    // the public keys the nodes returned are the ones the configs were rendered with
+    const again = await runPlaybook(harness({ backend: recorder, facts: convergedFacts }).ctx);
+    assert.ok(planIsEmpty(again.plan));
+  });
+});
+
+describe('engine: checks judge what happened', () => {
+  it('config-in-place fails when the node holds another config than the rendered one (defect 4), on that node only', async () => {
+    const h = harness({
+      backend: executor,
+      facts: bareNamed,
+      rules: (node) =>
+        obedientNode(
+          node,
+          node === 'wk-2' ? [{ match: /wg0\.conf\.meshctl-tmp/, reply: { stdout: `config=${'0'.repeat(64)}\nrp_filter=2,2\n` } }] : [],
+        ),
+    });
+    const run = await runPlaybook(h.ctx);
+    assert.equal(run.stoppedAt, 'config');
+    const config = run.phases.find((p) => p.id === 'config')!;
+    const failing = config.nodes.flatMap((n) => n.checks.filter((c) => c.status === 'fail').map((c) => `${n.node}:${c.id}`));
+    assert.deepEqual(failing, ['wk-2:config-in-place']);
+  });
+
+  it('collects every node’s failure instead of stopping at the first, and skips the failed node’s later steps', async () => {
+    const h = harness({
+      backend: executor,
+      facts: bareNamed,
+      rules: (node) =>
+        obedientNode(
+          node,
+          node === 'ms-1' || node === 'wk-1'
+            ? [{ match: /apt-get install/, reply: { code: 100, stderr: 'E: Unable to locate package' } }]
+            : [],
+        ),
+    });
+    const run = await runPlaybook(h.ctx);
+    assert.equal(run.stoppedAt, 'install');
+    const install = run.phases.find((p) => p.id === 'install')!;
+    assert.deepEqual(
+      install.nodes.filter((n) => n.error).map((n) => n.node),
+      ['ms-1', 'wk-1'],
+    );
+    assert.match(
+      install.nodes[0]!.error!,
+      /install wireguard-tools wireguard-go \(apt\) failed on ms-1 \(exit 100\): E: Unable to locate package/,
+    );
+    // the nodes that succeeded did their install; nobody went past the gate
+    assert.equal(h.connections.get('wk-2')!.scripts.length, 2);
+  });
+
+  it('stops at a gate that says no, after showing it', async () => {
+    const h = harness({ backend: executor, facts: bareNamed, gate: (r) => r.id !== 'baseline' });
+    const run = await runPlaybook(h.ctx);
+    assert.equal(run.stoppedAt, 'baseline');
+    assert.deepEqual(
+      h.gates.map((g) => g.id),
+      ['facts', 'baseline'],
+    );
+    for (const c of h.connections.values()) assert.deepEqual(c.scripts, ['facts-probe']);
+  });
+
+  it('a dirty node stops the baseline gate with its evidence (and a dry run too)', async () => {
+    const dirty = (node: string): NodeFacts =>
+      node === 'wk-1' ? { ...bareNamed(node), baseline: { ...bare.baseline, leftoverPaths: ['/etc/cni'] } } : bareNamed(node);
+    const run = await runPlaybook(harness({ backend: recorder, facts: dirty }).ctx);
+    assert.equal(run.stoppedAt, 'baseline');
+    const check = run.phases[1]!.nodes.find((n) => n.node === 'wk-1')!.checks.find((c) => c.id === 'no-kubernetes-leftovers')!;
+    assert.equal(check.status, 'fail');
+    assert.deepEqual(check.evidence, ['/etc/cni']);
+  });
+});
+
+describe('engine: interruption (defect 2)', () => {
+  it('Ctrl-C during a phase ends the run as interrupted, not as a STOP, and starts nothing after it', async () => {
+    const controller = new AbortController();
+    const h = harness({
+      backend: executor,
+      facts: bareNamed,
+      signal: controller.signal,
+      rules: (node) => obedientNode(node, [{ match: /apt-get install/, reply: untilAborted(controller.signal) }]),
+    });
+    setTimeout(() => controller.abort(new Error('interrupted')), 30);
+    const run = await runPlaybook(h.ctx);
+    assert.equal(run.interrupted, true);
+    assert.equal(run.stoppedAt, 'install');
+    assert.equal(h.gates.at(-1)?.id, 'baseline', 'no gate is asked after the interrupted phase');
+    for (const c of h.connections.values())
+      assert.equal(
+        c.scripts.some((s) => /wg genkey/.test(s)),
+        false,
+      );
+  });
+
+  it('Ctrl-C at a gate ends the run before the next phase', async () => {
+    const controller = new AbortController();
+    const h = harness({
+      backend: executor,
+      facts: bareNamed,
+      signal: controller.signal,
+      gate: (r) => {
+        if (r.id === 'facts') controller.abort(new Error('interrupted'));
+        return true;
+      },
+    });
+    const run = await runPlaybook(h.ctx);
+    assert.equal(run.interrupted, true);
+    assert.deepEqual(
+      run.phases.map((p) => p.id),
+      ['facts'],
+    );
+  });
+});
+
+describe('engine: events for the view', () => {
+  it('emits phase-start, a step-start and step-done per node, then phase-done, in that order', async () => {
+    const h = harness({ backend: recorder, facts: bareNamed });
+    await runPlaybook(h.ctx);
+    const install = h.events.filter(
+      (e) =>
+        ('phase' in e && (typeof e.phase === 'string' ? e.phase : e.phase.id) === 'install') ||
+        (e.type === 'phase-done' && e.report.id === 'install'),
+    );
+    assert.equal(install[0]!.type, 'phase-start');
+    assert.equal(install.at(-1)!.type, 'phase-done');
+    const done = install.filter((e) => e.type === 'step-done');
+    assert.equal(done.length, 4);
+    for (const e of done) if (e.type === 'step-done') assert.deepEqual(e.changes, ['install wireguard-tools wireguard-go (apt)']);
+  });
+});
+
+describe('scheduler', () => {
+  it('runs at most `forks` hosts at once and collects every result, failures included', async () => {
+    let running = 0;
+    let peak = 0;
+    const settled = await forEachHost(
+      [1, 2, 3, 4, 5, 6, 7],
+      async (n) => {
+        running++;
+        peak = Math.max(peak, running);
+        await new Promise((r) => setTimeout(r, 5));
+        running--;
+        if (n % 3 === 0) throw new Error(`host ${n} failed`);
+        return n * 10;
+      },
+      { forks: 2 },
+    );
+    assert.equal(peak, 2);
+    assert.deepEqual(
+      settled.map((s) => (s.ok ? s.value : (s.error as Error).message)),
+      [10, 20, 'host 3 failed', 40, 50, 'host 6 failed', 70],
+    );
+  });
+
+  it('starts no host once the signal is aborted', async () => {
+    const controller = new AbortController();
+    const started: number[] = [];
+    const settled = await forEachHost(
+      [1, 2, 3],
+      async (n) => {
+        started.push(n);
+        controller.abort(new Error('stop'));
+      },
+      { forks: 1, signal: controller.signal },
+    );
+    assert.deepEqual(started, [1]);
+    assert.deepEqual(
+      settled.map((s) => s.ok),
+      [true, false, false],
+    );
+  });
+});
