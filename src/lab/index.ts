@@ -10,6 +10,7 @@ export {
   labDown,
   labExec,
   labRunMeshctl,
+  meshctlInOperator,
   labStatus,
   DEFAULT_LAB,
   type ExecResult,
