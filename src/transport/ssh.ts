@@ -39,12 +39,14 @@ import type { Readable } from 'node:stream';
 import type { Node } from '../inventory/types.js';
 import {
   appendKnownHost,
+  formatKnownHostsProblem,
   knownHostName,
   knownKeyTypes,
   loadKnownHosts,
   verifyHostKey,
   type HostKeyVerdict,
   type KnownHostEntry,
+  type KnownHostsProblem,
 } from './known-hosts.js';
 import { expandTilde, localUser, resolveSshConfig, SshConfigError, type JumpSpec, type ResolvedSshConfig } from './ssh-config.js';
 import {
@@ -84,6 +86,45 @@ export interface ConnectOptions {
   jumpHosts?: JumpHosts;
   /** told when --accept-new recorded a key (the UI should say so) */
   onHostKeyRecorded?: (event: { node: string; host: string; port: number; keyType: string; fingerprint: string; file: string }) => void;
+  /**
+   * told about problems the user should fix but that do not stop the connection (the UI should show them as
+   * warnings). Today: known_hosts lines that cannot be parsed (skipped, as OpenSSH does) and known_hosts files
+   * that cannot be read: one event per file, once per run (per callback function: connectAll passes the same one
+   * for every node), however many nodes and hops read the file.
+   */
+  onWarning?: (event: TransportWarning) => void;
+}
+
+/** A problem worth telling the user about that did not stop the connection. */
+export interface TransportWarning {
+  /** the node whose connection came upon it first */
+  node: string;
+  kind: 'known-hosts';
+  file: string;
+  /** one line, e.g. "/root/.ssh/known_hosts:3: key is not base64 (line ignored); ..." */
+  message: string;
+  problems: KnownHostsProblem[];
+}
+
+/** Files already warned about, per onWarning callback (i.e. per run). */
+const warnedFiles = new WeakMap<object, Set<string>>();
+
+/** Sends one warning per known_hosts file with problems, unless this callback was already told about that file. */
+export function reportKnownHostsProblems(problems: KnownHostsProblem[], node: string, onWarning?: (event: TransportWarning) => void): void {
+  if (!onWarning || problems.length === 0) return;
+  let warned = warnedFiles.get(onWarning);
+  if (!warned) {
+    warned = new Set();
+    warnedFiles.set(onWarning, warned);
+  }
+  const byFile = new Map<string, KnownHostsProblem[]>();
+  for (const p of problems) byFile.set(p.file, [...(byFile.get(p.file) ?? []), p]);
+  for (const [file, list] of byFile) {
+    if (warned.has(file)) continue;
+    warned.add(file);
+    const message = list.map((p) => `${formatKnownHostsProblem(p)}${p.line !== undefined ? ' (line ignored)' : ''}`).join('; ');
+    onWarning({ node, kind: 'known-hosts', file, message, problems: list });
+  }
 }
 
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
@@ -332,14 +373,20 @@ function hostKeyMessage(
   const name = knownHostName(host, port);
   const where = verdict.entry ? `${verdict.entry.file}:${verdict.entry.line}` : policy.writeFile;
   switch (verdict.status) {
-    case 'changed':
+    case 'changed': {
+      const known = verdict.knownTypes ?? [verdict.keyType];
+      const otherType = !known.includes(verdict.keyType);
+      const knownText = otherType
+        ? `${where} knows ${name} only by its ${known.map(describeKeyType).join(', ')} key${known.length > 1 ? 's' : ''}, and the host no longer offers ${known.length > 1 ? 'any of them' : 'it'}`
+        : `${where} has a different ${describeKeyType(verdict.keyType)} key for ${name}`;
       return {
         reason: 'host-key-changed',
         message:
-          `HOST KEY CHANGED: the host offers ${shown}, but ${where} has a different ${describeKeyType(verdict.keyType)} key for ${name}; ` +
-          `this could be a man-in-the-middle attack, so meshctl refuses. If the node was reinstalled, check the new key out of band, ` +
+          `HOST KEY CHANGED: the host offers ${shown}, but ${knownText}; ` +
+          `this could be a man-in-the-middle attack, so meshctl refuses (--accept-new never accepts a changed key). If the node was reinstalled, check the new key out of band, ` +
           `remove the old one with: ssh-keygen -R ${shellQuote(name)} -f ${shellQuote(verdict.entry?.file ?? policy.writeFile)}`,
       };
+    }
     case 'revoked':
       return { reason: 'host-key-revoked', message: `host key ${verdict.fingerprint} is marked @revoked in ${where}; refusing to connect` };
     default:
@@ -392,6 +439,7 @@ async function openClient(hop: HopTarget, ctx: OpenContext, node: Node, sock?: R
     acceptNew: !!ctx.options.acceptNew,
   };
   const known = await loadKnownHosts(policy.readFiles);
+  reportKnownHostsProblems(known.problems, ctx.node, ctx.options.onWarning);
   // OpenSSH looks a HostKeyAlias up as written, without the port
   const keyHost = settings.hostKeyAlias ?? settings.hostname;
   const keyPort = settings.hostKeyAlias ? 22 : settings.port;
