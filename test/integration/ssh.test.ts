@@ -61,6 +61,14 @@ describe('ssh transport against a real sshd', { skip: skip ?? false }, () => {
       return true;
     });
   };
+  /** pids of the processes whose command line is exactly `tag` (sshd is local: its sessions are our processes) */
+  const running = (tag: string) => spawnSync('sh', ['-c', `pgrep -x -f '${tag}' || true`], { encoding: 'utf8' }).stdout.trim();
+  /** aborts once `count` processes `tag` run, so the abort cannot come before the remote command started */
+  const abortWhenRunning = async (tag: string, count: number, controller: AbortController) => {
+    for (let i = 0; i < 300 && running(tag).split('\n').filter(Boolean).length < count; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(running(tag).split('\n').filter(Boolean).length, count, `${tag} did not start`);
+    controller.abort(new Error('interrupted'));
+  };
   const fingerprintOf = (pubLine: string) => {
     const file = join(root, `fp.${++counter}.pub`);
     writeFileSync(file, pubLine + '\n');
@@ -176,10 +184,10 @@ describe('ssh transport against a real sshd', { skip: skip ?? false }, () => {
     test('abort of a root login: the remote process is gone before run() rejects', async () => {
       const controller = new AbortController();
       const tag = `sleep 4${++counter}.25`;
-      setTimeout(() => controller.abort(new Error('interrupted')), 300);
-      await assert.rejects(conn.run(`${tag} & ${tag}; wait`, { signal: controller.signal }), /interrupted/);
-      const left = spawnSync('sh', ['-c', `pgrep -f '^${tag}$' || true`], { encoding: 'utf8' }).stdout.trim();
-      assert.equal(left, '', `left behind: ${left}`);
+      const run = conn.run(`${tag} & ${tag}; wait`, { signal: controller.signal });
+      await abortWhenRunning(tag, 2, controller);
+      await assert.rejects(run, /interrupted/);
+      assert.equal(running(tag), '', 'left behind');
     });
 
     test('large output', async () => {
@@ -305,9 +313,10 @@ describe('ssh transport against a real sshd', { skip: skip ?? false }, () => {
     try {
       const tag = `sleep 5${++counter}.25`;
       const controller = new AbortController();
-      setTimeout(() => controller.abort(new Error('interrupted')), 300);
-      await assert.rejects(c.run(tag, { signal: controller.signal }), /interrupted/);
-      assert.equal(spawnSync('sh', ['-c', `pgrep -f '^${tag}$' || true`], { encoding: 'utf8' }).stdout.trim(), '');
+      const run = c.run(tag, { signal: controller.signal });
+      await abortWhenRunning(tag, 1, controller);
+      await assert.rejects(run, /interrupted/);
+      assert.equal(running(tag), '', 'left behind');
       assert.equal((await c.run('echo still usable')).stdout, 'still usable\n');
     } finally {
       await c.close();
