@@ -12,11 +12,14 @@
  *   Use the pattern `*` to revoke a key for every host.
  * - `@cert-authority` entries are ignored: meshctl (ssh2) does not verify host certificates, so a host known
  *   only through a CA is 'unknown'.
- * - 'changed' only when the host is known with a key of the SAME type and none of those keys matches. A host
- *   known only with keys of other types is 'unknown' (the node may just offer a different algorithm; the
- *   transport asks ssh2 to prefer the known types first, as OpenSSH does, so this is rare). Key types are
- *   compared by their full name, so ecdsa-sha2-nistp256 and ecdsa-sha2-nistp384 are different types.
- * - Lines that cannot be parsed are skipped and reported in `problems` (OpenSSH skips them silently).
+ * - 'changed' when the host is known (plain entries, any key type) and none of its keys matches the offered one.
+ *   A host known only under ANOTHER key type (e.g. ED25519 known, RSA offered) is 'changed' too, never 'unknown':
+ *   OpenSSH refuses it the same way ("host key for ... has changed" / "known with a different key type"), and
+ *   trusting it on first use would let a man in the middle who offers only another type through --accept-new.
+ *   The transport asks ssh2 to prefer the known types first, so an honest node that has several keys matches.
+ *   `knownTypes` lists the types the host is known with, for the message.
+ * - Lines that cannot be parsed are skipped and reported in `problems` (OpenSSH skips them silently); the
+ *   transport shows them as warnings (ConnectOptions.onWarning), once per file per run.
  */
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
@@ -38,11 +41,22 @@ export interface KnownHostEntry {
   line: number;
 }
 
+/** A known_hosts line that could not be parsed (skipped), or a file that could not be read (line undefined). */
+export interface KnownHostsProblem {
+  file: string;
+  line?: number;
+  reason: string;
+}
+
 export interface ParsedKnownHosts {
   entries: KnownHostEntry[];
-  /** unparseable lines, as `file:line: reason` */
-  problems: string[];
+  /** unparseable lines and unreadable files */
+  problems: KnownHostsProblem[];
 }
+
+/** `file:line: reason`, as compilers write it. */
+export const formatKnownHostsProblem = (p: KnownHostsProblem): string =>
+  `${p.file}${p.line !== undefined ? `:${p.line}` : ''}: ${p.reason}`;
 
 export interface HostKeyVerdict {
   status: HostKeyStatus;
@@ -50,15 +64,18 @@ export interface HostKeyVerdict {
   keyType: string;
   /** `SHA256:<base64 without padding>`, as `ssh-keygen -lf` prints it */
   fingerprint: string;
-  /** for 'match', 'changed' and 'revoked': the entry that decided it */
+  /** for 'match', 'changed' and 'revoked': the entry that decided it (for 'changed': one of the host's keys, of the offered type when there is one) */
   entry?: KnownHostEntry;
+  /** for 'changed': the key types the host is known with (e.g. ['ssh-ed25519']) */
+  knownTypes?: string[];
 }
 
 const MARKERS = new Set(['@revoked', '@cert-authority']);
 
 export function parseKnownHosts(text: string, file = 'known_hosts'): ParsedKnownHosts {
   const entries: KnownHostEntry[] = [];
-  const problems: string[] = [];
+  const problems: KnownHostsProblem[] = [];
+  const problem = (line: number, reason: string) => problems.push({ file, line, reason });
   const lines = text.split(/\r?\n/);
   lines.forEach((raw, index) => {
     const lineNo = index + 1;
@@ -68,29 +85,29 @@ export function parseKnownHosts(text: string, file = 'known_hosts'): ParsedKnown
     let marker: KnownHostEntry['marker'];
     if (fields[0].startsWith('@')) {
       if (!MARKERS.has(fields[0])) {
-        problems.push(`${file}:${lineNo}: unknown marker ${fields[0]}`);
+        problem(lineNo, `unknown marker ${fields[0]}`);
         return;
       }
       marker = fields[0] === '@revoked' ? 'revoked' : 'cert-authority';
       fields.shift();
     }
     if (fields.length < 3) {
-      problems.push(`${file}:${lineNo}: expected host patterns, key type and key`);
+      problem(lineNo, `expected host patterns, key type and key`);
       return;
     }
     const [hostText, keyType, keyText] = fields;
     const hosts = parseHostField(hostText);
     if (!hosts) {
-      problems.push(`${file}:${lineNo}: malformed hashed host name`);
+      problem(lineNo, `malformed hashed host name`);
       return;
     }
     if (!/^[A-Za-z0-9+/]+={0,2}$/.test(keyText)) {
-      problems.push(`${file}:${lineNo}: key is not base64`);
+      problem(lineNo, `key is not base64`);
       return;
     }
     const key = Buffer.from(keyText, 'base64');
     if (keyBlobType(key) === undefined) {
-      problems.push(`${file}:${lineNo}: key blob is malformed`);
+      problem(lineNo, `key blob is malformed`);
       return;
     }
     entries.push({ marker, hosts, keyType, key, file, line: lineNo });
@@ -204,15 +221,17 @@ export function verifyHostKey(entries: KnownHostEntry[], host: string, port: num
   const plain = relevant.filter((e) => !e.marker);
   const same = plain.find((e) => e.key.equals(rawKey));
   if (same) return { status: 'match', keyType, fingerprint, entry: same };
-  const sameType = plain.find((e) => (keyBlobType(e.key) ?? e.keyType) === keyType);
-  if (sameType) return { status: 'changed', keyType, fingerprint, entry: sameType };
-  return { status: 'unknown', keyType, fingerprint };
+  if (plain.length === 0) return { status: 'unknown', keyType, fingerprint };
+  const typeOf = (e: KnownHostEntry) => keyBlobType(e.key) ?? e.keyType;
+  const knownTypes = [...new Set(plain.map(typeOf))];
+  const entry = plain.find((e) => typeOf(e) === keyType) ?? plain[0];
+  return { status: 'changed', keyType, fingerprint, entry, knownTypes };
 }
 
 /** Reads and parses several known_hosts files; missing files are skipped. */
 export async function loadKnownHosts(files: string[]): Promise<ParsedKnownHosts> {
   const entries: KnownHostEntry[] = [];
-  const problems: string[] = [];
+  const problems: KnownHostsProblem[] = [];
   for (const file of files) {
     let text: string;
     try {
@@ -220,7 +239,7 @@ export async function loadKnownHosts(files: string[]): Promise<ParsedKnownHosts>
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOENT' || code === 'ENOTDIR') continue;
-      problems.push(`${file}: ${(err as Error).message}`);
+      problems.push({ file, reason: `cannot read it: ${(err as Error).message}` });
       continue;
     }
     const parsed = parseKnownHosts(text, file);

@@ -12,11 +12,15 @@
  * - ProxyJump: each hop is an ssh2 Client whose forwardOut stream carries the next one. Hops are verified and
  *   authenticated like nodes. Within one JumpHosts cache (the pool makes one), nodes behind the same bastion
  *   share one connection to it (OpenSSH's MaxStartups drops parallel unauthenticated connections beyond 10).
- * - Commands: the remote login shell gets `[sudo -n] sh -c GUARD meshctl SCRIPT`, where GUARD execs the script
- *   under the remote `timeout` (when installed) so it dies even if the channel is gone; locally a timer
- *   signals the session, closes the channel and returns code 124 at the deadline.
+ * - Commands: the remote login shell gets `[sudo -n] sh -c GUARD meshctl`, where GUARD execs `sh` under the remote
+ *   `timeout` (when installed) so it dies even if the channel is gone, and the script itself goes to the
+ *   channel's stdin, framed as one brace group reading /dev/null (no argument size limit; see wrapCommand).
+ *   Locally a timer signals the session, closes the channel and returns code 124 at the deadline.
  *   sshd refuses "signal" requests for root logins (no privilege separation after a root login), so for root
  *   the remote `timeout` is what kills a timed-out command: up to 1 s after a sub-second deadline.
+ * - Abort (RunOptions.signal): GUARD marks the run's processes with MESHCTL_RUN=TOKEN in their environment; on
+ *   abort a stop script on a new channel TERMs them, KILLs them after ABORT_GRACE_MS, and only then does run()
+ *   reject with the abort reason, so Ctrl-C leaves nothing running, root login or not.
  * - At most `maxChannels` (8) commands run at once per connection, below OpenSSH's MaxSessions 10; others queue.
  * - Root: commands go through `sudo -n` when the node's become is 'sudo' OR the effective user (after the ssh
  *   config) is not root, since the Connection contract is "runs as root". Unless `probe: false`, connectNode runs
@@ -28,18 +32,21 @@
 import ssh2 from 'ssh2';
 import type { AnyAuthMethod, AuthenticationType, ClientChannel, ConnectConfig, NextAuthHandler } from 'ssh2';
 import { constants as osConstants, homedir } from 'node:os';
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Node } from '../inventory/types.js';
 import {
   appendKnownHost,
+  formatKnownHostsProblem,
   knownHostName,
   knownKeyTypes,
   loadKnownHosts,
   verifyHostKey,
   type HostKeyVerdict,
   type KnownHostEntry,
+  type KnownHostsProblem,
 } from './known-hosts.js';
 import { expandTilde, localUser, resolveSshConfig, SshConfigError, type JumpSpec, type ResolvedSshConfig } from './ssh-config.js';
 import {
@@ -79,6 +86,45 @@ export interface ConnectOptions {
   jumpHosts?: JumpHosts;
   /** told when --accept-new recorded a key (the UI should say so) */
   onHostKeyRecorded?: (event: { node: string; host: string; port: number; keyType: string; fingerprint: string; file: string }) => void;
+  /**
+   * told about problems the user should fix but that do not stop the connection (the UI should show them as
+   * warnings). Today: known_hosts lines that cannot be parsed (skipped, as OpenSSH does) and known_hosts files
+   * that cannot be read: one event per file, once per run (per callback function: connectAll passes the same one
+   * for every node), however many nodes and hops read the file.
+   */
+  onWarning?: (event: TransportWarning) => void;
+}
+
+/** A problem worth telling the user about that did not stop the connection. */
+export interface TransportWarning {
+  /** the node whose connection came upon it first */
+  node: string;
+  kind: 'known-hosts';
+  file: string;
+  /** one line, e.g. "/root/.ssh/known_hosts:3: key is not base64 (line ignored); ..." */
+  message: string;
+  problems: KnownHostsProblem[];
+}
+
+/** Files already warned about, per onWarning callback (i.e. per run). */
+const warnedFiles = new WeakMap<object, Set<string>>();
+
+/** Sends one warning per known_hosts file with problems, unless this callback was already told about that file. */
+export function reportKnownHostsProblems(problems: KnownHostsProblem[], node: string, onWarning?: (event: TransportWarning) => void): void {
+  if (!onWarning || problems.length === 0) return;
+  let warned = warnedFiles.get(onWarning);
+  if (!warned) {
+    warned = new Set();
+    warnedFiles.set(onWarning, warned);
+  }
+  const byFile = new Map<string, KnownHostsProblem[]>();
+  for (const p of problems) byFile.set(p.file, [...(byFile.get(p.file) ?? []), p]);
+  for (const [file, list] of byFile) {
+    if (warned.has(file)) continue;
+    warned.add(file);
+    const message = list.map((p) => `${formatKnownHostsProblem(p)}${p.line !== undefined ? ' (line ignored)' : ''}`).join('; ');
+    onWarning({ node, kind: 'known-hosts', file, message, problems: list });
+  }
 }
 
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
@@ -92,20 +138,100 @@ const REMOTE_KILL_AFTER_S = 5;
 // ---------------------------------------------------------------------------------------------------------
 // command wrapping (pure)
 
+/** What run() sends: a small fixed command line, and the script, framed, for the channel's stdin. */
+export interface RemoteCommand {
+  /** the command line for the remote login shell: `[sudo -n] sh -c GUARD meshctl`, a few hundred bytes whatever the script */
+  command: string;
+  /** the script framed by frameScript, written to the channel's stdin and then closed */
+  input: string;
+}
+
+export interface WrapOptions {
+  sudo: boolean;
+  /** the remote `timeout` deadline; rounded up to whole seconds */
+  timeoutMs?: number;
+  /**
+   * marks every process of this run: GUARD exports MESHCTL_RUN=TOKEN, so the processes that inherit it can be
+   * found and killed from another channel on abort (stopScript). Lower-case hex, made by runToken().
+   */
+  token?: string;
+}
+
+const TOKEN = /^[0-9a-f]{8,64}$/;
+
+/** A fresh run token (16 hex digits). */
+export const runToken = (): string => randomBytes(8).toString('hex');
+
 /**
- * The command line sent to the remote login shell. The script travels as one quoted argument ("$1" of GUARD),
- * so it is quoted once whatever its content. GUARD runs it under the remote `timeout` when that exists (GNU
- * coreutils and busybox both have it), whole seconds, rounded up, so the process dies even if our channel
- * close never reaches it; without `timeout` only the local deadline and the channel signal apply.
+ * Frames a script for a shell that reads its commands from stdin. The script becomes ONE brace group whose own
+ * stdin is /dev/null: POSIX sh (XCU 2.9.4) must parse a compound command to its end before it runs any of it, so
+ * no command inside can read (swallow) the rest of the script, a truncated transfer is a syntax error that runs
+ * nothing (as a truncated `sh -c` argument would), and here-documents, `exit`, `set -e`, `&` and `wait` behave
+ * exactly as in `sh -c SCRIPT` (a brace group is not a subshell). The newline before `}` ends a last line that is a
+ * comment or lacks its newline. The commands get /dev/null as stdin, i.e. immediate end of file, as before.
  */
-export function wrapCommand(script: string, options: { sudo: boolean; timeoutMs?: number }): string {
-  const run = 'exec sh -c "$1" sh';
-  let guard = run;
+export function frameScript(script: string): string {
+  return `{\n${script}\n} </dev/null\n`;
+}
+
+/**
+ * The command line for the remote login shell and the input for its stdin. The script travels on stdin, never as
+ * an argument: Linux caps one argument at 131,072 bytes (MAX_ARG_STRLEN), which verify's ping + MTU script reaches
+ * at ~150 peers. GUARD execs `sh` (which reads the framed script from stdin) under the remote `timeout` when that
+ * exists (GNU coreutils and busybox both have it), whole seconds, rounded up, so the script dies even if our
+ * channel close never reaches it; without `timeout` only the local deadline and the channel signal apply.
+ * `timeout` runs the command in its own process group and forwards TERM to all of it, with KILL 5 s later.
+ * Throws on a malformed token (it is pasted into the guard).
+ */
+export function wrapCommand(script: string, options: WrapOptions): RemoteCommand {
+  if (options.token !== undefined && !TOKEN.test(options.token)) throw new Error(`bad run token ${options.token}`);
+  const mark = options.token ? `MESHCTL_RUN=${options.token}; export MESHCTL_RUN; ` : '';
+  let guard = `${mark}exec sh`;
   if (options.timeoutMs !== undefined && options.timeoutMs > 0) {
     const seconds = Math.max(1, Math.ceil(options.timeoutMs / 1000));
-    guard = `if command -v timeout >/dev/null 2>&1; then exec timeout -k ${REMOTE_KILL_AFTER_S} ${seconds} sh -c "$1" sh; fi; ` + run;
+    guard = `${mark}if command -v timeout >/dev/null 2>&1; then exec timeout -k ${REMOTE_KILL_AFTER_S} ${seconds} sh; fi; exec sh`;
   }
-  return `${options.sudo ? 'sudo -n ' : ''}sh -c ${shellQuote(guard)} meshctl ${shellQuote(script)}`;
+  return { command: `${options.sudo ? 'sudo -n ' : ''}sh -c ${shellQuote(guard)} meshctl`, input: frameScript(script) };
+}
+
+/** How long stopScript lets the processes of an aborted run handle TERM before it sends KILL. */
+export const ABORT_GRACE_MS = 2_000;
+
+/**
+ * The script that stops aborted runs, run as root on a new channel (sshd refuses "signal" requests for root
+ * logins, and a non-root login cannot signal what sudo started). It finds the processes by the MESHCTL_RUN
+ * token in /proc/PID/environ (every process the run started inherits it, whatever its process group or
+ * session), sends each TERM once (`timeout` forwards it to its whole process group), waits up to `graceMs`,
+ * then KILLs what is left. It keeps looking for at least 0.3 s, so a run whose guard was still starting is
+ * caught too. Exit 0 when nothing is left, 1 when something survived KILL.
+ */
+export function stopScript(tokens: string[], graceMs = ABORT_GRACE_MS): string {
+  for (const t of tokens) if (!TOKEN.test(t)) throw new Error(`bad run token ${t}`);
+  const ticks = Math.max(1, Math.ceil(graceMs / 100));
+  return [
+    'export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+    `pat='^MESHCTL_RUN=(${tokens.join('|')})$'`,
+    // GNU grep reads every environ in one process; elsewhere (busybox without -z) one tr + grep per process
+    `if printf 'a\\0' | grep -qzx a 2>/dev/null; then`,
+    `  pids() { grep -lzxE "$pat" /proc/[0-9]*/environ 2>/dev/null | sed 's,^/proc/,,; s,/environ$,,'; }`,
+    'else',
+    `  pids() { for f in /proc/[0-9]*/environ; do tr '\\0' '\\n' <"$f" 2>/dev/null | grep -qxE "$pat" && { p=\${f#/proc/}; echo "\${p%/environ}"; }; done; }`,
+    'fi',
+    'nap() { sleep 0.1 2>/dev/null || sleep 1; }',
+    "seen=' '; i=0",
+    'while :; do',
+    '  p=$(pids)',
+    '  if [ -z "$p" ]; then [ $i -ge 3 ] && exit 0; else',
+    `    if [ $i -lt ${ticks} ]; then`,
+    '      for x in $p; do case "$seen" in *" $x "*) ;; *) kill -TERM "$x" 2>/dev/null; seen="$seen$x " ;; esac; done',
+    '    else',
+    '      kill -KILL $p 2>/dev/null',
+    `      [ $i -ge ${ticks + 20} ] && exit 1`,
+    '    fi',
+    '  fi',
+    '  i=$((i + 1)); nap',
+    'done',
+  ].join('\n');
 }
 
 const SUDO_PASSWORD = /sudo: (a password is required|a terminal is required|no tty present)/;
@@ -247,14 +373,20 @@ function hostKeyMessage(
   const name = knownHostName(host, port);
   const where = verdict.entry ? `${verdict.entry.file}:${verdict.entry.line}` : policy.writeFile;
   switch (verdict.status) {
-    case 'changed':
+    case 'changed': {
+      const known = verdict.knownTypes ?? [verdict.keyType];
+      const otherType = !known.includes(verdict.keyType);
+      const knownText = otherType
+        ? `${where} knows ${name} only by its ${known.map(describeKeyType).join(', ')} key${known.length > 1 ? 's' : ''}, and the host no longer offers ${known.length > 1 ? 'any of them' : 'it'}`
+        : `${where} has a different ${describeKeyType(verdict.keyType)} key for ${name}`;
       return {
         reason: 'host-key-changed',
         message:
-          `HOST KEY CHANGED: the host offers ${shown}, but ${where} has a different ${describeKeyType(verdict.keyType)} key for ${name}; ` +
-          `this could be a man-in-the-middle attack, so meshctl refuses. If the node was reinstalled, check the new key out of band, ` +
+          `HOST KEY CHANGED: the host offers ${shown}, but ${knownText}; ` +
+          `this could be a man-in-the-middle attack, so meshctl refuses (--accept-new never accepts a changed key). If the node was reinstalled, check the new key out of band, ` +
           `remove the old one with: ssh-keygen -R ${shellQuote(name)} -f ${shellQuote(verdict.entry?.file ?? policy.writeFile)}`,
       };
+    }
     case 'revoked':
       return { reason: 'host-key-revoked', message: `host key ${verdict.fingerprint} is marked @revoked in ${where}; refusing to connect` };
     default:
@@ -307,6 +439,7 @@ async function openClient(hop: HopTarget, ctx: OpenContext, node: Node, sock?: R
     acceptNew: !!ctx.options.acceptNew,
   };
   const known = await loadKnownHosts(policy.readFiles);
+  reportKnownHostsProblems(known.problems, ctx.node, ctx.options.onWarning);
   // OpenSSH looks a HostKeyAlias up as written, without the port
   const keyHost = settings.hostKeyAlias ?? settings.hostname;
   const keyPort = settings.hostKeyAlias ? 22 : settings.port;
@@ -535,6 +668,8 @@ class SshConnection implements Connection {
   private lost?: TransportError;
   private closing?: Promise<void>;
   private readonly channels: Semaphore;
+  /** aborted runs waiting for the next stop script */
+  private stopBatch?: { tokens: string[]; done: Promise<void> };
 
   constructor(
     readonly node: string,
@@ -567,7 +702,8 @@ class SshConnection implements Connection {
     try {
       if (signal?.aborted) throw signal.reason;
       if (this.lost) throw this.lost;
-      const result = await this.exec(wrapCommand(script, { sudo: this.sudo, timeoutMs }), options.stdin, timeoutMs, signal);
+      const token = runToken();
+      const result = await this.exec(wrapCommand(script, { sudo: this.sudo, timeoutMs, token }), timeoutMs, signal, token);
       this.stats.commands++;
       this.stats.remoteMs += result.durationMs;
       if (this.sudo && result.code === 1 && sudoNeedsPassword(result.stderr)) {
@@ -583,7 +719,31 @@ class SshConnection implements Connection {
     }
   }
 
-  private exec(command: string, stdin: string | Buffer | undefined, timeoutMs: number, signal?: AbortSignal): Promise<ExecResult> {
+  /**
+   * Stops the remote processes of an aborted run (stopScript on a new channel, outside the channel semaphore:
+   * the aborted runs still hold their slots). Runs aborted together (Ctrl-C aborts them all) share one channel,
+   * so 8 aborted runs need 9 sessions, within OpenSSH's MaxSessions 10. Never rejects; resolves when the
+   * processes are gone, the stop script gave up, or the connection is lost.
+   */
+  private stopRemote(token: string): Promise<void> {
+    if (this.lost) return Promise.resolve();
+    let batch = this.stopBatch;
+    if (!batch) {
+      const tokens: string[] = [];
+      const done = new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
+        this.stopBatch = undefined;
+        if (this.lost) return;
+        const timeoutMs = ABORT_GRACE_MS + 5_000;
+        await this.exec(wrapCommand(stopScript(tokens), { sudo: this.sudo, timeoutMs }), timeoutMs).catch(() => undefined);
+      });
+      batch = { tokens, done };
+      this.stopBatch = batch;
+    }
+    batch.tokens.push(token);
+    return batch.done;
+  }
+
+  private exec(remote: RemoteCommand, timeoutMs: number, signal?: AbortSignal, token?: string): Promise<ExecResult> {
     const started = performance.now();
     return new Promise<ExecResult>((resolve, reject) => {
       let stream: ClientChannel | undefined;
@@ -611,10 +771,16 @@ class SshConnection implements Connection {
         sendSignal(stream, 'TERM');
         stream.close();
       };
-      const onAbort = () => {
-        kill();
-        settle(() => reject(signal!.reason));
-      };
+      // the "signal" request alone does nothing for root logins: stopRemote kills the run's processes, then we settle
+      const onAbort = () =>
+        settle(() => {
+          if (stream) sendSignal(stream, 'TERM');
+          const stopped = token ? this.stopRemote(token) : Promise.resolve();
+          void stopped.then(() => {
+            stream?.close();
+            reject(signal!.reason);
+          });
+        });
       signal?.addEventListener('abort', onAbort, { once: true });
       timer = setTimeout(() => {
         kill();
@@ -622,7 +788,7 @@ class SshConnection implements Connection {
       }, timeoutMs);
 
       const open = (attempt: number) => {
-        this.client.exec(command, (err, channel) => {
+        this.client.exec(remote.command, (err, channel) => {
           if (done) {
             channel?.close();
             return;
@@ -649,8 +815,8 @@ class SshConnection implements Connection {
             settle(() => resolve(result(code ?? 255, code === undefined ? 'meshctl: channel closed without an exit status' : undefined)));
           });
           channel.on('error', () => undefined);
-          if (stdin !== undefined) channel.end(stdin);
-          else channel.end();
+          // the framed script; the remote shell runs it once it has read the whole brace group
+          channel.end(remote.input);
         });
       };
       open(0);

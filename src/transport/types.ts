@@ -11,9 +11,12 @@ export interface ExecResult {
   durationMs: number;
 }
 
+/**
+ * There is deliberately no `stdin`: the channel's stdin carries the script itself (see wrapCommand in ssh.ts),
+ * and the script's commands read /dev/null. Data a script needs goes into the script, e.g. as a quoted
+ * here-document (base64 for binary data); the script has no size limit.
+ */
 export interface RunOptions {
-  /** written to the command's standard input, then closed */
-  stdin?: string | Buffer;
   /** per-command deadline; default 60 s */
   timeoutMs?: number;
   signal?: AbortSignal;
@@ -34,7 +37,9 @@ export interface Connection {
   readonly target: string;
   readonly stats: ConnectionStats;
   /**
-   * Runs a POSIX sh script as root: as `sh -c` when logged in as root, through `sudo -n sh -c` otherwise.
+   * Runs a POSIX sh script as root: as `sh` when logged in as root, through `sudo -n sh` otherwise; the script is
+   * read from stdin, its commands get /dev/null as stdin. When `signal` aborts, the run's remote processes are
+   * stopped (TERM, KILL after a grace) before the promise rejects with the signal's reason.
    * Never throws for a non-zero exit: the caller decides what a failure means. Throws only when the
    * connection itself is unusable (TransportError).
    */

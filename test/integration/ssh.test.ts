@@ -61,6 +61,14 @@ describe('ssh transport against a real sshd', { skip: skip ?? false }, () => {
       return true;
     });
   };
+  /** pids of the processes whose command line is exactly `tag` (sshd is local: its sessions are our processes) */
+  const running = (tag: string) => spawnSync('sh', ['-c', `pgrep -x -f '${tag}' || true`], { encoding: 'utf8' }).stdout.trim();
+  /** aborts once `count` processes `tag` run, so the abort cannot come before the remote command started */
+  const abortWhenRunning = async (tag: string, count: number, controller: AbortController) => {
+    for (let i = 0; i < 300 && running(tag).split('\n').filter(Boolean).length < count; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(running(tag).split('\n').filter(Boolean).length, count, `${tag} did not start`);
+    controller.abort(new Error('interrupted'));
+  };
   const fingerprintOf = (pubLine: string) => {
     const file = join(root, `fp.${++counter}.pub`);
     writeFileSync(file, pubLine + '\n');
@@ -163,11 +171,23 @@ describe('ssh transport against a real sshd', { skip: skip ?? false }, () => {
       assert.equal((await conn.run('kill -KILL $$')).code, 137);
     });
 
-    test('stdin is written then closed', async () => {
-      assert.equal((await conn.run('cat')).stdout, '');
-      assert.equal((await conn.run('cat', { stdin: 'a\nb\n' })).stdout, 'a\nb\n');
-      const big = Buffer.alloc(3 << 20, 'x');
-      assert.equal((await conn.run('wc -c', { stdin: big })).stdout.trim(), String(3 << 20));
+    test('the script travels on stdin: a >131,072-byte script runs whole, its commands read /dev/null', async () => {
+      // one argument of that size is refused by execve (E2BIG) on Linux; 40,000 lines of 5-6 bytes
+      const lines = Array.from({ length: 40_000 }, (_, i) => `n=${i}`);
+      const script = `cat\nread -r x && echo swallowed\n${lines.join('\n')}\ncat <<'EOF'\n}\nEOF\necho "last=$n"`;
+      assert.ok(Buffer.byteLength(script) > 131_072);
+      const r = await conn.run(script);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout, '}\nlast=39999\n');
+    });
+
+    test('abort of a root login: the remote process is gone before run() rejects', async () => {
+      const controller = new AbortController();
+      const tag = `sleep 4${++counter}.25`;
+      const run = conn.run(`${tag} & ${tag}; wait`, { signal: controller.signal });
+      await abortWhenRunning(tag, 2, controller);
+      await assert.rejects(run, /interrupted/);
+      assert.equal(running(tag), '', 'left behind');
     });
 
     test('large output', async () => {
@@ -285,6 +305,42 @@ describe('ssh transport against a real sshd', { skip: skip ?? false }, () => {
     }
     assert.ok(!existsSync(marker));
     assert.doesNotMatch(sshd.log().slice(logBefore), /Accepted publickey|Starting session/);
+  });
+
+  test('abort through sudo (become sudo): the remote process is gone before run() rejects', async () => {
+    writeFileSync(join(root, 'sudo-mode'), 'ok');
+    const c = await connectNode(node('sudo-abort', { become: 'sudo' }), { env: env(knownHostsWith(hostKeyLine(sshd))) });
+    try {
+      const tag = `sleep 5${++counter}.25`;
+      const controller = new AbortController();
+      const run = c.run(tag, { signal: controller.signal });
+      await abortWhenRunning(tag, 1, controller);
+      await assert.rejects(run, /interrupted/);
+      assert.equal(running(tag), '', 'left behind');
+      assert.equal((await c.run('echo still usable')).stdout, 'still usable\n');
+    } finally {
+      await c.close();
+    }
+  });
+
+  test('a host known only by its ED25519 key that offers only RSA: changed, refused even with --accept-new', async () => {
+    const rsaOnly = await startSshd({ dir: join(root, 'rsa-only'), hostKeyTypes: ['rsa'], authorizedKeys: [markerKey.publicLine] });
+    try {
+      // the ED25519 key known for it is the one the other sshd has: a real key, just not offered here
+      const file = knownHostsWith(`[127.0.0.1]:${rsaOnly.port} ${sshd.hostKeys.ed25519.split(' ').slice(0, 2).join(' ')}`);
+      const before = readFileSync(file, 'utf8');
+      for (const acceptNew of [false, true]) {
+        await refused(
+          connectNode(node('rsa-only', { port: rsaOnly.port, identityFile: markerKey.privateFile }), { env: env(file), acceptNew }),
+          'host-key-changed',
+          /HOST KEY CHANGED: the host offers RSA key SHA256:\S+, but .*known_hosts\.\d+:1 knows \[127\.0\.0\.1\]:\d+ only by its ED25519 key/,
+        );
+      }
+      assert.equal(readFileSync(file, 'utf8'), before, 'nothing recorded');
+      assert.doesNotMatch(rsaOnly.log(), /Accepted publickey|Starting session/);
+    } finally {
+      await rsaOnly.stop();
+    }
   });
 
   test('@revoked key: refused', async () => {

@@ -4,10 +4,15 @@ import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
+import { createServer } from 'node:net';
+import type { Node } from '../../src/inventory/types.js';
+import { connectAll } from '../../src/transport/pool.js';
+import { reportKnownHostsProblems, type TransportWarning } from '../../src/transport/ssh.js';
 import {
   appendKnownHost,
   entryMatchesHost,
   fingerprintSha256,
+  formatKnownHostsProblem,
   hashHostName,
   keyBlobType,
   knownHostLine,
@@ -102,14 +107,26 @@ test('wildcards * and ? and negation !', () => {
   assert.equal(verify(`* ssh-ed25519 ${K1}`, 'x', 2222, K1).status, 'match');
 });
 
-test('changed only for the same key type; another type is unknown', () => {
+test('changed for a different key of the same type, and for a key of another type (as OpenSSH)', () => {
   const text = `node1 ssh-ed25519 ${K1}`;
   const changed = verify(text, 'node1', 22, K2);
   assert.equal(changed.status, 'changed');
   assert.equal(changed.entry?.line, 1);
   assert.equal(changed.keyType, 'ssh-ed25519');
-  // the host offers an ECDSA key while we only know its ED25519 one
-  assert.equal(verify(text, 'node1', 22, K3).status, 'unknown');
+  assert.deepEqual(changed.knownTypes, ['ssh-ed25519']);
+  // the host offers an ECDSA key while we only know its ED25519 one: changed, never trusted on first use
+  const otherType = verify(text, 'node1', 22, K3);
+  assert.equal(otherType.status, 'changed');
+  assert.equal(otherType.keyType, 'ecdsa-sha2-nistp256');
+  assert.deepEqual(otherType.knownTypes, ['ssh-ed25519']);
+  assert.equal(otherType.entry?.line, 1);
+  // the same through a hashed entry, and with several known types the entry of the offered type is named
+  assert.equal(verify(HASHED, 'node1.example', 22, K3).status, 'changed');
+  const two = verify(`node1 ssh-ed25519 ${K1}\nnode1 ecdsa-sha2-nistp256 ${K3}`, 'node1', 22, K2);
+  assert.deepEqual([two.status, two.entry?.line, two.knownTypes], ['changed', 1, ['ssh-ed25519', 'ecdsa-sha2-nistp256']]);
+  // unknown stays unknown only when the host has no plain entry at all (@revoked / @cert-authority do not count)
+  assert.equal(verify(`@revoked node1 ssh-ed25519 ${K2}\n@cert-authority node1 ssh-ed25519 ${K1}`, 'node1', 22, K3).status, 'unknown');
+  assert.equal(verify(text, 'node2', 22, K3).status, 'unknown');
   // any matching entry wins over a differing one of the same type (OpenSSH: HOST_OK if one matches)
   assert.equal(verify(`node1 ssh-ed25519 ${K2}\nnode1 ssh-ed25519 ${K1}`, 'node1', 22, K1).status, 'match');
 });
@@ -138,7 +155,12 @@ test('comments, blank lines, CRLF and broken lines', () => {
   const parsed = parseKnownHosts(text, 'kh');
   assert.equal(parsed.entries.length, 1);
   assert.equal(parsed.problems.length, 5);
-  assert.match(parsed.problems[0], /^kh:5: /);
+  assert.deepEqual(parsed.problems[0], { file: 'kh', line: 5, reason: 'expected host patterns, key type and key' });
+  assert.deepEqual(
+    parsed.problems.map((p) => p.line),
+    [5, 6, 7, 8, 9],
+  );
+  assert.equal(formatKnownHostsProblem(parsed.problems[1]), 'kh:6: key is not base64');
   assert.equal(verifyHostKey(parsed.entries, 'node1', 22, raw(K1)).status, 'match');
 });
 
@@ -188,3 +210,65 @@ test('lines meshctl writes are found by OpenSSH (ssh-keygen -F), hashed or not',
     assert.equal(r.status, 0, `${name}: ${r.stdout}${r.stderr}`);
   }
 });
+
+test('known_hosts problems become one warning per file per run, naming the file and the line', () => {
+  const events: TransportWarning[] = [];
+  const onWarning = (e: TransportWarning) => events.push(e);
+  const a = parseKnownHosts(`node1 ssh-ed25519 ${K1}\nnode2 ssh-ed25519 not*base64\nonlyhost`, '/home/u/.ssh/known_hosts').problems;
+  const b = parseKnownHosts(`@weird node3 ssh-ed25519 ${K1}`, '/etc/ssh/ssh_known_hosts').problems;
+  reportKnownHostsProblems([...a, ...b], 'n1', onWarning);
+  reportKnownHostsProblems([...a, ...b], 'n2', onWarning); // the next node of the same run reads the same files
+  assert.deepEqual(
+    events.map((e) => [e.node, e.file, e.message]),
+    [
+      [
+        'n1',
+        '/home/u/.ssh/known_hosts',
+        '/home/u/.ssh/known_hosts:2: key is not base64 (line ignored); /home/u/.ssh/known_hosts:3: expected host patterns, key type and key (line ignored)',
+      ],
+      ['n1', '/etc/ssh/ssh_known_hosts', '/etc/ssh/ssh_known_hosts:1: unknown marker @weird (line ignored)'],
+    ],
+  );
+  // another run (another callback) is told again
+  const again: TransportWarning[] = [];
+  reportKnownHostsProblems(a, 'n1', (e) => again.push(e));
+  assert.equal(again.length, 1);
+});
+
+test('connectAll reports a malformed known_hosts line once through onWarning, before any connection', {
+  skip: spawnSync('sh', ['-c', 'command -v ssh && command -v ssh-keygen']).status !== 0 ? 'needs ssh and ssh-keygen' : false,
+}, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'meshctl-kh-warn-'));
+  const knownHosts = join(dir, 'known_hosts');
+  writeFileSync(knownHosts, `node1 ssh-ed25519 ${K1}\n[127.0.0.1]:1 ssh-ed25519 AAAA\n`);
+  const key = join(dir, 'id');
+  assert.equal(spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key]).status, 0);
+  writeFileSync(join(dir, 'ssh_config'), '');
+  const port = await closedPort();
+  const node = (name: string): Node => ({
+    name,
+    site: 's',
+    address: '127.0.0.1',
+    overlayIp: '10.99.0.1',
+    listenPort: 51820,
+    ssh: { host: '127.0.0.1', port, user: 'root', become: 'none', identityFile: key },
+  });
+  const warnings: TransportWarning[] = [];
+  const env = { PATH: process.env.PATH, HOME: dir, MESHCTL_KNOWN_HOSTS: knownHosts, MESHCTL_SSH_CONFIG: join(dir, 'ssh_config') };
+  const { failures } = await connectAll([node('a'), node('b')], { env, onWarning: (w) => warnings.push(w) });
+  assert.equal(failures.size, 2); // nothing listens there: the warning does not depend on a connection
+  assert.deepEqual(
+    warnings.map((w) => w.message),
+    [`${knownHosts}:2: key blob is malformed (line ignored)`],
+  );
+});
+
+async function closedPort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address ? address.port : 1));
+    });
+  });
+}

@@ -1,13 +1,22 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Node } from '../../src/inventory/types.js';
 import { closeAll, connectAll } from '../../src/transport/pool.js';
 import { settingsFromSshG } from '../../src/transport/ssh-config.js';
-import { hostKeyAlgorithms, knownHostsFiles, planAuth, signalExitCode, sudoNeedsPassword, wrapCommand } from '../../src/transport/ssh.js';
+import {
+  hostKeyAlgorithms,
+  knownHostsFiles,
+  planAuth,
+  type RemoteCommand,
+  signalExitCode,
+  stopScript,
+  sudoNeedsPassword,
+  wrapCommand,
+} from '../../src/transport/ssh.js';
 import { shellQuote, TransportError, type Connection } from '../../src/transport/types.js';
 
 const sh = (command: string, env: NodeJS.ProcessEnv = {}) =>
@@ -21,30 +30,43 @@ test('shellQuote survives every character', () => {
   }
 });
 
-test('wrapCommand runs the script exactly, once quoted, with or without a timeout', () => {
+/** Runs a wrapped command as the remote login shell would: `sh -c COMMAND`, the framed script on stdin. */
+const shRemote = (w: RemoteCommand, env: NodeJS.ProcessEnv = {}) =>
+  spawnSync('sh', ['-c', w.command], { input: w.input, encoding: 'utf8', env: { PATH: process.env.PATH, ...env } });
+
+test('wrapCommand runs the script exactly, read from stdin, with or without a timeout', () => {
   const script = "printf '%s|' \"it's\" \"$HOME\" '$(id)' '`no`'; echo; exit 7";
   for (const timeoutMs of [undefined, 1500]) {
-    const r = sh(wrapCommand(script, { sudo: false, timeoutMs }), { HOME: '/h' });
+    const w = wrapCommand(script, { sudo: false, timeoutMs });
+    assert.ok(!w.command.includes('printf'), 'the script is not on the command line');
+    const r = shRemote(w, { HOME: '/h' });
     assert.equal(r.status, 7);
     assert.equal(r.stdout, "it's|/h|$(id)|`no`|\n");
   }
-  assert.ok(sh(wrapCommand(nasty, { sudo: false })).status === 0);
+  assert.ok(shRemote(wrapCommand(nasty, { sudo: false })).status === 0);
 });
 
-test('wrapCommand: sudo -n prefix, remote timeout rounded up to whole seconds', () => {
-  const w = wrapCommand('id -u', { sudo: true, timeoutMs: 1500 });
-  assert.match(w, /^sudo -n sh -c '/);
-  assert.match(w, /exec timeout -k 5 2 sh -c "\$1" sh/);
-  assert.match(w, / meshctl 'id -u'$/);
-  assert.doesNotMatch(wrapCommand('true', { sudo: false }), /sudo|timeout/);
-  assert.match(wrapCommand('true', { sudo: false, timeoutMs: 200 }), /timeout -k 5 1 /);
+test('wrapCommand: a small fixed command line; sudo -n prefix, remote timeout rounded up to whole seconds', () => {
+  const w = wrapCommand('id -u', { sudo: true, timeoutMs: 1500, token: '0123456789abcdef' });
+  assert.equal(
+    w.command,
+    "sudo -n sh -c 'MESHCTL_RUN=0123456789abcdef; export MESHCTL_RUN; if command -v timeout >/dev/null 2>&1; then exec timeout -k 5 2 sh; fi; exec sh' meshctl",
+  );
+  assert.equal(w.input, '{\nid -u\n} </dev/null\n');
+  assert.equal(
+    wrapCommand('x'.repeat(500_000), { sudo: false, timeoutMs: 1000 }).command.length,
+    wrapCommand('', { sudo: false, timeoutMs: 1000 }).command.length,
+  );
+  assert.doesNotMatch(wrapCommand('true', { sudo: false }).command, /sudo|timeout|MESHCTL_RUN/);
+  assert.match(wrapCommand('true', { sudo: false, timeoutMs: 200 }).command, /timeout -k 5 1 /);
+  assert.throws(() => wrapCommand('true', { sudo: false, token: "x'; reboot" }), /bad run token/);
 });
 
 test('wrapCommand: a fake sudo sees -n and the same argument vector', () => {
   const dir = mkdtempSync(join(tmpdir(), 'meshctl-sudo-'));
   writeFileSync(join(dir, 'sudo'), '#!/bin/sh\n[ "$1" = "-n" ] || exit 99\nshift\nexec "$@"\n');
   chmodSync(join(dir, 'sudo'), 0o755);
-  const r = sh(wrapCommand(`printf '%s' "it's ok"`, { sudo: true, timeoutMs: 5000 }), { PATH: `${dir}:${process.env.PATH}` });
+  const r = shRemote(wrapCommand(`printf '%s' "it's ok"`, { sudo: true, timeoutMs: 5000 }), { PATH: `${dir}:${process.env.PATH}` });
   assert.equal(r.status, 0, r.stderr);
   assert.equal(r.stdout, "it's ok");
 });
@@ -53,9 +75,98 @@ test('wrapCommand: the remote timeout kills the command (exit 124)', {
   skip: sh('command -v timeout').status !== 0 ? 'no timeout(1)' : false,
 }, () => {
   const started = Date.now();
-  const r = sh(wrapCommand('sleep 5', { sudo: false, timeoutMs: 300 }));
+  const r = shRemote(wrapCommand('sleep 5', { sudo: false, timeoutMs: 300 }));
   assert.equal(r.status, 124);
   assert.ok(Date.now() - started < 3000);
+});
+
+// The script shares stdin with the shell that reads it: these are the ways a command could eat the rest of it.
+const SWALLOWERS: Array<[string, string]> = [
+  ['cat', 'cat'],
+  ['read', 'read -r line; echo "read=[$line]"'],
+  ['head', 'head -c 1000000'],
+  ['a subshell reading', '(while read -r l; do echo "got $l"; done)'],
+  ['a background job reading', 'cat & wait'],
+  ['sh reading stdin', 'sh'],
+];
+
+for (const [label, command] of SWALLOWERS) {
+  test(`framing: ${label} inside the script reads /dev/null, never the rest of the script`, () => {
+    for (const timeoutMs of [undefined, 5000]) {
+      const r = shRemote(wrapCommand(`echo before\n${command}\necho after`, { sudo: false, timeoutMs }));
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(r.stdout.replace('read=[]\n', ''), 'before\nafter\n');
+    }
+  });
+}
+
+test('framing: here-documents, exit, set -e, background jobs and wait behave as with sh -c', () => {
+  const scripts = [
+    // a here-document whose body has a lone } and the terminator-like text
+    "cat <<'EOF'\n}\n} </dev/null\n$HOME\nEOF\necho done",
+    'cat <<EOF\nhome=$HOME\nEOF',
+    'echo a; exit 3; echo b',
+    'set -e; echo a; false; echo b',
+    'set -e; if false; then :; fi; echo ok',
+    '(sleep 0.2; echo late) & (echo early) & wait; echo all',
+    'sleep 0.1 & p=$!; wait $p; echo "waited $?"',
+    'f() { return 4; }; f; echo "f=$?"',
+    "trap 'echo trapped' EXIT; echo body",
+    'echo "$0 $#"',
+    'echo no newline at the end # a comment',
+    'x=1\n# last line a comment',
+  ];
+  for (const script of scripts) {
+    const old = spawnSync('sh', ['-c', script], { encoding: 'utf8', env: { PATH: process.env.PATH, HOME: '/h' }, input: '' });
+    for (const timeoutMs of [undefined, 5000]) {
+      const r = shRemote(wrapCommand(script, { sudo: false, timeoutMs }), { HOME: '/h' });
+      assert.deepEqual([r.status, r.stdout, r.stderr], [old.status, old.stdout, old.stderr], script);
+    }
+  }
+});
+
+test('framing: a syntax error anywhere runs nothing, as with sh -c; so does a script cut short in transit', () => {
+  const r = shRemote(wrapCommand('echo ran\nif then fi', { sudo: false }));
+  assert.notEqual(r.status, 0);
+  assert.equal(r.stdout, '');
+  const w = wrapCommand('echo ran\necho more', { sudo: false });
+  const cut = spawnSync('sh', ['-c', w.command], { input: w.input.slice(0, w.input.indexOf('} <')), encoding: 'utf8' });
+  assert.notEqual(cut.status, 0);
+  assert.equal(cut.stdout, '');
+});
+
+test('stopScript: TERMs every process of the run (found by its token), KILLs what ignores TERM, spares others', {
+  skip: process.platform !== 'linux' ? 'needs /proc' : false,
+}, async () => {
+  const token = 'feedfacecafe0001';
+  const other = 'feedfacecafe0002';
+  const start = (t: string, script: string) => {
+    const w = wrapCommand(script, { sudo: false, timeoutMs: 60_000, token: t });
+    const child = spawn('sh', ['-c', w.command], { stdio: ['pipe', 'ignore', 'ignore'] });
+    child.stdin.end(w.input);
+    return child;
+  };
+  const pidsOf = (t: string) =>
+    spawnSync('sh', ['-c', `grep -lzx 'MESHCTL_RUN=${t}' /proc/[0-9]*/environ 2>/dev/null | wc -l`], { encoding: 'utf8' }).stdout.trim();
+  // a foreground sleep, a background job in its own session (setsid), and a shell that ignores TERM
+  const victim = start(token, 'sleep 300 & setsid sleep 301 & sh -c \'trap "" TERM; sleep 302\' & wait');
+  const bystander = start(other, 'sleep 303');
+  try {
+    for (let i = 0; i < 50 && (Number(pidsOf(token)) < 5 || pidsOf(other) === '0'); i++) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(Number(pidsOf(token)) >= 5, `processes of the run: ${pidsOf(token)}`);
+    const others = pidsOf(other);
+    assert.notEqual(others, '0');
+    const started = Date.now();
+    const r = spawnSync('sh', ['-c', stopScript([token], 500)], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(pidsOf(token), '0');
+    assert.ok(Date.now() - started < 5000);
+    assert.equal(pidsOf(other), others, 'the other run was left alone');
+  } finally {
+    victim.kill('SIGKILL');
+    spawnSync('sh', ['-c', stopScript([token, other], 100)]);
+    bystander.kill('SIGKILL');
+  }
 });
 
 test('sudoNeedsPassword recognises sudo -n refusals', () => {
