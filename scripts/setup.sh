@@ -11,7 +11,7 @@ debian_packages=(
   openssh-client openssh-server   # ssh -G for ~/.ssh/config, ssh-keygen; sshd for the transport tests
   dpkg-dev                        # dpkg-scanpackages for the lab's local apt repository
   tcpdump graphviz                # debug captures in tests; verify --graph (dot -Tsvg)
-  ca-certificates procps psmisc util-linux
+  ca-certificates procps psmisc util-linux iputils-ping   # ping: the 250-peer script test runs real pings in an empty namespace
 )
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()

@@ -7,6 +7,7 @@ import type { Command } from 'commander';
 import chalk, { Chalk } from 'chalk';
 import { resolveInventoryPath, loadInventory } from '../inventory/load.js';
 import { connectAll, closeAll } from '../transport/pool.js';
+import { sshOptionsFromFlags } from './up.js';
 import { interruptSignal } from '../interrupt.js';
 import { MeshctlError, badInput, type CommandResult } from '../errors.js';
 import { renderDebugReport, runDebug, writeBundle } from '../debug/run.js';
@@ -41,10 +42,10 @@ export function registerDebug(program: Command, finish: (result: CommandResult) 
       const seconds = Number(flags.seconds ?? 5);
       if (!Number.isFinite(seconds) || seconds < 1 || seconds > 120) throw badInput('--seconds must be between 1 and 120');
       const inventory = loadInventory(resolveInventoryPath(inventoryArg));
-      const { connections, failures, jumpHosts } = await connectAll(inventory.nodes, {
-        acceptNew: !!flags.acceptNew,
-        signal: interruptSignal,
-      });
+      const { connections, failures, jumpHosts } = await connectAll(
+        inventory.nodes,
+        sshOptionsFromFlags(flags, (line) => process.stderr.write(`${line}\n`)),
+      );
       try {
         const report = await runDebug(inventory, connections, failures, {
           ...(pair ? { pair: [pair[0]!, pair[1]!] as [string, string] } : {}),

@@ -21,6 +21,7 @@ interface UpFlags {
   forks?: string;
 }
 
+/** SSH settings from the flags every connecting command shares; `log` shows trust decisions and warnings. */
 export function sshOptionsFromFlags(flags: { acceptNew?: boolean; connectTimeout?: string }, log: (line: string) => void): ConnectOptions {
   const seconds = flags.connectTimeout === undefined ? undefined : Number(flags.connectTimeout);
   if (seconds !== undefined && !(seconds > 0))
@@ -31,6 +32,7 @@ export function sshOptionsFromFlags(flags: { acceptNew?: boolean; connectTimeout
     signal: interruptSignal,
     onHostKeyRecorded: (e) =>
       log(`trusted new host key of ${e.node} (${e.host}:${e.port}) ${e.keyType} ${e.fingerprint}, recorded in ${e.file}`),
+    onWarning: (w) => log(`warning: ${w.message}`),
   };
 }
 

@@ -7,6 +7,7 @@
 import type { Command } from 'commander';
 import { resolveInventoryPath, loadInventory } from '../inventory/load.js';
 import { connectAll, closeAll } from '../transport/pool.js';
+import { sshOptionsFromFlags } from './up.js';
 import { interruptSignal } from '../interrupt.js';
 import { MeshctlError, type CommandResult } from '../errors.js';
 import { collectVerify } from '../checks/collect.js';
@@ -44,10 +45,10 @@ export function registerVerify(program: Command, finish: (result: CommandResult)
       const deadline = Number(flags.deadline ?? 7);
       if (!Number.isFinite(deadline) || deadline < 1)
         throw new MeshctlError(`--deadline must be a number of seconds, got ${flags.deadline}`);
-      const { connections, failures, jumpHosts } = await connectAll(inventory.nodes, {
-        acceptNew: !!flags.acceptNew,
-        signal: interruptSignal,
-      });
+      const { connections, failures, jumpHosts } = await connectAll(
+        inventory.nodes,
+        sshOptionsFromFlags(flags, (line) => process.stderr.write(`${line}\n`)),
+      );
       try {
         const collected = await collectVerify(inventory, connections, failures, {
           pathMtu: flags.mtu !== false,
