@@ -23,8 +23,12 @@ export function formatPath(path: readonly PathPart[]): string {
   return path.map((part, i) => (typeof part === 'number' ? `[${part}]` : i === 0 ? part : `.${part}`)).join('');
 }
 
+/** The problem as one line: control characters in the path or message (a key holding a newline) are escaped. */
 export const formatProblem = (file: string, problem: Problem) =>
-  `${file}:${problem.line}:${problem.col}: ${problem.path}: ${problem.message}`;
+  `${file}:${problem.line}:${problem.col}: ${oneLine(problem.path)}: ${oneLine(problem.message)}`;
+
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this replaces
+const oneLine = (text: string) => text.replace(/[\u0000-\u001f\u007f]/g, (c) => JSON.stringify(c).slice(1, -1));
 
 /** By position, then by path and message so the order is stable. Identical problems are kept once. */
 export function sortProblems(problems: readonly Problem[]): Problem[] {
