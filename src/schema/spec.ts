@@ -214,7 +214,12 @@ export function checkSpec(spec: Spec, node: TreeNode, path: PathPart[], problems
 
 const keyPosition = (node: TreeNode): Position => node.keyPos ?? node.pos;
 
-function checkObject(spec: Extract<Spec, { type: 'object' }>, node: Extract<TreeNode, { kind: 'map' }>, path: PathPart[], problems: Problem[]) {
+function checkObject(
+  spec: Extract<Spec, { type: 'object' }>,
+  node: Extract<TreeNode, { kind: 'map' }>,
+  path: PathPart[],
+  problems: Problem[],
+) {
   const result: Record<string, unknown> = {};
   const known = Object.keys(spec.fields);
   for (const [key, child] of node.entries) {

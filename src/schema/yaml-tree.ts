@@ -7,18 +7,7 @@
  * in the map itself win over merged ones. Expanding aliases is bounded (MAX_ALIAS_VALUES): a few hundred bytes of
  * nested aliases ("billion laughs") would otherwise expand to billions of values.
  */
-import {
-  isAlias,
-  isMap,
-  isScalar,
-  isSeq,
-  LineCounter,
-  parseDocument,
-  visit,
-  type Alias,
-  type Document,
-  type Node as YamlNode,
-} from 'yaml';
+import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, visit, type Alias, type Document, type Node as YamlNode } from 'yaml';
 import { formatPath, type PathPart, type Position, type Problem } from './problems.js';
 
 interface Located {
