@@ -1,5 +1,5 @@
 /**
- * One problem found in an inventory, and how it is shown: `FILE:LINE:COL: FIELD.PATH: message`.
+ * One problem found in an input file (inventory, playbook), and how it is shown: `FILE:LINE:COL: FIELD.PATH: message`.
  * Positions are 1-based and point at the offending value (or, for a missing field, at the key of the map that
  * should hold it).
  */
