@@ -1,0 +1,12 @@
+import { readFileSync } from 'node:fs';
+import { parseDocument, LineCounter } from 'yaml';
+import { parseTree } from '../src/schema/yaml-tree.js';
+import { checkSpec, inventorySpec } from '../src/inventory/spec.js';
+import { checkSemantics } from '../src/inventory/semantic.js';
+const text = readFileSync(process.argv[2]!, 'utf8');
+let t = Date.now();
+parseDocument(text, { lineCounter: new LineCounter(), uniqueKeys: false }); console.log('yaml parse', Date.now() - t); t = Date.now();
+const tree = parseTree(text); console.log('parseTree', Date.now() - t); t = Date.now();
+const problems: any[] = [];
+const raw = checkSpec(inventorySpec, tree.root!, [], problems); console.log('spec', Date.now() - t); t = Date.now();
+checkSemantics(raw as any, tree.root!); console.log('semantic', Date.now() - t);
