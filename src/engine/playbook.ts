@@ -43,6 +43,12 @@ const NAME = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/;
 
 const prose: StringFormat = { ...anyText, what: 'text' };
 
+const playbookName: StringFormat = {
+  what: 'a playbook name like up',
+  check: (value) => (value === '' ? 'expected a playbook name, got an empty string' : undefined),
+  jsonSchema: { minLength: 1 },
+};
+
 const phaseId: StringFormat = {
   what: 'a phase id like keys',
   check: (value) => (NAME.test(value) ? undefined : `"${value}" is not a phase id: use lowercase letters, digits and "-"`),
@@ -89,7 +95,7 @@ export function playbookSpec(registry?: RegistryContract): Spec {
     fields: {
       name: {
         type: 'string',
-        format: { ...phaseId, what: 'a playbook name like up' },
+        format: playbookName,
         description: 'Short name of the playbook, shown in reports.',
         default: 'playbook',
       },
