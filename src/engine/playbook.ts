@@ -253,9 +253,9 @@ function normalise(raw: RawPlaybook, source: string): Playbook {
     return {
       id: p.id!,
       title: p.title ?? p.id!,
+      go: p.go ?? '',
       steps: (p.steps ?? []).map((s) => s!),
       checks: (p.checks ?? []).map((c) => c!),
-      go: p.go ?? '',
     };
   });
   return { name: raw.name ?? 'playbook', description: raw.description ?? '', phases, source };
