@@ -1,11 +1,14 @@
 /**
- * Writes schema/inventory.schema.json from the inventory spec (src/inventory/spec.ts).
+ * Writes the published JSON Schemas (schema/inventory.schema.json, schema/playbook.schema.json,
+ * schema/verify-report.schema.json) from their specs (src/schema/published.ts lists them).
  *   node --import tsx scripts/gen-schema.ts
- * test/unit/inventory-schema.test.ts fails when the committed file differs from what this writes.
+ * test/unit/schema-published.test.ts fails when a committed file differs from what this writes.
  */
 import { writeFileSync } from 'node:fs';
-import { inventoryJsonSchemaText } from '../src/inventory/jsonSchema.js';
+import { PUBLISHED_SCHEMAS } from '../src/schema/published.js';
 
-const target = new URL('../schema/inventory.schema.json', import.meta.url);
-writeFileSync(target, inventoryJsonSchemaText());
-process.stdout.write(`wrote ${target.pathname}\n`);
+for (const schema of PUBLISHED_SCHEMAS) {
+  const target = new URL(`../${schema.path}`, import.meta.url);
+  writeFileSync(target, schema.text());
+  process.stdout.write(`wrote ${target.pathname}\n`);
+}

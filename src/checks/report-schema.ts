@@ -1,54 +1,143 @@
 /**
- * The shape of `meshctl verify --json` (version 1) as a zod schema: the executable form of docs/verify-json.md.
- * Strict objects: a field added to the report must be added here and to the doc, or the test fails.
+ * The shape of `meshctl verify --json` (version 1) as a Spec (src/schema/spec.ts): the executable form of
+ * docs/verify-json.md, published as schema/verify-report.schema.json. Objects are closed: a field added to the
+ * report must be added here (and to the doc), or test/unit/checks-json.test.ts fails.
  */
-import { z } from 'zod';
+import { jsonSchemaDocument, jsonSchemaText } from '../schema/json-schema.js';
+import { anyText, checkValue, type Spec } from '../schema/spec.js';
 import { CHECK_IDS } from './verify.js';
 
-const status = z.enum(['pass', 'warn', 'fail']);
+/** The same spec, marked required (most report fields are always there). */
+const req = (spec: Spec): Spec => ({ ...spec, required: true });
+const text = (description: string): Spec => ({ type: 'string', format: anyText, description });
+const flag = (description: string): Spec => ({ type: 'boolean', description });
+const count = (description: string): Spec => ({ type: 'integer', minimum: 0, what: 'a count (0 or more)', description });
 
-export const checkSchema = z.strictObject({
-  node: z.string(),
-  peer: z.string().optional(),
-  id: z.enum(CHECK_IDS),
-  status,
-  message: z.string(),
-  evidence: z.array(z.string()),
-});
+const checkEntrySpec: Spec = {
+  type: 'object',
+  description: 'One check on one node (per-peer and per-pair checks name the peer).',
+  fields: {
+    node: req(text('The node the check ran on (for ping and path-mtu: the pinging node).')),
+    peer: text('Per-peer and per-pair checks only: the other node (a stale peer: its public key).'),
+    id: req({ type: 'enum', values: CHECK_IDS, description: 'What was checked (see the table in docs/verify-json.md).' }),
+    status: req({ type: 'enum', values: ['pass', 'warn', 'fail'], description: 'The verdict.' }),
+    message: req(text('The verdict in words.')),
+    evidence: req({ type: 'array', items: text('One raw fact.'), description: 'The raw facts behind the verdict, one per line.' }),
+  },
+};
 
-export const pathMtuSchema = z.strictObject({
-  expected: z.number().int(),
-  largest: z.number().int().nonnegative(),
-  ok: z.boolean(),
-  tries: z.array(z.strictObject({ size: z.number().int(), ok: z.boolean() })),
-  skipped: z.boolean().optional(),
-});
+const pathMtuSpec: Spec = {
+  type: 'object',
+  description: 'Path MTU towards the peer (absent with --no-mtu).',
+  fields: {
+    expected: req({ type: 'integer', what: 'a payload size in bytes', description: 'Payload size that should pass: MTU - 28.' }),
+    largest: req(count('Largest ICMP payload (bytes) that passed with DF set; 0 when not even the smallest did.')),
+    ok: req(flag('The expected payload passed.')),
+    tries: req({
+      type: 'array',
+      description: 'Payload sizes tried, in order, and whether each passed.',
+      items: {
+        type: 'object',
+        description: 'One try.',
+        fields: {
+          size: req({ type: 'integer', what: 'a payload size in bytes', description: 'ICMP payload in bytes.' }),
+          ok: req(flag('An echo reply came back.')),
+        },
+      },
+    }),
+    skipped: flag('Only when the peer answered no ping at all (not probed).'),
+  },
+};
 
-export const cellSchema = z.strictObject({
-  ok: z.boolean(),
-  loss: z.number().min(0).max(100),
-  transmitted: z.number().int().nonnegative(),
-  received: z.number().int().nonnegative(),
-  rttMs: z.number().nonnegative().optional(),
-  error: z.string().optional(),
-  pmtu: pathMtuSchema.optional(),
-});
+const cellSpec: Spec = {
+  type: 'object',
+  description: 'The pings from one node to another.',
+  fields: {
+    ok: req(flag('Every echo reply came back before the deadline.')),
+    loss: req({
+      type: 'number',
+      minimum: 0,
+      maximum: 100,
+      what: 'a percentage from 0 to 100',
+      description: 'Echo requests lost, in percent.',
+    }),
+    transmitted: req(count('Echo requests sent.')),
+    received: req(count('Echo replies received.')),
+    rttMs: { type: 'number', minimum: 0, what: 'milliseconds (0 or more)', description: 'Average round trip in ms, when any reply came.' },
+    error: text("Why there is no result (node not connected, ping's own error message)."),
+    pmtu: pathMtuSpec,
+  },
+};
 
-export const matrixSchema = z.strictObject({
-  nodes: z.array(z.string()),
-  cells: z.record(z.string(), z.record(z.string(), cellSchema)),
-});
+const matrixSpec: Spec = {
+  type: 'object',
+  nullable: true,
+  description: 'The ping matrix over the overlay; null when nothing could be pinged.',
+  fields: {
+    nodes: req({ type: 'array', items: text('A node name.'), description: 'Row and column order.' }),
+    cells: req({
+      type: 'record',
+      keyWhat: 'node name',
+      keyFormat: anyText,
+      shape: '"ms-1": { "wk-1": { ... } }',
+      description: 'cells[from][to]; no diagonal.',
+      value: {
+        type: 'record',
+        keyWhat: 'node name',
+        keyFormat: anyText,
+        shape: '"wk-1": { "ok": true, ... }',
+        description: 'The cells of one pinging node, by pinged node.',
+        value: cellSpec,
+      },
+    }),
+  },
+};
 
-export const verifyReportSchema = z.strictObject({
-  version: z.literal(1),
-  inventory: z.string(),
-  ok: z.boolean(),
-  exitCode: z.union([z.literal(0), z.literal(1), z.literal(3)]),
-  summary: z.strictObject({ pass: z.number().int(), warn: z.number().int(), fail: z.number().int() }),
-  durationMs: z.number().nonnegative(),
-  nodes: z.array(
-    z.strictObject({ name: z.string(), site: z.string(), overlayIp: z.string(), connected: z.boolean(), error: z.string().optional() }),
-  ),
-  checks: z.array(checkSchema),
-  matrix: matrixSchema.nullable(),
-});
+/** The whole `meshctl verify --json` report, version 1. */
+export const verifyReportSpec: Spec = {
+  type: 'object',
+  description:
+    'The report of `meshctl verify --json` (version 1). New fields may be added in version 1; a change of meaning bumps version.',
+  fields: {
+    version: req({ type: 'enum', values: [1], description: 'Format version.' }),
+    inventory: req(text('The inventory file, as given.')),
+    ok: req(flag('No check failed and every node was reached (warnings allowed unless --strict).')),
+    exitCode: req({
+      type: 'enum',
+      values: [0, 1, 3],
+      description: '0 ok, 1 a check failed (or warned with --strict), 3 a node could not be connected.',
+    }),
+    summary: req({
+      type: 'object',
+      description: 'How many checks passed, warned and failed.',
+      fields: { pass: req(count('Checks that passed.')), warn: req(count('Checks that warned.')), fail: req(count('Checks that failed.')) },
+    }),
+    durationMs: req({ type: 'number', minimum: 0, what: 'milliseconds (0 or more)', description: 'How long verify took, in ms.' }),
+    nodes: req({
+      type: 'array',
+      description: 'Every node of the inventory and whether meshctl could log in.',
+      items: {
+        type: 'object',
+        description: 'One node.',
+        fields: {
+          name: req(text('Node name.')),
+          site: req(text('Site name.')),
+          overlayIp: req(text('Overlay address.')),
+          connected: req(flag('meshctl logged in.')),
+          error: text('Unreachable nodes only: why.'),
+        },
+      },
+    }),
+    checks: req({ type: 'array', items: checkEntrySpec, description: 'Every check, in node order.' }),
+    matrix: req(matrixSpec),
+  },
+};
+
+/** Problems of a would-be report, one `field.path: message` line each; none when it matches the documented shape. */
+export const checkVerifyReport = (report: unknown): string[] => checkValue(verifyReportSpec, report);
+
+/** The published JSON Schema (schema/verify-report.schema.json). */
+export const verifyReportJsonSchema = (): Record<string, unknown> => jsonSchemaDocument('meshctl verify --json report', verifyReportSpec);
+
+/** The exact text of schema/verify-report.schema.json. */
+export const verifyReportJsonSchemaText = () => jsonSchemaText(verifyReportJsonSchema());

@@ -8,14 +8,15 @@
  * Stages: YAML syntax (./yamlTree.ts; when broken, nothing else is checked), structure against the format spec
  * (./spec.ts), cross-field rules (./semantic.ts), then normalisation (defaults applied).
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { badInput } from '../errors.js';
-import { formatProblem, sortProblems, type PathPart, type Problem } from './problems.js';
+import { formatProblem, sortProblems, type PathPart, type Problem } from '../schema/problems.js';
 import { checkSemantics, siteKindOf, type RawInventory, type RawSsh } from './semantic.js';
 import { checkSpec, inventorySpec } from './spec.js';
 import type { Become, Inventory, MeshSettings, Node, RpFilterMode, Site } from './types.js';
-import { parseTree } from './yamlTree.js';
+import { readInputFile } from '../schema/input.js';
+import { parseTree } from '../schema/yaml-tree.js';
 
 export interface LoadInventoryOptions {
   /** validate this text instead of reading `path` (`path` is then only used in messages) */
@@ -37,7 +38,10 @@ const KEY_NOUNS: Record<string, string> = { nodes: 'node name', sites: 'site nam
 
 /** Pure: checks inventory text. `file` is only used as the Inventory's source. */
 export function checkInventoryText(text: string, file: string): InventoryCheck {
-  const parsed = parseTree(text, { keyNoun: (path) => (path.length === 1 ? (KEY_NOUNS[String(path[0])] ?? 'key') : 'key') });
+  const parsed = parseTree(text, {
+    documentNoun: 'an inventory',
+    keyNoun: (path) => (path.length === 1 ? (KEY_NOUNS[String(path[0])] ?? 'key') : 'key'),
+  });
   if (parsed.syntaxBroken) return { ok: false, problems: sortProblems(parsed.problems) };
   const problems = [...parsed.problems];
   const root = parsed.root ?? { kind: 'map' as const, entries: new Map(), pos: { line: 1, col: 1 } };
@@ -47,23 +51,11 @@ export function checkInventoryText(text: string, file: string): InventoryCheck {
   return { ok: true, inventory: normalise(raw, file), problems: [] };
 }
 
-/** The file's text, or a one-line MeshctlError (exit 2) saying why it cannot be read. */
-export function readInventoryFile(path: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    const reason =
-      code === 'ENOENT'
-        ? 'no such file'
-        : code === 'EISDIR'
-          ? 'it is a directory'
-          : code === 'EACCES'
-            ? 'permission denied'
-            : (error as Error).message;
-    throw badInput(`cannot read inventory ${path}: ${reason}`);
-  }
-}
+/**
+ * The file's text, or a one-line MeshctlError (exit 2) saying why it cannot be read: missing, not a regular file
+ * (/dev/zero, a FIFO), or over MAX_INPUT_BYTES (1 MiB), all checked before reading.
+ */
+export const readInventoryFile = (path: string): string => readInputFile(path, 'inventory');
 
 export function loadInventory(path: string, options: LoadInventoryOptions = {}): Inventory {
   const result = checkInventoryText(options.text ?? readInventoryFile(path), path);

@@ -6,9 +6,10 @@
  */
 import { cidrContains, cidrsOverlap, parseCidr, reservedAddressOf, type Cidr } from '../net/ipv4.js';
 import { pairCanConnect } from '../topology/endpoints.js';
-import { didYouMean, formatPath, listWords, type PathPart, type Problem } from './problems.js';
+import { didYouMean, formatPath, listWords, type PathPart, type Problem } from '../schema/problems.js';
 import type { Inventory, Node, Site } from './types.js';
-import { keyPositionOf, positionOf, type TreeNode } from './yamlTree.js';
+import { ownValue } from '../schema/spec.js';
+import { keyPositionOf, positionOf, type TreeNode } from '../schema/yaml-tree.js';
 
 export interface RawSsh {
   host?: string;
@@ -149,9 +150,10 @@ export function checkSemantics(raw: RawInventory, tree: TreeNode | undefined): P
     if (!node) continue;
     const here = (...field: PathPart[]): PathPart[] => ['nodes', name, ...field];
     const siteName = node.site;
-    const site = siteName === undefined ? undefined : sites[siteName];
+    // own properties only: `site: constructor` must not find Object.prototype.constructor
+    const site = siteName === undefined ? undefined : ownValue(sites, siteName);
     const kind = siteName === undefined ? undefined : kinds.get(siteName);
-    if (siteName !== undefined && !(siteName in sites)) {
+    if (siteName !== undefined && !Object.hasOwn(sites, siteName)) {
       const guess = didYouMean(siteName, siteNames);
       report(
         here('site'),

@@ -1,58 +1,15 @@
 /**
- * The inventory file format, written once as data: field types, ranges, defaults and a description per field.
- * Two things are derived from it:
- * - the structural check (`checkSpec`), which walks the located YAML tree and reports every type, range,
- *   missing-field and unknown-field problem at the exact line:col, with a did-you-mean;
- * - the published JSON Schema (`./jsonSchema.ts` -> schema/inventory.schema.json) that editors use.
- *
- * Why not zod: its issues carry a path but no position, messages are generic ("Invalid input"), and an unknown
- * key is reported at its parent. Walking the YAML tree ourselves gives the position of the offending key or
- * value and messages written for this format; keeping the rules as data keeps the JSON Schema in step.
+ * The inventory file format, written once as data (a Spec, see src/schema/spec.ts): field types, ranges,
+ * defaults and a description per field. The loader checks files against it (`checkSpec`: every problem at its
+ * exact line:col, with a did-you-mean) and schema/inventory.schema.json is derived from it (./jsonSchema.ts).
  * Rules that involve more than one field (duplicates, overlaps, reachability) live in ./semantic.ts.
  */
 import { isIpv4, parseCidrDetailed } from '../net/ipv4.js';
-import { didYouMean, formatPath, listWords, type PathPart, type Problem } from './problems.js';
-import type { TreeNode } from './yamlTree.js';
+import type { Spec, StringFormat } from '../schema/spec.js';
 
-interface Common {
-  description: string;
-  examples?: unknown[];
-  /** default applied by the loader when the field is absent (also published in the JSON Schema) */
-  default?: unknown;
-  required?: boolean;
-}
+export { checkSpec, type Spec, type StringFormat } from '../schema/spec.js';
 
-export interface StringFormat {
-  /** "an IPv4 address like 192.168.1.10": used in "expected ..., got ..." */
-  what: string;
-  /** undefined when valid, else the message */
-  check: (value: string) => string | undefined;
-  jsonSchema: Record<string, unknown>;
-}
-
-export type Spec =
-  | (Common & {
-      type: 'object';
-      fields: Record<string, Spec>;
-      /** messages for fields that do not belong here but are a known mistake (misplaced, or not allowed here) */
-      hints?: Record<string, string>;
-      /** extra JSON Schema keywords (e.g. oneOf for site kinds, which the semantic check enforces) */
-      jsonSchema?: Record<string, unknown>;
-    })
-  | (Common & {
-      type: 'record';
-      /** what the keys are, e.g. "node name" */
-      keyWhat: string;
-      keyFormat: StringFormat;
-      /** e.g. "ms-1: { site: home, ... }", shown when something else was written */
-      shape: string;
-      value: Spec;
-    })
-  | (Common & { type: 'string'; format: StringFormat })
-  | (Common & { type: 'integer'; minimum: number; maximum: number; what: string })
-  | (Common & { type: 'boolean' })
-  | (Common & { type: 'enum'; values: readonly (string | number)[] })
-  | (Common & { type: 'array'; items: Spec });
+type Common = Pick<Spec, 'description' | 'examples' | 'default' | 'required'>;
 
 // --- string formats ---------------------------------------------------------------------------------------
 
@@ -392,129 +349,3 @@ export const inventorySpec: Spec = {
     },
   },
 };
-
-// --- the structural check ------------------------------------------------------------------------------------
-
-function describeGot(node: TreeNode): string {
-  if (node.kind === 'map') return 'a map';
-  if (node.kind === 'seq') return 'a list';
-  const value = node.value;
-  if (value === null || value === undefined) return 'nothing';
-  if (typeof value === 'string') return value === '' ? 'an empty string' : `the string "${value}"`;
-  return String(value);
-}
-
-const quoteHint = (node: TreeNode) =>
-  node.kind === 'scalar' && typeof node.value === 'string' && /^-?\d+$/.test(node.value.trim()) ? ' (remove the quotes)' : '';
-
-function expectation(spec: Spec): string {
-  switch (spec.type) {
-    case 'object':
-      return `a map (${Object.keys(spec.fields).join(', ')})`;
-    case 'record':
-      return `a map of ${spec.keyWhat}s, like ${spec.shape}`;
-    case 'string':
-      return spec.format.what;
-    case 'integer':
-      return spec.what;
-    case 'boolean':
-      return 'true or false';
-    case 'enum':
-      return listWords(spec.values.map(String));
-    case 'array':
-      return 'a list';
-  }
-}
-
-/**
- * Checks `node` against `spec`, pushing problems. Returns the plain value made of the parts that passed
- * (invalid scalars become undefined; maps keep their valid fields), so semantic checks can still run on the rest.
- */
-export function checkSpec(spec: Spec, node: TreeNode, path: PathPart[], problems: Problem[]): unknown {
-  if (node.kind === 'scalar' && node.broken) return undefined;
-  const report = (message: string, at = node.pos) => problems.push({ ...at, path: formatPath(path), message });
-  const mismatch = () => {
-    report(`expected ${expectation(spec)}, got ${describeGot(node)}${quoteHint(node)}`);
-    return undefined;
-  };
-  switch (spec.type) {
-    case 'object': {
-      if (node.kind !== 'map') return mismatch();
-      const result: Record<string, unknown> = {};
-      const known = Object.keys(spec.fields);
-      for (const [key, child] of node.entries) {
-        const fieldSpec = spec.fields[key];
-        if (!fieldSpec) {
-          const hint = spec.hints?.[key];
-          const guess = didYouMean(key, known);
-          const message = hint ?? (guess ? `unknown field; did you mean ${guess}?` : `unknown field (allowed here: ${known.join(', ')})`);
-          problems.push({ ...(child.keyPos ?? child.pos), path: formatPath([...path, key]), message });
-          continue;
-        }
-        result[key] = checkSpec(fieldSpec, child, [...path, key], problems);
-      }
-      for (const [key, fieldSpec] of Object.entries(spec.fields)) {
-        if (fieldSpec.required && !node.entries.has(key)) {
-          const example = fieldSpec.examples?.[0];
-          problems.push({
-            ...(node.keyPos ?? node.pos),
-            path: formatPath([...path, key]),
-            message: `missing required field${example === undefined ? '' : ` (e.g. ${key}: ${String(example)})`}`,
-          });
-        }
-      }
-      return result;
-    }
-    case 'record': {
-      if (node.kind !== 'map') return mismatch();
-      const result: Record<string, unknown> = {};
-      for (const [key, child] of node.entries) {
-        const keyProblem = spec.keyFormat.check(key);
-        if (keyProblem) {
-          problems.push({ ...(child.keyPos ?? child.pos), path: formatPath([...path, key]), message: `${spec.keyWhat} ${keyProblem}` });
-        }
-        result[key] = checkSpec(spec.value, child, [...path, key], problems);
-      }
-      return result;
-    }
-    case 'string': {
-      if (node.kind !== 'scalar' || typeof node.value !== 'string') return mismatch();
-      const problem = spec.format.check(node.value);
-      if (problem) {
-        report(problem);
-        return undefined;
-      }
-      return node.value;
-    }
-    case 'integer': {
-      if (node.kind !== 'scalar' || typeof node.value !== 'number' || !Number.isInteger(node.value)) return mismatch();
-      if (node.value < spec.minimum || node.value > spec.maximum) {
-        report(`${node.value} is out of range: expected ${spec.what}`);
-        return undefined;
-      }
-      return node.value;
-    }
-    case 'boolean': {
-      if (node.kind !== 'scalar' || typeof node.value !== 'boolean') return mismatch();
-      return node.value;
-    }
-    case 'enum': {
-      if (node.kind !== 'scalar' || !spec.values.includes(node.value as string | number)) {
-        const guess =
-          node.kind === 'scalar' && typeof node.value === 'string'
-            ? didYouMean(
-                node.value,
-                spec.values.filter((v): v is string => typeof v === 'string'),
-              )
-            : undefined;
-        report(`expected ${expectation(spec)}, got ${describeGot(node)}${guess ? `; did you mean ${guess}?` : ''}`);
-        return undefined;
-      }
-      return node.value;
-    }
-    case 'array': {
-      if (node.kind !== 'seq') return mismatch();
-      return node.items.map((item, i) => checkSpec(spec.items, item, [...path, i], problems));
-    }
-  }
-}

@@ -130,6 +130,12 @@ describe('meshctl validate', () => {
     );
   });
 
+  it('/dev/zero: refused before reading (it used to hang), one line, exit 2', () => {
+    const result = validate(['/dev/zero']);
+    assert.equal(result.status, 2);
+    assert.equal(result.stderr, 'meshctl: cannot read inventory /dev/zero: not a regular file\n');
+  });
+
   it('a missing file: one line, exit 2', () => {
     const result = validate(['nope.yaml']);
     assert.equal(result.status, 2);

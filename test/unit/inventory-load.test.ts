@@ -1,5 +1,6 @@
 /** Loader behaviour beyond the fixtures: path resolution, reading errors, in-memory text, helpers. */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,6 +9,7 @@ import { ExitCode, MeshctlError } from '../../src/errors.js';
 import { checkInventoryText, loadInventory, resolveInventoryPath } from '../../src/inventory/load.js';
 import { didYouMean, formatPath, sortProblems } from '../../src/inventory/problems.js';
 import { parseCidrDetailed, reservedAddressOf, parseCidr } from '../../src/net/ipv4.js';
+import { MAX_INPUT_BYTES } from '../../src/schema/input.js';
 
 const MINIMAL = `mesh:
   network: 172.27.15.0/24
@@ -106,6 +108,50 @@ describe('loadInventory', () => {
       result.problems.map((p) => p.message),
       ['172.27.15.1/16 has host bits set: the network is 172.27.0.0/16'],
     );
+  });
+});
+
+describe('bounded input (hostile or mistaken files fail fast, one line, exit 2)', () => {
+  const fast = (fn: () => unknown): MeshctlError => {
+    const started = performance.now();
+    const error = thrown(fn);
+    const ms = performance.now() - started;
+    assert.ok(ms < 1000, `took ${ms.toFixed(0)} ms`);
+    assert.equal(error.exitCode, ExitCode.badInput);
+    return error;
+  };
+  it('/dev/zero is refused before reading', () => {
+    assert.equal(fast(() => loadInventory('/dev/zero')).message, 'cannot read inventory /dev/zero: not a regular file');
+  });
+  it('a FIFO is refused without opening it (opening would wait for a writer)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'meshctl-fifo-'));
+    try {
+      const fifo = join(dir, 'inventory.yaml');
+      assert.equal(spawnSync('mkfifo', [fifo]).status, 0);
+      assert.equal(fast(() => loadInventory(fifo)).message, `cannot read inventory ${fifo}: not a regular file`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+  it(`a file over ${MAX_INPUT_BYTES} bytes (1 MiB) is refused before reading`, () => {
+    const dir = mkdtempSync(join(tmpdir(), 'meshctl-big-'));
+    try {
+      const big = join(dir, 'inventory.yaml');
+      writeFileSync(big, `${MINIMAL}${'#'.repeat(MAX_INPUT_BYTES)}\n`);
+      assert.equal(
+        fast(() => loadInventory(big)).message,
+        `cannot read inventory ${big}: larger than 1 MiB (${MAX_INPUT_BYTES} bytes), the limit for an input file`,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+  it('an alias bomb fails within the alias budget (its fixture states the lines)', () => {
+    fast(() => loadInventory('test/fixtures/inventories/bad/alias-bomb.yaml'));
+  });
+  it('a key that holds a newline still gives one line per problem', () => {
+    const error = thrown(() => loadInventory('x.yaml', { text: `${MINIMAL}"bad\\nkey": 1\n` }));
+    assert.deepEqual(error.details, ['x.yaml:8:1: bad\\nkey: unknown field (allowed here: mesh, defaults, sites, nodes)']);
   });
 });
 

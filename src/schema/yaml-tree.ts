@@ -4,9 +4,10 @@
  * value. YAML syntax errors and duplicate keys are found here.
  *
  * Aliases are followed (the value then points at the anchor); `<<: *anchor` merge keys are honoured, keys written
- * in the map itself win over merged ones.
+ * in the map itself win over merged ones. Expanding aliases is bounded (MAX_ALIAS_VALUES): a few hundred bytes of
+ * nested aliases ("billion laughs") would otherwise expand to billions of values.
  */
-import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node as YamlNode } from 'yaml';
+import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, visit, type Alias, type Document, type Node as YamlNode } from 'yaml';
 import { formatPath, type PathPart, type Position, type Problem } from './problems.js';
 
 interface Located {
@@ -46,7 +47,7 @@ const START: Position = { line: 1, col: 1 };
 const SYNTAX_RANK = ['TAB_AS_INDENT', 'MISSING_CHAR', 'MULTILINE_IMPLICIT_KEY', 'BAD_INDENT', 'BLOCK_AS_IMPLICIT_KEY'];
 
 /** A YAML parser error as a sentence for people, keyed by the parser's error code. */
-function yamlMessage(code: string, message: string): string {
+function yamlMessage(code: string, message: string, documentNoun: string): string {
   switch (code) {
     case 'MISSING_CHAR':
       if (/quote/.test(message)) return 'YAML syntax error: this quoted string is never closed';
@@ -58,7 +59,7 @@ function yamlMessage(code: string, message: string): string {
         return 'YAML syntax error: this { map is never closed with } (or the next line is not indented enough)';
       break;
     case 'MULTIPLE_DOCS':
-      return 'the file holds more than one YAML document (---): an inventory is one document';
+      return `the file holds more than one YAML document (---): ${documentNoun} is one document`;
     case 'TAB_AS_INDENT':
       return 'YAML syntax error: tabs cannot indent YAML, use spaces';
     case 'MULTILINE_IMPLICIT_KEY':
@@ -98,7 +99,15 @@ function syntaxErrorOffset(doc: Document, code: string, message: string, offset:
 export interface ParseTreeOptions {
   /** what the keys of the map at `path` are called in messages ("duplicate node name wk-1"); default "key" */
   keyNoun?: (path: readonly PathPart[]) => string;
+  /** what the file is, for "the file holds more than one YAML document (---): an inventory is one document" */
+  documentNoun?: string;
 }
+
+/**
+ * How many values all alias expansions of one file may produce together. Sharing a few settings through anchors
+ * costs tens of values; 10 000 leaves room for any real file and keeps a "billion laughs" file to milliseconds.
+ */
+export const MAX_ALIAS_VALUES = 10_000;
 
 export function parseTree(text: string, options: ParseTreeOptions = {}): ParsedTree {
   const lineCounter = new LineCounter();
@@ -115,13 +124,19 @@ export function parseTree(text: string, options: ParseTreeOptions = {}): ParsedT
       const rank = SYNTAX_RANK.indexOf(error.code) === -1 ? SYNTAX_RANK.length : SYNTAX_RANK.indexOf(error.code);
       const kept = byLine.get(pos.line);
       if (kept && kept.rank <= rank) continue;
-      byLine.set(pos.line, { ...pos, path: 'syntax', message: yamlMessage(error.code, error.message), rank });
+      byLine.set(pos.line, {
+        ...pos,
+        path: 'syntax',
+        message: yamlMessage(error.code, error.message, options.documentNoun ?? 'a meshctl file'),
+        rank,
+      });
     }
     return { syntaxBroken: true, problems: [...byLine.values()].map(({ rank: _rank, ...problem }) => problem) };
   }
   const problems: Problem[] = [];
   const keyNoun = options.keyNoun ?? (() => 'key');
-  const root = doc.contents ? convert(doc, doc.contents as YamlNode, [], { at, problems, keyNoun }, new Set()) : undefined;
+  const context: Context = { at, problems, keyNoun, aliasTargets: aliasTargets(doc), aliasValues: 0, aliasDepth: 0 };
+  const root = doc.contents ? convert(doc, doc.contents as YamlNode, [], context, new Set()) : undefined;
   return { root, problems, syntaxBroken: false };
 }
 
@@ -129,21 +144,71 @@ interface Context {
   at: (offset: number | undefined) => Position;
   problems: Problem[];
   keyNoun: (path: readonly PathPart[]) => string;
+  /** each alias -> the node of the last anchor of that name before it (YAML's rule) */
+  aliasTargets: Map<Alias, YamlNode>;
+  /** values produced so far inside alias expansions, against MAX_ALIAS_VALUES */
+  aliasValues: number;
+  /** > 0 while converting the target of an alias */
+  aliasDepth: number;
+  /** the budget ran out (reported once) */
+  aliasBudgetSpent?: boolean;
+}
+
+/**
+ * Every alias's target in one pass over the document, in document order. (`Alias.resolve` searches the whole
+ * document on each call: quadratic on a file with many aliases.)
+ */
+function aliasTargets(doc: Document): Map<Alias, YamlNode> {
+  const anchors = new Map<string, YamlNode>();
+  const targets = new Map<Alias, YamlNode>();
+  visit(doc, {
+    Alias(_key, alias) {
+      const target = anchors.get(alias.source);
+      if (target) targets.set(alias, target);
+    },
+    Node(_key, node) {
+      if (!isAlias(node) && node.anchor) anchors.set(node.anchor, node as YamlNode);
+    },
+  });
+  return targets;
+}
+
+function convertAlias(doc: Document, alias: Alias, path: PathPart[], context: Context, resolving: Set<YamlNode>): TreeNode {
+  const { at, problems } = context;
+  const pos = at(alias.range?.[0]);
+  const target = context.aliasTargets.get(alias);
+  if (!target || resolving.has(target)) {
+    problems.push({ ...pos, path: formatPath(path), message: `alias *${alias.source} does not name an earlier anchor` });
+    return { kind: 'scalar', value: null, pos, broken: true };
+  }
+  if (context.aliasBudgetSpent) return { kind: 'scalar', value: null, pos, broken: true };
+  resolving.add(target);
+  context.aliasDepth++;
+  const converted = convert(doc, target, path, context, resolving);
+  context.aliasDepth--;
+  resolving.delete(target);
+  if (context.aliasValues > MAX_ALIAS_VALUES && context.aliasDepth === 0) {
+    if (!context.aliasBudgetSpent) {
+      problems.push({
+        ...pos,
+        path: formatPath(path),
+        message: `alias *${alias.source}: the aliases of this file expand to more than ${MAX_ALIAS_VALUES} values; write the values out instead of nesting aliases`,
+      });
+    }
+    context.aliasBudgetSpent = true;
+    return { kind: 'scalar', value: null, pos, broken: true };
+  }
+  return converted;
 }
 
 function convert(doc: Document, node: YamlNode, path: PathPart[], context: Context, resolving: Set<YamlNode>): TreeNode {
-  const { at, problems } = context;
-  if (isAlias(node)) {
-    const target = node.resolve(doc) as YamlNode | undefined;
-    if (!target || resolving.has(target)) {
-      problems.push({ ...at(node.range?.[0]), path: formatPath(path), message: `alias *${node.source} does not name an earlier anchor` });
-      return { kind: 'scalar', value: null, pos: at(node.range?.[0]), broken: true };
-    }
-    resolving.add(target);
-    const converted = convert(doc, target, path, context, resolving);
-    resolving.delete(target);
-    return converted;
+  if (isAlias(node)) return convertAlias(doc, node, path, context, resolving);
+  if (context.aliasDepth > 0) {
+    context.aliasValues++;
+    // out of budget: stop here; the outermost alias reports it
+    if (context.aliasValues > MAX_ALIAS_VALUES) return { kind: 'scalar', value: null, pos: START, broken: true };
   }
+  const { at, problems } = context;
   const pos = at(node.range?.[0]);
   if (isMap(node)) {
     const entries = new Map<string, TreeNode>();
