@@ -6,7 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { loadPlaybook } from '../../src/engine/playbook.js';
 import { ExitCode, MeshctlError } from '../../src/errors.js';
@@ -61,13 +63,29 @@ describe('loadPlaybook', () => {
     assert.equal(playbook.phases[5]!.go, 'wg-quick is running everywhere and every node pings every other one.\n');
   });
 
-  it('the built-in playbook loads against the names-only registry of the current engine', async () => {
+  it("the built-in playbook satisfies the real registry's contracts; the same phases out of order do not", async () => {
     const { builtinPlaybookPath } = await import('../../src/engine/playbook.js');
-    const { registryNames } = await import('../../src/engine/registry.js');
-    const playbook = loadPlaybook(builtinPlaybookPath('up'), registryNames);
+    const { registryContract } = await import('../../src/engine/registry.js');
+    const playbook = loadPlaybook(builtinPlaybookPath('up'), registryContract);
     assert.deepEqual(
       playbook.phases.map((p) => p.id),
       ['facts', 'baseline', 'install', 'keys', 'config', 'enable', 'verify'],
+    );
+    // config before keys: write-config needs the public keys that only generate-keys provides
+    const text = readFileSync(builtinPlaybookPath('up'), 'utf8');
+    const keys = text.slice(text.indexOf('  - id: keys'), text.indexOf('  - id: config'));
+    const swapped = text.replace(keys, '').replace('  - id: enable', `${keys}  - id: enable`);
+    const file = join(mkdtempSync(join(tmpdir(), 'meshctl-playbook-')), 'swapped.yaml');
+    writeFileSync(file, swapped);
+    const error = errorOf(() => loadPlaybook(file, registryContract));
+    assert.equal(error.exitCode, 2);
+    assert.ok(
+      error.details.some((l) =>
+        /^.*swapped\.yaml:\d+:\d+: phases\[\d\]\.steps\[0\]: step "write-config" needs "publicKey", which no earlier phase provides \(provided by: generate-keys\)$/.test(
+          l,
+        ),
+      ),
+      error.details.join('\n'),
     );
   });
 
