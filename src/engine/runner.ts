@@ -179,6 +179,67 @@ async function judge(state: RunState, checks: string[], node: Node): Promise<Che
   );
 }
 
+/** Runs one node step on every live node (at most `forks` at once) and records each node's action or failure. */
+async function runStepOnNodes(
+  state: RunState,
+  phase: PhaseSpec,
+  name: string,
+  step: NodeStep,
+  planned: Map<string, PlannedNode>,
+): Promise<void> {
+  const { ctx } = state;
+  const live = state.live();
+  const settled = await forEachHost(
+    live,
+    async (node) => {
+      ctx.onEvent?.({ type: 'step-start', phase: phase.id, step: name, node: node.name });
+      return runNodeStep(state, name, step, node);
+    },
+    { forks: ctx.forks, signal: ctx.signal },
+  );
+  settled.forEach((outcome, i) => {
+    const node = live[i]!;
+    const entry = planned.get(node.name)!;
+    if (outcome.ok) {
+      if (outcome.value.action) entry.actions.push(outcome.value.action);
+      entry.warnings.push(...outcome.value.warnings);
+    } else state.fail(node.name, name, outcome.error);
+    ctx.onEvent?.({
+      type: 'step-done',
+      phase: phase.id,
+      step: name,
+      node: node.name,
+      changes: outcome.ok && outcome.value.action ? [outcome.value.action.summary] : [],
+      warnings: outcome.ok ? outcome.value.warnings : [],
+      ...(outcome.ok ? {} : { error: state.errors.get(node.name) }),
+    });
+  });
+}
+
+/** A node's part of the gate report: what was done, and the checks (a dry run's planned phase judges nothing). */
+async function reportNode(
+  state: RunState,
+  phase: PhaseSpec,
+  node: Node,
+  entry: PlannedNode,
+  onlyPlanned: boolean,
+): Promise<NodePhaseReport> {
+  const error = state.errors.get(node.name);
+  const stepFailure: CheckResult[] = error ? [{ id: 'step', status: 'fail', message: error }] : [];
+  const checks = onlyPlanned ? stepFailure : await judge(state, phase.checks, node);
+  const diff = state.ctx.backend.recording
+    ? entry.actions.flatMap((a) => a.changes.flatMap((c) => (c.kind === 'write-file' && c.diff ? c.diff : [])))
+    : [];
+  return {
+    node: node.name,
+    changes: entry.actions.map((a) => a.summary),
+    ...(entry.warnings.length ? { warnings: entry.warnings } : {}),
+    ...(diff.length ? { diff } : {}),
+    checks,
+    ...(error ? { error } : {}),
+  };
+}
+
 async function runPhase(state: RunState, phase: PhaseSpec): Promise<{ report: PhaseReport; planned: PlannedNode[] }> {
   const { ctx } = state;
   const started = Date.now();
@@ -190,61 +251,11 @@ async function runPhase(state: RunState, phase: PhaseSpec): Promise<{ report: Ph
   for (const name of phase.steps) {
     const step = (ctx.registry ?? defaultRegistry).step(name)!;
     if (step.effect !== 'read' && ctx.backend.recording) onlyPlanned = true;
-    if (step.scope === 'mesh') {
-      if (!ctx.backend.recording) await runMeshStep(state, name, step);
-      continue;
-    }
-    const live = state.live();
-    const settled = await forEachHost(
-      live,
-      async (node) => {
-        ctx.onEvent?.({ type: 'step-start', phase: phase.id, step: name, node: node.name });
-        return runNodeStep(state, name, step, node);
-      },
-      { forks: ctx.forks, signal: ctx.signal },
-    );
-    settled.forEach((outcome, i) => {
-      const node = live[i]!;
-      const entry = planned.get(node.name)!;
-      if (outcome.ok) {
-        if (outcome.value.action) entry.actions.push(outcome.value.action);
-        entry.warnings.push(...outcome.value.warnings);
-      } else state.fail(node.name, name, outcome.error);
-      ctx.onEvent?.({
-        type: 'step-done',
-        phase: phase.id,
-        step: name,
-        node: node.name,
-        changes: outcome.ok && outcome.value.action ? [outcome.value.action.summary] : [],
-        warnings: outcome.ok ? outcome.value.warnings : [],
-        ...(outcome.ok ? {} : { error: state.errors.get(node.name) }),
-      });
-    });
+    if (step.scope === 'node') await runStepOnNodes(state, phase, name, step, planned);
+    else if (!ctx.backend.recording) await runMeshStep(state, name, step);
   }
   if ([...planned.values()].some((p) => p.actions.length > 0)) state.changedSoFar = true;
-
-  const reports: NodePhaseReport[] = await Promise.all(
-    nodes.map(async (node) => {
-      const entry = planned.get(node.name)!;
-      const error = state.errors.get(node.name);
-      const checks = onlyPlanned
-        ? error
-          ? [{ id: 'step', status: 'fail', message: error } satisfies CheckResult]
-          : []
-        : await judge(state, phase.checks, node);
-      const diff = ctx.backend.recording
-        ? entry.actions.flatMap((a) => a.changes.flatMap((c) => (c.kind === 'write-file' && c.diff ? c.diff : [])))
-        : [];
-      return {
-        node: node.name,
-        changes: entry.actions.map((a) => a.summary),
-        ...(entry.warnings.length ? { warnings: entry.warnings } : {}),
-        ...(diff.length ? { diff } : {}),
-        checks,
-        ...(error ? { error } : {}),
-      };
-    }),
-  );
+  const reports = await Promise.all(nodes.map((node) => reportNode(state, phase, node, planned.get(node.name)!, onlyPlanned)));
   const failed = reports.some((n) => n.error || n.checks.some((c) => c.status === 'fail'));
   const verdict = failed ? 'STOP' : onlyPlanned ? 'PLANNED' : 'GO';
   const report: PhaseReport = { id: phase.id, title: phase.title, go: phase.go, verdict, durationMs: Date.now() - started, nodes: reports };
