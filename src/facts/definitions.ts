@@ -475,11 +475,14 @@ export const FACTS = {
     command: () => sh`${raw(SYSTEMD)} && systemctl list-unit-files --no-legend ${LEFTOVER_UNIT_GLOBS} 2>/dev/null | cut -d" " -f1; true`.text,
     parse: (s) => linesOf(s),
   } as FactDef<string[]>,
-  /** the whole firewall ruleset (iptables-save -c and nft), secret lines dropped; judged by udpDropRules & co. */
+  /**
+   * The whole firewall ruleset, secret lines dropped; judged by udpDropRules & co. Both iptables-save (legacy or nft
+   * backend) and nft's own ruleset: a host may use either, so a rule may show twice.
+   */
   firewall: {
     name: 'firewall',
-    command: () => '{ iptables-save -c 2>/dev/null; nft list ruleset 2>/dev/null; }; true',
-    parse: (s) => dropSecretLines(s?.body ?? '').split('\n').filter(Boolean),
+    command: () => '{ iptables-save -c; nft list ruleset; } 2>/dev/null; true',
+    parse: (s) => linesOf({ name: 'firewall', body: dropSecretLines(s?.body ?? '') }),
   } as FactDef<string[]>,
 } satisfies Record<string, FactDef<unknown>>;
 
