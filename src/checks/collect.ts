@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import type { Inventory } from '../inventory/types.js';
 import type { Connection } from '../transport/types.js';
+import { REKEY_AFTER_TIME_S } from '../remote/wireguard.js';
 import { desiredMesh, type DesiredNodeConfig } from '../topology/desired.js';
 import { firstContactPairs } from '../topology/endpoints.js';
 import { parseWgDumpPeers } from '../render/wgdump.js';
@@ -145,8 +146,8 @@ export async function collectVerify(
 // re-exported for debug, which composes its own scripts from the same building blocks
 export { sectionScript, splitSections };
 
-/** A session this fresh needs no first contact: WireGuard rekeys every 2 minutes while traffic flows. */
-const SESSION_FRESH_SECONDS = 120;
+/** A session this fresh needs no first contact: WireGuard rekeys every REKEY_AFTER_TIME while traffic flows. */
+const SESSION_FRESH_SECONDS = REKEY_AFTER_TIME_S;
 
 /**
  * The first-contact pairs (see runPingRound) whose dialer shows no fresh handshake with the other side: on a healthy

@@ -14,6 +14,7 @@ import { compareConfigToDesired, compareLiveToDesired, splitEndpoint, type Drift
 import type { LivePeer } from '../render/wgdump.js';
 import type { NodeChecklist } from './probes.js';
 import type { Matrix } from './ping-matrix.js';
+import { REJECT_AFTER_TIME_S, wireguardPaths } from '../remote/wireguard.js';
 
 export type CheckStatus = 'pass' | 'warn' | 'fail';
 
@@ -49,8 +50,11 @@ export interface Check {
   evidence: string[];
 }
 
-/** A handshake older than this after the ping round is a warning: WireGuard re-handshakes every 2 min under traffic. */
-export const HANDSHAKE_WARN_SECONDS = 180;
+/**
+ * A handshake older than this after the ping round is a warning: past REJECT_AFTER_TIME a session's keys are no
+ * longer used (WireGuard re-handshakes every REKEY_AFTER_TIME under traffic).
+ */
+export const HANDSHAKE_WARN_SECONDS = REJECT_AFTER_TIME_S;
 
 export interface VerifyFacts {
   inventory: Inventory;
@@ -100,14 +104,14 @@ function nodeChecks(facts: VerifyFacts, node: Node, desired: DesiredNodeConfig, 
     );
   } else if (svc.active === 'active') {
     out.push(
-      mk(n, 'service', 'pass', `wg-quick@${iface} is active${svc.enabled && svc.enabled !== 'enabled' ? ` (but ${svc.enabled})` : ''}`, [
+      mk(n, 'service', 'pass', `${wireguardPaths(iface).service} is active${svc.enabled && svc.enabled !== 'enabled' ? ` (but ${svc.enabled})` : ''}`, [
         `systemctl is-active: ${svc.active}`,
         `systemctl is-enabled: ${svc.enabled ?? '?'}`,
       ]),
     );
   } else {
     out.push(
-      mk(n, 'service', 'fail', `wg-quick@${iface} is ${svc.active ?? 'not known to systemd'}`, [
+      mk(n, 'service', 'fail', `${wireguardPaths(iface).service} is ${svc.active ?? 'not known to systemd'}`, [
         `systemctl is-active: ${svc.active ?? '?'}`,
         `systemctl is-enabled: ${svc.enabled ?? '?'}`,
       ]),
@@ -195,7 +199,7 @@ function nodeChecks(facts: VerifyFacts, node: Node, desired: DesiredNodeConfig, 
         n,
         'public-key',
         'fail',
-        `${iface} runs with another key than /etc/wireguard/${iface}.pub: peers configured from the file cannot reach it`,
+        `${iface} runs with another key than ${wireguardPaths(iface).publicKey}: peers configured from the file cannot reach it`,
         keyEvidence,
       ),
     );
@@ -220,7 +224,7 @@ function nodeChecks(facts: VerifyFacts, node: Node, desired: DesiredNodeConfig, 
 
   // config on disk vs design
   if (!cl.config) {
-    out.push(mk(n, 'config-drift', 'fail', `/etc/wireguard/${iface}.conf does not exist`));
+    out.push(mk(n, 'config-drift', 'fail', `${wireguardPaths(iface).config} does not exist`));
   } else {
     const items = compareConfigToDesired(cl.config, desired).filter(
       (i) => i.severity !== 'info' && !(i.expected !== undefined && unknown.has(i.expected)),
