@@ -46,8 +46,7 @@ export function factsScript(defs: ReadonlyArray<FactDef<unknown>>, ctx: FactCont
 }
 
 /** Parses one fact out of the sections of a probe's stdout (from `splitSections`). */
-export const readFact = <T>(def: FactDef<T>, sections: Map<string, Section>, ctx: FactContext): T =>
-  def.parse(sections.get(def.name), ctx);
+export const readFact = <T>(def: FactDef<T>, sections: Map<string, Section>, ctx: FactContext): T => def.parse(sections.get(def.name), ctx);
 
 export { splitSections };
 
@@ -69,7 +68,8 @@ const list = (name: string, command: string): FactDef<string[]> => ({ name, comm
  * `PostUp = wg set %i private-key <(echo KEY)`). The rendered file's comment about the key and its PostUp that
  * names the key FILE survive, so the text still equals what meshctl renders.
  */
-export const SECRET_LINE_ERE = '^[[:space:]]*#?[[:space:]]*(privatekey|presharedkey)|(private|preshared)-?key.*[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=';
+export const SECRET_LINE_ERE =
+  '^[[:space:]]*#?[[:space:]]*(privatekey|presharedkey)|(private|preshared)-?key.*[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=';
 const SECRET_LINE = new RegExp(SECRET_LINE_ERE.replaceAll('[[:space:]]', '\\s'), 'i');
 
 /** Drops, on our side too, any line that may hold a private or preshared key (SECRET_LINE_ERE). */
@@ -321,7 +321,8 @@ export const FACTS = {
   systemd: { name: 'systemd', command: () => `${SYSTEMD} && echo yes || echo no`, parse: (s) => first(s) === 'yes' } as FactDef<boolean>,
   kernelModule: {
     name: 'module',
-    command: () => '[ -d /sys/module/wireguard ] && echo loaded || { modinfo wireguard >/dev/null 2>&1 && echo available || echo missing; }',
+    command: () =>
+      '[ -d /sys/module/wireguard ] && echo loaded || { modinfo wireguard >/dev/null 2>&1 && echo available || echo missing; }',
     parse: (s) => {
       const value = first(s);
       return value === 'loaded' || value === 'available' ? value : 'missing';
@@ -472,7 +473,8 @@ export const FACTS = {
   } as FactDef<string[]>,
   leftoverUnits: {
     name: 'leftoverunits',
-    command: () => sh`${raw(SYSTEMD)} && systemctl list-unit-files --no-legend ${LEFTOVER_UNIT_GLOBS} 2>/dev/null | cut -d" " -f1; true`.text,
+    command: () =>
+      sh`${raw(SYSTEMD)} && systemctl list-unit-files --no-legend ${LEFTOVER_UNIT_GLOBS} 2>/dev/null | cut -d" " -f1; true`.text,
     parse: (s) => linesOf(s),
   } as FactDef<string[]>,
   /**

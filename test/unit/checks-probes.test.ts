@@ -98,7 +98,17 @@ test('checklist: firewall rules (real iptables-save -c and nft list ruleset)', (
 test('checklist and facts probe share their fact commands', () => {
   const checklist = checklistScript(labParams);
   const facts = factsProbeScript({ interface: 'wg0', listenPort: 51820 });
-  for (const def of [FACTS.service, FACTS.rpFilter, FACTS.interfaceRoutes, FACTS.listenPortUsers, FACTS.interfacePublicKey, FACTS.configMeta, FACTS.configText, FACTS.firewall, FACTS.peers]) {
+  for (const def of [
+    FACTS.service,
+    FACTS.rpFilter,
+    FACTS.interfaceRoutes,
+    FACTS.listenPortUsers,
+    FACTS.interfacePublicKey,
+    FACTS.configMeta,
+    FACTS.configText,
+    FACTS.firewall,
+    FACTS.peers,
+  ]) {
     const block = sectionScript(def.name, def.command({ interface: 'wg0', listenPort: 51820 }));
     assert.ok(checklist.includes(block), `checklist runs ${def.name}`);
     assert.ok(facts.includes(block), `facts probe runs ${def.name}`);

@@ -51,10 +51,12 @@ describe('facts probe parser', () => {
 
   it('reads the firewall rules that drop the listen port (iptables-save and nft, real capture)', () => {
     const facts = parseFactsProbe(fixture('firewall-drop-wk-1.txt'), target);
-    assert.deepEqual(facts.baseline.firewallDrops, ['[0:0] -A INPUT -p udp -m udp --dport 51820 -j DROP', 'udp dport 51820 counter packets 0 bytes 0 drop']);
+    assert.deepEqual(facts.baseline.firewallDrops, [
+      '[0:0] -A INPUT -p udp -m udp --dport 51820 -j DROP',
+      'udp dport 51820 counter packets 0 bytes 0 drop',
+    ]);
     assert.deepEqual(parseFactsProbe(fixture('converged-wk-1.txt'), target).baseline.firewallDrops, []);
   });
-
 
   it('reads a converged node: our config (sha and text without a key line), key 0600 and its public half, service up, routes', () => {
     const facts = parseFactsProbe(fixture('converged-wk-1.txt'), target);
