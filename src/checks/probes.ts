@@ -15,6 +15,7 @@ import {
   FACTS,
   factsScript,
   readFact,
+  parseSsUdp,
   routeLookupFact,
   type FactContext,
   type FactDef,
@@ -25,7 +26,6 @@ import {
   type UdpListener,
 } from '../facts/definitions.js';
 import { beginMarker, endMarker, PATH_PRELUDE, sectionScript, splitSections, type Section } from '../facts/sections.js';
-import { parseSsUdp } from '../facts/definitions.js';
 import type { LivePeer } from '../render/wgdump.js';
 import { parseWgQuickConfig, type ParsedWgQuickConfig } from '../render/wgquick.js';
 
@@ -154,7 +154,7 @@ export function parseChecklist(stdout: string, params: ChecklistParams): NodeChe
   return {
     ...(now !== undefined ? { now } : {}),
     iface: fact(FACTS.interfaceAddr),
-    listeners: parseSsUdp(body(FACTS.listenPortUsers)),
+    listeners: parseSsUdp(fact(FACTS.listenPortUsers).join('\n')),
     ...(livePublicKey ? { livePublicKey } : {}),
     ...(filePublicKey ? { filePublicKey } : {}),
     ...(liveListenPort !== undefined ? { liveListenPort } : {}),

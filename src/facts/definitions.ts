@@ -270,6 +270,9 @@ export const LEFTOVER_PATHS = [
 ];
 export const LEFTOVER_UNIT_GLOBS = ['k3s*', 'rke2*', 'calico*', 'flannel*', 'cilium*', 'kubelet*'];
 
+/** the firewall fact's filter, applied on the node (grep -Ei) and again here */
+const DROP_OR_REJECT = /drop|reject/i;
+
 const SYSTEMD = '[ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1';
 
 export interface OsRelease {
@@ -478,13 +481,14 @@ export const FACTS = {
     parse: (s) => linesOf(s),
   } as FactDef<string[]>,
   /**
-   * The whole firewall ruleset, secret lines dropped; judged by udpDropRules & co. Both iptables-save (legacy or nft
-   * backend) and nft's own ruleset: a host may use either, so a rule may show twice.
+   * The firewall rules that drop or reject anything (every rule udpDropRules and icmpDropOnIfaceRules can match),
+   * secret lines dropped. Both iptables-save (legacy or nft backend) and nft's own ruleset: a host may use either,
+   * so a rule may show twice. Filtered on the node: a Kubernetes node's full ruleset runs to megabytes.
    */
   firewall: {
     name: 'firewall',
-    command: () => '{ iptables-save -c; nft list ruleset; } 2>/dev/null; true',
-    parse: (s) => linesOf({ name: 'firewall', body: dropSecretLines(s?.body ?? '') }),
+    command: () => "{ iptables-save -c; nft list ruleset; } 2>/dev/null | grep -Ei 'drop|reject'; true",
+    parse: (s) => linesOf({ name: 'firewall', body: dropSecretLines(s?.body ?? '') }).filter((line) => DROP_OR_REJECT.test(line)),
   } as FactDef<string[]>,
 } satisfies Record<string, FactDef<unknown>>;
 
