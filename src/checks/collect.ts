@@ -6,10 +6,12 @@
 import { createHash } from 'node:crypto';
 import type { Inventory } from '../inventory/types.js';
 import type { Connection } from '../transport/types.js';
+import { REKEY_AFTER_TIME_S } from '../remote/wireguard.js';
 import { desiredMesh, type DesiredNodeConfig } from '../topology/desired.js';
 import { firstContactPairs } from '../topology/endpoints.js';
-import { parseWgDumpPeers } from '../render/wgdump.js';
-import { checklistProbe, peerDumpCommand, sectionScript, splitSections, type NodeChecklist } from './probes.js';
+import type { LivePeer } from '../render/wgdump.js';
+import { FACTS, readFact, type FactContext } from '../facts/definitions.js';
+import { checklistProbe, sectionScript, splitSections, type NodeChecklist } from './probes.js';
 import { runPingRound, type Matrix, type PingTarget } from './ping-matrix.js';
 import type { VerifyFacts } from './verify.js';
 
@@ -35,6 +37,11 @@ export interface Collected extends VerifyFacts {
 export function placeholderKey(node: string): string {
   return createHash('sha256').update(`meshctl-unknown-key:${node}`).digest('base64');
 }
+
+/** The facts read again right after the ping round: the handshakes the pings caused, against the node's clock. */
+const AFTER_PING_FACTS = [FACTS.now, FACTS.peers] as const;
+/** Only the interface matters to the after-ping facts; the listen port is per node and unused by them. */
+const factContext = (inventory: Inventory): FactContext => ({ interface: inventory.mesh.interface, listenPort: 0 });
 
 export const pingTargets = (inventory: Inventory): PingTarget[] => inventory.nodes.map((n) => ({ node: n.name, ip: n.overlayIp }));
 
@@ -104,7 +111,7 @@ export async function collectVerify(
   const desired = new Map<string, DesiredNodeConfig>(desiredMesh(inventory, keys).map((d) => [d.node, d]));
 
   let matrix: Matrix | undefined;
-  const afterPing = new Map<string, { now?: number; peers: ReturnType<typeof parseWgDumpPeers>['peers'] }>();
+  const afterPing = new Map<string, { now?: number; peers: LivePeer[] }>();
   const pingStarted = Date.now();
   if (options.ping !== false) {
     const reachable = new Map([...connections].filter(([name]) => !unreachable.has(name)));
@@ -113,19 +120,16 @@ export async function collectVerify(
       ...(firstContact.length ? { firstContact } : {}),
       ...(options.pathMtu !== false ? { mtu: inventory.mesh.mtu } : {}),
       ...(options.deadlineSeconds !== undefined ? { deadlineSeconds: options.deadlineSeconds } : {}),
-      after: [
-        { name: 'now', command: 'date +%s' },
-        { name: 'dump', command: peerDumpCommand(inventory.mesh.interface) },
-      ],
+      // the same fact definitions as the checklist's (and up's): read again after the pings
+      after: AFTER_PING_FACTS.map((def) => ({ name: def.name, command: def.command(factContext(inventory)) })),
       ...(options.signal ? { signal: options.signal } : {}),
     });
     matrix = round.matrix;
     for (const [node, sections] of round.after) {
-      const now = sections.get('now')?.body;
-      const dump = sections.get('dump');
+      const now = readFact(FACTS.now, sections, factContext(inventory));
       afterPing.set(node, {
-        ...(now && /^\d+$/.test(now) ? { now: Number(now) } : {}),
-        peers: dump ? parseWgDumpPeers(dump.body).peers : [],
+        ...(now !== undefined ? { now } : {}),
+        peers: readFact(FACTS.peers, sections, factContext(inventory)).peers,
       });
     }
   }
@@ -145,8 +149,8 @@ export async function collectVerify(
 // re-exported for debug, which composes its own scripts from the same building blocks
 export { sectionScript, splitSections };
 
-/** A session this fresh needs no first contact: WireGuard rekeys every 2 minutes while traffic flows. */
-const SESSION_FRESH_SECONDS = 120;
+/** A session this fresh needs no first contact: WireGuard rekeys every REKEY_AFTER_TIME while traffic flows. */
+const SESSION_FRESH_SECONDS = REKEY_AFTER_TIME_S;
 
 /**
  * The first-contact pairs (see runPingRound) whose dialer shows no fresh handshake with the other side: on a healthy

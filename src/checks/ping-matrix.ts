@@ -8,6 +8,7 @@
 import chalk, { Chalk } from 'chalk';
 import type { Connection } from '../transport/types.js';
 import { TransportError } from '../transport/types.js';
+import { REKEY_TIMEOUT_S } from '../remote/wireguard.js';
 import { pingProbe, type NodePingResults, type PathMtuResult, type PingParams, type PingTarget, type Section } from './probes.js';
 
 export type { PingTarget } from './probes.js';
@@ -39,7 +40,7 @@ export interface PingMatrixOptions {
   count?: number;
   /** seconds between echo requests (default 0.2) */
   intervalSeconds?: number;
-  /** ping -w, seconds (default 7; keep it >= 6: REKEY_TIMEOUT is 5 s) */
+  /** ping -w, seconds (default REKEY_TIMEOUT_S + 2; keep it above REKEY_TIMEOUT_S) */
   deadlineSeconds?: number;
   /** probe the path MTU of every pair too, expecting this interface MTU (payload MTU - 28 with DF set) */
   mtu?: number;
@@ -61,7 +62,8 @@ export interface PingRound {
   errors: Map<string, string>;
 }
 
-export const DEFAULT_PING = { count: 3, intervalSeconds: 0.2, deadlineSeconds: 7 } as const;
+/** deadline: one unanswered handshake initiation is retried after REKEY_TIMEOUT; 2 s more let the retry's answer and the pings arrive */
+export const DEFAULT_PING = { count: 3, intervalSeconds: 0.2, deadlineSeconds: REKEY_TIMEOUT_S + 2 } as const;
 
 function cellFrom(results: NodePingResults | undefined, ip: string, error?: string): MatrixCell {
   const ping = results?.ping.get(ip);

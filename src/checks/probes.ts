@@ -1,22 +1,51 @@
 /**
- * Read-only remote probes of `verify` and `debug`. Each probe is defined once, as a script and a parser of its
- * stdout (pyinfra style), so the command a node runs and the way its output is read cannot drift apart. Parsers are
- * pure and tested with fixtures captured from the real tools (test/fixtures/probes/).
+ * Read-only remote probes of `verify` and `debug`. The checklist is composed from the shared fact definitions
+ * (../facts/definitions.ts: the same commands and parsers as up's facts probe), so the command a node runs and the
+ * way its output is read cannot drift apart between commands. Parsers are pure and tested with fixtures captured
+ * from the real tools (test/fixtures/probes/).
  *
- * Few round trips: a probe that needs many commands runs them in ONE script whose output is cut into sections by
- * marker lines (`@@meshctl begin NAME` ... `@@meshctl end NAME rc=N`), each with the exit status of its command.
+ * Few round trips: a probe that needs many commands runs them in ONE script whose output is cut into named sections
+ * (../facts/sections.ts), each with the exit status of its command.
  *
- * Private keys never leave a node:
- * - `wg show IFACE dump` is read from its second line on (the first one is the interface line with the private key),
- *   and its preshared-key column is replaced on the node by "(none)" or "(hidden)";
- * - the wg-quick file is filtered on the node: every line mentioning PrivateKey or PresharedKey is dropped;
- * - `wg show IFACE private-key`, `wg showconf` and reading the .key file are never used.
- * The parsers apply the same filters again, as a second belt.
+ * Private keys never leave a node: see ../facts/definitions.ts (dump without its interface line, preshared keys
+ * masked, the wg-quick file filtered on the node and again here).
  */
-import { shellQuote } from '../transport/types.js';
-import { parseWgDumpPeers, type LivePeer } from '../render/wgdump.js';
+import { shellQuote } from '../remote/shell.js';
+import {
+  FACTS,
+  factsScript,
+  readFact,
+  parseSsUdp,
+  routeLookupFact,
+  type FactContext,
+  type FactDef,
+  type IfaceAddr,
+  type RouteLookup,
+  type RpFilter,
+  type ServiceState,
+  type UdpListener,
+} from '../facts/definitions.js';
+import { beginMarker, endMarker, PATH_PRELUDE, sectionScript, splitSections, type Section } from '../facts/sections.js';
+import type { LivePeer } from '../render/wgdump.js';
 import { parseWgQuickConfig, type ParsedWgQuickConfig } from '../render/wgquick.js';
-import { looksLikeWireGuardKey } from '../topology/desired.js';
+
+// the building blocks, re-exported for the code that imported them from here
+export { PATH_PRELUDE, sectionScript, splitSections, type Section };
+export {
+  dropSecretLines,
+  filteredConfigCommand,
+  parseIpAddr,
+  parseRouteGet,
+  parseRpFilter,
+  parseService,
+  parseSsUdp,
+  peerDumpCommand,
+  type IfaceAddr,
+  type RouteLookup,
+  type RpFilter,
+  type ServiceState,
+  type UdpListener,
+} from '../facts/definitions.js';
 
 export interface Probe<T> {
   /** a POSIX sh script; read-only on the node */
@@ -24,209 +53,8 @@ export interface Probe<T> {
   parse(stdout: string): T;
 }
 
-// ---------------------------------------------------------------------------------------------------------------
-// Sections
-
-export interface Section {
-  name: string;
-  /** stdout and stderr of the section's command, trailing white space removed */
-  body: string;
-  /** exit status of the command; undefined when the end marker never came (script cut short) */
-  rc?: number;
-}
-
-const BEGIN = '@@meshctl begin ';
-const END = '@@meshctl end ';
-
-/** One section of a combined script. `name` must be a plain token (letters, digits, . : - _). */
-export function sectionScript(name: string, command: string): string {
-  if (!/^[\w.:-]+$/.test(name)) throw new Error(`bad section name ${name}`);
-  // The leading newline of the end marker guards against commands whose output does not end with one.
-  return `echo '${BEGIN}${name}'\n{ ${command}\n} 2>&1\nprintf '\\n${END}${name} rc=%s\\n' "$?"`;
-}
-
-export function splitSections(stdout: string): Map<string, Section> {
-  const sections = new Map<string, Section>();
-  let current: { name: string; lines: string[] } | undefined;
-  const close = (rc?: number) => {
-    if (!current) return;
-    sections.set(current.name, { name: current.name, body: current.lines.join('\n').trimEnd(), ...(rc !== undefined ? { rc } : {}) });
-    current = undefined;
-  };
-  for (const line of stdout.split(/\r?\n/)) {
-    if (line.startsWith(BEGIN)) {
-      close();
-      current = { name: line.slice(BEGIN.length).trim(), lines: [] };
-      continue;
-    }
-    const end = line.startsWith(END) ? /^(\S+) rc=(\d+)$/.exec(line.slice(END.length).trim()) : null;
-    if (end && current && end[1] === current.name) {
-      close(Number(end[2]));
-      continue;
-    }
-    current?.lines.push(line);
-  }
-  close();
-  return sections;
-}
-
-/** Every probe starts with it: a known locale and a PATH that has the sbin tools, whatever the login shell set. */
-export const PATH_PRELUDE = 'export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
-
-// ---------------------------------------------------------------------------------------------------------------
-// Secret filters (the scripts' building blocks; the only way verify/debug read WireGuard state)
-
-/** Peer lines of the dump, preshared key masked on the node. Never the first (interface) line. */
-export const peerDumpCommand = (iface: string) =>
-  `wg show ${shellQuote(iface)} dump | tail -n +2 | awk 'BEGIN { FS = OFS = "\\t" } { if ($2 != "(none)") $2 = "(hidden)"; print }'`;
-
-/** The wg-quick file without any line that could hold a private or preshared key. */
-export const filteredConfigCommand = (path: string) => `grep -Evi 'privatekey|presharedkey' ${shellQuote(path)}`;
-
-/** Drops, on our side too, any line that mentions a private or preshared key. */
-export function dropSecretLines(text: string): string {
-  return text
-    .split('\n')
-    .filter((line) => !/private-?key|preshared-?key/i.test(line) || /^\s*PostUp\s*=\s*wg set \S+ private-key \S+\s*$/i.test(line))
-    .join('\n');
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// Small parsers for single command outputs
-
-export interface IfaceAddr {
-  exists: boolean;
-  up: boolean;
-  operstate?: string;
-  flags: string[];
-  mtu?: number;
-  ifindex?: number;
-  /** IPv4 addresses with prefix, e.g. 172.27.15.12/32 */
-  addresses: string[];
-  /** the tool's message when the interface is missing */
-  error?: string;
-}
-
-/** `ip -j addr show dev IFACE` (it carries the link's flags, MTU and state too). */
-export function parseIpAddr(section: Section | undefined): IfaceAddr {
-  const body = section?.body ?? '';
-  const missing = (error: string): IfaceAddr => ({ exists: false, up: false, flags: [], addresses: [], error });
-  if (!section) return missing('not probed');
-  let data: unknown;
-  try {
-    data = JSON.parse(body.slice(Math.max(0, body.indexOf('['))));
-  } catch {
-    return missing(body.split('\n')[0] || `ip exited ${section.rc}`);
-  }
-  const entry = Array.isArray(data) ? (data[0] as Record<string, unknown> | undefined) : undefined;
-  if (!entry) return missing(body || 'no such interface');
-  const flags = Array.isArray(entry.flags) ? (entry.flags as string[]) : [];
-  const addrInfo = Array.isArray(entry.addr_info) ? (entry.addr_info as Array<Record<string, unknown>>) : [];
-  return {
-    exists: true,
-    up: flags.includes('UP'),
-    ...(typeof entry.operstate === 'string' ? { operstate: entry.operstate } : {}),
-    flags,
-    ...(typeof entry.mtu === 'number' ? { mtu: entry.mtu } : {}),
-    ...(typeof entry.ifindex === 'number' ? { ifindex: entry.ifindex } : {}),
-    addresses: addrInfo.filter((a) => a.family === 'inet').map((a) => `${String(a.local)}/${String(a.prefixlen)}`),
-  };
-}
-
-export interface RouteLookup {
-  dst: string;
-  /** device the kernel would send to dst through; undefined when there is no route */
-  dev?: string;
-  gateway?: string;
-  prefsrc?: string;
-  error?: string;
-}
-
-/** `ip -j route get DST` */
-export function parseRouteGet(dst: string, section: Section | undefined): RouteLookup {
-  const body = section?.body ?? '';
-  try {
-    const data = JSON.parse(body.slice(Math.max(0, body.indexOf('[')))) as Array<Record<string, unknown>>;
-    const entry = data[0];
-    if (!entry) return { dst, error: 'no route' };
-    return {
-      dst,
-      ...(typeof entry.dev === 'string' ? { dev: entry.dev } : {}),
-      ...(typeof entry.gateway === 'string' ? { gateway: entry.gateway } : {}),
-      ...(typeof entry.prefsrc === 'string' ? { prefsrc: entry.prefsrc } : {}),
-      ...(entry.type === 'unreachable' || entry.type === 'blackhole' || entry.type === 'prohibit' ? { error: String(entry.type) } : {}),
-    };
-  } catch {
-    return { dst, error: body.split('\n').pop() || (section ? `ip exited ${section.rc}` : 'not probed') };
-  }
-}
-
-export interface UdpListener {
-  /** local address:port as ss prints it */
-  local: string;
-  port: number;
-  /** process names from users:(("name",pid=..)) ; empty for the kernel module (no process) */
-  processes: string[];
-  line: string;
-}
-
-/** `ss -Hulnp 'sport = :PORT'` (headerless). */
-export function parseSsUdp(text: string): UdpListener[] {
-  const listeners: UdpListener[] = [];
-  for (const line of text.split('\n')) {
-    const fields = line.trim().split(/\s+/);
-    if (fields.length < 5 || !/^(UNCONN|ESTAB)$/.test(fields[0]!)) continue;
-    const local = fields[3]!;
-    const port = Number(/:(\d+)$/.exec(local)?.[1]);
-    if (!Number.isInteger(port)) continue;
-    const processes = [...line.matchAll(/\("([^"]+)",pid=/g)].map((m) => m[1]!);
-    listeners.push({ local, port, processes, line: line.trim() });
-  }
-  return listeners;
-}
-
-export interface RpFilter {
-  all?: number;
-  default?: number;
-  /** the WireGuard interface's own value; absent when the interface does not exist */
-  iface?: number;
-  /** the kernel uses max(all, iface) for packets arriving on the interface */
-  effective?: number;
-}
-
-/** Lines "all 2", "default 2", "wg0 2" ("-" when unreadable). */
-export function parseRpFilter(text: string, iface: string): RpFilter {
-  const values = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    const [key, value] = line.trim().split(/\s+/);
-    if (key && value !== undefined && /^\d+$/.test(value)) values.set(key, Number(value));
-  }
-  const all = values.get('all');
-  const own = values.get(iface);
-  const result: RpFilter = {
-    ...(all !== undefined ? { all } : {}),
-    ...(values.has('default') ? { default: values.get('default')! } : {}),
-    ...(own !== undefined ? { iface: own } : {}),
-  };
-  if (all !== undefined || own !== undefined) result.effective = Math.max(all ?? 0, own ?? 0);
-  return result;
-}
-
-export interface ServiceState {
-  systemd: boolean;
-  /** systemctl is-active: active, inactive, failed, activating ... */
-  active?: string;
-  enabled?: string;
-}
-
-export function parseService(text: string): ServiceState {
-  const lines = text
-    .split('\n')
-    .map((l) => l.trim())
-    .filter(Boolean);
-  if (lines[0] === 'no-systemd') return { systemd: false };
-  return { systemd: true, ...(lines[0] ? { active: lines[0] } : {}), ...(lines[1] ? { enabled: lines[1] } : {}) };
-}
+const BEGIN = beginMarker('');
+const END = endMarker('');
 
 // ---------------------------------------------------------------------------------------------------------------
 // The verify checklist: one script per node
@@ -256,6 +84,10 @@ export interface NodeChecklist {
   peers: LivePeer[];
   /** wg0.conf on disk, secret lines removed; undefined when the file does not exist */
   configText?: string;
+  /** sha256 of wg0.conf on disk (computed on the node, secret lines included) */
+  configSha256?: string;
+  /** destinations routed via the interface, as `ip route show dev IFACE` prints them (host routes without /32) */
+  interfaceRoutes: string[];
   config?: ParsedWgQuickConfig;
   routes: RouteLookup[];
   rpFilter: RpFilter;
@@ -266,77 +98,78 @@ export interface NodeChecklist {
   problems: string[];
 }
 
+/** The facts of the checklist, in script order (the per-peer route lookups and the firewall are added to them). */
+const CHECKLIST_FACTS: ReadonlyArray<FactDef<unknown>> = [
+  FACTS.now,
+  FACTS.interfaceAddr,
+  FACTS.listenPortUsers,
+  FACTS.interfacePublicKey,
+  FACTS.publicKeyFile,
+  FACTS.interfaceListenPort,
+  FACTS.peers,
+  FACTS.configMeta,
+  FACTS.configText,
+  FACTS.interfaceRoutes,
+  FACTS.rpFilter,
+  FACTS.service,
+];
+
+const contextOf = (params: ChecklistParams): FactContext => ({ interface: params.interface, listenPort: params.listenPort });
+const checklistFacts = (params: ChecklistParams): Array<FactDef<unknown>> => [
+  ...CHECKLIST_FACTS,
+  ...params.peerIps.map(routeLookupFact),
+  ...(params.firewall ? [FACTS.firewall] : []),
+];
+
+/** The checklist script of one node (one round trip, read-only). */
 export function checklistScript(params: ChecklistParams): string {
-  const i = shellQuote(params.interface);
-  const conf = `/etc/wireguard/${params.interface}.conf`;
-  const pub = `/etc/wireguard/${params.interface}.pub`;
-  const parts = [
-    PATH_PRELUDE,
-    sectionScript('now', 'date +%s'),
-    sectionScript('addr', `ip -j addr show dev ${i}`),
-    sectionScript('listen', `ss -Hulnp 'sport = :${Number(params.listenPort)}'`),
-    sectionScript('pubkey', `wg show ${i} public-key`),
-    sectionScript('pubfile', `cat ${shellQuote(pub)}`),
-    sectionScript('port', `wg show ${i} listen-port`),
-    sectionScript('dump', peerDumpCommand(params.interface)),
-    sectionScript('conf', `if [ -e ${shellQuote(conf)} ]; then echo present; ${filteredConfigCommand(conf)}; true; else echo absent; fi`),
-    ...params.peerIps.map((ip) => sectionScript(`route:${ip}`, `ip -j route get ${shellQuote(ip)}`)),
-    sectionScript(
-      'rpfilter',
-      `for k in all default ${i}; do printf '%s %s\\n' "$k" "$(cat /proc/sys/net/ipv4/conf/$k/rp_filter 2>/dev/null || echo -)"; done`,
-    ),
-    sectionScript(
-      'service',
-      `if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then systemctl is-active ${shellQuote(`wg-quick@${params.interface}`)}; systemctl is-enabled ${shellQuote(`wg-quick@${params.interface}`)}; else echo no-systemd; fi`,
-    ),
-  ];
-  if (params.firewall) parts.push(sectionScript('firewall', '{ iptables-save -c 2>/dev/null || nft list ruleset 2>/dev/null; }'));
-  parts.push(sectionScript('done', 'true'));
-  return parts.join('\n');
+  return factsScript(checklistFacts(params), contextOf(params), 'done');
 }
 
+/** Reads the checklist script's stdout; sections that are missing or unreadable are named in `problems`. */
 export function parseChecklist(stdout: string, params: ChecklistParams): NodeChecklist {
   const s = splitSections(stdout);
+  const ctx = contextOf(params);
+  const fact = <T>(def: FactDef<T>) => readFact(def, s, ctx);
   const problems: string[] = [];
   if (!s.has('done')) problems.push('the checklist script did not run to its end');
-  const body = (name: string) => s.get(name)?.body ?? '';
-  const ok = (name: string) => s.get(name)?.rc === 0;
+  const body = (def: FactDef<unknown>) => s.get(def.name)?.body ?? '';
 
-  const now = /^\d+$/.test(body('now')) ? Number(body('now')) : undefined;
-  const livePublicKey = ok('pubkey') && looksLikeWireGuardKey(body('pubkey')) ? body('pubkey') : undefined;
-  const filePublicKey = ok('pubfile') && looksLikeWireGuardKey(body('pubfile').trim()) ? body('pubfile').trim() : undefined;
-  const liveListenPort = ok('port') && /^\d+$/.test(body('port')) ? Number(body('port')) : undefined;
-  const wgAvailable = ok('port');
+  const now = fact(FACTS.now);
+  const livePublicKey = fact(FACTS.interfacePublicKey);
+  const filePublicKey = fact(FACTS.publicKeyFile);
+  const liveListenPort = fact(FACTS.interfaceListenPort);
+  const wgAvailable = s.get(FACTS.interfaceListenPort.name)?.rc === 0;
 
-  const dump = parseWgDumpPeers(body('dump'));
+  const dump = fact(FACTS.peers);
   // the dump's own error lines ("Unable to access interface") are not peer lines: only report them when wg works
   if (wgAvailable) for (const p of dump.problems) problems.push(`wg dump line ${p.line}: ${p.reason}`);
 
-  const confLines = body('conf').split('\n');
-  let configText: string | undefined;
-  let config: ParsedWgQuickConfig | undefined;
-  if (confLines[0] === 'present') {
-    configText = dropSecretLines(confLines.slice(1).join('\n'));
-    config = parseWgQuickConfig(configText);
-  }
-
-  const firewall = s.has('firewall') ? dropSecretLines(body('firewall')).split('\n').filter(Boolean) : undefined;
+  const meta = fact(FACTS.configMeta);
+  const configText = meta.exists ? (fact(FACTS.configText) ?? '') : undefined;
+  const config = configText !== undefined ? parseWgQuickConfig(configText) : undefined;
+  // present whenever the script read it (debug asks for it)
+  const firewall = s.has(FACTS.firewall.name) ? fact(FACTS.firewall) : undefined;
 
   return {
     ...(now !== undefined ? { now } : {}),
-    iface: parseIpAddr(s.get('addr')),
-    listeners: parseSsUdp(body('listen')),
+    iface: fact(FACTS.interfaceAddr),
+    listeners: parseSsUdp(fact(FACTS.listenPortUsers).join('\n')),
     ...(livePublicKey ? { livePublicKey } : {}),
     ...(filePublicKey ? { filePublicKey } : {}),
     ...(liveListenPort !== undefined ? { liveListenPort } : {}),
     wgAvailable,
-    ...(!wgAvailable ? { wgError: body('port').split('\n')[0] || body('pubkey').split('\n')[0] || 'wg show failed' } : {}),
+    ...(!wgAvailable
+      ? { wgError: body(FACTS.interfaceListenPort).split('\n')[0] || body(FACTS.interfacePublicKey).split('\n')[0] || 'wg show failed' }
+      : {}),
     peers: wgAvailable ? dump.peers : [],
     ...(configText !== undefined ? { configText } : {}),
+    ...(meta.sha256 ? { configSha256: meta.sha256 } : {}),
     ...(config ? { config } : {}),
-    routes: params.peerIps.map((ip) => parseRouteGet(ip, s.get(`route:${ip}`))),
-    rpFilter: parseRpFilter(body('rpfilter'), params.interface),
-    service: parseService(body('service')),
+    interfaceRoutes: fact(FACTS.interfaceRoutes),
+    routes: params.peerIps.map((ip) => readFact(routeLookupFact(ip), s, ctx)),
+    rpFilter: fact(FACTS.rpFilter),
+    service: fact(FACTS.service),
     ...(firewall ? { firewall } : {}),
     problems,
   };

@@ -14,6 +14,17 @@ import { compareConfigToDesired, compareLiveToDesired, splitEndpoint, type Drift
 import type { LivePeer } from '../render/wgdump.js';
 import type { NodeChecklist } from './probes.js';
 import type { Matrix } from './ping-matrix.js';
+import { REJECT_AFTER_TIME_S, wireguardPaths } from '../remote/wireguard.js';
+import {
+  formatAge,
+  interfaceFromAddr,
+  judgeHandshake,
+  judgeInterface,
+  judgePeerRoute,
+  judgeRpFilter,
+  judgeService,
+  type Judgement,
+} from './judge.js';
 
 export type CheckStatus = 'pass' | 'warn' | 'fail';
 
@@ -49,8 +60,11 @@ export interface Check {
   evidence: string[];
 }
 
-/** A handshake older than this after the ping round is a warning: WireGuard re-handshakes every 2 min under traffic. */
-export const HANDSHAKE_WARN_SECONDS = 180;
+/**
+ * A handshake older than this after the ping round is a warning: past REJECT_AFTER_TIME a session's keys are no
+ * longer used (WireGuard re-handshakes every REKEY_AFTER_TIME under traffic).
+ */
+export const HANDSHAKE_WARN_SECONDS = REJECT_AFTER_TIME_S;
 
 export interface VerifyFacts {
   inventory: Inventory;
@@ -66,8 +80,6 @@ export interface VerifyFacts {
   /** per node: peers and the node's clock, read again right after the ping round (handshakes it caused) */
   afterPing?: Map<string, { now?: number; peers: LivePeer[] }>;
 }
-
-const RP = ['off (0)', 'strict (1)', 'loose (2)'];
 
 function mk(node: string, id: CheckId, status: CheckStatus, message: string, evidence: string[] = [], peer?: string): Check {
   return { node, ...(peer !== undefined ? { peer } : {}), id, status, message, evidence };
@@ -87,46 +99,14 @@ function nodeChecks(facts: VerifyFacts, node: Node, desired: DesiredNodeConfig, 
   const unknown = facts.unknownKeys ?? new Set<string>();
 
   // service
-  const svc = cl.service;
-  if (!svc.systemd) {
-    out.push(
-      mk(
-        n,
-        'service',
-        cl.iface.exists ? 'warn' : 'fail',
-        `no systemd: ${iface} ${cl.iface.exists ? 'is up but will not come back after a reboot by itself' : 'is not running'}`,
-        ['systemd: not running'],
-      ),
-    );
-  } else if (svc.active === 'active') {
-    out.push(
-      mk(n, 'service', 'pass', `wg-quick@${iface} is active${svc.enabled && svc.enabled !== 'enabled' ? ` (but ${svc.enabled})` : ''}`, [
-        `systemctl is-active: ${svc.active}`,
-        `systemctl is-enabled: ${svc.enabled ?? '?'}`,
-      ]),
-    );
-  } else {
-    out.push(
-      mk(n, 'service', 'fail', `wg-quick@${iface} is ${svc.active ?? 'not known to systemd'}`, [
-        `systemctl is-active: ${svc.active ?? '?'}`,
-        `systemctl is-enabled: ${svc.enabled ?? '?'}`,
-      ]),
-    );
-  }
+  const asCheck = (id: CheckId, j: Judgement, peer?: string) => mk(n, id, j.status, j.message, j.evidence ?? [], peer);
+  out.push(asCheck('service', judgeService({ iface }, { service: cl.service, interfacePresent: cl.iface.exists })));
 
   // interface, address, mtu
-  const ifaceEvidence = cl.iface.exists
-    ? [
-        `ip addr: ${iface} flags ${cl.iface.flags.join(',')} mtu ${cl.iface.mtu ?? '?'} state ${cl.iface.operstate ?? '?'} inet ${cl.iface.addresses.join(' ') || '(none)'}`,
-      ]
-    : [`ip addr: ${cl.iface.error ?? 'no such interface'}`];
-  if (!cl.iface.exists) {
-    out.push(mk(n, 'interface', 'fail', `${iface} does not exist`, ifaceEvidence));
-  } else if (!cl.iface.up) {
-    out.push(mk(n, 'interface', 'fail', `${iface} exists but is down`, ifaceEvidence));
-  } else {
-    out.push(mk(n, 'interface', 'pass', `${iface} is up`, ifaceEvidence));
-  }
+  // the key is judged by the public-key check below (live key vs key file), so not here
+  const observedIface = interfaceFromAddr(cl.iface, iface);
+  const ifaceEvidence = observedIface.evidence ?? [];
+  out.push(asCheck('interface', judgeInterface({ iface }, observedIface)));
   if (cl.iface.exists) {
     const has = cl.iface.addresses.includes(desired.address);
     out.push(
@@ -195,7 +175,7 @@ function nodeChecks(facts: VerifyFacts, node: Node, desired: DesiredNodeConfig, 
         n,
         'public-key',
         'fail',
-        `${iface} runs with another key than /etc/wireguard/${iface}.pub: peers configured from the file cannot reach it`,
+        `${iface} runs with another key than ${wireguardPaths(iface).publicKey}: peers configured from the file cannot reach it`,
         keyEvidence,
       ),
     );
@@ -220,7 +200,7 @@ function nodeChecks(facts: VerifyFacts, node: Node, desired: DesiredNodeConfig, 
 
   // config on disk vs design
   if (!cl.config) {
-    out.push(mk(n, 'config-drift', 'fail', `/etc/wireguard/${iface}.conf does not exist`));
+    out.push(mk(n, 'config-drift', 'fail', `${wireguardPaths(iface).config} does not exist`));
   } else {
     const items = compareConfigToDesired(cl.config, desired).filter(
       (i) => i.severity !== 'info' && !(i.expected !== undefined && unknown.has(i.expected)),
@@ -241,26 +221,7 @@ function nodeChecks(facts: VerifyFacts, node: Node, desired: DesiredNodeConfig, 
   }
 
   // rp_filter
-  const rp = cl.rpFilter;
-  const want = facts.inventory.mesh.rpFilter;
-  const rpEvidence = [
-    `net.ipv4.conf.all.rp_filter = ${rp.all ?? '?'}`,
-    `net.ipv4.conf.default.rp_filter = ${rp.default ?? '?'}`,
-    `net.ipv4.conf.${iface}.rp_filter = ${rp.iface ?? '?'}`,
-  ];
-  if (rp.effective === undefined) out.push(mk(n, 'rp-filter', 'warn', 'rp_filter could not be read', rpEvidence));
-  else if (rp.effective === want)
-    out.push(mk(n, 'rp-filter', 'pass', `effective rp_filter on ${iface} is ${RP[rp.effective]}`, rpEvidence));
-  else
-    out.push(
-      mk(
-        n,
-        'rp-filter',
-        rp.effective === 1 ? 'fail' : 'warn',
-        `effective rp_filter on ${iface} is ${RP[rp.effective] ?? rp.effective} (max of all and ${iface}), the design wants ${RP[want]}`,
-        rpEvidence,
-      ),
-    );
+  out.push(asCheck('rp-filter', judgeRpFilter({ iface, mode: facts.inventory.mesh.rpFilter }, cl.rpFilter)));
 
   // live peers vs design (only when wg could be asked at all)
   if (cl.wgAvailable) out.push(...livePeerChecks(facts, node, desired, cl));
@@ -272,26 +233,9 @@ function nodeChecks(facts: VerifyFacts, node: Node, desired: DesiredNodeConfig, 
   // routes
   for (const peer of desired.peers) {
     const ip = peer.allowedIps[0]!.replace(/\/32$/, '');
-    const route = cl.routes.find((r) => r.dst === ip);
-    const evidence = route
-      ? [
-          `ip route get ${ip}: ${route.dev ? `dev ${route.dev}` : ''}${route.gateway ? ` via ${route.gateway}` : ''}${route.error ? ` ${route.error}` : ''}`.trim(),
-        ]
-      : [];
-    if (route?.dev === iface) out.push(mk(n, 'route', 'pass', `${ip} (${peer.name}) is routed via ${iface}`, evidence, peer.name));
-    else
-      out.push(
-        mk(
-          n,
-          'route',
-          'fail',
-          route?.dev
-            ? `${ip} (${peer.name}) is routed via ${route.dev}${route.gateway ? ` ${route.gateway}` : ''}, not ${iface}: the /32 route is missing`
-            : `no route to ${ip} (${peer.name})${route?.error ? `: ${route.error}` : ''}`,
-          evidence,
-          peer.name,
-        ),
-      );
+    const lookup = cl.routes.find((r) => r.dst === ip);
+    const observed = lookup ? { lookup } : { interfaceRoutes: cl.interfaceRoutes };
+    out.push(asCheck('route', judgePeerRoute({ iface, peer: peer.name, ip }, observed), peer.name));
   }
   for (const problem of cl.problems) out.push(mk(n, 'connect', 'warn', problem));
   return out;
@@ -416,35 +360,12 @@ function handshakeCheck(facts: VerifyFacts, node: Node, peer: DesiredPeer, cl: N
   const after = facts.afterPing?.get(node.name);
   const peers = after?.peers.length ? after.peers : cl.peers;
   const now = after?.now ?? cl.now;
-  const live = peers.find((p) => p.publicKey === peer.publicKey);
-  const n = node.name;
-  if (!live) return mk(n, 'handshake', 'fail', `no session possible: ${peer.name} is not a peer with its key`, [], peer.name);
-  const evidence = [
-    `latest handshake: ${live.latestHandshake ?? 'never'}${now !== undefined ? ` (node clock ${now})` : ''}`,
-    `transfer: rx ${live.rxBytes} B, tx ${live.txBytes} B`,
-  ];
-  if (live.latestHandshake === undefined)
-    return mk(n, 'handshake', 'fail', `never a handshake with ${peer.name}${after ? ', even after the pings' : ''}`, evidence, peer.name);
-  if (now === undefined) return mk(n, 'handshake', 'pass', `handshake with ${peer.name} at ${live.latestHandshake}`, evidence, peer.name);
-  const age = Math.max(0, now - live.latestHandshake);
-  if (age > HANDSHAKE_WARN_SECONDS)
-    return mk(
-      n,
-      'handshake',
-      'warn',
-      `latest handshake with ${peer.name} was ${formatAge(age)} ago (over ${HANDSHAKE_WARN_SECONDS / 60} min)`,
-      evidence,
-      peer.name,
-    );
-  return mk(n, 'handshake', 'pass', `handshake with ${peer.name} ${formatAge(age)} ago`, evidence, peer.name);
+  const j = judgeHandshake(peer, { peers, ...(now !== undefined ? { now } : {}), ...(after ? { afterPing: true } : {}) });
+  return mk(node.name, 'handshake', j.status, j.message, j.evidence ?? [], peer.name);
 }
 
-export function formatAge(seconds: number): string {
-  if (seconds < 120) return `${seconds}s`;
-  if (seconds < 7200) return `${Math.round(seconds / 60)} min`;
-  if (seconds < 172800) return `${Math.round(seconds / 3600)} h`;
-  return `${Math.round(seconds / 86400)} days`;
-}
+/** Re-exported from ./judge.ts, where the handshake judge uses it. */
+export { formatAge };
 
 function pairChecks(facts: VerifyFacts, matrix: Matrix): Check[] {
   const out: Check[] = [];

@@ -6,8 +6,8 @@
  * even if meshctl loses the connection; meshctl kills it (by the pid it printed) as soon as the provocation is done,
  * and always again in a finally block, also on Ctrl-C. The remote files are removed after download.
  */
-import { shellQuote } from '../transport/types.js';
-import { sectionScript, splitSections } from '../checks/probes.js';
+import { shellQuote } from '../remote/shell.js';
+import { PATH_PRELUDE, sectionScript, splitSections } from '../facts/sections.js';
 
 export interface CaptureHandle {
   node: string;
@@ -24,7 +24,7 @@ export const captureFilter = (listenPort: number) => `udp port ${Number(listenPo
 export function startCaptureScript(listenPort: number, seconds: number): string {
   const lifetime = Math.ceil(seconds) + 5;
   return [
-    'export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+    PATH_PRELUDE,
     'command -v tcpdump >/dev/null 2>&1 || { echo "error=tcpdump is not installed"; exit 0; }',
     `f=$(mktemp ${CAPTURE_PREFIX}XXXXXX) || { echo "error=mktemp failed"; exit 0; }`,
     // -Z root: tcpdump would otherwise drop to its own user before opening the output file in root's /tmp
@@ -54,7 +54,7 @@ const safeBase = (base: string) => {
 export function stopCaptureScript(handle: CaptureHandle, { download = true } = {}): string {
   const f = safeBase(handle.base);
   return [
-    'export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+    PATH_PRELUDE,
     // kill only our own capture: the pid must still be the `timeout` we started on this file
     `if grep -q ${shellQuote(f)} /proc/${handle.pid}/cmdline 2>/dev/null; then kill ${handle.pid} 2>/dev/null; fi`,
     `i=0; while [ $i -lt 20 ] && grep -q ${shellQuote(f)} /proc/${handle.pid}/cmdline 2>/dev/null; do sleep 0.1; i=$((i+1)); done`,
@@ -121,7 +121,7 @@ export function provokeScript(p: Provocation): string {
     ? `if command -v bash >/dev/null 2>&1; then for n in 1 2 3; do bash -c 'printf %s "$0" > /dev/udp/$1/$2' ${shellQuote(p.marker)} ${shellQuote(p.endpoint.host)} ${Number(p.endpoint.port)} && echo sent; sleep 0.2; done; else echo "no bash: marker not sent"; fi`
     : 'echo "no endpoint: marker not sent"';
   return [
-    'export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+    PATH_PRELUDE,
     sectionScript('marker', marker),
     sectionScript('ping', `ping -n -q -c ${count} -i 0.5 -w ${Math.ceil(p.seconds) + 1} ${ip}`),
     sectionScript('large', `ping -n -q -M do -s ${Number(p.mtu) - 28} -c 3 -i 0.2 -W 1 ${ip}`),

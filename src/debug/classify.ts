@@ -12,6 +12,8 @@ import { endpointFor, formatEndpoint } from '../topology/endpoints.js';
 import type { NodeChecklist } from '../checks/probes.js';
 import type { MatrixCell, Matrix } from '../checks/ping-matrix.js';
 import type { CaptureCounts } from './capture.js';
+import { REJECT_AFTER_TIME_S, wireguardPaths } from '../remote/wireguard.js';
+import { icmpDropOnIfaceRules, udpDropRules } from '../facts/definitions.js';
 
 export const CAUSES = [
   'node-unreachable',
@@ -75,7 +77,8 @@ export interface Diagnosis {
   evidence: string[];
 }
 
-const HANDSHAKE_FRESH_SECONDS = 180;
+/** a handshake older than REJECT_AFTER_TIME leaves no usable session (../remote/wireguard.ts) */
+const HANDSHAKE_FRESH_SECONDS = REJECT_AFTER_TIME_S;
 
 const nodeOf = (inv: Inventory, name: string): Node => inv.nodes.find((n) => n.name === name)!;
 
@@ -90,36 +93,8 @@ function handshakeAge(side: SideEvidence, peerKey: string): number | undefined {
   return Math.max(0, now - peer.latestHandshake);
 }
 
-/** iptables-save / nft lines dropping UDP to `port` (INPUT side). */
-export function udpDropRules(rules: string[] | undefined, port: number): string[] {
-  return (rules ?? []).filter((line) => {
-    const l = line.toLowerCase();
-    if (!/(-j|\s)(drop|reject)\b/.test(l)) return false;
-    const iptables =
-      /-p udp/.test(l) &&
-      (new RegExp(`--dports? (\\S*,)?${port}(,|\\s|$)`).test(l) || rangeHas(l, port)) &&
-      !/-a (output|postrouting)\b/.test(l);
-    const nft = new RegExp(`udp dport (\\{[^}]*\\b${port}\\b[^}]*\\}|${port})\\b`).test(l);
-    return iptables || nft;
-  });
-}
-
-function rangeHas(line: string, port: number): boolean {
-  const m = /--dports? (\d+):(\d+)/.exec(line);
-  return !!m && Number(m[1]) <= port && port <= Number(m[2]);
-}
-
-/** Rules dropping ICMP (or everything) on the WireGuard interface. */
-export function icmpDropOnIfaceRules(rules: string[] | undefined, iface: string): string[] {
-  const esc = iface.replace(/[^\w]/g, '\\$&');
-  return (rules ?? []).filter((line) => {
-    const l = line.toLowerCase();
-    if (!/(-j|\s)(drop|reject)\b/.test(l)) return false;
-    const onIface = new RegExp(`(-i|-o) ${esc}(\\s|$)|(iifname|oifname) "?${esc}"?`).test(l);
-    const icmpOrAll = /-p icmp|\bicmp\b/.test(l) || !/-p |\b(udp|tcp)\b/.test(l);
-    return onIface && icmpOrAll;
-  });
-}
+// the firewall rules are judged by the facts layer (one definition for up's baseline, verify and debug)
+export { icmpDropOnIfaceRules, udpDropRules };
 
 function d(
   e: PairEvidence,
@@ -170,7 +145,7 @@ export function classifyPair(e: PairEvidence): Diagnosis {
     const evidence = [
       `ip addr: ${c.iface.error ?? (c.iface.exists ? `${iface} exists` : 'missing')}`,
       `wg: ${c.wgError ?? 'ok'}`,
-      `service: ${c.service.systemd ? `wg-quick@${iface} ${c.service.active ?? '?'} (${c.service.enabled ?? '?'})` : 'no systemd'}`,
+      `service: ${c.service.systemd ? `${wireguardPaths(iface).service} ${c.service.active ?? '?'} (${c.service.enabled ?? '?'})` : 'no systemd'}`,
       ...base,
     ];
     if (c.service.systemd && c.service.active !== 'active') {
@@ -178,9 +153,9 @@ export function classifyPair(e: PairEvidence): Diagnosis {
         e,
         'service-down',
         n,
-        `wg-quick@${iface} is not running on ${n}`,
+        `${wireguardPaths(iface).service} is not running on ${n}`,
         `The service is ${c.service.active ?? 'not active'} on ${n}, so ${iface} does not exist there and no peer can reach it.`,
-        `On ${n}: systemctl enable --now wg-quick@${iface} (and journalctl -u wg-quick@${iface} if it fails to start).`,
+        `On ${n}: systemctl enable --now ${wireguardPaths(iface).service} (and journalctl -u ${wireguardPaths(iface).service} if it fails to start).`,
         evidence,
       );
     }
@@ -189,8 +164,8 @@ export function classifyPair(e: PairEvidence): Diagnosis {
       'interface-missing',
       n,
       `${iface} does not exist on ${n}`,
-      `${n} has no ${iface} interface${c.service.systemd ? ` although wg-quick@${iface} reports ${c.service.active}` : ' and no systemd to keep it up'}.`,
-      `On ${n}: wg-quick up ${iface}; check /etc/wireguard/${iface}.conf and that wireguard-go or the kernel module is available.`,
+      `${n} has no ${iface} interface${c.service.systemd ? ` although ${wireguardPaths(iface).service} reports ${c.service.active}` : ' and no systemd to keep it up'}.`,
+      `On ${n}: wg-quick up ${iface}; check ${wireguardPaths(iface).config} and that wireguard-go or the kernel module is available.`,
       evidence,
     );
   }
@@ -212,8 +187,8 @@ export function classifyPair(e: PairEvidence): Diagnosis {
         'no-private-key',
         self,
         `${self}'s ${iface} runs without a private key`,
-        `${self}'s ${iface} exists but holds no private key, so it can neither answer nor start a handshake. \`wg syncconf\`/\`wg setconf\` from a file without PrivateKey do this, and so does the stock \`systemctl reload wg-quick@${iface}\` where the file leaves the key to PostUp.`,
-        `On ${self}: wg set ${iface} private-key /etc/wireguard/${iface}.key; or re-run meshctl up, which does so and installs a reload drop-in that keeps the key.`,
+        `${self}'s ${iface} exists but holds no private key, so it can neither answer nor start a handshake. \`wg syncconf\`/\`wg setconf\` from a file without PrivateKey do this, and so does the stock \`systemctl reload ${wireguardPaths(iface).service}\` where the file leaves the key to PostUp.`,
+        `On ${self}: wg set ${iface} private-key ${wireguardPaths(iface).privateKey}; or re-run meshctl up, which does so and installs a reload drop-in that keeps the key.`,
         [`wg public-key: (none)`, `${iface}.pub: ${c.filePublicKey ?? '(none)'}`, ...base],
       );
     }
@@ -223,8 +198,8 @@ export function classifyPair(e: PairEvidence): Diagnosis {
         'wrong-public-key',
         self,
         `${self} runs with another key than its peers were given`,
-        `${self}'s ${iface} uses ${c.livePublicKey} but /etc/wireguard/${iface}.pub (what its peers were configured with) says ${c.filePublicKey}; its peers drop its handshakes.`,
-        `Restart wg-quick@${iface} on ${self} so it loads /etc/wireguard/${iface}.key, or re-run meshctl up so the peers get the right key.`,
+        `${self}'s ${iface} uses ${c.livePublicKey} but ${wireguardPaths(iface).publicKey} (what its peers were configured with) says ${c.filePublicKey}; its peers drop its handshakes.`,
+        `Restart ${wireguardPaths(iface).service} on ${self} so it loads ${wireguardPaths(iface).privateKey}, or re-run meshctl up so the peers get the right key.`,
         [`wg public-key: ${c.livePublicKey}`, `${iface}.pub: ${c.filePublicKey}`, ...base],
       );
     }
@@ -241,7 +216,7 @@ export function classifyPair(e: PairEvidence): Diagnosis {
         holder
           ? `On ${self}, ${other}'s address ${want.allowedIps.join(', ')} sits under the public key ${holder.publicKey}, which belongs to ${holderName}, not to ${other} (${want.publicKey}). ${other}'s handshakes are dropped by ${self} and ${self}'s packets for ${other} are encrypted for the wrong node.`
           : `${self} has no peer with ${other}'s public key ${want.publicKey}; handshakes between them cannot succeed.`,
-        `Fix the [Peer] block for ${other} in /etc/wireguard/${iface}.conf on ${self}${conf ? ` (line ${conf.lines.publickey ?? conf.line})` : ''}: PublicKey = ${want.publicKey}; or re-run meshctl up.`,
+        `Fix the [Peer] block for ${other} in ${wireguardPaths(iface).config} on ${self}${conf ? ` (line ${conf.lines.publickey ?? conf.line})` : ''}: PublicKey = ${want.publicKey}; or re-run meshctl up.`,
         [...(holder ? [`wg on ${self}: peer ${holder.publicKey} allowed-ips ${holder.allowedIps.join(',')}`] : []), ...base],
       );
     }
@@ -262,7 +237,7 @@ export function classifyPair(e: PairEvidence): Diagnosis {
         self,
         `${self}'s AllowedIPs for ${other} are wrong`,
         `On ${self}, the peer ${other} has AllowedIPs ${live.allowedIps.join(', ') || '(none)'} instead of ${want.allowedIps.join(', ')}${stolen ? `, and ${want.allowedIps.join(', ')} is claimed by another peer (${keyOwner(stolen.publicKey) ?? stolen.publicKey})` : ''}. WireGuard routes packets to a peer, and accepts packets from it, only for its AllowedIPs.`,
-        `Set AllowedIPs = ${want.allowedIps.join(', ')} in ${other}'s [Peer] block on ${self} (/etc/wireguard/${iface}.conf) and reload, or re-run meshctl up.`,
+        `Set AllowedIPs = ${want.allowedIps.join(', ')} in ${other}'s [Peer] block on ${self} (${wireguardPaths(iface).config}) and reload, or re-run meshctl up.`,
         [`wg on ${self}: peer ${other} allowed-ips ${live.allowedIps.join(',') || '(none)'}`, ...base],
       );
     }
@@ -282,7 +257,7 @@ export function classifyPair(e: PairEvidence): Diagnosis {
         self,
         `${self} has no /32 route to ${other} via ${iface}`,
         `On ${self}, \`ip route get ${ip}\` goes ${route.dev ? `via ${route.dev}${route.gateway ? ` ${route.gateway}` : ''}` : `nowhere (${route.error ?? 'no route'})`}: packets for ${other} (and replies to it) never enter the tunnel, although handshakes can still work.`,
-        `On ${self}: ip route add ${ip}/32 dev ${iface} (wg-quick adds it from AllowedIPs; restarting wg-quick@${iface} restores it).`,
+        `On ${self}: ip route add ${ip}/32 dev ${iface} (wg-quick adds it from AllowedIPs; restarting ${wireguardPaths(iface).service} restores it).`,
         [
           `ip route get ${ip} on ${self}: ${route.dev ? `dev ${route.dev}` : ''}${route.gateway ? ` via ${route.gateway}` : ''}${route.error ? ` ${route.error}` : ''}`,
           ...base,
@@ -313,7 +288,7 @@ export function classifyPair(e: PairEvidence): Diagnosis {
           self,
           `${self} dials ${other} at ${wrong} instead of its LAN address ${want.endpoint}`,
           `${S} and ${R} share site ${sNode.site}, so they talk over the LAN; ${self}'s endpoint for ${other} is ${wrong}${wrongConf && wrongLive && wrongConf !== wrongLive ? ` (file: ${wrongConf})` : ''}, where nothing answers. ${edgeWorks}`.trim(),
-          `Set Endpoint = ${want.endpoint} in ${other}'s [Peer] block on ${self} (/etc/wireguard/${iface}.conf${conf?.lines.endpoint ? ` line ${conf.lines.endpoint}` : ''}), or fix ${other}'s address in the inventory and re-run meshctl up.`,
+          `Set Endpoint = ${want.endpoint} in ${other}'s [Peer] block on ${self} (${wireguardPaths(iface).config}${conf?.lines.endpoint ? ` line ${conf.lines.endpoint}` : ''}), or fix ${other}'s address in the inventory and re-run meshctl up.`,
           [
             ...(wrongLive ? [`wg on ${self}: peer ${other} endpoint ${wrongLive}`] : []),
             ...(wrongConf ? [`${iface}.conf on ${self}: Endpoint = ${wrongConf}`] : []),

@@ -4,16 +4,16 @@
  *
  * Private keys: the probe never prints one. It reports whether the key file exists and derives the public
  * key on the node (`wg pubkey < key`), so only the public half crosses the wire.
+ *
+ * The script and its parser are composed from the shared fact definitions (./definitions.ts), the same ones verify's
+ * checklist and debug read: every fact is a named section, never a line position.
  */
-import { shellQuote } from '../transport/types.js';
-import { PATH_PRELUDE, sectionScript, splitSections, type Section } from '../checks/probes.js';
-import { wireguardPaths } from '../remote/wireguard.js';
-import { looksLikeWireGuardKey } from '../topology/desired.js';
+import { FACTS, factsScript, readFact, udpDropRules, type FactContext, type FactDef } from './definitions.js';
+import { splitSections } from './sections.js';
+import type { LivePeer } from '../render/wgdump.js';
 
-export interface ProbeTarget {
-  interface: string;
-  listenPort: number;
-}
+/** The interface and listen port the probe asks about (a FactContext). */
+export type ProbeTarget = FactContext;
 
 export { wireguardPaths } from '../remote/wireguard.js';
 
@@ -37,15 +37,23 @@ export interface NodeFacts {
   config: {
     exists: boolean;
     sha256?: string;
-    /** the file with any PrivateKey line removed on the node */
+    /** the file with every line that may hold a private or preshared key removed on the node (SECRET_LINE_ERE) */
     text?: string;
     hasPrivateKeyLine: boolean;
     managedByMeshctl: boolean;
   };
   keys: { privateKeyExists: boolean; privateKeyMode?: string; publicKey?: string };
-  sysctl: { fileSha256?: string; rpFilterAll?: number; rpFilterDefault?: number };
+  sysctl: {
+    fileSha256?: string;
+    rpFilterAll?: number;
+    rpFilterDefault?: number;
+    /** net.ipv4.conf.IFACE.rp_filter; undefined while the interface does not exist */
+    rpFilterInterface?: number;
+  };
   service: {
+    /** `systemctl is-enabled wg-quick@IFACE`; 'unknown' when it printed nothing (no unit file) or without systemd */
     enabled: string;
+    /** `systemctl is-active wg-quick@IFACE`; 'unknown' when it printed nothing or without systemd */
     active: string;
     /** sha256 of meshctl's drop-in that keeps the key through `systemctl reload` (../render/systemd.ts) */
     reloadDropInSha256?: string;
@@ -58,124 +66,88 @@ export interface NodeFacts {
   interfaceRoutes: string[];
   /** processes/sockets bound to the listen port, as `ss` prints them */
   listenPortUsers: string[];
+  /** the node's clock, Unix seconds, when the probe ran (handshake ages are judged against it) */
+  now?: number;
+  /** the interface's live peers (`wg show IFACE dump`, preshared keys masked); empty when it does not exist */
+  peers: LivePeer[];
   baseline: {
     /** `ip rule`s beyond the three defaults (local, main, default) */
     extraIpRules: string[];
     leftoverPaths: string[];
     leftoverUnits: string[];
     leftoverInterfaces: string[];
-    /** firewall lines (iptables-save / nft) that drop or reject traffic on the listen port */
+    /** firewall rules (iptables-save / nft) that drop or reject incoming UDP to the listen port (udpDropRules) */
     firewallDrops: string[];
   };
 }
 
-/** Directories and units left by Kubernetes distributions and CNIs that break a clean mesh (runbook "pristine"). */
-export const LEFTOVER_PATHS = [
-  '/etc/cni',
-  '/var/lib/cni',
-  '/etc/rancher',
-  '/var/lib/rancher',
-  '/var/lib/calico',
-  '/etc/calico',
-  '/run/flannel',
-];
-const LEFTOVER_UNIT_GLOBS = ['k3s*', 'rke2*', 'calico*', 'flannel*', 'cilium*', 'kubelet*'];
+export { LEFTOVER_PATHS } from './definitions.js';
+
 const LEFTOVER_INTERFACE = /^(cni\d*|flannel\.\d+|cali[0-9a-f]+|cilium_\w+|vxlan\.calico|kube-ipvs0|tunl0|weave|kube-bridge)$/;
-
-export function factsProbeScript(target: ProbeTarget): string {
-  const p = wireguardPaths(target.interface);
-  const iface = shellQuote(target.interface);
-  return [
-    PATH_PRELUDE,
-    sectionScript('uid', 'id -u'),
-    sectionScript('hostname', 'hostname'),
-    sectionScript(
-      'os',
-      '[ -r /etc/os-release ] && . /etc/os-release; printf "%s\\n%s\\n%s\\n%s\\n" "${ID:-}" "${VERSION_ID:-}" "${ID_LIKE:-}" "${PRETTY_NAME:-}"',
-    ),
-    sectionScript('pm', 'for pm in apt-get dnf yum apk pacman; do command -v $pm >/dev/null 2>&1 && echo $pm; done; true'),
-    sectionScript('systemd', '[ -d /run/systemd/system ] && echo yes || echo no'),
-    sectionScript(
-      'module',
-      '[ -d /sys/module/wireguard ] && echo loaded || { modinfo wireguard >/dev/null 2>&1 && echo available || echo missing; }',
-    ),
-    sectionScript('tools', 'for t in wg wg-quick wireguard-go tcpdump ping; do command -v $t >/dev/null 2>&1 && echo $t; done; true'),
-    sectionScript('interfaces', 'ls /sys/class/net'),
-    sectionScript('wginterfaces', 'command -v wg >/dev/null 2>&1 && wg show interfaces 2>/dev/null | tr " " "\\n"; true'),
-    sectionScript('wgconfigs', `ls ${p.dir} 2>/dev/null | grep '\\.conf$'; true`),
-    sectionScript(
-      'config',
-      `if [ -f ${p.config} ]; then sha256sum < ${p.config} | cut -d" " -f1; grep -ci '^[[:space:]]*PrivateKey' ${p.config}; echo; grep -vi '^[[:space:]]*PrivateKey' ${p.config}; fi; true`,
-    ),
-    sectionScript(
-      'keys',
-      `if [ -s ${p.privateKey} ]; then stat -c %a ${p.privateKey}; command -v wg >/dev/null 2>&1 && wg pubkey < ${p.privateKey}; fi; true`,
-    ),
-    sectionScript(
-      'sysctl',
-      `{ [ -f ${p.sysctl} ] && sha256sum < ${p.sysctl} | cut -d" " -f1 || echo -; }; cat /proc/sys/net/ipv4/conf/all/rp_filter /proc/sys/net/ipv4/conf/default/rp_filter 2>/dev/null`,
-    ),
-    sectionScript(
-      'service',
-      `if [ -d /run/systemd/system ]; then systemctl is-enabled ${p.service} 2>/dev/null; systemctl is-active ${p.service} 2>/dev/null; fi; true`,
-    ),
-    sectionScript('dropin', `[ -f ${p.reloadDropIn} ] && sha256sum < ${p.reloadDropIn} | cut -d" " -f1; true`),
-    sectionScript('ifindex', `cat /sys/class/net/${iface}/ifindex 2>/dev/null; true`),
-    sectionScript(
-      'livekey',
-      `[ -e /sys/class/net/${iface} ] && command -v wg >/dev/null 2>&1 && wg show ${iface} public-key 2>/dev/null; true`,
-    ),
-    sectionScript('routes', `[ -e /sys/class/net/${iface} ] && ip -4 route show dev ${iface} | cut -d' ' -f1; true`),
-    sectionScript('port', `ss -Hulpn 'sport = :${target.listenPort}' 2>/dev/null; true`),
-    sectionScript('iprules', 'ip -4 rule show'),
-    sectionScript('leftoverpaths', `for d in ${LEFTOVER_PATHS.join(' ')}; do [ -e "$d" ] && echo "$d"; done; true`),
-    sectionScript(
-      'leftoverunits',
-      `[ -d /run/systemd/system ] && systemctl list-unit-files --no-legend ${LEFTOVER_UNIT_GLOBS.map(shellQuote).join(' ')} 2>/dev/null | cut -d" " -f1; true`,
-    ),
-    sectionScript(
-      'firewall',
-      `{ iptables-save 2>/dev/null; nft list ruleset 2>/dev/null; } | grep -Ei 'dport[ =]+${target.listenPort}\\b|dports.*\\b${target.listenPort}\\b' | grep -Ei 'drop|reject'; true`,
-    ),
-    sectionScript('end', 'true'),
-  ].join('\n');
-}
-
-const nonEmpty = (section: Section | undefined) =>
-  linesOf(section)
-    .map((l) => l.trim())
-    .filter(Boolean);
-const linesOf = (section: Section | undefined) => (section?.body ? section.body.split('\n') : []);
 const DEFAULT_IP_RULE = /^(0|32766|32767):\s+from all lookup (local|main|default)\s*$/;
 
-export function parseFactsProbe(stdout: string, _target: ProbeTarget): NodeFacts {
+/** The facts up reads, in script order (each one a named section; see ./definitions.ts). */
+const UP_FACTS: ReadonlyArray<FactDef<unknown>> = [
+  FACTS.now,
+  FACTS.uid,
+  FACTS.hostname,
+  FACTS.os,
+  FACTS.packageManagers,
+  FACTS.systemd,
+  FACTS.kernelModule,
+  FACTS.tools,
+  FACTS.interfaces,
+  FACTS.wireguardInterfaces,
+  FACTS.wireguardConfigs,
+  FACTS.configMeta,
+  FACTS.configText,
+  FACTS.keyFile,
+  FACTS.sysctlFileSha256,
+  FACTS.rpFilter,
+  FACTS.service,
+  FACTS.reloadDropInSha256,
+  FACTS.interfaceIndex,
+  FACTS.interfacePublicKey,
+  FACTS.peers,
+  FACTS.interfaceRoutes,
+  FACTS.listenPortUsers,
+  FACTS.ipRules,
+  FACTS.leftoverPaths,
+  FACTS.leftoverUnits,
+  FACTS.firewall,
+];
+
+/** The read-only script of up's facts probe for `target` (one round trip). */
+export function factsProbeScript(target: ProbeTarget): string {
+  return factsScript(UP_FACTS, target);
+}
+
+/**
+ * Reads the facts probe's stdout. Throws when the output stops before the script's end (a cut connection): facts
+ * read from half an output would plan wrong changes.
+ */
+export function parseFactsProbe(stdout: string, target: ProbeTarget): NodeFacts {
   const s = splitSections(stdout);
   if (s.get('end')?.rc !== 0) throw new Error('facts probe output is incomplete (the script did not run to its end)');
-  const [id = '', versionId = '', idLike = '', prettyName = ''] = linesOf(s.get('os'));
-  const pms = nonEmpty(s.get('pm'));
-  const pmName = pms[0];
+  const fact = <T>(def: FactDef<T>) => readFact(def, s, target);
+  const pmName = fact(FACTS.packageManagers)[0];
   const packageManager = pmName === 'apt-get' ? 'apt' : (pmName as PackageManager | undefined);
-  const tools = new Set(nonEmpty(s.get('tools')));
-  const interfaces = nonEmpty(s.get('interfaces'));
-
-  const configLines = linesOf(s.get('config'));
-  const configExists = configLines.length > 0 && /^[0-9a-f]{64}$/.test(configLines[0]!.trim());
-  // the section body lost its trailing newlines; a wg-quick file written by meshctl ends with exactly one
-  const configText = configExists ? `${configLines.slice(3).join('\n')}\n` : undefined;
-
-  const keyLines = nonEmpty(s.get('keys'));
-  const sysctlLines = nonEmpty(s.get('sysctl'));
-  const serviceLines = nonEmpty(s.get('service'));
-  const ipRules = nonEmpty(s.get('iprules'));
-  const ifindex = nonEmpty(s.get('ifindex'))[0];
-
+  const tools = new Set(fact(FACTS.tools));
+  const interfaces = fact(FACTS.interfaces);
+  const meta = fact(FACTS.configMeta);
+  const configText = meta.exists ? (fact(FACTS.configText) ?? '') : undefined;
+  const keyFile = fact(FACTS.keyFile);
+  const rp = fact(FACTS.rpFilter);
+  const service = fact(FACTS.service);
+  const now = fact(FACTS.now);
+  const ifindex = fact(FACTS.interfaceIndex);
   return {
-    uid: Number(nonEmpty(s.get('uid'))[0] ?? NaN),
-    hostname: nonEmpty(s.get('hostname'))[0] ?? '',
-    os: { id, versionId, idLike: idLike.split(/\s+/).filter(Boolean), prettyName },
+    uid: fact(FACTS.uid),
+    hostname: fact(FACTS.hostname),
+    os: fact(FACTS.os),
     packageManager,
-    systemd: nonEmpty(s.get('systemd'))[0] === 'yes',
-    kernelModule: (nonEmpty(s.get('module'))[0] ?? 'missing') as NodeFacts['kernelModule'],
+    systemd: fact(FACTS.systemd),
+    kernelModule: fact(FACTS.kernelModule),
     tools: {
       wg: tools.has('wg'),
       wgQuick: tools.has('wg-quick'),
@@ -184,40 +156,40 @@ export function parseFactsProbe(stdout: string, _target: ProbeTarget): NodeFacts
       ping: tools.has('ping'),
     },
     interfaces,
-    wireguardInterfaces: nonEmpty(s.get('wginterfaces')),
-    wireguardConfigs: nonEmpty(s.get('wgconfigs')),
+    wireguardInterfaces: fact(FACTS.wireguardInterfaces),
+    wireguardConfigs: fact(FACTS.wireguardConfigs),
     config: {
-      exists: configExists,
-      sha256: configExists ? configLines[0]!.trim() : undefined,
+      exists: meta.exists,
+      sha256: meta.sha256,
       text: configText,
-      hasPrivateKeyLine: configExists && Number(configLines[1]) > 0,
+      hasPrivateKeyLine: meta.privateKeyLines > 0,
       managedByMeshctl: configText?.includes('Managed by meshctl') ?? false,
     },
-    keys: {
-      privateKeyExists: keyLines.length > 0,
-      privateKeyMode: keyLines[0],
-      publicKey: keyLines[1],
-    },
+    keys: { privateKeyExists: keyFile.exists, privateKeyMode: keyFile.mode, publicKey: keyFile.publicKey },
     sysctl: {
-      fileSha256: sysctlLines[0] === '-' ? undefined : sysctlLines[0],
-      rpFilterAll: sysctlLines[1] === undefined ? undefined : Number(sysctlLines[1]),
-      rpFilterDefault: sysctlLines[2] === undefined ? undefined : Number(sysctlLines[2]),
+      fileSha256: fact(FACTS.sysctlFileSha256),
+      rpFilterAll: rp.all,
+      rpFilterDefault: rp.default,
+      rpFilterInterface: rp.iface,
     },
     service: {
-      enabled: serviceLines[0] ?? 'unknown',
-      active: serviceLines[1] ?? 'unknown',
-      reloadDropInSha256: nonEmpty(s.get('dropin'))[0],
+      enabled: service.enabled ?? 'unknown',
+      active: service.active ?? 'unknown',
+      reloadDropInSha256: fact(FACTS.reloadDropInSha256),
     },
-    interfacePublicKey: nonEmpty(s.get('livekey')).find(looksLikeWireGuardKey),
-    interfaceIndex: ifindex === undefined ? undefined : Number(ifindex),
-    interfaceRoutes: nonEmpty(s.get('routes')),
-    listenPortUsers: nonEmpty(s.get('port')),
+    interfacePublicKey: fact(FACTS.interfacePublicKey),
+    interfaceIndex: ifindex,
+    interfaceRoutes: fact(FACTS.interfaceRoutes),
+    listenPortUsers: fact(FACTS.listenPortUsers),
+    ...(now !== undefined ? { now } : {}),
+    // a missing interface makes wg print an error, never a peer line
+    peers: interfaces.includes(target.interface) ? fact(FACTS.peers).peers : [],
     baseline: {
-      extraIpRules: ipRules.filter((rule) => !DEFAULT_IP_RULE.test(rule)),
-      leftoverPaths: nonEmpty(s.get('leftoverpaths')),
-      leftoverUnits: nonEmpty(s.get('leftoverunits')),
+      extraIpRules: fact(FACTS.ipRules).filter((rule) => !DEFAULT_IP_RULE.test(rule)),
+      leftoverPaths: fact(FACTS.leftoverPaths),
+      leftoverUnits: fact(FACTS.leftoverUnits),
       leftoverInterfaces: interfaces.filter((name) => LEFTOVER_INTERFACE.test(name)),
-      firewallDrops: nonEmpty(s.get('firewall')),
+      firewallDrops: udpDropRules(fact(FACTS.firewall), target.listenPort),
     },
   };
 }

@@ -18,6 +18,9 @@ import {
   countPackets,
   parsePacketLine,
 } from '../../src/debug/capture.js';
+import { FACTS, icmpDropOnIfaceRules, udpDropRules } from '../../src/facts/definitions.js';
+import { sectionScript } from '../../src/facts/sections.js';
+import { factsProbeScript } from '../../src/facts/node-facts.js';
 
 const fx = (name: string) => readFileSync(new URL(`../fixtures/probes/${name}`, import.meta.url), 'utf8');
 const params = { interface: 'wg0', listenPort: 51820, peerIps: ['172.27.15.11', '172.27.15.31'], firewall: true };
@@ -32,52 +35,84 @@ const ping = {
   mtu: 1420,
 };
 
-test('checklist on a healthy wireguard-go node (real capture)', () => {
-  const c = parseChecklist(fx('checklist-healthy.txt'), params);
+const MS1_KEY = 'ObUeY+NV4KDRkOlLCvG6K40+mwca7Zm6bjtfp3zVG1M=';
+const labParams = { interface: 'wg0', listenPort: 51820, peerIps: ['172.27.15.11', '172.27.15.13', '172.27.15.31'], firewall: true };
+
+test('checklist on a converged wireguard-go node with systemd (real capture, lab node ms-1)', () => {
+  const c = parseChecklist(fx('checklist-healthy.txt'), labParams);
   assert.deepEqual(c.problems, []);
-  assert.equal(c.now, 1795376844);
+  assert.equal(c.now, 1795991130);
   assert.equal(c.iface.up, true);
   assert.equal(c.iface.mtu, 1420);
   assert.deepEqual(c.iface.addresses, ['172.27.15.12/32']);
   assert.equal(c.listeners[0]!.port, 51820);
   assert.deepEqual(c.listeners[0]!.processes, ['wireguard-go']);
-  assert.equal(c.livePublicKey, 'NcJhHdax9jF29hSsJ7y1+oW6XrqtUKDD6GL9J7ha2jA=');
+  assert.equal(c.livePublicKey, MS1_KEY);
   assert.equal(c.filePublicKey, c.livePublicKey);
   assert.equal(c.liveListenPort, 51820);
-  assert.equal(c.peers.length, 2);
-  assert.equal(c.peers[1]!.latestHandshake, undefined);
-  assert.equal(c.peers[1]!.persistentKeepalive, 25);
-  assert.equal(c.config!.peers.length, 2);
+  assert.equal(c.peers.length, 3);
+  assert.equal(c.peers[0]!.persistentKeepalive, 25);
+  assert.equal(c.config!.peers.length, 3);
   assert.equal(c.config!.interface!.hasPrivateKey, false);
+  assert.match(c.configText!, /^# No PrivateKey here on purpose/m, 'the comment of the rendered file survives the filter');
+  assert.match(c.configSha256!, /^[0-9a-f]{64}$/);
+  assert.deepEqual(c.interfaceRoutes, ['172.27.15.11', '172.27.15.13', '172.27.15.31']);
   assert.deepEqual(
     c.routes.map((r) => r.dev),
-    ['wg0', 'wg0'],
+    ['wg0', 'wg0', 'wg0'],
   );
-  assert.deepEqual(c.rpFilter, { all: 0, default: 0, iface: 0, effective: 0 });
-  assert.deepEqual(c.service, { systemd: false });
+  assert.deepEqual(c.rpFilter, { all: 2, default: 2, iface: 2, effective: 2 });
+  assert.deepEqual(c.service, { systemd: true, enabled: 'enabled', active: 'active' });
   assert.deepEqual(c.firewall, []);
 });
 
-test('checklist with the interface gone (real capture)', () => {
-  const c = parseChecklist(fx('checklist-interface-missing.txt'), params);
+test('checklist with the service stopped and the interface gone (real capture)', () => {
+  const c = parseChecklist(fx('checklist-interface-missing.txt'), labParams);
   assert.equal(c.iface.exists, false);
   assert.match(c.iface.error!, /does not exist/);
   assert.equal(c.wgAvailable, false);
   assert.equal(c.livePublicKey, undefined);
-  assert.equal(c.filePublicKey, 'NcJhHdax9jF29hSsJ7y1+oW6XrqtUKDD6GL9J7ha2jA=');
+  assert.equal(c.filePublicKey, MS1_KEY);
   assert.deepEqual(c.peers, []);
-  assert.equal(c.routes[0]!.dev, 'vfx-a');
+  assert.deepEqual(c.interfaceRoutes, []);
+  assert.equal(c.routes[0]!.dev, 'eth0');
+  assert.equal(c.rpFilter.iface, undefined);
+  assert.deepEqual(c.service, { systemd: true, enabled: 'enabled', active: 'inactive' });
 });
 
 test('checklist: route via the default gateway, rp_filter strict (real capture)', () => {
-  const c = parseChecklist(fx('checklist-route-missing-rp-strict.txt'), params);
-  assert.deepEqual(c.routes[0], { dst: '172.27.15.11', dev: 'vfx-a', gateway: '192.168.15.3', prefsrc: '192.168.15.2' });
+  const c = parseChecklist(fx('checklist-route-missing-rp-strict.txt'), labParams);
+  assert.deepEqual(c.routes[0], { dst: '172.27.15.11', dev: 'eth0', gateway: '192.168.15.1', prefsrc: '192.168.15.2' });
+  assert.deepEqual(c.interfaceRoutes, ['172.27.15.13', '172.27.15.31']);
   assert.equal(c.rpFilter.effective, 1);
 });
 
-test('checklist: firewall rules (real iptables-save -c)', () => {
-  const c = parseChecklist(fx('checklist-firewall.txt'), { ...params, peerIps: ['172.27.15.12'] });
+test('checklist: firewall rules (real iptables-save -c and nft list ruleset)', () => {
+  const c = parseChecklist(fx('checklist-firewall.txt'), { ...labParams, peerIps: ['172.27.15.12'] });
   assert.ok(c.firewall!.includes('[0:0] -A INPUT -p udp -m udp --dport 51820 -j DROP'));
+  assert.ok(c.firewall!.includes('[0:0] -A INPUT -i wg0 -p icmp -j DROP'));
+  assert.deepEqual(udpDropRules(c.firewall, 51820).length, 2, 'the iptables rule and its nft twin');
+  assert.deepEqual(icmpDropOnIfaceRules(c.firewall, 'wg0').length, 2);
+});
+
+test('checklist and facts probe share their fact commands', () => {
+  const checklist = checklistScript(labParams);
+  const facts = factsProbeScript({ interface: 'wg0', listenPort: 51820 });
+  for (const def of [
+    FACTS.service,
+    FACTS.rpFilter,
+    FACTS.interfaceRoutes,
+    FACTS.listenPortUsers,
+    FACTS.interfacePublicKey,
+    FACTS.configMeta,
+    FACTS.configText,
+    FACTS.firewall,
+    FACTS.peers,
+  ]) {
+    const block = sectionScript(def.name, def.command({ interface: 'wg0', listenPort: 51820 }));
+    assert.ok(checklist.includes(block), `checklist runs ${def.name}`);
+    assert.ok(facts.includes(block), `facts probe runs ${def.name}`);
+  }
 });
 
 test('ping output: healthy peer, dead peer skipped by the MTU probe (real capture)', () => {
@@ -130,10 +165,13 @@ test('no probe ever reads a private key', () => {
     }),
   ].join('\n');
   assert.doesNotMatch(scripts, /private-key|showconf|\.key\b|wg show \S+ dump(?! \| tail -n \+2)/);
-  assert.match(checklistScript(params), /grep -Evi 'privatekey\|presharedkey'/);
+  assert.match(checklistScript(params), /grep -Evi '\^\[\[:space:\]\]\*#\?\[\[:space:\]\]\*\(privatekey\|presharedkey\)/);
+  const key = 'ObUeY+NV4KDRkOlLCvG6K40+mwca7Zm6bjtfp3zVG1M=';
   assert.equal(
-    dropSecretLines('a\nPrivateKey = x\nPresharedKey=y\nPostUp = wg set %i private-key /etc/wireguard/%i.key\nb'),
-    'a\nPostUp = wg set %i private-key /etc/wireguard/%i.key\nb',
+    dropSecretLines(
+      `a\nPrivateKey = x\nPresharedKey=y\n# PrivateKey = ${key}\nPostUp = wg set %i private-key <(echo ${key})\nPostUp = wg set %i private-key /etc/wireguard/%i.key\n# No PrivateKey here on purpose\nb`,
+    ),
+    'a\nPostUp = wg set %i private-key /etc/wireguard/%i.key\n# No PrivateKey here on purpose\nb',
   );
 });
 
@@ -146,7 +184,7 @@ test('fixtures hold no private key lines and no interface dump line', () => {
     'ping-one-peer-down.txt',
   ]) {
     const text = fx(f);
-    assert.doesNotMatch(text, /PrivateKey/i);
+    assert.doesNotMatch(text, /^\s*#?\s*(private|preshared)-?key\s*=/im);
     for (const line of text.split('\n')) assert.notEqual(line.split('\t').length, 4, `${f}: ${line}`);
   }
 });

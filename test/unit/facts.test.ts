@@ -28,9 +28,35 @@ describe('facts probe parser', () => {
     assert.deepEqual(facts.listenPortUsers, []);
     assert.equal(facts.service.reloadDropInSha256, undefined);
     assert.equal(facts.interfacePublicKey, undefined);
+    assert.deepEqual(facts.peers, []);
+    assert.deepEqual([facts.sysctl.rpFilterAll, facts.sysctl.rpFilterDefault, facts.sysctl.rpFilterInterface], [0, 0, undefined]);
     // and the planners take it from there
     assert.match(describeAction(planInstall(facts)!), /wireguard-tools wireguard-go \(apt\)/);
     assert.ok(planKeys(facts, 'wg0'));
+  });
+
+  it('reads the service of a node without wireguard-tools: is-enabled prints nothing, is-active "inactive"', () => {
+    // Defect: the state was read by line position, so the empty is-enabled output moved "inactive" into `enabled`
+    // and left `active` unknown.
+    const facts = parseFactsProbe(fixture('bare-debian12.txt'), target);
+    assert.equal(facts.service.enabled, 'unknown');
+    assert.equal(facts.service.active, 'inactive');
+  });
+
+  it('reads named facts whatever their order and however many are empty', () => {
+    const text = fixture('bare-debian12.txt');
+    const sections = text.split(/(?=@@meshctl begin )/);
+    const shuffled = [...sections.slice(0, -1).reverse(), sections.at(-1)!].join('');
+    assert.deepEqual(parseFactsProbe(shuffled, target), parseFactsProbe(text, target));
+  });
+
+  it('reads the firewall rules that drop the listen port (iptables-save and nft, real capture)', () => {
+    const facts = parseFactsProbe(fixture('firewall-drop-wk-1.txt'), target);
+    assert.deepEqual(facts.baseline.firewallDrops, [
+      '[0:0] -A INPUT -p udp -m udp --dport 51820 -j DROP',
+      'udp dport 51820 counter packets 0 bytes 0 drop',
+    ]);
+    assert.deepEqual(parseFactsProbe(fixture('converged-wk-1.txt'), target).baseline.firewallDrops, []);
   });
 
   it('reads a converged node: our config (sha and text without a key line), key 0600 and its public half, service up, routes', () => {
@@ -49,6 +75,10 @@ describe('facts probe parser', () => {
     assert.deepEqual(facts.wireguardInterfaces, ['wg0']);
     assert.equal(facts.sysctl.rpFilterAll, 2);
     assert.equal(facts.listenPortUsers.length > 0, true, 'wireguard-go holds the port');
+    assert.equal(facts.sysctl.rpFilterInterface, 2);
+    assert.equal(facts.peers.length, 3);
+    assert.ok(facts.now! > 1_700_000_000);
+    assert.ok(facts.peers.every((p) => p.latestHandshake !== undefined && facts.now! - p.latestHandshake < 180));
     assert.equal(planInstall(facts), undefined);
     assert.equal(planKeys(facts, 'wg0'), undefined);
   });

@@ -1,0 +1,502 @@
+/**
+ * The facts layer: every fact about a node that `up`, `verify` and `debug` read is defined ONCE here, as a named
+ * section of a probe script (the command) and a pure parser of that section. The probes of the three commands
+ * (../facts/node-facts.ts, ../checks/probes.ts, ../debug/*) compose their scripts from these definitions with
+ * `factsScript` and read them back with `readFact`, so the command a node runs and the way its output is read cannot
+ * drift apart between commands.
+ *
+ * Output format: named sections (./sections.ts). A fact with several values prints one `key=value` line per value,
+ * so an empty value is an empty value, never a shifted line.
+ *
+ * Private keys never leave a node:
+ * - `wg show IFACE dump` is read from its second line on (the first one is the interface line with the private key),
+ *   and its preshared-key column is replaced on the node by "(none)" or "(hidden)";
+ * - the wg-quick file is filtered on the node (`SECRET_LINE_ERE`): PrivateKey/PresharedKey lines and any line naming a
+ *   private or preshared key next to a key-shaped value are dropped; `dropSecretLines` applies the same filter again
+ *   on our side;
+ * - the key file is only ever fed to `wg pubkey` on the node, so only its public half is printed;
+ * - `wg show IFACE private-key` and `wg showconf` are never used.
+ */
+import { raw, sh } from '../remote/shell.js';
+import { wireguardPaths } from '../remote/wireguard.js';
+import { parseWgDumpPeers, type LivePeer } from '../render/wgdump.js';
+import { looksLikeWireGuardKey } from '../topology/desired.js';
+import { keyValues, linesOf, PATH_PRELUDE, sectionScript, splitSections, type Section } from './sections.js';
+
+/** What every fact command is parameterised with: the WireGuard interface and the node's listen port. */
+export interface FactContext {
+  interface: string;
+  listenPort: number;
+}
+
+/**
+ * One named fact. `name` is the section the command's output lands in (a plain token, see sectionScript);
+ * `command` is read-only POSIX sh whose every interpolated value went through ../remote/shell.ts; `parse` is pure
+ * and gets `undefined` when the section is missing (script cut short).
+ */
+export interface FactDef<T> {
+  name: string;
+  command(ctx: FactContext): string;
+  parse(section: Section | undefined, ctx: FactContext): T;
+}
+
+/** The script that gathers `defs` in one round trip, ending with an `end` section that proves it ran to its end. */
+export function factsScript(defs: ReadonlyArray<FactDef<unknown>>, ctx: FactContext, endSection = 'end'): string {
+  return [PATH_PRELUDE, ...defs.map((d) => sectionScript(d.name, d.command(ctx))), sectionScript(endSection, 'true')].join('\n');
+}
+
+/** Parses one fact out of the sections of a probe's stdout (from `splitSections`). */
+export const readFact = <T>(def: FactDef<T>, sections: Map<string, Section>, ctx: FactContext): T => def.parse(sections.get(def.name), ctx);
+
+export { splitSections };
+
+const first = (section: Section | undefined): string | undefined => linesOf(section)[0];
+const wgKeyOrUndefined = (section: Section | undefined) => {
+  const body = section?.body.trim() ?? '';
+  return looksLikeWireGuardKey(body) ? body : undefined;
+};
+const intOrUndefined = (text: string | undefined) => (text !== undefined && /^\d+$/.test(text) ? Number(text) : undefined);
+const sha256OrUndefined = (text: string | undefined) => (text !== undefined && /^[0-9a-f]{64}$/.test(text) ? text : undefined);
+const list = (name: string, command: string): FactDef<string[]> => ({ name, command: () => command, parse: (s) => linesOf(s) });
+
+// ---------------------------------------------------------------------------------------------------------------
+// Secret filters
+
+/**
+ * Lines that may carry a private or preshared key, as a grep -E pattern (run with -i): a PrivateKey/PresharedKey
+ * setting (also commented out), or a line naming such a key next to a key-shaped value (a hand-written
+ * `PostUp = wg set %i private-key <(echo KEY)`). The rendered file's comment about the key and its PostUp that
+ * names the key FILE survive, so the text still equals what meshctl renders.
+ */
+export const SECRET_LINE_ERE =
+  '^[[:space:]]*#?[[:space:]]*(privatekey|presharedkey)|(private|preshared)-?key.*[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=';
+const SECRET_LINE = new RegExp(SECRET_LINE_ERE.replaceAll('[[:space:]]', '\\s'), 'i');
+
+/** Drops, on our side too, any line that may hold a private or preshared key (SECRET_LINE_ERE). */
+export function dropSecretLines(text: string): string {
+  return text
+    .split('\n')
+    .filter((line) => !SECRET_LINE.test(line))
+    .join('\n');
+}
+
+/** Peer lines of the dump, preshared key masked on the node. Never the first (interface) line. */
+export const peerDumpCommand = (iface: string) =>
+  sh`wg show ${iface} dump | tail -n +2 | awk 'BEGIN { FS = OFS = "\\t" } { if ($2 != "(none)") $2 = "(hidden)"; print }'`.text;
+
+/** The wg-quick file without any line that could hold a private or preshared key. */
+export const filteredConfigCommand = (path: string) => sh`grep -Evi ${SECRET_LINE_ERE} ${path}`.text;
+
+// ---------------------------------------------------------------------------------------------------------------
+// Parsers of single command outputs (pure; tested with real captures in test/fixtures)
+
+export interface IfaceAddr {
+  exists: boolean;
+  up: boolean;
+  operstate?: string;
+  flags: string[];
+  mtu?: number;
+  ifindex?: number;
+  /** IPv4 addresses with prefix, e.g. 172.27.15.12/32 */
+  addresses: string[];
+  /** the tool's message when the interface is missing */
+  error?: string;
+}
+
+/** `ip -j addr show dev IFACE` (it carries the link's flags, MTU, ifindex and state too). */
+export function parseIpAddr(section: Section | undefined): IfaceAddr {
+  const body = section?.body ?? '';
+  const missing = (error: string): IfaceAddr => ({ exists: false, up: false, flags: [], addresses: [], error });
+  if (!section) return missing('not probed');
+  let data: unknown;
+  try {
+    data = JSON.parse(body.slice(Math.max(0, body.indexOf('['))));
+  } catch {
+    return missing(body.split('\n')[0] || `ip exited ${section.rc}`);
+  }
+  const entry = Array.isArray(data) ? (data[0] as Record<string, unknown> | undefined) : undefined;
+  if (!entry) return missing(body || 'no such interface');
+  const flags = Array.isArray(entry.flags) ? (entry.flags as string[]) : [];
+  const addrInfo = Array.isArray(entry.addr_info) ? (entry.addr_info as Array<Record<string, unknown>>) : [];
+  return {
+    exists: true,
+    up: flags.includes('UP'),
+    ...(typeof entry.operstate === 'string' ? { operstate: entry.operstate } : {}),
+    flags,
+    ...(typeof entry.mtu === 'number' ? { mtu: entry.mtu } : {}),
+    ...(typeof entry.ifindex === 'number' ? { ifindex: entry.ifindex } : {}),
+    addresses: addrInfo.filter((a) => a.family === 'inet').map((a) => `${String(a.local)}/${String(a.prefixlen)}`),
+  };
+}
+
+export interface RouteLookup {
+  dst: string;
+  /** device the kernel would send to dst through; undefined when there is no route */
+  dev?: string;
+  gateway?: string;
+  prefsrc?: string;
+  error?: string;
+}
+
+/** `ip -j route get DST` */
+export function parseRouteGet(dst: string, section: Section | undefined): RouteLookup {
+  const body = section?.body ?? '';
+  try {
+    const data = JSON.parse(body.slice(Math.max(0, body.indexOf('[')))) as Array<Record<string, unknown>>;
+    const entry = data[0];
+    if (!entry) return { dst, error: 'no route' };
+    return {
+      dst,
+      ...(typeof entry.dev === 'string' ? { dev: entry.dev } : {}),
+      ...(typeof entry.gateway === 'string' ? { gateway: entry.gateway } : {}),
+      ...(typeof entry.prefsrc === 'string' ? { prefsrc: entry.prefsrc } : {}),
+      ...(entry.type === 'unreachable' || entry.type === 'blackhole' || entry.type === 'prohibit' ? { error: String(entry.type) } : {}),
+    };
+  } catch {
+    return { dst, error: body.split('\n').pop() || (section ? `ip exited ${section.rc}` : 'not probed') };
+  }
+}
+
+export interface UdpListener {
+  /** local address:port as ss prints it */
+  local: string;
+  port: number;
+  /** process names from users:(("name",pid=..)) ; empty for the kernel module (no process) */
+  processes: string[];
+  line: string;
+}
+
+/** `ss -Hulnp 'sport = :PORT'` (headerless). */
+export function parseSsUdp(text: string): UdpListener[] {
+  const listeners: UdpListener[] = [];
+  for (const line of text.split('\n')) {
+    const fields = line.trim().split(/\s+/);
+    if (fields.length < 5 || !/^(UNCONN|ESTAB)$/.test(fields[0]!)) continue;
+    const local = fields[3]!;
+    const port = Number(/:(\d+)$/.exec(local)?.[1]);
+    if (!Number.isInteger(port)) continue;
+    const processes = [...line.matchAll(/\("([^"]+)",pid=/g)].map((m) => m[1]!);
+    listeners.push({ local, port, processes, line: line.trim() });
+  }
+  return listeners;
+}
+
+export interface RpFilter {
+  all?: number;
+  default?: number;
+  /** the WireGuard interface's own value; absent when the interface does not exist */
+  iface?: number;
+  /** the kernel uses max(all, iface) for packets arriving on the interface (ip-sysctl.rst, rp_filter) */
+  effective?: number;
+}
+
+/** Lines `all=2`, `default=2`, `iface=2` (empty when unreadable). */
+export function parseRpFilter(text: string): RpFilter {
+  const values = keyValues(text);
+  const get = (key: string) => intOrUndefined(values.get(key));
+  const all = get('all');
+  const own = get('iface');
+  const dflt = get('default');
+  const result: RpFilter = {
+    ...(all !== undefined ? { all } : {}),
+    ...(dflt !== undefined ? { default: dflt } : {}),
+    ...(own !== undefined ? { iface: own } : {}),
+  };
+  if (all !== undefined || own !== undefined) result.effective = Math.max(all ?? 0, own ?? 0);
+  return result;
+}
+
+export interface ServiceState {
+  systemd: boolean;
+  /** systemctl is-active: active, inactive, failed, activating ...; absent when it printed nothing */
+  active?: string;
+  /** systemctl is-enabled: enabled, disabled ...; absent when it printed nothing (no such unit file) */
+  enabled?: string;
+}
+
+/** Lines `systemd=yes|no`, `enabled=...`, `active=...` (each printed even when its value is empty). */
+export function parseService(text: string): ServiceState {
+  const v = keyValues(text);
+  if (v.get('systemd') !== 'yes') return { systemd: false };
+  const active = v.get('active');
+  const enabled = v.get('enabled');
+  return { systemd: true, ...(active ? { active } : {}), ...(enabled ? { enabled } : {}) };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Firewall rules
+
+const rangeHas = (line: string, port: number) =>
+  [...line.matchAll(/--dports? (?:\S*,)?(\d+):(\d+)/g)].some((m) => Number(m[1]) <= port && port <= Number(m[2]));
+
+/** iptables-save / nft rules that drop or reject incoming UDP to `port` (WireGuard's datagrams). */
+export function udpDropRules(rules: string[] | undefined, port: number): string[] {
+  return (rules ?? []).filter((line) => {
+    const l = line.toLowerCase();
+    if (!/(-j|\s)(drop|reject)\b/.test(l)) return false;
+    const iptables =
+      /-p udp/.test(l) &&
+      (new RegExp(`--dports? (\\S*,)?${port}(,|\\s|$)`).test(l) || rangeHas(l, port)) &&
+      !/-a (output|postrouting)\b/.test(l);
+    const nft = new RegExp(`udp dport (\\{[^}]*\\b${port}\\b[^}]*\\}|${port})\\b`).test(l);
+    return iptables || nft;
+  });
+}
+
+/** Rules that drop or reject ICMP (or everything) on the WireGuard interface. */
+export function icmpDropOnIfaceRules(rules: string[] | undefined, iface: string): string[] {
+  const esc = iface.replace(/[^\w]/g, '\\$&');
+  return (rules ?? []).filter((line) => {
+    const l = line.toLowerCase();
+    if (!/(-j|\s)(drop|reject)\b/.test(l)) return false;
+    const onIface = new RegExp(`(-i|-o) ${esc}(\\s|$)|(iifname|oifname) "?${esc}"?`).test(l);
+    const icmpOrAll = /-p icmp|\bicmp\b/.test(l) || !/-p |\b(udp|tcp)\b/.test(l);
+    return onIface && icmpOrAll;
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The facts
+
+/** Directories and units left by Kubernetes distributions and CNIs that break a clean mesh (runbook "pristine"). */
+export const LEFTOVER_PATHS = [
+  '/etc/cni',
+  '/var/lib/cni',
+  '/etc/rancher',
+  '/var/lib/rancher',
+  '/var/lib/calico',
+  '/etc/calico',
+  '/run/flannel',
+];
+export const LEFTOVER_UNIT_GLOBS = ['k3s*', 'rke2*', 'calico*', 'flannel*', 'cilium*', 'kubelet*'];
+
+/** the firewall fact's filter, applied on the node (grep -Ei) and again here */
+const DROP_OR_REJECT = /drop|reject/i;
+
+const SYSTEMD = '[ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1';
+
+export interface OsRelease {
+  id: string;
+  versionId: string;
+  idLike: string[];
+  prettyName: string;
+}
+
+export interface ConfigMeta {
+  exists: boolean;
+  sha256?: string;
+  /** lines setting a PrivateKey (meshctl's own file has none) */
+  privateKeyLines: number;
+  presharedKeyLines: number;
+}
+
+export interface KeyFile {
+  exists: boolean;
+  /** octal mode, e.g. "600" */
+  mode?: string;
+  /** `wg pubkey < KEY` run on the node */
+  publicKey?: string;
+}
+
+/** The fact definitions, by name. Section names are part of the fixtures' format (test/fixtures/facts, probes). */
+export const FACTS = {
+  /** the node's clock, Unix seconds (handshake ages are judged against it, not against ours) */
+  now: { name: 'now', command: () => 'date +%s', parse: (s) => intOrUndefined(first(s)) } as FactDef<number | undefined>,
+  uid: { name: 'uid', command: () => 'id -u', parse: (s) => intOrUndefined(first(s)) ?? Number.NaN } as FactDef<number>,
+  hostname: { name: 'hostname', command: () => 'hostname', parse: (s) => first(s) ?? '' } as FactDef<string>,
+  os: {
+    name: 'os',
+    // in a subshell: sourcing os-release must not set variables for the sections after it
+    command: () =>
+      `( [ -r /etc/os-release ] && . /etc/os-release; printf 'id=%s\\nversion_id=%s\\nid_like=%s\\npretty_name=%s\\n' "\${ID:-}" "\${VERSION_ID:-}" "\${ID_LIKE:-}" "\${PRETTY_NAME:-}" )`,
+    parse: (s) => {
+      const v = keyValues(s?.body);
+      return {
+        id: v.get('id') ?? '',
+        versionId: v.get('version_id') ?? '',
+        idLike: (v.get('id_like') ?? '').split(/\s+/).filter(Boolean),
+        prettyName: v.get('pretty_name') ?? '',
+      };
+    },
+  } as FactDef<OsRelease>,
+  /** package manager commands present, in order of preference */
+  packageManagers: list('pm', 'for pm in apt-get dnf yum apk pacman; do command -v $pm >/dev/null 2>&1 && echo $pm; done; true'),
+  systemd: { name: 'systemd', command: () => `${SYSTEMD} && echo yes || echo no`, parse: (s) => first(s) === 'yes' } as FactDef<boolean>,
+  kernelModule: {
+    name: 'module',
+    command: () =>
+      '[ -d /sys/module/wireguard ] && echo loaded || { modinfo wireguard >/dev/null 2>&1 && echo available || echo missing; }',
+    parse: (s) => {
+      const value = first(s);
+      return value === 'loaded' || value === 'available' ? value : 'missing';
+    },
+  } as FactDef<'loaded' | 'available' | 'missing'>,
+  /** the tools found on PATH */
+  tools: list('tools', 'for t in wg wg-quick wireguard-go tcpdump ping; do command -v $t >/dev/null 2>&1 && echo $t; done; true'),
+  interfaces: list('interfaces', 'ls /sys/class/net'),
+  wireguardInterfaces: list('wginterfaces', 'command -v wg >/dev/null 2>&1 && wg show interfaces 2>/dev/null | tr " " "\\n"; true'),
+  wireguardConfigs: {
+    name: 'wgconfigs',
+    command: (ctx) => sh`ls ${wireguardPaths(ctx.interface).dir} 2>/dev/null | grep '\\.conf$'; true`.text,
+    parse: (s) => linesOf(s),
+  } as FactDef<string[]>,
+  /** whether IFACE.conf exists, its sha256 and how many key lines it has (their values never leave the node) */
+  configMeta: {
+    name: 'confmeta',
+    command: (ctx) => {
+      const f = wireguardPaths(ctx.interface).config;
+      return sh`if [ -f ${f} ]; then echo exists=yes; echo "sha256=$(sha256sum < ${f} | cut -d' ' -f1)"; echo "privatekeylines=$(grep -ci '^[[:space:]]*privatekey' ${f})"; echo "presharedkeylines=$(grep -ci '^[[:space:]]*presharedkey' ${f})"; else echo exists=no; fi`
+        .text;
+    },
+    parse: (s) => {
+      const v = keyValues(s?.body);
+      const sha256 = sha256OrUndefined(v.get('sha256'));
+      return {
+        exists: v.get('exists') === 'yes',
+        ...(sha256 ? { sha256 } : {}),
+        privateKeyLines: intOrUndefined(v.get('privatekeylines')) ?? 0,
+        presharedKeyLines: intOrUndefined(v.get('presharedkeylines')) ?? 0,
+      };
+    },
+  } as FactDef<ConfigMeta>,
+  /** IFACE.conf without secret lines (SECRET_LINE_ERE), with the one final newline a rendered file has; undefined when absent */
+  configText: {
+    name: 'conf',
+    command: (ctx) => {
+      const f = wireguardPaths(ctx.interface).config;
+      return sh`if [ -f ${f} ]; then ${raw(filteredConfigCommand(f))}; fi; true`.text;
+    },
+    // the section body lost its trailing newlines; a wg-quick file written by meshctl ends with exactly one
+    parse: (s) => (s && s.body !== '' ? `${dropSecretLines(s.body)}\n` : undefined),
+  } as FactDef<string | undefined>,
+  keyFile: {
+    name: 'keys',
+    command: (ctx) => {
+      const k = wireguardPaths(ctx.interface).privateKey;
+      return sh`if [ -s ${k} ]; then echo exists=yes; echo "mode=$(stat -c %a ${k})"; command -v wg >/dev/null 2>&1 && echo "public=$(wg pubkey < ${k})"; else echo exists=no; fi; true`
+        .text;
+    },
+    parse: (s) => {
+      const v = keyValues(s?.body);
+      const mode = v.get('mode');
+      const publicKey = v.get('public');
+      return {
+        exists: v.get('exists') === 'yes',
+        ...(mode ? { mode } : {}),
+        ...(publicKey && looksLikeWireGuardKey(publicKey) ? { publicKey } : {}),
+      };
+    },
+  } as FactDef<KeyFile>,
+  /** /etc/wireguard/IFACE.pub */
+  publicKeyFile: {
+    name: 'pubfile',
+    command: (ctx) => sh`cat ${wireguardPaths(ctx.interface).publicKey}`.text,
+    parse: wgKeyOrUndefined,
+  } as FactDef<string | undefined>,
+  sysctlFileSha256: {
+    name: 'sysctlfile',
+    command: (ctx) => {
+      const f = wireguardPaths(ctx.interface).sysctl;
+      return sh`[ -f ${f} ] && sha256sum < ${f} | cut -d' ' -f1; true`.text;
+    },
+    parse: (s) => sha256OrUndefined(first(s)),
+  } as FactDef<string | undefined>,
+  rpFilter: {
+    name: 'rpfilter',
+    command: (ctx) =>
+      sh`for k in all default iface; do d=$k; [ $k = iface ] && d=${ctx.interface}; printf '%s=%s\\n' "$k" "$(cat "/proc/sys/net/ipv4/conf/$d/rp_filter" 2>/dev/null)"; done`
+        .text,
+    parse: (s) => parseRpFilter(s?.body ?? ''),
+  } as FactDef<RpFilter>,
+  service: {
+    name: 'service',
+    command: (ctx) => {
+      const unit = wireguardPaths(ctx.interface).service;
+      return sh`if ${raw(SYSTEMD)}; then echo systemd=yes; echo "enabled=$(systemctl is-enabled ${unit} 2>/dev/null)"; echo "active=$(systemctl is-active ${unit} 2>/dev/null)"; else echo systemd=no; fi`
+        .text;
+    },
+    parse: (s) => parseService(s?.body ?? ''),
+  } as FactDef<ServiceState>,
+  /** sha256 of meshctl's wg-quick@ drop-in (../render/systemd.ts) */
+  reloadDropInSha256: {
+    name: 'dropin',
+    command: (ctx) => {
+      const f = wireguardPaths(ctx.interface).reloadDropIn;
+      return sh`[ -f ${f} ] && sha256sum < ${f} | cut -d' ' -f1; true`.text;
+    },
+    parse: (s) => sha256OrUndefined(first(s)),
+  } as FactDef<string | undefined>,
+  /** ifindex of the interface (a restart changes it); from /sys, so it needs no iproute2 JSON */
+  interfaceIndex: {
+    name: 'ifindex',
+    command: (ctx) => sh`cat ${`/sys/class/net/${ctx.interface}/ifindex`} 2>/dev/null; true`.text,
+    parse: (s) => intOrUndefined(first(s)),
+  } as FactDef<number | undefined>,
+  /** `ip -j addr show dev IFACE`: present, up, MTU, addresses, ifindex */
+  interfaceAddr: {
+    name: 'addr',
+    command: (ctx) => sh`ip -j addr show dev ${ctx.interface}`.text,
+    parse: (s) => parseIpAddr(s),
+  } as FactDef<IfaceAddr>,
+  /** the public half of the key the interface runs with (`wg show IFACE public-key`); undefined without one */
+  interfacePublicKey: {
+    name: 'pubkey',
+    command: (ctx) => sh`wg show ${ctx.interface} public-key`.text,
+    parse: wgKeyOrUndefined,
+  } as FactDef<string | undefined>,
+  /** `wg show IFACE listen-port`; the section's rc says whether wg could talk to the interface at all */
+  interfaceListenPort: {
+    name: 'port',
+    command: (ctx) => sh`wg show ${ctx.interface} listen-port`.text,
+    parse: (s) => (s?.rc === 0 ? intOrUndefined(first(s)) : undefined),
+  } as FactDef<number | undefined>,
+  /** live peers (`wg show IFACE dump` without its interface line, preshared keys masked) */
+  peers: {
+    name: 'dump',
+    command: (ctx) => peerDumpCommand(ctx.interface),
+    parse: (s) => parseWgDumpPeers(s?.body ?? ''),
+  } as FactDef<ReturnType<typeof parseWgDumpPeers>>,
+  /** destinations routed via the interface, as `ip route show` prints them: host routes WITHOUT /32 */
+  interfaceRoutes: {
+    name: 'routes',
+    command: (ctx) => sh`[ -e ${`/sys/class/net/${ctx.interface}`} ] && ip -4 route show dev ${ctx.interface}; true`.text,
+    parse: (s) => linesOf(s).map((line) => line.split(/\s+/)[0]!),
+  } as FactDef<string[]>,
+  /** sockets on the listen port, as `ss` prints them (with the process holding each) */
+  listenPortUsers: {
+    name: 'listen',
+    command: (ctx) => sh`ss -Hulnp ${`sport = :${Number(ctx.listenPort)}`}`.text,
+    parse: (s) => linesOf(s).filter((line) => /^(UNCONN|ESTAB)\b/.test(line)),
+  } as FactDef<string[]>,
+  ipRules: list('iprules', 'ip -4 rule show'),
+  leftoverPaths: {
+    name: 'leftoverpaths',
+    command: () => sh`for d in ${LEFTOVER_PATHS}; do [ -e "$d" ] && echo "$d"; done; true`.text,
+    parse: (s) => linesOf(s),
+  } as FactDef<string[]>,
+  leftoverUnits: {
+    name: 'leftoverunits',
+    command: () =>
+      sh`${raw(SYSTEMD)} && systemctl list-unit-files --no-legend ${LEFTOVER_UNIT_GLOBS} 2>/dev/null | cut -d" " -f1; true`.text,
+    parse: (s) => linesOf(s),
+  } as FactDef<string[]>,
+  /**
+   * The firewall rules that drop or reject anything (every rule udpDropRules and icmpDropOnIfaceRules can match),
+   * secret lines dropped. Both iptables-save (legacy or nft backend) and nft's own ruleset: a host may use either,
+   * so a rule may show twice. Filtered on the node: a Kubernetes node's full ruleset runs to megabytes.
+   */
+  firewall: {
+    name: 'firewall',
+    command: () => "{ iptables-save -c; nft list ruleset; } 2>/dev/null | grep -Ei 'drop|reject'; true",
+    parse: (s) => linesOf({ name: 'firewall', body: dropSecretLines(s?.body ?? '') }).filter((line) => DROP_OR_REJECT.test(line)),
+  } as FactDef<string[]>,
+} satisfies Record<string, FactDef<unknown>>;
+
+/** `ip -j route get IP`: where the kernel sends traffic for one peer's overlay address (one fact per peer). */
+export const routeLookupFact = (ip: string): FactDef<RouteLookup> => ({
+  name: `route:${ip}`,
+  command: () => sh`ip -j route get ${ip}`.text,
+  parse: (s) => parseRouteGet(ip, s),
+});
+
+export type { LivePeer };
