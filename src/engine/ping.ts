@@ -9,7 +9,7 @@ import { peerDumpCommand } from '../checks/probes.js';
 import { sh } from '../remote/shell.js';
 import { parseWgDumpPeers } from '../render/wgdump.js';
 import { firstContactPairs } from '../topology/endpoints.js';
-import type { CheckResult, MeshStepInput, MeshStepOutput } from './types.js';
+import type { CheckResult, MeshStepInput, MeshStepOutput, TunnelValue } from './types.js';
 
 /** Runs the ping matrix; provides each node's `tunnel` (routes, handshakes, its matrix row) and the whole matrix. */
 export async function runPingMatrix(input: MeshStepInput<'desired'>): Promise<MeshStepOutput<'tunnel'>> {
@@ -23,9 +23,10 @@ export async function runPingMatrix(input: MeshStepInput<'desired'>): Promise<Me
     after: [
       { name: 'routes', command: `ip -4 route show dev ${sh`${iface}`.text} | cut -d' ' -f1` },
       { name: 'peers', command: peerDumpCommand(iface) },
+      { name: 'now', command: 'date +%s' },
     ],
   });
-  const values = new Map<string, { tunnel: { routes: string[]; handshakes: Map<string, number>; row: Record<string, MatrixCell> } }>();
+  const values = new Map<string, { tunnel: TunnelValue }>();
   const errors = new Map<string, string>();
   for (const { node } of input.nodes) {
     const sections = round.after.get(node.name);
@@ -39,7 +40,8 @@ export async function runPingMatrix(input: MeshStepInput<'desired'>): Promise<Me
       .map((l) => l.trim())
       .filter(Boolean);
     const peers = parseWgDumpPeers(sections.get('peers')?.body ?? '').peers;
-    values.set(node.name, { tunnel: { routes, handshakes: new Map(peers.map((p) => [p.publicKey, p.latestHandshake ?? 0])), row } });
+    const now = Number((sections.get('now')?.body ?? '').trim());
+    values.set(node.name, { tunnel: { routes, peers, ...(Number.isInteger(now) && now > 0 ? { now } : {}), row } });
   }
   return { values, errors, matrix: round.matrix };
 }

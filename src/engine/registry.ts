@@ -5,7 +5,7 @@
  */
 import { pingMatrixRow, runPingMatrix } from './ping.js';
 import { factsProbeScript, parseFactsProbe } from '../facts/node-facts.js';
-import { REJECT_AFTER_TIME_S } from '../remote/wireguard.js';
+import { judgeHandshakesRecent, judgeInterface, judgeOverlayRoutes, judgeRpFilter, judgeService, type Judgement } from '../checks/judge.js';
 import { renderWgQuickConfig, classifyConfigChange } from '../render/wgquick.js';
 import { renderRpFilterSysctl } from '../render/sysctl.js';
 import { renderReloadDropIn } from '../render/systemd.js';
@@ -20,6 +20,17 @@ import type { CheckDefinition, CheckResult, MeshStep, NodeStep, StepInput, Value
 const pass = (id: string, message: string, evidence?: string[]): CheckResult => ({ id, status: 'pass', message, evidence });
 const warn = (id: string, message: string, evidence?: string[]): CheckResult => ({ id, status: 'warn', message, evidence });
 const fail = (id: string, message: string, evidence?: string[]): CheckResult => ({ id, status: 'fail', message, evidence });
+
+/**
+ * A judge's verdict (../checks/judge.ts, shared with verify) as this gate's check result. `failOnWarn`: a gate
+ * that must not pass on a warning.
+ */
+const asCheck = (id: string, judged: Judgement, { failOnWarn = false } = {}): CheckResult => ({
+  id,
+  status: failOnWarn && judged.status === 'warn' ? 'fail' : judged.status,
+  message: judged.message,
+  ...(judged.evidence ? { evidence: judged.evidence } : {}),
+});
 
 /** Identity helpers that let TypeScript infer a definition's needs and provides. */
 const nodeStep = <N extends ValueName, P extends ValueName>(step: NodeStep<N, P>) => step;
@@ -261,32 +272,37 @@ export const CHECKS = {
   }),
   'rp-filter-loose': check({
     needs: ['rpFilter'],
-    evaluate: ({ values: { rpFilter: got }, inventory }) => {
-      const want = inventory.mesh.rpFilter;
-      return got.all === want && got.default === want
-        ? pass('rp-filter-loose', `rp_filter all=${got.all} default=${got.default}`)
-        : fail('rp-filter-loose', `rp_filter is all=${got.all} default=${got.default}, want ${want}`);
-    },
+    evaluate: ({ values: { rpFilter }, inventory }) =>
+      asCheck(
+        'rp-filter-loose',
+        judgeRpFilter({ iface: inventory.mesh.interface, mode: inventory.mesh.rpFilter, requireAllAndDefault: true }, rpFilter),
+      ),
   }),
   'service-active': check({
     needs: ['service'],
     evaluate: ({ values: { service }, inventory }) => {
-      const name = `wg-quick@${inventory.mesh.interface}`;
-      if (service.enabled === 'no-systemd')
-        return service.active === 'active'
-          ? warn('service-active', 'up by wg-quick (no systemd, not persistent)')
-          : fail('service-active', 'interface is down');
-      return service.active === 'active' && service.enabled === 'enabled'
-        ? pass('service-active', `${name} enabled and active`)
-        : fail('service-active', `${name} is ${service.active}, ${service.enabled}`);
+      const systemd = service.enabled !== 'no-systemd';
+      const observed = {
+        service: systemd ? { systemd: true as const, active: service.active, enabled: service.enabled } : { systemd: false as const },
+        interfacePresent: service.interfaceIndex !== undefined || service.active === 'active',
+      };
+      // with systemd the gate wants the unit enabled too (up enables it): active but not enabled fails here
+      return asCheck('service-active', judgeService({ iface: inventory.mesh.interface }, observed), { failOnWarn: systemd });
     },
   }),
   'interface-present': check({
     needs: ['service'],
     evaluate: ({ values: { service }, inventory }) =>
-      service.interfaceIndex !== undefined
-        ? pass('interface-present', `${inventory.mesh.interface} ifindex ${service.interfaceIndex}`)
-        : fail('interface-present', `${inventory.mesh.interface} does not exist`),
+      asCheck(
+        'interface-present',
+        judgeInterface(
+          { iface: inventory.mesh.interface },
+          {
+            present: service.interfaceIndex !== undefined,
+            ...(service.interfaceIndex !== undefined ? { ifindex: service.interfaceIndex } : {}),
+          },
+        ),
+      ),
   }),
   'ssh-still-reachable': check({
     needs: [],
@@ -313,29 +329,19 @@ export const CHECKS = {
   }),
   'overlay-routes': check({
     needs: ['desired', 'tunnel'],
-    evaluate: ({ values: { desired, tunnel }, inventory }) => {
-      const routes = new Set(tunnel.routes);
-      const missing = desired.peers
-        .flatMap((p) => p.allowedIps)
-        .filter((cidr) => !routes.has(cidr) && !routes.has(cidr.replace(/\/32$/, '')));
-      return missing.length === 0
-        ? pass('overlay-routes', `${desired.peers.length} /32 routes via ${inventory.mesh.interface}`)
-        : fail('overlay-routes', `missing routes via ${inventory.mesh.interface}: ${missing.join(', ')}`, tunnel.routes);
-    },
+    evaluate: ({ values: { desired, tunnel }, inventory }) =>
+      asCheck(
+        'overlay-routes',
+        judgeOverlayRoutes({ iface: inventory.mesh.interface, peers: desired.peers }, { interfaceRoutes: tunnel.routes }),
+      ),
   }),
   'handshakes-recent': check({
     needs: ['desired', 'tunnel'],
-    evaluate: ({ values: { desired, tunnel } }) => {
-      const now = Math.floor(Date.now() / 1000);
-      // past REJECT_AFTER_TIME a session's keys are dead: an older handshake means no live session
-      const stale = desired.peers.filter((p) => {
-        const at = tunnel.handshakes.get(p.publicKey) ?? 0;
-        return at === 0 || now - at > REJECT_AFTER_TIME_S;
-      });
-      return stale.length === 0
-        ? pass('handshakes-recent', `handshakes with all ${desired.peers.length} peers`)
-        : fail('handshakes-recent', `no recent handshake with ${stale.map((p) => p.name).join(', ')}`);
-    },
+    evaluate: ({ values: { desired, tunnel } }) =>
+      asCheck(
+        'handshakes-recent',
+        judgeHandshakesRecent(desired.peers, { peers: tunnel.peers, now: tunnel.now ?? Math.floor(Date.now() / 1000), afterPing: true }),
+      ),
   }),
 };
 

@@ -15,6 +15,7 @@ import type { Inventory, Node } from '../inventory/types.js';
 import type { ConfigChangeKind } from '../render/changes.js';
 import type { DesiredNodeConfig } from '../topology/desired.js';
 import type { Connection } from '../transport/types.js';
+import type { LivePeer } from '../render/wgdump.js';
 
 export type CheckStatus = 'pass' | 'warn' | 'fail';
 
@@ -59,8 +60,10 @@ export interface ServiceValue {
 export interface TunnelValue {
   /** destinations routed via the interface, as `ip route show` prints them (host routes without /32) */
   routes: string[];
-  /** peer public key -> latest handshake (Unix seconds; 0 = never) */
-  handshakes: Map<string, number>;
+  /** the live peers after the pings (`wg show IFACE dump`): handshakes, endpoints, transfer */
+  peers: LivePeer[];
+  /** the node's clock when the peers were read, Unix seconds */
+  now?: number;
   /** this node's row of the ping matrix: peer name -> cell */
   row: Record<string, MatrixCell>;
 }

@@ -22,6 +22,7 @@ import { renderWgQuickConfig } from '../../src/render/wgquick.js';
 import { sha256 } from '../../src/steps/config.js';
 import { desiredNodeConfig } from '../../src/topology/desired.js';
 import { FakeConnection, untilAborted, type FakeRule } from '../support/fake-connection.js';
+import { judgeOverlayRoutes, judgeService } from '../../src/checks/judge.js';
 
 const inventory = loadInventory('inventories/homelab.yaml');
 const names = inventory.nodes.map((n) => n.name);
@@ -79,7 +80,15 @@ const healthyMesh: MeshStep<'desired', 'tunnel'> = {
         {
           tunnel: {
             routes: values.desired.peers.flatMap((p) => p.allowedIps),
-            handshakes: new Map(values.desired.peers.map((p) => [p.publicKey, now])),
+            peers: values.desired.peers.map((p) => ({
+              publicKey: p.publicKey,
+              hasPresharedKey: false,
+              allowedIps: p.allowedIps,
+              latestHandshake: now,
+              rxBytes: 92,
+              txBytes: 92,
+            })),
+            now,
             row: Object.fromEntries(values.desired.peers.map((p) => [p.name, { ok: true, loss: 0, transmitted: 3, received: 3 }])),
           },
         },
@@ -367,5 +376,34 @@ describe('scheduler', () => {
       settled.map((s) => s.ok),
       [true, false, false],
     );
+  });
+});
+
+describe('one check system: up’s gates call verify’s judges', () => {
+  it('overlay-routes, service-active and rp-filter-loose give the judge’s verdict, message and evidence', async () => {
+    const desired = desiredNodeConfig(inventory, 'ms-1', keys);
+    const node = inventory.nodes[0]!;
+    const base = { node, inventory, reconnect: async () => new FakeConnection('x', []) };
+    const routes = desired.peers.flatMap((p) => p.allowedIps).slice(1);
+    const gate = await checkNamed('overlay-routes')!.evaluate({
+      ...base,
+      values: { desired, tunnel: { routes, peers: [], row: {} } } as never,
+    });
+    const judged = judgeOverlayRoutes({ iface, peers: desired.peers }, { interfaceRoutes: routes });
+    assert.equal(gate.status, 'fail');
+    assert.deepEqual({ status: gate.status, message: gate.message, evidence: gate.evidence }, { evidence: undefined, ...judged });
+    // active but not enabled: verify warns (it will not survive a reboot); the gate fails, as up must enable it
+    const service = await checkNamed('service-active')!.evaluate({
+      ...base,
+      values: { service: { active: 'active', enabled: 'disabled' } } as never,
+    });
+    assert.equal(service.status, 'fail');
+    assert.equal(
+      service.message,
+      judgeService({ iface }, { service: { systemd: true, active: 'active', enabled: 'disabled' }, interfacePresent: true }).message,
+    );
+    const rp = await checkNamed('rp-filter-loose')!.evaluate({ ...base, values: { rpFilter: { all: 1, default: 2 } } as never });
+    assert.equal(rp.status, 'fail');
+    assert.match(rp.message, /rp_filter is all=1 default=2/);
   });
 });
