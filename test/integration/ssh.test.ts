@@ -221,8 +221,9 @@ describe('ssh transport against a real sshd', { skip: skip ?? false }, () => {
     });
 
     test('25 parallel commands on one connection: all succeed, at most 8 channels at once', async () => {
+      // each command sleeps long enough that channels overlap even when opening one is slow (a loaded 2-core machine)
       const results = await Promise.all(
-        Array.from({ length: 25 }, (_, i) => conn.run(`s=$(date +%s%N); sleep 0.2; echo "${i} $s $(date +%s%N)"`)),
+        Array.from({ length: 25 }, (_, i) => conn.run(`s=$(date +%s%N); sleep 1.5; echo "${i} $s $(date +%s%N)"`)),
       );
       const spans = results.map((r, i) => {
         assert.equal(r.code, 0, r.stderr);
