@@ -11,6 +11,8 @@ export const ExitCode = {
   badInput: 2,
   /** could not connect to (or authenticate with, or verify the host key of) a node */
   connect: 3,
+  /** `meshctl plan`: the mesh differs from the inventory (up would change something); for cron and CI alerts */
+  drift: 4,
   /** a bug in meshctl: an error that is not a MeshctlError (the message asks for a report) */
   internal: 70,
   /** interrupted (Ctrl-C); remote work in flight was stopped (128 + SIGINT, as shells report it) */

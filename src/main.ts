@@ -5,6 +5,7 @@ import { ExitCode, MeshctlError, type CommandResult } from './errors.js';
 import { interruptSignal } from './interrupt.js';
 import { registerLab } from './commands/lab.js';
 import { registerUp } from './commands/up.js';
+import { registerPlan } from './commands/plan.js';
 import { registerVerify } from './commands/verify.js';
 import { registerDebug } from './commands/debug.js';
 import { registerValidate } from './commands/validate.js';
@@ -20,6 +21,7 @@ export function buildProgram(finish: (result: CommandResult) => void = () => und
     .exitOverride();
   registerValidate(program, finish);
   registerUp(program, finish);
+  registerPlan(program, finish);
   registerVerify(program, finish);
   registerDebug(program, finish);
   registerLab(program, finish);

@@ -36,7 +36,8 @@ export function sshOptionsFromFlags(flags: { acceptNew?: boolean; connectTimeout
   };
 }
 
-function connectorFor(options: ConnectOptions): Connector {
+/** The connector `up` and `plan` use: one connection per node through the pool; a fresh one for the login check. */
+export function connectorFor(options: ConnectOptions): Connector {
   return {
     async connectAll(inventory) {
       const result = await connectAll(inventory.nodes, options);
@@ -66,6 +67,14 @@ function printSummary(report: UpReport, color: boolean, out: NodeJS.WritableStre
     out.write(chalk.red.bold(`\ninterrupted during "${report.phases.at(-1)?.title ?? 'connect'}" (${seconds} s)\n`));
   if (report.result === 'stopped')
     out.write(chalk.red.bold(`\nSTOP at "${report.phases.at(-1)?.title}": nothing after it was run (${seconds} s)\n`));
+}
+
+/** --forks: a positive whole number of hosts at once, or undefined for the default. */
+export function parseForks(value: string | undefined): number | undefined {
+  const forks = value === undefined ? undefined : Number(value);
+  if (forks !== undefined && !(Number.isInteger(forks) && forks > 0))
+    throw new MeshctlError(`--forks must be a positive whole number, not "${value}"`);
+  return forks;
 }
 
 /** The outcome of an `up` run (main maps it to the exit code); 'unreachable' is raised as an error before this. */
@@ -117,9 +126,7 @@ export function registerUp(program: Command, finish: (result: CommandResult) => 
         out,
       });
       const connector = connectorFor(sshOptionsFromFlags(flags, (line) => out.write(`${line}\n`)));
-      const forks = flags.forks === undefined ? undefined : Number(flags.forks);
-      if (forks !== undefined && !(Number.isInteger(forks) && forks > 0))
-        throw new MeshctlError(`--forks must be a positive whole number, not "${flags.forks}"`);
+      const forks = parseForks(flags.forks);
       const report = await runUp(inventory, connector, view, {
         ...(forks ? { forks } : {}),
         signal: interruptSignal,

@@ -196,6 +196,38 @@ describeLab('meshctl up on the homelab lab', INVENTORY, (lab) => {
     assert.ok(planIsEmpty(report.plan), JSON.stringify(report.plan.phases.map((p) => p.nodes)));
   });
 
+  it('`meshctl plan`: exit 0 and nothing on the converged mesh; after a keepalive edit exactly that change on the home nodes, exit 4', async () => {
+    const same = await lab().meshctl(['plan', INVENTORY, '--no-color']);
+    outputs.push(same.stdout, same.stderr);
+    assert.equal(same.code, 0, same.stdout + same.stderr);
+    assert.match(same.stdout, /nothing to change: the mesh is as the inventory says/);
+    const changed = join(mkdtempSync(join(tmpdir(), 'meshctl-plan-')), 'homelab-keepalive-20.yaml');
+    writeFileSync(changed, readFileSync(INVENTORY, 'utf8').replace('persistentKeepalive: 25', 'persistentKeepalive: 20'));
+    const drift = await lab().meshctl(['plan', changed, '--json']);
+    outputs.push(drift.stdout, drift.stderr);
+    assert.equal(drift.code, 4, drift.stderr);
+    const plan = JSON.parse(drift.stdout) as Plan;
+    const touched = plan.phases.flatMap((p) =>
+      p.nodes
+        .filter((n) => n.actions.length > 0)
+        .map((n) => `${p.id}:${n.node}:${n.actions.map((a) => a.changes.map((c) => c.kind).join('+')).join()}`),
+    );
+    assert.deepEqual(touched.sort(), [
+      'config:ms-1:write-file',
+      'config:wk-1:write-file',
+      'config:wk-2:write-file',
+      'enable:ms-1:syncconf',
+      'enable:wk-1:syncconf',
+      'enable:wk-2:syncconf',
+    ]);
+    const diff = plan.phases.find((p) => p.id === 'config')!.nodes[0]!.actions[0]!.changes[0]!;
+    assert.ok(
+      diff.kind === 'write-file' && diff.diff?.includes('-PersistentKeepalive = 25') && diff.diff.includes('+PersistentKeepalive = 20'),
+      JSON.stringify(diff),
+    );
+    assert.match(await sh('wk-1', 'wg show wg0 persistent-keepalive'), /\t25$/m, 'plan changed nothing');
+  });
+
   it('applies a peers-only change with wg syncconf: interface, ifindex, private key and the other sessions stay', async () => {
     // keepalive is a [Peer] setting: changing it must not restart anything (and must not clear the key, which
     // the stock `systemctl reload` would do with a config that carries no PrivateKey)

@@ -1,0 +1,78 @@
+/**
+ * `meshctl plan [INVENTORY]`: what `up` would do, and nothing else. Connects, gathers facts, runs the baseline
+ * checks, then plans every later phase with the recorder backend (src/engine/backend.ts); changes nothing, asks
+ * nothing. Exit 0 when nothing would change, 4 (drift) when something would, 1 when a node is not fit for the mesh
+ * (the baseline stops), so that a cron job or CI can alert on drift. `--json` prints the plan value.
+ */
+import type { Command } from 'commander';
+import { Chalk } from 'chalk';
+import { countActions } from '../engine/plan.js';
+import { runUp } from '../engine/up.js';
+import { MeshctlError, type CommandResult } from '../errors.js';
+import { interruptSignal } from '../interrupt.js';
+import { loadInventory, resolveInventoryPath } from '../inventory/load.js';
+import { renderGateReport } from '../ui/gate-report.js';
+import { renderPlan } from '../ui/plan-view.js';
+import { connectorFor, parseForks, sshOptionsFromFlags } from './up.js';
+
+interface PlanFlags {
+  json?: boolean;
+  acceptNew?: boolean;
+  color?: boolean;
+  playbook?: string;
+  connectTimeout?: string;
+  forks?: string;
+}
+
+export function registerPlan(program: Command, finish: (result: CommandResult) => void): void {
+  program
+    .command('plan')
+    .description('show what `up` would change on each node (peers, files with their diff, services and why); changes nothing')
+    .argument('[inventory]', 'inventory file (default: ./meshctl.yaml or $MESHCTL_INVENTORY)')
+    .option('--json', 'print the plan value on stdout')
+    .option('--accept-new', 'trust unknown SSH host keys on first use and record them (changed keys are always refused)')
+    .option('--no-color', 'plain output')
+    .option('--playbook <file>', 'plan another playbook than playbooks/up.yaml')
+    .option('-f, --forks <n>', 'nodes worked on at once (default 64)')
+    .option('--connect-timeout <seconds>', 'SSH connect timeout (default: ssh config ConnectTimeout or 10)')
+    .addHelpText(
+      'after',
+      '\nExit codes: 0 nothing would change, 4 something would (drift), 1 a node failed its facts or baseline checks, 2 bad input, 3 a node could not be connected, 130 interrupted.',
+    )
+    .action(async (inventoryArg: string | undefined, flags: PlanFlags) => {
+      const inventory = loadInventory(resolveInventoryPath(inventoryArg));
+      const forks = parseForks(flags.forks);
+      const color = flags.color !== false && Boolean(process.stdout.isTTY) && !process.env.NO_COLOR;
+      const chalk = new Chalk({ level: color ? 1 : 0 });
+      const log = (line: string) => process.stderr.write(`${line}\n`);
+      // a plan asks nothing and draws no progress: it only prints the gate of a phase that stops
+      const view = {
+        onEvent: () => undefined,
+        gate: async (report: Parameters<typeof renderGateReport>[0]) => {
+          if (report.verdict === 'STOP' && !flags.json) process.stderr.write(`${renderGateReport(report, chalk)}\n`);
+          return report.verdict !== 'STOP';
+        },
+      };
+      const report = await runUp(inventory, connectorFor(sshOptionsFromFlags(flags, log)), view, {
+        signal: interruptSignal,
+        dryRun: true,
+        ...(flags.playbook ? { playbookPath: flags.playbook } : {}),
+        ...(forks ? { forks } : {}),
+      });
+      if (report.result === 'unreachable') {
+        throw new MeshctlError(
+          `could not connect to ${report.connectFailures.length} of ${inventory.nodes.length} nodes`,
+          'connect',
+          report.connectFailures.map((f) => `${f.node}: ${f.error}`),
+        );
+      }
+      if (report.result === 'interrupted') return finish('interrupted');
+      if (report.result === 'stopped') {
+        if (flags.json) process.stdout.write(`${JSON.stringify(report.plan, null, 2)}\n`);
+        else process.stderr.write(chalk.red.bold(`cannot plan past "${report.stoppedAt}": fix the node first\n`));
+        return finish('stop');
+      }
+      process.stdout.write(flags.json ? `${JSON.stringify(report.plan, null, 2)}\n` : renderPlan(report.plan!, chalk));
+      finish(countActions(report.plan!) === 0 ? 'ok' : 'drift');
+    });
+}

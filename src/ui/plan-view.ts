@@ -1,0 +1,38 @@
+/**
+ * The text of `meshctl plan`: per phase and node, what `up` would do, with the wg0.conf diff; phases and nodes with
+ * nothing to do are left out. Like `terraform plan`, the last line says how much would change.
+ */
+import type { ChalkInstance } from 'chalk';
+import type { Plan } from '../engine/plan.js';
+import { countActions } from '../engine/plan.js';
+
+export function renderPlan(plan: Plan, chalk: ChalkInstance): string {
+  const lines: string[] = [];
+  for (const phase of plan.phases) {
+    const nodes = phase.nodes.filter((n) => n.actions.length > 0 || n.warnings.length > 0);
+    if (nodes.length === 0) continue;
+    lines.push(chalk.bold(`── ${phase.title}`));
+    const width = Math.max(...nodes.map((n) => n.node.length));
+    for (const node of nodes) {
+      for (const action of node.actions) {
+        lines.push(`  ${chalk.bold(node.node.padEnd(width))}  ${action.summary}`);
+        for (const change of action.changes) {
+          if (change.kind !== 'write-file' || !change.diff) continue;
+          for (const line of change.diff)
+            lines.push(`      ${line.startsWith('+') ? chalk.green(line) : line.startsWith('-') ? chalk.red(line) : chalk.dim(line)}`);
+        }
+      }
+      for (const warning of node.warnings) lines.push(`  ${chalk.bold(node.node.padEnd(width))}  ${chalk.yellow(`warning: ${warning}`)}`);
+    }
+  }
+  const actions = countActions(plan);
+  const touched = new Set(plan.phases.flatMap((p) => p.nodes.filter((n) => n.actions.length > 0).map((n) => n.node)));
+  lines.push(
+    actions === 0
+      ? chalk.green.bold('nothing to change: the mesh is as the inventory says')
+      : chalk.cyan.bold(
+          `${actions} change${actions === 1 ? '' : 's'} planned on ${touched.size} node${touched.size === 1 ? '' : 's'}; run \`meshctl up\` to apply`,
+        ),
+  );
+  return `${lines.join('\n')}\n`;
+}
