@@ -7,6 +7,7 @@
  * file, would silently cut the node off the mesh. So the key is appended on the node, inside a pipe (never in argv),
  * both when meshctl syncs peers and in a drop-in that replaces the unit's ExecReload.
  */
+import { sh } from '../remote/shell.js';
 import { privateKeyPathFor } from '../topology/desired.js';
 
 /**
@@ -14,7 +15,9 @@ import { privateKeyPathFor } from '../topology/desired.js';
  * `wg-quick strip` fails, as syncconf given only the key would remove every peer.
  */
 export function syncconfKeepingKeyCommand(iface: string, privateKeyPath: string): string {
-  return `stripped=$(wg-quick strip ${iface}) && { echo "$stripped"; echo "[Interface]"; printf "PrivateKey = "; cat ${privateKeyPath}; } | wg syncconf ${iface} /dev/stdin`;
+  // the drop-in passes %i and /etc/wireguard/%i.key: words the quoting leaves bare, so systemd still expands them
+  return sh`stripped=$(wg-quick strip ${iface}) && { echo "$stripped"; echo "[Interface]"; printf "PrivateKey = "; cat ${privateKeyPath}; } | wg syncconf ${iface} /dev/stdin`
+    .text;
 }
 
 export { reloadDropInPath } from '../remote/wireguard.js';

@@ -10,6 +10,7 @@
 import type { Inventory, Node } from '../inventory/types.js';
 import { siteOf } from '../inventory/types.js';
 import { MeshctlError } from '../errors.js';
+import { wireguardPaths } from '../remote/wireguard.js';
 import { endpointFor, formatEndpoint, isBehindNat, keepaliveFor } from './endpoints.js';
 
 export interface DesiredPeer {
@@ -47,7 +48,7 @@ export interface DesiredNodeConfig {
 }
 
 /** `/etc/wireguard/<iface>.key`: the conventional place, next to <iface>.conf. */
-export const privateKeyPathFor = (iface: string) => `/etc/wireguard/${iface}.key`;
+export const privateKeyPathFor = (iface: string) => wireguardPaths(iface).privateKey;
 
 /** A WireGuard key is 32 bytes in base64: 43 significant characters, the last one carrying 4 zero bits, then '='. */
 const WIREGUARD_KEY = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/;

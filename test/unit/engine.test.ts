@@ -407,3 +407,72 @@ describe('one check system: up’s gates call verify’s judges', () => {
     assert.match(rp.message, /rp_filter is all=1 default=2/);
   });
 });
+
+describe('engine: every check of the registry, passing and failing', () => {
+  const node = inventory.nodes.find((n) => n.name === 'ms-1')!;
+  const good = convergedFacts('ms-1');
+  const desired = desiredNodeConfig(inventory, 'ms-1', keys);
+  const now = Math.floor(Date.now() / 1000);
+  const tunnel = {
+    routes: desired.peers.flatMap((p) => p.allowedIps),
+    peers: desired.peers.map((p) => ({
+      publicKey: p.publicKey,
+      hasPresharedKey: false,
+      allowedIps: p.allowedIps,
+      latestHandshake: now,
+      rxBytes: 1,
+      txBytes: 1,
+    })),
+    now,
+    row: Object.fromEntries(desired.peers.map((p) => [p.name, { ok: true, loss: 0, transmitted: 3, received: 3 }])),
+  };
+  const rendered = sha256(renderWgQuickConfig(desired));
+  const values = {
+    facts: good,
+    tools: good.tools,
+    publicKey: { key: keys.get('ms-1')!, created: false, known: true },
+    desired,
+    config: { change: 'none' as const, renderedSha256: rendered, nodeSha256: rendered, written: false },
+    rpFilter: { all: 2, default: 2 },
+    service: { active: 'active', enabled: 'enabled', interfaceIndex: 5 },
+    tunnel,
+  };
+  const broken: Record<string, Partial<typeof values>> = {
+    'running-as-root': { facts: { ...good, uid: 1000 } },
+    'package-manager-known': { facts: { ...good, packageManager: undefined } },
+    'init-system': { facts: { ...good, systemd: false } },
+    'listen-port-free': { facts: { ...good, config: { ...good.config, managedByMeshctl: false } } },
+    'default-ip-rules': { facts: { ...good, baseline: { ...good.baseline, extraIpRules: ['1000: from all lookup 100'] } } },
+    'no-kubernetes-leftovers': { facts: { ...good, baseline: { ...good.baseline, leftoverUnits: ['k3s.service'] } } },
+    'no-foreign-wireguard': { facts: { ...good, wireguardInterfaces: ['wg0', 'wg-vpn'] } },
+    'no-firewall-drop': { facts: { ...good, baseline: { ...good.baseline, firewallDrops: ['-A INPUT -p udp --dport 51820 -j DROP'] } } },
+    'wireguard-tools-present': { tools: { ...good.tools, wireguardGo: false } },
+    'public-key-collected': { publicKey: { key: '', created: false, known: true } },
+    'config-in-place': { config: { ...values.config, nodeSha256: '0'.repeat(64) } },
+    'rp-filter-loose': { rpFilter: { all: 1, default: 2 } },
+    'service-active': { service: { active: 'failed', enabled: 'enabled', interfaceIndex: 5 } },
+    'interface-present': { service: { active: 'active', enabled: 'enabled' } },
+    'ping-matrix': { tunnel: { ...tunnel, row: { ...tunnel.row, 'wk-1': { ok: false, loss: 100, transmitted: 3, received: 0 } } } },
+    'overlay-routes': { tunnel: { ...tunnel, routes: tunnel.routes.slice(1) } },
+    'handshakes-recent': { tunnel: { ...tunnel, peers: tunnel.peers.slice(1) } },
+  };
+  const loginWorks = async () => new FakeConnection('ms-1', [{ match: /^true$/, reply: {} }]);
+  const loginRefused = async (): Promise<FakeConnection> => {
+    throw new Error('All configured authentication methods failed');
+  };
+
+  for (const id of registryContract.checks.keys()) {
+    it(`${id}: passes on a converged node and fails on a broken one`, async () => {
+      const definition = checkNamed(id)!;
+      assert.ok(id in broken || id === 'ssh-still-reachable', `${id}: add a broken case for the new check`);
+      const ok = await definition.evaluate({ node, inventory, values: values as never, reconnect: loginWorks });
+      assert.equal(ok.status, 'pass', `${id}: ${ok.message}`);
+      const bad =
+        id === 'ssh-still-reachable'
+          ? await definition.evaluate({ node, inventory, values: values as never, reconnect: loginRefused })
+          : await definition.evaluate({ node, inventory, values: { ...values, ...broken[id] } as never, reconnect: loginWorks });
+      // no systemd is a warning at the facts gate (wg-quick still works), everything else fails
+      assert.equal(bad.status, id === 'init-system' ? 'warn' : 'fail', `${id}: ${bad.message}`);
+    });
+  }
+});
