@@ -19,6 +19,7 @@ interface UpFlags {
   playbook?: string;
   connectTimeout?: string;
   forks?: string;
+  breakLock?: boolean;
 }
 
 /** SSH settings from the flags every connecting command shares; `log` shows trust decisions and warnings. */
@@ -81,6 +82,7 @@ export function parseForks(value: string | undefined): number | undefined {
 export function upOutcome(result: UpReport['result']): Outcome {
   if (result === 'interrupted') return 'interrupted';
   if (result === 'unreachable') return 'connect';
+  if (result === 'locked') return 'stop';
   return result === 'stopped' ? 'stop' : 'ok';
 }
 
@@ -101,6 +103,7 @@ export function registerUp(program: Command, finish: (result: CommandResult) => 
     .option('--no-color', 'plain output')
     .option('--playbook <file>', 'run another playbook than playbooks/up.yaml')
     .option('-f, --forks <n>', 'nodes worked on at once (default 64)')
+    .option('--break-lock', 'take over the run lock of another meshctl run (only when that run died: check first)')
     .option('--connect-timeout <seconds>', 'SSH connect timeout (default: ssh config ConnectTimeout or 10)')
     .addHelpText(
       'after',
@@ -132,9 +135,12 @@ export function registerUp(program: Command, finish: (result: CommandResult) => 
         signal: interruptSignal,
         playbookPath: flags.playbook,
         dryRun: flags.dryRun ?? false,
+        breakLock: flags.breakLock ?? false,
       });
+      for (const warning of report.warnings ?? []) out.write(`warning: ${warning}\n`);
       if (flags.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
       else printSummary(report, color, out);
+      if (report.result === 'locked') throw new MeshctlError(`not started: ${report.locked}`, 'stop');
       if (report.result === 'unreachable') {
         throw new MeshctlError(
           `could not connect to ${report.connectFailures.length} of ${inventory.nodes.length} nodes; nothing was changed`,

@@ -7,6 +7,7 @@ import type { Matrix } from '../checks/ping-matrix.js';
 import type { Inventory } from '../inventory/types.js';
 import type { Connection } from '../transport/types.js';
 import { executor, recorder } from './backend.js';
+import { acquireLocks } from './lock.js';
 import { countActions, type Plan } from './plan.js';
 import { builtinPlaybookPath, loadPlaybook } from './playbook.js';
 import { registryContract } from './registry.js';
@@ -27,6 +28,8 @@ export interface UpOptions {
   playbookPath?: string;
   /** hosts at once (scheduler.ts DEFAULT_FORKS) */
   forks?: number;
+  /** take over another run's lock (./lock.ts) */
+  breakLock?: boolean;
 }
 
 /** What `up` shows and what the view needs to draw it. */
@@ -39,7 +42,11 @@ export interface UpReport {
   inventory: string;
   playbook: string;
   /** planned: a dry run went through every phase (its `changes` are what `up` would change) */
-  result: 'converged' | 'planned' | 'stopped' | 'unreachable' | 'interrupted';
+  result: 'converged' | 'planned' | 'stopped' | 'unreachable' | 'interrupted' | 'locked';
+  /** result 'locked': which node, and who holds its run lock */
+  locked?: string;
+  /** notes about the run itself (a stale lock taken over) */
+  warnings?: string[];
   dryRun: boolean;
   stoppedAt?: string;
   /** actions run on all nodes by this run (0 on a converged mesh); in a dry run, actions planned */
@@ -81,29 +88,41 @@ export async function runUp(inventory: Inventory, connector: Connector, view: Up
         roundTrips: {},
       };
     }
-    const run = await runPlaybook({
-      inventory,
-      playbook,
-      connections,
-      backend: options.dryRun ? recorder : executor,
-      signal: options.signal,
-      ...(options.forks ? { forks: options.forks } : {}),
-      reconnect: (node) => connector.connectOne(node),
-      onEvent: (event) => view.onEvent(event),
-      gate: (report, isLast) => view.gate(report, isLast),
-    });
-    const result = run.interrupted ? 'interrupted' : run.stoppedAt ? 'stopped' : options.dryRun ? 'planned' : 'converged';
-    return {
-      ...base,
-      result,
-      ...(run.stoppedAt ? { stoppedAt: run.stoppedAt } : {}),
-      changes: countActions(run.plan),
-      phases: run.phases,
-      plan: run.plan,
-      ...(run.matrix ? { matrix: run.matrix } : {}),
-      timings: { totalMs: Date.now() - started, connectMs },
-      roundTrips: Object.fromEntries([...connections].map(([name, c]) => [name, c.stats.commands])),
-    };
+    // a run that changes nodes holds their lock (./lock.ts); plans and dry runs read only and take none
+    const lock = options.dryRun
+      ? undefined
+      : await acquireLocks(connections, { breakLock: options.breakLock ?? false, signal: options.signal });
+    if (lock && !lock.ok) {
+      const timings = { totalMs: Date.now() - started, connectMs };
+      return { ...base, result: 'locked', locked: lock.message, changes: 0, phases: [], timings, roundTrips: {} };
+    }
+    try {
+      const run = await runPlaybook({
+        inventory,
+        playbook,
+        connections,
+        backend: options.dryRun ? recorder : executor,
+        signal: options.signal,
+        ...(options.forks ? { forks: options.forks } : {}),
+        reconnect: (node) => connector.connectOne(node),
+        onEvent: (event) => view.onEvent(event),
+        gate: (report, isLast) => view.gate(report, isLast),
+      });
+      return {
+        ...base,
+        result: run.interrupted ? 'interrupted' : run.stoppedAt ? 'stopped' : options.dryRun ? 'planned' : 'converged',
+        ...(run.stoppedAt ? { stoppedAt: run.stoppedAt } : {}),
+        changes: countActions(run.plan),
+        phases: run.phases,
+        plan: run.plan,
+        ...(run.matrix ? { matrix: run.matrix } : {}),
+        timings: { totalMs: Date.now() - started, connectMs },
+        roundTrips: Object.fromEntries([...connections].map(([name, c]) => [name, c.stats.commands])),
+        ...(lock?.ok && lock.warnings.length ? { warnings: lock.warnings } : {}),
+      };
+    } finally {
+      await lock?.release();
+    }
   } finally {
     await close();
   }

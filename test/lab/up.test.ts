@@ -228,6 +228,28 @@ describeLab('meshctl up on the homelab lab', INVENTORY, (lab) => {
     assert.match(await sh('wk-1', 'wg show wg0 persistent-keepalive'), /\t25$/m, 'plan changed nothing');
   });
 
+  it('one changing run at a time: two `up` at once, one proceeds and the other is refused naming the holder; a left lock is named, broken on request', async () => {
+    const [a, b] = await Promise.all([up(), up()]);
+    const codes = [a.code, b.code].sort();
+    assert.deepEqual(codes, [0, 1], `${a.stdout}${a.stderr}\n----\n${b.stdout}${b.stderr}`);
+    const refused = a.code === 1 ? a : b;
+    assert.match(refused.stderr, /not started: \S+ is locked by another meshctl run: \S+@\S+ \(pid \d+\) since \d{4}-\d\d-\d\d/);
+    for (const node of NODES)
+      assert.equal((await sh(node, 'ls /run/meshctl 2>/dev/null | wc -l')).trim(), '0', `${node}: the lock was not released`);
+    // a lock left by a run that died on another machine
+    await sh('ms-1', `mkdir -p /run/meshctl && echo "holder=ops@laptop pid=4242 started=$(date +%s) run=deadbeef" > /run/meshctl/lock`);
+    try {
+      const blocked = await up();
+      assert.equal(blocked.code, 1, blocked.stdout + blocked.stderr);
+      assert.match(blocked.stderr, /ms-1 is locked by another meshctl run: ops@laptop \(pid 4242\)/);
+      const broken = await up('--break-lock');
+      assert.equal(broken.code, 0, broken.stdout + broken.stderr);
+      assert.match(broken.stdout, /warning: ms-1: took over the run lock of ops@laptop \(pid 4242\)/);
+    } finally {
+      await sh('ms-1', 'rm -f /run/meshctl/lock');
+    }
+  });
+
   it('applies a peers-only change with wg syncconf: interface, ifindex, private key and the other sessions stay', async () => {
     // keepalive is a [Peer] setting: changing it must not restart anything (and must not clear the key, which
     // the stock `systemctl reload` would do with a config that carries no PrivateKey)

@@ -1,0 +1,102 @@
+/** The run lock (src/engine/lock.ts): its scripts through a real sh on a temporary path, and the taking order. */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { acquireLocks, acquireScript, newLockHolder, parseLockHolder, releaseScript } from '../../src/engine/lock.js';
+import { FakeConnection } from '../support/fake-connection.js';
+
+const sh = (script: string) => execFileSync('sh', ['-c', script], { encoding: 'utf8' }).trim();
+
+describe('run lock scripts (real sh)', () => {
+  it('takes a free lock, refuses a held one naming the holder, and releases only its own', () => {
+    const path = join(mkdtempSync(join(tmpdir(), 'meshctl-lock-')), 'run', 'lock');
+    const a = newLockHolder();
+    const b = { ...newLockHolder(), holder: 'ops@other-laptop', pid: 77 };
+    assert.equal(sh(acquireScript(a, 3600, path)), 'acquired');
+    const held = sh(acquireScript(b, 3600, path));
+    assert.match(held, /^held /);
+    assert.deepEqual(parseLockHolder(held), a);
+    sh(releaseScript(b, path));
+    assert.ok(existsSync(path), 'another run must not remove our lock');
+    sh(releaseScript(a, path));
+    assert.equal(existsSync(path), false);
+    assert.equal(sh(acquireScript(b, 3600, path)), 'acquired');
+  });
+
+  it('takes over a lock older than the stale limit (a dead run), and any lock with break-after 0', () => {
+    const path = join(mkdtempSync(join(tmpdir(), 'meshctl-lock-')), 'lock');
+    const dead = { ...newLockHolder(), started: Math.floor(Date.now() / 1000) - 7200 };
+    writeFileSync(path, `holder=${dead.holder} pid=${dead.pid} started=${dead.started} run=${dead.run}\n`);
+    const me = newLockHolder();
+    assert.match(sh(acquireScript(me, 3600, path)), /^took-over holder=/);
+    assert.equal(parseLockHolder(readFileSync(path, 'utf8'))?.run, me.run);
+    const breaker = newLockHolder();
+    assert.match(sh(acquireScript(breaker, 0, path)), /^took-over /);
+    assert.equal(parseLockHolder(readFileSync(path, 'utf8'))?.run, breaker.run);
+  });
+});
+
+describe('acquireLocks', () => {
+  const signal = new AbortController().signal;
+
+  it('takes the first node alone, then the others; a refusal anywhere releases what was taken and names the holder', async () => {
+    const order: string[] = [];
+    const node = (name: string, reply: string) =>
+      new FakeConnection(name, [
+        {
+          match: /take_lock/,
+          reply: () => {
+            order.push(name);
+            return { stdout: `${reply}\n` };
+          },
+        },
+        {
+          match: /rm -f/,
+          reply: () => {
+            order.push(`release ${name}`);
+            return {};
+          },
+        },
+      ]);
+    const other = 'holder=ops@laptop pid=4242 started=1796000000 run=abcd';
+    const connections = new Map([
+      ['wk-2', node('wk-2', `held ${other}`)],
+      ['ms-1', node('ms-1', 'acquired')],
+      ['wk-1', node('wk-1', 'acquired')],
+    ]);
+    const outcome = await acquireLocks(connections, { breakLock: false, signal });
+    assert.equal(outcome.ok, false);
+    assert.ok(!outcome.ok);
+    assert.equal(outcome.node, 'wk-2');
+    assert.match(
+      outcome.message,
+      /wk-2 is locked by another meshctl run: ops@laptop \(pid 4242\) since 2026-\d\d-\d\d .* UTC; wait for it, or run with --break-lock/,
+    );
+    assert.equal(order[0], 'ms-1', 'the first node by name is locked alone, first');
+    assert.deepEqual(order.filter((o) => o.startsWith('release')).sort(), ['release ms-1', 'release wk-1']);
+  });
+
+  it('a run refused at the first node touches no other node', async () => {
+    const seen: string[] = [];
+    const connections = new Map(
+      ['a', 'b', 'c'].map((name) => [
+        name,
+        new FakeConnection(name, [
+          {
+            match: /take_lock/,
+            reply: () => {
+              seen.push(name);
+              return { stdout: 'held holder=x@y pid=1 started=1 run=r\n' };
+            },
+          },
+        ]),
+      ]),
+    );
+    const outcome = await acquireLocks(connections, { breakLock: false, signal });
+    assert.equal(outcome.ok, false);
+    assert.deepEqual(seen, ['a']);
+  });
+});
