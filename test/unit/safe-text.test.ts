@@ -57,10 +57,7 @@ describe('node output in reports', () => {
   const inventory = loadInventory('inventories/homelab.yaml');
   const node = inventory.nodes[0]!;
   const hostile = 'Debian\u001b]0;owned\u0007\u001b[2J\u009b1;31m\r 12';
-  const probe = readFileSync('test/fixtures/facts/bare-debian12.txt', 'utf8').replace(
-    /^pretty_name=.*$/m,
-    `pretty_name=${hostile}`,
-  );
+  const probe = readFileSync('test/fixtures/facts/bare-debian12.txt', 'utf8').replace(/^pretty_name=.*$/m, `pretty_name=${hostile}`);
   const facts = parseFactsProbe(probe, { interface: 'wg0', listenPort: 51820 });
 
   it('the probe parser keeps the hostile PRETTY_NAME as data (the escaping is the output edge’s job)', () => {
@@ -100,10 +97,10 @@ describe('node output in reports', () => {
   });
 
   it('verify’s check table shows node text escaped', () => {
-    const text = renderChecks(
-      [{ node: node.name, id: 'os', status: 'fail', message: hostile, evidence: [hostile] } as never],
-      { color: false, verbose: true },
-    );
+    const text = renderChecks([{ node: node.name, id: 'os', status: 'fail', message: hostile, evidence: [hostile] } as never], {
+      color: false,
+      verbose: true,
+    });
     assert.doesNotMatch(text, RAW_CONTROL);
     assert.match(text, /Debian\\x1b\]0;owned/);
   });
