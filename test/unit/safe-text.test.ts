@@ -15,7 +15,6 @@ import { renderGateReport } from '../../src/ui/gate-report.js';
 import { hasUnsafeText, safeBlock, safeText } from '../../src/ui/safe-text.js';
 import { renderChecks } from '../../src/checks/report.js';
 
-// biome-ignore lint/suspicious/noControlCharactersInRegex: what must never reach the terminal
 const RAW_CONTROL = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/;
 
 describe('safeText', () => {
