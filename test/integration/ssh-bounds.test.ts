@@ -1,7 +1,8 @@
 /**
- * The per-command output cap (RunOptions.maxStdoutBytes / maxStderrBytes) against a real OpenSSH sshd on 127.0.0.1:
+ * Bounds and lock-out facts over a real OpenSSH sshd on 127.0.0.1. The per-command output cap (RunOptions.maxStdoutBytes / maxStderrBytes) against a real OpenSSH sshd on 127.0.0.1:
  * a command that prints more than the cap is stopped quickly, with bounded memory, and returns OUTPUT_CAP_EXIT with
- * a message naming the cap; its remote processes do not keep running. Needs root and openssh-server.
+ * a message naming the cap; its remote processes do not keep running. The operator-address fact reports the
+ * address sshd saw, also when the environment was reset (as sudo does). Needs root and openssh-server.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -9,6 +10,9 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Node } from '../../src/inventory/types.js';
+import { FACTS, factsScript } from '../../src/facts/definitions.js';
+import { parseFactsProbe } from '../../src/facts/node-facts.js';
+import { shellQuote } from '../../src/remote/shell.js';
 import { connectNode } from '../../src/transport/ssh.js';
 import { DEFAULT_MAX_STDOUT_BYTES, OUTPUT_CAP_EXIT, type Connection } from '../../src/transport/types.js';
 import { keygen, killAll, sshdSkipReason, startSshd, type Sshd } from './sshd-harness.js';
@@ -103,5 +107,16 @@ describe('output cap per remote command (real sshd)', { skip: skip ?? false }, (
     assert.equal(result.code, 0, result.stderr);
     assert.equal(result.stdout.length, 3 * MiB);
     assert.equal(result.outputCapped, undefined);
+  });
+
+  test('the operator-address fact names the address sshd saw, also through a reset environment', async () => {
+    const script = factsScript([FACTS.operatorAddress], { interface: 'wg0', listenPort: 51820 });
+    for (const command of [script, `env -i /bin/sh -c ${shellQuote(script)}`]) {
+      const result = await conn.run(command);
+      assert.equal(result.code, 0, result.stderr);
+      const facts = parseFactsProbe(result.stdout, { interface: 'wg0', listenPort: 51820 });
+      assert.equal(facts.operatorAddress?.address, '127.0.0.1', result.stdout);
+      assert.equal(facts.operatorAddress?.nodeAddress, '127.0.0.1');
+    }
   });
 });
