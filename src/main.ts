@@ -9,6 +9,7 @@ import { registerPlan } from './commands/plan.js';
 import { registerVerify } from './commands/verify.js';
 import { registerDebug } from './commands/debug.js';
 import { registerValidate } from './commands/validate.js';
+import { safeText } from './ui/safe-text.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -28,9 +29,10 @@ export function buildProgram(finish: (result: CommandResult) => void = () => und
   return program;
 }
 
+/** An error as lines on stderr; messages and details quote inputs and node output, so they are shown through safeText. */
 function printError(error: MeshctlError): void {
-  process.stderr.write(`meshctl: ${error.message}\n`);
-  for (const line of error.details) process.stderr.write(`  ${line}\n`);
+  process.stderr.write(`meshctl: ${safeText(error.message)}\n`);
+  for (const line of error.details) process.stderr.write(`  ${safeText(line)}\n`);
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -57,7 +59,8 @@ export async function main(argv: string[]): Promise<number> {
       printError(error);
       return error.exitCode;
     }
-    process.stderr.write(`meshctl: internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    const text = error instanceof Error ? (error.stack ?? error.message) : String(error);
+    process.stderr.write(`meshctl: internal error: ${text.split('\n').map(safeText).join('\n')}\n`);
     return ExitCode.internal;
   }
 }

@@ -7,6 +7,7 @@ import type { Inventory } from '../inventory/types.js';
 import { renderMatrix, type Matrix } from './ping-matrix.js';
 import { summarize, type Check, type CheckSummary } from './verify.js';
 import { ExitCode, type Outcome } from '../errors.js';
+import { safeText } from '../ui/safe-text.js';
 
 export interface VerifyReport {
   /** bumps when a field changes meaning or goes away; new fields may appear at any time */
@@ -106,7 +107,7 @@ export function checkRows(checks: Check[]): Row[] {
 
 export function renderChecks(checks: Check[], options: { color: boolean; verbose?: boolean }): string {
   const c = options.color ? new Chalk({ level: Math.max(chalk.level, 1) as 1 | 2 | 3 }) : new Chalk({ level: 0 });
-  const rows = options.verbose
+  const shown = options.verbose
     ? checks.map((k) => ({
         node: k.node,
         check: k.peer ? `${k.id} ${k.peer}` : k.id,
@@ -115,6 +116,14 @@ export function renderChecks(checks: Check[], options: { color: boolean; verbose
         evidence: k.evidence,
       }))
     : checkRows(checks);
+  // messages and evidence quote node output: escaped before our colours are added (../ui/safe-text.ts)
+  const rows = shown.map((r) => ({
+    ...r,
+    node: safeText(r.node),
+    check: safeText(r.check),
+    message: safeText(r.message),
+    evidence: r.evidence.map(safeText),
+  }));
   const wNode = Math.max(4, ...rows.map((r) => r.node.length));
   const wCheck = Math.max(5, ...rows.map((r) => r.check.length));
   const tone = (s: Check['status']) => (s === 'pass' ? c.green('pass') : s === 'warn' ? c.hex('#ff8800')('WARN') : c.red.bold('FAIL'));

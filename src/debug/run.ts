@@ -11,6 +11,7 @@ import { siteOf } from '../inventory/types.js';
 import type { Connection } from '../transport/types.js';
 import { endpointFor } from '../topology/endpoints.js';
 import { MeshctlError } from '../errors.js';
+import { safeText } from '../ui/safe-text.js';
 import { collectVerify, type Collected } from '../checks/collect.js';
 import { evaluateVerify, type Check } from '../checks/verify.js';
 import type { Matrix } from '../checks/ping-matrix.js';
@@ -295,7 +296,18 @@ export function renderDebugReport(
 ): string {
   const lines: string[] = [];
   if (report.diagnoses.length === 0) lines.push(paint.green('No failing pair: nothing to debug.'));
-  for (const dgn of report.diagnoses) {
+  for (const shown of report.diagnoses) {
+    // summaries and evidence quote node output: escaped before our colours are added (../ui/safe-text.ts)
+    const dgn = {
+      ...shown,
+      sender: safeText(shown.sender),
+      receiver: safeText(shown.receiver),
+      summary: safeText(shown.summary),
+      explanation: safeText(shown.explanation),
+      fix: safeText(shown.fix),
+      evidence: shown.evidence.map(safeText),
+      ...(shown.node !== undefined ? { node: safeText(shown.node) } : {}),
+    };
     const tone = dgn.cause === 'healthy' ? paint.green : paint.red;
     lines.push(`${paint.bold(`${dgn.sender} -> ${dgn.receiver}`)}: ${tone(dgn.cause.toUpperCase())}${dgn.node ? ` (at ${dgn.node})` : ''}`);
     lines.push(`  ${dgn.summary}`);
@@ -311,7 +323,7 @@ export function renderDebugReport(
           ),
         );
       }
-      for (const [n, err] of Object.entries(cap.errors)) lines.push(paint.dim(`    | capture on ${n}: ${err}`));
+      for (const [n, err] of Object.entries(cap.errors)) lines.push(paint.dim(`    | capture on ${n}: ${safeText(err)}`));
       for (const [n, pids] of Object.entries(cap.leftovers))
         if (pids.length) lines.push(paint.red(`    | capture processes still running on ${n}: ${pids.join(' ')}`));
     }

@@ -16,6 +16,9 @@ import { planService, parseServiceOutput } from '../steps/service.js';
 import { desiredNodeConfig } from '../topology/desired.js';
 import { standInPublicKey } from './plan.js';
 import type { CheckDefinition, CheckResult, MeshStep, NodeStep, StepInput, ValueName } from './types.js';
+import type { OperatorAddress } from '../facts/definitions.js';
+import type { Inventory, Node } from '../inventory/types.js';
+import { cidrContains, formatCidr, isIpv4, parseCidr } from '../net/ipv4.js';
 
 const pass = (id: string, message: string, evidence?: string[]): CheckResult => ({ id, status: 'pass', message, evidence });
 const warn = (id: string, message: string, evidence?: string[]): CheckResult => ({ id, status: 'warn', message, evidence });
@@ -62,6 +65,40 @@ function decideConfig(input: StepInput<'facts' | 'publicKey'>) {
       ? 'interface'
       : classifyConfigChange(facts.config.text, desired).kind;
   return { desired, configText, plan, change } as const;
+}
+
+/**
+ * Issue 8, kind 5: the mesh must not capture the operator's own address. wg-quick routes every peer's AllowedIPs
+ * into the interface; if the operator's address (as the node sees it, $SSH_CONNECTION) is in one of them, or in the
+ * overlay network, the node's SSH replies go into the tunnel once the interface is up, and neither meshctl nor ssh
+ * reaches the node again. Refused here, at the facts gate, before anything is installed. An address the node did
+ * not report is a warning (nothing to judge); an IPv6 one cannot be captured by the IPv4 overlay.
+ */
+export function judgeOperatorAddress(inventory: Inventory, node: Node, seen: OperatorAddress | undefined): CheckResult {
+  const id = 'operator-not-captured';
+  if (!seen)
+    return warn(id, "the node did not report the operator's address ($SSH_CONNECTION): cannot tell whether the mesh would capture it");
+  const evidence = [`operator address as ${node.name} sees it: ${seen.address}${seen.nodeAddress ? ` (to ${seen.nodeAddress})` : ''}`];
+  if (!isIpv4(seen.address)) return pass(id, `operator at ${seen.address}: outside the IPv4 overlay`, evidence);
+  const keys = new Map(inventory.nodes.map((n) => [n.name, standInPublicKey(n.name)]));
+  const peers = desiredNodeConfig(inventory, node.name, keys).peers;
+  for (const peer of peers) {
+    const cidr = peer.allowedIps.map((text) => parseCidr(text, { strict: false })).find((c) => c && cidrContains(c, seen.address));
+    if (cidr)
+      return fail(
+        id,
+        `the operator's address ${seen.address} is in the AllowedIPs ${formatCidr(cidr)} of peer ${peer.name}: once ${inventory.mesh.interface} is up, ${node.name} would send its SSH replies into the tunnel and lock meshctl out`,
+        [...evidence, `peer ${peer.name} AllowedIPs = ${peer.allowedIps.join(', ')}`],
+      );
+  }
+  const overlay = parseCidr(inventory.mesh.network);
+  if (overlay && cidrContains(overlay, seen.address))
+    return fail(
+      id,
+      `the operator's address ${seen.address} is inside the overlay network ${inventory.mesh.network}: once ${inventory.mesh.interface} is up, ${node.name} would route its SSH replies into the mesh and lock meshctl out; pick an overlay network that does not hold it`,
+      [...evidence, `mesh.network = ${inventory.mesh.network}`],
+    );
+  return pass(id, `operator at ${seen.address} stays outside the mesh (${inventory.mesh.network} and every peer's AllowedIPs)`, evidence);
 }
 
 export const STEPS = {
@@ -195,6 +232,10 @@ export const CHECKS = {
         return pass('listen-port-free', `UDP ${node.listenPort} is held by this mesh's ${iface}`);
       return fail('listen-port-free', `UDP ${node.listenPort} is already in use`, f.listenPortUsers);
     },
+  }),
+  'operator-not-captured': check({
+    needs: ['facts'],
+    evaluate: ({ values: { facts }, node, inventory }) => judgeOperatorAddress(inventory, node, facts.operatorAddress),
   }),
   'default-ip-rules': check({
     needs: ['facts'],

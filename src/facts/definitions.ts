@@ -298,6 +298,14 @@ export interface KeyFile {
   publicKey?: string;
 }
 
+/**
+ * How much of the wg-quick file the facts probe sends (1 MiB; ~5000 peers of a rendered file): a node's file must
+ * not make meshctl read without limit (a 66 MB wg0.conf took 1.2 GB in a dry run). Its sha256 is of the whole file.
+ */
+export const CONFIG_TEXT_MAX_BYTES = 1024 * 1024;
+/** The line the probe adds after a cut wg-quick file. */
+export const CONFIG_TEXT_CUT_NOTE = `# (meshctl: the file is larger than ${CONFIG_TEXT_MAX_BYTES} bytes; only its start was read)`;
+
 /** The fact definitions, by name. Section names are part of the fixtures' format (test/fixtures/facts, probes). */
 export const FACTS = {
   /** the node's clock, Unix seconds (handshake ages are judged against it, not against ours) */
@@ -359,12 +367,18 @@ export const FACTS = {
       };
     },
   } as FactDef<ConfigMeta>,
-  /** IFACE.conf without secret lines (SECRET_LINE_ERE), with the one final newline a rendered file has; undefined when absent */
+  /**
+   * IFACE.conf without secret lines (SECRET_LINE_ERE), with the one final newline a rendered file has; undefined when
+   * absent. At most CONFIG_TEXT_MAX_BYTES of it leave the node (`head -c`), then a note line: the text is only shown
+   * (a diff), while decisions use confmeta's sha256 of the whole file.
+   */
   configText: {
     name: 'conf',
     command: (ctx) => {
       const f = wireguardPaths(ctx.interface).config;
-      return sh`if [ -f ${f} ]; then ${raw(filteredConfigCommand(f))}; fi; true`.text;
+      const max = CONFIG_TEXT_MAX_BYTES;
+      return sh`if [ -f ${f} ]; then ${raw(filteredConfigCommand(f))} | head -c ${max}; [ "$(wc -c < ${f})" -gt ${max} ] && printf '\\n%s\\n' ${CONFIG_TEXT_CUT_NOTE}; fi; true`
+        .text;
     },
     // the section body lost its trailing newlines; a wg-quick file written by meshctl ends with exactly one
     parse: (s) => (s && s.body !== '' ? `${dropSecretLines(s.body)}\n` : undefined),
@@ -490,7 +504,45 @@ export const FACTS = {
     command: () => "{ iptables-save -c; nft list ruleset; } 2>/dev/null | grep -Ei 'drop|reject'; true",
     parse: (s) => linesOf({ name: 'firewall', body: dropSecretLines(s?.body ?? '') }).filter((line) => DROP_OR_REJECT.test(line)),
   } as FactDef<string[]>,
+  /**
+   * Where the operator's SSH connection comes from, as the node sees it: $SSH_CONNECTION ("CLIENT-IP CLIENT-PORT
+   * SERVER-IP SERVER-PORT", set by sshd for the login). `sudo` resets the environment, so when the probe's own
+   * shell lacks it, it is read from the nearest ancestor process that has it (the login's shell or sudo itself;
+   * the probe runs as root, so /proc/PID/environ is readable). Up's facts gate refuses a mesh that would route
+   * this address into the tunnel (issue 8, kind 5).
+   */
+  operatorAddress: {
+    name: 'operator',
+    command: () =>
+      `( c=\${SSH_CONNECTION:-}; p=$$; while [ -z "$c" ] && [ "\${p:-0}" -gt 1 ]; do c=$(tr '\\0' '\\n' < /proc/$p/environ 2>/dev/null | sed -n 's/^SSH_CONNECTION=//p' | head -n 1); p=$(sed -n 's/^PPid:[[:space:]]*//p' /proc/$p/status 2>/dev/null); done; printf 'ssh_connection=%s\\n' "$c" )`,
+    parse: (s) => parseSshConnection(keyValues(s?.body).get('ssh_connection')),
+  } as FactDef<OperatorAddress | undefined>,
 } satisfies Record<string, FactDef<unknown>>;
+
+export interface OperatorAddress {
+  /** the operator's address as the node sees it (IPv4 dotted quad, or IPv6 text), e.g. 192.168.15.100 */
+  address: string;
+  /** the node's own address the connection arrived on */
+  nodeAddress?: string;
+}
+
+const IP_TEXT = /^(\d{1,3}(\.\d{1,3}){3}|[0-9a-fA-F:]*:[0-9a-fA-F:.]*)$/;
+
+/**
+ * "CLIENT-IP CLIENT-PORT SERVER-IP SERVER-PORT" (sshd's SSH_CONNECTION) -> the two addresses. IPv4-mapped IPv6
+ * (::ffff:a.b.c.d, a dual-stack sshd) becomes the IPv4 address. undefined for anything that is not that shape.
+ */
+export function parseSshConnection(text: string | undefined): OperatorAddress | undefined {
+  const [client, , server] = (text ?? '').trim().split(/\s+/);
+  const plain = (ip: string | undefined) => {
+    const value = ip?.replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/i, '');
+    return value !== undefined && IP_TEXT.test(value) ? value : undefined;
+  };
+  const address = plain(client);
+  if (address === undefined) return undefined;
+  const nodeAddress = plain(server);
+  return { address, ...(nodeAddress !== undefined ? { nodeAddress } : {}) };
+}
 
 /** `ip -j route get IP`: where the kernel sends traffic for one peer's overlay address (one fact per peer). */
 export const routeLookupFact = (ip: string): FactDef<RouteLookup> => ({

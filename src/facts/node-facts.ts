@@ -8,7 +8,7 @@
  * The script and its parser are composed from the shared fact definitions (./definitions.ts), the same ones verify's
  * checklist and debug read: every fact is a named section, never a line position.
  */
-import { FACTS, factsScript, readFact, udpDropRules, type FactContext, type FactDef } from './definitions.js';
+import { FACTS, factsScript, readFact, udpDropRules, type FactContext, type FactDef, type OperatorAddress } from './definitions.js';
 import { splitSections } from './sections.js';
 import type { LivePeer } from '../render/wgdump.js';
 
@@ -70,6 +70,8 @@ export interface NodeFacts {
   now?: number;
   /** the interface's live peers (`wg show IFACE dump`, preshared keys masked); empty when it does not exist */
   peers: LivePeer[];
+  /** the operator's address as the node sees it ($SSH_CONNECTION); undefined when the node did not say */
+  operatorAddress?: OperatorAddress;
   baseline: {
     /** `ip rule`s beyond the three defaults (local, main, default) */
     extraIpRules: string[];
@@ -115,6 +117,7 @@ const UP_FACTS: ReadonlyArray<FactDef<unknown>> = [
   FACTS.leftoverPaths,
   FACTS.leftoverUnits,
   FACTS.firewall,
+  FACTS.operatorAddress,
 ];
 
 /** The read-only script of up's facts probe for `target` (one round trip). */
@@ -141,6 +144,7 @@ export function parseFactsProbe(stdout: string, target: ProbeTarget): NodeFacts 
   const service = fact(FACTS.service);
   const now = fact(FACTS.now);
   const ifindex = fact(FACTS.interfaceIndex);
+  const operatorAddress = fact(FACTS.operatorAddress);
   return {
     uid: fact(FACTS.uid),
     hostname: fact(FACTS.hostname),
@@ -182,6 +186,7 @@ export function parseFactsProbe(stdout: string, target: ProbeTarget): NodeFacts 
     interfaceRoutes: fact(FACTS.interfaceRoutes),
     listenPortUsers: fact(FACTS.listenPortUsers),
     ...(now !== undefined ? { now } : {}),
+    ...(operatorAddress !== undefined ? { operatorAddress } : {}),
     // a missing interface makes wg print an error, never a peer line
     peers: interfaces.includes(target.interface) ? fact(FACTS.peers).peers : [],
     baseline: {

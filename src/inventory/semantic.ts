@@ -4,7 +4,7 @@
  * Runs on whatever passed the structural check: a field that failed it is undefined here and simply skipped,
  * so one bad value does not hide the other problems, nor cause follow-on noise.
  */
-import { cidrContains, cidrsOverlap, parseCidr, reservedAddressOf, type Cidr } from '../net/ipv4.js';
+import { cidrContains, cidrsOverlap, isIpv4, parseCidr, reservedAddressOf, type Cidr } from '../net/ipv4.js';
 import { pairCanConnect } from '../topology/endpoints.js';
 import { didYouMean, formatPath, listWords, type PathPart, type Problem } from '../schema/problems.js';
 import type { Inventory, Node, Site } from './types.js';
@@ -146,6 +146,47 @@ export function checkSemantics(raw: RawInventory, tree: TreeNode | undefined): P
   const addressOwners = new Map<string, string>(); // `${site}/${address}` (or `public/${address}`) -> node
   const forwardOwners = new Map<string, string>(); // `${site}/${port}` -> node
   const defaults = raw.defaults?.ssh ?? {};
+  const sshTargets = new Map<string, string>(); // `host:port` after defaults -> node
+  const duplicateAddress = new Set<string>(); // nodes whose address is reported as taken (their default ssh.host too)
+  const allOverlayIps = new Map(
+    Object.entries(nodes).flatMap(([name, node]) => (node?.overlayIp !== undefined ? [[node.overlayIp, name] as const] : [])),
+  );
+  /**
+   * Two nodes with one SSH target (host and port after defaults, host compared case-insensitively) would be one
+   * machine configured twice. An ssh.host that is an IPv4 address inside the overlay network, or another node's
+   * overlay address, is only reachable through the mesh: once wg-quick routes the overlay into the interface, the
+   * way meshctl logs in goes through the tunnel it is building (or nowhere), and the node is cut off.
+   */
+  const checkSshTarget = (name: string, node: RawNode, ownSsh: RawSsh) => {
+    const here = (...field: PathPart[]): PathPart[] => ['nodes', name, ...field];
+    const ownHost = 'host' in ownSsh;
+    const host = ownHost ? ownSsh.host : node.address;
+    const port = 'port' in ownSsh ? ownSsh.port : 'port' in defaults ? defaults.port : 22;
+    if (host === undefined || port === undefined) return; // a bad value, reported already
+    const at = ownHost ? here('ssh', 'host') : 'port' in ownSsh ? here('ssh', 'port') : here('address');
+    const key = `${host.toLowerCase()}:${port}`;
+    const other = sshTargets.get(key);
+    if (other !== undefined && !ownHost && duplicateAddress.has(name)) {
+      // the same address, reported as such: saying it again about the SSH target would be noise
+    } else if (other !== undefined)
+      report(
+        at,
+        `SSH target ${host} port ${port} is already used by node ${other}: two nodes cannot be one machine (set ssh.host or ssh.port)`,
+      );
+    else sshTargets.set(key, name);
+    if (!ownHost || !isIpv4(host)) return; // the node's own address is judged as an address above
+    const owner = allOverlayIps.get(host);
+    if (owner !== undefined)
+      report(
+        here('ssh', 'host'),
+        `ssh.host ${host} is the overlay address of ${owner === name ? 'this node' : `node ${owner}`}: meshctl would log in through the mesh it is building, and lock itself out`,
+      );
+    else if (overlay && cidrContains(overlay, host))
+      report(
+        here('ssh', 'host'),
+        `ssh.host ${host} is inside the overlay network ${mesh.network}: once the mesh is up, SSH to it goes into the tunnel and meshctl locks itself out`,
+      );
+  };
   for (const [name, node] of Object.entries(nodes)) {
     if (!node) continue;
     const here = (...field: PathPart[]): PathPart[] => ['nodes', name, ...field];
@@ -169,8 +210,10 @@ export function checkSemantics(raw: RawInventory, tree: TreeNode | undefined): P
       if (kind === 'public') {
         const key = `public/${address}`;
         const other = addressOwners.get(key);
-        if (other !== undefined) report(here('address'), `${address} is already the public address of ${other}`);
-        else addressOwners.set(key, name);
+        if (other !== undefined) {
+          duplicateAddress.add(name);
+          report(here('address'), `${address} is already the public address of ${other}`);
+        } else addressOwners.set(key, name);
         const natSite = publicIps.get(address);
         if (natSite !== undefined) report(here('address'), `${address} is the public IP of site ${natSite}`);
         for (const [lanSite, lan] of lans) {
@@ -192,8 +235,10 @@ export function checkSemantics(raw: RawInventory, tree: TreeNode | undefined): P
         if (site.router !== undefined && site.router === address) report(here('address'), `${address} is the router of site ${siteName}`);
         const key = `${siteName}/${address}`;
         const other = addressOwners.get(key);
-        if (other !== undefined) report(here('address'), `${address} is already the address of ${other} in site ${siteName}`);
-        else addressOwners.set(key, name);
+        if (other !== undefined) {
+          duplicateAddress.add(name);
+          report(here('address'), `${address} is already the address of ${other} in site ${siteName}`);
+        } else addressOwners.set(key, name);
       }
     }
 
@@ -232,8 +277,11 @@ export function checkSemantics(raw: RawInventory, tree: TreeNode | undefined): P
       }
     }
 
-    // root access: become none needs user root
+    // the SSH target: one machine per node, and never a path through the mesh being built (issue 8, kind 5)
     const ownSsh = node.ssh ?? {};
+    checkSshTarget(name, node, ownSsh);
+
+    // root access: become none needs user root
     const user = 'user' in ownSsh ? ownSsh.user : defaults.user;
     const become = 'become' in ownSsh ? ownSsh.become : defaults.become;
     if (become === 'none' && user !== undefined && user !== 'root') {

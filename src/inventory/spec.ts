@@ -17,6 +17,29 @@ const OCTET = '(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])';
 const IPV4_PATTERN = `${OCTET}\\.${OCTET}\\.${OCTET}\\.${OCTET}`;
 const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
+/**
+ * The interface names meshctl accepts: a letter, digit or `_`, then letters, digits, `_` and `-`, at most 15
+ * characters (IFNAMSIZ - 1). Narrower than wg-quick(8)'s `[a-zA-Z0-9_=+.-]{1,15}` because the name also goes into
+ * - the systemd unit wg-quick@NAME: `+` and `=` are not allowed in unit names, so systemd-escape turns `wg+0` into
+ *   `wg-quick@wg\x2b0`, whose %i is the escaped text and whose `wg-quick up wg\x2b0` then fails on every boot;
+ * - sysctl keys net.ipv4.conf.NAME.rp_filter, where `.` separates the key's parts;
+ * - command lines (`wg show NAME`, `ip link`), where a leading `-` reads as an option;
+ * and `all`, `default` (the sysctl directories /proc/sys/net/ipv4/conf/{all,default}) and `lo` are taken.
+ */
+const INTERFACE_PATTERN = '^[a-zA-Z0-9_][a-zA-Z0-9_-]{0,14}$';
+const RESERVED_INTERFACE_NAMES = ['all', 'default', 'lo'] as const;
+
+function interfaceNameProblem(value: string): string | undefined {
+  const why =
+    'letters, digits, "_" and "-" (not first), at most 15 characters: it also names the systemd unit wg-quick@NAME (which escapes "+" and "=" into a unit that fails) and sysctl keys net.ipv4.conf.NAME (where "." separates parts)';
+  if (value.length > 15) return `"${value}" is too long for an interface name (${value.length} characters): use ${why}`;
+  if (value.startsWith('-')) return `"${value}" starts with "-", which commands would read as an option: use ${why}`;
+  if (!new RegExp(INTERFACE_PATTERN).test(value)) return `"${value}" is not a safe interface name: use ${why}`;
+  if ((RESERVED_INTERFACE_NAMES as readonly string[]).includes(value))
+    return `"${value}" is taken: /proc/sys/net/ipv4/conf/${value} is ${value === 'lo' ? 'the loopback interface' : 'a sysctl directory, not an interface'}`;
+  return undefined;
+}
+
 export const formats = {
   ipv4: {
     what: 'an IPv4 address like 192.168.1.10',
@@ -56,11 +79,8 @@ export const formats = {
   },
   interfaceName: {
     what: 'a network interface name like wg0',
-    check: (value) =>
-      /^[a-zA-Z0-9_=+.-]{1,15}$/.test(value) && value !== '.' && value !== '..'
-        ? undefined
-        : `"${value}" is not a valid interface name: 1 to 15 characters from a-z A-Z 0-9 _ = + . -`,
-    jsonSchema: { pattern: '^[a-zA-Z0-9_=+.-]{1,15}$' },
+    check: interfaceNameProblem,
+    jsonSchema: { pattern: INTERFACE_PATTERN, not: { enum: [...RESERVED_INTERFACE_NAMES] } },
   },
   sshHost: {
     what: 'a host name, IPv4 address or ~/.ssh/config alias',

@@ -28,7 +28,13 @@ export const formatProblem = (file: string, problem: Problem) =>
   `${file}:${problem.line}:${problem.col}: ${oneLine(problem.path)}: ${oneLine(problem.message)}`;
 
 // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this replaces
-const oneLine = (text: string) => text.replace(/[\u0000-\u001f\u007f]/g, (c) => JSON.stringify(c).slice(1, -1));
+const oneLine = (text: string) => text.replace(/[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g, escapeControl);
+
+/** JSON's escape (`\n`, `\u001b`) where it has one; `\u0085` for C1 and bidi controls, which JSON leaves raw. */
+function escapeControl(char: string): string {
+  const json = JSON.stringify(char).slice(1, -1);
+  return json !== char ? json : `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`;
+}
 
 /** By position, then by path and message so the order is stable. Identical problems are kept once. */
 export function sortProblems(problems: readonly Problem[]): Problem[] {

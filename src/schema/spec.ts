@@ -118,7 +118,7 @@ function expectationOf(spec: Spec): string {
 }
 
 // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this looks for
-const CONTROL = /[\u0000-\u001f\u007f]/;
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/; // C0, DEL, C1, bidi overrides (../ui/safe-text.ts)
 
 /** The problem with a string's characters (surrounding whitespace, control characters), before its format. */
 function textProblem(format: StringFormat, value: string): string | undefined {

@@ -21,6 +21,8 @@
  * - Abort (RunOptions.signal): GUARD marks the run's processes with MESHCTL_RUN=TOKEN in their environment; on
  *   abort a stop script on a new channel TERMs them, KILLs them after ABORT_GRACE_MS, and only then does run()
  *   reject with the abort reason, so Ctrl-C leaves nothing running, root login or not.
+ * - Output: at most RunOptions.maxStdoutBytes (4 MiB) and maxStderrBytes (1 MiB) are held per command; past a cap
+ *   the command is stopped like an aborted one and its result has code OUTPUT_CAP_EXIT (see ./types.ts).
  * - At most `maxChannels` (8) commands run at once per connection, below OpenSSH's MaxSessions 10; others queue.
  * - Root: commands go through `sudo -n` when the node's become is 'sudo' OR the effective user (after the ssh
  *   config) is not root, since the Connection contract is "runs as root". Unless `probe: false`, connectNode runs
@@ -54,6 +56,9 @@ import {
   TransportError,
   type Connection,
   type ConnectionStats,
+  DEFAULT_MAX_STDERR_BYTES,
+  DEFAULT_MAX_STDOUT_BYTES,
+  OUTPUT_CAP_EXIT,
   type ExecResult,
   type RunOptions,
   type TransportFailure,
@@ -235,6 +240,13 @@ export function stopScript(tokens: string[], graceMs = ABORT_GRACE_MS): string {
 }
 
 const SUDO_PASSWORD = /sudo: (a password is required|a terminal is required|no tty present)/;
+/** 4194304 -> "4 MiB", 1500 -> "1500 bytes": caps named in messages. */
+export function formatBytes(bytes: number): string {
+  if (bytes >= 1024 * 1024 && bytes % (1024 * 1024) === 0) return `${bytes / (1024 * 1024)} MiB`;
+  if (bytes >= 1024 && bytes % 1024 === 0) return `${bytes / 1024} KiB`;
+  return `${bytes} bytes`;
+}
+
 /** True when stderr says sudo wanted a password (sudo -n refuses instead of prompting). */
 export const sudoNeedsPassword = (stderr: string): boolean => SUDO_PASSWORD.test(stderr);
 
@@ -703,7 +715,11 @@ class SshConnection implements Connection {
       if (signal?.aborted) throw signal.reason;
       if (this.lost) throw this.lost;
       const token = runToken();
-      const result = await this.exec(wrapCommand(script, { sudo: this.sudo, timeoutMs, token }), timeoutMs, signal, token);
+      const caps = {
+        stdout: options.maxStdoutBytes ?? DEFAULT_MAX_STDOUT_BYTES,
+        stderr: options.maxStderrBytes ?? DEFAULT_MAX_STDERR_BYTES,
+      };
+      const result = await this.exec(wrapCommand(script, { sudo: this.sudo, timeoutMs, token }), timeoutMs, signal, token, caps);
       this.stats.commands++;
       this.stats.remoteMs += result.durationMs;
       if (this.sudo && result.code === 1 && sudoNeedsPassword(result.stderr)) {
@@ -743,22 +759,50 @@ class SshConnection implements Connection {
     return batch.done;
   }
 
-  private exec(remote: RemoteCommand, timeoutMs: number, signal?: AbortSignal, token?: string): Promise<ExecResult> {
+  /**
+   * One command on a new channel. Output is kept up to `caps` bytes per stream (the stop script, run without
+   * caps, prints nothing): past a cap, the channel is closed, the run's remote processes are stopped as on abort,
+   * and the result is OUTPUT_CAP_EXIT with the first bytes of the output.
+   */
+  private exec(
+    remote: RemoteCommand,
+    timeoutMs: number,
+    signal?: AbortSignal,
+    token?: string,
+    caps = { stdout: DEFAULT_MAX_STDOUT_BYTES, stderr: DEFAULT_MAX_STDERR_BYTES },
+  ): Promise<ExecResult> {
     const started = performance.now();
     return new Promise<ExecResult>((resolve, reject) => {
       let stream: ClientChannel | undefined;
       const stdout: Buffer[] = [];
       const stderr: Buffer[] = [];
+      const held = { stdout: 0, stderr: 0 };
       let code: number | undefined;
       let done = false;
       let timer: NodeJS.Timeout | undefined;
 
-      const result = (exitCode: number, note?: string): ExecResult => ({
+      const result = (exitCode: number, note?: string, capped?: 'stdout' | 'stderr'): ExecResult => ({
         code: exitCode,
         stdout: Buffer.concat(stdout).toString('utf8'),
         stderr: Buffer.concat(stderr).toString('utf8') + (note ? `${note}\n` : ''),
         durationMs: Math.round(performance.now() - started),
+        ...(capped ? { outputCapped: capped } : {}),
       });
+      // past a cap: keep the first bytes, stop reading, stop the command (as on abort: signals do nothing for root)
+      const onOutput = (which: 'stdout' | 'stderr', chunk: Buffer) => {
+        if (done) return;
+        const room = caps[which] - held[which];
+        (which === 'stdout' ? stdout : stderr).push(chunk.length <= room ? chunk : chunk.subarray(0, Math.max(0, room)));
+        held[which] += Math.min(chunk.length, Math.max(0, room));
+        if (chunk.length <= room) return;
+        settle(() => {
+          if (stream) sendSignal(stream, 'TERM');
+          stream?.close();
+          const stopped = token ? this.stopRemote(token) : Promise.resolve();
+          const note = `meshctl: stopped the command: its ${which} passed the cap of ${formatBytes(caps[which])} per command (node output is not buffered without limit)`;
+          void stopped.then(() => resolve(result(OUTPUT_CAP_EXIT, note, which)));
+        });
+      };
       const settle = (fn: () => void) => {
         if (done) return;
         done = true;
@@ -805,8 +849,8 @@ class SshConnection implements Connection {
             );
           }
           stream = channel;
-          channel.on('data', (d: Buffer) => stdout.push(d));
-          channel.stderr.on('data', (d: Buffer) => stderr.push(d));
+          channel.on('data', (d: Buffer) => onOutput('stdout', d));
+          channel.stderr.on('data', (d: Buffer) => onOutput('stderr', d));
           channel.on('exit', (exitCode: number | null, signalName?: string) => {
             code = exitCode ?? signalExitCode(signalName);
           });

@@ -4,12 +4,26 @@
  */
 
 export interface ExecResult {
-  /** exit status; 124 when meshctl's own per-command timeout fired, 255 when the channel broke */
+  /**
+   * exit status; 124 when meshctl's own per-command timeout fired, OUTPUT_CAP_EXIT (250) when the command printed
+   * more than its output cap (see RunOptions; `outputCapped` says which stream), 255 when the channel broke
+   */
   code: number;
+  /** the command's stdout; when capped, only its first maxStdoutBytes bytes */
   stdout: string;
+  /** the command's stderr; when capped, only its first maxStderrBytes bytes, then meshctl's one-line note */
   stderr: string;
   durationMs: number;
+  /** set when a stream passed its cap: meshctl stopped reading, closed the channel and stopped the command */
+  outputCapped?: 'stdout' | 'stderr';
 }
+
+/** ExecResult.code of a command stopped for printing more than its output cap (distinct from 124, timeout). */
+export const OUTPUT_CAP_EXIT = 250;
+/** Default cap on a command's stdout: 4 MiB. A facts probe prints kilobytes; a 66 MB wg0.conf must not be buffered. */
+export const DEFAULT_MAX_STDOUT_BYTES = 4 * 1024 * 1024;
+/** Default cap on a command's stderr: 1 MiB. */
+export const DEFAULT_MAX_STDERR_BYTES = 1024 * 1024;
 
 /**
  * There is deliberately no `stdin`: the channel's stdin carries the script itself (see wrapCommand in ssh.ts),
@@ -20,6 +34,15 @@ export interface RunOptions {
   /** per-command deadline; default 60 s */
   timeoutMs?: number;
   signal?: AbortSignal;
+  /**
+   * Output cap in bytes, per command: node output is held in memory, so a node must not be able to make meshctl
+   * buffer without limit. Past the cap meshctl keeps the first bytes, stops reading, closes the channel, stops the
+   * command's remote processes and resolves with code OUTPUT_CAP_EXIT, `outputCapped` set and a stderr note naming
+   * the cap. Default DEFAULT_MAX_STDOUT_BYTES (4 MiB).
+   */
+  maxStdoutBytes?: number;
+  /** the same for stderr; default DEFAULT_MAX_STDERR_BYTES (1 MiB) */
+  maxStderrBytes?: number;
 }
 
 export interface ConnectionStats {
@@ -40,6 +63,8 @@ export interface Connection {
    * Runs a POSIX sh script as root: as `sh` when logged in as root, through `sudo -n sh` otherwise; the script is
    * read from stdin, its commands get /dev/null as stdin. When `signal` aborts, the run's remote processes are
    * stopped (TERM, KILL after a grace) before the promise rejects with the signal's reason.
+   * Output is capped per command (RunOptions.maxStdoutBytes, maxStderrBytes: 4 MiB and 1 MiB by default): a
+   * command that prints more is stopped and resolves with code OUTPUT_CAP_EXIT.
    * Never throws for a non-zero exit: the caller decides what a failure means. Throws only when the
    * connection itself is unusable (TransportError).
    */

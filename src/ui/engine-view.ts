@@ -11,6 +11,7 @@ import type { UpView } from '../engine/up.js';
 import type { EngineEvent, PhaseReport } from '../engine/types.js';
 import { MeshctlError } from '../errors.js';
 import { renderGateReport } from './gate-report.js';
+import { safeText } from './safe-text.js';
 
 export interface ViewOptions {
   yes: boolean;
@@ -34,15 +35,16 @@ class PhaseDrawing {
     const list = new Listr(
       [
         {
-          title,
+          title: safeText(title),
           task: (_ctx, parent) =>
             parent.newListr(
               nodes.map((node) => ({
-                title: node,
+                title: safeText(node),
                 task: async (_c, t) => {
                   await ready.get(node);
                   const changes = this.changes.get(node)!;
-                  t.title = `${node}: ${changes.length ? changes.join('; ') : 'nothing to do'}`;
+                  // change descriptions and step errors quote node output: escaped (./safe-text.ts)
+                  t.title = safeText(`${node}: ${changes.length ? changes.join('; ') : 'nothing to do'}`);
                 },
               })),
               // drawing only: every node task waits on the engine, so all are shown at once
@@ -101,7 +103,7 @@ export function createEngineView(options: ViewOptions): UpView & { chalk: ChalkI
       if (!options.interactive) throw new MeshctlError('a gate needs confirmation but there is no terminal: pass --yes', 'badInput');
       try {
         const { go } = await inquirer.prompt<{ go: boolean }>([
-          { type: 'confirm', name: 'go', message: `GO: continue after "${report.title}"?`, default: true },
+          { type: 'confirm', name: 'go', message: `GO: continue after "${safeText(report.title)}"?`, default: true },
         ]);
         return go;
       } catch (error) {

@@ -191,7 +191,7 @@ describe('ssh transport against a real sshd', { skip: skip ?? false }, () => {
     });
 
     test('large output', async () => {
-      const r = await conn.run(`head -c 5000000 /dev/zero | tr '\\0' a; echo tail >&2`);
+      const r = await conn.run(`head -c 5000000 /dev/zero | tr '\\0' a; echo tail >&2`, { maxStdoutBytes: 8 * 1024 * 1024 }); // over the 4 MiB default cap
       assert.equal(r.code, 0);
       assert.equal(r.stdout.length, 5_000_000);
       assert.equal(r.stderr, 'tail\n');
