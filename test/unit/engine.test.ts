@@ -410,7 +410,7 @@ describe('one check system: up’s gates call verify’s judges', () => {
 
 describe('engine: every check of the registry, passing and failing', () => {
   const node = inventory.nodes.find((n) => n.name === 'ms-1')!;
-  const good = convergedFacts('ms-1');
+  const good: NodeFacts = { ...convergedFacts('ms-1'), operatorAddress: { address: '10.1.0.2' } };
   const desired = desiredNodeConfig(inventory, 'ms-1', keys);
   const now = Math.floor(Date.now() / 1000);
   const tunnel = {
@@ -439,6 +439,7 @@ describe('engine: every check of the registry, passing and failing', () => {
   };
   const broken: Record<string, Partial<typeof values>> = {
     'running-as-root': { facts: { ...good, uid: 1000 } },
+    'operator-not-captured': { facts: { ...good, operatorAddress: { address: '172.27.15.200' } } },
     'package-manager-known': { facts: { ...good, packageManager: undefined } },
     'init-system': { facts: { ...good, systemd: false } },
     'listen-port-free': { facts: { ...good, config: { ...good.config, managedByMeshctl: false } } },
