@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import chalk, { Chalk } from 'chalk';
 import { resolveInventoryPath, loadInventory } from '../inventory/load.js';
 import { connectAll, closeAll } from '../transport/pool.js';
-import { sshOptionsFromFlags } from './up.js';
+import { sshOptionsFromFlags } from './connect-options.js';
 import { interruptSignal } from '../interrupt.js';
 import { MeshctlError, badInput, type CommandResult } from '../errors.js';
 import { renderDebugReport, runDebug, writeBundle } from '../debug/run.js';

@@ -13,7 +13,7 @@ import { interruptSignal } from '../interrupt.js';
 import { loadInventory, resolveInventoryPath } from '../inventory/load.js';
 import { renderGateReport } from '../ui/gate-report.js';
 import { renderPlan } from '../ui/plan-view.js';
-import { connectorFor, parseForks, sshOptionsFromFlags } from './up.js';
+import { connectorFor, parseForks, sshOptionsFromFlags } from './connect-options.js';
 
 interface PlanFlags {
   json?: boolean;

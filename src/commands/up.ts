@@ -4,9 +4,8 @@ import { Chalk } from 'chalk';
 import { MeshctlError, type CommandResult, type Outcome } from '../errors.js';
 import { interruptSignal } from '../interrupt.js';
 import { loadInventory, resolveInventoryPath } from '../inventory/load.js';
-import { connectAll, closeAll } from '../transport/pool.js';
-import { connectNode, type ConnectOptions } from '../transport/ssh.js';
-import { runUp, type Connector, type UpReport } from '../engine/up.js';
+import { runUp, type UpReport } from '../engine/up.js';
+import { connectorFor, parseForks, sshOptionsFromFlags } from './connect-options.js';
 import { createEngineView } from '../ui/engine-view.js';
 import { renderMatrix } from '../checks/ping-matrix.js';
 
@@ -20,32 +19,6 @@ interface UpFlags {
   connectTimeout?: string;
   forks?: string;
   breakLock?: boolean;
-}
-
-/** SSH settings from the flags every connecting command shares; `log` shows trust decisions and warnings. */
-export function sshOptionsFromFlags(flags: { acceptNew?: boolean; connectTimeout?: string }, log: (line: string) => void): ConnectOptions {
-  const seconds = flags.connectTimeout === undefined ? undefined : Number(flags.connectTimeout);
-  if (seconds !== undefined && !(seconds > 0))
-    throw new MeshctlError(`--connect-timeout must be a positive number of seconds, not "${flags.connectTimeout}"`);
-  return {
-    acceptNew: flags.acceptNew ?? false,
-    connectTimeoutMs: seconds === undefined ? undefined : seconds * 1000,
-    signal: interruptSignal,
-    onHostKeyRecorded: (e) =>
-      log(`trusted new host key of ${e.node} (${e.host}:${e.port}) ${e.keyType} ${e.fingerprint}, recorded in ${e.file}`),
-    onWarning: (w) => log(`warning: ${w.message}`),
-  };
-}
-
-/** The connector `up` and `plan` use: one connection per node through the pool; a fresh one for the login check. */
-export function connectorFor(options: ConnectOptions): Connector {
-  return {
-    async connectAll(inventory) {
-      const result = await connectAll(inventory.nodes, options);
-      return { connections: result.connections, failures: result.failures, close: () => closeAll(result.connections, result.jumpHosts) };
-    },
-    connectOne: (node) => connectNode(node, { ...options, acceptNew: false }),
-  };
 }
 
 function printSummary(report: UpReport, color: boolean, out: NodeJS.WritableStream): void {
@@ -68,14 +41,6 @@ function printSummary(report: UpReport, color: boolean, out: NodeJS.WritableStre
     out.write(chalk.red.bold(`\ninterrupted during "${report.phases.at(-1)?.title ?? 'connect'}" (${seconds} s)\n`));
   if (report.result === 'stopped')
     out.write(chalk.red.bold(`\nSTOP at "${report.phases.at(-1)?.title}": nothing after it was run (${seconds} s)\n`));
-}
-
-/** --forks: a positive whole number of hosts at once, or undefined for the default. */
-export function parseForks(value: string | undefined): number | undefined {
-  const forks = value === undefined ? undefined : Number(value);
-  if (forks !== undefined && !(Number.isInteger(forks) && forks > 0))
-    throw new MeshctlError(`--forks must be a positive whole number, not "${value}"`);
-  return forks;
 }
 
 /** The outcome of an `up` run (main maps it to the exit code); 'unreachable' is raised as an error before this. */
