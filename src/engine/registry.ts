@@ -143,6 +143,7 @@ export const STEPS = {
         values.config.change,
         peerRoutes,
         values.publicKey.key,
+        values.desired,
       );
       return { action, warnings: warning ? [warning] : [] };
     },
