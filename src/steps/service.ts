@@ -67,7 +67,8 @@ export interface LiveDrift {
 
 const NO_DRIFT: LiveDrift = { restart: [], peers: [], keepaliveOff: [], extraRoutes: [] };
 
-const sameSet = (a: readonly string[], b: readonly string[]) => a.length === b.length && [...a].sort().join(',') === [...b].sort().join(',');
+const sameSet = (a: readonly string[], b: readonly string[]) =>
+  a.length === b.length && [...a].sort().join(',') === [...b].sort().join(',');
 const shortKey = (key: string) => `${key.slice(0, 10)}…`;
 const listOr = (values: readonly string[], none: string) => (values.length ? values.join(', ') : none);
 

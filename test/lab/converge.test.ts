@@ -54,8 +54,7 @@ describeLab('up converges the live interface (issue 8, kind 2)', INVENTORY, (lab
     report.phases.find((p) => p.id === 'enable')!.nodes.find((n) => n.node === node)?.changes ?? [];
   const desiredOf = (node: string): DesiredNodeConfig => desiredNodeConfig(inventory, node, keys);
   /** the live peers, without the dump's interface line (it holds the private key) */
-  const livePeers = async (node: string): Promise<LivePeer[]> =>
-    parseWgDumpPeers(await sh(node, 'wg show wg0 dump | tail -n +2')).peers;
+  const livePeers = async (node: string): Promise<LivePeer[]> => parseWgDumpPeers(await sh(node, 'wg show wg0 dump | tail -n +2')).peers;
 
   /** The live interface of `node` is the design: peers, AllowedIPs, keepalive, endpoints (where no NAT roams), MTU, routes. */
   const assertLiveMatches = async (node: string) => {
@@ -147,7 +146,11 @@ describeLab('up converges the live interface (issue 8, kind 2)', INVENTORY, (lab
     await sh('ms-1', 'cat > /etc/wireguard/wg0.conf && systemctl restart wg-quick@wg0', oldConfig);
     assert.match(await sh('ms-1', 'ip link show wg0'), /mtu 1380 /);
     // the interrupted run: it wrote the new file exactly as up renders it, then stopped before the restart
-    await sh('ms-1', 'umask 077 && cat > /etc/wireguard/wg0.conf.meshctl-tmp && mv -f /etc/wireguard/wg0.conf.meshctl-tmp /etc/wireguard/wg0.conf', renderWgQuickConfig(desiredOf('ms-1')));
+    await sh(
+      'ms-1',
+      'umask 077 && cat > /etc/wireguard/wg0.conf.meshctl-tmp && mv -f /etc/wireguard/wg0.conf.meshctl-tmp /etc/wireguard/wg0.conf',
+      renderWgQuickConfig(desiredOf('ms-1')),
+    );
     const planned = (await plannedEnable()).get('ms-1') ?? [];
     assert.deepEqual(planned, [{ kind: 'restart', unit: 'wg-quick@wg0', why: 'live MTU 1380, wg0.conf 1420' }]);
     const report = await up();
@@ -164,7 +167,10 @@ describeLab('up converges the live interface (issue 8, kind 2)', INVENTORY, (lab
     // wk-1 -> ms-1: same site, the design has no keepalive; syncconf alone would keep the one set by hand
     await sh('wk-1', `wg set wg0 peer ${keys.get('ms-1')} persistent-keepalive 7`);
     // wk-2 -> ctb-edge-1: keepalive 25 switched off; wk-2 -> wk-1: a wrong LAN endpoint (no NAT between them)
-    await sh('wk-2', `wg set wg0 peer ${keys.get('ctb-edge-1')} persistent-keepalive off peer ${keys.get('wk-1')} endpoint 192.168.15.99:51820`);
+    await sh(
+      'wk-2',
+      `wg set wg0 peer ${keys.get('ctb-edge-1')} persistent-keepalive off peer ${keys.get('wk-1')} endpoint 192.168.15.99:51820`,
+    );
     const planned = await plannedEnable();
     const why = (node: string) => (planned.get(node)?.[0] as { why?: string } | undefined)?.why ?? '';
     assert.match(why('wk-1'), /peer ms-1 keepalive 7, wg0\.conf off/);
