@@ -86,8 +86,9 @@ function interfaceDrift(live: NonNullable<NodeFacts['live']>, desired: DesiredNo
 /**
  * One designed peer against its live self. Endpoints are compared only where a live endpoint cannot legitimately
  * differ: the design dials the peer (it has an Endpoint) and no NAT sits between them. Across a NAT WireGuard roams
- * to the address the peer's packets come from (a rewritten source port), and a peer without an Endpoint dials in
- * (../../shared design: lab.md "NAT and routing"). A configured endpoint that is missing live is always a difference.
+ * to the address the peer's packets come from (a rewritten source port: shared/design/lab.md, "NAT and routing"), and a
+ * peer without an Endpoint dials in. A configured endpoint that is missing live is always a difference. Endpoints are
+ * IPv4 literals (the inventory allows no host names there), so the strings compare exactly.
  */
 function peerDrift(want: DesiredPeer, have: LivePeer, file: string): string[] {
   const reasons: string[] = [];
