@@ -73,6 +73,8 @@ export function describeChange(change: Change): string {
       return `load ${change.path} into ${change.iface} again (${change.why})`;
     case 'restore-routes':
       return `restore route${change.routes.length > 1 ? 's' : ''} ${change.routes.join(', ')} via ${change.iface}`;
+    case 'remove-routes':
+      return `remove route${change.routes.length > 1 ? 's' : ''} ${change.routes.join(', ')} via ${change.iface} (${change.why})`;
     case 'wg-quick-up':
       return `${change.restart ? 'wg-quick down/up' : 'wg-quick up'} ${change.iface} (${change.why})`;
   }

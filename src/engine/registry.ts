@@ -180,6 +180,7 @@ export const STEPS = {
         values.config.change,
         peerRoutes,
         values.publicKey.key,
+        values.desired,
       );
       return { action, warnings: warning ? [warning] : [] };
     },

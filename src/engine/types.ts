@@ -111,6 +111,7 @@ export type Change =
   | { kind: 'syncconf'; iface: string; why: string }
   | { kind: 'load-private-key'; iface: string; path: string; why: string }
   | { kind: 'restore-routes'; iface: string; routes: string[] }
+  | { kind: 'remove-routes'; iface: string; routes: string[]; why: string }
   | { kind: 'wg-quick-up'; iface: string; restart: boolean; why: string };
 
 /** What a step's planner returns for one node: the changes and the one script that realises them. */

@@ -9,7 +9,7 @@
  * checklist and debug read: every fact is a named section, never a line position.
  */
 import { FACTS, factsScript, readFact, udpDropRules, type FactContext, type FactDef, type OperatorAddress } from './definitions.js';
-import { splitSections } from './sections.js';
+import { splitSections, type Section } from './sections.js';
 import type { LivePeer } from '../render/wgdump.js';
 
 /** The interface and listen port the probe asks about (a FactContext). */
@@ -72,6 +72,11 @@ export interface NodeFacts {
   peers: LivePeer[];
   /** the operator's address as the node sees it ($SSH_CONNECTION); undefined when the node did not say */
   operatorAddress?: OperatorAddress;
+  /**
+   * The live [Interface] settings (`ip -j addr show dev IFACE`, `wg show IFACE listen-port`); undefined when the
+   * interface does not exist or was not probed. `up` compares them, and the peers, with the design.
+   */
+  live?: LiveInterfaceFacts;
   baseline: {
     /** `ip rule`s beyond the three defaults (local, main, default) */
     extraIpRules: string[];
@@ -81,6 +86,18 @@ export interface NodeFacts {
     /** firewall rules (iptables-save / nft) that drop or reject incoming UDP to the listen port (udpDropRules) */
     firewallDrops: string[];
   };
+}
+
+/** What the running interface holds, as opposed to what its file says (NodeFacts.live). */
+export interface LiveInterfaceFacts {
+  /** link MTU in bytes */
+  mtu?: number;
+  /** IPv4 addresses with prefix, e.g. 172.27.15.12/32 */
+  addresses: string[];
+  /** UDP port WireGuard listens on; undefined when wg could not read the interface */
+  listenPort?: number;
+  /** `wg show IFACE` worked: only then are `peers` the interface's peers (and not an error read as none) */
+  wgReadable: boolean;
 }
 
 export { LEFTOVER_PATHS } from './definitions.js';
@@ -113,12 +130,30 @@ const UP_FACTS: ReadonlyArray<FactDef<unknown>> = [
   FACTS.peers,
   FACTS.interfaceRoutes,
   FACTS.listenPortUsers,
+  FACTS.interfaceAddr,
+  FACTS.interfaceListenPort,
   FACTS.ipRules,
   FACTS.leftoverPaths,
   FACTS.leftoverUnits,
   FACTS.firewall,
   FACTS.operatorAddress,
 ];
+
+/**
+ * The live [Interface] facts, or undefined when the interface does not exist or the probe did not read it (facts
+ * captured before these sections existed): nothing is compared with the design then.
+ */
+function liveInterface(s: Map<string, Section>, target: ProbeTarget, exists: boolean): LiveInterfaceFacts | undefined {
+  const addr = readFact(FACTS.interfaceAddr, s, target);
+  if (!exists || !addr.exists || !s.has(FACTS.interfaceListenPort.name)) return undefined;
+  const listenPort = readFact(FACTS.interfaceListenPort, s, target);
+  return {
+    ...(addr.mtu !== undefined ? { mtu: addr.mtu } : {}),
+    addresses: addr.addresses,
+    ...(listenPort !== undefined ? { listenPort } : {}),
+    wgReadable: s.get(FACTS.interfaceListenPort.name)?.rc === 0,
+  };
+}
 
 /** The read-only script of up's facts probe for `target` (one round trip). */
 export function factsProbeScript(target: ProbeTarget): string {
@@ -145,6 +180,7 @@ export function parseFactsProbe(stdout: string, target: ProbeTarget): NodeFacts 
   const now = fact(FACTS.now);
   const ifindex = fact(FACTS.interfaceIndex);
   const operatorAddress = fact(FACTS.operatorAddress);
+  const live = liveInterface(s, target, interfaces.includes(target.interface));
   return {
     uid: fact(FACTS.uid),
     hostname: fact(FACTS.hostname),
@@ -189,6 +225,7 @@ export function parseFactsProbe(stdout: string, target: ProbeTarget): NodeFacts 
     ...(operatorAddress !== undefined ? { operatorAddress } : {}),
     // a missing interface makes wg print an error, never a peer line
     peers: interfaces.includes(target.interface) ? fact(FACTS.peers).peers : [],
+    ...(live ? { live } : {}),
     baseline: {
       extraIpRules: fact(FACTS.ipRules).filter((rule) => !DEFAULT_IP_RULE.test(rule)),
       leftoverPaths: fact(FACTS.leftoverPaths),

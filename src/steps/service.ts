@@ -5,11 +5,17 @@
  *   sessions; routes for added/removed peers are synced by hand, as syncconf does not route. Not
  *   a plain `wg syncconf` from the file, which would clear the key the file does not carry (../render/systemd.ts);
  * - [Interface] changed (address, port, MTU): restart;
- * - nothing changed: nothing.
+ * - nothing changed in the file: the LIVE interface is compared with the design (liveDrift), so a change made by
+ *   hand with `wg set`/`ip`, or one a run wrote to the file but was interrupted before applying, is finished now:
+ *   [Interface] differences (MTU, address, listen port, interface gone) restart, peer differences syncconf as above,
+ *   route differences are repaired by hand;
+ * - nothing differs: nothing.
  * Without systemd: wg-quick up, and a warning that it will not survive a reboot.
  */
 import type { Change, NodeAction } from '../engine/types.js';
 import type { NodeFacts } from '../facts/node-facts.js';
+import type { LivePeer } from '../render/wgdump.js';
+import type { DesiredNodeConfig, DesiredPeer } from '../topology/desired.js';
 import { sh } from '../remote/shell.js';
 import { wireguardPaths } from '../remote/wireguard.js';
 import type { ConfigChangeKind } from '../render/changes.js';
@@ -45,11 +51,114 @@ function syncRoutesScript(iface: string, peerRoutes: string[]): string {
 const NO_SYSTEMD_WARNING = 'no systemd: the interface will not come back after a reboot';
 
 /**
+ * How the running interface differs from the design (each list holds one reason per difference, in words).
+ * - `restart`: [Interface] settings wg-quick applies only when it brings the interface up (MTU, address, port);
+ * - `peers`: what `wg syncconf` from the file repairs (a peer missing or unknown, its AllowedIPs, keepalive, endpoint);
+ * - `keepaliveOff`: peers that run with a keepalive the design does not have; syncconf leaves a setting alone that
+ *   the file does not mention, so these are switched off by hand;
+ * - `extraRoutes`: routes via the interface that belong to no designed peer, as `ip route show` prints them.
+ */
+export interface LiveDrift {
+  restart: string[];
+  peers: string[];
+  keepaliveOff: string[];
+  extraRoutes: string[];
+}
+
+const NO_DRIFT: LiveDrift = { restart: [], peers: [], keepaliveOff: [], extraRoutes: [] };
+
+const sameSet = (a: readonly string[], b: readonly string[]) =>
+  a.length === b.length && [...a].sort().join(',') === [...b].sort().join(',');
+const shortKey = (key: string) => `${key.slice(0, 10)}…`;
+const listOr = (values: readonly string[], none: string) => (values.length ? values.join(', ') : none);
+
+/** The [Interface] differences that only a restart applies. Unknown live values (not probed) are no difference. */
+function interfaceDrift(live: NonNullable<NodeFacts['live']>, desired: DesiredNodeConfig, file: string): string[] {
+  const reasons: string[] = [];
+  if (live.mtu !== undefined && live.mtu !== desired.mtu) reasons.push(`live MTU ${live.mtu}, ${file} ${desired.mtu}`);
+  if (!sameSet(live.addresses, [desired.address]))
+    reasons.push(`live address ${listOr(live.addresses, 'none')}, ${file} ${desired.address}`);
+  if (live.wgReadable && live.listenPort !== desired.listenPort)
+    reasons.push(`live listen port ${live.listenPort ?? 'none'}, ${file} ${desired.listenPort}`);
+  return reasons;
+}
+
+/**
+ * One designed peer against its live self. Endpoints are compared only where a live endpoint cannot legitimately
+ * differ: the design dials the peer (it has an Endpoint) and no NAT sits between them. Across a NAT WireGuard roams
+ * to the address the peer's packets come from (a rewritten source port: shared/design/lab.md, "NAT and routing"), and a
+ * peer without an Endpoint dials in. A configured endpoint that is missing live is always a difference. Endpoints are
+ * IPv4 literals (the inventory allows no host names there), so the strings compare exactly.
+ */
+function peerDrift(want: DesiredPeer, have: LivePeer, file: string): string[] {
+  const reasons: string[] = [];
+  if (!sameSet(have.allowedIps, want.allowedIps))
+    reasons.push(`peer ${want.name} AllowedIPs ${listOr(have.allowedIps, 'none')}, ${file} ${want.allowedIps.join(', ')}`);
+  if (have.persistentKeepalive !== want.persistentKeepalive)
+    reasons.push(`peer ${want.name} keepalive ${have.persistentKeepalive ?? 'off'}, ${file} ${want.persistentKeepalive ?? 'off'}`);
+  if (want.endpoint !== undefined && (have.endpoint === undefined || (!want.throughNat && have.endpoint !== want.endpoint)))
+    reasons.push(`peer ${want.name} endpoint ${have.endpoint ?? 'none'}, ${file} ${want.endpoint}`);
+  return reasons;
+}
+
+/**
+ * The live interface (NodeFacts.live, .peers, .interfaceRoutes) against the design. Empty when the interface was
+ * not read (no live facts): nothing is compared then. AllowedIPs, keepalive and keys are compared exactly.
+ */
+export function liveDrift(facts: NodeFacts, desired: DesiredNodeConfig): LiveDrift {
+  const live = facts.live;
+  if (!live) return NO_DRIFT;
+  const file = `${desired.interface}.conf`;
+  const drift: LiveDrift = { restart: interfaceDrift(live, desired, file), peers: [], keepaliveOff: [], extraRoutes: [] };
+  if (live.wgReadable) {
+    const byKey = new Map(facts.peers.map((p) => [p.publicKey, p]));
+    for (const want of desired.peers) {
+      const have = byKey.get(want.publicKey);
+      if (!have) {
+        drift.peers.push(`no peer ${want.name}`);
+        continue;
+      }
+      drift.peers.push(...peerDrift(want, have, file));
+      if (want.persistentKeepalive === undefined && have.persistentKeepalive !== undefined) drift.keepaliveOff.push(want.publicKey);
+    }
+    const designed = new Set(desired.peers.map((p) => p.publicKey));
+    for (const have of facts.peers.filter((p) => !designed.has(p.publicKey)))
+      drift.peers.push(`unknown peer ${shortKey(have.publicKey)} (AllowedIPs ${listOr(have.allowedIps, 'none')})`);
+  }
+  const wanted = new Set(desired.peers.flatMap((p) => p.allowedIps).flatMap((r) => [r, r.replace(/\/32$/, '')]));
+  drift.extraRoutes = facts.interfaceRoutes.filter((r) => !wanted.has(r));
+  return drift;
+}
+
+/** Deletes exactly these routes via the interface (any proto), each only while it is still there. */
+function removeRoutesScript(iface: string, routes: readonly string[]): string {
+  return sh`for r in ${routes}; do if [ -n "$(ip -4 route show exact "$r" dev ${iface})" ]; then ip -4 route del "$r" dev ${iface}; fi; done`
+    .text;
+}
+
+/** Switches off the keepalive of these peers (keys), which `wg syncconf` keeps when the file has none. */
+function keepaliveOffScript(iface: string, keys: readonly string[]): string {
+  return sh`for k in ${keys}; do wg set ${iface} peer "$k" persistent-keepalive off; done`.text;
+}
+
+/** The peers' sync: syncconf keeping the key, the keepalives it keeps, then the routes it does not touch. */
+function peerSyncCommands(iface: string, privateKey: string, peerRoutes: string[], drift: LiveDrift): string[] {
+  return [
+    syncconfKeepingKeyCommand(iface, privateKey),
+    ...(drift.keepaliveOff.length ? [keepaliveOffScript(iface, drift.keepaliveOff)] : []),
+    ...(drift.extraRoutes.length ? [removeRoutesScript(iface, drift.extraRoutes)] : []),
+    syncRoutesScript(iface, peerRoutes),
+  ];
+}
+
+/**
  * The enable action for a node, or none when the service runs the current config with the node's key.
  * @param change how the config file changed in this run (../render/changes.ts)
  * @param peerRoutes the AllowedIPs of every peer (one /32 each), for the route sync after `wg syncconf`
  * @param publicKey the node's public key after the keys phase: a running interface with another key (or none, after
  * a stock `wg syncconf` or reload from our key-less file) gets the key file loaded again
+ * @param desired the node's designed config: when given, the live interface is compared with it (liveDrift) and
+ * what differs is synced or restarted even though the file did not change; each such change names its reason
  */
 export function planService(
   facts: NodeFacts,
@@ -57,27 +166,20 @@ export function planService(
   change: ConfigChangeKind,
   peerRoutes: string[],
   publicKey?: string,
+  desired?: DesiredNodeConfig,
 ): { action?: NodeAction; warning?: string } {
   const p = wireguardPaths(iface);
   const report = interfaceReport(iface, p.service, facts.systemd);
-  if (!facts.systemd) {
-    const up = facts.interfaces.includes(iface);
-    if (up && change === 'none') return { warning: NO_SYSTEMD_WARNING };
-    return {
-      action: {
-        changes: [{ kind: 'wg-quick-up', iface, restart: up, why: 'no systemd' }],
-        script: `set -e\n${up ? `${sh`wg-quick down ${iface}`.text}\n` : ''}${sh`wg-quick up ${iface}`.text} 2>&1\n${report}`,
-      },
-      warning: NO_SYSTEMD_WARNING,
-    };
-  }
+  const up = facts.interfaces.includes(iface);
+  const drift = desired && up ? liveDrift(facts, desired) : NO_DRIFT;
+  if (!facts.systemd) return planWithoutSystemd(iface, change, peerRoutes, up, drift, report);
   const active = facts.service.active === 'active';
   const enabled = facts.service.enabled === 'enabled';
   const commands: string[] = [];
   const changes: Change[] = [];
   if (!active) {
     // an interface brought up by hand blocks wg-quick@ (it refuses "already exists"); take it down first
-    if (facts.interfaces.includes(iface)) commands.push(sh`wg-quick down ${iface} >/dev/null 2>&1 || ip link del ${iface} || true`.text);
+    if (up) commands.push(sh`wg-quick down ${iface} >/dev/null 2>&1 || ip link del ${iface} || true`.text);
     commands.push(`${sh`systemctl enable --now ${p.service}`.text} 2>&1`);
     changes.push({ kind: 'enable', unit: p.service, now: true });
   } else {
@@ -85,14 +187,18 @@ export function planService(
       commands.push(`${sh`systemctl enable ${p.service}`.text} 2>&1`);
       changes.push({ kind: 'enable', unit: p.service, now: false });
     }
-    if (change === 'interface' || change === 'create') {
+    // a oneshot unit stays "active" after its interface was deleted by hand
+    const gone = desired && !up ? [`${iface} is missing while ${p.service} is active`] : [];
+    const restartWhy = change === 'interface' || change === 'create' ? ['[Interface] changed'] : [...gone, ...drift.restart];
+    if (restartWhy.length) {
       commands.push(`${sh`systemctl restart ${p.service}`.text} 2>&1`);
-      changes.push({ kind: 'restart', unit: p.service, why: '[Interface] changed' });
-    } else if (change === 'peers') {
-      commands.push(syncconfKeepingKeyCommand(iface, p.privateKey), syncRoutesScript(iface, peerRoutes));
-      changes.push({ kind: 'syncconf', iface, why: 'peers changed; interface and sessions kept' });
+      changes.push({ kind: 'restart', unit: p.service, why: restartWhy.join('; ') });
+    } else if (change === 'peers' || drift.peers.length) {
+      commands.push(...peerSyncCommands(iface, p.privateKey, peerRoutes, drift));
+      const why = change === 'peers' ? 'peers changed' : `live peers differ from ${iface}.conf: ${drift.peers.join('; ')}`;
+      changes.push({ kind: 'syncconf', iface, why: `${why}; interface and sessions kept` });
     } else {
-      if (publicKey && facts.interfaces.includes(iface) && facts.interfacePublicKey !== publicKey) {
+      if (publicKey && up && facts.interfacePublicKey !== publicKey) {
         commands.push(sh`wg set ${iface} private-key ${p.privateKey}`.text);
         changes.push({
           kind: 'load-private-key',
@@ -101,8 +207,12 @@ export function planService(
           why: `it ran with ${facts.interfacePublicKey ? 'another key' : 'no key'}`,
         });
       }
-      // nothing changed in the file, but someone may have removed a peer's route by hand: put it back
+      // nothing changed in the file, but someone may have removed a peer's route, or added one, by hand
       const missing = missingRoutes(facts.interfaceRoutes, peerRoutes);
+      if (drift.extraRoutes.length) {
+        commands.push(removeRoutesScript(iface, drift.extraRoutes));
+        changes.push({ kind: 'remove-routes', iface, routes: drift.extraRoutes, why: 'no designed peer has them' });
+      }
       if (missing.length) {
         commands.push(syncRoutesScript(iface, peerRoutes));
         changes.push({ kind: 'restore-routes', iface, routes: missing });
@@ -111,6 +221,34 @@ export function planService(
   }
   if (commands.length === 0) return {};
   return { action: { changes, script: `set -e\n${commands.join('\n')}\n${report}` } };
+}
+
+/** Without systemd: wg-quick up, down/up for [Interface] differences, syncconf for peer differences. */
+function planWithoutSystemd(
+  iface: string,
+  change: ConfigChangeKind,
+  peerRoutes: string[],
+  up: boolean,
+  drift: LiveDrift,
+  report: string,
+): { action?: NodeAction; warning?: string } {
+  const warning = NO_SYSTEMD_WARNING;
+  if (up && change === 'none' && drift.restart.length === 0) {
+    if (drift.peers.length === 0 && drift.extraRoutes.length === 0) return { warning };
+    // the file is right but the live peers or routes are not: sync them, keeping the interface
+    const why = `live peers differ from ${iface}.conf: ${listOr(drift.peers, `routes ${drift.extraRoutes.join(', ')}`)}`;
+    const commands = peerSyncCommands(iface, wireguardPaths(iface).privateKey, peerRoutes, drift);
+    const changes: Change[] = [{ kind: 'syncconf', iface, why: `${why}; interface and sessions kept` }];
+    return { action: { changes, script: `set -e\n${commands.join('\n')}\n${report}` }, warning };
+  }
+  const why = up && drift.restart.length && change === 'none' ? drift.restart.join('; ') : 'no systemd';
+  return {
+    action: {
+      changes: [{ kind: 'wg-quick-up', iface, restart: up, why }],
+      script: `set -e\n${up ? `${sh`wg-quick down ${iface}`.text}\n` : ''}${sh`wg-quick up ${iface}`.text} 2>&1\n${report}`,
+    },
+    warning,
+  };
 }
 
 /** Reads ifindex=, active=, enabled= from the enable action's output. */
