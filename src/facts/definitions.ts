@@ -436,7 +436,8 @@ export const FACTS = {
   /** Whether IFACE.pub holds the public half of IFACE.key (compared on the node; the file is never printed) and its mode. */
   publicKeyFileState: {
     name: 'pubstate',
-    command: (ctx) => `${publicKeyFileCommand(ctx.interface, 'state')}; echo "mode=$(stat -c %a ${shellQuote(wireguardPaths(ctx.interface).publicKey)} 2>/dev/null)"`,
+    command: (ctx) =>
+      `${publicKeyFileCommand(ctx.interface, 'state')}; echo "mode=$(stat -c %a ${shellQuote(wireguardPaths(ctx.interface).publicKey)} 2>/dev/null)"`,
     parse: (s) => {
       const v = keyValues(s?.body);
       const state = linesOf(s)[0];

@@ -47,7 +47,7 @@ export interface NodeFacts {
     privateKeyMode?: string;
     publicKey?: string;
     /** whether IFACE.pub holds the public half of the key file, compared on the node (the file never leaves it) */
-    publicKeyFile: PublicKeyFileState;
+    publicKeyFile?: PublicKeyFileState;
   };
   sysctl: {
     fileSha256?: string;

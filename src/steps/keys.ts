@@ -16,7 +16,9 @@ import { looksLikeWireGuardKey } from '../topology/desired.js';
 export function publicKeyFileNeedsRepair(facts: NodeFacts): boolean {
   const file = facts.keys.publicKeyFile;
   if (!facts.keys.privateKeyExists || !file) return false;
-  return file.state === 'missing' || file.state === 'mismatch' || (file.state === 'match' && file.mode !== undefined && file.mode !== '644');
+  return (
+    file.state === 'missing' || file.state === 'mismatch' || (file.state === 'match' && file.mode !== undefined && file.mode !== '644')
+  );
 }
 
 /** Undefined when the node already has a key (mode 0600) whose public half the facts probe derived, and a right .pub. */
@@ -41,18 +43,18 @@ function keysScript(iface: string): string {
   const tmp = `${p.privateKey}.meshctl-tmp`;
   const pubTmp = `${p.publicKey}.meshctl-tmp`;
   return [
-      'set -e',
-      'umask 077',
-      sh`mkdir -p ${p.dir} && chmod 700 ${p.dir}`.text,
-      sh`if [ -s ${p.privateKey} ]; then echo kept; else wg genkey > ${tmp} && mv -f ${tmp} ${p.privateKey} && echo created; fi`.text,
-      sh`chmod 600 ${p.privateKey}`.text,
-      // the .pub file is for people and other tools; write it only when it differs
-      sh`wg pubkey < ${p.privateKey} > ${pubTmp}`.text,
-      sh`if cmp -s ${pubTmp} ${p.publicKey}; then rm -f ${pubTmp}; else chmod 644 ${pubTmp} && mv -f ${pubTmp} ${p.publicKey}; fi`.text,
-      sh`chmod 644 ${p.publicKey}`.text,
-      // the file was just made equal to `wg pubkey` output above
-      sh`cat ${p.publicKey}`.text,
-    ].join('\n');
+    'set -e',
+    'umask 077',
+    sh`mkdir -p ${p.dir} && chmod 700 ${p.dir}`.text,
+    sh`if [ -s ${p.privateKey} ]; then echo kept; else wg genkey > ${tmp} && mv -f ${tmp} ${p.privateKey} && echo created; fi`.text,
+    sh`chmod 600 ${p.privateKey}`.text,
+    // the .pub file is for people and other tools; write it only when it differs
+    sh`wg pubkey < ${p.privateKey} > ${pubTmp}`.text,
+    sh`if cmp -s ${pubTmp} ${p.publicKey}; then rm -f ${pubTmp}; else chmod 644 ${pubTmp} && mv -f ${pubTmp} ${p.publicKey}; fi`.text,
+    sh`chmod 644 ${p.publicKey}`.text,
+    // the file was just made equal to `wg pubkey` output above
+    sh`cat ${p.publicKey}`.text,
+  ].join('\n');
 }
 
 /**
