@@ -124,7 +124,15 @@ describeLab('no secret reaches the operator (issue 8, kind 1)', INVENTORY, (lab)
     await run(['verify', INVENTORY]);
     await run(['verify', INVENTORY, '--verbose']);
     const json = await run(['verify', INVENTORY, '--json']);
-    JSON.parse(json.stdout);
+    const report = JSON.parse(json.stdout) as { checks: Array<{ node: string; id: string; status: string; evidence?: string[] }> };
+    for (const node of SWAPPED) {
+      const check = report.checks.find((c) => c.node === node && c.id === 'public-key');
+      assert.equal(check?.status, 'warn', `${node}: the swapped .pub is named: ${JSON.stringify(check)}`);
+      assert.ok(
+        check?.evidence?.some((e) => /wg0\.pub: \(not the public key/.test(e)),
+        JSON.stringify(check),
+      );
+    }
     assertNoSecret();
   });
 
