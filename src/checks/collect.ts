@@ -33,6 +33,19 @@ export interface Collected extends VerifyFacts {
   timings: { checklistMs: number; pingMs: number };
 }
 
+/**
+ * The public keys verify may show (../remote/redact.ts redacts every other key-shaped value): the keys the design was
+ * built with (stand-ins included), each node's live and verified-file public key, and its live peers' keys (a key
+ * the kernel holds as a peer is public by the protocol).
+ */
+export function knownPublicKeys(collected: Pick<Collected, 'publicKeys' | 'checklists'>): Set<string> {
+  const known = new Set(collected.publicKeys.values());
+  for (const cl of collected.checklists.values()) {
+    for (const key of [cl.livePublicKey, cl.filePublicKey, ...cl.peers.map((p) => p.publicKey)]) if (key) known.add(key);
+  }
+  return known;
+}
+
 /** A stand-in key for a node whose key could not be learned: key-shaped, unique per node, never a real key. */
 export function placeholderKey(node: string): string {
   return createHash('sha256').update(`meshctl-unknown-key:${node}`).digest('base64');

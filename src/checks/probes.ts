@@ -75,8 +75,10 @@ export interface NodeChecklist {
   listeners: UdpListener[];
   /** `wg show IFACE public-key` */
   livePublicKey?: string;
-  /** /etc/wireguard/IFACE.pub */
+  /** /etc/wireguard/IFACE.pub, only when the node found it holds the public half of IFACE.key */
   filePublicKey?: string;
+  /** the node found IFACE.pub is NOT the public half of IFACE.key (its content never left the node) */
+  publicKeyFileMismatch?: boolean;
   liveListenPort?: number;
   /** `wg show` could talk to the interface */
   wgAvailable: boolean;
@@ -157,6 +159,7 @@ export function parseChecklist(stdout: string, params: ChecklistParams): NodeChe
     listeners: parseSsUdp(fact(FACTS.listenPortUsers).join('\n')),
     ...(livePublicKey ? { livePublicKey } : {}),
     ...(filePublicKey ? { filePublicKey } : {}),
+    ...(body(FACTS.publicKeyFile) === 'mismatch' ? { publicKeyFileMismatch: true } : {}),
     ...(liveListenPort !== undefined ? { liveListenPort } : {}),
     wgAvailable,
     ...(!wgAvailable

@@ -168,7 +168,8 @@ function nodeChecks(facts: VerifyFacts, node: Node, desired: DesiredNodeConfig, 
   }
 
   // public key: what the interface runs with vs what its peers were given
-  const keyEvidence = [`wg public-key: ${cl.livePublicKey ?? '(none)'}`, `${iface}.pub: ${cl.filePublicKey ?? '(none)'}`];
+  const fileShown = cl.filePublicKey ?? (cl.publicKeyFileMismatch ? `(not the public key of ${iface}.key; not shown)` : '(none)');
+  const keyEvidence = [`wg public-key: ${cl.livePublicKey ?? '(none)'}`, `${iface}.pub: ${fileShown}`];
   if (cl.livePublicKey && cl.filePublicKey && cl.livePublicKey !== cl.filePublicKey) {
     out.push(
       mk(
@@ -176,6 +177,17 @@ function nodeChecks(facts: VerifyFacts, node: Node, desired: DesiredNodeConfig, 
         'public-key',
         'fail',
         `${iface} runs with another key than ${wireguardPaths(iface).publicKey}: peers configured from the file cannot reach it`,
+        keyEvidence,
+      ),
+    );
+  } else if (cl.livePublicKey && cl.publicKeyFileMismatch) {
+    // a copied private key (`cp wg0.key wg0.pub`) or an old key's: world-readable, and wrong for whoever reads it
+    out.push(
+      mk(
+        n,
+        'public-key',
+        'warn',
+        `${wireguardPaths(iface).publicKey} does not hold the public key of ${wireguardPaths(iface).privateKey} (\`meshctl up\` rewrites it)`,
         keyEvidence,
       ),
     );

@@ -10,7 +10,8 @@ import { connectAll, closeAll } from '../transport/pool.js';
 import { sshOptionsFromFlags } from './connect-options.js';
 import { interruptSignal } from '../interrupt.js';
 import { MeshctlError, type CommandResult } from '../errors.js';
-import { collectVerify } from '../checks/collect.js';
+import { collectVerify, knownPublicKeys } from '../checks/collect.js';
+import { redactDeep } from '../remote/redact.js';
 import { evaluateVerify } from '../checks/verify.js';
 import { buildReport, renderReport } from '../checks/report.js';
 import { writeGraph } from '../graph/dot.js';
@@ -56,7 +57,8 @@ export function registerVerify(program: Command, finish: (result: CommandResult)
           signal: interruptSignal,
         });
         if (interruptSignal.aborted) throw new MeshctlError('interrupted', 'interrupted');
-        const checks = evaluateVerify(collected);
+        // node content in messages and evidence: every key-shaped value but the mesh's public keys is redacted
+        const checks = redactDeep(evaluateVerify(collected), knownPublicKeys(collected));
         const report = buildReport(inventory, checks, collected.matrix, collected.unreachable, Date.now() - started, {
           strict: flags.strict ?? false,
         });

@@ -2,9 +2,13 @@
  * Packet captures for `meshctl debug --tcpdump`: scripts to start and stop tcpdump on a node, the provocation the
  * sender runs, and the pure reading of `tcpdump -n -r FILE` lines into counts.
  *
- * A capture is started as `timeout <S+5> tcpdump ... -w /tmp/meshctl-debug-XXXXXX.pcap &` so it dies on its own
- * even if meshctl loses the connection; meshctl kills it (by the pid it printed) as soon as the provocation is done,
- * and always again in a finally block, also on Ctrl-C. The remote files are removed after download.
+ * A capture is started as `timeout <S+5> tcpdump ... -w /tmp/meshctl-debug-XXXXXX/capture.pcap &` so it dies on its
+ * own even if meshctl loses the connection; meshctl kills it (by the pid it printed) as soon as the provocation is
+ * done, and always again in a finally block, also on Ctrl-C. The remote files are removed after download.
+ *
+ * The pcaps hold the overlay's plaintext (ICMP, and whatever else crosses wg0 meanwhile): they are written under
+ * umask 077 into a private directory (`mktemp -d`, mode 0700), and a capture left behind by an earlier run that was
+ * cut off (its tcpdump no longer running) is deleted by the next capture's start.
  */
 import { shellQuote } from '../remote/shell.js';
 import { PATH_PRELUDE, sectionScript, splitSections } from '../facts/sections.js';
@@ -12,9 +16,27 @@ import { PATH_PRELUDE, sectionScript, splitSections } from '../facts/sections.js
 export interface CaptureHandle {
   node: string;
   pid: number;
-  /** remote base path: BASE (placeholder from mktemp), BASE.pcap, BASE.log */
+  /** remote private directory (mktemp -d, mode 0700) holding capture.pcap and capture.log */
   base: string;
 }
+
+/** The files of a capture in its directory. */
+const pcapOf = (base: string) => `${base}/capture.pcap`;
+const logOf = (base: string) => `${base}/capture.log`;
+
+/**
+ * Deletes captures of earlier runs whose tcpdump/timeout is gone (an interrupted run's): directories of this layout
+ * and files of the older one (/tmp/meshctl-debug-XXXXXX.pcap). A capture whose process still runs (another
+ * meshctl's, right now) is left alone.
+ */
+export const STALE_CAPTURE_CLEANUP = [
+  'for old in /tmp/meshctl-debug-*; do',
+  '  [ -e "$old" ] || continue',
+  '  stem=${old%%.*}; busy=no',
+  '  for p in $(pgrep -x tcpdump; pgrep -x timeout); do grep -q "$stem" /proc/$p/cmdline 2>/dev/null && busy=yes; done',
+  '  [ $busy = no ] && rm -rf -- "$old"',
+  'done',
+].join('\n');
 
 export const CAPTURE_PREFIX = '/tmp/meshctl-debug-';
 
@@ -26,13 +48,15 @@ export function startCaptureScript(listenPort: number, seconds: number): string 
   return [
     PATH_PRELUDE,
     'command -v tcpdump >/dev/null 2>&1 || { echo "error=tcpdump is not installed"; exit 0; }',
-    `f=$(mktemp ${CAPTURE_PREFIX}XXXXXX) || { echo "error=mktemp failed"; exit 0; }`,
+    'umask 077',
+    STALE_CAPTURE_CLEANUP,
+    `f=$(mktemp -d ${CAPTURE_PREFIX}XXXXXX) && chmod 700 "$f" || { echo "error=mktemp failed"; exit 0; }`,
     // -Z root: tcpdump would otherwise drop to its own user before opening the output file in root's /tmp
-    `nohup timeout ${lifetime} tcpdump --immediate-mode -Z root -U -n -s 256 -c 20000 -i any -w "$f.pcap" ${shellQuote(captureFilter(listenPort))} </dev/null >"$f.log" 2>&1 &`,
+    `nohup timeout ${lifetime} tcpdump --immediate-mode -Z root -U -n -s 256 -c 20000 -i any -w "$f/capture.pcap" ${shellQuote(captureFilter(listenPort))} </dev/null >"$f/capture.log" 2>&1 &`,
     'pid=$!',
     // wait (at most 3 s) until tcpdump says it listens, so the provocation is not sent into the void
-    'i=0; while [ $i -lt 30 ] && ! grep -q listening "$f.log" 2>/dev/null; do sleep 0.1; i=$((i+1)); done',
-    'if grep -q listening "$f.log" 2>/dev/null; then echo "pid=$pid base=$f"; else echo "pid=$pid base=$f"; echo "error=$(head -c 300 "$f.log" | tr "\\n" " ")"; fi',
+    'i=0; while [ $i -lt 30 ] && ! grep -q listening "$f/capture.log" 2>/dev/null; do sleep 0.1; i=$((i+1)); done',
+    'if grep -q listening "$f/capture.log" 2>/dev/null; then echo "pid=$pid base=$f"; else echo "pid=$pid base=$f"; echo "error=$(head -c 300 "$f/capture.log" | tr "\\n" " ")"; fi',
   ].join('\n');
 }
 
@@ -58,15 +82,15 @@ export function stopCaptureScript(handle: CaptureHandle, { download = true } = {
     // kill only our own capture: the pid must still be the `timeout` we started on this file
     `if grep -q ${shellQuote(f)} /proc/${handle.pid}/cmdline 2>/dev/null; then kill ${handle.pid} 2>/dev/null; fi`,
     `i=0; while [ $i -lt 20 ] && grep -q ${shellQuote(f)} /proc/${handle.pid}/cmdline 2>/dev/null; do sleep 0.1; i=$((i+1)); done`,
-    sectionScript('packets', `tcpdump -n -r ${shellQuote(`${f}.pcap`)} 2>/dev/null | head -n 5000`),
-    ...(download ? [sectionScript('pcap', `base64 ${shellQuote(`${f}.pcap`)}`)] : []),
+    sectionScript('packets', `tcpdump -n -r ${shellQuote(pcapOf(f))} 2>/dev/null | head -n 5000`),
+    ...(download ? [sectionScript('pcap', `base64 ${shellQuote(pcapOf(f))}`)] : []),
     // tcpdump or timeout processes still writing this capture (the script's own shell holds the path too: not
     // pgrep -f; and the transport runs this script under a `timeout` of its own, our parent, whose argv holds it)
     sectionScript(
       'left',
       `for p in $(pgrep -x tcpdump; pgrep -x timeout); do [ "$p" = "$PPID" ] && continue; grep -q ${shellQuote(f)} /proc/$p/cmdline 2>/dev/null && echo $p; done; true`,
     ),
-    `rm -f ${shellQuote(f)} ${shellQuote(`${f}.pcap`)} ${shellQuote(`${f}.log`)}`,
+    `rm -f ${shellQuote(pcapOf(f))} ${shellQuote(logOf(f))}; rmdir ${shellQuote(f)}`,
     sectionScript('done', 'true'),
   ].join('\n');
 }
@@ -96,7 +120,7 @@ export function parseStopCapture(stdout: string): StoppedCapture {
 /** The last-resort cleanup (finally blocks): kill and delete, no output needed. */
 export function cleanupCaptureScript(handle: CaptureHandle): string {
   const f = safeBase(handle.base);
-  return `if grep -q ${shellQuote(f)} /proc/${handle.pid}/cmdline 2>/dev/null; then kill ${handle.pid} 2>/dev/null; fi; rm -f ${shellQuote(f)} ${shellQuote(`${f}.pcap`)} ${shellQuote(`${f}.log`)}`;
+  return `if grep -q ${shellQuote(f)} /proc/${handle.pid}/cmdline 2>/dev/null; then kill ${handle.pid} 2>/dev/null; fi; rm -f ${shellQuote(pcapOf(f))} ${shellQuote(logOf(f))}; rmdir ${shellQuote(f)} 2>/dev/null; true`;
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ import type { Connection } from '../transport/types.js';
 import { endpointFor } from '../topology/endpoints.js';
 import { MeshctlError } from '../errors.js';
 import { safeText } from '../ui/safe-text.js';
-import { collectVerify, type Collected } from '../checks/collect.js';
+import { collectVerify, knownPublicKeys, type Collected } from '../checks/collect.js';
+import { redactDeep } from '../remote/redact.js';
 import { evaluateVerify, type Check } from '../checks/verify.js';
 import type { Matrix } from '../checks/ping-matrix.js';
 import {
@@ -190,7 +191,8 @@ async function capturePair(
       { timeoutMs: (options.seconds + 20) * 1000, ...signalOpt },
     );
     result.markerSent = /sent/.test(splitSections(provoke.stdout).get('marker')?.body ?? '');
-    await mkdir(bundle, { recursive: true });
+    // the pcaps hold the overlay's plaintext: the bundle is the operator's alone
+    await mkdir(bundle, { recursive: true, mode: 0o700 });
     await Promise.all(
       [...handles.values()].map(async (h) => {
         // no abort signal here: stopping and deleting must happen even after Ctrl-C
@@ -211,7 +213,7 @@ async function capturePair(
         });
         if (stoppedCapture.pcap) {
           const file = `${h.node}--${sender.name}-to-${receiver.name}.pcap`;
-          await writeFile(join(bundle, file), stoppedCapture.pcap);
+          await writeFile(join(bundle, file), stoppedCapture.pcap, { mode: 0o600 });
           result.files.push(file);
         }
       }),
@@ -287,7 +289,8 @@ export async function runDebug(
     matrix: collected.matrix ?? null,
     ...(options.tcpdump ? { bundle } : {}),
   };
-  return report;
+  // node content in evidence, checks and packet lines: every key-shaped value but the mesh's public keys is redacted
+  return redactDeep(report, knownPublicKeys(collected));
 }
 
 export function renderDebugReport(
@@ -337,7 +340,7 @@ export function renderDebugReport(
 
 export async function writeBundle(report: DebugReport, text: string): Promise<void> {
   if (!report.bundle) return;
-  await mkdir(report.bundle, { recursive: true });
-  await writeFile(join(report.bundle, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
-  await writeFile(join(report.bundle, 'report.txt'), text);
+  await mkdir(report.bundle, { recursive: true, mode: 0o700 });
+  await writeFile(join(report.bundle, 'report.json'), `${JSON.stringify(report, null, 2)}\n`, { mode: 0o600 });
+  await writeFile(join(report.bundle, 'report.txt'), text, { mode: 0o600 });
 }

@@ -59,6 +59,8 @@ export function describeChange(change: Change): string {
       return `generate ${change.path} on the node`;
     case 'derive-public-key':
       return `derive the public key of the existing ${change.path}`;
+    case 'repair-public-key-file':
+      return `rewrite ${change.path} from the key file (it was missing, not the key's public half, or not mode 644)`;
     case 'write-file':
       return change.role === 'reload-drop-in' ? `write ${change.path} (a reload keeps the key)` : `write ${change.path}`;
     case 'apply-sysctl':

@@ -134,6 +134,9 @@ export const STEPS = {
     plan: ({ values, inventory }) => ({ action: planKeys(values.facts, inventory.mesh.interface) }),
     outputs({ values, node }, action, result) {
       if (!action) return { publicKey: { key: values.facts.keys.publicKey!, created: false, known: true } };
+      // only the .pub is rewritten: the key, and so its public half, stays what the facts derived
+      if (!result?.ran && action.changes.every((c) => c.kind === 'repair-public-key-file'))
+        return { publicKey: { key: values.facts.keys.publicKey!, created: false, known: true } };
       if (!result?.ran) {
         // known after apply: a stand-in for a new key; an existing key's public half is only derived on the node
         const created = action.changes.some((c) => c.kind === 'generate-key');

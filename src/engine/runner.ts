@@ -13,6 +13,7 @@ import type { Backend } from './backend.js';
 import { describeAction, showStandIns, type Plan, type PlannedAction, type PlannedNode } from './plan.js';
 import { checkNamed, stepNamed } from './registry.js';
 import { forEachHost } from './scheduler.js';
+import { redactDeep, redactSecrets } from '../remote/redact.js';
 import type {
   CheckDefinition,
   CheckResult,
@@ -226,7 +227,9 @@ async function reportNode(
 ): Promise<NodePhaseReport> {
   const error = state.errors.get(node.name);
   const stepFailure: CheckResult[] = error ? [{ id: 'step', status: 'fail', message: error }] : [];
-  const checks = onlyPlanned ? stepFailure : await judge(state, phase.checks, node);
+  // node content in messages, evidence and errors: every key-shaped value but the run's public keys is redacted
+  const known = knownPublicKeysOfRun(state);
+  const checks = redactDeep(onlyPlanned ? stepFailure : await judge(state, phase.checks, node), known);
   const diff = state.ctx.backend.recording
     ? entry.actions.flatMap((a) => a.changes.flatMap((c) => (c.kind === 'write-file' && c.diff ? c.diff : [])))
     : [];
@@ -236,8 +239,19 @@ async function reportNode(
     ...(entry.warnings.length ? { warnings: entry.warnings } : {}),
     ...(diff.length ? { diff } : {}),
     checks,
-    ...(error ? { error } : {}),
+    ...(error ? { error: redactSecrets(error, known) } : {}),
   };
+}
+
+/** The public keys of this run (../remote/redact.ts shows these, redacts any other key-shaped value). */
+function knownPublicKeysOfRun(state: RunState): Set<string> {
+  const known = new Set<string>();
+  for (const values of state.values.values()) {
+    const facts = values.facts;
+    const keys = [values.publicKey?.key, facts?.keys.publicKey, facts?.interfacePublicKey, ...(facts?.peers ?? []).map((p) => p.publicKey)];
+    for (const key of keys) if (key) known.add(key);
+  }
+  return known;
 }
 
 async function runPhase(state: RunState, phase: PhaseSpec): Promise<{ report: PhaseReport; planned: PlannedNode[] }> {

@@ -95,6 +95,8 @@ export type Change =
   | { kind: 'install'; manager: PackageManager; packages: string[]; why: string[] }
   | { kind: 'generate-key'; path: string }
   | { kind: 'derive-public-key'; path: string }
+  /** IFACE.pub did not hold the key file's public half (or was missing, or not mode 644): written from `wg pubkey` */
+  | { kind: 'repair-public-key-file'; path: string }
   | {
       kind: 'write-file';
       path: string;

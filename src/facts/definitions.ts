@@ -17,7 +17,8 @@
  * - the key file is only ever fed to `wg pubkey` on the node, so only its public half is printed;
  * - `wg show IFACE private-key` and `wg showconf` are never used.
  */
-import { raw, sh } from '../remote/shell.js';
+import { isSecretSettingLine, redactSecrets, SECRET_FILTER_AWK } from '../remote/redact.js';
+import { raw, sh, shellQuote } from '../remote/shell.js';
 import { wireguardPaths } from '../remote/wireguard.js';
 import { parseWgDumpPeers, type LivePeer } from '../render/wgdump.js';
 import { looksLikeWireGuardKey } from '../topology/desired.js';
@@ -76,7 +77,19 @@ const SECRET_LINE = new RegExp(SECRET_LINE_ERE.replaceAll('[[:space:]]', '\\s'),
 export function dropSecretLines(text: string): string {
   return text
     .split('\n')
-    .filter((line) => !SECRET_LINE.test(line))
+    .filter((line) => !SECRET_LINE.test(line) && !isSecretSettingLine(line))
+    .join('\n');
+}
+
+/**
+ * What our side keeps of a node's wg-quick file: secret lines dropped (as on the node) and every other key-shaped
+ * value redacted (../remote/redact.ts) except the values of `PublicKey =` lines, which the diff must show; those are
+ * redacted again, against the mesh's known public keys, wherever the text is shown.
+ */
+export function filterConfigText(text: string): string {
+  return dropSecretLines(text)
+    .split('\n')
+    .map((line) => (/^\s*publickey\s*=/i.test(line) ? line : redactSecrets(line)))
     .join('\n');
 }
 
@@ -84,8 +97,13 @@ export function dropSecretLines(text: string): string {
 export const peerDumpCommand = (iface: string) =>
   sh`wg show ${iface} dump | tail -n +2 | awk 'BEGIN { FS = OFS = "\\t" } { if ($2 != "(none)") $2 = "(hidden)"; print }'`.text;
 
-/** The wg-quick file without any line that could hold a private or preshared key. */
-export const filteredConfigCommand = (path: string) => sh`grep -Evi ${SECRET_LINE_ERE} ${path}`.text;
+/**
+ * The wg-quick file without any line that could hold a private or preshared key and with every other key-shaped value
+ * redacted on the node (SECRET_FILTER_AWK in ../remote/redact.ts; `keyPath`, the node's private key file, lets it
+ * redact that key even on a PublicKey line). The grep keeps the older filter as a second net.
+ */
+export const filteredConfigCommand = (path: string, keyPath = '') =>
+  sh`grep -Evi ${SECRET_LINE_ERE} ${path} | awk -v keyfile=${keyPath} ${SECRET_FILTER_AWK}`.text;
 
 // ---------------------------------------------------------------------------------------------------------------
 // Parsers of single command outputs (pure; tested with real captures in test/fixtures)
@@ -306,6 +324,24 @@ export const CONFIG_TEXT_MAX_BYTES = 1024 * 1024;
 /** The line the probe adds after a cut wg-quick file. */
 export const CONFIG_TEXT_CUT_NOTE = `# (meshctl: the file is larger than ${CONFIG_TEXT_MAX_BYTES} bytes; only its start was read)`;
 
+export interface PublicKeyFileState {
+  /** 'match': the .pub holds `wg pubkey < key`; 'unchecked': no key file or no wg to compare with */
+  state: 'match' | 'mismatch' | 'missing' | 'unchecked';
+  /** octal mode of the .pub, e.g. "644" */
+  mode?: string;
+}
+
+/**
+ * Compares IFACE.pub with `wg pubkey < IFACE.key` on the node. `print` 'cat' prints the file when it matches (and
+ * a word otherwise), 'state' only the word: match, mismatch, missing or unchecked.
+ */
+function publicKeyFileCommand(iface: string, print: 'cat' | 'state'): string {
+  const p = wireguardPaths(iface);
+  const onMatch = print === 'cat' ? sh`cat ${p.publicKey}`.text : 'echo match';
+  return sh`if [ ! -e ${p.publicKey} ]; then echo missing; elif [ ! -s ${p.privateKey} ] || ! command -v wg >/dev/null 2>&1; then echo unchecked; elif [ "$(wg pubkey < ${p.privateKey} 2>/dev/null)" = "$(cat ${p.publicKey})" ]; then ${raw(onMatch)}; else echo mismatch; fi`
+    .text;
+}
+
 /** The fact definitions, by name. Section names are part of the fixtures' format (test/fixtures/facts, probes). */
 export const FACTS = {
   /** the node's clock, Unix seconds (handshake ages are judged against it, not against ours) */
@@ -377,11 +413,11 @@ export const FACTS = {
     command: (ctx) => {
       const f = wireguardPaths(ctx.interface).config;
       const max = CONFIG_TEXT_MAX_BYTES;
-      return sh`if [ -f ${f} ]; then ${raw(filteredConfigCommand(f))} | head -c ${max}; [ "$(wc -c < ${f})" -gt ${max} ] && printf '\\n%s\\n' ${CONFIG_TEXT_CUT_NOTE}; fi; true`
+      return sh`if [ -f ${f} ]; then ${raw(filteredConfigCommand(f, wireguardPaths(ctx.interface).privateKey))} | head -c ${max}; [ "$(wc -c < ${f})" -gt ${max} ] && printf '\\n%s\\n' ${CONFIG_TEXT_CUT_NOTE}; fi; true`
         .text;
     },
     // the section body lost its trailing newlines; a wg-quick file written by meshctl ends with exactly one
-    parse: (s) => (s && s.body !== '' ? `${dropSecretLines(s.body)}\n` : undefined),
+    parse: (s) => (s && s.body !== '' ? `${filterConfigText(s.body)}\n` : undefined),
   } as FactDef<string | undefined>,
   keyFile: {
     name: 'keys',
@@ -401,12 +437,31 @@ export const FACTS = {
       };
     },
   } as FactDef<KeyFile>,
-  /** /etc/wireguard/IFACE.pub */
+  /**
+   * /etc/wireguard/IFACE.pub, only when it holds the public half of IFACE.key: compared on the node, so a `.pub` that
+   * holds anything else (a copy of the private key, say) never leaves it; then the section says `mismatch` (or
+   * `missing`, or `unchecked` without a key file or wg) and this is undefined.
+   */
   publicKeyFile: {
     name: 'pubfile',
-    command: (ctx) => sh`cat ${wireguardPaths(ctx.interface).publicKey}`.text,
+    command: (ctx) => publicKeyFileCommand(ctx.interface, 'cat'),
     parse: wgKeyOrUndefined,
   } as FactDef<string | undefined>,
+  /** Whether IFACE.pub holds the public half of IFACE.key (compared on the node; the file is never printed) and its mode. */
+  publicKeyFileState: {
+    name: 'pubstate',
+    command: (ctx) =>
+      `${publicKeyFileCommand(ctx.interface, 'state')}; echo "mode=$(stat -c %a ${shellQuote(wireguardPaths(ctx.interface).publicKey)} 2>/dev/null)"`,
+    parse: (s) => {
+      const v = keyValues(s?.body);
+      const state = linesOf(s)[0];
+      const mode = v.get('mode');
+      return {
+        state: state === 'match' || state === 'mismatch' || state === 'missing' ? state : 'unchecked',
+        ...(mode ? { mode } : {}),
+      };
+    },
+  } as FactDef<PublicKeyFileState>,
   sysctlFileSha256: {
     name: 'sysctlfile',
     command: (ctx) => {

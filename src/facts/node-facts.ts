@@ -8,7 +8,16 @@
  * The script and its parser are composed from the shared fact definitions (./definitions.ts), the same ones verify's
  * checklist and debug read: every fact is a named section, never a line position.
  */
-import { FACTS, factsScript, readFact, udpDropRules, type FactContext, type FactDef, type OperatorAddress } from './definitions.js';
+import {
+  FACTS,
+  factsScript,
+  readFact,
+  udpDropRules,
+  type FactContext,
+  type FactDef,
+  type OperatorAddress,
+  type PublicKeyFileState,
+} from './definitions.js';
 import { splitSections, type Section } from './sections.js';
 import type { LivePeer } from '../render/wgdump.js';
 
@@ -42,7 +51,13 @@ export interface NodeFacts {
     hasPrivateKeyLine: boolean;
     managedByMeshctl: boolean;
   };
-  keys: { privateKeyExists: boolean; privateKeyMode?: string; publicKey?: string };
+  keys: {
+    privateKeyExists: boolean;
+    privateKeyMode?: string;
+    publicKey?: string;
+    /** whether IFACE.pub holds the public half of the key file, compared on the node (the file never leaves it) */
+    publicKeyFile?: PublicKeyFileState;
+  };
   sysctl: {
     fileSha256?: string;
     rpFilterAll?: number;
@@ -121,6 +136,7 @@ const UP_FACTS: ReadonlyArray<FactDef<unknown>> = [
   FACTS.configMeta,
   FACTS.configText,
   FACTS.keyFile,
+  FACTS.publicKeyFileState,
   FACTS.sysctlFileSha256,
   FACTS.rpFilter,
   FACTS.service,
@@ -205,7 +221,12 @@ export function parseFactsProbe(stdout: string, target: ProbeTarget): NodeFacts 
       hasPrivateKeyLine: meta.privateKeyLines > 0,
       managedByMeshctl: configText?.includes('Managed by meshctl') ?? false,
     },
-    keys: { privateKeyExists: keyFile.exists, privateKeyMode: keyFile.mode, publicKey: keyFile.publicKey },
+    keys: {
+      privateKeyExists: keyFile.exists,
+      privateKeyMode: keyFile.mode,
+      publicKey: keyFile.publicKey,
+      publicKeyFile: fact(FACTS.publicKeyFileState),
+    },
     sysctl: {
       fileSha256: fact(FACTS.sysctlFileSha256),
       rpFilterAll: rp.all,

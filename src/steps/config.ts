@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import type { Change, NodeAction } from '../engine/types.js';
 import type { NodeFacts } from '../facts/node-facts.js';
 import type { RpFilterMode } from '../inventory/types.js';
+import { keyShapedTokens, redactSecrets } from '../remote/redact.js';
 import { sh } from '../remote/shell.js';
 import { wireguardPaths } from '../remote/wireguard.js';
 import { lineDiff } from '../render/line-diff.js';
@@ -58,7 +59,7 @@ export function planConfig(facts: NodeFacts, input: ConfigPlanInput): ConfigPlan
       role: 'config',
       ...(facts.config.sha256 ? { beforeSha256: facts.config.sha256 } : {}),
       afterSha256: configSha,
-      diff: lineDiff(facts.config.text, input.configText),
+      diff: configDiff(facts, input.configText),
     });
   }
   if (writeSysctl) {
@@ -100,4 +101,15 @@ export function parseConfigOutput(stdout: string): { configSha256?: string; rpFi
   const value = (key: string) => stdout.match(new RegExp(`^${key}=(.*)$`, 'm'))?.[1]?.trim();
   const rp = value('rp_filter')?.split(',').map(Number);
   return { configSha256: value('config'), rpFilter: rp && rp.length === 2 ? { all: rp[0]!, default: rp[1]! } : undefined };
+}
+
+/**
+ * The dry run's diff of the node's wg-quick file against the rendered one, node content redacted
+ * (../remote/redact.ts): the keys meshctl rendered itself (the mesh's public keys) and the node's own public key are
+ * the known public keys; any other key-shaped value on the node is shown as [redacted].
+ */
+function configDiff(facts: NodeFacts, configText: string): string[] {
+  const known = new Set([...keyShapedTokens(configText), ...(facts.keys.publicKey ? [facts.keys.publicKey] : [])]);
+  const before = facts.config.text === undefined ? undefined : redactSecrets(facts.config.text, known);
+  return lineDiff(before, configText).map((line) => redactSecrets(line, known));
 }

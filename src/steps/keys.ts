@@ -8,26 +8,53 @@ import { sh } from '../remote/shell.js';
 import { wireguardPaths } from '../remote/wireguard.js';
 import { looksLikeWireGuardKey } from '../topology/desired.js';
 
-/** Undefined when the node already has a key (mode 0600) whose public half the facts probe derived. */
+/**
+ * Whether IFACE.pub must be rewritten: it is missing, or the node found it is not the public half of the key file
+ * (a copied private key, an old key's), or it is not mode 644. 'unchecked' (no wg yet, or facts from an older probe)
+ * is left to the run that generates or derives the key, which rewrites a differing file anyway.
+ */
+export function publicKeyFileNeedsRepair(facts: NodeFacts): boolean {
+  const file = facts.keys.publicKeyFile;
+  if (!facts.keys.privateKeyExists || !file) return false;
+  return (
+    file.state === 'missing' || file.state === 'mismatch' || (file.state === 'match' && file.mode !== undefined && file.mode !== '644')
+  );
+}
+
+/** Undefined when the node already has a key (mode 0600) whose public half the facts probe derived, and a right .pub. */
 export function planKeys(facts: NodeFacts, iface: string): NodeAction | undefined {
-  if (facts.keys.privateKeyExists && facts.keys.publicKey && facts.keys.privateKeyMode === '600') return undefined;
+  const keyOk = facts.keys.privateKeyExists && facts.keys.publicKey && facts.keys.privateKeyMode === '600';
+  const p = wireguardPaths(iface);
+  if (keyOk && publicKeyFileNeedsRepair(facts))
+    return { changes: [{ kind: 'repair-public-key-file', path: p.publicKey }], script: keysScript(iface) };
+  if (keyOk) return undefined;
+  return {
+    changes: [{ kind: facts.keys.privateKeyExists ? 'derive-public-key' : 'generate-key', path: p.privateKey }],
+    script: keysScript(iface),
+  };
+}
+
+/**
+ * Keeps or makes the key, then writes IFACE.pub from `wg pubkey` when it differs (mode 644) and prints created|kept
+ * and the public key (the .pub, printed only after it was made equal to `wg pubkey` output).
+ */
+function keysScript(iface: string): string {
   const p = wireguardPaths(iface);
   const tmp = `${p.privateKey}.meshctl-tmp`;
   const pubTmp = `${p.publicKey}.meshctl-tmp`;
-  return {
-    changes: [{ kind: facts.keys.privateKeyExists ? 'derive-public-key' : 'generate-key', path: p.privateKey }],
-    script: [
-      'set -e',
-      'umask 077',
-      sh`mkdir -p ${p.dir} && chmod 700 ${p.dir}`.text,
-      sh`if [ -s ${p.privateKey} ]; then echo kept; else wg genkey > ${tmp} && mv -f ${tmp} ${p.privateKey} && echo created; fi`.text,
-      sh`chmod 600 ${p.privateKey}`.text,
-      // the .pub file is for people and other tools; write it only when it differs
-      sh`wg pubkey < ${p.privateKey} > ${pubTmp}`.text,
-      sh`if cmp -s ${pubTmp} ${p.publicKey}; then rm -f ${pubTmp}; else chmod 644 ${pubTmp} && mv -f ${pubTmp} ${p.publicKey}; fi`.text,
-      sh`cat ${p.publicKey}`.text,
-    ].join('\n'),
-  };
+  return [
+    'set -e',
+    'umask 077',
+    sh`mkdir -p ${p.dir} && chmod 700 ${p.dir}`.text,
+    sh`if [ -s ${p.privateKey} ]; then echo kept; else wg genkey > ${tmp} && mv -f ${tmp} ${p.privateKey} && echo created; fi`.text,
+    sh`chmod 600 ${p.privateKey}`.text,
+    // the .pub file is for people and other tools; write it only when it differs
+    sh`wg pubkey < ${p.privateKey} > ${pubTmp}`.text,
+    sh`if cmp -s ${pubTmp} ${p.publicKey}; then rm -f ${pubTmp}; else chmod 644 ${pubTmp} && mv -f ${pubTmp} ${p.publicKey}; fi`.text,
+    sh`chmod 644 ${p.publicKey}`.text,
+    // the file was just made equal to `wg pubkey` output above
+    sh`cat ${p.publicKey}`.text,
+  ].join('\n');
 }
 
 /**

@@ -1,0 +1,96 @@
+/**
+ * Secret redaction: the ONE rule for what of a node's content may be shown (diffs of the plan and gate report,
+ * verify and debug evidence, JSON reports, debug bundles), and the same rule as an awk program that runs on the
+ * node before its wg-quick file crosses the wire (`secretFilterAwk`).
+ *
+ * What is secret-shaped (kind 1 of issue 8):
+ * - a line whose setting name, compared the way wg(8) does (white space removed, case ignored: wg's config.c drops
+ *   every space of a line, so `Private Key = K` is a valid PrivateKey), names a private or preshared key, also when it
+ *   is commented out (`#PrivateKey = K`, `; PresharedKey = P`): its value is never shown;
+ * - any run of base64 characters that has a WireGuard key's length (43 significant characters, `=` padding or not,
+ *   see looksLikeWireGuardKey in ../topology/desired.ts), wherever it stands (`PostUp = wg set %i private-key
+ *   <(echo K)`, `echo K | wg set ...`, `Address = 10.0.0.1/32 # K`, a `.pub` file holding a private key), UNLESS it
+ *   is a known public key of the mesh. Public keys are fine; anything else of that shape is replaced by REDACTED.
+ *
+ * Lower-case hex runs are not redacted: they are the sha256 digests meshctl shows itself (a WireGuard key in a
+ * wg-quick file is always base64; wg(8) reads no hex there).
+ */
+
+/** What a secret-shaped value is replaced with. */
+export const REDACTED = '[redacted]';
+
+/** A maximal run of base64 characters with its padding. */
+const BASE64_RUN = /[A-Za-z0-9+/]+=*/g;
+const HEX = /^[0-9a-f]+$/;
+
+/** Whether a maximal base64 run (with its `=` padding) has a WireGuard key's shape: 43 significant characters or more. */
+export function isKeyShaped(run: string): boolean {
+  const significant = run.replace(/=+$/, '');
+  return significant.length >= 43 && !HEX.test(significant);
+}
+
+/** Setting names, spaces removed and lower-cased, whose value is a secret. */
+const SECRET_SETTING = /^[#;\s]*(private|preshared)[\s_-]*key\s*=/i;
+
+/** Whether `line` sets (or, commented out, once set) a private or preshared key, in any spelling wg(8) accepts. */
+export const isSecretSettingLine = (line: string): boolean => SECRET_SETTING.test(line.replace(/\s+/g, ''));
+
+/**
+ * `text` with every secret-shaped value replaced by REDACTED: the value of a secret setting line, and every
+ * key-shaped base64 run that is not in `knownPublicKeys`. Pure; line structure and everything else are kept.
+ */
+export function redactSecrets(text: string, knownPublicKeys: ReadonlySet<string> = new Set()): string {
+  return text
+    .split('\n')
+    .map((line) => {
+      if (isSecretSettingLine(line)) return `${line.slice(0, line.indexOf('=') + 1)} ${REDACTED}`;
+      return line.replace(BASE64_RUN, (run) => (isKeyShaped(run) && !knownPublicKeys.has(run) ? REDACTED : run));
+    })
+    .join('\n');
+}
+
+/** Whether `text` still holds something redactSecrets would redact. */
+export const holdsSecret = (text: string, knownPublicKeys: ReadonlySet<string> = new Set()): boolean =>
+  redactSecrets(text, knownPublicKeys) !== text;
+
+/**
+ * A copy of a JSON-shaped value with every string passed through redactSecrets (object keys too). For reports that
+ * carry node content in many fields: redacting the whole value at the point it is shown misses none of them.
+ */
+export function redactDeep<T>(value: T, knownPublicKeys: ReadonlySet<string>): T {
+  const walk = (v: unknown): unknown => {
+    if (typeof v === 'string') return redactSecrets(v, knownPublicKeys);
+    if (Array.isArray(v)) return v.map(walk);
+    if (v && typeof v === 'object' && !(v instanceof Date) && !Buffer.isBuffer(v))
+      return Object.fromEntries(Object.entries(v).map(([k, x]) => [redactSecrets(k, knownPublicKeys), walk(x)]));
+    return v;
+  };
+  return walk(value) as T;
+}
+
+/** The key-shaped tokens of `text` (e.g. the public keys in a config meshctl rendered itself: all known ones). */
+export const keyShapedTokens = (text: string): string[] => (text.match(BASE64_RUN) ?? []).filter(isKeyShaped);
+
+/**
+ * The on-node half, as an awk program (POSIX awk, mawk too: no interval expressions), run as
+ * `awk -v keyfile=KEYPATH PROGRAM FILE`. It prints the wg-quick file with secret setting lines dropped (the rendered
+ * file has none, so meshctl's own text passes unchanged) and every key-shaped run replaced by REDACTED, except the
+ * value of a `PublicKey =` line (a peer's public key), unless that value is the node's own private key, which awk
+ * reads from `keyfile` itself (never through argv, where `ps` would show it).
+ */
+export const SECRET_FILTER_AWK = [
+  'BEGIN { own = ""; if (keyfile != "" && (getline own < keyfile) <= 0) own = ""; sub(/[ \\t\\r]+$/, "", own) }',
+  '{',
+  '  line = $0; squeezed = line; gsub(/[ \\t\\r]/, "", squeezed); lower = tolower(squeezed)',
+  '  if (lower ~ /^[#;]*(private|preshared)[_-]*key=/) next',
+  '  pub = (lower ~ /^publickey=/)',
+  '  out = ""; rest = line',
+  '  while (match(rest, /[A-Za-z0-9+\\/]+=*/)) {',
+  '    run = substr(rest, RSTART, RLENGTH); sig = run; sub(/=+$/, "", sig)',
+  '    secret = (length(sig) >= 43 && sig !~ /^[0-9a-f]+$/) && (!pub || run == own)',
+  `    out = out substr(rest, 1, RSTART - 1) (secret ? "${REDACTED}" : run)`,
+  '    rest = substr(rest, RSTART + RLENGTH)',
+  '  }',
+  '  print out rest',
+  '}',
+].join('\n');

@@ -1,0 +1,185 @@
+/**
+ * Kind 1 of issue 8, "a secret reaches the operator": a corpus of secret-bearing wg0.conf variants goes through the
+ * real on-node filter (the shell command the facts probe runs, run here by /bin/sh on a temp file), the facts
+ * parser, and the dry run's diff; no private or preshared key may survive, the mesh's public keys must.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { FACTS, filteredConfigCommand } from '../../src/facts/definitions.js';
+import type { NodeFacts } from '../../src/facts/node-facts.js';
+import { planConfig } from '../../src/steps/config.js';
+import { planKeys } from '../../src/steps/keys.js';
+import { describeChange } from '../../src/engine/plan.js';
+import { renderReloadDropIn } from '../../src/render/systemd.js';
+
+const key = () => randomBytes(32).toString('base64');
+/** the node's private key, a preshared key, and two public keys of the mesh */
+const K = key();
+const S = key();
+const MESH_PUB = key();
+const OWN_PUB = key();
+
+const HEAD = `# wg0 of wk-1. Managed by meshctl: rewritten by \`meshctl up\` from the inventory;
+# No PrivateKey here on purpose: the key was generated on this node and stays in /etc/wireguard/wg0.key.
+[Interface]
+Address = 172.27.15.11/32
+ListenPort = 51820
+PostUp = wg set %i private-key /etc/wireguard/%i.key
+`;
+const PEER = `
+[Peer]
+# ms-1
+PublicKey = ${MESH_PUB}
+AllowedIPs = 172.27.15.12/32
+`;
+
+/** Secret-bearing wg0.conf variants (lines added to a rendered file); each leaked through the old filter or diff. */
+const CORPUS: Record<string, string> = {
+  'commented key': `#PrivateKey = ${K}`,
+  'spaced spelling wg accepts': `Private Key = ${K}`,
+  'PostUp feeding the key after private-key': `PostUp = wg set %i private-key <(echo ${K})`,
+  'PostUp piping the key before private-key': `PostUp = echo ${K} | wg set %i private-key /dev/stdin`,
+  'PreUp writing the key without naming it': `PreUp = printf '%s\\n' ${K} > /run/wg0.key`,
+  'PostDown with a preshared key': `PostDown = wg set %i peer ${MESH_PUB} preshared-key <(echo ${S})`,
+  'PresharedKey in a peer': `PresharedKey = ${S}`,
+  'spaced preshared spelling': `Pre Shared Key=${S}`,
+  'tabs and upper case': `PRIVATEKEY\t=\t${K}`,
+  'key in a comment after a value': `Address = 172.27.15.11/32 # old key ${K}`,
+  'key without its padding': `# backup ${K.slice(0, 43)}`,
+  'own private key pasted as a PublicKey': `[Peer]\nPublicKey = ${K}\nAllowedIPs = 172.27.15.99/32`,
+  'semicolon comment': `; PrivateKey=${K}`,
+};
+
+const secretsIn = (text: string) => [K, K.slice(0, 43), S, S.slice(0, 43)].filter((s) => text.includes(s));
+
+/** Runs the facts probe's on-node filter on `conf` (with `keyfile` holding K) and parses it as the probe does. */
+function throughNodeFilter(conf: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'meshctl-secrets-'));
+  try {
+    writeFileSync(join(dir, 'wg0.conf'), conf);
+    writeFileSync(join(dir, 'wg0.key'), `${K}\n`, { mode: 0o600 });
+    const stdout = execFileSync('/bin/sh', ['-c', filteredConfigCommand(join(dir, 'wg0.conf'), join(dir, 'wg0.key'))], {
+      encoding: 'utf8',
+    });
+    return FACTS.configText.parse({ name: 'conf', body: stdout.trimEnd(), rc: 0 }, { interface: 'wg0', listenPort: 51820 }) ?? '';
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function facts(configText: string): NodeFacts {
+  return {
+    uid: 0,
+    hostname: 'wk-1',
+    os: { id: 'debian', versionId: '12', idLike: [], prettyName: 'Debian' },
+    packageManager: 'apt',
+    systemd: true,
+    kernelModule: 'missing',
+    tools: { wg: true, wgQuick: true, wireguardGo: true, tcpdump: true, ping: true },
+    interfaces: ['lo', 'eth0', 'wg0'],
+    wireguardInterfaces: ['wg0'],
+    wireguardConfigs: ['wg0.conf'],
+    config: { exists: true, sha256: '0'.repeat(64), text: configText, hasPrivateKeyLine: false, managedByMeshctl: true },
+    interfaceRoutes: [],
+    keys: { privateKeyExists: true, privateKeyMode: '600', publicKey: OWN_PUB },
+    sysctl: { rpFilterAll: 2, rpFilterDefault: 2 },
+    service: { enabled: 'enabled', active: 'active' },
+    listenPortUsers: [],
+    peers: [],
+    baseline: { extraIpRules: [], leftoverPaths: [], leftoverUnits: [], leftoverInterfaces: [], firewallDrops: [] },
+  };
+}
+
+describe('secret corpus through the on-node filter and the facts parser', () => {
+  for (const [name, lines] of Object.entries(CORPUS)) {
+    it(`${name}: no secret leaves the node, the mesh's public key does`, () => {
+      const text = throughNodeFilter(`${HEAD}${lines}\n${PEER}`);
+      assert.deepEqual(secretsIn(text), [], text);
+      assert.ok(text.includes(`PublicKey = ${MESH_PUB}`), text);
+      assert.ok(text.includes('PostUp = wg set %i private-key /etc/wireguard/%i.key'), 'the rendered file passes unchanged');
+    });
+  }
+
+  it('the rendered file passes the filter byte for byte', () => {
+    assert.equal(throughNodeFilter(`${HEAD}${PEER}`), `${HEAD}${PEER}`);
+  });
+});
+
+describe("the dry run's diff of a node file", () => {
+  const input = {
+    iface: 'wg0',
+    configText: `${HEAD}${PEER}`,
+    sysctlText: 'net.ipv4.conf.all.rp_filter = 2\n',
+    rpFilter: 2 as const,
+    reloadDropInText: renderReloadDropIn('wg0'),
+  };
+  for (const [name, lines] of Object.entries(CORPUS)) {
+    it(`${name}: no secret in the diff even from unfiltered node text`, () => {
+      // the node text as it arrives unfiltered (an older node-side filter, a fixture): the diff redacts on its own
+      const plan = planConfig(facts(`${HEAD}${lines}\n${PEER}`), input);
+      const diff = plan.action!.changes.flatMap((c) => (c.kind === 'write-file' && c.diff ? c.diff : [])).join('\n');
+      assert.ok(diff.length > 0);
+      assert.deepEqual(secretsIn(diff), [], diff);
+      assert.ok(!diff.includes(`-PublicKey = ${MESH_PUB}`), 'a known public key is not redacted (no spurious diff line)');
+    });
+  }
+});
+
+describe('redactSecrets', async () => {
+  // loaded here, so the rest of this file also runs against code without the module (to see which cases leaked)
+  const redact = await import('../../src/remote/redact.js');
+  it('keeps known public keys and sha256 digests, redacts every other key-shaped value', () => {
+    const known = new Set([MESH_PUB]);
+    const digest = 'a'.repeat(64);
+    const out = redact.redactSecrets(`PublicKey = ${MESH_PUB}\nwg0.pub: ${K}\nsha256 ${digest}\npeer ${S} unknown`, known);
+    assert.equal(out, `PublicKey = ${MESH_PUB}\nwg0.pub: ${redact.REDACTED}\nsha256 ${digest}\npeer ${redact.REDACTED} unknown`);
+  });
+
+  it('redacts deep in a report value, keys of objects too', () => {
+    const out = redact.redactDeep({ evidence: [`wg0.pub: ${K}`], [K]: 1, n: 2 }, new Set());
+    assert.deepEqual(secretsIn(JSON.stringify(out)), []);
+    assert.equal((out as { n: number }).n, 2);
+  });
+});
+
+describe('keys step: a .pub that is not the public key', () => {
+  const withPub = (publicKeyFile: NonNullable<NodeFacts['keys']['publicKeyFile']>) => ({
+    ...facts(''),
+    keys: { privateKeyExists: true, privateKeyMode: '600', publicKey: OWN_PUB, publicKeyFile },
+  });
+
+  it('is rewritten from wg pubkey, mode 644, keeping the key', () => {
+    const action = planKeys(withPub({ state: 'mismatch', mode: '644' }), 'wg0');
+    assert.ok(action, 'a mismatching .pub must be repaired');
+    assert.deepEqual(
+      action.changes.map((c) => c.kind),
+      ['repair-public-key-file'],
+    );
+    assert.match(describeChange(action.changes[0]!), /wg0\.pub/);
+    assert.match(action.script, /if \[ -s \/etc\/wireguard\/wg0\.key \]; then echo kept/);
+    assert.match(action.script, /wg pubkey < \/etc\/wireguard\/wg0\.key > \/etc\/wireguard\/wg0\.pub\.meshctl-tmp/);
+    assert.match(action.script, /chmod 644 \/etc\/wireguard\/wg0\.pub/);
+  });
+
+  it('a missing or world-unreadable .pub is repaired too; a matching one is left alone', () => {
+    assert.ok(planKeys(withPub({ state: 'missing' }), 'wg0'));
+    assert.ok(planKeys(withPub({ state: 'match', mode: '600' }), 'wg0'));
+    assert.equal(planKeys(withPub({ state: 'match', mode: '644' }), 'wg0'), undefined);
+  });
+
+  it('the facts send the .pub only when the node found it matches the key file', () => {
+    const ctx = { interface: 'wg0', listenPort: 51820 };
+    const cmd = FACTS.publicKeyFile.command(ctx);
+    assert.match(cmd, /"\$\(wg pubkey < \/etc\/wireguard\/wg0\.key 2>\/dev\/null\)" = "\$\(cat \/etc\/wireguard\/wg0\.pub\)" \]; then cat/);
+    assert.equal(FACTS.publicKeyFile.parse({ name: 'pubfile', body: 'mismatch', rc: 0 }, ctx), undefined);
+    assert.deepEqual(FACTS.publicKeyFileState.parse({ name: 'pubstate', body: 'mismatch\nmode=644', rc: 0 }, ctx), {
+      state: 'mismatch',
+      mode: '644',
+    });
+  });
+});
