@@ -11,6 +11,7 @@ import type { UpView } from '../engine/up.js';
 import type { EngineEvent, PhaseReport } from '../engine/types.js';
 import { MeshctlError } from '../errors.js';
 import { renderGateReport } from './gate-report.js';
+import { redactSecrets } from '../remote/redact.js';
 import { safeText } from './safe-text.js';
 
 export interface ViewOptions {
@@ -67,7 +68,8 @@ class PhaseDrawing {
   }
 
   stepDone(node: string, changes: string[], error?: string): void {
-    this.changes.get(node)?.push(...changes, ...(error ? [`FAILED ${error}`] : []));
+    // an error carries a remote command's stderr: never show a key-shaped token of it
+    this.changes.get(node)?.push(...changes, ...(error ? [`FAILED ${redactSecrets(error)}`] : []));
   }
 
   /** Ends every node's task; resolves when the list is drawn for the last time. */
