@@ -19,6 +19,16 @@ import type { CheckDefinition, CheckResult, MeshStep, NodeStep, StepInput, Value
 import type { OperatorAddress } from '../facts/definitions.js';
 import type { Inventory, Node } from '../inventory/types.js';
 import { cidrContains, formatCidr, isIpv4, parseCidr } from '../net/ipv4.js';
+import { judgeForeignWireGuard, type MeshFootprint } from '../topology/clashes.js';
+
+/** What the mesh puts on `node`, for judging the other WireGuard interfaces there (../topology/clashes.ts). */
+const meshFootprint = (inventory: Inventory, node: Node): MeshFootprint => ({
+  interface: inventory.mesh.interface,
+  listenPort: node.listenPort,
+  network: inventory.mesh.network,
+  overlayIp: node.overlayIp,
+  peerAllowedIps: inventory.nodes.filter((peer) => peer.name !== node.name).map((peer) => `${peer.overlayIp}/32`),
+});
 
 const pass = (id: string, message: string, evidence?: string[]): CheckResult => ({ id, status: 'pass', message, evidence });
 const warn = (id: string, message: string, evidence?: string[]): CheckResult => ({ id, status: 'warn', message, evidence });
@@ -262,17 +272,20 @@ export const CHECKS = {
   }),
   'no-foreign-wireguard': check({
     needs: ['facts'],
-    evaluate: ({ values: { facts: f }, inventory }) => {
-      const iface = inventory.mesh.interface;
-      const foreign = [
-        ...f.wireguardInterfaces.filter((i) => i !== iface).map((i) => `interface ${i}`),
-        ...f.wireguardConfigs.filter((c) => c !== `${iface}.conf`).map((c) => `/etc/wireguard/${c}`),
-      ];
-      if (f.config.exists && !f.config.managedByMeshctl) foreign.push(`/etc/wireguard/${iface}.conf (not written by meshctl)`);
-      else if (!f.config.exists && f.interfaces.includes(iface)) foreign.push(`interface ${iface} (no config file)`);
-      return foreign.length === 0
-        ? pass('no-foreign-wireguard', 'no other WireGuard interface or config')
-        : fail('no-foreign-wireguard', `in the way: ${foreign.join(', ')}`, foreign);
+    evaluate: ({ values: { facts: f }, node, inventory }) => {
+      const id = 'no-foreign-wireguard';
+      const { clashes, harmless } = judgeForeignWireGuard(meshFootprint(inventory, node), {
+        wireguardInterfaces: f.wireguardInterfaces,
+        ...(f.wireguardDetails ? { details: f.wireguardDetails } : {}),
+        configs: f.wireguardConfigs,
+        interfaces: f.interfaces,
+        ownConfig: { exists: f.config.exists, managedByMeshctl: f.config.managedByMeshctl },
+      });
+      const texts = clashes.map((c) => c.text);
+      if (texts.length > 0) return fail(id, `in the way: ${texts.join('; ')}`, texts);
+      return harmless.length === 0
+        ? pass(id, 'no other WireGuard interface or config')
+        : pass(id, `also here: ${harmless.join(', ')}: no clash`, harmless);
     },
   }),
   'no-firewall-drop': check({

@@ -572,7 +572,77 @@ export const FACTS = {
       `( c=\${SSH_CONNECTION:-}; p=$$; while [ -z "$c" ] && [ "\${p:-0}" -gt 1 ]; do c=$(tr '\\0' '\\n' < /proc/$p/environ 2>/dev/null | sed -n 's/^SSH_CONNECTION=//p' | head -n 1); p=$(sed -n 's/^PPid:[[:space:]]*//p' /proc/$p/status 2>/dev/null); done; printf 'ssh_connection=%s\\n' "$c" )`,
     parse: (s) => parseSshConnection(keyValues(s?.body).get('ssh_connection')),
   } as FactDef<OperatorAddress | undefined>,
+  /**
+   * Every WireGuard interface on the node with what could clash with a mesh (issue 8, kind 3): listen port, IPv4
+   * addresses, IPv4 routes via it in every table (wg-quick puts a full tunnel's default route in its own table) and
+   * its peers' AllowedIPs. One `iface=` line opens each interface (parseWireGuardInterfaces). Public keys are cut off
+   * on the node; no private key is read.
+   */
+  wireguardInterfaceDetails: {
+    name: 'wgdetails',
+    command: () =>
+      [
+        // no `exit`: the section runs in the probe's own shell, which must go on to its end marker
+        'command -v wg >/dev/null 2>&1 && for i in $(wg show interfaces 2>/dev/null); do',
+        `  printf 'iface=%s\\n' "$i"`,
+        `  printf 'port=%s\\n' "$(wg show "$i" listen-port 2>/dev/null)"`,
+        `  ip -4 -o addr show dev "$i" 2>/dev/null | awk '{ print "addr=" $4 }'`,
+        `  ip -4 route show table all dev "$i" 2>/dev/null | sed 's/^/route=/'`,
+        `  wg show "$i" allowed-ips 2>/dev/null | awk '{ for (k = 2; k <= NF; k++) print "allowed=" $k }'`,
+        'done; true',
+      ].join('\n'),
+    parse: (s) => (s ? parseWireGuardInterfaces(s.body) : undefined),
+  } as FactDef<WireGuardInterfaceFacts[] | undefined>,
 } satisfies Record<string, FactDef<unknown>>;
+
+/** One WireGuard interface on the node, as the `wgdetails` section reports it (FACTS.wireguardInterfaceDetails). */
+export interface WireGuardInterfaceFacts {
+  name: string;
+  /** UDP listen port; undefined when wg could not read it */
+  listenPort?: number;
+  /** IPv4 addresses with prefix, e.g. 10.66.0.2/24 */
+  addresses: string[];
+  /** IPv4 destinations routed via the interface in any table, as CIDRs (`default` is 0.0.0.0/0, a host a /32) */
+  routes: string[];
+  /** its peers' AllowedIPs (IPv4 and IPv6, as wg prints them) */
+  allowedIps: string[];
+}
+
+/** Route types of `ip route show table all` that are the kernel's own bookkeeping for an address, not a route via it. */
+const LOCAL_ROUTE_TYPES = new Set(['local', 'broadcast', 'anycast', 'multicast']);
+
+/** The destination of one `ip -4 route show` line as a CIDR; undefined for the kernel's local/broadcast entries. */
+export function routeDestination(line: string): string | undefined {
+  const words = line.trim().split(/\s+/);
+  const dst = words[0] === 'unicast' ? words[1] : words[0];
+  if (!dst || LOCAL_ROUTE_TYPES.has(dst)) return undefined;
+  if (dst === 'default') return '0.0.0.0/0';
+  return dst.includes('/') ? dst : `${dst}/32`;
+}
+
+/** The `wgdetails` section: `iface=NAME` opens an interface, `port=`, `addr=`, `route=`, `allowed=` lines follow. */
+export function parseWireGuardInterfaces(body: string): WireGuardInterfaceFacts[] {
+  const found: WireGuardInterfaceFacts[] = [];
+  for (const line of body.split('\n')) {
+    const at = line.indexOf('=');
+    if (at <= 0) continue;
+    const key = line.slice(0, at).trim();
+    const value = line.slice(at + 1).trim();
+    if (key === 'iface') {
+      found.push({ name: value, addresses: [], routes: [], allowedIps: [] });
+      continue;
+    }
+    const current = found[found.length - 1];
+    if (!current || !value) continue;
+    if (key === 'port' && /^\d+$/.test(value)) current.listenPort = Number(value);
+    else if (key === 'addr') current.addresses.push(value);
+    else if (key === 'route') {
+      const dst = routeDestination(value);
+      if (dst) current.routes.push(dst);
+    } else if (key === 'allowed' && value !== '(none)') current.allowedIps.push(value);
+  }
+  return found;
+}
 
 export interface OperatorAddress {
   /** the operator's address as the node sees it (IPv4 dotted quad, or IPv6 text), e.g. 192.168.15.100 */

@@ -17,6 +17,7 @@ import {
   type FactDef,
   type OperatorAddress,
   type PublicKeyFileState,
+  type WireGuardInterfaceFacts,
 } from './definitions.js';
 import { splitSections, type Section } from './sections.js';
 import type { LivePeer } from '../render/wgdump.js';
@@ -41,6 +42,11 @@ export interface NodeFacts {
   interfaces: string[];
   /** interfaces WireGuard knows about (`wg show interfaces`), kernel or userspace */
   wireguardInterfaces: string[];
+  /**
+   * Every WireGuard interface with its listen port, addresses, routes and AllowedIPs (FACTS.wireguardInterfaceDetails):
+   * the baseline judges a foreign one by what it would clash with. Undefined when not probed (older captures).
+   */
+  wireguardDetails?: WireGuardInterfaceFacts[];
   /** *.conf files in /etc/wireguard */
   wireguardConfigs: string[];
   config: {
@@ -153,6 +159,7 @@ const UP_FACTS: ReadonlyArray<FactDef<unknown>> = [
   FACTS.leftoverUnits,
   FACTS.firewall,
   FACTS.operatorAddress,
+  FACTS.wireguardInterfaceDetails,
 ];
 
 /**
@@ -197,6 +204,7 @@ export function parseFactsProbe(stdout: string, target: ProbeTarget): NodeFacts 
   const ifindex = fact(FACTS.interfaceIndex);
   const operatorAddress = fact(FACTS.operatorAddress);
   const live = liveInterface(s, target, interfaces.includes(target.interface));
+  const wireguardDetails = fact(FACTS.wireguardInterfaceDetails);
   return {
     uid: fact(FACTS.uid),
     hostname: fact(FACTS.hostname),
@@ -213,6 +221,7 @@ export function parseFactsProbe(stdout: string, target: ProbeTarget): NodeFacts 
     },
     interfaces,
     wireguardInterfaces: fact(FACTS.wireguardInterfaces),
+    ...(wireguardDetails ? { wireguardDetails } : {}),
     wireguardConfigs: fact(FACTS.wireguardConfigs),
     config: {
       exists: meta.exists,
