@@ -14,6 +14,7 @@
 import { REJECT_AFTER_TIME_S, wireguardPaths } from '../remote/wireguard.js';
 import type { IfaceAddr, RouteLookup, RpFilter, ServiceState } from '../facts/definitions.js';
 import type { NodeFacts } from '../facts/node-facts.js';
+import { describeOverride, rpFilterOverrides, type SysctlFileSettings } from '../facts/sysctl-order.js';
 import type { LivePeer } from '../render/wgdump.js';
 
 export type JudgeStatus = 'pass' | 'warn' | 'fail';
@@ -190,6 +191,46 @@ export function judgeRpFilter(expected: RpFilterExpectation, observed: RpFilter)
     `effective rp_filter on ${iface} is ${rpName(effective)} (max of all and ${iface}), the design wants ${rpName(mode)}`,
     evidence,
   );
+}
+
+export interface RpFilterLastingExpectation {
+  iface: string;
+  /** the designed mode (inventory mesh.rpFilter) */
+  mode: number;
+  /** meshctl's sysctl file (wireguardPaths(iface).sysctl) */
+  ours: string;
+}
+
+/**
+ * Whether the designed rp_filter lasts beyond now: a strict `default` where the design wants another mode makes a
+ * re-created interface (wg-quick down/up, a reboot) start strict; a sysctl file applied after ours with another value
+ * (rpFilterOverrides, sysctl.d(5) order) undoes it at every boot. Either warns, naming the file; else pass.
+ * `files` undefined: not probed, nothing judged about files.
+ */
+export function judgeRpFilterLasting(
+  expected: RpFilterLastingExpectation,
+  observed: { default?: number; files?: readonly SysctlFileSettings[] },
+): Judgement {
+  const { iface, mode, ours } = expected;
+  // the lasting cause (a file) first: it is what to fix
+  const problems = rpFilterOverrides(observed.files ?? [], { ours, iface, mode }).map((o) => describeOverride(o, ours));
+  if (observed.default === 1 && mode !== 1)
+    problems.push(
+      `net.ipv4.conf.default.rp_filter is strict (1): a re-created ${iface} would start strict, the design wants ${rpName(mode)}`,
+    );
+  if (!problems.length) return judgement('pass', 'no sysctl file overrides the designed rp_filter');
+  return judgement('warn', problems.length > 1 ? `${problems[0]} (+${problems.length - 1} more)` : problems[0]!, problems);
+}
+
+/**
+ * One verdict from rp_filter now (judgeRpFilter) and whether it lasts (judgeRpFilterLasting): the worse status; a
+ * pass now with a lasting problem is the lasting warning; otherwise the lasting problems join the evidence.
+ */
+export function combineRpFilter(now: Judgement, lasting: Judgement): Judgement {
+  if (lasting.status === 'pass') return now;
+  const evidence = [...(now.evidence ?? []), ...(lasting.evidence ?? [])];
+  if (now.status === 'pass') return judgement('warn', lasting.message, evidence);
+  return judgement(now.status, now.message, evidence);
 }
 
 /** rp_filter from up's facts probe. */

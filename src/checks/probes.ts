@@ -27,6 +27,7 @@ import {
 } from '../facts/definitions.js';
 import { beginMarker, endMarker, PATH_PRELUDE, sectionScript, splitSections, type Section } from '../facts/sections.js';
 import type { LivePeer } from '../render/wgdump.js';
+import type { SysctlFileSettings } from '../facts/sysctl-order.js';
 import { parseWgQuickConfig, type ParsedWgQuickConfig } from '../render/wgquick.js';
 
 // the building blocks, re-exported for the code that imported them from here
@@ -93,6 +94,8 @@ export interface NodeChecklist {
   config?: ParsedWgQuickConfig;
   routes: RouteLookup[];
   rpFilter: RpFilter;
+  /** the sysctl files that set rp_filter (FACTS.rpFilterSysctlFiles); undefined when the section is missing */
+  rpFilterFiles?: SysctlFileSettings[];
   service: ServiceState;
   /** firewall rules (iptables-save / nft), when asked for */
   firewall?: string[];
@@ -114,6 +117,7 @@ const CHECKLIST_FACTS: ReadonlyArray<FactDef<unknown>> = [
   FACTS.interfaceRoutes,
   FACTS.rpFilter,
   FACTS.service,
+  FACTS.rpFilterSysctlFiles,
 ];
 
 const contextOf = (params: ChecklistParams): FactContext => ({ interface: params.interface, listenPort: params.listenPort });
@@ -172,6 +176,7 @@ export function parseChecklist(stdout: string, params: ChecklistParams): NodeChe
     interfaceRoutes: fact(FACTS.interfaceRoutes),
     routes: params.peerIps.map((ip) => readFact(routeLookupFact(ip), s, ctx)),
     rpFilter: fact(FACTS.rpFilter),
+    ...(s.has(FACTS.rpFilterSysctlFiles.name) ? { rpFilterFiles: fact(FACTS.rpFilterSysctlFiles) } : {}),
     service: fact(FACTS.service),
     ...(firewall ? { firewall } : {}),
     problems,

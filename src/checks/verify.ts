@@ -22,6 +22,8 @@ import {
   judgeInterface,
   judgePeerRoute,
   judgeRpFilter,
+  judgeRpFilterLasting,
+  combineRpFilter,
   judgeService,
   type Judgement,
 } from './judge.js';
@@ -233,7 +235,16 @@ function nodeChecks(facts: VerifyFacts, node: Node, desired: DesiredNodeConfig, 
   }
 
   // rp_filter
-  out.push(asCheck('rp-filter', judgeRpFilter({ iface, mode: facts.inventory.mesh.rpFilter }, cl.rpFilter)));
+  // ... now, and whether it lasts: a strict default or a later sysctl file undoes it at the next restart or boot
+  const rpMode = facts.inventory.mesh.rpFilter;
+  const lasting = judgeRpFilterLasting(
+    { iface, mode: rpMode, ours: wireguardPaths(iface).sysctl },
+    {
+      ...(cl.rpFilter.default !== undefined ? { default: cl.rpFilter.default } : {}),
+      ...(cl.rpFilterFiles ? { files: cl.rpFilterFiles } : {}),
+    },
+  );
+  out.push(asCheck('rp-filter', combineRpFilter(judgeRpFilter({ iface, mode: rpMode }, cl.rpFilter), lasting)));
 
   // live peers vs design (only when wg could be asked at all)
   if (cl.wgAvailable) out.push(...livePeerChecks(facts, node, desired, cl));

@@ -9,6 +9,8 @@ import { judgeHandshakesRecent, judgeInterface, judgeOverlayRoutes, judgeRpFilte
 import { renderWgQuickConfig, classifyConfigChange } from '../render/wgquick.js';
 import { renderRpFilterSysctl } from '../render/sysctl.js';
 import { renderReloadDropIn } from '../render/systemd.js';
+import { describeOverride, rpFilterOverrides } from '../facts/sysctl-order.js';
+import { wireguardPaths } from '../remote/wireguard.js';
 import { planInstall, toolsAfterInstall } from '../steps/install.js';
 import { planKeys, parseKeysOutput } from '../steps/keys.js';
 import { planConfig, parseConfigOutput, sha256 } from '../steps/config.js';
@@ -75,6 +77,17 @@ function decideConfig(input: StepInput<'facts' | 'publicKey'>) {
       ? 'interface'
       : classifyConfigChange(facts.config.text, desired).kind;
   return { desired, configText, plan, change } as const;
+}
+
+/**
+ * Issue 8, kind 10: a sysctl file sorted after ours that sets rp_filter to another value undoes it at every boot;
+ * up still applies our values now, and names the file (one warning per override, ./sysctl-order.ts).
+ */
+function rpFilterOverrideWarnings(input: StepInput<'facts'>): string[] {
+  const { mesh } = input.inventory;
+  const ours = wireguardPaths(mesh.interface).sysctl;
+  const files = input.values.facts.sysctl.rpFilterFiles ?? [];
+  return rpFilterOverrides(files, { ours, iface: mesh.interface, mode: mesh.rpFilter }).map((o) => describeOverride(o, ours));
 }
 
 /**
@@ -162,7 +175,11 @@ export const STEPS = {
     effect: 'change',
     needs: ['facts', 'publicKey'],
     provides: ['desired', 'config', 'rpFilter'],
-    plan: (input) => ({ action: decideConfig(input).plan.action }),
+    plan: (input) => {
+      const { action } = decideConfig(input).plan;
+      const warnings = rpFilterOverrideWarnings(input);
+      return warnings.length ? { action, warnings } : { action };
+    },
     outputs(input, action, result) {
       const { facts } = input.values;
       const { desired, configText, change } = decideConfig(input);

@@ -20,6 +20,7 @@
 import { isSecretSettingLine, redactSecrets, SECRET_FILTER_AWK } from '../remote/redact.js';
 import { raw, sh, shellQuote } from '../remote/shell.js';
 import { wireguardPaths } from '../remote/wireguard.js';
+import { SYSCTL_CONF, SYSCTL_DIRS, type SysctlFileSettings } from './sysctl-order.js';
 import { parseWgDumpPeers, type LivePeer } from '../render/wgdump.js';
 import { looksLikeWireGuardKey } from '../topology/desired.js';
 import { keyValues, linesOf, PATH_PRELUDE, sectionScript, splitSections, type Section } from './sections.js';
@@ -222,6 +223,28 @@ export function parseRpFilter(text: string): RpFilter {
   };
   if (all !== undefined || own !== undefined) result.effective = Math.max(all ?? 0, own ?? 0);
   return result;
+}
+
+/**
+ * Reads the `rpfiles` section: `PATH<TAB>` for each file, `PATH<TAB>LINE` for each rp_filter line in it. Keeps
+ * net.ipv4.conf.{all,default,IFACE}.rp_filter (dots or slashes, a leading `-` ignored) with an integer value.
+ */
+export function parseRpFilterSysctlFiles(text: string, iface: string): SysctlFileSettings[] {
+  const files = new Map<string, SysctlFileSettings>();
+  const wanted = new Set(['all', 'default', iface].map((d) => `net.ipv4.conf.${d}.rp_filter`));
+  for (const line of text.split('\n')) {
+    const tab = line.indexOf('\t');
+    if (tab <= 0) continue;
+    const path = line.slice(0, tab);
+    const entry = files.get(path) ?? { path, settings: [] };
+    files.set(path, entry);
+    const m = /^\s*-?([^=\s]+)\s*=\s*(\d+)\s*$/.exec(line.slice(tab + 1));
+    if (!m) continue;
+    // sysctl.d(5): a key with slashes is the same key with dots (interface names here have no dots)
+    const key = m[1]!.replaceAll('/', '.');
+    if (wanted.has(key)) entry.settings.push({ key, value: Number(m[2]) });
+  }
+  return [...files.values()];
 }
 
 export interface ServiceState {
@@ -477,6 +500,18 @@ export const FACTS = {
         .text,
     parse: (s) => parseRpFilter(s?.body ?? ''),
   } as FactDef<RpFilter>,
+  /**
+   * Every sysctl configuration file systemd-sysctl reads (./sysctl-order.ts SYSCTL_DIRS, then /etc/sysctl.conf), each
+   * with the rp_filter assignments for all, default and the interface in it; a file without any is listed too, so a
+   * same-named file (or a /dev/null mask) in /etc still shadows one elsewhere. Unordered: orderSysctlFiles orders them.
+   */
+  rpFilterSysctlFiles: {
+    name: 'rpfiles',
+    command: () =>
+      sh`for f in ${raw(SYSCTL_DIRS.map((d) => `${shellQuote(d)}/*.conf`).join(' '))} ${SYSCTL_CONF}; do [ -e "$f" ] || continue; printf '%s\t\n' "$f"; grep -E '^[[:space:]]*-?net[./]ipv4[./]conf[./][^=]*rp_filter[[:space:]]*=' "$f" 2>/dev/null | while IFS= read -r l; do printf '%s\t%s\n' "$f" "$l"; done; done; true`
+        .text,
+    parse: (s, ctx) => parseRpFilterSysctlFiles(s?.body ?? '', ctx.interface),
+  } as FactDef<SysctlFileSettings[]>,
   service: {
     name: 'service',
     command: (ctx) => {

@@ -20,6 +20,7 @@ import {
   type WireGuardInterfaceFacts,
 } from './definitions.js';
 import { splitSections, type Section } from './sections.js';
+import type { SysctlFileSettings } from './sysctl-order.js';
 import type { LivePeer } from '../render/wgdump.js';
 
 /** The interface and listen port the probe asks about (a FactContext). */
@@ -70,6 +71,8 @@ export interface NodeFacts {
     rpFilterDefault?: number;
     /** net.ipv4.conf.IFACE.rp_filter; undefined while the interface does not exist */
     rpFilterInterface?: number;
+    /** the sysctl files that set rp_filter for all, default or the interface (FACTS.rpFilterSysctlFiles); unordered */
+    rpFilterFiles?: SysctlFileSettings[];
   };
   service: {
     /** `systemctl is-enabled wg-quick@IFACE`; 'unknown' when it printed nothing (no unit file) or without systemd */
@@ -145,6 +148,7 @@ const UP_FACTS: ReadonlyArray<FactDef<unknown>> = [
   FACTS.publicKeyFileState,
   FACTS.sysctlFileSha256,
   FACTS.rpFilter,
+  FACTS.rpFilterSysctlFiles,
   FACTS.service,
   FACTS.reloadDropInSha256,
   FACTS.interfaceIndex,
@@ -241,6 +245,7 @@ export function parseFactsProbe(stdout: string, target: ProbeTarget): NodeFacts 
       rpFilterAll: rp.all,
       rpFilterDefault: rp.default,
       rpFilterInterface: rp.iface,
+      rpFilterFiles: fact(FACTS.rpFilterSysctlFiles),
     },
     service: {
       enabled: service.enabled ?? 'unknown',
