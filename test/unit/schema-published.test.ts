@@ -33,6 +33,9 @@ describe('published JSON Schemas', () => {
       assert.equal(schema.additionalProperties, false);
       for (const [field, child] of fieldSchemas(schema, '$')) {
         assert.equal(typeof child.description, 'string', `${field} has no description`);
+        // the inventory's descriptions are what editors show people: more than a word
+        if (path.endsWith('inventory.schema.json'))
+          assert.ok((child.description as string).length > 10, `${field} has a too short description`);
       }
     });
   }
