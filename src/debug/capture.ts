@@ -218,18 +218,21 @@ export interface CountContext {
   iface: string;
 }
 
+/** Counts of a capture that saw nothing (every counter 0). */
+export const noPackets = (): CaptureCounts => ({
+  udpFromSender: 0,
+  initiationsFromSender: 0,
+  responsesToSender: 0,
+  responsesFromReceiver: 0,
+  markers: 0,
+  icmpRequestsIn: 0,
+  icmpRepliesOut: 0,
+  icmpRepliesIn: 0,
+  total: 0,
+});
+
 export function countPackets(lines: string[], ctx: CountContext): CaptureCounts {
-  const c: CaptureCounts = {
-    udpFromSender: 0,
-    initiationsFromSender: 0,
-    responsesToSender: 0,
-    responsesFromReceiver: 0,
-    markers: 0,
-    icmpRequestsIn: 0,
-    icmpRepliesOut: 0,
-    icmpRepliesIn: 0,
-    total: 0,
-  };
+  const c = noPackets();
   const fromSender = new Set(ctx.senderAddresses);
   const fromReceiver = new Set(ctx.receiverAddresses);
   for (const text of lines) {

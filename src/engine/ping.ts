@@ -5,26 +5,22 @@
  * initiations that cross make both ends wait REKEY_TIMEOUT for a retry).
  */
 import { runPingRound, type MatrixCell } from '../checks/ping-matrix.js';
-import { peerDumpCommand } from '../checks/probes.js';
-import { sh } from '../remote/shell.js';
-import { parseWgDumpPeers } from '../render/wgdump.js';
+import { FACTS, readFact } from '../facts/definitions.js';
 import { firstContactPairs } from '../topology/endpoints.js';
 import type { CheckResult, MeshStepInput, MeshStepOutput, TunnelValue } from './types.js';
 
 /** Runs the ping matrix; provides each node's `tunnel` (routes, handshakes, its matrix row) and the whole matrix. */
 export async function runPingMatrix(input: MeshStepInput<'desired'>): Promise<MeshStepOutput<'tunnel'>> {
-  const iface = input.inventory.mesh.interface;
+  // the same fact definitions verify reads after its pings (../facts/definitions.ts): one command, one parser each
+  const ctx = { interface: input.inventory.mesh.interface, listenPort: 0 };
+  const after = [FACTS.interfaceRoutes, FACTS.peers, FACTS.now];
   const connections = new Map(input.nodes.map((n) => [n.node.name, n.connection]));
   const targets = input.inventory.nodes.map((n) => ({ node: n.name, ip: n.overlayIp }));
   const round = await runPingRound(connections, targets, {
     signal: input.signal,
     // a run that changed nothing has its sessions already; after any change, one side of each pair speaks first
     ...(input.changedSoFar ? { firstContact: firstContactPairs(input.inventory) } : {}),
-    after: [
-      { name: 'routes', command: `ip -4 route show dev ${sh`${iface}`.text} | cut -d' ' -f1` },
-      { name: 'peers', command: peerDumpCommand(iface) },
-      { name: 'now', command: 'date +%s' },
-    ],
+    after: after.map((def) => ({ name: def.name, command: def.command(ctx) })),
   });
   const values = new Map<string, { tunnel: TunnelValue }>();
   const errors = new Map<string, string>();
@@ -35,13 +31,10 @@ export async function runPingMatrix(input: MeshStepInput<'desired'>): Promise<Me
       errors.set(node.name, round.errors.get(node.name) ?? 'the ping matrix did not run');
       continue;
     }
-    const routes = (sections.get('routes')?.body ?? '')
-      .split('\n')
-      .map((l) => l.trim())
-      .filter(Boolean);
-    const peers = parseWgDumpPeers(sections.get('peers')?.body ?? '').peers;
-    const now = Number((sections.get('now')?.body ?? '').trim());
-    values.set(node.name, { tunnel: { routes, peers, ...(Number.isInteger(now) && now > 0 ? { now } : {}), row } });
+    const routes = readFact(FACTS.interfaceRoutes, sections, ctx);
+    const peers = readFact(FACTS.peers, sections, ctx).peers;
+    const now = readFact(FACTS.now, sections, ctx);
+    values.set(node.name, { tunnel: { routes, peers, ...(now !== undefined ? { now } : {}), row } });
   }
   return { values, errors, matrix: round.matrix };
 }

@@ -4,22 +4,12 @@ import { classifyPair, udpDropRules, icmpDropOnIfaceRules } from '../../src/debu
 import { pairEvidence, failingPairs, chooseSender } from '../../src/debug/run.js';
 import { evaluateVerify } from '../../src/checks/verify.js';
 import type { Collected } from '../../src/checks/collect.js';
-import type { CaptureCounts } from '../../src/debug/capture.js';
+import { noPackets, type CaptureCounts } from '../../src/debug/capture.js';
 import { factsFrom, healthyScenario, homelab } from '../fixtures/probes/homelab.js';
 import { SCENARIOS } from '../fixtures/probes/scenarios.js';
 
 const collectedOf = (name: string) => factsFrom(SCENARIOS[name]!()) as Collected;
-const zero: CaptureCounts = {
-  udpFromSender: 0,
-  initiationsFromSender: 0,
-  responsesToSender: 0,
-  responsesFromReceiver: 0,
-  markers: 0,
-  icmpRequestsIn: 0,
-  icmpRepliesOut: 0,
-  icmpRepliesIn: 0,
-  total: 0,
-};
+const zero: CaptureCounts = noPackets();
 
 test('1. forward to the wrong node: captures show datagrams at wk-2, none at ms-1; the forward is named', () => {
   const collected = collectedOf('forward-misdirected');
