@@ -1,31 +1,78 @@
-/** argv -> command. The one place that turns errors into exit codes and messages (src/cli.ts runs it). */
-import { readFileSync } from 'node:fs';
+/**
+ * argv -> command. The one place that turns errors into exit codes and messages (src/cli.ts runs it).
+ *
+ * Start-up cost: only the command being run is loaded (with its SSH, listr2, inquirer and schema code); `--version`
+ * and the top-level `--help` load none of them, only the table below. Each command's module registers its full
+ * definition (arguments, options, action) when it is the one named on the command line.
+ */
 import { Command, CommanderError } from 'commander';
 import { ExitCode, MeshctlError, type CommandResult } from './errors.js';
 import { interruptSignal } from './interrupt.js';
-import { registerLab } from './commands/lab.js';
-import { registerUp } from './commands/up.js';
-import { registerPlan } from './commands/plan.js';
-import { registerVerify } from './commands/verify.js';
-import { registerDebug } from './commands/debug.js';
-import { registerValidate } from './commands/validate.js';
 import { safeText } from './ui/safe-text.js';
+import { VERSION } from './version.js';
 
-const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+/** How a command module adds itself to the program. */
+type Register = (program: Command, finish: (result: CommandResult) => void) => void;
 
-/** The program; each command hands its result to `finish` (the last one wins; none means success). */
-export function buildProgram(finish: (result: CommandResult) => void = () => undefined): Command {
+/**
+ * Every command: its name, the one-line summary the top-level help shows, and its module, imported only when the
+ * command runs (or its own --help is asked). A unit test checks each summary against the module's description.
+ */
+export const COMMANDS: ReadonlyArray<{ name: string; summary: string; load: () => Promise<Register> }> = [
+  {
+    name: 'validate',
+    summary: 'check an inventory (nothing is contacted) and show the mesh it describes: sites, nodes, who dials whom',
+    load: async () => (await import('./commands/validate.js')).registerValidate,
+  },
+  {
+    name: 'up',
+    summary:
+      'build the mesh: facts -> baseline -> install -> keys -> config -> enable -> ping matrix, with a STOP/GO gate after each phase',
+    load: async () => (await import('./commands/up.js')).registerUp,
+  },
+  {
+    name: 'plan',
+    summary: 'show what `up` would change on each node (peers, files with their diff, services and why); changes nothing',
+    load: async () => (await import('./commands/plan.js')).registerPlan,
+  },
+  {
+    name: 'verify',
+    summary:
+      'check a running mesh: interfaces, listeners, peers, AllowedIPs, endpoints, handshakes, routes, rp_filter, MTU, drift; N x N ping matrix and path MTU (read-only)',
+    load: async () => (await import('./commands/verify.js')).registerVerify,
+  },
+  {
+    name: 'debug',
+    summary:
+      'find why pairs of nodes cannot talk: two-ended evidence, optional packet captures, a named cause and a suggested fix (changes nothing)',
+    load: async () => (await import('./commands/debug.js')).registerDebug,
+  },
+  {
+    name: 'lab',
+    summary: 'a sealed local replica of an inventory: containers, NAT routers, an operator namespace (root only)',
+    load: async () => (await import('./commands/lab.js')).registerLab,
+  },
+];
+
+/** The first word of argv that is not an option: the command asked for, if any. */
+const commandWord = (argv: string[]): string | undefined => argv.slice(2).find((word) => !word.startsWith('-'));
+
+/**
+ * The program; each command hands its result to `finish` (the last one wins; none means success).
+ * With `argv`, only the command it names is loaded in full; the others appear by name and summary (for --help).
+ * Without it, every command is loaded (tests, completion).
+ */
+export async function buildProgram(finish: (result: CommandResult) => void = () => undefined, argv?: string[]): Promise<Command> {
   const program = new Command('meshctl')
     .description('Build and check WireGuard meshes over SSH, phase by phase, with a STOP/GO gate after each.')
-    .version(pkg.version, '-V, --version')
+    .version(VERSION, '-V, --version')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
-  registerValidate(program, finish);
-  registerUp(program, finish);
-  registerPlan(program, finish);
-  registerVerify(program, finish);
-  registerDebug(program, finish);
-  registerLab(program, finish);
+  const wanted = argv ? commandWord(argv) : undefined;
+  for (const command of COMMANDS) {
+    if (argv === undefined || command.name === wanted) (await command.load())(program, finish);
+    else program.command(command.name).description(command.summary);
+  }
   return program;
 }
 
@@ -37,10 +84,10 @@ function printError(error: MeshctlError): void {
 
 export async function main(argv: string[]): Promise<number> {
   let result = 'ok' as CommandResult;
-  const program = buildProgram((r) => {
-    result = r;
-  });
   try {
+    const program = await buildProgram((r) => {
+      result = r;
+    }, argv);
     await program.parseAsync(argv);
     if (typeof result === 'object') return result.passthrough;
     // Ctrl-C that a command survived (it stopped its remote work and reported) still ends as interrupted

@@ -1,0 +1,68 @@
+/**
+ * Start-up: `meshctl --version` and `--help` load only the command table (no SSH, listr2, inquirer or schema code),
+ * and the table's summaries are the commands' own descriptions.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { COMMANDS, buildProgram } from '../../src/main.js';
+
+/** The modules (file URLs under src/ and node_modules/) resolved while `src/cli.ts` runs with these arguments. */
+function modulesLoaded(args: string[]): string[] {
+  const trace = join(mkdtempSync(join(tmpdir(), 'meshctl-trace-')), 'modules');
+  const run = spawnSync(process.execPath, ['--import', './test/support/trace-modules.mjs', '--import', 'tsx', 'src/cli.ts', ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, MESHCTL_TRACE_MODULES: trace },
+  });
+  assert.equal(run.status, 0, run.stderr);
+  return readFileSync(trace, 'utf8')
+    .split('\n')
+    .filter((url) => url.startsWith('file:'));
+}
+
+/** What start-up must not load: the SSH, progress, prompt and schema code (loaded by the command that runs). */
+const HEAVY = [
+  /node_modules\/ssh2\//,
+  /node_modules\/listr2\//,
+  /node_modules\/(@inquirer|inquirer)\//,
+  /node_modules\/yaml\//,
+  /\/src\/schema\//,
+  /\/src\/transport\//,
+];
+
+describe('start-up', () => {
+  it('every command summary in the table is the description the command registers', async () => {
+    const program = await buildProgram();
+    for (const entry of COMMANDS) {
+      const command = program.commands.find((c) => c.name() === entry.name);
+      assert.ok(command, `${entry.name} is registered`);
+      assert.equal(command.description(), entry.summary, `summary of ${entry.name}`);
+    }
+    assert.deepEqual(program.commands.map((c) => c.name()).sort(), COMMANDS.map((c) => c.name).sort());
+  });
+
+  for (const args of [['--version'], ['--help']]) {
+    it(`meshctl ${args.join(' ')} loads no SSH, listr2, inquirer, yaml or schema code`, () => {
+      const loaded = modulesLoaded(args);
+      assert.ok(
+        loaded.some((url) => url.endsWith('/src/main.ts')),
+        'the trace sees meshctl itself',
+      );
+      assert.deepEqual(
+        loaded.filter((url) => HEAVY.some((pattern) => pattern.test(url))),
+        [],
+      );
+    });
+  }
+
+  it('running a command loads what it needs (the trace would see ssh2)', () => {
+    const loaded = modulesLoaded(['verify', '--help']);
+    assert.ok(
+      loaded.some((url) => /node_modules\/ssh2\//.test(url)),
+      'verify --help loads the verify command with its SSH code',
+    );
+  });
+});
