@@ -109,8 +109,44 @@ export interface ParseTreeOptions {
  */
 export const MAX_ALIAS_VALUES = 10_000;
 
+/**
+ * How deep flow collections (`[` and `{`) may nest. An inventory needs three or four levels; the YAML library
+ * composes nodes recursively, so a file of 20 000 `[` would otherwise exhaust the stack (a RangeError after
+ * half a second) instead of getting a clear message at once.
+ */
+export const MAX_FLOW_DEPTH = 64;
+
+/**
+ * Where flow collections first nest deeper than MAX_FLOW_DEPTH, or undefined. A lexical scan, linear in the text:
+ * it skips quoted strings and comments; a `[` inside a plain scalar (`a[1]`) counts too, which can only make a
+ * file that is nonsense anyway fail here rather than in the parser.
+ */
+export function flowTooDeep(text: string): number | undefined {
+  let depth = 0;
+  let quote: string | undefined;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (quote) {
+      if (c === '\\' && quote === '"') i++;
+      else if (c === quote) quote = undefined;
+    } else if (c === '"' || c === "'") quote = c;
+    else if (c === '#' && (i === 0 || /\s/.test(text[i - 1]!))) i = text.indexOf('\n', i) === -1 ? text.length : text.indexOf('\n', i);
+    else if (c === '[' || c === '{') {
+      if (++depth > MAX_FLOW_DEPTH) return i;
+    } else if ((c === ']' || c === '}') && depth > 0) depth--;
+  }
+  return undefined;
+}
+
 export function parseTree(text: string, options: ParseTreeOptions = {}): ParsedTree {
   const lineCounter = new LineCounter();
+  const deep = flowTooDeep(text);
+  if (deep !== undefined) {
+    lineCounter.addNewLine(0);
+    for (let i = text.indexOf('\n'); i !== -1 && i < deep; i = text.indexOf('\n', i + 1)) lineCounter.addNewLine(i + 1);
+    const message = `lists and maps nest deeper than ${MAX_FLOW_DEPTH} levels here: a meshctl file needs a few`;
+    return { syntaxBroken: true, problems: [{ ...lineCounter.linePos(deep), path: 'syntax', message }] };
+  }
   const doc = parseDocument(text, { lineCounter, uniqueKeys: false, prettyErrors: false, keepSourceTokens: false });
   const at = (offset: number | undefined): Position => (offset === undefined ? START : lineCounter.linePos(offset));
   if (doc.errors.length > 0) {
@@ -133,6 +169,15 @@ export function parseTree(text: string, options: ParseTreeOptions = {}): ParsedT
     }
     return { syntaxBroken: true, problems: [...byLine.values()].map(({ rank: _rank, ...problem }) => problem) };
   }
+  // a value whose tag is unknown has no meaning to check: report the tags alone
+  const tagProblems: Problem[] = doc.warnings
+    .filter((warning) => warning.code === 'TAG_RESOLVE_FAILED')
+    .map((warning) => ({
+      ...at(warning.pos[0]),
+      path: 'syntax',
+      message: `unknown YAML tag ${text.slice(warning.pos[0], warning.pos[1])}: a meshctl file uses plain values, without tags`,
+    }));
+  if (tagProblems.length > 0) return { syntaxBroken: true, problems: tagProblems };
   const problems: Problem[] = [];
   const keyNoun = options.keyNoun ?? (() => 'key');
   const context: Context = { at, problems, keyNoun, aliasTargets: aliasTargets(doc), aliasValues: 0, aliasDepth: 0 };

@@ -1,6 +1,7 @@
 /**
  * Runs meshctl's main() in this process once per argv read from stdin (JSON: string[][]) and prints
- * [{code, stderr, stdout}] as JSON. Lets a test push dozens of inputs through the real CLI in one process
+ * [{code, stderr, stdout, ms, maxRssBytes}] as JSON (ms: wall time of that call; maxRssBytes: the process's peak
+ * resident set so far, so a call's own peak is at most that). Lets a test push dozens of inputs through the real CLI in one process
  * (under the network guard) instead of paying a process start for each.
  */
 import { main } from '../../src/main.js';
@@ -12,7 +13,7 @@ const argvs = JSON.parse(
   }),
 ) as string[][];
 
-const results: { code: number; stdout: string; stderr: string }[] = [];
+const results: { code: number; stdout: string; stderr: string; ms: number; maxRssBytes: number }[] = [];
 const realStdout = process.stdout.write.bind(process.stdout);
 const realStderr = process.stderr.write.bind(process.stderr);
 for (const argv of argvs) {
@@ -27,9 +28,11 @@ for (const argv of argvs) {
     return true;
   }) as typeof process.stderr.write;
   process.exitCode = undefined;
+  const started = performance.now();
   const code = await main(['node', 'meshctl', ...argv]);
+  const ms = performance.now() - started;
   process.stdout.write = realStdout;
   process.stderr.write = realStderr;
-  results.push({ code, stdout, stderr });
+  results.push({ code, stdout, stderr, ms, maxRssBytes: process.resourceUsage().maxRSS * 1024 });
 }
 realStdout(JSON.stringify(results));

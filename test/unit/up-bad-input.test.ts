@@ -23,13 +23,15 @@ describe('meshctl up on broken inventories', () => {
   it(`has at least 30 broken fixtures (found ${fixtures.length})`, () => assert.ok(fixtures.length >= 30));
 
   const run = spawnSync(process.execPath, ['--import', NETWORK_GUARD, '--import', 'tsx', 'test/support/run-main-many.ts'], {
-    // last: a valid inventory without --yes and without a terminal (stdin is this pipe)
-    input: JSON.stringify([...fixtures.map((f) => ['up', f, '--yes']), ['up', 'inventories/homelab.yaml']]),
+    // first: a valid inventory without --yes and without a terminal (stdin is this pipe); it also loads the up
+    // command's modules, so that the fixtures' timings measure the checks and not module loading
+    input: JSON.stringify([['up', 'inventories/homelab.yaml'], ...fixtures.map((f) => ['up', f, '--yes'])]),
     encoding: 'utf8',
     env: { ...process.env, FORCE_COLOR: '0' },
     timeout: 120_000,
   });
-  const results = run.status === 0 ? (JSON.parse(run.stdout) as { code: number; stdout: string; stderr: string }[]) : [];
+  const results =
+    run.status === 0 ? (JSON.parse(run.stdout) as { code: number; stdout: string; stderr: string; ms: number; maxRssBytes: number }[]) : [];
 
   it('ran every fixture without any network attempt', () => {
     assert.equal(run.status, 0, `runner exit ${run.status}: ${run.stderr}`);
@@ -38,20 +40,23 @@ describe('meshctl up on broken inventories', () => {
   });
 
   it('refuses to run gates without a terminal and without --yes: exit 2, before connecting to anything', () => {
-    const result = results.at(-1)!;
+    const result = results[0]!;
     assert.equal(result.code, 2);
     assert.match(result.stderr, /no terminal to confirm the gates: run with --yes/);
   });
 
   fixtures.forEach((path, i) => {
     it(`${path.slice(BAD.length + 1)}: exit 2 with its exact error lines`, () => {
-      const result = results[i]!;
+      const result = results[i + 1]!;
       assert.equal(result.code, 2, result.stderr);
       const lines = result.stderr
         .split('\n')
         .map((l) => l.trim())
         .filter((l) => l.startsWith(path));
       assert.deepEqual(lines, expectedLines(path));
+      // bounded: the issue's budget for any bad input is 1 s and 200 MB (peak RSS of the whole process so far)
+      assert.ok(result.ms < 1000, `took ${result.ms.toFixed(0)} ms`);
+      assert.ok(result.maxRssBytes < 200 * 2 ** 20, `peak RSS ${(result.maxRssBytes / 2 ** 20).toFixed(0)} MB`);
     });
   });
 });
