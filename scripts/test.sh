@@ -12,5 +12,6 @@ case "${1:-all}" in
   all) mapfile -t files < <(find test/unit test/integration test/lab -name '*.test.ts' | sort) ;;
   *) files=("$@") ;;
 esac
-# Lab tests build containers: run test files one at a time so they do not fight over the 2 cores.
-exec node --import tsx --test --test-concurrency=1 --test-reporter=spec "${files[@]}"
+# Test files run two at a time (MESHCTL_TEST_JOBS, one per core): each lab file builds its own lab under its own
+# name, so two files side by side share nothing but the cores.
+exec node --import tsx --test --test-concurrency="${MESHCTL_TEST_JOBS:-2}" --test-reporter=spec "${files[@]}"
