@@ -164,7 +164,12 @@ export interface PairContext {
   cl(n: string): NodeChecklist;
   livePeers(n: string): LivePeer[];
   keyOwner(key: string): string | undefined;
-  make(cause: CauseId, node: string | undefined, text: { summary: string; explanation: string; fix: string }, evidence: string[]): Diagnosis;
+  make(
+    cause: CauseId,
+    node: string | undefined,
+    text: { summary: string; explanation: string; fix: string },
+    evidence: string[],
+  ): Diagnosis;
 }
 
 /** A rule: the causes it sees in the evidence (none: []); `found` holds what the earlier rules named. */
@@ -443,7 +448,12 @@ const peerEntry: Rule = {
               explanation: `${paths.config} on ${self} holds ${other}'s [Peer] block with the right key ${want.publicKey} (line ${onFile.line}), but the running ${c.iface} has no peer with that key${holder ? `; ${want.allowedIps.join(', ')} sits under ${holder.publicKey} (${holderName}) instead` : ''}: the interface was changed after it was loaded (e.g. \`wg set ${c.iface} peer ... remove\`). ${self} drops ${other}'s handshakes and has no way to send to it.`,
               fix: `Re-run meshctl up: it compares the live interface with the design and syncs it. Or on ${self}, load the file again without losing the key: ${syncconfKeepingKeyCommand(c.iface, privateKeyPath)}`,
             },
-            [`wg on ${self}: no peer ${want.publicKey}`, `${c.iface}.conf on ${self}: [Peer] ${other} PublicKey = ${want.publicKey}`, ...holderLine, ...c.base],
+            [
+              `wg on ${self}: no peer ${want.publicKey}`,
+              `${c.iface}.conf on ${self}: [Peer] ${other} PublicKey = ${want.publicKey}`,
+              ...holderLine,
+              ...c.base,
+            ],
           ),
         );
         continue;
@@ -540,7 +550,9 @@ function edgeContext(c: PairContext): string {
   const [a, b] = [c.S, c.R];
   const worksOutside = outside.length > 0 && outside.every((o) => ok(a, o) && ok(o, a) && ok(b, o) && ok(o, b));
   const pairFails = !ok(a, b) || !ok(b, a);
-  return pairFails && worksOutside ? `Both reach ${outside.join(', ')} outside the site, which rules out keys and the nodes themselves.` : '';
+  return pairFails && worksOutside
+    ? `Both reach ${outside.join(', ')} outside the site, which rules out keys and the nodes themselves.`
+    : '';
 }
 
 const wrongLanEndpoint: Rule = {
@@ -583,25 +595,23 @@ const firewallUdp: Rule = {
   name: 'firewall-udp',
   find(c) {
     if (c.handshakeOk && !c.pingFails) return [];
-    return [c.S, c.R]
-      .filter(c.reached)
-      .flatMap((n) => {
-        const port = nodeOf(c.inv, n).listenPort;
-        const rules = udpDropRules(c.cl(n).firewall, port);
-        if (!rules.length) return [];
-        return [
-          c.make(
-            'firewall-udp',
-            n,
-            {
-              summary: `${n}'s firewall drops UDP ${port}`,
-              explanation: `${n} drops incoming WireGuard datagrams on its listen port, so no handshake with ${n === c.S ? c.R : c.S} can complete (captures on ${n} may still show the datagrams: tcpdump sees them before the firewall).`,
-              fix: `On ${n}: remove the rule, or allow UDP ${port} before it (e.g. iptables -I INPUT -p udp --dport ${port} -j ACCEPT).`,
-            },
-            [...rules.map((r) => `firewall on ${n}: ${r}`), ...c.ev],
-          ),
-        ];
-      });
+    return [c.S, c.R].filter(c.reached).flatMap((n) => {
+      const port = nodeOf(c.inv, n).listenPort;
+      const rules = udpDropRules(c.cl(n).firewall, port);
+      if (!rules.length) return [];
+      return [
+        c.make(
+          'firewall-udp',
+          n,
+          {
+            summary: `${n}'s firewall drops UDP ${port}`,
+            explanation: `${n} drops incoming WireGuard datagrams on its listen port, so no handshake with ${n === c.S ? c.R : c.S} can complete (captures on ${n} may still show the datagrams: tcpdump sees them before the firewall).`,
+            fix: `On ${n}: remove the rule, or allow UDP ${port} before it (e.g. iptables -I INPUT -p udp --dport ${port} -j ACCEPT).`,
+          },
+          [...rules.map((r) => `firewall on ${n}: ${r}`), ...c.ev],
+        ),
+      ];
+    });
   },
 };
 
@@ -831,15 +841,19 @@ const pingFails: Rule = {
 function mtuFix(c: PairContext, pathMtu: number, outer: number): { fix: string; patch?: InventoryPatch } {
   const underlay = `fix the underlay instead: raise the MTU of the link on the way that loses UDP datagrams over about ${outer} bytes, or remove the filter that drops them (or make it send ICMP "fragmentation needed"), then run meshctl verify`;
   const patch: InventoryPatch = { path: ['mesh', 'mtu'], value: pathMtu };
-  if (c.e.inventoryText === undefined) return { fix: `No inventory change was checked (the inventory text was not available); ${underlay}.` };
+  if (c.e.inventoryText === undefined)
+    return { fix: `No inventory change was checked (the inventory text was not available); ${underlay}.` };
   const checked = checkInventoryPatch(c.e.inventoryText, c.inv.source, [patch]);
   if (checked.ok)
     return {
       fix: `Set ${describePatch(patch)} in ${c.inv.source} (the inventory validates with it) and re-run meshctl up; or ${underlay}.`,
       patch,
     };
-  const why = checked.problems.map((p) => p.replace(/^.*?: (?=mesh\.mtu)/, '')).join('; ');
-  return { fix: `No value of mesh.mtu fixes this: the path carries at most ${pathMtu}-byte packets in the tunnel, and the inventory rejects that (${why}). So ${underlay}.` };
+  // the validation's own words, without the `file:line:col: mesh.mtu:` that would read like a suggestion
+  const why = checked.problems.map((p) => p.replace(/^.*?mesh\.mtu: /, '')).join('; ');
+  return {
+    fix: `No value of mesh.mtu fixes this: the path carries at most ${pathMtu}-byte packets in the tunnel, and the inventory validation rejects an MTU of ${pathMtu} (${why}). So ${underlay}.`,
+  };
 }
 
 const mtu: Rule = {

@@ -19,6 +19,7 @@ import type { Matrix } from '../checks/ping-matrix.js';
 import {
   cleanupCaptureScript,
   countPackets,
+  markerWasSent,
   parseStartCapture,
   parseStopCapture,
   provokeScript,
@@ -191,8 +192,7 @@ async function capturePair(
       }),
       { timeoutMs: (options.seconds + 20) * 1000, ...signalOpt },
     );
-    // one "sent" line per marker datagram; "no endpoint: marker not sent" is not one
-    result.markerSent = /^sent$/m.test(splitSections(provoke.stdout).get('marker')?.body ?? '');
+    result.markerSent = markerWasSent(splitSections(provoke.stdout).get('marker')?.body ?? '');
     // the pcaps hold the overlay's plaintext: the bundle is the operator's alone
     await mkdir(bundle, { recursive: true, mode: 0o700 });
     await Promise.all(
