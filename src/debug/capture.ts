@@ -138,6 +138,12 @@ export interface Provocation {
   mtu: number;
 }
 
+/**
+ * Whether the provocation's `marker` section reports a marker datagram sent: one `sent` line per datagram. Its
+ * "no endpoint: marker not sent" (a sender with no endpoint for the receiver) and "no bash" lines are not.
+ */
+export const markerWasSent = (markerBody: string): boolean => /^sent$/m.test(markerBody);
+
 export function provokeScript(p: Provocation): string {
   const ip = shellQuote(p.overlayIp);
   const count = Math.max(3, Math.round(p.seconds / 0.5));

@@ -1,26 +1,39 @@
 /**
- * The debug playbook as a pure decision function: two-ended evidence about one pair in, one cause out, with an
- * explanation and a suggested fix (printed, never applied). The order of the rules is the order of the runbook:
- * is the tunnel there at all, are the keys and AllowedIPs right, are the routes right, do datagrams arrive (and
- * where), then what happens inside the tunnel (handshake fine but ping fails, large packets lost).
+ * The debug playbook as a pure decision function: two-ended evidence about one pair in, every cause found out, each
+ * with an explanation and a suggested fix (printed, never applied).
+ *
+ * It is a table of small rules (RULES), each `evidence -> the causes it sees`, read in the order of the runbook:
+ * can the pair connect at all by the inventory, can both ends be examined, is the tunnel there, are the keys,
+ * the live peers and AllowedIPs right, are the routes right, do datagrams arrive (and where), then what happens
+ * inside the tunnel (handshake fine but ping fails, large packets lost). Every rule runs, so a pair with two faults
+ * gets both named. Two kinds of rule:
+ * - a specific rule names a fault it can see directly (a DROP rule, a missing route, a peer absent from `wg show`);
+ * - a symptom rule infers a cause from a symptom alone (no handshake, pings lost) and speaks only when no cause
+ *   found so far explains that symptom (EXPLAINS), so that it never contradicts the evidence of a specific one.
+ * A suggested inventory change is only offered after the real inventory validation accepted the patched file
+ * (./inventory-fix.ts); when none would validate, the rule says so and suggests the fix outside the inventory.
  */
-import type { Inventory, Node } from '../inventory/types.js';
+import type { Inventory, Node, Site } from '../inventory/types.js';
 import { siteOf } from '../inventory/types.js';
 import type { DesiredNodeConfig, DesiredPeer } from '../topology/desired.js';
 import type { LivePeer } from '../render/wgdump.js';
-import { endpointFor, formatEndpoint } from '../topology/endpoints.js';
+import { endpointFor, formatEndpoint, pairCanConnect } from '../topology/endpoints.js';
 import type { NodeChecklist } from '../checks/probes.js';
 import type { MatrixCell, Matrix } from '../checks/ping-matrix.js';
 import type { CaptureCounts } from './capture.js';
 import { REJECT_AFTER_TIME_S, wireguardPaths } from '../remote/wireguard.js';
 import { icmpDropOnIfaceRules, udpDropRules } from '../facts/definitions.js';
+import { syncconfKeepingKeyCommand } from '../render/systemd.js';
+import { checkInventoryPatch, describePatch, type InventoryPatch } from './inventory-fix.js';
 
 export const CAUSES = [
+  'unconnectable',
   'node-unreachable',
   'service-down',
   'interface-missing',
   'no-private-key',
   'wrong-public-key',
+  'peer-missing-live',
   'allowed-ips',
   'missing-route',
   'wrong-lan-endpoint',
@@ -49,6 +62,11 @@ export interface SideEvidence {
 
 export interface PairEvidence {
   inventory: Inventory;
+  /**
+   * The inventory file's text. Inventory changes are suggested only after they validate against it; without it
+   * no inventory change is suggested.
+   */
+  inventoryText?: string;
   desired: Map<string, DesiredNodeConfig>;
   /** the side whose traffic is provoked (it dials the receiver) */
   sender: string;
@@ -74,441 +92,847 @@ export interface Diagnosis {
   explanation: string;
   /** what to do: printed, never applied */
   fix: string;
+  /** the inventory change the fix consists of, when it has one: it validated before it was suggested */
+  inventoryPatch?: InventoryPatch[];
   evidence: string[];
 }
 
 /** a handshake older than REJECT_AFTER_TIME leaves no usable session (../remote/wireguard.ts) */
 const HANDSHAKE_FRESH_SECONDS = REJECT_AFTER_TIME_S;
 
-const nodeOf = (inv: Inventory, name: string): Node => inv.nodes.find((n) => n.name === name)!;
-
-function livePeers(side: SideEvidence): LivePeer[] {
-  return side.peersAfter?.length ? side.peersAfter : (side.checklist?.peers ?? []);
-}
-
-function handshakeAge(side: SideEvidence, peerKey: string): number | undefined {
-  const peer = livePeers(side).find((p) => p.publicKey === peerKey);
-  const now = side.now ?? side.checklist?.now;
-  if (!peer?.latestHandshake || now === undefined) return undefined;
-  return Math.max(0, now - peer.latestHandshake);
-}
-
 // the firewall rules are judged by the facts layer (one definition for up's baseline, verify and debug)
 export { icmpDropOnIfaceRules, udpDropRules };
 
-function d(
-  e: PairEvidence,
-  cause: CauseId,
-  node: string | undefined,
-  summary: string,
-  explanation: string,
-  fix: string,
-  evidence: string[],
-): Diagnosis {
-  return { sender: e.sender, receiver: e.receiver, cause, ...(node ? { node } : {}), summary, explanation, fix, evidence };
+/** What a pair shows: no handshake, pings lost, large packets lost. */
+type Symptom = 'handshake' | 'ping' | 'mtu';
+
+/**
+ * The symptoms each cause accounts for. A cause that stops the handshake also stops pings and large packets; one
+ * that stops packets inside a working tunnel explains pings and large packets, not the handshake.
+ */
+const EXPLAINS: Record<CauseId, readonly Symptom[]> = {
+  unconnectable: ['handshake', 'ping', 'mtu'],
+  'node-unreachable': ['handshake', 'ping', 'mtu'],
+  'service-down': ['handshake', 'ping', 'mtu'],
+  'interface-missing': ['handshake', 'ping', 'mtu'],
+  'no-private-key': ['handshake', 'ping', 'mtu'],
+  'wrong-public-key': ['handshake', 'ping', 'mtu'],
+  'peer-missing-live': ['handshake', 'ping', 'mtu'],
+  'wrong-lan-endpoint': ['handshake', 'ping', 'mtu'],
+  'firewall-udp': ['handshake', 'ping', 'mtu'],
+  'forward-misdirected': ['handshake', 'ping', 'mtu'],
+  'no-udp-arriving': ['handshake', 'ping', 'mtu'],
+  'no-handshake-answer': ['handshake', 'ping', 'mtu'],
+  'no-handshake': ['handshake', 'ping', 'mtu'],
+  'allowed-ips': ['ping', 'mtu'],
+  'missing-route': ['ping', 'mtu'],
+  'rp-filter': ['ping', 'mtu'],
+  'firewall-icmp': ['ping', 'mtu'],
+  'handshake-ok-ping-fails': ['ping', 'mtu'],
+  mtu: ['mtu'],
+  healthy: [],
+};
+
+/** One end of the pair as seen from itself: its design entry for the other end. */
+interface End {
+  self: string;
+  other: string;
+  want: DesiredPeer;
 }
+
+/** The evidence with the questions every rule asks answered once. */
+export interface PairContext {
+  e: PairEvidence;
+  inv: Inventory;
+  iface: string;
+  S: string;
+  R: string;
+  sNode: Node;
+  rNode: Node;
+  /** sender's end first */
+  ends: [End, End];
+  /** ping lines every diagnosis carries */
+  base: string[];
+  /** the handshake line plus `base` */
+  ev: string[];
+  handshakeOk: boolean;
+  pingFails: boolean;
+  /** the node could be examined (logged in, checklist read) */
+  reached(n: string): boolean;
+  /** the node's interface exists and `wg` can talk to it */
+  tunnel(n: string): boolean;
+  cl(n: string): NodeChecklist;
+  livePeers(n: string): LivePeer[];
+  keyOwner(key: string): string | undefined;
+  make(
+    cause: CauseId,
+    node: string | undefined,
+    text: { summary: string; explanation: string; fix: string },
+    evidence: string[],
+  ): Diagnosis;
+}
+
+/** A rule: the causes it sees in the evidence (none: []); `found` holds what the earlier rules named. */
+export interface Rule {
+  name: string;
+  find(c: PairContext, found: readonly Diagnosis[]): Diagnosis[];
+}
+
+const nodeOf = (inv: Inventory, name: string): Node => inv.nodes.find((n) => n.name === name)!;
 
 const pingLine = (label: string, cell?: MatrixCell) =>
   cell
     ? `ping ${label}: ${cell.received}/${cell.transmitted} answered${cell.rttMs !== undefined ? `, ${cell.rttMs} ms` : ''}${cell.pmtu ? `; largest DF payload ${cell.pmtu.largest}/${cell.pmtu.expected}` : ''}`
     : `ping ${label}: not run`;
 
-export function classifyPair(e: PairEvidence): Diagnosis {
+const explained = (found: readonly Diagnosis[], symptom: Symptom) => found.some((d) => EXPLAINS[d.cause].includes(symptom));
+
+function context(e: PairEvidence): PairContext {
   const inv = e.inventory;
-  const iface = inv.mesh.interface;
   const S = e.sender;
   const R = e.receiver;
-  const both = [S, R];
+  const side = (n: string) => e.sides[n];
+  const reached = (n: string) => !!side(n)?.reached && !!side(n)?.checklist;
+  const cl = (n: string) => side(n)!.checklist!;
+  const tunnel = (n: string) => reached(n) && cl(n).iface.exists && cl(n).wgAvailable;
+  const livePeers = (n: string): LivePeer[] => {
+    const s = side(n);
+    return s?.peersAfter?.length ? s.peersAfter : (s?.checklist?.peers ?? []);
+  };
+  const wantOf = (self: string, other: string) => e.desired.get(self)!.peers.find((p) => p.name === other)!;
+  const ends: [End, End] = [
+    { self: S, other: R, want: wantOf(S, R) },
+    { self: R, other: S, want: wantOf(R, S) },
+  ];
+  const age = (end: End) => {
+    const peer = livePeers(end.self).find((p) => p.publicKey === end.want.publicKey);
+    const now = side(end.self)?.now ?? side(end.self)?.checklist?.now;
+    if (!peer?.latestHandshake || now === undefined) return undefined;
+    return Math.max(0, now - peer.latestHandshake);
+  };
+  const ageS = age(ends[0]);
+  const ageR = age(ends[1]);
+  const fresh = (a?: number) => a !== undefined && a < HANDSHAKE_FRESH_SECONDS;
   const base = [pingLine(`${S} -> ${R}`, e.forward), pingLine(`${R} -> ${S}`, e.backward)];
-
-  // 1. can we see both ends at all
-  for (const n of both) {
-    const side = e.sides[n];
-    if (!side?.reached || !side.checklist) {
-      return d(
-        e,
-        'node-unreachable',
-        n,
-        `${n} could not be reached over SSH`,
-        `meshctl could not log in to ${n} (${side?.error ?? 'no connection'}), so only one end of the pair can be examined.`,
-        `Check that ${n} is up and reachable over SSH, then run debug again.`,
-        base,
-      );
-    }
-  }
-  const cl = (n: string) => e.sides[n]!.checklist!;
-
-  // 2. the tunnel exists on both ends
-  for (const n of both) {
-    const c = cl(n);
-    if (c.iface.exists && c.wgAvailable) continue;
-    const evidence = [
-      `ip addr: ${c.iface.error ?? (c.iface.exists ? `${iface} exists` : 'missing')}`,
-      `wg: ${c.wgError ?? 'ok'}`,
-      `service: ${c.service.systemd ? `${wireguardPaths(iface).service} ${c.service.active ?? '?'} (${c.service.enabled ?? '?'})` : 'no systemd'}`,
-      ...base,
-    ];
-    if (c.service.systemd && c.service.active !== 'active') {
-      return d(
-        e,
-        'service-down',
-        n,
-        `${wireguardPaths(iface).service} is not running on ${n}`,
-        `The service is ${c.service.active ?? 'not active'} on ${n}, so ${iface} does not exist there and no peer can reach it.`,
-        `On ${n}: systemctl enable --now ${wireguardPaths(iface).service} (and journalctl -u ${wireguardPaths(iface).service} if it fails to start).`,
-        evidence,
-      );
-    }
-    return d(
-      e,
-      'interface-missing',
-      n,
-      `${iface} does not exist on ${n}`,
-      `${n} has no ${iface} interface${c.service.systemd ? ` although ${wireguardPaths(iface).service} reports ${c.service.active}` : ' and no systemd to keep it up'}.`,
-      `On ${n}: wg-quick up ${iface}; check ${wireguardPaths(iface).config} and that wireguard-go or the kernel module is available.`,
-      evidence,
-    );
-  }
-
-  // 3. keys: each side must hold the other's public key, and run with the key the other was given
-  const dS = e.desired.get(S)!;
-  const dR = e.desired.get(R)!;
-  const wantS = dS.peers.find((p) => p.name === R)!; // S's design entry for R
-  const wantR = dR.peers.find((p) => p.name === S)!;
-  const keyOwner = (key: string) => inv.nodes.find((n) => e.desired.get(n.name)?.publicKey === key)?.name;
-  for (const [self, want, other] of [
-    [S, wantS, R],
-    [R, wantR, S],
-  ] as Array<[string, DesiredPeer, string]>) {
-    const c = cl(self);
-    if (!c.livePublicKey) {
-      return d(
-        e,
-        'no-private-key',
-        self,
-        `${self}'s ${iface} runs without a private key`,
-        `${self}'s ${iface} exists but holds no private key, so it can neither answer nor start a handshake. \`wg syncconf\`/\`wg setconf\` from a file without PrivateKey do this, and so does the stock \`systemctl reload ${wireguardPaths(iface).service}\` where the file leaves the key to PostUp.`,
-        `On ${self}: wg set ${iface} private-key ${wireguardPaths(iface).privateKey}; or re-run meshctl up, which does so and installs a reload drop-in that keeps the key.`,
-        [`wg public-key: (none)`, `${iface}.pub: ${c.filePublicKey ?? '(none)'}`, ...base],
-      );
-    }
-    if (c.livePublicKey && c.filePublicKey && c.livePublicKey !== c.filePublicKey) {
-      return d(
-        e,
-        'wrong-public-key',
-        self,
-        `${self} runs with another key than its peers were given`,
-        `${self}'s ${iface} uses ${c.livePublicKey} but ${wireguardPaths(iface).publicKey} (what its peers were configured with) says ${c.filePublicKey}; its peers drop its handshakes.`,
-        `Restart ${wireguardPaths(iface).service} on ${self} so it loads ${wireguardPaths(iface).privateKey}, or re-run meshctl up so the peers get the right key.`,
-        [`wg public-key: ${c.livePublicKey}`, `${iface}.pub: ${c.filePublicKey}`, ...base],
-      );
-    }
-    const peers = livePeers(e.sides[self]!);
-    if (!peers.some((p) => p.publicKey === want.publicKey)) {
-      const holder = peers.find((p) => p.allowedIps.some((ip) => want.allowedIps.includes(ip)));
-      const holderName = holder ? (keyOwner(holder.publicKey) ?? 'no node of the inventory') : undefined;
-      const conf = c.config?.peers.find((p) => p.allowedIps.some((ip) => want.allowedIps.includes(ip)));
-      return d(
-        e,
-        'wrong-public-key',
-        self,
-        `${self}'s peer entry for ${other} holds the wrong public key`,
-        holder
-          ? `On ${self}, ${other}'s address ${want.allowedIps.join(', ')} sits under the public key ${holder.publicKey}, which belongs to ${holderName}, not to ${other} (${want.publicKey}). ${other}'s handshakes are dropped by ${self} and ${self}'s packets for ${other} are encrypted for the wrong node.`
-          : `${self} has no peer with ${other}'s public key ${want.publicKey}; handshakes between them cannot succeed.`,
-        `Fix the [Peer] block for ${other} in ${wireguardPaths(iface).config} on ${self}${conf ? ` (line ${conf.lines.publickey ?? conf.line})` : ''}: PublicKey = ${want.publicKey}; or re-run meshctl up.`,
-        [...(holder ? [`wg on ${self}: peer ${holder.publicKey} allowed-ips ${holder.allowedIps.join(',')}`] : []), ...base],
-      );
-    }
-  }
-
-  // 4. AllowedIPs: exactly the other's /32, under its key
-  for (const [self, want, other] of [
-    [S, wantS, R],
-    [R, wantR, S],
-  ] as Array<[string, DesiredPeer, string]>) {
-    const live = livePeers(e.sides[self]!).find((p) => p.publicKey === want.publicKey)!;
-    const has = want.allowedIps.every((ip) => live.allowedIps.includes(ip));
-    const stolen = livePeers(e.sides[self]!).find((p) => p !== live && p.allowedIps.some((ip) => want.allowedIps.includes(ip)));
-    if (!has || stolen) {
-      return d(
-        e,
-        'allowed-ips',
-        self,
-        `${self}'s AllowedIPs for ${other} are wrong`,
-        `On ${self}, the peer ${other} has AllowedIPs ${live.allowedIps.join(', ') || '(none)'} instead of ${want.allowedIps.join(', ')}${stolen ? `, and ${want.allowedIps.join(', ')} is claimed by another peer (${keyOwner(stolen.publicKey) ?? stolen.publicKey})` : ''}. WireGuard routes packets to a peer, and accepts packets from it, only for its AllowedIPs.`,
-        `Set AllowedIPs = ${want.allowedIps.join(', ')} in ${other}'s [Peer] block on ${self} (${wireguardPaths(iface).config}) and reload, or re-run meshctl up.`,
-        [`wg on ${self}: peer ${other} allowed-ips ${live.allowedIps.join(',') || '(none)'}`, ...base],
-      );
-    }
-  }
-
-  // 5. a /32 route via the interface on both ends
-  for (const [self, want, other] of [
-    [S, wantS, R],
-    [R, wantR, S],
-  ] as Array<[string, DesiredPeer, string]>) {
-    const ip = want.allowedIps[0]!.replace(/\/32$/, '');
-    const route = cl(self).routes.find((r) => r.dst === ip);
-    if (route && route.dev !== iface) {
-      return d(
-        e,
-        'missing-route',
-        self,
-        `${self} has no /32 route to ${other} via ${iface}`,
-        `On ${self}, \`ip route get ${ip}\` goes ${route.dev ? `via ${route.dev}${route.gateway ? ` ${route.gateway}` : ''}` : `nowhere (${route.error ?? 'no route'})`}: packets for ${other} (and replies to it) never enter the tunnel, although handshakes can still work.`,
-        `On ${self}: ip route add ${ip}/32 dev ${iface} (wg-quick adds it from AllowedIPs; restarting ${wireguardPaths(iface).service} restores it).`,
-        [
-          `ip route get ${ip} on ${self}: ${route.dev ? `dev ${route.dev}` : ''}${route.gateway ? ` via ${route.gateway}` : ''}${route.error ? ` ${route.error}` : ''}`,
-          ...base,
-        ],
-      );
-    }
-  }
-
-  // 6. inside one site: the LAN endpoint each side dials must be the other's LAN address
-  const sNode = nodeOf(inv, S);
-  const rNode = nodeOf(inv, R);
-  if (sNode.site === rNode.site) {
-    for (const [self, want, other] of [
-      [S, wantS, R],
-      [R, wantR, S],
-    ] as Array<[string, DesiredPeer, string]>) {
-      const c = cl(self);
-      const conf = c.config?.peers.find((p) => p.publicKey === want.publicKey);
-      const live = c.peers.find((p) => p.publicKey === want.publicKey);
-      const wrongConf = conf && want.endpoint && conf.endpoint !== want.endpoint ? (conf.endpoint ?? '(none)') : undefined;
-      const wrongLive = live && want.endpoint && live.endpoint && live.endpoint !== want.endpoint ? live.endpoint : undefined;
-      if (wrongConf || wrongLive) {
-        const wrong = wrongLive ?? wrongConf!;
-        const edgeWorks = edgeContext(e, S, R);
-        return d(
-          e,
-          'wrong-lan-endpoint',
-          self,
-          `${self} dials ${other} at ${wrong} instead of its LAN address ${want.endpoint}`,
-          `${S} and ${R} share site ${sNode.site}, so they talk over the LAN; ${self}'s endpoint for ${other} is ${wrong}${wrongConf && wrongLive && wrongConf !== wrongLive ? ` (file: ${wrongConf})` : ''}, where nothing answers. ${edgeWorks}`.trim(),
-          `Set Endpoint = ${want.endpoint} in ${other}'s [Peer] block on ${self} (${wireguardPaths(iface).config}${conf?.lines.endpoint ? ` line ${conf.lines.endpoint}` : ''}), or fix ${other}'s address in the inventory and re-run meshctl up.`,
-          [
-            ...(wrongLive ? [`wg on ${self}: peer ${other} endpoint ${wrongLive}`] : []),
-            ...(wrongConf ? [`${iface}.conf on ${self}: Endpoint = ${wrongConf}`] : []),
-            ...base,
-          ],
-        );
-      }
-    }
-  }
-
-  // 7. handshakes
-  const ageS = handshakeAge(e.sides[S]!, wantS.publicKey);
-  const ageR = handshakeAge(e.sides[R]!, wantR.publicKey);
-  const handshakeOk = (ageS !== undefined && ageS < HANDSHAKE_FRESH_SECONDS) || (ageR !== undefined && ageR < HANDSHAKE_FRESH_SECONDS);
   const hsLine = `latest handshake: ${S} sees ${R} ${ageS === undefined ? 'never' : `${ageS}s ago`}, ${R} sees ${S} ${ageR === undefined ? 'never' : `${ageR}s ago`}`;
-  const ev = [hsLine, ...base];
-
-  // a firewall dropping WireGuard's UDP on either end
-  for (const n of both) {
-    const port = nodeOf(inv, n).listenPort;
-    const rules = udpDropRules(cl(n).firewall, port);
-    if (rules.length && (!handshakeOk || (e.forward && !e.forward.ok) || (e.backward && !e.backward.ok))) {
-      return d(
-        e,
-        'firewall-udp',
-        n,
-        `${n}'s firewall drops UDP ${port}`,
-        `${n} drops incoming WireGuard datagrams on its listen port, so no handshake with ${n === S ? R : S} can complete (captures on ${n} may still show the datagrams: tcpdump sees them before the firewall).`,
-        `On ${n}: remove the rule, or allow UDP ${port} before it (e.g. iptables -I INPUT -p udp --dport ${port} -j ACCEPT).`,
-        [...rules.map((r) => `firewall on ${n}: ${r}`), ...ev],
-      );
-    }
-  }
-
-  // 7a. a forward (or address) that delivers the sender's datagrams to another node. Checked before handshakes:
-  // the pair may still work because the receiver dials out and WireGuard roams, hiding that nobody can dial in.
-  {
-    const endpoint = endpointFor(inv, sNode, rNode);
-    const rSite = siteOf(inv, rNode);
-    const viaForward = endpoint && rSite.kind === 'nat' && endpoint.host === rSite.publicIp;
-    const counts = e.capture?.counts;
-    const at = counts?.[R];
-    const elsewhere = counts ? Object.entries(counts).filter(([n, c]) => n !== R && n !== S && c.markers > 0) : [];
-    if (endpoint && counts && at && at.markers === 0 && elsewhere.length) {
-      const wrongNode = elsewhere[0]![0];
-      const fwd = formatEndpoint(endpoint);
-      return d(
-        e,
-        'forward-misdirected',
-        viaForward ? `router:${rSite.name}` : wrongNode,
-        viaForward
-          ? `the forward ${fwd} should reach ${R} but datagrams arrive at ${wrongNode}`
-          : `datagrams for ${R} at ${fwd} arrive at ${wrongNode}`,
-        viaForward
-          ? `${S} dials ${R} at ${fwd}. The captures show ${S}'s datagrams (marker${elsewhere[0]![1].initiationsFromSender ? ' and handshake initiations' : ''}) arriving at ${wrongNode} and none at ${R}: the router of site ${rSite.name} forwards ${fwd} to the wrong node. ${wrongNode} cannot decrypt a handshake meant for ${R} and stays silent; the pair only works while ${R} dials out itself.`
-          : `${S} dials ${R} at ${fwd}, but its datagrams arrive at ${wrongNode}: that address belongs to another node.`,
-        viaForward
-          ? `On the router of site ${rSite.name}: forward UDP ${rSite.publicIp}:${endpoint.port} to ${rNode.address}:${rNode.listenPort} (${R}), not to ${nodeOf(inv, wrongNode).address} (${wrongNode}).`
-          : `Fix ${R}'s endpoint on ${S} (or the address in the inventory) and re-run meshctl up.`,
-        [...captureLines(e), ...ev],
-      );
-    }
-  }
-
-  if (!handshakeOk) {
-    const endpoint = endpointFor(inv, sNode, rNode);
-    const rSite = siteOf(inv, rNode);
-    const viaForward = endpoint && rSite.kind === 'nat' && endpoint.host === rSite.publicIp;
-    if (e.capture) {
-      const counts = e.capture.counts;
-      const at = counts[R];
-      const capEv = captureLines(e);
-      if (at && at.udpFromSender === 0 && e.capture.markerSent) {
-        return d(
-          e,
-          'no-udp-arriving',
-          viaForward ? `router:${rSite.name}` : R,
-          `no UDP from ${S} arrives at ${R}`,
-          `${S} sent datagrams to ${endpoint ? formatEndpoint(endpoint) : R}, and no capture in site ${rSite.name} saw any of them: ${viaForward ? `the router's forward ${formatEndpoint(endpoint!)} is missing, or ` : ''}a firewall on the way drops them.`,
-          viaForward
-            ? `Check the port-forward ${formatEndpoint(endpoint!)} -> ${rNode.address}:${rNode.listenPort} on the router of site ${rSite.name}, and firewalls between ${S} and ${R}.`
-            : `Check firewalls and routing between ${S} and ${R} for UDP ${rNode.listenPort}.`,
-          [...capEv, ...ev],
-        );
-      }
-      if (at && at.initiationsFromSender > 0 && at.responsesToSender === 0) {
-        return d(
-          e,
-          'no-handshake-answer',
-          R,
-          `${R} receives ${S}'s handshakes but does not answer`,
-          `Handshake initiations from ${S} arrive at ${R} (${at.initiationsFromSender} seen) but ${R} sends no response: WireGuard silently drops initiations it cannot authenticate, i.e. ${S}'s key is not the one ${R} knows (a wrong or swapped public key), or ${S}'s source address is not allowed.`,
-          `Compare ${S}'s public key (wg show ${iface} public-key on ${S}) with the PublicKey of its [Peer] block on ${R}, and ${R}'s key with ${S}'s; re-run meshctl up to redistribute keys.`,
-          [...capEv, ...ev],
-        );
-      }
-      if (at && at.responsesToSender > 0 && (counts[S]?.responsesFromReceiver ?? 0) === 0) {
-        return d(
-          e,
-          'no-udp-arriving',
-          S,
-          `${R}'s handshake answers never reach ${S}`,
-          `${R} answers ${S}'s handshakes (${at.responsesToSender} responses sent) but none arrive at ${S}: the way back is blocked (firewall on ${S}'s side, or a NAT mapping that sends them elsewhere).`,
-          `Check firewalls and NAT between ${R} and ${S} for UDP answers to ${S}'s port ${sNode.listenPort}.`,
-          [...capEv, ...ev],
-        );
-      }
-    }
-    return d(
-      e,
-      'no-handshake',
-      undefined,
-      `no handshake between ${S} and ${R}`,
-      `Neither side has completed a handshake with the other. Datagrams are lost on the way (${endpoint ? `${S} dials ${formatEndpoint(endpoint)}` : `${S} cannot dial ${R} and waits for it`}), or a key does not match.${e.capture ? '' : ' Run with --tcpdump to see where the datagrams go.'}`,
-      `Run: meshctl debug --pair ${S},${R} --tcpdump`,
-      ev,
-    );
-  }
-
-  // 8. the handshake works: what happens inside the tunnel
-  const pingFails = (e.forward && !e.forward.ok) || (e.backward && !e.backward.ok);
-  if (pingFails) {
-    for (const n of both) {
-      const rules = icmpDropOnIfaceRules(cl(n).firewall, iface);
-      if (rules.length) {
-        return d(
-          e,
-          'firewall-icmp',
-          n,
-          `${n}'s firewall drops ICMP on ${iface}`,
-          `The handshake between ${S} and ${R} works, but ${n} drops ICMP arriving on (or leaving by) ${iface}, so pings fail while the tunnel is fine.`,
-          `On ${n}: remove the rule, or accept traffic on ${iface} before it (iptables -I INPUT -i ${iface} -j ACCEPT).`,
-          [...rules.map((r) => `firewall on ${n}: ${r}`), ...ev],
-        );
-      }
-    }
-    for (const n of both) {
-      const rp = cl(n).rpFilter;
-      if (rp.effective === 1) {
-        return d(
-          e,
-          'rp-filter',
-          n,
-          `strict rp_filter on ${n} drops the tunnel's packets`,
-          `The handshake works, but ${n} has rp_filter strict (all=${rp.all}, ${iface}=${rp.iface ?? '?'}): packets whose source is not routed back through ${iface} are dropped.`,
-          `On ${n}: sysctl -w net.ipv4.conf.all.rp_filter=2 net.ipv4.conf.${iface}.rp_filter=2 (loose), persisted in /etc/sysctl.d/99-wireguard.conf.`,
-          [`rp_filter all=${rp.all} default=${rp.default} ${iface}=${rp.iface}`, ...ev],
-        );
-      }
-    }
-    const capEv = e.capture
-      ? Object.entries(e.capture.counts).map(
-          ([n, c]) => `capture on ${n}: ${c.icmpRequestsIn} echo requests in on ${iface}, ${c.icmpRepliesOut} replies out`,
-        )
-      : [];
-    const at = e.capture?.counts[R];
-    if (at && at.icmpRequestsIn > 0 && at.icmpRepliesOut === 0) {
-      return d(
-        e,
-        'firewall-icmp',
-        R,
-        `${R} receives pings on ${iface} but does not answer`,
-        `Echo requests from ${S} arrive at ${R} through the tunnel and no reply leaves: a firewall (or policy routing) on ${R} drops them.`,
-        `On ${R}: check iptables-save / nft list ruleset for rules on ${iface} or ICMP.`,
-        [...capEv, ...ev],
-      );
-    }
-    return d(
-      e,
-      'handshake-ok-ping-fails',
-      undefined,
-      `the handshake works but pings between ${S} and ${R} fail`,
-      `Keys, AllowedIPs and routes look right and the peers shake hands, yet ICMP does not pass: look for firewall rules outside iptables, policy routing, or a host that does not answer pings.`,
-      `Run: meshctl debug --pair ${S},${R} --tcpdump, and check nft list ruleset and ip rule on both nodes.`,
-      [...capEv, ...ev],
-    );
-  }
-
-  // 9. small packets pass, large ones do not
-  const pm = [e.forward?.pmtu, e.backward?.pmtu].find((p) => p && !p.skipped && !p.ok);
-  if (pm) {
-    return d(
-      e,
-      'mtu',
-      undefined,
-      `MTU black hole between ${S} and ${R}: packets over ${pm.largest + 28} bytes are lost`,
-      `Small pings pass but the largest payload that passes with DF set is ${pm.largest} bytes instead of ${pm.expected} (interface MTU ${pm.expected + 28}). Somewhere on the underlay path large UDP datagrams are dropped without an ICMP "fragmentation needed" coming back.`,
-      `Lower the mesh MTU in the inventory to ${pm.largest + 28} or less (mesh.mtu) and re-run meshctl up, or fix the underlay link's MTU / the filter that drops large packets.`,
-      [`DF probes: ${pm.tries.map((t) => `${t.size}:${t.ok ? 'ok' : 'lost'}`).join(' ')}`, ...ev],
-    );
-  }
-
-  return d(
+  return {
     e,
-    'healthy',
-    undefined,
-    `${S} and ${R} talk fine`,
-    'Handshakes are recent, pings pass both ways and large packets pass with DF set.',
-    'Nothing to do.',
-    ev,
-  );
+    inv,
+    iface: inv.mesh.interface,
+    S,
+    R,
+    sNode: nodeOf(inv, S),
+    rNode: nodeOf(inv, R),
+    ends,
+    base,
+    ev: [hsLine, ...base],
+    handshakeOk: fresh(ageS) || fresh(ageR),
+    pingFails: (!!e.forward && !e.forward.ok) || (!!e.backward && !e.backward.ok),
+    reached,
+    tunnel,
+    cl,
+    livePeers,
+    keyOwner: (key) => inv.nodes.find((n) => e.desired.get(n.name)?.publicKey === key)?.name,
+    make: (cause, node, text, evidence) => ({
+      sender: S,
+      receiver: R,
+      cause,
+      ...(node ? { node } : {}),
+      summary: text.summary,
+      explanation: text.explanation,
+      fix: text.fix,
+      evidence,
+    }),
+  };
 }
 
-function captureLines(e: PairEvidence): string[] {
-  return Object.entries(e.capture?.counts ?? {}).map(
-    ([n, c]) =>
-      `capture on ${n}: ${c.udpFromSender} datagrams from ${e.sender} (${c.initiationsFromSender} handshake initiations, ${c.markers} markers), ${c.responsesToSender} handshake responses sent back`,
-  );
+// ---------------------------------------------------------------------------------------------------------------
+// The inventory itself
+
+/** Why `from` cannot dial `to` by the inventory's rules (../topology/endpoints.ts), or undefined when it can. */
+function whyCannotDial(inv: Inventory, from: Node, to: Node): string | undefined {
+  if (endpointFor(inv, from, to)) return undefined;
+  const site = siteOf(inv, to);
+  if (site.kind === 'lan') return `${to.name} is in site ${site.name}, a lan site with no way in from outside it`;
+  if (site.kind === 'nat') return `${to.name} has no forwardedPort on the router of site ${site.name} (${site.publicIp})`;
+  return `${to.name} cannot be dialled from ${from.name}`;
 }
+
+/** A forwardedPort for `node` that no other node of its site uses: its listen port, else the next free one. */
+function freeForwardedPort(inv: Inventory, node: Node): number {
+  const used = new Set(inv.nodes.filter((n) => n.site === node.site && n !== node).map((n) => n.forwardedPort));
+  let port = node.listenPort;
+  while (used.has(port) && port < 65535) port++;
+  return port;
+}
+
+/** The validated forwardedPort patches that make the pair connect, one per side that can take one. */
+function forwardFixes(c: PairContext): Array<{ node: Node; site: Extract<Site, { kind: 'nat' }>; patch: InventoryPatch }> {
+  const text = c.e.inventoryText;
+  if (text === undefined) return [];
+  const out: Array<{ node: Node; site: Extract<Site, { kind: 'nat' }>; patch: InventoryPatch }> = [];
+  for (const node of [c.rNode, c.sNode]) {
+    const site = siteOf(c.inv, node);
+    if (site.kind !== 'nat' || node.forwardedPort !== undefined) continue;
+    const patch = { path: ['nodes', node.name, 'forwardedPort'], value: freeForwardedPort(c.inv, node) };
+    const checked = checkInventoryPatch(text, c.inv.source, [patch]);
+    if (!checked.ok) continue;
+    const n = (name: string) => nodeOf(checked.inventory, name);
+    if (pairCanConnect(checked.inventory, n(c.S), n(c.R))) out.push({ node, site, patch });
+  }
+  return out;
+}
+
+const unconnectable: Rule = {
+  name: 'unconnectable',
+  find(c) {
+    if (pairCanConnect(c.inv, c.sNode, c.rNode)) return [];
+    const fixes = forwardFixes(c);
+    const first = fixes[0];
+    const fix = first
+      ? `${fixes
+          .map(
+            (f) =>
+              `Give ${f.node.name} a port-forward: set ${describePatch(f.patch)} in ${c.inv.source} (the inventory validates with it) and forward UDP ${f.site.publicIp}:${f.patch.value} -> ${f.node.address}:${f.node.listenPort} on the router of site ${f.site.name}`,
+          )
+          .join('; or: ')}; then re-run meshctl up.`
+      : `No forwardedPort can fix this pair in ${c.inv.source}${c.e.inventoryText === undefined ? ' (the inventory text was not available to check a change)' : ''}: give one of the two sites a way in (a router port-forward, declared as a nat site with its publicIp and the node's forwardedPort) or move one node to a public site, then check the result with meshctl validate.`;
+    return [
+      c.make(
+        'unconnectable',
+        undefined,
+        {
+          summary: `the inventory gives ${c.S} and ${c.R} no way to reach each other`,
+          explanation: `Neither side can dial the other: ${whyCannotDial(c.inv, c.sNode, c.rNode)}, and ${whyCannotDial(c.inv, c.rNode, c.sNode)}. So neither has an Endpoint for the other, no handshake is ever sent between them and no datagram is sent to be lost: nothing on the nodes or the path is at fault (meshctl validate lists this pair as one that will not connect).`,
+          fix,
+        },
+        [
+          `inventory: ${c.S} -> ${c.R}: ${whyCannotDial(c.inv, c.sNode, c.rNode)}`,
+          `inventory: ${c.R} -> ${c.S}: ${whyCannotDial(c.inv, c.rNode, c.sNode)}`,
+          ...c.ev,
+        ],
+      ),
+    ].map((d) => (first ? { ...d, inventoryPatch: [first.patch] } : d));
+  },
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+// Can both ends be examined, is the tunnel there
+
+const nodeUnreachable: Rule = {
+  name: 'node-unreachable',
+  find: (c) =>
+    [c.S, c.R]
+      .filter((n) => !c.reached(n))
+      .map((n) =>
+        c.make(
+          'node-unreachable',
+          n,
+          {
+            summary: `${n} could not be reached over SSH`,
+            explanation: `meshctl could not log in to ${n} (${c.e.sides[n]?.error ?? 'no connection'}), so only one end of the pair can be examined.`,
+            fix: `Check that ${n} is up and reachable over SSH, then run debug again.`,
+          },
+          c.base,
+        ),
+      ),
+};
+
+const tunnelMissing: Rule = {
+  name: 'tunnel',
+  find(c) {
+    const paths = wireguardPaths(c.iface);
+    return [c.S, c.R]
+      .filter((n) => c.reached(n) && !c.tunnel(n))
+      .map((n) => {
+        const cl = c.cl(n);
+        const evidence = [
+          `ip addr: ${cl.iface.error ?? (cl.iface.exists ? `${c.iface} exists` : 'missing')}`,
+          `wg: ${cl.wgError ?? 'ok'}`,
+          `service: ${cl.service.systemd ? `${paths.service} ${cl.service.active ?? '?'} (${cl.service.enabled ?? '?'})` : 'no systemd'}`,
+          ...c.base,
+        ];
+        if (cl.service.systemd && cl.service.active !== 'active')
+          return c.make(
+            'service-down',
+            n,
+            {
+              summary: `${paths.service} is not running on ${n}`,
+              explanation: `The service is ${cl.service.active ?? 'not active'} on ${n}, so ${c.iface} does not exist there and no peer can reach it.`,
+              fix: `On ${n}: systemctl enable --now ${paths.service} (and journalctl -u ${paths.service} if it fails to start).`,
+            },
+            evidence,
+          );
+        return c.make(
+          'interface-missing',
+          n,
+          {
+            summary: `${c.iface} does not exist on ${n}`,
+            explanation: `${n} has no ${c.iface} interface${cl.service.systemd ? ` although ${paths.service} reports ${cl.service.active}` : ' and no systemd to keep it up'}.`,
+            fix: `On ${n}: wg-quick up ${c.iface}; check ${paths.config} and that wireguard-go or the kernel module is available.`,
+          },
+          evidence,
+        );
+      });
+  },
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+// Keys, live peers, AllowedIPs, routes
+
+const ownKey: Rule = {
+  name: 'own-key',
+  find(c) {
+    const paths = wireguardPaths(c.iface);
+    const out: Diagnosis[] = [];
+    for (const n of [c.S, c.R].filter(c.tunnel)) {
+      const cl = c.cl(n);
+      if (!cl.livePublicKey)
+        out.push(
+          c.make(
+            'no-private-key',
+            n,
+            {
+              summary: `${n}'s ${c.iface} runs without a private key`,
+              explanation: `${n}'s ${c.iface} exists but holds no private key, so it can neither answer nor start a handshake. \`wg syncconf\`/\`wg setconf\` from a file without PrivateKey do this, and so does the stock \`systemctl reload ${paths.service}\` where the file leaves the key to PostUp.`,
+              fix: `On ${n}: wg set ${c.iface} private-key ${paths.privateKey}; or re-run meshctl up, which does so and installs a reload drop-in that keeps the key.`,
+            },
+            ['wg public-key: (none)', `${c.iface}.pub: ${cl.filePublicKey ?? '(none)'}`, ...c.base],
+          ),
+        );
+      else if (cl.filePublicKey && cl.livePublicKey !== cl.filePublicKey)
+        out.push(
+          c.make(
+            'wrong-public-key',
+            n,
+            {
+              summary: `${n} runs with another key than its peers were given`,
+              explanation: `${n}'s ${c.iface} uses ${cl.livePublicKey} but ${paths.publicKey} (what its peers were configured with) says ${cl.filePublicKey}; its peers drop its handshakes.`,
+              fix: `Restart ${paths.service} on ${n} so it loads ${paths.privateKey}, or re-run meshctl up so the peers get the right key.`,
+            },
+            [`wg public-key: ${cl.livePublicKey}`, `${c.iface}.pub: ${cl.filePublicKey}`, ...c.base],
+          ),
+        );
+    }
+    return out;
+  },
+};
+
+/**
+ * The other end's peer entry, live and on file. Missing live while the file holds it (right key): the live
+ * interface lost it (`wg set ... remove`, a reload gone wrong) and a sync restores it, the file needs no edit.
+ * Missing from the file too, or under another key: the file is wrong.
+ */
+const peerEntry: Rule = {
+  name: 'peer-entry',
+  find(c) {
+    const paths = wireguardPaths(c.iface);
+    const out: Diagnosis[] = [];
+    for (const { self, other, want } of c.ends) {
+      if (!c.tunnel(self)) continue;
+      const peers = c.livePeers(self);
+      if (peers.some((p) => p.publicKey === want.publicKey)) continue;
+      const cl = c.cl(self);
+      const holder = peers.find((p) => p.allowedIps.some((ip) => want.allowedIps.includes(ip)));
+      const holderName = holder ? (c.keyOwner(holder.publicKey) ?? 'no node of the inventory') : undefined;
+      const holderLine = holder ? [`wg on ${self}: peer ${holder.publicKey} allowed-ips ${holder.allowedIps.join(',')}`] : [];
+      const onFile = cl.config?.peers.find((p) => p.publicKey === want.publicKey);
+      if (onFile) {
+        const privateKeyPath = c.e.desired.get(self)?.privateKeyPath ?? paths.privateKey;
+        out.push(
+          c.make(
+            'peer-missing-live',
+            self,
+            {
+              summary: `${other} is missing from ${self}'s live interface (${paths.config} is right)`,
+              explanation: `${paths.config} on ${self} holds ${other}'s [Peer] block with the right key ${want.publicKey} (line ${onFile.line}), but the running ${c.iface} has no peer with that key${holder ? `; ${want.allowedIps.join(', ')} sits under ${holder.publicKey} (${holderName}) instead` : ''}: the interface was changed after it was loaded (e.g. \`wg set ${c.iface} peer ... remove\`). ${self} drops ${other}'s handshakes and has no way to send to it.`,
+              fix: `Re-run meshctl up: it compares the live interface with the design and syncs it. Or on ${self}, load the file again without losing the key: ${syncconfKeepingKeyCommand(c.iface, privateKeyPath)}`,
+            },
+            [
+              `wg on ${self}: no peer ${want.publicKey}`,
+              `${c.iface}.conf on ${self}: [Peer] ${other} PublicKey = ${want.publicKey}`,
+              ...holderLine,
+              ...c.base,
+            ],
+          ),
+        );
+        continue;
+      }
+      const conf = cl.config?.peers.find((p) => p.allowedIps.some((ip) => want.allowedIps.includes(ip)));
+      out.push(
+        c.make(
+          'wrong-public-key',
+          self,
+          {
+            summary: `${self}'s peer entry for ${other} holds the wrong public key`,
+            explanation: holder
+              ? `On ${self}, ${other}'s address ${want.allowedIps.join(', ')} sits under the public key ${holder.publicKey}, which belongs to ${holderName}, not to ${other} (${want.publicKey}). ${other}'s handshakes are dropped by ${self} and ${self}'s packets for ${other} are encrypted for the wrong node.`
+              : `${self} has no peer with ${other}'s public key ${want.publicKey}, live or in ${paths.config}; handshakes between them cannot succeed.`,
+            fix: `Fix the [Peer] block for ${other} in ${paths.config} on ${self}${conf ? ` (line ${conf.lines.publickey ?? conf.line})` : ''}: PublicKey = ${want.publicKey}; or re-run meshctl up.`,
+          },
+          [...holderLine, ...c.base],
+        ),
+      );
+    }
+    return out;
+  },
+};
+
+const allowedIps: Rule = {
+  name: 'allowed-ips',
+  find(c) {
+    const out: Diagnosis[] = [];
+    for (const { self, other, want } of c.ends) {
+      if (!c.tunnel(self)) continue;
+      const peers = c.livePeers(self);
+      const live = peers.find((p) => p.publicKey === want.publicKey);
+      if (!live) continue; // the peer-entry rule names it
+      const has = want.allowedIps.every((ip) => live.allowedIps.includes(ip));
+      const stolen = peers.find((p) => p !== live && p.allowedIps.some((ip) => want.allowedIps.includes(ip)));
+      if (has && !stolen) continue;
+      out.push(
+        c.make(
+          'allowed-ips',
+          self,
+          {
+            summary: `${self}'s AllowedIPs for ${other} are wrong`,
+            explanation: `On ${self}, the peer ${other} has AllowedIPs ${live.allowedIps.join(', ') || '(none)'} instead of ${want.allowedIps.join(', ')}${stolen ? `, and ${want.allowedIps.join(', ')} is claimed by another peer (${c.keyOwner(stolen.publicKey) ?? stolen.publicKey})` : ''}. WireGuard routes packets to a peer, and accepts packets from it, only for its AllowedIPs.`,
+            fix: `Set AllowedIPs = ${want.allowedIps.join(', ')} in ${other}'s [Peer] block on ${self} (${wireguardPaths(c.iface).config}) and reload, or re-run meshctl up.`,
+          },
+          [`wg on ${self}: peer ${other} allowed-ips ${live.allowedIps.join(',') || '(none)'}`, ...c.base],
+        ),
+      );
+    }
+    return out;
+  },
+};
+
+const missingRoute: Rule = {
+  name: 'missing-route',
+  find(c) {
+    const out: Diagnosis[] = [];
+    for (const { self, other, want } of c.ends) {
+      if (!c.tunnel(self)) continue;
+      const ip = want.allowedIps[0]!.replace(/\/32$/, '');
+      const route = c.cl(self).routes.find((r) => r.dst === ip);
+      if (!route || route.dev === c.iface) continue;
+      out.push(
+        c.make(
+          'missing-route',
+          self,
+          {
+            summary: `${self} has no /32 route to ${other} via ${c.iface}`,
+            explanation: `On ${self}, \`ip route get ${ip}\` goes ${route.dev ? `via ${route.dev}${route.gateway ? ` ${route.gateway}` : ''}` : `nowhere (${route.error ?? 'no route'})`}: packets for ${other} (and replies to it) never enter the tunnel, although handshakes can still work.`,
+            // replace, not add: `ip route add` fails with "File exists" when the /32 points at another device
+            fix: `On ${self}: ip route replace ${ip}/32 dev ${c.iface} (wg-quick adds it from AllowedIPs; restarting ${wireguardPaths(c.iface).service} restores it).`,
+          },
+          [
+            `ip route get ${ip} on ${self}: ${route.dev ? `dev ${route.dev}` : ''}${route.gateway ? ` via ${route.gateway}` : ''}${route.error ? ` ${route.error}` : ''}`,
+            ...c.base,
+          ],
+        ),
+      );
+    }
+    return out;
+  },
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+// The underlay: endpoints, firewalls, forwards
 
 /** "the edge works" context for a pair inside one site. */
-function edgeContext(e: PairEvidence, a: string, b: string): string {
-  if (!e.matrix) return '';
-  const inv = e.inventory;
-  const site = nodeOf(inv, a).site;
-  const outside = inv.nodes.filter((n) => n.site !== site).map((n) => n.name);
-  const ok = (x: string, y: string) => e.matrix!.cells[x]?.[y]?.ok === true;
+function edgeContext(c: PairContext): string {
+  const m = c.e.matrix;
+  if (!m) return '';
+  const site = c.sNode.site;
+  const outside = c.inv.nodes.filter((n) => n.site !== site).map((n) => n.name);
+  const ok = (x: string, y: string) => m.cells[x]?.[y]?.ok === true;
+  const [a, b] = [c.S, c.R];
   const worksOutside = outside.length > 0 && outside.every((o) => ok(a, o) && ok(o, a) && ok(b, o) && ok(o, b));
   const pairFails = !ok(a, b) || !ok(b, a);
   return pairFails && worksOutside
     ? `Both reach ${outside.join(', ')} outside the site, which rules out keys and the nodes themselves.`
     : '';
+}
+
+const wrongLanEndpoint: Rule = {
+  name: 'wrong-lan-endpoint',
+  find(c) {
+    if (c.sNode.site !== c.rNode.site) return [];
+    const out: Diagnosis[] = [];
+    for (const { self, other, want } of c.ends) {
+      if (!c.tunnel(self)) continue;
+      const cl = c.cl(self);
+      const conf = cl.config?.peers.find((p) => p.publicKey === want.publicKey);
+      const live = cl.peers.find((p) => p.publicKey === want.publicKey);
+      const wrongConf = conf && want.endpoint && conf.endpoint !== want.endpoint ? (conf.endpoint ?? '(none)') : undefined;
+      const wrongLive = live && want.endpoint && live.endpoint && live.endpoint !== want.endpoint ? live.endpoint : undefined;
+      if (!wrongConf && !wrongLive) continue;
+      const wrong = wrongLive ?? wrongConf!;
+      out.push(
+        c.make(
+          'wrong-lan-endpoint',
+          self,
+          {
+            summary: `${self} dials ${other} at ${wrong} instead of its LAN address ${want.endpoint}`,
+            explanation:
+              `${c.S} and ${c.R} share site ${c.sNode.site}, so they talk over the LAN; ${self}'s endpoint for ${other} is ${wrong}${wrongConf && wrongLive && wrongConf !== wrongLive ? ` (file: ${wrongConf})` : ''}, where nothing answers. ${edgeContext(c)}`.trim(),
+            fix: `Set Endpoint = ${want.endpoint} in ${other}'s [Peer] block on ${self} (${wireguardPaths(c.iface).config}${conf?.lines.endpoint ? ` line ${conf.lines.endpoint}` : ''}), or fix ${other}'s address in the inventory and re-run meshctl up.`,
+          },
+          [
+            ...(wrongLive ? [`wg on ${self}: peer ${other} endpoint ${wrongLive}`] : []),
+            ...(wrongConf ? [`${c.iface}.conf on ${self}: Endpoint = ${wrongConf}`] : []),
+            ...c.base,
+          ],
+        ),
+      );
+    }
+    return out;
+  },
+};
+
+const firewallUdp: Rule = {
+  name: 'firewall-udp',
+  find(c) {
+    if (c.handshakeOk && !c.pingFails) return [];
+    return [c.S, c.R].filter(c.reached).flatMap((n) => {
+      const port = nodeOf(c.inv, n).listenPort;
+      const rules = udpDropRules(c.cl(n).firewall, port);
+      if (!rules.length) return [];
+      return [
+        c.make(
+          'firewall-udp',
+          n,
+          {
+            summary: `${n}'s firewall drops UDP ${port}`,
+            explanation: `${n} drops incoming WireGuard datagrams on its listen port, so no handshake with ${n === c.S ? c.R : c.S} can complete (captures on ${n} may still show the datagrams: tcpdump sees them before the firewall).`,
+            fix: `On ${n}: remove the rule, or allow UDP ${port} before it (e.g. iptables -I INPUT -p udp --dport ${port} -j ACCEPT).`,
+          },
+          [...rules.map((r) => `firewall on ${n}: ${r}`), ...c.ev],
+        ),
+      ];
+    });
+  },
+};
+
+function captureLines(e: PairEvidence): string[] {
+  return Object.entries(e.capture?.counts ?? {}).map(
+    ([n, cc]) =>
+      `capture on ${n}: ${cc.udpFromSender} datagrams from ${e.sender} (${cc.initiationsFromSender} handshake initiations, ${cc.markers} markers), ${cc.responsesToSender} handshake responses sent back`,
+  );
+}
+
+/** Where the sender dials the receiver, and whether that goes through the receiver's site router. */
+function dialPath(c: PairContext) {
+  const endpoint = endpointFor(c.inv, c.sNode, c.rNode);
+  const rSite = siteOf(c.inv, c.rNode);
+  const viaForward = !!endpoint && rSite.kind === 'nat' && endpoint.host === rSite.publicIp;
+  return { endpoint, rSite, viaForward };
+}
+
+/**
+ * A forward (or address) that delivers the sender's datagrams to another node. Checked even while the pair works:
+ * the receiver may dial out and WireGuard roams, hiding that nobody can dial in.
+ */
+const forwardMisdirected: Rule = {
+  name: 'forward-misdirected',
+  find(c) {
+    const { endpoint, rSite, viaForward } = dialPath(c);
+    const counts = c.e.capture?.counts;
+    const at = counts?.[c.R];
+    if (!endpoint || !counts || !at || at.markers > 0) return [];
+    const elsewhere = Object.entries(counts).filter(([n, cc]) => n !== c.R && n !== c.S && cc.markers > 0);
+    if (!elsewhere.length) return [];
+    const [wrongNode, wrongCounts] = elsewhere[0]!;
+    const fwd = formatEndpoint(endpoint);
+    const publicIp = rSite.kind === 'nat' ? rSite.publicIp : '';
+    return [
+      c.make(
+        'forward-misdirected',
+        viaForward ? `router:${rSite.name}` : wrongNode,
+        viaForward
+          ? {
+              summary: `the forward ${fwd} should reach ${c.R} but datagrams arrive at ${wrongNode}`,
+              explanation: `${c.S} dials ${c.R} at ${fwd}. The captures show ${c.S}'s datagrams (marker${wrongCounts.initiationsFromSender ? ' and handshake initiations' : ''}) arriving at ${wrongNode} and none at ${c.R}: the router of site ${rSite.name} forwards ${fwd} to the wrong node. ${wrongNode} cannot decrypt a handshake meant for ${c.R} and stays silent; the pair only works while ${c.R} dials out itself.`,
+              fix: `On the router of site ${rSite.name}: forward UDP ${publicIp}:${endpoint.port} to ${c.rNode.address}:${c.rNode.listenPort} (${c.R}), not to ${nodeOf(c.inv, wrongNode).address} (${wrongNode}).`,
+            }
+          : {
+              summary: `datagrams for ${c.R} at ${fwd} arrive at ${wrongNode}`,
+              explanation: `${c.S} dials ${c.R} at ${fwd}, but its datagrams arrive at ${wrongNode}: that address belongs to another node.`,
+              fix: `Fix ${c.R}'s endpoint on ${c.S} (or the address in the inventory) and re-run meshctl up.`,
+            },
+        [...captureLines(c.e), ...c.ev],
+      ),
+    ];
+  },
+};
+
+/** Symptom rule: no handshake, read from the captures (where the sender's datagrams went). */
+const handshakeCaptures: Rule = {
+  name: 'handshake-captures',
+  find(c, found) {
+    if (c.handshakeOk || explained(found, 'handshake') || !c.e.capture) return [];
+    const { endpoint, rSite, viaForward } = dialPath(c);
+    const counts = c.e.capture.counts;
+    const at = counts[c.R];
+    const capEv = [...captureLines(c.e), ...c.ev];
+    // the marker was sent only when the sender has an endpoint to send it to (the provocation says so)
+    if (endpoint && at && at.udpFromSender === 0 && c.e.capture.markerSent) {
+      const fwd = formatEndpoint(endpoint);
+      return [
+        c.make(
+          'no-udp-arriving',
+          viaForward ? `router:${rSite.name}` : c.R,
+          {
+            summary: `no UDP from ${c.S} arrives at ${c.R}`,
+            explanation: `${c.S} sent datagrams to ${fwd}, and no capture in site ${rSite.name} saw any of them: ${viaForward ? `the router's forward ${fwd} is missing, or ` : ''}a firewall on the way drops them.`,
+            fix: viaForward
+              ? `Check the port-forward ${fwd} -> ${c.rNode.address}:${c.rNode.listenPort} on the router of site ${rSite.name}, and firewalls between ${c.S} and ${c.R}.`
+              : `Check firewalls and routing between ${c.S} and ${c.R} for UDP ${c.rNode.listenPort}.`,
+          },
+          capEv,
+        ),
+      ];
+    }
+    if (at && at.initiationsFromSender > 0 && at.responsesToSender === 0)
+      return [
+        c.make(
+          'no-handshake-answer',
+          c.R,
+          {
+            summary: `${c.R} receives ${c.S}'s handshakes but does not answer`,
+            explanation: `Handshake initiations from ${c.S} arrive at ${c.R} (${at.initiationsFromSender} seen) but ${c.R} sends no response: WireGuard silently drops initiations it cannot authenticate, i.e. ${c.S}'s key is not the one ${c.R} knows (a wrong or swapped public key), or ${c.S}'s source address is not allowed.`,
+            fix: `Compare ${c.S}'s public key (wg show ${c.iface} public-key on ${c.S}) with the PublicKey of its [Peer] block on ${c.R}, and ${c.R}'s key with ${c.S}'s; re-run meshctl up to redistribute keys.`,
+          },
+          capEv,
+        ),
+      ];
+    if (at && at.responsesToSender > 0 && (counts[c.S]?.responsesFromReceiver ?? 0) === 0)
+      return [
+        c.make(
+          'no-udp-arriving',
+          c.S,
+          {
+            summary: `${c.R}'s handshake answers never reach ${c.S}`,
+            explanation: `${c.R} answers ${c.S}'s handshakes (${at.responsesToSender} responses sent) but none arrive at ${c.S}: the way back is blocked (firewall on ${c.S}'s side, or a NAT mapping that sends them elsewhere).`,
+            fix: `Check firewalls and NAT between ${c.R} and ${c.S} for UDP answers to ${c.S}'s port ${c.sNode.listenPort}.`,
+          },
+          capEv,
+        ),
+      ];
+    return [];
+  },
+};
+
+/** Symptom rule: no handshake and nothing found that explains it. */
+const noHandshake: Rule = {
+  name: 'no-handshake',
+  find(c, found) {
+    if (c.handshakeOk || explained(found, 'handshake')) return [];
+    const endpoint = endpointFor(c.inv, c.sNode, c.rNode);
+    return [
+      c.make(
+        'no-handshake',
+        undefined,
+        {
+          summary: `no handshake between ${c.S} and ${c.R}`,
+          explanation: `Neither side has completed a handshake with the other. Datagrams are lost on the way (${endpoint ? `${c.S} dials ${formatEndpoint(endpoint)}` : `${c.S} cannot dial ${c.R} and waits for it`}), or a key does not match.${c.e.capture ? '' : ' Run with --tcpdump to see where the datagrams go.'}`,
+          fix: `Run: meshctl debug --pair ${c.S},${c.R} --tcpdump`,
+        },
+        c.ev,
+      ),
+    ];
+  },
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+// Inside the tunnel
+
+const firewallIcmp: Rule = {
+  name: 'firewall-icmp',
+  find(c) {
+    if (!c.pingFails) return [];
+    return [c.S, c.R].filter(c.reached).flatMap((n) => {
+      const rules = icmpDropOnIfaceRules(c.cl(n).firewall, c.iface);
+      if (!rules.length) return [];
+      return [
+        c.make(
+          'firewall-icmp',
+          n,
+          {
+            summary: `${n}'s firewall drops ICMP on ${c.iface}`,
+            explanation: `${n} drops ICMP arriving on (or leaving by) ${c.iface}, so pings between ${c.S} and ${c.R} fail${c.handshakeOk ? ' while the tunnel is fine' : ''}.`,
+            fix: `On ${n}: remove the rule, or accept traffic on ${c.iface} before it (iptables -I INPUT -i ${c.iface} -j ACCEPT).`,
+          },
+          [...rules.map((r) => `firewall on ${n}: ${r}`), ...c.ev],
+        ),
+      ];
+    });
+  },
+};
+
+const rpFilter: Rule = {
+  name: 'rp-filter',
+  find(c) {
+    if (!c.handshakeOk || !c.pingFails) return [];
+    return [c.S, c.R].filter(c.reached).flatMap((n) => {
+      const rp = c.cl(n).rpFilter;
+      if (rp.effective !== 1) return [];
+      return [
+        c.make(
+          'rp-filter',
+          n,
+          {
+            summary: `strict rp_filter on ${n} drops the tunnel's packets`,
+            explanation: `The handshake works, but ${n} has rp_filter strict (all=${rp.all}, ${c.iface}=${rp.iface ?? '?'}): packets whose source is not routed back through ${c.iface} are dropped.`,
+            fix: `On ${n}: sysctl -w net.ipv4.conf.all.rp_filter=2 net.ipv4.conf.${c.iface}.rp_filter=2 (loose), persisted in /etc/sysctl.d/99-wireguard.conf.`,
+          },
+          [`rp_filter all=${rp.all} default=${rp.default} ${c.iface}=${rp.iface}`, ...c.ev],
+        ),
+      ];
+    });
+  },
+};
+
+/** Symptom rule: the handshake works, pings fail, and nothing found explains it. */
+const pingFails: Rule = {
+  name: 'ping-fails',
+  find(c, found) {
+    if (!c.handshakeOk || !c.pingFails || explained(found, 'ping')) return [];
+    const capEv = c.e.capture
+      ? Object.entries(c.e.capture.counts).map(
+          ([n, cc]) => `capture on ${n}: ${cc.icmpRequestsIn} echo requests in on ${c.iface}, ${cc.icmpRepliesOut} replies out`,
+        )
+      : [];
+    const at = c.e.capture?.counts[c.R];
+    if (at && at.icmpRequestsIn > 0 && at.icmpRepliesOut === 0)
+      return [
+        c.make(
+          'firewall-icmp',
+          c.R,
+          {
+            summary: `${c.R} receives pings on ${c.iface} but does not answer`,
+            explanation: `Echo requests from ${c.S} arrive at ${c.R} through the tunnel and no reply leaves: a firewall (or policy routing) on ${c.R} drops them.`,
+            fix: `On ${c.R}: check iptables-save / nft list ruleset for rules on ${c.iface} or ICMP.`,
+          },
+          [...capEv, ...c.ev],
+        ),
+      ];
+    return [
+      c.make(
+        'handshake-ok-ping-fails',
+        undefined,
+        {
+          summary: `the handshake works but pings between ${c.S} and ${c.R} fail`,
+          explanation:
+            'Keys, AllowedIPs and routes look right and the peers shake hands, yet ICMP does not pass: look for firewall rules outside iptables, policy routing, or a host that does not answer pings.',
+          fix: `Run: meshctl debug --pair ${c.S},${c.R} --tcpdump, and check nft list ruleset and ip rule on both nodes.`,
+        },
+        [...capEv, ...c.ev],
+      ),
+    ];
+  },
+};
+
+/**
+ * The fix for an MTU black hole: the largest interface MTU the path carries, offered as `mesh.mtu` only when the
+ * inventory validates with it; else the reason it cannot be, and the fix outside the inventory.
+ */
+function mtuFix(c: PairContext, pathMtu: number, outer: number): { fix: string; patch?: InventoryPatch } {
+  const underlay = `fix the underlay instead: raise the MTU of the link on the way that loses UDP datagrams over about ${outer} bytes, or remove the filter that drops them (or make it send ICMP "fragmentation needed"), then run meshctl verify`;
+  const patch: InventoryPatch = { path: ['mesh', 'mtu'], value: pathMtu };
+  if (c.e.inventoryText === undefined)
+    return { fix: `No inventory change was checked (the inventory text was not available); ${underlay}.` };
+  const checked = checkInventoryPatch(c.e.inventoryText, c.inv.source, [patch]);
+  if (checked.ok)
+    return {
+      fix: `Set ${describePatch(patch)} in ${c.inv.source} (the inventory validates with it) and re-run meshctl up; or ${underlay}.`,
+      patch,
+    };
+  // the validation's own words, without the `file:line:col: mesh.mtu:` that would read like a suggestion
+  const why = checked.problems.map((p) => p.replace(/^.*?mesh\.mtu: /, '')).join('; ');
+  return {
+    fix: `No value of mesh.mtu fixes this: the path carries at most ${pathMtu}-byte packets in the tunnel, and the inventory validation rejects an MTU of ${pathMtu} (${why}). So ${underlay}.`,
+  };
+}
+
+const mtu: Rule = {
+  name: 'mtu',
+  find(c) {
+    const pm = [c.e.forward?.pmtu, c.e.backward?.pmtu].find((p) => p && !p.skipped && !p.ok);
+    if (!pm) return [];
+    const pathMtu = pm.largest + 28;
+    // WireGuard adds 32 bytes to the padded packet, then UDP 8 and IPv4 20
+    const outer = pathMtu + 60;
+    const { fix, patch } = mtuFix(c, pathMtu, outer);
+    return [
+      {
+        ...c.make(
+          'mtu',
+          undefined,
+          {
+            summary: `MTU black hole between ${c.S} and ${c.R}: packets over ${pathMtu} bytes are lost`,
+            explanation: `Small pings pass but the largest payload that passes with DF set is ${pm.largest} bytes instead of ${pm.expected} (interface MTU ${pm.expected + 28}). Somewhere on the underlay path large UDP datagrams are dropped without an ICMP "fragmentation needed" coming back.`,
+            fix,
+          },
+          [`DF probes: ${pm.tries.map((t) => `${t.size}:${t.ok ? 'ok' : 'lost'}`).join(' ')}`, ...c.ev],
+        ),
+        ...(patch ? { inventoryPatch: [patch] } : {}),
+      },
+    ];
+  },
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+
+/**
+ * The rules, in the order of the runbook (and of the report). Rules that need a node's evidence skip a node that
+ * could not be examined; symptom rules (no handshake, ping fails) come after every specific rule that explains
+ * the same symptom.
+ */
+export const RULES: readonly Rule[] = [
+  unconnectable,
+  nodeUnreachable,
+  tunnelMissing,
+  ownKey,
+  peerEntry,
+  allowedIps,
+  missingRoute,
+  wrongLanEndpoint,
+  firewallUdp,
+  forwardMisdirected,
+  handshakeCaptures,
+  noHandshake,
+  firewallIcmp,
+  rpFilter,
+  pingFails,
+  mtu,
+];
+
+/**
+ * Every cause the evidence shows for the pair, in runbook order; a single 'healthy' diagnosis when none.
+ * Pure: reads the evidence (and validates suggested inventory changes against `e.inventoryText`), touches nothing.
+ */
+export function classifyPair(e: PairEvidence): Diagnosis[] {
+  const c = context(e);
+  const found: Diagnosis[] = [];
+  const blind = !c.reached(c.S) || !c.reached(c.R);
+  for (const rule of RULES) {
+    // symptom rules need both ends' evidence; without it the only causes are the ones that can be seen
+    if (blind && (rule === handshakeCaptures || rule === noHandshake || rule === pingFails)) continue;
+    found.push(...rule.find(c, found));
+  }
+  if (found.length) return found;
+  return [
+    c.make(
+      'healthy',
+      undefined,
+      {
+        summary: `${c.S} and ${c.R} talk fine`,
+        explanation: 'Handshakes are recent, pings pass both ways and large packets pass with DF set.',
+        fix: 'Nothing to do.',
+      },
+      c.ev,
+    ),
+  ];
 }

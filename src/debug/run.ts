@@ -19,6 +19,7 @@ import type { Matrix } from '../checks/ping-matrix.js';
 import {
   cleanupCaptureScript,
   countPackets,
+  markerWasSent,
   parseStartCapture,
   parseStopCapture,
   provokeScript,
@@ -29,6 +30,7 @@ import {
 } from './capture.js';
 import { classifyPair, type Diagnosis, type PairEvidence, type SideEvidence } from './classify.js';
 import { splitSections } from '../checks/probes.js';
+import { readInventoryFile } from '../inventory/load.js';
 
 export interface DebugOptions {
   pair?: [string, string];
@@ -62,7 +64,7 @@ export interface DebugReport {
   version: 1;
   inventory: string;
   startedAt: string;
-  /** the pairs examined, with their diagnosis */
+  /** every cause found on each pair examined, in runbook order (several per pair; one 'healthy' when none) */
   diagnoses: Diagnosis[];
   captures: PairCapture[];
   /** the verify checks the pairs were chosen from */
@@ -190,7 +192,7 @@ async function capturePair(
       }),
       { timeoutMs: (options.seconds + 20) * 1000, ...signalOpt },
     );
-    result.markerSent = /sent/.test(splitSections(provoke.stdout).get('marker')?.body ?? '');
+    result.markerSent = markerWasSent(splitSections(provoke.stdout).get('marker')?.body ?? '');
     // the pcaps hold the overlay's plaintext: the bundle is the operator's alone
     await mkdir(bundle, { recursive: true, mode: 0o700 });
     await Promise.all(
@@ -229,6 +231,18 @@ async function capturePair(
   return result;
 }
 
+/**
+ * The inventory file's text, against which suggested inventory changes are validated (./inventory-fix.ts);
+ * undefined when it can no longer be read (then no inventory change is suggested).
+ */
+function inventoryTextOf(inventory: Inventory): string | undefined {
+  try {
+    return readInventoryFile(inventory.source);
+  } catch {
+    return undefined;
+  }
+}
+
 export async function runDebug(
   inventory: Inventory,
   connections: Map<string, Connection>,
@@ -254,6 +268,7 @@ export async function runDebug(
   const bundle = join(options.outDir ?? process.cwd(), `meshctl-debug-${stamp}`);
   const node = (name: string) => inventory.nodes.find((n) => n.name === name)!;
 
+  const inventoryText = inventoryTextOf(inventory);
   const diagnoses: Diagnosis[] = [];
   const captures: PairCapture[] = [];
   for (const [a, b] of pairs) {
@@ -276,7 +291,8 @@ export async function runDebug(
     }
     const evidence = pairEvidence(collected, sender.name, receiver.name, extra);
     if (capture) evidence.capture = { counts: capture.counts, markerSent: capture.markerSent, errors: capture.errors };
-    diagnoses.push(classifyPair(evidence));
+    if (inventoryText !== undefined) evidence.inventoryText = inventoryText;
+    diagnoses.push(...classifyPair(evidence));
   }
 
   const report: DebugReport = {
@@ -312,13 +328,18 @@ export function renderDebugReport(
       ...(shown.node !== undefined ? { node: safeText(shown.node) } : {}),
     };
     const tone = dgn.cause === 'healthy' ? paint.green : paint.red;
-    lines.push(`${paint.bold(`${dgn.sender} -> ${dgn.receiver}`)}: ${tone(dgn.cause.toUpperCase())}${dgn.node ? ` (at ${dgn.node})` : ''}`);
+    const ofPair = report.diagnoses.filter((x) => x.sender === shown.sender && x.receiver === shown.receiver);
+    const count = ofPair.length > 1 ? ` (cause ${ofPair.indexOf(shown) + 1} of ${ofPair.length})` : '';
+    lines.push(
+      `${paint.bold(`${dgn.sender} -> ${dgn.receiver}`)}: ${tone(dgn.cause.toUpperCase())}${dgn.node ? ` (at ${dgn.node})` : ''}${count}`,
+    );
     lines.push(`  ${dgn.summary}`);
     lines.push(`  why: ${dgn.explanation}`);
     lines.push(`  fix: ${dgn.fix}`);
     for (const e of dgn.evidence) lines.push(paint.dim(`    | ${e}`));
-    const cap = report.captures.find((c) => c.sender === dgn.sender && c.receiver === dgn.receiver);
-    if (cap) {
+    const cap = report.captures.find((c) => c.sender === shown.sender && c.receiver === shown.receiver);
+    // the capture counts once per pair, after its last cause
+    if (cap && ofPair[ofPair.length - 1] === shown) {
       for (const [n, c] of Object.entries(cap.counts)) {
         lines.push(
           paint.dim(
