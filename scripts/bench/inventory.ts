@@ -29,7 +29,7 @@ const LISTEN_PORT = 51820;
 /**
  * The inventory text for N nodes. Addresses are documentation and private ranges (the lab replicates them inside
  * its namespaces only): overlay 172.27.20.0/24, home LAN 192.168.20.0/24 behind 203.0.113.20, office LAN
- * 10.20.0.0/24 behind 203.0.113.21, public nodes in 198.51.100.0/24. Every second NAT node logs in as `admin` with
+ * 10.20.0.0/24 behind 203.0.113.21, public nodes in 198.51.100.0/24. Every second NAT node (counted across both sites) logs in as `admin` with
  * sudo, as in inventories/homelab.yaml, so both login paths are measured.
  */
 export function benchInventory(n: number): string {
@@ -59,8 +59,9 @@ export function benchInventory(n: number): string {
     'nodes:',
   ];
   let overlay = 10;
+  let natNodes = 0;
   const natNode = (site: string, lanPrefix: string, i: number) => {
-    const sudo = i % 2 === 0 ? ', ssh: { user: admin, become: sudo }' : '';
+    const sudo = natNodes++ % 2 === 1 ? ', ssh: { user: admin, become: sudo }' : '';
     lines.push(
       `  ${site}-${i}: { site: ${site}, address: ${lanPrefix}.${9 + i}, overlayIp: 172.27.20.${overlay++}, forwardedPort: ${LISTEN_PORT + i - 1}${sudo} }`,
     );
