@@ -10,7 +10,7 @@
  * removed when its part is done, also after a failure or Ctrl-C.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,7 +20,7 @@ import { readState } from '../../src/lab/state.js';
 import { ansibleInventory } from './ansible-inventory.js';
 import { type Floor, NodeShell, measureFloor, readPublicKeys } from './floor.js';
 import { benchInventory, siteMix } from './inventory.js';
-import { type BenchResults, type RunResult, type SizeResult, type ToolRun, median, renderMarkdown } from './table.js';
+import { type BenchResults, type RunResult, type SizeResult, type ToolRun, median, pageWithNotes } from './table.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const MESHCTL = join(ROOT, 'bin', 'meshctl.js');
@@ -315,6 +315,13 @@ function machine() {
   };
 }
 
+/** Median wall time of 10 runs of argv, ms (process start: `meshctl --version` against a bare `node -e 0`). */
+async function startMs(argv: string[]): Promise<number> {
+  const times: number[] = [];
+  for (let i = 0; i < 10; i++) times.push((await run(argv)).wallMs);
+  return median(times);
+}
+
 /** Other labs' containers running now (the machine is shared): a number for the notes, not a measurement. */
 const otherContainers = () => Number(spawnSync('sh', ['-c', 'pgrep -c systemd-nspawn || true'], { encoding: 'utf8' }).stdout.trim() || 0);
 
@@ -362,11 +369,16 @@ async function measureSize(n: number, run: number, options: Options, work: strin
   };
 }
 
+/** Writes the page, keeping the hand-written notes of the one it replaces. */
+function writeMarkdown(file: string, results: BenchResults): void {
+  writeFileSync(file, pageWithNotes(results, existsSync(file) ? readFileSync(file, 'utf8') : undefined));
+}
+
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
   const mdFile = options.out.replace(/\.json$/, '.md');
   if (options.tableOnly) {
-    writeFileSync(mdFile, renderMarkdown(JSON.parse(readFileSync(options.out, 'utf8')) as BenchResults));
+    writeMarkdown(mdFile, JSON.parse(readFileSync(options.out, 'utf8')) as BenchResults);
     log(`wrote ${mdFile}`);
     return;
   }
@@ -382,11 +394,13 @@ async function main(): Promise<void> {
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
   const started = new Date();
+  const start = { versionMs: await startMs([process.execPath, MESHCTL, '--version']), nodeMs: await startMs([process.execPath, '-e', '0']) };
   const sizes: SizeResult[] = [];
   const results = (): BenchResults => ({
     command: `npm run bench -- --sizes ${options.sizes.join(',')} --runs ${options.runs}${options.ansible ? '' : ' --no-ansible'}`,
     date: started.toISOString(),
     machine: machine(),
+    start,
     sizes,
   });
   try {
@@ -397,7 +411,7 @@ async function main(): Promise<void> {
       // written after every size, so a long run that is stopped keeps what it measured
       mkdirSync(dirname(options.out), { recursive: true });
       writeFileSync(options.out, `${JSON.stringify(results(), null, 2)}\n`);
-      writeFileSync(mdFile, renderMarkdown(results()));
+      writeMarkdown(mdFile, results());
       log(`${n} nodes done; wrote ${options.out} and ${mdFile}`);
     }
   } finally {

@@ -44,6 +44,8 @@ export interface BenchResults {
   /** ISO start time */
   date: string;
   machine: { cpu: string; cores: number; kernel: string; node: string; ansible?: string };
+  /** process start, median of 10, ms: `meshctl --version` and a bare `node -e 0` */
+  start?: { versionMs: number; nodeMs: number };
   sizes: SizeResult[];
 }
 
@@ -161,6 +163,15 @@ function phaseTable(size: SizeResult): string[] {
   return rows;
 }
 
+/** Everything from this line on in docs/bench.md is hand-written notes, kept when the page is generated again. */
+export const NOTES_MARK = '<!-- notes: written by hand, kept by npm run bench -->';
+
+/** The generated page followed by the notes of the page it replaces (`previous`), when that had any. */
+export function pageWithNotes(results: BenchResults, previous: string | undefined): string {
+  const at = previous?.indexOf(NOTES_MARK) ?? -1;
+  return at < 0 ? renderMarkdown(results) : `${renderMarkdown(results)}\n${previous!.slice(at)}`;
+}
+
 /** docs/bench.md */
 export function renderMarkdown(results: BenchResults): string {
   const { machine } = results;
@@ -179,6 +190,9 @@ export function renderMarkdown(results: BenchResults): string {
     '',
     `Machine: ${machine.cpu}, ${machine.cores} cores, Linux ${machine.kernel}, node ${machine.node}${machine.ansible ? `, ${machine.ansible}` : ''}.`,
     `Median of ${runs} run${runs === 1 ? '' : 's'} per size; ${loadRange}.`,
+    ...(results.start
+      ? [`Process start (median of 10): \`meshctl --version\` ${results.start.versionMs} ms, a bare \`node -e 0\` ${results.start.nodeMs} ms.`]
+      : []),
     '',
     'Each size is an inventory from scripts/bench/inventory.ts: two NAT sites whose nodes all have a UDP port-forward,',
     'and public nodes (a quarter). Each tool gets fresh lab nodes (Debian 12 containers on this machine, all sharing its',

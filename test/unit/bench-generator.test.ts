@@ -7,6 +7,7 @@ import type { Inventory } from '../../src/inventory/types.js';
 import { planLab } from '../../src/lab/plan.js';
 import { ansibleInventory } from '../../scripts/bench/ansible-inventory.js';
 import { benchInventory, siteMix } from '../../scripts/bench/inventory.js';
+import { type BenchResults, NOTES_MARK, median, pageWithNotes, renderMarkdown } from '../../scripts/bench/table.js';
 
 const load = (n: number): Inventory => {
   const result = checkInventoryText(benchInventory(n), `bench-${n}.yaml`);
@@ -61,5 +62,32 @@ describe('bench Ansible inventory', () => {
     ]);
     // the public node dials NAT nodes at their forwards and keeps no keepalive
     assert.deepEqual(all.hosts['edge-1'].wg_peers[1], { name: 'home-2', allowed_ips: '172.27.20.11/32', endpoint: '203.0.113.20:51821' });
+  });
+});
+
+describe('bench results', () => {
+  it('median: field by field, over runs of one shape', () => {
+    const runs = [
+      { a: 3, b: { c: 10 } },
+      { a: 1, b: { c: 30 } },
+      { a: 2, b: { c: 20 } },
+    ];
+    assert.deepEqual(median(runs), { a: 2, b: { c: 20 } });
+    assert.deepEqual(median([{ a: 1 }, { a: 4 }]), { a: 2.5 });
+  });
+
+  it('a regenerated page keeps the notes written under the mark', () => {
+    const results: BenchResults = {
+      command: 'npm run bench',
+      date: '2026-11-30T01:00:00Z',
+      machine: { cpu: 'x', cores: 2, kernel: 'k', node: 'v20' },
+      sizes: [],
+    };
+    const notes = `${NOTES_MARK}\n## Notes\nby hand\n`;
+    const page = pageWithNotes(results, `# old table\n${notes}`);
+    assert.ok(page.startsWith(renderMarkdown(results)));
+    assert.ok(page.endsWith(notes));
+    assert.ok(!page.includes('old table'));
+    assert.equal(pageWithNotes(results, undefined), renderMarkdown(results));
   });
 });
