@@ -190,6 +190,8 @@ function upRun(run: ToolRun, report: UpJson): ToolRun {
     ...run,
     phasesMs: { connect: report.timings.connectMs, ...Object.fromEntries(report.phases.map((p) => [p.id, p.durationMs])) },
     changes: report.changes,
+    // wall - totalMs: process start, module loading, inventory and ~/.ssh/config before up's clock starts, and exit
+    outsideUpMs: run.wallMs - report.timings.totalMs,
     roundTripsPerNode: { min: Math.min(...trips), max: Math.max(...trips), mean: trips.reduce((a, b) => a + b, 0) / trips.length },
   };
 }
@@ -206,7 +208,7 @@ async function measureMeshctl(name: string, inventory: string) {
   return {
     cold: upRun(cold.run, coldReport),
     second: upRun(second.run, secondReport),
-    verify: verify.run,
+    verify: { ...verify.run, phasesMs: (verify.json as { timings: Record<string, number> }).timings },
     plan: coldReport.plan!,
     keys,
   };

@@ -14,6 +14,8 @@ export interface ToolRun {
   /** meshctl: `connect` and each phase of `up --json`; Ansible: each play of the json callback */
   phasesMs?: Record<string, number>;
   changes?: number;
+  /** meshctl up: wall time outside `up --json`'s totalMs (process start, loading, exit) */
+  outsideUpMs?: number;
   /** meshctl: remote commands per node (up --json roundTrips) */
   roundTripsPerNode?: { min: number; max: number; mean: number };
 }
