@@ -4,6 +4,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Optional, not for CI: `bash scripts/setup.sh ansible` installs Debian's Ansible for the benchmark
+# (scripts/bench/bench.sh runs it when ansible-playbook is missing) and does nothing else.
+if [ "${1:-}" = ansible ]; then
+  command -v ansible-playbook >/dev/null && exit 0
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ansible time >/dev/null
+  echo "setup: $(ansible-playbook --version | head -1)"
+  exit 0
+fi
+
 debian_packages=(
   debootstrap systemd-container   # lab nodes: Debian base + systemd-nspawn
   iproute2 iptables nftables      # lab networks, NAT routers, port-forwards

@@ -1,0 +1,218 @@
+/**
+ * The benchmark's result shapes (docs/bench.json), the median over runs, and the Markdown report (docs/bench.md).
+ * Pure: `npm run bench -- --table-only` renders the Markdown again from the JSON.
+ */
+import type { Floor } from './floor.js';
+import type { SiteMix } from './inventory.js';
+
+/** One timed run of a tool. Times in ms, RSS in KiB (the largest process's peak, from /usr/bin/time %M). */
+export interface ToolRun {
+  wallMs: number;
+  /** user + system CPU of the process and its waited-for children */
+  cpuMs: number;
+  rssKiB: number;
+  /** meshctl: `connect` and each phase of `up --json`; Ansible: each play of the json callback */
+  phasesMs?: Record<string, number>;
+  changes?: number;
+  /** meshctl up: wall time outside `up --json`'s totalMs (process start, loading, exit) */
+  outsideUpMs?: number;
+  /** meshctl: remote commands per node (up --json roundTrips) */
+  roundTripsPerNode?: { min: number; max: number; mean: number };
+}
+
+export interface RunResult {
+  /** `lab up` of the meshctl lab, for the notes */
+  labUpMs: number;
+  /** 1-minute load average before and after, and other labs' containers running at the start (shared machine) */
+  load: { start: number; end: number; otherContainers: number };
+  /** absent with --only-ansible, as is meshctl */
+  floor?: Floor;
+  meshctl?: { cold: ToolRun; second: ToolRun; verify: ToolRun };
+  ansible?: { cold: ToolRun; second: ToolRun };
+  /** why Ansible has no numbers in this run */
+  ansibleError?: string;
+}
+
+export interface SizeResult {
+  nodes: number;
+  mix: SiteMix;
+  runs: RunResult[];
+  /** every number the median of the runs' */
+  median: RunResult;
+}
+
+export interface BenchResults {
+  command: string;
+  /** ISO start time */
+  date: string;
+  machine: { cpu: string; cores: number; kernel: string; node: string; ansible?: string };
+  /** process start, median of 10, ms: `meshctl --version` and a bare `node -e 0` */
+  start?: { versionMs: number; nodeMs: number };
+  sizes: SizeResult[];
+}
+
+const mid = (values: number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const m = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[m]! : (sorted[m - 1]! + sorted[m]!) / 2;
+};
+
+/** Field by field median of objects of one shape (numbers: the median; objects: recursively; a field some runs lack: from those that have it). */
+export function median<T>(items: T[]): T {
+  const first = items[0] as unknown;
+  if (typeof first === 'number') return mid(items as number[]) as T;
+  if (first === null || typeof first !== 'object') return first as T;
+  const out: Record<string, unknown> = {};
+  const keys = new Set(items.flatMap((item) => Object.keys(item as object)));
+  for (const key of keys) {
+    const values = items.map((item) => (item as Record<string, unknown>)[key]).filter((v) => v !== undefined);
+    out[key] = median(values);
+  }
+  return out as T;
+}
+
+const s = (ms: number | undefined) => (ms === undefined || Number.isNaN(ms) ? '-' : `${(ms / 1000).toFixed(1)} s`);
+const signed = (ms: number) => (Number.isNaN(ms) ? '-' : `${ms < 0 ? '-' : '+'}${(Math.abs(ms) / 1000).toFixed(1)} s`);
+const mb = (kib: number | undefined) => (kib === undefined || Number.isNaN(kib) ? '-' : `${Math.round(kib / 1024)} MB`);
+const ratio = (a: number, b: number) => (b > 0 ? `${(a / b).toFixed(1)}x` : '-');
+
+/** A tool that did not run (--only-ansible): every number NaN, shown as '-'. */
+const NOT_RUN: ToolRun = { wallMs: Number.NaN, cpuMs: Number.NaN, rssKiB: Number.NaN };
+const NO_FLOOR: Floor = { facts: NaN, install: NaN, keys: NaN, config: NaN, enable: NaN, ping: NaN, pingWarm: NaN, pingMtu: NaN, total: NaN };
+
+/** The median of a size with every part present (missing parts as NOT_RUN / NO_FLOOR). */
+const filled = (m: RunResult) => ({
+  ...m,
+  floor: m.floor ?? NO_FLOOR,
+  meshctl: m.meshctl ?? { cold: NOT_RUN, second: NOT_RUN, verify: NOT_RUN },
+});
+
+function summaryTable(sizes: SizeResult[]): string[] {
+  const rows = [
+    '| nodes | floor | meshctl cold | above floor | Ansible cold | above floor | Ansible / meshctl above floor | meshctl 2nd | Ansible 2nd | ping floor (warm) | meshctl verify | ping+MTU floor |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|',
+  ];
+  for (const { nodes, median } of sizes) {
+    const m = filled(median);
+    const meshAbove = m.meshctl.cold.wallMs - m.floor.total;
+    const ansAbove = m.ansible ? m.ansible.cold.wallMs - m.floor.total : undefined;
+    rows.push(
+      `| ${nodes} | ${s(m.floor.total)} | ${s(m.meshctl.cold.wallMs)} | ${signed(meshAbove)} | ${s(m.ansible?.cold.wallMs)} | ${
+        ansAbove === undefined ? '-' : signed(ansAbove)
+      } | ${ansAbove === undefined ? '-' : ratio(ansAbove, meshAbove)} | ${s(m.meshctl.second.wallMs)} | ${s(m.ansible?.second.wallMs)} | ${s(
+        m.floor.pingWarm,
+      )} | ${s(m.meshctl.verify.wallMs)} | ${s(m.floor.pingMtu)} |`,
+    );
+  }
+  return rows;
+}
+
+function costTable(sizes: SizeResult[]): string[] {
+  const rows = [
+    '| nodes | SSH round trips per node (cold / 2nd) | meshctl CPU (cold / 2nd / verify) | meshctl peak RSS (cold) | Ansible CPU (cold) | Ansible peak RSS |',
+    '|---|---|---|---|---|---|',
+  ];
+  const trips = (run: ToolRun) => (run.roundTripsPerNode ? `${run.roundTripsPerNode.min}-${run.roundTripsPerNode.max}` : '-');
+  for (const { nodes, median } of sizes) {
+    const m = filled(median);
+    rows.push(
+      `| ${nodes} | ${trips(m.meshctl.cold)} / ${trips(m.meshctl.second)} | ${s(m.meshctl.cold.cpuMs)} / ${s(m.meshctl.second.cpuMs)} / ${s(
+        m.meshctl.verify.cpuMs,
+      )} | ${mb(m.meshctl.cold.rssKiB)} | ${s(m.ansible?.cold.cpuMs)} | ${mb(m.ansible?.cold.rssKiB)} |`,
+    );
+  }
+  return rows;
+}
+
+/** Phase rows: [label, floor field, meshctl phase id, Ansible play name]. */
+const PHASES: [string, keyof Floor | undefined, string | undefined, string | undefined][] = [
+  ['connect (SSH)', undefined, 'connect', undefined],
+  ['facts', 'facts', 'facts', undefined],
+  ['baseline checks', undefined, 'baseline', undefined],
+  ['install', 'install', 'install', 'install'],
+  ['keys', 'keys', 'keys', 'keys'],
+  ['config (files, sysctl, daemon-reload)', 'config', 'config', 'config'],
+  ['enable (wg-quick, wireguard-go)', 'enable', 'enable', 'enable'],
+  ['ping matrix', 'ping', 'verify', 'ping'],
+];
+
+function phaseTable(size: SizeResult): string[] {
+  const m = filled(size.median);
+  const rows = [
+    `| phase, ${size.nodes} nodes | floor | meshctl | above floor | Ansible | meshctl 2nd | Ansible 2nd |`,
+    '|---|---|---|---|---|---|---|',
+  ];
+  for (const [label, floorKey, meshId, ansName] of PHASES) {
+    const floor = floorKey ? m.floor[floorKey] : 0;
+    const mesh = meshId ? m.meshctl.cold.phasesMs?.[meshId] : undefined;
+    rows.push(
+      `| ${label} | ${floorKey ? s(floor) : '-'} | ${s(mesh)} | ${mesh === undefined ? '-' : signed(mesh - floor)} | ${s(
+        ansName ? m.ansible?.cold.phasesMs?.[ansName] : undefined,
+      )} | ${s(meshId ? m.meshctl.second.phasesMs?.[meshId] : undefined)} | ${s(ansName ? m.ansible?.second.phasesMs?.[ansName] : undefined)} |`,
+    );
+  }
+  const inPhases = Object.values(m.meshctl.cold.phasesMs ?? {}).reduce((a, b) => a + b, 0);
+  rows.push(
+    `| rest of the process (start, lock, exit) | - | ${s(m.meshctl.cold.wallMs - inPhases)} | ${signed(m.meshctl.cold.wallMs - inPhases)} | - | ${s(
+      m.meshctl.second.wallMs - Object.values(m.meshctl.second.phasesMs ?? {}).reduce((a, b) => a + b, 0),
+    )} | - |`,
+  );
+  rows.push(
+    `| **total** | ${s(m.floor.total)} | ${s(m.meshctl.cold.wallMs)} | ${signed(m.meshctl.cold.wallMs - m.floor.total)} | ${s(m.ansible?.cold.wallMs)} | ${s(
+      m.meshctl.second.wallMs,
+    )} | ${s(m.ansible?.second.wallMs)} |`,
+  );
+  return rows;
+}
+
+/** Everything from this line on in docs/bench.md is hand-written notes, kept when the page is generated again. */
+export const NOTES_MARK = '<!-- notes: written by hand, kept by npm run bench -->';
+
+/** The generated page followed by the notes of the page it replaces (`previous`), when that had any. */
+export function pageWithNotes(results: BenchResults, previous: string | undefined): string {
+  const at = previous?.indexOf(NOTES_MARK) ?? -1;
+  return at < 0 ? renderMarkdown(results) : `${renderMarkdown(results)}\n${previous!.slice(at)}`;
+}
+
+/** docs/bench.md */
+export function renderMarkdown(results: BenchResults): string {
+  const { machine } = results;
+  const runs = results.sizes[0]?.runs.length ?? 0;
+  const loads = results.sizes.flatMap((size) => size.runs.map((r) => r.load));
+  const loadRange = loads.length
+    ? `load average ${Math.min(...loads.map((l) => l.start)).toFixed(1)} to ${Math.max(...loads.flatMap((l) => [l.start, l.end])).toFixed(1)}, up to ${Math.max(
+        ...loads.map((l) => l.otherContainers),
+      )} other containers running when a size started`
+    : '';
+  return [
+    '# Benchmark: meshctl, the floor and Ansible',
+    '',
+    `Generated by \`${results.command}\` (scripts/bench/run.ts) on ${results.date.slice(0, 16).replace('T', ' ')} UTC; the raw numbers of every run are in [bench.json](bench.json).`,
+    `Regenerate this page from that file alone with \`npm run bench -- --table-only\`.`,
+    '',
+    `Machine: ${machine.cpu}, ${machine.cores} cores, Linux ${machine.kernel}, node ${machine.node}${machine.ansible ? `, ${machine.ansible}` : ''}.`,
+    `Median of ${runs} run${runs === 1 ? '' : 's'} per size; ${loadRange}.`,
+    ...(results.start
+      ? [`Process start (median of 10): \`meshctl --version\` ${results.start.versionMs} ms, a bare \`node -e 0\` ${results.start.nodeMs} ms.`]
+      : []),
+    '',
+    'Each size is an inventory from scripts/bench/inventory.ts: two NAT sites whose nodes all have a UDP port-forward,',
+    'and public nodes (a quarter). Each tool gets fresh lab nodes (Debian 12 containers on this machine, all sharing its',
+    'cores). **floor**: the same phases with no SSH and no orchestrator: meshctl\'s own scripts (its facts probe, the',
+    "install/keys/config/enable scripts of the cold run's plan, its ping rounds) run on all nodes at once through",
+    "nsenter. **Ansible**: scripts/bench/ansible/mesh.yml (forks = hosts, pipelining, ControlPersist, no fact",
+    'gathering), through the same SSH path from the lab\'s operator namespace; its nodes get python3 before the clock',
+    'starts. Wall times include process start. meshctl\'s ping phase pings one side of each pair first after a change',
+    '(so does the floor); Ansible pings all pairs at once.',
+    '',
+    '## Summary',
+    '',
+    ...summaryTable(results.sizes),
+    '',
+    ...costTable(results.sizes),
+    '',
+    '## By phase (cold run)',
+    '',
+    ...results.sizes.flatMap((size) => [...phaseTable(size), '']),
+  ].join('\n');
+}

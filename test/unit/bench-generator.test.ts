@@ -1,0 +1,93 @@
+/** The benchmark's inventory generator (scripts/bench/inventory.ts) and its Ansible inventory (ansible-inventory.ts). */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { parse } from 'yaml';
+import { checkInventoryText } from '../../src/inventory/load.js';
+import type { Inventory } from '../../src/inventory/types.js';
+import { planLab } from '../../src/lab/plan.js';
+import { ansibleInventory } from '../../scripts/bench/ansible-inventory.js';
+import { benchInventory, siteMix } from '../../scripts/bench/inventory.js';
+import { type BenchResults, NOTES_MARK, median, pageWithNotes, renderMarkdown } from '../../scripts/bench/table.js';
+
+const load = (n: number): Inventory => {
+  const result = checkInventoryText(benchInventory(n), `bench-${n}.yaml`);
+  assert.ok(result.ok, `bench inventory of ${n} nodes: ${JSON.stringify(result.problems)}`);
+  return result.inventory;
+};
+
+describe('bench inventories', () => {
+  for (const n of [3, 4, 8, 16, 32, 200]) {
+    it(`${n} nodes: validate accepts it, with two NAT sites (every node forwarded) and a quarter public`, () => {
+      const inventory = load(n);
+      assert.equal(inventory.nodes.length, n);
+      const kinds = Object.fromEntries(inventory.sites.map((s) => [s.name, s.kind]));
+      assert.deepEqual(kinds, { home: 'nat', office: 'nat', edge: 'public' });
+      const count = (site: string) => inventory.nodes.filter((node) => node.site === site).length;
+      const mix = siteMix(n);
+      assert.deepEqual({ public: count('edge'), home: count('home'), office: count('office') }, mix);
+      assert.equal(mix.public, Math.max(1, Math.floor(n / 4)));
+      assert.ok(mix.home >= 1 && mix.office >= 1 && Math.abs(mix.home - mix.office) <= 1);
+      for (const node of inventory.nodes.filter((x) => x.site !== 'edge')) assert.ok(node.forwardedPort, `${node.name} has a forward`);
+      // both login paths: root, and a user with sudo
+      assert.ok(inventory.nodes.some((x) => x.ssh.become === 'sudo') && inventory.nodes.some((x) => x.ssh.user === 'root'));
+    });
+  }
+
+  it('the lab can replicate the largest size the benchmark runs (32)', () => {
+    const plan = planLab(load(32), 'bn32');
+    assert.equal(plan.nodes.length, 32);
+  });
+
+  it('refuses sizes outside 3..200', () => {
+    for (const n of [2, 201, 4.5]) assert.throws(() => benchInventory(n), RangeError);
+  });
+});
+
+describe('bench Ansible inventory', () => {
+  it('has every node with its login, and peers with the endpoints and keepalives meshctl renders', () => {
+    const inventory = load(4);
+    const text = ansibleInventory(inventory, { identityFile: '/lab/id_ed25519', knownHosts: '/lab/known_hosts' });
+    const all = parse(text).all;
+    assert.match(all.vars.ansible_ssh_common_args, /UserKnownHostsFile=\/lab\/known_hosts -o StrictHostKeyChecking=yes/);
+    assert.deepEqual(Object.keys(all.hosts), ['home-1', 'home-2', 'office-1', 'edge-1']);
+    const home2 = all.hosts['home-2'];
+    assert.equal(home2.ansible_user, 'admin');
+    assert.equal(home2.ansible_become, true);
+    assert.equal(all.hosts['home-1'].ansible_become, false);
+    // home-2 (NAT) -> home-1 on the LAN, no keepalive; -> office-1 through its forward, with keepalive; -> edge-1 public
+    assert.deepEqual(home2.wg_peers, [
+      { name: 'home-1', allowed_ips: '172.27.20.10/32', endpoint: '192.168.20.10:51820' },
+      { name: 'office-1', allowed_ips: '172.27.20.12/32', endpoint: '203.0.113.21:51820', keepalive: 25 },
+      { name: 'edge-1', allowed_ips: '172.27.20.13/32', endpoint: '198.51.100.10:51820', keepalive: 25 },
+    ]);
+    // the public node dials NAT nodes at their forwards and keeps no keepalive
+    assert.deepEqual(all.hosts['edge-1'].wg_peers[1], { name: 'home-2', allowed_ips: '172.27.20.11/32', endpoint: '203.0.113.20:51821' });
+  });
+});
+
+describe('bench results', () => {
+  it('median: field by field, over runs of one shape', () => {
+    const runs = [
+      { a: 3, b: { c: 10 } },
+      { a: 1, b: { c: 30 } },
+      { a: 2, b: { c: 20 } },
+    ];
+    assert.deepEqual(median(runs), { a: 2, b: { c: 20 } });
+    assert.deepEqual(median([{ a: 1 }, { a: 4 }]), { a: 2.5 });
+  });
+
+  it('a regenerated page keeps the notes written under the mark', () => {
+    const results: BenchResults = {
+      command: 'npm run bench',
+      date: '2026-11-30T01:00:00Z',
+      machine: { cpu: 'x', cores: 2, kernel: 'k', node: 'v20' },
+      sizes: [],
+    };
+    const notes = `${NOTES_MARK}\n## Notes\nby hand\n`;
+    const page = pageWithNotes(results, `# old table\n${notes}`);
+    assert.ok(page.startsWith(renderMarkdown(results)));
+    assert.ok(page.endsWith(notes));
+    assert.ok(!page.includes('old table'));
+    assert.equal(pageWithNotes(results, undefined), renderMarkdown(results));
+  });
+});
