@@ -676,7 +676,9 @@ function sendSignal(channel: ClientChannel, name: string): void {
 }
 
 class SshConnection implements Connection {
-  readonly stats: ConnectionStats = { commands: 0, remoteMs: 0, connectMs: 0 };
+  readonly stats: ConnectionStats = { commands: 0, remoteMs: 0, connectMs: 0, channels: 0, peakChannels: 0 };
+  /** channel requests open or pending right now (from the request to the channel's close) */
+  private openChannels = 0;
   private lost?: TransportError;
   private closing?: Promise<void>;
   private readonly channels: Semaphore;
@@ -832,7 +834,10 @@ class SshConnection implements Connection {
       }, timeoutMs);
 
       const open = (attempt: number) => {
+        this.channelRequested();
         this.client.exec(remote.command, (err, channel) => {
+          if (err || !channel) this.channelRefused();
+          else this.countChannel(channel);
           if (done) {
             channel?.close();
             return;
@@ -865,6 +870,31 @@ class SshConnection implements Connection {
       };
       open(0);
     });
+  }
+
+  /**
+   * A channel request goes out: it holds one of the server's MaxSessions from now until the channel closes (or the
+   * request fails), so the peak counts requests, not only confirmed channels.
+   */
+  private channelRequested(): void {
+    this.openChannels++;
+    this.stats.peakChannels = Math.max(this.stats.peakChannels ?? 0, this.openChannels);
+  }
+
+  /** The request failed: its session slot is free again. */
+  private channelRefused(): void {
+    this.openChannels--;
+  }
+
+  /** The server opened the channel: one more in stats.channels; its slot is freed when it closes. */
+  private countChannel(channel: ClientChannel): void {
+    this.stats.channels = (this.stats.channels ?? 0) + 1;
+    channel.once('close', () => this.openChannels--);
+  }
+
+  /** Channel requests open or pending right now (for tests of the cap: never above maxChannels + 1). */
+  get channelsInFlight(): number {
+    return this.openChannels;
   }
 
   close(): Promise<void> {
