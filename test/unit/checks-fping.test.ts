@@ -19,7 +19,11 @@ const skip =
 
 /** runs a script in a fresh, empty network namespace whose loopback is up with MTU `mtu` */
 const inEmptyNetns = (script: string, mtu = 65536) =>
-  spawnSync('unshare', ['--net', 'sh', '-c', `ip link set lo up mtu ${mtu} && exec sh`], { input: script, encoding: 'utf8', timeout: 60_000 });
+  spawnSync('unshare', ['--net', 'sh', '-c', `ip link set lo up mtu ${mtu} && exec sh`], {
+    input: script,
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
 
 const params = (mtu?: number): PingParams => ({
   targets: [
@@ -76,7 +80,19 @@ test('fping summaries (fping 5.1, captured) become ping sections', () => {
   assert.equal(r.status, 0, r.stderr);
   const p: PingParams = { ...params(), targets: ['127.0.0.1', '10.9.0.7', '192.0.2.9'].map((ip) => ({ node: ip, ip })) };
   const parsed = parsePingOutput(r.stdout, p);
-  assert.deepEqual(parsed.ping.get('127.0.0.1'), { transmitted: 3, received: 3, loss: 0, rttMs: { min: 0.047, avg: 0.057, max: 0.073 }, rc: 0 });
-  assert.deepEqual(parsed.ping.get('10.9.0.7'), { transmitted: 2, received: 1, loss: 50, rttMs: { min: 0.052, avg: 0.067, max: 0.082 }, rc: 1 });
+  assert.deepEqual(parsed.ping.get('127.0.0.1'), {
+    transmitted: 3,
+    received: 3,
+    loss: 0,
+    rttMs: { min: 0.047, avg: 0.057, max: 0.073 },
+    rc: 0,
+  });
+  assert.deepEqual(parsed.ping.get('10.9.0.7'), {
+    transmitted: 2,
+    received: 1,
+    loss: 50,
+    rttMs: { min: 0.052, avg: 0.067, max: 0.082 },
+    rc: 1,
+  });
   assert.deepEqual(parsed.ping.get('192.0.2.9'), { transmitted: 2, received: 0, loss: 100, rc: 1 });
 });

@@ -80,6 +80,14 @@ function nodeDirs(root: string, template: string, node: FarmNode): string {
   return d;
 }
 
+/** What the farm counts, over all nodes: session channels, the most open at once, bytes meshctl sent (commands + stdin). */
+export interface FarmStats {
+  channels: number;
+  open: number;
+  peak: number;
+  bytesIn: number;
+}
+
 /** The bwrap command line for one command on one node. */
 export function sandboxArgs(root: string, node: FarmNode, command: string): string[] {
   const d = join(root, 'nodes', node.name);
@@ -107,6 +115,14 @@ export function sandboxArgs(root: string, node: FarmNode, command: string): stri
   ];
 }
 
+/** An ED25519 pair that ssh2 can read back (now and then it writes one its own parser refuses: make another). */
+function keyPair(): { private: string; public: string } {
+  for (;;) {
+    const pair = utils.generateKeyPairSync('ed25519');
+    if (!(utils.parseKey(pair.private) instanceof Error) && !(utils.parseKey(pair.public) instanceof Error)) return pair;
+  }
+}
+
 function listen(server: InstanceType<typeof Server>): Promise<number> {
   return new Promise((res, rej) => {
     server.once('error', rej);
@@ -115,7 +131,7 @@ function listen(server: InstanceType<typeof Server>): Promise<number> {
 }
 
 /** Serves one node: public-key login with the farm's client key only; every exec runs in the node's sandbox. */
-function nodeServer(root: string, node: FarmNode, hostKey: string, clientKey: ReturnType<typeof utils.parseKey>, stats: { channels: number; open: number; peak: number }) {
+function nodeServer(root: string, node: FarmNode, hostKey: string, clientKey: ReturnType<typeof utils.parseKey>, stats: FarmStats) {
   const client = Array.isArray(clientKey) ? clientKey[0]! : clientKey;
   if (client instanceof Error) throw client;
   return new Server({ hostKeys: [hostKey] }, (conn) => {
@@ -143,6 +159,8 @@ function nodeServer(root: string, node: FarmNode, hostKey: string, clientKey: Re
         session.on('signal', (accept) => accept?.()); // like sshd for root logins: accepted, nothing happens
         session.on('exec', (accept, _reject, info) => {
           const stream = accept();
+          stats.bytesIn += Buffer.byteLength(info.command);
+          stream.on('data', (d: Buffer) => (stats.bytesIn += d.length));
           const child = spawn('bwrap', sandboxArgs(root, node, info.command), { stdio: ['pipe', 'pipe', 'pipe'] });
           stream.pipe(child.stdin).on('error', () => undefined);
           child.stdout.pipe(stream, { end: false });
@@ -173,13 +191,13 @@ async function main(): Promise<void> {
   const template = join(root, 'etc-template');
   etcTemplate(template);
 
-  const clientPair = utils.generateKeyPairSync('ed25519');
+  const clientPair = keyPair();
   writeFileSync(join(root, 'id_client'), clientPair.private, { mode: 0o600 });
   writeFileSync(join(root, 'id_client.pub'), `${clientPair.public}\n`);
   const clientKey = utils.parseKey(clientPair.public);
 
   const nodes = farmInventory(n);
-  const stats = { channels: 0, open: 0, peak: 0 };
+  const stats: FarmStats = { channels: 0, open: 0, peak: 0, bytesIn: 0 };
   const servers: InstanceType<typeof Server>[] = [];
   const known: string[] = [];
   const ports = new Map<string, number>();
@@ -187,7 +205,7 @@ async function main(): Promise<void> {
     nodeDirs(root, template, node);
     // the overlay IP -> node index the simulated ping and wg read (one file per IP: an O(1) lookup)
     writeFileSync(join(root, 'index', node.overlayIp), `${node.name}\n`);
-    const hostPair = utils.generateKeyPairSync('ed25519');
+    const hostPair = keyPair();
     const server = nodeServer(root, node, hostPair.private, clientKey, stats);
     const port = await listen(server);
     servers.push(server);
@@ -210,8 +228,11 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
-  // the bench asks for the server's channel counts between runs
-  process.on('SIGUSR2', () => writeFileSync(join(root, 'server-stats.json'), JSON.stringify(stats)));
+  // the bench asks for the counts of the last run (then they start again from zero)
+  process.on('SIGUSR2', () => {
+    writeFileSync(join(root, 'server-stats.json'), JSON.stringify(stats));
+    Object.assign(stats, { channels: 0, peak: stats.open, bytesIn: 0 });
+  });
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
