@@ -159,8 +159,8 @@ async function firstContactRound(
   for (const p of pairs) {
     const ip = ipOf.get(p.to);
     if (ip === undefined) continue;
-    let list = byDialer.get(p.from);
-    if (!list) byDialer.set(p.from, (list = []));
+    const list = byDialer.get(p.from) ?? [];
+    if (list.length === 0) byDialer.set(p.from, list);
     list.push({ node: p.to, ip });
   }
   await Promise.all(
