@@ -76,7 +76,7 @@ export interface ConnectOptions {
   keepaliveIntervalMs?: number;
   /** default: ssh config ServerAliveCountMax, else 3 */
   keepaliveCountMax?: number;
-  /** per-command deadline when run() is given none; default 60 s */
+  /** per-command deadline when run() is given none; default MESHCTL_COMMAND_TIMEOUT (seconds), else 60 s */
   commandTimeoutMs?: number;
   /** concurrent channels per connection; default 8 (OpenSSH MaxSessions defaults to 10) */
   maxChannels?: number;
@@ -197,6 +197,18 @@ export function wrapCommand(script: string, options: WrapOptions): RemoteCommand
     guard = `${mark}if command -v timeout >/dev/null 2>&1; then exec timeout -k ${REMOTE_KILL_AFTER_S} ${seconds} sh; fi; exec sh`;
   }
   return { command: `${options.sudo ? 'sudo -n ' : ''}sh -c ${shellQuote(guard)} meshctl`, input: frameScript(script) };
+}
+
+/** What the stop script's deadline allows beyond ABORT_GRACE_MS, for opening its channel on a slow node. */
+const STOP_CHANNEL_SLACK_MS = 30_000;
+
+/**
+ * The per-command deadline from MESHCTL_COMMAND_TIMEOUT (seconds), for slow nodes or farms; undefined when unset or
+ * not a positive number.
+ */
+export function commandTimeoutFromEnv(env: NodeJS.ProcessEnv): number | undefined {
+  const seconds = Number(env.MESHCTL_COMMAND_TIMEOUT);
+  return env.MESHCTL_COMMAND_TIMEOUT && Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : undefined;
 }
 
 /** How long stopScript lets the processes of an aborted run handle TERM before it sends KILL. */
@@ -751,7 +763,8 @@ class SshConnection implements Connection {
       const done = new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
         this.stopBatch = undefined;
         if (this.lost) return;
-        const timeoutMs = ABORT_GRACE_MS + 5_000;
+        // the channel may take seconds to open on a loaded or cold machine: giving up early leaves the run behind
+        const timeoutMs = ABORT_GRACE_MS + STOP_CHANNEL_SLACK_MS;
         await this.exec(wrapCommand(stopScript(tokens), { sudo: this.sudo, timeoutMs }), timeoutMs).catch(() => undefined);
       });
       batch = { tokens, done };
@@ -1000,7 +1013,10 @@ export async function connectNode(node: Node, options: ConnectOptions = {}): Pro
       target,
       client,
       sudo,
-      { timeoutMs: options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS, maxChannels: options.maxChannels ?? DEFAULT_MAX_CHANNELS },
+      {
+        timeoutMs: options.commandTimeoutMs ?? commandTimeoutFromEnv(env) ?? DEFAULT_COMMAND_TIMEOUT_MS,
+        maxChannels: options.maxChannels ?? DEFAULT_MAX_CHANNELS,
+      },
       releaseJumps,
     );
     if (options.probe !== false) await probeRoot(connection, node.name, target, settings.user, sudo, options.signal);

@@ -65,7 +65,8 @@ describe('ssh transport against a real sshd', { skip: skip ?? false }, () => {
   const running = (tag: string) => spawnSync('sh', ['-c', `pgrep -x -f '${tag}' || true`], { encoding: 'utf8' }).stdout.trim();
   /** aborts once `count` processes `tag` run, so the abort cannot come before the remote command started */
   const abortWhenRunning = async (tag: string, count: number, controller: AbortController) => {
-    for (let i = 0; i < 300 && running(tag).split('\n').filter(Boolean).length < count; i++) await new Promise((r) => setTimeout(r, 50));
+    // up to 120 s: a channel takes seconds to open on a cold or loaded machine (slow is not wrong here)
+    for (let i = 0; i < 2400 && running(tag).split('\n').filter(Boolean).length < count; i++) await new Promise((r) => setTimeout(r, 50));
     assert.equal(running(tag).split('\n').filter(Boolean).length, count, `${tag} did not start`);
     controller.abort(new Error('interrupted'));
   };

@@ -7,6 +7,7 @@
  * N x (N-1) ping matrix. Writes docs/farm-results.json and prints a Markdown table.
  *   MESHCTL_FARM_DIR   where the farms live (default /var/tmp/meshctl-farm); each size's farm is removed after
  *   MESHCTL_FARM_STEPS which runs: any of up,up2,verify,plan (default up,up2,verify)
+ *   MESHCTL_COMMAND_TIMEOUT  meshctl's per-command deadline in seconds (default here 900; --connect-timeout 300)
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -58,7 +59,8 @@ async function farmStats(farm: ChildProcess, dir: string): Promise<{ channels: n
 
 async function measure(farm: ChildProcess, dir: string, n: number, args: string[]): Promise<Measured> {
   await farmStats(farm, dir); // start counting from zero
-  const env = { ...process.env, NO_COLOR: '1' };
+  // a loaded 2-core machine runs 1,000 sandboxes slowly: the farm is slow, not wrong, so deadlines are generous
+  const env = { ...process.env, NO_COLOR: '1', MESHCTL_COMMAND_TIMEOUT: process.env.MESHCTL_COMMAND_TIMEOUT ?? '900' };
   for (const line of readFileSync(join(dir, 'env'), 'utf8').trim().split('\n')) {
     const i = line.indexOf('=');
     env[line.slice(0, i)] = line.slice(i + 1);
@@ -135,8 +137,9 @@ async function main(): Promise<void> {
     const inv = join(dir, 'inventory.yaml');
     try {
       for (const step of steps) {
-        const args =
-          step === 'verify' ? ['verify', '--json', inv] : step === 'plan' ? ['plan', '--json', inv] : ['up', '--yes', '--json', inv];
+        // verify has no --connect-timeout (its connect deadline is the ssh config's or 10 s)
+        const cmd = step === 'verify' ? ['verify'] : step === 'plan' ? ['plan', '--connect-timeout', '300'] : ['up', '--yes', '--connect-timeout', '300'];
+        const args = [...cmd, '--json', inv];
         const m = await measure(farm, dir, n, args);
         const { json, ...numbers } = m;
         row[step] = {

@@ -213,7 +213,8 @@ async function main(): Promise<void> {
     known.push(`[127.0.0.1]:${port} ${hostPair.public.split(' ').slice(0, 2).join(' ')}`);
   }
   writeFileSync(join(root, 'known_hosts'), `${known.join('\n')}\n`);
-  writeFileSync(join(root, 'ssh_config'), '');
+  // a loaded machine opens 1,000 sandboxed logins slowly: every meshctl command (verify too) gets a long connect deadline
+  writeFileSync(join(root, 'ssh_config'), 'Host *\n  ConnectTimeout 300\n');
   writeFileSync(join(root, 'inventory.yaml'), nodes.yaml((name) => ({ port: ports.get(name)!, identityFile: join(root, 'id_client') })));
   writeFileSync(
     join(root, 'env'),
