@@ -22,6 +22,8 @@ debian_packages=(
   dpkg-dev                        # dpkg-scanpackages for the lab's local apt repository
   tcpdump graphviz                # debug captures in tests; verify --graph (dot -Tsvg)
   ca-certificates procps psmisc util-linux iputils-ping   # ping: the 250-peer script test runs real pings in an empty namespace
+  fping                           # the ping script's fping branch is tested against the real fping (empty namespace)
+  bubblewrap                      # the simulated farm (scripts/bench/farm) runs node commands in bwrap sandboxes
 )
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()

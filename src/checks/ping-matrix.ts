@@ -154,10 +154,18 @@ async function firstContactRound(
   signal?: AbortSignal,
 ): Promise<void> {
   const ipOf = new Map(targets.map((t) => [t.node, t.ip]));
+  // grouped in one pass: filtering all ~N^2/2 pairs once per dialer was O(N^3) (0.5e9 steps at 1,000 nodes)
+  const byDialer = new Map<string, PingTarget[]>();
+  for (const p of pairs) {
+    const ip = ipOf.get(p.to);
+    if (ip === undefined) continue;
+    const list = byDialer.get(p.from) ?? [];
+    if (list.length === 0) byDialer.set(p.from, list);
+    list.push({ node: p.to, ip });
+  }
   await Promise.all(
-    [...new Set(pairs.map((p) => p.from))].map(async (from) => {
+    [...byDialer].map(async ([from, peers]) => {
       const connection = connections.get(from);
-      const peers = pairs.filter((p) => p.from === from && ipOf.has(p.to)).map((p) => ({ node: p.to, ip: ipOf.get(p.to)! }));
       if (!connection || peers.length === 0) return;
       const probe = pingProbe({ targets: peers, ...FIRST_CONTACT });
       // what came back does not matter here: the matrix that follows judges every pair

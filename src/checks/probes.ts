@@ -306,7 +306,53 @@ export function pingScript(params: PingParams): string {
     return [`( out="${BEGIN}${name}"`, `r=$(${ping}); rc=$?`, `out="$out\n$r"`, mtuPart, `) &`, `pid${index}=$!`].join('\n');
   });
   const after = (params.after ?? []).map((a) => sectionScript(a.name, a.command));
-  return [PATH_PRELUDE, ...jobs, 'wait', ...after, sectionScript('done', 'true')].join('\n');
+  const perPeer = [...jobs, 'wait'].join('\n');
+  // fping where installed: one process probes every peer at once (N-1 ping processes per node otherwise)
+  const probes = `if command -v fping >/dev/null 2>&1; then\n${fpingScript(params)}\nelse\n${perPeer}\nfi`;
+  return [PATH_PRELUDE, probes, ...after, sectionScript('done', 'true')].join('\n');
+}
+
+/**
+ * Turns `fping -q -c` summaries (`IP : xmt/rcv/%loss = 3/3/0%, min/avg/max = 0.04/0.05/0.07`, fping 4 and 5) into
+ * the sections the per-peer script prints: a ping:IP section in iputils' words (parsePingSummary reads both), rc 0
+ * only when every echo request was answered (as `ping -c N -w D`). Lines that are not summaries are skipped.
+ */
+export const FPING_TO_SECTIONS_AWK = `$2 == ":" && index($0, "xmt/rcv") { split($0, a, "= "); split(a[2], s, "[/%]"); x = s[1] + 0; r = s[2] + 0; l = s[3] + 0
+  printf "${BEGIN}ping:%s\\n--- %s ping statistics ---\\n%d packets transmitted, %d received, %d%% packet loss\\n", $1, $1, x, r, l
+  if (a[3] != "") { split(a[3], t, "/"); printf "rtt min/avg/max/mdev = %s/%s/%s/0.000 ms\\n", t[1], t[2], t[3] + 0 }
+  printf "\\n${END}ping:%s rc=%d\\n", $1, (r == x && x > 0) ? 0 : 1 }`;
+
+/**
+ * The fping branch of pingScript: one fping for all peers (-i 1: 1 ms between any two requests, -p the interval per
+ * peer, -t the deadline as each request's timeout: a request queued behind a retried handshake is still answered).
+ * Path MTU: one more fping with DF set at the expected size for the peers that answered; a peer that fails it gets
+ * the per-peer binary search of the ping branch (rare: a healthy mesh costs one fping more).
+ */
+function fpingScript(params: PingParams): string {
+  const ips = params.targets.map((t) => shellQuote(t.ip)).join(' ');
+  const intervalMs = Math.max(1, Math.round(Number(params.intervalSeconds) * 1000));
+  const lines = [
+    `fp=$(fping -q -c ${Number(params.count)} -p ${intervalMs} -i 1 -t ${Number(params.deadlineSeconds) * 1000} ${ips} 2>&1)`,
+    `printf '%s\\n' "$fp" | awk '${FPING_TO_SECTIONS_AWK}'`,
+  ];
+  if (params.mtu === undefined) return lines.join('\n');
+  const expected = Number(params.mtu) - 28;
+  return [
+    ...lines,
+    // peers that answered, each followed by a space (" a b "), and those of them that passed the DF probe
+    `answered=" $(printf '%s\\n' "$fp" | awk '$2 == ":" { split($0, a, "= "); split(a[2], s, "/"); if (s[2] > 0) printf "%s ", $1 }')"`,
+    `passed=' '; [ -n "\${answered# }" ] && passed=" $(fping -q -M -b ${expected} -c 2 -p 200 -i 1 -t 1000 $answered 2>&1 | awk '$2 == ":" { split($0, a, "= "); split(a[2], s, "/"); if (s[2] > 0) printf "%s ", $1 }')"`,
+    `dfok() { ping -n -q -M do -s "$2" -c 2 -i 0.2 -W 1 "$1" >/dev/null 2>&1; }`,
+    `for ip in ${ips}; do`,
+    `  case "$answered" in *" $ip "*) ;; *) printf '${BEGIN}mtu:%s\\nexpected=${expected} largest=-1 tries=skipped\\n${END}mtu:%s rc=0\\n' "$ip" "$ip"; continue ;; esac`,
+    `  case "$passed" in *" $ip "*) printf '${BEGIN}mtu:%s\\nexpected=${expected} largest=${expected} tries=${expected}:ok\\n${END}mtu:%s rc=0\\n' "$ip" "$ip"; continue ;; esac`,
+    `  ( tries="${expected}:fail"; lo=0; hi=${expected}`,
+    `    while [ $((hi - lo)) -gt 1 ]; do mid=$(((lo + hi) / 2)); if dfok "$ip" $mid; then lo=$mid; tries="$tries $mid:ok"; else hi=$mid; tries="$tries $mid:fail"; fi; done`,
+    `    largest=$lo; if [ $lo -eq 0 ] && ! dfok "$ip" 0; then largest=-1; fi`,
+    `    printf '${BEGIN}mtu:%s\\nexpected=${expected} largest=%s tries=%s\\n${END}mtu:%s rc=0\\n' "$ip" "$largest" "$tries" "$ip" ) &`,
+    'done',
+    'wait',
+  ].join('\n');
 }
 
 export interface NodePingResults {

@@ -59,6 +59,42 @@ export interface UpReport {
   timings: { totalMs: number; connectMs: number };
   /** remote commands per node */
   roundTrips: Record<string, number>;
+  /**
+   * SSH session channels opened, by phase id then node ('connect': the login's root probe; 'other': outside
+   * phases, e.g. the run lock); absent when the transport does not count channels (fakes)
+   */
+  channels?: Record<string, Record<string, number>>;
+  /** per node, the most channels open at once on its connection (the transport caps it below MaxSessions 10) */
+  peakChannels?: Record<string, number>;
+}
+
+/**
+ * Counts the channels each connection opens per phase (from ConnectionStats.channels), by wrapping the event
+ * stream: a phase's count is the difference between its phase-start and phase-done.
+ */
+class ChannelCounter {
+  readonly byPhase: Record<string, Record<string, number>> = {};
+  private readonly atStart = new Map<string, number>();
+  constructor(private readonly connections: Map<string, Connection>) {
+    this.byPhase.connect = this.snapshot((n) => n);
+  }
+  private snapshot(f: (n: number, node: string) => number): Record<string, number> {
+    return Object.fromEntries([...this.connections].map(([node, c]) => [node, f(c.stats.channels ?? 0, node)]));
+  }
+  onEvent(event: EngineEvent): void {
+    if (event.type === 'phase-start') for (const [node, c] of this.connections) this.atStart.set(node, c.stats.channels ?? 0);
+    if (event.type === 'phase-done') this.byPhase[event.report.id] = this.snapshot((n, node) => n - (this.atStart.get(node) ?? n));
+  }
+  /** the report's fields; 'other' = total - the phases - connect */
+  report(): Pick<UpReport, 'channels' | 'peakChannels'> {
+    if ([...this.connections.values()].some((c) => c.stats.channels === undefined)) return {};
+    const counted = (node: string) => Object.values(this.byPhase).reduce((sum, row) => sum + (row[node] ?? 0), 0);
+    const other = this.snapshot((n, node) => n - counted(node));
+    return {
+      channels: { ...this.byPhase, other },
+      peakChannels: Object.fromEntries([...this.connections].map(([node, c]) => [node, c.stats.peakChannels ?? 0])),
+    };
+  }
 }
 
 /**
@@ -71,6 +107,7 @@ export async function runUp(inventory: Inventory, connector: Connector, view: Up
   const playbook = loadPlaybook(playbookPath, registryContract);
   const { connections, failures, close } = await connector.connectAll(inventory);
   const connectMs = Date.now() - started;
+  const counter = new ChannelCounter(connections);
   const base = {
     inventory: inventory.source,
     playbook: playbookPath,
@@ -105,7 +142,10 @@ export async function runUp(inventory: Inventory, connector: Connector, view: Up
         signal: options.signal,
         ...(options.forks ? { forks: options.forks } : {}),
         reconnect: (node) => connector.connectOne(node),
-        onEvent: (event) => view.onEvent(event),
+        onEvent: (event) => {
+          counter.onEvent(event);
+          view.onEvent(event);
+        },
         gate: (report, isLast) => view.gate(report, isLast),
       });
       return {
@@ -118,6 +158,7 @@ export async function runUp(inventory: Inventory, connector: Connector, view: Up
         ...(run.matrix ? { matrix: run.matrix } : {}),
         timings: { totalMs: Date.now() - started, connectMs },
         roundTrips: Object.fromEntries([...connections].map(([name, c]) => [name, c.stats.commands])),
+        ...counter.report(),
         ...(lock?.ok && lock.warnings.length ? { warnings: lock.warnings } : {}),
       };
     } finally {

@@ -76,7 +76,7 @@ export interface ConnectOptions {
   keepaliveIntervalMs?: number;
   /** default: ssh config ServerAliveCountMax, else 3 */
   keepaliveCountMax?: number;
-  /** per-command deadline when run() is given none; default 60 s */
+  /** per-command deadline when run() is given none; default MESHCTL_COMMAND_TIMEOUT (seconds), else 60 s */
   commandTimeoutMs?: number;
   /** concurrent channels per connection; default 8 (OpenSSH MaxSessions defaults to 10) */
   maxChannels?: number;
@@ -197,6 +197,18 @@ export function wrapCommand(script: string, options: WrapOptions): RemoteCommand
     guard = `${mark}if command -v timeout >/dev/null 2>&1; then exec timeout -k ${REMOTE_KILL_AFTER_S} ${seconds} sh; fi; exec sh`;
   }
   return { command: `${options.sudo ? 'sudo -n ' : ''}sh -c ${shellQuote(guard)} meshctl`, input: frameScript(script) };
+}
+
+/** What the stop script's deadline allows beyond ABORT_GRACE_MS, for opening its channel on a slow node. */
+const STOP_CHANNEL_SLACK_MS = 30_000;
+
+/**
+ * The per-command deadline from MESHCTL_COMMAND_TIMEOUT (seconds), for slow nodes or farms; undefined when unset or
+ * not a positive number.
+ */
+export function commandTimeoutFromEnv(env: NodeJS.ProcessEnv): number | undefined {
+  const seconds = Number(env.MESHCTL_COMMAND_TIMEOUT);
+  return env.MESHCTL_COMMAND_TIMEOUT && Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : undefined;
 }
 
 /** How long stopScript lets the processes of an aborted run handle TERM before it sends KILL. */
@@ -676,7 +688,9 @@ function sendSignal(channel: ClientChannel, name: string): void {
 }
 
 class SshConnection implements Connection {
-  readonly stats: ConnectionStats = { commands: 0, remoteMs: 0, connectMs: 0 };
+  readonly stats: ConnectionStats = { commands: 0, remoteMs: 0, connectMs: 0, channels: 0, peakChannels: 0 };
+  /** channel requests open or pending right now (from the request to the channel's close) */
+  private openChannels = 0;
   private lost?: TransportError;
   private closing?: Promise<void>;
   private readonly channels: Semaphore;
@@ -749,7 +763,8 @@ class SshConnection implements Connection {
       const done = new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
         this.stopBatch = undefined;
         if (this.lost) return;
-        const timeoutMs = ABORT_GRACE_MS + 5_000;
+        // the channel may take seconds to open on a loaded or cold machine: giving up early leaves the run behind
+        const timeoutMs = ABORT_GRACE_MS + STOP_CHANNEL_SLACK_MS;
         await this.exec(wrapCommand(stopScript(tokens), { sudo: this.sudo, timeoutMs }), timeoutMs).catch(() => undefined);
       });
       batch = { tokens, done };
@@ -832,7 +847,10 @@ class SshConnection implements Connection {
       }, timeoutMs);
 
       const open = (attempt: number) => {
+        this.channelRequested();
         this.client.exec(remote.command, (err, channel) => {
+          if (err || !channel) this.channelRefused();
+          else this.countChannel(channel);
           if (done) {
             channel?.close();
             return;
@@ -865,6 +883,31 @@ class SshConnection implements Connection {
       };
       open(0);
     });
+  }
+
+  /**
+   * A channel request goes out: it holds one of the server's MaxSessions from now until the channel closes (or the
+   * request fails), so the peak counts requests, not only confirmed channels.
+   */
+  private channelRequested(): void {
+    this.openChannels++;
+    this.stats.peakChannels = Math.max(this.stats.peakChannels ?? 0, this.openChannels);
+  }
+
+  /** The request failed: its session slot is free again. */
+  private channelRefused(): void {
+    this.openChannels--;
+  }
+
+  /** The server opened the channel: one more in stats.channels; its slot is freed when it closes. */
+  private countChannel(channel: ClientChannel): void {
+    this.stats.channels = (this.stats.channels ?? 0) + 1;
+    channel.once('close', () => this.openChannels--);
+  }
+
+  /** Channel requests open or pending right now (for tests of the cap: never above maxChannels + 1). */
+  get channelsInFlight(): number {
+    return this.openChannels;
   }
 
   close(): Promise<void> {
@@ -970,7 +1013,10 @@ export async function connectNode(node: Node, options: ConnectOptions = {}): Pro
       target,
       client,
       sudo,
-      { timeoutMs: options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS, maxChannels: options.maxChannels ?? DEFAULT_MAX_CHANNELS },
+      {
+        timeoutMs: options.commandTimeoutMs ?? commandTimeoutFromEnv(env) ?? DEFAULT_COMMAND_TIMEOUT_MS,
+        maxChannels: options.maxChannels ?? DEFAULT_MAX_CHANNELS,
+      },
       releaseJumps,
     );
     if (options.probe !== false) await probeRoot(connection, node.name, target, settings.user, sudo, options.signal);

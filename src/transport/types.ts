@@ -51,6 +51,13 @@ export interface ConnectionStats {
   /** total wall time spent waiting for remote commands */
   remoteMs: number;
   connectMs: number;
+  /**
+   * SSH session channels opened on this connection (commands, the root probe and abort stop scripts): what
+   * OpenSSH's MaxSessions counts. Optional so that fakes need not keep it.
+   */
+  channels?: number;
+  /** the most channels that were open at the same time on this connection (kept under MaxSessions 10) */
+  peakChannels?: number;
 }
 
 export interface Connection {

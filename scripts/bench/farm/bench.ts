@@ -1,0 +1,201 @@
+/**
+ * `npm run bench:farm [-- SIZES]`: meshctl's own cost against the simulated farm (./farm.ts) at 100, 250 and 1,000
+ * nodes (or the sizes given, comma-separated). Per size: a fresh farm; cold `up --yes`, second `up --yes` and
+ * `verify`, each as its own meshctl process under GNU time (wall, CPU user+sys including its children such as
+ * `ssh -G`, peak RSS), the bytes meshctl sent per node (commands and scripts, counted by the farm), the channels
+ * per node per phase (from up --json); and in-process, the time to render N configs of N-1 peers and to build the
+ * N x (N-1) ping matrix. Writes docs/farm-results.json and prints a Markdown table.
+ *   MESHCTL_FARM_DIR   where the farms live (default /var/tmp/meshctl-farm); each size's farm is removed after
+ *   MESHCTL_FARM_STEPS which runs: any of up,up2,verify,plan (default up,up2,verify)
+ *   MESHCTL_COMMAND_TIMEOUT  meshctl's per-command deadline in seconds (default here 900; --connect-timeout 300)
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { buildMatrix, type PingTarget } from '../../../src/checks/ping-matrix.js';
+import type { NodePingResults } from '../../../src/checks/probes.js';
+import { checkInventoryText } from '../../../src/inventory/load.js';
+import { renderWgQuickConfig } from '../../../src/render/wgquick.js';
+import { desiredMesh } from '../../../src/topology/desired.js';
+import { farmInventory } from './inventory.js';
+
+const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+const farmRoot = process.env.MESHCTL_FARM_DIR ?? '/var/tmp/meshctl-farm';
+const steps = (process.env.MESHCTL_FARM_STEPS ?? 'up,up2,verify').split(',');
+const sizes = (process.argv[2] ?? '100,250,1000').split(',').map(Number);
+
+interface Measured {
+  wallS: number;
+  cpuS: number;
+  rssMB: number;
+  exit: number;
+  bytesPerNode: number;
+  farmChannels: number;
+  farmPeakOpen: number;
+  json?: Record<string, unknown>;
+}
+
+function startFarm(n: number, dir: string): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(repo, 'scripts/bench/farm/farm.ts'), '--nodes', String(n), '--dir', dir], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    cwd: repo,
+  });
+  return new Promise((res, rej) => {
+    child.stdout!.on('data', (d: Buffer) => d.toString().includes('farm ready') && res(child));
+    child.once('exit', (code) => rej(new Error(`farm exited ${code}`)));
+  });
+}
+
+async function farmStats(farm: ChildProcess, dir: string): Promise<{ channels: number; peak: number; bytesIn: number }> {
+  const file = join(dir, 'server-stats.json');
+  rmSync(file, { force: true });
+  farm.kill('SIGUSR2');
+  for (let i = 0; i < 200 && !existsSync(file); i++) await new Promise((r) => setTimeout(r, 50));
+  return JSON.parse(readFileSync(file, 'utf8'));
+}
+
+async function measure(farm: ChildProcess, dir: string, n: number, args: string[]): Promise<Measured> {
+  await farmStats(farm, dir); // start counting from zero
+  // a loaded 2-core machine runs 1,000 sandboxes slowly: the farm is slow, not wrong, so deadlines are generous
+  const env = { ...process.env, NO_COLOR: '1', MESHCTL_COMMAND_TIMEOUT: process.env.MESHCTL_COMMAND_TIMEOUT ?? '900' };
+  for (const line of readFileSync(join(dir, 'env'), 'utf8').trim().split('\n')) {
+    const i = line.indexOf('=');
+    env[line.slice(0, i)] = line.slice(i + 1);
+  }
+  const timeFile = join(dir, 'time.txt');
+  const r = spawnSync('/usr/bin/time', ['-f', '%e %U %S %M', '-o', timeFile, process.execPath, join(repo, 'bin/meshctl.js'), ...args], {
+    env,
+    encoding: 'utf8',
+    maxBuffer: 1 << 30,
+  });
+  writeFileSync(join(farmRoot, `last-${n}-${args[0]}.json`), r.stdout); // the whole report, for a look afterwards
+  const [wall, user, sys, rssKb] = readFileSync(timeFile, 'utf8').trim().split('\n').pop()!.split(' ').map(Number);
+  const s = await farmStats(farm, dir);
+  let json: Record<string, unknown> | undefined;
+  try {
+    json = JSON.parse(r.stdout);
+  } catch {
+    process.stderr.write(`bench: ${args[0]} printed no JSON (exit ${r.status}): ${r.stderr.slice(-2000)}\n`);
+  }
+  return {
+    wallS: wall!,
+    cpuS: Math.round((user! + sys!) * 100) / 100,
+    rssMB: Math.round(rssKb! / 1024),
+    exit: r.status ?? -1,
+    bytesPerNode: Math.round(s.bytesIn / n),
+    farmChannels: s.channels,
+    farmPeakOpen: s.peak,
+    ...(json ? { json } : {}),
+  };
+}
+
+/** In-process (CPU ms): N desired configs of N-1 peers rendered, and the N x (N-1) matrix built from per-node results. */
+export function renderAndMatrix(n: number) {
+  const farm = farmInventory(n);
+  const ports = new Map(farm.nodes.map((node, i) => [node.name, 10_000 + i]));
+  const check = checkInventoryText(farm.yaml((name) => ({ port: ports.get(name)!, identityFile: '/nonexistent' })), 'farm.yaml');
+  if (!check.ok) throw new Error(JSON.stringify(check.problems.slice(0, 3)));
+  const inventory = check.inventory;
+  const keys = new Map(inventory.nodes.map((node, i) => [node.name, createHash('sha256').update(`farm key ${i}`).digest('base64')]));
+  // CPU time of this process, not wall: on a shared machine the wall clock measures the neighbours
+  const cpuMs = () => {
+    const u = process.cpuUsage();
+    return (u.user + u.system) / 1000;
+  };
+  let t = cpuMs();
+  const configs = desiredMesh(inventory, keys);
+  let bytes = 0;
+  for (const c of configs) bytes += Buffer.byteLength(renderWgQuickConfig(c));
+  const renderMs = cpuMs() - t;
+  const targets: PingTarget[] = inventory.nodes.map((node) => ({ node: node.name, ip: node.overlayIp }));
+  const results = new Map<string, NodePingResults>();
+  for (const from of targets) {
+    const ping = new Map(targets.filter((x) => x !== from).map((x) => [x.ip, { transmitted: 3, received: 3, loss: 0, rc: 0 }]));
+    results.set(from.node, { ping, mtu: new Map(), after: new Map(), complete: true });
+  }
+  t = cpuMs();
+  const matrix = buildMatrix(targets, results);
+  const matrixMs = cpuMs() - t;
+  const cells = Object.values(matrix.cells).reduce((sum, row) => sum + Object.keys(row).length, 0);
+  return { renderMs: Math.round(renderMs), renderedMB: Math.round(bytes / 1e5) / 10, matrixMs: Math.round(matrixMs), cells };
+}
+
+/** channels per node per phase: the most any node opened, from up --json */
+function channelsPerPhase(json?: Record<string, unknown>): Record<string, number> | undefined {
+  const channels = json?.channels as Record<string, Record<string, number>> | undefined;
+  if (!channels) return undefined;
+  return Object.fromEntries(Object.entries(channels).map(([phase, row]) => [phase, Math.max(0, ...Object.values(row))]));
+}
+
+async function main(): Promise<void> {
+  mkdirSync(farmRoot, { recursive: true });
+  const rows: Record<string, unknown>[] = [];
+  for (const n of sizes) {
+    const dir = join(farmRoot, `farm-${n}`);
+    const row: Record<string, unknown> = { nodes: n, ...renderAndMatrix(n) };
+    process.stderr.write(`bench: ${n}: ${JSON.stringify(row)}\n`);
+    const t0 = performance.now();
+    const farm = await startFarm(n, dir);
+    process.stderr.write(`bench: farm of ${n} ready in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+    const inv = join(dir, 'inventory.yaml');
+    try {
+      for (const step of steps) {
+        // verify has no --connect-timeout (its connect deadline is the ssh config's or 10 s)
+        const cmd = step === 'verify' ? ['verify'] : step === 'plan' ? ['plan', '--connect-timeout', '300'] : ['up', '--yes', '--connect-timeout', '300'];
+        const args = [...cmd, '--json', inv];
+        const m = await measure(farm, dir, n, args);
+        const { json, ...numbers } = m;
+        row[step] = {
+          ...numbers,
+          ...(json && 'result' in json ? { result: json.result } : {}),
+          ...(json && 'ok' in json ? { ok: json.ok } : {}),
+          ...(step.startsWith('up') ? { channelsPerNodePerPhase: channelsPerPhase(json), peakChannelsPerConnection: Math.max(0, ...Object.values((json?.peakChannels as Record<string, number>) ?? {})) } : {}),
+        };
+        process.stderr.write(`bench: ${n} ${step}: ${JSON.stringify(row[step])}\n`);
+      }
+    } finally {
+      farm.kill('SIGTERM');
+      await new Promise((r) => farm.once('exit', r));
+      rmSync(dir, { recursive: true, force: true });
+    }
+    rows.push(row);
+  }
+  const result = {
+    command: `npm run bench:farm -- ${sizes.join(',')}`,
+    machine: `${cpus().length} x ${cpus()[0]?.model ?? '?'}, ${Math.round(totalmem() / 2 ** 30)} GiB, node ${process.version}`,
+    date: new Date().toISOString(),
+    rows,
+  };
+  const out = join(repo, 'docs', `farm-results${process.env.MESHCTL_FARM_SUFFIX ?? ''}.json`);
+  writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
+  process.stdout.write(`${markdown(result.rows)}\n(written to ${out})\n`);
+}
+
+const cell = (row: Record<string, unknown>, step: string, f: (m: Measured) => string) => {
+  const m = row[step] as Measured | undefined;
+  return m ? f(m) : '-';
+};
+
+function markdown(rows: Record<string, unknown>[]): string {
+  const lines = [
+    '| nodes | up: wall / CPU / RSS | 2nd up: wall / CPU / RSS | verify: wall / CPU / RSS | bytes sent per node (up, 2nd up, verify) | render N configs | N x (N-1) matrix |',
+    '|---|---|---|---|---|---|---|',
+  ];
+  const w = (m: Measured) => `${m.wallS} s / ${m.cpuS} s / ${m.rssMB} MB${m.exit ? ` (exit ${m.exit})` : ''}`;
+  for (const r of rows) {
+    lines.push(
+      `| ${r.nodes} | ${cell(r, 'up', w)} | ${cell(r, 'up2', w)} | ${cell(r, 'verify', w)} | ${['up', 'up2', 'verify'].map((s) => cell(r, s, (m) => `${m.bytesPerNode}`)).join(', ')} | ${r.renderMs} ms (${r.renderedMB} MB) | ${r.matrixMs} ms (${r.cells} cells) |`,
+    );
+  }
+  return lines.join('\n');
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main().catch((err) => {
+    process.stderr.write(`bench: ${(err as Error).stack ?? err}\n`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,244 @@
+/**
+ * The simulated farm: N nodes that answer SSH on 127.0.0.1 (ssh2's server side, one port and one host key per node),
+ * each command run by a real `sh` inside a per-node bubblewrap sandbox whose system tools are simulated
+ * (./sim/*: wg, wg-quick, ip, systemctl, sysctl, apt-get, dpkg-query, ss, ping, fping, modinfo).
+ *
+ *   node --import tsx scripts/bench/farm/farm.ts --nodes N --dir DIR
+ *
+ * writes DIR/inventory.yaml, DIR/known_hosts, DIR/id_client (the client key meshctl logs in with), DIR/env (the
+ * MESHCTL_* variables to run meshctl with), prints "farm ready N" on stdout once every node listens, and serves
+ * until SIGTERM/SIGINT. Every node's state lives in DIR/nodes/NAME (see docs/farm.md for the model and its limits).
+ *
+ * Safety (the sandbox makes these impossible, not just unlikely): the host's / is mounted read-only, /etc is the
+ * node's own directory of symlinks into a read-only copy of the host's /etc (only wireguard/, sysctl.d/ and
+ * systemd/system/ are real, writable, per-node directories), /run, /sys/class/net, /proc/sys/net/ipv4/conf and
+ * /usr/local/sbin (the simulated tools, first in meshctl's PATH) are the node's own directories, and every command
+ * runs in an empty network namespace (--unshare-net): no packet can leave it. The servers listen on 127.0.0.1 only.
+ */
+import ssh2 from 'ssh2';
+import { spawn, spawnSync } from 'node:child_process';
+import { cpSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync, existsSync, chmodSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { farmInventory, type FarmNode } from './inventory.js';
+
+const { Server, utils } = ssh2;
+const here = dirname(fileURLToPath(import.meta.url));
+const SIM = join(here, 'sim');
+/** the tools a node has before anything is installed; wg and wg-quick come with the simulated wireguard-tools */
+const BASE_TOOLS = ['ip', 'systemctl', 'sysctl', 'apt-get', 'dpkg-query', 'ss', 'ping', 'fping', 'modinfo'];
+export const PACKAGE_TOOLS = ['wg', 'wg-quick'];
+
+function arg(name: string, fallback?: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  if (i >= 0 && process.argv[i + 1]) return process.argv[i + 1]!;
+  if (fallback === undefined) throw new Error(`--${name} is required`);
+  return fallback;
+}
+
+/** A template /etc: symlinks into the read-only host /etc (mounted at /run/farm-hostetc), three real directories. */
+function etcTemplate(dir: string): void {
+  const writable = new Map([
+    ['wireguard', [] as string[]],
+    ['sysctl.d', readdirSync('/etc/sysctl.d')],
+    ['systemd', readdirSync('/etc/systemd')],
+  ]);
+  mkdirSync(dir, { recursive: true });
+  for (const entry of readdirSync('/etc')) {
+    if (writable.has(entry)) continue;
+    symlinkSync(`/run/farm-hostetc/${entry}`, join(dir, entry));
+  }
+  for (const [name, entries] of writable) {
+    mkdirSync(join(dir, name));
+    for (const e of entries) if (e !== 'system') symlinkSync(`/run/farm-hostetc/${name}/${e}`, join(dir, name, e));
+  }
+  mkdirSync(join(dir, 'systemd', 'system'));
+  for (const e of readdirSync('/etc/systemd/system')) symlinkSync(`/run/farm-hostetc/systemd/system/${e}`, join(dir, 'systemd', 'system', e));
+}
+
+/** One node's directories: etc (from the template), run (with systemd's marker), sysnet, procconf, bin, state. */
+function nodeDirs(root: string, template: string, node: FarmNode): string {
+  const d = join(root, 'nodes', node.name);
+  cpSync(template, join(d, 'etc'), { recursive: true, verbatimSymlinks: true });
+  mkdirSync(join(d, 'run', 'systemd', 'system'), { recursive: true });
+  mkdirSync(join(d, 'run', 'farm-node'), { recursive: true });
+  for (const [iface, index] of [
+    ['lo', 1],
+    ['eth0', 2],
+  ] as const) {
+    mkdirSync(join(d, 'sysnet', iface), { recursive: true });
+    writeFileSync(join(d, 'sysnet', iface, 'ifindex'), `${index}\n`);
+  }
+  for (const c of ['all', 'default', 'lo', 'eth0']) {
+    mkdirSync(join(d, 'procconf', c), { recursive: true });
+    writeFileSync(join(d, 'procconf', c, 'rp_filter'), c === 'lo' ? '0\n' : '2\n');
+  }
+  mkdirSync(join(d, 'bin'), { recursive: true });
+  for (const t of BASE_TOOLS) symlinkSync(`/run/farm-sim/${t}`, join(d, 'bin', t));
+  writeFileSync(join(d, 'run', 'farm-node', 'self'), `name=${node.name}\noverlay=${node.overlayIp}\n`);
+  return d;
+}
+
+/** What the farm counts, over all nodes: session channels, the most open at once, bytes meshctl sent (commands + stdin). */
+export interface FarmStats {
+  channels: number;
+  open: number;
+  peak: number;
+  bytesIn: number;
+}
+
+/** The bwrap command line for one command on one node. */
+export function sandboxArgs(root: string, node: FarmNode, command: string): string[] {
+  const d = join(root, 'nodes', node.name);
+  return [
+    '--ro-bind', '/', '/',
+    '--dev', '/dev',
+    '--proc', '/proc',
+    '--tmpfs', '/tmp',
+    '--bind', join(d, 'run'), '/run',
+    '--ro-bind', '/etc', '/run/farm-hostetc',
+    '--bind', join(d, 'etc'), '/etc',
+    '--ro-bind', SIM, '/run/farm-sim',
+    '--ro-bind', join(root, 'nodes'), '/run/farm-all',
+    '--ro-bind', join(root, 'index'), '/run/farm-index',
+    '--bind', join(d, 'sysnet'), '/sys/class/net',
+    '--bind', join(d, 'procconf'), '/proc/sys/net/ipv4/conf',
+    '--bind', join(d, 'bin'), '/usr/local/sbin',
+    '--unshare-net', '--unshare-ipc', '--unshare-uts', '--hostname', node.name,
+    '--die-with-parent',
+    '--setenv', 'PATH', '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+    '--setenv', 'HOME', '/root',
+    '--setenv', 'FARM_NODE', node.name,
+    '--chdir', '/',
+    '/bin/sh', '-c', command,
+  ];
+}
+
+/** An ED25519 pair that ssh2 can read back (now and then it writes one its own parser refuses: make another). */
+function keyPair(): { private: string; public: string } {
+  for (;;) {
+    const pair = utils.generateKeyPairSync('ed25519');
+    if (!(utils.parseKey(pair.private) instanceof Error) && !(utils.parseKey(pair.public) instanceof Error)) return pair;
+  }
+}
+
+function listen(server: InstanceType<typeof Server>): Promise<number> {
+  return new Promise((res, rej) => {
+    server.once('error', rej);
+    server.listen(0, '127.0.0.1', () => res((server.address() as AddressInfo).port));
+  });
+}
+
+/** Serves one node: public-key login with the farm's client key only; every exec runs in the node's sandbox. */
+function nodeServer(root: string, node: FarmNode, hostKey: string, clientKey: ReturnType<typeof utils.parseKey>, stats: FarmStats) {
+  const client = Array.isArray(clientKey) ? clientKey[0]! : clientKey;
+  if (client instanceof Error) throw client;
+  return new Server({ hostKeys: [hostKey] }, (conn) => {
+    conn.on('authentication', (ctx) => {
+      if (ctx.method !== 'publickey' || ctx.key.algo !== client.type || !ctx.key.data.equals(client.getPublicSSH())) return ctx.reject(['publickey']);
+      if (!ctx.signature) return ctx.accept(); // the "would this key do" query
+      if (client.verify(ctx.blob!, ctx.signature, ctx.hashAlgo) === true) return ctx.accept();
+      return ctx.reject(['publickey']);
+    });
+    conn.on('ready', () => {
+      conn.on('session', (acceptSession) => {
+        const session = acceptSession();
+        stats.channels++;
+        stats.open++;
+        stats.peak = Math.max(stats.peak, stats.open);
+        let closed = false;
+        const done = () => {
+          if (!closed) {
+            closed = true;
+            stats.open--;
+          }
+        };
+        session.on('close', done);
+        session.on('env', (accept) => accept?.());
+        session.on('signal', (accept) => accept?.()); // like sshd for root logins: accepted, nothing happens
+        session.on('exec', (accept, _reject, info) => {
+          const stream = accept();
+          stats.bytesIn += Buffer.byteLength(info.command);
+          stream.on('data', (d: Buffer) => (stats.bytesIn += d.length));
+          const child = spawn('bwrap', sandboxArgs(root, node, info.command), { stdio: ['pipe', 'pipe', 'pipe'] });
+          stream.pipe(child.stdin).on('error', () => undefined);
+          child.stdout.pipe(stream, { end: false });
+          child.stderr.pipe(stream.stderr, { end: false });
+          child.on('close', (code, signal) => {
+            if (signal) stream.exit(signal.replace(/^SIG/, ''), false, '');
+            else stream.exit(code ?? 255);
+            stream.end();
+          });
+          stream.on('close', () => {
+            done();
+            if (child.exitCode === null) child.kill('SIGKILL');
+          });
+        });
+      });
+    });
+    conn.on('error', () => undefined);
+  });
+}
+
+async function main(): Promise<void> {
+  const n = Number(arg('nodes'));
+  const root = resolve(arg('dir'));
+  rmSync(root, { recursive: true, force: true });
+  mkdirSync(join(root, 'nodes'), { recursive: true });
+  mkdirSync(join(root, 'index'), { recursive: true });
+  for (const t of [...BASE_TOOLS, ...PACKAGE_TOOLS]) chmodSync(join(SIM, t), 0o755);
+  const template = join(root, 'etc-template');
+  etcTemplate(template);
+
+  const clientPair = keyPair();
+  writeFileSync(join(root, 'id_client'), clientPair.private, { mode: 0o600 });
+  writeFileSync(join(root, 'id_client.pub'), `${clientPair.public}\n`);
+  const clientKey = utils.parseKey(clientPair.public);
+
+  const nodes = farmInventory(n);
+  const stats: FarmStats = { channels: 0, open: 0, peak: 0, bytesIn: 0 };
+  const servers: InstanceType<typeof Server>[] = [];
+  const known: string[] = [];
+  const ports = new Map<string, number>();
+  for (const node of nodes.nodes) {
+    nodeDirs(root, template, node);
+    // the overlay IP -> node index the simulated ping and wg read (one file per IP: an O(1) lookup)
+    writeFileSync(join(root, 'index', node.overlayIp), `${node.name}\n`);
+    const hostPair = keyPair();
+    const server = nodeServer(root, node, hostPair.private, clientKey, stats);
+    const port = await listen(server);
+    servers.push(server);
+    ports.set(node.name, port);
+    known.push(`[127.0.0.1]:${port} ${hostPair.public.split(' ').slice(0, 2).join(' ')}`);
+  }
+  writeFileSync(join(root, 'known_hosts'), `${known.join('\n')}\n`);
+  // a loaded machine opens 1,000 sandboxed logins slowly: every meshctl command (verify too) gets a long connect deadline
+  writeFileSync(join(root, 'ssh_config'), 'Host *\n  ConnectTimeout 300\n');
+  writeFileSync(join(root, 'inventory.yaml'), nodes.yaml((name) => ({ port: ports.get(name)!, identityFile: join(root, 'id_client') })));
+  writeFileSync(
+    join(root, 'env'),
+    `MESHCTL_KNOWN_HOSTS=${join(root, 'known_hosts')}\nMESHCTL_SSH_CONFIG=${join(root, 'ssh_config')}\n`,
+  );
+  if (!existsSync('/usr/bin/bwrap') || spawnSync('bwrap', ['--version']).status !== 0) throw new Error('bwrap (bubblewrap) is not installed');
+  process.stdout.write(`farm ready ${n}\n`);
+  const stop = () => {
+    for (const s of servers) s.close();
+    writeFileSync(join(root, 'server-stats.json'), JSON.stringify(stats));
+    process.exit(0);
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  // the bench asks for the counts of the last run (then they start again from zero)
+  process.on('SIGUSR2', () => {
+    writeFileSync(join(root, 'server-stats.json'), JSON.stringify(stats));
+    Object.assign(stats, { channels: 0, peak: stats.open, bytesIn: 0 });
+  });
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main().catch((err) => {
+    process.stderr.write(`farm: ${(err as Error).stack ?? err}\n`);
+    process.exit(1);
+  });
+}
