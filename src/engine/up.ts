@@ -90,7 +90,9 @@ async function outsideKeysFor(inventory: Inventory, work: Inventory, connector: 
       found.missing.map((m) => m.why),
     );
   const warnings = found.fromState.map((n) => `${n} did not answer: its public key was taken from the local state`);
-  return { keys: found.keys, warnings };
+  // only keys read from the nodes are news for the state; those taken from it are not
+  const read = new Map([...found.keys].filter(([n]) => !found.fromState.includes(n)));
+  return { keys: found.keys, read, warnings };
 }
 
 const warningsOf = (...lists: string[][]) => {
@@ -108,8 +110,10 @@ export async function runUp(inventory: Inventory, connector: Connector, view: Up
   const playbook = loadPlaybook(playbookPath, registryContract);
   const limited = options.limit && options.limit.length < inventory.nodes.length ? options.limit : undefined;
   const work = limited ? limitInventory(inventory, limited) : inventory;
-  const outside = limited ? await outsideKeysFor(inventory, work, connector, options) : { keys: new Map<string, string>(), warnings: [] };
-  const learnt = new Map(outside.keys);
+  const outside = limited
+    ? await outsideKeysFor(inventory, work, connector, options)
+    : { keys: new Map<string, string>(), read: new Map<string, string>(), warnings: [] };
+  const learnt = new Map(outside.read);
   const registry = membershipRegistry(
     { step: stepNamed, check: checkNamed },
     { whole: inventory, outsideKeys: outside.keys, onPublicKey: (node, key) => learnt.set(node, key) },
