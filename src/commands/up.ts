@@ -10,6 +10,7 @@ import { createEngineView } from '../ui/engine-view.js';
 import { renderMatrix } from '../checks/ping-matrix.js';
 import { collectValues, resolveLimit } from '../engine/limit.js';
 import { recordRun, statePublicKeys } from '../state/record.js';
+import { departedNodes, readState } from '../state/state.js';
 
 interface UpFlags {
   yes?: boolean;
@@ -102,6 +103,11 @@ export function registerUp(program: Command, finish: (result: CommandResult) => 
         color,
         out,
       });
+      // the local state remembers nodes dropped from the inventory: say that their peers go (the run removes them)
+      for (const gone of departedNodes(readState(inventory.source, inventory.mesh.interface), inventory))
+        out.write(
+          `note: ${gone.name} is no longer in the inventory: its peer (${gone.publicKey.slice(0, 10)}…) is removed from ${limit ? 'the nodes in --limit' : 'every node'}\n`,
+        );
       const connector = connectorFor(sshOptionsFromFlags(flags, (line) => out.write(`${line}\n`)));
       const forks = parseForks(flags.forks);
       const report = await runUp(inventory, connector, view, {
