@@ -36,6 +36,12 @@ export const COMMANDS: ReadonlyArray<{ name: string; summary: string; load: () =
     load: async () => (await import('./commands/plan.js')).registerPlan,
   },
   {
+    name: 'down',
+    summary:
+      'take the mesh down on some nodes (interface, service; --purge: configs, keys, sysctl file, drop-in) and remove their peers from the others',
+    load: async () => (await import('./commands/down.js')).registerDown,
+  },
+  {
     name: 'verify',
     summary:
       'check a running mesh: interfaces, listeners, peers, AllowedIPs, endpoints, handshakes, routes, rp_filter, MTU, drift; N x N ping matrix and path MTU (read-only)',

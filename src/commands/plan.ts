@@ -14,6 +14,8 @@ import { loadInventory, resolveInventoryPath } from '../inventory/load.js';
 import { renderGateReport } from '../ui/gate-report.js';
 import { renderPlan } from '../ui/plan-view.js';
 import { connectorFor, parseForks, sshOptionsFromFlags } from './connect-options.js';
+import { collectValues, resolveLimit } from '../engine/limit.js';
+import { statePublicKeys } from '../state/record.js';
 
 interface PlanFlags {
   json?: boolean;
@@ -22,6 +24,7 @@ interface PlanFlags {
   playbook?: string;
   connectTimeout?: string;
   forks?: string;
+  limit?: string[];
 }
 
 export function registerPlan(program: Command, finish: (result: CommandResult) => void): void {
@@ -34,6 +37,7 @@ export function registerPlan(program: Command, finish: (result: CommandResult) =
     .option('--no-color', 'plain output')
     .option('--playbook <file>', 'plan another playbook than playbooks/up.yaml')
     .option('-f, --forks <n>', 'nodes worked on at once (default 64)')
+    .option('-l, --limit <nodes>', 'plan these nodes only (comma-separated, repeatable), rendered from the whole inventory', collectValues)
     .option('--connect-timeout <seconds>', 'SSH connect timeout (default: ssh config ConnectTimeout or 10)')
     .addHelpText(
       'after',
@@ -41,6 +45,7 @@ export function registerPlan(program: Command, finish: (result: CommandResult) =
     )
     .action(async (inventoryArg: string | undefined, flags: PlanFlags) => {
       const inventory = loadInventory(resolveInventoryPath(inventoryArg));
+      const limit = flags.limit ? resolveLimit(inventory, flags.limit) : undefined;
       const forks = parseForks(flags.forks);
       const color = flags.color !== false && Boolean(process.stdout.isTTY) && !process.env.NO_COLOR;
       const chalk = new Chalk({ level: color ? 1 : 0 });
@@ -58,6 +63,7 @@ export function registerPlan(program: Command, finish: (result: CommandResult) =
         dryRun: true,
         ...(flags.playbook ? { playbookPath: flags.playbook } : {}),
         ...(forks ? { forks } : {}),
+        ...(limit ? { limit, knownPublicKeys: statePublicKeys(inventory) } : {}),
       });
       if (report.result === 'unreachable') {
         throw new MeshctlError(

@@ -8,6 +8,9 @@ import { runUp, type UpReport } from '../engine/up.js';
 import { connectorFor, parseForks, sshOptionsFromFlags } from './connect-options.js';
 import { createEngineView } from '../ui/engine-view.js';
 import { renderMatrix } from '../checks/ping-matrix.js';
+import { collectValues, resolveLimit } from '../engine/limit.js';
+import { recordRun, statePublicKeys } from '../state/record.js';
+import { departedNodes, readState } from '../state/state.js';
 
 interface UpFlags {
   yes?: boolean;
@@ -19,6 +22,7 @@ interface UpFlags {
   connectTimeout?: string;
   forks?: string;
   breakLock?: boolean;
+  limit?: string[];
 }
 
 function printSummary(report: UpReport, color: boolean, out: NodeJS.WritableStream): void {
@@ -68,6 +72,11 @@ export function registerUp(program: Command, finish: (result: CommandResult) => 
     .option('--no-color', 'plain output')
     .option('--playbook <file>', 'run another playbook than playbooks/up.yaml')
     .option('-f, --forks <n>', 'nodes worked on at once (default 64)')
+    .option(
+      '-l, --limit <nodes>',
+      'work on these nodes only (comma-separated, repeatable); configs are still rendered from the whole inventory and no other node is changed',
+      collectValues,
+    )
     .option('--break-lock', 'take over the run lock of another meshctl run (only when that run died: check first)')
     .option('--connect-timeout <seconds>', 'SSH connect timeout (default: ssh config ConnectTimeout or 10)')
     .addHelpText(
@@ -76,6 +85,7 @@ export function registerUp(program: Command, finish: (result: CommandResult) => 
     )
     .action(async (inventoryArg: string | undefined, flags: UpFlags) => {
       const inventory = loadInventory(resolveInventoryPath(inventoryArg));
+      const limit = flags.limit ? resolveLimit(inventory, flags.limit) : undefined;
       const interactive = Boolean(process.stdin.isTTY && process.stdout.isTTY) && !flags.json;
       if (!interactive && !flags.yes && !flags.dryRun) {
         throw new MeshctlError(
@@ -93,6 +103,11 @@ export function registerUp(program: Command, finish: (result: CommandResult) => 
         color,
         out,
       });
+      // the local state remembers nodes dropped from the inventory: say that their peers go (the run removes them)
+      for (const gone of departedNodes(readState(inventory.source, inventory.mesh.interface), inventory))
+        out.write(
+          `note: ${gone.name} is no longer in the inventory: its peer (${gone.publicKey.slice(0, 10)}…) is removed from ${limit ? 'the nodes in --limit' : 'every node'}\n`,
+        );
       const connector = connectorFor(sshOptionsFromFlags(flags, (line) => out.write(`${line}\n`)));
       const forks = parseForks(flags.forks);
       const report = await runUp(inventory, connector, view, {
@@ -101,7 +116,20 @@ export function registerUp(program: Command, finish: (result: CommandResult) => 
         playbookPath: flags.playbook,
         dryRun: flags.dryRun ?? false,
         breakLock: flags.breakLock ?? false,
+        ...(limit ? { limit, knownPublicKeys: statePublicKeys(inventory) } : {}),
       });
+      if (!report.dryRun && report.phases.length > 0) {
+        const recorded = recordRun(inventory, {
+          command: 'up',
+          result: report.result,
+          nodes: limit ?? inventory.nodes.map((n) => n.name),
+          ...(limit ? { limit } : {}),
+          publicKeys: report.publicKeys ?? {},
+          complete: !report.limit && report.result === 'converged',
+          ...(report.plan ? { plan: report.plan } : {}),
+        });
+        if (recorded.warning) report.warnings = [...(report.warnings ?? []), recorded.warning];
+      }
       for (const warning of report.warnings ?? []) out.write(`warning: ${warning}\n`);
       if (flags.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
       else printSummary(report, color, out);

@@ -12,6 +12,9 @@ import { countActions, type Plan } from './plan.js';
 import { builtinPlaybookPath, loadPlaybook } from './playbook.js';
 import { registryContract } from './registry.js';
 import { runPlaybook } from './runner.js';
+import { gatherOutsideKeys, limitInventory, membershipRegistry } from './limit.js';
+import { checkNamed, stepNamed } from './registry.js';
+import { MeshctlError } from '../errors.js';
 import type { EngineEvent, PhaseReport } from './types.js';
 
 export interface Connector {
@@ -30,6 +33,13 @@ export interface UpOptions {
   forks?: number;
   /** take over another run's lock (./lock.ts) */
   breakLock?: boolean;
+  /**
+   * --limit: work on these nodes only (names from ./limit.ts resolveLimit); every other node is read only for its
+   * public key, and configs are still rendered from the whole inventory (./limit.ts)
+   */
+  limit?: readonly string[];
+  /** public keys from the local state (../state/state.ts), for nodes outside the limit that do not answer */
+  knownPublicKeys?: ReadonlyMap<string, string>;
 }
 
 /** What `up` shows and what the view needs to draw it. */
@@ -66,6 +76,10 @@ export interface UpReport {
   channels?: Record<string, Record<string, number>>;
   /** per node, the most channels open at once on its connection (the transport caps it below MaxSessions 10) */
   peakChannels?: Record<string, number>;
+  /** --limit: the nodes the run worked on (every other node was left as it was) */
+  limit?: string[];
+  /** public keys the run read or produced, by node (never a dry run's stand-in): for the local state */
+  publicKeys?: Record<string, string>;
 }
 
 /**
@@ -98,6 +112,31 @@ class ChannelCounter {
 }
 
 /**
+ * --limit: the outside nodes' public keys (read-only from them, else from the local state). Throws MeshctlError
+ * (outcome 'stop') naming every node whose key cannot be had: the limited configs could not be rendered.
+ */
+async function outsideKeysFor(inventory: Inventory, work: Inventory, connector: Connector, options: UpOptions) {
+  const inRun = new Set(work.nodes.map((n) => n.name));
+  const outside = { ...inventory, nodes: inventory.nodes.filter((n) => !inRun.has(n.name)) };
+  const found = await gatherOutsideKeys(connector, outside, options.knownPublicKeys ?? new Map(), options.signal);
+  if (found.missing.length)
+    throw new MeshctlError(
+      'cannot render the configs of the limited nodes: a peer outside --limit has no known public key; nothing was changed',
+      'stop',
+      found.missing.map((m) => m.why),
+    );
+  const warnings = found.fromState.map((n) => `${n} did not answer: its public key was taken from the local state`);
+  // only keys read from the nodes are news for the state; those taken from it are not
+  const read = new Map([...found.keys].filter(([n]) => !found.fromState.includes(n)));
+  return { keys: found.keys, read, warnings };
+}
+
+const warningsOf = (...lists: string[][]) => {
+  const warnings = lists.flat();
+  return warnings.length ? { warnings } : {};
+};
+
+/**
  * Runs `up` and reports; throws only for bad input (a playbook that does not load: exit 2 through main).
  * A node that cannot be connected makes the result 'unreachable' before anything runs anywhere.
  */
@@ -105,7 +144,17 @@ export async function runUp(inventory: Inventory, connector: Connector, view: Up
   const started = Date.now();
   const playbookPath = options.playbookPath ?? builtinPlaybookPath('up');
   const playbook = loadPlaybook(playbookPath, registryContract);
-  const { connections, failures, close } = await connector.connectAll(inventory);
+  const limited = options.limit && options.limit.length < inventory.nodes.length ? options.limit : undefined;
+  const work = limited ? limitInventory(inventory, limited) : inventory;
+  const outside = limited
+    ? await outsideKeysFor(inventory, work, connector, options)
+    : { keys: new Map<string, string>(), read: new Map<string, string>(), warnings: [] };
+  const learnt = new Map(outside.read);
+  const registry = membershipRegistry(
+    { step: stepNamed, check: checkNamed },
+    { whole: inventory, outsideKeys: outside.keys, onPublicKey: (node, key) => learnt.set(node, key) },
+  );
+  const { connections, failures, close } = await connector.connectAll(work);
   const connectMs = Date.now() - started;
   const counter = new ChannelCounter(connections);
   const base = {
@@ -113,6 +162,7 @@ export async function runUp(inventory: Inventory, connector: Connector, view: Up
     playbook: playbookPath,
     dryRun: options.dryRun ?? false,
     connectFailures: [...failures].map(([node, e]) => ({ node, error: e.message })),
+    ...(limited ? { limit: [...limited] } : {}),
   };
   try {
     if (failures.size > 0) {
@@ -135,7 +185,8 @@ export async function runUp(inventory: Inventory, connector: Connector, view: Up
     }
     try {
       const run = await runPlaybook({
-        inventory,
+        inventory: work,
+        registry,
         playbook,
         connections,
         backend: options.dryRun ? recorder : executor,
@@ -159,7 +210,8 @@ export async function runUp(inventory: Inventory, connector: Connector, view: Up
         timings: { totalMs: Date.now() - started, connectMs },
         roundTrips: Object.fromEntries([...connections].map(([name, c]) => [name, c.stats.commands])),
         ...counter.report(),
-        ...(lock?.ok && lock.warnings.length ? { warnings: lock.warnings } : {}),
+        ...warningsOf(outside.warnings, lock?.ok ? lock.warnings : []),
+        publicKeys: Object.fromEntries(learnt),
       };
     } finally {
       await lock?.release();

@@ -1,0 +1,220 @@
+/**
+ * `meshctl down [INVENTORY] [NODE...] [--purge]`: takes the mesh down on the named nodes (all nodes when none is
+ * named). In order:
+ * 1. the named nodes are probed read-only (src/steps/down.ts) and the plan is shown: what goes on each of them, and
+ *    that the other nodes lose those peers; `--dry-run` stops here (and shows the others' plan, as `plan` would);
+ * 2. a gate (or --yes);
+ * 3. the other nodes run `up` with the inventory minus the named nodes: their configs lose those peers and the
+ *    running interfaces get a `wg syncconf` (no restart, other sessions kept) and lose the peers' routes. When that
+ *    run stops at a gate, the named nodes are left untouched;
+ * 4. the named nodes, under the run lock: wg-quick@IFACE stopped and disabled, the interface deleted, and with
+ *    `--purge` the config, its backup, the key pair, the sysctl file and the drop-in removed.
+ * The inventory is not edited: a later `up` with it builds the nodes again (drop them from it to keep them out).
+ * The local state (src/state) forgets a purged node's key.
+ */
+import type { Command } from 'commander';
+import { Chalk, type ChalkInstance } from 'chalk';
+import inquirer from 'inquirer';
+import { existsSync } from 'node:fs';
+import { MeshctlError, type CommandResult } from '../errors.js';
+import { interruptSignal } from '../interrupt.js';
+import { loadInventory, resolveInventoryPath } from '../inventory/load.js';
+import type { Inventory } from '../inventory/types.js';
+import { acquireLocks } from '../engine/lock.js';
+import { countActions } from '../engine/plan.js';
+import { limitInventory, resolveLimit } from '../engine/limit.js';
+import { runUp } from '../engine/up.js';
+import { describeDownChange, downProbeScript, parseDownProbe, planDown, type DownChange } from '../steps/down.js';
+import type { Connection } from '../transport/types.js';
+import { createEngineView } from '../ui/engine-view.js';
+import { renderPlan } from '../ui/plan-view.js';
+import { safeText } from '../ui/safe-text.js';
+import { recordRun } from '../state/record.js';
+import { connectorFor, sshOptionsFromFlags } from './connect-options.js';
+
+interface DownFlags {
+  purge?: boolean;
+  yes?: boolean;
+  dryRun?: boolean;
+  acceptNew?: boolean;
+  color?: boolean;
+  connectTimeout?: string;
+  breakLock?: boolean;
+}
+
+/**
+ * Splits `down`'s words into the inventory and the node names: the first word is the inventory when it names an
+ * existing file or ends in .yaml/.yml; otherwise every word is a node and the inventory is the default one.
+ */
+export function splitDownArgs(
+  words: readonly string[],
+  isFile: (path: string) => boolean = existsSync,
+): { inventory?: string; nodes: string[] } {
+  const [first, ...rest] = words;
+  if (first !== undefined && (/\.ya?ml$/i.test(first) || isFile(first))) return { inventory: first, nodes: rest };
+  return { nodes: [...words] };
+}
+
+interface NodeDownPlan {
+  node: string;
+  changes: DownChange[];
+  script?: string;
+}
+
+function renderDownPlan(plans: NodeDownPlan[], remaining: Inventory, purge: boolean, chalk: ChalkInstance): string {
+  const lines = [chalk.bold(`── Take the mesh down${purge ? ' and purge' : ''}`)];
+  for (const p of plans) {
+    lines.push(`  ${chalk.bold(p.node)}`);
+    if (p.changes.length === 0) lines.push('    nothing to do (already down)');
+    for (const c of p.changes) lines.push(`    ${safeText(describeDownChange(c))}`);
+  }
+  const names = plans.map((p) => p.node).join(', ');
+  lines.push(
+    remaining.nodes.length
+      ? `  ${chalk.bold('others')} (${remaining.nodes.map((n) => n.name).join(', ')}): peers ${names} removed from wg0.conf and the live interface (wg syncconf, no restart), their routes deleted`
+      : '  no other node in the inventory',
+  );
+  return `${lines.join('\n')}\n`;
+}
+
+async function confirm(message: string): Promise<boolean> {
+  try {
+    const { go } = await inquirer.prompt<{ go: boolean }>([{ type: 'confirm', name: 'go', message, default: false }]);
+    return go;
+  } catch (error) {
+    if ((error as Error).name === 'ExitPromptError') throw new MeshctlError('interrupted at the gate', 'interrupted');
+    throw error;
+  }
+}
+
+/** Probes the named nodes and plans their part; throws (exit 3) when one cannot be connected. */
+async function probeAll(connections: ReadonlyMap<string, Connection>, iface: string, purge: boolean): Promise<NodeDownPlan[]> {
+  return Promise.all(
+    [...connections].map(async ([node, connection]) => {
+      const probe = await connection.run(downProbeScript(iface), { timeoutMs: 20_000, signal: interruptSignal });
+      if (probe.code !== 0)
+        throw new MeshctlError(`${node}: the read-only probe failed (exit ${probe.code})`, 'stop', [probe.stderr.trim()]);
+      return { node, ...planDown(parseDownProbe(probe.stdout), iface, purge) };
+    }),
+  );
+}
+
+/** Runs each node's down script; returns the failures (node: message). */
+async function applyAll(connections: ReadonlyMap<string, Connection>, plans: NodeDownPlan[]): Promise<string[]> {
+  const failures: string[] = [];
+  await Promise.all(
+    plans.map(async (p) => {
+      if (!p.script) return;
+      const result = await connections.get(p.node)!.run(p.script, { timeoutMs: 60_000, signal: interruptSignal });
+      if (result.code !== 0)
+        failures.push(`${p.node}: exit ${result.code}: ${(result.stderr || result.stdout).trim().split('\n').slice(-3).join(' | ')}`);
+    }),
+  );
+  return failures;
+}
+
+export function registerDown(program: Command, finish: (result: CommandResult) => void): void {
+  program
+    .command('down')
+    .description(
+      'take the mesh down on some nodes (interface, service; --purge: configs, keys, sysctl file, drop-in) and remove their peers from the others',
+    )
+    .argument(
+      '[inventory-and-nodes...]',
+      'inventory file (default: ./meshctl.yaml or $MESHCTL_INVENTORY), then node names (default: every node)',
+    )
+    .option('--purge', 'also remove the config, its backup, the key pair, the sysctl file and the drop-in')
+    .option('-y, --yes', 'do not ask (gates whose checks fail still stop)')
+    .option('--dry-run', 'change nothing: show what would be done on the named nodes and on the others')
+    .option('--accept-new', 'trust unknown SSH host keys on first use and record them (changed keys are always refused)')
+    .option('--no-color', 'plain output')
+    .option('--break-lock', 'take over the run lock of another meshctl run (only when that run died: check first)')
+    .option('--connect-timeout <seconds>', 'SSH connect timeout (default: ssh config ConnectTimeout or 10)')
+    .addHelpText(
+      'after',
+      '\nThe inventory is not changed: drop the nodes from it, or a later `up` sets them up again.\nExit codes: 0 done (or planned), 1 a gate said STOP or a node failed, 2 bad input, 3 a node could not be connected, 130 interrupted.',
+    )
+    .action(async (words: string[], flags: DownFlags) => {
+      const args = splitDownArgs(words);
+      const inventory = loadInventory(resolveInventoryPath(args.inventory));
+      const names = args.nodes.length ? resolveLimit(inventory, args.nodes) : inventory.nodes.map((n) => n.name);
+      const targets = limitInventory(inventory, names);
+      const remaining = { ...inventory, nodes: inventory.nodes.filter((n) => !names.includes(n.name)) };
+      const purge = flags.purge ?? false;
+      const interactive = Boolean(process.stdin.isTTY && process.stdout.isTTY);
+      if (!interactive && !flags.yes && !flags.dryRun)
+        throw new MeshctlError('no terminal to confirm: run with --yes (or --dry-run to see what would be done)', 'badInput');
+      const color = flags.color !== false && Boolean(process.stdout.isTTY) && !process.env.NO_COLOR;
+      const chalk = new Chalk({ level: color ? 1 : 0 });
+      const out = process.stdout;
+      const connector = connectorFor(sshOptionsFromFlags(flags, (line) => out.write(`${line}\n`)));
+      const { connections, failures, close } = await connector.connectAll(targets);
+      try {
+        if (failures.size)
+          throw new MeshctlError(
+            `could not connect to ${failures.size} of ${names.length} nodes; nothing was changed`,
+            'connect',
+            [...failures].map(([n, e]) => `${n}: ${e.message}`),
+          );
+        const plans = await probeAll(connections, inventory.mesh.interface, purge);
+        out.write(renderDownPlan(plans, remaining, purge, chalk));
+        if (flags.dryRun) {
+          if (remaining.nodes.length) await planOthers(remaining, connector, chalk, out);
+          return finish('ok');
+        }
+        if (!flags.yes && !(await confirm(`take the mesh down on ${names.join(', ')}${purge ? ' and purge it' : ''}?`)))
+          return finish('stop');
+        if (remaining.nodes.length) {
+          const view = createEngineView({ yes: flags.yes ?? false, interactive, json: false, color, out });
+          const others = await runUp(remaining, connector, view, { signal: interruptSignal, breakLock: flags.breakLock ?? false });
+          for (const warning of others.warnings ?? []) out.write(`warning: ${warning}\n`);
+          if (others.result !== 'converged') {
+            out.write(chalk.red.bold(`\nthe other nodes did not converge (${others.result}): ${names.join(', ')} left as they were\n`));
+            return finish(others.result === 'interrupted' ? 'interrupted' : others.result === 'unreachable' ? 'connect' : 'stop');
+          }
+          out.write(`\n${names.join(', ')} removed from the peers of ${remaining.nodes.length} node(s)\n`);
+        }
+        const lock = await acquireLocks(connections, { breakLock: flags.breakLock ?? false, signal: interruptSignal });
+        if (!lock.ok) throw new MeshctlError(`not started: ${lock.message}`, 'stop');
+        let failed: string[];
+        try {
+          failed = await applyAll(connections, plans);
+        } finally {
+          await lock.release();
+        }
+        const recorded = recordRun(inventory, {
+          command: 'down',
+          result: failed.length ? 'failed' : 'down',
+          nodes: names,
+          publicKeys: {},
+          complete: false,
+          ...(purge ? { forget: names.filter((n) => !failed.some((f) => f.startsWith(`${n}:`))) } : {}),
+        });
+        if (recorded.warning) out.write(`warning: ${recorded.warning}\n`);
+        if (failed.length) throw new MeshctlError(`down failed on ${failed.length} node(s)`, 'stop', failed);
+        const count = plans.reduce((sum, p) => sum + p.changes.length, 0);
+        out.write(
+          chalk.green.bold(`mesh down on ${names.join(', ')}: ${count} change${count === 1 ? '' : 's'}${purge ? ' (purged)' : ''}\n`),
+        );
+        finish('ok');
+      } finally {
+        await close();
+      }
+    });
+}
+
+/** The dry run's view of the other nodes: `up`'s plan with the named nodes left out. */
+async function planOthers(
+  remaining: Inventory,
+  connector: ReturnType<typeof connectorFor>,
+  chalk: ChalkInstance,
+  out: NodeJS.WritableStream,
+) {
+  const view = { onEvent: () => undefined, gate: async (r: { verdict: string }) => r.verdict !== 'STOP' };
+  const report = await runUp(remaining, connector, view, { signal: interruptSignal, dryRun: true });
+  if (report.result !== 'planned' || !report.plan) {
+    out.write(`the others could not be planned (${report.result}${report.stoppedAt ? ` at ${report.stoppedAt}` : ''})\n`);
+    return;
+  }
+  out.write(`${chalk.bold('── The other nodes')} (${countActions(report.plan)} action(s))\n${renderPlan(report.plan, chalk)}`);
+}

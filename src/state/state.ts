@@ -1,0 +1,145 @@
+/**
+ * Local state next to the inventory: `<inventory file>.state.json` (e.g. `homelab.yaml.state.json`).
+ *
+ * What it holds: per node the public key and the overlay address and listen port it was given, when meshctl last
+ * saw it, and the last applied run (when, result, the nodes it worked on, the --limit, the plan value). What it never
+ * holds: a private key or any other secret (public keys are public by design; the plan value is the redacted one
+ * the engine shows), so the file is safe to commit to git next to the inventory. It is a cache, never the truth:
+ * every value in it can be read again from the nodes (`wg show IFACE public-key`, the inventory), and a missing or
+ * unreadable file only means meshctl has to ask the nodes.
+ *
+ * Uses: `--limit` renders a limited node's config from the WHOLE inventory, so it needs the public keys of nodes
+ * it does not work on (read from them when they answer, from here when they do not); a node dropped from the
+ * inventory is still known here (its key), so the run can say whose peer it removes.
+ *
+ * Written atomically (temp file in the same directory, then rename(2)), mode 0644 like the inventory.
+ */
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { looksLikeWireGuardKey } from '../topology/desired.js';
+
+/** The state file of an inventory: the inventory's own path plus `.state.json`. */
+export const statePathFor = (inventoryPath: string): string => `${inventoryPath}.state.json`;
+
+/** What the state knows of one node. */
+export interface NodeState {
+  /** base64 WireGuard public key (never the private one) */
+  publicKey: string;
+  /** the overlay address the node had in the inventory, without prefix */
+  overlayIp: string;
+  listenPort: number;
+  /** ISO time meshctl last read the key from the node */
+  seen: string;
+}
+
+/** The last run that applied changes. */
+export interface LastApply {
+  /** ISO time the run ended */
+  at: string;
+  command: 'up' | 'down';
+  result: string;
+  /** the nodes the run worked on (all inventory nodes, or the --limit / down's nodes) */
+  nodes: string[];
+  limit?: string[];
+  /** the engine's plan value (src/engine/plan.ts), already free of secrets; absent for `down` */
+  plan?: unknown;
+}
+
+export interface MeshState {
+  version: 1;
+  /** the inventory's `mesh.interface`, so a state of another mesh is not mistaken for this one */
+  interface: string;
+  nodes: Record<string, NodeState>;
+  lastApply?: LastApply;
+}
+
+export const emptyState = (iface: string): MeshState => ({ version: 1, interface: iface, nodes: {} });
+
+/**
+ * Parses a state file's text. Anything unusable (bad JSON, another version, another interface, a value that is not
+ * a public key) is dropped rather than trusted: the state is a cache, and a wrong key would break a peer.
+ */
+export function parseState(text: string, iface: string): MeshState {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return emptyState(iface);
+  }
+  const value = raw as Partial<MeshState> | null;
+  if (value?.version !== 1 || value.interface !== iface || typeof value.nodes !== 'object' || value.nodes === null)
+    return emptyState(iface);
+  const nodes: Record<string, NodeState> = {};
+  for (const [name, node] of Object.entries(value.nodes)) {
+    const n = node as Partial<NodeState> | null;
+    if (n && typeof n.publicKey === 'string' && looksLikeWireGuardKey(n.publicKey) && typeof n.overlayIp === 'string')
+      nodes[name] = { publicKey: n.publicKey, overlayIp: n.overlayIp, listenPort: Number(n.listenPort) || 0, seen: String(n.seen ?? '') };
+  }
+  return { version: 1, interface: iface, nodes, ...(value.lastApply ? { lastApply: value.lastApply } : {}) };
+}
+
+/** Reads the state of an inventory; an absent or unusable file is an empty state. */
+export function readState(inventoryPath: string, iface: string): MeshState {
+  const path = statePathFor(inventoryPath);
+  if (!existsSync(path)) return emptyState(iface);
+  try {
+    return parseState(readFileSync(path, 'utf8'), iface);
+  } catch {
+    return emptyState(iface);
+  }
+}
+
+/** The state as text: stable (nodes sorted by name), one value per line, a final newline (git-friendly diffs). */
+export function formatState(state: MeshState): string {
+  const nodes = Object.fromEntries(
+    Object.keys(state.nodes)
+      .sort()
+      .map((name) => [name, state.nodes[name]!]),
+  );
+  return `${JSON.stringify({ ...state, nodes }, null, 2)}\n`;
+}
+
+/** Writes the state atomically (temp file + rename in the same directory). Throws on an unwritable directory. */
+export function writeState(inventoryPath: string, state: MeshState): string {
+  const path = statePathFor(inventoryPath);
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, formatState(state), { mode: 0o644 });
+  renameSync(tmp, path);
+  return path;
+}
+
+/** What a run learnt about nodes: public keys read from them (or generated by it), by node name. */
+export interface Observed {
+  publicKeys: ReadonlyMap<string, string>;
+}
+
+/**
+ * The state after a run: keys seen are recorded with the node's inventory address; nodes the inventory no longer
+ * has are dropped once the run reached every node of the inventory (`complete`: their peers are gone everywhere),
+ * kept otherwise (a --limit run has not removed them from the nodes it left alone). Pure.
+ */
+export function updateState(
+  state: MeshState,
+  inventory: { nodes: readonly { name: string; overlayIp: string; listenPort: number }[] },
+  observed: Observed,
+  options: { now: Date; complete: boolean; lastApply?: LastApply; forget?: readonly string[] },
+): MeshState {
+  const nodes: Record<string, NodeState> = {};
+  const inInventory = new Map(inventory.nodes.map((n) => [n.name, n]));
+  for (const [name, node] of Object.entries(state.nodes)) if (!options.complete || inInventory.has(name)) nodes[name] = node;
+  for (const [name, publicKey] of observed.publicKeys) {
+    const node = inInventory.get(name);
+    if (!node || !looksLikeWireGuardKey(publicKey)) continue;
+    nodes[name] = { publicKey, overlayIp: node.overlayIp, listenPort: node.listenPort, seen: options.now.toISOString() };
+  }
+  for (const name of options.forget ?? []) delete nodes[name];
+  return { ...state, nodes, ...(options.lastApply ? { lastApply: options.lastApply } : {}) };
+}
+
+/** Nodes the state knows that the inventory does not have any more (dropped from it): name and public key. */
+export function departedNodes(state: MeshState, inventory: { nodes: readonly { name: string }[] }): { name: string; publicKey: string }[] {
+  const names = new Set(inventory.nodes.map((n) => n.name));
+  return Object.entries(state.nodes)
+    .filter(([name]) => !names.has(name))
+    .map(([name, n]) => ({ name, publicKey: n.publicKey }))
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}

@@ -1,0 +1,117 @@
+/**
+ * `meshctl down` on one node, as pure functions: a read-only probe of what of the mesh is there (interface,
+ * wg-quick@ unit, the files meshctl writes), and the one script that takes it down: the unit stopped and disabled,
+ * the interface gone, and with `purge` every file meshctl put there (config and its backup, the key pair, the
+ * rp_filter sysctl file, the reload drop-in), so that the node is as the up baseline expects a fresh node.
+ * Idempotent: every command acts only on what the probe found, and a second run finds nothing and does nothing.
+ * The private key file is removed with `rm`, never read.
+ */
+import { sh } from '../remote/shell.js';
+import { wireguardPaths } from '../remote/wireguard.js';
+
+/** What the probe found on a node. */
+export interface DownFacts {
+  systemd: boolean;
+  /** `systemctl is-active` / `is-enabled` of wg-quick@IFACE ('' without systemd) */
+  active: string;
+  enabled: string;
+  interfacePresent: boolean;
+  /** meshctl's files that exist on the node, absolute paths, in purgeablePaths order */
+  files: string[];
+  /** the drop-in directory exists (removed when empty) */
+  dropInDir: boolean;
+}
+
+/** A change `down` makes on a node, as data (shown in the plan, counted in the report). */
+export type DownChange =
+  | { kind: 'stop-disable'; unit: string; was: string }
+  | { kind: 'delete-interface'; iface: string }
+  | { kind: 'remove-file'; path: string }
+  | { kind: 'daemon-reload' };
+
+/** Every file meshctl writes for `iface` (../remote/wireguard.ts), plus the config's backup and a write's leftover. */
+export function purgeablePaths(iface: string): string[] {
+  const p = wireguardPaths(iface);
+  return [p.config, `${p.config}.bak`, `${p.config}.meshctl-tmp`, p.privateKey, p.publicKey, p.sysctl, p.reloadDropIn];
+}
+
+const dirOf = (path: string) => path.slice(0, path.lastIndexOf('/'));
+
+/** The read-only probe: `key=value` lines, one `file=PATH` per existing file. */
+export function downProbeScript(iface: string): string {
+  const p = wireguardPaths(iface);
+  return [
+    'if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then echo systemd=yes',
+    `  echo active=$(${sh`systemctl is-active ${p.service}`.text} 2>/dev/null)`,
+    `  echo enabled=$(${sh`systemctl is-enabled ${p.service}`.text} 2>/dev/null)`,
+    'else echo systemd=no; fi',
+    sh`if [ -e ${`/sys/class/net/${iface}`} ]; then echo interface=present; fi`.text,
+    sh`for f in ${purgeablePaths(iface)}; do if [ -e "$f" ] || [ -L "$f" ]; then echo "file=$f"; fi; done`.text,
+    sh`if [ -d ${dirOf(p.reloadDropIn)} ]; then echo dropin-dir=present; fi`.text,
+  ].join('\n');
+}
+
+/** Reads the probe's output. */
+export function parseDownProbe(stdout: string): DownFacts {
+  const lines = stdout.split('\n').map((l) => l.trim());
+  const value = (key: string) => lines.find((l) => l.startsWith(`${key}=`))?.slice(key.length + 1) ?? '';
+  return {
+    systemd: value('systemd') === 'yes',
+    active: value('active'),
+    enabled: value('enabled'),
+    interfacePresent: value('interface') === 'present',
+    files: lines.filter((l) => l.startsWith('file=')).map((l) => l.slice(5)),
+    dropInDir: value('dropin-dir') === 'present',
+  };
+}
+
+/** The unit counts as set up unless systemd says it is neither running nor enabled (or does not know it). */
+const unitInUse = (f: DownFacts) =>
+  f.systemd && (['active', 'activating', 'reloading', 'failed'].includes(f.active) || !['disabled', 'not-found', ''].includes(f.enabled));
+
+/**
+ * What `down` does on a node with these facts, and the script; no action when there is nothing to take down.
+ * The script stops on the first failing command (set -e); run again it finishes what is left.
+ */
+export function planDown(facts: DownFacts, iface: string, purge: boolean): { changes: DownChange[]; script?: string } {
+  const p = wireguardPaths(iface);
+  const changes: DownChange[] = [];
+  const commands: string[] = [];
+  if (unitInUse(facts)) {
+    changes.push({ kind: 'stop-disable', unit: p.service, was: `${facts.active || 'unknown'}, ${facts.enabled || 'unknown'}` });
+    commands.push(
+      `${sh`systemctl disable --now ${p.service}`.text} 2>&1`,
+      `${sh`systemctl reset-failed ${p.service}`.text} 2>/dev/null || true`,
+    );
+  }
+  if (facts.interfacePresent) {
+    changes.push({ kind: 'delete-interface', iface });
+    // stopping the unit normally took it down already; a hand-made interface has no unit to stop it
+    commands.push(sh`if [ -e ${`/sys/class/net/${iface}`} ]; then ip link del ${iface}; fi`.text);
+  }
+  if (purge) {
+    for (const path of facts.files) changes.push({ kind: 'remove-file', path });
+    if (facts.files.length) commands.push(sh`rm -f -- ${facts.files}`.text);
+    if (facts.dropInDir) commands.push(sh`rmdir ${dirOf(p.reloadDropIn)} 2>/dev/null || true`.text);
+    if (facts.systemd && facts.files.includes(p.reloadDropIn)) {
+      changes.push({ kind: 'daemon-reload' });
+      commands.push('systemctl daemon-reload');
+    }
+  }
+  if (commands.length === 0) return { changes };
+  return { changes, script: `set -e\n${commands.join('\n')}\n` };
+}
+
+/** A down change in words, for the plan and the report. */
+export function describeDownChange(change: DownChange): string {
+  switch (change.kind) {
+    case 'stop-disable':
+      return `stop and disable ${change.unit} (was ${change.was})`;
+    case 'delete-interface':
+      return `delete interface ${change.iface}`;
+    case 'remove-file':
+      return `remove ${change.path}`;
+    case 'daemon-reload':
+      return 'systemctl daemon-reload (the drop-in is gone)';
+  }
+}
