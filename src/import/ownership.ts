@@ -54,8 +54,10 @@ export function interfaceOwnership(facts: OwnershipFacts, iface: string): Owners
   const present = facts.interfaces.includes(iface);
   const by: string[] = [];
   if (facts.config.managedByMeshctl) by.push(`the header comment of ${paths.config}`);
-  const dropIn = facts.service.reloadDropInSha256 !== undefined;
-  const keyRuns = facts.keys.privateKeyExists && facts.keys.publicKey !== undefined && facts.interfacePublicKey === facts.keys.publicKey;
+  // partial facts (older captures, tests) may lack the service and keys parts: then nothing is recognised by them
+  const dropIn = facts.service?.reloadDropInSha256 !== undefined;
+  const keyRuns =
+    facts.keys?.privateKeyExists === true && facts.keys.publicKey !== undefined && facts.interfacePublicKey === facts.keys.publicKey;
   if (dropIn && (keyRuns || !present)) {
     by.push(`meshctl's drop-in ${paths.reloadDropIn}`);
     if (keyRuns) by.push(`${iface} runs with the key of ${paths.privateKey}`);

@@ -10,7 +10,7 @@ import { safeText } from '../ui/safe-text.js';
 /** The marker of every comment the import adds; `grep 'meshctl import:'` lists what to check. */
 export const NOTE_MARK = 'meshctl import:';
 
-const PLAIN = /^[A-Za-z0-9_][A-Za-z0-9_.\/:@-]*$/;
+const PLAIN = /^[A-Za-z0-9_][A-Za-z0-9_./:@-]*$/;
 /** A scalar as YAML: plain when it is a plain word, else a JSON string (valid YAML). */
 const scalar = (value: string | number | boolean) =>
   typeof value === 'string' && !PLAIN.test(value) ? JSON.stringify(value) : String(value);

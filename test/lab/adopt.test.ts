@@ -179,11 +179,13 @@ describeLab(
 
       const verify = await lab().meshctl(['verify', INVENTORY, '--json']);
       assert.equal(verify.code, 0, verify.stdout.slice(0, 4000));
-      const checks = (JSON.parse(verify.stdout) as { checks: { node: string; id: string; status: string; message: string }[] }).checks;
+      const checks = (
+        JSON.parse(verify.stdout) as { checks: { node: string; id: string; status: string; message: string; evidence: string[] }[] }
+      ).checks;
       for (const node of KEY_IN_CONF) {
         const drift = checks.find((c) => c.node === node && c.id === 'config-drift');
         assert.equal(drift?.status, 'warn', JSON.stringify(drift));
-        assert.match(drift!.message, /private key sits in wg0\.conf/);
+        assert.match([drift!.message, ...drift!.evidence].join('\n'), /private key sits in wg0\.conf/);
       }
 
       const up = await lab().meshctl(['up', INVENTORY, '--yes']);
