@@ -54,6 +54,11 @@ export const COMMANDS: ReadonlyArray<{ name: string; summary: string; load: () =
     load: async () => (await import('./commands/debug.js')).registerDebug,
   },
   {
+    name: 'import',
+    summary: 'take over a hand-built wg-quick mesh: read every node (nothing secret), write an inventory of it, keep every key pair',
+    load: async () => (await import('./commands/import.js')).registerImport,
+  },
+  {
     name: 'lab',
     summary: 'a sealed local replica of an inventory: containers, NAT routers, an operator namespace (root only)',
     load: async () => (await import('./commands/lab.js')).registerLab,

@@ -154,6 +154,8 @@ export function parseChecklist(stdout: string, params: ChecklistParams): NodeChe
   const meta = fact(FACTS.configMeta);
   const configText = meta.exists ? (fact(FACTS.configText) ?? '') : undefined;
   const config = configText !== undefined ? parseWgQuickConfig(configText) : undefined;
+  // the PrivateKey line was dropped on the node; its count says it is there, so verify can report where the key sits
+  if (config?.interface && meta.privateKeyLines > 0) config.interface.hasPrivateKey = true;
   // present whenever the script read it (debug asks for it)
   const firewall = s.has(FACTS.firewall.name) ? fact(FACTS.firewall) : undefined;
 

@@ -12,6 +12,7 @@ import type { Inventory, Node } from '../inventory/types.js';
 import type { DesiredNodeConfig, DesiredPeer } from '../topology/desired.js';
 import { compareConfigToDesired, compareLiveToDesired, splitEndpoint, type DriftItem } from '../render/drift.js';
 import type { LivePeer } from '../render/wgdump.js';
+import { keyLocationAsStyle } from '../import/style.js';
 import type { NodeChecklist } from './probes.js';
 import type { Matrix } from './ping-matrix.js';
 import { REJECT_AFTER_TIME_S, wireguardPaths } from '../remote/wireguard.js';
@@ -216,7 +217,8 @@ function nodeChecks(facts: VerifyFacts, node: Node, desired: DesiredNodeConfig, 
   if (!cl.config) {
     out.push(mk(n, 'config-drift', 'fail', `${wireguardPaths(iface).config} does not exist`));
   } else {
-    const items = compareConfigToDesired(cl.config, desired).filter(
+    // the key's location (PrivateKey line) and SaveConfig are reported, not failed (../import/style.ts)
+    const items = keyLocationAsStyle(compareConfigToDesired(cl.config, desired), cl.config, iface).filter(
       (i) => i.severity !== 'info' && !(i.expected !== undefined && unknown.has(i.expected)),
     );
     const fails = items.filter((i) => i.severity === 'fail');

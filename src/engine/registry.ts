@@ -19,9 +19,12 @@ import { desiredNodeConfig } from '../topology/desired.js';
 import { standInPublicKey } from './plan.js';
 import type { CheckDefinition, CheckResult, MeshStep, NodeStep, StepInput, ValueName } from './types.js';
 import type { OperatorAddress } from '../facts/definitions.js';
+import type { NodeFacts } from '../facts/node-facts.js';
 import type { Inventory, Node } from '../inventory/types.js';
 import { cidrContains, formatCidr, isIpv4, parseCidr } from '../net/ipv4.js';
 import { judgeForeignWireGuard, type MeshFootprint } from '../topology/clashes.js';
+import { changeWithoutRestart } from '../import/restart.js';
+import { importHint, interfaceOwnership } from '../import/ownership.js';
 
 /** What the mesh puts on `node`, for judging the other WireGuard interfaces there (../topology/clashes.ts). */
 const meshFootprint = (inventory: Inventory, node: Node): MeshFootprint => ({
@@ -71,11 +74,13 @@ function decideConfig(input: StepInput<'facts' | 'publicKey'>) {
     reloadDropInText: renderReloadDropIn(mesh.interface),
   });
   // a PrivateKey line in the file is moved out by rewriting it, which changes [Interface]
-  const change = !plan.writeConfig
+  const found = !plan.writeConfig
     ? 'none'
     : facts.config.hasPrivateKeyLine
       ? 'interface'
       : classifyConfigChange(facts.config.text, desired).kind;
+  // ... unless the running interface already is the design with its key file's key (a taken-over file: no restart)
+  const change = changeWithoutRestart(facts, desired, found);
   return { desired, configText, plan, change } as const;
 }
 
@@ -122,6 +127,48 @@ export function judgeOperatorAddress(inventory: Inventory, node: Node, seen: Ope
       [...evidence, `mesh.network = ${inventory.mesh.network}`],
     );
   return pass(id, `operator at ${seen.address} stays outside the mesh (${inventory.mesh.network} and every peer's AllowedIPs)`, evidence);
+}
+
+/** "; this looks like a hand-built mesh: run `meshctl import ...`" when the mesh's interface is someone else's, else "". */
+function handBuiltHint(facts: NodeFacts, inventory: Inventory): string {
+  if (!interfaceOwnership(facts, inventory.mesh.interface).handBuilt) return '';
+  return `; this looks like a hand-built mesh: run \`${importHint(inventory.source)}\` to take it over with its keys`;
+}
+
+/**
+ * The facts gate's port check. A port held by the mesh's own interface passes: meshctl's own (recognised by its
+ * header, or by its drop-in and key file when wg-quick's SaveConfig rewrote the file: then a warning says so and
+ * that up rewrites it), else the interface of a hand-built mesh, which fails naming `meshctl import`.
+ */
+export function judgeListenPort(f: NodeFacts, node: Node, inventory: Inventory): CheckResult {
+  const id = 'listen-port-free';
+  const iface = inventory.mesh.interface;
+  const port = node.listenPort;
+  if (f.listenPortUsers.length === 0) return pass(id, `UDP ${port} is free`);
+  const owner = interfaceOwnership(f, iface);
+  // the mesh's interface holds the port when it listens there (older facts without the live port: when it exists)
+  const heldByMesh = f.wireguardInterfaces.includes(iface) && (f.live?.listenPort === undefined || f.live.listenPort === port);
+  if (heldByMesh && owner.own && owner.rewritten)
+    return warn(
+      id,
+      `UDP ${port} is held by this mesh's ${iface} (recognised by ${owner.by.join(' and ')}); ${owner.rewritten}: up rewrites it from the inventory, keeping ${wireguardPaths(iface).config}.bak`,
+      f.listenPortUsers,
+    );
+  if (heldByMesh && owner.own) return pass(id, `UDP ${port} is held by this mesh's ${iface}`);
+  if (heldByMesh && owner.handBuilt)
+    return fail(
+      id,
+      `UDP ${port} is held by ${iface}, which meshctl did not make: this looks like a hand-built mesh: run \`${importHint(inventory.source)}\` to take it over with its keys`,
+      f.listenPortUsers,
+    );
+  const other = f.wireguardDetails?.find((d) => d.name !== iface && d.listenPort === port);
+  if (other)
+    return fail(
+      id,
+      `UDP ${port} is already in use by the WireGuard interface ${other.name} (not this mesh's ${iface}): pick another listenPort`,
+      f.listenPortUsers,
+    );
+  return fail(id, `UDP ${port} is already in use`, f.listenPortUsers);
 }
 
 export const STEPS = {
@@ -256,13 +303,7 @@ export const CHECKS = {
   }),
   'listen-port-free': check({
     needs: ['facts'],
-    evaluate: ({ values: { facts: f }, node, inventory }) => {
-      const iface = inventory.mesh.interface;
-      if (f.listenPortUsers.length === 0) return pass('listen-port-free', `UDP ${node.listenPort} is free`);
-      if (f.wireguardInterfaces.includes(iface) && f.config.managedByMeshctl)
-        return pass('listen-port-free', `UDP ${node.listenPort} is held by this mesh's ${iface}`);
-      return fail('listen-port-free', `UDP ${node.listenPort} is already in use`, f.listenPortUsers);
-    },
+    evaluate: ({ values: { facts: f }, node, inventory }) => judgeListenPort(f, node, inventory),
   }),
   'operator-not-captured': check({
     needs: ['facts'],
@@ -296,10 +337,12 @@ export const CHECKS = {
         ...(f.wireguardDetails ? { details: f.wireguardDetails } : {}),
         configs: f.wireguardConfigs,
         interfaces: f.interfaces,
-        ownConfig: { exists: f.config.exists, managedByMeshctl: f.config.managedByMeshctl },
+        // meshctl's own interface is recognised by more than the header comment (../import/ownership.ts)
+        ownConfig: { exists: f.config.exists, managedByMeshctl: interfaceOwnership(f, inventory.mesh.interface).own },
       });
       const texts = clashes.map((c) => c.text);
-      if (texts.length > 0) return fail(id, `in the way: ${texts.join('; ')}`, texts);
+      const handBuilt = clashes.some((c) => c.kind === 'name') ? handBuiltHint(f, inventory) : '';
+      if (texts.length > 0) return fail(id, `in the way: ${texts.join('; ')}${handBuilt}`, texts);
       return harmless.length === 0
         ? pass(id, 'no other WireGuard interface or config')
         : pass(id, `also here: ${harmless.join(', ')}: no clash`, harmless);

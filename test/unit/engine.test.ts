@@ -442,7 +442,10 @@ describe('engine: every check of the registry, passing and failing', () => {
     'operator-not-captured': { facts: { ...good, operatorAddress: { address: '172.27.15.200' } } },
     'package-manager-known': { facts: { ...good, packageManager: undefined } },
     'init-system': { facts: { ...good, systemd: false } },
-    'listen-port-free': { facts: { ...good, config: { ...good.config, managedByMeshctl: false } } },
+    // a hand-built wg0: no header comment and no drop-in (a rewritten file of meshctl's own is only a warning)
+    'listen-port-free': {
+      facts: { ...good, config: { ...good.config, managedByMeshctl: false }, service: { ...good.service, reloadDropInSha256: undefined } },
+    },
     'default-ip-rules': { facts: { ...good, baseline: { ...good.baseline, extraIpRules: ['1000: from all lookup 100'] } } },
     'no-kubernetes-leftovers': { facts: { ...good, baseline: { ...good.baseline, leftoverUnits: ['k3s.service'] } } },
     'no-foreign-wireguard': { facts: { ...good, wireguardInterfaces: ['wg0', 'wg-vpn'] } },

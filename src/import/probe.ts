@@ -1,0 +1,136 @@
+/**
+ * `meshctl import` on the node: one read-only probe (up's facts probe, ../facts/node-facts.ts, plus the underlay
+ * addresses), then one adopting script that keeps the node's key pair and marks the interface as meshctl's:
+ * - a `PrivateKey` line in IFACE.conf is moved into /etc/wireguard/IFACE.key (umask 077) by awk ON THE NODE, and the
+ *   line replaced by meshctl's `PostUp = wg set %i private-key /etc/wireguard/%i.key`. The key is never printed,
+ *   read back or sent: only `wg pubkey` of it is compared with `wg show IFACE public-key`, on the node, and the move
+ *   is refused unless they are equal (so the interface keeps its identity after any later restart);
+ * - IFACE.pub is (re)written from `wg pubkey`;
+ * - meshctl's wg-quick@ drop-in (../render/systemd.ts) is installed: a `systemctl reload` then keeps the key, and the
+ *   drop-in with the key file is how `up` recognises the interface as its own (./ownership.ts).
+ * The running interface is not touched: no restart, no reload, no `wg set`.
+ */
+import type { FactDef } from '../facts/definitions.js';
+import { factsScript, readFact } from '../facts/definitions.js';
+import { factsProbeScript, parseFactsProbe, type NodeFacts } from '../facts/node-facts.js';
+import { linesOf, splitSections } from '../facts/sections.js';
+import { sh } from '../remote/shell.js';
+import { wireguardPaths } from '../remote/wireguard.js';
+import { renderReloadDropIn } from '../render/systemd.js';
+import { atomicWriteScript } from '../steps/action.js';
+import { looksLikeWireGuardKey } from '../topology/desired.js';
+import type { UnderlayFacts } from './infer.js';
+
+/** IPv4 addresses of every interface (scope global) and the default route's gateway and device. */
+export const UNDERLAY_FACT: FactDef<UnderlayFacts> = {
+  name: 'underlay',
+  command: () =>
+    [
+      `ip -4 -o addr show scope global 2>/dev/null | awk '{ print "addr=" $2 " " $4 }'`,
+      `ip -4 route show default 2>/dev/null | awk '{ g = ""; d = ""; for (i = 1; i < NF; i++) { if ($i == "via") g = $(i + 1); if ($i == "dev") d = $(i + 1) } print "gw=" g " " d; exit }'`,
+      'true',
+    ].join('\n'),
+  parse: (s) => parseUnderlay(linesOf(s)),
+};
+
+/** Reads the `underlay` section's lines: `addr=DEV CIDR`, `gw=GATEWAY DEV`. */
+export function parseUnderlay(lines: readonly string[]): UnderlayFacts {
+  const result: UnderlayFacts = { addresses: [] };
+  for (const line of lines) {
+    const [key, rest] = [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)];
+    const [a, b] = rest.trim().split(/\s+/);
+    if (key === 'addr' && a && b && /^\d+\.\d+\.\d+\.\d+\/\d+$/.test(b)) result.addresses.push({ dev: a.replace(/@.*$/, ''), cidr: b });
+    if (key === 'gw' && a && /^\d+\.\d+\.\d+\.\d+$/.test(a)) {
+      result.gateway = a;
+      if (b) result.gatewayDev = b;
+    }
+  }
+  return result;
+}
+
+/** The import probe of one node: up's facts probe, then the underlay section. */
+export function importProbeScript(iface: string, listenPort: number): string {
+  const ctx = { interface: iface, listenPort };
+  return `${factsProbeScript(ctx)}\n${factsScript([UNDERLAY_FACT], ctx, 'importend')}`;
+}
+
+/**
+ * Reads the import probe. The underlay excludes the WireGuard interfaces (the overlay is not where peers dial).
+ * @throws Error when the output stops before its end (a cut connection)
+ */
+export function parseImportProbe(stdout: string, iface: string, listenPort: number): { facts: NodeFacts; underlay: UnderlayFacts } {
+  const ctx = { interface: iface, listenPort };
+  const facts = parseFactsProbe(stdout, ctx);
+  const sections = splitSections(stdout);
+  if (sections.get('importend')?.rc !== 0) throw new Error('import probe output is incomplete');
+  const underlay = readFact(UNDERLAY_FACT, sections, ctx);
+  const wireguard = new Set([iface, ...facts.wireguardInterfaces]);
+  return { facts, underlay: { ...underlay, addresses: underlay.addresses.filter((a) => !wireguard.has(a.dev)) } };
+}
+
+/** awk: prints the value of every active `PrivateKey =` line (any spacing or case wg accepts), comments cut. */
+const PRIVATE_KEY_VALUES_AWK = `{ s = $0; sub(/#.*/, "", s); gsub(/[ \\t\\r]/, "", s); if (tolower(s) ~ /^privatekey=/) print substr(s, index(s, "=") + 1) }`;
+/** awk: the file with each active `PrivateKey =` line replaced by meshctl's PostUp (dropped when one is there). */
+const REPLACE_PRIVATE_KEY_AWK = `BEGIN { has = 0 } { s = $0; sub(/#.*/, "", s); gsub(/[ \\t\\r]/, "", s); l = tolower(s); if (l ~ /^postup=wgset%iprivate-key/) has = 1; lines[NR] = $0; keep[NR] = (l !~ /^privatekey=/) } END { for (i = 1; i <= NR; i++) { if (keep[i]) print lines[i]; else if (!has) { print "PostUp = wg set %i private-key /etc/wireguard/%i.key"; has = 1 } } }`;
+
+/**
+ * The adopting script for one node (see the module comment). Prints `key=moved|kept`, `conf=rewritten|kept`,
+ * `dropin=...`, and last `public=KEY`. Exits 3 with `refused=REASON` when the key cannot be kept safely.
+ */
+export function adoptScript(iface: string, systemd: boolean): string {
+  const p = wireguardPaths(iface);
+  const tmp = `${p.privateKey}.meshctl-tmp`;
+  const confTmp = `${p.config}.meshctl-tmp`;
+  return [
+    'set -e',
+    'umask 077',
+    sh`live=$(wg show ${iface} public-key 2>/dev/null || true)`.text,
+    sh`n=$(awk ${PRIVATE_KEY_VALUES_AWK} ${p.config} | wc -l)`.text,
+    sh`if [ "$n" -gt 1 ]; then echo "refused=${p.config} has $n PrivateKey lines"; exit 3; fi`.text,
+    sh`if [ "$n" -eq 1 ]; then
+  awk ${PRIVATE_KEY_VALUES_AWK} ${p.config} > ${tmp}
+  inconf=$(wg pubkey < ${tmp} 2>/dev/null) || { rm -f ${tmp}; echo "refused=the PrivateKey line of ${p.config} is not a WireGuard key"; exit 3; }
+  if [ -n "$live" ] && [ "$inconf" != "$live" ]; then rm -f ${tmp}; echo "refused=${iface} does not run with the key of its ${p.config}"; exit 3; fi
+  if [ -s ${p.privateKey} ] && [ "$(wg pubkey < ${p.privateKey})" != "$inconf" ]; then rm -f ${tmp}; echo "refused=${p.privateKey} and the PrivateKey line of ${p.config} hold different keys"; exit 3; fi
+  if [ -s ${p.privateKey} ]; then rm -f ${tmp}; echo key=kept; else chmod 600 ${tmp} && mv -f ${tmp} ${p.privateKey} && echo key=moved; fi
+  awk ${REPLACE_PRIVATE_KEY_AWK} ${p.config} > ${confTmp}
+  chmod 600 ${confTmp} && mv -f ${confTmp} ${p.config} && echo conf=rewritten
+else
+  if [ ! -s ${p.privateKey} ]; then echo "refused=no key: neither ${p.privateKey} nor a PrivateKey line in ${p.config}"; exit 3; fi
+  if [ -n "$live" ] && [ "$(wg pubkey < ${p.privateKey})" != "$live" ]; then echo "refused=${iface} does not run with the key of ${p.privateKey}"; exit 3; fi
+  echo key=kept; echo conf=kept
+fi`.text,
+    sh`chmod 600 ${p.privateKey}`.text,
+    sh`wg pubkey < ${p.privateKey} > ${`${p.publicKey}.meshctl-tmp`}`.text,
+    sh`if cmp -s ${`${p.publicKey}.meshctl-tmp`} ${p.publicKey}; then rm -f ${`${p.publicKey}.meshctl-tmp`}; else chmod 644 ${`${p.publicKey}.meshctl-tmp`} && mv -f ${`${p.publicKey}.meshctl-tmp`} ${p.publicKey}; fi`
+      .text,
+    ...(systemd
+      ? [
+          atomicWriteScript(p.reloadDropIn, renderReloadDropIn(iface), { mode: '644', dirMode: '755', label: 'dropin' }),
+          'systemctl daemon-reload',
+        ]
+      : []),
+    sh`echo "public=$(cat ${p.publicKey})"`.text,
+  ].join('\n');
+}
+
+export interface AdoptOutcome {
+  key?: 'moved' | 'kept';
+  confRewritten: boolean;
+  publicKey?: string;
+  refused?: string;
+}
+
+/** Reads the adopting script's output (only public keys and words are in it). */
+export function parseAdoptOutput(stdout: string): AdoptOutcome {
+  const value = (k: string) => stdout.match(new RegExp(`^${k}=(.*)$`, 'm'))?.[1]?.trim();
+  const key = value('key');
+  const publicKey = value('public');
+  const refused = value('refused');
+  return {
+    ...(key === 'moved' || key === 'kept' ? { key } : {}),
+    confRewritten: value('conf') === 'rewritten',
+    ...(publicKey && looksLikeWireGuardKey(publicKey) ? { publicKey } : {}),
+    ...(refused ? { refused } : {}),
+  };
+}
