@@ -22,6 +22,7 @@ import type { OperatorAddress } from '../facts/definitions.js';
 import type { Inventory, Node } from '../inventory/types.js';
 import { cidrContains, formatCidr, isIpv4, parseCidr } from '../net/ipv4.js';
 import { judgeForeignWireGuard, type MeshFootprint } from '../topology/clashes.js';
+import { judgeForward, sharedForwardProbe } from '../checks/forward-probe.js';
 
 /** What the mesh puts on `node`, for judging the other WireGuard interfaces there (../topology/clashes.ts). */
 const meshFootprint = (inventory: Inventory, node: Node): MeshFootprint => ({
@@ -313,6 +314,12 @@ export const CHECKS = {
         ? pass('no-firewall-drop', `no rule drops UDP ${node.listenPort}`)
         : fail('no-firewall-drop', `firewall drops UDP ${node.listenPort}`, drops);
     },
+  }),
+  // issue 11: one probe for the whole mesh (../checks/forward-probe.ts), judged per node whose forward it is
+  'forward-reaches-node': check({
+    needs: [],
+    evaluate: async ({ node, inventory, reconnect }) =>
+      judgeForward(await sharedForwardProbe(inventory, reconnect), node, 'forward-reaches-node'),
   }),
   'wireguard-tools-present': check({
     needs: ['facts', 'tools'],
