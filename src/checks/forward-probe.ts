@@ -168,7 +168,7 @@ export function judgeForward(report: ForwardProbeReport, node: Node, id = 'forwa
     sightings.filter((s) => s.token === forward.token).map((s) => ({ name, ...s })),
   );
   const evidence = [
-    `probe: ${report.sender} sent UDP to ${forward.publicIp}:${forward.port}; watched ${[...report.seen.keys()].filter((n) => report.siteOf.get(n) === forward.site).join(', ')}`,
+    `probe: ${report.sender} sent UDP to ${forward.publicIp}:${forward.port}; watched ${[...report.siteOf].flatMap(([name, site]) => (site === forward.site ? [name] : [])).join(', ')}`,
     ...reached.map((r) => `${r.name} saw it from ${r.source} at ${r.destination}:${r.destinationPort}`),
   ];
   const fix = `fix the port-forward on site ${forward.site}'s router: UDP ${forward.port} -> ${forward.address}:${forward.listenPort}`;
