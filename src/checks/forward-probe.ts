@@ -110,15 +110,23 @@ while ((my $left = $end - time) > 0) {
 }`;
 
 /**
- * perl: after ARGV[0] seconds, sends `PREFIX TOKEN` to each `TOKEN HOST PORT` triple (ARGV[3..]) ARGV[1] times,
- * ARGV[2] seconds apart, from one unbound UDP socket (a fresh source port: a new flow through every NAT).
+ * perl: after ARGV[0] seconds, sends `PREFIX TOKEN` to each `TOKEN HOST PORT` triple (ARGV[5..]) ARGV[1] times,
+ * ARGV[2] seconds apart. Source port ARGV[4]: 0 sends from one unbound UDP socket (a fresh port: a new flow through
+ * every NAT); any other port is written into a UDP header sent on a raw socket (IPPROTO_UDP: the kernel adds the
+ * IP header; checksum 0, "none", RFC 768), so the datagrams leave from that port even while WireGuard holds it.
  */
 const SEND_PERL = String.raw`use strict; use Socket;
-my ($delay, $rounds, $gap, $prefix, @t) = @ARGV;
-socket(my $s, PF_INET, SOCK_DGRAM, 0) or die "udp socket: $!\n";
+my ($delay, $rounds, $gap, $prefix, $sport, @t) = @ARGV;
+my $s;
+if ($sport) { socket($s, PF_INET, SOCK_RAW, 17) or die "raw socket: $!\n"; }
+else { socket($s, PF_INET, SOCK_DGRAM, 0) or die "udp socket: $!\n"; }
 select(undef, undef, undef, $delay);
 for my $r (1 .. $rounds) {
-  for (my $i = 0; $i < @t; $i += 3) { send($s, "$prefix $t[$i]", 0, sockaddr_in($t[$i + 2], inet_aton($t[$i + 1]))); }
+  for (my $i = 0; $i < @t; $i += 3) {
+    my $data = "$prefix $t[$i]";
+    $data = pack('nnnn', $sport, $t[$i + 2], 8 + length($data), 0) . $data if $sport;
+    send($s, $data, 0, sockaddr_in($sport ? 0 : $t[$i + 2], inet_aton($t[$i + 1])));
+  }
   select(undef, undef, undef, $gap);
 }
 print "sent\n";`;
@@ -129,9 +137,20 @@ const needPerl = 'command -v perl >/dev/null 2>&1 || { echo "no perl on this nod
 export const watchScript = (seconds = WATCH_SECONDS): string =>
   `${needPerl}\nexec perl -e ${shellQuote(WATCH_PERL)} ${sh`${seconds} ${PROBE_PREFIX}`}\n`;
 
-/** The sender's script (POSIX sh running perl). */
+/** A datagram to send: `PREFIX token` to host:port. */
+export interface ProbeTarget {
+  token: string;
+  host: string;
+  port: number;
+}
+
+/** The sender's script (POSIX sh running perl); `sourcePort` 0: any port, else that one (raw socket). */
+export const udpSendScript = (targets: readonly ProbeTarget[], sourcePort = 0): string =>
+  `${needPerl}\nexec perl -e ${shellQuote(SEND_PERL)} ${sh`${SEND_DELAY_S} ${SEND_ROUNDS} ${SEND_INTERVAL_S} ${PROBE_PREFIX} ${sourcePort} ${targets.flatMap((t) => [t.token, t.host, String(t.port)])}`}\n`;
+
+/** The forward probe's sender script: every forward's token to its publicIp:forwardedPort, from any port. */
 export const sendScript = (forwards: readonly Forward[]): string =>
-  `${needPerl}\nexec perl -e ${shellQuote(SEND_PERL)} ${sh`${SEND_DELAY_S} ${SEND_ROUNDS} ${SEND_INTERVAL_S} ${PROBE_PREFIX} ${forwards.flatMap((f) => [f.token, f.publicIp, String(f.port)])}`}\n`;
+  udpSendScript(forwards.map((f) => ({ token: f.token, host: f.publicIp, port: f.port })));
 
 /** Reads a watcher's output: its `seen` lines (anything else is ignored). */
 export function parseWatchOutput(stdout: string): Sighting[] {
@@ -258,7 +277,7 @@ export async function runForwardProbe(
 
 const firstLine = (text: string) => text.trim().split('\n')[0] ?? '';
 
-const randomNonce = () =>
+export const randomNonce = () =>
   Math.random()
     .toString(36)
     .slice(2, 8)

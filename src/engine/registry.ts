@@ -23,6 +23,7 @@ import type { Inventory, Node } from '../inventory/types.js';
 import { cidrContains, formatCidr, isIpv4, parseCidr } from '../net/ipv4.js';
 import { judgeForeignWireGuard, type MeshFootprint } from '../topology/clashes.js';
 import { judgeForward, sharedForwardProbe } from '../checks/forward-probe.js';
+import { judgeNatMapping, sharedNatDiscovery } from '../checks/nat-discovery.js';
 
 /** What the mesh puts on `node`, for judging the other WireGuard interfaces there (../topology/clashes.ts). */
 const meshFootprint = (inventory: Inventory, node: Node): MeshFootprint => ({
@@ -320,6 +321,12 @@ export const CHECKS = {
     needs: [],
     evaluate: async ({ node, inventory, reconnect }) =>
       judgeForward(await sharedForwardProbe(inventory, reconnect), node, 'forward-reaches-node'),
+  }),
+  // issue 11: NAT discovery through two public nodes of the mesh (../checks/nat-discovery.ts), said per site
+  'nat-mapping': check({
+    needs: [],
+    evaluate: async ({ node, inventory, reconnect }) =>
+      judgeNatMapping(await sharedNatDiscovery(inventory, reconnect), inventory, node, 'nat-mapping'),
   }),
   'wireguard-tools-present': check({
     needs: ['facts', 'tools'],

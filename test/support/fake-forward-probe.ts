@@ -5,6 +5,7 @@
  */
 import type { Inventory, Node } from '../../src/inventory/types.js';
 import { forwardsOf, type Forward } from '../../src/checks/forward-probe.js';
+import { natedNodes, observersOf } from '../../src/checks/nat-discovery.js';
 import { FakeConnection } from './fake-connection.js';
 
 /** Where a forward's datagrams land: a node name and the port they arrive at, or undefined for nowhere. */
@@ -24,7 +25,7 @@ export function probeNetwork(inventory: Inventory, landing: Landing = landsRight
       {
         match: /print "sent/,
         reply: (script) => {
-          const args = script.slice(script.lastIndexOf('meshctl-forward-probe ')).trim().split(/\s+/).slice(1);
+          const args = script.slice(script.lastIndexOf('meshctl-forward-probe ')).trim().split(/\s+/).slice(2);
           release(args.filter((_, i) => i % 3 === 0));
           return { stdout: 'sent\n' };
         },
@@ -39,6 +40,38 @@ export function probeNetwork(inventory: Inventory, landing: Landing = landsRight
               ? [`seen ${tokens[i]} 198.51.100.25:40000 ${inventory.nodes.find((n) => n.name === node.name)!.address}:${landed.port}`]
               : [];
           });
+          return { stdout: `watching\n${lines.join('\n')}\n` };
+        },
+      },
+    ]);
+}
+
+/** Where `node`'s datagrams from its listen port appear to come from at `observer` (`ip:port`). */
+export type Mapped = (node: Node, observer: Node) => string;
+
+/** A fresh `reconnect` for NAT discovery: each NATed node's datagrams arrive at the observers from `mapped`. */
+export function discoveryNetwork(inventory: Inventory, mapped: Mapped): (node: Node) => Promise<FakeConnection> {
+  const senders = natedNodes(inventory);
+  const observers = observersOf(inventory);
+  const tokens = new Map<string, string>();
+  let release: () => void = () => undefined;
+  const allSent = new Promise<void>((resolve) => (release = resolve));
+  return async (node) =>
+    new FakeConnection(node.name, [
+      {
+        match: /print "sent/,
+        reply: (script) => {
+          tokens.set(node.name, script.slice(script.lastIndexOf('meshctl-forward-probe ')).trim().split(/\s+/)[2]!);
+          if (tokens.size === senders.length) release();
+          return { stdout: 'sent\n' };
+        },
+      },
+      {
+        match: /print "watching/,
+        reply: async () => {
+          await allSent;
+          const observer = observers.find((o) => o.name === node.name)!;
+          const lines = senders.map((s) => `seen ${tokens.get(s.name)} ${mapped(s, observer)} ${observer.address}:${observer.listenPort}`);
           return { stdout: `watching\n${lines.join('\n')}\n` };
         },
       },
