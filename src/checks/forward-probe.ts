@@ -20,11 +20,11 @@ import { siteOf } from '../inventory/types.js';
 import { sh, shellQuote } from '../remote/shell.js';
 import type { Connection } from '../transport/types.js';
 
-/** How long each watcher listens, seconds. The sender sends within the first ~2.5 s of it. */
-export const WATCH_SECONDS = 4;
-const SEND_ROUNDS = 6;
-const SEND_INTERVAL_S = 0.25;
-const SEND_DELAY_S = 0.7;
+/** How long each watcher listens, seconds: the sender sends from 1 s to 4 s after it starts (slack for a slow login). */
+export const WATCH_SECONDS = 6;
+const SEND_ROUNDS = 10;
+const SEND_INTERVAL_S = 0.3;
+const SEND_DELAY_S = 1;
 /** Every probe datagram starts with this, then a space and the token. */
 export const PROBE_PREFIX = 'meshctl-forward-probe';
 

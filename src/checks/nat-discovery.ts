@@ -14,7 +14,15 @@ import type { CheckResult } from '../engine/types.js';
 import type { Inventory, Node } from '../inventory/types.js';
 import { siteOf } from '../inventory/types.js';
 import type { Connection } from '../transport/types.js';
-import { parseWatchOutput, randomNonce, udpSendScript, watchScript, WATCH_SECONDS, type Sighting } from './forward-probe.js';
+import {
+  parseWatchOutput,
+  randomNonce,
+  sharedForwardProbe,
+  udpSendScript,
+  watchScript,
+  WATCH_SECONDS,
+  type Sighting,
+} from './forward-probe.js';
 
 /** What the observers saw, for every NATed node. */
 export interface NatDiscoveryReport {
@@ -168,13 +176,19 @@ export async function runNatDiscovery(
 
 const firstLine = (text: string) => text.trim().split('\n')[0] ?? '';
 
-/** One discovery per run, shared by every node's check (keyed by the run's `reconnect`, as the forward probe). */
+/**
+ * One discovery per run, shared by every node's check (keyed by the run's `reconnect`, as the forward probe). It
+ * starts when the run's forward probe is done: the two together would hold twice the SSH logins at once (each
+ * login listens on the run's abort signal, and Node warns past 10 listeners), for a gain of a few seconds.
+ */
 const discoveries = new WeakMap<object, Promise<NatDiscoveryReport>>();
 
 export function sharedNatDiscovery(inventory: Inventory, open: (node: Node) => Promise<Connection>): Promise<NatDiscoveryReport> {
   let discovery = discoveries.get(open);
   if (!discovery) {
-    discovery = runNatDiscovery(inventory, open);
+    discovery = sharedForwardProbe(inventory, open)
+      .catch(() => undefined)
+      .then(() => runNatDiscovery(inventory, open));
     discoveries.set(open, discovery);
   }
   return discovery;

@@ -5,7 +5,8 @@
  * - the port-forward probe catches a forward that lands on the wrong node and one that lands nowhere, at the
  *   baseline gate, before anything is installed or any config is pushed;
  * - `up --yes` brings every pair with a direct path to a passing ping; exactly the pairs validate lists as
- *   "will not connect" (b x c, which need a relay) fail.
+ *   "will not connect" (b x c, which need a relay) fail; its baseline gate shows each site's public address and
+ *   NAT mapping as discovered through the two public nodes (a: endpoint-independent; b and c: symmetric).
  */
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -25,7 +26,7 @@ interface ValidateJson {
   pairs: { a: string; b: string; connects: boolean }[];
 }
 
-describeLab('many sites: double NAT, forwards with other ports, the port-forward probe', INVENTORY, (lab) => {
+describeLab('many sites: double NAT, forwards with other ports, the port-forward probe, NAT discovery', INVENTORY, (lab) => {
   const sh = async (target: string, script: string) => {
     const result = await lab().exec(target, ['sh', '-c', script]);
     assert.equal(result.code, 0, `${target}: ${script}: ${result.stderr}`);
@@ -113,6 +114,12 @@ describeLab('many sites: double NAT, forwards with other ports, the port-forward
     assert.equal(report.stoppedAt, 'verify', result.stderr);
     const baseline = report.phases.find((p) => p.id === 'baseline')!;
     assert.equal(baseline.verdict, 'GO');
+    // NAT discovery through p-1 and p-2: every site's real public address, and its mapping
+    const mapping = (name: string) => baseline.nodes.find((n) => n.node === name)!.checks.find((c) => c.id === 'nat-mapping')!.message;
+    for (const name of ['a-1', 'a-2', 'a-3'])
+      assert.match(mapping(name), /^site a: public address 203\.0\.113\.10 \(as in the inventory\); endpoint-independent/);
+    for (const name of ['b-1', 'b-2']) assert.match(mapping(name), /^site b: public address 203\.0\.113\.20 .*; symmetric mapping/);
+    assert.match(mapping('c-1'), /^site c: public address 203\.0\.113\.30 .*; symmetric mapping/);
     const failing = new Set<string>();
     for (const from of NODES)
       for (const to of NODES) {

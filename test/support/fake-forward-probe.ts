@@ -61,7 +61,9 @@ export function discoveryNetwork(inventory: Inventory, mapped: Mapped): (node: N
       {
         match: /print "sent/,
         reply: (script) => {
-          tokens.set(node.name, script.slice(script.lastIndexOf('meshctl-forward-probe ')).trim().split(/\s+/)[2]!);
+          const [, sourcePort, token] = script.slice(script.lastIndexOf('meshctl-forward-probe ')).trim().split(/\s+/);
+          if (sourcePort === '0') return { stdout: 'sent\n' }; // the forward probe's sender: not a discovery
+          tokens.set(node.name, token!);
           if (tokens.size === senders.length) release();
           return { stdout: 'sent\n' };
         },
@@ -69,8 +71,9 @@ export function discoveryNetwork(inventory: Inventory, mapped: Mapped): (node: N
       {
         match: /print "watching/,
         reply: async () => {
+          const observer = observers.find((o) => o.name === node.name);
+          if (!observer) return { stdout: 'watching\n' }; // a forward probe's watcher
           await allSent;
-          const observer = observers.find((o) => o.name === node.name)!;
           const lines = senders.map((s) => `seen ${tokens.get(s.name)} ${mapped(s, observer)} ${observer.address}:${observer.listenPort}`);
           return { stdout: `watching\n${lines.join('\n')}\n` };
         },

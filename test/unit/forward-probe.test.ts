@@ -67,7 +67,7 @@ describe('what the probe covers', () => {
     const send = sendScript(forwardsOf(inventory, 'abc'));
     assert.ok(send.trimEnd().endsWith(`${PROBE_PREFIX} 0 abc0 203.0.113.10 41001 abc1 203.0.113.10 41002 abc2 203.0.113.10 41003`));
     assert.match(watchScript(), /command -v perl .*exit 3/);
-    assert.match(watchScript(), / 4 meshctl-forward-probe\n$/);
+    assert.match(watchScript(), / 6 meshctl-forward-probe\n$/);
   });
 });
 
