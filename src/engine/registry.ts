@@ -25,6 +25,8 @@ import { cidrContains, formatCidr, isIpv4, parseCidr } from '../net/ipv4.js';
 import { judgeForeignWireGuard, type MeshFootprint } from '../topology/clashes.js';
 import { changeWithoutRestart } from '../import/restart.js';
 import { importHint, interfaceOwnership } from '../import/ownership.js';
+import { judgeForward, sharedForwardProbe } from '../checks/forward-probe.js';
+import { judgeNatMapping, sharedNatDiscovery } from '../checks/nat-discovery.js';
 
 /** What the mesh puts on `node`, for judging the other WireGuard interfaces there (../topology/clashes.ts). */
 const meshFootprint = (inventory: Inventory, node: Node): MeshFootprint => ({
@@ -356,6 +358,18 @@ export const CHECKS = {
         ? pass('no-firewall-drop', `no rule drops UDP ${node.listenPort}`)
         : fail('no-firewall-drop', `firewall drops UDP ${node.listenPort}`, drops);
     },
+  }),
+  // issue 11: one probe for the whole mesh (../checks/forward-probe.ts), judged per node whose forward it is
+  'forward-reaches-node': check({
+    needs: [],
+    evaluate: async ({ node, inventory, reconnect }) =>
+      judgeForward(await sharedForwardProbe(inventory, reconnect), node, 'forward-reaches-node'),
+  }),
+  // issue 11: NAT discovery through two public nodes of the mesh (../checks/nat-discovery.ts), said per site
+  'nat-mapping': check({
+    needs: [],
+    evaluate: async ({ node, inventory, reconnect }) =>
+      judgeNatMapping(await sharedNatDiscovery(inventory, reconnect), inventory, node, 'nat-mapping'),
   }),
   'wireguard-tools-present': check({
     needs: ['facts', 'tools'],

@@ -12,7 +12,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { badInput } from '../errors.js';
 import { formatProblem, sortProblems, type PathPart, type Problem } from '../schema/problems.js';
-import { checkSemantics, siteKindOf, type RawInventory, type RawSsh } from './semantic.js';
+import { checkSemantics, endpointOf, siteKindOf, type RawInventory, type RawSsh } from './semantic.js';
 import { checkSpec, inventorySpec } from './spec.js';
 import type { Become, Inventory, MeshSettings, Node, RpFilterMode, Site } from './types.js';
 import { readInputFile } from '../schema/input.js';
@@ -92,9 +92,23 @@ function normalise(raw: RawInventory, source: string): Inventory {
       case 'public':
         return { name, kind: 'public' };
       case 'nat':
-        return { name, kind: 'nat', lan: s.lan!, router: s.router!, publicIp: s.nat!.publicIp! };
+        return {
+          name,
+          kind: 'nat',
+          lan: s.lan!,
+          router: s.router!,
+          publicIp: s.nat!.publicIp!,
+          ...(s.nat!.carrier === true ? { carrier: true } : {}),
+          ...(s.lab ? { lab: { ...s.lab } } : {}),
+        };
       default:
-        return { name, kind: 'lan', lan: s.lan!, ...(s.router !== undefined ? { router: s.router } : {}) };
+        return {
+          name,
+          kind: 'lan',
+          lan: s.lan!,
+          ...(s.router !== undefined ? { router: s.router } : {}),
+          ...(s.lab ? { lab: { ...s.lab } } : {}),
+        };
     }
   });
   const defaults: RawSsh = raw.defaults?.ssh ?? {};
@@ -110,6 +124,7 @@ function normalise(raw: RawInventory, source: string): Inventory {
       overlayIp: n.overlayIp!,
       listenPort: n.listenPort ?? mesh.listenPort,
       ...(n.forwardedPort !== undefined ? { forwardedPort: n.forwardedPort } : {}),
+      ...endpointOf(n.endpoint),
       ssh: {
         host: ssh.host ?? n.address!,
         port: ssh.port ?? 22,

@@ -7,7 +7,8 @@
 import { cidrContains, cidrsOverlap, isIpv4, parseCidr, reservedAddressOf, type Cidr } from '../net/ipv4.js';
 import { pairCanConnect } from '../topology/endpoints.js';
 import { didYouMean, formatPath, listWords, type PathPart, type Problem } from '../schema/problems.js';
-import type { Inventory, Node, Site } from './types.js';
+import type { EndpointOverride, Inventory, Node, Site } from './types.js';
+import { parseEndpointText } from './spec.js';
 import { ownValue } from '../schema/spec.js';
 import { keyPositionOf, positionOf, type TreeNode } from '../schema/yaml-tree.js';
 
@@ -21,8 +22,9 @@ export interface RawSsh {
 export interface RawSite {
   lan?: string;
   router?: string;
-  nat?: { publicIp?: string };
+  nat?: { publicIp?: string; carrier?: boolean };
   public?: boolean;
+  lab?: { nat?: 'symmetric' | 'port-preserving' };
 }
 export interface RawNode {
   site?: string;
@@ -30,6 +32,7 @@ export interface RawNode {
   overlayIp?: string;
   listenPort?: number;
   forwardedPort?: number;
+  endpoint?: string;
   ssh?: RawSsh;
 }
 export interface RawMesh {
@@ -96,6 +99,8 @@ export function checkSemantics(raw: RawInventory, tree: TreeNode | undefined): P
             `a public site has no ${field}: its nodes hold public addresses (remove ${field}, or drop public: true)`,
           );
       }
+      if ('lab' in site)
+        reportAtKey(here('lab'), 'a public site has no router for the lab to build: lab settings are only for nat and lan sites');
       continue;
     }
     if (kind === 'nat') {
@@ -187,6 +192,34 @@ export function checkSemantics(raw: RawInventory, tree: TreeNode | undefined): P
         `ssh.host ${host} is inside the overlay network ${mesh.network}: once the mesh is up, SSH to it goes into the tunnel and meshctl locks itself out`,
       );
   };
+  /**
+   * A node's stated endpoint: one host:port cannot be two nodes (another override, a public node's
+   * address:listenPort, a NAT site's publicIp:forwardedPort), and an IPv4 host inside the overlay would be dialled
+   * through the tunnel it is meant to carry.
+   */
+  const computedEndpoints = new Map<string, string>(); // host:port -> node dialled there without an override
+  for (const [name, node] of Object.entries(nodes)) {
+    if (!node || node.site === undefined) continue;
+    const kind = kinds.get(node.site);
+    const site = ownValue(sites, node.site);
+    if (kind === 'public' && node.address !== undefined)
+      computedEndpoints.set(`${node.address}:${node.listenPort ?? mesh.listenPort ?? 51820}`, name);
+    if (kind === 'nat' && node.forwardedPort !== undefined && site?.nat?.publicIp !== undefined)
+      computedEndpoints.set(`${site.nat.publicIp}:${node.forwardedPort}`, name);
+  }
+  const endpointOwners = new Map<string, string>(); // host:port (host lowercased) -> node stating it
+  const checkEndpoint = (name: string, text: string) => {
+    const parsed = parseEndpointText(text);
+    if (!parsed.ok) return; // reported by the structural check
+    const path: PathPart[] = ['nodes', name, 'endpoint'];
+    const key = `${parsed.host.toLowerCase()}:${parsed.port}`;
+    const other = endpointOwners.get(key) ?? computedEndpoints.get(key);
+    if (other !== undefined && other !== name)
+      report(path, `${text} is already where node ${other} is dialled: one host:port reaches one node`);
+    else endpointOwners.set(key, name);
+    if (isIpv4(parsed.host) && overlay && cidrContains(overlay, parsed.host))
+      report(path, `${parsed.host} is inside the overlay network ${mesh.network}: peers would dial it through the tunnel it carries`);
+  };
   for (const [name, node] of Object.entries(nodes)) {
     if (!node) continue;
     const here = (...field: PathPart[]): PathPart[] => ['nodes', name, ...field];
@@ -254,6 +287,11 @@ export function checkSemantics(raw: RawInventory, tree: TreeNode | undefined): P
           here('forwardedPort'),
           `forwardedPort is only for nodes in a nat site; site ${siteName} is a lan site with no way in (add nat: { publicIp } to it)`,
         );
+      } else if (site?.nat?.carrier === true) {
+        report(
+          here('forwardedPort'),
+          `site ${siteName} is behind carrier NAT (nat.carrier: true): no port can be forwarded to it through the carrier, so remove forwardedPort (its nodes dial out; set endpoint if the node is reachable another way)`,
+        );
       } else {
         const key = `${siteName}/${node.forwardedPort}`;
         const other = forwardOwners.get(key);
@@ -262,6 +300,9 @@ export function checkSemantics(raw: RawInventory, tree: TreeNode | undefined): P
         else forwardOwners.set(key, name);
       }
     }
+
+    // endpoint override
+    if (node.endpoint !== undefined) checkEndpoint(name, node.endpoint);
 
     // overlay address
     const overlayIp = node.overlayIp;
@@ -298,7 +339,10 @@ export function checkSemantics(raw: RawInventory, tree: TreeNode | undefined): P
     allNodes.length >= 2 &&
     allNodes.every(
       ([, node]) =>
-        node?.site !== undefined && kinds.get(node.site) !== undefined && !('forwardedPort' in node && node.forwardedPort === undefined), // a bad forwardedPort: unknown, not absent
+        node?.site !== undefined &&
+        kinds.get(node.site) !== undefined &&
+        !('forwardedPort' in node && node.forwardedPort === undefined) && // a bad forwardedPort: unknown, not absent
+        !('endpoint' in node && node.endpoint === undefined),
     );
   if (decidable) {
     const inventory = reachabilityModel(sites, kinds, nodes);
@@ -315,6 +359,13 @@ export function checkSemantics(raw: RawInventory, tree: TreeNode | undefined): P
     }
   }
   return problems;
+}
+
+/** `{ endpoint }` for a valid endpoint text, else nothing (an invalid one is reported by the structural check). */
+export function endpointOf(text: string | undefined): { endpoint?: EndpointOverride } {
+  if (text === undefined) return {};
+  const parsed = parseEndpointText(text);
+  return parsed.ok ? { endpoint: { host: parsed.host, port: parsed.port } } : {};
 }
 
 /** Just enough of an Inventory for the endpoint rules: which side can dial which. */
@@ -336,6 +387,7 @@ function reachabilityModel(
     overlayIp: node!.overlayIp ?? '',
     listenPort: node!.listenPort ?? 0,
     forwardedPort: node!.forwardedPort,
+    ...endpointOf(node!.endpoint),
     ssh: { host: '', port: 22, user: 'root', become: 'none' },
   }));
   return {

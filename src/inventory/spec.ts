@@ -4,6 +4,7 @@
  * exact line:col, with a did-you-mean) and schema/inventory.schema.json is derived from it (./jsonSchema.ts).
  * Rules that involve more than one field (duplicates, overlaps, reachability) live in ./semantic.ts.
  */
+import { isIPv6 } from 'node:net';
 import { isIpv4, parseCidrDetailed } from '../net/ipv4.js';
 import type { Spec, StringFormat } from '../schema/spec.js';
 
@@ -38,6 +39,36 @@ function interfaceNameProblem(value: string): string | undefined {
   if ((RESERVED_INTERFACE_NAMES as readonly string[]).includes(value))
     return `"${value}" is taken: /proc/sys/net/ipv4/conf/${value} is ${value === 'lo' ? 'the loopback interface' : 'a sysctl directory, not an interface'}`;
   return undefined;
+}
+
+/** A DNS name (RFC 1123 labels, at most 253 characters, an optional final dot): `home.example.net`. */
+const DNS_NAME = /^(?=.{1,253}\.?$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
+const ENDPOINT_PATTERN = '^(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$';
+
+export type EndpointParse = { ok: true; host: string; port: number } | { ok: false; message: string };
+
+/**
+ * Reads a node's `endpoint: host:port` as WireGuard's Endpoint takes it (wg(8)): a DNS name or IPv4 address, or an
+ * IPv6 address in brackets, then `:` and a port from 1 to 65535. The message says what is wrong, for file:line:col.
+ */
+export function parseEndpointText(value: string): EndpointParse {
+  const bad = (message: string): EndpointParse => ({ ok: false, message });
+  const bracketed = /^\[([^\]]*)\](?::(.*))?$/.exec(value);
+  const colon = value.lastIndexOf(':');
+  if (!bracketed && value.indexOf(':') !== colon) return bad(`"${value}": an IPv6 address goes in brackets, like [2001:db8::1]:51820`);
+  const host = bracketed ? bracketed[1]! : colon < 0 ? value : value.slice(0, colon);
+  const portText = bracketed ? bracketed[2] : colon < 0 ? undefined : value.slice(colon + 1);
+  if (portText === undefined || portText === '')
+    return bad(`"${value}" has no port: write host:port, e.g. ${bracketed ? `[${host}]` : host || 'home.example.net'}:51820`);
+  if (!/^[0-9]+$/.test(portText)) return bad(`"${portText}" in "${value}" is not a port number`);
+  const port = Number(portText);
+  if (port < 1 || port > 65535) return bad(`port ${portText} in "${value}" is out of range (1-65535)`);
+  if (bracketed) return isIPv6(host) ? { ok: true, host, port } : bad(`"${host}" in brackets is not an IPv6 address`);
+  if (host === '') return bad(`"${value}" has no host: write host:port, e.g. home.example.net:${port}`);
+  if (/^[0-9.]+$/.test(host)) return isIpv4(host) ? { ok: true, host, port } : bad(`"${host}" is not an IPv4 address (four numbers 0-255)`);
+  return DNS_NAME.test(host)
+    ? { ok: true, host: host.replace(/\.$/, ''), port }
+    : bad(`"${host}" is not a DNS name or IPv4 address (letters, digits and "-" in dot-separated labels)`);
 }
 
 export const formats = {
@@ -102,6 +133,14 @@ export const formats = {
     what: 'a site name',
     check: (value) => (value.trim() === '' ? 'expected a site name, got an empty string' : undefined),
     jsonSchema: { minLength: 1 },
+  },
+  endpoint: {
+    what: 'host:port, like home.example.net:51820',
+    check: (value) => {
+      const parsed = parseEndpointText(value);
+      return parsed.ok ? undefined : parsed.message;
+    },
+    jsonSchema: { pattern: ENDPOINT_PATTERN },
   },
   path: {
     what: 'a file path',
@@ -285,11 +324,31 @@ export const inventorySpec: Spec = {
                 description: "The router's public IPv4 address: other sites dial this site's nodes at publicIp:forwardedPort.",
                 examples: ['203.0.113.10'],
               },
+              carrier: {
+                type: 'boolean',
+                description:
+                  "true: the site is behind the ISP's carrier-grade NAT, two NATs deep (the router's own WAN address is in the carrier's shared space, e.g. 100.64.0.0/10, and publicIp is the carrier's address). No port can be forwarded to it: its nodes have no forwardedPort, only dial out.",
+                default: false,
+              },
             },
           },
           public: {
             type: 'boolean',
             description: 'true: the nodes of this site hold public addresses that every node can dial directly.',
+          },
+          lab: {
+            type: 'object',
+            description:
+              'Read only by `meshctl lab` (how it builds the replica of this site); up, plan and verify ignore it. Not for public sites.',
+            fields: {
+              nat: {
+                type: 'enum',
+                values: ['symmetric', 'port-preserving'],
+                description:
+                  "The lab router's mapping (RFC 4787): symmetric gives every new destination a new random public port (MASQUERADE --random-fully), port-preserving keeps the node's source port for every destination (endpoint-independent). A carrier NAT site's carrier router does the same.",
+                default: 'symmetric',
+              },
+            },
           },
         },
         jsonSchema: {
@@ -298,7 +357,7 @@ export const inventorySpec: Spec = {
               title: 'public site',
               required: ['public'],
               properties: { public: { const: true } },
-              not: { anyOf: [{ required: ['lan'] }, { required: ['router'] }, { required: ['nat'] }] },
+              not: { anyOf: [{ required: ['lan'] }, { required: ['router'] }, { required: ['nat'] }, { required: ['lab'] }] },
             },
             {
               title: 'NAT site',
@@ -359,6 +418,13 @@ export const inventorySpec: Spec = {
           forwardedPort: port(
             "nat sites only: the UDP port on the site's public IP that the router forwards to this node's address:listenPort. Without it, nodes outside the site cannot dial this node (it still dials out). Unique within the site.",
           ),
+          endpoint: {
+            type: 'string',
+            format: formats.endpoint,
+            description:
+              "Where every peer dials this node (host:port; a DNS name is allowed, an IPv6 address goes in brackets), for a way in the inventory cannot describe (a forward made elsewhere, a dynamic-DNS name). Wins over every computed endpoint, for every peer, as WireKube's endpoint annotation does.",
+            examples: ['home.example.net:41001', '203.0.113.10:51821'],
+          },
           ssh: {
             type: 'object',
             description: 'How meshctl logs into this node; each field falls back to defaults.ssh, then to the built-in default.',

@@ -29,9 +29,40 @@ export interface MeshSettings {
  * - lan: a private LAN with no way in from outside (its nodes can still dial out to public peers).
  */
 export type Site =
-  | { name: string; kind: 'nat'; lan: string; router: string; publicIp: string }
+  | {
+      name: string;
+      kind: 'nat';
+      lan: string;
+      router: string;
+      publicIp: string;
+      /**
+       * true: the ISP's carrier-grade NAT (RFC 6598 shared space between it and the site's router) sits in front of
+       * the router, two NATs deep; publicIp is the carrier's address and no port can be forwarded to the site.
+       */
+      carrier?: boolean;
+      lab?: SiteLabOptions;
+    }
   | { name: string; kind: 'public' }
-  | { name: string; kind: 'lan'; lan: string; router?: string };
+  | { name: string; kind: 'lan'; lan: string; router?: string; lab?: SiteLabOptions };
+
+/**
+ * How the mapping of a NAT router behaves, in RFC 4787 terms: `symmetric` gives each new destination a new random
+ * public port (address-and-port-dependent mapping); `port-preserving` keeps the node's source port for every
+ * destination when it is free (endpoint-independent mapping, as most home routers do).
+ */
+export type NatMapping = 'symmetric' | 'port-preserving';
+
+/** Settings only `meshctl lab` reads (how it builds a site's routers); up, plan and verify ignore them. */
+export interface SiteLabOptions {
+  /** the router's mapping behaviour (the carrier's too, for a carrier NAT site); the lab's default is symmetric */
+  nat?: NatMapping;
+}
+
+/** A node's own endpoint (`host:port`, host a DNS name, IPv4 or IPv6 address): every peer dials it there. */
+export interface EndpointOverride {
+  host: string;
+  port: number;
+}
 
 export type Become = 'none' | 'sudo';
 
@@ -56,6 +87,8 @@ export interface Node {
   listenPort: number;
   /** nat sites only: the port on the site's public IP that the router forwards to address:listenPort */
   forwardedPort?: number;
+  /** stated by the inventory: wins over every computed endpoint, for every peer (WireKube's endpoint annotation) */
+  endpoint?: EndpointOverride;
   ssh: SshTarget;
 }
 

@@ -363,7 +363,12 @@ export function targetArgv(name: string, target: string, command: string[]): str
   }
   const ns = infraNamespace(state.plan, target);
   if (!ns) {
-    const choices = [...state.nodes.map((n) => n.name), ...state.plan.routers.map((r) => `router:${r.site}`), 'internet', 'operator'];
+    const choices = [
+      ...state.nodes.map((n) => n.name),
+      ...state.plan.routers.flatMap((r) => [`router:${r.site}`, ...(r.carrier ? [`carrier:${r.site}`] : [])]),
+      'internet',
+      'operator',
+    ];
     throw badInput(`lab ${name} has no target ${target} (one of: ${choices.join(', ')})`);
   }
   return sys.inNetns(ns, command);

@@ -8,13 +8,18 @@
  *   It has no default route itself, so nothing leaves the lab.
  * - one router per nat/lan site: bridge `br0` with the router's LAN address, the site's public IP on `wan`,
  *   forwarding on, MASQUERADE of the LAN, and exactly the declared UDP port-forwards (nat sites only).
+ *   The mapping is the site's `lab.nat`: symmetric (default, a random public port per destination) or
+ *   port-preserving (the node's source port for every destination while it is free: endpoint-independent).
+ * - a carrier NAT site (nat.carrier) gets a second router in front of its own, `carrier.<site>`: it holds the
+ *   site's public IP on the internet and masquerades a shared-space link (100.64.N.0/24, RFC 6598) whose .2 is the
+ *   site router's `wan`. Two NATs deep, nothing forwarded.
  * - one namespace per node: `eth0` on its site's bridge (nat/lan) or on the internet (public).
  * - `operator`: joins every LAN (highest free address) and the internet (an address outside every inventory
  *   range); forwarding off, so it never bridges segments. meshctl runs here against the lab.
  * Interface names live inside lab namespaces, so they never collide with the host or another lab; they only need
  * to be unique per namespace and at most 15 characters.
  */
-import type { Inventory, Node, Site } from '../inventory/types.js';
+import type { Inventory, NatMapping, Node, Site } from '../inventory/types.js';
 import { type Cidr, cidrContains, cidrsOverlap, intToIp, ipToInt, isIpv4, parseCidr } from '../net/ipv4.js';
 import { badInput } from '../errors.js';
 
@@ -26,6 +31,8 @@ export const LAB_SUDO_USER = 'meshadmin';
 export const NODE_APT_DIR = '/srv/meshctl-apt';
 /** Addresses for the operator's and lan routers' public side: RFC 2544 benchmarking space, never a real host. */
 const LAB_PUBLIC_POOL = parseCidr('198.18.0.0/15')!;
+/** The carrier's side of a carrier NAT site: RFC 6598 shared address space, one /24 per carrier site. */
+const CARRIER_POOL = parseCidr('100.64.0.0/10')!;
 
 const LAB_NAME = /^[a-z0-9][a-z0-9-]{0,15}$/;
 const SAFE_NAME = /^[a-z0-9][a-z0-9-]*$/;
@@ -66,6 +73,8 @@ export interface PlannedNat {
   /** UDP DNAT on traffic arriving at `inInterface` */
   forwards: PlannedForward[];
   inInterface: string;
+  /** the mapping behaviour; absent: symmetric (fully random source ports), what the lab always did */
+  mapping?: NatMapping;
 }
 
 export interface PlannedNamespace {
@@ -104,8 +113,12 @@ export interface PlannedRouter {
   namespace: string;
   lan: string;
   address: string;
+  /** the address on the router's `wan`: the site's public IP, or its shared-space address behind a carrier */
   publicIp: string;
   forwards: PlannedForward[];
+  mapping: NatMapping;
+  /** carrier NAT sites: the carrier router in front (`lab exec carrier:SITE`) */
+  carrier?: { namespace: string; publicIp: string; insideAddress: string };
 }
 
 export interface LabPlan {
@@ -184,6 +197,20 @@ export function planLab(inventory: Inventory, lab: string): LabPlan {
   };
   for (const site of inventory.sites)
     if (site.kind === 'nat' && isIpv4(site.publicIp ?? '')) claimPublic(site.publicIp, `site ${site.name}`);
+
+  // A port-preserving router maps a node's source port to the same public port: a forward on that port would then
+  // deliver the peers' packets along the node's outgoing mapping instead (what a real router of this kind does).
+  for (const site of inventory.sites) {
+    if (site.kind === 'public' || site.lab?.nat !== 'port-preserving') continue;
+    const members = inventory.nodes.filter((n) => n.site === site.name);
+    for (const forwarded of members.filter((n) => n.forwardedPort !== undefined)) {
+      const clash = members.find((n) => n.listenPort === forwarded.forwardedPort);
+      if (clash)
+        problems.push(
+          `site ${site.name}: lab.nat port-preserving would map ${clash.name}'s outgoing UDP ${clash.listenPort} onto the forward of port ${forwarded.forwardedPort} to ${forwarded.name} (pick a forwardedPort that is no node's listenPort, or lab.nat: symmetric)`,
+        );
+    }
+  }
 
   if (inventory.nodes.length === 0) problems.push('the inventory has no nodes');
   const forwardKeys = new Map<string, string>();
@@ -278,12 +305,41 @@ export function planLab(inventory: Inventory, lab: string): LabPlan {
     target.routes.push({ to: 'default', via: INTERNET_GATEWAY, dev: localIf, onlink: true });
   };
 
+  /**
+   * The carrier router of a carrier NAT site: the site's public IP on the internet, the shared-space link to the
+   * site router behind it, and its own MASQUERADE of that link. Returns the site router's `wan` address.
+   */
+  let carrierCount = 0;
+  const buildCarrier = (router: PlannedNamespace, site: Extract<Site, { kind: 'nat' }>, index: number, mapping: NatMapping) => {
+    const base = CARRIER_POOL.first + carrierCount++ * 256;
+    const link = `${intToIp(base)}/24`;
+    const linkCidr = parseCidr(link)!;
+    const clash = reserved.find((c) => cidrsOverlap(c, linkCidr));
+    if (clash) problems.push(`site ${site.name}: the lab's carrier link ${link} overlaps ${formatPrefix(clash)} of the inventory`);
+    const carrier: PlannedNamespace = {
+      name: ns(`carrier.${site.name}`),
+      role: 'router',
+      site: site.name,
+      forwarding: true,
+      interfaces: [{ name: 'cust', addresses: [`${intToIp(base + 1)}/24`] }],
+      routes: [],
+      nat: { masquerade: { source: link, outInterface: 'wan' }, forwards: [], inInterface: 'wan', mapping },
+    };
+    joinInternet(carrier, 'wan', ifname('c', index, site.name), site.publicIp);
+    links.push({ a: { ns: carrier.name, ifname: 'cust' }, b: { ns: router.name, ifname: 'wan' } });
+    const insideAddress = intToIp(base + 2);
+    router.interfaces.push({ name: 'wan', addresses: [`${insideAddress}/24`] });
+    router.routes.push({ to: 'default', via: intToIp(base + 1), dev: 'wan' });
+    namespaces.push(carrier);
+    return { namespace: carrier.name, publicIp: site.publicIp, insideAddress };
+  };
+
   const operatorLan: Record<string, string> = {};
   inventory.sites.forEach((site, index) => {
     if (site.kind === 'public') return;
     const cidr = lans.get(site.name)!;
     const address = routerAddress.get(site.name) ?? freeLanAddress(site.name, false);
-    const publicIp = site.kind === 'nat' ? site.publicIp : labPublicAddress(`router of site ${site.name}`);
+    const mapping: NatMapping = site.lab?.nat ?? 'symmetric';
     const router: PlannedNamespace = {
       name: ns(`router.${site.name}`),
       role: 'router',
@@ -293,17 +349,38 @@ export function planLab(inventory: Inventory, lab: string): LabPlan {
       routes: [],
     };
     router.interfaces.push({ name: 'br0', bridge: true, addresses: [`${address}/${cidr.prefix}`] });
-    joinInternet(router, 'wan', ifname('s', index, site.name), publicIp);
+    const carrier = site.kind === 'nat' && site.carrier ? buildCarrier(router, site, index, mapping) : undefined;
+    const publicIp = carrier
+      ? carrier.insideAddress
+      : site.kind === 'nat'
+        ? site.publicIp
+        : labPublicAddress(`router of site ${site.name}`);
+    if (!carrier) joinInternet(router, 'wan', ifname('s', index, site.name), publicIp);
     const forwards: PlannedForward[] =
       site.kind === 'nat'
         ? inventory.nodes
             .filter((n) => n.site === site.name && n.forwardedPort !== undefined)
             .map((n) => ({ publicIp, port: n.forwardedPort!, toAddress: n.address, toPort: n.listenPort, node: n.name }))
         : [];
-    router.nat = { masquerade: { source: formatPrefix(cidr), outInterface: 'wan' }, forwards, inInterface: 'wan' };
+    router.nat = {
+      masquerade: { source: formatPrefix(cidr), outInterface: 'wan' },
+      forwards,
+      inInterface: 'wan',
+      ...(mapping !== 'symmetric' ? { mapping } : {}),
+    };
     namespaces.push(router);
     routerNs.set(site.name, router);
-    routers.push({ site: site.name, kind: site.kind, namespace: router.name, lan: formatPrefix(cidr), address, publicIp, forwards });
+    routers.push({
+      site: site.name,
+      kind: site.kind,
+      namespace: router.name,
+      lan: formatPrefix(cidr),
+      address,
+      publicIp,
+      forwards,
+      mapping,
+      ...(carrier ? { carrier } : {}),
+    });
     // The operator joins the LAN on a port of the site's bridge.
     const opAddress = freeLanAddress(site.name, true);
     operatorLan[site.name] = opAddress;
@@ -367,11 +444,12 @@ export function planLab(inventory: Inventory, lab: string): LabPlan {
 
 const formatPrefix = (cidr: Cidr) => `${cidr.network}/${cidr.prefix}`;
 
-/** Resolves `lab exec` targets that are not nodes: `router:<site>`, `internet`, `operator`. */
+/** Resolves `lab exec` targets that are not nodes: `router:<site>`, `carrier:<site>`, `internet`, `operator`. */
 export function infraNamespace(plan: Pick<LabPlan, 'routers' | 'operator' | 'internet'>, target: string): string | undefined {
   if (target === 'internet') return plan.internet.namespace;
   if (target === 'operator') return plan.operator.namespace;
   if (target.startsWith('router:')) return plan.routers.find((r) => r.site === target.slice('router:'.length))?.namespace;
+  if (target.startsWith('carrier:')) return plan.routers.find((r) => r.site === target.slice('carrier:'.length))?.carrier?.namespace;
   return undefined;
 }
 

@@ -152,7 +152,7 @@ export async function applyNat(ns: string, nat: NonNullable<PlannedNamespace['na
 }
 
 /**
- * The router masquerades with fully random source ports. Plain MASQUERADE keeps a node's source port when it is
+ * The router masquerades with fully random source ports (unless the site asks for a port-preserving router). Plain MASQUERADE keeps a node's source port when it is
  * free, so the first home node to dial out would take public port 51820, the port forwarded to another node: the
  * edge's packets to that forward then follow the conntrack mapping to the wrong node for as long as keepalives
  * refresh it. Real routers differ here; meshctl verify reports such a collision when it sees one.
@@ -191,7 +191,7 @@ export function iptablesNat(nat: NonNullable<PlannedNamespace['nat']>): string[]
     nat.masquerade.outInterface,
     '-j',
     'MASQUERADE',
-    '--random-fully',
+    ...(nat.mapping === 'port-preserving' ? [] : ['--random-fully']),
   ]);
   return rules;
 }
@@ -208,7 +208,7 @@ export function nftNat(nat: NonNullable<PlannedNamespace['nat']>): string {
     '  }',
     '  chain postrouting {',
     '    type nat hook postrouting priority srcnat;',
-    `    ip saddr ${nat.masquerade.source} oifname "${nat.masquerade.outInterface}" masquerade fully-random`,
+    `    ip saddr ${nat.masquerade.source} oifname "${nat.masquerade.outInterface}" masquerade${nat.mapping === 'port-preserving' ? '' : ' fully-random'}`,
     '  }',
     '}',
     '',

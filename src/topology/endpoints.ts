@@ -4,8 +4,12 @@
  * - Inside one site (nat or lan) nodes dial each other's LAN address.
  * - A public node is dialled at its address from anywhere.
  * - A node in a nat site is dialled from outside at the site's public IP and the node's forwarded port.
- * - Anything else (a lan site from outside, a nat node without a forward) cannot be dialled: no Endpoint,
- *   the peer has to dial in, and WireGuard roams to the address it came from.
+ * - Anything else (a lan site from outside, a nat node without a forward, a carrier NAT site) cannot be dialled:
+ *   no Endpoint, the peer has to dial in, and WireGuard roams to the address it came from.
+ * - A node's own `endpoint` (inventory) wins over all of these, for every peer, as WireKube's endpoint annotation.
+ *
+ * The port a peer dials is the one the dialler's packets arrive at: the router's forwardedPort, which it maps to
+ * the node's listenPort (they may differ); never the listenPort of a node behind NAT.
  */
 import type { Inventory, Node, Site } from '../inventory/types.js';
 import { siteOf } from '../inventory/types.js';
@@ -21,6 +25,7 @@ export const formatEndpoint = (endpoint: Endpoint) =>
 
 /** The address `from` uses to reach `to`, or undefined when `to` cannot be dialled from where `from` is. */
 export function endpointFor(inventory: Inventory, from: Node, to: Node): Endpoint | undefined {
+  if (to.endpoint) return { host: to.endpoint.host, port: to.endpoint.port };
   const toSite = siteOf(inventory, to);
   if (from.site === to.site && toSite.kind !== 'public') return { host: to.address, port: to.listenPort };
   switch (toSite.kind) {

@@ -23,6 +23,7 @@ import { sha256 } from '../../src/steps/config.js';
 import { desiredNodeConfig } from '../../src/topology/desired.js';
 import { FakeConnection, untilAborted, type FakeRule } from '../support/fake-connection.js';
 import { judgeOverlayRoutes, judgeService } from '../../src/checks/judge.js';
+import { discoveryNetwork, probeNetwork } from '../support/fake-forward-probe.js';
 
 const inventory = loadInventory('inventories/homelab.yaml');
 const names = inventory.nodes.map((n) => n.name);
@@ -468,7 +469,27 @@ describe('engine: every check of the registry, passing and failing', () => {
   for (const id of registryContract.checks.keys()) {
     it(`${id}: passes on a converged node and fails on a broken one`, async () => {
       const definition = checkNamed(id)!;
-      assert.ok(id in broken || id === 'ssh-still-reachable', `${id}: add a broken case for the new check`);
+      const probes = ['forward-reaches-node', 'nat-mapping'];
+      assert.ok(id in broken || id === 'ssh-still-reachable' || probes.includes(id), `${id}: add a broken case for the new check`);
+      if (id === 'nat-mapping') {
+        // through two public nodes: the inventory's public IP is right, then wrong (home has forwards: a STOP)
+        const right = discoveryNetwork(inventory, () => '203.0.113.10:51820');
+        const ok = await definition.evaluate({ node, inventory, values: values as never, reconnect: right });
+        assert.equal(ok.status, 'pass', `${id}: ${ok.message}`);
+        const moved = discoveryNetwork(inventory, () => '203.0.113.99:51820');
+        const bad = await definition.evaluate({ node, inventory, values: values as never, reconnect: moved });
+        assert.equal(bad.status, 'fail', `${id}: ${bad.message}`);
+        return;
+      }
+      if (id === 'forward-reaches-node') {
+        // a mesh-wide probe: judged on a scripted network where ms-1's forward lands right, then on wk-1
+        const right = await definition.evaluate({ node, inventory, values: values as never, reconnect: probeNetwork(inventory) });
+        assert.equal(right.status, 'pass', `${id}: ${right.message}`);
+        const wrong = probeNetwork(inventory, (f) => ({ node: f.node === 'ms-1' ? 'wk-1' : f.node, port: f.listenPort }));
+        const misdirected = await definition.evaluate({ node, inventory, values: values as never, reconnect: wrong });
+        assert.equal(misdirected.status, 'fail', `${id}: ${misdirected.message}`);
+        return;
+      }
       const ok = await definition.evaluate({ node, inventory, values: values as never, reconnect: loginWorks });
       assert.equal(ok.status, 'pass', `${id}: ${ok.message}`);
       const bad =

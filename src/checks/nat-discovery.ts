@@ -1,0 +1,195 @@
+/**
+ * NAT discovery through the mesh's own public nodes (issue 11), as RFC 5780 does with two STUN servers but with no
+ * third-party server and no daemon: before configs are pushed, every node behind NAT (nat and lan sites) sends a
+ * few UDP datagrams from its WireGuard listen port to two public nodes of the mesh, and those nodes read which
+ * public address and port arrived (the packet-socket watcher of ./forward-probe.ts). That gives:
+ * - the site's real public address: a mismatch with the inventory's `nat.publicIp` is flagged (peers would dial
+ *   the inventory's address);
+ * - the mapping (RFC 4787): one public port for both destinations is endpoint-independent (a node of another NAT
+ *   site could reach it at that port once it sent first); two ports is address/port-dependent, "symmetric".
+ * The datagrams leave from the listen port itself (a raw socket writes the UDP header), so the NAT maps them as it
+ * maps WireGuard, also while the interface is up. Nothing is bound, installed or left behind.
+ */
+import type { CheckResult } from '../engine/types.js';
+import type { Inventory, Node } from '../inventory/types.js';
+import { siteOf } from '../inventory/types.js';
+import type { Connection } from '../transport/types.js';
+import {
+  parseWatchOutput,
+  randomNonce,
+  sharedForwardProbe,
+  udpSendScript,
+  watchScript,
+  WATCH_SECONDS,
+  type Sighting,
+} from './forward-probe.js';
+
+/** What the observers saw, for every NATed node. */
+export interface NatDiscoveryReport {
+  /** the public nodes that watched (at most two; fewer when the mesh has fewer) */
+  observers: string[];
+  /** sending node -> its token */
+  tokens: Map<string, string>;
+  /** observer -> datagrams it saw */
+  seen: Map<string, Sighting[]>;
+  /** node -> why it could not take part */
+  unavailable: Map<string, string>;
+}
+
+/** How one node's datagrams arrived: the public address:port each observer saw. */
+export interface NatMappingVerdict {
+  /** observer -> `ip:port` it saw the node's datagrams come from */
+  arrived: Map<string, string>;
+  /** the one public IP all observers saw, if they agree */
+  publicIp?: string;
+  mapping: 'endpoint-independent' | 'symmetric' | 'unknown';
+}
+
+/** Nodes behind NAT: every node of a nat or lan site. */
+export const natedNodes = (inventory: Inventory): Node[] => inventory.nodes.filter((n) => siteOf(inventory, n).kind !== 'public');
+
+/** The observers: the first two public nodes. */
+export const observersOf = (inventory: Inventory): Node[] =>
+  inventory.nodes.filter((n) => siteOf(inventory, n).kind === 'public').slice(0, 2);
+
+/** What `node`'s datagrams showed: its public address and mapping kind (pure). */
+export function natMappingOf(report: NatDiscoveryReport, node: string): NatMappingVerdict {
+  const token = report.tokens.get(node);
+  const arrived = new Map<string, string>();
+  for (const observer of report.observers) {
+    const sighting = (report.seen.get(observer) ?? []).find((s) => s.token === token);
+    if (sighting) arrived.set(observer, sighting.source);
+  }
+  const ips = new Set([...arrived.values()].map((a) => a.slice(0, a.lastIndexOf(':'))));
+  const ports = new Set([...arrived.values()].map((a) => a.slice(a.lastIndexOf(':') + 1)));
+  const publicIp = ips.size === 1 ? [...ips][0] : undefined;
+  const mapping = arrived.size < 2 ? 'unknown' : ips.size === 1 && ports.size === 1 ? 'endpoint-independent' : 'symmetric';
+  return { arrived, ...(publicIp ? { publicIp } : {}), mapping };
+}
+
+/**
+ * The per-node verdict, said per site: pass with the public address and mapping; a public address that differs
+ * from the inventory's fails where the site has forwards (peers dial that address) and warns where it has none;
+ * warn when nothing arrived or the probe could not run. Public nodes pass.
+ */
+export function judgeNatMapping(report: NatDiscoveryReport, inventory: Inventory, node: Node, id = 'nat-mapping'): CheckResult {
+  const site = siteOf(inventory, node);
+  if (site.kind === 'public') return { id, status: 'pass', message: 'public: no NAT in front of this node' };
+  if (report.observers.length === 0)
+    return { id, status: 'warn', message: 'NAT not discovered: the mesh has no public node to observe from' };
+  const down = [...report.unavailable].filter(([name]) => name === node.name || report.observers.includes(name) || name === 'probe');
+  if (down.length > 0)
+    return { id, status: 'warn', message: `NAT not discovered: ${down.map(([name, why]) => `${name}: ${why}`).join('; ')}` };
+  const verdict = natMappingOf(report, node.name);
+  const evidence = [
+    `${node.name} sent UDP from port ${node.listenPort} to ${report.observers.join(' and ')}`,
+    ...report.observers.map((o) => `${o} saw it from ${verdict.arrived.get(o) ?? 'nothing (no datagram arrived)'}`),
+  ];
+  if (verdict.arrived.size === 0)
+    return {
+      id,
+      status: 'warn',
+      message: `site ${site.name}: no datagram from ${node.name} (UDP port ${node.listenPort}) reached ${report.observers.join(' or ')}: outgoing UDP may be blocked`,
+      evidence,
+    };
+  if (!verdict.publicIp)
+    return {
+      id,
+      status: 'warn',
+      message: `site ${site.name}: ${node.name} leaves through several public addresses (${[...verdict.arrived.values()].join(', ')}): peers cannot rely on one`,
+      evidence,
+    };
+  const ports = [...verdict.arrived].map(([o, a]) => `${a.slice(a.lastIndexOf(':') + 1)} towards ${o}`);
+  const mapping =
+    verdict.mapping === 'endpoint-independent'
+      ? `endpoint-independent mapping (port ${node.listenPort} -> ${ports[0]!.split(' ')[0]} for every destination)`
+      : verdict.mapping === 'symmetric'
+        ? `symmetric mapping (port ${node.listenPort} -> ${ports.join(', ')})`
+        : `mapping not known (one public node to observe from: port ${node.listenPort} -> ${ports[0]})`;
+  // with forwards, peers dial publicIp: a wrong one breaks every pair that needs them (a STOP); without, a note
+  const forwarded = inventory.nodes.some((n) => n.site === site.name && n.forwardedPort !== undefined);
+  if (site.kind === 'nat' && verdict.publicIp !== site.publicIp)
+    return {
+      id,
+      status: forwarded ? 'fail' : 'warn',
+      message: `site ${site.name}: public address ${verdict.publicIp}, but the inventory says ${site.publicIp} (nat.publicIp): peers would dial ${site.publicIp}; ${mapping}`,
+      evidence,
+    };
+  const address = site.kind === 'nat' ? `public address ${verdict.publicIp} (as in the inventory)` : `public address ${verdict.publicIp}`;
+  return { id, status: 'pass', message: `site ${site.name}: ${address}; ${mapping}`, evidence };
+}
+
+/**
+ * Runs the discovery: logs into the observers and every NATed node, starts the observers' watchers and every
+ * node's sender together, collects what arrived. Never throws for a node; closes every connection it opens.
+ */
+export async function runNatDiscovery(
+  inventory: Inventory,
+  open: (node: Node) => Promise<Connection>,
+  nonce: string = randomNonce(),
+): Promise<NatDiscoveryReport> {
+  const observers = observersOf(inventory);
+  const senders = natedNodes(inventory);
+  const report: NatDiscoveryReport = {
+    observers: observers.map((o) => o.name),
+    tokens: new Map(senders.map((n) => [n.name, `${nonce}n${inventory.nodes.indexOf(n).toString(36)}`])),
+    seen: new Map(),
+    unavailable: new Map(),
+  };
+  if (observers.length === 0 || senders.length === 0) return report;
+  const connections = new Map<string, Connection>();
+  await Promise.all(
+    [...observers, ...senders].map(async (node) => {
+      try {
+        connections.set(node.name, await open(node));
+      } catch (error) {
+        report.unavailable.set(node.name, `cannot log in: ${(error as Error).message}`);
+      }
+    }),
+  );
+  const timeoutMs = (WATCH_SECONDS + 20) * 1000;
+  try {
+    const work = [
+      ...observers
+        .filter((o) => connections.has(o.name))
+        .map(async (o) => {
+          const result = await connections.get(o.name)!.run(watchScript(), { timeoutMs });
+          if (result.code !== 0) report.unavailable.set(o.name, firstLine(result.stderr) || `watcher exited ${result.code}`);
+          else report.seen.set(o.name, parseWatchOutput(result.stdout));
+        }),
+      ...senders
+        .filter((n) => connections.has(n.name))
+        .map(async (n) => {
+          const targets = observers.map((o) => ({ token: report.tokens.get(n.name)!, host: o.address, port: o.listenPort }));
+          const result = await connections.get(n.name)!.run(udpSendScript(targets, n.listenPort), { timeoutMs });
+          if (result.code !== 0) report.unavailable.set(n.name, firstLine(result.stderr) || `sender exited ${result.code}`);
+        }),
+    ];
+    (await Promise.allSettled(work)).forEach((s) => {
+      if (s.status === 'rejected') report.unavailable.set('probe', (s.reason as Error).message);
+    });
+  } finally {
+    await Promise.all([...connections.values()].map((c) => c.close().catch(() => undefined)));
+  }
+  return report;
+}
+
+const firstLine = (text: string) => text.trim().split('\n')[0] ?? '';
+
+/**
+ * One discovery per run, shared by every node's check (keyed by the run's `reconnect`, as the forward probe). It
+ * starts when the run's forward probe is done: the two together would hold twice the SSH logins at once (each
+ * login listens on the run's abort signal, and Node warns past 10 listeners), for a gain of a few seconds.
+ */
+const discoveries = new WeakMap<object, Promise<NatDiscoveryReport>>();
+
+export function sharedNatDiscovery(inventory: Inventory, open: (node: Node) => Promise<Connection>): Promise<NatDiscoveryReport> {
+  let discovery = discoveries.get(open);
+  if (!discovery) {
+    discovery = sharedForwardProbe(inventory, open)
+      .catch(() => undefined)
+      .then(() => runNatDiscovery(inventory, open));
+    discoveries.set(open, discovery);
+  }
+  return discovery;
+}

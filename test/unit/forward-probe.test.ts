@@ -1,0 +1,183 @@
+/**
+ * The port-forward probe (src/checks/forward-probe.ts): what it probes, its scripts, the watcher output (captured
+ * in the four-sites lab: p-1 sent tokens abc0..abc2 to 203.0.113.10:41001-41003), and the verdicts: right node,
+ * another node, another port, nowhere, nothing to send from, a node that could not take part.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { loadInventory } from '../../src/inventory/load.js';
+import {
+  forwardsOf,
+  judgeForward,
+  parseWatchOutput,
+  PROBE_PREFIX,
+  runForwardProbe,
+  sendScript,
+  senderOf,
+  sharedForwardProbe,
+  watchersOf,
+  watchScript,
+  type ForwardProbeReport,
+} from '../../src/checks/forward-probe.js';
+import { probeNetwork } from '../support/fake-forward-probe.js';
+import type { FakeConnection } from '../support/fake-connection.js';
+import type { Inventory, Node } from '../../src/inventory/types.js';
+
+const inventory = loadInventory('inventories/four-sites.yaml');
+const node = (name: string) => inventory.nodes.find((n) => n.name === name)!;
+const captured = (name: string) => parseWatchOutput(readFileSync(`test/fixtures/forward-probe/watch-${name}.txt`, 'utf8'));
+
+/** A finished probe over four-sites with nonce `abc`, where each of a-1..a-3 saw what `seen` says. */
+const report = (
+  seen: Record<string, ReturnType<typeof parseWatchOutput>>,
+  extra: Partial<ForwardProbeReport> = {},
+): ForwardProbeReport => ({
+  sender: 'p-1',
+  forwards: forwardsOf(inventory, 'abc'),
+  seen: new Map(Object.entries(seen)),
+  unavailable: new Map(),
+  siteOf: new Map([
+    ['a-1', 'a'],
+    ['a-2', 'a'],
+    ['a-3', 'a'],
+  ]),
+  ...extra,
+});
+
+describe('what the probe covers', () => {
+  it('every forward of a nat site, watched by every node of that site, sent from a public node', () => {
+    const forwards = forwardsOf(inventory, 'abc');
+    assert.deepEqual(
+      forwards.map((f) => `${f.token} ${f.publicIp}:${f.port} -> ${f.node} ${f.address}:${f.listenPort}`),
+      [
+        'abc0 203.0.113.10:41001 -> a-1 192.168.10.11:51820',
+        'abc1 203.0.113.10:41002 -> a-2 192.168.10.12:51820',
+        'abc2 203.0.113.10:41003 -> a-3 192.168.10.13:51830',
+      ],
+    );
+    assert.deepEqual(
+      watchersOf(inventory, forwards).map((n) => n.name),
+      ['a-1', 'a-2', 'a-3'],
+    );
+    assert.equal(senderOf(inventory)?.name, 'p-1');
+  });
+
+  it('the scripts carry their arguments quoted, and fail clearly without perl', () => {
+    const send = sendScript(forwardsOf(inventory, 'abc'));
+    assert.ok(send.trimEnd().endsWith(`${PROBE_PREFIX} 0 abc0 203.0.113.10 41001 abc1 203.0.113.10 41002 abc2 203.0.113.10 41003`));
+    assert.match(watchScript(), /command -v perl .*exit 3/);
+    assert.match(watchScript(), / 6 meshctl-forward-probe\n$/);
+  });
+});
+
+describe('parseWatchOutput (captured)', () => {
+  it('reads who saw which token, from where, at which address and port', () => {
+    assert.deepEqual(captured('a-3'), [
+      { token: 'abc2', source: '198.51.100.11:50891', destination: '192.168.10.13', destinationPort: 51830 },
+    ]);
+    assert.deepEqual(parseWatchOutput('watching\n\ngarbage seen\nseen x 1.2.3.4 5.6.7.8:9\n'), []);
+  });
+});
+
+describe('judgeForward', () => {
+  const all = { 'a-1': captured('a-1'), 'a-2': captured('a-2'), 'a-3': captured('a-3') };
+
+  it('passes when each forward reaches its node at its listen port (external port != listen port)', () => {
+    for (const name of ['a-1', 'a-2', 'a-3']) {
+      const verdict = judgeForward(report(all), node(name));
+      assert.equal(verdict.status, 'pass', verdict.message);
+    }
+    assert.equal(judgeForward(report(all), node('b-1')).message, 'no port-forward points at this node');
+  });
+
+  it('fails on a forward that lands on another node, naming it and the fix', () => {
+    // a-1's token arrives at a-2 (the DNAT rule points at 192.168.10.12)
+    const seen = {
+      'a-1': [],
+      'a-2': [...captured('a-2'), { ...captured('a-1')[0]!, destination: '192.168.10.12' }],
+      'a-3': captured('a-3'),
+    };
+    const verdict = judgeForward(report(seen), node('a-1'));
+    assert.equal(verdict.status, 'fail');
+    assert.equal(
+      verdict.message,
+      "forward 203.0.113.10:41001 should reach a-1 (192.168.10.11:51820) but lands on a-2 (192.168.10.12:51820): fix the port-forward on site a's router: UDP 41001 -> 192.168.10.11:51820",
+    );
+    assert.deepEqual(verdict.evidence, [
+      'probe: p-1 sent UDP to 203.0.113.10:41001; watched a-1, a-2, a-3',
+      'a-2 saw it from 198.51.100.11:50891 at 192.168.10.12:51820',
+    ]);
+    assert.equal(judgeForward(report(seen), node('a-2')).status, 'pass');
+  });
+
+  it('fails on a forward that lands nowhere, and on one that reaches the node at another port', () => {
+    const nowhere = judgeForward(report({ ...all, 'a-2': [] }), node('a-2'));
+    assert.equal(nowhere.status, 'fail');
+    assert.match(
+      nowhere.message,
+      /^forward 203\.0\.113\.10:41002 reaches no node of site a \(it should reach a-2 at 192\.168\.10\.12:51820\): fix .*UDP 41002 -> 192\.168\.10\.12:51820/,
+    );
+    const wrongPort = judgeForward(report({ ...all, 'a-3': [{ ...captured('a-3')[0]!, destinationPort: 51820 }] }), node('a-3'));
+    assert.equal(wrongPort.status, 'fail');
+    assert.match(wrongPort.message, /reaches a-3 on port 51820, not its listenPort 51830/);
+  });
+
+  it('warns (judges nothing) without a public node, or when a node of the site could not take part', () => {
+    assert.equal(judgeForward(report(all, { sender: undefined }), node('a-1')).status, 'warn');
+    const noPerl = judgeForward(report({ ...all, 'a-2': [] }, { unavailable: new Map([['a-2', 'no perl on this node']]) }), node('a-1'));
+    assert.equal(noPerl.status, 'warn');
+    assert.match(noPerl.message, /not probed: a-2: no perl on this node/);
+  });
+});
+
+describe('runForwardProbe on scripted connections', () => {
+  it('one login and one command per node taking part, all at once; every connection closed', async () => {
+    const opened: FakeConnection[] = [];
+    const network = probeNetwork(inventory);
+    const open = async (n: Node) => {
+      const connection = await network(n);
+      opened.push(connection);
+      return connection;
+    };
+    const started = Date.now();
+    const result = await runForwardProbe(inventory, open, 'xyz');
+    assert.ok(Date.now() - started < 2000);
+    assert.deepEqual(opened.map((c) => c.node).sort(), ['a-1', 'a-2', 'a-3', 'p-1']);
+    for (const connection of opened) {
+      assert.equal(connection.scripts.length, 1, connection.node);
+      assert.ok(connection.closed, connection.node);
+    }
+    for (const name of ['a-1', 'a-2', 'a-3']) assert.equal(judgeForward(result, node(name)).status, 'pass');
+  });
+
+  it('is shared by every node of one run and run again for the next', async () => {
+    let logins = 0;
+    const network = probeNetwork(inventory);
+    const open = async (n: Node) => {
+      logins++;
+      return network(n);
+    };
+    await Promise.all(inventory.nodes.map(() => sharedForwardProbe(inventory, open)));
+    assert.equal(logins, 4);
+    const next = probeNetwork(inventory);
+    await sharedForwardProbe(inventory, next);
+    assert.notEqual(sharedForwardProbe(inventory, open), sharedForwardProbe(inventory, next));
+  });
+
+  it('a node that cannot log in makes its site warn, not fail', async () => {
+    const network = probeNetwork(inventory);
+    const open = async (n: Node) => {
+      if (n.name === 'a-3') throw new Error('connection refused');
+      return network(n);
+    };
+    const result = await runForwardProbe(inventory, open);
+    assert.match(judgeForward(result, node('a-1')).message, /not probed: a-3: cannot log in: connection refused/);
+  });
+
+  it('probes nothing where no site has a forward', async () => {
+    const plain: Inventory = { ...inventory, nodes: inventory.nodes.map(({ forwardedPort: _f, ...n }) => n) };
+    const result = await runForwardProbe(plain, async () => assert.fail('no login expected'));
+    assert.deepEqual(result.forwards, []);
+  });
+});
