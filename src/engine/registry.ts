@@ -28,6 +28,16 @@ import { importHint, interfaceOwnership } from '../import/ownership.js';
 import { judgeForward, sharedForwardProbe } from '../checks/forward-probe.js';
 import { judgeNatMapping, sharedNatDiscovery } from '../checks/nat-discovery.js';
 
+/**
+ * The port-forward probe and NAT discovery cost a watch window of several seconds each (../checks/forward-probe.ts),
+ * and they are needed before configs are pushed to nodes that do not run the mesh yet (a first build, a node added
+ * or brought back). When every node already runs its interface, the mesh's own handshakes are the evidence (verify
+ * and debug judge them), so a converged `up` or `plan` does not pay for the probes.
+ */
+const meshAlreadyUp = (mesh: ReadonlyMap<string, { facts: NodeFacts }>): boolean =>
+  mesh.size > 0 && [...mesh.values()].every(({ facts }) => facts.live !== undefined);
+const PROBES_SKIPPED = 'not probed: every node already runs the mesh (its handshakes are the evidence; verify judges them)';
+
 /** What the mesh puts on `node`, for judging the other WireGuard interfaces there (../topology/clashes.ts). */
 const meshFootprint = (inventory: Inventory, node: Node): MeshFootprint => ({
   interface: inventory.mesh.interface,
@@ -361,15 +371,19 @@ export const CHECKS = {
   }),
   // issue 11: one probe for the whole mesh (../checks/forward-probe.ts), judged per node whose forward it is
   'forward-reaches-node': check({
-    needs: [],
-    evaluate: async ({ node, inventory, reconnect }) =>
-      judgeForward(await sharedForwardProbe(inventory, reconnect), node, 'forward-reaches-node'),
+    needs: ['facts'],
+    evaluate: async ({ node, inventory, reconnect, mesh }) =>
+      meshAlreadyUp(mesh)
+        ? pass('forward-reaches-node', PROBES_SKIPPED)
+        : judgeForward(await sharedForwardProbe(inventory, reconnect), node, 'forward-reaches-node'),
   }),
   // issue 11: NAT discovery through two public nodes of the mesh (../checks/nat-discovery.ts), said per site
   'nat-mapping': check({
-    needs: [],
-    evaluate: async ({ node, inventory, reconnect }) =>
-      judgeNatMapping(await sharedNatDiscovery(inventory, reconnect), inventory, node, 'nat-mapping'),
+    needs: ['facts'],
+    evaluate: async ({ node, inventory, reconnect, mesh }) =>
+      meshAlreadyUp(mesh)
+        ? pass('nat-mapping', PROBES_SKIPPED)
+        : judgeNatMapping(await sharedNatDiscovery(inventory, reconnect), inventory, node, 'nat-mapping'),
   }),
   'wireguard-tools-present': check({
     needs: ['facts', 'tools'],

@@ -207,6 +207,11 @@ export interface CheckInput<N extends ValueName> {
   values: Pick<NodeValues, N>;
   /** opens a new, separate SSH connection to the node (the "can still log in" check) */
   reconnect: (node: Node) => Promise<Connection>;
+  /**
+   * The same values of every node still in the run, by node name (this one included): for the few checks whose
+   * judgement spans the mesh, such as whether the port-forward probe is needed at all.
+   */
+  mesh: ReadonlyMap<string, Pick<NodeValues, N>>;
 }
 
 export interface PhaseSpec {

@@ -384,7 +384,7 @@ describe('one check system: up’s gates call verify’s judges', () => {
   it('overlay-routes, service-active and rp-filter-loose give the judge’s verdict, message and evidence', async () => {
     const desired = desiredNodeConfig(inventory, 'ms-1', keys);
     const node = inventory.nodes[0]!;
-    const base = { node, inventory, reconnect: async () => new FakeConnection('x', []) };
+    const base = { node, inventory, reconnect: async () => new FakeConnection('x', []), mesh: new Map() };
     const routes = desired.peers.flatMap((p) => p.allowedIps).slice(1);
     const gate = await checkNamed('overlay-routes')!.evaluate({
       ...base,
@@ -466,6 +466,19 @@ describe('engine: every check of the registry, passing and failing', () => {
     throw new Error('All configured authentication methods failed');
   };
 
+  // the mesh as the probe checks see it: a first build (a node without its interface), or every node up
+  const firstBuild = new Map([['ms-1', { ...values, facts: { ...values.facts, live: undefined } }]]) as never;
+  const meshUp = new Map([['ms-1', { ...values, facts: { ...values.facts, live: { addresses: [] } } }]]) as never;
+
+  it('the port-forward probe and NAT discovery are skipped when every node already runs the mesh', async () => {
+    const noNetwork = async (): Promise<FakeConnection> => assert.fail('the probe logged in although the mesh is up');
+    for (const id of ['forward-reaches-node', 'nat-mapping']) {
+      const result = await checkNamed(id)!.evaluate({ node, inventory, values: values as never, reconnect: noNetwork, mesh: meshUp });
+      assert.equal(result.status, 'pass', result.message);
+      assert.match(result.message, /not probed: every node already runs the mesh/);
+    }
+  });
+
   for (const id of registryContract.checks.keys()) {
     it(`${id}: passes on a converged node and fails on a broken one`, async () => {
       const definition = checkNamed(id)!;
@@ -474,28 +487,40 @@ describe('engine: every check of the registry, passing and failing', () => {
       if (id === 'nat-mapping') {
         // through two public nodes: the inventory's public IP is right, then wrong (home has forwards: a STOP)
         const right = discoveryNetwork(inventory, () => '203.0.113.10:51820');
-        const ok = await definition.evaluate({ node, inventory, values: values as never, reconnect: right });
+        const ok = await definition.evaluate({ node, inventory, values: values as never, mesh: firstBuild, reconnect: right });
         assert.equal(ok.status, 'pass', `${id}: ${ok.message}`);
         const moved = discoveryNetwork(inventory, () => '203.0.113.99:51820');
-        const bad = await definition.evaluate({ node, inventory, values: values as never, reconnect: moved });
+        const bad = await definition.evaluate({ node, inventory, values: values as never, mesh: firstBuild, reconnect: moved });
         assert.equal(bad.status, 'fail', `${id}: ${bad.message}`);
         return;
       }
       if (id === 'forward-reaches-node') {
         // a mesh-wide probe: judged on a scripted network where ms-1's forward lands right, then on wk-1
-        const right = await definition.evaluate({ node, inventory, values: values as never, reconnect: probeNetwork(inventory) });
+        const right = await definition.evaluate({
+          node,
+          inventory,
+          values: values as never,
+          mesh: firstBuild,
+          reconnect: probeNetwork(inventory),
+        });
         assert.equal(right.status, 'pass', `${id}: ${right.message}`);
         const wrong = probeNetwork(inventory, (f) => ({ node: f.node === 'ms-1' ? 'wk-1' : f.node, port: f.listenPort }));
-        const misdirected = await definition.evaluate({ node, inventory, values: values as never, reconnect: wrong });
+        const misdirected = await definition.evaluate({ node, inventory, values: values as never, mesh: firstBuild, reconnect: wrong });
         assert.equal(misdirected.status, 'fail', `${id}: ${misdirected.message}`);
         return;
       }
-      const ok = await definition.evaluate({ node, inventory, values: values as never, reconnect: loginWorks });
+      const ok = await definition.evaluate({ node, inventory, values: values as never, reconnect: loginWorks, mesh: meshUp });
       assert.equal(ok.status, 'pass', `${id}: ${ok.message}`);
       const bad =
         id === 'ssh-still-reachable'
-          ? await definition.evaluate({ node, inventory, values: values as never, reconnect: loginRefused })
-          : await definition.evaluate({ node, inventory, values: { ...values, ...broken[id] } as never, reconnect: loginWorks });
+          ? await definition.evaluate({ node, inventory, values: values as never, reconnect: loginRefused, mesh: meshUp })
+          : await definition.evaluate({
+              node,
+              inventory,
+              values: { ...values, ...broken[id] } as never,
+              reconnect: loginWorks,
+              mesh: meshUp,
+            });
       // no systemd is a warning at the facts gate (wg-quick still works), everything else fails
       assert.equal(bad.status, id === 'init-system' ? 'warn' : 'fail', `${id}: ${bad.message}`);
     });
