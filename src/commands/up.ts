@@ -8,6 +8,7 @@ import { runUp, type UpReport } from '../engine/up.js';
 import { connectorFor, parseForks, sshOptionsFromFlags } from './connect-options.js';
 import { createEngineView } from '../ui/engine-view.js';
 import { renderMatrix } from '../checks/ping-matrix.js';
+import { DEFAULT_ROLLBACK_DEADLINE_S, parseRollbackDeadline } from '../engine/revert.js';
 
 interface UpFlags {
   yes?: boolean;
@@ -19,6 +20,8 @@ interface UpFlags {
   connectTimeout?: string;
   forks?: string;
   breakLock?: boolean;
+  rollbackDeadline?: string;
+  rollback?: boolean;
 }
 
 function printSummary(report: UpReport, color: boolean, out: NodeJS.WritableStream): void {
@@ -69,6 +72,11 @@ export function registerUp(program: Command, finish: (result: CommandResult) => 
     .option('--playbook <file>', 'run another playbook than playbooks/up.yaml')
     .option('-f, --forks <n>', 'nodes worked on at once (default 64)')
     .option('--break-lock', 'take over the run lock of another meshctl run (only when that run died: check first)')
+    .option(
+      '--rollback-deadline <seconds>',
+      `a node's change reverts by itself unless confirmed (fresh SSH login + checks) within this many seconds (default ${DEFAULT_ROLLBACK_DEADLINE_S})`,
+    )
+    .option('--no-rollback', 'arm no rollback on the nodes (a lost connection mid-change then leaves the change in place)')
     .option('--connect-timeout <seconds>', 'SSH connect timeout (default: ssh config ConnectTimeout or 10)')
     .addHelpText(
       'after',
@@ -76,6 +84,12 @@ export function registerUp(program: Command, finish: (result: CommandResult) => 
     )
     .action(async (inventoryArg: string | undefined, flags: UpFlags) => {
       const inventory = loadInventory(resolveInventoryPath(inventoryArg));
+      let rollbackDeadlineS: number;
+      try {
+        rollbackDeadlineS = flags.rollback === false ? 0 : parseRollbackDeadline(flags.rollbackDeadline);
+      } catch (error) {
+        throw new MeshctlError((error as Error).message, 'badInput');
+      }
       const interactive = Boolean(process.stdin.isTTY && process.stdout.isTTY) && !flags.json;
       if (!interactive && !flags.yes && !flags.dryRun) {
         throw new MeshctlError(
@@ -101,6 +115,7 @@ export function registerUp(program: Command, finish: (result: CommandResult) => 
         playbookPath: flags.playbook,
         dryRun: flags.dryRun ?? false,
         breakLock: flags.breakLock ?? false,
+        rollbackDeadlineS,
       });
       for (const warning of report.warnings ?? []) out.write(`warning: ${warning}\n`);
       if (flags.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);

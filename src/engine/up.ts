@@ -12,6 +12,7 @@ import { countActions, type Plan } from './plan.js';
 import { builtinPlaybookPath, loadPlaybook } from './playbook.js';
 import { registryContract } from './registry.js';
 import { runPlaybook } from './runner.js';
+import { DEFAULT_ROLLBACK_DEADLINE_S, newRunId } from './revert.js';
 import type { EngineEvent, PhaseReport } from './types.js';
 
 export interface Connector {
@@ -30,6 +31,8 @@ export interface UpOptions {
   forks?: number;
   /** take over another run's lock (./lock.ts) */
   breakLock?: boolean;
+  /** seconds a node's change may go unconfirmed before it reverts by itself; 0: arm no rollback (./revert.ts) */
+  rollbackDeadlineS?: number;
 }
 
 /** What `up` shows and what the view needs to draw it. */
@@ -107,7 +110,11 @@ export async function runUp(inventory: Inventory, connector: Connector, view: Up
         reconnect: (node) => connector.connectOne(node),
         onEvent: (event) => view.onEvent(event),
         gate: (report, isLast) => view.gate(report, isLast),
+        ...(options.dryRun || options.rollbackDeadlineS === 0
+          ? {}
+          : { rollback: { runId: newRunId(), deadlineS: options.rollbackDeadlineS ?? DEFAULT_ROLLBACK_DEADLINE_S } }),
       });
+      const warnings = [...(lock?.ok ? lock.warnings : []), ...(run.rollbackNotes ?? [])];
       return {
         ...base,
         result: run.interrupted ? 'interrupted' : run.stoppedAt ? 'stopped' : options.dryRun ? 'planned' : 'converged',
@@ -118,7 +125,7 @@ export async function runUp(inventory: Inventory, connector: Connector, view: Up
         ...(run.matrix ? { matrix: run.matrix } : {}),
         timings: { totalMs: Date.now() - started, connectMs },
         roundTrips: Object.fromEntries([...connections].map(([name, c]) => [name, c.stats.commands])),
-        ...(lock?.ok && lock.warnings.length ? { warnings: lock.warnings } : {}),
+        ...(warnings.length ? { warnings } : {}),
       };
     } finally {
       await lock?.release();
