@@ -215,15 +215,15 @@ export type RollbackDecision = 'revert' | 'disarm' | 'keep';
 /**
  * The decision for one armed node after a phase, from its verdicts alone:
  * - it failed (a step error or a failed check): revert now;
- * - the run stops here anyway (another node's STOP, or the phase is the last one) before this node was confirmed:
- *   revert now (`stopping`: the gate will not go on);
- * - it passed a confirming phase (one with a fresh-login check): disarm;
+ * - the run stops here (another node's STOP): revert now, even a node that passed: a mesh change is a set (a peer
+ *   added on one node means something only with its counterpart), so a change is confirmed only by a whole gate
+ *   that says GO, and a STOP brings every node changed and not yet confirmed back to the previous, consistent mesh;
+ * - it passed a confirming phase (one with a fresh-login check) whose gate is GO: disarm;
  * - else keep the timer running (the confirmation comes in a later phase).
  */
 export function decideRollback(node: { failed: boolean }, phase: { confirms: boolean; stopping: boolean }): RollbackDecision {
-  if (node.failed) return 'revert';
-  if (phase.confirms) return 'disarm';
-  return phase.stopping ? 'revert' : 'keep';
+  if (node.failed || phase.stopping) return 'revert';
+  return phase.confirms ? 'disarm' : 'keep';
 }
 
 /** The check whose pass, after a change, confirms a node (a fresh SSH login: registry.ts). */
@@ -243,6 +243,8 @@ export interface SettleInput {
   confirms: boolean;
   deadlineS: number;
   run: RunOnNode;
+  /** runs a script over a NEW SSH login (the confirmation of a run whose playbook has no confirming phase) */
+  runFresh?: RunOnNode;
 }
 
 const failedReport = (r: NodePhaseReport) => Boolean(r.error) || r.checks.some((c) => c.status === 'fail');
@@ -276,9 +278,9 @@ async function revertNow(node: string, why: string, failed: boolean, input: Sett
 }
 
 /** Disarms one node's revert; a revert that already fired (the window passed) or a disarm that fails is a failure. */
-async function disarm(node: string, input: SettleInput): Promise<CheckResult> {
+async function disarm(node: string, input: SettleInput, run: RunOnNode = input.run): Promise<CheckResult> {
   try {
-    const result = await input.run(node, disarmScript(input.runId));
+    const result = await run(node, disarmScript(input.runId));
     if (result.code === 0 && /^rollback=disarmed$/m.test(result.stdout))
       return rollbackCheck('pass', `change confirmed by a fresh SSH login and the checks: rollback disarmed`);
     if (/^rollback=already-reverted$/m.test(result.stdout))
@@ -322,13 +324,21 @@ export async function settleRollbacks(input: SettleInput): Promise<void> {
 }
 
 /**
- * At the end of a run, the nodes still armed (a gate said no, or the run was interrupted): reverted now, unless the
- * run was interrupted (no remote work after Ctrl-C: they roll back by themselves). One note per node, in words.
+ * At the end of a run, the nodes still armed. A run that went through every phase with GO (a playbook without a
+ * confirming phase) confirms them now: the disarm runs over a NEW SSH login (`runFresh`), so a node that cannot be
+ * logged into again is not confirmed and rolls back by itself. A run that a gate ended: reverted now. An interrupted
+ * run: no remote work after Ctrl-C, they roll back by themselves. One note per node, in words.
  */
-export async function settleLeftovers(input: Omit<SettleInput, 'reports' | 'confirms'> & { interrupted: boolean }): Promise<string[]> {
+export async function settleLeftovers(
+  input: Omit<SettleInput, 'reports' | 'confirms'> & { interrupted: boolean; completed: boolean },
+): Promise<string[]> {
   const notes: string[] = [];
   for (const node of [...input.armed]) {
     input.armed.delete(node);
+    if (input.completed && input.runFresh) {
+      notes.push(`${node}: ${(await disarm(node, { ...input, reports: [], confirms: true }, input.runFresh)).message}`);
+      continue;
+    }
     if (input.interrupted) {
       notes.push(`${node}: its change was not confirmed: it rolls back by itself within ${input.deadlineS} s`);
       continue;

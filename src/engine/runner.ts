@@ -300,6 +300,14 @@ function rollbackInput(state: RunState, rollback: RollbackOptions, reports: Node
     reports,
     confirms,
     run: (node: string, script: string) => ctx.connections.get(node)!.run(script, { timeoutMs: 60_000 }),
+    runFresh: async (node: string, script: string) => {
+      const fresh = await ctx.reconnect(ctx.inventory.nodes.find((n) => n.name === node)!);
+      try {
+        return await fresh.run(script, { timeoutMs: 30_000 });
+      } finally {
+        await fresh.close();
+      }
+    },
   };
 }
 
@@ -323,9 +331,11 @@ export async function runPlaybook(ctx: RunContext): Promise<RunResult> {
   });
   const result = (extra: Partial<RunResult>): Promise<RunResult> | RunResult =>
     ctx.rollback && state.armed.size > 0
-      ? settleLeftovers({ ...rollbackInput(state, ctx.rollback, [], false), interrupted: extra.interrupted ?? false }).then((notes) =>
-          ended({ ...extra, rollbackNotes: notes }),
-        )
+      ? settleLeftovers({
+          ...rollbackInput(state, ctx.rollback, [], false),
+          interrupted: extra.interrupted ?? false,
+          completed: !extra.interrupted && !extra.stoppedAt,
+        }).then((notes) => ended({ ...extra, rollbackNotes: notes }))
       : ended(extra);
   for (const [index, phase] of ctx.playbook.phases.entries()) {
     if (ctx.signal.aborted) return result({ interrupted: true });

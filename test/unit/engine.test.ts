@@ -6,7 +6,9 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { executor, recorder, type Backend } from '../../src/engine/backend.js';
 import { planIsEmpty, countActions } from '../../src/engine/plan.js';
 import { builtinPlaybookPath, loadPlaybook } from '../../src/engine/playbook.js';
@@ -528,7 +530,7 @@ describe('engine: rollback on the node (issue 9; issue 8, kind 5)', () => {
     assert.ok(run.plan.phases.find((p) => p.id === 'config')!.nodes[0]!.actions[0]!.summary.startsWith('arm a rollback on the node'));
   });
 
-  it('a node whose enable fails is rolled back by the run, and its STOP says so; the others are confirmed', async () => {
+  it('a node whose enable fails is rolled back by the run, and its STOP says so; the others go back with it', async () => {
     const log: string[] = [];
     const h = withRollback(
       harness({
@@ -548,7 +550,9 @@ describe('engine: rollback on the node (issue 9; issue 8, kind 5)', () => {
     const checks = rollbackChecks(run.phases.find((p) => p.id === 'enable'));
     assert.equal(checks['wk-1']?.status, 'fail');
     assert.match(checks['wk-1']!.message, /wk-1 failed its checks after the change: wk-1 was ROLLED BACK/);
-    assert.deepEqual(log.sort(), ['ctb-edge-1:disarm', 'ms-1:disarm', 'wk-1:revert', 'wk-2:disarm']);
+    assert.match(checks['ms-1']!.message, /the run stops before this change was confirmed: ms-1 was ROLLED BACK/);
+    assert.equal(checks['ms-1']!.status, 'warn');
+    assert.deepEqual(log.sort(), names.map((n) => `${n}:revert`).sort());
   });
 
   it('a node whose fresh SSH login fails after the change is rolled back (the login is the confirmation)', async () => {
@@ -646,9 +650,33 @@ describe('engine: rollback on the node (issue 9; issue 8, kind 5)', () => {
     for (const name of names) assert.equal(converged.connections.get(name)!.scripts.length, 1, `${name}: the probe only`);
   });
 
+  it('a playbook without a confirming phase: a completed run confirms over a NEW login at the end, or leaves the timer', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'meshctl-rb-'));
+    const path = join(dir, 'no-login-check.yaml');
+    writeFileSync(path, readFileSync(builtinPlaybookPath('up'), 'utf8').replace(', ssh-still-reachable]', ']'));
+    const custom = loadPlaybook(path, registryContract);
+    rmSync(dir, { recursive: true });
+    const fresh: string[] = [];
+    const h = withRollback(harness({ backend: executor, facts: bareNamed }));
+    h.ctx.playbook = custom;
+    h.ctx.reconnect = async (node) => {
+      if (node.name === 'wk-2') throw new Error('connect ETIMEDOUT');
+      fresh.push(node.name);
+      return new FakeConnection(node.name, [{ match: /rollback=disarmed/, reply: { stdout: 'rollback=disarmed\n' } }]);
+    };
+    const run = await runPlaybook(h.ctx);
+    assert.equal(run.stoppedAt, undefined);
+    assert.deepEqual(fresh.sort(), ['ctb-edge-1', 'ms-1', 'wk-1']);
+    const notes = run.rollbackNotes ?? [];
+    assert.equal(notes.length, names.length);
+    assert.ok(notes.some((n) => /^ms-1: change confirmed by a fresh SSH login/.test(n)));
+    assert.ok(notes.some((n) => /^wk-2: the rollback on wk-2 could not be disarmed \(connect ETIMEDOUT\): it fires within 120 s/.test(n)));
+  });
+
   it('decides from the verdicts: failed -> revert, confirmed -> disarm, stopping -> revert, else keep', () => {
     assert.equal(decideRollback({ failed: true }, { confirms: true, stopping: true }), 'revert');
-    assert.equal(decideRollback({ failed: false }, { confirms: true, stopping: true }), 'disarm');
+    assert.equal(decideRollback({ failed: false }, { confirms: true, stopping: true }), 'revert');
+    assert.equal(decideRollback({ failed: false }, { confirms: true, stopping: false }), 'disarm');
     assert.equal(decideRollback({ failed: false }, { confirms: false, stopping: true }), 'revert');
     assert.equal(decideRollback({ failed: false }, { confirms: false, stopping: false }), 'keep');
   });
