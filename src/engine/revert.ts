@@ -32,6 +32,9 @@ export const MAX_ROLLBACK_DEADLINE_S = 3600;
 /** The exit code of an arm script that finds its run's revert already fired (the window passed at a gate). */
 export const REVERT_FIRED_EXIT = 75;
 
+/** The exit code of an arm script that finds another run's unconfirmed change still pending on the node. */
+export const PENDING_OTHER_EXIT = 76;
+
 /** How a run arms its reverts: one id per run (names the directory and units on the node) and the window. */
 export interface RollbackOptions {
   /** [0-9a-f]{8,32}: pasted into paths and unit names */
@@ -139,6 +142,14 @@ export function armScript(iface: string, options: RollbackOptions, systemd: bool
     sh`d=${dir}`.text,
     `if [ -e "$d/reverted" ]; then echo "the rollback armed by this run already ran (its ${deadline} s window passed): the node is back on its previous config; run again" >&2; exit ${REVERT_FIRED_EXIT}; fi`,
     'if [ ! -e "$d/state" ]; then',
+    // another run's unconfirmed change still pending here: snapshotting now would make its state the one to go
+    // back to, and its timer would flip the node under this run; refuse, before anything changes
+    '  for o in /run/meshctl/revert-*; do',
+    '    [ "$o" != "$d" ] && [ -e "$o/state" ] && [ ! -e "$o/reverted" ] || continue',
+    `    if { [ -s "$o/unit" ] && systemctl is-active -q "$(cat "$o/unit").timer" 2>/dev/null; } || { [ -s "$o/pid" ] && kill -0 "$(cat "$o/pid")" 2>/dev/null; }; then`,
+    `      echo "an unconfirmed change of another meshctl run is pending here ($o): it reverts by itself within its deadline; run again after that" >&2; exit ${PENDING_OTHER_EXIT}`,
+    '    fi',
+    '  done',
     '  (umask 077; mkdir -p "$d")',
     `  ${snapshot('config', p.config)}`,
     `  ${snapshot('sysctl', p.sysctl)}`,
