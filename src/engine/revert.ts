@@ -86,12 +86,16 @@ export function revertScript(iface: string, runId: string, systemd: boolean): st
     '[ -e "$d/reverted" ] && exit 0',
     'state() { sed -n "s/^$1=//p" "$d/state"; }',
     // the config changed since the snapshot: the interface must be brought back onto the old one
+    // differs NAME PATH: the file is not what the snapshot holds (each reload or restart below only when needed:
+    // on a loaded node a daemon-reload alone takes seconds)
+    'differs() { if [ -e "$d/$1.absent" ]; then [ -e "$2" ]; else ! cmp -s "$d/$1" "$2"; fi; }',
     'changed=0',
-    sh`if [ -e "$d/config.absent" ]; then [ -e ${p.config} ] && changed=1; elif ! cmp -s "$d/config" ${p.config}; then changed=1; fi`.text,
+    sh`if differs config ${p.config}; then changed=1; fi`.text,
+    ...(systemd ? ['units=0', sh`if differs dropin ${p.reloadDropIn}; then units=1; fi`.text] : []),
     'restore() { if [ -e "$d/$1.absent" ]; then rm -f "$2"; elif [ -f "$d/$1" ]; then cp -p "$d/$1" "$2.meshctl-revert" && mv -f "$2.meshctl-revert" "$2"; fi; }',
     sh`restore config ${p.config}`.text,
     sh`restore sysctl ${p.sysctl}`.text,
-    ...(systemd ? [sh`restore dropin ${p.reloadDropIn}`.text, 'systemctl daemon-reload'] : []),
+    ...(systemd ? [sh`restore dropin ${p.reloadDropIn}`.text, 'if [ $units = 1 ]; then systemctl daemon-reload; fi'] : []),
     'v=$(state rp_all); [ -n "$v" ] && echo "$v" > /proc/sys/net/ipv4/conf/all/rp_filter',
     'v=$(state rp_default); [ -n "$v" ] && echo "$v" > /proc/sys/net/ipv4/conf/default/rp_filter',
     `if [ "$(state active)" = active ]; then`,
@@ -101,7 +105,11 @@ export function revertScript(iface: string, runId: string, systemd: boolean): st
     `  if [ "$(state up)" = yes ]; then ${sh`wg-quick up ${iface}`.text}; else ${sh`ip link del ${iface}`.text} 2>/dev/null; fi`,
     'fi',
     ...(systemd
-      ? [sh`case "$(state enabled)" in enabled) systemctl enable ${p.service} ;; *) systemctl disable ${p.service} ;; esac`.text]
+      ? [
+          sh`was=$(state enabled); now=$(systemctl is-enabled ${p.service} 2>/dev/null)`.text,
+          sh`if [ "$was" != "$now" ]; then case "$was" in enabled) systemctl enable ${p.service} ;; *) systemctl disable ${p.service} ;; esac; fi`
+            .text,
+        ]
       : []),
     'date +%s > "$d/reverted"',
     'echo "reverted at $(date)"',
