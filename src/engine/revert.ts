@@ -133,6 +133,8 @@ export function armScript(iface: string, options: RollbackOptions, systemd: bool
     sh`if [ -f ${path} ]; then cp -p ${path} "$d/"${name}; else : > "$d/"${`${name}.absent`}; fi`.text;
   const timer = systemd
     ? [
+        // a finished revert of an earlier run may linger as a failed transient unit: clear those
+        "systemctl reset-failed 'meshctl-revert-*' 2>/dev/null || true",
         sh`if [ -s "$d/unit" ]; then systemctl stop "$(cat "$d/unit").timer" 2>/dev/null || true; fi`.text,
         sh`systemctl reset-failed ${`${unit}.service`} 2>/dev/null || true`.text,
         sh`systemd-run --quiet --unit=${unit} --on-active=${raw(`${deadline}s`)} --timer-property=AccuracySec=1s /bin/sh "$d/revert.sh"`

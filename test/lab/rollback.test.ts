@@ -40,7 +40,19 @@ describeLab(
         'sha256sum < /etc/wireguard/wg0.conf | cut -c1-16; wg show wg0 listen-port; systemctl is-active wg-quick@wg0; systemctl is-enabled wg-quick@wg0',
       );
     const allStates = async () => Object.fromEntries(await Promise.all(NODES.map(async (n) => [n, await nodeState(n)] as const)));
-    const leftTimers = (node: string) => sh(node, "systemctl list-units --all --no-legend --plain 'meshctl-revert-*' | cut -d' ' -f1");
+    /** revert timers still pending, or reverts still running (a finished revert's transient unit may linger a while) */
+    const leftTimers = async (node: string) => {
+      let left = '';
+      for (let i = 0; i < 30; i++) {
+        left = await sh(
+          node,
+          `systemctl list-units --all --no-legend --plain 'meshctl-revert-*' | awk '$1 ~ /[.]timer$/ || $3 ~ /^(active|activating|deactivating)$/ { print $1 } $3 == "failed" { print "FAILED " $1 }'`,
+        );
+        if (left === '' || left.startsWith('FAILED')) break;
+        await sleep(1000);
+      }
+      return left;
+    };
 
     let converged: Record<string, string> = {};
 
