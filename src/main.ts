@@ -59,6 +59,11 @@ export const COMMANDS: ReadonlyArray<{ name: string; summary: string; load: () =
     load: async () => (await import('./commands/import.js')).registerImport,
   },
   {
+    name: 'rotate-keys',
+    summary: 'new WireGuard key pairs on nodes (made on the node), every peer updated live, the old key gone; then the ping matrix',
+    load: async () => (await import('./commands/rotate-keys.js')).registerRotateKeys,
+  },
+  {
     name: 'lab',
     summary: 'a sealed local replica of an inventory: containers, NAT routers, an operator namespace (root only)',
     load: async () => (await import('./commands/lab.js')).registerLab,

@@ -11,6 +11,7 @@ import { renderMatrix } from '../checks/ping-matrix.js';
 import { collectValues, resolveLimit } from '../engine/limit.js';
 import { recordRun, statePublicKeys } from '../state/record.js';
 import { departedNodes, readState } from '../state/state.js';
+import { DEFAULT_ROLLBACK_DEADLINE_S, parseRollbackDeadline } from '../engine/revert.js';
 
 interface UpFlags {
   yes?: boolean;
@@ -23,6 +24,8 @@ interface UpFlags {
   forks?: string;
   breakLock?: boolean;
   limit?: string[];
+  rollbackDeadline?: string;
+  rollback?: boolean;
 }
 
 function printSummary(report: UpReport, color: boolean, out: NodeJS.WritableStream): void {
@@ -78,6 +81,11 @@ export function registerUp(program: Command, finish: (result: CommandResult) => 
       collectValues,
     )
     .option('--break-lock', 'take over the run lock of another meshctl run (only when that run died: check first)')
+    .option(
+      '--rollback-deadline <seconds>',
+      `a node's change reverts by itself unless confirmed (fresh SSH login + checks) within this many seconds (default ${DEFAULT_ROLLBACK_DEADLINE_S})`,
+    )
+    .option('--no-rollback', 'arm no rollback on the nodes (a lost connection mid-change then leaves the change in place)')
     .option('--connect-timeout <seconds>', 'SSH connect timeout (default: ssh config ConnectTimeout or 10)')
     .addHelpText(
       'after',
@@ -86,6 +94,12 @@ export function registerUp(program: Command, finish: (result: CommandResult) => 
     .action(async (inventoryArg: string | undefined, flags: UpFlags) => {
       const inventory = loadInventory(resolveInventoryPath(inventoryArg));
       const limit = flags.limit ? resolveLimit(inventory, flags.limit) : undefined;
+      let rollbackDeadlineS: number;
+      try {
+        rollbackDeadlineS = flags.rollback === false ? 0 : parseRollbackDeadline(flags.rollbackDeadline);
+      } catch (error) {
+        throw new MeshctlError((error as Error).message, 'badInput');
+      }
       const interactive = Boolean(process.stdin.isTTY && process.stdout.isTTY) && !flags.json;
       if (!interactive && !flags.yes && !flags.dryRun) {
         throw new MeshctlError(
@@ -117,6 +131,7 @@ export function registerUp(program: Command, finish: (result: CommandResult) => 
         dryRun: flags.dryRun ?? false,
         breakLock: flags.breakLock ?? false,
         ...(limit ? { limit, knownPublicKeys: statePublicKeys(inventory) } : {}),
+        rollbackDeadlineS,
       });
       if (!report.dryRun && report.phases.length > 0) {
         const recorded = recordRun(inventory, {

@@ -79,6 +79,8 @@ export function describeChange(change: Change): string {
       return `remove route${change.routes.length > 1 ? 's' : ''} ${change.routes.join(', ')} via ${change.iface} (${change.why})`;
     case 'wg-quick-up':
       return `${change.restart ? 'wg-quick down/up' : 'wg-quick up'} ${change.iface} (${change.why})`;
+    case 'arm-rollback':
+      return `arm a rollback on the node (${change.systemd ? change.unit : 'background sleep, no systemd'}, in ${change.deadlineS} s unless confirmed)`;
   }
 }
 

@@ -84,6 +84,7 @@ function decideConfig(input: StepInput<'facts' | 'publicKey'>) {
     sysctlText: renderRpFilterSysctl(mesh.rpFilter),
     rpFilter: mesh.rpFilter,
     reloadDropInText: renderReloadDropIn(mesh.interface),
+    ...(input.rollback ? { rollback: input.rollback } : {}),
   });
   // a PrivateKey line in the file is moved out by rewriting it, which changes [Interface]
   const found = !plan.writeConfig
@@ -132,6 +133,8 @@ export function judgeOperatorAddress(inventory: Inventory, node: Node, seen: Ope
       );
   }
   const overlay = parseCidr(inventory.mesh.network);
+  const reached = judgeSshTarget(inventory, node, seen, overlay, evidence);
+  if (reached) return reached;
   if (overlay && cidrContains(overlay, seen.address))
     return fail(
       id,
@@ -181,6 +184,29 @@ export function judgeListenPort(f: NodeFacts, node: Node, inventory: Inventory):
       f.listenPortUsers,
     );
   return fail(id, `UDP ${port} is already in use`, f.listenPortUsers);
+}
+
+/**
+ * Issue 9, lock-out guard: the address meshctl reached the node at ($SSH_CONNECTION's server address) must not be
+ * one the mesh routes. `validate` refuses an ssh.host literal inside the overlay; this catches what only the
+ * connection knows: a host name, or an ssh_config `HostName`, that resolves into the overlay network (a login
+ * through the mesh, dropped by the first restart of the interface it rides on).
+ */
+function judgeSshTarget(
+  inventory: Inventory,
+  node: Node,
+  seen: OperatorAddress,
+  overlay: ReturnType<typeof parseCidr>,
+  evidence: string[],
+): CheckResult | undefined {
+  const target = seen.nodeAddress;
+  if (!target || !isIpv4(target) || !overlay || !cidrContains(overlay, target)) return undefined;
+  const owner = inventory.nodes.find((n) => n.overlayIp === target);
+  return fail(
+    'operator-not-captured',
+    `meshctl reached ${node.name} at ${target}, inside the overlay network ${inventory.mesh.network}${owner ? ` (the overlay address of ${owner.name === node.name ? 'this node' : owner.name})` : ''}: that login rides on the mesh it is changing and drops with the interface; set ssh.host (or the ssh_config HostName) to an address outside the mesh`,
+    [...evidence, `mesh.network = ${inventory.mesh.network}`],
+  );
 }
 
 export const STEPS = {
@@ -261,7 +287,8 @@ export const STEPS = {
     effect: 'change',
     needs: ['facts', 'desired', 'config', 'publicKey'],
     provides: ['service'],
-    plan({ values, inventory }) {
+    plan(input) {
+      const { values, inventory } = input;
       const peerRoutes = values.desired.peers.flatMap((peer) => peer.allowedIps);
       const { action, warning } = planService(
         values.facts,
@@ -270,6 +297,7 @@ export const STEPS = {
         peerRoutes,
         values.publicKey.key,
         values.desired,
+        input.rollback,
       );
       return { action, warnings: warning ? [warning] : [] };
     },

@@ -14,6 +14,7 @@ import { describeAction, showStandIns, type Plan, type PlannedAction, type Plann
 import { checkNamed, stepNamed } from './registry.js';
 import { forEachHost } from './scheduler.js';
 import { redactDeep, redactSecrets } from '../remote/redact.js';
+import { CONFIRMING_CHECK, settleLeftovers, settleRollbacks, type RollbackOptions } from './revert.js';
 import type {
   CheckDefinition,
   CheckResult,
@@ -45,6 +46,8 @@ export interface RunContext {
   onEvent?: (event: EngineEvent) => void;
   /** shows a phase's report and answers whether to go on (a STOP report always stops, whatever it answers) */
   gate: (report: PhaseReport, isLast: boolean) => Promise<boolean>;
+  /** arm a revert on each node before its change, disarmed once a confirming phase passed (./revert.ts) */
+  rollback?: RollbackOptions;
 }
 
 /** Name lookup of steps and checks (own properties only: a playbook name is never a prototype member). */
@@ -64,6 +67,8 @@ export interface RunResult {
   /** Ctrl-C (the signal) ended the run; remote work in flight was stopped */
   interrupted: boolean;
   matrix?: Matrix;
+  /** nodes whose change was never confirmed at the end of the run: rolled back now, or by themselves (./revert.ts) */
+  rollbackNotes?: string[];
 }
 
 const errorMessage = (error: unknown) => (error instanceof Error ? error.message : String(error));
@@ -76,6 +81,8 @@ class RunState {
   readonly standIns: string[] = [];
   changedSoFar = false;
   matrix?: Matrix;
+  /** nodes with a revert armed by this run and not yet confirmed or reverted */
+  readonly armed = new Set<string>();
 
   constructor(readonly ctx: RunContext) {
     for (const node of ctx.inventory.nodes) this.values.set(node.name, {});
@@ -122,9 +129,12 @@ async function runNodeStep(state: RunState, name: string, step: NodeStep, node: 
     values: state.pick(node.name, step.needs),
     mesh: state.mesh(step.needs),
     changedSoFar: state.changedSoFar,
+    ...(ctx.rollback && !ctx.backend.recording ? { rollback: ctx.rollback } : {}),
   };
   const planned = step.plan(input);
   const action = planned.action;
+  // armed before it runs: a step that fails half-way may have changed the node after arming
+  if (input.rollback && action?.changes.some((c) => c.kind === 'arm-rollback')) state.armed.add(node.name);
   const result = action ? await ctx.backend.run(ctx.connections.get(node.name)!, action, step.effect, ctx.signal) : undefined;
   const provided = step.outputs(input, action, result);
   Object.assign(state.values.get(node.name)!, provided);
@@ -271,11 +281,35 @@ async function runPhase(state: RunState, phase: PhaseSpec): Promise<{ report: Ph
   }
   if ([...planned.values()].some((p) => p.actions.length > 0)) state.changedSoFar = true;
   const reports = await Promise.all(nodes.map((node) => reportNode(state, phase, node, planned.get(node.name)!, onlyPlanned)));
+  // after Ctrl-C no remote work: the armed nodes roll back by themselves (named at the end of the run)
+  if (ctx.rollback && state.armed.size > 0 && !ctx.signal.aborted)
+    await settleRollbacks(rollbackInput(state, ctx.rollback, reports, phase.checks.includes(CONFIRMING_CHECK)));
   const failed = reports.some((n) => n.error || n.checks.some((c) => c.status === 'fail'));
   const verdict = failed ? 'STOP' : onlyPlanned ? 'PLANNED' : 'GO';
   const report: PhaseReport = { id: phase.id, title: phase.title, go: phase.go, verdict, durationMs: Date.now() - started, nodes: reports };
   ctx.onEvent?.({ type: 'phase-done', report });
   return { report, planned: [...planned.values()].filter((p) => p.actions.length > 0 || p.warnings.length > 0) };
+}
+
+/** What ./revert.ts needs to settle this run's armed nodes over the run's connections. */
+function rollbackInput(state: RunState, rollback: RollbackOptions, reports: NodePhaseReport[], confirms: boolean) {
+  const { ctx } = state;
+  return {
+    runId: rollback.runId,
+    deadlineS: rollback.deadlineS,
+    armed: state.armed,
+    reports,
+    confirms,
+    run: (node: string, script: string) => ctx.connections.get(node)!.run(script, { timeoutMs: 60_000 }),
+    runFresh: async (node: string, script: string) => {
+      const fresh = await ctx.reconnect(ctx.inventory.nodes.find((n) => n.name === node)!);
+      try {
+        return await fresh.run(script, { timeoutMs: 30_000 });
+      } finally {
+        await fresh.close();
+      }
+    },
+  };
 }
 
 /** Runs a playbook phase by phase with its gates; never throws for a node's failure (see the module doc). */
@@ -289,13 +323,21 @@ export async function runPlaybook(ctx: RunContext): Promise<RunResult> {
     phases: [],
   };
   const phases: PhaseReport[] = [];
-  const result = (extra: Partial<RunResult>): RunResult => ({
+  const ended = (extra: Partial<RunResult>): RunResult => ({
     phases,
     plan,
     interrupted: false,
     ...(state.matrix ? { matrix: state.matrix } : {}),
     ...extra,
   });
+  const result = (extra: Partial<RunResult>): Promise<RunResult> | RunResult =>
+    ctx.rollback && state.armed.size > 0
+      ? settleLeftovers({
+          ...rollbackInput(state, ctx.rollback, [], false),
+          interrupted: extra.interrupted ?? false,
+          completed: !extra.interrupted && !extra.stoppedAt,
+        }).then((notes) => ended({ ...extra, rollbackNotes: notes }))
+      : ended(extra);
   for (const [index, phase] of ctx.playbook.phases.entries()) {
     if (ctx.signal.aborted) return result({ interrupted: true });
     const { report, planned } = await runPhase(state, phase);

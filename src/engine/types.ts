@@ -16,6 +16,7 @@ import type { ConfigChangeKind } from '../render/changes.js';
 import type { DesiredNodeConfig } from '../topology/desired.js';
 import type { Connection } from '../transport/types.js';
 import type { LivePeer } from '../render/wgdump.js';
+import type { RollbackOptions } from './revert.js';
 
 export type CheckStatus = 'pass' | 'warn' | 'fail';
 
@@ -114,7 +115,9 @@ export type Change =
   | { kind: 'load-private-key'; iface: string; path: string; why: string }
   | { kind: 'restore-routes'; iface: string; routes: string[] }
   | { kind: 'remove-routes'; iface: string; routes: string[]; why: string }
-  | { kind: 'wg-quick-up'; iface: string; restart: boolean; why: string };
+  | { kind: 'wg-quick-up'; iface: string; restart: boolean; why: string }
+  /** a revert armed on the node before its change (../engine/revert.ts): runs after deadlineS unless confirmed */
+  | { kind: 'arm-rollback'; unit: string; deadlineS: number; systemd: boolean };
 
 /** What a step's planner returns for one node: the changes and the one script that realises them. */
 export interface NodeAction {
@@ -140,6 +143,8 @@ export interface StepInput<N extends ValueName> {
   mesh: ReadonlyMap<string, Pick<NodeValues, N>>;
   /** something was changed (or, in a dry run, planned) earlier in this run */
   changedSoFar: boolean;
+  /** when set, a changing step arms a revert on the node before it changes anything (./revert.ts) */
+  rollback?: RollbackOptions;
 }
 
 /**

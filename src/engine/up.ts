@@ -15,6 +15,7 @@ import { runPlaybook } from './runner.js';
 import { gatherOutsideKeys, limitInventory, membershipRegistry } from './limit.js';
 import { checkNamed, stepNamed } from './registry.js';
 import { MeshctlError } from '../errors.js';
+import { DEFAULT_ROLLBACK_DEADLINE_S, newRunId } from './revert.js';
 import type { EngineEvent, PhaseReport } from './types.js';
 
 export interface Connector {
@@ -40,6 +41,8 @@ export interface UpOptions {
   limit?: readonly string[];
   /** public keys from the local state (../state/state.ts), for nodes outside the limit that do not answer */
   knownPublicKeys?: ReadonlyMap<string, string>;
+  /** seconds a node's change may go unconfirmed before it reverts by itself; 0: arm no rollback (./revert.ts) */
+  rollbackDeadlineS?: number;
 }
 
 /** What `up` shows and what the view needs to draw it. */
@@ -198,7 +201,11 @@ export async function runUp(inventory: Inventory, connector: Connector, view: Up
           view.onEvent(event);
         },
         gate: (report, isLast) => view.gate(report, isLast),
+        ...(options.dryRun || options.rollbackDeadlineS === 0
+          ? {}
+          : { rollback: { runId: newRunId(), deadlineS: options.rollbackDeadlineS ?? DEFAULT_ROLLBACK_DEADLINE_S } }),
       });
+      const warnings = [...(lock?.ok ? lock.warnings : []), ...(run.rollbackNotes ?? [])];
       return {
         ...base,
         result: run.interrupted ? 'interrupted' : run.stoppedAt ? 'stopped' : options.dryRun ? 'planned' : 'converged',
@@ -210,7 +217,7 @@ export async function runUp(inventory: Inventory, connector: Connector, view: Up
         timings: { totalMs: Date.now() - started, connectMs },
         roundTrips: Object.fromEntries([...connections].map(([name, c]) => [name, c.stats.commands])),
         ...counter.report(),
-        ...warningsOf(outside.warnings, lock?.ok ? lock.warnings : []),
+        ...warningsOf(outside.warnings, warnings),
         publicKeys: Object.fromEntries(learnt),
       };
     } finally {

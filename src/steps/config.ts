@@ -13,6 +13,7 @@ import { sh } from '../remote/shell.js';
 import { wireguardPaths } from '../remote/wireguard.js';
 import { lineDiff } from '../render/line-diff.js';
 import { atomicWriteScript } from './action.js';
+import { withRevertArmed, type RollbackOptions } from '../engine/revert.js';
 
 /** sha256 of a text, hex (what `sha256sum` prints). */
 export const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
@@ -24,6 +25,8 @@ export interface ConfigPlanInput {
   rpFilter: RpFilterMode;
   /** written only where systemd runs */
   reloadDropInText: string;
+  /** arm a revert on the node before the first write, in the same script (../engine/revert.ts) */
+  rollback?: RollbackOptions;
 }
 
 export interface ConfigPlan {
@@ -93,7 +96,8 @@ export function planConfig(facts: NodeFacts, input: ConfigPlanInput): ConfigPlan
   // what the node holds afterwards, read back for the gate: the config's sha256 even when it was not written
   if (!writeConfig) parts.push(`echo "config=$(sha256sum < ${sh`${p.config}`.text} | cut -d' ' -f1)"`);
   parts.push('echo rp_filter=$(cat /proc/sys/net/ipv4/conf/all/rp_filter),$(cat /proc/sys/net/ipv4/conf/default/rp_filter)');
-  return { ...decided, action: { changes, script: parts.join('\n') } };
+  const action = withRevertArmed({ changes, script: parts.join('\n') }, input.iface, input.rollback, facts.systemd, 'config');
+  return { ...decided, action };
 }
 
 /** Reads `config=SHA` and `rp_filter=ALL,DEFAULT` from the config action's output. */

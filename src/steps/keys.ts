@@ -70,3 +70,68 @@ export function parseKeysOutput(stdout: string): { created: boolean; publicKey: 
   if (!looksLikeWireGuardKey(publicKey)) throw new Error('the node did not return a valid WireGuard public key');
   return { created: lines[0] === 'created', publicKey };
 }
+
+/**
+ * rotate-keys, first round trip on every node: the public half of the key file and of the running interface. On a
+ * node being rotated (`generate`) also a new private key in IFACE.key.new (umask 077, mode 600; never printed, never
+ * read back), and its public half. A .new left by an interrupted rotation is used again: its public key may already
+ * be on the peers. Prints `current=`, `live=`, and with `generate` `next=` and `reused=yes|no`.
+ */
+export function rotateReadScript(iface: string, { generate }: { generate: boolean }): string {
+  const p = wireguardPaths(iface);
+  const next = `${p.privateKey}.new`;
+  const tmp = `${next}.meshctl-tmp`;
+  return [
+    'set -e',
+    'umask 077',
+    sh`if [ ! -s ${p.privateKey} ]; then echo "no key file ${p.privateKey}: run meshctl up first" >&2; exit 1; fi`.text,
+    sh`echo "current=$(wg pubkey < ${p.privateKey})"`.text,
+    sh`echo "live=$(wg show ${iface} public-key 2>/dev/null)"`.text,
+    ...(generate
+      ? [
+          sh`if [ -s ${next} ] && wg pubkey < ${next} >/dev/null 2>&1; then echo reused=yes; else wg genkey > ${tmp} && chmod 600 ${tmp} && mv -f ${tmp} ${next} && echo reused=no; fi`
+            .text,
+          sh`chmod 600 ${next}`.text,
+          sh`echo "next=$(wg pubkey < ${next})"`.text,
+        ]
+      : []),
+  ].join('\n');
+}
+
+/** What rotateReadScript printed. @throws Error when a key printed is not a WireGuard public key */
+export function parseRotateRead(stdout: string): { current: string; live?: string; next?: string; reused: boolean } {
+  const value = (key: string) => stdout.match(new RegExp(`^${key}=(.*)$`, 'm'))?.[1]?.trim() || undefined;
+  const checked = (key: string, text: string | undefined) => {
+    if (text !== undefined && !looksLikeWireGuardKey(text)) throw new Error(`the node printed no valid public key for ${key}`);
+    return text;
+  };
+  const current = checked('current', value('current'));
+  if (!current) throw new Error('the node did not print the public key of its key file');
+  const live = checked('live', value('live'));
+  const next = checked('next', value('next'));
+  return { current, ...(live ? { live } : {}), ...(next ? { next } : {}), reused: value('reused') === 'yes' };
+}
+
+/**
+ * rotate-keys, the swap on the rotated node (after every peer knows the new public key): the running interface
+ * takes the new key, IFACE.key.new replaces IFACE.key (rename: the old key file is gone in one step, and a restart
+ * at any moment finds a key), IFACE.pub is rewritten, then one ping to each peer's overlay address starts the new
+ * handshakes at once instead of at the next packet. Prints `live=` (the interface's public key afterwards).
+ */
+export function swapKeyScript(iface: string, peerOverlayIps: readonly string[]): string {
+  const p = wireguardPaths(iface);
+  const next = `${p.privateKey}.new`;
+  const pubTmp = `${p.publicKey}.meshctl-tmp`;
+  return [
+    'set -e',
+    'umask 077',
+    sh`wg set ${iface} private-key ${next}`.text,
+    sh`mv -f ${next} ${p.privateKey}`.text,
+    sh`wg pubkey < ${p.privateKey} > ${pubTmp} && chmod 644 ${pubTmp} && mv -f ${pubTmp} ${p.publicKey}`.text,
+    sh`echo "live=$(wg show ${iface} public-key)"`.text,
+    sh`for ip in ${peerOverlayIps}; do ping -n -c 1 -W 1 "$ip" >/dev/null 2>&1 & done; wait; true`.text,
+  ].join('\n');
+}
+
+/** Removes IFACE.key.new (a rotation given up before the swap). */
+export const discardNewKeyScript = (iface: string): string => sh`rm -f ${`${wireguardPaths(iface).privateKey}.new`}`.text;

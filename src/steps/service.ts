@@ -20,6 +20,7 @@ import { sh } from '../remote/shell.js';
 import { wireguardPaths } from '../remote/wireguard.js';
 import type { ConfigChangeKind } from '../render/changes.js';
 import { syncconfKeepingKeyCommand } from '../render/systemd.js';
+import { withRevertArmed, type RollbackOptions } from '../engine/revert.js';
 
 /** Prints ifindex=, active=, enabled= after the action, for the gate (parseServiceOutput reads them). */
 const interfaceReport = (iface: string, service: string, systemd: boolean) =>
@@ -159,8 +160,23 @@ function peerSyncCommands(iface: string, privateKey: string, peerRoutes: string[
  * a stock `wg syncconf` or reload from our key-less file) gets the key file loaded again
  * @param desired the node's designed config: when given, the live interface is compared with it (liveDrift) and
  * what differs is synced or restarted even though the file did not change; each such change names its reason
+ * @param rollback when given, the action first (re-)arms the node's revert, in the same script (../engine/revert.ts)
  */
 export function planService(
+  facts: NodeFacts,
+  iface: string,
+  change: ConfigChangeKind,
+  peerRoutes: string[],
+  publicKey?: string,
+  desired?: DesiredNodeConfig,
+  rollback?: RollbackOptions,
+): { action?: NodeAction; warning?: string } {
+  const planned = planServiceUnarmed(facts, iface, change, peerRoutes, publicKey, desired);
+  if (!planned.action || !rollback) return planned;
+  return { ...planned, action: withRevertArmed(planned.action, iface, rollback, facts.systemd, 'enable') };
+}
+
+function planServiceUnarmed(
   facts: NodeFacts,
   iface: string,
   change: ConfigChangeKind,

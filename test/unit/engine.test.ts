@@ -6,7 +6,9 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { executor, recorder, type Backend } from '../../src/engine/backend.js';
 import { planIsEmpty, countActions } from '../../src/engine/plan.js';
 import { builtinPlaybookPath, loadPlaybook } from '../../src/engine/playbook.js';
@@ -24,6 +26,8 @@ import { desiredNodeConfig } from '../../src/topology/desired.js';
 import { FakeConnection, untilAborted, type FakeRule } from '../support/fake-connection.js';
 import { judgeOverlayRoutes, judgeService } from '../../src/checks/judge.js';
 import { discoveryNetwork, probeNetwork } from '../support/fake-forward-probe.js';
+import { armScript, decideRollback, parseRollbackDeadline, withRevertArmed, type RollbackOptions } from '../../src/engine/revert.js';
+import { judgeOperatorAddress } from '../../src/engine/registry.js';
 
 const inventory = loadInventory('inventories/homelab.yaml');
 const names = inventory.nodes.map((n) => n.name);
@@ -525,4 +529,237 @@ describe('engine: every check of the registry, passing and failing', () => {
       assert.equal(bad.status, id === 'init-system' ? 'warn' : 'fail', `${id}: ${bad.message}`);
     });
   }
+});
+
+describe('engine: rollback on the node (issue 9; issue 8, kind 5)', () => {
+  const rollback: RollbackOptions = { runId: '0123456789abcdef', deadlineS: 120 };
+  /** the replies of a node whose revert machinery works: disarm and revert-now answer as the node's scripts do */
+  const revertReplies = (node: string, log: string[]): FakeRule[] => [
+    {
+      match: /rollback=disarmed/,
+      reply: () => {
+        log.push(`${node}:disarm`);
+        return { stdout: 'rollback=disarmed\n' };
+      },
+    },
+    {
+      match: /rollback=reverted/,
+      reply: () => {
+        log.push(`${node}:revert`);
+        return { stdout: 'reverted at now\nrollback=reverted\n' };
+      },
+    },
+  ];
+  const withRollback = (h: Harness) => {
+    h.ctx.rollback = rollback;
+    return h;
+  };
+  const rollbackChecks = (report: PhaseReport | undefined) =>
+    Object.fromEntries((report?.nodes ?? []).flatMap((n) => n.checks.filter((c) => c.id === 'rollback').map((c) => [n.node, c])));
+
+  it('arms in the same script as the change (no extra round trip), disarms after the enable gate passed, one extra script per node', async () => {
+    const log: string[] = [];
+    const h = withRollback(harness({ backend: executor, facts: bareNamed, rules: (n) => obedientNode(n, revertReplies(n, log)) }));
+    const run = await runPlaybook(h.ctx);
+    assert.equal(run.stoppedAt, undefined);
+    for (const name of names) {
+      const scripts = h.connections.get(name)!.scripts;
+      assert.equal(scripts.length, 6, `${name}: facts, install, keys, config, enable, disarm`);
+      const [config, enable, disarm] = scripts.slice(3);
+      // the arm comes first, before the first write of the config step, in the one script
+      assert.ok(config!.indexOf('systemd-run') < config!.indexOf('wg0.conf.meshctl-tmp'), 'arm before the write');
+      assert.match(config!, /--on-active=120s/);
+      assert.match(enable!, /systemd-run[^\n]*meshctl-revert-0123456789abcdef-enable/);
+      assert.ok(enable!.indexOf('systemd-run') < enable!.indexOf('systemctl enable --now'), 're-armed before the enable');
+      assert.match(disarm!, /rollback=disarmed/);
+    }
+    assert.deepEqual(log.sort(), names.map((n) => `${n}:disarm`).sort());
+    const enable = run.phases.find((p) => p.id === 'enable');
+    for (const name of names) assert.equal(rollbackChecks(enable)[name]?.status, 'pass');
+    assert.ok(run.plan.phases.find((p) => p.id === 'config')!.nodes[0]!.actions[0]!.summary.startsWith('arm a rollback on the node'));
+  });
+
+  it('a node whose enable fails is rolled back by the run, and its STOP says so; the others go back with it', async () => {
+    const log: string[] = [];
+    const h = withRollback(
+      harness({
+        backend: executor,
+        facts: bareNamed,
+        rules: (n) =>
+          obedientNode(n, [
+            ...revertReplies(n, log),
+            ...(n === 'wk-1'
+              ? [{ match: /systemctl enable --now/, reply: { code: 1, stderr: 'Job for wg-quick@wg0.service failed' } }]
+              : []),
+          ]),
+      }),
+    );
+    const run = await runPlaybook(h.ctx);
+    assert.equal(run.stoppedAt, 'enable');
+    const checks = rollbackChecks(run.phases.find((p) => p.id === 'enable'));
+    assert.equal(checks['wk-1']?.status, 'fail');
+    assert.match(checks['wk-1']!.message, /wk-1 failed its checks after the change: wk-1 was ROLLED BACK/);
+    assert.match(checks['ms-1']!.message, /the run stops before this change was confirmed: ms-1 was ROLLED BACK/);
+    assert.equal(checks['ms-1']!.status, 'warn');
+    assert.deepEqual(log.sort(), names.map((n) => `${n}:revert`).sort());
+  });
+
+  it('a node whose fresh SSH login fails after the change is rolled back (the login is the confirmation)', async () => {
+    const log: string[] = [];
+    const h = withRollback(harness({ backend: executor, facts: bareNamed, rules: (n) => obedientNode(n, revertReplies(n, log)) }));
+    h.ctx.reconnect = async (node) => {
+      if (node.name === 'ms-1') throw new Error('connect ETIMEDOUT');
+      return new FakeConnection(node.name, [{ match: /^true$/, reply: {} }]);
+    };
+    const run = await runPlaybook(h.ctx);
+    assert.equal(run.stoppedAt, 'enable');
+    assert.ok(log.includes('ms-1:revert') && !log.includes('ms-1:disarm'), log.join(' '));
+  });
+
+  it('a STOP in the config phase rolls back the failing node and every node not yet confirmed; none is left armed', async () => {
+    const log: string[] = [];
+    const h = withRollback(
+      harness({
+        backend: executor,
+        facts: bareNamed,
+        rules: (n) =>
+          obedientNode(n, [
+            ...revertReplies(n, log),
+            ...(n === 'wk-2' ? [{ match: /wg0\.conf\.meshctl-tmp/, reply: { stdout: `config=${'0'.repeat(64)}\nrp_filter=2,2\n` } }] : []),
+          ]),
+      }),
+    );
+    const run = await runPlaybook(h.ctx);
+    assert.equal(run.stoppedAt, 'config');
+    const checks = rollbackChecks(run.phases.find((p) => p.id === 'config'));
+    assert.equal(checks['wk-2']?.status, 'fail');
+    assert.equal(checks['ms-1']?.status, 'warn');
+    assert.match(checks['ms-1']!.message, /the run stops before this change was confirmed: ms-1 was ROLLED BACK/);
+    assert.deepEqual(log.sort(), names.map((n) => `${n}:revert`).sort());
+    assert.equal(run.rollbackNotes, undefined);
+  });
+
+  it('a revert that already fired before the confirmation (the window passed) fails the gate', async () => {
+    const h = withRollback(
+      harness({
+        backend: executor,
+        facts: bareNamed,
+        rules: (n) => obedientNode(n, [{ match: /rollback=disarmed/, reply: { stdout: 'rollback=already-reverted\n' } }]),
+      }),
+    );
+    const run = await runPlaybook(h.ctx);
+    assert.equal(run.stoppedAt, 'enable');
+    assert.match(
+      rollbackChecks(run.phases.find((p) => p.id === 'enable'))['ms-1']!.message,
+      /rolled back by itself before it was confirmed/,
+    );
+  });
+
+  it('a gate that says no after the config phase: the unconfirmed nodes are rolled back at the end and named', async () => {
+    const log: string[] = [];
+    const h = withRollback(
+      harness({
+        backend: executor,
+        facts: bareNamed,
+        rules: (n) => obedientNode(n, revertReplies(n, log)),
+        gate: (r) => r.id !== 'config',
+      }),
+    );
+    const run = await runPlaybook(h.ctx);
+    assert.equal(run.stoppedAt, 'config');
+    assert.deepEqual(log.sort(), names.map((n) => `${n}:revert`).sort());
+    assert.equal(run.rollbackNotes?.length, names.length);
+    assert.match(run.rollbackNotes![0]!, /ROLLED BACK/);
+  });
+
+  it('Ctrl-C while armed: no remote work, the nodes are named as rolling back by themselves', async () => {
+    const abort = new AbortController();
+    const h = withRollback(
+      harness({
+        backend: executor,
+        facts: bareNamed,
+        signal: abort.signal,
+        rules: (n) => obedientNode(n, [{ match: /systemctl enable --now/, reply: untilAborted(abort.signal) }]),
+      }),
+    );
+    setTimeout(() => abort.abort(new Error('interrupted')), 50);
+    const run = await runPlaybook(h.ctx);
+    assert.equal(run.interrupted, true);
+    assert.equal(run.rollbackNotes?.length, names.length);
+    assert.match(run.rollbackNotes![0]!, /rolls back by itself within 120 s/);
+    for (const name of names) assert.ok(!h.connections.get(name)!.scripts.some((s) => /rollback=(reverted|disarmed)/.test(s)));
+  });
+
+  it('a dry run and a converged mesh arm nothing', async () => {
+    const dry = withRollback(harness({ backend: recorder, facts: bareNamed }));
+    const planned = await runPlaybook(dry.ctx);
+    assert.ok(!JSON.stringify(planned.plan).includes('systemd-run'));
+    const converged = withRollback(harness({ backend: executor, facts: convergedFacts }));
+    await runPlaybook(converged.ctx);
+    for (const name of names) assert.equal(converged.connections.get(name)!.scripts.length, 1, `${name}: the probe only`);
+  });
+
+  it('a playbook without a confirming phase: a completed run confirms over a NEW login at the end, or leaves the timer', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'meshctl-rb-'));
+    const path = join(dir, 'no-login-check.yaml');
+    writeFileSync(path, readFileSync(builtinPlaybookPath('up'), 'utf8').replace(', ssh-still-reachable]', ']'));
+    const custom = loadPlaybook(path, registryContract);
+    rmSync(dir, { recursive: true });
+    const fresh: string[] = [];
+    const h = withRollback(harness({ backend: executor, facts: bareNamed }));
+    h.ctx.playbook = custom;
+    h.ctx.reconnect = async (node) => {
+      if (node.name === 'wk-2') throw new Error('connect ETIMEDOUT');
+      fresh.push(node.name);
+      return new FakeConnection(node.name, [{ match: /rollback=disarmed/, reply: { stdout: 'rollback=disarmed\n' } }]);
+    };
+    const run = await runPlaybook(h.ctx);
+    assert.equal(run.stoppedAt, undefined);
+    assert.deepEqual(fresh.sort(), ['ctb-edge-1', 'ms-1', 'wk-1']);
+    const notes = run.rollbackNotes ?? [];
+    assert.equal(notes.length, names.length);
+    assert.ok(notes.some((n) => /^ms-1: change confirmed by a fresh SSH login/.test(n)));
+    assert.ok(notes.some((n) => /^wk-2: the rollback on wk-2 could not be disarmed \(connect ETIMEDOUT\): it fires within 120 s/.test(n)));
+  });
+
+  it('decides from the verdicts: failed -> revert, confirmed -> disarm, stopping -> revert, else keep', () => {
+    assert.equal(decideRollback({ failed: true }, { confirms: true, stopping: true }), 'revert');
+    assert.equal(decideRollback({ failed: false }, { confirms: true, stopping: true }), 'revert');
+    assert.equal(decideRollback({ failed: false }, { confirms: true, stopping: false }), 'disarm');
+    assert.equal(decideRollback({ failed: false }, { confirms: false, stopping: true }), 'revert');
+    assert.equal(decideRollback({ failed: false }, { confirms: false, stopping: false }), 'keep');
+  });
+
+  it('without systemd arms a detached sleep outside the run (no systemd-run), and says so in the change', () => {
+    const action = withRevertArmed({ changes: [], script: 'true' }, 'wg0', rollback, false, 'config')!;
+    assert.match(action.script, /env -u MESHCTL_RUN setsid nohup sh -c 'sleep 120;/);
+    assert.doesNotMatch(action.script, /systemd-run/);
+    assert.deepEqual(action.changes[0], {
+      kind: 'arm-rollback',
+      unit: 'meshctl-revert-0123456789abcdef-config',
+      deadlineS: 120,
+      systemd: false,
+    });
+    assert.throws(() => armScript('wg0', { runId: "x'; reboot", deadlineS: 5 }, true, 'config'), /bad rollback run id/);
+  });
+
+  it('--rollback-deadline: whole seconds within bounds, 120 by default', () => {
+    assert.equal(parseRollbackDeadline(undefined), 120);
+    assert.equal(parseRollbackDeadline('15'), 15);
+    for (const bad of ['0', '4', '1.5', 'abc', '3601', '-5']) assert.throws(() => parseRollbackDeadline(bad), /--rollback-deadline/);
+  });
+
+  it('lock-out guard: an SSH target that resolved into the overlay (a host name or ssh_config HostName) is refused', () => {
+    const node = inventory.nodes.find((n) => n.name === 'wk-1')!;
+    const outside = judgeOperatorAddress(inventory, node, { address: '192.168.15.100', nodeAddress: '192.168.15.3' });
+    assert.equal(outside.status, 'pass');
+    const own = judgeOperatorAddress(inventory, node, { address: '192.168.15.100', nodeAddress: '172.27.15.11' });
+    assert.equal(own.status, 'fail');
+    assert.match(
+      own.message,
+      /meshctl reached wk-1 at 172\.27\.15\.11, inside the overlay network 172\.27\.15\.0\/24 \(the overlay address of this node\)/,
+    );
+    const other = judgeOperatorAddress(inventory, node, { address: '192.168.15.100', nodeAddress: '172.27.15.200' });
+    assert.equal(other.status, 'fail');
+  });
 });

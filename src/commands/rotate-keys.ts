@@ -1,0 +1,121 @@
+/**
+ * `meshctl rotate-keys [INVENTORY] [NODE...]`: new key pairs on the named nodes (all nodes when none is named), one
+ * node after another (../engine/rotate.ts), then the ping matrix as the proof. Holds the run lock like `up`.
+ */
+import { existsSync } from 'node:fs';
+import type { Command } from 'commander';
+import { Chalk } from 'chalk';
+import { MeshctlError, type CommandResult } from '../errors.js';
+import { interruptSignal } from '../interrupt.js';
+import { loadInventory, resolveInventoryPath } from '../inventory/load.js';
+import { connectorFor, sshOptionsFromFlags } from './connect-options.js';
+import { acquireLocks } from '../engine/lock.js';
+import { currentPublicKeys, rotateNode, type RotationReport } from '../engine/rotate.js';
+import { runPingMatrix } from '../engine/ping.js';
+import { desiredNodeConfig } from '../topology/desired.js';
+import { renderMatrix, type Matrix } from '../checks/ping-matrix.js';
+import { safeText } from '../ui/safe-text.js';
+
+interface RotateFlags {
+  yes?: boolean;
+  acceptNew?: boolean;
+  json?: boolean;
+  color?: boolean;
+  connectTimeout?: string;
+  breakLock?: boolean;
+}
+
+/**
+ * Splits the arguments: the first is the inventory when it names a file (or ends in .yaml/.yml), the rest are nodes.
+ * Exported for tests.
+ */
+export function splitRotateArgs(args: string[], exists: (path: string) => boolean = existsSync): { inventory?: string; nodes: string[] } {
+  const [first, ...rest] = args;
+  if (first !== undefined && (/\.ya?ml$/i.test(first) || exists(first))) return { inventory: first, nodes: rest };
+  return { nodes: args };
+}
+
+const short = (key?: string) => (key ? `${key.slice(0, 10)}…` : '?');
+
+function describeRotation(r: RotationReport): string {
+  if (!r.ok) return `${r.node}: FAILED ${r.error ?? ''}`;
+  const window = r.windowMs === undefined ? '' : `; pairs with it down for ${r.windowMs} ms (peer update to key swap)`;
+  return `${r.node}: public key ${short(r.oldPublicKey)} -> ${short(r.newPublicKey)}${r.reusedPendingKey ? ' (a pending key of an interrupted rotation)' : ''}; ${r.peersUpdated.length} peers updated; old key file replaced${window}`;
+}
+
+export function registerRotateKeys(program: Command, finish: (result: CommandResult) => void): void {
+  program
+    .command('rotate-keys')
+    .description('new WireGuard key pairs on nodes (made on the node), every peer updated live, the old key gone; then the ping matrix')
+    .argument('[args...]', 'INVENTORY (default: ./meshctl.yaml or $MESHCTL_INVENTORY), then the nodes to rotate (default: all)')
+    .option('-y, --yes', 'do it (required: rotation changes every node)')
+    .option('--accept-new', 'trust unknown SSH host keys on first use and record them (changed keys are always refused)')
+    .option('--json', 'print a JSON report on stdout')
+    .option('--no-color', 'plain output')
+    .option('--break-lock', 'take over the run lock of another meshctl run (only when that run died: check first)')
+    .option('--connect-timeout <seconds>', 'SSH connect timeout (default: ssh config ConnectTimeout or 10)')
+    .addHelpText(
+      'after',
+      '\nExit codes: 0 rotated and the ping matrix passes, 1 a rotation or the matrix failed, 2 bad input, 3 a node could not be connected, 130 interrupted.',
+    )
+    .action(async (args: string[], flags: RotateFlags) => {
+      const split = splitRotateArgs(args);
+      const inventory = loadInventory(resolveInventoryPath(split.inventory));
+      const unknown = split.nodes.filter((name) => !inventory.nodes.some((n) => n.name === name));
+      if (unknown.length) throw new MeshctlError(`no node ${unknown.map(safeText).join(', ')} in ${inventory.source}`, 'badInput');
+      if (!flags.yes) throw new MeshctlError('rotate-keys changes every node of the mesh: run with --yes', 'badInput');
+      const rotated = split.nodes.length ? inventory.nodes.filter((n) => split.nodes.includes(n.name)) : inventory.nodes;
+      const out = flags.json ? process.stderr : process.stdout;
+      const color = flags.color !== false && Boolean(process.stdout.isTTY) && !process.env.NO_COLOR;
+      const chalk = new Chalk({ level: color ? 1 : 0 });
+      const connector = connectorFor(sshOptionsFromFlags(flags, (line) => out.write(`${line}\n`)));
+      const { connections, failures, close } = await connector.connectAll(inventory);
+      try {
+        if (failures.size > 0)
+          throw new MeshctlError(
+            `could not connect to ${failures.size} of ${inventory.nodes.length} nodes; nothing was changed`,
+            'connect',
+            [...[...failures].map(([n, e]) => `${n}: ${e.message}`)],
+          );
+        const lock = await acquireLocks(connections, { breakLock: flags.breakLock ?? false, signal: interruptSignal });
+        if (!lock.ok) throw new MeshctlError(`not started: ${lock.message}`, 'stop');
+        const reports: RotationReport[] = [];
+        let matrix: Matrix | undefined;
+        try {
+          for (const w of lock.warnings) out.write(`warning: ${w}\n`);
+          const ctx = { inventory, connections, signal: interruptSignal };
+          for (const node of rotated) {
+            if (interruptSignal.aborted) break;
+            const report = await rotateNode(ctx, node);
+            reports.push(report);
+            out.write(`${safeText(describeRotation(report))}\n`);
+            if (!report.ok) break;
+          }
+          if (!interruptSignal.aborted) {
+            const keys = await currentPublicKeys(ctx);
+            const nodes = inventory.nodes.map((node) => ({
+              node,
+              connection: connections.get(node.name)!,
+              values: { desired: desiredNodeConfig(inventory, node.name, keys) },
+            }));
+            matrix = (await runPingMatrix({ inventory, nodes, changedSoFar: true, signal: interruptSignal })).matrix;
+          }
+        } finally {
+          await lock.release();
+        }
+        if (matrix) out.write(`\n${chalk.bold('Ping matrix')} (overlay, from row to column)\n${renderMatrix(matrix, { color })}`);
+        const matrixOk = matrix ? Object.values(matrix.cells).every((row) => Object.values(row).every((c) => c.ok)) : false;
+        if (flags.json) process.stdout.write(`${JSON.stringify({ rotations: reports, matrix, ok: matrixOk }, null, 2)}\n`);
+        if (interruptSignal.aborted) return finish('interrupted');
+        const ok = reports.length === rotated.length && reports.every((r) => r.ok) && matrixOk;
+        out.write(
+          ok
+            ? chalk.green.bold(`\nrotated ${reports.length} key${reports.length === 1 ? '' : 's'}; the mesh passes\n`)
+            : chalk.red.bold('\nrotation incomplete or the ping matrix fails\n'),
+        );
+        finish(ok ? 'ok' : 'stop');
+      } finally {
+        await close();
+      }
+    });
+}

@@ -1,0 +1,375 @@
+/**
+ * Rollback on the node itself (issue 9; issue 8, kind 5: a dead man's switch on enable), as Junos `commit confirmed`
+ * and `netplan try` do it: before `up` changes a node's files or interface, the same script (one round trip) first
+ * ARMS a revert on the node: it keeps the previous files (wg-quick config, sysctl file, reload drop-in) and the
+ * previous state of the interface and its unit in a private directory under /run, writes a small revert script
+ * there, and starts a timer that runs it after `deadlineS` seconds (a transient `systemd-run --on-active=` unit, or
+ * without systemd a detached `sleep` in its own session). meshctl DISARMS it only after the node passed the checks
+ * of the confirming phase (the enable gate, whose `ssh-still-reachable` check is a fresh SSH login). So:
+ * - meshctl killed, or its connection lost, mid-change: nobody disarms, the node reverts by itself at the deadline;
+ * - a node that fails its checks after a change: the run triggers the revert at once and says so;
+ * - a run that stops (any node's STOP) before a node was confirmed: that node is reverted at once too, since its
+ *   change was never confirmed (its files would otherwise flip back later, unannounced).
+ * A transient timer and /run do not survive a reboot: a node rebooted inside the window keeps the new files.
+ *
+ * On the node: /run/meshctl/revert-RUN/ (mode 700) holds `config`, `sysctl`, `dropin` (or NAME.absent), `state`
+ * (active=, enabled=, up=, rp_all=, rp_default=), `revert.sh`, `unit` (the timer's unit) or `pid` (the fallback),
+ * and after a revert `reverted` (Unix time) and `log`. Private keys are neither copied nor read: meshctl's config
+ * carries none, and a hand-made one that does is copied node-locally under umask 077, never sent anywhere.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Change, CheckResult, NodeAction, NodePhaseReport } from './types.js';
+import { raw, sh } from '../remote/shell.js';
+import { wireguardPaths } from '../remote/wireguard.js';
+
+/** The default window between a change and its confirmation, seconds (`up --rollback-deadline`). */
+export const DEFAULT_ROLLBACK_DEADLINE_S = 120;
+
+/** Bounds of the deadline: a window shorter than a fresh login plus the checks would revert healthy changes. */
+export const MIN_ROLLBACK_DEADLINE_S = 5;
+export const MAX_ROLLBACK_DEADLINE_S = 3600;
+
+/** The exit code of an arm script that finds its run's revert already fired (the window passed at a gate). */
+export const REVERT_FIRED_EXIT = 75;
+
+/** The exit code of an arm script that finds another run's unconfirmed change still pending on the node. */
+export const PENDING_OTHER_EXIT = 76;
+
+/** How a run arms its reverts: one id per run (names the directory and units on the node) and the window. */
+export interface RollbackOptions {
+  /** [0-9a-f]{8,32}: pasted into paths and unit names */
+  runId: string;
+  /** seconds from a change to the automatic revert, unless meshctl confirms first */
+  deadlineS: number;
+}
+
+const RUN_ID = /^[0-9a-f]{8,32}$/;
+
+/** A fresh run id (16 hex digits). */
+export const newRunId = (): string => randomBytes(8).toString('hex');
+
+/**
+ * Parses `--rollback-deadline` (whole seconds, MIN..MAX).
+ * @throws Error naming the bounds for anything else
+ */
+export function parseRollbackDeadline(text: string | undefined): number {
+  if (text === undefined) return DEFAULT_ROLLBACK_DEADLINE_S;
+  const value = Number(text);
+  if (!/^\d+$/.test(text.trim()) || value < MIN_ROLLBACK_DEADLINE_S || value > MAX_ROLLBACK_DEADLINE_S)
+    throw new Error(
+      `--rollback-deadline must be whole seconds from ${MIN_ROLLBACK_DEADLINE_S} to ${MAX_ROLLBACK_DEADLINE_S}, not "${text}"`,
+    );
+  return value;
+}
+
+/** Where a run keeps its snapshot on the node, and the prefix of its timer units. */
+export function revertPaths(runId: string): { dir: string; unitPrefix: string } {
+  if (!RUN_ID.test(runId)) throw new Error(`bad rollback run id ${runId}`);
+  return { dir: `/run/meshctl/revert-${runId}`, unitPrefix: `meshctl-revert-${runId}` };
+}
+
+/**
+ * The revert script kept on the node: restores the files (or removes those that did not exist), the rp_filter
+ * values, the unit's enabled state and the interface: restarted on the old config when it ran before and its config
+ * changed (or it is no longer active), stopped (and the interface deleted) when it did not run before.
+ * Idempotent: a second run (the timer after a revert by meshctl) does nothing.
+ */
+export function revertScript(iface: string, runId: string, systemd: boolean): string {
+  const p = wireguardPaths(iface);
+  const { dir } = revertPaths(runId);
+  const restart = systemd ? sh`systemctl restart ${p.service}`.text : sh`wg-quick down ${iface}; wg-quick up ${iface}`.text;
+  const stop = systemd ? sh`systemctl stop ${p.service}`.text : sh`wg-quick down ${iface}`.text;
+  const running = systemd ? sh`systemctl is-active -q ${p.service}`.text : sh`[ -e ${`/sys/class/net/${iface}`} ]`.text;
+  return [
+    sh`d=${dir}`.text,
+    'exec >>"$d/log" 2>&1',
+    '[ -e "$d/reverted" ] && exit 0',
+    'state() { sed -n "s/^$1=//p" "$d/state"; }',
+    // the config changed since the snapshot: the interface must be brought back onto the old one
+    // differs NAME PATH: the file is not what the snapshot holds (each reload or restart below only when needed:
+    // on a loaded node a daemon-reload alone takes seconds)
+    'differs() { if [ -e "$d/$1.absent" ]; then [ -e "$2" ]; else ! cmp -s "$d/$1" "$2"; fi; }',
+    'changed=0',
+    sh`if differs config ${p.config}; then changed=1; fi`.text,
+    ...(systemd ? ['units=0', sh`if differs dropin ${p.reloadDropIn}; then units=1; fi`.text] : []),
+    'restore() { if [ -e "$d/$1.absent" ]; then rm -f "$2"; elif [ -f "$d/$1" ]; then cp -p "$d/$1" "$2.meshctl-revert" && mv -f "$2.meshctl-revert" "$2"; fi; }',
+    sh`restore config ${p.config}`.text,
+    sh`restore sysctl ${p.sysctl}`.text,
+    ...(systemd ? [sh`restore dropin ${p.reloadDropIn}`.text, 'if [ $units = 1 ]; then systemctl daemon-reload; fi'] : []),
+    'v=$(state rp_all); [ -n "$v" ] && echo "$v" > /proc/sys/net/ipv4/conf/all/rp_filter',
+    'v=$(state rp_default); [ -n "$v" ] && echo "$v" > /proc/sys/net/ipv4/conf/default/rp_filter',
+    `if [ "$(state active)" = active ]; then`,
+    `  if [ $changed = 1 ] || ! ${running}; then ${restart}; fi`,
+    'else',
+    `  ${stop}`,
+    `  if [ "$(state up)" = yes ]; then ${sh`wg-quick up ${iface}`.text}; else ${sh`ip link del ${iface}`.text} 2>/dev/null; fi`,
+    'fi',
+    ...(systemd
+      ? [
+          sh`was=$(state enabled); now=$(systemctl is-enabled ${p.service} 2>/dev/null)`.text,
+          sh`if [ "$was" != "$now" ]; then case "$was" in enabled) systemctl enable ${p.service} ;; *) systemctl disable ${p.service} ;; esac; fi`
+            .text,
+        ]
+      : []),
+    'date +%s > "$d/reverted"',
+    'echo "reverted at $(date)"',
+  ].join('\n');
+}
+
+/**
+ * The arm script, run at the start of a changing step's script. The first arm of a run snapshots the node (files
+ * and state as they are before any change of this run); a later arm (the enable step after the config step) keeps
+ * that snapshot and only restarts the timer, so the window counts from the latest change. Refuses (exit
+ * REVERT_FIRED_EXIT) when the revert of this run already ran, e.g. after a long wait at a gate: the node is back on
+ * its old config and the step must not change it now. `label` names the unit (one per arming step).
+ */
+export function armScript(iface: string, options: RollbackOptions, systemd: boolean, label: string): string {
+  const p = wireguardPaths(iface);
+  const { dir, unitPrefix } = revertPaths(options.runId);
+  const unit = `${unitPrefix}-${label}`;
+  const deadline = Math.floor(options.deadlineS);
+  const script = revertScript(iface, options.runId, systemd);
+  const snapshot = (name: string, path: string) =>
+    sh`if [ -f ${path} ]; then cp -p ${path} "$d/"${name}; else : > "$d/"${`${name}.absent`}; fi`.text;
+  const timer = systemd
+    ? [
+        // a finished revert of an earlier run may linger as a failed transient unit: clear those
+        "systemctl reset-failed 'meshctl-revert-*' 2>/dev/null || true",
+        sh`if [ -s "$d/unit" ]; then systemctl stop "$(cat "$d/unit").timer" 2>/dev/null || true; fi`.text,
+        sh`systemctl reset-failed ${`${unit}.service`} 2>/dev/null || true`.text,
+        sh`systemd-run --quiet --unit=${unit} --on-active=${raw(`${deadline}s`)} --timer-property=AccuracySec=1s /bin/sh "$d/revert.sh"`
+          .text,
+        sh`echo ${unit} > "$d/unit"`.text,
+      ]
+    : [
+        'if [ -s "$d/pid" ]; then kill "$(cat "$d/pid")" 2>/dev/null || true; fi',
+        // its own session and without the run's token: neither a lost SSH session nor meshctl's stop script ends it
+        `env -u MESHCTL_RUN setsid nohup sh -c 'sleep ${deadline}; exec /bin/sh "$1"' meshctl-revert "$d/revert.sh" </dev/null >/dev/null 2>&1 &`,
+        'echo $! > "$d/pid"',
+      ];
+  return [
+    '# arm the rollback (src/engine/revert.ts)',
+    sh`d=${dir}`.text,
+    `if [ -e "$d/reverted" ]; then echo "the rollback armed by this run already ran (its ${deadline} s window passed): the node is back on its previous config; run again" >&2; exit ${REVERT_FIRED_EXIT}; fi`,
+    'if [ ! -e "$d/state" ]; then',
+    // another run's unconfirmed change still pending here: snapshotting now would make its state the one to go
+    // back to, and its timer would flip the node under this run; refuse, before anything changes
+    '  for o in /run/meshctl/revert-*; do',
+    '    [ "$o" != "$d" ] && [ -e "$o/state" ] && [ ! -e "$o/reverted" ] || continue',
+    `    if { [ -s "$o/unit" ] && systemctl is-active -q "$(cat "$o/unit").timer" 2>/dev/null; } || { [ -s "$o/pid" ] && kill -0 "$(cat "$o/pid")" 2>/dev/null; }; then`,
+    `      echo "an unconfirmed change of another meshctl run is pending here ($o): it reverts by itself within its deadline; run again after that" >&2; exit ${PENDING_OTHER_EXIT}`,
+    '    fi',
+    '  done',
+    '  (umask 077; mkdir -p "$d")',
+    `  ${snapshot('config', p.config)}`,
+    `  ${snapshot('sysctl', p.sysctl)}`,
+    ...(systemd ? [`  ${snapshot('dropin', p.reloadDropIn)}`] : []),
+    '  {',
+    systemd
+      ? `    echo "active=$(systemctl is-active ${sh`${p.service}`.text} 2>/dev/null)"; echo "enabled=$(systemctl is-enabled ${sh`${p.service}`.text} 2>/dev/null)"`
+      : `    echo "active=$([ -e ${sh`${`/sys/class/net/${iface}`}`.text} ] && echo active || echo inactive)"`,
+    `    echo "up=$([ -e ${sh`${`/sys/class/net/${iface}`}`.text} ] && echo yes || echo no)"`,
+    '    echo "rp_all=$(cat /proc/sys/net/ipv4/conf/all/rp_filter)"; echo "rp_default=$(cat /proc/sys/net/ipv4/conf/default/rp_filter)"',
+    '  } > "$d/state.tmp" && mv -f "$d/state.tmp" "$d/state"',
+    'fi',
+    `(umask 077; cat > "$d/revert.sh") <<'MESHCTL_REVERT_EOF'\n${script}\nMESHCTL_REVERT_EOF`,
+    ...timer,
+    `echo rollback=armed`,
+  ].join('\n');
+}
+
+/** Stops this run's timer (or background sleep) and removes its snapshot: the change is confirmed. */
+export function disarmScript(runId: string): string {
+  const { dir } = revertPaths(runId);
+  return [
+    sh`d=${dir}`.text,
+    'if [ -s "$d/unit" ]; then systemctl stop "$(cat "$d/unit").timer" 2>/dev/null || true; fi',
+    'if [ -s "$d/pid" ]; then kill "$(cat "$d/pid")" 2>/dev/null || true; fi',
+    'if [ -e "$d/reverted" ]; then echo rollback=already-reverted; exit 0; fi',
+    'rm -rf "$d"',
+    'echo rollback=disarmed',
+  ].join('\n');
+}
+
+/** Stops the timer and runs the revert now (meshctl decided the change failed); prints rollback=reverted. */
+export function revertNowScript(runId: string): string {
+  const { dir } = revertPaths(runId);
+  return [
+    sh`d=${dir}`.text,
+    // the arm itself did not happen (the step failed before it): nothing of this run changed here
+    'if [ ! -e "$d/revert.sh" ]; then echo rollback=none; exit 0; fi',
+    'if [ -s "$d/unit" ]; then systemctl stop "$(cat "$d/unit").timer" 2>/dev/null || true; fi',
+    'if [ -s "$d/pid" ]; then kill "$(cat "$d/pid")" 2>/dev/null || true; fi',
+    '/bin/sh "$d/revert.sh"',
+    'if [ -e "$d/reverted" ]; then echo rollback=reverted; else tail -n 4 "$d/log" >&2; exit 1; fi',
+  ].join('\n');
+}
+
+/**
+ * A changing step's action with the rollback armed first, in the same script (one round trip): the arm's lines run
+ * before the step's own `set -e` script. Undefined actions stay undefined (nothing changes, nothing is armed).
+ */
+export function withRevertArmed(
+  action: NodeAction | undefined,
+  iface: string,
+  rollback: RollbackOptions | undefined,
+  systemd: boolean,
+  label: string,
+): NodeAction | undefined {
+  if (!action || !rollback) return action;
+  const change: Change = {
+    kind: 'arm-rollback',
+    unit: `${revertPaths(rollback.runId).unitPrefix}-${label}`,
+    deadlineS: rollback.deadlineS,
+    systemd,
+  };
+  return {
+    ...action,
+    changes: [change, ...action.changes],
+    script: `set -e\n${armScript(iface, rollback, systemd, label)}\n${action.script}`,
+  };
+}
+
+/** What the run does with an armed node after a phase (decideRollback). */
+export type RollbackDecision = 'revert' | 'disarm' | 'keep';
+
+/**
+ * The decision for one armed node after a phase, from its verdicts alone:
+ * - it failed (a step error or a failed check): revert now;
+ * - the run stops here (another node's STOP): revert now, even a node that passed: a mesh change is a set (a peer
+ *   added on one node means something only with its counterpart), so a change is confirmed only by a whole gate
+ *   that says GO, and a STOP brings every node changed and not yet confirmed back to the previous, consistent mesh;
+ * - it passed a confirming phase (one with a fresh-login check) whose gate is GO: disarm;
+ * - else keep the timer running (the confirmation comes in a later phase).
+ */
+export function decideRollback(node: { failed: boolean }, phase: { confirms: boolean; stopping: boolean }): RollbackDecision {
+  if (node.failed || phase.stopping) return 'revert';
+  return phase.confirms ? 'disarm' : 'keep';
+}
+
+/** The check whose pass, after a change, confirms a node (a fresh SSH login: registry.ts). */
+export const CONFIRMING_CHECK = 'ssh-still-reachable';
+
+/** Runs a script on a node over the run's connection (exit code and output); rejects when the node is unreachable. */
+export type RunOnNode = (node: string, script: string) => Promise<{ code: number; stdout: string; stderr: string }>;
+
+export interface SettleInput {
+  /** the run whose reverts are settled (RollbackOptions.runId) */
+  runId: string;
+  /** nodes whose revert is armed and not yet settled; settled ones are removed */
+  armed: Set<string>;
+  /** the phase's node reports: a `rollback` check is added to each settled node */
+  reports: NodePhaseReport[];
+  /** the phase's checks include the confirming fresh login (CONFIRMING_CHECK) */
+  confirms: boolean;
+  deadlineS: number;
+  run: RunOnNode;
+  /** runs a script over a NEW SSH login (the confirmation of a run whose playbook has no confirming phase) */
+  runFresh?: RunOnNode;
+}
+
+const failedReport = (r: NodePhaseReport) => Boolean(r.error) || r.checks.some((c) => c.status === 'fail');
+const rollbackCheck = (status: CheckResult['status'], message: string, evidence?: string[]): CheckResult => ({
+  id: 'rollback',
+  status,
+  message,
+  ...(evidence?.length ? { evidence } : {}),
+});
+const lastLines = (text: string) => text.trim().split('\n').slice(-4).filter(Boolean);
+
+/** Reverts one node now; the check says whether it worked, and what happens otherwise. */
+async function revertNow(node: string, why: string, failed: boolean, input: SettleInput): Promise<CheckResult> {
+  try {
+    const result = await input.run(node, revertNowScript(input.runId));
+    if (result.code === 0 && /^rollback=none$/m.test(result.stdout))
+      return rollbackCheck(failed ? 'fail' : 'warn', `${why}; nothing of this run had changed on ${node}, nothing to roll back`);
+    if (result.code === 0 && /^rollback=reverted$/m.test(result.stdout))
+      return rollbackCheck(failed ? 'fail' : 'warn', `${why}: ${node} was ROLLED BACK to its previous config and interface state`);
+    return rollbackCheck(
+      'fail',
+      `${why}, and the rollback on ${node} failed (exit ${result.code})`,
+      lastLines(result.stderr || result.stdout),
+    );
+  } catch (error) {
+    return rollbackCheck(
+      'fail',
+      `${why}, and ${node} could not be told to roll back (${(error as Error).message}): it rolls back by itself within ${input.deadlineS} s`,
+    );
+  }
+}
+
+/** Disarms one node's revert; a revert that already fired (the window passed) or a disarm that fails is a failure. */
+async function disarm(node: string, input: SettleInput, run: RunOnNode = input.run): Promise<CheckResult> {
+  try {
+    const result = await run(node, disarmScript(input.runId));
+    if (result.code === 0 && /^rollback=disarmed$/m.test(result.stdout))
+      return rollbackCheck('pass', `change confirmed by a fresh SSH login and the checks: rollback disarmed`);
+    if (/^rollback=already-reverted$/m.test(result.stdout))
+      return rollbackCheck(
+        'fail',
+        `${node} rolled back by itself before it was confirmed (its ${input.deadlineS} s window passed): run again`,
+      );
+    return rollbackCheck(
+      'fail',
+      `the rollback on ${node} could not be disarmed (exit ${result.code}): it fires within ${input.deadlineS} s`,
+      lastLines(result.stderr),
+    );
+  } catch (error) {
+    return rollbackCheck(
+      'fail',
+      `the rollback on ${node} could not be disarmed (${(error as Error).message}): it fires within ${input.deadlineS} s`,
+    );
+  }
+}
+
+/**
+ * After a phase, settles every armed node as decideRollback says: reverts a failed node (and, when the run stops
+ * here, every node not yet confirmed), disarms a node that passed a confirming phase, keeps the others armed.
+ * Adds a `rollback` check to each settled node's report (fail: the node failed, or its revert/disarm did; warn:
+ * rolled back only because the run stops; pass: confirmed). Never throws.
+ */
+export async function settleRollbacks(input: SettleInput): Promise<void> {
+  const stopping = input.reports.some(failedReport);
+  await Promise.all(
+    input.reports
+      .filter((r) => input.armed.has(r.node))
+      .map(async (report) => {
+        const failed = failedReport(report);
+        const decision = decideRollback({ failed }, { confirms: input.confirms, stopping });
+        if (decision === 'keep') return;
+        input.armed.delete(report.node);
+        const why = failed ? `${report.node} failed its checks after the change` : 'the run stops before this change was confirmed';
+        report.checks.push(decision === 'revert' ? await revertNow(report.node, why, failed, input) : await disarm(report.node, input));
+      }),
+  );
+}
+
+/**
+ * At the end of a run, the nodes still armed. A run that went through every phase with GO (a playbook without a
+ * confirming phase) confirms them now: the disarm runs over a NEW SSH login (`runFresh`), so a node that cannot be
+ * logged into again is not confirmed and rolls back by itself. A run that a gate ended: reverted now. An interrupted
+ * run: no remote work after Ctrl-C, they roll back by themselves. One note per node, in words.
+ */
+export async function settleLeftovers(
+  input: Omit<SettleInput, 'reports' | 'confirms'> & { interrupted: boolean; completed: boolean },
+): Promise<string[]> {
+  const notes: string[] = [];
+  for (const node of [...input.armed]) {
+    input.armed.delete(node);
+    if (input.completed && input.runFresh) {
+      notes.push(`${node}: ${(await disarm(node, { ...input, reports: [], confirms: true }, input.runFresh)).message}`);
+      continue;
+    }
+    if (input.interrupted) {
+      notes.push(`${node}: its change was not confirmed: it rolls back by itself within ${input.deadlineS} s`);
+      continue;
+    }
+    const check = await revertNow(node, 'the run ended before this change was confirmed', false, {
+      ...input,
+      reports: [],
+      confirms: false,
+    });
+    notes.push(`${node}: ${check.message}`);
+  }
+  return notes;
+}
