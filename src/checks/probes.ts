@@ -29,6 +29,7 @@ import { beginMarker, endMarker, PATH_PRELUDE, sectionScript, splitSections, typ
 import type { LivePeer } from '../render/wgdump.js';
 import type { SysctlFileSettings } from '../facts/sysctl-order.js';
 import { parseWgQuickConfig, type ParsedWgQuickConfig } from '../render/wgquick.js';
+import type { FirewallFacts } from '../firewall/verdict.js';
 
 // the building blocks, re-exported for the code that imported them from here
 export { PATH_PRELUDE, sectionScript, splitSections, type Section };
@@ -99,6 +100,8 @@ export interface NodeChecklist {
   service: ServiceState;
   /** firewall rules (iptables-save / nft), when asked for */
   firewall?: string[];
+  /** the whole ruleset (FACTS.firewallRuleset), judged by ../firewall/verdict.ts; undefined when not read */
+  firewallRuleset?: FirewallFacts;
   /** sections whose output could not be read */
   problems: string[];
 }
@@ -118,6 +121,7 @@ const CHECKLIST_FACTS: ReadonlyArray<FactDef<unknown>> = [
   FACTS.rpFilter,
   FACTS.service,
   FACTS.rpFilterSysctlFiles,
+  FACTS.firewallRuleset,
 ];
 
 const contextOf = (params: ChecklistParams): FactContext => ({ interface: params.interface, listenPort: params.listenPort });
@@ -156,6 +160,7 @@ export function parseChecklist(stdout: string, params: ChecklistParams): NodeChe
   const config = configText !== undefined ? parseWgQuickConfig(configText) : undefined;
   // present whenever the script read it (debug asks for it)
   const firewall = s.has(FACTS.firewall.name) ? fact(FACTS.firewall) : undefined;
+  const firewallRuleset = fact(FACTS.firewallRuleset);
 
   return {
     ...(now !== undefined ? { now } : {}),
@@ -179,6 +184,7 @@ export function parseChecklist(stdout: string, params: ChecklistParams): NodeChe
     ...(s.has(FACTS.rpFilterSysctlFiles.name) ? { rpFilterFiles: fact(FACTS.rpFilterSysctlFiles) } : {}),
     service: fact(FACTS.service),
     ...(firewall ? { firewall } : {}),
+    ...(firewallRuleset ? { firewallRuleset } : {}),
     problems,
   };
 }

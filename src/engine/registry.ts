@@ -22,6 +22,7 @@ import type { OperatorAddress } from '../facts/definitions.js';
 import type { Inventory, Node } from '../inventory/types.js';
 import { cidrContains, formatCidr, isIpv4, parseCidr } from '../net/ipv4.js';
 import { judgeForeignWireGuard, type MeshFootprint } from '../topology/clashes.js';
+import { judgeNodeFirewall } from '../firewall/judge.js';
 
 /** What the mesh puts on `node`, for judging the other WireGuard interfaces there (../topology/clashes.ts). */
 const meshFootprint = (inventory: Inventory, node: Node): MeshFootprint => ({
@@ -307,12 +308,9 @@ export const CHECKS = {
   }),
   'no-firewall-drop': check({
     needs: ['facts'],
-    evaluate: ({ values: { facts }, node }) => {
-      const drops = facts.baseline.firewallDrops;
-      return drops.length === 0
-        ? pass('no-firewall-drop', `no rule drops UDP ${node.listenPort}`)
-        : fail('no-firewall-drop', `firewall drops UDP ${node.listenPort}`, drops);
-    },
+    // the whole ruleset's effect on a new datagram to the listen port (issue 8, kind 4): ../firewall/judge.ts
+    evaluate: ({ values: { facts }, node, inventory }) =>
+      asCheck('no-firewall-drop', judgeNodeFirewall(inventory, node, facts.baseline.firewallRuleset)),
   }),
   'wireguard-tools-present': check({
     needs: ['facts', 'tools'],
