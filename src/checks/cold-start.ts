@@ -17,7 +17,7 @@ import type { Inventory, Node } from '../inventory/types.js';
 import type { Connection } from '../transport/types.js';
 import { sh } from '../remote/shell.js';
 import { endpointFor, formatEndpoint, type Endpoint } from '../topology/endpoints.js';
-import { keyValues, splitSections, sectionScript, PATH_PRELUDE } from '../facts/sections.js';
+import { splitSections, sectionScript, PATH_PRELUDE } from '../facts/sections.js';
 
 /** Datagrams per direction. */
 export const COLD_START_BURST = 16;
@@ -46,7 +46,8 @@ export function planColdStart(inventory: Inventory, reachable: ReadonlySet<strin
       if (from.name === to.name || !reachable.has(from.name)) continue;
       const endpoint = endpointFor(inventory, from, to);
       if (!endpoint) continue;
-      (slots[slot] ??= []).push({ from: from.name, to: to.name, endpoint });
+      if (!slots[slot]) slots[slot] = [];
+      slots[slot]!.push({ from: from.name, to: to.name, endpoint });
       slot++;
     }
   }
@@ -59,14 +60,21 @@ export interface UdpCounters {
   noPorts: number;
 }
 
-/** Prints `in=N` and `noports=N` from /proc/net/snmp's Udp value line. */
-export const COUNTERS_COMMAND = `awk '$1 == "Udp:" && $2 ~ /^[0-9]+$/ { print "in=" $2; print "noports=" $3 }' /proc/net/snmp`;
+/** The Udp lines of /proc/net/snmp (a header line of names, then a line of values). */
+export const COUNTERS_COMMAND = "grep '^Udp:' /proc/net/snmp";
 
-/** Reads COUNTERS_COMMAND's output; undefined when the node printed no counters. */
+/** Reads /proc/net/snmp's Udp lines by their names; undefined when the node printed no counters. */
 export function parseUdpCounters(text: string): UdpCounters | undefined {
-  const v = keyValues(text);
-  const inDatagrams = Number(v.get('in'));
-  const noPorts = Number(v.get('noports'));
+  const lines = text
+    .split('\n')
+    .filter((l) => l.startsWith('Udp:'))
+    .map((l) => l.trim().split(/\s+/).slice(1));
+  const names = lines.find((l) => l.includes('InDatagrams'));
+  const values = lines.find((l) => l.length > 0 && l.every((v) => /^\d+$/.test(v)));
+  if (!names || !values) return undefined;
+  const get = (name: string) => Number(values[names.indexOf(name)]);
+  const inDatagrams = get('InDatagrams');
+  const noPorts = get('NoPorts');
   return Number.isInteger(inDatagrams) && Number.isInteger(noPorts) ? { inDatagrams, noPorts } : undefined;
 }
 
@@ -165,8 +173,10 @@ export async function runColdStartPlan(plan: ColdStartPlan, run: Runner): Promis
       const now = after.get(d.to);
       counters.set(d.to, now);
       const s = sent.get(d) ?? { sent: 0, error: 'not sent' };
-      const delta = before && now ? { inDatagrams: now.inDatagrams - before.inDatagrams, noPorts: now.noPorts - before.noPorts } : undefined;
-      const error = s.error ?? (delta ? undefined : `${d.to}'s UDP counters could not be read${failures.has(d.to) ? `: ${failures.get(d.to)}` : ''}`);
+      const delta =
+        before && now ? { inDatagrams: now.inDatagrams - before.inDatagrams, noPorts: now.noPorts - before.noPorts } : undefined;
+      const error =
+        s.error ?? (delta ? undefined : `${d.to}'s UDP counters could not be read${failures.has(d.to) ? `: ${failures.get(d.to)}` : ''}`);
       results.push({ ...d, sent: s.sent, ...(delta ? { delta } : {}), ...(error ? { error } : {}) });
     }
   }
@@ -198,14 +208,28 @@ export function judgeDirection(r: DirectionResult): { status: ColdStartStatus; m
     ...(r.delta ? [`${r.to} /proc/net/snmp Udp: InDatagrams +${r.delta.inDatagrams}, NoPorts +${r.delta.noPorts}`] : []),
     ...(r.error ? [r.error] : []),
   ];
-  if (r.error || !r.delta || r.sent === 0) return { status: 'warn', message: `could not test whether ${r.from} can start a session with ${r.to}: ${r.error ?? 'not measured'}`, evidence };
+  if (r.error || !r.delta || r.sent === 0)
+    return {
+      status: 'warn',
+      message: `could not test whether ${r.from} can start a session with ${r.to}: ${r.error ?? 'not measured'}`,
+      evidence,
+    };
   const { inDatagrams, noPorts } = r.delta;
-  if (inDatagrams >= r.sent) return { status: 'pass', message: `${r.from} can start a session with ${r.to} from cold (a new flow to ${at} arrives)`, evidence };
+  if (inDatagrams >= r.sent)
+    return { status: 'pass', message: `${r.from} can start a session with ${r.to} from cold (a new flow to ${at} arrives)`, evidence };
   if (noPorts >= r.sent)
-    return { status: 'fail', message: `${r.from} cannot start a session with ${r.to}: datagrams to ${at} arrive, but nothing listens on that port`, evidence };
+    return {
+      status: 'fail',
+      message: `${r.from} cannot start a session with ${r.to}: datagrams to ${at} arrive, but nothing listens on that port`,
+      evidence,
+    };
   const arrived = Math.max(0, inDatagrams);
   if (arrived * 2 > r.sent)
-    return { status: 'warn', message: `only some of ${r.from}'s datagrams to ${at} reached ${r.to} (${arrived} of ${r.sent}): a lossy path or a rate limit`, evidence };
+    return {
+      status: 'warn',
+      message: `only some of ${r.from}'s datagrams to ${at} reached ${r.to} (${arrived} of ${r.sent}): a lossy path or a rate limit`,
+      evidence,
+    };
   return {
     status: 'fail',
     message: `${r.from} cannot start a session with ${r.to} from cold: a new flow to ${at} does not arrive (a one-way pair: a session that ${r.to} opened works only while conntrack remembers it); see ${r.to}'s firewall check`,

@@ -280,7 +280,8 @@ function coldStartChecks(facts: VerifyFacts, result: ColdStartResult): Check[] {
     const j = judgeDirection(d);
     const to = facts.inventory.nodes.find((x) => x.name === d.to);
     const ruleset = facts.checklists.get(d.to)?.firewallRuleset;
-    const firewall = j.status !== 'pass' && to && ruleset ? [`firewall on ${d.to}: ${judgeNodeFirewall(facts.inventory, to, ruleset).message}`] : [];
+    const firewall =
+      j.status !== 'pass' && to && ruleset ? [`firewall on ${d.to}: ${judgeNodeFirewall(facts.inventory, to, ruleset).message}`] : [];
     return mk(d.from, 'cold-start', j.status, j.message, [...j.evidence, ...firewall], d.to);
   });
 }

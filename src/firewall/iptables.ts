@@ -4,7 +4,22 @@
  * so an unusual rule makes the verdict conditional rather than wrong. The options are iptables-extensions(8)'s.
  */
 import { cidrContains, isIpv4, parseCidr } from '../net/ipv4.js';
-import { allOf, maybe, NO, not, YES, tableKey, type Action, type BaseChain, type Chain, type Packet, type Rule, type Ruleset, type RulesetSource, type Tri } from './model.js';
+import {
+  allOf,
+  maybe,
+  NO,
+  not,
+  YES,
+  tableKey,
+  type Action,
+  type BaseChain,
+  type Chain,
+  type Packet,
+  type Rule,
+  type Ruleset,
+  type RulesetSource,
+  type Tri,
+} from './model.js';
 
 /** The built-in chains an incoming packet passes, per table, with the table's hook priority (netfilter_ipv4.h). */
 const INCOMING: Record<string, { chains: Array<'PREROUTING' | 'INPUT'>; priority: number }> = {
@@ -99,7 +114,18 @@ function optionMatch(option: string, values: string[], packet: Packet): Tri {
 }
 
 /** How many values an option takes (most take one; some none; --tcp-flags two). */
-const VALUE_COUNT: Record<string, number> = { '--syn': 0, '-f': 0, '--fragment': 0, '--tcp-flags': 2, '--rsource': 0, '--rdest': 0, '--set': 0, '--update': 0, '--rcheck': 0, '--remove': 0 };
+const VALUE_COUNT: Record<string, number> = {
+  '--syn': 0,
+  '-f': 0,
+  '--fragment': 0,
+  '--tcp-flags': 2,
+  '--rsource': 0,
+  '--rdest': 0,
+  '--set': 0,
+  '--update': 0,
+  '--rcheck': 0,
+  '--remove': 0,
+};
 
 /** Non-terminating targets (they mark, log, count and let the packet go on). */
 const CONTINUE_TARGETS = new Set([
@@ -200,7 +226,15 @@ export function parseIptablesSave(text: string, source: Extract<RulesetSource, '
     tables.set(tableKey('ip', table), chains);
     const incoming = INCOMING[table];
     for (const name of incoming?.chains ?? [])
-      if (chains.has(name)) bases.push({ source, family: 'ip', table, chain: name, hook: name === 'INPUT' ? 'input' : 'prerouting', priority: incoming!.priority });
+      if (chains.has(name))
+        bases.push({
+          source,
+          family: 'ip',
+          table,
+          chain: name,
+          hook: name === 'INPUT' ? 'input' : 'prerouting',
+          priority: incoming!.priority,
+        });
     table = undefined;
   };
   for (const raw of text.split('\n')) {

@@ -117,7 +117,8 @@ export function walkBaseChain(ruleset: Ruleset, base: BaseChain, packet: Packet)
     const key = `${chain.name}\u0000${index}`;
     const known = memo.get(key);
     if (known) return known;
-    if (--budget < 0 || depth > MAX_DEPTH) return [{ verdict: 'unknown', path: [chain.name], decidedBy: 'the ruleset is too large or too deep to follow', conditions: [] }];
+    if (--budget < 0 || depth > MAX_DEPTH)
+      return [{ verdict: 'unknown', path: [chain.name], decidedBy: 'the ruleset is too large or too deep to follow', conditions: [] }];
     const result = step(chain, index, depth);
     memo.set(key, result);
     return result;
@@ -138,7 +139,9 @@ export function walkBaseChain(ruleset: Ruleset, base: BaseChain, packet: Packet)
 
   const apply = (chain: Chain, index: number, rule: Rule, depth: number): Inner[] => {
     const action = rule.action(packet);
-    const here = (verdict: Inner['verdict'], decidedBy = rule.text): Inner[] => [{ verdict, path: [chain.name], decidedBy, conditions: [] }];
+    const here = (verdict: Inner['verdict'], decidedBy = rule.text): Inner[] => [
+      { verdict, path: [chain.name], decidedBy, conditions: [] },
+    ];
     switch (action.kind) {
       case 'accept':
         return here('accept');

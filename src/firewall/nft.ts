@@ -4,7 +4,20 @@
  * `maybe` (a match) or `unknown` (a verdict), never ignored.
  */
 import { cidrContains, isIpv4, parseCidr } from '../net/ipv4.js';
-import { allOf, maybe, NO, not, YES, tableKey, type Action, type BaseChain, type Chain, type Packet, type Rule, type Ruleset, type Tri } from './model.js';
+import {
+  allOf,
+  maybe,
+  NO,
+  YES,
+  tableKey,
+  type Action,
+  type BaseChain,
+  type Chain,
+  type Packet,
+  type Rule,
+  type Ruleset,
+  type Tri,
+} from './model.js';
 
 type Json = unknown;
 type Obj = Record<string, Json>;
@@ -116,7 +129,11 @@ function matchExpr(m: Obj, packet: Packet): Tri {
   const text = renderExpr({ match: m });
   const left = m.left;
   // a rule about another transport protocol (tcp dport 22, icmp type ...) never matches a UDP datagram
-  if (isObj(left) && isObj(left.payload) && ['tcp', 'icmp', 'icmpv6', 'sctp', 'dccp', 'ip6', 'igmp', 'esp', 'ah'].includes(String(left.payload.protocol)))
+  if (
+    isObj(left) &&
+    isObj(left.payload) &&
+    ['tcp', 'icmp', 'icmpv6', 'sctp', 'dccp', 'ip6', 'igmp', 'esp', 'ah'].includes(String(left.payload.protocol))
+  )
     return m.op === '!=' ? YES : NO;
   if (isObj(left) && isObj(left.meta) && (left.meta.key === 'iif' || left.meta.key === 'iifname')) {
     // the datagrams come from another host: never loopback; which other interface is not known here
@@ -141,7 +158,30 @@ function matchExpr(m: Obj, packet: Packet): Tri {
 }
 
 /** Statements that let the packet go on (count, log, mark, set ...). */
-const CONTINUE_STATEMENTS = new Set(['counter', 'log', 'mangle', 'notrack', 'set', 'ct helper', 'quota', 'dup', 'fwd', 'synproxy', 'snat', 'dnat', 'masquerade', 'redirect', 'tproxy', 'flow', 'meter', 'secmark', 'ct count', 'ct timeout', 'ct expectation', 'last']);
+const CONTINUE_STATEMENTS = new Set([
+  'counter',
+  'log',
+  'mangle',
+  'notrack',
+  'set',
+  'ct helper',
+  'quota',
+  'dup',
+  'fwd',
+  'synproxy',
+  'snat',
+  'dnat',
+  'masquerade',
+  'redirect',
+  'tproxy',
+  'flow',
+  'meter',
+  'secmark',
+  'ct count',
+  'ct timeout',
+  'ct expectation',
+  'last',
+]);
 
 function verdictOf(e: Obj): Action | undefined {
   if ('accept' in e) return { kind: 'accept' };
@@ -156,7 +196,10 @@ function verdictOf(e: Obj): Action | undefined {
 
 /** One rule's expressions: the matches before its verdict (a limit or an xt match is `maybe`/unknown). */
 function ruleFrom(prefix: string, exprs: Json[]): Rule {
-  const text = `${prefix}${exprs.map(renderExpr).filter((t) => t !== 'counter').join(' ')}`;
+  const text = `${prefix}${exprs
+    .map(renderExpr)
+    .filter((t) => t !== 'counter')
+    .join(' ')}`;
   const judge = (packet: Packet): { match: Tri; action: Action } => {
     const matches: Tri[] = [];
     for (const e of exprs) {
@@ -176,7 +219,8 @@ function ruleFrom(prefix: string, exprs: Json[]): Rule {
         return { match: allOf(matches), action: verdictOf(hit[1]) ?? { kind: 'unknown', what: 'a verdict map not judged' } };
       }
       if (isObj(e.xt)) {
-        if (e.xt.type === 'target') return { match: allOf(matches), action: { kind: 'unknown', what: `xt target ${String(e.xt.name)} not judged` } };
+        if (e.xt.type === 'target')
+          return { match: allOf(matches), action: { kind: 'unknown', what: `xt target ${String(e.xt.name)} not judged` } };
         matches.push(maybe(`xt match ${String(e.xt.name)}`));
         continue;
       }
@@ -225,7 +269,14 @@ export function parseNftJson(text: string, options: { skipIpTables?: ReadonlySet
       const name = String(c.name);
       chainsOf(family, table).set(name, { name, ...(c.policy === 'drop' || c.policy === 'accept' ? { policy: c.policy } : {}), rules: [] });
       if (typeof c.hook === 'string' && HOOKS.has(c.hook) && (family !== 'netdev' || c.hook === 'ingress'))
-        bases.push({ source: 'nftables', family, table, chain: name, hook: c.hook as BaseChain['hook'], priority: typeof c.prio === 'number' ? c.prio : 0 });
+        bases.push({
+          source: 'nftables',
+          family,
+          table,
+          chain: name,
+          hook: c.hook as BaseChain['hook'],
+          priority: typeof c.prio === 'number' ? c.prio : 0,
+        });
     } else if (isObj(item.rule)) {
       const r = item.rule;
       if (!wanted(r.family, r.table)) continue;

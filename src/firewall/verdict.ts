@@ -43,7 +43,9 @@ export function parseFirewallFacts(body: string): FirewallFacts {
     return lines === undefined ? undefined : lines.join('\n').trim();
   };
   const version = text('version');
-  const truncated = [...parts.entries()].filter(([, lines]) => Buffer.byteLength(lines.join('\n')) >= FIREWALL_PART_MAX_BYTES).map(([name]) => name);
+  const truncated = [...parts.entries()]
+    .filter(([, lines]) => Buffer.byteLength(lines.join('\n')) >= FIREWALL_PART_MAX_BYTES)
+    .map(([name]) => name);
   return {
     ...(version ? { iptablesVersion: version } : {}),
     ...(text('legacy') !== undefined ? { legacy: text('legacy')! } : {}),
@@ -110,12 +112,15 @@ export function rulesetsOf(facts: FirewallFacts): Ruleset[] {
   if (facts.legacy !== undefined) out.push(parseIptablesSave(facts.legacy, 'iptables-legacy'));
   if (facts.iptablesNft !== undefined) out.push(parseIptablesSave(facts.iptablesNft, 'iptables-nft'));
   if (facts.nftJson !== undefined)
-    out.push(parseNftJson(facts.nftJson, { skipIpTables: facts.iptablesNft !== undefined ? iptablesTables(facts.iptablesNft) : new Set() }));
+    out.push(
+      parseNftJson(facts.nftJson, { skipIpTables: facts.iptablesNft !== undefined ? iptablesTables(facts.iptablesNft) : new Set() }),
+    );
   return out;
 }
 
 const HOOK_ORDER = { ingress: 0, prerouting: 1, input: 2 } as const;
-const chainName = (c: BaseChain) => `${c.source} ${c.family === 'ip' && c.source !== 'nftables' ? '' : `${c.family} `}${c.table} ${c.chain}`;
+const chainName = (c: BaseChain) =>
+  `${c.source} ${c.family === 'ip' && c.source !== 'nftables' ? '' : `${c.family} `}${c.table} ${c.chain}`;
 const describe = (o: Outcome) => `${o.path.join(' -> ')}: ${o.decidedBy}`;
 
 /** Judges one packet against every base chain, in hook and priority order. */
@@ -133,13 +138,30 @@ function judgePacket(rulesets: Ruleset[], packet: Packet) {
 export function judgeFirewall(facts: FirewallFacts | undefined, query: FirewallQuery): FirewallVerdict {
   const { port } = query;
   const base = { port, blockers: [] as Blocker[], reasons: [] as string[], evidence: [] as string[] };
-  if (!facts) return { ...base, status: 'unknown', summary: `firewall not read: cannot tell whether UDP ${port} is accepted`, reasons: ['the node did not report its ruleset'] };
+  if (!facts)
+    return {
+      ...base,
+      status: 'unknown',
+      summary: `firewall not read: cannot tell whether UDP ${port} is accepted`,
+      reasons: ['the node did not report its ruleset'],
+    };
   const rulesets = rulesetsOf(facts);
-  const problems = [...facts.truncated.map((p) => `${p}: the ruleset is larger than ${FIREWALL_PART_MAX_BYTES} bytes and was cut`), ...rulesets.flatMap((r) => r.problems)];
-  const evidence = rulesets.map((r) => `${r.source}: ${r.bases.length ? r.bases.map(chainName).join(', ') : 'no chain for incoming packets'}`);
+  const problems = [
+    ...facts.truncated.map((p) => `${p}: the ruleset is larger than ${FIREWALL_PART_MAX_BYTES} bytes and was cut`),
+    ...rulesets.flatMap((r) => r.problems),
+  ];
+  const evidence = rulesets.map(
+    (r) => `${r.source}: ${r.bases.length ? r.bases.map(chainName).join(', ') : 'no chain for incoming packets'}`,
+  );
   if (facts.iptablesVersion) evidence.unshift(facts.iptablesVersion);
   if (rulesets.length === 0 && !facts.iptablesVersion)
-    return { ...base, evidence, status: 'unknown', summary: `neither iptables nor nft is on the node: cannot tell whether UDP ${port} is accepted`, reasons: ['no firewall tool to read the ruleset with'] };
+    return {
+      ...base,
+      evidence,
+      status: 'unknown',
+      summary: `neither iptables nor nft is on the node: cannot tell whether UDP ${port} is accepted`,
+      reasons: ['no firewall tool to read the ruleset with'],
+    };
 
   const sources: Array<string | undefined> = query.sources?.length ? [...new Set(query.sources)] : [undefined];
   const blockers = new Map<string, Blocker>();
@@ -158,13 +180,17 @@ export function judgeFirewall(facts: FirewallFacts | undefined, query: FirewallQ
         // dropped whatever the undecidable matches say: a sure drop; named by its first way
         const key = chainName(chain);
         const found = blockers.get(key);
-        const text = `${key}: ${drops.map((d) => `${d.path.slice(1).length ? `${d.path.join(' -> ')}: ` : ''}${d.decidedBy}`).filter((t, i, all) => all.indexOf(t) === i).join('; ')}`;
+        const text = `${key}: ${drops
+          .map((d) => `${d.path.slice(1).length ? `${d.path.join(' -> ')}: ` : ''}${d.decidedBy}`)
+          .filter((t, i, all) => all.indexOf(t) === i)
+          .join('; ')}`;
         if (found) found.sources = src && found.sources ? [...found.sources, src] : undefined;
         else blockers.set(key, { chain, text, fix: acceptRuleFor(chain, port, facts), ...(src ? { sources: [src] } : {}) });
         break; // later base chains never see it
       }
       conditional = true;
-      for (const d of drops) reasons.add(`${chainName(chain)} drops it ${d.conditions.length ? `when ${d.conditions.join(', and ')}` : ''}: ${describe(d)}`);
+      for (const d of drops)
+        reasons.add(`${chainName(chain)} drops it ${d.conditions.length ? `when ${d.conditions.join(', and ')}` : ''}: ${describe(d)}`);
     }
   }
   const list = [...blockers.values()];
@@ -173,7 +199,12 @@ export function judgeFirewall(facts: FirewallFacts | undefined, query: FirewallQ
     const who = (b: Blocker) => (b.sources ? ` from ${b.sources.join(', ')}` : '');
     return { ...out, status: 'drop', summary: `the firewall drops new UDP ${port}${who(list[0]!)}: ${list[0]!.text}` };
   }
-  if (unknown) return { ...out, status: 'unknown', summary: `cannot tell whether the firewall accepts UDP ${port}: ${[...reasons][0] ?? 'unreadable ruleset'}` };
+  if (unknown)
+    return {
+      ...out,
+      status: 'unknown',
+      summary: `cannot tell whether the firewall accepts UDP ${port}: ${[...reasons][0] ?? 'unreadable ruleset'}`,
+    };
   if (conditional) return { ...out, status: 'conditional', summary: `the firewall accepts UDP ${port} only sometimes: ${[...reasons][0]}` };
   const judged = rulesets.reduce((n, r) => n + r.bases.length, 0);
   return {
