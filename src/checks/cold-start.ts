@@ -8,16 +8,18 @@
  * The datagrams are not WireGuard messages (their first byte is no message type), so WireGuard drops them unread; they
  * go only to the endpoints the inventory designs, i.e. between the nodes themselves.
  *
- * B's counters count every datagram, not only ours, so B must hear one sender at a time: directions are put into
- * slots (in each slot, every receiver has at most one sender), and a slot is two round trips (send, then read),
- * after one first read: 1 + 2 x slots round trips in all, every node at once (slots = the largest number of nodes
- * dialling one node). Other traffic B receives in a slot can hide a drop (a false pass), never fake one.
+ * B's counters count every datagram, not only ours. So first every direction sends at once and a receiver whose
+ * counter grew by all its senders' bursts passes them all (two round trips, every node at once; the counters before
+ * come from the checklist). A receiver left short is measured again hearing one sender at a time: directions are put
+ * into slots (in each slot, every receiver has at most one sender; slots = the largest number of nodes dialling one
+ * node), two more round trips per slot. Other traffic B receives can hide a drop (a false pass), never fake one.
  */
 import type { Inventory, Node } from '../inventory/types.js';
 import type { Connection } from '../transport/types.js';
 import { sh } from '../remote/shell.js';
 import { endpointFor, formatEndpoint, type Endpoint } from '../topology/endpoints.js';
 import { splitSections, sectionScript, PATH_PRELUDE } from '../facts/sections.js';
+import type { FactDef } from '../facts/definitions.js';
 
 /** Datagrams per direction. */
 export const COLD_START_BURST = 16;
@@ -78,6 +80,13 @@ export function parseUdpCounters(text: string): UdpCounters | undefined {
   return Number.isInteger(inDatagrams) && Number.isInteger(noPorts) ? { inDatagrams, noPorts } : undefined;
 }
 
+/** The counters as a fact of verify's checklist (./probes.ts), so the first read costs no round trip of its own. */
+export const UDP_COUNTERS_FACT: FactDef<UdpCounters | undefined> = {
+  name: 'udpsnmp',
+  command: () => COUNTERS_COMMAND,
+  parse: (s) => parseUdpCounters(s?.body ?? ''),
+};
+
 /**
  * The sender's command for one direction: a new UDP socket (bash's /dev/udp connects it, so the kernel picks a fresh
  * ephemeral source port), COLD_START_BURST datagrams, closed; netcat when there is no bash. Prints `sent=N`.
@@ -121,81 +130,126 @@ export interface ColdStartResult {
 
 type Runner = (node: string, script: string) => Promise<string>;
 
+/** The bursts of `directions` (each sender sends all of its own in one script), then each receiver's counters. */
+async function sendThenRead(
+  directions: Direction[],
+  run: Runner,
+  failures: Map<string, string>,
+): Promise<{ sent: Map<Direction, { sent: number; error?: string }>; after: Map<string, UdpCounters | undefined> }> {
+  const sent = new Map<Direction, { sent: number; error?: string }>();
+  await Promise.all(
+    [...new Set(directions.map((d) => d.from))].map(async (node) => {
+      const mine = directions.filter((d) => d.from === node);
+      try {
+        const s = splitSections(await run(node, roundScript(false, mine)));
+        mine.forEach((d, i) => {
+          const body = s.get(sectionName(i))?.body ?? '';
+          const n = Number(/sent=(\d+)/.exec(body)?.[1] ?? 0);
+          sent.set(d, n > 0 ? { sent: n } : { sent: 0, error: `${node} could not send: ${body.split('\n')[0] || 'no output'}` });
+        });
+      } catch (error) {
+        for (const d of mine) sent.set(d, { sent: 0, error: `${node}: ${(error as Error).message}` });
+      }
+    }),
+  );
+  return { sent, after: await readCounters([...new Set(directions.map((d) => d.to))], run, failures) };
+}
+
+async function readCounters(nodes: string[], run: Runner, failures: Map<string, string>): Promise<Map<string, UdpCounters | undefined>> {
+  const read = await Promise.all(
+    nodes.map(async (node) => {
+      try {
+        return [node, parseUdpCounters(splitSections(await run(node, roundScript(true, []))).get('udp')?.body ?? '')] as const;
+      } catch (error) {
+        failures.set(node, (error as Error).message);
+        return [node, undefined] as const;
+      }
+    }),
+  );
+  return new Map(read);
+}
+
+const deltaOf = (before: UdpCounters | undefined, after: UdpCounters | undefined): UdpCounters | undefined =>
+  before && after ? { inDatagrams: after.inDatagrams - before.inDatagrams, noPorts: after.noPorts - before.noPorts } : undefined;
+
 /**
- * Runs the plan: a first read on every receiver, then per slot the bursts and a read. `run` runs a script on a node
- * and resolves with its stdout (it rejects when the node cannot run it). All nodes of a round at once.
+ * Runs the plan. First every direction at once (one send round, one read round): a receiver whose InDatagrams grew
+ * by at least all its senders' bursts passes every direction into it. Only the receivers left short are measured
+ * again, slot by slot (one sender each at a time), to tell which direction does not arrive. `initial`: each
+ * receiver's counters read just before (the checklist reads them: no round trip of its own); receivers missing there
+ * are read first. `run` runs a script on a node and resolves with its stdout (it rejects when the node cannot run it).
+ * Round trips: 2 on a healthy mesh, plus 2 per slot when a receiver is short.
  */
-export async function runColdStartPlan(plan: ColdStartPlan, run: Runner): Promise<ColdStartResult> {
+export async function runColdStartPlan(
+  plan: ColdStartPlan,
+  run: Runner,
+  initial: ReadonlyMap<string, UdpCounters> = new Map(),
+): Promise<ColdStartResult> {
   const started = Date.now();
   let roundTrips = 0;
-  const receivers = [...new Set(plan.slots.flat().map((d) => d.to))];
-  const counters = new Map<string, UdpCounters | undefined>();
   const failures = new Map<string, string>();
-  const readAll = async (nodes: string[]) => {
+  const all = plan.slots.flat();
+  const counters = new Map<string, UdpCounters | undefined>(initial);
+  const unread = [...new Set(all.map((d) => d.to))].filter((n) => !counters.has(n));
+  if (unread.length) {
     roundTrips++;
-    const read = await Promise.all(
-      nodes.map(async (node) => {
-        try {
-          const s = splitSections(await run(node, roundScript(true, [])));
-          return [node, parseUdpCounters(s.get('udp')?.body ?? '')] as const;
-        } catch (error) {
-          failures.set(node, (error as Error).message);
-          return [node, undefined] as const;
-        }
-      }),
-    );
-    return new Map(read);
+    for (const [node, c] of await readCounters(unread, run, failures)) counters.set(node, c);
+  }
+  const results = new Map<Direction, DirectionResult>();
+  const record = (d: Direction, s: { sent: number; error?: string } | undefined, delta: UdpCounters | undefined) => {
+    const sent = s ?? { sent: 0, error: 'not sent' };
+    const error =
+      sent.error ?? (delta ? undefined : `${d.to}'s UDP counters could not be read${failures.has(d.to) ? `: ${failures.get(d.to)}` : ''}`);
+    results.set(d, { ...d, sent: sent.sent, ...(delta ? { delta } : {}), ...(error ? { error } : {}) });
   };
-  for (const [node, c] of await readAll(receivers)) counters.set(node, c);
-  const results: DirectionResult[] = [];
+
+  // every direction at once
+  roundTrips += 2;
+  const first = await sendThenRead(all, run, failures);
+  const short = new Set<string>();
+  for (const to of new Set(all.map((d) => d.to))) {
+    const into = all.filter((d) => d.to === to);
+    const delta = deltaOf(counters.get(to), first.after.get(to));
+    counters.set(to, first.after.get(to));
+    const expected = into.reduce((n, d) => n + (first.sent.get(d)?.sent ?? 0), 0);
+    if (delta && expected > 0 && delta.inDatagrams >= expected && into.every((d) => !first.sent.get(d)?.error))
+      for (const d of into)
+        record(d, first.sent.get(d), { inDatagrams: Math.floor(delta.inDatagrams / into.length), noPorts: delta.noPorts });
+    else if (into.length === 1) record(into[0]!, first.sent.get(into[0]!), delta);
+    else short.add(to);
+  }
+
+  // the receivers left short: one sender at a time
   for (const slot of plan.slots) {
-    const senders = [...new Set(slot.map((d) => d.from))];
-    roundTrips++;
-    const sent = new Map<Direction, { sent: number; error?: string }>();
-    await Promise.all(
-      senders.map(async (node) => {
-        const mine = slot.filter((d) => d.from === node);
-        try {
-          const s = splitSections(await run(node, roundScript(false, mine)));
-          mine.forEach((d, i) => {
-            const body = s.get(sectionName(i))?.body ?? '';
-            const n = Number(/sent=(\d+)/.exec(body)?.[1] ?? 0);
-            sent.set(d, n > 0 ? { sent: n } : { sent: 0, error: `${node} could not send: ${body.split('\n')[0] || 'no output'}` });
-          });
-        } catch (error) {
-          for (const d of mine) sent.set(d, { sent: 0, error: `${node}: ${(error as Error).message}` });
-        }
-      }),
-    );
-    const after = await readAll([...new Set(slot.map((d) => d.to))]);
-    for (const d of slot) {
-      const before = counters.get(d.to);
-      const now = after.get(d.to);
-      counters.set(d.to, now);
-      const s = sent.get(d) ?? { sent: 0, error: 'not sent' };
-      const delta =
-        before && now ? { inDatagrams: now.inDatagrams - before.inDatagrams, noPorts: now.noPorts - before.noPorts } : undefined;
-      const error =
-        s.error ?? (delta ? undefined : `${d.to}'s UDP counters could not be read${failures.has(d.to) ? `: ${failures.get(d.to)}` : ''}`);
-      results.push({ ...d, sent: s.sent, ...(delta ? { delta } : {}), ...(error ? { error } : {}) });
+    const mine = slot.filter((d) => short.has(d.to));
+    if (!mine.length) continue;
+    roundTrips += 2;
+    const { sent, after } = await sendThenRead(mine, run, failures);
+    for (const d of mine) {
+      record(d, sent.get(d), deltaOf(counters.get(d.to), after.get(d.to)));
+      counters.set(d.to, after.get(d.to));
     }
   }
-  return { directions: results, roundTrips, ms: Date.now() - started };
+  return { directions: all.map((d) => results.get(d)!).filter(Boolean), roundTrips, ms: Date.now() - started };
 }
 
 /** Runs the cold-start probe on the reachable nodes over their connections. */
 export function runColdStart(
   inventory: Inventory,
   connections: Map<string, Connection>,
-  options: { signal?: AbortSignal } = {},
+  options: { signal?: AbortSignal; initial?: ReadonlyMap<string, UdpCounters> } = {},
 ): Promise<ColdStartResult> {
   const plan = planColdStart(inventory, new Set(connections.keys()));
-  return runColdStartPlan(plan, async (node, script) => {
-    const connection = connections.get(node);
-    if (!connection) throw new Error('not connected');
-    const result = await connection.run(script, { timeoutMs: 30_000, ...(options.signal ? { signal: options.signal } : {}) });
-    return result.stdout;
-  });
+  return runColdStartPlan(
+    plan,
+    async (node, script) => {
+      const connection = connections.get(node);
+      if (!connection) throw new Error('not connected');
+      const result = await connection.run(script, { timeoutMs: 30_000, ...(options.signal ? { signal: options.signal } : {}) });
+      return result.stdout;
+    },
+    options.initial,
+  );
 }
 
 export type ColdStartStatus = 'pass' | 'warn' | 'fail';

@@ -14,7 +14,7 @@ import { FACTS, readFact, type FactContext } from '../facts/definitions.js';
 import { checklistProbe, sectionScript, splitSections, type NodeChecklist } from './probes.js';
 import { runPingRound, type Matrix, type PingTarget } from './ping-matrix.js';
 import type { VerifyFacts } from './verify.js';
-import { runColdStart, type ColdStartResult } from './cold-start.js';
+import { runColdStart, type ColdStartResult, type UdpCounters } from './cold-start.js';
 
 export interface CollectOptions {
   /** also run the ping matrix (default true) */
@@ -128,7 +128,9 @@ export async function collectVerify(
   let coldStart: ColdStartResult | undefined;
   if (options.ping !== false) {
     const reachable = new Map([...connections].filter(([name]) => !unreachable.has(name)));
-    coldStart = await runColdStart(inventory, reachable, options.signal ? { signal: options.signal } : {});
+    const initial = new Map<string, UdpCounters>();
+    for (const [name, cl] of checklists) if (cl.udpCounters) initial.set(name, cl.udpCounters);
+    coldStart = await runColdStart(inventory, reachable, { initial, ...(options.signal ? { signal: options.signal } : {}) });
   }
 
   let matrix: Matrix | undefined;

@@ -30,6 +30,7 @@ import type { LivePeer } from '../render/wgdump.js';
 import type { SysctlFileSettings } from '../facts/sysctl-order.js';
 import { parseWgQuickConfig, type ParsedWgQuickConfig } from '../render/wgquick.js';
 import type { FirewallFacts } from '../firewall/verdict.js';
+import { UDP_COUNTERS_FACT, type UdpCounters } from './cold-start.js';
 
 // the building blocks, re-exported for the code that imported them from here
 export { PATH_PRELUDE, sectionScript, splitSections, type Section };
@@ -102,6 +103,8 @@ export interface NodeChecklist {
   firewall?: string[];
   /** the whole ruleset (FACTS.firewallRuleset), judged by ../firewall/verdict.ts; undefined when not read */
   firewallRuleset?: FirewallFacts;
+  /** /proc/net/snmp's UDP counters when the checklist ran (the cold-start probe's first read, ./cold-start.ts) */
+  udpCounters?: UdpCounters;
   /** sections whose output could not be read */
   problems: string[];
 }
@@ -122,6 +125,7 @@ const CHECKLIST_FACTS: ReadonlyArray<FactDef<unknown>> = [
   FACTS.service,
   FACTS.rpFilterSysctlFiles,
   FACTS.firewallRuleset,
+  UDP_COUNTERS_FACT,
 ];
 
 const contextOf = (params: ChecklistParams): FactContext => ({ interface: params.interface, listenPort: params.listenPort });
@@ -161,6 +165,7 @@ export function parseChecklist(stdout: string, params: ChecklistParams): NodeChe
   // present whenever the script read it (debug asks for it)
   const firewall = s.has(FACTS.firewall.name) ? fact(FACTS.firewall) : undefined;
   const firewallRuleset = fact(FACTS.firewallRuleset);
+  const udpCounters = fact(UDP_COUNTERS_FACT);
 
   return {
     ...(now !== undefined ? { now } : {}),
@@ -185,6 +190,7 @@ export function parseChecklist(stdout: string, params: ChecklistParams): NodeChe
     service: fact(FACTS.service),
     ...(firewall ? { firewall } : {}),
     ...(firewallRuleset ? { firewallRuleset } : {}),
+    ...(udpCounters ? { udpCounters } : {}),
     problems,
   };
 }
