@@ -14,6 +14,7 @@ import { FACTS, readFact, type FactContext } from '../facts/definitions.js';
 import { checklistProbe, sectionScript, splitSections, type NodeChecklist } from './probes.js';
 import { runPingRound, type Matrix, type PingTarget } from './ping-matrix.js';
 import type { VerifyFacts } from './verify.js';
+import { runColdStart, type ColdStartResult, type UdpCounters } from './cold-start.js';
 
 export interface CollectOptions {
   /** also run the ping matrix (default true) */
@@ -30,7 +31,7 @@ export interface CollectOptions {
 export interface Collected extends VerifyFacts {
   /** the keys the design was built with, by node (public keys only) */
   publicKeys: Map<string, string>;
-  timings: { checklistMs: number; pingMs: number };
+  timings: { checklistMs: number; pingMs: number; coldStartMs?: number };
 }
 
 /**
@@ -123,6 +124,15 @@ export async function collectVerify(
   const { keys, unknown } = publicKeysFrom(inventory, checklists);
   const desired = new Map<string, DesiredNodeConfig>(desiredMesh(inventory, keys).map((d) => [d.node, d]));
 
+  // before the pings: their tunnel traffic would blur the receivers' UDP counters
+  let coldStart: ColdStartResult | undefined;
+  if (options.ping !== false) {
+    const reachable = new Map([...connections].filter(([name]) => !unreachable.has(name)));
+    const initial = new Map<string, UdpCounters>();
+    for (const [name, cl] of checklists) if (cl.udpCounters) initial.set(name, cl.udpCounters);
+    coldStart = await runColdStart(inventory, reachable, { initial, ...(options.signal ? { signal: options.signal } : {}) });
+  }
+
   let matrix: Matrix | undefined;
   const afterPing = new Map<string, { now?: number; peers: LivePeer[] }>();
   const pingStarted = Date.now();
@@ -154,8 +164,9 @@ export async function collectVerify(
     unreachable,
     ...(matrix ? { matrix } : {}),
     afterPing,
+    ...(coldStart ? { coldStart } : {}),
     publicKeys: keys,
-    timings: { checklistMs, pingMs: Date.now() - pingStarted },
+    timings: { checklistMs, pingMs: Date.now() - pingStarted, ...(coldStart ? { coldStartMs: coldStart.ms } : {}) },
   };
 }
 

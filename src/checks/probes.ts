@@ -29,6 +29,8 @@ import { beginMarker, endMarker, PATH_PRELUDE, sectionScript, splitSections, typ
 import type { LivePeer } from '../render/wgdump.js';
 import type { SysctlFileSettings } from '../facts/sysctl-order.js';
 import { parseWgQuickConfig, type ParsedWgQuickConfig } from '../render/wgquick.js';
+import type { FirewallFacts } from '../firewall/verdict.js';
+import { UDP_COUNTERS_FACT, type UdpCounters } from './cold-start.js';
 
 // the building blocks, re-exported for the code that imported them from here
 export { PATH_PRELUDE, sectionScript, splitSections, type Section };
@@ -99,6 +101,10 @@ export interface NodeChecklist {
   service: ServiceState;
   /** firewall rules (iptables-save / nft), when asked for */
   firewall?: string[];
+  /** the whole ruleset (FACTS.firewallRuleset), judged by ../firewall/verdict.ts; undefined when not read */
+  firewallRuleset?: FirewallFacts;
+  /** /proc/net/snmp's UDP counters when the checklist ran (the cold-start probe's first read, ./cold-start.ts) */
+  udpCounters?: UdpCounters;
   /** sections whose output could not be read */
   problems: string[];
 }
@@ -118,6 +124,8 @@ const CHECKLIST_FACTS: ReadonlyArray<FactDef<unknown>> = [
   FACTS.rpFilter,
   FACTS.service,
   FACTS.rpFilterSysctlFiles,
+  FACTS.firewallRuleset,
+  UDP_COUNTERS_FACT,
 ];
 
 const contextOf = (params: ChecklistParams): FactContext => ({ interface: params.interface, listenPort: params.listenPort });
@@ -158,6 +166,8 @@ export function parseChecklist(stdout: string, params: ChecklistParams): NodeChe
   if (config?.interface && meta.privateKeyLines > 0) config.interface.hasPrivateKey = true;
   // present whenever the script read it (debug asks for it)
   const firewall = s.has(FACTS.firewall.name) ? fact(FACTS.firewall) : undefined;
+  const firewallRuleset = fact(FACTS.firewallRuleset);
+  const udpCounters = fact(UDP_COUNTERS_FACT);
 
   return {
     ...(now !== undefined ? { now } : {}),
@@ -181,6 +191,8 @@ export function parseChecklist(stdout: string, params: ChecklistParams): NodeChe
     ...(s.has(FACTS.rpFilterSysctlFiles.name) ? { rpFilterFiles: fact(FACTS.rpFilterSysctlFiles) } : {}),
     service: fact(FACTS.service),
     ...(firewall ? { firewall } : {}),
+    ...(firewallRuleset ? { firewallRuleset } : {}),
+    ...(udpCounters ? { udpCounters } : {}),
     problems,
   };
 }

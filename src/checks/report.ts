@@ -72,7 +72,7 @@ interface Row {
 export function checkRows(checks: Check[]): Row[] {
   const rows: Row[] = [];
   const nodes = [...new Set(checks.map((c) => c.node))];
-  const PAIR = new Set(['ping', 'path-mtu']);
+  const PAIR = new Set(['ping', 'path-mtu', 'cold-start']);
   for (const node of nodes) {
     const mine = checks.filter((c) => c.node === node);
     const passing = mine.filter((c) => c.status === 'pass');

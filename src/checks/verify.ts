@@ -7,6 +7,8 @@
  *   connect, service, interface, address, mtu, listener, public-key, config-drift, rp-filter   (per node)
  *   peers, allowed-ips, endpoint, keepalive, handshake, route                                  (per node and peer)
  *   ping, path-mtu                                                                             (per ordered pair)
+ *   firewall                                                                                   (per node)
+ *   cold-start                                                         (per designed direction: node dials peer)
  */
 import type { Inventory, Node } from '../inventory/types.js';
 import type { DesiredNodeConfig, DesiredPeer } from '../topology/desired.js';
@@ -28,6 +30,8 @@ import {
   judgeService,
   type Judgement,
 } from './judge.js';
+import { judgeNodeFirewall } from '../firewall/judge.js';
+import { judgeDirection, type ColdStartResult } from './cold-start.js';
 
 export type CheckStatus = 'pass' | 'warn' | 'fail';
 
@@ -49,6 +53,8 @@ export const CHECK_IDS = [
   'route',
   'ping',
   'path-mtu',
+  'firewall',
+  'cold-start',
 ] as const;
 export type CheckId = (typeof CHECK_IDS)[number];
 
@@ -82,6 +88,8 @@ export interface VerifyFacts {
   matrix?: Matrix;
   /** per node: peers and the node's clock, read again right after the ping round (handshakes it caused) */
   afterPing?: Map<string, { now?: number; peers: LivePeer[] }>;
+  /** the cold-start probe (./cold-start.ts): can each designed direction start a session with a new flow */
+  coldStart?: ColdStartResult;
 }
 
 function mk(node: string, id: CheckId, status: CheckStatus, message: string, evidence: string[] = [], peer?: string): Check {
@@ -263,7 +271,21 @@ function nodeChecks(facts: VerifyFacts, node: Node, desired: DesiredNodeConfig, 
     out.push(asCheck('route', judgePeerRoute({ iface, peer: peer.name, ip }, observed), peer.name));
   }
   for (const problem of cl.problems) out.push(mk(n, 'connect', 'warn', problem));
+  // the firewall, by the effect of its whole ruleset on a new datagram to the listen port (issue 8, kind 4)
+  if (cl.firewallRuleset) out.push(asCheck('firewall', judgeNodeFirewall(facts.inventory, node, cl.firewallRuleset)));
   return out;
+}
+
+/** One check per designed direction (node dials peer), pointing to the receiver's firewall verdict when it fails. */
+function coldStartChecks(facts: VerifyFacts, result: ColdStartResult): Check[] {
+  return result.directions.map((d) => {
+    const j = judgeDirection(d);
+    const to = facts.inventory.nodes.find((x) => x.name === d.to);
+    const ruleset = facts.checklists.get(d.to)?.firewallRuleset;
+    const firewall =
+      j.status !== 'pass' && to && ruleset ? [`firewall on ${d.to}: ${judgeNodeFirewall(facts.inventory, to, ruleset).message}`] : [];
+    return mk(d.from, 'cold-start', j.status, j.message, [...j.evidence, ...firewall], d.to);
+  });
 }
 
 const driftId = (item: DriftItem): CheckId | undefined => {
@@ -458,6 +480,7 @@ export function evaluateVerify(facts: VerifyFacts): Check[] {
     checks.push(...nodeChecks(facts, node, desired, cl));
   }
   if (facts.matrix) checks.push(...pairChecks(facts, facts.matrix));
+  if (facts.coldStart) checks.push(...coldStartChecks(facts, facts.coldStart));
   return checks;
 }
 

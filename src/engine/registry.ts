@@ -37,6 +37,7 @@ import { judgeNatMapping, sharedNatDiscovery } from '../checks/nat-discovery.js'
 const meshAlreadyUp = (mesh: ReadonlyMap<string, { facts: NodeFacts }>): boolean =>
   mesh.size > 0 && [...mesh.values()].every(({ facts }) => facts.live !== undefined);
 const PROBES_SKIPPED = 'not probed: every node already runs the mesh (its handshakes are the evidence; verify judges them)';
+import { judgeNodeFirewall } from '../firewall/judge.js';
 
 /** What the mesh puts on `node`, for judging the other WireGuard interfaces there (../topology/clashes.ts). */
 const meshFootprint = (inventory: Inventory, node: Node): MeshFootprint => ({
@@ -390,12 +391,9 @@ export const CHECKS = {
   }),
   'no-firewall-drop': check({
     needs: ['facts'],
-    evaluate: ({ values: { facts }, node }) => {
-      const drops = facts.baseline.firewallDrops;
-      return drops.length === 0
-        ? pass('no-firewall-drop', `no rule drops UDP ${node.listenPort}`)
-        : fail('no-firewall-drop', `firewall drops UDP ${node.listenPort}`, drops);
-    },
+    // the whole ruleset's effect on a new datagram to the listen port (issue 8, kind 4): ../firewall/judge.ts
+    evaluate: ({ values: { facts }, node, inventory }) =>
+      asCheck('no-firewall-drop', judgeNodeFirewall(inventory, node, facts.baseline.firewallRuleset)),
   }),
   // issue 11: one probe for the whole mesh (../checks/forward-probe.ts), judged per node whose forward it is
   'forward-reaches-node': check({

@@ -24,6 +24,7 @@ import { SYSCTL_CONF, SYSCTL_DIRS, type SysctlFileSettings } from './sysctl-orde
 import { parseWgDumpPeers, type LivePeer } from '../render/wgdump.js';
 import { looksLikeWireGuardKey } from '../topology/desired.js';
 import { keyValues, linesOf, PATH_PRELUDE, sectionScript, splitSections, type Section } from './sections.js';
+import { FIREWALL_PART_MAX_BYTES, parseFirewallFacts, type FirewallFacts } from '../firewall/verdict.js';
 
 /** What every fact command is parameterised with: the WireGuard interface and the node's listen port. */
 export interface FactContext {
@@ -594,6 +595,27 @@ export const FACTS = {
     command: () => "{ iptables-save -c; nft list ruleset; } 2>/dev/null | grep -Ei 'drop|reject'; true",
     parse: (s) => linesOf({ name: 'firewall', body: dropSecretLines(s?.body ?? '') }).filter((line) => DROP_OR_REJECT.test(line)),
   } as FactDef<string[]>,
+  /**
+   * The whole packet filter ruleset, for judging its effect on WireGuard's datagrams (../firewall/verdict.ts; issue
+   * 8, kind 4): `iptables -V`, iptables-legacy-save (only when legacy tables exist, as /proc/net/ip_tables_names lists: reading them must not load the
+   * legacy modules), iptables-nft-save (or iptables-save on the nf_tables backend) and `nft -j list ruleset`, each part
+   * opened by an `@@ NAME` line and cut at FIREWALL_PART_MAX_BYTES. Read-only.
+   */
+  firewallRuleset: {
+    name: 'fwrules',
+    command: () => {
+      const cap = FIREWALL_PART_MAX_BYTES;
+      return [
+        'fw_v=$(iptables -V 2>/dev/null)',
+        `[ -n "$fw_v" ] && printf '@@ version\\n%s\\n' "$fw_v"`,
+        `if grep -q . /proc/net/ip_tables_names 2>/dev/null; then if command -v iptables-legacy-save >/dev/null 2>&1; then echo '@@ legacy'; iptables-legacy-save 2>&1 | head -c ${cap}; echo; else case "$fw_v" in *nf_tables*) ;; *) echo '@@ legacy'; iptables-save 2>&1 | head -c ${cap}; echo;; esac; fi; fi`,
+        `if command -v iptables-nft-save >/dev/null 2>&1; then echo '@@ iptables-nft'; iptables-nft-save 2>&1 | head -c ${cap}; echo; else case "$fw_v" in *nf_tables*) echo '@@ iptables-nft'; iptables-save 2>&1 | head -c ${cap}; echo;; esac; fi`,
+        `if command -v nft >/dev/null 2>&1; then echo '@@ nft'; nft -j list ruleset 2>&1 | head -c ${cap}; echo; fi`,
+        'true',
+      ].join('\n');
+    },
+    parse: (s) => (s ? parseFirewallFacts(s.body) : undefined),
+  } as FactDef<FirewallFacts | undefined>,
   /**
    * Where the operator's SSH connection comes from, as the node sees it: $SSH_CONNECTION ("CLIENT-IP CLIENT-PORT
    * SERVER-IP SERVER-PORT", set by sshd for the login). `sudo` resets the environment, so when the probe's own

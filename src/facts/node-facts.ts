@@ -22,6 +22,7 @@ import {
 import { splitSections, type Section } from './sections.js';
 import type { SysctlFileSettings } from './sysctl-order.js';
 import type { LivePeer } from '../render/wgdump.js';
+import type { FirewallFacts } from '../firewall/verdict.js';
 
 /** The interface and listen port the probe asks about (a FactContext). */
 export type ProbeTarget = FactContext;
@@ -109,6 +110,8 @@ export interface NodeFacts {
     leftoverInterfaces: string[];
     /** firewall rules (iptables-save / nft) that drop or reject incoming UDP to the listen port (udpDropRules) */
     firewallDrops: string[];
+    /** the whole ruleset (FACTS.firewallRuleset), judged by ../firewall/verdict.ts; undefined when not probed */
+    firewallRuleset?: FirewallFacts;
   };
 }
 
@@ -162,6 +165,7 @@ const UP_FACTS: ReadonlyArray<FactDef<unknown>> = [
   FACTS.leftoverPaths,
   FACTS.leftoverUnits,
   FACTS.firewall,
+  FACTS.firewallRuleset,
   FACTS.operatorAddress,
   FACTS.wireguardInterfaceDetails,
 ];
@@ -209,6 +213,7 @@ export function parseFactsProbe(stdout: string, target: ProbeTarget): NodeFacts 
   const operatorAddress = fact(FACTS.operatorAddress);
   const live = liveInterface(s, target, interfaces.includes(target.interface));
   const wireguardDetails = fact(FACTS.wireguardInterfaceDetails);
+  const firewallRuleset = fact(FACTS.firewallRuleset);
   return {
     uid: fact(FACTS.uid),
     hostname: fact(FACTS.hostname),
@@ -267,6 +272,7 @@ export function parseFactsProbe(stdout: string, target: ProbeTarget): NodeFacts 
       leftoverUnits: fact(FACTS.leftoverUnits),
       leftoverInterfaces: interfaces.filter((name) => LEFTOVER_INTERFACE.test(name)),
       firewallDrops: udpDropRules(fact(FACTS.firewall), target.listenPort),
+      ...(firewallRuleset ? { firewallRuleset } : {}),
     },
   };
 }

@@ -28,6 +28,7 @@ import { judgeOverlayRoutes, judgeService } from '../../src/checks/judge.js';
 import { discoveryNetwork, probeNetwork } from '../support/fake-forward-probe.js';
 import { armScript, decideRollback, parseRollbackDeadline, withRevertArmed, type RollbackOptions } from '../../src/engine/revert.js';
 import { judgeOperatorAddress } from '../../src/engine/registry.js';
+import { FACTS, readFact, splitSections } from '../../src/facts/definitions.js';
 
 const inventory = loadInventory('inventories/homelab.yaml');
 const names = inventory.nodes.map((n) => n.name);
@@ -35,6 +36,13 @@ const iface = inventory.mesh.interface;
 const playbook = loadPlaybook(builtinPlaybookPath('up'), registryContract);
 const bare = parseFactsProbe(readFileSync('test/fixtures/facts/bare-debian12.txt', 'utf8'), { interface: iface, listenPort: 51820 });
 const keys = new Map(names.map((n) => [n, randomBytes(32).toString('base64')]));
+
+/** The `fwrules` fact captured on a lab node (test/fixtures/firewall/). */
+const firewallFixture = (name: string) =>
+  readFact(FACTS.firewallRuleset, splitSections(readFileSync(`test/fixtures/firewall/${name}.txt`, 'utf8')), {
+    interface: iface,
+    listenPort: 51820,
+  });
 
 const renderedFor = (node: string) => renderWgQuickConfig(desiredNodeConfig(inventory, node, keys));
 
@@ -416,6 +424,7 @@ describe('one check system: up’s gates call verify’s judges', () => {
 describe('engine: every check of the registry, passing and failing', () => {
   const node = inventory.nodes.find((n) => n.name === 'ms-1')!;
   const good: NodeFacts = { ...convergedFacts('ms-1'), operatorAddress: { address: '10.1.0.2' } };
+  good.baseline = { ...good.baseline, firewallRuleset: firewallFixture('default-accept') };
   const desired = desiredNodeConfig(inventory, 'ms-1', keys);
   const now = Math.floor(Date.now() / 1000);
   const tunnel = {
@@ -454,7 +463,8 @@ describe('engine: every check of the registry, passing and failing', () => {
     'default-ip-rules': { facts: { ...good, baseline: { ...good.baseline, extraIpRules: ['1000: from all lookup 100'] } } },
     'no-kubernetes-leftovers': { facts: { ...good, baseline: { ...good.baseline, leftoverUnits: ['k3s.service'] } } },
     'no-foreign-wireguard': { facts: { ...good, wireguardInterfaces: ['wg0', 'wg-vpn'] } },
-    'no-firewall-drop': { facts: { ...good, baseline: { ...good.baseline, firewallDrops: ['-A INPUT -p udp --dport 51820 -j DROP'] } } },
+    // issue 8, kind 4: policy DROP, no rule naming UDP 51820 (the old rule-text heuristic passed it)
+    'no-firewall-drop': { facts: { ...good, baseline: { ...good.baseline, firewallRuleset: firewallFixture('iptables-policy-drop') } } },
     'wireguard-tools-present': { tools: { ...good.tools, wireguardGo: false } },
     'public-key-collected': { publicKey: { key: '', created: false, known: true } },
     'config-in-place': { config: { ...values.config, nodeSha256: '0'.repeat(64) } },
