@@ -1,15 +1,22 @@
 /**
  * One connection per node, opened in parallel, every node's outcome kept (allSettled-style): a node that cannot
  * be reached is a value in `failures`, never a reason to drop the others. Nodes behind the same ProxyJump chain
- * share the bastion connection (see JumpHosts); at most `maxParallel` handshakes run at once, below OpenSSH's
- * MaxStartups 10 for the case where they all go through one bastion.
+ * share the bastion connection (see JumpHosts); at most `maxParallel` handshakes run at once.
+ *
+ * Why the default is high: every node has its own sshd, so OpenSSH's MaxStartups (10 unauthenticated connections
+ * per sshd) never applies across nodes, and nodes behind one bastion share a single authenticated connection to
+ * it. A cap of 8 made a 32-node run open its connections in four waves (issue 10); the cap now only bounds the
+ * local work (an `ssh -G` and a key exchange per node), like --forks.
  */
 import type { Node } from '../inventory/types.js';
 import { connectNode, JumpHosts, type ConnectOptions } from './ssh.js';
 import { TransportError, type Connection } from './types.js';
 
+/** Handshakes in flight at once unless told otherwise: as many nodes as --forks works on by default. */
+export const DEFAULT_CONNECT_PARALLEL = 64;
+
 export interface ConnectAllOptions extends ConnectOptions {
-  /** handshakes in flight at once; default 8 */
+  /** handshakes in flight at once; default DEFAULT_CONNECT_PARALLEL (64) */
   maxParallel?: number;
   /** for tests and fakes: how to connect one node (default connectNode) */
   connect?: (node: Node, options: ConnectOptions) => Promise<Connection>;
@@ -25,7 +32,7 @@ export interface ConnectAllResult {
 export async function connectAll(nodes: Node[], options: ConnectAllOptions = {}): Promise<ConnectAllResult> {
   const jumpHosts = options.jumpHosts ?? new JumpHosts();
   const connect = options.connect ?? connectNode;
-  const limit = Math.max(1, options.maxParallel ?? 8);
+  const limit = Math.max(1, options.maxParallel ?? DEFAULT_CONNECT_PARALLEL);
   const connections = new Map<string, Connection>();
   const failures = new Map<string, TransportError>();
   let index = 0;

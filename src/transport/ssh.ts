@@ -11,7 +11,7 @@
  *   never decrypted (meshctl asks for no passphrase): load them into ssh-agent. IdentitiesOnly is not honoured.
  * - ProxyJump: each hop is an ssh2 Client whose forwardOut stream carries the next one. Hops are verified and
  *   authenticated like nodes. Within one JumpHosts cache (the pool makes one), nodes behind the same bastion
- *   share one connection to it (OpenSSH's MaxStartups drops parallel unauthenticated connections beyond 10).
+ *   share one connection to it (one login to the bastion, not one per node behind it).
  * - Commands: the remote login shell gets `[sudo -n] sh -c GUARD meshctl`, where GUARD execs `sh` under the remote
  *   `timeout` (when installed) so it dies even if the channel is gone, and the script itself goes to the
  *   channel's stdin, framed as one brace group reading /dev/null (no argument size limit; see wrapCommand).

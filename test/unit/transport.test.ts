@@ -248,6 +248,29 @@ test('knownHostsFiles: MESHCTL_KNOWN_HOSTS overrides; otherwise ~/.ssh/known_hos
   assert.deepEqual(knownHostsFiles(s2, { MESHCTL_KNOWN_HOSTS: '/a:~/b' }, '/h'), { read: ['/a', '/h/b'], write: '/a' });
 });
 
+test('connectAll opens every connection at once by default (each node has its own sshd: no waves of 8)', async () => {
+  const nodes = Array.from({ length: 32 }, (_, i) => node(`n${i}`));
+  let inFlight = 0;
+  let peak = 0;
+  const result = await connectAll(nodes, {
+    connect: async (n) => {
+      inFlight++;
+      peak = Math.max(peak, inFlight);
+      await new Promise((r) => setTimeout(r, 20));
+      inFlight--;
+      return {
+        node: n.name,
+        target: 't',
+        stats: { commands: 0, remoteMs: 0, connectMs: 0 },
+        run: async () => ({ code: 0, stdout: '', stderr: '', durationMs: 0 }),
+        close: async () => undefined,
+      } satisfies Connection;
+    },
+  });
+  assert.equal(result.connections.size, 32);
+  assert.equal(peak, 32);
+});
+
 test('connectAll reports every node, in inventory order, and never stops at the first failure', async () => {
   const nodes = ['a', 'b', 'c', 'd', 'e'].map((n) => node(n));
   let inFlight = 0;
