@@ -17,18 +17,12 @@ import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { describeLab, uniqueLabName } from './harness.js';
 import { checkInventoryPatch, type InventoryPatch } from '../../src/debug/inventory-fix.js';
+import type { Check } from '../../src/checks/verify.js';
 
 const INVENTORY = 'test/fixtures/inventories/good/unconnectable-pair.yaml';
 /** the pair the inventory makes unconnectable: its checks fail whatever the nodes do */
 const UNCONNECTABLE = ['wk-2', 'lab-1'];
 
-interface Check {
-  node: string;
-  peer?: string;
-  id: string;
-  status: string;
-  message: string;
-}
 interface Diagnosis {
   sender: string;
   receiver: string;

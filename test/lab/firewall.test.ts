@@ -15,6 +15,7 @@
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
 import { describeLab, uniqueLabName } from './harness.js';
+import type { Check } from '../../src/checks/verify.js';
 
 const INVENTORY = 'inventories/homelab.yaml';
 const EDGE_POLICY_DROP = [
@@ -39,14 +40,6 @@ table inet guard {
 }
 EOF`;
 
-interface Check {
-  node: string;
-  peer?: string;
-  id: string;
-  status: string;
-  message: string;
-  evidence: string[];
-}
 interface UpJson {
   result: string;
   stoppedAt?: string;

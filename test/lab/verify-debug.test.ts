@@ -7,17 +7,11 @@ import { it } from 'node:test';
 import assert from 'node:assert/strict';
 import { rmSync, existsSync, readdirSync } from 'node:fs';
 import { describeLab } from './harness.js';
+import type { Check } from '../../src/checks/verify.js';
 
 const INVENTORY = 'inventories/homelab.yaml';
 const NODES = ['ms-1', 'wk-1', 'wk-2', 'ctb-edge-1'];
 
-interface Check {
-  node: string;
-  peer?: string;
-  id: string;
-  status: string;
-  message: string;
-}
 interface VerifyJson {
   exitCode: number;
   checks: Check[];
