@@ -11,8 +11,10 @@
  * It binds nothing, leaves nothing behind, and changes no state. The scripts are perl (perl-base is part of every
  * Debian and Ubuntu; most other distributions ship perl too); without perl the probe warns and judges nothing.
  *
- * Round trips: one SSH login per node taking part (opened together), then one command on each at once: the
- * watchers run for WATCH_SECONDS, the sender starts after a short pause and repeats every probe a few times.
+ * Round trips: one command on each node taking part, all at once (over the run's own connections, see
+ * ./underlay-probe.ts): the watchers run for `timing.watchS`, the sender starts after a short pause and repeats
+ * every probe a few times. The first try uses FAST_PROBE (about 2 s); only a probe that missed something is tried
+ * again with THOROUGH_PROBE, so a slow node start is not mistaken for a broken forward.
  */
 import type { CheckResult } from '../engine/types.js';
 import type { Inventory, Node } from '../inventory/types.js';
@@ -20,11 +22,24 @@ import { siteOf } from '../inventory/types.js';
 import { sh, shellQuote } from '../remote/shell.js';
 import type { Connection } from '../transport/types.js';
 
-/** How long each watcher listens, seconds: the sender sends from 1 s to 4 s after it starts (slack for a slow login). */
-export const WATCH_SECONDS = 6;
-const SEND_ROUNDS = 10;
-const SEND_INTERVAL_S = 0.3;
-const SEND_DELAY_S = 1;
+/**
+ * When a probe listens and sends, seconds. Watchers and senders are started in the same instant over already open
+ * connections; a watcher's perl needs well under 0.1 s to open its socket on an idle node, so the sender waits
+ * `delayS` and then sends `rounds` times, `intervalS` apart; the watchers stop listening `watchS` after they start.
+ */
+export interface ProbeTiming {
+  watchS: number;
+  delayS: number;
+  rounds: number;
+  intervalS: number;
+}
+
+/** The first try: sends from 0.4 s to 1.15 s, watches 2 s. */
+export const FAST_PROBE: ProbeTiming = { watchS: 2, delayS: 0.4, rounds: 6, intervalS: 0.15 };
+/** The second try, only after a miss: sends from 1 s to 4 s after the start (slack for a loaded node), watches 6 s. */
+export const THOROUGH_PROBE: ProbeTiming = { watchS: 6, delayS: 1, rounds: 10, intervalS: 0.3 };
+/** A command's deadline for a probe of `timing`, ms: the watch window and 20 s for a slow channel. */
+export const probeTimeoutMs = (timing: ProbeTiming) => (timing.watchS + 20) * 1000;
 /** Every probe datagram starts with this, then a space and the token. */
 export const PROBE_PREFIX = 'meshctl-forward-probe';
 
@@ -90,16 +105,18 @@ export function watchersOf(inventory: Inventory, forwards: readonly Forward[]): 
 export const senderOf = (inventory: Inventory): Node | undefined => inventory.nodes.find((n) => siteOf(inventory, n).kind === 'public');
 
 /**
- * perl: a packet socket (PF_PACKET 17, SOCK_DGRAM 2, ETH_P_IP 0x0800 in network order) for ARGV[0] seconds;
- * prints `seen TOKEN SRC:SPORT DST:DPORT` once per token for incoming IPv4 UDP whose payload starts with the prefix.
+ * perl: a packet socket (PF_PACKET 17, SOCK_DGRAM 2, ETH_P_IP 0x0800 in network order) for ARGV[0] seconds
+ * (fractions too: the window is what 4-argument select leaves of its timeout, as Linux reports it, because perl's
+ * `time` counts whole seconds and Time::HiRes is not in perl-base); prints `seen TOKEN SRC:SPORT DST:DPORT` once per token for incoming IPv4 UDP whose payload starts with the prefix.
  */
 const WATCH_PERL = String.raw`use strict; use Socket;
 my ($secs, $prefix) = @ARGV;
 socket(my $s, 17, 2, unpack('S', pack('n', 0x0800))) or die "packet socket: $!\n";
 print "watching\n"; $| = 1;
-my $end = time + $secs; my %done; my $rin = ''; vec($rin, fileno($s), 1) = 1;
-while ((my $left = $end - time) > 0) {
-  next unless select(my $rout = $rin, undef, undef, $left) > 0;
+my $left = $secs; my %done; my $rin = ''; vec($rin, fileno($s), 1) = 1;
+while ($left > 0) {
+  (my $n, $left) = select(my $rout = $rin, undef, undef, $left);
+  last if $n < 0; next unless $n > 0;
   my $from = recv($s, my $p, 65535, 0); next unless defined $from;
   next if length($from) >= 11 && unpack('C', substr($from, 10, 1)) == 4;
   next if length($p) < 28 || (unpack('C', $p) >> 4) != 4 || unpack('C', substr($p, 9, 1)) != 17;
@@ -134,8 +151,8 @@ print "sent\n";`;
 const needPerl = 'command -v perl >/dev/null 2>&1 || { echo "no perl on this node" >&2; exit 3; }';
 
 /** The watcher's script (POSIX sh running perl). */
-export const watchScript = (seconds = WATCH_SECONDS): string =>
-  `${needPerl}\nexec perl -e ${shellQuote(WATCH_PERL)} ${sh`${seconds} ${PROBE_PREFIX}`}\n`;
+export const watchScript = (timing: ProbeTiming = FAST_PROBE): string =>
+  `${needPerl}\nexec perl -e ${shellQuote(WATCH_PERL)} ${sh`${timing.watchS} ${PROBE_PREFIX}`}\n`;
 
 /** A datagram to send: `PREFIX token` to host:port. */
 export interface ProbeTarget {
@@ -145,12 +162,16 @@ export interface ProbeTarget {
 }
 
 /** The sender's script (POSIX sh running perl); `sourcePort` 0: any port, else that one (raw socket). */
-export const udpSendScript = (targets: readonly ProbeTarget[], sourcePort = 0): string =>
-  `${needPerl}\nexec perl -e ${shellQuote(SEND_PERL)} ${sh`${SEND_DELAY_S} ${SEND_ROUNDS} ${SEND_INTERVAL_S} ${PROBE_PREFIX} ${sourcePort} ${targets.flatMap((t) => [t.token, t.host, String(t.port)])}`}\n`;
+export const udpSendScript = (targets: readonly ProbeTarget[], sourcePort = 0, timing: ProbeTiming = FAST_PROBE): string =>
+  `${needPerl}\nexec perl -e ${shellQuote(SEND_PERL)} ${sh`${timing.delayS} ${timing.rounds} ${timing.intervalS} ${PROBE_PREFIX} ${sourcePort} ${targets.flatMap((t) => [t.token, t.host, String(t.port)])}`}\n`;
 
 /** The forward probe's sender script: every forward's token to its publicIp:forwardedPort, from any port. */
-export const sendScript = (forwards: readonly Forward[]): string =>
-  udpSendScript(forwards.map((f) => ({ token: f.token, host: f.publicIp, port: f.port })));
+export const sendScript = (forwards: readonly Forward[], timing: ProbeTiming = FAST_PROBE): string =>
+  udpSendScript(
+    forwards.map((f) => ({ token: f.token, host: f.publicIp, port: f.port })),
+    0,
+    timing,
+  );
 
 /** Reads a watcher's output: its `seen` lines (anything else is ignored). */
 export function parseWatchOutput(stdout: string): Sighting[] {
@@ -217,15 +238,21 @@ export function judgeForward(report: ForwardProbeReport, node: Node, id = 'forwa
   };
 }
 
+/** Options of one probe run: the token nonce (random by default) and the timing (FAST_PROBE by default). */
+export interface ProbeRunOptions {
+  nonce?: string;
+  timing?: ProbeTiming;
+}
+
 /**
- * Runs the probe over the whole mesh: logs into the sender and every watcher (`open`), starts the watchers and the
- * sender together, and collects what each saw. Never throws for a node: a node that cannot take part is listed in
- * `unavailable`. Every connection it opens is closed.
+ * Runs the probe over the whole mesh on connections that are already open (the run's own: no extra login), keyed
+ * by node name: starts the watchers and the sender together and collects what each saw. Never throws for a node:
+ * a node without a connection, or whose command failed, is listed in `unavailable`. Closes nothing.
  */
 export async function runForwardProbe(
   inventory: Inventory,
-  open: (node: Node) => Promise<Connection>,
-  nonce: string = randomNonce(),
+  connections: ReadonlyMap<string, Connection>,
+  { nonce = randomNonce(), timing = FAST_PROBE }: ProbeRunOptions = {},
 ): Promise<ForwardProbeReport> {
   const forwards = forwardsOf(inventory, nonce);
   const sender = senderOf(inventory);
@@ -238,42 +265,40 @@ export async function runForwardProbe(
     ...(sender ? { sender: sender.name } : {}),
   };
   if (!sender || forwards.length === 0) return report;
-  const taking = [...watchers, sender];
-  const connections = new Map<string, Connection>();
-  await Promise.all(
-    taking.map(async (node) => {
-      try {
-        connections.set(node.name, await open(node));
-      } catch (error) {
-        report.unavailable.set(node.name, `cannot log in: ${(error as Error).message}`);
-      }
-    }),
-  );
-  try {
-    if (!connections.has(sender.name)) return report;
-    const timeoutMs = (WATCH_SECONDS + 20) * 1000;
-    const watching = watchers
-      .filter((w) => connections.has(w.name))
-      .map(async (w) => {
-        const result = await connections.get(w.name)!.run(watchScript(), { timeoutMs });
-        if (result.code !== 0) report.unavailable.set(w.name, firstLine(result.stderr) || `watcher exited ${result.code}`);
-        else report.seen.set(w.name, parseWatchOutput(result.stdout));
-      });
-    const sending = connections
-      .get(sender.name)!
-      .run(sendScript(forwards), { timeoutMs })
-      .then((result) => {
-        if (result.code !== 0) report.unavailable.set(sender.name, firstLine(result.stderr) || `sender exited ${result.code}`);
-      });
-    const settled = await Promise.allSettled([...watching, sending]);
-    settled.forEach((s) => {
-      if (s.status === 'rejected') report.unavailable.set('probe', (s.reason as Error).message);
+  for (const node of [...watchers, sender]) if (!connections.has(node.name)) report.unavailable.set(node.name, NOT_CONNECTED);
+  if (!connections.has(sender.name)) return report;
+  const timeoutMs = probeTimeoutMs(timing);
+  const watching = watchers
+    .filter((w) => connections.has(w.name))
+    .map(async (w) => {
+      const result = await connections.get(w.name)!.run(watchScript(timing), { timeoutMs });
+      if (result.code !== 0) report.unavailable.set(w.name, firstLine(result.stderr) || `watcher exited ${result.code}`);
+      else report.seen.set(w.name, parseWatchOutput(result.stdout));
     });
-  } finally {
-    await Promise.all([...connections.values()].map((c) => c.close().catch(() => undefined)));
-  }
+  const sending = connections
+    .get(sender.name)!
+    .run(sendScript(forwards, timing), { timeoutMs })
+    .then((result) => {
+      if (result.code !== 0) report.unavailable.set(sender.name, firstLine(result.stderr) || `sender exited ${result.code}`);
+    });
+  const settled = await Promise.allSettled([...watching, sending]);
+  settled.forEach((s) => {
+    if (s.status === 'rejected') report.unavailable.set('probe', (s.reason as Error).message);
+  });
   return report;
 }
+
+/** Why a node took no part: it is not in the run (it failed an earlier gate, or is outside --limit). */
+export const NOT_CONNECTED = 'not connected in this run';
+
+/**
+ * Whether a second, slower try could change a verdict: some forward's datagrams were seen by no watcher at all
+ * while every node taking part answered. A forward seen on the wrong node or port is a verdict already; a node that
+ * could not take part warns, and trying again would not help it.
+ */
+export const forwardProbeMissed = (report: ForwardProbeReport): boolean =>
+  report.unavailable.size === 0 &&
+  report.forwards.some((f) => ![...report.seen.values()].some((sightings) => sightings.some((s) => s.token === f.token)));
 
 const firstLine = (text: string) => text.trim().split('\n')[0] ?? '';
 
@@ -282,18 +307,3 @@ export const randomNonce = () =>
     .toString(36)
     .slice(2, 8)
     .replace(/[^0-9a-z]/g, 'x');
-
-/**
- * One probe per run, shared by every node's check: the first node's check starts it, the others await the same
- * report. Keyed by the run's `reconnect` function (a new one per run), so a later run probes afresh.
- */
-const probes = new WeakMap<object, Promise<ForwardProbeReport>>();
-
-export function sharedForwardProbe(inventory: Inventory, open: (node: Node) => Promise<Connection>): Promise<ForwardProbeReport> {
-  let probe = probes.get(open);
-  if (!probe) {
-    probe = runForwardProbe(inventory, open);
-    probes.set(open, probe);
-  }
-  return probe;
-}

@@ -15,12 +15,14 @@ import type { Inventory, Node } from '../inventory/types.js';
 import { siteOf } from '../inventory/types.js';
 import type { Connection } from '../transport/types.js';
 import {
+  FAST_PROBE,
+  NOT_CONNECTED,
   parseWatchOutput,
+  probeTimeoutMs,
   randomNonce,
-  sharedForwardProbe,
   udpSendScript,
   watchScript,
-  WATCH_SECONDS,
+  type ProbeRunOptions,
   type Sighting,
 } from './forward-probe.js';
 
@@ -120,13 +122,14 @@ export function judgeNatMapping(report: NatDiscoveryReport, inventory: Inventory
 }
 
 /**
- * Runs the discovery: logs into the observers and every NATed node, starts the observers' watchers and every
- * node's sender together, collects what arrived. Never throws for a node; closes every connection it opens.
+ * Runs the discovery on connections that are already open (the run's own), keyed by node name: starts the
+ * observers' watchers and every NATed node's sender together, collects what arrived. Never throws for a node: one
+ * without a connection or whose command failed is listed in `unavailable`. Closes nothing.
  */
 export async function runNatDiscovery(
   inventory: Inventory,
-  open: (node: Node) => Promise<Connection>,
-  nonce: string = randomNonce(),
+  connections: ReadonlyMap<string, Connection>,
+  { nonce = randomNonce(), timing = FAST_PROBE }: ProbeRunOptions = {},
 ): Promise<NatDiscoveryReport> {
   const observers = observersOf(inventory);
   const senders = natedNodes(inventory);
@@ -137,59 +140,36 @@ export async function runNatDiscovery(
     unavailable: new Map(),
   };
   if (observers.length === 0 || senders.length === 0) return report;
-  const connections = new Map<string, Connection>();
-  await Promise.all(
-    [...observers, ...senders].map(async (node) => {
-      try {
-        connections.set(node.name, await open(node));
-      } catch (error) {
-        report.unavailable.set(node.name, `cannot log in: ${(error as Error).message}`);
-      }
-    }),
-  );
-  const timeoutMs = (WATCH_SECONDS + 20) * 1000;
-  try {
-    const work = [
-      ...observers
-        .filter((o) => connections.has(o.name))
-        .map(async (o) => {
-          const result = await connections.get(o.name)!.run(watchScript(), { timeoutMs });
-          if (result.code !== 0) report.unavailable.set(o.name, firstLine(result.stderr) || `watcher exited ${result.code}`);
-          else report.seen.set(o.name, parseWatchOutput(result.stdout));
-        }),
-      ...senders
-        .filter((n) => connections.has(n.name))
-        .map(async (n) => {
-          const targets = observers.map((o) => ({ token: report.tokens.get(n.name)!, host: o.address, port: o.listenPort }));
-          const result = await connections.get(n.name)!.run(udpSendScript(targets, n.listenPort), { timeoutMs });
-          if (result.code !== 0) report.unavailable.set(n.name, firstLine(result.stderr) || `sender exited ${result.code}`);
-        }),
-    ];
-    (await Promise.allSettled(work)).forEach((s) => {
-      if (s.status === 'rejected') report.unavailable.set('probe', (s.reason as Error).message);
-    });
-  } finally {
-    await Promise.all([...connections.values()].map((c) => c.close().catch(() => undefined)));
-  }
+  for (const node of [...observers, ...senders]) if (!connections.has(node.name)) report.unavailable.set(node.name, NOT_CONNECTED);
+  const timeoutMs = probeTimeoutMs(timing);
+  const work = [
+    ...observers
+      .filter((o) => connections.has(o.name))
+      .map(async (o) => {
+        const result = await connections.get(o.name)!.run(watchScript(timing), { timeoutMs });
+        if (result.code !== 0) report.unavailable.set(o.name, firstLine(result.stderr) || `watcher exited ${result.code}`);
+        else report.seen.set(o.name, parseWatchOutput(result.stdout));
+      }),
+    ...senders
+      .filter((n) => connections.has(n.name))
+      .map(async (n) => {
+        const targets = observers.map((o) => ({ token: report.tokens.get(n.name)!, host: o.address, port: o.listenPort }));
+        const result = await connections.get(n.name)!.run(udpSendScript(targets, n.listenPort, timing), { timeoutMs });
+        if (result.code !== 0) report.unavailable.set(n.name, firstLine(result.stderr) || `sender exited ${result.code}`);
+      }),
+  ];
+  (await Promise.allSettled(work)).forEach((s) => {
+    if (s.status === 'rejected') report.unavailable.set('probe', (s.reason as Error).message);
+  });
   return report;
 }
 
-const firstLine = (text: string) => text.trim().split('\n')[0] ?? '';
-
 /**
- * One discovery per run, shared by every node's check (keyed by the run's `reconnect`, as the forward probe). It
- * starts when the run's forward probe is done: the two together would hold twice the SSH logins at once (each
- * login listens on the run's abort signal, and Node warns past 10 listeners), for a gain of a few seconds.
+ * Whether a second, slower try could change a verdict: a NATed node whose datagrams did not reach every observer
+ * while every node taking part answered (outgoing UDP that is really blocked costs one more try, nothing else).
  */
-const discoveries = new WeakMap<object, Promise<NatDiscoveryReport>>();
+export const natDiscoveryMissed = (report: NatDiscoveryReport): boolean =>
+  report.unavailable.size === 0 &&
+  [...report.tokens.values()].some((token) => report.observers.some((o) => !(report.seen.get(o) ?? []).some((s) => s.token === token)));
 
-export function sharedNatDiscovery(inventory: Inventory, open: (node: Node) => Promise<Connection>): Promise<NatDiscoveryReport> {
-  let discovery = discoveries.get(open);
-  if (!discovery) {
-    discovery = sharedForwardProbe(inventory, open)
-      .catch(() => undefined)
-      .then(() => runNatDiscovery(inventory, open));
-    discoveries.set(open, discovery);
-  }
-  return discovery;
-}
+const firstLine = (text: string) => text.trim().split('\n')[0] ?? '';

@@ -17,7 +17,7 @@ import { planConfig, parseConfigOutput, sha256 } from '../steps/config.js';
 import { planService, parseServiceOutput } from '../steps/service.js';
 import { desiredNodeConfig } from '../topology/desired.js';
 import { standInPublicKey } from './plan.js';
-import type { CheckDefinition, CheckResult, MeshStep, NodeStep, StepInput, ValueName } from './types.js';
+import type { CheckDefinition, CheckResult, MeshStep, MeshStepInput, MeshStepOutput, NodeStep, StepInput, ValueName } from './types.js';
 import type { OperatorAddress } from '../facts/definitions.js';
 import type { NodeFacts } from '../facts/node-facts.js';
 import type { Inventory, Node } from '../inventory/types.js';
@@ -25,18 +25,27 @@ import { cidrContains, formatCidr, isIpv4, parseCidr } from '../net/ipv4.js';
 import { judgeForeignWireGuard, type MeshFootprint } from '../topology/clashes.js';
 import { changeWithoutRestart } from '../import/restart.js';
 import { importHint, interfaceOwnership } from '../import/ownership.js';
-import { judgeForward, sharedForwardProbe } from '../checks/forward-probe.js';
-import { judgeNatMapping, sharedNatDiscovery } from '../checks/nat-discovery.js';
+import { judgeForward } from '../checks/forward-probe.js';
+import { judgeNatMapping } from '../checks/nat-discovery.js';
+import { runUnderlayProbes, type UnderlayProbes } from '../checks/underlay-probe.js';
 
 /**
- * The port-forward probe and NAT discovery cost a watch window of several seconds each (../checks/forward-probe.ts),
- * and they are needed before configs are pushed to nodes that do not run the mesh yet (a first build, a node added
- * or brought back). When every node already runs its interface, the mesh's own handshakes are the evidence (verify
+ * The port-forward probe and NAT discovery cost a watch window of about 2 s (../checks/underlay-probe.ts), and
+ * they are needed before configs are pushed to nodes that do not run the mesh yet (a first build, a node added or
+ * brought back). When every node already runs its interface, the mesh's own handshakes are the evidence (verify
  * and debug judge them), so a converged `up` or `plan` does not pay for the probes.
  */
-const meshAlreadyUp = (mesh: ReadonlyMap<string, { facts: NodeFacts }>): boolean =>
-  mesh.size > 0 && [...mesh.values()].every(({ facts }) => facts.live !== undefined);
+const meshAlreadyUp = (nodes: readonly { values: { facts: NodeFacts } }[]): boolean =>
+  nodes.length > 0 && nodes.every(({ values }) => values.facts.live !== undefined);
 const PROBES_SKIPPED = 'not probed: every node already runs the mesh (its handshakes are the evidence; verify judges them)';
+
+/** The probes' value for every node of the run: one shared result, or why they were skipped. */
+async function probeUnderlay(input: MeshStepInput<'facts'>): Promise<MeshStepOutput<'underlay'>> {
+  const underlay: UnderlayProbes = meshAlreadyUp(input.nodes)
+    ? { skipped: PROBES_SKIPPED }
+    : await runUnderlayProbes(input.inventory, new Map(input.nodes.map((n) => [n.node.name, n.connection])));
+  return { values: new Map(input.nodes.map((n) => [n.node.name, { underlay }])), errors: new Map() };
+}
 import { judgeNodeFirewall } from '../firewall/judge.js';
 
 /** What the mesh puts on `node`, for judging the other WireGuard interfaces there (../topology/clashes.ts). */
@@ -311,6 +320,15 @@ export const STEPS = {
     },
   }),
 
+  // issue 11: the port-forward probe and NAT discovery, together, over the run's connections (../checks/underlay-probe.ts)
+  'probe-underlay': meshStep({
+    scope: 'mesh',
+    effect: 'read',
+    needs: ['facts'],
+    provides: ['underlay'],
+    run: probeUnderlay,
+  }),
+
   'ping-matrix': meshStep({
     scope: 'mesh',
     effect: 'probe',
@@ -397,19 +415,15 @@ export const CHECKS = {
   }),
   // issue 11: one probe for the whole mesh (../checks/forward-probe.ts), judged per node whose forward it is
   'forward-reaches-node': check({
-    needs: ['facts'],
-    evaluate: async ({ node, inventory, reconnect, mesh }) =>
-      meshAlreadyUp(mesh)
-        ? pass('forward-reaches-node', PROBES_SKIPPED)
-        : judgeForward(await sharedForwardProbe(inventory, reconnect), node, 'forward-reaches-node'),
+    needs: ['underlay'],
+    evaluate: ({ node, values: { underlay } }) =>
+      'skipped' in underlay ? pass('forward-reaches-node', underlay.skipped) : judgeForward(underlay.forward, node, 'forward-reaches-node'),
   }),
   // issue 11: NAT discovery through two public nodes of the mesh (../checks/nat-discovery.ts), said per site
   'nat-mapping': check({
-    needs: ['facts'],
-    evaluate: async ({ node, inventory, reconnect, mesh }) =>
-      meshAlreadyUp(mesh)
-        ? pass('nat-mapping', PROBES_SKIPPED)
-        : judgeNatMapping(await sharedNatDiscovery(inventory, reconnect), inventory, node, 'nat-mapping'),
+    needs: ['underlay'],
+    evaluate: ({ node, inventory, values: { underlay } }) =>
+      'skipped' in underlay ? pass('nat-mapping', underlay.skipped) : judgeNatMapping(underlay.nat, inventory, node, 'nat-mapping'),
   }),
   'wireguard-tools-present': check({
     needs: ['facts', 'tools'],

@@ -277,7 +277,7 @@ async function runPhase(state: RunState, phase: PhaseSpec): Promise<{ report: Ph
     const step = (ctx.registry ?? defaultRegistry).step(name)!;
     if (step.effect !== 'read' && ctx.backend.recording) onlyPlanned = true;
     if (step.scope === 'node') await runStepOnNodes(state, phase, name, step, planned);
-    else if (!ctx.backend.recording) await runMeshStep(state, name, step);
+    else if (!ctx.backend.recording || step.effect === 'read') await runMeshStep(state, name, step);
   }
   if ([...planned.values()].some((p) => p.actions.length > 0)) state.changedSoFar = true;
   const reports = await Promise.all(nodes.map((node) => reportNode(state, phase, node, planned.get(node.name)!, onlyPlanned)));

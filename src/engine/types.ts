@@ -10,6 +10,7 @@
  * - at run time a step receives exactly the values it declared (`StepInput`), typed, never a shared mutable state.
  */
 import type { Matrix, MatrixCell } from '../checks/ping-matrix.js';
+import type { UnderlayProbes } from '../checks/underlay-probe.js';
 import type { NodeFacts, PackageManager } from '../facts/node-facts.js';
 import type { Inventory, Node } from '../inventory/types.js';
 import type { ConfigChangeKind } from '../render/changes.js';
@@ -84,6 +85,8 @@ export interface NodeValues {
   rpFilter: { all: number; default: number };
   service: ServiceValue;
   tunnel: TunnelValue;
+  /** the baseline's port-forward probe and NAT discovery, one result shared by every node (../checks/underlay-probe.ts) */
+  underlay: UnderlayProbes;
 }
 export type ValueName = keyof NodeValues;
 
@@ -172,12 +175,13 @@ export interface NodeStep<N extends ValueName = ValueName, P extends ValueName =
 }
 
 /**
- * A mesh step: one operation over all nodes at once (the ping matrix). It needs a live mesh, so a dry run skips
- * it (its checks are not judged either).
+ * A mesh step: one operation over all nodes at once. `probe` needs a live mesh (the ping matrix), so a dry run
+ * skips it (its checks are not judged either); `read` only reads the nodes as they are (the baseline's underlay
+ * probes), so a dry run runs it like any read.
  */
 export interface MeshStep<N extends ValueName = ValueName, P extends ValueName = ValueName> {
   scope: 'mesh';
-  effect: 'probe';
+  effect: 'probe' | 'read';
   needs: readonly N[];
   provides: readonly P[];
   run(input: MeshStepInput<N>): Promise<MeshStepOutput<P>>;

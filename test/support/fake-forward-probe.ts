@@ -1,9 +1,8 @@
 /**
- * A scripted network for the port-forward probe (src/checks/forward-probe.ts) on fake connections: the sender's
- * script is read for the tokens it sends (in the order of `forwardsOf`), and each watcher answers with the `seen`
- * lines of the forwards that `landing` says arrive at it. Every node also answers the `true` of a fresh login.
+ * A scripted network for the baseline's underlay probes (src/checks/underlay-probe.ts: the port-forward probe and
+ * NAT discovery) on fake connections.
  */
-import type { Inventory, Node } from '../../src/inventory/types.js';
+import { siteOf, type Inventory, type Node } from '../../src/inventory/types.js';
 import { forwardsOf, type Forward } from '../../src/checks/forward-probe.js';
 import { natedNodes, observersOf } from '../../src/checks/nat-discovery.js';
 import { FakeConnection } from './fake-connection.js';
@@ -14,69 +13,83 @@ export type Landing = (forward: Forward) => { node: string; port: number } | und
 /** The default landing: every forward reaches its own node at its listenPort. */
 export const landsRight: Landing = (f) => ({ node: f.node, port: f.listenPort });
 
-/** A fresh `reconnect` (the probe is shared per reconnect function) over a network where forwards land as given. */
-export function probeNetwork(inventory: Inventory, landing: Landing = landsRight): (node: Node) => Promise<FakeConnection> {
-  let release: (tokens: string[]) => void = () => undefined;
-  const sent = new Promise<string[]>((resolve) => (release = resolve));
+/** Where `node`'s datagrams from its listen port appear to come from at `observer` (`ip:port`). */
+export type Mapped = (node: Node, observer: Node) => string;
+
+/** The default mapping: the site's public IP (203.0.113.99 for a site without one) and the node's listen port. */
+const mappedByInventory =
+  (inventory: Inventory): Mapped =>
+  (node) => {
+    const site = siteOf(inventory, node);
+    return `${site.kind === 'nat' ? site.publicIp : '203.0.113.99'}:${node.listenPort}`;
+  };
+
+/**
+ * A scripted underlay for the baseline's probes on fake connections, one per node: the forward probe's sender
+ * (source port 0) is read for the tokens it sends (in the order of `forwardsOf`), and each of its watchers answers
+ * with the `seen` lines of the forwards that `landing` says arrive there; each NATed node's discovery sender (its
+ * listen port) is read for its token, and each observer answers with every sender's token from `mapped`. Every node
+ * also answers the `true` of a fresh login.
+ */
+export function underlayNetwork(
+  inventory: Inventory,
+  landing: Landing = landsRight,
+  mapped: Mapped = mappedByInventory(inventory),
+): (node: Node) => Promise<FakeConnection> {
+  let releaseForward: (tokens: string[]) => void = () => undefined;
+  const forwardSent = new Promise<string[]>((resolve) => (releaseForward = resolve));
   const forwards = forwardsOf(inventory, '');
+  const senders = natedNodes(inventory);
+  const observers = observersOf(inventory);
+  const tokens = new Map<string, string>();
+  let releaseDiscovery: () => void = () => undefined;
+  const allSent = new Promise<void>((resolve) => (releaseDiscovery = resolve));
+  const forwardLines = async (node: Node) => {
+    const sent = await forwardSent;
+    return forwards.flatMap((f, i) => {
+      const landed = landing(f);
+      return landed?.node === node.name ? [`seen ${sent[i]} 198.51.100.25:40000 ${node.address}:${landed.port}`] : [];
+    });
+  };
+  const discoveryLines = async (observer: Node) => {
+    await allSent;
+    return senders.map((s) => `seen ${tokens.get(s.name)} ${mapped(s, observer)} ${observer.address}:${observer.listenPort}`);
+  };
   return async (node) =>
     new FakeConnection(node.name, [
       { match: /^true$/, reply: {} },
       {
         match: /print "sent/,
         reply: (script) => {
-          const args = script.slice(script.lastIndexOf('meshctl-forward-probe ')).trim().split(/\s+/).slice(2);
-          release(args.filter((_, i) => i % 3 === 0));
+          const args = script.slice(script.lastIndexOf('meshctl-forward-probe ')).trim().split(/\s+/);
+          if (args[1] === '0') releaseForward(args.slice(2).filter((_, i) => i % 3 === 0));
+          else {
+            tokens.set(node.name, args[2]!);
+            if (tokens.size === senders.length) releaseDiscovery();
+          }
           return { stdout: 'sent\n' };
         },
       },
       {
         match: /print "watching/,
         reply: async () => {
-          const tokens = await sent;
-          const lines = forwards.flatMap((f, i) => {
-            const landed = landing(f);
-            return landed?.node === node.name
-              ? [`seen ${tokens[i]} 198.51.100.25:40000 ${inventory.nodes.find((n) => n.name === node.name)!.address}:${landed.port}`]
-              : [];
-          });
+          const lines = observers.some((o) => o.name === node.name) ? await discoveryLines(node) : await forwardLines(node);
           return { stdout: `watching\n${lines.join('\n')}\n` };
         },
       },
     ]);
 }
 
-/** Where `node`'s datagrams from its listen port appear to come from at `observer` (`ip:port`). */
-export type Mapped = (node: Node, observer: Node) => string;
-
-/** A fresh `reconnect` for NAT discovery: each NATed node's datagrams arrive at the observers from `mapped`. */
-export function discoveryNetwork(inventory: Inventory, mapped: Mapped): (node: Node) => Promise<FakeConnection> {
-  const senders = natedNodes(inventory);
-  const observers = observersOf(inventory);
-  const tokens = new Map<string, string>();
-  let release: () => void = () => undefined;
-  const allSent = new Promise<void>((resolve) => (release = resolve));
-  return async (node) =>
-    new FakeConnection(node.name, [
-      {
-        match: /print "sent/,
-        reply: (script) => {
-          const [, sourcePort, token] = script.slice(script.lastIndexOf('meshctl-forward-probe ')).trim().split(/\s+/);
-          if (sourcePort === '0') return { stdout: 'sent\n' }; // the forward probe's sender: not a discovery
-          tokens.set(node.name, token!);
-          if (tokens.size === senders.length) release();
-          return { stdout: 'sent\n' };
-        },
-      },
-      {
-        match: /print "watching/,
-        reply: async () => {
-          const observer = observers.find((o) => o.name === node.name);
-          if (!observer) return { stdout: 'watching\n' }; // a forward probe's watcher
-          await allSent;
-          const lines = senders.map((s) => `seen ${tokens.get(s.name)} ${mapped(s, observer)} ${observer.address}:${observer.listenPort}`);
-          return { stdout: `watching\n${lines.join('\n')}\n` };
-        },
-      },
-    ]);
+/** The network's connection to every node of the inventory, by name (what the run's connections are to a probe). */
+export async function connectionsOf(
+  inventory: Inventory,
+  open: (node: Node) => Promise<FakeConnection>,
+): Promise<Map<string, FakeConnection>> {
+  return new Map(await Promise.all(inventory.nodes.map(async (n) => [n.name, await open(n)] as const)));
 }
+
+/** A network where forwards land as given (NAT discovery sees every site at its public IP). */
+export const probeNetwork = (inventory: Inventory, landing: Landing = landsRight) => underlayNetwork(inventory, landing);
+
+/** A network where each NATed node's datagrams arrive at the observers from `mapped` (forwards land right). */
+export const discoveryNetwork = (inventory: Inventory, mapped: Mapped) => underlayNetwork(inventory, landsRight, mapped);

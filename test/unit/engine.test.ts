@@ -25,7 +25,9 @@ import { sha256 } from '../../src/steps/config.js';
 import { desiredNodeConfig } from '../../src/topology/desired.js';
 import { FakeConnection, untilAborted, type FakeRule } from '../support/fake-connection.js';
 import { judgeOverlayRoutes, judgeService } from '../../src/checks/judge.js';
-import { discoveryNetwork, probeNetwork } from '../support/fake-forward-probe.js';
+import { connectionsOf, discoveryNetwork, probeNetwork } from '../support/fake-forward-probe.js';
+import { runUnderlayProbes } from '../../src/checks/underlay-probe.js';
+import type { Node } from '../../src/inventory/types.js';
 import { armScript, decideRollback, parseRollbackDeadline, withRevertArmed, type RollbackOptions } from '../../src/engine/revert.js';
 import { judgeOperatorAddress } from '../../src/engine/registry.js';
 import { FACTS, readFact, splitSections } from '../../src/facts/definitions.js';
@@ -34,6 +36,8 @@ const inventory = loadInventory('inventories/homelab.yaml');
 const names = inventory.nodes.map((n) => n.name);
 const iface = inventory.mesh.interface;
 const playbook = loadPlaybook(builtinPlaybookPath('up'), registryContract);
+/** A node's scripts other than the baseline's underlay probes (they are tested in forward-probe.test.ts). */
+const nodeScripts = (connection: FakeConnection) => connection.scripts.filter((s) => !s.includes('meshctl-forward-probe'));
 const bare = parseFactsProbe(readFileSync('test/fixtures/facts/bare-debian12.txt', 'utf8'), { interface: iface, listenPort: 51820 });
 const keys = new Map(names.map((n) => [n, randomBytes(32).toString('base64')]));
 
@@ -181,8 +185,10 @@ describe('engine: the plan value', () => {
     for (const name of names) {
       const steps = run.plan.phases.flatMap((p) => p.nodes.filter((n) => n.node === name).flatMap((n) => n.actions.map((a) => a.step)));
       assert.deepEqual(steps, ['install-wireguard', 'generate-keys', 'write-config', 'enable-service'], name);
-      assert.deepEqual(h.connections.get(name)!.scripts, ['facts-probe'], `${name}: a dry run sends only the facts probe`);
+      assert.deepEqual(nodeScripts(h.connections.get(name)!), ['facts-probe'], `${name}: a dry run sends only the facts probe`);
     }
+    // the baseline's underlay probes only read, so a dry run runs them too (the public node watches for NAT discovery)
+    assert.ok(h.connections.get('ctb-edge-1')!.scripts.some((s) => s.includes('print "watching')));
     const kinds = run.plan.phases.flatMap((p) => p.nodes.flatMap((n) => n.actions.flatMap((a) => a.changes.map((c) => c.kind))));
     assert.ok(
       ['install', 'generate-key', 'write-file', 'apply-sysctl', 'enable'].every((k) => kinds.includes(k as never)),
@@ -218,7 +224,8 @@ describe('engine: the plan value', () => {
       JSON.stringify(run.phases.flatMap((p) => p.nodes.flatMap((n) => n.checks.filter((c) => c.status !== 'pass')))),
     );
     assert.ok(run.phases.every((p) => p.verdict === 'GO'));
-    for (const name of names) assert.equal(h.connections.get(name)!.scripts.length, 5, `${name}: facts, install, keys, config, enable`);
+    for (const name of names)
+      assert.equal(nodeScripts(h.connections.get(name)!).length, 5, `${name}: facts, install, keys, config, enable`);
     // the public keys the nodes returned are the ones the configs were rendered with
     const again = await runPlaybook(harness({ backend: recorder, facts: convergedFacts }).ctx);
     assert.ok(planIsEmpty(again.plan));
@@ -267,7 +274,7 @@ describe('engine: checks judge what happened', () => {
       /install wireguard-tools wireguard-go \(apt\) failed on ms-1 \(exit 100\): E: Unable to locate package/,
     );
     // the nodes that succeeded did their install; nobody went past the gate
-    assert.equal(h.connections.get('wk-2')!.scripts.length, 2);
+    assert.equal(nodeScripts(h.connections.get('wk-2')!).length, 2);
   });
 
   it('stops at a gate that says no, after showing it', async () => {
@@ -278,7 +285,7 @@ describe('engine: checks judge what happened', () => {
       h.gates.map((g) => g.id),
       ['facts', 'baseline'],
     );
-    for (const c of h.connections.values()) assert.deepEqual(c.scripts, ['facts-probe']);
+    for (const c of h.connections.values()) assert.deepEqual(nodeScripts(c), ['facts-probe']);
   });
 
   it('a dirty node stops the baseline gate with its evidence (and a dry run too)', async () => {
@@ -480,17 +487,34 @@ describe('engine: every check of the registry, passing and failing', () => {
     throw new Error('All configured authentication methods failed');
   };
 
-  // the mesh as the probe checks see it: a first build (a node without its interface), or every node up
-  const firstBuild = new Map([['ms-1', { ...values, facts: { ...values.facts, live: undefined } }]]) as never;
-  const meshUp = new Map([['ms-1', { ...values, facts: { ...values.facts, live: { addresses: [] } } }]]) as never;
-
   it('the port-forward probe and NAT discovery are skipped when every node already runs the mesh', async () => {
-    const noNetwork = async (): Promise<FakeConnection> => assert.fail('the probe logged in although the mesh is up');
+    const probe = stepNamed('probe-underlay') as MeshStep<'facts', 'underlay'>;
+    const silent = new FakeConnection('ms-1', []);
+    const up = { ...values, facts: { ...values.facts, live: { addresses: [] } } };
+    const output = await probe.run({
+      inventory,
+      nodes: [{ node, connection: silent, values: up as never }],
+      changedSoFar: false,
+      signal: new AbortController().signal,
+    });
+    assert.equal(silent.scripts.length, 0, 'no probe ran');
     for (const id of ['forward-reaches-node', 'nat-mapping']) {
-      const result = await checkNamed(id)!.evaluate({ node, inventory, values: values as never, reconnect: noNetwork, mesh: meshUp });
+      const result = await checkNamed(id)!.evaluate({
+        node,
+        inventory,
+        values: output.values.get('ms-1') as never,
+        reconnect: loginWorks,
+        mesh: new Map(),
+      });
       assert.equal(result.status, 'pass', result.message);
       assert.match(result.message, /not probed: every node already runs the mesh/);
     }
+  });
+
+  /** The baseline's probes over a scripted underlay (../support/fake-forward-probe.ts), as the check sees them. */
+  const probed = async (network: (n: Node) => Promise<FakeConnection>) => ({
+    ...values,
+    underlay: await runUnderlayProbes(inventory, await connectionsOf(inventory, network)),
   });
 
   for (const id of registryContract.checks.keys()) {
@@ -500,40 +524,35 @@ describe('engine: every check of the registry, passing and failing', () => {
       assert.ok(id in broken || id === 'ssh-still-reachable' || probes.includes(id), `${id}: add a broken case for the new check`);
       if (id === 'nat-mapping') {
         // through two public nodes: the inventory's public IP is right, then wrong (home has forwards: a STOP)
-        const right = discoveryNetwork(inventory, () => '203.0.113.10:51820');
-        const ok = await definition.evaluate({ node, inventory, values: values as never, mesh: firstBuild, reconnect: right });
+        const right = await probed(discoveryNetwork(inventory, () => '203.0.113.10:51820'));
+        const ok = await definition.evaluate({ node, inventory, values: right as never, mesh: new Map(), reconnect: loginWorks });
         assert.equal(ok.status, 'pass', `${id}: ${ok.message}`);
-        const moved = discoveryNetwork(inventory, () => '203.0.113.99:51820');
-        const bad = await definition.evaluate({ node, inventory, values: values as never, mesh: firstBuild, reconnect: moved });
+        const moved = await probed(discoveryNetwork(inventory, () => '203.0.113.99:51820'));
+        const bad = await definition.evaluate({ node, inventory, values: moved as never, mesh: new Map(), reconnect: loginWorks });
         assert.equal(bad.status, 'fail', `${id}: ${bad.message}`);
         return;
       }
       if (id === 'forward-reaches-node') {
         // a mesh-wide probe: judged on a scripted network where ms-1's forward lands right, then on wk-1
-        const right = await definition.evaluate({
-          node,
-          inventory,
-          values: values as never,
-          mesh: firstBuild,
-          reconnect: probeNetwork(inventory),
-        });
-        assert.equal(right.status, 'pass', `${id}: ${right.message}`);
-        const wrong = probeNetwork(inventory, (f) => ({ node: f.node === 'ms-1' ? 'wk-1' : f.node, port: f.listenPort }));
-        const misdirected = await definition.evaluate({ node, inventory, values: values as never, mesh: firstBuild, reconnect: wrong });
+        const right = await probed(probeNetwork(inventory));
+        const ok = await definition.evaluate({ node, inventory, values: right as never, mesh: new Map(), reconnect: loginWorks });
+        assert.equal(ok.status, 'pass', `${id}: ${ok.message}`);
+        const wrong = await probed(probeNetwork(inventory, (f) => ({ node: f.node === 'ms-1' ? 'wk-1' : f.node, port: f.listenPort })));
+        const misdirected = await definition.evaluate({ node, inventory, values: wrong as never, mesh: new Map(), reconnect: loginWorks });
         assert.equal(misdirected.status, 'fail', `${id}: ${misdirected.message}`);
         return;
       }
-      const ok = await definition.evaluate({ node, inventory, values: values as never, reconnect: loginWorks, mesh: meshUp });
+      const ok = await definition.evaluate({ node, inventory, values: values as never, reconnect: loginWorks, mesh: new Map() });
       assert.equal(ok.status, 'pass', `${id}: ${ok.message}`);
       const bad =
         id === 'ssh-still-reachable'
-          ? await definition.evaluate({ node, inventory, values: values as never, reconnect: loginRefused, mesh: meshUp })
+          ? await definition.evaluate({ node, inventory, values: values as never, reconnect: loginRefused, mesh: new Map() })
           : await definition.evaluate({
               node,
               inventory,
               values: { ...values, ...broken[id] } as never,
               reconnect: loginWorks,
-              mesh: meshUp,
+              mesh: new Map(),
             });
       // no systemd is a warning at the facts gate (wg-quick still works), everything else fails
       assert.equal(bad.status, id === 'init-system' ? 'warn' : 'fail', `${id}: ${bad.message}`);
@@ -573,7 +592,7 @@ describe('engine: rollback on the node (issue 9; issue 8, kind 5)', () => {
     const run = await runPlaybook(h.ctx);
     assert.equal(run.stoppedAt, undefined);
     for (const name of names) {
-      const scripts = h.connections.get(name)!.scripts;
+      const scripts = nodeScripts(h.connections.get(name)!);
       assert.equal(scripts.length, 6, `${name}: facts, install, keys, config, enable, disarm`);
       const [config, enable, disarm] = scripts.slice(3);
       // the arm comes first, before the first write of the config step, in the one script
@@ -706,7 +725,7 @@ describe('engine: rollback on the node (issue 9; issue 8, kind 5)', () => {
     assert.ok(!JSON.stringify(planned.plan).includes('systemd-run'));
     const converged = withRollback(harness({ backend: executor, facts: convergedFacts }));
     await runPlaybook(converged.ctx);
-    for (const name of names) assert.equal(converged.connections.get(name)!.scripts.length, 1, `${name}: the probe only`);
+    for (const name of names) assert.equal(nodeScripts(converged.connections.get(name)!).length, 1, `${name}: the probe only`);
   });
 
   it('a playbook without a confirming phase: a completed run confirms over a NEW login at the end, or leaves the timer', async () => {

@@ -15,14 +15,13 @@ import {
   runForwardProbe,
   sendScript,
   senderOf,
-  sharedForwardProbe,
   watchersOf,
   watchScript,
   type ForwardProbeReport,
 } from '../../src/checks/forward-probe.js';
-import { probeNetwork } from '../support/fake-forward-probe.js';
-import type { FakeConnection } from '../support/fake-connection.js';
-import type { Inventory, Node } from '../../src/inventory/types.js';
+import { connectionsOf, landsRight, probeNetwork, underlayNetwork, type Landing } from '../support/fake-forward-probe.js';
+import { runUnderlayProbes } from '../../src/checks/underlay-probe.js';
+import type { Inventory } from '../../src/inventory/types.js';
 
 const inventory = loadInventory('inventories/four-sites.yaml');
 const node = (name: string) => inventory.nodes.find((n) => n.name === name)!;
@@ -67,7 +66,7 @@ describe('what the probe covers', () => {
     const send = sendScript(forwardsOf(inventory, 'abc'));
     assert.ok(send.trimEnd().endsWith(`${PROBE_PREFIX} 0 abc0 203.0.113.10 41001 abc1 203.0.113.10 41002 abc2 203.0.113.10 41003`));
     assert.match(watchScript(), /command -v perl .*exit 3/);
-    assert.match(watchScript(), / 6 meshctl-forward-probe\n$/);
+    assert.match(watchScript(), / 2 meshctl-forward-probe\n$/);
   });
 });
 
@@ -132,52 +131,59 @@ describe('judgeForward', () => {
 });
 
 describe('runForwardProbe on scripted connections', () => {
-  it('one login and one command per node taking part, all at once; every connection closed', async () => {
-    const opened: FakeConnection[] = [];
-    const network = probeNetwork(inventory);
-    const open = async (n: Node) => {
-      const connection = await network(n);
-      opened.push(connection);
-      return connection;
-    };
-    const started = Date.now();
-    const result = await runForwardProbe(inventory, open, 'xyz');
-    assert.ok(Date.now() - started < 2000);
-    assert.deepEqual(opened.map((c) => c.node).sort(), ['a-1', 'a-2', 'a-3', 'p-1']);
-    for (const connection of opened) {
+  it('one command per node taking part, all at once, over the open connections (none closed)', async () => {
+    const connections = await connectionsOf(inventory, probeNetwork(inventory));
+    const result = await runForwardProbe(inventory, connections, { nonce: 'xyz' });
+    const used = [...connections.values()].filter((c) => c.scripts.length > 0);
+    assert.deepEqual(used.map((c) => c.node).sort(), ['a-1', 'a-2', 'a-3', 'p-1']);
+    for (const connection of used) {
       assert.equal(connection.scripts.length, 1, connection.node);
-      assert.ok(connection.closed, connection.node);
+      assert.ok(!connection.closed, connection.node);
     }
     for (const name of ['a-1', 'a-2', 'a-3']) assert.equal(judgeForward(result, node(name)).status, 'pass');
   });
 
-  it('is shared by every node of one run and run again for the next', async () => {
-    let logins = 0;
-    const network = probeNetwork(inventory);
-    const open = async (n: Node) => {
-      logins++;
-      return network(n);
-    };
-    await Promise.all(inventory.nodes.map(() => sharedForwardProbe(inventory, open)));
-    assert.equal(logins, 4);
-    const next = probeNetwork(inventory);
-    await sharedForwardProbe(inventory, next);
-    assert.notEqual(sharedForwardProbe(inventory, open), sharedForwardProbe(inventory, next));
-  });
-
-  it('a node that cannot log in makes its site warn, not fail', async () => {
-    const network = probeNetwork(inventory);
-    const open = async (n: Node) => {
-      if (n.name === 'a-3') throw new Error('connection refused');
-      return network(n);
-    };
-    const result = await runForwardProbe(inventory, open);
-    assert.match(judgeForward(result, node('a-1')).message, /not probed: a-3: cannot log in: connection refused/);
+  it('a node outside the run makes its site warn, not fail', async () => {
+    const connections = await connectionsOf(inventory, probeNetwork(inventory));
+    connections.delete('a-3');
+    const result = await runForwardProbe(inventory, connections);
+    assert.match(judgeForward(result, node('a-1')).message, /not probed: a-3: not connected in this run/);
   });
 
   it('probes nothing where no site has a forward', async () => {
     const plain: Inventory = { ...inventory, nodes: inventory.nodes.map(({ forwardedPort: _f, ...n }) => n) };
-    const result = await runForwardProbe(plain, async () => assert.fail('no login expected'));
+    const connections = await connectionsOf(plain, probeNetwork(plain));
+    const result = await runForwardProbe(plain, connections);
     assert.deepEqual(result.forwards, []);
+    assert.ok([...connections.values()].every((c) => c.scripts.length === 0));
+  });
+});
+
+describe('both probes together (src/checks/underlay-probe.ts)', () => {
+  it('one short try when nothing is missed: the 2 s window, both probes at once', async () => {
+    const connections = await connectionsOf(inventory, underlayNetwork(inventory));
+    const result = await runUnderlayProbes(inventory, connections);
+    assert.equal(result.tries, 1);
+    assert.match(connections.get('a-1')!.scripts.join('\n'), / 2 meshctl-forward-probe\n/);
+    for (const name of ['a-1', 'a-2', 'a-3']) assert.equal(judgeForward(result.forward, node(name)).status, 'pass');
+    // a-1 watched for the forward probe and sent for NAT discovery: two commands on one connection
+    assert.equal(connections.get('a-1')!.scripts.length, 2);
+  });
+
+  it('a forward seen by nobody is probed again with the long window before it is judged', async () => {
+    const nowhere: Landing = (f) => (f.node === 'a-2' ? undefined : landsRight(f));
+    const connections = await connectionsOf(inventory, underlayNetwork(inventory, nowhere));
+    const result = await runUnderlayProbes(inventory, connections);
+    assert.equal(result.tries, 2);
+    assert.match(connections.get('a-1')!.scripts.at(-1)!, / 6 meshctl-forward-probe\n/);
+    assert.equal(judgeForward(result.forward, node('a-2')).status, 'fail');
+  });
+
+  it('a forward that lands on the wrong node is a verdict at once: no second try', async () => {
+    const wrong: Landing = (f) => ({ node: f.node === 'a-2' ? 'a-1' : f.node, port: f.listenPort });
+    const connections = await connectionsOf(inventory, underlayNetwork(inventory, wrong));
+    const result = await runUnderlayProbes(inventory, connections);
+    assert.equal(result.tries, 1);
+    assert.match(judgeForward(result.forward, node('a-2')).message, /lands on a-1/);
   });
 });

@@ -16,9 +16,8 @@ import {
   runNatDiscovery,
   type NatDiscoveryReport,
 } from '../../src/checks/nat-discovery.js';
-import { discoveryNetwork } from '../support/fake-forward-probe.js';
-import type { Inventory, Node } from '../../src/inventory/types.js';
-import type { FakeConnection } from '../support/fake-connection.js';
+import { connectionsOf, discoveryNetwork } from '../support/fake-forward-probe.js';
+import type { Inventory } from '../../src/inventory/types.js';
 
 const inventory = loadInventory('inventories/four-sites.yaml');
 const node = (name: string) => inventory.nodes.find((n) => n.name === name)!;
@@ -118,26 +117,30 @@ describe('natMappingOf and judgeNatMapping (captured)', () => {
 });
 
 describe('runNatDiscovery on scripted connections', () => {
-  it('each NATed node sends from its listen port to both observers; one command per node; all closed', async () => {
-    const opened: FakeConnection[] = [];
+  it('each NATed node sends from its listen port to both observers; one command per node, over the open connections', async () => {
     const network = discoveryNetwork(
       inventory,
       (n, o) => `203.0.113.${n.site === 'a' ? 10 : 20}:${n.site === 'a' ? n.listenPort : o.name === 'p-1' ? 1111 : 2222}`,
     );
-    const open = async (n: Node) => {
-      const connection = await network(n);
-      opened.push(connection);
-      return connection;
-    };
-    const result = await runNatDiscovery(inventory, open, 'zz');
-    assert.equal(opened.length, 8);
-    for (const connection of opened) {
+    const connections = await connectionsOf(inventory, network);
+    const result = await runNatDiscovery(inventory, connections, { nonce: 'zz' });
+    for (const connection of connections.values()) {
       assert.equal(connection.scripts.length, 1);
-      assert.ok(connection.closed);
+      assert.ok(!connection.closed, 'the run closes its connections, not the probe');
     }
-    const a3 = opened.find((c) => c.node === 'a-3')!.scripts[0]!;
+    const a3 = connections.get('a-3')!.scripts[0]!;
     assert.ok(a3.trimEnd().endsWith('meshctl-forward-probe 51830 zzn2 198.51.100.11 51820 zzn2 198.51.100.12 51820'), a3.slice(-120));
     assert.equal(natMappingOf(result, 'a-3').mapping, 'endpoint-independent');
     assert.equal(natMappingOf(result, 'b-2').mapping, 'symmetric');
+  });
+
+  it('a node outside the run takes no part, and the nodes it concerns warn', async () => {
+    const connections = await connectionsOf(
+      inventory,
+      discoveryNetwork(inventory, () => '203.0.113.10:51820'),
+    );
+    connections.delete('p-2');
+    const result = await runNatDiscovery(inventory, connections, { nonce: 'zz' });
+    assert.match(judgeNatMapping(result, inventory, node('a-1')).message, /NAT not discovered: p-2: not connected in this run/);
   });
 });
