@@ -165,7 +165,7 @@ interface UpJson {
   result: string;
   changes: number;
   phases: { id: string; durationMs: number }[];
-  timings: { totalMs: number; connectMs: number };
+  timings: { totalMs: number; connectMs: number; firstConnectionMs?: number };
   roundTrips: Record<string, number>;
   plan?: import('../../src/engine/plan.js').Plan;
 }
@@ -193,6 +193,7 @@ function upRun(run: ToolRun, report: UpJson): ToolRun {
     // wall - totalMs: process start, module loading, inventory and ~/.ssh/config before up's clock starts, and exit
     outsideUpMs: run.wallMs - report.timings.totalMs,
     roundTripsPerNode: { min: Math.min(...trips), max: Math.max(...trips), mean: trips.reduce((a, b) => a + b, 0) / trips.length },
+    ...(report.timings.firstConnectionMs !== undefined ? { firstConnectionMs: report.timings.firstConnectionMs } : {}),
   };
 }
 

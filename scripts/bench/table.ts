@@ -18,6 +18,8 @@ export interface ToolRun {
   outsideUpMs?: number;
   /** meshctl: remote commands per node (up --json roundTrips) */
   roundTripsPerNode?: { min: number; max: number; mean: number };
+  /** meshctl up: ms from process start to the first node's login done (up --json timings.firstConnectionMs) */
+  firstConnectionMs?: number;
 }
 
 export interface RunResult {
@@ -107,16 +109,18 @@ function summaryTable(sizes: SizeResult[]): string[] {
   return rows;
 }
 
+const ms = (value: number | undefined) => (value === undefined ? '-' : `${Math.round(value)} ms`);
+
 function costTable(sizes: SizeResult[]): string[] {
   const rows = [
-    '| nodes | SSH round trips per node (cold / 2nd) | meshctl CPU (cold / 2nd / verify) | meshctl peak RSS (cold) | Ansible CPU (cold) | Ansible peak RSS |',
-    '|---|---|---|---|---|---|',
+    '| nodes | SSH round trips per node (cold / 2nd) | meshctl start to first SSH login (cold / 2nd) | meshctl CPU (cold / 2nd / verify) | meshctl peak RSS (cold) | Ansible CPU (cold) | Ansible peak RSS |',
+    '|---|---|---|---|---|---|---|',
   ];
   const trips = (run: ToolRun) => (run.roundTripsPerNode ? `${run.roundTripsPerNode.min}-${run.roundTripsPerNode.max}` : '-');
   for (const { nodes, median } of sizes) {
     const m = filled(median);
     rows.push(
-      `| ${nodes} | ${trips(m.meshctl.cold)} / ${trips(m.meshctl.second)} | ${s(m.meshctl.cold.cpuMs)} / ${s(m.meshctl.second.cpuMs)} / ${s(
+      `| ${nodes} | ${trips(m.meshctl.cold)} / ${trips(m.meshctl.second)} | ${ms(m.meshctl.cold.firstConnectionMs)} / ${ms(m.meshctl.second.firstConnectionMs)} | ${s(m.meshctl.cold.cpuMs)} / ${s(m.meshctl.second.cpuMs)} / ${s(
         m.meshctl.verify.cpuMs,
       )} | ${mb(m.meshctl.cold.rssKiB)} | ${s(m.ansible?.cold.cpuMs)} | ${mb(m.ansible?.cold.rssKiB)} |`,
     );

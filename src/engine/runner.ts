@@ -183,6 +183,7 @@ async function judge(state: RunState, checks: string[], node: Node): Promise<Che
           values: state.pick(node.name, definition.needs),
           reconnect: state.ctx.reconnect,
           mesh: new Map(state.live().map((n) => [n.name, state.pick(n.name, definition.needs)])),
+          changedSoFar: state.changedSoFar,
         });
       } catch (e) {
         return { id, status: 'fail', message: errorMessage(e) } satisfies CheckResult;

@@ -221,6 +221,11 @@ export interface CheckInput<N extends ValueName> {
    * judgement spans the mesh, such as whether the port-forward probe is needed at all.
    */
   mesh: ReadonlyMap<string, Pick<NodeValues, N>>;
+  /**
+   * Something was changed (or, in a dry run, planned) on any node in this run, this phase included: a check whose
+   * evidence is only needed after a change (the fresh login) can rest on the run's own session when nothing was.
+   */
+  changedSoFar: boolean;
 }
 
 export interface PhaseSpec {

@@ -69,7 +69,12 @@ export interface UpReport {
   plan?: Plan;
   connectFailures: { node: string; error: string }[];
   matrix?: Matrix;
-  timings: { totalMs: number; connectMs: number };
+  /**
+   * Wall times, ms. `firstConnectionMs`: from the start of the meshctl process (performance.timeOrigin) to the
+   * first node's login done (the connections start together: when the connect phase began plus the quickest
+   * node's connect time); absent when no node connected.
+   */
+  timings: { totalMs: number; connectMs: number; firstConnectionMs?: number };
   /** remote commands per node */
   roundTrips: Record<string, number>;
   /**
@@ -139,6 +144,12 @@ const warningsOf = (...lists: string[][]) => {
   return warnings.length ? { warnings } : {};
 };
 
+/** ms from process start to the first login done: `startedAt` (performance.now()) plus the quickest connect time. */
+function firstConnectionMs(startedAt: number, connections: ReadonlyMap<string, Connection>): number | undefined {
+  const times = [...connections.values()].map((c) => c.stats.connectMs);
+  return times.length > 0 ? Math.round(startedAt + Math.min(...times)) : undefined;
+}
+
 /**
  * Runs `up` and reports; throws only for bad input (a playbook that does not load: exit 2 through main).
  * A node that cannot be connected makes the result 'unreachable' before anything runs anywhere.
@@ -157,8 +168,11 @@ export async function runUp(inventory: Inventory, connector: Connector, view: Up
     { step: stepNamed, check: checkNamed },
     { whole: inventory, outsideKeys: outside.keys, onPublicKey: (node, key) => learnt.set(node, key) },
   );
+  const connectStarted = performance.now();
   const { connections, failures, close } = await connector.connectAll(work);
   const connectMs = Date.now() - started;
+  const first = firstConnectionMs(connectStarted, connections);
+  const timingsNow = () => ({ totalMs: Date.now() - started, connectMs, ...(first !== undefined ? { firstConnectionMs: first } : {}) });
   const counter = new ChannelCounter(connections);
   const base = {
     inventory: inventory.source,
@@ -174,7 +188,7 @@ export async function runUp(inventory: Inventory, connector: Connector, view: Up
         result: 'unreachable',
         changes: 0,
         phases: [],
-        timings: { totalMs: Date.now() - started, connectMs },
+        timings: timingsNow(),
         roundTrips: {},
       };
     }
@@ -183,7 +197,7 @@ export async function runUp(inventory: Inventory, connector: Connector, view: Up
       ? undefined
       : await acquireLocks(connections, { breakLock: options.breakLock ?? false, signal: options.signal });
     if (lock && !lock.ok) {
-      const timings = { totalMs: Date.now() - started, connectMs };
+      const timings = timingsNow();
       return { ...base, result: 'locked', locked: lock.message, changes: 0, phases: [], timings, roundTrips: {} };
     }
     try {
@@ -214,7 +228,7 @@ export async function runUp(inventory: Inventory, connector: Connector, view: Up
         phases: run.phases,
         plan: run.plan,
         ...(run.matrix ? { matrix: run.matrix } : {}),
-        timings: { totalMs: Date.now() - started, connectMs },
+        timings: timingsNow(),
         roundTrips: Object.fromEntries([...connections].map(([name, c]) => [name, c.stats.commands])),
         ...counter.report(),
         ...warningsOf(outside.warnings, warnings),

@@ -508,8 +508,10 @@ export const FACTS = {
    */
   rpFilterSysctlFiles: {
     name: 'rpfiles',
+    // One awk over every regular file instead of a grep and a read loop per file: the section cost 0.2-0.4 s of a
+    // 2.4 s facts probe on a lab node (issue 10). Files are listed by the shell's builtin printf (masks too).
     command: () =>
-      sh`for f in ${raw(SYSCTL_DIRS.map((d) => `${shellQuote(d)}/*.conf`).join(' '))} ${SYSCTL_CONF}; do [ -e "$f" ] || continue; printf '%s\t\n' "$f"; grep -E '^[[:space:]]*-?net[./]ipv4[./]conf[./][^=]*rp_filter[[:space:]]*=' "$f" 2>/dev/null | while IFS= read -r l; do printf '%s\t%s\n' "$f" "$l"; done; done; true`
+      sh`( set --; for f in ${raw(SYSCTL_DIRS.map((d) => `${shellQuote(d)}/*.conf`).join(' '))} ${SYSCTL_CONF}; do [ -e "$f" ] || continue; printf '%s\t\n' "$f"; [ -f "$f" ] && set -- "$@" "$f"; done; [ $# -eq 0 ] || awk '/^[[:space:]]*-?net[.\/]ipv4[.\/]conf[.\/][^=]*rp_filter[[:space:]]*=/ { printf "%s\\t%s\\n", FILENAME, $0 }' "$@" 2>/dev/null ); true`
         .text,
     parse: (s, ctx) => parseRpFilterSysctlFiles(s?.body ?? '', ctx.interface),
   } as FactDef<SysctlFileSettings[]>,

@@ -5,7 +5,6 @@
  * A quiet variant (for --json) draws nothing and answers gates from --yes alone.
  */
 import { Chalk, type ChalkInstance } from 'chalk';
-import inquirer from 'inquirer';
 import { Listr } from 'listr2';
 import type { UpView } from '../engine/up.js';
 import type { EngineEvent, PhaseReport } from '../engine/types.js';
@@ -104,6 +103,8 @@ export function createEngineView(options: ViewOptions): UpView & { chalk: ChalkI
       if (options.yes || isLast || report.verdict === 'PLANNED') return true;
       if (!options.interactive) throw new MeshctlError('a gate needs confirmation but there is no terminal: pass --yes', 'badInput');
       try {
+        // loaded only when a question is asked: inquirer costs 0.3-0.5 s of start-up, and --yes/--json never ask
+        const { default: inquirer } = await import('inquirer');
         const { go } = await inquirer.prompt<{ go: boolean }>([
           { type: 'confirm', name: 'go', message: `GO: continue after "${safeText(report.title)}"?`, default: true },
         ]);

@@ -511,6 +511,22 @@ describe('engine: every check of the registry, passing and failing', () => {
     }
   });
 
+  it('ssh-still-reachable logs in afresh only when something changed in the run (a converged run rests on its own login)', async () => {
+    let logins = 0;
+    const counting = async () => {
+      logins++;
+      return loginWorks();
+    };
+    const input = { node, inventory, values: values as never, reconnect: counting, mesh: new Map() };
+    const unchanged = await checkNamed('ssh-still-reachable')!.evaluate({ ...input, changedSoFar: false });
+    assert.equal(unchanged.status, 'pass', unchanged.message);
+    assert.match(unchanged.message, /nothing changed in this run/);
+    assert.equal(logins, 0);
+    const changed = await checkNamed('ssh-still-reachable')!.evaluate({ ...input, changedSoFar: true });
+    assert.match(changed.message, /new SSH login to .* works/);
+    assert.equal(logins, 1);
+  });
+
   /** The baseline's probes over a scripted underlay (../support/fake-forward-probe.ts), as the check sees them. */
   const probed = async (network: (n: Node) => Promise<FakeConnection>) => ({
     ...values,
@@ -542,11 +558,25 @@ describe('engine: every check of the registry, passing and failing', () => {
         assert.equal(misdirected.status, 'fail', `${id}: ${misdirected.message}`);
         return;
       }
-      const ok = await definition.evaluate({ node, inventory, values: values as never, reconnect: loginWorks, mesh: new Map() });
+      const ok = await definition.evaluate({
+        node,
+        inventory,
+        values: values as never,
+        reconnect: loginWorks,
+        mesh: new Map(),
+        changedSoFar: true,
+      });
       assert.equal(ok.status, 'pass', `${id}: ${ok.message}`);
       const bad =
         id === 'ssh-still-reachable'
-          ? await definition.evaluate({ node, inventory, values: values as never, reconnect: loginRefused, mesh: new Map() })
+          ? await definition.evaluate({
+              node,
+              inventory,
+              values: values as never,
+              reconnect: loginRefused,
+              mesh: new Map(),
+              changedSoFar: true,
+            })
           : await definition.evaluate({
               node,
               inventory,
