@@ -13,7 +13,9 @@ import { type ForwardProbeReport, forwardProbeMissed, runForwardProbe, THOROUGH_
 import { type NatDiscoveryReport, natDiscoveryMissed, runNatDiscovery } from './nat-discovery.js';
 
 /** What the baseline's probes found, the same value for every node of the run; or why they were not run. */
-export type UnderlayProbes = { skipped: string } | { forward: ForwardProbeReport; nat: NatDiscoveryReport; tries: 1 | 2 };
+export type UnderlayProbes =
+  /** `warn`: the checks warn (skipped by the operator), else they pass (the mesh's own handshakes are the evidence) */
+  { skipped: string; warn?: boolean } | { forward: ForwardProbeReport; nat: NatDiscoveryReport; tries: 1 | 2 };
 
 /**
  * Runs both probes on `connections` (node name -> the run's open connection), and once more, slowly, the one that
@@ -22,7 +24,7 @@ export type UnderlayProbes = { skipped: string } | { forward: ForwardProbeReport
 export async function runUnderlayProbes(
   inventory: Inventory,
   connections: ReadonlyMap<string, Connection>,
-): Promise<Exclude<UnderlayProbes, { skipped: string }>> {
+): Promise<Exclude<UnderlayProbes, { skipped: string; warn?: boolean }>> {
   const [forward, nat] = await Promise.all([runForwardProbe(inventory, connections), runNatDiscovery(inventory, connections)]);
   const forwardAgain = forwardProbeMissed(forward);
   const natAgain = natDiscoveryMissed(nat);

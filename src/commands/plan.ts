@@ -25,6 +25,7 @@ interface PlanFlags {
   connectTimeout?: string;
   forks?: string;
   limit?: string[];
+  underlayProbes?: boolean;
 }
 
 export function registerPlan(program: Command, finish: (result: CommandResult) => void): void {
@@ -39,6 +40,7 @@ export function registerPlan(program: Command, finish: (result: CommandResult) =
     .option('-f, --forks <n>', 'nodes worked on at once (default 64)')
     .option('-l, --limit <nodes>', 'plan these nodes only (comma-separated, repeatable), rendered from the whole inventory', collectValues)
     .option('--connect-timeout <seconds>', 'SSH connect timeout (default: ssh config ConnectTimeout or 10)')
+    .option('--no-underlay-probes', "skip the baseline's port-forward probe and NAT discovery (their checks warn)")
     .addHelpText(
       'after',
       '\nExit codes: 0 nothing would change, 4 something would (drift), 1 a node failed its facts or baseline checks, 2 bad input, 3 a node could not be connected, 130 interrupted.',
@@ -64,6 +66,7 @@ export function registerPlan(program: Command, finish: (result: CommandResult) =
         ...(flags.playbook ? { playbookPath: flags.playbook } : {}),
         ...(forks ? { forks } : {}),
         ...(limit ? { limit, knownPublicKeys: statePublicKeys(inventory) } : {}),
+        ...(flags.underlayProbes === false ? { underlayProbes: false } : {}),
       });
       if (report.result === 'unreachable') {
         throw new MeshctlError(

@@ -26,6 +26,7 @@ interface UpFlags {
   limit?: string[];
   rollbackDeadline?: string;
   rollback?: boolean;
+  underlayProbes?: boolean;
 }
 
 function printSummary(report: UpReport, color: boolean, out: NodeJS.WritableStream): void {
@@ -87,6 +88,10 @@ export function registerUp(program: Command, finish: (result: CommandResult) => 
     )
     .option('--no-rollback', 'arm no rollback on the nodes (a lost connection mid-change then leaves the change in place)')
     .option('--connect-timeout <seconds>', 'SSH connect timeout (default: ssh config ConnectTimeout or 10)')
+    .option(
+      '--no-underlay-probes',
+      "skip the baseline's port-forward probe and NAT discovery (their checks warn): for an underlay checked otherwise, or a simulated one",
+    )
     .addHelpText(
       'after',
       '\nExit codes: 0 converged (or, with --dry-run, planned), 1 a check failed or a gate said STOP, 2 bad input, 3 a node could not be connected, 130 interrupted.',
@@ -132,6 +137,7 @@ export function registerUp(program: Command, finish: (result: CommandResult) => 
         breakLock: flags.breakLock ?? false,
         ...(limit ? { limit, knownPublicKeys: statePublicKeys(inventory) } : {}),
         rollbackDeadlineS,
+        ...(flags.underlayProbes === false ? { underlayProbes: false } : {}),
       });
       if (!report.dryRun && report.phases.length > 0) {
         const recorded = recordRun(inventory, {

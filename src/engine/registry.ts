@@ -39,6 +39,10 @@ const meshAlreadyUp = (nodes: readonly { values: { facts: NodeFacts } }[]): bool
   nodes.length > 0 && nodes.every(({ values }) => values.facts.live !== undefined);
 const PROBES_SKIPPED = 'not probed: every node already runs the mesh (its handshakes are the evidence; verify judges them)';
 
+/** The verdict of a probe check whose probe did not run: a pass when the mesh's handshakes are the evidence, else a warning. */
+const skippedProbe = (id: string, underlay: { skipped: string; warn?: boolean }): CheckResult =>
+  underlay.warn ? warn(id, underlay.skipped) : pass(id, underlay.skipped);
+
 /** The probes' value for every node of the run: one shared result, or why they were skipped. */
 async function probeUnderlay(input: MeshStepInput<'facts'>): Promise<MeshStepOutput<'underlay'>> {
   const underlay: UnderlayProbes = meshAlreadyUp(input.nodes)
@@ -417,13 +421,13 @@ export const CHECKS = {
   'forward-reaches-node': check({
     needs: ['underlay'],
     evaluate: ({ node, values: { underlay } }) =>
-      'skipped' in underlay ? pass('forward-reaches-node', underlay.skipped) : judgeForward(underlay.forward, node, 'forward-reaches-node'),
+      'skipped' in underlay ? skippedProbe('forward-reaches-node', underlay) : judgeForward(underlay.forward, node, 'forward-reaches-node'),
   }),
   // issue 11: NAT discovery through two public nodes of the mesh (../checks/nat-discovery.ts), said per site
   'nat-mapping': check({
     needs: ['underlay'],
     evaluate: ({ node, inventory, values: { underlay } }) =>
-      'skipped' in underlay ? pass('nat-mapping', underlay.skipped) : judgeNatMapping(underlay.nat, inventory, node, 'nat-mapping'),
+      'skipped' in underlay ? skippedProbe('nat-mapping', underlay) : judgeNatMapping(underlay.nat, inventory, node, 'nat-mapping'),
   }),
   'wireguard-tools-present': check({
     needs: ['facts', 'tools'],
@@ -536,6 +540,25 @@ export const CHECKS = {
 
 export type StepName = keyof typeof STEPS;
 export type CheckName = keyof typeof CHECKS;
+
+/** Why the probes' checks warn when `up --no-underlay-probes` skipped them. */
+export const PROBES_SKIPPED_BY_FLAG =
+  'not probed: --no-underlay-probes (the port-forwards and NAT are not checked before configs are pushed)';
+
+/** stepNamed, with the baseline's underlay probes replaced by a step that only says they were skipped (by flag). */
+export const withoutUnderlayProbes = (name: string): NodeStep | MeshStep | undefined =>
+  name === 'probe-underlay'
+    ? (meshStep({
+        scope: 'mesh',
+        effect: 'read',
+        needs: [],
+        provides: ['underlay'],
+        run: async ({ nodes }) => ({
+          values: new Map(nodes.map((n) => [n.node.name, { underlay: { skipped: PROBES_SKIPPED_BY_FLAG, warn: true } }])),
+          errors: new Map(),
+        }),
+      }) as unknown as MeshStep)
+    : stepNamed(name);
 
 /** Looks up a step by a playbook's name (own properties only). */
 export const stepNamed = (name: string): NodeStep | MeshStep | undefined =>

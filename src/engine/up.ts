@@ -13,7 +13,7 @@ import { builtinPlaybookPath, loadPlaybook } from './playbook.js';
 import { registryContract } from './registry.js';
 import { runPlaybook } from './runner.js';
 import { gatherOutsideKeys, limitInventory, membershipRegistry } from './limit.js';
-import { checkNamed, stepNamed } from './registry.js';
+import { checkNamed, stepNamed, withoutUnderlayProbes } from './registry.js';
 import { MeshctlError } from '../errors.js';
 import { DEFAULT_ROLLBACK_DEADLINE_S, newRunId } from './revert.js';
 import type { EngineEvent, PhaseReport } from './types.js';
@@ -43,6 +43,8 @@ export interface UpOptions {
   knownPublicKeys?: ReadonlyMap<string, string>;
   /** seconds a node's change may go unconfirmed before it reverts by itself; 0: arm no rollback (./revert.ts) */
   rollbackDeadlineS?: number;
+  /** false: the baseline's port-forward probe and NAT discovery are not run, their checks warn (--no-underlay-probes) */
+  underlayProbes?: boolean;
 }
 
 /** What `up` shows and what the view needs to draw it. */
@@ -165,7 +167,7 @@ export async function runUp(inventory: Inventory, connector: Connector, view: Up
     : { keys: new Map<string, string>(), read: new Map<string, string>(), warnings: [] };
   const learnt = new Map(outside.read);
   const registry = membershipRegistry(
-    { step: stepNamed, check: checkNamed },
+    { step: options.underlayProbes === false ? withoutUnderlayProbes : stepNamed, check: checkNamed },
     { whole: inventory, outsideKeys: outside.keys, onPublicKey: (node, key) => learnt.set(node, key) },
   );
   const connectStarted = performance.now();

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { executor, recorder, type Backend } from '../../src/engine/backend.js';
 import { planIsEmpty, countActions } from '../../src/engine/plan.js';
 import { builtinPlaybookPath, loadPlaybook } from '../../src/engine/playbook.js';
-import { checkNamed, registryContract, stepNamed } from '../../src/engine/registry.js';
+import { checkNamed, registryContract, stepNamed, withoutUnderlayProbes } from '../../src/engine/registry.js';
 import { runPlaybook, type Registry, type RunContext } from '../../src/engine/runner.js';
 import { forEachHost } from '../../src/engine/scheduler.js';
 import type { EngineEvent, MeshStep, NodeStep, PhaseReport } from '../../src/engine/types.js';
@@ -509,6 +509,31 @@ describe('engine: every check of the registry, passing and failing', () => {
       assert.equal(result.status, 'pass', result.message);
       assert.match(result.message, /not probed: every node already runs the mesh/);
     }
+  });
+
+  it('--no-underlay-probes: nothing is sent, and both probe checks warn (they do not pass)', async () => {
+    const probe = withoutUnderlayProbes('probe-underlay') as MeshStep;
+    const silent = new FakeConnection('ms-1', []);
+    const output = await probe.run({
+      inventory,
+      nodes: [{ node, connection: silent, values: values as never }],
+      changedSoFar: false,
+      signal: new AbortController().signal,
+    });
+    assert.equal(silent.scripts.length, 0);
+    for (const id of ['forward-reaches-node', 'nat-mapping']) {
+      const result = await checkNamed(id)!.evaluate({
+        node,
+        inventory,
+        values: output.values.get('ms-1') as never,
+        reconnect: loginWorks,
+        mesh: new Map(),
+        changedSoFar: false,
+      });
+      assert.equal(result.status, 'warn', result.message);
+      assert.match(result.message, /--no-underlay-probes/);
+    }
+    assert.equal(withoutUnderlayProbes('write-config'), stepNamed('write-config'));
   });
 
   it('ssh-still-reachable logs in afresh only when something changed in the run (a converged run rests on its own login)', async () => {

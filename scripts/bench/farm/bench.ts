@@ -144,7 +144,14 @@ async function main(): Promise<void> {
     try {
       for (const step of steps) {
         // verify has no --connect-timeout (its connect deadline is the ssh config's or 10 s)
-        const cmd = step === 'verify' ? ['verify'] : step === 'plan' ? ['plan', '--connect-timeout', '300'] : ['up', '--yes', '--connect-timeout', '300'];
+        // the farm has no underlay (docs/farm.md): the baseline's port-forward probe and NAT discovery would find no
+        // datagram anywhere, so up skips them (their checks warn)
+        const cmd =
+          step === 'verify'
+            ? ['verify']
+            : step === 'plan'
+              ? ['plan', '--connect-timeout', '300', '--no-underlay-probes']
+              : ['up', '--yes', '--connect-timeout', '300', '--no-underlay-probes'];
         const args = [...cmd, '--json', inv];
         const m = await measure(farm, dir, n, args);
         const { json, ...numbers } = m;
