@@ -130,6 +130,24 @@ export const verifyReportSpec: Spec = {
     }),
     checks: req({ type: 'array', items: checkEntrySpec, description: 'Every check, in node order.' }),
     matrix: req(matrixSpec),
+    timings: {
+      type: 'object',
+      description: 'Where the time went, in ms.',
+      fields: {
+        connectMs: req({ type: 'number', minimum: 0, what: 'milliseconds (0 or more)', description: 'SSH logins to every node, at once.' }),
+        checklistMs: req({ type: 'number', minimum: 0, what: 'milliseconds (0 or more)', description: 'The read-only checklist round.' }),
+        coldStartMs: { type: 'number', minimum: 0, what: 'milliseconds (0 or more)', description: 'The cold-start probe.' },
+        pingMs: req({ type: 'number', minimum: 0, what: 'milliseconds (0 or more)', description: 'The ping round, path MTU included.' }),
+      },
+    },
+    channels: {
+      type: 'record',
+      keyWhat: 'node name',
+      keyFormat: anyText,
+      shape: '"ms-1": 3',
+      description: 'Per node: SSH session channels verify opened on its one connection.',
+      value: count('Channels opened.'),
+    },
   },
 };
 

@@ -22,6 +22,18 @@ export interface VerifyReport {
   nodes: Array<{ name: string; site: string; overlayIp: string; connected: boolean; error?: string }>;
   checks: Check[];
   matrix: Matrix | null;
+  /** where the time went, ms: SSH logins, the checklist round, the cold-start probe, the ping round (path MTU in it) */
+  timings?: VerifyTimings;
+  /** per node: SSH session channels verify opened on its one connection (OpenSSH's MaxSessions counts them) */
+  channels?: Record<string, number>;
+}
+
+/** verify's wall time by stage, ms. */
+export interface VerifyTimings {
+  connectMs: number;
+  checklistMs: number;
+  coldStartMs?: number;
+  pingMs: number;
 }
 
 /** `strict`: a warning fails the run too (for monitoring that must hear of a drift or a NAT collision). */
@@ -31,7 +43,7 @@ export function buildReport(
   matrix: Matrix | undefined,
   unreachable: Map<string, string>,
   durationMs: number,
-  { strict = false } = {},
+  { strict = false, timings, channels }: { strict?: boolean; timings?: VerifyTimings; channels?: Record<string, number> } = {},
 ): VerifyReport {
   const summary = summarize(checks);
   const failed = summary.fail > 0 || (strict && summary.warn > 0);
@@ -54,6 +66,8 @@ export function buildReport(
     })),
     checks,
     matrix: matrix ?? null,
+    ...(timings ? { timings } : {}),
+    ...(channels ? { channels } : {}),
   };
 }
 

@@ -46,10 +46,12 @@ export function registerVerify(program: Command, finish: (result: CommandResult)
       const deadline = Number(flags.deadline ?? 7);
       if (!Number.isFinite(deadline) || deadline < 1)
         throw new MeshctlError(`--deadline must be a number of seconds, got ${flags.deadline}`);
+      const connectStarted = Date.now();
       const { connections, failures, jumpHosts } = await connectAll(
         inventory.nodes,
         sshOptionsFromFlags(flags, (line) => process.stderr.write(`${line}\n`)),
       );
+      const connectMs = Date.now() - connectStarted;
       try {
         const collected = await collectVerify(inventory, connections, failures, {
           pathMtu: flags.mtu !== false,
@@ -61,6 +63,8 @@ export function registerVerify(program: Command, finish: (result: CommandResult)
         const checks = redactDeep(evaluateVerify(collected), knownPublicKeys(collected));
         const report = buildReport(inventory, checks, collected.matrix, collected.unreachable, Date.now() - started, {
           strict: flags.strict ?? false,
+          timings: { connectMs, ...collected.timings },
+          channels: Object.fromEntries([...connections].map(([name, c]) => [name, c.stats.channels ?? c.stats.commands])),
         });
         if (flags.graph) {
           const written = await writeGraph(flags.graph, inventory, report);

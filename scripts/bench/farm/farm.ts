@@ -214,7 +214,10 @@ async function main(): Promise<void> {
   }
   writeFileSync(join(root, 'known_hosts'), `${known.join('\n')}\n`);
   // a loaded machine opens 1,000 sandboxed logins slowly: every meshctl command (verify too) gets a long connect deadline
-  writeFileSync(join(root, 'ssh_config'), 'Host *\n  ConnectTimeout 300\n');
+  // One process serves every simulated node and spawns their sandboxes: under load its event loop stalls for
+  // seconds, which a real sshd per machine would not; so meshctl's keepalive (ssh config, as a user would set it)
+  // waits up to 5 minutes instead of 15 s before it calls a connection lost.
+  writeFileSync(join(root, 'ssh_config'), 'Host *\n  ConnectTimeout 300\n  ServerAliveInterval 15\n  ServerAliveCountMax 20\n');
   writeFileSync(join(root, 'inventory.yaml'), nodes.yaml((name) => ({ port: ports.get(name)!, identityFile: join(root, 'id_client') })));
   writeFileSync(
     join(root, 'env'),
