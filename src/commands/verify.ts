@@ -24,6 +24,7 @@ interface VerifyFlags {
   mtu?: boolean;
   deadline?: string;
   strict?: boolean;
+  connectTimeout?: string;
 }
 
 export function registerVerify(program: Command, finish: (result: CommandResult) => void): void {
@@ -39,6 +40,7 @@ export function registerVerify(program: Command, finish: (result: CommandResult)
     .option('--no-mtu', 'skip the path-MTU probes')
     .option('--deadline <seconds>', 'ping deadline per pair (>= 6 s: a lost handshake is retried after 5 s)', '7')
     .option('--accept-new', 'trust unknown SSH host keys on first use and record them')
+    .option('--connect-timeout <seconds>', 'SSH connect timeout (default: ssh config ConnectTimeout or 10)')
     .option('--strict', 'warnings fail too (exit 1): drift, a NAT mapping collision, a missing key file')
     .action(async (inventoryArg: string | undefined, flags: VerifyFlags) => {
       const started = Date.now();

@@ -142,3 +142,16 @@ describe('meshctl validate', () => {
     assert.equal(result.stderr, 'meshctl: cannot read inventory nope.yaml: no such file\n');
   });
 });
+
+describe('--connect-timeout on verify (as on up and plan)', () => {
+  it('a bad value is bad input (exit 2) named by the flag, before any connection', () => {
+    const result = spawnSync(
+      process.execPath,
+      ['--import', NETWORK_GUARD, '--import', 'tsx', 'src/cli.ts', 'verify', 'inventories/homelab.yaml', '--connect-timeout', 'soon'],
+      { encoding: 'utf8', env: { ...process.env, FORCE_COLOR: '0' }, timeout: 30_000 },
+    );
+    assert.doesNotMatch(result.stderr, /NETWORK ATTEMPT/);
+    assert.equal(result.status, 2, result.stderr);
+    assert.match(result.stderr, /--connect-timeout must be a positive number of seconds, not "soon"/);
+  });
+});

@@ -143,12 +143,11 @@ async function main(): Promise<void> {
     const inv = join(dir, 'inventory.yaml');
     try {
       for (const step of steps) {
-        // verify has no --connect-timeout (its connect deadline is the ssh config's or 10 s)
         // the farm has no underlay (docs/farm.md): the baseline's port-forward probe and NAT discovery would find no
         // datagram anywhere, so up skips them (their checks warn)
         const cmd =
           step === 'verify'
-            ? ['verify']
+            ? ['verify', '--connect-timeout', '300']
             : step === 'plan'
               ? ['plan', '--connect-timeout', '300', '--no-underlay-probes']
               : ['up', '--yes', '--connect-timeout', '300', '--no-underlay-probes'];
