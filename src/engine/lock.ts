@@ -102,13 +102,17 @@ export async function acquireLocks(
       taken.map((n) =>
         connections
           .get(n)!
-          .run(releaseScript(holder), { timeoutMs: 10_000 })
+          .run(releaseScript(holder))
           .catch(() => undefined),
       ),
     );
   };
+  const attempted: string[] = [];
   const take = async (node: string): Promise<LockOutcome | undefined> => {
-    const result = await connections.get(node)!.run(script, { timeoutMs: 15_000, signal: options.signal });
+    attempted.push(node);
+    // the connection's own command deadline (60 s, or MESHCTL_COMMAND_TIMEOUT): a fixed 15 s refused every run on a
+    // farm of 100 loaded nodes, where taking a lock waited behind the other nodes' work
+    const result = await connections.get(node)!.run(script, { signal: options.signal });
     const out = result.stdout.trim();
     if (result.code === 0 && out === 'acquired') {
       taken.push(node);
@@ -129,6 +133,9 @@ export async function acquireLocks(
   const first = names[0] === undefined ? undefined : await take(names[0]);
   const refused = first ?? (await Promise.all(names.slice(1).map(take))).find((o) => o !== undefined);
   if (refused) {
+    // also where the take's answer never came (a deadline, a broken channel): the script may still have created
+    // our lock there, and the release script removes only a lock that holds this run's token
+    for (const node of attempted) if (!taken.includes(node)) taken.push(node);
     await release();
     return refused;
   }

@@ -76,7 +76,31 @@ describe('acquireLocks', () => {
       /wk-2 is locked by another meshctl run: ops@laptop \(pid 4242\) since 2026-\d\d-\d\d .* UTC; wait for it, or run with --break-lock/,
     );
     assert.equal(order[0], 'ms-1', 'the first node by name is locked alone, first');
-    assert.deepEqual(order.filter((o) => o.startsWith('release')).sort(), ['release ms-1', 'release wk-1']);
+    // every node it tried, the refusing one too: the release script removes only a lock holding this run's token
+    assert.deepEqual(order.filter((o) => o.startsWith('release')).sort(), ['release ms-1', 'release wk-1', 'release wk-2']);
+  });
+
+  it('a take whose answer never came (a deadline) is released too: the lock may have been made there', async () => {
+    const released: string[] = [];
+    const node = (name: string, reply: { code?: number; stdout?: string }) =>
+      new FakeConnection(name, [
+        { match: /take_lock/, reply },
+        {
+          match: /rm -f/,
+          reply: () => {
+            released.push(name);
+            return {};
+          },
+        },
+      ]);
+    const connections = new Map([
+      ['a', node('a', { stdout: 'acquired\n' })],
+      ['b', node('b', { code: 124 })],
+      ['c', node('c', { stdout: 'held holder=x@y pid=1 started=1 run=r\n' })],
+    ]);
+    const outcome = await acquireLocks(connections, { breakLock: false, signal });
+    assert.equal(outcome.ok, false);
+    assert.deepEqual(released.sort(), ['a', 'b', 'c']);
   });
 
   it('a run refused at the first node touches no other node', async () => {
@@ -98,5 +122,6 @@ describe('acquireLocks', () => {
     const outcome = await acquireLocks(connections, { breakLock: false, signal });
     assert.equal(outcome.ok, false);
     assert.deepEqual(seen, ['a']);
+    assert.ok(!connections.get('b')!.scripts.length && !connections.get('c')!.scripts.length, 'nothing sent to b or c');
   });
 });

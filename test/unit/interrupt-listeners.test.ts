@@ -1,0 +1,23 @@
+/**
+ * The interrupt signal is listened to by every remote command in flight (one or more per node): a mesh of more than
+ * 10 nodes must not make Node print "MaxListenersExceededWarning" to the user (seen on a 100-node farm run).
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { describe, it } from 'node:test';
+
+describe('interruptSignal', () => {
+  it('takes a listener per command of a 100-node run without a warning on stderr', () => {
+    const code = [
+      "const { interruptSignal } = await import('./src/interrupt.ts');",
+      'for (let i = 0; i < 200; i++) interruptSignal.addEventListener("abort", () => undefined);',
+      'await new Promise((r) => setTimeout(r, 50));',
+    ].join('\n');
+    const result = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    assert.equal(result.status, 0, result.stderr);
+    assert.doesNotMatch(result.stderr, /MaxListenersExceededWarning/);
+  });
+});
