@@ -198,6 +198,9 @@ export class SshConfigError extends Error {
 }
 
 let sshMissing = false;
+/** How often an `ssh -G` that printed nothing is asked again (see resolveSshConfig). */
+const SSH_G_TRIES = 3;
+const hasPortLine = (output: string) => /^port \d+$/m.test(output);
 const wrapperConfigs = new Map<string, string>();
 
 /**
@@ -254,14 +257,22 @@ export async function resolveSshConfig(
     target,
     wrapperConfigFile(configFile ? expandTilde(configFile, home) : undefined, home, options.defaultUser ?? DEFAULT_USER),
   );
-  const result = await new Promise<{ stdout: string; stderr: string; error?: { code?: unknown; message: string } }>((resolve) => {
-    execFile(
-      'ssh',
-      args,
-      { timeout: options.timeoutMs ?? 5000, env: { ...env, HOME: home }, maxBuffer: 4 << 20 },
-      (error, stdout, stderr) => resolve({ stdout, stderr, error: error ?? undefined }),
-    );
-  });
+  const runSshG = () =>
+    new Promise<{ stdout: string; stderr: string; error?: { code?: unknown; message: string } }>((resolve) => {
+      execFile(
+        'ssh',
+        args,
+        { timeout: options.timeoutMs ?? 5000, env: { ...env, HOME: home }, maxBuffer: 4 << 20 },
+        (error, stdout, stderr) => resolve({ stdout, stderr, error: error ?? undefined }),
+      );
+    });
+  // With ~100 `ssh -G` at once (a mesh of 100 nodes connecting), about a third exited 0 with no output at all, and
+  // the node's settings fell back to defaults: port 22 instead of the inventory's. Real output always has a
+  // `port` line; an answer without one is asked again, and after SSH_G_TRIES it is an error, never a guess.
+  let result = await runSshG();
+  for (let tries = 1; !result.error && !hasPortLine(result.stdout) && tries < SSH_G_TRIES; tries++) result = await runSshG();
+  if (!result.error && !hasPortLine(result.stdout))
+    throw new SshConfigError(`ssh config for ${target.host}: \`ssh -G\` printed no settings ${SSH_G_TRIES} times (exit 0, empty output)`);
   if (result.error) {
     if (result.error.code === 'ENOENT') {
       sshMissing = true;

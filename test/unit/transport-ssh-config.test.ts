@@ -160,3 +160,24 @@ test('resolveSshConfig through the real ssh -G: alias, precedence, MESHCTL_SSH_C
   writeFileSync(cfg, 'Host x\n  NoSuchOption yes\n');
   await assert.rejects(resolveSshConfig({ host: 'x' }, { env }), /ssh config for x/);
 });
+
+test('an `ssh -G` that exits 0 with no output is asked again, and never taken for the defaults (port 22)', async () => {
+  // seen with ~100 `ssh -G` at once: a third printed nothing, and those nodes were dialled at port 22
+  const dir = mkdtempSync(join(tmpdir(), 'meshctl-sshg-'));
+  const real = spawnSync('sh', ['-c', 'command -v ssh'], { encoding: 'utf8' }).stdout.trim();
+  const counter = join(dir, 'calls');
+  // the first call prints nothing and exits 0; the later ones are the real ssh
+  writeFileSync(join(dir, 'ssh'), `#!/bin/sh\nif [ ! -e ${counter} ]; then : > ${counter}; exit 0; fi\nexec ${real} "$@"\n`, {
+    mode: 0o755,
+  });
+  const env = { PATH: `${dir}:${process.env.PATH}`, HOME: dir, MESHCTL_SSH_CONFIG: join(dir, 'none') };
+  writeFileSync(join(dir, 'none'), '');
+  const settings = await resolveSshConfig({ host: '192.0.2.9', port: 41113, user: 'root', explicit: { port: true, user: true } }, { env });
+  assert.equal(settings.port, 41113);
+  // always silent: an error naming the host, not a guess
+  writeFileSync(join(dir, 'ssh'), '#!/bin/sh\nexit 0\n', { mode: 0o755 });
+  await assert.rejects(
+    resolveSshConfig({ host: '192.0.2.9', port: 41113, user: 'root', explicit: { port: true, user: true } }, { env }),
+    /ssh config for 192\.0\.2\.9: `ssh -G` printed no settings 3 times/,
+  );
+});
