@@ -368,7 +368,7 @@ export function checkSemantics(raw: RawInventory, tree: TreeNode | undefined): P
           : `it has no forwardedPort on site ${node.site}'s router`;
       reportAtKey(
         ['nodes', node.name],
-        `no peer could ever reach ${node.name}: nodes outside site ${node.site} cannot dial it (${why}), and it can dial no other node (none is public or has a forwardedPort${node.address6 ? ', nor an address6 in another site' : ''})`,
+        `no peer could ever reach ${node.name}: nodes outside site ${node.site} cannot dial it (${why}), and it can dial no other node (none is public or has a forwardedPort)`,
       );
     }
   }
