@@ -22,7 +22,7 @@ interface UpJson {
 }
 
 interface VerifyJson {
-  checks: { id: string; node: string; peer?: string; status: string; message: string }[];
+  checks: { id: string; node: string; peer?: string; status: string; message: string; evidence: string[] }[];
 }
 
 describeLab(
@@ -92,7 +92,7 @@ describeLab(
       assert.equal(report.changes, 0, JSON.stringify(report.phases.map((p) => p.nodes.filter((n) => n.changes.length))));
     });
 
-    it('verify passes: the IPv6 directions pass cold start; the unjudged IPv6 firewall path only warns', async () => {
+    it('verify passes: the IPv6 directions pass cold start; the firewall check finds nothing that filters IPv6', async () => {
       const result = await lab().meshctl(['verify', INVENTORY, '--json']);
       const report = JSON.parse(result.stdout) as VerifyJson;
       const failing = report.checks.filter((c) => c.status === 'fail').map((c) => `${c.node} ${c.id} ${c.peer ?? ''}: ${c.message}`);
@@ -111,8 +111,12 @@ describeLab(
       assert.equal(cold('p-2', 'e-1'), undefined, 'p-2 cannot dial e-1');
       const firewall = (node: string) => report.checks.find((c) => c.id === 'firewall' && c.node === node)!;
       assert.equal(firewall('p-2').status, 'pass', firewall('p-2').message);
-      assert.equal(firewall('w-1').status, 'warn');
-      assert.match(firewall('w-1').message, /over IPv6 at \[2001:db8:62::11\]:51820, and its IPv6 firewall is not judged/);
+      // the lab's nodes filter nothing, IPv6 included: the IPv6 path passes because no chain could drop it
+      assert.equal(firewall('w-1').status, 'pass', firewall('w-1').message);
+      assert.ok(
+        firewall('w-1').evidence.some((e) => /^IPv6 \(e-1, p-1 dial over it\): no ip6tables/.test(e)),
+        firewall('w-1').evidence.join(' | '),
+      );
       const endpointDrift = report.checks.filter((c) => c.id === 'endpoint' && c.status !== 'pass');
       assert.deepEqual(
         endpointDrift.map((c) => `${c.node}: ${c.message}`),

@@ -202,6 +202,17 @@ describe('checks on an IPv6 direction', () => {
     assert.equal(judgeNodeFirewall(inventory, byName(inventory, 'p-2'), fwFixture('default-accept')).status, 'pass');
   });
 
+  it('passes the IPv6 path only where nothing can filter IPv6 (no ip6tables table, no nft ip6/inet/netdev chain)', () => {
+    const inventory = loadInventory(FILE);
+    const e1 = byName(inventory, 'e-1');
+    const open = judgeNodeFirewall(inventory, e1, fwFixture('ipv6-none'));
+    assert.equal(open.status, 'pass', open.message);
+    assert.ok(open.evidence!.some((e) => /^IPv6 \(w-1, p-1 dial over it\): no ip6tables \(legacy\) table and no nftables/.test(e)));
+    const drop = judgeNodeFirewall(inventory, e1, fwFixture('ipv6-ip6tables-policy-drop'));
+    assert.equal(drop.status, 'warn');
+    assert.match(drop.message, /IPv6: w-1, p-1 dial e-1 over IPv6 at \[2001:db8:61::11\]:51820, and its IPv6 firewall is not judged/);
+  });
+
   it('an IPv4 drop on a node dialled only over IPv6 warns (no IPv4 session needs it), an IPv4 drop with IPv4 dialers fails', () => {
     const inventory = loadInventory(FILE);
     const e1 = judgeNodeFirewall(inventory, byName(inventory, 'e-1'), fwFixture('iptables-policy-drop'));
