@@ -57,12 +57,20 @@ describeLab(
     it('validate: e-1 and w-1 dial each other at [address6]:listenPort, every pair connects', async () => {
       const result = await lab().meshctl(['validate', INVENTORY, '--json']);
       assert.equal(result.code, 0, result.stderr);
-      const pairs = (JSON.parse(result.stdout) as { pairs: { a: string; b: string; connects: boolean }[] }).pairs;
+      type Dial = { host: string; port: number } | null;
+      const pairs = (JSON.parse(result.stdout) as { pairs: { a: string; b: string; aToB: Dial; bToA: Dial; connects: boolean }[] }).pairs;
       assert.deepEqual(
         pairs.filter((p) => !p.connects).map((p) => `${p.a}-${p.b}`),
         [],
       );
-      assert.match(result.stdout, /\[2001:db8:62::11\]:51820/);
+      const ew = pairs.find((p) => p.a === 'e-1' && p.b === 'w-1')!;
+      assert.deepEqual(
+        [ew.aToB, ew.bToA],
+        [
+          { host: '2001:db8:62::11', port: 51820 },
+          { host: '2001:db8:61::11', port: 51820 },
+        ],
+      );
     });
 
     it('up --yes converges; every pair pings; the NATed pair talks over IPv6, p-2 over IPv4', async () => {
