@@ -56,14 +56,22 @@ export function planColdStart(inventory: Inventory, reachable: ReadonlySet<strin
   return { slots };
 }
 
-/** UDP counters of /proc/net/snmp (the node's network namespace). */
+/**
+ * UDP counters of the node's network namespace: IPv4's (/proc/net/snmp) plus IPv6's (/proc/net/snmp6, Udp6*), so a
+ * direction dialled over IPv6 (an `address6` pair) is counted where its datagrams arrive. The sum keeps the rule
+ * above: other traffic can hide a drop, never fake one.
+ */
 export interface UdpCounters {
   inDatagrams: number;
   noPorts: number;
 }
 
-/** The Udp lines of /proc/net/snmp (a header line of names, then a line of values). */
-export const COUNTERS_COMMAND = "grep '^Udp:' /proc/net/snmp";
+/**
+ * The Udp lines of /proc/net/snmp (a header line of names, then a line of values), then /proc/net/snmp6's
+ * `Udp6InDatagrams N` and `Udp6NoPorts N` lines (absent when the kernel has no IPv6).
+ */
+export const COUNTERS_COMMAND =
+  "grep '^Udp:' /proc/net/snmp; grep -E '^Udp6(InDatagrams|NoPorts)[[:space:]]' /proc/net/snmp6 2>/dev/null; true";
 
 /** Reads /proc/net/snmp's Udp lines by their names; undefined when the node printed no counters. */
 export function parseUdpCounters(text: string): UdpCounters | undefined {
@@ -75,8 +83,9 @@ export function parseUdpCounters(text: string): UdpCounters | undefined {
   const values = lines.find((l) => l.length > 0 && l.every((v) => /^\d+$/.test(v)));
   if (!names || !values) return undefined;
   const get = (name: string) => Number(values[names.indexOf(name)]);
-  const inDatagrams = get('InDatagrams');
-  const noPorts = get('NoPorts');
+  const v6 = (name: string) => Number(new RegExp(`^Udp6${name}\\s+(\\d+)\\s*$`, 'm').exec(text)?.[1] ?? 0);
+  const inDatagrams = get('InDatagrams') + v6('InDatagrams');
+  const noPorts = get('NoPorts') + v6('NoPorts');
   return Number.isInteger(inDatagrams) && Number.isInteger(noPorts) ? { inDatagrams, noPorts } : undefined;
 }
 

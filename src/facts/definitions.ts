@@ -613,6 +613,8 @@ export const FACTS = {
         `if grep -q . /proc/net/ip_tables_names 2>/dev/null; then if command -v iptables-legacy-save >/dev/null 2>&1; then echo '@@ legacy'; iptables-legacy-save 2>&1 | head -c ${cap}; echo; else case "$fw_v" in *nf_tables*) ;; *) echo '@@ legacy'; iptables-save 2>&1 | head -c ${cap}; echo;; esac; fi; fi`,
         `if command -v iptables-nft-save >/dev/null 2>&1; then echo '@@ iptables-nft'; iptables-nft-save 2>&1 | head -c ${cap}; echo; else case "$fw_v" in *nf_tables*) echo '@@ iptables-nft'; iptables-save 2>&1 | head -c ${cap}; echo;; esac; fi`,
         `if command -v nft >/dev/null 2>&1; then echo '@@ nft'; nft -j list ruleset 2>&1 | head -c ${cap}; echo; fi`,
+        // legacy ip6tables tables of this namespace (none when the file is absent: ip6_tables is not even loaded)
+        "echo '@@ ip6legacy'; cat /proc/net/ip6_tables_names 2>/dev/null",
         'true',
       ].join('\n');
     },

@@ -18,6 +18,11 @@ export interface FirewallFacts {
   iptablesNft?: string;
   /** nft -j list ruleset */
   nftJson?: string;
+  /**
+   * the legacy ip6tables tables of the node's namespace (/proc/net/ip6_tables_names, one per line; empty: none);
+   * undefined when the fact did not report it. nftables' view (ip6tables-nft included) is in nftJson.
+   */
+  ip6Legacy?: string;
   /** the parts cut at the size cap (FIREWALL_PART_MAX_BYTES) */
   truncated: string[];
 }
@@ -25,7 +30,7 @@ export interface FirewallFacts {
 /** The cap on each part of the fact that leaves the node: a Kubernetes node's ruleset runs to megabytes, and three parts must stay well under the transport's 4 MiB output cap (a cut part is judged unknown). */
 export const FIREWALL_PART_MAX_BYTES = 512_000;
 
-const PART = /^@@ (version|legacy|iptables-nft|nft)$/;
+const PART = /^@@ (version|legacy|iptables-nft|nft|ip6legacy)$/;
 
 /** Reads the `fwrules` section: `@@ NAME` lines open its parts (version, legacy, iptables-nft, nft). */
 export function parseFirewallFacts(body: string): FirewallFacts {
@@ -51,6 +56,7 @@ export function parseFirewallFacts(body: string): FirewallFacts {
     ...(text('legacy') !== undefined ? { legacy: text('legacy')! } : {}),
     ...(text('iptables-nft') !== undefined ? { iptablesNft: text('iptables-nft')! } : {}),
     ...(text('nft') !== undefined ? { nftJson: text('nft')! } : {}),
+    ...(text('ip6legacy') !== undefined ? { ip6Legacy: text('ip6legacy')! } : {}),
     truncated,
   };
 }

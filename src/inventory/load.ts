@@ -12,7 +12,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { badInput } from '../errors.js';
 import { formatProblem, sortProblems, type PathPart, type Problem } from '../schema/problems.js';
-import { checkSemantics, endpointOf, siteKindOf, type RawInventory, type RawSsh } from './semantic.js';
+import { address6Of, checkSemantics, endpointOf, siteKindOf, type RawInventory, type RawSsh } from './semantic.js';
 import { checkSpec, inventorySpec } from './spec.js';
 import type { Become, Inventory, MeshSettings, Node, RpFilterMode, Site } from './types.js';
 import { readInputFile } from '../schema/input.js';
@@ -121,6 +121,7 @@ function normalise(raw: RawInventory, source: string): Inventory {
       name,
       site: n.site!,
       address: n.address!,
+      ...address6Of(n.address6),
       overlayIp: n.overlayIp!,
       listenPort: n.listenPort ?? mesh.listenPort,
       ...(n.forwardedPort !== undefined ? { forwardedPort: n.forwardedPort } : {}),

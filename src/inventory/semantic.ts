@@ -10,6 +10,7 @@ import { didYouMean, formatPath, listWords, type PathPart, type Problem } from '
 import type { EndpointOverride, Inventory, Node, Site } from './types.js';
 import { parseEndpointText } from './spec.js';
 import { ownValue } from '../schema/spec.js';
+import { canonicalIpv6 } from '../net/ipv6.js';
 import { keyPositionOf, positionOf, type TreeNode } from '../schema/yaml-tree.js';
 
 export interface RawSsh {
@@ -29,6 +30,7 @@ export interface RawSite {
 export interface RawNode {
   site?: string;
   address?: string;
+  address6?: string;
   overlayIp?: string;
   listenPort?: number;
   forwardedPort?: number;
@@ -150,6 +152,7 @@ export function checkSemantics(raw: RawInventory, tree: TreeNode | undefined): P
   const overlayOwners = new Map<string, string>(); // overlayIp -> node
   const addressOwners = new Map<string, string>(); // `${site}/${address}` (or `public/${address}`) -> node
   const forwardOwners = new Map<string, string>(); // `${site}/${port}` -> node
+  const address6Owners = new Map<string, string>(); // canonical address6 -> node
   const defaults = raw.defaults?.ssh ?? {};
   const sshTargets = new Map<string, string>(); // `host:port` after defaults -> node
   const duplicateAddress = new Set<string>(); // nodes whose address is reported as taken (their default ssh.host too)
@@ -206,13 +209,15 @@ export function checkSemantics(raw: RawInventory, tree: TreeNode | undefined): P
       computedEndpoints.set(`${node.address}:${node.listenPort ?? mesh.listenPort ?? 51820}`, name);
     if (kind === 'nat' && node.forwardedPort !== undefined && site?.nat?.publicIp !== undefined)
       computedEndpoints.set(`${site.nat.publicIp}:${node.forwardedPort}`, name);
+    const address6 = node.address6 === undefined ? undefined : canonicalIpv6(node.address6);
+    if (address6 !== undefined) computedEndpoints.set(`${address6}:${node.listenPort ?? mesh.listenPort ?? 51820}`, name);
   }
   const endpointOwners = new Map<string, string>(); // host:port (host lowercased) -> node stating it
   const checkEndpoint = (name: string, text: string) => {
     const parsed = parseEndpointText(text);
     if (!parsed.ok) return; // reported by the structural check
     const path: PathPart[] = ['nodes', name, 'endpoint'];
-    const key = `${parsed.host.toLowerCase()}:${parsed.port}`;
+    const key = `${canonicalIpv6(parsed.host) ?? parsed.host.toLowerCase()}:${parsed.port}`;
     const other = endpointOwners.get(key) ?? computedEndpoints.get(key);
     if (other !== undefined && other !== name)
       report(path, `${text} is already where node ${other} is dialled: one host:port reaches one node`);
@@ -273,6 +278,14 @@ export function checkSemantics(raw: RawInventory, tree: TreeNode | undefined): P
           report(here('address'), `${address} is already the address of ${other} in site ${siteName}`);
         } else addressOwners.set(key, name);
       }
+    }
+
+    // public IPv6 address: one per node (compared in canonical form: 2001:DB8::1 is 2001:db8:0::1)
+    const address6 = node.address6 === undefined ? undefined : canonicalIpv6(node.address6);
+    if (address6 !== undefined) {
+      const other = address6Owners.get(address6);
+      if (other !== undefined) report(here('address6'), `${node.address6} is already the IPv6 address of ${other}`);
+      else address6Owners.set(address6, name);
     }
 
     // forwarded port
@@ -342,6 +355,7 @@ export function checkSemantics(raw: RawInventory, tree: TreeNode | undefined): P
         node?.site !== undefined &&
         kinds.get(node.site) !== undefined &&
         !('forwardedPort' in node && node.forwardedPort === undefined) && // a bad forwardedPort: unknown, not absent
+        !('address6' in node && node.address6 === undefined) &&
         !('endpoint' in node && node.endpoint === undefined),
     );
   if (decidable) {
@@ -368,6 +382,12 @@ export function endpointOf(text: string | undefined): { endpoint?: EndpointOverr
   return parsed.ok ? { endpoint: { host: parsed.host, port: parsed.port } } : {};
 }
 
+/** `{ address6 }` in canonical form for a valid address, else nothing (an invalid one is reported by the structural check). */
+export function address6Of(text: string | undefined): { address6?: string } {
+  const address6 = text === undefined ? undefined : canonicalIpv6(text);
+  return address6 === undefined ? {} : { address6 };
+}
+
 /** Just enough of an Inventory for the endpoint rules: which side can dial which. */
 function reachabilityModel(
   sites: Record<string, RawSite | undefined>,
@@ -387,6 +407,7 @@ function reachabilityModel(
     overlayIp: node!.overlayIp ?? '',
     listenPort: node!.listenPort ?? 0,
     forwardedPort: node!.forwardedPort,
+    ...address6Of(node!.address6),
     ...endpointOf(node!.endpoint),
     ssh: { host: '', port: 22, user: 'root', become: 'none' },
   }));

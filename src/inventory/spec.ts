@@ -6,6 +6,7 @@
  */
 import { isIPv6 } from 'node:net';
 import { isIpv4, parseCidrDetailed } from '../net/ipv4.js';
+import { publicIpv6Problem } from '../net/ipv6.js';
 import type { Spec, StringFormat } from '../schema/spec.js';
 
 export { checkSpec, type Spec, type StringFormat } from '../schema/spec.js';
@@ -99,6 +100,12 @@ export const formats = {
       }
     },
     jsonSchema: { pattern: `^${IPV4_PATTERN}/(3[0-2]|[12]?[0-9])$` },
+  },
+  publicIpv6: {
+    what: 'a global IPv6 address like 2001:db8:10::11',
+    check: publicIpv6Problem,
+    // JSON Schema's `ipv6` format (RFC 4291 text); editors then flag typos, the loader checks the rest
+    jsonSchema: { format: 'ipv6' },
   },
   hostnameLabel: {
     what: 'a name usable as a hostname',
@@ -406,6 +413,13 @@ export const inventorySpec: Spec = {
             description:
               "Underlay address: the node's LAN address in a nat or lan site (inside the site's lan), its public address in a public site.",
             examples: ['192.168.15.2', '198.51.100.25'],
+          },
+          address6: {
+            type: 'string',
+            format: formats.publicIpv6,
+            description:
+              "The node's public IPv6 address (global unicast, inside 2000::/3; no prefix length), in any kind of site. Two nodes of different sites that both have one dial each other at [address6]:listenPort, ahead of any IPv4 NAT forward (IPv6 has no NAT), so two NATed sites without forwards still connect directly. Unique.",
+            examples: ['2001:db8:10::11'],
           },
           overlayIp: {
             type: 'string',

@@ -81,6 +81,11 @@ export interface Node {
   site: string;
   /** underlay address: the LAN address in a nat/lan site, the public address in a public site */
   address: string;
+  /**
+   * public IPv6 underlay address (global unicast, RFC 5952 text as `wg show` prints it), any site kind: peers in
+   * other sites that have one too dial [address6]:listenPort, ahead of IPv4 forwards (../topology/endpoints.ts)
+   */
+  address6?: string;
   /** overlay address (no prefix); the node's wg address is overlayIp/32 */
   overlayIp: string;
   /** UDP port WireGuard listens on inside the node */

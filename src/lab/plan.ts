@@ -14,6 +14,11 @@
  *   site's public IP on the internet and masquerades a shared-space link (100.64.N.0/24, RFC 6598) whose .2 is the
  *   site router's `wan`. Two NATs deep, nothing forwarded.
  * - one namespace per node: `eth0` on its site's bridge (nat/lan) or on the internet (public).
+ * - IPv6, only for the nodes with an `address6` (all inside the documentation prefix 2001:db8::/32, RFC 3849): the
+ *   internet routes each public node's /128 and each site's /64 to its router; the site router routes the /64 onto
+ *   its LAN without NAT and without a firewall (as a home router does with IPv6, its inbound filter opened), and
+ *   every hop's gateway is the link-local fe80::1 (the internet on its links, the router on its LAN). A carrier NAT
+ *   site gets no IPv6 in the lab.
  * - `operator`: joins every LAN (highest free address) and the internet (an address outside every inventory
  *   range); forwarding off, so it never bridges segments. meshctl runs here against the lab.
  * Interface names live inside lab namespaces, so they never collide with the host or another lab; they only need
@@ -22,6 +27,7 @@
 import type { Inventory, NatMapping, Node, Site } from '../inventory/types.js';
 import { type Cidr, cidrContains, cidrsOverlap, intToIp, ipToInt, isIpv4, parseCidr } from '../net/ipv4.js';
 import { badInput } from '../errors.js';
+import { ipv6PrefixContains, ipv6PrefixOf, parseIpv6Prefix } from '../net/ipv6.js';
 
 /** Held by the internet namespace on every link; everyone's on-link default gateway. */
 export const INTERNET_GATEWAY = '169.254.0.1';
@@ -31,6 +37,12 @@ export const LAB_SUDO_USER = 'meshadmin';
 export const NODE_APT_DIR = '/srv/meshctl-apt';
 /** Addresses for the operator's and lan routers' public side: RFC 2544 benchmarking space, never a real host. */
 const LAB_PUBLIC_POOL = parseCidr('198.18.0.0/15')!;
+/** The only IPv6 the lab builds: the documentation prefix (RFC 3849), never a real network. */
+export const LAB_IPV6_PREFIX = '2001:db8::/32';
+/** Every IPv6 hop's gateway (on-link, link-local): the internet on each of its links, a router on its LAN. */
+export const IPV6_GATEWAY = 'fe80::1';
+/** A site router's link-local address on its `wan`, where the internet routes the site's /64. */
+const IPV6_ROUTER_WAN = 'fe80::2';
 /** The carrier's side of a carrier NAT site: RFC 6598 shared address space, one /24 per carrier site. */
 const CARRIER_POOL = parseCidr('100.64.0.0/10')!;
 
@@ -83,6 +95,8 @@ export interface PlannedNamespace {
   site?: string;
   node?: string;
   forwarding: boolean;
+  /** routes IPv6 too (net.ipv6.conf.all.forwarding=1): the internet and routers of a lab with IPv6 */
+  forwardsIpv6?: boolean;
   interfaces: PlannedInterface[];
   routes: PlannedRoute[];
   nat?: PlannedNat;
@@ -98,6 +112,8 @@ export interface PlannedNode {
   site: string;
   namespace: string;
   address: string;
+  /** the node's public IPv6 address (inventory `address6`), when it has one */
+  address6?: string;
   overlayIp: string;
   sshHost: string;
   sshPort: number;
@@ -212,6 +228,8 @@ export function planLab(inventory: Inventory, lab: string): LabPlan {
     }
   }
 
+  const site64 = planIpv6Prefixes(inventory, problems);
+
   if (inventory.nodes.length === 0) problems.push('the inventory has no nodes');
   const forwardKeys = new Map<string, string>();
   for (const node of inventory.nodes) {
@@ -305,6 +323,14 @@ export function planLab(inventory: Inventory, lab: string): LabPlan {
     target.routes.push({ to: 'default', via: INTERNET_GATEWAY, dev: localIf, onlink: true });
   };
 
+  /** The internet's side of `internetIf` also holds fe80::1 (IPv6's on-link gateway) and routes `to` there. */
+  const internetIpv6 = (internetIf: string, to: PlannedRoute) => {
+    internet.forwardsIpv6 = true;
+    const itf = internet.interfaces.find((i) => i.name === internetIf)!;
+    if (!itf.addresses.includes(`${IPV6_GATEWAY}/64`)) itf.addresses.push(`${IPV6_GATEWAY}/64`);
+    internet.routes.push(to);
+  };
+
   /**
    * The carrier router of a carrier NAT site: the site's public IP on the internet, the shared-space link to the
    * site router behind it, and its own MASQUERADE of that link. Returns the site router's `wan` address.
@@ -356,6 +382,16 @@ export function planLab(inventory: Inventory, lab: string): LabPlan {
         ? site.publicIp
         : labPublicAddress(`router of site ${site.name}`);
     if (!carrier) joinInternet(router, 'wan', ifname('s', index, site.name), publicIp);
+    const lan6 = site64.get(site.name);
+    if (lan6 && !carrier) {
+      // the site's /64, routed by the internet to the router and by the router onto its LAN: no NAT
+      const internetIf = ifname('s', index, site.name);
+      internetIpv6(internetIf, { to: lan6, via: IPV6_ROUTER_WAN, dev: internetIf });
+      router.forwardsIpv6 = true;
+      router.interfaces.find((i) => i.name === 'wan')!.addresses.push(`${IPV6_ROUTER_WAN}/64`);
+      router.interfaces.find((i) => i.name === 'br0')!.addresses.push(`${IPV6_GATEWAY}/64`);
+      router.routes.push({ to: 'default', via: IPV6_GATEWAY, dev: 'wan' }, { to: lan6, dev: 'br0' });
+    }
     const forwards: PlannedForward[] =
       site.kind === 'nat'
         ? inventory.nodes
@@ -401,8 +437,15 @@ export function planLab(inventory: Inventory, lab: string): LabPlan {
       interfaces: [],
       routes: [],
     };
-    if (site.kind === 'public') joinInternet(nodeNs, 'eth0', ifname('n', index, node.name), node.address);
-    else {
+    if (site.kind === 'public') {
+      joinInternet(nodeNs, 'eth0', ifname('n', index, node.name), node.address);
+      if (node.address6 !== undefined) {
+        const internetIf = ifname('n', index, node.name);
+        internetIpv6(internetIf, { to: `${node.address6}/128`, dev: internetIf });
+        nodeNs.interfaces.find((i) => i.name === 'eth0')!.addresses.push(`${node.address6}/128`);
+        nodeNs.routes.push({ to: 'default', via: IPV6_GATEWAY, dev: 'eth0' });
+      }
+    } else {
       const router = routerNs.get(site.name)!;
       const cidr = lans.get(site.name)!;
       const portIf = ifname('n', index, node.name);
@@ -410,6 +453,10 @@ export function planLab(inventory: Inventory, lab: string): LabPlan {
       router.interfaces.push({ name: portIf, addresses: [], master: 'br0' });
       nodeNs.interfaces.push({ name: 'eth0', addresses: [`${node.address}/${cidr.prefix}`] });
       nodeNs.routes.push({ to: 'default', via: routers.find((r) => r.site === site.name)!.address, dev: 'eth0' });
+      if (node.address6 !== undefined && site64.has(site.name)) {
+        nodeNs.interfaces.find((i) => i.name === 'eth0')!.addresses.push(`${node.address6}/64`);
+        nodeNs.routes.push({ to: 'default', via: IPV6_GATEWAY, dev: 'eth0' });
+      }
     }
     namespaces.push(nodeNs);
     const sudoUsers = [LAB_SUDO_USER, ...(node.ssh.user !== 'root' && node.ssh.user !== LAB_SUDO_USER ? [node.ssh.user] : [])];
@@ -418,6 +465,7 @@ export function planLab(inventory: Inventory, lab: string): LabPlan {
       site: site.name,
       namespace: nodeNs.name,
       address: node.address,
+      ...(node.address6 !== undefined ? { address6: node.address6 } : {}),
       overlayIp: node.overlayIp,
       sshHost: node.ssh.host,
       sshPort: node.ssh.port,
@@ -443,6 +491,48 @@ export function planLab(inventory: Inventory, lab: string): LabPlan {
 }
 
 const formatPrefix = (cidr: Cidr) => `${cidr.network}/${cidr.prefix}`;
+
+/**
+ * Each nat/lan site's IPv6 /64 (the one its nodes' `address6` share), checking what the lab can build: addresses
+ * inside LAB_IPV6_PREFIX only (the lab never makes a real network's addresses), one /64 per site, not shared with
+ * another site, no public node's address inside a site's /64, no IPv6 behind a carrier NAT.
+ */
+function planIpv6Prefixes(inventory: Inventory, problems: string[]): Map<string, string> {
+  const doc = parseIpv6Prefix(LAB_IPV6_PREFIX)!;
+  const site64 = new Map<string, string>();
+  const owner64 = new Map<string, string>();
+  const sites = new Map(inventory.sites.map((s) => [s.name, s]));
+  const withV6 = inventory.nodes.filter((n) => n.address6 !== undefined);
+  for (const node of withV6) {
+    const site = sites.get(node.site);
+    const where = `node ${node.name}`;
+    if (!ipv6PrefixContains(doc, node.address6!)) {
+      problems.push(`${where}: address6 ${node.address6} is outside ${LAB_IPV6_PREFIX}, the only IPv6 the lab builds`);
+      continue;
+    }
+    if (!site || site.kind === 'public') continue;
+    if (site.kind === 'nat' && site.carrier) {
+      problems.push(`${where}: the lab gives no IPv6 to a carrier NAT site (${site.name}): remove address6 for the lab`);
+      continue;
+    }
+    const prefix = ipv6PrefixOf(node.address6!, 64)!;
+    const previous = site64.get(site.name);
+    if (previous !== undefined && previous !== prefix)
+      problems.push(`${where}: address6 ${node.address6} is not in site ${site.name}'s /64 ${previous} (the lab routes one /64 per site)`);
+    else if (owner64.has(prefix) && owner64.get(prefix) !== site.name)
+      problems.push(`${where}: the /64 ${prefix} is already site ${owner64.get(prefix)}'s`);
+    else {
+      site64.set(site.name, prefix);
+      owner64.set(prefix, site.name);
+    }
+  }
+  for (const node of withV6) {
+    if (sites.get(node.site)?.kind !== 'public') continue;
+    const inside = [...owner64].find(([prefix]) => ipv6PrefixContains(parseIpv6Prefix(prefix)!, node.address6!));
+    if (inside) problems.push(`node ${node.name}: address6 ${node.address6} is inside site ${inside[1]}'s /64 ${inside[0]}`);
+  }
+  return site64;
+}
 
 /** Resolves `lab exec` targets that are not nodes: `router:<site>`, `carrier:<site>`, `internet`, `operator`. */
 export function infraNamespace(plan: Pick<LabPlan, 'routers' | 'operator' | 'internet'>, target: string): string | undefined {

@@ -117,7 +117,9 @@ export function ipBatchFor(ns: PlannedNamespace, phase: 'create' | 'configure'):
   }
   for (const itf of ns.interfaces) {
     if (itf.master) lines.push(`link set ${itf.name} master ${itf.master}`);
-    for (const address of itf.addresses) lines.push(`address add ${address} dev ${itf.name}`);
+    // IPv6: nodad, so an address is usable at once (duplicate address detection would hold it tentative for ~1 s;
+    // the plan gives every address once per link)
+    for (const address of itf.addresses) lines.push(`address add ${address} dev ${itf.name}${address.includes(':') ? ' nodad' : ''}`);
   }
   for (const itf of ns.interfaces) lines.push(`link set ${itf.name} up`);
   for (const route of ns.routes) lines.push(routeLine(route));
@@ -138,6 +140,8 @@ export const vethAdd = (nsA: string, ifA: string, nsB: string, ifB: string) =>
 export function nsSysctls(ns: PlannedNamespace): string[] {
   const values = [`net.ipv4.ip_forward=${ns.forwarding ? 1 : 0}`];
   if (ns.role !== 'node') values.push('net.ipv4.conf.all.rp_filter=0', 'net.ipv4.conf.default.rp_filter=0');
+  // only in a lab with IPv6: a host booted with ipv6.disable=1 has no net.ipv6 keys, and other labs must still build
+  if (ns.forwardsIpv6) values.push('net.ipv6.conf.all.forwarding=1');
   return values;
 }
 export const sysctlIn = (ns: string, values: string[]) => must(inNetns(ns, ['sysctl', '-q', '-w', ...values]));

@@ -6,6 +6,10 @@
  * - A node in a nat site is dialled from outside at the site's public IP and the node's forwarded port.
  * - Anything else (a lan site from outside, a nat node without a forward, a carrier NAT site) cannot be dialled:
  *   no Endpoint, the peer has to dial in, and WireGuard roams to the address it came from.
+ * - Anywhere but inside one nat or lan site, when both nodes have a public IPv6 address (`address6`), each dials the other at
+ *   [address6]:listenPort, ahead of the IPv4 rules: IPv6 has no NAT, so the listen port is reached as it is, and
+ *   two NATed sites without forwards connect directly. (The site router's stateful IPv6 firewall, which most home
+ *   routers have, lets the answers in once the node has sent out: keepalive stays as it is, see keepaliveFor.)
  * - A node's own `endpoint` (inventory) wins over all of these, for every peer, as WireKube's endpoint annotation.
  *
  * The port a peer dials is the one the dialler's packets arrive at: the router's forwardedPort, which it maps to
@@ -28,6 +32,8 @@ export function endpointFor(inventory: Inventory, from: Node, to: Node): Endpoin
   if (to.endpoint) return { host: to.endpoint.host, port: to.endpoint.port };
   const toSite = siteOf(inventory, to);
   if (from.site === to.site && toSite.kind !== 'public') return { host: to.address, port: to.listenPort };
+  const v6 = ipv6EndpointFor(from, to);
+  if (v6) return v6;
   switch (toSite.kind) {
     case 'public':
       return { host: to.address, port: to.listenPort };
@@ -38,12 +44,29 @@ export function endpointFor(inventory: Inventory, from: Node, to: Node): Endpoin
   }
 }
 
+/**
+ * [to.address6]:to.listenPort when both nodes have a public IPv6 address, else undefined. Inside one nat or lan site
+ * the LAN address is used instead (endpointFor checks that first): the LAN is the shorter way.
+ */
+export function ipv6EndpointFor(from: Node, to: Node): Endpoint | undefined {
+  return from.address6 !== undefined && to.address6 !== undefined ? { host: to.address6, port: to.listenPort } : undefined;
+}
+
+/** True when `from` dials `to` over IPv6 (the endpoint endpointFor gives is an IPv6 literal). */
+export const dialsOverIpv6 = (inventory: Inventory, from: Node, to: Node): boolean =>
+  endpointFor(inventory, from, to)?.host.includes(':') === true;
+
 /** Nodes behind NAT (nat or lan sites) keep their mapping open towards peers outside their site. */
 export function isBehindNat(site: Site): boolean {
   return site.kind !== 'public';
 }
 
-/** PersistentKeepalive from `from` towards `to`, or undefined for none. */
+/**
+ * PersistentKeepalive from `from` towards `to`, or undefined for none. The same over IPv6: a node in a nat or lan
+ * site sits behind its router's stateful IPv6 firewall (RFC 6092's recommended default, what most home routers do:
+ * inbound new flows dropped, answers to outbound ones let in), whose UDP pinhole closes after a few minutes of silence
+ * like a NAT mapping; the keepalive keeps it open, so peers can keep reaching the node. A public node keeps none.
+ */
 export function keepaliveFor(inventory: Inventory, from: Node, to: Node): number | undefined {
   const seconds = inventory.mesh.persistentKeepalive;
   if (seconds <= 0 || from.site === to.site) return undefined;
