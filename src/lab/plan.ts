@@ -131,6 +131,8 @@ export interface LabPlan {
   routers: PlannedRouter[];
   operator: { namespace: string; internetAddress: string; lanAddresses: Record<string, string> };
   internet: { namespace: string };
+  /** DNS name -> address the lab's dnsmasq serves (sites named by nat.publicHost; src/lab/dns.ts); absent: no server */
+  dns?: Record<string, string>;
 }
 
 /** Lab names are short and go into namespace names and paths. */
