@@ -22,6 +22,10 @@ import { planDown, parseDownProbe, describeDownChange } from '../../src/steps/do
 import { liveDrift } from '../../src/steps/service.js';
 import type { NodeFacts } from '../../src/facts/node-facts.js';
 import type { Node } from '../../src/inventory/types.js';
+import { judgeNatMapping, natedNodes, resolveScript, type NatDiscoveryReport } from '../../src/checks/nat-discovery.js';
+import { parseWatchOutput } from '../../src/checks/forward-probe.js';
+import { planLab } from '../../src/lab/plan.js';
+import { dnsHostsText, labDnsRecords } from '../../src/lab/dns.js';
 
 const INVENTORY = 'test/fixtures/inventories/good/dynamic-dns.yaml';
 const inventory = loadInventory(INVENTORY);
@@ -295,5 +299,61 @@ describe('the re-resolve script (real sh; stand-in wg and getent on PATH)', { sk
   it('a name that does not resolve changes nothing', () => {
     const live = `${key('home-1')}\t(none)\n`;
     assert.equal(run({}, live).calls, '');
+  });
+});
+
+describe('NAT discovery judges a named site by what the name resolves to on the node', () => {
+  const four = readFileSync('inventories/four-sites.yaml', 'utf8');
+  // site a named by DNS; its publicIp left out of date on purpose (a dynamic address moved since it was written)
+  const named = loadInventory('four-named.yaml', {
+    text: four.replace('publicIp: 203.0.113.10', 'publicIp: 203.0.113.11\n      publicHost: a.dyn.example.net'),
+  });
+  const captured = (observer: string) => parseWatchOutput(readFileSync(`test/fixtures/nat-discovery/observer-${observer}.txt`, 'utf8'));
+  const report = (resolved: string[] | undefined): NatDiscoveryReport => ({
+    observers: ['p-1', 'p-2'],
+    tokens: new Map(natedNodes(named).map((n) => [n.name, `q1n${named.nodes.indexOf(n).toString(36)}`])),
+    seen: new Map([
+      ['p-1', captured('p-1')],
+      ['p-2', captured('p-2')],
+    ]),
+    unavailable: new Map(),
+    ...(resolved ? { resolved: new Map([['a-2', resolved]]) } : {}),
+  });
+  const a2 = named.nodes.find((n) => n.name === 'a-2')!;
+
+  it('passes when the name resolves to the address the datagrams came from (a stale publicIp does not matter)', () => {
+    const verdict = judgeNatMapping(report(['203.0.113.10']), named, a2);
+    assert.equal(verdict.status, 'pass');
+    assert.match(
+      verdict.message,
+      /^site a: public address 203\.0\.113\.10 \(what a\.dyn\.example\.net resolves to\); endpoint-independent/,
+    );
+  });
+
+  it('fails (the site has forwards) when the name points elsewhere, naming the name and the fix', () => {
+    const verdict = judgeNatMapping(report(['203.0.113.99']), named, a2);
+    assert.equal(verdict.status, 'fail');
+    assert.match(
+      verdict.message,
+      /public address 203\.0\.113\.10, but a\.dyn\.example\.net \(nat\.publicHost\) resolves to 203\.0\.113\.99: peers would dial that; update the DNS name/,
+    );
+    assert.equal(judgeNatMapping(report(undefined), named, a2).status, 'fail', 'not resolved: nothing shows the name is right');
+  });
+
+  it('the discovery asks the node, not the operator, to resolve the name', () => {
+    assert.equal(resolveScript('a.dyn.example.net'), "getent ahosts a.dyn.example.net | awk '{ print $1 }' | sort -u; true");
+  });
+});
+
+describe('the lab serves the names', () => {
+  it('one record per publicHost, at the address the lab gives the router', () => {
+    const plan = planLab(inventory, 'dnsunit');
+    const records = labDnsRecords(inventory, plan);
+    assert.deepEqual(records, { 'home.dyn.example.net': '203.0.113.40' });
+    assert.equal(dnsHostsText(records), '203.0.113.40 home.dyn.example.net\n');
+    assert.deepEqual(
+      labDnsRecords(loadInventory('inventories/four-sites.yaml'), planLab(loadInventory('inventories/four-sites.yaml'), 'dnsunit')),
+      {},
+    );
   });
 });
