@@ -4,8 +4,9 @@
  *
  * - dnsmasq (Debian package dnsmasq-base) runs in the lab's `internet` namespace, bound to INTERNET_GATEWAY
  *   (169.254.0.1), the on-link gateway every lab namespace already reaches (public nodes directly, NATed nodes
- *   through their router). It answers only the names in the lab's hosts file (`--no-resolv --no-hosts`: nothing is
- *   forwarded anywhere, there is no route out of the lab anyway), with TTL 0, so a changed record is seen at once.
+ *   through their router). It answers only the names in the lab's hosts file (`--no-resolv --no-hosts
+ *   --local=/#/`: nothing is forwarded anywhere, there is no route out of the lab anyway), with TTL 0, so a
+ *   changed record is seen at once.
  * - each node's /etc/resolv.conf names that server (written into the node's own root before it boots; the host's
  *   resolv.conf is never touched: nspawn runs with --resolv-conf=off).
  * - `labMoveSite` gives a nat site's router (or its carrier router) a new public address: the internet namespace's
@@ -88,6 +89,9 @@ export async function startLabDns(lab: string, internetNs: string, records: Reco
     '--no-resolv',
     '--no-hosts',
     '--no-poll',
+    // every name is local: a known name without AAAA is NODATA, an unknown one NXDOMAIN (never REFUSED, which
+    // glibc's parallel A+AAAA lookup in getent/wg could take as a failure of the whole lookup)
+    '--local=/#/',
     `--addn-hosts=${files.hosts}`,
     `--listen-address=${LAB_DNS_SERVER}`,
     '--bind-interfaces',
@@ -102,8 +106,8 @@ export async function startLabDns(lab: string, internetNs: string, records: Reco
   const deadline = Date.now() + 10_000;
   for (;;) {
     if (!pidAlive(pid)) throw new Error(`the lab's dnsmasq exited: ${tail(files.log)}`);
-    const listening = await sys.run(sys.inNetns(internetNs, ['ss', '-Hlun', `src ${LAB_DNS_SERVER}:53`]));
-    if (listening.stdout.trim()) return pid;
+    const listening = await sys.run(sys.inNetns(internetNs, ['ss', '-Hlun']));
+    if (listening.stdout.includes(`${LAB_DNS_SERVER}:53 `)) return pid;
     if (Date.now() > deadline) throw new Error(`the lab's dnsmasq is not listening on ${LAB_DNS_SERVER}:53: ${tail(files.log)}`);
     await new Promise((r) => setTimeout(r, 100));
   }
