@@ -80,7 +80,8 @@ check() {
   address=\${address%]}
   if printf '%s\\n' "$addresses" | grep -qxF -- "$address"; then return 0; fi
   if wg set "$iface" peer "$key" endpoint "$host:$port"; then
-    echo "$iface: $host is now $(printf '%s' "$addresses" | tr '\\n' ' ')(live was \${now:-none}): endpoint of peer $key set again"
+    # shellcheck disable=SC2086 # the addresses, one per line, joined by spaces
+    echo "$iface: $host is now $(echo $addresses) (live was \${now:-none}): endpoint of peer $key set again"
   fi
 }
 

@@ -284,7 +284,14 @@ describe('the re-resolve script (real sh; stand-in wg and getent on PATH)', { sk
 
   it('sets the endpoint of each peer whose live address is not what its name resolves to now', () => {
     const live = `${key('home-1')}\t203.0.113.40:41001\n${key('home-2')}\t203.0.113.40:41002\n${key('edge-1')}\t198.51.100.40:51820\n`;
-    const { calls } = run({ 'home.dyn.example.net': '203.0.113.77' }, live);
+    const { calls, out } = run({ 'home.dyn.example.net': '203.0.113.77' }, live);
+    assert.match(
+      out,
+      new RegExp(
+        `^wg0: home\\.dyn\\.example\\.net is now 203\\.0\\.113\\.77 \\(live was 203\\.0\\.113\\.40:41001\\): endpoint of peer ${key('home-1').replace(/[+/=]/g, '\\$&')} set again$`,
+        'm',
+      ),
+    );
     assert.equal(
       calls,
       `wg set wg0 peer ${key('home-1')} endpoint home.dyn.example.net:41001\nwg set wg0 peer ${key('home-2')} endpoint home.dyn.example.net:41002\n`,
