@@ -1,6 +1,6 @@
 /**
  * Dynamic public addresses (issue 11): a home addressed by a DNS name (nat.publicHost) in
- * test/fixtures/inventories/good/dynamic-dns.yaml, with the lab's own DNS server (dnsmasq in the internet
+ * inventories/dynamic-dns.yaml, with the lab's own DNS server (dnsmasq in the internet
  * namespace; src/lab/dns.ts).
  * - `up` converges with the name as the endpoint in every config that dials the home, and installs the re-resolve
  *   timer exactly where a node dials a name (cafe-1 and edge-1, not the home's own nodes);
@@ -15,7 +15,7 @@ import assert from 'node:assert/strict';
 import { describeLab, uniqueLabName } from './harness.js';
 import { labMoveSite } from '../../src/lab/dns.js';
 
-const INVENTORY = 'test/fixtures/inventories/good/dynamic-dns.yaml';
+const INVENTORY = 'inventories/dynamic-dns.yaml';
 const NODES = ['home-1', 'home-2', 'cafe-1', 'edge-1'];
 const OVERLAY: Record<string, string> = {
   'home-1': '172.27.40.2',

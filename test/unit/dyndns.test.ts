@@ -27,7 +27,7 @@ import { parseWatchOutput } from '../../src/checks/forward-probe.js';
 import { planLab } from '../../src/lab/plan.js';
 import { dnsHostsText, labDnsRecords } from '../../src/lab/dns.js';
 
-const INVENTORY = 'test/fixtures/inventories/good/dynamic-dns.yaml';
+const INVENTORY = 'inventories/dynamic-dns.yaml';
 const inventory = loadInventory(INVENTORY);
 const node = (name: string): Node => inventory.nodes.find((n) => n.name === name)!;
 const KEYS = new Map(inventory.nodes.map((n, i) => [n.name, Buffer.alloc(32, i + 1).toString('base64')]));
