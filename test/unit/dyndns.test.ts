@@ -50,7 +50,7 @@ describe('nat.publicHost in the inventory', () => {
     const result = checkInventoryText(text, 'x.yaml');
     assert.equal(result.ok, false);
     assert.deepEqual(!result.ok && result.problems.map((p) => `${p.line}:${p.col}: ${p.path}: ${p.message}`), [
-      '11:5: sites.home.nat.publicIp: missing required field (e.g. publicIp: 203.0.113.10, or publicHost: home.example.net for a dynamic address)',
+      '12:5: sites.home.nat.publicIp: missing required field (e.g. publicIp: 203.0.113.10, or publicHost: home.example.net for a dynamic address)',
     ]);
   });
 });
