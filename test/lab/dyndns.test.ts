@@ -102,9 +102,11 @@ describeLab(
       assert.match(await sh('cafe-1', 'getent ahosts home.dyn.example.net'), new RegExp(`^${NEW_IP.replaceAll('.', '\\.')}\\s`, 'm'));
       let failing = await failingPairs();
       const firstFailing = failing;
+      const rounds: string[] = [];
       while (failing.length > 0 && Date.now() - started < RECOVERY_LIMIT_S * 1000) {
         await new Promise((r) => setTimeout(r, 2000));
         failing = await failingPairs();
+        rounds.push(`${((Date.now() - started) / 1000).toFixed(0)} s: ${failing.join(', ') || 'none'}`);
       }
       const seconds = (Date.now() - started) / 1000;
       process.stdout.write(
@@ -112,7 +114,11 @@ describeLab(
       );
       assert.deepEqual(failing, [], `still failing after ${seconds.toFixed(0)} s`);
       assert.match(await sh('cafe-1', 'wg show wg0 endpoints'), new RegExp(`\\t${NEW_IP.replaceAll('.', '\\.')}:41001$`, 'm'));
-      const journal = await sh('cafe-1', 'journalctl -u meshctl-reresolve@wg0.service --no-pager -o cat');
+      const journal = await sh(
+        'cafe-1',
+        'journalctl -u meshctl-reresolve@wg0.service --no-pager -o short-precise | grep -v -e Start -e Finish -e Deactivated',
+      );
+      process.stdout.write(`dyndns: failing pairs per round: ${rounds.join('; ')}\ndyndns: cafe-1's re-resolve journal:\n${journal}`);
       assert.match(
         journal,
         new RegExp(`home\\.dyn\\.example\\.net is now ${NEW_IP.replaceAll('.', '\\.')} .*endpoint of peer .* set again`),
