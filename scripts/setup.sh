@@ -24,6 +24,7 @@ debian_packages=(
   ca-certificates procps psmisc util-linux iputils-ping   # ping: the 250-peer script test runs real pings in an empty namespace
   fping                           # the ping script's fping branch is tested against the real fping (empty namespace)
   bubblewrap                      # the simulated farm (scripts/bench/farm) runs node commands in bwrap sandboxes
+  dnsmasq-base                    # the lab's DNS server for nat.publicHost names (src/lab/dns.ts)
 )
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()

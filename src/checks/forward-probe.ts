@@ -18,7 +18,7 @@
  */
 import type { CheckResult } from '../engine/types.js';
 import type { Inventory, Node } from '../inventory/types.js';
-import { siteOf } from '../inventory/types.js';
+import { publicAddressOf, siteOf } from '../inventory/types.js';
 import { sh, shellQuote } from '../remote/shell.js';
 import type { Connection } from '../transport/types.js';
 
@@ -47,6 +47,7 @@ export const PROBE_PREFIX = 'meshctl-forward-probe';
 export interface Forward {
   site: string;
   node: string;
+  /** where peers dial the site: nat.publicHost (a DNS name, resolved by the sending node) or nat.publicIp */
   publicIp: string;
   port: number;
   address: string;
@@ -85,7 +86,7 @@ export function forwardsOf(inventory: Inventory, nonce: string): Forward[] {
       {
         site: site.name,
         node: node.name,
-        publicIp: site.publicIp,
+        publicIp: publicAddressOf(site),
         port: node.forwardedPort,
         address: node.address,
         listenPort: node.listenPort,
@@ -142,7 +143,8 @@ for my $r (1 .. $rounds) {
   for (my $i = 0; $i < @t; $i += 3) {
     my $data = "$prefix $t[$i]";
     $data = pack('nnnn', $sport, $t[$i + 2], 8 + length($data), 0) . $data if $sport;
-    send($s, $data, 0, sockaddr_in($sport ? 0 : $t[$i + 2], inet_aton($t[$i + 1])));
+    my $to = inet_aton($t[$i + 1]) or next; # a name that does not resolve: nothing to send
+    send($s, $data, 0, sockaddr_in($sport ? 0 : $t[$i + 2], $to));
   }
   select(undef, undef, undef, $gap);
 }

@@ -13,6 +13,7 @@
 import type { CheckResult } from '../engine/types.js';
 import type { Inventory, Node } from '../inventory/types.js';
 import { siteOf } from '../inventory/types.js';
+import { sh } from '../remote/shell.js';
 import type { Connection } from '../transport/types.js';
 import {
   FAST_PROBE,
@@ -36,6 +37,11 @@ export interface NatDiscoveryReport {
   seen: Map<string, Sighting[]>;
   /** node -> why it could not take part */
   unavailable: Map<string, string>;
+  /**
+   * node -> the addresses its site's nat.publicHost resolves to, as that node resolves it (`getent ahosts`); only
+   * for sites named by publicHost. The name is resolved on the node, never on the operator's machine.
+   */
+  resolved?: Map<string, string[]>;
 }
 
 /** How one node's datagrams arrived: the public address:port each observer saw. */
@@ -110,6 +116,8 @@ export function judgeNatMapping(report: NatDiscoveryReport, inventory: Inventory
         : `mapping not known (one public node to observe from: port ${node.listenPort} -> ${ports[0]})`;
   // with forwards, peers dial publicIp: a wrong one breaks every pair that needs them (a STOP); without, a note
   const forwarded = inventory.nodes.some((n) => n.site === site.name && n.forwardedPort !== undefined);
+  if (site.kind === 'nat' && site.publicHost)
+    return judgeByName(site.publicHost, site.name, verdict.publicIp, report.resolved?.get(node.name), forwarded, mapping, id, evidence);
   if (site.kind === 'nat' && verdict.publicIp !== site.publicIp)
     return {
       id,
@@ -120,6 +128,39 @@ export function judgeNatMapping(report: NatDiscoveryReport, inventory: Inventory
   const address = site.kind === 'nat' ? `public address ${verdict.publicIp} (as in the inventory)` : `public address ${verdict.publicIp}`;
   return { id, status: 'pass', message: `site ${site.name}: ${address}; ${mapping}`, evidence };
 }
+
+/**
+ * A site named by publicHost: peers dial the name, so the address it resolves to (on the node) must be the one its
+ * datagrams arrive from; the inventory's publicIp is only where it was when written (a dynamic address moves).
+ */
+function judgeByName(
+  host: string,
+  site: string,
+  seen: string,
+  resolved: string[] | undefined,
+  forwarded: boolean,
+  mapping: string,
+  id: string,
+  evidence: string[],
+): CheckResult {
+  const withResolution = [...evidence, `${host} resolves to ${resolved?.length ? resolved.join(', ') : 'nothing'} on this node`];
+  if (resolved?.includes(seen))
+    return {
+      id,
+      status: 'pass',
+      message: `site ${site}: public address ${seen} (what ${host} resolves to); ${mapping}`,
+      evidence: withResolution,
+    };
+  return {
+    id,
+    status: forwarded ? 'fail' : 'warn',
+    message: `site ${site}: public address ${seen}, but ${host} (nat.publicHost) resolves to ${resolved?.length ? resolved.join(', ') : 'nothing'}: peers would dial that; update the DNS name; ${mapping}`,
+    evidence: withResolution,
+  };
+}
+
+/** The addresses a node resolves `host` to, one a line (getent: the node's own resolver, /etc/hosts included). */
+export const resolveScript = (host: string): string => `${sh`getent ahosts ${host}`.text} | awk '{ print $1 }' | sort -u; true`;
 
 /**
  * Runs the discovery on connections that are already open (the run's own), keyed by node name: starts the
@@ -156,6 +197,22 @@ export async function runNatDiscovery(
         const targets = observers.map((o) => ({ token: report.tokens.get(n.name)!, host: o.address, port: o.listenPort }));
         const result = await connections.get(n.name)!.run(udpSendScript(targets, n.listenPort, timing), { timeoutMs });
         if (result.code !== 0) report.unavailable.set(n.name, firstLine(result.stderr) || `sender exited ${result.code}`);
+      }),
+    // a site named by publicHost: what the name resolves to on the node itself, at the same time as the sending
+    ...senders
+      .filter((n) => connections.has(n.name))
+      .map(async (n) => {
+        const site = siteOf(inventory, n);
+        if (site.kind !== 'nat' || !site.publicHost) return;
+        const lookup = await connections.get(n.name)!.run(resolveScript(site.publicHost), { timeoutMs: 15_000 });
+        report.resolved ??= new Map();
+        report.resolved.set(
+          n.name,
+          lookup.stdout
+            .split('\n')
+            .map((l) => l.trim())
+            .filter(Boolean),
+        );
       }),
   ];
   (await Promise.allSettled(work)).forEach((s) => {

@@ -67,6 +67,20 @@ export function registerLab(program: Command, finish: (result: CommandResult) =>
     });
 
   lab
+    .command('move-site')
+    .description('give a nat site a new public address and point its nat.publicHost names there (dynamic DNS rehearsal)')
+    .option('--name <name>', 'lab name', DEFAULT_LAB)
+    .argument('<site>', 'a nat site of the inventory')
+    .argument('<address>', 'the new public IPv4 address')
+    .action(async (site: string, address: string, options: { name: string }) => {
+      const { labMoveSite } = await import('../lab/dns.js');
+      const report = await labMoveSite(options.name, site, address);
+      process.stdout.write(
+        `site ${report.site} moved from ${report.from} to ${report.to}${report.names.length ? `; ${report.names.join(', ')} now resolve${report.names.length === 1 ? 's' : ''} to ${report.to}` : ''}\n`,
+      );
+    });
+
+  lab
     .command('status')
     .description('labs, their nodes and addresses')
     .option('--name <name>', 'only this lab')

@@ -8,7 +8,7 @@ import type { Command } from 'commander';
 import type { CommandResult } from '../errors.js';
 import { checkInventoryText, inventoryError, loadInventory, readInventoryFile, resolveInventoryPath } from '../inventory/load.js';
 import { formatProblem } from '../inventory/problems.js';
-import type { Inventory, Site } from '../inventory/types.js';
+import { publicAddressOf, type Inventory, type Site } from '../inventory/types.js';
 import { endpointFor, formatEndpoint, keepaliveFor, type Endpoint } from '../topology/endpoints.js';
 
 export interface PairSummary {
@@ -49,7 +49,7 @@ const RP_NAMES = ['off', 'strict', 'loose'] as const;
 function describeSite(site: Site): string {
   switch (site.kind) {
     case 'nat':
-      return `nat, LAN ${site.lan}, router ${site.router}, public IP ${site.publicIp}`;
+      return `nat, LAN ${site.lan}, router ${site.router}, public ${site.publicHost ? `name ${site.publicHost}${site.publicIp ? ` (IP ${site.publicIp} when written)` : ''}` : `IP ${site.publicIp}`}`;
     case 'public':
       return 'public';
     case 'lan':
@@ -78,7 +78,7 @@ export function renderSummary(inventory: Inventory): string {
   const addressWidth = 40;
   for (const node of inventory.nodes) {
     const site = inventory.sites.find((s) => s.name === node.site);
-    const forwarded = node.forwardedPort !== undefined && site?.kind === 'nat' ? ` <- ${site.publicIp}:${node.forwardedPort}` : '';
+    const forwarded = node.forwardedPort !== undefined && site?.kind === 'nat' ? ` <- ${publicAddressOf(site)}:${node.forwardedPort}` : '';
     const ssh = `${node.ssh.user}@${node.ssh.host}:${node.ssh.port}${node.ssh.become === 'sudo' ? ' (sudo)' : ''}`;
     lines.push(
       `  ${pad(node.name, nameWidth)}  ${pad(node.site, nodeSiteWidth)}  ${pad(`${node.address}:${node.listenPort}${forwarded}`, addressWidth)}` +

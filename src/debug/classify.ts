@@ -14,7 +14,7 @@
  * (./inventory-fix.ts); when none would validate, the rule says so and suggests the fix outside the inventory.
  */
 import type { Inventory, Node, Site } from '../inventory/types.js';
-import { siteOf } from '../inventory/types.js';
+import { publicAddressOf, siteOf } from '../inventory/types.js';
 import type { DesiredNodeConfig, DesiredPeer } from '../topology/desired.js';
 import type { LivePeer } from '../render/wgdump.js';
 import { endpointFor, formatEndpoint, pairCanConnect } from '../topology/endpoints.js';
@@ -254,7 +254,7 @@ function whyCannotDial(inv: Inventory, from: Node, to: Node): string | undefined
   if (endpointFor(inv, from, to)) return undefined;
   const site = siteOf(inv, to);
   if (site.kind === 'lan') return `${to.name} is in site ${site.name}, a lan site with no way in from outside it`;
-  if (site.kind === 'nat') return `${to.name} has no forwardedPort on the router of site ${site.name} (${site.publicIp})`;
+  if (site.kind === 'nat') return `${to.name} has no forwardedPort on the router of site ${site.name} (${publicAddressOf(site)})`;
   return `${to.name} cannot be dialled from ${from.name}`;
 }
 
@@ -293,7 +293,7 @@ const unconnectable: Rule = {
       ? `${fixes
           .map(
             (f) =>
-              `Give ${f.node.name} a port-forward: set ${describePatch(f.patch)} in ${c.inv.source} (the inventory validates with it) and forward UDP ${f.site.publicIp}:${f.patch.value} -> ${f.node.address}:${f.node.listenPort} on the router of site ${f.site.name}`,
+              `Give ${f.node.name} a port-forward: set ${describePatch(f.patch)} in ${c.inv.source} (the inventory validates with it) and forward UDP ${publicAddressOf(f.site)}:${f.patch.value} -> ${f.node.address}:${f.node.listenPort} on the router of site ${f.site.name}`,
           )
           .join('; or: ')}; then re-run meshctl up.`
       : `No forwardedPort can fix this pair in ${c.inv.source}${c.e.inventoryText === undefined ? ' (the inventory text was not available to check a change)' : ''}: give one of the two sites a way in (a router port-forward, declared as a nat site with its publicIp and the node's forwardedPort) or move one node to a public site, then check the result with meshctl validate.`;
@@ -626,7 +626,7 @@ function captureLines(e: PairEvidence): string[] {
 function dialPath(c: PairContext) {
   const endpoint = endpointFor(c.inv, c.sNode, c.rNode);
   const rSite = siteOf(c.inv, c.rNode);
-  const viaForward = !!endpoint && rSite.kind === 'nat' && endpoint.host === rSite.publicIp;
+  const viaForward = !!endpoint && rSite.kind === 'nat' && endpoint.host === publicAddressOf(rSite);
   return { endpoint, rSite, viaForward };
 }
 
@@ -645,7 +645,7 @@ const forwardMisdirected: Rule = {
     if (!elsewhere.length) return [];
     const [wrongNode, wrongCounts] = elsewhere[0]!;
     const fwd = formatEndpoint(endpoint);
-    const publicIp = rSite.kind === 'nat' ? rSite.publicIp : '';
+    const publicIp = rSite.kind === 'nat' ? publicAddressOf(rSite) : '';
     return [
       c.make(
         'forward-misdirected',

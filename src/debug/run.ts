@@ -203,8 +203,8 @@ async function capturePair(
         if (stoppedCapture.complete) stopped.add(h.node);
         result.packets[h.node] = stoppedCapture.packets.slice(0, 200);
         result.leftovers[h.node] = stoppedCapture.leftovers;
-        const senderAddresses = [sender.address, ...(sSite.kind === 'nat' ? [sSite.publicIp] : [])];
-        const receiverAddresses = [receiver.address, ...(rSite.kind === 'nat' ? [rSite.publicIp] : [])];
+        const senderAddresses = [sender.address, ...(sSite.kind === 'nat' && sSite.publicIp ? [sSite.publicIp] : [])];
+        const receiverAddresses = [receiver.address, ...(rSite.kind === 'nat' && rSite.publicIp ? [rSite.publicIp] : [])];
         result.counts[h.node] = countPackets(stoppedCapture.packets, {
           senderAddresses,
           receiverAddresses,

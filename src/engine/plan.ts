@@ -63,6 +63,8 @@ export function describeChange(change: Change): string {
       return `rewrite ${change.path} from the key file (it was missing, not the key's public half, or not mode 644)`;
     case 'write-file':
       return change.role === 'reload-drop-in' ? `write ${change.path} (a reload keeps the key)` : `write ${change.path}`;
+    case 'remove-file':
+      return `remove ${change.path} (${change.why})`;
     case 'apply-sysctl':
       return `apply rp_filter=${change.rpFilter} from ${change.path}`;
     case 'enable':

@@ -9,6 +9,7 @@ import { judgeHandshakesRecent, judgeInterface, judgeOverlayRoutes, judgeRpFilte
 import { renderWgQuickConfig, classifyConfigChange } from '../render/wgquick.js';
 import { renderRpFilterSysctl } from '../render/sysctl.js';
 import { renderReloadDropIn } from '../render/systemd.js';
+import { dialledNames, needsReresolve, renderReresolveFiles } from '../render/reresolve.js';
 import { describeOverride, rpFilterOverrides } from '../facts/sysctl-order.js';
 import { wireguardPaths } from '../remote/wireguard.js';
 import { planInstall, toolsAfterInstall } from '../steps/install.js';
@@ -99,6 +100,7 @@ function decideConfig(input: StepInput<'facts' | 'publicKey'>) {
     rpFilter: mesh.rpFilter,
     reloadDropInText: renderReloadDropIn(mesh.interface),
     ...(input.rollback ? { rollback: input.rollback } : {}),
+    ...(needsReresolve(desired) ? { reresolve: { files: renderReresolveFiles(), names: dialledNames(desired) } } : {}),
   });
   // a PrivateKey line in the file is moved out by rewriting it, which changes [Interface]
   const found = !plan.writeConfig
@@ -275,8 +277,8 @@ export const STEPS = {
     needs: ['facts', 'publicKey'],
     provides: ['desired', 'config', 'rpFilter'],
     plan: (input) => {
-      const { action } = decideConfig(input).plan;
-      const warnings = rpFilterOverrideWarnings(input);
+      const { action, warnings: timerWarnings = [] } = decideConfig(input).plan;
+      const warnings = [...rpFilterOverrideWarnings(input), ...timerWarnings];
       return warnings.length ? { action, warnings } : { action };
     },
     outputs(input, action, result) {

@@ -104,7 +104,8 @@ export type Change =
   | {
       kind: 'write-file';
       path: string;
-      role: 'config' | 'sysctl' | 'reload-drop-in';
+      /** reresolve: the timer that re-resolves peers dialled by DNS name (src/render/reresolve.ts) */
+      role: 'config' | 'sysctl' | 'reload-drop-in' | 'reresolve';
       /** sha256 of the file on the node before (absent: no file) */
       beforeSha256?: string;
       afterSha256: string;
@@ -112,6 +113,8 @@ export type Change =
       diff?: string[];
     }
   | { kind: 'apply-sysctl'; path: string; rpFilter: number }
+  /** a file meshctl wrote that the design no longer needs */
+  | { kind: 'remove-file'; path: string; why: string }
   | { kind: 'enable'; unit: string; now: boolean }
   | { kind: 'restart'; unit: string; why: string }
   | { kind: 'syncconf'; iface: string; why: string }

@@ -19,7 +19,7 @@
  */
 import { isSecretSettingLine, redactSecrets, SECRET_FILTER_AWK } from '../remote/redact.js';
 import { raw, sh, shellQuote } from '../remote/shell.js';
-import { wireguardPaths } from '../remote/wireguard.js';
+import { reresolvePaths, wireguardPaths } from '../remote/wireguard.js';
 import { SYSCTL_CONF, SYSCTL_DIRS, type SysctlFileSettings } from './sysctl-order.js';
 import { parseWgDumpPeers, type LivePeer } from '../render/wgdump.js';
 import { looksLikeWireGuardKey } from '../topology/desired.js';
@@ -263,6 +263,28 @@ export function parseService(text: string): ServiceState {
   const active = v.get('active');
   const enabled = v.get('enabled');
   return { systemd: true, ...(active ? { active } : {}), ...(enabled ? { enabled } : {}) };
+}
+
+/** The re-resolve timer's files (sha256, absent when missing) and the timer's `is-enabled`/`is-active` ('' without). */
+export interface ReresolveState {
+  scriptSha256?: string;
+  serviceSha256?: string;
+  timerSha256?: string;
+  enabled: string;
+  active: string;
+}
+
+export function parseReresolve(text: string): ReresolveState {
+  const v = keyValues(text);
+  const sha = (key: string) => sha256OrUndefined(v.get(key));
+  const optional = (key: string, value: string | undefined) => (value ? { [key]: value } : {});
+  return {
+    ...optional('scriptSha256', sha('script')),
+    ...optional('serviceSha256', sha('service')),
+    ...optional('timerSha256', sha('timer')),
+    enabled: v.get('enabled') ?? '',
+    active: v.get('active') ?? '',
+  };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -533,6 +555,22 @@ export const FACTS = {
     },
     parse: (s) => sha256OrUndefined(first(s)),
   } as FactDef<string | undefined>,
+  /** meshctl's re-resolve timer (../render/reresolve.ts): sha256 of its three files and the timer's state */
+  reresolve: {
+    name: 'reresolve',
+    command: (ctx) => {
+      const r = reresolvePaths(ctx.interface);
+      const shaOf = (key: string, file: string) => sh`echo ${key}=$([ -f ${file} ] && sha256sum < ${file} | cut -d' ' -f1)`.text;
+      return [
+        shaOf('script', r.script),
+        shaOf('service', r.service),
+        shaOf('timer', r.timer),
+        sh`if ${raw(SYSTEMD)}; then echo "enabled=$(systemctl is-enabled ${r.timerUnit} 2>/dev/null)"; echo "active=$(systemctl is-active ${r.timerUnit} 2>/dev/null)"; fi; true`
+          .text,
+      ].join('\n');
+    },
+    parse: (s) => parseReresolve(s?.body ?? ''),
+  } as FactDef<ReresolveState>,
   /** ifindex of the interface (a restart changes it); from /sys, so it needs no iproute2 JSON */
   interfaceIndex: {
     name: 'ifindex',

@@ -17,6 +17,7 @@ import {
   type FactDef,
   type OperatorAddress,
   type PublicKeyFileState,
+  type ReresolveState,
   type WireGuardInterfaceFacts,
 } from './definitions.js';
 import { splitSections, type Section } from './sections.js';
@@ -91,6 +92,8 @@ export interface NodeFacts {
   interfaceRoutes: string[];
   /** processes/sockets bound to the listen port, as `ss` prints them */
   listenPortUsers: string[];
+  /** meshctl's re-resolve timer for peers dialled by name (FACTS.reresolve); undefined when not probed */
+  reresolve?: ReresolveState;
   /** the node's clock, Unix seconds, when the probe ran (handshake ages are judged against it) */
   now?: number;
   /** the interface's live peers (`wg show IFACE dump`, preshared keys masked); empty when it does not exist */
@@ -168,6 +171,7 @@ const UP_FACTS: ReadonlyArray<FactDef<unknown>> = [
   FACTS.firewallRuleset,
   FACTS.operatorAddress,
   FACTS.wireguardInterfaceDetails,
+  FACTS.reresolve,
 ];
 
 /**
@@ -261,6 +265,7 @@ export function parseFactsProbe(stdout: string, target: ProbeTarget): NodeFacts 
     interfaceIndex: ifindex,
     interfaceRoutes: fact(FACTS.interfaceRoutes),
     listenPortUsers: fact(FACTS.listenPortUsers),
+    ...(s.has(FACTS.reresolve.name) ? { reresolve: fact(FACTS.reresolve) } : {}),
     ...(now !== undefined ? { now } : {}),
     ...(operatorAddress !== undefined ? { operatorAddress } : {}),
     // a missing interface makes wg print an error, never a peer line

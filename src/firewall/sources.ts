@@ -18,7 +18,8 @@ export function apparentSource(inventory: Inventory, from: Node, to: Node): stri
     case 'public':
       return from.address;
     case 'nat':
-      return site.publicIp;
+      // a site named by publicHost has a dynamic address: the inventory's publicIp may be out of date
+      return site.publicHost ? undefined : site.publicIp;
     case 'lan':
       return undefined;
   }

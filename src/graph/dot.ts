@@ -7,7 +7,7 @@
 import { execFile } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
-import type { Inventory } from '../inventory/types.js';
+import { publicAddressOf, type Inventory } from '../inventory/types.js';
 import { MeshctlError } from '../errors.js';
 import type { Check, CheckStatus } from '../checks/verify.js';
 import type { Matrix } from '../checks/ping-matrix.js';
@@ -74,10 +74,10 @@ export function renderDot(inventory: Inventory, input: GraphInput, title?: strin
     if (site.kind === 'nat') {
       const forwards = members
         .filter((n) => n.forwardedPort !== undefined)
-        .map((n) => `${site.publicIp}:${n.forwardedPort} → ${n.name} (${n.address}:${n.listenPort})`);
+        .map((n) => `${publicAddressOf(site)}:${n.forwardedPort} → ${n.name} (${n.address}:${n.listenPort})`);
       const label = [
         `router ${site.router}`,
-        `public ${site.publicIp}`,
+        `public ${[site.publicHost, site.publicIp].filter(Boolean).join(' ')}`,
         ...(forwards.length ? ['forwards:', ...forwards] : ['no forwards']),
       ].join('\n');
       lines.push(

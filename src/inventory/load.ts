@@ -97,7 +97,8 @@ function normalise(raw: RawInventory, source: string): Inventory {
           kind: 'nat',
           lan: s.lan!,
           router: s.router!,
-          publicIp: s.nat!.publicIp!,
+          ...(s.nat!.publicIp !== undefined ? { publicIp: s.nat!.publicIp } : {}),
+          ...(s.nat!.publicHost !== undefined ? { publicHost: s.nat!.publicHost.replace(/\.$/, '') } : {}),
           ...(s.nat!.carrier === true ? { carrier: true } : {}),
           ...(s.lab ? { lab: { ...s.lab } } : {}),
         };

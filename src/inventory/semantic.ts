@@ -23,7 +23,7 @@ export interface RawSsh {
 export interface RawSite {
   lan?: string;
   router?: string;
-  nat?: { publicIp?: string; carrier?: boolean };
+  nat?: { publicIp?: string; publicHost?: string; carrier?: boolean };
   public?: boolean;
   lab?: { nat?: 'symmetric' | 'port-preserving' };
 }
@@ -84,6 +84,7 @@ export function checkSemantics(raw: RawInventory, tree: TreeNode | undefined): P
   const kinds = new Map<string, SiteKind | undefined>();
   const lans = new Map<string, Cidr>();
   const publicIps = new Map<string, string>(); // publicIp -> site
+  const publicHosts = new Map<string, string>(); // publicHost (lowercase, no final dot) -> site
   for (const [name, site] of Object.entries(sites)) {
     if (!site) continue;
     const kind = siteKindOf(site);
@@ -118,6 +119,20 @@ export function checkSemantics(raw: RawInventory, tree: TreeNode | undefined): P
         const special = reservedAddressOf(lan, site.router);
         if (special) report(here('router'), `${site.router} is the ${special} address of the LAN ${site.lan}`);
       }
+    }
+    // publicHost (a DNS name) may stand in for publicIp: one of them says where peers dial the site
+    if (kind === 'nat' && site.nat && !('publicIp' in site.nat) && !('publicHost' in site.nat))
+      report(
+        ['sites', name, 'nat', 'publicIp'],
+        'missing required field (e.g. publicIp: 203.0.113.10, or publicHost: home.example.net for a dynamic address)',
+        keyPositionOf(tree, ['sites', name, 'nat']),
+      );
+    const publicHost = site.nat?.publicHost?.toLowerCase().replace(/\.$/, '');
+    if (publicHost !== undefined) {
+      const other = publicHosts.get(publicHost);
+      if (other !== undefined)
+        report(['sites', name, 'nat', 'publicHost'], `${site.nat!.publicHost} is already the public name of site ${other}`);
+      else publicHosts.set(publicHost, name);
     }
     const publicIp = site.nat?.publicIp;
     if (publicIp !== undefined) {
@@ -211,6 +226,8 @@ export function checkSemantics(raw: RawInventory, tree: TreeNode | undefined): P
       computedEndpoints.set(`${site.nat.publicIp}:${node.forwardedPort}`, name);
     const address6 = node.address6 === undefined ? undefined : canonicalIpv6(node.address6);
     if (address6 !== undefined) computedEndpoints.set(`${address6}:${node.listenPort ?? mesh.listenPort ?? 51820}`, name);
+    if (kind === 'nat' && node.forwardedPort !== undefined && site?.nat?.publicHost !== undefined)
+      computedEndpoints.set(`${site.nat.publicHost.toLowerCase().replace(/\.$/, '')}:${node.forwardedPort}`, name);
   }
   const endpointOwners = new Map<string, string>(); // host:port (host lowercased) -> node stating it
   const checkEndpoint = (name: string, text: string) => {
@@ -308,7 +325,7 @@ export function checkSemantics(raw: RawInventory, tree: TreeNode | undefined): P
       } else {
         const key = `${siteName}/${node.forwardedPort}`;
         const other = forwardOwners.get(key);
-        const on = site?.nat?.publicIp ?? `site ${siteName}'s public IP`;
+        const on = site?.nat?.publicHost ?? site?.nat?.publicIp ?? `site ${siteName}'s public IP`;
         if (other !== undefined) report(here('forwardedPort'), `port ${node.forwardedPort} on ${on} is already forwarded to ${other}`);
         else forwardOwners.set(key, name);
       }
@@ -397,7 +414,15 @@ function reachabilityModel(
   const modelSites: Site[] = [...kinds].map(([name, kind]): Site => {
     const site = sites[name] ?? {};
     if (kind === 'public') return { name, kind };
-    if (kind === 'nat') return { name, kind, lan: site.lan ?? '', router: site.router ?? '', publicIp: site.nat?.publicIp ?? '' };
+    if (kind === 'nat')
+      return {
+        name,
+        kind,
+        lan: site.lan ?? '',
+        router: site.router ?? '',
+        publicIp: site.nat?.publicIp ?? '',
+        ...(site.nat?.publicHost !== undefined ? { publicHost: site.nat.publicHost } : {}),
+      };
     return { name, kind: 'lan', lan: site.lan ?? '' };
   });
   const modelNodes: Node[] = Object.entries(nodes).map(([name, node]) => ({

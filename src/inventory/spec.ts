@@ -149,6 +149,14 @@ export const formats = {
     },
     jsonSchema: { pattern: ENDPOINT_PATTERN },
   },
+  dnsName: {
+    what: 'a DNS name like home.example.net',
+    check: (value) => {
+      if (/^[0-9.]+$/.test(value)) return `"${value}" is an address, not a name: write it as nat.publicIp`;
+      return DNS_NAME.test(value) ? undefined : `"${value}" is not a DNS name (letters, digits and "-" in dot-separated labels)`;
+    },
+    jsonSchema: { pattern: '^(?![0-9.]+$)[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?\\.?$', maxLength: 254 },
+  },
   path: {
     what: 'a file path',
     check: (value) => (value.trim() === '' ? 'expected a file path, got an empty string' : undefined),
@@ -303,6 +311,7 @@ export const inventorySpec: Spec = {
           'One site: { lan, router, nat: { publicIp } } for a NATed LAN, { public: true } for public addresses, { lan, router? } for a LAN with no way in.',
         hints: {
           publicIp: 'unknown field; publicIp belongs under nat (nat: { publicIp: ... })',
+          publicHost: 'unknown field; publicHost belongs under nat (nat: { publicHost: ... })',
           network: 'unknown field; a site network is called lan',
           gateway: 'unknown field; the LAN gateway is called router',
         },
@@ -327,9 +336,16 @@ export const inventorySpec: Spec = {
               publicIp: {
                 type: 'string',
                 format: formats.ipv4,
-                required: true,
-                description: "The router's public IPv4 address: other sites dial this site's nodes at publicIp:forwardedPort.",
+                description:
+                  "The router's public IPv4 address: other sites dial this site's nodes at publicIp:forwardedPort. Required unless publicHost is given; with publicHost, it is only the address the name had when written (the lab starts the site there).",
                 examples: ['203.0.113.10'],
+              },
+              publicHost: {
+                type: 'string',
+                format: formats.dnsName,
+                description:
+                  "A DNS name of the router's public address, for a dynamic address (the dynamic-DNS name of a home): peers dial publicHost:forwardedPort by name, and each node that dials it re-resolves it every 30 s (systemd timer meshctl-reresolve@IFACE.timer), so a new address is reached again without a new up.",
+                examples: ['home.example.net'],
               },
               carrier: {
                 type: 'boolean',
@@ -338,6 +354,8 @@ export const inventorySpec: Spec = {
                 default: false,
               },
             },
+            // one of the two says where peers dial the site (semantic.ts reports it with file:line)
+            jsonSchema: { anyOf: [{ required: ['publicIp'] }, { required: ['publicHost'] }] },
           },
           public: {
             type: 'boolean',

@@ -34,7 +34,16 @@ export type Site =
       kind: 'nat';
       lan: string;
       router: string;
-      publicIp: string;
+      /**
+       * The router's public IPv4 address; optional when `publicHost` names the site instead (a dynamic address).
+       * Readers that need what peers dial use `publicAddressOf(site)`.
+       */
+      publicIp?: string;
+      /**
+       * A DNS name of the router's public address (dynamic DNS, `home.example.net`): peers dial it by name, and a
+       * timer on each node that dials it re-resolves it (src/render/reresolve.ts). Wins over publicIp for dialling.
+       */
+      publicHost?: string;
       /**
        * true: the ISP's carrier-grade NAT (RFC 6598 shared space between it and the site's router) sits in front of
        * the router, two NATs deep; publicIp is the carrier's address and no port can be forwarded to the site.
@@ -104,6 +113,12 @@ export interface Inventory {
   sites: Site[];
   nodes: Node[];
 }
+
+/**
+ * Where peers dial a nat site: its `publicHost` (a DNS name) when given, else its `publicIp`. Display and
+ * endpoints use it; an address comparison must resolve a name on a node first (never on the operator's host).
+ */
+export const publicAddressOf = (site: Extract<Site, { kind: 'nat' }>): string => site.publicHost ?? site.publicIp ?? '';
 
 export const siteOf = (inventory: Inventory, node: Node): Site => {
   const site = inventory.sites.find((s) => s.name === node.site);

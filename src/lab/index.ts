@@ -21,3 +21,4 @@ export {
 export { labPaths, cachePaths, type LabPaths } from './paths.js';
 export { readState as labState, type LabState, type NodeState } from './state.js';
 export { planLab, LAB_SUDO_USER, INTERNET_GATEWAY, type LabPlan } from './plan.js';
+export { labMoveSite, labDnsRecords, type MoveReport } from './dns.js';

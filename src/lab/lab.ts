@@ -11,6 +11,7 @@ import { loadInventory } from '../inventory/load.js';
 import { interruptSignal } from '../interrupt.js';
 import { ensureCaches, pidAlive, type Progress } from './base.js';
 import { applyNetwork, settleAll } from './network.js';
+import { labDnsRecords, startLabDns, writeNodeResolvConf } from './dns.js';
 import { prepareNode, startNode, waitReady, type PreparedNode, type StartedNode } from './nodes.js';
 import { labPaths, labsRoot } from './paths.js';
 import { LAB_SUDO_USER, infraNamespace, namespacePrefix, planLab, validateLabName, type LabPlan } from './plan.js';
@@ -74,6 +75,8 @@ export async function labUp(inventoryPath: string, options: UpOptions = {}): Pro
   checkTools();
   const inventory = loadInventory(inventoryPath);
   const plan = planLab(inventory, name);
+  const dnsRecords = labDnsRecords(inventory, plan);
+  if (Object.keys(dnsRecords).length > 0) plan.dns = dnsRecords;
   const paths = labPaths(name);
   if (await labExists(name)) throw badInput(`lab ${name} already exists (remove it with: meshctl lab down --name ${name})`);
   mkdirSync(labsRoot(), { recursive: true });
@@ -140,6 +143,7 @@ async function buildLab(
   progress(`lab ${name}: networks (${plan.namespaces.length} namespaces, ${plan.links.length} links) ...`);
   await applyNetwork(plan, state.firewall, (ns) => state.namespaces.push(ns));
   writeState(state);
+  if (plan.dns) await startLabDns(name, plan.internet.namespace, plan.dns);
   checkInterrupted();
 
   progress(`lab ${name}: preparing ${plan.nodes.length} nodes ...`);
@@ -152,6 +156,7 @@ async function buildLab(
           node.name,
           await prepareNode(node, paths.node(node.name), caches.base, operatorPub, (point) => state.mounts.push(point)),
         );
+        if (plan.dns) writeNodeResolvConf(paths.node(node.name).root);
         await beforeBoot?.(node.name, paths.node(node.name).root);
       }),
     );

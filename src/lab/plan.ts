@@ -147,6 +147,8 @@ export interface LabPlan {
   routers: PlannedRouter[];
   operator: { namespace: string; internetAddress: string; lanAddresses: Record<string, string> };
   internet: { namespace: string };
+  /** DNS name -> address the lab's dnsmasq serves (sites named by nat.publicHost; src/lab/dns.ts); absent: no server */
+  dns?: Record<string, string>;
 }
 
 /** Lab names are short and go into namespace names and paths. */
@@ -191,7 +193,10 @@ export function planLab(inventory: Inventory, lab: string): LabPlan {
     }
     lans.set(site.name, cidr);
     if (site.kind === 'nat' && !(typeof site.publicIp === 'string' && isIpv4(site.publicIp))) {
-      problems.push(`site ${site.name}: publicIp ${String(site.publicIp)} is not an IPv4 address`);
+      // a site named by publicHost alone still needs its starting address here: the lab has to give the router one
+      problems.push(
+        `site ${site.name}: publicIp ${String(site.publicIp)} is not an IPv4 address${site.publicHost ? ` (the lab needs nat.publicIp as the starting address of ${site.publicHost})` : ''}`,
+      );
     }
     if (site.router !== undefined) {
       if (!isIpv4(site.router) || !cidrContains(cidr, site.router))
@@ -212,7 +217,7 @@ export function planLab(inventory: Inventory, lab: string): LabPlan {
       if (cidrContains(cidr, address)) problems.push(`${owner}: public address ${address} is inside site ${site}'s LAN`);
   };
   for (const site of inventory.sites)
-    if (site.kind === 'nat' && isIpv4(site.publicIp ?? '')) claimPublic(site.publicIp, `site ${site.name}`);
+    if (site.kind === 'nat' && isIpv4(site.publicIp ?? '')) claimPublic(site.publicIp!, `site ${site.name}`);
 
   // A port-preserving router maps a node's source port to the same public port: a forward on that port would then
   // deliver the peers' packets along the node's outgoing mapping instead (what a real router of this kind does).
@@ -351,13 +356,13 @@ export function planLab(inventory: Inventory, lab: string): LabPlan {
       routes: [],
       nat: { masquerade: { source: link, outInterface: 'wan' }, forwards: [], inInterface: 'wan', mapping },
     };
-    joinInternet(carrier, 'wan', ifname('c', index, site.name), site.publicIp);
+    joinInternet(carrier, 'wan', ifname('c', index, site.name), site.publicIp!);
     links.push({ a: { ns: carrier.name, ifname: 'cust' }, b: { ns: router.name, ifname: 'wan' } });
     const insideAddress = intToIp(base + 2);
     router.interfaces.push({ name: 'wan', addresses: [`${insideAddress}/24`] });
     router.routes.push({ to: 'default', via: intToIp(base + 1), dev: 'wan' });
     namespaces.push(carrier);
-    return { namespace: carrier.name, publicIp: site.publicIp, insideAddress };
+    return { namespace: carrier.name, publicIp: site.publicIp!, insideAddress };
   };
 
   const operatorLan: Record<string, string> = {};
@@ -379,7 +384,7 @@ export function planLab(inventory: Inventory, lab: string): LabPlan {
     const publicIp = carrier
       ? carrier.insideAddress
       : site.kind === 'nat'
-        ? site.publicIp
+        ? site.publicIp!
         : labPublicAddress(`router of site ${site.name}`);
     if (!carrier) joinInternet(router, 'wan', ifname('s', index, site.name), publicIp);
     const lan6 = site64.get(site.name);

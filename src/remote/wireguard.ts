@@ -26,3 +26,17 @@ export const wireguardPaths = (iface: string) => ({
 
 /** The wg-quick@IFACE drop-in whose ExecReload keeps the private key (../render/systemd.ts). */
 export const reloadDropInPath = (iface: string) => `/etc/systemd/system/wg-quick@${iface}.service.d/meshctl-keep-key.conf`;
+
+/**
+ * The re-resolve timer meshctl installs where a node dials a peer by DNS name (../render/reresolve.ts): one script
+ * and two template units shared by every interface, and the timer instance of `iface`.
+ */
+export const reresolvePaths = (iface: string) => ({
+  script: '/usr/local/lib/meshctl/reresolve-endpoints',
+  service: '/etc/systemd/system/meshctl-reresolve@.service',
+  timer: '/etc/systemd/system/meshctl-reresolve@.timer',
+  timerUnit: `meshctl-reresolve@${iface}.timer`,
+});
+
+/** seconds between two re-resolutions of the peers' DNS names (the issue promises recovery within two minutes) */
+export const RERESOLVE_INTERVAL_S = 30;

@@ -14,6 +14,8 @@ import { wireguardPaths } from '../remote/wireguard.js';
 import { lineDiff } from '../render/line-diff.js';
 import { atomicWriteScript } from './action.js';
 import { withRevertArmed, type RollbackOptions } from '../engine/revert.js';
+import { planReresolve } from '../remote/reresolve.js';
+import type { ReresolveFiles } from '../render/reresolve.js';
 
 /** sha256 of a text, hex (what `sha256sum` prints). */
 export const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
@@ -27,6 +29,11 @@ export interface ConfigPlanInput {
   reloadDropInText: string;
   /** arm a revert on the node before the first write, in the same script (../engine/revert.ts) */
   rollback?: RollbackOptions;
+  /**
+   * The re-resolve timer's files where the node dials a peer by DNS name (../render/reresolve.ts), with those
+   * peers for the warning without systemd; absent: the timer is removed if meshctl had installed it.
+   */
+  reresolve?: { files: ReresolveFiles; names: string[] };
 }
 
 export interface ConfigPlan {
@@ -35,6 +42,8 @@ export interface ConfigPlan {
   applySysctl: boolean;
   writeReloadDropIn: boolean;
   action?: NodeAction;
+  /** warnings that change nothing (a node without systemd that dials peers by name) */
+  warnings?: string[];
 }
 
 /** Decides which files to write and whether to apply rp_filter, and builds the one script that does it. */
@@ -49,8 +58,15 @@ export function planConfig(facts: NodeFacts, input: ConfigPlanInput): ConfigPlan
   const runtimeDiffers = facts.sysctl.rpFilterAll !== input.rpFilter || facts.sysctl.rpFilterDefault !== input.rpFilter;
   const applySysctl = writeSysctl || runtimeDiffers;
   const writeReloadDropIn = facts.systemd && facts.service.reloadDropInSha256 !== dropInSha;
-  const decided = { writeConfig, writeSysctl, applySysctl, writeReloadDropIn };
-  if (!writeConfig && !applySysctl && !writeReloadDropIn) return decided;
+  const timer = planReresolve(input.iface, facts.systemd, facts.reresolve, input.reresolve?.files, input.reresolve?.names);
+  const decided = {
+    writeConfig,
+    writeSysctl,
+    applySysctl,
+    writeReloadDropIn,
+    ...(timer.warnings.length ? { warnings: timer.warnings } : {}),
+  };
+  if (!writeConfig && !applySysctl && !writeReloadDropIn && timer.changes.length === 0) return decided;
 
   const parts: string[] = ['set -e'];
   const changes: Change[] = [];
@@ -93,6 +109,8 @@ export function planConfig(facts: NodeFacts, input: ConfigPlanInput): ConfigPlan
       afterSha256: dropInSha,
     });
   }
+  parts.push(...timer.parts);
+  changes.push(...timer.changes);
   // what the node holds afterwards, read back for the gate: the config's sha256 even when it was not written
   if (!writeConfig) parts.push(`echo "config=$(sha256sum < ${sh`${p.config}`.text} | cut -d' ' -f1)"`);
   parts.push('echo rp_filter=$(cat /proc/sys/net/ipv4/conf/all/rp_filter),$(cat /proc/sys/net/ipv4/conf/default/rp_filter)');

@@ -7,7 +7,7 @@
  * The private key file is removed with `rm`, never read.
  */
 import { sh } from '../remote/shell.js';
-import { wireguardPaths } from '../remote/wireguard.js';
+import { reresolvePaths, wireguardPaths } from '../remote/wireguard.js';
 
 /** What the probe found on a node. */
 export interface DownFacts {
@@ -32,7 +32,19 @@ export type DownChange =
 /** Every file meshctl writes for `iface` (../remote/wireguard.ts), plus the config's backup and a write's leftover. */
 export function purgeablePaths(iface: string): string[] {
   const p = wireguardPaths(iface);
-  return [p.config, `${p.config}.bak`, `${p.config}.meshctl-tmp`, p.privateKey, p.publicKey, p.sysctl, p.reloadDropIn];
+  const r = reresolvePaths(iface);
+  return [
+    p.config,
+    `${p.config}.bak`,
+    `${p.config}.meshctl-tmp`,
+    p.privateKey,
+    p.publicKey,
+    p.sysctl,
+    p.reloadDropIn,
+    r.timer,
+    r.service,
+    r.script,
+  ];
 }
 
 const dirOf = (path: string) => path.slice(0, path.lastIndexOf('/'));
@@ -89,11 +101,17 @@ export function planDown(facts: DownFacts, iface: string, purge: boolean): { cha
     // stopping the unit normally took it down already; a hand-made interface has no unit to stop it
     commands.push(sh`if [ -e ${`/sys/class/net/${iface}`} ]; then ip link del ${iface}; fi`.text);
   }
+  const timer = reresolvePaths(iface);
+  if (purge && facts.systemd && facts.files.includes(timer.timer)) {
+    // the re-resolve timer (../render/reresolve.ts) goes with its files; without --purge it stays, a no-op without wg0
+    changes.push({ kind: 'stop-disable', unit: timer.timerUnit, was: 'installed by meshctl' });
+    commands.push(`${sh`systemctl disable --now ${timer.timerUnit}`.text} 2>/dev/null || true`);
+  }
   if (purge) {
     for (const path of facts.files) changes.push({ kind: 'remove-file', path });
     if (facts.files.length) commands.push(sh`rm -f -- ${facts.files}`.text);
     if (facts.dropInDir) commands.push(sh`rmdir ${dirOf(p.reloadDropIn)} 2>/dev/null || true`.text);
-    if (facts.systemd && facts.files.includes(p.reloadDropIn)) {
+    if (facts.systemd && [p.reloadDropIn, timer.timer, timer.service].some((f) => facts.files.includes(f))) {
       changes.push({ kind: 'daemon-reload' });
       commands.push('systemctl daemon-reload');
     }
@@ -112,6 +130,6 @@ export function describeDownChange(change: DownChange): string {
     case 'remove-file':
       return `remove ${change.path}`;
     case 'daemon-reload':
-      return 'systemctl daemon-reload (the drop-in is gone)';
+      return 'systemctl daemon-reload (the drop-in or timer units are gone)';
   }
 }

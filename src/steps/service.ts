@@ -20,6 +20,7 @@ import { sh } from '../remote/shell.js';
 import { wireguardPaths } from '../remote/wireguard.js';
 import type { ConfigChangeKind } from '../render/changes.js';
 import { syncconfKeepingKeyCommand } from '../render/systemd.js';
+import { endpointIsName } from '../render/reresolve.js';
 import { withRevertArmed, type RollbackOptions } from '../engine/revert.js';
 
 /** Prints ifindex=, active=, enabled= after the action, for the gate (parseServiceOutput reads them). */
@@ -88,8 +89,9 @@ function interfaceDrift(live: NonNullable<NodeFacts['live']>, desired: DesiredNo
  * One designed peer against its live self. Endpoints are compared only where a live endpoint cannot legitimately
  * differ: the design dials the peer (it has an Endpoint) and no NAT sits between them. Across a NAT WireGuard roams
  * to the address the peer's packets come from (a rewritten source port: shared/design/lab.md, "NAT and routing"), and a
- * peer without an Endpoint dials in. A configured endpoint that is missing live is always a difference. Endpoints are
- * IPv4 literals (the inventory allows no host names there), so the strings compare exactly.
+ * peer without an Endpoint dials in. A configured endpoint that is missing live is always a difference. Address
+ * endpoints compare exactly; a DNS-name endpoint (nat.publicHost, a named endpoint override) is live as the address
+ * it resolved to, which only the node can check: the re-resolve timer does (../render/reresolve.ts).
  */
 function peerDrift(want: DesiredPeer, have: LivePeer, file: string): string[] {
   const reasons: string[] = [];
@@ -97,7 +99,8 @@ function peerDrift(want: DesiredPeer, have: LivePeer, file: string): string[] {
     reasons.push(`peer ${want.name} AllowedIPs ${listOr(have.allowedIps, 'none')}, ${file} ${want.allowedIps.join(', ')}`);
   if (have.persistentKeepalive !== want.persistentKeepalive)
     reasons.push(`peer ${want.name} keepalive ${have.persistentKeepalive ?? 'off'}, ${file} ${want.persistentKeepalive ?? 'off'}`);
-  if (want.endpoint !== undefined && (have.endpoint === undefined || (!want.throughNat && have.endpoint !== want.endpoint)))
+  const byName = want.endpoint !== undefined && endpointIsName(want.endpoint);
+  if (want.endpoint !== undefined && (have.endpoint === undefined || (!want.throughNat && !byName && have.endpoint !== want.endpoint)))
     reasons.push(`peer ${want.name} endpoint ${have.endpoint ?? 'none'}, ${file} ${want.endpoint}`);
   return reasons;
 }

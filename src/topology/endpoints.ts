@@ -3,7 +3,8 @@
  *
  * - Inside one site (nat or lan) nodes dial each other's LAN address.
  * - A public node is dialled at its address from anywhere.
- * - A node in a nat site is dialled from outside at the site's public IP and the node's forwarded port.
+ * - A node in a nat site is dialled from outside at the site's public IP and the node's forwarded port; at its
+ *   `publicHost` (a DNS name, kept as a name in the config) when the site has one.
  * - Anything else (a lan site from outside, a nat node without a forward, a carrier NAT site) cannot be dialled:
  *   no Endpoint, the peer has to dial in, and WireGuard roams to the address it came from.
  * - Anywhere but inside one nat or lan site, when both nodes have a public IPv6 address (`address6`), each dials the other at
@@ -16,7 +17,7 @@
  * the node's listenPort (they may differ); never the listenPort of a node behind NAT.
  */
 import type { Inventory, Node, Site } from '../inventory/types.js';
-import { siteOf } from '../inventory/types.js';
+import { publicAddressOf, siteOf } from '../inventory/types.js';
 
 export interface Endpoint {
   host: string;
@@ -38,7 +39,7 @@ export function endpointFor(inventory: Inventory, from: Node, to: Node): Endpoin
     case 'public':
       return { host: to.address, port: to.listenPort };
     case 'nat':
-      return to.forwardedPort === undefined ? undefined : { host: toSite.publicIp, port: to.forwardedPort };
+      return to.forwardedPort === undefined ? undefined : { host: publicAddressOf(toSite), port: to.forwardedPort };
     case 'lan':
       return undefined;
   }
