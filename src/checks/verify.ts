@@ -32,6 +32,7 @@ import {
 } from './judge.js';
 import { judgeNodeFirewall } from '../firewall/judge.js';
 import { judgeDirection, type ColdStartResult } from './cold-start.js';
+import { pathBetween, planPaths } from '../topology/paths.js';
 
 export type CheckStatus = 'pass' | 'warn' | 'fail';
 
@@ -416,16 +417,21 @@ export { formatAge };
 
 function pairChecks(facts: VerifyFacts, matrix: Matrix): Check[] {
   const out: Check[] = [];
+  const paths = planPaths(facts.inventory);
   for (const from of matrix.nodes) {
     for (const to of matrix.nodes) {
       if (from === to) continue;
       const cell = matrix.cells[from]?.[to];
       if (!cell) continue;
+      // a relayed pair's ping is an ordinary ping to the /32: it goes through the relay, and says so
+      const path = pathBetween(paths, from, to);
+      const via = path?.kind === 'relayed' ? ` (relayed via ${path.via})` : '';
       const evidence = [
         `ping: ${cell.transmitted} sent, ${cell.received} received, ${cell.loss}% loss${cell.rttMs !== undefined ? `, rtt avg ${cell.rttMs} ms` : ''}${cell.error ? ` (${cell.error})` : ''}`,
+        ...(path && path.kind !== 'direct' ? [`path: ${path.why}`] : []),
       ];
       if (cell.ok)
-        out.push(mk(from, 'ping', 'pass', `${to} answers${cell.rttMs !== undefined ? ` in ${cell.rttMs} ms` : ''}`, evidence, to));
+        out.push(mk(from, 'ping', 'pass', `${to} answers${cell.rttMs !== undefined ? ` in ${cell.rttMs} ms` : ''}${via}`, evidence, to));
       else
         out.push(
           mk(
@@ -433,8 +439,10 @@ function pairChecks(facts: VerifyFacts, matrix: Matrix): Check[] {
             'ping',
             'fail',
             cell.received > 0
-              ? `${to} answers only partly (${cell.loss}% loss)`
-              : `${to} does not answer${cell.error && !cell.transmitted ? `: ${cell.error}` : ''}`,
+              ? `${to} answers only partly (${cell.loss}% loss)${via}`
+              : path?.kind === 'none'
+                ? `${to} does not answer: no path (${path.why})`
+                : `${to} does not answer${cell.error && !cell.transmitted ? `: ${cell.error}` : ''}${via}`,
             evidence,
             to,
           ),
