@@ -17,6 +17,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NETWORK_GUARD } from '../support/network-guard.js';
+import { relayLegs } from '../../src/debug/run.js';
 
 const inventory = loadInventory('inventories/four-sites.yaml');
 const NODES = inventory.nodes.map((n) => n.name);
@@ -188,5 +189,25 @@ describe('relay: never is refused before anything changes', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('debug on a relayed pair', () => {
+  it('examines the two legs through the relay instead (the pair has no tunnel of its own), each once', () => {
+    assert.deepEqual(
+      relayLegs(inventory, [
+        ['b-1', 'c-1'],
+        ['b-1', 'p-1'],
+        ['a-1', 'b-1'],
+        ['b-2', 'c-1'],
+      ]),
+      [
+        ['b-1', 'p-1'],
+        ['p-1', 'c-1'],
+        ['a-1', 'b-1'],
+        ['b-2', 'p-2'],
+        ['p-2', 'c-1'],
+      ],
+    );
   });
 });
