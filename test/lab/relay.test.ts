@@ -3,6 +3,7 @@
  * (carrier NAT) nor it them, and meshctl does not punch holes, so those two pairs go through the public nodes.
  * - `up --yes` brings every pair to a passing ping, direct where a direct path exists and relayed (b-1/c-1 via p-1,
  *   b-2/c-1 via p-2) where not; `verify --json` says which is which, with the relayed RTT and its two legs;
+ * - a second `up` changes nothing (the relay's PostUp/PreDown lines render the same);
  * - the relay forwards only between peers of wg0: forwarding is on for wg0 alone (ip_forward untouched), and a packet
  *   b-1 sends through the mesh to an address behind p-1's underlay side (a route and AllowedIPs added on b-1 so it
  *   really reaches p-1) is dropped by the relay's rule, while a relayed wg-to-wg ping passes; with the rule flushed
@@ -78,6 +79,15 @@ describeLab(
       process.stderr.write(
         `relay lab: up ${upSeconds.toFixed(1)} s; b-1<->c-1 relayed via p-1 ${relayed.rttMs} ms (legs ${relayed.legsRttMs!.join(' + ')} ms); b-1<->p-1 direct ${direct.rttMs} ms\n`,
       );
+    });
+
+    it('a second up changes nothing: the relay lines render the same, no restart', async () => {
+      const again = await lab().meshctl(['up', INVENTORY, '--yes', '--json']);
+      assert.equal(again.code, 0, again.stderr);
+      const report = JSON.parse(again.stdout) as { result: string; changes: number };
+      assert.equal(report.result, 'converged');
+      assert.equal(report.changes, 0);
+      assert.equal((await sh('p-1', 'sysctl -n net.ipv4.conf.wg0.forwarding')).trim(), '1');
     });
 
     it('the relay drops what a relayed node sends beyond wg0 (while wg-to-wg passes); without the rule it would leave', async () => {
