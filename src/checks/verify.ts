@@ -9,6 +9,7 @@
  *   ping, path-mtu                                                                             (per ordered pair)
  *   firewall                                                                                   (per node)
  *   cold-start                                                         (per designed direction: node dials peer)
+ *   relay                                          (per node that relays pairs, or shows a leftover relay rule)
  */
 import type { Inventory, Node } from '../inventory/types.js';
 import type { DesiredNodeConfig, DesiredPeer } from '../topology/desired.js';
@@ -33,6 +34,7 @@ import {
 import { judgeNodeFirewall } from '../firewall/judge.js';
 import { judgeDirection, type ColdStartResult } from './cold-start.js';
 import { pathBetween, planPaths } from '../topology/paths.js';
+import { judgeRelay } from './relay-check.js';
 
 export type CheckStatus = 'pass' | 'warn' | 'fail';
 
@@ -56,6 +58,7 @@ export const CHECK_IDS = [
   'path-mtu',
   'firewall',
   'cold-start',
+  'relay',
 ] as const;
 export type CheckId = (typeof CHECK_IDS)[number];
 
@@ -274,6 +277,9 @@ function nodeChecks(facts: VerifyFacts, node: Node, desired: DesiredNodeConfig, 
   for (const problem of cl.problems) out.push(mk(n, 'connect', 'warn', problem));
   // the firewall, by the effect of its whole ruleset on a new datagram to the listen port (issue 8, kind 4)
   if (cl.firewallRuleset) out.push(asCheck('firewall', judgeNodeFirewall(facts.inventory, node, cl.firewallRuleset)));
+  // a relay forwards on the WireGuard interface only, behind its rule (issue 11)
+  const relay = cl.relay ? judgeRelay(iface, desired.relay?.pairs, cl.relay) : undefined;
+  if (relay) out.push(mk(n, 'relay', relay.status, relay.message, relay.evidence));
   return out;
 }
 

@@ -51,9 +51,17 @@ function nftUp(iface: string): string {
   ].join(' && ');
 }
 
-function iptablesDown(iface: string): string {
+/** Every command `|| true`: under wg-quick's `set -e` one failing command (a rule already gone) would end PreDown. */
+function ruleDown(iface: string): string {
   const chain = relayChainName(iface);
-  return `iptables -w -D FORWARD -i ${iface} -j ${chain} 2>/dev/null; iptables -w -F ${chain} 2>/dev/null; iptables -w -X ${chain} 2>/dev/null; true`;
+  return [
+    `iptables -w -D FORWARD -i ${iface} -j ${chain}`,
+    `iptables -w -F ${chain}`,
+    `iptables -w -X ${chain}`,
+    `nft delete table inet ${relayNftTableName(iface)}`,
+  ]
+    .map((command) => `${command} 2>/dev/null || true`)
+    .join('; ');
 }
 
 /** The lines for a relay on interface `iface` (the real name, not %i: it also names the chain and the sysctl). */
@@ -64,9 +72,6 @@ export function relayHooks(iface: string): RelayHooks {
       `if command -v iptables >/dev/null 2>&1; then ${iptablesUp(iface)}; elif command -v nft >/dev/null 2>&1; then ${nftUp(iface)}; else ${noTool}; fi`,
       `sysctl -q -w ${relayForwardingKey(iface)}=1`,
     ],
-    preDown: [
-      `sysctl -q -w ${relayForwardingKey(iface)}=0 2>/dev/null || true`,
-      `if command -v iptables >/dev/null 2>&1; then ${iptablesDown(iface)}; fi; if command -v nft >/dev/null 2>&1; then nft delete table inet ${relayNftTableName(iface)} 2>/dev/null; fi; true`,
-    ],
+    preDown: [`sysctl -q -w ${relayForwardingKey(iface)}=0 2>/dev/null || true`, ruleDown(iface)],
   };
 }

@@ -7,7 +7,7 @@
  * - the relay forwards only between peers of wg0: forwarding is on for wg0 alone (ip_forward untouched), and a packet
  *   b-1 sends through the mesh to an address behind p-1's underlay side (a route and AllowedIPs added on b-1 so it
  *   really reaches p-1) is dropped by the relay's rule, while a relayed wg-to-wg ping passes; with the rule flushed
- *   the same packet does leave p-1 (so the test can fail).
+ *   the same packet does leave p-1 (so the test can fail), and verify's `relay` check fails on p-1.
  * (`relay: never` being refused before anything changes needs no lab: test/unit/relay-report.test.ts.)
  */
 import { it } from 'node:test';
@@ -66,6 +66,11 @@ describeLab(
       const ping = report.checks.find((c) => c.id === 'ping' && c.node === 'b-1' && c.peer === 'c-1')!;
       assert.equal(ping.status, 'pass');
       assert.match(ping.message, /\(relayed via p-1\)$/);
+      const relayCheck = (node: string) => report.checks.find((c) => c.id === 'relay' && c.node === node);
+      assert.equal(relayCheck('p-1')?.status, 'pass', relayCheck('p-1')?.message);
+      assert.equal(relayCheck('p-1')?.message, 'relays b-1<->c-1: forwarding on wg0 only, wg0 -> other interfaces dropped');
+      assert.equal(relayCheck('p-2')?.status, 'pass');
+      assert.equal(relayCheck('a-1'), undefined);
       // b-1 has no peer for c-1: c-1's /32 rides on p-1's; p-1 forwards on wg0 only
       assert.doesNotMatch(await sh('b-1', 'wg show wg0 allowed-ips'), /\t172\.27\.40\.31\/32$/m);
       assert.match(await sh('b-1', 'wg show wg0 allowed-ips'), /\t172\.27\.40\.41\/32 172\.27\.40\.31\/32$/m);
@@ -120,6 +125,11 @@ describeLab(
         await sh('p-1', 'iptables -w -F meshctl-fwd-wg0');
         await lab().exec('b-1', ['ping', '-c', '2', '-i', '0.2', '-W', '1', BEHIND_P1]);
         assert.equal(await leftP1(), 2, 'without the rule the packets leave p-1');
+        // and verify says so
+        const verify = JSON.parse((await lab().meshctl(['verify', INVENTORY, '--json', '--no-mtu'])).stdout) as VerifyJson;
+        const check = verify.checks.find((c) => c.id === 'relay' && c.node === 'p-1')!;
+        assert.equal(check.status, 'fail');
+        assert.match(check.message, /rule that drops wg0 -> other interfaces is missing while forwarding is on/);
       } finally {
         await sh(
           'p-1',
