@@ -47,12 +47,12 @@ export interface RelayJudgement {
   evidence: string[];
 }
 
-const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+const literal = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 /** The rule as it should be: iptables chain with its jump, or the nftables table. */
 function ruleState(iface: string, state: RelayState): { accept: boolean; drop: boolean; present: boolean } {
-  const chain = escape(relayChainName(iface));
-  const i = escape(iface);
+  const chain = literal(relayChainName(iface));
+  const i = literal(iface);
   const ipt = state.iptables.join('\n');
   const nft = state.nft.join('\n');
   const iptAccept = new RegExp(`^-A ${chain} -i ${i} -o ${i} -j ACCEPT$`, 'm').test(ipt);
