@@ -18,6 +18,7 @@ import type { Inventory, Node } from '../inventory/types.js';
 import type { Connection } from '../transport/types.js';
 import { sh } from '../remote/shell.js';
 import { endpointFor, formatEndpoint, type Endpoint } from '../topology/endpoints.js';
+import { pathBetween, planPaths } from '../topology/paths.js';
 import { splitSections, sectionScript, PATH_PRELUDE } from '../facts/sections.js';
 import type { FactDef } from '../facts/definitions.js';
 
@@ -41,13 +42,15 @@ export interface ColdStartPlan {
 /** Every direction in which a node dials another (endpointFor), among the nodes in `reachable`, put into slots. */
 export function planColdStart(inventory: Inventory, reachable: ReadonlySet<string>): ColdStartPlan {
   const slots: Direction[][] = [];
+  const paths = planPaths(inventory);
   for (const to of inventory.nodes) {
     if (!reachable.has(to.name)) continue;
     let slot = 0;
     for (const from of inventory.nodes) {
       if (from.name === to.name || !reachable.has(from.name)) continue;
       const endpoint = endpointFor(inventory, from, to);
-      if (!endpoint) continue;
+      // a pair relayed by relay: always has no session of its own to start, though its ends could dial
+      if (!endpoint || pathBetween(paths, from.name, to.name)?.kind === 'relayed') continue;
       if (!slots[slot]) slots[slot] = [];
       slots[slot]!.push({ from: from.name, to: to.name, endpoint });
       slot++;

@@ -204,6 +204,8 @@ export function matrixPasses(matrix: Matrix, { withMtu = true } = {}): boolean {
 
 export interface RenderMatrixOptions {
   color: boolean;
+  /** relayed pairs, keyed `a\u0000b` (either order) -> relay: their cells get a `*` and a legend line names the relay */
+  relayed?: ReadonlyMap<string, string>;
 }
 
 function cellText(cell: MatrixCell | undefined): { text: string; tone: 'ok' | 'fail' | 'warn' | 'none' } {
@@ -224,10 +226,15 @@ function cellText(cell: MatrixCell | undefined): { text: string; tone: 'ok' | 'f
 export function renderMatrix(matrix: Matrix, options: RenderMatrixOptions): string {
   const c = options.color ? new Chalk({ level: Math.max(chalk.level, 1) as 1 | 2 | 3 }) : new Chalk({ level: 0 });
   const corner = 'from \\ to';
+  const viaOf = (x: string, y: string) => options.relayed?.get(`${x}\u0000${y}`) ?? options.relayed?.get(`${y}\u0000${x}`);
   const header = [corner, ...matrix.nodes];
   const rows = matrix.nodes.map((from) => [
     { text: from, tone: 'none' as const },
-    ...matrix.nodes.map((to) => (from === to ? { text: '-', tone: 'none' as const } : cellText(matrix.cells[from]?.[to]))),
+    ...matrix.nodes.map((to) => {
+      if (from === to) return { text: '-', tone: 'none' as const };
+      const cell = cellText(matrix.cells[from]?.[to]);
+      return viaOf(from, to) ? { ...cell, text: `${cell.text}*` } : cell;
+    }),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.text.length)));
   const paint = (text: string, tone: string) =>
@@ -244,5 +251,7 @@ export function renderMatrix(matrix: Matrix, options: RenderMatrixOptions): stri
         .trimEnd(),
     ),
   ];
+  const relays = [...new Set(options.relayed?.values() ?? [])];
+  if (relays.length) lines.push(`* relayed (via ${relays.join(', ')}): the ping goes through the relay`);
   return `${lines.join('\n')}\n`;
 }

@@ -31,6 +31,7 @@ import type { SysctlFileSettings } from '../facts/sysctl-order.js';
 import { parseWgQuickConfig, type ParsedWgQuickConfig } from '../render/wgquick.js';
 import type { FirewallFacts } from '../firewall/verdict.js';
 import { UDP_COUNTERS_FACT, type UdpCounters } from './cold-start.js';
+import { RELAY_FACT, type RelayState } from './relay-check.js';
 
 // the building blocks, re-exported for the code that imported them from here
 export { PATH_PRELUDE, sectionScript, splitSections, type Section };
@@ -105,6 +106,8 @@ export interface NodeChecklist {
   firewallRuleset?: FirewallFacts;
   /** /proc/net/snmp's UDP counters when the checklist ran (the cold-start probe's first read, ./cold-start.ts) */
   udpCounters?: UdpCounters;
+  /** forwarding on the interface and meshctl's relay rule (./relay-check.ts); undefined when the section is missing */
+  relay?: RelayState;
   /** sections whose output could not be read */
   problems: string[];
 }
@@ -126,6 +129,7 @@ const CHECKLIST_FACTS: ReadonlyArray<FactDef<unknown>> = [
   FACTS.rpFilterSysctlFiles,
   FACTS.firewallRuleset,
   UDP_COUNTERS_FACT,
+  RELAY_FACT,
 ];
 
 const contextOf = (params: ChecklistParams): FactContext => ({ interface: params.interface, listenPort: params.listenPort });
@@ -193,6 +197,7 @@ export function parseChecklist(stdout: string, params: ChecklistParams): NodeChe
     ...(firewall ? { firewall } : {}),
     ...(firewallRuleset ? { firewallRuleset } : {}),
     ...(udpCounters ? { udpCounters } : {}),
+    ...(s.has(RELAY_FACT.name) ? { relay: fact(RELAY_FACT) } : {}),
     problems,
   };
 }

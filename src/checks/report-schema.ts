@@ -93,6 +93,35 @@ const matrixSpec: Spec = {
   },
 };
 
+const rtt = (description: string): Spec => ({ type: 'number', minimum: 0, what: 'milliseconds (0 or more)', description });
+
+const pathSpec: Spec = {
+  type: 'object',
+  description: "One pair's path, as planned from the inventory (relays: README), and what the ping matrix measured on it.",
+  fields: {
+    a: req(text('The node listed first in the inventory.')),
+    b: req(text('The other node.')),
+    kind: req({
+      type: 'enum',
+      values: ['direct', 'relayed', 'none'],
+      description: 'direct: one side dials the other; relayed: both go through a public node (via); none: no path.',
+    }),
+    via: text('Relayed pairs only: the relay node.'),
+    why: req(
+      text(
+        'Why the pair takes this path, in words (e.g. "b-1 is behind NAT with no forward and c-1 is behind carrier NAT: relayed via p-1").',
+      ),
+    ),
+    rttMs: rtt('Average ping round trip over both directions (through the relay for a relayed pair), when any reply came.'),
+    legsRttMs: {
+      type: 'array',
+      items: rtt('One leg, both directions averaged.'),
+      description: 'Relayed pairs only: round trips a <-> via and via <-> b from the same ping matrix, when both were measured.',
+    },
+    direct: text('Relayed pairs that also have a direct path (relay: always) only: that the direct RTT is not measured, and why.'),
+  },
+};
+
 /** The whole `meshctl verify --json` report, version 1. */
 export const verifyReportSpec: Spec = {
   type: 'object',
@@ -148,6 +177,11 @@ export const verifyReportSpec: Spec = {
       description: 'Per node: SSH session channels verify opened on its one connection.',
       value: count('Channels opened.'),
     },
+    paths: req({
+      type: 'array',
+      items: pathSpec,
+      description: "Every pair's path (direct, relayed via a public node, or none), in inventory order.",
+    }),
   },
 };
 

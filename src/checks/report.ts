@@ -8,6 +8,7 @@ import { renderMatrix, type Matrix } from './ping-matrix.js';
 import { summarize, type Check, type CheckSummary } from './verify.js';
 import { ExitCode, type Outcome } from '../errors.js';
 import { safeText } from '../ui/safe-text.js';
+import { planPaths } from '../topology/paths.js';
 
 export interface VerifyReport {
   /** bumps when a field changes meaning or goes away; new fields may appear at any time */
@@ -26,6 +27,8 @@ export interface VerifyReport {
   timings?: VerifyTimings;
   /** per node: SSH session channels verify opened on its one connection (OpenSSH's MaxSessions counts them) */
   channels?: Record<string, number>;
+  /** every pair's path as planned from the inventory (src/topology/paths.ts), with its measured RTT */
+  paths: PathReport[];
 }
 
 /** verify's wall time by stage, ms. */
@@ -34,6 +37,46 @@ export interface VerifyTimings {
   checklistMs: number;
   coldStartMs?: number;
   pingMs: number;
+}
+
+/** One pair's path in the report: direct, relayed via R, or none, why, and the RTT the ping matrix measured. */
+export interface PathReport {
+  a: string;
+  b: string;
+  kind: 'direct' | 'relayed' | 'none';
+  /** relayed pairs: the relay */
+  via?: string;
+  why: string;
+  /** average ping RTT in ms over both directions (through the relay for a relayed pair), when any reply came */
+  rttMs?: number;
+  /** relayed pairs: the RTTs of the two legs, a to the relay and the relay to b (average of both directions), in ms */
+  legsRttMs?: [number, number];
+  /** relayed pairs that also have a direct path (relay: always): that path is not used, so its RTT is not measured */
+  direct?: string;
+}
+
+const averageRtt = (matrix: Matrix | undefined, x: string, y: string): number | undefined => {
+  const rtts = [matrix?.cells[x]?.[y], matrix?.cells[y]?.[x]].flatMap((c) => (c?.ok && c.rttMs !== undefined ? [c.rttMs] : []));
+  return rtts.length ? Math.round((rtts.reduce((sum, v) => sum + v, 0) / rtts.length) * 1000) / 1000 : undefined;
+};
+
+/** Every pair's path and what the ping matrix measured on it (pure). */
+export function pathReports(inventory: Inventory, matrix: Matrix | undefined): PathReport[] {
+  return planPaths(inventory).pairs.map(({ a, b, path }) => {
+    const rttMs = averageRtt(matrix, a, b);
+    const base: PathReport = { a, b, kind: path.kind, why: path.why, ...(rttMs !== undefined ? { rttMs } : {}) };
+    if (path.kind !== 'relayed') return base;
+    const legA = averageRtt(matrix, a, path.via);
+    const legB = averageRtt(matrix, path.via, b);
+    return {
+      ...base,
+      via: path.via,
+      ...(legA !== undefined && legB !== undefined ? { legsRttMs: [legA, legB] as [number, number] } : {}),
+      ...(path.directExists
+        ? { direct: 'a direct path exists but is not used (relay: always); its RTT is not measured: meshctl pings only through the mesh' }
+        : {}),
+    };
+  });
 }
 
 /** `strict`: a warning fails the run too (for monitoring that must hear of a drift or a NAT collision). */
@@ -68,6 +111,7 @@ export function buildReport(
     matrix: matrix ?? null,
     ...(timings ? { timings } : {}),
     ...(channels ? { channels } : {}),
+    paths: pathReports(inventory, matrix),
   };
 }
 
@@ -149,10 +193,31 @@ export function renderChecks(checks: Check[], options: { color: boolean; verbose
   return `${lines.join('\n')}\n`;
 }
 
+/** The pairs that are not direct, one line each (relayed via R with RTTs, or none), then a count; '' when all are direct. */
+export function renderPaths(paths: PathReport[], { measured = true } = {}): string {
+  const other = paths.filter((p) => p.kind !== 'direct');
+  if (other.length === 0) return '';
+  const ms = (v: number | undefined) => (v === undefined ? 'no reply' : `${v} ms`);
+  const rtt = (p: PathReport) =>
+    measured ? `${ms(p.rttMs)}${p.legsRttMs ? ` (legs ${p.legsRttMs[0]} + ${p.legsRttMs[1]} ms)` : ''}; ` : '';
+  const lines = other.map((p) =>
+    p.kind === 'relayed'
+      ? `  ${p.a} <-> ${p.b}  relayed via ${p.via}: ${rtt(p)}${p.why}${measured && p.direct ? `; ${p.direct}` : ''}`
+      : `  ${p.a} <-> ${p.b}  no path: ${p.why}`,
+  );
+  const counts = (['direct', 'relayed', 'none'] as const).map((k) => `${paths.filter((p) => p.kind === k).length} ${k}`).join(', ');
+  return `Paths (${counts})\n${lines.map(safeText).join('\n')}\n`;
+}
+
 export function renderReport(report: VerifyReport, options: { color: boolean; verbose?: boolean }): string {
   const c = options.color ? new Chalk({ level: Math.max(chalk.level, 1) as 1 | 2 | 3 }) : new Chalk({ level: 0 });
   const parts: string[] = [];
-  if (report.matrix) parts.push(c.bold('Ping matrix (rows ping columns over the overlay)'), renderMatrix(report.matrix, options));
+  if (report.matrix) {
+    const relayed = new Map(report.paths.filter((p) => p.kind === 'relayed').map((p) => [`${p.a}\u0000${p.b}`, p.via!]));
+    parts.push(c.bold('Ping matrix (rows ping columns over the overlay)'), renderMatrix(report.matrix, { ...options, relayed }));
+  }
+  const paths = renderPaths(report.paths);
+  if (paths) parts.push(paths);
   parts.push(renderChecks(report.checks, options));
   const s = report.summary;
   const verdict =

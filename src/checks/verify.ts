@@ -9,6 +9,7 @@
  *   ping, path-mtu                                                                             (per ordered pair)
  *   firewall                                                                                   (per node)
  *   cold-start                                                         (per designed direction: node dials peer)
+ *   relay                                          (per node that relays pairs, or shows a leftover relay rule)
  */
 import type { Inventory, Node } from '../inventory/types.js';
 import type { DesiredNodeConfig, DesiredPeer } from '../topology/desired.js';
@@ -32,6 +33,8 @@ import {
 } from './judge.js';
 import { judgeNodeFirewall } from '../firewall/judge.js';
 import { judgeDirection, type ColdStartResult } from './cold-start.js';
+import { pathBetween, planPaths } from '../topology/paths.js';
+import { judgeRelay } from './relay-check.js';
 
 export type CheckStatus = 'pass' | 'warn' | 'fail';
 
@@ -55,6 +58,7 @@ export const CHECK_IDS = [
   'path-mtu',
   'firewall',
   'cold-start',
+  'relay',
 ] as const;
 export type CheckId = (typeof CHECK_IDS)[number];
 
@@ -273,6 +277,9 @@ function nodeChecks(facts: VerifyFacts, node: Node, desired: DesiredNodeConfig, 
   for (const problem of cl.problems) out.push(mk(n, 'connect', 'warn', problem));
   // the firewall, by the effect of its whole ruleset on a new datagram to the listen port (issue 8, kind 4)
   if (cl.firewallRuleset) out.push(asCheck('firewall', judgeNodeFirewall(facts.inventory, node, cl.firewallRuleset)));
+  // a relay forwards on the WireGuard interface only, behind its rule (issue 11)
+  const relay = cl.relay ? judgeRelay(iface, desired.relay?.pairs, cl.relay) : undefined;
+  if (relay) out.push(mk(n, 'relay', relay.status, relay.message, relay.evidence));
   return out;
 }
 
@@ -416,16 +423,21 @@ export { formatAge };
 
 function pairChecks(facts: VerifyFacts, matrix: Matrix): Check[] {
   const out: Check[] = [];
+  const paths = planPaths(facts.inventory);
   for (const from of matrix.nodes) {
     for (const to of matrix.nodes) {
       if (from === to) continue;
       const cell = matrix.cells[from]?.[to];
       if (!cell) continue;
+      // a relayed pair's ping is an ordinary ping to the /32: it goes through the relay, and says so
+      const path = pathBetween(paths, from, to);
+      const via = path?.kind === 'relayed' ? ` (relayed via ${path.via})` : '';
       const evidence = [
         `ping: ${cell.transmitted} sent, ${cell.received} received, ${cell.loss}% loss${cell.rttMs !== undefined ? `, rtt avg ${cell.rttMs} ms` : ''}${cell.error ? ` (${cell.error})` : ''}`,
+        ...(path && path.kind !== 'direct' ? [`path: ${path.why}`] : []),
       ];
       if (cell.ok)
-        out.push(mk(from, 'ping', 'pass', `${to} answers${cell.rttMs !== undefined ? ` in ${cell.rttMs} ms` : ''}`, evidence, to));
+        out.push(mk(from, 'ping', 'pass', `${to} answers${cell.rttMs !== undefined ? ` in ${cell.rttMs} ms` : ''}${via}`, evidence, to));
       else
         out.push(
           mk(
@@ -433,8 +445,10 @@ function pairChecks(facts: VerifyFacts, matrix: Matrix): Check[] {
             'ping',
             'fail',
             cell.received > 0
-              ? `${to} answers only partly (${cell.loss}% loss)`
-              : `${to} does not answer${cell.error && !cell.transmitted ? `: ${cell.error}` : ''}`,
+              ? `${to} answers only partly (${cell.loss}% loss)${via}`
+              : path?.kind === 'none'
+                ? `${to} does not answer: no path (${path.why})`
+                : `${to} does not answer${cell.error && !cell.transmitted ? `: ${cell.error}` : ''}${via}`,
             evidence,
             to,
           ),

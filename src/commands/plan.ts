@@ -16,6 +16,7 @@ import { renderPlan } from '../ui/plan-view.js';
 import { connectorFor, parseForks, sshOptionsFromFlags } from './connect-options.js';
 import { collectValues, resolveLimit } from '../engine/limit.js';
 import { statePublicKeys } from '../state/record.js';
+import { pathReports, renderPaths } from '../checks/report.js';
 
 interface PlanFlags {
   json?: boolean;
@@ -81,7 +82,14 @@ export function registerPlan(program: Command, finish: (result: CommandResult) =
         else process.stderr.write(chalk.red.bold(`cannot plan past "${report.stoppedAt}": fix the node first\n`));
         return finish('stop');
       }
-      process.stdout.write(flags.json ? `${JSON.stringify(report.plan, null, 2)}\n` : renderPlan(report.plan!, chalk));
+      // every pair's path (direct, relayed via R, none) as planned from the inventory: JSON `paths`, text below the plan
+      const paths = pathReports(inventory, undefined);
+      const pathsText = renderPaths(paths, { measured: false });
+      process.stdout.write(
+        flags.json
+          ? `${JSON.stringify({ ...report.plan, paths }, null, 2)}\n`
+          : `${renderPlan(report.plan!, chalk)}${pathsText ? `\n${pathsText}` : ''}`,
+      );
       finish(countActions(report.plan!) === 0 ? 'ok' : 'drift');
     });
 }

@@ -10,6 +10,7 @@ import { checkInventoryText, inventoryError, loadInventory, readInventoryFile, r
 import { formatProblem } from '../inventory/problems.js';
 import { publicAddressOf, type Inventory, type Site } from '../inventory/types.js';
 import { endpointFor, formatEndpoint, keepaliveFor, type Endpoint } from '../topology/endpoints.js';
+import { planPaths, type PairPath } from '../topology/paths.js';
 
 export interface PairSummary {
   a: string;
@@ -20,14 +21,18 @@ export interface PairSummary {
   /** PersistentKeepalive seconds each side sets towards the other, null for none */
   aKeepalive: number | null;
   bKeepalive: number | null;
-  /** at least one side can dial the other */
+  /** at least one side can dial the other (a direct path exists; the pair may still be relayed by relay: always) */
   connects: boolean;
+  /** the pair's path (src/topology/paths.ts): direct, relayed via a public node, or none; with why */
+  path: PairPath;
 }
 
 export function pairSummaries(inventory: Inventory): PairSummary[] {
   const pairs: PairSummary[] = [];
+  const paths = planPaths(inventory).pairs;
   inventory.nodes.forEach((a, i) => {
     for (const b of inventory.nodes.slice(i + 1)) {
+      const path = paths.find((p) => p.a === a.name && p.b === b.name)!.path;
       const aToB = endpointFor(inventory, a, b) ?? null;
       const bToA = endpointFor(inventory, b, a) ?? null;
       pairs.push({
@@ -38,6 +43,7 @@ export function pairSummaries(inventory: Inventory): PairSummary[] {
         aKeepalive: keepaliveFor(inventory, a, b) ?? null,
         bKeepalive: keepaliveFor(inventory, b, a) ?? null,
         connects: aToB !== null || bToA !== null,
+        path,
       });
     }
   });
@@ -95,15 +101,25 @@ export function renderSummary(inventory: Inventory): string {
   const pairWidth = Math.max(...pairs.map((p) => `${p.a} <-> ${p.b}`.length));
   const leftWidth = Math.max(...pairs.map((p) => side(p.a, p.b, p.aToB, p.aKeepalive).length));
   for (const pair of pairs) {
+    const direct = pair.path.kind === 'direct';
     const left = side(pair.a, pair.b, pair.aToB, pair.aKeepalive);
-    const right = pair.connects
+    const right = direct
       ? side(pair.b, pair.a, pair.bToA, pair.bKeepalive)
-      : chalk.yellow('neither side can dial the other: this pair will not connect');
+      : pair.path.kind === 'relayed'
+        ? chalk.cyan(`relayed via ${pair.path.via}: ${pair.path.why.replace(/: relayed via .*$/, '')}`)
+        : chalk.yellow(`no path: ${pair.path.why}: this pair will not connect`);
+    const middle = direct ? `${pad(left, leftWidth)}  ` : '';
+    lines.push(`  ${pad(`${pair.a} <-> ${pair.b}`, pairWidth)}  ${middle}${right}`.trimEnd());
+  }
+  const relayed = pairs.filter((p) => p.path.kind === 'relayed');
+  if (relayed.length > 0) {
+    const relays = [...new Set(relayed.map((p) => (p.path.kind === 'relayed' ? p.path.via : '')))];
     lines.push(
-      `  ${pad(`${pair.a} <-> ${pair.b}`, pairWidth)}  ${pad(pair.connects ? left : '', pair.connects ? leftWidth : 0)}  ${right}`.trimEnd(),
+      '',
+      `${relayed.length} pair(s) relayed through ${relays.join(', ')} (forwarding on ${mesh.interface} only; meshctl does not punch holes through NAT)`,
     );
   }
-  const broken = pairs.filter((p) => !p.connects).length;
+  const broken = pairs.filter((p) => p.path.kind === 'none').length;
   if (broken > 0) lines.push('', chalk.yellow(`warning: ${broken} pair(s) cannot connect: their ping check will fail`));
   return `${lines.join('\n')}\n`;
 }

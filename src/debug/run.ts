@@ -29,6 +29,7 @@ import {
   type CaptureHandle,
 } from './capture.js';
 import { classifyPair, type Diagnosis, type PairEvidence, type SideEvidence } from './classify.js';
+import { pathBetween, planPaths } from '../topology/paths.js';
 import { splitSections } from '../checks/probes.js';
 import { readInventoryFile } from '../inventory/load.js';
 
@@ -75,6 +76,32 @@ export interface DebugReport {
 }
 
 const PAIR_IDS = new Set(['ping', 'path-mtu', 'handshake', 'peers', 'allowed-ips', 'endpoint', 'route']);
+
+/**
+ * A relayed pair (../topology/paths.ts) has no tunnel of its own to examine: its two legs, each end with the relay,
+ * are examined instead (once each, in order). Other pairs stay as they are.
+ */
+export function relayLegs(inventory: Inventory, pairs: Array<[string, string]>): Array<[string, string]> {
+  const paths = planPaths(inventory);
+  const seen = new Set<string>();
+  const out: Array<[string, string]> = [];
+  for (const [a, b] of pairs) {
+    const path = pathBetween(paths, a, b);
+    const legs: Array<[string, string]> =
+      path?.kind === 'relayed'
+        ? [
+            [a, path.via],
+            [path.via, b],
+          ]
+        : [[a, b]];
+    for (const [x, y] of legs) {
+      const key = [x, y].sort().join('\u0000');
+      if (!seen.has(key)) out.push([x, y]);
+      seen.add(key);
+    }
+  }
+  return out;
+}
 
 /** Unordered pairs with a failing check between them (or a failing node-level check on one of them). */
 export function failingPairs(inventory: Inventory, checks: Check[], onlyNode?: string): Array<[string, string]> {
@@ -260,7 +287,7 @@ export async function runDebug(
     ...(options.signal ? { signal: options.signal } : {}),
   });
   const checks = evaluateVerify(collected);
-  const pairs = options.pair ? [options.pair] : failingPairs(inventory, checks, options.node);
+  const pairs = relayLegs(inventory, options.pair ? [options.pair] : failingPairs(inventory, checks, options.node));
   const stamp = startedAt
     .toISOString()
     .replace(/[-:]/g, '')

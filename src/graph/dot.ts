@@ -1,7 +1,8 @@
 /**
  * `verify --graph FILE`: a picture of the mesh in Graphviz DOT, written by us (no graph library).
  * Nodes are clustered by site; a NAT site shows its router with the port-forwards as its label; every pair of
- * nodes is one edge coloured by the pair's state (green ok, orange warnings, red a failing check, grey unknown).
+ * nodes is one edge coloured by the pair's state (green ok, orange warnings, red a failing check, grey unknown);
+ * a relayed pair's edge is dotted and labelled "via R", and a relay node says how many pairs it carries.
  * When FILE ends in .svg (or .png), `dot` renders it and the .dot source is written beside it.
  */
 import { execFile } from 'node:child_process';
@@ -11,11 +12,14 @@ import { publicAddressOf, type Inventory } from '../inventory/types.js';
 import { MeshctlError } from '../errors.js';
 import type { Check, CheckStatus } from '../checks/verify.js';
 import type { Matrix } from '../checks/ping-matrix.js';
+import type { PathReport } from '../checks/report.js';
 
 export interface GraphInput {
   checks: Check[];
   matrix: Matrix | null;
   nodes: Array<{ name: string; connected: boolean }>;
+  /** every pair's path (verify's report): a relayed pair's edge is dotted and names its relay, a pair with none says so */
+  paths?: PathReport[];
 }
 
 const COLORS = { pass: '#2e9e44', warn: '#f08c00', fail: '#d62828', unknown: '#9e9e9e' } as const;
@@ -44,6 +48,12 @@ function edgeFor(a: string, b: string, input: GraphInput): { status: CheckStatus
   const shown = lines.slice(0, 3);
   if (lines.length > 3) shown.push(`+${lines.length - 3} more`);
   return { status, label: `${status === 'fail' ? 'FAIL' : 'WARN'}: ${shown.join('\n')}` };
+}
+
+/** "relay for 2 pairs" on a node that carries relayed pairs. */
+function relayLabel(name: string, input: GraphInput): string[] {
+  const carried = input.paths?.filter((p) => p.kind === 'relayed' && p.via === name).length ?? 0;
+  return carried ? [`relay for ${carried} pair${carried === 1 ? '' : 's'}`] : [];
 }
 
 function nodeStatus(name: string, input: GraphInput): CheckStatus | 'unknown' {
@@ -91,6 +101,7 @@ export function renderDot(inventory: Inventory, input: GraphInput, title?: strin
         n.name,
         `${n.address}`,
         `overlay ${n.overlayIp}`,
+        ...relayLabel(n.name, input),
         ...(status === 'unknown' ? ['NOT REACHED'] : nodeFails.length ? [`FAIL: ${nodeFails.join(', ')}`] : []),
       ].join('\n');
       lines.push(
@@ -111,7 +122,10 @@ export function renderDot(inventory: Inventory, input: GraphInput, title?: strin
       const a = names[i]!;
       const b = names[j]!;
       const edge = edgeFor(a, b, input);
-      const style = edge.status === 'unknown' ? 'dashed' : 'solid';
+      const path = input.paths?.find((p) => p.a === a && p.b === b);
+      if (path?.kind === 'relayed') edge.label = `via ${path.via}\n${edge.label}`;
+      if (path?.kind === 'none') edge.label = `no path\n${edge.label}`;
+      const style = edge.status === 'unknown' ? 'dashed' : path?.kind === 'relayed' ? 'dotted' : 'solid';
       const sameSite = inventory.nodes[i]!.site === inventory.nodes[j]!.site;
       lines.push(
         `  ${dotQuote(a)} -- ${dotQuote(b)} [color=${dotQuote(COLORS[edge.status])}, fontcolor=${dotQuote(COLORS[edge.status])}, style=${style}, label=${dotQuote(edge.label)}${sameSite ? ', constraint=false' : ''}];`,

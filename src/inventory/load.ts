@@ -12,7 +12,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { badInput } from '../errors.js';
 import { formatProblem, sortProblems, type PathPart, type Problem } from '../schema/problems.js';
-import { address6Of, checkSemantics, endpointOf, siteKindOf, type RawInventory, type RawSsh } from './semantic.js';
+import { address6Of, checkSemantics, endpointOf, relaySettingOf, siteKindOf, type RawInventory, type RawSsh } from './semantic.js';
 import { checkSpec, inventorySpec } from './spec.js';
 import type { Become, Inventory, MeshSettings, Node, RpFilterMode, Site } from './types.js';
 import { readInputFile } from '../schema/input.js';
@@ -85,6 +85,7 @@ function normalise(raw: RawInventory, source: string): Inventory {
     persistentKeepalive: rawMesh.persistentKeepalive ?? 25,
     rpFilter: typeof rp === 'number' ? (rp as RpFilterMode) : RP_FILTER[rp]!,
     reservedCidrs: (rawMesh.reservedCidrs ?? []).map((cidr) => cidr!),
+    ...relaySettingOf(rawMesh.relay),
   };
   const sites: Site[] = Object.entries(raw.sites!).map(([name, site]): Site => {
     const s = site!;
@@ -127,6 +128,7 @@ function normalise(raw: RawInventory, source: string): Inventory {
       listenPort: n.listenPort ?? mesh.listenPort,
       ...(n.forwardedPort !== undefined ? { forwardedPort: n.forwardedPort } : {}),
       ...endpointOf(n.endpoint),
+      ...relaySettingOf(n.relay),
       ssh: {
         host: ssh.host ?? n.address!,
         port: ssh.port ?? 22,

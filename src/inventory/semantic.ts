@@ -6,9 +6,10 @@
  */
 import { cidrContains, cidrsOverlap, isIpv4, parseCidr, reservedAddressOf, type Cidr } from '../net/ipv4.js';
 import { pairCanConnect } from '../topology/endpoints.js';
+import { planPaths } from '../topology/paths.js';
 import { didYouMean, formatPath, listWords, type PathPart, type Problem } from '../schema/problems.js';
-import type { EndpointOverride, Inventory, Node, Site } from './types.js';
-import { parseEndpointText } from './spec.js';
+import type { EndpointOverride, Inventory, Node, RelaySetting, Site } from './types.js';
+import { parseEndpointText, RELAY_MODES } from './spec.js';
 import { ownValue } from '../schema/spec.js';
 import { canonicalIpv6 } from '../net/ipv6.js';
 import { keyPositionOf, positionOf, type TreeNode } from '../schema/yaml-tree.js';
@@ -35,6 +36,7 @@ export interface RawNode {
   listenPort?: number;
   forwardedPort?: number;
   endpoint?: string;
+  relay?: string;
   ssh?: RawSsh;
 }
 export interface RawMesh {
@@ -45,6 +47,7 @@ export interface RawMesh {
   persistentKeepalive?: number;
   rpFilter?: 'loose' | 'strict' | 'off' | 0 | 1 | 2;
   reservedCidrs?: (string | undefined)[];
+  relay?: string;
 }
 /** The structurally checked file: every present field is valid or undefined (a key written with a bad value). */
 export interface RawInventory {
@@ -363,6 +366,29 @@ export function checkSemantics(raw: RawInventory, tree: TreeNode | undefined): P
     }
   }
 
+  // --- relays: a named relay is a node of a public site (not the node itself) --------------------------------
+  const checkNamedRelay = (path: PathPart[], text: string | undefined, self?: string) => {
+    if (text === undefined || (RELAY_MODES as readonly string[]).includes(text)) return;
+    if (!Object.hasOwn(nodes, text)) {
+      const publicNodes = nodeNames.filter((n) => {
+        const site = ownValue(nodes, n)?.site;
+        return site !== undefined && kinds.get(site) === 'public';
+      });
+      const guess = didYouMean(text, publicNodes);
+      report(path, `relay ${text} is not a node${guess ? `; did you mean ${guess}?` : ''} (use auto, always, never or a node name)`);
+    } else if (text === self) report(path, `${self} cannot relay its own pairs: name another public node, or auto`);
+    else {
+      const site = ownValue(nodes, text)?.site;
+      if (site !== undefined && kinds.get(site) !== undefined && kinds.get(site) !== 'public')
+        report(
+          path,
+          `relay ${text} is in site ${site}, which is not public: a relay must be dialable by both ends (a node in a public site)`,
+        );
+    }
+  };
+  checkNamedRelay(['mesh', 'relay'], mesh.relay);
+  for (const [name, node] of Object.entries(nodes)) if (node) checkNamedRelay(['nodes', name, 'relay'], node.relay, name);
+
   // --- reachability: only when every node's site is known, else the answer would be wrong -------------------
   const allNodes = Object.entries(nodes);
   const decidable =
@@ -376,7 +402,7 @@ export function checkSemantics(raw: RawInventory, tree: TreeNode | undefined): P
         !('endpoint' in node && node.endpoint === undefined),
     );
   if (decidable) {
-    const inventory = reachabilityModel(sites, kinds, nodes);
+    const inventory = reachabilityModel(sites, kinds, nodes, mesh.relay);
     for (const node of inventory.nodes) {
       if (inventory.nodes.some((peer) => peer !== node && pairCanConnect(inventory, node, peer))) continue;
       const why =
@@ -386,6 +412,15 @@ export function checkSemantics(raw: RawInventory, tree: TreeNode | undefined): P
       reportAtKey(
         ['nodes', node.name],
         `no peer could ever reach ${node.name}: nodes outside site ${node.site} cannot dial it (${why}), and it can dial no other node (none is public or has a forwardedPort)`,
+      );
+    }
+    // relay: never where a pair has no direct path: refused here, so validate, plan and up stop before anything
+    for (const { a, b, path } of planPaths(inventory).pairs) {
+      if (path.kind !== 'none' || !path.refusedBy) continue;
+      const at: PathPart[] = 'node' in path.refusedBy ? ['nodes', path.refusedBy.node, 'relay'] : ['mesh', 'relay'];
+      report(
+        at,
+        `${a} <-> ${b} has no direct path and relay: never forbids a relay: ${path.why.replace(/, and relay: never.*$/, '')} (use relay: auto, or give one side a way in)`,
       );
     }
   }
@@ -405,11 +440,18 @@ export function address6Of(text: string | undefined): { address6?: string } {
   return address6 === undefined ? {} : { address6 };
 }
 
+/** The normalised relay setting of a valid `relay:` text (`p-1` -> { via: 'p-1' }); nothing when absent. */
+export function relaySettingOf(text: string | undefined): { relay?: RelaySetting } {
+  if (text === undefined) return {};
+  return { relay: (RELAY_MODES as readonly string[]).includes(text) ? (text as RelaySetting) : { via: text } };
+}
+
 /** Just enough of an Inventory for the endpoint rules: which side can dial which. */
 function reachabilityModel(
   sites: Record<string, RawSite | undefined>,
   kinds: Map<string, SiteKind | undefined>,
   nodes: Record<string, RawNode | undefined>,
+  relay?: string,
 ): Inventory {
   const modelSites: Site[] = [...kinds].map(([name, kind]): Site => {
     const site = sites[name] ?? {};
@@ -422,6 +464,7 @@ function reachabilityModel(
         router: site.router ?? '',
         publicIp: site.nat?.publicIp ?? '',
         ...(site.nat?.publicHost !== undefined ? { publicHost: site.nat.publicHost } : {}),
+        ...(site.nat?.carrier === true ? { carrier: true } : {}),
       };
     return { name, kind: 'lan', lan: site.lan ?? '' };
   });
@@ -434,11 +477,21 @@ function reachabilityModel(
     forwardedPort: node!.forwardedPort,
     ...address6Of(node!.address6),
     ...endpointOf(node!.endpoint),
+    ...relaySettingOf(node!.relay),
     ssh: { host: '', port: 22, user: 'root', become: 'none' },
   }));
   return {
     source: '',
-    mesh: { interface: '', network: '', listenPort: 0, mtu: 0, persistentKeepalive: 0, rpFilter: 2, reservedCidrs: [] },
+    mesh: {
+      interface: '',
+      network: '',
+      listenPort: 0,
+      mtu: 0,
+      persistentKeepalive: 0,
+      rpFilter: 2,
+      reservedCidrs: [],
+      ...relaySettingOf(relay),
+    },
     sites: modelSites,
     nodes: modelNodes,
   };

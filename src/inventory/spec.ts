@@ -18,6 +18,8 @@ type Common = Pick<Spec, 'description' | 'examples' | 'default' | 'required'>;
 const OCTET = '(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])';
 const IPV4_PATTERN = `${OCTET}\\.${OCTET}\\.${OCTET}\\.${OCTET}`;
 const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+/** The words of `relay:`; any other value names a relay node (src/topology/paths.ts). */
+export const RELAY_MODES = ['auto', 'always', 'never'] as const;
 
 /**
  * The interface names meshctl accepts: a letter, digit or `_`, then letters, digits, `_` and `-`, at most 15
@@ -157,6 +159,14 @@ export const formats = {
     },
     jsonSchema: { pattern: '^(?![0-9.]+$)[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?\\.?$', maxLength: 254 },
   },
+  relay: {
+    what: 'auto, always, never or a node name',
+    check: (value) =>
+      RELAY_MODES.includes(value as (typeof RELAY_MODES)[number]) || LABEL.test(value)
+        ? undefined
+        : `"${value}" is not a relay setting: use auto, always, never, or the name of a node in a public site`,
+    jsonSchema: { pattern: '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$' },
+  },
   path: {
     what: 'a file path',
     check: (value) => (value.trim() === '' ? 'expected a file path, got an empty string' : undefined),
@@ -280,6 +290,14 @@ export const inventorySpec: Spec = {
           description:
             'Networks the overlay must stay clear of, such as Kubernetes pod and service CIDRs (k3s: 10.42.0.0/16 and 10.43.0.0/16).',
           default: [],
+        },
+        relay: {
+          type: 'string',
+          format: formats.relay,
+          description:
+            "Relays for pairs with no direct path (neither side can dial the other; meshctl does not punch holes through NAT): auto relays only those pairs through a public node meshctl picks (fewest relayed pairs first); always relays every pair that does not include a public node; never refuses an inventory where a pair would need a relay, naming the pairs; a node name (a node in a public site) relays through that node. A node's own relay wins for its pairs.",
+          default: 'auto',
+          examples: ['auto', 'never', 'p-1'],
         },
       },
     },
@@ -456,6 +474,13 @@ export const inventorySpec: Spec = {
             description:
               "Where every peer dials this node (host:port; a DNS name is allowed, an IPv6 address goes in brackets), for a way in the inventory cannot describe (a forward made elsewhere, a dynamic-DNS name). Wins over every computed endpoint, for every peer, as WireKube's endpoint annotation does.",
             examples: ['home.example.net:41001', '203.0.113.10:51821'],
+          },
+          relay: {
+            type: 'string',
+            format: formats.relay,
+            description:
+              "This node's relay setting for its pairs (auto, always, never, or the name of a public node to relay through); defaults to mesh.relay. A public node with never relays no other pairs either. In a pair, never wins over always, and a relay named by the node listed first wins.",
+            examples: ['p-1', 'never'],
           },
           ssh: {
             type: 'object',

@@ -20,7 +20,19 @@ export interface MeshSettings {
   rpFilter: RpFilterMode;
   /** pod/service CIDRs (k3s, rke2, ...) that the overlay must not overlap */
   reservedCidrs: string[];
+  /** relay policy for every node that sets none itself (absent: auto); see src/topology/paths.ts */
+  relay?: RelaySetting;
 }
+
+/**
+ * Whether and through whom a pair with no direct path is relayed (src/topology/paths.ts):
+ * - auto: relay only the pairs with no direct path, through a public node picked by meshctl;
+ * - always: relay every pair of the node that does not include a public node, direct path or not;
+ * - never: never relay the node's pairs (nor, on a public node, relay others'); an inventory where one of the
+ *   node's pairs has no direct path is refused;
+ * - { via }: as auto, through the named public node.
+ */
+export type RelaySetting = 'auto' | 'always' | 'never' | { via: string };
 
 /**
  * A site is one underlay network segment.
@@ -103,6 +115,8 @@ export interface Node {
   forwardedPort?: number;
   /** stated by the inventory: wins over every computed endpoint, for every peer (WireKube's endpoint annotation) */
   endpoint?: EndpointOverride;
+  /** this node's relay policy; wins over mesh.relay for the node's pairs (absent: mesh.relay, then auto) */
+  relay?: RelaySetting;
   ssh: SshTarget;
 }
 

@@ -15,6 +15,7 @@ import type { DesiredNodeConfig, DesiredPeer } from '../topology/desired.js';
 import { isIpv4, parseCidr, formatCidr } from '../net/ipv4.js';
 import type { ParsedPeer, ParsedWgQuickConfig } from './wgquick.js';
 import { postUpLoadingPrivateKey } from './wgquick.js';
+import { relayHooks } from './relay.js';
 import type { LiveInterface, LivePeer } from './wgdump.js';
 
 export type DriftSeverity = 'fail' | 'warn' | 'info';
@@ -227,14 +228,33 @@ export function compareConfigToDesired(parsed: ParsedWgQuickConfig, desired: Des
       }
     }
     const postUp = postUpLoadingPrivateKey(desired);
-    if (iface.postUp.length !== 1 || iface.postUp[0] !== postUp) {
+    // a relay's forwarding lines follow the key's (../render/relay.ts)
+    const hooks = desired.relay ? relayHooks(desired.interface) : { postUp: [], preDown: [] };
+    const postUps = [postUp, ...hooks.postUp];
+    if (iface.postUp.length !== postUps.length || iface.postUp.some((line, i) => line !== postUps[i])) {
+      const keyOk = iface.postUp[0] === postUp;
       items.push({
         field: 'postUp',
-        expected: postUp,
+        expected: postUps.join(' ; '),
         actual: iface.postUp.join(' ; ') || ABSENT,
         severity: 'fail',
-        message: 'PostUp does not load the private key the way meshctl does',
+        message: !keyOk
+          ? 'PostUp does not load the private key the way meshctl does'
+          : desired.relay
+            ? `PostUp does not enable relaying (forwarding on ${desired.interface} only) the way meshctl does`
+            : 'PostUp runs more than loading the private key (relay lines on a node that relays nothing?)',
         ...at('postup'),
+      });
+    }
+    const preDowns = iface.otherEntries.filter((entry) => entry.key.toLowerCase() === 'predown').map((entry) => entry.value);
+    if (hooks.preDown.length > 0 && preDowns.join('\n') !== hooks.preDown.join('\n')) {
+      items.push({
+        field: 'otherSetting',
+        expected: hooks.preDown.map((line) => `PreDown = ${line}`).join(' ; '),
+        actual: preDowns.map((line) => `PreDown = ${line}`).join(' ; ') || ABSENT,
+        severity: 'fail',
+        message: 'PreDown does not undo the relay the way meshctl does',
+        ...at('predown'),
       });
     }
     if (iface.hasPrivateKey) {
@@ -248,6 +268,7 @@ export function compareConfigToDesired(parsed: ParsedWgQuickConfig, desired: Des
       });
     }
     for (const entry of iface.otherEntries) {
+      if (hooks.preDown.length > 0 && entry.key.toLowerCase() === 'predown') continue; // judged above
       items.push({
         field: 'otherSetting',
         expected: ABSENT,

@@ -13,6 +13,7 @@
  */
 import type { DesiredNodeConfig, DesiredPeer } from '../topology/desired.js';
 import { privateKeyPathFor } from '../topology/desired.js';
+import { relayHooks } from './relay.js';
 
 // Re-exported so callers find the whole wg-quick file API in one place (the implementation needs the drift rules).
 export { classifyConfigChange, type ConfigChange, type ConfigChangeKind } from './changes.js';
@@ -40,6 +41,17 @@ function renderPeer(peer: DesiredPeer): string[] {
   ];
 }
 
+/** A relay's forwarding (./relay.ts): which pairs it carries, then its PostUp and PreDown lines; nothing otherwise. */
+function renderRelay(config: DesiredNodeConfig): string[] {
+  if (!config.relay) return [];
+  const hooks = relayHooks(config.interface);
+  return [
+    `# Relay for ${config.relay.pairs.map((p) => `${p.a}<->${p.b}`).join(', ')}: forwards between peers of ${config.interface} only.`,
+    ...hooks.postUp.map((line) => `PostUp = ${line}`),
+    ...hooks.preDown.map((line) => `PreDown = ${line}`),
+  ];
+}
+
 /**
  * The complete file for one node. Deterministic: no timestamps or versions, peers in the order given (desiredMesh
  * sorts them), so an unchanged design renders byte-identical text and a second run changes nothing.
@@ -55,6 +67,7 @@ export function renderWgQuickConfig(config: DesiredNodeConfig): string {
     `MTU = ${config.mtu}`,
     'SaveConfig = false',
     `PostUp = ${postUpLoadingPrivateKey(config)}`,
+    ...renderRelay(config),
     ...config.peers.flatMap((peer) => ['', ...renderPeer(peer)]),
   ];
   return `${lines.join('\n')}\n`;

@@ -6,18 +6,26 @@
  * Validation of the inventory (unreachable nodes, duplicate addresses) is src/inventory's job; this module assumes
  * a valid inventory and still renders every pair, also one that cannot connect (it gets no Endpoint), so that the
  * config stays a full mesh and `verify` reports the pair instead of it silently vanishing.
+ *
+ * Relayed pairs (./paths.ts): for A–B relayed via R, A has no [Peer] for B and B's /32 rides on A's [Peer] for R
+ * (AllowedIPs), and the other way round on B; R keeps its ordinary peers for A and B (their /32s already route
+ * there) and forwards between them on the WireGuard interface only (`relay`, rendered by ../render/relay.ts).
  */
 import type { Inventory, Node } from '../inventory/types.js';
 import { siteOf } from '../inventory/types.js';
 import { MeshctlError } from '../errors.js';
 import { wireguardPaths } from '../remote/wireguard.js';
 import { endpointFor, formatEndpoint, isBehindNat, keepaliveFor } from './endpoints.js';
+import { pairsRelayedBy, pathBetween, planPaths, relayedPeersVia, type MeshPaths } from './paths.js';
 
 export interface DesiredPeer {
   /** inventory node name of the peer; rendered as a `# name` comment, WireGuard itself only knows the key */
   name: string;
   publicKey: string;
-  /** exactly one /32: the peer's overlay address */
+  /**
+   * the peer's overlay address as a /32, first; for a relay peer, then the /32 of every node this node reaches
+   * through it (its relayed pairs, inventory order)
+   */
   allowedIps: string[];
   /** 'host:port', absent when the peer cannot be dialled from this node (it dials in, WireGuard roams to it) */
   endpoint?: string;
@@ -45,6 +53,11 @@ export interface DesiredNodeConfig {
   privateKeyPath: string;
   /** sorted by name (plain code-unit order, independent of locale) so output is stable */
   peers: DesiredPeer[];
+  /**
+   * Present when this node relays pairs of other nodes (inventory order): it then forwards IPv4 between peers of
+   * its WireGuard interface, and nothing else (../render/relay.ts renders the PostUp/PreDown lines that do it).
+   */
+  relay?: { pairs: Array<{ a: string; b: string }> };
 }
 
 /** `/etc/wireguard/<iface>.key`: the conventional place, next to <iface>.conf. */
@@ -92,25 +105,28 @@ function nodeNamed(inventory: Inventory, name: string): Node {
   return node;
 }
 
-function desiredPeer(inventory: Inventory, self: Node, peer: Node, publicKey: string): DesiredPeer {
+function desiredPeer(inventory: Inventory, self: Node, peer: Node, publicKey: string, paths: MeshPaths): DesiredPeer {
   const endpoint = endpointFor(inventory, self, peer);
   const persistentKeepalive = keepaliveFor(inventory, self, peer);
+  const relayed = relayedPeersVia(paths, self.name, peer.name).map((name) => `${nodeNamed(inventory, name).overlayIp}/32`);
   return {
     name: peer.name,
     publicKey,
-    allowedIps: [`${peer.overlayIp}/32`],
+    allowedIps: [`${peer.overlayIp}/32`, ...relayed],
     ...(endpoint ? { endpoint: formatEndpoint(endpoint) } : {}),
     ...(persistentKeepalive !== undefined ? { persistentKeepalive } : {}),
     throughNat: peer.site !== self.site && (isBehindNat(siteOf(inventory, peer)) || isBehindNat(siteOf(inventory, self))),
   };
 }
 
-function buildNodeConfig(inventory: Inventory, self: Node, publicKeys: ReadonlyMap<string, string>): DesiredNodeConfig {
+function buildNodeConfig(inventory: Inventory, self: Node, publicKeys: ReadonlyMap<string, string>, paths: MeshPaths): DesiredNodeConfig {
   const iface = inventory.mesh.interface;
+  // a peer reached through a relay has no [Peer] of its own: its /32 rides on the relay's
   const peers = inventory.nodes
-    .filter((peer) => peer.name !== self.name)
-    .map((peer) => desiredPeer(inventory, self, peer, publicKeys.get(peer.name)!))
+    .filter((peer) => peer.name !== self.name && pathBetween(paths, self.name, peer.name)?.kind !== 'relayed')
+    .map((peer) => desiredPeer(inventory, self, peer, publicKeys.get(peer.name)!, paths))
     .sort((a, b) => byCodeUnits(a.name, b.name));
+  const relayed = pairsRelayedBy(paths, self.name).map(({ a, b }) => ({ a, b }));
   return {
     node: self.name,
     interface: iface,
@@ -120,6 +136,7 @@ function buildNodeConfig(inventory: Inventory, self: Node, publicKeys: ReadonlyM
     mtu: inventory.mesh.mtu,
     privateKeyPath: privateKeyPathFor(iface),
     peers,
+    ...(relayed.length ? { relay: { pairs: relayed } } : {}),
   };
 }
 
@@ -133,7 +150,7 @@ export function desiredNodeConfig(inventory: Inventory, nodeName: string, public
     inventory.nodes.map((n) => n.name),
     publicKeys,
   );
-  return buildNodeConfig(inventory, self, publicKeys);
+  return buildNodeConfig(inventory, self, publicKeys, planPaths(inventory));
 }
 
 /** The desired config of every node, in inventory order. Same key checks as desiredNodeConfig, done once. */
@@ -142,5 +159,6 @@ export function desiredMesh(inventory: Inventory, publicKeys: ReadonlyMap<string
     inventory.nodes.map((n) => n.name),
     publicKeys,
   );
-  return inventory.nodes.map((self) => buildNodeConfig(inventory, self, publicKeys));
+  const paths = planPaths(inventory);
+  return inventory.nodes.map((self) => buildNodeConfig(inventory, self, publicKeys, paths));
 }

@@ -97,6 +97,7 @@ describe('meshctl validate', () => {
         aKeepalive: 25,
         bKeepalive: null,
         connects: true,
+        path: { kind: 'direct', why: 'wk-2 dials ctb-edge-1 at 198.51.100.25:51820; ctb-edge-1 dials wk-2 at 203.0.113.10:51822' },
       },
     );
   });

@@ -25,6 +25,7 @@ describe('schema/inventory.schema.json', () => {
       persistentKeepalive: 25,
       rpFilter: 'loose',
       reservedCidrs: [],
+      relay: 'auto', // the loader leaves it out; src/topology/paths.ts reads absent as auto
     });
   });
   it('inventories/homelab.yaml points editors at it', () => {

@@ -49,23 +49,29 @@ const mixed = inventory(
 );
 
 describe('desiredMesh', () => {
-  it('gives every node every other node as a peer, one /32 each, sorted by name', () => {
+  it('gives every node every other node as a peer, one /32 each, sorted by name (relayed pairs aside)', () => {
     const configs = desiredMesh(mixed, keysFor(mixed));
     assert.deepEqual(
       configs.map((c) => c.node),
       ['h1', 'h2', 'o1', 'c1', 'l1'],
     );
+    // h2 (NAT, no forward) and l1 (closed LAN) cannot dial each other: relayed via c1, the one public node
+    const relayedAway: Record<string, string> = { h2: 'l1', l1: 'h2' };
     for (const config of configs) {
       assert.deepEqual(
         config.peers.map((p) => p.name),
         mixed.nodes
           .map((n) => n.name)
-          .filter((n) => n !== config.node)
+          .filter((n) => n !== config.node && n !== relayedAway[config.node])
           .sort(),
       );
       for (const peer of config.peers) {
         const peerNode = mixed.nodes.find((n) => n.name === peer.name)!;
-        assert.deepEqual(peer.allowedIps, [`${peerNode.overlayIp}/32`]);
+        const carried =
+          peer.name === 'c1' && relayedAway[config.node]
+            ? [`${mixed.nodes.find((n) => n.name === relayedAway[config.node])!.overlayIp}/32`]
+            : [];
+        assert.deepEqual(peer.allowedIps, [`${peerNode.overlayIp}/32`, ...carried]);
         assert.equal(peer.publicKey, fakeKey(peer.name));
       }
     }

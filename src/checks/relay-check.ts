@@ -1,0 +1,109 @@
+/**
+ * verify's `relay` check (issue 11): on a node that relays pairs, forwarding is on for the WireGuard interface and
+ * the rule that keeps relayed traffic on it (accept IFACE -> IFACE, drop IFACE -> anything else, ../render/relay.ts)
+ * is in place; on a node that relays nothing, a leftover of that rule (a node that relayed before: wg-quick's
+ * restart runs the NEW file's PreDown, so the old rule stays) is reported as a warning. Pure apart from the fact's
+ * command, which only reads.
+ */
+import type { FactDef } from '../facts/definitions.js';
+import { sh } from '../remote/shell.js';
+import { relayChainName, relayNftTableName } from '../render/relay.js';
+
+/** What a node shows of relaying on its WireGuard interface. */
+export interface RelayState {
+  /** net.ipv4.conf.IFACE.forwarding (0 or 1); undefined when unreadable (no interface) */
+  forwarding?: number;
+  /** `iptables -S` of meshctl's chain, and the FORWARD rules that jump to it */
+  iptables: string[];
+  /** `nft list table inet` of meshctl's table */
+  nft: string[];
+}
+
+/** Reads the forwarding sysctl, meshctl's iptables chain (and the jump to it) and its nftables table. */
+export const RELAY_FACT: FactDef<RelayState> = {
+  name: 'relay',
+  command: (ctx) => {
+    const chain = relayChainName(ctx.interface);
+    const table = relayNftTableName(ctx.interface);
+    return [
+      sh`printf 'forwarding=%s\\n' "$(cat /proc/sys/net/ipv4/conf/${ctx.interface}/forwarding 2>/dev/null)"`.text,
+      sh`if command -v iptables >/dev/null 2>&1; then { iptables -w -S ${chain} 2>/dev/null; iptables -w -S FORWARD 2>/dev/null | grep -F -e ${`-j ${chain}`}; } | sed 's/^/ipt: /'; fi`
+        .text,
+      sh`if command -v nft >/dev/null 2>&1; then nft list table inet ${table} 2>/dev/null | sed 's/^/nft: /'; fi`.text,
+      'true',
+    ].join('; ');
+  },
+  parse: (s) => {
+    const lines = (s?.body ?? '').split('\n');
+    const value = /^forwarding=([01])$/.exec(lines.find((l) => l.startsWith('forwarding=')) ?? '')?.[1];
+    const tagged = (tag: string) => lines.filter((l) => l.startsWith(`${tag}: `)).map((l) => l.slice(tag.length + 2).trim());
+    return { ...(value !== undefined ? { forwarding: Number(value) } : {}), iptables: tagged('ipt'), nft: tagged('nft') };
+  },
+};
+
+export interface RelayJudgement {
+  status: 'pass' | 'warn' | 'fail';
+  message: string;
+  evidence: string[];
+}
+
+const literal = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+/** The rule as it should be: iptables chain with its jump, or the nftables table. */
+function ruleState(iface: string, state: RelayState): { accept: boolean; drop: boolean; present: boolean } {
+  const chain = literal(relayChainName(iface));
+  const i = literal(iface);
+  const ipt = state.iptables.join('\n');
+  const nft = state.nft.join('\n');
+  const iptAccept = new RegExp(`^-A ${chain} -i ${i} -o ${i} -j ACCEPT$`, 'm').test(ipt);
+  const iptDrop = new RegExp(`^-A ${chain} -i ${i} -j DROP$`, 'm').test(ipt);
+  const iptJump = new RegExp(`^-A FORWARD .*-j ${chain}$`, 'm').test(ipt);
+  const nftAccept = new RegExp(`iifname "${i}" oifname "${i}" accept`).test(nft);
+  const nftDrop = new RegExp(`iifname "${i}" (counter packets \\d+ bytes \\d+ )?drop`).test(nft);
+  return {
+    accept: (iptAccept && iptJump) || nftAccept,
+    drop: (iptDrop && iptJump) || nftDrop,
+    present: state.iptables.length > 0 || state.nft.length > 0,
+  };
+}
+
+/**
+ * `pairs`: the pairs this node relays (undefined or empty: it relays none). undefined when there is nothing to say
+ * (a node that relays nothing and shows no leftover rule).
+ */
+export function judgeRelay(
+  iface: string,
+  pairs: ReadonlyArray<{ a: string; b: string }> | undefined,
+  state: RelayState,
+): RelayJudgement | undefined {
+  const rule = ruleState(iface, state);
+  const evidence = [
+    `net.ipv4.conf.${iface}.forwarding = ${state.forwarding ?? '(unreadable)'}`,
+    ...state.iptables.map((l) => `iptables: ${l}`),
+    ...state.nft.map((l) => `nft: ${l}`),
+  ];
+  if (!pairs?.length) {
+    if (!rule.present) return undefined;
+    return {
+      status: 'warn',
+      message: `relays no pair, but meshctl's relay rule for ${iface} is still there (left from when it relayed; harmless with forwarding off: iptables -F/-X ${relayChainName(iface)} or nft delete table inet ${relayNftTableName(iface)})`,
+      evidence,
+    };
+  }
+  const what = pairs.map((p) => `${p.a}<->${p.b}`).join(', ');
+  if (!rule.drop)
+    return {
+      status: 'fail',
+      message: `relays ${what}, but meshctl's rule that drops ${iface} -> other interfaces is missing${state.forwarding === 1 ? ' while forwarding is on: relayed nodes could reach its underlay' : ''} (\`meshctl up\` restarts ${iface} with it)`,
+      evidence,
+    };
+  if (state.forwarding !== 1)
+    return { status: 'fail', message: `relays ${what}, but forwarding is off on ${iface}: the relayed pairs cannot pass`, evidence };
+  if (!rule.accept)
+    return {
+      status: 'fail',
+      message: `relays ${what}, but the rule accepting ${iface} -> ${iface} is missing: a FORWARD policy may drop the relayed pairs`,
+      evidence,
+    };
+  return { status: 'pass', message: `relays ${what}: forwarding on ${iface} only, ${iface} -> other interfaces dropped`, evidence };
+}

@@ -1,0 +1,148 @@
+/**
+ * Relays (issue 11) in one lab of inventories/four-sites.yaml: b-1 and b-2 (NAT, no forward) cannot dial c-1
+ * (carrier NAT) nor it them, and meshctl does not punch holes, so those two pairs go through the public nodes.
+ * - `up --yes` brings every pair to a passing ping, direct where a direct path exists and relayed (b-1/c-1 via p-1,
+ *   b-2/c-1 via p-2) where not; `verify --json` says which is which, with the relayed RTT and its two legs;
+ * - a second `up` changes nothing (the relay's PostUp/PreDown lines render the same);
+ * - the relay forwards only between peers of wg0: forwarding is on for wg0 alone (ip_forward untouched), and a packet
+ *   b-1 sends through the mesh to an address behind p-1's underlay side (a route and AllowedIPs added on b-1 so it
+ *   really reaches p-1) is dropped by the relay's rule, while a relayed wg-to-wg ping passes; with the rule flushed
+ *   the same packet does leave p-1 (so the test can fail), and verify's `relay` check fails on p-1.
+ * (`relay: never` being refused before anything changes needs no lab: test/unit/relay-report.test.ts.)
+ */
+import { it } from 'node:test';
+import assert from 'node:assert/strict';
+import { describeLab, uniqueLabName } from './harness.js';
+
+const INVENTORY = 'inventories/four-sites.yaml';
+const NODES = ['a-1', 'a-2', 'a-3', 'b-1', 'b-2', 'c-1', 'p-1', 'p-2'];
+const RELAYED = { 'b-1,c-1': 'p-1', 'b-2,c-1': 'p-2' } as Record<string, string>;
+/** Held by the lab's internet namespace on every link (p-1's gateway): reachable from p-1 over eth0, not through the mesh. */
+const BEHIND_P1 = '169.254.0.1';
+
+interface VerifyJson {
+  ok: boolean;
+  checks: { node: string; peer?: string; id: string; status: string; message: string }[];
+  matrix: { cells: Record<string, Record<string, { ok: boolean; rttMs?: number }>> };
+  paths: { a: string; b: string; kind: string; via?: string; why: string; rttMs?: number; legsRttMs?: [number, number] }[];
+}
+
+describeLab(
+  'relays: pairs with no direct path go through a public node, which forwards wg-to-wg only',
+  INVENTORY,
+  (lab) => {
+    const sh = async (target: string, script: string) => {
+      const result = await lab().exec(target, ['sh', '-c', script]);
+      assert.equal(result.code, 0, `${target}: ${script}: ${result.stderr}`);
+      return result.stdout;
+    };
+    let ipForwardBefore = '';
+
+    it('up --yes: every pair pings, relayed where no direct path exists; verify --json says which is which', async () => {
+      ipForwardBefore = (await sh('p-1', 'sysctl -n net.ipv4.ip_forward')).trim();
+      const started = Date.now();
+      const up = await lab().meshctl(['up', INVENTORY, '--yes', '--json']);
+      const upSeconds = (Date.now() - started) / 1000;
+      const upReport = JSON.parse(up.stdout) as { result: string; matrix?: VerifyJson['matrix'] };
+      assert.equal(up.code, 0, up.stderr);
+      assert.equal(upReport.result, 'converged');
+      for (const from of NODES)
+        for (const to of NODES) if (from !== to) assert.ok(upReport.matrix!.cells[from]![to]!.ok, `${from} -> ${to}`);
+
+      const verify = await lab().meshctl(['verify', INVENTORY, '--json']);
+      const report = JSON.parse(verify.stdout) as VerifyJson;
+      assert.equal(verify.code, 0, verify.stderr);
+      assert.equal(report.ok, true);
+      const notDirect = report.paths.filter((p) => p.kind !== 'direct');
+      assert.deepEqual(
+        notDirect.map((p) => `${p.a},${p.b} ${p.kind} ${p.via}`),
+        Object.entries(RELAYED).map(([pair, via]) => `${pair} relayed ${via}`),
+      );
+      assert.equal(report.paths.length, 28);
+      for (const p of notDirect) {
+        assert.match(p.why, /is behind NAT with no forward and c-1 is behind carrier NAT: relayed via p-\d$/);
+        assert.ok(p.rttMs !== undefined && p.legsRttMs !== undefined, JSON.stringify(p));
+      }
+      const ping = report.checks.find((c) => c.id === 'ping' && c.node === 'b-1' && c.peer === 'c-1')!;
+      assert.equal(ping.status, 'pass');
+      assert.match(ping.message, /\(relayed via p-1\)$/);
+      const relayCheck = (node: string) => report.checks.find((c) => c.id === 'relay' && c.node === node);
+      assert.equal(relayCheck('p-1')?.status, 'pass', relayCheck('p-1')?.message);
+      assert.equal(relayCheck('p-1')?.message, 'relays b-1<->c-1: forwarding on wg0 only, wg0 -> other interfaces dropped');
+      assert.equal(relayCheck('p-2')?.status, 'pass');
+      assert.equal(relayCheck('a-1'), undefined);
+      // b-1 has no peer for c-1: c-1's /32 rides on p-1's; p-1 forwards on wg0 only
+      assert.doesNotMatch(await sh('b-1', 'wg show wg0 allowed-ips'), /\t172\.27\.40\.31\/32$/m);
+      assert.match(await sh('b-1', 'wg show wg0 allowed-ips'), /\t172\.27\.40\.41\/32 172\.27\.40\.31\/32$/m);
+      assert.equal((await sh('p-1', 'sysctl -n net.ipv4.conf.wg0.forwarding')).trim(), '1');
+      assert.equal((await sh('p-1', 'sysctl -n net.ipv4.conf.eth0.forwarding')).trim(), ipForwardBefore);
+      assert.equal((await sh('p-1', 'sysctl -n net.ipv4.ip_forward')).trim(), ipForwardBefore);
+      assert.equal((await sh('a-1', 'sysctl -n net.ipv4.conf.wg0.forwarding')).trim(), ipForwardBefore, 'a non-relay forwards nothing new');
+      // numbers for the record: a relayed pair against one direct hop
+      const direct = report.paths.find((p) => p.a === 'b-1' && p.b === 'p-1')!;
+      const relayed = notDirect[0]!;
+      process.stderr.write(
+        `relay lab: up ${upSeconds.toFixed(1)} s; b-1<->c-1 relayed via p-1 ${relayed.rttMs} ms (legs ${relayed.legsRttMs!.join(' + ')} ms); b-1<->p-1 direct ${direct.rttMs} ms\n`,
+      );
+    });
+
+    it('a second up changes nothing: the relay lines render the same, no restart', async () => {
+      const again = await lab().meshctl(['up', INVENTORY, '--yes', '--json']);
+      assert.equal(again.code, 0, again.stderr);
+      const report = JSON.parse(again.stdout) as { result: string; changes: number };
+      assert.equal(report.result, 'converged');
+      assert.equal(report.changes, 0);
+      assert.equal((await sh('p-1', 'sysctl -n net.ipv4.conf.wg0.forwarding')).trim(), '1');
+    });
+
+    it('the relay drops what a relayed node sends beyond wg0 (while wg-to-wg passes); without the rule it would leave', async () => {
+      const p1Key = (await sh('p-1', 'wg show wg0 public-key')).trim();
+      const allowed = (await sh('b-1', `wg show wg0 allowed-ips | awk -v k=${p1Key} '$1 == k { $1 = ""; print }'`)).trim().split(/\s+/);
+      // b-1 sends to an address behind p-1's underlay through the mesh: it really reaches p-1 over wg0
+      await sh(
+        'b-1',
+        `wg set wg0 peer ${p1Key} allowed-ips ${[...allowed, `${BEHIND_P1}/32`].join(',')} && ip route replace ${BEHIND_P1}/32 dev wg0`,
+      );
+      const dropCount = async () => {
+        const rules = await sh('p-1', 'iptables -w -L meshctl-fwd-wg0 -v -n -x');
+        const drop = rules.split('\n').find((l) => /\bDROP\b/.test(l));
+        return drop ? Number(drop.trim().split(/\s+/)[0]) : Number.NaN;
+      };
+      // what leaves p-1 by its underlay interface from b-1's overlay address: a counting rule in mangle POSTROUTING
+      const counting = '-s 172.27.40.21 -d 169.254.0.1 -o eth0 -p icmp -j ACCEPT';
+      const leftP1 = async () =>
+        Number((await sh('p-1', "iptables -w -t mangle -L POSTROUTING -v -n -x | grep 172.27.40.21 | awk '{ print $1 }'")).trim());
+      await sh('p-1', `iptables -w -t mangle -I POSTROUTING ${counting}`);
+      try {
+        const before = await dropCount();
+        const blocked = await lab().exec('b-1', ['ping', '-c', '3', '-i', '0.2', '-W', '1', BEHIND_P1]);
+        assert.notEqual(blocked.code, 0, 'no reply through the relay');
+        assert.ok((await dropCount()) - before >= 3, "p-1's relay rule dropped the three echo requests");
+        assert.equal(await leftP1(), 0, 'nothing left p-1 towards its underlay');
+        // meanwhile a relayed wg-to-wg ping passes
+        assert.match(await sh('b-1', 'ping -c 3 -i 0.2 -W 2 172.27.40.31'), /3 received/);
+        // control: with the chain flushed the kernel does forward wg0 -> eth0, so the rule is what stops it
+        await sh('p-1', 'iptables -w -F meshctl-fwd-wg0');
+        await lab().exec('b-1', ['ping', '-c', '2', '-i', '0.2', '-W', '1', BEHIND_P1]);
+        assert.equal(await leftP1(), 2, 'without the rule the packets leave p-1');
+        // and verify says so
+        const verify = JSON.parse((await lab().meshctl(['verify', INVENTORY, '--json', '--no-mtu'])).stdout) as VerifyJson;
+        const check = verify.checks.find((c) => c.id === 'relay' && c.node === 'p-1')!;
+        assert.equal(check.status, 'fail');
+        assert.match(check.message, /rule that drops wg0 -> other interfaces is missing while forwarding is on/);
+      } finally {
+        await sh(
+          'p-1',
+          'iptables -w -F meshctl-fwd-wg0 && iptables -w -A meshctl-fwd-wg0 -i wg0 -o wg0 -j ACCEPT && iptables -w -A meshctl-fwd-wg0 -i wg0 -j DROP',
+        );
+        await lab().exec('p-1', ['sh', '-c', `iptables -w -t mangle -D POSTROUTING ${counting}`]);
+        await lab().exec('b-1', [
+          'sh',
+          '-c',
+          `ip route del ${BEHIND_P1}/32 dev wg0; wg set wg0 peer ${p1Key} allowed-ips ${allowed.join(',')}`,
+        ]);
+      }
+    });
+  },
+  { name: uniqueLabName('rly') },
+);
