@@ -3,6 +3,7 @@
  * on each failing pair (or the one named) and names the cause, with evidence and a suggested fix (never applied).
  * Exit 0 when no pair is failing, 1 when a cause was found, 3 when a node could not be connected.
  */
+import { inventoryWithFallbacks } from '../state/record.js';
 import type { Command } from 'commander';
 import chalk, { Chalk } from 'chalk';
 import { resolveInventoryPath, loadInventory } from '../inventory/load.js';
@@ -41,7 +42,8 @@ export function registerDebug(program: Command, finish: (result: CommandResult) 
         throw badInput(`--pair wants two different node names: A,B (got ${flags.pair})`);
       const seconds = Number(flags.seconds ?? 5);
       if (!Number.isFinite(seconds) || seconds < 1 || seconds > 120) throw badInput('--seconds must be between 1 and 120');
-      const inventory = loadInventory(resolveInventoryPath(inventoryArg));
+      // pairs relay: auto moved to a relay after a failed handshake are planned as the nodes run them
+      const inventory = inventoryWithFallbacks(loadInventory(resolveInventoryPath(inventoryArg)));
       const { connections, failures, jumpHosts } = await connectAll(
         inventory.nodes,
         sshOptionsFromFlags(flags, (line) => process.stderr.write(`${line}\n`)),

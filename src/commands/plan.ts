@@ -15,7 +15,7 @@ import { renderGateReport } from '../ui/gate-report.js';
 import { renderPlan } from '../ui/plan-view.js';
 import { connectorFor, parseForks, sshOptionsFromFlags } from './connect-options.js';
 import { collectValues, resolveLimit } from '../engine/limit.js';
-import { statePublicKeys } from '../state/record.js';
+import { inventoryWithFallbacks, statePublicKeys } from '../state/record.js';
 import { pathReports, renderPaths } from '../checks/report.js';
 
 interface PlanFlags {
@@ -47,7 +47,8 @@ export function registerPlan(program: Command, finish: (result: CommandResult) =
       '\nExit codes: 0 nothing would change, 4 something would (drift), 1 a node failed its facts or baseline checks, 2 bad input, 3 a node could not be connected, 130 interrupted.',
     )
     .action(async (inventoryArg: string | undefined, flags: PlanFlags) => {
-      const inventory = loadInventory(resolveInventoryPath(inventoryArg));
+      // pairs relay: auto moved to a relay after a failed handshake are planned as the nodes run them
+      const inventory = inventoryWithFallbacks(loadInventory(resolveInventoryPath(inventoryArg)));
       const limit = flags.limit ? resolveLimit(inventory, flags.limit) : undefined;
       const forks = parseForks(flags.forks);
       const color = flags.color !== false && Boolean(process.stdout.isTTY) && !process.env.NO_COLOR;

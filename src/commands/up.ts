@@ -9,7 +9,7 @@ import { connectorFor, parseForks, sshOptionsFromFlags } from './connect-options
 import { createEngineView } from '../ui/engine-view.js';
 import { renderMatrix } from '../checks/ping-matrix.js';
 import { collectValues, resolveLimit } from '../engine/limit.js';
-import { recordRun, statePublicKeys } from '../state/record.js';
+import { inventoryWithFallbacks, recordRun, statePublicKeys } from '../state/record.js';
 import { departedNodes, readState } from '../state/state.js';
 import { DEFAULT_ROLLBACK_DEADLINE_S, parseRollbackDeadline } from '../engine/revert.js';
 
@@ -97,7 +97,8 @@ export function registerUp(program: Command, finish: (result: CommandResult) => 
       '\nExit codes: 0 converged (or, with --dry-run, planned), 1 a check failed or a gate said STOP, 2 bad input, 3 a node could not be connected, 130 interrupted.',
     )
     .action(async (inventoryArg: string | undefined, flags: UpFlags) => {
-      const inventory = loadInventory(resolveInventoryPath(inventoryArg));
+      // pairs relay: auto moved to a relay after a failed handshake are planned as the nodes run them
+      const inventory = inventoryWithFallbacks(loadInventory(resolveInventoryPath(inventoryArg)));
       const limit = flags.limit ? resolveLimit(inventory, flags.limit) : undefined;
       let rollbackDeadlineS: number;
       try {
@@ -148,6 +149,7 @@ export function registerUp(program: Command, finish: (result: CommandResult) => 
           publicKeys: report.publicKeys ?? {},
           complete: !report.limit && report.result === 'converged',
           ...(report.plan ? { plan: report.plan } : {}),
+          ...(report.fallbackRelays ? { fallbackRelays: report.fallbackRelays.pairs } : {}),
         });
         if (recorded.warning) report.warnings = [...(report.warnings ?? []), recorded.warning];
       }

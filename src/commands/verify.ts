@@ -4,6 +4,7 @@
  * parallel. Exit 0 when no check failed (warnings allowed, unless --strict), 1 when one did, 3 when a node could not
  * be connected.
  */
+import { inventoryWithFallbacks } from '../state/record.js';
 import type { Command } from 'commander';
 import { resolveInventoryPath, loadInventory } from '../inventory/load.js';
 import { connectAll, closeAll } from '../transport/pool.js';
@@ -44,7 +45,8 @@ export function registerVerify(program: Command, finish: (result: CommandResult)
     .option('--strict', 'warnings fail too (exit 1): drift, a NAT mapping collision, a missing key file')
     .action(async (inventoryArg: string | undefined, flags: VerifyFlags) => {
       const started = Date.now();
-      const inventory = loadInventory(resolveInventoryPath(inventoryArg));
+      // pairs relay: auto moved to a relay after a failed handshake are planned as the nodes run them
+      const inventory = inventoryWithFallbacks(loadInventory(resolveInventoryPath(inventoryArg)));
       const deadline = Number(flags.deadline ?? 7);
       if (!Number.isFinite(deadline) || deadline < 1)
         throw new MeshctlError(`--deadline must be a number of seconds, got ${flags.deadline}`);

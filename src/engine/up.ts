@@ -14,6 +14,7 @@ import { registryContract } from './registry.js';
 import { runPlaybook } from './runner.js';
 import { gatherOutsideKeys, limitInventory, membershipRegistry } from './limit.js';
 import { checkNamed, stepNamed, withoutUnderlayProbes } from './registry.js';
+import { failedDirectPairs, pairsBackToDirect, withFallbackRelays } from './fallback.js';
 import { MeshctlError } from '../errors.js';
 import { DEFAULT_ROLLBACK_DEADLINE_S, newRunId } from './revert.js';
 import type { EngineEvent, PhaseReport } from './types.js';
@@ -90,6 +91,11 @@ export interface UpReport {
   limit?: string[];
   /** public keys the run read or produced, by node (never a dry run's stand-in): for the local state */
   publicKeys?: Record<string, string>;
+  /**
+   * relay: auto (./fallback.ts): the pairs relayed after a failed direct handshake as the run leaves them (for the
+   * local state), those it moved to a relay at the gate, and those whose direct path worked again
+   */
+  fallbackRelays?: { pairs: string[]; relayedAtGate: string[]; backToDirect: string[] };
 }
 
 /**
@@ -166,10 +172,15 @@ export async function runUp(inventory: Inventory, connector: Connector, view: Up
     ? await outsideKeysFor(inventory, work, connector, options)
     : { keys: new Map<string, string>(), read: new Map<string, string>(), warnings: [] };
   const learnt = new Map(outside.read);
-  const registry = membershipRegistry(
-    { step: options.underlayProbes === false ? withoutUnderlayProbes : stepNamed, check: checkNamed },
-    { whole: inventory, outsideKeys: outside.keys, onPublicKey: (node, key) => learnt.set(node, key) },
-  );
+  /** The inventory, the part this run works on and the registry, with these pairs relayed after a failure. */
+  const planWith = (fallbacks: readonly string[]) => {
+    const whole = withFallbackRelays(inventory, fallbacks);
+    const registry = membershipRegistry(
+      { step: options.underlayProbes === false ? withoutUnderlayProbes : stepNamed, check: checkNamed },
+      { whole, outsideKeys: outside.keys, onPublicKey: (node, key) => learnt.set(node, key) },
+    );
+    return { whole, work: limited ? limitInventory(whole, limited) : whole, registry };
+  };
   const connectStarted = performance.now();
   const { connections, failures, close } = await connector.connectAll(work);
   const connectMs = Date.now() - started;
@@ -203,25 +214,50 @@ export async function runUp(inventory: Inventory, connector: Connector, view: Up
       return { ...base, result: 'locked', locked: lock.message, changes: 0, phases: [], timings, roundTrips: {} };
     }
     try {
-      const run = await runPlaybook({
-        inventory: work,
-        registry,
-        playbook,
-        connections,
-        backend: options.dryRun ? recorder : executor,
-        signal: options.signal,
-        ...(options.forks ? { forks: options.forks } : {}),
-        reconnect: (node) => connector.connectOne(node),
-        onEvent: (event) => {
-          counter.onEvent(event);
-          view.onEvent(event);
-        },
-        gate: (report, isLast) => view.gate(report, isLast),
-        ...(options.dryRun || options.rollbackDeadlineS === 0
-          ? {}
-          : { rollback: { runId: newRunId(), deadlineS: options.rollbackDeadlineS ?? DEFAULT_ROLLBACK_DEADLINE_S } }),
-      });
-      const warnings = [...(lock?.ok ? lock.warnings : []), ...(run.rollbackNotes ?? [])];
+      // relay: auto (./fallback.ts): pairs relayed after an earlier failure go back to direct once their path works
+      const earlier = inventory.mesh.fallbackRelays ?? [];
+      const backToDirect = earlier.length ? await pairsBackToDirect(work, connections, options.signal) : [];
+      let fallbacks = earlier.filter((p) => !backToDirect.includes(p));
+      const pass = (fallbackPairs: readonly string[]) => {
+        const { work: passWork, registry } = planWith(fallbackPairs);
+        return runPlaybook({
+          inventory: passWork,
+          registry,
+          playbook,
+          connections,
+          backend: options.dryRun ? recorder : executor,
+          signal: options.signal,
+          ...(options.forks ? { forks: options.forks } : {}),
+          reconnect: (node) => connector.connectOne(node),
+          onEvent: (event) => {
+            counter.onEvent(event);
+            view.onEvent(event);
+          },
+          gate: (report, isLast) => view.gate(report, isLast),
+          ...(options.dryRun || options.rollbackDeadlineS === 0
+            ? {}
+            : { rollback: { runId: newRunId(), deadlineS: options.rollbackDeadlineS ?? DEFAULT_ROLLBACK_DEADLINE_S } }),
+        });
+      };
+      let run = await pass(fallbacks);
+      // the ping gate said no for pairs planned direct: once more with those pairs relayed (relay: auto)
+      const pingPhase = playbook.phases.find((p) => p.steps.includes('ping-matrix'))?.id;
+      const failed =
+        !options.dryRun && run.stoppedAt !== undefined && run.stoppedAt === pingPhase && run.matrix
+          ? failedDirectPairs(planWith(fallbacks).work, run.matrix)
+          : [];
+      if (failed.length > 0 && !options.signal.aborted) {
+        fallbacks = [...fallbacks, ...failed];
+        run = await pass(fallbacks);
+      }
+      const fallbackNotes = [
+        ...failed.map(
+          (p) =>
+            `${p.replace(' ', ' and ')}: the direct handshake failed at the gate, now relayed (relay: auto); a later up moves them back once the direct path works`,
+        ),
+        ...backToDirect.map((p) => `${p.replace(' ', ' and ')}: the direct path works again, back to direct`),
+      ];
+      const warnings = [...(lock?.ok ? lock.warnings : []), ...(run.rollbackNotes ?? []), ...fallbackNotes];
       return {
         ...base,
         result: run.interrupted ? 'interrupted' : run.stoppedAt ? 'stopped' : options.dryRun ? 'planned' : 'converged',
@@ -235,6 +271,7 @@ export async function runUp(inventory: Inventory, connector: Connector, view: Up
         ...counter.report(),
         ...warningsOf(outside.warnings, warnings),
         publicKeys: Object.fromEntries(learnt),
+        ...(earlier.length || fallbacks.length ? { fallbackRelays: { pairs: fallbacks, relayedAtGate: failed, backToDirect } } : {}),
       };
     } finally {
       await lock?.release();

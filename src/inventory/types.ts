@@ -22,6 +22,12 @@ export interface MeshSettings {
   reservedCidrs: string[];
   /** relay policy for every node that sets none itself (absent: auto); see src/topology/paths.ts */
   relay?: RelaySetting;
+  /**
+   * Pairs relayed because their direct handshake failed at an `up`'s gate (relay: auto), as `pairKey` strings; kept
+   * in the local state (src/state/record.ts inventoryWithFallbacks), never written in the inventory file. A later up
+   * probes their direct path first and drops the pairs whose path works (src/engine/fallback.ts).
+   */
+  fallbackRelays?: readonly string[];
 }
 
 /**
@@ -139,3 +145,6 @@ export const siteOf = (inventory: Inventory, node: Node): Site => {
   if (!site) throw new Error(`node ${node.name} names unknown site ${node.site}`); // load() rules this out
   return site;
 };
+
+/** One unordered pair as a string: the two node names in code-unit order, a space between ("a-1 p-2"). */
+export const pairKey = (x: string, y: string): string => (x < y ? `${x} ${y}` : `${y} ${x}`);

@@ -24,6 +24,8 @@ export interface RunRecord {
   plan?: unknown;
   /** nodes to drop from the state (`down --purge`: their keys are gone) */
   forget?: string[];
+  /** the pairs relayed after a failed direct handshake, as the run left them (absent: unchanged) */
+  fallbackRelays?: readonly string[];
 }
 
 /**
@@ -50,10 +52,23 @@ export function recordRun(inventory: Inventory, record: RunRecord, now = new Dat
         complete: record.complete,
         lastApply,
         ...(record.forget ? { forget: record.forget } : {}),
+        ...(record.fallbackRelays ? { fallbackRelays: record.fallbackRelays } : {}),
       },
     );
     return { path: writeState(inventory.source, after) };
   } catch (error) {
     return { warning: `could not write the local state next to ${inventory.source}: ${(error as Error).message}` };
   }
+}
+
+/**
+ * The inventory with the pairs its local state says were relayed after a failed direct handshake (relay: auto),
+ * so that up, plan and verify plan them as the nodes run them. Pairs naming a node the inventory lacks are dropped.
+ */
+export function inventoryWithFallbacks(inventory: Inventory): Inventory {
+  const names = new Set(inventory.nodes.map((n) => n.name));
+  const pairs = (readState(inventory.source, inventory.mesh.interface).fallbackRelays ?? []).filter((p) =>
+    p.split(' ').every((name) => names.has(name)),
+  );
+  return pairs.length ? { ...inventory, mesh: { ...inventory.mesh, fallbackRelays: pairs } } : inventory;
 }

@@ -50,6 +50,8 @@ export interface MeshState {
   interface: string;
   nodes: Record<string, NodeState>;
   lastApply?: LastApply;
+  /** pairs relayed because their direct handshake failed at a gate (relay: auto), as pairKey strings */
+  fallbackRelays?: string[];
 }
 
 export const emptyState = (iface: string): MeshState => ({ version: 1, interface: iface, nodes: {} });
@@ -74,7 +76,16 @@ export function parseState(text: string, iface: string): MeshState {
     if (n && typeof n.publicKey === 'string' && looksLikeWireGuardKey(n.publicKey) && typeof n.overlayIp === 'string')
       nodes[name] = { publicKey: n.publicKey, overlayIp: n.overlayIp, listenPort: Number(n.listenPort) || 0, seen: String(n.seen ?? '') };
   }
-  return { version: 1, interface: iface, nodes, ...(value.lastApply ? { lastApply: value.lastApply } : {}) };
+  const fallbackRelays = Array.isArray(value.fallbackRelays)
+    ? value.fallbackRelays.filter((p): p is string => typeof p === 'string' && /^\S+ \S+$/.test(p))
+    : [];
+  return {
+    version: 1,
+    interface: iface,
+    nodes,
+    ...(value.lastApply ? { lastApply: value.lastApply } : {}),
+    ...(fallbackRelays.length ? { fallbackRelays } : {}),
+  };
 }
 
 /** Reads the state of an inventory; an absent or unusable file is an empty state. */
@@ -121,7 +132,7 @@ export function updateState(
   state: MeshState,
   inventory: { nodes: readonly { name: string; overlayIp: string; listenPort: number }[] },
   observed: Observed,
-  options: { now: Date; complete: boolean; lastApply?: LastApply; forget?: readonly string[] },
+  options: { now: Date; complete: boolean; lastApply?: LastApply; forget?: readonly string[]; fallbackRelays?: readonly string[] },
 ): MeshState {
   const nodes: Record<string, NodeState> = {};
   const inInventory = new Map(inventory.nodes.map((n) => [n.name, n]));
@@ -132,7 +143,14 @@ export function updateState(
     nodes[name] = { publicKey, overlayIp: node.overlayIp, listenPort: node.listenPort, seen: options.now.toISOString() };
   }
   for (const name of options.forget ?? []) delete nodes[name];
-  return { ...state, nodes, ...(options.lastApply ? { lastApply: options.lastApply } : {}) };
+  const { fallbackRelays: _old, ...rest } = state;
+  const fallbackRelays = options.fallbackRelays ?? state.fallbackRelays ?? [];
+  return {
+    ...rest,
+    nodes,
+    ...(options.lastApply ? { lastApply: options.lastApply } : {}),
+    ...(fallbackRelays.length ? { fallbackRelays: [...fallbackRelays] } : {}),
+  };
 }
 
 /** Nodes the state knows that the inventory does not have any more (dropped from it): name and public key. */

@@ -23,7 +23,7 @@
  * commands yet: they plan from the inventory alone).
  */
 import type { Inventory, Node, RelaySetting } from '../inventory/types.js';
-import { siteOf } from '../inventory/types.js';
+import { pairKey, siteOf } from '../inventory/types.js';
 import { endpointFor, formatEndpoint, pairCanConnect } from './endpoints.js';
 
 export type RelayMode = 'auto' | 'always' | 'never';
@@ -145,12 +145,18 @@ function neverAt(inventory: Inventory, a: Node, b: Node): RelayRefusal {
 }
 
 function planPair({ inventory, a, b, load, options }: PairInput): PairPath {
-  const direct = pairCanConnect(inventory, a, b);
   const modes = [relayModeOf(inventory, a), relayModeOf(inventory, b)];
+  // relay: auto moved the pair to a relay when its direct handshake failed at a gate (src/engine/fallback.ts)
+  const fellBack = modes.every((m) => m === 'auto') && (inventory.mesh.fallbackRelays?.includes(pairKey(a.name, b.name)) ?? false);
+  const direct = pairCanConnect(inventory, a, b) && !fellBack;
   const never = modes.includes('never');
   const always = !never && modes.includes('always') && !isPublic(inventory, a) && !isPublic(inventory, b);
   if (direct && !always) return { kind: 'direct', why: whyDirect(inventory, a, b) };
-  const noDirect = direct ? undefined : whyNoDirectPath(inventory, a, b);
+  const noDirect = direct
+    ? undefined
+    : fellBack
+      ? `their direct handshake failed at the gate of an earlier up (relay: auto; an up moves them back once it works)`
+      : whyNoDirectPath(inventory, a, b);
   if (never) {
     const at = neverAt(inventory, a, b);
     const who = 'node' in at ? `on ${at.node}` : 'on the mesh';

@@ -8,10 +8,15 @@
  *   b-1 sends through the mesh to an address behind p-1's underlay side (a route and AllowedIPs added on b-1 so it
  *   really reaches p-1) is dropped by the relay's rule, while a relayed wg-to-wg ping passes; with the rule flushed
  *   the same packet does leave p-1 (so the test can fail), and verify's `relay` check fails on p-1.
+ * - relay: auto at the gate: a UDP drop between a-1 and p-2 (a direct pair) makes `up` relay that pair and keep it
+ *   relayed (a second up changes nothing); once the drop is gone the next `up` moves it back to direct.
  * (`relay: never` being refused before anything changes needs no lab: test/unit/relay-report.test.ts.)
  */
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
+import { copyFileSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describeLab, uniqueLabName } from './harness.js';
 
 const INVENTORY = 'inventories/four-sites.yaml';
@@ -19,6 +24,13 @@ const NODES = ['a-1', 'a-2', 'a-3', 'b-1', 'b-2', 'c-1', 'p-1', 'p-2'];
 const RELAYED = { 'b-1,c-1': 'p-1', 'b-2,c-1': 'p-2' } as Record<string, string>;
 /** Held by the lab's internet namespace on every link (p-1's gateway): reachable from p-1 over eth0, not through the mesh. */
 const BEHIND_P1 = '169.254.0.1';
+
+interface UpJson {
+  result: string;
+  changes: number;
+  matrix?: { cells: Record<string, Record<string, { ok: boolean }>> };
+  fallbackRelays?: { pairs: string[]; relayedAtGate: string[]; backToDirect: string[] };
+}
 
 interface VerifyJson {
   ok: boolean;
@@ -142,6 +154,51 @@ describeLab(
           `ip route del ${BEHIND_P1}/32 dev wg0; wg set wg0 peer ${p1Key} allowed-ips ${allowed.join(',')}`,
         ]);
       }
+    });
+
+    it('relay: auto at the gate: a direct pair whose path breaks is relayed, kept so, and moved back once it works', async () => {
+      // a copy of the inventory: its local state (the fallback pair) must not reach other tests of four-sites.yaml
+      const dir = mkdtempSync(join(tmpdir(), 'meshctl-fallback-'));
+      const inventory = join(dir, 'four-sites.yaml');
+      copyFileSync(INVENTORY, inventory);
+      const up = async () => {
+        const run = await lab().meshctl(['up', inventory, '--yes', '--json']);
+        assert.equal(run.code, 0, run.stderr.slice(-2000));
+        return JSON.parse(run.stdout) as UpJson;
+      };
+      const everyPairPings = (report: UpJson) => {
+        for (const from of NODES)
+          for (const to of NODES) if (from !== to) assert.ok(report.matrix!.cells[from]![to]!.ok, `${from} -> ${to}`);
+      };
+      // the UDP drop on one side: a-1 neither sends to nor hears from p-2 (198.51.100.12) any more
+      const drop = (op: '-I' | '-D') =>
+        sh('a-1', `iptables -w ${op} INPUT -s 198.51.100.12 -p udp -j DROP && iptables -w ${op} OUTPUT -d 198.51.100.12 -p udp -j DROP`);
+      await drop('-I');
+      try {
+        const fell = await up();
+        assert.equal(fell.result, 'converged');
+        assert.deepEqual(fell.fallbackRelays, { pairs: ['a-1 p-2'], relayedAtGate: ['a-1 p-2'], backToDirect: [] });
+        everyPairPings(fell);
+        assert.match(await sh('a-1', 'wg show wg0 allowed-ips'), /172\.27\.40\.42\/32/, 'p-2 routed through a peer');
+        assert.deepEqual(JSON.parse(readFileSync(`${inventory}.state.json`, 'utf8')).fallbackRelays, ['a-1 p-2']);
+        const verify = JSON.parse((await lab().meshctl(['verify', inventory, '--json', '--no-mtu'])).stdout) as VerifyJson;
+        const path = verify.paths.find((p) => p.a === 'a-1' && p.b === 'p-2')!;
+        assert.equal(path.kind, 'relayed', path.why);
+        assert.match(path.why, /direct handshake failed at the gate/);
+        // still broken: the next run probes the direct path, finds it broken and changes nothing
+        const again = await up();
+        assert.equal(again.changes, 0);
+        assert.deepEqual(again.fallbackRelays?.backToDirect, []);
+      } finally {
+        await drop('-D');
+      }
+      const back = await up();
+      assert.equal(back.result, 'converged');
+      assert.deepEqual(back.fallbackRelays, { pairs: [], relayedAtGate: [], backToDirect: ['a-1 p-2'] });
+      everyPairPings(back);
+      assert.equal(JSON.parse(readFileSync(`${inventory}.state.json`, 'utf8')).fallbackRelays, undefined);
+      const endpoints = await sh('a-1', 'wg show wg0 endpoints');
+      assert.match(endpoints, /198\.51\.100\.12:51820/, 'a-1 has p-2 as a direct peer again');
     });
   },
   { name: uniqueLabName('rly') },

@@ -1,0 +1,86 @@
+/**
+ * relay: auto at the gate (issue 11). The paths planned from the inventory (../topology/paths.ts) say which pairs
+ * can connect directly; the underlay may still disagree (a firewall added on one side, a router that changed). So:
+ * - when an `up` stops at the ping matrix's gate and some pairs planned direct did not answer, `up` runs once more
+ *   with those pairs relayed (`failedDirectPairs`), if both ends are in auto mode and a public node can relay them;
+ * - the local state keeps those pairs (`fallbackRelays`), so later runs plan them relayed (a second run changes
+ *   nothing);
+ * - every later `up` first probes their direct path without touching the tunnels (`pairsBackToDirect`: the
+ *   cold-start probe of ../checks/cold-start.ts, a burst of UDP datagrams from a fresh port to the peer's
+ *   endpoint while its kernel's UDP counters are read); a pair whose every designed direction arrives is planned
+ *   direct again.
+ * Pure planning here; the probe's remote work goes through the run's connections.
+ */
+import type { Inventory } from '../inventory/types.js';
+import { pairKey } from '../inventory/types.js';
+import type { Matrix } from '../checks/ping-matrix.js';
+import { type Direction, judgeDirection, runColdStartPlan } from '../checks/cold-start.js';
+import { endpointFor } from '../topology/endpoints.js';
+import { planPaths, relayCandidates, relayModeOf } from '../topology/paths.js';
+import type { Connection } from '../transport/types.js';
+
+/** The inventory with exactly these pairs relayed after a failed handshake (pairKey strings). */
+export const withFallbackRelays = (inventory: Inventory, pairs: readonly string[]): Inventory => {
+  const { fallbackRelays: _old, ...mesh } = inventory.mesh;
+  return { ...inventory, mesh: pairs.length ? { ...mesh, fallbackRelays: [...pairs] } : mesh };
+};
+
+/**
+ * The pairs planned direct whose ping failed in either direction, that relay: auto may move to a relay (both ends
+ * auto, some public node can relay them), as pairKey strings in inventory order.
+ */
+export function failedDirectPairs(inventory: Inventory, matrix: Matrix): string[] {
+  const byName = new Map(inventory.nodes.map((n) => [n.name, n]));
+  return planPaths(inventory)
+    .pairs.filter(({ a, b, path }) => {
+      if (path.kind !== 'direct') return false;
+      const ab = matrix.cells[a]?.[b];
+      const ba = matrix.cells[b]?.[a];
+      if (!ab || !ba || (ab.ok && ba.ok)) return false;
+      const [x, y] = [byName.get(a)!, byName.get(b)!];
+      const auto = relayModeOf(inventory, x) === 'auto' && relayModeOf(inventory, y) === 'auto';
+      return auto && relayCandidates(inventory, x, y).length > 0;
+    })
+    .map(({ a, b }) => pairKey(a, b));
+}
+
+/** Every direction in which one node of a fallback pair dials the other (endpointFor), each in its own slot. */
+export function fallbackDirections(inventory: Inventory, pairs: readonly string[]): Direction[] {
+  const byName = new Map(inventory.nodes.map((n) => [n.name, n]));
+  return pairs.flatMap((pair) => {
+    const [x, y] = pair.split(' ').map((name) => byName.get(name));
+    if (!x || !y) return [];
+    return [
+      [x, y],
+      [y, x],
+    ].flatMap(([from, to]) => {
+      const endpoint = endpointFor(inventory, from!, to!);
+      return endpoint ? [{ from: from!.name, to: to!.name, endpoint }] : [];
+    });
+  });
+}
+
+/**
+ * Probes the direct path of every fallback pair (the cold-start probe over the run's connections; tunnels are not
+ * touched) and says which pairs may go back to direct: every designed direction of the pair arrived. A pair with a
+ * node not connected in this run stays relayed. Round trips: 3 on the nodes of those pairs (counters, bursts,
+ * counters), more only when a receiver hears several senders and comes up short.
+ */
+export async function pairsBackToDirect(
+  inventory: Inventory,
+  connections: ReadonlyMap<string, Connection>,
+  signal?: AbortSignal,
+): Promise<string[]> {
+  const pairs = (inventory.mesh.fallbackRelays ?? []).filter((p) => p.split(' ').every((name) => connections.has(name)));
+  const directions = fallbackDirections(inventory, pairs);
+  if (directions.length === 0) return [];
+  const result = await runColdStartPlan({ slots: directions.map((d) => [d]) }, async (node, script) => {
+    const run = await connections.get(node)!.run(script, { timeoutMs: 30_000, ...(signal ? { signal } : {}) });
+    return run.stdout;
+  });
+  const passed = new Set(result.directions.filter((d) => judgeDirection(d).status === 'pass').map((d) => `${d.from}>${d.to}`));
+  return pairs.filter((pair) => {
+    const mine = directions.filter((d) => pairKey(d.from, d.to) === pair);
+    return mine.length > 0 && mine.every((d) => passed.has(`${d.from}>${d.to}`));
+  });
+}
