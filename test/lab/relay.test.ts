@@ -8,7 +8,7 @@
  *   b-1 sends through the mesh to an address behind p-1's underlay side (a route and AllowedIPs added on b-1 so it
  *   really reaches p-1) is dropped by the relay's rule, while a relayed wg-to-wg ping passes; with the rule flushed
  *   the same packet does leave p-1 (so the test can fail), and verify's `relay` check fails on p-1.
- * - relay: auto at the gate: a UDP drop between a-1 and p-2 (a direct pair) makes `up` relay that pair and keep it
+ * - relay: auto at the gate: a UDP drop between a-1 and p-2 (a direct pair) on site a's router makes `up` relay that pair and keep it
  *   relayed (a second up changes nothing); once the drop is gone the next `up` moves it back to direct.
  * (`relay: never` being refused before anything changes needs no lab: test/unit/relay-report.test.ts.)
  */
@@ -163,16 +163,32 @@ describeLab(
       copyFileSync(INVENTORY, inventory);
       const up = async () => {
         const run = await lab().meshctl(['up', inventory, '--yes', '--json']);
-        assert.equal(run.code, 0, run.stderr.slice(-2000));
-        return JSON.parse(run.stdout) as UpJson;
+        const report = JSON.parse(run.stdout) as UpJson & {
+          stoppedAt?: string;
+          phases?: { nodes: { node: string; checks: { id: string; status: string; message: string }[] }[] }[];
+          warnings?: string[];
+        };
+        const failing = (report.phases ?? []).flatMap((p) =>
+          p.nodes.flatMap((n) => n.checks.filter((c) => c.status === 'fail').map((c) => `${n.node} ${c.id}: ${c.message}`)),
+        );
+        assert.equal(
+          run.code,
+          0,
+          `${report.result} at ${report.stoppedAt}: ${failing.join('; ').slice(0, 1500)} ${run.stderr.slice(-500)}`,
+        );
+        return report;
       };
       const everyPairPings = (report: UpJson) => {
         for (const from of NODES)
           for (const to of NODES) if (from !== to) assert.ok(report.matrix!.cells[from]![to]!.ok, `${from} -> ${to}`);
       };
-      // the UDP drop on one side: a-1 neither sends to nor hears from p-2 (198.51.100.12) any more
+      // the UDP drop, on site a's side of the underlay (its router): a-1 and p-2 (198.51.100.12) no longer reach each
+      // other. A drop in a-1's own firewall would not do: the baseline's firewall check stops the run on it, rightly.
       const drop = (op: '-I' | '-D') =>
-        sh('a-1', `iptables -w ${op} INPUT -s 198.51.100.12 -p udp -j DROP && iptables -w ${op} OUTPUT -d 198.51.100.12 -p udp -j DROP`);
+        sh(
+          'router:a',
+          `iptables -w ${op} FORWARD -s 192.168.10.11 -d 198.51.100.12 -p udp -j DROP && iptables -w ${op} FORWARD -s 198.51.100.12 -d 192.168.10.11 -p udp -j DROP`,
+        );
       await drop('-I');
       try {
         const fell = await up();
