@@ -487,49 +487,44 @@ describe('engine: every check of the registry, passing and failing', () => {
     throw new Error('All configured authentication methods failed');
   };
 
-  it('the port-forward probe and NAT discovery are skipped when every node already runs the mesh', async () => {
-    const probe = stepNamed('probe-underlay') as MeshStep<'facts', 'underlay'>;
+  /** Runs a probe step on ms-1 over a connection that answers nothing, then both probe checks on its value. */
+  async function probeChecksAfter(probe: MeshStep, nodeValues: unknown) {
     const silent = new FakeConnection('ms-1', []);
-    const up = { ...values, facts: { ...values.facts, live: { addresses: [] } } };
     const output = await probe.run({
       inventory,
-      nodes: [{ node, connection: silent, values: up as never }],
+      nodes: [{ node, connection: silent, values: nodeValues as never }],
       changedSoFar: false,
       signal: new AbortController().signal,
     });
-    assert.equal(silent.scripts.length, 0, 'no probe ran');
-    for (const id of ['forward-reaches-node', 'nat-mapping']) {
-      const result = await checkNamed(id)!.evaluate({
-        node,
-        inventory,
-        values: output.values.get('ms-1') as never,
-        reconnect: loginWorks,
-        mesh: new Map(),
-      });
+    const results = await Promise.all(
+      ['forward-reaches-node', 'nat-mapping'].map((id) =>
+        checkNamed(id)!.evaluate({
+          node,
+          inventory,
+          values: output.values.get('ms-1') as never,
+          reconnect: loginWorks,
+          mesh: new Map(),
+          changedSoFar: false,
+        }),
+      ),
+    );
+    return { sent: silent.scripts.length, results };
+  }
+
+  it('the port-forward probe and NAT discovery are skipped when every node already runs the mesh', async () => {
+    const up = { ...values, facts: { ...values.facts, live: { addresses: [] } } };
+    const { sent, results } = await probeChecksAfter(stepNamed('probe-underlay') as MeshStep, up);
+    assert.equal(sent, 0, 'no probe ran');
+    for (const result of results) {
       assert.equal(result.status, 'pass', result.message);
       assert.match(result.message, /not probed: every node already runs the mesh/);
     }
   });
 
   it('--no-underlay-probes: nothing is sent, and both probe checks warn (they do not pass)', async () => {
-    const probe = withoutUnderlayProbes('probe-underlay') as MeshStep;
-    const silent = new FakeConnection('ms-1', []);
-    const output = await probe.run({
-      inventory,
-      nodes: [{ node, connection: silent, values: values as never }],
-      changedSoFar: false,
-      signal: new AbortController().signal,
-    });
-    assert.equal(silent.scripts.length, 0);
-    for (const id of ['forward-reaches-node', 'nat-mapping']) {
-      const result = await checkNamed(id)!.evaluate({
-        node,
-        inventory,
-        values: output.values.get('ms-1') as never,
-        reconnect: loginWorks,
-        mesh: new Map(),
-        changedSoFar: false,
-      });
+    const { sent, results } = await probeChecksAfter(withoutUnderlayProbes('probe-underlay') as MeshStep, values);
+    assert.equal(sent, 0);
+    for (const result of results) {
       assert.equal(result.status, 'warn', result.message);
       assert.match(result.message, /--no-underlay-probes/);
     }
