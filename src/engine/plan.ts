@@ -72,6 +72,7 @@ export function describeChange(change: Change): string {
     case 'restart':
       return `restart ${change.unit} (${change.why})`;
     case 'syncconf':
+      // what `wg syncconf` means; the command sends only what differs (../render/systemd.ts syncPeersCommand)
       return `wg syncconf ${change.iface} (${change.why})`;
     case 'load-private-key':
       return `load ${change.path} into ${change.iface} again (${change.why})`;

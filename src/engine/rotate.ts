@@ -3,8 +3,9 @@
  * interruption. Per rotated node, in this order:
  * 1. every node prints its public keys; the rotated node also makes IFACE.key.new on the node (umask 077) and
  *    prints only its public half (../steps/keys.ts rotateReadScript): the private key never leaves the node;
- * 2. every peer gets its config rendered with the new public key (the file `up` would write) and `wg syncconf`,
- *    keeping its key, its interface and its other peers' sessions. From here the pairs with the rotated node are
+ * 2. every peer gets its config rendered with the new public key (the file `up` would write) and is synced from
+ *    it as `wg syncconf` would (../render/systemd.ts syncPeersCommand: only what differs is sent), keeping its key,
+ *    its interface and its other peers' sessions. From here the pairs with the rotated node are
  *    down: the peers know only the new key, the node still runs the old one;
  * 3. the rotated node swaps: `wg set IFACE private-key IFACE.key.new`, rename over IFACE.key (the old key file is
  *    gone), IFACE.pub rewritten, one ping per peer to start the new handshakes at once.
@@ -17,7 +18,7 @@ import type { Inventory, Node } from '../inventory/types.js';
 import type { Connection, ExecResult } from '../transport/types.js';
 import { desiredNodeConfig } from '../topology/desired.js';
 import { renderWgQuickConfig } from '../render/wgquick.js';
-import { syncconfKeepingKeyCommand } from '../render/systemd.js';
+import { syncPeersCommand } from '../render/systemd.js';
 import { wireguardPaths } from '../remote/wireguard.js';
 import { atomicWriteScript } from '../steps/action.js';
 import { discardNewKeyScript, parseRotateRead, rotateReadScript, swapKeyScript } from '../steps/keys.js';
@@ -59,11 +60,7 @@ function peerUpdateScript(inventory: Inventory, peer: string, keys: ReadonlyMap<
   const iface = inventory.mesh.interface;
   const p = wireguardPaths(iface);
   const text = renderWgQuickConfig(desiredNodeConfig(inventory, peer, keys));
-  return [
-    'set -e',
-    atomicWriteScript(p.config, text, { backup: true, label: 'config' }),
-    syncconfKeepingKeyCommand(iface, p.privateKey),
-  ].join('\n');
+  return ['set -e', atomicWriteScript(p.config, text, { backup: true, label: 'config' }), syncPeersCommand(iface, p.privateKey)].join('\n');
 }
 
 /** Reads every node's public key (and makes the rotated node's new key): round trip 1, all nodes at once. */

@@ -7,7 +7,8 @@
  * file, would silently cut the node off the mesh. So the key is appended on the node, inside a pipe (never in argv),
  * both when meshctl syncs peers and in a drop-in that replaces the unit's ExecReload.
  */
-import { sh } from '../remote/shell.js';
+import { raw, sh } from '../remote/shell.js';
+import { peerDumpCommand } from '../facts/definitions.js';
 import { privateKeyPathFor } from '../topology/desired.js';
 
 /**
@@ -17,6 +18,82 @@ import { privateKeyPathFor } from '../topology/desired.js';
 export function syncconfKeepingKeyCommand(iface: string, privateKeyPath: string): string {
   // the drop-in passes %i and /etc/wireguard/%i.key: words the quoting leaves bare, so systemd still expands them
   return sh`stripped=$(wg-quick strip ${iface}) && { echo "$stripped"; echo "[Interface]"; printf "PrivateKey = "; cat ${privateKeyPath}; } | wg syncconf ${iface} /dev/stdin`
+    .text;
+}
+
+/** The line between the live values and the stripped config in SYNC_FILTER_AWK's input. */
+const SYNC_MARK = '--meshctl-sync--';
+
+/**
+ * The awk program of syncPeersCommand. Input: the live listen port (one line, `wg show IFACE listen-port`), the live
+ * peers (peerDumpCommand: `KEY PSK ENDPOINT ALLOWED-IPS HANDSHAKE RX TX KEEPALIVE`, tab-separated, the preshared
+ * key masked), a line SYNC_MARK, then `wg-quick strip IFACE`. Output, for `wg addconf`:
+ * - the [Interface] lines, without ListenPort when it equals the live port;
+ * - each [Peer] block that is new or differs from its live peer (AllowedIPs as a set, Endpoint when the file has
+ *   one, PersistentKeepalive, a preshared key); a block the live peer already matches is left out. When the live peer
+ *   has a keepalive or preshared key the block lacks, `PersistentKeepalive = off` / an all-zero PresharedKey is
+ *   added, as `wg syncconf` does;
+ * - `-remove KEY` for every live peer the file does not have.
+ * POSIX awk (mawk, gawk, busybox).
+ */
+const SYNC_FILTER_AWK = [
+  'function trim(s) { sub(/^[ \\t]+/, "", s); sub(/[ \\t]+$/, "", s); return s }',
+  'function flush(  i, same, c) {',
+  '  if (!inpeer) return',
+  '  inpeer = 0; seen[key] = 1',
+  '  same = (key in ips) && !psk && nips == ips[key]',
+  '  if (same) for (c in want) if (!((key SUBSEP c) in live)) same = 0',
+  '  if (same && ep != "" && ep != eps[key]) same = 0',
+  '  if (ka == "" && (key in kas) && kas[key] != "off") { line[++nl] = "PersistentKeepalive = off"; same = 0 }',
+  '  if (ka != "" && ka != kas[key]) same = 0',
+  '  if (!psk && (key in pskd) && pskd[key] != "(none)") { line[++nl] = "PresharedKey = " ZERO; same = 0 }',
+  '  if (!same) for (i = 1; i <= nl; i++) print line[i]',
+  '  nl = 0; nips = 0; key = ""; ep = ""; ka = ""; psk = 0; split("", want)',
+  '}',
+  'BEGIN { ZERO = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=" }',
+  'part == 0 && NR == 1 { port = $1; next }',
+  `part == 0 && $0 == "${SYNC_MARK}" { part = 1; next }`,
+  'part == 0 {',
+  '  split($0, f, "\\t"); k = f[1]; pskd[k] = f[2]; eps[k] = f[3]; kas[k] = (f[8] == "0" ? "off" : f[8]); ips[k] = 0',
+  '  if (f[4] != "(none)") { m = split(f[4], parts, ","); for (j = 1; j <= m; j++) { live[k SUBSEP parts[j]] = 1; ips[k]++ } }',
+  '  next',
+  '}',
+  '{',
+  '  s = $0; eq = index(s, "=")',
+  '  k = tolower(trim(eq ? substr(s, 1, eq - 1) : s)); v = eq ? trim(substr(s, eq + 1)) : ""',
+  '  if (k ~ /^\\[/) { flush(); section = k; if (k == "[peer]") inpeer = 1 }',
+  '  if (!inpeer) { if (!(section == "[interface]" && k == "listenport" && v == port)) print s; next }',
+  '  line[++nl] = s',
+  '  if (k == "publickey") key = v',
+  '  else if (k == "endpoint") ep = v',
+  '  else if (k == "persistentkeepalive") ka = (v == "0" ? "off" : v)',
+  '  else if (k == "presharedkey") psk = 1',
+  '  else if (k == "allowedips") { m = split(v, parts, ","); for (j = 1; j <= m; j++) { c = trim(parts[j]); if (c != "" && !(c in want)) { want[c] = 1; nips++ } } }',
+  '}',
+  'END { flush(); for (k in ips) if (!(k in seen)) print "-remove " k }',
+].join('\n');
+
+/**
+ * The shell command meshctl runs to sync a live interface with its file, the way `wg syncconf` would (new peers
+ * added, changed ones set, peers the file lacks removed), keeping the private key as syncconfKeepingKeyCommand
+ * does, and without touching a peer the interface already runs as the file says.
+ *
+ * Why not `wg syncconf`: wg(8)'s config parser marks EVERY [Peer] of a file "replace allowed IPs" (config.c), and
+ * syncconf sends ListenPort whenever the file has one. wireguard-go handles `replace_allowed_ips` by removing the
+ * peer's CIDRs and inserting them again one UAPI line later (device/uapi.go), and any `listen_port` by closing and
+ * re-opening its UDP sockets even when the port is the same (device.BindUpdate); the kernel module compares the
+ * port but has the same remove-then-insert window for AllowedIPs. A packet to or from an UNCHANGED peer that falls
+ * in either window is lost: a CI run lost one echo request of a ping loop while a fifth node was added. So the file
+ * is compared on the node, at the moment of the sync, with the live interface (SYNC_FILTER_AWK), and only what
+ * differs goes to `wg addconf`, which removes nothing; the peers to remove go to `wg set IFACE peer KEY remove`,
+ * after the additions so that a CIDR moving to another peer is never without one. Stops before changing anything
+ * when a step fails or the stripped file is empty (every live peer would be removed).
+ * @param iface the WireGuard interface (wg-quick's name)
+ * @param privateKeyPath the key file on the node: its content goes into the pipe, never into argv or a variable
+ */
+export function syncPeersCommand(iface: string, privateKeyPath: string): string {
+  const dump = raw(peerDumpCommand(iface));
+  return sh`stripped=$(wg-quick strip ${iface}) && [ -n "$stripped" ] && live=$(wg show ${iface} listen-port && ${dump}) && plan=$(printf '%s\\n' "$live" ${SYNC_MARK} "$stripped" | awk ${SYNC_FILTER_AWK}) && [ -n "$plan" ] && { printf '%s\\n' "$plan" | sed '/^-remove /d'; echo "[Interface]"; printf "PrivateKey = "; cat ${privateKeyPath}; } | wg addconf ${iface} /dev/stdin && for k in $(printf '%s\\n' "$plan" | sed -n 's/^-remove //p'); do wg set ${iface} peer "$k" remove; done`
     .text;
 }
 

@@ -1,9 +1,12 @@
 /**
  * Enable phase: wg-quick@IFACE enabled and running. What it does depends on how the config changed:
  * - not running: enable --now;
- * - only [Peer] sections changed: `wg syncconf`, which keeps the interface, its ifindex and the other peers'
- *   sessions; routes for added/removed peers are synced by hand, as syncconf does not route. Not
- *   a plain `wg syncconf` from the file, which would clear the key the file does not carry (../render/systemd.ts);
+ * - only [Peer] sections changed: a sync with `wg syncconf`'s meaning (peers added, changed, removed as the file
+ *   says), which keeps the interface, its ifindex and the other peers' sessions; routes for added/removed peers are
+ *   synced by hand, as syncconf does not route. Not a plain `wg syncconf` from the file, which would clear the key the
+ *   file does not carry, and would re-set every unchanged peer (wireguard-go re-opens its socket and re-inserts each
+ *   peer's AllowedIPs: a packet in flight can be lost): syncPeersCommand in ../render/systemd.ts sends only what
+ *   differs from the live interface;
  * - [Interface] changed (address, port, MTU): restart;
  * - nothing changed in the file: the LIVE interface is compared with the design (liveDrift), so a change made by
  *   hand with `wg set`/`ip`, or one a run wrote to the file but was interrupted before applying, is finished now:
@@ -19,7 +22,7 @@ import type { DesiredNodeConfig, DesiredPeer } from '../topology/desired.js';
 import { sh } from '../remote/shell.js';
 import { wireguardPaths } from '../remote/wireguard.js';
 import type { ConfigChangeKind } from '../render/changes.js';
-import { syncconfKeepingKeyCommand } from '../render/systemd.js';
+import { syncPeersCommand } from '../render/systemd.js';
 import { endpointIsName } from '../render/reresolve.js';
 import { withRevertArmed, type RollbackOptions } from '../engine/revert.js';
 
@@ -148,7 +151,7 @@ function keepaliveOffScript(iface: string, keys: readonly string[]): string {
 /** The peers' sync: syncconf keeping the key, the keepalives it keeps, then the routes it does not touch. */
 function peerSyncCommands(iface: string, privateKey: string, peerRoutes: string[], drift: LiveDrift): string[] {
   return [
-    syncconfKeepingKeyCommand(iface, privateKey),
+    syncPeersCommand(iface, privateKey),
     ...(drift.keepaliveOff.length ? [keepaliveOffScript(iface, drift.keepaliveOff)] : []),
     ...(drift.extraRoutes.length ? [removeRoutesScript(iface, drift.extraRoutes)] : []),
     syncRoutesScript(iface, peerRoutes),

@@ -55,11 +55,15 @@ describeLab(
     /** what identifies a session: the interface (ifindex) and, per peer key, handshake time and received bytes */
     const sessions = async (node: string) => ({
       ifindex: (await sh(node, 'cat /sys/class/net/wg0/ifindex')).trim(),
+      // wireguard-go's UDP sockets (inode numbers): a plain `wg syncconf` re-opens them even for the same port
+      sockets: [...(await sh(node, "ss -uanpe 'sport = :51820'")).matchAll(/\bino:(\d+)/g)].map((m) => m[1]).sort(),
       peers: new Map((await livePeers(node)).map((p) => [p.publicKey, { handshake: p.latestHandshake ?? 0, rx: p.rxBytes }])),
     });
     type Sessions = Awaited<ReturnType<typeof sessions>>;
     const assertSessionsKept = (node: string, before: Sessions, after: Sessions, peers: string[]) => {
       assert.equal(after.ifindex, before.ifindex, `${node}: wg0 was re-created`);
+      assert.ok(before.sockets.length > 0, `${node}: no UDP socket on port 51820`);
+      assert.deepEqual(after.sockets, before.sockets, `${node}: the UDP socket of wg0 was re-opened (packets in flight lost)`);
       for (const name of peers) {
         const then = before.peers.get(keys.get(name)!);
         const now = after.peers.get(keys.get(name)!);

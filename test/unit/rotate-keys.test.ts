@@ -37,7 +37,7 @@ function mesh(overrides: (node: string) => FakeRule[] = () => []) {
       },
     },
     {
-      match: /wg syncconf/,
+      match: /wg addconf/,
       reply: (script) => {
         order.push(`${node}:update${script.includes(next) ? '(new)' : '(old)'}`);
         return { stdout: 'config=abc\n' };
@@ -84,14 +84,14 @@ describe('rotate-keys', () => {
     ]);
     assert.equal(m.order.at(-1), 'ms-1:swap');
     // the peers' configs carry the new public key and not the old one
-    const peerScript = m.connections.get('wk-1')!.scripts.find((s) => s.includes('wg syncconf'))!;
+    const peerScript = m.connections.get('wk-1')!.scripts.find((s) => s.includes('wg addconf'))!;
     assert.ok(peerScript.includes(`PublicKey = ${next}`));
     assert.ok(!peerScript.includes(keys.get('ms-1')!));
   });
 
   it('a peer that cannot be updated: no swap, the updated peers get the old key back, the new key is discarded', async () => {
     const m = mesh((node) =>
-      node === 'wk-2' ? [{ match: /wg syncconf/, reply: { code: 1, stderr: 'Unable to modify interface: Protocol not supported' } }] : [],
+      node === 'wk-2' ? [{ match: /wg addconf/, reply: { code: 1, stderr: 'Unable to modify interface: Protocol not supported' } }] : [],
     );
     const report = await rotateNode(m.ctx, inventory.nodes[0]!);
     assert.equal(report.ok, false);

@@ -65,7 +65,7 @@ describe('enable planner: the live interface against the design', () => {
     assert.deepEqual(action.changes, [
       { kind: 'syncconf', iface: 'wg0', why: 'live peers differ from wg0.conf: no peer ctb-edge-1; interface and sessions kept' },
     ]);
-    assert.match(action.script, /\| wg syncconf wg0 \/dev\/stdin/);
+    assert.match(action.script, /\| wg addconf wg0 \/dev\/stdin/);
     assert.match(action.script, /cat \/etc\/wireguard\/wg0\.key/, 'the key goes in through the pipe, or syncconf clears it');
     assert.doesNotMatch(action.script, /restart|wg-quick down/);
   });

@@ -193,7 +193,7 @@ describe('service planner', () => {
 
   it('reloads (keeps the interface) when only peers changed, and syncs the /32 routes', () => {
     const script = planService(running, 'wg0', 'peers', routes).action!.script;
-    assert.match(script, /wg syncconf wg0 \/dev\/stdin/);
+    assert.match(script, /wg addconf wg0 \/dev\/stdin/);
     // the stock `systemctl reload` syncs a key-less file and would clear the interface's private key
     assert.doesNotMatch(script, /restart|systemctl reload/);
     assert.match(script, /ip -4 route replace "\$r" dev wg0/);
