@@ -168,6 +168,10 @@ describeLab('up converges the live interface (issue 8, kind 2)', INVENTORY, (lab
   });
 
   it('resets a keepalive and an endpoint changed live with `wg set` (syncconf; a keepalive the file lacks switched off)', async () => {
+    // The previous run's ping gate ended moments ago: a peer that received data and sent nothing back sends a
+    // passive keepalive Keepalive-Timeout (10 s) later (WireGuard paper, section 6.5), and wk-2 would roam the
+    // endpoint set by hand below back to wk-1's real one before the plan reads it. Let that quiet period pass.
+    await new Promise((resolve) => setTimeout(resolve, 11_000));
     const before1 = await sessions('wk-1');
     const before2 = await sessions('wk-2');
     // wk-1 -> ms-1: same site, the design has no keepalive; syncconf alone would keep the one set by hand
