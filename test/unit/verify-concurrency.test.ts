@@ -1,0 +1,219 @@
+/**
+ * verify's speed work (issue 10): the checklist's sections run in concurrent lanes on the node, the checklist runs
+ * beside the cold-start probe and the ping round (which wait only for the small pre script), and the pre script's
+ * facts are not read twice.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { concurrentSectionsScript, dealLanes, MAX_LANES } from '../../src/checks/concurrent-sections.js';
+import { checklistScript, parseChecklist, splitSections } from '../../src/checks/probes.js';
+import { collectVerify, parsePreFacts, preScript } from '../../src/checks/collect.js';
+import { evaluateVerify } from '../../src/checks/verify.js';
+import { FakeConnection } from '../support/fake-connection.js';
+import { checklistStdout, dumpLines, healthyScenario, homelab, NOW, pingStdout } from '../fixtures/probes/homelab.js';
+import { sectionScript } from '../../src/facts/sections.js';
+
+const fx = (name: string) => readFileSync(new URL(`../fixtures/probes/${name}`, import.meta.url), 'utf8');
+const ctx = { interface: 'wg0', listenPort: 0 };
+
+test('dealLanes: round robin into at most maxLanes lanes, order kept, no empty lane', () => {
+  assert.deepEqual(dealLanes([[1], [2], [3], [4, 5], [6]], 3), [[1, 4, 5], [2, 6], [3]]);
+  assert.deepEqual(dealLanes([[1], [2]], 6), [[1], [2]]);
+  assert.deepEqual(dealLanes([], 6), []);
+  assert.throws(() => dealLanes([[1]], 0), /positive integer/);
+  assert.equal(dealLanes(Array.from({ length: 40 }, (_, i) => [i])).length, MAX_LANES);
+});
+
+/** Runs a script with sh (what the transport runs), with TMPDIR set; returns stdout. */
+const sh = (script: string, tmp: string) => {
+  const r = spawnSync('sh', [], { input: script, encoding: 'utf8', env: { ...process.env, TMPDIR: tmp }, timeout: 30_000 });
+  assert.equal(r.status, 0, r.stderr);
+  return r.stdout;
+};
+
+/** Two sections that each wait (up to 3 s) for the other to have started: both meet only when they run at once. */
+function rendezvous(dir: string) {
+  const side = (me: string, other: string) =>
+    `touch ${dir}/${me}; i=0; while [ ! -e ${dir}/${other} ] && [ $i -lt 30 ]; do sleep 0.1; i=$((i+1)); done; [ -e ${dir}/${other} ] && echo met ${me}`;
+  return [
+    [{ name: 'a', command: side('a', 'b') }],
+    [{ name: 'b', command: side('b', 'a') }],
+    [{ name: 'c', command: 'printf "no newline"' }],
+  ];
+}
+
+test('concurrentSectionsScript: lanes run at the same time; the output is the same sections; the temp dir goes', () => {
+  const tmp = mkdtempSync(join(tmpdir(), 'meshctl-lanes-'));
+  try {
+    const meet = mkdtempSync(join(tmpdir(), 'meshctl-meet-'));
+    const s = splitSections(sh(concurrentSectionsScript(rendezvous(meet), 'done'), tmp));
+    rmSync(meet, { recursive: true, force: true });
+    assert.equal(s.get('a')?.body, 'met a');
+    assert.equal(s.get('b')?.body, 'met b');
+    assert.equal(s.get('c')?.body, 'no newline');
+    assert.equal(s.get('done')?.rc, 0);
+    assert.deepEqual(readdirSync(tmp), [], 'the lanes directory is removed');
+    // every section is the sequential script's section, byte for byte (the facts tests look for them)
+    assert.ok(concurrentSectionsScript(rendezvous('/x'), 'done').includes(sectionScript('c', 'printf "no newline"')));
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+test('concurrentSectionsScript: without a temporary directory the lanes run one after another, same sections', () => {
+  const meet = mkdtempSync(join(tmpdir(), 'meshctl-meet-'));
+  try {
+    const lanes = [[{ name: 'x', command: 'echo one; false' }], [{ name: 'y', command: 'echo two' }]];
+    const s = splitSections(sh(concurrentSectionsScript(lanes, 'done'), '/nonexistent/meshctl-no-tmp'));
+    assert.deepEqual(
+      [...s.values()].map((v) => [v.name, v.body, v.rc]),
+      [
+        ['x', 'one', 1],
+        ['y', 'two', 0],
+        ['done', '', 0],
+      ],
+    );
+  } finally {
+    rmSync(meet, { recursive: true, force: true });
+  }
+});
+
+test('pre script: parsed from a real capture (clock, live key, peers, UDP counters)', () => {
+  const pre = parsePreFacts(fx('pre-healthy.txt'), ctx);
+  assert.equal(pre.now, 1796023885);
+  assert.equal(pre.livePublicKey, 'sNLn5ruHpWShezNlC1z1R4MEKiTW+y5qWLKAdQBhIQ8=');
+  assert.equal(pre.peers.length, 3);
+  assert.equal(pre.peers[0]!.latestHandshake, 1796023867);
+  assert.deepEqual(pre.udpCounters, { inDatagrams: 1358, noPorts: 6 });
+  // an interface that is gone: no key, no peers (the dump printed wg's error)
+  const gone = parsePreFacts(
+    '@@meshctl begin pubkey\nUnable to access interface: No such device\n@@meshctl end pubkey rc=1\n@@meshctl begin dump\nUnable to access interface: No such device\n@@meshctl end dump rc=1\n',
+    ctx,
+  );
+  assert.equal(gone.livePublicKey, undefined);
+  assert.deepEqual(gone.peers, []);
+});
+
+test('checklist without the pre facts: not run twice, and read from both outputs as from one', () => {
+  const params = { interface: 'wg0', listenPort: 51820, peerIps: ['172.27.15.11', '172.27.15.13', '172.27.15.31'] };
+  const pre = ['now', 'pubkey', 'dump', 'udpsnmp'];
+  const script = checklistScript({ ...params, without: pre });
+  for (const name of pre) assert.ok(!script.includes(`begin ${name}'`), `${name} is left to the pre script`);
+  assert.ok(script.includes("begin confmeta'") && script.includes("begin route:172.27.15.31'"));
+  for (const name of pre) assert.ok(preScript(homelab().inventory).includes(`begin ${name}'`));
+
+  // a real checklist capture cut in two the way verify runs it: its pre sections apart, the rest apart
+  const full = fx('checklist-healthy.txt');
+  const sections = [...splitSections(full).values()];
+  const text = (keep: (name: string) => boolean) =>
+    sections
+      .filter((s) => keep(s.name))
+      .map((s) => `@@meshctl begin ${s.name}\n${s.body}\n@@meshctl end ${s.name} rc=${s.rc}\n`)
+      .join('');
+  const preOut = `${text((n) => pre.includes(n))}@@meshctl begin pre-done\n\n@@meshctl end pre-done rc=0\n`;
+  const rest = text((n) => !pre.includes(n));
+  assert.deepEqual(parseChecklist(`${preOut}\n${rest}`, params), parseChecklist(full, params));
+});
+
+/**
+ * The healthy homelab on fake connections whose checklists answer only once a ping round has started (or after
+ * 3 s): verify must not wait for the checklist before it pings.
+ */
+test('collectVerify: the ping round starts while the checklists still run; each node gets 5 scripts, 2 at most at once', async () => {
+  const scenario = healthyScenario();
+  const { inventory } = homelab();
+  let pingStarted!: () => void;
+  const pinging = new Promise<void>((resolve) => {
+    pingStarted = resolve;
+  });
+  let checklistsWaitedForPing = 0;
+  const open = new Map<string, number>();
+  const peak = new Map<string, number>();
+  const counters = new Map<string, number>();
+  const connections = new Map(
+    inventory.nodes.map((node) => {
+      const n = scenario.nodes[node.name]!;
+      const peerIps = inventory.nodes.filter((p) => p.name !== node.name).map((p) => p.overlayIp);
+      const track =
+        (reply: (script: string) => string | Promise<string>) =>
+        async (script: string): Promise<{ stdout: string }> => {
+          open.set(node.name, (open.get(node.name) ?? 0) + 1);
+          peak.set(node.name, Math.max(peak.get(node.name) ?? 0, open.get(node.name)!));
+          try {
+            return { stdout: await reply(script) };
+          } finally {
+            open.set(node.name, open.get(node.name)! - 1);
+          }
+        };
+      // every read of the UDP counters shows 1000 more datagrams: every cold-start direction arrives
+      const udp = () => {
+        counters.set(node.name, (counters.get(node.name) ?? 0) + 1000);
+        return `@@meshctl begin udp\nUdp: InDatagrams NoPorts\nUdp: ${counters.get(node.name)} 0\n@@meshctl end udp rc=0\n`;
+      };
+      const after = n.peers.map((p) => ({ ...p, latestHandshake: NOW + 5 }));
+      return [
+        node.name,
+        new FakeConnection(node.name, [
+          {
+            match: /ping -n -q/,
+            reply: track(() => {
+              pingStarted();
+              return pingStdout(
+                Object.fromEntries(
+                  Object.entries(scenario.pings[node.name]!).map(([to, r]) => [inventory.nodes.find((x) => x.name === to)!.overlayIp, r]),
+                ),
+                after,
+              );
+            }),
+          },
+          {
+            match: /begin pre-done'/,
+            reply: track(
+              () =>
+                `@@meshctl begin now\n${NOW}\n@@meshctl end now rc=0\n@@meshctl begin pubkey\n${n.livePublicKey}\n@@meshctl end pubkey rc=0\n` +
+                `@@meshctl begin dump\n${dumpLines(n.peers)}\n@@meshctl end dump rc=0\n${udp().replaceAll(' udp', ' udpsnmp')}@@meshctl begin pre-done\n\n@@meshctl end pre-done rc=0\n`,
+            ),
+          },
+          {
+            match: /begin (udp|burst0)'/,
+            reply: track((script) => {
+              const bursts = [...script.matchAll(/begin (burst\d+)'/g)].map(
+                (m) => `@@meshctl begin ${m[1]}\nsent=16\n@@meshctl end ${m[1]} rc=0\n`,
+              );
+              return `${/begin udp'/.test(script) ? udp() : ''}${bursts.join('')}@@meshctl begin done\n\n@@meshctl end done rc=0\n`;
+            }),
+          },
+          {
+            match: /begin confmeta'/,
+            reply: track(async () => {
+              const waited = await Promise.race([pinging.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 3000))]);
+              if (waited) checklistsWaitedForPing++;
+              return checklistStdout(n, peerIps);
+            }),
+          },
+        ]),
+      ];
+    }),
+  );
+  const collected = await collectVerify(inventory, connections, new Map());
+  assert.equal(checklistsWaitedForPing, inventory.nodes.length, 'every checklist was still running when the pings started');
+  const failing = evaluateVerify(collected).filter((c) => c.status !== 'pass');
+  assert.deepEqual(
+    failing.map((c) => `${c.node} ${c.id} ${c.peer ?? ''}: ${c.message}`),
+    [],
+  );
+  assert.equal(
+    collected.coldStart?.directions.every((d) => !d.error),
+    true,
+  );
+  for (const [name, c] of connections) {
+    // pre, checklist, bursts, counters, ping (a node that dials nobody sends no bursts)
+    assert.ok(c.scripts.length <= 5, `${name}: ${c.scripts.length} scripts`);
+    assert.ok((peak.get(name) ?? 0) <= 2, `${name}: ${peak.get(name)} channels at once`);
+  }
+  assert.ok(typeof collected.timings.collectMs === 'number');
+});
