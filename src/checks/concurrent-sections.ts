@@ -29,7 +29,9 @@ export const MAX_LANES = 6;
 export function dealLanes<T>(units: ReadonlyArray<ReadonlyArray<T>>, maxLanes: number = MAX_LANES): T[][] {
   if (!Number.isInteger(maxLanes) || maxLanes < 1) throw new Error(`maxLanes must be a positive integer, got ${maxLanes}`);
   const lanes: T[][] = Array.from({ length: Math.min(maxLanes, units.length) }, () => []);
-  units.forEach((unit, i) => lanes[i % lanes.length]!.push(...unit));
+  units.forEach((unit, i) => {
+    lanes[i % lanes.length]!.push(...unit);
+  });
   return lanes.filter((lane) => lane.length > 0);
 }
 
