@@ -10,7 +10,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { concurrentSectionsScript, dealLanes, MAX_LANES } from '../../src/checks/concurrent-sections.js';
-import { checklistScript, parseChecklist, splitSections } from '../../src/checks/probes.js';
+import { checklistScript, parseChecklist, pingProbe, splitSections } from '../../src/checks/probes.js';
 import { collectVerify, parsePreFacts, preScript } from '../../src/checks/collect.js';
 import { evaluateVerify } from '../../src/checks/verify.js';
 import { FakeConnection } from '../support/fake-connection.js';
@@ -217,3 +217,63 @@ test('collectVerify: the ping round starts while the checklists still run; each 
   }
   assert.ok(typeof collected.timings.collectMs === 'number');
 });
+
+// ---------------------------------------------------------------------------------------------------------------
+// Ping and path MTU in one go: the expected payload's DF probe runs beside the ping (both branches of the script)
+
+const netnsSkip =
+  process.getuid?.() !== 0
+    ? 'needs root (unshare --net --mount)'
+    : spawnSync('unshare', ['--net', '--mount', 'true']).status !== 0
+      ? 'unshare does not work here'
+      : undefined;
+
+/**
+ * Runs a ping script in a fresh, empty network namespace (loopback up with MTU `mtu`, nothing leaves it); with
+ * `hideFping`, in a mount namespace where fping is not executable, so the per-peer ping branch runs.
+ */
+function pingInEmptyNetns(script: string, mtu: number, hideFping: boolean) {
+  const hide = hideFping ? 'f=$(command -v fping) && mount --bind /dev/null "$f"; ' : '';
+  return spawnSync('unshare', ['--net', '--mount', 'sh', '-c', `${hide}ip link set lo up mtu ${mtu} && exec sh`], {
+    input: script,
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+}
+
+const pingParams = {
+  targets: [
+    { node: 'a', ip: '127.0.0.1' },
+    { node: 'gone', ip: '192.0.2.9' }, // no route in the empty namespace
+  ],
+  count: 3,
+  intervalSeconds: 0.2,
+  deadlineSeconds: 2,
+  mtu: 1420,
+};
+
+for (const branch of ['per-peer ping', 'fping'] as const) {
+  const hideFping = branch === 'per-peer ping';
+  const skip = netnsSkip ?? (!hideFping && spawnSync('sh', ['-c', 'command -v fping']).status !== 0 ? 'fping not installed' : undefined);
+  test(`${branch} branch: the DF probe beside the ping; a black hole still found by the search`, { skip: skip ?? false }, () => {
+    const probe = pingProbe(pingParams);
+    // the DF probe starts before the ping's result is known
+    if (hideFping) assert.match(probe.script, /dfok 1392 & df=\$!\nr=\$\(ping /);
+    else assert.match(probe.script, /both=\$\( \{ fping -q -c 3 .*& fping -q -M -b 1392 /);
+    const healthy = pingInEmptyNetns(probe.script, 65536, hideFping);
+    assert.equal(healthy.status, 0, healthy.stderr);
+    const h = probe.parse(healthy.stdout);
+    assert.ok(h.complete);
+    assert.equal(h.ping.get('127.0.0.1')!.received, 3);
+    assert.deepEqual(h.mtu.get('127.0.0.1'), { expected: 1392, largest: 1392, ok: true, tries: [{ size: 1392, ok: true }] });
+    // (the per-peer branch skips only a peer whose ping got no reply at all, not one with no route: as before)
+    if (!hideFping) assert.equal(h.mtu.get('192.0.2.9')!.skipped, true);
+    assert.equal(h.ping.get('192.0.2.9')!.received, 0);
+    // loopback MTU 1300: 1392 does not pass (beside the ping, nor once more), the search finds 1272 (1300 - 28)
+    const holed = pingInEmptyNetns(probe.script, 1300, hideFping);
+    const m = probe.parse(holed.stdout).mtu.get('127.0.0.1')!;
+    assert.equal(m.largest, 1272);
+    assert.equal(m.ok, false);
+    assert.deepEqual(m.tries[0], { size: 1392, ok: false });
+  });
+}
