@@ -1,7 +1,7 @@
 /**
- * The I/O half of verify (and of debug's evidence): runs the checklist probe on every node at once (one round trip
- * each), learns the public keys, builds the design with desiredMesh, then runs the ping + path-MTU round (one more
- * round trip each, all nodes at once) which ends with a second peer dump, to see the handshakes the pings caused.
+ * The I/O half of verify (and of debug's evidence): the checklist probe on every node at once (one script each),
+ * beside the cold-start probe and the ping + path-MTU round (see collectVerify), then the public keys and the
+ * design (desiredMesh). The ping round ends with a second peer dump, to see the handshakes the pings caused.
  */
 import { createHash } from 'node:crypto';
 import type { Inventory } from '../inventory/types.js';
