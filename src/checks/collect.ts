@@ -178,7 +178,7 @@ export async function runChecklists(
 /**
  * Collects everything verify judges. Three things run at once over each node's one connection (at most two of its
  * channels open at a time, well under OpenSSH's MaxSessions 10):
- *   - the checklist (one script per node, its sections in concurrent lanes: ./concurrent-sections.ts);
+ *   - the checklist (one script per node);
  *   - the cold-start probe (./cold-start.ts): a small "pre" script (clock, live key, peers, UDP counters), the
  *     bursts, the counters again;
  *   - then the ping + path-MTU round, which waits for the cold-start probe only: its tunnel traffic would blur the

@@ -13,6 +13,7 @@
 import { shellQuote } from '../remote/shell.js';
 import {
   FACTS,
+  factsScript,
   readFact,
   parseSsUdp,
   routeLookupFact,
@@ -30,7 +31,6 @@ import type { SysctlFileSettings } from '../facts/sysctl-order.js';
 import { parseWgQuickConfig, type ParsedWgQuickConfig } from '../render/wgquick.js';
 import type { FirewallFacts } from '../firewall/verdict.js';
 import { UDP_COUNTERS_FACT, type UdpCounters } from './cold-start.js';
-import { concurrentSectionsScript, dealLanes } from './concurrent-sections.js';
 import { RELAY_FACT, type RelayState } from './relay-check.js';
 
 // the building blocks, re-exported for the code that imported them from here
@@ -143,15 +143,9 @@ const checklistFacts = (params: ChecklistParams): Array<FactDef<unknown>> =>
     (def) => !params.without?.includes(def.name),
   );
 
-/**
- * The checklist script of one node (one round trip, read-only). Its sections run concurrently, in a few lanes
- * (./concurrent-sections.ts): the same sections, commands and parsers as the sequential facts script, the node's
- * wall time about that of its slowest lane instead of the sum of ~20 execs.
- */
+/** The checklist script of one node (one round trip, read-only). */
 export function checklistScript(params: ChecklistParams): string {
-  const ctx = contextOf(params);
-  const units = checklistFacts(params).map((def) => [{ name: def.name, command: def.command(ctx) }]);
-  return concurrentSectionsScript(dealLanes(units), 'done');
+  return factsScript(checklistFacts(params), contextOf(params), 'done');
 }
 
 /** Reads the checklist script's stdout; sections that are missing or unreadable are named in `problems`. */

@@ -1,86 +1,20 @@
 /**
- * verify's speed work (issue 10): the checklist's sections run in concurrent lanes on the node, the checklist runs
- * beside the cold-start probe and the ping round (which wait only for the small pre script), and the pre script's
- * facts are not read twice.
+ * verify's speed work (issue 10): the checklist runs beside the cold-start probe and the ping round (which wait
+ * only for the small pre script), the pre script's facts are not read twice, and the path-MTU probe at the expected
+ * size runs beside the ping.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { concurrentSectionsScript, dealLanes, MAX_LANES } from '../../src/checks/concurrent-sections.js';
+import { readFileSync } from 'node:fs';
 import { checklistScript, parseChecklist, pingProbe, splitSections } from '../../src/checks/probes.js';
 import { collectVerify, parsePreFacts, preScript } from '../../src/checks/collect.js';
 import { evaluateVerify } from '../../src/checks/verify.js';
 import { FakeConnection } from '../support/fake-connection.js';
 import { checklistStdout, dumpLines, healthyScenario, homelab, NOW, pingStdout } from '../fixtures/probes/homelab.js';
-import { sectionScript } from '../../src/facts/sections.js';
 
 const fx = (name: string) => readFileSync(new URL(`../fixtures/probes/${name}`, import.meta.url), 'utf8');
 const ctx = { interface: 'wg0', listenPort: 0 };
-
-test('dealLanes: round robin into at most maxLanes lanes, order kept, no empty lane', () => {
-  assert.deepEqual(dealLanes([[1], [2], [3], [4, 5], [6]], 3), [[1, 4, 5], [2, 6], [3]]);
-  assert.deepEqual(dealLanes([[1], [2]], 6), [[1], [2]]);
-  assert.deepEqual(dealLanes([], 6), []);
-  assert.throws(() => dealLanes([[1]], 0), /positive integer/);
-  assert.equal(dealLanes(Array.from({ length: 40 }, (_, i) => [i])).length, MAX_LANES);
-});
-
-/** Runs a script with sh (what the transport runs), with TMPDIR set; returns stdout. */
-const sh = (script: string, tmp: string) => {
-  const r = spawnSync('sh', [], { input: script, encoding: 'utf8', env: { ...process.env, TMPDIR: tmp }, timeout: 30_000 });
-  assert.equal(r.status, 0, r.stderr);
-  return r.stdout;
-};
-
-/** Two sections that each wait (up to 3 s) for the other to have started: both meet only when they run at once. */
-function rendezvous(dir: string) {
-  const side = (me: string, other: string) =>
-    `touch ${dir}/${me}; i=0; while [ ! -e ${dir}/${other} ] && [ $i -lt 30 ]; do sleep 0.1; i=$((i+1)); done; [ -e ${dir}/${other} ] && echo met ${me}`;
-  return [
-    [{ name: 'a', command: side('a', 'b') }],
-    [{ name: 'b', command: side('b', 'a') }],
-    [{ name: 'c', command: 'printf "no newline"' }],
-  ];
-}
-
-test('concurrentSectionsScript: lanes run at the same time; the output is the same sections; the temp dir goes', () => {
-  const tmp = mkdtempSync(join(tmpdir(), 'meshctl-lanes-'));
-  try {
-    const meet = mkdtempSync(join(tmpdir(), 'meshctl-meet-'));
-    const s = splitSections(sh(concurrentSectionsScript(rendezvous(meet), 'done'), tmp));
-    rmSync(meet, { recursive: true, force: true });
-    assert.equal(s.get('a')?.body, 'met a');
-    assert.equal(s.get('b')?.body, 'met b');
-    assert.equal(s.get('c')?.body, 'no newline');
-    assert.equal(s.get('done')?.rc, 0);
-    assert.deepEqual(readdirSync(tmp), [], 'the lanes directory is removed');
-    // every section is the sequential script's section, byte for byte (the facts tests look for them)
-    assert.ok(concurrentSectionsScript(rendezvous('/x'), 'done').includes(sectionScript('c', 'printf "no newline"')));
-  } finally {
-    rmSync(tmp, { recursive: true, force: true });
-  }
-});
-
-test('concurrentSectionsScript: without a temporary directory the lanes run one after another, same sections', () => {
-  const meet = mkdtempSync(join(tmpdir(), 'meshctl-meet-'));
-  try {
-    const lanes = [[{ name: 'x', command: 'echo one; false' }], [{ name: 'y', command: 'echo two' }]];
-    const s = splitSections(sh(concurrentSectionsScript(lanes, 'done'), '/nonexistent/meshctl-no-tmp'));
-    assert.deepEqual(
-      [...s.values()].map((v) => [v.name, v.body, v.rc]),
-      [
-        ['x', 'one', 1],
-        ['y', 'two', 0],
-        ['done', '', 0],
-      ],
-    );
-  } finally {
-    rmSync(meet, { recursive: true, force: true });
-  }
-});
 
 test('pre script: parsed from a real capture (clock, live key, peers, UDP counters)', () => {
   const pre = parsePreFacts(fx('pre-healthy.txt'), ctx);
