@@ -13,6 +13,13 @@
  * come from the checklist). A receiver left short is measured again hearing one sender at a time: directions are put
  * into slots (in each slot, every receiver has at most one sender; slots = the largest number of nodes dialling one
  * node), two more round trips per slot. Other traffic B receives can hide a drop (a false pass), never fake one.
+ *
+ * No direction is skipped for a fresh handshake (one younger than REKEY_AFTER_TIME): a handshake proves only that
+ * datagrams passed on the pair's one 5-tuple (listen port to listen port), and a stateful firewall or NAT passes
+ * those for as long as conntrack remembers the flow, whoever opened it: the other side's dial, or an earlier
+ * session. That is the one-way pair this probe exists to find (test/lab/firewall.test.ts: a drop added after `up`,
+ * handshakes fresh and pings passing, cold start failing). Its cost is small: two short round trips on a healthy
+ * mesh, which verify runs beside its checklist (./collect.ts).
  */
 import type { Inventory, Node } from '../inventory/types.js';
 import type { Connection } from '../transport/types.js';

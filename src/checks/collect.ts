@@ -1,7 +1,7 @@
 /**
- * The I/O half of verify (and of debug's evidence): runs the checklist probe on every node at once (one round trip
- * each), learns the public keys, builds the design with desiredMesh, then runs the ping + path-MTU round (one more
- * round trip each, all nodes at once) which ends with a second peer dump, to see the handshakes the pings caused.
+ * The I/O half of verify (and of debug's evidence): the checklist probe on every node at once (one script each),
+ * beside the cold-start probe and the ping + path-MTU round (see collectVerify), then the public keys and the
+ * design (desiredMesh). The ping round ends with a second peer dump, to see the handshakes the pings caused.
  */
 import { createHash } from 'node:crypto';
 import type { Inventory } from '../inventory/types.js';
@@ -10,11 +10,11 @@ import { REKEY_AFTER_TIME_S } from '../remote/wireguard.js';
 import { desiredMesh, type DesiredNodeConfig } from '../topology/desired.js';
 import { firstContactPairs } from '../topology/endpoints.js';
 import type { LivePeer } from '../render/wgdump.js';
-import { FACTS, readFact, type FactContext } from '../facts/definitions.js';
+import { FACTS, factsScript, readFact, type FactContext } from '../facts/definitions.js';
 import { checklistProbe, sectionScript, splitSections, type NodeChecklist } from './probes.js';
 import { runPingRound, type Matrix, type PingTarget } from './ping-matrix.js';
 import type { VerifyFacts } from './verify.js';
-import { runColdStart, type ColdStartResult, type UdpCounters } from './cold-start.js';
+import { runColdStart, UDP_COUNTERS_FACT, type ColdStartResult, type UdpCounters } from './cold-start.js';
 
 export interface CollectOptions {
   /** also run the ping matrix (default true) */
@@ -31,7 +31,8 @@ export interface CollectOptions {
 export interface Collected extends VerifyFacts {
   /** the keys the design was built with, by node (public keys only) */
   publicKeys: Map<string, string>;
-  timings: { checklistMs: number; pingMs: number; coldStartMs?: number };
+  /** each stage's own duration, ms (they overlap: see collectVerify); collectMs: the whole collection's wall time */
+  timings: { checklistMs: number; pingMs: number; coldStartMs?: number; collectMs: number };
 }
 
 /**
@@ -82,26 +83,90 @@ export function publicKeysFrom(
   return { keys, unknown };
 }
 
+/**
+ * What verify reads on every node before its cold-start probe, in one small script: the node's clock, its live
+ * public key and peers (which pairs need a first contact before the pings: pairsWithoutSession) and its UDP
+ * counters (the probe's "before"). Small on purpose: the ping round waits for it, the checklist does not.
+ */
+const PRE_FACTS = [FACTS.now, FACTS.interfacePublicKey, FACTS.peers, UDP_COUNTERS_FACT] as const;
+
+/** One node's answer to the PRE_FACTS script. */
+export interface PreFacts {
+  now?: number;
+  livePublicKey?: string;
+  peers: LivePeer[];
+  udpCounters?: UdpCounters;
+}
+
+/** Reads the PRE_FACTS script's stdout (pure). Facts that are missing are left out; `peers` is then empty. */
+export function parsePreFacts(stdout: string, ctx: FactContext): PreFacts {
+  const s = splitSections(stdout);
+  const now = readFact(FACTS.now, s, ctx);
+  const livePublicKey = readFact(FACTS.interfacePublicKey, s, ctx);
+  const udpCounters = readFact(UDP_COUNTERS_FACT, s, ctx);
+  // a dump that failed (no interface) prints wg's error, not peer lines: no peers then
+  const dumpOk = s.get(FACTS.peers.name)?.rc === 0;
+  return {
+    ...(now !== undefined ? { now } : {}),
+    ...(livePublicKey ? { livePublicKey } : {}),
+    peers: dumpOk ? readFact(FACTS.peers, s, ctx).peers : [],
+    ...(udpCounters ? { udpCounters } : {}),
+  };
+}
+
+/** The pre script (PRE_FACTS), ending with its own `pre-done` section (the checklist's is `done`). */
+export const preScript = (inventory: Inventory) => factsScript(PRE_FACTS, factContext(inventory), 'pre-done');
+
+/** Starts the pre script on every node; each promise resolves with its stdout (undefined when it could not run). */
+function startPre(
+  inventory: Inventory,
+  connections: Map<string, Connection>,
+  signal: AbortSignal | undefined,
+): Map<string, Promise<string | undefined>> {
+  const script = preScript(inventory);
+  return new Map(
+    [...connections].map(([node, connection]) => [
+      node,
+      // why it failed is the checklist's to say (same connection)
+      connection.run(script, { timeoutMs: 30_000, ...(signal ? { signal } : {}) }).then(
+        (r) => r.stdout,
+        () => undefined,
+      ),
+    ]),
+  );
+}
+
+/**
+ * The checklist on every node at once (one script each). `pre`, when given, is the output of each node's pre
+ * script (PRE_FACTS): the checklist then leaves those facts out and is read from both outputs. A node whose
+ * checklist could not run (the connection broke) is in `unreachable`, with the reason.
+ */
 export async function runChecklists(
   inventory: Inventory,
   connections: Map<string, Connection>,
-  options: { firewall?: boolean; signal?: AbortSignal } = {},
+  options: { firewall?: boolean; signal?: AbortSignal; pre?: Map<string, Promise<string | undefined>> } = {},
 ): Promise<{ checklists: Map<string, NodeChecklist>; unreachable: Map<string, string> }> {
   const checklists = new Map<string, NodeChecklist>();
   const unreachable = new Map<string, string>();
+  const runOptions = { timeoutMs: 30_000, ...(options.signal ? { signal: options.signal } : {}) };
   await Promise.all(
     inventory.nodes.map(async (node) => {
       const connection = connections.get(node.name);
       if (!connection) return;
+      const pre = options.pre?.get(node.name);
       const probe = checklistProbe({
         interface: inventory.mesh.interface,
         listenPort: node.listenPort,
         peerIps: inventory.nodes.filter((p) => p.name !== node.name).map((p) => p.overlayIp),
         ...(options.firewall ? { firewall: true } : {}),
+        ...(pre ? { without: PRE_FACTS.map((def) => def.name) } : {}),
       });
       try {
-        const result = await connection.run(probe.script, { timeoutMs: 30_000, ...(options.signal ? { signal: options.signal } : {}) });
-        checklists.set(node.name, probe.parse(result.stdout));
+        const result = await connection.run(probe.script, runOptions);
+        // the pre script's sections first: the checklist's own `done` section is the one that counts
+        // (a pre script that failed where the checklist ran is read again: rare, and the checklist needs its facts)
+        const preOut = pre ? ((await pre) ?? (await connection.run(preScript(inventory), runOptions)).stdout) : '';
+        checklists.set(node.name, probe.parse(`${preOut}\n${result.stdout}`));
       } catch (error) {
         unreachable.set(node.name, (error as Error)?.message ?? String(error));
       }
@@ -110,6 +175,18 @@ export async function runChecklists(
   return { checklists, unreachable };
 }
 
+/**
+ * Collects everything verify judges. Three things run at once over each node's one connection (at most two of its
+ * channels open at a time, well under OpenSSH's MaxSessions 10):
+ *   - the checklist (one script per node);
+ *   - the cold-start probe (./cold-start.ts): a small "pre" script (clock, live key, peers, UDP counters), the
+ *     bursts, the counters again;
+ *   - then the ping + path-MTU round, which waits for the cold-start probe only: its tunnel traffic would blur the
+ *     receivers' UDP counters. Its first-contact pairs come from the pre script, not from the checklist.
+ * Nothing of the checklist feeds the probes (the checklist sends no UDP), and the probes change nothing the
+ * checklist reads but handshakes, which the after-ping dump reads again anyway. Timings: each stage's own
+ * duration (they overlap) and collectMs, the wall time of the whole.
+ */
 export async function collectVerify(
   inventory: Inventory,
   connections: Map<string, Connection>,
@@ -117,57 +194,85 @@ export async function collectVerify(
   options: CollectOptions = {},
 ): Promise<Collected> {
   const started = Date.now();
-  const { checklists, unreachable } = await runChecklists(inventory, connections, options);
+  const pre = options.ping !== false ? startPre(inventory, connections, options.signal) : undefined;
+  const checklistRun = runChecklists(inventory, connections, { ...options, ...(pre ? { pre } : {}) }).then((r) => ({
+    ...r,
+    ms: Date.now() - started,
+  }));
+  const probes = pre ? runProbes(inventory, connections, pre, options) : Promise.resolve(undefined);
+  const [{ checklists, unreachable, ms: checklistMs }, probed] = await Promise.all([checklistRun, probes]);
   for (const [node, error] of failures) unreachable.set(node, error.message);
-  const checklistMs = Date.now() - started;
 
   const { keys, unknown } = publicKeysFrom(inventory, checklists);
   const desired = new Map<string, DesiredNodeConfig>(desiredMesh(inventory, keys).map((d) => [d.node, d]));
-
-  // before the pings: their tunnel traffic would blur the receivers' UDP counters
-  let coldStart: ColdStartResult | undefined;
-  if (options.ping !== false) {
-    const reachable = new Map([...connections].filter(([name]) => !unreachable.has(name)));
-    const initial = new Map<string, UdpCounters>();
-    for (const [name, cl] of checklists) if (cl.udpCounters) initial.set(name, cl.udpCounters);
-    coldStart = await runColdStart(inventory, reachable, { initial, ...(options.signal ? { signal: options.signal } : {}) });
-  }
-
-  let matrix: Matrix | undefined;
-  const afterPing = new Map<string, { now?: number; peers: LivePeer[] }>();
-  const pingStarted = Date.now();
-  if (options.ping !== false) {
-    const reachable = new Map([...connections].filter(([name]) => !unreachable.has(name)));
-    const firstContact = pairsWithoutSession(inventory, checklists, keys);
-    const round = await runPingRound(reachable, pingTargets(inventory), {
-      ...(firstContact.length ? { firstContact } : {}),
-      ...(options.pathMtu !== false ? { mtu: inventory.mesh.mtu } : {}),
-      ...(options.deadlineSeconds !== undefined ? { deadlineSeconds: options.deadlineSeconds } : {}),
-      // the same fact definitions as the checklist's (and up's): read again after the pings
-      after: AFTER_PING_FACTS.map((def) => ({ name: def.name, command: def.command(factContext(inventory)) })),
-      ...(options.signal ? { signal: options.signal } : {}),
-    });
-    matrix = round.matrix;
-    for (const [node, sections] of round.after) {
-      const now = readFact(FACTS.now, sections, factContext(inventory));
-      afterPing.set(node, {
-        ...(now !== undefined ? { now } : {}),
-        peers: readFact(FACTS.peers, sections, factContext(inventory)).peers,
-      });
-    }
-  }
   return {
     inventory,
     desired,
     unknownKeys: unknown,
     checklists,
     unreachable,
-    ...(matrix ? { matrix } : {}),
-    afterPing,
-    ...(coldStart ? { coldStart } : {}),
+    ...(probed ? { matrix: probed.matrix } : {}),
+    afterPing: probed?.afterPing ?? new Map(),
+    ...(probed ? { coldStart: probed.coldStart } : {}),
     publicKeys: keys,
-    timings: { checklistMs, pingMs: Date.now() - pingStarted, ...(coldStart ? { coldStartMs: coldStart.ms } : {}) },
+    timings: {
+      checklistMs,
+      pingMs: probed?.pingMs ?? 0,
+      ...(probed ? { coldStartMs: probed.coldStart.ms } : {}),
+      collectMs: Date.now() - started,
+    },
   };
+}
+
+/** The cold-start probe, then the ping + path-MTU round (see collectVerify). */
+async function runProbes(
+  inventory: Inventory,
+  connections: Map<string, Connection>,
+  preRuns: Map<string, Promise<string | undefined>>,
+  options: CollectOptions,
+): Promise<{ coldStart: ColdStartResult; matrix: Matrix; afterPing: Map<string, { now?: number; peers: LivePeer[] }>; pingMs: number }> {
+  const coldStarted = Date.now();
+  const ctx = factContext(inventory);
+  const pre = new Map<string, PreFacts>();
+  for (const [node, run] of preRuns) {
+    const stdout = await run;
+    if (stdout !== undefined) pre.set(node, parsePreFacts(stdout, ctx));
+  }
+  const initial = new Map<string, UdpCounters>();
+  for (const [name, facts] of pre) if (facts.udpCounters) initial.set(name, facts.udpCounters);
+  const probe = await runColdStart(inventory, connections, { initial, ...(options.signal ? { signal: options.signal } : {}) });
+  // its duration counts the pre script too: that is the probe's first read
+  const coldStart = { ...probe, ms: Date.now() - coldStarted };
+
+  const pingStarted = Date.now();
+  const firstContact = pairsWithoutSession(inventory, pre, liveKeys(inventory, pre));
+  const round = await runPingRound(connections, pingTargets(inventory), {
+    ...(firstContact.length ? { firstContact } : {}),
+    ...(options.pathMtu !== false ? { mtu: inventory.mesh.mtu } : {}),
+    ...(options.deadlineSeconds !== undefined ? { deadlineSeconds: options.deadlineSeconds } : {}),
+    // the same fact definitions as the checklist's (and up's): read again after the pings
+    after: AFTER_PING_FACTS.map((def) => ({ name: def.name, command: def.command(factContext(inventory)) })),
+    ...(options.signal ? { signal: options.signal } : {}),
+  });
+  const afterPing = new Map<string, { now?: number; peers: LivePeer[] }>();
+  for (const [node, sections] of round.after) {
+    const now = readFact(FACTS.now, sections, factContext(inventory));
+    afterPing.set(node, {
+      ...(now !== undefined ? { now } : {}),
+      peers: readFact(FACTS.peers, sections, factContext(inventory)).peers,
+    });
+  }
+  return { coldStart, matrix: round.matrix, afterPing, pingMs: Date.now() - pingStarted };
+}
+
+/** Each node's live public key, as the pre script read it (nodes without one are left out). */
+function liveKeys(inventory: Inventory, pre: Map<string, PreFacts>): Map<string, string> {
+  const keys = new Map<string, string>();
+  for (const node of inventory.nodes) {
+    const key = pre.get(node.name)?.livePublicKey;
+    if (key) keys.set(node.name, key);
+  }
+  return keys;
 }
 
 // re-exported for debug, which composes its own scripts from the same building blocks
@@ -182,7 +287,7 @@ const SESSION_FRESH_SECONDS = REKEY_AFTER_TIME_S;
  */
 export function pairsWithoutSession(
   inventory: Inventory,
-  checklists: Map<string, NodeChecklist>,
+  checklists: ReadonlyMap<string, Pick<NodeChecklist, 'now' | 'peers'>>,
   keys: Map<string, string>,
 ): Array<{ from: string; to: string }> {
   return firstContactPairs(inventory).filter(({ from, to }) => {

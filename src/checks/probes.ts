@@ -70,6 +70,11 @@ export interface ChecklistParams {
   peerIps: string[];
   /** add the firewall rules (debug) */
   firewall?: boolean;
+  /**
+   * facts (by name) this script leaves out because another script of the same run reads them (verify's pre
+   * script: ../checks/collect.ts); parseChecklist then gets both scripts' output, concatenated
+   */
+  without?: ReadonlyArray<string>;
 }
 
 export interface NodeChecklist {
@@ -133,11 +138,10 @@ const CHECKLIST_FACTS: ReadonlyArray<FactDef<unknown>> = [
 ];
 
 const contextOf = (params: ChecklistParams): FactContext => ({ interface: params.interface, listenPort: params.listenPort });
-const checklistFacts = (params: ChecklistParams): Array<FactDef<unknown>> => [
-  ...CHECKLIST_FACTS,
-  ...params.peerIps.map(routeLookupFact),
-  ...(params.firewall ? [FACTS.firewall] : []),
-];
+const checklistFacts = (params: ChecklistParams): Array<FactDef<unknown>> =>
+  [...CHECKLIST_FACTS, ...params.peerIps.map(routeLookupFact), ...(params.firewall ? [FACTS.firewall] : [])].filter(
+    (def) => !params.without?.includes(def.name),
+  );
 
 /** The checklist script of one node (one round trip, read-only). */
 export function checklistScript(params: ChecklistParams): string {
@@ -294,8 +298,10 @@ export function parsePingSummary(text: string, rc?: number): PingResult {
 /**
  * One background job per peer: the ping, then (when asked) the path-MTU probe, its output gathered in a variable
  * and written with a single printf so that jobs finishing together cannot interleave their lines.
- * The MTU probe tries the expected payload first (one probe in the healthy case); only when that fails does it
- * binary-search the largest payload that passes with DF set (`ping -M do`).
+ * The MTU probe tries the expected payload with DF set at the same time as the ping (one probe, no extra time in
+ * the healthy case); when that failed (perhaps only because the session was still being set up) and the peer
+ * answered the ping, it tries it once more, and only when that fails too does it binary-search the largest
+ * payload that passes with DF set (`ping -M do`).
  */
 export function pingScript(params: PingParams): string {
   const jobs = params.targets.map((target, index) => {
@@ -307,11 +313,11 @@ export function pingScript(params: PingParams): string {
       const expected = Number(params.mtu) - 28;
       // df SIZE: 0 when a DF probe of SIZE bytes of payload got an answer
       mtuPart = [
-        `dfok() { ping -n -q -M do -s "$1" -c 2 -i 0.2 -W 1 ${ip} >/dev/null 2>&1; }`,
         `tries=''`,
         // a peer that answered nothing at all has no path MTU to find
-        `case "$r" in *' 0 received'*|'') largest=-1; tries=skipped ;; *)`,
-        `if dfok ${expected}; then largest=${expected}; tries="${expected}:ok"; else`,
+        `case "$r" in *' 0 received'*|'') wait $df; largest=-1; tries=skipped ;; *)`,
+        // the DF probe that ran beside the ping, else once more now that the ping has set up the session
+        `if wait $df || dfok ${expected}; then largest=${expected}; tries="${expected}:ok"; else`,
         `  tries="${expected}:fail"; lo=0; hi=${expected}`,
         `  while [ $((hi - lo)) -gt 1 ]; do mid=$(((lo + hi) / 2)); if dfok $mid; then lo=$mid; tries="$tries $mid:ok"; else hi=$mid; tries="$tries $mid:fail"; fi; done`,
         `  largest=$lo; if [ $lo -eq 0 ] && ! dfok 0; then largest=-1; fi`,
@@ -322,7 +328,12 @@ export function pingScript(params: PingParams): string {
     } else {
       mtuPart = `printf '%s\\n${END}${name} rc=%s\\n' "$out" "$rc"`;
     }
-    return [`( out="${BEGIN}${name}"`, `r=$(${ping}); rc=$?`, `out="$out\n$r"`, mtuPart, `) &`, `pid${index}=$!`].join('\n');
+    // with MTU: the expected payload's DF probe runs beside the ping (a healthy pair then costs no extra time)
+    const dfBeside =
+      params.mtu !== undefined
+        ? [`dfok() { ping -n -q -M do -s "$1" -c 2 -i 0.2 -W 1 ${ip} >/dev/null 2>&1; }`, `dfok ${Number(params.mtu) - 28} & df=$!`]
+        : [];
+    return [`( out="${BEGIN}${name}"`, ...dfBeside, `r=$(${ping}); rc=$?`, `out="$out\n$r"`, mtuPart, `) &`, `pid${index}=$!`].join('\n');
   });
   const after = (params.after ?? []).map((a) => sectionScript(a.name, a.command));
   const perPeer = [...jobs, 'wait'].join('\n');
@@ -344,28 +355,35 @@ export const FPING_TO_SECTIONS_AWK = `$2 == ":" && index($0, "xmt/rcv") { split(
 /**
  * The fping branch of pingScript: one fping for all peers (-i 1: 1 ms between any two requests, -p the interval per
  * peer, -t the deadline as each request's timeout: a request queued behind a retried handshake is still answered).
- * Path MTU: one more fping with DF set at the expected size for the peers that answered; a peer that fails it gets
- * the per-peer binary search of the ping branch (rare: a healthy mesh costs one fping more).
+ * Path MTU: one more fping with DF set at the expected size, beside the first (a healthy mesh costs no extra time);
+ * a peer that answered the ping but failed it is tried once more, then gets the per-peer binary search of the ping
+ * branch (rare).
  */
 function fpingScript(params: PingParams): string {
   const ips = params.targets.map((t) => shellQuote(t.ip)).join(' ');
   const intervalMs = Math.max(1, Math.round(Number(params.intervalSeconds) * 1000));
-  const lines = [
-    `fp=$(fping -q -c ${Number(params.count)} -p ${intervalMs} -i 1 -t ${Number(params.deadlineSeconds) * 1000} ${ips} 2>&1)`,
-    `printf '%s\\n' "$fp" | awk '${FPING_TO_SECTIONS_AWK}'`,
-  ];
-  if (params.mtu === undefined) return lines.join('\n');
+  const fping = `fping -q -c ${Number(params.count)} -p ${intervalMs} -i 1 -t ${Number(params.deadlineSeconds) * 1000} ${ips} 2>&1`;
+  const toSections = `printf '%s\\n' "$fp" | awk '${FPING_TO_SECTIONS_AWK}'`;
+  if (params.mtu === undefined) return [`fp=$(${fping})`, toSections].join('\n');
   const expected = Number(params.mtu) - 28;
+  // peers whose summary shows replies, each followed by a space (" a b ")
+  const replied = `awk '$2 == ":" { split($0, a, "= "); split(a[2], s, "/"); if (s[2] > 0) printf "%s ", $1 }'`;
   return [
-    ...lines,
-    // peers that answered, each followed by a space (" a b "), and those of them that passed the DF probe
-    `answered=" $(printf '%s\\n' "$fp" | awk '$2 == ":" { split($0, a, "= "); split(a[2], s, "/"); if (s[2] > 0) printf "%s ", $1 }')"`,
-    `passed=' '; [ -n "\${answered# }" ] && passed=" $(fping -q -M -b ${expected} -c 2 -p 200 -i 1 -t 1000 $answered 2>&1 | awk '$2 == ":" { split($0, a, "= "); split(a[2], s, "/"); if (s[2] > 0) printf "%s ", $1 }')"`,
+    // the DF fping at the expected size runs beside the ping; each line is tagged and written on its own (awk
+    // flushes per line, far below PIPE_BUF), so the two cannot interleave within a line
+    `both=$( { ${fping} | awk '{ print "P " $0; fflush() }' & fping -q -M -b ${expected} -c 2 -p 200 -i 1 -t 1000 ${ips} 2>&1 | awk '{ print "D " $0; fflush() }'; wait; } )`,
+    `fp=$(printf '%s\\n' "$both" | sed -n 's/^P //p')`,
+    toSections,
+    // peers that answered, and those that passed the DF probe
+    `answered=" $(printf '%s\\n' "$fp" | ${replied})"`,
+    `passed=" $(printf '%s\\n' "$both" | sed -n 's/^D //p' | ${replied})"`,
     `dfok() { ping -n -q -M do -s "$2" -c 2 -i 0.2 -W 1 "$1" >/dev/null 2>&1; }`,
     `for ip in ${ips}; do`,
     `  case "$answered" in *" $ip "*) ;; *) printf '${BEGIN}mtu:%s\\nexpected=${expected} largest=-1 tries=skipped\\n${END}mtu:%s rc=0\\n' "$ip" "$ip"; continue ;; esac`,
     `  case "$passed" in *" $ip "*) printf '${BEGIN}mtu:%s\\nexpected=${expected} largest=${expected} tries=${expected}:ok\\n${END}mtu:%s rc=0\\n' "$ip" "$ip"; continue ;; esac`,
-    `  ( tries="${expected}:fail"; lo=0; hi=${expected}`,
+    // failed beside the ping (perhaps only while the session was being set up): once more, then the search
+    `  ( if dfok "$ip" ${expected}; then printf '${BEGIN}mtu:%s\\nexpected=${expected} largest=${expected} tries=${expected}:ok\\n${END}mtu:%s rc=0\\n' "$ip" "$ip"; exit 0; fi`,
+    `    tries="${expected}:fail"; lo=0; hi=${expected}`,
     `    while [ $((hi - lo)) -gt 1 ]; do mid=$(((lo + hi) / 2)); if dfok "$ip" $mid; then lo=$mid; tries="$tries $mid:ok"; else hi=$mid; tries="$tries $mid:fail"; fi; done`,
     `    largest=$lo; if [ $lo -eq 0 ] && ! dfok "$ip" 0; then largest=-1; fi`,
     `    printf '${BEGIN}mtu:%s\\nexpected=${expected} largest=%s tries=%s\\n${END}mtu:%s rc=0\\n' "$ip" "$largest" "$tries" "$ip" ) &`,

@@ -167,6 +167,12 @@ export const verifyReportSpec: Spec = {
         checklistMs: req({ type: 'number', minimum: 0, what: 'milliseconds (0 or more)', description: 'The read-only checklist round.' }),
         coldStartMs: { type: 'number', minimum: 0, what: 'milliseconds (0 or more)', description: 'The cold-start probe.' },
         pingMs: req({ type: 'number', minimum: 0, what: 'milliseconds (0 or more)', description: 'The ping round, path MTU included.' }),
+        collectMs: {
+          type: 'number',
+          minimum: 0,
+          what: 'milliseconds (0 or more)',
+          description: 'Checklist, cold-start probe and ping round together: they overlap (the checklist runs beside the other two).',
+        },
       },
     },
     channels: {

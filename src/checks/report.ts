@@ -31,12 +31,16 @@ export interface VerifyReport {
   paths: PathReport[];
 }
 
-/** verify's wall time by stage, ms. */
+/**
+ * verify's wall time by stage, ms. The checklist runs at the same time as the cold-start probe and the ping round
+ * (../checks/collect.ts), so the stages overlap: collectMs is the wall time of all three together.
+ */
 export interface VerifyTimings {
   connectMs: number;
   checklistMs: number;
   coldStartMs?: number;
   pingMs: number;
+  collectMs?: number;
 }
 
 /** One pair's path in the report: direct, relayed via R, or none, why, and the RTT the ping matrix measured. */

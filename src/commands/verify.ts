@@ -1,7 +1,7 @@
 /**
  * `meshctl verify [INVENTORY] [--json] [--graph FILE]`: read-only health check of a running mesh.
- * One connection per node, one checklist script per node, then one ping + path-MTU script per node, all nodes in
- * parallel. Exit 0 when no check failed (warnings allowed, unless --strict), 1 when one did, 3 when a node could not
+ * One connection per node; on it the checklist script runs beside the cold-start probe and the ping + path-MTU
+ * round (../checks/collect.ts), all nodes in parallel. Exit 0 when no check failed (warnings allowed, unless --strict), 1 when one did, 3 when a node could not
  * be connected.
  */
 import { inventoryWithFallbacks } from '../state/record.js';

@@ -1,0 +1,213 @@
+/**
+ * verify's speed work (issue 10): the checklist runs beside the cold-start probe and the ping round (which wait
+ * only for the small pre script), the pre script's facts are not read twice, and the path-MTU probe at the expected
+ * size runs beside the ping.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { checklistScript, parseChecklist, pingProbe, splitSections } from '../../src/checks/probes.js';
+import { collectVerify, parsePreFacts, preScript } from '../../src/checks/collect.js';
+import { evaluateVerify } from '../../src/checks/verify.js';
+import { FakeConnection } from '../support/fake-connection.js';
+import { checklistStdout, dumpLines, healthyScenario, homelab, NOW, pingStdout } from '../fixtures/probes/homelab.js';
+
+const fx = (name: string) => readFileSync(new URL(`../fixtures/probes/${name}`, import.meta.url), 'utf8');
+const ctx = { interface: 'wg0', listenPort: 0 };
+
+test('pre script: parsed from a real capture (clock, live key, peers, UDP counters)', () => {
+  const pre = parsePreFacts(fx('pre-healthy.txt'), ctx);
+  assert.equal(pre.now, 1796023885);
+  assert.equal(pre.livePublicKey, 'sNLn5ruHpWShezNlC1z1R4MEKiTW+y5qWLKAdQBhIQ8=');
+  assert.equal(pre.peers.length, 3);
+  assert.equal(pre.peers[0]!.latestHandshake, 1796023867);
+  assert.deepEqual(pre.udpCounters, { inDatagrams: 1358, noPorts: 6 });
+  // an interface that is gone: no key, no peers (the dump printed wg's error)
+  const gone = parsePreFacts(
+    '@@meshctl begin pubkey\nUnable to access interface: No such device\n@@meshctl end pubkey rc=1\n@@meshctl begin dump\nUnable to access interface: No such device\n@@meshctl end dump rc=1\n',
+    ctx,
+  );
+  assert.equal(gone.livePublicKey, undefined);
+  assert.deepEqual(gone.peers, []);
+});
+
+test('checklist without the pre facts: not run twice, and read from both outputs as from one', () => {
+  const params = { interface: 'wg0', listenPort: 51820, peerIps: ['172.27.15.11', '172.27.15.13', '172.27.15.31'] };
+  const pre = ['now', 'pubkey', 'dump', 'udpsnmp'];
+  const script = checklistScript({ ...params, without: pre });
+  for (const name of pre) assert.ok(!script.includes(`begin ${name}'`), `${name} is left to the pre script`);
+  assert.ok(script.includes("begin confmeta'") && script.includes("begin route:172.27.15.31'"));
+  for (const name of pre) assert.ok(preScript(homelab().inventory).includes(`begin ${name}'`));
+
+  // a real checklist capture cut in two the way verify runs it: its pre sections apart, the rest apart
+  const full = fx('checklist-healthy.txt');
+  const sections = [...splitSections(full).values()];
+  const text = (keep: (name: string) => boolean) =>
+    sections
+      .filter((s) => keep(s.name))
+      .map((s) => `@@meshctl begin ${s.name}\n${s.body}\n@@meshctl end ${s.name} rc=${s.rc}\n`)
+      .join('');
+  const preOut = `${text((n) => pre.includes(n))}@@meshctl begin pre-done\n\n@@meshctl end pre-done rc=0\n`;
+  const rest = text((n) => !pre.includes(n));
+  assert.deepEqual(parseChecklist(`${preOut}\n${rest}`, params), parseChecklist(full, params));
+});
+
+/**
+ * The healthy homelab on fake connections whose checklists answer only once a ping round has started (or after
+ * 3 s): verify must not wait for the checklist before it pings.
+ */
+test('collectVerify: the ping round starts while the checklists still run; each node gets 5 scripts, 2 at most at once', async () => {
+  const scenario = healthyScenario();
+  const { inventory } = homelab();
+  let pingStarted!: () => void;
+  const pinging = new Promise<void>((resolve) => {
+    pingStarted = resolve;
+  });
+  let checklistsWaitedForPing = 0;
+  const open = new Map<string, number>();
+  const peak = new Map<string, number>();
+  const counters = new Map<string, number>();
+  const connections = new Map(
+    inventory.nodes.map((node) => {
+      const n = scenario.nodes[node.name]!;
+      const peerIps = inventory.nodes.filter((p) => p.name !== node.name).map((p) => p.overlayIp);
+      const track =
+        (reply: (script: string) => string | Promise<string>) =>
+        async (script: string): Promise<{ stdout: string }> => {
+          open.set(node.name, (open.get(node.name) ?? 0) + 1);
+          peak.set(node.name, Math.max(peak.get(node.name) ?? 0, open.get(node.name)!));
+          try {
+            return { stdout: await reply(script) };
+          } finally {
+            open.set(node.name, open.get(node.name)! - 1);
+          }
+        };
+      // every read of the UDP counters shows 1000 more datagrams: every cold-start direction arrives
+      const udp = () => {
+        counters.set(node.name, (counters.get(node.name) ?? 0) + 1000);
+        return `@@meshctl begin udp\nUdp: InDatagrams NoPorts\nUdp: ${counters.get(node.name)} 0\n@@meshctl end udp rc=0\n`;
+      };
+      const after = n.peers.map((p) => ({ ...p, latestHandshake: NOW + 5 }));
+      return [
+        node.name,
+        new FakeConnection(node.name, [
+          {
+            match: /ping -n -q/,
+            reply: track(() => {
+              pingStarted();
+              return pingStdout(
+                Object.fromEntries(
+                  Object.entries(scenario.pings[node.name]!).map(([to, r]) => [inventory.nodes.find((x) => x.name === to)!.overlayIp, r]),
+                ),
+                after,
+              );
+            }),
+          },
+          {
+            match: /begin pre-done'/,
+            reply: track(
+              () =>
+                `@@meshctl begin now\n${NOW}\n@@meshctl end now rc=0\n@@meshctl begin pubkey\n${n.livePublicKey}\n@@meshctl end pubkey rc=0\n` +
+                `@@meshctl begin dump\n${dumpLines(n.peers)}\n@@meshctl end dump rc=0\n${udp().replaceAll(' udp', ' udpsnmp')}@@meshctl begin pre-done\n\n@@meshctl end pre-done rc=0\n`,
+            ),
+          },
+          {
+            match: /begin (udp|burst0)'/,
+            reply: track((script) => {
+              const bursts = [...script.matchAll(/begin (burst\d+)'/g)].map(
+                (m) => `@@meshctl begin ${m[1]}\nsent=16\n@@meshctl end ${m[1]} rc=0\n`,
+              );
+              return `${/begin udp'/.test(script) ? udp() : ''}${bursts.join('')}@@meshctl begin done\n\n@@meshctl end done rc=0\n`;
+            }),
+          },
+          {
+            match: /begin confmeta'/,
+            reply: track(async () => {
+              const waited = await Promise.race([pinging.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 3000))]);
+              if (waited) checklistsWaitedForPing++;
+              return checklistStdout(n, peerIps);
+            }),
+          },
+        ]),
+      ];
+    }),
+  );
+  const collected = await collectVerify(inventory, connections, new Map());
+  assert.equal(checklistsWaitedForPing, inventory.nodes.length, 'every checklist was still running when the pings started');
+  const failing = evaluateVerify(collected).filter((c) => c.status !== 'pass');
+  assert.deepEqual(
+    failing.map((c) => `${c.node} ${c.id} ${c.peer ?? ''}: ${c.message}`),
+    [],
+  );
+  assert.equal(
+    collected.coldStart?.directions.every((d) => !d.error),
+    true,
+  );
+  for (const [name, c] of connections) {
+    // pre, checklist, bursts, counters, ping (a node that dials nobody sends no bursts)
+    assert.ok(c.scripts.length <= 5, `${name}: ${c.scripts.length} scripts`);
+    assert.ok((peak.get(name) ?? 0) <= 2, `${name}: ${peak.get(name)} channels at once`);
+  }
+  assert.ok(typeof collected.timings.collectMs === 'number');
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Ping and path MTU in one go: the expected payload's DF probe runs beside the ping (both branches of the script)
+
+const netnsSkip =
+  process.getuid?.() !== 0
+    ? 'needs root (unshare --net --mount)'
+    : spawnSync('unshare', ['--net', '--mount', 'true']).status !== 0
+      ? 'unshare does not work here'
+      : undefined;
+
+/**
+ * Runs a ping script in a fresh, empty network namespace (loopback up with MTU `mtu`, nothing leaves it); with
+ * `hideFping`, in a mount namespace where fping is not executable, so the per-peer ping branch runs.
+ */
+function pingInEmptyNetns(script: string, mtu: number, hideFping: boolean) {
+  const hide = hideFping ? 'f=$(command -v fping) && mount --bind /dev/null "$f"; ' : '';
+  return spawnSync('unshare', ['--net', '--mount', 'sh', '-c', `${hide}ip link set lo up mtu ${mtu} && exec sh`], {
+    input: script,
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+}
+
+const pingParams = {
+  targets: [
+    { node: 'a', ip: '127.0.0.1' },
+    { node: 'gone', ip: '192.0.2.9' }, // no route in the empty namespace
+  ],
+  count: 3,
+  intervalSeconds: 0.2,
+  deadlineSeconds: 2,
+  mtu: 1420,
+};
+
+for (const branch of ['per-peer ping', 'fping'] as const) {
+  const hideFping = branch === 'per-peer ping';
+  const skip = netnsSkip ?? (!hideFping && spawnSync('sh', ['-c', 'command -v fping']).status !== 0 ? 'fping not installed' : undefined);
+  test(`${branch} branch: the DF probe beside the ping; a black hole still found by the search`, { skip: skip ?? false }, () => {
+    const probe = pingProbe(pingParams);
+    // the DF probe starts before the ping's result is known
+    if (hideFping) assert.match(probe.script, /dfok 1392 & df=\$!\nr=\$\(ping /);
+    else assert.match(probe.script, /both=\$\( \{ fping -q -c 3 .*& fping -q -M -b 1392 /);
+    const healthy = pingInEmptyNetns(probe.script, 65536, hideFping);
+    assert.equal(healthy.status, 0, healthy.stderr);
+    const h = probe.parse(healthy.stdout);
+    assert.ok(h.complete);
+    assert.equal(h.ping.get('127.0.0.1')!.received, 3);
+    assert.deepEqual(h.mtu.get('127.0.0.1'), { expected: 1392, largest: 1392, ok: true, tries: [{ size: 1392, ok: true }] });
+    // (the per-peer branch skips only a peer whose ping got no reply at all, not one with no route: as before)
+    if (!hideFping) assert.equal(h.mtu.get('192.0.2.9')!.skipped, true);
+    assert.equal(h.ping.get('192.0.2.9')!.received, 0);
+    // loopback MTU 1300: 1392 does not pass (beside the ping, nor once more), the search finds 1272 (1300 - 28)
+    const holed = pingInEmptyNetns(probe.script, 1300, hideFping);
+    const m = probe.parse(holed.stdout).mtu.get('127.0.0.1')!;
+    assert.equal(m.largest, 1272);
+    assert.equal(m.ok, false);
+    assert.deepEqual(m.tries[0], { size: 1392, ok: false });
+  });
+}
