@@ -716,20 +716,21 @@ export const FACTS = {
    */
   wireguardInterfaceDetails: {
     name: 'wgdetails',
-    // Issue 10: four execs plus one `wg show IFACE dump` per interface (it was seven per interface): the dump gives
-    // the port (its interface line, whose private-key column the awk on the node never prints) and the peers'
-    // AllowedIPs, one `ip` each lists all addresses and all routes, and one awk groups them by interface in
-    // `wg show interfaces` order. A route line keeps its `dev NAME` now; only its first words are read
-    // (routeDestination). No `exit`: the section runs in the probe's own shell.
+    // Issue 10: four execs plus two per interface (it was seven per interface): `wg show IFACE listen-port` and
+    // `allowed-ips` (never the dump: no line with a private key is printed), one `ip` each for all addresses and all
+    // routes, and one awk that groups them by interface in `wg show interfaces` order. A route line keeps its
+    // `dev NAME` now; only its first words are read (routeDestination). No `exit`: the section runs in the probe's
+    // own shell.
     command: () =>
       [
         'mc_w=; command -v wg >/dev/null 2>&1 && mc_w=$(wg show interfaces 2>/dev/null)',
-        '[ -n "$mc_w" ] && { for mc_i in $mc_w; do echo "@@if $mc_i"; wg show "$mc_i" dump; done; echo @@; ip -4 -o addr show; echo @@; ip -4 route show table all; } 2>/dev/null | awk -F \'\\t\' \'',
-        '  $0 == "@@" { part++; FS = " "; next }',
-        '  part == 0 && /^@@if / { f = substr($0, 6); name[++n] = f; first = 1; next }',
-        '  part == 0 && first { port[f] = $3; first = 0; next }',
-        '  part == 0 { k = split($4, a, ","); for (j = 1; j <= k; j++) out[f] = out[f] "allowed=" a[j] "\\n"; next }',
-        '  part == 1 { $0 = $0; sub(/@.*/, "", $2); adr[$2] = adr[$2] "addr=" $4 "\\n"; next }',
+        '[ -n "$mc_w" ] && { for mc_i in $mc_w; do echo "@@if $mc_i"; wg show "$mc_i" listen-port; echo @@allowed; wg show "$mc_i" allowed-ips; done; echo @@; ip -4 -o addr show; echo @@; ip -4 route show table all; } 2>/dev/null | awk \'',
+        '  $0 == "@@" { part++; next }',
+        '  part == 0 && $1 == "@@if" { f = $2; name[++n] = f; want = "port"; next }',
+        '  part == 0 && $0 == "@@allowed" { want = "allowed"; next }',
+        '  part == 0 && want == "port" { port[f] = $1; next }',
+        '  part == 0 { for (k = 2; k <= NF; k++) out[f] = out[f] "allowed=" $k "\\n"; next }',
+        '  part == 1 { sub(/@.*/, "", $2); adr[$2] = adr[$2] "addr=" $4 "\\n"; next }',
         '  { for (k = 1; k < NF; k++) if ($k == "dev") { rt[$(k + 1)] = rt[$(k + 1)] "route=" $0 "\\n"; break } }',
         '  END { for (i = 1; i <= n; i++) { f = name[i]; printf "iface=%s\\nport=%s\\n%s%s%s", f, port[f], adr[f], rt[f], out[f] } }',
         "'; true",
