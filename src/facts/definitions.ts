@@ -348,7 +348,8 @@ const SYSTEMD = '[ -d /run/systemd/system ] && command -v systemctl >/dev/null 2
 // Debian: no `$(<file)`, no arrays; these helpers are POSIX. Their variables start with `mc_` (sections share a shell).
 
 /** Reads the first line of PATH into the shell variable VAR with `read` (VAR is empty when PATH is unreadable). */
-const readFirstLine = (path: string, variable: string) => sh`${raw(variable)}=; [ -r ${path} ] && IFS= read -r ${raw(variable)} < ${path}`.text;
+const readFirstLine = (path: string, variable: string) =>
+  sh`${raw(variable)}=; [ -r ${path} ] && IFS= read -r ${raw(variable)} < ${path}`.text;
 
 /** Sets `mc_sha` to the sha256 of FILE (sha256sum's own "  -" cut by the shell); its status is sha256sum's. */
 const sha256Of = (file: string) => sh`mc_sha=$(sha256sum < ${file}) && mc_sha=\${mc_sha%% *}`.text;
@@ -403,7 +404,9 @@ function publicKeyFileCommand(iface: string, print: 'cat' | 'state'): string {
   const onMatch = print === 'cat' ? 'printf \'%s\\n\' "$mc_pub"' : 'echo match';
   // The .pub is read by the shell (was "$(cat)", one exec; issue 10) with the same meaning: its text with trailing
   // newlines dropped must equal the key, so a second non-empty line is a mismatch.
-  const readPub = sh`mc_pub=; mc_n=0; while IFS= read -r mc_l || [ -n "$mc_l" ]; do mc_n=$((mc_n + 1)); [ $mc_n -eq 1 ] && mc_pub=$mc_l || { [ -n "$mc_l" ] && mc_pub="$mc_pub x"; }; done < ${p.publicKey}`.text;
+  const readPub =
+    sh`mc_pub=; mc_n=0; while IFS= read -r mc_l || [ -n "$mc_l" ]; do mc_n=$((mc_n + 1)); [ $mc_n -eq 1 ] && mc_pub=$mc_l || { [ -n "$mc_l" ] && mc_pub="$mc_pub x"; }; done < ${p.publicKey}`
+      .text;
   return sh`if [ ! -e ${p.publicKey} ]; then echo missing; elif [ ! -s ${p.privateKey} ] || ! command -v wg >/dev/null 2>&1; then echo unchecked; elif ${raw(readPub)}; [ "$(wg pubkey < ${p.privateKey} 2>/dev/null)" = "$mc_pub" ]; then ${raw(onMatch)}; else echo mismatch; fi`
     .text;
 }
@@ -456,7 +459,10 @@ export const FACTS = {
   tools: list('tools', 'for t in wg wg-quick wireguard-go tcpdump ping; do command -v $t >/dev/null 2>&1 && echo $t; done; true'),
   // the shell's glob lists what `ls` did, sorted the same way (LC_ALL=C), without an exec (issue 10)
   interfaces: list('interfaces', 'for mc_i in /sys/class/net/*; do [ -e "$mc_i" ] && echo "${mc_i##*/}"; done; true'),
-  wireguardInterfaces: list('wginterfaces', 'command -v wg >/dev/null 2>&1 && for mc_i in $(wg show interfaces 2>/dev/null); do echo "$mc_i"; done; true'),
+  wireguardInterfaces: list(
+    'wginterfaces',
+    'command -v wg >/dev/null 2>&1 && for mc_i in $(wg show interfaces 2>/dev/null); do echo "$mc_i"; done; true',
+  ),
   wireguardConfigs: {
     name: 'wgconfigs',
     // `[ -L ]`: `ls` listed a dangling symlink too
@@ -653,8 +659,7 @@ export const FACTS = {
   } as FactDef<string[]>,
   leftoverUnits: {
     name: 'leftoverunits',
-    command: () =>
-      sh`${raw(SYSTEMD)} && systemctl list-unit-files --no-legend ${LEFTOVER_UNIT_GLOBS} 2>/dev/null; true`.text,
+    command: () => sh`${raw(SYSTEMD)} && systemctl list-unit-files --no-legend ${LEFTOVER_UNIT_GLOBS} 2>/dev/null; true`.text,
     // the unit is the first word of list-unit-files' line (it was cut on the node, one exec more; issue 10)
     parse: (s) => linesOf(s).map((line) => line.split(/\s+/)[0]!),
   } as FactDef<string[]>,
@@ -687,7 +692,7 @@ export const FACTS = {
         `if command -v iptables-nft-save >/dev/null 2>&1; then echo '@@ iptables-nft'; iptables-nft-save 2>&1 | head -c ${cap}; echo; else case "$fw_v" in *nf_tables*) echo '@@ iptables-nft'; iptables-save 2>&1 | head -c ${cap}; echo;; esac; fi`,
         `if command -v nft >/dev/null 2>&1; then echo '@@ nft'; nft -j list ruleset 2>&1 | head -c ${cap}; echo; fi`,
         // legacy ip6tables tables of this namespace (none when the file is absent: ip6_tables is not even loaded)
-        "echo '@@ ip6legacy'; [ -r /proc/net/ip6_tables_names ] && while IFS= read -r mc_l || [ -n \"$mc_l\" ]; do printf '%s\\n' \"$mc_l\"; done < /proc/net/ip6_tables_names",
+        'echo \'@@ ip6legacy\'; [ -r /proc/net/ip6_tables_names ] && while IFS= read -r mc_l || [ -n "$mc_l" ]; do printf \'%s\\n\' "$mc_l"; done < /proc/net/ip6_tables_names',
         'true',
       ].join('\n');
     },

@@ -285,7 +285,10 @@ export function parseFactsProbe(stdout: string, target: ProbeTarget): NodeFacts 
       leftoverPaths: fact(FACTS.leftoverPaths),
       leftoverUnits: fact(FACTS.leftoverUnits),
       leftoverInterfaces: interfaces.filter((name) => LEFTOVER_INTERFACE.test(name)),
-      firewallDrops: udpDropRules(s.has(FACTS.firewall.name) ? fact(FACTS.firewall) : iptablesRuleLines(firewallRuleset), target.listenPort),
+      firewallDrops: udpDropRules(
+        s.has(FACTS.firewall.name) ? fact(FACTS.firewall) : iptablesRuleLines(firewallRuleset),
+        target.listenPort,
+      ),
       ...(firewallRuleset ? { firewallRuleset } : {}),
     },
   };

@@ -35,9 +35,7 @@ function comparable(f: NodeFacts): unknown {
   const noTimerFile = f.reresolve && !f.reresolve.scriptSha256 && !f.reresolve.serviceSha256 && !f.reresolve.timerSha256;
   return {
     ...rest,
-    peers: [...f.peers]
-      .map(({ rxBytes: _rx, txBytes: _tx, ...peer }) => peer)
-      .sort((a, b) => a.publicKey.localeCompare(b.publicKey)),
+    peers: [...f.peers].map(({ rxBytes: _rx, txBytes: _tx, ...peer }) => peer).sort((a, b) => a.publicKey.localeCompare(b.publicKey)),
     wireguardDetails: f.wireguardDetails?.map((d) => ({ ...d, allowedIps: [...d.allowedIps].sort() })),
     ...(noTimerFile ? { reresolve: 'no timer file' } : {}),
     baseline: {
