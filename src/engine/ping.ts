@@ -18,8 +18,12 @@ export async function runPingMatrix(input: MeshStepInput<'desired'>): Promise<Me
   const targets = input.inventory.nodes.map((n) => ({ node: n.name, ip: n.overlayIp }));
   const round = await runPingRound(connections, targets, {
     signal: input.signal,
-    // a run that changed nothing has its sessions already; after any change, one side of each pair speaks first
-    ...(input.changedSoFar ? { firstContact: firstContactPairs(input.inventory) } : {}),
+    // a run that changed nothing has its sessions already; after any change, one side of each pair speaks first.
+    // Issue 10 (facts helper, a small change in the lead's engine): a run that changed nothing asks one reply per
+    // pair and direction, not three. Each node still pings every peer and the gate still fails a pair that does not
+    // answer before the deadline (ping keeps sending every interval until it gets the reply), but a healthy pair
+    // answers in one round trip instead of two 0.2 s intervals plus one.
+    ...(input.changedSoFar ? { firstContact: firstContactPairs(input.inventory) } : { count: 1 }),
     after: after.map((def) => ({ name: def.name, command: def.command(ctx) })),
   });
   const values = new Map<string, { tunnel: TunnelValue }>();

@@ -95,9 +95,12 @@ export function filterConfigText(text: string): string {
     .join('\n');
 }
 
-/** Peer lines of the dump, preshared key masked on the node. Never the first (interface) line. */
+/**
+ * Peer lines of the dump, preshared key masked on the node. Never the first (interface) line: the awk drops it on the
+ * node (`NR > 1`; it did `tail -n +2` before, one exec more per probe, issue 10).
+ */
 export const peerDumpCommand = (iface: string) =>
-  sh`wg show ${iface} dump | tail -n +2 | awk 'BEGIN { FS = OFS = "\\t" } { if ($2 != "(none)") $2 = "(hidden)"; print }'`.text;
+  sh`wg show ${iface} dump | awk 'BEGIN { FS = OFS = "\\t" } NR > 1 { if ($2 != "(none)") $2 = "(hidden)"; print }'`.text;
 
 /**
  * The wg-quick file without any line that could hold a private or preshared key and with every other key-shaped value
@@ -339,6 +342,21 @@ const DROP_OR_REJECT = /drop|reject/i;
 
 const SYSTEMD = '[ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1';
 
+// Issue 10: in the lab's containers every exec costs 15-20 ms of CPU (35-50 ms of wall time under load) and the four
+// nodes' probes share two cores, so the probe reads /proc, /sys and small files with the shell's own `read` and
+// trims command output with parameter expansion instead of `cat`, `cut`, `tail` or `tr` processes. `sh` is dash on
+// Debian: no `$(<file)`, no arrays; these helpers are POSIX. Their variables start with `mc_` (sections share a shell).
+
+/** Reads the first line of PATH into the shell variable VAR with `read` (VAR is empty when PATH is unreadable). */
+const readFirstLine = (path: string, variable: string) =>
+  sh`${raw(variable)}=; [ -r ${path} ] && IFS= read -r ${raw(variable)} < ${path}`.text;
+
+/** Sets `mc_sha` to the sha256 of FILE (sha256sum's own "  -" cut by the shell); its status is sha256sum's. */
+const sha256Of = (file: string) => sh`mc_sha=$(sha256sum < ${file}) && mc_sha=\${mc_sha%% *}`.text;
+
+/** Prints the sha256 of FILE when it is a regular file, else nothing (status 0). */
+const sha256IfFile = (file: string) => sh`[ -f ${file} ] && ${raw(sha256Of(file))} && echo "$mc_sha"; true`.text;
+
 export interface OsRelease {
   id: string;
   versionId: string;
@@ -383,8 +401,13 @@ export interface PublicKeyFileState {
  */
 function publicKeyFileCommand(iface: string, print: 'cat' | 'state'): string {
   const p = wireguardPaths(iface);
-  const onMatch = print === 'cat' ? sh`cat ${p.publicKey}`.text : 'echo match';
-  return sh`if [ ! -e ${p.publicKey} ]; then echo missing; elif [ ! -s ${p.privateKey} ] || ! command -v wg >/dev/null 2>&1; then echo unchecked; elif [ "$(wg pubkey < ${p.privateKey} 2>/dev/null)" = "$(cat ${p.publicKey})" ]; then ${raw(onMatch)}; else echo mismatch; fi`
+  const onMatch = print === 'cat' ? 'printf \'%s\\n\' "$mc_pub"' : 'echo match';
+  // The .pub is read by the shell (was "$(cat)", one exec; issue 10) with the same meaning: its text with trailing
+  // newlines dropped must equal the key, so a second non-empty line is a mismatch.
+  const readPub =
+    sh`mc_pub=; mc_n=0; while IFS= read -r mc_l || [ -n "$mc_l" ]; do mc_n=$((mc_n + 1)); [ $mc_n -eq 1 ] && mc_pub=$mc_l || { [ -n "$mc_l" ] && mc_pub="$mc_pub x"; }; done < ${p.publicKey}`
+      .text;
+  return sh`if [ ! -e ${p.publicKey} ]; then echo missing; elif [ ! -s ${p.privateKey} ] || ! command -v wg >/dev/null 2>&1; then echo unchecked; elif ${raw(readPub)}; [ "$(wg pubkey < ${p.privateKey} 2>/dev/null)" = "$mc_pub" ]; then ${raw(onMatch)}; else echo mismatch; fi`
     .text;
 }
 
@@ -392,8 +415,19 @@ function publicKeyFileCommand(iface: string, print: 'cat' | 'state'): string {
 export const FACTS = {
   /** the node's clock, Unix seconds (handshake ages are judged against it, not against ours) */
   now: { name: 'now', command: () => 'date +%s', parse: (s) => intOrUndefined(first(s)) } as FactDef<number | undefined>,
-  uid: { name: 'uid', command: () => 'id -u', parse: (s) => intOrUndefined(first(s)) ?? Number.NaN } as FactDef<number>,
-  hostname: { name: 'hostname', command: () => 'hostname', parse: (s) => first(s) ?? '' } as FactDef<string>,
+  /** the effective uid (the second `Uid:` field of /proc/self/status, read by the shell; `id -u` without /proc) */
+  uid: {
+    name: 'uid',
+    command: () =>
+      'mc_u=; [ -r /proc/self/status ] && while read -r mc_k mc_r mc_e mc_x; do [ "$mc_k" = Uid: ] && mc_u=$mc_e && break; done < /proc/self/status; if [ -n "$mc_u" ]; then echo "$mc_u"; else id -u; fi',
+    parse: (s) => intOrUndefined(first(s)) ?? Number.NaN,
+  } as FactDef<number>,
+  /** the UTS name `hostname` prints, read by the shell from /proc (`hostname` without it) */
+  hostname: {
+    name: 'hostname',
+    command: () => `${readFirstLine('/proc/sys/kernel/hostname', 'mc_h')}; if [ -n "$mc_h" ]; then echo "$mc_h"; else hostname; fi`,
+    parse: (s) => first(s) ?? '',
+  } as FactDef<string>,
   os: {
     name: 'os',
     // in a subshell: sourcing os-release must not set variables for the sections after it
@@ -423,11 +457,18 @@ export const FACTS = {
   } as FactDef<'loaded' | 'available' | 'missing'>,
   /** the tools found on PATH */
   tools: list('tools', 'for t in wg wg-quick wireguard-go tcpdump ping; do command -v $t >/dev/null 2>&1 && echo $t; done; true'),
-  interfaces: list('interfaces', 'ls /sys/class/net'),
-  wireguardInterfaces: list('wginterfaces', 'command -v wg >/dev/null 2>&1 && wg show interfaces 2>/dev/null | tr " " "\\n"; true'),
+  // the shell's glob lists what `ls` did, sorted the same way (LC_ALL=C), without an exec (issue 10)
+  interfaces: list('interfaces', 'for mc_i in /sys/class/net/*; do [ -e "$mc_i" ] && echo "${mc_i##*/}"; done; true'),
+  wireguardInterfaces: list(
+    'wginterfaces',
+    'command -v wg >/dev/null 2>&1 && for mc_i in $(wg show interfaces 2>/dev/null); do echo "$mc_i"; done; true',
+  ),
   wireguardConfigs: {
     name: 'wgconfigs',
-    command: (ctx) => sh`ls ${wireguardPaths(ctx.interface).dir} 2>/dev/null | grep '\\.conf$'; true`.text,
+    // `[ -L ]`: `ls` listed a dangling symlink too
+    command: (ctx) =>
+      sh`for mc_f in ${wireguardPaths(ctx.interface).dir}/*.conf; do { [ -e "$mc_f" ] || [ -L "$mc_f" ]; } && echo "\${mc_f##*/}"; done; true`
+        .text,
     parse: (s) => linesOf(s),
   } as FactDef<string[]>,
   /** whether IFACE.conf exists, its sha256 and how many key lines it has (their values never leave the node) */
@@ -435,7 +476,8 @@ export const FACTS = {
     name: 'confmeta',
     command: (ctx) => {
       const f = wireguardPaths(ctx.interface).config;
-      return sh`if [ -f ${f} ]; then echo exists=yes; echo "sha256=$(sha256sum < ${f} | cut -d' ' -f1)"; echo "privatekeylines=$(grep -ci '^[[:space:]]*privatekey' ${f})"; echo "presharedkeylines=$(grep -ci '^[[:space:]]*presharedkey' ${f})"; else echo exists=no; fi`
+      // one awk counts both kinds of key line (two `grep -c` before) and the shell cuts sha256sum's "  -" (issue 10)
+      return sh`if [ -f ${f} ]; then echo exists=yes; ${raw(sha256Of(f))} && echo "sha256=$mc_sha"; awk '{ l = tolower($0) } l ~ /^[[:space:]]*privatekey/ { p++ } l ~ /^[[:space:]]*presharedkey/ { s++ } END { printf "privatekeylines=%d\\npresharedkeylines=%d\\n", p, s }' ${f}; else echo exists=no; fi`
         .text;
     },
     parse: (s) => {
@@ -510,16 +552,13 @@ export const FACTS = {
   } as FactDef<PublicKeyFileState>,
   sysctlFileSha256: {
     name: 'sysctlfile',
-    command: (ctx) => {
-      const f = wireguardPaths(ctx.interface).sysctl;
-      return sh`[ -f ${f} ] && sha256sum < ${f} | cut -d' ' -f1; true`.text;
-    },
+    command: (ctx) => sha256IfFile(wireguardPaths(ctx.interface).sysctl),
     parse: (s) => sha256OrUndefined(first(s)),
   } as FactDef<string | undefined>,
   rpFilter: {
     name: 'rpfilter',
     command: (ctx) =>
-      sh`for k in all default iface; do d=$k; [ $k = iface ] && d=${ctx.interface}; printf '%s=%s\\n' "$k" "$(cat "/proc/sys/net/ipv4/conf/$d/rp_filter" 2>/dev/null)"; done`
+      sh`for k in all default iface; do d=$k; [ $k = iface ] && d=${ctx.interface}; mc_v=; [ -r "/proc/sys/net/ipv4/conf/$d/rp_filter" ] && read -r mc_v < "/proc/sys/net/ipv4/conf/$d/rp_filter"; printf '%s=%s\\n' "$k" "$mc_v"; done`
         .text,
     parse: (s) => parseRpFilter(s?.body ?? ''),
   } as FactDef<RpFilter>,
@@ -549,10 +588,7 @@ export const FACTS = {
   /** sha256 of meshctl's wg-quick@ drop-in (../render/systemd.ts) */
   reloadDropInSha256: {
     name: 'dropin',
-    command: (ctx) => {
-      const f = wireguardPaths(ctx.interface).reloadDropIn;
-      return sh`[ -f ${f} ] && sha256sum < ${f} | cut -d' ' -f1; true`.text;
-    },
+    command: (ctx) => sha256IfFile(wireguardPaths(ctx.interface).reloadDropIn),
     parse: (s) => sha256OrUndefined(first(s)),
   } as FactDef<string | undefined>,
   /** meshctl's re-resolve timer (../render/reresolve.ts): sha256 of its three files and the timer's state */
@@ -560,12 +596,14 @@ export const FACTS = {
     name: 'reresolve',
     command: (ctx) => {
       const r = reresolvePaths(ctx.interface);
-      const shaOf = (key: string, file: string) => sh`echo ${key}=$([ -f ${file} ] && sha256sum < ${file} | cut -d' ' -f1)`.text;
+      const shaOf = (key: string, file: string) => sh`mc_sha=; [ -f ${file} ] && ${raw(sha256Of(file))}; echo ${key}=$mc_sha`.text;
+      // Issue 10: the timer's state is asked only when one of its files exists: without them planReresolve
+      // (../remote/reresolve.ts) never reads it, and a mesh without DNS endpoints saves two systemctl execs.
       return [
         shaOf('script', r.script),
         shaOf('service', r.service),
         shaOf('timer', r.timer),
-        sh`if ${raw(SYSTEMD)}; then echo "enabled=$(systemctl is-enabled ${r.timerUnit} 2>/dev/null)"; echo "active=$(systemctl is-active ${r.timerUnit} 2>/dev/null)"; fi; true`
+        sh`if { [ -e ${r.script} ] || [ -e ${r.service} ] || [ -e ${r.timer} ]; } && ${raw(SYSTEMD)}; then echo "enabled=$(systemctl is-enabled ${r.timerUnit} 2>/dev/null)"; echo "active=$(systemctl is-active ${r.timerUnit} 2>/dev/null)"; fi; true`
           .text,
       ].join('\n');
     },
@@ -574,7 +612,7 @@ export const FACTS = {
   /** ifindex of the interface (a restart changes it); from /sys, so it needs no iproute2 JSON */
   interfaceIndex: {
     name: 'ifindex',
-    command: (ctx) => sh`cat ${`/sys/class/net/${ctx.interface}/ifindex`} 2>/dev/null; true`.text,
+    command: (ctx) => `${readFirstLine(`/sys/class/net/${ctx.interface}/ifindex`, 'mc_v')}; [ -n "$mc_v" ] && echo "$mc_v"; true`,
     parse: (s) => intOrUndefined(first(s)),
   } as FactDef<number | undefined>,
   /** `ip -j addr show dev IFACE`: present, up, MTU, addresses, ifindex */
@@ -621,9 +659,9 @@ export const FACTS = {
   } as FactDef<string[]>,
   leftoverUnits: {
     name: 'leftoverunits',
-    command: () =>
-      sh`${raw(SYSTEMD)} && systemctl list-unit-files --no-legend ${LEFTOVER_UNIT_GLOBS} 2>/dev/null | cut -d" " -f1; true`.text,
-    parse: (s) => linesOf(s),
+    command: () => sh`${raw(SYSTEMD)} && systemctl list-unit-files --no-legend ${LEFTOVER_UNIT_GLOBS} 2>/dev/null; true`.text,
+    // the unit is the first word of list-unit-files' line (it was cut on the node, one exec more; issue 10)
+    parse: (s) => linesOf(s).map((line) => line.split(/\s+/)[0]!),
   } as FactDef<string[]>,
   /**
    * The firewall rules that drop or reject anything (every rule udpDropRules and icmpDropOnIfaceRules can match),
@@ -648,11 +686,13 @@ export const FACTS = {
       return [
         'fw_v=$(iptables -V 2>/dev/null)',
         `[ -n "$fw_v" ] && printf '@@ version\\n%s\\n' "$fw_v"`,
-        `if grep -q . /proc/net/ip_tables_names 2>/dev/null; then if command -v iptables-legacy-save >/dev/null 2>&1; then echo '@@ legacy'; iptables-legacy-save 2>&1 | head -c ${cap}; echo; else case "$fw_v" in *nf_tables*) ;; *) echo '@@ legacy'; iptables-save 2>&1 | head -c ${cap}; echo;; esac; fi; fi`,
+        // the shell reads /proc/net/ip_tables_names itself (was `grep -q .`): any non-empty line means legacy tables
+        'mc_t=; [ -r /proc/net/ip_tables_names ] && while IFS= read -r mc_l || [ -n "$mc_l" ]; do [ -n "$mc_l" ] && mc_t=1 && break; done < /proc/net/ip_tables_names',
+        `if [ -n "$mc_t" ]; then if command -v iptables-legacy-save >/dev/null 2>&1; then echo '@@ legacy'; iptables-legacy-save 2>&1 | head -c ${cap}; echo; else case "$fw_v" in *nf_tables*) ;; *) echo '@@ legacy'; iptables-save 2>&1 | head -c ${cap}; echo;; esac; fi; fi`,
         `if command -v iptables-nft-save >/dev/null 2>&1; then echo '@@ iptables-nft'; iptables-nft-save 2>&1 | head -c ${cap}; echo; else case "$fw_v" in *nf_tables*) echo '@@ iptables-nft'; iptables-save 2>&1 | head -c ${cap}; echo;; esac; fi`,
         `if command -v nft >/dev/null 2>&1; then echo '@@ nft'; nft -j list ruleset 2>&1 | head -c ${cap}; echo; fi`,
         // legacy ip6tables tables of this namespace (none when the file is absent: ip6_tables is not even loaded)
-        "echo '@@ ip6legacy'; cat /proc/net/ip6_tables_names 2>/dev/null",
+        'echo \'@@ ip6legacy\'; [ -r /proc/net/ip6_tables_names ] && while IFS= read -r mc_l || [ -n "$mc_l" ]; do printf \'%s\\n\' "$mc_l"; done < /proc/net/ip6_tables_names',
         'true',
       ].join('\n');
     },
@@ -668,7 +708,9 @@ export const FACTS = {
   operatorAddress: {
     name: 'operator',
     command: () =>
-      `( c=\${SSH_CONNECTION:-}; p=$$; while [ -z "$c" ] && [ "\${p:-0}" -gt 1 ]; do c=$(tr '\\0' '\\n' < /proc/$p/environ 2>/dev/null | sed -n 's/^SSH_CONNECTION=//p' | head -n 1); p=$(sed -n 's/^PPid:[[:space:]]*//p' /proc/$p/status 2>/dev/null); done; printf 'ssh_connection=%s\\n' "$c" )`,
+      // Issue 10: the shell reads PPid itself and one `tr` per ancestor feeds its `read` loop (it was tr, sed, head and
+      // sed per ancestor, from the probe's own shell on: its environ is what $SSH_CONNECTION already shows).
+      `( c=\${SSH_CONNECTION:-}; p=$$; while [ -z "$c" ] && [ "\${p:-0}" -gt 1 ]; do n=; [ -r /proc/$p/status ] && while read -r k v; do [ "$k" = PPid: ] && n=$v && break; done < /proc/$p/status; p=$n; [ "\${p:-0}" -gt 1 ] && c=$(tr '\\0' '\\n' < /proc/$p/environ 2>/dev/null | while IFS= read -r l; do case $l in SSH_CONNECTION=*) printf '%s' "\${l#SSH_CONNECTION=}"; break;; esac; done); done; printf 'ssh_connection=%s\\n' "$c" )`,
     parse: (s) => parseSshConnection(keyValues(s?.body).get('ssh_connection')),
   } as FactDef<OperatorAddress | undefined>,
   /**
@@ -679,16 +721,24 @@ export const FACTS = {
    */
   wireguardInterfaceDetails: {
     name: 'wgdetails',
+    // Issue 10: four execs plus two per interface (it was seven per interface): `wg show IFACE listen-port` and
+    // `allowed-ips` (never the dump: no line with a private key is printed), one `ip` each for all addresses and all
+    // routes, and one awk that groups them by interface in `wg show interfaces` order. A route line keeps its
+    // `dev NAME` now; only its first words are read (routeDestination). No `exit`: the section runs in the probe's
+    // own shell.
     command: () =>
       [
-        // no `exit`: the section runs in the probe's own shell, which must go on to its end marker
-        'command -v wg >/dev/null 2>&1 && for i in $(wg show interfaces 2>/dev/null); do',
-        `  printf 'iface=%s\\n' "$i"`,
-        `  printf 'port=%s\\n' "$(wg show "$i" listen-port 2>/dev/null)"`,
-        `  ip -4 -o addr show dev "$i" 2>/dev/null | awk '{ print "addr=" $4 }'`,
-        `  ip -4 route show table all dev "$i" 2>/dev/null | sed 's/^/route=/'`,
-        `  wg show "$i" allowed-ips 2>/dev/null | awk '{ for (k = 2; k <= NF; k++) print "allowed=" $k }'`,
-        'done; true',
+        'mc_w=; command -v wg >/dev/null 2>&1 && mc_w=$(wg show interfaces 2>/dev/null)',
+        '[ -n "$mc_w" ] && { for mc_i in $mc_w; do echo "@@if $mc_i"; wg show "$mc_i" listen-port; echo @@allowed; wg show "$mc_i" allowed-ips; done; echo @@; ip -4 -o addr show; echo @@; ip -4 route show table all; } 2>/dev/null | awk \'',
+        '  $0 == "@@" { part++; next }',
+        '  part == 0 && $1 == "@@if" { f = $2; name[++n] = f; want = "port"; next }',
+        '  part == 0 && $0 == "@@allowed" { want = "allowed"; next }',
+        '  part == 0 && want == "port" { port[f] = $1; next }',
+        '  part == 0 { for (k = 2; k <= NF; k++) out[f] = out[f] "allowed=" $k "\\n"; next }',
+        '  part == 1 { sub(/@.*/, "", $2); adr[$2] = adr[$2] "addr=" $4 "\\n"; next }',
+        '  { for (k = 1; k < NF; k++) if ($k == "dev") { rt[$(k + 1)] = rt[$(k + 1)] "route=" $0 "\\n"; break } }',
+        '  END { for (i = 1; i <= n; i++) { f = name[i]; printf "iface=%s\\nport=%s\\n%s%s%s", f, port[f], adr[f], rt[f], out[f] } }',
+        "'; true",
       ].join('\n'),
     parse: (s) => (s ? parseWireGuardInterfaces(s.body) : undefined),
   } as FactDef<WireGuardInterfaceFacts[] | undefined>,

@@ -135,6 +135,15 @@ export { LEFTOVER_PATHS } from './definitions.js';
 const LEFTOVER_INTERFACE = /^(cni\d*|flannel\.\d+|cali[0-9a-f]+|cilium_\w+|vxlan\.calico|kube-ipvs0|tunl0|weave|kube-bridge)$/;
 const DEFAULT_IP_RULE = /^(0|32766|32767):\s+from all lookup (local|main|default)\s*$/;
 
+/**
+ * The iptables rules of the ruleset fact (legacy and nf_tables parts, as iptables-save prints them): what the older
+ * `firewall` section gave up's firewallDrops, now without a second run of iptables-save and nft. Rules written in
+ * nft's own syntax are judged from the same fact by ../firewall/verdict.ts (the baseline's no-firewall-drop check).
+ */
+function iptablesRuleLines(ruleset: FirewallFacts | undefined): string[] {
+  return [ruleset?.legacy, ruleset?.iptablesNft].flatMap((part) => (part ?? '').split('\n')).filter((line) => line.startsWith('-A '));
+}
+
 /** The facts up reads, in script order (each one a named section; see ./definitions.ts). */
 const UP_FACTS: ReadonlyArray<FactDef<unknown>> = [
   FACTS.now,
@@ -167,7 +176,7 @@ const UP_FACTS: ReadonlyArray<FactDef<unknown>> = [
   FACTS.ipRules,
   FACTS.leftoverPaths,
   FACTS.leftoverUnits,
-  FACTS.firewall,
+  // no FACTS.firewall (iptables-save, nft and grep: three execs; issue 10): firewallDrops is read from fwrules
   FACTS.firewallRuleset,
   FACTS.operatorAddress,
   FACTS.wireguardInterfaceDetails,
@@ -276,7 +285,10 @@ export function parseFactsProbe(stdout: string, target: ProbeTarget): NodeFacts 
       leftoverPaths: fact(FACTS.leftoverPaths),
       leftoverUnits: fact(FACTS.leftoverUnits),
       leftoverInterfaces: interfaces.filter((name) => LEFTOVER_INTERFACE.test(name)),
-      firewallDrops: udpDropRules(fact(FACTS.firewall), target.listenPort),
+      firewallDrops: udpDropRules(
+        s.has(FACTS.firewall.name) ? fact(FACTS.firewall) : iptablesRuleLines(firewallRuleset),
+        target.listenPort,
+      ),
       ...(firewallRuleset ? { firewallRuleset } : {}),
     },
   };
