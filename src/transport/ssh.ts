@@ -50,7 +50,15 @@ import {
   type KnownHostEntry,
   type KnownHostsProblem,
 } from './known-hosts.js';
-import { expandTilde, localUser, resolveSshConfig, SshConfigError, type JumpSpec, type ResolvedSshConfig } from './ssh-config.js';
+import {
+  expandTilde,
+  localUser,
+  resolveNodeSshConfig,
+  resolveSshConfig,
+  SshConfigError,
+  type JumpSpec,
+  type ResolvedSshConfig,
+} from './ssh-config.js';
 import {
   shellQuote,
   TransportError,
@@ -85,6 +93,11 @@ export interface ConnectOptions {
   probe?: boolean;
   /** ssh config file (MESHCTL_SSH_CONFIG wins) */
   sshConfigFile?: string;
+  /**
+   * Settings already being resolved, by node name: `resolveNodeSshConfig(node.ssh, options)` started earlier, e.g. while
+   * this module (and ssh2) still loaded. A node without an entry is resolved when it connects.
+   */
+  presolved?: ReadonlyMap<string, Promise<ResolvedSshConfig>>;
   /** environment to read MESHCTL_*, SSH_AUTH_SOCK and HOME from; default process.env */
   env?: NodeJS.ProcessEnv;
   signal?: AbortSignal;
@@ -945,12 +958,8 @@ class SshConnection implements Connection {
 const inventoryLabel = (node: Node) => `${node.ssh.user}@${node.ssh.host}:${node.ssh.port}`;
 
 async function resolveNode(node: Node, options: ConnectOptions, env: NodeJS.ProcessEnv): Promise<ResolvedSshConfig> {
-  const explicit = (node.ssh as { explicit?: { port?: boolean; user?: boolean } }).explicit;
   try {
-    return await resolveSshConfig(
-      { host: node.ssh.host, port: node.ssh.port, user: node.ssh.user, explicit },
-      { configFile: options.sshConfigFile, env },
-    );
+    return await (options.presolved?.get(node.name) ?? resolveNodeSshConfig(node.ssh, { sshConfigFile: options.sshConfigFile, env }));
   } catch (err) {
     if (err instanceof SshConfigError)
       throw new TransportError(node.name, `${node.name} (${inventoryLabel(node)}): ${err.message}`, 'config');
