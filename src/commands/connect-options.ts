@@ -44,6 +44,12 @@ export interface EarlyConnector extends Connector {
    * Calls after the first are ignored.
    */
   start(nodes: readonly Node[]): void;
+  /**
+   * Resolves once what `start` began is under way: the transport loaded and every `ssh -G` answered, so the key
+   * exchanges are being started. Loading more code before that would only delay them (module loading and the
+   * transport share one thread). Resolves at once when `start` was not called.
+   */
+  underWay(): Promise<void>;
   /** Closes connections started by `start` that no connectAll took (the command failed before it connected). */
   release(): Promise<void>;
 }
@@ -54,6 +60,7 @@ const nameKey = (nodes: readonly Node[]) => JSON.stringify(nodes.map((n) => n.na
 export function connectorFor(options: ConnectOptions): EarlyConnector {
   let early: { key: string; result: Promise<ConnectAllResult> } | undefined;
   let started = false;
+  let underWay = Promise.resolve();
   return {
     start(nodes) {
       if (started) return;
@@ -62,8 +69,11 @@ export function connectorFor(options: ConnectOptions): EarlyConnector {
       const presolved = new Map(nodes.map((n) => [n.name, resolveNodeSshConfig(n.ssh, options)]));
       for (const settings of presolved.values()) settings.catch(() => undefined);
       const list = [...nodes];
-      early = { key: nameKey(nodes), result: transport().then((t) => t.connectAll(list, { ...options, presolved })) };
+      const loaded = transport();
+      early = { key: nameKey(nodes), result: loaded.then((t) => t.connectAll(list, { ...options, presolved })) };
+      underWay = Promise.allSettled([loaded, ...presolved.values()]).then(() => new Promise((resolve) => setImmediate(resolve)));
     },
+    underWay: () => underWay,
     async connectAll(inventory) {
       let result: ConnectAllResult;
       if (early && early.key === nameKey(inventory.nodes)) {

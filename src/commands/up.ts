@@ -144,6 +144,7 @@ async function upWith(
   finish: (result: CommandResult) => void,
 ): Promise<void> {
   const { flags, forks, rollbackDeadlineS, interactive, color, out } = run;
+  await connector.underWay();
   const [{ runUp }, { createEngineView }, { renderMatrix }] = await Promise.all([
     import('../engine/up.js'),
     import('../ui/engine-view.js'),

@@ -65,7 +65,7 @@ describe('start-up', () => {
   }
 
   it('bin/meshctl.js --version answers by itself: no other module of meshctl is loaded (dist/ is not even read)', () => {
-    const { stdout, loaded } = traced(['bin/meshctl.js', '--version']);
+    const { stdout, loaded } = traced(['--require', './test/support/trace-required.cjs', 'bin/meshctl.js', '--version']);
     const { version } = JSON.parse(readFileSync('package.json', 'utf8')) as { version: string };
     assert.equal(stdout, `${version}\n`);
     assert.ok(
