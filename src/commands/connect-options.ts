@@ -45,9 +45,9 @@ export interface EarlyConnector extends Connector {
    */
   start(nodes: readonly Node[]): void;
   /**
-   * Resolves once what `start` began is under way: the transport loaded and every `ssh -G` answered, so the key
-   * exchanges are being started. Loading more code before that would only delay them (module loading and the
-   * transport share one thread). Resolves at once when `start` was not called.
+   * Resolves once the first connection `start` began is ready (or every one has failed). Loading more code before
+   * that would only delay it: module loading, the key exchange and the login share one thread. The other nodes go on
+   * connecting meanwhile. Resolves at once when `start` was not called.
    */
   underWay(): Promise<void>;
   /** Closes connections started by `start` that no connectAll took (the command failed before it connected). */
@@ -69,9 +69,21 @@ export function connectorFor(options: ConnectOptions): EarlyConnector {
       const presolved = new Map(nodes.map((n) => [n.name, resolveNodeSshConfig(n.ssh, options)]));
       for (const settings of presolved.values()) settings.catch(() => undefined);
       const list = [...nodes];
-      const loaded = transport();
-      early = { key: nameKey(nodes), result: loaded.then((t) => t.connectAll(list, { ...options, presolved })) };
-      underWay = Promise.allSettled([loaded, ...presolved.values()]).then(() => new Promise((resolve) => setImmediate(resolve)));
+      let firstDone: () => void = () => undefined;
+      const first = new Promise<void>((resolve) => (firstDone = resolve));
+      const result = transport().then((t) =>
+        t.connectAll(list, {
+          ...options,
+          presolved,
+          connect: (node, nodeOptions) => {
+            const connection = t.connectNode(node, nodeOptions);
+            connection.then(firstDone, firstDone);
+            return connection;
+          },
+        }),
+      );
+      early = { key: nameKey(nodes), result };
+      underWay = Promise.race([first, result.then(() => undefined)]);
     },
     underWay: () => underWay,
     async connectAll(inventory) {
