@@ -1,9 +1,21 @@
-/** What every command that connects to nodes takes from its flags: SSH settings, the connector, --forks. */
+/**
+ * What every command that connects to nodes takes from its flags: SSH settings, the connector, --forks.
+ * The transport (ssh2 and meshctl's SSH code) is imported when the connector first connects, not with this module:
+ * `up` reads its inventory and starts `ssh -G` for every node while ssh2 is still loading (issue 10).
+ */
 import type { Connector } from '../engine/up.js';
 import { MeshctlError } from '../errors.js';
 import { interruptSignal } from '../interrupt.js';
-import { closeAll, connectAll } from '../transport/pool.js';
-import { connectNode, type ConnectOptions } from '../transport/ssh.js';
+import type { Node } from '../inventory/types.js';
+import type { ConnectAllResult } from '../transport/pool.js';
+import type { ConnectOptions } from '../transport/ssh.js';
+import { resolveNodeSshConfig } from '../transport/ssh-config.js';
+
+/** The transport, loaded on first use (ssh2 costs more to load than anything else start-up needs). */
+const transport = async () => {
+  const [pool, ssh] = await Promise.all([import('../transport/pool.js'), import('../transport/ssh.js')]);
+  return { connectAll: pool.connectAll, closeAll: pool.closeAll, connectNode: ssh.connectNode };
+};
 
 /** SSH settings from the flags every connecting command shares; `log` shows trust decisions and warnings. */
 export function sshOptionsFromFlags(flags: { acceptNew?: boolean; connectTimeout?: string }, log: (line: string) => void): ConnectOptions {
@@ -20,15 +32,87 @@ export function sshOptionsFromFlags(flags: { acceptNew?: boolean; connectTimeout
   };
 }
 
+/**
+ * A connector that can start connecting before the command needs the connections: `up` starts them as soon as the
+ * inventory is read and loads the engine while the nodes answer (issue 10: start-up to the first SSH connection).
+ */
+export interface EarlyConnector extends Connector {
+  /**
+   * Begins connecting to these nodes now: their `ssh -G` at once, then (once the transport has loaded) key exchange,
+   * login and root probe, as connectAll does. The next
+   * connectAll for exactly these nodes (by name) takes the result; a connectAll for other nodes connects as usual.
+   * Calls after the first are ignored.
+   */
+  start(nodes: readonly Node[]): void;
+  /**
+   * Resolves once the first connection `start` began is ready (or every one has failed). Loading more code before
+   * that would only delay it: module loading, the key exchange and the login share one thread. The other nodes go on
+   * connecting meanwhile. Resolves at once when `start` was not called.
+   */
+  underWay(): Promise<void>;
+  /** Closes connections started by `start` that no connectAll took (the command failed before it connected). */
+  release(): Promise<void>;
+}
+
+const nameKey = (nodes: readonly Node[]) => JSON.stringify(nodes.map((n) => n.name).sort());
+
 /** The connector `up` and `plan` use: one connection per node through the pool; a fresh one for the login check. */
-export function connectorFor(options: ConnectOptions): Connector {
+export function connectorFor(options: ConnectOptions): EarlyConnector {
+  let early: { key: string; result: Promise<ConnectAllResult> } | undefined;
+  let started = false;
+  let underWay = Promise.resolve();
   return {
+    start(nodes) {
+      if (started) return;
+      started = true;
+      // a failure is the connection's to report (connectAll turns it into that node's failure), not unhandled meanwhile
+      const presolved = new Map(nodes.map((n) => [n.name, resolveNodeSshConfig(n.ssh, options)]));
+      for (const settings of presolved.values()) settings.catch(() => undefined);
+      const list = [...nodes];
+      let firstDone: () => void = () => undefined;
+      const first = new Promise<void>((resolve) => (firstDone = resolve));
+      const result = transport().then((t) =>
+        t.connectAll(list, {
+          ...options,
+          presolved,
+          connect: (node, nodeOptions) => {
+            const connection = t.connectNode(node, nodeOptions);
+            connection.then(firstDone, firstDone);
+            return connection;
+          },
+        }),
+      );
+      early = { key: nameKey(nodes), result };
+      underWay = Promise.race([first, result.then(() => undefined)]);
+    },
+    underWay: () => underWay,
     async connectAll(inventory) {
-      const result = await connectAll(inventory.nodes, options);
+      let result: ConnectAllResult;
+      if (early && early.key === nameKey(inventory.nodes)) {
+        const taken = early.result;
+        early = undefined;
+        result = inOrder(await taken, inventory.nodes);
+      } else {
+        result = await (await transport()).connectAll(inventory.nodes, options);
+      }
+      const { closeAll } = await transport();
       return { connections: result.connections, failures: result.failures, close: () => closeAll(result.connections, result.jumpHosts) };
     },
-    connectOne: (node) => connectNode(node, { ...options, acceptNew: false }),
+    connectOne: async (node) => (await transport()).connectNode(node, { ...options, acceptNew: false }),
+    async release() {
+      const left = early;
+      early = undefined;
+      if (!left) return;
+      const result = await left.result;
+      await (await transport()).closeAll(result.connections, result.jumpHosts);
+    },
   };
+}
+
+/** Both maps in the order of `nodes` (connectAll keeps the order of the nodes it was given). */
+function inOrder(result: ConnectAllResult, nodes: readonly Node[]): ConnectAllResult {
+  const order = <T>(m: Map<string, T>) => new Map(nodes.filter((n) => m.has(n.name)).map((n) => [n.name, m.get(n.name) as T]));
+  return { ...result, connections: order(result.connections), failures: order(result.failures) };
 }
 
 /** --forks: a positive whole number of hosts at once, or undefined for the default. */

@@ -1,13 +1,17 @@
-/** `meshctl up [INVENTORY]`: thin: flags -> engine -> view -> exit code. */
+/**
+ * `meshctl up [INVENTORY]`: thin: flags -> engine -> view -> exit code.
+ * Start-up: the connections to the nodes are started as soon as the inventory is read, and the engine, the view and
+ * the matrix code are imported while they are under way (issue 10: the first SSH connection within 300 ms).
+ */
 import type { Command } from 'commander';
 import { Chalk } from 'chalk';
 import { MeshctlError, type CommandResult, type Outcome } from '../errors.js';
 import { interruptSignal } from '../interrupt.js';
 import { loadInventory, resolveInventoryPath } from '../inventory/load.js';
-import { runUp, type UpReport } from '../engine/up.js';
-import { connectorFor, parseForks, sshOptionsFromFlags } from './connect-options.js';
-import { createEngineView } from '../ui/engine-view.js';
-import { renderMatrix } from '../checks/ping-matrix.js';
+import type { UpReport } from '../engine/up.js';
+import { connectorFor, parseForks, sshOptionsFromFlags, type EarlyConnector } from './connect-options.js';
+import type { Inventory } from '../inventory/types.js';
+import type { renderMatrix as RenderMatrix } from '../checks/ping-matrix.js';
 import { collectValues, resolveLimit } from '../engine/limit.js';
 import { inventoryWithFallbacks, recordRun, statePublicKeys } from '../state/record.js';
 import { departedNodes, readState } from '../state/state.js';
@@ -29,7 +33,7 @@ interface UpFlags {
   underlayProbes?: boolean;
 }
 
-function printSummary(report: UpReport, color: boolean, out: NodeJS.WritableStream): void {
+function printSummary(report: UpReport, color: boolean, out: NodeJS.WritableStream, renderMatrix: typeof RenderMatrix): void {
   const chalk = new Chalk({ level: color ? 1 : 0 });
   if (report.matrix) out.write(`\n${chalk.bold('Ping matrix')} (overlay, from row to column)\n${renderMatrix(report.matrix, { color })}`);
   const seconds = (report.timings.totalMs / 1000).toFixed(1);
@@ -115,14 +119,6 @@ export function registerUp(program: Command, finish: (result: CommandResult) => 
       }
       const color = flags.color !== false && Boolean(process.stdout.isTTY) && !process.env.NO_COLOR;
       const out = flags.json ? process.stderr : process.stdout;
-      // a dry run changes nothing, so it asks nothing: read-only gates go on when their checks pass
-      const view = createEngineView({
-        yes: (flags.yes ?? false) || (flags.dryRun ?? false),
-        interactive,
-        json: flags.json ?? false,
-        color,
-        out,
-      });
       // the local state remembers nodes dropped from the inventory: say that their peers go (the run removes them)
       for (const gone of departedNodes(readState(inventory.source, inventory.mesh.interface), inventory))
         out.write(
@@ -130,40 +126,71 @@ export function registerUp(program: Command, finish: (result: CommandResult) => 
         );
       const connector = connectorFor(sshOptionsFromFlags(flags, (line) => out.write(`${line}\n`)));
       const forks = parseForks(flags.forks);
-      const report = await runUp(inventory, connector, view, {
-        ...(forks ? { forks } : {}),
-        signal: interruptSignal,
-        playbookPath: flags.playbook,
-        dryRun: flags.dryRun ?? false,
-        breakLock: flags.breakLock ?? false,
-        ...(limit ? { limit, knownPublicKeys: statePublicKeys(inventory) } : {}),
-        rollbackDeadlineS,
-        ...(flags.underlayProbes === false ? { underlayProbes: false } : {}),
-      });
-      if (!report.dryRun && report.phases.length > 0) {
-        const recorded = recordRun(inventory, {
-          command: 'up',
-          result: report.result,
-          nodes: limit ?? inventory.nodes.map((n) => n.name),
-          ...(limit ? { limit } : {}),
-          publicKeys: report.publicKeys ?? {},
-          complete: !report.limit && report.result === 'converged',
-          ...(report.plan ? { plan: report.plan } : {}),
-          ...(report.fallbackRelays ? { fallbackRelays: report.fallbackRelays.pairs } : {}),
-        });
-        if (recorded.warning) report.warnings = [...(report.warnings ?? []), recorded.warning];
+      connector.start(limit ? inventory.nodes.filter((n) => limit.includes(n.name)) : inventory.nodes);
+      try {
+        await upWith(inventory, limit, connector, { flags, forks, rollbackDeadlineS, interactive, color, out }, finish);
+      } finally {
+        await connector.release();
       }
-      for (const warning of report.warnings ?? []) out.write(`warning: ${warning}\n`);
-      if (flags.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
-      else printSummary(report, color, out);
-      if (report.result === 'locked') throw new MeshctlError(`not started: ${report.locked}`, 'stop');
-      if (report.result === 'unreachable') {
-        throw new MeshctlError(
-          `could not connect to ${report.connectFailures.length} of ${inventory.nodes.length} nodes; nothing was changed`,
-          'connect',
-          report.connectFailures.map((f) => `${f.node}: ${f.error}`),
-        );
-      }
-      finish(upOutcome(report.result));
     });
+}
+
+/** The rest of `up`, once the connections are under way: loads the engine and the view, runs, reports. */
+async function upWith(
+  inventory: Inventory,
+  limit: string[] | undefined,
+  connector: EarlyConnector,
+  run: { flags: UpFlags; forks?: number; rollbackDeadlineS: number; interactive: boolean; color: boolean; out: NodeJS.WriteStream },
+  finish: (result: CommandResult) => void,
+): Promise<void> {
+  const { flags, forks, rollbackDeadlineS, interactive, color, out } = run;
+  await connector.underWay();
+  const [{ runUp }, { createEngineView }, { renderMatrix }] = await Promise.all([
+    import('../engine/up.js'),
+    import('../ui/engine-view.js'),
+    import('../checks/ping-matrix.js'),
+  ]);
+  // a dry run changes nothing, so it asks nothing: read-only gates go on when their checks pass
+  const view = createEngineView({
+    yes: (flags.yes ?? false) || (flags.dryRun ?? false),
+    interactive,
+    json: flags.json ?? false,
+    color,
+    out,
+  });
+  const report = await runUp(inventory, connector, view, {
+    ...(forks ? { forks } : {}),
+    signal: interruptSignal,
+    playbookPath: flags.playbook,
+    dryRun: flags.dryRun ?? false,
+    breakLock: flags.breakLock ?? false,
+    ...(limit ? { limit, knownPublicKeys: statePublicKeys(inventory) } : {}),
+    rollbackDeadlineS,
+    ...(flags.underlayProbes === false ? { underlayProbes: false } : {}),
+  });
+  if (!report.dryRun && report.phases.length > 0) {
+    const recorded = recordRun(inventory, {
+      command: 'up',
+      result: report.result,
+      nodes: limit ?? inventory.nodes.map((n) => n.name),
+      ...(limit ? { limit } : {}),
+      publicKeys: report.publicKeys ?? {},
+      complete: !report.limit && report.result === 'converged',
+      ...(report.plan ? { plan: report.plan } : {}),
+      ...(report.fallbackRelays ? { fallbackRelays: report.fallbackRelays.pairs } : {}),
+    });
+    if (recorded.warning) report.warnings = [...(report.warnings ?? []), recorded.warning];
+  }
+  for (const warning of report.warnings ?? []) out.write(`warning: ${warning}\n`);
+  if (flags.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+  else printSummary(report, color, out, renderMatrix);
+  if (report.result === 'locked') throw new MeshctlError(`not started: ${report.locked}`, 'stop');
+  if (report.result === 'unreachable') {
+    throw new MeshctlError(
+      `could not connect to ${report.connectFailures.length} of ${inventory.nodes.length} nodes; nothing was changed`,
+      'connect',
+      report.connectFailures.map((f) => `${f.node}: ${f.error}`),
+    );
+  }
+  finish(upOutcome(report.result));
 }

@@ -5,7 +5,7 @@
  */
 import type { Matrix } from '../checks/ping-matrix.js';
 import type { Inventory } from '../inventory/types.js';
-import type { Connection } from '../transport/types.js';
+import type { Connection, ConnectTimeline } from '../transport/types.js';
 import { executor, recorder } from './backend.js';
 import { acquireLocks } from './lock.js';
 import { countActions, type Plan } from './plan.js';
@@ -75,9 +75,11 @@ export interface UpReport {
   /**
    * Wall times, ms. `firstConnectionMs`: from the start of the meshctl process (performance.timeOrigin) to the
    * first node's login done (the connections start together: when the connect phase began plus the quickest
-   * node's connect time); absent when no node connected.
+   * node's connect time); absent when no node connected. `firstTcpConnectMs` and `firstLoginMs`: from the same
+   * start to the first node's TCP connect and to its first authenticated login (before the root probe), when the
+   * transport keeps connection timelines.
    */
-  timings: { totalMs: number; connectMs: number; firstConnectionMs?: number };
+  timings: { totalMs: number; connectMs: number; firstConnectionMs?: number; firstTcpConnectMs?: number; firstLoginMs?: number };
   /** remote commands per node */
   roundTrips: Record<string, number>;
   /**
@@ -158,6 +160,12 @@ function firstConnectionMs(startedAt: number, connections: ReadonlyMap<string, C
   return times.length > 0 ? Math.round(startedAt + Math.min(...times)) : undefined;
 }
 
+/** The earliest time a connection reached `stage` (ms since process start, ConnectTimeline), if the transport keeps them. */
+function firstStage(connections: ReadonlyMap<string, Connection>, stage: keyof ConnectTimeline): number | undefined {
+  const times = [...connections.values()].flatMap((c) => (c.stats.timeline ? [c.stats.timeline[stage]] : []));
+  return times.length > 0 ? Math.round(Math.min(...times)) : undefined;
+}
+
 /**
  * Runs `up` and reports; throws only for bad input (a playbook that does not load: exit 2 through main).
  * A node that cannot be connected makes the result 'unreachable' before anything runs anywhere.
@@ -184,8 +192,14 @@ export async function runUp(inventory: Inventory, connector: Connector, view: Up
   const connectStarted = performance.now();
   const { connections, failures, close } = await connector.connectAll(work);
   const connectMs = Date.now() - started;
-  const first = firstConnectionMs(connectStarted, connections);
-  const timingsNow = () => ({ totalMs: Date.now() - started, connectMs, ...(first !== undefined ? { firstConnectionMs: first } : {}) });
+  const first = firstStage(connections, 'readyMs') ?? firstConnectionMs(connectStarted, connections);
+  const stages = { firstTcpConnectMs: firstStage(connections, 'tcpMs'), firstLoginMs: firstStage(connections, 'loginMs') };
+  const timingsNow = () => ({
+    totalMs: Date.now() - started,
+    connectMs,
+    ...(first !== undefined ? { firstConnectionMs: first } : {}),
+    ...Object.fromEntries(Object.entries(stages).filter(([, ms]) => ms !== undefined)),
+  });
   const counter = new ChannelCounter(connections);
   const base = {
     inventory: inventory.source,

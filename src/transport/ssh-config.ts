@@ -284,6 +284,24 @@ export async function resolveSshConfig(
   return settingsFromSshG(target.host, result.stdout, home);
 }
 
+/** An inventory node's `ssh` block as `ssh -G` takes it (host, port, user; which of them the loader marked explicit). */
+export function nodeSshTarget(ssh: { host: string; port?: number; user?: string }): SshTargetInput {
+  const explicit = (ssh as { explicit?: { port?: boolean; user?: boolean } }).explicit;
+  return { host: ssh.host, port: ssh.port, user: ssh.user, explicit };
+}
+
+/**
+ * A node's settings exactly as connectNode resolves them (its `ssh` block; ConnectOptions' sshConfigFile and env,
+ * default process.env). Starting it before connecting lets `ssh -G` run while the transport still loads
+ * (ConnectOptions.presolved). Rejects with SshConfigError like resolveSshConfig.
+ */
+export function resolveNodeSshConfig(
+  ssh: { host: string; port?: number; user?: string },
+  options: { sshConfigFile?: string; env?: NodeJS.ProcessEnv },
+): Promise<ResolvedSshConfig> {
+  return resolveSshConfig(nodeSshTarget(ssh), { configFile: options.sshConfigFile, env: options.env ?? process.env });
+}
+
 function withOverrides(settings: ResolvedSshConfig, target: SshTargetInput, defaultUser?: string): ResolvedSshConfig {
   return { ...settings, port: target.port ?? settings.port, user: target.user ?? defaultUser ?? settings.user };
 }

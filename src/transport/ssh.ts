@@ -50,12 +50,21 @@ import {
   type KnownHostEntry,
   type KnownHostsProblem,
 } from './known-hosts.js';
-import { expandTilde, localUser, resolveSshConfig, SshConfigError, type JumpSpec, type ResolvedSshConfig } from './ssh-config.js';
+import {
+  expandTilde,
+  localUser,
+  resolveNodeSshConfig,
+  resolveSshConfig,
+  SshConfigError,
+  type JumpSpec,
+  type ResolvedSshConfig,
+} from './ssh-config.js';
 import {
   shellQuote,
   TransportError,
   type Connection,
   type ConnectionStats,
+  type ConnectTimeline,
   DEFAULT_MAX_STDERR_BYTES,
   DEFAULT_MAX_STDOUT_BYTES,
   OUTPUT_CAP_EXIT,
@@ -84,6 +93,11 @@ export interface ConnectOptions {
   probe?: boolean;
   /** ssh config file (MESHCTL_SSH_CONFIG wins) */
   sshConfigFile?: string;
+  /**
+   * Settings already being resolved, by node name: `resolveNodeSshConfig(node.ssh, options)` started earlier, e.g. while
+   * this module (and ssh2) still loaded. A node without an entry is resolved when it connects.
+   */
+  presolved?: ReadonlyMap<string, Promise<ResolvedSshConfig>>;
   /** environment to read MESHCTL_*, SSH_AUTH_SOCK and HOME from; default process.env */
   env?: NodeJS.ProcessEnv;
   signal?: AbortSignal;
@@ -442,6 +456,8 @@ interface OpenContext {
   options: ConnectOptions;
   startedAt: number;
   deadline: number;
+  /** the node's own client (not a jump host's) notes when it reached each stage here */
+  marks?: Partial<ConnectTimeline>;
 }
 
 const targetLabel = (s: { user: string; hostname: string; port: number }) =>
@@ -519,7 +535,15 @@ async function openClient(hop: HopTarget, ctx: OpenContext, node: Node, sock?: R
       nextAuth(candidate.method(settings.user));
     };
 
-    client.on('ready', () => finish());
+    const marks = ctx.marks;
+    if (marks) {
+      client.once('connect', () => (marks.tcpMs = performance.now()));
+      client.once('handshake', () => (marks.handshakeMs = performance.now()));
+    }
+    client.on('ready', () => {
+      if (marks) marks.loginMs = performance.now();
+      finish();
+    });
     client.on('error', (err: Error & { level?: string; code?: string }) => {
       if (hostFailure) return finish(hostFailure);
       finish(classify(err));
@@ -585,6 +609,7 @@ async function openClient(hop: HopTarget, ctx: OpenContext, node: Node, sock?: R
       },
     };
     if (sock) config.sock = sock;
+    if (marks) marks.connectCallMs = performance.now();
     try {
       client.connect(config);
     } catch (err) {
@@ -933,12 +958,8 @@ class SshConnection implements Connection {
 const inventoryLabel = (node: Node) => `${node.ssh.user}@${node.ssh.host}:${node.ssh.port}`;
 
 async function resolveNode(node: Node, options: ConnectOptions, env: NodeJS.ProcessEnv): Promise<ResolvedSshConfig> {
-  const explicit = (node.ssh as { explicit?: { port?: boolean; user?: boolean } }).explicit;
   try {
-    return await resolveSshConfig(
-      { host: node.ssh.host, port: node.ssh.port, user: node.ssh.user, explicit },
-      { configFile: options.sshConfigFile, env },
-    );
+    return await (options.presolved?.get(node.name) ?? resolveNodeSshConfig(node.ssh, { sshConfigFile: options.sshConfigFile, env }));
   } catch (err) {
     if (err instanceof SshConfigError)
       throw new TransportError(node.name, `${node.name} (${inventoryLabel(node)}): ${err.message}`, 'config');
@@ -969,7 +990,9 @@ export async function connectNode(node: Node, options: ConnectOptions = {}): Pro
   const home = env.HOME || homedir();
   if (options.signal?.aborted) throw options.signal.reason;
   const started = performance.now();
+  const marks: Partial<ConnectTimeline> = { startMs: started };
   const settings = await resolveNode(node, options, env);
+  marks.configMs = performance.now();
   const target = targetLabel(settings);
   const timeoutMs = options.connectTimeoutMs ?? settings.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
   const startedAt = Date.now();
@@ -1006,7 +1029,7 @@ export async function connectNode(node: Node, options: ConnectOptions = {}): Pro
       }
     }
     const sock = via ? await forwardOrFail(node, via, settings, target) : undefined;
-    const client = await openClient({ settings, label: target }, { ...ctxBase, role: '' }, node, sock);
+    const client = await openClient({ settings, label: target }, { ...ctxBase, role: '', marks }, node, sock);
     const sudo = node.ssh.become === 'sudo' || settings.user !== 'root';
     const connection = new SshConnection(
       node.name,
@@ -1020,12 +1043,28 @@ export async function connectNode(node: Node, options: ConnectOptions = {}): Pro
       releaseJumps,
     );
     if (options.probe !== false) await probeRoot(connection, node.name, target, settings.user, sudo, options.signal);
-    connection.stats.connectMs = Math.round(performance.now() - started);
+    marks.readyMs = performance.now();
+    connection.stats.connectMs = Math.round(marks.readyMs - started);
+    connection.stats.timeline = roundTimeline(marks);
     return connection;
   } catch (err) {
     releaseJumps();
     throw err;
   }
+}
+
+/** The marks of a finished set-up, rounded to 0.1 ms (a stage ssh2 did not report takes the next one's time). */
+function roundTimeline(marks: Partial<ConnectTimeline>): ConnectTimeline {
+  const r = (ms: number | undefined) => Math.round((ms ?? marks.loginMs ?? 0) * 10) / 10;
+  return {
+    startMs: r(marks.startMs),
+    configMs: r(marks.configMs),
+    connectCallMs: r(marks.connectCallMs),
+    tcpMs: r(marks.tcpMs ?? marks.handshakeMs),
+    handshakeMs: r(marks.handshakeMs),
+    loginMs: r(marks.loginMs),
+    readyMs: r(marks.readyMs),
+  };
 }
 
 async function forwardOrFail(node: Node, via: SshClient, settings: ResolvedSshConfig, label: string): Promise<Readable> {

@@ -58,6 +58,30 @@ export interface ConnectionStats {
   channels?: number;
   /** the most channels that were open at the same time on this connection (kept under MaxSessions 10) */
   peakChannels?: number;
+  /**
+   * When this connection's set-up reached each stage, in ms since the process started (performance.now(), whose
+   * origin is the process start): what start-up costs before the first byte reaches a node. Optional so that fakes
+   * need not keep it. A connection through ProxyJump counts from its own hop (the last one).
+   */
+  timeline?: ConnectTimeline;
+}
+
+/** Stages of one connection's set-up, each in ms since process start (performance.now()). */
+export interface ConnectTimeline {
+  /** connectNode was called */
+  startMs: number;
+  /** the ssh config was resolved (`ssh -G`, ssh-config.ts) */
+  configMs: number;
+  /** ssh2 was asked to connect (its TCP connect to the node, or to the jump host's forwarded stream, begins) */
+  connectCallMs: number;
+  /** TCP connected (for a jump, the forwarded stream was ready) */
+  tcpMs: number;
+  /** key exchange done: the host key was verified and the session keys agreed */
+  handshakeMs: number;
+  /** authenticated (ssh2 'ready') */
+  loginMs: number;
+  /** the root probe came back (equals loginMs when the probe is off): when connectNode returns */
+  readyMs: number;
 }
 
 export interface Connection {

@@ -12,15 +12,21 @@ import { COMMANDS, buildProgram } from '../../src/main.js';
 
 /** The modules (file URLs under src/ and node_modules/) resolved while `src/cli.ts` runs with these arguments. */
 function modulesLoaded(args: string[]): string[] {
+  return traced(['--import', 'tsx', 'src/cli.ts', ...args]).loaded;
+}
+
+/** Runs node with these arguments: its stdout and the file URLs of the modules it resolved. */
+function traced(nodeArgs: string[]): { stdout: string; loaded: string[] } {
   const trace = join(mkdtempSync(join(tmpdir(), 'meshctl-trace-')), 'modules');
-  const run = spawnSync(process.execPath, ['--import', './test/support/trace-modules.mjs', '--import', 'tsx', 'src/cli.ts', ...args], {
+  const run = spawnSync(process.execPath, ['--import', './test/support/trace-modules.mjs', ...nodeArgs], {
     encoding: 'utf8',
     env: { ...process.env, MESHCTL_TRACE_MODULES: trace },
   });
   assert.equal(run.status, 0, run.stderr);
-  return readFileSync(trace, 'utf8')
+  const loaded = readFileSync(trace, 'utf8')
     .split('\n')
     .filter((url) => url.startsWith('file:'));
+  return { stdout: run.stdout, loaded };
 }
 
 /** What start-up must not load: the SSH, progress, prompt and schema code (loaded by the command that runs). */
@@ -57,6 +63,40 @@ describe('start-up', () => {
       );
     });
   }
+
+  it('bin/meshctl.js --version answers by itself: no other module of meshctl is loaded (dist/ is not even read)', () => {
+    const { stdout, loaded } = traced(['--require', './test/support/trace-required.cjs', 'bin/meshctl.js', '--version']);
+    const { version } = JSON.parse(readFileSync('package.json', 'utf8')) as { version: string };
+    assert.equal(stdout, `${version}\n`);
+    assert.ok(
+      loaded.some((url) => url.endsWith('/bin/meshctl.js')),
+      `the trace sees the entry point: ${loaded.join(' ')}`,
+    );
+    assert.deepEqual(
+      loaded.filter((url) => !url.endsWith('/bin/meshctl.js')),
+      [],
+    );
+  });
+
+  it('`up` loads neither ssh2 nor the engine, the view or listr2 before it starts connecting (they load meanwhile)', () => {
+    const loaded = modulesLoaded(['up', '--help']);
+    assert.ok(
+      loaded.some((url) => url.endsWith('/src/commands/up.ts')),
+      'up --help loads the up command',
+    );
+    const later = [
+      /node_modules\/ssh2\//,
+      /node_modules\/listr2\//,
+      /node_modules\/(@inquirer|inquirer)\//,
+      /\/src\/transport\/ssh\.ts$/,
+      /\/src\/engine\/runner\.ts$/,
+      /\/src\/ui\/engine-view\.ts$/,
+    ];
+    assert.deepEqual(
+      loaded.filter((url) => later.some((pattern) => pattern.test(url))),
+      [],
+    );
+  });
 
   it('running a command loads what it needs (the trace would see ssh2)', () => {
     const loaded = modulesLoaded(['verify', '--help']);

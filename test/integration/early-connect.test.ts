@@ -1,0 +1,139 @@
+/**
+ * Start-up (issue 10): `up` starts its connections as soon as the inventory is read (connectorFor(...).start), and
+ * each connection keeps the timeline of its set-up. Against a real OpenSSH sshd on 127.0.0.1 (random port, temp
+ * keys); needs root and openssh-server/openssh-client, skipped with the reason otherwise.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Inventory, Node } from '../../src/inventory/types.js';
+import { connectorFor } from '../../src/commands/connect-options.js';
+import type { ConnectOptions } from '../../src/transport/ssh.js';
+import { keygen, killAll, sshdSkipReason, startSshd, type Sshd } from './sshd-harness.js';
+
+const skip = sshdSkipReason();
+
+describe('connections started early, against a real sshd', { skip: skip ?? false }, () => {
+  let root: string;
+  let sshd: Sshd;
+  let client: { privateFile: string; publicLine: string };
+  let options: ConnectOptions;
+
+  const node = (name: string): Node => ({
+    name,
+    site: 'loop',
+    address: '127.0.0.1',
+    overlayIp: '10.99.0.1',
+    listenPort: 51820,
+    ssh: { host: '127.0.0.1', port: sshd.port, user: 'root', become: 'none', identityFile: client.privateFile },
+  });
+  /** the inventory runUp hands the connector: only its nodes matter here */
+  const inventoryOf = (nodes: Node[]) => ({ nodes }) as unknown as Inventory;
+  /** logins sshd accepted so far (LogLevel VERBOSE logs each one) */
+  const logins = () => sshd.log().match(/Accepted publickey for root/g)?.length ?? 0;
+  /** sessions that ended so far */
+  const disconnects = () => sshd.log().match(/Disconnected from user root/g)?.length ?? 0;
+  const waitFor = async (what: string, ok: () => boolean) => {
+    for (let i = 0; i < 600 && !ok(); i++) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(ok(), what);
+  };
+
+  before(async () => {
+    root = mkdtempSync(join(tmpdir(), 'meshctl-early-it-'));
+    const home = join(root, 'home'); // no ~/.ssh: only the key the nodes name is used
+    mkdirSync(home);
+    client = keygen(join(root, 'id_client'));
+    sshd = await startSshd({ dir: join(root, 'sshd'), authorizedKeys: [client.publicLine] });
+    const knownHosts = join(root, 'known_hosts');
+    writeFileSync(knownHosts, `[127.0.0.1]:${sshd.port} ${sshd.hostKeys.ed25519.split(' ').slice(0, 2).join(' ')}\n`);
+    writeFileSync(join(root, 'ssh_config'), '');
+    options = {
+      // a loaded machine (other tests, labs) can take more than the default 10 s to log in: slow is not wrong here
+      connectTimeoutMs: 120_000,
+      env: { PATH: process.env.PATH, HOME: home, MESHCTL_KNOWN_HOSTS: knownHosts, MESHCTL_SSH_CONFIG: join(root, 'ssh_config') },
+    };
+  });
+
+  after(async () => {
+    await sshd?.stop();
+    killAll();
+    if (root) rmSync(root, { recursive: true, force: true });
+  });
+
+  test('a connection keeps its set-up timeline, stage after stage, in ms since the process started', async () => {
+    const before = performance.now();
+    const connector = connectorFor(options);
+    const { connections, failures, close } = await connector.connectAll(inventoryOf([node('a')]));
+    try {
+      assert.deepEqual([...failures.keys()], []);
+      const timeline = connections.get('a')?.stats.timeline;
+      assert.ok(timeline, 'the ssh2 transport keeps a timeline');
+      const stages = [
+        timeline.startMs,
+        timeline.configMs,
+        timeline.connectCallMs,
+        timeline.tcpMs,
+        timeline.handshakeMs,
+        timeline.loginMs,
+        timeline.readyMs,
+      ];
+      assert.deepEqual(
+        stages,
+        [...stages].sort((x, y) => x - y),
+        `stages in order: ${JSON.stringify(timeline)}`,
+      );
+      assert.ok(timeline.startMs >= Math.floor(before) && timeline.readyMs <= performance.now() + 1, JSON.stringify(timeline));
+      // the root probe is a round trip after the login
+      assert.ok(timeline.readyMs > timeline.loginMs, JSON.stringify(timeline));
+    } finally {
+      await close();
+    }
+  });
+
+  test('start() connects at once; connectAll for the same nodes takes those connections, with no second login', async () => {
+    const connector = connectorFor(options);
+    const nodes = [node('a'), node('b')];
+    const loginsBefore = logins();
+    connector.start(nodes);
+    // nobody asked for the connections yet: they are made anyway
+    await waitFor('both logins happen before connectAll is called', () => logins() === loginsBefore + 2);
+    const { connections, failures, close } = await connector.connectAll(inventoryOf([nodes[1], nodes[0]]));
+    try {
+      assert.deepEqual(
+        [...failures.values()].map((e) => e.message),
+        [],
+      );
+      assert.deepEqual([...connections.keys()], ['b', 'a'], "in the order of connectAll's nodes");
+      assert.equal((await connections.get('a')!.run('echo ok')).stdout, 'ok\n');
+      assert.equal(logins(), loginsBefore + 2, 'no node logged in twice');
+    } finally {
+      await close();
+    }
+    await connector.release(); // nothing left to release: a no-op
+  });
+
+  test('connectAll for other nodes connects them anew; release() closes the started connections nobody took', async () => {
+    const connector = connectorFor(options);
+    const loginsBefore = logins();
+    const closedBefore = disconnects();
+    connector.start([node('a')]);
+    const other = await connector.connectAll(inventoryOf([node('c')]));
+    assert.deepEqual([...other.connections.keys()], ['c']);
+    await other.close();
+    await waitFor('a and c logged in, c left', () => logins() === loginsBefore + 2 && disconnects() === closedBefore + 1);
+    await connector.release();
+    await waitFor('the released connection to a is closed', () => disconnects() === closedBefore + 2);
+  });
+
+  test('an early connection that fails is that node failure, reported by connectAll (nothing unhandled meanwhile)', async () => {
+    const connector = connectorFor(options);
+    const bad = { ...node('bad'), ssh: { ...node('bad').ssh, host: '-oProxyCommand=x' } };
+    connector.start([bad]);
+    await new Promise((r) => setTimeout(r, 100));
+    const { connections, failures } = await connector.connectAll(inventoryOf([bad]));
+    assert.equal(connections.size, 0);
+    assert.match(failures.get('bad')?.message ?? '', /invalid ssh host/);
+  });
+});
