@@ -95,7 +95,32 @@ export const describeAction = (action: NodeAction): string => action.changes.map
  */
 export const standInPublicKey = (node: string): string => createHash('sha256').update(`meshctl dry run: ${node}`).digest('base64');
 
-/** Replaces every stand-in key of `nodes` in `text` by `<new key of NODE>`. */
+/** stand-in key -> node, per list of nodes (the run's list only grows: rebuilt when its length changed) */
+const standInMaps = new WeakMap<readonly string[], { length: number; byKey: Map<string, string> }>();
+function standInsByKey(nodes: readonly string[]): Map<string, string> {
+  const cached = standInMaps.get(nodes);
+  if (cached?.length === nodes.length) return cached.byKey;
+  const byKey = new Map<string, string>();
+  for (const node of nodes) if (!byKey.has(standInPublicKey(node))) byKey.set(standInPublicKey(node), node); // the first wins, as before
+  standInMaps.set(nodes, { length: nodes.length, byKey });
+  return byKey;
+}
+
+/**
+ * Replaces every stand-in key of `nodes` in `text` by `<new key of NODE>`. One pass over the text (issue 10): a
+ * replaceAll per node made a plan of N configs of N-1 peers O(N^3). A key is 43 base64 characters and '=', and
+ * '=' is not in its body, so the 44 characters up to each '=' are the only places a key can be.
+ */
 export function showStandIns(text: string, nodes: readonly string[]): string {
-  return nodes.reduce((t, node) => t.replaceAll(standInPublicKey(node), `<new key of ${node}>`), text);
+  if (nodes.length === 0) return text;
+  const byKey = standInsByKey(nodes);
+  let out = '';
+  let from = 0;
+  for (let at = text.indexOf('=', 43); at >= 0; at = text.indexOf('=', at + 1)) {
+    const node = at - 43 >= from ? byKey.get(text.slice(at - 43, at + 1)) : undefined;
+    if (node === undefined) continue;
+    out += `${text.slice(from, at - 43)}<new key of ${node}>`;
+    from = at + 1;
+  }
+  return out + text.slice(from);
 }

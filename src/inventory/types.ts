@@ -140,8 +140,21 @@ export interface Inventory {
  */
 export const publicAddressOf = (site: Extract<Site, { kind: 'nat' }>): string => site.publicHost ?? site.publicIp ?? '';
 
+/**
+ * Sites by name, per sites array (built once: siteOf runs for every pair in path planning and rendering, and a scan
+ * of S sites there made those O(N^2 S), cubic with a site per node; issue 10).
+ */
+const sitesByName = new WeakMap<readonly Site[], Map<string, Site>>();
+
 export const siteOf = (inventory: Inventory, node: Node): Site => {
-  const site = inventory.sites.find((s) => s.name === node.site);
+  const build = () => {
+    const map = new Map<string, Site>();
+    for (const s of inventory.sites) if (!map.has(s.name)) map.set(s.name, s); // the first, as a find would
+    sitesByName.set(inventory.sites, map);
+    return map;
+  };
+  // an array changed after the map was built (tests build inventories by hand) is rebuilt on a miss
+  const site = (sitesByName.get(inventory.sites) ?? build()).get(node.site) ?? build().get(node.site);
   if (!site) throw new Error(`node ${node.name} names unknown site ${node.site}`); // load() rules this out
   return site;
 };

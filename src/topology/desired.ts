@@ -99,8 +99,40 @@ function checkPublicKeys(nodeNames: readonly string[], publicKeys: ReadonlyMap<s
   if (missing.length || malformed.length || duplicated.length) throw new PublicKeyProblemError(missing, malformed, duplicated);
 }
 
+/**
+ * Per inventory value, built once (issue 10): its nodes by name and its planned paths. desiredNodeConfig runs once
+ * per node in up's config step and its checks: re-planning all N(N-1)/2 pairs on each call made N configs cost
+ * O(N^3), and a name lookup by scan in each relayed peer O(N) more. Inventories are values (a changed one, e.g.
+ * with fallback relays, is a new object), so a WeakMap keyed by the object is safe; the cache is still dropped
+ * when its nodes or mesh object is replaced.
+ */
+interface Derived {
+  nodes: readonly Node[];
+  mesh: Inventory['mesh'];
+  byName: Map<string, Node>;
+  paths?: MeshPaths;
+}
+const derived = new WeakMap<Inventory, Derived>();
+
+function derivedOf(inventory: Inventory): Derived {
+  const cached = derived.get(inventory);
+  if (cached && cached.nodes === inventory.nodes && cached.mesh === inventory.mesh) return cached;
+  const byName = new Map<string, Node>();
+  for (const n of inventory.nodes) if (!byName.has(n.name)) byName.set(n.name, n); // the first, as a find would
+  const fresh: Derived = { nodes: inventory.nodes, mesh: inventory.mesh, byName };
+  derived.set(inventory, fresh);
+  return fresh;
+}
+
+/** planPaths(inventory), planned once per inventory value. */
+function pathsOf(inventory: Inventory): MeshPaths {
+  const d = derivedOf(inventory);
+  d.paths ??= planPaths(inventory);
+  return d.paths;
+}
+
 function nodeNamed(inventory: Inventory, name: string): Node {
-  const node = inventory.nodes.find((n) => n.name === name);
+  const node = derivedOf(inventory).byName.get(name);
   if (!node) throw new MeshctlError(`no node named ${name} in ${inventory.source}`);
   return node;
 }
@@ -150,7 +182,7 @@ export function desiredNodeConfig(inventory: Inventory, nodeName: string, public
     inventory.nodes.map((n) => n.name),
     publicKeys,
   );
-  return buildNodeConfig(inventory, self, publicKeys, planPaths(inventory));
+  return buildNodeConfig(inventory, self, publicKeys, pathsOf(inventory));
 }
 
 /** The desired config of every node, in inventory order. Same key checks as desiredNodeConfig, done once. */
@@ -159,6 +191,6 @@ export function desiredMesh(inventory: Inventory, publicKeys: ReadonlyMap<string
     inventory.nodes.map((n) => n.name),
     publicKeys,
   );
-  const paths = planPaths(inventory);
+  const paths = pathsOf(inventory);
   return inventory.nodes.map((self) => buildNodeConfig(inventory, self, publicKeys, paths));
 }

@@ -129,12 +129,90 @@ function pickRelay(candidates: Node[], a: Node, b: Node, load: Map<string, numbe
     .sort((x, y) => (x.rtt !== y.rtt ? (x.rtt < y.rtt ? -1 : 1) : x.load - y.load || x.order - y.order))[0]!.r;
 }
 
+/**
+ * The relays of one planPaths run without measured RTTs, kept sorted by (pairs carried so far, inventory order):
+ * the order pickRelay sorts the candidates of a pair in. Picking walks from the front to the first relay that fits
+ * the pair (usually the first or the third: a pair's own ends are skipped), so a relayed pair costs O(1) instead
+ * of a filter over all N nodes plus a sort of the candidates, which made planning O(N^3) with many relayed pairs
+ * (issue 10). Same choice as relayCandidates + pickRelay, pair by pair.
+ */
+class RelayQueue {
+  /** public nodes not `relay: never`, sorted by (load, order) */
+  private readonly queue: Array<{ node: Node; order: number; load: number }>;
+  private readonly byName = new Map<string, { node: Node; order: number; load: number }>();
+
+  constructor(private readonly inventory: Inventory) {
+    this.queue = inventory.nodes.flatMap((node, order) =>
+      isPublic(inventory, node) && relayModeOf(inventory, node) !== 'never' ? [{ node, order, load: 0 }] : [],
+    );
+    for (const e of this.queue) if (!this.byName.has(e.node.name)) this.byName.set(e.node.name, e);
+  }
+
+  /** relayCandidates' test for one eligible relay */
+  private fits(r: Node, a: Node, b: Node): boolean {
+    return r !== a && r !== b && pairCanConnect(this.inventory, a, r) && pairCanConnect(this.inventory, b, r);
+  }
+
+  /** The least-loaded relay that fits a–b (ties: inventory order), or undefined when none does. */
+  first(a: Node, b: Node): Node | undefined {
+    return this.queue.find((e) => this.fits(e.node, a, b))?.node;
+  }
+
+  /** `name` when it is a relay that fits a–b. */
+  named(name: string, a: Node, b: Node): Node | undefined {
+    const e = this.byName.get(name);
+    return e && this.fits(e.node, a, b) ? e.node : undefined;
+  }
+
+  /** One more pair carried by `relay`: it moves behind every relay with a smaller (load, order). */
+  charge(relay: Node): void {
+    const entry = this.byName.get(relay.name);
+    const from = entry ? this.queue.indexOf(entry) : -1; // native scan, no callback per relay
+    if (from < 0) return;
+    const [e] = this.queue.splice(from, 1);
+    e!.load++;
+    const after = (x: { load: number; order: number }) => x.load > e!.load || (x.load === e!.load && x.order > e!.order);
+    let lo = from;
+    let hi = this.queue.length; // binary search for the first entry after e, from where e was (all before stay before)
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (after(this.queue[mid]!)) hi = mid;
+      else lo = mid + 1;
+    }
+    this.queue.splice(lo, 0, e!);
+  }
+}
+
 interface PairInput {
   inventory: Inventory;
   a: Node;
   b: Node;
   load: Map<string, number>;
+  /** set when no RTTs are given: picks in O(1) per pair (see RelayQueue) */
+  queue?: RelayQueue;
   options: PlanPathsOptions;
+  /** inventory.mesh.fallbackRelays as a Set of pairKey */
+  fellBack: ReadonlySet<string>;
+}
+
+/** The relay of a–b by a scan of every node (with RTTs): a relay named by a or b if it fits, else pickRelay's. */
+function pickScanned(inventory: Inventory, a: Node, b: Node, load: Map<string, number>, options: PlanPathsOptions) {
+  const candidates = relayCandidates(inventory, a, b);
+  if (candidates.length === 0) return undefined;
+  const named = [namedRelayOf(inventory, a), namedRelayOf(inventory, b)].find(
+    (name) => name !== undefined && candidates.some((c) => c.name === name),
+  );
+  return { relay: named !== undefined ? candidates.find((c) => c.name === named)! : pickRelay(candidates, a, b, load, options), named };
+}
+
+/** The same choice as pickScanned without RTTs, from the queue. */
+function pickQueued(queue: RelayQueue, inventory: Inventory, a: Node, b: Node) {
+  for (const name of [namedRelayOf(inventory, a), namedRelayOf(inventory, b)]) {
+    const relay = name === undefined ? undefined : queue.named(name, a, b);
+    if (relay) return { relay, named: name };
+  }
+  const relay = queue.first(a, b);
+  return relay ? { relay, named: undefined } : undefined;
 }
 
 /** Where the deciding `relay: never` is written: a's, b's (each only if the node sets it itself), else the mesh's. */
@@ -144,10 +222,10 @@ function neverAt(inventory: Inventory, a: Node, b: Node): RelayRefusal {
   return { mesh: true };
 }
 
-function planPair({ inventory, a, b, load, options }: PairInput): PairPath {
+function planPair({ inventory, a, b, load, queue, options, fellBack: fallbacks }: PairInput): PairPath {
   const modes = [relayModeOf(inventory, a), relayModeOf(inventory, b)];
   // relay: auto moved the pair to a relay when its direct handshake failed at a gate (src/engine/fallback.ts)
-  const fellBack = modes.every((m) => m === 'auto') && (inventory.mesh.fallbackRelays?.includes(pairKey(a.name, b.name)) ?? false);
+  const fellBack = modes.every((m) => m === 'auto') && fallbacks.has(pairKey(a.name, b.name));
   const direct = pairCanConnect(inventory, a, b) && !fellBack;
   const never = modes.includes('never');
   const always = !never && modes.includes('always') && !isPublic(inventory, a) && !isPublic(inventory, b);
@@ -162,16 +240,14 @@ function planPair({ inventory, a, b, load, options }: PairInput): PairPath {
     const who = 'node' in at ? `on ${at.node}` : 'on the mesh';
     return { kind: 'none', why: `${noDirect}, and relay: never (${who}) forbids a relay`, refusedBy: at };
   }
-  const candidates = relayCandidates(inventory, a, b);
-  if (candidates.length === 0)
+  const picked = queue ? pickQueued(queue, inventory, a, b) : pickScanned(inventory, a, b, load, options);
+  if (!picked)
     return direct
       ? { kind: 'direct', why: `${whyDirect(inventory, a, b)} (relay: always, but no public node can relay this pair)` }
       : { kind: 'none', why: `${noDirect}, and no public node with a direct path to both can relay it` };
-  const named = [namedRelayOf(inventory, a), namedRelayOf(inventory, b)].find(
-    (name) => name !== undefined && candidates.some((c) => c.name === name),
-  );
-  const relay = named !== undefined ? candidates.find((c) => c.name === named)! : pickRelay(candidates, a, b, load, options);
+  const { relay, named } = picked;
   load.set(relay.name, (load.get(relay.name) ?? 0) + 1);
+  queue?.charge(relay);
   const how = named !== undefined ? `relayed via ${relay.name} (named in the inventory)` : `relayed via ${relay.name}`;
   const alwaysOn = [a, b].filter((n) => relayModeOf(inventory, n) === 'always').map((n) => n.name);
   return direct
@@ -188,27 +264,77 @@ function planPair({ inventory, a, b, load, options }: PairInput): PairPath {
 export function planPaths(inventory: Inventory, options: PlanPathsOptions = {}): MeshPaths {
   const load = new Map<string, number>();
   const pairs: PairPlan[] = [];
+  // a Set, not the array's includes: one lookup per pair (issue 10: nothing beyond O(pairs) here)
+  const fellBack = new Set(inventory.mesh.fallbackRelays ?? []);
+  const queue = options.rttMs ? undefined : new RelayQueue(inventory);
   inventory.nodes.forEach((a, i) => {
-    for (const b of inventory.nodes.slice(i + 1)) pairs.push({ a: a.name, b: b.name, path: planPair({ inventory, a, b, load, options }) });
+    for (let j = i + 1; j < inventory.nodes.length; j++) {
+      const b = inventory.nodes[j]!;
+      pairs.push({ a: a.name, b: b.name, path: planPair({ inventory, a, b, load, options, fellBack, ...(queue ? { queue } : {}) }) });
+    }
   });
   return { pairs };
 }
 
-/** The path between two nodes, in either order; undefined for a node paired with itself or an unknown name. */
+/**
+ * Lookups into one MeshPaths, built once per pairs array on first use (issue 10): a path by pair, the pairs a relay
+ * carries, and per (relay, node) the nodes reached through it. A scan of all N(N-1)/2 pairs per lookup made
+ * rendering N configs O(N^4) (1,000 nodes: 5e11 steps). MeshPaths is a plain value nobody mutates; the cache is
+ * still dropped when its pairs array is replaced or changes length.
+ */
+interface PathIndex {
+  pairs: readonly PairPlan[];
+  length: number;
+  byPair: Map<string, PairPath>;
+  relayedBy: Map<string, PairPlan[]>;
+  /** `${relay} ${node}` -> the other ends of node's pairs relayed by relay, inventory order */
+  reachedVia: Map<string, string[]>;
+}
+
+const pathIndexes = new WeakMap<MeshPaths, PathIndex>();
+
+function indexOf(paths: MeshPaths): PathIndex {
+  const cached = pathIndexes.get(paths);
+  if (cached && cached.pairs === paths.pairs && cached.length === paths.pairs.length) return cached;
+  const index: PathIndex = {
+    pairs: paths.pairs,
+    length: paths.pairs.length,
+    byPair: new Map(),
+    relayedBy: new Map(),
+    reachedVia: new Map(),
+  };
+  const push = <T>(map: Map<string, T[]>, key: string, value: T) => {
+    const list = map.get(key);
+    if (list) list.push(value);
+    else map.set(key, [value]);
+  };
+  for (const p of paths.pairs) {
+    const key = pairKey(p.a, p.b);
+    // the first plan of a pair wins, as the scan it replaces found the first
+    if (!index.byPair.has(key)) index.byPair.set(key, p.path);
+    if (p.path.kind !== 'relayed') continue;
+    push(index.relayedBy, p.path.via, p);
+    push(index.reachedVia, `${p.path.via} ${p.a}`, p.b);
+    push(index.reachedVia, `${p.path.via} ${p.b}`, p.a);
+  }
+  pathIndexes.set(paths, index);
+  return index;
+}
+
+/** The path between two nodes, in either order; undefined for a node paired with itself or an unknown name. O(1). */
 export function pathBetween(paths: MeshPaths, x: string, y: string): PairPath | undefined {
-  return paths.pairs.find((p) => (p.a === x && p.b === y) || (p.a === y && p.b === x))?.path;
+  if (x === y) return undefined;
+  return indexOf(paths).byPair.get(pairKey(x, y));
 }
 
-/** The pairs relayed through `relay`, in inventory order. */
+/** The pairs relayed through `relay`, in inventory order (a fresh array). */
 export function pairsRelayedBy(paths: MeshPaths, relay: string): PairPlan[] {
-  return paths.pairs.filter((p) => p.path.kind === 'relayed' && p.path.via === relay);
+  return [...(indexOf(paths).relayedBy.get(relay) ?? [])];
 }
 
-/** The nodes `node` reaches through `relay` (the other end of each of its pairs relayed there). */
+/** The nodes `node` reaches through `relay` (the other end of each of its pairs relayed there; a fresh array). */
 export function relayedPeersVia(paths: MeshPaths, node: string, relay: string): string[] {
-  return pairsRelayedBy(paths, relay)
-    .filter((p) => p.a === node || p.b === node)
-    .map((p) => (p.a === node ? p.b : p.a));
+  return [...(indexOf(paths).reachedVia.get(`${relay} ${node}`) ?? [])];
 }
 
 /** Short words for a path: "direct", "relayed via p-1", "none". */

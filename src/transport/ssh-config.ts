@@ -257,6 +257,31 @@ export async function resolveSshConfig(
     target,
     wrapperConfigFile(configFile ? expandTilde(configFile, home) : undefined, home, options.defaultUser ?? DEFAULT_USER),
   );
+  // One `ssh -G` per distinct question per process (issue 10): up logs in to every node again for its
+  // ssh-still-reachable check, and each spawn forks this process (tens of ms on a loaded machine, ~30 s of the
+  // control process's time at 100 nodes). The answer depends only on the arguments, the config files (read once
+  // per run) and which ssh the PATH finds; a failure is not kept, so it is asked again.
+  const memoKey = JSON.stringify([args, home, configFile ?? '', env.PATH ?? '', options.timeoutMs ?? 5000]);
+  const memo = sshGAnswers.get(memoKey);
+  if (memo) return structuredClone(memo);
+  const resolved = await askSshG(target, args, env, home, configFile, options.timeoutMs, options.defaultUser);
+  sshGAnswers.set(memoKey, resolved);
+  return structuredClone(resolved); // callers may change theirs
+}
+
+/** `ssh -G` answers by question, for this process (see resolveSshConfig). */
+const sshGAnswers = new Map<string, ResolvedSshConfig>();
+
+async function askSshG(
+  target: SshTargetInput,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  home: string,
+  configFile: string | undefined,
+  timeoutMs: number | undefined,
+  defaultUser: string | undefined,
+): Promise<ResolvedSshConfig> {
+  const options = { timeoutMs, defaultUser };
   const runSshG = () =>
     new Promise<{ stdout: string; stderr: string; error?: { code?: unknown; message: string } }>((resolve) => {
       execFile(

@@ -1083,7 +1083,9 @@ async function forwardOrFail(node: Node, via: SshClient, settings: ResolvedSshCo
 async function probeRoot(connection: SshConnection, node: string, target: string, user: string, sudo: boolean, signal?: AbortSignal) {
   let result: ExecResult;
   try {
-    result = await connection.run('id -u', { timeoutMs: 15_000, signal });
+    // 15 s, or MESHCTL_COMMAND_TIMEOUT when set: on the farm of 100 loaded sandboxes the first command of a fresh
+    // login took longer, and a fixed 15 s called three quarters of the nodes unreachable (issue 10)
+    result = await connection.run('id -u', { timeoutMs: commandTimeoutFromEnv(process.env) ?? 15_000, signal });
   } catch (err) {
     await connection.close();
     throw err;

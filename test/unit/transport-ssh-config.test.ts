@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -174,10 +174,32 @@ test('an `ssh -G` that exits 0 with no output is asked again, and never taken fo
   writeFileSync(join(dir, 'none'), '');
   const settings = await resolveSshConfig({ host: '192.0.2.9', port: 41113, user: 'root', explicit: { port: true, user: true } }, { env });
   assert.equal(settings.port, 41113);
-  // always silent: an error naming the host, not a guess
+  // always silent: an error naming the host, not a guess (another port: the answer above is kept for this run)
   writeFileSync(join(dir, 'ssh'), '#!/bin/sh\nexit 0\n', { mode: 0o755 });
   await assert.rejects(
-    resolveSshConfig({ host: '192.0.2.9', port: 41113, user: 'root', explicit: { port: true, user: true } }, { env }),
+    resolveSshConfig({ host: '192.0.2.9', port: 41114, user: 'root', explicit: { port: true, user: true } }, { env }),
     /ssh config for 192\.0\.2\.9: `ssh -G` printed no settings 3 times/,
   );
+});
+
+test('the same `ssh -G` question is asked once per process (up logs in to each node twice); another is asked anew', {
+  skip: hasSsh ? false : 'no ssh client',
+}, async () => {
+  // issue 10: each ssh -G is a fork of the control process; at 100 nodes the second round cost ~15 s of it
+  const dir = mkdtempSync(join(tmpdir(), 'meshctl-sshg-memo-'));
+  const real = spawnSync('sh', ['-c', 'command -v ssh'], { encoding: 'utf8' }).stdout.trim();
+  const log = join(dir, 'calls');
+  writeFileSync(join(dir, 'ssh'), `#!/bin/sh\necho x >> ${log}\nexec ${real} "$@"\n`, { mode: 0o755 });
+  writeFileSync(join(dir, 'none'), '');
+  const env = { PATH: `${dir}:${process.env.PATH}`, HOME: dir, MESHCTL_SSH_CONFIG: join(dir, 'none') };
+  const target = { host: '192.0.2.7', port: 41200, user: 'root', explicit: { port: true, user: true } };
+  const calls = () => readFileSync(log, 'utf8').split('\n').filter(Boolean).length;
+  const first = await resolveSshConfig(target, { env });
+  first.identityFiles.push('/mutated'); // a caller changing its copy does not change the next answer
+  const again = await resolveSshConfig({ ...target }, { env });
+  assert.equal(calls(), 1);
+  assert.equal(again.port, 41200);
+  assert.ok(!again.identityFiles.includes('/mutated'));
+  await resolveSshConfig({ ...target, port: 41201 }, { env });
+  assert.equal(calls(), 2);
 });

@@ -7,6 +7,7 @@
  * N x (N-1) ping matrix. Writes docs/farm-results.json and prints a Markdown table.
  *   MESHCTL_FARM_DIR   where the farms live (default /var/tmp/meshctl-farm); each size's farm is removed after
  *   MESHCTL_FARM_STEPS which runs: any of up,up2,verify,plan (default up,up2,verify)
+ *   MESHCTL_FARM_PROFILE  a directory: each meshctl run writes a V8 CPU profile there (--cpu-prof)
  *   MESHCTL_COMMAND_TIMEOUT  meshctl's per-command deadline in seconds (default here 900; --connect-timeout 300)
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -57,7 +58,7 @@ async function farmStats(farm: ChildProcess, dir: string): Promise<{ channels: n
   return JSON.parse(readFileSync(file, 'utf8'));
 }
 
-async function measure(farm: ChildProcess, dir: string, n: number, args: string[]): Promise<Measured> {
+async function measure(farm: ChildProcess, dir: string, n: number, step: string, args: string[]): Promise<Measured> {
   await farmStats(farm, dir); // start counting from zero
   // a loaded 2-core machine runs 1,000 sandboxes slowly: the farm is slow, not wrong, so deadlines are generous
   const env = { ...process.env, NO_COLOR: '1', MESHCTL_COMMAND_TIMEOUT: process.env.MESHCTL_COMMAND_TIMEOUT ?? '900' };
@@ -66,12 +67,16 @@ async function measure(farm: ChildProcess, dir: string, n: number, args: string[
     env[line.slice(0, i)] = line.slice(i + 1);
   }
   const timeFile = join(dir, 'time.txt');
-  const r = spawnSync('/usr/bin/time', ['-f', '%e %U %S %M', '-o', timeFile, process.execPath, join(repo, 'bin/meshctl.js'), ...args], {
+  // MESHCTL_FARM_PROFILE=DIR: a V8 CPU profile of each meshctl process (open it in Chrome's DevTools)
+  const profile = process.env.MESHCTL_FARM_PROFILE ? ['--cpu-prof', '--cpu-prof-dir', process.env.MESHCTL_FARM_PROFILE] : [];
+  const r = spawnSync('/usr/bin/time', ['-f', '%e %U %S %M', '-o', timeFile, process.execPath, ...profile, join(repo, 'bin/meshctl.js'), ...args], {
     env,
     encoding: 'utf8',
     maxBuffer: 1 << 30,
   });
-  writeFileSync(join(farmRoot, `last-${n}-${args[0]}.json`), r.stdout); // the whole report, for a look afterwards
+  // the whole report and meshctl's stderr, per step (up and up2 apart), for a look afterwards
+  writeFileSync(join(farmRoot, `last-${n}-${step}.json`), r.stdout);
+  writeFileSync(join(farmRoot, `last-${n}-${step}.stderr`), r.stderr);
   const [wall, user, sys, rssKb] = readFileSync(timeFile, 'utf8').trim().split('\n').pop()!.split(' ').map(Number);
   const s = await farmStats(farm, dir);
   let json: Record<string, unknown> | undefined;
@@ -152,7 +157,7 @@ async function main(): Promise<void> {
               ? ['plan', '--connect-timeout', '300', '--no-underlay-probes']
               : ['up', '--yes', '--connect-timeout', '300', '--no-underlay-probes'];
         const args = [...cmd, '--json', inv];
-        const m = await measure(farm, dir, n, args);
+        const m = await measure(farm, dir, n, step, args);
         const { json, ...numbers } = m;
         row[step] = {
           ...numbers,

@@ -27,7 +27,7 @@ const { Server, utils } = ssh2;
 const here = dirname(fileURLToPath(import.meta.url));
 const SIM = join(here, 'sim');
 /** the tools a node has before anything is installed; wg and wg-quick come with the simulated wireguard-tools */
-const BASE_TOOLS = ['ip', 'systemctl', 'sysctl', 'apt-get', 'dpkg-query', 'ss', 'ping', 'fping', 'modinfo'];
+const BASE_TOOLS = ['ip', 'systemctl', 'systemd-run', 'sysctl', 'apt-get', 'dpkg-query', 'ss', 'ping', 'fping', 'modinfo'];
 export const PACKAGE_TOOLS = ['wg', 'wg-quick'];
 
 function arg(name: string, fallback?: string): string {
