@@ -19,7 +19,7 @@
  */
 import { isSecretSettingLine, redactSecrets, SECRET_FILTER_AWK } from '../remote/redact.js';
 import { raw, sh, shellQuote } from '../remote/shell.js';
-import { reresolvePaths, wireguardPaths } from '../remote/wireguard.js';
+import { peerDumpCommand, reresolvePaths, wireguardPaths } from '../remote/wireguard.js';
 import { SYSCTL_CONF, SYSCTL_DIRS, type SysctlFileSettings } from './sysctl-order.js';
 import { parseWgDumpPeers, type LivePeer } from '../render/wgdump.js';
 import { looksLikeWireGuardKey } from '../topology/desired.js';
@@ -95,12 +95,7 @@ export function filterConfigText(text: string): string {
     .join('\n');
 }
 
-/**
- * Peer lines of the dump, preshared key masked on the node. Never the first (interface) line: the awk drops it on the
- * node (`NR > 1`; it did `tail -n +2` before, one exec more per probe, issue 10).
- */
-export const peerDumpCommand = (iface: string) =>
-  sh`wg show ${iface} dump | awk 'BEGIN { FS = OFS = "\\t" } NR > 1 { if ($2 != "(none)") $2 = "(hidden)"; print }'`.text;
+export { peerDumpCommand };
 
 /**
  * The wg-quick file without any line that could hold a private or preshared key and with every other key-shaped value

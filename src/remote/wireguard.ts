@@ -5,6 +5,7 @@
  * and the kernel's messages.h): a handshake initiation without answer is retried after REKEY_TIMEOUT; a session is
  * re-keyed after REKEY_AFTER_TIME and unusable after REJECT_AFTER_TIME.
  */
+import { sh } from './shell.js';
 
 /** seconds before an unanswered handshake initiation is retried */
 export const REKEY_TIMEOUT_S = 5;
@@ -40,3 +41,11 @@ export const reresolvePaths = (iface: string) => ({
 
 /** seconds between two re-resolutions of the peers' DNS names (the issue promises recovery within two minutes) */
 export const RERESOLVE_INTERVAL_S = 30;
+
+/**
+ * Peer lines of `wg show IFACE dump`, the preshared key masked on the node. Never the first (interface) line, which
+ * holds the private key: the awk drops it on the node (`NR > 1`; it did `tail -n +2` before, one exec more per
+ * probe, issue 10). Read by the facts probe, verify and the peer sync (../render/systemd.ts).
+ */
+export const peerDumpCommand = (iface: string) =>
+  sh`wg show ${iface} dump | awk 'BEGIN { FS = OFS = "\\t" } NR > 1 { if ($2 != "(none)") $2 = "(hidden)"; print }'`.text;

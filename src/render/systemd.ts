@@ -8,7 +8,7 @@
  * both when meshctl syncs peers and in a drop-in that replaces the unit's ExecReload.
  */
 import { raw, sh } from '../remote/shell.js';
-import { peerDumpCommand } from '../facts/definitions.js';
+import { peerDumpCommand } from '../remote/wireguard.js';
 import { privateKeyPathFor } from '../topology/desired.js';
 
 /**
