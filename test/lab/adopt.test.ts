@@ -48,11 +48,8 @@ describeLab(
 
     const started = Date.now();
     const mark = (what: string) => process.stderr.write(`adopt: ${((Date.now() - started) / 1000).toFixed(1)} s: ${what}\n`);
-    const sh = async (node: string, script: string, stdin?: string) => {
-      const result = await lab().exec(node, ['sh', '-c', script], { timeoutMs: 120_000, ...(stdin === undefined ? {} : { stdin }) });
-      assert.equal(result.code, 0, `${node}: ${script}: ${result.stdout}\n${result.stderr}`);
-      return result.stdout;
-    };
+    const sh = (node: string, script: string, stdin?: string) =>
+      lab().sh(node, script, { timeoutMs: 120_000, ...(stdin === undefined ? {} : { stdin }) });
     const install = (node: string) =>
       sh(node, 'apt-get update -q >/dev/null && apt-get install -y -q wireguard-tools wireguard-go >/dev/null && command -v wg-quick');
     const upJson = async (path: string) => {

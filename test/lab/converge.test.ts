@@ -32,11 +32,7 @@ describeLab('up converges the live interface (issue 8, kind 2)', INVENTORY, (lab
   const inventory = loadInventory(INVENTORY);
   const keys = new Map<string, string>();
 
-  const sh = async (node: string, script: string, stdin?: string) => {
-    const result = await lab().exec(node, ['sh', '-c', script], stdin === undefined ? {} : { stdin });
-    assert.equal(result.code, 0, `${node}: ${script}: ${result.stderr}`);
-    return result.stdout;
-  };
+  const sh = (node: string, script: string, stdin?: string) => lab().sh(node, script, stdin === undefined ? {} : { stdin });
   const up = async (inventoryPath = INVENTORY) => {
     const result = await lab().meshctl(['up', inventoryPath, '--yes', '--json']);
     assert.equal(result.code, 0, `stdout:\n${result.stdout}\nstderr:\n${result.stderr}`);

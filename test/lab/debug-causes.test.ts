@@ -47,11 +47,7 @@ describeLab(
   (lab) => {
     const tmp = mkdtempSync(join(tmpdir(), 'meshctl-debug-causes-'));
     after(() => rmSync(tmp, { recursive: true, force: true }));
-    const sh = async (target: string, script: string) => {
-      const r = await lab().exec(target, ['sh', '-c', script]);
-      assert.equal(r.code, 0, `${target}: ${script}: ${r.stderr}`);
-      return r.stdout.trim();
-    };
+    const sh = async (target: string, script: string) => (await lab().sh(target, script)).trim();
     const verify = async (inventory = INVENTORY) => {
       const r = await lab().meshctl(['verify', inventory, '--json']);
       assert.ok(r.stdout.trim().startsWith('{'), `verify printed no JSON: ${r.stderr}`);

@@ -40,11 +40,7 @@ describeLab(
   'dynamic public addresses: a home named by DNS moves, the mesh follows without up',
   INVENTORY,
   (lab) => {
-    const sh = async (node: string, script: string) => {
-      const result = await lab().exec(node, ['sh', '-c', script]);
-      assert.equal(result.code, 0, `${node}: ${script}: ${result.stderr}`);
-      return result.stdout;
-    };
+    const sh = (node: string, script: string) => lab().sh(node, script);
     const up = async () => {
       const result = await lab().meshctl(['up', INVENTORY, '--yes', '--json']);
       assert.equal(result.code, 0, `stdout:\n${result.stdout.slice(-4000)}\nstderr:\n${result.stderr.slice(-4000)}`);

@@ -50,11 +50,7 @@ describeLab(
   'the firewall judged by its effect; verify starts every direction from cold (issue 8, kind 4)',
   INVENTORY,
   (lab) => {
-    const sh = async (node: string, script: string) => {
-      const r = await lab().exec(node, ['sh', '-c', script]);
-      assert.equal(r.code, 0, `${node}: ${script}: ${r.stderr}`);
-      return r.stdout;
-    };
+    const sh = (node: string, script: string) => lab().sh(node, script);
     const verify = async () => {
       const r = await lab().meshctl(['verify', INVENTORY, '--json']);
       return { code: r.code, checks: (JSON.parse(r.stdout) as { checks: Check[] }).checks };

@@ -11,6 +11,7 @@
  * `up` itself failed, and on SIGINT/SIGTERM).
  */
 import { after, before, describe } from 'node:test';
+import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -40,6 +41,11 @@ export interface LabHandle {
   ssh(node: string, user: string, command: string): Promise<ExecResult>;
   /** meshctl itself, in the operator namespace */
   meshctl(args: string[]): Promise<ExecResult>;
+  /**
+   * `sh -c SCRIPT` inside `target` (as exec), asserting exit status 0 with the script, stdout and stderr in the
+   * failure message; resolves to stdout as printed (untrimmed).
+   */
+  sh(target: string, script: string, options?: { stdin?: string; timeoutMs?: number }): Promise<string>;
 }
 
 /** The argv of a strict OpenSSH login from the operator namespace (exactly what a person would type). */
@@ -95,6 +101,11 @@ export function describeLab(title: string, inventory: string, body: (lab: () => 
         exec: (target, argv, opts) => labExec(name, target, argv, opts),
         ssh: (node, user, command) => labExec(name, 'operator', sshArgv(state, node, user, command), { timeoutMs: 30_000 }),
         meshctl: (args) => labRunMeshctl(name, args, { timeoutMs: 300_000 }),
+        sh: async (target, script, opts) => {
+          const result = await labExec(name, target, ['sh', '-c', script], opts);
+          assert.equal(result.code, 0, `${target}: ${script}: ${result.stdout}\n${result.stderr}`);
+          return result.stdout;
+        },
       };
     });
 

@@ -29,11 +29,7 @@ describeLab(
   'underlay IPv6: two NATed homes without forwards connect over IPv6',
   INVENTORY,
   (lab) => {
-    const sh = async (target: string, script: string) => {
-      const result = await lab().exec(target, ['sh', '-c', script]);
-      assert.equal(result.code, 0, `${target}: ${script}: ${result.stdout}${result.stderr}`);
-      return result.stdout;
-    };
+    const sh = (target: string, script: string) => lab().sh(target, script);
     const up = async () => {
       const result = await lab().meshctl(['up', INVENTORY, '--yes', '--json']);
       assert.ok(result.stdout.trim().startsWith('{'), result.stderr);

@@ -39,11 +39,7 @@ describeLab(
   LAB_INVENTORY,
   (lab) => {
     const keys = new Map<string, string>();
-    const sh = async (node: string, script: string) => {
-      const result = await lab().exec(node, ['sh', '-c', script]);
-      assert.equal(result.code, 0, `${node}: ${script}: ${result.stderr}`);
-      return result.stdout;
-    };
+    const sh = (node: string, script: string) => lab().sh(node, script);
     const meshctl = async (args: string[], code = 0) => {
       const result = await lab().meshctl(args);
       assert.equal(result.code, code, `meshctl ${args.join(' ')}\nstdout:\n${result.stdout}\nstderr:\n${result.stderr}`);

@@ -43,11 +43,7 @@ describeLab(
   'relays: pairs with no direct path go through a public node, which forwards wg-to-wg only',
   INVENTORY,
   (lab) => {
-    const sh = async (target: string, script: string) => {
-      const result = await lab().exec(target, ['sh', '-c', script]);
-      assert.equal(result.code, 0, `${target}: ${script}: ${result.stderr}`);
-      return result.stdout;
-    };
+    const sh = (target: string, script: string) => lab().sh(target, script);
     let ipForwardBefore = '';
 
     it('up --yes: every pair pings, relayed where no direct path exists; verify --json says which is which', async () => {

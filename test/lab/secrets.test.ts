@@ -45,11 +45,7 @@ describeLab('no secret reaches the operator (issue 8, kind 1)', INVENTORY, (lab)
     seen.push({ where: `meshctl ${args.join(' ')}`, text: `${r.stdout}\n${r.stderr}` });
     return r;
   };
-  const sh = async (node: string, script: string) => {
-    const r = await lab().exec(node, ['sh', '-c', script]);
-    assert.equal(r.code, 0, `${node}: ${script}: ${r.stderr}`);
-    return r.stdout.trim();
-  };
+  const sh = async (node: string, script: string) => (await lab().sh(node, script)).trim();
   /** Moves the debug bundles into `seen` and deletes them (never left in the worktree). */
   const collectBundles = () => {
     for (const dir of bundles()) {

@@ -27,11 +27,7 @@ interface ValidateJson {
 }
 
 describeLab('many sites: double NAT, forwards with other ports, the port-forward probe, NAT discovery', INVENTORY, (lab) => {
-  const sh = async (target: string, script: string) => {
-    const result = await lab().exec(target, ['sh', '-c', script]);
-    assert.equal(result.code, 0, `${target}: ${script}: ${result.stderr}`);
-    return result.stdout;
-  };
+  const sh = (target: string, script: string) => lab().sh(target, script);
   /** Replaces rule NUMBER of site a's DNAT chain (rules are in the order of the inventory's forwards). */
   const forward = (rule: number, port: number, to: string) =>
     lab().exec('router:a', [

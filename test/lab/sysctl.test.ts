@@ -20,11 +20,7 @@ interface UpJson {
 }
 
 describeLab('a later sysctl file that makes rp_filter strict is named (issue 8, kind 10)', INVENTORY, (lab) => {
-  const sh = async (node: string, script: string) => {
-    const r = await lab().exec(node, ['sh', '-c', script]);
-    assert.equal(r.code, 0, `${node}: ${script}: ${r.stderr}`);
-    return r.stdout.trim();
-  };
+  const sh = async (node: string, script: string) => (await lab().sh(node, script)).trim();
 
   it('builds the mesh, then the hardening file is applied on wk-1 with wg0 still loose', async () => {
     const r = await lab().meshctl(['up', INVENTORY, '--yes']);

@@ -42,11 +42,7 @@ describeLab('meshctl up on the homelab lab', INVENTORY, (lab) => {
     outputs.push(result.stdout, result.stderr);
     return result;
   };
-  const sh = async (node: string, script: string) => {
-    const result = await lab().exec(node, ['sh', '-c', script]);
-    assert.equal(result.code, 0, `${node}: ${script}: ${result.stderr}`);
-    return result.stdout;
-  };
+  const sh = (node: string, script: string) => lab().sh(node, script);
 
   it('stops at the baseline gate on a dirty node, before anything is installed anywhere', async () => {
     await sh('wk-1', 'mkdir -p /etc/cni/net.d');

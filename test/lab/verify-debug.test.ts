@@ -30,11 +30,7 @@ describeLab('meshctl verify and debug on the homelab lab', INVENTORY, (lab) => {
     outputs.push(r.stdout, r.stderr);
     return r;
   };
-  const sh = async (target: string, script: string) => {
-    const r = await lab().exec(target, ['sh', '-c', script]);
-    assert.equal(r.code, 0, `${target}: ${script}: ${r.stderr}`);
-    return r.stdout.trim();
-  };
+  const sh = async (target: string, script: string) => (await lab().sh(target, script)).trim();
   const verify = async () => {
     const r = await run(['verify', INVENTORY, '--json']);
     assert.ok(r.stdout.trim().startsWith('{'), `verify printed no JSON: ${r.stderr}`);

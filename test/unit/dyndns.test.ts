@@ -129,6 +129,7 @@ function facts(overrides: Partial<NodeFacts> = {}): NodeFacts {
     sysctl: { rpFilterAll: 2, rpFilterDefault: 2 },
     service: { enabled: 'disabled', active: 'inactive' },
     listenPortUsers: [],
+    peers: [],
     baseline: { extraIpRules: [], leftoverPaths: [], leftoverUnits: [], leftoverInterfaces: [], firewallDrops: [] },
     ...overrides,
   };

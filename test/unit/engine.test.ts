@@ -403,7 +403,7 @@ describe('one check system: up’s gates call verify’s judges', () => {
   it('overlay-routes, service-active and rp-filter-loose give the judge’s verdict, message and evidence', async () => {
     const desired = desiredNodeConfig(inventory, 'ms-1', keys);
     const node = inventory.nodes[0]!;
-    const base = { node, inventory, reconnect: async () => new FakeConnection('x', []), mesh: new Map() };
+    const base = { node, inventory, reconnect: async () => new FakeConnection('x', []), mesh: new Map(), changedSoFar: false };
     const routes = desired.peers.flatMap((p) => p.allowedIps).slice(1);
     const gate = await checkNamed('overlay-routes')!.evaluate({
       ...base,
@@ -477,7 +477,7 @@ describe('engine: every check of the registry, passing and failing', () => {
     'config-in-place': { config: { ...values.config, nodeSha256: '0'.repeat(64) } },
     'rp-filter-loose': { rpFilter: { all: 1, default: 2 } },
     'service-active': { service: { active: 'failed', enabled: 'enabled', interfaceIndex: 5 } },
-    'interface-present': { service: { active: 'active', enabled: 'enabled' } },
+    'interface-present': { service: { active: 'active', enabled: 'enabled' } } as never,
     'ping-matrix': { tunnel: { ...tunnel, row: { ...tunnel.row, 'wk-1': { ok: false, loss: 100, transmitted: 3, received: 0 } } } },
     'overlay-routes': { tunnel: { ...tunnel, routes: tunnel.routes.slice(1) } },
     'handshakes-recent': { tunnel: { ...tunnel, peers: tunnel.peers.slice(1) } },
@@ -561,20 +561,48 @@ describe('engine: every check of the registry, passing and failing', () => {
       if (id === 'nat-mapping') {
         // through two public nodes: the inventory's public IP is right, then wrong (home has forwards: a STOP)
         const right = await probed(discoveryNetwork(inventory, () => '203.0.113.10:51820'));
-        const ok = await definition.evaluate({ node, inventory, values: right as never, mesh: new Map(), reconnect: loginWorks });
+        const ok = await definition.evaluate({
+          node,
+          inventory,
+          values: right as never,
+          mesh: new Map(),
+          reconnect: loginWorks,
+          changedSoFar: true,
+        });
         assert.equal(ok.status, 'pass', `${id}: ${ok.message}`);
         const moved = await probed(discoveryNetwork(inventory, () => '203.0.113.99:51820'));
-        const bad = await definition.evaluate({ node, inventory, values: moved as never, mesh: new Map(), reconnect: loginWorks });
+        const bad = await definition.evaluate({
+          node,
+          inventory,
+          values: moved as never,
+          mesh: new Map(),
+          reconnect: loginWorks,
+          changedSoFar: true,
+        });
         assert.equal(bad.status, 'fail', `${id}: ${bad.message}`);
         return;
       }
       if (id === 'forward-reaches-node') {
         // a mesh-wide probe: judged on a scripted network where ms-1's forward lands right, then on wk-1
         const right = await probed(probeNetwork(inventory));
-        const ok = await definition.evaluate({ node, inventory, values: right as never, mesh: new Map(), reconnect: loginWorks });
+        const ok = await definition.evaluate({
+          node,
+          inventory,
+          values: right as never,
+          mesh: new Map(),
+          reconnect: loginWorks,
+          changedSoFar: true,
+        });
         assert.equal(ok.status, 'pass', `${id}: ${ok.message}`);
         const wrong = await probed(probeNetwork(inventory, (f) => ({ node: f.node === 'ms-1' ? 'wk-1' : f.node, port: f.listenPort })));
-        const misdirected = await definition.evaluate({ node, inventory, values: wrong as never, mesh: new Map(), reconnect: loginWorks });
+        const misdirected = await definition.evaluate({
+          node,
+          inventory,
+          values: wrong as never,
+          mesh: new Map(),
+          reconnect: loginWorks,
+          changedSoFar: true,
+        });
         assert.equal(misdirected.status, 'fail', `${id}: ${misdirected.message}`);
         return;
       }
@@ -603,6 +631,7 @@ describe('engine: every check of the registry, passing and failing', () => {
               values: { ...values, ...broken[id] } as never,
               reconnect: loginWorks,
               mesh: new Map(),
+              changedSoFar: true,
             });
       // no systemd is a warning at the facts gate (wg-quick still works), everything else fails
       assert.equal(bad.status, id === 'init-system' ? 'warn' : 'fail', `${id}: ${bad.message}`);

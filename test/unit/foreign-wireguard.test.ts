@@ -139,6 +139,8 @@ describe('no-foreign-wireguard check (baseline gate)', () => {
       inventory,
       values: { facts: f } as never,
       reconnect: async () => undefined as never,
+      mesh: new Map(),
+      changedSoFar: false,
     });
 
   it('passes next to a VPN client wg0 (and its wg0.conf) and names it (failed before: "in the way: interface wg0")', async () => {

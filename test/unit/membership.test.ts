@@ -97,7 +97,7 @@ describe('a limited run renders from the whole inventory (membershipRegistry)', 
       values: own,
       mesh: new Map([['wk-1', own]]),
       changedSoFar: false,
-    } as unknown as StepInput<never>;
+    } as unknown as StepInput<keyof NodeValues>;
     // the old way (the limited inventory alone) renders wk-1 without a single peer
     const alone = writeConfig.outputs(input, undefined, undefined) as Pick<NodeValues, 'desired'>;
     assert.equal(alone.desired.peers.length, 0);
@@ -149,9 +149,14 @@ describe('a limited run renders from the whole inventory (membershipRegistry)', 
     });
     assert.equal(seen, 4);
     assert.deepEqual(Object.keys(out.matrix!.cells), ['wk-1']);
-    const result = await registry
-      .check('any')!
-      .evaluate({ node: limited.nodes[0]!, inventory: limited, values: {}, reconnect: async () => undefined as never });
+    const result = await registry.check('any')!.evaluate({
+      node: limited.nodes[0]!,
+      inventory: limited,
+      values: {} as never,
+      reconnect: async () => undefined as never,
+      mesh: new Map(),
+      changedSoFar: false,
+    });
     assert.equal(result.message, '4');
   });
 });

@@ -32,6 +32,8 @@ const evaluate = async (check: string, name: string, facts: NodeFacts): Promise<
     inventory: homelab,
     values: { facts } as never,
     reconnect: async () => undefined as never,
+    mesh: new Map(),
+    changedSoFar: false,
   });
 
 /** What wg-quick's save_config writes over meshctl's file: no comments, SaveConfig = true, PrivateKey back in. */

@@ -69,6 +69,8 @@ describe('node output in reports', () => {
       inventory,
       values: { facts } as never,
       reconnect: () => Promise.reject(new Error('not used')),
+      mesh: new Map(),
+      changedSoFar: false,
     });
     assert.match(result.message, /\u001b\]0;owned/, 'the check message quotes the node');
     const report: PhaseReport = {

@@ -29,6 +29,7 @@ function bareDebian(overrides: Partial<NodeFacts> = {}): NodeFacts {
     sysctl: { rpFilterAll: 0, rpFilterDefault: 0 },
     service: { enabled: 'disabled', active: 'inactive' },
     listenPortUsers: [],
+    peers: [],
     baseline: { extraIpRules: [], leftoverPaths: [], leftoverUnits: [], leftoverInterfaces: [], firewallDrops: [] },
     ...overrides,
   };

@@ -61,7 +61,7 @@ async function farmStats(farm: ChildProcess, dir: string): Promise<{ channels: n
 async function measure(farm: ChildProcess, dir: string, n: number, step: string, args: string[]): Promise<Measured> {
   await farmStats(farm, dir); // start counting from zero
   // a loaded 2-core machine runs 1,000 sandboxes slowly: the farm is slow, not wrong, so deadlines are generous
-  const env = { ...process.env, NO_COLOR: '1', MESHCTL_COMMAND_TIMEOUT: process.env.MESHCTL_COMMAND_TIMEOUT ?? '900' };
+  const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1', MESHCTL_COMMAND_TIMEOUT: process.env.MESHCTL_COMMAND_TIMEOUT ?? '900' };
   for (const line of readFileSync(join(dir, 'env'), 'utf8').trim().split('\n')) {
     const i = line.indexOf('=');
     env[line.slice(0, i)] = line.slice(i + 1);
