@@ -255,7 +255,7 @@ export class ProbeSession {
     }
   }
 
-  /** Runs a sender `script` on `connection` once the watchers listen; resolves with its result. */
+  /** Runs a sender `script` on `connection` once the watchers listen (see the class); resolves with its result. */
   async send(connection: Connection, script: string): Promise<ExecResult> {
     await this.ready;
     return connection.run(script, { timeoutMs: probeTimeoutMs(this.timing), onStdout: (_chunk, end) => this.track(end) });
@@ -283,10 +283,16 @@ export class ProbeSession {
     this.release();
   }
 
+  /** A new sighting: complete starts the grace; one that spoils it (a datagram on the wrong node) cancels it. */
   private sighted(name: string, sighting: Sighting): void {
     this.seen.set(name, [...(this.seen.get(name) ?? []), sighting]);
-    if (this.grace || this.finished || !this.complete(this.seen)) return;
-    this.grace = setTimeout(() => {
+    if (this.finished) return;
+    if (!this.complete(this.seen)) {
+      clearTimeout(this.grace);
+      this.grace = undefined;
+      return;
+    }
+    this.grace ??= setTimeout(() => {
       this.finished = true;
       for (const end of this.ends) end();
     }, this.timing.graceS * 1000);

@@ -13,6 +13,7 @@ import {
   judgeForward,
   parseWatchOutput,
   PROBE_PREFIX,
+  ProbeSession,
   runForwardProbe,
   sendScript,
   senderOf,
@@ -273,5 +274,54 @@ describe('pacing: a correct mesh pays only for what it needs (ProbeSession)', ()
     assert.equal(complete(new Map([...right, ['a-2', []]])), false, 'a forward not seen yet');
     assert.equal(complete(new Map([...right, ['a-3', [at('abc2', 51820)]]])), false, 'seen at another port');
     assert.equal(complete(new Map([...right, ['a-1', [at('abc0'), at('abc1')]]])), false, 'also seen on another node');
+  });
+});
+
+describe('ProbeSession on hand-scripted watchers', () => {
+  const timing = { watchS: 0.4, delayS: 0.4, rounds: 1, intervalS: 0.1, graceS: 0.15 };
+  const at = (token: string, node: string) => `seen ${token} 198.51.100.25:40000 ${node}:51820\n`;
+  /** A watcher that says `watching`, then writes `lines` at their ms, then listens until its window ends or it is ended. */
+  const watcher = (name: string, lines: [number, string][]) =>
+    new FakeConnection(name, [
+      {
+        match: /print "watching/,
+        reply: async (_script, io) => {
+          const started = performance.now();
+          io.write('watching\n');
+          for (const [ms, line] of lines) {
+            await new Promise((r) => setTimeout(r, ms - (performance.now() - started)));
+            io.write(line);
+          }
+          await Promise.race([new Promise((r) => setTimeout(r, timing.watchS * 1000 - (performance.now() - started))), io.ended]);
+          return {};
+        },
+      },
+    ]);
+  const forwards = [
+    { site: 'a', node: 'a-1', publicIp: '203.0.113.10', port: 1, address: '192.168.10.11', listenPort: 51820, token: 't0' },
+  ];
+
+  const run = async (a1: [number, string][], a2: [number, string][]) => {
+    const session = new ProbeSession(timing, 2, forwardsComplete(forwards));
+    const started = performance.now();
+    const results = await Promise.all([session.watch('a-1', watcher('a-1', a1)), session.watch('a-2', watcher('a-2', a2))]);
+    session.close();
+    return { ms: performance.now() - started, results, session };
+  };
+
+  it('complete: ends both watchers graceS after the last sighting, keeping what they printed', async () => {
+    const { ms, results, session } = await run([[20, at('t0', '192.168.10.11')]], []);
+    assert.ok(ms >= 160 && ms < 350, `took ${Math.round(ms)} ms`);
+    assert.deepEqual(
+      results.map((r) => parseWatchOutput(r.stdout).length),
+      [1, 0],
+    );
+    assert.ok(results.every((r) => !session.failed(r)));
+  });
+
+  it('a datagram on the wrong node within the grace cancels the early end: the whole window, as before', async () => {
+    const { ms, results } = await run([[20, at('t0', '192.168.10.11')]], [[80, at('t0', '192.168.10.12')]]);
+    assert.ok(ms >= 390, `took ${Math.round(ms)} ms, not the 400 ms window`);
+    assert.equal(parseWatchOutput(results[1]!.stdout).length, 1);
   });
 });
