@@ -46,11 +46,18 @@ export class FakeConnection implements Connection {
     this.stats.commands++;
     const rule = this.rules.find((r) => r.match.test(script));
     if (!rule) throw new Error(`fake ${this.node}: unexpected script:\n${script.slice(0, 400)}`);
+    // as over ssh: what the command writes after it was ended is neither seen nor kept
     let written = '';
-    let end: () => void = () => undefined;
-    const ended = new Promise<void>((resolve) => (end = resolve));
+    let endedWith: string | undefined;
+    let release: () => void = () => undefined;
+    const ended = new Promise<void>((resolve) => (release = resolve));
+    const end = () => {
+      endedWith ??= written;
+      release();
+    };
     const io: FakeIo = {
       write: (text) => {
+        if (endedWith !== undefined) return;
         written += text;
         options.onStdout?.(text, end);
       },
@@ -61,7 +68,7 @@ export class FakeConnection implements Connection {
       ended.then(() => undefined),
     ]);
     if (options.signal?.aborted) throw options.signal.reason;
-    if (!reply) return { code: ENDED_EXIT, stdout: written, stderr: '', durationMs: 0 };
+    if (!reply) return { code: ENDED_EXIT, stdout: endedWith ?? written, stderr: '', durationMs: 0 };
     return { code: reply.code ?? 0, stdout: written + (reply.stdout ?? ''), stderr: reply.stderr ?? '', durationMs: 0 };
   }
 
