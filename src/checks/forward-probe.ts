@@ -11,33 +11,39 @@
  * It binds nothing, leaves nothing behind, and changes no state. The scripts are perl (perl-base is part of every
  * Debian and Ubuntu; most other distributions ship perl too); without perl the probe warns and judges nothing.
  *
- * Round trips: one command on each node taking part, all at once (over the run's own connections, see
- * ./underlay-probe.ts): the watchers run for `timing.watchS`, the sender starts after a short pause and repeats
- * every probe a few times. The first try uses FAST_PROBE (about 2 s); only a probe that missed something is tried
- * again with THOROUGH_PROBE, so a slow node start is not mistaken for a broken forward.
+ * Round trips: one command on each node taking part (over the run's own connections, see ./underlay-probe.ts):
+ * the watchers start first, the sender as soon as every watcher says it listens, and repeats every probe a few
+ * times. The watchers' output is read as it arrives (ProbeSession): once every forward was seen on its own node and
+ * nowhere else, the watchers and the sender are ended after a short grace, so a correct mesh pays a few tenths of a
+ * second; a probe that misses something, or sees a datagram on the wrong node, listens its whole window
+ * (`timing.watchS`) and is judged as before. The first try uses FAST_PROBE (at most about 2 s); only a probe that
+ * missed something is tried again with THOROUGH_PROBE, so a slow node start is not mistaken for a broken forward.
  */
 import type { CheckResult } from '../engine/types.js';
 import type { Inventory, Node } from '../inventory/types.js';
 import { publicAddressOf, siteOf } from '../inventory/types.js';
 import { sh, shellQuote } from '../remote/shell.js';
-import type { Connection } from '../transport/types.js';
+import { type Connection, ENDED_EXIT, type ExecResult } from '../transport/types.js';
 
 /**
- * When a probe listens and sends, seconds. Watchers and senders are started in the same instant over already open
- * connections; a watcher's perl needs well under 0.1 s to open its socket on an idle node, so the sender waits
- * `delayS` and then sends `rounds` times, `intervalS` apart; the watchers stop listening `watchS` after they start.
+ * When a probe listens and sends, seconds. The watchers are started first, over already open connections; each
+ * prints `watching` once its socket is open, and the senders start as soon as every watcher has, or `delayS` after
+ * the watchers were started if one has not said so by then (the fixed pause this replaced: never later than it).
+ * The senders send `rounds` times, `intervalS` apart. The watchers stop listening `watchS` after they start, or,
+ * once every datagram the probe expects has arrived where it should, `graceS` later (with the senders).
  */
 export interface ProbeTiming {
   watchS: number;
   delayS: number;
   rounds: number;
   intervalS: number;
+  graceS: number;
 }
 
-/** The first try: sends from 0.4 s to 1.15 s, watches 2 s. */
-export const FAST_PROBE: ProbeTiming = { watchS: 2, delayS: 0.4, rounds: 6, intervalS: 0.15 };
-/** The second try, only after a miss: sends from 1 s to 4 s after the start (slack for a loaded node), watches 6 s. */
-export const THOROUGH_PROBE: ProbeTiming = { watchS: 6, delayS: 1, rounds: 10, intervalS: 0.3 };
+/** The first try: sends for 0.75 s from when the watchers listen (0.4 s at the latest), watches 2 s at most. */
+export const FAST_PROBE: ProbeTiming = { watchS: 2, delayS: 0.4, rounds: 6, intervalS: 0.15, graceS: 0.15 };
+/** The second try, only after a miss: sends for 2.7 s from when the watchers listen (1 s at the latest), watches 6 s at most. */
+export const THOROUGH_PROBE: ProbeTiming = { watchS: 6, delayS: 1, rounds: 10, intervalS: 0.3, graceS: 0.3 };
 /** A command's deadline for a probe of `timing`, ms: the watch window and 20 s for a slow channel. */
 export const probeTimeoutMs = (timing: ProbeTiming) => (timing.watchS + 20) * 1000;
 /** Every probe datagram starts with this, then a space and the token. */
@@ -107,17 +113,24 @@ export const senderOf = (inventory: Inventory): Node | undefined => inventory.no
 
 /**
  * perl: a packet socket (PF_PACKET 17, SOCK_DGRAM 2, ETH_P_IP 0x0800 in network order) for ARGV[0] seconds
- * (fractions too: the window is what 4-argument select leaves of its timeout, as Linux reports it, because perl's
- * `time` counts whole seconds and Time::HiRes is not in perl-base); prints `seen TOKEN SRC:SPORT DST:DPORT` once per token for incoming IPv4 UDP whose payload starts with the prefix.
+ * (fractions too: the window is what 4-argument select leaves of its timeouts, as Linux reports it, because perl's
+ * `time` counts whole seconds and Time::HiRes is not in perl-base); prints `watching` once the socket is open, then
+ * `seen TOKEN SRC:SPORT DST:DPORT` once per token for incoming IPv4 UDP whose payload starts with the prefix, and an
+ * empty line every 0.1 s: once meshctl ended the watcher (closed its channel), that write fails (SIGPIPE, or `last`
+ * where SIGPIPE is ignored) and the watcher is gone within 0.1 s, even for a root login that sshd will not signal.
  */
 const WATCH_PERL = String.raw`use strict; use Socket;
 my ($secs, $prefix) = @ARGV;
 socket(my $s, 17, 2, unpack('S', pack('n', 0x0800))) or die "packet socket: $!\n";
-print "watching\n"; $| = 1;
-my $left = $secs; my %done; my $rin = ''; vec($rin, fileno($s), 1) = 1;
+$| = 1; print "watching\n";
+my $left = $secs; my $beat = 0; my %done; my $rin = ''; vec($rin, fileno($s), 1) = 1;
 while ($left > 0) {
-  (my $n, $left) = select(my $rout = $rin, undef, undef, $left);
-  last if $n < 0; next unless $n > 0;
+  my $wait = $left < 0.1 ? $left : 0.1;
+  my ($n, $rest) = select(my $rout = $rin, undef, undef, $wait);
+  last if $n < 0;
+  $left -= $wait - $rest; $beat += $wait - $rest;
+  if ($beat >= 0.1) { $beat = 0; print "\n" or last; }
+  next unless $n > 0;
   my $from = recv($s, my $p, 65535, 0); next unless defined $from;
   next if length($from) >= 11 && unpack('C', substr($from, 10, 1)) == 4;
   next if length($p) < 28 || (unpack('C', $p) >> 4) != 4 || unpack('C', substr($p, 9, 1)) != 17;
@@ -128,17 +141,18 @@ while ($left > 0) {
 }`;
 
 /**
- * perl: after ARGV[0] seconds, sends `PREFIX TOKEN` to each `TOKEN HOST PORT` triple (ARGV[5..]) ARGV[1] times,
- * ARGV[2] seconds apart. Source port ARGV[4]: 0 sends from one unbound UDP socket (a fresh port: a new flow through
+ * perl: sends `PREFIX TOKEN` to each `TOKEN HOST PORT` triple (ARGV[4..]) ARGV[0] times, ARGV[1] seconds apart,
+ * printing `round N` after each round (meshctl ends a sender whose datagrams have all arrived: the next write fails
+ * and the sender is gone). Source port ARGV[3]: 0 sends from one unbound UDP socket (a fresh port: a new flow through
  * every NAT); any other port is written into a UDP header sent on a raw socket (IPPROTO_UDP: the kernel adds the
  * IP header; checksum 0, "none", RFC 768), so the datagrams leave from that port even while WireGuard holds it.
  */
 const SEND_PERL = String.raw`use strict; use Socket;
-my ($delay, $rounds, $gap, $prefix, $sport, @t) = @ARGV;
+my ($rounds, $gap, $prefix, $sport, @t) = @ARGV;
 my $s;
 if ($sport) { socket($s, PF_INET, SOCK_RAW, 17) or die "raw socket: $!\n"; }
 else { socket($s, PF_INET, SOCK_DGRAM, 0) or die "udp socket: $!\n"; }
-select(undef, undef, undef, $delay);
+$| = 1;
 for my $r (1 .. $rounds) {
   for (my $i = 0; $i < @t; $i += 3) {
     my $data = "$prefix $t[$i]";
@@ -146,6 +160,7 @@ for my $r (1 .. $rounds) {
     my $to = inet_aton($t[$i + 1]) or next; # a name that does not resolve: nothing to send
     send($s, $data, 0, sockaddr_in($sport ? 0 : $t[$i + 2], $to));
   }
+  print "round $r\n" or last;
   select(undef, undef, undef, $gap);
 }
 print "sent\n";`;
@@ -165,7 +180,7 @@ export interface ProbeTarget {
 
 /** The sender's script (POSIX sh running perl); `sourcePort` 0: any port, else that one (raw socket). */
 export const udpSendScript = (targets: readonly ProbeTarget[], sourcePort = 0, timing: ProbeTiming = FAST_PROBE): string =>
-  `${needPerl}\nexec perl -e ${shellQuote(SEND_PERL)} ${sh`${timing.delayS} ${timing.rounds} ${timing.intervalS} ${PROBE_PREFIX} ${sourcePort} ${targets.flatMap((t) => [t.token, t.host, String(t.port)])}`}\n`;
+  `${needPerl}\nexec perl -e ${shellQuote(SEND_PERL)} ${sh`${timing.rounds} ${timing.intervalS} ${PROBE_PREFIX} ${sourcePort} ${targets.flatMap((t) => [t.token, t.host, String(t.port)])}`}\n`;
 
 /** The forward probe's sender script: every forward's token to its publicIp:forwardedPort, from any port. */
 export const sendScript = (forwards: readonly Forward[], timing: ProbeTiming = FAST_PROBE): string =>
@@ -184,6 +199,115 @@ export function parseWatchOutput(stdout: string): Sighting[] {
   }
   return out;
 }
+
+/** Sightings by watcher, as they arrive. */
+export type LiveSightings = ReadonlyMap<string, readonly Sighting[]>;
+
+/**
+ * One probe run's pacing, in meshctl (both probes use it), so that a correct mesh pays only for what it needs:
+ * - the senders start as soon as every watcher has printed `watching` or finished (a node without perl never says
+ *   it), or `timing.delayS` after the session began, whichever comes first;
+ * - the watchers' output is read as it arrives (RunOptions.onStdout); once `complete` holds for the sightings so far,
+ *   every watcher and sender still running is ended `timing.graceS` later (their output so far is their result).
+ *   A probe that never completes (a datagram missed, or seen where it must not be) listens its whole window.
+ * Start it right before the watchers; `close()` it when every command has settled.
+ */
+export class ProbeSession {
+  private readonly seen = new Map<string, Sighting[]>();
+  private readonly ends = new Set<() => void>();
+  private readonly ready: Promise<void>;
+  private release: () => void = () => undefined;
+  private fallback?: NodeJS.Timeout;
+  private grace?: NodeJS.Timeout;
+  private finished = false;
+
+  /** `watchers`: how many watchers will be started (the senders wait for each of them to listen). */
+  constructor(
+    private readonly timing: ProbeTiming,
+    private waiting: number,
+    private readonly complete: (seen: LiveSightings) => boolean,
+  ) {
+    this.ready = new Promise((resolve) => (this.release = resolve));
+    if (waiting <= 0) this.release();
+    else this.fallback = setTimeout(() => this.release(), timing.delayS * 1000);
+  }
+
+  /** Runs the watcher script on `connection` as `name`'s watcher; its result's stdout is all it printed. */
+  async watch(name: string, connection: Connection): Promise<ExecResult> {
+    let listening = false;
+    let partial = '';
+    const onStdout = (chunk: string, end: () => void) => {
+      this.track(end);
+      const lines = (partial + chunk).split('\n');
+      partial = lines.pop() ?? '';
+      for (const line of lines) {
+        if (!listening && line.trim() === 'watching') {
+          listening = true;
+          this.listening();
+        }
+        for (const sighting of parseWatchOutput(line)) this.sighted(name, sighting);
+      }
+    };
+    try {
+      return await connection.run(watchScript(this.timing), { timeoutMs: probeTimeoutMs(this.timing), onStdout });
+    } finally {
+      if (!listening) this.listening();
+    }
+  }
+
+  /** Runs a sender `script` on `connection` once the watchers listen (see the class); resolves with its result. */
+  async send(connection: Connection, script: string): Promise<ExecResult> {
+    await this.ready;
+    return connection.run(script, { timeoutMs: probeTimeoutMs(this.timing), onStdout: (_chunk, end) => this.track(end) });
+  }
+
+  /** Whether `result` says its command failed (one this session ended after the probe completed did not). */
+  failed(result: ExecResult): boolean {
+    return result.code !== 0 && !(result.code === ENDED_EXIT && this.finished);
+  }
+
+  /** Clears the timers (call when every watcher and sender has settled). */
+  close(): void {
+    clearTimeout(this.fallback);
+    clearTimeout(this.grace);
+  }
+
+  private track(end: () => void): void {
+    if (this.finished) end();
+    else this.ends.add(end);
+  }
+
+  private listening(): void {
+    if (--this.waiting > 0) return;
+    clearTimeout(this.fallback);
+    this.release();
+  }
+
+  /** A new sighting: complete starts the grace; one that spoils it (a datagram on the wrong node) cancels it. */
+  private sighted(name: string, sighting: Sighting): void {
+    this.seen.set(name, [...(this.seen.get(name) ?? []), sighting]);
+    if (this.finished) return;
+    if (!this.complete(this.seen)) {
+      clearTimeout(this.grace);
+      this.grace = undefined;
+      return;
+    }
+    this.grace ??= setTimeout(() => {
+      this.finished = true;
+      for (const end of this.ends) end();
+    }, this.timing.graceS * 1000);
+  }
+}
+
+/**
+ * Whether the forward probe has all it needs: every forward seen on its own node at its listenPort, and no forward's
+ * datagram on any other node (that is a verdict too, but one worth the whole window: see ProbeSession).
+ */
+export const forwardsComplete =
+  (forwards: readonly Forward[]) =>
+  (seen: LiveSightings): boolean =>
+    forwards.every((f) => seen.get(f.node)?.some((s) => s.token === f.token && s.destinationPort === f.listenPort)) &&
+    [...seen].every(([name, sightings]) => sightings.every((s) => (forwards.find((f) => f.token === s.token)?.node ?? name) === name));
 
 const forwardText = (f: Forward) => `${f.publicIp}:${f.port} (site ${f.site}) -> ${f.node} ${f.address}:${f.listenPort}`;
 
@@ -248,7 +372,7 @@ export interface ProbeRunOptions {
 
 /**
  * Runs the probe over the whole mesh on connections that are already open (the run's own: no extra login), keyed
- * by node name: starts the watchers and the sender together and collects what each saw. Never throws for a node:
+ * by node name: starts the watchers, then the sender (ProbeSession), and collects what each saw. Never throws for a node:
  * a node without a connection, or whose command failed, is listed in `unavailable`. Closes nothing.
  */
 export async function runForwardProbe(
@@ -269,21 +393,18 @@ export async function runForwardProbe(
   if (!sender || forwards.length === 0) return report;
   for (const node of [...watchers, sender]) if (!connections.has(node.name)) report.unavailable.set(node.name, NOT_CONNECTED);
   if (!connections.has(sender.name)) return report;
-  const timeoutMs = probeTimeoutMs(timing);
-  const watching = watchers
-    .filter((w) => connections.has(w.name))
-    .map(async (w) => {
-      const result = await connections.get(w.name)!.run(watchScript(timing), { timeoutMs });
-      if (result.code !== 0) report.unavailable.set(w.name, firstLine(result.stderr) || `watcher exited ${result.code}`);
-      else report.seen.set(w.name, parseWatchOutput(result.stdout));
-    });
-  const sending = connections
-    .get(sender.name)!
-    .run(sendScript(forwards, timing), { timeoutMs })
-    .then((result) => {
-      if (result.code !== 0) report.unavailable.set(sender.name, firstLine(result.stderr) || `sender exited ${result.code}`);
-    });
+  const present = watchers.filter((w) => connections.has(w.name));
+  const session = new ProbeSession(timing, present.length, forwardsComplete(forwards));
+  const watching = present.map(async (w) => {
+    const result = await session.watch(w.name, connections.get(w.name)!);
+    if (session.failed(result)) report.unavailable.set(w.name, firstLine(result.stderr) || `watcher exited ${result.code}`);
+    else report.seen.set(w.name, parseWatchOutput(result.stdout));
+  });
+  const sending = session.send(connections.get(sender.name)!, sendScript(forwards, timing)).then((result) => {
+    if (session.failed(result)) report.unavailable.set(sender.name, firstLine(result.stderr) || `sender exited ${result.code}`);
+  });
   const settled = await Promise.allSettled([...watching, sending]);
+  session.close();
   settled.forEach((s) => {
     if (s.status === 'rejected') report.unavailable.set('probe', (s.reason as Error).message);
   });

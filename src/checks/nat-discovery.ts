@@ -17,12 +17,12 @@ import { sh } from '../remote/shell.js';
 import type { Connection } from '../transport/types.js';
 import {
   FAST_PROBE,
+  type LiveSightings,
   NOT_CONNECTED,
   parseWatchOutput,
-  probeTimeoutMs,
+  ProbeSession,
   randomNonce,
   udpSendScript,
-  watchScript,
   type ProbeRunOptions,
   type Sighting,
 } from './forward-probe.js';
@@ -163,9 +163,19 @@ function judgeByName(
 export const resolveScript = (host: string): string => `${sh`getent ahosts ${host}`.text} | awk '{ print $1 }' | sort -u; true`;
 
 /**
+ * Whether the discovery has all it needs: every NATed node's token seen by every observer (a watcher prints a token
+ * once, so nothing later could change a verdict).
+ */
+export const discoveryComplete =
+  (tokens: readonly string[], observers: readonly string[]) =>
+  (seen: LiveSightings): boolean =>
+    tokens.every((token) => observers.every((o) => seen.get(o)?.some((s) => s.token === token)));
+
+/**
  * Runs the discovery on connections that are already open (the run's own), keyed by node name: starts the
- * observers' watchers and every NATed node's sender together, collects what arrived. Never throws for a node: one
- * without a connection or whose command failed is listed in `unavailable`. Closes nothing.
+ * observers' watchers, then every NATed node's sender once they listen (ProbeSession: all of them end early once
+ * every token reached every observer), collects what arrived. Never throws for a node: one without a connection or
+ * whose command failed is listed in `unavailable`. Closes nothing.
  */
 export async function runNatDiscovery(
   inventory: Inventory,
@@ -182,21 +192,20 @@ export async function runNatDiscovery(
   };
   if (observers.length === 0 || senders.length === 0) return report;
   for (const node of [...observers, ...senders]) if (!connections.has(node.name)) report.unavailable.set(node.name, NOT_CONNECTED);
-  const timeoutMs = probeTimeoutMs(timing);
+  const present = observers.filter((o) => connections.has(o.name));
+  const session = new ProbeSession(timing, present.length, discoveryComplete([...report.tokens.values()], report.observers));
   const work = [
-    ...observers
-      .filter((o) => connections.has(o.name))
-      .map(async (o) => {
-        const result = await connections.get(o.name)!.run(watchScript(timing), { timeoutMs });
-        if (result.code !== 0) report.unavailable.set(o.name, firstLine(result.stderr) || `watcher exited ${result.code}`);
-        else report.seen.set(o.name, parseWatchOutput(result.stdout));
-      }),
+    ...present.map(async (o) => {
+      const result = await session.watch(o.name, connections.get(o.name)!);
+      if (session.failed(result)) report.unavailable.set(o.name, firstLine(result.stderr) || `watcher exited ${result.code}`);
+      else report.seen.set(o.name, parseWatchOutput(result.stdout));
+    }),
     ...senders
       .filter((n) => connections.has(n.name))
       .map(async (n) => {
         const targets = observers.map((o) => ({ token: report.tokens.get(n.name)!, host: o.address, port: o.listenPort }));
-        const result = await connections.get(n.name)!.run(udpSendScript(targets, n.listenPort, timing), { timeoutMs });
-        if (result.code !== 0) report.unavailable.set(n.name, firstLine(result.stderr) || `sender exited ${result.code}`);
+        const result = await session.send(connections.get(n.name)!, udpSendScript(targets, n.listenPort, timing));
+        if (session.failed(result)) report.unavailable.set(n.name, firstLine(result.stderr) || `sender exited ${result.code}`);
       }),
     // a site named by publicHost: what the name resolves to on the node itself, at the same time as the sending
     ...senders
@@ -215,7 +224,9 @@ export async function runNatDiscovery(
         );
       }),
   ];
-  (await Promise.allSettled(work)).forEach((s) => {
+  const settled = await Promise.allSettled(work);
+  session.close();
+  settled.forEach((s) => {
     if (s.status === 'rejected') report.unavailable.set('probe', (s.reason as Error).message);
   });
   return report;

@@ -3,9 +3,11 @@
  * port-forward probe (./forward-probe.ts) and NAT discovery (./nat-discovery.ts) at the same time, over the run's
  * own connections (no extra SSH login), each node running at most two short commands at once.
  *
- * Speed: the first try listens about 2 s (FAST_PROBE). A probe that missed something (a forward seen by nobody, a
- * NATed node that did not reach every observer) is tried once more with THOROUGH_PROBE (6 s), so a node slow to
- * start its watcher is not mistaken for a broken forward; a correct mesh pays for the short try only.
+ * Speed: the first try (FAST_PROBE) sends as soon as the watchers listen and ends once every datagram it expects
+ * has arrived where it should (ProbeSession in ./forward-probe.ts): a few tenths of a second on a correct mesh, at
+ * most its 2 s window otherwise. A probe that missed something (a forward seen by nobody, a NATed node that did not
+ * reach every observer) is tried once more with THOROUGH_PROBE (6 s at most), so a node slow to start its watcher
+ * is not mistaken for a broken forward; a correct mesh pays for the short try only.
  */
 import type { Inventory } from '../inventory/types.js';
 import type { Connection } from '../transport/types.js';

@@ -38,6 +38,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
+import { StringDecoder } from 'node:string_decoder';
 import type { Node } from '../inventory/types.js';
 import {
   appendKnownHost,
@@ -67,6 +68,7 @@ import {
   type ConnectTimeline,
   DEFAULT_MAX_STDERR_BYTES,
   DEFAULT_MAX_STDOUT_BYTES,
+  ENDED_EXIT,
   OUTPUT_CAP_EXIT,
   type ExecResult,
   type RunOptions,
@@ -758,7 +760,8 @@ class SshConnection implements Connection {
         stdout: options.maxStdoutBytes ?? DEFAULT_MAX_STDOUT_BYTES,
         stderr: options.maxStderrBytes ?? DEFAULT_MAX_STDERR_BYTES,
       };
-      const result = await this.exec(wrapCommand(script, { sudo: this.sudo, timeoutMs, token }), timeoutMs, signal, token, caps);
+      const remote = wrapCommand(script, { sudo: this.sudo, timeoutMs, token });
+      const result = await this.exec(remote, timeoutMs, signal, token, caps, options.onStdout);
       this.stats.commands++;
       this.stats.remoteMs += result.durationMs;
       if (this.sudo && result.code === 1 && sudoNeedsPassword(result.stderr)) {
@@ -802,7 +805,7 @@ class SshConnection implements Connection {
   /**
    * One command on a new channel. Output is kept up to `caps` bytes per stream (the stop script, run without
    * caps, prints nothing): past a cap, the channel is closed, the run's remote processes are stopped as on abort,
-   * and the result is OUTPUT_CAP_EXIT with the first bytes of the output.
+   * and the result is OUTPUT_CAP_EXIT with the first bytes of the output. `onStdout`: see RunOptions.
    */
   private exec(
     remote: RemoteCommand,
@@ -810,6 +813,7 @@ class SshConnection implements Connection {
     signal?: AbortSignal,
     token?: string,
     caps = { stdout: DEFAULT_MAX_STDOUT_BYTES, stderr: DEFAULT_MAX_STDERR_BYTES },
+    onStdout?: RunOptions['onStdout'],
   ): Promise<ExecResult> {
     const started = performance.now();
     return new Promise<ExecResult>((resolve, reject) => {
@@ -832,8 +836,10 @@ class SshConnection implements Connection {
       const onOutput = (which: 'stdout' | 'stderr', chunk: Buffer) => {
         if (done) return;
         const room = caps[which] - held[which];
-        (which === 'stdout' ? stdout : stderr).push(chunk.length <= room ? chunk : chunk.subarray(0, Math.max(0, room)));
-        held[which] += Math.min(chunk.length, Math.max(0, room));
+        const kept = chunk.length <= room ? chunk : chunk.subarray(0, Math.max(0, room));
+        (which === 'stdout' ? stdout : stderr).push(kept);
+        held[which] += kept.length;
+        if (which === 'stdout' && onStdout) onStdout(decoder.write(kept), end);
         if (chunk.length <= room) return;
         settle(() => {
           if (stream) sendSignal(stream, 'TERM');
@@ -855,6 +861,13 @@ class SshConnection implements Connection {
         sendSignal(stream, 'TERM');
         stream.close();
       };
+      // the caller has what it needs (RunOptions.onStdout): stop waiting, keep the output
+      const decoder = new StringDecoder('utf8');
+      const end = () =>
+        settle(() => {
+          kill();
+          resolve(result(code ?? ENDED_EXIT));
+        });
       // the "signal" request alone does nothing for root logins: stopRemote kills the run's processes, then we settle
       const onAbort = () =>
         settle(() => {

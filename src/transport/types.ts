@@ -6,7 +6,8 @@
 export interface ExecResult {
   /**
    * exit status; 124 when meshctl's own per-command timeout fired, OUTPUT_CAP_EXIT (250) when the command printed
-   * more than its output cap (see RunOptions; `outputCapped` says which stream), 255 when the channel broke
+   * more than its output cap (see RunOptions; `outputCapped` says which stream), ENDED_EXIT (251) when the caller
+   * ended it (RunOptions.onStdout), 255 when the channel broke
    */
   code: number;
   /** the command's stdout; when capped, only its first maxStdoutBytes bytes */
@@ -20,6 +21,8 @@ export interface ExecResult {
 
 /** ExecResult.code of a command stopped for printing more than its output cap (distinct from 124, timeout). */
 export const OUTPUT_CAP_EXIT = 250;
+/** ExecResult.code of a command its caller ended before it exited (the `end` of RunOptions.onStdout). */
+export const ENDED_EXIT = 251;
 /** Default cap on a command's stdout: 4 MiB. A facts probe prints kilobytes; a 66 MB wg0.conf must not be buffered. */
 export const DEFAULT_MAX_STDOUT_BYTES = 4 * 1024 * 1024;
 /** Default cap on a command's stderr: 1 MiB. */
@@ -43,6 +46,15 @@ export interface RunOptions {
   maxStdoutBytes?: number;
   /** the same for stderr; default DEFAULT_MAX_STDERR_BYTES (1 MiB) */
   maxStderrBytes?: number;
+  /**
+   * Called with each piece of stdout as it arrives (UTF-8; pieces split anywhere, also mid-line), for a command whose
+   * output tells how far it got (the underlay probes' watchers); the result's stdout still holds all of it. `end()`
+   * (the same function on every call; keep it to call later) stops waiting: meshctl sends TERM, closes the channel
+   * and run() resolves at once with the output so far and code ENDED_EXIT (its exit status if that came first). sshd ignores signals for root logins, so
+   * the remote command then ends at its next write to the closed stdout (SIGPIPE), or on its own, or at the remote
+   * `timeout`: meant for commands that write often or end soon; one that must stop now takes `signal` instead.
+   */
+  onStdout?: (chunk: string, end: () => void) => void;
 }
 
 export interface ConnectionStats {

@@ -14,7 +14,7 @@ import { FACTS, factsScript } from '../../src/facts/definitions.js';
 import { parseFactsProbe } from '../../src/facts/node-facts.js';
 import { shellQuote } from '../../src/remote/shell.js';
 import { connectNode } from '../../src/transport/ssh.js';
-import { DEFAULT_MAX_STDOUT_BYTES, OUTPUT_CAP_EXIT, type Connection } from '../../src/transport/types.js';
+import { DEFAULT_MAX_STDOUT_BYTES, ENDED_EXIT, OUTPUT_CAP_EXIT, type Connection } from '../../src/transport/types.js';
 import { keygen, killAll, sshdSkipReason, startSshd, type Sshd } from './sshd-harness.js';
 
 const skip = sshdSkipReason();
@@ -107,6 +107,43 @@ describe('output cap per remote command (real sshd)', { skip: skip ?? false }, (
     assert.equal(result.code, 0, result.stderr);
     assert.equal(result.stdout.length, 3 * MiB);
     assert.equal(result.outputCapped, undefined);
+  });
+
+  test('onStdout streams output as it arrives; end() returns at once with it, and the command is gone at its next write', async () => {
+    const marker = `meshctl-end-marker-${process.pid}`;
+    const running = async () => (await conn.run(`pgrep -f 'sh -c i=0.* ${marker}' || true`)).stdout.trim();
+    const chunks: string[] = [];
+    let end: () => void = () => undefined;
+    let ready: () => void = () => undefined;
+    const listening = new Promise<void>((resolve) => (ready = resolve));
+    // a root login: sshd refuses signals, so the loop ends only when a write to its closed stdout fails (SIGPIPE)
+    const run = conn.run(`echo ready; exec sh -c 'i=0; while [ $i -lt 200 ]; do echo .; sleep 0.1; i=$((i+1)); done' ${marker}`, {
+      timeoutMs: 60_000,
+      onStdout: (chunk, endRun) => {
+        chunks.push(chunk);
+        end = endRun;
+        if (chunks.join('').includes('ready\n')) ready();
+      },
+    });
+    await listening;
+    assert.notEqual(await running(), '', 'the loop runs (the pattern finds it)');
+    const endedAt = performance.now();
+    end();
+    const result = await run;
+    const ms = performance.now() - endedAt;
+    assert.equal(result.code, ENDED_EXIT, result.stderr);
+    assert.match(result.stdout, /^ready\n\.\n/);
+    assert.equal(chunks.join(''), result.stdout);
+    assert.ok(ms < 500, `run() resolved ${Math.round(ms)} ms after end() (the loop runs 20 s)`);
+    let left = await running();
+    for (let i = 0; i < 40 && left; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      left = await running();
+    }
+    assert.equal(left, '', `still running: ${left}`);
+    console.log(
+      `# run() resolved ${Math.round(ms)} ms after end(); the remote loop gone within ${Math.round(performance.now() - endedAt)} ms`,
+    );
   });
 
   test('the operator-address fact names the address sshd saw, also through a reset environment', async () => {

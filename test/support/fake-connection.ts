@@ -3,7 +3,7 @@
  * does: each script sent is matched against rules in order, the first match answers; a script that no rule matches
  * fails the test (an unexpected remote command is a bug). Every script is recorded.
  */
-import type { Connection, ConnectionStats, ExecResult, RunOptions } from '../../src/transport/types.js';
+import { type Connection, type ConnectionStats, ENDED_EXIT, type ExecResult, type RunOptions } from '../../src/transport/types.js';
 
 export interface FakeReply {
   code?: number;
@@ -11,10 +11,20 @@ export interface FakeReply {
   stderr?: string;
 }
 
+/**
+ * A running command's side of RunOptions.onStdout: `write` streams stdout to the caller while the reply is still
+ * pending (it is also part of the result's stdout, before the reply's own); `ended` resolves when the caller ended the
+ * command (then run() has resolved with ENDED_EXIT and the output written so far).
+ */
+export interface FakeIo {
+  write(text: string): void;
+  ended: Promise<void>;
+}
+
 export interface FakeRule {
   /** matches the script text */
   match: RegExp;
-  reply: FakeReply | ((script: string) => FakeReply | Promise<FakeReply>);
+  reply: FakeReply | ((script: string, io: FakeIo) => FakeReply | Promise<FakeReply>);
 }
 
 export class FakeConnection implements Connection {
@@ -36,9 +46,30 @@ export class FakeConnection implements Connection {
     this.stats.commands++;
     const rule = this.rules.find((r) => r.match.test(script));
     if (!rule) throw new Error(`fake ${this.node}: unexpected script:\n${script.slice(0, 400)}`);
-    const reply = typeof rule.reply === 'function' ? await rule.reply(script) : rule.reply;
+    // as over ssh: what the command writes after it was ended is neither seen nor kept
+    let written = '';
+    let endedWith: string | undefined;
+    let release: () => void = () => undefined;
+    const ended = new Promise<void>((resolve) => (release = resolve));
+    const end = () => {
+      endedWith ??= written;
+      release();
+    };
+    const io: FakeIo = {
+      write: (text) => {
+        if (endedWith !== undefined) return;
+        written += text;
+        options.onStdout?.(text, end);
+      },
+      ended,
+    };
+    const reply = await Promise.race([
+      Promise.resolve(typeof rule.reply === 'function' ? rule.reply(script, io) : rule.reply),
+      ended.then(() => undefined),
+    ]);
     if (options.signal?.aborted) throw options.signal.reason;
-    return { code: reply.code ?? 0, stdout: reply.stdout ?? '', stderr: reply.stderr ?? '', durationMs: 0 };
+    if (!reply) return { code: ENDED_EXIT, stdout: endedWith ?? written, stderr: '', durationMs: 0 };
+    return { code: reply.code ?? 0, stdout: written + (reply.stdout ?? ''), stderr: reply.stderr ?? '', durationMs: 0 };
   }
 
   async close(): Promise<void> {

@@ -5,7 +5,7 @@
 import { siteOf, type Inventory, type Node } from '../../src/inventory/types.js';
 import { forwardsOf, type Forward } from '../../src/checks/forward-probe.js';
 import { natedNodes, observersOf } from '../../src/checks/nat-discovery.js';
-import { FakeConnection } from './fake-connection.js';
+import { FakeConnection, type FakeIo } from './fake-connection.js';
 
 /** Where a forward's datagrams land: a node name and the port they arrive at, or undefined for nowhere. */
 export type Landing = (forward: Forward) => { node: string; port: number } | undefined;
@@ -25,17 +25,49 @@ const mappedByInventory =
   };
 
 /**
+ * How the scripted commands pace themselves, in ms of real time: a watcher prints `watching` after `listenMs(node)`
+ * (undefined: never, though it keeps running) and listens for its window (its script's watch seconds x `scale`)
+ * unless it is ended; a sender takes its rounds x interval x `scale`. Default: listens at once, scale 0.05 (the
+ * 2 s window lasts 100 ms).
+ */
+export interface NetworkPace {
+  scale?: number;
+  listenMs?: (node: Node) => number | undefined;
+  /** told when a sender script starts, with the ms since the first watcher started */
+  onSend?: (node: Node, atMs: number) => void;
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** A watcher that says `watching` when `pace` says, then writes what `lines()` gives, then listens its window. */
+async function fakeWatcher(script: string, io: FakeIo, node: Node, pace: NetworkPace, lines: () => Promise<string[]>) {
+  const scale = pace.scale ?? 0.05;
+  const windowMs = Number(/ ([\d.]+) meshctl-forward-probe\n$/.exec(script)![1]) * 1000 * scale;
+  const listenMs = pace.listenMs ? pace.listenMs(node) : 0;
+  const started = performance.now();
+  if (listenMs !== undefined) {
+    await sleep(listenMs);
+    io.write('watching\n');
+    for (const line of await Promise.race([lines(), io.ended.then(() => [])])) io.write(`${line}\n`);
+  }
+  await Promise.race([sleep(windowMs - (performance.now() - started)), io.ended]);
+  return {};
+}
+
+/**
  * A scripted underlay for the baseline's probes on fake connections, one per node: the forward probe's sender
  * (source port 0) is read for the tokens it sends (in the order of `forwardsOf`), and each of its watchers answers
  * with the `seen` lines of the forwards that `landing` says arrive there; each NATed node's discovery sender (its
- * listen port) is read for its token, and each observer answers with every sender's token from `mapped`. Every node
- * also answers the `true` of a fresh login.
+ * listen port) is read for its token, and each observer answers with every sender's token from `mapped`. Output is
+ * streamed (RunOptions.onStdout) and paced by `pace`. Every node also answers the `true` of a fresh login.
  */
 export function underlayNetwork(
   inventory: Inventory,
   landing: Landing = landsRight,
   mapped: Mapped = mappedByInventory(inventory),
+  pace: NetworkPace = {},
 ): (node: Node) => Promise<FakeConnection> {
+  let firstWatch: number | undefined;
   let releaseForward: (tokens: string[]) => void = () => undefined;
   const forwardSent = new Promise<string[]>((resolve) => (releaseForward = resolve));
   const forwards = forwardsOf(inventory, '');
@@ -60,21 +92,27 @@ export function underlayNetwork(
       { match: /^true$/, reply: {} },
       {
         match: /print "sent/,
-        reply: (script) => {
+        reply: async (script, io) => {
+          pace.onSend?.(node, performance.now() - (firstWatch ?? performance.now()));
+          const before = script.slice(0, script.lastIndexOf(' meshctl-forward-probe ')).split(/\s+/);
           const args = script.slice(script.lastIndexOf('meshctl-forward-probe ')).trim().split(/\s+/);
           if (args[1] === '0') releaseForward(args.slice(2).filter((_, i) => i % 3 === 0));
           else {
             tokens.set(node.name, args[2]!);
             if (tokens.size === senders.length) releaseDiscovery();
           }
+          io.write('round 1\n');
+          const [rounds, interval] = before.slice(-2).map(Number) as [number, number];
+          await Promise.race([sleep(rounds * interval * 1000 * (pace.scale ?? 0.05)), io.ended]);
           return { stdout: 'sent\n' };
         },
       },
       {
         match: /print "watching/,
-        reply: async () => {
-          const lines = observers.some((o) => o.name === node.name) ? await discoveryLines(node) : await forwardLines(node);
-          return { stdout: `watching\n${lines.join('\n')}\n` };
+        reply: (script, io) => {
+          firstWatch ??= performance.now();
+          const observer = observers.some((o) => o.name === node.name);
+          return fakeWatcher(script, io, node, pace, () => (observer ? discoveryLines(node) : forwardLines(node)));
         },
       },
     ]);

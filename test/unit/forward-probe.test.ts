@@ -8,10 +8,12 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { loadInventory } from '../../src/inventory/load.js';
 import {
+  forwardsComplete,
   forwardsOf,
   judgeForward,
   parseWatchOutput,
   PROBE_PREFIX,
+  ProbeSession,
   runForwardProbe,
   sendScript,
   senderOf,
@@ -22,6 +24,7 @@ import {
 import { connectionsOf, landsRight, probeNetwork, underlayNetwork, type Landing } from '../support/fake-forward-probe.js';
 import { runUnderlayProbes } from '../../src/checks/underlay-probe.js';
 import type { Inventory } from '../../src/inventory/types.js';
+import { FakeConnection } from '../support/fake-connection.js';
 
 const inventory = loadInventory('inventories/four-sites.yaml');
 const node = (name: string) => inventory.nodes.find((n) => n.name === name)!;
@@ -185,5 +188,140 @@ describe('both probes together (src/checks/underlay-probe.ts)', () => {
     const result = await runUnderlayProbes(inventory, connections);
     assert.equal(result.tries, 1);
     assert.match(judgeForward(result.forward, node('a-2')).message, /lands on a-1/);
+  });
+});
+
+describe('pacing: a correct mesh pays only for what it needs (ProbeSession)', () => {
+  const elapsed = async <T>(work: () => Promise<T>): Promise<[T, number]> => {
+    const started = performance.now();
+    const value = await work();
+    return [value, performance.now() - started];
+  };
+
+  it('ends every watcher and the sender soon after each forward was seen on its node, not after the 2 s window', async () => {
+    // scale 1: the scripted watchers listen the real 2 s unless ended
+    const connections = await connectionsOf(inventory, underlayNetwork(inventory, landsRight, undefined, { scale: 1 }));
+    const [result, ms] = await elapsed(() => runForwardProbe(inventory, connections));
+    assert.ok(ms < 1000, `the probe took ${Math.round(ms)} ms`);
+    assert.deepEqual([...result.unavailable], []);
+    for (const name of ['a-1', 'a-2', 'a-3']) assert.equal(judgeForward(result, node(name)).status, 'pass');
+  });
+
+  it('both probes together: one short try, well under the window', async () => {
+    const connections = await connectionsOf(inventory, underlayNetwork(inventory, landsRight, undefined, { scale: 1 }));
+    const [result, ms] = await elapsed(() => runUnderlayProbes(inventory, connections));
+    assert.ok(ms < 1000, `the probes took ${Math.round(ms)} ms`);
+    assert.equal(result.tries, 1);
+    assert.equal(result.nat.seen.get('p-1')?.length, 6);
+  });
+
+  it('starts the sender when every watcher says it listens, with no fixed pause of its own', async () => {
+    const sent: number[] = [];
+    const pace = { scale: 0.25, listenMs: () => 150, onSend: (_n: unknown, at: number) => sent.push(at) };
+    const connections = await connectionsOf(inventory, underlayNetwork(inventory, landsRight, undefined, pace));
+    await runForwardProbe(inventory, connections);
+    assert.equal(sent.length, 1);
+    assert.ok(sent[0]! >= 145 && sent[0]! < 350, `the sender started ${Math.round(sent[0]!)} ms after the watchers`);
+    assert.match(sendScript(forwardsOf(inventory, 'abc')), /' 6 0\.15 meshctl-forward-probe 0 abc0 /);
+  });
+
+  it('a watcher that never says it listens: the sender starts at the latest after FAST_PROBE.delayS', async () => {
+    const sent: number[] = [];
+    const pace = {
+      scale: 0.5,
+      listenMs: (n: { name: string }) => (n.name === 'a-2' ? undefined : 0),
+      onSend: (_n: unknown, at: number) => sent.push(at),
+    };
+    const connections = await connectionsOf(inventory, underlayNetwork(inventory, landsRight, undefined, pace));
+    const [result, ms] = await elapsed(() => runForwardProbe(inventory, connections));
+    assert.ok(sent[0]! >= 390 && sent[0]! < 700, `the sender started ${Math.round(sent[0]!)} ms after the watchers`);
+    // a-2 saw nothing: a miss, so the probe listened its whole window (1 s at this pace) and judges as before
+    assert.ok(ms >= 950, `the probe took ${Math.round(ms)} ms`);
+    assert.equal(judgeForward(result, node('a-2')).status, 'fail');
+  });
+
+  it('a watcher that fails at once (no perl) does not hold the sender back', async () => {
+    const sent: number[] = [];
+    const network = underlayNetwork(inventory, landsRight, undefined, { scale: 0.5, onSend: (_n, at) => sent.push(at) });
+    const connections = await connectionsOf(inventory, async (n) => {
+      const connection = await network(n);
+      if (n.name !== 'a-3') return connection;
+      const noPerl = new FakeConnection(n.name, [{ match: /print "watching/, reply: { code: 3, stderr: 'no perl on this node\n' } }]);
+      return noPerl;
+    });
+    await runForwardProbe(inventory, connections);
+    assert.ok(sent[0]! < 300, `the sender started ${Math.round(sent[0]!)} ms after the watchers`);
+  });
+
+  it('a forward on the wrong node: every watcher listens its whole window, and the verdict is the same STOP', async () => {
+    const wrong: Landing = (f) => ({ node: f.node === 'a-2' ? 'a-1' : f.node, port: f.listenPort });
+    const connections = await connectionsOf(inventory, underlayNetwork(inventory, wrong, undefined, { scale: 0.25 }));
+    const [result, ms] = await elapsed(() => runForwardProbe(inventory, connections));
+    assert.ok(ms >= 480, `the probe took ${Math.round(ms)} ms, not its 500 ms window`);
+    assert.match(judgeForward(result, node('a-2')).message, /lands on a-1/);
+  });
+
+  it('forwardsComplete: each token on its own node at its listen port, none elsewhere (other tokens ignored)', () => {
+    const forwards = forwardsOf(inventory, 'abc');
+    const complete = forwardsComplete(forwards);
+    const at = (token: string, port = 51820) => ({ token, source: '198.51.100.11:1', destination: '192.168.10.1', destinationPort: port });
+    const right = new Map([
+      ['a-1', [at('abc0')]],
+      ['a-2', [at('abc1')]],
+      ['a-3', [at('abc2', 51830), at('zzn4')]],
+    ]);
+    assert.equal(complete(right), true);
+    assert.equal(complete(new Map([...right, ['a-2', []]])), false, 'a forward not seen yet');
+    assert.equal(complete(new Map([...right, ['a-3', [at('abc2', 51820)]]])), false, 'seen at another port');
+    assert.equal(complete(new Map([...right, ['a-1', [at('abc0'), at('abc1')]]])), false, 'also seen on another node');
+  });
+});
+
+describe('ProbeSession on hand-scripted watchers', () => {
+  const timing = { watchS: 0.4, delayS: 0.4, rounds: 1, intervalS: 0.1, graceS: 0.15 };
+  const at = (token: string, node: string) => `seen ${token} 198.51.100.25:40000 ${node}:51820\n`;
+  /** A watcher that says `watching`, then writes `lines` at their ms, then listens until its window ends or it is ended. */
+  const watcher = (name: string, lines: [number, string][]) =>
+    new FakeConnection(name, [
+      {
+        match: /print "watching/,
+        reply: async (_script, io) => {
+          const started = performance.now();
+          io.write('watching\n');
+          for (const [ms, line] of lines) {
+            await new Promise((r) => setTimeout(r, ms - (performance.now() - started)));
+            io.write(line);
+          }
+          await Promise.race([new Promise((r) => setTimeout(r, timing.watchS * 1000 - (performance.now() - started))), io.ended]);
+          return {};
+        },
+      },
+    ]);
+  const forwards = [
+    { site: 'a', node: 'a-1', publicIp: '203.0.113.10', port: 1, address: '192.168.10.11', listenPort: 51820, token: 't0' },
+  ];
+
+  const run = async (a1: [number, string][], a2: [number, string][]) => {
+    const session = new ProbeSession(timing, 2, forwardsComplete(forwards));
+    const started = performance.now();
+    const results = await Promise.all([session.watch('a-1', watcher('a-1', a1)), session.watch('a-2', watcher('a-2', a2))]);
+    session.close();
+    return { ms: performance.now() - started, results, session };
+  };
+
+  it('complete: ends both watchers graceS after the last sighting, keeping what they printed', async () => {
+    const { ms, results, session } = await run([[20, at('t0', '192.168.10.11')]], []);
+    assert.ok(ms >= 160 && ms < 350, `took ${Math.round(ms)} ms`);
+    assert.deepEqual(
+      results.map((r) => parseWatchOutput(r.stdout).length),
+      [1, 0],
+    );
+    assert.ok(results.every((r) => !session.failed(r)));
+  });
+
+  it('a datagram on the wrong node within the grace cancels the early end: the whole window, as before', async () => {
+    const { ms, results } = await run([[20, at('t0', '192.168.10.11')]], [[80, at('t0', '192.168.10.12')]]);
+    assert.ok(ms >= 390, `took ${Math.round(ms)} ms, not the 400 ms window`);
+    assert.equal(parseWatchOutput(results[1]!.stdout).length, 1);
   });
 });

@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { loadInventory } from '../../src/inventory/load.js';
 import { parseWatchOutput } from '../../src/checks/forward-probe.js';
 import {
+  discoveryComplete,
   judgeNatMapping,
   natedNodes,
   natMappingOf,
@@ -16,7 +17,7 @@ import {
   runNatDiscovery,
   type NatDiscoveryReport,
 } from '../../src/checks/nat-discovery.js';
-import { connectionsOf, discoveryNetwork } from '../support/fake-forward-probe.js';
+import { connectionsOf, discoveryNetwork, landsRight, underlayNetwork } from '../support/fake-forward-probe.js';
 import type { Inventory } from '../../src/inventory/types.js';
 
 const inventory = loadInventory('inventories/four-sites.yaml');
@@ -142,5 +143,43 @@ describe('runNatDiscovery on scripted connections', () => {
     connections.delete('p-2');
     const result = await runNatDiscovery(inventory, connections, { nonce: 'zz' });
     assert.match(judgeNatMapping(result, inventory, node('a-1')).message, /NAT not discovered: p-2: not connected in this run/);
+  });
+});
+
+describe('pacing (ProbeSession)', () => {
+  it('ends the observers and every sender once each token reached each observer, not after the 2 s window', async () => {
+    // scale 1: the scripted observers listen the real 2 s unless ended
+    const network = underlayNetwork(inventory, landsRight, () => '203.0.113.10:51820', { scale: 1 });
+    const connections = await connectionsOf(inventory, network);
+    const started = performance.now();
+    const result = await runNatDiscovery(inventory, connections, { nonce: 'zz' });
+    const ms = performance.now() - started;
+    assert.ok(ms < 1000, `the discovery took ${Math.round(ms)} ms`);
+    assert.deepEqual([...result.unavailable], []);
+    assert.equal(natMappingOf(result, 'b-2').mapping, 'endpoint-independent');
+  });
+
+  it('discoveryComplete: every token seen by every observer', () => {
+    const at = (token: string) => ({ token, source: '203.0.113.10:51820', destination: '198.51.100.11', destinationPort: 51820 });
+    const complete = discoveryComplete(['zzn0', 'zzn1'], ['p-1', 'p-2']);
+    assert.equal(
+      complete(
+        new Map([
+          ['p-1', [at('zzn0'), at('zzn1')]],
+          ['p-2', [at('zzn1'), at('zzn0')]],
+        ]),
+      ),
+      true,
+    );
+    assert.equal(
+      complete(
+        new Map([
+          ['p-1', [at('zzn0'), at('zzn1')]],
+          ['p-2', [at('zzn1')]],
+        ]),
+      ),
+      false,
+    );
+    assert.equal(complete(new Map([['p-1', [at('zzn0'), at('zzn1')]]])), false);
   });
 });
