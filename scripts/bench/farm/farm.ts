@@ -92,7 +92,16 @@ export interface FarmStats {
 export function sandboxArgs(root: string, node: FarmNode, command: string): string[] {
   const d = join(root, 'nodes', node.name);
   return [
-    '--ro-bind', '/', '/',
+    // only /usr (and merged-usr's links) from the host: binding all of / copied every mount under it, and another
+    // session's mount that vanished meanwhile (a lab's /run/netns/NAME) failed the sandbox; / itself is made
+    // read-only below, after the node's own mounts
+    '--ro-bind', '/usr', '/usr',
+    '--symlink', 'usr/bin', '/bin',
+    '--symlink', 'usr/sbin', '/sbin',
+    '--symlink', 'usr/lib', '/lib',
+    '--symlink', 'usr/lib64', '/lib64',
+    '--dir', '/root',
+    '--dir', '/var/tmp',
     '--dev', '/dev',
     '--proc', '/proc',
     '--tmpfs', '/tmp',
@@ -106,6 +115,7 @@ export function sandboxArgs(root: string, node: FarmNode, command: string): stri
     '--bind', join(d, 'procconf'), '/proc/sys/net/ipv4/conf',
     '--bind', join(d, 'bin'), '/usr/local/sbin',
     '--unshare-net', '--unshare-ipc', '--unshare-uts', '--hostname', node.name,
+    '--remount-ro', '/',
     '--die-with-parent',
     '--setenv', 'PATH', '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
     '--setenv', 'HOME', '/root',
@@ -166,9 +176,16 @@ function nodeServer(root: string, node: FarmNode, hostKey: string, clientKey: Re
           child.stdout.pipe(stream, { end: false });
           child.stderr.pipe(stream.stderr, { end: false });
           child.on('close', (code, signal) => {
-            if (signal) stream.exit(signal.replace(/^SIG/, ''), false, '');
-            else stream.exit(code ?? 255);
-            stream.end();
+            // the exit status only once the output went out: an exit request is sent at once, ahead of data still
+            // queued behind a full channel window, and the client then read a big output cut short (a verify's
+            // checklist lost its last sections)
+            stream.stderr.write('', () =>
+              stream.write('', () => {
+                if (signal) stream.exit(signal.replace(/^SIG/, ''), false, '');
+                else stream.exit(code ?? 255);
+                stream.end();
+              }),
+            );
           });
           stream.on('close', () => {
             done();
@@ -201,10 +218,12 @@ async function main(): Promise<void> {
   const servers: InstanceType<typeof Server>[] = [];
   const known: string[] = [];
   const ports = new Map<string, number>();
+  const ips: string[] = [];
   for (const node of nodes.nodes) {
     nodeDirs(root, template, node);
-    // the overlay IP -> node index the simulated ping and wg read (one file per IP: an O(1) lookup)
-    writeFileSync(join(root, 'index', node.overlayIp), `${node.name}\n`);
+    // the overlay IP -> node (name, position) index the simulated ping and wg read (one file per IP: an O(1) lookup)
+    writeFileSync(join(root, 'index', node.overlayIp), `${node.name} ${ips.length}\n`);
+    ips.push(node.overlayIp);
     const hostPair = keyPair();
     const server = nodeServer(root, node, hostPair.private, clientKey, stats);
     const port = await listen(server);
@@ -212,6 +231,8 @@ async function main(): Promise<void> {
     ports.set(node.name, port);
     known.push(`[127.0.0.1]:${port} ${hostPair.public.split(' ').slice(0, 2).join(' ')}`);
   }
+  // every node's peer index (sim/_mesh.pl) has one record per overlay IP, in this order
+  writeFileSync(join(root, 'index', 'ips'), `${ips.join('\n')}\n`);
   writeFileSync(join(root, 'known_hosts'), `${known.join('\n')}\n`);
   // a loaded machine opens 1,000 sandboxed logins slowly: every meshctl command (verify too) gets a long connect deadline
   // One process serves every simulated node and spawns their sandboxes: under load its event loop stalls for
@@ -224,7 +245,7 @@ async function main(): Promise<void> {
     `MESHCTL_KNOWN_HOSTS=${join(root, 'known_hosts')}\nMESHCTL_SSH_CONFIG=${join(root, 'ssh_config')}\n`,
   );
   if (!existsSync('/usr/bin/bwrap') || spawnSync('bwrap', ['--version']).status !== 0) throw new Error('bwrap (bubblewrap) is not installed');
-  process.stdout.write(`farm ready ${n}\n`);
+  // the handlers first: the bench signals as soon as it reads "farm ready" (SIGUSR2's default action kills)
   const stop = () => {
     for (const s of servers) s.close();
     writeFileSync(join(root, 'server-stats.json'), JSON.stringify(stats));
@@ -237,6 +258,10 @@ async function main(): Promise<void> {
     writeFileSync(join(root, 'server-stats.json'), JSON.stringify(stats));
     Object.assign(stats, { channels: 0, peak: stats.open, bytesIn: 0 });
   });
+  // a bench that died (killed, not stopped) leaves no farm behind: this process follows its parent
+  const parent = process.ppid;
+  setInterval(() => process.ppid !== parent && stop(), 5000).unref();
+  process.stdout.write(`farm ready ${n}\n`);
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
