@@ -40,6 +40,7 @@ interface Measured {
   bytesPerNode: number;
   farmChannels: number;
   farmPeakOpen: number;
+  farmCpuS?: number;
   json?: Record<string, unknown>;
 }
 
@@ -96,7 +97,7 @@ function startFarm(n: number, dir: string): Promise<ChildProcess> {
   });
 }
 
-async function farmStats(farm: ChildProcess, dir: string): Promise<{ channels: number; peak: number; bytesIn: number }> {
+async function farmStats(farm: ChildProcess, dir: string): Promise<{ channels: number; peak: number; bytesIn: number; cpuS?: number }> {
   const file = join(dir, 'server-stats.json');
   rmSync(file, { force: true });
   farm.kill('SIGUSR2');
@@ -105,7 +106,7 @@ async function farmStats(farm: ChildProcess, dir: string): Promise<{ channels: n
 }
 
 async function measure(farm: ChildProcess, dir: string, n: number, step: string, args: string[]): Promise<Measured> {
-  await farmStats(farm, dir); // start counting from zero
+  const before = await farmStats(farm, dir); // start counting from zero
   // a loaded 2-core machine runs 1,000 sandboxes slowly: the farm is slow, not wrong, so deadlines are generous
   const env = { ...process.env, NO_COLOR: '1', MESHCTL_COMMAND_TIMEOUT: process.env.MESHCTL_COMMAND_TIMEOUT ?? '900' };
   for (const line of readFileSync(join(dir, 'env'), 'utf8').trim().split('\n')) {
@@ -114,8 +115,9 @@ async function measure(farm: ChildProcess, dir: string, n: number, step: string,
   }
   const timeFile = join(dir, 'time.txt');
   // MESHCTL_FARM_PROFILE=DIR: a V8 CPU profile of each meshctl process (open it in Chrome's DevTools)
+  // execfile-timeout.cjs: node's execFile `timeout` lost ssh -G's output under load on this machine (see that file)
   const profile = process.env.MESHCTL_FARM_PROFILE ? ['--cpu-prof', '--cpu-prof-dir', process.env.MESHCTL_FARM_PROFILE] : [];
-  const r = spawnSync('/usr/bin/time', ['-f', '%e %U %S %M', '-o', timeFile, process.execPath, ...profile, meshctlBin, ...args], {
+  const r = spawnSync('/usr/bin/time', ['-f', '%e %U %S %M', '-o', timeFile, process.execPath, '--require', join(repo, 'scripts/bench/farm/execfile-timeout.cjs'), ...profile, meshctlBin, ...args], {
     env,
     encoding: 'utf8',
     maxBuffer: 1 << 30,
@@ -139,6 +141,8 @@ async function measure(farm: ChildProcess, dir: string, n: number, step: string,
     bytesPerNode: Math.round(s.bytesIn / n),
     farmChannels: s.channels,
     farmPeakOpen: s.peak,
+    // what the simulated nodes cost (server + sandboxes): not meshctl's, but what limits the farm's size
+    ...(s.cpuS !== undefined && before.cpuS !== undefined ? { farmCpuS: Math.round(s.cpuS - before.cpuS) } : {}),
     ...(json ? { json } : {}),
   };
 }

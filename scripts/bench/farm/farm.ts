@@ -17,7 +17,7 @@
  */
 import ssh2 from 'ssh2';
 import { spawn, spawnSync } from 'node:child_process';
-import { cpSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync, existsSync, chmodSync } from 'node:fs';
+import { cpSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync, existsSync, chmodSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -86,6 +86,16 @@ export interface FarmStats {
   open: number;
   peak: number;
   bytesIn: number;
+  /** CPU seconds of the farm (its server and every finished sandbox), written with the counts */
+  cpuS?: number;
+}
+
+/** CPU seconds (user + system) of this process and its waited-for children (every sandbox), from /proc/self/stat. */
+function farmCpuS(): number {
+  const stat = readFileSync('/proc/self/stat', 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // fields[11..14] are utime, stime, cutime, cstime (proc(5) fields 14-17), in clock ticks of 1/100 s
+  return fields.slice(11, 15).reduce((sum, f) => sum + Number(f), 0) / 100;
 }
 
 /** The bwrap command line for one command on one node. */
@@ -140,6 +150,9 @@ function listen(server: InstanceType<typeof Server>): Promise<number> {
   });
 }
 
+/** every sandbox still running (a stopped farm kills them: nothing of it outlives it) */
+const running = new Set<ReturnType<typeof spawn>>();
+
 /** Serves one node: public-key login with the farm's client key only; every exec runs in the node's sandbox. */
 function nodeServer(root: string, node: FarmNode, hostKey: string, clientKey: ReturnType<typeof utils.parseKey>, stats: FarmStats) {
   const client = Array.isArray(clientKey) ? clientKey[0]! : clientKey;
@@ -172,6 +185,8 @@ function nodeServer(root: string, node: FarmNode, hostKey: string, clientKey: Re
           stats.bytesIn += Buffer.byteLength(info.command);
           stream.on('data', (d: Buffer) => (stats.bytesIn += d.length));
           const child = spawn('bwrap', sandboxArgs(root, node, info.command), { stdio: ['pipe', 'pipe', 'pipe'] });
+          running.add(child);
+          child.once('exit', () => running.delete(child));
           stream.pipe(child.stdin).on('error', () => undefined);
           child.stdout.pipe(stream, { end: false });
           child.stderr.pipe(stream.stderr, { end: false });
@@ -248,6 +263,7 @@ async function main(): Promise<void> {
   // the handlers first: the bench signals as soon as it reads "farm ready" (SIGUSR2's default action kills)
   const stop = () => {
     for (const s of servers) s.close();
+    for (const child of running) child.kill('SIGKILL');
     writeFileSync(join(root, 'server-stats.json'), JSON.stringify(stats));
     process.exit(0);
   };
@@ -255,7 +271,7 @@ async function main(): Promise<void> {
   process.on('SIGINT', stop);
   // the bench asks for the counts of the last run (then they start again from zero)
   process.on('SIGUSR2', () => {
-    writeFileSync(join(root, 'server-stats.json'), JSON.stringify(stats));
+    writeFileSync(join(root, 'server-stats.json'), JSON.stringify({ ...stats, cpuS: farmCpuS() }));
     Object.assign(stats, { channels: 0, peak: stats.open, bytesIn: 0 });
   });
   // a bench that died (killed, not stopped) leaves no farm behind: this process follows its parent
