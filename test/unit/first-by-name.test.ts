@@ -14,7 +14,11 @@ describe('firstByName', () => {
       { name: 'a', n: 3 },
     ];
     for (const name of ['a', 'b', 'c', '', '__proto__', 'constructor'])
-      assert.equal(firstByName(items, name), items.find((x) => x.name === name), name);
+      assert.equal(
+        firstByName(items, name),
+        items.find((x) => x.name === name),
+        name,
+      );
   });
 
   it('an array grown after its index was built is indexed again on a miss', () => {

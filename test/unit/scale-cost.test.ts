@@ -195,7 +195,11 @@ describe('the engine runner (src/engine/runner.ts) builds each mesh map once, no
       reconnect: () => Promise.reject(new Error('no reconnect here')),
       gate: async () => true,
     });
-    assert.equal(run.phases[0]?.verdict, 'GO', JSON.stringify(run.phases[0]?.nodes.find((x) => x.error || x.checks.some((c) => c.status !== 'pass'))));
+    assert.equal(
+      run.phases[0]?.verdict,
+      'GO',
+      JSON.stringify(run.phases[0]?.nodes.find((x) => x.error || x.checks.some((c) => c.status !== 'pass'))),
+    );
     const peerReads = peerLists.reduce((sum, l) => sum + l.reads(), 0);
     return { seen, stepNeedsReads: stepNeeds.reads(), checkNeedsReads: checkNeeds.reads(), peerReads };
   }
