@@ -7,7 +7,7 @@
  * The view only draws the events this loop emits.
  */
 import type { Matrix } from '../checks/ping-matrix.js';
-import type { Inventory, Node } from '../inventory/types.js';
+import { firstByName, type Inventory, type Node } from '../inventory/types.js';
 import type { Connection } from '../transport/types.js';
 import type { Backend } from './backend.js';
 import { describeAction, showStandIns, type Plan, type PlannedAction, type PlannedNode } from './plan.js';
@@ -73,7 +73,11 @@ export interface RunResult {
 
 const errorMessage = (error: unknown) => (error instanceof Error ? error.message : String(error));
 
-/** The state of one run: values per node, the first error per node, the plan so far. */
+/**
+ * The state of one run: values per node, the first error per node, the plan so far.
+ * The mesh maps steps and checks get are built once and shared, not once per node (issue 10: a map of N nodes built
+ * for each of N nodes made every phase O(N^2) in the control process, 1e6 entries per step at 1,000 nodes).
+ */
 class RunState {
   readonly values = new Map<string, Partial<NodeValues>>();
   readonly errors = new Map<string, string>();
@@ -83,6 +87,11 @@ class RunState {
   matrix?: Matrix;
   /** nodes with a revert armed by this run and not yet confirmed or reverted */
   readonly armed = new Set<string>();
+  /** mesh(needs) by needs: dropped when a node is given a value one of those needs names (see provide) */
+  private readonly meshes = new Map<string, { needs: readonly ValueName[]; mesh: Map<string, unknown> }>();
+  /** liveMesh(needs) by needs, valid while `version` is unchanged (any value given or node failed bumps it) */
+  private readonly liveMeshes = new Map<string, { version: number; mesh?: Map<string, unknown>; error?: unknown }>();
+  private version = 0;
 
   constructor(readonly ctx: RunContext) {
     for (const node of ctx.inventory.nodes) this.values.set(node.name, {});
@@ -99,15 +108,54 @@ class RunState {
     return all as Pick<NodeValues, N>;
   }
 
-  /** The declared values of every node that has them all (failed nodes drop out of the mesh). */
+  /** Gives a node values (a step's outputs); the only way values change, so the caches below stay right. */
+  provide(node: string, provided: Partial<NodeValues>): void {
+    Object.assign(this.values.get(node)!, provided);
+    this.version++;
+    const names = Object.keys(provided);
+    for (const [key, entry] of this.meshes) if (entry.needs.some((need) => names.includes(need))) this.meshes.delete(key);
+  }
+
+  /**
+   * The declared values of every node that has them all (failed nodes drop out of the mesh), built once per set of
+   * needs and shared by every node's step (read-only: a step that wants more copies it, as ./limit.ts does). The
+   * values are the nodes' own objects, as before, so later values show through.
+   */
   mesh<N extends ValueName>(needs: readonly N[]): Map<string, Pick<NodeValues, N>> {
+    const key = needs.join(',');
+    const cached = this.meshes.get(key);
+    if (cached) return cached.mesh as Map<string, Pick<NodeValues, N>>;
     const out = new Map<string, Pick<NodeValues, N>>();
     for (const [name, all] of this.values) if (needs.every((n) => all[n] !== undefined)) out.set(name, all as Pick<NodeValues, N>);
+    this.meshes.set(key, { needs: [...needs], mesh: out });
     return out;
   }
 
+  /**
+   * What checks judge against: every live node's values (throws as `pick` when a live node lacks one), built once
+   * per set of needs while nothing changes (a phase's checks all run after its steps).
+   */
+  liveMesh<N extends ValueName>(needs: readonly N[]): Map<string, Pick<NodeValues, N>> {
+    const key = needs.join(',');
+    let entry = this.liveMeshes.get(key);
+    if (!entry || entry.version !== this.version) {
+      entry = { version: this.version };
+      try {
+        entry.mesh = new Map(this.live().map((n) => [n.name, this.pick(n.name, needs)]));
+      } catch (error) {
+        entry.error = error;
+      }
+      this.liveMeshes.set(key, entry);
+    }
+    if (entry.error !== undefined) throw entry.error;
+    return entry.mesh as Map<string, Pick<NodeValues, N>>;
+  }
+
   fail(node: string, step: string, error: unknown): void {
-    if (!this.errors.has(node)) this.errors.set(node, `${step}: ${errorMessage(error)}`);
+    if (!this.errors.has(node)) {
+      this.errors.set(node, `${step}: ${errorMessage(error)}`);
+      this.version++;
+    }
   }
 
   /** Text shown for a plan: a stand-in key becomes `<new key of NODE>`. */
@@ -137,7 +185,7 @@ async function runNodeStep(state: RunState, name: string, step: NodeStep, node: 
   if (input.rollback && action?.changes.some((c) => c.kind === 'arm-rollback')) state.armed.add(node.name);
   const result = action ? await ctx.backend.run(ctx.connections.get(node.name)!, action, step.effect, ctx.signal) : undefined;
   const provided = step.outputs(input, action, result);
-  Object.assign(state.values.get(node.name)!, provided);
+  state.provide(node.name, provided);
   const publicKey = (provided as Partial<NodeValues>).publicKey;
   if (publicKey && !publicKey.known) state.standIns.push(node.name);
   const warnings = planned.warnings ?? [];
@@ -162,7 +210,7 @@ async function runMeshStep(state: RunState, name: string, step: MeshStep): Promi
     .map((node) => ({ node, connection: ctx.connections.get(node.name)!, values: state.pick(node.name, step.needs) }));
   try {
     const output = await step.run({ inventory: ctx.inventory, nodes, changedSoFar: state.changedSoFar, signal: ctx.signal });
-    for (const [node, values] of output.values) Object.assign(state.values.get(node)!, values);
+    for (const [node, values] of output.values) state.provide(node, values);
     for (const [node, error] of output.errors) state.fail(node, name, error);
     state.matrix = output.matrix ?? state.matrix;
   } catch (error) {
@@ -182,7 +230,7 @@ async function judge(state: RunState, checks: string[], node: Node): Promise<Che
           inventory: state.ctx.inventory,
           values: state.pick(node.name, definition.needs),
           reconnect: state.ctx.reconnect,
-          mesh: new Map(state.live().map((n) => [n.name, state.pick(n.name, definition.needs)])),
+          mesh: state.liveMesh(definition.needs),
           changedSoFar: state.changedSoFar,
         });
       } catch (e) {
@@ -236,11 +284,11 @@ async function reportNode(
   node: Node,
   entry: PlannedNode,
   onlyPlanned: boolean,
+  known: Set<string>,
 ): Promise<NodePhaseReport> {
   const error = state.errors.get(node.name);
   const stepFailure: CheckResult[] = error ? [{ id: 'step', status: 'fail', message: error }] : [];
-  // node content in messages, evidence and errors: every key-shaped value but the run's public keys is redacted
-  const known = knownPublicKeysOfRun(state);
+  // node content in messages, evidence and errors: every key-shaped value but the run's public keys (`known`) is redacted
   const checks = redactDeep(onlyPlanned ? stepFailure : await judge(state, phase.checks, node), known);
   const diff = state.ctx.backend.recording
     ? entry.actions.flatMap((a) => a.changes.flatMap((c) => (c.kind === 'write-file' && c.diff ? c.diff : [])))
@@ -281,7 +329,9 @@ async function runPhase(state: RunState, phase: PhaseSpec): Promise<{ report: Ph
     else if (!ctx.backend.recording || step.effect === 'read') await runMeshStep(state, name, step);
   }
   if ([...planned.values()].some((p) => p.actions.length > 0)) state.changedSoFar = true;
-  const reports = await Promise.all(nodes.map((node) => reportNode(state, phase, node, planned.get(node.name)!, onlyPlanned)));
+  // the run's public keys, once per phase (every node's facts list its N-1 peers: per node this was O(N^2))
+  const known = knownPublicKeysOfRun(state);
+  const reports = await Promise.all(nodes.map((node) => reportNode(state, phase, node, planned.get(node.name)!, onlyPlanned, known)));
   // after Ctrl-C no remote work: the armed nodes roll back by themselves (named at the end of the run)
   if (ctx.rollback && state.armed.size > 0 && !ctx.signal.aborted)
     await settleRollbacks(rollbackInput(state, ctx.rollback, reports, phase.checks.includes(CONFIRMING_CHECK)));
@@ -303,7 +353,7 @@ function rollbackInput(state: RunState, rollback: RollbackOptions, reports: Node
     confirms,
     run: (node: string, script: string) => ctx.connections.get(node)!.run(script, { timeoutMs: 60_000 }),
     runFresh: async (node: string, script: string) => {
-      const fresh = await ctx.reconnect(ctx.inventory.nodes.find((n) => n.name === node)!);
+      const fresh = await ctx.reconnect(firstByName(ctx.inventory.nodes, node)!);
       try {
         return await fresh.run(script, { timeoutMs: 30_000 });
       } finally {

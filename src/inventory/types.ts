@@ -140,22 +140,28 @@ export interface Inventory {
  */
 export const publicAddressOf = (site: Extract<Site, { kind: 'nat' }>): string => site.publicHost ?? site.publicIp ?? '';
 
-/**
- * Sites by name, per sites array (built once: siteOf runs for every pair in path planning and rendering, and a scan
- * of S sites there made those O(N^2 S), cubic with a site per node; issue 10).
- */
-const sitesByName = new WeakMap<readonly Site[], Map<string, Site>>();
+/** firstByName's maps, one per array (weak: an inventory dropped takes its maps with it) */
+const byNameOf = new WeakMap<readonly { name: string }[], Map<string, { name: string }>>();
 
+/**
+ * The first item named `name` in `items`, as `items.find((x) => x.name === name)` would find it, but by a map
+ * built once per array: siteOf and the renderer's name lookups run for every pair of nodes, and a scan there made
+ * N configs O(N^3) (issue 10). Arrays are treated as values; one grown after its map was built (tests build
+ * inventories by hand) is re-indexed on a miss, so a name never there costs a scan, as find did.
+ */
+export function firstByName<T extends { name: string }>(items: readonly T[], name: string): T | undefined {
+  const hit = byNameOf.get(items)?.get(name);
+  if (hit) return hit as T;
+  const map = new Map<string, T>();
+  for (const item of items) if (!map.has(item.name)) map.set(item.name, item);
+  byNameOf.set(items, map);
+  return map.get(name);
+}
+
+/** The site a node names (by firstByName: O(1) per call); throws for an unknown site, which load() rules out. */
 export const siteOf = (inventory: Inventory, node: Node): Site => {
-  const build = () => {
-    const map = new Map<string, Site>();
-    for (const s of inventory.sites) if (!map.has(s.name)) map.set(s.name, s); // the first, as a find would
-    sitesByName.set(inventory.sites, map);
-    return map;
-  };
-  // an array changed after the map was built (tests build inventories by hand) is rebuilt on a miss
-  const site = (sitesByName.get(inventory.sites) ?? build()).get(node.site) ?? build().get(node.site);
-  if (!site) throw new Error(`node ${node.name} names unknown site ${node.site}`); // load() rules this out
+  const site = firstByName(inventory.sites, node.site);
+  if (!site) throw new Error(`node ${node.name} names unknown site ${node.site}`);
   return site;
 };
 

@@ -12,7 +12,7 @@
  * there) and forwards between them on the WireGuard interface only (`relay`, rendered by ../render/relay.ts).
  */
 import type { Inventory, Node } from '../inventory/types.js';
-import { siteOf } from '../inventory/types.js';
+import { firstByName, siteOf } from '../inventory/types.js';
 import { MeshctlError } from '../errors.js';
 import { wireguardPaths } from '../remote/wireguard.js';
 import { endpointFor, formatEndpoint, isBehindNat, keepaliveFor } from './endpoints.js';
@@ -100,16 +100,15 @@ function checkPublicKeys(nodeNames: readonly string[], publicKeys: ReadonlyMap<s
 }
 
 /**
- * Per inventory value, built once (issue 10): its nodes by name and its planned paths. desiredNodeConfig runs once
- * per node in up's config step and its checks: re-planning all N(N-1)/2 pairs on each call made N configs cost
- * O(N^3), and a name lookup by scan in each relayed peer O(N) more. Inventories are values (a changed one, e.g.
- * with fallback relays, is a new object), so a WeakMap keyed by the object is safe; the cache is still dropped
- * when its nodes or mesh object is replaced.
+ * Per inventory value, built once (issue 10): its planned paths (nodes by name: firstByName). desiredNodeConfig
+ * runs once per node in up's config step and its checks: re-planning all N(N-1)/2 pairs on each call made N
+ * configs cost O(N^3), and a name lookup by scan in each relayed peer O(N) more. Inventories are values (a changed
+ * one, e.g. with fallback relays, is a new object), so a WeakMap keyed by the object is safe; the cache is still
+ * dropped when its nodes or mesh object is replaced.
  */
 interface Derived {
   nodes: readonly Node[];
   mesh: Inventory['mesh'];
-  byName: Map<string, Node>;
   paths?: MeshPaths;
 }
 const derived = new WeakMap<Inventory, Derived>();
@@ -117,9 +116,7 @@ const derived = new WeakMap<Inventory, Derived>();
 function derivedOf(inventory: Inventory): Derived {
   const cached = derived.get(inventory);
   if (cached && cached.nodes === inventory.nodes && cached.mesh === inventory.mesh) return cached;
-  const byName = new Map<string, Node>();
-  for (const n of inventory.nodes) if (!byName.has(n.name)) byName.set(n.name, n); // the first, as a find would
-  const fresh: Derived = { nodes: inventory.nodes, mesh: inventory.mesh, byName };
+  const fresh: Derived = { nodes: inventory.nodes, mesh: inventory.mesh };
   derived.set(inventory, fresh);
   return fresh;
 }
@@ -132,7 +129,7 @@ function pathsOf(inventory: Inventory): MeshPaths {
 }
 
 function nodeNamed(inventory: Inventory, name: string): Node {
-  const node = derivedOf(inventory).byName.get(name);
+  const node = firstByName(inventory.nodes, name);
   if (!node) throw new MeshctlError(`no node named ${name} in ${inventory.source}`);
   return node;
 }

@@ -9,6 +9,9 @@ import { createHash } from 'node:crypto';
 import { checkInventoryText } from '../../src/inventory/load.js';
 import type { Inventory } from '../../src/inventory/types.js';
 import { showStandIns, standInPublicKey } from '../../src/engine/plan.js';
+import { recorder } from '../../src/engine/backend.js';
+import { runPlaybook, type Registry } from '../../src/engine/runner.js';
+import type { CheckDefinition, NodeStep, NodeValues, Playbook, ValueName } from '../../src/engine/types.js';
 import { desiredNodeConfig } from '../../src/topology/desired.js';
 import { pairsRelayedBy, pathBetween, planPaths, relayedPeersVia, type MeshPaths } from '../../src/topology/paths.js';
 import { farmInventory } from '../../scripts/bench/farm/inventory.js';
@@ -124,5 +127,100 @@ describe('showStandIns (src/engine/plan.ts) in one pass', () => {
     const text = JSON.stringify({ script: config });
     assert.ok(!showStandIns(text, nodes).includes(standInPublicKey('n-7')));
     assert.equal(showStandIns(text, nodes), naive(text, nodes));
+  });
+});
+
+describe('the engine runner (src/engine/runner.ts) builds each mesh map once, not once per node', () => {
+  /**
+   * One phase over a farm of n nodes: `give` provides every node a public key and facts listing `peers` peers,
+   * `use` (needs publicKey) and a check (needs publicKey) look at the mesh. Counted: reads of the two `needs`
+   * arrays (building a mesh map walks them once per node it holds) and of the facts' peer lists (the report's
+   * redaction collects the run's public keys from them). Returns the counts and what each node saw.
+   */
+  async function onePhase(n: number, peers: number) {
+    const inventory = farm(n);
+    const stepNeeds = counted<ValueName>(['publicKey']);
+    const checkNeeds = counted<ValueName>(['publicKey']);
+    const peerLists: ReturnType<typeof counted<{ publicKey: string }>>[] = [];
+    const seen = { step: [] as number[], check: [] as number[] };
+    const key = (name: string) => createHash('sha256').update(`k ${name}`).digest('base64');
+    const give: NodeStep = {
+      scope: 'node',
+      effect: 'read',
+      needs: [],
+      provides: ['publicKey', 'facts'],
+      plan: () => ({}),
+      outputs: (input) => {
+        const list = counted(Array.from({ length: peers }, (_, i) => ({ publicKey: key(`${input.node.name} peer ${i}`) })));
+        peerLists.push(list);
+        const facts = { keys: {}, peers: list.array } as unknown as NodeValues['facts'];
+        return { publicKey: { key: key(input.node.name), created: false, known: true }, facts } as never;
+      },
+    };
+    const use: NodeStep = {
+      scope: 'node',
+      effect: 'read',
+      needs: stepNeeds.array as never,
+      provides: [],
+      plan: (input) => {
+        seen.step.push(input.mesh.size);
+        return {};
+      },
+      outputs: () => ({}) as never,
+    };
+    const check: CheckDefinition = {
+      needs: checkNeeds.array as never,
+      evaluate: (input) => {
+        seen.check.push(input.mesh.size);
+        return { id: 'sees-mesh', status: 'pass', message: 'ok' };
+      },
+    };
+    const registry: Registry = {
+      step: (name) => ({ give, use })[name],
+      check: (name) => (name === 'sees-mesh' ? check : undefined),
+    };
+    const playbook: Playbook = {
+      name: 'scale',
+      description: '',
+      source: 'scale.yaml',
+      phases: [{ id: 'p', title: 'p', steps: ['give', 'use'], checks: ['sees-mesh'], go: '' }],
+    };
+    const run = await runPlaybook({
+      inventory,
+      playbook,
+      connections: new Map(),
+      backend: recorder,
+      signal: new AbortController().signal,
+      registry,
+      reconnect: () => Promise.reject(new Error('no reconnect here')),
+      gate: async () => true,
+    });
+    assert.equal(
+      run.phases[0]?.verdict,
+      'GO',
+      JSON.stringify(run.phases[0]?.nodes.find((x) => x.error || x.checks.some((c) => c.status !== 'pass'))),
+    );
+    const peerReads = peerLists.reduce((sum, l) => sum + l.reads(), 0);
+    return { seen, stepNeedsReads: stepNeeds.reads(), checkNeedsReads: checkNeeds.reads(), peerReads };
+  }
+
+  it('every node sees all n nodes, and the needs are read O(n) times, not n^2 (300 nodes)', async () => {
+    const n = 300;
+    const r = await onePhase(n, 2);
+    assert.deepEqual(new Set(r.seen.step), new Set([n]));
+    assert.deepEqual(new Set(r.seen.check), new Set([n]));
+    assert.equal(r.seen.step.length, n);
+    assert.equal(r.seen.check.length, n);
+    // a map per node (the old code) read each needs array n x n = 90,000 times
+    assert.ok(r.stepNeedsReads <= 4 * n, `step needs read ${r.stepNeedsReads} times`);
+    assert.ok(r.checkNeedsReads <= 4 * n, `check needs read ${r.checkNeedsReads} times`);
+  });
+
+  it("the report's known public keys are collected once per phase: peer lists read O(n x peers), not n^2 x peers", async () => {
+    const n = 200;
+    const peers = 20;
+    const r = await onePhase(n, peers);
+    // once per node's report (the old code): 200 x 200 x 20 = 800,000 reads
+    assert.ok(r.peerReads <= 3 * n * peers, `${r.peerReads} reads of the peer lists (${n} nodes x ${peers} peers)`);
   });
 });

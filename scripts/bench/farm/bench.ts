@@ -9,10 +9,14 @@
  *   MESHCTL_FARM_STEPS which runs: any of up,up2,verify,plan (default up,up2,verify)
  *   MESHCTL_FARM_PROFILE  a directory: each meshctl run writes a V8 CPU profile there (--cpu-prof)
  *   MESHCTL_COMMAND_TIMEOUT  meshctl's per-command deadline in seconds (default here 900; --connect-timeout 300)
+ * The farm (its servers and every sandbox) runs under `nice -n 19`: the machine is shared, and meshctl's CPU time
+ * and RSS (GNU time) do not depend on it. A run holds MESHCTL_FARM_DIR/bench.lock: a second run against the same
+ * directory refuses to start (two runs would delete each other's farms and share the load). meshctl runs from a
+ * copy of bin/, dist/, playbooks/ and package.json taken at the start, so a rebuild meanwhile cannot change it.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -36,11 +40,54 @@ interface Measured {
   bytesPerNode: number;
   farmChannels: number;
   farmPeakOpen: number;
+  farmCpuS?: number;
   json?: Record<string, unknown>;
 }
 
+/**
+ * Takes MESHCTL_FARM_DIR/bench.lock (O_EXCL, holding this pid) or throws when another live bench holds it; a lock
+ * whose process is gone is taken over. Released on exit.
+ */
+export function lockFarmDir(root: string): void {
+  const file = join(root, 'bench.lock');
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      writeFileSync(file, `${process.pid}\n`, { flag: 'wx' });
+      process.on('exit', () => rmSync(file, { force: true }));
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const pid = Number(readFileSync(file, 'utf8').trim());
+      if (pid > 0 && alive(pid)) throw new Error(`${root} is in use by bench process ${pid} (${file}); use another MESHCTL_FARM_DIR`);
+      rmSync(file, { force: true }); // stale: its process is gone
+    }
+  }
+  throw new Error(`could not take ${file}`);
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** A copy of the meshctl to measure (bin, dist, playbooks, package.json; node_modules linked): rebuilds do not touch it. */
+function snapshotMeshctl(root: string): string {
+  const dir = join(root, 'meshctl');
+  rmSync(dir, { recursive: true, force: true });
+  for (const part of ['bin', 'dist', 'playbooks', 'package.json']) cpSync(join(repo, part), join(dir, part), { recursive: true });
+  symlinkSync(join(repo, 'node_modules'), join(dir, 'node_modules'));
+  return join(dir, 'bin', 'meshctl.js');
+}
+
+let meshctlBin = join(repo, 'bin/meshctl.js');
+
 function startFarm(n: number, dir: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(repo, 'scripts/bench/farm/farm.ts'), '--nodes', String(n), '--dir', dir], {
+  // nice 19: the farm yields to everything else on the machine (its sandboxes inherit the niceness)
+  const child = spawn('nice', ['-n', '19', process.execPath, '--import', 'tsx', join(repo, 'scripts/bench/farm/farm.ts'), '--nodes', String(n), '--dir', dir], {
     stdio: ['ignore', 'pipe', 'inherit'],
     cwd: repo,
   });
@@ -50,7 +97,7 @@ function startFarm(n: number, dir: string): Promise<ChildProcess> {
   });
 }
 
-async function farmStats(farm: ChildProcess, dir: string): Promise<{ channels: number; peak: number; bytesIn: number }> {
+async function farmStats(farm: ChildProcess, dir: string): Promise<{ channels: number; peak: number; bytesIn: number; cpuS?: number }> {
   const file = join(dir, 'server-stats.json');
   rmSync(file, { force: true });
   farm.kill('SIGUSR2');
@@ -59,7 +106,7 @@ async function farmStats(farm: ChildProcess, dir: string): Promise<{ channels: n
 }
 
 async function measure(farm: ChildProcess, dir: string, n: number, step: string, args: string[]): Promise<Measured> {
-  await farmStats(farm, dir); // start counting from zero
+  const before = await farmStats(farm, dir); // start counting from zero
   // a loaded 2-core machine runs 1,000 sandboxes slowly: the farm is slow, not wrong, so deadlines are generous
   const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1', MESHCTL_COMMAND_TIMEOUT: process.env.MESHCTL_COMMAND_TIMEOUT ?? '900' };
   for (const line of readFileSync(join(dir, 'env'), 'utf8').trim().split('\n')) {
@@ -68,8 +115,9 @@ async function measure(farm: ChildProcess, dir: string, n: number, step: string,
   }
   const timeFile = join(dir, 'time.txt');
   // MESHCTL_FARM_PROFILE=DIR: a V8 CPU profile of each meshctl process (open it in Chrome's DevTools)
+  // execfile-timeout.cjs: node's execFile `timeout` lost ssh -G's output under load on this machine (see that file)
   const profile = process.env.MESHCTL_FARM_PROFILE ? ['--cpu-prof', '--cpu-prof-dir', process.env.MESHCTL_FARM_PROFILE] : [];
-  const r = spawnSync('/usr/bin/time', ['-f', '%e %U %S %M', '-o', timeFile, process.execPath, ...profile, join(repo, 'bin/meshctl.js'), ...args], {
+  const r = spawnSync('/usr/bin/time', ['-f', '%e %U %S %M', '-o', timeFile, process.execPath, '--require', join(repo, 'scripts/bench/farm/execfile-timeout.cjs'), ...profile, meshctlBin, ...args], {
     env,
     encoding: 'utf8',
     maxBuffer: 1 << 30,
@@ -93,6 +141,8 @@ async function measure(farm: ChildProcess, dir: string, n: number, step: string,
     bytesPerNode: Math.round(s.bytesIn / n),
     farmChannels: s.channels,
     farmPeakOpen: s.peak,
+    // what the simulated nodes cost (server + sandboxes): not meshctl's, but what limits the farm's size
+    ...(s.cpuS !== undefined && before.cpuS !== undefined ? { farmCpuS: Math.round(s.cpuS - before.cpuS) } : {}),
     ...(json ? { json } : {}),
   };
 }
@@ -137,6 +187,9 @@ function channelsPerPhase(json?: Record<string, unknown>): Record<string, number
 
 async function main(): Promise<void> {
   mkdirSync(farmRoot, { recursive: true });
+  lockFarmDir(farmRoot);
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(130));
+  meshctlBin = snapshotMeshctl(farmRoot);
   const rows: Record<string, unknown>[] = [];
   for (const n of sizes) {
     const dir = join(farmRoot, `farm-${n}`);
@@ -144,6 +197,7 @@ async function main(): Promise<void> {
     process.stderr.write(`bench: ${n}: ${JSON.stringify(row)}\n`);
     const t0 = performance.now();
     const farm = await startFarm(n, dir);
+    process.once('exit', () => farm.exitCode === null && farm.kill('SIGTERM')); // an interrupted bench leaves no farm
     process.stderr.write(`bench: farm of ${n} ready in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
     const inv = join(dir, 'inventory.yaml');
     try {
@@ -168,8 +222,11 @@ async function main(): Promise<void> {
         process.stderr.write(`bench: ${n} ${step}: ${JSON.stringify(row[step])}\n`);
       }
     } finally {
-      farm.kill('SIGTERM');
-      await new Promise((r) => farm.once('exit', r));
+      // (a farm that already died would never emit 'exit' again: awaiting it would end this process silently)
+      if (farm.exitCode === null && farm.signalCode === null) {
+        farm.kill('SIGTERM');
+        await new Promise((r) => farm.once('exit', r));
+      }
       rmSync(dir, { recursive: true, force: true });
     }
     rows.push(row);

@@ -17,7 +17,7 @@
  */
 import ssh2 from 'ssh2';
 import { spawn, spawnSync } from 'node:child_process';
-import { cpSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync, existsSync, chmodSync } from 'node:fs';
+import { cpSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync, existsSync, chmodSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -86,13 +86,32 @@ export interface FarmStats {
   open: number;
   peak: number;
   bytesIn: number;
+  /** CPU seconds of the farm (its server and every finished sandbox), written with the counts */
+  cpuS?: number;
+}
+
+/** CPU seconds (user + system) of this process and its waited-for children (every sandbox), from /proc/self/stat. */
+function farmCpuS(): number {
+  const stat = readFileSync('/proc/self/stat', 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // fields[11..14] are utime, stime, cutime, cstime (proc(5) fields 14-17), in clock ticks of 1/100 s
+  return fields.slice(11, 15).reduce((sum, f) => sum + Number(f), 0) / 100;
 }
 
 /** The bwrap command line for one command on one node. */
 export function sandboxArgs(root: string, node: FarmNode, command: string): string[] {
   const d = join(root, 'nodes', node.name);
   return [
-    '--ro-bind', '/', '/',
+    // only /usr (and merged-usr's links) from the host: binding all of / copied every mount under it, and another
+    // session's mount that vanished meanwhile (a lab's /run/netns/NAME) failed the sandbox; / itself is made
+    // read-only below, after the node's own mounts
+    '--ro-bind', '/usr', '/usr',
+    '--symlink', 'usr/bin', '/bin',
+    '--symlink', 'usr/sbin', '/sbin',
+    '--symlink', 'usr/lib', '/lib',
+    '--symlink', 'usr/lib64', '/lib64',
+    '--dir', '/root',
+    '--dir', '/var/tmp',
     '--dev', '/dev',
     '--proc', '/proc',
     '--tmpfs', '/tmp',
@@ -106,6 +125,7 @@ export function sandboxArgs(root: string, node: FarmNode, command: string): stri
     '--bind', join(d, 'procconf'), '/proc/sys/net/ipv4/conf',
     '--bind', join(d, 'bin'), '/usr/local/sbin',
     '--unshare-net', '--unshare-ipc', '--unshare-uts', '--hostname', node.name,
+    '--remount-ro', '/',
     '--die-with-parent',
     '--setenv', 'PATH', '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
     '--setenv', 'HOME', '/root',
@@ -129,6 +149,9 @@ function listen(server: InstanceType<typeof Server>): Promise<number> {
     server.listen(0, '127.0.0.1', () => res((server.address() as AddressInfo).port));
   });
 }
+
+/** every sandbox still running (a stopped farm kills them: nothing of it outlives it) */
+const running = new Set<ReturnType<typeof spawn>>();
 
 /** Serves one node: public-key login with the farm's client key only; every exec runs in the node's sandbox. */
 function nodeServer(root: string, node: FarmNode, hostKey: string, clientKey: ReturnType<typeof utils.parseKey>, stats: FarmStats) {
@@ -162,13 +185,22 @@ function nodeServer(root: string, node: FarmNode, hostKey: string, clientKey: Re
           stats.bytesIn += Buffer.byteLength(info.command);
           stream.on('data', (d: Buffer) => (stats.bytesIn += d.length));
           const child = spawn('bwrap', sandboxArgs(root, node, info.command), { stdio: ['pipe', 'pipe', 'pipe'] });
+          running.add(child);
+          child.once('exit', () => running.delete(child));
           stream.pipe(child.stdin).on('error', () => undefined);
           child.stdout.pipe(stream, { end: false });
           child.stderr.pipe(stream.stderr, { end: false });
           child.on('close', (code, signal) => {
-            if (signal) stream.exit(signal.replace(/^SIG/, ''), false, '');
-            else stream.exit(code ?? 255);
-            stream.end();
+            // the exit status only once the output went out: an exit request is sent at once, ahead of data still
+            // queued behind a full channel window, and the client then read a big output cut short (a verify's
+            // checklist lost its last sections)
+            stream.stderr.write('', () =>
+              stream.write('', () => {
+                if (signal) stream.exit(signal.replace(/^SIG/, ''), false, '');
+                else stream.exit(code ?? 255);
+                stream.end();
+              }),
+            );
           });
           stream.on('close', () => {
             done();
@@ -201,10 +233,12 @@ async function main(): Promise<void> {
   const servers: InstanceType<typeof Server>[] = [];
   const known: string[] = [];
   const ports = new Map<string, number>();
+  const ips: string[] = [];
   for (const node of nodes.nodes) {
     nodeDirs(root, template, node);
-    // the overlay IP -> node index the simulated ping and wg read (one file per IP: an O(1) lookup)
-    writeFileSync(join(root, 'index', node.overlayIp), `${node.name}\n`);
+    // the overlay IP -> node (name, position) index the simulated ping and wg read (one file per IP: an O(1) lookup)
+    writeFileSync(join(root, 'index', node.overlayIp), `${node.name} ${ips.length}\n`);
+    ips.push(node.overlayIp);
     const hostPair = keyPair();
     const server = nodeServer(root, node, hostPair.private, clientKey, stats);
     const port = await listen(server);
@@ -212,6 +246,8 @@ async function main(): Promise<void> {
     ports.set(node.name, port);
     known.push(`[127.0.0.1]:${port} ${hostPair.public.split(' ').slice(0, 2).join(' ')}`);
   }
+  // every node's peer index (sim/_mesh.pl) has one record per overlay IP, in this order
+  writeFileSync(join(root, 'index', 'ips'), `${ips.join('\n')}\n`);
   writeFileSync(join(root, 'known_hosts'), `${known.join('\n')}\n`);
   // a loaded machine opens 1,000 sandboxed logins slowly: every meshctl command (verify too) gets a long connect deadline
   // One process serves every simulated node and spawns their sandboxes: under load its event loop stalls for
@@ -224,9 +260,10 @@ async function main(): Promise<void> {
     `MESHCTL_KNOWN_HOSTS=${join(root, 'known_hosts')}\nMESHCTL_SSH_CONFIG=${join(root, 'ssh_config')}\n`,
   );
   if (!existsSync('/usr/bin/bwrap') || spawnSync('bwrap', ['--version']).status !== 0) throw new Error('bwrap (bubblewrap) is not installed');
-  process.stdout.write(`farm ready ${n}\n`);
+  // the handlers first: the bench signals as soon as it reads "farm ready" (SIGUSR2's default action kills)
   const stop = () => {
     for (const s of servers) s.close();
+    for (const child of running) child.kill('SIGKILL');
     writeFileSync(join(root, 'server-stats.json'), JSON.stringify(stats));
     process.exit(0);
   };
@@ -234,9 +271,13 @@ async function main(): Promise<void> {
   process.on('SIGINT', stop);
   // the bench asks for the counts of the last run (then they start again from zero)
   process.on('SIGUSR2', () => {
-    writeFileSync(join(root, 'server-stats.json'), JSON.stringify(stats));
+    writeFileSync(join(root, 'server-stats.json'), JSON.stringify({ ...stats, cpuS: farmCpuS() }));
     Object.assign(stats, { channels: 0, peak: stats.open, bytesIn: 0 });
   });
+  // a bench that died (killed, not stopped) leaves no farm behind: this process follows its parent
+  const parent = process.ppid;
+  setInterval(() => process.ppid !== parent && stop(), 5000).unref();
+  process.stdout.write(`farm ready ${n}\n`);
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

@@ -2,11 +2,12 @@
 #   pkgs            installed packages, one a line
 #   wg/up           the interface is up (key=value: address, mtu, port, ifindex)
 #   wg/peers        its peers: public key, allowed IPs, endpoint, keepalive (tab-separated)
+#   wg/byip         the peer index: per farm node (overlay-IP order) the key of the peer carrying its /32 (_mesh.pl)
 #   wg/privkey      the private key the interface holds (what `wg set IFACE private-key FILE` loaded)
 #   routes          IPv4 routes on the interface, one destination a line
 #   units/NAME      systemd unit state: enabled=yes|no
-# Other nodes' state is read (never written) under /run/farm-all/NAME/run/farm-node; overlay IP -> node name
-# under /run/farm-index/IP. Nothing here sends a packet: the sandbox has no network besides its own loopback.
+# Other nodes' state is read (never written) under /run/farm-all/NAME/run/farm-node; overlay IP -> "name position"
+# under /run/farm-index/IP, all overlay IPs in order in /run/farm-index/ips. Nothing here sends a packet: the sandbox has no network besides its own loopback.
 S=/run/farm-node
 [ -d "$S/units" ] || mkdir -p "$S/wg" "$S/units"
 # builtins only: every process a simulated tool starts is farm time
