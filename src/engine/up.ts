@@ -7,7 +7,9 @@ import type { Matrix } from '../checks/ping-matrix.js';
 import type { Inventory } from '../inventory/types.js';
 import type { Connection, ConnectTimeline } from '../transport/types.js';
 import { executor, recorder } from './backend.js';
-import { acquireLocks } from './lock.js';
+import { RunLocks } from './lock.js';
+import { splitSections } from '../facts/sections.js';
+import type { Registry } from './runner.js';
 import { countActions, type Plan } from './plan.js';
 import { builtinPlaybookPath, loadPlaybook } from './playbook.js';
 import { registryContract } from './registry.js';
@@ -167,6 +169,36 @@ function firstStage(connections: ReadonlyMap<string, Connection>, stage: keyof C
 }
 
 /**
+ * The registry with the run lock folded into the facts probe (`gather-facts`): the lock's section runs first, so
+ * the facts are read under the lock, and a node whose lock another run holds fails its facts step with the holder's
+ * message (the facts gate then stops the run before anything changes). Issue 10: one round trip per node fewer.
+ */
+function lockingFacts(registry: Registry, locks: RunLocks): Registry {
+  return {
+    check: (name) => registry.check(name),
+    step(name) {
+      const step = registry.step(name);
+      if (name !== 'gather-facts' || step?.scope !== 'node') return step;
+      return {
+        ...step,
+        plan(input) {
+          const planned = step.plan(input);
+          const section = planned.action ? locks.sectionFor(input.node.name) : undefined;
+          return section && planned.action
+            ? { ...planned, action: { ...planned.action, script: `${section}\n${planned.action.script}` } }
+            : planned;
+        },
+        outputs(input, action, result) {
+          const refused = result?.ran ? locks.settle(input.node.name, splitSections(result.stdout ?? '')) : undefined;
+          if (refused) throw new Error(refused.message);
+          return step.outputs(input, action, result);
+        },
+      };
+    },
+  };
+}
+
+/**
  * Runs `up` and reports; throws only for bad input (a playbook that does not load: exit 2 through main).
  * A node that cannot be connected makes the result 'unreachable' before anything runs anywhere.
  */
@@ -219,24 +251,26 @@ export async function runUp(inventory: Inventory, connector: Connector, view: Up
         roundTrips: {},
       };
     }
-    // a run that changes nodes holds their lock (./lock.ts); plans and dry runs read only and take none
-    const lock = options.dryRun
-      ? undefined
-      : await acquireLocks(connections, { breakLock: options.breakLock ?? false, signal: options.signal });
-    if (lock && !lock.ok) {
-      const timings = timingsNow();
-      return { ...base, result: 'locked', locked: lock.message, changes: 0, phases: [], timings, roundTrips: {} };
+    // a run that changes nodes holds their lock (./lock.ts); plans and dry runs read only and take none. The first
+    // node's lock is taken alone; the others' in their facts probe when the playbook starts with it (issue 10: one
+    // round trip and one channel fewer per node), else (or before the direct-path probe of relay: auto) at once here
+    const earlier = inventory.mesh.fallbackRelays ?? [];
+    const locks = options.dryRun ? undefined : new RunLocks(connections, { breakLock: options.breakLock ?? false, signal: options.signal });
+    const folded = locks !== undefined && earlier.length === 0 && playbook.phases[0]?.steps[0] === 'gather-facts';
+    const refused = locks ? ((await locks.takeFirst()) ?? (folded ? undefined : await locks.takeRest())) : undefined;
+    if (refused) {
+      await locks?.release();
+      return { ...base, result: 'locked', locked: refused.message, changes: 0, phases: [], timings: timingsNow(), roundTrips: {} };
     }
     try {
       // relay: auto (./fallback.ts): pairs relayed after an earlier failure go back to direct once their path works
-      const earlier = inventory.mesh.fallbackRelays ?? [];
       const backToDirect = earlier.length ? await pairsBackToDirect(work, connections, options.signal) : [];
       let fallbacks = earlier.filter((p) => !backToDirect.includes(p));
       const pass = (fallbackPairs: readonly string[]) => {
         const { work: passWork, registry } = planWith(fallbackPairs);
         return runPlaybook({
           inventory: passWork,
-          registry,
+          registry: folded ? lockingFacts(registry, locks) : registry,
           playbook,
           connections,
           backend: options.dryRun ? recorder : executor,
@@ -254,6 +288,10 @@ export async function runUp(inventory: Inventory, connector: Connector, view: Up
         });
       };
       let run = await pass(fallbacks);
+      const lockRefused = locks?.refusal();
+      // refused in a facts probe: the facts gate stopped the run before anything changed; said as before, a locked run
+      if (lockRefused && !run.interrupted)
+        return { ...base, result: 'locked', locked: lockRefused.message, changes: 0, phases: [], timings: timingsNow(), roundTrips: {} };
       // the ping gate said no for pairs planned direct: once more with those pairs relayed (relay: auto)
       const pingPhase = playbook.phases.find((p) => p.steps.includes('ping-matrix'))?.id;
       const failed =
@@ -271,7 +309,7 @@ export async function runUp(inventory: Inventory, connector: Connector, view: Up
         ),
         ...backToDirect.map((p) => `${p.replace(' ', ' and ')}: the direct path works again, back to direct`),
       ];
-      const warnings = [...(lock?.ok ? lock.warnings : []), ...(run.rollbackNotes ?? []), ...fallbackNotes];
+      const warnings = [...(locks?.warnings ?? []), ...(run.rollbackNotes ?? []), ...fallbackNotes];
       return {
         ...base,
         result: run.interrupted ? 'interrupted' : run.stoppedAt ? 'stopped' : options.dryRun ? 'planned' : 'converged',
@@ -288,7 +326,7 @@ export async function runUp(inventory: Inventory, connector: Connector, view: Up
         ...(earlier.length || fallbacks.length ? { fallbackRelays: { pairs: fallbacks, relayedAtGate: failed, backToDirect } } : {}),
       };
     } finally {
-      await lock?.release();
+      await locks?.release();
     }
   } finally {
     await close();
