@@ -8,6 +8,7 @@ import type { Inventory } from '../inventory/types.js';
 import type { Connection, ConnectTimeline } from '../transport/types.js';
 import { executor, recorder } from './backend.js';
 import { RunLocks } from './lock.js';
+import { RootCheck } from './root-check.js';
 import { splitSections } from '../facts/sections.js';
 import type { Registry } from './runner.js';
 import { countActions, type Plan } from './plan.js';
@@ -222,7 +223,14 @@ export async function runUp(inventory: Inventory, connector: Connector, view: Up
     return { whole, work: limited ? limitInventory(whole, limited) : whole, registry };
   };
   const connectStarted = performance.now();
-  const { connections, failures, close } = await connector.connectAll(work);
+  const connected = await connector.connectAll(work);
+  const { failures, close } = connected;
+  // the first command on each node proves root when the connector skipped its own probe (./root-check.ts)
+  const rootCheck = new RootCheck(connected.connections, (name) => {
+    const node = work.nodes.find((n) => n.name === name);
+    return node?.ssh.become === 'sudo' || !connected.connections.get(name)?.target.startsWith('root@');
+  });
+  const { connections } = rootCheck;
   const connectMs = Date.now() - started;
   const first = firstStage(connections, 'readyMs') ?? firstConnectionMs(connectStarted, connections);
   const stages = { firstTcpConnectMs: firstStage(connections, 'tcpMs'), firstLoginMs: firstStage(connections, 'loginMs') };
@@ -257,9 +265,32 @@ export async function runUp(inventory: Inventory, connector: Connector, view: Up
     const earlier = inventory.mesh.fallbackRelays ?? [];
     const locks = options.dryRun ? undefined : new RunLocks(connections, { breakLock: options.breakLock ?? false, signal: options.signal });
     const folded = locks !== undefined && earlier.length === 0 && playbook.phases[0]?.steps[0] === 'gather-facts';
-    const refused = locks ? ((await locks.takeFirst()) ?? (folded ? undefined : await locks.takeRest())) : undefined;
+    /** A node where commands do not run as root: unreachable, as when the login's probe found it (nothing changed). */
+    const notRoot = (): UpReport | undefined =>
+      rootCheck.failures.size === 0
+        ? undefined
+        : {
+            ...base,
+            connectFailures: [...rootCheck.failures].map(([node, e]) => ({ node, error: e.message })),
+            result: 'unreachable',
+            changes: 0,
+            phases: [],
+            timings: timingsNow(),
+            roundTrips: {},
+          };
+    let refused: Awaited<ReturnType<RunLocks['takeFirst']>>;
+    try {
+      refused = locks ? ((await locks.takeFirst()) ?? (folded ? undefined : await locks.takeRest())) : undefined;
+    } catch (error) {
+      const unreachable = notRoot();
+      if (!unreachable) throw error;
+      await locks?.release();
+      return unreachable;
+    }
     if (refused) {
       await locks?.release();
+      const unreachable = notRoot();
+      if (unreachable) return unreachable;
       return { ...base, result: 'locked', locked: refused.message, changes: 0, phases: [], timings: timingsNow(), roundTrips: {} };
     }
     try {
@@ -288,6 +319,8 @@ export async function runUp(inventory: Inventory, connector: Connector, view: Up
         });
       };
       let run = await pass(fallbacks);
+      const unreachable = notRoot();
+      if (unreachable && !run.interrupted) return unreachable;
       const lockRefused = locks?.refusal();
       // refused in a facts probe: the facts gate stopped the run before anything changed; said as before, a locked run
       if (lockRefused && !run.interrupted)

@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import { runUp, type Connector, type UpView } from '../../src/engine/up.js';
 import { loadInventory } from '../../src/inventory/load.js';
 import { FakeConnection } from '../support/fake-connection.js';
+import { TransportError } from '../../src/transport/types.js';
 
 const inventory = loadInventory('inventories/homelab.yaml');
 const bareFacts = readFileSync('test/fixtures/facts/bare-debian12.txt', 'utf8');
@@ -44,9 +45,11 @@ function node(name: string, answer: string, log: string[]) {
   ]);
 }
 
-function run(answers: Record<string, string> = {}) {
+function run(answers: Record<string, string> = {}, options: { dryRun?: boolean; swap?: Map<string, FakeConnection> } = {}) {
   const log: string[] = [];
-  const connections = new Map(inventory.nodes.map((n) => [n.name, node(n.name, answers[n.name] ?? 'acquired', log)]));
+  const connections = new Map(
+    inventory.nodes.map((n) => [n.name, options.swap?.get(n.name) ?? node(n.name, answers[n.name] ?? 'acquired', log)]),
+  );
   const connector: Connector = {
     connectAll: async () => ({ connections, failures: new Map(), close: async () => undefined }),
     connectOne: async () => {
@@ -54,7 +57,12 @@ function run(answers: Record<string, string> = {}) {
     },
   };
   const view: UpView = { onEvent: () => undefined, gate: async () => true };
-  const report = runUp(inventory, connector, view, { signal: new AbortController().signal, playbookPath, rollbackDeadlineS: 0 });
+  const report = runUp(inventory, connector, view, {
+    signal: new AbortController().signal,
+    playbookPath,
+    rollbackDeadlineS: 0,
+    ...(options.dryRun ? { dryRun: true } : {}),
+  });
   return { report, log, connections };
 }
 
@@ -100,5 +108,58 @@ describe('up: the run lock folded into the facts probe (issue 10)', () => {
     const r = await report;
     assert.equal(r.result, 'locked');
     assert.deepEqual(log, [`lock ${FIRST}`, `release ${FIRST}`]);
+  });
+});
+
+describe('up: the login root check done by the first command (issue 10: no separate id -u round trip)', () => {
+  /** A sudo login (admin@) whose every command fails as sudo does. */
+  const sudoNode = (name: string, failure: { throws?: boolean; code?: number; stderr?: string }) => {
+    const c = new FakeConnection(name, [
+      {
+        match: /./,
+        reply: () => {
+          if (failure.throws)
+            throw new TransportError(
+              name,
+              `${name} (admin@${name}:22): sudo asks for a password; meshctl needs passwordless sudo (NOPASSWD) or user root`,
+              'sudo',
+            );
+          return { code: failure.code ?? 1, stderr: failure.stderr ?? '' };
+        },
+      },
+    ]);
+    (c as { target: string }).target = `admin@${name}:22`;
+    return c;
+  };
+  const notFirst = inventory.nodes.map((n) => n.name).find((n) => n !== FIRST)!;
+
+  it("sudo asking for a password in the facts probe: unreachable, the transport's message, nothing changed", async () => {
+    const { report } = run({}, { swap: new Map([[notFirst, sudoNode(notFirst, { throws: true })]]) });
+    const r = await report;
+    assert.equal(r.result, 'unreachable');
+    assert.deepEqual(r.phases, []);
+    assert.equal(r.connectFailures.length, 1);
+    assert.match(r.connectFailures[0]!.error, new RegExp(`^${notFirst} \\(admin@${notFirst}:22\\): sudo asks for a password`));
+  });
+
+  it('sudo missing on the first node (its lock is the first command): unreachable, said as the probe said it', async () => {
+    const { report, log } = run(
+      {},
+      { swap: new Map([[FIRST, sudoNode(FIRST, { code: 127, stderr: 'bash: line 1: sudo: command not found\n' })]]) },
+    );
+    const r = await report;
+    assert.equal(r.result, 'unreachable');
+    assert.deepEqual(r.connectFailures, [
+      { node: FIRST, error: `${FIRST} (admin@${FIRST}:22): logged in as admin, but sudo is not installed; use user root or install sudo` },
+    ]);
+    assert.deepEqual(log, [], 'no other node touched');
+  });
+
+  it('a dry run (no lock): the facts probe is the check; a refusing sudoers is unreachable', async () => {
+    const stderr = "Sorry, user admin is not allowed to execute '/bin/sh' as root on wk-1.\n";
+    const { report } = run({}, { dryRun: true, swap: new Map([[notFirst, sudoNode(notFirst, { code: 1, stderr })]]) });
+    const r = await report;
+    assert.equal(r.result, 'unreachable');
+    assert.match(r.connectFailures[0]!.error, /admin may not use sudo \(Sorry, user admin is not allowed to execute/);
   });
 });
