@@ -152,6 +152,14 @@ describe("up's lean facts probe (issue 10): the same facts as the shared definit
       assert.deepEqual(sameMoment(lean), sameMoment(old));
     });
 
+  it('the lean probe has the sections of the shared one, in the same order (only commands differ)', () => {
+    const sections = (script: string) => [...script.matchAll(/^echo '@@meshctl begin (\S+)'$/gm)].map((m) => m[1]);
+    const lean = sections(factsProbeScript(target));
+    assert.deepEqual(lean, sections(factsProbeScriptShared(target)));
+    assert.ok(lean.length > 30);
+    assert.notEqual(factsProbeScript(target), factsProbeScriptShared(target));
+  });
+
   it('the captures cover what the lean sections read differently (so the comparison above is not vacuous)', () => {
     const converged = parseFactsProbe(capture10b('converged-ms-1.new'), target);
     assert.equal(converged.peers.length, 3);
