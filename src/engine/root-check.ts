@@ -27,8 +27,8 @@ export function rootProblem(node: string, target: string, sudo: boolean, result:
 }
 
 /**
- * The run's connections, each watching its first command for a failure to become root (`failures`, by node). Later
- * commands pass through untouched. `sudo(node)` says whether a node's commands go through sudo (a root login's
+ * The run's connections, each watching its first command for a failure to become root: it then throws
+ * TransportError (reason 'sudo', recorded in `failures` by node) instead of answering. Later commands pass through. `sudo(node)` says whether a node's commands go through sudo (a root login's
  * cannot fail this way).
  */
 export class RootCheck {
@@ -55,7 +55,8 @@ export class RootCheck {
         try {
           const result = await connection.run(script, options);
           const problem = rootProblem(connection.node, connection.target, sudo, result);
-          if (problem) failures.set(connection.node, new TransportError(connection.node, problem, 'sudo'));
+          // thrown, as the probe's failure was: the caller's script never ran as root
+          if (problem) throw new TransportError(connection.node, problem, 'sudo');
           return result;
         } catch (error) {
           if (error instanceof TransportError && error.reason === 'sudo') failures.set(connection.node, error);
@@ -65,3 +66,9 @@ export class RootCheck {
     };
   }
 }
+
+/** Whether `node`'s commands go through sudo: become sudo, or a login user other than root (../transport/ssh.ts). */
+export const sudoOf =
+  (inventory: { nodes: readonly { name: string; ssh: { become?: string } }[] }, connections: ReadonlyMap<string, Connection>) =>
+  (name: string): boolean =>
+    inventory.nodes.find((n) => n.name === name)?.ssh.become === 'sudo' || !connections.get(name)?.target.startsWith('root@');

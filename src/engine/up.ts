@@ -8,7 +8,7 @@ import type { Inventory } from '../inventory/types.js';
 import type { Connection, ConnectTimeline } from '../transport/types.js';
 import { executor, recorder } from './backend.js';
 import { RunLocks } from './lock.js';
-import { RootCheck } from './root-check.js';
+import { RootCheck, sudoOf } from './root-check.js';
 import { splitSections } from '../facts/sections.js';
 import type { Registry } from './runner.js';
 import { countActions, type Plan } from './plan.js';
@@ -139,7 +139,14 @@ class ChannelCounter {
 async function outsideKeysFor(inventory: Inventory, work: Inventory, connector: Connector, options: UpOptions) {
   const inRun = new Set(work.nodes.map((n) => n.name));
   const outside = { ...inventory, nodes: inventory.nodes.filter((n) => !inRun.has(n.name)) };
-  const found = await gatherOutsideKeys(connector, outside, options.knownPublicKeys ?? new Map(), options.signal);
+  // their connections prove root by their first command too (./root-check.ts): a broken sudo is their failure
+  const checked: Pick<Connector, 'connectAll'> = {
+    async connectAll(nodes) {
+      const connected = await connector.connectAll(nodes);
+      return { ...connected, connections: new RootCheck(connected.connections, sudoOf(nodes, connected.connections)).connections };
+    },
+  };
+  const found = await gatherOutsideKeys(checked, outside, options.knownPublicKeys ?? new Map(), options.signal);
   if (found.missing.length)
     throw new MeshctlError(
       'cannot render the configs of the limited nodes: a peer outside --limit has no known public key; nothing was changed',
@@ -226,10 +233,7 @@ export async function runUp(inventory: Inventory, connector: Connector, view: Up
   const connected = await connector.connectAll(work);
   const { failures, close } = connected;
   // the first command on each node proves root when the connector skipped its own probe (./root-check.ts)
-  const rootCheck = new RootCheck(connected.connections, (name) => {
-    const node = work.nodes.find((n) => n.name === name);
-    return node?.ssh.become === 'sudo' || !connected.connections.get(name)?.target.startsWith('root@');
-  });
+  const rootCheck = new RootCheck(connected.connections, sudoOf(work, connected.connections));
   const { connections } = rootCheck;
   const connectMs = Date.now() - started;
   const first = firstStage(connections, 'readyMs') ?? firstConnectionMs(connectStarted, connections);
