@@ -14,7 +14,7 @@ import { TransportError } from '../../src/transport/types.js';
 
 const inventory = loadInventory('inventories/homelab.yaml');
 const bareFacts = readFileSync('test/fixtures/facts/bare-debian12.txt', 'utf8');
-const playbookPath = 'test/fixtures/playbooks/facts-only.yaml';
+const playbookPath = 'test/fixtures/up/facts-only.yaml';
 const FIRST = [...inventory.nodes.map((n) => n.name)].sort()[0]!;
 const lockAnswer = (answer: string) => `@@meshctl begin lock\n${answer}\n@@meshctl end lock rc=0\n`;
 
