@@ -124,7 +124,8 @@ export function registerUp(program: Command, finish: (result: CommandResult) => 
         out.write(
           `note: ${gone.name} is no longer in the inventory: its peer (${gone.publicKey.slice(0, 10)}…) is removed from ${limit ? 'the nodes in --limit' : 'every node'}\n`,
         );
-      const connector = connectorFor(sshOptionsFromFlags(flags, (line) => out.write(`${line}\n`)));
+      // no separate `id -u` after each login: up's first command on a node proves root (../engine/root-check.ts; issue 10)
+      const connector = connectorFor({ ...sshOptionsFromFlags(flags, (line) => out.write(`${line}\n`)), probe: false });
       const forks = parseForks(flags.forks);
       connector.start(limit ? inventory.nodes.filter((n) => limit.includes(n.name)) : inventory.nodes);
       try {

@@ -13,6 +13,7 @@ import { dirname } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { sh } from '../remote/shell.js';
 import type { Connection } from '../transport/types.js';
+import { sectionScript, type Section } from '../facts/sections.js';
 
 export const LOCK_PATH = '/run/meshctl/lock';
 /** seconds after which a lock is deemed left by a dead run (an `up` of 32 nodes takes well under a minute) */
@@ -53,10 +54,12 @@ export function parseLockHolder(text: string): LockHolder | undefined {
 /**
  * The script that takes the lock: prints `acquired`, or `held <line>` with the holder's line. With `breakAfter`
  * (seconds), a lock at least that old is replaced (`took-over <old line>`); 0 replaces any lock.
+ * Issue 10: a converged run pays one exec for it on a node where the lock directory exists (`mkdir` runs only when
+ * it does not; `cat`, `sed` and `date` only when the lock is held).
  */
 export function acquireScript(holder: LockHolder, breakAfter: number, path = LOCK_PATH): string {
   return [
-    sh`mkdir -p -m 700 ${dirname(path)}`.text,
+    sh`[ -d ${dirname(path)} ] || mkdir -p -m 700 ${dirname(path)}`.text,
     sh`line=${format(holder)}`.text,
     `take_lock() { ( set -C; printf '%s\\n' "$line" > ${sh`${path}`.text} ) 2>/dev/null; }`,
     'if take_lock; then echo acquired; exit 0; fi',
@@ -69,13 +72,23 @@ export function acquireScript(holder: LockHolder, breakAfter: number, path = LOC
   ].join('\n');
 }
 
-/** The script that removes the lock only when it is still ours. */
+/**
+ * The script that removes the lock only when it is still ours (a line of it holds this run's token). The shell reads
+ * the file itself (it was `grep -q`, one exec more; issue 10); `rm` runs only when the lock is ours.
+ */
 export const releaseScript = (holder: LockHolder, path = LOCK_PATH): string =>
-  `if grep -q ${sh`run=${holder.run}`.text} ${sh`${path}`.text} 2>/dev/null; then rm -f ${sh`${path}`.text}; fi`;
+  sh`mc_ours=; [ -f ${path} ] && while IFS= read -r mc_l || [ -n "$mc_l" ]; do case $mc_l in *${`run=${holder.run}`}*) mc_ours=1;; esac; done < ${path}; if [ -n "$mc_ours" ]; then rm -f ${path}; fi; true`
+    .text;
+
+/** The section of a combined probe script (../facts/sections.ts) that takes the lock (see RunLocks.sectionFor). */
+export const LOCK_SECTION = 'lock';
 
 export type LockOutcome =
   | { ok: true; release: () => Promise<void>; warnings: string[] }
   | { ok: false; node: string; holder?: LockHolder; message: string };
+
+/** A refusal: which node, who holds its lock (when it is one of ours), and the message for the operator. */
+export type LockRefusal = Extract<LockOutcome, { ok: false }>;
 
 /** "root@ops-1 (pid 4242) since 2026-11-29 22:10:03 UTC" */
 export const describeHolder = (h: LockHolder): string =>
@@ -83,6 +96,122 @@ export const describeHolder = (h: LockHolder): string =>
     .toISOString()
     .replace('T', ' ')
     .replace(/\.\d+Z$/, ' UTC')}`;
+
+const ANSWER = /^(acquired|took-over |held )/;
+
+/**
+ * The run lock of one run on a set of nodes: the first node (by name) is taken alone, then the others, either in
+ * their own round trip (`takeRest`) or folded into their facts probe (`sectionFor` + `settle`: issue 10, one round
+ * trip and one SSH channel fewer per node). Either way no other node is touched before the first node's lock is
+ * ours, and a node whose answer never came counts as taken for the release (the release script removes only a lock
+ * that holds this run's token).
+ */
+export class RunLocks {
+  readonly holder = newLockHolder();
+  readonly warnings: string[] = [];
+  /** nodes in name order; the first is locked alone */
+  readonly names: string[];
+  private readonly script: string;
+  private readonly taken = new Set<string>();
+  private readonly attempted = new Set<string>();
+  /** nodes whose lock section went into their probe and has not been read yet */
+  private readonly pending = new Set<string>();
+  private readonly refusals: LockRefusal[] = [];
+
+  constructor(
+    private readonly connections: ReadonlyMap<string, Connection>,
+    private readonly options: { breakLock: boolean; signal: AbortSignal },
+  ) {
+    this.names = [...connections.keys()].sort();
+    this.script = acquireScript(this.holder, options.breakLock ? 0 : LOCK_STALE_S);
+  }
+
+  /** Takes the first node's lock alone (its own round trip); the refusal, or undefined when it is ours. */
+  async takeFirst(): Promise<LockRefusal | undefined> {
+    const first = this.names[0];
+    return first === undefined ? undefined : this.take(first);
+  }
+
+  /** Takes every other node's lock at once (a round trip each); the first refusal, or undefined. */
+  async takeRest(): Promise<LockRefusal | undefined> {
+    const outcomes = await Promise.all(this.names.filter((n) => !this.attempted.has(n)).map((n) => this.take(n)));
+    return outcomes.find((o) => o !== undefined);
+  }
+
+  /**
+   * The lock's section for `node`'s facts probe, to run before its facts are read (a subshell: the script's `exit`
+   * must not end the probe); undefined when the node was already asked (the first node, or a second pass).
+   */
+  sectionFor(node: string): string | undefined {
+    if (this.attempted.has(node) || !this.connections.has(node)) return undefined;
+    this.attempted.add(node);
+    this.pending.add(node);
+    return sectionScript(LOCK_SECTION, `( ${this.script}\n)`);
+  }
+
+  /**
+   * Reads the lock section of `node`'s probe output; the refusal (also recorded), or undefined when taken or when
+   * no section of ours went into this probe (the first node, a second pass).
+   */
+  settle(node: string, sections: Map<string, Section>): LockRefusal | undefined {
+    if (!this.pending.delete(node)) return undefined;
+    const section = sections.get(LOCK_SECTION);
+    const lines = (section?.body ?? '').split('\n');
+    const answer = lines.filter((l) => ANSWER.test(l)).at(-1) ?? '';
+    const other = lines.filter((l) => !ANSWER.test(l)).join('\n');
+    return this.judge(node, section?.rc ?? 255, answer, other);
+  }
+
+  /**
+   * The first refusal so far, or undefined. A node asked in its probe whose answer never came (its facts step failed:
+   * a deadline, a broken channel) is no refusal: its failed facts stop the run at the facts gate anyway, and the
+   * release covers it.
+   */
+  refusal(): LockRefusal | undefined {
+    return this.refusals[0];
+  }
+
+  /** Removes our lock from every node it was asked on (taken or not answered), at once; never throws. */
+  async release(): Promise<void> {
+    const script = releaseScript(this.holder);
+    await Promise.all(
+      [...this.attempted].map((n) =>
+        this.connections
+          .get(n)!
+          .run(script)
+          .catch(() => undefined),
+      ),
+    );
+  }
+
+  private async take(node: string): Promise<LockRefusal | undefined> {
+    this.attempted.add(node);
+    // the connection's own command deadline (60 s, or MESHCTL_COMMAND_TIMEOUT): a fixed 15 s refused every run on a
+    // farm of 100 loaded nodes, where taking a lock waited behind the other nodes' work
+    const result = await this.connections.get(node)!.run(this.script, { signal: this.options.signal });
+    return this.judge(node, result.code, result.stdout.trim(), result.stderr);
+  }
+
+  private judge(node: string, code: number, out: string, stderr: string): LockRefusal | undefined {
+    if (code === 0 && out === 'acquired') {
+      this.taken.add(node);
+      return undefined;
+    }
+    if (code === 0 && out.startsWith('took-over ')) {
+      this.taken.add(node);
+      const old = parseLockHolder(out);
+      this.warnings.push(`${node}: took over the run lock of ${old ? describeHolder(old) : 'an unknown run'}`);
+      return undefined;
+    }
+    const other = parseLockHolder(out);
+    const message = other
+      ? `${node} is locked by another meshctl run: ${describeHolder(other)}; wait for it, or run with --break-lock if it died`
+      : `${node}: could not take the run lock at ${LOCK_PATH} (exit ${code}): ${(stderr || out).trim().split('\n').at(-1) ?? ''}`;
+    const refusal: LockRefusal = { ok: false, node, ...(other ? { holder: other } : {}), message };
+    this.refusals.push(refusal);
+    return refusal;
+  }
+}
 
 /**
  * Takes the run lock on every node (first node alone, then the others at once); on any refusal releases what it
@@ -92,52 +221,13 @@ export async function acquireLocks(
   connections: ReadonlyMap<string, Connection>,
   options: { breakLock: boolean; signal: AbortSignal },
 ): Promise<LockOutcome> {
-  const holder = newLockHolder();
-  const script = acquireScript(holder, options.breakLock ? 0 : LOCK_STALE_S);
-  const names = [...connections.keys()].sort();
-  const taken: string[] = [];
-  const warnings: string[] = [];
-  const release = async () => {
-    await Promise.all(
-      taken.map((n) =>
-        connections
-          .get(n)!
-          .run(releaseScript(holder))
-          .catch(() => undefined),
-      ),
-    );
-  };
-  const attempted: string[] = [];
-  const take = async (node: string): Promise<LockOutcome | undefined> => {
-    attempted.push(node);
-    // the connection's own command deadline (60 s, or MESHCTL_COMMAND_TIMEOUT): a fixed 15 s refused every run on a
-    // farm of 100 loaded nodes, where taking a lock waited behind the other nodes' work
-    const result = await connections.get(node)!.run(script, { signal: options.signal });
-    const out = result.stdout.trim();
-    if (result.code === 0 && out === 'acquired') {
-      taken.push(node);
-      return undefined;
-    }
-    if (result.code === 0 && out.startsWith('took-over ')) {
-      taken.push(node);
-      const old = parseLockHolder(out);
-      warnings.push(`${node}: took over the run lock of ${old ? describeHolder(old) : 'an unknown run'}`);
-      return undefined;
-    }
-    const other = parseLockHolder(out);
-    const message = other
-      ? `${node} is locked by another meshctl run: ${describeHolder(other)}; wait for it, or run with --break-lock if it died`
-      : `${node}: could not take the run lock at ${LOCK_PATH} (exit ${result.code}): ${(result.stderr || out).trim().split('\n').at(-1) ?? ''}`;
-    return { ok: false, node, ...(other ? { holder: other } : {}), message };
-  };
-  const first = names[0] === undefined ? undefined : await take(names[0]);
-  const refused = first ?? (await Promise.all(names.slice(1).map(take))).find((o) => o !== undefined);
+  const locks = new RunLocks(connections, options);
+  const refused = (await locks.takeFirst()) ?? (await locks.takeRest());
   if (refused) {
     // also where the take's answer never came (a deadline, a broken channel): the script may still have created
     // our lock there, and the release script removes only a lock that holds this run's token
-    for (const node of attempted) if (!taken.includes(node)) taken.push(node);
-    await release();
+    await locks.release();
     return refused;
   }
-  return { ok: true, release, warnings };
+  return { ok: true, release: () => locks.release(), warnings: locks.warnings };
 }

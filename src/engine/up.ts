@@ -7,7 +7,10 @@ import type { Matrix } from '../checks/ping-matrix.js';
 import type { Inventory } from '../inventory/types.js';
 import type { Connection, ConnectTimeline } from '../transport/types.js';
 import { executor, recorder } from './backend.js';
-import { acquireLocks } from './lock.js';
+import { RunLocks } from './lock.js';
+import { RootCheck, sudoOf } from './root-check.js';
+import { splitSections } from '../facts/sections.js';
+import type { Registry } from './runner.js';
 import { countActions, type Plan } from './plan.js';
 import { builtinPlaybookPath, loadPlaybook } from './playbook.js';
 import { registryContract } from './registry.js';
@@ -136,7 +139,14 @@ class ChannelCounter {
 async function outsideKeysFor(inventory: Inventory, work: Inventory, connector: Connector, options: UpOptions) {
   const inRun = new Set(work.nodes.map((n) => n.name));
   const outside = { ...inventory, nodes: inventory.nodes.filter((n) => !inRun.has(n.name)) };
-  const found = await gatherOutsideKeys(connector, outside, options.knownPublicKeys ?? new Map(), options.signal);
+  // their connections prove root by their first command too (./root-check.ts): a broken sudo is their failure
+  const checked: Pick<Connector, 'connectAll'> = {
+    async connectAll(nodes) {
+      const connected = await connector.connectAll(nodes);
+      return { ...connected, connections: new RootCheck(connected.connections, sudoOf(nodes, connected.connections)).connections };
+    },
+  };
+  const found = await gatherOutsideKeys(checked, outside, options.knownPublicKeys ?? new Map(), options.signal);
   if (found.missing.length)
     throw new MeshctlError(
       'cannot render the configs of the limited nodes: a peer outside --limit has no known public key; nothing was changed',
@@ -167,6 +177,36 @@ function firstStage(connections: ReadonlyMap<string, Connection>, stage: keyof C
 }
 
 /**
+ * The registry with the run lock folded into the facts probe (`gather-facts`): the lock's section runs first, so
+ * the facts are read under the lock, and a node whose lock another run holds fails its facts step with the holder's
+ * message (the facts gate then stops the run before anything changes). Issue 10: one round trip per node fewer.
+ */
+function lockingFacts(registry: Registry, locks: RunLocks): Registry {
+  return {
+    check: (name) => registry.check(name),
+    step(name) {
+      const step = registry.step(name);
+      if (name !== 'gather-facts' || step?.scope !== 'node') return step;
+      return {
+        ...step,
+        plan(input) {
+          const planned = step.plan(input);
+          const section = planned.action ? locks.sectionFor(input.node.name) : undefined;
+          return section && planned.action
+            ? { ...planned, action: { ...planned.action, script: `${section}\n${planned.action.script}` } }
+            : planned;
+        },
+        outputs(input, action, result) {
+          const refused = result?.ran ? locks.settle(input.node.name, splitSections(result.stdout ?? '')) : undefined;
+          if (refused) throw new Error(refused.message);
+          return step.outputs(input, action, result);
+        },
+      };
+    },
+  };
+}
+
+/**
  * Runs `up` and reports; throws only for bad input (a playbook that does not load: exit 2 through main).
  * A node that cannot be connected makes the result 'unreachable' before anything runs anywhere.
  */
@@ -190,7 +230,11 @@ export async function runUp(inventory: Inventory, connector: Connector, view: Up
     return { whole, work: limited ? limitInventory(whole, limited) : whole, registry };
   };
   const connectStarted = performance.now();
-  const { connections, failures, close } = await connector.connectAll(work);
+  const connected = await connector.connectAll(work);
+  const { failures, close } = connected;
+  // the first command on each node proves root when the connector skipped its own probe (./root-check.ts)
+  const rootCheck = new RootCheck(connected.connections, sudoOf(work, connected.connections));
+  const { connections } = rootCheck;
   const connectMs = Date.now() - started;
   const first = firstStage(connections, 'readyMs') ?? firstConnectionMs(connectStarted, connections);
   const stages = { firstTcpConnectMs: firstStage(connections, 'tcpMs'), firstLoginMs: firstStage(connections, 'loginMs') };
@@ -219,24 +263,49 @@ export async function runUp(inventory: Inventory, connector: Connector, view: Up
         roundTrips: {},
       };
     }
-    // a run that changes nodes holds their lock (./lock.ts); plans and dry runs read only and take none
-    const lock = options.dryRun
-      ? undefined
-      : await acquireLocks(connections, { breakLock: options.breakLock ?? false, signal: options.signal });
-    if (lock && !lock.ok) {
-      const timings = timingsNow();
-      return { ...base, result: 'locked', locked: lock.message, changes: 0, phases: [], timings, roundTrips: {} };
+    // a run that changes nodes holds their lock (./lock.ts); plans and dry runs read only and take none. The first
+    // node's lock is taken alone; the others' in their facts probe when the playbook starts with it (issue 10: one
+    // round trip and one channel fewer per node), else (or before the direct-path probe of relay: auto) at once here
+    const earlier = inventory.mesh.fallbackRelays ?? [];
+    const locks = options.dryRun ? undefined : new RunLocks(connections, { breakLock: options.breakLock ?? false, signal: options.signal });
+    const folded = locks !== undefined && earlier.length === 0 && playbook.phases[0]?.steps[0] === 'gather-facts';
+    /** A node where commands do not run as root: unreachable, as when the login's probe found it (nothing changed). */
+    const notRoot = (): UpReport | undefined =>
+      rootCheck.failures.size === 0
+        ? undefined
+        : {
+            ...base,
+            connectFailures: [...rootCheck.failures].map(([node, e]) => ({ node, error: e.message })),
+            result: 'unreachable',
+            changes: 0,
+            phases: [],
+            timings: timingsNow(),
+            roundTrips: {},
+          };
+    let refused: Awaited<ReturnType<RunLocks['takeFirst']>>;
+    try {
+      refused = locks ? ((await locks.takeFirst()) ?? (folded ? undefined : await locks.takeRest())) : undefined;
+    } catch (error) {
+      const unreachable = notRoot();
+      if (!unreachable) throw error;
+      await locks?.release();
+      return unreachable;
+    }
+    if (refused) {
+      await locks?.release();
+      const unreachable = notRoot();
+      if (unreachable) return unreachable;
+      return { ...base, result: 'locked', locked: refused.message, changes: 0, phases: [], timings: timingsNow(), roundTrips: {} };
     }
     try {
       // relay: auto (./fallback.ts): pairs relayed after an earlier failure go back to direct once their path works
-      const earlier = inventory.mesh.fallbackRelays ?? [];
       const backToDirect = earlier.length ? await pairsBackToDirect(work, connections, options.signal) : [];
       let fallbacks = earlier.filter((p) => !backToDirect.includes(p));
       const pass = (fallbackPairs: readonly string[]) => {
         const { work: passWork, registry } = planWith(fallbackPairs);
         return runPlaybook({
           inventory: passWork,
-          registry,
+          registry: folded ? lockingFacts(registry, locks) : registry,
           playbook,
           connections,
           backend: options.dryRun ? recorder : executor,
@@ -254,6 +323,12 @@ export async function runUp(inventory: Inventory, connector: Connector, view: Up
         });
       };
       let run = await pass(fallbacks);
+      const unreachable = notRoot();
+      if (unreachable && !run.interrupted) return unreachable;
+      const lockRefused = locks?.refusal();
+      // refused in a facts probe: the facts gate stopped the run before anything changed; said as before, a locked run
+      if (lockRefused && !run.interrupted)
+        return { ...base, result: 'locked', locked: lockRefused.message, changes: 0, phases: [], timings: timingsNow(), roundTrips: {} };
       // the ping gate said no for pairs planned direct: once more with those pairs relayed (relay: auto)
       const pingPhase = playbook.phases.find((p) => p.steps.includes('ping-matrix'))?.id;
       const failed =
@@ -271,7 +346,7 @@ export async function runUp(inventory: Inventory, connector: Connector, view: Up
         ),
         ...backToDirect.map((p) => `${p.replace(' ', ' and ')}: the direct path works again, back to direct`),
       ];
-      const warnings = [...(lock?.ok ? lock.warnings : []), ...(run.rollbackNotes ?? []), ...fallbackNotes];
+      const warnings = [...(locks?.warnings ?? []), ...(run.rollbackNotes ?? []), ...fallbackNotes];
       return {
         ...base,
         result: run.interrupted ? 'interrupted' : run.stoppedAt ? 'stopped' : options.dryRun ? 'planned' : 'converged',
@@ -288,7 +363,7 @@ export async function runUp(inventory: Inventory, connector: Connector, view: Up
         ...(earlier.length || fallbacks.length ? { fallbackRelays: { pairs: fallbacks, relayedAtGate: failed, backToDirect } } : {}),
       };
     } finally {
-      await lock?.release();
+      await locks?.release();
     }
   } finally {
     await close();

@@ -392,9 +392,11 @@ export interface PublicKeyFileState {
 
 /**
  * Compares IFACE.pub with `wg pubkey < IFACE.key` on the node. `print` 'cat' prints the file when it matches (and
- * a word otherwise), 'state' only the word: match, mismatch, missing or unchecked.
+ * a word otherwise), 'state' only the word: match, mismatch, missing or unchecked. `publicOfKey`: shell commands
+ * that set `mc_kp` to `wg pubkey < IFACE.key` (up's lean probe reuses the keys section's answer: ./lean.ts); without
+ * it the command derives it itself.
  */
-function publicKeyFileCommand(iface: string, print: 'cat' | 'state'): string {
+export function publicKeyFileCommand(iface: string, print: 'cat' | 'state', publicOfKey?: string): string {
   const p = wireguardPaths(iface);
   const onMatch = print === 'cat' ? 'printf \'%s\\n\' "$mc_pub"' : 'echo match';
   // The .pub is read by the shell (was "$(cat)", one exec; issue 10) with the same meaning: its text with trailing
@@ -402,7 +404,11 @@ function publicKeyFileCommand(iface: string, print: 'cat' | 'state'): string {
   const readPub =
     sh`mc_pub=; mc_n=0; while IFS= read -r mc_l || [ -n "$mc_l" ]; do mc_n=$((mc_n + 1)); [ $mc_n -eq 1 ] && mc_pub=$mc_l || { [ -n "$mc_l" ] && mc_pub="$mc_pub x"; }; done < ${p.publicKey}`
       .text;
-  return sh`if [ ! -e ${p.publicKey} ]; then echo missing; elif [ ! -s ${p.privateKey} ] || ! command -v wg >/dev/null 2>&1; then echo unchecked; elif ${raw(readPub)}; [ "$(wg pubkey < ${p.privateKey} 2>/dev/null)" = "$mc_pub" ]; then ${raw(onMatch)}; else echo mismatch; fi`
+  const compare =
+    publicOfKey === undefined
+      ? sh`[ "$(wg pubkey < ${p.privateKey} 2>/dev/null)" = "$mc_pub" ]`.text
+      : `${publicOfKey}; [ "$mc_kp" = "$mc_pub" ]`;
+  return sh`if [ ! -e ${p.publicKey} ]; then echo missing; elif [ ! -s ${p.privateKey} ] || ! command -v wg >/dev/null 2>&1; then echo unchecked; elif ${raw(readPub)}; ${raw(compare)}; then ${raw(onMatch)}; else echo mismatch; fi`
     .text;
 }
 

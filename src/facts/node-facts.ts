@@ -21,6 +21,7 @@ import {
   type WireGuardInterfaceFacts,
 } from './definitions.js';
 import { splitSections, type Section } from './sections.js';
+import { LEAN_FACTS } from './lean.js';
 import type { SysctlFileSettings } from './sysctl-order.js';
 import type { LivePeer } from '../render/wgdump.js';
 import type { FirewallFacts } from '../firewall/verdict.js';
@@ -144,7 +145,10 @@ function iptablesRuleLines(ruleset: FirewallFacts | undefined): string[] {
   return [ruleset?.legacy, ruleset?.iptablesNft].flatMap((part) => (part ?? '').split('\n')).filter((line) => line.startsWith('-A '));
 }
 
-/** The facts up reads, in script order (each one a named section; see ./definitions.ts). */
+/**
+ * The facts up reads, in script order (each one a named section; see ./definitions.ts). Issue 10: where ./lean.ts
+ * has a leaner command for a fact (one `wg`, one `stat`, one `sha256sum` per probe), up's probe runs that one.
+ */
 const UP_FACTS: ReadonlyArray<FactDef<unknown>> = [
   FACTS.now,
   FACTS.uid,
@@ -181,7 +185,14 @@ const UP_FACTS: ReadonlyArray<FactDef<unknown>> = [
   FACTS.operatorAddress,
   FACTS.wireguardInterfaceDetails,
   FACTS.reresolve,
-];
+].map((def) => Object.values(LEAN_FACTS).find((l) => l.name === def.name) ?? def);
+
+/** The shared definitions of up's probe, without ./lean.ts: what the probe ran before (test/unit/facts-lean.test.ts). */
+export const factsProbeScriptShared = (target: ProbeTarget): string =>
+  factsScript(
+    UP_FACTS.map((def) => Object.values(FACTS).find((f) => f.name === def.name) as FactDef<unknown>),
+    target,
+  );
 
 /**
  * The live [Interface] facts, or undefined when the interface does not exist or the probe did not read it (facts

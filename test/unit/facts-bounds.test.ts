@@ -11,15 +11,20 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CONFIG_TEXT_CUT_NOTE, CONFIG_TEXT_MAX_BYTES, FACTS, factsScript, readFact, splitSections } from '../../src/facts/definitions.js';
+import { LEAN_FACTS } from '../../src/facts/lean.js';
+import { symlinkSync } from 'node:fs';
 
 const ctx = { interface: 'wg0', listenPort: 51820 };
 
-function probe(content: string) {
+/** `lean`: up's probe (../../src/facts/lean.ts); `symlink`: wg0.conf is a symlink to the file (its size is not stat's). */
+function probe(content: string, { lean = false, symlink = false } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'meshctl-facts-'));
   try {
     const file = join(dir, 'wg0.conf');
-    writeFileSync(file, content);
-    const script = factsScript([FACTS.configMeta, FACTS.configText], ctx).replaceAll('/etc/wireguard/wg0.conf', file);
+    writeFileSync(symlink ? join(dir, 'target.conf') : file, content);
+    if (symlink) symlinkSync(join(dir, 'target.conf'), file);
+    const defs = lean ? [LEAN_FACTS.configMeta, LEAN_FACTS.configText] : [FACTS.configMeta, FACTS.configText];
+    const script = factsScript(defs, ctx).replaceAll('/etc/wireguard/wg0.conf', file);
     const out = spawnSync('sh', ['-c', script], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
     assert.equal(out.status, 0, out.stderr);
     const sections = splitSections(out.stdout);
@@ -33,23 +38,24 @@ function probe(content: string) {
   }
 }
 
-describe('the wg-quick file in the facts probe', () => {
-  const peer = (i: number) =>
-    `[Peer]\nPublicKey = ${Buffer.alloc(32, i % 251).toString('base64')}\nAllowedIPs = 10.${i >> 16}.${(i >> 8) & 255}.${i & 255}/32\n`;
+for (const variant of [{}, { lean: true }, { lean: true, symlink: true }])
+  describe(`the wg-quick file in the facts probe ${JSON.stringify(variant)}`, () => {
+    const peer = (i: number) =>
+      `[Peer]\nPublicKey = ${Buffer.alloc(32, i % 251).toString('base64')}\nAllowedIPs = 10.${i >> 16}.${(i >> 8) & 255}.${i & 255}/32\n`;
 
-  it('a 6 MB file: at most 1 MiB of text and a note leave the node; the sha256 is of the whole file', () => {
-    const big = `[Interface]\n# Managed by meshctl\n${Array.from({ length: 60_000 }, (_, i) => peer(i)).join('')}`;
-    assert.ok(big.length > 5 * CONFIG_TEXT_MAX_BYTES);
-    const { bytes, meta, text } = probe(big);
-    assert.ok(bytes < CONFIG_TEXT_MAX_BYTES + 4096, `${bytes} bytes of probe output`);
-    assert.equal(meta.sha256, createHash('sha256').update(big).digest('hex'));
-    assert.ok(text!.startsWith('[Interface]\n# Managed by meshctl\n[Peer]\n'));
-    assert.ok(text!.endsWith(`\n${CONFIG_TEXT_CUT_NOTE}\n`), text!.slice(-200));
-  });
+    it('a 6 MB file: at most 1 MiB of text and a note leave the node; the sha256 is of the whole file', () => {
+      const big = `[Interface]\n# Managed by meshctl\n${Array.from({ length: 60_000 }, (_, i) => peer(i)).join('')}`;
+      assert.ok(big.length > 5 * CONFIG_TEXT_MAX_BYTES);
+      const { bytes, meta, text } = probe(big, variant);
+      assert.ok(bytes < CONFIG_TEXT_MAX_BYTES + 4096, `${bytes} bytes of probe output`);
+      assert.equal(meta.sha256, createHash('sha256').update(big).digest('hex'));
+      assert.ok(text!.startsWith('[Interface]\n# Managed by meshctl\n[Peer]\n'));
+      assert.ok(text!.endsWith(`\n${CONFIG_TEXT_CUT_NOTE}\n`), text!.slice(-200));
+    });
 
-  it('a file under the cap comes whole, without the note', () => {
-    const small = `[Interface]\n# Managed by meshctl\n${peer(1)}`;
-    const { text } = probe(small);
-    assert.equal(text, small);
+    it('a file under the cap comes whole, without the note', () => {
+      const small = `[Interface]\n# Managed by meshctl\n${peer(1)}`;
+      const { text } = probe(small, variant);
+      assert.equal(text, small);
+    });
   });
-});

@@ -19,6 +19,11 @@ import { hostname } from 'node:os';
 import { parseFactsProbe, type NodeFacts } from '../../src/facts/node-facts.js';
 import { FACTS, readFact, splitSections } from '../../src/facts/definitions.js';
 import { sectionScript } from '../../src/facts/sections.js';
+import { LEAN_FACTS } from '../../src/facts/lean.js';
+import { factsProbeScript, factsProbeScriptShared } from '../../src/facts/node-facts.js';
+import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const target = { interface: 'wg0', listenPort: 51820 };
 const capture = (name: string) => readFileSync(`test/fixtures/facts/issue10/${name}.txt`, 'utf8');
@@ -105,5 +110,167 @@ describe('facts read by the shell alone (issue 10)', () => {
     const script = `PATH=/nonexistent\n${sectionScript('ifindex', FACTS.interfaceIndex.command(lo))}`;
     const out = spawnSync('sh', ['-c', script], { encoding: 'utf8' }).stdout;
     assert.equal(readFact(FACTS.interfaceIndex, splitSections(out), lo), Number(readFileSync('/sys/class/net/lo/ifindex', 'utf8')));
+  });
+});
+
+/**
+ * Issue 10, second part (src/facts/lean.ts: one `wg show all dump`, one `stat`, one `sha256sum`, one `wg pubkey` per
+ * probe). Each pair in test/fixtures/facts/issue10b is the probe of the shared definitions (`.old.txt`,
+ * factsProbeScriptShared) and up's lean probe (`.new.txt`), run one right after the other on the same node of the
+ * homelab lab (`lab up inventories/homelab.yaml`, then `up`), through ssh from the operator namespace as meshctl runs
+ * them (wk-* log in as admin and use sudo):
+ *   converged-ms-1, converged-wk-1: after `up`
+ *   drifted-ms-1: `echo "# hand edit" >> wg0.conf`, one peer removed with `wg set`, all.rp_filter=1, the
+ *     wg-quick@wg0 wants symlink removed, an iptables DROP of UDP 51820, /etc/sysctl.d/50-hand.conf
+ *   leftovers-wk-2: a k3s.service unit (+ daemon-reload), /etc/cni, a stray re-resolve script (its sha256 and the
+ *     timer's state are read)
+ *   down-ctb-edge-1: `ip link del wg0` (wireguard-go gone), a .pub that does not hold the key, a symlink link.conf
+ */
+const capture10b = (name: string) => readFileSync(`test/fixtures/facts/issue10b/${name}.txt`, 'utf8');
+
+/** Two probes a second apart differ in the clock, the peers' order (wireguard-go) and counters, and firewall comments. */
+function sameMoment(f: NodeFacts): unknown {
+  const { now: _now, operatorAddress, ...rest } = f;
+  return {
+    ...rest,
+    operatorAddress: { ...operatorAddress },
+    peers: [...f.peers].map(({ rxBytes: _rx, txBytes: _tx, ...peer }) => peer).sort((a, b) => a.publicKey.localeCompare(b.publicKey)),
+    wireguardDetails: f.wireguardDetails?.map((d) => ({ ...d, allowedIps: [...d.allowedIps].sort() })),
+    baseline: {
+      ...f.baseline,
+      firewallRuleset: JSON.parse(JSON.stringify(f.baseline.firewallRuleset).replace(/# (Generated|Completed) [^\\]*/g, '')),
+    },
+  };
+}
+
+describe("up's lean facts probe (issue 10): the same facts as the shared definitions, fewer processes", () => {
+  const names = ['converged-ms-1', 'converged-wk-1', 'drifted-ms-1', 'leftovers-wk-2', 'down-ctb-edge-1'];
+  for (const name of names)
+    it(`${name}: the lean probe's facts equal the shared definitions'`, () => {
+      const old = parseFactsProbe(capture10b(`${name}.old`), target);
+      const lean = parseFactsProbe(capture10b(`${name}.new`), target);
+      assert.deepEqual(sameMoment(lean), sameMoment(old));
+    });
+
+  it('the lean probe has the sections of the shared one, in the same order (only commands differ)', () => {
+    const sections = (script: string) => [...script.matchAll(/^echo '@@meshctl begin (\S+)'$/gm)].map((m) => m[1]);
+    const lean = sections(factsProbeScript(target));
+    assert.deepEqual(lean, sections(factsProbeScriptShared(target)));
+    assert.ok(lean.length > 30);
+    assert.notEqual(factsProbeScript(target), factsProbeScriptShared(target));
+  });
+
+  it('the captures cover what the lean sections read differently (so the comparison above is not vacuous)', () => {
+    const converged = parseFactsProbe(capture10b('converged-ms-1.new'), target);
+    assert.equal(converged.peers.length, 3);
+    assert.equal(converged.live?.listenPort, 51820);
+    assert.equal(converged.live?.wgReadable, true);
+    assert.match(converged.interfacePublicKey ?? '', /^[A-Za-z0-9+/]{43}=$/);
+    assert.equal(converged.keys.publicKeyFile?.state, 'match');
+    assert.equal(converged.keys.privateKeyMode, '600');
+    assert.match(converged.config.sha256 ?? '', /^[0-9a-f]{64}$/);
+    assert.match(converged.sysctl.fileSha256 ?? '', /^[0-9a-f]{64}$/);
+    assert.match(converged.service.reloadDropInSha256 ?? '', /^[0-9a-f]{64}$/);
+    assert.equal(converged.wireguardDetails?.[0]?.allowedIps.length, 3);
+    const drifted = parseFactsProbe(capture10b('drifted-ms-1.new'), target);
+    assert.equal(drifted.peers.length, 2);
+    assert.match(drifted.config.text ?? '', /# hand edit/);
+    const left = parseFactsProbe(capture10b('leftovers-wk-2.new'), target);
+    assert.match(left.reresolve?.scriptSha256 ?? '', /^[0-9a-f]{64}$/);
+    const down = parseFactsProbe(capture10b('down-ctb-edge-1.new'), target);
+    assert.equal(down.live, undefined);
+    assert.deepEqual(down.wireguardInterfaces, []);
+    assert.equal(down.keys.publicKeyFile?.state, 'mismatch');
+    assert.ok(down.wireguardConfigs.includes('link.conf'));
+  });
+
+  it('runs wg twice (the dump, wg pubkey), stat and sha256sum once where the shared definitions ran them 9, 2 and 3 times', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'meshctl-lean-'));
+    const log = join(dir, 'calls');
+    const key = 'aGVyZSBpcyBhIHByaXZhdGUga2V5IG9mIDMyIGJ5dGU=';
+    const pub = 'cHVibGljIGtleSBvZiB0aGUgaW50ZXJmYWNlIDMyYnk=';
+    writeFileSync(join(dir, 'wg0.key'), `${key}\n`, { mode: 0o600 });
+    writeFileSync(join(dir, 'wg0.pub'), `${pub}\n`);
+    writeFileSync(join(dir, 'wg0.conf'), '[Interface]\n# Managed by meshctl\nListenPort = 51820\n');
+    writeFileSync(join(dir, 'sysctl.conf'), 'net.ipv4.conf.all.rp_filter = 2\n');
+    writeFileSync(join(dir, 'dropin.conf'), '[Service]\n');
+    const standIn = (name: string, body: string) => {
+      writeFileSync(join(dir, name), `#!/bin/sh\necho ${name} >> ${log}\n${body}\n`);
+      chmodSync(join(dir, name), 0o755);
+    };
+    standIn(
+      'wg',
+      `case "$*" in pubkey) echo ${pub};; "show interfaces") echo wg0;; "show all dump") printf 'wg0\\t%s\\t%s\\t51820\\toff\\n' ${key} ${pub};; esac; exit 0`,
+    );
+    standIn('stat', 'exec /usr/bin/stat "$@"');
+    standIn('sha256sum', 'exec /usr/bin/sha256sum "$@"');
+    const calls = (script: string) => {
+      writeFileSync(log, '');
+      const local = script
+        .replaceAll('/etc/wireguard', dir)
+        .replaceAll('/etc/sysctl.d/99-wireguard.conf', join(dir, 'sysctl.conf'))
+        .replaceAll('/etc/systemd/system/wg-quick@wg0.service.d/meshctl-keep-key.conf', join(dir, 'dropin.conf'));
+      const out = spawnSync('sh', ['-c', `PATH=${dir}:/usr/bin:/bin\n${local}`], { encoding: 'utf8' }).stdout;
+      const counts: Record<string, number> = {};
+      for (const name of readFileSync(log, 'utf8').split('\n').filter(Boolean)) counts[name] = (counts[name] ?? 0) + 1;
+      return { counts, out };
+    };
+    const lean = Object.values(LEAN_FACTS);
+    const shared = lean.map((l) => Object.values(FACTS).find((f) => f.name === l.name)!);
+    const leanRun = calls(lean.map((d) => sectionScript(d.name, d.command(target))).join('\n'));
+    const sharedRun = calls(shared.map((d) => sectionScript(d.name, d.command(target))).join('\n'));
+    assert.deepEqual(leanRun.counts, { wg: 2, stat: 1, sha256sum: 1 });
+    assert.deepEqual(sharedRun.counts, { wg: 9, stat: 2, sha256sum: 3 });
+    assert.ok(!leanRun.out.includes(key), 'no private key in the output');
+    const s = splitSections(leanRun.out);
+    assert.deepEqual(readFact(LEAN_FACTS.keyFile, s, target), { exists: true, mode: '600', publicKey: pub });
+    assert.deepEqual(readFact(LEAN_FACTS.publicKeyFileState, s, target), { state: 'match', mode: '644' });
+    assert.equal(readFact(LEAN_FACTS.configText, s, target), '[Interface]\n# Managed by meshctl\nListenPort = 51820\n');
+    const sharedSections = splitSections(sharedRun.out);
+    for (const def of [LEAN_FACTS.configMeta, LEAN_FACTS.sysctlFileSha256, LEAN_FACTS.reloadDropInSha256])
+      assert.deepEqual(readFact(def, s, target), readFact(def, sharedSections, target), def.name);
+  });
+
+  it('the private key never leaves the awk that reads `wg show all dump` (a stand-in wg prints one)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'meshctl-lean-'));
+    const priv = 'aGVyZSBpcyBhIHByaXZhdGUga2V5IG9mIDMyIGJ5dGU=';
+    const pub = 'cHVibGljIGtleSBvZiB0aGUgaW50ZXJmYWNlIDMyYnk=';
+    const peer = 'cGVlciBwdWJsaWMga2V5IG51bWJlciBvbmUgMzIgYnk=';
+    const psk = 'cHJlc2hhcmVkIGtleSB2YWx1ZSBoZXJlIDMyIGJ5dGU=';
+    const dump = [
+      ['wg0', priv, pub, '51820', 'off'],
+      ['wg0', peer, psk, '203.0.113.7:51820', '10.9.0.2/32,10.9.1.0/24', '1796000000', '10', '20', '25'],
+      ['wg9', priv, pub, '51999', 'off'],
+    ];
+    writeFileSync(
+      join(dir, 'wg'),
+      `#!/bin/sh
+[ "$*" = "show all dump" ] || exit 3
+printf '%s\\n' ${dump.map((l) => `'${l.join('\t')}'`).join(' ')}
+`,
+    );
+    chmodSync(join(dir, 'wg'), 0o755);
+    const defs = [LEAN_FACTS.wireguardInterfaces, LEAN_FACTS.interfacePublicKey, LEAN_FACTS.peers, LEAN_FACTS.interfaceListenPort];
+    const script = `PATH=${dir}:/usr/bin:/bin\n${defs.map((d) => sectionScript(d.name, d.command(target))).join('\n')}`;
+    const out = spawnSync('sh', ['-c', script], { encoding: 'utf8' }).stdout;
+    assert.ok(!out.includes(priv) && !out.includes(psk), out);
+    const s = splitSections(out);
+    assert.deepEqual(readFact(LEAN_FACTS.wireguardInterfaces, s, target), ['wg0', 'wg9']);
+    assert.equal(readFact(LEAN_FACTS.interfacePublicKey, s, target), pub);
+    assert.equal(readFact(LEAN_FACTS.interfaceListenPort, s, target), 51820);
+    const peers = readFact(LEAN_FACTS.peers, s, target).peers;
+    assert.equal(peers.length, 1);
+    assert.equal(peers[0]?.publicKey, peer);
+    assert.deepEqual(peers[0]?.allowedIps, ['10.9.0.2/32', '10.9.1.0/24']);
+    assert.equal(s.get('port')?.rc, 0);
+    const other = { interface: 'wg5', listenPort: 1 };
+    const missing = spawnSync(
+      'sh',
+      ['-c', `PATH=${dir}:/usr/bin:/bin\n${sectionScript('port', LEAN_FACTS.interfaceListenPort.command(other))}`],
+      {
+        encoding: 'utf8',
+      },
+    ).stdout;
+    assert.equal(splitSections(missing).get('port')?.rc, 1, 'wg cannot read an interface it does not list');
   });
 });

@@ -5,7 +5,8 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { acquireLocks, acquireScript, newLockHolder, parseLockHolder, releaseScript } from '../../src/engine/lock.js';
+import { acquireLocks, acquireScript, newLockHolder, parseLockHolder, releaseScript, RunLocks } from '../../src/engine/lock.js';
+import { splitSections } from '../../src/facts/sections.js';
 import { FakeConnection } from '../support/fake-connection.js';
 
 const sh = (script: string) => execFileSync('sh', ['-c', script], { encoding: 'utf8' }).trim();
@@ -36,6 +37,41 @@ describe('run lock scripts (real sh)', () => {
     const breaker = newLockHolder();
     assert.match(sh(acquireScript(breaker, 0, path)), /^took-over /);
     assert.equal(parseLockHolder(readFileSync(path, 'utf8'))?.run, breaker.run);
+  });
+});
+
+describe('run lock scripts, issue 10 (real sh)', () => {
+  it('the release reads the lock with the shell: a lock of another run, or none, is left alone and exits 0', () => {
+    const path = join(mkdtempSync(join(tmpdir(), 'meshctl-lock-')), 'lock');
+    const a = newLockHolder();
+    assert.equal(execFileSync('sh', ['-c', releaseScript(a, path)]).length, 0, 'no lock: nothing to do');
+    writeFileSync(path, 'holder=x@y pid=1 started=1 run=0123456789abcdef\n');
+    sh(releaseScript(a, path));
+    assert.ok(existsSync(path));
+    // a file without its final newline is read too (grep read it before)
+    writeFileSync(path, `holder=x@y pid=1 started=1 run=${a.run}`);
+    sh(releaseScript(a, path));
+    assert.equal(existsSync(path), false);
+  });
+
+  it("as a section of a probe, the lock's answer is read and the rest of the probe still runs (its exit is a subshell's)", () => {
+    const connections = new Map([
+      ['a', {} as never],
+      ['b', {} as never],
+    ]);
+    const locks = new RunLocks(connections, { breakLock: false, signal: new AbortController().signal });
+    const section = locks.sectionFor('b')!;
+    assert.equal(locks.sectionFor('b'), undefined, 'asked once');
+    const out = execFileSync(
+      'sh',
+      ['-c', `${section.replaceAll('/run/meshctl', mkdtempSync(join(tmpdir(), 'meshctl-lock-')))}\necho after`],
+      {
+        encoding: 'utf8',
+      },
+    );
+    assert.match(out, /after\n$/);
+    assert.equal(locks.settle('b', splitSections(out)), undefined);
+    assert.equal(locks.settle('a', splitSections('')), undefined, 'a node whose probe carried no lock section is not judged');
   });
 });
 

@@ -1,0 +1,161 @@
+/**
+ * Up's facts probe with fewer processes (issue 10): the same sections, the same parsers and the same answers as the
+ * shared definitions (./definitions.ts), but one exec where they run several on a node:
+ * - WireGuard: ONE `wg show all dump` per probe (it was seven `wg` runs and two awk: `wg show interfaces` twice,
+ *   `public-key`, `listen-port` twice, `dump`, `allowed-ips`), read into a shell variable through an awk that drops
+ *   the private key on the node (it never reaches the variable) and masks preshared keys; the sections `wginterfaces`,
+ *   `pubkey`, `port`, `dump` and `wgdetails` print from it what the separate commands printed;
+ * - files: ONE `stat` for the modes of the key and .pub and the size of the wg-quick file (two stats and a `wc -c`
+ *   before; the file goes through `head -c` only when it is larger than the cap), ONE `sha256sum` for every file a
+ *   section needs a checksum of (the wg-quick file, the sysctl file, the drop-in, the re-resolve timer's files);
+ * - `wg pubkey < KEY` once: the .pub comparison reuses the keys section's answer.
+ * Sections share one shell (./sections.ts): the helpers are shell functions every lean section defines again (so a
+ * section also runs alone) and fill their variable once per probe (`mc_` names). Only up's probe uses these
+ * (./node-facts.ts): verify reads peers AFTER its pings, so a value cached before them would be stale there.
+ * The answers are compared with the shared definitions' on captures of lab nodes (test/unit/facts-lean.test.ts).
+ */
+import { sh } from '../remote/shell.js';
+import { reresolvePaths, wireguardPaths } from '../remote/wireguard.js';
+import {
+  CONFIG_TEXT_CUT_NOTE,
+  CONFIG_TEXT_MAX_BYTES,
+  FACTS,
+  filteredConfigCommand,
+  publicKeyFileCommand,
+  type FactContext,
+  type FactDef,
+} from './definitions.js';
+
+const TAB = '\t';
+
+/** Lines of the shell variable VAR, each read into the variables NAMES (split at IFS_CHARS), as a here-document. */
+const eachLine = (variable: string, ifs: string, names: string, body: string) =>
+  `while IFS='${ifs}' read -r ${names}; do ${body}; done <<MC_EOF\n$${variable}\nMC_EOF`;
+
+/**
+ * `mc_wgr`: reads `wg show all dump` once into `mc_wga`, as lines `I<TAB>IFACE<TAB>PUBLIC-KEY<TAB>LISTEN-PORT` and
+ * `P<TAB>IFACE<TAB>` + the peer's fields as `wg show IFACE dump` prints them, the preshared key masked as
+ * peerDumpCommand does (../remote/wireguard.ts). The interface line's private key is dropped by the awk on the node.
+ */
+const WG_READ = [
+  'mc_wgr() {',
+  '  [ -n "${mc_wg_done:-}" ] && return 0; mc_wg_done=1; mc_wga=',
+  `  command -v wg >/dev/null 2>&1 && mc_wga=$(wg show all dump 2>/dev/null | awk 'BEGIN { FS = OFS = "\\t" } NF == 5 { print "I", $1, $3, $4 } NF == 9 { if ($3 != "(none)") $3 = "(hidden)"; print "P", $0 }')`,
+  '  true',
+  '}',
+].join('\n');
+
+/** `mc_str`: one `stat` (no -L, as the separate ones) of the key, the .pub and the wg-quick file into `mc_st`. */
+const statRead = (ctx: FactContext) => {
+  const p = wireguardPaths(ctx.interface);
+  return [
+    'mc_str() {',
+    `  [ -n "\${mc_st_done:-}" ] && return 0; mc_st_done=1; mc_st=$(stat -c '%F|%a|%s|%n' -- ${sh`${p.privateKey} ${p.publicKey} ${p.config}`.text} 2>/dev/null)`,
+    '  true',
+    '}',
+    // mc_stf PATH: its type (%F), octal mode and size in mc_sf, mc_sa, mc_ss; empty when stat did not list it
+    'mc_stf() {',
+    '  mc_str; mc_sf=; mc_sa=; mc_ss=',
+    `  ${eachLine('mc_st', '|', 'mc_1 mc_2 mc_3 mc_4', '[ "$mc_4" = "$1" ] && mc_sf=$mc_1 && mc_sa=$mc_2 && mc_ss=$mc_3')}`,
+    '}',
+  ].join('\n');
+};
+
+/** Every file a lean section wants the sha256 of (only the regular files among them are read). */
+const shaFiles = (ctx: FactContext) => {
+  const p = wireguardPaths(ctx.interface);
+  const r = reresolvePaths(ctx.interface);
+  return [p.config, p.sysctl, p.reloadDropIn, r.script, r.service, r.timer];
+};
+
+/** `mc_shf PATH`: sets `mc_sha` to PATH's sha256 (status 1, empty, when it is not a regular file), one sha256sum for all. */
+const shaRead = (ctx: FactContext) =>
+  [
+    'mc_shf() {',
+    `  [ -n "\${mc_sha_done:-}" ] || { mc_sha_done=1; mc_shas=$(set --; for mc_f in ${sh`${shaFiles(ctx)}`.text}; do [ -f "$mc_f" ] && set -- "$@" "$mc_f"; done; [ $# -eq 0 ] || sha256sum -- "$@" 2>/dev/null); }`,
+    '  mc_sha=',
+    `  ${eachLine('mc_shas', ' ', 'mc_1 mc_2', '[ "$mc_2" = "$1" ] && mc_sha=$mc_1')}`,
+    '  [ -n "$mc_sha" ]',
+    '}',
+  ].join('\n');
+
+/** The fact `def` with a leaner command: same section name, same parser. */
+const lean = <T>(def: FactDef<T>, command: (ctx: FactContext) => string): FactDef<T> => ({ ...def, command });
+
+const wg = (body: string) => `${WG_READ}\nmc_wgr\n${body}`;
+
+/** The lean definitions, by the name of the shared definition they replace in up's probe. */
+export const LEAN_FACTS = {
+  wireguardInterfaces: lean(FACTS.wireguardInterfaces, () =>
+    wg(`${eachLine('mc_wga', TAB, 'mc_t mc_i mc_r', '[ "$mc_t" = I ] && echo "$mc_i"')}\ntrue`),
+  ),
+  interfacePublicKey: lean(FACTS.interfacePublicKey, (ctx) =>
+    wg(
+      `${eachLine('mc_wga', TAB, 'mc_t mc_i mc_k mc_r', sh`[ "$mc_t" = I ] && [ "$mc_i" = ${ctx.interface} ] && echo "$mc_k"`.text)}\ntrue`,
+    ),
+  ),
+  // the section's status says whether wg could read the interface (NodeFacts.live.wgReadable): 1 when not listed
+  interfaceListenPort: lean(FACTS.interfaceListenPort, (ctx) =>
+    wg(
+      `mc_p=; mc_f=\n${eachLine('mc_wga', TAB, 'mc_t mc_i mc_k mc_l', sh`[ "$mc_t" = I ] && [ "$mc_i" = ${ctx.interface} ] && mc_f=1 && mc_p=$mc_l`.text)}\n[ -n "$mc_f" ] && echo "$mc_p"`,
+    ),
+  ),
+  peers: lean(FACTS.peers, (ctx) =>
+    wg(
+      `${eachLine('mc_wga', TAB, 'mc_t mc_i mc_r', sh`[ "$mc_t" = P ] && [ "$mc_i" = ${ctx.interface} ] && printf '%s\\n' "$mc_r"`.text)}\ntrue`,
+    ),
+  ),
+  // as FACTS.wireguardInterfaceDetails, with the ports and AllowedIPs read from the dump (comma-separated there)
+  wireguardInterfaceDetails: lean(FACTS.wireguardInterfaceDetails, () =>
+    wg(
+      [
+        `[ -n "$mc_wga" ] && { printf '%s\\n' "$mc_wga"; echo @@; ip -4 -o addr show; echo @@; ip -4 route show table all; } 2>/dev/null | awk '`,
+        '  $0 == "@@" { part++; next }',
+        '  part == 0 && $1 == "I" { f = $2; name[++n] = f; port[f] = $4; next }',
+        '  part == 0 && $1 == "P" { c = split($6, a, ","); for (k = 1; k <= c; k++) out[$2] = out[$2] "allowed=" a[k] "\\n"; next }',
+        '  part == 0 { next }',
+        '  part == 1 { sub(/@.*/, "", $2); adr[$2] = adr[$2] "addr=" $4 "\\n"; next }',
+        '  { for (k = 1; k < NF; k++) if ($k == "dev") { rt[$(k + 1)] = rt[$(k + 1)] "route=" $0 "\\n"; break } }',
+        '  END { for (i = 1; i <= n; i++) { f = name[i]; printf "iface=%s\\nport=%s\\n%s%s%s", f, port[f], adr[f], rt[f], out[f] } }',
+        "'; true",
+      ].join('\n'),
+    ),
+  ),
+  // the key's mode from the shared stat; its public half kept in mc_kpub for the .pub comparison (pubstate)
+  keyFile: lean(FACTS.keyFile, (ctx) => {
+    const k = wireguardPaths(ctx.interface).privateKey;
+    return `${statRead(ctx)}\n${sh`if [ -s ${k} ]; then echo exists=yes; mc_stf ${k}; echo "mode=$mc_sa"; command -v wg >/dev/null 2>&1 && { mc_kpub=$(wg pubkey < ${k}); mc_kpub_done=1; echo "public=$mc_kpub"; }; else echo exists=no; fi; true`.text}`;
+  }),
+  publicKeyFileState: lean(FACTS.publicKeyFileState, (ctx) => {
+    const p = wireguardPaths(ctx.interface);
+    const publicOfKey = sh`if [ -n "\${mc_kpub_done:-}" ]; then mc_kp=$mc_kpub; else mc_kp=$(wg pubkey < ${p.privateKey} 2>/dev/null); fi`
+      .text;
+    return `${statRead(ctx)}\n${publicKeyFileCommand(ctx.interface, 'state', publicOfKey)}; mc_stf ${sh`${p.publicKey}`.text}; echo "mode=$mc_sa"`;
+  }),
+  // the file's size from the shared stat (wc -c for anything but a regular file): head -c only past the cap
+  configText: lean(FACTS.configText, (ctx) => {
+    const p = wireguardPaths(ctx.interface);
+    const max = CONFIG_TEXT_MAX_BYTES;
+    const filter = filteredConfigCommand(p.config, p.privateKey);
+    return `${statRead(ctx)}\n${sh`if [ -f ${p.config} ]; then mc_stf ${p.config}; case $mc_sf in 'regular file'|'regular empty file') mc_cs=$mc_ss;; *) mc_cs=$(wc -c < ${p.config});; esac; if [ "\${mc_cs:-0}" -gt ${max} ]; then `.text}${filter}${sh` | head -c ${max}; printf '\\n%s\\n' ${CONFIG_TEXT_CUT_NOTE}; else `.text}${filter}; fi; fi; true`;
+  }),
+  configMeta: lean(FACTS.configMeta, (ctx) => {
+    const f = wireguardPaths(ctx.interface).config;
+    return `${shaRead(ctx)}\n${sh`if [ -f ${f} ]; then echo exists=yes; mc_shf ${f} && echo "sha256=$mc_sha"; awk '{ l = tolower($0) } l ~ /^[[:space:]]*privatekey/ { p++ } l ~ /^[[:space:]]*presharedkey/ { s++ } END { printf "privatekeylines=%d\\npresharedkeylines=%d\\n", p, s }' ${f}; else echo exists=no; fi`.text}`;
+  }),
+  sysctlFileSha256: lean(FACTS.sysctlFileSha256, (ctx) => {
+    const f = wireguardPaths(ctx.interface).sysctl;
+    return `${shaRead(ctx)}\n${sh`[ -f ${f} ] && mc_shf ${f} && echo "$mc_sha"; true`.text}`;
+  }),
+  reloadDropInSha256: lean(FACTS.reloadDropInSha256, (ctx) => {
+    const f = wireguardPaths(ctx.interface).reloadDropIn;
+    return `${shaRead(ctx)}\n${sh`[ -f ${f} ] && mc_shf ${f} && echo "$mc_sha"; true`.text}`;
+  }),
+  reresolve: lean(FACTS.reresolve, (ctx) => {
+    const r = reresolvePaths(ctx.interface);
+    const shaOf = (key: string, file: string) => sh`mc_shf ${file}; echo ${key}=$mc_sha`.text;
+    // the timer's state only when one of its files exists, as FACTS.reresolve
+    const timer = FACTS.reresolve.command(ctx).split('\n').at(-1)!;
+    return [shaRead(ctx), shaOf('script', r.script), shaOf('service', r.service), shaOf('timer', r.timer), timer].join('\n');
+  }),
+} satisfies Partial<Record<keyof typeof FACTS, FactDef<unknown>>>;
