@@ -179,8 +179,8 @@ export async function runChecklists(
  * Collects everything verify judges. Three things run at once over each node's one connection (at most two of its
  * channels open at a time, well under OpenSSH's MaxSessions 10):
  *   - the checklist (one script per node);
- *   - the cold-start probe (./cold-start.ts): a small "pre" script (clock, live key, peers, UDP counters), the
- *     bursts, the counters again;
+ *   - the cold-start probe (./cold-start.ts): a small "pre" script (clock, live key, peers, UDP counters), then one
+ *     script per node that sends its bursts and watches its own counters until the bursts addressed to it arrived;
  *   - then the ping + path-MTU round, which waits for the cold-start probe only: its tunnel traffic would blur the
  *     receivers' UDP counters. Its first-contact pairs come from the pre script, not from the checklist.
  * Nothing of the checklist feeds the probes (the checklist sends no UDP), and the probes change nothing the
