@@ -9,16 +9,21 @@
  * go only to the endpoints the inventory designs, i.e. between the nodes themselves.
  *
  * B's counters count every datagram, not only ours. So first every direction sends at once and a receiver whose
- * counter grew by all its senders' bursts passes them all (two round trips, every node at once; the counters before
- * come from the checklist). A receiver left short is measured again hearing one sender at a time: directions are put
- * into slots (in each slot, every receiver has at most one sender; slots = the largest number of nodes dialling one
- * node), two more round trips per slot. Other traffic B receives can hide a drop (a false pass), never fake one.
+ * counter grew by all its senders' bursts passes them all. That is ONE round trip, every node at once (the counters
+ * before come from verify's pre script): each node sends its own bursts, then watches its own counters (shell
+ * builtins, no process per look) until they grew by all the bursts addressed to it, or COLD_START_WATCH runs out.
+ * A healthy mesh waits only for its datagrams to arrive; it used to pay a second round trip to read the counters.
+ * A receiver left short is measured again hearing one sender at a time: its counters are read once more (after
+ * every first-round script has ended, so no late datagram of that round can count for a slot), then directions are
+ * put into slots (in each slot, every receiver has at most one sender; slots = the largest number of nodes dialling
+ * one node), two round trips per slot. Other traffic B receives can hide a drop (a false pass), never fake one; the
+ * watch ends at the first look that shows enough, so it gives other traffic no more time than the old read did.
  *
  * No direction is skipped for a fresh handshake (one younger than REKEY_AFTER_TIME): a handshake proves only that
  * datagrams passed on the pair's one 5-tuple (listen port to listen port), and a stateful firewall or NAT passes
  * those for as long as conntrack remembers the flow, whoever opened it: the other side's dial, or an earlier
  * session. That is the one-way pair this probe exists to find (test/lab/firewall.test.ts: a drop added after `up`,
- * handshakes fresh and pings passing, cold start failing). Its cost is small: two short round trips on a healthy
+ * handshakes fresh and pings passing, cold start failing). Its cost is small: one short round trip on a healthy
  * mesh, which verify runs beside its checklist (./collect.ts).
  */
 import type { Inventory, Node } from '../inventory/types.js';
@@ -132,6 +137,63 @@ export function roundScript(read: boolean, sends: Direction[]): string {
   ].join('\n');
 }
 
+/**
+ * How long a receiver watches its counters in the first round: up to `polls` looks, `intervalSeconds` apart (2 s in
+ * all), time for senders whose scripts start a little later (their channels open at slightly different moments).
+ * Running out only leaves the receiver short, to be measured again slot by slot: it bounds the time, not the verdict.
+ */
+export const COLD_START_WATCH = { polls: 40, intervalSeconds: 0.05 } as const;
+
+/**
+ * Shell: sets mc_udp to InDatagrams + NoPorts of /proc/net/snmp (by the header's names: 0 when they are not the first
+ * two) plus Udp6InDatagrams + Udp6NoPorts of /proc/net/snmp6, with builtins only (one look costs no process).
+ * The same sum as parseUdpCounters' inDatagrams + noPorts; NoPorts counts too, so a port nobody listens on ends the
+ * watch instead of waiting it out (judgeDirection names that case).
+ */
+const SUM_COUNTERS = [
+  'mc_sum() { mc_udp=0; mc_h=',
+  '  while read -r mc_k mc_a mc_b mc_r; do [ "$mc_k" = Udp: ] || continue',
+  '    if [ -z "$mc_h" ]; then mc_h="$mc_a $mc_b"; elif [ "$mc_h" = "InDatagrams NoPorts" ]; then mc_udp=$((mc_a + mc_b)); fi',
+  '  done < /proc/net/snmp',
+  '  [ -r /proc/net/snmp6 ] || return 0',
+  '  while read -r mc_k mc_v; do case $mc_k in Udp6InDatagrams|Udp6NoPorts) mc_udp=$((mc_udp + mc_v)) ;; esac; done < /proc/net/snmp6; }',
+].join('\n');
+
+/**
+ * The receiver's watch: looks at its counters until InDatagrams + NoPorts reach `target` (the sum before, plus every
+ * burst addressed to it) or `watch` runs out (a `sleep` that refuses fractions ends it at once). Prints
+ * `looks=N sum=S` (S: the last look's sum).
+ * Throws on a target that is not a whole number (it is written into the script).
+ */
+export function watchCommand(target: number, watch: { polls: number; intervalSeconds: number } = COLD_START_WATCH): string {
+  if (!Number.isSafeInteger(target)) throw new Error(`bad counter target ${target}`);
+  const polls = Math.max(0, Math.floor(watch.polls));
+  const interval = Number(watch.intervalSeconds);
+  return [
+    SUM_COUNTERS,
+    `mc_i=0; mc_sum`,
+    `while [ "$mc_udp" -lt ${target} ] && [ $mc_i -lt ${polls} ]; do sleep ${interval} 2>/dev/null || break; mc_i=$((mc_i + 1)); mc_sum; done`,
+    `echo "looks=$mc_i sum=$mc_udp"`,
+  ].join('\n');
+}
+
+/**
+ * One node's script for the first round: its bursts (when it dials), then (when it receives and its counters before
+ * are known) the watch for `target` and its counters in the `udp` section, read by parseUdpCounters.
+ */
+export function sendAndWatchScript(
+  sends: Direction[],
+  target: number | undefined,
+  watch: { polls: number; intervalSeconds: number } = COLD_START_WATCH,
+): string {
+  return [
+    PATH_PRELUDE,
+    ...sends.map((d, i) => sectionScript(sectionName(i), burstCommand(d.endpoint))),
+    ...(target !== undefined ? [sectionScript('watch', watchCommand(target, watch)), sectionScript('udp', COUNTERS_COMMAND)] : []),
+    sectionScript('done', 'true'),
+  ].join('\n');
+}
+
 /** What one direction's probe saw. */
 export interface DirectionResult extends Direction {
   sent: number;
@@ -149,29 +211,72 @@ export interface ColdStartResult {
 
 type Runner = (node: string, script: string) => Promise<string>;
 
+type Sent = { sent: number; error?: string };
+
+/** Reads the burst sections of one sender's output (sections burst0.. in the order of `mine`). */
+function readSent(node: string, mine: Direction[], s: Map<string, { body: string }>, sent: Map<Direction, Sent>): void {
+  mine.forEach((d, i) => {
+    const body = s.get(sectionName(i))?.body ?? '';
+    const n = Number(/sent=(\d+)/.exec(body)?.[1] ?? 0);
+    sent.set(d, n > 0 ? { sent: n } : { sent: 0, error: `${node} could not send: ${body.split('\n')[0] || 'no output'}` });
+  });
+}
+
 /** The bursts of `directions` (each sender sends all of its own in one script), then each receiver's counters. */
 async function sendThenRead(
   directions: Direction[],
   run: Runner,
   failures: Map<string, string>,
-): Promise<{ sent: Map<Direction, { sent: number; error?: string }>; after: Map<string, UdpCounters | undefined> }> {
-  const sent = new Map<Direction, { sent: number; error?: string }>();
+): Promise<{ sent: Map<Direction, Sent>; after: Map<string, UdpCounters | undefined> }> {
+  const sent = new Map<Direction, Sent>();
   await Promise.all(
     [...new Set(directions.map((d) => d.from))].map(async (node) => {
       const mine = directions.filter((d) => d.from === node);
       try {
-        const s = splitSections(await run(node, roundScript(false, mine)));
-        mine.forEach((d, i) => {
-          const body = s.get(sectionName(i))?.body ?? '';
-          const n = Number(/sent=(\d+)/.exec(body)?.[1] ?? 0);
-          sent.set(d, n > 0 ? { sent: n } : { sent: 0, error: `${node} could not send: ${body.split('\n')[0] || 'no output'}` });
-        });
+        readSent(node, mine, splitSections(await run(node, roundScript(false, mine))), sent);
       } catch (error) {
         for (const d of mine) sent.set(d, { sent: 0, error: `${node}: ${(error as Error).message}` });
       }
     }),
   );
   return { sent, after: await readCounters([...new Set(directions.map((d) => d.to))], run, failures) };
+}
+
+/**
+ * The first round in one round trip per node: every node sends its bursts, then a receiver whose counters before are
+ * in `before` watches them until all the bursts addressed to it have arrived (sendAndWatchScript) and prints them.
+ */
+async function sendAndWatch(
+  directions: Direction[],
+  run: Runner,
+  failures: Map<string, string>,
+  before: ReadonlyMap<string, UdpCounters | undefined>,
+  watch: { polls: number; intervalSeconds: number },
+): Promise<{ sent: Map<Direction, Sent>; after: Map<string, UdpCounters | undefined> }> {
+  const sent = new Map<Direction, Sent>();
+  const after = new Map<string, UdpCounters | undefined>();
+  const receivers = new Set(directions.map((d) => d.to));
+  const nodes = [...new Set(directions.flatMap((d) => [d.from, d.to]))];
+  await Promise.all(
+    nodes.map(async (node) => {
+      const mine = directions.filter((d) => d.from === node);
+      const was = before.get(node);
+      const into = directions.filter((d) => d.to === node).length;
+      const target = receivers.has(node) && was ? was.inDatagrams + was.noPorts + into * COLD_START_BURST : undefined;
+      try {
+        const s = splitSections(await run(node, sendAndWatchScript(mine, target, watch)));
+        readSent(node, mine, s, sent);
+        if (receivers.has(node)) after.set(node, parseUdpCounters(s.get('udp')?.body ?? ''));
+      } catch (error) {
+        for (const d of mine) sent.set(d, { sent: 0, error: `${node}: ${(error as Error).message}` });
+        if (receivers.has(node)) {
+          failures.set(node, (error as Error).message);
+          after.set(node, undefined);
+        }
+      }
+    }),
+  );
+  return { sent, after };
 }
 
 async function readCounters(nodes: string[], run: Runner, failures: Map<string, string>): Promise<Map<string, UdpCounters | undefined>> {
@@ -192,17 +297,19 @@ const deltaOf = (before: UdpCounters | undefined, after: UdpCounters | undefined
   before && after ? { inDatagrams: after.inDatagrams - before.inDatagrams, noPorts: after.noPorts - before.noPorts } : undefined;
 
 /**
- * Runs the plan. First every direction at once (one send round, one read round): a receiver whose InDatagrams grew
+ * Runs the plan. First every direction at once, in one round trip (sendAndWatch): a receiver whose InDatagrams grew
  * by at least all its senders' bursts passes every direction into it. Only the receivers left short are measured
- * again, slot by slot (one sender each at a time), to tell which direction does not arrive. `initial`: each
- * receiver's counters read just before (the checklist reads them: no round trip of its own); receivers missing there
- * are read first. `run` runs a script on a node and resolves with its stdout (it rejects when the node cannot run it).
- * Round trips: 2 on a healthy mesh, plus 2 per slot when a receiver is short.
+ * again: their counters read once more, then slot by slot (one sender each at a time), to tell which direction does
+ * not arrive. `initial`: each receiver's counters read just before (verify's pre script reads them: no round trip of
+ * its own); receivers missing there are read first. `run` runs a script on a node and resolves with its stdout (it
+ * rejects when the node cannot run it). `watch`: how long a receiver waits for its bursts (COLD_START_WATCH).
+ * Round trips: 1 on a healthy mesh, plus 1 and then 2 per slot when a receiver is short.
  */
 export async function runColdStartPlan(
   plan: ColdStartPlan,
   run: Runner,
   initial: ReadonlyMap<string, UdpCounters> = new Map(),
+  watch: { polls: number; intervalSeconds: number } = COLD_START_WATCH,
 ): Promise<ColdStartResult> {
   const started = Date.now();
   let roundTrips = 0;
@@ -215,16 +322,16 @@ export async function runColdStartPlan(
     for (const [node, c] of await readCounters(unread, run, failures)) counters.set(node, c);
   }
   const results = new Map<Direction, DirectionResult>();
-  const record = (d: Direction, s: { sent: number; error?: string } | undefined, delta: UdpCounters | undefined) => {
+  const record = (d: Direction, s: Sent | undefined, delta: UdpCounters | undefined) => {
     const sent = s ?? { sent: 0, error: 'not sent' };
     const error =
       sent.error ?? (delta ? undefined : `${d.to}'s UDP counters could not be read${failures.has(d.to) ? `: ${failures.get(d.to)}` : ''}`);
     results.set(d, { ...d, sent: sent.sent, ...(delta ? { delta } : {}), ...(error ? { error } : {}) });
   };
 
-  // every direction at once
-  roundTrips += 2;
-  const first = await sendThenRead(all, run, failures);
+  // every direction at once: bursts and watch in one round trip
+  roundTrips += 1;
+  const first = await sendAndWatch(all, run, failures, counters, watch);
   const short = new Set<string>();
   for (const to of new Set(all.map((d) => d.to))) {
     const into = all.filter((d) => d.to === to);
@@ -234,11 +341,16 @@ export async function runColdStartPlan(
     if (delta && expected > 0 && delta.inDatagrams >= expected && into.every((d) => !first.sent.get(d)?.error))
       for (const d of into)
         record(d, first.sent.get(d), { inDatagrams: Math.floor(delta.inDatagrams / into.length), noPorts: delta.noPorts });
-    else if (into.length === 1) record(into[0]!, first.sent.get(into[0]!), delta);
+    // short, even with one sender: its burst may have come after the watch ran out (a sender whose script started
+    // late), so only the slot rounds, which read after the sends, may call a direction dropped
     else short.add(to);
   }
+  if (short.size === 0) return { directions: all.map((d) => results.get(d)!).filter(Boolean), roundTrips, ms: Date.now() - started };
 
-  // the receivers left short: one sender at a time
+  // the receivers left short: read again now that every first-round script has ended (a burst of a sender that
+  // started after the receiver's watch ran out must not count for a slot), then one sender at a time
+  roundTrips++;
+  for (const [node, c] of await readCounters([...short], run, failures)) counters.set(node, c);
   for (const slot of plan.slots) {
     const mine = slot.filter((d) => short.has(d.to));
     if (!mine.length) continue;

@@ -32,7 +32,18 @@ export interface Collected extends VerifyFacts {
   /** the keys the design was built with, by node (public keys only) */
   publicKeys: Map<string, string>;
   /** each stage's own duration, ms (they overlap: see collectVerify); collectMs: the whole collection's wall time */
-  timings: { checklistMs: number; pingMs: number; coldStartMs?: number; collectMs: number };
+  timings: {
+    checklistMs: number;
+    pingMs: number;
+    /** the pre script, all nodes (part of coldStartMs) */
+    preMs?: number;
+    coldStartMs?: number;
+    /** the cold-start probe's round trips after the pre script (1 on a healthy mesh) */
+    coldStartRoundTrips?: number;
+    /** the first-contact round (part of pingMs), when a pair had no fresh session */
+    firstContactMs?: number;
+    collectMs: number;
+  };
 }
 
 /**
@@ -179,8 +190,8 @@ export async function runChecklists(
  * Collects everything verify judges. Three things run at once over each node's one connection (at most two of its
  * channels open at a time, well under OpenSSH's MaxSessions 10):
  *   - the checklist (one script per node);
- *   - the cold-start probe (./cold-start.ts): a small "pre" script (clock, live key, peers, UDP counters), the
- *     bursts, the counters again;
+ *   - the cold-start probe (./cold-start.ts): a small "pre" script (clock, live key, peers, UDP counters), then one
+ *     script per node that sends its bursts and watches its own counters until the bursts addressed to it arrived;
  *   - then the ping + path-MTU round, which waits for the cold-start probe only: its tunnel traffic would blur the
  *     receivers' UDP counters. Its first-contact pairs come from the pre script, not from the checklist.
  * Nothing of the checklist feeds the probes (the checklist sends no UDP), and the probes change nothing the
@@ -218,7 +229,8 @@ export async function collectVerify(
     timings: {
       checklistMs,
       pingMs: probed?.pingMs ?? 0,
-      ...(probed ? { coldStartMs: probed.coldStart.ms } : {}),
+      ...(probed ? { preMs: probed.preMs, coldStartMs: probed.coldStart.ms, coldStartRoundTrips: probed.coldStart.roundTrips } : {}),
+      ...(probed?.firstContactMs !== undefined ? { firstContactMs: probed.firstContactMs } : {}),
       collectMs: Date.now() - started,
     },
   };
@@ -230,7 +242,14 @@ async function runProbes(
   connections: Map<string, Connection>,
   preRuns: Map<string, Promise<string | undefined>>,
   options: CollectOptions,
-): Promise<{ coldStart: ColdStartResult; matrix: Matrix; afterPing: Map<string, { now?: number; peers: LivePeer[] }>; pingMs: number }> {
+): Promise<{
+  coldStart: ColdStartResult;
+  matrix: Matrix;
+  afterPing: Map<string, { now?: number; peers: LivePeer[] }>;
+  pingMs: number;
+  preMs: number;
+  firstContactMs?: number;
+}> {
   const coldStarted = Date.now();
   const ctx = factContext(inventory);
   const pre = new Map<string, PreFacts>();
@@ -238,6 +257,7 @@ async function runProbes(
     const stdout = await run;
     if (stdout !== undefined) pre.set(node, parsePreFacts(stdout, ctx));
   }
+  const preMs = Date.now() - coldStarted;
   const initial = new Map<string, UdpCounters>();
   for (const [name, facts] of pre) if (facts.udpCounters) initial.set(name, facts.udpCounters);
   const probe = await runColdStart(inventory, connections, { initial, ...(options.signal ? { signal: options.signal } : {}) });
@@ -262,7 +282,14 @@ async function runProbes(
       peers: readFact(FACTS.peers, sections, factContext(inventory)).peers,
     });
   }
-  return { coldStart, matrix: round.matrix, afterPing, pingMs: Date.now() - pingStarted };
+  return {
+    coldStart,
+    matrix: round.matrix,
+    afterPing,
+    pingMs: Date.now() - pingStarted,
+    preMs,
+    ...(round.firstContactMs !== undefined ? { firstContactMs: round.firstContactMs } : {}),
+  };
 }
 
 /** Each node's live public key, as the pre script read it (nodes without one are left out). */

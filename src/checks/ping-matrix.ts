@@ -60,6 +60,8 @@ export interface PingRound {
   after: Map<string, Map<string, Section>>;
   /** nodes whose script could not run (connection lost) */
   errors: Map<string, string>;
+  /** wall time of the first-contact round, ms, when there was one */
+  firstContactMs?: number;
 }
 
 /** deadline: one unanswered handshake initiation is retried after REKEY_TIMEOUT; 2 s more let the retry's answer and the pings arrive */
@@ -112,7 +114,9 @@ export async function runPingRound(
   targets: PingTarget[],
   options: PingMatrixOptions = {},
 ): Promise<PingRound> {
+  const firstContactStarted = Date.now();
   if (options.firstContact?.length) await firstContactRound(connections, targets, options.firstContact, options.signal);
+  const firstContactMs = options.firstContact?.length ? Date.now() - firstContactStarted : undefined;
   const results = new Map<string, NodePingResults>();
   const errors = new Map<string, string>();
   const after = new Map<string, Map<string, Section>>();
@@ -141,7 +145,7 @@ export async function runPingRound(
       }
     }),
   );
-  return { matrix: buildMatrix(targets, results, errors), after, errors };
+  return { matrix: buildMatrix(targets, results, errors), after, errors, ...(firstContactMs !== undefined ? { firstContactMs } : {}) };
 }
 
 /** FIRST_CONTACT: one echo per pair from its dialer; a fresh session answers in one round trip plus the handshake. */

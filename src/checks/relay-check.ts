@@ -19,16 +19,24 @@ export interface RelayState {
   nft: string[];
 }
 
-/** Reads the forwarding sysctl, meshctl's iptables chain (and the jump to it) and its nftables table. */
+/**
+ * Reads the forwarding sysctl (a shell builtin), meshctl's iptables chain and the FORWARD rules that jump to it (ONE
+ * `iptables -S`: each iptables-nft call loads the whole ruleset, the costliest part of verify's checklist) and its
+ * nftables table. Prints what `iptables -S CHAIN` and `iptables -S FORWARD | grep -F -- '-j CHAIN'` print, in that
+ * order, each line tagged `ipt: `.
+ */
 export const RELAY_FACT: FactDef<RelayState> = {
   name: 'relay',
   command: (ctx) => {
     const chain = relayChainName(ctx.interface);
     const table = relayNftTableName(ctx.interface);
+    const forwarding = `/proc/sys/net/ipv4/conf/${ctx.interface}/forwarding`;
+    // the chain's own lines as they come; the jumps from FORWARD after them (iptables -S lists FORWARD first)
+    const pick =
+      '($1 == "-N" || $1 == "-A") && $2 == c { print "ipt: " $0; next } $1 == "-A" && $2 == "FORWARD" && index($0, "-j " c) { f = f "ipt: " $0 "\\n" } END { printf "%s", f }';
     return [
-      sh`printf 'forwarding=%s\\n' "$(cat /proc/sys/net/ipv4/conf/${ctx.interface}/forwarding 2>/dev/null)"`.text,
-      sh`if command -v iptables >/dev/null 2>&1; then { iptables -w -S ${chain} 2>/dev/null; iptables -w -S FORWARD 2>/dev/null | grep -F -e ${`-j ${chain}`}; } | sed 's/^/ipt: /'; fi`
-        .text,
+      sh`mc_f=; [ -r ${forwarding} ] && read -r mc_f < ${forwarding}; printf 'forwarding=%s\\n' "$mc_f"`.text,
+      sh`if command -v iptables >/dev/null 2>&1; then iptables -w -S 2>/dev/null | awk -v c=${chain} ${pick}; fi`.text,
       sh`if command -v nft >/dev/null 2>&1; then nft list table inet ${table} 2>/dev/null | sed 's/^/nft: /'; fi`.text,
       'true',
     ].join('; ');

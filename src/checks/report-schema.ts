@@ -165,8 +165,21 @@ export const verifyReportSpec: Spec = {
       fields: {
         connectMs: req({ type: 'number', minimum: 0, what: 'milliseconds (0 or more)', description: 'SSH logins to every node, at once.' }),
         checklistMs: req({ type: 'number', minimum: 0, what: 'milliseconds (0 or more)', description: 'The read-only checklist round.' }),
+        preMs: {
+          type: 'number',
+          minimum: 0,
+          what: 'milliseconds (0 or more)',
+          description: "The pre script on every node (the cold-start probe's counters before; part of coldStartMs).",
+        },
         coldStartMs: { type: 'number', minimum: 0, what: 'milliseconds (0 or more)', description: 'The cold-start probe.' },
+        coldStartRoundTrips: count('Round trips of the cold-start probe after the pre script: 1 on a healthy mesh.'),
         pingMs: req({ type: 'number', minimum: 0, what: 'milliseconds (0 or more)', description: 'The ping round, path MTU included.' }),
+        firstContactMs: {
+          type: 'number',
+          minimum: 0,
+          what: 'milliseconds (0 or more)',
+          description: 'The first-contact round before the pings (part of pingMs), only when a pair had no fresh session.',
+        },
         collectMs: {
           type: 'number',
           minimum: 0,

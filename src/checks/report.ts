@@ -38,8 +38,14 @@ export interface VerifyReport {
 export interface VerifyTimings {
   connectMs: number;
   checklistMs: number;
+  /** the pre script on every node (part of coldStartMs: the probe's counters before) */
+  preMs?: number;
   coldStartMs?: number;
+  /** round trips of the cold-start probe after the pre script: 1 on a healthy mesh */
+  coldStartRoundTrips?: number;
   pingMs: number;
+  /** the first-contact round (part of pingMs): only when a pair had no fresh session */
+  firstContactMs?: number;
   collectMs?: number;
 }
 

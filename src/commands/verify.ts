@@ -1,21 +1,37 @@
 /**
  * `meshctl verify [INVENTORY] [--json] [--graph FILE]`: read-only health check of a running mesh.
- * One connection per node; on it the checklist script runs beside the cold-start probe and the ping + path-MTU
- * round (../checks/collect.ts), all nodes in parallel. Exit 0 when no check failed (warnings allowed, unless --strict), 1 when one did, 3 when a node could not
+ * One connection per node, started as soon as the inventory is read (the checks load while the nodes answer); on it
+ * the checklist script runs beside the cold-start probe and the ping + path-MTU round (../checks/collect.ts), all
+ * nodes in parallel. Exit 0 when no check failed (warnings allowed, unless --strict), 1 when one did, 3 when a node could not
  * be connected.
  */
 import { inventoryWithFallbacks } from '../state/record.js';
 import type { Command } from 'commander';
 import { resolveInventoryPath, loadInventory } from '../inventory/load.js';
-import { connectAll, closeAll } from '../transport/pool.js';
-import { sshOptionsFromFlags } from './connect-options.js';
+import { connectorFor, sshOptionsFromFlags } from './connect-options.js';
 import { interruptSignal } from '../interrupt.js';
 import { MeshctlError, type CommandResult } from '../errors.js';
-import { collectVerify, knownPublicKeys } from '../checks/collect.js';
-import { redactDeep } from '../remote/redact.js';
-import { evaluateVerify } from '../checks/verify.js';
-import { buildReport, renderReport } from '../checks/report.js';
-import { writeGraph } from '../graph/dot.js';
+
+/**
+ * What verify needs once it is connected, loaded while the nodes answer (the connections start first: issue 10,
+ * start-up). The graph writer only with --graph.
+ */
+const loadChecks = async () => {
+  const [collect, redact, verify, report] = await Promise.all([
+    import('../checks/collect.js'),
+    import('../remote/redact.js'),
+    import('../checks/verify.js'),
+    import('../checks/report.js'),
+  ]);
+  return {
+    collectVerify: collect.collectVerify,
+    knownPublicKeys: collect.knownPublicKeys,
+    redactDeep: redact.redactDeep,
+    evaluateVerify: verify.evaluateVerify,
+    buildReport: report.buildReport,
+    renderReport: report.renderReport,
+  };
+};
 
 interface VerifyFlags {
   json?: boolean;
@@ -51,34 +67,43 @@ export function registerVerify(program: Command, finish: (result: CommandResult)
       if (!Number.isFinite(deadline) || deadline < 1)
         throw new MeshctlError(`--deadline must be a number of seconds, got ${flags.deadline}`);
       const connectStarted = Date.now();
-      const { connections, failures, jumpHosts } = await connectAll(
-        inventory.nodes,
-        sshOptionsFromFlags(flags, (line) => process.stderr.write(`${line}\n`)),
-      );
+      const connector = connectorFor(sshOptionsFromFlags(flags, (line) => process.stderr.write(`${line}\n`)));
+      // ssh -G, key exchange and login of every node start now; the checks load once the first one is in
+      connector.start(inventory.nodes);
+      let checks: Awaited<ReturnType<typeof loadChecks>>;
+      try {
+        await connector.underWay();
+        checks = await loadChecks();
+      } catch (error) {
+        await connector.release();
+        throw error;
+      }
+      const { connections, failures, close } = await connector.connectAll(inventory);
       const connectMs = Date.now() - connectStarted;
       try {
-        const collected = await collectVerify(inventory, connections, failures, {
+        const collected = await checks.collectVerify(inventory, connections, failures, {
           pathMtu: flags.mtu !== false,
           deadlineSeconds: deadline,
           signal: interruptSignal,
         });
         if (interruptSignal.aborted) throw new MeshctlError('interrupted', 'interrupted');
         // node content in messages and evidence: every key-shaped value but the mesh's public keys is redacted
-        const checks = redactDeep(evaluateVerify(collected), knownPublicKeys(collected));
-        const report = buildReport(inventory, checks, collected.matrix, collected.unreachable, Date.now() - started, {
+        const results = checks.redactDeep(checks.evaluateVerify(collected), checks.knownPublicKeys(collected));
+        const report = checks.buildReport(inventory, results, collected.matrix, collected.unreachable, Date.now() - started, {
           strict: flags.strict ?? false,
           timings: { connectMs, ...collected.timings },
           channels: Object.fromEntries([...connections].map(([name, c]) => [name, c.stats.channels ?? c.stats.commands])),
         });
         if (flags.graph) {
+          const { writeGraph } = await import('../graph/dot.js');
           const written = await writeGraph(flags.graph, inventory, report);
           if (!flags.json) process.stderr.write(`graph written: ${written.join(', ')}\n`);
         }
         if (flags.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
-        else process.stdout.write(renderReport(report, { color: !!process.stdout.isTTY, verbose: !!flags.verbose }));
+        else process.stdout.write(checks.renderReport(report, { color: !!process.stdout.isTTY, verbose: !!flags.verbose }));
         finish(collected.unreachable.size > 0 ? 'connect' : report.ok ? 'ok' : 'stop');
       } finally {
-        await closeAll(connections, jumpHosts);
+        await close();
       }
     });
 }

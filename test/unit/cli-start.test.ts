@@ -99,10 +99,22 @@ describe('start-up', () => {
   });
 
   it('running a command loads what it needs (the trace would see ssh2)', () => {
-    const loaded = modulesLoaded(['verify', '--help']);
+    const loaded = modulesLoaded(['debug', '--help']);
     assert.ok(
       loaded.some((url) => /node_modules\/ssh2\//.test(url)),
-      'verify --help loads the verify command with its SSH code',
+      'debug --help loads the debug command with its SSH code',
+    );
+  });
+
+  it('`verify` loads ssh2 and its checks only when it connects (they load while the nodes answer)', () => {
+    const loaded = modulesLoaded(['verify', '--help']);
+    assert.ok(
+      loaded.some((url) => /\/commands\/verify\.(ts|js)$/.test(url)),
+      'verify --help loads the verify command',
+    );
+    assert.deepEqual(
+      loaded.filter((url) => /node_modules\/ssh2\/|\/checks\/(collect|verify|report)\.(ts|js)$/.test(url)),
+      [],
     );
   });
 });

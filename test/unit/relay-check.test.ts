@@ -5,7 +5,9 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { judgeRelay, RELAY_FACT, type RelayState } from '../../src/checks/relay-check.js';
 import { relayHooks } from '../../src/render/relay.js';
@@ -86,4 +88,33 @@ describe('the relay lines, run as wg-quick runs them (set -e), in an empty netwo
       assert.deepEqual(parse(down!.split('@@end')[0]!), { forwarding: 0, iptables: [], nft: [] });
     });
   }
+
+  it('the fact runs iptables once (each iptables-nft call loads the whole ruleset) and reads what the two -S calls read', () => {
+    const real = spawnSync('sh', ['-c', 'command -v iptables'], { encoding: 'utf8' }).stdout.trim();
+    const dir = mkdtempSync(join(tmpdir(), 'meshctl-relay-'));
+    try {
+      // a counting iptables first on PATH
+      writeFileSync(join(dir, 'iptables'), `#!/bin/sh\necho call >> ${dir}/calls\nexec ${real} "$@"\n`, { mode: 0o755 });
+      const chain = 'meshctl-fwd-wg0';
+      const script = [
+        'ip link add wg0 type veth peer name wgpeer',
+        ...relayHooks('wg0').postUp,
+        // other rules in FORWARD and another chain, which the fact leaves out
+        'iptables -w -N other && iptables -w -A other -j RETURN && iptables -w -A FORWARD -o lo -j other',
+        `export PATH=${dir}:$PATH`,
+        RELAY_FACT.command(CTX),
+        `cp ${dir}/calls ${dir}/fact-calls`,
+        'echo @@two',
+        `{ iptables -w -S ${chain}; iptables -w -S FORWARD | grep -F -e '-j ${chain}'; } | sed 's/^/ipt: /'`,
+      ].join('\n');
+      const run = spawnSync('unshare', ['--net', 'bash', '-e', '-c', script], { encoding: 'utf8', timeout: 20_000 });
+      assert.equal(run.status, 0, run.stderr);
+      const [fact, two] = run.stdout.split('@@two\n');
+      assert.deepEqual(parse(fact!).iptables, parse(two!).iptables);
+      assert.equal(parse(fact!).iptables.length, 4);
+      assert.equal(readFileSync(join(dir, 'fact-calls'), 'utf8').trim().split('\n').length, 1, 'one iptables call by the fact');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -1,0 +1,146 @@
+/**
+ * verify's cold-start probe in one round trip on a healthy mesh (issue 10): every node sends its bursts and then
+ * watches its own UDP counters until the bursts addressed to it have arrived, instead of a send round followed by a
+ * read round. A receiver left short (a drop, or a sender that started after the watch ran out) is read again and
+ * measured slot by slot, so a late sender can never be called dropped.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { loadInventory } from '../../src/inventory/load.js';
+import { splitSections } from '../../src/facts/sections.js';
+import {
+  COLD_START_BURST,
+  judgeDirection,
+  parseUdpCounters,
+  planColdStart,
+  runColdStartPlan,
+  sendAndWatchScript,
+  type UdpCounters,
+} from '../../src/checks/cold-start.js';
+
+const inventory = loadInventory('inventories/homelab.yaml');
+const plan = planColdStart(inventory, new Set(inventory.nodes.map((n) => n.name)));
+const endpointOwner = new Map(plan.slots.flat().map((d) => [`${d.from}>${d.endpoint.host}:${d.endpoint.port}`, d.to]));
+
+/**
+ * A model of the four nodes: a burst section run on a sender adds 16 datagrams to its receiver's counters at once
+ * (unless `dropped` holds the direction); a script's watch waits (40 looks, 5 ms apart) for its target, read from the
+ * script, and its `udp` section prints the node's counters as /proc/net/snmp does. `late` holds a node's first
+ * script back until another node's script ran (a sender whose channel opened late).
+ */
+function model(options: { dropped?: Set<string>; late?: { node: string; after: string } } = {}) {
+  const counters = new Map(inventory.nodes.map((n) => [n.name, { inDatagrams: 1000, noPorts: 3 } as UdpCounters]));
+  const scripts = new Map<string, string[]>();
+  const ran = new Map<string, () => void>();
+  const done = new Map(inventory.nodes.map((n) => [n.name, new Promise<void>((resolve) => ran.set(n.name, resolve))]));
+  const initial = new Map([...counters].map(([k, v]) => [k, { ...v }]));
+  const run = async (node: string, script: string): Promise<string> => {
+    scripts.set(node, [...(scripts.get(node) ?? []), script]);
+    if (options.late?.node === node && scripts.get(node)!.length === 1) await done.get(options.late.after);
+    const out: string[] = [];
+    for (const m of script.matchAll(/begin (burst\d+)'\n\{ .*?\/dev\/udp\/([^/]+)\/(\d+)/g)) {
+      const to = endpointOwner.get(`${node}>${m[2]}:${m[3]}`)!;
+      if (!options.dropped?.has(`${node}->${to}`)) counters.get(to)!.inDatagrams += COLD_START_BURST;
+      out.push(`@@meshctl begin ${m[1]}\nsent=${COLD_START_BURST}\n@@meshctl end ${m[1]} rc=0`);
+    }
+    const target = /"\$mc_udp" -lt (\d+) /.exec(script)?.[1];
+    if (target !== undefined) {
+      // the watch: until the node's counters reach the target, or 40 looks 5 ms apart
+      const sum = () => counters.get(node)!.inDatagrams + counters.get(node)!.noPorts;
+      let looks = 0;
+      while (sum() < Number(target) && looks < 40) {
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        looks++;
+      }
+      out.push(`@@meshctl begin watch\nlooks=${looks} sum=${sum()}\n@@meshctl end watch rc=0`);
+    }
+    if (/begin udp'/.test(script)) {
+      const c = counters.get(node)!;
+      out.push(`@@meshctl begin udp\nUdp: InDatagrams NoPorts InErrors\nUdp: ${c.inDatagrams} ${c.noPorts} 0\n@@meshctl end udp rc=0`);
+    }
+    out.push('@@meshctl begin done\n\n@@meshctl end done rc=0');
+    ran.get(node)!();
+    return `${out.join('\n')}\n`;
+  };
+  return { run, scripts, initial };
+}
+
+const verdicts = (r: Awaited<ReturnType<typeof runColdStartPlan>>) =>
+  r.directions.map((d) => `${d.from}->${d.to} ${judgeDirection(d).status}`).sort();
+
+describe('cold start: one round trip on a healthy mesh', () => {
+  it('every node runs ONE script (its bursts, then its watch); all 12 directions pass', async () => {
+    const m = model();
+    const result = await runColdStartPlan(plan, m.run, m.initial);
+    assert.equal(result.roundTrips, 1);
+    for (const node of inventory.nodes) assert.equal(m.scripts.get(node.name)?.length, 1, `${node.name}: one script`);
+    assert.deepEqual(
+      verdicts(result).filter((v) => !v.endsWith(' pass')),
+      [],
+    );
+    assert.equal(result.directions.length, 12);
+    // the watch waits for what was before plus every burst addressed to the node (3 senders each here)
+    const ms1 = m.scripts.get('ms-1')![0]!;
+    assert.match(ms1, new RegExp(`"\\$mc_udp" -lt ${1000 + 3 + 3 * COLD_START_BURST} `));
+    assert.ok(ms1.indexOf("begin burst0'") < ms1.indexOf("begin watch'"), 'bursts before the watch');
+  });
+
+  it('a dropped direction still fails, named alone (read again, then slot by slot)', async () => {
+    const m = model({ dropped: new Set(['ms-1->ctb-edge-1']) });
+    const result = await runColdStartPlan(plan, m.run, m.initial);
+    assert.deepEqual(
+      verdicts(result).filter((v) => !v.endsWith(' pass')),
+      ['ms-1->ctb-edge-1 fail'],
+    );
+    // 1 round, 1 read of the short receiver, 2 per slot (3 senders into the edge: 3 slots)
+    assert.equal(result.roundTrips, 1 + 1 + 3 * 2);
+  });
+
+  it('a sender whose script ran after the receiver had looked is measured again, never called dropped', async () => {
+    // wk-2's first script runs only after the edge's: the edge's watch saw wk-2's burst missing
+    const m = model({ late: { node: 'wk-2', after: 'ctb-edge-1' } });
+    const result = await runColdStartPlan(plan, m.run, m.initial);
+    assert.deepEqual(
+      verdicts(result).filter((v) => !v.endsWith(' pass')),
+      [],
+    );
+    assert.ok(result.roundTrips > 1);
+  });
+});
+
+const netnsSkip =
+  process.getuid?.() !== 0
+    ? 'needs root (unshare --net)'
+    : spawnSync('unshare', ['--net', 'true']).status !== 0
+      ? 'unshare does not work here'
+      : undefined;
+
+/** Runs a script in a fresh, empty network namespace (loopback up; its UDP counters start at 0; nothing leaves it). */
+const inEmptyNetns = (script: string) =>
+  spawnSync('unshare', ['--net', 'sh', '-c', 'ip link set lo up && exec sh'], { input: script, encoding: 'utf8', timeout: 30_000 });
+
+describe('cold start: the watch on a real kernel', { skip: netnsSkip ?? false }, () => {
+  const toSelf = { from: 'a', to: 'a', endpoint: { host: '127.0.0.1', port: 9 } };
+
+  it('ends as soon as the datagrams have arrived, its sum read as parseUdpCounters reads the counters', () => {
+    // nothing listens on port 9: the datagrams count as NoPorts (and loopback's port-unreachable answers make the
+    // connected socket refuse some sends, so the target is the first one)
+    const r = inEmptyNetns(sendAndWatchScript([toSelf], 1, { polls: 40, intervalSeconds: 0.05 }));
+    assert.equal(r.status, 0, r.stderr);
+    const s = splitSections(r.stdout);
+    assert.match(s.get('burst0')?.body ?? '', /sent=16/);
+    const watch = /looks=(\d+) sum=(\d+)/.exec(s.get('watch')?.body ?? '');
+    assert.ok(watch && Number(watch[1]) < 40, `the watch ended early: ${s.get('watch')?.body}`);
+    const after = parseUdpCounters(s.get('udp')?.body ?? '')!;
+    assert.ok(after.noPorts >= 1, JSON.stringify(after));
+    assert.equal(Number(watch[2]), after.inDatagrams + after.noPorts);
+  });
+
+  it('runs out when they do not arrive, and says so', () => {
+    const r = inEmptyNetns(sendAndWatchScript([], 1_000_000, { polls: 3, intervalSeconds: 0.05 }));
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(splitSections(r.stdout).get('watch')?.body ?? '', /^looks=3 sum=0$/);
+    assert.deepEqual(parseUdpCounters(splitSections(r.stdout).get('udp')?.body ?? ''), { inDatagrams: 0, noPorts: 0 });
+  });
+});
