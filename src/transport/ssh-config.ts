@@ -261,16 +261,21 @@ export async function resolveSshConfig(
   // ssh-still-reachable check, and each spawn forks this process (tens of ms on a loaded machine, ~30 s of the
   // control process's time at 100 nodes). The answer depends only on the arguments, the config files (read once
   // per run) and which ssh the PATH finds; a failure is not kept, so it is asked again.
+  // The memo holds the question while it is being asked, not only its answer: up starts every node's `ssh -G` at
+  // once (connect-options.ts), and a second asker meanwhile (a node whose settings equal another's, jump hosts
+  // shared by several nodes) waits for the same answer instead of spawning again.
   const memoKey = JSON.stringify([args, home, configFile ?? '', env.PATH ?? '', options.timeoutMs ?? 5000]);
-  const memo = sshGAnswers.get(memoKey);
-  if (memo) return structuredClone(memo);
-  const resolved = await askSshG(target, args, env, home, configFile, options.timeoutMs, options.defaultUser);
-  sshGAnswers.set(memoKey, resolved);
-  return structuredClone(resolved); // callers may change theirs
+  let answer = sshGAnswers.get(memoKey);
+  if (!answer) {
+    answer = askSshG(target, args, env, home, configFile, options.timeoutMs, options.defaultUser);
+    sshGAnswers.set(memoKey, answer);
+    answer.catch(() => sshGAnswers.get(memoKey) === answer && sshGAnswers.delete(memoKey));
+  }
+  return structuredClone(await answer); // callers may change theirs
 }
 
-/** `ssh -G` answers by question, for this process (see resolveSshConfig). */
-const sshGAnswers = new Map<string, ResolvedSshConfig>();
+/** `ssh -G` answers by question, for this process, asked or being asked (see resolveSshConfig). */
+const sshGAnswers = new Map<string, Promise<ResolvedSshConfig>>();
 
 async function askSshG(
   target: SshTargetInput,

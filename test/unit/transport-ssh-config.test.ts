@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -202,4 +202,39 @@ test('the same `ssh -G` question is asked once per process (up logs in to each n
   assert.ok(!again.identityFiles.includes('/mutated'));
   await resolveSshConfig({ ...target, port: 41201 }, { env });
   assert.equal(calls(), 2);
+});
+
+test('a question asked again while `ssh -G` is still answering it waits for that answer (one spawn); a failure is asked anew', {
+  skip: hasSsh ? false : 'no ssh client',
+}, async () => {
+  // issue 10: up starts every node's `ssh -G` at once; nodes with equal settings (or one jump host shared by several
+  // nodes) asked while the first was running, and each spawned its own (a fork of the control process each)
+  const dir = mkdtempSync(join(tmpdir(), 'meshctl-sshg-inflight-'));
+  const real = spawnSync('sh', ['-c', 'command -v ssh'], { encoding: 'utf8' }).stdout.trim();
+  const log = join(dir, 'calls');
+  // slow enough that every question below is asked before the first answer arrives
+  writeFileSync(join(dir, 'ssh'), `#!/bin/sh\necho x >> ${log}\nsleep 0.3\nexec ${real} "$@"\n`, { mode: 0o755 });
+  writeFileSync(join(dir, 'none'), '');
+  const env = { PATH: `${dir}:${process.env.PATH}`, HOME: dir, MESHCTL_SSH_CONFIG: join(dir, 'none') };
+  const target = { host: '192.0.2.8', port: 41300, user: 'root', explicit: { port: true, user: true } };
+  const calls = () => (existsSync(log) ? readFileSync(log, 'utf8').split('\n').filter(Boolean).length : 0);
+  const answers = await Promise.all([1, 2, 3, 4].map(() => resolveSshConfig({ ...target }, { env })));
+  assert.equal(calls(), 1, 'one `ssh -G` for four askers of the same question');
+  assert.deepEqual(
+    answers.map((a) => a.port),
+    [41300, 41300, 41300, 41300],
+  );
+  answers[0]!.identityFiles.push('/mutated');
+  assert.ok(!answers[1]!.identityFiles.includes('/mutated'), 'each asker gets its own copy');
+  // a failing question: both askers see the failure, and it is not kept
+  writeFileSync(join(dir, 'ssh'), `#!/bin/sh\necho x >> ${log}\nsleep 0.3\necho 'bad config' >&2\nexit 255\n`, { mode: 0o755 });
+  const failing = { ...target, port: 41301 };
+  const both = await Promise.allSettled([resolveSshConfig(failing, { env }), resolveSshConfig({ ...failing }, { env })]);
+  assert.deepEqual(
+    both.map((r) => r.status),
+    ['rejected', 'rejected'],
+  );
+  assert.equal(calls(), 2);
+  await assert.rejects(resolveSshConfig({ ...failing }, { env }), /bad config/);
+  assert.equal(calls(), 3, 'a failure is asked again');
 });
