@@ -5,7 +5,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire, syncBuiltinESMExports } from 'node:module';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -152,5 +152,32 @@ describe('start-up', () => {
       syncBuiltinESMExports();
     }
     assert.deepEqual(spawns, ['sh'], "four nodes' `ssh -G` asked by one child process");
+  });
+
+  describe('the built CLI (npm run build: one esbuild bundle in dist/, split at the commands)', {
+    skip: existsSync('dist/cli.js') ? false : 'dist/ is not built (npm run build)',
+  }, () => {
+    const cli = (...args: string[]) => spawnSync(process.execPath, ['bin/meshctl.js', ...args], { encoding: 'utf8' });
+
+    it('runs: --help, a command with SSH code (ssh2 and its wasm and native crypto load), validate', () => {
+      assert.match(cli('--help').stdout, /Usage: meshctl/);
+      const verify = cli('verify', '--help');
+      assert.equal(verify.status, 0, verify.stderr);
+      assert.match(verify.stdout, /Usage: meshctl verify/);
+      const validate = cli('validate', 'inventories/homelab.yaml');
+      assert.equal(validate.status, 0, validate.stderr);
+      assert.match(validate.stdout, /^valid: inventories\/homelab\.yaml/);
+    });
+
+    it("each module's import.meta.url is the one its own file had (paths to playbooks/, package.json, cli.js hold)", () => {
+      const urls = readdirSync('dist')
+        .filter((f) => f.endsWith('.js'))
+        .flatMap((f) =>
+          [...readFileSync(join('dist', f), 'utf8').matchAll(/new URL\("\.\/([^"]+)\.js", import\.meta\.url\)/g)].map((m) => m[1]!),
+        );
+      for (const module of ['version', 'engine/playbook', 'lab/lab']) assert.ok(urls.includes(module), `${module}: ${urls.join(' ')}`);
+      for (const module of urls) assert.ok(existsSync(`src/${module}.ts`), `src/${module}.ts`);
+      for (const f of readdirSync('dist').filter((f) => f.endsWith('.js'))) assert.ok(existsSync(`dist/${f}.map`), `${f} has a source map`);
+    });
   });
 });
