@@ -9,7 +9,7 @@ import { interruptSignal } from '../interrupt.js';
 import type { Node } from '../inventory/types.js';
 import type { ConnectAllResult } from '../transport/pool.js';
 import type { ConnectOptions } from '../transport/ssh.js';
-import { resolveNodeSshConfig } from '../transport/ssh-config.js';
+import { resolveNodeSshConfigs } from '../transport/ssh-config.js';
 
 /** The transport, loaded on first use (ssh2 costs more to load than anything else start-up needs). */
 const transport = async () => {
@@ -65,9 +65,14 @@ export function connectorFor(options: ConnectOptions): EarlyConnector {
     start(nodes) {
       if (started) return;
       started = true;
+      // every node's `ssh -G` asked by one child process (one spawn, not one per node: see resolveSshConfigs)
+      const asked = resolveNodeSshConfigs(
+        nodes.map((n) => n.ssh),
+        options,
+      );
+      const presolved = new Map(nodes.map((n, i) => [n.name, asked[i]!]));
       // a failure is the connection's to report (connectAll turns it into that node's failure), not unhandled meanwhile
-      const presolved = new Map(nodes.map((n) => [n.name, resolveNodeSshConfig(n.ssh, options)]));
-      for (const settings of presolved.values()) settings.catch(() => undefined);
+      for (const settings of asked) settings.catch(() => undefined);
       const list = [...nodes];
       let firstDone: () => void = () => undefined;
       const first = new Promise<void>((resolve) => (firstDone = resolve));

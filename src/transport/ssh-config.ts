@@ -15,8 +15,9 @@
  * StrictHostKeyChecking in the ssh config is ignored: meshctl's own policy applies (refuse unknown keys unless
  * --accept-new; always refuse changed ones).
  */
-import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { shellQuote } from '../remote/shell.js';
 import { homedir, tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 
@@ -231,47 +232,186 @@ function wrapperConfigFile(userConfig: string | undefined, home: string, default
   return file;
 }
 
-/**
- * Resolves a target through `ssh -G` (config: MESHCTL_SSH_CONFIG, else options.configFile, else ~/.ssh/config
- * plus /etc/ssh/ssh_config, as ssh itself reads them). Throws SshConfigError when ssh rejects the config; falls
- * back to defaults when there is no ssh binary.
- */
-export async function resolveSshConfig(
-  target: SshTargetInput,
-  options: {
-    configFile?: string;
-    env?: NodeJS.ProcessEnv;
-    timeoutMs?: number;
-    /** user when neither the target nor the config names one: root for nodes, the local user for jump hosts */
-    defaultUser?: string;
-  } = {},
-): Promise<ResolvedSshConfig> {
+/** How resolveSshConfig and resolveSshConfigs ask: the config file, the environment, the deadline, the default user. */
+export interface SshGOptions {
+  configFile?: string;
+  env?: NodeJS.ProcessEnv;
+  /** deadline of one `ssh -G`, ms; default 5000 */
+  timeoutMs?: number;
+  /** user when neither the target nor the config names one: root for nodes, the local user for jump hosts */
+  defaultUser?: string;
+}
+
+/** One `ssh -G` question: its arguments, what its answer depends on (the memo key), and how to parse the answer. */
+interface Question {
+  target: SshTargetInput;
+  args: string[];
+  key: string;
+  env: NodeJS.ProcessEnv;
+  home: string;
+  configFile?: string;
+  timeoutMs: number;
+  defaultUser?: string;
+}
+
+/** A question being asked: settles the memo's promise for its key. */
+interface Asking extends Question {
+  resolve(settings: ResolvedSshConfig): void;
+  reject(error: unknown): void;
+}
+
+/** The question for a target, or the settings outright when there is no `ssh` to ask. Throws SshConfigError. */
+function question(target: SshTargetInput, options: SshGOptions): Question | { settled: ResolvedSshConfig } {
   const env = options.env ?? process.env;
   if (target.host.startsWith('-') || /\s/.test(target.host)) {
     throw new SshConfigError(`invalid ssh host ${JSON.stringify(target.host)}`);
   }
   const configFile = env.MESHCTL_SSH_CONFIG || options.configFile;
   const home = env.HOME || homedir();
-  if (sshMissing) return withOverrides(defaultSettings(target, home), target, options.defaultUser);
+  if (sshMissing) return { settled: withOverrides(defaultSettings(target, home), target, options.defaultUser) };
   const args = sshGArgs(
     target,
     wrapperConfigFile(configFile ? expandTilde(configFile, home) : undefined, home, options.defaultUser ?? DEFAULT_USER),
   );
+  const timeoutMs = options.timeoutMs ?? 5000;
   // One `ssh -G` per distinct question per process (issue 10): up logs in to every node again for its
   // ssh-still-reachable check, and each spawn forks this process (tens of ms on a loaded machine, ~30 s of the
   // control process's time at 100 nodes). The answer depends only on the arguments, the config files (read once
   // per run) and which ssh the PATH finds; a failure is not kept, so it is asked again.
-  const memoKey = JSON.stringify([args, home, configFile ?? '', env.PATH ?? '', options.timeoutMs ?? 5000]);
-  const memo = sshGAnswers.get(memoKey);
-  if (memo) return structuredClone(memo);
-  const resolved = await askSshG(target, args, env, home, configFile, options.timeoutMs, options.defaultUser);
-  sshGAnswers.set(memoKey, resolved);
-  return structuredClone(resolved); // callers may change theirs
+  const key = JSON.stringify([args, home, configFile ?? '', env.PATH ?? '', timeoutMs]);
+  return { target, args, key, env, home, configFile, timeoutMs, defaultUser: options.defaultUser };
 }
 
-/** `ssh -G` answers by question, for this process (see resolveSshConfig). */
-const sshGAnswers = new Map<string, ResolvedSshConfig>();
+/**
+ * Resolves a target through `ssh -G` (config: MESHCTL_SSH_CONFIG, else options.configFile, else ~/.ssh/config
+ * plus /etc/ssh/ssh_config, as ssh itself reads them). Throws SshConfigError when ssh rejects the config; falls
+ * back to defaults when there is no ssh binary.
+ */
+export async function resolveSshConfig(target: SshTargetInput, options: SshGOptions = {}): Promise<ResolvedSshConfig> {
+  const [answer] = resolveSshConfigs([target], options);
+  return answer!;
+}
 
+/**
+ * resolveSshConfig for many targets at once, one promise per target (same order; each rejects like
+ * resolveSshConfig). The questions not answered or asked yet in this process are asked by ONE child process (a
+ * shell running their `ssh -G`s, SSH_G_AT_ONCE at a time) instead of one spawn each: a spawn blocks this process
+ * until the child has exec'd, 30-120 ms each on a loaded 2-core machine, and `up` asks for every node before its
+ * first connection can start (issue 10). Each answer is taken as soon as its `ssh -G` ends.
+ */
+export function resolveSshConfigs(targets: readonly SshTargetInput[], options: SshGOptions = {}): Promise<ResolvedSshConfig>[] {
+  const fresh: Asking[] = [];
+  const answers = targets.map((target) => {
+    let q: ReturnType<typeof question>;
+    try {
+      q = question(target, options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if ('settled' in q) return Promise.resolve(q.settled);
+    // The memo holds the question while it is being asked, not only its answer: a second asker meanwhile (a node
+    // whose settings equal another's, a jump host shared by several nodes) waits for the same answer.
+    let answer = sshGAnswers.get(q.key);
+    if (!answer) {
+      let settle!: Pick<Asking, 'resolve' | 'reject'>;
+      const asked = new Promise<ResolvedSshConfig>((resolve, reject) => (settle = { resolve, reject }));
+      const key = q.key;
+      sshGAnswers.set(key, asked);
+      asked.catch(() => sshGAnswers.get(key) === asked && sshGAnswers.delete(key));
+      fresh.push({ ...q, ...settle });
+      answer = asked;
+    }
+    return answer.then((settings) => structuredClone(settings)); // callers may change theirs
+  });
+  if (fresh.length === 1) askAlone(fresh[0]!);
+  else if (fresh.length > 1) askTogether(fresh);
+  return answers;
+}
+
+/** `ssh -G` answers by question, for this process, asked or being asked (see resolveSshConfigs). */
+const sshGAnswers = new Map<string, Promise<ResolvedSshConfig>>();
+
+/** `ssh -G`s one batch runs at once (a hundred at once once made some print nothing; see askSshG). */
+const SSH_G_AT_ONCE = 16;
+
+/** The error for an `ssh -G` that failed: its last line on stderr, else what went wrong. */
+const sshGError = (q: Question, stderr: string, fallback: string) =>
+  new SshConfigError(
+    `ssh config for ${q.target.host}${q.configFile ? ` (${q.configFile})` : ''}: ${stderr.trim().split('\n').filter(Boolean).pop() ?? fallback}`,
+  );
+
+function askAlone(q: Asking): void {
+  askSshG(q.target, q.args, q.env, q.home, q.configFile, q.timeoutMs, q.defaultUser).then(q.resolve, q.reject);
+}
+
+/**
+ * Asks several questions through one `sh`: each `ssh -G` writes into files of a private temporary directory and the
+ * shell prints `INDEX EXIT` when it ends. An answer that is not plainly good (no `port` line, ssh not found) is
+ * asked again alone, through askSshG's retries and fallbacks; a config error is that question's error.
+ */
+function askTogether(questions: Asking[]): void {
+  const { env, home, timeoutMs } = questions[0]!;
+  const pending = new Map(questions.map((q, i) => [String(i), q]));
+  let dir: string;
+  try {
+    dir = mkdtempSync(join(tmpdir(), 'meshctl-ssh-g-'));
+  } catch {
+    for (const q of questions) askAlone(q);
+    return;
+  }
+  const lines = questions.map(
+    (q, i) =>
+      `(ssh ${q.args.map(shellQuote).join(' ')} >${i}.out 2>${i}.err; echo "${i} $?") &${i % SSH_G_AT_ONCE === SSH_G_AT_ONCE - 1 ? '\nwait' : ''}`,
+  );
+  const script = `cd ${shellQuote(dir)} || exit 1\n${lines.join('\n')}\nwait\n`;
+  const read = (file: string) => {
+    try {
+      return readFileSync(join(dir, file), 'utf8');
+    } catch {
+      return '';
+    }
+  };
+  const answer = (line: string) => {
+    const m = /^(\d+) (\d+)$/.exec(line);
+    const q = m ? pending.get(m[1]!) : undefined;
+    if (!m || !q) return;
+    pending.delete(m[1]!);
+    const stdout = read(`${m[1]}.out`);
+    if (m[2] === '0' && hasPortLine(stdout)) q.resolve(settingsFromSshG(q.target.host, stdout, q.home));
+    else if (m[2] === '0' || m[2] === '127')
+      askAlone(q); // printed nothing, or no ssh: askSshG retries or falls back
+    else q.reject(sshGError(q, read(`${m[1]}.err`), `ssh -G exited ${m[2]}`));
+  };
+  const child = spawn('sh', ['-c', script], { env: { ...env, HOME: home }, stdio: ['ignore', 'pipe', 'ignore'], detached: true });
+  const waves = Math.ceil(questions.length / SSH_G_AT_ONCE);
+  let timedOut = false;
+  // every `ssh -G` gets its deadline; a hung one (a `Match exec` command) ends the whole group
+  const timer = setTimeout(() => {
+    timedOut = true;
+    if (child.pid) process.kill(-child.pid, 'SIGKILL');
+  }, timeoutMs * waves);
+  let buffered = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+    buffered += chunk;
+    for (let nl = buffered.indexOf('\n'); nl !== -1; nl = buffered.indexOf('\n')) {
+      answer(buffered.slice(0, nl));
+      buffered = buffered.slice(nl + 1);
+    }
+  });
+  const done = () => {
+    clearTimeout(timer);
+    for (const q of pending.values()) {
+      if (timedOut) q.reject(sshGError(q, '', `\`ssh -G\` did not answer within ${(timeoutMs / 1000).toFixed(0)} s`));
+      else askAlone(q);
+    }
+    pending.clear();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  child.once('error', () => undefined); // no `sh`: 'close' follows, and every question is asked alone
+  child.once('close', done);
+}
+
+/** One `ssh -G` by its own spawn (execFile), asked again when it prints nothing (see SSH_G_TRIES). */
 async function askSshG(
   target: SshTargetInput,
   args: string[],
@@ -325,6 +465,14 @@ export function resolveNodeSshConfig(
   options: { sshConfigFile?: string; env?: NodeJS.ProcessEnv },
 ): Promise<ResolvedSshConfig> {
   return resolveSshConfig(nodeSshTarget(ssh), { configFile: options.sshConfigFile, env: options.env ?? process.env });
+}
+
+/** resolveNodeSshConfig for several nodes, their questions asked together (see resolveSshConfigs); same order. */
+export function resolveNodeSshConfigs(
+  sshBlocks: readonly { host: string; port?: number; user?: string }[],
+  options: { sshConfigFile?: string; env?: NodeJS.ProcessEnv },
+): Promise<ResolvedSshConfig>[] {
+  return resolveSshConfigs(sshBlocks.map(nodeSshTarget), { configFile: options.sshConfigFile, env: options.env ?? process.env });
 }
 
 function withOverrides(settings: ResolvedSshConfig, target: SshTargetInput, defaultUser?: string): ResolvedSshConfig {

@@ -5,10 +5,14 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createRequire, syncBuiltinESMExports } from 'node:module';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { COMMANDS, buildProgram } from '../../src/main.js';
+import { connectorFor } from '../../src/commands/connect-options.js';
+import type { Inventory, Node } from '../../src/inventory/types.js';
 
 /** The modules (file URLs under src/ and node_modules/) resolved while `src/cli.ts` runs with these arguments. */
 function modulesLoaded(args: string[]): string[] {
@@ -116,5 +120,76 @@ describe('start-up', () => {
       loaded.filter((url) => /node_modules\/ssh2\/|\/checks\/(collect|verify|report)\.(ts|js)$/.test(url)),
       [],
     );
+  });
+
+  it("`up`'s early connector asks every node's `ssh -G` through one child process, not one spawn per node", {
+    skip: spawnSync('sh', ['-c', 'command -v ssh']).status === 0 ? false : 'no ssh client',
+  }, async () => {
+    // a spawn blocks this process until the child has exec'd (30-120 ms each on a loaded machine), and up's first
+    // connection waited for all of them (issue 10). A port nothing listens on: each connection is refused at once.
+    const port = await new Promise<number>((resolve) => {
+      const server = createServer().listen(0, '127.0.0.1', () => {
+        const address = server.address();
+        server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+      });
+    });
+    const dir = mkdtempSync(join(tmpdir(), 'meshctl-early-spawns-'));
+    writeFileSync(join(dir, 'ssh_config'), '');
+    const env = { PATH: process.env.PATH, HOME: dir, MESHCTL_SSH_CONFIG: join(dir, 'ssh_config'), MESHCTL_KNOWN_HOSTS: join(dir, 'kh') };
+    const nodes = ['a', 'b', 'c', 'd'].map(
+      (name, i): Node =>
+        ({ name, ssh: { host: `127.0.0.${i + 1}`, port, user: 'root', become: 'none', identityFile: join(dir, 'none') } }) as Node,
+    );
+    const cp = createRequire(import.meta.url)('node:child_process') as typeof import('node:child_process');
+    const original = { spawn: cp.spawn, execFile: cp.execFile };
+    const spawns: string[] = [];
+    const counted =
+      <F extends (...args: never[]) => unknown>(f: F) =>
+      (...args: Parameters<F>) => {
+        spawns.push(String(args[0]));
+        return f(...args);
+      };
+    cp.spawn = counted(original.spawn) as typeof cp.spawn;
+    cp.execFile = counted(original.execFile) as typeof cp.execFile;
+    syncBuiltinESMExports();
+    try {
+      const connector = connectorFor({ env, connectTimeoutMs: 60_000 });
+      connector.start(nodes);
+      const { connections, failures } = await connector.connectAll({ nodes } as unknown as Inventory);
+      assert.equal(connections.size, 0);
+      assert.deepEqual([...failures.keys()], ['a', 'b', 'c', 'd'], 'every node was tried (nothing listens there)');
+      for (const failure of failures.values()) assert.doesNotMatch(failure.message, /ssh config/);
+    } finally {
+      Object.assign(cp, original);
+      syncBuiltinESMExports();
+    }
+    assert.deepEqual(spawns, ['sh'], "four nodes' `ssh -G` asked by one child process");
+  });
+
+  describe('the built CLI (npm run build: one esbuild bundle in dist/, split at the commands)', {
+    skip: existsSync('dist/cli.js') ? false : 'dist/ is not built (npm run build)',
+  }, () => {
+    const cli = (...args: string[]) => spawnSync(process.execPath, ['bin/meshctl.js', ...args], { encoding: 'utf8' });
+
+    it('runs: --help, a command with SSH code (ssh2 and its wasm and native crypto load), validate', () => {
+      assert.match(cli('--help').stdout, /Usage: meshctl/);
+      const verify = cli('verify', '--help');
+      assert.equal(verify.status, 0, verify.stderr);
+      assert.match(verify.stdout, /Usage: meshctl verify/);
+      const validate = cli('validate', 'inventories/homelab.yaml');
+      assert.equal(validate.status, 0, validate.stderr);
+      assert.match(validate.stdout, /^valid: inventories\/homelab\.yaml/);
+    });
+
+    it("each module's import.meta.url is the one its own file had (paths to playbooks/, package.json, cli.js hold)", () => {
+      const urls = readdirSync('dist')
+        .filter((f) => f.endsWith('.js'))
+        .flatMap((f) =>
+          [...readFileSync(join('dist', f), 'utf8').matchAll(/new URL\("\.\/([^"]+)\.js", import\.meta\.url\)/g)].map((m) => m[1]!),
+        );
+      for (const module of ['version', 'engine/playbook', 'lab/lab']) assert.ok(urls.includes(module), `${module}: ${urls.join(' ')}`);
+      for (const module of urls) assert.ok(existsSync(`src/${module}.ts`), `src/${module}.ts`);
+      for (const f of readdirSync('dist').filter((f) => f.endsWith('.js'))) assert.ok(existsSync(`dist/${f}.map`), `${f} has a source map`);
+    });
   });
 });

@@ -1,15 +1,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
+import { createRequire, syncBuiltinESMExports } from 'node:module';
 import {
   explicitOverrides,
   expandTilde,
   parseProxyJump,
   parseSshG,
   resolveSshConfig,
+  resolveSshConfigs,
   settingsFromSshG,
   sshGArgs,
   wrapperConfigText,
@@ -202,4 +204,124 @@ test('the same `ssh -G` question is asked once per process (up logs in to each n
   assert.ok(!again.identityFiles.includes('/mutated'));
   await resolveSshConfig({ ...target, port: 41201 }, { env });
   assert.equal(calls(), 2);
+});
+
+test('a question asked again while `ssh -G` is still answering it waits for that answer (one spawn); a failure is asked anew', {
+  skip: hasSsh ? false : 'no ssh client',
+}, async () => {
+  // issue 10: up starts every node's `ssh -G` at once; nodes with equal settings (or one jump host shared by several
+  // nodes) asked while the first was running, and each spawned its own (a fork of the control process each)
+  const dir = mkdtempSync(join(tmpdir(), 'meshctl-sshg-inflight-'));
+  const real = spawnSync('sh', ['-c', 'command -v ssh'], { encoding: 'utf8' }).stdout.trim();
+  const log = join(dir, 'calls');
+  // slow enough that every question below is asked before the first answer arrives
+  writeFileSync(join(dir, 'ssh'), `#!/bin/sh\necho x >> ${log}\nsleep 0.3\nexec ${real} "$@"\n`, { mode: 0o755 });
+  writeFileSync(join(dir, 'none'), '');
+  const env = { PATH: `${dir}:${process.env.PATH}`, HOME: dir, MESHCTL_SSH_CONFIG: join(dir, 'none') };
+  const target = { host: '192.0.2.8', port: 41300, user: 'root', explicit: { port: true, user: true } };
+  const calls = () => (existsSync(log) ? readFileSync(log, 'utf8').split('\n').filter(Boolean).length : 0);
+  const answers = await Promise.all([1, 2, 3, 4].map(() => resolveSshConfig({ ...target }, { env })));
+  assert.equal(calls(), 1, 'one `ssh -G` for four askers of the same question');
+  assert.deepEqual(
+    answers.map((a) => a.port),
+    [41300, 41300, 41300, 41300],
+  );
+  answers[0]!.identityFiles.push('/mutated');
+  assert.ok(!answers[1]!.identityFiles.includes('/mutated'), 'each asker gets its own copy');
+  // a failing question: both askers see the failure, and it is not kept
+  writeFileSync(join(dir, 'ssh'), `#!/bin/sh\necho x >> ${log}\nsleep 0.3\necho 'bad config' >&2\nexit 255\n`, { mode: 0o755 });
+  const failing = { ...target, port: 41301 };
+  const both = await Promise.allSettled([resolveSshConfig(failing, { env }), resolveSshConfig({ ...failing }, { env })]);
+  assert.deepEqual(
+    both.map((r) => r.status),
+    ['rejected', 'rejected'],
+  );
+  assert.equal(calls(), 2);
+  await assert.rejects(resolveSshConfig({ ...failing }, { env }), /bad config/);
+  assert.equal(calls(), 3, 'a failure is asked again');
+});
+
+/** Counts the child processes this process starts while `body` runs (spawn and execFile, as ssh-config.ts imports them). */
+async function spawnsDuring<T>(body: () => Promise<T>): Promise<{ result: T; spawns: string[] }> {
+  const cp = createRequire(import.meta.url)('node:child_process') as typeof import('node:child_process');
+  const original = { spawn: cp.spawn, execFile: cp.execFile };
+  const spawns: string[] = [];
+  const counted =
+    <F extends (...args: never[]) => unknown>(f: F) =>
+    (...args: Parameters<F>) => {
+      spawns.push(String(args[0]));
+      return f(...args);
+    };
+  cp.spawn = counted(original.spawn) as typeof cp.spawn;
+  cp.execFile = counted(original.execFile) as typeof cp.execFile;
+  syncBuiltinESMExports(); // the named imports of node:child_process follow
+  try {
+    return { result: await body(), spawns };
+  } finally {
+    Object.assign(cp, original);
+    syncBuiltinESMExports();
+  }
+}
+
+test('resolveSshConfigs asks every new question through ONE child process; each answer as resolveSshConfig gives it', {
+  skip: hasSsh ? false : 'no ssh client',
+}, async () => {
+  // issue 10: a spawn blocks the control process until the child has exec'd (30-120 ms under load); up asked one
+  // `ssh -G` per node before its first connection could start
+  const dir = mkdtempSync(join(tmpdir(), 'meshctl-sshg-batch-'));
+  const real = spawnSync('sh', ['-c', 'command -v ssh'], { encoding: 'utf8' }).stdout.trim();
+  const log = join(dir, 'calls');
+  writeFileSync(join(dir, 'ssh'), `#!/bin/sh\necho x >> ${log}\nexec ${real} "$@"\n`, { mode: 0o755 });
+  const cfg = join(dir, 'config');
+  writeFileSync(cfg, 'Host web*\n  User admin\n  Port 2200\n');
+  const env = { PATH: `${dir}:${process.env.PATH}`, HOME: dir, MESHCTL_SSH_CONFIG: cfg };
+  const calls = () => (existsSync(log) ? readFileSync(log, 'utf8').split('\n').filter(Boolean).length : 0);
+  const targets = [
+    { host: '192.0.2.10', port: 41400, user: 'root', explicit: { port: true, user: true } },
+    { host: 'web1', port: 22, user: 'root' },
+    { host: '192.0.2.10', port: 41400, user: 'root', explicit: { port: true, user: true } }, // the same question again
+    { host: '-oProxyCommand=x' },
+    ...Array.from({ length: 20 }, (_, i) => ({ host: '192.0.2.11', port: 41500 + i, user: 'ops', explicit: { port: true, user: true } })),
+  ];
+  const { result, spawns } = await spawnsDuring(() => Promise.allSettled(resolveSshConfigs(targets, { env })));
+  assert.deepEqual(spawns, ['sh'], 'one child process for 22 questions');
+  assert.equal(calls(), 22, 'each distinct question asked once');
+  const value = (i: number) => (result[i]!.status === 'fulfilled' ? result[i]!.value : assert.fail(`answer ${i} failed`));
+  assert.deepEqual([value(0).port, value(0).user, value(0).hostname], [41400, 'root', '192.0.2.10']);
+  assert.deepEqual([value(1).port, value(1).user, value(1).hostname], [2200, 'admin', 'web1']);
+  assert.equal(value(2).port, 41400);
+  assert.match(result[3]!.status === 'rejected' ? String(result[3]!.reason) : '', /invalid ssh host/);
+  assert.deepEqual(
+    targets.slice(4).map((_, i) => value(4 + i).port),
+    targets.slice(4).map((t) => t.port),
+  );
+  // the same answers as one question at a time (memoized now: no spawn)
+  const again = await spawnsDuring(() => resolveSshConfig(targets[1]!, { env }));
+  assert.deepEqual(again.spawns, []);
+  assert.deepEqual(again.result, value(1));
+
+  // an `ssh -G` that printed nothing (exit 0) is asked again alone, never taken for the defaults
+  writeFileSync(join(dir, 'ssh'), `#!/bin/sh\nif [ ! -e ${dir}/first ]; then : > ${dir}/first; exit 0; fi\nexec ${real} "$@"\n`, {
+    mode: 0o755,
+  });
+  const quiet = await spawnsDuring(() =>
+    Promise.all(
+      resolveSshConfigs(
+        [41600, 41601].map((port) => ({ host: '192.0.2.12', port, user: 'root', explicit: { port: true, user: true } })),
+        { env },
+      ),
+    ),
+  );
+  assert.deepEqual(
+    quiet.result.map((s) => s.port),
+    [41600, 41601],
+  );
+  assert.deepEqual(quiet.spawns, ['sh', 'ssh'], 'the one that printed nothing was asked again alone');
+  // a config ssh rejects: every question's error names its host and ssh's own words, as resolveSshConfig's does
+  writeFileSync(cfg, 'Host x\n  NoSuchOption yes\n');
+  const bad = await Promise.allSettled(resolveSshConfigs([{ host: 'x' }, { host: 'y' }], { env }));
+  assert.deepEqual(
+    bad.map((r) => (r.status === 'rejected' ? String(r.reason).replaceAll(cfg, 'CFG') : 'fulfilled')),
+    ['x', 'y'].map((host) => `SshConfigError: ssh config for ${host} (CFG): CFG: terminating, 1 bad configuration options`),
+  );
 });
