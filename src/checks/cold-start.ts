@@ -27,7 +27,7 @@
  * mesh, which verify runs beside its checklist (./collect.ts).
  */
 import type { Inventory, Node } from '../inventory/types.js';
-import type { Connection } from '../transport/types.js';
+import { checkDeadlineMs, type Connection } from '../transport/types.js';
 import { sh } from '../remote/shell.js';
 import { endpointFor, formatEndpoint, type Endpoint } from '../topology/endpoints.js';
 import { pathBetween, planPaths } from '../topology/paths.js';
@@ -376,7 +376,10 @@ export function runColdStart(
     async (node, script) => {
       const connection = connections.get(node);
       if (!connection) throw new Error('not connected');
-      const result = await connection.run(script, { timeoutMs: 30_000, ...(options.signal ? { signal: options.signal } : {}) });
+      const result = await connection.run(script, {
+        timeoutMs: checkDeadlineMs(30_000),
+        ...(options.signal ? { signal: options.signal } : {}),
+      });
       return result.stdout;
     },
     options.initial,

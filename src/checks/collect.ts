@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { Inventory } from '../inventory/types.js';
-import type { Connection } from '../transport/types.js';
+import { checkDeadlineMs, type Connection } from '../transport/types.js';
 import { REKEY_AFTER_TIME_S } from '../remote/wireguard.js';
 import { desiredMesh, type DesiredNodeConfig } from '../topology/desired.js';
 import { firstContactPairs } from '../topology/endpoints.js';
@@ -139,7 +139,7 @@ function startPre(
     [...connections].map(([node, connection]) => [
       node,
       // why it failed is the checklist's to say (same connection)
-      connection.run(script, { timeoutMs: 30_000, ...(signal ? { signal } : {}) }).then(
+      connection.run(script, { timeoutMs: checkDeadlineMs(30_000), ...(signal ? { signal } : {}) }).then(
         (r) => r.stdout,
         () => undefined,
       ),
@@ -159,7 +159,7 @@ export async function runChecklists(
 ): Promise<{ checklists: Map<string, NodeChecklist>; unreachable: Map<string, string> }> {
   const checklists = new Map<string, NodeChecklist>();
   const unreachable = new Map<string, string>();
-  const runOptions = { timeoutMs: 30_000, ...(options.signal ? { signal: options.signal } : {}) };
+  const runOptions = { timeoutMs: checkDeadlineMs(30_000), ...(options.signal ? { signal: options.signal } : {}) };
   await Promise.all(
     inventory.nodes.map(async (node) => {
       const connection = connections.get(node.name);

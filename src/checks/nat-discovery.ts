@@ -14,7 +14,7 @@ import type { CheckResult } from '../engine/types.js';
 import type { Inventory, Node } from '../inventory/types.js';
 import { siteOf } from '../inventory/types.js';
 import { sh } from '../remote/shell.js';
-import type { Connection } from '../transport/types.js';
+import { checkDeadlineMs, type Connection } from '../transport/types.js';
 import {
   FAST_PROBE,
   type LiveSightings,
@@ -213,7 +213,7 @@ export async function runNatDiscovery(
       .map(async (n) => {
         const site = siteOf(inventory, n);
         if (site.kind !== 'nat' || !site.publicHost) return;
-        const lookup = await connections.get(n.name)!.run(resolveScript(site.publicHost), { timeoutMs: 15_000 });
+        const lookup = await connections.get(n.name)!.run(resolveScript(site.publicHost), { timeoutMs: checkDeadlineMs(15_000) });
         report.resolved ??= new Map();
         report.resolved.set(
           n.name,

@@ -33,9 +33,20 @@ interface UpFlags {
   underlayProbes?: boolean;
 }
 
-function printSummary(report: UpReport, color: boolean, out: NodeJS.WritableStream, renderMatrix: typeof RenderMatrix): void {
+/**
+ * The run's summary for a terminal. `relayed` (pair key `a\u0000b` -> relay, the paths the run left in place,
+ * relay: auto's fallbacks included) marks relayed cells of the ping matrix, as verify's matrix does.
+ */
+function printSummary(
+  report: UpReport,
+  color: boolean,
+  out: NodeJS.WritableStream,
+  renderMatrix: typeof RenderMatrix,
+  relayed: ReadonlyMap<string, string>,
+): void {
   const chalk = new Chalk({ level: color ? 1 : 0 });
-  if (report.matrix) out.write(`\n${chalk.bold('Ping matrix')} (overlay, from row to column)\n${renderMatrix(report.matrix, { color })}`);
+  if (report.matrix)
+    out.write(`\n${chalk.bold('Ping matrix')} (overlay, from row to column)\n${renderMatrix(report.matrix, { color, relayed })}`);
   const seconds = (report.timings.totalMs / 1000).toFixed(1);
   const changes = `${report.changes} change${report.changes === 1 ? '' : 's'}`;
   if (report.result === 'converged') out.write(chalk.green.bold(`\nmesh converged: ${changes} in ${seconds} s\n`));
@@ -146,10 +157,12 @@ async function upWith(
 ): Promise<void> {
   const { flags, forks, rollbackDeadlineS, interactive, color, out } = run;
   await connector.underWay();
-  const [{ runUp }, { createEngineView }, { renderMatrix }] = await Promise.all([
+  const [{ runUp }, { createEngineView }, { renderMatrix }, { relayedPairs }, { withFallbackRelays }] = await Promise.all([
     import('../engine/up.js'),
     import('../ui/engine-view.js'),
     import('../checks/ping-matrix.js'),
+    import('../topology/paths.js'),
+    import('../engine/fallback.js'),
   ]);
   // a dry run changes nothing, so it asks nothing: read-only gates go on when their checks pass
   const view = createEngineView({
@@ -184,7 +197,7 @@ async function upWith(
   }
   for (const warning of report.warnings ?? []) out.write(`warning: ${warning}\n`);
   if (flags.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
-  else printSummary(report, color, out, renderMatrix);
+  else printSummary(report, color, out, renderMatrix, relayedPairs(withFallbackRelays(inventory, report.fallbackRelays?.pairs ?? [])));
   if (report.result === 'locked') throw new MeshctlError(`not started: ${report.locked}`, 'stop');
   if (report.result === 'unreachable') {
     throw new MeshctlError(

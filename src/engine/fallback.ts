@@ -17,7 +17,7 @@ import type { Matrix } from '../checks/ping-matrix.js';
 import { type Direction, judgeDirection, runColdStartPlan } from '../checks/cold-start.js';
 import { endpointFor } from '../topology/endpoints.js';
 import { planPaths, relayCandidates, relayModeOf } from '../topology/paths.js';
-import type { Connection } from '../transport/types.js';
+import { checkDeadlineMs, type Connection } from '../transport/types.js';
 
 /** The inventory with exactly these pairs relayed after a failed handshake (pairKey strings). */
 export const withFallbackRelays = (inventory: Inventory, pairs: readonly string[]): Inventory => {
@@ -75,7 +75,7 @@ export async function pairsBackToDirect(
   const directions = fallbackDirections(inventory, pairs);
   if (directions.length === 0) return [];
   const result = await runColdStartPlan({ slots: directions.map((d) => [d]) }, async (node, script) => {
-    const run = await connections.get(node)!.run(script, { timeoutMs: 30_000, ...(signal ? { signal } : {}) });
+    const run = await connections.get(node)!.run(script, { timeoutMs: checkDeadlineMs(30_000), ...(signal ? { signal } : {}) });
     return run.stdout;
   });
   const passed = new Set(result.directions.filter((d) => judgeDirection(d).status === 'pass').map((d) => `${d.from}>${d.to}`));

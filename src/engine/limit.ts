@@ -16,6 +16,7 @@ import { looksLikeWireGuardKey } from '../topology/desired.js';
 import type { Registry } from './runner.js';
 import type { Connector } from './up.js';
 import type { CheckDefinition, MeshStep, NodeStep, NodeValues, PublicKeyValue, StepInput } from './types.js';
+import { checkDeadlineMs } from '../transport/types.js';
 
 /** commander's collector for a repeatable option (`--limit a --limit b,c`). */
 export const collectValues = (value: string, previous: string[] = []): string[] => [...previous, value];
@@ -156,7 +157,7 @@ export async function gatherOutsideKeys(
     const script = publicKeyProbeScript(outside.mesh.interface);
     const read = await Promise.all(
       [...connections].map(async ([name, connection]) => {
-        const run = await connection.run(script, { timeoutMs: 15_000, signal }).catch((e: Error) => e);
+        const run = await connection.run(script, { timeoutMs: checkDeadlineMs(15_000), signal }).catch((e: Error) => e);
         return {
           name,
           key: run instanceof Error ? undefined : parsePublicKeyProbe(run.stdout),

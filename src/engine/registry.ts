@@ -52,6 +52,7 @@ async function probeUnderlay(input: MeshStepInput<'facts'>): Promise<MeshStepOut
   return { values: new Map(input.nodes.map((n) => [n.node.name, { underlay }])), errors: new Map() };
 }
 import { judgeNodeFirewall } from '../firewall/judge.js';
+import { checkDeadlineMs } from '../transport/types.js';
 
 /** What the mesh puts on `node`, for judging the other WireGuard interfaces there (../topology/clashes.ts). */
 const meshFootprint = (inventory: Inventory, node: Node): MeshFootprint => ({
@@ -506,7 +507,7 @@ export const CHECKS = {
       try {
         const connection = await reconnect(node);
         try {
-          const result = await connection.run('true', { timeoutMs: 10_000 });
+          const result = await connection.run('true', { timeoutMs: checkDeadlineMs(10_000) });
           return result.code === 0
             ? pass('ssh-still-reachable', `new SSH login to ${connection.target} works`)
             : fail('ssh-still-reachable', `new login could not run a command (exit ${result.code})`);

@@ -15,7 +15,7 @@
  * Nodes are rotated one after another; the ping matrix afterwards is the proof.
  */
 import type { Inventory, Node } from '../inventory/types.js';
-import type { Connection, ExecResult } from '../transport/types.js';
+import { checkDeadlineMs, type Connection, type ExecResult } from '../transport/types.js';
 import { desiredNodeConfig } from '../topology/desired.js';
 import { renderWgQuickConfig } from '../render/wgquick.js';
 import { syncPeersCommand } from '../render/systemd.js';
@@ -47,7 +47,7 @@ export interface RotateContext {
 }
 
 const run = async (connection: Connection, script: string, signal: AbortSignal, what: string): Promise<ExecResult> => {
-  const result = await connection.run(script, { timeoutMs: 60_000, signal });
+  const result = await connection.run(script, { timeoutMs: checkDeadlineMs(60_000), signal });
   if (result.code !== 0)
     throw new Error(
       `${what} failed (exit ${result.code}): ${redactSecrets((result.stderr || result.stdout).trim().split('\n').slice(-3).join(' | '))}`,
@@ -112,7 +112,7 @@ export async function rotateNode(ctx: RotateContext, node: Node): Promise<Rotati
     );
     await connections
       .get(node.name)!
-      .run(discardNewKeyScript(iface), { timeoutMs: 15_000 })
+      .run(discardNewKeyScript(iface), { timeoutMs: checkDeadlineMs(15_000) })
       .catch(() => undefined);
     return { ...report, peersUpdated: [], newPublicKey: self.current, error: `not rotated: ${failed.join('; ')}` };
   }

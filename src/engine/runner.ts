@@ -8,7 +8,7 @@
  */
 import type { Matrix } from '../checks/ping-matrix.js';
 import { firstByName, type Inventory, type Node } from '../inventory/types.js';
-import type { Connection } from '../transport/types.js';
+import { checkDeadlineMs, type Connection } from '../transport/types.js';
 import type { Backend } from './backend.js';
 import { describeAction, showStandIns, type Plan, type PlannedAction, type PlannedNode } from './plan.js';
 import { checkNamed, stepNamed } from './registry.js';
@@ -351,11 +351,11 @@ function rollbackInput(state: RunState, rollback: RollbackOptions, reports: Node
     armed: state.armed,
     reports,
     confirms,
-    run: (node: string, script: string) => ctx.connections.get(node)!.run(script, { timeoutMs: 60_000 }),
+    run: (node: string, script: string) => ctx.connections.get(node)!.run(script, { timeoutMs: checkDeadlineMs(60_000) }),
     runFresh: async (node: string, script: string) => {
       const fresh = await ctx.reconnect(firstByName(ctx.inventory.nodes, node)!);
       try {
-        return await fresh.run(script, { timeoutMs: 30_000 });
+        return await fresh.run(script, { timeoutMs: checkDeadlineMs(30_000) });
       } finally {
         await fresh.close();
       }

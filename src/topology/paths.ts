@@ -340,3 +340,13 @@ export function relayedPeersVia(paths: MeshPaths, node: string, relay: string): 
 /** Short words for a path: "direct", "relayed via p-1", "none". */
 export const describePathKind = (path: PairPath): string =>
   path.kind === 'relayed' ? `relayed via ${path.via}` : path.kind === 'direct' ? 'direct' : 'none';
+
+/**
+ * The relayed pairs of `inventory` as a map from `a\u0000b` (inventory order) to the relay: what renderMatrix
+ * (src/checks/ping-matrix.ts) takes to mark relayed cells.
+ */
+export function relayedPairs(inventory: Inventory): Map<string, string> {
+  const relayed = new Map<string, string>();
+  for (const { a, b, path } of planPaths(inventory).pairs) if (path.kind === 'relayed') relayed.set(`${a}\u0000${b}`, path.via);
+  return relayed;
+}

@@ -66,6 +66,7 @@ import {
   type Connection,
   type ConnectionStats,
   type ConnectTimeline,
+  commandTimeoutFromEnv,
   DEFAULT_MAX_STDERR_BYTES,
   DEFAULT_MAX_STDOUT_BYTES,
   ENDED_EXIT,
@@ -217,15 +218,6 @@ export function wrapCommand(script: string, options: WrapOptions): RemoteCommand
 
 /** What the stop script's deadline allows beyond ABORT_GRACE_MS, for opening its channel on a slow node. */
 const STOP_CHANNEL_SLACK_MS = 30_000;
-
-/**
- * The per-command deadline from MESHCTL_COMMAND_TIMEOUT (seconds), for slow nodes or farms; undefined when unset or
- * not a positive number.
- */
-export function commandTimeoutFromEnv(env: NodeJS.ProcessEnv): number | undefined {
-  const seconds = Number(env.MESHCTL_COMMAND_TIMEOUT);
-  return env.MESHCTL_COMMAND_TIMEOUT && Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : undefined;
-}
 
 /** How long stopScript lets the processes of an aborted run handle TERM before it sends KILL. */
 export const ABORT_GRACE_MS = 2_000;

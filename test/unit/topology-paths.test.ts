@@ -8,7 +8,8 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { checkInventoryText, loadInventory } from '../../src/inventory/load.js';
 import type { Inventory } from '../../src/inventory/types.js';
-import { pathBetween, planPaths, type PairPath } from '../../src/topology/paths.js';
+import { pathBetween, planPaths, relayedPairs, type PairPath } from '../../src/topology/paths.js';
+import { renderMatrix } from '../../src/checks/ping-matrix.js';
 import { desiredMesh } from '../../src/topology/desired.js';
 import { parseWgQuickConfig, renderWgQuickConfig } from '../../src/render/wgquick.js';
 import { compareConfigToDesired } from '../../src/render/drift.js';
@@ -204,5 +205,24 @@ describe('desired state and wg-quick file of relayed pairs', () => {
     assert.equal(hooks.postUp[1], 'sysctl -q -w net.ipv4.conf.wg-mesh.forwarding=1');
     assert.match(hooks.postUp[0]!, /meshctl-fwd-wg-mesh .*meshctl_fwd_wg_mesh/);
     assert.ok('meshctl-fwd-'.length + 15 <= 28, 'the iptables chain name fits (28 characters)');
+  });
+});
+
+describe("up's printed ping matrix marks relayed cells (relayedPairs)", () => {
+  it('names every relayed pair of four-sites.yaml with its relay, and renderMatrix stars them with a legend', () => {
+    const inventory = fourSites();
+    const relayed = relayedPairs(inventory);
+    const expected = planPaths(inventory).pairs.filter((p) => p.path.kind === 'relayed');
+    assert.ok(expected.length > 0, 'four-sites.yaml relays some pairs');
+    assert.deepEqual(
+      [...relayed],
+      expected.map((p) => [`${p.a}\u0000${p.b}`, p.path.kind === 'relayed' ? p.path.via : '']),
+    );
+    const [first] = expected;
+    const names = inventory.nodes.map((n) => n.name);
+    const ok = { ok: true, loss: 0, transmitted: 3, received: 3, rttAvgMs: 1 };
+    const cells = Object.fromEntries(names.map((a) => [a, Object.fromEntries(names.filter((b) => b !== a).map((b) => [b, ok]))]));
+    const text = renderMatrix({ nodes: names, cells } as never, { color: false, relayed });
+    assert.match(text, new RegExp(`\\* relayed \\(via ${first!.path.kind === 'relayed' ? first!.path.via : ''}`));
   });
 });
