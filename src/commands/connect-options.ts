@@ -7,6 +7,7 @@ import type { Connector } from '../engine/up.js';
 import { MeshctlError } from '../errors.js';
 import { interruptSignal } from '../interrupt.js';
 import type { Node } from '../inventory/types.js';
+import { beginTcp } from '../transport/early-socket.js';
 import type { ConnectAllResult } from '../transport/pool.js';
 import type { ConnectOptions } from '../transport/ssh.js';
 import { resolveNodeSshConfigs } from '../transport/ssh-config.js';
@@ -73,6 +74,17 @@ export function connectorFor(options: ConnectOptions): EarlyConnector {
       const presolved = new Map(nodes.map((n, i) => [n.name, asked[i]!]));
       // a failure is the connection's to report (connectAll turns it into that node's failure), not unhandled meanwhile
       for (const settings of asked) settings.catch(() => undefined);
+      // each direct node's TCP connection begins as soon as its `ssh -G` answers, while ssh2 still loads: the
+      // node's sshd accepts and sends its banner meanwhile (node:net is part of node; nothing more is loaded for it)
+      const earlySockets = new Map(
+        nodes.map((n, i) => [
+          n.name,
+          asked[i]!.then(
+            (s) => (s.proxyJump.length === 0 && !s.proxyCommand && !options.signal?.aborted ? beginTcp(s.hostname, s.port) : undefined),
+            () => undefined,
+          ),
+        ]),
+      );
       const list = [...nodes];
       let firstDone: () => void = () => undefined;
       const first = new Promise<void>((resolve) => (firstDone = resolve));
@@ -80,6 +92,7 @@ export function connectorFor(options: ConnectOptions): EarlyConnector {
         t.connectAll(list, {
           ...options,
           presolved,
+          earlySockets,
           connect: (node, nodeOptions) => {
             const connection = t.connectNode(node, nodeOptions);
             connection.then(firstDone, firstDone);

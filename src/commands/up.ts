@@ -135,6 +135,15 @@ export function registerUp(program: Command, finish: (result: CommandResult) => 
         out.write(
           `note: ${gone.name} is no longer in the inventory: its peer (${gone.publicKey.slice(0, 10)}…) is removed from ${limit ? 'the nodes in --limit' : 'every node'}\n`,
         );
+      // a playbook of the user's is checked before any node is contacted (the connector below opens TCP connections
+      // at once); the built-in one is meshctl's own and checked by its tests, so the usual run loads nothing for it
+      if (flags.playbook) {
+        const [{ loadPlaybook }, { registryContract }] = await Promise.all([
+          import('../engine/playbook.js'),
+          import('../engine/registry.js'),
+        ]);
+        loadPlaybook(flags.playbook, registryContract);
+      }
       // no separate `id -u` after each login: up's first command on a node proves root (../engine/root-check.ts; issue 10)
       const connector = connectorFor({ ...sshOptionsFromFlags(flags, (line) => out.write(`${line}\n`)), probe: false });
       const forks = parseForks(flags.forks);

@@ -37,9 +37,11 @@ import { constants as osConstants, homedir } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import type { Node } from '../inventory/types.js';
+import type { EarlySocket } from './early-socket.js';
 import {
   appendKnownHost,
   formatKnownHostsProblem,
@@ -101,6 +103,12 @@ export interface ConnectOptions {
    * this module (and ssh2) still loaded. A node without an entry is resolved when it connects.
    */
   presolved?: ReadonlyMap<string, Promise<ResolvedSshConfig>>;
+  /**
+   * TCP connections already begun, by node name (connect-options.ts opens them as soon as `ssh -G` answers, while
+   * ssh2 still loads). Taken only by a node without ProxyJump whose settings name the same host and port, and only
+   * while not failed; otherwise ssh2 connects by itself as usual.
+   */
+  earlySockets?: ReadonlyMap<string, Promise<EarlySocket | undefined>>;
   /** environment to read MESHCTL_*, SSH_AUTH_SOCK and HOME from; default process.env */
   env?: NodeJS.ProcessEnv;
   signal?: AbortSignal;
@@ -457,7 +465,8 @@ interface OpenContext {
 const targetLabel = (s: { user: string; hostname: string; port: number }) =>
   `${s.user}@${s.hostname.includes(':') ? `[${s.hostname}]` : s.hostname}:${s.port}`;
 
-async function openClient(hop: HopTarget, ctx: OpenContext, node: Node, sock?: Readable): Promise<SshClient> {
+/** One SSH client to a hop: over `sock` (a jump host's forwarded stream, or a TCP connection begun early), else its own TCP. */
+async function openClient(hop: HopTarget, ctx: OpenContext, node: Node, sock?: Readable | EarlySocket): Promise<SshClient> {
   const { settings } = hop;
   const fail = (message: string, reason: TransportFailure) =>
     new TransportError(ctx.node, `${ctx.node} (${ctx.role}${hop.label}): ${message}`, reason);
@@ -531,7 +540,7 @@ async function openClient(hop: HopTarget, ctx: OpenContext, node: Node, sock?: R
 
     const marks = ctx.marks;
     if (marks) {
-      client.once('connect', () => (marks.tcpMs = performance.now()));
+      client.once('connect', () => (marks.tcpMs ??= performance.now()));
       client.once('handshake', () => (marks.handshakeMs = performance.now()));
     }
     client.on('ready', () => {
@@ -602,7 +611,8 @@ async function openClient(hop: HopTarget, ctx: OpenContext, node: Node, sock?: R
         verify(false);
       },
     };
-    if (sock) config.sock = sock;
+    const stream = sock && 'socket' in sock ? takeEarly(sock, marks) : sock;
+    if (stream) config.sock = stream;
     if (marks) marks.connectCallMs = performance.now();
     try {
       client.connect(config);
@@ -1033,8 +1043,11 @@ export async function connectNode(node: Node, options: ConnectOptions = {}): Pro
         throw err;
       }
     }
-    const sock = via ? await forwardOrFail(node, via, settings, target) : undefined;
-    const client = await openClient({ settings, label: target }, { ...ctxBase, role: '', marks }, node, sock);
+    const sock = via ? await forwardOrFail(node, via, settings, target) : await earlySocket(node, settings, options);
+    const client = await openClient({ settings, label: target }, { ...ctxBase, role: '', marks }, node, sock).catch((err) => {
+      (sock && 'socket' in sock ? sock.socket : sock)?.destroy(); // openClient may fail before ssh2 owns it
+      throw err;
+    });
     const sudo = node.ssh.become === 'sudo' || settings.user !== 'root';
     const connection = new SshConnection(
       node.name,
@@ -1056,6 +1069,30 @@ export async function connectNode(node: Node, options: ConnectOptions = {}): Pro
     releaseJumps();
     throw err;
   }
+}
+
+/** The TCP connection begun early for this node, when it goes where its settings say (see ConnectOptions.earlySockets). */
+async function earlySocket(node: Node, settings: ResolvedSshConfig, options: ConnectOptions): Promise<EarlySocket | undefined> {
+  const early = await options.earlySockets?.get(node.name);
+  if (!early || (early.host === settings.hostname && early.port === settings.port)) return early;
+  early.socket.destroy();
+  return undefined;
+}
+
+/**
+ * The socket ssh2 is to use for an early connection, decided right before ssh2 attaches its listeners: one that
+ * failed meanwhile (its error went to our listener, not ssh2's) is dropped and ssh2 connects by itself.
+ */
+function takeEarly(early: EarlySocket, marks: Partial<ConnectTimeline> | undefined): Socket | undefined {
+  if (early.failed || early.socket.destroyed) {
+    early.socket.destroy();
+    return undefined;
+  }
+  if (marks) {
+    if (early.connectedMs !== undefined) marks.tcpMs = early.connectedMs;
+    else early.socket.once('connect', () => (marks.tcpMs = early.connectedMs));
+  }
+  return early.socket.ref();
 }
 
 /** The marks of a finished set-up, rounded to 0.1 ms (a stage ssh2 did not report takes the next one's time). */

@@ -86,7 +86,7 @@ export interface ConnectTimeline {
   configMs: number;
   /** ssh2 was asked to connect (its TCP connect to the node, or to the jump host's forwarded stream, begins) */
   connectCallMs: number;
-  /** TCP connected (for a jump, the forwarded stream was ready) */
+  /** TCP connected (for a jump, the forwarded stream was ready); before connectCallMs when begun early (ConnectOptions.earlySockets) */
   tcpMs: number;
   /** key exchange done: the host key was verified and the session keys agreed */
   handshakeMs: number;

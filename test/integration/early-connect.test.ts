@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import type { Inventory, Node } from '../../src/inventory/types.js';
 import { connectorFor } from '../../src/commands/connect-options.js';
 import type { ConnectOptions } from '../../src/transport/ssh.js';
-import { keygen, killAll, sshdSkipReason, startSshd, type Sshd } from './sshd-harness.js';
+import { freePort, keygen, killAll, sshdSkipReason, startSshd, type Sshd } from './sshd-harness.js';
 
 const skip = sshdSkipReason();
 
@@ -112,6 +112,36 @@ describe('connections started early, against a real sshd', { skip: skip ?? false
       await close();
     }
     await connector.release(); // nothing left to release: a no-op
+  });
+
+  test("start() begins each node's TCP connection as soon as its `ssh -G` answers, before ssh2 is asked to connect", async () => {
+    // issue 10: the TCP connect (and the sshd's accept and banner) no longer waits for ssh2 to load
+    const connector = connectorFor(options);
+    connector.start([node('e')]);
+    const { connections, failures, close } = await connector.connectAll(inventoryOf([node('e')]));
+    try {
+      assert.deepEqual(
+        [...failures.values()].map((e) => e.message),
+        [],
+      );
+      const timeline = connections.get('e')!.stats.timeline!;
+      assert.ok(timeline.tcpMs < timeline.connectCallMs, `TCP connected before ssh2 was called: ${JSON.stringify(timeline)}`);
+      assert.ok(timeline.tcpMs <= timeline.handshakeMs, JSON.stringify(timeline));
+      assert.equal((await connections.get('e')!.run('echo ok')).stdout, 'ok\n');
+    } finally {
+      await close();
+    }
+  });
+
+  test('an early TCP connection that is refused leaves the node to ssh2, which reports it in its own words', async () => {
+    const closed = await freePort();
+    const refused = { ...node('r'), ssh: { ...node('r').ssh, port: closed } };
+    const connector = connectorFor(options);
+    connector.start([refused]);
+    await new Promise((r) => setTimeout(r, 200)); // the early connection is refused meanwhile, with nobody listening yet
+    const { connections, failures } = await connector.connectAll(inventoryOf([refused]));
+    assert.equal(connections.size, 0);
+    assert.match(failures.get('r')?.message ?? '', /connection refused/);
   });
 
   test('connectAll for other nodes connects them anew; release() closes the started connections nobody took', async () => {
