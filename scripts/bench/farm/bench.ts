@@ -115,9 +115,8 @@ async function measure(farm: ChildProcess, dir: string, n: number, step: string,
   }
   const timeFile = join(dir, 'time.txt');
   // MESHCTL_FARM_PROFILE=DIR: a V8 CPU profile of each meshctl process (open it in Chrome's DevTools)
-  // execfile-timeout.cjs: node's execFile `timeout` lost ssh -G's output under load on this machine (see that file)
   const profile = process.env.MESHCTL_FARM_PROFILE ? ['--cpu-prof', '--cpu-prof-dir', process.env.MESHCTL_FARM_PROFILE] : [];
-  const r = spawnSync('/usr/bin/time', ['-f', '%e %U %S %M', '-o', timeFile, process.execPath, '--require', join(repo, 'scripts/bench/farm/execfile-timeout.cjs'), ...profile, meshctlBin, ...args], {
+  const r = spawnSync('/usr/bin/time', ['-f', '%e %U %S %M', '-o', timeFile, process.execPath, ...profile, meshctlBin, ...args], {
     env,
     encoding: 'utf8',
     maxBuffer: 1 << 30,
