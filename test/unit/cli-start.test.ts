@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createRequire, syncBuiltinESMExports } from 'node:module';
+import { spawnsDuring } from '../support/spawns.js';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -140,29 +140,14 @@ describe('start-up', () => {
       (name, i): Node =>
         ({ name, ssh: { host: `127.0.0.${i + 1}`, port, user: 'root', become: 'none', identityFile: join(dir, 'none') } }) as Node,
     );
-    const cp = createRequire(import.meta.url)('node:child_process') as typeof import('node:child_process');
-    const original = { spawn: cp.spawn, execFile: cp.execFile };
-    const spawns: string[] = [];
-    const counted =
-      <F extends (...args: never[]) => unknown>(f: F) =>
-      (...args: Parameters<F>) => {
-        spawns.push(String(args[0]));
-        return f(...args);
-      };
-    cp.spawn = counted(original.spawn) as typeof cp.spawn;
-    cp.execFile = counted(original.execFile) as typeof cp.execFile;
-    syncBuiltinESMExports();
-    try {
+    const { spawns } = await spawnsDuring(async () => {
       const connector = connectorFor({ env, connectTimeoutMs: 60_000 });
       connector.start(nodes);
       const { connections, failures } = await connector.connectAll({ nodes } as unknown as Inventory);
       assert.equal(connections.size, 0);
       assert.deepEqual([...failures.keys()], ['a', 'b', 'c', 'd'], 'every node was tried (nothing listens there)');
       for (const failure of failures.values()) assert.doesNotMatch(failure.message, /ssh config/);
-    } finally {
-      Object.assign(cp, original);
-      syncBuiltinESMExports();
-    }
+    });
     assert.deepEqual(spawns, ['sh'], "four nodes' `ssh -G` asked by one child process");
   });
 

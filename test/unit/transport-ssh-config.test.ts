@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { createRequire, syncBuiltinESMExports } from 'node:module';
+import { spawnsDuring } from '../support/spawns.js';
 import {
   explicitOverrides,
   expandTilde,
@@ -240,28 +240,6 @@ test('a question asked again while `ssh -G` is still answering it waits for that
   await assert.rejects(resolveSshConfig({ ...failing }, { env }), /bad config/);
   assert.equal(calls(), 3, 'a failure is asked again');
 });
-
-/** Counts the child processes this process starts while `body` runs (spawn and execFile, as ssh-config.ts imports them). */
-async function spawnsDuring<T>(body: () => Promise<T>): Promise<{ result: T; spawns: string[] }> {
-  const cp = createRequire(import.meta.url)('node:child_process') as typeof import('node:child_process');
-  const original = { spawn: cp.spawn, execFile: cp.execFile };
-  const spawns: string[] = [];
-  const counted =
-    <F extends (...args: never[]) => unknown>(f: F) =>
-    (...args: Parameters<F>) => {
-      spawns.push(String(args[0]));
-      return f(...args);
-    };
-  cp.spawn = counted(original.spawn) as typeof cp.spawn;
-  cp.execFile = counted(original.execFile) as typeof cp.execFile;
-  syncBuiltinESMExports(); // the named imports of node:child_process follow
-  try {
-    return { result: await body(), spawns };
-  } finally {
-    Object.assign(cp, original);
-    syncBuiltinESMExports();
-  }
-}
 
 test('resolveSshConfigs asks every new question through ONE child process; each answer as resolveSshConfig gives it', {
   skip: hasSsh ? false : 'no ssh client',
