@@ -556,53 +556,28 @@ describe('engine: every check of the registry, passing and failing', () => {
   for (const id of registryContract.checks.keys()) {
     it(`${id}: passes on a converged node and fails on a broken one`, async () => {
       const definition = checkNamed(id)!;
+      /** the check on these values of ms-1, after a change, with a fresh login that works */
+      const judge = (values: unknown) =>
+        definition.evaluate({ node, inventory, values: values as never, mesh: new Map(), reconnect: loginWorks, changedSoFar: true });
       const probes = ['forward-reaches-node', 'nat-mapping'];
       assert.ok(id in broken || id === 'ssh-still-reachable' || probes.includes(id), `${id}: add a broken case for the new check`);
       if (id === 'nat-mapping') {
         // through two public nodes: the inventory's public IP is right, then wrong (home has forwards: a STOP)
         const right = await probed(discoveryNetwork(inventory, () => '203.0.113.10:51820'));
-        const ok = await definition.evaluate({
-          node,
-          inventory,
-          values: right as never,
-          mesh: new Map(),
-          reconnect: loginWorks,
-          changedSoFar: true,
-        });
+        const ok = await judge(right);
         assert.equal(ok.status, 'pass', `${id}: ${ok.message}`);
         const moved = await probed(discoveryNetwork(inventory, () => '203.0.113.99:51820'));
-        const bad = await definition.evaluate({
-          node,
-          inventory,
-          values: moved as never,
-          mesh: new Map(),
-          reconnect: loginWorks,
-          changedSoFar: true,
-        });
+        const bad = await judge(moved);
         assert.equal(bad.status, 'fail', `${id}: ${bad.message}`);
         return;
       }
       if (id === 'forward-reaches-node') {
         // a mesh-wide probe: judged on a scripted network where ms-1's forward lands right, then on wk-1
         const right = await probed(probeNetwork(inventory));
-        const ok = await definition.evaluate({
-          node,
-          inventory,
-          values: right as never,
-          mesh: new Map(),
-          reconnect: loginWorks,
-          changedSoFar: true,
-        });
+        const ok = await judge(right);
         assert.equal(ok.status, 'pass', `${id}: ${ok.message}`);
         const wrong = await probed(probeNetwork(inventory, (f) => ({ node: f.node === 'ms-1' ? 'wk-1' : f.node, port: f.listenPort })));
-        const misdirected = await definition.evaluate({
-          node,
-          inventory,
-          values: wrong as never,
-          mesh: new Map(),
-          reconnect: loginWorks,
-          changedSoFar: true,
-        });
+        const misdirected = await judge(wrong);
         assert.equal(misdirected.status, 'fail', `${id}: ${misdirected.message}`);
         return;
       }
