@@ -45,9 +45,11 @@ describe('lab up with a node whose boot goes wrong', { skip: labSkipReason() }, 
     try {
       const state = await labUp(inventory, { name, progress: (m) => messages.push(m), beforeBoot: breakUserSessions('first boot') });
       const log = messages.join('\n');
+      // another unit may fail beside the broken one on a loaded host (seen once in CI: systemd-sysctl.service, a
+      // cgroup spawn race); the list must still name ours
       assert.match(
         log,
-        /warning: node solo-2 not ready after \d+ s: systemd degraded nologin, .*failed units: systemd-user-sessions\.service/,
+        /warning: node solo-2 not ready after \d+ s: systemd degraded nologin, .*failed units: (?:[\w@.-]+\.service, )*systemd-user-sessions\.service/,
       );
       assert.match(log, /booting solo-2 once more/);
       assert.doesNotMatch(log, /solo-1 not ready/, 'the healthy node booted once');
