@@ -172,7 +172,14 @@ interface UpJson {
 
 async function meshctl(name: string, args: string[]): Promise<{ run: ToolRun; json: unknown }> {
   const state = labInfo(name);
-  const env = { ...process.env, MESHCTL_KNOWN_HOSTS: state.knownHosts, MESHCTL_IDENTITY: state.identity };
+  // The bench measures time, not deadlines: at 32 nodes on 2 shared cores, wg-quick's start on every node at once
+  // outlasts the 60 s per-command default (seen 2026-11-30), which would stop the run at enable. 300 s unless set.
+  const env = {
+    ...process.env,
+    MESHCTL_KNOWN_HOSTS: state.knownHosts,
+    MESHCTL_IDENTITY: state.identity,
+    MESHCTL_COMMAND_TIMEOUT: process.env.MESHCTL_COMMAND_TIMEOUT ?? '300',
+  };
   const result = await timedInOperator(name, [process.execPath, MESHCTL, ...args], env);
   let json: unknown;
   try {
@@ -180,8 +187,22 @@ async function meshctl(name: string, args: string[]): Promise<{ run: ToolRun; js
   } catch {
     throw new Error(`meshctl ${args[0]} printed no JSON (exit ${result.code}): ${result.stderr.trim().slice(-800)}`);
   }
-  if (result.code !== 0) throw new Error(`meshctl ${args.join(' ')} exited ${result.code}: ${result.stderr.trim().slice(-800)}`);
+  if (result.code !== 0) {
+    // the report says which gate stopped and why; keep it whole beside the bench's work files
+    const saved = join(tmpdir(), `meshctl-bench-failed-${args[0]}-${Date.now()}.json`);
+    writeFileSync(saved, result.stdout);
+    throw new Error(`meshctl ${args.join(' ')} exited ${result.code} (${stopSummary(json)}; report in ${saved}): ${result.stderr.trim().slice(-800)}`);
+  }
   return { run: { wallMs: result.wallMs, cpuMs: result.cpuMs, rssKiB: result.rssKiB }, json };
+}
+
+/** The phase that stopped an up --json report, with its nodes' errors and failed checks, in a few words. */
+function stopSummary(json: unknown): string {
+  const report = json as { phases?: { id: string; verdict: string; nodes: { node: string; error?: string; checks: { status: string }[] }[] }[] };
+  const stopped = report.phases?.find((p) => p.verdict === 'STOP');
+  if (!stopped) return 'no phase stopped';
+  const bad = stopped.nodes.filter((n) => n.error || n.checks.some((c) => c.status === 'fail'));
+  return `STOP at ${stopped.id}: ${JSON.stringify(bad).slice(0, 800)}`;
 }
 
 function upRun(run: ToolRun, report: UpJson): ToolRun {
