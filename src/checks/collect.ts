@@ -15,6 +15,7 @@ import { checklistProbe, sectionScript, splitSections, type NodeChecklist } from
 import { runPingRound, type Matrix, type PingTarget } from './ping-matrix.js';
 import type { VerifyFacts } from './verify.js';
 import { runColdStart, UDP_COUNTERS_FACT, type ColdStartResult, type UdpCounters } from './cold-start.js';
+import { LEAN_PRE_FACTS } from './checklist-lean.js';
 
 export interface CollectOptions {
   /** also run the ping matrix (default true) */
@@ -99,7 +100,15 @@ export function publicKeysFrom(
  * public key and peers (which pairs need a first contact before the pings: pairsWithoutSession) and its UDP
  * counters (the probe's "before"). Small on purpose: the ping round waits for it, the checklist does not.
  */
-const PRE_FACTS = [FACTS.now, FACTS.interfacePublicKey, FACTS.peers, UDP_COUNTERS_FACT] as const;
+const PRE_FACTS = [FACTS.now, FACTS.interfacePublicKey, FACTS.interfaceListenPort, FACTS.peers, UDP_COUNTERS_FACT] as const;
+/** PRE_FACTS as the pre script runs them: one `wg` for the key, port and peers, the counters read by the shell. */
+const PRE_FACTS_LEAN = [
+  FACTS.now,
+  LEAN_PRE_FACTS.interfacePublicKey,
+  LEAN_PRE_FACTS.interfaceListenPort,
+  LEAN_PRE_FACTS.peers,
+  LEAN_PRE_FACTS.udpCounters,
+] as const;
 
 /** One node's answer to the PRE_FACTS script. */
 export interface PreFacts {
@@ -125,8 +134,12 @@ export function parsePreFacts(stdout: string, ctx: FactContext): PreFacts {
   };
 }
 
-/** The pre script (PRE_FACTS), ending with its own `pre-done` section (the checklist's is `done`). */
-export const preScript = (inventory: Inventory) => factsScript(PRE_FACTS, factContext(inventory), 'pre-done');
+/**
+ * The pre script (PRE_FACTS), ending with its own `pre-done` section (the checklist's is `done`). `shared`: the
+ * shared definitions' commands (for captures that compare them with the lean ones, ./checklist-lean.ts).
+ */
+export const preScript = (inventory: Inventory, options: { shared?: boolean } = {}) =>
+  factsScript(options.shared ? PRE_FACTS : PRE_FACTS_LEAN, factContext(inventory), 'pre-done');
 
 /** Starts the pre script on every node; each promise resolves with its stdout (undefined when it could not run). */
 function startPre(

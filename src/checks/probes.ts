@@ -31,7 +31,8 @@ import type { SysctlFileSettings } from '../facts/sysctl-order.js';
 import { parseWgQuickConfig, type ParsedWgQuickConfig } from '../render/wgquick.js';
 import type { FirewallFacts } from '../firewall/verdict.js';
 import { UDP_COUNTERS_FACT, type UdpCounters } from './cold-start.js';
-import { RELAY_FACT, type RelayState } from './relay-check.js';
+import { RELAY_FACT, relayIptablesFromSave, type RelayState } from './relay-check.js';
+import { leanChecklistFacts } from './checklist-lean.js';
 
 // the building blocks, re-exported for the code that imported them from here
 export { PATH_PRELUDE, sectionScript, splitSections, type Section };
@@ -75,6 +76,13 @@ export interface ChecklistParams {
    * script: ../checks/collect.ts); parseChecklist then gets both scripts' output, concatenated
    */
   without?: ReadonlyArray<string>;
+  /**
+   * run the shared definitions' commands as they are (one process per command), not the lean ones of
+   * ./checklist-lean.ts (same sections and answers, fewer processes): for captures that compare the two
+   */
+  shared?: boolean;
+  /** the name of the section that ends the script (default `done`; beside the pings another: ./collect.ts) */
+  endSection?: string;
 }
 
 export interface NodeChecklist {
@@ -138,14 +146,16 @@ const CHECKLIST_FACTS: ReadonlyArray<FactDef<unknown>> = [
 ];
 
 const contextOf = (params: ChecklistParams): FactContext => ({ interface: params.interface, listenPort: params.listenPort });
-const checklistFacts = (params: ChecklistParams): Array<FactDef<unknown>> =>
-  [...CHECKLIST_FACTS, ...params.peerIps.map(routeLookupFact), ...(params.firewall ? [FACTS.firewall] : [])].filter(
-    (def) => !params.without?.includes(def.name),
-  );
+const checklistFacts = (params: ChecklistParams): Array<FactDef<unknown>> => {
+  const lean = params.shared ? undefined : leanChecklistFacts(params.peerIps);
+  return [...CHECKLIST_FACTS, ...params.peerIps.map(routeLookupFact), ...(params.firewall ? [FACTS.firewall] : [])]
+    .filter((def) => !params.without?.includes(def.name))
+    .map((def) => lean?.get(def.name) ?? def);
+};
 
 /** The checklist script of one node (one round trip, read-only). */
 export function checklistScript(params: ChecklistParams): string {
-  return factsScript(checklistFacts(params), contextOf(params), 'done');
+  return factsScript(checklistFacts(params), contextOf(params), params.endSection ?? 'done');
 }
 
 /** Reads the checklist script's stdout; sections that are missing or unreadable are named in `problems`. */
@@ -154,7 +164,7 @@ export function parseChecklist(stdout: string, params: ChecklistParams): NodeChe
   const ctx = contextOf(params);
   const fact = <T>(def: FactDef<T>) => readFact(def, s, ctx);
   const problems: string[] = [];
-  if (!s.has('done')) problems.push('the checklist script did not run to its end');
+  if (!s.has(params.endSection ?? 'done')) problems.push('the checklist script did not run to its end');
   const body = (def: FactDef<unknown>) => s.get(def.name)?.body ?? '';
 
   const now = fact(FACTS.now);
@@ -176,6 +186,12 @@ export function parseChecklist(stdout: string, params: ChecklistParams): NodeChe
   const firewall = s.has(FACTS.firewall.name) ? fact(FACTS.firewall) : undefined;
   const firewallRuleset = fact(FACTS.firewallRuleset);
   const udpCounters = fact(UDP_COUNTERS_FACT);
+  // the lean relay section leaves its iptables lines to the ruleset's iptables-save text it already read
+  const relayRead = s.has(RELAY_FACT.name) ? fact(RELAY_FACT) : undefined;
+  const relay =
+    relayRead && /^ipt-from=fwrules$/m.test(body(RELAY_FACT))
+      ? { ...relayRead, iptables: relayIptablesFromSave(firewallRuleset?.iptablesNft ?? '', params.interface) }
+      : relayRead;
 
   return {
     ...(now !== undefined ? { now } : {}),
@@ -201,7 +217,7 @@ export function parseChecklist(stdout: string, params: ChecklistParams): NodeChe
     ...(firewall ? { firewall } : {}),
     ...(firewallRuleset ? { firewallRuleset } : {}),
     ...(udpCounters ? { udpCounters } : {}),
-    ...(s.has(RELAY_FACT.name) ? { relay: fact(RELAY_FACT) } : {}),
+    ...(relay ? { relay } : {}),
     problems,
   };
 }
