@@ -73,11 +73,13 @@ const wgRead = (iface: string) =>
 export const LEAN_PRE_FACTS = {
   interfacePublicKey: lean(
     FACTS.interfacePublicKey,
-    (ctx) => `${wgRead(ctx.interface)}\nif [ -n "$mc_wgi" ]; then printf '%s\\n' "\${mc_wgi%%${TAB}*}"; else ${FACTS.interfacePublicKey.command(ctx)}; fi`,
+    (ctx) =>
+      `${wgRead(ctx.interface)}\nif [ -n "$mc_wgi" ]; then printf '%s\\n' "\${mc_wgi%%${TAB}*}"; else ${FACTS.interfacePublicKey.command(ctx)}; fi`,
   ),
   interfaceListenPort: lean(
     FACTS.interfaceListenPort,
-    (ctx) => `${wgRead(ctx.interface)}\nif [ -n "$mc_wgi" ]; then printf '%s\\n' "\${mc_wgi#*${TAB}}"; else ${FACTS.interfaceListenPort.command(ctx)}; fi`,
+    (ctx) =>
+      `${wgRead(ctx.interface)}\nif [ -n "$mc_wgi" ]; then printf '%s\\n' "\${mc_wgi#*${TAB}}"; else ${FACTS.interfaceListenPort.command(ctx)}; fi`,
   ),
   peers: lean(
     FACTS.peers,
@@ -140,8 +142,7 @@ const leanRoute = (ip: string) => {
   const def = routeLookupFact(ip);
   return lean(
     def,
-    (ctx) =>
-      `if [ -n "\${mc_ip_done:-}" ] && mc_ipl '"dst":"${token(ip)}"'; then printf '%s\\n' "$mc_hit"; else ${def.command(ctx)}; fi`,
+    (ctx) => `if [ -n "\${mc_ip_done:-}" ] && mc_ipl '"dst":"${token(ip)}"'; then printf '%s\\n' "$mc_hit"; else ${def.command(ctx)}; fi`,
   );
 };
 

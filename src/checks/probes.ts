@@ -158,9 +158,19 @@ export function checklistScript(params: ChecklistParams): string {
   return factsScript(checklistFacts(params), contextOf(params), params.endSection ?? 'done');
 }
 
+/** The names of the checklist script's sections, its end section included (what parseChecklistSections reads). */
+export const checklistSectionNames = (params: ChecklistParams): string[] => [
+  ...checklistFacts(params).map((def) => def.name),
+  params.endSection ?? 'done',
+];
+
 /** Reads the checklist script's stdout; sections that are missing or unreadable are named in `problems`. */
 export function parseChecklist(stdout: string, params: ChecklistParams): NodeChecklist {
-  const s = splitSections(stdout);
+  return parseChecklistSections(splitSections(stdout), params);
+}
+
+/** parseChecklist on output already cut into sections (from one script or several: ./collect.ts). */
+export function parseChecklistSections(s: Map<string, Section>, params: ChecklistParams): NodeChecklist {
   const ctx = contextOf(params);
   const fact = <T>(def: FactDef<T>) => readFact(def, s, ctx);
   const problems: string[] = [];
@@ -251,6 +261,12 @@ export interface PingParams {
   mtu?: number;
   /** extra sections run after all pings finished (e.g. the peer dump, to see handshakes the pings caused) */
   after?: Array<{ name: string; command: string }>;
+  /**
+   * sections run while the pings are under way, in the same round trip (verify's checklist: ./collect.ts): their
+   * output is held in a variable and printed once the probes ended, so it cannot mix with the probes' lines;
+   * `sections` names the ones to hand back in NodePingResults.beside
+   */
+  beside?: { script: string; sections: readonly string[] };
 }
 
 export interface PingResult {
@@ -355,7 +371,11 @@ export function pingScript(params: PingParams): string {
   const perPeer = [...jobs, 'wait'].join('\n');
   // fping where installed: one process probes every peer at once (N-1 ping processes per node otherwise)
   const probes = `if command -v fping >/dev/null 2>&1; then\n${fpingScript(params)}\nelse\n${perPeer}\nfi`;
-  return [PATH_PRELUDE, probes, ...after, sectionScript('done', 'true')].join('\n');
+  // beside: the probes in the background, the sections in the foreground (their output held until the probes end)
+  const body = params.beside
+    ? `{\n${probes}\n} & mc_probes=$!\nmc_beside=$(\n${params.beside.script}\n)\nwait $mc_probes\nprintf '%s\\n' "$mc_beside"`
+    : probes;
+  return [PATH_PRELUDE, body, ...after, sectionScript('done', 'true')].join('\n');
 }
 
 /**
@@ -413,6 +433,8 @@ export interface NodePingResults {
   ping: Map<string, PingResult>;
   mtu: Map<string, PathMtuResult>;
   after: Map<string, Section>;
+  /** the sections of PingParams.beside that came back */
+  beside: Map<string, Section>;
   complete: boolean;
 }
 
@@ -455,7 +477,12 @@ export function parsePingOutput(stdout: string, params: PingParams): NodePingRes
     const section = s.get(a.name);
     if (section) after.set(a.name, section);
   }
-  return { ping, mtu, after, complete: s.has('done') };
+  const beside = new Map<string, Section>();
+  for (const name of params.beside?.sections ?? []) {
+    const section = s.get(name);
+    if (section) beside.set(name, section);
+  }
+  return { ping, mtu, after, beside, complete: s.has('done') };
 }
 
 export const pingProbe = (params: PingParams): Probe<NodePingResults> => ({
