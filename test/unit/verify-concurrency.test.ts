@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { checklistScript, parseChecklist, pingProbe, splitSections } from '../../src/checks/probes.js';
+import { checklistScript, checklistSectionNames, parseChecklist, parseChecklistSections, pingProbe, splitSections } from '../../src/checks/probes.js';
 import { collectVerify, parsePreFacts, preScript } from '../../src/checks/collect.js';
 import { evaluateVerify } from '../../src/checks/verify.js';
 import { FakeConnection } from '../support/fake-connection.js';
@@ -237,5 +237,27 @@ for (const branch of ['per-peer ping', 'fping'] as const) {
     assert.equal(m.largest, 1272);
     assert.equal(m.ok, false);
     assert.deepEqual(m.tries[0], { size: 1392, ok: false });
+  });
+}
+
+for (const branch of ['per-peer ping', 'fping'] as const) {
+  const hideFping = branch === 'per-peer ping';
+  const skip = netnsSkip ?? (!hideFping && spawnSync('sh', ['-c', 'command -v fping']).status !== 0 ? 'fping not installed' : undefined);
+  test(`${branch} branch: the checklist beside the pings comes back whole, apart from the probes' lines`, { skip: skip ?? false }, () => {
+    const params = { interface: 'wg0', listenPort: 51820, peerIps: ['127.0.0.1', '192.0.2.9'], endSection: 'checklist-done' };
+    const beside = { script: checklistScript(params), sections: checklistSectionNames(params) };
+    const { mtu: _mtu, ...noMtu } = pingParams;
+    const probe = pingProbe({ ...noMtu, beside, after: [{ name: 'later', command: 'echo after' }] });
+    const run = pingInEmptyNetns(probe.script, 65536, hideFping);
+    assert.equal(run.status, 0, run.stderr);
+    const parsed = probe.parse(run.stdout);
+    assert.ok(parsed.complete);
+    assert.equal(parsed.ping.get('127.0.0.1')!.received, 3);
+    assert.equal(parsed.after.get('later')?.body, 'after');
+    assert.ok(parsed.beside.has('checklist-done') && parsed.beside.has('confmeta') && parsed.beside.has('route:127.0.0.1'));
+    const cl = parseChecklistSections(parsed.beside, params);
+    assert.deepEqual(cl.problems, []);
+    assert.equal(cl.routes[0]!.dev, 'lo');
+    assert.equal(cl.routes[1]!.error !== undefined, true, 'no route to 192.0.2.9 in the empty namespace');
   });
 }
