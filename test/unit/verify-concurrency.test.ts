@@ -7,7 +7,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { checklistScript, checklistSectionNames, parseChecklist, parseChecklistSections, pingProbe, splitSections } from '../../src/checks/probes.js';
+import {
+  checklistScript,
+  checklistSectionNames,
+  parseChecklist,
+  parseChecklistSections,
+  pingProbe,
+  splitSections,
+} from '../../src/checks/probes.js';
 import { collectVerify, parsePreFacts, preScript } from '../../src/checks/collect.js';
 import { evaluateVerify } from '../../src/checks/verify.js';
 import { FakeConnection } from '../support/fake-connection.js';
