@@ -141,7 +141,7 @@ export async function runPingRound(
         const parsed = probe.parse(result.stdout);
         results.set(node, parsed);
         after.set(node, parsed.after);
-        if (besideNode) beside.set(node, parsed.beside);
+        if (besideNode) beside.set(node, parsed.beside ?? new Map());
         if (!parsed.complete)
           errors.set(
             node,

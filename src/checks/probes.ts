@@ -433,8 +433,8 @@ export interface NodePingResults {
   ping: Map<string, PingResult>;
   mtu: Map<string, PathMtuResult>;
   after: Map<string, Section>;
-  /** the sections of PingParams.beside that came back */
-  beside: Map<string, Section>;
+  /** the sections of PingParams.beside that came back (parsePingOutput always sets it) */
+  beside?: Map<string, Section>;
   complete: boolean;
 }
 

@@ -261,8 +261,9 @@ for (const branch of ['per-peer ping', 'fping'] as const) {
     assert.ok(parsed.complete);
     assert.equal(parsed.ping.get('127.0.0.1')!.received, 3);
     assert.equal(parsed.after.get('later')?.body, 'after');
-    assert.ok(parsed.beside.has('checklist-done') && parsed.beside.has('confmeta') && parsed.beside.has('route:127.0.0.1'));
-    const cl = parseChecklistSections(parsed.beside, params);
+    const besideSections = parsed.beside ?? new Map();
+    assert.ok(besideSections.has('checklist-done') && besideSections.has('confmeta') && besideSections.has('route:127.0.0.1'));
+    const cl = parseChecklistSections(besideSections, params);
     assert.deepEqual(cl.problems, []);
     assert.equal(cl.routes[0]!.dev, 'lo');
     assert.equal(cl.routes[1]!.error !== undefined, true, 'no route to 192.0.2.9 in the empty namespace');
