@@ -137,6 +137,24 @@ describe('cold start: the watch on a real kernel', { skip: netnsSkip ?? false },
     assert.equal(Number(watch[2]), after.inDatagrams + after.noPorts);
   });
 
+  it('sends every direction of a node from ONE bash, each from a socket of its own (issue 10: was a bash each)', () => {
+    const sends = [7001, 7002, 7003].map((port) => ({ from: 'a', to: 'a', endpoint: { host: '127.0.0.1', port } }));
+    const script = sendAndWatchScript(sends, undefined);
+    // the first bash holds the three directions (without bash, netcat's branch after `else` has one section each)
+    const firstBash = script.slice(script.indexOf('bash -c'), script.indexOf('\nelse\n'));
+    for (const i of [0, 1, 2]) assert.ok(firstBash.includes(`begin burst${i}`), `burst${i} is in the one bash`);
+    const r = inEmptyNetns(script);
+    assert.equal(r.status, 0, r.stderr);
+    const s = splitSections(r.stdout);
+    for (const i of [0, 1, 2]) assert.match(s.get(`burst${i}`)?.body ?? '', /^sent=16$/, `burst${i}`);
+    // a direction that cannot send says why in its own section, the others still send
+    const broken = [{ from: 'a', to: 'a', endpoint: { host: '192.0.2.9', port: 9 } }, ...sends.slice(0, 1)];
+    const b = splitSections(inEmptyNetns(sendAndWatchScript(broken, undefined)).stdout);
+    assert.doesNotMatch(b.get('burst0')?.body ?? '', /sent=/);
+    assert.equal(b.get('burst0')?.rc, 3);
+    assert.match(b.get('burst1')?.body ?? '', /^sent=16$/);
+  });
+
   it('runs out when they do not arrive, and says so', () => {
     const r = inEmptyNetns(sendAndWatchScript([], 1_000_000, { polls: 3, intervalSeconds: 0.05 }));
     assert.equal(r.status, 0, r.stderr);
