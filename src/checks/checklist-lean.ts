@@ -6,7 +6,6 @@
  *   before); the UDP counters are read by the shell (two `grep` before);
  * - iproute2: ONE `ip -j -force -batch -` for `addr show dev IFACE` and every peer's `route get IP` (one `ip` per
  *   peer before: 31 per node at 32 nodes);
- * - the unit: ONE `systemctl show -p UnitFileState -p ActiveState` (is-enabled and is-active before);
  * - the wg-quick file: its size comes from the awk that counts its key lines (no `wc -c`, no `head -c` below the cap);
  * - the ruleset: `nft -j list ruleset` first; iptables-nft-save only when nftables holds a table iptables-nft would
  *   print (an `ip` table named filter, nat, mangle, raw or security) or the JSON is not what is expected; the relay
@@ -19,7 +18,7 @@
  * Sections share one shell (../facts/sections.ts): helpers are shell functions each section defines again and
  * fills once per script (`mc_` names).
  */
-import { raw, sh } from '../remote/shell.js';
+import { sh } from '../remote/shell.js';
 import { peerDumpCommand, wireguardPaths } from '../remote/wireguard.js';
 import {
   CONFIG_TEXT_CUT_NOTE,
@@ -146,24 +145,12 @@ const leanRoute = (ip: string) => {
   );
 };
 
-const SYSTEMD = '[ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1';
-
-/**
- * The unit's state from ONE `systemctl show` (UnitFileState is what is-enabled prints, ActiveState what is-active
- * prints); when either line is missing, the two commands of FACTS.service.
+/*
+ * The unit's state stays two systemctl runs (FACTS.service): `systemctl show -p UnitFileState` answers from the
+ * manager's cache, so a wants symlink removed without daemon-reload still shows `enabled` there while is-enabled,
+ * which reads the unit files, says `disabled` (captured: test/fixtures/probes/issue10/drifted-home-1.systemctl.txt)
+ * and the service check must warn.
  */
-const leanService = lean(FACTS.service, (ctx) => {
-  const unit = wireguardPaths(ctx.interface).service;
-  return [
-    NL,
-    sh`mc_sv=; ${raw(SYSTEMD)} && mc_sv=$(systemctl show -p UnitFileState -p ActiveState ${unit} 2>/dev/null)`.text,
-    'case $mc_sv in *ActiveState=*UnitFileState=*|*UnitFileState=*ActiveState=*)',
-    '  mc_e=${mc_sv#*UnitFileState=}; mc_e=${mc_e%%"$mc_nl"*}; mc_a=${mc_sv#*ActiveState=}; mc_a=${mc_a%%"$mc_nl"*}',
-    '  echo systemd=yes; echo "enabled=$mc_e"; echo "active=$mc_a" ;;',
-    `*) ${FACTS.service.command(ctx)} ;;`,
-    'esac',
-  ].join('\n');
-});
 
 /**
  * confmeta with the file's size too (`bytes=`, from the awk that counts the key lines: the sum of its lines' lengths
@@ -254,7 +241,6 @@ export function leanChecklistFacts(peerIps: readonly string[]): Map<string, Fact
   const defs: Array<FactDef<unknown>> = [
     leanAddr(peerIps),
     ...peerIps.map(leanRoute),
-    leanService,
     leanConfigMeta,
     leanConfigText,
     leanFirewallRuleset,

@@ -8,6 +8,8 @@
  *     /etc/wireguard/wg0.conf`, `sysctl -w net.ipv4.conf.all.rp_filter=1`, `ip route del 172.27.20.11/32 dev wg0`,
  *     and `rm /etc/systemd/system/multi-user.target.wants/wg-quick@wg0.service` (no daemon-reload)
  *   stopped-home-1: then `systemctl stop wg-quick@wg0` (no interface: every section's fallback runs)
+ *   drifted-home-1.systemctl.txt: in the drifted state, `systemctl show -p UnitFileState -p ActiveState`, is-enabled
+ *     and is-active
  *   netns-*: in an empty network namespace of this machine (no wg, no interface, no systemd): relay = meshctl's
  *     relay PostUp (iptables) plus a UDP drop rule; relaynft = the same plus the nftables relay table; nftonly = the
  *     iptables tables deleted; none = nothing left
@@ -15,7 +17,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { parseChecklist, type NodeChecklist } from '../../src/checks/probes.js';
+import { checklistScript, parseChecklist, type NodeChecklist } from '../../src/checks/probes.js';
 import { parsePreFacts } from '../../src/checks/collect.js';
 import { relayIptablesFromSave } from '../../src/checks/relay-check.js';
 import { judgeService } from '../../src/checks/judge.js';
@@ -31,7 +33,8 @@ const checklist = (name: string, node: string) => parseChecklist(fx(name), param
 
 /**
  * What may differ between two runs a second apart: the clock, the peers' byte counters and handshake times (keepalives
- * flow), the times in iptables-save's comments, and the shell's line number in an error message of a missing tool.
+ * flow), the UDP counters, the times in iptables-save's comments, a rule's packet counters in nft's JSON, and the
+ * shell's line number in an error message of a missing tool.
  */
 function comparable(c: NodeChecklist): unknown {
   const { now: _now, udpCounters, ...rest } = c;
@@ -42,7 +45,12 @@ function comparable(c: NodeChecklist): unknown {
       .map(({ rxBytes: _rx, txBytes: _tx, latestHandshake, ...peer }) => ({ ...peer, handshake: latestHandshake !== undefined }))
       .sort((a, b) => a.publicKey.localeCompare(b.publicKey)),
   });
-  return JSON.parse(text.replace(/# (Generated|Completed) [^\\]*\\n/g, '').replace(/\bsh: \d+: /g, 'sh: N: '));
+  return JSON.parse(
+    text
+      .replace(/# (Generated|Completed) [^\\"]*/g, '# stamp')
+      .replace(/packets\\": \d+, \\"bytes\\": \d+/g, 'counter')
+      .replace(/\bsh: \d+: /g, 'sh: N: '),
+  );
 }
 
 const STATES = [
@@ -81,6 +89,11 @@ describe('verify checklist with fewer processes (issue 10): the same facts as be
     // the wants symlink removed without daemon-reload: `systemctl show` reads UnitFileState from the unit files, as
     // is-enabled does (a cached state would have said enabled)
     assert.equal(drifted.service.enabled, 'disabled');
+    // ...and `systemctl show -p UnitFileState` on that node at that moment still said enabled (its cache): so the
+    // checklist asks is-enabled, not show (a lean one `show` would have passed the service check)
+    assert.match(fx('drifted-home-1.systemctl'), /^UnitFileState=enabled$/m);
+    assert.match(fx('drifted-home-1.systemctl'), /^is-enabled=disabled$/m);
+    assert.doesNotMatch(checklistScript(paramsOf('home-1')), /systemctl show/);
     assert.equal(judgeService({ iface: 'wg0' }, { service: drifted.service, interfacePresent: true }).status, 'warn');
     assert.equal(stopped.service.active, 'inactive');
     assert.equal(judgeService({ iface: 'wg0' }, { service: stopped.service, interfacePresent: false }).status, 'fail');
