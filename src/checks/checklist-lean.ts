@@ -31,7 +31,7 @@ import {
 } from '../facts/definitions.js';
 import { FIREWALL_PART_MAX_BYTES } from '../firewall/verdict.js';
 import { relayNftTableName } from '../render/relay.js';
-import { COUNTERS_COMMAND, UDP_COUNTERS_FACT } from './cold-start.js';
+import { COUNTERS_COMMAND, COUNTERS_READ, UDP_COUNTERS_FACT } from './cold-start.js';
 import { RELAY_FACT } from './relay-check.js';
 
 const TAB = '\t';
@@ -86,13 +86,7 @@ export const LEAN_PRE_FACTS = {
       `${wgRead(ctx.interface)}\nif [ -n "$mc_wgi" ]; then [ -z "$mc_wgp" ] || printf '%s\\n' "$mc_wgp"; else ${peerDumpCommand(ctx.interface)}; fi`,
   ),
   // the lines COUNTERS_COMMAND's two greps print, read by the shell
-  udpCounters: lean(UDP_COUNTERS_FACT, () =>
-    [
-      'while IFS= read -r mc_l; do case $mc_l in Udp:*) printf \'%s\\n\' "$mc_l" ;; esac; done < /proc/net/snmp',
-      '[ -r /proc/net/snmp6 ] && while IFS= read -r mc_l; do case $mc_l in Udp6InDatagrams[[:space:]]*|Udp6NoPorts[[:space:]]*) printf \'%s\\n\' "$mc_l" ;; esac; done < /proc/net/snmp6',
-      'true',
-    ].join('\n'),
-  ),
+  udpCounters: lean(UDP_COUNTERS_FACT, () => COUNTERS_READ),
 } satisfies Record<string, FactDef<unknown>>;
 
 /** The counters command the lean fact replaces (kept for the tests that compare the two). */

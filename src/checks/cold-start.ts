@@ -88,6 +88,16 @@ export interface UdpCounters {
 export const COUNTERS_COMMAND =
   "grep '^Udp:' /proc/net/snmp; grep -E '^Udp6(InDatagrams|NoPorts)[[:space:]]' /proc/net/snmp6 2>/dev/null; true";
 
+/**
+ * The lines COUNTERS_COMMAND's two greps print, read by the shell's own `read` (issue 10: no process): what
+ * verify's scripts run; parseUdpCounters reads both alike.
+ */
+export const COUNTERS_READ = [
+  'while IFS= read -r mc_l; do case $mc_l in Udp:*) printf \'%s\\n\' "$mc_l" ;; esac; done < /proc/net/snmp',
+  '[ -r /proc/net/snmp6 ] && while IFS= read -r mc_l; do case $mc_l in Udp6InDatagrams[[:space:]]*|Udp6NoPorts[[:space:]]*) printf \'%s\\n\' "$mc_l" ;; esac; done < /proc/net/snmp6',
+  'true',
+].join('\n');
+
 /** Reads /proc/net/snmp's Udp lines by their names; undefined when the node printed no counters. */
 export function parseUdpCounters(text: string): UdpCounters | undefined {
   const lines = text
@@ -149,7 +159,7 @@ export function burstSections(sends: Direction[]): string[] {
 export function roundScript(read: boolean, sends: Direction[]): string {
   return [
     PATH_PRELUDE,
-    ...(read ? [sectionScript('udp', COUNTERS_COMMAND)] : []),
+    ...(read ? [sectionScript('udp', COUNTERS_READ)] : []),
     ...burstSections(sends),
     sectionScript('done', 'true'),
   ].join('\n');
@@ -207,7 +217,7 @@ export function sendAndWatchScript(
   return [
     PATH_PRELUDE,
     ...burstSections(sends),
-    ...(target !== undefined ? [sectionScript('watch', watchCommand(target, watch)), sectionScript('udp', COUNTERS_COMMAND)] : []),
+    ...(target !== undefined ? [sectionScript('watch', watchCommand(target, watch)), sectionScript('udp', COUNTERS_READ)] : []),
     sectionScript('done', 'true'),
   ].join('\n');
 }

@@ -11,6 +11,8 @@ import { loadInventory } from '../../src/inventory/load.js';
 import { splitSections } from '../../src/facts/sections.js';
 import {
   COLD_START_BURST,
+  COUNTERS_COMMAND,
+  COUNTERS_READ,
   judgeDirection,
   parseUdpCounters,
   planColdStart,
@@ -153,6 +155,18 @@ describe('cold start: the watch on a real kernel', { skip: netnsSkip ?? false },
     assert.doesNotMatch(b.get('burst0')?.body ?? '', /sent=/);
     assert.equal(b.get('burst0')?.rc, 3);
     assert.match(b.get('burst1')?.body ?? '', /^sent=16$/);
+  });
+
+  it("reads the counters with the shell's own read: the very lines of COUNTERS_COMMAND's greps (issue 10)", () => {
+    // an empty namespace's counters stay 0 between the two reads, so the texts must be equal byte for byte
+    const r = inEmptyNetns(`${COUNTERS_COMMAND}\necho @@\n${COUNTERS_READ}\n`);
+    assert.equal(r.status, 0, r.stderr);
+    const [grepped, read] = r.stdout.split('@@\n');
+    assert.equal(read, grepped);
+    assert.match(read!, /^Udp: InDatagrams NoPorts/);
+    assert.ok(parseUdpCounters(read!));
+    // the watch rounds print them so: no grep in the script
+    assert.doesNotMatch(sendAndWatchScript([], 5), /grep/);
   });
 
   it('runs out when they do not arrive, and says so', () => {
