@@ -88,6 +88,16 @@ export interface UdpCounters {
 export const COUNTERS_COMMAND =
   "grep '^Udp:' /proc/net/snmp; grep -E '^Udp6(InDatagrams|NoPorts)[[:space:]]' /proc/net/snmp6 2>/dev/null; true";
 
+/**
+ * The lines COUNTERS_COMMAND's two greps print, read by the shell's own `read` (issue 10: no process): what
+ * verify's scripts run; parseUdpCounters reads both alike.
+ */
+export const COUNTERS_READ = [
+  'while IFS= read -r mc_l; do case $mc_l in Udp:*) printf \'%s\\n\' "$mc_l" ;; esac; done < /proc/net/snmp',
+  '[ -r /proc/net/snmp6 ] && while IFS= read -r mc_l; do case $mc_l in Udp6InDatagrams[[:space:]]*|Udp6NoPorts[[:space:]]*) printf \'%s\\n\' "$mc_l" ;; esac; done < /proc/net/snmp6',
+  'true',
+].join('\n');
+
 /** Reads /proc/net/snmp's Udp lines by their names; undefined when the node printed no counters. */
 export function parseUdpCounters(text: string): UdpCounters | undefined {
   const lines = text
@@ -127,12 +137,30 @@ export function burstCommand(endpoint: Endpoint): string {
 
 const sectionName = (i: number) => `burst${i}`;
 
+/**
+ * The burst sections of one node (burst0.. in the order of `sends`), all in ONE bash when there is bash (issue 10: a
+ * bash per direction was an exec per peer, 31 per node at 32 nodes): each direction in a subshell of its own, which
+ * opens its own socket (a fresh source port) and closes it when it ends, as burstCommand's bash did. Without bash,
+ * burstCommand's sections (netcat, or `sent=0`). A failing direction's error lines come from the one bash.
+ */
+export function burstSections(sends: Direction[]): string[] {
+  if (sends.length === 0) return [];
+  const n = COLD_START_BURST;
+  const inBash = sends.map((d, i) => {
+    const target = `/dev/udp/${d.endpoint.host}/${d.endpoint.port}`;
+    const one = sh`( exec 3>${target} || exit 3; i=0; while [ $i -lt ${n} ]; do printf '%s\n' ${COLD_START_PAYLOAD} >&3 2>/dev/null; i=$((i+1)); done; echo sent=${n} )`;
+    return sectionScript(sectionName(i), one.text);
+  });
+  const alone = sends.map((d, i) => sectionScript(sectionName(i), burstCommand(d.endpoint)));
+  return [`if command -v bash >/dev/null 2>&1; then ${sh`bash -c ${inBash.join('\n')}`.text}\nelse`, ...alone, 'fi'];
+}
+
 /** One node's script for a round: its counters (when it receives) and its bursts (when it sends), in sections. */
 export function roundScript(read: boolean, sends: Direction[]): string {
   return [
     PATH_PRELUDE,
-    ...(read ? [sectionScript('udp', COUNTERS_COMMAND)] : []),
-    ...sends.map((d, i) => sectionScript(sectionName(i), burstCommand(d.endpoint))),
+    ...(read ? [sectionScript('udp', COUNTERS_READ)] : []),
+    ...burstSections(sends),
     sectionScript('done', 'true'),
   ].join('\n');
 }
@@ -188,8 +216,8 @@ export function sendAndWatchScript(
 ): string {
   return [
     PATH_PRELUDE,
-    ...sends.map((d, i) => sectionScript(sectionName(i), burstCommand(d.endpoint))),
-    ...(target !== undefined ? [sectionScript('watch', watchCommand(target, watch)), sectionScript('udp', COUNTERS_COMMAND)] : []),
+    ...burstSections(sends),
+    ...(target !== undefined ? [sectionScript('watch', watchCommand(target, watch)), sectionScript('udp', COUNTERS_READ)] : []),
     sectionScript('done', 'true'),
   ].join('\n');
 }

@@ -1,7 +1,7 @@
 /**
- * The I/O half of verify (and of debug's evidence): the checklist probe on every node at once (one script each),
- * beside the cold-start probe and the ping + path-MTU round (see collectVerify), then the public keys and the
- * design (desiredMesh). The ping round ends with a second peer dump, to see the handshakes the pings caused.
+ * The I/O half of verify (and of debug's evidence): the pre script, the cold-start probe and the ping + path-MTU
+ * round with the checklist beside the pings, on every node at once (see collectVerify), then the public keys and
+ * the design (desiredMesh). The ping round ends with a second peer dump, to see the handshakes the pings caused.
  */
 import { createHash } from 'node:crypto';
 import type { Inventory } from '../inventory/types.js';
@@ -11,10 +11,20 @@ import { desiredMesh, type DesiredNodeConfig } from '../topology/desired.js';
 import { firstContactPairs } from '../topology/endpoints.js';
 import type { LivePeer } from '../render/wgdump.js';
 import { FACTS, factsScript, readFact, type FactContext } from '../facts/definitions.js';
-import { checklistProbe, sectionScript, splitSections, type NodeChecklist } from './probes.js';
+import {
+  checklistProbe,
+  checklistScript,
+  checklistSectionNames,
+  parseChecklistSections,
+  sectionScript,
+  splitSections,
+  type ChecklistParams,
+  type NodeChecklist,
+} from './probes.js';
 import { runPingRound, type Matrix, type PingTarget } from './ping-matrix.js';
 import type { VerifyFacts } from './verify.js';
 import { runColdStart, UDP_COUNTERS_FACT, type ColdStartResult, type UdpCounters } from './cold-start.js';
+import { LEAN_PRE_FACTS } from './checklist-lean.js';
 
 export interface CollectOptions {
   /** also run the ping matrix (default true) */
@@ -99,7 +109,15 @@ export function publicKeysFrom(
  * public key and peers (which pairs need a first contact before the pings: pairsWithoutSession) and its UDP
  * counters (the probe's "before"). Small on purpose: the ping round waits for it, the checklist does not.
  */
-const PRE_FACTS = [FACTS.now, FACTS.interfacePublicKey, FACTS.peers, UDP_COUNTERS_FACT] as const;
+const PRE_FACTS = [FACTS.now, FACTS.interfacePublicKey, FACTS.interfaceListenPort, FACTS.peers, UDP_COUNTERS_FACT] as const;
+/** PRE_FACTS as the pre script runs them: one `wg` for the key, port and peers, the counters read by the shell. */
+const PRE_FACTS_LEAN = [
+  FACTS.now,
+  LEAN_PRE_FACTS.interfacePublicKey,
+  LEAN_PRE_FACTS.interfaceListenPort,
+  LEAN_PRE_FACTS.peers,
+  LEAN_PRE_FACTS.udpCounters,
+] as const;
 
 /** One node's answer to the PRE_FACTS script. */
 export interface PreFacts {
@@ -125,8 +143,12 @@ export function parsePreFacts(stdout: string, ctx: FactContext): PreFacts {
   };
 }
 
-/** The pre script (PRE_FACTS), ending with its own `pre-done` section (the checklist's is `done`). */
-export const preScript = (inventory: Inventory) => factsScript(PRE_FACTS, factContext(inventory), 'pre-done');
+/**
+ * The pre script (PRE_FACTS), ending with its own `pre-done` section (the checklist's is `done`). `shared`: the
+ * shared definitions' commands (for captures that compare them with the lean ones, ./checklist-lean.ts).
+ */
+export const preScript = (inventory: Inventory, options: { shared?: boolean } = {}) =>
+  factsScript(options.shared ? PRE_FACTS : PRE_FACTS_LEAN, factContext(inventory), 'pre-done');
 
 /** Starts the pre script on every node; each promise resolves with its stdout (undefined when it could not run). */
 function startPre(
@@ -148,6 +170,25 @@ function startPre(
 }
 
 /**
+ * The checklist's parameters for `node`: `withoutPre` leaves out the facts the pre script reads (PRE_FACTS), `beside`
+ * ends it with its own `checklist-done` section (the ping script it runs in ends with `done`).
+ */
+function checklistParams(
+  inventory: Inventory,
+  node: string,
+  options: { firewall?: boolean; withoutPre?: boolean; beside?: boolean },
+): ChecklistParams {
+  return {
+    interface: inventory.mesh.interface,
+    listenPort: inventory.nodes.find((n) => n.name === node)!.listenPort,
+    peerIps: inventory.nodes.filter((p) => p.name !== node).map((p) => p.overlayIp),
+    ...(options.firewall ? { firewall: true } : {}),
+    ...(options.withoutPre ? { without: PRE_FACTS.map((def) => def.name) } : {}),
+    ...(options.beside ? { endSection: 'checklist-done' } : {}),
+  };
+}
+
+/**
  * The checklist on every node at once (one script each). `pre`, when given, is the output of each node's pre
  * script (PRE_FACTS): the checklist then leaves those facts out and is read from both outputs. A node whose
  * checklist could not run (the connection broke) is in `unreachable`, with the reason.
@@ -165,13 +206,7 @@ export async function runChecklists(
       const connection = connections.get(node.name);
       if (!connection) return;
       const pre = options.pre?.get(node.name);
-      const probe = checklistProbe({
-        interface: inventory.mesh.interface,
-        listenPort: node.listenPort,
-        peerIps: inventory.nodes.filter((p) => p.name !== node.name).map((p) => p.overlayIp),
-        ...(options.firewall ? { firewall: true } : {}),
-        ...(pre ? { without: PRE_FACTS.map((def) => def.name) } : {}),
-      });
+      const probe = checklistProbe(checklistParams(inventory, node.name, { ...options, withoutPre: !!pre }));
       try {
         const result = await connection.run(probe.script, runOptions);
         // the pre script's sections first: the checklist's own `done` section is the one that counts
@@ -187,16 +222,21 @@ export async function runChecklists(
 }
 
 /**
- * Collects everything verify judges. Three things run at once over each node's one connection (at most two of its
- * channels open at a time, well under OpenSSH's MaxSessions 10):
- *   - the checklist (one script per node);
- *   - the cold-start probe (./cold-start.ts): a small "pre" script (clock, live key, peers, UDP counters), then one
- *     script per node that sends its bursts and watches its own counters until the bursts addressed to it arrived;
- *   - then the ping + path-MTU round, which waits for the cold-start probe only: its tunnel traffic would blur the
- *     receivers' UDP counters. Its first-contact pairs come from the pre script, not from the checklist.
- * Nothing of the checklist feeds the probes (the checklist sends no UDP), and the probes change nothing the
- * checklist reads but handshakes, which the after-ping dump reads again anyway. Timings: each stage's own
- * duration (they overlap) and collectMs, the wall time of the whole.
+ * Collects everything verify judges, in three scripts per node, one after the other on its one connection (one
+ * channel open at a time, well under OpenSSH's MaxSessions 10), every node at once:
+ *   1. the "pre" script (clock, live key, listen port, peers, UDP counters): the cold-start probe's counters before;
+ *   2. the cold-start probe (./cold-start.ts): each node sends its bursts and watches its own counters until the
+ *      bursts addressed to it arrived (one round trip on a healthy mesh);
+ *   3. the ping + path-MTU round, with the checklist running beside the pings in the same script.
+ * Why they wait for each other: the bursts must not leave before every receiver has read its counters (1 before 2,
+ * a barrier: a burst that arrived before the read leaves its receiver short, which costs the slot rounds); the pings'
+ * tunnel traffic lands in the same UDP counters and could hide a dropped burst (2 before 3). The checklist needs
+ * neither: it sends no UDP, and the probes change nothing it reads but handshakes, which the after-ping dump reads
+ * again anyway. It runs in 3 because the ping round is the one stretch where the nodes mostly wait (3 echo requests
+ * 0.2 s apart, the DF probe beside them): in 1 it would hold back every burst, in 2 the ping round. The first-contact
+ * pairs come from the pre script. A node whose checklist did not come back that way (its pre script failed, its ping
+ * script did not run) gets its own checklist script afterwards, as before. Timings: each stage's own duration (they
+ * overlap) and collectMs, the wall time of the whole.
  */
 export async function collectVerify(
   inventory: Inventory,
@@ -206,12 +246,20 @@ export async function collectVerify(
 ): Promise<Collected> {
   const started = Date.now();
   const pre = options.ping !== false ? startPre(inventory, connections, options.signal) : undefined;
-  const checklistRun = runChecklists(inventory, connections, { ...options, ...(pre ? { pre } : {}) }).then((r) => ({
-    ...r,
-    ms: Date.now() - started,
-  }));
-  const probes = pre ? runProbes(inventory, connections, pre, options) : Promise.resolve(undefined);
-  const [{ checklists, unreachable, ms: checklistMs }, probed] = await Promise.all([checklistRun, probes]);
+  const probed = pre ? await runProbes(inventory, connections, pre, options) : undefined;
+  // a node whose checklist did not come back beside its pings (no pre output, its ping script did not run):
+  // its own checklist script, as before (a broken connection makes it unreachable there, with the reason)
+  const missing = new Map([...connections].filter(([node]) => !probed?.checklists.has(node)));
+  const alone = missing.size
+    ? await runChecklists(inventory, missing, options)
+    : { checklists: new Map<string, NodeChecklist>(), unreachable: new Map<string, string>() };
+  const checklists = new Map<string, NodeChecklist>();
+  for (const node of inventory.nodes) {
+    const cl = probed?.checklists.get(node.name) ?? alone.checklists.get(node.name);
+    if (cl) checklists.set(node.name, cl);
+  }
+  const unreachable = alone.unreachable;
+  const checklistMs = Date.now() - started;
   for (const [node, error] of failures) unreachable.set(node, error.message);
 
   const { keys, unknown } = publicKeysFrom(inventory, checklists);
@@ -246,6 +294,8 @@ async function runProbes(
   coldStart: ColdStartResult;
   matrix: Matrix;
   afterPing: Map<string, { now?: number; peers: LivePeer[] }>;
+  /** the checklists that ran beside the pings, read with their node's pre output */
+  checklists: Map<string, NodeChecklist>;
   pingMs: number;
   preMs: number;
   firstContactMs?: number;
@@ -253,9 +303,12 @@ async function runProbes(
   const coldStarted = Date.now();
   const ctx = factContext(inventory);
   const pre = new Map<string, PreFacts>();
+  const preOut = new Map<string, string>();
   for (const [node, run] of preRuns) {
     const stdout = await run;
-    if (stdout !== undefined) pre.set(node, parsePreFacts(stdout, ctx));
+    if (stdout === undefined) continue;
+    pre.set(node, parsePreFacts(stdout, ctx));
+    preOut.set(node, stdout);
   }
   const preMs = Date.now() - coldStarted;
   const initial = new Map<string, UdpCounters>();
@@ -266,14 +319,29 @@ async function runProbes(
 
   const pingStarted = Date.now();
   const firstContact = pairsWithoutSession(inventory, pre, liveKeys(inventory, pre));
+  const besideParams = (node: string) => checklistParams(inventory, node, { ...options, withoutPre: true, beside: true });
   const round = await runPingRound(connections, pingTargets(inventory), {
     ...(firstContact.length ? { firstContact } : {}),
     ...(options.pathMtu !== false ? { mtu: inventory.mesh.mtu } : {}),
     ...(options.deadlineSeconds !== undefined ? { deadlineSeconds: options.deadlineSeconds } : {}),
     // the same fact definitions as the checklist's (and up's): read again after the pings
     after: AFTER_PING_FACTS.map((def) => ({ name: def.name, command: def.command(factContext(inventory)) })),
+    // the checklist rides in the ping script of every node whose pre script answered (its facts complete it)
+    beside: (node) => {
+      if (!preOut.has(node)) return undefined;
+      const params = besideParams(node);
+      return { script: checklistScript(params), sections: checklistSectionNames(params) };
+    },
     ...(options.signal ? { signal: options.signal } : {}),
   });
+  const checklists = new Map<string, NodeChecklist>();
+  for (const [node, sections] of round.beside ?? []) {
+    if (sections.size === 0) continue;
+    // the pre script's sections, then the checklist's (their names do not overlap: PRE_FACTS are left out of it)
+    const all = splitSections(preOut.get(node) ?? '');
+    for (const [name, section] of sections) all.set(name, section);
+    checklists.set(node, parseChecklistSections(all, besideParams(node)));
+  }
   const afterPing = new Map<string, { now?: number; peers: LivePeer[] }>();
   for (const [node, sections] of round.after) {
     const now = readFact(FACTS.now, sections, factContext(inventory));
@@ -286,6 +354,7 @@ async function runProbes(
     coldStart,
     matrix: round.matrix,
     afterPing,
+    checklists,
     pingMs: Date.now() - pingStarted,
     preMs,
     ...(round.firstContactMs !== undefined ? { firstContactMs: round.firstContactMs } : {}),

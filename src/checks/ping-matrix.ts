@@ -51,6 +51,8 @@ export interface PingMatrixOptions {
   firstContact?: Array<{ from: string; to: string }>;
   /** sections to run on every node after its pings (same round trip); their output comes back in `after` */
   after?: Array<{ name: string; command: string }>;
+  /** per node: sections run beside its pings (same round trip: PingParams.beside); they come back in `beside` */
+  beside?: (node: string) => PingParams['beside'] | undefined;
   signal?: AbortSignal;
 }
 
@@ -62,6 +64,8 @@ export interface PingRound {
   errors: Map<string, string>;
   /** wall time of the first-contact round, ms, when there was one */
   firstContactMs?: number;
+  /** per node whose script ran: the sections of PingMatrixOptions.beside that came back */
+  beside?: Map<string, Map<string, Section>>;
 }
 
 /** deadline: one unanswered handshake initiation is retried after REKEY_TIMEOUT; 2 s more let the retry's answer and the pings arrive */
@@ -120,6 +124,7 @@ export async function runPingRound(
   const results = new Map<string, NodePingResults>();
   const errors = new Map<string, string>();
   const after = new Map<string, Map<string, Section>>();
+  const beside = new Map<string, Map<string, Section>>();
   // worst case per node: the deadline, plus a path-MTU binary search (~12 DF probes of up to 1.2 s each)
   // (raised to MESHCTL_COMMAND_TIMEOUT when that is longer: 32 nodes on 2 loaded cores cut this script short)
   const timeoutMs = checkDeadlineMs(
@@ -132,12 +137,14 @@ export async function runPingRound(
         errors.set(node, `${node} is not connected`);
         return;
       }
-      const probe = pingProbe(pingParamsFor(node, targets, options));
+      const besideNode = options.beside?.(node);
+      const probe = pingProbe({ ...pingParamsFor(node, targets, options), ...(besideNode ? { beside: besideNode } : {}) });
       try {
         const result = await connection.run(probe.script, { timeoutMs, ...(options.signal ? { signal: options.signal } : {}) });
         const parsed = probe.parse(result.stdout);
         results.set(node, parsed);
         after.set(node, parsed.after);
+        if (besideNode) beside.set(node, parsed.beside ?? new Map());
         if (!parsed.complete)
           errors.set(
             node,
@@ -148,7 +155,13 @@ export async function runPingRound(
       }
     }),
   );
-  return { matrix: buildMatrix(targets, results, errors), after, errors, ...(firstContactMs !== undefined ? { firstContactMs } : {}) };
+  return {
+    matrix: buildMatrix(targets, results, errors),
+    after,
+    errors,
+    ...(firstContactMs !== undefined ? { firstContactMs } : {}),
+    ...(options.beside ? { beside } : {}),
+  };
 }
 
 /** FIRST_CONTACT: one echo per pair from its dialer; a fresh session answers in one round trip plus the handshake. */

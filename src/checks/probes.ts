@@ -31,7 +31,8 @@ import type { SysctlFileSettings } from '../facts/sysctl-order.js';
 import { parseWgQuickConfig, type ParsedWgQuickConfig } from '../render/wgquick.js';
 import type { FirewallFacts } from '../firewall/verdict.js';
 import { UDP_COUNTERS_FACT, type UdpCounters } from './cold-start.js';
-import { RELAY_FACT, type RelayState } from './relay-check.js';
+import { RELAY_FACT, relayIptablesFromSave, type RelayState } from './relay-check.js';
+import { leanChecklistFacts } from './checklist-lean.js';
 
 // the building blocks, re-exported for the code that imported them from here
 export { PATH_PRELUDE, sectionScript, splitSections, type Section };
@@ -75,6 +76,13 @@ export interface ChecklistParams {
    * script: ../checks/collect.ts); parseChecklist then gets both scripts' output, concatenated
    */
   without?: ReadonlyArray<string>;
+  /**
+   * run the shared definitions' commands as they are (one process per command), not the lean ones of
+   * ./checklist-lean.ts (same sections and answers, fewer processes): for captures that compare the two
+   */
+  shared?: boolean;
+  /** the name of the section that ends the script (default `done`; beside the pings another: ./collect.ts) */
+  endSection?: string;
 }
 
 export interface NodeChecklist {
@@ -138,23 +146,35 @@ const CHECKLIST_FACTS: ReadonlyArray<FactDef<unknown>> = [
 ];
 
 const contextOf = (params: ChecklistParams): FactContext => ({ interface: params.interface, listenPort: params.listenPort });
-const checklistFacts = (params: ChecklistParams): Array<FactDef<unknown>> =>
-  [...CHECKLIST_FACTS, ...params.peerIps.map(routeLookupFact), ...(params.firewall ? [FACTS.firewall] : [])].filter(
-    (def) => !params.without?.includes(def.name),
-  );
+const checklistFacts = (params: ChecklistParams): Array<FactDef<unknown>> => {
+  const lean = params.shared ? undefined : leanChecklistFacts(params.peerIps);
+  return [...CHECKLIST_FACTS, ...params.peerIps.map(routeLookupFact), ...(params.firewall ? [FACTS.firewall] : [])]
+    .filter((def) => !params.without?.includes(def.name))
+    .map((def) => lean?.get(def.name) ?? def);
+};
 
 /** The checklist script of one node (one round trip, read-only). */
 export function checklistScript(params: ChecklistParams): string {
-  return factsScript(checklistFacts(params), contextOf(params), 'done');
+  return factsScript(checklistFacts(params), contextOf(params), params.endSection ?? 'done');
 }
+
+/** The names of the checklist script's sections, its end section included (what parseChecklistSections reads). */
+export const checklistSectionNames = (params: ChecklistParams): string[] => [
+  ...checklistFacts(params).map((def) => def.name),
+  params.endSection ?? 'done',
+];
 
 /** Reads the checklist script's stdout; sections that are missing or unreadable are named in `problems`. */
 export function parseChecklist(stdout: string, params: ChecklistParams): NodeChecklist {
-  const s = splitSections(stdout);
+  return parseChecklistSections(splitSections(stdout), params);
+}
+
+/** parseChecklist on output already cut into sections (from one script or several: ./collect.ts). */
+export function parseChecklistSections(s: Map<string, Section>, params: ChecklistParams): NodeChecklist {
   const ctx = contextOf(params);
   const fact = <T>(def: FactDef<T>) => readFact(def, s, ctx);
   const problems: string[] = [];
-  if (!s.has('done')) problems.push('the checklist script did not run to its end');
+  if (!s.has(params.endSection ?? 'done')) problems.push('the checklist script did not run to its end');
   const body = (def: FactDef<unknown>) => s.get(def.name)?.body ?? '';
 
   const now = fact(FACTS.now);
@@ -176,6 +196,12 @@ export function parseChecklist(stdout: string, params: ChecklistParams): NodeChe
   const firewall = s.has(FACTS.firewall.name) ? fact(FACTS.firewall) : undefined;
   const firewallRuleset = fact(FACTS.firewallRuleset);
   const udpCounters = fact(UDP_COUNTERS_FACT);
+  // the lean relay section leaves its iptables lines to the ruleset's iptables-save text it already read
+  const relayRead = s.has(RELAY_FACT.name) ? fact(RELAY_FACT) : undefined;
+  const relay =
+    relayRead && /^ipt-from=fwrules$/m.test(body(RELAY_FACT))
+      ? { ...relayRead, iptables: relayIptablesFromSave(firewallRuleset?.iptablesNft ?? '', params.interface) }
+      : relayRead;
 
   return {
     ...(now !== undefined ? { now } : {}),
@@ -201,7 +227,7 @@ export function parseChecklist(stdout: string, params: ChecklistParams): NodeChe
     ...(firewall ? { firewall } : {}),
     ...(firewallRuleset ? { firewallRuleset } : {}),
     ...(udpCounters ? { udpCounters } : {}),
-    ...(s.has(RELAY_FACT.name) ? { relay: fact(RELAY_FACT) } : {}),
+    ...(relay ? { relay } : {}),
     problems,
   };
 }
@@ -235,6 +261,12 @@ export interface PingParams {
   mtu?: number;
   /** extra sections run after all pings finished (e.g. the peer dump, to see handshakes the pings caused) */
   after?: Array<{ name: string; command: string }>;
+  /**
+   * sections run while the pings are under way, in the same round trip (verify's checklist: ./collect.ts): their
+   * output is held in a variable and printed once the probes ended, so it cannot mix with the probes' lines;
+   * `sections` names the ones to hand back in NodePingResults.beside
+   */
+  beside?: { script: string; sections: readonly string[] };
 }
 
 export interface PingResult {
@@ -339,7 +371,11 @@ export function pingScript(params: PingParams): string {
   const perPeer = [...jobs, 'wait'].join('\n');
   // fping where installed: one process probes every peer at once (N-1 ping processes per node otherwise)
   const probes = `if command -v fping >/dev/null 2>&1; then\n${fpingScript(params)}\nelse\n${perPeer}\nfi`;
-  return [PATH_PRELUDE, probes, ...after, sectionScript('done', 'true')].join('\n');
+  // beside: the probes in the background, the sections in the foreground (their output held until the probes end)
+  const body = params.beside
+    ? `{\n${probes}\n} & mc_probes=$!\nmc_beside=$(\n${params.beside.script}\n)\nwait $mc_probes\nprintf '%s\\n' "$mc_beside"`
+    : probes;
+  return [PATH_PRELUDE, body, ...after, sectionScript('done', 'true')].join('\n');
 }
 
 /**
@@ -397,6 +433,8 @@ export interface NodePingResults {
   ping: Map<string, PingResult>;
   mtu: Map<string, PathMtuResult>;
   after: Map<string, Section>;
+  /** the sections of PingParams.beside that came back (parsePingOutput always sets it) */
+  beside?: Map<string, Section>;
   complete: boolean;
 }
 
@@ -439,7 +477,12 @@ export function parsePingOutput(stdout: string, params: PingParams): NodePingRes
     const section = s.get(a.name);
     if (section) after.set(a.name, section);
   }
-  return { ping, mtu, after, complete: s.has('done') };
+  const beside = new Map<string, Section>();
+  for (const name of params.beside?.sections ?? []) {
+    const section = s.get(name);
+    if (section) beside.set(name, section);
+  }
+  return { ping, mtu, after, beside, complete: s.has('done') };
 }
 
 export const pingProbe = (params: PingParams): Probe<NodePingResults> => ({

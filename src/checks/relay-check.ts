@@ -49,6 +49,28 @@ export const RELAY_FACT: FactDef<RelayState> = {
   },
 };
 
+/**
+ * The lines RELAY_FACT's `iptables -S | awk` prints, taken from iptables-save text of the same ruleset (what the lean
+ * checklist already read: ./checklist-lean.ts): in its `*filter` table, `-N CHAIN` for the `:CHAIN` line, the
+ * chain's `-A` lines, then FORWARD's `-A` lines naming `-j CHAIN`, as `iptables -S` prints them (save and -S print
+ * a rule the same way; -S writes a chain as `-N`, save as `:CHAIN POLICY [counters]`).
+ */
+export function relayIptablesFromSave(save: string, iface: string): string[] {
+  const chain = relayChainName(iface);
+  const own: string[] = [];
+  const jumps: string[] = [];
+  let table = '';
+  for (const line of save.split('\n')) {
+    const words = line.trim().split(/\s+/);
+    if (line.startsWith('*')) table = line.slice(1).trim();
+    else if (table !== 'filter') continue;
+    else if (words[0] === `:${chain}`) own.push(`-N ${chain}`);
+    else if (words[0] === '-A' && words[1] === chain) own.push(line.trim());
+    else if (words[0] === '-A' && words[1] === 'FORWARD' && line.includes(`-j ${chain}`)) jumps.push(line.trim());
+  }
+  return [...own, ...jumps];
+}
+
 export interface RelayJudgement {
   status: 'pass' | 'warn' | 'fail';
   message: string;

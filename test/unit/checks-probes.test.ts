@@ -20,6 +20,7 @@ import {
 } from '../../src/debug/capture.js';
 import { FACTS, icmpDropOnIfaceRules, udpDropRules } from '../../src/facts/definitions.js';
 import { LEAN_FACTS } from '../../src/facts/lean.js';
+import { LEAN_PRE_FACTS, leanChecklistFacts } from '../../src/checks/checklist-lean.js';
 import { sectionScript } from '../../src/facts/sections.js';
 import { factsProbeScript } from '../../src/facts/node-facts.js';
 
@@ -110,7 +111,13 @@ test('checklist and facts probe share their fact commands', () => {
     FACTS.peers,
   ]) {
     const block = sectionScript(def.name, def.command({ interface: 'wg0', listenPort: 51820 }));
-    assert.ok(checklist.includes(block), `checklist runs ${def.name}`);
+    // verify's checklist runs the lean command where there is one (src/checks/checklist-lean.ts: same section, same
+    // parser, fewer processes), the shared one when asked (captures that compare the two)
+    const leanCl = leanChecklistFacts(labParams.peerIps).get(def.name);
+    const clBlock = leanCl ? sectionScript(leanCl.name, leanCl.command({ interface: 'wg0', listenPort: 51820 })) : block;
+    assert.ok(checklist.includes(clBlock), `checklist runs ${def.name}`);
+    assert.ok(checklistScript({ ...labParams, shared: true }).includes(block), `shared checklist runs ${def.name}`);
+    if (leanCl) assert.equal(leanCl.parse, def.parse, `${def.name}: the lean checklist section is read by the shared parser`);
     // up's probe runs the lean command of a fact where there is one (src/facts/lean.ts: same section, same parser)
     const lean = Object.values(LEAN_FACTS).find((l) => l.name === def.name);
     const upBlock = lean ? sectionScript(lean.name, lean.command({ interface: 'wg0', listenPort: 51820 })) : block;
@@ -161,6 +168,8 @@ test('sections survive output without a final newline and a cut-short script', (
 test('no probe ever reads a private key', () => {
   const scripts = [
     checklistScript(params),
+    checklistScript({ ...params, shared: true }),
+    ...Object.values(LEAN_PRE_FACTS).map((d) => d.command({ interface: 'wg0', listenPort: 51820 })),
     pingScript({ ...ping, after: [{ name: 'd', command: 'true' }] }),
     startCaptureScript(51820, 5),
     stopCaptureScript({ node: 'n', pid: 1, base: '/tmp/meshctl-debug-abc123' }),
@@ -179,8 +188,12 @@ test('no probe ever reads a private key', () => {
     .replace(/wg pubkey < \S+\.key\b/g, '')
     .replace(/keyfile=\S+\.key\b/g, '')
     .replace(/\[ ! -s \S+\.key \]/g, '');
-  // a dump is read only through the awk that drops its first (interface) line on the node (issue 10: no tail)
-  assert.doesNotMatch(allowedKeyUses, /private-key|showconf|\.key\b|wg show \S+ dump(?! \| awk '[^']*NR > 1 \{)/);
+  // a dump is read only through an awk that drops its first (interface) line on the node (issue 10: no tail), or
+  // keeps only that line's public key and port (verify's lean pre script: src/checks/checklist-lean.ts)
+  assert.doesNotMatch(
+    allowedKeyUses,
+    /private-key|showconf|\.key\b|wg show \S+ dump(?! \| awk '[^']*NR > 1 \{)(?! 2>\/dev\/null \| awk '[^']*NR == 1 \{ print \$2, \$3; next \})/,
+  );
   assert.match(checklistScript(params), /grep -Evi '\^\[\[:space:\]\]\*#\?\[\[:space:\]\]\*\(privatekey\|presharedkey\)/);
   const key = 'ObUeY+NV4KDRkOlLCvG6K40+mwca7Zm6bjtfp3zVG1M=';
   assert.equal(

@@ -11,6 +11,8 @@ import { loadInventory } from '../../src/inventory/load.js';
 import { splitSections } from '../../src/facts/sections.js';
 import {
   COLD_START_BURST,
+  COUNTERS_COMMAND,
+  COUNTERS_READ,
   judgeDirection,
   parseUdpCounters,
   planColdStart,
@@ -135,6 +137,36 @@ describe('cold start: the watch on a real kernel', { skip: netnsSkip ?? false },
     const after = parseUdpCounters(s.get('udp')?.body ?? '')!;
     assert.ok(after.noPorts >= 1, JSON.stringify(after));
     assert.equal(Number(watch[2]), after.inDatagrams + after.noPorts);
+  });
+
+  it('sends every direction of a node from ONE bash, each from a socket of its own (issue 10: was a bash each)', () => {
+    const sends = [7001, 7002, 7003].map((port) => ({ from: 'a', to: 'a', endpoint: { host: '127.0.0.1', port } }));
+    const script = sendAndWatchScript(sends, undefined);
+    // the first bash holds the three directions (without bash, netcat's branch after `else` has one section each)
+    const firstBash = script.slice(script.indexOf('bash -c'), script.indexOf('\nelse\n'));
+    for (const i of [0, 1, 2]) assert.ok(firstBash.includes(`begin burst${i}`), `burst${i} is in the one bash`);
+    const r = inEmptyNetns(script);
+    assert.equal(r.status, 0, r.stderr);
+    const s = splitSections(r.stdout);
+    for (const i of [0, 1, 2]) assert.match(s.get(`burst${i}`)?.body ?? '', /^sent=16$/, `burst${i}`);
+    // a direction that cannot send says why in its own section, the others still send
+    const broken = [{ from: 'a', to: 'a', endpoint: { host: '192.0.2.9', port: 9 } }, ...sends.slice(0, 1)];
+    const b = splitSections(inEmptyNetns(sendAndWatchScript(broken, undefined)).stdout);
+    assert.doesNotMatch(b.get('burst0')?.body ?? '', /sent=/);
+    assert.equal(b.get('burst0')?.rc, 3);
+    assert.match(b.get('burst1')?.body ?? '', /^sent=16$/);
+  });
+
+  it("reads the counters with the shell's own read: the very lines of COUNTERS_COMMAND's greps (issue 10)", () => {
+    // an empty namespace's counters stay 0 between the two reads, so the texts must be equal byte for byte
+    const r = inEmptyNetns(`${COUNTERS_COMMAND}\necho @@\n${COUNTERS_READ}\n`);
+    assert.equal(r.status, 0, r.stderr);
+    const [grepped, read] = r.stdout.split('@@\n');
+    assert.equal(read, grepped);
+    assert.match(read!, /^Udp: InDatagrams NoPorts/);
+    assert.ok(parseUdpCounters(read!));
+    // the watch rounds print them so: no grep in the script
+    assert.doesNotMatch(sendAndWatchScript([], 5), /grep/);
   });
 
   it('runs out when they do not arrive, and says so', () => {

@@ -1,13 +1,20 @@
 /**
- * verify's speed work (issue 10): the checklist runs beside the cold-start probe and the ping round (which wait
- * only for the small pre script), the pre script's facts are not read twice, and the path-MTU probe at the expected
- * size runs beside the ping.
+ * verify's speed work (issue 10): the checklist runs inside the ping round's script, beside the pings (the cold-start
+ * probe and the ping round wait only for the small pre script), the pre script's facts are not read twice, and the
+ * path-MTU probe at the expected size runs beside the ping.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { checklistScript, parseChecklist, pingProbe, splitSections } from '../../src/checks/probes.js';
+import {
+  checklistScript,
+  checklistSectionNames,
+  parseChecklist,
+  parseChecklistSections,
+  pingProbe,
+  splitSections,
+} from '../../src/checks/probes.js';
 import { collectVerify, parsePreFacts, preScript } from '../../src/checks/collect.js';
 import { evaluateVerify } from '../../src/checks/verify.js';
 import { FakeConnection } from '../support/fake-connection.js';
@@ -53,18 +60,26 @@ test('checklist without the pre facts: not run twice, and read from both outputs
   assert.deepEqual(parseChecklist(`${preOut}\n${rest}`, params), parseChecklist(full, params));
 });
 
+/** The checklist's part of a ping script's output: its sections without the pre script's, ending with checklist-done. */
+function besideStdout(stdout: string): string {
+  return [...splitSections(stdout).values()]
+    .filter((s) => !['now', 'pubkey', 'port', 'dump', 'udpsnmp'].includes(s.name))
+    .map(
+      (s) =>
+        `@@meshctl begin ${s.name === 'done' ? 'checklist-done' : s.name}\n${s.body}\n@@meshctl end ${s.name === 'done' ? 'checklist-done' : s.name} rc=${s.rc}\n`,
+    )
+    .join('');
+}
+
 /**
- * The healthy homelab on fake connections whose checklists answer only once a ping round has started (or after
- * 3 s): verify must not wait for the checklist before it pings.
+ * The healthy homelab on fake connections (`preFails`: the pre script of that node cannot run). Issue 10: the
+ * checklist runs inside each node's ping script, beside the pings (the one stretch where the nodes mostly wait), so
+ * a node gets three scripts one after the other (pre, cold-start, ping with the checklist), never two at once; a
+ * node whose pre script failed gets its own checklist script after the round, as before.
  */
-test('collectVerify: the ping round starts while the checklists still run; each node gets 4 scripts, 2 at most at once', async () => {
+async function fakeVerify(preFails?: string) {
   const scenario = healthyScenario();
   const { inventory } = homelab();
-  let pingStarted!: () => void;
-  const pinging = new Promise<void>((resolve) => {
-    pingStarted = resolve;
-  });
-  let checklistsWaitedForPing = 0;
   const open = new Map<string, number>();
   const peak = new Map<string, number>();
   const counters = new Map<string, number>();
@@ -78,6 +93,7 @@ test('collectVerify: the ping round starts while the checklists still run; each 
           open.set(node.name, (open.get(node.name) ?? 0) + 1);
           peak.set(node.name, Math.max(peak.get(node.name) ?? 0, open.get(node.name)!));
           try {
+            await new Promise((r) => setTimeout(r, 5));
             return { stdout: await reply(script) };
           } finally {
             open.set(node.name, open.get(node.name)! - 1);
@@ -94,23 +110,27 @@ test('collectVerify: the ping round starts while the checklists still run; each 
         new FakeConnection(node.name, [
           {
             match: /ping -n -q/,
-            reply: track(() => {
-              pingStarted();
-              return pingStdout(
+            reply: track((script) => {
+              const pings = pingStdout(
                 Object.fromEntries(
                   Object.entries(scenario.pings[node.name]!).map(([to, r]) => [inventory.nodes.find((x) => x.name === to)!.overlayIp, r]),
                 ),
                 after,
               );
+              // the checklist's sections come back in the ping script's output when it rode there
+              return /begin checklist-done'/.test(script) ? besideStdout(checklistStdout(n, peerIps)) + pings : pings;
             }),
           },
           {
             match: /begin pre-done'/,
-            reply: track(
-              () =>
+            reply: track(() => {
+              if (node.name === preFails) throw new Error('channel refused');
+              return (
                 `@@meshctl begin now\n${NOW}\n@@meshctl end now rc=0\n@@meshctl begin pubkey\n${n.livePublicKey}\n@@meshctl end pubkey rc=0\n` +
-                `@@meshctl begin dump\n${dumpLines(n.peers)}\n@@meshctl end dump rc=0\n${udp().replaceAll(' udp', ' udpsnmp')}@@meshctl begin pre-done\n\n@@meshctl end pre-done rc=0\n`,
-            ),
+                `@@meshctl begin port\n${n.listenPort}\n@@meshctl end port rc=0\n` +
+                `@@meshctl begin dump\n${dumpLines(n.peers)}\n@@meshctl end dump rc=0\n${udp().replaceAll(' udp', ' udpsnmp')}@@meshctl begin pre-done\n\n@@meshctl end pre-done rc=0\n`
+              );
+            }),
           },
           {
             match: /begin (udp|burst0)'/,
@@ -121,20 +141,17 @@ test('collectVerify: the ping round starts while the checklists still run; each 
               return `${/begin udp'/.test(script) ? udp() : ''}${bursts.join('')}@@meshctl begin done\n\n@@meshctl end done rc=0\n`;
             }),
           },
-          {
-            match: /begin confmeta'/,
-            reply: track(async () => {
-              const waited = await Promise.race([pinging.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 3000))]);
-              if (waited) checklistsWaitedForPing++;
-              return checklistStdout(n, peerIps);
-            }),
-          },
+          { match: /begin confmeta'/, reply: track(() => checklistStdout(n, peerIps)) },
         ]),
       ];
     }),
   );
   const collected = await collectVerify(inventory, connections, new Map());
-  assert.equal(checklistsWaitedForPing, inventory.nodes.length, 'every checklist was still running when the pings started');
+  return { collected, connections, peak, inventory };
+}
+
+test('collectVerify: the checklist rides in the ping script (3 scripts per node, one at a time), same verdicts', async () => {
+  const { collected, connections, peak } = await fakeVerify();
   const failing = evaluateVerify(collected).filter((c) => c.status !== 'pass');
   assert.deepEqual(
     failing.map((c) => `${c.node} ${c.id} ${c.peer ?? ''}: ${c.message}`),
@@ -145,11 +162,29 @@ test('collectVerify: the ping round starts while the checklists still run; each 
     true,
   );
   for (const [name, c] of connections) {
-    // pre, checklist, bursts and watch (one script: ./cold-start-round.test.ts), ping
-    assert.ok(c.scripts.length <= 4, `${name}: ${c.scripts.length} scripts`);
-    assert.ok((peak.get(name) ?? 0) <= 2, `${name}: ${peak.get(name)} channels at once`);
+    // pre, bursts and watch (one script: ./cold-start-round.test.ts), ping with the checklist beside it
+    assert.equal(c.scripts.length, 3, `${name}: ${c.scripts.length} scripts`);
+    assert.match(c.scripts[2]!, /ping -n -q[\s\S]*begin confmeta'[\s\S]*begin checklist-done'/, 'the checklist is in the ping script');
+    assert.equal(peak.get(name), 1, `${name}: ${peak.get(name)} channels at once`);
+    // the checklist leaves the pre script's facts to it (one wg read per node for key, port and peers)
+    assert.doesNotMatch(c.scripts[2]!, /begin (pubkey|port|udpsnmp)'/);
+    assert.equal(c.scripts[2]!.match(/begin dump'/g)?.length, 1, 'the one peer dump is the one after the pings');
   }
+  assert.equal(collected.checklists.size, 4);
   assert.ok(typeof collected.timings.collectMs === 'number');
+});
+
+test('collectVerify: a node whose pre script failed gets its own checklist after the round, read as before', async () => {
+  const { collected, connections } = await fakeVerify('wk-1');
+  const wk1 = connections.get('wk-1')!;
+  assert.doesNotMatch(wk1.scripts.find((s) => /ping -n -q/.test(s)) ?? '', /begin confmeta'/);
+  assert.match(wk1.scripts.at(-1)!, /begin confmeta'[\s\S]*begin now'|begin now'[\s\S]*begin confmeta'/);
+  const healthy = await fakeVerify();
+  const verdicts = (c: typeof collected) =>
+    evaluateVerify(c)
+      .filter((x) => x.node === 'wk-1' && !['cold-start', 'ping', 'path-mtu'].includes(x.id))
+      .map((x) => `${x.id} ${x.peer ?? ''} ${x.status}: ${x.message}`);
+  assert.deepEqual(verdicts(collected), verdicts(healthy.collected));
 });
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -209,5 +244,28 @@ for (const branch of ['per-peer ping', 'fping'] as const) {
     assert.equal(m.largest, 1272);
     assert.equal(m.ok, false);
     assert.deepEqual(m.tries[0], { size: 1392, ok: false });
+  });
+}
+
+for (const branch of ['per-peer ping', 'fping'] as const) {
+  const hideFping = branch === 'per-peer ping';
+  const skip = netnsSkip ?? (!hideFping && spawnSync('sh', ['-c', 'command -v fping']).status !== 0 ? 'fping not installed' : undefined);
+  test(`${branch} branch: the checklist beside the pings comes back whole, apart from the probes' lines`, { skip: skip ?? false }, () => {
+    const params = { interface: 'wg0', listenPort: 51820, peerIps: ['127.0.0.1', '192.0.2.9'], endSection: 'checklist-done' };
+    const beside = { script: checklistScript(params), sections: checklistSectionNames(params) };
+    const { mtu: _mtu, ...noMtu } = pingParams;
+    const probe = pingProbe({ ...noMtu, beside, after: [{ name: 'later', command: 'echo after' }] });
+    const run = pingInEmptyNetns(probe.script, 65536, hideFping);
+    assert.equal(run.status, 0, run.stderr);
+    const parsed = probe.parse(run.stdout);
+    assert.ok(parsed.complete);
+    assert.equal(parsed.ping.get('127.0.0.1')!.received, 3);
+    assert.equal(parsed.after.get('later')?.body, 'after');
+    const besideSections = parsed.beside ?? new Map();
+    assert.ok(besideSections.has('checklist-done') && besideSections.has('confmeta') && besideSections.has('route:127.0.0.1'));
+    const cl = parseChecklistSections(besideSections, params);
+    assert.deepEqual(cl.problems, []);
+    assert.equal(cl.routes[0]!.dev, 'lo');
+    assert.equal(cl.routes[1]!.error !== undefined, true, 'no route to 192.0.2.9 in the empty namespace');
   });
 }

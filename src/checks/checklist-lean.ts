@@ -1,0 +1,245 @@
+/**
+ * verify's pre script and checklist with fewer processes (issue 10): the same sections, the same parsers and the
+ * same answers as the shared definitions (../facts/definitions.ts), but one exec where they ran several:
+ * - WireGuard (pre script): ONE `wg show IFACE dump` through an awk that drops the private key on the node (it never
+ *   reaches a variable) and masks preshared keys, for the `pubkey`, `port` and `dump` sections (three `wg` runs
+ *   before); the UDP counters are read by the shell (two `grep` before);
+ * - iproute2: ONE `ip -j -force -batch -` for `addr show dev IFACE` and every peer's `route get IP` (one `ip` per
+ *   peer before: 31 per node at 32 nodes);
+ * - the wg-quick file: its size comes from the awk that counts its key lines (no `wc -c`, no `head -c` below the cap);
+ * - the ruleset: `nft -j list ruleset` first; iptables-nft-save only when nftables holds a table iptables-nft would
+ *   print (an `ip` table named filter, nat, mangle, raw or security) or the JSON is not what is expected; the relay
+ *   check's `iptables -S` lines are derived from the iptables-save text already read (relayIptablesFromSave) and
+ *   its `nft list table` runs only when the JSON names meshctl's table.
+ * Whenever the one read does not give a section's answer (a command failed, a line is missing, the output is not the
+ * shape expected, a part hit the size cap), the section runs the shared definition's own command instead, so the
+ * answer, its error text included, is the one the shared definition gives. The answers are compared on captures of
+ * lab nodes, healthy and drifted (test/unit/checklist-lean.test.ts).
+ * Sections share one shell (../facts/sections.ts): helpers are shell functions each section defines again and
+ * fills once per script (`mc_` names).
+ */
+import { sh } from '../remote/shell.js';
+import { peerDumpCommand, wireguardPaths } from '../remote/wireguard.js';
+import {
+  CONFIG_TEXT_CUT_NOTE,
+  CONFIG_TEXT_MAX_BYTES,
+  FACTS,
+  filteredConfigCommand,
+  routeLookupFact,
+  type FactContext,
+  type FactDef,
+} from '../facts/definitions.js';
+import { FIREWALL_PART_MAX_BYTES } from '../firewall/verdict.js';
+import { relayNftTableName } from '../render/relay.js';
+import { COUNTERS_COMMAND, COUNTERS_READ, UDP_COUNTERS_FACT } from './cold-start.js';
+import { RELAY_FACT } from './relay-check.js';
+
+const TAB = '\t';
+/** `mc_nl`: a newline, for parameter expansions that cut at line ends. */
+const NL = "mc_nl='\n'";
+
+/** The fact `def` with a leaner command: same section name, same parser. */
+const lean = <T>(def: FactDef<T>, command: (ctx: FactContext) => string): FactDef<T> => ({ ...def, command });
+
+/** A plain token (interface name, IPv4 address) that may stand in a quoted here-document and a case pattern. */
+function token(value: string): string {
+  if (!/^[\w.:-]+$/.test(value)) throw new Error(`not a plain token: ${value}`);
+  return value;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Pre script: clock, live key, listen port, peers, UDP counters
+
+/**
+ * `mc_wgr`: ONE `wg show IFACE dump` into `mc_wgi` (its interface line as `PUBLIC-KEY<TAB>LISTEN-PORT`; the private
+ * key is dropped by the awk on the node) and `mc_wgp` (the peer lines as peerDumpCommand prints them, preshared keys
+ * masked the same way). Both empty when wg could not read the interface.
+ */
+const wgRead = (iface: string) =>
+  [
+    NL,
+    'mc_wgr() {',
+    '  [ -n "${mc_wg_done:-}" ] && return 0; mc_wg_done=1; mc_wgi=; mc_wgp=; mc_wgd=',
+    `  command -v wg >/dev/null 2>&1 && mc_wgd=$(wg show ${token(iface)} dump 2>/dev/null | awk 'BEGIN { FS = OFS = "\\t" } NR == 1 { print $2, $3; next } { if ($2 != "(none)") $2 = "(hidden)"; print }')`,
+    '  [ -n "$mc_wgd" ] || return 0',
+    '  mc_wgi=${mc_wgd%%"$mc_nl"*}',
+    '  case $mc_wgd in *"$mc_nl"*) mc_wgp=${mc_wgd#*"$mc_nl"} ;; esac',
+    '}',
+    'mc_wgr',
+  ].join('\n');
+
+/** The lean pre facts, by the name of the shared definition they replace. */
+export const LEAN_PRE_FACTS = {
+  interfacePublicKey: lean(
+    FACTS.interfacePublicKey,
+    (ctx) =>
+      `${wgRead(ctx.interface)}\nif [ -n "$mc_wgi" ]; then printf '%s\\n' "\${mc_wgi%%${TAB}*}"; else ${FACTS.interfacePublicKey.command(ctx)}; fi`,
+  ),
+  interfaceListenPort: lean(
+    FACTS.interfaceListenPort,
+    (ctx) =>
+      `${wgRead(ctx.interface)}\nif [ -n "$mc_wgi" ]; then printf '%s\\n' "\${mc_wgi#*${TAB}}"; else ${FACTS.interfaceListenPort.command(ctx)}; fi`,
+  ),
+  peers: lean(
+    FACTS.peers,
+    (ctx) =>
+      `${wgRead(ctx.interface)}\nif [ -n "$mc_wgi" ]; then [ -z "$mc_wgp" ] || printf '%s\\n' "$mc_wgp"; else ${peerDumpCommand(ctx.interface)}; fi`,
+  ),
+  // the lines COUNTERS_COMMAND's two greps print, read by the shell
+  udpCounters: lean(UDP_COUNTERS_FACT, () => COUNTERS_READ),
+} satisfies Record<string, FactDef<unknown>>;
+
+/** The counters command the lean fact replaces (kept for the tests that compare the two). */
+export { COUNTERS_COMMAND };
+
+// ---------------------------------------------------------------------------------------------------------------
+// Checklist
+
+/**
+ * `mc_ipr`: ONE `ip -j -force -batch -` for `addr show dev IFACE` and `route get IP` of every peer into `mc_ipj`
+ * (each command prints its JSON on a line of its own; one that fails prints nothing there, its error goes to
+ * /dev/null, and its section then runs the command alone). `mc_ipl TEXT`: sets `mc_hit` to the line holding TEXT.
+ */
+const ipRead = (iface: string, peerIps: readonly string[]) =>
+  [
+    NL,
+    'mc_ipr() {',
+    '  [ -n "${mc_ip_done:-}" ] && return 0; mc_ip_done=1',
+    "  mc_ipj=$(ip -j -force -batch - 2>/dev/null <<'MC_EOF'",
+    `addr show dev ${token(iface)}`,
+    ...peerIps.map((ip) => `route get ${token(ip)}`),
+    'MC_EOF',
+    '); true',
+    '}',
+    'mc_ipl() {',
+    '  mc_hit=; case ${mc_ipj:-} in *"$1"*) ;; *) return 1 ;; esac',
+    '  mc_b=${mc_ipj%%"$1"*}; mc_a=${mc_ipj#*"$1"}; mc_hit=${mc_b##*"$mc_nl"}$1${mc_a%%"$mc_nl"*}',
+    '}',
+    'mc_ipr',
+  ].join('\n');
+
+/** The addr fact: the batch's line for the interface, else `ip -j addr show dev IFACE` alone. */
+const leanAddr = (peerIps: readonly string[]): FactDef<ReturnType<typeof FACTS.interfaceAddr.parse>> =>
+  lean(
+    FACTS.interfaceAddr,
+    (ctx) =>
+      `${ipRead(ctx.interface, peerIps)}\nif mc_ipl '"ifname":"${token(ctx.interface)}",'; then printf '%s\\n' "$mc_hit"; else ${FACTS.interfaceAddr.command(ctx)}; fi`,
+  );
+
+/**
+ * One peer's route lookup: the batch's line for it, else `ip -j route get IP` alone. The batch is read by the addr
+ * section (defined once there: the peers' list in every route section would grow the script as N^2); without it
+ * before, each lookup runs alone.
+ */
+const leanRoute = (ip: string) => {
+  const def = routeLookupFact(ip);
+  return lean(
+    def,
+    (ctx) => `if [ -n "\${mc_ip_done:-}" ] && mc_ipl '"dst":"${token(ip)}"'; then printf '%s\\n' "$mc_hit"; else ${def.command(ctx)}; fi`,
+  );
+};
+
+/*
+ * The unit's state stays two systemctl runs (FACTS.service): `systemctl show -p UnitFileState` answers from the
+ * manager's cache, so a wants symlink removed without daemon-reload still shows `enabled` there while is-enabled,
+ * which reads the unit files, says `disabled` (captured: test/fixtures/probes/issue10/drifted-home-1.systemctl.txt)
+ * and the service check must warn.
+ */
+
+/**
+ * confmeta with the file's size too (`bytes=`, from the awk that counts the key lines: the sum of its lines' lengths
+ * plus one newline each, one more than the size when the last line has no newline), kept in `mc_cb` for `conf`.
+ * The parser reads no `bytes=` key.
+ */
+const leanConfigMeta = lean(FACTS.configMeta, (ctx) => {
+  const f = wireguardPaths(ctx.interface).config;
+  const count =
+    '{ b += length($0) + 1; l = tolower($0) } l ~ /^[[:space:]]*privatekey/ { p++ } l ~ /^[[:space:]]*presharedkey/ { s++ } END { printf "privatekeylines=%d\\npresharedkeylines=%d\\nbytes=%d\\n", p, s, b }';
+  return sh`mc_cb=; if [ -f ${f} ]; then echo exists=yes; mc_sha=$(sha256sum < ${f}) && echo "sha256=\${mc_sha%% *}"; mc_cm=$(awk ${count} ${f}); printf '%s\\n' "$mc_cm"; mc_cb=\${mc_cm##*bytes=}; else echo exists=no; fi`
+    .text;
+});
+
+/**
+ * conf without `wc -c` and `head -c` when the file is under the cap (the size from confmeta; `wc -c` confirms a size
+ * over it, as the shared command reads it); over the cap, the shared command's cut and note.
+ */
+const leanConfigText = lean(FACTS.configText, (ctx) => {
+  const p = wireguardPaths(ctx.interface);
+  const max = CONFIG_TEXT_MAX_BYTES;
+  const filter = filteredConfigCommand(p.config, p.privateKey);
+  return [
+    `mc_cf() { ${filter}; }`,
+    sh`if [ -f ${p.config} ]; then case \${mc_cb:-x} in *[!0-9]*) mc_cb=$(wc -c < ${p.config}) ;; esac`.text,
+    sh`if [ "\${mc_cb:-0}" -gt ${max} ] && [ "$(wc -c < ${p.config})" -gt ${max} ]; then mc_cf | head -c ${max}; printf '\\n%s\\n' ${CONFIG_TEXT_CUT_NOTE}; else mc_cf; fi`
+      .text,
+    'fi; true',
+  ].join('\n');
+});
+
+/** The tables iptables-nft-save prints when nftables holds them (its builtin tables of family ip). */
+const IPTABLES_TABLES = ['filter', 'nat', 'mangle', 'raw', 'security'];
+/** How `nft -j list ruleset` (libnftables: jansson, keys in print order) begins; any other start: not trusted. */
+const NFT_JSON_START = '{"nftables": [{"metainfo": {';
+
+/**
+ * fwrules as FACTS.firewallRuleset prints it, with `nft -j list ruleset` read first into `mc_nj` and iptables-nft-save
+ * run only when that JSON is not complete (cut at the cap, or not shaped as expected) or shows a table iptables-nft
+ * would print. Without such a table iptables-nft-save prints nothing, so its part is printed empty. Sets `mc_ipt_ok`
+ * when the iptables-save text of the ruleset `iptables` itself reads (the nf_tables backend) is whole in the output,
+ * so the relay section may derive its lines from it; `mc_nj_ok` when the JSON is whole.
+ */
+const leanFirewallRuleset = lean(FACTS.firewallRuleset, () => {
+  const cap = FIREWALL_PART_MAX_BYTES;
+  const tables = IPTABLES_TABLES.map((t) => `*'{"table": {"family": "ip", "name": "${t}", '*`).join('|');
+  const shared = FACTS.firewallRuleset.command({ interface: 'x', listenPort: 0 }).split('\n');
+  const [version, printVersion, legacyTables, legacy] = shared;
+  return [
+    version,
+    printVersion,
+    legacyTables,
+    legacy,
+    'mc_nj=; mc_nt=; mc_nj_ok=; mc_ipt_ok=',
+    'if command -v nft >/dev/null 2>&1; then mc_nt=1; mc_nj=$(nft -j list ruleset 2>&1); fi',
+    `if [ -n "$mc_nt" ] && [ \${#mc_nj} -lt ${cap} ]; then case $mc_nj in '${NFT_JSON_START}'*) mc_nj_ok=1 ;; esac; fi`,
+    // iptables-nft-save's part: read unless the whole JSON shows it would print nothing
+    `mc_ins=; mc_need=1; if [ -n "$mc_nj_ok" ]; then case $mc_nj in ${tables}) ;; *) mc_need= ;; esac; fi`,
+    'mc_insave=; if command -v iptables-nft-save >/dev/null 2>&1; then mc_insave=iptables-nft-save; else case "$fw_v" in *nf_tables*) mc_insave=iptables-save ;; esac; fi',
+    `if [ -n "$mc_insave" ]; then echo '@@ iptables-nft'; [ -z "$mc_need" ] || mc_ins=$($mc_insave 2>&1); printf '%.${cap}s\\n' "$mc_ins"; case "$fw_v" in *nf_tables*) [ \${#mc_ins} -lt ${cap} ] && mc_ipt_ok=1 ;; esac; fi`,
+    `if [ -n "$mc_nt" ]; then echo '@@ nft'; printf '%.${cap}s\\n' "$mc_nj"; fi`,
+    ...shared.slice(6),
+  ].join('\n');
+});
+
+/**
+ * relay as RELAY_FACT prints it, but: with the nf_tables backend and its iptables-save text whole in fwrules
+ * (`mc_ipt_ok`), the node prints `ipt-from=fwrules` instead of running `iptables -S` (the lines are taken from that
+ * text: relayIptablesFromSave); `nft list table` runs only when nft's whole JSON names meshctl's table (or is not
+ * whole). Run alone (no fwrules before it), it runs both commands as RELAY_FACT does.
+ */
+const leanRelay = lean(RELAY_FACT, (ctx) => {
+  const shared = RELAY_FACT.command(ctx).split('; if command -v ');
+  // shared: [forwarding read, 'iptables ... fi', 'nft ... fi; true']
+  const [forwarding, iptables, nftAndTrue] = shared as [string, string, string];
+  const nft = nftAndTrue.replace(/; true$/, '');
+  const table = token(relayNftTableName(ctx.interface));
+  return [
+    forwarding,
+    `if [ -n "\${mc_ipt_ok:-}" ]; then command -v iptables >/dev/null 2>&1 && echo ipt-from=fwrules; else if command -v ${iptables}; fi`,
+    `if [ -n "\${mc_nj_ok:-}" ]; then case $mc_nj in *'"${table}"'*) if command -v ${nft} ;; esac; else if command -v ${nft}; fi`,
+    'true',
+  ].join('\n');
+});
+
+/** The checklist's facts in their lean form, by section name (the others run as shared). */
+export function leanChecklistFacts(peerIps: readonly string[]): Map<string, FactDef<unknown>> {
+  const defs: Array<FactDef<unknown>> = [
+    leanAddr(peerIps),
+    ...peerIps.map(leanRoute),
+    leanConfigMeta,
+    leanConfigText,
+    leanFirewallRuleset,
+    leanRelay,
+    ...Object.values(LEAN_PRE_FACTS),
+  ];
+  return new Map(defs.map((d) => [d.name, d]));
+}
