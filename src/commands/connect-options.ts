@@ -91,11 +91,15 @@ export function connectorFor(options: ConnectOptions): EarlyConnector {
       // each direct node's TCP connection to the inventory's address begins first, before `ssh -G` is even spawned
       // (speculative: kept only when ssh -G agrees, see speculate); nothing but node:net is needed for it
       const guesses = new Map(nodes.map((n) => [n.name, options.signal?.aborted ? undefined : speculate(n)]));
-      // every node's `ssh -G` asked by one child process (one spawn, not one per node: see resolveSshConfigs)
-      const asked = resolveNodeSshConfigs(
-        nodes.map((n) => n.ssh),
-        options,
+      // every node's `ssh -G` asked by one child process (one spawn, not one per node: see resolveSshConfigs), on the
+      // next tick: node:net makes its connect(2) calls on a tick of their own, and the spawn blocks this thread
+      const asking = new Promise<void>((resolve) => process.nextTick(resolve)).then(() =>
+        resolveNodeSshConfigs(
+          nodes.map((n) => n.ssh),
+          options,
+        ),
       );
+      const asked = nodes.map((_, i) => asking.then((answers) => answers[i]!));
       const presolved = new Map(nodes.map((n, i) => [n.name, asked[i]!]));
       // a failure is the connection's to report (connectAll turns it into that node's failure), not unhandled meanwhile
       for (const settings of asked) settings.catch(() => undefined);
