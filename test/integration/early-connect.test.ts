@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Inventory, Node } from '../../src/inventory/types.js';
 import { connectorFor } from '../../src/commands/connect-options.js';
-import type { ConnectOptions } from '../../src/transport/ssh.js';
+import { connectNode, type ConnectOptions } from '../../src/transport/ssh.js';
 import { freePort, keygen, killAll, sshdSkipReason, startSshd, type Sshd } from './sshd-harness.js';
 
 const skip = sshdSkipReason();
@@ -273,6 +273,45 @@ describe('connections started early, against a real sshd', { skip: skip ?? false
       }
     } finally {
       await trap.close();
+    }
+  });
+  // the old close() never resolved here (its fallback timer is held still): the bound makes that a failure, not a hang
+  test("close() resolves once our DISCONNECT and FIN are sent, without waiting for the node's side to close", {
+    timeout: 120_000,
+  }, async (t) => {
+    // a relay that passes everything on except the end of sshd's side: the client never sees the node close. close()
+    // used to wait for that (or its 2 s fallback timer, held still here by mock timers)
+    const port = await freePort();
+    const ended = { upstream: false };
+    let upstreamEnded!: () => void;
+    const upstreamEnd = new Promise<string>((resolve) => (upstreamEnded = () => resolve('sshd closed first')));
+    // allowHalfOpen: the relay's side towards the client stays open after the client's FIN (node would end it too)
+    const server = createServer({ allowHalfOpen: true }, (socket) => {
+      const upstream = connect(sshd.port, '127.0.0.1');
+      socket.on('error', () => undefined);
+      upstream.on('error', () => undefined);
+      socket.on('data', (d) => upstream.write(d));
+      socket.on('end', () => upstream.end());
+      upstream.on('data', (d) => socket.write(d));
+      upstream.on('end', () => {
+        ended.upstream = true;
+        upstreamEnded();
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(port, '127.0.0.2', resolve));
+    writeFileSync(knownHosts, `[127.0.0.2]:${port} ${sshd.hostKeys.ed25519.split(' ').slice(0, 2).join(' ')}\n`, { flag: 'a' });
+    try {
+      const held = { ...node('h'), ssh: { ...node('h').ssh, host: '127.0.0.2', port } };
+      const connection = await connectNode(held, options);
+      assert.equal((await connection.run('echo ok')).stdout, 'ok\n');
+      t.mock.timers.enable({ apis: ['setTimeout'] });
+      const first = await Promise.race([connection.close().then(() => 'close() resolved'), upstreamEnd]);
+      assert.equal(first, 'close() resolved');
+      await upstreamEnd; // sshd got the DISCONNECT all the same and ended the session
+      assert.equal(ended.upstream, true);
+    } finally {
+      t.mock.timers.reset();
+      server.close();
     }
   });
 });
