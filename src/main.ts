@@ -74,6 +74,16 @@ export const COMMANDS: ReadonlyArray<{ name: string; summary: string; load: () =
 const commandWord = (argv: string[]): string | undefined => argv.slice(2).find((word) => !word.startsWith('-'));
 
 /**
+ * Commands after which the executable exits as soon as main() returned and the output is flushed (src/cli.ts),
+ * instead of waiting for node to finish on its own: each awaits all it must do (locks released, state written,
+ * report printed) before it returns, and what is left then is the nodes' sockets closing and node's teardown.
+ */
+const EXIT_WHEN_DONE = new Set(['up', 'verify', 'plan']);
+
+/** Whether argv names a command after which the process may exit as soon as main() returned (see EXIT_WHEN_DONE). */
+export const exitsWhenDone = (argv: string[]): boolean => EXIT_WHEN_DONE.has(commandWord(argv) ?? '');
+
+/**
  * The program; each command hands its result to `finish` (the last one wins; none means success).
  * With `argv`, only the command it names is loaded in full; the others appear by name and summary (for --help).
  * Without it, every command is loaded (tests, completion).

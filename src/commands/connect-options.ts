@@ -7,10 +7,11 @@ import type { Connector } from '../engine/up.js';
 import { MeshctlError } from '../errors.js';
 import { interruptSignal } from '../interrupt.js';
 import type { Node } from '../inventory/types.js';
-import { beginTcp } from '../transport/early-socket.js';
+import { isIP } from 'node:net';
+import { beginTcp, type EarlySocket } from '../transport/early-socket.js';
 import type { ConnectAllResult } from '../transport/pool.js';
 import type { ConnectOptions } from '../transport/ssh.js';
-import { resolveNodeSshConfigs } from '../transport/ssh-config.js';
+import { resolveNodeSshConfigs, type ResolvedSshConfig } from '../transport/ssh-config.js';
 
 /** The transport, loaded on first use (ssh2 costs more to load than anything else start-up needs). */
 const transport = async () => {
@@ -39,9 +40,9 @@ export function sshOptionsFromFlags(flags: { acceptNew?: boolean; connectTimeout
  */
 export interface EarlyConnector extends Connector {
   /**
-   * Begins connecting to these nodes now: their `ssh -G` at once, then (once the transport has loaded) key exchange,
-   * login and root probe, as connectAll does. The next
-   * connectAll for exactly these nodes (by name) takes the result; a connectAll for other nodes connects as usual.
+   * Begins connecting to these nodes now: a speculative TCP connection to each node whose ssh.host is an IP address
+   * (see speculate), their `ssh -G` at once, then (once the transport has loaded) key exchange, login and root probe,
+   * as connectAll does. The next connectAll for exactly these nodes (by name) takes the result; a connectAll for other nodes connects as usual.
    * Calls after the first are ignored.
    */
   start(nodes: readonly Node[]): void;
@@ -55,6 +56,27 @@ export interface EarlyConnector extends Connector {
   release(): Promise<void>;
 }
 
+/** Settings that connect straight to the node: no ProxyJump, no ProxyCommand (ssh.ts refuses the latter). */
+const isDirect = (s: ResolvedSshConfig) => s.proxyJump.length === 0 && !s.proxyCommand;
+
+/**
+ * A TCP connection begun speculatively to where the inventory says a node's sshd is (ssh.host, ssh.port), before
+ * `ssh -G` has answered (issue 10: it saves the spawn and the answer, 30-120 ms on a loaded 2-core machine, from the
+ * start to the first connection). Only for a host written as an IP address: a name may be an alias that only the
+ * ssh config resolves, and looking it up would ask the resolver about it. The ssh config still wins: see agrees.
+ */
+export function speculate(node: Node): EarlySocket | undefined {
+  return isIP(node.ssh.host) !== 0 ? beginTcp(node.ssh.host, node.ssh.port) : undefined;
+}
+
+/**
+ * Whether a speculative connection goes where `ssh -G` says the node is: the same HostName and Port, and straight
+ * there (no ProxyJump or ProxyCommand). When not, the caller drops it and connects as the ssh config says.
+ */
+export function agrees(guess: Pick<EarlySocket, 'host' | 'port'>, settings: ResolvedSshConfig): boolean {
+  return isDirect(settings) && settings.hostname === guess.host && settings.port === guess.port;
+}
+
 const nameKey = (nodes: readonly Node[]) => JSON.stringify(nodes.map((n) => n.name).sort());
 
 /** The connector `up` and `plan` use: one connection per node through the pool; a fresh one for the login check. */
@@ -66,22 +88,37 @@ export function connectorFor(options: ConnectOptions): EarlyConnector {
     start(nodes) {
       if (started) return;
       started = true;
-      // every node's `ssh -G` asked by one child process (one spawn, not one per node: see resolveSshConfigs)
-      const asked = resolveNodeSshConfigs(
-        nodes.map((n) => n.ssh),
-        options,
+      // each direct node's TCP connection to the inventory's address begins first, before `ssh -G` is even spawned
+      // (speculative: kept only when ssh -G agrees, see speculate); nothing but node:net is needed for it
+      const guesses = new Map(nodes.map((n) => [n.name, options.signal?.aborted ? undefined : speculate(n)]));
+      // every node's `ssh -G` asked by one child process (one spawn, not one per node: see resolveSshConfigs), on the
+      // next tick: node:net makes its connect(2) calls on a tick of their own, and the spawn blocks this thread
+      const asking = new Promise<void>((resolve) => process.nextTick(resolve)).then(() =>
+        resolveNodeSshConfigs(
+          nodes.map((n) => n.ssh),
+          options,
+        ),
       );
+      const asked = nodes.map((_, i) => asking.then((answers) => answers[i]!));
       const presolved = new Map(nodes.map((n, i) => [n.name, asked[i]!]));
       // a failure is the connection's to report (connectAll turns it into that node's failure), not unhandled meanwhile
       for (const settings of asked) settings.catch(() => undefined);
-      // each direct node's TCP connection begins as soon as its `ssh -G` answers, while ssh2 still loads: the
-      // node's sshd accepts and sends its banner meanwhile (node:net is part of node; nothing more is loaded for it)
+      // otherwise each direct node's TCP connection begins as soon as its `ssh -G` answers, while ssh2 still loads:
+      // the node's sshd accepts and sends its banner meanwhile (node:net is part of node; nothing more is loaded for it)
       const earlySockets = new Map(
         nodes.map((n, i) => [
           n.name,
           asked[i]!.then(
-            (s) => (s.proxyJump.length === 0 && !s.proxyCommand && !options.signal?.aborted ? beginTcp(s.hostname, s.port) : undefined),
-            () => undefined,
+            (s) => {
+              const guess = guesses.get(n.name);
+              if (guess && agrees(guess, s)) return guess;
+              guess?.socket.destroy(); // the ssh config sends this node elsewhere (or through a jump host): it wins
+              return isDirect(s) && !options.signal?.aborted ? beginTcp(s.hostname, s.port) : undefined;
+            },
+            () => {
+              guesses.get(n.name)?.socket.destroy();
+              return undefined;
+            },
           ),
         ]),
       );

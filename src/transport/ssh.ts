@@ -37,7 +37,7 @@ import { constants as osConstants, homedir } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Socket } from 'node:net';
+import { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import type { Node } from '../inventory/types.js';
@@ -722,6 +722,8 @@ class SshConnection implements Connection {
   private openChannels = 0;
   private lost?: TransportError;
   private closing?: Promise<void>;
+  /** the ssh2 client has closed (nothing left to wait for in close()) */
+  private closed = false;
   private readonly channels: Semaphore;
   /** aborted runs waiting for the next stop script */
   private stopBatch?: { tokens: string[]; done: Promise<void> };
@@ -743,6 +745,7 @@ class SshConnection implements Connection {
       );
     });
     client.on('close', () => {
+      this.closed = true;
       this.lost ??= new TransportError(node, `${node} (${target}): connection closed by the remote side`, 'lost');
       this.releaseJumps();
     });
@@ -950,21 +953,39 @@ class SshConnection implements Connection {
     return this.openChannels;
   }
 
+  /**
+   * Ends the connection: SSH_MSG_DISCONNECT, then our side of TCP. Resolves once both are with the kernel (the TCP
+   * socket finished writing), not when the node has closed its side: sshd ends the login's session (PAM, logind)
+   * before it closes, and waiting for that put a round trip and the node's teardown at the end of every run (issue
+   * 10). The socket closes by itself when the node's FIN arrives; a process that exits first loses nothing (the
+   * kernel still delivers what was written). A connection through a jump host resolves when it is closed, as before.
+   */
   close(): Promise<void> {
     this.closing ??= new Promise<void>((resolve) => {
       this.lost ??= new TransportError(this.node, `${this.node} (${this.target}): connection already closed`, 'closed');
+      const done = () => {
+        clearTimeout(t);
+        resolve();
+      };
       const t = setTimeout(() => {
         this.client.destroy();
         resolve();
       }, 2000);
-      this.client.once('close', () => {
-        clearTimeout(t);
-        resolve();
-      });
+      this.client.once('close', done);
+      const sock = socketOf(this.client);
+      if (sock && !sock.destroyed) sock.once('finish', done);
       this.client.end();
+      // ssh2 ends only a socket it can still write to: one already ended or broken settles here or by 'close'
+      if (this.closed || sock?.writableFinished) done();
     });
     return this.closing;
   }
+}
+
+/** The TCP socket under an ssh2 client (ssh2 keeps it as `_sock`), or undefined when it runs over a jump host's channel. */
+function socketOf(client: SshClient): Socket | undefined {
+  const sock = (client as unknown as { _sock?: unknown })._sock;
+  return sock instanceof Socket ? sock : undefined;
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -5,12 +5,13 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { connect, createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Inventory, Node } from '../../src/inventory/types.js';
 import { connectorFor } from '../../src/commands/connect-options.js';
-import type { ConnectOptions } from '../../src/transport/ssh.js';
+import { connectNode, type ConnectOptions } from '../../src/transport/ssh.js';
 import { freePort, keygen, killAll, sshdSkipReason, startSshd, type Sshd } from './sshd-harness.js';
 
 const skip = sshdSkipReason();
@@ -20,6 +21,7 @@ describe('connections started early, against a real sshd', { skip: skip ?? false
   let sshd: Sshd;
   let client: { privateFile: string; publicLine: string };
   let options: ConnectOptions;
+  let knownHosts: string;
 
   const node = (name: string): Node => ({
     name,
@@ -46,7 +48,7 @@ describe('connections started early, against a real sshd', { skip: skip ?? false
     mkdirSync(home);
     client = keygen(join(root, 'id_client'));
     sshd = await startSshd({ dir: join(root, 'sshd'), authorizedKeys: [client.publicLine] });
-    const knownHosts = join(root, 'known_hosts');
+    knownHosts = join(root, 'known_hosts');
     writeFileSync(knownHosts, `[127.0.0.1]:${sshd.port} ${sshd.hostKeys.ed25519.split(' ').slice(0, 2).join(' ')}\n`);
     writeFileSync(join(root, 'ssh_config'), '');
     options = {
@@ -165,5 +167,151 @@ describe('connections started early, against a real sshd', { skip: skip ?? false
     const { connections, failures } = await connector.connectAll(inventoryOf([bad]));
     assert.equal(connections.size, 0);
     assert.match(failures.get('bad')?.message ?? '', /invalid ssh host/);
+  });
+  /**
+   * A stand-in `ssh` first in PATH: `ssh -G` waits until the file `mark` exists (at most 20 s, then it notes that it
+   * waited in vain), then runs the real ssh. The test creates `mark` once the speculative connection arrived, so the
+   * connection is proven to begin before `ssh -G` answers without any timed assertion.
+   */
+  const waitingSsh = (dir: string, mark: string) => {
+    mkdirSync(dir, { recursive: true });
+    const real = ['/usr/bin/ssh', '/bin/ssh'].find((p) => existsSync(p)) ?? 'ssh';
+    const script = [
+      '#!/bin/sh',
+      'i=0',
+      `while [ ! -e '${mark}' ]; do`,
+      '  i=$((i+1))',
+      `  if [ $i -gt 1000 ]; then echo waited >'${mark}.late'; break; fi`,
+      '  sleep 0.02',
+      'done',
+      `exec ${real} "$@"`,
+      '',
+    ].join('\n');
+    writeFileSync(join(dir, 'ssh'), script);
+    chmodSync(join(dir, 'ssh'), 0o755);
+    return { ...options.env, PATH: `${dir}:${process.env.PATH}` };
+  };
+  /**
+   * A TCP listener on host:port that records what it is sent: a decoy that never answers, or (with `to`) a plain
+   * relay to sshd's port, so the test sees each TCP connection as it arrives.
+   */
+  const listener = async (host: string, port: number, onConnection: () => void, to?: number) => {
+    const seen = { connections: 0, bytes: 0, closed: 0 };
+    const server: Server = createServer((socket) => {
+      seen.connections++;
+      onConnection();
+      socket.on('error', () => undefined);
+      socket.on('close', () => seen.closed++);
+      if (to === undefined) {
+        socket.on('data', (d) => (seen.bytes += d.length));
+        return;
+      }
+      const upstream = connect(to, '127.0.0.1');
+      upstream.on('error', () => socket.destroy());
+      socket.pipe(upstream).pipe(socket);
+    });
+    await new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, host, resolve));
+    return {
+      seen,
+      close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    };
+  };
+
+  test("start() connects to the inventory's address before `ssh -G` answers, and uses that connection when ssh -G agrees", async () => {
+    // 127.0.0.2 relays to sshd: the relay sees the connection the moment it is made
+    const dir = mkdtempSync(join(root, 'agree-'));
+    const mark = join(dir, 'mark');
+    const port = await freePort();
+    const relay = await listener('127.0.0.2', port, () => writeFileSync(mark, ''), sshd.port);
+    writeFileSync(knownHosts, `[127.0.0.2]:${port} ${sshd.hostKeys.ed25519.split(' ').slice(0, 2).join(' ')}\n`, { flag: 'a' });
+    try {
+      const connector = connectorFor({ ...options, env: waitingSsh(join(dir, 'bin'), mark) });
+      const relayed = { ...node('s'), ssh: { ...node('s').ssh, host: '127.0.0.2', port } };
+      connector.start([relayed]);
+      const { connections, failures, close } = await connector.connectAll(inventoryOf([relayed]));
+      try {
+        assert.deepEqual(
+          [...failures.values()].map((e) => e.message),
+          [],
+        );
+        assert.equal(existsSync(`${mark}.late`), false, 'the TCP connection was made while `ssh -G` had not answered');
+        assert.equal((await connections.get('s')!.run('echo ok')).stdout, 'ok\n');
+        assert.equal(relay.seen.connections, 1, 'one TCP connection: the speculative one carried the login');
+      } finally {
+        await close();
+      }
+    } finally {
+      await relay.close();
+    }
+  });
+
+  test('a speculative connection is dropped unused when ssh -G names another HostName, and the node connects where the config says', async () => {
+    // the inventory says 127.0.0.2 (a decoy listens there on sshd's port); the ssh config says HostName 127.0.0.1
+    const dir = mkdtempSync(join(root, 'differ-'));
+    const mark = join(dir, 'mark');
+    const config = join(dir, 'ssh_config');
+    writeFileSync(config, 'Host 127.0.0.2\n  HostName 127.0.0.1\n');
+    const trap = await listener('127.0.0.2', sshd.port, () => writeFileSync(mark, ''));
+    try {
+      const env = { ...waitingSsh(join(dir, 'bin'), mark), MESHCTL_SSH_CONFIG: config };
+      const connector = connectorFor({ ...options, env });
+      const moved = { ...node('m'), ssh: { ...node('m').ssh, host: '127.0.0.2' } };
+      connector.start([moved]);
+      const { connections, failures, close } = await connector.connectAll(inventoryOf([moved]));
+      try {
+        assert.deepEqual(
+          [...failures.values()].map((e) => e.message),
+          [],
+        );
+        assert.equal(existsSync(`${mark}.late`), false, 'the speculative connection reached the inventory address first');
+        assert.equal(trap.seen.connections, 1);
+        assert.equal((await connections.get('m')!.run('echo ok')).stdout, 'ok\n', 'logged in where the ssh config says');
+        await waitFor('the decoy connection is closed', () => trap.seen.closed === 1);
+        assert.equal(trap.seen.bytes, 0, 'nothing of SSH was sent to the address the ssh config overrides');
+      } finally {
+        await close();
+      }
+    } finally {
+      await trap.close();
+    }
+  });
+  // the old close() never resolved here (its fallback timer is held still): the bound makes that a failure, not a hang
+  test("close() resolves once our DISCONNECT and FIN are sent, without waiting for the node's side to close", {
+    timeout: 120_000,
+  }, async (t) => {
+    // a relay that passes everything on except the end of sshd's side: the client never sees the node close. close()
+    // used to wait for that (or its 2 s fallback timer, held still here by mock timers)
+    const port = await freePort();
+    const ended = { upstream: false };
+    let upstreamEnded!: () => void;
+    const upstreamEnd = new Promise<string>((resolve) => (upstreamEnded = () => resolve('sshd closed first')));
+    // allowHalfOpen: the relay's side towards the client stays open after the client's FIN (node would end it too)
+    const server = createServer({ allowHalfOpen: true }, (socket) => {
+      const upstream = connect(sshd.port, '127.0.0.1');
+      socket.on('error', () => undefined);
+      upstream.on('error', () => undefined);
+      socket.on('data', (d) => upstream.write(d));
+      socket.on('end', () => upstream.end());
+      upstream.on('data', (d) => socket.write(d));
+      upstream.on('end', () => {
+        ended.upstream = true;
+        upstreamEnded();
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(port, '127.0.0.2', resolve));
+    writeFileSync(knownHosts, `[127.0.0.2]:${port} ${sshd.hostKeys.ed25519.split(' ').slice(0, 2).join(' ')}\n`, { flag: 'a' });
+    try {
+      const held = { ...node('h'), ssh: { ...node('h').ssh, host: '127.0.0.2', port } };
+      const connection = await connectNode(held, options);
+      assert.equal((await connection.run('echo ok')).stdout, 'ok\n');
+      t.mock.timers.enable({ apis: ['setTimeout'] });
+      const first = await Promise.race([connection.close().then(() => 'close() resolved'), upstreamEnd]);
+      assert.equal(first, 'close() resolved');
+      await upstreamEnd; // sshd got the DISCONNECT all the same and ended the session
+      assert.equal(ended.upstream, true);
+    } finally {
+      t.mock.timers.reset();
+      server.close();
+    }
   });
 });
