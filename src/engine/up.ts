@@ -9,6 +9,7 @@ import type { Connection, ConnectTimeline } from '../transport/types.js';
 import { executor, recorder } from './backend.js';
 import { FirstLockGate, RunLocks } from './lock.js';
 import { DEFAULT_FORKS } from './scheduler.js';
+import { withPingAhead } from './ping-ahead.js';
 import { RootCheck, sudoOf } from './root-check.js';
 import { splitSections } from '../facts/sections.js';
 import type { Registry } from './runner.js';
@@ -63,6 +64,8 @@ export interface UpReport {
   playbook: string;
   /** planned: a dry run went through every phase (its `changes` are what `up` would change) */
   result: 'converged' | 'planned' | 'stopped' | 'unreachable' | 'interrupted' | 'locked';
+  /** the ping phase used the round run ahead in the facts probe (./ping-ahead.ts: nothing changed, all passed) */
+  pingAhead?: boolean;
   /** result 'locked': which node, and who holds its run lock */
   locked?: string;
   /** notes about the run itself (a stale lock taken over) */
@@ -331,8 +334,12 @@ export async function runUp(inventory: Inventory, connector: Connector, outerVie
       // relay: auto (./fallback.ts): pairs relayed after an earlier failure go back to direct once their path works
       const backToDirect = earlier.length ? await pairsBackToDirect(work, connections, options.signal) : [];
       let fallbacks = earlier.filter((p) => !backToDirect.includes(p));
+      let aheadUsed = false;
       const pass = (fallbackPairs: readonly string[]) => {
-        const { work: passWork, registry } = planWith(fallbackPairs);
+        const { work: passWork, registry: planned } = planWith(fallbackPairs);
+        // issue 10: the ping round ahead, in the facts probe (./ping-ahead.ts); a dry run pings nothing
+        const ahead = options.dryRun ? undefined : withPingAhead(planned);
+        const registry = ahead ?? planned;
         return runPlaybook({
           inventory: passWork,
           registry: folded ? lockingFacts(registry, locks) : registry,
@@ -346,7 +353,10 @@ export async function runUp(inventory: Inventory, connector: Connector, outerVie
             counter.onEvent(event);
             view.onEvent(event);
           },
-          gate: (report, isLast) => view.gate(report, isLast),
+          gate: (report, isLast) => {
+            aheadUsed = ahead?.used() ?? false;
+            return view.gate(report, isLast);
+          },
           ...(options.dryRun || options.rollbackDeadlineS === 0
             ? {}
             : { rollback: { runId: newRunId(), deadlineS: options.rollbackDeadlineS ?? DEFAULT_ROLLBACK_DEADLINE_S } }),
@@ -397,6 +407,7 @@ export async function runUp(inventory: Inventory, connector: Connector, outerVie
         phases: run.phases,
         plan: run.plan,
         ...(run.matrix ? { matrix: run.matrix } : {}),
+        ...(aheadUsed ? { pingAhead: true } : {}),
         timings: timingsNow(),
         roundTrips: Object.fromEntries([...connections].map(([name, c]) => [name, c.stats.commands])),
         ...counter.report(),

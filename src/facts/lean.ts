@@ -159,3 +159,23 @@ export const LEAN_FACTS = {
     return [shaRead(ctx), shaOf('script', r.script), shaOf('service', r.service), shaOf('timer', r.timer), timer].join('\n');
   }),
 } satisfies Partial<Record<keyof typeof FACTS, FactDef<unknown>>>;
+
+/**
+ * Shell whose status is 0 when the peers of `iface` (from the probe's one `wg show all dump`, WG_READ: no exec of its
+ * own) allow every one of `ips` as a /32, i.e. the node's WireGuard already routes to every peer meshctl would ping.
+ * Up's ping round ahead (../engine/ping-ahead.ts) pings only then: a peer missing from the live interface would
+ * make its ping wait for the deadline in a run that is going to change the node anyway.
+ */
+export const wgAllowsEvery = (iface: string, ips: readonly string[]): string =>
+  wg(
+    [
+      'mc_al=,',
+      eachLine(
+        'mc_wga',
+        TAB,
+        'mc_t mc_i mc_k mc_p mc_e mc_a mc_r',
+        sh`[ "$mc_t" = P ] && [ "$mc_i" = ${iface} ] && mc_al="$mc_al$mc_a,"`.text,
+      ),
+      `mc_ok=1; for mc_ip in ${sh`${[...ips]}`.text}; do case $mc_al in *,"$mc_ip"/32,*) ;; *) mc_ok=;; esac; done; [ -n "$mc_ok" ]`,
+    ].join('\n'),
+  );
