@@ -14,7 +14,7 @@
  * (./node-facts.ts): verify reads peers AFTER its pings, so a value cached before them would be stale there.
  * The answers are compared with the shared definitions' on captures of lab nodes (test/unit/facts-lean.test.ts).
  */
-import { raw, sh } from '../remote/shell.js';
+import { sh } from '../remote/shell.js';
 import { reresolvePaths, wireguardPaths } from '../remote/wireguard.js';
 import {
   CONFIG_TEXT_CUT_NOTE,

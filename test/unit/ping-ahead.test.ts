@@ -73,7 +73,9 @@ async function scenario(options: { ahead?: (node: string) => string | undefined;
             needs: [],
             provides: ['facts'],
             plan: () => ({ action: { changes: [], script: '@@facts' } }),
-            outputs: (_input, _action, result) => ({ facts: { stdout: result?.ran ? result.stdout : '' } }),
+            outputs: (_input: unknown, _action: unknown, result: { ran: boolean; stdout?: string } | undefined) => ({
+              facts: { stdout: result?.ran ? result.stdout : '' },
+            }),
           } as unknown as NodeStep)
         : stepNamed(name),
   };
@@ -96,7 +98,9 @@ async function scenario(options: { ahead?: (node: string) => string | undefined;
       new FakeConnection(n.name, [{ match: /@@meshctl begin done|ping/, reply: { stdout: pingOutput(n.name, options.phaseFailing) } }]),
     ]),
   );
-  const output = await ping.run(phaseInput(connections as Map<string, Connection>, options.changedSoFar));
+  const output = await ping.run(
+    phaseInput(connections as Map<string, Connection>, options.changedSoFar) as unknown as Parameters<MeshStep['run']>[0],
+  );
   return { output, connections, used: registry.used(), factsRead };
 }
 
