@@ -283,6 +283,8 @@ export class FirstLockGate {
     this.connections = new Map(
       [...connections].map(([node, c]) => [node, node === this.first ? this.watchFirst(c) : this.waitForFirst(c)]),
     );
+    // no node: nothing to wait for
+    if (this.first === undefined) this.decide(true);
   }
 
   /** true once the first node's lock is ours; false once it is known not to be; undefined while not known. */
@@ -328,18 +330,29 @@ export class FirstLockGate {
 
   private waitForFirst(connection: Connection): Connection {
     return this.wrap(connection, async (script, options) => {
-      if (this.answer === undefined) {
-        const aborted = new Promise<never>((_resolve, reject) => {
-          if (this.signal.aborted) reject(this.signal.reason);
-          this.signal.addEventListener('abort', () => reject(this.signal.reason), { once: true });
+      if (this.answer === undefined)
+        await this.decidedOrAborted().catch((reason: unknown) => {
+          this.locks.notSent(connection.node);
+          throw reason;
         });
-        await Promise.race([this.opened, aborted]);
-      }
       if (!this.answer) {
         this.locks.notSent(connection.node);
         throw new Error(`not probed: the run lock of ${this.first} is not this run's`);
       }
       return connection.run(script, options);
+    });
+  }
+
+  /** Waits for the first node's answer; rejects with the signal's reason on Ctrl-C (no listener left behind). */
+  private decidedOrAborted(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = () => reject(this.signal.reason);
+      if (this.signal.aborted) return onAbort();
+      this.signal.addEventListener('abort', onAbort, { once: true });
+      void this.opened.then(() => {
+        this.signal.removeEventListener('abort', onAbort);
+        resolve();
+      });
     });
   }
 

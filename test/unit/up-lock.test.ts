@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { runUp, type Connector, type UpView } from '../../src/engine/up.js';
 import { loadInventory } from '../../src/inventory/load.js';
-import { FakeConnection } from '../support/fake-connection.js';
+import { FakeConnection, untilAborted } from '../support/fake-connection.js';
 import { TransportError } from '../../src/transport/types.js';
 
 const inventory = loadInventory('inventories/homelab.yaml');
@@ -146,6 +146,27 @@ describe('up: the run lock folded into the facts probe (issue 10)', () => {
     const r = await report.finally(() => clearInterval(poll));
     assert.equal(r.result, 'converged', JSON.stringify(r.phases));
     assert.deepEqual(r.roundTrips, Object.fromEntries(inventory.nodes.map((n) => [n.name, 1])));
+  });
+
+  it("Ctrl-C while the first node's probe runs: no other node is sent anything, up throws the reason as before", async () => {
+    const controller = new AbortController();
+    const first = new FakeConnection(FIRST, [
+      { match: /@@meshctl begin uid/, reply: untilAborted(controller.signal) },
+      { match: /rm -f/, reply: {} },
+    ]);
+    const log: string[] = [];
+    const connections = new Map(inventory.nodes.map((n) => [n.name, n.name === FIRST ? first : node(n.name, 'acquired', log)]));
+    const connector: Connector = {
+      connectAll: async () => ({ connections, failures: new Map(), close: async () => undefined }),
+      connectOne: async () => {
+        throw new Error('no reconnect in this test');
+      },
+    };
+    const view: UpView = { onEvent: () => undefined, gate: async () => true };
+    const report = runUp(inventory, connector, view, { signal: controller.signal, playbookPath, rollbackDeadlineS: 0 });
+    setTimeout(() => controller.abort(new Error('interrupted by the operator')), 20);
+    await assert.rejects(report, /interrupted by the operator/);
+    assert.deepEqual(log, [], 'no other node touched');
   });
 
   it('fewer forks than nodes: the first node is locked alone, as before (a held probe must not hold a fork)', async () => {
