@@ -12,8 +12,8 @@ import { hostname, userInfo } from 'node:os';
 import { dirname } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { sh } from '../remote/shell.js';
-import type { Connection } from '../transport/types.js';
-import { sectionScript, type Section } from '../facts/sections.js';
+import type { Connection, ExecResult, RunOptions } from '../transport/types.js';
+import { endMarker, sectionScript, splitSections, type Section } from '../facts/sections.js';
 
 export const LOCK_PATH = '/run/meshctl/lock';
 /** seconds after which a lock is deemed left by a dead run (an `up` of 32 nodes takes well under a minute) */
@@ -151,10 +151,12 @@ export class RunLocks {
 
   /**
    * Reads the lock section of `node`'s probe output; the refusal (also recorded), or undefined when taken or when
-   * no section of ours went into this probe (the first node, a second pass).
+   * no section of ours went into this probe (the first node when taken alone, a second pass). Read twice, the same
+   * answer.
    */
   settle(node: string, sections: Map<string, Section>): LockRefusal | undefined {
-    if (!this.pending.delete(node)) return undefined;
+    // read already (the first node's answer is read from its stream: FirstLockGate): the same answer again
+    if (!this.pending.delete(node)) return this.refusals.find((r) => r.node === node);
     const section = sections.get(LOCK_SECTION);
     const lines = (section?.body ?? '').split('\n');
     const answer = lines.filter((l) => ANSWER.test(l)).at(-1) ?? '';
@@ -169,6 +171,17 @@ export class RunLocks {
    */
   refusal(): LockRefusal | undefined {
     return this.refusals[0];
+  }
+
+  /** The probe that carried `node`'s lock section was never sent (FirstLockGate): nothing to read or release there. */
+  notSent(node: string): void {
+    this.attempted.delete(node);
+    this.pending.delete(node);
+  }
+
+  /** Whether `node`'s lock is this run's (acquired, or a stale one taken over). */
+  holds(node: string): boolean {
+    return this.taken.has(node);
   }
 
   /** Removes our lock from every node it was asked on (taken or not answered), at once; never throws. */
@@ -230,4 +243,128 @@ export async function acquireLocks(
     return refused;
   }
   return { ok: true, release: () => locks.release(), warnings: locks.warnings };
+}
+
+/** The line that ends a probe's lock section (a section's end marker with its exit status, ../facts/sections.ts). */
+const LOCK_SECTION_END = new RegExp(`(^|\\n)${endMarker(LOCK_SECTION)} rc=\\d+\\r?\\n`);
+
+/**
+ * Issue 10: the first node's lock taken in its own facts probe (one round trip and one SSH channel fewer on it) with
+ * the guarantee of RunLocks.takeFirst kept: no command reaches any other node before the first node's lock is ours.
+ * `connections` are the run's connections with a gate in front: the first node's first command (its facts probe,
+ * which begins with the lock section: RunLocks.sectionFor) is watched while it runs, and its lock section is judged
+ * (RunLocks.settle) as soon as that section's end arrives on stdout (or when the command ends, if the transport
+ * streams nothing); every other node's first command waits for that answer and is never sent when the lock is not
+ * ours (refused, no answer, the command failed, Ctrl-C). Needs every node's first command to start at once (forks >=
+ * nodes): a node waiting in front of the first node's probe would wait forever.
+ */
+export class FirstLockGate {
+  readonly connections: Map<string, Connection>;
+  readonly first: string | undefined;
+  /** the first node's command failed before its lock section was read (TransportError, sudo, abort reason) */
+  firstError: unknown;
+  private answer: boolean | undefined;
+  private readonly opened: Promise<boolean>;
+  private decide: (ours: boolean) => void = () => undefined;
+
+  constructor(
+    connections: ReadonlyMap<string, Connection>,
+    private readonly locks: RunLocks,
+    private readonly signal: AbortSignal,
+  ) {
+    this.first = locks.names[0];
+    this.opened = new Promise<boolean>((resolve) => {
+      this.decide = (ours) => {
+        if (this.answer !== undefined) return;
+        this.answer = ours;
+        resolve(ours);
+      };
+    });
+    this.connections = new Map(
+      [...connections].map(([node, c]) => [node, node === this.first ? this.watchFirst(c) : this.waitForFirst(c)]),
+    );
+    // no node: nothing to wait for
+    if (this.first === undefined) this.decide(true);
+  }
+
+  /** true once the first node's lock is ours; false once it is known not to be; undefined while not known. */
+  get ours(): boolean | undefined {
+    return this.answer;
+  }
+
+  /** Resolves true when the first node's lock is ours, false when it is not (refused, no answer, failed). */
+  whenDecided(): Promise<boolean> {
+    return this.opened;
+  }
+
+  private judge(stdout: string): void {
+    if (this.answer !== undefined || this.first === undefined) return;
+    this.locks.settle(this.first, splitSections(stdout));
+    this.decide(this.locks.holds(this.first));
+  }
+
+  private watchFirst(connection: Connection): Connection {
+    let firstCommand = true;
+    return this.wrap(connection, async (script, options) => {
+      if (!firstCommand) return connection.run(script, options);
+      firstCommand = false;
+      let seen = '';
+      const onStdout: RunOptions['onStdout'] = (chunk, end) => {
+        options?.onStdout?.(chunk, end);
+        if (this.answer !== undefined) return;
+        seen += chunk;
+        if (LOCK_SECTION_END.test(seen)) this.judge(seen);
+      };
+      try {
+        const result = await connection.run(script, { ...options, onStdout });
+        this.judge(result.stdout);
+        this.decide(false);
+        return result;
+      } catch (error) {
+        if (this.answer === undefined) this.firstError = error;
+        this.decide(false);
+        throw error;
+      }
+    });
+  }
+
+  private waitForFirst(connection: Connection): Connection {
+    return this.wrap(connection, async (script, options) => {
+      if (this.answer === undefined)
+        await this.decidedOrAborted().catch((reason: unknown) => {
+          this.locks.notSent(connection.node);
+          throw reason;
+        });
+      if (!this.answer) {
+        this.locks.notSent(connection.node);
+        throw new Error(`not probed: the run lock of ${this.first} is not this run's`);
+      }
+      return connection.run(script, options);
+    });
+  }
+
+  /** Waits for the first node's answer; rejects with the signal's reason on Ctrl-C (no listener left behind). */
+  private decidedOrAborted(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = () => reject(this.signal.reason);
+      if (this.signal.aborted) return onAbort();
+      this.signal.addEventListener('abort', onAbort, { once: true });
+      void this.opened.then(() => {
+        this.signal.removeEventListener('abort', onAbort);
+        resolve();
+      });
+    });
+  }
+
+  private wrap(connection: Connection, run: (script: string, options?: RunOptions) => Promise<ExecResult>): Connection {
+    return {
+      node: connection.node,
+      target: connection.target,
+      get stats() {
+        return connection.stats;
+      },
+      close: () => connection.close(),
+      run,
+    };
+  }
 }

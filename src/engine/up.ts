@@ -7,7 +7,9 @@ import type { Matrix } from '../checks/ping-matrix.js';
 import type { Inventory } from '../inventory/types.js';
 import type { Connection, ConnectTimeline } from '../transport/types.js';
 import { executor, recorder } from './backend.js';
-import { RunLocks } from './lock.js';
+import { FirstLockGate, RunLocks } from './lock.js';
+import { DEFAULT_FORKS } from './scheduler.js';
+import { withPingAhead } from './ping-ahead.js';
 import { RootCheck, sudoOf } from './root-check.js';
 import { splitSections } from '../facts/sections.js';
 import type { Registry } from './runner.js';
@@ -62,6 +64,8 @@ export interface UpReport {
   playbook: string;
   /** planned: a dry run went through every phase (its `changes` are what `up` would change) */
   result: 'converged' | 'planned' | 'stopped' | 'unreachable' | 'interrupted' | 'locked';
+  /** the ping phase used the round run ahead in the facts probe (./ping-ahead.ts: nothing changed, all passed) */
+  pingAhead?: boolean;
   /** result 'locked': which node, and who holds its run lock */
   locked?: string;
   /** notes about the run itself (a stale lock taken over) */
@@ -207,10 +211,32 @@ function lockingFacts(registry: Registry, locks: RunLocks): Registry {
 }
 
 /**
+ * The view, shown nothing until the first node's lock is this run's (FirstLockGate): its events are held until then
+ * and shown in order; when the lock is not taken the view sees nothing of the run and no gate (the run then reports
+ * `locked` or `unreachable`, or throws, exactly as when the first node's lock was taken in a round trip of its own).
+ */
+function heldUntilLocked(view: UpView, gate: FirstLockGate): UpView {
+  let held: EngineEvent[] | undefined = [];
+  const show = () => {
+    for (const event of held ?? []) view.onEvent(event);
+    held = undefined;
+  };
+  void gate.whenDecided().then((ours) => ours && show());
+  return {
+    onEvent: (event) => (held ? held.push(event) : view.onEvent(event)),
+    async gate(report, isLast) {
+      if (!(await gate.whenDecided())) return false;
+      show();
+      return view.gate(report, isLast);
+    },
+  };
+}
+
+/**
  * Runs `up` and reports; throws only for bad input (a playbook that does not load: exit 2 through main).
  * A node that cannot be connected makes the result 'unreachable' before anything runs anywhere.
  */
-export async function runUp(inventory: Inventory, connector: Connector, view: UpView, options: UpOptions): Promise<UpReport> {
+export async function runUp(inventory: Inventory, connector: Connector, outerView: UpView, options: UpOptions): Promise<UpReport> {
   const started = Date.now();
   const playbookPath = options.playbookPath ?? builtinPlaybookPath('up');
   const playbook = loadPlaybook(playbookPath, registryContract);
@@ -269,6 +295,13 @@ export async function runUp(inventory: Inventory, connector: Connector, view: Up
     const earlier = inventory.mesh.fallbackRelays ?? [];
     const locks = options.dryRun ? undefined : new RunLocks(connections, { breakLock: options.breakLock ?? false, signal: options.signal });
     const folded = locks !== undefined && earlier.length === 0 && playbook.phases[0]?.steps[0] === 'gather-facts';
+    // the first node's lock in its facts probe too (issue 10), the other nodes' probes held until it is ours
+    // (./lock.ts FirstLockGate); only when every node's probe starts at once (a held node must not hold a fork)
+    const firstGate =
+      locks && folded && (options.forks ?? DEFAULT_FORKS) >= connections.size
+        ? new FirstLockGate(connections, locks, options.signal)
+        : undefined;
+    const view = firstGate ? heldUntilLocked(outerView, firstGate) : outerView;
     /** A node where commands do not run as root: unreachable, as when the login's probe found it (nothing changed). */
     const notRoot = (): UpReport | undefined =>
       rootCheck.failures.size === 0
@@ -284,7 +317,7 @@ export async function runUp(inventory: Inventory, connector: Connector, view: Up
           };
     let refused: Awaited<ReturnType<RunLocks['takeFirst']>>;
     try {
-      refused = locks ? ((await locks.takeFirst()) ?? (folded ? undefined : await locks.takeRest())) : undefined;
+      refused = locks ? ((firstGate ? undefined : await locks.takeFirst()) ?? (folded ? undefined : await locks.takeRest())) : undefined;
     } catch (error) {
       const unreachable = notRoot();
       if (!unreachable) throw error;
@@ -301,13 +334,17 @@ export async function runUp(inventory: Inventory, connector: Connector, view: Up
       // relay: auto (./fallback.ts): pairs relayed after an earlier failure go back to direct once their path works
       const backToDirect = earlier.length ? await pairsBackToDirect(work, connections, options.signal) : [];
       let fallbacks = earlier.filter((p) => !backToDirect.includes(p));
+      let aheadUsed = false;
       const pass = (fallbackPairs: readonly string[]) => {
-        const { work: passWork, registry } = planWith(fallbackPairs);
+        const { work: passWork, registry: planned } = planWith(fallbackPairs);
+        // issue 10: the ping round ahead, in the facts probe (./ping-ahead.ts); a dry run pings nothing
+        const ahead = options.dryRun ? undefined : withPingAhead(planned);
+        const registry = ahead ?? planned;
         return runPlaybook({
           inventory: passWork,
           registry: folded ? lockingFacts(registry, locks) : registry,
           playbook,
-          connections,
+          connections: firstGate?.connections ?? connections,
           backend: options.dryRun ? recorder : executor,
           signal: options.signal,
           ...(options.forks ? { forks: options.forks } : {}),
@@ -316,13 +353,28 @@ export async function runUp(inventory: Inventory, connector: Connector, view: Up
             counter.onEvent(event);
             view.onEvent(event);
           },
-          gate: (report, isLast) => view.gate(report, isLast),
+          gate: (report, isLast) => {
+            aheadUsed = ahead?.used() ?? false;
+            return view.gate(report, isLast);
+          },
           ...(options.dryRun || options.rollbackDeadlineS === 0
             ? {}
             : { rollback: { runId: newRunId(), deadlineS: options.rollbackDeadlineS ?? DEFAULT_ROLLBACK_DEADLINE_S } }),
         });
       };
       let run = await pass(fallbacks);
+      if (firstGate && firstGate.ours !== true) {
+        // the first node's lock was not taken: nothing ran anywhere else; said as when it was taken alone
+        const unreachableFirst = notRoot();
+        if (unreachableFirst) return unreachableFirst;
+        const lockRefused = locks?.refusal();
+        if (lockRefused)
+          return { ...base, result: 'locked', locked: lockRefused.message, changes: 0, phases: [], timings: timingsNow(), roundTrips: {} };
+        throw (
+          firstGate.firstError ??
+          (options.signal.aborted ? options.signal.reason : new Error(`${firstGate.first}: the run lock was not answered`))
+        );
+      }
       const unreachable = notRoot();
       if (unreachable && !run.interrupted) return unreachable;
       const lockRefused = locks?.refusal();
@@ -355,6 +407,7 @@ export async function runUp(inventory: Inventory, connector: Connector, view: Up
         phases: run.phases,
         plan: run.plan,
         ...(run.matrix ? { matrix: run.matrix } : {}),
+        ...(aheadUsed ? { pingAhead: true } : {}),
         timings: timingsNow(),
         roundTrips: Object.fromEntries([...connections].map(([name, c]) => [name, c.stats.commands])),
         ...counter.report(),

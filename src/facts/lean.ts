@@ -20,6 +20,7 @@ import {
   CONFIG_TEXT_CUT_NOTE,
   CONFIG_TEXT_MAX_BYTES,
   FACTS,
+  LEFTOVER_UNIT_GLOBS,
   filteredConfigCommand,
   publicKeyFileCommand,
   type FactContext,
@@ -83,6 +84,25 @@ const shaRead = (ctx: FactContext) =>
 const lean = <T>(def: FactDef<T>, command: (ctx: FactContext) => string): FactDef<T> => ({ ...def, command });
 
 const wg = (body: string) => `${WG_READ}\nmc_wgr\n${body}`;
+
+/** systemd's unit search path in system mode (`systemd-analyze unit-paths`, Debian 12 and others), a superset. */
+export const UNIT_DIRS = [
+  '/etc/systemd/system.control',
+  '/run/systemd/system.control',
+  '/run/systemd/transient',
+  '/run/systemd/generator.early',
+  '/etc/systemd/system',
+  '/etc/systemd/system.attached',
+  '/run/systemd/system',
+  '/run/systemd/system.attached',
+  '/run/systemd/generator',
+  '/usr/local/lib/systemd/system',
+  '/usr/lib/systemd/system',
+  '/run/systemd/generator.late',
+  '/lib/systemd/system',
+];
+
+const SYSTEMD = '[ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1';
 
 /** The lean definitions, by the name of the shared definition they replace in up's probe. */
 export const LEAN_FACTS = {
@@ -158,4 +178,45 @@ export const LEAN_FACTS = {
     const timer = FACTS.reresolve.command(ctx).split('\n').at(-1)!;
     return [shaRead(ctx), shaOf('script', r.script), shaOf('service', r.service), shaOf('timer', r.timer), timer].join('\n');
   }),
+  // list-unit-files only when a file of that name is in a unit directory (it lists nothing else): the common
+  // answer, nothing, without a systemctl run (the most expensive exec of a converged probe)
+  leftoverUnits: lean(FACTS.leftoverUnits, () => {
+    const globs = LEFTOVER_UNIT_GLOBS.map((g) => `"$mc_d"/${g}`).join(' ');
+    return `mc_u=; for mc_d in ${sh`${UNIT_DIRS}`.text}; do for mc_f in ${globs}; do { [ -e "$mc_f" ] || [ -L "$mc_f" ]; } && mc_u=1 && break 2; done; done\n[ -n "$mc_u" ] && ${FACTS.leftoverUnits.command({ interface: '', listenPort: 0 })}; true`;
+  }),
+  // one `systemctl show` for both states (is-enabled and is-active were two runs): ActiveState is what is-active
+  // prints, and UnitFileState what is-enabled prints for the unit's own name in the states compared on a lab node
+  // (systemd 252: enabled, disabled, static, masked, enabled-runtime, linked, none); any other state, or a name that
+  // is an alias of another unit (Id differs; is-enabled says `alias`, or nothing for a bad one), asks is-enabled
+  service: lean(FACTS.service, (ctx) => {
+    const unit = wireguardPaths(ctx.interface).service;
+    const id = unit.endsWith('.service') ? unit : `${unit}.service`;
+    return [
+      `if ${SYSTEMD}; then echo systemd=yes; mc_id=; mc_en=; mc_ac=`,
+      `mc_sv=$(systemctl show -p Id -p UnitFileState -p ActiveState -- ${sh`${unit}`.text} 2>/dev/null)`,
+      eachLine('mc_sv', '=', 'mc_k mc_v', 'case $mc_k in Id) mc_id=$mc_v;; UnitFileState) mc_en=$mc_v;; ActiveState) mc_ac=$mc_v;; esac'),
+      `case $mc_id:$mc_en in ${sh`${id}`.text}:enabled|${sh`${id}`.text}:disabled|${sh`${id}`.text}:static|${sh`${id}`.text}:masked|${sh`${id}`.text}:enabled-runtime|${sh`${id}`.text}:linked|${sh`${id}`.text}:) ;; *) mc_en=$(systemctl is-enabled ${sh`${unit}`.text} 2>/dev/null);; esac`,
+      'echo "enabled=$mc_en"; echo "active=$mc_ac"; else echo systemd=no; fi',
+    ].join('\n');
+  }),
 } satisfies Partial<Record<keyof typeof FACTS, FactDef<unknown>>>;
+
+/**
+ * Shell whose status is 0 when the peers of `iface` (from the probe's one `wg show all dump`, WG_READ: no exec of its
+ * own) allow every one of `ips` as a /32, i.e. the node's WireGuard already routes to every peer meshctl would ping.
+ * Up's ping round ahead (../engine/ping-ahead.ts) pings only then: a peer missing from the live interface would
+ * make its ping wait for the deadline in a run that is going to change the node anyway.
+ */
+export const wgAllowsEvery = (iface: string, ips: readonly string[]): string =>
+  wg(
+    [
+      'mc_al=,',
+      eachLine(
+        'mc_wga',
+        TAB,
+        'mc_t mc_i mc_k mc_p mc_e mc_a mc_r',
+        sh`[ "$mc_t" = P ] && [ "$mc_i" = ${iface} ] && mc_al="$mc_al$mc_a,"`.text,
+      ),
+      `mc_ok=1; for mc_ip in ${sh`${[...ips]}`.text}; do case $mc_al in *,"$mc_ip"/32,*) ;; *) mc_ok=;; esac; done; [ -n "$mc_ok" ]`,
+    ].join('\n'),
+  );

@@ -274,3 +274,92 @@ printf '%s\\n' ${dump.map((l) => `'${l.join('\t')}'`).join(' ')}
     assert.equal(splitSections(missing).get('port')?.rc, 1, 'wg cannot read an interface it does not list');
   });
 });
+
+/**
+ * Issue 10, third part (src/facts/lean.ts): up's probe asks systemd once for the wg-quick unit (`systemctl show`,
+ * was `is-enabled` and `is-active`), and runs `systemctl list-unit-files` for leftover units only when a file of such
+ * a name is in a unit directory. test/fixtures/facts/issue10c/service-states.txt: the shared section (`old:`) and the
+ * lean one (`new:`) run one right after the other on wk-1 of the homelab lab (systemd 252), per unit state:
+ * converged, stopped, disabled, masked, restored, an instance without config, an instance name symlinked to another
+ * unit (a bad alias), a masked instance, enabled-runtime, linked, and a unit that failed to start.
+ */
+describe('facts probe asks systemctl less (issue 10)', () => {
+  const states = splitSections(readFileSync('test/fixtures/facts/issue10c/service-states.txt', 'utf8'));
+  const names = [...states.keys()].filter((n) => n.startsWith('old:')).map((n) => n.slice(4));
+
+  it('the one `systemctl show` gives the same service facts as is-enabled and is-active, in every state captured', () => {
+    assert.equal(names.length, 11);
+    for (const name of names)
+      assert.deepEqual(
+        FACTS.service.parse(states.get(`new:${name}`), target),
+        FACTS.service.parse(states.get(`old:${name}`), target),
+        name,
+      );
+    // the states differ (the comparison is not vacuous)
+    const seen = new Set(names.map((n) => JSON.stringify(FACTS.service.parse(states.get(`old:${n}`), target))));
+    assert.ok(seen.size >= 8, [...seen].join('\n'));
+  });
+
+  /** Runs a section under this host's sh with a `systemctl` that logs its calls (systemd's presence assumed). */
+  const withStubSystemctl = (command: string, answer: string) => {
+    const dir = mkdtempSync(join(tmpdir(), 'mc-systemctl-'));
+    writeFileSync(join(dir, 'systemctl'), `#!/bin/sh\necho "$*" >> ${dir}/calls\n${answer}\n`);
+    chmodSync(join(dir, 'systemctl'), 0o755);
+    const script = `PATH=${dir}:/usr/bin:/bin\n${command.replaceAll('[ -d /run/systemd/system ]', '[ -d / ]')}`;
+    const out = spawnSync('sh', ['-c', script], { encoding: 'utf8' }).stdout;
+    let calls: string[] = [];
+    try {
+      calls = readFileSync(join(dir, 'calls'), 'utf8').trim().split('\n').filter(Boolean);
+    } catch {
+      // no call
+    }
+    return { out, calls };
+  };
+
+  it('a converged unit: one systemctl run for enabled and active (was two)', () => {
+    const show = `case "$*" in *show*) printf 'Id=wg-quick@wg0.service\\nActiveState=active\\nUnitFileState=enabled\\n';; *is-enabled*) echo enabled;; *is-active*) echo active;; esac`;
+    const { out, calls } = withStubSystemctl(LEAN_FACTS.service.command(target), show);
+    assert.deepEqual(keyValuesOf(out), { systemd: 'yes', enabled: 'enabled', active: 'active' });
+    assert.equal(calls.length, 1, calls.join('\n'));
+  });
+
+  it('no leftover unit file in any unit directory: list-unit-files is not run', () => {
+    const { out, calls } = withStubSystemctl(LEAN_FACTS.leftoverUnits.command(target), 'echo k3s.service enabled enabled');
+    assert.equal(out.trim(), '');
+    assert.deepEqual(calls, []);
+  });
+});
+
+const keyValuesOf = (text: string) =>
+  Object.fromEntries(
+    text
+      .trim()
+      .split('\n')
+      .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+  );
+
+/**
+ * test/fixtures/facts/issue10c: up's probe before this change (`.old.txt`, commit 50e051e) and after (`.new.txt`),
+ * one right after the other on the same node of the homelab lab after `up`, through ssh from the operator namespace as
+ * meshctl runs them (wk-* log in as admin and use sudo): converged-ms-1, converged-wk-1; leftovers-wk-2 (a k3s.service
+ * unit file + daemon-reload, /etc/cni); down-ms-1 (`systemctl disable --now wg-quick@wg0`).
+ */
+describe("up's facts probe with one systemctl (issue 10): the same facts as before on lab captures", () => {
+  const capture10c = (name: string) => parseFactsProbe(readFileSync(`test/fixtures/facts/issue10c/${name}.txt`, 'utf8'), target);
+  for (const name of ['converged-ms-1', 'converged-wk-1', 'leftovers-wk-2', 'down-ms-1'])
+    it(`${name}: the same facts`, () => {
+      assert.deepEqual(sameMoment(capture10c(`${name}.new`)), sameMoment(capture10c(`${name}.old`)));
+    });
+
+  it('the captures differ where the changed sections read (not vacuous)', () => {
+    assert.deepEqual(capture10c('leftovers-wk-2.new').baseline.leftoverUnits, ['k3s.service']);
+    assert.deepEqual(capture10c('converged-ms-1.new').baseline.leftoverUnits, []);
+    assert.deepEqual(capture10c('converged-wk-1.new').service, {
+      enabled: 'enabled',
+      active: 'active',
+      reloadDropInSha256: capture10c('converged-wk-1.old').service.reloadDropInSha256,
+    });
+    assert.equal(capture10c('down-ms-1.new').service.enabled, 'disabled');
+    assert.equal(capture10c('down-ms-1.new').service.active, 'inactive');
+  });
+});

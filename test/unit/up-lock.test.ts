@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { runUp, type Connector, type UpView } from '../../src/engine/up.js';
 import { loadInventory } from '../../src/inventory/load.js';
-import { FakeConnection } from '../support/fake-connection.js';
+import { FakeConnection, untilAborted } from '../support/fake-connection.js';
 import { TransportError } from '../../src/transport/types.js';
 
 const inventory = loadInventory('inventories/homelab.yaml');
@@ -45,7 +45,10 @@ function node(name: string, answer: string, log: string[]) {
   ]);
 }
 
-function run(answers: Record<string, string> = {}, options: { dryRun?: boolean; swap?: Map<string, FakeConnection> } = {}) {
+function run(
+  answers: Record<string, string> = {},
+  options: { dryRun?: boolean; swap?: Map<string, FakeConnection>; forks?: number; seen?: string[] } = {},
+) {
   const log: string[] = [];
   const connections = new Map(
     inventory.nodes.map((n) => [n.name, options.swap?.get(n.name) ?? node(n.name, answers[n.name] ?? 'acquired', log)]),
@@ -56,29 +59,35 @@ function run(answers: Record<string, string> = {}, options: { dryRun?: boolean; 
       throw new Error('no reconnect in this test');
     },
   };
-  const view: UpView = { onEvent: () => undefined, gate: async () => true };
+  const view: UpView = {
+    onEvent: (event) => options.seen?.push(event.type),
+    gate: async () => {
+      options.seen?.push('gate');
+      return true;
+    },
+  };
   const report = runUp(inventory, connector, view, {
     signal: new AbortController().signal,
     playbookPath,
     rollbackDeadlineS: 0,
     ...(options.dryRun ? { dryRun: true } : {}),
+    ...(options.forks ? { forks: options.forks } : {}),
   });
   return { report, log, connections };
 }
 
 describe('up: the run lock folded into the facts probe (issue 10)', () => {
-  it('locks the first node alone, then every other node in its facts probe: one round trip per node for lock and facts', async () => {
+  it('locks every node in its facts probe, the first node before any other: one round trip per node for lock and facts', async () => {
     const { report, log, connections } = run();
     const r = await report;
     assert.equal(r.result, 'converged', JSON.stringify(r.phases));
-    // the first node: its lock, then its facts; every other node: its facts probe alone (the lock is in it)
-    const expected = Object.fromEntries(inventory.nodes.map((n) => [n.name, n.name === FIRST ? 2 : 1]));
-    assert.deepEqual(r.roundTrips, expected);
-    assert.equal(log[0], `lock ${FIRST}`, 'nothing before the first node is locked');
+    // every node, the first one too: its facts probe alone (the lock is in it); was 2 on the first node
+    assert.deepEqual(r.roundTrips, Object.fromEntries(inventory.nodes.map((n) => [n.name, 1])));
+    assert.equal(log[0], `facts ${FIRST}`, 'nothing before the first node is locked');
     for (const [name, c] of connections) {
       const facts = c.scripts.find((s) => s.includes('@@meshctl begin uid'))!;
-      if (name === FIRST) assert.ok(!facts.includes('take_lock'), 'the first node is not locked twice');
-      else assert.ok(facts.indexOf('take_lock') < facts.indexOf('@@meshctl begin now'), `${name}: the lock comes before the facts`);
+      assert.equal(facts.split('take_lock()').length, 2, `${name}: locked once`);
+      assert.ok(facts.indexOf('take_lock') < facts.indexOf('@@meshctl begin now'), `${name}: the lock comes before the facts`);
     }
     // released everywhere at the end
     assert.deepEqual(log.filter((l) => l.startsWith('release')).sort(), inventory.nodes.map((n) => `release ${n.name}`).sort());
@@ -103,11 +112,69 @@ describe('up: the run lock folded into the facts probe (issue 10)', () => {
     assert.deepEqual(r.warnings, [`${refusedNode}: took over the run lock of ops@laptop (pid 4242) since 2023-11-14 22:13:20 UTC`]);
   });
 
-  it('refused at the first node: no other node is touched', async () => {
-    const { report, log } = run({ [FIRST]: 'held holder=x@y pid=1 started=1 run=r' });
+  it('refused at the first node: no other node is touched, the view shows nothing (as when its lock was taken alone)', async () => {
+    const seen: string[] = [];
+    const { report, log } = run({ [FIRST]: 'held holder=x@y pid=1 started=1 run=r' }, { seen });
     const r = await report;
     assert.equal(r.result, 'locked');
-    assert.deepEqual(log, [`lock ${FIRST}`, `release ${FIRST}`]);
+    assert.match(r.locked ?? '', new RegExp(`^${FIRST} is locked by another meshctl run: x@y \\(pid 1\\)`));
+    assert.deepEqual(r.phases, []);
+    assert.deepEqual(log, [`facts ${FIRST}`, `release ${FIRST}`]);
+    assert.deepEqual(seen, [], 'no phase, no gate shown');
+  });
+
+  it("the other nodes' probes start once the first node's lock section has streamed back, before its probe ends", {
+    timeout: 10_000,
+  }, async () => {
+    let othersStarted: () => void = () => undefined;
+    const started = new Promise<void>((resolve) => (othersStarted = resolve));
+    const first = new FakeConnection(FIRST, [
+      {
+        match: /@@meshctl begin uid/,
+        reply: async (_script, io) => {
+          io.write(lockAnswer('acquired'));
+          // the rest of the probe comes only after another node's probe was sent: the lock's answer is read from
+          // the stream, not after the whole probe (else this waits until the test's timeout)
+          await started;
+          return { stdout: bareFacts };
+        },
+      },
+      { match: /rm -f/, reply: {} },
+    ]);
+    const { report, log } = run({}, { swap: new Map([[FIRST, first]]) });
+    const poll = setInterval(() => log.some((l) => l.startsWith('facts ')) && othersStarted(), 2);
+    const r = await report.finally(() => clearInterval(poll));
+    assert.equal(r.result, 'converged', JSON.stringify(r.phases));
+    assert.deepEqual(r.roundTrips, Object.fromEntries(inventory.nodes.map((n) => [n.name, 1])));
+  });
+
+  it("Ctrl-C while the first node's probe runs: no other node is sent anything, up throws the reason as before", async () => {
+    const controller = new AbortController();
+    const first = new FakeConnection(FIRST, [
+      { match: /@@meshctl begin uid/, reply: untilAborted(controller.signal) },
+      { match: /rm -f/, reply: {} },
+    ]);
+    const log: string[] = [];
+    const connections = new Map(inventory.nodes.map((n) => [n.name, n.name === FIRST ? first : node(n.name, 'acquired', log)]));
+    const connector: Connector = {
+      connectAll: async () => ({ connections, failures: new Map(), close: async () => undefined }),
+      connectOne: async () => {
+        throw new Error('no reconnect in this test');
+      },
+    };
+    const view: UpView = { onEvent: () => undefined, gate: async () => true };
+    const report = runUp(inventory, connector, view, { signal: controller.signal, playbookPath, rollbackDeadlineS: 0 });
+    setTimeout(() => controller.abort(new Error('interrupted by the operator')), 20);
+    await assert.rejects(report, /interrupted by the operator/);
+    assert.deepEqual(log, [], 'no other node touched');
+  });
+
+  it('fewer forks than nodes: the first node is locked alone, as before (a held probe must not hold a fork)', async () => {
+    const { report, log } = run({}, { forks: 1 });
+    const r = await report;
+    assert.equal(r.result, 'converged', JSON.stringify(r.phases));
+    assert.equal(log[0], `lock ${FIRST}`);
+    assert.equal(r.roundTrips[FIRST], 2);
   });
 });
 
