@@ -102,8 +102,6 @@ export const UNIT_DIRS = [
   '/lib/systemd/system',
 ];
 
-const SYSTEMD = '[ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1';
-
 /** The lean definitions, by the name of the shared definition they replace in up's probe. */
 export const LEAN_FACTS = {
   wireguardInterfaces: lean(FACTS.wireguardInterfaces, () =>
@@ -184,21 +182,9 @@ export const LEAN_FACTS = {
     const globs = LEFTOVER_UNIT_GLOBS.map((g) => `"$mc_d"/${g}`).join(' ');
     return `mc_u=; for mc_d in ${sh`${UNIT_DIRS}`.text}; do for mc_f in ${globs}; do { [ -e "$mc_f" ] || [ -L "$mc_f" ]; } && mc_u=1 && break 2; done; done\n[ -n "$mc_u" ] && ${FACTS.leftoverUnits.command({ interface: '', listenPort: 0 })}; true`;
   }),
-  // one `systemctl show` for both states (is-enabled and is-active were two runs): ActiveState is what is-active
-  // prints, and UnitFileState what is-enabled prints for the unit's own name in the states compared on a lab node
-  // (systemd 252: enabled, disabled, static, masked, enabled-runtime, linked, none); any other state, or a name that
-  // is an alias of another unit (Id differs; is-enabled says `alias`, or nothing for a bad one), asks is-enabled
-  service: lean(FACTS.service, (ctx) => {
-    const unit = wireguardPaths(ctx.interface).service;
-    const id = unit.endsWith('.service') ? unit : `${unit}.service`;
-    return [
-      `if ${SYSTEMD}; then echo systemd=yes; mc_id=; mc_en=; mc_ac=`,
-      `mc_sv=$(systemctl show -p Id -p UnitFileState -p ActiveState -- ${sh`${unit}`.text} 2>/dev/null)`,
-      eachLine('mc_sv', '=', 'mc_k mc_v', 'case $mc_k in Id) mc_id=$mc_v;; UnitFileState) mc_en=$mc_v;; ActiveState) mc_ac=$mc_v;; esac'),
-      `case $mc_id:$mc_en in ${sh`${id}`.text}:enabled|${sh`${id}`.text}:disabled|${sh`${id}`.text}:static|${sh`${id}`.text}:masked|${sh`${id}`.text}:enabled-runtime|${sh`${id}`.text}:linked|${sh`${id}`.text}:) ;; *) mc_en=$(systemctl is-enabled ${sh`${unit}`.text} 2>/dev/null);; esac`,
-      'echo "enabled=$mc_en"; echo "active=$mc_ac"; else echo systemd=no; fi',
-    ].join('\n');
-  }),
+  // The unit's state stays the shared definition's `is-enabled` + `is-active` (FACTS.service): `systemctl show`'s
+  // UnitFileState is systemd's cached answer and still says `enabled` after the wants symlink was removed by hand,
+  // where is-enabled, which reads the unit files, says `disabled` (test/fixtures/probes/issue10/drifted-home-1.systemctl.txt).
 } satisfies Partial<Record<keyof typeof FACTS, FactDef<unknown>>>;
 
 /**
