@@ -7,7 +7,7 @@
  */
 import chalk, { Chalk } from 'chalk';
 import type { Connection } from '../transport/types.js';
-import { TransportError } from '../transport/types.js';
+import { checkDeadlineMs, TransportError } from '../transport/types.js';
 import { REKEY_TIMEOUT_S } from '../remote/wireguard.js';
 import { pingProbe, type NodePingResults, type PathMtuResult, type PingParams, type PingTarget, type Section } from './probes.js';
 
@@ -121,7 +121,10 @@ export async function runPingRound(
   const errors = new Map<string, string>();
   const after = new Map<string, Map<string, Section>>();
   // worst case per node: the deadline, plus a path-MTU binary search (~12 DF probes of up to 1.2 s each)
-  const timeoutMs = ((options.deadlineSeconds ?? DEFAULT_PING.deadlineSeconds) + (options.mtu !== undefined ? 20 : 0) + 15) * 1000;
+  // (raised to MESHCTL_COMMAND_TIMEOUT when longer: a node probing 999 peers on a loaded farm needs more than 24 s)
+  const timeoutMs = checkDeadlineMs(
+    ((options.deadlineSeconds ?? DEFAULT_PING.deadlineSeconds) + (options.mtu !== undefined ? 20 : 0) + 15) * 1000,
+  );
   await Promise.all(
     targets.map(async ({ node }) => {
       const connection = connections.get(node);
@@ -174,7 +177,7 @@ async function firstContactRound(
       const probe = pingProbe({ targets: peers, ...FIRST_CONTACT });
       // what came back does not matter here: the matrix that follows judges every pair
       await connection
-        .run(probe.script, { timeoutMs: (FIRST_CONTACT.deadlineSeconds + 15) * 1000, ...(signal ? { signal } : {}) })
+        .run(probe.script, { timeoutMs: checkDeadlineMs((FIRST_CONTACT.deadlineSeconds + 15) * 1000), ...(signal ? { signal } : {}) })
         .catch(() => undefined);
     }),
   );

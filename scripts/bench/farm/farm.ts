@@ -98,8 +98,17 @@ function farmCpuS(): number {
   return fields.slice(11, 15).reduce((sum, f) => sum + Number(f), 0) / 100;
 }
 
-/** The bwrap command line for one command on one node. */
-export function sandboxArgs(root: string, node: FarmNode, command: string): string[] {
+/** The environment every command on a node starts with (sshd gives a root login much the same). */
+export function commandEnv(node: FarmNode): Record<string, string> {
+  return { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/root', FARM_NODE: node.name };
+}
+
+/**
+ * The bwrap command line for one command on one node (MESHCTL_FARM_SANDBOX=command: a sandbox per command, as the
+ * farm did before) or, with `command` undefined, for the node's one long-lived sandbox: a `sh` that prints its pid
+ * and then waits on its stdin (the farm's pipe: it ends with the farm) while every command enters its namespaces.
+ */
+export function sandboxArgs(root: string, node: FarmNode, command?: string): string[] {
   const d = join(root, 'nodes', node.name);
   return [
     // only /usr (and merged-usr's links) from the host: binding all of / copied every mount under it, and another
@@ -131,8 +140,53 @@ export function sandboxArgs(root: string, node: FarmNode, command: string): stri
     '--setenv', 'HOME', '/root',
     '--setenv', 'FARM_NODE', node.name,
     '--chdir', '/',
-    '/bin/sh', '-c', command,
+    ...(command === undefined ? ['/bin/sh', '-c', 'echo $$; exec cat >/dev/null'] : ['/bin/sh', '-c', command]),
   ];
+}
+
+/**
+ * `nsenter` into a node's long-lived sandbox (its pid `holder`): its mount (root and cwd included), network, UTS
+ * and IPC namespaces, then `/bin/sh -c COMMAND`. No new namespace per command: a bwrap per command (an empty
+ * network namespace made and torn down, ~20 mounts) was most of the farm's cost per node. nsenter without a pid
+ * namespace does not fork: the child is the command's shell, so killing it stops the command as before.
+ */
+export function enterArgs(holder: number, command: string): string[] {
+  return ['-t', String(holder), '-m', '-n', '-u', '-i', '-r', '-w', '/bin/sh', '-c', command];
+}
+
+/** per-command sandboxes (the old way, for comparison) when MESHCTL_FARM_SANDBOX=command */
+const perCommand = process.env.MESHCTL_FARM_SANDBOX === 'command';
+/** each node's long-lived sandbox: the pid of its waiting shell (inside it, every command's namespaces) */
+const holders = new Map<string, Promise<number>>();
+
+/** The pid of the node's long-lived sandbox, started on first use (and again if it ever ended). */
+function holderOf(root: string, node: FarmNode): Promise<number> {
+  let pid = holders.get(node.name);
+  if (pid) return pid;
+  pid = new Promise<number>((res, rej) => {
+    const child = spawn('bwrap', sandboxArgs(root, node), { stdio: ['pipe', 'pipe', 'inherit'] });
+    running.add(child);
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('\n')) res(Number(out.trim()));
+    });
+    child.once('exit', (code) => {
+      running.delete(child);
+      holders.delete(node.name);
+      rej(new Error(`the sandbox of ${node.name} ended (${code})`));
+    });
+  });
+  pid.catch(() => undefined);
+  holders.set(node.name, pid);
+  return pid;
+}
+
+/** Starts one command on one node: in its long-lived sandbox (default) or in a new one (MESHCTL_FARM_SANDBOX=command). */
+async function startCommand(root: string, node: FarmNode, command: string): Promise<ReturnType<typeof spawn>> {
+  if (perCommand) return spawn('bwrap', sandboxArgs(root, node, command), { stdio: ['pipe', 'pipe', 'pipe'] });
+  const holder = await holderOf(root, node);
+  return spawn('nsenter', enterArgs(holder, command), { stdio: ['pipe', 'pipe', 'pipe'], env: commandEnv(node) });
 }
 
 /** An ED25519 pair that ssh2 can read back (now and then it writes one its own parser refuses: make another). */
@@ -180,16 +234,33 @@ function nodeServer(root: string, node: FarmNode, hostKey: string, clientKey: Re
         session.on('close', done);
         session.on('env', (accept) => accept?.());
         session.on('signal', (accept) => accept?.()); // like sshd for root logins: accepted, nothing happens
-        session.on('exec', (accept, _reject, info) => {
+        session.on('exec', async (accept, _reject, info) => {
           const stream = accept();
           stats.bytesIn += Buffer.byteLength(info.command);
           stream.on('data', (d: Buffer) => (stats.bytesIn += d.length));
-          const child = spawn('bwrap', sandboxArgs(root, node, info.command), { stdio: ['pipe', 'pipe', 'pipe'] });
+          // (stdin meanwhile waits in the stream: it is piped below, paused until then)
+          stream.pause();
+          let child: ReturnType<typeof spawn> | undefined;
+          let gone = false;
+          stream.on('close', () => {
+            gone = true;
+            done();
+            if (child && child.exitCode === null) child.kill('SIGKILL');
+          });
+          try {
+            child = await startCommand(root, node, info.command);
+          } catch (err) {
+            stream.stderr.write(`farm: ${(err as Error).message}\n`);
+            stream.exit(255);
+            stream.end();
+            return;
+          }
+          if (gone) return void child.kill('SIGKILL');
           running.add(child);
-          child.once('exit', () => running.delete(child));
-          stream.pipe(child.stdin).on('error', () => undefined);
-          child.stdout.pipe(stream, { end: false });
-          child.stderr.pipe(stream.stderr, { end: false });
+          child.once('exit', () => running.delete(child!));
+          stream.pipe(child.stdin!).on('error', () => undefined);
+          child.stdout!.pipe(stream, { end: false });
+          child.stderr!.pipe(stream.stderr, { end: false });
           child.on('close', (code, signal) => {
             // the exit status only once the output went out: an exit request is sent at once, ahead of data still
             // queued behind a full channel window, and the client then read a big output cut short (a verify's
@@ -201,10 +272,6 @@ function nodeServer(root: string, node: FarmNode, hostKey: string, clientKey: Re
                 stream.end();
               }),
             );
-          });
-          stream.on('close', () => {
-            done();
-            if (child.exitCode === null) child.kill('SIGKILL');
           });
         });
       });
@@ -246,6 +313,8 @@ async function main(): Promise<void> {
     ports.set(node.name, port);
     known.push(`[127.0.0.1]:${port} ${hostPair.public.split(' ').slice(0, 2).join(' ')}`);
   }
+  // every node's long-lived sandbox, started now (its cost is the farm's start, not a step's)
+  if (!perCommand) await Promise.all(nodes.nodes.map((node) => holderOf(root, node)));
   // every node's peer index (sim/_mesh.pl) has one record per overlay IP, in this order
   writeFileSync(join(root, 'index', 'ips'), `${ips.join('\n')}\n`);
   writeFileSync(join(root, 'known_hosts'), `${known.join('\n')}\n`);
