@@ -129,7 +129,10 @@ async function measure(farm: ChildProcess, dir: string, n: number, step: string,
   const timeFile = join(dir, 'time.txt');
   const loadBefore = load1();
   // MESHCTL_FARM_PROFILE=DIR: a V8 CPU profile of each meshctl process (open it in Chrome's DevTools)
-  const profile = process.env.MESHCTL_FARM_PROFILE ? ['--cpu-prof', '--cpu-prof-dir', process.env.MESHCTL_FARM_PROFILE] : [];
+  // (sampled every 10 ms, not V8's 1 ms: at 1 ms the profiler's own thread more than doubled meshctl's CPU time)
+  const profile = process.env.MESHCTL_FARM_PROFILE
+    ? ['--cpu-prof', '--cpu-prof-interval', '10000', '--cpu-prof-dir', process.env.MESHCTL_FARM_PROFILE]
+    : [];
   const r = spawnSync('/usr/bin/time', ['-f', '%e %U %S %M', '-o', timeFile, process.execPath, ...profile, meshctlBin, ...args], {
     env,
     encoding: 'utf8',
@@ -237,6 +240,7 @@ async function main(): Promise<void> {
       commit: commitOf(),
       command: `MESHCTL_FARM_STEPS=${steps.join(',')} npm run bench:farm -- ${n}`,
       sandbox: process.env.MESHCTL_FARM_SANDBOX === 'command' ? 'bwrap per command' : 'one sandbox per node (nsenter per command)',
+      ...(process.env.MESHCTL_FARM_PROFILE ? { profiled: 'meshctl ran with --cpu-prof (10 ms): its CPU includes the profiler' } : {}),
       ...renderAndMatrix(n),
     };
     process.stderr.write(`bench: ${n}: ${JSON.stringify(row)}\n`);
@@ -267,6 +271,8 @@ async function main(): Promise<void> {
           ...(step.startsWith('up') ? { channelsPerNodePerPhase: channelsPerPhase(json), peakChannelsPerConnection: Math.max(0, ...Object.values((json?.peakChannels as Record<string, number>) ?? {})) } : {}),
         };
         process.stderr.write(`bench: ${n} ${step}: ${JSON.stringify(row[step])}\n`);
+        // after every step: a run stopped later (a deadline) keeps what it measured
+        writeResults([...rows, row]);
       }
     } finally {
       // (a farm that already died would never emit 'exit' again: awaiting it would end this process silently)
@@ -278,6 +284,11 @@ async function main(): Promise<void> {
     }
     rows.push(row);
   }
+  writeResults(rows);
+}
+
+/** Writes docs/farm-results.json (see main) and prints the table; returns nothing. */
+function writeResults(rows: Record<string, unknown>[]): void {
   const out = join(repo, 'docs', `farm-results${process.env.MESHCTL_FARM_SUFFIX ?? ''}.json`);
   // one size at a time is the usual run on a shared machine: the file keeps the other sizes' latest rows (each row
   // names its own date, commit and load), and this run's rows replace the same sizes
