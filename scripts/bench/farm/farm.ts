@@ -25,7 +25,8 @@ import { farmInventory, type FarmNode } from './inventory.js';
 
 const { Server, utils } = ssh2;
 const here = dirname(fileURLToPath(import.meta.url));
-const SIM = join(here, 'sim');
+/** the simulated tools (MESHCTL_FARM_SIM: another copy, e.g. to try a change beside a running farm) */
+const SIM = process.env.MESHCTL_FARM_SIM ?? join(here, 'sim');
 /** the tools a node has before anything is installed; wg and wg-quick come with the simulated wireguard-tools */
 const BASE_TOOLS = ['ip', 'systemctl', 'systemd-run', 'sysctl', 'apt-get', 'dpkg-query', 'ss', 'ping', 'fping', 'modinfo'];
 export const PACKAGE_TOOLS = ['wg', 'wg-quick'];
@@ -127,7 +128,7 @@ export function sandboxArgs(root: string, node: FarmNode, command?: string): str
     '--bind', join(d, 'run'), '/run',
     '--ro-bind', '/etc', '/run/farm-hostetc',
     '--bind', join(d, 'etc'), '/etc',
-    '--ro-bind', SIM, '/run/farm-sim',
+    '--ro-bind', join(root, 'sim'), '/run/farm-sim',
     '--ro-bind', join(root, 'nodes'), '/run/farm-all',
     '--ro-bind', join(root, 'index'), '/run/farm-index',
     '--bind', join(d, 'sysnet'), '/sys/class/net',
@@ -286,7 +287,9 @@ async function main(): Promise<void> {
   rmSync(root, { recursive: true, force: true });
   mkdirSync(join(root, 'nodes'), { recursive: true });
   mkdirSync(join(root, 'index'), { recursive: true });
-  for (const t of [...BASE_TOOLS, ...PACKAGE_TOOLS]) chmodSync(join(SIM, t), 0o755);
+  // the simulated tools as they are now: editing sim/ while a farm runs must not change that farm's nodes
+  cpSync(SIM, join(root, 'sim'), { recursive: true });
+  for (const t of [...BASE_TOOLS, ...PACKAGE_TOOLS]) chmodSync(join(root, 'sim', t), 0o755);
   const template = join(root, 'etc-template');
   etcTemplate(template);
 
