@@ -17,7 +17,7 @@
  */
 import ssh2 from 'ssh2';
 import { spawn, spawnSync } from 'node:child_process';
-import { cpSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync, existsSync, chmodSync } from 'node:fs';
+import { cpSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync, existsSync, chmodSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -343,7 +343,9 @@ async function main(): Promise<void> {
   process.on('SIGINT', stop);
   // the bench asks for the counts of the last run (then they start again from zero)
   process.on('SIGUSR2', () => {
-    writeFileSync(join(root, 'server-stats.json'), JSON.stringify({ ...stats, cpuS: farmCpuS() }));
+    // written whole, then renamed: the bench read a half-written file once (and ended with a JSON error)
+    writeFileSync(join(root, 'server-stats.json.new'), JSON.stringify({ ...stats, cpuS: farmCpuS() }));
+    renameSync(join(root, 'server-stats.json.new'), join(root, 'server-stats.json'));
     Object.assign(stats, { channels: 0, peak: stats.open, bytesIn: 0 });
   });
   // a bench that died (killed, not stopped) leaves no farm behind: this process follows its parent
