@@ -126,7 +126,8 @@ export async function runPingRound(
   const after = new Map<string, Map<string, Section>>();
   const beside = new Map<string, Map<string, Section>>();
   // worst case per node: the deadline, plus a path-MTU binary search (~12 DF probes of up to 1.2 s each)
-  // (raised to MESHCTL_COMMAND_TIMEOUT when that is longer: 32 nodes on 2 loaded cores cut this script short)
+  // (raised to MESHCTL_COMMAND_TIMEOUT when longer: 32 lab nodes on 2 loaded cores, and a node probing 999 peers on a
+  // loaded farm, cut this script short)
   const timeoutMs = checkDeadlineMs(
     ((options.deadlineSeconds ?? DEFAULT_PING.deadlineSeconds) + (options.mtu !== undefined ? 20 : 0) + 15) * 1000,
   );
@@ -190,7 +191,7 @@ async function firstContactRound(
       const probe = pingProbe({ targets: peers, ...FIRST_CONTACT });
       // what came back does not matter here: the matrix that follows judges every pair
       await connection
-        .run(probe.script, { timeoutMs: (FIRST_CONTACT.deadlineSeconds + 15) * 1000, ...(signal ? { signal } : {}) })
+        .run(probe.script, { timeoutMs: checkDeadlineMs((FIRST_CONTACT.deadlineSeconds + 15) * 1000), ...(signal ? { signal } : {}) })
         .catch(() => undefined);
     }),
   );

@@ -89,35 +89,75 @@ interface PeerMatch<T> {
   stale: T[];
 }
 
+/** Per key, the positions (in order) of the items carrying it; `next` gives the first one not yet taken. */
+class Positions {
+  private readonly lists = new Map<string, number[]>();
+  private readonly heads = new Map<string, number>();
+  add(key: string, position: number): void {
+    const list = this.lists.get(key);
+    if (list) list.push(position);
+    else this.lists.set(key, [position]);
+  }
+  /** the first position under `key` not in `taken` (positions once taken stay taken, so a head only moves on) */
+  next(key: string, taken: readonly boolean[]): number {
+    const list = this.lists.get(key);
+    if (!list) return -1;
+    let head = this.heads.get(key) ?? 0;
+    while (head < list.length && taken[list[head]!]) head++;
+    this.heads.set(key, head);
+    return head < list.length ? list[head]! : -1;
+  }
+}
+
+/**
+ * Pairs desired peers with actual ones: by public key (the block named after the peer first, when one key appears
+ * in two blocks), then the rest by name, then by overlapping AllowedIPs; each actual peer is used once, always the
+ * first unused one in its own order. Indexed by key and name (issue 10): a scan of the unmatched peers per desired
+ * peer was O(N^2) per node, O(N^3) for a mesh, whenever the node listed its peers in another order than the design.
+ */
 function matchPeers<T extends ActualPeer>(desiredPeers: readonly DesiredPeer[], actualPeers: readonly T[]): PeerMatch<T> {
   const result: PeerMatch<T> = { matched: [], rekeyed: [], missing: [], stale: [] };
-  const unmatchedActual = [...actualPeers];
-  const unmatchedDesired: DesiredPeer[] = [];
+  const actual = [...actualPeers];
+  const taken = actual.map(() => false);
+  const byKey = new Positions();
+  const byKeyAndName = new Positions();
+  const byName = new Positions();
+  actual.forEach((peer, i) => {
+    if (peer.publicKey !== undefined) byKey.add(peer.publicKey, i);
+    if (peer.publicKey !== undefined && peer.name !== undefined) byKeyAndName.add(`${peer.publicKey}\u0000${peer.name}`, i);
+    if (peer.name !== undefined) byName.add(peer.name, i);
+  });
+  const take = (i: number) => {
+    taken[i] = true;
+    return actual[i]!;
+  };
+  let unmatchedDesired: DesiredPeer[] = [];
   for (const desired of desiredPeers) {
     // When one key appears in two [Peer] blocks, the block named after this peer is the genuine one.
-    const sameKey = (actual: T) => actual.publicKey === desired.publicKey;
-    const named = unmatchedActual.findIndex((actual) => sameKey(actual) && actual.name === desired.name);
-    const index = named >= 0 ? named : unmatchedActual.findIndex(sameKey);
-    if (index >= 0) result.matched.push({ desired, actual: unmatchedActual.splice(index, 1)[0]! });
+    const named = byKeyAndName.next(`${desired.publicKey}\u0000${desired.name}`, taken);
+    const index = named >= 0 ? named : byKey.next(desired.publicKey, taken);
+    if (index >= 0) result.matched.push({ desired, actual: take(index) });
     else unmatchedDesired.push(desired);
   }
-  const overlaps = (desired: DesiredPeer, actual: T) => {
+  const overlaps = (desired: DesiredPeer, peer: T) => {
     const wanted = new Set(normalisedSet(desired.allowedIps));
-    return normalisedSet(actual.allowedIps).some((ip) => wanted.has(ip));
+    return normalisedSet(peer.allowedIps).some((ip) => wanted.has(ip));
   };
-  for (const byName of [true, false]) {
-    for (const desired of [...unmatchedDesired]) {
-      const index = unmatchedActual.findIndex((actual) => (byName ? actual.name === desired.name : overlaps(desired, actual)));
-      if (index < 0) continue;
-      result.rekeyed.push({ desired, actual: unmatchedActual.splice(index, 1)[0]! });
-      unmatchedDesired.splice(unmatchedDesired.indexOf(desired), 1);
-    }
+  for (const pass of ['name', 'allowed-ips'] as const) {
+    unmatchedDesired = unmatchedDesired.filter((desired) => {
+      // by AllowedIPs only among what is left after the key and name passes: a scan, but of the leftovers
+      const index =
+        pass === 'name' ? byName.next(desired.name, taken) : actual.findIndex((peer, i) => !taken[i] && overlaps(desired, peer));
+      if (index < 0) return true;
+      result.rekeyed.push({ desired, actual: take(index) });
+      return false;
+    });
   }
   result.missing = unmatchedDesired;
-  result.stale = unmatchedActual;
+  result.stale = actual.filter((_, i) => !taken[i]);
   // Report in the design's peer order, whatever the order on the node.
-  const order = (peer: DesiredPeer) => desiredPeers.indexOf(peer);
-  result.rekeyed.sort((a, b) => order(a.desired) - order(b.desired));
+  const order = new Map(desiredPeers.map((peer, i) => [peer, i]));
+  result.rekeyed.sort((a, b) => order.get(a.desired)! - order.get(b.desired)!);
   return result;
 }
 
@@ -283,8 +323,10 @@ export function compareConfigToDesired(parsed: ParsedWgQuickConfig, desired: Des
   const match = matchPeers(desired.peers, parsed.peers);
   const peerLabelByIndex = new Map<number, string>();
   const peerItems: DriftItem[] = [];
+  // each block's position, once (an indexOf per pair was O(N^2) per node)
+  const positionOf = new Map(parsed.peers.map((peer, i) => [peer, i]));
   const checkPair = (wanted: DesiredPeer, actual: ParsedPeer) => {
-    peerLabelByIndex.set(parsed.peers.indexOf(actual), wanted.name);
+    peerLabelByIndex.set(positionOf.get(actual) ?? -1, wanted.name);
     if (actual.name !== wanted.name) {
       peerItems.push({
         peer: wanted.name,
@@ -400,9 +442,9 @@ function liveEndpointDrift(wanted: DesiredPeer, live: LivePeer): DriftItem | und
  * (keepalives refresh it), datagrams sent to the other node's forward reach this peer instead, so the other node
  * can only be reached when it dials out itself.
  */
-function natCollisionDrift(wanted: DesiredPeer, live: LivePeer, peers: readonly DesiredPeer[]): DriftItem | undefined {
+function natCollisionDrift(wanted: DesiredPeer, live: LivePeer, byEndpoint: ReadonlyMap<string, DesiredPeer[]>): DriftItem | undefined {
   if (!live.endpoint) return undefined;
-  const owner = peers.find((p) => p.name !== wanted.name && p.endpoint === live.endpoint);
+  const owner = byEndpoint.get(live.endpoint)?.find((p) => p.name !== wanted.name);
   if (!owner) return undefined;
   return {
     peer: wanted.name,
@@ -447,8 +489,16 @@ export function compareLiveToDesired(
     }
   }
   const match = matchPeers(desired.peers, livePeers);
+  // the design's peers by endpoint, in peer order, once: a scan of all peers per live peer was O(N^2) per node
+  const byEndpoint = new Map<string, DesiredPeer[]>();
+  for (const peer of desired.peers) {
+    if (peer.endpoint === undefined) continue;
+    const list = byEndpoint.get(peer.endpoint);
+    if (list) list.push(peer);
+    else byEndpoint.set(peer.endpoint, [peer]);
+  }
   const checkPair = (wanted: DesiredPeer, live: LivePeer) => {
-    const endpoint = natCollisionDrift(wanted, live, desired.peers) ?? liveEndpointDrift(wanted, live);
+    const endpoint = natCollisionDrift(wanted, live, byEndpoint) ?? liveEndpointDrift(wanted, live);
     if (endpoint) items.push(endpoint);
     items.push(...commonPeerDrift(wanted, live, 'on the live interface'));
   };

@@ -17,7 +17,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { cpus, totalmem } from 'node:os';
+import { cpus, loadavg, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildMatrix, type PingTarget } from '../../../src/checks/ping-matrix.js';
@@ -41,8 +41,21 @@ interface Measured {
   farmChannels: number;
   farmPeakOpen: number;
   farmCpuS?: number;
+  /** the farm's CPU per node for this step (what the simulated nodes cost, not meshctl) */
+  farmCpuSPerNode?: number;
+  /** 1-minute load average when the step started and when it ended (the machine is shared) */
+  load?: [number, number];
   json?: Record<string, unknown>;
 }
+
+/** The commit measured: HEAD of this checkout, `+dirty` when it has uncommitted changes. */
+function commitOf(): string {
+  const head = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: repo, encoding: 'utf8' }).stdout.trim();
+  const dirty = spawnSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: repo, encoding: 'utf8' }).stdout.trim();
+  return `${head || '?'}${dirty ? '+dirty' : ''}`;
+}
+
+const load1 = () => Math.round(loadavg()[0]! * 10) / 10;
 
 /**
  * Takes MESHCTL_FARM_DIR/bench.lock (O_EXCL, holding this pid) or throws when another live bench holds it; a lock
@@ -114,8 +127,12 @@ async function measure(farm: ChildProcess, dir: string, n: number, step: string,
     env[line.slice(0, i)] = line.slice(i + 1);
   }
   const timeFile = join(dir, 'time.txt');
+  const loadBefore = load1();
   // MESHCTL_FARM_PROFILE=DIR: a V8 CPU profile of each meshctl process (open it in Chrome's DevTools)
-  const profile = process.env.MESHCTL_FARM_PROFILE ? ['--cpu-prof', '--cpu-prof-dir', process.env.MESHCTL_FARM_PROFILE] : [];
+  // (sampled every 10 ms, not V8's 1 ms: at 1 ms the profiler's own thread more than doubled meshctl's CPU time)
+  const profile = process.env.MESHCTL_FARM_PROFILE
+    ? ['--cpu-prof', '--cpu-prof-interval', '10000', '--cpu-prof-dir', process.env.MESHCTL_FARM_PROFILE]
+    : [];
   const r = spawnSync('/usr/bin/time', ['-f', '%e %U %S %M', '-o', timeFile, process.execPath, ...profile, meshctlBin, ...args], {
     env,
     encoding: 'utf8',
@@ -141,7 +158,10 @@ async function measure(farm: ChildProcess, dir: string, n: number, step: string,
     farmChannels: s.channels,
     farmPeakOpen: s.peak,
     // what the simulated nodes cost (server + sandboxes): not meshctl's, but what limits the farm's size
-    ...(s.cpuS !== undefined && before.cpuS !== undefined ? { farmCpuS: Math.round(s.cpuS - before.cpuS) } : {}),
+    ...(s.cpuS !== undefined && before.cpuS !== undefined
+      ? { farmCpuS: Math.round(s.cpuS - before.cpuS), farmCpuSPerNode: Math.round(((s.cpuS - before.cpuS) / n) * 100) / 100 }
+      : {}),
+    load: [loadBefore, load1()],
     ...(json ? { json } : {}),
   };
 }
@@ -177,6 +197,28 @@ export function renderAndMatrix(n: number) {
   return { renderMs: Math.round(renderMs), renderedMB: Math.round(bytes / 1e5) / 10, matrixMs: Math.round(matrixMs), cells };
 }
 
+/**
+ * Where an up stopped and why (the first failing check, with how many nodes failed it), and each phase's wall time:
+ * from up --json (verify's report has no phases: nothing).
+ */
+export function outcomeOf(json: Record<string, unknown>): Record<string, unknown> {
+  const phases = (json.phases as Array<{ id: string; durationMs: number; nodes: Array<{ node: string; error?: string; checks: Array<{ id: string; status: string; message?: string }> }> }>) ?? [];
+  if (!phases.length) return {};
+  const out: Record<string, unknown> = { phaseS: Object.fromEntries(phases.map((p) => [p.id, Math.round(p.durationMs / 100) / 10])) };
+  if (json.stoppedAt) out.stoppedAt = json.stoppedAt;
+  const stopped = phases.find((p) => p.id === json.stoppedAt);
+  const failures = new Map<string, { nodes: number; example: string }>();
+  for (const node of stopped?.nodes ?? [])
+    for (const c of node.checks)
+      if (c.status === 'fail') {
+        const f = failures.get(c.id) ?? { nodes: 0, example: `${node.node}: ${(c.message ?? '').slice(0, 200)}` };
+        f.nodes++;
+        failures.set(c.id, f);
+      }
+  if (failures.size) out.failed = Object.fromEntries(failures);
+  return out;
+}
+
 /** channels per node per phase: the most any node opened, from up --json */
 function channelsPerPhase(json?: Record<string, unknown>): Record<string, number> | undefined {
   const channels = json?.channels as Record<string, Record<string, number>> | undefined;
@@ -192,12 +234,21 @@ async function main(): Promise<void> {
   const rows: Record<string, unknown>[] = [];
   for (const n of sizes) {
     const dir = join(farmRoot, `farm-${n}`);
-    const row: Record<string, unknown> = { nodes: n, ...renderAndMatrix(n) };
+    const row: Record<string, unknown> = {
+      nodes: n,
+      date: new Date().toISOString(),
+      commit: commitOf(),
+      command: `MESHCTL_FARM_STEPS=${steps.join(',')} npm run bench:farm -- ${n}`,
+      sandbox: process.env.MESHCTL_FARM_SANDBOX === 'command' ? 'bwrap per command' : 'one sandbox per node (nsenter per command)',
+      ...(process.env.MESHCTL_FARM_PROFILE ? { profiled: 'meshctl ran with --cpu-prof (10 ms): its CPU includes the profiler' } : {}),
+      ...renderAndMatrix(n),
+    };
     process.stderr.write(`bench: ${n}: ${JSON.stringify(row)}\n`);
     const t0 = performance.now();
     const farm = await startFarm(n, dir);
     process.once('exit', () => farm.exitCode === null && farm.kill('SIGTERM')); // an interrupted bench leaves no farm
-    process.stderr.write(`bench: farm of ${n} ready in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+    row.farmReadyS = Math.round((performance.now() - t0) / 100) / 10;
+    process.stderr.write(`bench: farm of ${n} ready in ${row.farmReadyS} s\n`);
     const inv = join(dir, 'inventory.yaml');
     try {
       for (const step of steps) {
@@ -216,9 +267,12 @@ async function main(): Promise<void> {
           ...numbers,
           ...(json && 'result' in json ? { result: json.result } : {}),
           ...(json && 'ok' in json ? { ok: json.ok } : {}),
+          ...(json ? outcomeOf(json) : {}),
           ...(step.startsWith('up') ? { channelsPerNodePerPhase: channelsPerPhase(json), peakChannelsPerConnection: Math.max(0, ...Object.values((json?.peakChannels as Record<string, number>) ?? {})) } : {}),
         };
         process.stderr.write(`bench: ${n} ${step}: ${JSON.stringify(row[step])}\n`);
+        // after every step: a run stopped later (a deadline) keeps what it measured
+        writeResults([...rows, row]);
       }
     } finally {
       // (a farm that already died would never emit 'exit' again: awaiting it would end this process silently)
@@ -230,15 +284,34 @@ async function main(): Promise<void> {
     }
     rows.push(row);
   }
+  writeResults(rows);
+}
+
+/** Writes docs/farm-results.json (see main) and prints the table; returns nothing. */
+function writeResults(rows: Record<string, unknown>[]): void {
+  const out = join(repo, 'docs', `farm-results${process.env.MESHCTL_FARM_SUFFIX ?? ''}.json`);
+  // one size at a time is the usual run on a shared machine: the file keeps the other sizes' latest rows (each row
+  // names its own date, commit and load), and this run's rows replace the same sizes
+  const kept = previousRows(out).filter((r) => !sizes.includes(r.nodes as number));
   const result = {
-    command: `npm run bench:farm -- ${sizes.join(',')}`,
+    command: 'npm run bench:farm -- SIZES (each row: its own command, date, commit and load)',
     machine: `${cpus().length} x ${cpus()[0]?.model ?? '?'}, ${Math.round(totalmem() / 2 ** 30)} GiB, node ${process.version}`,
     date: new Date().toISOString(),
-    rows,
+    rows: [...kept, ...rows].sort((a, b) => (a.nodes as number) - (b.nodes as number)),
   };
-  const out = join(repo, 'docs', `farm-results${process.env.MESHCTL_FARM_SUFFIX ?? ''}.json`);
   writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
   process.stdout.write(`${markdown(result.rows)}\n(written to ${out})\n`);
+}
+
+/** The rows of an earlier results file that carry their own commit (older files' rows did not: dropped). */
+function previousRows(file: string): Record<string, unknown>[] {
+  if (!existsSync(file)) return [];
+  try {
+    const rows = (JSON.parse(readFileSync(file, 'utf8')) as { rows?: Record<string, unknown>[] }).rows ?? [];
+    return rows.filter((r) => typeof r.commit === 'string');
+  } catch {
+    return [];
+  }
 }
 
 const cell = (row: Record<string, unknown>, step: string, f: (m: Measured) => string) => {
@@ -246,15 +319,23 @@ const cell = (row: Record<string, unknown>, step: string, f: (m: Measured) => st
   return m ? f(m) : '-';
 };
 
+const steps3 = ['up', 'up2', 'verify'];
+
+/** the lowest and highest 1-minute load average seen at the steps' starts and ends */
+function loadSpan(row: Record<string, unknown>): string {
+  const loads = steps3.flatMap((s) => (row[s] as Measured | undefined)?.load ?? []);
+  return loads.length ? `${Math.min(...loads)}-${Math.max(...loads)}` : '-';
+}
+
 function markdown(rows: Record<string, unknown>[]): string {
   const lines = [
-    '| nodes | up: wall / CPU / RSS | 2nd up: wall / CPU / RSS | verify: wall / CPU / RSS | bytes sent per node (up, 2nd up, verify) | render N configs | N x (N-1) matrix |',
-    '|---|---|---|---|---|---|---|',
+    '| nodes | up: wall / CPU / RSS | 2nd up: wall / CPU / RSS | verify: wall / CPU / RSS | bytes sent per node (up, 2nd up, verify) | farm CPU per node (up, 2nd up, verify) | load (start-end of the steps) | render N configs | N x (N-1) matrix | commit |',
+    '|---|---|---|---|---|---|---|---|---|---|',
   ];
   const w = (m: Measured) => `${m.wallS} s / ${m.cpuS} s / ${m.rssMB} MB${m.exit ? ` (exit ${m.exit})` : ''}`;
   for (const r of rows) {
     lines.push(
-      `| ${r.nodes} | ${cell(r, 'up', w)} | ${cell(r, 'up2', w)} | ${cell(r, 'verify', w)} | ${['up', 'up2', 'verify'].map((s) => cell(r, s, (m) => `${m.bytesPerNode}`)).join(', ')} | ${r.renderMs} ms (${r.renderedMB} MB) | ${r.matrixMs} ms (${r.cells} cells) |`,
+      `| ${r.nodes} | ${cell(r, 'up', w)} | ${cell(r, 'up2', w)} | ${cell(r, 'verify', w)} | ${steps3.map((s) => cell(r, s, (m) => `${m.bytesPerNode}`)).join(', ')} | ${steps3.map((s) => cell(r, s, (m) => (m.farmCpuSPerNode !== undefined ? `${m.farmCpuSPerNode} s` : '-'))).join(', ')} | ${loadSpan(r)} | ${r.renderMs} ms (${r.renderedMB} MB) | ${r.matrixMs} ms (${r.cells} cells) | ${r.commit ?? '-'} |`,
     );
   }
   return lines.join('\n');

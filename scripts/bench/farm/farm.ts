@@ -17,7 +17,7 @@
  */
 import ssh2 from 'ssh2';
 import { spawn, spawnSync } from 'node:child_process';
-import { cpSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync, existsSync, chmodSync } from 'node:fs';
+import { cpSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync, existsSync, chmodSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,7 +25,8 @@ import { farmInventory, type FarmNode } from './inventory.js';
 
 const { Server, utils } = ssh2;
 const here = dirname(fileURLToPath(import.meta.url));
-const SIM = join(here, 'sim');
+/** the simulated tools (MESHCTL_FARM_SIM: another copy, e.g. to try a change beside a running farm) */
+const SIM = process.env.MESHCTL_FARM_SIM ?? join(here, 'sim');
 /** the tools a node has before anything is installed; wg and wg-quick come with the simulated wireguard-tools */
 const BASE_TOOLS = ['ip', 'systemctl', 'systemd-run', 'sysctl', 'apt-get', 'dpkg-query', 'ss', 'ping', 'fping', 'modinfo'];
 export const PACKAGE_TOOLS = ['wg', 'wg-quick'];
@@ -98,8 +99,17 @@ function farmCpuS(): number {
   return fields.slice(11, 15).reduce((sum, f) => sum + Number(f), 0) / 100;
 }
 
-/** The bwrap command line for one command on one node. */
-export function sandboxArgs(root: string, node: FarmNode, command: string): string[] {
+/** The environment every command on a node starts with (sshd gives a root login much the same). */
+export function commandEnv(node: FarmNode): Record<string, string> {
+  return { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/root', FARM_NODE: node.name };
+}
+
+/**
+ * The bwrap command line for one command on one node (MESHCTL_FARM_SANDBOX=command: a sandbox per command, as the
+ * farm did before) or, with `command` undefined, for the node's one long-lived sandbox: a `sh` that prints its pid
+ * and then waits on its stdin (the farm's pipe: it ends with the farm) while every command enters its namespaces.
+ */
+export function sandboxArgs(root: string, node: FarmNode, command?: string): string[] {
   const d = join(root, 'nodes', node.name);
   return [
     // only /usr (and merged-usr's links) from the host: binding all of / copied every mount under it, and another
@@ -118,7 +128,7 @@ export function sandboxArgs(root: string, node: FarmNode, command: string): stri
     '--bind', join(d, 'run'), '/run',
     '--ro-bind', '/etc', '/run/farm-hostetc',
     '--bind', join(d, 'etc'), '/etc',
-    '--ro-bind', SIM, '/run/farm-sim',
+    '--ro-bind', join(root, 'sim'), '/run/farm-sim',
     '--ro-bind', join(root, 'nodes'), '/run/farm-all',
     '--ro-bind', join(root, 'index'), '/run/farm-index',
     '--bind', join(d, 'sysnet'), '/sys/class/net',
@@ -131,8 +141,53 @@ export function sandboxArgs(root: string, node: FarmNode, command: string): stri
     '--setenv', 'HOME', '/root',
     '--setenv', 'FARM_NODE', node.name,
     '--chdir', '/',
-    '/bin/sh', '-c', command,
+    ...(command === undefined ? ['/bin/sh', '-c', 'echo $$; exec cat >/dev/null'] : ['/bin/sh', '-c', command]),
   ];
+}
+
+/**
+ * `nsenter` into a node's long-lived sandbox (its pid `holder`): its mount (root and cwd included), network, UTS
+ * and IPC namespaces, then `/bin/sh -c COMMAND`. No new namespace per command: a bwrap per command (an empty
+ * network namespace made and torn down, ~20 mounts) was most of the farm's cost per node. nsenter without a pid
+ * namespace does not fork: the child is the command's shell, so killing it stops the command as before.
+ */
+export function enterArgs(holder: number, command: string): string[] {
+  return ['-t', String(holder), '-m', '-n', '-u', '-i', '-r', '-w', '/bin/sh', '-c', command];
+}
+
+/** per-command sandboxes (the old way, for comparison) when MESHCTL_FARM_SANDBOX=command */
+const perCommand = process.env.MESHCTL_FARM_SANDBOX === 'command';
+/** each node's long-lived sandbox: the pid of its waiting shell (inside it, every command's namespaces) */
+const holders = new Map<string, Promise<number>>();
+
+/** The pid of the node's long-lived sandbox, started on first use (and again if it ever ended). */
+function holderOf(root: string, node: FarmNode): Promise<number> {
+  let pid = holders.get(node.name);
+  if (pid) return pid;
+  pid = new Promise<number>((res, rej) => {
+    const child = spawn('bwrap', sandboxArgs(root, node), { stdio: ['pipe', 'pipe', 'inherit'] });
+    running.add(child);
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('\n')) res(Number(out.trim()));
+    });
+    child.once('exit', (code) => {
+      running.delete(child);
+      holders.delete(node.name);
+      rej(new Error(`the sandbox of ${node.name} ended (${code})`));
+    });
+  });
+  pid.catch(() => undefined);
+  holders.set(node.name, pid);
+  return pid;
+}
+
+/** Starts one command on one node: in its long-lived sandbox (default) or in a new one (MESHCTL_FARM_SANDBOX=command). */
+async function startCommand(root: string, node: FarmNode, command: string): Promise<ReturnType<typeof spawn>> {
+  if (perCommand) return spawn('bwrap', sandboxArgs(root, node, command), { stdio: ['pipe', 'pipe', 'pipe'] });
+  const holder = await holderOf(root, node);
+  return spawn('nsenter', enterArgs(holder, command), { stdio: ['pipe', 'pipe', 'pipe'], env: commandEnv(node) });
 }
 
 /** An ED25519 pair that ssh2 can read back (now and then it writes one its own parser refuses: make another). */
@@ -180,16 +235,33 @@ function nodeServer(root: string, node: FarmNode, hostKey: string, clientKey: Re
         session.on('close', done);
         session.on('env', (accept) => accept?.());
         session.on('signal', (accept) => accept?.()); // like sshd for root logins: accepted, nothing happens
-        session.on('exec', (accept, _reject, info) => {
+        session.on('exec', async (accept, _reject, info) => {
           const stream = accept();
           stats.bytesIn += Buffer.byteLength(info.command);
           stream.on('data', (d: Buffer) => (stats.bytesIn += d.length));
-          const child = spawn('bwrap', sandboxArgs(root, node, info.command), { stdio: ['pipe', 'pipe', 'pipe'] });
+          // (stdin meanwhile waits in the stream: it is piped below, paused until then)
+          stream.pause();
+          let child: ReturnType<typeof spawn> | undefined;
+          let gone = false;
+          stream.on('close', () => {
+            gone = true;
+            done();
+            if (child && child.exitCode === null) child.kill('SIGKILL');
+          });
+          try {
+            child = await startCommand(root, node, info.command);
+          } catch (err) {
+            stream.stderr.write(`farm: ${(err as Error).message}\n`);
+            stream.exit(255);
+            stream.end();
+            return;
+          }
+          if (gone) return void child.kill('SIGKILL');
           running.add(child);
-          child.once('exit', () => running.delete(child));
-          stream.pipe(child.stdin).on('error', () => undefined);
-          child.stdout.pipe(stream, { end: false });
-          child.stderr.pipe(stream.stderr, { end: false });
+          child.once('exit', () => running.delete(child!));
+          stream.pipe(child.stdin!).on('error', () => undefined);
+          child.stdout!.pipe(stream, { end: false });
+          child.stderr!.pipe(stream.stderr, { end: false });
           child.on('close', (code, signal) => {
             // the exit status only once the output went out: an exit request is sent at once, ahead of data still
             // queued behind a full channel window, and the client then read a big output cut short (a verify's
@@ -201,10 +273,6 @@ function nodeServer(root: string, node: FarmNode, hostKey: string, clientKey: Re
                 stream.end();
               }),
             );
-          });
-          stream.on('close', () => {
-            done();
-            if (child.exitCode === null) child.kill('SIGKILL');
           });
         });
       });
@@ -219,7 +287,9 @@ async function main(): Promise<void> {
   rmSync(root, { recursive: true, force: true });
   mkdirSync(join(root, 'nodes'), { recursive: true });
   mkdirSync(join(root, 'index'), { recursive: true });
-  for (const t of [...BASE_TOOLS, ...PACKAGE_TOOLS]) chmodSync(join(SIM, t), 0o755);
+  // the simulated tools as they are now: editing sim/ while a farm runs must not change that farm's nodes
+  cpSync(SIM, join(root, 'sim'), { recursive: true });
+  for (const t of [...BASE_TOOLS, ...PACKAGE_TOOLS]) chmodSync(join(root, 'sim', t), 0o755);
   const template = join(root, 'etc-template');
   etcTemplate(template);
 
@@ -246,6 +316,8 @@ async function main(): Promise<void> {
     ports.set(node.name, port);
     known.push(`[127.0.0.1]:${port} ${hostPair.public.split(' ').slice(0, 2).join(' ')}`);
   }
+  // every node's long-lived sandbox, started now (its cost is the farm's start, not a step's)
+  if (!perCommand) await Promise.all(nodes.nodes.map((node) => holderOf(root, node)));
   // every node's peer index (sim/_mesh.pl) has one record per overlay IP, in this order
   writeFileSync(join(root, 'index', 'ips'), `${ips.join('\n')}\n`);
   writeFileSync(join(root, 'known_hosts'), `${known.join('\n')}\n`);
@@ -271,7 +343,9 @@ async function main(): Promise<void> {
   process.on('SIGINT', stop);
   // the bench asks for the counts of the last run (then they start again from zero)
   process.on('SIGUSR2', () => {
-    writeFileSync(join(root, 'server-stats.json'), JSON.stringify({ ...stats, cpuS: farmCpuS() }));
+    // written whole, then renamed: the bench read a half-written file once (and ended with a JSON error)
+    writeFileSync(join(root, 'server-stats.json.new'), JSON.stringify({ ...stats, cpuS: farmCpuS() }));
+    renameSync(join(root, 'server-stats.json.new'), join(root, 'server-stats.json'));
     Object.assign(stats, { channels: 0, peak: stats.open, bytesIn: 0 });
   });
   // a bench that died (killed, not stopped) leaves no farm behind: this process follows its parent

@@ -13,5 +13,7 @@ S=/run/farm-node
 # builtins only: every process a simulated tool starts is farm time
 kv() { local l; [ -r "$2" ] || return 0; while IFS= read -r l; do [ "${l%%=*}" = "$1" ] && printf '%s\n' "${l#*=}"; done < "$2"; return 0; }
 self_overlay() { kv overlay "$S/self"; }
+# kvv VAR KEY FILE: as kv, into a variable, without the subshell a $(kv ...) forks (every process is farm time)
+kvv() { local l; printf -v "$1" '%s' ''; [ -r "$3" ] || return 0; while IFS= read -r l; do [ "${l%%=*}" = "$2" ] && printf -v "$1" '%s' "${l#*=}"; done < "$3"; return 0; }
 # the public key of a private key: a stand-in for Curve25519 (sha256 of the key text), same shape as a real one
 pubkey_of() { local h; h=$(printf '%s' "$1" | sha256sum | cut -c1-64); printf "$(printf '%s' "$h" | sed 's/../\\x&/g')" | base64; }
