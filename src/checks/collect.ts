@@ -386,9 +386,21 @@ export function pairsWithoutSession(
   checklists: ReadonlyMap<string, Pick<NodeChecklist, 'now' | 'peers'>>,
   keys: Map<string, string>,
 ): Array<{ from: string; to: string }> {
+  // each dialer's live peers by key, built once: a scan per pair was O(N^3) over the mesh
+  const byKeyOf = new Map<string, Map<string, NodeChecklist['peers'][number]>>();
+  const liveByKey = (from: string) => {
+    let index = byKeyOf.get(from);
+    if (!index) {
+      index = new Map();
+      for (const p of checklists.get(from)?.peers ?? []) if (!index.has(p.publicKey)) index.set(p.publicKey, p);
+      byKeyOf.set(from, index);
+    }
+    return index;
+  };
   return firstContactPairs(inventory).filter(({ from, to }) => {
     const checklist = checklists.get(from);
-    const peer = checklist?.peers.find((p) => p.publicKey === keys.get(to));
+    const key = keys.get(to);
+    const peer = key === undefined ? undefined : liveByKey(from).get(key);
     const at = peer?.latestHandshake ?? 0;
     return !(checklist?.now && at > 0 && checklist.now - at < SESSION_FRESH_SECONDS);
   });

@@ -325,8 +325,24 @@ function livePeerChecks(facts: VerifyFacts, node: Node, desired: DesiredNodeConf
     const key = `${item.peer ?? ''}\u0000${id}`;
     byPeerAndId.set(key, [...(byPeerAndId.get(key) ?? []), item]);
   }
-  const liveFor = (peer: DesiredPeer) =>
-    cl.peers.find((p) => p.publicKey === peer.publicKey) ?? cl.peers.find((p) => p.allowedIps.some((ip) => peer.allowedIps.includes(ip)));
+  // by key, else by a shared AllowedIPs prefix (a peer whose key changed), each looked up in a map built once per
+  // node: two scans per designed peer were O(N^2) per node; the first live peer in dump order wins, as before
+  const liveByKey = new Map<string, (typeof cl.peers)[number]>();
+  const liveByPrefix = new Map<string, (typeof cl.peers)[number]>();
+  for (const p of cl.peers) {
+    if (!liveByKey.has(p.publicKey)) liveByKey.set(p.publicKey, p);
+    for (const ip of p.allowedIps) if (!liveByPrefix.has(ip)) liveByPrefix.set(ip, p);
+  }
+  const byPrefix = (peer: DesiredPeer) => {
+    // the earliest live peer (dump order) that shares any of the peer's prefixes
+    let best: (typeof cl.peers)[number] | undefined;
+    for (const ip of peer.allowedIps) {
+      const p = liveByPrefix.get(ip);
+      if (p && (!best || cl.peers.indexOf(p) < cl.peers.indexOf(best))) best = p;
+    }
+    return best;
+  };
+  const liveFor = (peer: DesiredPeer) => liveByKey.get(peer.publicKey) ?? byPrefix(peer);
   const designedPeers = new Set(desired.peers.map((p) => p.name));
 
   for (const peer of desired.peers) {
