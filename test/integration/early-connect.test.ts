@@ -6,7 +6,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, createServer, type Server } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Inventory, Node } from '../../src/inventory/types.js';
@@ -286,8 +286,12 @@ describe('connections started early, against a real sshd', { skip: skip ?? false
     let upstreamEnded!: () => void;
     const upstreamEnd = new Promise<string>((resolve) => (upstreamEnded = () => resolve('sshd closed first')));
     // allowHalfOpen: the relay's side towards the client stays open after the client's FIN (node would end it too)
+    // every socket of the relay, destroyed at the end: a half-open one left behind kept the test process alive after
+    // its last test (seen in a CI rehearsal: the runner waited on it for 25 minutes)
+    const sockets = new Set<Socket>();
     const server = createServer({ allowHalfOpen: true }, (socket) => {
       const upstream = connect(sshd.port, '127.0.0.1');
+      sockets.add(socket).add(upstream);
       socket.on('error', () => undefined);
       upstream.on('error', () => undefined);
       socket.on('data', (d) => upstream.write(d));
@@ -311,7 +315,8 @@ describe('connections started early, against a real sshd', { skip: skip ?? false
       assert.equal(ended.upstream, true);
     } finally {
       t.mock.timers.reset();
-      server.close();
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
     }
   });
 });
