@@ -12,7 +12,7 @@ import { hostname, userInfo } from 'node:os';
 import { dirname } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { sh } from '../remote/shell.js';
-import type { Connection, ExecResult, RunOptions } from '../transport/types.js';
+import { withRun, type Connection, type RunOptions } from '../transport/types.js';
 import { endMarker, sectionScript, splitSections, type Section } from '../facts/sections.js';
 
 export const LOCK_PATH = '/run/meshctl/lock';
@@ -305,7 +305,7 @@ export class FirstLockGate {
 
   private watchFirst(connection: Connection): Connection {
     let firstCommand = true;
-    return this.wrap(connection, async (script, options) => {
+    return withRun(connection, async (script, options) => {
       if (!firstCommand) return connection.run(script, options);
       firstCommand = false;
       let seen = '';
@@ -329,7 +329,7 @@ export class FirstLockGate {
   }
 
   private waitForFirst(connection: Connection): Connection {
-    return this.wrap(connection, async (script, options) => {
+    return withRun(connection, async (script, options) => {
       if (this.answer === undefined)
         await this.decidedOrAborted().catch((reason: unknown) => {
           this.locks.notSent(connection.node);
@@ -354,17 +354,5 @@ export class FirstLockGate {
         resolve();
       });
     });
-  }
-
-  private wrap(connection: Connection, run: (script: string, options?: RunOptions) => Promise<ExecResult>): Connection {
-    return {
-      node: connection.node,
-      target: connection.target,
-      get stats() {
-        return connection.stats;
-      },
-      close: () => connection.close(),
-      run,
-    };
   }
 }

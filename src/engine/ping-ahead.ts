@@ -22,7 +22,7 @@ import { FACTS } from '../facts/definitions.js';
 import { wgAllowsEvery } from '../facts/lean.js';
 import { endMarker } from '../facts/sections.js';
 import type { Inventory } from '../inventory/types.js';
-import type { Connection, ExecResult } from '../transport/types.js';
+import { withRun, type Connection, type ExecResult } from '../transport/types.js';
 import type { Registry } from './runner.js';
 import type { MeshStep, MeshStepInput, MeshStepOutput, NodeStep } from './types.js';
 
@@ -73,19 +73,11 @@ export function splitAhead(stdout: string): { facts: string; ahead?: string } {
 /** `connection`, with its first command answered by `stdout` when that command is exactly `script` (read ahead). */
 export function replayed(connection: Connection, script: string, stdout: string): Connection {
   let used = false;
-  return {
-    node: connection.node,
-    target: connection.target,
-    get stats() {
-      return connection.stats;
-    },
-    close: () => connection.close(),
-    async run(sent, options): Promise<ExecResult> {
-      if (used || sent !== script) return connection.run(sent, options);
-      used = true;
-      return { code: 0, stdout, stderr: '', durationMs: 0 };
-    },
-  };
+  return withRun(connection, async (sent, options): Promise<ExecResult> => {
+    if (used || sent !== script) return connection.run(sent, options);
+    used = true;
+    return { code: 0, stdout, stderr: '', durationMs: 0 };
+  });
 }
 
 /** Whether the ping phase's output passes every check of the phase with no warning (see the module doc). */

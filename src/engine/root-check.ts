@@ -6,7 +6,7 @@
  * (../transport/ssh.ts probeRoot), and `up` reports it as before: unreachable, exit 3, nothing changed (the first
  * command only reads, or takes a lock that the release removes).
  */
-import { TransportError, type Connection, type ExecResult, type RunOptions } from '../transport/types.js';
+import { TransportError, withRun, type Connection, type ExecResult, type RunOptions } from '../transport/types.js';
 
 /** sudo's own words when it is missing or refuses the user (as ../transport/ssh.ts probeRoot reads them) */
 const SUDO_MISSING = /sudo: (not found|command not found)|sudo: .*not found/;
@@ -42,28 +42,20 @@ export class RootCheck {
   private watch(connection: Connection, sudo: boolean): Connection {
     let first = true;
     const failures = this.failures;
-    return {
-      node: connection.node,
-      target: connection.target,
-      get stats() {
-        return connection.stats;
-      },
-      close: () => connection.close(),
-      async run(script: string, options?: RunOptions): Promise<ExecResult> {
-        if (!first) return connection.run(script, options);
-        first = false;
-        try {
-          const result = await connection.run(script, options);
-          const problem = rootProblem(connection.node, connection.target, sudo, result);
-          // thrown, as the probe's failure was: the caller's script never ran as root
-          if (problem) throw new TransportError(connection.node, problem, 'sudo');
-          return result;
-        } catch (error) {
-          if (error instanceof TransportError && error.reason === 'sudo') failures.set(connection.node, error);
-          throw error;
-        }
-      },
-    };
+    return withRun(connection, async (script: string, options?: RunOptions): Promise<ExecResult> => {
+      if (!first) return connection.run(script, options);
+      first = false;
+      try {
+        const result = await connection.run(script, options);
+        const problem = rootProblem(connection.node, connection.target, sudo, result);
+        // thrown, as the probe's failure was: the caller's script never ran as root
+        if (problem) throw new TransportError(connection.node, problem, 'sudo');
+        return result;
+      } catch (error) {
+        if (error instanceof TransportError && error.reason === 'sudo') failures.set(connection.node, error);
+        throw error;
+      }
+    });
   }
 }
 

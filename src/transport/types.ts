@@ -115,6 +115,22 @@ export interface Connection {
   close(): Promise<void>;
 }
 
+/**
+ * `connection` with its `run` replaced by `run` (which may call the original); node, target, stats and close are the
+ * connection's own. The one way the engine wraps a connection (the run lock, the root check, the ping read ahead).
+ */
+export function withRun(connection: Connection, run: Connection['run']): Connection {
+  return {
+    node: connection.node,
+    target: connection.target,
+    get stats() {
+      return connection.stats;
+    },
+    close: () => connection.close(),
+    run,
+  };
+}
+
 /** Why a connection could not be made or broke; lets the UI group failures without parsing messages. */
 export type TransportFailure =
   | 'config' // ssh config could not be resolved, or asks for something meshctl does not support
