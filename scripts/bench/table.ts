@@ -18,6 +18,8 @@ export interface ToolRun {
   outsideUpMs?: number;
   /** meshctl: remote commands per node (up --json roundTrips) */
   roundTripsPerNode?: { min: number; max: number; mean: number };
+  /** the run exited non-zero (verify only: its failed checks, in a few words); the table marks its time */
+  failed?: string;
   /** meshctl up: ms from process start to the first node's login done (up --json timings.firstConnectionMs) */
   firstConnectionMs?: number;
 }
@@ -103,10 +105,14 @@ function summaryTable(sizes: SizeResult[]): string[] {
         ansAbove === undefined ? '-' : signed(ansAbove)
       } | ${ansAbove === undefined ? '-' : ratio(ansAbove, meshAbove)} | ${s(m.meshctl.second.wallMs)} | ${s(m.ansible?.second.wallMs)} | ${s(
         m.floor.pingWarm,
-      )} | ${s(m.meshctl.verify.wallMs)} | ${s(m.floor.pingMtu)} |`,
+      )} | ${s(m.meshctl.verify.wallMs)}${m.meshctl.verify.failed ? ' (failed)' : ''} | ${s(m.floor.pingMtu)} |`,
     );
   }
-  return rows;
+  // a failed verify keeps its time, and says what failed under the table
+  const failed = sizes.flatMap(({ nodes, runs }) =>
+    runs.flatMap((run, i) => (run.meshctl?.verify.failed ? [`- ${nodes} nodes, run ${i + 1}: \`verify\` exited 1, ${run.meshctl.verify.failed}`] : [])),
+  );
+  return failed.length ? [...rows, '', ...failed] : rows;
 }
 
 const ms = (value: number | undefined) => (value === undefined ? '-' : `${Math.round(value)} ms`);

@@ -9,13 +9,26 @@ import chalk, { Chalk } from 'chalk';
 import type { Connection } from '../transport/types.js';
 import { TransportError, checkDeadlineMs } from '../transport/types.js';
 import { REKEY_TIMEOUT_S } from '../remote/wireguard.js';
-import { pingProbe, type NodePingResults, type PathMtuResult, type PingParams, type PingTarget, type Section } from './probes.js';
+import {
+  pingProbe,
+  type NodePingResults,
+  type PathMtuResult,
+  type PingParams,
+  type PingResult,
+  type PingTarget,
+  type Section,
+} from './probes.js';
 
 export type { PingTarget } from './probes.js';
 
 export interface MatrixCell {
-  /** got `count` echo replies before the deadline */
+  /**
+   * every echo request sent was answered, and at least one was sent: `count` replies before the deadline, or fewer
+   * requests than `count` went out before it (a loaded node's ping starts late) and each of them was answered
+   */
   ok: boolean;
+  /** echo requests asked for (PingMatrixOptions.count); `transmitted` is below it when ping's deadline came first */
+  asked?: number;
   /** percent of echo requests lost */
   loss: number;
   transmitted: number;
@@ -71,12 +84,25 @@ export interface PingRound {
 /** deadline: one unanswered handshake initiation is retried after REKEY_TIMEOUT; 2 s more let the retry's answer and the pings arrive */
 export const DEFAULT_PING = { count: 3, intervalSeconds: 0.2, deadlineSeconds: REKEY_TIMEOUT_S + 2 } as const;
 
-function cellFrom(results: NodePingResults | undefined, ip: string, error?: string): MatrixCell {
+/**
+ * Whether a pair answered. iputils ping (ping(8), -w) exits 1 when fewer than `-c` replies came before the deadline,
+ * which also happens when fewer than `-c` requests were *sent* before it (a node loaded by many containers starts its
+ * pings late): a reply to every request sent is an answer, not a loss. Any other exit (2: ping's own error) or an
+ * error line is not.
+ */
+function answered(ping: PingResult): boolean {
+  if (ping.received <= 0) return false;
+  if (ping.rc === 0) return true;
+  return ping.rc === 1 && ping.received >= ping.transmitted && !ping.error && !ping.errors;
+}
+
+function cellFrom(results: NodePingResults | undefined, ip: string, asked: number, error?: string): MatrixCell {
   const ping = results?.ping.get(ip);
-  if (!ping) return { ok: false, loss: 100, transmitted: 0, received: 0, error: error ?? 'not probed' };
+  if (!ping) return { ok: false, asked, loss: 100, transmitted: 0, received: 0, error: error ?? 'not probed' };
   const pmtu = results?.mtu.get(ip);
   return {
-    ok: ping.received > 0 && ping.rc === 0,
+    ok: answered(ping),
+    asked,
     loss: ping.loss,
     transmitted: ping.transmitted,
     received: ping.received,
@@ -86,15 +112,23 @@ function cellFrom(results: NodePingResults | undefined, ip: string, error?: stri
   };
 }
 
-/** Builds the matrix from per-node parsed results (pure; exported for tests and for callers with their own I/O). */
-export function buildMatrix(targets: PingTarget[], results: Map<string, NodePingResults>, errors: Map<string, string> = new Map()): Matrix {
+/**
+ * Builds the matrix from per-node parsed results (pure; exported for tests and for callers with their own I/O).
+ * `count`: echo requests each pair was asked for (default DEFAULT_PING.count).
+ */
+export function buildMatrix(
+  targets: PingTarget[],
+  results: Map<string, NodePingResults>,
+  errors: Map<string, string> = new Map(),
+  count: number = DEFAULT_PING.count,
+): Matrix {
   const nodes = targets.map((t) => t.node);
   const cells: Matrix['cells'] = {};
   for (const from of nodes) {
     cells[from] = {};
     for (const to of targets) {
       if (to.node === from) continue;
-      cells[from]![to.node] = cellFrom(results.get(from), to.ip, errors.get(from));
+      cells[from]![to.node] = cellFrom(results.get(from), to.ip, count, errors.get(from));
     }
   }
   return { nodes, cells };
@@ -157,7 +191,7 @@ export async function runPingRound(
     }),
   );
   return {
-    matrix: buildMatrix(targets, results, errors),
+    matrix: buildMatrix(targets, results, errors, options.count ?? DEFAULT_PING.count),
     after,
     errors,
     ...(firstContactMs !== undefined ? { firstContactMs } : {}),

@@ -53,7 +53,12 @@ const cellSpec: Spec = {
   type: 'object',
   description: 'The pings from one node to another.',
   fields: {
-    ok: req(flag('Every echo reply came back before the deadline.')),
+    ok: req(
+      flag(
+        'Every echo request sent was answered before the deadline, and at least one was sent (on a loaded node ping may send fewer than `asked`; each answered counts).',
+      ),
+    ),
+    asked: count("Echo requests asked for (ping -c); `transmitted` is below it when ping's deadline (-w) came first."),
     loss: req({
       type: 'number',
       minimum: 0,
