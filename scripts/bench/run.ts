@@ -377,6 +377,7 @@ async function measureSize(n: number, run: number, options: Options, work: strin
   let labMs = 0;
   let m: Awaited<ReturnType<typeof measureMeshctl>> | undefined;
   let floor: Floor | undefined;
+  let floorError: string | undefined;
   if (options.meshctl) {
     log(`${n} nodes, run ${run}: meshctl ...`);
     labMs = await labUp(inventoryFile, name);
@@ -384,7 +385,14 @@ async function measureSize(n: number, run: number, options: Options, work: strin
     log(`${n} nodes, run ${run}: floor ...`);
     await labUp(inventoryFile, name);
     const { plan, keys } = m;
-    floor = await measureFloor(inventory, shellsOf(name), plan, keys).finally(labDown);
+    // a floor that could not be measured is recorded, not fatal: meshctl's numbers of this run stay
+    floor = await measureFloor(inventory, shellsOf(name), plan, keys)
+      .catch((error: Error) => {
+        log(`floor failed: ${error.message}`);
+        floorError = error.message.slice(0, 2000);
+        return undefined;
+      })
+      .finally(labDown);
   }
 
   let a: { cold: ToolRun; second: ToolRun } | undefined;
@@ -405,6 +413,7 @@ async function measureSize(n: number, run: number, options: Options, work: strin
     labUpMs: labMs,
     load: { ...load, end: loadavg()[0]! },
     ...(floor ? { floor } : {}),
+    ...(floorError ? { floorError } : {}),
     ...(m ? { meshctl: { cold: m.cold, second: m.second, verify: m.verify } } : {}),
     ...(a ? { ansible: a } : {}),
     ...(ansibleError ? { ansibleError } : {}),

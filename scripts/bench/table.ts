@@ -35,6 +35,8 @@ export interface RunResult {
   ansible?: { cold: ToolRun; second: ToolRun };
   /** why Ansible has no numbers in this run */
   ansibleError?: string;
+  /** why the floor has no numbers in this run */
+  floorError?: string;
 }
 
 export interface SizeResult {
@@ -65,7 +67,8 @@ const mid = (values: number[]) => {
 export function median<T>(items: T[]): T {
   const first = items[0] as unknown;
   if (typeof first === 'number') return mid(items as number[]) as T;
-  if (first === null || typeof first !== 'object') return first as T;
+  // lists (the floor's unanswered pairs) are not numbers to take a median of: the first run's
+  if (first === null || typeof first !== 'object' || Array.isArray(first)) return first as T;
   const out: Record<string, unknown> = {};
   const keys = new Set(items.flatMap((item) => Object.keys(item as object)));
   for (const key of keys) {
@@ -110,7 +113,13 @@ function summaryTable(sizes: SizeResult[]): string[] {
   }
   // a failed verify keeps its time, and says what failed under the table
   const failed = sizes.flatMap(({ nodes, runs }) =>
-    runs.flatMap((run, i) => (run.meshctl?.verify.failed ? [`- ${nodes} nodes, run ${i + 1}: \`verify\` exited 1, ${run.meshctl.verify.failed}`] : [])),
+    runs.flatMap((run, i) => [
+      ...(run.meshctl?.verify.failed ? [`- ${nodes} nodes, run ${i + 1}: \`verify\` exited 1, ${run.meshctl.verify.failed}`] : []),
+      ...(run.floor?.failed
+        ? [`- ${nodes} nodes, run ${i + 1}: the floor's ping rounds had ${run.floor.failed.length} pairs unanswered (their time kept): ${run.floor.failed.slice(0, 5).join(', ')}`]
+        : []),
+      ...(run.floorError ? [`- ${nodes} nodes, run ${i + 1}: no floor: ${run.floorError.slice(0, 300)}`] : []),
+    ]),
   );
   return failed.length ? [...rows, '', ...failed] : rows;
 }
@@ -135,7 +144,7 @@ function costTable(sizes: SizeResult[]): string[] {
 }
 
 /** Phase rows: [label, floor field, meshctl phase id, Ansible play name]. */
-const PHASES: [string, keyof Floor | undefined, string | undefined, string | undefined][] = [
+const PHASES: [string, Exclude<keyof Floor, 'failed'> | undefined, string | undefined, string | undefined][] = [
   ['connect (SSH)', undefined, 'connect', undefined],
   ['facts', 'facts', 'facts', undefined],
   ['baseline checks', undefined, 'baseline', undefined],

@@ -76,6 +76,28 @@ describe('bench results', () => {
     assert.deepEqual(median([{ a: 1 }, { a: 4 }]), { a: 2.5 });
   });
 
+  it('a failed verify and unanswered floor pairs keep their times and are named under the table', () => {
+    const run = (verifyMs: number) => ({ wallMs: verifyMs, cpuMs: 1, rssKiB: 1 });
+    const floor = { facts: 1, install: 1, keys: 1, config: 1, enable: 1, ping: 1, pingWarm: 1, pingMtu: 1, total: 6 };
+    const one = {
+      labUpMs: 1,
+      load: { start: 1, end: 1, otherContainers: 0 },
+      floor: { ...floor, failed: ['ping: a -> b 0/3'] },
+      meshctl: { cold: run(9000), second: run(2000), verify: { ...run(3000), failed: '3 of 9248 checks failed: ping a -> b' } },
+    };
+    assert.deepEqual(median([one.floor, one.floor]).failed, ['ping: a -> b 0/3'], 'a list stays a list');
+    const results: BenchResults = {
+      command: 'npm run bench',
+      date: '2026-11-30T01:00:00Z',
+      machine: { cpu: 'x', cores: 2, kernel: 'k', node: 'v20' },
+      sizes: [{ nodes: 32, mix: { public: 1, home: 1, office: 0 }, runs: [one], median: median([one]) }],
+    };
+    const page = renderMarkdown(results);
+    assert.match(page, /\| 3\.0 s \(failed\) \|/);
+    assert.match(page, /32 nodes, run 1: `verify` exited 1, 3 of 9248 checks failed: ping a -> b/);
+    assert.match(page, /32 nodes, run 1: the floor's ping rounds had 1 pairs unanswered \(their time kept\): ping: a -> b 0\/3/);
+  });
+
   it('a regenerated page keeps the notes written under the mark', () => {
     const results: BenchResults = {
       command: 'npm run bench',
