@@ -12,6 +12,7 @@ import { factsProbeScript } from '../../src/facts/node-facts.js';
 import type { Inventory } from '../../src/inventory/types.js';
 import type { Plan } from '../../src/engine/plan.js';
 import { inContainer } from '../../src/lab/sys.js';
+import { disarmScript } from '../../src/engine/revert.js';
 import { firstContactPairs } from '../../src/topology/endpoints.js';
 import { wrapCommand } from '../../src/transport/ssh.js';
 import type { Connection, ExecResult, RunOptions } from '../../src/transport/types.js';
@@ -104,6 +105,9 @@ export interface Floor {
   failed?: string[];
 }
 
+/** Where an arm script keeps its run's snapshot (revertPaths): the run id is what disarmScript needs. */
+const REVERT_DIR = /\/run\/meshctl\/revert-([0-9a-f]{8,32})/g;
+
 /** The node-changing phases whose scripts come from the plan of a real cold run. */
 const PLAN_PHASES = ['install', 'keys', 'config', 'enable'] as const;
 
@@ -128,8 +132,12 @@ export async function measureFloor(
   const facts = await onAllNodes(shells, (node) => [{ script: factsProbeScript({ interface: iface, listenPort: listenPort.get(node)! }) }]);
   const ms: Partial<Record<(typeof PLAN_PHASES)[number], number>> = {};
   let swap = (s: string) => s;
+  // the plan's config and enable scripts arm a revert on each node (src/engine/revert.ts) that meshctl disarms at the
+  // enable gate (its confirming check); left armed, the nodes undo the mesh when the window ends, mid-ping at 32 nodes
+  const runIds = [...new Set(plan.phases.flatMap((p) => p.nodes.flatMap((n) => n.actions.flatMap((a) => [...a.script.matchAll(REVERT_DIR)].map((m) => m[1]!)))))];
   for (const phase of PLAN_PHASES) {
-    ms[phase] = (await onAllNodes(shells, (node) => scriptsOf(phase, node, swap))).ms;
+    const disarm = phase === 'enable' ? runIds.map((id) => ({ script: disarmScript(id) })) : [];
+    ms[phase] = (await onAllNodes(shells, (node) => [...scriptsOf(phase, node, swap), ...disarm])).ms;
     if (phase === 'keys') swap = keySwapper(planKeys, await readPublicKeys(shells, iface));
   }
   const targets = inventory.nodes.map((n) => ({ node: n.name, ip: n.overlayIp }));
