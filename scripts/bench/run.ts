@@ -119,6 +119,13 @@ async function must(argv: string[], what: string): Promise<Proc> {
 let currentLab: string | undefined;
 
 async function labUp(inventory: string, name: string): Promise<number> {
+  // `lab up` keeps a lab that is already up: one left by a bench run that died (seen: a 32-node run killed during
+  // Ansible left its nodes with wireguard-tools installed, and the next run's "cold" up found nothing to install).
+  // Every measurement needs fresh nodes, so a leftover lab of this name goes first.
+  if (readState(name)) {
+    log(`a lab named ${name} was left up (a run that died): taking it down first`);
+    await must([process.execPath, MESHCTL, 'lab', 'down', '--name', name], `lab down ${name}`);
+  }
   // a failed `lab up` removes what it made itself; only a lab that is up is ours to take down
   const { wallMs } = await must([process.execPath, MESHCTL, 'lab', 'up', inventory, '--name', name], `lab up ${name}`);
   currentLab = name;
