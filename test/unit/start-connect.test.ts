@@ -13,7 +13,8 @@ import { publicIpv6Problem } from '../../src/net/ipv6.js';
 import { beginTcp } from '../../src/transport/early-socket.js';
 
 test('global unicast is 2000::/3 exactly (the prefix written as its value, not parsed at load)', () => {
-  for (const ok of ['2000::', '2001:db8::11', '3fff:ffff:ffff:ffff:ffff:ffff:ffff:ffff']) assert.equal(publicIpv6Problem(ok), undefined, ok);
+  for (const ok of ['2000::', '2001:db8::11', '3fff:ffff:ffff:ffff:ffff:ffff:ffff:ffff'])
+    assert.equal(publicIpv6Problem(ok), undefined, ok);
   for (const not of ['1fff:ffff:ffff:ffff:ffff:ffff:ffff:ffff', '4000::', 'fe80::1', '::1'])
     assert.match(publicIpv6Problem(not) ?? '', /is (a|an|not a) /, not);
 });
@@ -42,7 +43,7 @@ test("`up` on an IPv4 inventory never calls node:net's isIPv6 before it connects
 });
 
 test('an early TCP connection has TCP_NODELAY (Nagle held the login ~40 ms behind a delayed ACK)', async () => {
-  // ssh2's own sockets get it through Client.setNoDelay (src/transport/ssh.ts NO_DELAY); node keeps the wish until
+  // ssh2's own sockets get it through Client.setNoDelay (noDelay in src/transport/ssh.ts); node keeps the wish until
   // the socket connects, under the symbol kSetNoDelay
   const server = createServer((s) => s.destroy());
   const port = await new Promise<number>((resolve) =>
