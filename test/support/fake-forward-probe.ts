@@ -59,7 +59,8 @@ async function fakeWatcher(script: string, io: FakeIo, node: Node, pace: Network
     io.write('watching\n');
     for (const line of await Promise.race([lines(), io.ended.then(() => [])])) io.write(`${line}\n`);
   }
-  pace.onStop?.(node, 'watcher', await stopOf(windowMs - (performance.now() - started), io.ended));
+  const how = await stopOf(windowMs - (performance.now() - started), io.ended); // awaited whether or not anyone is told
+  pace.onStop?.(node, 'watcher', how);
   return {};
 }
 
@@ -112,7 +113,8 @@ export function underlayNetwork(
           }
           io.write('round 1\n');
           const [rounds, interval] = before.slice(-2).map(Number) as [number, number];
-          pace.onStop?.(node, 'sender', await stopOf(rounds * interval * 1000 * (pace.scale ?? 0.05), io.ended));
+          const how = await stopOf(rounds * interval * 1000 * (pace.scale ?? 0.05), io.ended);
+          pace.onStop?.(node, 'sender', how);
           return { stdout: 'sent\n' };
         },
       },
