@@ -12,7 +12,7 @@
 // - readable stack traces: code is not minified (names and `// src/...` file markers stay), and each chunk has a
 //   source map (dist/*.js.map): `NODE_OPTIONS=--enable-source-maps meshctl ...` shows src/*.ts positions.
 import { build } from 'esbuild';
-import { readFile, rm } from 'node:fs/promises';
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -62,6 +62,37 @@ const commonJsPaths = {
   },
 };
 
+// bundled CommonJS dependencies (ssh2) call require() and read __dirname; an ES module has neither of its own
+const banner = [
+  "import { createRequire as __meshctlCreateRequire } from 'node:module';",
+  "import { fileURLToPath as __meshctlPath } from 'node:url';",
+  'const require = __meshctlCreateRequire(import.meta.url);',
+  "const __meshctlDist = __meshctlPath(new URL('.', import.meta.url));",
+].join(' ');
+
+/**
+ * The banner stays only in chunks that use what it defines: esbuild puts it on every chunk, and each of the ~40
+ * chunks `up` loads would otherwise make a require function and parse two URLs for nothing (issue 10: start-up).
+ * The line is emptied, not removed, so the source maps' line numbers still hold. A chunk "uses" it when its text
+ * names `require` (esbuild's __require helper reads the runtime chunk's own `require`) or `__meshctlDist`.
+ */
+async function dropUnusedBanners() {
+  let dropped = 0;
+  for (const file of await readdir(outdir)) {
+    if (!file.endsWith('.js')) continue;
+    const path = join(outdir, file);
+    const text = await readFile(path, 'utf8');
+    // the banner is the first line, or the second after the entry point's `#!` line
+    const at = text.startsWith('#!') ? text.indexOf('\n') + 1 : 0;
+    if (!text.startsWith(`${banner}\n`, at)) throw new Error(`${file}: the banner is not where esbuild puts it`);
+    const rest = text.slice(at + banner.length);
+    if (/\brequire\b|__meshctlDist/.test(rest)) continue;
+    await writeFile(path, text.slice(0, at) + rest);
+    dropped++;
+  }
+  return dropped;
+}
+
 await rm(outdir, { recursive: true, force: true });
 await build({
   entryPoints: [join(src, 'cli.ts')],
@@ -74,14 +105,7 @@ await build({
   chunkNames: '[name]-[hash]',
   sourcemap: true,
   logLevel: 'warning',
-  // bundled CommonJS dependencies (ssh2) call require() and read __dirname; an ES module has neither of its own
-  banner: {
-    js: [
-      "import { createRequire as __meshctlCreateRequire } from 'node:module';",
-      "import { fileURLToPath as __meshctlPath } from 'node:url';",
-      'const require = __meshctlCreateRequire(import.meta.url);',
-      "const __meshctlDist = __meshctlPath(new URL('.', import.meta.url));",
-    ].join(' '),
-  },
+  banner: { js: banner },
   plugins: [moduleUrl, nativeAddons, commonJsPaths],
 });
+await dropUnusedBanners();

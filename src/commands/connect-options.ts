@@ -91,9 +91,12 @@ export function connectorFor(options: ConnectOptions): EarlyConnector {
       // each direct node's TCP connection to the inventory's address begins first, before `ssh -G` is even spawned
       // (speculative: kept only when ssh -G agrees, see speculate); nothing but node:net is needed for it
       const guesses = new Map(nodes.map((n) => [n.name, options.signal?.aborted ? undefined : speculate(n)]));
-      // every node's `ssh -G` asked by one child process (one spawn, not one per node: see resolveSshConfigs), on the
-      // next tick: node:net makes its connect(2) calls on a tick of their own, and the spawn blocks this thread
-      const asking = new Promise<void>((resolve) => process.nextTick(resolve)).then(() =>
+      // node:net makes those connect(2) calls on ticks of their own (queued just now): everything else waits for
+      // them, the transport's import (its resolution and file reads take this thread too) and the `ssh -G` spawn
+      const connectsMade = new Promise<void>((resolve) => process.nextTick(resolve));
+      const loading = connectsMade.then(transport);
+      // every node's `ssh -G` asked by one child process (one spawn, not one per node: see resolveSshConfigs)
+      const asking = connectsMade.then(() =>
         resolveNodeSshConfigs(
           nodes.map((n) => n.ssh),
           options,
@@ -125,7 +128,7 @@ export function connectorFor(options: ConnectOptions): EarlyConnector {
       const list = [...nodes];
       let firstDone: () => void = () => undefined;
       const first = new Promise<void>((resolve) => (firstDone = resolve));
-      const result = transport().then((t) =>
+      const result = loading.then((t) =>
         t.connectAll(list, {
           ...options,
           presolved,

@@ -21,7 +21,8 @@ export interface EarlySocket {
  * a listener from the start, so a refusal before ssh2 takes the socket is not an uncaught error). Unref'd until taken.
  */
 export function beginTcp(host: string, port: number): EarlySocket {
-  const early: EarlySocket = { socket: connectTcp({ host, port }), host, port };
+  // noDelay (TCP_NODELAY): see noDelay in ./ssh.ts
+  const early: EarlySocket = { socket: connectTcp({ host, port, noDelay: true }), host, port };
   // nobody may ever take it (a command that fails first, Ctrl-C): it must not keep the process alive until then
   early.socket.unref();
   early.socket.once('connect', () => (early.connectedMs = performance.now()));

@@ -19,6 +19,8 @@ import { keygen, killAll, sshdSkipReason, startSshd, type Sshd } from './sshd-ha
 
 const skip = sshdSkipReason();
 const MiB = 1024 * 1024;
+/** a command's deadline where the test is about something else (a cap): only against a hang, never a speed bound */
+const HANG_GUARD_MS = 10 * 60_000;
 
 describe('output cap per remote command (real sshd)', { skip: skip ?? false }, () => {
   let root: string;
@@ -55,16 +57,16 @@ describe('output cap per remote command (real sshd)', { skip: skip ?? false }, (
     if (root) rmSync(root, { recursive: true, force: true });
   });
 
-  test('a command printing 10 MB returns the cap failure quickly, with the first 4 MiB and a message naming the cap', async () => {
+  test('a command printing 10 MB returns the cap failure (not its deadline), with the first 4 MiB and a message naming the cap', async () => {
     const started = performance.now();
-    const result = await conn.run("head -c 10485760 /dev/zero | tr '\\0' x", { timeoutMs: 30_000 });
+    // capped, not timed out (OUTPUT_CAP_EXIT, not 124): the cap stopped it, however long the copy took on a loaded machine
+    const result = await conn.run("head -c 10485760 /dev/zero | tr '\\0' x", { timeoutMs: HANG_GUARD_MS });
     const ms = performance.now() - started;
     assert.equal(result.code, OUTPUT_CAP_EXIT, result.stderr);
     assert.equal(result.outputCapped, 'stdout');
     assert.equal(result.stdout.length, DEFAULT_MAX_STDOUT_BYTES);
     assert.match(result.stdout, /^x+$/);
     assert.match(result.stderr, /its stdout passed the cap of 4 MiB per command/);
-    assert.ok(ms < 25_000, `took ${Math.round(ms)} ms`);
     console.log(`# 10 MB of stdout: capped after ${Math.round(ms)} ms`);
   });
 
@@ -77,13 +79,12 @@ describe('output cap per remote command (real sshd)', { skip: skip ?? false }, (
     }, 10);
     const started = performance.now();
     // `yes` never stops on its own; a small cap so the test is about the stop, not the copy
-    const result = await conn.run(`exec yes ${marker}`, { timeoutMs: 30_000, maxStdoutBytes: 2 * MiB });
+    const result = await conn.run(`exec yes ${marker}`, { timeoutMs: HANG_GUARD_MS, maxStdoutBytes: 2 * MiB });
     clearInterval(sampler);
     const ms = performance.now() - started;
     assert.equal(result.code, OUTPUT_CAP_EXIT, result.stderr);
     assert.equal(Buffer.byteLength(result.stdout), 2 * MiB);
     assert.match(result.stderr, /cap of 2 MiB per command/);
-    assert.ok(ms < 25_000, `took ${Math.round(ms)} ms`);
     const grown = (peak - rss0) / MiB;
     assert.ok(grown < 100, `RSS grew by ${grown.toFixed(0)} MiB`);
     console.log(`# endless stdout, 2 MiB cap: stopped after ${Math.round(ms)} ms, RSS peak +${grown.toFixed(1)} MiB`);
@@ -134,7 +135,9 @@ describe('output cap per remote command (real sshd)', { skip: skip ?? false }, (
     assert.equal(result.code, ENDED_EXIT, result.stderr);
     assert.match(result.stdout, /^ready\n\.\n/);
     assert.equal(chunks.join(''), result.stdout);
-    assert.ok(ms < 500, `run() resolved ${Math.round(ms)} ms after end() (the loop runs 20 s)`);
+    // no clock: the loop prints 200 dots in its 20 s; run() resolved at end(), long before the last one
+    const dots = result.stdout.split('\n').filter((line) => line === '.').length;
+    assert.ok(dots < 200, `run() waited for the loop to end (${dots} dots; it resolved ${Math.round(ms)} ms after end())`);
     let left = await running();
     for (let i = 0; i < 40 && left; i++) {
       await new Promise((r) => setTimeout(r, 50));

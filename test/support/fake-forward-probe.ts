@@ -35,7 +35,16 @@ export interface NetworkPace {
   listenMs?: (node: Node) => number | undefined;
   /** told when a sender script starts, with the ms since the first watcher started */
   onSend?: (node: Node, atMs: number) => void;
+  /**
+   * told when a watcher or sender script stops: 'ended' when the probe ended it, 'ran out' when its own window or
+   * rounds were over first (a test asserts how they stopped, not how long they took: that holds on a loaded machine)
+   */
+  onStop?: (node: Node, role: 'watcher' | 'sender', how: 'ended' | 'ran out') => void;
 }
+
+/** 'ended' when `ended` settles before `ms` have passed, else 'ran out'. */
+const stopOf = (ms: number, ended: Promise<void>) =>
+  Promise.race([sleep(ms).then(() => 'ran out' as const), ended.then(() => 'ended' as const)]);
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -50,7 +59,8 @@ async function fakeWatcher(script: string, io: FakeIo, node: Node, pace: Network
     io.write('watching\n');
     for (const line of await Promise.race([lines(), io.ended.then(() => [])])) io.write(`${line}\n`);
   }
-  await Promise.race([sleep(windowMs - (performance.now() - started)), io.ended]);
+  const how = await stopOf(windowMs - (performance.now() - started), io.ended); // awaited whether or not anyone is told
+  pace.onStop?.(node, 'watcher', how);
   return {};
 }
 
@@ -103,7 +113,8 @@ export function underlayNetwork(
           }
           io.write('round 1\n');
           const [rounds, interval] = before.slice(-2).map(Number) as [number, number];
-          await Promise.race([sleep(rounds * interval * 1000 * (pace.scale ?? 0.05)), io.ended]);
+          const how = await stopOf(rounds * interval * 1000 * (pace.scale ?? 0.05), io.ended);
+          pace.onStop?.(node, 'sender', how);
           return { stdout: 'sent\n' };
         },
       },

@@ -1,6 +1,7 @@
 /**
  * Runs meshctl's main() in this process once per argv read from stdin (JSON: string[][]) and prints
- * [{code, stderr, stdout, ms, maxRssBytes}] as JSON (ms: wall time of that call; maxRssBytes: the process's peak
+ * [{code, stderr, stdout, ms, cpuMs, maxRssBytes}] as JSON (ms: wall time of that call; cpuMs: the CPU time (user +
+ * system) this process spent during it, which a loaded machine does not stretch as it does wall time; maxRssBytes: the process's peak
  * resident set so far, so a call's own peak is at most that). Lets a test push dozens of inputs through the real CLI in one process
  * (under the network guard) instead of paying a process start for each.
  */
@@ -13,7 +14,7 @@ const argvs = JSON.parse(
   }),
 ) as string[][];
 
-const results: { code: number; stdout: string; stderr: string; ms: number; maxRssBytes: number }[] = [];
+const results: { code: number; stdout: string; stderr: string; ms: number; cpuMs: number; maxRssBytes: number }[] = [];
 const realStdout = process.stdout.write.bind(process.stdout);
 const realStderr = process.stderr.write.bind(process.stderr);
 for (const argv of argvs) {
@@ -29,10 +30,12 @@ for (const argv of argvs) {
   }) as typeof process.stderr.write;
   process.exitCode = undefined;
   const started = performance.now();
+  const cpu = process.cpuUsage();
   const code = await main(['node', 'meshctl', ...argv]);
   const ms = performance.now() - started;
+  const { user, system } = process.cpuUsage(cpu);
   process.stdout.write = realStdout;
   process.stderr.write = realStderr;
-  results.push({ code, stdout, stderr, ms, maxRssBytes: process.resourceUsage().maxRSS * 1024 });
+  results.push({ code, stdout, stderr, ms, cpuMs: (user + system) / 1000, maxRssBytes: process.resourceUsage().maxRSS * 1024 });
 }
 realStdout(JSON.stringify(results));

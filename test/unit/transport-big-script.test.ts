@@ -26,6 +26,14 @@ const skip =
       : spawnSync('sh', ['-c', 'command -v timeout']).status !== 0
         ? 'needs timeout(1)'
         : false;
+/**
+ * The scripts' deadline (the guard's remote `timeout`): only against a hang. It is no bound on their speed: at load
+ * 140-200 the 250-node ping round took longer than a fixed 120 s, was killed (exit 124) and the test failed though
+ * nothing was wrong. What the test proves holds at any speed: the script is not refused (E2BIG), runs to its end,
+ * and every section and job is in its output.
+ */
+const HANG_GUARD_MS = 30 * 60_000;
+
 /** without iputils-ping every job fails at once with "ping: not found": the script must still run to its end */
 const hasPing = spawnSync('sh', ['-c', 'command -v ping']).status === 0;
 
@@ -93,7 +101,10 @@ function runInEmptyNetns(
   });
 }
 
-test(`verify works on a mesh whose scripts exceed ${MAX_ARG_STRLEN} bytes (${PEERS} nodes)`, { skip }, async () => {
+test(`verify works on a mesh whose scripts exceed ${MAX_ARG_STRLEN} bytes (${PEERS} nodes)`, {
+  skip,
+  timeout: 2 * HANG_GUARD_MS,
+}, async () => {
   const inventory = bigInventory();
   assert.equal(inventory.nodes.length, PEERS);
   const { checklist, ping } = verifyScripts(inventory);
@@ -106,7 +117,7 @@ test(`verify works on a mesh whose scripts exceed ${MAX_ARG_STRLEN} bytes (${PEE
   assert.equal((old.error as NodeJS.ErrnoException | undefined)?.code, 'E2BIG', `old way: ${old.status} ${old.stderr}`);
 
   // the checklist: every section came back, down to the final `done`
-  const cl = await runInEmptyNetns(checklist.script, 60_000);
+  const cl = await runInEmptyNetns(checklist.script, HANG_GUARD_MS);
   process.stdout.write(`# checklist (${sizes.checklist} bytes) through sh: ${cl.ms.toFixed(0)} ms\n`);
   assert.equal(cl.code, 0, cl.stderr.slice(0, 500));
   const sections = splitSections(cl.stdout);
@@ -118,7 +129,7 @@ test(`verify works on a mesh whose scripts exceed ${MAX_ARG_STRLEN} bytes (${PEE
   );
 
   // the ping + path-MTU round: one job per peer, all of them finished, then the `after` sections and `done`
-  const pr = await runInEmptyNetns(ping.script, 120_000, hasPing);
+  const pr = await runInEmptyNetns(ping.script, HANG_GUARD_MS, hasPing);
   process.stdout.write(`# ping+MTU (${sizes.ping} bytes) through sh: ${pr.ms.toFixed(0)} ms${hasPing ? '' : ' (no ping installed)'}\n`);
   assert.equal(pr.code, 0, pr.stderr.slice(0, 500));
   const parsed = ping.parse(pr.stdout);

@@ -74,10 +74,10 @@ test('wrapCommand: a fake sudo sees -n and the same argument vector', () => {
 test('wrapCommand: the remote timeout kills the command (exit 124)', {
   skip: sh('command -v timeout').status !== 0 ? 'no timeout(1)' : false,
 }, () => {
-  const started = Date.now();
-  const r = shRemote(wrapCommand('sleep 5', { sudo: false, timeoutMs: 300 }));
+  // no clock: `sleep 60` ends with 0 on its own; 124 is timeout(1)'s status for a command it killed, here after 1 s
+  // (the guard's `timeout -k 5 1`, checked above); a guard that lost its timeout would wait the minute out and fail
+  const r = shRemote(wrapCommand('sleep 60', { sudo: false, timeoutMs: 300 }));
   assert.equal(r.status, 124);
-  assert.ok(Date.now() - started < 3000);
 });
 
 // The script shares stdin with the shell that reads it: these are the ways a command could eat the rest of it.
@@ -152,16 +152,23 @@ test('stopScript: TERMs every process of the run (found by its token), KILLs wha
   const victim = start(token, 'sleep 300 & setsid sleep 301 & sh -c \'trap "" TERM; sleep 302\' & wait');
   const bystander = start(other, 'sleep 303');
   try {
-    for (let i = 0; i < 50 && (Number(pidsOf(token)) < 5 || pidsOf(other) === '0'); i++) await new Promise((r) => setTimeout(r, 50));
-    assert.ok(Number(pidsOf(token)) >= 5, `processes of the run: ${pidsOf(token)}`);
+    // until every process has started, however loaded the machine (the test runner's timeout ends a hang)
+    while (Number(pidsOf(token)) < 5 || pidsOf(other) === '0') await new Promise((r) => setTimeout(r, 50));
     const others = pidsOf(other);
-    assert.notEqual(others, '0');
-    const started = Date.now();
-    const r = spawnSync('sh', ['-c', stopScript([token], 500)], { encoding: 'utf8' });
+    // no clock either: the script's steps, traced (sh -x), are counted. It TERMs first, KILLs after exactly
+    // ceil(graceMs / 100) naps however long each nap took, and ends once nothing is left. The shell that ignores
+    // TERM (its sleep inherits that) is still there at the KILL, and gone after it (exit 0: nothing survived).
+    const r = spawnSync('sh', ['-x', '-c', stopScript([token], 500)], { encoding: 'utf8' });
     assert.equal(r.status, 0, r.stderr);
     assert.equal(pidsOf(token), '0');
-    assert.ok(Date.now() - started < 5000);
     assert.equal(pidsOf(other), others, 'the other run was left alone');
+    const steps = r.stderr.split('\n').flatMap((line) => {
+      const step = /^\++ (kill -TERM|kill -KILL|sleep 0\.1)\b/.exec(line)?.[1];
+      return step ? [step === 'sleep 0.1' ? 'nap' : step.slice(6)] : [];
+    });
+    const firstKill = steps.indexOf('KILL');
+    assert.ok(firstKill > 0 && steps.indexOf('TERM') === 0, `TERM first, then KILL: ${steps.join(' ')}`);
+    assert.equal(steps.slice(0, firstKill).filter((s) => s === 'nap').length, 5, `KILL after 5 naps of 0.1 s: ${steps.join(' ')}`);
   } finally {
     victim.kill('SIGKILL');
     spawnSync('sh', ['-c', stopScript([token, other], 100)]);
