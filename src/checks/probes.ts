@@ -372,10 +372,7 @@ export function pingScript(params: PingParams): string {
       mtuPart = `printf '%s\\n${END}${name} rc=%s\\n' "$out" "$rc"`;
     }
     // with MTU: the expected payload's DF probe runs beside the ping (a healthy pair then costs no extra time)
-    const dfBeside =
-      params.mtu !== undefined
-        ? [dfokFunction(ip), `dfok ${Number(params.mtu) - 28} & df=$!`]
-        : [];
+    const dfBeside = params.mtu !== undefined ? [dfokFunction(ip), `dfok ${Number(params.mtu) - 28} & df=$!`] : [];
     return [`( out="${BEGIN}${name}"`, ...dfBeside, `r=$(${ping}); rc=$?`, `out="$out\n$r"`, mtuPart, `) &`, `pid${index}=$!`].join('\n');
   });
   const after = (params.after ?? []).map((a) => sectionScript(a.name, a.command));

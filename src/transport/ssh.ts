@@ -185,6 +185,12 @@ export interface WrapOptions {
    * found and killed from another channel on abort (stopScript). Lower-case hex, made by runToken().
    */
   token?: string;
+  /**
+   * the script goes in the command line itself (`sh -c SCRIPT`), not on stdin: for Connection.start, whose script
+   * must be whole on the node once sshd has accepted the exec request. Only for small scripts (one argument is capped
+   * at 131,072 bytes on Linux); `input` is then empty.
+   */
+  inline?: boolean;
 }
 
 const TOKEN = /^[0-9a-f]{8,64}$/;
@@ -216,12 +222,17 @@ export function frameScript(script: string): string {
 export function wrapCommand(script: string, options: WrapOptions): RemoteCommand {
   if (options.token !== undefined && !TOKEN.test(options.token)) throw new Error(`bad run token ${options.token}`);
   const mark = options.token ? `MESHCTL_RUN=${options.token}; export MESHCTL_RUN; ` : '';
-  let guard = `${mark}exec sh`;
+  // inline: the script as the inner shell's -c argument (its commands read /dev/null: sshd's pipe may be gone)
+  const shell = options.inline ? `sh -c ${shellQuote(`${script}\n`)} meshctl </dev/null` : 'sh';
+  let guard = `${mark}exec ${shell}`;
   if (options.timeoutMs !== undefined && options.timeoutMs > 0) {
     const seconds = Math.max(1, Math.ceil(options.timeoutMs / 1000));
-    guard = `${mark}if command -v timeout >/dev/null 2>&1; then exec timeout -k ${REMOTE_KILL_AFTER_S} ${seconds} sh; fi; exec sh`;
+    guard = `${mark}if command -v timeout >/dev/null 2>&1; then exec timeout -k ${REMOTE_KILL_AFTER_S} ${seconds} ${shell}; fi; exec ${shell}`;
   }
-  return { command: `${options.sudo ? 'sudo -n ' : ''}sh -c ${shellQuote(guard)} meshctl`, input: frameScript(script) };
+  return {
+    command: `${options.sudo ? 'sudo -n ' : ''}sh -c ${shellQuote(guard)} meshctl`,
+    input: options.inline ? '' : frameScript(script),
+  };
 }
 
 /** What the stop script's deadline allows beyond ABORT_GRACE_MS, for opening its channel on a slow node. */
@@ -779,6 +790,56 @@ class SshConnection implements Connection {
       return result;
     } finally {
       this.channels.release();
+    }
+  }
+
+  /**
+   * Starts `script` and resolves once sshd has accepted the exec request (it has forked the command then: OpenSSH
+   * answers an exec request after do_exec), without waiting for the script to end (Connection.start). The script is
+   * in the command line (wrapCommand inline), so nothing of it is left in transit when the connection closes right
+   * after; stdin gets its end at once. sshd runs a command without a tty in a session of its own (setsid) and signals
+   * it nothing when the connection ends, and the script writes nothing (a closed pipe cannot stop it). The channel
+   * holds one of the connection's slots until the node closes it. Rejects (TransportError) when the channel or the
+   * exec request is refused or the connection is gone; then nothing was started.
+   */
+  async start(script: string, options: { timeoutMs?: number } = {}): Promise<void> {
+    if (this.lost) throw this.lost;
+    await this.channels.acquire();
+    let slotHeld = true;
+    const freeSlot = () => {
+      if (slotHeld) this.channels.release();
+      slotHeld = false;
+    };
+    try {
+      if (this.lost) throw this.lost;
+      const remote = wrapCommand(script, {
+        sudo: this.sudo,
+        timeoutMs: options.timeoutMs ?? this.defaults.timeoutMs,
+        token: runToken(),
+        inline: true,
+      });
+      await new Promise<void>((resolve, reject) => {
+        this.channelRequested();
+        this.client.exec(remote.command, (err, channel) => {
+          if (err || !channel) {
+            this.channelRefused();
+            return reject(
+              this.lost ?? new TransportError(this.node, `${this.node} (${this.target}): cannot start a command: ${err?.message}`, 'lost'),
+            );
+          }
+          this.countChannel(channel);
+          this.stats.commands++;
+          channel.once('close', freeSlot);
+          channel.on('error', () => undefined);
+          channel.resume();
+          channel.stderr.resume();
+          channel.end();
+          resolve();
+        });
+      });
+    } catch (error) {
+      freeSlot();
+      throw error;
     }
   }
 

@@ -112,6 +112,14 @@ export interface Connection {
    * connection itself is unusable (TransportError).
    */
   run(script: string, options?: RunOptions): Promise<ExecResult>;
+  /**
+   * Optional (fakes need not have it): starts a short POSIX sh script as root, as `run` does, and resolves once the
+   * node has started it, without waiting for it to end or reading what it says; rejects when it could not be started
+   * (then it did not run). The script must read no input and write nothing (its output goes nowhere), and keeps
+   * running when the connection closes right after: for cleanup the operator need not wait for (the run lock's
+   * release, ../engine/lock.ts). Issue 10.
+   */
+  start?(script: string, options?: { timeoutMs?: number }): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -128,6 +136,8 @@ export function withRun(connection: Connection, run: Connection['run']): Connect
     },
     close: () => connection.close(),
     run,
+    // start goes to the connection itself, past the wrapped run (only the run lock's release uses it)
+    ...(connection.start ? { start: connection.start.bind(connection) } : {}),
   };
 }
 
