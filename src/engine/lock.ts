@@ -276,8 +276,11 @@ const LOCK_SECTION_END = new RegExp(`(^|\\n)${endMarker(LOCK_SECTION)} rc=\\d+\\
  * which begins with the lock section: RunLocks.sectionFor) is watched while it runs, and its lock section is judged
  * (RunLocks.settle) as soon as that section's end arrives on stdout (or when the command ends, if the transport
  * streams nothing); every other node's first command waits for that answer and is never sent when the lock is not
- * ours (refused, no answer, the command failed, Ctrl-C). Needs every node's first command to start at once (forks >=
- * nodes): a node waiting in front of the first node's probe would wait forever.
+ * ours (refused, no answer, the command failed, Ctrl-C). Issue 10: those first commands are started at once all the
+ * same (channel, login shell, guard: RunOptions.sendWhen) and their scripts sent only when the lock is ours, so their
+ * start-up runs beside the first node's instead of after its answer; when it is not ours, no script is sent and their
+ * shells end having run nothing. Needs every node's first command to start at once (forks >= nodes): a node waiting
+ * in front of the first node's probe would wait forever.
  */
 export class FirstLockGate {
   readonly connections: Map<string, Connection>;
@@ -351,16 +354,21 @@ export class FirstLockGate {
 
   private waitForFirst(connection: Connection): Connection {
     return withRun(connection, async (script, options) => {
+      // issue 10: the command's channel, login shell and guard start now, beside the first node's; its script is sent
+      // only once the first node's lock is ours (RunOptions.sendWhen), else none is and the shell ends having run nothing
+      const early = this.answer === undefined ? connection.run(script, { ...options, sendWhen: this.opened }) : undefined;
       if (this.answer === undefined)
-        await this.decidedOrAborted().catch((reason: unknown) => {
+        await this.decidedOrAborted().catch(async (reason: unknown) => {
           this.locks.notSent(connection.node);
+          await early?.catch(() => undefined);
           throw reason;
         });
       if (!this.answer) {
         this.locks.notSent(connection.node);
+        await early?.catch(() => undefined);
         throw new Error(`not probed: the run lock of ${this.first} is not this run's`);
       }
-      return connection.run(script, options);
+      return early ?? connection.run(script, options);
     });
   }
 

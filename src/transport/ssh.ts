@@ -777,7 +777,7 @@ class SshConnection implements Connection {
         stderr: options.maxStderrBytes ?? DEFAULT_MAX_STDERR_BYTES,
       };
       const remote = wrapCommand(script, { sudo: this.sudo, timeoutMs, token });
-      const result = await this.exec(remote, timeoutMs, signal, token, caps, options.onStdout);
+      const result = await this.exec(remote, timeoutMs, signal, token, caps, options.onStdout, options.sendWhen);
       this.stats.commands++;
       this.stats.remoteMs += result.durationMs;
       if (this.sudo && result.code === 1 && sudoNeedsPassword(result.stderr)) {
@@ -880,6 +880,7 @@ class SshConnection implements Connection {
     token?: string,
     caps = { stdout: DEFAULT_MAX_STDOUT_BYTES, stderr: DEFAULT_MAX_STDERR_BYTES },
     onStdout?: RunOptions['onStdout'],
+    sendWhen?: Promise<boolean>,
   ): Promise<ExecResult> {
     const started = performance.now();
     return new Promise<ExecResult>((resolve, reject) => {
@@ -981,8 +982,10 @@ class SshConnection implements Connection {
             settle(() => resolve(result(code ?? 255, code === undefined ? 'meshctl: channel closed without an exit status' : undefined)));
           });
           channel.on('error', () => undefined);
-          // the framed script; the remote shell runs it once it has read the whole brace group
-          channel.end(remote.input);
+          // the framed script; the remote shell runs it once it has read the whole brace group (RunOptions.sendWhen:
+          // once that says so; else an empty script, which runs nothing)
+          if (sendWhen) void sendWhen.then((send) => done || channel.end(send ? remote.input : ''));
+          else channel.end(remote.input);
         });
       };
       open(0);

@@ -55,6 +55,14 @@ export interface RunOptions {
    * `timeout`: meant for commands that write often or end soon; one that must stop now takes `signal` instead.
    */
   onStdout?: (chunk: string, end: () => void) => void;
+  /**
+   * Issue 10: the command is started at once (its channel, the login shell and the guard) but its script is sent
+   * only when this resolves: `true` sends it, `false` sends none (the remote shell reads an empty script and ends,
+   * having run nothing; run() then resolves with that exit, code 0 and no output). For a command that must wait for
+   * another node's answer (the run lock's FirstLockGate) without paying its start-up after that answer. Must not
+   * reject. Transports that start nothing ahead may wait for it and then run as usual.
+   */
+  sendWhen?: Promise<boolean>;
 }
 
 export interface ConnectionStats {

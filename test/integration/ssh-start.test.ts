@@ -1,7 +1,8 @@
 /**
  * Connection.start (issue 10) against a real OpenSSH sshd on 127.0.0.1: it resolves once sshd has started the
  * script, not when the script ends, and the script runs to its end after the connection is closed right after (the
- * run lock's release: ../../src/engine/lock.ts). Order is asserted, never durations: the script waits for a file
+ * run lock's release: ../../src/engine/lock.ts). And RunOptions.sendWhen: a command started ahead whose script is
+ * sent later, or never (the other nodes' facts probes behind the first node's lock: FirstLockGate). Order is asserted, never durations: the script waits for a file
  * this test writes only after start() resolved and the connection was closed.
  * Needs root and openssh-server/openssh-client; skipped with the reason otherwise.
  */
@@ -89,6 +90,23 @@ describe('Connection.start against a real sshd', { skip: skip ?? false }, () => 
     await conn.start!(releaseScript(holder, path));
     await conn.close();
     assert.ok(await eventually(() => !existsSync(path)), 'the lock is still there');
+  });
+
+  test('RunOptions.sendWhen: the channel opens at once; the script runs only once it says so, and not at all on false', async () => {
+    const conn = await connectNode(node, { env });
+    const ran = join(root, 'ran');
+    const script = `: > ${shellQuote(ran)}; echo ran`;
+    let go: (send: boolean) => void = () => undefined;
+    const channels = conn.stats.channels ?? 0;
+    const held = conn.run(script, { sendWhen: new Promise<boolean>((resolve) => (go = resolve)) });
+    assert.ok(await eventually(() => (conn.stats.channels ?? 0) === channels + 1), 'the channel was not opened ahead');
+    assert.equal(existsSync(ran), false, 'the script must wait for sendWhen');
+    go(true);
+    assert.deepEqual(await held.then((r) => [r.code, r.stdout]), [0, 'ran\n']);
+    rmSync(ran);
+    const refused = await conn.run(script, { sendWhen: Promise.resolve(false) });
+    assert.deepEqual([refused.code, refused.stdout, existsSync(ran)], [0, '', false]);
+    await conn.close();
   });
 
   test('start on a closed connection rejects (nothing started)', async () => {
