@@ -221,7 +221,11 @@ export function frameScript(script: string): string {
  */
 export function wrapCommand(script: string, options: WrapOptions): RemoteCommand {
   if (options.token !== undefined && !TOKEN.test(options.token)) throw new Error(`bad run token ${options.token}`);
-  const mark = options.token ? `MESHCTL_RUN=${options.token}; export MESHCTL_RUN; ` : '';
+  // sudo resets the environment: the login's SSH_CONNECTION (the operator's address as the node sees it: the facts'
+  // `operator` section) comes through as an argument, so the script need not look for it in an ancestor's environ
+  // (one `tr` per ancestor; issue 10)
+  const sshConnection = options.sudo ? '[ -n "${1:-}" ] && SSH_CONNECTION=$1 && export SSH_CONNECTION; ' : '';
+  const mark = `${sshConnection}${options.token ? `MESHCTL_RUN=${options.token}; export MESHCTL_RUN; ` : ''}`;
   // inline: the script as the inner shell's -c argument (its commands read /dev/null: sshd's pipe may be gone)
   const shell = options.inline ? `sh -c ${shellQuote(`${script}\n`)} meshctl </dev/null` : 'sh';
   let guard = `${mark}exec ${shell}`;
@@ -230,7 +234,7 @@ export function wrapCommand(script: string, options: WrapOptions): RemoteCommand
     guard = `${mark}if command -v timeout >/dev/null 2>&1; then exec timeout -k ${REMOTE_KILL_AFTER_S} ${seconds} ${shell}; fi; exec ${shell}`;
   }
   return {
-    command: `${options.sudo ? 'sudo -n ' : ''}sh -c ${shellQuote(guard)} meshctl`,
+    command: `${options.sudo ? 'sudo -n ' : ''}sh -c ${shellQuote(guard)} meshctl${options.sudo ? ' "$SSH_CONNECTION"' : ''}`,
     input: options.inline ? '' : frameScript(script),
   };
 }
