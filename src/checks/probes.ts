@@ -328,6 +328,17 @@ export function parsePingSummary(text: string, rc?: number): PingResult {
 }
 
 /**
+ * The path-MTU probe's echo requests (`dfok`, the DF fping): 2 with DF set, `intervalSeconds` apart, each waited for up
+ * to `waitSeconds`. Issue 10: 0.05 s apart (0.2 s before), as the ping round's DEFAULT_PING, so the DF probe beside a
+ * healthy pair's ping no longer outlasts it; the same 2 probes, the same wait.
+ */
+export const DF_PROBE = { count: 2, intervalSeconds: 0.05, waitSeconds: 1 } as const;
+
+/** `dfok SIZE` (per-peer branch: the peer's IP fixed) or `dfok IP SIZE` (fping branch): status 0 when DF pings of SIZE bytes came back. */
+const dfokFunction = (ip?: string) =>
+  `dfok() { ping -n -q -M do -s "$${ip ? 1 : 2}" -c ${DF_PROBE.count} -i ${DF_PROBE.intervalSeconds} -W ${DF_PROBE.waitSeconds} ${ip ?? '"$1"'} >/dev/null 2>&1; }`;
+
+/**
  * One background job per peer: the ping, then (when asked) the path-MTU probe, its output gathered in a variable
  * and written with a single printf so that jobs finishing together cannot interleave their lines.
  * The MTU probe tries the expected payload with DF set at the same time as the ping (one probe, no extra time in
@@ -361,10 +372,7 @@ export function pingScript(params: PingParams): string {
       mtuPart = `printf '%s\\n${END}${name} rc=%s\\n' "$out" "$rc"`;
     }
     // with MTU: the expected payload's DF probe runs beside the ping (a healthy pair then costs no extra time)
-    const dfBeside =
-      params.mtu !== undefined
-        ? [`dfok() { ping -n -q -M do -s "$1" -c 2 -i 0.2 -W 1 ${ip} >/dev/null 2>&1; }`, `dfok ${Number(params.mtu) - 28} & df=$!`]
-        : [];
+    const dfBeside = params.mtu !== undefined ? [dfokFunction(ip), `dfok ${Number(params.mtu) - 28} & df=$!`] : [];
     return [`( out="${BEGIN}${name}"`, ...dfBeside, `r=$(${ping}); rc=$?`, `out="$out\n$r"`, mtuPart, `) &`, `pid${index}=$!`].join('\n');
   });
   const after = (params.after ?? []).map((a) => sectionScript(a.name, a.command));
@@ -407,13 +415,13 @@ function fpingScript(params: PingParams): string {
   return [
     // the DF fping at the expected size runs beside the ping; each line is tagged and written on its own (awk
     // flushes per line, far below PIPE_BUF), so the two cannot interleave within a line
-    `both=$( { ${fping} | awk '{ print "P " $0; fflush() }' & fping -q -M -b ${expected} -c 2 -p 200 -i 1 -t 1000 ${ips} 2>&1 | awk '{ print "D " $0; fflush() }'; wait; } )`,
+    `both=$( { ${fping} | awk '{ print "P " $0; fflush() }' & fping -q -M -b ${expected} -c ${DF_PROBE.count} -p ${Math.round(DF_PROBE.intervalSeconds * 1000)} -i 1 -t ${Math.round(DF_PROBE.waitSeconds * 1000)} ${ips} 2>&1 | awk '{ print "D " $0; fflush() }'; wait; } )`,
     `fp=$(printf '%s\\n' "$both" | sed -n 's/^P //p')`,
     toSections,
     // peers that answered, and those that passed the DF probe
     `answered=" $(printf '%s\\n' "$fp" | ${replied})"`,
     `passed=" $(printf '%s\\n' "$both" | sed -n 's/^D //p' | ${replied})"`,
-    `dfok() { ping -n -q -M do -s "$2" -c 2 -i 0.2 -W 1 "$1" >/dev/null 2>&1; }`,
+    dfokFunction(),
     `for ip in ${ips}; do`,
     `  case "$answered" in *" $ip "*) ;; *) printf '${BEGIN}mtu:%s\\nexpected=${expected} largest=-1 tries=skipped\\n${END}mtu:%s rc=0\\n' "$ip" "$ip"; continue ;; esac`,
     `  case "$passed" in *" $ip "*) printf '${BEGIN}mtu:%s\\nexpected=${expected} largest=${expected} tries=${expected}:ok\\n${END}mtu:%s rc=0\\n' "$ip" "$ip"; continue ;; esac`,

@@ -52,10 +52,18 @@ export function parseLockHolder(text: string): LockHolder | undefined {
 }
 
 /**
- * The script that takes the lock: prints `acquired`, or `held <line>` with the holder's line. With `breakAfter`
- * (seconds), a lock at least that old is replaced (`took-over <old line>`); 0 replaces any lock.
+ * Seconds a run waits for a held lock to go before it says the node is locked: the run before it may have ended a
+ * moment ago and its release (RunLocks.release, started without waiting for it to end; issue 10) not yet have run
+ * on the node. A lock still there after that is held.
+ */
+export const RELEASE_WAIT_S = 1;
+
+/**
+ * The script that takes the lock: prints `acquired`, or `held <line>` with the holder's line (after RELEASE_WAIT_S
+ * of waiting for it to go). With `breakAfter` (seconds), a lock at least that old is replaced (`took-over <old
+ * line>`); 0 replaces any lock at once.
  * Issue 10: a converged run pays one exec for it on a node where the lock directory exists (`mkdir` runs only when
- * it does not; `cat`, `sed` and `date` only when the lock is held).
+ * it does not; `sleep`, `cat`, `sed` and `date` only when the lock is held).
  */
 export function acquireScript(holder: LockHolder, breakAfter: number, path = LOCK_PATH): string {
   return [
@@ -63,6 +71,14 @@ export function acquireScript(holder: LockHolder, breakAfter: number, path = LOC
     sh`line=${format(holder)}`.text,
     `take_lock() { ( set -C; printf '%s\\n' "$line" > ${sh`${path}`.text} ) 2>/dev/null; }`,
     'if take_lock; then echo acquired; exit 0; fi',
+    // a run that has just ended may still be removing its lock (RunLocks.release does not wait for it): up to
+    // RELEASE_WAIT_S for that, unless any lock is to be taken over (--break-lock)
+    ...(breakAfter > 0
+      ? [
+          `mc_w=0; while [ $mc_w -lt ${RELEASE_WAIT_S * 10} ] && [ -e ${sh`${path}`.text} ]; do sleep 0.1 2>/dev/null || break; mc_w=$((mc_w + 1)); done`,
+          'if take_lock; then echo acquired; exit 0; fi',
+        ]
+      : []),
     `old=$(cat ${sh`${path}`.text} 2>/dev/null)`,
     `started=$(printf '%s' "$old" | sed -n 's/.*started=\\([0-9]*\\).*/\\1/p')`,
     `if [ -n "$started" ] && [ $(( $(date +%s) - started )) -ge ${breakAfter} ]; then`,
@@ -184,16 +200,21 @@ export class RunLocks {
     return this.taken.has(node);
   }
 
-  /** Removes our lock from every node it was asked on (taken or not answered), at once; never throws. */
+  /**
+   * Removes our lock from every node it was asked on (taken or not answered), at once; never throws. Issue 10: where
+   * the connection can start a command without waiting for its end (Connection.start), this resolves once every
+   * node's sshd has started the release, not when it has run (the last round trip of a converged run, and the
+   * operator waited for it); a run started right after waits RELEASE_WAIT_S for a lock still there. A release that
+   * could not be started is run as before.
+   */
   async release(): Promise<void> {
     const script = releaseScript(this.holder);
     await Promise.all(
-      [...this.attempted].map((n) =>
-        this.connections
-          .get(n)!
-          .run(script)
-          .catch(() => undefined),
-      ),
+      [...this.attempted].map((n) => {
+        const connection = this.connections.get(n)!;
+        const started = connection.start ? connection.start(script) : Promise.reject(new Error('no start'));
+        return started.catch(() => connection.run(script)).catch(() => undefined);
+      }),
     );
   }
 
@@ -255,8 +276,11 @@ const LOCK_SECTION_END = new RegExp(`(^|\\n)${endMarker(LOCK_SECTION)} rc=\\d+\\
  * which begins with the lock section: RunLocks.sectionFor) is watched while it runs, and its lock section is judged
  * (RunLocks.settle) as soon as that section's end arrives on stdout (or when the command ends, if the transport
  * streams nothing); every other node's first command waits for that answer and is never sent when the lock is not
- * ours (refused, no answer, the command failed, Ctrl-C). Needs every node's first command to start at once (forks >=
- * nodes): a node waiting in front of the first node's probe would wait forever.
+ * ours (refused, no answer, the command failed, Ctrl-C). Issue 10: those first commands are started at once all the
+ * same (channel, login shell, guard: RunOptions.sendWhen) and their scripts sent only when the lock is ours, so their
+ * start-up runs beside the first node's instead of after its answer; when it is not ours, no script is sent and their
+ * shells end having run nothing. Needs every node's first command to start at once (forks >= nodes): a node waiting
+ * in front of the first node's probe would wait forever.
  */
 export class FirstLockGate {
   readonly connections: Map<string, Connection>;
@@ -330,16 +354,21 @@ export class FirstLockGate {
 
   private waitForFirst(connection: Connection): Connection {
     return withRun(connection, async (script, options) => {
+      // issue 10: the command's channel, login shell and guard start now, beside the first node's; its script is sent
+      // only once the first node's lock is ours (RunOptions.sendWhen), else none is and the shell ends having run nothing
+      const early = this.answer === undefined ? connection.run(script, { ...options, sendWhen: this.opened }) : undefined;
       if (this.answer === undefined)
-        await this.decidedOrAborted().catch((reason: unknown) => {
+        await this.decidedOrAborted().catch(async (reason: unknown) => {
           this.locks.notSent(connection.node);
+          await early?.catch(() => undefined);
           throw reason;
         });
       if (!this.answer) {
         this.locks.notSent(connection.node);
+        await early?.catch(() => undefined);
         throw new Error(`not probed: the run lock of ${this.first} is not this run's`);
       }
-      return connection.run(script, options);
+      return early ?? connection.run(script, options);
     });
   }
 

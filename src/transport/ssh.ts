@@ -185,6 +185,12 @@ export interface WrapOptions {
    * found and killed from another channel on abort (stopScript). Lower-case hex, made by runToken().
    */
   token?: string;
+  /**
+   * the script goes in the command line itself (`sh -c SCRIPT`), not on stdin: for Connection.start, whose script
+   * must be whole on the node once sshd has accepted the exec request. Only for small scripts (one argument is capped
+   * at 131,072 bytes on Linux); `input` is then empty.
+   */
+  inline?: boolean;
 }
 
 const TOKEN = /^[0-9a-f]{8,64}$/;
@@ -215,13 +221,22 @@ export function frameScript(script: string): string {
  */
 export function wrapCommand(script: string, options: WrapOptions): RemoteCommand {
   if (options.token !== undefined && !TOKEN.test(options.token)) throw new Error(`bad run token ${options.token}`);
-  const mark = options.token ? `MESHCTL_RUN=${options.token}; export MESHCTL_RUN; ` : '';
-  let guard = `${mark}exec sh`;
+  // sudo resets the environment: the login's SSH_CONNECTION (the operator's address as the node sees it: the facts'
+  // `operator` section) comes through as an argument, so the script need not look for it in an ancestor's environ
+  // (one `tr` per ancestor; issue 10)
+  const sshConnection = options.sudo ? '[ -n "${1:-}" ] && SSH_CONNECTION=$1 && export SSH_CONNECTION; ' : '';
+  const mark = `${sshConnection}${options.token ? `MESHCTL_RUN=${options.token}; export MESHCTL_RUN; ` : ''}`;
+  // inline: the script as the inner shell's -c argument (its commands read /dev/null: sshd's pipe may be gone)
+  const shell = options.inline ? `sh -c ${shellQuote(`${script}\n`)} meshctl </dev/null` : 'sh';
+  let guard = `${mark}exec ${shell}`;
   if (options.timeoutMs !== undefined && options.timeoutMs > 0) {
     const seconds = Math.max(1, Math.ceil(options.timeoutMs / 1000));
-    guard = `${mark}if command -v timeout >/dev/null 2>&1; then exec timeout -k ${REMOTE_KILL_AFTER_S} ${seconds} sh; fi; exec sh`;
+    guard = `${mark}if command -v timeout >/dev/null 2>&1; then exec timeout -k ${REMOTE_KILL_AFTER_S} ${seconds} ${shell}; fi; exec ${shell}`;
   }
-  return { command: `${options.sudo ? 'sudo -n ' : ''}sh -c ${shellQuote(guard)} meshctl`, input: frameScript(script) };
+  return {
+    command: `${options.sudo ? 'sudo -n ' : ''}sh -c ${shellQuote(guard)} meshctl${options.sudo ? ' "$SSH_CONNECTION"' : ''}`,
+    input: options.inline ? '' : frameScript(script),
+  };
 }
 
 /** What the stop script's deadline allows beyond ABORT_GRACE_MS, for opening its channel on a slow node. */
@@ -777,7 +792,7 @@ class SshConnection implements Connection {
         stderr: options.maxStderrBytes ?? DEFAULT_MAX_STDERR_BYTES,
       };
       const remote = wrapCommand(script, { sudo: this.sudo, timeoutMs, token });
-      const result = await this.exec(remote, timeoutMs, signal, token, caps, options.onStdout);
+      const result = await this.exec(remote, timeoutMs, signal, token, caps, options.onStdout, options.sendWhen);
       this.stats.commands++;
       this.stats.remoteMs += result.durationMs;
       if (this.sudo && result.code === 1 && sudoNeedsPassword(result.stderr)) {
@@ -790,6 +805,56 @@ class SshConnection implements Connection {
       return result;
     } finally {
       this.channels.release();
+    }
+  }
+
+  /**
+   * Starts `script` and resolves once sshd has accepted the exec request (it has forked the command then: OpenSSH
+   * answers an exec request after do_exec), without waiting for the script to end (Connection.start). The script is
+   * in the command line (wrapCommand inline), so nothing of it is left in transit when the connection closes right
+   * after; stdin gets its end at once. sshd runs a command without a tty in a session of its own (setsid) and signals
+   * it nothing when the connection ends, and the script writes nothing (a closed pipe cannot stop it). The channel
+   * holds one of the connection's slots until the node closes it. Rejects (TransportError) when the channel or the
+   * exec request is refused or the connection is gone; then nothing was started.
+   */
+  async start(script: string, options: { timeoutMs?: number } = {}): Promise<void> {
+    if (this.lost) throw this.lost;
+    await this.channels.acquire();
+    let slotHeld = true;
+    const freeSlot = () => {
+      if (slotHeld) this.channels.release();
+      slotHeld = false;
+    };
+    try {
+      if (this.lost) throw this.lost;
+      const remote = wrapCommand(script, {
+        sudo: this.sudo,
+        timeoutMs: options.timeoutMs ?? this.defaults.timeoutMs,
+        token: runToken(),
+        inline: true,
+      });
+      await new Promise<void>((resolve, reject) => {
+        this.channelRequested();
+        this.client.exec(remote.command, (err, channel) => {
+          if (err || !channel) {
+            this.channelRefused();
+            return reject(
+              this.lost ?? new TransportError(this.node, `${this.node} (${this.target}): cannot start a command: ${err?.message}`, 'lost'),
+            );
+          }
+          this.countChannel(channel);
+          this.stats.commands++;
+          channel.once('close', freeSlot);
+          channel.on('error', () => undefined);
+          channel.resume();
+          channel.stderr.resume();
+          channel.end();
+          resolve();
+        });
+      });
+    } catch (error) {
+      freeSlot();
+      throw error;
     }
   }
 
@@ -830,6 +895,7 @@ class SshConnection implements Connection {
     token?: string,
     caps = { stdout: DEFAULT_MAX_STDOUT_BYTES, stderr: DEFAULT_MAX_STDERR_BYTES },
     onStdout?: RunOptions['onStdout'],
+    sendWhen?: Promise<boolean>,
   ): Promise<ExecResult> {
     const started = performance.now();
     return new Promise<ExecResult>((resolve, reject) => {
@@ -931,8 +997,10 @@ class SshConnection implements Connection {
             settle(() => resolve(result(code ?? 255, code === undefined ? 'meshctl: channel closed without an exit status' : undefined)));
           });
           channel.on('error', () => undefined);
-          // the framed script; the remote shell runs it once it has read the whole brace group
-          channel.end(remote.input);
+          // the framed script; the remote shell runs it once it has read the whole brace group (RunOptions.sendWhen:
+          // once that says so; else an empty script, which runs nothing)
+          if (sendWhen) void sendWhen.then((send) => done || channel.end(send ? remote.input : ''));
+          else channel.end(remote.input);
         });
       };
       open(0);

@@ -55,6 +55,14 @@ export interface RunOptions {
    * `timeout`: meant for commands that write often or end soon; one that must stop now takes `signal` instead.
    */
   onStdout?: (chunk: string, end: () => void) => void;
+  /**
+   * Issue 10: the command is started at once (its channel, the login shell and the guard) but its script is sent
+   * only when this resolves: `true` sends it, `false` sends none (the remote shell reads an empty script and ends,
+   * having run nothing; run() then resolves with that exit, code 0 and no output). For a command that must wait for
+   * another node's answer (the run lock's FirstLockGate) without paying its start-up after that answer. Must not
+   * reject. Transports that start nothing ahead may wait for it and then run as usual.
+   */
+  sendWhen?: Promise<boolean>;
 }
 
 export interface ConnectionStats {
@@ -112,6 +120,14 @@ export interface Connection {
    * connection itself is unusable (TransportError).
    */
   run(script: string, options?: RunOptions): Promise<ExecResult>;
+  /**
+   * Optional (fakes need not have it): starts a short POSIX sh script as root, as `run` does, and resolves once the
+   * node has started it, without waiting for it to end or reading what it says; rejects when it could not be started
+   * (then it did not run). The script must read no input and write nothing (its output goes nowhere), and keeps
+   * running when the connection closes right after: for cleanup the operator need not wait for (the run lock's
+   * release, ../engine/lock.ts). Issue 10.
+   */
+  start?(script: string, options?: { timeoutMs?: number }): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -128,6 +144,8 @@ export function withRun(connection: Connection, run: Connection['run']): Connect
     },
     close: () => connection.close(),
     run,
+    // start goes to the connection itself, past the wrapped run (only the run lock's release uses it)
+    ...(connection.start ? { start: connection.start.bind(connection) } : {}),
   };
 }
 

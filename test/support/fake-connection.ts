@@ -42,6 +42,9 @@ export class FakeConnection implements Connection {
 
   async run(script: string, options: RunOptions = {}): Promise<ExecResult> {
     if (options.signal?.aborted) throw options.signal.reason;
+    // RunOptions.sendWhen: the script reaches the node only once that says so; else nothing runs there
+    if (options.sendWhen && !(await options.sendWhen)) return { code: 0, stdout: '', stderr: '', durationMs: 0 };
+    if (options.signal?.aborted) throw options.signal.reason;
     this.scripts.push(script);
     this.stats.commands++;
     const rule = this.rules.find((r) => r.match.test(script));

@@ -1,10 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Node } from '../../src/inventory/types.js';
+import { FACTS } from '../../src/facts/definitions.js';
 import { closeAll, connectAll } from '../../src/transport/pool.js';
 import { settingsFromSshG } from '../../src/transport/ssh-config.js';
 import {
@@ -50,7 +51,7 @@ test('wrapCommand: a small fixed command line; sudo -n prefix, remote timeout ro
   const w = wrapCommand('id -u', { sudo: true, timeoutMs: 1500, token: '0123456789abcdef' });
   assert.equal(
     w.command,
-    "sudo -n sh -c 'MESHCTL_RUN=0123456789abcdef; export MESHCTL_RUN; if command -v timeout >/dev/null 2>&1; then exec timeout -k 5 2 sh; fi; exec sh' meshctl",
+    'sudo -n sh -c \'[ -n "${1:-}" ] && SSH_CONNECTION=$1 && export SSH_CONNECTION; MESHCTL_RUN=0123456789abcdef; export MESHCTL_RUN; if command -v timeout >/dev/null 2>&1; then exec timeout -k 5 2 sh; fi; exec sh\' meshctl "$SSH_CONNECTION"',
   );
   assert.equal(w.input, '{\nid -u\n} </dev/null\n');
   assert.equal(
@@ -308,4 +309,21 @@ test('connectAll reports every node, in inventory order, and never stops at the 
   assert.equal(peak, 2);
   await closeAll(result.connections, result.jumpHosts);
   assert.deepEqual(closed.sort(), ['a', 'c', 'e']);
+});
+
+test('wrapCommand through sudo (which resets the environment): the login’s SSH_CONNECTION reaches the script, so the operator fact runs no tr', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'meshctl-sudo-env-'));
+  // as sudo's env_reset: the command gets a fresh environment; `tr` leaves a mark when it runs
+  writeFileSync(join(dir, 'sudo'), `#!/bin/sh\n[ "$1" = "-n" ] || exit 99\nshift\nexec env -i PATH="${dir}:$PATH" "$@"\n`);
+  writeFileSync(join(dir, 'tr'), `#!/bin/sh\n: > ${join(dir, 'tr-ran')}\nexec /usr/bin/tr "$@"\n`);
+  chmodSync(join(dir, 'sudo'), 0o755);
+  chmodSync(join(dir, 'tr'), 0o755);
+  const operator = FACTS.operatorAddress.command({ interface: 'wg0', listenPort: 51820 });
+  const r = shRemote(wrapCommand(operator, { sudo: true, timeoutMs: 5000, token: '0123456789abcdef' }), {
+    PATH: `${dir}:${process.env.PATH}`,
+    SSH_CONNECTION: '203.0.113.7 50022 192.0.2.10 22',
+  });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stdout, 'ssh_connection=203.0.113.7 50022 192.0.2.10 22\n');
+  assert.equal(existsSync(join(dir, 'tr-ran')), false, 'no ancestor environ was read');
 });
