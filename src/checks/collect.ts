@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { Inventory } from '../inventory/types.js';
-import { checkDeadlineMs, type Connection, type ExecResult } from '../transport/types.js';
+import { checkDeadlineMs, TransportError, type Connection, type ExecResult } from '../transport/types.js';
 import { rootProblem } from '../engine/root-check.js';
 import { REKEY_AFTER_TIME_S } from '../remote/wireguard.js';
 import { desiredMesh, type DesiredNodeConfig } from '../topology/desired.js';
@@ -355,6 +355,12 @@ export async function collectVerify(
   const preOut = new Map<string, string>();
   for (const [node, run] of first) {
     const pre = await run.pre;
+    // a sudo that wants a password: the transport says so by throwing (../transport/ssh.ts), as its probe did
+    const refused = pre === undefined && uid ? await run.whole : undefined;
+    if (refused instanceof TransportError && refused.reason === 'sudo') {
+      rootFailed.add(node);
+      unreachable.set(node, refused.message);
+    }
     if (pre === undefined) continue;
     const why = uid ? await notRoot(node, connections.get(node)!, pre, run, options.proveRoot!) : undefined;
     if (why !== undefined) {
@@ -364,7 +370,7 @@ export async function collectVerify(
   }
   const preMs = Date.now() - started;
   const reachable = new Map([...connections].filter(([node]) => !rootFailed.has(node)));
-  const probed = await runProbes(inventory, reachable, preOut, options);
+  const probed = await runProbes(inventory, reachable, preOut, options, started);
 
   // the checklists, mostly in hand by now: each read from its first script's whole output (pre part included)
   const checklists = new Map<string, NodeChecklist>();
@@ -476,20 +482,24 @@ function collected(
   };
 }
 
-/** The cold-start probe, then the ping + path-MTU round (see collectVerify). `preOut`: each node's pre part. */
+/**
+ * The cold-start probe, then the ping + path-MTU round (see collectVerify). `preOut`: each node's pre part;
+ * `preStarted`: when the pre parts were started (Date.now()).
+ */
 async function runProbes(
   inventory: Inventory,
   connections: Map<string, Connection>,
   preOut: Map<string, string>,
   options: CollectOptions,
+  preStarted: number,
 ): Promise<Omit<Probed, 'preMs'>> {
-  const coldStarted = Date.now();
   const ctx = factContext(inventory);
   const pre = new Map<string, PreFacts>([...preOut].map(([node, stdout]) => [node, parsePreFacts(stdout, ctx)]));
   const initial = new Map<string, UdpCounters>();
   for (const [name, facts] of pre) if (facts.udpCounters) initial.set(name, facts.udpCounters);
   const probe = await runColdStart(inventory, connections, { initial, ...(options.signal ? { signal: options.signal } : {}) });
-  const coldStart = { ...probe, ms: Date.now() - coldStarted };
+  // its duration counts the pre part too: that is the probe's first read
+  const coldStart = { ...probe, ms: Date.now() - preStarted };
 
   const pingStarted = Date.now();
   const firstContact = pairsWithoutSession(inventory, pre, liveKeys(inventory, pre));

@@ -18,6 +18,7 @@ import {
 import { collectVerify, parsePreFacts, preScript } from '../../src/checks/collect.js';
 import { evaluateVerify } from '../../src/checks/verify.js';
 import { FakeConnection, type FakeIo, type FakeReply } from '../support/fake-connection.js';
+import { TransportError } from '../../src/transport/types.js';
 import { checklistStdout, dumpLines, healthyScenario, homelab, NOW, pingStdout } from '../fixtures/probes/homelab.js';
 
 const fx = (name: string) => readFileSync(new URL(`../fixtures/probes/${name}`, import.meta.url), 'utf8');
@@ -85,7 +86,7 @@ type Log = string[];
  * with `uid`, runs as that uid.
  */
 async function fakeVerify(
-  options: { preFails?: string; notRoot?: { node: string; stderr?: string; uid?: number }; proveRoot?: boolean } = {},
+  options: { preFails?: string; notRoot?: { node: string; stderr?: string; uid?: number; throws?: string }; proveRoot?: boolean } = {},
 ) {
   const scenario = healthyScenario();
   const { inventory } = homelab();
@@ -150,6 +151,9 @@ async function fakeVerify(
                 refused.add(node.name);
                 throw new Error('channel refused');
               }
+              // the transport throws for a sudo that asks for a password (../transport/ssh.ts)
+              if (options.notRoot?.node === node.name && options.notRoot.throws)
+                throw new TransportError(node.name, options.notRoot.throws, 'sudo');
               if (options.notRoot?.node === node.name && options.notRoot.uid === undefined)
                 return { code: 1, stderr: `${options.notRoot.stderr}\n` };
               io.write(preOut());
@@ -251,6 +255,10 @@ test('collectVerify with proveRoot: the first script proves root (no separate pr
       why: 'wk-1 (root@wk-1:22): logged in as root, but sudo is not installed; use user root or install sudo',
     },
     { uid: 1000, why: 'wk-1 (root@wk-1:22): cannot run commands as root (exit 0)' },
+    {
+      throws: 'wk-1 (root@wk-1:22): sudo asks for a password; meshctl needs passwordless sudo (NOPASSWD) or user root',
+      why: 'wk-1 (root@wk-1:22): sudo asks for a password; meshctl needs passwordless sudo (NOPASSWD) or user root',
+    },
   ];
   for (const c of cases) {
     const { collected, connections } = await fakeVerify({ notRoot: { node: 'wk-1', ...c } });
