@@ -5,7 +5,8 @@
  */
 import { createHash } from 'node:crypto';
 import type { Inventory } from '../inventory/types.js';
-import { checkDeadlineMs, type Connection } from '../transport/types.js';
+import { checkDeadlineMs, TransportError, type Connection, type ExecResult } from '../transport/types.js';
+import { rootProblem } from '../engine/root-check.js';
 import { REKEY_AFTER_TIME_S } from '../remote/wireguard.js';
 import { desiredMesh, type DesiredNodeConfig } from '../topology/desired.js';
 import { firstContactPairs } from '../topology/endpoints.js';
@@ -15,6 +16,7 @@ import {
   checklistProbe,
   checklistScript,
   checklistSectionNames,
+  parseChecklist,
   parseChecklistSections,
   sectionScript,
   splitSections,
@@ -36,6 +38,12 @@ export interface CollectOptions {
   /** read firewall rules too (debug) */
   firewall?: boolean;
   signal?: AbortSignal;
+  /**
+   * the connections were made without the transport's root probe (ConnectOptions.probe false): verify's first script
+   * proves root instead (see collectVerify); the function says whether a node's commands go through sudo
+   * (../engine/root-check.ts sudoOf)
+   */
+  proveRoot?: (node: string) => boolean;
 }
 
 export interface Collected extends VerifyFacts {
@@ -54,6 +62,8 @@ export interface Collected extends VerifyFacts {
     firstContactMs?: number;
     collectMs: number;
   };
+  /** nodes whose first script did not run as root (with proveRoot): in `unreachable`, as a failed login is */
+  rootFailed?: Set<string>;
 }
 
 /**
@@ -145,27 +155,106 @@ export function parsePreFacts(stdout: string, ctx: FactContext): PreFacts {
 
 /**
  * The pre script (PRE_FACTS), ending with its own `pre-done` section (the checklist's is `done`). `shared`: the
- * shared definitions' commands (for captures that compare them with the lean ones, ./checklist-lean.ts).
+ * shared definitions' commands (for captures that compare them with the lean ones, ./checklist-lean.ts). `uid`: it
+ * starts with FACTS.uid (a shell builtin's read), so that verify's first script proves root (see rootFailure).
  */
-export const preScript = (inventory: Inventory, options: { shared?: boolean } = {}) =>
-  factsScript(options.shared ? PRE_FACTS : PRE_FACTS_LEAN, factContext(inventory), 'pre-done');
+export const preScript = (inventory: Inventory, options: { shared?: boolean; uid?: boolean } = {}) =>
+  factsScript([...(options.uid ? [FACTS.uid] : []), ...(options.shared ? PRE_FACTS : PRE_FACTS_LEAN)], factContext(inventory), PRE_END);
 
-/** Starts the pre script on every node; each promise resolves with its stdout (undefined when it could not run). */
-function startPre(
+/** The section that ends the pre part of verify's first script. */
+const PRE_END = 'pre-done';
+/** Its end marker line, whole: the pre part's output is complete once this has arrived. */
+const PRE_END_LINE = /^@@meshctl end pre-done rc=\d+\r?\n/m;
+
+/**
+ * Verify's first script on a node: the pre script, then the checklist without the pre script's facts, ending with
+ * `checklist-done` (one channel, one round trip: the checklist starts on the node as soon as the pre part is done).
+ */
+export function firstScript(inventory: Inventory, node: string, options: { firewall?: boolean; uid?: boolean } = {}): string {
+  return `${preScript(inventory, { uid: !!options.uid })}\n${checklistScript(checklistParams(inventory, node, { ...options, withoutPre: true, beside: true }))}`;
+}
+
+/** One node's first script under way: its pre part resolves as soon as it was printed, the whole when it ends. */
+export interface FirstRun {
+  /**
+   * the pre part's stdout (up to and with its `pre-done` section) once that arrived, else the whole stdout when the
+   * script ended without it (with the result); undefined when the script could not run (the connection broke)
+   */
+  pre: Promise<{ stdout: string; result?: ExecResult } | undefined>;
+  /** the whole script: its result, or why it could not run */
+  whole: Promise<ExecResult | Error>;
+  /** when the whole script ended (Date.now()); the time of the call until it has */
+  endedAt(): number;
+}
+
+/**
+ * Starts verify's first script (firstScript) on every node. Its output is read as it arrives (RunOptions.onStdout),
+ * so the pre part is in hand while the checklist still runs on the node: the cold-start probe and the ping round need
+ * only the pre part, and the checklist overlaps them on its own channel (it sends no UDP, so it cannot disturb the
+ * probe's counters; see collectVerify).
+ */
+export function startFirst(
   inventory: Inventory,
   connections: Map<string, Connection>,
-  signal: AbortSignal | undefined,
-): Map<string, Promise<string | undefined>> {
-  const script = preScript(inventory);
+  options: { firewall?: boolean; uid?: boolean; signal?: AbortSignal } = {},
+): Map<string, FirstRun> {
   return new Map(
-    [...connections].map(([node, connection]) => [
-      node,
-      // why it failed is the checklist's to say (same connection)
-      connection.run(script, { timeoutMs: checkDeadlineMs(30_000), ...(signal ? { signal } : {}) }).then(
-        (r) => r.stdout,
-        () => undefined,
-      ),
-    ]),
+    [...connections].map(([node, connection]) => {
+      let preDone: (value: { stdout: string; result?: ExecResult } | undefined) => void = () => undefined;
+      const pre = new Promise<{ stdout: string; result?: ExecResult } | undefined>((resolve) => (preDone = resolve));
+      let seen: string | undefined = '';
+      let ended: number | undefined;
+      const onStdout = (chunk: string) => {
+        if (seen === undefined) return;
+        seen += chunk;
+        const end = PRE_END_LINE.exec(seen);
+        if (!end) return;
+        preDone({ stdout: seen.slice(0, end.index + end[0].length) });
+        seen = undefined;
+      };
+      const whole = connection
+        .run(firstScript(inventory, node, options), {
+          timeoutMs: checkDeadlineMs(30_000),
+          onStdout,
+          ...(options.signal ? { signal: options.signal } : {}),
+        })
+        .then(
+          (result) => {
+            ended = Date.now();
+            preDone({ stdout: result.stdout, result });
+            return result;
+          },
+          (error: unknown) => {
+            ended = Date.now();
+            preDone(undefined);
+            return error instanceof Error ? error : new Error(String(error));
+          },
+        );
+      return [node, { pre, whole, endedAt: () => ended ?? Date.now() }] as const;
+    }),
+  );
+}
+
+/**
+ * Why verify's first script on a node shows that its commands do not run as root, in the words of the transport's
+ * root probe (../transport/ssh.ts probeRoot; ../engine/root-check.ts rootProblem), or undefined when its `uid`
+ * section says 0. `stdout`: the pre part (or all) of its output; `result`: the script's end, needed only when it
+ * says something else (a sudo that refused ends before printing anything). verify connects without the probe's own
+ * `id -u` round trip (issue 10) and asks this instead.
+ */
+export function rootFailure(
+  node: string,
+  target: string,
+  sudo: boolean,
+  stdout: string,
+  result: Pick<ExecResult, 'code' | 'stderr'>,
+): string | undefined {
+  if (readFact(FACTS.uid, splitSections(stdout), { interface: '', listenPort: 0 }) === 0) return undefined;
+  const full = { ...result, stdout, durationMs: 0 };
+  const why = result.stderr.trim().split('\n')[0] ?? '';
+  return (
+    rootProblem(node, target, sudo, full) ??
+    `${node} (${target}): cannot run commands as root (exit ${result.code}${why ? `: ${why}` : ''})`
   );
 }
 
@@ -222,21 +311,26 @@ export async function runChecklists(
 }
 
 /**
- * Collects everything verify judges, in three scripts per node, one after the other on its one connection (one
- * channel open at a time, well under OpenSSH's MaxSessions 10), every node at once:
- *   1. the "pre" script (clock, live key, listen port, peers, UDP counters): the cold-start probe's counters before;
- *   2. the cold-start probe (./cold-start.ts): each node sends its bursts and watches its own counters until the
- *      bursts addressed to it arrived (one round trip on a healthy mesh);
- *   3. the ping + path-MTU round, with the checklist running beside the pings in the same script.
- * Why they wait for each other: the bursts must not leave before every receiver has read its counters (1 before 2,
- * a barrier: a burst that arrived before the read leaves its receiver short, which costs the slot rounds); the pings'
- * tunnel traffic lands in the same UDP counters and could hide a dropped burst (2 before 3). The checklist needs
- * neither: it sends no UDP, and the probes change nothing it reads but handshakes, which the after-ping dump reads
- * again anyway. It runs in 3 because the ping round is the one stretch where the nodes mostly wait (3 echo requests
- * 0.2 s apart, the DF probe beside them): in 1 it would hold back every burst, in 2 the ping round. The first-contact
- * pairs come from the pre script. A node whose checklist did not come back that way (its pre script failed, its ping
- * script did not run) gets its own checklist script afterwards, as before. Timings: each stage's own duration (they
- * overlap) and collectMs, the wall time of the whole.
+ * Collects everything verify judges, in three scripts per node on its one connection (at most two channels open at
+ * a time, well under OpenSSH's MaxSessions 10), every node at once:
+ *   1. the first script (firstScript): the "pre" part (clock, live key, listen port, peers, UDP counters: the
+ *      cold-start probe's counters before), then the checklist, in one script whose output is read as it arrives;
+ *   2. the cold-start probe (./cold-start.ts), as soon as every node's pre part is in: each node sends its bursts
+ *      and watches its own counters until the bursts addressed to it arrived (one round trip on a healthy mesh);
+ *   3. the ping + path-MTU round.
+ * Why 1, 2 and 3 wait for each other: the bursts must not leave before every receiver has read its counters (the
+ * pre part before 2, a barrier: a burst that arrived before the read leaves its receiver short, which costs the slot
+ * rounds); the pings' tunnel traffic lands in the same UDP counters and could hide a dropped burst (2 before 3). The
+ * checklist needs neither: it sends no UDP, and the probes change nothing it reads but handshakes, which the
+ * after-ping dump reads again anyway. So it runs on from the pre part, beside 2 and 3 on its own channel (issue 10:
+ * beside the pings inside the ping script, under load it outlasted them and held the round's end; and the pre
+ * script's channel is its channel, so the node opens no extra one). The first-contact pairs come from the pre part.
+ * A node whose checklist did not come back (its first script could not run, or ended before the checklist) runs the
+ * first script once more afterwards, awaited whole.
+ * `proveRoot` (verify connects without the transport's root probe): the first script starts with the uid fact, and a
+ * node where it does not run as root is a connection failure in the probe's words (rootFailure), left out of 2 and
+ * 3 as a node that could not be connected is. Timings: each stage's own duration (they overlap) and collectMs, the
+ * wall time of the whole.
  */
 export async function collectVerify(
   inventory: Inventory,
@@ -245,103 +339,178 @@ export async function collectVerify(
   options: CollectOptions = {},
 ): Promise<Collected> {
   const started = Date.now();
-  const pre = options.ping !== false ? startPre(inventory, connections, options.signal) : undefined;
-  const probed = pre ? await runProbes(inventory, connections, pre, options) : undefined;
-  // a node whose checklist did not come back beside its pings (no pre output, its ping script did not run):
-  // its own checklist script, as before (a broken connection makes it unreachable there, with the reason)
-  const missing = new Map([...connections].filter(([node]) => !probed?.checklists.has(node)));
-  const alone = missing.size
-    ? await runChecklists(inventory, missing, options)
-    : { checklists: new Map<string, NodeChecklist>(), unreachable: new Map<string, string>() };
-  const checklists = new Map<string, NodeChecklist>();
-  for (const node of inventory.nodes) {
-    const cl = probed?.checklists.get(node.name) ?? alone.checklists.get(node.name);
-    if (cl) checklists.set(node.name, cl);
+  if (options.ping === false) {
+    const alone = await runChecklists(inventory, connections, options);
+    return collected(inventory, alone.checklists, alone.unreachable, failures, undefined, {
+      checklistMs: Date.now() - started,
+      started,
+    });
   }
-  const unreachable = alone.unreachable;
-  const checklistMs = Date.now() - started;
-  for (const [node, error] of failures) unreachable.set(node, error.message);
+  const uid = options.proveRoot !== undefined;
+  const runOptions = { ...(options.firewall ? { firewall: true } : {}), uid, ...(options.signal ? { signal: options.signal } : {}) };
+  const first = startFirst(inventory, connections, runOptions);
+  const unreachable = new Map<string, string>();
+  const rootFailed = new Set<string>();
+  // the pre parts (the cold-start probe's barrier), each node proving root first when asked
+  const preOut = new Map<string, string>();
+  for (const [node, run] of first) {
+    const pre = await run.pre;
+    // a sudo that wants a password: the transport says so by throwing (../transport/ssh.ts), as its probe did
+    const refused = pre === undefined && uid ? await run.whole : undefined;
+    if (refused instanceof TransportError && refused.reason === 'sudo') {
+      rootFailed.add(node);
+      unreachable.set(node, refused.message);
+    }
+    if (pre === undefined) continue;
+    const why = uid ? await notRoot(node, connections.get(node)!, pre, run, options.proveRoot!) : undefined;
+    if (why !== undefined) {
+      rootFailed.add(node);
+      unreachable.set(node, why);
+    } else preOut.set(node, pre.stdout);
+  }
+  const preMs = Date.now() - started;
+  const reachable = new Map([...connections].filter(([node]) => !rootFailed.has(node)));
+  const probed = await runProbes(inventory, reachable, preOut, options, started);
 
-  const { keys, unknown } = publicKeysFrom(inventory, checklists);
+  // the checklists, mostly in hand by now: each read from its first script's whole output (pre part included)
+  const checklists = new Map<string, NodeChecklist>();
+  const missing = new Map<string, Connection>();
+  for (const [node, connection] of reachable) {
+    const whole = await first.get(node)!.whole;
+    const cl = whole instanceof Error ? undefined : checklistFrom(inventory, node, whole.stdout, options);
+    if (cl) checklists.set(node, cl);
+    else missing.set(node, connection);
+  }
+  // ... else the first script once more, awaited whole (a broken connection makes the node unreachable, with the reason)
+  await Promise.all(
+    [...missing].map(async ([node, connection]) => {
+      try {
+        const result = await connection.run(firstScript(inventory, node, runOptions), {
+          timeoutMs: checkDeadlineMs(30_000),
+          ...(options.signal ? { signal: options.signal } : {}),
+        });
+        const why = uid ? rootFailure(node, connection.target, options.proveRoot!(node), result.stdout, result) : undefined;
+        if (why !== undefined) unreachable.set(node, why);
+        else
+          checklists.set(
+            node,
+            parseChecklist(result.stdout, checklistParams(inventory, node, { ...options, withoutPre: true, beside: true })),
+          );
+      } catch (error) {
+        unreachable.set(node, (error as Error)?.message ?? String(error));
+      }
+    }),
+  );
+  const checklistMs = Math.max(0, ...[...first.values()].map((run) => run.endedAt() - started));
+  return collected(inventory, checklists, unreachable, failures, { ...probed, preMs }, { checklistMs, started }, rootFailed);
+}
+
+/** Why a node's first script did not run as root (rootFailure), once its pre part is in. */
+async function notRoot(
+  node: string,
+  connection: Connection,
+  pre: { stdout: string; result?: ExecResult },
+  run: FirstRun,
+  sudo: (node: string) => boolean,
+): Promise<string | undefined> {
+  const inHand = pre.result ?? { code: 0, stderr: '' };
+  if (rootFailure(node, connection.target, sudo(node), pre.stdout, inHand) === undefined) return undefined;
+  // not root: the script's exit status and stderr complete the words
+  const whole = pre.result ?? (await run.whole);
+  if (whole instanceof Error) return whole.message;
+  return rootFailure(node, connection.target, sudo(node), pre.stdout, whole);
+}
+
+/** A node's checklist from its first script's output; undefined when no section of the checklist came back. */
+function checklistFrom(inventory: Inventory, node: string, stdout: string, options: CollectOptions): NodeChecklist | undefined {
+  const params = checklistParams(inventory, node, { ...options, withoutPre: true, beside: true });
+  const sections = splitSections(stdout);
+  if (!checklistSectionNames(params).some((name) => sections.has(name))) return undefined;
+  return parseChecklistSections(sections, params);
+}
+
+/** The probes' part of collectVerify's answer. */
+interface Probed {
+  coldStart: ColdStartResult;
+  matrix: Matrix;
+  afterPing: Map<string, { now?: number; peers: LivePeer[] }>;
+  pingMs: number;
+  preMs: number;
+  firstContactMs?: number;
+}
+
+/** collectVerify's answer: the design from the keys learnt, the connection failures added to `unreachable`. */
+function collected(
+  inventory: Inventory,
+  checklists: Map<string, NodeChecklist>,
+  unreachable: Map<string, string>,
+  failures: Map<string, Error>,
+  probed: Probed | undefined,
+  times: { checklistMs: number; started: number },
+  rootFailed: Set<string> = new Set(),
+): Collected {
+  const ordered = new Map<string, NodeChecklist>();
+  for (const node of inventory.nodes) {
+    const cl = checklists.get(node.name);
+    if (cl) ordered.set(node.name, cl);
+  }
+  const reasons = new Map<string, string>();
+  for (const node of inventory.nodes) {
+    const why = failures.get(node.name)?.message ?? unreachable.get(node.name);
+    if (why !== undefined) reasons.set(node.name, why);
+  }
+  const { keys, unknown } = publicKeysFrom(inventory, ordered);
   const desired = new Map<string, DesiredNodeConfig>(desiredMesh(inventory, keys).map((d) => [d.node, d]));
   return {
     inventory,
     desired,
     unknownKeys: unknown,
-    checklists,
-    unreachable,
+    checklists: ordered,
+    unreachable: reasons,
     ...(probed ? { matrix: probed.matrix } : {}),
     afterPing: probed?.afterPing ?? new Map(),
     ...(probed ? { coldStart: probed.coldStart } : {}),
     publicKeys: keys,
+    ...(rootFailed.size ? { rootFailed } : {}),
     timings: {
-      checklistMs,
+      checklistMs: times.checklistMs,
       pingMs: probed?.pingMs ?? 0,
       ...(probed ? { preMs: probed.preMs, coldStartMs: probed.coldStart.ms, coldStartRoundTrips: probed.coldStart.roundTrips } : {}),
       ...(probed?.firstContactMs !== undefined ? { firstContactMs: probed.firstContactMs } : {}),
-      collectMs: Date.now() - started,
+      collectMs: Date.now() - times.started,
     },
   };
 }
 
-/** The cold-start probe, then the ping + path-MTU round (see collectVerify). */
+/**
+ * The cold-start probe, then the ping + path-MTU round (see collectVerify). `preOut`: each node's pre part;
+ * `preStarted`: when the pre parts were started (Date.now()).
+ */
 async function runProbes(
   inventory: Inventory,
   connections: Map<string, Connection>,
-  preRuns: Map<string, Promise<string | undefined>>,
+  preOut: Map<string, string>,
   options: CollectOptions,
-): Promise<{
-  coldStart: ColdStartResult;
-  matrix: Matrix;
-  afterPing: Map<string, { now?: number; peers: LivePeer[] }>;
-  /** the checklists that ran beside the pings, read with their node's pre output */
-  checklists: Map<string, NodeChecklist>;
-  pingMs: number;
-  preMs: number;
-  firstContactMs?: number;
-}> {
-  const coldStarted = Date.now();
+  preStarted: number,
+): Promise<Omit<Probed, 'preMs'>> {
   const ctx = factContext(inventory);
-  const pre = new Map<string, PreFacts>();
-  const preOut = new Map<string, string>();
-  for (const [node, run] of preRuns) {
-    const stdout = await run;
-    if (stdout === undefined) continue;
-    pre.set(node, parsePreFacts(stdout, ctx));
-    preOut.set(node, stdout);
-  }
-  const preMs = Date.now() - coldStarted;
+  const pre = new Map<string, PreFacts>([...preOut].map(([node, stdout]) => [node, parsePreFacts(stdout, ctx)]));
   const initial = new Map<string, UdpCounters>();
   for (const [name, facts] of pre) if (facts.udpCounters) initial.set(name, facts.udpCounters);
   const probe = await runColdStart(inventory, connections, { initial, ...(options.signal ? { signal: options.signal } : {}) });
-  // its duration counts the pre script too: that is the probe's first read
-  const coldStart = { ...probe, ms: Date.now() - coldStarted };
+  // its duration counts the pre part too: that is the probe's first read
+  const coldStart = { ...probe, ms: Date.now() - preStarted };
 
   const pingStarted = Date.now();
   const firstContact = pairsWithoutSession(inventory, pre, liveKeys(inventory, pre));
-  const besideParams = (node: string) => checklistParams(inventory, node, { ...options, withoutPre: true, beside: true });
   const round = await runPingRound(connections, pingTargets(inventory), {
     ...(firstContact.length ? { firstContact } : {}),
     ...(options.pathMtu !== false ? { mtu: inventory.mesh.mtu } : {}),
     ...(options.deadlineSeconds !== undefined ? { deadlineSeconds: options.deadlineSeconds } : {}),
     // the same fact definitions as the checklist's (and up's): read again after the pings
     after: AFTER_PING_FACTS.map((def) => ({ name: def.name, command: def.command(factContext(inventory)) })),
-    // the checklist rides in the ping script of every node whose pre script answered (its facts complete it)
-    beside: (node) => {
-      if (!preOut.has(node)) return undefined;
-      const params = besideParams(node);
-      return { script: checklistScript(params), sections: checklistSectionNames(params) };
-    },
     ...(options.signal ? { signal: options.signal } : {}),
   });
-  const checklists = new Map<string, NodeChecklist>();
-  for (const [node, sections] of round.beside ?? []) {
-    if (sections.size === 0) continue;
-    // the pre script's sections, then the checklist's (their names do not overlap: PRE_FACTS are left out of it)
-    const all = splitSections(preOut.get(node) ?? '');
-    for (const [name, section] of sections) all.set(name, section);
-    checklists.set(node, parseChecklistSections(all, besideParams(node)));
-  }
   const afterPing = new Map<string, { now?: number; peers: LivePeer[] }>();
   for (const [node, sections] of round.after) {
     const now = readFact(FACTS.now, sections, factContext(inventory));
@@ -354,9 +523,7 @@ async function runProbes(
     coldStart,
     matrix: round.matrix,
     afterPing,
-    checklists,
     pingMs: Date.now() - pingStarted,
-    preMs,
     ...(round.firstContactMs !== undefined ? { firstContactMs: round.firstContactMs } : {}),
   };
 }

@@ -17,11 +17,12 @@ import { MeshctlError, type CommandResult } from '../errors.js';
  * start-up). The graph writer only with --graph.
  */
 const loadChecks = async () => {
-  const [collect, redact, verify, report] = await Promise.all([
+  const [collect, redact, verify, report, rootCheck] = await Promise.all([
     import('../checks/collect.js'),
     import('../remote/redact.js'),
     import('../checks/verify.js'),
     import('../checks/report.js'),
+    import('../engine/root-check.js'),
   ]);
   return {
     collectVerify: collect.collectVerify,
@@ -30,6 +31,7 @@ const loadChecks = async () => {
     evaluateVerify: verify.evaluateVerify,
     buildReport: report.buildReport,
     renderReport: report.renderReport,
+    sudoOf: rootCheck.sudoOf,
   };
 };
 
@@ -67,7 +69,9 @@ export function registerVerify(program: Command, finish: (result: CommandResult)
       if (!Number.isFinite(deadline) || deadline < 1)
         throw new MeshctlError(`--deadline must be a number of seconds, got ${flags.deadline}`);
       const connectStarted = Date.now();
-      const connector = connectorFor(sshOptionsFromFlags(flags, (line) => process.stderr.write(`${line}\n`)));
+      // no separate root probe (an `id -u` round trip and a channel per node): the first script proves root
+      // (../checks/collect.ts proveRoot), and a node where it does not fails as the probe would have failed it
+      const connector = connectorFor({ ...sshOptionsFromFlags(flags, (line) => process.stderr.write(`${line}\n`)), probe: false });
       // ssh -G, key exchange and login of every node start now; the checks load once the first one is in
       connector.start(inventory.nodes);
       let checks: Awaited<ReturnType<typeof loadChecks>>;
@@ -85,6 +89,7 @@ export function registerVerify(program: Command, finish: (result: CommandResult)
           pathMtu: flags.mtu !== false,
           deadlineSeconds: deadline,
           signal: interruptSignal,
+          proveRoot: checks.sudoOf(inventory, connections),
         });
         if (interruptSignal.aborted) throw new MeshctlError('interrupted', 'interrupted');
         // node content in messages and evidence: every key-shaped value but the mesh's public keys is redacted
@@ -92,7 +97,12 @@ export function registerVerify(program: Command, finish: (result: CommandResult)
         const report = checks.buildReport(inventory, results, collected.matrix, collected.unreachable, Date.now() - started, {
           strict: flags.strict ?? false,
           timings: { connectMs, ...collected.timings },
-          channels: Object.fromEntries([...connections].map(([name, c]) => [name, c.stats.channels ?? c.stats.commands])),
+          // a node that did not run as root counts as not connected (the probe's failure was), so has no channels
+          channels: Object.fromEntries(
+            [...connections]
+              .filter(([name]) => !collected.rootFailed?.has(name))
+              .map(([name, c]) => [name, c.stats.channels ?? c.stats.commands]),
+          ),
         });
         if (flags.graph) {
           const { writeGraph } = await import('../graph/dot.js');

@@ -17,7 +17,8 @@ import {
 } from '../../src/checks/probes.js';
 import { collectVerify, parsePreFacts, preScript } from '../../src/checks/collect.js';
 import { evaluateVerify } from '../../src/checks/verify.js';
-import { FakeConnection } from '../support/fake-connection.js';
+import { FakeConnection, type FakeIo, type FakeReply } from '../support/fake-connection.js';
+import { TransportError } from '../../src/transport/types.js';
 import { checklistStdout, dumpLines, healthyScenario, homelab, NOW, pingStdout } from '../fixtures/probes/homelab.js';
 
 const fx = (name: string) => readFileSync(new URL(`../fixtures/probes/${name}`, import.meta.url), 'utf8');
@@ -71,30 +72,44 @@ function besideStdout(stdout: string): string {
     .join('');
 }
 
+/** What happened on the fake nodes, in order: `NODE first-end` (the first script ended), `NODE ping` (sent). */
+type Log = string[];
+
 /**
- * The healthy homelab on fake connections (`preFails`: the pre script of that node cannot run). Issue 10: the
- * checklist runs inside each node's ping script, beside the pings (the one stretch where the nodes mostly wait), so
- * a node gets three scripts one after the other (pre, cold-start, ping with the checklist), never two at once; a
- * node whose pre script failed gets its own checklist script after the round, as before.
+ * The healthy homelab on fake connections. Issue 10: verify's first script is the pre script and the checklist in
+ * one (one channel): its pre part is streamed first, and the cold-start probe and the ping round start while the
+ * checklist still runs; a node gets three scripts (first, cold-start, ping). The checklist part of a node's first
+ * script comes back only once that node's ping script was sent (or after 2 s): a collection that waited for whole
+ * first scripts before its probes ends its first scripts before any ping (the order the test looks at).
+ * `preFails`: that node's first script cannot run the first time (its channel refused), so it is run once more after
+ * the round. `notRoot`: that node's first script ends at once as a sudo that refused would (exit 1, `stderr`), or,
+ * with `uid`, runs as that uid.
  */
-async function fakeVerify(preFails?: string) {
+async function fakeVerify(
+  options: { preFails?: string; notRoot?: { node: string; stderr?: string; uid?: number; throws?: string }; proveRoot?: boolean } = {},
+) {
   const scenario = healthyScenario();
   const { inventory } = homelab();
   const open = new Map<string, number>();
   const peak = new Map<string, number>();
   const counters = new Map<string, number>();
+  const log: Log = [];
+  const pinged = new Map<string, () => void>();
+  const pingSent = new Map(inventory.nodes.map((n) => [n.name, new Promise<void>((r) => pinged.set(n.name, r))]));
+  const refused = new Set<string>();
   const connections = new Map(
     inventory.nodes.map((node) => {
       const n = scenario.nodes[node.name]!;
       const peerIps = inventory.nodes.filter((p) => p.name !== node.name).map((p) => p.overlayIp);
       const track =
-        (reply: (script: string) => string | Promise<string>) =>
-        async (script: string): Promise<{ stdout: string }> => {
+        (reply: (script: string, io: FakeIo) => string | FakeReply | Promise<string | FakeReply>) =>
+        async (script: string, io: FakeIo): Promise<FakeReply> => {
           open.set(node.name, (open.get(node.name) ?? 0) + 1);
           peak.set(node.name, Math.max(peak.get(node.name) ?? 0, open.get(node.name)!));
           try {
             await new Promise((r) => setTimeout(r, 5));
-            return { stdout: await reply(script) };
+            const r = await reply(script, io);
+            return typeof r === 'string' ? { stdout: r } : r;
           } finally {
             open.set(node.name, open.get(node.name)! - 1);
           }
@@ -105,31 +120,51 @@ async function fakeVerify(preFails?: string) {
         return `@@meshctl begin udp\nUdp: InDatagrams NoPorts\nUdp: ${counters.get(node.name)} 0\n@@meshctl end udp rc=0\n`;
       };
       const after = n.peers.map((p) => ({ ...p, latestHandshake: NOW + 5 }));
+      const uid = options.notRoot?.node === node.name ? options.notRoot.uid : 0;
+      const preOut = () =>
+        `${/begin uid'/.test(lastFirst.get(node.name) ?? '') ? `@@meshctl begin uid\n${uid}\n@@meshctl end uid rc=0\n` : ''}` +
+        `@@meshctl begin now\n${NOW}\n@@meshctl end now rc=0\n@@meshctl begin pubkey\n${n.livePublicKey}\n@@meshctl end pubkey rc=0\n` +
+        `@@meshctl begin port\n${n.listenPort}\n@@meshctl end port rc=0\n` +
+        `@@meshctl begin dump\n${dumpLines(n.peers)}\n@@meshctl end dump rc=0\n${udp().replaceAll(' udp', ' udpsnmp')}@@meshctl begin pre-done\n\n@@meshctl end pre-done rc=0\n`;
       return [
         node.name,
         new FakeConnection(node.name, [
           {
             match: /ping -n -q/,
             reply: track((script) => {
+              log.push(`${node.name} ping`);
+              pinged.get(node.name)!();
               const pings = pingStdout(
                 Object.fromEntries(
                   Object.entries(scenario.pings[node.name]!).map(([to, r]) => [inventory.nodes.find((x) => x.name === to)!.overlayIp, r]),
                 ),
                 after,
               );
-              // the checklist's sections come back in the ping script's output when it rode there
-              return /begin checklist-done'/.test(script) ? besideStdout(checklistStdout(n, peerIps)) + pings : pings;
+              return /begin confmeta'/.test(script) ? besideStdout(checklistStdout(n, peerIps)) + pings : pings;
             }),
           },
           {
             match: /begin pre-done'/,
-            reply: track(() => {
-              if (node.name === preFails) throw new Error('channel refused');
-              return (
-                `@@meshctl begin now\n${NOW}\n@@meshctl end now rc=0\n@@meshctl begin pubkey\n${n.livePublicKey}\n@@meshctl end pubkey rc=0\n` +
-                `@@meshctl begin port\n${n.listenPort}\n@@meshctl end port rc=0\n` +
-                `@@meshctl begin dump\n${dumpLines(n.peers)}\n@@meshctl end dump rc=0\n${udp().replaceAll(' udp', ' udpsnmp')}@@meshctl begin pre-done\n\n@@meshctl end pre-done rc=0\n`
-              );
+            reply: track(async (script, io) => {
+              lastFirst.set(node.name, script);
+              if (node.name === options.preFails && !refused.has(node.name)) {
+                refused.add(node.name);
+                throw new Error('channel refused');
+              }
+              // the transport throws for a sudo that asks for a password (../transport/ssh.ts)
+              if (options.notRoot?.node === node.name && options.notRoot.throws)
+                throw new TransportError(node.name, options.notRoot.throws, 'sudo');
+              if (options.notRoot?.node === node.name && options.notRoot.uid === undefined)
+                return { code: 1, stderr: `${options.notRoot.stderr}\n` };
+              io.write(preOut());
+              // the checklist part: once this node's ping script was sent (or after 2 s)
+              if (/begin confmeta'/.test(script)) {
+                await Promise.race([pingSent.get(node.name), new Promise((r) => setTimeout(r, 2000))]);
+                log.push(`${node.name} first-end`);
+                return besideStdout(checklistStdout(n, peerIps));
+              }
+              log.push(`${node.name} first-end`);
+              return '';
             }),
           },
           {
@@ -146,12 +181,15 @@ async function fakeVerify(preFails?: string) {
       ];
     }),
   );
-  const collected = await collectVerify(inventory, connections, new Map());
-  return { collected, connections, peak, inventory };
+  const lastFirst = new Map<string, string>();
+  const collected = await collectVerify(inventory, connections, new Map(), {
+    ...(options.proveRoot || options.notRoot ? { proveRoot: () => true } : {}),
+  });
+  return { collected, connections, peak, inventory, log };
 }
 
-test('collectVerify: the checklist rides in the ping script (3 scripts per node, one at a time), same verdicts', async () => {
-  const { collected, connections, peak } = await fakeVerify();
+test('collectVerify: the checklist rides in the pre script and runs on beside the probes (3 scripts per node), same verdicts', async () => {
+  const { collected, connections, peak, log } = await fakeVerify();
   const failing = evaluateVerify(collected).filter((c) => c.status !== 'pass');
   assert.deepEqual(
     failing.map((c) => `${c.node} ${c.id} ${c.peer ?? ''}: ${c.message}`),
@@ -162,29 +200,85 @@ test('collectVerify: the checklist rides in the ping script (3 scripts per node,
     true,
   );
   for (const [name, c] of connections) {
-    // pre, bursts and watch (one script: ./cold-start-round.test.ts), ping with the checklist beside it
+    // first (pre part, then the checklist), bursts and watch (one script: ./cold-start-round.test.ts), ping
     assert.equal(c.scripts.length, 3, `${name}: ${c.scripts.length} scripts`);
-    assert.match(c.scripts[2]!, /ping -n -q[\s\S]*begin confmeta'[\s\S]*begin checklist-done'/, 'the checklist is in the ping script');
-    assert.equal(peak.get(name), 1, `${name}: ${peak.get(name)} channels at once`);
+    assert.match(c.scripts[0]!, /begin pre-done'[\s\S]*begin confmeta'[\s\S]*begin checklist-done'/, 'the checklist follows the pre part');
+    assert.doesNotMatch(c.scripts[2]!, /begin confmeta'/, 'the ping script carries no checklist');
+    // the first script's channel stays open while the probes run on another: two at once, never more
+    assert.equal(peak.get(name), 2, `${name}: ${peak.get(name)} channels at once`);
     // the checklist leaves the pre script's facts to it (one wg read per node for key, port and peers)
-    assert.doesNotMatch(c.scripts[2]!, /begin (pubkey|port|udpsnmp)'/);
+    const checklistPart = c.scripts[0]!.slice(c.scripts[0]!.indexOf("begin pre-done'"));
+    assert.doesNotMatch(checklistPart, /begin (now|pubkey|port|dump|udpsnmp)'/);
     assert.equal(c.scripts[2]!.match(/begin dump'/g)?.length, 1, 'the one peer dump is the one after the pings');
+    // the probes did not wait for the checklist: this node's ping script went out before its first script ended
+    assert.ok(log.indexOf(`${name} ping`) < log.indexOf(`${name} first-end`), `${name}: ${log.join(', ')}`);
   }
   assert.equal(collected.checklists.size, 4);
   assert.ok(typeof collected.timings.collectMs === 'number');
 });
 
-test('collectVerify: a node whose pre script failed gets its own checklist after the round, read as before', async () => {
-  const { collected, connections } = await fakeVerify('wk-1');
+test('collectVerify: a node whose first script failed runs it once more after the round, read as before', async () => {
+  const { collected, connections } = await fakeVerify({ preFails: 'wk-1' });
   const wk1 = connections.get('wk-1')!;
+  // (its counters read alone and a first-contact round too: it has no pre part, as before)
+  assert.equal(wk1.scripts.filter((s) => /begin pre-done'/.test(s)).length, 2);
   assert.doesNotMatch(wk1.scripts.find((s) => /ping -n -q/.test(s)) ?? '', /begin confmeta'/);
-  assert.match(wk1.scripts.at(-1)!, /begin confmeta'[\s\S]*begin now'|begin now'[\s\S]*begin confmeta'/);
+  assert.match(wk1.scripts.at(-1)!, /begin now'[\s\S]*begin confmeta'/);
   const healthy = await fakeVerify();
   const verdicts = (c: typeof collected) =>
     evaluateVerify(c)
       .filter((x) => x.node === 'wk-1' && !['cold-start', 'ping', 'path-mtu'].includes(x.id))
       .map((x) => `${x.id} ${x.peer ?? ''} ${x.status}: ${x.message}`);
   assert.deepEqual(verdicts(collected), verdicts(healthy.collected));
+});
+
+test('collectVerify with proveRoot: the first script proves root (no separate probe); verdicts as with the probe', async () => {
+  const healthy = await fakeVerify({ proveRoot: true });
+  for (const [, c] of healthy.connections) {
+    assert.match(c.scripts[0]!, /^export LC_ALL=C[^\n]*\necho '@@meshctl begin uid'/, 'uid is the first section');
+    assert.equal(c.scripts.length, 3);
+  }
+  assert.equal(healthy.collected.unreachable.size, 0);
+  assert.equal(healthy.collected.checklists.size, 4);
+  // the transport's probe (../transport/ssh.ts probeRoot) words, for each way sudo can refuse
+  const cases = [
+    {
+      stderr: 'sudo: a password is required',
+      why: 'wk-1 (root@wk-1:22): cannot run commands as root (exit 1: sudo: a password is required)',
+    },
+    {
+      stderr: 'admin is not in the sudoers file.  This incident will be reported.',
+      why: 'wk-1 (root@wk-1:22): root may not use sudo (admin is not in the sudoers file.  This incident will be reported.)',
+    },
+    {
+      stderr: 'sh: 1: sudo: not found',
+      why: 'wk-1 (root@wk-1:22): logged in as root, but sudo is not installed; use user root or install sudo',
+    },
+    { uid: 1000, why: 'wk-1 (root@wk-1:22): cannot run commands as root (exit 0)' },
+    {
+      throws: 'wk-1 (root@wk-1:22): sudo asks for a password; meshctl needs passwordless sudo (NOPASSWD) or user root',
+      why: 'wk-1 (root@wk-1:22): sudo asks for a password; meshctl needs passwordless sudo (NOPASSWD) or user root',
+    },
+  ];
+  for (const c of cases) {
+    const { collected, connections } = await fakeVerify({ notRoot: { node: 'wk-1', ...c } });
+    assert.equal(collected.unreachable.get('wk-1'), c.why);
+    assert.deepEqual([...(collected.rootFailed ?? [])], ['wk-1']);
+    assert.equal(collected.checklists.has('wk-1'), false);
+    // as a node the probe failed: no cold-start or ping script, its row not connected, the other nodes' checks run
+    assert.equal(connections.get('wk-1')!.scripts.length, 1);
+    assert.equal(collected.matrix?.cells['wk-1']?.['ms-1']?.error, 'wk-1 is not connected');
+    assert.equal(
+      collected.coldStart?.directions.some((d) => d.from === 'wk-1' || d.to === 'wk-1'),
+      false,
+    );
+    assert.equal(collected.checklists.size, 3);
+    const checks = evaluateVerify(collected).filter((x) => x.node === 'wk-1' && x.id === 'connect');
+    assert.deepEqual(
+      checks.map((x) => `${x.status}: ${x.message}`),
+      [`fail: cannot connect: ${c.why}`],
+    );
+  }
 });
 
 // ---------------------------------------------------------------------------------------------------------------
