@@ -1,7 +1,8 @@
 /**
  * The simulated farm: N nodes that answer SSH on 127.0.0.1 (ssh2's server side, one port and one host key per node),
  * each command run by a real `sh` inside a per-node bubblewrap sandbox whose system tools are simulated
- * (./sim/*: wg, wg-quick, ip, systemctl, sysctl, apt-get, dpkg-query, ss, ping, fping, modinfo).
+ * (./sim/farmsim, one perl program run as wg, wg-quick, ip, systemctl, systemd-run, sysctl, apt-get, dpkg-query, ss,
+ * ping, fping, modinfo).
  *
  *   node --import tsx scripts/bench/farm/farm.ts --nodes N --dir DIR
  *
@@ -38,8 +39,22 @@ function arg(name: string, fallback?: string): string {
   return fallback;
 }
 
+/**
+ * Copies the simulated tools into ROOT/sim (editing sim/ while a farm runs must not change that farm's nodes) and
+ * makes each tool a link to the one program `farmsim` (which acts by the name it runs as: sim/farmsim), unless the
+ * copy has a file of that name (MESHCTL_FARM_SIM: an older copy of separate tools, for comparison).
+ */
+export function simCopy(root: string, from = SIM): void {
+  cpSync(from, join(root, 'sim'), { recursive: true, verbatimSymlinks: true });
+  for (const t of [...BASE_TOOLS, ...PACKAGE_TOOLS]) {
+    const file = join(root, 'sim', t);
+    if (!existsSync(file)) symlinkSync('farmsim', file);
+    chmodSync(file, 0o755);
+  }
+}
+
 /** A template /etc: symlinks into the read-only host /etc (mounted at /run/farm-hostetc), three real directories. */
-function etcTemplate(dir: string): void {
+export function etcTemplate(dir: string): void {
   const writable = new Map([
     ['wireguard', [] as string[]],
     ['sysctl.d', readdirSync('/etc/sysctl.d')],
@@ -59,7 +74,7 @@ function etcTemplate(dir: string): void {
 }
 
 /** One node's directories: etc (from the template), run (with systemd's marker), sysnet, procconf, bin, state. */
-function nodeDirs(root: string, template: string, node: FarmNode): string {
+export function nodeDirs(root: string, template: string, node: FarmNode): string {
   const d = join(root, 'nodes', node.name);
   cpSync(template, join(d, 'etc'), { recursive: true, verbatimSymlinks: true });
   mkdirSync(join(d, 'run', 'systemd', 'system'), { recursive: true });
@@ -287,9 +302,7 @@ async function main(): Promise<void> {
   rmSync(root, { recursive: true, force: true });
   mkdirSync(join(root, 'nodes'), { recursive: true });
   mkdirSync(join(root, 'index'), { recursive: true });
-  // the simulated tools as they are now: editing sim/ while a farm runs must not change that farm's nodes
-  cpSync(SIM, join(root, 'sim'), { recursive: true });
-  for (const t of [...BASE_TOOLS, ...PACKAGE_TOOLS]) chmodSync(join(root, 'sim', t), 0o755);
+  simCopy(root);
   const template = join(root, 'etc-template');
   etcTemplate(template);
 
