@@ -66,7 +66,10 @@ describe('farm node tools (scripts/bench/farm/sim/farmsim)', { skip }, () => {
   it('install brings wg and wg-quick; dpkg-query answers for the package', () => {
     assert.notEqual(run(0, 'command -v wg').code, 0);
     for (const i of [0, 1]) {
-      const r = run(i, 'apt-get update -qq && apt-get install -y -qq --no-install-recommends wireguard-tools && command -v wg && command -v wg-quick && wg --version');
+      const r = run(
+        i,
+        'apt-get update -qq && apt-get install -y -qq --no-install-recommends wireguard-tools && command -v wg && command -v wg-quick && wg --version',
+      );
       assert.equal(r.code, 0, r.err);
       assert.match(r.out, /\/usr\/local\/sbin\/wg\n\/usr\/local\/sbin\/wg-quick\nwireguard-tools v/);
     }
@@ -76,7 +79,10 @@ describe('farm node tools (scripts/bench/farm/sim/farmsim)', { skip }, () => {
 
   it('keys: genkey gives 32 bytes; pubkey is stable and differs per key', () => {
     for (const i of [0, 1]) {
-      const r = run(i, 'umask 077; wg genkey > /etc/wireguard/wg0.key && wg pubkey < /etc/wireguard/wg0.key && wg pubkey < /etc/wireguard/wg0.key');
+      const r = run(
+        i,
+        'umask 077; wg genkey > /etc/wireguard/wg0.key && wg pubkey < /etc/wireguard/wg0.key && wg pubkey < /etc/wireguard/wg0.key',
+      );
       assert.equal(r.code, 0, r.err);
       const [a, b] = r.out.trim().split('\n');
       assert.match(a!, /^[A-Za-z0-9+/]{43}=$/);
@@ -90,15 +96,21 @@ describe('farm node tools (scripts/bench/farm/sim/farmsim)', { skip }, () => {
   it('systemctl enable --now brings the interface up from the file, PostUp loading the key', () => {
     for (const i of [0, 1]) {
       writeFileSync(join(root, 'nodes', nodes[i]!.name, 'etc', 'wireguard', 'wg0.conf'), conf(nodes[i]!, nodes[1 - i]!, pubs[1 - i]!));
-      const r = run(i, 'systemctl enable --now wg-quick@wg0 2>&1; systemctl is-active wg-quick@wg0; systemctl is-enabled wg-quick@wg0; systemctl is-active -q wg-quick@wg0 && echo quiet-ok');
+      const r = run(
+        i,
+        'systemctl enable --now wg-quick@wg0 2>&1; systemctl is-active wg-quick@wg0; systemctl is-enabled wg-quick@wg0; systemctl is-active -q wg-quick@wg0 && echo quiet-ok',
+      );
       assert.equal(r.code, 0, r.err);
       assert.match(r.out, /Created symlink .*\nactive\nenabled\nquiet-ok\n$/);
       assert.equal(run(i, 'wg show wg0 public-key').out, `${pubs[i]}\n`);
     }
   });
 
-  it('wg show all dump leads each line with the interface (what up\'s probe parses); the pair handshakes', () => {
-    const lines = run(0, 'wg show all dump').out.trim().split('\n').map((l) => l.split('\t'));
+  it("wg show all dump leads each line with the interface (what up's probe parses); the pair handshakes", () => {
+    const lines = run(0, 'wg show all dump')
+      .out.trim()
+      .split('\n')
+      .map((l) => l.split('\t'));
     assert.equal(lines.length, 2);
     assert.equal(lines[0]!.length, 5);
     assert.deepEqual([lines[0]![0], lines[0]![2], lines[0]![3]], ['wg0', pubs[0], '51820']);
@@ -126,8 +138,11 @@ describe('farm node tools (scripts/bench/farm/sim/farmsim)', { skip }, () => {
     assert.equal(run(0, 'ping -c 1 100.80.0.3').code, 0);
   });
 
-  it('ip -j -force -batch -: one JSON line per command, a failed one skipped (verify\'s checklist)', () => {
-    const r = run(0, "ip -j -force -batch - <<'EOF'\naddr show dev wg0\naddr show dev nope0\nroute get 100.80.0.3\nroute get 10.9.9.9\nEOF");
+  it("ip -j -force -batch -: one JSON line per command, a failed one skipped (verify's checklist)", () => {
+    const r = run(
+      0,
+      "ip -j -force -batch - <<'EOF'\naddr show dev wg0\naddr show dev nope0\nroute get 100.80.0.3\nroute get 10.9.9.9\nEOF",
+    );
     const lines = r.out.trim().split('\n');
     assert.equal(lines.length, 3, r.out);
     assert.equal(JSON.parse(lines[0]!)[0].ifname, 'wg0');
@@ -140,27 +155,60 @@ describe('farm node tools (scripts/bench/farm/sim/farmsim)', { skip }, () => {
   it('the reload drop-in is run as rendered; addconf merges a known peer', () => {
     const dropin = join(root, 'nodes', nodes[0]!.name, 'etc', 'systemd', 'system', 'wg-quick@wg0.service.d');
     mkdirSync(dropin, { recursive: true });
-    writeFileSync(join(dropin, 'meshctl-keep-key.conf'), "[Service]\nExecReload=\nExecReload=/bin/bash -c 'echo reloaded-$$$$ > /tmp/r; wg show %i listen-port >> /tmp/r'\n");
+    writeFileSync(
+      join(dropin, 'meshctl-keep-key.conf'),
+      "[Service]\nExecReload=\nExecReload=/bin/bash -c 'echo reloaded-$$$$ > /tmp/r; wg show %i listen-port >> /tmp/r'\n",
+    );
     const r = run(0, 'systemctl reload wg-quick@wg0 && cat /tmp/r');
     assert.match(r.out, /^reloaded-\d+\n51820\n$/, r.err);
     // (through a pipe, as meshctl's sync pipes into it: /dev/stdin of a socket cannot be opened, with wg(8) too)
-    const add = run(0, 'cat | wg addconf wg0 /dev/stdin && wg show wg0 allowed-ips', `[Peer]\nPublicKey = ${pubs[1]}\nAllowedIPs = 10.1.0.0/24\n`);
+    const add = run(
+      0,
+      'cat | wg addconf wg0 /dev/stdin && wg show wg0 allowed-ips',
+      `[Peer]\nPublicKey = ${pubs[1]}\nAllowedIPs = 10.1.0.0/24\n`,
+    );
     assert.equal(add.out, `${pubs[1]}\t100.80.0.3/32 10.1.0.0/24\n`, add.err);
   });
 
-  it('a simulated tool starts no process but meshctl\'s own hooks (execve counted)', { skip: spawnSync('strace', ['-V']).status === 0 ? false : 'no strace' }, () => {
+  it("a simulated tool starts no process but meshctl's own hooks (execve counted)", {
+    skip: spawnSync('strace', ['-V']).status === 0 ? false : 'no strace',
+  }, () => {
     // each simulated call is exactly one exec (the tool itself) after the shell's
     const execs = (i: number, script: string) => {
-      const r = spawnSync('strace', ['-f', '-qq', '-e', 'trace=execve', '-e', 'signal=none', 'bwrap', ...sandboxArgs(root, nodes[i]!, script)], { encoding: 'utf8' });
-      return r.stderr.split('\n').filter((l) => /execve\(/.test(l) && !/ENOENT/.test(l)).map((l) => /execve\("([^"]+)"/.exec(l)![1]!);
+      const r = spawnSync(
+        'strace',
+        ['-f', '-qq', '-e', 'trace=execve', '-e', 'signal=none', 'bwrap', ...sandboxArgs(root, nodes[i]!, script)],
+        { encoding: 'utf8' },
+      );
+      return r.stderr
+        .split('\n')
+        .filter((l) => /execve\(/.test(l) && !/ENOENT/.test(l))
+        .map((l) => /execve\("([^"]+)"/.exec(l)![1]!);
     };
-    const calls = ['wg show all dump', 'wg show wg0 dump', 'fping -q -c 3 100.80.0.3', 'ip -j route get 100.80.0.3', 'systemctl is-active wg-quick@wg0', 'ss -Hulnp', 'sysctl -q -p /dev/null'];
+    const calls = [
+      'wg show all dump',
+      'wg show wg0 dump',
+      'fping -q -c 3 100.80.0.3',
+      'ip -j route get 100.80.0.3',
+      'systemctl is-active wg-quick@wg0',
+      'ss -Hulnp',
+      'sysctl -q -p /dev/null',
+    ];
     const seen = execs(0, calls.map((c) => `${c} >/dev/null 2>&1`).join('; '));
     // bwrap, the sandbox's sh, then one exec per call
-    assert.deepEqual(seen.slice(2).map((p) => p.replace(/.*\//, '')), calls.map((c) => c.split(' ')[0]), seen.join(' '));
-    assert.deepEqual(seen.slice(2).map((p) => p.replace(/.*\//, '')), calls.map((c) => c.split(' ')[0]));
+    assert.deepEqual(
+      seen.slice(2).map((p) => p.replace(/.*\//, '')),
+      calls.map((c) => c.split(' ')[0]),
+      seen.join(' '),
+    );
+    assert.deepEqual(
+      seen.slice(2).map((p) => p.replace(/.*\//, '')),
+      calls.map((c) => c.split(' ')[0]),
+    );
     // systemctl restart: wg-quick down and up in-process; the one extra exec is the PostUp hook's bash (then its wg)
-    const restart = execs(0, 'systemctl restart wg-quick@wg0').slice(2).map((p) => p.replace(/.*\//, ''));
+    const restart = execs(0, 'systemctl restart wg-quick@wg0')
+      .slice(2)
+      .map((p) => p.replace(/.*\//, ''));
     assert.deepEqual(restart, ['systemctl', 'bash', 'wg']);
   });
 });

@@ -104,14 +104,16 @@ export interface FarmStats {
   bytesIn: number;
   /** CPU seconds of the farm (its server and every finished sandbox), written with the counts */
   cpuS?: number;
+  /** of it, the farm's own process (its ssh2 servers: key exchange, ciphers, channels), not the sandboxes */
+  selfCpuS?: number;
 }
 
 /** CPU seconds (user + system) of this process and its waited-for children (every sandbox), from /proc/self/stat. */
-function farmCpuS(): number {
+function farmCpuS(self = false): number {
   const stat = readFileSync('/proc/self/stat', 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // fields[11..14] are utime, stime, cutime, cstime (proc(5) fields 14-17), in clock ticks of 1/100 s
-  return fields.slice(11, 15).reduce((sum, f) => sum + Number(f), 0) / 100;
+  return fields.slice(11, self ? 13 : 15).reduce((sum, f) => sum + Number(f), 0) / 100;
 }
 
 /** The environment every command on a node starts with (sshd gives a root login much the same). */
@@ -357,7 +359,7 @@ async function main(): Promise<void> {
   // the bench asks for the counts of the last run (then they start again from zero)
   process.on('SIGUSR2', () => {
     // written whole, then renamed: the bench read a half-written file once (and ended with a JSON error)
-    writeFileSync(join(root, 'server-stats.json.new'), JSON.stringify({ ...stats, cpuS: farmCpuS() }));
+    writeFileSync(join(root, 'server-stats.json.new'), JSON.stringify({ ...stats, cpuS: farmCpuS(), selfCpuS: farmCpuS(true) }));
     renameSync(join(root, 'server-stats.json.new'), join(root, 'server-stats.json'));
     Object.assign(stats, { channels: 0, peak: stats.open, bytesIn: 0 });
   });
