@@ -1,7 +1,8 @@
 /**
  * The simulated farm: N nodes that answer SSH on 127.0.0.1 (ssh2's server side, one port and one host key per node),
  * each command run by a real `sh` inside a per-node bubblewrap sandbox whose system tools are simulated
- * (./sim/*: wg, wg-quick, ip, systemctl, sysctl, apt-get, dpkg-query, ss, ping, fping, modinfo).
+ * (./sim/farmsim, one perl program run as wg, wg-quick, ip, systemctl, systemd-run, sysctl, apt-get, dpkg-query, ss,
+ * ping, fping, modinfo).
  *
  *   node --import tsx scripts/bench/farm/farm.ts --nodes N --dir DIR
  *
@@ -38,8 +39,22 @@ function arg(name: string, fallback?: string): string {
   return fallback;
 }
 
+/**
+ * Copies the simulated tools into ROOT/sim (editing sim/ while a farm runs must not change that farm's nodes) and
+ * makes each tool a link to the one program `farmsim` (which acts by the name it runs as: sim/farmsim), unless the
+ * copy has a file of that name (MESHCTL_FARM_SIM: an older copy of separate tools, for comparison).
+ */
+export function simCopy(root: string, from = SIM): void {
+  cpSync(from, join(root, 'sim'), { recursive: true, verbatimSymlinks: true });
+  for (const t of [...BASE_TOOLS, ...PACKAGE_TOOLS]) {
+    const file = join(root, 'sim', t);
+    if (!existsSync(file)) symlinkSync('farmsim', file);
+    chmodSync(file, 0o755);
+  }
+}
+
 /** A template /etc: symlinks into the read-only host /etc (mounted at /run/farm-hostetc), three real directories. */
-function etcTemplate(dir: string): void {
+export function etcTemplate(dir: string): void {
   const writable = new Map([
     ['wireguard', [] as string[]],
     ['sysctl.d', readdirSync('/etc/sysctl.d')],
@@ -59,7 +74,7 @@ function etcTemplate(dir: string): void {
 }
 
 /** One node's directories: etc (from the template), run (with systemd's marker), sysnet, procconf, bin, state. */
-function nodeDirs(root: string, template: string, node: FarmNode): string {
+export function nodeDirs(root: string, template: string, node: FarmNode): string {
   const d = join(root, 'nodes', node.name);
   cpSync(template, join(d, 'etc'), { recursive: true, verbatimSymlinks: true });
   mkdirSync(join(d, 'run', 'systemd', 'system'), { recursive: true });
@@ -89,14 +104,16 @@ export interface FarmStats {
   bytesIn: number;
   /** CPU seconds of the farm (its server and every finished sandbox), written with the counts */
   cpuS?: number;
+  /** of it, the farm's own process (its ssh2 servers: key exchange, ciphers, channels), not the sandboxes */
+  selfCpuS?: number;
 }
 
 /** CPU seconds (user + system) of this process and its waited-for children (every sandbox), from /proc/self/stat. */
-function farmCpuS(): number {
+function farmCpuS(self = false): number {
   const stat = readFileSync('/proc/self/stat', 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // fields[11..14] are utime, stime, cutime, cstime (proc(5) fields 14-17), in clock ticks of 1/100 s
-  return fields.slice(11, 15).reduce((sum, f) => sum + Number(f), 0) / 100;
+  return fields.slice(11, self ? 13 : 15).reduce((sum, f) => sum + Number(f), 0) / 100;
 }
 
 /** The environment every command on a node starts with (sshd gives a root login much the same). */
@@ -287,9 +304,7 @@ async function main(): Promise<void> {
   rmSync(root, { recursive: true, force: true });
   mkdirSync(join(root, 'nodes'), { recursive: true });
   mkdirSync(join(root, 'index'), { recursive: true });
-  // the simulated tools as they are now: editing sim/ while a farm runs must not change that farm's nodes
-  cpSync(SIM, join(root, 'sim'), { recursive: true });
-  for (const t of [...BASE_TOOLS, ...PACKAGE_TOOLS]) chmodSync(join(root, 'sim', t), 0o755);
+  simCopy(root);
   const template = join(root, 'etc-template');
   etcTemplate(template);
 
@@ -344,7 +359,7 @@ async function main(): Promise<void> {
   // the bench asks for the counts of the last run (then they start again from zero)
   process.on('SIGUSR2', () => {
     // written whole, then renamed: the bench read a half-written file once (and ended with a JSON error)
-    writeFileSync(join(root, 'server-stats.json.new'), JSON.stringify({ ...stats, cpuS: farmCpuS() }));
+    writeFileSync(join(root, 'server-stats.json.new'), JSON.stringify({ ...stats, cpuS: farmCpuS(), selfCpuS: farmCpuS(true) }));
     renameSync(join(root, 'server-stats.json.new'), join(root, 'server-stats.json'));
     Object.assign(stats, { channels: 0, peak: stats.open, bytesIn: 0 });
   });
