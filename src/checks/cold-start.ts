@@ -327,8 +327,8 @@ const deltaOf = (before: UdpCounters | undefined, after: UdpCounters | undefined
 /**
  * Runs the plan. First every direction at once, in one round trip (sendAndWatch): a receiver whose InDatagrams grew
  * by at least all its senders' bursts passes every direction into it. Only the receivers left short are measured
- * again: their counters read once more, then slot by slot (one sender each at a time), to tell which direction does
- * not arrive. `initial`: each receiver's counters read just before (verify's pre script reads them: no round trip of
+ * again: their counters read once more (a receiver that heard nothing at all fails every direction into it there),
+ * then slot by slot (one sender each at a time), to tell which direction does not arrive. `initial`: each receiver's counters read just before (verify's pre script reads them: no round trip of
  * its own); receivers missing there are read first. `run` runs a script on a node and resolves with its stdout (it
  * rejects when the node cannot run it). `watch`: how long a receiver waits for its bursts (COLD_START_WATCH).
  * Round trips: 1 on a healthy mesh, plus 1 and then 2 per slot when a receiver is short.
@@ -359,6 +359,7 @@ export async function runColdStartPlan(
 
   // every direction at once: bursts and watch in one round trip
   roundTrips += 1;
+  const beforeFirst = new Map(counters);
   const first = await sendAndWatch(all, run, failures, counters, watch);
   const short = new Set<string>();
   for (const to of new Set(all.map((d) => d.to))) {
@@ -379,6 +380,17 @@ export async function runColdStartPlan(
   // started after the receiver's watch ran out must not count for a slot), then one sender at a time
   roundTrips++;
   for (const [node, c] of await readCounters([...short], run, failures)) counters.set(node, c);
+  // a receiver whose counters did not grow at all since before the first round heard none of its senders, late ones
+  // included (every first-round script has ended): each direction into it that was sent is dropped, and hearing the
+  // senders one at a time cannot change that. Skipping its slots keeps an all-blocked receiver (a public node
+  // dialled by every other node) at one round trip, not two per sender. Counters only grow: other traffic can hide
+  // a drop here, as in the slots, never fake one.
+  for (const to of short) {
+    const total = deltaOf(beforeFirst.get(to), counters.get(to));
+    if (!total || total.inDatagrams !== 0 || total.noPorts !== 0) continue;
+    for (const d of all.filter((x) => x.to === to)) record(d, first.sent.get(d), total);
+    short.delete(to);
+  }
   for (const slot of plan.slots) {
     const mine = slot.filter((d) => short.has(d.to));
     if (!mine.length) continue;

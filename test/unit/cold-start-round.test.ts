@@ -99,6 +99,21 @@ describe('cold start: one round trip on a healthy mesh', () => {
     assert.equal(result.roundTrips, 1 + 1 + 3 * 2);
   });
 
+  it('a receiver that heard none of its senders fails them all after one read, with no slot rounds', async () => {
+    // the edge blocks every direction into it: 3 senders, 3 slots of 2 round trips each on the old code
+    const m = model({ dropped: new Set(['ms-1->ctb-edge-1', 'wk-1->ctb-edge-1', 'wk-2->ctb-edge-1']) });
+    const result = await runColdStartPlan(plan, m.run, m.initial);
+    assert.deepEqual(
+      verdicts(result).filter((v) => !v.endsWith(' pass')),
+      ['ms-1->ctb-edge-1 fail', 'wk-1->ctb-edge-1 fail', 'wk-2->ctb-edge-1 fail'],
+    );
+    assert.equal(result.roundTrips, 1 + 1);
+    // the same words as a direction found dropped in a slot
+    const slotted = await runColdStartPlan(plan, model({ dropped: new Set(['ms-1->ctb-edge-1']) }).run, model().initial);
+    const one = (r: typeof result) => judgeDirection(r.directions.find((d) => d.from === 'ms-1' && d.to === 'ctb-edge-1')!).message;
+    assert.equal(one(result), one(slotted));
+  });
+
   it('a sender whose script ran after the receiver had looked is measured again, never called dropped', async () => {
     // wk-2's first script runs only after the edge's: the edge's watch saw wk-2's burst missing
     const m = model({ late: { node: 'wk-2', after: 'ctb-edge-1' } });
