@@ -387,7 +387,8 @@ export async function runColdStartPlan(
   // a drop here, as in the slots, never fake one.
   for (const to of short) {
     const total = deltaOf(beforeFirst.get(to), counters.get(to));
-    if (!total || total.inDatagrams !== 0 || total.noPorts !== 0) continue;
+    const heardNothing = total !== undefined && total.inDatagrams === 0 && total.noPorts === 0;
+    if (!heardNothing) continue;
     for (const d of all.filter((x) => x.to === to)) record(d, first.sent.get(d), total);
     short.delete(to);
   }
