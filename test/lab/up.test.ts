@@ -234,11 +234,17 @@ describeLab('meshctl up on the homelab lab', INVENTORY, (lab) => {
   });
 
   it('one changing run at a time: two `up` at once, one proceeds and the other is refused naming the holder; a left lock is named, broken on request', async () => {
+    // The lock goes to one run. The other is refused naming the holder, or, when the first run (converged: one
+    // round trip) released its lock within the RELEASE_WAIT_S a run waits for a lock to go (the release is started,
+    // not waited for: src/engine/lock.ts), it takes the lock after it: both then exit 0, one after the other. Which
+    // of the two happens is timing; that they never both hold it is the atomic create (set -C) the unit tests prove.
     const [a, b] = await Promise.all([up(), up()]);
-    const codes = [a.code, b.code].sort();
-    assert.deepEqual(codes, [0, 1], `${a.stdout}${a.stderr}\n----\n${b.stdout}${b.stderr}`);
-    const refused = a.code === 1 ? a : b;
-    assert.match(refused.stderr, /not started: \S+ is locked by another meshctl run: \S+@\S+ \(pid \d+\) since \d{4}-\d\d-\d\d/);
+    const both = `${a.stdout}${a.stderr}\n----\n${b.stdout}${b.stderr}`;
+    assert.ok(a.code === 0 || b.code === 0, both);
+    for (const r of [a, b].filter((x) => x.code !== 0)) {
+      assert.equal(r.code, 1, both);
+      assert.match(r.stderr, /not started: \S+ is locked by another meshctl run: \S+@\S+ \(pid \d+\) since \d{4}-\d\d-\d\d/);
+    }
     for (const node of NODES)
       assert.equal((await sh(node, 'ls /run/meshctl 2>/dev/null | wc -l')).trim(), '0', `${node}: the lock was not released`);
     // a lock left by a run that died on another machine
