@@ -17,10 +17,11 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { checklistScript, parseChecklist, type NodeChecklist } from '../../src/checks/probes.js';
+import { checklistScript, parseChecklist } from '../../src/checks/probes.js';
 import { parsePreFacts } from '../../src/checks/collect.js';
 import { relayIptablesFromSave } from '../../src/checks/relay-check.js';
 import { judgeService } from '../../src/checks/judge.js';
+import { comparable } from '../fixtures/probes/comparable.js';
 
 const fx = (name: string) => readFileSync(`test/fixtures/probes/issue10/${name}.txt`, 'utf8');
 const PEERS: Record<string, string[]> = {
@@ -30,28 +31,6 @@ const PEERS: Record<string, string[]> = {
 };
 const paramsOf = (node: string) => ({ interface: 'wg0', listenPort: 51820, peerIps: PEERS[node]! });
 const checklist = (name: string, node: string) => parseChecklist(fx(name), paramsOf(node));
-
-/**
- * What may differ between two runs a second apart: the clock, the peers' byte counters and handshake times (keepalives
- * flow), the UDP counters, the times in iptables-save's comments, a rule's packet counters in nft's JSON, and the
- * shell's line number in an error message of a missing tool.
- */
-function comparable(c: NodeChecklist): unknown {
-  const { now: _now, udpCounters, ...rest } = c;
-  const text = JSON.stringify({
-    ...rest,
-    udpCounters: udpCounters !== undefined,
-    peers: [...c.peers]
-      .map(({ rxBytes: _rx, txBytes: _tx, latestHandshake, ...peer }) => ({ ...peer, handshake: latestHandshake !== undefined }))
-      .sort((a, b) => a.publicKey.localeCompare(b.publicKey)),
-  });
-  return JSON.parse(
-    text
-      .replace(/# (Generated|Completed) [^\\"]*/g, '# stamp')
-      .replace(/packets\\": \d+, \\"bytes\\": \d+/g, 'counter')
-      .replace(/\bsh: \d+: /g, 'sh: N: '),
-  );
-}
 
 const STATES = [
   ['converged', 'home-1'],

@@ -13,9 +13,10 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { parseChecklist, type NodeChecklist } from '../../src/checks/probes.js';
+import { parseChecklist } from '../../src/checks/probes.js';
 import { firstScript, parsePreFacts, rootFailure } from '../../src/checks/collect.js';
 import { loadInventory } from '../../src/inventory/load.js';
+import { comparable } from '../fixtures/probes/comparable.js';
 
 const fx = (name: string) => readFileSync(`test/fixtures/probes/issue10/${name}.txt`, 'utf8');
 const inventory = loadInventory(new URL('../../inventories/homelab.yaml', import.meta.url).pathname);
@@ -28,24 +29,6 @@ const paramsOf = (node: string) => ({
   without: ['now', 'pubkey', 'port', 'dump', 'udpsnmp'],
   endSection: 'checklist-done',
 });
-
-/** What may differ between two runs a second apart (as test/unit/checklist-lean.test.ts). */
-function comparable(c: NodeChecklist): unknown {
-  const { now: _now, udpCounters, ...rest } = c;
-  const text = JSON.stringify({
-    ...rest,
-    udpCounters: udpCounters !== undefined,
-    peers: [...c.peers]
-      .map(({ rxBytes: _rx, txBytes: _tx, latestHandshake, ...peer }) => ({ ...peer, handshake: latestHandshake !== undefined }))
-      .sort((a, b) => a.publicKey.localeCompare(b.publicKey)),
-  });
-  return JSON.parse(
-    text
-      .replace(/# (Generated|Completed) [^\\"]*/g, '# stamp')
-      .replace(/packets\\": \d+, \\"bytes\\": \d+/g, 'counter')
-      .replace(/\bsh: \d+: /g, 'sh: N: '),
-  );
-}
 
 const STATES = [
   ['converged', 'ms-1'],
