@@ -14,18 +14,21 @@
  * (./node-facts.ts): verify reads peers AFTER its pings, so a value cached before them would be stale there.
  * The answers are compared with the shared definitions' on captures of lab nodes (test/unit/facts-lean.test.ts).
  */
-import { sh } from '../remote/shell.js';
+import { SECRET_FILTER_AWK } from '../remote/redact.js';
+import { sh, shellQuote } from '../remote/shell.js';
 import { reresolvePaths, wireguardPaths } from '../remote/wireguard.js';
 import {
   CONFIG_TEXT_CUT_NOTE,
   CONFIG_TEXT_MAX_BYTES,
   FACTS,
   LEFTOVER_UNIT_GLOBS,
-  filteredConfigCommand,
+  SECRET_LINE_ERE,
   publicKeyFileCommand,
   type FactContext,
   type FactDef,
 } from './definitions.js';
+import { FIREWALL_PART_MAX_BYTES } from '../firewall/verdict.js';
+import { SYSCTL_CONF, SYSCTL_DIRS } from './sysctl-order.js';
 
 const TAB = '\t';
 
@@ -85,6 +88,113 @@ const lean = <T>(def: FactDef<T>, command: (ctx: FactContext) => string): FactDe
 
 const wg = (body: string) => `${WG_READ}\nmc_wgr\n${body}`;
 
+// ---------------------------------------------------------------------------------------------------------------
+// Issue 10, fourth part: the facts probe's own cost on the node (24 processes on a converged lab node before, 16 now)
+
+/**
+ * A device name no interface can have (the kernel refuses a `/` in one): `route show dev mc/end` fails with exactly
+ * IP_MARK_LINE on stderr and `-force` goes on, so it separates the outputs of one `ip -batch` (iproute2 flushes stdout
+ * after each command, so the message lands between them; the farm's simulated ip does the same).
+ */
+export const IP_MARK_DEV = 'mc/end';
+/** What ip prints (stderr) for the IP_MARK_DEV command; `Command failed -:N` follows it and is dropped too. */
+export const IP_MARK_LINE = `Cannot find device "${IP_MARK_DEV}"`;
+
+/**
+ * `mc_ipr`: ONE `ip -4 -force -batch -` per probe (was four `ip` runs: `-4 route show dev IFACE`, `-4 rule show`,
+ * `-4 -o addr show`, `-4 route show table all`) into `mc_ipo`, parts cut by IP_MARK_LINE: 0 the interface's routes
+ * (asked only while /sys/class/net/IFACE exists, as FACTS.interfaceRoutes), 1 the rules, and only when `wg show all
+ * dump` listed an interface (as FACTS.wireguardInterfaceDetails), 2 every IPv4 address (multi-line: `-o` would also
+ * fold a multipath route's nexthop lines into one in parts 0 and 3), 3 every route of every table. `mc_ipp N` prints
+ * part N without ip's `Command failed` lines. `ip -j addr show dev IFACE` stays apart: -j is for the whole batch.
+ */
+const ipRead = (ctx: FactContext) =>
+  [
+    WG_READ,
+    'mc_ipr() {',
+    '  [ -n "${mc_ip_done:-}" ] && return 0; mc_ip_done=1; mc_wgr',
+    `  mc_ipc='route show dev ${IP_MARK_DEV}`,
+    "rule show'",
+    `  [ -e ${shellQuote(`/sys/class/net/${ctx.interface}`)} ] && mc_ipc=${shellQuote(`route show dev ${ctx.interface}\n`)}"$mc_ipc"`,
+    `  [ -n "$mc_wga" ] && mc_ipc="$mc_ipc"${shellQuote(`\nroute show dev ${IP_MARK_DEV}\naddr show\nroute show dev ${IP_MARK_DEV}\nroute show table all`)}`,
+    '  mc_ipo=$(ip -4 -force -batch - 2>&1 <<MC_EOF',
+    '$mc_ipc',
+    'MC_EOF',
+    ')',
+    '  true',
+    '}',
+    'mc_ipp() {',
+    '  mc_ipr; mc_n=0',
+    `  ${eachLine('mc_ipo', '', 'mc_l', `case $mc_l in ${shellQuote(IP_MARK_LINE)}) mc_n=$((mc_n + 1));; 'Command failed -:'*) ;; *) [ $mc_n -eq $1 ] && printf '%s\\n' "$mc_l";; esac`)}`,
+    '  true',
+    '}',
+  ].join('\n');
+
+/** The sysctl files FACTS.rpFilterSysctlFiles lists, as shell words (globs unquoted). */
+const sysctlGlobs = `${SYSCTL_DIRS.map((d) => `${shellQuote(d)}/*.conf`).join(' ')} ${SYSCTL_CONF}`;
+
+/**
+ * `mc_awr`: ONE awk per probe for the clock (POSIX awk's `srand()` returns the previous seed, the time of day the first
+ * call set: `date +%s` before), the key-line counts of the wg-quick file (FACTS.configMeta's awk) and the rp_filter
+ * lines of every sysctl file (FACTS.rpFilterSysctlFiles' awk), into `mc_aw` as lines `n:SECONDS`,
+ * `k:privatekeylines=N`, `k:presharedkeylines=N` (only when the file is a regular file) and `r:PATH<TAB>LINE`; the
+ * sysctl files' listing (`PATH<TAB>` each, masks too) goes to `mc_rpl`. Files are told apart by awk's command-line
+ * assignments (`part=...`), which POSIX awk runs between files; stdin is /dev/null (no file at all: awk reads it).
+ * `mc_awp TAG` prints the lines of one tag without it.
+ */
+const awkRead = (ctx: FactContext) => {
+  const conf = shellQuote(wireguardPaths(ctx.interface).config);
+  const program = [
+    'BEGIN { srand(); printf "n:%d\\n", srand() }',
+    'part == "conf" { l = tolower($0); if (l ~ /^[[:space:]]*privatekey/) p++; if (l ~ /^[[:space:]]*presharedkey/) s++; next }',
+    'part == "rp" && /^[[:space:]]*-?net[./]ipv4[./]conf[./][^=]*rp_filter[[:space:]]*=/ { printf "r:%s\\t%s\\n", FILENAME, $0 }',
+    'END { if (hc) printf "k:privatekeylines=%d\\nk:presharedkeylines=%d\\n", p, s }',
+  ].join('\n');
+  return [
+    'mc_awr() {',
+    '  [ -n "${mc_aw_done:-}" ] && return 0; mc_aw_done=1; mc_rpl=; set --',
+    `  [ -f ${conf} ] && set -- hc=1 part=conf ${conf}`,
+    '  set -- "$@" part=rp',
+    // the listing's TAB and newline are literal (no printf process)
+    `  for mc_f in ${sysctlGlobs}; do [ -e "$mc_f" ] || continue; mc_rpl="$mc_rpl$mc_f\t`,
+    '"; [ -f "$mc_f" ] && set -- "$@" "$mc_f"; done',
+    `  mc_aw=$(awk ${shellQuote(program)} "$@" </dev/null 2>/dev/null)`,
+    '  true',
+    '}',
+    'mc_awp() {',
+    '  mc_awr',
+    `  ${eachLine('mc_aw', '', 'mc_l', 'case $mc_l in "$1":*) printf \'%s\\n\' "${mc_l#"$1":}";; esac')}`,
+    '  true',
+    '}',
+  ].join('\n');
+};
+
+/**
+ * SECRET_LINE_ERE for awk, matched against the lower-cased line (as `grep -Evi` matches it in the C locale): the
+ * classes lower-cased and `{42}` written out (mawk 1.3.4 20200120, Debian 12's awk, has no interval expressions).
+ */
+export const SECRET_LINE_ERE_AWK = (() => {
+  const from = ['[A-Za-z0-9+/]{42}', '[AEIMQUYcgkosw048]'];
+  if (!from.every((part) => SECRET_LINE_ERE.includes(part))) throw new Error('SECRET_LINE_ERE changed: update SECRET_LINE_ERE_AWK');
+  return SECRET_LINE_ERE.replace(from[0]!, '[a-z0-9+/]'.repeat(42)).replace(from[1]!, '[aeimquycgkosw048]');
+})();
+
+/** filteredConfigCommand (./definitions.ts) in ONE awk: the grep's lines are dropped by the awk itself. */
+const filteredConfigAwk = (path: string, keyPath: string) =>
+  sh`awk -v keyfile=${keyPath} -v mc_re=${SECRET_LINE_ERE_AWK} ${`tolower($0) ~ mc_re { next }\n${SECRET_FILTER_AWK}`} ${path}`.text;
+
+/**
+ * `mc_cap CMD...`: prints CMD's output (stderr with it) cut at FIREWALL_PART_MAX_BYTES as `CMD 2>&1 | head -c MAX` did,
+ * with no `head` process unless the output is longer (it is read whole into the shell first; the `x` keeps its
+ * trailing newlines).
+ */
+const CAP_READ = [
+  'mc_cap() {',
+  '  mc_o=$("$@" 2>&1; echo x); mc_o=${mc_o%x}',
+  `  if [ \${#mc_o} -gt ${FIREWALL_PART_MAX_BYTES} ]; then printf '%s' "$mc_o" | head -c ${FIREWALL_PART_MAX_BYTES}; else printf '%s' "$mc_o"; fi`,
+  '}',
+].join('\n');
+
 /** systemd's unit search path in system mode (`systemd-analyze unit-paths`, Debian 12 and others), a superset. */
 export const UNIT_DIRS = [
   '/etc/systemd/system.control',
@@ -124,19 +234,25 @@ export const LEAN_FACTS = {
     ),
   ),
   // as FACTS.wireguardInterfaceDetails, with the ports and AllowedIPs read from the dump (comma-separated there)
-  wireguardInterfaceDetails: lean(FACTS.wireguardInterfaceDetails, () =>
+  wireguardInterfaceDetails: lean(FACTS.wireguardInterfaceDetails, (ctx) =>
     wg(
-      [
-        `[ -n "$mc_wga" ] && { printf '%s\\n' "$mc_wga"; echo @@; ip -4 -o addr show; echo @@; ip -4 route show table all; } 2>/dev/null | awk '`,
-        '  $0 == "@@" { part++; next }',
-        '  part == 0 && $1 == "I" { f = $2; name[++n] = f; port[f] = $4; next }',
-        '  part == 0 && $1 == "P" { c = split($6, a, ","); for (k = 1; k <= c; k++) out[$2] = out[$2] "allowed=" a[k] "\\n"; next }',
-        '  part == 0 { next }',
-        '  part == 1 { sub(/@.*/, "", $2); adr[$2] = adr[$2] "addr=" $4 "\\n"; next }',
-        '  { for (k = 1; k < NF; k++) if ($k == "dev") { rt[$(k + 1)] = rt[$(k + 1)] "route=" $0 "\\n"; break } }',
-        '  END { for (i = 1; i <= n; i++) { f = name[i]; printf "iface=%s\\nport=%s\\n%s%s%s", f, port[f], adr[f], rt[f], out[f] } }',
-        "'; true",
-      ].join('\n'),
+      `${ipRead(ctx)}\n` +
+        [
+          // the addresses and routes from mc_ipr's batch (parts 2 and 3); an address line as `-o` printed it (the farm's
+          // simulated ip) or as a multi-line listing does (`N: NAME: <FLAGS>` then `inet ADDR ...`)
+          `mc_ipr; [ -n "$mc_wga" ] && { printf '%s\\n' "$mc_wga"; echo @@; printf '%s\\n' "$mc_ipo"; } | awk -v mark=${shellQuote(IP_MARK_LINE)} '`,
+          '  $0 == "@@" && !part { part = 1; next }',
+          '  part == 0 && $1 == "I" { f = $2; name[++n] = f; port[f] = $4; next }',
+          '  part == 0 && $1 == "P" { c = split($6, a, ","); for (k = 1; k <= c; k++) out[$2] = out[$2] "allowed=" a[k] "\\n"; next }',
+          '  part == 0 { next }',
+          '  $0 == mark { ip++; next }',
+          '  /^Command failed -:/ || ip < 2 { next }',
+          '  ip == 2 && /^[0-9]+: / { d = $2; sub(/:$/, "", d); sub(/@.*/, "", d); if ($3 == "inet") adr[d] = adr[d] "addr=" $4 "\\n"; next }',
+          '  ip == 2 { if ($1 == "inet") adr[d] = adr[d] "addr=" $2 "\\n"; next }',
+          '  { for (k = 1; k < NF; k++) if ($k == "dev") { rt[$(k + 1)] = rt[$(k + 1)] "route=" $0 "\\n"; break } }',
+          '  END { for (i = 1; i <= n; i++) { f = name[i]; printf "iface=%s\\nport=%s\\n%s%s%s", f, port[f], adr[f], rt[f], out[f] } }',
+          "'; true",
+        ].join('\n'),
     ),
   ),
   // the key's mode from the shared stat; its public half kept in mc_kpub for the .pub comparison (pubstate)
@@ -154,12 +270,9 @@ export const LEAN_FACTS = {
   configText: lean(FACTS.configText, (ctx) => {
     const p = wireguardPaths(ctx.interface);
     const max = CONFIG_TEXT_MAX_BYTES;
-    const filter = filteredConfigCommand(p.config, p.privateKey);
+    // the secret-line filter in one awk (was grep | awk: filteredConfigAwk)
+    const filter = filteredConfigAwk(p.config, p.privateKey);
     return `${statRead(ctx)}\n${sh`if [ -f ${p.config} ]; then mc_stf ${p.config}; case $mc_sf in 'regular file'|'regular empty file') mc_cs=$mc_ss;; *) mc_cs=$(wc -c < ${p.config});; esac; if [ "\${mc_cs:-0}" -gt ${max} ]; then `.text}${filter}${sh` | head -c ${max}; printf '\\n%s\\n' ${CONFIG_TEXT_CUT_NOTE}; else `.text}${filter}; fi; fi; true`;
-  }),
-  configMeta: lean(FACTS.configMeta, (ctx) => {
-    const f = wireguardPaths(ctx.interface).config;
-    return `${shaRead(ctx)}\n${sh`if [ -f ${f} ]; then echo exists=yes; mc_shf ${f} && echo "sha256=$mc_sha"; awk '{ l = tolower($0) } l ~ /^[[:space:]]*privatekey/ { p++ } l ~ /^[[:space:]]*presharedkey/ { s++ } END { printf "privatekeylines=%d\\npresharedkeylines=%d\\n", p, s }' ${f}; else echo exists=no; fi`.text}`;
   }),
   sysctlFileSha256: lean(FACTS.sysctlFileSha256, (ctx) => {
     const f = wireguardPaths(ctx.interface).sysctl;
@@ -178,9 +291,44 @@ export const LEAN_FACTS = {
   }),
   // list-unit-files only when a file of that name is in a unit directory (it lists nothing else): the common
   // answer, nothing, without a systemctl run (the most expensive exec of a converged probe)
+  // Issue 10, fourth part: ONE glob per directory, of the globs' first letters (`[ckfr]*`; it was one glob per unit glob
+  // and directory, 78 directory reads, 3.6 ms of a 65 ms probe on a lab node), its names matched by `case`
   leftoverUnits: lean(FACTS.leftoverUnits, () => {
-    const globs = LEFTOVER_UNIT_GLOBS.map((g) => `"$mc_d"/${g}`).join(' ');
-    return `mc_u=; for mc_d in ${sh`${UNIT_DIRS}`.text}; do for mc_f in ${globs}; do { [ -e "$mc_f" ] || [ -L "$mc_f" ]; } && mc_u=1 && break 2; done; done\n[ -n "$mc_u" ] && ${FACTS.leftoverUnits.command({ interface: '', listenPort: 0 })}; true`;
+    const initials = [...new Set(LEFTOVER_UNIT_GLOBS.map((g) => g[0]!))].join('');
+    if (!LEFTOVER_UNIT_GLOBS.every((g) => /^[a-z][\w.-]*\*$/.test(g)))
+      throw new Error('LEFTOVER_UNIT_GLOBS changed: update its lean version');
+    return `mc_u=; for mc_d in ${sh`${UNIT_DIRS}`.text}; do for mc_f in "$mc_d"/[${initials}]*; do case \${mc_f##*/} in ${LEFTOVER_UNIT_GLOBS.join('|')}) { [ -e "$mc_f" ] || [ -L "$mc_f" ]; } && mc_u=1 && break 2;; esac; done; done\n[ -n "$mc_u" ] && ${FACTS.leftoverUnits.command({ interface: '', listenPort: 0 })}; true`;
+  }),
+  // Issue 10, fourth part: the clock, the key-line counts and the sysctl files' rp_filter lines from one awk (mc_awr)
+  now: lean(FACTS.now, (ctx) =>
+    [
+      awkRead(ctx),
+      `mc_awr; mc_now=\n${eachLine('mc_aw', '', 'mc_l', 'case $mc_l in n:*) mc_now=${mc_l#n:};; esac')}`,
+      // an awk without srand's answer (none on PATH): the clock as before
+      'if [ -n "$mc_now" ]; then echo "$mc_now"; else date +%s; fi',
+    ].join('\n'),
+  ),
+  configMeta: lean(FACTS.configMeta, (ctx) => {
+    const f = wireguardPaths(ctx.interface).config;
+    return `${shaRead(ctx)}\n${awkRead(ctx)}\n${sh`if [ -f ${f} ]; then echo exists=yes; mc_shf ${f} && echo "sha256=$mc_sha"; mc_awp k; else echo exists=no; fi`.text}`;
+  }),
+  rpFilterSysctlFiles: lean(FACTS.rpFilterSysctlFiles, (ctx) => `${awkRead(ctx)}\nmc_awr; printf '%s' "$mc_rpl"; mc_awp r; true`),
+  // modinfo looks in /lib/modules/RELEASE only (kmod; /usr/lib/modules where kmod is built so): without that directory
+  // it fails, so the answer is `missing` without a modinfo run (none in a container without the host's modules)
+  kernelModule: lean(
+    FACTS.kernelModule,
+    () =>
+      '[ -d /sys/module/wireguard ] && echo loaded || { mc_r=; [ -r /proc/sys/kernel/osrelease ] && IFS= read -r mc_r < /proc/sys/kernel/osrelease; if [ -n "$mc_r" ] && [ ! -d "/lib/modules/$mc_r" ] && [ ! -d "/usr/lib/modules/$mc_r" ]; then echo missing; else modinfo wireguard >/dev/null 2>&1 && echo available || echo missing; fi; }',
+  ),
+  // one `ip -batch` for the routes, the rules and wgdetails' addresses and routes (mc_ipr)
+  interfaceRoutes: lean(FACTS.interfaceRoutes, (ctx) => `${ipRead(ctx)}\nmc_ipp 0`),
+  ipRules: lean(FACTS.ipRules, (ctx) => `${ipRead(ctx)}\nmc_ipp 1`),
+  // no `head` unless a part is longer than the cap (mc_cap)
+  firewallRuleset: lean(FACTS.firewallRuleset, (ctx) => {
+    const shared = FACTS.firewallRuleset.command(ctx);
+    const capped = / ?([^;]*?) 2>&1 \| head -c \d+/g;
+    if ((shared.match(capped) ?? []).length !== 5) throw new Error('FACTS.firewallRuleset changed: update its lean version');
+    return `${CAP_READ}\n${shared.replace(capped, ' mc_cap $1')}`;
   }),
   // The unit's state stays the shared definition's `is-enabled` + `is-active` (FACTS.service): `systemctl show`'s
   // UnitFileState is systemd's cached answer and still says `enabled` after the wants symlink was removed by hand,
