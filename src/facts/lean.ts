@@ -9,6 +9,11 @@
  *   before; the file goes through `head -c` only when it is larger than the cap), ONE `sha256sum` for every file a
  *   section needs a checksum of (the wg-quick file, the sysctl file, the drop-in, the re-resolve timer's files);
  * - `wg pubkey < KEY` once: the .pub comparison reuses the keys section's answer.
+ * - ONE `ip -4 -force -batch -` for the interface's routes, the rules and every address and route wgdetails reads
+ *   (four `ip` runs before), ONE awk for the clock, the wg-quick file's key-line counts and the sysctl files' rp_filter
+ *   lines (`date` and two awk), the secret-line grep inside the config's awk, `head` only past the firewall cap, no
+ *   `modinfo` where /lib/modules/RELEASE is missing: 16 processes on a converged lab node, 24 before
+ *   (test/unit/facts-probe-parity.test.ts).
  * Sections share one shell (./sections.ts): the helpers are shell functions every lean section defines again (so a
  * section also runs alone) and fill their variable once per probe (`mc_` names). Only up's probe uses these
  * (./node-facts.ts): verify reads peers AFTER its pings, so a value cached before them would be stale there.
@@ -106,7 +111,7 @@ export const IP_MARK_LINE = `Cannot find device "${IP_MARK_DEV}"`;
  * (asked only while /sys/class/net/IFACE exists, as FACTS.interfaceRoutes), 1 the rules, and only when `wg show all
  * dump` listed an interface (as FACTS.wireguardInterfaceDetails), 2 every IPv4 address (multi-line: `-o` would also
  * fold a multipath route's nexthop lines into one in parts 0 and 3), 3 every route of every table. `mc_ipp N` prints
- * part N without ip's `Command failed` lines. `ip -j addr show dev IFACE` stays apart: -j is for the whole batch.
+ * part N without ip's `Command failed` lines (and stops reading there: the long parts come last). `ip -j addr show dev IFACE` stays apart: -j is for the whole batch.
  */
 const ipRead = (ctx: FactContext) =>
   [
@@ -125,7 +130,7 @@ const ipRead = (ctx: FactContext) =>
     '}',
     'mc_ipp() {',
     '  mc_ipr; mc_n=0',
-    `  ${eachLine('mc_ipo', '', 'mc_l', `case $mc_l in ${shellQuote(IP_MARK_LINE)}) mc_n=$((mc_n + 1));; 'Command failed -:'*) ;; *) [ $mc_n -eq $1 ] && printf '%s\\n' "$mc_l";; esac`)}`,
+    `  ${eachLine('mc_ipo', '', 'mc_l', `case $mc_l in ${shellQuote(IP_MARK_LINE)}) mc_n=$((mc_n + 1)); [ $mc_n -gt $1 ] && break;; 'Command failed -:'*) ;; *) [ $mc_n -eq $1 ] && printf '%s\\n' "$mc_l";; esac`)}`,
     '  true',
     '}',
   ].join('\n');

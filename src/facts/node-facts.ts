@@ -147,7 +147,8 @@ function iptablesRuleLines(ruleset: FirewallFacts | undefined): string[] {
 
 /**
  * The facts up reads, in script order (each one a named section; see ./definitions.ts). Issue 10: where ./lean.ts
- * has a leaner command for a fact (one `wg`, one `stat`, one `sha256sum` per probe), up's probe runs that one.
+ * has a leaner command for a fact (one `wg`, one `stat`, one `sha256sum`, one `ip`, one awk for the clock and the small
+ * files per probe), up's probe runs that one.
  */
 const UP_FACTS: ReadonlyArray<FactDef<unknown>> = [
   FACTS.now,
