@@ -24,6 +24,9 @@ import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from '
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { factsProbeScript, parseFactsProbe, type NodeFacts } from '../../src/facts/node-facts.js';
+import { CONFIG_TEXT_MAX_BYTES, FACTS } from '../../src/facts/definitions.js';
+import { LEAN_FACTS } from '../../src/facts/lean.js';
+import { FIREWALL_PART_MAX_BYTES } from '../../src/firewall/verdict.js';
 import { PATH_PRELUDE } from '../../src/facts/sections.js';
 
 const FIXTURES = 'test/fixtures/facts/issue10d';
@@ -236,5 +239,48 @@ describe("up's facts probe in this host's shell (issue 10): old and new script, 
       'iptables-nft-save': 1,
       nft: 1,
     });
+  });
+});
+
+describe("up's facts probe past its caps (issue 10): the lean sections print what the shared ones printed", () => {
+  /** Runs one section's command under this host's sh with `bin` first on PATH; `/etc/wireguard` is `etc`. */
+  const section = (command: string, bin: string, etc: string) =>
+    spawnSync('/bin/sh', ['-c', `PATH=${bin}:/usr/bin:/bin\n${command.replaceAll('/etc/wireguard', etc)}`], {
+      encoding: 'utf8',
+      maxBuffer: 64 * 1024 * 1024,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }).stdout;
+
+  it('firewall parts: one past the cap cut at the same byte, one just under it whole, as with head -c', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'meshctl-cap-'));
+    const tool = (name: string, body: string) => {
+      writeFileSync(join(dir, name), `#!/bin/sh\n${body}\n`);
+      chmodSync(join(dir, name), 0o755);
+    };
+    tool('iptables', 'echo "iptables v1.8.9 (nf_tables)"');
+    // a part past the cap (lines), one just under it, and one long line with no newline at its end
+    tool('iptables-nft-save', `awk 'BEGIN { for (i = 0; i < 30000; i++) printf "-A INPUT -p udp --dport %d -j DROP\\n", i }'`);
+    tool(
+      'nft',
+      `awk 'BEGIN { s = "x"; while (length(s) < ${FIREWALL_PART_MAX_BYTES} - 1) s = s s; printf "%s", substr(s, 1, ${FIREWALL_PART_MAX_BYTES} - 1) }'`,
+    );
+    const lean = section(LEAN_FACTS.firewallRuleset.command(target), dir, dir);
+    const shared = section(FACTS.firewallRuleset.command(target), dir, dir);
+    assert.ok(shared.length > 2 * FIREWALL_PART_MAX_BYTES - 10, String(shared.length));
+    assert.equal(lean, shared);
+  });
+
+  it('a wg-quick file past its cap: the same first bytes and note from the one awk as from grep | awk | head', () => {
+    const etc = mkdtempSync(join(tmpdir(), 'meshctl-cap-'));
+    const peer = (i: number) =>
+      `[Peer]\n# node-${i}\nPublicKey = cGVlciBwdWJsaWMga2V5IG51bWJlciBvbmUgMzIgYnk=\nAllowedIPs = 10.66.${i >> 8}.${i & 255}/32\n\n`;
+    const text = `[Interface]\nPrivateKey = aGVyZSBpcyBhIHByaXZhdGUga2V5IG9mIDMyIGJ5dGU=\n${Array.from({ length: 12000 }, (_, i) => peer(i)).join('')}`;
+    assert.ok(text.length > CONFIG_TEXT_MAX_BYTES);
+    writeFileSync(join(etc, 'wg0.conf'), text);
+    const lean = section(LEAN_FACTS.configText.command(target), '/nonexistent', etc);
+    const shared = section(FACTS.configText.command(target), '/nonexistent', etc);
+    assert.match(lean, /only its start was read/);
+    assert.doesNotMatch(lean, /PrivateKey/);
+    assert.equal(lean, shared);
   });
 });
