@@ -129,9 +129,12 @@ export function parseConfigOutput(stdout: string): { configSha256?: string; rpFi
  * The dry run's diff of the node's wg-quick file against the rendered one, node content redacted
  * (../remote/redact.ts): the keys meshctl rendered itself (the mesh's public keys) and the node's own public key are
  * the known public keys; any other key-shaped value on the node is shown as [redacted].
+ * Issue 10: each text is redacted once, whole, before the diff (per diff line it was most of a 1,000-peer plan's
+ * cost), and a node without the file gets every line added without any diff search.
  */
 function configDiff(facts: NodeFacts, configText: string): string[] {
   const known = new Set([...keyShapedTokens(configText), ...(facts.keys.publicKey ? [facts.keys.publicKey] : [])]);
+  const after = redactSecrets(configText, known);
   const before = facts.config.text === undefined ? undefined : redactSecrets(facts.config.text, known);
-  return lineDiff(before, configText).map((line) => redactSecrets(line, known));
+  return lineDiff(before, after);
 }
