@@ -16,6 +16,9 @@ import { runUp, type Connector, type UpView } from '../../../src/engine/up.js';
 import { loadInventory } from '../../../src/inventory/load.js';
 import { farmInventory } from './inventory.js';
 import { FakeFarm } from './fake-node.js';
+import { redactPasses } from '../../../src/remote/redact.js';
+import { lineDiffWork } from '../../../src/render/line-diff.js';
+import { configDecisions } from '../../../src/engine/registry.js';
 
 interface PhaseCost {
   phase: string;
@@ -33,6 +36,8 @@ interface SizeCost {
   peakRssMB: number;
   phases: PhaseCost[];
   unknown: Record<string, number>;
+  /** work counters of the config path: redaction passes, line comparisons of the diffs, configs decided */
+  counts: { redactPasses: number; diffComparisons: number; configDecisions: number };
 }
 
 const cpuS = (u: NodeJS.CpuUsage) => (u.user + u.system) / 1e6;
@@ -91,6 +96,7 @@ async function measureOne(n: number): Promise<SizeCost> {
       peakRssMB: Math.round(process.resourceUsage().maxRSS / 1024),
       phases,
       unknown: Object.fromEntries(farm.unknown),
+      counts: { redactPasses: redactPasses.count, diffComparisons: lineDiffWork.comparisons, configDecisions: configDecisions.count },
     };
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -147,7 +153,7 @@ async function main(): Promise<void> {
       const cost = JSON.parse(out.trim().split('\n').at(-1)!) as SizeCost;
       measured.push(cost);
       process.stderr.write(
-        `${n} nodes, run ${i + 1}/${runs}: ${cost.result}, meshctl CPU ${cost.cpuS} s, peak RSS ${cost.peakRssMB} MB, wall ${cost.wallS} s (load ${load} -> ${loadavg()[0]!.toFixed(1)})\n`,
+        `${n} nodes, run ${i + 1}/${runs}: ${cost.result}, meshctl CPU ${cost.cpuS} s, peak RSS ${cost.peakRssMB} MB, wall ${cost.wallS} s (load ${load} -> ${loadavg()[0]!.toFixed(1)}); ${JSON.stringify(cost.counts)}\n`,
       );
       if (Object.keys(cost.unknown).length) process.stderr.write(`  scripts the fake did not know: ${JSON.stringify(cost.unknown)}\n`);
     }
