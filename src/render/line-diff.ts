@@ -16,8 +16,11 @@ export interface LineDiffOptions {
 /** The most edits (removed + added lines) Myers searches for in the middle before showing it as replaced whole. */
 export const MAX_EDITS = 2000;
 
-/** Work done by lineDiff, for the scale tests (test/unit/scale-cost-config.test.ts): line comparisons made. */
-export const lineDiffWork = { comparisons: 0 };
+/**
+ * Work done by lineDiff, for the scale tests (test/unit/scale-cost-config.test.ts): line comparisons made, and
+ * steps of folding the kept runs (two per diff line).
+ */
+export const lineDiffWork = { comparisons: 0, foldSteps: 0 };
 
 /** Diff of two texts; an absent `before` is a new file (every line added). Empty when they are equal. */
 export function lineDiff(before: string | undefined, after: string, { context = 2 }: LineDiffOptions = {}): string[] {
@@ -133,6 +136,7 @@ function splitLines(text: string): string[] {
  */
 function foldUnchanged(ops: string[], context: number): string[] {
   const n = ops.length;
+  lineDiffWork.foldSteps += 2 * n;
   const distance = new Array<number>(n).fill(Number.POSITIVE_INFINITY);
   let last = Number.NEGATIVE_INFINITY;
   for (let i = 0; i < n; i++) {
