@@ -8,18 +8,16 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { lineDiff, lineDiffWork, MAX_EDITS } from '../../src/render/line-diff.js';
 import { redactPasses } from '../../src/remote/redact.js';
 import { planConfig } from '../../src/steps/config.js';
 import { configDecisions } from '../../src/engine/registry.js';
-import { runUp, type Connector } from '../../src/engine/up.js';
-import { loadInventory } from '../../src/inventory/load.js';
+import { runUp } from '../../src/engine/up.js';
 import { parseFactsProbe } from '../../src/facts/node-facts.js';
-import { farmInventory } from '../../scripts/bench/farm/inventory.js';
-import { FakeFarm, fakePublicKey } from '../../scripts/bench/farm/fake-node.js';
+import { FakeFarm, fakeFarmInventory, fakePublicKey } from '../../scripts/bench/farm/fake-node.js';
 
 const text = (lines: string[]) => `${lines.join('\n')}\n`;
 const numbered = (n: number, prefix = 'line') => Array.from({ length: n }, (_, i) => `${prefix} ${i}`);
@@ -132,22 +130,9 @@ describe('cold up: each node config decided once per run (issue 10)', () => {
   it('40 fake cold nodes: 40 config decisions (plan and outputs of write-config share one), and the run converges', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'meshctl-scale-config-'));
     try {
-      const farm = farmInventory(40);
-      const path = join(dir, 'farm.yaml');
-      writeFileSync(
-        path,
-        farm.yaml((name) => ({ port: 20000 + farm.nodes.findIndex((n) => n.name === name), identityFile: '/nonexistent' })),
-      );
-      const inventory = loadInventory(path);
+      const inventory = fakeFarmInventory(40, dir);
       const fakes = new FakeFarm();
-      const connector: Connector = {
-        connectAll: async (inv) => ({
-          connections: new Map(inv.nodes.map((n) => [n.name, fakes.node(n.name)])),
-          failures: new Map(),
-          close: async () => undefined,
-        }),
-        connectOne: async (node) => fakes.node(node.name),
-      };
+      const connector = fakes.connector();
       configDecisions.count = 0;
       const report = await runUp(
         inventory,

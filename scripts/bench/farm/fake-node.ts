@@ -9,8 +9,13 @@
  * failing the run. Its own CPU is counted (`FakeFarm.cpuMicros`) so the bench can report meshctl's alone.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Connector } from '../../../src/engine/up.js';
+import { loadInventory } from '../../../src/inventory/load.js';
+import type { Inventory } from '../../../src/inventory/types.js';
 import type { Connection, ConnectionStats, ExecResult, RunOptions } from '../../../src/transport/types.js';
+import { farmInventory } from './inventory.js';
 
 const BARE_FACTS = readFileSync(new URL('../../../test/fixtures/facts/bare-debian12.txt', import.meta.url), 'utf8');
 const section = (name: string, body: string, rc = 0) => `@@meshctl begin ${name}\n${body}\n@@meshctl end ${name} rc=${rc}\n`;
@@ -27,6 +32,29 @@ export class FakeFarm {
   node(name: string): FakeNode {
     return new FakeNode(name, this);
   }
+  /** up's Connector over this farm: every node connects at once, a reconnect is a fresh fake of the same node. */
+  connector(): Connector {
+    return {
+      connectAll: async (inventory) => ({
+        connections: new Map(inventory.nodes.map((node) => [node.name, this.node(node.name)])),
+        failures: new Map(),
+        close: async () => undefined,
+      }),
+      connectOne: async (node) => this.node(node.name),
+    };
+  }
+}
+
+/**
+ * The farm's inventory of `n` nodes (./inventory.ts), written to DIR/farm.yaml and loaded as meshctl loads one. Each
+ * node gets its own (unused) port on loopback, as on the farm: nothing connects to it.
+ */
+export function fakeFarmInventory(n: number, dir: string): Inventory {
+  const path = join(dir, 'farm.yaml');
+  const farm = farmInventory(n);
+  const port = new Map(farm.nodes.map((node, i) => [node.name, 20000 + i]));
+  writeFileSync(path, farm.yaml((name) => ({ port: port.get(name)!, identityFile: '/nonexistent/id_fake' })));
+  return loadInventory(path);
 }
 
 /** The config text written by the config step's atomic write of the wg-quick file (between its here-document markers). */

@@ -8,14 +8,12 @@
  * median of each figure. Nothing here touches the network or the host: the nodes are objects.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { runUp, type Connector, type UpView } from '../../../src/engine/up.js';
-import { loadInventory } from '../../../src/inventory/load.js';
-import { farmInventory } from './inventory.js';
-import { FakeFarm } from './fake-node.js';
+import { runUp, type UpView } from '../../../src/engine/up.js';
+import { FakeFarm, fakeFarmInventory } from './fake-node.js';
 import { redactPasses } from '../../../src/remote/redact.js';
 import { lineDiffWork } from '../../../src/render/line-diff.js';
 import { configDecisions } from '../../../src/engine/registry.js';
@@ -47,21 +45,9 @@ const round = (x: number, digits = 2) => Number(x.toFixed(digits));
 async function measureOne(n: number): Promise<SizeCost> {
   const dir = mkdtempSync(join(tmpdir(), 'meshctl-plan-cost-'));
   try {
-    const path = join(dir, 'farm.yaml');
-    const farmInv = farmInventory(n);
-    const port = new Map(farmInv.nodes.map((node, i) => [node.name, 20000 + i]));
-    // every node its own (unused) port on loopback, as the farm's: nothing connects to it
-    writeFileSync(path, farmInv.yaml((name) => ({ port: port.get(name)!, identityFile: '/nonexistent/id_fake' })));
-    const inventory = loadInventory(path);
+    const inventory = fakeFarmInventory(n, dir);
     const farm = new FakeFarm();
-    const connector: Connector = {
-      connectAll: async (inv) => ({
-        connections: new Map(inv.nodes.map((node) => [node.name, farm.node(node.name)])),
-        failures: new Map(),
-        close: async () => undefined,
-      }),
-      connectOne: async (node) => farm.node(node.name),
-    };
+    const connector = farm.connector();
     const phases: PhaseCost[] = [];
     let phaseCpu = process.cpuUsage();
     let phaseFake = 0;
