@@ -90,7 +90,52 @@ function renderFor(input: StepInput<'facts' | 'publicKey'>) {
   return { desired, configText: renderWgQuickConfig(desired) };
 }
 
+/**
+ * decideConfig's last answer per node's values object, with what it was computed from. The write-config step asks
+ * in its plan and again in its outputs (same node, same values, same mesh): issue 10, each node's config (6,000
+ * lines at 1,000 nodes) was rendered twice there and a third time to classify the change; now once per run of the
+ * step. Any input that differs by identity (another pass with other relays, a later value) computes afresh.
+ */
+const decided = new WeakMap<
+  object,
+  {
+    facts: NodeFacts;
+    inventory: Inventory;
+    mesh: StepInput<'facts' | 'publicKey'>['mesh'];
+    rollback: StepInput<'facts'>['rollback'];
+    node: string;
+    value: ReturnType<typeof computeConfig>;
+  }
+>();
+
+/** How many times a node's config was rendered and planned by the write-config step (test/unit/scale-cost-config.test.ts). */
+export const configDecisions = { count: 0 };
+
 function decideConfig(input: StepInput<'facts' | 'publicKey'>) {
+  const last = decided.get(input.values);
+  if (
+    last &&
+    last.facts === input.values.facts &&
+    last.inventory === input.inventory &&
+    last.mesh === input.mesh &&
+    last.rollback === input.rollback &&
+    last.node === input.node.name
+  )
+    return last.value;
+  const value = computeConfig(input);
+  decided.set(input.values, {
+    facts: input.values.facts,
+    inventory: input.inventory,
+    mesh: input.mesh,
+    rollback: input.rollback,
+    node: input.node.name,
+    value,
+  });
+  return value;
+}
+
+function computeConfig(input: StepInput<'facts' | 'publicKey'>) {
+  configDecisions.count++;
   const { facts } = input.values;
   const { mesh } = input.inventory;
   const { desired, configText } = renderFor(input);
@@ -108,7 +153,7 @@ function decideConfig(input: StepInput<'facts' | 'publicKey'>) {
     ? 'none'
     : facts.config.hasPrivateKeyLine
       ? 'interface'
-      : classifyConfigChange(facts.config.text, desired).kind;
+      : classifyConfigChange(facts.config.text, desired, configText).kind;
   // ... unless the running interface already is the design with its key file's key (a taken-over file: no restart)
   const change = changeWithoutRestart(facts, desired, found);
   return { desired, configText, plan, change } as const;

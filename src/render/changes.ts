@@ -52,8 +52,12 @@ export function describeChange(item: DriftItem): string {
   return `~ ${subject} ${item.actual} -> ${item.expected}`;
 }
 
-export function classifyConfigChange(currentText: string | undefined, desired: DesiredNodeConfig): ConfigChange {
-  const rendered = renderWgQuickConfig(desired);
+/**
+ * The change from `currentText` (undefined: no file) to `desired`. `rendered`: renderWgQuickConfig(desired) when the
+ * caller has it already (issue 10: a 1,000-peer config is not rendered again to classify it); it is rendered only
+ * when needed (a node that has a file).
+ */
+export function classifyConfigChange(currentText: string | undefined, desired: DesiredNodeConfig, rendered?: string): ConfigChange {
   if (currentText === undefined) {
     return {
       kind: 'create',
@@ -63,7 +67,7 @@ export function classifyConfigChange(currentText: string | undefined, desired: D
       ],
     };
   }
-  if (currentText === rendered) return { kind: 'none', summary: [] };
+  if (currentText === (rendered ?? renderWgQuickConfig(desired))) return { kind: 'none', summary: [] };
 
   const drift = compareConfigToDesired(parseWgQuickConfig(currentText), desired);
   const touchesInterface = drift.some((item) => item.peer === undefined);

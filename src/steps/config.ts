@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import type { Change, NodeAction } from '../engine/types.js';
 import type { NodeFacts } from '../facts/node-facts.js';
 import type { RpFilterMode } from '../inventory/types.js';
-import { keyShapedTokens, redactSecrets } from '../remote/redact.js';
+import { keyShapedTokens, redactSecretSettings, redactSecrets } from '../remote/redact.js';
 import { sh } from '../remote/shell.js';
 import { wireguardPaths } from '../remote/wireguard.js';
 import { lineDiff } from '../render/line-diff.js';
@@ -129,9 +129,13 @@ export function parseConfigOutput(stdout: string): { configSha256?: string; rpFi
  * The dry run's diff of the node's wg-quick file against the rendered one, node content redacted
  * (../remote/redact.ts): the keys meshctl rendered itself (the mesh's public keys) and the node's own public key are
  * the known public keys; any other key-shaped value on the node is shown as [redacted].
+ * Issue 10: each text is redacted once, whole, before the diff (per diff line it was most of a 1,000-peer plan's
+ * cost), and a node without the file gets every line added without any diff search.
  */
 function configDiff(facts: NodeFacts, configText: string): string[] {
+  // every key-shaped value of the rendered text is known, so only a secret setting line of it could be hidden
+  const after = redactSecretSettings(configText);
+  if (facts.config.text === undefined) return lineDiff(undefined, after);
   const known = new Set([...keyShapedTokens(configText), ...(facts.keys.publicKey ? [facts.keys.publicKey] : [])]);
-  const before = facts.config.text === undefined ? undefined : redactSecrets(facts.config.text, known);
-  return lineDiff(before, configText).map((line) => redactSecrets(line, known));
+  return lineDiff(redactSecrets(facts.config.text, known), after);
 }

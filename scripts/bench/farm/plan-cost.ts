@@ -1,0 +1,161 @@
+/**
+ * meshctl's own cost at farm scale, in process: `npm run bench:plan -- 100,250,500 [RUNS]`.
+ * For each size, a child process runs the real `up` playbook (src/engine/up.ts runUp, unmodified, the built-in
+ * playbooks/up.yaml, rollback armed, `--no-underlay-probes` as the farm bench) against N fake COLD nodes
+ * (./fake-node.ts: a fresh Debian node's answers, no SSH, no process) on the farm's inventory (./inventory.ts: half
+ * public, NAT sites of 50). It prints meshctl's CPU seconds (process.cpuUsage, the fakes' own CPU subtracted) per
+ * phase and in total, the peak RSS of the process, and the wall time per phase. RUNS runs per size (default 1), the
+ * median of each figure. Nothing here touches the network or the host: the nodes are objects.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { runUp, type UpView } from '../../../src/engine/up.js';
+import { FakeFarm, fakeFarmInventory } from './fake-node.js';
+import { redactPasses } from '../../../src/remote/redact.js';
+import { lineDiffWork } from '../../../src/render/line-diff.js';
+import { configDecisions } from '../../../src/engine/registry.js';
+
+interface PhaseCost {
+  phase: string;
+  cpuS: number;
+  wallS: number;
+  rssMB: number;
+}
+
+interface SizeCost {
+  nodes: number;
+  result: string;
+  cpuS: number;
+  fakeCpuS: number;
+  wallS: number;
+  peakRssMB: number;
+  phases: PhaseCost[];
+  unknown: Record<string, number>;
+  /** work counters of the config path: redaction passes, line comparisons of the diffs, configs decided */
+  counts: { redactPasses: number; diffComparisons: number; configDecisions: number };
+}
+
+const cpuS = (u: NodeJS.CpuUsage) => (u.user + u.system) / 1e6;
+const round = (x: number, digits = 2) => Number(x.toFixed(digits));
+
+/** One cold `up` of `n` fake nodes in this process. */
+async function measureOne(n: number): Promise<SizeCost> {
+  const dir = mkdtempSync(join(tmpdir(), 'meshctl-plan-cost-'));
+  try {
+    const inventory = fakeFarmInventory(n, dir);
+    const farm = new FakeFarm();
+    const connector = farm.connector();
+    const phases: PhaseCost[] = [];
+    let phaseCpu = process.cpuUsage();
+    let phaseFake = 0;
+    let phaseWall = performance.now();
+    const view: UpView = {
+      onEvent(event) {
+        if (event.type === 'phase-start') {
+          phaseCpu = process.cpuUsage();
+          phaseFake = farm.cpuMicros;
+          phaseWall = performance.now();
+        }
+        if (event.type === 'phase-done')
+          phases.push({
+            phase: event.report.id,
+            cpuS: round(cpuS(process.cpuUsage(phaseCpu)) - (farm.cpuMicros - phaseFake) / 1e6),
+            wallS: round((performance.now() - phaseWall) / 1000),
+            rssMB: Math.round(process.memoryUsage().rss / 1e6),
+          });
+      },
+      gate: async () => true,
+    };
+    const started = process.cpuUsage();
+    const wall = performance.now();
+    const report = await runUp(inventory, connector, view, { signal: new AbortController().signal, underlayProbes: false });
+    const total = cpuS(process.cpuUsage(started));
+    return {
+      nodes: n,
+      result: report.stoppedAt ? `${report.result} at ${report.stoppedAt}` : report.result,
+      cpuS: round(total - farm.cpuMicros / 1e6),
+      fakeCpuS: round(farm.cpuMicros / 1e6),
+      wallS: round((performance.now() - wall) / 1000),
+      peakRssMB: Math.round(process.resourceUsage().maxRSS / 1024),
+      phases,
+      unknown: Object.fromEntries(farm.unknown),
+      counts: { redactPasses: redactPasses.count, diffComparisons: lineDiffWork.comparisons, configDecisions: configDecisions.count },
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+/** The median run of several (by total CPU), so its phases belong to one real run. */
+function medianRun(runs: SizeCost[]): SizeCost {
+  const m = median(runs.map((r) => r.cpuS));
+  return runs.find((r) => r.cpuS === m)!;
+}
+
+function table(rows: SizeCost[]): string {
+  const phaseIds = [...new Set(rows.flatMap((r) => r.phases.map((p) => p.phase)))];
+  const head = `| nodes | result | meshctl CPU | peak RSS | wall | ${phaseIds.map((p) => `${p} CPU`).join(' | ')} | fake nodes' CPU |`;
+  const line = `|${'---|'.repeat(6 + phaseIds.length)}`;
+  const body = rows.map(
+    (r) =>
+      `| ${r.nodes} | ${r.result} | ${r.cpuS} s | ${r.peakRssMB} MB | ${r.wallS} s | ${phaseIds
+        .map((id) => {
+          const p = r.phases.find((x) => x.phase === id);
+          return p ? `${p.cpuS} s` : '-';
+        })
+        .join(' | ')} | ${r.fakeCpuS} s |`,
+  );
+  return [head, line, ...body].join('\n');
+}
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  if (args[0] === '--one') {
+    // the child: one run, its figures as JSON on stdout
+    process.stdout.write(`${JSON.stringify(await measureOne(Number(args[1])))}\n`);
+    return;
+  }
+  const sizes = (args[0] ?? '100,250,500').split(',').map(Number);
+  const runs = Number(args[1] ?? 1);
+  if (sizes.some((n) => !Number.isInteger(n) || n < 2) || !Number.isInteger(runs) || runs < 1)
+    throw new Error('usage: npm run bench:plan -- SIZES [RUNS]   e.g. 100,250,500 3');
+  const self = fileURLToPath(import.meta.url);
+  const rows: SizeCost[] = [];
+  for (const n of sizes) {
+    const measured: SizeCost[] = [];
+    for (let i = 0; i < runs; i++) {
+      const load = loadavg()[0]!.toFixed(1);
+      // a fresh process per run: peak RSS is the process's own, and no run warms the next
+      const out = execFileSync(process.execPath, ['--import', 'tsx', self, '--one', String(n)], {
+        encoding: 'utf8',
+        maxBuffer: 64 * 1024 * 1024,
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      const cost = JSON.parse(out.trim().split('\n').at(-1)!) as SizeCost;
+      measured.push(cost);
+      process.stderr.write(
+        `${n} nodes, run ${i + 1}/${runs}: ${cost.result}, meshctl CPU ${cost.cpuS} s, peak RSS ${cost.peakRssMB} MB, wall ${cost.wallS} s (load ${load} -> ${loadavg()[0]!.toFixed(1)}); ${JSON.stringify(cost.counts)}\n`,
+      );
+      if (Object.keys(cost.unknown).length) process.stderr.write(`  scripts the fake did not know: ${JSON.stringify(cost.unknown)}\n`);
+    }
+    rows.push(medianRun(measured));
+  }
+  const commit = (() => {
+    try {
+      return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
+    } catch {
+      return '?';
+    }
+  })();
+  process.stdout.write(`\n${table(rows)}\n\ncommit ${commit}, node ${process.version}, load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}\n`);
+}
+
+main().catch((error) => {
+  process.stderr.write(`${(error as Error).stack ?? error}\n`);
+  process.exit(1);
+});
