@@ -1,0 +1,102 @@
+/**
+ * Issue 10: what meshctl keeps and sends must not grow faster than the mesh (1,000 simulated nodes: `up` under 1 GB
+ * RSS). Counted in bytes and occurrences, not time (the machine is shared). Inventories come from the simulated
+ * farm's generator (scripts/bench/farm).
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { checkInventoryText } from '../../src/inventory/load.js';
+import type { Inventory } from '../../src/inventory/types.js';
+import type { Plan } from '../../src/engine/plan.js';
+import { recordRun } from '../../src/state/record.js';
+import { readState, statePathFor } from '../../src/state/state.js';
+import { farmInventory } from '../../scripts/bench/farm/inventory.js';
+
+/** The farm's inventory of n nodes, its source in a fresh temporary directory (the state file goes next to it). */
+function farm(n: number): Inventory {
+  const generated = farmInventory(n);
+  const ports = new Map(generated.nodes.map((node, i) => [node.name, 10_000 + i]));
+  const yaml = generated.yaml((name) => ({ port: ports.get(name)!, identityFile: '/nonexistent' }));
+  const check = checkInventoryText(yaml, join(mkdtempSync(join(tmpdir(), 'meshctl-scale-')), `farm-${n}.yaml`));
+  assert.ok(check.ok, JSON.stringify(!check.ok && check.problems.slice(0, 3)));
+  return check.inventory;
+}
+
+/** A cold up's plan as far as the state is concerned: per node a config write whose script and diff hold `peers` lines. */
+function coldPlan(inventory: Inventory, lines: number): Plan {
+  const config = (node: string) => Array.from({ length: lines }, (_, i) => `# ${node} peer line ${i}`);
+  return {
+    version: 1,
+    inventory: inventory.source,
+    playbook: 'default',
+    dryRun: false,
+    phases: [
+      {
+        id: 'config',
+        title: 'Config',
+        nodes: inventory.nodes.map((n) => ({
+          node: n.name,
+          warnings: [],
+          actions: [
+            {
+              step: 'config',
+              summary: 'write /etc/wireguard/wg0.conf',
+              changes: [
+                {
+                  kind: 'write-file',
+                  path: '/etc/wireguard/wg0.conf',
+                  role: 'config',
+                  afterSha256: 'a'.repeat(64),
+                  diff: config(n.name).map((l) => `+${l}`),
+                },
+              ],
+              script: `cat > /etc/wireguard/wg0.conf <<'EOF'\n${config(n.name).join('\n')}\nEOF\n`,
+            },
+          ],
+        })),
+      },
+    ],
+  };
+}
+
+/** The bytes of the state file after recording a converged up of `plan`. */
+function stateBytes(inventory: Inventory, plan: Plan): number {
+  const recorded = recordRun(inventory, {
+    command: 'up',
+    result: 'converged',
+    nodes: inventory.nodes.map((n) => n.name),
+    publicKeys: {},
+    complete: true,
+    plan,
+  });
+  assert.ok(recorded.path, recorded.warning);
+  return readFileSync(statePathFor(inventory.source)).length;
+}
+
+describe('the local state file (src/state) keeps a record of the plan, not its N^2 scripts and diffs', () => {
+  it('its bytes per node are bounded and do not grow with the size of each node script (60 nodes, 10 vs 2,000 lines)', () => {
+    const inventory = farm(60);
+    const small = stateBytes(inventory, coldPlan(inventory, 10));
+    const large = stateBytes(inventory, coldPlan(inventory, 2000));
+    // the whole plan (the old state) held each node's script and diff: ~2 x 2,000 x 30 bytes = 120 kB per node
+    assert.ok(large <= 2000 * 60, `${large} bytes for 60 nodes`);
+    assert.ok(large - small <= 60 * 20, `10 lines: ${small} bytes, 2,000 lines: ${large}`);
+  });
+
+  it('keeps what a reader may want: per phase, node and action the step, summary, changes and a script digest', () => {
+    const inventory = farm(4);
+    stateBytes(inventory, coldPlan(inventory, 5));
+    const plan = readState(inventory.source, 'wg0').lastApply?.plan as Plan;
+    const action = plan.phases[0]!.nodes[0]!.actions[0]! as unknown as Record<string, unknown>;
+    assert.equal(plan.phases[0]!.nodes.length, 4);
+    assert.equal(action.step, 'config');
+    assert.equal(action.summary, 'write /etc/wireguard/wg0.conf');
+    assert.match(String(action.scriptSha256), /^[0-9a-f]{64}$/);
+    assert.deepEqual(action.changes, [
+      { kind: 'write-file', path: '/etc/wireguard/wg0.conf', role: 'config', afterSha256: 'a'.repeat(64), diffLines: 5 },
+    ]);
+  });
+});
