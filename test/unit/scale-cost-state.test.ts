@@ -3,24 +3,33 @@
  * RSS). Counted in bytes and occurrences, not time (the machine is shared). Inventories come from the simulated
  * farm's generator (scripts/bench/farm).
  */
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { PerformanceObserver } from 'node:perf_hooks';
 import { checkInventoryText } from '../../src/inventory/load.js';
 import type { Inventory } from '../../src/inventory/types.js';
 import type { Plan } from '../../src/engine/plan.js';
 import { recordRun } from '../../src/state/record.js';
 import { readState, statePathFor } from '../../src/state/state.js';
+import { pathBetween, planPaths } from '../../src/topology/paths.js';
 import { farmInventory } from '../../scripts/bench/farm/inventory.js';
+
+const dirs: string[] = [];
+after(() => {
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
 
 /** The farm's inventory of n nodes, its source in a fresh temporary directory (the state file goes next to it). */
 function farm(n: number): Inventory {
   const generated = farmInventory(n);
   const ports = new Map(generated.nodes.map((node, i) => [node.name, 10_000 + i]));
   const yaml = generated.yaml((name) => ({ port: ports.get(name)!, identityFile: '/nonexistent' }));
-  const check = checkInventoryText(yaml, join(mkdtempSync(join(tmpdir(), 'meshctl-scale-')), `farm-${n}.yaml`));
+  const dir = mkdtempSync(join(tmpdir(), 'meshctl-scale-'));
+  dirs.push(dir);
+  const check = checkInventoryText(yaml, join(dir, `farm-${n}.yaml`));
   assert.ok(check.ok, JSON.stringify(!check.ok && check.problems.slice(0, 3)));
   return check.inventory;
 }
@@ -98,5 +107,36 @@ describe('the local state file (src/state) keeps a record of the plan, not its N
     assert.deepEqual(action.changes, [
       { kind: 'write-file', path: '/etc/wireguard/wg0.conf', role: 'config', afterSha256: 'a'.repeat(64), diffLines: 5 },
     ]);
+  });
+});
+
+describe('pathBetween (src/topology/paths.ts) looks a pair up without building a string', () => {
+  /** Garbage collections while pathBetween runs for all N(N-1) ordered pairs of the farm of n nodes, `rounds` times. */
+  async function collectionsDuringLookups(n: number, rounds: number): Promise<{ gcs: number; direct: number }> {
+    const inventory = farm(n);
+    const paths = planPaths(inventory);
+    const names = inventory.nodes.map((node) => node.name);
+    pathBetween(paths, names[0]!, names[1]!); // builds the index before counting
+    const settle = () => new Promise((resolve) => setTimeout(resolve, 50));
+    let gcs = 0;
+    const observer = new PerformanceObserver((list) => {
+      gcs += list.getEntries().length;
+    });
+    observer.observe({ entryTypes: ['gc'] });
+    await settle();
+    gcs = 0;
+    let direct = 0;
+    for (let r = 0; r < rounds; r++)
+      for (const a of names) for (const b of names) if (a !== b && pathBetween(paths, a, b)?.kind === 'direct') direct++;
+    await settle();
+    observer.disconnect();
+    return { gcs, direct };
+  }
+
+  it('1.08 million lookups (600 nodes, 3 rounds) allocate next to nothing: at most 3 garbage collections', async () => {
+    const { gcs, direct } = await collectionsDuringLookups(600, 3);
+    assert.equal(direct, 3 * 600 * 599); // forwards everywhere: every pair is direct
+    // a pairKey string per lookup (the old code) filled the young generation ~10 times here
+    assert.ok(gcs <= 3, `${gcs} garbage collections during the lookups`);
   });
 });
