@@ -12,6 +12,7 @@ import { PerformanceObserver } from 'node:perf_hooks';
 import { checkInventoryText } from '../../src/inventory/load.js';
 import type { Inventory } from '../../src/inventory/types.js';
 import type { Plan } from '../../src/engine/plan.js';
+import { pingScript } from '../../src/checks/probes.js';
 import { recordRun } from '../../src/state/record.js';
 import { readState, statePathFor } from '../../src/state/state.js';
 import { pathBetween, planPaths } from '../../src/topology/paths.js';
@@ -139,4 +140,23 @@ describe('pathBetween (src/topology/paths.ts) looks a pair up without building a
     // a pairKey string per lookup (the old code) filled the young generation ~10 times here
     assert.ok(gcs <= 3, `${gcs} garbage collections during the lookups`);
   });
+});
+
+describe('the ping script (src/checks/probes.ts) lists each peer once: its size is linear in the peers', () => {
+  const targets = (peers: number) =>
+    Array.from({ length: peers }, (_, i) => ({ node: `n-${i}`, ip: `100.80.${Math.floor(i / 250)}.${(i % 250) + 2}` }));
+  const script = (peers: number, mtu?: number) =>
+    pingScript({ targets: targets(peers), count: 3, intervalSeconds: 0.05, deadlineSeconds: 7, ...(mtu ? { mtu } : {}) });
+
+  for (const mtu of [undefined, 1420])
+    it(`250 peers${mtu ? ', path MTU probed' : ''}: each address written once, under 2 kB + 20 bytes per peer`, () => {
+      const text = script(250, mtu);
+      for (const { ip } of targets(250)) {
+        const escaped = ip.replaceAll('.', '\\.');
+        assert.equal(text.match(new RegExp(`(^|[^\\d.])${escaped}(?![\\d.])`, 'g'))?.length, 1, ip);
+      }
+      // a job per peer in the text (the old script) was 227 kB at 250 peers with the MTU probe
+      assert.ok(text.length <= 2000 + 20 * 250, `${text.length} bytes`);
+      assert.ok(script(500, mtu).length - text.length <= 20 * 250, 'doubling the peers adds at most 20 bytes a peer');
+    });
 });
