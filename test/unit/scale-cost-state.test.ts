@@ -13,6 +13,10 @@ import { checkInventoryText } from '../../src/inventory/load.js';
 import type { Inventory } from '../../src/inventory/types.js';
 import type { Plan } from '../../src/engine/plan.js';
 import { pingScript } from '../../src/checks/probes.js';
+import { runUp, type Connector, type UpView } from '../../src/engine/up.js';
+import { loadInventory } from '../../src/inventory/load.js';
+import { JSON_WRITE_CHUNK, jsonPieces, writeJson } from '../../src/ui/json-text.js';
+import { FakeConnection } from '../support/fake-connection.js';
 import { recordRun } from '../../src/state/record.js';
 import { readState, statePathFor } from '../../src/state/state.js';
 import { pathBetween, planPaths } from '../../src/topology/paths.js';
@@ -159,4 +163,75 @@ describe('the ping script (src/checks/probes.ts) lists each peer once: its size 
       assert.ok(text.length <= 2000 + 20 * 250, `${text.length} bytes`);
       assert.ok(script(500, mtu).length - text.length <= 20 * 250, 'doubling the peers adds at most 20 bytes a peer');
     });
+});
+
+describe('JSON output in pieces (src/ui/json-text.ts): the bytes of JSON.stringify, never one string of the whole', () => {
+  /** A real report: `up --dry-run` of the homelab inventory over fake nodes answering with a bare node's facts. */
+  async function dryRunReport() {
+    const inventory = loadInventory('inventories/homelab.yaml');
+    const facts = readFileSync('test/fixtures/facts/bare-debian12.txt', 'utf8');
+    const lock = '@@meshctl begin lock\nacquired\n@@meshctl end lock rc=0\n';
+    const connections = new Map(
+      inventory.nodes.map((n) => [
+        n.name,
+        new FakeConnection(n.name, [
+          { match: /@@meshctl begin uid/, reply: (script) => ({ stdout: `${script.includes('take_lock') ? lock : ''}${facts}` }) },
+          { match: /take_lock/, reply: () => ({ stdout: 'acquired\n' }) },
+          { match: /rm -f/, reply: () => ({}) },
+        ]),
+      ]),
+    );
+    const connector: Connector = {
+      connectAll: async () => ({ connections, failures: new Map(), close: async () => undefined }),
+      connectOne: () => Promise.reject(new Error('no reconnect here')),
+    };
+    const view: UpView = { onEvent: () => undefined, gate: async () => true };
+    return runUp(inventory, connector, view, { signal: new AbortController().signal, dryRun: true, rollbackDeadlineS: 0 });
+  }
+
+  /** What writeJson hands a sink: every write, joined, and the longest one. */
+  async function written(value: unknown, indent: number | string) {
+    const writes: string[] = [];
+    await writeJson({ write: (chunk: string) => writes.push(chunk) > 0 }, value, indent);
+    return { text: writes.join(''), longest: Math.max(...writes.map((w) => w.length)) };
+  }
+
+  it('a real up --dry-run report (plan, scripts, diffs): the same text as JSON.stringify for indents 2, 0, 4 and a tab', async () => {
+    const report = await dryRunReport();
+    assert.equal(report.result, 'planned');
+    assert.ok(report.plan && report.plan.phases.length > 0);
+    for (const indent of [2, 0, 4, '\t']) {
+      assert.equal([...jsonPieces(report, indent)].join(''), JSON.stringify(report, null, indent), `indent ${JSON.stringify(indent)}`);
+      assert.equal((await written(report, indent)).text, `${JSON.stringify(report, null, indent)}\n`);
+    }
+  });
+
+  it("JSON.stringify's rules: toJSON, omitted members, null in arrays, numbers, empty containers, strings to escape", () => {
+    const odd = {
+      at: new Date(0),
+      own: { toJSON: (key: string) => ({ key, n: [1, { deep: true }] }) },
+      gone: undefined,
+      fn: () => 1,
+      list: [undefined, () => 1, Symbol('s'), Number.NaN, -0, 1e21, Number.POSITIVE_INFINITY, null, [], {}, [[]], [{}]],
+      // biome-ignore lint/suspicious/noSparseArray: a hole is written as null
+      sparse: [1, , 3],
+      text: 'quote " backslash \\ newline \n tab \t \u2028 \ud800 é 😀',
+      'key "quoted"\n': { map: new Map([[1, 2]]), nested: { a: { b: { c: [1, 'two', { three: 3 }] } } } },
+      bare: Object.assign(Object.create(null), { x: 1, y: [2] }),
+    };
+    for (const indent of [2, 0, '', '--', 12, 'abcdefghijklmn'])
+      assert.equal([...jsonPieces(odd, indent)].join(''), JSON.stringify(odd, null, indent), `indent ${JSON.stringify(indent)}`);
+    for (const value of ['x', 3, null, [], {}, [1, [2, [3]]]])
+      assert.equal([...jsonPieces(value, 2)].join(''), JSON.stringify(value, null, 2));
+    assert.deepEqual([...jsonPieces(undefined, 2)], []);
+  });
+
+  it('a report of 64 nodes with a 256 KiB script each (16 MiB of JSON): no write longer than a chunk and one script', async () => {
+    // at 1,000 nodes the text passed V8's longest string (2^29 - 24 characters) and JSON.stringify threw RangeError
+    const script = 'x'.repeat(1 << 18); // shared by every action: the value stays small, its text does not
+    const value = { phases: [{ nodes: Array.from({ length: 64 }, (_, i) => ({ node: `n-${i}`, actions: [{ script }] })) }] };
+    const { text, longest } = await written(value, 2);
+    assert.equal(text, `${JSON.stringify(value, null, 2)}\n`);
+    assert.ok(longest <= JSON_WRITE_CHUNK + (1 << 18) + 100, `longest write ${longest} of ${text.length}`);
+  });
 });
