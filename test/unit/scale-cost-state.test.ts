@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { PerformanceObserver } from 'node:perf_hooks';
 import { checkInventoryText } from '../../src/inventory/load.js';
 import type { Inventory } from '../../src/inventory/types.js';
-import type { Plan } from '../../src/engine/plan.js';
+import { showStandIns, standInPublicKey, type Plan } from '../../src/engine/plan.js';
 import { pingScript } from '../../src/checks/probes.js';
 import { runUp, type Connector, type UpView } from '../../src/engine/up.js';
 import { loadInventory } from '../../src/inventory/load.js';
@@ -233,5 +233,27 @@ describe('JSON output in pieces (src/ui/json-text.ts): the bytes of JSON.stringi
     const { text, longest } = await written(value, 2);
     assert.equal(text, `${JSON.stringify(value, null, 2)}\n`);
     assert.ok(longest <= JSON_WRITE_CHUNK + (1 << 18) + 100, `longest write ${longest} of ${text.length}`);
+  });
+});
+
+describe('showStandIns (src/engine/plan.ts) over a run whose stand-in list grows node by node', () => {
+  it('300 nodes, a plan text shown after each push (the keys phase of a dry run): each node read O(1) times, not N/2', () => {
+    const names: string[] = [];
+    let reads = 0;
+    const nodes = new Proxy(names, {
+      get(target, key, receiver) {
+        if (typeof key === 'string' && /^\d+$/.test(key)) reads++;
+        return Reflect.get(target, key, receiver);
+      },
+    });
+    let shown = 0;
+    for (let i = 0; i < 300; i++) {
+      names.push(`n-${i}`);
+      const text = `PublicKey = ${standInPublicKey(`n-${i}`)}\nPublicKey = ${standInPublicKey('n-0')}\n`;
+      if (showStandIns(text, nodes) === `PublicKey = <new key of n-${i}>\nPublicKey = <new key of n-0>\n`) shown++;
+    }
+    assert.equal(shown, 300);
+    // a map of the whole list again after each push (the old code) read 300 x 301 / 2 = 45,150 elements
+    assert.ok(reads <= 3 * 300, `${reads} reads of the list`);
   });
 });
