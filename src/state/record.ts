@@ -2,7 +2,6 @@
  * The local state (./state.ts) as the commands use it: the public keys it knows, and recording what a run learnt.
  * Recording never fails a run: an unwritable directory is a warning (the state is a cache).
  */
-import { createHash } from 'node:crypto';
 import type { Plan } from '../engine/plan.js';
 import type { Inventory } from '../inventory/types.js';
 import { readState, updateState, writeState, type LastApply, type MeshState } from './state.js';
@@ -33,8 +32,8 @@ export interface RunRecord {
 
 /**
  * What the state keeps of a run's plan: per phase, node and action the step, the changes in words and as values
- * (files by sha256 before and after) and the sha256 of the script that ran, without the scripts and config diffs
- * themselves. Issue 10: those are N^2 text (every node's config lists every peer), 496 MB of state at 1,000 nodes;
+ * (files by sha256 before and after, a config diff by its line count), without the scripts and config diffs
+ * themselves (not even their digest: hashing ~430 MB of scripts at 1,000 nodes costs a second nobody reads). Issue 10: those are N^2 text (every node's config lists every peer), 496 MB of state at 1,000 nodes;
  * nothing reads them back (the state's readers take the public keys and fallbackRelays only; lastApply is a record
  * for people), and `up --json` / `plan --json` still print the whole plan. Pure.
  */
@@ -45,14 +44,13 @@ export function recordedPlan(plan: Plan): unknown {
       ...phase,
       nodes: phase.nodes.map((node) => ({
         ...node,
-        actions: node.actions.map(({ script, changes, ...action }) => ({
+        actions: node.actions.map(({ script: _script, changes, ...action }) => ({
           ...action,
           changes: changes.map((change) => {
             if (change.kind !== 'write-file' || !change.diff) return change;
             const { diff, ...rest } = change;
             return { ...rest, diffLines: diff.length };
           }),
-          scriptSha256: createHash('sha256').update(script).digest('hex'),
         })),
       })),
     })),
