@@ -334,51 +334,59 @@ export function parsePingSummary(text: string, rc?: number): PingResult {
  */
 export const DF_PROBE = { count: 2, intervalSeconds: 0.05, waitSeconds: 1 } as const;
 
-/** `dfok SIZE` (per-peer branch: the peer's IP fixed) or `dfok IP SIZE` (fping branch): status 0 when DF pings of SIZE bytes came back. */
-const dfokFunction = (ip?: string) =>
-  `dfok() { ping -n -q -M do -s "$${ip ? 1 : 2}" -c ${DF_PROBE.count} -i ${DF_PROBE.intervalSeconds} -W ${DF_PROBE.waitSeconds} ${ip ?? '"$1"'} >/dev/null 2>&1; }`;
+/** `dfok IP SIZE`: status 0 when DF pings of SIZE bytes to IP came back (both branches use it). */
+const DFOK_FUNCTION = `dfok() { ping -n -q -M do -s "$2" -c ${DF_PROBE.count} -i ${DF_PROBE.intervalSeconds} -W ${DF_PROBE.waitSeconds} "$1" >/dev/null 2>&1; }`;
 
 /**
- * One background job per peer: the ping, then (when asked) the path-MTU probe, its output gathered in a variable
- * and written with a single printf so that jobs finishing together cannot interleave their lines.
+ * The per-peer branch's job, a shell function run once per peer in the background (`mc_peer IP &`): the ping, then
+ * (when asked) the path-MTU probe, its output gathered in a variable and written with a single printf so that jobs
+ * finishing together cannot interleave their lines.
  * The MTU probe tries the expected payload with DF set at the same time as the ping (one probe, no extra time in
  * the healthy case); when that failed (perhaps only because the session was still being set up) and the peer
  * answered the ping, it tries it once more, and only when that fails too does it binary-search the largest
  * payload that passes with DF set (`ping -M do`).
+ * Issue 10: written once, not once per peer (250 peers: 227 kB of script per node and round, 6 kB now).
+ */
+function perPeerFunction(params: PingParams): string {
+  const ping = `ping -n -q -c ${Number(params.count)} -i ${Number(params.intervalSeconds)} -w ${Number(params.deadlineSeconds)} "$ip" 2>&1`;
+  let mtuPart: string;
+  if (params.mtu !== undefined) {
+    const expected = Number(params.mtu) - 28;
+    mtuPart = [
+      `tries=''`,
+      // a peer that answered nothing at all has no path MTU to find
+      `case "$r" in *' 0 received'*|'') wait $df; largest=-1; tries=skipped ;; *)`,
+      // the DF probe that ran beside the ping, else once more now that the ping has set up the session
+      `if wait $df || dfok "$ip" ${expected}; then largest=${expected}; tries="${expected}:ok"; else`,
+      `  tries="${expected}:fail"; lo=0; hi=${expected}`,
+      `  while [ $((hi - lo)) -gt 1 ]; do mid=$(((lo + hi) / 2)); if dfok "$ip" $mid; then lo=$mid; tries="$tries $mid:ok"; else hi=$mid; tries="$tries $mid:fail"; fi; done`,
+      `  largest=$lo; if [ $lo -eq 0 ] && ! dfok "$ip" 0; then largest=-1; fi`,
+      `fi ;; esac`,
+      `out="$out$(printf '\\n@@meshctl end ping:%s rc=%s\\n${BEGIN}mtu:%s\\nexpected=${expected} largest=%s tries=%s\\n' "$ip" "$rc" "$ip" "$largest" "$tries")"`,
+      `printf '%s\\n${END}mtu:%s rc=0\\n' "$out" "$ip"`,
+    ].join('\n');
+  } else {
+    mtuPart = `printf '%s\\n${END}ping:%s rc=%s\\n' "$out" "$ip" "$rc"`;
+  }
+  // with MTU: the expected payload's DF probe runs beside the ping (a healthy pair then costs no extra time)
+  const dfBeside = params.mtu !== undefined ? [`dfok "$ip" ${Number(params.mtu) - 28} & df=$!`] : [];
+  return [`mc_peer() ( ip=$1`, `out="${BEGIN}ping:$ip"`, ...dfBeside, `r=$(${ping}); rc=$?`, `out="$out\n$r"`, mtuPart, `)`].join('\n');
+}
+
+/**
+ * The ping round's script: every peer probed at once, by one fping where installed, else by one background job per
+ * peer (perPeerFunction). The peers are the positional parameters (`set -- IP...`), so each address is written once
+ * (issue 10: the script was N^2 text over a round of N nodes).
  */
 export function pingScript(params: PingParams): string {
-  const jobs = params.targets.map((target, index) => {
-    const ip = shellQuote(target.ip);
-    const name = `ping:${target.ip}`;
-    const ping = `ping -n -q -c ${Number(params.count)} -i ${Number(params.intervalSeconds)} -w ${Number(params.deadlineSeconds)} ${ip} 2>&1`;
-    let mtuPart = '';
-    if (params.mtu !== undefined) {
-      const expected = Number(params.mtu) - 28;
-      // df SIZE: 0 when a DF probe of SIZE bytes of payload got an answer
-      mtuPart = [
-        `tries=''`,
-        // a peer that answered nothing at all has no path MTU to find
-        `case "$r" in *' 0 received'*|'') wait $df; largest=-1; tries=skipped ;; *)`,
-        // the DF probe that ran beside the ping, else once more now that the ping has set up the session
-        `if wait $df || dfok ${expected}; then largest=${expected}; tries="${expected}:ok"; else`,
-        `  tries="${expected}:fail"; lo=0; hi=${expected}`,
-        `  while [ $((hi - lo)) -gt 1 ]; do mid=$(((lo + hi) / 2)); if dfok $mid; then lo=$mid; tries="$tries $mid:ok"; else hi=$mid; tries="$tries $mid:fail"; fi; done`,
-        `  largest=$lo; if [ $lo -eq 0 ] && ! dfok 0; then largest=-1; fi`,
-        `fi ;; esac`,
-        `out="$out$(printf '\\n@@meshctl end ${name} rc=%s\\n${BEGIN}mtu:${target.ip}\\nexpected=${expected} largest=%s tries=%s\\n' "$rc" "$largest" "$tries")"`,
-        `printf '%s\\n${END}mtu:${target.ip} rc=0\\n' "$out"`,
-      ].join('\n');
-    } else {
-      mtuPart = `printf '%s\\n${END}${name} rc=%s\\n' "$out" "$rc"`;
-    }
-    // with MTU: the expected payload's DF probe runs beside the ping (a healthy pair then costs no extra time)
-    const dfBeside = params.mtu !== undefined ? [dfokFunction(ip), `dfok ${Number(params.mtu) - 28} & df=$!`] : [];
-    return [`( out="${BEGIN}${name}"`, ...dfBeside, `r=$(${ping}); rc=$?`, `out="$out\n$r"`, mtuPart, `) &`, `pid${index}=$!`].join('\n');
-  });
   const after = (params.after ?? []).map((a) => sectionScript(a.name, a.command));
-  const perPeer = [...jobs, 'wait'].join('\n');
+  const perPeer = [perPeerFunction(params), 'for mc_ip in "$@"; do mc_peer "$mc_ip" & done', 'wait'].join('\n');
   // fping where installed: one process probes every peer at once (N-1 ping processes per node otherwise)
-  const probes = `if command -v fping >/dev/null 2>&1; then\n${fpingScript(params)}\nelse\n${perPeer}\nfi`;
+  const probes = [
+    `set -- ${params.targets.map((t) => shellQuote(t.ip)).join(' ')}`,
+    ...(params.mtu !== undefined ? [DFOK_FUNCTION] : []),
+    `if command -v fping >/dev/null 2>&1; then\n${fpingScript(params)}\nelse\n${perPeer}\nfi`,
+  ].join('\n');
   // beside: the probes in the background, the sections in the foreground (their output held until the probes end)
   const body = params.beside
     ? `{\n${probes}\n} & mc_probes=$!\nmc_beside=$(\n${params.beside.script}\n)\nwait $mc_probes\nprintf '%s\\n' "$mc_beside"`
@@ -404,7 +412,8 @@ export const FPING_TO_SECTIONS_AWK = `$2 == ":" && index($0, "xmt/rcv") { split(
  * branch (rare).
  */
 function fpingScript(params: PingParams): string {
-  const ips = params.targets.map((t) => shellQuote(t.ip)).join(' ');
+  // the peers are the positional parameters (pingScript)
+  const ips = '"$@"';
   const intervalMs = Math.max(1, Math.round(Number(params.intervalSeconds) * 1000));
   const fping = `fping -q -c ${Number(params.count)} -p ${intervalMs} -i 1 -t ${Number(params.deadlineSeconds) * 1000} ${ips} 2>&1`;
   const toSections = `printf '%s\\n' "$fp" | awk '${FPING_TO_SECTIONS_AWK}'`;
@@ -421,7 +430,6 @@ function fpingScript(params: PingParams): string {
     // peers that answered, and those that passed the DF probe
     `answered=" $(printf '%s\\n' "$fp" | ${replied})"`,
     `passed=" $(printf '%s\\n' "$both" | sed -n 's/^D //p' | ${replied})"`,
-    dfokFunction(),
     `for ip in ${ips}; do`,
     `  case "$answered" in *" $ip "*) ;; *) printf '${BEGIN}mtu:%s\\nexpected=${expected} largest=-1 tries=skipped\\n${END}mtu:%s rc=0\\n' "$ip" "$ip"; continue ;; esac`,
     `  case "$passed" in *" $ip "*) printf '${BEGIN}mtu:%s\\nexpected=${expected} largest=${expected} tries=${expected}:ok\\n${END}mtu:%s rc=0\\n' "$ip" "$ip"; continue ;; esac`,

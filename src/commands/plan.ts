@@ -79,18 +79,16 @@ export function registerPlan(program: Command, finish: (result: CommandResult) =
       }
       if (report.result === 'interrupted') return finish('interrupted');
       if (report.result === 'stopped') {
-        if (flags.json) process.stdout.write(`${JSON.stringify(report.plan, null, 2)}\n`);
+        if (flags.json) await (await import('../ui/json-text.js')).writeJson(process.stdout, report.plan, 2);
         else process.stderr.write(chalk.red.bold(`cannot plan past "${report.stoppedAt}": fix the node first\n`));
         return finish('stop');
       }
       // every pair's path (direct, relayed via R, none) as planned from the inventory: JSON `paths`, text below the plan
       const paths = pathReports(inventory, undefined);
       const pathsText = renderPaths(paths, { measured: false });
-      process.stdout.write(
-        flags.json
-          ? `${JSON.stringify({ ...report.plan, paths }, null, 2)}\n`
-          : `${renderPlan(report.plan!, chalk)}${pathsText ? `\n${pathsText}` : ''}`,
-      );
+      // JSON in pieces: the plan holds every node's scripts, N^2 text at farm scale (src/ui/json-text.ts)
+      if (flags.json) await (await import('../ui/json-text.js')).writeJson(process.stdout, { ...report.plan, paths }, 2);
+      else process.stdout.write(`${renderPlan(report.plan!, chalk)}${pathsText ? `\n${pathsText}` : ''}`);
       finish(countActions(report.plan!) === 0 ? 'ok' : 'drift');
     });
 }

@@ -14,6 +14,7 @@ import type { Inventory } from '../inventory/types.js';
 import type { renderMatrix as RenderMatrix } from '../checks/ping-matrix.js';
 import { collectValues, resolveLimit } from '../engine/limit.js';
 import { inventoryWithFallbacks, recordRun, statePublicKeys } from '../state/record.js';
+import { writeJson } from '../ui/json-text.js';
 import { departedNodes, readState } from '../state/state.js';
 import { DEFAULT_ROLLBACK_DEADLINE_S, parseRollbackDeadline } from '../engine/revert.js';
 
@@ -205,7 +206,8 @@ async function upWith(
     if (recorded.warning) report.warnings = [...(report.warnings ?? []), recorded.warning];
   }
   for (const warning of report.warnings ?? []) out.write(`warning: ${warning}\n`);
-  if (flags.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+  // in pieces: at 1,000 nodes the report is longer than V8's longest string (src/ui/json-text.ts)
+  if (flags.json) await writeJson(process.stdout, report, 2);
   else printSummary(report, color, out, renderMatrix, relayedPairs(withFallbackRelays(inventory, report.fallbackRelays?.pairs ?? [])));
   if (report.result === 'locked') throw new MeshctlError(`not started: ${report.locked}`, 'stop');
   if (report.result === 'unreachable') {

@@ -109,7 +109,8 @@ export function registerVerify(program: Command, finish: (result: CommandResult)
           const written = await writeGraph(flags.graph, inventory, report);
           if (!flags.json) process.stderr.write(`graph written: ${written.join(', ')}\n`);
         }
-        if (flags.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+        // in pieces: the N x (N-1) matrix at farm scale (src/ui/json-text.ts)
+        if (flags.json) await (await import('../ui/json-text.js')).writeJson(process.stdout, report, 2);
         else process.stdout.write(checks.renderReport(report, { color: !!process.stdout.isTTY, verbose: !!flags.verbose }));
         finish(collected.unreachable.size > 0 ? 'connect' : report.ok ? 'ok' : 'stop');
       } finally {

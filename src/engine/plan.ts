@@ -95,15 +95,25 @@ export const describeAction = (action: NodeAction): string => action.changes.map
  */
 export const standInPublicKey = (node: string): string => createHash('sha256').update(`meshctl dry run: ${node}`).digest('base64');
 
-/** stand-in key -> node, per list of nodes (the run's list only grows: rebuilt when its length changed) */
+/**
+ * stand-in key -> node, per list of nodes. The run's list only grows (a node is pushed as its key phase plans a
+ * stand-in, and each of its actions is shown right after): the nodes added since the last call are added to the
+ * map, so a growing list costs one hash per node, not N^2/2 (issue 10); a list that shrank is mapped again.
+ */
 const standInMaps = new WeakMap<readonly string[], { length: number; byKey: Map<string, string> }>();
 function standInsByKey(nodes: readonly string[]): Map<string, string> {
-  const cached = standInMaps.get(nodes);
-  if (cached?.length === nodes.length) return cached.byKey;
-  const byKey = new Map<string, string>();
-  for (const node of nodes) if (!byKey.has(standInPublicKey(node))) byKey.set(standInPublicKey(node), node); // the first wins, as before
-  standInMaps.set(nodes, { length: nodes.length, byKey });
-  return byKey;
+  let cached = standInMaps.get(nodes);
+  if (!cached || cached.length > nodes.length) {
+    cached = { length: 0, byKey: new Map() };
+    standInMaps.set(nodes, cached);
+  }
+  for (let i = cached.length; i < nodes.length; i++) {
+    const node = nodes[i]!;
+    const key = standInPublicKey(node);
+    if (!cached.byKey.has(key)) cached.byKey.set(key, node); // the first wins, as before
+  }
+  cached.length = nodes.length;
+  return cached.byKey;
 }
 
 /**

@@ -2,6 +2,7 @@
  * The local state (./state.ts) as the commands use it: the public keys it knows, and recording what a run learnt.
  * Recording never fails a run: an unwritable directory is a warning (the state is a cache).
  */
+import type { Plan } from '../engine/plan.js';
 import type { Inventory } from '../inventory/types.js';
 import { readState, updateState, writeState, type LastApply, type MeshState } from './state.js';
 
@@ -21,11 +22,39 @@ export interface RunRecord {
   publicKeys: Record<string, string>;
   /** the run reached every node of the inventory and converged: nodes no longer in it are dropped from the state */
   complete: boolean;
-  plan?: unknown;
+  /** the run's plan; the state keeps only its record (recordedPlan) */
+  plan?: Plan;
   /** nodes to drop from the state (`down --purge`: their keys are gone) */
   forget?: string[];
   /** the pairs relayed after a failed direct handshake, as the run left them (absent: unchanged) */
   fallbackRelays?: readonly string[];
+}
+
+/**
+ * What the state keeps of a run's plan: per phase, node and action the step, the changes in words and as values
+ * (files by sha256 before and after, a config diff by its line count), without the scripts and config diffs
+ * themselves (not even their digest: hashing ~430 MB of scripts at 1,000 nodes costs a second nobody reads). Issue 10: those are N^2 text (every node's config lists every peer), 496 MB of state at 1,000 nodes;
+ * nothing reads them back (the state's readers take the public keys and fallbackRelays only; lastApply is a record
+ * for people), and `up --json` / `plan --json` still print the whole plan. Pure.
+ */
+export function recordedPlan(plan: Plan): unknown {
+  return {
+    ...plan,
+    phases: plan.phases.map((phase) => ({
+      ...phase,
+      nodes: phase.nodes.map((node) => ({
+        ...node,
+        actions: node.actions.map(({ script: _script, changes, ...action }) => ({
+          ...action,
+          changes: changes.map((change) => {
+            if (change.kind !== 'write-file' || !change.diff) return change;
+            const { diff, ...rest } = change;
+            return { ...rest, diffLines: diff.length };
+          }),
+        })),
+      })),
+    })),
+  };
 }
 
 /**
@@ -41,7 +70,7 @@ export function recordRun(inventory: Inventory, record: RunRecord, now = new Dat
       result: record.result,
       nodes: record.nodes,
       ...(record.limit ? { limit: record.limit } : {}),
-      ...(record.plan !== undefined ? { plan: record.plan } : {}),
+      ...(record.plan !== undefined ? { plan: recordedPlan(record.plan) } : {}),
     };
     const after = updateState(
       before,

@@ -2,9 +2,9 @@
  * Local state next to the inventory: `<inventory file>.state.json` (e.g. `homelab.yaml.state.json`).
  *
  * What it holds: per node the public key and the overlay address and listen port it was given, when meshctl last
- * saw it, and the last applied run (when, result, the nodes it worked on, the --limit, the plan value). What it never
- * holds: a private key or any other secret (public keys are public by design; the plan value is the redacted one
- * the engine shows), so the file is safe to commit to git next to the inventory. It is a cache, never the truth:
+ * saw it, and the last applied run (when, result, the nodes it worked on, the --limit, the plan value without its
+ * scripts and diffs). What it never holds: a private key or any other secret (public keys are public by design; the
+ * plan value is the redacted one the engine shows), so the file is safe to commit to git next to the inventory. It is a cache, never the truth:
  * every value in it can be read again from the nodes (`wg show IFACE public-key`, the inventory), and a missing or
  * unreadable file only means meshctl has to ask the nodes.
  *
@@ -40,7 +40,10 @@ export interface LastApply {
   /** the nodes the run worked on (all inventory nodes, or the --limit / down's nodes) */
   nodes: string[];
   limit?: string[];
-  /** the engine's plan value (src/engine/plan.ts), already free of secrets; absent for `down` */
+  /**
+   * what src/state/record.ts recordedPlan keeps of the engine's plan value (src/engine/plan.ts): no scripts, no
+   * config diffs (their line count instead); free of secrets; absent for `down`
+   */
   plan?: unknown;
 }
 

@@ -225,7 +225,8 @@ function neverAt(inventory: Inventory, a: Node, b: Node): RelayRefusal {
 function planPair({ inventory, a, b, load, queue, options, fellBack: fallbacks }: PairInput): PairPath {
   const modes = [relayModeOf(inventory, a), relayModeOf(inventory, b)];
   // relay: auto moved the pair to a relay when its direct handshake failed at a gate (src/engine/fallback.ts)
-  const fellBack = modes.every((m) => m === 'auto') && fallbacks.has(pairKey(a.name, b.name));
+  // (no pairKey string per pair when nothing fell back: the common case at farm scale)
+  const fellBack = fallbacks.size > 0 && modes.every((m) => m === 'auto') && fallbacks.has(pairKey(a.name, b.name));
   const direct = pairCanConnect(inventory, a, b) && !fellBack;
   const never = modes.includes('never');
   const always = !never && modes.includes('always') && !isPublic(inventory, a) && !isPublic(inventory, b);
@@ -285,7 +286,11 @@ export function planPaths(inventory: Inventory, options: PlanPathsOptions = {}):
 interface PathIndex {
   pairs: readonly PairPlan[];
   length: number;
-  byPair: Map<string, PairPath>;
+  /**
+   * the path of each pair under its ends in pairKey order (the smaller name first): a lookup compares two names
+   * and builds no string (a pairKey per lookup was N^2 strings for a matrix or N configs)
+   */
+  byPair: Map<string, Map<string, PairPath>>;
   relayedBy: Map<string, PairPlan[]>;
   /** `${relay} ${node}` -> the other ends of node's pairs relayed by relay, inventory order */
   reachedVia: Map<string, string[]>;
@@ -309,9 +314,16 @@ function indexOf(paths: MeshPaths): PathIndex {
     else map.set(key, [value]);
   };
   for (const p of paths.pairs) {
-    const key = pairKey(p.a, p.b);
+    const aFirst = p.a < p.b; // names are strings: Math.min does not apply
+    const low = aFirst ? p.a : p.b;
+    const high = aFirst ? p.b : p.a;
+    let byHigh = index.byPair.get(low);
+    if (!byHigh) {
+      byHigh = new Map();
+      index.byPair.set(low, byHigh);
+    }
     // the first plan of a pair wins, as the scan it replaces found the first
-    if (!index.byPair.has(key)) index.byPair.set(key, p.path);
+    if (!byHigh.has(high)) byHigh.set(high, p.path);
     if (p.path.kind !== 'relayed') continue;
     push(index.relayedBy, p.path.via, p);
     push(index.reachedVia, `${p.path.via} ${p.a}`, p.b);
@@ -324,7 +336,7 @@ function indexOf(paths: MeshPaths): PathIndex {
 /** The path between two nodes, in either order; undefined for a node paired with itself or an unknown name. O(1). */
 export function pathBetween(paths: MeshPaths, x: string, y: string): PairPath | undefined {
   if (x === y) return undefined;
-  return indexOf(paths).byPair.get(pairKey(x, y));
+  return x < y ? indexOf(paths).byPair.get(x)?.get(y) : indexOf(paths).byPair.get(y)?.get(x);
 }
 
 /** The pairs relayed through `relay`, in inventory order (a fresh array). */

@@ -75,5 +75,7 @@ test('pingMatrix runs one script per node at once and fills missing nodes with f
   assert.equal(m.cells.a!.c!.ok, true); // c answered a's pings; only c's own row is unknown
   // the deadline covers REKEY_TIMEOUT (5 s): never below 6 s by default
   assert.match(scripts[0]!, /-w 7 /);
-  assert.match(pingScript(pingParamsFor('a', targets)), /ping -n -q -c 3 -i 0\.05 -w 7 172\.27\.15\.2/);
+  // the peers are the script's positional parameters, each written once
+  assert.match(pingScript(pingParamsFor('a', targets)), /^set -- (.* )?172\.27\.15\.2( |$)/m);
+  assert.match(pingScript(pingParamsFor('a', targets)), /ping -n -q -c 3 -i 0\.05 -w 7 "\$ip"/);
 });

@@ -27,9 +27,10 @@ test('DEFAULT_PING: the same 3 echoes and deadline, 0.05 s apart (a converged pa
 
 test('the ping script asks both tools for that interval, the DF probes too', () => {
   const { script } = pingProbe(pingParamsFor('self', targets, { mtu: 1420 }));
-  // per peer: ping, and its DF probe beside it
-  assert.match(script, /ping -n -q -c 3 -i 0\.05 -w 7 '?127\.0\.0\.1'? /);
-  assert.match(script, /dfok\(\) \{ ping -n -q -M do -s "\$1" -c 2 -i 0\.05 -W 1 '?127\.0\.0\.1'? /);
+  // per peer (the peers are the positional parameters): ping, and its DF probe beside it (the one dfok below)
+  assert.match(script, /^set -- (.* )?'?127\.0\.0\.1'?( |$)/m);
+  assert.match(script, /ping -n -q -c 3 -i 0\.05 -w 7 "\$ip" /);
+  assert.match(script, /dfok "\$ip" 1392 & df=\$!/);
   // fping: -p is the interval per target in ms, the DF fping and the fallback dfok the same
   assert.match(script, /fping -q -c 3 -p 50 -i 1 -t 7000 /);
   assert.match(script, /fping -q -M -b 1392 -c 2 -p 50 -i 1 -t 1000 /);

@@ -107,7 +107,10 @@ test(`verify works on a mesh whose scripts exceed ${MAX_ARG_STRLEN} bytes (${PEE
 }, async () => {
   const inventory = bigInventory();
   assert.equal(inventory.nodes.length, PEERS);
-  const { checklist, ping } = verifyScripts(inventory);
+  const { checklist, ping: realPing } = verifyScripts(inventory);
+  // issue 10: the ping script lists each peer once now (6 kB at 250 peers, 227 kB before), so a comment line pads it
+  // past MAX_ARG_STRLEN: the transport's big-script path is still what runs it, the round itself is the real one
+  const ping = { ...realPing, script: `# ${'-'.repeat(MAX_ARG_STRLEN)}\n${realPing.script}` };
   const sizes = { checklist: Buffer.byteLength(checklist.script), ping: Buffer.byteLength(ping.script) };
   assert.ok(sizes.ping > MAX_ARG_STRLEN, `ping script ${sizes.ping} bytes`);
   process.stdout.write(`# script sizes: checklist ${sizes.checklist} bytes, ping+MTU ${sizes.ping} bytes\n`);

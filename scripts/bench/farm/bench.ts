@@ -16,7 +16,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, cpSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -138,21 +138,28 @@ async function measure(farm: ChildProcess, dir: string, n: number, step: string,
   const profile = process.env.MESHCTL_FARM_PROFILE
     ? ['--cpu-prof', '--cpu-prof-interval', '10000', '--cpu-prof-dir', process.env.MESHCTL_FARM_PROFILE]
     : [];
+  // the whole report straight into a file, per step (up and up2 apart), for a look afterwards: at 1,000 nodes it is
+  // longer than a string can be (660 M characters for a dry run), so it never passes through this process whole
+  const reportFile = join(farmRoot, `last-${n}-${step}.json`);
+  const out = openSync(reportFile, 'w');
   const r = spawnSync('/usr/bin/time', ['-f', '%e %U %S %M', '-o', timeFile, process.execPath, ...profile, meshctlBin, ...args], {
     env,
     encoding: 'utf8',
+    stdio: ['ignore', out, 'pipe'],
     maxBuffer: 1 << 30,
   });
-  // the whole report and meshctl's stderr, per step (up and up2 apart), for a look afterwards
-  writeFileSync(join(farmRoot, `last-${n}-${step}.json`), r.stdout);
+  closeSync(out);
   writeFileSync(join(farmRoot, `last-${n}-${step}.stderr`), r.stderr);
   const [wall, user, sys, rssKb] = readFileSync(timeFile, 'utf8').trim().split('\n').pop()!.split(' ').map(Number);
   const s = await farmStats(farm, dir);
   let json: Record<string, unknown> | undefined;
+  const reportBytes = statSync(reportFile).size;
   try {
-    json = JSON.parse(r.stdout);
-  } catch {
-    process.stderr.write(`bench: ${args[0]} printed no JSON (exit ${r.status}): ${r.stderr.slice(-2000)}\n`);
+    // JSON.parse needs the text as one string (V8: under 2^29 characters)
+    if (reportBytes >= 2 ** 29 - 24) throw new Error(`${reportBytes} bytes: too long to parse as one string`);
+    json = JSON.parse(readFileSync(reportFile, 'utf8'));
+  } catch (error) {
+    process.stderr.write(`bench: ${args[0]} printed no JSON we could read (exit ${r.status}, ${(error as Error).message}): ${r.stderr.slice(-2000)}\n`);
   }
   return {
     wallS: wall!,
