@@ -601,7 +601,11 @@ async function openClient(hop: HopTarget, ctx: OpenContext, node: Node, sock?: R
       client.once('handshake', () => (marks.handshakeMs = performance.now()));
     }
     client.on('ready', () => {
-      if (marks) marks.loginMs = performance.now();
+      if (marks) {
+        marks.loginMs = performance.now();
+        const cpu = process.cpuUsage();
+        marks.loginCpuMs = (cpu.user + cpu.system) / 1000;
+      }
       finish();
     });
     client.on('error', (err: Error & { level?: string; code?: string }) => {
@@ -1238,6 +1242,7 @@ function roundTimeline(marks: Partial<ConnectTimeline>): ConnectTimeline {
     handshakeMs: r(marks.handshakeMs),
     loginMs: r(marks.loginMs),
     readyMs: r(marks.readyMs),
+    ...(marks.loginCpuMs !== undefined ? { loginCpuMs: Math.round(marks.loginCpuMs * 10) / 10 } : {}),
   };
 }
 
