@@ -67,7 +67,7 @@ async function main() {
       const timeFile = join(root, 'time');
       const r = spawnSync(
         '/usr/bin/time',
-        ['-f', '%U %S', '-o', timeFile, process.execPath, MESHCTL, 'up', '--dry-run', '--yes', '--json', '--no-underlay-probes', inventory],
+        ['-f', '%U %S', '-o', timeFile, process.execPath, ...((process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean)), MESHCTL, 'up', '--dry-run', '--yes', '--json', '--no-underlay-probes', inventory],
         { env, encoding: 'utf8', cwd: root },
       );
       let report: { timings?: { firstLoginMs?: number; firstTcpConnectMs?: number; firstLoginCpuMs?: number } };
