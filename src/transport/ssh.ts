@@ -31,7 +31,10 @@
  *   from the ssh config of the hop's own name. A HostKeyAlias is looked up as written (no port), like OpenSSH.
  * - Messages name the node and user@host:port, are one line, and never contain key material.
  */
-import ssh2 from 'ssh2';
+// ssh2's client and key parser by path, not its package entry, which also loads its server, key generator and HTTP
+// agents (./ssh2-parts.d.ts; issue 10: less to load and compile before the first login)
+import Client from 'ssh2/lib/client.js';
+import keyParser from 'ssh2/lib/protocol/keyParser.js';
 import type { AnyAuthMethod, AuthenticationType, ClientChannel, ConnectConfig, NextAuthHandler } from 'ssh2';
 import { constants as osConstants, homedir } from 'node:os';
 import { randomBytes } from 'node:crypto';
@@ -78,7 +81,6 @@ import {
   type TransportFailure,
 } from './types.js';
 
-const { Client, utils } = ssh2;
 type SshClient = InstanceType<typeof Client>;
 
 export interface ConnectOptions {
@@ -361,7 +363,7 @@ function readIdentity(file: string): IdentityRead {
   const cached = identityReads.get(file);
   if (cached?.stamp === stamp) return cached.read;
   const data = readFileSync(file);
-  const parsed = utils.parseKey(data);
+  const parsed = keyParser.parseKey(data);
   let read: IdentityRead;
   if (parsed instanceof Error) {
     read = /encrypted|passphrase/i.test(parsed.message) ? { encrypted: true } : { unusable: 'not a private key ssh2 can read' };

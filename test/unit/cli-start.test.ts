@@ -177,6 +177,18 @@ describe('start-up', () => {
       for (const f of readdirSync('dist').filter((f) => f.endsWith('.js'))) assert.ok(existsSync(`dist/${f}.map`), `${f} has a source map`);
     });
 
+    it("bundles ssh2's client without its server, key generator or HTTP agents (issue 10: less to load before the first login)", () => {
+      const sources = readdirSync('dist')
+        .filter((f) => f.endsWith('.js.map'))
+        .flatMap((f) => (JSON.parse(readFileSync(join('dist', f), 'utf8')) as { sources: string[] }).sources);
+      assert.ok(
+        sources.some((s) => s.endsWith('node_modules/ssh2/lib/client.js')),
+        'the client is bundled',
+      );
+      for (const part of ['server.js', 'keygen.js', 'http-agents.js', 'index.js'])
+        assert.ok(!sources.some((s) => s.endsWith(`node_modules/ssh2/lib/${part}`)), `ssh2/lib/${part} is bundled`);
+    });
+
     it('is minified in whitespace and syntax, with names kept (issue 10: less to read and compile before the first login)', () => {
       const chunks = readdirSync('dist').filter((f) => f.endsWith('.js'));
       const text = chunks.map((f) => readFileSync(join('dist', f), 'utf8')).join('\n');
