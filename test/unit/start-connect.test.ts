@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -119,8 +119,12 @@ async function connectAndStateOrder(command: string): Promise<string[]> {
       },
     },
   );
-  assert.equal(run.status, 3, run.stderr); // could not connect
-  return readFileSync(events, 'utf8').split(' ');
+  try {
+    assert.equal(run.status, 3, run.stderr); // could not connect
+    return readFileSync(events, 'utf8').split(' ');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 test('`up` begins its TCP connections before it reads the local state (the state is read while they connect)', async () => {
