@@ -113,9 +113,8 @@ export function registerUp(program: Command, finish: (result: CommandResult) => 
       '\nExit codes: 0 converged (or, with --dry-run, planned), 1 a check failed or a gate said STOP, 2 bad input, 3 a node could not be connected, 130 interrupted.',
     )
     .action(async (inventoryArg: string | undefined, flags: UpFlags) => {
-      // pairs relay: auto moved to a relay after a failed handshake are planned as the nodes run them
-      const inventory = inventoryWithFallbacks(loadInventory(resolveInventoryPath(inventoryArg)));
-      const limit = flags.limit ? resolveLimit(inventory, flags.limit) : undefined;
+      const loaded = loadInventory(resolveInventoryPath(inventoryArg));
+      const limit = flags.limit ? resolveLimit(loaded, flags.limit) : undefined;
       let rollbackDeadlineS: number;
       try {
         rollbackDeadlineS = flags.rollback === false ? 0 : parseRollbackDeadline(flags.rollbackDeadline);
@@ -131,11 +130,6 @@ export function registerUp(program: Command, finish: (result: CommandResult) => 
       }
       const color = flags.color !== false && Boolean(process.stdout.isTTY) && !process.env.NO_COLOR;
       const out = flags.json ? process.stderr : process.stdout;
-      // the local state remembers nodes dropped from the inventory: say that their peers go (the run removes them)
-      for (const gone of departedNodes(readState(inventory.source, inventory.mesh.interface), inventory))
-        out.write(
-          `note: ${gone.name} is no longer in the inventory: its peer (${gone.publicKey.slice(0, 10)}…) is removed from ${limit ? 'the nodes in --limit' : 'every node'}\n`,
-        );
       // a playbook of the user's is checked before any node is contacted (the connector below opens TCP connections
       // at once); the built-in one is meshctl's own and checked by its tests, so the usual run loads nothing for it
       if (flags.playbook) {
@@ -148,8 +142,17 @@ export function registerUp(program: Command, finish: (result: CommandResult) => 
       // no separate `id -u` after each login: up's first command on a node proves root (../engine/root-check.ts; issue 10)
       const connector = connectorFor({ ...sshOptionsFromFlags(flags, (line) => out.write(`${line}\n`)), probe: false });
       const forks = parseForks(flags.forks);
-      connector.start(limit ? inventory.nodes.filter((n) => limit.includes(n.name)) : inventory.nodes);
+      connector.start(limit ? loaded.nodes.filter((n) => limit.includes(n.name)) : loaded.nodes);
       try {
+        // the local state is read once the connections are under way (issue 10: it was on the way to the first one);
+        // it changes no node's SSH target. Pairs relay: auto moved to a relay after a failed handshake are planned
+        // as the nodes run them
+        const inventory = inventoryWithFallbacks(loaded);
+        // the state remembers nodes dropped from the inventory: say that their peers go (the run removes them)
+        for (const gone of departedNodes(readState(inventory.source, inventory.mesh.interface), inventory))
+          out.write(
+            `note: ${gone.name} is no longer in the inventory: its peer (${gone.publicKey.slice(0, 10)}…) is removed from ${limit ? 'the nodes in --limit' : 'every node'}\n`,
+          );
         await upWith(inventory, limit, connector, { flags, forks, rollbackDeadlineS, interactive, color, out }, finish);
       } finally {
         await connector.release();

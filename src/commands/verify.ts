@@ -63,8 +63,7 @@ export function registerVerify(program: Command, finish: (result: CommandResult)
     .option('--strict', 'warnings fail too (exit 1): drift, a NAT mapping collision, a missing key file')
     .action(async (inventoryArg: string | undefined, flags: VerifyFlags) => {
       const started = Date.now();
-      // pairs relay: auto moved to a relay after a failed handshake are planned as the nodes run them
-      const inventory = inventoryWithFallbacks(loadInventory(resolveInventoryPath(inventoryArg)));
+      const loaded = loadInventory(resolveInventoryPath(inventoryArg));
       const deadline = Number(flags.deadline ?? 7);
       if (!Number.isFinite(deadline) || deadline < 1)
         throw new MeshctlError(`--deadline must be a number of seconds, got ${flags.deadline}`);
@@ -73,7 +72,10 @@ export function registerVerify(program: Command, finish: (result: CommandResult)
       // (../checks/collect.ts proveRoot), and a node where it does not fails as the probe would have failed it
       const connector = connectorFor({ ...sshOptionsFromFlags(flags, (line) => process.stderr.write(`${line}\n`)), probe: false });
       // ssh -G, key exchange and login of every node start now; the checks load once the first one is in
-      connector.start(inventory.nodes);
+      connector.start(loaded.nodes);
+      // the local state is read once the connections are under way (issue 10); it changes no node's SSH target.
+      // Pairs relay: auto moved to a relay after a failed handshake are planned as the nodes run them
+      const inventory = inventoryWithFallbacks(loaded);
       let checks: Awaited<ReturnType<typeof loadChecks>>;
       try {
         await connector.underWay();

@@ -84,9 +84,17 @@ export interface UpReport {
    * first node's login done (the connections start together: when the connect phase began plus the quickest
    * node's connect time); absent when no node connected. `firstTcpConnectMs` and `firstLoginMs`: from the same
    * start to the first node's TCP connect and to its first authenticated login (before the root probe), when the
-   * transport keeps connection timelines.
+   * transport keeps connection timelines. `firstLoginCpuMs`: this process's CPU time (user + system) when the first
+   * node's login was done (not wall time: what start-up costs, whatever else runs on the machine).
    */
-  timings: { totalMs: number; connectMs: number; firstConnectionMs?: number; firstTcpConnectMs?: number; firstLoginMs?: number };
+  timings: {
+    totalMs: number;
+    connectMs: number;
+    firstConnectionMs?: number;
+    firstTcpConnectMs?: number;
+    firstLoginMs?: number;
+    firstLoginCpuMs?: number;
+  };
   /** remote commands per node */
   roundTrips: Record<string, number>;
   /**
@@ -176,7 +184,7 @@ function firstConnectionMs(startedAt: number, connections: ReadonlyMap<string, C
 
 /** The earliest time a connection reached `stage` (ms since process start, ConnectTimeline), if the transport keeps them. */
 function firstStage(connections: ReadonlyMap<string, Connection>, stage: keyof ConnectTimeline): number | undefined {
-  const times = [...connections.values()].flatMap((c) => (c.stats.timeline ? [c.stats.timeline[stage]] : []));
+  const times = [...connections.values()].flatMap((c) => (c.stats.timeline?.[stage] !== undefined ? [c.stats.timeline[stage]] : []));
   return times.length > 0 ? Math.round(Math.min(...times)) : undefined;
 }
 
@@ -263,7 +271,11 @@ export async function runUp(inventory: Inventory, connector: Connector, outerVie
   const { connections } = rootCheck;
   const connectMs = Date.now() - started;
   const first = firstStage(connections, 'readyMs') ?? firstConnectionMs(connectStarted, connections);
-  const stages = { firstTcpConnectMs: firstStage(connections, 'tcpMs'), firstLoginMs: firstStage(connections, 'loginMs') };
+  const stages = {
+    firstTcpConnectMs: firstStage(connections, 'tcpMs'),
+    firstLoginMs: firstStage(connections, 'loginMs'),
+    firstLoginCpuMs: firstStage(connections, 'loginCpuMs'),
+  };
   const timingsNow = () => ({
     totalMs: Date.now() - started,
     connectMs,

@@ -31,11 +31,14 @@
  *   from the ssh config of the hop's own name. A HostKeyAlias is looked up as written (no port), like OpenSSH.
  * - Messages name the node and user@host:port, are one line, and never contain key material.
  */
-import ssh2 from 'ssh2';
+// ssh2's client and key parser by path, not its package entry, which also loads its server, key generator and HTTP
+// agents (./ssh2-parts.d.ts; issue 10: less to load and compile before the first login)
+import Client from 'ssh2/lib/client.js';
+import keyParser from 'ssh2/lib/protocol/keyParser.js';
 import type { AnyAuthMethod, AuthenticationType, ClientChannel, ConnectConfig, NextAuthHandler } from 'ssh2';
 import { constants as osConstants, homedir } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
@@ -78,7 +81,6 @@ import {
   type TransportFailure,
 } from './types.js';
 
-const { Client, utils } = ssh2;
 type SshClient = InstanceType<typeof Client>;
 
 export interface ConnectOptions {
@@ -339,7 +341,44 @@ interface AuthPlan {
   agent?: string;
 }
 
-/** Reads identity files (missing ones are skipped) and builds the ordered list of methods to try. */
+/** What one identity file held when it was last read: the key ssh2 is handed, or why it cannot be used. */
+type IdentityRead = { data: Buffer } | { encrypted: true } | { unusable: string };
+
+/**
+ * Identity files read so far in this process, by path, with the stat they were read under (inode, size, mtime,
+ * ctime): each node's login needs the same files, and reading and parsing them once per node cost the later nodes'
+ * set-up several ms each on the critical path to the first login (issue 10). A file that changed since is read again.
+ * Holds only what ssh2 is handed for the login anyway (the file's bytes); nothing is written anywhere.
+ */
+const identityReads = new Map<string, { stamp: string; read: IdentityRead }>();
+
+const statStamp = (s: Stats) => `${s.dev}:${s.ino}:${s.size}:${s.mtimeMs}:${s.ctimeMs}`;
+
+/**
+ * One identity file's content and whether ssh2 can use it, read once per process while the file is unchanged
+ * (see identityReads). Throws the stat's error (ENOENT ...) for a file that cannot be read.
+ */
+function readIdentity(file: string): IdentityRead {
+  const stamp = statStamp(statSync(file));
+  const cached = identityReads.get(file);
+  if (cached?.stamp === stamp) return cached.read;
+  const data = readFileSync(file);
+  const parsed = keyParser.parseKey(data);
+  let read: IdentityRead;
+  if (parsed instanceof Error) {
+    read = /encrypted|passphrase/i.test(parsed.message) ? { encrypted: true } : { unusable: 'not a private key ssh2 can read' };
+  } else {
+    const key = Array.isArray(parsed) ? parsed[0] : parsed;
+    read = key?.isPrivateKey() ? { data } : { unusable: 'not a private key' };
+  }
+  identityReads.set(file, { stamp, read });
+  return read;
+}
+
+/**
+ * Reads identity files (missing ones are skipped) and builds the ordered list of methods to try. Each file is read
+ * and parsed once per process while it is unchanged (see identityReads), however many nodes log in with it.
+ */
 export function planAuth(node: Node, settings: ResolvedSshConfig, env: NodeJS.ProcessEnv, home: string): AuthPlan {
   const explicit = [node.ssh.identityFile, env.MESHCTL_IDENTITY].filter((f): f is string => !!f).map((f) => expandTilde(f, home));
   const implicit = [...settings.identityFiles, ...['id_ed25519', 'id_ecdsa', 'id_rsa'].map((f) => join(home, '.ssh', f))];
@@ -348,25 +387,20 @@ export function planAuth(node: Node, settings: ResolvedSshConfig, env: NodeJS.Pr
   const addFile = (file: string, mustExist: boolean) => {
     if (seen.has(file)) return;
     seen.add(file);
-    let data: Buffer;
+    let read: IdentityRead;
     try {
-      data = readFileSync(file);
+      read = readIdentity(file);
     } catch (err) {
       if (mustExist) plan.unusable.push(`${file} (${(err as NodeJS.ErrnoException).code ?? 'unreadable'})`);
       return;
     }
-    const parsed = utils.parseKey(data);
-    if (parsed instanceof Error) {
-      if (/encrypted|passphrase/i.test(parsed.message)) plan.encrypted.push(file);
-      else if (mustExist) plan.unusable.push(`${file} (not a private key ssh2 can read)`);
-      return;
+    if ('encrypted' in read) plan.encrypted.push(file);
+    else if ('unusable' in read) {
+      if (mustExist) plan.unusable.push(`${file} (${read.unusable})`);
+    } else {
+      const { data } = read;
+      plan.candidates.push({ label: file, method: (username) => ({ type: 'publickey', username, key: data }) });
     }
-    const key = Array.isArray(parsed) ? parsed[0] : parsed;
-    if (!key?.isPrivateKey()) {
-      if (mustExist) plan.unusable.push(`${file} (not a private key)`);
-      return;
-    }
-    plan.candidates.push({ label: file, method: (username) => ({ type: 'publickey', username, key: data }) });
   };
   for (const f of explicit) addFile(f, true);
   const agent = env.SSH_AUTH_SOCK;
@@ -569,7 +603,11 @@ async function openClient(hop: HopTarget, ctx: OpenContext, node: Node, sock?: R
       client.once('handshake', () => (marks.handshakeMs = performance.now()));
     }
     client.on('ready', () => {
-      if (marks) marks.loginMs = performance.now();
+      if (marks) {
+        marks.loginMs = performance.now();
+        const cpu = process.cpuUsage();
+        marks.loginCpuMs = (cpu.user + cpu.system) / 1000;
+      }
       finish();
     });
     client.on('error', (err: Error & { level?: string; code?: string }) => {
@@ -1206,6 +1244,7 @@ function roundTimeline(marks: Partial<ConnectTimeline>): ConnectTimeline {
     handshakeMs: r(marks.handshakeMs),
     loginMs: r(marks.loginMs),
     readyMs: r(marks.readyMs),
+    ...(marks.loginCpuMs !== undefined ? { loginCpuMs: Math.round(marks.loginCpuMs * 10) / 10 } : {}),
   };
 }
 

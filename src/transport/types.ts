@@ -100,6 +100,11 @@ export interface ConnectTimeline {
   handshakeMs: number;
   /** authenticated (ssh2 'ready') */
   loginMs: number;
+  /**
+   * CPU time (user + system, ms, process.cpuUsage) this process had used when it was authenticated: start-up's cost
+   * on a loaded machine, where loginMs also counts the other processes' turns (issue 10)
+   */
+  loginCpuMs?: number;
   /** the root probe came back (equals loginMs when the probe is off): when connectNode returns */
   readyMs: number;
 }

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -58,4 +58,83 @@ test('an early TCP connection has TCP_NODELAY (Nagle held the login ~40 ms behin
     early.socket.destroy();
     server.close();
   }
+});
+
+/**
+ * Runs `meshctl ARGS` from the sources with a preload that notes, in order, each TCP connect begun and each look at
+ * the inventory's local state file (<inventory>.state.json); the node's sshd port is closed, so the run ends at
+ * once. The events, in the order they happened.
+ */
+async function connectAndStateOrder(command: string): Promise<string[]> {
+  const dir = mkdtempSync(join(tmpdir(), 'meshctl-state-order-'));
+  const closedPort = async () => {
+    const closed = createServer();
+    const port = await new Promise<number>((resolve) =>
+      closed.listen(0, '127.0.0.1', () => resolve((closed.address() as { port: number }).port)),
+    );
+    await new Promise((resolve) => closed.close(resolve)); // nothing listens there now: refused at once
+    return port;
+  };
+  const ports = [await closedPort(), await closedPort()];
+  const inventory = join(dir, 'mesh.yaml');
+  writeFileSync(
+    inventory,
+    [
+      'mesh: { interface: wg0, network: 172.27.30.0/24, listenPort: 51820 }',
+      'sites: { edge: { public: true } }',
+      'nodes:',
+      `  n1: { site: edge, address: 198.51.100.1, overlayIp: 172.27.30.1, ssh: { host: 127.0.0.1, port: ${ports[0]}, user: root } }`,
+      `  n2: { site: edge, address: 198.51.100.2, overlayIp: 172.27.30.2, ssh: { host: 127.0.0.1, port: ${ports[1]}, user: root } }`,
+      '',
+    ].join('\n'),
+  );
+  writeFileSync(`${inventory}.state.json`, '{}\n'); // a state to read (an unknown shape reads as empty)
+  writeFileSync(join(dir, 'ssh_config'), '');
+  writeFileSync(join(dir, 'known_hosts'), '');
+  const events = join(dir, 'events');
+  const preload = join(dir, 'order.cjs');
+  writeFileSync(
+    preload,
+    [
+      "const net = require('node:net'); const fs = require('node:fs'); const seen = [];",
+      'const connect = net.Socket.prototype.connect;',
+      // only TCP connects to a port (tsx's own IPC connects to a path)
+      "net.Socket.prototype.connect = function (...a) { const o = Array.isArray(a[0]) ? a[0][0] : a[0]; if (o && (o.port || typeof o === 'number')) seen.push('connect'); return connect.apply(this, a); };",
+      "const note = (name) => { const f = fs[name]; fs[name] = (p, ...a) => { if (String(p).endsWith('.state.json')) seen.push('state'); return f(p, ...a); }; };",
+      "note('existsSync'); note('readFileSync'); require('node:module').syncBuiltinESMExports();",
+      `process.on('exit', () => fs.writeFileSync(${JSON.stringify(events)}, seen.join(' ')));`,
+    ].join('\n'),
+  );
+  const run = spawnSync(
+    process.execPath,
+    ['--require', preload, '--import', 'tsx', 'src/cli.ts', command, '--json', ...(command === 'up' ? ['--yes'] : []), inventory],
+    {
+      encoding: 'utf8',
+      input: '',
+      env: {
+        PATH: process.env.PATH,
+        HOME: dir,
+        MESHCTL_SSH_CONFIG: join(dir, 'ssh_config'),
+        MESHCTL_KNOWN_HOSTS: join(dir, 'known_hosts'),
+      },
+    },
+  );
+  try {
+    assert.equal(run.status, 3, run.stderr); // could not connect
+    return readFileSync(events, 'utf8').split(' ');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test('`up` begins its TCP connections before it reads the local state (the state is read while they connect)', async () => {
+  const events = await connectAndStateOrder('up');
+  assert.ok(events.includes('state'), `the state was read: ${events.join(' ')}`);
+  assert.equal(events[0], 'connect', `first the connections, then the state: ${events.join(' ')}`);
+});
+
+test('`verify` begins its TCP connections before it reads the local state', async () => {
+  const events = await connectAndStateOrder('verify');
+  assert.ok(events.includes('state'), `the state was read: ${events.join(' ')}`);
+  assert.equal(events[0], 'connect', `first the connections, then the state: ${events.join(' ')}`);
 });

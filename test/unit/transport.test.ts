@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import fs, { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Node } from '../../src/inventory/types.js';
@@ -326,4 +327,40 @@ test('wrapCommand through sudo (which resets the environment): the login’s SSH
   assert.equal(r.status, 0, r.stderr);
   assert.equal(r.stdout, 'ssh_connection=203.0.113.7 50022 192.0.2.10 22\n');
   assert.equal(existsSync(join(dir, 'tr-ran')), false, 'no ancestor environ was read');
+});
+
+test('planAuth reads each identity file once per process however many nodes log in with it, and again once it changed', () => {
+  // issue 10: every node's login read and parsed the same key files again (4 nodes: 4 reads of each)
+  const home = mkdtempSync(join(tmpdir(), 'meshctl-auth-once-'));
+  mkdirSync(join(home, '.ssh'));
+  const key = join(home, 'explicit');
+  assert.equal(spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', '', '-f', key]).status, 0);
+  assert.equal(spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', '', '-f', join(home, '.ssh', 'id_ed25519')]).status, 0);
+  const reads = new Map<string, number>();
+  const original = fs.readFileSync;
+  fs.readFileSync = ((file: fs.PathOrFileDescriptor, ...rest: unknown[]) => {
+    if (typeof file === 'string') reads.set(file, (reads.get(file) ?? 0) + 1);
+    return (original as (...a: unknown[]) => unknown)(file, ...rest);
+  }) as typeof fs.readFileSync;
+  syncBuiltinESMExports();
+  try {
+    const settings = settingsFromSshG('h', '', home);
+    const plans = ['a', 'b', 'c', 'd'].map((name) => planAuth(node(name, { identityFile: key }), settings, {}, home));
+    for (const plan of plans)
+      assert.deepEqual(
+        plan.candidates.map((c) => c.label),
+        [key, join(home, '.ssh', 'id_ed25519')],
+      );
+    assert.equal(reads.get(key), 1, 'the explicit key');
+    assert.equal(reads.get(join(home, '.ssh', 'id_ed25519')), 1, 'the default key');
+    // a key replaced since (a new file at the same path) is read anew: the cache never hands ssh2 a stale key
+    rmSync(key);
+    assert.equal(spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', '', '-f', key]).status, 0);
+    const fresh = planAuth(node('e', { identityFile: key }), settings, {}, home);
+    assert.equal(reads.get(key), 2);
+    assert.deepEqual((fresh.candidates[0]!.method('root') as { key: Buffer }).key, original(key));
+  } finally {
+    fs.readFileSync = original;
+    syncBuiltinESMExports();
+  }
 });

@@ -1,0 +1,98 @@
+/**
+ * Start to the first SSH login (issue 10: "the time from start to the first SSH connection under 300 ms"), measured
+ * on loopback without a lab: NODES real OpenSSH sshd on 127.0.0.1 (test/integration/sshd-harness.ts), each with
+ * `ForceCommand true`, so the run logs in (the key exchange, the host key check and the login are real) but no
+ * command of meshctl's runs on this machine: `up --dry-run` then stops at its first command (root is not proved),
+ * and its `--json` report still carries the connect timings (timings.firstLoginMs: ms from the process's start,
+ * performance.timeOrigin, to the first node's login done; firstTcpConnectMs likewise).
+ *   node --import tsx scripts/bench/first-login.ts [RUNS=10] [NODES=4]      (needs root, `npm run build` first)
+ * Prints one line per run and the medians of firstLoginMs, firstTcpConnectMs, firstLoginCpuMs (meshctl's CPU time when
+ * the first login was done) and the whole run's CPU time (user+sys, /usr/bin/time), with the load average before and
+ * after. MESHCTL=/other/bin/meshctl.js measures another build (one that reports no firstLoginCpuMs shows NaN).
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { keygen, killAll, sshdSkipReason, startSshd, type Sshd } from '../../test/integration/sshd-harness.js';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+/** the CLI measured: this tree's, or another build's (MESHCTL=/path/to/bin/meshctl.js, e.g. an older commit's) */
+const MESHCTL = process.env.MESHCTL ?? join(ROOT, 'bin', 'meshctl.js');
+
+/** The median of a non-empty list. */
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+/** An inventory of one public site whose nodes' sshd are the given loopback ports. */
+function inventoryText(ports: number[], identityFile: string): string {
+  const nodes = ports.flatMap((port, i) => [
+    `  n${i + 1}:`,
+    '    site: edge',
+    `    address: 198.51.100.${i + 1}`,
+    `    overlayIp: 172.27.30.${i + 1}`,
+    `    ssh: { host: 127.0.0.1, port: ${port}, user: root, identityFile: ${identityFile} }`,
+  ]);
+  return ['mesh:', '  interface: wg0', '  network: 172.27.30.0/24', '  listenPort: 51820', 'sites:', '  edge:', '    public: true', 'nodes:', ...nodes, ''].join(
+    '\n',
+  );
+}
+
+async function main() {
+  const runs = Number(process.argv[2] ?? 10);
+  const count = Number(process.argv[3] ?? 4);
+  const skip = sshdSkipReason();
+  if (skip) throw new Error(`cannot measure: ${skip}`);
+  const root = mkdtempSync(join(tmpdir(), 'meshctl-first-login-'));
+  const sshds: Sshd[] = [];
+  try {
+    const home = join(root, 'home');
+    mkdirSync(home);
+    const client = keygen(join(root, 'id_client'));
+    for (let i = 0; i < count; i++)
+      sshds.push(await startSshd({ dir: join(root, `sshd${i}`), authorizedKeys: [client.publicLine], extraConfig: ['ForceCommand true'] }));
+    const knownHosts = join(root, 'known_hosts');
+    writeFileSync(knownHosts, sshds.map((s) => `[127.0.0.1]:${s.port} ${s.hostKeys.ed25519!.split(' ').slice(0, 2).join(' ')}\n`).join(''));
+    writeFileSync(join(root, 'ssh_config'), '');
+    const inventory = join(root, 'mesh.yaml');
+    writeFileSync(inventory, inventoryText(sshds.map((s) => s.port), client.privateFile));
+    const env = { PATH: process.env.PATH, HOME: home, MESHCTL_KNOWN_HOSTS: knownHosts, MESHCTL_SSH_CONFIG: join(root, 'ssh_config') };
+    const load0 = loadavg();
+    const rows: { loginMs: number; tcpMs: number; loginCpuMs: number; cpuMs: number }[] = [];
+    for (let i = 0; i < runs; i++) {
+      const timeFile = join(root, 'time');
+      const r = spawnSync(
+        '/usr/bin/time',
+        ['-f', '%U %S', '-o', timeFile, process.execPath, ...((process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean)), MESHCTL, 'up', '--dry-run', '--yes', '--json', '--no-underlay-probes', inventory],
+        { env, encoding: 'utf8', cwd: root },
+      );
+      let report: { timings?: { firstLoginMs?: number; firstTcpConnectMs?: number; firstLoginCpuMs?: number } };
+      try {
+        report = JSON.parse(r.stdout);
+      } catch {
+        throw new Error(`run ${i + 1}: no JSON report (exit ${r.status}): ${r.stderr.slice(-2000)}`);
+      }
+      const [user, sys] = readFileSync(timeFile, 'utf8').trim().split('\n').at(-1)!.split(' ').map(Number);
+      const row = { loginMs: report.timings?.firstLoginMs ?? Number.NaN, tcpMs: report.timings?.firstTcpConnectMs ?? Number.NaN,
+        loginCpuMs: report.timings?.firstLoginCpuMs ?? Number.NaN, cpuMs: Math.round((user! + sys!) * 1000) };
+      rows.push(row);
+      console.log(`run ${i + 1}: first TCP ${row.tcpMs} ms, first login ${row.loginMs} ms (CPU ${row.loginCpuMs} ms), CPU in all ${row.cpuMs} ms (exit ${r.status})`);
+    }
+    const load1 = loadavg();
+    console.log(
+      `median of ${runs}, ${count} nodes: first login ${median(rows.map((r) => r.loginMs))} ms, first TCP ${median(rows.map((r) => r.tcpMs))} ms, ` +
+        `CPU at the first login ${median(rows.map((r) => r.loginCpuMs))} ms, ` +
+        `CPU (whole run) ${median(rows.map((r) => r.cpuMs))} ms; load average ${load0.map((l) => l.toFixed(2)).join(' ')} -> ${load1.map((l) => l.toFixed(2)).join(' ')}`,
+    );
+  } finally {
+    for (const s of sshds) await s.stop();
+    killAll();
+    rmSync(root, { recursive: true, force: true });
+  }
+}
+
+await main();
