@@ -210,7 +210,11 @@ describeLab(
       everyPairPings(back);
       assert.equal(JSON.parse(readFileSync(`${inventory}.state.json`, 'utf8')).fallbackRelays, undefined);
       const endpoints = await sh('a-1', 'wg show wg0 endpoints');
-      assert.match(endpoints, /198\.51\.100\.12:51820/, 'a-1 has p-2 as a direct peer again');
+      // p-2 is a peer of a-1 again (a relayed pair has no peer entry there: its /32 rides on p-1's). Its port may be
+      // another than 51820 (seen as :10925 and :39105 after the issue-10 speed-ups, not yet explained): WireGuard roams
+      // to where p-2's authenticated packets come from (wg(8), Endpoint), and our guess is that site a's router's
+      // conntrack gave p-2's flow another source port when both ends, given the pair at once, dialled each other.
+      assert.match(endpoints, /\t198\.51\.100\.12:\d+$/m, 'a-1 has p-2 as a direct peer again');
     });
   },
   { name: uniqueLabName('rly') },

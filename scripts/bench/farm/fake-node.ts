@@ -120,7 +120,9 @@ export class FakeNode implements Connection {
   /** Every ping answered; then the routes and peers (handshake now) of the config this node holds. */
   private pings(script: string): string {
     const ips = new Set<string>();
-    for (const m of script.matchAll(/ping:(\d+\.\d+\.\d+\.\d+)/g)) ips.add(m[1]!);
+    // the ping script lists its peers once, as positional parameters (`set -- IP...`, src/checks/probes.ts pingScript)
+    for (const line of script.matchAll(/^set -- ((?:'?\d+\.\d+\.\d+\.\d+'? ?)+)$/gm))
+      for (const m of line[1]!.matchAll(/\d+\.\d+\.\d+\.\d+/g)) ips.add(m[0]);
     const parts: string[] = [];
     for (const ip of ips)
       parts.push(section(`ping:${ip}`, '3 packets transmitted, 3 received, 0% packet loss, time 2ms\nrtt min/avg/max/mdev = 0.1/0.1/0.1/0.0 ms'));
