@@ -283,7 +283,9 @@ test('resolveSshConfigs asks every new question through ONE child process; each 
   assert.deepEqual(again.result, value(1));
 
   // an `ssh -G` that printed nothing (exit 0) is asked again alone, never taken for the defaults
-  writeFileSync(join(dir, 'ssh'), `#!/bin/sh\nif [ ! -e ${dir}/first ]; then : > ${dir}/first; exit 0; fi\nexec ${real} "$@"\n`, {
+  // mkdir is the atomic test-and-set: with `[ ! -e F ]; : > F` both parallel questions could see no F and both print
+  // nothing (CI saw `sh, ssh, ssh` once)
+  writeFileSync(join(dir, 'ssh'), `#!/bin/sh\nif mkdir ${dir}/first 2>/dev/null; then exit 0; fi\nexec ${real} "$@"\n`, {
     mode: 0o755,
   });
   const quiet = await spawnsDuring(() =>
