@@ -196,7 +196,12 @@ export function pageWithNotes(results: BenchResults, previous: string | undefine
 /** docs/bench.md */
 export function renderMarkdown(results: BenchResults): string {
   const { machine } = results;
-  const runs = results.sizes[0]?.runs.length ?? 0;
+  // sizes merged from separate invocations can have different run counts: say each one's
+  const counts = results.sizes.map((size) => size.runs.length);
+  const plural = (n: number) => `${n} run${n === 1 ? '' : 's'}`;
+  const runsText = counts.every((n) => n === counts[0])
+    ? `Median of ${plural(counts[0] ?? 0)} per size`
+    : `Median of the runs of each size (${results.sizes.map((size) => `${size.nodes} nodes: ${plural(size.runs.length)}`).join(', ')})`;
   const loads = results.sizes.flatMap((size) => size.runs.map((r) => r.load));
   const loadRange = loads.length
     ? `load average ${Math.min(...loads.map((l) => l.start)).toFixed(1)} to ${Math.max(...loads.flatMap((l) => [l.start, l.end])).toFixed(1)}, up to ${Math.max(
@@ -210,7 +215,7 @@ export function renderMarkdown(results: BenchResults): string {
     `Regenerate this page from that file alone with \`npm run bench -- --table-only\`.`,
     '',
     `Machine: ${machine.cpu}, ${machine.cores} cores, Linux ${machine.kernel}, node ${machine.node}${machine.ansible ? `, ${machine.ansible}` : ''}.`,
-    `Median of ${runs} run${runs === 1 ? '' : 's'} per size; ${loadRange}.`,
+    `${runsText}; ${loadRange}.`,
     ...(results.start
       ? [`Process start (median of 10): \`meshctl --version\` ${results.start.versionMs} ms, a bare \`node -e 0\` ${results.start.nodeMs} ms.`]
       : []),

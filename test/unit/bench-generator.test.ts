@@ -98,6 +98,24 @@ describe('bench results', () => {
     assert.match(page, /32 nodes, run 1: the floor's ping rounds had 1 pairs unanswered \(their time kept\): ping: a -> b 0\/3/);
   });
 
+  it('sizes merged from separate runs say how many runs each median has', () => {
+    const floor = { facts: 1, install: 1, keys: 1, config: 1, enable: 1, ping: 1, pingWarm: 1, pingMtu: 1, total: 6 };
+    const run = { wallMs: 1, cpuMs: 1, rssKiB: 1 };
+    const one = { labUpMs: 1, load: { start: 1, end: 1, otherContainers: 0 }, floor, meshctl: { cold: run, second: run, verify: run } };
+    const size = (nodes: number, runs: number) => ({
+      nodes,
+      mix: { public: 1, home: 1, office: 1 },
+      runs: Array.from({ length: runs }, () => one),
+      median: median(Array.from({ length: runs }, () => one)),
+    });
+    const base = { command: 'npm run bench', date: '2026-12-01T03:00:00Z', machine: { cpu: 'x', cores: 2, kernel: 'k', node: 'v20' } };
+    assert.match(renderMarkdown({ ...base, sizes: [size(4, 3), size(16, 3)] }), /^Median of 3 runs per size; /m);
+    assert.match(
+      renderMarkdown({ ...base, sizes: [size(4, 3), size(16, 1), size(32, 1)] }),
+      /^Median of the runs of each size \(4 nodes: 3 runs, 16 nodes: 1 run, 32 nodes: 1 run\); /m,
+    );
+  });
+
   it('a regenerated page keeps the notes written under the mark', () => {
     const results: BenchResults = {
       command: 'npm run bench',
