@@ -207,8 +207,21 @@ export async function runPingRound(
   };
 }
 
-/** FIRST_CONTACT: one echo per pair from its dialer; a fresh session answers in one round trip plus the handshake. */
-const FIRST_CONTACT = { count: 1, intervalSeconds: 0.2, deadlineSeconds: 3 } as const;
+/**
+ * FIRST_CONTACT: one echo per pair from its dialer; a fresh session answers in one round trip plus the handshake.
+ * The deadline outlasts one REKEY_TIMEOUT retry (DEFAULT_PING's): right after `up` changed both ends of a pair, the
+ * dialer's first handshake initiation (sent as soon as its PersistentKeepalive is set) may reach the other end
+ * before that end has the peer, and is dropped; WireGuard retries it only REKEY_TIMEOUT (+ up to 1/3 s jitter)
+ * later. With a shorter round (3 s until 2026-12) the other end dialled back in the matrix round before that retry:
+ * behind a NAT router with a port-forward (Linux DNAT + MASQUERADE, as the lab's and most home routers), that
+ * second flow between the same two sockets clashed with the dialer's own outgoing one in the router's conntrack, the
+ * router gave the peer's packets another source port, and the dialer roamed to it (lab, site a: a-1 saw p-2 at
+ * 198.51.100.12:39600 instead of :51820). That endpoint lives only as long as the router's conntrack entry: after a
+ * router reboot the dialer sends to a port nothing listens on and, as a public peer keeps no keepalive, stays cut
+ * off until the peer sends to it (test/lab/relay.test.ts). A round that gets its answer returns at once; only a pair
+ * that does not answer waits the longer deadline.
+ */
+export const FIRST_CONTACT = { count: 1, intervalSeconds: 0.2, deadlineSeconds: DEFAULT_PING.deadlineSeconds } as const;
 
 async function firstContactRound(
   connections: Map<string, Connection>,
