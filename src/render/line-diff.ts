@@ -1,59 +1,146 @@
 /**
  * A line diff for showing what a dry run would write: `-` removed, `+` added, ` ` kept, with long runs of kept lines
  * folded to their first and last few.
+ * Issue 10: a 1,000-peer wg-quick file has ~6,000 lines, and the LCS table this used was O(n*m) in time and memory
+ * (36M cells per node). Now the common prefix and suffix are kept as they are, and the middle is diffed by Myers'
+ * O(ND) algorithm (E. Myers, "An O(ND) Difference Algorithm and Its Variations", Algorithmica 1986), which is
+ * linear in the lines for the few edits a config usually gets; past MAX_EDITS edits the middle is shown as removed
+ * then added (a correct diff, not a minimal one) instead of searching on.
  *
- * The diff itself is jsdiff's (npm `diff`, its `diffArrays` over our lines): Myers' O(ND) algorithm (E. Myers, "An
- * O(ND) Difference Algorithm and Its Variations", Algorithmica 1986), which walks the common prefix first and stops
- * looking at diagonals once they reach the edge of the files, so a few edits in a 6,000-line config (a 1,000-peer
- * wg-quick file, issue 10) cost about the lines once. Why `diffArrays` and not `diffLines` / `structuredPatch`: the
- * lines are split here as before (a missing newline at the end of a text is no change, and no "\ No newline" line),
- * its `comparator` option lets lineDiffWork count the library's own work, and the fold below is this project's
- * format. Its `maxEditLength` bounds the search (MAX_EDITS); its `timeout` is not used, as a wall-clock limit would
- * make the output depend on the machine's load.
- * Cost against the Myers search of our own it replaced (same output on these, CPU per diff of a 1,000-peer file,
- * 2026-12-01): one line changed or a peer added 1-2 ms either way; a new file no search at all; 200 edits 9.6 vs
- * 2.3 ms; 1,000 edits (a setting added to every peer) 174 vs 18 ms; 2,000 (every key rotated) 700 vs 85 ms: its
- * search allocates per step where ours kept typed arrays. The few edits a config usually gets cost the same.
+ * Why our own search and not a library's (the project takes a maintained library where one serves): two were
+ * measured on a 1,000-peer config (6,009 lines), same output as this code on every case, CPU per diff (median,
+ * process.cpuUsage, 2026-12-01, load 15-25 on 2 cores), this code / jsdiff / diff-sequences:
+ *   one line changed 1.4 / 1.6 / 1.7 ms; a peer added 1.3 / 1.4 / 1.4; a peer removed 1.3 / 1.4 / 1.4;
+ *   a new file (no search) 0.9 / 0.5 / 0.5; 200 edits 2.6 / 9.0 / 7.2; 1,000 edits (a setting added to every peer)
+ *   15 / 175 / 21; 2,000 edits (every key rotated) 77 / 754 / 74; two unrelated 3,000-line texts 50 / 728 / 1.2;
+ *   the peers in reverse order 66 / 747 / 565; 3,000 lines reversed 51 / 720 / 277.
+ * - jsdiff (npm `diff` 9.0.0, `diffArrays` with `maxEditLength` = MAX_EDITS): 3-15x this code past a few edits,
+ *   as its search allocates an object per step where this one keeps typed arrays. At 1,000 nodes a key rotation
+ *   diffs every node's config: ~77 s of CPU here, ~750 s with it.
+ * - diff-sequences (npm `@jest/diff-sequences` 30.5.0, jest's linear-space Myers over index callbacks): as fast for
+ *   one edit or 1,000-2,000 in a row, but 2.8x for 200 scattered edits (its divide and conquer compares 60,572 lines
+ *   where this compares 26,112), and it has no edit cap: texts whose lines are the same but reordered cost
+ *   O((n+m)·D) until a comparison budget (16M here) stops it, 5-9x this code. Its cheaper case above (unrelated
+ *   texts) came from a check of ours before the call (the lines both texts share bound the edits from below), not
+ *   from the library.
+ * Neither was within 1.5x of this code on every case, so the search stays ours.
  */
-import { diffArrays } from 'diff';
 
 export interface LineDiffOptions {
   /** kept lines shown around each change */
   context?: number;
 }
 
-/**
- * The most edits (removed + added lines) searched for (jsdiff's `maxEditLength`) before the text is shown as
- * replaced whole: every old line removed, then every new line added (a correct diff, not a minimal one).
- */
+/** The most edits (removed + added lines) Myers searches for in the middle before showing it as replaced whole. */
 export const MAX_EDITS = 2000;
 
 /**
- * Work done by lineDiff, for the scale tests (test/unit/scale-cost-config.test.ts) and `npm run bench:plan`: line
- * comparisons jsdiff made (counted by its `comparator` option), and steps of folding the kept runs (two per diff line).
+ * Work done by lineDiff, for the scale tests (test/unit/scale-cost-config.test.ts): line comparisons made, and
+ * steps of folding the kept runs (two per diff line).
  */
 export const lineDiffWork = { comparisons: 0, foldSteps: 0 };
-
-const countedEquals = (a: string, b: string): boolean => {
-  lineDiffWork.comparisons++;
-  return a === b;
-};
 
 /** Diff of two texts; an absent `before` is a new file (every line added). Empty when they are equal. */
 export function lineDiff(before: string | undefined, after: string, { context = 2 }: LineDiffOptions = {}): string[] {
   if (before === after) return [];
   const a = splitLines(before ?? '');
   const b = splitLines(after);
-  // a new file: every line added, no search (a cold node's config at farm scale)
-  if (a.length === 0) return b.map((line) => `+${line}`);
-  const changes = diffArrays(a, b, { comparator: countedEquals, maxEditLength: MAX_EDITS });
-  if (changes === undefined) return [...a.map((line) => `-${line}`), ...b.map((line) => `+${line}`)];
-  const ops: string[] = [];
-  for (const change of changes) {
-    const mark = change.removed ? '-' : change.added ? '+' : ' ';
-    for (const line of change.value) ops.push(mark + line);
+  if (a.length === 0)
+    return foldUnchanged(
+      b.map((line) => `+${line}`),
+      context,
+    );
+  let start = 0;
+  while (start < a.length && start < b.length && a[start] === b[start]) start++;
+  let endA = a.length;
+  let endB = b.length;
+  while (endA > start && endB > start && a[endA - 1] === b[endB - 1]) {
+    endA--;
+    endB--;
   }
+  lineDiffWork.comparisons += start + (a.length - endA) + 2;
+  const ops: string[] = [];
+  for (let i = 0; i < start; i++) ops.push(` ${a[i]}`);
+  diffMiddle(a, start, endA, b, start, endB, ops);
+  for (let i = endA; i < a.length; i++) ops.push(` ${a[i]}`);
   return foldUnchanged(ops, context);
+}
+
+/**
+ * Appends the ops turning a[a0..a1) into b[b0..b1): Myers' greedy forward search, keeping each round's frontier
+ * (O(D^2) memory) to walk the path back. Removals come before additions where both are possible, as diff(1) shows a
+ * replaced line.
+ */
+function diffMiddle(a: string[], a0: number, a1: number, b: string[], b0: number, b1: number, ops: string[]): void {
+  const n = a1 - a0;
+  const m = b1 - b0;
+  if (n === 0 || m === 0) {
+    for (let i = a0; i < a1; i++) ops.push(`-${a[i]}`);
+    for (let j = b0; j < b1; j++) ops.push(`+${b[j]}`);
+    return;
+  }
+  const maxD = Math.min(n + m, MAX_EDITS);
+  const offset = maxD + 1;
+  const v = new Int32Array(2 * maxD + 3);
+  // trace[d]: v's entries for k in [-d, d] after round d (the furthest x on each diagonal k = x - y)
+  const trace: Int32Array[] = [];
+  let found = -1;
+  for (let d = 0; d <= maxD && found < 0; d++) {
+    for (let k = -d; k <= d; k += 2) {
+      // step down (an addition) from k+1, or right (a removal) from k-1; prefer the removal on a tie
+      let x = k === -d || (k !== d && v[offset + k - 1]! < v[offset + k + 1]!) ? v[offset + k + 1]! : v[offset + k - 1]! + 1;
+      let y = x - k;
+      while (x < n && y < m && a[a0 + x] === b[b0 + y]) {
+        x++;
+        y++;
+        lineDiffWork.comparisons++;
+      }
+      lineDiffWork.comparisons++;
+      v[offset + k] = x;
+      if (x >= n && y >= m) {
+        found = d;
+        break;
+      }
+    }
+    trace.push(v.slice(offset - d, offset + d + 1));
+  }
+  if (found < 0) {
+    // too many edits to search for: the whole middle replaced
+    for (let i = a0; i < a1; i++) ops.push(`-${a[i]}`);
+    for (let j = b0; j < b1; j++) ops.push(`+${b[j]}`);
+    return;
+  }
+  // walk back from (n, m): each round d was a snake preceded by one edit
+  const reversed: string[] = [];
+  let x = n;
+  let y = m;
+  for (let d = found; d > 0; d--) {
+    const prev = trace[d - 1]!;
+    const at = (k: number) => prev[k + d - 1]!;
+    const k = x - y;
+    const down = k === -d || (k !== d && at(k - 1) < at(k + 1));
+    const prevK = down ? k + 1 : k - 1;
+    // where the edit of round d ended: the snake (kept lines) runs from there to (x, y)
+    const editX = down ? at(prevK) : at(prevK) + 1;
+    while (x > editX) {
+      reversed.push(` ${a[a0 + x - 1]}`);
+      x--;
+      y--;
+    }
+    if (down) {
+      reversed.push(`+${b[b0 + y - 1]}`);
+      y--;
+    } else {
+      reversed.push(`-${a[a0 + x - 1]}`);
+      x--;
+    }
+  }
+  while (x > 0 && y > 0) {
+    reversed.push(` ${a[a0 + x - 1]}`);
+    x--;
+    y--;
+  }
+  for (let i = reversed.length - 1; i >= 0; i--) ops.push(reversed[i]!);
 }
 
 function splitLines(text: string): string[] {

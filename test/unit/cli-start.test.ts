@@ -34,13 +34,12 @@ function traced(nodeArgs: string[]): { stdout: string; loaded: string[] } {
 }
 
 /**
- * What start-up must not load: the SSH, progress, prompt and schema code, the `--json` writer's library and the
- * config diff's (loaded by the command that runs).
+ * What start-up must not load: the SSH, progress, prompt and schema code and the `--json` writer's library (loaded by
+ * the command that runs).
  */
 const HEAVY = [
   /node_modules\/ssh2\//,
   /node_modules\/@discoveryjs\/json-ext\//,
-  /node_modules\/diff\//,
   /node_modules\/listr2\//,
   /node_modules\/(@inquirer|inquirer)\//,
   /node_modules\/yaml\//,

@@ -40,7 +40,7 @@ describe('lineDiff: bounded work on configs of thousands of lines (issue 10)', (
     lineDiffWork.comparisons = 0;
     const diff = lineDiff(text(before), text(after), { context: 1e9 });
     // Myers: about (n + m) x edits / 2 at most; the old LCS table filled 2,001 x 2,001 cells. At least every kept
-    // line once: the count is the library's own work (its comparator), not a number the code could leave at 0.
+    // line once: the count is the search's own work, not a number the code could leave at 0.
     assert.ok(lineDiffWork.comparisons < 200_000, `comparisons ${lineDiffWork.comparisons}`);
     assert.ok(lineDiffWork.comparisons >= 1980, `comparisons ${lineDiffWork.comparisons}`);
     assert.equal(diff.filter((l) => l[0] === '-').length, 20);
@@ -70,7 +70,7 @@ describe('lineDiff: bounded work on configs of thousands of lines (issue 10)', (
     assert.ok(lineDiffWork.foldSteps <= 2 * 6001, `fold steps ${lineDiffWork.foldSteps}`);
   });
 
-  it('two unrelated 3,000-line texts: the search stops at MAX_EDITS and shows the text replaced, still a correct diff', () => {
+  it('two unrelated 3,000-line texts: the search stops at MAX_EDITS and shows the middle replaced, still a correct diff', () => {
     const before = numbered(3000, 'old');
     const after = numbered(3000, 'new');
     lineDiffWork.comparisons = 0;
