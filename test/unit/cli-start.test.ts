@@ -33,9 +33,13 @@ function traced(nodeArgs: string[]): { stdout: string; loaded: string[] } {
   return { stdout: run.stdout, loaded };
 }
 
-/** What start-up must not load: the SSH, progress, prompt and schema code (loaded by the command that runs). */
+/**
+ * What start-up must not load: the SSH, progress, prompt and schema code and the `--json` writer's library (loaded by
+ * the command that runs).
+ */
 const HEAVY = [
   /node_modules\/ssh2\//,
+  /node_modules\/@discoveryjs\/json-ext\//,
   /node_modules\/listr2\//,
   /node_modules\/(@inquirer|inquirer)\//,
   /node_modules\/yaml\//,

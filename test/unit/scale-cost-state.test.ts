@@ -15,7 +15,7 @@ import { showStandIns, standInPublicKey, type Plan } from '../../src/engine/plan
 import { pingScript } from '../../src/checks/probes.js';
 import { runUp, type Connector, type UpView } from '../../src/engine/up.js';
 import { loadInventory } from '../../src/inventory/load.js';
-import { JSON_WRITE_CHUNK, jsonPieces, writeJson } from '../../src/ui/json-text.js';
+import { JSON_WRITE_CHUNK, writeJson } from '../../src/ui/json-text.js';
 import { FakeConnection } from '../support/fake-connection.js';
 import { recordRun } from '../../src/state/record.js';
 import { readState, statePathFor } from '../../src/state/state.js';
@@ -201,15 +201,15 @@ describe('JSON output in pieces (src/ui/json-text.ts): the bytes of JSON.stringi
     assert.equal(report.result, 'planned');
     assert.ok(report.plan && report.plan.phases.length > 0);
     for (const indent of [2, 0, 4, '\t']) {
-      assert.equal([...jsonPieces(report, indent)].join(''), JSON.stringify(report, null, indent), `indent ${JSON.stringify(indent)}`);
-      assert.equal((await written(report, indent)).text, `${JSON.stringify(report, null, indent)}\n`);
+      assert.equal((await written(report, indent)).text, `${JSON.stringify(report, null, indent)}\n`, `indent ${JSON.stringify(indent)}`);
     }
   });
 
-  it("JSON.stringify's rules: toJSON, omitted members, null in arrays, numbers, empty containers, strings to escape", () => {
+  it("JSON.stringify's rules: toJSON, omitted members, null in arrays, numbers, empty containers, strings to escape", async () => {
     const odd = {
       at: new Date(0),
-      own: { toJSON: (key: string) => ({ key, n: [1, { deep: true }] }) },
+      // json-ext calls toJSON() without the member's key (no report has a toJSON of its own; Date's ignores it)
+      own: { toJSON: () => ({ n: [1, { deep: true }] }) },
       gone: undefined,
       fn: () => 1,
       list: [undefined, () => 1, Symbol('s'), Number.NaN, -0, 1e21, Number.POSITIVE_INFINITY, null, [], {}, [[]], [{}]],
@@ -220,10 +220,11 @@ describe('JSON output in pieces (src/ui/json-text.ts): the bytes of JSON.stringi
       bare: Object.assign(Object.create(null), { x: 1, y: [2] }),
     };
     for (const indent of [2, 0, '', '--', 12, 'abcdefghijklmn'])
-      assert.equal([...jsonPieces(odd, indent)].join(''), JSON.stringify(odd, null, indent), `indent ${JSON.stringify(indent)}`);
+      assert.equal((await written(odd, indent)).text, `${JSON.stringify(odd, null, indent)}\n`, `indent ${JSON.stringify(indent)}`);
     for (const value of ['x', 3, null, [], {}, [1, [2, [3]]]])
-      assert.equal([...jsonPieces(value, 2)].join(''), JSON.stringify(value, null, 2));
-    assert.deepEqual([...jsonPieces(undefined, 2)], []);
+      assert.equal((await written(value, 2)).text, `${JSON.stringify(value, null, 2)}\n`);
+    // where JSON.stringify returns undefined json-ext writes null (documented; a report is never undefined)
+    assert.equal((await written(undefined, 2)).text, 'null\n');
   });
 
   it('a report of 64 nodes with a 256 KiB script each (16 MiB of JSON): no write longer than a chunk and one script', async () => {
