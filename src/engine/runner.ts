@@ -16,6 +16,7 @@ import { forEachHost } from './scheduler.js';
 import { redactDeep, redactSecrets } from '../remote/redact.js';
 import { CONFIRMING_CHECK, settleLeftovers, settleRollbacks, type RollbackOptions } from './revert.js';
 import type {
+  Change,
   CheckDefinition,
   CheckResult,
   EngineEvent,
@@ -169,6 +170,30 @@ interface NodeStepOutcome {
   warnings: string[];
 }
 
+/**
+ * The most lines of a file's diff a plan keeps (the gate report of a dry run and `up --json` / `plan --json` show
+ * them). Issue 10: a new file's diff is every line of it, and a cold node's wg-quick file at 1,000 nodes has ~7,000
+ * lines, so the plan held N configs' worth of diff lines (~500 MB at 1,000 nodes, each line an object of its own)
+ * beside the scripts that carry the same text. A diff of up to this many lines (a cold config of ~140 peers) is
+ * kept whole, as before; a longer one keeps its first lines and a last line that says how many more there were.
+ */
+export const PLAN_DIFF_LINES = 1000;
+
+/** The change with its diff cut to PLAN_DIFF_LINES (a copy; a shorter diff leaves the change as it is). */
+function boundedDiff(change: Change): Change {
+  if (change.kind !== 'write-file' || !change.diff || change.diff.length <= PLAN_DIFF_LINES) return change;
+  const more = change.diff.length - PLAN_DIFF_LINES + 1;
+  // one new text for the kept lines, split again: a kept line must not hold the whole rendered file it was cut from
+  const kept = change.diff
+    .slice(0, PLAN_DIFF_LINES - 1)
+    .join('\n')
+    .split('\n');
+  return {
+    ...change,
+    diff: [...kept, `  ... ${more} more diff lines not kept (${change.diff.length} in all; the plan keeps ${PLAN_DIFF_LINES})`],
+  };
+}
+
 async function runNodeStep(state: RunState, name: string, step: NodeStep, node: Node): Promise<NodeStepOutcome> {
   const { ctx } = state;
   const input = {
@@ -194,7 +219,7 @@ async function runNodeStep(state: RunState, name: string, step: NodeStep, node: 
   return {
     action: {
       step: name,
-      changes: shown.changes,
+      changes: shown.changes.map(boundedDiff),
       summary: describeAction(shown),
       script: shown.script,
       ...(action.timeoutMs ? { timeoutMs: action.timeoutMs } : {}),
