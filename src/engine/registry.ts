@@ -213,6 +213,9 @@ function standInKeys(inventory: Inventory): Map<string, string> {
   return entry.keys;
 }
 
+/** How many times judgeOperatorAddress rendered a node's config (test/unit/scale-cost-memory.test.ts). */
+export const operatorRenders = { count: 0 };
+
 /**
  * Issue 8, kind 5: the mesh must not capture the operator's own address. wg-quick routes every peer's AllowedIPs
  * into the interface; if the operator's address (as the node sees it, $SSH_CONNECTION) is in one of them, or in the
@@ -233,6 +236,7 @@ export function judgeOperatorAddress(inventory: Inventory, node: Node, seen: Ope
   const another = overlayOwners(inventory)
     .get(seen.address)
     ?.some((owner) => owner !== node.name);
+  if (another) operatorRenders.count++;
   const peers = another ? desiredNodeConfig(inventory, node.name, standInKeys(inventory)).peers : [];
   for (const peer of peers) {
     const cidr = peer.allowedIps.map((text) => parseCidr(text, { strict: false })).find((c) => c && cidrContains(c, seen.address));
