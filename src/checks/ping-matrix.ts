@@ -120,10 +120,32 @@ function cellFrom(results: NodePingResults | undefined, ip: string, asked: numbe
   return cell;
 }
 
+/**
+ * One object per distinct cell of a round (issue 10: N x (N-1) cells, 1e6 at 1,000 nodes, kept in the report):
+ * cells of the same content, no error and no path MTU (the usual answered pair: the same counts, and RTTs as ping
+ * prints them, to the microsecond), are one frozen object. Equal content, so the matrix and its JSON are the same.
+ */
+type CellTable = Map<string, MatrixCell>;
+function shareCell(cell: MatrixCell, table: CellTable | undefined): MatrixCell {
+  if (!table || cell.error !== undefined || cell.pmtu !== undefined) return cell;
+  const key = `${cell.ok} ${cell.asked} ${cell.loss} ${cell.transmitted} ${cell.received} ${cell.rttMs}`;
+  const known = table.get(key);
+  if (known) return known;
+  table.set(key, Object.freeze(cell));
+  return cell;
+}
+
 /** One node's row of the matrix: a cell for every target but itself, in target order. */
-function rowFrom(from: string, targets: PingTarget[], results: NodePingResults | undefined, count: number, error?: string) {
+function rowFrom(
+  from: string,
+  targets: PingTarget[],
+  results: NodePingResults | undefined,
+  count: number,
+  error?: string,
+  table?: CellTable,
+) {
   const row: Record<string, MatrixCell> = {};
-  for (const to of targets) if (to.node !== from) row[to.node] = cellFrom(results, to.ip, count, error);
+  for (const to of targets) if (to.node !== from) row[to.node] = shareCell(cellFrom(results, to.ip, count, error), table);
   return row;
 }
 
@@ -172,6 +194,7 @@ export async function runPingRound(
   const cells: Matrix['cells'] = {};
   for (const node of nodes) cells[node] = {};
   const rowed = new Set<string>();
+  const table: CellTable = new Map();
   const errors = new Map<string, string>();
   const after = new Map<string, Map<string, Section>>();
   const beside = new Map<string, Map<string, Section>>();
@@ -200,7 +223,7 @@ export async function runPingRound(
             node,
             result.code === 124 ? 'ping script timed out' : `ping script ended early (exit ${result.code}) ${result.stderr.trim()}`.trim(),
           );
-        cells[node] = rowFrom(node, targets, parsed, count, errors.get(node));
+        cells[node] = rowFrom(node, targets, parsed, count, errors.get(node), table);
         rowed.add(node);
       } catch (error) {
         errors.set(node, error instanceof TransportError ? error.message : String((error as Error)?.message ?? error));

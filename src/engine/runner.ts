@@ -6,6 +6,7 @@
  * the run, so every node's evidence is shown. Cancellation is checked after every phase and every gate.
  * The view only draws the events this loop emits.
  */
+import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import type { Matrix } from '../checks/ping-matrix.js';
 import { firstByName, type Inventory, type Node } from '../inventory/types.js';
 import { checkDeadlineMs, type Connection } from '../transport/types.js';
@@ -13,6 +14,7 @@ import type { Backend } from './backend.js';
 import { describeAction, showStandIns, type Plan, type PlannedAction, type PlannedNode } from './plan.js';
 import { checkNamed, stepNamed } from './registry.js';
 import { forEachHost } from './scheduler.js';
+import { sharedText } from './ping.js';
 import { redactDeep, redactSecrets } from '../remote/redact.js';
 import { CONFIRMING_CHECK, settleLeftovers, settleRollbacks, type RollbackOptions } from './revert.js';
 import type {
@@ -217,15 +219,36 @@ async function runNodeStep(state: RunState, name: string, step: NodeStep, node: 
   if (!action || step.effect !== 'change') return { warnings };
   const shown = state.show(action);
   return {
-    action: {
-      step: name,
-      changes: shown.changes.map(boundedDiff),
-      summary: describeAction(shown),
-      script: shown.script,
-      ...(action.timeoutMs ? { timeoutMs: action.timeoutMs } : {}),
-    },
+    action: plannedAction(
+      { step: name, changes: shown.changes.map(boundedDiff), summary: describeAction(shown) },
+      shown.script,
+      action.timeoutMs,
+    ),
     warnings,
   };
+}
+
+/**
+ * Scripts at least this long (bytes) are kept deflated in the plan and inflated when read. Issue 10: the config
+ * step's script carries the node's whole wg-quick file (~160 kB at 1,000 nodes), and the plan keeps every node's
+ * script for `up --json` / `plan --json` (165 MB at 1,000 nodes; ~45 MB deflated: the keys are the part that does
+ * not compress). A small mesh's scripts stay plain strings.
+ */
+export const PLAN_SCRIPT_PACKED_AT = 16 * 1024;
+
+/**
+ * A plan's action, the same fields in the same order as always; a long script is an enumerable getter over its
+ * deflated bytes, so JSON.stringify, src/ui/json-text.ts and every reader see the same string (a copy each time).
+ */
+function plannedAction(head: Omit<PlannedAction, 'script' | 'timeoutMs'>, script: string, timeoutMs?: number): PlannedAction {
+  const action = { ...head } as PlannedAction;
+  if (script.length < PLAN_SCRIPT_PACKED_AT) action.script = script;
+  else {
+    const packed = deflateRawSync(script, { level: 1 });
+    Object.defineProperty(action, 'script', { get: () => inflateRawSync(packed).toString('utf8'), enumerable: true, configurable: true });
+  }
+  if (timeoutMs) action.timeoutMs = timeoutMs;
+  return action;
 }
 
 async function runMeshStep(state: RunState, name: string, step: MeshStep): Promise<void> {
@@ -310,11 +333,15 @@ async function reportNode(
   entry: PlannedNode,
   onlyPlanned: boolean,
   known: Set<string>,
+  shared: (text: string) => string,
 ): Promise<NodePhaseReport> {
   const error = state.errors.get(node.name);
   const stepFailure: CheckResult[] = error ? [{ id: 'step', status: 'fail', message: error }] : [];
   // node content in messages, evidence and errors: every key-shaped value but the run's public keys (`known`) is redacted
   const checks = redactDeep(onlyPlanned ? stepFailure : await judge(state, phase.checks, node), known);
+  // evidence lines are mostly the same texts on every node (each node's route to peer P reads alike): one string
+  // each for the phase's reports (issue 10: ~1e6 evidence lines at 1,000 nodes, kept in the report to its end)
+  for (const check of checks) if (check.evidence) check.evidence = check.evidence.map(shared);
   const diff = state.ctx.backend.recording
     ? entry.actions.flatMap((a) => a.changes.flatMap((c) => (c.kind === 'write-file' && c.diff ? c.diff : [])))
     : [];
@@ -356,7 +383,10 @@ async function runPhase(state: RunState, phase: PhaseSpec): Promise<{ report: Ph
   if ([...planned.values()].some((p) => p.actions.length > 0)) state.changedSoFar = true;
   // the run's public keys, once per phase (every node's facts list its N-1 peers: per node this was O(N^2))
   const known = knownPublicKeysOfRun(state);
-  const reports = await Promise.all(nodes.map((node) => reportNode(state, phase, node, planned.get(node.name)!, onlyPlanned, known)));
+  const shared = sharedText();
+  const reports = await Promise.all(
+    nodes.map((node) => reportNode(state, phase, node, planned.get(node.name)!, onlyPlanned, known, shared)),
+  );
   // after Ctrl-C no remote work: the armed nodes roll back by themselves (named at the end of the run)
   if (ctx.rollback && state.armed.size > 0 && !ctx.signal.aborted)
     await settleRollbacks(rollbackInput(state, ctx.rollback, reports, phase.checks.includes(CONFIRMING_CHECK)));

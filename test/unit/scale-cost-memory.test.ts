@@ -1,7 +1,7 @@
 /**
  * Issue 10, what a cold `up` holds at farm scale, by counting (never time): the plan keeps at most PLAN_DIFF_LINES
- * lines of a file's diff (a cold node's diff was its whole config, N lines per node, N^2 in the plan), a small
- * mesh's plan is as before; the ping round's tunnel values share one AllowedIPs list per distinct list across nodes
+ * lines of a file's diff (a cold node's diff was its whole config, N lines per node, N^2 in the plan) and long
+ * scripts deflated, a small mesh's plan is as before; the matrix holds one object per distinct cell; the ping round's tunnel values share one AllowedIPs list per distinct list across nodes
  * (not one array per node and peer); the operator-address check renders no config when the operator's address is
  * no other node's overlay IP. The end-to-end parts run the real `up` against the bench's fake cold nodes
  * (scripts/bench/farm/fake-node.ts, what `npm run bench:plan` measures).
@@ -12,7 +12,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runUp, type UpReport } from '../../src/engine/up.js';
-import { PLAN_DIFF_LINES } from '../../src/engine/runner.js';
+import { PLAN_DIFF_LINES, PLAN_SCRIPT_PACKED_AT } from '../../src/engine/runner.js';
 import { runPingMatrix } from '../../src/engine/ping.js';
 import { judgeOperatorAddress, operatorRenders } from '../../src/engine/registry.js';
 import { desiredNodeConfig } from '../../src/topology/desired.js';
@@ -55,6 +55,15 @@ const configDiffs = (report: UpReport) =>
 describe('the plan of a cold up: a bounded diff per file (issue 10)', () => {
   it('180 nodes: each config of ~1,100 lines keeps PLAN_DIFF_LINES diff lines, the last one saying how many more', async () => {
     const { report, configs } = await coldUp(180);
+    // the config scripts (each carries its node's whole wg-quick file) are kept deflated, read back whole
+    const config = report.plan!.phases.find((p) => p.id === 'config')!;
+    for (const node of config.nodes) {
+      const action = node.actions[0]!;
+      assert.ok(action.script.length >= PLAN_SCRIPT_PACKED_AT);
+      assert.equal(typeof Object.getOwnPropertyDescriptor(action, 'script')?.get, 'function', 'kept deflated, not as a string');
+      assert.ok(action.script.includes(configs.get(node.node)!), 'the script read back carries the file the node was sent');
+      assert.deepEqual(Object.keys(JSON.parse(JSON.stringify(action))), ['step', 'changes', 'summary', 'script']);
+    }
     const diffs = configDiffs(report);
     assert.equal(diffs.size, 180);
     for (const [node, diff] of diffs) {
@@ -76,8 +85,13 @@ describe('the plan of a cold up: a bounded diff per file (issue 10)', () => {
     }
   });
 
-  it('40 nodes: every diff whole, as before (each line of the new file added)', async () => {
+  it('40 nodes: every diff whole, as before (each line of the new file added); the matrix holds one object per distinct cell', async () => {
     const { report, configs } = await coldUp(40);
+    // every pair of the fakes answers alike: 1,560 cells, one object (it was one per cell)
+    const cells = Object.values(report.matrix!.cells).flatMap((row) => Object.values(row));
+    assert.equal(cells.length, 40 * 39);
+    assert.equal(new Set(cells).size, 1);
+    assert.deepEqual(JSON.parse(JSON.stringify(cells[0])), { ok: true, asked: 3, loss: 0, transmitted: 3, received: 3, rttMs: 0.1 });
     const diffs = configDiffs(report);
     assert.equal(diffs.size, 40);
     for (const [node, diff] of diffs)
