@@ -178,7 +178,9 @@ function computeConfig(input: StepInput<'facts' | 'publicKey'>) {
       : classifyConfigChange(facts.config.text, desired, configText).kind;
   // ... unless the running interface already is the design with its key file's key (a taken-over file: no restart)
   const change = changeWithoutRestart(facts, desired, found);
-  return { desired, configText, plan, change } as const;
+  // the text itself is not kept: the plan's script carries it, and every node's is decided before any is written
+  // (issue 10: all N configs held twice at once in the config phase); the outputs need only its sha256
+  return { desired, renderedSha256: sha256(configText), plan, change } as const;
 }
 
 /**
@@ -382,11 +384,10 @@ export const STEPS = {
     },
     outputs(input, action, result) {
       const { facts } = input.values;
-      const { desired, configText, change } = decideConfig(input);
+      const { desired, renderedSha256, change } = decideConfig(input);
       // the step's last question about this node: the rendered text is not kept for the rest of the run (issue 10:
       // one config of N-1 peers per node, held beside the plan's script that carries the same text)
       decided.delete(input.values);
-      const renderedSha256 = sha256(configText);
       const written = action?.changes.some((c) => c.kind === 'write-file' && c.role === 'config') ?? false;
       const before = { all: facts.sysctl.rpFilterAll ?? -1, default: facts.sysctl.rpFilterDefault ?? -1 };
       if (!action) return { desired, config: { change, renderedSha256, nodeSha256: facts.config.sha256, written }, rpFilter: before };

@@ -208,6 +208,8 @@ async function runNodeStep(state: RunState, name: string, step: NodeStep, node: 
   };
   const planned = step.plan(input);
   const action = planned.action;
+  // cut at once: every node's plan is made before any runs (forks), so a whole diff per node was held at once
+  if (action) action.changes = action.changes.map(boundedDiff);
   // armed before it runs: a step that fails half-way may have changed the node after arming
   if (input.rollback && action?.changes.some((c) => c.kind === 'arm-rollback')) state.armed.add(node.name);
   const result = action ? await ctx.backend.run(ctx.connections.get(node.name)!, action, step.effect, ctx.signal) : undefined;
@@ -219,11 +221,7 @@ async function runNodeStep(state: RunState, name: string, step: NodeStep, node: 
   if (!action || step.effect !== 'change') return { warnings };
   const shown = state.show(action);
   return {
-    action: plannedAction(
-      { step: name, changes: shown.changes.map(boundedDiff), summary: describeAction(shown) },
-      shown.script,
-      action.timeoutMs,
-    ),
+    action: plannedAction({ step: name, changes: shown.changes, summary: describeAction(shown) }, shown.script, action.timeoutMs),
     warnings,
   };
 }
