@@ -73,7 +73,8 @@ export function sharedText(): ((text: string) => string) & { list(texts: string[
   };
   /** one frozen array per distinct list (a peer's AllowedIPs are the same list on every node that has it) */
   const list = (texts: string[]): string[] => {
-    const key = texts.join('\n');
+    // one text (a peer's own /32, the usual list) is its own key: no joined copy per lookup
+    const key = texts.length === 1 ? texts[0]! : `\n${texts.join('\n')}`;
     let known = lists.get(key);
     if (!known) {
       known = Object.freeze(texts.map(one)) as string[];
