@@ -232,7 +232,7 @@ export function judgeOperatorAddress(inventory: Inventory, node: Node, seen: Ope
   const evidence = [`operator address as ${node.name} sees it: ${seen.address}${seen.nodeAddress ? ` (to ${seen.nodeAddress})` : ''}`];
   if (!isIpv4(seen.address)) return pass(id, `operator at ${seen.address}: outside the IPv4 overlay`, evidence);
   // every AllowedIPs entry the design renders is another node's overlay /32 (../topology/desired.ts desiredPeer;
-  // test/unit/scale-cost-operator.test.ts holds it to that): an address that is no other node's overlay IP is in
+  // test/unit/scale-cost-memory.test.ts holds it to that): an address that is no other node's overlay IP is in
   // none of them, and the node's whole config is rendered only when it is (issue 10: this check rendered every
   // node's config with stand-in keys in the facts phase, ~4 s of CPU at 1,000 nodes)
   const another = overlayOwners(inventory)

@@ -8,7 +8,7 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runUp, type UpReport } from '../../src/engine/up.js';
@@ -18,6 +18,7 @@ import { judgeOperatorAddress, operatorRenders } from '../../src/engine/registry
 import { desiredNodeConfig } from '../../src/topology/desired.js';
 import { renderWgQuickConfig } from '../../src/render/wgquick.js';
 import type { Inventory } from '../../src/inventory/types.js';
+import { loadInventory } from '../../src/inventory/load.js';
 import { FakeFarm, fakeFarmInventory, fakePublicKey } from '../../scripts/bench/farm/fake-node.js';
 
 /** A cold `up` of `n` fake nodes: its report, and each node's wg-quick file as the node holds it. */
@@ -151,6 +152,29 @@ describe('the ping round: texts shared across nodes (issue 10)', () => {
 });
 
 describe('operator-not-captured: a config rendered only when it can matter (issue 10)', () => {
+  // what the check's shortcut rests on (src/engine/registry.ts judgeOperatorAddress): every AllowedIPs entry the design
+  // renders is another node's overlay /32, relayed pairs included; a design that adds other entries fails here
+  it("every AllowedIPs entry of the shipped and fixture inventories' configs is another node's overlay /32", () => {
+    const files = [
+      ...readdirSync('inventories').map((f) => join('inventories', f)),
+      ...readdirSync('test/fixtures/inventories/good').map((f) => join('test/fixtures/inventories/good', f)),
+    ].filter((f) => f.endsWith('.yaml'));
+    let checked = 0;
+    for (const file of files) {
+      const inventory = loadInventory(file);
+      const keys = new Map(inventory.nodes.map((n) => [n.name, fakePublicKey(n.name)]));
+      for (const node of inventory.nodes) {
+        const others = new Set(inventory.nodes.filter((n) => n.name !== node.name).map((n) => `${n.overlayIp}/32`));
+        for (const peer of desiredNodeConfig(inventory, node.name, keys).peers)
+          for (const cidr of peer.allowedIps) {
+            assert.ok(others.has(cidr), `${file}: ${node.name}'s peer ${peer.name} AllowedIPs ${cidr}`);
+            checked++;
+          }
+      }
+    }
+    assert.ok(checked > 50, `${checked} entries`);
+  });
+
   it("120 nodes, the operator outside every overlay IP: no node's config rendered, every node passes", () => {
     const dir = mkdtempSync(join(tmpdir(), 'meshctl-scale-memory-'));
     try {
