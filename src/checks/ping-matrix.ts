@@ -107,17 +107,46 @@ function answered(ping: PingResult): boolean {
 function cellFrom(results: NodePingResults | undefined, ip: string, asked: number, error?: string): MatrixCell {
   const ping = results?.ping.get(ip);
   if (!ping) return { ok: false, asked, loss: 100, transmitted: 0, received: 0, error: error ?? 'not probed' };
+  // the fields in the order the report has always printed them; one object per cell, no spread copies (issue 10:
+  // N x (N-1) cells, 1e6 at 1,000 nodes)
+  const ok = answered(ping);
+  // rttMs in the literal, not added after: an added field moves the object's fields to a second array of its own
+  const cell: MatrixCell = ping.rttMs
+    ? { ok, asked, loss: ping.loss, transmitted: ping.transmitted, received: ping.received, rttMs: ping.rttMs.avg }
+    : { ok, asked, loss: ping.loss, transmitted: ping.transmitted, received: ping.received };
+  if (ping.error) cell.error = ping.error;
   const pmtu = results?.mtu.get(ip);
-  return {
-    ok: answered(ping),
-    asked,
-    loss: ping.loss,
-    transmitted: ping.transmitted,
-    received: ping.received,
-    ...(ping.rttMs ? { rttMs: ping.rttMs.avg } : {}),
-    ...(ping.error ? { error: ping.error } : {}),
-    ...(pmtu ? { pmtu } : {}),
-  };
+  if (pmtu) cell.pmtu = pmtu;
+  return cell;
+}
+
+/**
+ * One object per distinct cell of a round (issue 10: N x (N-1) cells, 1e6 at 1,000 nodes, kept in the report):
+ * cells of the same content, no error and no path MTU (the usual answered pair: the same counts, and RTTs as ping
+ * prints them, to the microsecond), are one frozen object. Equal content, so the matrix and its JSON are the same.
+ */
+type CellTable = Map<string, MatrixCell>;
+function shareCell(cell: MatrixCell, table: CellTable | undefined): MatrixCell {
+  if (!table || cell.error !== undefined || cell.pmtu !== undefined) return cell;
+  const key = `${cell.ok} ${cell.asked} ${cell.loss} ${cell.transmitted} ${cell.received} ${cell.rttMs}`;
+  const known = table.get(key);
+  if (known) return known;
+  table.set(key, Object.freeze(cell));
+  return cell;
+}
+
+/** One node's row of the matrix: a cell for every target but itself, in target order. */
+function rowFrom(
+  from: string,
+  targets: PingTarget[],
+  results: NodePingResults | undefined,
+  count: number,
+  error?: string,
+  table?: CellTable,
+) {
+  const row: Record<string, MatrixCell> = {};
+  for (const to of targets) if (to.node !== from) row[to.node] = shareCell(cellFrom(results, to.ip, count, error), table);
+  return row;
 }
 
 /**
@@ -132,13 +161,7 @@ export function buildMatrix(
 ): Matrix {
   const nodes = targets.map((t) => t.node);
   const cells: Matrix['cells'] = {};
-  for (const from of nodes) {
-    cells[from] = {};
-    for (const to of targets) {
-      if (to.node === from) continue;
-      cells[from]![to.node] = cellFrom(results.get(from), to.ip, count, errors.get(from));
-    }
-  }
+  for (const from of nodes) cells[from] = rowFrom(from, targets, results.get(from), count, errors.get(from));
   return { nodes, cells };
 }
 
@@ -163,7 +186,15 @@ export async function runPingRound(
   const firstContactStarted = Date.now();
   if (options.firstContact?.length) await firstContactRound(connections, targets, options.firstContact, options.signal);
   const firstContactMs = options.firstContact?.length ? Date.now() - firstContactStarted : undefined;
-  const results = new Map<string, NodePingResults>();
+  const count = options.count ?? DEFAULT_PING.count;
+  // each node's row is built as its output arrives, and its parsed results dropped then (issue 10: holding every
+  // node's parsed pings until the last one answered kept N x (N-1) results beside the matrix, ~1e6 at 1,000 nodes);
+  // the rows are placed in target order first, so the report lists them in that order whatever answers first
+  const nodes = targets.map((t) => t.node);
+  const cells: Matrix['cells'] = {};
+  for (const node of nodes) cells[node] = {};
+  const rowed = new Set<string>();
+  const table: CellTable = new Map();
   const errors = new Map<string, string>();
   const after = new Map<string, Map<string, Section>>();
   const beside = new Map<string, Map<string, Section>>();
@@ -185,7 +216,6 @@ export async function runPingRound(
       try {
         const result = await connection.run(probe.script, { timeoutMs, ...(options.signal ? { signal: options.signal } : {}) });
         const parsed = probe.parse(result.stdout);
-        results.set(node, parsed);
         after.set(node, parsed.after);
         if (besideNode) beside.set(node, parsed.beside ?? new Map());
         if (!parsed.complete)
@@ -193,13 +223,17 @@ export async function runPingRound(
             node,
             result.code === 124 ? 'ping script timed out' : `ping script ended early (exit ${result.code}) ${result.stderr.trim()}`.trim(),
           );
+        cells[node] = rowFrom(node, targets, parsed, count, errors.get(node), table);
+        rowed.add(node);
       } catch (error) {
         errors.set(node, error instanceof TransportError ? error.message : String((error as Error)?.message ?? error));
       }
     }),
   );
+  // nodes without a row (not connected, or their script failed): every cell failed with the node's error
+  for (const node of nodes) if (!rowed.has(node)) cells[node] = rowFrom(node, targets, undefined, count, errors.get(node));
   return {
-    matrix: buildMatrix(targets, results, errors, options.count ?? DEFAULT_PING.count),
+    matrix: { nodes, cells },
     after,
     errors,
     ...(firstContactMs !== undefined ? { firstContactMs } : {}),

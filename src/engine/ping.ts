@@ -8,6 +8,7 @@ import { runPingRound, type MatrixCell } from '../checks/ping-matrix.js';
 import { FACTS, readFact } from '../facts/definitions.js';
 import { firstContactPairs } from '../topology/endpoints.js';
 import type { CheckResult, MeshStepInput, MeshStepOutput, TunnelValue } from './types.js';
+import type { LivePeer } from '../render/wgdump.js';
 
 /** Runs the ping matrix; provides each node's `tunnel` (routes, handshakes, its matrix row) and the whole matrix. */
 export async function runPingMatrix(input: MeshStepInput<'desired'>): Promise<MeshStepOutput<'tunnel'>> {
@@ -28,6 +29,7 @@ export async function runPingMatrix(input: MeshStepInput<'desired'>): Promise<Me
   });
   const values = new Map<string, { tunnel: TunnelValue }>();
   const errors = new Map<string, string>();
+  const shared = sharedText();
   for (const { node } of input.nodes) {
     const sections = round.after.get(node.name);
     const row = round.matrix.cells[node.name] ?? {};
@@ -43,12 +45,52 @@ export async function runPingMatrix(input: MeshStepInput<'desired'>): Promise<Me
       errors.set(node.name, `${failure}: its routes and handshakes after the pings were not read`);
       continue;
     }
-    const routes = readFact(FACTS.interfaceRoutes, sections, ctx);
-    const peers = readFact(FACTS.peers, sections, ctx).peers;
+    const routes = readFact(FACTS.interfaceRoutes, sections, ctx).map(shared);
+    const peers = readFact(FACTS.peers, sections, ctx).peers.map((peer) => sharedPeer(peer, shared));
     const now = readFact(FACTS.now, sections, ctx);
     values.set(node.name, { tunnel: { routes, peers, ...(now !== undefined ? { now } : {}), row } });
   }
   return { values, errors, matrix: round.matrix };
+}
+
+/**
+ * One string object per distinct text (issue 10), for values many nodes hold alike: a ping round's routes and peers
+ * (here), the desired configs' endpoints and AllowedIPs (./registry.ts), a phase's check evidence (./runner.ts).
+ * Peer N's key, /32 and route line appear on N-1 nodes, and each parsed one is a slice that holds its node's whole
+ * output: at 1,000 nodes ~2e6 slices kept ~200 MB of outputs alive until the run's end. Shared, they hold none.
+ * `list`: one frozen array per distinct list of texts.
+ */
+export function sharedText(): ((text: string) => string) & { list(texts: string[]): string[] } {
+  const seen = new Map<string, string>();
+  const lists = new Map<string, string[]>();
+  const one = (text: string): string => {
+    const known = seen.get(text);
+    if (known !== undefined) return known;
+    // a flat copy of its own, so the string kept does not hold the output it was cut from
+    const own = Buffer.from(text, 'utf8').toString('utf8');
+    seen.set(own, own);
+    return own;
+  };
+  /** one frozen array per distinct list (a peer's AllowedIPs are the same list on every node that has it) */
+  const list = (texts: string[]): string[] => {
+    // one text (a peer's own /32, the usual list) is its own key: no joined copy per lookup
+    const key = texts.length === 1 ? texts[0]! : `\n${texts.join('\n')}`;
+    let known = lists.get(key);
+    if (!known) {
+      known = Object.freeze(texts.map(one)) as string[];
+      lists.set(key, known);
+    }
+    return known;
+  };
+  return Object.assign(one, { list });
+}
+
+/** `peer` with its texts shared (sharedText): the same values, in the same fields. */
+function sharedPeer(peer: LivePeer, shared: ReturnType<typeof sharedText>): LivePeer {
+  peer.publicKey = shared(peer.publicKey);
+  if (peer.endpoint !== undefined) peer.endpoint = shared(peer.endpoint);
+  peer.allowedIps = shared.list(peer.allowedIps);
+  return peer;
 }
 
 /** The ping-matrix check of one node: every cell of its row answered. */

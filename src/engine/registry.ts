@@ -3,7 +3,7 @@
  * Steps plan through pure planners (../steps/*) that return nothing when there is nothing to do; checks judge only
  * what the steps provided, so a gate's evidence is what actually happened on the node.
  */
-import { pingMatrixRow, runPingMatrix } from './ping.js';
+import { pingMatrixRow, runPingMatrix, sharedText } from './ping.js';
 import { factsProbeScript, parseFactsProbe } from '../facts/node-facts.js';
 import { judgeHandshakesRecent, judgeInterface, judgeOverlayRoutes, judgeRpFilter, judgeService, type Judgement } from '../checks/judge.js';
 import { renderWgQuickConfig, classifyConfigChange } from '../render/wgquick.js';
@@ -16,7 +16,7 @@ import { planInstall, toolsAfterInstall } from '../steps/install.js';
 import { planKeys, parseKeysOutput } from '../steps/keys.js';
 import { planConfig, parseConfigOutput, sha256 } from '../steps/config.js';
 import { planService, parseServiceOutput } from '../steps/service.js';
-import { desiredNodeConfig } from '../topology/desired.js';
+import { desiredNodeConfig, type DesiredNodeConfig } from '../topology/desired.js';
 import { standInPublicKey } from './plan.js';
 import type { CheckDefinition, CheckResult, MeshStep, MeshStepInput, MeshStepOutput, NodeStep, StepInput, ValueName } from './types.js';
 import type { OperatorAddress } from '../facts/definitions.js';
@@ -134,11 +134,33 @@ function decideConfig(input: StepInput<'facts' | 'publicKey'>) {
   return value;
 }
 
+/**
+ * Texts of the desired configs shared across nodes, per inventory value (./ping.ts sharedText): peer P's endpoint
+ * and AllowedIPs are the same on most of the N-1 nodes that have P, and every node's `desired` is kept for the run
+ * (issue 10: ~2e6 strings and 1e6 arrays at 1,000 nodes).
+ */
+const desiredTexts = new WeakMap<Inventory, ReturnType<typeof sharedText>>();
+function sharedDesired(inventory: Inventory, desired: DesiredNodeConfig): DesiredNodeConfig {
+  let shared = desiredTexts.get(inventory);
+  if (!shared) {
+    shared = sharedText();
+    desiredTexts.set(inventory, shared);
+  }
+  for (const peer of desired.peers) {
+    peer.allowedIps = shared.list(peer.allowedIps);
+    if (peer.endpoint !== undefined) peer.endpoint = shared(peer.endpoint);
+  }
+  return desired;
+}
+
 function computeConfig(input: StepInput<'facts' | 'publicKey'>) {
   configDecisions.count++;
   const { facts } = input.values;
   const { mesh } = input.inventory;
-  const { desired, configText } = renderFor(input);
+  const rendered = renderFor(input);
+  const configText = rendered.configText;
+  // after rendering: the text is made from the values as they came
+  const desired = sharedDesired(input.inventory, rendered.desired);
   const plan = planConfig(facts, {
     iface: mesh.interface,
     configText,
@@ -156,7 +178,9 @@ function computeConfig(input: StepInput<'facts' | 'publicKey'>) {
       : classifyConfigChange(facts.config.text, desired, configText).kind;
   // ... unless the running interface already is the design with its key file's key (a taken-over file: no restart)
   const change = changeWithoutRestart(facts, desired, found);
-  return { desired, configText, plan, change } as const;
+  // the text itself is not kept: the plan's script carries it, and every node's is decided before any is written
+  // (issue 10: all N configs held twice at once in the config phase); the outputs need only its sha256
+  return { desired, renderedSha256: sha256(configText), plan, change } as const;
 }
 
 /**
@@ -169,6 +193,30 @@ function rpFilterOverrideWarnings(input: StepInput<'facts'>): string[] {
   const files = input.values.facts.sysctl.rpFilterFiles ?? [];
   return rpFilterOverrides(files, { ours, iface: mesh.interface, mode: mesh.rpFilter }).map((o) => describeOverride(o, ours));
 }
+
+/** Per inventory value (issue 10): the nodes by overlay IP, and every node's stand-in key. */
+const perInventory = new WeakMap<Inventory, { nodes: Inventory['nodes']; owners: Map<string, string[]>; keys?: Map<string, string> }>();
+function inventoryIndex(inventory: Inventory) {
+  let entry = perInventory.get(inventory);
+  if (!entry || entry.nodes !== inventory.nodes) {
+    const owners = new Map<string, string[]>();
+    for (const n of inventory.nodes) owners.set(n.overlayIp, [...(owners.get(n.overlayIp) ?? []), n.name]);
+    entry = { nodes: inventory.nodes, owners };
+    perInventory.set(inventory, entry);
+  }
+  return entry;
+}
+/** overlay IP -> the nodes that hold it, built once per inventory. */
+const overlayOwners = (inventory: Inventory) => inventoryIndex(inventory).owners;
+/** Every node's stand-in public key (./plan.ts), hashed once per inventory. */
+function standInKeys(inventory: Inventory): Map<string, string> {
+  const entry = inventoryIndex(inventory);
+  entry.keys ??= new Map(inventory.nodes.map((n) => [n.name, standInPublicKey(n.name)]));
+  return entry.keys;
+}
+
+/** How many times judgeOperatorAddress rendered a node's config (test/unit/scale-cost-memory.test.ts). */
+export const operatorRenders = { count: 0 };
 
 /**
  * Issue 8, kind 5: the mesh must not capture the operator's own address. wg-quick routes every peer's AllowedIPs
@@ -183,8 +231,15 @@ export function judgeOperatorAddress(inventory: Inventory, node: Node, seen: Ope
     return warn(id, "the node did not report the operator's address ($SSH_CONNECTION): cannot tell whether the mesh would capture it");
   const evidence = [`operator address as ${node.name} sees it: ${seen.address}${seen.nodeAddress ? ` (to ${seen.nodeAddress})` : ''}`];
   if (!isIpv4(seen.address)) return pass(id, `operator at ${seen.address}: outside the IPv4 overlay`, evidence);
-  const keys = new Map(inventory.nodes.map((n) => [n.name, standInPublicKey(n.name)]));
-  const peers = desiredNodeConfig(inventory, node.name, keys).peers;
+  // every AllowedIPs entry the design renders is another node's overlay /32 (../topology/desired.ts desiredPeer;
+  // test/unit/scale-cost-memory.test.ts holds it to that): an address that is no other node's overlay IP is in
+  // none of them, and the node's whole config is rendered only when it is (issue 10: this check rendered every
+  // node's config with stand-in keys in the facts phase, ~4 s of CPU at 1,000 nodes)
+  const another = overlayOwners(inventory)
+    .get(seen.address)
+    ?.some((owner) => owner !== node.name);
+  if (another) operatorRenders.count++;
+  const peers = another ? desiredNodeConfig(inventory, node.name, standInKeys(inventory)).peers : [];
   for (const peer of peers) {
     const cidr = peer.allowedIps.map((text) => parseCidr(text, { strict: false })).find((c) => c && cidrContains(c, seen.address));
     if (cidr)
@@ -329,8 +384,10 @@ export const STEPS = {
     },
     outputs(input, action, result) {
       const { facts } = input.values;
-      const { desired, configText, change } = decideConfig(input);
-      const renderedSha256 = sha256(configText);
+      const { desired, renderedSha256, change } = decideConfig(input);
+      // the step's last question about this node: the rendered text is not kept for the rest of the run (issue 10:
+      // one config of N-1 peers per node, held beside the plan's script that carries the same text)
+      decided.delete(input.values);
       const written = action?.changes.some((c) => c.kind === 'write-file' && c.role === 'config') ?? false;
       const before = { all: facts.sysctl.rpFilterAll ?? -1, default: facts.sysctl.rpFilterDefault ?? -1 };
       if (!action) return { desired, config: { change, renderedSha256, nodeSha256: facts.config.sha256, written }, rpFilter: before };

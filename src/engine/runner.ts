@@ -6,6 +6,7 @@
  * the run, so every node's evidence is shown. Cancellation is checked after every phase and every gate.
  * The view only draws the events this loop emits.
  */
+import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import type { Matrix } from '../checks/ping-matrix.js';
 import { firstByName, type Inventory, type Node } from '../inventory/types.js';
 import { checkDeadlineMs, type Connection } from '../transport/types.js';
@@ -13,9 +14,11 @@ import type { Backend } from './backend.js';
 import { describeAction, showStandIns, type Plan, type PlannedAction, type PlannedNode } from './plan.js';
 import { checkNamed, stepNamed } from './registry.js';
 import { forEachHost } from './scheduler.js';
+import { sharedText } from './ping.js';
 import { redactDeep, redactSecrets } from '../remote/redact.js';
 import { CONFIRMING_CHECK, settleLeftovers, settleRollbacks, type RollbackOptions } from './revert.js';
 import type {
+  Change,
   CheckDefinition,
   CheckResult,
   EngineEvent,
@@ -169,6 +172,30 @@ interface NodeStepOutcome {
   warnings: string[];
 }
 
+/**
+ * The most lines of a file's diff a plan keeps (the gate report of a dry run and `up --json` / `plan --json` show
+ * them). Issue 10: a new file's diff is every line of it, and a cold node's wg-quick file at 1,000 nodes has ~7,000
+ * lines, so the plan held N configs' worth of diff lines (~500 MB at 1,000 nodes, each line an object of its own)
+ * beside the scripts that carry the same text. A diff of up to this many lines (a cold config of ~140 peers) is
+ * kept whole, as before; a longer one keeps its first lines and a last line that says how many more there were.
+ */
+export const PLAN_DIFF_LINES = 1000;
+
+/** The change with its diff cut to PLAN_DIFF_LINES (a copy; a shorter diff leaves the change as it is). */
+function boundedDiff(change: Change): Change {
+  if (change.kind !== 'write-file' || !change.diff || change.diff.length <= PLAN_DIFF_LINES) return change;
+  const more = change.diff.length - PLAN_DIFF_LINES + 1;
+  // one new text for the kept lines, split again: a kept line must not hold the whole rendered file it was cut from
+  const kept = change.diff
+    .slice(0, PLAN_DIFF_LINES - 1)
+    .join('\n')
+    .split('\n');
+  return {
+    ...change,
+    diff: [...kept, `  ... ${more} more diff lines not kept (${change.diff.length} in all; the plan keeps ${PLAN_DIFF_LINES})`],
+  };
+}
+
 async function runNodeStep(state: RunState, name: string, step: NodeStep, node: Node): Promise<NodeStepOutcome> {
   const { ctx } = state;
   const input = {
@@ -181,6 +208,8 @@ async function runNodeStep(state: RunState, name: string, step: NodeStep, node: 
   };
   const planned = step.plan(input);
   const action = planned.action;
+  // cut at once: every node's plan is made before any runs (forks), so a whole diff per node was held at once
+  if (action) action.changes = action.changes.map(boundedDiff);
   // armed before it runs: a step that fails half-way may have changed the node after arming
   if (input.rollback && action?.changes.some((c) => c.kind === 'arm-rollback')) state.armed.add(node.name);
   const result = action ? await ctx.backend.run(ctx.connections.get(node.name)!, action, step.effect, ctx.signal) : undefined;
@@ -192,15 +221,32 @@ async function runNodeStep(state: RunState, name: string, step: NodeStep, node: 
   if (!action || step.effect !== 'change') return { warnings };
   const shown = state.show(action);
   return {
-    action: {
-      step: name,
-      changes: shown.changes,
-      summary: describeAction(shown),
-      script: shown.script,
-      ...(action.timeoutMs ? { timeoutMs: action.timeoutMs } : {}),
-    },
+    action: plannedAction({ step: name, changes: shown.changes, summary: describeAction(shown) }, shown.script, action.timeoutMs),
     warnings,
   };
+}
+
+/**
+ * Scripts at least this long (bytes) are kept deflated in the plan and inflated when read. Issue 10: the config
+ * step's script carries the node's whole wg-quick file (~160 kB at 1,000 nodes), and the plan keeps every node's
+ * script for `up --json` / `plan --json` (165 MB at 1,000 nodes; ~45 MB deflated: the keys are the part that does
+ * not compress). A small mesh's scripts stay plain strings.
+ */
+export const PLAN_SCRIPT_PACKED_AT = 16 * 1024;
+
+/**
+ * A plan's action, the same fields in the same order as always; a long script is an enumerable getter over its
+ * deflated bytes, so JSON.stringify, src/ui/json-text.ts and every reader see the same string (a copy each time).
+ */
+function plannedAction(head: Omit<PlannedAction, 'script' | 'timeoutMs'>, script: string, timeoutMs?: number): PlannedAction {
+  const action = { ...head } as PlannedAction;
+  if (script.length < PLAN_SCRIPT_PACKED_AT) action.script = script;
+  else {
+    const packed = deflateRawSync(script, { level: 1 });
+    Object.defineProperty(action, 'script', { get: () => inflateRawSync(packed).toString('utf8'), enumerable: true, configurable: true });
+  }
+  if (timeoutMs) action.timeoutMs = timeoutMs;
+  return action;
 }
 
 async function runMeshStep(state: RunState, name: string, step: MeshStep): Promise<void> {
@@ -285,11 +331,15 @@ async function reportNode(
   entry: PlannedNode,
   onlyPlanned: boolean,
   known: Set<string>,
+  shared: (text: string) => string,
 ): Promise<NodePhaseReport> {
   const error = state.errors.get(node.name);
   const stepFailure: CheckResult[] = error ? [{ id: 'step', status: 'fail', message: error }] : [];
   // node content in messages, evidence and errors: every key-shaped value but the run's public keys (`known`) is redacted
   const checks = redactDeep(onlyPlanned ? stepFailure : await judge(state, phase.checks, node), known);
+  // evidence lines are mostly the same texts on every node (each node's route to peer P reads alike): one string
+  // each for the phase's reports (issue 10: ~1e6 evidence lines at 1,000 nodes, kept in the report to its end)
+  for (const check of checks) if (check.evidence) check.evidence = check.evidence.map(shared);
   const diff = state.ctx.backend.recording
     ? entry.actions.flatMap((a) => a.changes.flatMap((c) => (c.kind === 'write-file' && c.diff ? c.diff : [])))
     : [];
@@ -331,7 +381,10 @@ async function runPhase(state: RunState, phase: PhaseSpec): Promise<{ report: Ph
   if ([...planned.values()].some((p) => p.actions.length > 0)) state.changedSoFar = true;
   // the run's public keys, once per phase (every node's facts list its N-1 peers: per node this was O(N^2))
   const known = knownPublicKeysOfRun(state);
-  const reports = await Promise.all(nodes.map((node) => reportNode(state, phase, node, planned.get(node.name)!, onlyPlanned, known)));
+  const shared = sharedText();
+  const reports = await Promise.all(
+    nodes.map((node) => reportNode(state, phase, node, planned.get(node.name)!, onlyPlanned, known, shared)),
+  );
   // after Ctrl-C no remote work: the armed nodes roll back by themselves (named at the end of the run)
   if (ctx.rollback && state.armed.size > 0 && !ctx.signal.aborted)
     await settleRollbacks(rollbackInput(state, ctx.rollback, reports, phase.checks.includes(CONFIRMING_CHECK)));

@@ -23,6 +23,8 @@ interface PhaseCost {
   cpuS: number;
   wallS: number;
   rssMB: number;
+  /** `--retained` runs: the heap still in use after a full GC at the phase's end (what the run holds), MB */
+  retainedMB?: number;
 }
 
 interface SizeCost {
@@ -36,9 +38,14 @@ interface SizeCost {
   unknown: Record<string, number>;
   /** work counters of the config path: redaction passes, line comparisons of the diffs, configs decided */
   counts: { redactPasses: number; diffComparisons: number; configDecisions: number };
+  /** `--retained` runs: the heap held after a full GC once `up` returned, with its report still referenced, MB */
+  retainedAtEndMB?: number;
+  reportPhases?: number;
 }
 
 const cpuS = (u: NodeJS.CpuUsage) => (u.user + u.system) / 1e6;
+/** the child's V8 gc() when it runs with --expose-gc (`--retained`): a full collection, so heapUsed is what is held */
+const fullGc = (globalThis as { gc?: () => void }).gc;
 const round = (x: number, digits = 2) => Number(x.toFixed(digits));
 
 /** One cold `up` of `n` fake nodes in this process. */
@@ -46,12 +53,23 @@ async function measureOne(n: number): Promise<SizeCost> {
   const dir = mkdtempSync(join(tmpdir(), 'meshctl-plan-cost-'));
   try {
     const inventory = fakeFarmInventory(n, dir);
-    const farm = new FakeFarm();
+    // the nodes keep their wg-quick files in the run's directory: the process's RSS is then meshctl's own
+    const farm = new FakeFarm(dir);
     const connector = farm.connector();
     const phases: PhaseCost[] = [];
     let phaseCpu = process.cpuUsage();
     let phaseFake = 0;
     let phaseWall = performance.now();
+    // CPU of the forced collections (`--retained`), left out of every figure
+    let gcMicros = 0;
+    const retained = (): number | undefined => {
+      if (!fullGc) return undefined;
+      const before = process.cpuUsage();
+      fullGc();
+      const used = process.cpuUsage(before);
+      gcMicros += used.user + used.system;
+      return Math.round(process.memoryUsage().heapUsed / 1e6);
+    };
     const view: UpView = {
       onEvent(event) {
         if (event.type === 'phase-start') {
@@ -59,20 +77,24 @@ async function measureOne(n: number): Promise<SizeCost> {
           phaseFake = farm.cpuMicros;
           phaseWall = performance.now();
         }
-        if (event.type === 'phase-done')
-          phases.push({
+        if (event.type === 'phase-done') {
+          const cost: PhaseCost = {
             phase: event.report.id,
             cpuS: round(cpuS(process.cpuUsage(phaseCpu)) - (farm.cpuMicros - phaseFake) / 1e6),
             wallS: round((performance.now() - phaseWall) / 1000),
             rssMB: Math.round(process.memoryUsage().rss / 1e6),
-          });
+          };
+          const held = retained();
+          phases.push(held === undefined ? cost : { ...cost, retainedMB: held });
+        }
       },
       gate: async () => true,
     };
     const started = process.cpuUsage();
     const wall = performance.now();
     const report = await runUp(inventory, connector, view, { signal: new AbortController().signal, underlayProbes: false });
-    const total = cpuS(process.cpuUsage(started));
+    const total = cpuS(process.cpuUsage(started)) - gcMicros / 1e6;
+    const held = retained();
     return {
       nodes: n,
       result: report.stoppedAt ? `${report.result} at ${report.stoppedAt}` : report.result,
@@ -83,11 +105,19 @@ async function measureOne(n: number): Promise<SizeCost> {
       phases,
       unknown: Object.fromEntries(farm.unknown),
       counts: { redactPasses: redactPasses.count, diffComparisons: lineDiffWork.comparisons, configDecisions: configDecisions.count },
+      // the report itself still referenced here: what `up` returns to its command (printed as --json)
+      ...(held !== undefined ? { retainedAtEndMB: held, reportPhases: report.phases.length } : {}),
     };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 }
+
+/** ` retained after each phase (MB): facts 12, ...; at the end, report held: N` for `--retained` runs, else ''. */
+const retainedText = (cost: SizeCost): string =>
+  cost.retainedAtEndMB === undefined
+    ? ''
+    : `; retained after each phase (MB): ${cost.phases.map((p) => `${p.phase} ${p.retainedMB}`).join(', ')}; at the end, report held: ${cost.retainedAtEndMB}`;
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
@@ -114,7 +144,11 @@ function table(rows: SizeCost[]): string {
 }
 
 async function main(): Promise<void> {
-  const args = process.argv.slice(2);
+  const all = process.argv.slice(2);
+  // --retained: the children run with --expose-gc and report the heap held after a full GC at each phase's end
+  // (the forced collections lower the peak RSS: compare peaks only between runs of the same mode)
+  const retainedMode = all.includes('--retained');
+  const args = all.filter((a) => a !== '--retained');
   if (args[0] === '--one') {
     // the child: one run, its figures as JSON on stdout
     process.stdout.write(`${JSON.stringify(await measureOne(Number(args[1])))}\n`);
@@ -123,7 +157,7 @@ async function main(): Promise<void> {
   const sizes = (args[0] ?? '100,250,500').split(',').map(Number);
   const runs = Number(args[1] ?? 1);
   if (sizes.some((n) => !Number.isInteger(n) || n < 2) || !Number.isInteger(runs) || runs < 1)
-    throw new Error('usage: npm run bench:plan -- SIZES [RUNS]   e.g. 100,250,500 3');
+    throw new Error('usage: npm run bench:plan -- SIZES [RUNS] [--retained]   e.g. 100,250,500 3');
   const self = fileURLToPath(import.meta.url);
   const rows: SizeCost[] = [];
   for (const n of sizes) {
@@ -131,7 +165,8 @@ async function main(): Promise<void> {
     for (let i = 0; i < runs; i++) {
       const load = loadavg()[0]!.toFixed(1);
       // a fresh process per run: peak RSS is the process's own, and no run warms the next
-      const out = execFileSync(process.execPath, ['--import', 'tsx', self, '--one', String(n)], {
+      const flags = retainedMode ? ['--expose-gc'] : [];
+      const out = execFileSync(process.execPath, [...flags, '--import', 'tsx', self, '--one', String(n)], {
         encoding: 'utf8',
         maxBuffer: 64 * 1024 * 1024,
         stdio: ['ignore', 'pipe', 'inherit'],
@@ -139,7 +174,7 @@ async function main(): Promise<void> {
       const cost = JSON.parse(out.trim().split('\n').at(-1)!) as SizeCost;
       measured.push(cost);
       process.stderr.write(
-        `${n} nodes, run ${i + 1}/${runs}: ${cost.result}, meshctl CPU ${cost.cpuS} s, peak RSS ${cost.peakRssMB} MB, wall ${cost.wallS} s (load ${load} -> ${loadavg()[0]!.toFixed(1)}); ${JSON.stringify(cost.counts)}\n`,
+        `${n} nodes, run ${i + 1}/${runs}: ${cost.result}, meshctl CPU ${cost.cpuS} s, peak RSS ${cost.peakRssMB} MB, wall ${cost.wallS} s (load ${load} -> ${loadavg()[0]!.toFixed(1)}); ${JSON.stringify(cost.counts)}${retainedText(cost)}\n`,
       );
       if (Object.keys(cost.unknown).length) process.stderr.write(`  scripts the fake did not know: ${JSON.stringify(cost.unknown)}\n`);
     }
