@@ -521,6 +521,45 @@ interface OpenContext {
  */
 const noDelay = (client: SshClient) => client.setNoDelay(true);
 
+/** What signedAtOnce needs of ssh2's protocol object (internal: `Client._protocol`) and of its parsed keys. */
+type SignCallback = (data: Buffer, done: (signature: Buffer) => void) => void;
+interface AuthProtocol {
+  authPK(username: string, key: unknown, keyAlgo: string | undefined, sign?: SignCallback): void;
+}
+interface SigningKey {
+  isPrivateKey(): boolean;
+  sign(data: Buffer, hashAlgo?: string): Buffer | Error;
+}
+
+/**
+ * A key file's login in one round trip, not two (issue 10: start to the first login). For a key ssh2 holds itself
+ * (not the agent's), ssh2 first asks whether the server would take the key (a publickey request without signature;
+ * OpenSSH reads authorized_keys and answers PK_OK) and only then sends the signed request, which sshd checks against
+ * authorized_keys again. RFC 4252 7 lets the client send the signed request at once, as this does: sshd answers it
+ * with success, or with failure (then ssh2 goes on to the next key exactly as after a refused question). The hash for
+ * RSA's signature is the one its algorithm names (rsa-sha2-256/512), as ssh2 picks it on PK_OK.
+ * ssh2 has no option for it: its protocol object (`_protocol`, made by connect()) is wrapped; when ssh2 has none
+ * there (another version), nothing changes. A key that cannot sign leaves the request as it was.
+ */
+function signedAtOnce(client: SshClient): void {
+  const proto = (client as unknown as { _protocol?: Partial<AuthProtocol> })._protocol;
+  if (typeof proto?.authPK !== 'function') return;
+  const authPK = proto.authPK.bind(proto);
+  proto.authPK = (username, key, keyAlgo, sign) => {
+    const k = key as Partial<SigningKey> | undefined;
+    if (sign || typeof k?.sign !== 'function' || typeof k.isPrivateKey !== 'function' || !k.isPrivateKey())
+      return authPK(username, key, keyAlgo, sign);
+    const hashAlgo = keyAlgo === 'rsa-sha2-256' ? 'sha256' : keyAlgo === 'rsa-sha2-512' ? 'sha512' : undefined;
+    const signing = k as SigningKey;
+    return authPK(username, key, keyAlgo, (data, done) => {
+      const signature = signing.sign(data, hashAlgo);
+      // a key that cannot sign: the signature-less question ssh2 would have asked (its PK_OK then signs as before)
+      if (signature instanceof Error) authPK(username, key, keyAlgo);
+      else done(signature);
+    });
+  };
+}
+
 const targetLabel = (s: { user: string; hostname: string; port: number }) =>
   `${s.user}@${s.hostname.includes(':') ? `[${s.hostname}]` : s.hostname}:${s.port}`;
 
@@ -680,6 +719,7 @@ async function openClient(hop: HopTarget, ctx: OpenContext, node: Node, sock?: R
     try {
       client.connect(config);
       noDelay(client);
+      signedAtOnce(client);
     } catch (err) {
       finish(fail(`ssh: ${(err as Error).message}`, 'connect'));
     }
