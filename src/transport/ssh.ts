@@ -35,7 +35,7 @@
 // agents (./ssh2-parts.d.ts; issue 10: less to load and compile before the first login)
 import Client from 'ssh2/lib/client.js';
 import keyParser from 'ssh2/lib/protocol/keyParser.js';
-import type { AnyAuthMethod, AuthenticationType, ClientChannel, ConnectConfig, NextAuthHandler } from 'ssh2';
+import type { AnyAuthMethod, AuthenticationType, ClientChannel, ConnectConfig, NextAuthHandler, ParsedKey } from 'ssh2';
 import { constants as osConstants, homedir } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, statSync, type Stats } from 'node:fs';
@@ -342,13 +342,15 @@ interface AuthPlan {
 }
 
 /** What one identity file held when it was last read: the key ssh2 is handed, or why it cannot be used. */
-type IdentityRead = { data: Buffer } | { encrypted: true } | { unusable: string };
+/** A usable key file: its key as ssh2 parsed it (handed to ssh2 as is: it parses no key twice). */
+type IdentityRead = { key: ParsedKey } | { encrypted: true } | { unusable: string };
 
 /**
  * Identity files read so far in this process, by path, with the stat they were read under (inode, size, mtime,
  * ctime): each node's login needs the same files, and reading and parsing them once per node cost the later nodes'
  * set-up several ms each on the critical path to the first login (issue 10). A file that changed since is read again.
- * Holds only what ssh2 is handed for the login anyway (the file's bytes); nothing is written anywhere.
+ * Holds only what ssh2 is handed for the login anyway (the key as ssh2 parsed it: ssh2 took the file's bytes and
+ * parsed them again for each node's login); nothing is written anywhere.
  */
 const identityReads = new Map<string, { stamp: string; read: IdentityRead }>();
 
@@ -369,7 +371,7 @@ function readIdentity(file: string): IdentityRead {
     read = /encrypted|passphrase/i.test(parsed.message) ? { encrypted: true } : { unusable: 'not a private key ssh2 can read' };
   } else {
     const key = Array.isArray(parsed) ? parsed[0] : parsed;
-    read = key?.isPrivateKey() ? { data } : { unusable: 'not a private key' };
+    read = key?.isPrivateKey() ? { key } : { unusable: 'not a private key' };
   }
   identityReads.set(file, { stamp, read });
   return read;
@@ -398,8 +400,8 @@ export function planAuth(node: Node, settings: ResolvedSshConfig, env: NodeJS.Pr
     else if ('unusable' in read) {
       if (mustExist) plan.unusable.push(`${file} (${read.unusable})`);
     } else {
-      const { data } = read;
-      plan.candidates.push({ label: file, method: (username) => ({ type: 'publickey', username, key: data }) });
+      const { key } = read;
+      plan.candidates.push({ label: file, method: (username) => ({ type: 'publickey', username, key }) });
     }
   };
   for (const f of explicit) addFile(f, true);
