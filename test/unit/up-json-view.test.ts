@@ -7,38 +7,15 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { JSON_VIEW } from '../../src/commands/up.js';
 import type { PhaseReport } from '../../src/engine/types.js';
-
-/** A port nothing listens on (bound, then closed): a connection to it is refused at once. */
-const closedPort = () =>
-  new Promise<number>((resolve) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
+import { writeRefusingInventory } from '../support/refusing-inventory.js';
 
 test('`up --json` runs to its report without loading listr2 (nor inquirer): nodes that refuse, exit 3', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'meshctl-json-view-'));
-  const port = await closedPort();
-  const inventory = join(dir, 'mesh.yaml');
-  writeFileSync(
-    inventory,
-    [
-      'mesh: { interface: wg0, network: 172.27.30.0/24, listenPort: 51820 }',
-      'sites: { edge: { public: true } }',
-      'nodes:',
-      ...[1, 2].map(
-        (i) =>
-          `  n${i}: { site: edge, address: 198.51.100.${i}, overlayIp: 172.27.30.${i}, ssh: { host: 127.0.0.${i}, port: ${port}, user: root } }`,
-      ),
-      '',
-    ].join('\n'),
-  );
+  const inventory = await writeRefusingInventory(dir);
   writeFileSync(join(dir, 'ssh_config'), '');
   const trace = join(dir, 'modules');
   const run = spawnSync(
@@ -55,7 +32,7 @@ test('`up --json` runs to its report without loading listr2 (nor inquirer): node
       },
     },
   );
-  // the node cannot be reached: exit 3, with the JSON report on stdout
+  // the nodes cannot be reached: exit 3, with the JSON report on stdout
   assert.equal(run.status, 3, run.stderr);
   assert.equal((JSON.parse(run.stdout) as { result: string }).result, 'unreachable');
   const loaded = readFileSync(trace, 'utf8').split('\n');
