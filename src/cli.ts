@@ -9,15 +9,14 @@ if (args.length === 1 && (args[0] === '--version' || args[0] === '-V')) {
   const { VERSION } = await import('./version.js');
   process.stdout.write(`${VERSION}\n`);
 } else {
-  const { installInterruptHandler } = await import('./interrupt.js');
-  const { main, exitsWhenDone } = await import('./main.js');
+  // one import: main re-exports what this needs (each separate import was a file more for node's module loader)
+  const { main, exitsWhenDone, installInterruptHandler, flushed } = await import('./main.js');
   installInterruptHandler();
   const code = await main(process.argv);
   process.exitCode = code;
   if (exitsWhenDone(process.argv)) {
     // everything the command owes its user is done (lock released, state recorded, report written): leave now, not
     // once node has closed the nodes' sockets and torn its heap down (issue 10: 50-120 ms at the end of every run)
-    const { flushed } = await import('./exit.js');
     await flushed([process.stdout, process.stderr]);
     process.exit(code);
   }

@@ -8,7 +8,11 @@
  *   node --import tsx scripts/bench/first-login.ts [RUNS=10] [NODES=4]      (needs root, `npm run build` first)
  * Prints one line per run and the medians of firstLoginMs, firstTcpConnectMs, firstLoginCpuMs (meshctl's CPU time when
  * the first login was done) and the whole run's CPU time (user+sys, /usr/bin/time), with the load average before and
- * after. MESHCTL=/other/bin/meshctl.js measures another build (one that reports no firstLoginCpuMs shows NaN).
+ * after. MESHCTL=/other/bin/meshctl.js measures another build (one that reports no firstLoginCpuMs shows NaN);
+ * BENCH_NODE_ARGS="--flag ..." gives node options; BENCH_TRACE=1 prints each run's stderr.
+ * A/B: with MESHCTL_B (another build) and/or BENCH_NODE_ARGS_B, the runs alternate A, B, A, B ... (RUNS each) against
+ * the same sshds, and the medians are printed per side: the load on a shared machine moves between runs, and
+ * alternating spreads it over both sides alike.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -20,6 +24,22 @@ import { keygen, killAll, sshdSkipReason, startSshd, type Sshd } from '../../tes
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 /** the CLI measured: this tree's, or another build's (MESHCTL=/path/to/bin/meshctl.js, e.g. an older commit's) */
 const MESHCTL = process.env.MESHCTL ?? join(ROOT, 'bin', 'meshctl.js');
+
+/** One side of the comparison: a build and node's options for it. */
+interface Side {
+  name: string;
+  meshctl: string;
+  nodeArgs: string[];
+}
+
+const words = (text: string | undefined) => (text ?? '').split(' ').filter(Boolean);
+
+/** A alone, or A and B when MESHCTL_B or BENCH_NODE_ARGS_B is set. */
+function sides(): Side[] {
+  const a: Side = { name: 'A', meshctl: MESHCTL, nodeArgs: words(process.env.BENCH_NODE_ARGS) };
+  if (process.env.MESHCTL_B === undefined && process.env.BENCH_NODE_ARGS_B === undefined) return [a];
+  return [a, { name: 'B', meshctl: process.env.MESHCTL_B ?? MESHCTL, nodeArgs: words(process.env.BENCH_NODE_ARGS_B ?? process.env.BENCH_NODE_ARGS) }];
+}
 
 /** The median of a non-empty list. */
 const median = (xs: number[]) => {
@@ -62,12 +82,15 @@ async function main() {
     writeFileSync(inventory, inventoryText(sshds.map((s) => s.port), client.privateFile));
     const env = { PATH: process.env.PATH, HOME: home, MESHCTL_KNOWN_HOSTS: knownHosts, MESHCTL_SSH_CONFIG: join(root, 'ssh_config') };
     const load0 = loadavg();
-    const rows: { loginMs: number; tcpMs: number; loginCpuMs: number; cpuMs: number }[] = [];
-    for (let i = 0; i < runs; i++) {
+    const compared = sides();
+    const rows = new Map<Side, { loginMs: number; tcpMs: number; loginCpuMs: number; cpuMs: number }[]>(compared.map((side) => [side, []]));
+    for (let run = 0; run < runs * compared.length; run++) {
+      const side = compared[run % compared.length]!;
+      const i = Math.floor(run / compared.length);
       const timeFile = join(root, 'time');
       const r = spawnSync(
         '/usr/bin/time',
-        ['-f', '%U %S', '-o', timeFile, process.execPath, ...((process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean)), MESHCTL, 'up', '--dry-run', '--yes', '--json', '--no-underlay-probes', inventory],
+        ['-f', '%U %S', '-o', timeFile, process.execPath, ...side.nodeArgs, side.meshctl, 'up', '--dry-run', '--yes', '--json', '--no-underlay-probes', inventory],
         { env, encoding: 'utf8', cwd: root },
       );
       let report: { timings?: { firstLoginMs?: number; firstTcpConnectMs?: number; firstLoginCpuMs?: number } };
@@ -79,15 +102,18 @@ async function main() {
       const [user, sys] = readFileSync(timeFile, 'utf8').trim().split('\n').at(-1)!.split(' ').map(Number);
       const row = { loginMs: report.timings?.firstLoginMs ?? Number.NaN, tcpMs: report.timings?.firstTcpConnectMs ?? Number.NaN,
         loginCpuMs: report.timings?.firstLoginCpuMs ?? Number.NaN, cpuMs: Math.round((user! + sys!) * 1000) };
-      rows.push(row);
-      console.log(`run ${i + 1}: first TCP ${row.tcpMs} ms, first login ${row.loginMs} ms (CPU ${row.loginCpuMs} ms), CPU in all ${row.cpuMs} ms (exit ${r.status})`);
+      rows.get(side)!.push(row);
+      if (process.env.BENCH_TRACE) process.stdout.write(r.stderr);
+      console.log(`${compared.length > 1 ? `${side.name} ` : ''}run ${i + 1}: first TCP ${row.tcpMs} ms, first login ${row.loginMs} ms (CPU ${row.loginCpuMs} ms), CPU in all ${row.cpuMs} ms (exit ${r.status})`);
     }
     const load1 = loadavg();
-    console.log(
-      `median of ${runs}, ${count} nodes: first login ${median(rows.map((r) => r.loginMs))} ms, first TCP ${median(rows.map((r) => r.tcpMs))} ms, ` +
-        `CPU at the first login ${median(rows.map((r) => r.loginCpuMs))} ms, ` +
-        `CPU (whole run) ${median(rows.map((r) => r.cpuMs))} ms; load average ${load0.map((l) => l.toFixed(2)).join(' ')} -> ${load1.map((l) => l.toFixed(2)).join(' ')}`,
-    );
+    for (const [side, list] of rows)
+      console.log(
+        `${compared.length > 1 ? `${side.name} (${[...side.nodeArgs, side.meshctl].join(' ')}): ` : ''}` +
+          `median of ${runs}, ${count} nodes: first login ${median(list.map((r) => r.loginMs))} ms, first TCP ${median(list.map((r) => r.tcpMs))} ms, ` +
+          `CPU at the first login ${median(list.map((r) => r.loginCpuMs))} ms, ` +
+          `CPU (whole run) ${median(list.map((r) => r.cpuMs))} ms; load average ${load0.map((l) => l.toFixed(2)).join(' ')} -> ${load1.map((l) => l.toFixed(2)).join(' ')}`,
+      );
   } finally {
     for (const s of sshds) await s.stop();
     killAll();

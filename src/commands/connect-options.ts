@@ -15,8 +15,9 @@ import { resolveNodeSshConfigs, type ResolvedSshConfig } from '../transport/ssh-
 
 /** The transport, loaded on first use (ssh2 costs more to load than anything else start-up needs). */
 const transport = async () => {
-  const [pool, ssh] = await Promise.all([import('../transport/pool.js'), import('../transport/ssh.js')]);
-  return { connectAll: pool.connectAll, closeAll: pool.closeAll, connectNode: ssh.connectNode };
+  // one import (the pool re-exports connectNode): fewer files for node's module loader (./up-run.ts)
+  const pool = await import('../transport/pool.js');
+  return { connectAll: pool.connectAll, closeAll: pool.closeAll, connectNode: pool.connectNode };
 };
 
 /** SSH settings from the flags every connecting command shares; `log` shows trust decisions and warnings. */

@@ -4,11 +4,10 @@
  * the matrix code are imported while they are under way (issue 10: the first SSH connection within 300 ms).
  */
 import type { Command } from 'commander';
-import { Chalk } from 'chalk';
 import { MeshctlError, type CommandResult, type Outcome } from '../errors.js';
 import { interruptSignal } from '../interrupt.js';
 import { loadInventory, resolveInventoryPath } from '../inventory/load.js';
-import type { UpReport } from '../engine/up.js';
+import type { UpReport, UpView } from '../engine/up.js';
 import { connectorFor, parseForks, sshOptionsFromFlags, type EarlyConnector } from './connect-options.js';
 import type { Inventory } from '../inventory/types.js';
 import type { renderMatrix as RenderMatrix } from '../checks/ping-matrix.js';
@@ -38,13 +37,15 @@ interface UpFlags {
  * The run's summary for a terminal. `relayed` (pair key `a\u0000b` -> relay, the paths the run left in place,
  * relay: auto's fallbacks included) marks relayed cells of the ping matrix, as verify's matrix does.
  */
-function printSummary(
+async function printSummary(
   report: UpReport,
   color: boolean,
   out: NodeJS.WritableStream,
   renderMatrix: typeof RenderMatrix,
   relayed: ReadonlyMap<string, string>,
-): void {
+): Promise<void> {
+  // chalk only for a terminal's summary: --json never loads it (issue 10: nothing before the first login it needs not)
+  const { Chalk } = await import('chalk');
   const chalk = new Chalk({ level: color ? 1 : 0 });
   if (report.matrix)
     out.write(`\n${chalk.bold('Ping matrix')} (overlay, from row to column)\n${renderMatrix(report.matrix, { color, relayed })}`);
@@ -66,6 +67,13 @@ function printSummary(
   if (report.result === 'stopped')
     out.write(chalk.red.bold(`\nSTOP at "${report.phases.at(-1)?.title}": nothing after it was run (${seconds} s)\n`));
 }
+
+/**
+ * The view of a --json run: it draws nothing (stdout carries the report) and asks nothing; a gate goes on unless its
+ * checks said STOP, as the terminal's view does with --yes or --dry-run, one of which --json needs (checked before
+ * anything connects). Issue 10: the terminal's view loads listr2 (60 KB) and ran a silent list per phase for --json.
+ */
+export const JSON_VIEW: UpView = { onEvent: () => undefined, gate: async (report) => report.verdict !== 'STOP' };
 
 /** The outcome of an `up` run (main maps it to the exit code); 'unreachable' is raised as an error before this. */
 export function upOutcome(result: UpReport['result']): Outcome {
@@ -170,21 +178,16 @@ async function upWith(
 ): Promise<void> {
   const { flags, forks, rollbackDeadlineS, interactive, color, out } = run;
   await connector.underWay();
-  const [{ runUp }, { createEngineView }, { renderMatrix }, { relayedPairs }, { withFallbackRelays }] = await Promise.all([
-    import('../engine/up.js'),
-    import('../ui/engine-view.js'),
-    import('../checks/ping-matrix.js'),
-    import('../topology/paths.js'),
-    import('../engine/fallback.js'),
+  // one module, one import: fewer files for node's module loader (./up-run.ts); the terminal's view (listr2) only
+  // when it draws
+  const [{ runUp, renderMatrix, relayedPairs, withFallbackRelays }, { createEngineView }] = await Promise.all([
+    import('./up-run.js'),
+    flags.json ? { createEngineView: undefined } : import('../ui/engine-view.js'),
   ]);
   // a dry run changes nothing, so it asks nothing: read-only gates go on when their checks pass
-  const view = createEngineView({
-    yes: (flags.yes ?? false) || (flags.dryRun ?? false),
-    interactive,
-    json: flags.json ?? false,
-    color,
-    out,
-  });
+  const view = createEngineView
+    ? createEngineView({ yes: (flags.yes ?? false) || (flags.dryRun ?? false), interactive, json: false, color, out })
+    : JSON_VIEW;
   const report = await runUp(inventory, connector, view, {
     ...(forks ? { forks } : {}),
     signal: interruptSignal,
@@ -211,7 +214,8 @@ async function upWith(
   for (const warning of report.warnings ?? []) out.write(`warning: ${warning}\n`);
   // in pieces: at 1,000 nodes the report is longer than V8's longest string (src/ui/json-text.ts)
   if (flags.json) await writeJson(process.stdout, report, 2);
-  else printSummary(report, color, out, renderMatrix, relayedPairs(withFallbackRelays(inventory, report.fallbackRelays?.pairs ?? [])));
+  else
+    await printSummary(report, color, out, renderMatrix, relayedPairs(withFallbackRelays(inventory, report.fallbackRelays?.pairs ?? [])));
   if (report.result === 'locked') throw new MeshctlError(`not started: ${report.locked}`, 'stop');
   if (report.result === 'unreachable') {
     throw new MeshctlError(

@@ -10,6 +10,9 @@
  */
 import type { Node } from '../inventory/types.js';
 import { connectNode, JumpHosts, type ConnectOptions } from './ssh.js';
+
+/** The transport's connect, for commands that import the transport in one go (src/commands/connect-options.ts). */
+export { connectNode };
 import { TransportError, type Connection } from './types.js';
 
 /** Handshakes in flight at once unless told otherwise: as many nodes as --forks works on by default. */

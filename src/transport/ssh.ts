@@ -35,7 +35,7 @@
 // agents (./ssh2-parts.d.ts; issue 10: less to load and compile before the first login)
 import Client from 'ssh2/lib/client.js';
 import keyParser from 'ssh2/lib/protocol/keyParser.js';
-import type { AnyAuthMethod, AuthenticationType, ClientChannel, ConnectConfig, NextAuthHandler } from 'ssh2';
+import type { AnyAuthMethod, AuthenticationType, ClientChannel, ConnectConfig, NextAuthHandler, ParsedKey } from 'ssh2';
 import { constants as osConstants, homedir } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, statSync, type Stats } from 'node:fs';
@@ -342,13 +342,15 @@ interface AuthPlan {
 }
 
 /** What one identity file held when it was last read: the key ssh2 is handed, or why it cannot be used. */
-type IdentityRead = { data: Buffer } | { encrypted: true } | { unusable: string };
+/** A usable key file: its key as ssh2 parsed it (handed to ssh2 as is: it parses no key twice). */
+type IdentityRead = { key: ParsedKey } | { encrypted: true } | { unusable: string };
 
 /**
  * Identity files read so far in this process, by path, with the stat they were read under (inode, size, mtime,
  * ctime): each node's login needs the same files, and reading and parsing them once per node cost the later nodes'
  * set-up several ms each on the critical path to the first login (issue 10). A file that changed since is read again.
- * Holds only what ssh2 is handed for the login anyway (the file's bytes); nothing is written anywhere.
+ * Holds only what ssh2 is handed for the login anyway (the key as ssh2 parsed it: ssh2 took the file's bytes and
+ * parsed them again for each node's login); nothing is written anywhere.
  */
 const identityReads = new Map<string, { stamp: string; read: IdentityRead }>();
 
@@ -369,7 +371,7 @@ function readIdentity(file: string): IdentityRead {
     read = /encrypted|passphrase/i.test(parsed.message) ? { encrypted: true } : { unusable: 'not a private key ssh2 can read' };
   } else {
     const key = Array.isArray(parsed) ? parsed[0] : parsed;
-    read = key?.isPrivateKey() ? { data } : { unusable: 'not a private key' };
+    read = key?.isPrivateKey() ? { key } : { unusable: 'not a private key' };
   }
   identityReads.set(file, { stamp, read });
   return read;
@@ -398,8 +400,8 @@ export function planAuth(node: Node, settings: ResolvedSshConfig, env: NodeJS.Pr
     else if ('unusable' in read) {
       if (mustExist) plan.unusable.push(`${file} (${read.unusable})`);
     } else {
-      const { data } = read;
-      plan.candidates.push({ label: file, method: (username) => ({ type: 'publickey', username, key: data }) });
+      const { key } = read;
+      plan.candidates.push({ label: file, method: (username) => ({ type: 'publickey', username, key }) });
     }
   };
   for (const f of explicit) addFile(f, true);
@@ -520,6 +522,45 @@ interface OpenContext {
  * segments than packets. A no-op over a jump host's channel (its own TCP socket has it). Issue 10: start to login.
  */
 const noDelay = (client: SshClient) => client.setNoDelay(true);
+
+/** What signedAtOnce needs of ssh2's protocol object (internal: `Client._protocol`) and of its parsed keys. */
+type SignCallback = (data: Buffer, done: (signature: Buffer) => void) => void;
+interface AuthProtocol {
+  authPK(username: string, key: unknown, keyAlgo: string | undefined, sign?: SignCallback): void;
+}
+interface SigningKey {
+  isPrivateKey(): boolean;
+  sign(data: Buffer, hashAlgo?: string): Buffer | Error;
+}
+
+/**
+ * A key file's login in one round trip, not two (issue 10: start to the first login). For a key ssh2 holds itself
+ * (not the agent's), ssh2 first asks whether the server would take the key (a publickey request without signature;
+ * OpenSSH reads authorized_keys and answers PK_OK) and only then sends the signed request, which sshd checks against
+ * authorized_keys again. RFC 4252 7 lets the client send the signed request at once, as this does: sshd answers it
+ * with success, or with failure (then ssh2 goes on to the next key exactly as after a refused question). The hash for
+ * RSA's signature is the one its algorithm names (rsa-sha2-256/512), as ssh2 picks it on PK_OK.
+ * ssh2 has no option for it: its protocol object (`_protocol`, made by connect()) is wrapped; when ssh2 has none
+ * there (another version), nothing changes. A key that cannot sign leaves the request as it was.
+ */
+function signedAtOnce(client: SshClient): void {
+  const proto = (client as unknown as { _protocol?: Partial<AuthProtocol> })._protocol;
+  if (typeof proto?.authPK !== 'function') return;
+  const authPK = proto.authPK.bind(proto);
+  proto.authPK = (username, key, keyAlgo, sign) => {
+    const k = key as Partial<SigningKey> | undefined;
+    if (sign || typeof k?.sign !== 'function' || typeof k.isPrivateKey !== 'function' || !k.isPrivateKey())
+      return authPK(username, key, keyAlgo, sign);
+    const hashAlgo = keyAlgo === 'rsa-sha2-256' ? 'sha256' : keyAlgo === 'rsa-sha2-512' ? 'sha512' : undefined;
+    const signing = k as SigningKey;
+    return authPK(username, key, keyAlgo, (data, done) => {
+      const signature = signing.sign(data, hashAlgo);
+      // a key that cannot sign: the signature-less question ssh2 would have asked (its PK_OK then signs as before)
+      if (signature instanceof Error) authPK(username, key, keyAlgo);
+      else done(signature);
+    });
+  };
+}
 
 const targetLabel = (s: { user: string; hostname: string; port: number }) =>
   `${s.user}@${s.hostname.includes(':') ? `[${s.hostname}]` : s.hostname}:${s.port}`;
@@ -680,6 +721,7 @@ async function openClient(hop: HopTarget, ctx: OpenContext, node: Node, sock?: R
     try {
       client.connect(config);
       noDelay(client);
+      signedAtOnce(client);
     } catch (err) {
       finish(fail(`ssh: ${(err as Error).message}`, 'connect'));
     }

@@ -94,6 +94,43 @@ describe('connections started early, against a real sshd', { skip: skip ?? false
     }
   });
 
+  test('a key file logs in with one signed request: sshd never answers a signature-less question first (issue 10)', async () => {
+    // ssh2 alone asks "would you take this key?" (sshd: PK_OK, logged "Postponed publickey") and signs only then: a
+    // round trip more before every login
+    const logBefore = sshd.log().length;
+    const { connections, failures, close } = await connectorFor(options).connectAll(inventoryOf([node('signed')]));
+    try {
+      assert.deepEqual(
+        [...failures.values()].map((e) => e.message),
+        [],
+      );
+      assert.equal(connections.size, 1);
+      await waitFor('sshd logged the login', () => /Accepted publickey for root/.test(sshd.log().slice(logBefore)));
+      assert.doesNotMatch(sshd.log().slice(logBefore), /Postponed publickey/);
+    } finally {
+      await close();
+    }
+  });
+
+  test('a signed request for a key sshd does not take fails like a refused question: the next key logs in', async () => {
+    const stranger = keygen(join(root, 'id_stranger'));
+    const logBefore = sshd.log().length;
+    const withStrangerFirst: ConnectOptions = { ...options, env: { ...options.env, MESHCTL_IDENTITY: client.privateFile } };
+    const first = { ...node('stranger-first'), ssh: { ...node('stranger-first').ssh, identityFile: stranger.privateFile } };
+    const { connections, failures, close } = await connectorFor(withStrangerFirst).connectAll(inventoryOf([first]));
+    try {
+      assert.deepEqual(
+        [...failures.values()].map((e) => e.message),
+        [],
+      );
+      assert.equal((await connections.get('stranger-first')!.run('echo ok')).stdout, 'ok\n');
+      await waitFor('sshd logged the login', () => /Accepted publickey for root/.test(sshd.log().slice(logBefore)));
+      assert.match(sshd.log().slice(logBefore), /Failed publickey for root/, 'the stranger key was tried first, and refused');
+    } finally {
+      await close();
+    }
+  });
+
   test('start() connects at once; connectAll for the same nodes takes those connections, with no second login', async () => {
     const connector = connectorFor(options);
     const nodes = [node('a'), node('b')];

@@ -193,6 +193,53 @@ describe('start-up', () => {
         assert.ok(!sources.some((s) => s.endsWith(`node_modules/ssh2/lib/${part}`)), `ssh2/lib/${part} is bundled`);
     });
 
+    it("loads ssh2's client without running what meshctl never uses: bcrypt-pbkdf, the poly1305 WebAssembly (issue 10)", () => {
+      // the chunk with the transport, found by its source map, imported alone; a preload counts WebAssembly compiles
+      const chunk = readdirSync('dist')
+        .filter((f) => f.endsWith('.js.map'))
+        .find((f) =>
+          (JSON.parse(readFileSync(join('dist', f), 'utf8')) as { sources: string[] }).sources.includes('../src/transport/ssh.ts'),
+        );
+      assert.ok(chunk, 'a chunk holds src/transport/ssh.ts');
+      const dir = mkdtempSync(join(tmpdir(), 'meshctl-wasm-'));
+      const counter = join(dir, 'count.cjs');
+      writeFileSync(
+        counter,
+        [
+          'let n = 0;',
+          'for (const name of ["compile", "instantiate"]) { const f = WebAssembly[name]; WebAssembly[name] = (...a) => (n++, f(...a)); }',
+          'const M = WebAssembly.Module; WebAssembly.Module = function (...a) { n++; return new M(...a); };',
+          'process.on("exit", () => process.stdout.write(`wasm ${n}\\n`));',
+        ].join('\n'),
+      );
+      const url = new URL(`../../dist/${chunk.replace(/\.map$/, '')}`, import.meta.url).href;
+      const run = spawnSync(
+        process.execPath,
+        [
+          '--require',
+          counter,
+          '--input-type=module',
+          '-e',
+          `await import(${JSON.stringify(url)}); await new Promise((r) => setTimeout(r, 300));`,
+        ],
+        {
+          encoding: 'utf8',
+        },
+      );
+      assert.equal(run.status, 0, run.stderr);
+      // with ssh2's native binding (npm builds it) nothing needs the WebAssembly; without it, it is compiled as before
+      const binding = existsSync('node_modules/ssh2/lib/protocol/crypto/build/Release/sshcrypto.node');
+      assert.match(run.stdout, binding ? /^wasm 0$/m : /^wasm [1-9]/m);
+      const text = readFileSync(join('dist', chunk.replace(/\.map$/, '')), 'utf8');
+      // bcrypt-pbkdf (and tweetnacl) is bundled, but its module body runs only when called (never, for meshctl)
+      assert.equal(
+        text.match(/require_bcrypt_pbkdf\(\)/g)?.length,
+        1,
+        'require_bcrypt_pbkdf() is called only inside the lazy bcrypt_pbkdf',
+      );
+      assert.match(text, /function bcrypt_pbkdf\(\.\.\.args\)\{return require_bcrypt_pbkdf\(\)\.pbkdf\(\.\.\.args\)\}/);
+    });
+
     it('is minified in whitespace and syntax, with names kept (issue 10: less to read and compile before the first login)', () => {
       const chunks = readdirSync('dist').filter((f) => f.endsWith('.js'));
       const text = chunks.map((f) => readFileSync(join('dist', f), 'utf8')).join('\n');

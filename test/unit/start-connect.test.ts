@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { publicIpv6Problem } from '../../src/net/ipv6.js';
 import { beginTcp } from '../../src/transport/early-socket.js';
+import { writeRefusingInventory } from '../support/refusing-inventory.js';
 
 test('global unicast is 2000::/3 exactly (the prefix written as its value, not parsed at load)', () => {
   for (const ok of ['2000::', '2001:db8::11', '3fff:ffff:ffff:ffff:ffff:ffff:ffff:ffff'])
@@ -67,27 +68,7 @@ test('an early TCP connection has TCP_NODELAY (Nagle held the login ~40 ms behin
  */
 async function connectAndStateOrder(command: string): Promise<string[]> {
   const dir = mkdtempSync(join(tmpdir(), 'meshctl-state-order-'));
-  const closedPort = async () => {
-    const closed = createServer();
-    const port = await new Promise<number>((resolve) =>
-      closed.listen(0, '127.0.0.1', () => resolve((closed.address() as { port: number }).port)),
-    );
-    await new Promise((resolve) => closed.close(resolve)); // nothing listens there now: refused at once
-    return port;
-  };
-  const ports = [await closedPort(), await closedPort()];
-  const inventory = join(dir, 'mesh.yaml');
-  writeFileSync(
-    inventory,
-    [
-      'mesh: { interface: wg0, network: 172.27.30.0/24, listenPort: 51820 }',
-      'sites: { edge: { public: true } }',
-      'nodes:',
-      `  n1: { site: edge, address: 198.51.100.1, overlayIp: 172.27.30.1, ssh: { host: 127.0.0.1, port: ${ports[0]}, user: root } }`,
-      `  n2: { site: edge, address: 198.51.100.2, overlayIp: 172.27.30.2, ssh: { host: 127.0.0.1, port: ${ports[1]}, user: root } }`,
-      '',
-    ].join('\n'),
-  );
+  const inventory = await writeRefusingInventory(dir);
   writeFileSync(`${inventory}.state.json`, '{}\n'); // a state to read (an unknown shape reads as empty)
   writeFileSync(join(dir, 'ssh_config'), '');
   writeFileSync(join(dir, 'known_hosts'), '');

@@ -1,4 +1,5 @@
 import { test } from 'node:test';
+import keyParser from 'ssh2/lib/protocol/keyParser.js';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import fs, { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -246,6 +247,23 @@ test('planAuth: explicit key, then agent, then config/default files; encrypted k
   assert.equal(m.username, 'root');
 });
 
+test('planAuth hands ssh2 the key it parsed once, the same object for every node (ssh2 parsed the bytes again per login)', () => {
+  const home = mkdtempSync(join(tmpdir(), 'meshctl-auth-once-'));
+  const file = join(home, 'id');
+  assert.equal(spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', '', '-f', file]).status, 0);
+  const settings = settingsFromSshG('h', '', home);
+  const keyOf = (name: string) => {
+    const method = planAuth(node(name, { identityFile: file }), settings, {}, home).candidates[0]!.method('root');
+    assert.equal(method.type, 'publickey');
+    return (method as { key: unknown }).key;
+  };
+  const first = keyOf('a');
+  // ssh2 takes a parsed key as is (its parseKey returns it); a Buffer it would parse for each node's login
+  assert.ok(!Buffer.isBuffer(first), 'a parsed key, not the file bytes');
+  assert.equal((first as { isPrivateKey(): boolean }).isPrivateKey(), true);
+  assert.equal(keyOf('b'), first, 'the same parsed key for the next node');
+});
+
 test('knownHostsFiles: MESHCTL_KNOWN_HOSTS overrides; otherwise ~/.ssh/known_hosts + config files, /dev/null never written', () => {
   const s = settingsFromSshG('h', 'userknownhostsfile /dev/null\nglobalknownhostsfile /etc/ssh/ssh_known_hosts\n', '/h');
   assert.deepEqual(knownHostsFiles(s, {}, '/h'), {
@@ -358,7 +376,12 @@ test('planAuth reads each identity file once per process however many nodes log 
     assert.equal(spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', '', '-f', key]).status, 0);
     const fresh = planAuth(node('e', { identityFile: key }), settings, {}, home);
     assert.equal(reads.get(key), 2);
-    assert.deepEqual((fresh.candidates[0]!.method('root') as { key: Buffer }).key, original(key));
+    // (the key as ssh2 parsed it: its public half is the new file's)
+    const handed = (fresh.candidates[0]!.method('root') as { key: { getPublicSSH(): Buffer } }).key;
+    assert.ok(!Buffer.isBuffer(handed));
+    const parsedNew = keyParser.parseKey(original(key) as Buffer);
+    assert.ok(!(parsedNew instanceof Error));
+    assert.deepEqual(handed.getPublicSSH(), (Array.isArray(parsedNew) ? parsedNew[0] : parsedNew).getPublicSSH());
   } finally {
     fs.readFileSync = original;
     syncBuiltinESMExports();
