@@ -139,16 +139,19 @@ const sectionName = (i: number) => `burst${i}`;
 
 /**
  * The burst sections of one node (burst0.. in the order of `sends`), all in ONE bash when there is bash (issue 10: a
- * bash per direction was an exec per peer, 31 per node at 32 nodes): each direction in a subshell of its own, which
- * opens its own socket (a fresh source port) and closes it when it ends, as burstCommand's bash did. Without bash,
- * burstCommand's sections (netcat, or `sent=0`). A failing direction's error lines come from the one bash.
+ * bash per direction was an exec per peer, 31 per node at 32 nodes): each direction a group command whose
+ * redirection opens its own socket (bash's /dev/udp connects a new one: a fresh source port) and closes it when the
+ * group ends, in the one bash's own process (a subshell per direction was a fork per peer). A direction whose
+ * socket cannot be opened prints bash's error and ends with status 3; the others still send. Without bash,
+ * burstCommand's sections (netcat, or `sent=0`).
  */
 export function burstSections(sends: Direction[]): string[] {
   if (sends.length === 0) return [];
   const n = COLD_START_BURST;
   const inBash = sends.map((d, i) => {
     const target = `/dev/udp/${d.endpoint.host}/${d.endpoint.port}`;
-    const one = sh`( exec 3>${target} || exit 3; i=0; while [ $i -lt ${n} ]; do printf '%s\n' ${COLD_START_PAYLOAD} >&3 2>/dev/null; i=$((i+1)); done; echo sent=${n} )`;
+    const one = sh`{ i=0; while [ $i -lt ${n} ]; do printf '%s
+' ${COLD_START_PAYLOAD} >&3 2>/dev/null; i=$((i+1)); done; echo sent=${n}; } 3>${target} || (exit 3)`;
     return sectionScript(sectionName(i), one.text);
   });
   const alone = sends.map((d, i) => sectionScript(sectionName(i), burstCommand(d.endpoint)));

@@ -23,7 +23,7 @@ import {
   type ChecklistParams,
   type NodeChecklist,
 } from './probes.js';
-import { runPingRound, type Matrix, type PingTarget } from './ping-matrix.js';
+import { PING_AHEAD_WAIT_S, runPingRound, type Matrix, type PingTarget } from './ping-matrix.js';
 import type { VerifyFacts } from './verify.js';
 import { runColdStart, UDP_COUNTERS_FACT, type ColdStartResult, type UdpCounters } from './cold-start.js';
 import { LEAN_PRE_FACTS } from './checklist-lean.js';
@@ -311,13 +311,13 @@ export async function runChecklists(
 }
 
 /**
- * Collects everything verify judges, in three scripts per node on its one connection (at most two channels open at
- * a time, well under OpenSSH's MaxSessions 10), every node at once:
+ * Collects everything verify judges, in three scripts per node on its one connection (at most three channels open
+ * at a time, well under OpenSSH's MaxSessions 10), every node at once:
  *   1. the first script (firstScript): the "pre" part (clock, live key, listen port, peers, UDP counters: the
  *      cold-start probe's counters before), then the checklist, in one script whose output is read as it arrives;
  *   2. the cold-start probe (./cold-start.ts), as soon as every node's pre part is in: each node sends its bursts
  *      and watches its own counters until the bursts addressed to it arrived (one round trip on a healthy mesh);
- *   3. the ping + path-MTU round.
+ *   3. the ping + path-MTU round, its channels opened while 2 runs and its scripts sent once 2 has ended (runProbes).
  * Why 1, 2 and 3 wait for each other: the bursts must not leave before every receiver has read its counters (the
  * pre part before 2, a barrier: a burst that arrived before the read leaves its receiver short, which costs the slot
  * rounds); the pings' tunnel traffic lands in the same UDP counters and could hide a dropped burst (2 before 3). The
@@ -485,6 +485,11 @@ function collected(
 /**
  * The cold-start probe, then the ping + path-MTU round (see collectVerify). `preOut`: each node's pre part;
  * `preStarted`: when the pre parts were started (Date.now()).
+ * The ping round's channels are opened while the probe runs and its scripts sent only once the probe has ended
+ * (PingMatrixOptions.sendWhen): the pings still follow every burst and every read of the counters, but the round no
+ * longer waits for its channels, login shells and sudo to start after the probe (issue 10: 0.2-0.4 s per node at 16
+ * lab nodes). A probe that outlasted PING_AHEAD_WAIT_S (slot rounds) lets those scripts end unrun, and the round runs
+ * anew.
  */
 async function runProbes(
   inventory: Inventory,
@@ -497,20 +502,38 @@ async function runProbes(
   const pre = new Map<string, PreFacts>([...preOut].map(([node, stdout]) => [node, parsePreFacts(stdout, ctx)]));
   const initial = new Map<string, UdpCounters>();
   for (const [name, facts] of pre) if (facts.udpCounters) initial.set(name, facts.udpCounters);
-  const probe = await runColdStart(inventory, connections, { initial, ...(options.signal ? { signal: options.signal } : {}) });
-  // its duration counts the pre part too: that is the probe's first read
-  const coldStart = { ...probe, ms: Date.now() - preStarted };
-
-  const pingStarted = Date.now();
   const firstContact = pairsWithoutSession(inventory, pre, liveKeys(inventory, pre));
-  const round = await runPingRound(connections, pingTargets(inventory), {
+  const pingOptions = {
     ...(firstContact.length ? { firstContact } : {}),
     ...(options.pathMtu !== false ? { mtu: inventory.mesh.mtu } : {}),
     ...(options.deadlineSeconds !== undefined ? { deadlineSeconds: options.deadlineSeconds } : {}),
     // the same fact definitions as the checklist's (and up's): read again after the pings
     after: AFTER_PING_FACTS.map((def) => ({ name: def.name, command: def.command(factContext(inventory)) })),
     ...(options.signal ? { signal: options.signal } : {}),
-  });
+  };
+  let go: (send: boolean) => void = () => undefined;
+  const gate = new Promise<boolean>((resolve) => (go = resolve));
+  options.signal?.addEventListener('abort', () => go(false), { once: true });
+  // the probe's scripts first: the probe is what the round waits for
+  const probing = runColdStart(inventory, connections, { initial, ...(options.signal ? { signal: options.signal } : {}) });
+  const aheadAt = Date.now();
+  const ahead = runPingRound(connections, pingTargets(inventory), { ...pingOptions, sendWhen: gate });
+  let probe: ColdStartResult;
+  try {
+    probe = await probing;
+  } catch (error) {
+    go(false);
+    await ahead;
+    throw error;
+  }
+  // its duration counts the pre part too: that is the probe's first read
+  const coldStart = { ...probe, ms: Date.now() - preStarted };
+
+  const pingStarted = Date.now();
+  // a margin below PING_AHEAD_WAIT_S: the scripts' deadlines grew by that much from when their channels opened
+  const inTime = pingStarted - aheadAt < (PING_AHEAD_WAIT_S - 5) * 1000;
+  go(inTime);
+  const round = inTime ? await ahead : await ahead.then(() => runPingRound(connections, pingTargets(inventory), pingOptions));
   const afterPing = new Map<string, { now?: number; peers: LivePeer[] }>();
   for (const [node, sections] of round.after) {
     const now = readFact(FACTS.now, sections, factContext(inventory));

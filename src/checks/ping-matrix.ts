@@ -68,7 +68,17 @@ export interface PingMatrixOptions {
   /** per node: sections run beside its pings (same round trip: PingParams.beside); they come back in `beside` */
   beside?: (node: string) => PingParams['beside'] | undefined;
   signal?: AbortSignal;
+  /**
+   * start the round's first scripts (the first contact's, else the pings') at once and send them only when this
+   * resolves (RunOptions.sendWhen: verify opens the ping channels while its cold-start probe runs, ./collect.ts);
+   * `false`: none runs and every cell fails (the caller runs a round anew). It must resolve within
+   * PING_AHEAD_WAIT_S of the call: the scripts' deadlines grow by that much.
+   */
+  sendWhen?: Promise<boolean>;
 }
+
+/** The longest a round started ahead (PingMatrixOptions.sendWhen) may wait for its go, seconds. */
+export const PING_AHEAD_WAIT_S = 30;
 
 export interface PingRound {
   matrix: Matrix;
@@ -183,8 +193,11 @@ export async function runPingRound(
   targets: PingTarget[],
   options: PingMatrixOptions = {},
 ): Promise<PingRound> {
-  const firstContactStarted = Date.now();
-  if (options.firstContact?.length) await firstContactRound(connections, targets, options.firstContact, options.signal);
+  // a round started ahead counts its time from its go
+  let firstContactStarted = Date.now();
+  void options.sendWhen?.then(() => (firstContactStarted = Math.max(firstContactStarted, Date.now())));
+  const ahead = options.sendWhen ? { sendWhen: options.sendWhen, waitMs: PING_AHEAD_WAIT_S * 1000 } : undefined;
+  if (options.firstContact?.length) await firstContactRound(connections, targets, options.firstContact, options.signal, ahead);
   const firstContactMs = options.firstContact?.length ? Date.now() - firstContactStarted : undefined;
   const count = options.count ?? DEFAULT_PING.count;
   // each node's row is built as its output arrives, and its parsed results dropped then (issue 10: holding every
@@ -202,7 +215,7 @@ export async function runPingRound(
   // (raised to MESHCTL_COMMAND_TIMEOUT when longer: 32 lab nodes on 2 loaded cores, and a node probing 999 peers on a
   // loaded farm, cut this script short)
   const timeoutMs = checkDeadlineMs(
-    ((options.deadlineSeconds ?? DEFAULT_PING.deadlineSeconds) + (options.mtu !== undefined ? 20 : 0) + 15) * 1000,
+    ((options.deadlineSeconds ?? DEFAULT_PING.deadlineSeconds) + (options.mtu !== undefined ? 20 : 0) + 15) * 1000 + (ahead?.waitMs ?? 0),
   );
   await Promise.all(
     targets.map(async ({ node }) => {
@@ -214,7 +227,12 @@ export async function runPingRound(
       const besideNode = options.beside?.(node);
       const probe = pingProbe({ ...pingParamsFor(node, targets, options), ...(besideNode ? { beside: besideNode } : {}) });
       try {
-        const result = await connection.run(probe.script, { timeoutMs, ...(options.signal ? { signal: options.signal } : {}) });
+        const result = await connection.run(probe.script, {
+          timeoutMs,
+          ...(options.signal ? { signal: options.signal } : {}),
+          // after a first contact (started ahead itself) the gate has said go already
+          ...(ahead ? { sendWhen: ahead.sendWhen } : {}),
+        });
         const parsed = probe.parse(result.stdout);
         after.set(node, parsed.after);
         if (besideNode) beside.set(node, parsed.beside ?? new Map());
@@ -262,6 +280,7 @@ async function firstContactRound(
   targets: PingTarget[],
   pairs: Array<{ from: string; to: string }>,
   signal?: AbortSignal,
+  ahead?: { sendWhen: Promise<boolean>; waitMs: number },
 ): Promise<void> {
   const ipOf = new Map(targets.map((t) => [t.node, t.ip]));
   // grouped in one pass: filtering all ~N^2/2 pairs once per dialer was O(N^3) (0.5e9 steps at 1,000 nodes)
@@ -280,7 +299,11 @@ async function firstContactRound(
       const probe = pingProbe({ targets: peers, ...FIRST_CONTACT });
       // what came back does not matter here: the matrix that follows judges every pair
       await connection
-        .run(probe.script, { timeoutMs: checkDeadlineMs((FIRST_CONTACT.deadlineSeconds + 15) * 1000), ...(signal ? { signal } : {}) })
+        .run(probe.script, {
+          timeoutMs: checkDeadlineMs((FIRST_CONTACT.deadlineSeconds + 15) * 1000 + (ahead?.waitMs ?? 0)),
+          ...(signal ? { signal } : {}),
+          ...(ahead ? { sendWhen: ahead.sendWhen } : {}),
+        })
         .catch(() => undefined);
     }),
   );

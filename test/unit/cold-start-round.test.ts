@@ -172,6 +172,24 @@ describe('cold start: the watch on a real kernel', { skip: netnsSkip ?? false },
     assert.match(b.get('burst1')?.body ?? '', /^sent=16$/);
   });
 
+  it('costs no process per direction: every burst is sent by the one bash itself (issue 10: a subshell each)', () => {
+    // in a fresh PID namespace PIDs are handed out one by one from 1: the PID of a process started after the bursts
+    // counts the processes the script made before it
+    const processes = (directions: number) => {
+      const sends = Array.from({ length: directions }, (_, i) => ({ from: 'a', to: 'a', endpoint: { host: '127.0.0.1', port: 7001 + i } }));
+      const r = spawnSync('unshare', ['--net', '--pid', '--fork', 'sh', '-c', 'ip link set lo up && exec sh'], {
+        input: `${sendAndWatchScript(sends, undefined)}\nsh -c 'echo "pid=$$"'\n`,
+        encoding: 'utf8',
+        timeout: 30_000,
+      });
+      assert.equal(r.status, 0, r.stderr);
+      const s = splitSections(r.stdout);
+      for (let i = 0; i < directions; i++) assert.match(s.get(`burst${i}`)?.body ?? '', /^sent=16$/, `burst${i}`);
+      return Number(/pid=(\d+)/.exec(r.stdout)?.[1]);
+    };
+    assert.equal(processes(9), processes(1), 'eight more directions, no more processes');
+  });
+
   it("reads the counters with the shell's own read: the very lines of COUNTERS_COMMAND's greps (issue 10)", () => {
     // an empty namespace's counters stay 0 between the two reads, so the texts must be equal byte for byte
     const r = inEmptyNetns(`${COUNTERS_COMMAND}\necho @@\n${COUNTERS_READ}\n`);

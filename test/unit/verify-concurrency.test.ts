@@ -363,3 +363,28 @@ for (const branch of ['per-peer ping', 'fping'] as const) {
     assert.equal(cl.routes[1]!.error !== undefined, true, 'no route to 192.0.2.9 in the empty namespace');
   });
 }
+
+test('collectVerify: the ping channels open while the cold-start probe runs, their scripts sent once it has ended (issue 10)', async () => {
+  const events: Array<{ node: string; what: 'ping called' | 'ping called ahead' | 'ping sent' | 'cold ended' }> = [];
+  const run = FakeConnection.prototype.run;
+  FakeConnection.prototype.run = function (this: FakeConnection, script, options = {}) {
+    const result = run.call(this, script, options);
+    if (/ping -n -q -c 3 /.test(script)) {
+      events.push({ node: this.node, what: options.sendWhen ? 'ping called ahead' : 'ping called' });
+      void (options.sendWhen ?? Promise.resolve(true)).then(() => events.push({ node: this.node, what: 'ping sent' }));
+    }
+    if (/begin burst0'/.test(script)) void result.then(() => events.push({ node: this.node, what: 'cold ended' }));
+    return result;
+  };
+  try {
+    await fakeVerify();
+  } finally {
+    FakeConnection.prototype.run = run;
+  }
+  const at = (what: string) => events.flatMap((e, i) => (e.what === what ? [i] : []));
+  assert.equal(at('cold ended').length, 4);
+  assert.equal(at('ping called ahead').length, 4, events.map((e) => `${e.node} ${e.what}`).join(', '));
+  // every ping channel was asked for before the probe ended, and no ping script left before every probe script ended
+  assert.ok(Math.max(...at('ping called ahead')) < Math.max(...at('cold ended')));
+  assert.ok(Math.min(...at('ping sent')) > Math.max(...at('cold ended')));
+});
