@@ -4,6 +4,8 @@
 // `up`: meshctl's, ssh2's, yaml's, commander's ...); one bundle split at the commands' dynamic imports costs about a
 // third less CPU to start (`meshctl verify --help`: 875 -> 600 ms CPU, median of 10, on the loaded 2-core machine).
 // Each command's code is still a chunk of its own, loaded when that command runs: `--help` loads no SSH code.
+// ssh2, yaml and commander are bundled apart, as CommonJS (dist/vendor-*.cjs), and run with a V8 code cache made
+// here (see VENDORS and bin/code-cache.js).
 //
 // What the bundle keeps as it was:
 // - paths relative to a module (`new URL('../../playbooks/up.yaml', import.meta.url)`, the lab's path to cli.js):
@@ -16,6 +18,7 @@
 // shrinks from 769 to 473 KB, and node reads and compiles less before the first login. Measured with
 // scripts/bench/first-login.ts (4 sshd on loopback, median of 10, twice each, load 3.5-4.4): CPU at the first login
 // 297/295 -> 282/277 ms, wall 398/364 -> 341/303 ms (issue 10: start to the first SSH connection).
+import { execFileSync } from 'node:child_process';
 import { build } from 'esbuild';
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -141,7 +144,86 @@ async function dropUnusedBanners() {
   return dropped;
 }
 
+/**
+ * Third-party CommonJS libraries on the way to the first login, each bundled alone into dist/vendor-NAME.cjs and run
+ * through bin/code-cache.js with a V8 code cache made here (issue 10: node 20 keeps no compiled code between runs,
+ * and compiling ssh2, yaml and commander was about an eighth of the CPU before the first login). `VENDORS[NAME]`:
+ * what src/ imports of it (the specifier) -> the property of the vendor bundle's exports that is that module.
+ * Node 20 has no `module.enableCompileCache` (22.1) and vm.SourceTextModule needs a flag, while vm.Script takes
+ * `cachedData`: hence CommonJS bundles of these three, while meshctl's own code stays ES modules.
+ */
+const VENDORS = {
+  ssh2: { 'ssh2/lib/client.js': 'client', 'ssh2/lib/protocol/keyParser.js': 'keyParser' },
+  yaml: { yaml: 'yaml' },
+  commander: { commander: 'commander' },
+};
+/** The loader's path as dist/'s chunks require it (see bin/code-cache.js). */
+const LOADER = '../bin/code-cache.js';
+
+/** The vendor bundles' entries: `vendor:NAME` exports each part of VENDORS[NAME] under its property name. */
+const vendorEntries = {
+  name: 'vendor-entries',
+  setup(b) {
+    b.onResolve({ filter: /^vendor:/ }, (args) => ({ path: args.path.slice('vendor:'.length), namespace: 'vendor-entry' }));
+    b.onLoad({ filter: /.*/, namespace: 'vendor-entry' }, (args) => ({
+      contents: Object.entries(VENDORS[args.path])
+        .map(([specifier, key]) => `exports[${JSON.stringify(key)}] = require(${JSON.stringify(specifier)});`)
+        .join('\n'),
+      resolveDir: root,
+      loader: 'js',
+    }));
+  },
+};
+
+/**
+ * In meshctl's own bundle, an import of a vendored module from src/ becomes its part of the vendor bundle's exports,
+ * loaded through the loader (one instance per process, whichever chunk asks first).
+ */
+const vendorImports = {
+  name: 'vendor-imports',
+  setup(b) {
+    const parts = new Map(
+      Object.entries(VENDORS).flatMap(([name, specs]) => Object.entries(specs).map(([spec, key]) => [spec, { name, key }])),
+    );
+    b.onResolve({ filter: /^(ssh2|yaml|commander)(\/|$)/ }, (args) => {
+      const part = parts.get(args.path);
+      if (!part || !args.importer.startsWith(`${src}/`)) return undefined;
+      return { path: args.path, namespace: 'vendor-part', pluginData: part };
+    });
+    b.onResolve({ filter: /^\.\.\/bin\/code-cache\.js$/ }, (args) => ({ path: args.path, external: true }));
+    b.onLoad({ filter: /.*/, namespace: 'vendor-part' }, (args) => {
+      const { name, key } = args.pluginData;
+      return {
+        contents: `module.exports = require(${JSON.stringify(LOADER)}).load(__meshctlDist, ${JSON.stringify(name)})[${JSON.stringify(key)}];`,
+        loader: 'js',
+      };
+    });
+  },
+};
+
+/**
+ * Each vendor bundle's code cache (dist/vendor-NAME.cache), made by a node of its own with no options (bin/code-cache.js
+ * make): V8 takes a cache only from the same V8 version and flags, so a node that differs at run time just compiles.
+ */
+function makeCodeCaches() {
+  execFileSync(process.execPath, [join(root, 'bin', 'code-cache.js'), 'make', outdir, ...Object.keys(VENDORS)], { stdio: 'inherit' });
+}
+
 await rm(outdir, { recursive: true, force: true });
+await build({
+  entryPoints: Object.fromEntries(Object.keys(VENDORS).map((name) => [`vendor-${name}`, `vendor:${name}`])),
+  bundle: true,
+  format: 'cjs',
+  platform: 'node',
+  target: 'node20',
+  outdir,
+  outExtension: { '.js': '.cjs' },
+  sourcemap: true,
+  minifyWhitespace: true,
+  minifySyntax: true,
+  logLevel: 'warning',
+  plugins: [vendorEntries, nativeAddons, lazySsh2, commonJsPaths],
+});
 await build({
   entryPoints: [join(src, 'cli.ts')],
   bundle: true,
@@ -156,6 +238,7 @@ await build({
   minifySyntax: true,
   logLevel: 'warning',
   banner: { js: banner },
-  plugins: [moduleUrl, nativeAddons, lazySsh2, commonJsPaths],
+  plugins: [vendorImports, moduleUrl, nativeAddons, lazySsh2, commonJsPaths],
 });
 await dropUnusedBanners();
+makeCodeCaches();
