@@ -7,7 +7,7 @@ import type { Inventory } from '../../src/inventory/types.js';
 import { planLab } from '../../src/lab/plan.js';
 import { ansibleInventory } from '../../scripts/bench/ansible-inventory.js';
 import { benchInventory, siteMix } from '../../scripts/bench/inventory.js';
-import { type BenchResults, NOTES_MARK, median, pageWithNotes, renderMarkdown } from '../../scripts/bench/table.js';
+import { type BenchResults, NOTES_MARK, firstStages, median, pageWithNotes, renderMarkdown } from '../../scripts/bench/table.js';
 
 const load = (n: number): Inventory => {
   const result = checkInventoryText(benchInventory(n), `bench-${n}.yaml`);
@@ -129,5 +129,60 @@ describe('bench results', () => {
     assert.ok(page.endsWith(notes));
     assert.ok(!page.includes('old table'));
     assert.equal(pageWithNotes(results, undefined), renderMarkdown(results));
+  });
+});
+
+describe('bench results: start to the first connection (issue 10: the 300 ms goal)', () => {
+  const floor = { facts: 1, install: 1, keys: 1, config: 1, enable: 1, ping: 1, pingWarm: 1, pingMtu: 1, total: 6 };
+  const base = { command: 'npm run bench', date: '2026-12-01T06:00:00Z', machine: { cpu: 'x', cores: 2, kernel: 'k', node: 'v20' } };
+  const result = (cold: object, second: object): BenchResults => {
+    const run = { wallMs: 1000, cpuMs: 500, rssKiB: 1024 };
+    const one = {
+      labUpMs: 1,
+      load: { start: 1, end: 1, otherContainers: 0 },
+      floor,
+      meshctl: { cold: { ...run, ...cold }, second: { ...run, ...second }, verify: run },
+    };
+    return { ...base, sizes: [{ nodes: 4, mix: { public: 1, home: 2, office: 1 }, runs: [one], median: median([one]) }] };
+  };
+
+  it('the table carries start to first TCP connect, to first login and to the ready connection, and the CPU then', () => {
+    const page = renderMarkdown(
+      result(
+        { firstTcpConnectMs: 151, firstLoginMs: 268, firstConnectionMs: 290, firstLoginCpuMs: 213 },
+        { firstTcpConnectMs: 140, firstLoginMs: 250, firstConnectionMs: 280, firstLoginCpuMs: 205 },
+      ),
+    );
+    const header = page.split('\n').find((line) => line.includes('start to first TCP connect'));
+    assert.ok(header, 'a column for the first TCP connect');
+    const columns = header.split('|').map((c) => c.trim());
+    const row = page
+      .split('\n')
+      .find((line) => line.startsWith('| 4 |') && line.includes('151 ms'))
+      ?.split('|')
+      .map((c) => c.trim());
+    assert.ok(row, `a row with the numbers: ${page}`);
+    const cell = (title: string) => row[columns.findIndex((c) => c.includes(title))];
+    assert.equal(cell('first TCP connect'), '151 ms / 140 ms');
+    assert.equal(cell('first SSH login'), '268 ms / 250 ms');
+    assert.equal(cell('first connection ready'), '290 ms / 280 ms');
+    assert.equal(cell('CPU at first login'), '213 ms / 205 ms');
+    assert.match(page, /is meshctl's part\s+alone/);
+  });
+
+  it("an older run without the stages shows '-' for them", () => {
+    const page = renderMarkdown(result({ firstConnectionMs: 369 }, {}));
+    assert.match(page, /\| - \/ - \| - \/ - \| 369 ms \/ - \| - \/ - \|/);
+  });
+
+  it('firstStages takes from up --json timings the stages it reports, and nothing else', () => {
+    assert.deepEqual(firstStages({ firstConnectionMs: 290, firstTcpConnectMs: 151, firstLoginMs: 268, firstLoginCpuMs: 213.4 }), {
+      firstConnectionMs: 290,
+      firstTcpConnectMs: 151,
+      firstLoginMs: 268,
+      firstLoginCpuMs: 213.4,
+    });
+    const timings = { totalMs: 9, connectMs: 3, firstConnectionMs: 369 };
+    assert.deepEqual(firstStages(timings), { firstConnectionMs: 369 });
   });
 });
