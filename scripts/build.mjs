@@ -209,6 +209,52 @@ function makeCodeCaches() {
   execFileSync(process.execPath, [join(root, 'bin', 'code-cache.js'), 'make', outdir, ...Object.keys(VENDORS)], { stdio: 'inherit' });
 }
 
+/** The built-in playbooks that `up` and `plan` load (playbooks/NAME.yaml), compiled by compilePlaybooks. */
+const PLAYBOOKS = ['up'];
+
+/**
+ * Checks each built-in playbook against meshctl's registry, as loadPlaybook does, and writes the result beside the
+ * chunks (dist/playbook-NAME.json: the YAML text and the Playbook), which loadPlaybook then takes instead of parsing
+ * while the YAML's text is unchanged (src/engine/playbook.ts, compiledPlaybook; issue 10). The YAML stays the source.
+ * A problem in a playbook fails the build with the checker's own message.
+ */
+async function compilePlaybooks() {
+  const script = join(outdir, `.compile-playbooks-${process.pid}.mjs`);
+  const names = JSON.stringify(PLAYBOOKS);
+  await build({
+    stdin: {
+      contents: [
+        "import { readFileSync, writeFileSync } from 'node:fs';",
+        "import { builtinPlaybookPath, compiledPlaybookPath, loadPlaybook } from './src/engine/playbook.ts';",
+        "import { registryContract } from './src/engine/registry.ts';",
+        `for (const name of ${names}) {`,
+        '  const path = builtinPlaybookPath(name);',
+        '  const { source, ...playbook } = loadPlaybook(path, registryContract);',
+        "  const yaml = readFileSync(path, 'utf8');",
+        '  writeFileSync(compiledPlaybookPath(name), `${JSON.stringify({ yaml, playbook })}\n`);',
+        '}',
+      ].join('\n'),
+      resolveDir: root,
+      sourcefile: 'compile-playbooks.ts',
+      loader: 'ts',
+    },
+    bundle: true,
+    format: 'esm',
+    platform: 'node',
+    target: 'node20',
+    outfile: script,
+    logLevel: 'warning',
+    banner: { js: banner },
+    plugins: [moduleUrl, nativeAddons, lazySsh2, commonJsPaths],
+  });
+  try {
+    // a fresh node: the playbook module's URL resolves from dist/, as in the bundle (no compiled file exists yet)
+    execFileSync(process.execPath, [script], { stdio: 'inherit' });
+  } finally {
+    await rm(script, { force: true });
+  }
+}
+
 await rm(outdir, { recursive: true, force: true });
 await build({
   entryPoints: Object.fromEntries(Object.keys(VENDORS).map((name) => [`vendor-${name}`, `vendor:${name}`])),
@@ -242,3 +288,4 @@ await build({
 });
 await dropUnusedBanners();
 makeCodeCaches();
+await compilePlaybooks();

@@ -9,6 +9,8 @@
  * did-you-mean, unknown step and check names), then rules across phases: unique phase ids, and the registry's
  * contracts (every value a step or check needs is provided by an earlier step).
  */
+import { readFileSync } from 'node:fs';
+import { basename } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { badInput } from '../errors.js';
 import { readInputFile } from '../schema/input.js';
@@ -36,6 +38,40 @@ export interface RegistryNames {
 }
 
 export const builtinPlaybookPath = (name: string) => fileURLToPath(new URL(`../../playbooks/${name}.yaml`, import.meta.url));
+
+/**
+ * Where `npm run build` writes a built-in playbook compiled (scripts/build.mjs, compilePlaybooks): dist/playbook-NAME.json,
+ * beside the bundle's chunks (this module's URL is dist/engine/playbook.js there). Not there when run from src/ (tsx).
+ */
+export const compiledPlaybookPath = (name: string) => fileURLToPath(new URL(`../playbook-${name}.json`, import.meta.url));
+
+/** What compilePlaybooks writes: the playbook's YAML text as it was, and the Playbook it checked into (less its source). */
+export interface CompiledPlaybook {
+  yaml: string;
+  playbook: Omit<Playbook, 'source'>;
+}
+
+/**
+ * The built-in playbook at `path`, already checked (issue 10: parsing and checking playbooks/up.yaml cost 10-18 ms of
+ * every `up`): `npm run build` checked it against the registry of the same build and wrote the result to `compiled`.
+ * Used only when the playbook's text is still, byte for byte, the text that was checked: playbooks/*.yaml stay the
+ * source, and one edited since the build (or a compiled file missing or unreadable) is parsed and checked as usual.
+ */
+export function compiledPlaybook(
+  path: string,
+  text: string,
+  compiled = compiledPlaybookPath(basename(path, '.yaml')),
+): Playbook | undefined {
+  if (path !== builtinPlaybookPath(basename(path, '.yaml'))) return undefined;
+  let data: CompiledPlaybook;
+  try {
+    data = JSON.parse(readFileSync(compiled, 'utf8')) as CompiledPlaybook;
+  } catch {
+    return undefined;
+  }
+  if (data?.yaml !== text || !Array.isArray(data.playbook?.phases)) return undefined;
+  return { ...data.playbook, source: path };
+}
 
 // --- the format ----------------------------------------------------------------------------------------------
 
@@ -182,7 +218,11 @@ export function checkPlaybookText(text: string, file: string, registry: Registry
  * `path:line:col: field: message` line each, or one line when the file cannot be read.
  */
 export function loadPlaybook(path: string, registry: RegistryContract | RegistryNames): Playbook {
-  const result = checkPlaybookText(readInputFile(path, 'playbook'), path, registry);
+  const text = readInputFile(path, 'playbook');
+  // a built-in playbook the build checked against the full registry (with names only, the check is another one)
+  const compiled = isContract(registry) ? compiledPlaybook(path, text) : undefined;
+  if (compiled) return compiled;
+  const result = checkPlaybookText(text, path, registry);
   if (!result.ok) {
     const count = result.problems.length === 1 ? '1 problem' : `${result.problems.length} problems`;
     throw badInput(
