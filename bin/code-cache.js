@@ -70,14 +70,16 @@ function load(dist, name) {
 }
 
 /**
- * Writes dist/vendor-NAME.cache for each name (build time): the bundle is compiled and its module body run first, so
- * the cache also holds the functions that run at load. Written to a temporary file and renamed (a run that reads it
- * meanwhile sees the old cache or the new one, never half of one).
+ * Writes dist/vendor-NAME.cache for each name (build time): the bundle is compiled and its module body run first, then
+ * `exercise[NAME](exports)` when there is one (scripts/code-cache-exercise.cjs: ssh2's login), so the cache also holds
+ * the functions that run at load and on the way to the first login. Written to a temporary file and renamed (a run
+ * that reads it meanwhile sees the old cache or the new one, never half of one).
  */
-function make(dist, names) {
+async function make(dist, names, exercise = {}) {
   for (const name of names) {
     const bytes = readFileSync(bundleFile(dist, name));
-    const { script } = run(dist, name, bytes.toString('utf8'));
+    const { script, module } = run(dist, name, bytes.toString('utf8'));
+    await exercise[name]?.(module.exports);
     const temporary = `${cacheFile(dist, name)}.${process.pid}.tmp`;
     writeFileSync(temporary, Buffer.concat([digest(bytes), script.createCachedData()]));
     renameSync(temporary, cacheFile(dist, name));
@@ -86,4 +88,16 @@ function make(dist, names) {
 
 module.exports = { load, make };
 
-if (require.main === module && process.argv[2] === 'make') make(process.argv[3], process.argv.slice(4));
+// `node bin/code-cache.js make DIST [--exercise FILE] NAME...` (scripts/build.mjs)
+if (require.main === module && process.argv[2] === 'make') {
+  const [dist, ...rest] = process.argv.slice(3);
+  const at = rest.indexOf('--exercise');
+  const exercise = at >= 0 ? require(rest.splice(at, 2)[1]) : {};
+  make(dist, rest, exercise).then(
+    () => process.exit(0),
+    (error) => {
+      process.stderr.write(`meshctl: could not make the code caches: ${error.stack ?? error}\n`);
+      process.exit(1);
+    },
+  );
+}

@@ -204,9 +204,13 @@ const vendorImports = {
 /**
  * Each vendor bundle's code cache (dist/vendor-NAME.cache), made by a node of its own with no options (bin/code-cache.js
  * make): V8 takes a cache only from the same V8 version and flags, so a node that differs at run time just compiles.
+ * ssh2's cache is made after a login over loopback (scripts/code-cache-exercise.cjs), so it holds the client's path.
  */
 function makeCodeCaches() {
-  execFileSync(process.execPath, [join(root, 'bin', 'code-cache.js'), 'make', outdir, ...Object.keys(VENDORS)], { stdio: 'inherit' });
+  const exercise = join(root, 'scripts', 'code-cache-exercise.cjs');
+  execFileSync(process.execPath, [join(root, 'bin', 'code-cache.js'), 'make', outdir, '--exercise', exercise, ...Object.keys(VENDORS)], {
+    stdio: 'inherit',
+  });
 }
 
 /** The built-in playbooks that `up` and `plan` load (playbooks/NAME.yaml), compiled by compilePlaybooks. */

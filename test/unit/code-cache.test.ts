@@ -75,6 +75,21 @@ describe("the vendor bundles' code cache", {
     assert.deepEqual(off.statuses, { commander: 'off', yaml: 'off', ssh2: 'off' });
   });
 
+  it("ssh2's cache holds its client's login path, not only what runs at load (scripts/code-cache-exercise.cjs)", () => {
+    // the same bundle's cache made without the exercise: V8 data only for the functions its module body ran
+    const dir = vendorCopy();
+    try {
+      const made = spawnSync(process.execPath, [join(ROOT, 'bin', 'code-cache.js'), 'make', dir, 'ssh2'], { encoding: 'utf8' });
+      assert.equal(made.status, 0, made.stderr);
+      const loadOnly = readFileSync(join(dir, 'vendor-ssh2.cache')).length;
+      const built = readFileSync(join(DIST, 'vendor-ssh2.cache')).length;
+      // counted in bytes of compiled code: kex, ciphers, packet parsing, auth and channels add about as much again
+      assert.ok(built > loadOnly * 1.5, `built ${built} bytes, load only ${loadOnly} bytes`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('a corrupt cache (V8 data damaged, digest intact) is rejected by V8 and the bundles still work', () => {
     const dir = vendorCopy();
     try {
