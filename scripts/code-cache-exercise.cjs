@@ -2,10 +2,52 @@
 // V8 caches the functions compiled so far, and a function first compiled at run time is compiled on every run. For
 // ssh2 that is its whole client path: a login over loopback, 127.0.0.1 only, to ssh2's own server from
 // node_modules (not the bundle), with keys made for it in memory, then one command on a session channel, as meshctl's
-// first command runs (issue 10: ssh2's first login compiled ~10-25 ms CPU of functions on every run).
-// Nothing here reads a key of anyone's, and nothing leaves this machine.
+// first command runs (issue 10: ssh2's first login compiled ~10-25 ms CPU of functions on every run). For yaml, the
+// shipped inventories and playbooks parsed as src/schema/yaml-tree.ts parses a file; for commander, a command line
+// parsed as src/main.ts does. Nothing here reads a key of anyone's, and nothing leaves this machine.
 'use strict';
+const { readdirSync, readFileSync } = require('node:fs');
+const { join } = require('node:path');
 const { Server, utils } = require('ssh2');
+
+const ROOT = join(__dirname, '..');
+
+/** The shipped YAML files (inventories/, playbooks/) parsed with src/schema/yaml-tree.ts's options, and walked. */
+function yaml(exports) {
+  const { LineCounter, parseDocument, visit, isMap, isSeq, isScalar, isAlias } = exports.yaml;
+  for (const dir of ['inventories', 'playbooks']) {
+    for (const file of readdirSync(join(ROOT, dir)).filter((f) => f.endsWith('.yaml'))) {
+      const lineCounter = new LineCounter();
+      const doc = parseDocument(readFileSync(join(ROOT, dir, file), 'utf8'), { lineCounter, uniqueKeys: false, prettyErrors: false, keepSourceTokens: false });
+      visit(doc, (_key, node) => {
+        if (isMap(node) || isSeq(node) || isScalar(node) || isAlias(node)) lineCounter.linePos(node.range?.[0] ?? 0);
+      });
+      doc.toJS();
+    }
+  }
+}
+
+/** A program with a command and options like meshctl's, parsed as src/main.ts parses argv, its help rendered. */
+function commander(exports) {
+  const { Command } = exports.commander;
+  const program = new Command('meshctl').exitOverride().configureOutput({ writeOut: () => undefined, writeErr: () => undefined });
+  program.option('--no-color', 'plain output').version('0.0.0');
+  let ran = false;
+  program
+    .command('up')
+    .description('build the mesh')
+    .argument('[inventory]', 'inventory file')
+    .option('-y, --yes', 'answer GO')
+    .option('--json', 'JSON report')
+    .option('-l, --limit <nodes>', 'these nodes', (value, previous) => [...(previous ?? []), value])
+    .option('--connect-timeout <seconds>', 'SSH connect timeout')
+    .action(() => {
+      ran = true;
+    });
+  program.parse(['node', 'meshctl', 'up', '--yes', '--json', '-l', 'a', 'inventory.yaml']);
+  program.helpInformation();
+  if (!ran) throw new Error('commander: the command did not run');
+}
 
 /** One login and one command with the bundle's client (`exports.client`), the way src/transport/ssh.ts logs in. */
 function ssh2(exports) {
@@ -57,4 +99,4 @@ function ssh2(exports) {
   });
 }
 
-module.exports = { ssh2 };
+module.exports = { ssh2, yaml, commander };
