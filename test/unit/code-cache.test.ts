@@ -53,7 +53,7 @@ function loadAll(dist: string, env: Record<string, string> = {}) {
 }
 
 describe("the vendor bundles' code cache", {
-  skip: existsSync(join(DIST, 'vendor-ssh2.cache')) ? false : 'dist/ is not built (npm run build)',
+  skip: existsSync(join(DIST, 'cli.js')) ? false : 'dist/ is not built (npm run build)',
 }, () => {
   it('npm run build made a cache for each bundle, and the built CLI compiles with it (V8 accepts it)', () => {
     const validate = node(['bin/meshctl.js', 'validate', 'inventories/homelab.yaml']);
