@@ -172,14 +172,8 @@ interface UpJson {
   result: string;
   changes: number;
   phases: { id: string; durationMs: number }[];
-  timings: {
-    totalMs: number;
-    connectMs: number;
-    firstConnectionMs?: number;
-    firstTcpConnectMs?: number;
-    firstLoginMs?: number;
-    firstLoginCpuMs?: number;
-  };
+  /** up --json's timings, as meshctl writes them (an older meshctl's lack some of the first-connection stages) */
+  timings: import('../../src/engine/up.js').UpReport['timings'];
   roundTrips: Record<string, number>;
   plan?: import('../../src/engine/plan.js').Plan;
 }
