@@ -15,6 +15,7 @@ import {
   type Direction,
   type UdpCounters,
 } from '../../src/checks/cold-start.js';
+import { fakeWatch, udpSection } from '../support/fake-cold-start.js';
 
 /**
  * A full mesh of n nodes (every node dials every other), node i at 10.0.0.(i+1):51820, in slots as planColdStart
@@ -68,24 +69,14 @@ function fakeNodes(directions: Direction[], options: { arrive?: (d: Direction) =
         counters.get(d.to)!.inDatagrams += options.arrive?.(d) ?? COLD_START_BURST;
         out.push(`@@meshctl begin ${m[1]}\nsent=${COLD_START_BURST}\n@@meshctl end ${m[1]} rc=0`);
       }
-      const target = /"\$mc_udp" -lt (\d+) /.exec(script)?.[1];
-      if (target !== undefined) {
-        out.push('@@meshctl begin watch');
+      if (/"\$mc_udp" -lt /.test(script)) {
         // the output so far reaches meshctl while the watch runs (the whole stdout is still the script's answer)
+        out.push('@@meshctl begin watch');
         onStdout?.(`${out.join('\n')}\n`);
-        const [, polls, interval] = /\$mc_i -lt (\d+) \]; do sleep ([\d.]+)/.exec(script)!;
-        const sum = () => counters.get(node)!.inDatagrams + counters.get(node)!.noPorts;
-        let looks = 0;
-        while (sum() < Number(target) && looks < Number(polls)) {
-          await new Promise((resolve) => setTimeout(resolve, Number(interval) * 1000));
-          looks++;
-        }
-        out.push(`looks=${looks} sum=${sum()}\n@@meshctl end watch rc=0`);
+        const watched = await fakeWatch(script, () => counters.get(node)!.inDatagrams + counters.get(node)!.noPorts);
+        out.push(`${watched}\n@@meshctl end watch rc=0`);
       }
-      if (/begin udp'/.test(script)) {
-        const c = counters.get(node)!;
-        out.push(`@@meshctl begin udp\nUdp: InDatagrams NoPorts InErrors\nUdp: ${c.inDatagrams} ${c.noPorts} 0\n@@meshctl end udp rc=0`);
-      }
+      if (/begin udp'/.test(script)) out.push(udpSection(counters.get(node)!));
       out.push('@@meshctl begin done\n\n@@meshctl end done rc=0');
       return `${out.join('\n')}\n`;
     } finally {

@@ -20,6 +20,7 @@ import {
   sendAndWatchScript,
   type UdpCounters,
 } from '../../src/checks/cold-start.js';
+import { fakeWatch, udpSection } from '../support/fake-cold-start.js';
 
 const inventory = loadInventory('inventories/homelab.yaml');
 const plan = planColdStart(inventory, new Set(inventory.nodes.map((n) => n.name)));
@@ -49,22 +50,10 @@ function model(options: { dropped?: Set<string>; late?: { node: string; after: s
       if (!options.dropped?.has(`${node}->${to}`)) counters.get(to)!.inDatagrams += COLD_START_BURST;
       out.push(`@@meshctl begin ${m[1]}\nsent=${COLD_START_BURST}\n@@meshctl end ${m[1]} rc=0`);
     }
-    const target = /"\$mc_udp" -lt (\d+) /.exec(script)?.[1];
-    if (target !== undefined) {
-      // the watch: until the node's counters reach the target, or its looks (as many, as far apart as the script's)
-      const [, polls, interval] = /\$mc_i -lt (\d+) \]; do sleep ([\d.]+)/.exec(script)!;
-      const sum = () => counters.get(node)!.inDatagrams + counters.get(node)!.noPorts;
-      let looks = 0;
-      while (sum() < Number(target) && looks < Number(polls)) {
-        await new Promise((resolve) => setTimeout(resolve, Number(interval) * 1000));
-        looks++;
-      }
-      out.push(`@@meshctl begin watch\nlooks=${looks} sum=${sum()}\n@@meshctl end watch rc=0`);
-    }
-    if (/begin udp'/.test(script)) {
-      const c = counters.get(node)!;
-      out.push(`@@meshctl begin udp\nUdp: InDatagrams NoPorts InErrors\nUdp: ${c.inDatagrams} ${c.noPorts} 0\n@@meshctl end udp rc=0`);
-    }
+    // the watch: until the node's counters reach the target, or its looks (as many, as far apart as the script's)
+    const watched = await fakeWatch(script, () => counters.get(node)!.inDatagrams + counters.get(node)!.noPorts);
+    if (watched !== undefined) out.push(`@@meshctl begin watch\n${watched}\n@@meshctl end watch rc=0`);
+    if (/begin udp'/.test(script)) out.push(udpSection(counters.get(node)!));
     out.push('@@meshctl begin done\n\n@@meshctl end done rc=0');
     ran.get(node)!();
     return `${out.join('\n')}\n`;
