@@ -283,15 +283,27 @@ function nodeChecks(facts: VerifyFacts, node: Node, desired: DesiredNodeConfig, 
   return out;
 }
 
-/** One check per designed direction (node dials peer), pointing to the receiver's firewall verdict when it fails. */
+/**
+ * One check per designed direction (node dials peer), pointing to the receiver's firewall verdict when it fails.
+ * The verdict is judged once per receiver (every direction into a node that drops them all used to judge its
+ * ruleset again, and look the node up in the inventory: N-1 times per node).
+ */
 function coldStartChecks(facts: VerifyFacts, result: ColdStartResult): Check[] {
+  const byName = new Map(facts.inventory.nodes.map((n) => [n.name, n]));
+  const firewallOf = new Map<string, string[]>();
+  const firewall = (name: string): string[] => {
+    let lines = firewallOf.get(name);
+    if (!lines) {
+      const to = byName.get(name);
+      const ruleset = facts.checklists.get(name)?.firewallRuleset;
+      lines = to && ruleset ? [`firewall on ${name}: ${judgeNodeFirewall(facts.inventory, to, ruleset).message}`] : [];
+      firewallOf.set(name, lines);
+    }
+    return lines;
+  };
   return result.directions.map((d) => {
     const j = judgeDirection(d);
-    const to = facts.inventory.nodes.find((x) => x.name === d.to);
-    const ruleset = facts.checklists.get(d.to)?.firewallRuleset;
-    const firewall =
-      j.status !== 'pass' && to && ruleset ? [`firewall on ${d.to}: ${judgeNodeFirewall(facts.inventory, to, ruleset).message}`] : [];
-    return mk(d.from, 'cold-start', j.status, j.message, [...j.evidence, ...firewall], d.to);
+    return mk(d.from, 'cold-start', j.status, j.message, j.status !== 'pass' ? [...j.evidence, ...firewall(d.to)] : j.evidence, d.to);
   });
 }
 
