@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { loadInventory } from '../../src/inventory/load.js';
 import { planColdStart } from '../../src/checks/cold-start.js';
 import { evaluateVerify } from '../../src/checks/verify.js';
+import { renderChecks } from '../../src/checks/report.js';
 import { factsFrom, healthyScenario } from '../fixtures/probes/homelab.js';
 
 describe('verify: checks of a mesh of hundreds of nodes', () => {
@@ -23,5 +24,18 @@ describe('verify: checks of a mesh of hundreds of nodes', () => {
     facts.coldStart = { roundTrips: 1, ms: 1, directions };
     const checks = evaluateVerify(facts);
     assert.equal(checks.filter((c) => c.id === 'cold-start').length, 200_000);
+  });
+
+  it('prints 200,000 warnings as text without overflowing the stack (the column widths)', () => {
+    const checks = Array.from({ length: 200_000 }, (_, i) => ({
+      node: `n${i % 500}`,
+      peer: `p${i}`,
+      id: 'cold-start' as const,
+      status: 'warn' as const,
+      message: 'could not test',
+      evidence: [],
+    }));
+    const text = renderChecks(checks, { color: false });
+    assert.equal(text.split('\n').filter((l) => l.includes('WARN')).length, 200_000);
   });
 });
