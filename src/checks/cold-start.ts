@@ -545,7 +545,7 @@ export async function runColdStartPlan(
       ...(error ? { error } : {}),
     });
   };
-  /** Records a window's verdict over `members` (judgeWindow's); false when it left them undecided. */
+  /** Records a window's verdict over `members` (judgeWindow's): 'judged' or 'passed', or 'undecided' (nothing recorded). */
   const apply = (
     members: Direction[],
     sent: Map<Direction, Sent>,
@@ -572,7 +572,6 @@ export async function runColdStartPlan(
   const readAgain = new Map<string, { open: Direction[]; others: number }>();
   for (const [to, into] of groupBy(all, (d) => d.to)) {
     const after = first.after.get(to);
-    counters.set(to, after);
     // a sender that could not send: not measured, now (its datagrams, if its script ran after all, only add)
     const maybe = into.filter((d) => first.sent.get(d)?.maybe).length;
     const sending = into.filter((d) => {
