@@ -13,11 +13,14 @@
  * before come from verify's pre script): each node sends its own bursts, then watches its own counters (shell
  * builtins, no process per look) until they grew by all the bursts addressed to it, or COLD_START_WATCH runs out.
  * A healthy mesh waits only for its datagrams to arrive; it used to pay a second round trip to read the counters.
- * A receiver left short is measured again hearing one sender at a time: its counters are read once more (after
- * every first-round script has ended, so no late datagram of that round can count for a slot), then directions are
- * put into slots (in each slot, every receiver has at most one sender; slots = the largest number of nodes dialling
- * one node), two round trips per slot. Other traffic B receives can hide a drop (a false pass), never fake one; the
- * watch ends at the first look that shows enough, so it gives other traffic no more time than the old read did.
+ * Other traffic B receives can hide a drop (a false pass), never fake one: it only ADDS to the counters. So the
+ * growth over a window bounds what each burst counted in it delivered, and a receiver left short is judged by what
+ * its counters can tell (judgeWindow): in the first round already when its senders' bursts were sent in time for its
+ * last look (all fail at once: a public node whose firewall drops every new flow costs one round trip), else after
+ * one more read; the senders still open are then found by adaptive group testing, halves of a receiver's senders per
+ * round, every receiver at once (runColdStartPlan): about log2(senders) + 1 rounds of two round trips for one bad
+ * direction into a node, where hearing one sender at a time cost 2(N-1) round trips (a minute at 32 nodes, and the
+ * farm's verify never finished at 100).
  *
  * No direction is skipped for a fresh handshake (one younger than REKEY_AFTER_TIME): a handshake proves only that
  * datagrams passed on the pair's one 5-tuple (listen port to listen port), and a stateful firewall or NAT passes
@@ -31,7 +34,7 @@ import { checkDeadlineMs, type Connection } from '../transport/types.js';
 import { sh } from '../remote/shell.js';
 import { endpointFor, formatEndpoint, type Endpoint } from '../topology/endpoints.js';
 import { pathBetween, planPaths } from '../topology/paths.js';
-import { splitSections, sectionScript, PATH_PRELUDE } from '../facts/sections.js';
+import { beginMarker, splitSections, sectionScript, PATH_PRELUDE } from '../facts/sections.js';
 import type { FactDef } from '../facts/definitions.js';
 
 /** Datagrams per direction. */
@@ -46,7 +49,11 @@ export interface Direction {
   endpoint: Endpoint;
 }
 
-/** The directions, each in a slot where its receiver hears no other sender. */
+/**
+ * The directions, each in a slot where its receiver hears no other sender (slots = the most senders one receiver
+ * has). The probe once measured a short receiver slot by slot; runColdStartPlan now measures the directions as a
+ * whole and in groups, so only their union counts (fallback's plans put each direction in a slot of its own).
+ */
 export interface ColdStartPlan {
   slots: Direction[][];
 }
@@ -228,23 +235,84 @@ export function sendAndWatchScript(
 /** What one direction's probe saw. */
 export interface DirectionResult extends Direction {
   sent: number;
-  /** B's InDatagrams and NoPorts growth over the slot; undefined when B's counters could not be read */
+  /**
+   * B's InDatagrams and NoPorts growth over the window that judged the direction; undefined when B's counters could
+   * not be read. A direction passed with others (the sum of their bursts arrived) shows its share of the growth.
+   */
   delta?: UdpCounters;
+  /**
+   * how many directions' bursts B's counters may have counted in that window, this one included, when more than one
+   * and the direction failed on the window's growth (judgeWindow's `fail`): its own datagrams are at most `delta`
+   */
+  together?: number;
   /** why it could not be measured (a node failed, no sender tool) */
   error?: string;
 }
 
 export interface ColdStartResult {
   directions: DirectionResult[];
+  /** sequential round trips: 1 on a healthy mesh (see runColdStartPlan) */
   roundTrips: number;
   ms: number;
 }
 
-type Runner = (node: string, script: string) => Promise<string>;
+/**
+ * Runs a script on a node and resolves with its stdout; rejects when the node cannot run it. `onStdout`, when the
+ * runner can, gets the output as it arrives (the probe times when a sender's bursts were sent: see onTime).
+ */
+export type Runner = (node: string, script: string, onStdout?: (chunk: string) => void) => Promise<string>;
 
-type Sent = { sent: number; error?: string };
+/**
+ * One direction's part in a round: the datagrams its sender says it sent, or why it sent none. `maybe`: the
+ * sender's script could not be run or read (the connection broke), so some of its datagrams may still have left:
+ * they can only add to the receiver's counters.
+ */
+type Sent = { sent: number; error?: string; maybe?: boolean };
 
-/** Reads the burst sections of one sender's output (sections burst0.. in the order of `mine`). */
+/**
+ * How long after a sender's bursts were known sent (their output reached meshctl) its datagrams may still be on
+ * their way to the receiver, ms. The output itself travelled from the sender to meshctl after the datagrams left,
+ * so a direct path between two nodes takes about as long; half a second is a wide margin (our own choice).
+ */
+export const COLD_START_IN_FLIGHT_MS = 500;
+
+/**
+ * What one window of a receiver's counters says about the bursts counted in it. The rule is our own reasoning
+ * from the counters' one property (see the file's header): anything else that arrives only ADDS to them, so
+ *   - the growth bounds from above what any ONE burst counted in the window delivered (its datagrams are part of
+ *     the sum, the rest is >= 0), and
+ *   - the growth reaches the sum of the bursts only when they all arrived, or when other traffic made up for the
+ *     missing ones (the false pass the probe has always accepted: other traffic can hide a drop, never fake one).
+ * `sent`: the datagrams of each burst judged here (each > 0); `delta`: the growth over a window that began before
+ * any of them was sent and ended after all of them arrived; `others`: bursts of the probe that may also be in the
+ * growth but are not judged here (their senders were late or could not be read).
+ * - `pass`: InDatagrams grew by at least every judged burst, and nothing else of ours was counted: each passes
+ *   (the first round's rule, as before);
+ * - `alone`: one burst and nothing else of ours: the growth is its own, judged by judgeDirection as one sender's
+ *   measurement always was;
+ * - `fail`: InDatagrams grew by at most half of the smallest burst: no burst could have reached judgeDirection's
+ *   warn (more than half arrived), so each fails; "does not arrive" when NoPorts grew by less than the smallest
+ *   burst (none arrived at a closed port either), "nothing listens" when NoPorts grew by all of them and nothing
+ *   else of ours was counted (every burst arrived, at a port nobody listens on);
+ * - `undecided`: anything else (some bursts arrived, some did not: which needs smaller groups).
+ */
+export function judgeWindow(sent: readonly number[], delta: UdpCounters, others: number): 'pass' | 'alone' | 'fail' | 'undecided' {
+  if (sent.length === 0) return 'undecided';
+  const sum = sent.reduce((a, b) => a + b, 0);
+  const least = Math.min(...sent);
+  if (others === 0 && delta.inDatagrams >= sum) return 'pass';
+  if (others === 0 && sent.length === 1) return 'alone';
+  if (delta.inDatagrams * 2 <= least && (delta.noPorts < least || (others === 0 && delta.noPorts >= sum))) return 'fail';
+  return 'undecided';
+}
+
+/** The section that follows a node's bursts in its first-round script (sendAndWatchScript): its marker arriving says they were sent. */
+const afterBursts = (receives: boolean) => beginMarker(receives ? 'watch' : 'done');
+
+/**
+ * Reads the burst sections of one sender's output (sections burst0.. in the order of `mine`). A section without
+ * `sent=N` is a burst that was not sent (its socket could not be opened; no bash nor nc): nothing left the node.
+ */
 function readSent(node: string, mine: Direction[], s: Map<string, { body: string }>, sent: Map<Direction, Sent>): void {
   mine.forEach((d, i) => {
     const body = s.get(sectionName(i))?.body ?? '';
@@ -252,6 +320,9 @@ function readSent(node: string, mine: Direction[], s: Map<string, { body: string
     sent.set(d, n > 0 ? { sent: n } : { sent: 0, error: `${node} could not send: ${body.split('\n')[0] || 'no output'}` });
   });
 }
+
+/** A sender's script that could not be run: each of its directions unmeasured, its datagrams perhaps sent. */
+const notRun = (node: string, error: unknown): Sent => ({ sent: 0, error: `${node}: ${(error as Error).message}`, maybe: true });
 
 /** The bursts of `directions` (each sender sends all of its own in one script), then each receiver's counters. */
 async function sendThenRead(
@@ -261,16 +332,27 @@ async function sendThenRead(
 ): Promise<{ sent: Map<Direction, Sent>; after: Map<string, UdpCounters | undefined> }> {
   const sent = new Map<Direction, Sent>();
   await Promise.all(
-    [...new Set(directions.map((d) => d.from))].map(async (node) => {
-      const mine = directions.filter((d) => d.from === node);
+    [...groupBy(directions, (d) => d.from)].map(async ([node, mine]) => {
       try {
         readSent(node, mine, splitSections(await run(node, roundScript(false, mine))), sent);
       } catch (error) {
-        for (const d of mine) sent.set(d, { sent: 0, error: `${node}: ${(error as Error).message}` });
+        for (const d of mine) sent.set(d, notRun(node, error));
       }
     }),
   );
   return { sent, after: await readCounters([...new Set(directions.map((d) => d.to))], run, failures) };
+}
+
+/** The first round's answer: what was sent, each receiver's counters after its watch, and the watch's timing. */
+interface FirstRound {
+  sent: Map<Direction, Sent>;
+  after: Map<string, UdpCounters | undefined>;
+  /** when each node's bursts were known sent (performance.now(): the marker after them arrived, else the script's end) */
+  sentAt: Map<string, number>;
+  /** when each receiver's script was started (performance.now(): it cannot have begun before) */
+  startedAt: Map<string, number>;
+  /** how many looks each receiver's watch took after its first (each after a sleep of watch.intervalSeconds) */
+  looks: Map<string, number>;
 }
 
 /**
@@ -283,31 +365,48 @@ async function sendAndWatch(
   failures: Map<string, string>,
   before: ReadonlyMap<string, UdpCounters | undefined>,
   watch: { polls: number; intervalSeconds: number },
-): Promise<{ sent: Map<Direction, Sent>; after: Map<string, UdpCounters | undefined> }> {
-  const sent = new Map<Direction, Sent>();
-  const after = new Map<string, UdpCounters | undefined>();
-  const receivers = new Set(directions.map((d) => d.to));
+): Promise<FirstRound> {
+  const round: FirstRound = { sent: new Map(), after: new Map(), sentAt: new Map(), startedAt: new Map(), looks: new Map() };
+  const into = groupBy(directions, (d) => d.to);
+  const from = groupBy(directions, (d) => d.from);
   const nodes = [...new Set(directions.flatMap((d) => [d.from, d.to]))];
   await Promise.all(
     nodes.map(async (node) => {
-      const mine = directions.filter((d) => d.from === node);
+      const mine = from.get(node) ?? [];
       const was = before.get(node);
-      const into = directions.filter((d) => d.to === node).length;
-      const target = receivers.has(node) && was ? was.inDatagrams + was.noPorts + into * COLD_START_BURST : undefined;
+      const receives = into.has(node);
+      const target = receives && was ? was.inDatagrams + was.noPorts + into.get(node)!.length * COLD_START_BURST : undefined;
+      const marker = afterBursts(target !== undefined);
+      let seen = '';
+      const onStdout = (chunk: string) => {
+        if (round.sentAt.has(node)) return;
+        const at = Math.max(0, seen.length - marker.length);
+        seen += chunk;
+        if (seen.indexOf(marker, at) >= 0) {
+          round.sentAt.set(node, performance.now());
+          seen = '';
+        }
+      };
+      round.startedAt.set(node, performance.now());
       try {
-        const s = splitSections(await run(node, sendAndWatchScript(mine, target, watch)));
-        readSent(node, mine, s, sent);
-        if (receivers.has(node)) after.set(node, parseUdpCounters(s.get('udp')?.body ?? ''));
+        const s = splitSections(await run(node, sendAndWatchScript(mine, target, watch), onStdout));
+        if (!round.sentAt.has(node)) round.sentAt.set(node, performance.now());
+        readSent(node, mine, s, round.sent);
+        if (receives) {
+          round.after.set(node, parseUdpCounters(s.get('udp')?.body ?? ''));
+          const looks = /looks=(\d+)/.exec(s.get('watch')?.body ?? '')?.[1];
+          if (looks !== undefined) round.looks.set(node, Number(looks));
+        }
       } catch (error) {
-        for (const d of mine) sent.set(d, { sent: 0, error: `${node}: ${(error as Error).message}` });
-        if (receivers.has(node)) {
+        for (const d of mine) round.sent.set(d, notRun(node, error));
+        if (receives) {
           failures.set(node, (error as Error).message);
-          after.set(node, undefined);
+          round.after.set(node, undefined);
         }
       }
     }),
   );
-  return { sent, after };
+  return round;
 }
 
 async function readCounters(nodes: string[], run: Runner, failures: Map<string, string>): Promise<Map<string, UdpCounters | undefined>> {
@@ -327,14 +426,95 @@ async function readCounters(nodes: string[], run: Runner, failures: Map<string, 
 const deltaOf = (before: UdpCounters | undefined, after: UdpCounters | undefined): UdpCounters | undefined =>
   before && after ? { inDatagrams: after.inDatagrams - before.inDatagrams, noPorts: after.noPorts - before.noPorts } : undefined;
 
+function groupBy<T>(items: readonly T[], key: (item: T) => string): Map<string, T[]> {
+  const groups = new Map<string, T[]>();
+  for (const item of items) {
+    const k = key(item);
+    const group = groups.get(k);
+    if (group) group.push(item);
+    else groups.set(k, [item]);
+  }
+  return groups;
+}
+
 /**
- * Runs the plan. First every direction at once, in one round trip (sendAndWatch): a receiver whose InDatagrams grew
- * by at least all its senders' bursts passes every direction into it. Only the receivers left short are measured
- * again: their counters read once more (a receiver that heard nothing at all fails every direction into it there),
- * then slot by slot (one sender each at a time), to tell which direction does not arrive. `initial`: each receiver's counters read just before (verify's pre script reads them: no round trip of
- * its own); receivers missing there are read first. `run` runs a script on a node and resolves with its stdout (it
- * rejects when the node cannot run it). `watch`: how long a receiver waits for its bursts (COLD_START_WATCH).
- * Round trips: 1 on a healthy mesh, plus 1 and then 2 per slot when a receiver is short.
+ * The senders of one receiver still to be judged after the first round, and what the next group round tests
+ * (adaptive group testing by halves, our own design; see runColdStartPlan): `suspects` hold a shortfall (the last
+ * window over them, or over them and a group that then passed, came up short), `unknown` were left out of the
+ * windows since (they are tested together, once the suspects are judged).
+ */
+interface Search {
+  suspects: Direction[];
+  unknown: Direction[];
+  /** the receiver's counters when the next round's bursts are sent (read after every burst before them ended) */
+  before: UdpCounters | undefined;
+}
+
+/** The group the receiver hears next: half the suspects (the smaller half), the last suspect, or every unknown one. */
+function nextGroup(search: Search): { group: Direction[]; half: boolean } | undefined {
+  const { suspects, unknown } = search;
+  if (suspects.length > 1) return { group: suspects.slice(0, Math.floor(suspects.length / 2)), half: true };
+  if (suspects.length === 1) return { group: suspects, half: false };
+  return unknown.length ? { group: unknown, half: false } : undefined;
+}
+
+/**
+ * Moves the search on after a window over `group` (nextGroup's) said `verdict` about its members; members judged
+ * elsewhere (a sender that could not send) are already out of `tested`.
+ * - half of the suspects passed: the shortfall is in the other half, which stays suspect;
+ * - half of the suspects judged (failed, or a single member measured alone): the other half may hold no shortfall
+ *   of its own: it joins the unknown;
+ * - half of the suspects undecided: they are the suspects now, the other half joins the unknown;
+ * - the last suspect or the unknown judged: gone; the unknown undecided: they are the suspects now.
+ */
+function advance(search: Search, tested: { group: Direction[]; half: boolean }, verdict: 'judged' | 'passed' | 'undecided'): void {
+  const inGroup = new Set(tested.group);
+  const rest = search.suspects.filter((d) => !inGroup.has(d));
+  if (tested.half) {
+    if (verdict === 'passed') search.suspects = rest;
+    else {
+      search.suspects = verdict === 'undecided' ? tested.group : [];
+      search.unknown = [...search.unknown, ...rest];
+    }
+    return;
+  }
+  if (search.suspects.length && tested.group.every((d) => search.suspects.includes(d))) {
+    search.suspects = verdict === 'undecided' ? tested.group : [];
+    return;
+  }
+  search.unknown = [];
+  if (verdict === 'undecided') search.suspects = tested.group;
+}
+
+/**
+ * Runs the plan (its directions; the slots are not measured one by one any more).
+ *
+ * Round 1, one round trip (sendAndWatch): every node sends its bursts, every receiver watches its counters until
+ * they grew by all the bursts addressed to it. Then, per receiver, judgeWindow over that window:
+ * - the sum arrived: every direction into it passes (as always);
+ * - a direction whose sender could not send (no socket, no tool, its script failed) is "not measured" at once: no
+ *   later round would send differently, and hearing the others alone cannot change that;
+ * - the watch ran out: a sender is ON TIME when its bursts were known sent (the marker after them reached meshctl)
+ *   COLD_START_IN_FLIGHT_MS before the receiver's last look could have been (its script started no earlier than
+ *   meshctl started it, and each look came after a sleep of the watch's interval): its datagrams were in the
+ *   counters of that look, so the growth bounds each one's, and when all the senders were on time that window is
+ *   judged whole (one sender alone: its verdict; little growth: all fail, e.g. a public node whose firewall drops
+ *   every new flow, in ONE round trip). A late sender is never judged on that window: its datagrams may have come
+ *   after the last look.
+ * A receiver with a late sender (or no counters) is read again once every first-round script has ended (one round
+ *   trip for all of them), and its senders still open are judged on the window from before round 1 to that read
+ *   (every one of their bursts is in it: the old "heard nothing at all" rule, generalised by judgeWindow).
+ * Group rounds, for the senders still open (adaptive group testing by halves, our own design after the classic
+ *   binary splitting: each receiver's counters give one sum per window, so one group per receiver per round; all
+ *   receivers at once): every node sends the bursts of the groups it is in, then each receiver's counters are read
+ *   (two round trips per round, the read after every burst was sent, as the slots were). A group that delivered the
+ *   sum passes at once, a group whose growth rules out any warn fails at once, a single sender is judged alone,
+ *   anything else is split (nextGroup, advance). One sender failing among k: about log2(k) + 1 rounds (k-1 rounds
+ *   one sender at a time before: 2(N-1) round trips for a public node dialled by everyone).
+ * `initial`: each receiver's counters read just before (verify's pre script reads them: no round trip of its own);
+ * receivers missing there are read first. `run`: see Runner. `watch`: how long a receiver waits for its bursts in
+ * round 1 (COLD_START_WATCH). Round trips: 1 on a healthy mesh and when every direction into a receiver fails on
+ * time; plus 1 when a sender was late; plus 2 per group round.
  */
 export async function runColdStartPlan(
   plan: ColdStartPlan,
@@ -353,56 +533,133 @@ export async function runColdStartPlan(
     for (const [node, c] of await readCounters(unread, run, failures)) counters.set(node, c);
   }
   const results = new Map<Direction, DirectionResult>();
-  const record = (d: Direction, s: Sent | undefined, delta: UdpCounters | undefined) => {
+  const record = (d: Direction, s: Sent | undefined, delta: UdpCounters | undefined, together = 1) => {
     const sent = s ?? { sent: 0, error: 'not sent' };
     const error =
       sent.error ?? (delta ? undefined : `${d.to}'s UDP counters could not be read${failures.has(d.to) ? `: ${failures.get(d.to)}` : ''}`);
-    results.set(d, { ...d, sent: sent.sent, ...(delta ? { delta } : {}), ...(error ? { error } : {}) });
+    results.set(d, {
+      ...d,
+      sent: sent.sent,
+      ...(delta ? { delta } : {}),
+      ...(together > 1 ? { together } : {}),
+      ...(error ? { error } : {}),
+    });
+  };
+  /** Records a window's verdict over `members` (judgeWindow's): 'judged' or 'passed', or 'undecided' (nothing recorded). */
+  const apply = (
+    members: Direction[],
+    sent: Map<Direction, Sent>,
+    delta: UdpCounters,
+    others: number,
+  ): 'judged' | 'passed' | 'undecided' => {
+    const verdict = judgeWindow(
+      members.map((d) => sent.get(d)!.sent),
+      delta,
+      others,
+    );
+    if (verdict === 'undecided') return verdict;
+    // a pass shows each its share, as the first round always did; a fail the growth that bounds each one's
+    const share = { inDatagrams: Math.floor(delta.inDatagrams / members.length), noPorts: delta.noPorts };
+    for (const d of members) record(d, sent.get(d), verdict === 'pass' ? share : delta, verdict === 'fail' ? members.length + others : 1);
+    return verdict === 'pass' ? 'passed' : 'judged';
   };
 
-  // every direction at once: bursts and watch in one round trip
+  // round 1: every direction at once, bursts and watch in one round trip
   roundTrips += 1;
   const beforeFirst = new Map(counters);
   const first = await sendAndWatch(all, run, failures, counters, watch);
-  const short = new Set<string>();
-  for (const to of new Set(all.map((d) => d.to))) {
-    const into = all.filter((d) => d.to === to);
-    const delta = deltaOf(counters.get(to), first.after.get(to));
-    counters.set(to, first.after.get(to));
-    const expected = into.reduce((n, d) => n + (first.sent.get(d)?.sent ?? 0), 0);
-    if (delta && expected > 0 && delta.inDatagrams >= expected && into.every((d) => !first.sent.get(d)?.error))
-      for (const d of into)
-        record(d, first.sent.get(d), { inDatagrams: Math.floor(delta.inDatagrams / into.length), noPorts: delta.noPorts });
-    // short, even with one sender: its burst may have come after the watch ran out (a sender whose script started
-    // late), so only the slot rounds, which read after the sends, may call a direction dropped
-    else short.add(to);
+  const searches = new Map<string, Search>();
+  const readAgain = new Map<string, { open: Direction[]; others: number }>();
+  for (const [to, into] of groupBy(all, (d) => d.to)) {
+    const after = first.after.get(to);
+    // a sender that could not send: not measured, now (its datagrams, if its script ran after all, only add)
+    const maybe = into.filter((d) => first.sent.get(d)?.maybe).length;
+    const sending = into.filter((d) => {
+      const s = first.sent.get(d);
+      if (s && s.sent > 0 && !s.error) return true;
+      record(d, s, deltaOf(beforeFirst.get(to), after));
+      return false;
+    });
+    if (!sending.length) continue;
+    const delta = deltaOf(beforeFirst.get(to), after);
+    const lastLook = (first.startedAt.get(to) ?? 0) + (first.looks.get(to) ?? 0) * watch.intervalSeconds * 1000;
+    const late = sending.filter((d) => (first.sentAt.get(d.from) ?? Number.POSITIVE_INFINITY) + COLD_START_IN_FLIGHT_MS > lastLook);
+    let open = sending;
+    if (delta) {
+      if (
+        late.length === 0 ||
+        judgeWindow(
+          sending.map((d) => first.sent.get(d)!.sent),
+          delta,
+          maybe,
+        ) === 'pass'
+      ) {
+        if (apply(sending, first.sent, delta, maybe) !== 'undecided') open = [];
+      } else {
+        // the on-time senders alone: the late ones' datagrams may be in the growth too (they only add)
+        const onTime = sending.filter((d) => !late.includes(d));
+        if (apply(onTime, first.sent, delta, maybe + late.length) !== 'undecided') open = late;
+      }
+    }
+    if (!open.length) continue;
+    if (delta && late.length === 0 && maybe === 0) searches.set(to, { suspects: open, unknown: [], before: after });
+    else readAgain.set(to, { open, others: maybe + sending.length - open.length });
   }
-  if (short.size === 0) return { directions: all.map((d) => results.get(d)!).filter(Boolean), roundTrips, ms: Date.now() - started };
 
-  // the receivers left short: read again now that every first-round script has ended (a burst of a sender that
-  // started after the receiver's watch ran out must not count for a slot), then one sender at a time
-  roundTrips++;
-  for (const [node, c] of await readCounters([...short], run, failures)) counters.set(node, c);
-  // a receiver whose counters did not grow at all since before the first round heard none of its senders, late ones
-  // included (every first-round script has ended): each direction into it that was sent is dropped, and hearing the
-  // senders one at a time cannot change that. Skipping its slots keeps an all-blocked receiver (a public node
-  // dialled by every other node) at one round trip, not two per sender. Counters only grow: other traffic can hide
-  // a drop here, as in the slots, never fake one.
-  for (const to of short) {
-    const total = deltaOf(beforeFirst.get(to), counters.get(to));
-    const heardNothing = total !== undefined && total.inDatagrams === 0 && total.noPorts === 0;
-    if (!heardNothing) continue;
-    for (const d of all.filter((x) => x.to === to)) record(d, first.sent.get(d), total);
-    short.delete(to);
+  // receivers with a late sender (or no counters): read again now that every first-round script has ended, and
+  // judge their open senders on the whole window since before round 1, which holds every burst sent to them
+  if (readAgain.size) {
+    roundTrips++;
+    const again = await readCounters([...readAgain.keys()], run, failures);
+    for (const [to, { open, others }] of readAgain) {
+      const after = again.get(to);
+      const delta = deltaOf(beforeFirst.get(to), after);
+      const verdict = delta ? apply(open, first.sent, delta, others) : 'undecided';
+      if (verdict === 'undecided') searches.set(to, { suspects: open, unknown: [], before: after });
+    }
   }
-  for (const slot of plan.slots) {
-    const mine = slot.filter((d) => short.has(d.to));
-    if (!mine.length) continue;
+
+  // group rounds: one group per receiver per round, every receiver at once
+  for (let round = 0; searches.size > 0; round++) {
+    const groups = new Map<string, { group: Direction[]; half: boolean }>();
+    for (const [to, search] of searches) {
+      const next = nextGroup(search);
+      if (!next) searches.delete(to);
+      else if (!search.before || round >= all.length) {
+        // no counters to start from (read twice in vain), or a search that cannot end: not measured
+        for (const d of [...search.suspects, ...search.unknown]) record(d, first.sent.get(d), undefined);
+        searches.delete(to);
+      } else groups.set(to, next);
+    }
+    if (!groups.size) break;
     roundTrips += 2;
-    const { sent, after } = await sendThenRead(mine, run, failures);
-    for (const d of mine) {
-      record(d, sent.get(d), deltaOf(counters.get(d.to), after.get(d.to)));
-      counters.set(d.to, after.get(d.to));
+    const { sent, after } = await sendThenRead(
+      [...groups.values()].flatMap((g) => g.group),
+      run,
+      failures,
+    );
+    for (const [to, tested] of groups) {
+      const search = searches.get(to)!;
+      const delta = deltaOf(search.before, after.get(to));
+      search.before = after.get(to);
+      const others = tested.group.filter((d) => sent.get(d)?.maybe).length;
+      const sending = tested.group.filter((d) => {
+        const s = sent.get(d);
+        if (s && s.sent > 0 && !s.error) return true;
+        record(d, s, delta);
+        return false;
+      });
+      // senders that could not send are judged (not measured): out of the search
+      const gone = new Set(tested.group.filter((d) => !sending.includes(d)));
+      search.suspects = search.suspects.filter((d) => !gone.has(d));
+      search.unknown = search.unknown.filter((d) => !gone.has(d));
+      if (!delta) {
+        for (const d of [...search.suspects, ...search.unknown]) record(d, sent.get(d) ?? first.sent.get(d), undefined);
+        searches.delete(to);
+        continue;
+      }
+      if (!sending.length) continue;
+      advance(search, { group: sending, half: tested.half }, apply(sending, sent, delta, others));
     }
   }
   return { directions: all.map((d) => results.get(d)!).filter(Boolean), roundTrips, ms: Date.now() - started };
@@ -417,11 +674,12 @@ export function runColdStart(
   const plan = planColdStart(inventory, new Set(connections.keys()));
   return runColdStartPlan(
     plan,
-    async (node, script) => {
+    async (node, script, onStdout) => {
       const connection = connections.get(node);
       if (!connection) throw new Error('not connected');
       const result = await connection.run(script, {
         timeoutMs: checkDeadlineMs(30_000),
+        ...(onStdout ? { onStdout: (chunk: string) => onStdout(chunk) } : {}),
         ...(options.signal ? { signal: options.signal } : {}),
       });
       return result.stdout;
@@ -438,6 +696,9 @@ export function judgeDirection(r: DirectionResult): { status: ColdStartStatus; m
   const evidence = [
     `${r.from} sent ${r.sent} datagrams from a fresh source port to ${at}`,
     ...(r.delta ? [`${r.to} /proc/net/snmp Udp: InDatagrams +${r.delta.inDatagrams}, NoPorts +${r.delta.noPorts}`] : []),
+    ...(r.together && r.together > 1
+      ? [`${r.to}'s counters counted the bursts of ${r.together} senders at once: ${r.from}'s arrivals are at most that growth`]
+      : []),
     ...(r.error ? [r.error] : []),
   ];
   if (r.error || !r.delta || r.sent === 0)

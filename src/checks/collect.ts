@@ -319,7 +319,7 @@ export async function runChecklists(
  *      and watches its own counters until the bursts addressed to it arrived (one round trip on a healthy mesh);
  *   3. the ping + path-MTU round, its channels opened while 2 runs and its scripts sent once 2 has ended (runProbes).
  * Why 1, 2 and 3 wait for each other: the bursts must not leave before every receiver has read its counters (the
- * pre part before 2, a barrier: a burst that arrived before the read leaves its receiver short, which costs the slot
+ * pre part before 2, a barrier: a burst that arrived before the read leaves its receiver short, which costs the group
  * rounds); the pings' tunnel traffic lands in the same UDP counters and could hide a dropped burst (2 before 3). The
  * checklist needs neither: it sends no UDP, and the probes change nothing it reads but handshakes, which the
  * after-ping dump reads again anyway. So it runs on from the pre part, beside 2 and 3 on its own channel (issue 10:
@@ -488,7 +488,7 @@ function collected(
  * The ping round's channels are opened while the probe runs and its scripts sent only once the probe has ended
  * (PingMatrixOptions.sendWhen): the pings still follow every burst and every read of the counters, but the round no
  * longer waits for its channels, login shells and sudo to start after the probe (issue 10: 0.2-0.4 s per node at 16
- * lab nodes). A probe that outlasted PING_AHEAD_WAIT_S (slot rounds) lets those scripts end unrun, and the round runs
+ * lab nodes). A probe that outlasted PING_AHEAD_WAIT_S (group rounds) lets those scripts end unrun, and the round runs
  * anew.
  */
 async function runProbes(

@@ -192,8 +192,14 @@ export function renderChecks(checks: Check[], options: { color: boolean; verbose
     message: safeText(r.message),
     evidence: r.evidence.map(safeText),
   }));
-  const wNode = Math.max(4, ...rows.map((r) => r.node.length));
-  const wCheck = Math.max(5, ...rows.map((r) => r.check.length));
+  // a loop, not Math.max(...rows): a row per argument overflowed the stack at ~100,000 rows (a 250-node farm's
+  // 62,250 cold-start warnings)
+  let wNode = 4;
+  let wCheck = 5;
+  for (const r of rows) {
+    wNode = Math.max(wNode, r.node.length);
+    wCheck = Math.max(wCheck, r.check.length);
+  }
   const tone = (s: Check['status']) => (s === 'pass' ? c.green('pass') : s === 'warn' ? c.hex('#ff8800')('WARN') : c.red.bold('FAIL'));
   const lines = [c.bold(`${'node'.padEnd(wNode)}  ${'check'.padEnd(wCheck)}  ${'    '}  result`)];
   for (const r of rows) {

@@ -261,7 +261,7 @@ function nodeChecks(facts: VerifyFacts, node: Node, desired: DesiredNodeConfig, 
   out.push(asCheck('rp-filter', combineRpFilter(judgeRpFilter({ iface, mode: rpMode }, cl.rpFilter), lasting)));
 
   // live peers vs design (only when wg could be asked at all)
-  if (cl.wgAvailable) out.push(...livePeerChecks(facts, node, desired, cl));
+  if (cl.wgAvailable) append(out, livePeerChecks(facts, node, desired, cl));
   else {
     for (const peer of desired.peers)
       out.push(mk(n, 'peers', 'fail', `cannot read ${iface}: ${cl.wgError ?? 'wg show failed'}`, [], peer.name));
@@ -283,15 +283,27 @@ function nodeChecks(facts: VerifyFacts, node: Node, desired: DesiredNodeConfig, 
   return out;
 }
 
-/** One check per designed direction (node dials peer), pointing to the receiver's firewall verdict when it fails. */
+/**
+ * One check per designed direction (node dials peer), pointing to the receiver's firewall verdict when it fails.
+ * The verdict is judged once per receiver (every direction into a node that drops them all used to judge its
+ * ruleset again, and look the node up in the inventory: N-1 times per node).
+ */
 function coldStartChecks(facts: VerifyFacts, result: ColdStartResult): Check[] {
+  const byName = new Map(facts.inventory.nodes.map((n) => [n.name, n]));
+  const firewallOf = new Map<string, string[]>();
+  const firewall = (name: string): string[] => {
+    let lines = firewallOf.get(name);
+    if (!lines) {
+      const to = byName.get(name);
+      const ruleset = facts.checklists.get(name)?.firewallRuleset;
+      lines = to && ruleset ? [`firewall on ${name}: ${judgeNodeFirewall(facts.inventory, to, ruleset).message}`] : [];
+      firewallOf.set(name, lines);
+    }
+    return lines;
+  };
   return result.directions.map((d) => {
     const j = judgeDirection(d);
-    const to = facts.inventory.nodes.find((x) => x.name === d.to);
-    const ruleset = facts.checklists.get(d.to)?.firewallRuleset;
-    const firewall =
-      j.status !== 'pass' && to && ruleset ? [`firewall on ${d.to}: ${judgeNodeFirewall(facts.inventory, to, ruleset).message}`] : [];
-    return mk(d.from, 'cold-start', j.status, j.message, [...j.evidence, ...firewall], d.to);
+    return mk(d.from, 'cold-start', j.status, j.message, j.status !== 'pass' ? [...j.evidence, ...firewall(d.to)] : j.evidence, d.to);
   });
 }
 
@@ -498,6 +510,15 @@ function pairChecks(facts: VerifyFacts, matrix: Matrix): Check[] {
   return out;
 }
 
+/**
+ * Appends `items` to `into` one by one: `push(...items)` passes every item as an argument on the stack, and the
+ * pairs' checks of a 250-node mesh (62,250 cold-start directions, 124,500 ping and path-MTU checks) overflowed it
+ * (RangeError: Maximum call stack size exceeded, the farm's verify at 250 nodes).
+ */
+function append<T>(into: T[], items: readonly T[]): void {
+  for (const item of items) into.push(item);
+}
+
 /** All checks, in a stable order: per node (inventory order), then the pairs. */
 export function evaluateVerify(facts: VerifyFacts): Check[] {
   const checks: Check[] = [];
@@ -514,10 +535,10 @@ export function evaluateVerify(facts: VerifyFacts): Check[] {
       continue;
     }
     checks.push(mk(node.name, 'connect', 'pass', 'connected'));
-    checks.push(...nodeChecks(facts, node, desired, cl));
+    append(checks, nodeChecks(facts, node, desired, cl));
   }
-  if (facts.matrix) checks.push(...pairChecks(facts, facts.matrix));
-  if (facts.coldStart) checks.push(...coldStartChecks(facts, facts.coldStart));
+  if (facts.matrix) append(checks, pairChecks(facts, facts.matrix));
+  if (facts.coldStart) append(checks, coldStartChecks(facts, facts.coldStart));
   return checks;
 }
 

@@ -233,6 +233,16 @@ export function outcomeOf(json: Record<string, unknown>): Record<string, unknown
   return out;
 }
 
+/** verify's checks by id and status ("cold-start": { warn: 9900 }), from verify --json */
+export function checkCounts(checks: Array<{ id: string; status: string }>): Record<string, Record<string, number>> {
+  const counts: Record<string, Record<string, number>> = {};
+  for (const c of checks) {
+    const row = (counts[c.id] ??= {});
+    row[c.status] = (row[c.status] ?? 0) + 1;
+  }
+  return counts;
+}
+
 /** channels per node per phase: the most any node opened, from up --json */
 function channelsPerPhase(json?: Record<string, unknown>): Record<string, number> | undefined {
   const channels = json?.channels as Record<string, Record<string, number>> | undefined;
@@ -282,6 +292,9 @@ async function main(): Promise<void> {
           ...(json && 'result' in json ? { result: json.result } : {}),
           ...(json && 'ok' in json ? { ok: json.ok } : {}),
           ...(json ? outcomeOf(json) : {}),
+          // verify's own stage times and the cold-start probe's round trips (src/checks/collect.ts)
+          ...(json && step === 'verify' && json.timings ? { timings: json.timings } : {}),
+          ...(json && step === 'verify' && Array.isArray(json.checks) ? { checks: checkCounts(json.checks as Array<{ id: string; status: string }>) } : {}),
           ...(step.startsWith('up') ? { channelsPerNodePerPhase: channelsPerPhase(json), peakChannelsPerConnection: Math.max(0, ...Object.values((json?.peakChannels as Record<string, number>) ?? {})) } : {}),
         };
         process.stderr.write(`bench: ${n} ${step}: ${JSON.stringify(row[step])}\n`);

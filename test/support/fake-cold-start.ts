@@ -1,0 +1,23 @@
+/**
+ * The cold-start probe's watch and counters as a fake node answers them (test/unit/cold-start-*.test.ts): the watch
+ * waits for its target with as many looks, as far apart, as the script says (src/checks/cold-start.ts watchCommand),
+ * so a fake's watch lasts what a node's would.
+ */
+import type { UdpCounters } from '../../src/checks/cold-start.js';
+
+/** The watch of `script`, if it has one, run against `sum` (the node's InDatagrams + NoPorts): its section's body. */
+export async function fakeWatch(script: string, sum: () => number): Promise<string | undefined> {
+  const target = /"\$mc_udp" -lt (\d+) /.exec(script)?.[1];
+  if (target === undefined) return undefined;
+  const [, polls, interval] = /\$mc_i -lt (\d+) \]; do sleep ([\d.]+)/.exec(script)!;
+  let looks = 0;
+  while (sum() < Number(target) && looks < Number(polls)) {
+    await new Promise((resolve) => setTimeout(resolve, Number(interval) * 1000));
+    looks++;
+  }
+  return `looks=${looks} sum=${sum()}`;
+}
+
+/** The `udp` section as /proc/net/snmp's Udp lines print the counters. */
+export const udpSection = (c: UdpCounters) =>
+  `@@meshctl begin udp\nUdp: InDatagrams NoPorts InErrors\nUdp: ${c.inDatagrams} ${c.noPorts} 0\n@@meshctl end udp rc=0`;
