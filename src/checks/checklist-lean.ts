@@ -29,9 +29,9 @@ import {
   type FactContext,
   type FactDef,
 } from '../facts/definitions.js';
-import { FIREWALL_PART_MAX_BYTES } from '../firewall/verdict.js';
 import { relayNftTableName } from '../render/relay.js';
 import { COUNTERS_COMMAND, COUNTERS_READ, UDP_COUNTERS_FACT } from './cold-start.js';
+import { NFT_FIRST_FIREWALL } from '../facts/lean.js';
 import { RELAY_FACT } from './relay-check.js';
 
 const TAB = '\t';
@@ -194,40 +194,6 @@ const leanConfigText = lean(FACTS.configText, (ctx) => {
   ].join('\n');
 });
 
-/** The tables iptables-nft-save prints when nftables holds them (its builtin tables of family ip). */
-const IPTABLES_TABLES = ['filter', 'nat', 'mangle', 'raw', 'security'];
-/** How `nft -j list ruleset` (libnftables: jansson, keys in print order) begins; any other start: not trusted. */
-const NFT_JSON_START = '{"nftables": [{"metainfo": {';
-
-/**
- * fwrules as FACTS.firewallRuleset prints it, with `nft -j list ruleset` read first into `mc_nj` and iptables-nft-save
- * run only when that JSON is not complete (cut at the cap, or not shaped as expected) or shows a table iptables-nft
- * would print. Without such a table iptables-nft-save prints nothing, so its part is printed empty. Sets `mc_ipt_ok`
- * when the iptables-save text of the ruleset `iptables` itself reads (the nf_tables backend) is whole in the output,
- * so the relay section may derive its lines from it; `mc_nj_ok` when the JSON is whole.
- */
-const leanFirewallRuleset = lean(FACTS.firewallRuleset, () => {
-  const cap = FIREWALL_PART_MAX_BYTES;
-  const tables = IPTABLES_TABLES.map((t) => `*'{"table": {"family": "ip", "name": "${t}", '*`).join('|');
-  const shared = FACTS.firewallRuleset.command({ interface: 'x', listenPort: 0 }).split('\n');
-  const [version, printVersion, legacyTables, legacy] = shared;
-  return [
-    version,
-    printVersion,
-    legacyTables,
-    legacy,
-    'mc_nj=; mc_nt=; mc_nj_ok=; mc_ipt_ok=',
-    'if command -v nft >/dev/null 2>&1; then mc_nt=1; mc_nj=$(nft -j list ruleset 2>&1); fi',
-    `if [ -n "$mc_nt" ] && [ \${#mc_nj} -lt ${cap} ]; then case $mc_nj in '${NFT_JSON_START}'*) mc_nj_ok=1 ;; esac; fi`,
-    // iptables-nft-save's part: read unless the whole JSON shows it would print nothing
-    `mc_ins=; mc_need=1; if [ -n "$mc_nj_ok" ]; then case $mc_nj in ${tables}) ;; *) mc_need= ;; esac; fi`,
-    'mc_insave=; if command -v iptables-nft-save >/dev/null 2>&1; then mc_insave=iptables-nft-save; else case "$fw_v" in *nf_tables*) mc_insave=iptables-save ;; esac; fi',
-    `if [ -n "$mc_insave" ]; then echo '@@ iptables-nft'; [ -z "$mc_need" ] || mc_ins=$($mc_insave 2>&1); printf '%.${cap}s\\n' "$mc_ins"; case "$fw_v" in *nf_tables*) [ \${#mc_ins} -lt ${cap} ] && mc_ipt_ok=1 ;; esac; fi`,
-    `if [ -n "$mc_nt" ]; then echo '@@ nft'; printf '%.${cap}s\\n' "$mc_nj"; fi`,
-    ...shared.slice(6),
-  ].join('\n');
-});
-
 /**
  * relay as RELAY_FACT prints it, but: with the nf_tables backend and its iptables-save text whole in fwrules
  * (`mc_ipt_ok`), the node prints `ipt-from=fwrules` instead of running `iptables -S` (the lines are taken from that
@@ -255,7 +221,7 @@ export function leanChecklistFacts(peerIps: readonly string[]): Map<string, Fact
     ...peerIps.map(leanRoute),
     leanConfigMeta,
     leanConfigText,
-    leanFirewallRuleset,
+    NFT_FIRST_FIREWALL,
     leanRelay,
     ...Object.values(LEAN_PRE_FACTS),
   ];

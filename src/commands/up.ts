@@ -188,6 +188,28 @@ async function upWith(
   const view = createEngineView
     ? createEngineView({ yes: (flags.yes ?? false) || (flags.dryRun ?? false), interactive, json: false, color, out })
     : JSON_VIEW;
+  // the local state and the report are written while the run's locks are released and its connections closed
+  // (runUp's withReport; issue 10: those were waited for first)
+  const deliver = async (report: UpReport) => {
+    if (!report.dryRun && report.phases.length > 0) {
+      const recorded = recordRun(inventory, {
+        command: 'up',
+        result: report.result,
+        nodes: limit ?? inventory.nodes.map((n) => n.name),
+        ...(limit ? { limit } : {}),
+        publicKeys: report.publicKeys ?? {},
+        complete: !report.limit && report.result === 'converged',
+        ...(report.plan ? { plan: report.plan } : {}),
+        ...(report.fallbackRelays ? { fallbackRelays: report.fallbackRelays.pairs } : {}),
+      });
+      if (recorded.warning) report.warnings = [...(report.warnings ?? []), recorded.warning];
+    }
+    for (const warning of report.warnings ?? []) out.write(`warning: ${warning}\n`);
+    // in pieces: at 1,000 nodes the report is longer than V8's longest string (src/ui/json-text.ts)
+    if (flags.json) await writeJson(process.stdout, report, 2);
+    else
+      await printSummary(report, color, out, renderMatrix, relayedPairs(withFallbackRelays(inventory, report.fallbackRelays?.pairs ?? [])));
+  };
   const report = await runUp(inventory, connector, view, {
     ...(forks ? { forks } : {}),
     signal: interruptSignal,
@@ -197,25 +219,8 @@ async function upWith(
     ...(limit ? { limit, knownPublicKeys: statePublicKeys(inventory) } : {}),
     rollbackDeadlineS,
     ...(flags.underlayProbes === false ? { underlayProbes: false } : {}),
+    withReport: deliver,
   });
-  if (!report.dryRun && report.phases.length > 0) {
-    const recorded = recordRun(inventory, {
-      command: 'up',
-      result: report.result,
-      nodes: limit ?? inventory.nodes.map((n) => n.name),
-      ...(limit ? { limit } : {}),
-      publicKeys: report.publicKeys ?? {},
-      complete: !report.limit && report.result === 'converged',
-      ...(report.plan ? { plan: report.plan } : {}),
-      ...(report.fallbackRelays ? { fallbackRelays: report.fallbackRelays.pairs } : {}),
-    });
-    if (recorded.warning) report.warnings = [...(report.warnings ?? []), recorded.warning];
-  }
-  for (const warning of report.warnings ?? []) out.write(`warning: ${warning}\n`);
-  // in pieces: at 1,000 nodes the report is longer than V8's longest string (src/ui/json-text.ts)
-  if (flags.json) await writeJson(process.stdout, report, 2);
-  else
-    await printSummary(report, color, out, renderMatrix, relayedPairs(withFallbackRelays(inventory, report.fallbackRelays?.pairs ?? [])));
   if (report.result === 'locked') throw new MeshctlError(`not started: ${report.locked}`, 'stop');
   if (report.result === 'unreachable') {
     throw new MeshctlError(

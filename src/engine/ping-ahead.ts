@@ -19,7 +19,7 @@ import { matrixPasses, pingParamsFor, type PingTarget } from '../checks/ping-mat
 import { pingProbe } from '../checks/probes.js';
 import { judgeHandshakesRecent, judgeOverlayRoutes } from '../checks/judge.js';
 import { FACTS } from '../facts/definitions.js';
-import { wgAllowsEvery } from '../facts/lean.js';
+import { LEAN_FACTS, wgAllowsEvery } from '../facts/lean.js';
 import { endMarker } from '../facts/sections.js';
 import type { Inventory } from '../inventory/types.js';
 import { withRun, type Connection, type ExecResult } from '../transport/types.js';
@@ -49,13 +49,47 @@ export function phasePingScript(inventory: Inventory, node: string): string {
   return pingProbe(pingParamsFor(node, targetsOf(inventory), { count: 1, after })).script;
 }
 
+/** The line after which the peers' dump of the round ahead has the node's clock (its awk's END). */
+const CLOCK_MARK = '@@meshctl-clock ';
+
+/**
+ * The round ahead's after-sections: the ping phase's own three (afterSections), with two processes fewer on the node
+ * (issue 10):
+ * - `routes` is what the facts probe's one `ip -batch` read a moment before the pings in this same script (the lean
+ *   definition prints it from the shell: ../facts/lean.ts), not a second `ip`: nothing in between changes routes, and
+ *   the round ahead counts only in a run that changed nothing;
+ * - `now` comes from the awk that masks the peers' dump (`srand()` in its END, once the whole dump is read, so the
+ *   clock is never before a handshake it shows), not from a `date` after it; `date` only when that awk gave no clock.
+ * Throws when the shared peers command changed shape (then this must follow it).
+ */
+export function aheadAfterSections(iface: string): Array<{ name: string; command: string }> {
+  const ctx = { interface: iface, listenPort: 0 };
+  const peers = FACTS.peers.command(ctx);
+  const tail = "print }'";
+  if (!peers.endsWith(tail) || peers.split(tail).length !== 2) throw new Error('FACTS.peers changed: update aheadAfterSections');
+  const withClock = `${peers.slice(0, -tail.length)}print } END { srand(); printf "\\n${CLOCK_MARK}%d\\n", srand() }'`;
+  return [
+    { name: FACTS.interfaceRoutes.name, command: LEAN_FACTS.interfaceRoutes.command(ctx) },
+    {
+      name: FACTS.peers.name,
+      command: [
+        // the dump and wg's own errors, as the shared section prints them; the clock line last (awk ends last)
+        `mc_pd=$( { ${withClock}\n} 2>&1 ); mc_pnow=`,
+        `case $mc_pd in *'${CLOCK_MARK}'*) mc_pnow=\${mc_pd##*'${CLOCK_MARK}'}; mc_pd=\${mc_pd%'${CLOCK_MARK}'*};; esac`,
+        `printf '%s\\n' "$mc_pd"`,
+      ].join('\n'),
+    },
+    { name: FACTS.now.name, command: `case $mc_pnow in ''|*[!0-9]*|0) ${FACTS.now.command(ctx)};; *) echo "$mc_pnow";; esac` },
+  ];
+}
+
 /** What the facts probe of `node` runs after its facts: the mark, then the round ahead where the interface routes to every peer. */
 export function pingAheadScript(inventory: Inventory, node: string): string {
   const targets = targetsOf(inventory);
   const params = pingParamsFor(node, targets, {
     count: 1,
     deadlineSeconds: PING_AHEAD_DEADLINE_S,
-    after: afterSections(inventory.mesh.interface),
+    after: aheadAfterSections(inventory.mesh.interface),
   });
   const guard = wgAllowsEvery(
     inventory.mesh.interface,

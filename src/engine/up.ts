@@ -51,6 +51,13 @@ export interface UpOptions {
   rollbackDeadlineS?: number;
   /** false: the baseline's port-forward probe and NAT discovery are not run, their checks warn (--no-underlay-probes) */
   underlayProbes?: boolean;
+  /**
+   * What the caller does with the report (the local state, the JSON or summary), run while the run's locks are
+   * released and its connections closed (issue 10: those are the last round trips of a run, and the operator waited
+   * for them before the report was written). runUp resolves once both are done; an error of this callback is
+   * raised after the connections are closed.
+   */
+  withReport?: (report: UpReport) => Promise<void>;
 }
 
 /** What `up` shows and what the view needs to draw it. */
@@ -243,8 +250,34 @@ function heldUntilLocked(view: UpView, gate: FirstLockGate): UpView {
 /**
  * Runs `up` and reports; throws only for bad input (a playbook that does not load: exit 2 through main).
  * A node that cannot be connected makes the result 'unreachable' before anything runs anywhere.
+ * The locks' release and the connections' close run beside `options.withReport` (issue 10); both are done when this
+ * resolves or rejects.
  */
 export async function runUp(inventory: Inventory, connector: Connector, outerView: UpView, options: UpOptions): Promise<UpReport> {
+  const ending: Promise<void>[] = [];
+  let report: UpReport;
+  try {
+    report = await runUpBody(inventory, connector, outerView, options, ending);
+  } catch (error) {
+    await Promise.allSettled(ending);
+    throw error;
+  }
+  const [delivered] = await Promise.allSettled([options.withReport?.(report), ...ending]);
+  if (delivered.status === 'rejected') throw delivered.reason;
+  return report;
+}
+
+/**
+ * runUp's run. `ending` gets the run's last remote work (locks released, then the connections closed), not waited
+ * for here on the usual way out: runUp waits for it beside the caller's use of the report.
+ */
+async function runUpBody(
+  inventory: Inventory,
+  connector: Connector,
+  outerView: UpView,
+  options: UpOptions,
+  ending: Promise<void>[],
+): Promise<UpReport> {
   const started = Date.now();
   const playbookPath = options.playbookPath ?? builtinPlaybookPath('up');
   const playbook = loadPlaybook(playbookPath, registryContract);
@@ -283,6 +316,8 @@ export async function runUp(inventory: Inventory, connector: Connector, outerVie
     ...Object.fromEntries(Object.entries(stages).filter(([, ms]) => ms !== undefined)),
   });
   const counter = new ChannelCounter(connections);
+  /** the locks' release, once started at the end of the run (see runUp) */
+  let released: Promise<void> | undefined;
   const base = {
     inventory: inventory.source,
     playbook: playbookPath,
@@ -428,9 +463,16 @@ export async function runUp(inventory: Inventory, connector: Connector, outerVie
         ...(earlier.length || fallbacks.length ? { fallbackRelays: { pairs: fallbacks, relayedAtGate: failed, backToDirect } } : {}),
       };
     } finally {
-      await locks?.release();
+      // started here, waited for in runUp (beside the caller's use of the report); never rejects
+      released = locks?.release();
     }
   } finally {
-    await close();
+    // the connections close once the release was started on every node (it must reach each node before its close)
+    ending.push(
+      (async () => {
+        await released;
+        await close();
+      })(),
+    );
   }
 }

@@ -17,7 +17,7 @@
  * - the key file is only ever fed to `wg pubkey` on the node, so only its public half is printed;
  * - `wg show IFACE private-key` and `wg showconf` are never used.
  */
-import { isSecretSettingLine, redactSecrets, SECRET_FILTER_AWK } from '../remote/redact.js';
+import { isSecretSettingLine, redactSecretsSparingPublicKeyLines, SECRET_FILTER_AWK } from '../remote/redact.js';
 import { raw, sh, shellQuote } from '../remote/shell.js';
 import { peerDumpCommand, reresolvePaths, wireguardPaths } from '../remote/wireguard.js';
 import { SYSCTL_CONF, SYSCTL_DIRS, type SysctlFileSettings } from './sysctl-order.js';
@@ -89,10 +89,8 @@ export function dropSecretLines(text: string): string {
  * redacted again, against the mesh's known public keys, wherever the text is shown.
  */
 export function filterConfigText(text: string): string {
-  return dropSecretLines(text)
-    .split('\n')
-    .map((line) => (/^\s*publickey\s*=/i.test(line) ? line : redactSecrets(line)))
-    .join('\n');
+  // one pass over the whole text, not one per line (issue 10: ../remote/redact.ts redactSecretsSparingPublicKeyLines)
+  return redactSecretsSparingPublicKeyLines(dropSecretLines(text));
 }
 
 export { peerDumpCommand };

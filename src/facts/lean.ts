@@ -200,6 +200,42 @@ const CAP_READ = [
   '}',
 ].join('\n');
 
+/** The tables iptables-nft-save prints when nftables holds them (its builtin tables of family ip). */
+const IPTABLES_TABLES = ['filter', 'nat', 'mangle', 'raw', 'security'];
+/** How `nft -j list ruleset` (libnftables: jansson, keys in print order) begins; any other start: not trusted. */
+const NFT_JSON_START = '{"nftables": [{"metainfo": {';
+
+/**
+ * fwrules as FACTS.firewallRuleset prints it, with `nft -j list ruleset` read first into `mc_nj` and iptables-nft-save
+ * run only when that JSON is not complete (cut at the cap, or not shaped as expected) or shows a table iptables-nft
+ * would print. Without such a table iptables-nft-save prints nothing, so its part is printed empty. Sets `mc_ipt_ok`
+ * when the iptables-save text of the ruleset `iptables` itself reads (the nf_tables backend) is whole in the output,
+ * so the relay section may derive its lines from it; `mc_nj_ok` when the JSON is whole. verify's checklist runs it
+ * (../checks/checklist-lean.ts), and up's probe too (LEAN_FACTS.firewallRuleset, issue 10: one exec fewer on a node
+ * whose nftables holds no iptables table).
+ */
+export const NFT_FIRST_FIREWALL = lean(FACTS.firewallRuleset, () => {
+  const cap = FIREWALL_PART_MAX_BYTES;
+  const tables = IPTABLES_TABLES.map((t) => `*'{"table": {"family": "ip", "name": "${t}", '*`).join('|');
+  const shared = FACTS.firewallRuleset.command({ interface: 'x', listenPort: 0 }).split('\n');
+  const [version, printVersion, legacyTables, legacy] = shared;
+  return [
+    version,
+    printVersion,
+    legacyTables,
+    legacy,
+    'mc_nj=; mc_nt=; mc_nj_ok=; mc_ipt_ok=',
+    'if command -v nft >/dev/null 2>&1; then mc_nt=1; mc_nj=$(nft -j list ruleset 2>&1); fi',
+    `if [ -n "$mc_nt" ] && [ \${#mc_nj} -lt ${cap} ]; then case $mc_nj in '${NFT_JSON_START}'*) mc_nj_ok=1 ;; esac; fi`,
+    // iptables-nft-save's part: read unless the whole JSON shows it would print nothing
+    `mc_ins=; mc_need=1; if [ -n "$mc_nj_ok" ]; then case $mc_nj in ${tables}) ;; *) mc_need= ;; esac; fi`,
+    'mc_insave=; if command -v iptables-nft-save >/dev/null 2>&1; then mc_insave=iptables-nft-save; else case "$fw_v" in *nf_tables*) mc_insave=iptables-save ;; esac; fi',
+    `if [ -n "$mc_insave" ]; then echo '@@ iptables-nft'; [ -z "$mc_need" ] || mc_ins=$($mc_insave 2>&1); printf '%.${cap}s\\n' "$mc_ins"; case "$fw_v" in *nf_tables*) [ \${#mc_ins} -lt ${cap} ] && mc_ipt_ok=1 ;; esac; fi`,
+    `if [ -n "$mc_nt" ]; then echo '@@ nft'; printf '%.${cap}s\\n' "$mc_nj"; fi`,
+    ...shared.slice(6),
+  ].join('\n');
+});
+
 /** systemd's unit search path in system mode (`systemd-analyze unit-paths`, Debian 12 and others), a superset. */
 export const UNIT_DIRS = [
   '/etc/systemd/system.control',
@@ -329,11 +365,12 @@ export const LEAN_FACTS = {
   interfaceRoutes: lean(FACTS.interfaceRoutes, (ctx) => `${ipRead(ctx)}\nmc_ipp 0`),
   ipRules: lean(FACTS.ipRules, (ctx) => `${ipRead(ctx)}\nmc_ipp 1`),
   // no `head` unless a part is longer than the cap (mc_cap)
+  // and nft's JSON first: iptables-nft-save only when it would print a table (NFT_FIRST_FIREWALL; issue 10)
   firewallRuleset: lean(FACTS.firewallRuleset, (ctx) => {
-    const shared = FACTS.firewallRuleset.command(ctx);
+    const nftFirst = NFT_FIRST_FIREWALL.command(ctx);
     const capped = / ?([^;]*?) 2>&1 \| head -c \d+/g;
-    if ((shared.match(capped) ?? []).length !== 5) throw new Error('FACTS.firewallRuleset changed: update its lean version');
-    return `${CAP_READ}\n${shared.replace(capped, ' mc_cap $1')}`;
+    if ((nftFirst.match(capped) ?? []).length !== 2) throw new Error('FACTS.firewallRuleset changed: update its lean version');
+    return `${CAP_READ}\n${nftFirst.replace(capped, ' mc_cap $1')}`;
   }),
   // The unit's state stays the shared definition's `is-enabled` + `is-active` (FACTS.service): `systemctl show`'s
   // UnitFileState is systemd's cached answer and still says `enabled` after the wants symlink was removed by hand,

@@ -75,6 +75,28 @@ export function redactSecrets(text: string, knownPublicKeys: ReadonlySet<string>
   });
 }
 
+/** A `PublicKey =` line as filterConfigText (../facts/definitions.ts) spares it: `^\s*publickey\s*=` of a line alone. */
+const PUBLIC_KEY_LINE = `(?<![^\\n])${BLANK}publickey${BLANK}=[^\\n]*`;
+const REDACT_PASS_SPARING_PUBLIC_KEY_LINES = new RegExp(`(${PUBLIC_KEY_LINE})|${REDACT_PASS.source}`, 'gi');
+
+/**
+ * redactSecrets on every line of `text` but its `PublicKey =` lines, which are kept whole (a diff must show a peer's
+ * key; it is redacted again against the mesh's known keys where it is shown), in ONE pass over the whole text.
+ * Issue 10: this was a redactSecrets call per line of every node's wg-quick file in every facts probe (16 nodes:
+ * ~1,100 calls, 32 nodes: ~6,700, growing with nodes x peers), the largest part of parsing a second `up`'s facts.
+ */
+export function redactSecretsSparingPublicKeyLines(text: string): string {
+  redactPasses.count++;
+  return text.replace(
+    REDACT_PASS_SPARING_PUBLIC_KEY_LINES,
+    (match: string, publicKeyLine: string | undefined, secretPrefix: string | undefined) => {
+      if (publicKeyLine !== undefined) return match;
+      if (secretPrefix !== undefined) return `${secretPrefix} ${REDACTED}`;
+      return keyShapedRun(match) ? REDACTED : match;
+    },
+  );
+}
+
 const SECRET_LINES = new RegExp(SECRET_LINE, 'gi');
 
 /**

@@ -109,7 +109,7 @@ const which = (tool: string) => spawnSync('sh', ['-c', `command -v ${tool}`], { 
  * name: wg, systemctl, iptables, iptables-nft-save and nft answer as a converged lab node did, the others run the real
  * tool. Returns each script's stdout and the tools it started.
  */
-function hostNode() {
+function hostNode({ iptablesTables = true } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'meshctl-parity-'));
   const bin = join(dir, 'bin');
   const etc = join(dir, 'wireguard');
@@ -159,8 +159,18 @@ function hostNode() {
   );
   standIn('systemctl', 'case "$1" in is-enabled) echo enabled;; is-active) echo active;; esac');
   standIn('iptables', 'echo "iptables v1.8.9 (nf_tables)"');
-  standIn('iptables-nft-save', `printf '*filter\\n:INPUT ACCEPT [0:0]\\n-A INPUT -p udp -m udp --dport 51820 -j DROP\\nCOMMIT\\n'`);
-  standIn('nft', `echo '{"nftables": [{"metainfo": {"version": "1.0.6", "json_schema_version": 1}}]}'`);
+  // nftables as iptables-nft leaves it: its filter table holds the DROP iptables-nft-save prints (or, without
+  // tables, both print nothing of it)
+  if (iptablesTables) {
+    standIn('iptables-nft-save', `printf '*filter\\n:INPUT ACCEPT [0:0]\\n-A INPUT -p udp -m udp --dport 51820 -j DROP\\nCOMMIT\\n'`);
+    standIn(
+      'nft',
+      `echo '{"nftables": [{"metainfo": {"version": "1.0.6", "json_schema_version": 1}}, {"table": {"family": "ip", "name": "filter", "handle": 1}}]}'`,
+    );
+  } else {
+    standIn('iptables-nft-save', 'true');
+    standIn('nft', `echo '{"nftables": [{"metainfo": {"version": "1.0.6", "json_schema_version": 1}}]}'`);
+  }
   for (const tool of ['ip', 'ss', 'awk', 'grep', 'head', 'stat', 'sha256sum', 'date', 'wc', 'cat', 'tr', 'sed', 'id', 'hostname']) {
     const real = which(tool);
     if (real) standIn(tool, `exec ${real} "$@"`);
@@ -239,6 +249,25 @@ describe("up's facts probe in this host's shell (issue 10): old and new script, 
       'iptables-nft-save': 1,
       nft: 1,
     });
+  });
+});
+
+describe("up's facts probe on a node whose nftables holds no iptables table (issue 10)", () => {
+  const lo = { interface: 'lo', listenPort: 51820 };
+
+  it('the same facts as the old script, without iptables-nft-save: 15 processes', { skip: !hasIp && 'no iproute2 here' }, () => {
+    const node = hostNode({ iptablesTables: false });
+    const old = node.run(OLD_SCRIPT);
+    const now = node.run(factsProbeScript(target));
+    assert.deepEqual(sameMoment(parseFactsProbe(now.stdout, lo)), sameMoment(parseFactsProbe(old.stdout, lo)));
+    const counts = countBy(now.calls);
+    assert.equal(counts['iptables-nft-save'], undefined, JSON.stringify(counts));
+    assert.equal(
+      Object.values(counts).reduce((a, b) => a + b, 0),
+      15,
+      JSON.stringify(counts),
+    );
+    assert.equal(countBy(old.calls)['iptables-nft-save'], 1);
   });
 });
 

@@ -8,7 +8,14 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { loadInventory } from '../../src/inventory/load.js';
 import { checkNamed, stepNamed } from '../../src/engine/registry.js';
-import { PING_AHEAD_MARK, phasePingScript, pingAheadScript, splitAhead, withPingAhead } from '../../src/engine/ping-ahead.js';
+import {
+  aheadAfterSections,
+  PING_AHEAD_MARK,
+  phasePingScript,
+  pingAheadScript,
+  splitAhead,
+  withPingAhead,
+} from '../../src/engine/ping-ahead.js';
 import type { MeshStep, MeshStepInput, NodeStep } from '../../src/engine/types.js';
 import type { Connection } from '../../src/transport/types.js';
 import { FakeConnection } from '../support/fake-connection.js';
@@ -140,11 +147,14 @@ describe('up: the ping round ahead in the facts probe (issue 10)', () => {
     const node = inventory.nodes[0]!.name;
     const ahead = pingAheadScript(inventory, node);
     const phase = phasePingScript(inventory, node);
-    // the same script but for ping's deadline (-w 7 in the phase, -w 2 ahead; fping's -t likewise)
-    assert.equal(
-      ahead.slice(ahead.indexOf('export LC_ALL')).replace(/\nfi$/, '').replaceAll('-w 2', '-w 7').replaceAll('-t 2000', '-t 7000'),
-      phase,
-    );
+    // the same pings but for ping's deadline (-w 7 in the phase, -w 2 ahead; fping's -t likewise); after them the
+    // same sections, read with two processes fewer (aheadAfterSections: test/unit/ping-ahead-processes.test.ts)
+    const pings = (script: string) => script.slice(script.indexOf('export LC_ALL'), script.indexOf("echo '@@meshctl begin routes'"));
+    assert.equal(pings(ahead).replaceAll('-w 2', '-w 7').replaceAll('-t 2000', '-t 7000'), pings(phase));
+    const sections = (script: string) => [...script.matchAll(/^echo '@@meshctl begin (\S+)'$/gm)].map((m) => m[1]).slice(-4);
+    assert.deepEqual(sections(ahead), ['routes', 'dump', 'now', 'done']);
+    assert.deepEqual(sections(phase), ['routes', 'dump', 'now', 'done']);
+    for (const after of aheadAfterSections(inventory.mesh.interface)) assert.ok(ahead.includes(after.command), after.name);
     for (const peer of inventory.nodes.filter((n) => n.name !== node)) assert.ok(ahead.includes(peer.overlayIp));
     assert.match(ahead, /wg show all dump/);
   });
