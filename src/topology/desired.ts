@@ -16,7 +16,7 @@ import { firstByName, siteOf } from '../inventory/types.js';
 import { MeshctlError } from '../errors.js';
 import { wireguardPaths } from '../remote/wireguard.js';
 import { endpointFor, formatEndpoint, isBehindNat, keepaliveFor } from './endpoints.js';
-import { pairsRelayedBy, pathBetween, planPaths, relayedPeersVia, type MeshPaths } from './paths.js';
+import { pairsRelayedBy, pathKind, planPaths, relayedPeersVia, type MeshPaths } from './paths.js';
 
 export interface DesiredPeer {
   /** inventory node name of the peer; rendered as a `# name` comment, WireGuard itself only knows the key */
@@ -152,7 +152,7 @@ function buildNodeConfig(inventory: Inventory, self: Node, publicKeys: ReadonlyM
   const iface = inventory.mesh.interface;
   // a peer reached through a relay has no [Peer] of its own: its /32 rides on the relay's
   const peers = inventory.nodes
-    .filter((peer) => peer.name !== self.name && pathBetween(paths, self.name, peer.name)?.kind !== 'relayed')
+    .filter((peer) => peer.name !== self.name && pathKind(paths, self.name, peer.name) !== 'relayed')
     .map((peer) => desiredPeer(inventory, self, peer, publicKeys.get(peer.name)!, paths))
     .sort((a, b) => byCodeUnits(a.name, b.name));
   const relayed = pairsRelayedBy(paths, self.name).map(({ a, b }) => ({ a, b }));
