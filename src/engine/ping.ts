@@ -30,6 +30,7 @@ export async function runPingMatrix(input: MeshStepInput<'desired'>): Promise<Me
   const values = new Map<string, { tunnel: TunnelValue }>();
   const errors = new Map<string, string>();
   const shared = sharedText();
+  const texts = new TextTable();
   for (const { node } of input.nodes) {
     const sections = round.after.get(node.name);
     const row = round.matrix.cells[node.name] ?? {};
@@ -46,9 +47,9 @@ export async function runPingMatrix(input: MeshStepInput<'desired'>): Promise<Me
       continue;
     }
     const routes = readFact(FACTS.interfaceRoutes, sections, ctx).map(shared);
-    const peers = readFact(FACTS.peers, sections, ctx).peers.map((peer) => sharedPeer(peer, shared));
+    const peers = new LivePeerTable(readFact(FACTS.peers, sections, ctx).peers, texts, shared);
     const now = readFact(FACTS.now, sections, ctx);
-    values.set(node.name, { tunnel: { routes, peers, ...(now !== undefined ? { now } : {}), row } });
+    values.set(node.name, { tunnel: tunnelValue(routes, peers, now, row) });
   }
   return { values, errors, matrix: round.matrix };
 }
@@ -85,12 +86,95 @@ export function sharedText(): ((text: string) => string) & { list(texts: string[
   return Object.assign(one, { list });
 }
 
-/** `peer` with its texts shared (sharedText): the same values, in the same fields. */
-function sharedPeer(peer: LivePeer, shared: ReturnType<typeof sharedText>): LivePeer {
-  peer.publicKey = shared(peer.publicKey);
-  if (peer.endpoint !== undefined) peer.endpoint = shared(peer.endpoint);
-  peer.allowedIps = shared.list(peer.allowedIps);
-  return peer;
+/** Texts by number, for one round's tables (a key, endpoint or AllowedIPs list is one number per peer; 0: none). */
+class TextTable {
+  readonly texts: unknown[] = [undefined];
+  private readonly ids = new Map<unknown, number>();
+  /** the number of `text` (a string, or a list already shared: one object per distinct list) */
+  id(text: unknown): number {
+    if (text === undefined) return 0;
+    let id = this.ids.get(text);
+    if (id === undefined) {
+      id = this.texts.length;
+      this.texts.push(text);
+      this.ids.set(text, id);
+    }
+    return id;
+  }
+}
+
+/** The numbers kept per live peer: latest handshake (0: never), rx bytes, tx bytes, keepalive (0: off), preshared key (1: set). */
+const PEER_NUMBERS = 5;
+
+/**
+ * One node's live peers after the pings, kept as numbers (issue 10): every node's are kept for the run, and as
+ * objects they were 1e6 `LivePeer`s at 1,000 nodes (~100 MB); here ~60 bytes a peer. Read back (`peers`) as the
+ * LivePeer values they were parsed into, field for field, in the same order.
+ */
+class LivePeerTable {
+  /** per peer: its public key's, endpoint's and AllowedIPs list's number in `texts` */
+  private readonly textIds: Uint32Array;
+  private readonly numbers: Float64Array;
+  private held?: WeakRef<LivePeer[]>;
+
+  constructor(
+    peers: readonly LivePeer[],
+    private readonly texts: TextTable,
+    shared: ReturnType<typeof sharedText>,
+  ) {
+    this.textIds = new Uint32Array(peers.length * 3);
+    this.numbers = new Float64Array(peers.length * PEER_NUMBERS);
+    peers.forEach((peer, i) => {
+      this.textIds[3 * i] = texts.id(shared(peer.publicKey));
+      this.textIds[3 * i + 1] = texts.id(peer.endpoint === undefined ? undefined : shared(peer.endpoint));
+      this.textIds[3 * i + 2] = texts.id(shared.list(peer.allowedIps));
+      const at = PEER_NUMBERS * i;
+      this.numbers[at] = peer.latestHandshake ?? 0;
+      this.numbers[at + 1] = peer.rxBytes;
+      this.numbers[at + 2] = peer.txBytes;
+      this.numbers[at + 3] = peer.persistentKeepalive ?? 0;
+      this.numbers[at + 4] = peer.hasPresharedKey ? 1 : 0;
+    });
+  }
+
+  /** The peers as LivePeer values: one array while anyone holds it (the checks of a node read it once or twice). */
+  peers(): LivePeer[] {
+    const held = this.held?.deref();
+    if (held) return held;
+    const peers: LivePeer[] = [];
+    const text = (at: number) => this.texts.texts[this.textIds[at]!];
+    for (let i = 0; i < this.numbers.length / PEER_NUMBERS; i++) {
+      const at = PEER_NUMBERS * i;
+      const endpoint = text(3 * i + 1) as string | undefined;
+      const latestHandshake = this.numbers[at]!;
+      const persistentKeepalive = this.numbers[at + 3]!;
+      // the fields in parseWgDumpPeers' order (src/render/wgdump.ts)
+      peers.push({
+        publicKey: text(3 * i) as string,
+        hasPresharedKey: this.numbers[at + 4] === 1,
+        ...(endpoint !== undefined ? { endpoint } : {}),
+        allowedIps: text(3 * i + 2) as string[],
+        ...(latestHandshake > 0 ? { latestHandshake } : {}),
+        rxBytes: this.numbers[at + 1]!,
+        txBytes: this.numbers[at + 2]!,
+        ...(persistentKeepalive > 0 ? { persistentKeepalive } : {}),
+      });
+    }
+    this.held = new WeakRef(peers);
+    return peers;
+  }
+}
+
+/** A node's tunnel value with its peers kept as a LivePeerTable: `peers` an own, enumerable field read from it. */
+function tunnelValue(routes: string[], table: LivePeerTable, now: number | undefined, row: TunnelValue['row']): TunnelValue {
+  return {
+    routes,
+    get peers() {
+      return table.peers();
+    },
+    ...(now !== undefined ? { now } : {}),
+    row,
+  };
 }
 
 /** The ping-matrix check of one node: every cell of its row answered. */
