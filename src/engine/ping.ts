@@ -17,6 +17,11 @@ export async function runPingMatrix(input: MeshStepInput<'desired'>): Promise<Me
   const after = [FACTS.interfaceRoutes, FACTS.peers, FACTS.now];
   const connections = new Map(input.nodes.map((n) => [n.node.name, n.connection]));
   const targets = input.inventory.nodes.map((n) => ({ node: n.name, ip: n.overlayIp }));
+  const shared = sharedText();
+  const texts = new TextTable();
+  // each node's tunnel value is read as its output arrives, so no node's routes and peer dump wait for the last
+  // node's answer (issue 10): a value, or why there is none
+  const arrived = new Map<string, { tunnel: TunnelValue } | string>();
   const round = await runPingRound(connections, targets, {
     signal: input.signal,
     // a run that changed nothing has its sessions already; after any change, one side of each pair speaks first.
@@ -26,30 +31,27 @@ export async function runPingMatrix(input: MeshStepInput<'desired'>): Promise<Me
     // answers in one round trip instead of two 0.2 s intervals plus one.
     ...(input.changedSoFar ? { firstContact: firstContactPairs(input.inventory) } : { count: 1 }),
     after: after.map((def) => ({ name: def.name, command: def.command(ctx) })),
+    onAfter: (node, { after: sections, row, failure }) => {
+      // A script that did not finish (timed out, killed) printed no routes or peers: reading the missing sections as
+      // empty would report every route missing and no peer at all, which is false (seen at 32 nodes on a loaded host,
+      // 2026-11-30: "edge-1 is not a peer with its key" while home-1 pinged edge-1). Its pings are in the matrix.
+      if (failure !== undefined) {
+        arrived.set(node, `${failure}: its routes and handshakes after the pings were not read`);
+        return;
+      }
+      const routes = readFact(FACTS.interfaceRoutes, sections, ctx).map(shared);
+      const peers = new LivePeerTable(readFact(FACTS.peers, sections, ctx).peers, texts, shared);
+      const now = readFact(FACTS.now, sections, ctx);
+      arrived.set(node, { tunnel: tunnelValue(routes, peers, now, row) });
+    },
   });
   const values = new Map<string, { tunnel: TunnelValue }>();
   const errors = new Map<string, string>();
-  const shared = sharedText();
-  const texts = new TextTable();
   for (const { node } of input.nodes) {
-    const sections = round.after.get(node.name);
-    const row = round.matrix.cells[node.name] ?? {};
-    const failure = round.errors.get(node.name);
-    if (!sections) {
-      errors.set(node.name, failure ?? 'the ping matrix did not run');
-      continue;
-    }
-    // A script that did not finish (timed out, killed) printed no routes or peers: reading the missing sections as
-    // empty would report every route missing and no peer at all, which is false (seen at 32 nodes on a loaded host,
-    // 2026-11-30: "edge-1 is not a peer with its key" while home-1 pinged edge-1). Its pings are in the matrix.
-    if (failure !== undefined) {
-      errors.set(node.name, `${failure}: its routes and handshakes after the pings were not read`);
-      continue;
-    }
-    const routes = readFact(FACTS.interfaceRoutes, sections, ctx).map(shared);
-    const peers = new LivePeerTable(readFact(FACTS.peers, sections, ctx).peers, texts, shared);
-    const now = readFact(FACTS.now, sections, ctx);
-    values.set(node.name, { tunnel: tunnelValue(routes, peers, now, row) });
+    const value = arrived.get(node.name);
+    if (value === undefined) errors.set(node.name, round.errors.get(node.name) ?? 'the ping matrix did not run');
+    else if (typeof value === 'string') errors.set(node.name, value);
+    else values.set(node.name, value);
   }
   return { values, errors, matrix: round.matrix };
 }
@@ -115,7 +117,6 @@ class LivePeerTable {
   /** per peer: its public key's, endpoint's and AllowedIPs list's number in `texts` */
   private readonly textIds: Uint32Array;
   private readonly numbers: Float64Array;
-  private held?: WeakRef<LivePeer[]>;
 
   constructor(
     peers: readonly LivePeer[],
@@ -137,10 +138,12 @@ class LivePeerTable {
     });
   }
 
-  /** The peers as LivePeer values: one array while anyone holds it (the checks of a node read it once or twice). */
+  /**
+   * The peers as LivePeer values, a fresh array per call (read it once per use: the checks of a node read it once).
+   * Not cached, not even weakly: a phase's checks run in one job, and V8 keeps every WeakRef target read in a job
+   * alive to its end, so all nodes' peers were held at once again (seen in a heap snapshot at 250 nodes).
+   */
   peers(): LivePeer[] {
-    const held = this.held?.deref();
-    if (held) return held;
     const peers: LivePeer[] = [];
     const text = (at: number) => this.texts.texts[this.textIds[at]!];
     for (let i = 0; i < this.numbers.length / PEER_NUMBERS; i++) {
@@ -160,7 +163,6 @@ class LivePeerTable {
         ...(persistentKeepalive > 0 ? { persistentKeepalive } : {}),
       });
     }
-    this.held = new WeakRef(peers);
     return peers;
   }
 }
