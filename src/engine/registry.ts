@@ -16,7 +16,7 @@ import { planInstall, toolsAfterInstall } from '../steps/install.js';
 import { planKeys, parseKeysOutput } from '../steps/keys.js';
 import { planConfig, parseConfigOutput, sha256 } from '../steps/config.js';
 import { planService, parseServiceOutput } from '../steps/service.js';
-import { desiredNodeConfig, type DesiredNodeConfig } from '../topology/desired.js';
+import { desiredNodeConfig } from '../topology/desired.js';
 import { standInPublicKey } from './plan.js';
 import type { CheckDefinition, CheckResult, MeshStep, MeshStepInput, MeshStepOutput, NodeStep, StepInput, ValueName } from './types.js';
 import type { OperatorAddress } from '../facts/definitions.js';
