@@ -13,11 +13,12 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { runPingMatrix } from '../../src/engine/ping.js';
 import { runPingRound } from '../../src/checks/ping-matrix.js';
-import { desiredMesh, desiredNodeConfig } from '../../src/topology/desired.js';
+import { desiredMesh } from '../../src/topology/desired.js';
 import { planPaths } from '../../src/topology/paths.js';
 import { renderWgQuickConfig } from '../../src/render/wgquick.js';
 import type { Inventory } from '../../src/inventory/types.js';
 import { FakeFarm, fakeFarmInventory, fakePublicKey } from '../../scripts/bench/farm/fake-node.js';
+import { nodesWithConfigs } from '../support/farm-configs.js';
 
 setFlagsFromString('--expose-gc');
 /** V8's full collection (a fresh context's `gc`, exposed by the flag above) */
@@ -73,20 +74,6 @@ describe('desired configs share their peers across nodes (issue 10)', () => {
       }
     }));
 });
-
-/** The fake nodes of `inventory`, each holding its rendered config (as after the config step). */
-async function nodesWithConfigs(inventory: Inventory, farm: FakeFarm) {
-  const keys = keysOf(inventory);
-  return Promise.all(
-    inventory.nodes.map(async (node) => {
-      const desired = desiredNodeConfig(inventory, node.name, keys);
-      const connection = farm.node(node.name);
-      // the config step's atomic write, as the fake reads it
-      await connection.run(`cat > /etc/wireguard/wg0.conf.meshctl-tmp <<'MC_EOF'\n${renderWgQuickConfig(desired)}MC_EOF\n`);
-      return { node, connection, values: { desired } };
-    }),
-  );
-}
 
 describe("the ping round's tunnel values (issue 10)", () => {
   it('150 nodes: the live peers of every node (22,350) are held in under 100 bytes each with their matrix rows and routes (161 before), read back as the same values', () =>
