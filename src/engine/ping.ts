@@ -58,7 +58,7 @@ export async function runPingMatrix(input: MeshStepInput<'desired'>): Promise<Me
 
 /**
  * One string object per distinct text (issue 10), for values many nodes hold alike: a ping round's routes and peers
- * (here), the desired configs' endpoints and AllowedIPs (./registry.ts), a phase's check evidence (./runner.ts).
+ * (here) and a phase's check evidence (./runner.ts); the desired configs share whole peers (../topology/desired.ts).
  * Peer N's key, /32 and route line appear on N-1 nodes, and each parsed one is a slice that holds its node's whole
  * output: at 1,000 nodes ~2e6 slices kept ~200 MB of outputs alive until the run's end. Shared, they hold none.
  * `list`: one frozen array per distinct list of texts.
