@@ -33,7 +33,7 @@ import type { Inventory, Node } from '../inventory/types.js';
 import { checkDeadlineMs, type Connection } from '../transport/types.js';
 import { sh } from '../remote/shell.js';
 import { endpointFor, formatEndpoint, type Endpoint } from '../topology/endpoints.js';
-import { pathBetween, planPaths } from '../topology/paths.js';
+import { pathKind, planPaths } from '../topology/paths.js';
 import { beginMarker, splitSections, sectionScript, PATH_PRELUDE } from '../facts/sections.js';
 import type { FactDef } from '../facts/definitions.js';
 
@@ -69,7 +69,7 @@ export function planColdStart(inventory: Inventory, reachable: ReadonlySet<strin
       if (from.name === to.name || !reachable.has(from.name)) continue;
       const endpoint = endpointFor(inventory, from, to);
       // a pair relayed by relay: always has no session of its own to start, though its ends could dial
-      if (!endpoint || pathBetween(paths, from.name, to.name)?.kind === 'relayed') continue;
+      if (!endpoint || pathKind(paths, from.name, to.name) === 'relayed') continue;
       if (!slots[slot]) slots[slot] = [];
       slots[slot]!.push({ from: from.name, to: to.name, endpoint });
       slot++;

@@ -65,6 +65,13 @@ export interface PingMatrixOptions {
   firstContact?: Array<{ from: string; to: string }>;
   /** sections to run on every node after its pings (same round trip); their output comes back in `after` */
   after?: Array<{ name: string; command: string }>;
+  /**
+   * per node whose script ran, as its output arrives: its `after` sections, its matrix row and why its script did
+   * not finish (undefined when it did). When set, PingRound.after stays empty: a caller that reads each node's
+   * sections here does not hold every node's at once until the last answers (issue 10: the routes and peer dump of
+   * 1,000 nodes, ~140 MB)
+   */
+  onAfter?: (node: string, arrived: { after: Map<string, Section>; row: Record<string, MatrixCell>; failure?: string }) => void;
   /** per node: sections run beside its pings (same round trip: PingParams.beside); they come back in `beside` */
   beside?: (node: string) => PingParams['beside'] | undefined;
   signal?: AbortSignal;
@@ -234,15 +241,18 @@ export async function runPingRound(
           ...(ahead ? { sendWhen: ahead.sendWhen } : {}),
         });
         const parsed = probe.parse(result.stdout);
-        after.set(node, parsed.after);
+        if (!options.onAfter) after.set(node, parsed.after);
         if (besideNode) beside.set(node, parsed.beside ?? new Map());
         if (!parsed.complete)
           errors.set(
             node,
             result.code === 124 ? 'ping script timed out' : `ping script ended early (exit ${result.code}) ${result.stderr.trim()}`.trim(),
           );
-        cells[node] = rowFrom(node, targets, parsed, count, errors.get(node), table);
+        const row = rowFrom(node, targets, parsed, count, errors.get(node), table);
+        cells[node] = row;
         rowed.add(node);
+        const failure = errors.get(node);
+        options.onAfter?.(node, { after: parsed.after, row, ...(failure !== undefined ? { failure } : {}) });
       } catch (error) {
         errors.set(node, error instanceof TransportError ? error.message : String((error as Error)?.message ?? error));
       }

@@ -300,10 +300,15 @@ export function parsePingSummary(text: string, rc?: number): PingResult {
       text,
     );
   const rtt = /(?:rtt|round-trip) min\/avg\/max(?:\/mdev)? = ([\d.]+)\/([\d.]+)\/([\d.]+)/.exec(text);
-  const errorLine = text
-    .split('\n')
-    .map((l) => l.trim())
-    .find((l) => /^ping: /.test(l) || /^From \S+ .*(unreachable|Frag needed|too long)/i.test(l));
+  // a line that starts so needs the text to hold it ('From' in any case, as the pattern): most summaries hold
+  // neither and skip the split (issue 10: one summary per pair, 1e6 at 1,000 nodes)
+  const errorLine =
+    text.includes('ping: ') || /from /i.test(text)
+      ? text
+          .split('\n')
+          .map((l) => l.trim())
+          .find((l) => /^ping: /.test(l) || /^From \S+ .*(unreachable|Frag needed|too long)/i.test(l))
+      : undefined;
   if (!stats) {
     return {
       transmitted: 0,

@@ -33,7 +33,7 @@ import {
 } from './judge.js';
 import { judgeNodeFirewall } from '../firewall/judge.js';
 import { judgeDirection, type ColdStartResult } from './cold-start.js';
-import { pathBetween, planPaths } from '../topology/paths.js';
+import { pathBetween, pathKind, planPaths } from '../topology/paths.js';
 import { judgeRelay } from './relay-check.js';
 
 export type CheckStatus = 'pass' | 'warn' | 'fail';
@@ -458,7 +458,9 @@ function pairChecks(facts: VerifyFacts, matrix: Matrix): Check[] {
       const cell = matrix.cells[from]?.[to];
       if (!cell) continue;
       // a relayed pair's ping is an ordinary ping to the /32: it goes through the relay, and says so
-      const path = pathBetween(paths, from, to);
+      // the kind first (pathKind makes nothing): a direct pair's path is not shown, and making one per pair cost
+      // ~3 s at 1,000 nodes (issue 10: a path's why is made when asked)
+      const path = pathKind(paths, from, to) === 'direct' ? undefined : pathBetween(paths, from, to);
       const via = path?.kind === 'relayed' ? ` (relayed via ${path.via})` : '';
       const evidence = [
         `ping: ${cell.transmitted} sent, ${cell.received} received, ${cell.loss}% loss${cell.rttMs !== undefined ? `, rtt avg ${cell.rttMs} ms` : ''}${cell.error ? ` (${cell.error})` : ''}`,

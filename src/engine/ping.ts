@@ -17,6 +17,11 @@ export async function runPingMatrix(input: MeshStepInput<'desired'>): Promise<Me
   const after = [FACTS.interfaceRoutes, FACTS.peers, FACTS.now];
   const connections = new Map(input.nodes.map((n) => [n.node.name, n.connection]));
   const targets = input.inventory.nodes.map((n) => ({ node: n.name, ip: n.overlayIp }));
+  const shared = sharedText();
+  const texts = new TextTable();
+  // each node's tunnel value is read as its output arrives, so no node's routes and peer dump wait for the last
+  // node's answer (issue 10): a value, or why there is none
+  const arrived = new Map<string, { tunnel: TunnelValue } | string>();
   const round = await runPingRound(connections, targets, {
     signal: input.signal,
     // a run that changed nothing has its sessions already; after any change, one side of each pair speaks first.
@@ -26,36 +31,34 @@ export async function runPingMatrix(input: MeshStepInput<'desired'>): Promise<Me
     // answers in one round trip instead of two 0.2 s intervals plus one.
     ...(input.changedSoFar ? { firstContact: firstContactPairs(input.inventory) } : { count: 1 }),
     after: after.map((def) => ({ name: def.name, command: def.command(ctx) })),
+    onAfter: (node, { after: sections, row, failure }) => {
+      // A script that did not finish (timed out, killed) printed no routes or peers: reading the missing sections as
+      // empty would report every route missing and no peer at all, which is false (seen at 32 nodes on a loaded host,
+      // 2026-11-30: "edge-1 is not a peer with its key" while home-1 pinged edge-1). Its pings are in the matrix.
+      if (failure !== undefined) {
+        arrived.set(node, `${failure}: its routes and handshakes after the pings were not read`);
+        return;
+      }
+      const routes = readFact(FACTS.interfaceRoutes, sections, ctx).map(shared);
+      const peers = new LivePeerTable(readFact(FACTS.peers, sections, ctx).peers, texts, shared);
+      const now = readFact(FACTS.now, sections, ctx);
+      arrived.set(node, { tunnel: tunnelValue(routes, peers, now, row) });
+    },
   });
   const values = new Map<string, { tunnel: TunnelValue }>();
   const errors = new Map<string, string>();
-  const shared = sharedText();
   for (const { node } of input.nodes) {
-    const sections = round.after.get(node.name);
-    const row = round.matrix.cells[node.name] ?? {};
-    const failure = round.errors.get(node.name);
-    if (!sections) {
-      errors.set(node.name, failure ?? 'the ping matrix did not run');
-      continue;
-    }
-    // A script that did not finish (timed out, killed) printed no routes or peers: reading the missing sections as
-    // empty would report every route missing and no peer at all, which is false (seen at 32 nodes on a loaded host,
-    // 2026-11-30: "edge-1 is not a peer with its key" while home-1 pinged edge-1). Its pings are in the matrix.
-    if (failure !== undefined) {
-      errors.set(node.name, `${failure}: its routes and handshakes after the pings were not read`);
-      continue;
-    }
-    const routes = readFact(FACTS.interfaceRoutes, sections, ctx).map(shared);
-    const peers = readFact(FACTS.peers, sections, ctx).peers.map((peer) => sharedPeer(peer, shared));
-    const now = readFact(FACTS.now, sections, ctx);
-    values.set(node.name, { tunnel: { routes, peers, ...(now !== undefined ? { now } : {}), row } });
+    const value = arrived.get(node.name);
+    if (value === undefined) errors.set(node.name, round.errors.get(node.name) ?? 'the ping matrix did not run');
+    else if (typeof value === 'string') errors.set(node.name, value);
+    else values.set(node.name, value);
   }
   return { values, errors, matrix: round.matrix };
 }
 
 /**
  * One string object per distinct text (issue 10), for values many nodes hold alike: a ping round's routes and peers
- * (here), the desired configs' endpoints and AllowedIPs (./registry.ts), a phase's check evidence (./runner.ts).
+ * (here) and a phase's check evidence (./runner.ts); the desired configs share whole peers (../topology/desired.ts).
  * Peer N's key, /32 and route line appear on N-1 nodes, and each parsed one is a slice that holds its node's whole
  * output: at 1,000 nodes ~2e6 slices kept ~200 MB of outputs alive until the run's end. Shared, they hold none.
  * `list`: one frozen array per distinct list of texts.
@@ -85,12 +88,95 @@ export function sharedText(): ((text: string) => string) & { list(texts: string[
   return Object.assign(one, { list });
 }
 
-/** `peer` with its texts shared (sharedText): the same values, in the same fields. */
-function sharedPeer(peer: LivePeer, shared: ReturnType<typeof sharedText>): LivePeer {
-  peer.publicKey = shared(peer.publicKey);
-  if (peer.endpoint !== undefined) peer.endpoint = shared(peer.endpoint);
-  peer.allowedIps = shared.list(peer.allowedIps);
-  return peer;
+/** Texts by number, for one round's tables (a key, endpoint or AllowedIPs list is one number per peer; 0: none). */
+class TextTable {
+  readonly texts: unknown[] = [undefined];
+  private readonly ids = new Map<unknown, number>();
+  /** the number of `text` (a string, or a list already shared: one object per distinct list) */
+  id(text: unknown): number {
+    if (text === undefined) return 0;
+    let id = this.ids.get(text);
+    if (id === undefined) {
+      id = this.texts.length;
+      this.texts.push(text);
+      this.ids.set(text, id);
+    }
+    return id;
+  }
+}
+
+/** The numbers kept per live peer: latest handshake (0: never), rx bytes, tx bytes, keepalive (0: off), preshared key (1: set). */
+const PEER_NUMBERS = 5;
+
+/**
+ * One node's live peers after the pings, kept as numbers (issue 10): every node's are kept for the run, and as
+ * objects they were 1e6 `LivePeer`s at 1,000 nodes (~100 MB); here ~60 bytes a peer. Read back (`peers`) as the
+ * LivePeer values they were parsed into, field for field, in the same order.
+ */
+class LivePeerTable {
+  /** per peer: its public key's, endpoint's and AllowedIPs list's number in `texts` */
+  private readonly textIds: Uint32Array;
+  private readonly numbers: Float64Array;
+
+  constructor(
+    peers: readonly LivePeer[],
+    private readonly texts: TextTable,
+    shared: ReturnType<typeof sharedText>,
+  ) {
+    this.textIds = new Uint32Array(peers.length * 3);
+    this.numbers = new Float64Array(peers.length * PEER_NUMBERS);
+    peers.forEach((peer, i) => {
+      this.textIds[3 * i] = texts.id(shared(peer.publicKey));
+      this.textIds[3 * i + 1] = texts.id(peer.endpoint === undefined ? undefined : shared(peer.endpoint));
+      this.textIds[3 * i + 2] = texts.id(shared.list(peer.allowedIps));
+      const at = PEER_NUMBERS * i;
+      this.numbers[at] = peer.latestHandshake ?? 0;
+      this.numbers[at + 1] = peer.rxBytes;
+      this.numbers[at + 2] = peer.txBytes;
+      this.numbers[at + 3] = peer.persistentKeepalive ?? 0;
+      this.numbers[at + 4] = peer.hasPresharedKey ? 1 : 0;
+    });
+  }
+
+  /**
+   * The peers as LivePeer values, a fresh array per call (read it once per use: the checks of a node read it once).
+   * Not cached, not even weakly: a phase's checks run in one job, and V8 keeps every WeakRef target read in a job
+   * alive to its end, so all nodes' peers were held at once again (seen in a heap snapshot at 250 nodes).
+   */
+  peers(): LivePeer[] {
+    const peers: LivePeer[] = [];
+    const text = (at: number) => this.texts.texts[this.textIds[at]!];
+    for (let i = 0; i < this.numbers.length / PEER_NUMBERS; i++) {
+      const at = PEER_NUMBERS * i;
+      const endpoint = text(3 * i + 1) as string | undefined;
+      const latestHandshake = this.numbers[at]!;
+      const persistentKeepalive = this.numbers[at + 3]!;
+      // the fields in parseWgDumpPeers' order (src/render/wgdump.ts)
+      peers.push({
+        publicKey: text(3 * i) as string,
+        hasPresharedKey: this.numbers[at + 4] === 1,
+        ...(endpoint !== undefined ? { endpoint } : {}),
+        allowedIps: text(3 * i + 2) as string[],
+        ...(latestHandshake > 0 ? { latestHandshake } : {}),
+        rxBytes: this.numbers[at + 1]!,
+        txBytes: this.numbers[at + 2]!,
+        ...(persistentKeepalive > 0 ? { persistentKeepalive } : {}),
+      });
+    }
+    return peers;
+  }
+}
+
+/** A node's tunnel value with its peers kept as a LivePeerTable: `peers` an own, enumerable field read from it. */
+function tunnelValue(routes: string[], table: LivePeerTable, now: number | undefined, row: TunnelValue['row']): TunnelValue {
+  return {
+    routes,
+    get peers() {
+      return table.peers();
+    },
+    ...(now !== undefined ? { now } : {}),
+    row,
+  };
 }
 
 /** The ping-matrix check of one node: every cell of its row answered. */

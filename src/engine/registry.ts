@@ -3,7 +3,7 @@
  * Steps plan through pure planners (../steps/*) that return nothing when there is nothing to do; checks judge only
  * what the steps provided, so a gate's evidence is what actually happened on the node.
  */
-import { pingMatrixRow, runPingMatrix, sharedText } from './ping.js';
+import { pingMatrixRow, runPingMatrix } from './ping.js';
 import { factsProbeScript, parseFactsProbe } from '../facts/node-facts.js';
 import { judgeHandshakesRecent, judgeInterface, judgeOverlayRoutes, judgeRpFilter, judgeService, type Judgement } from '../checks/judge.js';
 import { renderWgQuickConfig, classifyConfigChange } from '../render/wgquick.js';
@@ -16,7 +16,7 @@ import { planInstall, toolsAfterInstall } from '../steps/install.js';
 import { planKeys, parseKeysOutput } from '../steps/keys.js';
 import { planConfig, parseConfigOutput, sha256 } from '../steps/config.js';
 import { planService, parseServiceOutput } from '../steps/service.js';
-import { desiredNodeConfig, type DesiredNodeConfig } from '../topology/desired.js';
+import { desiredNodeConfig } from '../topology/desired.js';
 import { standInPublicKey } from './plan.js';
 import type { CheckDefinition, CheckResult, MeshStep, MeshStepInput, MeshStepOutput, NodeStep, StepInput, ValueName } from './types.js';
 import type { OperatorAddress } from '../facts/definitions.js';
@@ -134,33 +134,14 @@ function decideConfig(input: StepInput<'facts' | 'publicKey'>) {
   return value;
 }
 
-/**
- * Texts of the desired configs shared across nodes, per inventory value (./ping.ts sharedText): peer P's endpoint
- * and AllowedIPs are the same on most of the N-1 nodes that have P, and every node's `desired` is kept for the run
- * (issue 10: ~2e6 strings and 1e6 arrays at 1,000 nodes).
- */
-const desiredTexts = new WeakMap<Inventory, ReturnType<typeof sharedText>>();
-function sharedDesired(inventory: Inventory, desired: DesiredNodeConfig): DesiredNodeConfig {
-  let shared = desiredTexts.get(inventory);
-  if (!shared) {
-    shared = sharedText();
-    desiredTexts.set(inventory, shared);
-  }
-  for (const peer of desired.peers) {
-    peer.allowedIps = shared.list(peer.allowedIps);
-    if (peer.endpoint !== undefined) peer.endpoint = shared(peer.endpoint);
-  }
-  return desired;
-}
-
 function computeConfig(input: StepInput<'facts' | 'publicKey'>) {
   configDecisions.count++;
   const { facts } = input.values;
   const { mesh } = input.inventory;
   const rendered = renderFor(input);
   const configText = rendered.configText;
-  // after rendering: the text is made from the values as they came
-  const desired = sharedDesired(input.inventory, rendered.desired);
+  // its peers are shared across the nodes' configs (src/topology/desired.ts sharedPeer, issue 10)
+  const desired = rendered.desired;
   const plan = planConfig(facts, {
     iface: mesh.interface,
     configText,

@@ -6,7 +6,7 @@
  */
 import { cidrContains, cidrsOverlap, isIpv4, parseCidr, reservedAddressOf, type Cidr } from '../net/ipv4.js';
 import { pairCanConnect } from '../topology/endpoints.js';
-import { planPaths } from '../topology/paths.js';
+import { pairsOfKind, planPaths } from '../topology/paths.js';
 import { didYouMean, formatPath, listWords, type PathPart, type Problem } from '../schema/problems.js';
 import type { EndpointOverride, Inventory, Node, RelaySetting, Site } from './types.js';
 import { parseEndpointText, RELAY_MODES } from './spec.js';
@@ -415,7 +415,7 @@ export function checkSemantics(raw: RawInventory, tree: TreeNode | undefined): P
       );
     }
     // relay: never where a pair has no direct path: refused here, so validate, plan and up stop before anything
-    for (const { a, b, path } of planPaths(inventory).pairs) {
+    for (const { a, b, path } of pairsOfKind(planPaths(inventory), 'none')) {
       if (path.kind !== 'none' || !path.refusedBy) continue;
       const at: PathPart[] = 'node' in path.refusedBy ? ['nodes', path.refusedBy.node, 'relay'] : ['mesh', 'relay'];
       report(

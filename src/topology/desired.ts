@@ -16,7 +16,7 @@ import { firstByName, siteOf } from '../inventory/types.js';
 import { MeshctlError } from '../errors.js';
 import { wireguardPaths } from '../remote/wireguard.js';
 import { endpointFor, formatEndpoint, isBehindNat, keepaliveFor } from './endpoints.js';
-import { pairsRelayedBy, pathBetween, planPaths, relayedPeersVia, type MeshPaths } from './paths.js';
+import { pairsRelayedBy, pathKind, planPaths, relayedPeersVia, type MeshPaths } from './paths.js';
 
 export interface DesiredPeer {
   /** inventory node name of the peer; rendered as a `# name` comment, WireGuard itself only knows the key */
@@ -110,6 +110,10 @@ interface Derived {
   nodes: readonly Node[];
   mesh: Inventory['mesh'];
   paths?: MeshPaths;
+  /** a node's overlay /32, one frozen list of it (the AllowedIPs of a peer reached directly), by node name */
+  own?: Map<string, { cidr: string; list: readonly string[] }>;
+  /** the distinct desired peers made so far, by peer name (sharedPeer) */
+  peers?: Map<string, DesiredPeer[]>;
 }
 const derived = new WeakMap<Inventory, Derived>();
 
@@ -134,25 +138,70 @@ function nodeNamed(inventory: Inventory, name: string): Node {
   return node;
 }
 
+/** The overlay /32 of the node named `name`, and a frozen one-entry list of it, made once per inventory. */
+function ownCidr(inventory: Inventory, name: string): { cidr: string; list: readonly string[] } {
+  const d = derivedOf(inventory);
+  d.own ??= new Map();
+  let own = d.own.get(name);
+  if (!own) {
+    const cidr = `${nodeNamed(inventory, name).overlayIp}/32`;
+    own = { cidr, list: Object.freeze([cidr]) };
+    d.own.set(name, own);
+  }
+  return own;
+}
+
+/** How many distinct desired peers per peer name sharedPeer keeps to share (more are made fresh: relays' lists). */
+const SHARED_VARIANTS = 16;
+
+/**
+ * One frozen object per distinct desired peer across the inventory's configs (issue 10): peer P is in N-1 configs,
+ * alike in all but a few (its endpoint, keepalive and NAT flag depend on the viewer's site; a relay's AllowedIPs on
+ * the viewer), and every node's `desired` is kept for the run: 1e6 objects at 1,000 nodes, ~80 MB. Values, so a
+ * shared one reads the same; frozen, so no config's change can show in another.
+ */
+function sharedPeer(inventory: Inventory, fresh: DesiredPeer): DesiredPeer {
+  const d = derivedOf(inventory);
+  d.peers ??= new Map();
+  let variants = d.peers.get(fresh.name);
+  if (!variants) {
+    variants = [];
+    d.peers.set(fresh.name, variants);
+  }
+  const same = (v: DesiredPeer) =>
+    v.publicKey === fresh.publicKey &&
+    v.endpoint === fresh.endpoint &&
+    v.persistentKeepalive === fresh.persistentKeepalive &&
+    v.throughNat === fresh.throughNat &&
+    v.allowedIps.length === fresh.allowedIps.length &&
+    v.allowedIps.every((cidr, i) => cidr === fresh.allowedIps[i]);
+  const known = variants.find(same);
+  if (known) return known;
+  Object.freeze(fresh.allowedIps);
+  if (variants.length < SHARED_VARIANTS) variants.push(Object.freeze(fresh));
+  return fresh;
+}
+
 function desiredPeer(inventory: Inventory, self: Node, peer: Node, publicKey: string, paths: MeshPaths): DesiredPeer {
   const endpoint = endpointFor(inventory, self, peer);
   const persistentKeepalive = keepaliveFor(inventory, self, peer);
-  const relayed = relayedPeersVia(paths, self.name, peer.name).map((name) => `${nodeNamed(inventory, name).overlayIp}/32`);
-  return {
+  const relayed = relayedPeersVia(paths, self.name, peer.name);
+  const own = ownCidr(inventory, peer.name);
+  return sharedPeer(inventory, {
     name: peer.name,
     publicKey,
-    allowedIps: [`${peer.overlayIp}/32`, ...relayed],
+    allowedIps: relayed.length ? [own.cidr, ...relayed.map((name) => ownCidr(inventory, name).cidr)] : (own.list as string[]),
     ...(endpoint ? { endpoint: formatEndpoint(endpoint) } : {}),
     ...(persistentKeepalive !== undefined ? { persistentKeepalive } : {}),
     throughNat: peer.site !== self.site && (isBehindNat(siteOf(inventory, peer)) || isBehindNat(siteOf(inventory, self))),
-  };
+  });
 }
 
 function buildNodeConfig(inventory: Inventory, self: Node, publicKeys: ReadonlyMap<string, string>, paths: MeshPaths): DesiredNodeConfig {
   const iface = inventory.mesh.interface;
   // a peer reached through a relay has no [Peer] of its own: its /32 rides on the relay's
   const peers = inventory.nodes
-    .filter((peer) => peer.name !== self.name && pathBetween(paths, self.name, peer.name)?.kind !== 'relayed')
+    .filter((peer) => peer.name !== self.name && pathKind(paths, self.name, peer.name) !== 'relayed')
     .map((peer) => desiredPeer(inventory, self, peer, publicKeys.get(peer.name)!, paths))
     .sort((a, b) => byCodeUnits(a.name, b.name));
   const relayed = pairsRelayedBy(paths, self.name).map(({ a, b }) => ({ a, b }));

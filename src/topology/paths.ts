@@ -222,7 +222,27 @@ function neverAt(inventory: Inventory, a: Node, b: Node): RelayRefusal {
   return { mesh: true };
 }
 
-function planPair({ inventory, a, b, load, queue, options, fellBack: fallbacks }: PairInput): PairPath {
+/*
+ * A pair's plan as one byte (issue 10): its kind in the low two bits and the facts its `why` text is made from as
+ * flags, the relay (if any) beside it. The text itself is made only when read (describe): kept for every pair, the
+ * texts and path objects were ~100 MB at 1,000 nodes, held for the whole run.
+ */
+const KIND_MASK = 3;
+const KINDS = ['direct', 'relayed', 'none'] as const;
+/** relayed: the relay was named in the inventory */
+const NAMED = 4;
+/** the pair's direct handshake failed at an earlier gate (mesh.fallbackRelays) */
+const FELL_BACK = 8;
+/** relayed by `relay: always` although one side can dial the other */
+const DIRECT_EXISTS = 16;
+/** direct under `relay: always` because no public node can relay the pair */
+const ALWAYS_UNRELAYED = 32;
+/** none: a `relay: never` forbids the relay */
+const NEVER = 64;
+
+const FELL_BACK_WHY = `their direct handshake failed at the gate of an earlier up (relay: auto; an up moves them back once it works)`;
+
+function planPair({ inventory, a, b, load, queue, options, fellBack: fallbacks }: PairInput): { code: number; relay?: Node } {
   const modes = [relayModeOf(inventory, a), relayModeOf(inventory, b)];
   // relay: auto moved the pair to a relay when its direct handshake failed at a gate (src/engine/fallback.ts)
   // (no pairKey string per pair when nothing fell back: the common case at farm scale)
@@ -230,58 +250,176 @@ function planPair({ inventory, a, b, load, queue, options, fellBack: fallbacks }
   const direct = pairCanConnect(inventory, a, b) && !fellBack;
   const never = modes.includes('never');
   const always = !never && modes.includes('always') && !isPublic(inventory, a) && !isPublic(inventory, b);
-  if (direct && !always) return { kind: 'direct', why: whyDirect(inventory, a, b) };
-  const noDirect = direct
-    ? undefined
-    : fellBack
-      ? `their direct handshake failed at the gate of an earlier up (relay: auto; an up moves them back once it works)`
-      : whyNoDirectPath(inventory, a, b);
-  if (never) {
-    const at = neverAt(inventory, a, b);
-    const who = 'node' in at ? `on ${at.node}` : 'on the mesh';
-    return { kind: 'none', why: `${noDirect}, and relay: never (${who}) forbids a relay`, refusedBy: at };
-  }
+  if (direct && !always) return { code: 0 };
+  const fell = fellBack ? FELL_BACK : 0;
+  if (never) return { code: 2 | NEVER | fell };
   const picked = queue ? pickQueued(queue, inventory, a, b) : pickScanned(inventory, a, b, load, options);
-  if (!picked)
-    return direct
-      ? { kind: 'direct', why: `${whyDirect(inventory, a, b)} (relay: always, but no public node can relay this pair)` }
-      : { kind: 'none', why: `${noDirect}, and no public node with a direct path to both can relay it` };
+  if (!picked) return direct ? { code: 0 | ALWAYS_UNRELAYED } : { code: 2 | fell };
   const { relay, named } = picked;
   load.set(relay.name, (load.get(relay.name) ?? 0) + 1);
   queue?.charge(relay);
-  const how = named !== undefined ? `relayed via ${relay.name} (named in the inventory)` : `relayed via ${relay.name}`;
-  const alwaysOn = [a, b].filter((n) => relayModeOf(inventory, n) === 'always').map((n) => n.name);
-  return direct
-    ? {
-        kind: 'relayed',
-        via: relay.name,
-        directExists: true,
-        why: `relay: always on ${alwaysOn.join(' and ')}: ${how} (a direct path exists)`,
-      }
-    : { kind: 'relayed', via: relay.name, directExists: false, why: `${noDirect}: ${how}` };
+  return { code: 1 | (named !== undefined ? NAMED : 0) | (direct ? DIRECT_EXISTS : 0) | fell, relay };
 }
+
+/** The sentence of a pair's path (PairPath.why), from its plan's code: the texts planPair made before issue 10's cut. */
+function whyOf(inventory: Inventory, a: Node, b: Node, code: number, relay: string | undefined): string {
+  const kind = KINDS[code & KIND_MASK]!;
+  if (kind === 'direct')
+    return code & ALWAYS_UNRELAYED
+      ? `${whyDirect(inventory, a, b)} (relay: always, but no public node can relay this pair)`
+      : whyDirect(inventory, a, b);
+  const noDirect = () => (code & FELL_BACK ? FELL_BACK_WHY : whyNoDirectPath(inventory, a, b));
+  if (kind === 'none') {
+    if (!(code & NEVER)) return `${noDirect()}, and no public node with a direct path to both can relay it`;
+    const at = neverAt(inventory, a, b);
+    const who = 'node' in at ? `on ${at.node}` : 'on the mesh';
+    return `${noDirect()}, and relay: never (${who}) forbids a relay`;
+  }
+  const how = code & NAMED ? `relayed via ${relay} (named in the inventory)` : `relayed via ${relay}`;
+  if (!(code & DIRECT_EXISTS)) return `${noDirect()}: ${how}`;
+  const alwaysOn = [a, b].filter((n) => relayModeOf(inventory, n) === 'always').map((n) => n.name);
+  return `relay: always on ${alwaysOn.join(' and ')}: ${how} (a direct path exists)`;
+}
+
+/**
+ * A pair's path as a value; `why` is made when first read (an own, enumerable accessor: JSON, spreads and deep
+ * comparisons see it as the plain field it was).
+ */
+function describe(inventory: Inventory, a: Node, b: Node, code: number, relay: string | undefined): PairPath {
+  let text: string | undefined;
+  const why = () => (text ??= whyOf(inventory, a, b, code, relay));
+  const kind = KINDS[code & KIND_MASK]!;
+  if (kind === 'direct')
+    return {
+      kind,
+      get why() {
+        return why();
+      },
+    };
+  if (kind === 'relayed')
+    return {
+      kind,
+      via: relay!,
+      directExists: (code & DIRECT_EXISTS) !== 0,
+      get why() {
+        return why();
+      },
+    };
+  return {
+    kind,
+    get why() {
+      return why();
+    },
+    ...(code & NEVER ? { refusedBy: neverAt(inventory, a, b) } : {}),
+  };
+}
+
+/**
+ * What planPaths keeps (issue 10): one byte per pair (planPair's code) in the order of the pairs, the relays of the
+ * relayed pairs, and lookups by name; a pair's PairPath is made when asked for. Pair (i, j), i < j in inventory
+ * order, is number i*n - i*(i+1)/2 + (j-i-1).
+ */
+interface CompactPaths {
+  inventory: Inventory;
+  nodes: readonly Node[];
+  /** node name -> its first index in inventory order */
+  at: Map<string, number>;
+  codes: Uint8Array;
+  /** pair number -> relay node index, for relayed pairs */
+  via: Map<number, number>;
+  /** relay name -> its pairs as (number, i, j) triples, flat, inventory order */
+  relayedBy: Map<string, number[]>;
+  /** `${relay} ${node}` -> the other ends of node's pairs relayed by relay, inventory order */
+  reachedVia: Map<string, string[]>;
+  /** the materialized pairs while someone holds them (MeshPaths.pairs) */
+  pairs?: WeakRef<PairPlan[]>;
+}
+
+const compactPlans = new WeakMap<MeshPaths, CompactPaths>();
+const pairNumber = (n: number, i: number, j: number) => i * n - (i * (i + 1)) / 2 + (j - i - 1);
 
 /** Every pair's path, in inventory order; relays picked pair by pair in that order (so the spread is stable). */
 export function planPaths(inventory: Inventory, options: PlanPathsOptions = {}): MeshPaths {
   const load = new Map<string, number>();
-  const pairs: PairPlan[] = [];
+  const nodes = inventory.nodes;
+  const n = nodes.length;
   // a Set, not the array's includes: one lookup per pair (issue 10: nothing beyond O(pairs) here)
   const fellBack = new Set(inventory.mesh.fallbackRelays ?? []);
   const queue = options.rttMs ? undefined : new RelayQueue(inventory);
-  inventory.nodes.forEach((a, i) => {
-    for (let j = i + 1; j < inventory.nodes.length; j++) {
-      const b = inventory.nodes[j]!;
-      pairs.push({ a: a.name, b: b.name, path: planPair({ inventory, a, b, load, options, fellBack, ...(queue ? { queue } : {}) }) });
-    }
+  const compact: CompactPaths = {
+    inventory,
+    nodes,
+    at: new Map(),
+    codes: new Uint8Array((n * (n - 1)) / 2),
+    via: new Map(),
+    relayedBy: new Map(),
+    reachedVia: new Map(),
+  };
+  nodes.forEach((node, i) => {
+    if (!compact.at.has(node.name)) compact.at.set(node.name, i);
   });
-  return { pairs };
+  const indexOfNode = new Map(nodes.map((node, i) => [node, i]));
+  const push = <T>(map: Map<string, T[]>, key: string, value: T) => {
+    const list = map.get(key);
+    if (list) list.push(value);
+    else map.set(key, [value]);
+  };
+  let p = 0;
+  for (let i = 0; i < n; i++) {
+    const a = nodes[i]!;
+    for (let j = i + 1; j < n; j++, p++) {
+      const b = nodes[j]!;
+      const { code, relay } = planPair({ inventory, a, b, load, options, fellBack, ...(queue ? { queue } : {}) });
+      compact.codes[p] = code;
+      if (!relay) continue;
+      compact.via.set(p, indexOfNode.get(relay)!);
+      push(compact.relayedBy, relay.name, p);
+      compact.relayedBy.get(relay.name)!.push(i, j);
+      push(compact.reachedVia, `${relay.name} ${a.name}`, b.name);
+      push(compact.reachedVia, `${relay.name} ${b.name}`, a.name);
+    }
+  }
+  const paths = {} as MeshPaths;
+  // the pairs as values, made when read (validate, --graph, reports); the lookups below do not need them
+  Object.defineProperty(paths, 'pairs', { get: () => materialize(compact), enumerable: true });
+  compactPlans.set(paths, compact);
+  return paths;
+}
+
+/** The pair plan of pair number p, (i, j). */
+function planOf(c: CompactPaths, p: number, i: number, j: number): PairPlan {
+  const a = c.nodes[i]!;
+  const b = c.nodes[j]!;
+  const code = c.codes[p]!;
+  const relay = code & 1 ? c.nodes[c.via.get(p)!]!.name : undefined;
+  return { a: a.name, b: b.name, path: describe(c.inventory, a, b, code, relay) };
+}
+
+/** MeshPaths.pairs of a compact plan: one array while anyone holds it (a loop over `paths.pairs` reads one). */
+function materialize(c: CompactPaths): PairPlan[] {
+  const held = c.pairs?.deref();
+  if (held) return held;
+  const n = c.nodes.length;
+  const pairs: PairPlan[] = [];
+  for (let i = 0, p = 0; i < n; i++) for (let j = i + 1; j < n; j++, p++) pairs.push(planOf(c, p, i, j));
+  c.pairs = new WeakRef(pairs);
+  return pairs;
+}
+
+/** The pair number of x and y in a compact plan, -1 when there is none (no object made: pathKind runs per pair). */
+function pairAt(c: CompactPaths, x: string, y: string): number {
+  const xi = c.at.get(x);
+  const yi = c.at.get(y);
+  if (xi === undefined || yi === undefined || xi === yi) return -1;
+  return xi < yi ? pairNumber(c.nodes.length, xi, yi) : pairNumber(c.nodes.length, yi, xi);
 }
 
 /**
  * Lookups into one MeshPaths, built once per pairs array on first use (issue 10): a path by pair, the pairs a relay
  * carries, and per (relay, node) the nodes reached through it. A scan of all N(N-1)/2 pairs per lookup made
  * rendering N configs O(N^4) (1,000 nodes: 5e11 steps). MeshPaths is a plain value nobody mutates; the cache is
- * still dropped when its pairs array is replaced or changes length.
+ * still dropped when its pairs array is replaced or changes length. (A plan made by planPaths has its compact
+ * lookups instead: these are for a MeshPaths made by hand.)
  */
 interface PathIndex {
   pairs: readonly PairPlan[];
@@ -333,20 +471,61 @@ function indexOf(paths: MeshPaths): PathIndex {
   return index;
 }
 
-/** The path between two nodes, in either order; undefined for a node paired with itself or an unknown name. O(1). */
+/**
+ * The path between two nodes, in either order; undefined for a node paired with itself or an unknown name. O(1).
+ * Of a plan made by planPaths, a value made per call (its `why` made when read): a caller that needs only the kind
+ * of many pairs asks pathKind, which makes nothing.
+ */
 export function pathBetween(paths: MeshPaths, x: string, y: string): PairPath | undefined {
   if (x === y) return undefined;
+  const c = compactPlans.get(paths);
+  if (c) {
+    const p = pairAt(c, x, y);
+    if (p < 0) return undefined;
+    const xi = c.at.get(x)!;
+    const yi = c.at.get(y)!;
+    return planOf(c, p, Math.min(xi, yi), Math.max(xi, yi)).path;
+  }
   return x < y ? indexOf(paths).byPair.get(x)?.get(y) : indexOf(paths).byPair.get(y)?.get(x);
+}
+
+/** pathBetween(paths, x, y)?.kind, without making the path (issue 10: desired configs ask it for every pair). O(1). */
+export function pathKind(paths: MeshPaths, x: string, y: string): PairPath['kind'] | undefined {
+  const c = compactPlans.get(paths);
+  if (!c) return pathBetween(paths, x, y)?.kind;
+  const p = pairAt(c, x, y);
+  return p < 0 ? undefined : KINDS[c.codes[p]! & KIND_MASK];
+}
+
+/**
+ * The pairs of one kind, in inventory order (MeshPaths.pairs filtered by kind, without making the other pairs:
+ * the inventory check asks for the pairs with no path on every load, issue 10).
+ */
+export function pairsOfKind(paths: MeshPaths, kind: PairPath['kind']): PairPlan[] {
+  const c = compactPlans.get(paths);
+  if (!c) return paths.pairs.filter((p) => p.path.kind === kind);
+  const code = KINDS.indexOf(kind);
+  const n = c.nodes.length;
+  const out: PairPlan[] = [];
+  for (let i = 0, p = 0; i < n; i++)
+    for (let j = i + 1; j < n; j++, p++) if ((c.codes[p]! & KIND_MASK) === code) out.push(planOf(c, p, i, j));
+  return out;
 }
 
 /** The pairs relayed through `relay`, in inventory order (a fresh array). */
 export function pairsRelayedBy(paths: MeshPaths, relay: string): PairPlan[] {
-  return [...(indexOf(paths).relayedBy.get(relay) ?? [])];
+  const c = compactPlans.get(paths);
+  if (!c) return [...(indexOf(paths).relayedBy.get(relay) ?? [])];
+  const triples = c.relayedBy.get(relay) ?? [];
+  const out: PairPlan[] = [];
+  for (let k = 0; k < triples.length; k += 3) out.push(planOf(c, triples[k]!, triples[k + 1]!, triples[k + 2]!));
+  return out;
 }
 
 /** The nodes `node` reaches through `relay` (the other end of each of its pairs relayed there; a fresh array). */
 export function relayedPeersVia(paths: MeshPaths, node: string, relay: string): string[] {
-  return [...(indexOf(paths).reachedVia.get(`${relay} ${node}`) ?? [])];
+  const c = compactPlans.get(paths);
+  return [...((c ? c.reachedVia : indexOf(paths).reachedVia).get(`${relay} ${node}`) ?? [])];
 }
 
 /** Short words for a path: "direct", "relayed via p-1", "none". */
@@ -359,6 +538,12 @@ export const describePathKind = (path: PairPath): string =>
  */
 export function relayedPairs(inventory: Inventory): Map<string, string> {
   const relayed = new Map<string, string>();
-  for (const { a, b, path } of planPaths(inventory).pairs) if (path.kind === 'relayed') relayed.set(`${a}\u0000${b}`, path.via);
+  const c = compactPlans.get(planPaths(inventory))!;
+  // the relayed pairs only, in inventory order (relayedBy lists each relay's in that order)
+  const all: number[][] = [...c.relayedBy.values()].flatMap((triples) =>
+    Array.from({ length: triples.length / 3 }, (_, k) => triples.slice(3 * k, 3 * k + 3)),
+  );
+  for (const [p, i, j] of all.sort((x, y) => x[0]! - y[0]!))
+    relayed.set(`${c.nodes[i!]!.name}\u0000${c.nodes[j!]!.name}`, c.nodes[c.via.get(p!)!]!.name);
   return relayed;
 }

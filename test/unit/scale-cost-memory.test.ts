@@ -16,10 +16,9 @@ import { PLAN_DIFF_LINES, PLAN_SCRIPT_PACKED_AT } from '../../src/engine/runner.
 import { runPingMatrix } from '../../src/engine/ping.js';
 import { judgeOperatorAddress, operatorRenders } from '../../src/engine/registry.js';
 import { desiredNodeConfig } from '../../src/topology/desired.js';
-import { renderWgQuickConfig } from '../../src/render/wgquick.js';
-import type { Inventory } from '../../src/inventory/types.js';
 import { loadInventory } from '../../src/inventory/load.js';
 import { FakeFarm, fakeFarmInventory, fakePublicKey } from '../../scripts/bench/farm/fake-node.js';
+import { nodesWithConfigs } from '../support/farm-configs.js';
 
 /** A cold `up` of `n` fake nodes: its report, and each node's wg-quick file as the node holds it. */
 async function coldUp(n: number): Promise<{ report: UpReport; configs: Map<string, string> }> {
@@ -65,6 +64,12 @@ describe('the plan of a cold up: a bounded diff per file (issue 10)', () => {
       assert.ok(action.script.includes(configs.get(node.node)!), 'the script read back carries the file the node was sent');
       assert.deepEqual(Object.keys(JSON.parse(JSON.stringify(action))), ['step', 'changes', 'summary', 'script']);
     }
+    // the cut diffs too (1,000 lines a node as string objects: ~60 MB at 1,000 nodes), the same key in the same place
+    for (const node of config.nodes) {
+      const change = node.actions[0]!.changes.find((c) => c.kind === 'write-file' && c.role === 'config')!;
+      assert.equal(typeof Object.getOwnPropertyDescriptor(change, 'diff')?.get, 'function', 'the diff kept deflated');
+      assert.deepEqual(Object.keys(change).at(-1), 'diff');
+    }
     const diffs = configDiffs(report);
     assert.equal(diffs.size, 180);
     for (const [node, diff] of diffs) {
@@ -106,20 +111,6 @@ describe('the plan of a cold up: a bounded diff per file (issue 10)', () => {
       );
   });
 });
-
-/** The fake nodes of `inventory`, each holding its rendered config (as after the config step). */
-async function nodesWithConfigs(inventory: Inventory, farm: FakeFarm) {
-  const keys = new Map(inventory.nodes.map((n) => [n.name, fakePublicKey(n.name)]));
-  return Promise.all(
-    inventory.nodes.map(async (node) => {
-      const desired = desiredNodeConfig(inventory, node.name, keys);
-      const connection = farm.node(node.name);
-      // the config step's atomic write, as the fake reads it
-      await connection.run(`cat > /etc/wireguard/wg0.conf.meshctl-tmp <<'MC_EOF'\n${renderWgQuickConfig(desired)}MC_EOF\n`);
-      return { node, connection, values: { desired } };
-    }),
-  );
-}
 
 describe('the ping round: texts shared across nodes (issue 10)', () => {
   it('30 nodes: the tunnel values hold one AllowedIPs list per peer, not one per node and peer (870)', async () => {

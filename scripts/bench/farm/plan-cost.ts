@@ -12,6 +12,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { writeHeapSnapshot } from 'node:v8';
 import { runUp, type UpView } from '../../../src/engine/up.js';
 import { FakeFarm, fakeFarmInventory } from './fake-node.js';
 import { redactPasses } from '../../../src/remote/redact.js';
@@ -86,6 +87,9 @@ async function measureOne(n: number): Promise<SizeCost> {
           };
           const held = retained();
           phases.push(held === undefined ? cost : { ...cost, retainedMB: held });
+          // MESHCTL_PLAN_SNAPSHOT=DIR: a V8 heap snapshot at the end of the verify phase (what holds the heap there)
+          const snapshotDir = process.env.MESHCTL_PLAN_SNAPSHOT;
+          if (snapshotDir && event.report.id === 'verify') writeHeapSnapshot(join(snapshotDir, `plan-${n}-${event.report.id}.heapsnapshot`));
         }
       },
       gate: async () => true,
