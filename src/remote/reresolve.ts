@@ -2,7 +2,7 @@
  * Installing and removing the re-resolve timer on a node (the files: ../render/reresolve.ts), as part of the config
  * step's one script. Idempotent: a file is written only when its sha256 differs from the node's, the timer is
  * enabled only when it is not enabled and active (or its units changed), and nothing happens on a converged node.
- * Where the design dials no peer by name any more, the timer is disabled and its files removed.
+ * Where the node dials no peer any more, the timer is disabled and its files removed.
  * A node without systemd gets no timer: a warning says that its named peers are not re-resolved.
  */
 import type { Change } from '../engine/types.js';
@@ -24,7 +24,7 @@ export interface ReresolvePlan {
 
 /**
  * The timer's part of the config step on one node.
- * - `files`: the rendered files when the node dials a peer by name (../render/reresolve.ts needsReresolve), else
+ * - `files`: the rendered files when the node dials at least one peer (../render/reresolve.ts needsReresolve), else
  *   undefined (the timer is removed where meshctl had installed it);
  * - `state`: the node's FACTS.reresolve (undefined when not probed: treated as nothing installed);
  * - `names`: the peers dialled by name, for the warning on a node without systemd.
@@ -39,7 +39,8 @@ export function planReresolve(
   const p = reresolvePaths(iface);
   const plan: ReresolvePlan = { changes: [], parts: [], warnings: [] };
   if (!systemd) {
-    if (files)
+    // only names are worth a warning: a roamed port that died heals when either end restarts the interface
+    if (files && names.length > 0)
       plan.warnings.push(
         `no systemd on this node: nothing re-resolves the DNS names it dials (${names.join(', ')}); when such an address changes, run up again (or wg-quick down/up ${iface})`,
       );
@@ -49,9 +50,9 @@ export function planReresolve(
   if (!files) {
     if (!installed) return plan;
     plan.parts.push(`${sh`systemctl disable --now ${p.timerUnit}`.text} 2>/dev/null || true`);
-    plan.changes.push({ kind: 'remove-file', path: p.timer, why: 'no peer is dialled by DNS name any more' });
-    plan.changes.push({ kind: 'remove-file', path: p.service, why: 'no peer is dialled by DNS name any more' });
-    plan.changes.push({ kind: 'remove-file', path: p.script, why: 'no peer is dialled by DNS name any more' });
+    plan.changes.push({ kind: 'remove-file', path: p.timer, why: 'this node dials no peer any more' });
+    plan.changes.push({ kind: 'remove-file', path: p.service, why: 'this node dials no peer any more' });
+    plan.changes.push({ kind: 'remove-file', path: p.script, why: 'this node dials no peer any more' });
     plan.parts.push(sh`rm -f -- ${[p.timer, p.service, p.script]}`.text, 'systemctl daemon-reload');
     return plan;
   }
