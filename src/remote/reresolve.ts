@@ -13,12 +13,21 @@ import type { ReresolveFiles } from '../render/reresolve.js';
 import { sh } from './shell.js';
 import { reresolvePaths } from './wireguard.js';
 
-/** What the config step adds for the timer: changes, script lines (run under the step's `set -e`), warnings. */
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 
+/**
+ * What the config step adds for the timer: changes, script lines (run under the step's `set -e`) in two parts with a
+ * `systemctl daemon-reload` between them when `daemonReload` (the config step runs one for the timer and its own
+ * drop-in together: each costs systemd a full reload), and warnings.
+ */
 export interface ReresolvePlan {
   changes: Change[];
+  /** the file writes, or the disabling and removal */
   parts: string[];
+  /** whether unit files changed: a daemon-reload must follow `parts` */
+  daemonReload: boolean;
+  /** after the daemon-reload: enabling and (re)starting the timer */
+  start: string[];
   warnings: string[];
 }
 
@@ -37,7 +46,7 @@ export function planReresolve(
   names: readonly string[] = [],
 ): ReresolvePlan {
   const p = reresolvePaths(iface);
-  const plan: ReresolvePlan = { changes: [], parts: [], warnings: [] };
+  const plan: ReresolvePlan = { changes: [], parts: [], daemonReload: false, start: [], warnings: [] };
   if (!systemd) {
     // only names are worth a warning: a roamed port that died heals when either end restarts the interface
     if (files && names.length > 0)
@@ -53,7 +62,8 @@ export function planReresolve(
     plan.changes.push({ kind: 'remove-file', path: p.timer, why: 'this node dials no peer any more' });
     plan.changes.push({ kind: 'remove-file', path: p.service, why: 'this node dials no peer any more' });
     plan.changes.push({ kind: 'remove-file', path: p.script, why: 'this node dials no peer any more' });
-    plan.parts.push(sh`rm -f -- ${[p.timer, p.service, p.script]}`.text, 'systemctl daemon-reload');
+    plan.parts.push(sh`rm -f -- ${[p.timer, p.service, p.script]}`.text);
+    plan.daemonReload = true;
     return plan;
   }
   const writes: Array<[path: string, text: string, before: string | undefined, mode: string]> = [
@@ -69,10 +79,10 @@ export function planReresolve(
     plan.parts.push(atomicWriteScript(path, text, { mode, dirMode: '755', label: 'reresolve' }));
     plan.changes.push({ kind: 'write-file', path, role: 'reresolve', ...(before ? { beforeSha256: before } : {}), afterSha256: after });
   }
-  if (unitsChanged) plan.parts.push('systemctl daemon-reload');
+  plan.daemonReload = unitsChanged;
   const running = state?.enabled === 'enabled' && state.active === 'active';
   if (!running || unitsChanged) {
-    plan.parts.push(sh`systemctl enable ${p.timerUnit}`.text + ' 2>&1', sh`systemctl restart ${p.timerUnit}`.text);
+    plan.start.push(sh`systemctl enable ${p.timerUnit}`.text + ' 2>&1', sh`systemctl restart ${p.timerUnit}`.text);
     plan.changes.push({ kind: 'enable', unit: p.timerUnit, now: true });
   }
   return plan;
