@@ -48,7 +48,8 @@ export function planReresolve(
   const p = reresolvePaths(iface);
   const plan: ReresolvePlan = { changes: [], parts: [], daemonReload: false, start: [], warnings: [] };
   if (!systemd) {
-    // only names are worth a warning: a roamed port that died heals when either end restarts the interface
+    // warned about names only, as before: every node without systemd would get a warning about roamed ports, and an
+    // interface restart (wg-quick down/up) sets every endpoint back to the file's
     if (files && names.length > 0)
       plan.warnings.push(
         `no systemd on this node: nothing re-resolves the DNS names it dials (${names.join(', ')}); when such an address changes, run up again (or wg-quick down/up ${iface})`,
