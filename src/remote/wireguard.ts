@@ -29,7 +29,7 @@ export const wireguardPaths = (iface: string) => ({
 export const reloadDropInPath = (iface: string) => `/etc/systemd/system/wg-quick@${iface}.service.d/meshctl-keep-key.conf`;
 
 /**
- * The re-resolve timer meshctl installs where a node dials a peer by DNS name (../render/reresolve.ts): one script
+ * The re-resolve timer meshctl installs where a node dials at least one peer (../render/reresolve.ts): one script
  * and two template units shared by every interface, and the timer instance of `iface`.
  */
 export const reresolvePaths = (iface: string) => ({
@@ -41,6 +41,18 @@ export const reresolvePaths = (iface: string) => ({
 
 /** seconds between two re-resolutions of the peers' DNS names (the issue promises recovery within two minutes) */
 export const RERESOLVE_INTERVAL_S = 30;
+
+/**
+ * Seconds after which the re-resolve script (../render/reresolve.ts) counts a peer's latest handshake as stale and
+ * sets a moved endpoint back to the configured one: REJECT_AFTER_TIME. A handshake's keys are used for at most that
+ * long, so an older latest handshake means the peer has no session at all (its next packet starts a handshake
+ * anyway): setting the endpoint then never moves a session that still carries traffic. wireguard-tools'
+ * contrib/reresolve-dns/reresolve-dns.sh uses 135 s (REKEY_AFTER_TIME + 3 REKEY_TIMEOUT: a peer that sends missed
+ * three retries of its rekey), 45 s sooner, but a quiet pair whose initiator rekeys only on receipt (after
+ * REJECT_AFTER_TIME - KEEPALIVE_TIMEOUT - REKEY_TIMEOUT = 165 s, the kernel's receive.c keep_key_fresh) still has
+ * working keys then.
+ */
+export const RERESOLVE_STALE_S = REJECT_AFTER_TIME_S;
 
 /**
  * Peer lines of `wg show IFACE dump`, the preshared key masked on the node. Never the first (interface) line, which

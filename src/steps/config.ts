@@ -97,10 +97,7 @@ export function planConfig(facts: NodeFacts, input: ConfigPlanInput): ConfigPlan
   }
   if (writeReloadDropIn) {
     // a unit's drop-in directory is world-readable, as systemd's own are
-    parts.push(
-      atomicWriteScript(p.reloadDropIn, input.reloadDropInText, { mode: '644', dirMode: '755', label: 'dropin' }),
-      'systemctl daemon-reload',
-    );
+    parts.push(atomicWriteScript(p.reloadDropIn, input.reloadDropInText, { mode: '644', dirMode: '755', label: 'dropin' }));
     changes.push({
       kind: 'write-file',
       path: p.reloadDropIn,
@@ -110,6 +107,9 @@ export function planConfig(facts: NodeFacts, input: ConfigPlanInput): ConfigPlan
     });
   }
   parts.push(...timer.parts);
+  // one daemon-reload for the drop-in and the timer's units together (each is a full reload of systemd)
+  if (writeReloadDropIn || timer.daemonReload) parts.push('systemctl daemon-reload');
+  parts.push(...timer.start);
   changes.push(...timer.changes);
   // what the node holds afterwards, read back for the gate: the config's sha256 even when it was not written
   if (!writeConfig) parts.push(`echo "config=$(sha256sum < ${sh`${p.config}`.text} | cut -d' ' -f1)"`);

@@ -218,7 +218,9 @@ describeLab(
       // tuple was taken and nf_nat gave p-2's packets a new source port (conntrack: `src=198.51.100.12
       // dst=203.0.113.10 sport=51820 dport=41001 src=192.168.10.11 dst=198.51.100.12 sport=51820 dport=39600`);
       // a-1 roamed to it. That endpoint dies with the router's entry (after a conntrack flush a-1 lost 40 of 40 pings
-      // to p-2 while a-2, at :51820, lost none). Now first contact waits out the retry (src/checks/ping-matrix.ts).
+      // to p-2 while a-2, at :51820, lost none). Now first contact waits out the retry (src/checks/ping-matrix.ts),
+      // and a roam that happens anyway (a restart of p-2) is set back by the re-resolve timer once its handshake is
+      // stale (src/render/reresolve.ts; the router case end to end: test/lab/dyndns.test.ts).
       assert.match(endpoints, /\t198\.51\.100\.12:51820$/m, 'a-1 has p-2 as a direct peer again, at its own port');
       // and a-1 reaches p-2 by itself after site a's router forgot every flow (as after its reboot): p-2, a public
       // node, keeps no keepalive, so nothing of p-2's comes first to show a-1 the way

@@ -4,7 +4,7 @@
  * with real sh against a stand-in `wg` (bubblewrap puts a temporary /etc/wireguard in place; skipped without it).
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -68,16 +68,20 @@ describe('peers dial the name', () => {
     assert.match(text, /Endpoint = home\.dyn\.example\.net:41002\n/);
   });
 
-  it('needsReresolve: only nodes that dial a name', () => {
+  it('needsReresolve: every node that dials at least one peer, by name or address (a roamed endpoint can die too)', () => {
     assert.deepEqual(
       inventory.nodes.map((n) => [n.name, needsReresolve(desired(n.name))]),
       [
-        ['home-1', false],
-        ['home-2', false],
+        ['home-1', true],
+        ['home-2', true],
         ['cafe-1', true],
         ['edge-1', true],
       ],
     );
+    // the home's nodes dial only addresses (each other on the LAN, edge-1 at its public one)
+    assert.deepEqual(dialledNames(desired('home-1')), []);
+    const dialsNobody = { ...desired('home-1'), peers: desired('home-1').peers.map(({ endpoint: _, ...peer }) => peer) };
+    assert.equal(needsReresolve(dialsNobody), false);
     assert.deepEqual(dialledNames(desired('edge-1')), ['home-1 at home.dyn.example.net:41001', 'home-2 at home.dyn.example.net:41002']);
     assert.deepEqual(['1.2.3.4:5', '[2001:db8::1]:51820', 'home.example.net:41001', 'x:1'].map(endpointIsName), [false, false, true, true]);
   });
@@ -178,18 +182,26 @@ describe('the config step installs the re-resolve timer', () => {
     assert.doesNotMatch(script, /wg0\.key/, 'no private key is touched');
   });
 
+  it('one daemon-reload for the reload drop-in and the timer units together (a cold node)', () => {
+    const cold = planConfig(facts({ ...converged, service: { ...converged.service, reloadDropInSha256: undefined } }), input);
+    const script = cold.action!.script;
+    assert.equal(script.match(/^systemctl daemon-reload$/gm)?.length, 1, script);
+    assert.ok(script.indexOf('systemctl daemon-reload') > script.indexOf('mv -f /etc/systemd/system/meshctl-reresolve@.timer.meshctl-tmp'));
+    assert.ok(script.indexOf('systemctl daemon-reload') < script.indexOf('systemctl enable meshctl-reresolve@wg0.timer'));
+  });
+
   it('changes nothing on a node that has it (idempotent), and enables a timer someone stopped', () => {
     assert.equal(planConfig(facts({ ...converged, reresolve: installed }), input).action, undefined);
     const stopped = planConfig(facts({ ...converged, reresolve: { ...installed, active: 'inactive' } }), input);
     assert.equal(describeAction(stopped.action!), 'enable --now meshctl-reresolve@wg0.timer');
   });
 
-  it('removes it where no peer is dialled by name any more', () => {
+  it('removes it where the node dials no peer any more', () => {
     const { reresolve: _, ...withoutNames } = input;
     const plan = planConfig(facts({ ...converged, reresolve: installed }), withoutNames);
     assert.match(
       describeAction(plan.action!),
-      /^remove \/etc\/systemd\/system\/meshctl-reresolve@\.timer \(no peer is dialled by DNS name any more\)/,
+      /^remove \/etc\/systemd\/system\/meshctl-reresolve@\.timer \(this node dials no peer any more\)/,
     );
     assert.match(plan.action!.script, /systemctl disable --now meshctl-reresolve@wg0\.timer/);
     assert.equal(planConfig(facts(converged), withoutNames).action, undefined, 'nothing installed, nothing to remove');
@@ -202,6 +214,9 @@ describe('the config step installs the re-resolve timer', () => {
       plan.warnings![0]!,
       /^no systemd on this node: nothing re-resolves the DNS names it dials \(home-1 at home\.dyn\.example\.net:41001, home-2/,
     );
+    // a node that dials only addresses gets the timer where systemd runs, and no warning where it does not
+    const addressesOnly = { ...input, reresolve: { files, names: [] } };
+    assert.equal(planConfig(facts({ ...converged, systemd: false }), addressesOnly).warnings, undefined);
   });
 
   it('reads the fact back', () => {
@@ -236,77 +251,170 @@ describe('the config step installs the re-resolve timer', () => {
 const hasBwrap = spawnSync('sh', ['-c', 'command -v bwrap'], { encoding: 'utf8' }).status === 0 && process.getuid?.() === 0;
 
 describe('the re-resolve script (real sh; stand-in wg and getent on PATH)', { skip: !hasBwrap && 'needs bwrap as root' }, () => {
-  const run = (resolved: Record<string, string>, live: string) => {
+  const key = (name: string) => KEYS.get(name)!;
+  const now = () => Math.floor(Date.now() / 1000);
+  /**
+   * Runs the script for cafe-1's config (home-1 at home.dyn.example.net:41001, home-2 at :41002, edge-1 at
+   * 198.51.100.40:51820). `live` and `handshakes` are what `wg show wg0 endpoints` and `latest-handshakes` print: one
+   * `KEY<TAB>VALUE` line per peer, `(none)` for no endpoint and 0 for no handshake (the shapes captured on a lab node);
+   * handshakes default to 10 s ago for every live peer. `wg set` calls are recorded, one per line.
+   */
+  const run = (
+    resolved: Record<string, string>,
+    live: string,
+    options: { handshakes?: string; args?: string[]; strace?: boolean; script?: string } = {},
+  ) => {
     const dir = mkdtempSync(join(tmpdir(), 'meshctl-reresolve-'));
+    const handshakes =
+      options.handshakes ??
+      live
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => `${l.split('\t')[0]}\t${now() - 10}\n`)
+        .join('');
     try {
       const etc = join(dir, 'wireguard');
       const bin = join(dir, 'bin');
       mkdirSync(etc);
       mkdirSync(bin);
       writeFileSync(join(etc, 'wg0.conf'), renderWgQuickConfig(desired('cafe-1')));
-      writeFileSync(join(dir, 'script'), renderReresolveFiles().script, { mode: 0o755 });
+      writeFileSync(join(dir, 'script'), options.script ?? renderReresolveFiles().script, { mode: 0o755 });
       const hosts = Object.entries(resolved)
         .map(([name, ip]) => `[ "$2" = ${name} ] && echo "${ip}      STREAM $2" && exit 0`)
         .join('\n');
       writeFileSync(join(bin, 'getent'), `#!/bin/sh\n${hosts}\nexit 2\n`);
       writeFileSync(
         join(bin, 'wg'),
-        `#!/bin/sh\nif [ "$2" = wg0 ] && [ "$3" = endpoints ]; then printf '%s' '${live}'; exit 0; fi\necho "wg $*" >> ${dir}/calls\n`,
+        [
+          '#!/bin/sh',
+          `if [ "$1 $2 $3" = 'show wg0 endpoints' ]; then printf '%s' '${live}'; exit 0; fi`,
+          `if [ "$1 $2 $3" = 'show wg0 latest-handshakes' ]; then printf '%s' '${handshakes}'; exit 0; fi`,
+          `echo "wg $*" >> ${dir}/calls`,
+          '',
+        ].join('\n'),
       );
       for (const f of ['getent', 'wg']) chmodSync(join(bin, f), 0o755);
-      const out = execFileSync(
+      const command = ['sh', join(dir, 'script'), 'wg0', ...(options.args ?? [])];
+      const traced = options.strace ? ['strace', '-f', '-qq', '-z', '-e', 'trace=execve', '-o', join(dir, 'trace'), ...command] : command;
+      const result = spawnSync(
         'bwrap',
-        [
-          '--dev-bind',
-          '/',
-          '/',
-          '--bind',
-          etc,
-          '/etc/wireguard',
-          '--setenv',
-          'PATH',
-          `${bin}:/usr/bin:/bin`,
-          'sh',
-          join(dir, 'script'),
-          'wg0',
-        ],
+        ['--dev-bind', '/', '/', '--bind', etc, '/etc/wireguard', '--setenv', 'PATH', `${bin}:/usr/bin:/bin`, ...traced],
         { encoding: 'utf8' },
       );
-      let calls = '';
-      try {
-        calls = readFileSync(join(dir, 'calls'), 'utf8');
-      } catch {}
-      return { out, calls };
+      const read = (f: string) => {
+        try {
+          return readFileSync(join(dir, f), 'utf8');
+        } catch {
+          return '';
+        }
+      };
+      // programs started, by name (the script's own `sh` excluded): strace's execve lines (-z: those that succeeded)
+      const programs = read('trace')
+        .split('\n')
+        .filter((l) => /execve\("/.test(l) && !/ = -1 /.test(l))
+        .map((l) => /execve\("[^"]*\/([^/"]+)"/.exec(l)![1]!)
+        .slice(1);
+      return { out: result.stdout, err: result.stderr, code: result.status, calls: read('calls'), programs };
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
   };
-  const key = (name: string) => KEYS.get(name)!;
+  const reEscape = (text: string) => text.replace(/[+/=.()[\]]/g, '\\$&');
+  const setCall = (peer: string, endpoint: string) => `wg set wg0 peer ${key(peer)} endpoint ${endpoint}\n`;
 
+  // DNS names, as before: the address each name resolves to now, whatever the handshake
   it('sets the endpoint of each peer whose live address is not what its name resolves to now', () => {
     const live = `${key('home-1')}\t203.0.113.40:41001\n${key('home-2')}\t203.0.113.40:41002\n${key('edge-1')}\t198.51.100.40:51820\n`;
     const { calls, out } = run({ 'home.dyn.example.net': '203.0.113.77' }, live);
     assert.match(
       out,
       new RegExp(
-        `^wg0: home\\.dyn\\.example\\.net is now 203\\.0\\.113\\.77 \\(live was 203\\.0\\.113\\.40:41001\\): endpoint of peer ${key('home-1').replace(/[+/=]/g, '\\$&')} set again$`,
+        `^wg0: home\\.dyn\\.example\\.net is now 203\\.0\\.113\\.77 \\(live was 203\\.0\\.113\\.40:41001\\): endpoint of peer ${reEscape(key('home-1'))} set again$`,
         'm',
       ),
     );
-    assert.equal(
-      calls,
-      `wg set wg0 peer ${key('home-1')} endpoint home.dyn.example.net:41001\nwg set wg0 peer ${key('home-2')} endpoint home.dyn.example.net:41002\n`,
-    );
+    assert.equal(calls, setCall('home-1', 'home.dyn.example.net:41001') + setCall('home-2', 'home.dyn.example.net:41002'));
   });
 
-  it('leaves peers alone whose address is current, whatever port NAT roamed them to', () => {
+  it('leaves peers alone whose address is current, whatever port NAT roamed them to, while their handshake is fresh', () => {
     const live = `${key('home-1')}\t203.0.113.77:60001\n${key('home-2')}\t203.0.113.77:41002\n${key('edge-1')}\t198.51.100.40:51820\n`;
     assert.equal(run({ 'home.dyn.example.net': '203.0.113.77' }, live).calls, '');
   });
 
   it('a name that does not resolve changes nothing', () => {
     const live = `${key('home-1')}\t(none)\n`;
-    assert.equal(run({}, live).calls, '');
+    const { calls, err } = run({}, live);
+    assert.equal(calls, '');
+    assert.match(err, /home\.dyn\.example\.net does not resolve; peer \S+ keeps its endpoint/);
+  });
+
+  // stale handshakes: a live endpoint that is not the configured one is set back, address or port
+  const RESOLVED = { 'home.dyn.example.net': '203.0.113.40' };
+  const handshakes = (ages: Record<string, number | 'never'>) =>
+    Object.entries(ages)
+      .map(([peer, age]) => `${key(peer)}\t${age === 'never' ? 0 : now() - age}\n`)
+      .join('');
+
+  it('stale + moved: an address peer roamed to a port that died is set back to its configured endpoint', () => {
+    // a-1's view of p-2 in test/lab/relay.test.ts after the router's conntrack flush, here cafe-1's of edge-1
+    const live = `${key('home-1')}\t203.0.113.40:41001\n${key('home-2')}\t203.0.113.40:41002\n${key('edge-1')}\t198.51.100.40:39600\n`;
+    const { calls, out } = run(RESOLVED, live, { handshakes: handshakes({ 'home-1': 5, 'home-2': 5, 'edge-1': 200 }) });
+    assert.equal(calls, setCall('edge-1', '198.51.100.40:51820'));
+    assert.match(
+      out,
+      new RegExp(
+        `^wg0: peer ${reEscape(key('edge-1'))}: latest handshake 2\\d\\d s ago, live endpoint 198\\.51\\.100\\.40:39600 is not the configured 198\\.51\\.100\\.40:51820: set back$`,
+        'm',
+      ),
+    );
+  });
+
+  it('fresh + moved: a roamed peer with a fresh handshake keeps its endpoint (address or name), a stale one beside it does not', () => {
+    const live = `${key('home-1')}\t203.0.113.40:60001\n${key('home-2')}\t203.0.113.40:60002\n${key('edge-1')}\t198.51.100.40:39600\n`;
+    const { calls } = run(RESOLVED, live, { handshakes: handshakes({ 'home-1': 10, 'home-2': 240, 'edge-1': 120 }) });
+    assert.equal(calls, setCall('home-2', 'home.dyn.example.net:41002'), 'only home-2, by name: its address is current but its port moved');
+  });
+
+  it('stale + same: a stale peer at its configured endpoint is not touched (nothing to set back)', () => {
+    const live = `${key('home-1')}\t203.0.113.40:41001\n${key('home-2')}\t203.0.113.40:60002\n${key('edge-1')}\t198.51.100.40:51820\n`;
+    const { calls } = run(RESOLVED, live, { handshakes: handshakes({ 'home-1': 900, 'home-2': 900, 'edge-1': 900 }) });
+    assert.equal(calls, setCall('home-2', 'home.dyn.example.net:41002'));
+  });
+
+  it('never handshaken (0) counts as stale', () => {
+    const live = `${key('home-1')}\t203.0.113.40:41001\n${key('home-2')}\t203.0.113.40:41002\n${key('edge-1')}\t198.51.100.40:39600\n`;
+    const { calls, out } = run(RESOLVED, live, { handshakes: handshakes({ 'home-1': 'never', 'home-2': 'never', 'edge-1': 'never' }) });
+    assert.equal(calls, setCall('edge-1', '198.51.100.40:51820'));
+    assert.match(out, /: no handshake yet, live endpoint 198\.51\.100\.40:39600 is not the configured 198\.51\.100\.40:51820: set back$/m);
+  });
+
+  it('STALE_SECONDS (second argument) sets the age; a peer the interface does not have is not added', () => {
+    const live = `${key('home-1')}\t203.0.113.40:60001\n${key('edge-1')}\t198.51.100.40:39600\n`;
+    const ages = handshakes({ 'home-1': 20, 'edge-1': 20 });
+    assert.equal(run(RESOLVED, live, { handshakes: ages }).calls, '', 'the default age: 20 s is fresh');
+    assert.equal(
+      run(RESOLVED, live, { handshakes: ages, args: ['5'] }).calls,
+      setCall('edge-1', '198.51.100.40:51820') + setCall('home-1', 'home.dyn.example.net:41001'),
+    );
+    const bad = run(RESOLVED, live, { args: ['soon'] });
+    assert.equal(bad.code, 2);
+    assert.match(bad.err, /STALE_SECONDS is not a number: soon/);
+  });
+
+  const hasStrace = spawnSync('sh', ['-c', 'command -v strace'], { encoding: 'utf8' }).status === 0;
+  it('few processes per run: both wg show views and one awk, a getent (+ awk) per name, date only to judge a moved one', {
+    skip: !hasStrace && 'needs strace',
+  }, () => {
+    const live = `${key('home-1')}\t203.0.113.40:41001\n${key('home-2')}\t203.0.113.40:41002\n${key('edge-1')}\t198.51.100.40:51820\n`;
+    // the getent stand-in is itself a shell script: its own `sh` is not counted
+    const quiet = run(RESOLVED, live, { strace: true })
+      .programs.filter((p) => p !== 'sh' && p !== 'dash')
+      .sort();
+    // sorted: the two ends of a pipeline start in either order
+    assert.deepEqual(quiet, ['awk', 'awk', 'getent', 'wg', 'wg'], quiet.join(' '));
+    const moved = `${key('home-1')}\t203.0.113.40:41001\n${key('home-2')}\t203.0.113.40:41002\n${key('edge-1')}\t198.51.100.40:39600\n`;
+    const acting = run(RESOLVED, moved, { strace: true, handshakes: handshakes({ 'home-1': 5, 'home-2': 5, 'edge-1': 200 }) });
+    assert.deepEqual(acting.programs.filter((p) => p !== 'sh' && p !== 'dash').sort(), ['awk', 'awk', 'date', 'getent', 'wg', 'wg', 'wg']);
   });
 });
 

@@ -23,6 +23,7 @@ import { renderReloadDropIn } from '../../src/render/systemd.js';
 import { renderWgQuickConfig } from '../../src/render/wgquick.js';
 import { sha256 } from '../../src/steps/config.js';
 import { desiredNodeConfig } from '../../src/topology/desired.js';
+import { needsReresolve, renderReresolveFiles } from '../../src/render/reresolve.js';
 import { FakeConnection, untilAborted, type FakeRule } from '../support/fake-connection.js';
 import { judgeOverlayRoutes, judgeService } from '../../src/checks/judge.js';
 import { connectionsOf, discoveryNetwork, probeNetwork } from '../support/fake-forward-probe.js';
@@ -70,6 +71,20 @@ function convergedFacts(node: string): NodeFacts {
     interfaceIndex: 5,
     interfaceRoutes: desired.peers.flatMap((p) => p.allowedIps.map((a) => a.replace(/\/32$/, ''))),
     listenPortUsers: ['UNCONN 0 0 0.0.0.0:51820 0.0.0.0:*'],
+    // every node that dials a peer runs the re-resolve timer (src/render/reresolve.ts)
+    ...(needsReresolve(desired) ? { reresolve: installedReresolve() } : {}),
+  };
+}
+
+/** FACTS.reresolve where up installed the timer: its three files as rendered, enabled and active. */
+function installedReresolve() {
+  const files = renderReresolveFiles();
+  return {
+    scriptSha256: sha256(files.script),
+    serviceSha256: sha256(files.service),
+    timerSha256: sha256(files.timer),
+    enabled: 'enabled',
+    active: 'active',
   };
 }
 

@@ -73,7 +73,7 @@ export function etcTemplate(dir: string): void {
   for (const e of readdirSync('/etc/systemd/system')) symlinkSync(`/run/farm-hostetc/systemd/system/${e}`, join(dir, 'systemd', 'system', e));
 }
 
-/** One node's directories: etc (from the template), run (with systemd's marker), sysnet, procconf, bin, state. */
+/** One node's directories: etc (from the template), run (with systemd's marker), sysnet, procconf, bin, locallib, state. */
 export function nodeDirs(root: string, template: string, node: FarmNode): string {
   const d = join(root, 'nodes', node.name);
   cpSync(template, join(d, 'etc'), { recursive: true, verbatimSymlinks: true });
@@ -91,6 +91,8 @@ export function nodeDirs(root: string, template: string, node: FarmNode): string
     writeFileSync(join(d, 'procconf', c, 'rp_filter'), c === 'lo' ? '0\n' : '2\n');
   }
   mkdirSync(join(d, 'bin'), { recursive: true });
+  // /usr/local/lib of the node: meshctl's re-resolve script goes to /usr/local/lib/meshctl (src/remote/wireguard.ts)
+  mkdirSync(join(d, 'locallib'), { recursive: true });
   for (const t of BASE_TOOLS) symlinkSync(`/run/farm-sim/${t}`, join(d, 'bin', t));
   writeFileSync(join(d, 'run', 'farm-node', 'self'), `name=${node.name}\noverlay=${node.overlayIp}\n`);
   return d;
@@ -151,6 +153,7 @@ export function sandboxArgs(root: string, node: FarmNode, command?: string): str
     '--bind', join(d, 'sysnet'), '/sys/class/net',
     '--bind', join(d, 'procconf'), '/proc/sys/net/ipv4/conf',
     '--bind', join(d, 'bin'), '/usr/local/sbin',
+    '--bind', join(d, 'locallib'), '/usr/local/lib',
     '--unshare-net', '--unshare-ipc', '--unshare-uts', '--hostname', node.name,
     '--remount-ro', '/',
     '--die-with-parent',
