@@ -18,7 +18,7 @@
 import { matrixPasses, pingParamsFor, type PingTarget } from '../checks/ping-matrix.js';
 import { pingProbe } from '../checks/probes.js';
 import { judgeHandshakesRecent, judgeOverlayRoutes } from '../checks/judge.js';
-import { FACTS } from '../facts/definitions.js';
+import { FACTS, peerDumpCommand } from '../facts/definitions.js';
 import { LEAN_FACTS, wgAllowsEvery } from '../facts/lean.js';
 import { endMarker } from '../facts/sections.js';
 import type { Inventory } from '../inventory/types.js';
@@ -60,14 +60,11 @@ const CLOCK_MARK = '@@meshctl-clock ';
  *   the round ahead counts only in a run that changed nothing;
  * - `now` comes from the awk that masks the peers' dump (`srand()` in its END, once the whole dump is read, so the
  *   clock is never before a handshake it shows), not from a `date` after it; `date` only when that awk gave no clock.
- * Throws when the shared peers command changed shape (then this must follow it).
  */
 export function aheadAfterSections(iface: string): Array<{ name: string; command: string }> {
   const ctx = { interface: iface, listenPort: 0 };
-  const peers = FACTS.peers.command(ctx);
-  const tail = "print }'";
-  if (!peers.endsWith(tail) || peers.split(tail).length !== 2) throw new Error('FACTS.peers changed: update aheadAfterSections');
-  const withClock = `${peers.slice(0, -tail.length)}print } END { srand(); printf "\\n${CLOCK_MARK}%d\\n", srand() }'`;
+  // the shared peers section's own command (FACTS.peers), with the clock line at its awk's end
+  const withClock = peerDumpCommand(iface, CLOCK_MARK);
   return [
     { name: FACTS.interfaceRoutes.name, command: LEAN_FACTS.interfaceRoutes.command(ctx) },
     {

@@ -5,7 +5,7 @@
  * and the kernel's messages.h): a handshake initiation without answer is retried after REKEY_TIMEOUT; a session is
  * re-keyed after REKEY_AFTER_TIME and unusable after REJECT_AFTER_TIME.
  */
-import { sh } from './shell.js';
+import { raw, sh } from './shell.js';
 
 /** seconds before an unanswered handshake initiation is retried */
 export const REKEY_TIMEOUT_S = 5;
@@ -59,5 +59,17 @@ export const RERESOLVE_STALE_S = REJECT_AFTER_TIME_S;
  * holds the private key: the awk drops it on the node (`NR > 1`; it did `tail -n +2` before, one exec more per
  * probe, issue 10). Read by the facts probe, verify and the peer sync (../render/systemd.ts).
  */
-export const peerDumpCommand = (iface: string) =>
-  sh`wg show ${iface} dump | awk 'BEGIN { FS = OFS = "\\t" } NR > 1 { if ($2 != "(none)") $2 = "(hidden)"; print }'`.text;
+export const peerDumpCommand = (iface: string, clockMark?: string) =>
+  sh`wg show ${iface} dump | awk 'BEGIN { FS = OFS = "\\t" } NR > 1 { if ($2 != "(none)") $2 = "(hidden)"; print }${raw(clockEnd(clockMark))}'`
+    .text;
+
+/**
+ * The dump awk's END that prints the node's clock (epoch seconds) on a last line after `mark`, once the whole dump
+ * is read (so the clock is never before a handshake it shows): ../engine/ping-ahead.ts reads it instead of running
+ * `date` (issue 10). `mark` is literal awk string text: letters, digits, spaces and `@-` only.
+ */
+function clockEnd(mark: string | undefined): string {
+  if (mark === undefined) return '';
+  if (!/^[A-Za-z0-9@ -]+$/.test(mark)) throw new Error(`peerDumpCommand: clock mark ${JSON.stringify(mark)} is not plain text`);
+  return ` END { srand(); printf "\\n${mark}%d\\n", srand() }`;
+}
