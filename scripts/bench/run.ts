@@ -21,6 +21,7 @@ import { ansibleInventory } from './ansible-inventory.js';
 import { type Floor, NodeShell, measureFloor, readPublicKeys } from './floor.js';
 import { benchInventory, siteMix } from './inventory.js';
 import { type BenchResults, type RunResult, type SizeResult, type ToolRun, firstStages, median, pageWithNotes } from './table.js';
+import { DROPPED_ENV, toolEnv } from './tool-env.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const MESHCTL = join(ROOT, 'bin', 'meshctl.js');
@@ -86,11 +87,16 @@ interface Proc {
   wallMs: number;
 }
 
-/** Runs argv, capturing its output; never throws for a non-zero exit. */
+/** The environment of every timed process (./tool-env.ts: this one without NODE_EXTRA_CA_CERTS). */
+const TOOL_ENV = toolEnv(process.env);
+/** The dropped variables that this machine does set (what the table says was dropped). */
+const droppedHere = DROPPED_ENV.filter((key) => process.env[key] !== undefined);
+
+/** Runs argv, capturing its output; never throws for a non-zero exit. The environment is TOOL_ENV unless given. */
 function run(argv: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<Proc> {
   const started = performance.now();
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(argv[0]!, argv.slice(1), { env: options.env ?? process.env, cwd: options.cwd ?? ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(argv[0]!, argv.slice(1), { env: options.env ?? TOOL_ENV, cwd: options.cwd ?? ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (b: Buffer) => out.push(b));
@@ -187,7 +193,7 @@ async function meshctl(name: string, args: string[], keepFailed = false): Promis
   // The bench measures time, not deadlines: at 32 nodes on 2 shared cores, wg-quick's start on every node at once
   // outlasts the 60 s per-command default (seen 2026-11-30), which would stop the run at enable. 300 s unless set.
   const env = {
-    ...process.env,
+    ...TOOL_ENV,
     MESHCTL_KNOWN_HOSTS: state.knownHosts,
     MESHCTL_IDENTITY: state.identity,
     MESHCTL_COMMAND_TIMEOUT: process.env.MESHCTL_COMMAND_TIMEOUT ?? '300',
@@ -316,7 +322,7 @@ interface AnsibleJson {
 
 async function ansible(name: string, inventoryFile: string, hosts: number, work: string): Promise<ToolRun> {
   const env = {
-    ...process.env,
+    ...TOOL_ENV,
     ANSIBLE_CONFIG: join(ROOT, 'scripts', 'bench', 'ansible', 'ansible.cfg'),
     ANSIBLE_LOCAL_TEMP: join(work, 'ansible-tmp'),
     ANSIBLE_SSH_CONTROL_PATH_DIR: join(work, 'cp'),
@@ -369,10 +375,10 @@ function machine() {
   };
 }
 
-/** Median wall time of 10 runs of argv, ms (process start: `meshctl --version` against a bare `node -e 0`). */
-async function startMs(argv: string[]): Promise<number> {
+/** Median wall time of 10 runs of argv, ms (process start: `meshctl --version` against a bare `node -e 0`); env: TOOL_ENV unless given. */
+async function startMs(argv: string[], env?: NodeJS.ProcessEnv): Promise<number> {
   const times: number[] = [];
-  for (let i = 0; i < 10; i++) times.push((await run(argv)).wallMs);
+  for (let i = 0; i < 10; i++) times.push((await run(argv, { env })).wallMs);
   return median(times);
 }
 
@@ -457,7 +463,11 @@ async function main(): Promise<void> {
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
   const started = new Date();
-  const start = { versionMs: await startMs([process.execPath, MESHCTL, '--version']), nodeMs: await startMs([process.execPath, '-e', '0']) };
+  const start: BenchResults['start'] = {
+    versionMs: await startMs([process.execPath, MESHCTL, '--version']),
+    nodeMs: await startMs([process.execPath, '-e', '0']),
+    ...(droppedHere.length > 0 ? { dropped: droppedHere, nodeWithDroppedMs: await startMs([process.execPath, '-e', '0'], process.env) } : {}),
+  };
   const sizes: SizeResult[] = [];
   const results = (): BenchResults => ({
     command: `npm run bench -- --sizes ${options.sizes.join(',')} --runs ${options.runs}${options.ansible ? '' : ' --no-ansible'}`,

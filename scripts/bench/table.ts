@@ -78,7 +78,8 @@ export interface BenchResults {
   date: string;
   machine: { cpu: string; cores: number; kernel: string; node: string; ansible?: string };
   /** process start, median of 10, ms: `meshctl --version` and a bare `node -e 0` */
-  start?: { versionMs: number; nodeMs: number };
+  /** process start, ms; `dropped`: variables of the machine's environment left out of every timed process (run.ts TOOL_ENV), `nodeWithDroppedMs` a bare node's start with them */
+  start?: { versionMs: number; nodeMs: number; dropped?: string[]; nodeWithDroppedMs?: number };
   sizes: SizeResult[];
 }
 
@@ -252,6 +253,11 @@ export function renderMarkdown(results: BenchResults): string {
     `${runsText}; ${loadRange}.`,
     ...(results.start
       ? [`Process start (median of 10): \`meshctl --version\` ${results.start.versionMs} ms, a bare \`node -e 0\` ${results.start.nodeMs} ms.`]
+      : []),
+    ...(results.start?.dropped?.length
+      ? [
+          `This machine's environment sets ${results.start.dropped.map((v) => `\`${v}\``).join(', ')}, with which node parses a CA bundle at start (a bare \`node -e 0\` ${results.start.nodeWithDroppedMs} ms); meshctl opens no TLS connection and an operator's shell does not normally set it, so every timed process runs without it.`,
+        ]
       : []),
     '',
     'Each size is an inventory from scripts/bench/inventory.ts: two NAT sites whose nodes all have a UDP port-forward,',

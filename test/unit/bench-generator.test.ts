@@ -7,6 +7,7 @@ import type { Inventory } from '../../src/inventory/types.js';
 import { planLab } from '../../src/lab/plan.js';
 import { ansibleInventory } from '../../scripts/bench/ansible-inventory.js';
 import { benchInventory, siteMix } from '../../scripts/bench/inventory.js';
+import { toolEnv } from '../../scripts/bench/tool-env.js';
 import { type BenchResults, NOTES_MARK, firstStages, median, pageWithNotes, renderMarkdown } from '../../scripts/bench/table.js';
 
 const load = (n: number): Inventory => {
@@ -184,5 +185,28 @@ describe('bench results: start to the first connection (issue 10: the 300 ms goa
     });
     const timings = { totalMs: 9, connectMs: 3, firstConnectionMs: 369 };
     assert.deepEqual(firstStages(timings), { firstConnectionMs: 369 });
+  });
+});
+
+describe('bench: the environment of the timed processes', () => {
+  it('drops NODE_EXTRA_CA_CERTS (node parses the bundle at start) and keeps the rest', () => {
+    assert.deepEqual(toolEnv({ PATH: '/bin', NODE_EXTRA_CA_CERTS: '/etc/ssl/certs/ca.crt', HOME: '/root' }), {
+      PATH: '/bin',
+      HOME: '/root',
+    });
+  });
+
+  it('the page says what was dropped and what a bare node costs with it', () => {
+    const results: BenchResults = {
+      command: 'npm run bench',
+      date: '2026-12-01T10:00:00Z',
+      machine: { cpu: 'x', cores: 2, kernel: 'k', node: 'v20' },
+      start: { versionMs: 41, nodeMs: 39.5, dropped: ['NODE_EXTRA_CA_CERTS'], nodeWithDroppedMs: 125 },
+      sizes: [],
+    };
+    const page = renderMarkdown(results);
+    assert.match(page, /`meshctl --version` 41 ms, a bare `node -e 0` 39\.5 ms\./);
+    assert.match(page, /sets `NODE_EXTRA_CA_CERTS`, with which node parses a CA bundle at start \(a bare `node -e 0` 125 ms\)/);
+    assert.doesNotMatch(renderMarkdown({ ...results, start: { versionMs: 41, nodeMs: 39.5 } }), /NODE_EXTRA_CA_CERTS/);
   });
 });
