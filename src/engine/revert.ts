@@ -21,6 +21,7 @@ import { randomBytes } from 'node:crypto';
 import type { Change, CheckResult, NodeAction, NodePhaseReport } from './types.js';
 import { raw, sh } from '../remote/shell.js';
 import { wireguardPaths } from '../remote/wireguard.js';
+import { systemctlEnablement } from '../remote/systemctl.js';
 
 /** The default window between a change and its confirmation, seconds (`up --rollback-deadline`). */
 export const DEFAULT_ROLLBACK_DEADLINE_S = 120;
@@ -107,8 +108,7 @@ export function revertScript(iface: string, runId: string, systemd: boolean): st
     ...(systemd
       ? [
           sh`was=$(state enabled); now=$(systemctl is-enabled ${p.service} 2>/dev/null)`.text,
-          sh`if [ "$was" != "$now" ]; then case "$was" in enabled) systemctl enable ${p.service} ;; *) systemctl disable ${p.service} ;; esac; fi`
-            .text,
+          `if [ "$was" != "$now" ]; then case "$was" in enabled) ${systemctlEnablement('enable', p.service)} ;; *) ${systemctlEnablement('disable', p.service)} ;; esac; fi`,
         ]
       : []),
     'date +%s > "$d/reverted"',

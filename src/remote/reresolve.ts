@@ -12,6 +12,7 @@ import { atomicWriteScript } from '../steps/action.js';
 import type { ReresolveFiles } from '../render/reresolve.js';
 import { sh } from './shell.js';
 import { reresolvePaths } from './wireguard.js';
+import { systemctlEnablement } from './systemctl.js';
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 
@@ -59,7 +60,7 @@ export function planReresolve(
   const installed = [state?.scriptSha256, state?.serviceSha256, state?.timerSha256].some((s) => s !== undefined);
   if (!files) {
     if (!installed) return plan;
-    plan.parts.push(`${sh`systemctl disable --now ${p.timerUnit}`.text} 2>/dev/null || true`);
+    plan.parts.push(`${systemctlEnablement('disable', p.timerUnit, true)} 2>/dev/null || true`);
     plan.changes.push({ kind: 'remove-file', path: p.timer, why: 'this node dials no peer any more' });
     plan.changes.push({ kind: 'remove-file', path: p.service, why: 'this node dials no peer any more' });
     plan.changes.push({ kind: 'remove-file', path: p.script, why: 'this node dials no peer any more' });
@@ -83,7 +84,7 @@ export function planReresolve(
   plan.daemonReload = unitsChanged;
   const running = state?.enabled === 'enabled' && state.active === 'active';
   if (!running || unitsChanged) {
-    plan.start.push(sh`systemctl enable ${p.timerUnit}`.text + ' 2>&1', sh`systemctl restart ${p.timerUnit}`.text);
+    plan.start.push(`${systemctlEnablement('enable', p.timerUnit)} 2>&1`, sh`systemctl restart ${p.timerUnit}`.text);
     plan.changes.push({ kind: 'enable', unit: p.timerUnit, now: true });
   }
   return plan;

@@ -8,6 +8,7 @@
  */
 import { sh } from '../remote/shell.js';
 import { reresolvePaths, wireguardPaths } from '../remote/wireguard.js';
+import { systemctlEnablement } from '../remote/systemctl.js';
 
 /** What the probe found on a node. */
 export interface DownFacts {
@@ -92,7 +93,7 @@ export function planDown(facts: DownFacts, iface: string, purge: boolean): { cha
   if (unitInUse(facts)) {
     changes.push({ kind: 'stop-disable', unit: p.service, was: `${facts.active || 'unknown'}, ${facts.enabled || 'unknown'}` });
     commands.push(
-      `${sh`systemctl disable --now ${p.service}`.text} 2>&1`,
+      `${systemctlEnablement('disable', p.service, true)} 2>&1`,
       `${sh`systemctl reset-failed ${p.service}`.text} 2>/dev/null || true`,
     );
   }
@@ -105,7 +106,7 @@ export function planDown(facts: DownFacts, iface: string, purge: boolean): { cha
   if (purge && facts.systemd && facts.files.includes(timer.timer)) {
     // the re-resolve timer (../render/reresolve.ts) goes with its files; without --purge it stays, a no-op without wg0
     changes.push({ kind: 'stop-disable', unit: timer.timerUnit, was: 'installed by meshctl' });
-    commands.push(`${sh`systemctl disable --now ${timer.timerUnit}`.text} 2>/dev/null || true`);
+    commands.push(`${systemctlEnablement('disable', timer.timerUnit, true)} 2>/dev/null || true`);
   }
   if (purge) {
     for (const path of facts.files) changes.push({ kind: 'remove-file', path });

@@ -25,6 +25,7 @@ import type { ConfigChangeKind } from '../render/changes.js';
 import { syncPeersCommand } from '../render/systemd.js';
 import { endpointIsName } from '../render/reresolve.js';
 import { withRevertArmed, type RollbackOptions } from '../engine/revert.js';
+import { systemctlEnablement } from '../remote/systemctl.js';
 
 /** Prints ifindex=, active=, enabled= after the action, for the gate (parseServiceOutput reads them). */
 const interfaceReport = (iface: string, service: string, systemd: boolean) =>
@@ -202,11 +203,11 @@ function planServiceUnarmed(
   if (!active) {
     // an interface brought up by hand blocks wg-quick@ (it refuses "already exists"); take it down first
     if (up) commands.push(sh`wg-quick down ${iface} >/dev/null 2>&1 || ip link del ${iface} || true`.text);
-    commands.push(`${sh`systemctl enable --now ${p.service}`.text} 2>&1`);
+    commands.push(`${systemctlEnablement('enable', p.service, true)} 2>&1`);
     changes.push({ kind: 'enable', unit: p.service, now: true });
   } else {
     if (!enabled) {
-      commands.push(`${sh`systemctl enable ${p.service}`.text} 2>&1`);
+      commands.push(`${systemctlEnablement('enable', p.service)} 2>&1`);
       changes.push({ kind: 'enable', unit: p.service, now: false });
     }
     // a oneshot unit stays "active" after its interface was deleted by hand

@@ -144,6 +144,19 @@ describeLab('meshctl up on the homelab lab', INVENTORY, (lab) => {
     assert.match(await sh('ms-1', 'ip link show wg0'), /mtu 1420/);
   });
 
+  it('left wg-quick@wg0 and the re-resolve timer enabled for the next boot (enabled with --no-reload: the boot reads the links)', async () => {
+    for (const node of NODES) {
+      assert.equal(await sh(node, 'systemctl is-enabled wg-quick@wg0 meshctl-reresolve@wg0.timer'), 'enabled\nenabled\n', node);
+      // what the next boot sees: the manager's view after it reads the unit links again (as a daemon-reload does)
+      const wants = await sh(
+        node,
+        'systemctl daemon-reload && systemctl list-dependencies --plain --no-pager multi-user.target timers.target',
+      );
+      assert.match(wants, /wg-quick@wg0\.service/, node);
+      assert.match(wants, /meshctl-reresolve@wg0\.timer/, node);
+    }
+  });
+
   it('a second run changes nothing: zero changes, same ifindex, handshakes kept', async () => {
     const before = new Map<string, { ifindex: string; handshakes: string }>();
     for (const node of NODES) {

@@ -177,7 +177,7 @@ describe('the config step installs the re-resolve timer', () => {
     assert.match(script, /chmod 755 \/usr\/local\/lib\/meshctl\/reresolve-endpoints\.meshctl-tmp/);
     assert.match(
       script,
-      /systemctl daemon-reload\nsystemctl enable meshctl-reresolve@wg0\.timer 2>&1\nsystemctl restart meshctl-reresolve@wg0\.timer/,
+      /systemctl daemon-reload\nsystemctl enable --no-reload meshctl-reresolve@wg0\.timer 2>&1\nsystemctl restart meshctl-reresolve@wg0\.timer/,
     );
     assert.doesNotMatch(script, /wg0\.key/, 'no private key is touched');
   });
@@ -187,7 +187,7 @@ describe('the config step installs the re-resolve timer', () => {
     const script = cold.action!.script;
     assert.equal(script.match(/^systemctl daemon-reload$/gm)?.length, 1, script);
     assert.ok(script.indexOf('systemctl daemon-reload') > script.indexOf('mv -f /etc/systemd/system/meshctl-reresolve@.timer.meshctl-tmp'));
-    assert.ok(script.indexOf('systemctl daemon-reload') < script.indexOf('systemctl enable meshctl-reresolve@wg0.timer'));
+    assert.ok(script.indexOf('systemctl daemon-reload') < script.indexOf('systemctl enable --no-reload meshctl-reresolve@wg0.timer'));
   });
 
   it('changes nothing on a node that has it (idempotent), and enables a timer someone stopped', () => {
@@ -203,7 +203,7 @@ describe('the config step installs the re-resolve timer', () => {
       describeAction(plan.action!),
       /^remove \/etc\/systemd\/system\/meshctl-reresolve@\.timer \(this node dials no peer any more\)/,
     );
-    assert.match(plan.action!.script, /systemctl disable --now meshctl-reresolve@wg0\.timer/);
+    assert.match(plan.action!.script, /systemctl disable --now --no-reload meshctl-reresolve@wg0\.timer/);
     assert.equal(planConfig(facts(converged), withoutNames).action, undefined, 'nothing installed, nothing to remove');
   });
 

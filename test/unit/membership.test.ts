@@ -308,7 +308,7 @@ describe('down on a node', () => {
       'remove /etc/systemd/system/wg-quick@wg0.service.d/meshctl-keep-key.conf',
       'systemctl daemon-reload (the drop-in or timer units are gone)',
     ]);
-    assert.match(plan.script!, /systemctl disable --now wg-quick@wg0/);
+    assert.match(plan.script!, /systemctl disable --now --no-reload wg-quick@wg0/);
     assert.doesNotMatch(plan.script!, /cat [^\n]*wg0\.key/, 'the key is removed, never read');
     const keep = planDown(parseDownProbe(PROBE_UP), 'wg0', false);
     assert.ok(keep.changes.every((c) => c.kind !== 'remove-file'));

@@ -166,7 +166,7 @@ describe('service planner', () => {
   });
 
   it('enables and starts a new service', () => {
-    assert.match(planService(bareDebian(), 'wg0', 'create', routes).action!.script, /systemctl enable --now wg-quick@wg0/);
+    assert.match(planService(bareDebian(), 'wg0', 'create', routes).action!.script, /systemctl enable --now --no-reload wg-quick@wg0/);
   });
 
   it('does nothing on a converged node', () => {
