@@ -131,21 +131,29 @@ export function armScript(iface: string, options: RollbackOptions, systemd: bool
   const script = revertScript(iface, options.runId, systemd);
   const snapshot = (name: string, path: string) =>
     sh`if [ -f ${path} ]; then cp -p ${path} "$d/"${name}; else : > "$d/"${`${name}.absent`}; fi`.text;
+  // The new timer starts before the earlier arm's is stopped: this script can be killed between any two lines
+  // (Ctrl-C ends a run's remote commands), and the node must never be left changed with no timer at all. Two armed
+  // at once are harmless: the first to fire reverts, the other finds `reverted`; a confirmed run removes $d, and a
+  // timer left over then finds no revert.sh.
   const timer = systemd
     ? [
         // a finished revert of an earlier run may linger as a failed transient unit: clear those
         "systemctl reset-failed 'meshctl-revert-*' 2>/dev/null || true",
-        sh`if [ -s "$d/unit" ]; then systemctl stop "$(cat "$d/unit").timer" 2>/dev/null || true; fi`.text,
+        'old=$(cat "$d/unit" 2>/dev/null || true)',
+        // the same step armed again: a unit name is started once, so this one goes first
+        sh`if [ "$old" = ${unit} ]; then systemctl stop ${`${unit}.timer`} 2>/dev/null || true; fi`.text,
         sh`systemctl reset-failed ${`${unit}.service`} 2>/dev/null || true`.text,
         sh`systemd-run --quiet --unit=${unit} --on-active=${raw(`${deadline}s`)} --timer-property=AccuracySec=1s /bin/sh "$d/revert.sh"`
           .text,
         sh`echo ${unit} > "$d/unit"`.text,
+        sh`if [ -n "$old" ] && [ "$old" != ${unit} ]; then systemctl stop "$old.timer" 2>/dev/null || true; fi`.text,
       ]
     : [
-        'if [ -s "$d/pid" ]; then kill "$(cat "$d/pid")" 2>/dev/null || true; fi',
+        'old=$(cat "$d/pid" 2>/dev/null || true)',
         // its own session and without the run's token: neither a lost SSH session nor meshctl's stop script ends it
         `env -u MESHCTL_RUN setsid nohup sh -c 'sleep ${deadline}; exec /bin/sh "$1"' meshctl-revert "$d/revert.sh" </dev/null >/dev/null 2>&1 &`,
         'echo $! > "$d/pid"',
+        'if [ -n "$old" ]; then kill "$old" 2>/dev/null || true; fi',
       ];
   return [
     '# arm the rollback (src/engine/revert.ts)',
@@ -172,18 +180,27 @@ export function armScript(iface: string, options: RollbackOptions, systemd: bool
     '    echo "rp_all=$(cat /proc/sys/net/ipv4/conf/all/rp_filter)"; echo "rp_default=$(cat /proc/sys/net/ipv4/conf/default/rp_filter)"',
     '  } > "$d/state.tmp" && mv -f "$d/state.tmp" "$d/state"',
     'fi',
-    `(umask 077; cat > "$d/revert.sh") <<'MESHCTL_REVERT_EOF'\n${script}\nMESHCTL_REVERT_EOF`,
+    // written whole, then renamed: a timer armed earlier may run it at any moment
+    `(umask 077; cat > "$d/revert.sh.tmp") <<'MESHCTL_REVERT_EOF'\n${script}\nMESHCTL_REVERT_EOF`,
+    'mv -f "$d/revert.sh.tmp" "$d/revert.sh"',
     ...timer,
     `echo rollback=armed`,
   ].join('\n');
 }
 
+/**
+ * Stops every timer this run armed on the node (a glob over its unit prefix: an arm killed between starting its timer
+ * and stopping the earlier one leaves two, see armScript), when the run armed any (`$d/unit`).
+ */
+const stopRunTimers = (unitPrefix: string): string =>
+  sh`if [ -s "$d/unit" ]; then systemctl stop ${`${unitPrefix}-*.timer`} 2>/dev/null || true; fi`.text;
+
 /** Stops this run's timer (or background sleep) and removes its snapshot: the change is confirmed. */
 export function disarmScript(runId: string): string {
-  const { dir } = revertPaths(runId);
+  const { dir, unitPrefix } = revertPaths(runId);
   return [
     sh`d=${dir}`.text,
-    'if [ -s "$d/unit" ]; then systemctl stop "$(cat "$d/unit").timer" 2>/dev/null || true; fi',
+    stopRunTimers(unitPrefix),
     'if [ -s "$d/pid" ]; then kill "$(cat "$d/pid")" 2>/dev/null || true; fi',
     'if [ -e "$d/reverted" ]; then echo rollback=already-reverted; exit 0; fi',
     'rm -rf "$d"',
@@ -193,12 +210,12 @@ export function disarmScript(runId: string): string {
 
 /** Stops the timer and runs the revert now (meshctl decided the change failed); prints rollback=reverted. */
 export function revertNowScript(runId: string): string {
-  const { dir } = revertPaths(runId);
+  const { dir, unitPrefix } = revertPaths(runId);
   return [
     sh`d=${dir}`.text,
     // the arm itself did not happen (the step failed before it): nothing of this run changed here
     'if [ ! -e "$d/revert.sh" ]; then echo rollback=none; exit 0; fi',
-    'if [ -s "$d/unit" ]; then systemctl stop "$(cat "$d/unit").timer" 2>/dev/null || true; fi',
+    stopRunTimers(unitPrefix),
     'if [ -s "$d/pid" ]; then kill "$(cat "$d/pid")" 2>/dev/null || true; fi',
     '/bin/sh "$d/revert.sh"',
     'if [ -e "$d/reverted" ]; then echo rollback=reverted; else tail -n 4 "$d/log" >&2; exit 1; fi',
