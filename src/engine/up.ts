@@ -10,7 +10,7 @@ import { executor, recorder } from './backend.js';
 import { FirstLockGate, RunLocks } from './lock.js';
 import { DEFAULT_FORKS } from './scheduler.js';
 import { withPingAhead } from './ping-ahead.js';
-import { withUnderlayAhead, type UnderlayAhead } from './underlay-ahead.js';
+import { underlayAhead } from './underlay-ahead.js';
 import { RootCheck, sudoOf } from './root-check.js';
 import { splitSections } from '../facts/sections.js';
 import type { Registry } from './runner.js';
@@ -397,32 +397,39 @@ async function runUpBody(
       const backToDirect = earlier.length ? await pairsBackToDirect(work, connections, options.signal) : [];
       let fallbacks = earlier.filter((p) => !backToDirect.includes(p));
       let aheadUsed = false;
-      let underlayAhead = false;
+      let probedAhead = false;
       const runConnections = firstGate?.connections ?? connections;
       const pass = async (fallbackPairs: readonly string[]) => {
         // issue 10: the baseline's underlay probes, started during the facts step (./underlay-ahead.ts)
-        let probesAhead: UnderlayAhead | undefined;
-        const { work: passWork, registry: planned } = planWith(
-          fallbackPairs,
-          probesFollowFacts ? (own) => (probesAhead = withUnderlayAhead(own, runConnections)) : undefined,
-        );
+        const probesAhead = probesFollowFacts ? underlayAhead(runConnections) : undefined;
+        const { work: passWork, registry: planned } = planWith(fallbackPairs, probesAhead?.registry);
         // issue 10: the ping round ahead, in the facts probe (./ping-ahead.ts); a dry run pings nothing
         const ahead = options.dryRun ? undefined : withPingAhead(planned);
         const registry = ahead ?? planned;
         try {
-          return await runPass(passWork, folded ? lockingFacts(registry, locks) : registry, ahead);
+          return await runPass(
+            passWork,
+            folded ? lockingFacts(registry, locks) : registry,
+            ahead,
+            probesAhead?.connections ?? runConnections,
+          );
         } finally {
           // whatever ended the pass (a gate's STOP, Ctrl-C): no probe left running on any node
           await probesAhead?.end();
-          underlayAhead ||= probesAhead?.started() ?? false;
+          probedAhead ||= probesAhead?.started() ?? false;
         }
       };
-      const runPass = (passWork: Inventory, registry: Registry, ahead: ReturnType<typeof withPingAhead> | undefined) =>
+      const runPass = (
+        passWork: Inventory,
+        registry: Registry,
+        ahead: ReturnType<typeof withPingAhead> | undefined,
+        passConnections: ReadonlyMap<string, Connection>,
+      ) =>
         runPlaybook({
           inventory: passWork,
           registry,
           playbook,
-          connections: runConnections,
+          connections: passConnections,
           backend: options.dryRun ? recorder : executor,
           signal: options.signal,
           ...(options.forks ? { forks: options.forks } : {}),
@@ -485,7 +492,7 @@ async function runUpBody(
         plan: run.plan,
         ...(run.matrix ? { matrix: run.matrix } : {}),
         ...(aheadUsed ? { pingAhead: true } : {}),
-        ...(underlayAhead ? { underlayAhead: true } : {}),
+        ...(probedAhead ? { underlayAhead: true } : {}),
         timings: timingsNow(),
         roundTrips: Object.fromEntries([...connections].map(([name, c]) => [name, c.stats.commands])),
         ...counter.report(),

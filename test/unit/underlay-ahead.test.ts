@@ -46,11 +46,16 @@ interface World {
  * One fake connection per node: its facts probe answered with `facts(node)` (SLOW's only once `slowUntil` resolves,
  * or after 5 s), the lock's release answered, and every probe command handed to the scripted underlay.
  */
+/**
+ * `streamed`: every node streams its facts up to the end of their `interfaces` section at once (as sshd does), and
+ * the rest only once `slowUntil` resolves (or after 5 s); else SLOW alone answers late, and as one piece.
+ */
 function world(
   facts: (node: string) => string,
   slowUntil: (w: World) => Promise<unknown>,
   pace: NetworkPace = {},
   landing: Landing = landsRight,
+  streamed = false,
 ): World {
   const log: string[] = [];
   let running = 0;
@@ -69,10 +74,13 @@ function world(
     const own = new FakeConnection(node.name, [
       {
         match: /@@meshctl begin uid/,
-        reply: async (script) => {
-          if (node.name === SLOW) await Promise.race([slowUntil(w), sleep(5000)]);
+        reply: async (script, io) => {
+          const whole = `${script.includes('take_lock') ? lockAnswer : ''}${facts(node.name)}`;
+          const cut = streamed ? whole.indexOf('\n', whole.indexOf('@@meshctl end interfaces')) + 1 : 0;
+          if (streamed) io.write(whole.slice(0, cut));
+          if (streamed || node.name === SLOW) await Promise.race([slowUntil(w), sleep(5000)]);
           log.push(`facts ${node.name}`);
-          return { stdout: `${script.includes('take_lock') ? lockAnswer : ''}${facts(node.name)}` };
+          return { stdout: whole.slice(cut) };
         },
       },
       { match: /take_lock/, reply: { stdout: 'acquired\n' } },
@@ -120,7 +128,23 @@ const up = (w: World): Promise<UpReport> =>
   );
 
 describe('up: the underlay probes start during the facts step (issue 10)', () => {
-  it('a cold mesh: the watchers start before the last node has answered its facts probe, and the baseline judges their result', async () => {
+  it('a cold mesh: the watchers start as soon as a node streamed an interface list without the mesh interface, before any facts probe ended', async () => {
+    const w = world(
+      () => bareFacts,
+      (w) => w.firstWatch,
+      {},
+      landsRight,
+      true,
+    );
+    const report = await up(w);
+    assert.equal(report.result, 'converged', JSON.stringify(report.phases.map((p) => [p.id, p.verdict])));
+    assert.ok(w.log[0]?.startsWith('watch '), w.log.join(', '));
+    assert.equal(report.underlayAhead, true);
+    for (const [node, scripts] of w.probes) assert.equal(scripts.length, 2, node);
+    assert.equal(w.running(), 0);
+  });
+
+  it('a cold mesh over a transport that does not stream: the watchers start at the first whole facts, before the last node answered, and the baseline judges their result', async () => {
     const w = world(
       () => bareFacts,
       (w) => w.firstWatch,
@@ -141,9 +165,13 @@ describe('up: the underlay probes start during the facts step (issue 10)', () =>
   });
 
   it('a converged mesh: no probe command at all, one facts probe per node (a second up pays nothing more)', async () => {
+    // streamed as sshd does: the interface list (with wg0) arrives before the rest
     const w = world(
       () => upFacts,
       async () => undefined,
+      {},
+      landsRight,
+      true,
     );
     const report = await up(w);
     assert.equal(report.result, 'converged');
