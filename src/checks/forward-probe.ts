@@ -260,11 +260,20 @@ export class ProbeSession {
     }
   }
 
-  /** Runs a sender `script` on `connection` once the watchers listen (see the class); resolves with its result. */
+  /**
+   * Runs a sender `script` on `connection` once the watchers listen (see the class); resolves with its result.
+   * Issue 10: the sender's channel and login shell (sudo included) start at once, beside the watchers', and only its
+   * script waits for them (RunOptions.sendWhen): in the lab that start took 50-150 ms on a busy node, after which the
+   * watchers were listening and the senders had not begun. A stopped probe sends no script (the shell ends at once).
+   */
   async send(connection: Connection, script: string): Promise<ExecResult> {
-    await this.ready;
     if (this.stopped) return NOT_RUN;
-    return connection.run(script, { timeoutMs: probeTimeoutMs(this.timing), onStdout: (_chunk, end) => this.track(end) });
+    const go = this.ready.then(() => !this.stopped);
+    return connection.run(script, {
+      timeoutMs: probeTimeoutMs(this.timing),
+      onStdout: (_chunk, end) => this.track(end),
+      sendWhen: go,
+    });
   }
 
   /** Whether `result` says its command failed (one this session ended after the probe completed did not). */

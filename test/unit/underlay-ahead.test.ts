@@ -33,7 +33,7 @@ interface World {
   log: string[];
   /** commands started and not yet settled, over all nodes */
   running: () => number;
-  /** probe scripts each node was sent */
+  /** probe scripts that reached each node (a sender's waits until the watchers listen: RunOptions.sendWhen) */
   probes: Map<string, string[]>;
   /** every command each node was sent */
   commands: Map<string, number>;
@@ -71,6 +71,7 @@ function world(
   const network = underlayNetwork(inventory, landing, undefined, pace);
   const connect = async (node: Node): Promise<Connection> => {
     const underlay = await network(node);
+    w.probes.set(node.name, underlay.scripts);
     const own = new FakeConnection(node.name, [
       {
         match: /@@meshctl begin uid/,
@@ -96,7 +97,6 @@ function world(
       async run(script: string, options?: RunOptions): Promise<ExecResult> {
         running++;
         w.commands.set(node.name, w.commands.get(node.name)! + 1);
-        if (isProbe(script)) w.probes.get(node.name)!.push(script);
         if (isWatcher(script)) {
           log.push(`watch ${node.name}`);
           watched();
@@ -205,7 +205,7 @@ describe('up: the underlay probes start during the facts step (issue 10)', () =>
       assert.ok(watchers.length > 0, `the probes started during the facts step: ${w.log.join(', ')}`);
       assert.equal(w.running(), 0, 'no command still running once up returned');
       await sleep(0);
-      // every watcher and sender it started was ended, none ran out its window or rounds
+      // every watcher and sender that reached a node was ended, none ran out its window or rounds
       const started = [...w.probes.values()].flat().length;
       assert.equal(stopped.length, started, stopped.join(', '));
       assert.deepEqual(
