@@ -200,6 +200,9 @@ export function parseWatchOutput(stdout: string): Sighting[] {
   return out;
 }
 
+/** What a watcher or sender that a stopped probe never started "returns": no output, not a failure (ProbeSession.failed). */
+const NOT_RUN: ExecResult = { code: ENDED_EXIT, stdout: '', stderr: '', durationMs: 0 };
+
 /** Sightings by watcher, as they arrive. */
 export type LiveSightings = ReadonlyMap<string, readonly Sighting[]>;
 
@@ -220,6 +223,7 @@ export class ProbeSession {
   private fallback?: NodeJS.Timeout;
   private grace?: NodeJS.Timeout;
   private finished = false;
+  private stopped = false;
 
   /** `watchers`: how many watchers will be started (the senders wait for each of them to listen). */
   constructor(
@@ -249,16 +253,27 @@ export class ProbeSession {
       }
     };
     try {
+      if (this.stopped) return NOT_RUN;
       return await connection.run(watchScript(this.timing), { timeoutMs: probeTimeoutMs(this.timing), onStdout });
     } finally {
       if (!listening) this.listening();
     }
   }
 
-  /** Runs a sender `script` on `connection` once the watchers listen (see the class); resolves with its result. */
+  /**
+   * Runs a sender `script` on `connection` once the watchers listen (see the class); resolves with its result.
+   * Issue 10: the sender's channel and login shell (sudo included) start at once, beside the watchers', and only its
+   * script waits for them (RunOptions.sendWhen): in the lab that start took 50-150 ms on a busy node, after which the
+   * watchers were listening and the senders had not begun. A stopped probe sends no script (the shell ends at once).
+   */
   async send(connection: Connection, script: string): Promise<ExecResult> {
-    await this.ready;
-    return connection.run(script, { timeoutMs: probeTimeoutMs(this.timing), onStdout: (_chunk, end) => this.track(end) });
+    if (this.stopped) return NOT_RUN;
+    const go = this.ready.then(() => !this.stopped);
+    return connection.run(script, {
+      timeoutMs: probeTimeoutMs(this.timing),
+      onStdout: (_chunk, end) => this.track(end),
+      sendWhen: go,
+    });
   }
 
   /** Whether `result` says its command failed (one this session ended after the probe completed did not). */
@@ -270,6 +285,29 @@ export class ProbeSession {
   close(): void {
     clearTimeout(this.fallback);
     clearTimeout(this.grace);
+  }
+
+  /**
+   * Stops the probe, whatever it saw so far: every watcher and sender still running is ended now, as when the probe
+   * completes (its channel closed: a watcher's next heartbeat or a sender's next round fails, so each is gone within
+   * 0.15 s; one that has printed nothing yet is ended at its first line), and none starts after. For a probe whose
+   * result nobody waits for any more (../engine/underlay-ahead.ts: a run that stopped at the facts gate).
+   */
+  stop(): void {
+    this.stopped = true;
+    this.finished = true;
+    this.close();
+    for (const end of this.ends) end();
+    this.release();
+  }
+
+  /** stop() once `signal` aborts (at once if it has); returns what removes the listener (call once the probe settled). */
+  stopOn(signal: AbortSignal | undefined): () => void {
+    if (!signal) return () => undefined;
+    const onAbort = () => this.stop();
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+    return () => signal.removeEventListener('abort', onAbort);
   }
 
   private track(end: () => void): void {
@@ -364,10 +402,15 @@ export function judgeForward(report: ForwardProbeReport, node: Node, id = 'forwa
   };
 }
 
-/** Options of one probe run: the token nonce (random by default) and the timing (FAST_PROBE by default). */
+/**
+ * Options of one probe run: the token nonce (random by default), the timing (FAST_PROBE by default), and `signal`:
+ * once it aborts the probe stops (ProbeSession.stop) and resolves with what was seen so far, which is no verdict
+ * (for a caller that no longer wants one).
+ */
 export interface ProbeRunOptions {
   nonce?: string;
   timing?: ProbeTiming;
+  signal?: AbortSignal;
 }
 
 /**
@@ -378,7 +421,7 @@ export interface ProbeRunOptions {
 export async function runForwardProbe(
   inventory: Inventory,
   connections: ReadonlyMap<string, Connection>,
-  { nonce = randomNonce(), timing = FAST_PROBE }: ProbeRunOptions = {},
+  { nonce = randomNonce(), timing = FAST_PROBE, signal }: ProbeRunOptions = {},
 ): Promise<ForwardProbeReport> {
   const forwards = forwardsOf(inventory, nonce);
   const sender = senderOf(inventory);
@@ -395,6 +438,7 @@ export async function runForwardProbe(
   if (!connections.has(sender.name)) return report;
   const present = watchers.filter((w) => connections.has(w.name));
   const session = new ProbeSession(timing, present.length, forwardsComplete(forwards));
+  const unhook = session.stopOn(signal);
   const watching = present.map(async (w) => {
     const result = await session.watch(w.name, connections.get(w.name)!);
     if (session.failed(result)) report.unavailable.set(w.name, firstLine(result.stderr) || `watcher exited ${result.code}`);
@@ -404,6 +448,7 @@ export async function runForwardProbe(
     if (session.failed(result)) report.unavailable.set(sender.name, firstLine(result.stderr) || `sender exited ${result.code}`);
   });
   const settled = await Promise.allSettled([...watching, sending]);
+  unhook();
   session.close();
   settled.forEach((s) => {
     if (s.status === 'rejected') report.unavailable.set('probe', (s.reason as Error).message);

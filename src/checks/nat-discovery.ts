@@ -180,7 +180,7 @@ export const discoveryComplete =
 export async function runNatDiscovery(
   inventory: Inventory,
   connections: ReadonlyMap<string, Connection>,
-  { nonce = randomNonce(), timing = FAST_PROBE }: ProbeRunOptions = {},
+  { nonce = randomNonce(), timing = FAST_PROBE, signal }: ProbeRunOptions = {},
 ): Promise<NatDiscoveryReport> {
   const observers = observersOf(inventory);
   const senders = natedNodes(inventory);
@@ -194,6 +194,7 @@ export async function runNatDiscovery(
   for (const node of [...observers, ...senders]) if (!connections.has(node.name)) report.unavailable.set(node.name, NOT_CONNECTED);
   const present = observers.filter((o) => connections.has(o.name));
   const session = new ProbeSession(timing, present.length, discoveryComplete([...report.tokens.values()], report.observers));
+  const unhook = session.stopOn(signal);
   const work = [
     ...present.map(async (o) => {
       const result = await session.watch(o.name, connections.get(o.name)!);
@@ -225,6 +226,7 @@ export async function runNatDiscovery(
       }),
   ];
   const settled = await Promise.allSettled(work);
+  unhook();
   session.close();
   settled.forEach((s) => {
     if (s.status === 'rejected') report.unavailable.set('probe', (s.reason as Error).message);

@@ -21,17 +21,23 @@ export type UnderlayProbes =
 
 /**
  * Runs both probes on `connections` (node name -> the run's open connection), and once more, slowly, the one that
- * missed something. Never throws for a node (see runForwardProbe, runNatDiscovery).
+ * missed something. Never throws for a node (see runForwardProbe, runNatDiscovery). `signal`: once it aborts, both
+ * probes stop (ProbeSession.stop: nothing left running on any node), none is tried again, and the result is no
+ * verdict (for a caller that no longer wants one: ../engine/underlay-ahead.ts).
  */
 export async function runUnderlayProbes(
   inventory: Inventory,
   connections: ReadonlyMap<string, Connection>,
+  { signal }: { signal?: AbortSignal } = {},
 ): Promise<Exclude<UnderlayProbes, { skipped: string; warn?: boolean }>> {
-  const [forward, nat] = await Promise.all([runForwardProbe(inventory, connections), runNatDiscovery(inventory, connections)]);
+  const [forward, nat] = await Promise.all([
+    runForwardProbe(inventory, connections, { signal }),
+    runNatDiscovery(inventory, connections, { signal }),
+  ]);
   const forwardAgain = forwardProbeMissed(forward);
   const natAgain = natDiscoveryMissed(nat);
-  if (!forwardAgain && !natAgain) return { forward, nat, tries: 1 };
-  const slow = { timing: THOROUGH_PROBE };
+  if ((!forwardAgain && !natAgain) || signal?.aborted) return { forward, nat, tries: 1 };
+  const slow = { timing: THOROUGH_PROBE, signal };
   const [forward2, nat2] = await Promise.all([
     forwardAgain ? runForwardProbe(inventory, connections, slow) : forward,
     natAgain ? runNatDiscovery(inventory, connections, slow) : nat,

@@ -44,15 +44,34 @@ const PROBES_SKIPPED = 'not probed: every node already runs the mesh (its handsh
 const skippedProbe = (id: string, underlay: { skipped: string; warn?: boolean }): CheckResult =>
   underlay.warn ? warn(id, underlay.skipped) : pass(id, underlay.skipped);
 
-/** The probes' value for every node of the run: one shared result, or why they were skipped. */
-async function probeUnderlay(input: MeshStepInput<'facts'>): Promise<MeshStepOutput<'underlay'>> {
+/**
+ * How the probe-underlay step has the probes run on the nodes of the run (node name -> connection): runUnderlayProbes,
+ * or (./underlay-ahead.ts) the result of the run it started during the facts step.
+ */
+export type UnderlayProbeRun = (
+  inventory: Inventory,
+  connections: ReadonlyMap<string, Connection>,
+) => Promise<Exclude<UnderlayProbes, { skipped: string; warn?: boolean }>>;
+
+/** The probes' value for every node of the run: one shared result (from `probe`), or why they were skipped. */
+async function probeUnderlay(input: MeshStepInput<'facts'>, probe: UnderlayProbeRun): Promise<MeshStepOutput<'underlay'>> {
   const underlay: UnderlayProbes = meshAlreadyUp(input.nodes)
     ? { skipped: PROBES_SKIPPED }
-    : await runUnderlayProbes(input.inventory, new Map(input.nodes.map((n) => [n.node.name, n.connection])));
+    : await probe(input.inventory, new Map(input.nodes.map((n) => [n.node.name, n.connection])));
   return { values: new Map(input.nodes.map((n) => [n.node.name, { underlay }])), errors: new Map() };
 }
+
+/** The baseline's probe-underlay step with its probes run by `probe` (the registry's own runs runUnderlayProbes). */
+export const underlayProbeStep = (probe: UnderlayProbeRun): MeshStep =>
+  meshStep({
+    scope: 'mesh',
+    effect: 'read',
+    needs: ['facts'],
+    provides: ['underlay'],
+    run: (input) => probeUnderlay(input, probe),
+  }) as unknown as MeshStep;
 import { judgeNodeFirewall } from '../firewall/judge.js';
-import { checkDeadlineMs } from '../transport/types.js';
+import { checkDeadlineMs, type Connection } from '../transport/types.js';
 
 /** What the mesh puts on `node`, for judging the other WireGuard interfaces there (../topology/clashes.ts). */
 const meshFootprint = (inventory: Inventory, node: Node): MeshFootprint => ({
@@ -416,7 +435,7 @@ export const STEPS = {
     effect: 'read',
     needs: ['facts'],
     provides: ['underlay'],
-    run: probeUnderlay,
+    run: (input) => probeUnderlay(input, (inventory, connections) => runUnderlayProbes(inventory, connections)),
   }),
 
   'ping-matrix': meshStep({

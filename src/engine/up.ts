@@ -10,6 +10,7 @@ import { executor, recorder } from './backend.js';
 import { FirstLockGate, RunLocks } from './lock.js';
 import { DEFAULT_FORKS } from './scheduler.js';
 import { withPingAhead } from './ping-ahead.js';
+import { underlayAhead } from './underlay-ahead.js';
 import { RootCheck, sudoOf } from './root-check.js';
 import { splitSections } from '../facts/sections.js';
 import type { Registry } from './runner.js';
@@ -73,6 +74,11 @@ export interface UpReport {
   result: 'converged' | 'planned' | 'stopped' | 'unreachable' | 'interrupted' | 'locked';
   /** the ping phase used the round run ahead in the facts probe (./ping-ahead.ts: nothing changed, all passed) */
   pingAhead?: boolean;
+  /**
+   * the baseline's underlay probes were started during the facts step (./underlay-ahead.ts: a node without its
+   * interface); their SSH channels then count in `channels` under the phase that was running when they opened
+   */
+  underlayAhead?: boolean;
   /** result 'locked': which node, and who holds its run lock */
   locked?: string;
   /** notes about the run itself (a stale lock taken over) */
@@ -287,11 +293,20 @@ async function runUpBody(
     ? await outsideKeysFor(inventory, work, connector, options)
     : { keys: new Map<string, string>(), read: new Map<string, string>(), warnings: [] };
   const learnt = new Map(outside.read);
-  /** The inventory, the part this run works on and the registry, with these pairs relayed after a failure. */
-  const planWith = (fallbacks: readonly string[]) => {
+  // the probes may start during the facts step only where the baseline's probe step follows it (the built-in
+  // playbook): the result is judged at the next gate, never later; --no-underlay-probes starts nothing
+  const probesFollowFacts =
+    options.underlayProbes !== false &&
+    playbook.phases[0]?.steps.includes('gather-facts') === true &&
+    playbook.phases[1]?.steps.includes('probe-underlay') === true;
+  /**
+   * The inventory, the part this run works on and the registry, with these pairs relayed after a failure.
+   * `around`: wraps the steps' own registry, inside --limit's (which hands every step the whole inventory).
+   */
+  const planWith = (fallbacks: readonly string[], around: (own: Registry) => Registry = (own) => own) => {
     const whole = withFallbackRelays(inventory, fallbacks);
     const registry = membershipRegistry(
-      { step: options.underlayProbes === false ? withoutUnderlayProbes : stepNamed, check: checkNamed },
+      around({ step: options.underlayProbes === false ? withoutUnderlayProbes : stepNamed, check: checkNamed }),
       { whole, outsideKeys: outside.keys, onPublicKey: (node, key) => learnt.set(node, key) },
     );
     return { whole, work: limited ? limitInventory(whole, limited) : whole, registry };
@@ -382,16 +397,39 @@ async function runUpBody(
       const backToDirect = earlier.length ? await pairsBackToDirect(work, connections, options.signal) : [];
       let fallbacks = earlier.filter((p) => !backToDirect.includes(p));
       let aheadUsed = false;
-      const pass = (fallbackPairs: readonly string[]) => {
-        const { work: passWork, registry: planned } = planWith(fallbackPairs);
+      let probedAhead = false;
+      const runConnections = firstGate?.connections ?? connections;
+      const pass = async (fallbackPairs: readonly string[]) => {
+        // issue 10: the baseline's underlay probes, started during the facts step (./underlay-ahead.ts)
+        const probesAhead = probesFollowFacts ? underlayAhead(runConnections) : undefined;
+        const { work: passWork, registry: planned } = planWith(fallbackPairs, probesAhead?.registry);
         // issue 10: the ping round ahead, in the facts probe (./ping-ahead.ts); a dry run pings nothing
         const ahead = options.dryRun ? undefined : withPingAhead(planned);
         const registry = ahead ?? planned;
-        return runPlaybook({
+        try {
+          return await runPass(
+            passWork,
+            folded ? lockingFacts(registry, locks) : registry,
+            ahead,
+            probesAhead?.connections ?? runConnections,
+          );
+        } finally {
+          // whatever ended the pass (a gate's STOP, Ctrl-C): no probe left running on any node
+          await probesAhead?.end();
+          probedAhead ||= probesAhead?.started() ?? false;
+        }
+      };
+      const runPass = (
+        passWork: Inventory,
+        registry: Registry,
+        ahead: ReturnType<typeof withPingAhead> | undefined,
+        passConnections: ReadonlyMap<string, Connection>,
+      ) =>
+        runPlaybook({
           inventory: passWork,
-          registry: folded ? lockingFacts(registry, locks) : registry,
+          registry,
           playbook,
-          connections: firstGate?.connections ?? connections,
+          connections: passConnections,
           backend: options.dryRun ? recorder : executor,
           signal: options.signal,
           ...(options.forks ? { forks: options.forks } : {}),
@@ -408,7 +446,6 @@ async function runUpBody(
             ? {}
             : { rollback: { runId: newRunId(), deadlineS: options.rollbackDeadlineS ?? DEFAULT_ROLLBACK_DEADLINE_S } }),
         });
-      };
       let run = await pass(fallbacks);
       if (firstGate && firstGate.ours !== true) {
         // the first node's lock was not taken: nothing ran anywhere else; said as when it was taken alone
@@ -455,6 +492,7 @@ async function runUpBody(
         plan: run.plan,
         ...(run.matrix ? { matrix: run.matrix } : {}),
         ...(aheadUsed ? { pingAhead: true } : {}),
+        ...(probedAhead ? { underlayAhead: true } : {}),
         timings: timingsNow(),
         roundTrips: Object.fromEntries([...connections].map(([name, c]) => [name, c.stats.commands])),
         ...counter.report(),
