@@ -562,6 +562,38 @@ function signedAtOnce(client: SshClient): void {
   };
 }
 
+/** The global-request handler ssh2's client gives its protocol object (internal: `Client._protocol._handlers`). */
+type GlobalRequestHandler = (packet: unknown, name: string, wantReply: boolean, data: unknown) => void;
+interface GlobalRequestProtocol {
+  _handlers?: { GLOBAL_REQUEST?: GlobalRequestHandler };
+  requestSuccess(): void;
+}
+
+/** The notice OpenSSH's sshd sends after every login, listing its host keys (OpenSSH PROTOCOL, section 2.5). */
+export const HOSTKEYS_NOTICE = 'hostkeys-00@openssh.com';
+
+/**
+ * Leaves OpenSSH's host-key notice unanswered (issue 10: meshctl's CPU and the node's per login). After every login
+ * sshd sends `hostkeys-00@openssh.com` with all its host keys (OpenSSH PROTOCOL 2.5, for UpdateHostKeys), and ssh2
+ * answers it, always, with a `hostkeys-prove-00@openssh.com` request for every one of them: sshd signs the session
+ * with each host key (RSA, ECDSA and Ed25519 on a stock Debian node: an RSA signature is the costly part) and ssh2
+ * verifies each signature, for a `hostkeys` event meshctl never reads. OpenSSH's own client asks for a proof only
+ * when UpdateHostKeys is on and a key is new; the notice needs no answer (sent without want-reply; one with it gets
+ * the success ssh2 would have sent). The host key that counts was verified during key exchange (hostVerifier),
+ * before authentication, and that is unchanged. Every other global request goes to ssh2 as before; when ssh2 has
+ * no such handler (another version), nothing changes.
+ */
+export function skipHostKeysProof(client: SshClient): void {
+  const proto = (client as unknown as { _protocol?: Partial<GlobalRequestProtocol> })._protocol;
+  const handlers = proto?._handlers;
+  const original = handlers?.GLOBAL_REQUEST;
+  if (!proto || !handlers || typeof original !== 'function' || typeof proto.requestSuccess !== 'function') return;
+  handlers.GLOBAL_REQUEST = (packet, name, wantReply, data) => {
+    if (name !== HOSTKEYS_NOTICE) return original(packet, name, wantReply, data);
+    if (wantReply) proto.requestSuccess!();
+  };
+}
+
 const targetLabel = (s: { user: string; hostname: string; port: number }) =>
   `${s.user}@${s.hostname.includes(':') ? `[${s.hostname}]` : s.hostname}:${s.port}`;
 
@@ -722,6 +754,7 @@ async function openClient(hop: HopTarget, ctx: OpenContext, node: Node, sock?: R
       client.connect(config);
       noDelay(client);
       signedAtOnce(client);
+      skipHostKeysProof(client);
     } catch (err) {
       finish(fail(`ssh: ${(err as Error).message}`, 'connect'));
     }
