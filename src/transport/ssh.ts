@@ -230,7 +230,9 @@ export function wrapCommand(script: string, options: WrapOptions): RemoteCommand
   const mark = `${sshConnection}${options.token ? `MESHCTL_RUN=${options.token}; export MESHCTL_RUN; ` : ''}`;
   // inline: the script as the inner shell's -c argument (its commands read /dev/null: sshd's pipe may be gone)
   const shell = options.inline ? `sh -c ${shellQuote(`${script}\n`)} meshctl </dev/null` : 'sh';
-  let guard = `${mark}exec ${shell}`;
+  // inline without a deadline: the guard's own shell runs the script, one brace group as frameScript makes it, with
+  // no positional parameters (issue 10: one exec fewer on the node for the run lock's release)
+  let guard = options.inline ? `${mark}set --; {\n${script}\n} </dev/null` : `${mark}exec ${shell}`;
   if (options.timeoutMs !== undefined && options.timeoutMs > 0) {
     const seconds = Math.max(1, Math.ceil(options.timeoutMs / 1000));
     guard = `${mark}if command -v timeout >/dev/null 2>&1; then exec timeout -k ${REMOTE_KILL_AFTER_S} ${seconds} ${shell}; fi; exec ${shell}`;
