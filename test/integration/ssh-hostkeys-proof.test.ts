@@ -38,10 +38,11 @@ describe('no host-key proofs asked after login (real sshd)', { skip: skip ?? fal
     const home = join(root, 'home');
     mkdirSync(home);
     const client = keygen(join(root, 'id_client'));
+    const others = (['rsa', 'ecdsa'] as const).map((type) => keygen(join(root, `id_client_${type}`), type));
     // three host keys, as a stock Debian sshd has; DEBUG1 logs every global request sshd receives
     sshd = await startSshd({
       dir: join(root, 'sshd'),
-      authorizedKeys: [client.publicLine],
+      authorizedKeys: [client.publicLine, ...others.map((k) => k.publicLine)],
       hostKeyTypes: ['ed25519', 'ecdsa', 'rsa'],
       extraConfig: ['LogLevel DEBUG1'],
     });
@@ -76,6 +77,16 @@ describe('no host-key proofs asked after login (real sshd)', { skip: skip ?? fal
     const log = sshd.log();
     assert.match(log, /debug1: /, 'sshd logs at DEBUG1 (else the next assertion would prove nothing)');
     assert.doesNotMatch(log, /hostkeys-prove-00@openssh\.com/, 'a host-key proof was asked for');
+  });
+
+  test('RSA and ECDSA client keys log in (their signature made from a key decoded once: signWithKey)', async () => {
+    for (const type of ['rsa', 'ecdsa']) {
+      for (let i = 0; i < 2; i++) {
+        const conn = await connectNode({ ...node, ssh: { ...node.ssh, identityFile: join(root, `id_client_${type}`) } }, { env });
+        assert.equal((await conn.run('echo ok')).stdout.trim(), 'ok', type);
+        await conn.close();
+      }
+    }
   });
 
   test('the host key is still checked during key exchange: a changed key is refused', async () => {
