@@ -8,35 +8,23 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Node } from '../../src/inventory/types.js';
 import { connectNode } from '../../src/transport/ssh.js';
-import { keygen, killAll, sshdSkipReason, startSshd, type Sshd } from './sshd-harness.js';
+import { eventually, keygen, killAll, loopbackNode, sshdSkipReason, startSshd, type Sshd } from './sshd-harness.js';
 
 const skip = sshdSkipReason();
-
-/** Polls `cond` every 50 ms for up to 30 s (sshd's log may come a moment after the close); whether it came true. */
-async function eventually(cond: () => boolean): Promise<boolean> {
-  for (let i = 0; i < 600; i++) {
-    if (cond()) return true;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return cond();
-}
 
 describe('no host-key proofs asked after login (real sshd)', { skip: skip ?? false }, () => {
   let root: string;
   let sshd: Sshd;
   let node: Node;
   let env: NodeJS.ProcessEnv;
-  let knownHosts: string;
 
   before(async () => {
     root = mkdtempSync(join(tmpdir(), 'meshctl-hostkeys-it-'));
-    const home = join(root, 'home');
-    mkdirSync(home);
     const client = keygen(join(root, 'id_client'));
     const others = (['rsa', 'ecdsa'] as const).map((type) => keygen(join(root, `id_client_${type}`), type));
     // three host keys, as a stock Debian sshd has; DEBUG1 logs every global request sshd receives
@@ -46,18 +34,7 @@ describe('no host-key proofs asked after login (real sshd)', { skip: skip ?? fal
       hostKeyTypes: ['ed25519', 'ecdsa', 'rsa'],
       extraConfig: ['LogLevel DEBUG1'],
     });
-    knownHosts = join(root, 'known_hosts');
-    writeFileSync(knownHosts, `[127.0.0.1]:${sshd.port} ${sshd.hostKeys.ed25519!.split(' ').slice(0, 2).join(' ')}\n`);
-    writeFileSync(join(root, 'ssh_config'), '');
-    env = { PATH: process.env.PATH, HOME: home, MESHCTL_KNOWN_HOSTS: knownHosts, MESHCTL_SSH_CONFIG: join(root, 'ssh_config') };
-    node = {
-      name: 'n1',
-      site: 'loop',
-      address: '127.0.0.1',
-      overlayIp: '10.99.0.1',
-      listenPort: 51820,
-      ssh: { host: '127.0.0.1', port: sshd.port, user: 'root', become: 'none', identityFile: client.privateFile },
-    } as Node;
+    ({ node, env } = loopbackNode(root, sshd, client.privateFile));
   });
 
   after(async () => {
