@@ -33,6 +33,16 @@ function configDir(text: string, more: Record<string, string> = {}): { dir: stri
   return { dir, config: join(dir, 'config') };
 }
 
+/** An `ssh` on PATH that logs each run and execs the real one; the environment with it and `config`, and the count. */
+function loggingSsh(dir: string, config: string): { env: NodeJS.ProcessEnv; calls: () => number } {
+  const log = join(dir, 'calls');
+  const bin = join(dir, 'bin');
+  mkdirSync(bin);
+  writeFileSync(join(bin, 'ssh'), `#!/bin/sh\necho "$*" >> ${log}\nexec ${real} "$@"\n`, { mode: 0o755 });
+  const calls = () => (existsSync(log) ? readFileSync(log, 'utf8').split('\n').filter(Boolean).length : 0);
+  return { env: { PATH: `${bin}:${process.env.PATH}`, HOME: dir, MESHCTL_SSH_CONFIG: config }, calls };
+}
+
 test('configIsUniform: only configs that cannot tell hosts apart', () => {
   const uniform = (text: string, more?: Record<string, string>) => {
     const { dir, config } = configDir(text, more);
@@ -67,12 +77,7 @@ test('a uniform config: ONE `ssh -G` answers every node, each answer what `ssh -
   skip: hasSsh ? false : 'no ssh client',
 }, async () => {
   const { dir, config } = configDir('Host *\n  User ops\n  Port 2200\n  IdentityFile ~/.ssh/id_mesh\n  ServerAliveInterval 9\n');
-  const log = join(dir, 'calls');
-  const bin = join(dir, 'bin');
-  mkdirSync(bin);
-  writeFileSync(join(bin, 'ssh'), `#!/bin/sh\necho "$*" >> ${log}\nexec ${real} "$@"\n`, { mode: 0o755 });
-  const env = { PATH: `${bin}:${process.env.PATH}`, HOME: dir, MESHCTL_SSH_CONFIG: config };
-  const calls = () => (existsSync(log) ? readFileSync(log, 'utf8').split('\n').filter(Boolean).length : 0);
+  const { env, calls } = loggingSsh(dir, config);
   const targets: SshTargetInput[] = [
     ...Array.from({ length: 14 }, (_, i) => ({ host: `192.0.2.${10 + i}`, port: 22, user: 'root' })),
     { host: 'Node-A.Example', port: 41400, user: 'admin', explicit: { port: true, user: true } },
@@ -94,14 +99,10 @@ test('a uniform config: ONE `ssh -G` answers every node, each answer what `ssh -
 
 test('a config that tells hosts apart: `ssh -G` per node, as before', { skip: hasSsh ? false : 'no ssh client' }, async () => {
   const { dir, config } = configDir('Host 192.0.2.11\n  Port 2222\n');
-  const log = join(dir, 'calls');
-  const bin = join(dir, 'bin');
-  mkdirSync(bin);
-  writeFileSync(join(bin, 'ssh'), `#!/bin/sh\necho "$*" >> ${log}\nexec ${real} "$@"\n`, { mode: 0o755 });
-  const env = { PATH: `${bin}:${process.env.PATH}`, HOME: dir, MESHCTL_SSH_CONFIG: config };
+  const { env, calls } = loggingSsh(dir, config);
   const targets = Array.from({ length: 4 }, (_, i) => ({ host: `192.0.2.${10 + i}` }));
   const answers = await Promise.all(resolveSshConfigs(targets, { env, timeoutMs: 10 * 60_000 }));
-  assert.equal(readFileSync(log, 'utf8').split('\n').filter(Boolean).length, 4);
+  assert.equal(calls(), 4);
   assert.deepEqual(
     answers.map((a) => a.port),
     [22, 2222, 22, 22],
