@@ -212,7 +212,9 @@ export class RunLocks {
     await Promise.all(
       [...this.attempted].map((n) => {
         const connection = this.connections.get(n)!;
-        const started = connection.start ? connection.start(script) : Promise.reject(new Error('no start'));
+        // no remote deadline (timeoutMs 0: no `timeout` process, and the login's shell runs the script itself, two
+        // execs fewer per node; issue 10): the script reads one small file in /run and removes it, nothing to hang on
+        const started = connection.start ? connection.start(script, { timeoutMs: 0 }) : Promise.reject(new Error('no start'));
         return started.catch(() => connection.run(script)).catch(() => undefined);
       }),
     );

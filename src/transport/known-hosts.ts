@@ -228,21 +228,45 @@ export function verifyHostKey(entries: KnownHostEntry[], host: string, port: num
   return { status: 'changed', keyType, fingerprint, entry, knownTypes };
 }
 
-/** Reads and parses several known_hosts files; missing files are skipped. */
+/** How many times a known_hosts file was parsed (for tests: the cache below answers the rest). */
+export const knownHostsParses = { count: 0 };
+
+/** Parsed files by path, with the stat they were read under (see loadKnownHosts). */
+const parsedFiles = new Map<string, { stamp: string; parsed: Promise<ParsedKnownHosts> }>();
+
+/**
+ * Reads and parses several known_hosts files; missing files are skipped. Issue 10: each file is parsed once per
+ * process while it is unchanged (same inode, size, mtime and ctime), not once per node: every node's login read and
+ * parsed the whole file (one line per node and key type), N times N lines for a mesh of N. A file that changed
+ * since (--accept-new appended a key) is read again; nodes connecting at the same moment share one read.
+ */
 export async function loadKnownHosts(files: string[]): Promise<ParsedKnownHosts> {
   const entries: KnownHostEntry[] = [];
   const problems: KnownHostsProblem[] = [];
   for (const file of files) {
-    let text: string;
+    let parsed: ParsedKnownHosts;
     try {
-      text = await fsp.readFile(file, 'utf8');
+      const s = await fsp.stat(file);
+      const stamp = `${s.dev}:${s.ino}:${s.size}:${s.mtimeMs}:${s.ctimeMs}`;
+      let cached = parsedFiles.get(file);
+      if (cached?.stamp !== stamp) {
+        const parse = (text: string) => {
+          knownHostsParses.count++;
+          return parseKnownHosts(text, file);
+        };
+        cached = { stamp, parsed: fsp.readFile(file, 'utf8').then(parse) };
+        parsedFiles.set(file, cached);
+        // a read that failed is not kept: the next login reads again
+        const failed = cached;
+        cached.parsed.catch(() => parsedFiles.get(file) === failed && parsedFiles.delete(file));
+      }
+      parsed = await cached.parsed;
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOENT' || code === 'ENOTDIR') continue;
       problems.push({ file, reason: `cannot read it: ${(err as Error).message}` });
       continue;
     }
-    const parsed = parseKnownHosts(text, file);
     entries.push(...parsed.entries);
     problems.push(...parsed.problems);
   }

@@ -2,7 +2,9 @@
  * A node's effective SSH settings, resolved the way the OpenSSH client would.
  *
  * We ask the client itself (`ssh -G`), which handles Include, Host/Match blocks, patterns, `%` tokens and the
- * system-wide /etc/ssh/ssh_config; a parser of our own would get some of that wrong. Without an `ssh` binary
+ * system-wide /etc/ssh/ssh_config; a parser of our own would get some of that wrong. Only one question is answered
+ * here without it: whether the config can tell hosts apart at all (configIsUniform); when it cannot, one `ssh -G`
+ * answers for every node (issue 10). Without an `ssh` binary
  * meshctl falls back to its defaults (no ~/.ssh/config support) and says so in `source`.
  *
  * Precedence (documented in the README):
@@ -16,10 +18,10 @@
  * --accept-new; always refuse changed ones).
  */
 import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { shellQuote } from '../remote/shell.js';
 import { homedir, tmpdir, userInfo } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, isAbsolute, join } from 'node:path';
 
 export interface SshTargetInput {
   host: string;
@@ -324,8 +326,113 @@ export function resolveSshConfigs(targets: readonly SshTargetInput[], options: S
     return answer.then((settings) => structuredClone(settings)); // callers may change theirs
   });
   if (fresh.length === 1) askAlone(fresh[0]!);
-  else if (fresh.length > 1) askTogether(fresh);
+  else if (fresh.length > 1) askUniformOrTogether(fresh);
   return answers;
+}
+
+/** Keywords after which a config may treat hosts differently (besides `Host` with any pattern but `*`). */
+const HOST_DEPENDENT = new Set(['match', 'hostname', 'canonicalizehostname', 'canonicaldomains', 'canonicalizepermittedcnames']);
+/** OpenSSH's limit on nested Include (readconf.c READCONF_MAX_DEPTH). */
+const INCLUDE_MAX_DEPTH = 16;
+
+/**
+ * Whether the ssh config `ssh -F file -G` reads (the file and every file it Includes) gives every target the same
+ * settings apart from the four lines that name the target (`host`, `hostname`, `port`, `user`), so one `ssh -G`
+ * answers for all (issue 10). True only when no line could tell hosts apart: no `Match`, no `Host` with any pattern
+ * but `*`, no `HostName`, no hostname canonicalization, no `%` token anywhere, and every Include found (a glob only
+ * in its last path component; a relative path under ~/.ssh, as ssh reads an Include of a `-F` file: ssh_config(5)).
+ * Anything else, or a file that exists but cannot be read, is false: `ssh -G` is then asked per target, as before.
+ */
+export function configIsUniform(file: string, home: string, depth = 0): boolean {
+  if (depth > INCLUDE_MAX_DEPTH) return false;
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    // a missing file is read as empty by ssh (an Include that matches nothing); any other failure: ask ssh
+    return (error as NodeJS.ErrnoException).code === 'ENOENT';
+  }
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) continue;
+    if (line.includes('%')) return false;
+    const m = /^([A-Za-z]+)(?:\s*=\s*|\s+)(.*)$/.exec(line);
+    if (!m) return false;
+    const keyword = m[1]!.toLowerCase();
+    const args = m[2]!.split(/\s+/).filter(Boolean);
+    if (HOST_DEPENDENT.has(keyword)) return false;
+    if (keyword === 'host' && !args.every((a) => a === '*' || a === '"*"')) return false;
+    if (keyword === 'include' && !args.every((a) => includeIsUniform(a, home, depth))) return false;
+  }
+  return true;
+}
+
+/** One Include argument's files, each uniform (see configIsUniform); a glob only in the last path component. */
+function includeIsUniform(arg: string, home: string, depth: number): boolean {
+  const unquoted = arg.replace(/^"(.*)"$/, '$1');
+  const path = isAbsolute(unquoted) ? unquoted : unquoted.startsWith('~') ? expandTilde(unquoted, home) : join(home, '.ssh', unquoted);
+  if (path.startsWith('~') || /[*?[]/.test(dirname(path))) return false;
+  const name = basename(path);
+  if (!/[*?[]/.test(name)) return configIsUniform(path, home, depth + 1);
+  if (name.includes('[')) return false;
+  let entries: string[];
+  try {
+    entries = readdirSync(dirname(path));
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'ENOENT';
+  }
+  // `*` and `?` as glob(3) reads them; it skips dot files unless the pattern starts with a dot
+  const glob = new RegExp(
+    `^${name
+      .replace(/[.+^${}()|\\\]]/g, '\\$&')
+      .replaceAll('*', '.*')
+      .replaceAll('?', '.')}$`,
+  );
+  return entries
+    .filter((e) => glob.test(e) && (name.startsWith('.') || !e.startsWith('.')))
+    .every((e) => configIsUniform(join(dirname(path), e), home, depth + 1));
+}
+
+/**
+ * Questions asked together. Issue 10: when the config cannot tell them apart (configIsUniform), ONE `ssh -G` (for the
+ * first host, without the inventory's port and user) answers every one of them: each answer is that one's settings
+ * with the question's host as its hostname (ssh lower-cases it) and the inventory's explicit port and user on top, as
+ * `ssh -G -p PORT -l USER HOST` prints them. An `ssh -G` per node cost ~7 ms of CPU each (16-node lab, perf), a
+ * child of the control process. Otherwise, or when that one answer is not plainly good, askTogether as before.
+ */
+function askUniformOrTogether(questions: Asking[]): void {
+  const [q0] = questions as [Asking, ...Asking[]];
+  const wrapper = q0.args[q0.args.indexOf('-F') + 1];
+  const same = (q: Asking) =>
+    q.env === q0.env &&
+    q.home === q0.home &&
+    q.configFile === q0.configFile &&
+    q.timeoutMs === q0.timeoutMs &&
+    q.defaultUser === q0.defaultUser;
+  if (!q0.args.includes('-F') || !wrapper || !questions.every(same) || !configIsUniform(wrapper, q0.home)) {
+    askTogether(questions);
+    return;
+  }
+  const representative: SshTargetInput = { host: q0.target.host, explicit: { port: false, user: false } };
+  askSshG(representative, sshGArgs(representative, wrapper), q0.env, q0.home, q0.configFile, q0.timeoutMs, q0.defaultUser).then(
+    (settings) => {
+      if (settings.source !== 'ssh -G' || settings.hostname !== q0.target.host.toLowerCase()) {
+        askTogether(questions);
+        return;
+      }
+      for (const q of questions) {
+        const o = explicitOverrides(q.target);
+        q.resolve({
+          ...settings,
+          alias: q.target.host,
+          hostname: q.target.host.toLowerCase(),
+          port: o.port ?? settings.port,
+          user: o.user ?? settings.user,
+        });
+      }
+    },
+    () => askTogether(questions),
+  );
 }
 
 /** `ssh -G` answers by question, for this process, asked or being asked (see resolveSshConfigs). */

@@ -37,7 +37,7 @@ import Client from 'ssh2/lib/client.js';
 import keyParser from 'ssh2/lib/protocol/keyParser.js';
 import type { AnyAuthMethod, AuthenticationType, ClientChannel, ConnectConfig, NextAuthHandler, ParsedKey } from 'ssh2';
 import { constants as osConstants, homedir } from 'node:os';
-import { randomBytes } from 'node:crypto';
+import { createPrivateKey, randomBytes, sign as cryptoSign, type KeyObject } from 'node:crypto';
 import { readFileSync, statSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { Socket } from 'node:net';
@@ -230,7 +230,9 @@ export function wrapCommand(script: string, options: WrapOptions): RemoteCommand
   const mark = `${sshConnection}${options.token ? `MESHCTL_RUN=${options.token}; export MESHCTL_RUN; ` : ''}`;
   // inline: the script as the inner shell's -c argument (its commands read /dev/null: sshd's pipe may be gone)
   const shell = options.inline ? `sh -c ${shellQuote(`${script}\n`)} meshctl </dev/null` : 'sh';
-  let guard = `${mark}exec ${shell}`;
+  // inline without a deadline: the guard's own shell runs the script, one brace group as frameScript makes it, with
+  // no positional parameters (issue 10: one exec fewer on the node for the run lock's release)
+  let guard = options.inline ? `${mark}set --; {\n${script}\n} </dev/null` : `${mark}exec ${shell}`;
   if (options.timeoutMs !== undefined && options.timeoutMs > 0) {
     const seconds = Math.max(1, Math.ceil(options.timeoutMs / 1000));
     guard = `${mark}if command -v timeout >/dev/null 2>&1; then exec timeout -k ${REMOTE_KILL_AFTER_S} ${seconds} ${shell}; fi; exec ${shell}`;
@@ -531,6 +533,48 @@ interface AuthProtocol {
 interface SigningKey {
   isPrivateKey(): boolean;
   sign(data: Buffer, hashAlgo?: string): Buffer | Error;
+  /** ssh2's parsed keys: the key type (`ssh-ed25519` ...) and the private key as PEM text */
+  type?: string;
+  getPrivatePEM?(): string;
+}
+
+/** The hash ssh2 signs with when the algorithm names none (its keyParser: RSA and DSA SHA-1, ECDSA by curve, Ed25519 none). */
+function defaultHash(type: string | undefined): string | null | undefined {
+  if (type === 'ssh-ed25519') return null;
+  if (type === 'ssh-rsa' || type === 'ssh-dss') return 'sha1';
+  if (type === 'ecdsa-sha2-nistp256') return 'sha256';
+  if (type === 'ecdsa-sha2-nistp384') return 'sha384';
+  if (type === 'ecdsa-sha2-nistp521') return 'sha512';
+  return undefined;
+}
+
+/** Each parsed key's private key as OpenSSL holds it, made once (null: ssh2 signs it itself). */
+const keyObjects = new WeakMap<object, KeyObject | null>();
+
+/**
+ * `key.sign(data, hashAlgo)` as ssh2 does it, with the private key decoded once per key, not once per login (issue
+ * 10): ssh2 signs with the key's PEM text, which OpenSSL 3 decodes again each time (0.87 ms a signature against 0.07
+ * ms with a KeyObject, on this machine). The same signature (Ed25519 and RSA are deterministic; ECDSA in the same DER
+ * form ssh2's own gives). A key of a type not listed in defaultHash, or one OpenSSL cannot load, is signed by ssh2.
+ */
+export function signWithKey(key: SigningKey, data: Buffer, hashAlgo?: string): Buffer | Error {
+  let keyObject = keyObjects.get(key);
+  if (keyObject === undefined) {
+    try {
+      keyObject =
+        typeof key.getPrivatePEM === 'function' && defaultHash(key.type) !== undefined ? createPrivateKey(key.getPrivatePEM()) : null;
+    } catch {
+      keyObject = null;
+    }
+    keyObjects.set(key, keyObject);
+  }
+  const algo = hashAlgo ?? defaultHash(key.type);
+  if (!keyObject || algo === undefined) return key.sign(data, hashAlgo);
+  try {
+    return cryptoSign(algo, data, keyObject);
+  } catch {
+    return key.sign(data, hashAlgo);
+  }
 }
 
 /**
@@ -554,11 +598,43 @@ function signedAtOnce(client: SshClient): void {
     const hashAlgo = keyAlgo === 'rsa-sha2-256' ? 'sha256' : keyAlgo === 'rsa-sha2-512' ? 'sha512' : undefined;
     const signing = k as SigningKey;
     return authPK(username, key, keyAlgo, (data, done) => {
-      const signature = signing.sign(data, hashAlgo);
+      const signature = signWithKey(signing, data, hashAlgo);
       // a key that cannot sign: the signature-less question ssh2 would have asked (its PK_OK then signs as before)
       if (signature instanceof Error) authPK(username, key, keyAlgo);
       else done(signature);
     });
+  };
+}
+
+/** The global-request handler ssh2's client gives its protocol object (internal: `Client._protocol._handlers`). */
+type GlobalRequestHandler = (packet: unknown, name: string, wantReply: boolean, data: unknown) => void;
+interface GlobalRequestProtocol {
+  _handlers?: { GLOBAL_REQUEST?: GlobalRequestHandler };
+  requestSuccess(): void;
+}
+
+/** The notice OpenSSH's sshd sends after every login, listing its host keys (OpenSSH PROTOCOL, section 2.5). */
+export const HOSTKEYS_NOTICE = 'hostkeys-00@openssh.com';
+
+/**
+ * Leaves OpenSSH's host-key notice unanswered (issue 10: meshctl's CPU and the node's per login). After every login
+ * sshd sends `hostkeys-00@openssh.com` with all its host keys (OpenSSH PROTOCOL 2.5, for UpdateHostKeys), and ssh2
+ * answers it, always, with a `hostkeys-prove-00@openssh.com` request for every one of them: sshd signs the session
+ * with each host key (RSA, ECDSA and Ed25519 on a stock Debian node: an RSA signature is the costly part) and ssh2
+ * verifies each signature, for a `hostkeys` event meshctl never reads. OpenSSH's own client asks for a proof only
+ * when UpdateHostKeys is on and a key is new; the notice needs no answer (sent without want-reply; one with it gets
+ * the success ssh2 would have sent). The host key that counts was verified during key exchange (hostVerifier),
+ * before authentication, and that is unchanged. Every other global request goes to ssh2 as before; when ssh2 has
+ * no such handler (another version), nothing changes.
+ */
+export function skipHostKeysProof(client: SshClient): void {
+  const proto = (client as unknown as { _protocol?: Partial<GlobalRequestProtocol> })._protocol;
+  const handlers = proto?._handlers;
+  const original = handlers?.GLOBAL_REQUEST;
+  if (!proto || !handlers || typeof original !== 'function' || typeof proto.requestSuccess !== 'function') return;
+  handlers.GLOBAL_REQUEST = (packet, name, wantReply, data) => {
+    if (name !== HOSTKEYS_NOTICE) return original(packet, name, wantReply, data);
+    if (wantReply) proto.requestSuccess!();
   };
 }
 
@@ -722,6 +798,7 @@ async function openClient(hop: HopTarget, ctx: OpenContext, node: Node, sock?: R
       client.connect(config);
       noDelay(client);
       signedAtOnce(client);
+      skipHostKeysProof(client);
     } catch (err) {
       finish(fail(`ssh: ${(err as Error).message}`, 'connect'));
     }

@@ -130,7 +130,8 @@ export interface Connection {
    * node has started it, without waiting for it to end or reading what it says; rejects when it could not be started
    * (then it did not run). The script must read no input and write nothing (its output goes nowhere), and keeps
    * running when the connection closes right after: for cleanup the operator need not wait for (the run lock's
-   * release, ../engine/lock.ts). Issue 10.
+   * release, ../engine/lock.ts). Issue 10. `timeoutMs`: the remote deadline (default: the connection's command
+   * deadline); 0 for none, for a script that cannot hang: no `timeout` process, and the login's own shell runs it.
    */
   start?(script: string, options?: { timeoutMs?: number }): Promise<void>;
   close(): Promise<void>;

@@ -16,18 +16,9 @@ import { newLockHolder, releaseScript } from '../../src/engine/lock.js';
 import { shellQuote } from '../../src/remote/shell.js';
 import { connectNode } from '../../src/transport/ssh.js';
 import type { Connection } from '../../src/transport/types.js';
-import { keygen, killAll, sshdSkipReason, startSshd, type Sshd } from './sshd-harness.js';
+import { eventually, keygen, killAll, loopbackNode, sshdSkipReason, startSshd, type Sshd } from './sshd-harness.js';
 
 const skip = sshdSkipReason();
-
-/** Polls `cond` every 50 ms for up to 60 s (slow is not wrong on a loaded machine); whether it came true. */
-async function eventually(cond: () => boolean): Promise<boolean> {
-  for (let i = 0; i < 1200; i++) {
-    if (cond()) return true;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return cond();
-}
 
 describe('Connection.start against a real sshd', { skip: skip ?? false }, () => {
   let root: string;
@@ -37,22 +28,9 @@ describe('Connection.start against a real sshd', { skip: skip ?? false }, () => 
 
   before(async () => {
     root = mkdtempSync(join(tmpdir(), 'meshctl-start-it-'));
-    const home = join(root, 'home');
-    mkdirSync(home);
     const client = keygen(join(root, 'id_client'));
     sshd = await startSshd({ dir: join(root, 'sshd'), authorizedKeys: [client.publicLine] });
-    const knownHosts = join(root, 'known_hosts');
-    writeFileSync(knownHosts, `[127.0.0.1]:${sshd.port} ${sshd.hostKeys.ed25519!.split(' ').slice(0, 2).join(' ')}\n`);
-    writeFileSync(join(root, 'ssh_config'), '');
-    env = { PATH: process.env.PATH, HOME: home, MESHCTL_KNOWN_HOSTS: knownHosts, MESHCTL_SSH_CONFIG: join(root, 'ssh_config') };
-    node = {
-      name: 'n1',
-      site: 'loop',
-      address: '127.0.0.1',
-      overlayIp: '10.99.0.1',
-      listenPort: 51820,
-      ssh: { host: '127.0.0.1', port: sshd.port, user: 'root', become: 'none', identityFile: client.privateFile },
-    } as Node;
+    ({ node, env } = loopbackNode(root, sshd, client.privateFile));
   });
 
   after(async () => {

@@ -6,6 +6,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { join } from 'node:path';
+import type { Node } from '../../src/inventory/types.js';
 
 export const SSHD = '/usr/sbin/sshd';
 
@@ -162,4 +163,35 @@ export function killAll(): void {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   }
   processes.clear();
+}
+
+/** Polls `cond` every 50 ms for up to 60 s (slow is not wrong on a loaded machine); whether it came true. */
+export async function eventually(cond: () => boolean): Promise<boolean> {
+  for (let i = 0; i < 1200; i++) {
+    if (cond()) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return cond();
+}
+
+/**
+ * A node reached at `sshd` as root with `identityFile`, and the environment that finds it: known_hosts with the
+ * sshd's Ed25519 key, an empty ssh config and HOME, all under `root` (which must exist).
+ */
+export function loopbackNode(root: string, sshd: Sshd, identityFile: string): { node: Node; env: NodeJS.ProcessEnv } {
+  const home = join(root, 'home');
+  mkdirSync(home, { recursive: true });
+  const knownHosts = join(root, 'known_hosts');
+  writeFileSync(knownHosts, `[127.0.0.1]:${sshd.port} ${sshd.hostKeys.ed25519!.split(' ').slice(0, 2).join(' ')}\n`);
+  writeFileSync(join(root, 'ssh_config'), '');
+  const env = { PATH: process.env.PATH, HOME: home, MESHCTL_KNOWN_HOSTS: knownHosts, MESHCTL_SSH_CONFIG: join(root, 'ssh_config') };
+  const node = {
+    name: 'n1',
+    site: 'loop',
+    address: '127.0.0.1',
+    overlayIp: '10.99.0.1',
+    listenPort: 51820,
+    ssh: { host: '127.0.0.1', port: sshd.port, user: 'root', become: 'none', identityFile },
+  } as Node;
+  return { node, env };
 }

@@ -152,7 +152,9 @@ describe('start-up', () => {
       assert.deepEqual([...failures.keys()], ['a', 'b', 'c', 'd'], 'every node was tried (nothing listens there)');
       for (const failure of failures.values()) assert.doesNotMatch(failure.message, /ssh config/);
     });
-    assert.deepEqual(spawns, ['sh'], "four nodes' `ssh -G` asked by one child process");
+    // an empty config tells no hosts apart: the one child is the one `ssh -G` that answers all four (ssh-config.ts
+    // configIsUniform); a config that does is asked through one `sh` (test/unit/transport-ssh-config.test.ts)
+    assert.deepEqual(spawns, ['ssh'], "four nodes' `ssh -G` asked by one child process");
   });
 
   describe('the built CLI (npm run build: one esbuild bundle in dist/, split at the commands)', {
