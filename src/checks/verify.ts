@@ -326,6 +326,24 @@ const driftId = (item: DriftItem): CheckId | undefined => {
   }
 };
 
+/** A passing live-peer check's message (only the one asked is made: four per peer were made for each). */
+function passText(id: 'peers' | 'allowed-ips' | 'endpoint' | 'keepalive', peer: DesiredPeer, infos: DriftItem[]): string {
+  switch (id) {
+    case 'peers':
+      return `${peer.name} is a peer with its public key`;
+    case 'allowed-ips':
+      return `AllowedIPs ${peer.allowedIps.join(', ')}`;
+    case 'endpoint':
+      return infos.length
+        ? infos.map((i) => i.message).join('; ')
+        : peer.endpoint
+          ? `endpoint ${peer.endpoint}`
+          : `no endpoint (${peer.name} dials in)`;
+    case 'keepalive':
+      return peer.persistentKeepalive ? `keepalive ${peer.persistentKeepalive}s` : 'no keepalive, as designed';
+  }
+}
+
 function livePeerChecks(facts: VerifyFacts, node: Node, desired: DesiredNodeConfig, cl: NodeChecklist): Check[] {
   const out: Check[] = [];
   const n = node.name;
@@ -415,19 +433,7 @@ function livePeerChecks(facts: VerifyFacts, node: Node, desired: DesiredNodeConf
         out.push(mk(n, id, 'fail', fails.map((i) => i.message).join('; '), [...evidence, ...fails.map(driftLine)], peer.name));
       else if (warns.length)
         out.push(mk(n, id, 'warn', warns.map((i) => i.message).join('; '), [...evidence, ...warns.map(driftLine)], peer.name));
-      else {
-        const passText: Record<typeof id, string> = {
-          peers: `${peer.name} is a peer with its public key`,
-          'allowed-ips': `AllowedIPs ${peer.allowedIps.join(', ')}`,
-          endpoint: infos.length
-            ? infos.map((i) => i.message).join('; ')
-            : peer.endpoint
-              ? `endpoint ${peer.endpoint}`
-              : `no endpoint (${peer.name} dials in)`,
-          keepalive: peer.persistentKeepalive ? `keepalive ${peer.persistentKeepalive}s` : 'no keepalive, as designed',
-        };
-        out.push(mk(n, id, 'pass', passText[id], evidence, peer.name));
-      }
+      else out.push(mk(n, id, 'pass', passText(id, peer, infos), evidence, peer.name));
     }
     out.push(handshakeCheck(peer));
   }

@@ -70,9 +70,11 @@ async function measureOne(n: number, flags: Flags): Promise<SizeCost> {
           wallS: round((performance.now() - open.wall) / 1000),
           rssMB: Math.round(process.memoryUsage().rss / 1e6),
         });
-      // MESHCTL_VERIFY_SNAPSHOT=DIR: a V8 heap snapshot as the report is written (what holds the heap there)
+      // MESHCTL_VERIFY_SNAPSHOT=DIR: a V8 heap snapshot as stage MESHCTL_VERIFY_SNAPSHOT_AT (default evaluate: the
+      // collection done, everything it gathered held) begins
       const snapshotDir = process.env.MESHCTL_VERIFY_SNAPSHOT;
-      if (snapshotDir && name === 'print') writeHeapSnapshot(join(snapshotDir, `verify-${n}.heapsnapshot`));
+      if (snapshotDir && name === (process.env.MESHCTL_VERIFY_SNAPSHOT_AT ?? 'evaluate'))
+        writeHeapSnapshot(join(snapshotDir, `verify-${n}-${name}.heapsnapshot`));
       open = name === undefined ? undefined : { stage: name, cpu: process.cpuUsage(), fake: farm.cpuMicros, wall: performance.now() };
     };
     const run = (await import('../../../src/commands/verify-run.js')) as Record<string, unknown>;
