@@ -21,7 +21,7 @@ import { desiredNodeConfig } from '../../../src/topology/desired.js';
 import { renderWgQuickConfig } from '../../../src/render/wgquick.js';
 import type { Connection, ConnectionStats, ExecResult, RunOptions } from '../../../src/transport/types.js';
 import { checklistStdout, dumpLines, pingStdout, type FakeNode, type FakePeer } from '../../../test/fixtures/probes/homelab.js';
-import { fakePublicKey } from './fake-node.js';
+import { arrives, fakePublicKey } from './fake-node.js';
 
 /** The sections verify's pre script reads (src/checks/collect.ts PRE_FACTS); the checklist's are the rest. */
 const PRE_SECTIONS = new Set(['now', 'pubkey', 'port', 'dump', 'udpsnmp']);
@@ -110,11 +110,7 @@ export class ConvergedNode implements Connection {
   }
 
   async run(script: string, options: RunOptions = {}): Promise<ExecResult> {
-    if (options.signal?.aborted) throw options.signal.reason;
-    if (options.sendWhen && !(await options.sendWhen)) return { code: 0, stdout: '', stderr: '', durationMs: 0 };
-    this.stats.commands++;
-    // a turn of the event loop, as a reply from the network would be (./fake-node.ts)
-    await new Promise((resolve) => setImmediate(resolve));
+    if (!(await arrives(this.stats, options))) return { code: 0, stdout: '', stderr: '', durationMs: 0 };
     const timed = <T>(make: () => T): T => {
       const before = process.cpuUsage();
       try {

@@ -16,6 +16,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { medianRun, resultText, runBench, sizesAndRuns } from './child-runs.js';
 import { writeHeapSnapshot } from 'node:v8';
 import { fakeFarmInventory } from './fake-node.js';
 import { ConvergedFarm } from './fake-verify-node.js';
@@ -151,14 +152,6 @@ async function measureOne(n: number, flags: Flags): Promise<SizeCost> {
   }
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-
-/** The median run of several (by total CPU), so its stages belong to one real run. */
-function medianRun(runs: SizeCost[]): SizeCost {
-  const m = median(runs.map((r) => r.cpuS));
-  return runs.find((r) => r.cpuS === m)!;
-}
-
 function table(rows: SizeCost[]): string {
   const ids = [...new Set(rows.flatMap((r) => r.stages.map((s) => s.stage)))];
   const head = `| nodes | exit | checks pass/warn/fail | listed checks | report | meshctl CPU | ${ids.map((s) => `${s} CPU`).join(' | ')} | peak RSS | wall | fakes' CPU |`;
@@ -184,10 +177,7 @@ async function main(): Promise<void> {
     process.stdout.write(`${JSON.stringify(await measureOne(Number(args[1]), flags))}\n`);
     return;
   }
-  const sizes = (args[0] ?? '100,250,1000').split(',').map(Number);
-  const runs = Number(args[1] ?? 1);
-  if (sizes.some((n) => !Number.isInteger(n) || n < 2) || !Number.isInteger(runs) || runs < 1)
-    throw new Error('usage: npm run bench:verify -- SIZES [RUNS] [--text] [--all-checks]   e.g. 100,250 3');
+  const { sizes, runs } = sizesAndRuns(args, '100,250,1000', 'usage: npm run bench:verify -- SIZES [RUNS] [--text] [--all-checks]   e.g. 100,250 3');
   const self = fileURLToPath(import.meta.url);
   const rows: SizeCost[] = [];
   for (const n of sizes) {
@@ -210,17 +200,7 @@ async function main(): Promise<void> {
     }
     rows.push(medianRun(measured));
   }
-  const commit = (() => {
-    try {
-      return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
-    } catch {
-      return '?';
-    }
-  })();
-  process.stdout.write(`\n${table(rows)}\n\ncommit ${commit}, node ${process.version}, load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}\n`);
+  process.stdout.write(resultText(table(rows)));
 }
 
-main().catch((error) => {
-  process.stderr.write(`${(error as Error).stack ?? error}\n`);
-  process.exit(1);
-});
+runBench(main);
