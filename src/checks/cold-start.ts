@@ -31,7 +31,7 @@
  */
 import type { Inventory, Node } from '../inventory/types.js';
 import { checkDeadlineMs, type Connection } from '../transport/types.js';
-import { sh } from '../remote/shell.js';
+import { sh, shellQuote } from '../remote/shell.js';
 import { endpointFor, formatEndpoint, type Endpoint } from '../topology/endpoints.js';
 import { pathKind, planPaths } from '../topology/paths.js';
 import { beginMarker, splitSections, sectionScript, PATH_PRELUDE } from '../facts/sections.js';
@@ -146,22 +146,29 @@ const sectionName = (i: number) => `burst${i}`;
 
 /**
  * The burst sections of one node (burst0.. in the order of `sends`), all in ONE bash when there is bash (issue 10: a
- * bash per direction was an exec per peer, 31 per node at 32 nodes): each direction a group command whose
- * redirection opens its own socket (bash's /dev/udp connects a new one: a fresh source port) and closes it when the
- * group ends, in the one bash's own process (a subshell per direction was a fork per peer). A direction whose
- * socket cannot be opened prints bash's error and ends with status 3; the others still send. Without bash,
- * burstCommand's sections (netcat, or `sent=0`).
+ * bash per direction was an exec per peer, 31 per node at 32 nodes): each direction a call of one shell function
+ * whose group command's redirection opens its own socket (bash's /dev/udp connects a new one: a fresh source port)
+ * and closes it when the group ends, in the one bash's own process (a subshell per direction was a fork per peer). A
+ * direction whose socket cannot be opened prints bash's error and ends with status 3; the others still send. Without
+ * bash, netcat's function (or `sent=0`), as burstCommand. The functions are written once per script and each
+ * direction is one call with its address and port (issue 10: each direction's whole loop, twice, was ~800 bytes of
+ * script per peer: 0.8 GB of scripts made per round at 1,000 nodes, and a third of verify's collection CPU in
+ * bench:verify's profile at 250 nodes).
  */
 export function burstSections(sends: Direction[]): string[] {
   if (sends.length === 0) return [];
   const n = COLD_START_BURST;
-  const inBash = sends.map((d, i) => {
-    const target = `/dev/udp/${d.endpoint.host}/${d.endpoint.port}`;
-    const one = sh`{ i=0; while [ $i -lt ${n} ]; do printf '%s
-' ${COLD_START_PAYLOAD} >&3 2>/dev/null; i=$((i+1)); done; echo sent=${n}; } 3>${target} || (exit 3)`;
-    return sectionScript(sectionName(i), one.text);
-  });
-  const alone = sends.map((d, i) => sectionScript(sectionName(i), burstCommand(d.endpoint)));
+  const payload = shellQuote(COLD_START_PAYLOAD);
+  const call = (fn: string, d: Direction) => `${fn} ${shellQuote(d.endpoint.host)} ${Number(d.endpoint.port)}`;
+  const inBash = [
+    `mc_b() { { i=0; while [ $i -lt ${n} ]; do printf '%s\n' ${payload} >&3 2>/dev/null; i=$((i+1)); done; echo sent=${n}; } 3>"/dev/udp/$1/$2" || (exit 3); }`,
+    ...sends.map((d, i) => sectionScript(sectionName(i), call('mc_b', d))),
+  ];
+  // one nc per datagram: nc would coalesce piped lines into fewer datagrams
+  const alone = [
+    `mc_nc() { if command -v nc >/dev/null 2>&1; then i=0; while [ $i -lt ${n} ]; do echo ${payload} | nc -u -w 0 "$1" "$2" 2>/dev/null; i=$((i+1)); done; echo sent=${n}; else echo 'sent=0 (neither bash nor nc)'; fi; }`,
+    ...sends.map((d, i) => sectionScript(sectionName(i), call('mc_nc', d))),
+  ];
   return [`if command -v bash >/dev/null 2>&1; then ${sh`bash -c ${inBash.join('\n')}`.text}\nelse`, ...alone, 'fi'];
 }
 

@@ -338,8 +338,11 @@ export function judgeHandshake(expected: Pick<PeerExpectation, 'name' | 'publicK
   );
 }
 
-/** judgeHandshake with the live peer already looked up (undefined: no peer with that key). */
-function judgeSession(
+/**
+ * judgeHandshake with the live peer already looked up (undefined: no peer with that key): for a caller that judges
+ * every peer of a node, with the live peers indexed once (a scan per peer was O(N^2) per node, O(N^3) per mesh).
+ */
+export function judgeSession(
   expected: Pick<PeerExpectation, 'name' | 'publicKey'>,
   live: LivePeer | undefined,
   observed: HandshakeObservation,

@@ -1,5 +1,5 @@
 /**
- * The shape of `meshctl verify --json` (version 1) as a Spec (src/schema/spec.ts): the executable form of
+ * The shape of `meshctl verify --json` (version 2) as a Spec (src/schema/spec.ts): the executable form of
  * docs/verify-json.md, published as schema/verify-report.schema.json. Objects are closed: a field added to the
  * report must be added here (and to the doc), or test/unit/checks-json.test.ts fails.
  */
@@ -23,6 +23,16 @@ const checkEntrySpec: Spec = {
     status: req({ type: 'enum', values: ['pass', 'warn', 'fail'], description: 'The verdict.' }),
     message: req(text('The verdict in words.')),
     evidence: req({ type: 'array', items: text('One raw fact.'), description: 'The raw facts behind the verdict, one per line.' }),
+  },
+};
+
+const passedGroupSpec: Spec = {
+  type: 'object',
+  description: 'The passing checks of one per-peer or per-pair kind on one node, counted instead of listed in checks.',
+  fields: {
+    node: req(text('The node the checks ran on (for ping, path-mtu and cold-start: the sending node).')),
+    id: req({ type: 'enum', values: CHECK_IDS, description: 'What was checked (see the table in docs/verify-json.md).' }),
+    peers: req(count('How many peers (pairs from this node) passed it; the others are in checks, with their evidence.')),
   },
 };
 
@@ -127,13 +137,18 @@ const pathSpec: Spec = {
   },
 };
 
-/** The whole `meshctl verify --json` report, version 1. */
+/** The whole `meshctl verify --json` report, version 2. */
 export const verifyReportSpec: Spec = {
   type: 'object',
   description:
-    'The report of `meshctl verify --json` (version 1). New fields may be added in version 1; a change of meaning bumps version.',
+    'The report of `meshctl verify --json` (version 2). New fields may be added in version 2; a change of meaning bumps version.',
   fields: {
-    version: req({ type: 'enum', values: [1], description: 'Format version.' }),
+    version: req({
+      type: 'enum',
+      values: [2],
+      description:
+        'Format version. 2: passing per-peer and per-pair checks are counted in passed, listed in checks only with --all-checks.',
+    }),
     inventory: req(text('The inventory file, as given.')),
     ok: req(flag('No check failed and every node was reached (warnings allowed unless --strict).')),
     exitCode: req({
@@ -143,7 +158,7 @@ export const verifyReportSpec: Spec = {
     }),
     summary: req({
       type: 'object',
-      description: 'How many checks passed, warned and failed.',
+      description: 'How many checks passed, warned and failed (the ones counted in passed included).',
       fields: { pass: req(count('Checks that passed.')), warn: req(count('Checks that warned.')), fail: req(count('Checks that failed.')) },
     }),
     durationMs: req({ type: 'number', minimum: 0, what: 'milliseconds (0 or more)', description: 'How long verify took, in ms.' }),
@@ -162,7 +177,17 @@ export const verifyReportSpec: Spec = {
         },
       },
     }),
-    checks: req({ type: 'array', items: checkEntrySpec, description: 'Every check, in node order.' }),
+    checks: req({
+      type: 'array',
+      items: checkEntrySpec,
+      description:
+        'Every node check, and every per-peer and per-pair check that warns or fails, with its evidence, in node order (with --all-checks: every check).',
+    }),
+    passed: req({
+      type: 'array',
+      items: passedGroupSpec,
+      description: 'The passing per-peer and per-pair checks not listed in checks, counted per node and id (empty with --all-checks).',
+    }),
     matrix: req(matrixSpec),
     timings: {
       type: 'object',

@@ -1,27 +1,34 @@
 /**
- * What `meshctl verify` prints: the JSON report (shape documented in docs/verify-json.md, version 1) and the text
+ * What `meshctl verify` prints: the JSON report (shape documented in docs/verify-json.md, version 2) and the text
  * view (the ping matrix, then a table of checks where passing checks of one kind on one node share a row).
  */
 import chalk, { Chalk } from 'chalk';
 import type { Inventory } from '../inventory/types.js';
 import { renderMatrix, type Matrix } from './ping-matrix.js';
-import { summarize, type Check, type CheckSummary } from './verify.js';
+import { summarize, type Check, type CheckSummary, type PassedGroup } from './verify.js';
 import { ExitCode, type Outcome } from '../errors.js';
 import { safeText } from '../ui/safe-text.js';
 import { planPaths } from '../topology/paths.js';
 
 export interface VerifyReport {
-  /** bumps when a field changes meaning or goes away; new fields may appear at any time */
-  version: 1;
+  /**
+   * bumps when a field changes meaning or goes away; new fields may appear at any time. 2: `checks` lists passing
+   * per-peer and per-pair checks only with --all-checks; else they are counted in `passed`
+   */
+  version: 2;
   inventory: string;
   /** true when no check failed (warnings allowed, unless --strict) */
   ok: boolean;
   /** 0 no check failed, 1 a check failed (or, with --strict, warned), 3 a node could not be connected */
   exitCode: 0 | 1 | 3;
+  /** every check, the ones counted in `passed` included */
   summary: CheckSummary;
   durationMs: number;
   nodes: Array<{ name: string; site: string; overlayIp: string; connected: boolean; error?: string }>;
+  /** node checks, and per-peer and per-pair checks that warn or fail (all of them with --all-checks) */
   checks: Check[];
+  /** the passing per-peer and per-pair checks not listed in `checks`, counted per node and id (empty with --all-checks) */
+  passed: PassedGroup[];
   matrix: Matrix | null;
   /** where the time went, ms: SSH logins, the checklist round, the cold-start probe, the ping round (path MTU in it) */
   timings?: VerifyTimings;
@@ -96,15 +103,20 @@ export function buildReport(
   matrix: Matrix | undefined,
   unreachable: Map<string, string>,
   durationMs: number,
-  { strict = false, timings, channels }: { strict?: boolean; timings?: VerifyTimings; channels?: Record<string, number> } = {},
+  {
+    strict = false,
+    timings,
+    channels,
+    passed = [],
+  }: { strict?: boolean; timings?: VerifyTimings; channels?: Record<string, number>; passed?: PassedGroup[] } = {},
 ): VerifyReport {
-  const summary = summarize(checks);
+  const summary = summarize(checks, passed);
   const failed = summary.fail > 0 || (strict && summary.warn > 0);
   const outcome: Outcome = unreachable.size > 0 ? 'connect' : failed ? 'stop' : 'ok';
   // the report carries the exit code for scripts that read the JSON; the number comes from the one table
   const exitCode = ExitCode[outcome] as 0 | 1 | 3;
   return {
-    version: 1,
+    version: 2,
     inventory: inventory.source,
     ok: outcome === 'ok',
     exitCode,
@@ -118,6 +130,7 @@ export function buildReport(
       ...(unreachable.has(n.name) ? { error: unreachable.get(n.name)! } : {}),
     })),
     checks,
+    passed,
     matrix: matrix ?? null,
     ...(timings ? { timings } : {}),
     ...(channels ? { channels } : {}),
@@ -133,22 +146,50 @@ interface Row {
   evidence: string[];
 }
 
+/** The ids of per-pair checks (the others with a peer are per-peer): they share the text view's "pairs" row. */
+const PAIR_IDS = new Set(['ping', 'path-mtu', 'cold-start']);
+
+/** "ping, path-mtu (999 peers each)" or "ping 998, path-mtu 999 peers": what a node's passed groups counted. */
+function countedText(groups: PassedGroup[]): string {
+  const counts = new Set(groups.map((g) => g.peers));
+  if (counts.size === 1) {
+    const n = groups[0]!.peers;
+    return `${groups.map((g) => g.id).join(', ')} (${n} peer${n === 1 ? '' : 's'}${groups.length > 1 ? ' each' : ''})`;
+  }
+  return `${groups.map((g) => `${g.id} ${g.peers}`).join(', ')} peers`;
+}
+
 /**
  * The compact view: per node, its passing checks collapse into at most three rows (node checks, per-peer checks,
- * pair checks) that name what passed; every warning and failure keeps its own row with its evidence.
+ * pair checks) that name what passed (the peers by name when the checks are listed, else how many: `passed`); every
+ * warning and failure keeps its own row with its evidence.
  */
-export function checkRows(checks: Check[]): Row[] {
+export function checkRows(checks: Check[], passed: readonly PassedGroup[] = []): Row[] {
   const rows: Row[] = [];
-  const nodes = [...new Set(checks.map((c) => c.node))];
-  const PAIR = new Set(['ping', 'path-mtu', 'cold-start']);
-  for (const node of nodes) {
-    const mine = checks.filter((c) => c.node === node);
+  // one pass to group by node (a filter per node was O(nodes x checks))
+  const byNode = new Map<string, Check[]>();
+  for (const c of checks) {
+    const mine = byNode.get(c.node);
+    if (mine) mine.push(c);
+    else byNode.set(c.node, [c]);
+  }
+  const groupsOf = new Map<string, PassedGroup[]>();
+  for (const g of passed) {
+    const mine = groupsOf.get(g.node);
+    if (mine) mine.push(g);
+    else groupsOf.set(g.node, [g]);
+  }
+  for (const node of new Set([...byNode.keys(), ...groupsOf.keys()])) {
+    const mine = byNode.get(node) ?? [];
+    const groups = groupsOf.get(node) ?? [];
     const passing = mine.filter((c) => c.status === 'pass');
     const ids = (list: Check[]) => [...new Set(list.map((c) => c.id))];
     const peersOf = (list: Check[]) => [...new Set(list.map((c) => c.peer!))];
     const nodeLevel = passing.filter((c) => c.peer === undefined);
-    const peerLevel = passing.filter((c) => c.peer !== undefined && !PAIR.has(c.id));
-    const pairLevel = passing.filter((c) => c.peer !== undefined && PAIR.has(c.id));
+    const peerLevel = passing.filter((c) => c.peer !== undefined && !PAIR_IDS.has(c.id));
+    const pairLevel = passing.filter((c) => c.peer !== undefined && PAIR_IDS.has(c.id));
+    const peerGroups = groups.filter((g) => !PAIR_IDS.has(g.id));
+    const pairGroups = groups.filter((g) => PAIR_IDS.has(g.id));
     if (nodeLevel.length) rows.push({ node, check: 'node', status: 'pass', message: ids(nodeLevel).join(', '), evidence: [] });
     if (peerLevel.length)
       rows.push({
@@ -158,6 +199,7 @@ export function checkRows(checks: Check[]): Row[] {
         message: `${ids(peerLevel).join(', ')} (${peersOf(peerLevel).join(', ')})`,
         evidence: [],
       });
+    if (peerGroups.length) rows.push({ node, check: 'peers', status: 'pass', message: countedText(peerGroups), evidence: [] });
     if (pairLevel.length)
       rows.push({
         node,
@@ -166,6 +208,7 @@ export function checkRows(checks: Check[]): Row[] {
         message: `${ids(pairLevel).join(', ')} to ${peersOf(pairLevel).join(', ')}`,
         evidence: [],
       });
+    if (pairGroups.length) rows.push({ node, check: 'pairs', status: 'pass', message: countedText(pairGroups), evidence: [] });
     for (const c of mine.filter((x) => x.status !== 'pass')) {
       rows.push({ node, check: c.peer ? `${c.id} ${c.peer}` : c.id, status: c.status, message: c.message, evidence: c.evidence });
     }
@@ -173,17 +216,27 @@ export function checkRows(checks: Check[]): Row[] {
   return rows;
 }
 
-export function renderChecks(checks: Check[], options: { color: boolean; verbose?: boolean }): string {
+/** The table of checks; `passed`: the passing checks the report counted instead of listing (one row per group with --verbose). */
+export function renderChecks(checks: Check[], options: { color: boolean; verbose?: boolean; passed?: readonly PassedGroup[] }): string {
   const c = options.color ? new Chalk({ level: Math.max(chalk.level, 1) as 1 | 2 | 3 }) : new Chalk({ level: 0 });
   const shown = options.verbose
-    ? checks.map((k) => ({
-        node: k.node,
-        check: k.peer ? `${k.id} ${k.peer}` : k.id,
-        status: k.status,
-        message: k.message,
-        evidence: k.evidence,
-      }))
-    : checkRows(checks);
+    ? [
+        ...checks.map((k) => ({
+          node: k.node,
+          check: k.peer ? `${k.id} ${k.peer}` : k.id,
+          status: k.status,
+          message: k.message,
+          evidence: k.evidence,
+        })),
+        ...(options.passed ?? []).map((g) => ({
+          node: g.node,
+          check: g.id,
+          status: 'pass' as const,
+          message: `${g.peers} peer${g.peers === 1 ? '' : 's'}: pass (not listed: --all-checks lists them)`,
+          evidence: [],
+        })),
+      ]
+    : checkRows(checks, options.passed);
   // messages and evidence quote node output: escaped before our colours are added (../ui/safe-text.ts)
   const rows = shown.map((r) => ({
     ...r,
@@ -234,7 +287,7 @@ export function renderReport(report: VerifyReport, options: { color: boolean; ve
   }
   const paths = renderPaths(report.paths);
   if (paths) parts.push(paths);
-  parts.push(renderChecks(report.checks, options));
+  parts.push(renderChecks(report.checks, { ...options, passed: report.passed }));
   const s = report.summary;
   const verdict =
     report.exitCode === 0

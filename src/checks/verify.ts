@@ -22,13 +22,13 @@ import { REJECT_AFTER_TIME_S, wireguardPaths } from '../remote/wireguard.js';
 import {
   formatAge,
   interfaceFromAddr,
-  judgeHandshake,
   judgeInterface,
   judgePeerRoute,
   judgeRpFilter,
   judgeRpFilterLasting,
   combineRpFilter,
   judgeService,
+  judgeSession,
   type Judgement,
 } from './judge.js';
 import { judgeNodeFirewall } from '../firewall/judge.js';
@@ -267,10 +267,12 @@ function nodeChecks(facts: VerifyFacts, node: Node, desired: DesiredNodeConfig, 
       out.push(mk(n, 'peers', 'fail', `cannot read ${iface}: ${cl.wgError ?? 'wg show failed'}`, [], peer.name));
   }
 
-  // routes
+  // routes: each peer's lookup by its address, indexed once (a find per peer was O(N^2) per node); the first wins
+  const routeTo = new Map<string, (typeof cl.routes)[number]>();
+  for (const r of cl.routes) if (!routeTo.has(r.dst)) routeTo.set(r.dst, r);
   for (const peer of desired.peers) {
     const ip = peer.allowedIps[0]!.replace(/\/32$/, '');
-    const lookup = cl.routes.find((r) => r.dst === ip);
+    const lookup = routeTo.get(ip);
     const observed = lookup ? { lookup } : { interfaceRoutes: cl.interfaceRoutes };
     out.push(asCheck('route', judgePeerRoute({ iface, peer: peer.name, ip }, observed), peer.name));
   }
@@ -288,7 +290,7 @@ function nodeChecks(facts: VerifyFacts, node: Node, desired: DesiredNodeConfig, 
  * The verdict is judged once per receiver (every direction into a node that drops them all used to judge its
  * ruleset again, and look the node up in the inventory: N-1 times per node).
  */
-function coldStartChecks(facts: VerifyFacts, result: ColdStartResult): Check[] {
+function coldStartChecks(facts: VerifyFacts, result: ColdStartResult, keep: (check: Check) => void): void {
   const byName = new Map(facts.inventory.nodes.map((n) => [n.name, n]));
   const firewallOf = new Map<string, string[]>();
   const firewall = (name: string): string[] => {
@@ -301,10 +303,10 @@ function coldStartChecks(facts: VerifyFacts, result: ColdStartResult): Check[] {
     }
     return lines;
   };
-  return result.directions.map((d) => {
+  for (const d of result.directions) {
     const j = judgeDirection(d);
-    return mk(d.from, 'cold-start', j.status, j.message, j.status !== 'pass' ? [...j.evidence, ...firewall(d.to)] : j.evidence, d.to);
-  });
+    keep(mk(d.from, 'cold-start', j.status, j.message, j.status !== 'pass' ? [...j.evidence, ...firewall(d.to)] : j.evidence, d.to));
+  }
 }
 
 const driftId = (item: DriftItem): CheckId | undefined => {
@@ -323,6 +325,24 @@ const driftId = (item: DriftItem): CheckId | undefined => {
       return undefined;
   }
 };
+
+/** A passing live-peer check's message (only the one asked is made: four per peer were made for each). */
+function passText(id: 'peers' | 'allowed-ips' | 'endpoint' | 'keepalive', peer: DesiredPeer, infos: DriftItem[]): string {
+  switch (id) {
+    case 'peers':
+      return `${peer.name} is a peer with its public key`;
+    case 'allowed-ips':
+      return `AllowedIPs ${peer.allowedIps.join(', ')}`;
+    case 'endpoint':
+      return infos.length
+        ? infos.map((i) => i.message).join('; ')
+        : peer.endpoint
+          ? `endpoint ${peer.endpoint}`
+          : `no endpoint (${peer.name} dials in)`;
+    case 'keepalive':
+      return peer.persistentKeepalive ? `keepalive ${peer.persistentKeepalive}s` : 'no keepalive, as designed';
+  }
+}
 
 function livePeerChecks(facts: VerifyFacts, node: Node, desired: DesiredNodeConfig, cl: NodeChecklist): Check[] {
   const out: Check[] = [];
@@ -356,6 +376,7 @@ function livePeerChecks(facts: VerifyFacts, node: Node, desired: DesiredNodeConf
   };
   const liveFor = (peer: DesiredPeer) => liveByKey.get(peer.publicKey) ?? byPrefix(peer);
   const designedPeers = new Set(desired.peers.map((p) => p.name));
+  const handshakeCheck = handshakeChecks(facts, node, cl);
 
   for (const peer of desired.peers) {
     const live = liveFor(peer);
@@ -412,21 +433,9 @@ function livePeerChecks(facts: VerifyFacts, node: Node, desired: DesiredNodeConf
         out.push(mk(n, id, 'fail', fails.map((i) => i.message).join('; '), [...evidence, ...fails.map(driftLine)], peer.name));
       else if (warns.length)
         out.push(mk(n, id, 'warn', warns.map((i) => i.message).join('; '), [...evidence, ...warns.map(driftLine)], peer.name));
-      else {
-        const passText: Record<typeof id, string> = {
-          peers: `${peer.name} is a peer with its public key`,
-          'allowed-ips': `AllowedIPs ${peer.allowedIps.join(', ')}`,
-          endpoint: infos.length
-            ? infos.map((i) => i.message).join('; ')
-            : peer.endpoint
-              ? `endpoint ${peer.endpoint}`
-              : `no endpoint (${peer.name} dials in)`,
-          keepalive: peer.persistentKeepalive ? `keepalive ${peer.persistentKeepalive}s` : 'no keepalive, as designed',
-        };
-        out.push(mk(n, id, 'pass', passText[id], evidence, peer.name));
-      }
+      else out.push(mk(n, id, 'pass', passText(id, peer, infos), evidence, peer.name));
     }
-    out.push(handshakeCheck(facts, node, peer, cl));
+    out.push(handshakeCheck(peer));
   }
   // stale peers: live peers the design does not have
   for (const item of items) {
@@ -438,19 +447,28 @@ function livePeerChecks(facts: VerifyFacts, node: Node, desired: DesiredNodeConf
   return out;
 }
 
-function handshakeCheck(facts: VerifyFacts, node: Node, peer: DesiredPeer, cl: NodeChecklist): Check {
+/**
+ * The handshake check of every designed peer of a node, as judgeHandshake judges it, with the live peers (after the
+ * pings when read) indexed by key once: judgeHandshake's scan per peer was O(N^2) per node, 5e8 comparisons over a
+ * mesh of 1,000 (the first live peer with the key wins, as the scan's).
+ */
+function handshakeChecks(facts: VerifyFacts, node: Node, cl: NodeChecklist): (peer: DesiredPeer) => Check {
   const after = facts.afterPing?.get(node.name);
   const peers = after?.peers.length ? after.peers : cl.peers;
   const now = after?.now ?? cl.now;
-  const j = judgeHandshake(peer, { peers, ...(now !== undefined ? { now } : {}), ...(after ? { afterPing: true } : {}) });
-  return mk(node.name, 'handshake', j.status, j.message, j.evidence ?? [], peer.name);
+  const observed = { peers, ...(now !== undefined ? { now } : {}), ...(after ? { afterPing: true } : {}) };
+  const byKey = new Map<string, LivePeer>();
+  for (const p of peers) if (!byKey.has(p.publicKey)) byKey.set(p.publicKey, p);
+  return (peer) => {
+    const j = judgeSession(peer, byKey.get(peer.publicKey), observed);
+    return mk(node.name, 'handshake', j.status, j.message, j.evidence ?? [], peer.name);
+  };
 }
 
 /** Re-exported from ./judge.ts, where the handshake judge uses it. */
 export { formatAge };
 
-function pairChecks(facts: VerifyFacts, matrix: Matrix): Check[] {
-  const out: Check[] = [];
+function pairChecks(facts: VerifyFacts, matrix: Matrix, keep: (check: Check) => void): void {
   const paths = planPaths(facts.inventory);
   for (const from of matrix.nodes) {
     for (const to of matrix.nodes) {
@@ -472,11 +490,11 @@ function pairChecks(facts: VerifyFacts, matrix: Matrix): Check[] {
           ? ` (answered ${cell.received} of ${cell.asked} asked: ping's deadline came before it sent the rest)`
           : '';
       if (cell.ok)
-        out.push(
+        keep(
           mk(from, 'ping', 'pass', `${to} answers${cell.rttMs !== undefined ? ` in ${cell.rttMs} ms` : ''}${via}${short}`, evidence, to),
         );
       else
-        out.push(
+        keep(
           mk(
             from,
             'ping',
@@ -493,9 +511,9 @@ function pairChecks(facts: VerifyFacts, matrix: Matrix): Check[] {
       if (cell.pmtu && !cell.pmtu.skipped) {
         const p = cell.pmtu;
         const pe = [`DF probes (payload:result): ${p.tries.map((t) => `${t.size}:${t.ok ? 'ok' : 'lost'}`).join(' ')}`];
-        if (p.ok) out.push(mk(from, 'path-mtu', 'pass', `${p.expected}-byte payloads pass with DF (MTU ${p.expected + 28})`, pe, to));
+        if (p.ok) keep(mk(from, 'path-mtu', 'pass', `${p.expected}-byte payloads pass with DF (MTU ${p.expected + 28})`, pe, to));
         else
-          out.push(
+          keep(
             mk(
               from,
               'path-mtu',
@@ -508,8 +526,6 @@ function pairChecks(facts: VerifyFacts, matrix: Matrix): Check[] {
       }
     }
   }
-  void facts;
-  return out;
 }
 
 /**
@@ -521,27 +537,84 @@ function append<T>(into: T[], items: readonly T[]): void {
   for (const item of items) into.push(item);
 }
 
-/** All checks, in a stable order: per node (inventory order), then the pairs. */
-export function evaluateVerify(facts: VerifyFacts): Check[] {
-  const checks: Check[] = [];
+/**
+ * Every check, one by one, to `keep`, in a stable order: per node (inventory order), then the pairs. One node's
+ * checks (or the pairs') exist together at most, so a `keep` that drops a check lets it go at once.
+ */
+function evaluateInto(facts: VerifyFacts, keep: (check: Check) => void): void {
   for (const node of facts.inventory.nodes) {
     const why = facts.unreachable.get(node.name);
     if (why !== undefined) {
-      checks.push(mk(node.name, 'connect', 'fail', `cannot connect: ${why}`));
+      keep(mk(node.name, 'connect', 'fail', `cannot connect: ${why}`));
       continue;
     }
     const cl = facts.checklists.get(node.name);
     const desired = facts.desired.get(node.name);
     if (!cl || !desired) {
-      checks.push(mk(node.name, 'connect', 'fail', 'no facts gathered from this node'));
+      keep(mk(node.name, 'connect', 'fail', 'no facts gathered from this node'));
       continue;
     }
-    checks.push(mk(node.name, 'connect', 'pass', 'connected'));
-    append(checks, nodeChecks(facts, node, desired, cl));
+    keep(mk(node.name, 'connect', 'pass', 'connected'));
+    for (const check of nodeChecks(facts, node, desired, cl)) keep(check);
   }
-  if (facts.matrix) append(checks, pairChecks(facts, facts.matrix));
-  if (facts.coldStart) append(checks, coldStartChecks(facts, facts.coldStart));
+  if (facts.matrix) pairChecks(facts, facts.matrix, keep);
+  if (facts.coldStart) coldStartChecks(facts, facts.coldStart, keep);
+}
+
+/** All checks, in a stable order: per node (inventory order), then the pairs. */
+export function evaluateVerify(facts: VerifyFacts): Check[] {
+  const checks: Check[] = [];
+  evaluateInto(facts, (check) => checks.push(check));
   return checks;
+}
+
+/**
+ * The passing per-peer and per-pair checks of one kind on one node, counted instead of listed (`verify --json`
+ * version 2, docs/verify-json.md): on a healthy mesh of N nodes they are 9 N (N-1) checks (peers, allowed-ips,
+ * endpoint, keepalive, handshake, route, ping, path-mtu, cold-start), 9 million with their evidence at 1,000 nodes,
+ * which no one reads one by one (issue 10: the 250-node farm's report was 223 MB, its verify 983 MB of RSS).
+ */
+export interface PassedGroup {
+  node: string;
+  id: CheckId;
+  /** how many of the node's peers (per-peer checks) or pairs from it (ping, path-mtu, cold-start) passed this check */
+  peers: number;
+}
+
+/** What evaluateVerifyCompact keeps: the checks a reader needs one by one, and the counts of the rest. */
+export interface CompactVerdicts {
+  /** every node check (any status), and every per-peer or per-pair check that warns or fails, with its evidence */
+  checks: Check[];
+  /** the passing per-peer and per-pair checks, counted per node and id (inventory order, then CHECK_IDS order) */
+  passed: PassedGroup[];
+}
+
+/**
+ * evaluateVerify's verdicts, with the passing per-peer and per-pair checks counted, not kept (see PassedGroup): the
+ * same judgements, the same checks for everything that warns or fails, O(N) counts instead of O(N^2) objects.
+ */
+export function evaluateVerifyCompact(facts: VerifyFacts): CompactVerdicts {
+  const checks: Check[] = [];
+  const counts = new Map<string, Map<CheckId, number>>();
+  evaluateInto(facts, (check) => {
+    if (check.peer === undefined || check.status !== 'pass') {
+      checks.push(check);
+      return;
+    }
+    const byId = counts.get(check.node) ?? new Map<CheckId, number>();
+    if (byId.size === 0) counts.set(check.node, byId);
+    byId.set(check.id, (byId.get(check.id) ?? 0) + 1);
+  });
+  const passed: PassedGroup[] = [];
+  for (const node of facts.inventory.nodes) {
+    const byId = counts.get(node.name);
+    if (!byId) continue;
+    for (const id of CHECK_IDS) {
+      const peers = byId.get(id);
+      if (peers) passed.push({ node: node.name, id, peers });
+    }
+  }
+  return { checks, passed };
 }
 
 export interface CheckSummary {
@@ -550,12 +623,12 @@ export interface CheckSummary {
   fail: number;
 }
 
-export function summarize(checks: Check[]): CheckSummary {
-  return {
-    pass: checks.filter((c) => c.status === 'pass').length,
-    warn: checks.filter((c) => c.status === 'warn').length,
-    fail: checks.filter((c) => c.status === 'fail').length,
-  };
+/** How many checks passed, warned and failed: those listed, plus the passing ones counted in `passed`. */
+export function summarize(checks: Check[], passed: readonly PassedGroup[] = []): CheckSummary {
+  const summary: CheckSummary = { pass: 0, warn: 0, fail: 0 };
+  for (const c of checks) summary[c.status]++;
+  for (const g of passed) summary.pass += g.peers;
+  return summary;
 }
 
 /** Splits "host:port" (re-exported for the renderers). */

@@ -1,9 +1,77 @@
 /**
  * What `verify` needs once it is connected, as ONE module imported once (src/commands/verify.ts): fewer entry points
  * for the bundle's code splitting, so fewer files for node's module loader (see ./up-run.ts; issue 10: start-up).
+ * Its `verifyConnected` is the command's whole path from the connections to the report, so the in-process bench
+ * (scripts/bench/farm/verify-cost.ts) runs exactly what the command runs.
  */
+import type { Inventory } from '../inventory/types.js';
+import type { Connection } from '../transport/types.js';
+import { collectVerify, knownPublicKeys } from '../checks/collect.js';
+import { redactDeep } from '../remote/redact.js';
+import { evaluateVerify, evaluateVerifyCompact } from '../checks/verify.js';
+import { buildReport, type VerifyReport } from '../checks/report.js';
+import { sudoOf } from '../engine/root-check.js';
+
 export { collectVerify, knownPublicKeys } from '../checks/collect.js';
 export { redactDeep } from '../remote/redact.js';
-export { evaluateVerify } from '../checks/verify.js';
+export { evaluateVerify, evaluateVerifyCompact } from '../checks/verify.js';
 export { buildReport, renderReport } from '../checks/report.js';
 export { sudoOf } from '../engine/root-check.js';
+
+/** verify's stages after the logins, in order (VerifyConnectedOptions.onStage). */
+export type VerifyStage = 'collect' | 'evaluate' | 'report';
+
+export interface VerifyConnectedOptions {
+  /** probe the path MTU of every pair (--no-mtu: false) */
+  pathMtu: boolean;
+  /** ping deadline per pair, s */
+  deadlineSeconds: number;
+  signal?: AbortSignal;
+  /** a warning fails the run too */
+  strict: boolean;
+  /** list every passing per-peer and per-pair check in `checks` (--all-checks, --verbose) instead of counting them */
+  allChecks: boolean;
+  /** when the command started (Date.now()) and how long the logins took, ms: the report's durationMs and timings */
+  started: number;
+  connectMs: number;
+  /** told as each stage begins (the in-process bench times them) */
+  onStage?: (stage: VerifyStage) => void;
+}
+
+/**
+ * verify on connected nodes: collects (../checks/collect.ts), judges (../checks/verify.ts; passing per-peer and
+ * per-pair checks counted unless `allChecks`), redacts every key-shaped value but the mesh's public keys, and builds
+ * the report. `undefined` when `signal` was aborted during the collection.
+ */
+export async function verifyConnected(
+  inventory: Inventory,
+  connections: Map<string, Connection>,
+  failures: Map<string, Error>,
+  options: VerifyConnectedOptions,
+): Promise<{ report: VerifyReport; unreachable: number } | undefined> {
+  options.onStage?.('collect');
+  const collected = await collectVerify(inventory, connections, failures, {
+    pathMtu: options.pathMtu,
+    deadlineSeconds: options.deadlineSeconds,
+    ...(options.signal ? { signal: options.signal } : {}),
+    proveRoot: sudoOf(inventory, connections),
+  });
+  if (options.signal?.aborted) return undefined;
+  options.onStage?.('evaluate');
+  const verdicts = options.allChecks ? { checks: evaluateVerify(collected), passed: [] } : evaluateVerifyCompact(collected);
+  // node content in messages and evidence: every key-shaped value but the mesh's public keys is redacted
+  const checks = redactDeep(verdicts.checks, knownPublicKeys(collected));
+  options.onStage?.('report');
+  const report = buildReport(inventory, checks, collected.matrix, collected.unreachable, Date.now() - options.started, {
+    strict: options.strict,
+    passed: verdicts.passed,
+    timings: { connectMs: options.connectMs, ...collected.timings },
+    // a node that did not run as root counts as not connected (the probe's failure was), so has no channels
+    channels: Object.fromEntries(
+      [...connections]
+        .filter(([name]) => !collected.rootFailed?.has(name))
+        .map(([name, c]) => [name, c.stats.channels ?? c.stats.commands]),
+    ),
+  });
+  return { report, unreachable: collected.unreachable.size };
+}

@@ -19,15 +19,7 @@ import { MeshctlError, type CommandResult } from '../errors.js';
 const loadChecks = async () => {
   // one module, one import: fewer files for node's module loader (./verify-run.ts)
   const run = await import('./verify-run.js');
-  return {
-    collectVerify: run.collectVerify,
-    knownPublicKeys: run.knownPublicKeys,
-    redactDeep: run.redactDeep,
-    evaluateVerify: run.evaluateVerify,
-    buildReport: run.buildReport,
-    renderReport: run.renderReport,
-    sudoOf: run.sudoOf,
-  };
+  return { verifyConnected: run.verifyConnected, renderReport: run.renderReport };
 };
 
 interface VerifyFlags {
@@ -39,6 +31,7 @@ interface VerifyFlags {
   deadline?: string;
   strict?: boolean;
   connectTimeout?: string;
+  allChecks?: boolean;
 }
 
 export function registerVerify(program: Command, finish: (result: CommandResult) => void): void {
@@ -56,6 +49,10 @@ export function registerVerify(program: Command, finish: (result: CommandResult)
     .option('--accept-new', 'trust unknown SSH host keys on first use and record them')
     .option('--connect-timeout <seconds>', 'SSH connect timeout (default: ssh config ConnectTimeout or 10)')
     .option('--strict', 'warnings fail too (exit 1): drift, a NAT mapping collision, a missing key file')
+    .option(
+      '--all-checks',
+      'list every passing per-peer and per-pair check (with its evidence) instead of counting them per node (implied by --verbose)',
+    )
     .action(async (inventoryArg: string | undefined, flags: VerifyFlags) => {
       const started = Date.now();
       const loaded = loadInventory(resolveInventoryPath(inventoryArg));
@@ -82,25 +79,17 @@ export function registerVerify(program: Command, finish: (result: CommandResult)
       const { connections, failures, close } = await connector.connectAll(inventory);
       const connectMs = Date.now() - connectStarted;
       try {
-        const collected = await checks.collectVerify(inventory, connections, failures, {
+        const done = await checks.verifyConnected(inventory, connections, failures, {
           pathMtu: flags.mtu !== false,
           deadlineSeconds: deadline,
           signal: interruptSignal,
-          proveRoot: checks.sudoOf(inventory, connections),
-        });
-        if (interruptSignal.aborted) throw new MeshctlError('interrupted', 'interrupted');
-        // node content in messages and evidence: every key-shaped value but the mesh's public keys is redacted
-        const results = checks.redactDeep(checks.evaluateVerify(collected), checks.knownPublicKeys(collected));
-        const report = checks.buildReport(inventory, results, collected.matrix, collected.unreachable, Date.now() - started, {
           strict: flags.strict ?? false,
-          timings: { connectMs, ...collected.timings },
-          // a node that did not run as root counts as not connected (the probe's failure was), so has no channels
-          channels: Object.fromEntries(
-            [...connections]
-              .filter(([name]) => !collected.rootFailed?.has(name))
-              .map(([name, c]) => [name, c.stats.channels ?? c.stats.commands]),
-          ),
+          allChecks: !!(flags.allChecks || flags.verbose),
+          started,
+          connectMs,
         });
+        if (!done || interruptSignal.aborted) throw new MeshctlError('interrupted', 'interrupted');
+        const { report } = done;
         if (flags.graph) {
           const { writeGraph } = await import('../graph/dot.js');
           const written = await writeGraph(flags.graph, inventory, report);
@@ -109,7 +98,7 @@ export function registerVerify(program: Command, finish: (result: CommandResult)
         // in pieces: the N x (N-1) matrix at farm scale (src/ui/json-text.ts)
         if (flags.json) await (await import('../ui/json-text.js')).writeJson(process.stdout, report, 2);
         else process.stdout.write(checks.renderReport(report, { color: !!process.stdout.isTTY, verbose: !!flags.verbose }));
-        finish(collected.unreachable.size > 0 ? 'connect' : report.ok ? 'ok' : 'stop');
+        finish(done.unreachable > 0 ? 'connect' : report.ok ? 'ok' : 'stop');
       } finally {
         await close();
       }

@@ -10,7 +10,7 @@ import { writeFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { publicAddressOf, type Inventory } from '../inventory/types.js';
 import { MeshctlError } from '../errors.js';
-import type { Check, CheckStatus } from '../checks/verify.js';
+import type { Check, CheckStatus, PassedGroup } from '../checks/verify.js';
 import type { Matrix } from '../checks/ping-matrix.js';
 import type { PathReport } from '../checks/report.js';
 
@@ -20,6 +20,8 @@ export interface GraphInput {
   nodes: Array<{ name: string; connected: boolean }>;
   /** every pair's path (verify's report): a relayed pair's edge is dotted and names its relay, a pair with none says so */
   paths?: PathReport[];
+  /** verify's report (version 2): passing per-peer and per-pair checks counted, not listed in `checks` */
+  passed?: PassedGroup[];
 }
 
 const COLORS = { pass: '#2e9e44', warn: '#f08c00', fail: '#d62828', unknown: '#9e9e9e' } as const;
@@ -34,11 +36,23 @@ const PAIR_IDS = new Set(['ping', 'path-mtu', 'handshake', 'peers', 'allowed-ips
 const worst = (statuses: CheckStatus[]): CheckStatus | undefined =>
   statuses.includes('fail') ? 'fail' : statuses.includes('warn') ? 'warn' : statuses.length ? 'pass' : undefined;
 
+/** The nodes whose passing pair checks the report counted (`passed`), once per input. */
+const countedOf = new WeakMap<GraphInput, Set<string>>();
+function countedNodes(input: GraphInput): Set<string> {
+  const known = countedOf.get(input);
+  if (known) return known;
+  const nodes = new Set((input.passed ?? []).filter((g) => PAIR_IDS.has(g.id)).map((g) => g.node));
+  countedOf.set(input, nodes);
+  return nodes;
+}
+
 function edgeFor(a: string, b: string, input: GraphInput): { status: CheckStatus | 'unknown'; label: string } {
   const connected = (n: string) => input.nodes.find((x) => x.name === n)?.connected !== false;
   if (!connected(a) || !connected(b)) return { status: 'unknown', label: 'not reached' };
   const related = input.checks.filter((c) => PAIR_IDS.has(c.id) && ((c.node === a && c.peer === b) || (c.node === b && c.peer === a)));
-  const status = worst(related.map((c) => c.status)) ?? 'unknown';
+  // no check listed for the pair: it passed when the report counted passing pair checks instead of listing them
+  const counted = countedNodes(input).has(a) || countedNodes(input).has(b) ? 'pass' : 'unknown';
+  const status = worst(related.map((c) => c.status)) ?? counted;
   if (status === 'pass') {
     const rtts = [input.matrix?.cells[a]?.[b]?.rttMs, input.matrix?.cells[b]?.[a]?.rttMs].filter((x): x is number => x !== undefined);
     return { status, label: rtts.length ? `${(rtts.reduce((x, y) => x + y, 0) / rtts.length).toFixed(1)} ms` : 'ok' };

@@ -52,7 +52,7 @@ describeLab(
   (lab) => {
     const sh = (node: string, script: string) => lab().sh(node, script);
     const verify = async () => {
-      const r = await lab().meshctl(['verify', INVENTORY, '--json']);
+      const r = await lab().meshctl(['verify', INVENTORY, '--json', '--all-checks']);
       return { code: r.code, checks: (JSON.parse(r.stdout) as { checks: Check[] }).checks };
     };
     const failing = (checks: Check[]) =>

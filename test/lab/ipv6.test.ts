@@ -97,7 +97,7 @@ describeLab(
     });
 
     it('verify passes: the IPv6 directions pass cold start; the firewall check finds nothing that filters IPv6', async () => {
-      const result = await lab().meshctl(['verify', INVENTORY, '--json']);
+      const result = await lab().meshctl(['verify', INVENTORY, '--json', '--all-checks']);
       const report = JSON.parse(result.stdout) as VerifyJson;
       const failing = report.checks.filter((c) => c.status === 'fail').map((c) => `${c.node} ${c.id} ${c.peer ?? ''}: ${c.message}`);
       assert.deepEqual(failing, []);

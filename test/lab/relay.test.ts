@@ -57,7 +57,7 @@ describeLab(
       for (const from of NODES)
         for (const to of NODES) if (from !== to) assert.ok(upReport.matrix!.cells[from]![to]!.ok, `${from} -> ${to}`);
 
-      const verify = await lab().meshctl(['verify', INVENTORY, '--json']);
+      const verify = await lab().meshctl(['verify', INVENTORY, '--json', '--all-checks']);
       const report = JSON.parse(verify.stdout) as VerifyJson;
       assert.equal(verify.code, 0, verify.stderr);
       assert.equal(report.ok, true);

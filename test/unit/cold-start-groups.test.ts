@@ -60,7 +60,7 @@ function fakeNodes(directions: Direction[], options: { arrive?: (d: Direction) =
     try {
       await new Promise((resolve) => setImmediate(resolve));
       const out: string[] = [];
-      for (const m of script.matchAll(/begin (burst\d+)'\n\{ .*?\/dev\/udp\/([^/]+)\/(\d+)/g)) {
+      for (const m of script.matchAll(/begin (burst\d+)'\n\{ mc_nc '?([^' ]+)'? (\d+)/g)) {
         const d = owner.get(`${node}>${m[2]}:${m[3]}`)!;
         if (options.cannotSend) {
           out.push(`@@meshctl begin ${m[1]}\nbash: connect: Network is unreachable\n@@meshctl end ${m[1]} rc=3`);
@@ -170,7 +170,7 @@ describe('cold start: short receivers judged by their counters and searched in h
     let n00Done: () => void = () => undefined;
     const n00Watched = new Promise<void>((resolve) => (n00Done = resolve));
     const run = async (node: string, script: string, onStdout?: (chunk: string) => void) => {
-      if (node === 'n03' && script.includes('/dev/udp/10.0.0.1/')) await n00Watched;
+      if (node === 'n03' && /mc_nc '?10\.0\.0\.1'? /.test(script)) await n00Watched;
       const out = await f.run(node, script, node === 'n03' ? undefined : onStdout);
       if (node === 'n00' && /begin watch'/.test(script)) n00Done();
       return out;

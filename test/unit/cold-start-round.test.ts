@@ -45,7 +45,7 @@ function model(options: { dropped?: Set<string>; late?: { node: string; after: s
     scripts.set(node, [...(scripts.get(node) ?? []), script]);
     if (options.late?.node === node && scripts.get(node)!.length === 1) await done.get(options.late.after);
     const out: string[] = [];
-    for (const m of script.matchAll(/begin (burst\d+)'\n\{ .*?\/dev\/udp\/([^/]+)\/(\d+)/g)) {
+    for (const m of script.matchAll(/begin (burst\d+)'\n\{ mc_nc '?([^' ]+)'? (\d+)/g)) {
       const to = endpointOwner.get(`${node}>${m[2]}:${m[3]}`)!;
       if (!options.dropped?.has(`${node}->${to}`)) counters.get(to)!.inDatagrams += COLD_START_BURST;
       out.push(`@@meshctl begin ${m[1]}\nsent=${COLD_START_BURST}\n@@meshctl end ${m[1]} rc=0`);

@@ -38,7 +38,7 @@ describe('the verify report spec', () => {
     assert.deepEqual(checkVerifyReport(json), [
       'checks[0].severity: unknown field (allowed here: node, peer, id, status, message, evidence)',
       'matrix.cells.ms-1.wk-1.jitterMs: unknown field (allowed here: ok, asked, loss, transmitted, received, rttMs, error, pmtu)',
-      'newField: unknown field (allowed here: version, inventory, ok, exitCode, summary, durationMs, nodes, checks, matrix, timings, channels, paths)',
+      'newField: unknown field (allowed here: version, inventory, ok, exitCode, summary, durationMs, nodes, checks, passed, matrix, timings, channels, paths)',
     ]);
   });
 

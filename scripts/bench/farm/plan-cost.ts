@@ -12,6 +12,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { medianRun, resultText, runBench, sizesAndRuns } from './child-runs.js';
 import { writeHeapSnapshot } from 'node:v8';
 import { runUp, type UpView } from '../../../src/engine/up.js';
 import { FakeFarm, fakeFarmInventory } from './fake-node.js';
@@ -123,14 +124,6 @@ const retainedText = (cost: SizeCost): string =>
     ? ''
     : `; retained after each phase (MB): ${cost.phases.map((p) => `${p.phase} ${p.retainedMB}`).join(', ')}; at the end, report held: ${cost.retainedAtEndMB}`;
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-
-/** The median run of several (by total CPU), so its phases belong to one real run. */
-function medianRun(runs: SizeCost[]): SizeCost {
-  const m = median(runs.map((r) => r.cpuS));
-  return runs.find((r) => r.cpuS === m)!;
-}
-
 function table(rows: SizeCost[]): string {
   const phaseIds = [...new Set(rows.flatMap((r) => r.phases.map((p) => p.phase)))];
   const head = `| nodes | result | meshctl CPU | peak RSS | wall | ${phaseIds.map((p) => `${p} CPU`).join(' | ')} | fake nodes' CPU |`;
@@ -158,10 +151,7 @@ async function main(): Promise<void> {
     process.stdout.write(`${JSON.stringify(await measureOne(Number(args[1])))}\n`);
     return;
   }
-  const sizes = (args[0] ?? '100,250,500').split(',').map(Number);
-  const runs = Number(args[1] ?? 1);
-  if (sizes.some((n) => !Number.isInteger(n) || n < 2) || !Number.isInteger(runs) || runs < 1)
-    throw new Error('usage: npm run bench:plan -- SIZES [RUNS] [--retained]   e.g. 100,250,500 3');
+  const { sizes, runs } = sizesAndRuns(args, '100,250,500', 'usage: npm run bench:plan -- SIZES [RUNS] [--retained]   e.g. 100,250,500 3');
   const self = fileURLToPath(import.meta.url);
   const rows: SizeCost[] = [];
   for (const n of sizes) {
@@ -184,17 +174,7 @@ async function main(): Promise<void> {
     }
     rows.push(medianRun(measured));
   }
-  const commit = (() => {
-    try {
-      return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
-    } catch {
-      return '?';
-    }
-  })();
-  process.stdout.write(`\n${table(rows)}\n\ncommit ${commit}, node ${process.version}, load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}\n`);
+  process.stdout.write(resultText(table(rows)));
 }
 
-main().catch((error) => {
-  process.stderr.write(`${(error as Error).stack ?? error}\n`);
-  process.exit(1);
-});
+runBench(main);

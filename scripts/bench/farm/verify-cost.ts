@@ -1,0 +1,206 @@
+/**
+ * What `meshctl verify` costs meshctl itself at farm scale, in process: `npm run bench:verify -- 100,250,1000 [RUNS]`.
+ * For each size, a child process runs the verify command's own path from the connections on (src/commands/
+ * verify-run.ts verifyConnected: collect, judge, redact, report, unmodified; then the `--json` report written as the
+ * command writes it, src/ui/json-text.ts writeJson) against N fake CONVERGED nodes (./fake-verify-node.ts: each
+ * answers the first script, the cold-start probe and the ping round as a healthy node of the design would) on the
+ * farm's inventory (./inventory.ts). It prints meshctl's CPU seconds (process.cpuUsage, the fakes' own CPU
+ * subtracted) per stage and in total, the peak RSS of the process, the report's bytes and its check objects (listed,
+ * and counted in all), and the wall time. RUNS runs per size (default 1), the median run by CPU. `--text`: the text
+ * view instead of `--json`. `--all-checks`: the command's flag (every passing check listed, as version 1 did).
+ * A tree without verifyConnected (before this bench) is measured through the same steps its command ran. What it
+ * leaves out: SSH (the farm bench measures that), `ssh -G`, the logins and the state file's fallbacks.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { medianRun, resultText, runBench, sizesAndRuns } from './child-runs.js';
+import { writeHeapSnapshot } from 'node:v8';
+import { fakeFarmInventory } from './fake-node.js';
+import { ConvergedFarm } from './fake-verify-node.js';
+
+interface StageCost {
+  stage: string;
+  cpuS: number;
+  wallS: number;
+  rssMB: number;
+}
+
+interface SizeCost {
+  nodes: number;
+  exitCode: number;
+  summary: { pass: number; warn: number; fail: number };
+  /** check objects in the report (`checks`), and the counted groups (`passed`, version 2) */
+  listedChecks: number;
+  passedGroups: number;
+  reportBytes: number;
+  cpuS: number;
+  fakeCpuS: number;
+  wallS: number;
+  peakRssMB: number;
+  stages: StageCost[];
+  unknown: Record<string, number>;
+  /** the checks that did not pass, first few (a healthy farm has none) */
+  notPassing: string[];
+}
+
+const cpuS = (u: NodeJS.CpuUsage) => (u.user + u.system) / 1e6;
+const round = (x: number, digits = 2) => Number(x.toFixed(digits));
+
+interface Flags {
+  text: boolean;
+  allChecks: boolean;
+}
+
+/** One verify of `n` fake converged nodes in this process. */
+async function measureOne(n: number, flags: Flags): Promise<SizeCost> {
+  const dir = mkdtempSync(join(tmpdir(), 'meshctl-verify-cost-'));
+  try {
+    const inventory = fakeFarmInventory(n, dir);
+    const farm = new ConvergedFarm(inventory);
+    const connections = farm.connections();
+    const stages: StageCost[] = [];
+    let open: { stage: string; cpu: NodeJS.CpuUsage; fake: number; wall: number } | undefined;
+    const stage = (name: string | undefined) => {
+      if (open)
+        stages.push({
+          stage: open.stage,
+          cpuS: round(cpuS(process.cpuUsage(open.cpu)) - (farm.cpuMicros - open.fake) / 1e6),
+          wallS: round((performance.now() - open.wall) / 1000),
+          rssMB: Math.round(process.memoryUsage().rss / 1e6),
+        });
+      // MESHCTL_VERIFY_SNAPSHOT=DIR: a V8 heap snapshot as stage MESHCTL_VERIFY_SNAPSHOT_AT (default evaluate: the
+      // collection done, everything it gathered held) begins
+      const snapshotDir = process.env.MESHCTL_VERIFY_SNAPSHOT;
+      if (snapshotDir && name === (process.env.MESHCTL_VERIFY_SNAPSHOT_AT ?? 'evaluate'))
+        writeHeapSnapshot(join(snapshotDir, `verify-${n}-${name}.heapsnapshot`));
+      open = name === undefined ? undefined : { stage: name, cpu: process.cpuUsage(), fake: farm.cpuMicros, wall: performance.now() };
+    };
+    const run = (await import('../../../src/commands/verify-run.js')) as Record<string, unknown>;
+    const started = process.cpuUsage();
+    const wall = performance.now();
+    const t0 = Date.now();
+    // any: the module and the report differ between the trees this bench measures (report version 1 or 2)
+    let report: any;
+    if (typeof run.verifyConnected === 'function') {
+      const done = await (run.verifyConnected as (...a: unknown[]) => Promise<{ report: unknown } | undefined>)(
+        inventory,
+        connections,
+        new Map(),
+        {
+          pathMtu: true,
+          deadlineSeconds: 7,
+          strict: false,
+          allChecks: flags.allChecks,
+          started: t0,
+          connectMs: 0,
+          onStage: stage,
+        },
+      );
+      report = done?.report;
+    } else {
+      // the command's steps before verifyConnected existed (src/commands/verify.ts of that tree)
+      const r = run as any;
+      stage('collect');
+      const collected = await r.collectVerify(inventory, connections, new Map(), {
+        pathMtu: true,
+        deadlineSeconds: 7,
+        proveRoot: r.sudoOf(inventory, connections),
+      });
+      stage('evaluate');
+      const results = r.redactDeep(r.evaluateVerify(collected), r.knownPublicKeys(collected));
+      stage('report');
+      report = r.buildReport(inventory, results, collected.matrix, collected.unreachable, Date.now() - t0, {
+        timings: { connectMs: 0, ...collected.timings },
+        channels: Object.fromEntries(
+          [...connections].map(([name, c]) => [name, (c.stats as { channels?: number }).channels ?? c.stats.commands]),
+        ),
+      });
+    }
+    stage('print');
+    let reportBytes = 0;
+    const sink = { write: (chunk: string) => ((reportBytes += Buffer.byteLength(chunk)), true) };
+    if (flags.text) {
+      const { renderReport } = run as { renderReport: (r: unknown, o: { color: boolean; verbose?: boolean }) => string };
+      sink.write(renderReport(report, { color: false }));
+    } else await (await import('../../../src/ui/json-text.js')).writeJson(sink, report, 2);
+    stage(undefined);
+    const total = cpuS(process.cpuUsage(started));
+    const checks = report.checks as Array<{ node: string; peer?: string; id: string; status: string; message: string }>;
+    return {
+      nodes: n,
+      exitCode: report.exitCode,
+      summary: report.summary,
+      listedChecks: checks.length,
+      passedGroups: (report.passed ?? []).length,
+      reportBytes,
+      cpuS: round(total - farm.cpuMicros / 1e6),
+      fakeCpuS: round(farm.cpuMicros / 1e6),
+      wallS: round((performance.now() - wall) / 1000),
+      peakRssMB: Math.round(process.resourceUsage().maxRSS / 1024),
+      stages,
+      unknown: Object.fromEntries(farm.unknown),
+      notPassing: checks
+        .filter((c) => c.status !== 'pass')
+        .slice(0, 5)
+        .map((c) => `${c.node} ${c.id} ${c.peer ?? ''} ${c.status}: ${c.message}`),
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function table(rows: SizeCost[]): string {
+  const ids = [...new Set(rows.flatMap((r) => r.stages.map((s) => s.stage)))];
+  const head = `| nodes | exit | checks pass/warn/fail | listed checks | report | meshctl CPU | ${ids.map((s) => `${s} CPU`).join(' | ')} | peak RSS | wall | fakes' CPU |`;
+  const line = `|${'---|'.repeat(10 + ids.length)}`;
+  const body = rows.map(
+    (r) =>
+      `| ${r.nodes} | ${r.exitCode} | ${r.summary.pass}/${r.summary.warn}/${r.summary.fail} | ${r.listedChecks} (+${r.passedGroups} groups) | ${(r.reportBytes / 1e6).toFixed(2)} MB | ${r.cpuS} s | ${ids
+        .map((id) => {
+          const s = r.stages.find((x) => x.stage === id);
+          return s ? `${s.cpuS} s` : '-';
+        })
+        .join(' | ')} | ${r.peakRssMB} MB | ${r.wallS} s | ${r.fakeCpuS} s |`,
+  );
+  return [head, line, ...body].join('\n');
+}
+
+async function main(): Promise<void> {
+  const all = process.argv.slice(2);
+  const flags: Flags = { text: all.includes('--text'), allChecks: all.includes('--all-checks') };
+  const args = all.filter((a) => !a.startsWith('--') || a === '--one');
+  if (args[0] === '--one') {
+    // the child: one run, its figures as JSON on stdout
+    process.stdout.write(`${JSON.stringify(await measureOne(Number(args[1]), flags))}\n`);
+    return;
+  }
+  const { sizes, runs } = sizesAndRuns(args, '100,250,1000', 'usage: npm run bench:verify -- SIZES [RUNS] [--text] [--all-checks]   e.g. 100,250 3');
+  const self = fileURLToPath(import.meta.url);
+  const rows: SizeCost[] = [];
+  for (const n of sizes) {
+    const measured: SizeCost[] = [];
+    for (let i = 0; i < runs; i++) {
+      const load = loadavg()[0]!.toFixed(1);
+      // a fresh process per run: peak RSS is the process's own, and no run warms the next
+      const out = execFileSync(
+        process.execPath,
+        ['--import', 'tsx', self, '--one', String(n), ...(flags.text ? ['--text'] : []), ...(flags.allChecks ? ['--all-checks'] : [])],
+        { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024, stdio: ['ignore', 'pipe', 'inherit'] },
+      );
+      const cost = JSON.parse(out.trim().split('\n').at(-1)!) as SizeCost;
+      measured.push(cost);
+      process.stderr.write(
+        `${n} nodes, run ${i + 1}/${runs}: exit ${cost.exitCode}, meshctl CPU ${cost.cpuS} s (${cost.stages.map((s) => `${s.stage} ${s.cpuS}`).join(', ')}), peak RSS ${cost.peakRssMB} MB, report ${cost.reportBytes} bytes, ${cost.listedChecks} checks listed + ${cost.passedGroups} groups, wall ${cost.wallS} s (load ${load} -> ${loadavg()[0]!.toFixed(1)})\n`,
+      );
+      if (cost.notPassing.length) process.stderr.write(`  not passing: ${JSON.stringify(cost.notPassing)}\n`);
+      if (Object.keys(cost.unknown).length) process.stderr.write(`  scripts the fake did not know: ${JSON.stringify(cost.unknown)}\n`);
+    }
+    rows.push(medianRun(measured));
+  }
+  process.stdout.write(resultText(table(rows)));
+}
+
+runBench(main);
