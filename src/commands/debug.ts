@@ -44,6 +44,11 @@ export function registerDebug(program: Command, finish: (result: CommandResult) 
       if (!Number.isFinite(seconds) || seconds < 1 || seconds > 120) throw badInput('--seconds must be between 1 and 120');
       // pairs relay: auto moved to a relay after a failed handshake are planned as the nodes run them
       const inventory = inventoryWithFallbacks(loadInventory(resolveInventoryPath(inventoryArg)));
+      // names checked before any node is contacted (as every other input): a typo is bad input, not a run
+      const unknown = [...(pair ?? []), ...(flags.node ? [flags.node] : [])].filter(
+        (n) => !inventory.nodes.some((node) => node.name === n),
+      );
+      if (unknown.length) throw badInput(`no node named ${unknown.join(', ')} in ${inventory.source}`);
       const { connections, failures, jumpHosts } = await connectAll(
         inventory.nodes,
         sshOptionsFromFlags(flags, (line) => process.stderr.write(`${line}\n`)),

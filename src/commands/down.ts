@@ -122,7 +122,7 @@ export function registerDown(program: Command, finish: (result: CommandResult) =
     )
     .argument(
       '[inventory-and-nodes...]',
-      'inventory file (default: ./meshctl.yaml or $MESHCTL_INVENTORY), then node names (default: every node)',
+      'inventory file (default: $MESHCTL_INVENTORY, then ./meshctl.yaml), then node names (default: every node)',
     )
     .option('--purge', 'also remove the config, its backup, the key pair, the sysctl file and the drop-in')
     .option('-y, --yes', 'do not ask (gates whose checks fail still stop)')

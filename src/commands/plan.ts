@@ -33,7 +33,7 @@ export function registerPlan(program: Command, finish: (result: CommandResult) =
   program
     .command('plan')
     .description('show what `up` would change on each node (peers, files with their diff, services and why); changes nothing')
-    .argument('[inventory]', 'inventory file (default: ./meshctl.yaml or $MESHCTL_INVENTORY)')
+    .argument('[inventory]', 'inventory file (default: $MESHCTL_INVENTORY, then ./meshctl.yaml)')
     .option('--json', 'print the plan value on stdout')
     .option('--accept-new', 'trust unknown SSH host keys on first use and record them (changed keys are always refused)')
     .option('--no-color', 'plain output')
