@@ -80,10 +80,13 @@ async function confirm(message: string): Promise<boolean> {
   try {
     // loaded only when a question is asked (0.3-0.5 s of start-up otherwise)
     const { default: inquirer } = await import('inquirer');
-    const { go } = await inquirer.prompt<{ go: boolean }>([{ type: 'confirm', name: 'go', message, default: false }]);
+    // a stop request (SIGTERM, SIGHUP, a SIGINT from outside the prompt: ../interrupt.ts) ends the question too
+    const prompt = inquirer.createPromptModule({ signal: interruptSignal });
+    const { go } = await prompt<{ go: boolean }>([{ type: 'confirm', name: 'go', message, default: false }]);
     return go;
   } catch (error) {
-    if ((error as Error).name === 'ExitPromptError') throw new MeshctlError('interrupted at the gate', 'interrupted');
+    if (['ExitPromptError', 'AbortPromptError'].includes((error as Error).name))
+      throw new MeshctlError('interrupted at the gate', 'interrupted');
     throw error;
   }
 }

@@ -9,6 +9,7 @@ import { Listr } from 'listr2';
 import type { UpView } from '../engine/up.js';
 import type { EngineEvent, PhaseReport } from '../engine/types.js';
 import { MeshctlError } from '../errors.js';
+import { interruptSignal } from '../interrupt.js';
 import { renderGateReport } from './gate-report.js';
 import { redactSecrets } from '../remote/redact.js';
 import { safeText } from './safe-text.js';
@@ -114,12 +115,16 @@ export function createEngineView(options: ViewOptions): UpView & { chalk: ChalkI
       try {
         // loaded only when a question is asked: inquirer costs 0.3-0.5 s of start-up, and --yes/--json never ask
         const { default: inquirer } = await import('inquirer');
-        const { go } = await inquirer.prompt<{ go: boolean }>([
+        // a stop request (SIGINT from outside the prompt, SIGTERM, SIGHUP: ../interrupt.ts) ends the question too; the
+        // run then releases its locks as after any Ctrl-C (it waited at the prompt, holding them, for ever)
+        const prompt = inquirer.createPromptModule({ signal: interruptSignal });
+        const { go } = await prompt<{ go: boolean }>([
           { type: 'confirm', name: 'go', message: `GO: continue after "${safeText(report.title)}"?`, default: true },
         ]);
         return go;
       } catch (error) {
-        if ((error as Error).name === 'ExitPromptError') throw new MeshctlError('interrupted at the gate', 'interrupted');
+        if (['ExitPromptError', 'AbortPromptError'].includes((error as Error).name))
+          throw new MeshctlError('interrupted at the gate', 'interrupted');
         throw error;
       }
     },
