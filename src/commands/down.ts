@@ -220,5 +220,8 @@ async function planOthers(
     out.write(`the others could not be planned (${report.result}${report.stoppedAt ? ` at ${report.stoppedAt}` : ''})\n`);
     return;
   }
-  out.write(`${chalk.bold('── The other nodes')} (${countActions(report.plan)} action(s))\n${renderPlan(report.plan, chalk)}`);
+  // applied by this down without --dry-run; `meshctl up` with the same inventory would keep the named nodes instead
+  out.write(
+    `${chalk.bold('── The other nodes')} (${countActions(report.plan)} action(s))\n${renderPlan(report.plan, chalk, 'run this down without --dry-run to apply')}`,
+  );
 }

@@ -9,7 +9,11 @@ import type { Plan } from '../engine/plan.js';
 import { countActions } from '../engine/plan.js';
 import { safeText } from './safe-text.js';
 
-export function renderPlan(plan: Plan, chalk: ChalkInstance): string {
+/**
+ * The plan as text. `apply` ends the last line: how to apply it (`meshctl down --dry-run` shows the others' part of a
+ * down, which `meshctl up` with the same inventory would not do).
+ */
+export function renderPlan(plan: Plan, chalk: ChalkInstance, apply = 'run `meshctl up` to apply'): string {
   const lines: string[] = [];
   for (const phase of plan.phases) {
     const nodes = phase.nodes.filter((n) => n.actions.length > 0 || n.warnings.length > 0);
@@ -37,7 +41,7 @@ export function renderPlan(plan: Plan, chalk: ChalkInstance): string {
     actions === 0
       ? chalk.green.bold('nothing to change: the mesh is as the inventory says')
       : chalk.cyan.bold(
-          `${actions} change${actions === 1 ? '' : 's'} planned on ${touched.size} node${touched.size === 1 ? '' : 's'}; run \`meshctl up\` to apply`,
+          `${actions} change${actions === 1 ? '' : 's'} planned on ${touched.size} node${touched.size === 1 ? '' : 's'}; ${apply}`,
         ),
   );
   return `${lines.join('\n')}\n`;

@@ -66,3 +66,14 @@ describe('plan text', () => {
     assert.match(text, /^ {6}\+# managed by meshctl$/m);
   });
 });
+
+describe('plan text: the last line says how to apply', () => {
+  it('`meshctl up` for plan, what the caller says otherwise (down --dry-run: up would not do a down)', () => {
+    const chalk = new Chalk({ level: 0 });
+    assert.match(renderPlan(planWithNodeText(), chalk), /1 change planned on 1 node; run `meshctl up` to apply\n$/);
+    assert.match(
+      renderPlan(planWithNodeText(), chalk, 'run this down without --dry-run to apply'),
+      /1 change planned on 1 node; run this down without --dry-run to apply\n$/,
+    );
+  });
+});
