@@ -69,3 +69,33 @@ describe('--help names the default inventory in the order it is looked for', () 
     }
   });
 });
+
+describe('validate on a terminal: colour as the other commands do it', () => {
+  // a pseudo-terminal for stdout (script(1), util-linux): only there would colour be drawn
+  const onTerminal = (args: string[], env: Record<string, string> = {}) =>
+    spawnSync(
+      'script',
+      ['-qec', ['node', '--import', 'tsx', 'src/cli.ts', 'validate', 'inventories/homelab.yaml', ...args].join(' '), '/dev/null'],
+      {
+        encoding: 'utf8',
+        env: { ...process.env, FORCE_COLOR: '', NO_COLOR: '', ...env },
+        timeout: 60_000,
+      },
+    );
+  const ESC = '\u001b[';
+
+  it('coloured on a terminal; plain with NO_COLOR (no-color.org) or --no-color (it knew neither)', () => {
+    const coloured = onTerminal([]);
+    assert.equal(coloured.status, 0, coloured.stdout);
+    assert.ok(coloured.stdout.includes(`${ESC}32mvalid`), coloured.stdout);
+    for (const [args, env] of [
+      [[], { NO_COLOR: '1' }],
+      [['--no-color'], {}],
+    ] as const) {
+      const plain = onTerminal([...args], env);
+      assert.equal(plain.status, 0, plain.stdout);
+      assert.match(plain.stdout, /^valid: inventories\/homelab\.yaml/);
+      assert.ok(!plain.stdout.includes(ESC), JSON.stringify(plain.stdout.slice(0, 80)));
+    }
+  });
+});
