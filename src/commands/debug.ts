@@ -20,6 +20,8 @@ interface DebugFlags {
   seconds?: string;
   json?: boolean;
   acceptNew?: boolean;
+  connectTimeout?: string;
+  color?: boolean;
 }
 
 export function registerDebug(program: Command, finish: (result: CommandResult) => void): void {
@@ -35,6 +37,8 @@ export function registerDebug(program: Command, finish: (result: CommandResult) 
     .option('--seconds <s>', 'how long to provoke and capture', '5')
     .option('--json', 'print the report as JSON')
     .option('--accept-new', 'trust unknown SSH host keys on first use and record them')
+    .option('--connect-timeout <seconds>', 'SSH connect timeout (default: ssh config ConnectTimeout or 10)')
+    .option('--no-color', 'plain output')
     .action(async (inventoryArg: string | undefined, flags: DebugFlags) => {
       if (flags.pair && flags.node) throw badInput('--pair and --node exclude each other');
       const pair = flags.pair?.split(',').map((s) => s.trim());
@@ -63,7 +67,8 @@ export function registerDebug(program: Command, finish: (result: CommandResult) 
           ...(flags.json ? {} : { progress: (line: string) => process.stderr.write(`${line}\n`) }),
         });
         const plain = new Chalk({ level: 0 });
-        const c = process.stdout.isTTY && !flags.json ? new Chalk({ level: Math.max(chalk.level, 1) as 1 | 2 | 3 }) : plain;
+        const color = process.stdout.isTTY && !flags.json && flags.color !== false && !process.env.NO_COLOR;
+        const c = color ? new Chalk({ level: Math.max(chalk.level, 1) as 1 | 2 | 3 }) : plain;
         const text = renderDebugReport(report, { bold: c.bold, red: c.red.bold, green: c.green, dim: c.dim });
         await writeBundle(report, renderDebugReport(report, { bold: plain.bold, red: plain.red, green: plain.green, dim: plain.dim }));
         process.stdout.write(flags.json ? `${JSON.stringify(report, null, 2)}\n` : text);

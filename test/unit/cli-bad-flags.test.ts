@@ -33,6 +33,7 @@ describe('flags and names refused before anything is contacted', () => {
     for (const command of [
       ['up', 'inventories/homelab.yaml', '--yes'],
       ['plan', 'inventories/homelab.yaml'],
+      ['debug', 'inventories/homelab.yaml'], // debug had no --connect-timeout (up, plan, verify, down, rotate-keys do)
     ]) {
       const result = meshctl([...command, '--connect-timeout', '3000000']);
       assert.equal(result.status, 2, result.stderr);
