@@ -21,7 +21,9 @@ if (args.length === 1 && (args[0] === '--version' || args[0] === '-V')) {
     });
   // one import: main re-exports what this needs (each separate import was a file more for node's module loader)
   const { main, exitsWhenDone, installInterruptHandler, flushed } = await import('./main.js');
-  installInterruptHandler();
+  // `lab exec` and `lab run` pass a command through to a child: SIGINT only, as before (src/interrupt.ts)
+  const [word, sub] = args.filter((a) => !a.startsWith('-'));
+  installInterruptHandler(word === 'lab' && (sub === 'exec' || sub === 'run') ? ['SIGINT'] : undefined);
   const code = await main(process.argv);
   process.exitCode = code;
   if (exitsWhenDone(process.argv)) {

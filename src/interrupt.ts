@@ -19,10 +19,15 @@ setMaxListeners(0, interruptSignal);
 export const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
 let installed = false;
-export function installInterruptHandler(): void {
+/**
+ * Handles `signals` (default: all STOP_SIGNALS). `meshctl lab exec` and `lab run` take SIGINT only: their child
+ * gets a terminal's signals itself, and `timeout 10 meshctl lab exec NODE -- cmd` must still end them at the first
+ * SIGTERM, as it did.
+ */
+export function installInterruptHandler(signals: readonly (typeof STOP_SIGNALS)[number][] = STOP_SIGNALS): void {
   if (installed) return;
   installed = true;
-  for (const signal of STOP_SIGNALS) {
+  for (const signal of signals) {
     process.on(signal, () => {
       if (controller.signal.aborted) process.exit(ExitCode.interrupted);
       controller.abort(new Error(signal === 'SIGINT' ? 'interrupted' : `interrupted (${signal})`));

@@ -46,3 +46,21 @@ describe('stop signals (SIGTERM, SIGHUP) are handled as Ctrl-C', () => {
     });
   }
 });
+
+describe('lab exec / lab run keep SIGTERM default (their child gets the signals itself)', () => {
+  it('installInterruptHandler(["SIGINT"]): a SIGTERM ends the process at once, as `timeout N meshctl lab exec` needs', () => {
+    const code = [
+      "const { installInterruptHandler } = await import('./src/interrupt.ts');",
+      "installInterruptHandler(['SIGINT']);",
+      "process.kill(process.pid, 'SIGTERM');",
+      'await new Promise((r) => setTimeout(r, 2000));',
+      "process.stdout.write('still running\\n');",
+    ].join('\n');
+    const result = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    assert.equal(result.signal, 'SIGTERM');
+    assert.equal(result.stdout, '');
+  });
+});
