@@ -15,7 +15,7 @@ export const ExitCode = {
   drift: 4,
   /** a bug in meshctl: an error that is not a MeshctlError (the message asks for a report) */
   internal: 70,
-  /** interrupted (Ctrl-C); remote work in flight was stopped (128 + SIGINT, as shells report it) */
+  /** interrupted (Ctrl-C, SIGTERM, SIGHUP: src/interrupt.ts); remote work in flight was stopped (128 + SIGINT, as shells report it) */
   interrupted: 130,
 } as const;
 export type Outcome = keyof typeof ExitCode;

@@ -1,6 +1,10 @@
 /**
  * Ctrl-C handling shared by every command: the first SIGINT aborts `interruptSignal` so running work can stop
- * its remote side (captures, half-done phases) and exit 130; a second SIGINT exits at once.
+ * its remote side (captures, half-done phases), release its run locks and exit 130; a second SIGINT exits at once.
+ * SIGTERM (kill, timeout(1), a CI job cancelled, systemd stopping a unit) and SIGHUP (the operator's terminal or SSH
+ * session closed) are the same request to stop: node's default for both was to die where it stood, which left the
+ * run lock on every node (the next `up` was refused for an hour: "locked by another meshctl run"; lab t1, SIGTERM to
+ * an `up` waiting at a gate) and the state unwritten.
  */
 import { setMaxListeners } from 'node:events';
 import { ExitCode } from './errors.js';
@@ -11,12 +15,22 @@ export const interruptSignal: AbortSignal = controller.signal;
 // past 10 listeners ("possible memory leak") would be printed to users of any mesh of more than 10 nodes
 setMaxListeners(0, interruptSignal);
 
+/** The signals that ask meshctl to stop: the first aborts interruptSignal, the second of any of them exits. */
+export const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
 let installed = false;
-export function installInterruptHandler(): void {
+/**
+ * Handles `signals` (default: all STOP_SIGNALS). `meshctl lab exec` and `lab run` take SIGINT only: their child
+ * gets a terminal's signals itself, and `timeout 10 meshctl lab exec NODE -- cmd` must still end them at the first
+ * SIGTERM, as it did.
+ */
+export function installInterruptHandler(signals: readonly (typeof STOP_SIGNALS)[number][] = STOP_SIGNALS): void {
   if (installed) return;
   installed = true;
-  process.on('SIGINT', () => {
-    if (controller.signal.aborted) process.exit(ExitCode.interrupted);
-    controller.abort(new Error('interrupted'));
-  });
+  for (const signal of signals) {
+    process.on(signal, () => {
+      if (controller.signal.aborted) process.exit(ExitCode.interrupted);
+      controller.abort(new Error(signal === 'SIGINT' ? 'interrupted' : `interrupted (${signal})`));
+    });
+  }
 }

@@ -20,11 +20,24 @@ const transport = async () => {
   return { connectAll: pool.connectAll, closeAll: pool.closeAll, connectNode: pool.connectNode };
 };
 
-/** SSH settings from the flags every connecting command shares; `log` shows trust decisions and warnings. */
+/**
+ * The longest --connect-timeout, in seconds: node's timers hold at most 2^31 - 1 ms (about 24.8 days); a longer
+ * delay is set to 1 ms (node's setTimeout docs), so a "wait very long" timeout made every connection time out at once.
+ */
+export const MAX_CONNECT_TIMEOUT_S = Math.floor((2 ** 31 - 1) / 1000);
+
+/**
+ * SSH settings from the flags every connecting command shares; `log` shows trust decisions and warnings.
+ * Throws MeshctlError (bad input) for a --connect-timeout that is not a number of seconds in (0, MAX_CONNECT_TIMEOUT_S].
+ */
 export function sshOptionsFromFlags(flags: { acceptNew?: boolean; connectTimeout?: string }, log: (line: string) => void): ConnectOptions {
   const seconds = flags.connectTimeout === undefined ? undefined : Number(flags.connectTimeout);
   if (seconds !== undefined && !(seconds > 0))
     throw new MeshctlError(`--connect-timeout must be a positive number of seconds, not "${flags.connectTimeout}"`);
+  if (seconds !== undefined && seconds > MAX_CONNECT_TIMEOUT_S)
+    throw new MeshctlError(
+      `--connect-timeout ${flags.connectTimeout} is too long: at most ${MAX_CONNECT_TIMEOUT_S} seconds (node's longest timer)`,
+    );
   return {
     acceptNew: flags.acceptNew ?? false,
     connectTimeoutMs: seconds === undefined ? undefined : seconds * 1000,

@@ -20,6 +20,8 @@ interface DebugFlags {
   seconds?: string;
   json?: boolean;
   acceptNew?: boolean;
+  connectTimeout?: string;
+  color?: boolean;
 }
 
 export function registerDebug(program: Command, finish: (result: CommandResult) => void): void {
@@ -35,6 +37,8 @@ export function registerDebug(program: Command, finish: (result: CommandResult) 
     .option('--seconds <s>', 'how long to provoke and capture', '5')
     .option('--json', 'print the report as JSON')
     .option('--accept-new', 'trust unknown SSH host keys on first use and record them')
+    .option('--connect-timeout <seconds>', 'SSH connect timeout (default: ssh config ConnectTimeout or 10)')
+    .option('--no-color', 'plain output')
     .action(async (inventoryArg: string | undefined, flags: DebugFlags) => {
       if (flags.pair && flags.node) throw badInput('--pair and --node exclude each other');
       const pair = flags.pair?.split(',').map((s) => s.trim());
@@ -44,6 +48,11 @@ export function registerDebug(program: Command, finish: (result: CommandResult) 
       if (!Number.isFinite(seconds) || seconds < 1 || seconds > 120) throw badInput('--seconds must be between 1 and 120');
       // pairs relay: auto moved to a relay after a failed handshake are planned as the nodes run them
       const inventory = inventoryWithFallbacks(loadInventory(resolveInventoryPath(inventoryArg)));
+      // names checked before any node is contacted (as every other input): a typo is bad input, not a run
+      const unknown = [...(pair ?? []), ...(flags.node ? [flags.node] : [])].filter(
+        (n) => !inventory.nodes.some((node) => node.name === n),
+      );
+      if (unknown.length) throw badInput(`no node named ${unknown.join(', ')} in ${inventory.source}`);
       const { connections, failures, jumpHosts } = await connectAll(
         inventory.nodes,
         sshOptionsFromFlags(flags, (line) => process.stderr.write(`${line}\n`)),
@@ -58,7 +67,8 @@ export function registerDebug(program: Command, finish: (result: CommandResult) 
           ...(flags.json ? {} : { progress: (line: string) => process.stderr.write(`${line}\n`) }),
         });
         const plain = new Chalk({ level: 0 });
-        const c = process.stdout.isTTY && !flags.json ? new Chalk({ level: Math.max(chalk.level, 1) as 1 | 2 | 3 }) : plain;
+        const color = process.stdout.isTTY && !flags.json && flags.color !== false && !process.env.NO_COLOR;
+        const c = color ? new Chalk({ level: Math.max(chalk.level, 1) as 1 | 2 | 3 }) : plain;
         const text = renderDebugReport(report, { bold: c.bold, red: c.red.bold, green: c.green, dim: c.dim });
         await writeBundle(report, renderDebugReport(report, { bold: plain.bold, red: plain.red, green: plain.green, dim: plain.dim }));
         process.stdout.write(flags.json ? `${JSON.stringify(report, null, 2)}\n` : text);

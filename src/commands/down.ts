@@ -80,10 +80,13 @@ async function confirm(message: string): Promise<boolean> {
   try {
     // loaded only when a question is asked (0.3-0.5 s of start-up otherwise)
     const { default: inquirer } = await import('inquirer');
-    const { go } = await inquirer.prompt<{ go: boolean }>([{ type: 'confirm', name: 'go', message, default: false }]);
+    // a stop request (SIGTERM, SIGHUP, a SIGINT from outside the prompt: ../interrupt.ts) ends the question too
+    const prompt = inquirer.createPromptModule({ signal: interruptSignal });
+    const { go } = await prompt<{ go: boolean }>([{ type: 'confirm', name: 'go', message, default: false }]);
     return go;
   } catch (error) {
-    if ((error as Error).name === 'ExitPromptError') throw new MeshctlError('interrupted at the gate', 'interrupted');
+    if (['ExitPromptError', 'AbortPromptError'].includes((error as Error).name))
+      throw new MeshctlError('interrupted at the gate', 'interrupted');
     throw error;
   }
 }
@@ -122,7 +125,7 @@ export function registerDown(program: Command, finish: (result: CommandResult) =
     )
     .argument(
       '[inventory-and-nodes...]',
-      'inventory file (default: ./meshctl.yaml or $MESHCTL_INVENTORY), then node names (default: every node)',
+      'inventory file (default: $MESHCTL_INVENTORY, then ./meshctl.yaml), then node names (default: every node)',
     )
     .option('--purge', 'also remove the config, its backup, the key pair, the sysctl file and the drop-in')
     .option('-y, --yes', 'do not ask (gates whose checks fail still stop)')
@@ -217,5 +220,8 @@ async function planOthers(
     out.write(`the others could not be planned (${report.result}${report.stoppedAt ? ` at ${report.stoppedAt}` : ''})\n`);
     return;
   }
-  out.write(`${chalk.bold('── The other nodes')} (${countActions(report.plan)} action(s))\n${renderPlan(report.plan, chalk)}`);
+  // applied by this down without --dry-run; `meshctl up` with the same inventory would keep the named nodes instead
+  out.write(
+    `${chalk.bold('── The other nodes')} (${countActions(report.plan)} action(s))\n${renderPlan(report.plan, chalk, 'run this down without --dry-run to apply')}`,
+  );
 }

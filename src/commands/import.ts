@@ -7,7 +7,8 @@
  * only what differs and restarts nothing that already runs as designed.
  * Exit 0 done, 1 a node cannot be taken over (nothing written), 2 bad input, 3 a host could not be connected.
  */
-import { existsSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import type { Command } from 'commander';
 import { badInput, MeshctlError, type CommandResult } from '../errors.js';
 import { checkInventoryText, readInventoryFile } from '../inventory/load.js';
@@ -118,6 +119,7 @@ export function registerImport(program: Command, finish: (result: CommandResult)
         throw badInput(`--listen-port ${flags.listenPort}: not a port`);
       if (!flags.dryRun && !flags.force && existsSync(flags.output))
         throw badInput(`${flags.output} exists: pass --force to overwrite it, or -o another file`);
+      if (!flags.dryRun) checkWritable(flags.output);
 
       const { connections, failures, jumpHosts } = await connectAll(targets.map(connectable), sshOptionsFromFlags(flags, say));
       try {
@@ -163,7 +165,10 @@ export function registerImport(program: Command, finish: (result: CommandResult)
           finish('stop');
           return;
         }
-        writeFileSync(flags.output, text, { mode: 0o644 });
+        // temp file + rename: an interrupted write leaves the old file or none, never half an inventory
+        const tmp = `${flags.output}.${process.pid}.tmp`;
+        writeFileSync(tmp, text, { mode: 0o644 });
+        renameSync(tmp, flags.output);
         say(`meshctl import: wrote ${flags.output}: ${result.draft.nodes.length} nodes, ${result.draft.sites.length} sites`);
         printNotes(result);
         say(`next: meshctl plan ${flags.output}   (then meshctl up ${flags.output})`);
@@ -172,6 +177,26 @@ export function registerImport(program: Command, finish: (result: CommandResult)
         await closeAll(connections, jumpHosts);
       }
     });
+}
+
+/**
+ * Throws bad input (exit 2) when the inventory could not be written to `output` (its directory missing or not
+ * writable, or `output` a directory): checked before any node is contacted, since the inventory is written only
+ * after every node's key pair was taken over, and a run that changed the nodes must not end without it.
+ */
+export function checkWritable(output: string): void {
+  const dir = dirname(output);
+  try {
+    if (!statSync(dir).isDirectory()) throw badInput(`cannot write ${output}: ${dir} is not a directory`);
+    accessSync(dir, constants.W_OK);
+  } catch (error) {
+    if (error instanceof MeshctlError) throw error;
+    const code = (error as NodeJS.ErrnoException).code;
+    throw badInput(
+      `cannot write ${output}: ${code === 'ENOENT' ? `no directory ${dir}` : code === 'EACCES' ? `${dir} is not writable` : (error as Error).message}`,
+    );
+  }
+  if (existsSync(output) && statSync(output).isDirectory()) throw badInput(`cannot write ${output}: it is a directory`);
 }
 
 function printNotes(result: ImportResult): void {

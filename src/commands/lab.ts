@@ -47,9 +47,9 @@ export function registerLab(program: Command, finish: (result: CommandResult) =>
 
   lab
     .command('exec')
-    .description('run a command in a node, or in a lab namespace: router:SITE, internet, operator')
+    .description('run a command in a node, or in a lab namespace: router:SITE, carrier:SITE, internet, operator')
     .option('--name <name>', 'lab name', DEFAULT_LAB)
-    .argument('<target>', 'node name, router:SITE, internet or operator')
+    .argument('<target>', 'node name, router:SITE, carrier:SITE (a carrier NAT site), internet or operator')
     .argument('<command...>', 'command and its arguments (after --)')
     .passThroughOptions()
     .action(async (target: string, command: string[], options: { name: string }) => {

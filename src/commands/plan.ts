@@ -33,7 +33,7 @@ export function registerPlan(program: Command, finish: (result: CommandResult) =
   program
     .command('plan')
     .description('show what `up` would change on each node (peers, files with their diff, services and why); changes nothing')
-    .argument('[inventory]', 'inventory file (default: ./meshctl.yaml or $MESHCTL_INVENTORY)')
+    .argument('[inventory]', 'inventory file (default: $MESHCTL_INVENTORY, then ./meshctl.yaml)')
     .option('--json', 'print the plan value on stdout')
     .option('--accept-new', 'trust unknown SSH host keys on first use and record them (changed keys are always refused)')
     .option('--no-color', 'plain output')
@@ -78,6 +78,9 @@ export function registerPlan(program: Command, finish: (result: CommandResult) =
         );
       }
       if (report.result === 'interrupted') return finish('interrupted');
+      // what the run had to assume (a peer outside --limit that did not answer: its key from the local state) is part of
+      // the plan's meaning: on stderr, as up says it (stdout stays the plan, or its JSON)
+      for (const warning of report.warnings ?? []) log(`warning: ${warning}`);
       if (report.result === 'stopped') {
         if (flags.json) await (await import('../ui/json-text.js')).writeJson(process.stdout, report.plan, 2);
         else process.stderr.write(chalk.red.bold(`cannot plan past "${report.stoppedAt}": fix the node first\n`));

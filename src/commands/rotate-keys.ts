@@ -15,6 +15,8 @@ import { runPingMatrix } from '../engine/ping.js';
 import { desiredNodeConfig } from '../topology/desired.js';
 import { renderMatrix, type Matrix } from '../checks/ping-matrix.js';
 import { safeText } from '../ui/safe-text.js';
+import type { Inventory } from '../inventory/types.js';
+import { readState, updateState, writeState } from '../state/state.js';
 
 interface RotateFlags {
   yes?: boolean;
@@ -35,6 +37,31 @@ export function splitRotateArgs(args: string[], exists: (path: string) => boolea
   return { nodes: args };
 }
 
+/**
+ * The public keys a rotation leaves, by node, for the local state (src/state): every key read from the nodes after
+ * the rotations (`live`), else (interrupted before that read) the new keys of the rotations that completed. Pure.
+ */
+export function keysAfterRotation(reports: readonly RotationReport[], live?: ReadonlyMap<string, string>): Record<string, string> {
+  if (live) return Object.fromEntries([...live].filter(([, key]) => key !== undefined && key !== ''));
+  return Object.fromEntries(reports.filter((r) => r.ok && r.newPublicKey).map((r) => [r.node, r.newPublicKey!]));
+}
+
+/**
+ * Writes the rotated keys into the local state: `up --limit` renders a peer that does not answer from the state's
+ * key, and the old key is gone from the node. The last applied run (lastApply) stays the last `up`/`down`. Returns a
+ * warning when the state cannot be written (it is a cache: never a failure).
+ */
+export function recordRotatedKeys(inventory: Inventory, keys: Record<string, string>, now = new Date()): string | undefined {
+  if (Object.keys(keys).length === 0) return undefined;
+  try {
+    const before = readState(inventory.source, inventory.mesh.interface);
+    writeState(inventory.source, updateState(before, inventory, { publicKeys: new Map(Object.entries(keys)) }, { now, complete: false }));
+    return undefined;
+  } catch (error) {
+    return `the local state was not updated with the new public keys: ${(error as Error).message}`;
+  }
+}
+
 const short = (key?: string) => (key ? `${key.slice(0, 10)}…` : '?');
 
 function describeRotation(r: RotationReport): string {
@@ -47,7 +74,7 @@ export function registerRotateKeys(program: Command, finish: (result: CommandRes
   program
     .command('rotate-keys')
     .description('new WireGuard key pairs on nodes (made on the node), every peer updated live, the old key gone; then the ping matrix')
-    .argument('[args...]', 'INVENTORY (default: ./meshctl.yaml or $MESHCTL_INVENTORY), then the nodes to rotate (default: all)')
+    .argument('[args...]', 'INVENTORY (default: $MESHCTL_INVENTORY, then ./meshctl.yaml), then the nodes to rotate (default: all)')
     .option('-y, --yes', 'do it (required: rotation changes every node)')
     .option('--accept-new', 'trust unknown SSH host keys on first use and record them (changed keys are always refused)')
     .option('--json', 'print a JSON report on stdout')
@@ -81,6 +108,7 @@ export function registerRotateKeys(program: Command, finish: (result: CommandRes
         if (!lock.ok) throw new MeshctlError(`not started: ${lock.message}`, 'stop');
         const reports: RotationReport[] = [];
         let matrix: Matrix | undefined;
+        let live: Map<string, string> | undefined;
         try {
           for (const w of lock.warnings) out.write(`warning: ${w}\n`);
           const ctx = { inventory, connections, signal: interruptSignal };
@@ -93,6 +121,7 @@ export function registerRotateKeys(program: Command, finish: (result: CommandRes
           }
           if (!interruptSignal.aborted) {
             const keys = await currentPublicKeys(ctx);
+            live = keys;
             const nodes = inventory.nodes.map((node) => ({
               node,
               connection: connections.get(node.name)!,
@@ -102,6 +131,8 @@ export function registerRotateKeys(program: Command, finish: (result: CommandRes
           }
         } finally {
           await lock.release();
+          const warning = recordRotatedKeys(inventory, keysAfterRotation(reports, live));
+          if (warning) out.write(`warning: ${warning}\n`);
         }
         if (matrix) out.write(`\n${chalk.bold('Ping matrix')} (overlay, from row to column)\n${renderMatrix(matrix, { color })}`);
         const matrixOk = matrix ? Object.values(matrix.cells).every((row) => Object.values(row).every((c) => c.ok)) : false;

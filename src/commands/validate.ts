@@ -3,7 +3,7 @@
  * sites, nodes and, for every pair, the endpoint each side dials. Reads the file and nothing else: no
  * connection is ever attempted, whatever the inventory says.
  */
-import chalk from 'chalk';
+import defaultChalk, { Chalk, type ChalkInstance } from 'chalk';
 import type { Command } from 'commander';
 import type { CommandResult } from '../errors.js';
 import { checkInventoryText, inventoryError, loadInventory, readInventoryFile, resolveInventoryPath } from '../inventory/load.js';
@@ -65,7 +65,8 @@ function describeSite(site: Site): string {
 
 const pad = (text: string, width: number) => text.padEnd(width);
 
-export function renderSummary(inventory: Inventory): string {
+/** The summary `validate` prints; `chalk` colours it (default: chalk's own detection of the terminal). */
+export function renderSummary(inventory: Inventory, chalk: ChalkInstance = defaultChalk): string {
   const { mesh } = inventory;
   const lines: string[] = [];
   lines.push(`${chalk.green('valid')}: ${inventory.source}`);
@@ -130,10 +131,13 @@ export function registerValidate(program: Command, _finish?: (result: CommandRes
     .description('check an inventory (nothing is contacted) and show the mesh it describes: sites, nodes, who dials whom')
     .argument('[inventory]', 'inventory file (default: $MESHCTL_INVENTORY, then ./meshctl.yaml)')
     .option('--json', 'print the normalised inventory and pairs (or the problems) as JSON on stdout')
-    .action((arg: string | undefined, options: { json?: boolean }) => {
+    .option('--no-color', 'plain output')
+    .action((arg: string | undefined, options: { json?: boolean; color?: boolean }) => {
       const path = resolveInventoryPath(arg);
       if (!options.json) {
-        process.stdout.write(renderSummary(loadInventory(path)));
+        // as up, plan, down and rotate-keys: colour only on a terminal, never with --no-color or NO_COLOR (no-color.org)
+        const color = options.color !== false && Boolean(process.stdout.isTTY) && !process.env.NO_COLOR;
+        process.stdout.write(renderSummary(loadInventory(path), new Chalk({ level: color ? 1 : 0 })));
         return;
       }
       // JSON mode still reports problems on stderr (and exits 2) through the usual error path

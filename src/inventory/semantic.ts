@@ -71,6 +71,34 @@ export function siteKindOf(site: RawSite | undefined): SiteKind | undefined {
 
 const cidrOf = (text: string | undefined): Cidr | undefined => (text === undefined ? undefined : parseCidr(text));
 
+/**
+ * IPv4 blocks where no address of a mesh can be (RFC 6890's special-purpose registry, the parts no host is reached
+ * at): a node would answer a loopback peer itself (the kernel's local table routes 127.0.0.0/8 to lo ahead of any
+ * route to wg0, so pings "pass" while nothing crosses the tunnel), and the others are not unicast destinations.
+ * Refused in the overlay network, site LANs, NAT public IPs, public node addresses and endpoint hosts.
+ */
+const UNUSABLE_IPV4: readonly { block: Cidr; why: string }[] = [
+  { block: parseCidr('0.0.0.0/8')!, why: '"this network" (RFC 1122 3.2.1.3): no host is reached there' },
+  {
+    block: parseCidr('127.0.0.0/8')!,
+    why: 'loopback (RFC 1122 3.2.1.3): every node answers it itself, nothing would go through the tunnel',
+  },
+  { block: parseCidr('224.0.0.0/4')!, why: 'multicast (RFC 5771), not an address of one host' },
+  { block: parseCidr('255.255.255.255/32')!, why: 'the limited broadcast address (RFC 919), not an address of one host' },
+];
+
+/** Why an address or network cannot be part of a mesh ("127.0.0.1 is in 127.0.0.0/8: loopback ..."), or undefined. */
+export function unusableIpv4Problem(text: string): string | undefined {
+  const cidr = isIpv4(text) ? parseCidr(`${text}/32`) : parseCidr(text);
+  if (!cidr) return undefined;
+  const hit = UNUSABLE_IPV4.find((u) => cidrsOverlap(u.block, cidr));
+  if (!hit) return undefined;
+  const block = `${hit.block.network}/${hit.block.prefix}`;
+  return cidr.prefix === 32 && hit.block.prefix === 32
+    ? `${text} is ${hit.why}`
+    : `${text} ${isIpv4(text) ? 'is in' : 'overlaps'} ${block}, ${hit.why}`;
+}
+
 export function checkSemantics(raw: RawInventory, tree: TreeNode | undefined): Problem[] {
   const problems: Problem[] = [];
   const report = (path: PathPart[], message: string, at = positionOf(tree, path)) =>
@@ -93,7 +121,8 @@ export function checkSemantics(raw: RawInventory, tree: TreeNode | undefined): P
     const kind = siteKindOf(site);
     kinds.set(name, kind);
     const here = (field: string): PathPart[] => ['sites', name, field];
-    if (kind === undefined && !('public' in site)) {
+    // a site whose public: held no boolean was reported already; public: false says nothing of what the site is
+    if (kind === undefined && !('public' in site && site.public === undefined)) {
       reportAtKey(['sites', name], 'a site needs lan (plus router and nat for a NATed LAN), or public: true');
       continue;
     }
@@ -116,6 +145,8 @@ export function checkSemantics(raw: RawInventory, tree: TreeNode | undefined): P
     }
     const lan = cidrOf(site.lan);
     if (lan) lans.set(name, lan);
+    const unusableLan = lan ? unusableIpv4Problem(site.lan!) : undefined;
+    if (unusableLan) report(here('lan'), unusableLan);
     if (lan && site.router !== undefined) {
       if (!cidrContains(lan, site.router)) report(here('router'), `${site.router} is not inside the LAN ${site.lan}`);
       else {
@@ -146,11 +177,15 @@ export function checkSemantics(raw: RawInventory, tree: TreeNode | undefined): P
       if (lan && cidrContains(lan, publicIp))
         report(path, `${publicIp} is inside the site's own LAN ${site.lan}: publicIp is the router's address on the internet side`);
       if (overlay && cidrContains(overlay, publicIp)) report(path, `${publicIp} is inside the overlay network ${mesh.network}`);
+      const unusable = unusableIpv4Problem(publicIp);
+      if (unusable) report(path, unusable);
     }
   }
 
   // --- the overlay network against LANs and reserved networks ----------------------------------------------
   if (overlay) {
+    const unusable = unusableIpv4Problem(mesh.network!);
+    if (unusable) report(['mesh', 'network'], unusable);
     for (const [name, lan] of lans) {
       if (cidrsOverlap(overlay, lan)) report(['mesh', 'network'], `${mesh.network} overlaps the LAN ${sites[name]!.lan} of site ${name}`);
     }
@@ -244,6 +279,8 @@ export function checkSemantics(raw: RawInventory, tree: TreeNode | undefined): P
     else endpointOwners.set(key, name);
     if (isIpv4(parsed.host) && overlay && cidrContains(overlay, parsed.host))
       report(path, `${parsed.host} is inside the overlay network ${mesh.network}: peers would dial it through the tunnel it carries`);
+    const unusable = isIpv4(parsed.host) ? unusableIpv4Problem(parsed.host) : undefined;
+    if (unusable) report(path, unusable);
   };
   for (const [name, node] of Object.entries(nodes)) {
     if (!node) continue;
@@ -283,6 +320,8 @@ export function checkSemantics(raw: RawInventory, tree: TreeNode | undefined): P
           }
         }
         if (overlay && cidrContains(overlay, address)) report(here('address'), `${address} is inside the overlay network ${mesh.network}`);
+        const unusable = unusableIpv4Problem(address);
+        if (unusable) report(here('address'), unusable);
       } else {
         const lan = lans.get(siteName!);
         if (lan && !cidrContains(lan, address)) report(here('address'), `${address} is not inside the LAN ${site.lan} of site ${siteName}`);

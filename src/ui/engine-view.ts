@@ -9,6 +9,7 @@ import { Listr } from 'listr2';
 import type { UpView } from '../engine/up.js';
 import type { EngineEvent, PhaseReport } from '../engine/types.js';
 import { MeshctlError } from '../errors.js';
+import { interruptSignal } from '../interrupt.js';
 import { renderGateReport } from './gate-report.js';
 import { redactSecrets } from '../remote/redact.js';
 import { safeText } from './safe-text.js';
@@ -26,12 +27,17 @@ export interface ViewOptions {
 class PhaseDrawing {
   /** node -> what its steps changed so far (filled from events, read when the node's task ends) */
   private readonly changes = new Map<string, string[]>();
+  /** node -> its steps' failures, redacted: the node's task fails with them (✖, not ✔ beside a FAILED) */
+  private readonly failures = new Map<string, string[]>();
   private readonly ends = new Map<string, () => void>();
   private readonly finished: Promise<unknown>;
 
   constructor(title: string, nodes: string[], options: ViewOptions) {
     const ready = new Map(nodes.map((node) => [node, new Promise<void>((resolve) => this.ends.set(node, resolve))]));
-    for (const node of nodes) this.changes.set(node, []);
+    for (const node of nodes) {
+      this.changes.set(node, []);
+      this.failures.set(node, []);
+    }
     const list = new Listr(
       [
         {
@@ -45,6 +51,9 @@ class PhaseDrawing {
                   const changes = this.changes.get(node)!;
                   // change descriptions and step errors quote node output: escaped (./safe-text.ts)
                   t.title = safeText(`${node}: ${changes.length ? changes.join('; ') : 'nothing to do'}`);
+                  const failed = this.failures.get(node)!;
+                  // listr2 draws a task that throws as ✖ TITLE [FAILED: message]
+                  if (failed.length) throw new Error(safeText(failed.join('; ')));
                 },
               })),
               // drawing only: every node task waits on the engine, so all are shown at once
@@ -67,8 +76,9 @@ class PhaseDrawing {
   }
 
   stepDone(node: string, changes: string[], error?: string): void {
+    this.changes.get(node)?.push(...changes);
     // an error carries a remote command's stderr: never show a key-shaped token of it
-    this.changes.get(node)?.push(...changes, ...(error ? [`FAILED ${redactSecrets(error)}`] : []));
+    if (error) this.failures.get(node)?.push(redactSecrets(error));
   }
 
   /** Ends every node's task; resolves when the list is drawn for the last time. */
@@ -105,12 +115,16 @@ export function createEngineView(options: ViewOptions): UpView & { chalk: ChalkI
       try {
         // loaded only when a question is asked: inquirer costs 0.3-0.5 s of start-up, and --yes/--json never ask
         const { default: inquirer } = await import('inquirer');
-        const { go } = await inquirer.prompt<{ go: boolean }>([
+        // a stop request (SIGINT from outside the prompt, SIGTERM, SIGHUP: ../interrupt.ts) ends the question too; the
+        // run then releases its locks as after any Ctrl-C (it waited at the prompt, holding them, for ever)
+        const prompt = inquirer.createPromptModule({ signal: interruptSignal });
+        const { go } = await prompt<{ go: boolean }>([
           { type: 'confirm', name: 'go', message: `GO: continue after "${safeText(report.title)}"?`, default: true },
         ]);
         return go;
       } catch (error) {
-        if ((error as Error).name === 'ExitPromptError') throw new MeshctlError('interrupted at the gate', 'interrupted');
+        if (['ExitPromptError', 'AbortPromptError'].includes((error as Error).name))
+          throw new MeshctlError('interrupted at the gate', 'interrupted');
         throw error;
       }
     },

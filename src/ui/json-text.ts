@@ -23,7 +23,10 @@ export type JsonIndent = number | string;
 /** Something `process.stdout` and a file's write stream both are: write returns false when its buffer is full. */
 export interface JsonSink {
   write(chunk: string): unknown;
-  once?(event: 'drain', listener: () => void): unknown;
+  once?(event: 'drain' | 'close', listener: () => void): unknown;
+  removeListener?(event: 'drain' | 'close', listener: () => void): unknown;
+  /** true once the stream is closed or broke (a reader that went away): nothing more is written, nothing awaited */
+  destroyed?: boolean;
 }
 
 /** The size in UTF-16 units at which stringifyChunked hands over a chunk (its `highWaterMark`): few writes, no large string. */
@@ -31,14 +34,28 @@ export const JSON_WRITE_CHUNK = 1 << 20;
 
 /**
  * Writes `JSON.stringify(value, null, indent)` plus a final newline to `sink` in writes of about JSON_WRITE_CHUNK
- * characters, waiting for 'drain' when a write reports a full buffer. Resolves when everything was handed over.
+ * characters, waiting for 'drain' when a write reports a full buffer. Resolves when everything was handed over, or
+ * as soon as the sink is destroyed (its reader went away: the rest is dropped, never awaited).
  * Throws what JSON.stringify throws (a cycle, a BigInt: TypeError) when the walk reaches it; what was written before
  * stays written.
  */
 export async function writeJson(sink: JsonSink, value: unknown, indent: JsonIndent = 2): Promise<void> {
   const write = async (chunk: string) => {
-    if (sink.write(chunk) === false && sink.once) await new Promise<void>((resolve) => sink.once!('drain', resolve));
+    if (sink.write(chunk) !== false || !sink.once || sink.destroyed) return;
+    // a full buffer drains, or the stream closes (its reader went away: EPIPE); a destroyed stream never drains
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        sink.removeListener?.('drain', done);
+        sink.removeListener?.('close', done);
+        resolve();
+      };
+      sink.once!('drain', done);
+      sink.once!('close', done);
+    });
   };
-  for (const chunk of stringifyChunked(value, { space: indent, highWaterMark: JSON_WRITE_CHUNK })) await write(chunk);
-  await write('\n');
+  for (const chunk of stringifyChunked(value, { space: indent, highWaterMark: JSON_WRITE_CHUNK })) {
+    if (sink.destroyed) return; // the reader went away: the rest of the report has nowhere to go
+    await write(chunk);
+  }
+  if (!sink.destroyed) await write('\n');
 }

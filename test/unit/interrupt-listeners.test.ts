@@ -21,3 +21,46 @@ describe('interruptSignal', () => {
     assert.doesNotMatch(result.stderr, /MaxListenersExceededWarning/);
   });
 });
+
+describe('stop signals (SIGTERM, SIGHUP) are handled as Ctrl-C', () => {
+  for (const signal of ['SIGTERM', 'SIGHUP'] as const) {
+    it(`${signal}: the first aborts interruptSignal (the run stops its remote work and releases its locks), the second exits 130`, () => {
+      const code = [
+        "const { installInterruptHandler, interruptSignal } = await import('./src/interrupt.ts');",
+        'installInterruptHandler();',
+        `process.kill(process.pid, '${signal}');`,
+        'await new Promise((r) => setTimeout(r, 100));',
+        'process.stdout.write(`aborted=${interruptSignal.aborted} ${interruptSignal.reason?.message}\\n`);',
+        `process.kill(process.pid, '${signal}');`,
+        'await new Promise((r) => setTimeout(r, 2000));',
+        "process.stdout.write('still running\\n');",
+      ].join('\n');
+      const result = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
+        encoding: 'utf8',
+        timeout: 30_000,
+      });
+      // before: node's default for the signal, death at the first one (status null), locks left on the nodes
+      assert.equal(result.signal, null, `killed by ${result.signal}`);
+      assert.equal(result.stdout, `aborted=true interrupted (${signal})\n`);
+      assert.equal(result.status, 130);
+    });
+  }
+});
+
+describe('lab exec / lab run keep SIGTERM default (their child gets the signals itself)', () => {
+  it('installInterruptHandler(["SIGINT"]): a SIGTERM ends the process at once, as `timeout N meshctl lab exec` needs', () => {
+    const code = [
+      "const { installInterruptHandler } = await import('./src/interrupt.ts');",
+      "installInterruptHandler(['SIGINT']);",
+      "process.kill(process.pid, 'SIGTERM');",
+      'await new Promise((r) => setTimeout(r, 2000));',
+      "process.stdout.write('still running\\n');",
+    ].join('\n');
+    const result = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    assert.equal(result.signal, 'SIGTERM');
+    assert.equal(result.stdout, '');
+  });
+});
