@@ -6,6 +6,8 @@
  * be connected.
  */
 import { inventoryWithFallbacks } from '../state/record.js';
+import { statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { resolveInventoryPath, loadInventory } from '../inventory/load.js';
 import { connectorFor, sshOptionsFromFlags } from './connect-options.js';
@@ -45,7 +47,7 @@ export function registerVerify(program: Command, finish: (result: CommandResult)
     .option('--graph <file>', 'write a picture of the mesh: DOT, or SVG (with the .dot beside it) when the name ends in .svg')
     .option('-v, --verbose', 'one row per check, also for passing ones')
     .option('--no-mtu', 'skip the path-MTU probes')
-    .option('--deadline <seconds>', 'ping deadline per pair (>= 6 s: a lost handshake is retried after 5 s)', '7')
+    .option('--deadline <seconds>', 'ping deadline per pair, whole seconds up to 3600 (6 or more: a lost handshake is retried after 5 s)', '7')
     .option('--accept-new', 'trust unknown SSH host keys on first use and record them')
     .option('--connect-timeout <seconds>', 'SSH connect timeout (default: ssh config ConnectTimeout or 10)')
     .option('--strict', 'warnings fail too (exit 1): drift, a NAT mapping collision, a missing key file')
@@ -56,9 +58,8 @@ export function registerVerify(program: Command, finish: (result: CommandResult)
     .action(async (inventoryArg: string | undefined, flags: VerifyFlags) => {
       const started = Date.now();
       const loaded = loadInventory(resolveInventoryPath(inventoryArg));
-      const deadline = Number(flags.deadline ?? 7);
-      if (!Number.isFinite(deadline) || deadline < 1)
-        throw new MeshctlError(`--deadline must be a number of seconds, got ${flags.deadline}`);
+      const deadline = parsePingDeadline(flags.deadline);
+      if (flags.graph) checkGraphTarget(flags.graph);
       const connectStarted = Date.now();
       // no separate root probe (an `id -u` round trip and a channel per node): the first script proves root
       // (../checks/collect.ts proveRoot), and a node where it does not fails as the probe would have failed it
@@ -90,17 +91,53 @@ export function registerVerify(program: Command, finish: (result: CommandResult)
         });
         if (!done || interruptSignal.aborted) throw new MeshctlError('interrupted', 'interrupted');
         const { report } = done;
-        if (flags.graph) {
-          const { writeGraph } = await import('../graph/dot.js');
-          const written = await writeGraph(flags.graph, inventory, report);
-          if (!flags.json) process.stderr.write(`graph written: ${written.join(', ')}\n`);
-        }
         // in pieces: the N x (N-1) matrix at farm scale (src/ui/json-text.ts)
         if (flags.json) await (await import('../ui/json-text.js')).writeJson(process.stdout, report, 2);
         else process.stdout.write(checks.renderReport(report, { color: !!process.stdout.isTTY, verbose: !!flags.verbose }));
+        // after the report: a picture that cannot be written (a full disk, no `dot`) loses no result
+        if (flags.graph) {
+          const { writeGraph } = await import('../graph/dot.js');
+          let written: string[];
+          try {
+            written = await writeGraph(flags.graph, inventory, report);
+          } catch (error) {
+            throw new MeshctlError(`--graph ${flags.graph}: not written (the report above is complete): ${(error as Error).message}`);
+          }
+          if (!flags.json) process.stderr.write(`graph written: ${written.join(', ')}\n`);
+        }
         finish(done.unreachable > 0 ? 'connect' : report.ok ? 'ok' : 'stop');
       } finally {
         await close();
       }
     });
+}
+
+/** The longest --deadline, seconds: an hour is already far past any handshake retry (REKEY_TIMEOUT is 5 s). */
+export const MAX_PING_DEADLINE_S = 3600;
+
+/**
+ * --deadline: whole seconds in [1, MAX_PING_DEADLINE_S] (7 when not given), as ping's `-w` takes them: iputils ping
+ * refuses a fraction ("invalid argument: '2.5'"), which made every ping of the round fail. Throws MeshctlError
+ * (bad input) naming the flag.
+ */
+export function parsePingDeadline(value: string | undefined): number {
+  const seconds = Number(value ?? 7);
+  if (!Number.isInteger(seconds) || seconds < 1 || seconds > MAX_PING_DEADLINE_S)
+    throw new MeshctlError(`--deadline must be a whole number of seconds from 1 to ${MAX_PING_DEADLINE_S}, not "${value}"`);
+  return seconds;
+}
+
+/**
+ * Refuses a --graph file whose directory does not exist, before any node is contacted (the whole verify ran, then
+ * the write failed). Throws MeshctlError (bad input) naming the flag and the directory.
+ */
+export function checkGraphTarget(file: string): void {
+  const dir = dirname(resolve(file));
+  let isDir = false;
+  try {
+    isDir = statSync(dir).isDirectory();
+  } catch {
+    isDir = false;
+  }
+  if (!isDir) throw new MeshctlError(`--graph ${file}: the directory ${dir} does not exist`);
 }

@@ -99,4 +99,21 @@ describe('validate on a terminal: colour as the other commands do it', () => {
       assert.ok(!plain.stdout.includes(ESC), JSON.stringify(plain.stdout.slice(0, 80)));
     }
   });
+
+  it('verify --deadline that ping cannot take (a fraction, 0, huge): exit 2 before connecting (every ping failed)', () => {
+    for (const value of ['2.5', '0', '3000000', 'soon']) {
+      const result = meshctl(['verify', 'inventories/homelab.yaml', '--deadline', value]);
+      assert.equal(result.status, 2, result.stderr);
+      assert.equal(result.stderr, `meshctl: --deadline must be a whole number of seconds from 1 to 3600, not "${value}"\n`);
+    }
+  });
+
+  it('verify --graph into a directory that does not exist: exit 2 before connecting (the whole verify ran, then a stack trace)', () => {
+    const result = meshctl(['verify', 'inventories/homelab.yaml', '--graph', '/nonexistent-meshctl-dir/mesh.svg']);
+    assert.equal(result.status, 2, result.stderr);
+    assert.equal(
+      result.stderr,
+      'meshctl: --graph /nonexistent-meshctl-dir/mesh.svg: the directory /nonexistent-meshctl-dir does not exist\n',
+    );
+  });
 });
