@@ -47,7 +47,11 @@ export function registerVerify(program: Command, finish: (result: CommandResult)
     .option('--graph <file>', 'write a picture of the mesh: DOT, or SVG (with the .dot beside it) when the name ends in .svg')
     .option('-v, --verbose', 'one row per check, also for passing ones')
     .option('--no-mtu', 'skip the path-MTU probes')
-    .option('--deadline <seconds>', 'ping deadline per pair, whole seconds up to 3600 (6 or more: a lost handshake is retried after 5 s)', '7')
+    .option(
+      '--deadline <seconds>',
+      'ping deadline per pair, whole seconds up to 3600 (6 or more: a lost handshake is retried after 5 s)',
+      '7',
+    )
     .option('--accept-new', 'trust unknown SSH host keys on first use and record them')
     .option('--connect-timeout <seconds>', 'SSH connect timeout (default: ssh config ConnectTimeout or 10)')
     .option('--strict', 'warnings fail too (exit 1): drift, a NAT mapping collision, a missing key file')
