@@ -16,6 +16,36 @@ export function sizesAndRuns(args: string[], sizes: string, usage: string): { si
   return { sizes: parsed, runs };
 }
 
+/**
+ * Every size's runs, each in a fresh child process (`node [nodeFlags] --import tsx SELF --one N [childArgs]`), so a
+ * run's peak RSS is its own and no run warms the next; a run's figures are the last line of the child's stdout (JSON).
+ * `report(n, run, cost, loadBefore)` prints one run's line as it ends (run counts from 1). Returns each size's median
+ * run (medianRun), in the order of `sizes`. Throws what execFileSync throws for a child that fails.
+ */
+export function childRuns<T extends { cpuS: number }>(
+  self: string,
+  sizes: readonly number[],
+  runs: number,
+  options: { nodeFlags?: readonly string[]; childArgs?: readonly string[] },
+  report: (n: number, run: number, cost: T, loadBefore: string) => void,
+): T[] {
+  return sizes.map((n) => {
+    const measured: T[] = [];
+    for (let i = 0; i < runs; i++) {
+      const load = loadavg()[0]!.toFixed(1);
+      const out = execFileSync(
+        process.execPath,
+        [...(options.nodeFlags ?? []), '--import', 'tsx', self, '--one', String(n), ...(options.childArgs ?? [])],
+        { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024, stdio: ['ignore', 'pipe', 'inherit'] },
+      );
+      const cost = JSON.parse(out.trim().split('\n').at(-1)!) as T;
+      measured.push(cost);
+      report(n, i + 1, cost, load);
+    }
+    return medianRun(measured);
+  });
+}
+
 /** The median run of several by total CPU (`cpuS`), so its phases or stages belong to one real run. */
 export function medianRun<T extends { cpuS: number }>(runs: T[]): T {
   const sorted = [...runs].sort((a, b) => a.cpuS - b.cpuS);

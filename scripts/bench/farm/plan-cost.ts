@@ -7,12 +7,11 @@
  * phase and in total, the peak RSS of the process, and the wall time per phase. RUNS runs per size (default 1), the
  * median of each figure. Nothing here touches the network or the host: the nodes are objects.
  */
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { medianRun, resultText, runBench, sizesAndRuns } from './child-runs.js';
+import { childRuns, resultText, runBench, sizesAndRuns } from './child-runs.js';
 import { writeHeapSnapshot } from 'node:v8';
 import { runUp, type UpView } from '../../../src/engine/up.js';
 import { FakeFarm, fakeFarmInventory } from './fake-node.js';
@@ -152,28 +151,18 @@ async function main(): Promise<void> {
     return;
   }
   const { sizes, runs } = sizesAndRuns(args, '100,250,500', 'usage: npm run bench:plan -- SIZES [RUNS] [--retained]   e.g. 100,250,500 3');
-  const self = fileURLToPath(import.meta.url);
-  const rows: SizeCost[] = [];
-  for (const n of sizes) {
-    const measured: SizeCost[] = [];
-    for (let i = 0; i < runs; i++) {
-      const load = loadavg()[0]!.toFixed(1);
-      // a fresh process per run: peak RSS is the process's own, and no run warms the next
-      const flags = retainedMode ? ['--expose-gc'] : [];
-      const out = execFileSync(process.execPath, [...flags, '--import', 'tsx', self, '--one', String(n)], {
-        encoding: 'utf8',
-        maxBuffer: 64 * 1024 * 1024,
-        stdio: ['ignore', 'pipe', 'inherit'],
-      });
-      const cost = JSON.parse(out.trim().split('\n').at(-1)!) as SizeCost;
-      measured.push(cost);
+  const rows = childRuns<SizeCost>(
+    fileURLToPath(import.meta.url),
+    sizes,
+    runs,
+    { nodeFlags: retainedMode ? ['--expose-gc'] : [] },
+    (n, run, cost, load) => {
       process.stderr.write(
-        `${n} nodes, run ${i + 1}/${runs}: ${cost.result}, meshctl CPU ${cost.cpuS} s, peak RSS ${cost.peakRssMB} MB, wall ${cost.wallS} s (load ${load} -> ${loadavg()[0]!.toFixed(1)}); ${JSON.stringify(cost.counts)}${retainedText(cost)}\n`,
+        `${n} nodes, run ${run}/${runs}: ${cost.result}, meshctl CPU ${cost.cpuS} s, peak RSS ${cost.peakRssMB} MB, wall ${cost.wallS} s (load ${load} -> ${loadavg()[0]!.toFixed(1)}); ${JSON.stringify(cost.counts)}${retainedText(cost)}\n`,
       );
       if (Object.keys(cost.unknown).length) process.stderr.write(`  scripts the fake did not know: ${JSON.stringify(cost.unknown)}\n`);
-    }
-    rows.push(medianRun(measured));
-  }
+    },
+  );
   process.stdout.write(resultText(table(rows)));
 }
 

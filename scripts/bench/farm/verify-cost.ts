@@ -11,12 +11,11 @@
  * A tree without verifyConnected (before this bench) is measured through the same steps its command ran. What it
  * leaves out: SSH (the farm bench measures that), `ssh -G`, the logins and the state file's fallbacks.
  */
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { medianRun, resultText, runBench, sizesAndRuns } from './child-runs.js';
+import { childRuns, resultText, runBench, sizesAndRuns } from './child-runs.js';
 import { writeHeapSnapshot } from 'node:v8';
 import { fakeFarmInventory } from './fake-node.js';
 import { ConvergedFarm } from './fake-verify-node.js';
@@ -178,28 +177,19 @@ async function main(): Promise<void> {
     return;
   }
   const { sizes, runs } = sizesAndRuns(args, '100,250,1000', 'usage: npm run bench:verify -- SIZES [RUNS] [--text] [--all-checks]   e.g. 100,250 3');
-  const self = fileURLToPath(import.meta.url);
-  const rows: SizeCost[] = [];
-  for (const n of sizes) {
-    const measured: SizeCost[] = [];
-    for (let i = 0; i < runs; i++) {
-      const load = loadavg()[0]!.toFixed(1);
-      // a fresh process per run: peak RSS is the process's own, and no run warms the next
-      const out = execFileSync(
-        process.execPath,
-        ['--import', 'tsx', self, '--one', String(n), ...(flags.text ? ['--text'] : []), ...(flags.allChecks ? ['--all-checks'] : [])],
-        { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024, stdio: ['ignore', 'pipe', 'inherit'] },
-      );
-      const cost = JSON.parse(out.trim().split('\n').at(-1)!) as SizeCost;
-      measured.push(cost);
+  const rows = childRuns<SizeCost>(
+    fileURLToPath(import.meta.url),
+    sizes,
+    runs,
+    { childArgs: [...(flags.text ? ['--text'] : []), ...(flags.allChecks ? ['--all-checks'] : [])] },
+    (n, run, cost, load) => {
       process.stderr.write(
-        `${n} nodes, run ${i + 1}/${runs}: exit ${cost.exitCode}, meshctl CPU ${cost.cpuS} s (${cost.stages.map((s) => `${s.stage} ${s.cpuS}`).join(', ')}), peak RSS ${cost.peakRssMB} MB, report ${cost.reportBytes} bytes, ${cost.listedChecks} checks listed + ${cost.passedGroups} groups, wall ${cost.wallS} s (load ${load} -> ${loadavg()[0]!.toFixed(1)})\n`,
+        `${n} nodes, run ${run}/${runs}: exit ${cost.exitCode}, meshctl CPU ${cost.cpuS} s (${cost.stages.map((s) => `${s.stage} ${s.cpuS}`).join(', ')}), peak RSS ${cost.peakRssMB} MB, report ${cost.reportBytes} bytes, ${cost.listedChecks} checks listed + ${cost.passedGroups} groups, wall ${cost.wallS} s (load ${load} -> ${loadavg()[0]!.toFixed(1)})\n`,
       );
       if (cost.notPassing.length) process.stderr.write(`  not passing: ${JSON.stringify(cost.notPassing)}\n`);
       if (Object.keys(cost.unknown).length) process.stderr.write(`  scripts the fake did not know: ${JSON.stringify(cost.unknown)}\n`);
-    }
-    rows.push(medianRun(measured));
-  }
+    },
+  );
   process.stdout.write(resultText(table(rows)));
 }
 
