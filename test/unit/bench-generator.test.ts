@@ -8,7 +8,15 @@ import { planLab } from '../../src/lab/plan.js';
 import { ansibleInventory } from '../../scripts/bench/ansible-inventory.js';
 import { benchInventory, siteMix } from '../../scripts/bench/inventory.js';
 import { toolEnv } from '../../scripts/bench/tool-env.js';
-import { type BenchResults, NOTES_MARK, firstStages, median, pageWithNotes, renderMarkdown } from '../../scripts/bench/table.js';
+import {
+  type BenchResults,
+  NOTES_MARK,
+  aboveFloor,
+  firstStages,
+  median,
+  pageWithNotes,
+  renderMarkdown,
+} from '../../scripts/bench/table.js';
 
 const load = (n: number): Inventory => {
   const result = checkInventoryText(benchInventory(n), `bench-${n}.yaml`);
@@ -97,6 +105,39 @@ describe('bench results', () => {
     assert.match(page, /\| 3\.0 s \(failed\) \|/);
     assert.match(page, /32 nodes, run 1: `verify` exited 1, 3 of 9248 checks failed: ping a -> b/);
     assert.match(page, /32 nodes, run 1: the floor's ping rounds had 1 pairs unanswered \(their time kept\): ping: a -> b 0\/3/);
+  });
+
+  it('"above floor" is the median of each run\'s own difference, not the difference of the column medians', () => {
+    const floorOf = (total: number) => ({ facts: 1, install: 1, keys: 1, config: 1, enable: 1, ping: 1, pingWarm: 1, pingMtu: 1, total });
+    const tool = (wallMs: number) => ({ wallMs, cpuMs: 1, rssKiB: 1 });
+    // floors 3.0 / 2.0 / 4.0 s; meshctl +0.5 / +0.6 / +0.7 s above each; Ansible +9 / +10 / +11 s. The column medians
+    // (3.0 s floor, 3.5 s meshctl) would give +0.5 s; the runs' own differences give +0.6 s and 10 / 0.6 = 16.7x.
+    const run = (floor: number, mesh: number, ans: number) => ({
+      labUpMs: 1,
+      load: { start: 1, end: 1, otherContainers: 0 },
+      floor: floorOf(floor),
+      meshctl: { cold: tool(floor + mesh), second: tool(1), verify: tool(1) },
+      ansible: { cold: tool(floor + ans), second: tool(1) },
+    });
+    const runs = [run(3000, 500, 9000), run(2000, 600, 10_000), run(4000, 700, 11_000)];
+    const size = { nodes: 4, mix: { public: 1, home: 2, office: 1 }, runs, median: median(runs) };
+    assert.deepEqual(aboveFloor(size), { meshAbove: 600, ansAbove: 10_000 });
+    const page = renderMarkdown({
+      command: 'npm run bench',
+      date: '2026-12-01T14:00:00Z',
+      machine: { cpu: 'x', cores: 2, kernel: 'k', node: 'v20' },
+      sizes: [size],
+    });
+    // the tool columns stay medians per column (3.5 s, 12.0 s); only the differences are per run
+    assert.match(page, /^\| 4 \| 3\.0 s \| 3\.5 s \| \+0\.6 s \| 12\.0 s \| \+10\.0 s \| 16\.7x \|/m);
+    assert.match(
+      page,
+      /^\| \*\*total\*\* \(above floor: the runs' own differences, as in the summary\) \| 3\.0 s \| 3\.5 s \| \+0\.6 s \|/m,
+    );
+    assert.match(
+      page,
+      /^- 4 nodes, above the floor per run \(meshctl \/ Ansible \(ratio\)\): \+0\.5 s \/ \+9\.0 s \(18\.0x\); \+0\.6 s \/ \+10\.0 s \(16\.7x\); \+0\.7 s \/ \+11\.0 s \(15\.7x\)$/m,
+    );
   });
 
   it('sizes merged from separate runs say how many runs each median has', () => {
