@@ -4,7 +4,8 @@
  */
 import chalk, { Chalk } from 'chalk';
 import type { Inventory } from '../inventory/types.js';
-import { renderMatrix, type Matrix } from './ping-matrix.js';
+import type { Matrix } from './ping-matrix.js';
+import { renderMatrix } from './matrix-render.js';
 import { summarize, type Check, type CheckSummary, type PassedGroup } from './verify.js';
 import { ExitCode, type Outcome } from '../errors.js';
 import { safeText } from '../ui/safe-text.js';

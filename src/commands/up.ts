@@ -10,7 +10,6 @@ import { loadInventory, resolveInventoryPath } from '../inventory/load.js';
 import type { UpReport, UpView } from '../engine/up.js';
 import { connectorFor, parseForks, sshOptionsFromFlags, type EarlyConnector } from './connect-options.js';
 import type { Inventory } from '../inventory/types.js';
-import type { renderMatrix as RenderMatrix } from '../checks/ping-matrix.js';
 import { collectValues, resolveLimit } from '../engine/limit.js';
 import { inventoryWithFallbacks, recordRun, statePublicKeys } from '../state/record.js';
 import { writeJson } from '../ui/json-text.js';
@@ -41,11 +40,11 @@ async function printSummary(
   report: UpReport,
   color: boolean,
   out: NodeJS.WritableStream,
-  renderMatrix: typeof RenderMatrix,
   relayed: ReadonlyMap<string, string>,
 ): Promise<void> {
-  // chalk only for a terminal's summary: --json never loads it (issue 10: nothing before the first login it needs not)
-  const { Chalk } = await import('chalk');
+  // chalk and the matrix's text only for a terminal's summary: --json never loads them (issue 10: nothing before the
+  // first login it needs not, and chalk was ~8 ms of CPU between the first login and the first phase)
+  const [{ Chalk }, { renderMatrix }] = await Promise.all([import('chalk'), import('../checks/matrix-render.js')]);
   const chalk = new Chalk({ level: color ? 1 : 0 });
   if (report.matrix)
     out.write(`\n${chalk.bold('Ping matrix')} (overlay, from row to column)\n${renderMatrix(report.matrix, { color, relayed })}`);
@@ -180,7 +179,7 @@ async function upWith(
   await connector.underWay();
   // one module, one import: fewer files for node's module loader (./up-run.ts); the terminal's view (listr2) only
   // when it draws
-  const [{ runUp, renderMatrix, relayedPairs, withFallbackRelays }, { createEngineView }] = await Promise.all([
+  const [{ runUp, relayedPairs, withFallbackRelays }, { createEngineView }] = await Promise.all([
     import('./up-run.js'),
     flags.json ? { createEngineView: undefined } : import('../ui/engine-view.js'),
   ]);
@@ -207,8 +206,7 @@ async function upWith(
     for (const warning of report.warnings ?? []) out.write(`warning: ${warning}\n`);
     // in pieces: at 1,000 nodes the report is longer than V8's longest string (src/ui/json-text.ts)
     if (flags.json) await writeJson(process.stdout, report, 2);
-    else
-      await printSummary(report, color, out, renderMatrix, relayedPairs(withFallbackRelays(inventory, report.fallbackRelays?.pairs ?? [])));
+    else await printSummary(report, color, out, relayedPairs(withFallbackRelays(inventory, report.fallbackRelays?.pairs ?? [])));
   };
   const report = await runUp(inventory, connector, view, {
     ...(forks ? { forks } : {}),

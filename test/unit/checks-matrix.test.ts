@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { renderMatrix, matrixPasses, pingMatrix, pingParamsFor } from '../../src/checks/ping-matrix.js';
+import { matrixPasses, pingMatrix, pingParamsFor } from '../../src/checks/ping-matrix.js';
+import { renderMatrix } from '../../src/checks/matrix-render.js';
 import { pingScript } from '../../src/checks/probes.js';
 import type { Connection } from '../../src/transport/types.js';
 import { factsFrom, healthyScenario, pingStdout } from '../fixtures/probes/homelab.js';

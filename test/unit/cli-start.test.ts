@@ -106,6 +106,20 @@ describe('start-up', () => {
     );
   });
 
+  it("`up --json` loads no chalk: what up imports once it has connected (up-run) leaves the terminal's text out", () => {
+    // issue 10: chalk (and the ping matrix's text) loaded with the engine cost ~8 ms of CPU between the first SSH
+    // login and the first phase, and a --json run never draws; a terminal's summary imports them at the end
+    const { loaded } = traced(['--import', 'tsx', '--input-type=module', '-e', 'await import("./src/commands/up-run.ts");']);
+    assert.ok(
+      loaded.some((url) => url.endsWith('/src/engine/runner.ts')) && loaded.some((url) => url.endsWith('/src/checks/ping-matrix.ts')),
+      `the trace sees the engine and the ping round: ${loaded.length} modules`,
+    );
+    assert.deepEqual(
+      loaded.filter((url) => /node_modules\/chalk\/|\/src\/checks\/matrix-render\.ts$/.test(url)),
+      [],
+    );
+  });
+
   it('running a command loads what it needs (the trace would see ssh2)', () => {
     const loaded = modulesLoaded(['debug', '--help']);
     assert.ok(

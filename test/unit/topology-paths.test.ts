@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { checkInventoryText, loadInventory } from '../../src/inventory/load.js';
 import type { Inventory } from '../../src/inventory/types.js';
 import { pathBetween, planPaths, relayedPairs, type PairPath } from '../../src/topology/paths.js';
-import { renderMatrix } from '../../src/checks/ping-matrix.js';
+import { renderMatrix } from '../../src/checks/matrix-render.js';
 import { desiredMesh } from '../../src/topology/desired.js';
 import { parseWgQuickConfig, renderWgQuickConfig } from '../../src/render/wgquick.js';
 import { compareConfigToDesired } from '../../src/render/drift.js';

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -307,5 +307,41 @@ test('resolveSshConfigs asks every new question through ONE child process; each 
   assert.deepEqual(
     bad.map((r) => (r.status === 'rejected' ? String(r.reason).replaceAll(cfg, 'CFG') : 'fulfilled')),
     ['x', 'y'].map((host) => `SshConfigError: ssh config for ${host} (CFG): CFG: terminating, 1 bad configuration options`),
+  );
+});
+
+test("the generated config's directory goes at exit without node's recursive remover (issue 10: the way out of a run)", {
+  skip: hasSsh ? false : 'no ssh client',
+}, () => {
+  // rmSync(dir, { recursive: true }) loaded node's rimraf module in the 'exit' handler: 2-5 ms of CPU after the
+  // report of every run (perf, 2026-12-01). A child with a temp dir of its own: the config is made, then removed.
+  const tmp = mkdtempSync(join(tmpdir(), 'meshctl-exit-rm-'));
+  const script = [
+    `import { resolveSshConfig } from ${JSON.stringify(new URL('../../src/transport/ssh-config.ts', import.meta.url).href)};`,
+    "await resolveSshConfig({ host: '192.0.2.9', port: 41113, user: 'root', explicit: { port: true, user: true } }, { env: { PATH: process.env.PATH, HOME: process.env.TMPDIR } });",
+    "process.stdout.write(require('node:fs').readdirSync(process.env.TMPDIR).filter((f) => f.startsWith('meshctl-ssh-')).length + ' made\\n');",
+    // registered after ssh-config's own 'exit' listener, so it runs after it
+    "process.on('exit', () => process.stdout.write(JSON.stringify(process.moduleLoadList.filter((m) => /rimraf/.test(m))) + '\\n'));",
+  ].join('\n');
+  const run = spawnSync(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      '--input-type=module',
+      '-e',
+      `import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);\n${script}`,
+    ],
+    {
+      encoding: 'utf8',
+      env: { ...process.env, TMPDIR: tmp },
+    },
+  );
+  assert.equal(run.status, 0, run.stderr);
+  assert.equal(run.stdout, '1 made\n[]\n');
+  assert.deepEqual(
+    readdirSync(tmp).filter((f) => f.startsWith('meshctl-ssh-')),
+    [],
+    'the config and its directory are gone',
   );
 });

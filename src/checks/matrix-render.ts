@@ -1,0 +1,61 @@
+/**
+ * The ping matrix (./ping-matrix.ts) as text for a terminal: an N x N table, rows pinging columns. Apart from the
+ * pinging code because it needs chalk, which `up --json` never uses (issue 10: loading chalk cost ~8 ms of CPU
+ * between the first SSH login and up's first phase; measured 2026-12-01, docs/transport-cost.md).
+ */
+import chalk, { Chalk } from 'chalk';
+import type { Matrix, MatrixCell } from './ping-matrix.js';
+
+export interface RenderMatrixOptions {
+  color: boolean;
+  /** relayed pairs, keyed `a\u0000b` (either order) -> relay: their cells get a `*` and a legend line names the relay */
+  relayed?: ReadonlyMap<string, string>;
+}
+
+function cellText(cell: MatrixCell | undefined): { text: string; tone: 'ok' | 'fail' | 'warn' | 'none' } {
+  if (!cell) return { text: '?', tone: 'none' };
+  if (!cell.ok) {
+    if (cell.received > 0) return { text: `FAIL ${cell.loss}%`, tone: 'fail' };
+    return { text: cell.transmitted > 0 ? 'FAIL 100%' : 'FAIL', tone: 'fail' };
+  }
+  const rtt = cell.rttMs !== undefined ? ` ${cell.rttMs < 10 ? cell.rttMs.toFixed(2) : cell.rttMs.toFixed(0)}ms` : '';
+  if (cell.pmtu && !cell.pmtu.ok) return { text: `ok${rtt} MTU ${cell.pmtu.largest + 28}`, tone: 'warn' };
+  return { text: `ok${rtt}`, tone: 'ok' };
+}
+
+/**
+ * An N x N table: rows are the pinging node (from), columns the pinged one (to); '-' on the diagonal.
+ * Cells: `ok 0.42ms`, `FAIL 100%`, or `ok 0.42ms MTU 1300` (in orange) when large packets do not pass.
+ */
+export function renderMatrix(matrix: Matrix, options: RenderMatrixOptions): string {
+  const c = options.color ? new Chalk({ level: Math.max(chalk.level, 1) as 1 | 2 | 3 }) : new Chalk({ level: 0 });
+  const corner = 'from \\ to';
+  const viaOf = (x: string, y: string) => options.relayed?.get(`${x}\u0000${y}`) ?? options.relayed?.get(`${y}\u0000${x}`);
+  const header = [corner, ...matrix.nodes];
+  const rows = matrix.nodes.map((from) => [
+    { text: from, tone: 'none' as const },
+    ...matrix.nodes.map((to) => {
+      if (from === to) return { text: '-', tone: 'none' as const };
+      const cell = cellText(matrix.cells[from]?.[to]);
+      return viaOf(from, to) ? { ...cell, text: `${cell.text}*` } : cell;
+    }),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.text.length)));
+  const paint = (text: string, tone: string) =>
+    tone === 'ok' ? c.green(text) : tone === 'fail' ? c.red.bold(text) : tone === 'warn' ? c.hex('#ff8800')(text) : text;
+  const lines = [
+    header
+      .map((h, i) => c.bold(h.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd(),
+    ...rows.map((row) =>
+      row
+        .map((cell, i) => paint(cell.text.padEnd(widths[i]!), cell.tone))
+        .join('  ')
+        .trimEnd(),
+    ),
+  ];
+  const relays = [...new Set(options.relayed?.values() ?? [])];
+  if (relays.length) lines.push(`* relayed (via ${relays.join(', ')}): the ping goes through the relay`);
+  return `${lines.join('\n')}\n`;
+}
