@@ -29,7 +29,10 @@ export interface VerifyConnectedOptions {
   signal?: AbortSignal;
   /** a warning fails the run too */
   strict: boolean;
-  /** list every passing per-peer and per-pair check in `checks` (--all-checks, --verbose) instead of counting them */
+  /**
+   * list every passing per-peer and per-pair check in `checks`, every cell of the matrix and every path (--all-checks,
+   * --verbose) instead of counting them and listing only what does not pass
+   */
   allChecks: boolean;
   /** when the command started (Date.now()) and how long the logins took, ms: the report's durationMs and timings */
   started: number;
@@ -65,6 +68,7 @@ export async function verifyConnected(
   const report = buildReport(inventory, checks, collected.matrix, collected.unreachable, Date.now() - options.started, {
     strict: options.strict,
     passed: verdicts.passed,
+    allChecks: options.allChecks,
     timings: { connectMs: options.connectMs, ...collected.timings },
     // a node that did not run as root counts as not connected (the probe's failure was), so has no channels
     channels: Object.fromEntries(
