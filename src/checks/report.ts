@@ -205,7 +205,11 @@ function pathReport(matrix: Matrix | undefined, a: string, b: string, path: NonN
  * order. A direct pair's path is not made at all (pathKind): at 1,000 nodes 499,500 pairs, nearly all direct, each
  * with its `why` made a report of hundreds of MB (issue 10).
  */
-export function reportPaths(inventory: Inventory, matrix: Matrix | undefined, all: boolean): { paths: PathReport[]; pathCounts: PathCounts } {
+export function reportPaths(
+  inventory: Inventory,
+  matrix: Matrix | undefined,
+  all: boolean,
+): { paths: PathReport[]; pathCounts: PathCounts } {
   const plan = planPaths(inventory);
   const counts: PathCounts = { direct: 0, relayed: 0, none: 0 };
   const paths: PathReport[] = [];
