@@ -148,7 +148,7 @@ type CellTable = Map<string, MatrixCell>;
 function shareCell(cell: MatrixCell, table: CellTable | undefined): MatrixCell {
   if (!table || cell.error !== undefined) return cell;
   const p = cell.pmtu;
-  const plainMtu = p !== undefined && p.ok && !p.skipped && p.tries.length === 1 && p.tries[0]!.ok && p.tries[0]!.size === p.expected;
+  const plainMtu = p?.ok && !p.skipped && p.tries.length === 1 && p.tries[0]!.ok && p.tries[0]!.size === p.expected;
   if (p !== undefined && !plainMtu) return cell;
   const key = `${cell.ok} ${cell.asked} ${cell.loss} ${cell.transmitted} ${cell.received} ${cell.rttMs}${p ? ` ${p.expected} ${p.largest}` : ''}`;
   const known = table.get(key);

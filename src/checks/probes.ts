@@ -101,7 +101,10 @@ export interface NodeChecklist {
   wgAvailable: boolean;
   wgError?: string;
   peers: LivePeer[];
-  /** wg0.conf on disk, secret lines removed; undefined when the file does not exist */
+  /**
+   * wg0.conf on disk, secret lines removed; undefined when the file does not exist, and in verify's collection once
+   * parsed into `config` (./collect.ts: only the parsed file is judged)
+   */
   configText?: string;
   /** sha256 of wg0.conf on disk (computed on the node, secret lines included) */
   configSha256?: string;
