@@ -454,10 +454,14 @@ function detacher(): <T>(value: T) => T {
   };
   const walk = (v: unknown): unknown => {
     if (typeof v === 'string') return text(v);
+    if (v === null || typeof v !== 'object') return v;
     if (Array.isArray(v)) {
-      if (v.length === 0) return EMPTY;
-      if (v.length <= 4 && v.every((x) => typeof x === 'string')) {
-        const key = v.join('\u0000');
+      const n = v.length;
+      if (n === 0) return EMPTY;
+      let strings = n <= 4;
+      for (let i = 0; strings && i < n; i++) strings = typeof v[i] === 'string';
+      if (strings) {
+        const key = n === 1 ? (v[0] as string) : v.join('\u0000');
         let shared = lists.get(key);
         if (!shared) {
           shared = Object.freeze(v.map(text));
@@ -465,13 +469,15 @@ function detacher(): <T>(value: T) => T {
         }
         return shared;
       }
-      return v.map(walk);
+      const out = new Array<unknown>(n);
+      for (let i = 0; i < n; i++) out[i] = walk(v[i]);
+      return out;
     }
-    if (v === null || typeof v !== 'object') return v;
     const proto = Object.getPrototypeOf(v);
     if (proto !== Object.prototype && proto !== null) return v;
+    // own keys only: a plain object's prototype has no enumerable one
     const out: Record<string, unknown> = {};
-    for (const [k, x] of Object.entries(v)) out[k] = walk(x);
+    for (const k in v) out[k] = walk((v as Record<string, unknown>)[k]);
     return out;
   };
   return <T>(value: T) => walk(value) as T;
