@@ -6,15 +6,11 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { evaluateVerify, evaluateVerifyCompact, type Check, type VerifyFacts } from '../../src/checks/verify.js';
 import { collectVerify } from '../../src/checks/collect.js';
 import { factsFrom, healthyScenario } from '../fixtures/probes/homelab.js';
 import { SCENARIOS } from '../fixtures/probes/scenarios.js';
-import { fakeFarmInventory } from '../../scripts/bench/farm/fake-node.js';
-import { ConvergedFarm } from '../../scripts/bench/farm/fake-verify-node.js';
+import { withConvergedFarm } from '../fixtures/probes/converged-farm.js';
 
 /** What the compact judging must give: every check but the passing per-peer ones, and those counted per node and id. */
 function expected(all: Check[]) {
@@ -39,10 +35,8 @@ describe('compact judging lists and counts what judging every check did', () => 
 describe('compact judging makes no message for a pass (40 fake converged nodes)', () => {
   it("reads none of the facts only a passing check's words show; judging every check reads each once or more", async () => {
     const n = 40;
-    const dir = mkdtempSync(join(tmpdir(), 'meshctl-verify-compact-'));
-    try {
-      const inventory = fakeFarmInventory(n, dir);
-      const collected = await collectVerify(inventory, new ConvergedFarm(inventory).connections(), new Map(), { pathMtu: true });
+    await withConvergedFarm(n, async (inventory, farm) => {
+      const collected = await collectVerify(inventory, farm.connections(), new Map(), { pathMtu: true });
       let reads = 0;
       /** `value`, counting reads of `fields` (shown only in a check's message or evidence) */
       const watched = <T extends object>(value: T, fields: string[]): T =>
@@ -90,8 +84,6 @@ describe('compact judging makes no message for a pass (40 fake converged nodes)'
       // the same facts, every check made: each pair's words read them (so the count above can fail)
       evaluateVerify(watch(collected));
       assert.ok(reads >= 5 * n * (n - 1), `${reads} reads`);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 });

@@ -6,20 +6,14 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { collectVerify } from '../../src/checks/collect.js';
-import { fakeFarmInventory } from '../../scripts/bench/farm/fake-node.js';
-import { ConvergedFarm } from '../../scripts/bench/farm/fake-verify-node.js';
+import { withConvergedFarm } from '../fixtures/probes/converged-farm.js';
 
 describe("verify's collection holds one object per distinct value, not one per pair (40 fake converged nodes)", () => {
   it('cells, AllowedIPs lists and config texts', async () => {
     const n = 40;
-    const dir = mkdtempSync(join(tmpdir(), 'meshctl-verify-retained-'));
-    try {
-      const inventory = fakeFarmInventory(n, dir);
-      const collected = await collectVerify(inventory, new ConvergedFarm(inventory).connections(), new Map(), { pathMtu: true });
+    await withConvergedFarm(n, async (inventory, farm) => {
+      const collected = await collectVerify(inventory, farm.connections(), new Map(), { pathMtu: true });
       // every pair answered alike, its path MTU the plain pass: one cell object (with its pmtu) for 1,560 cells
       const cells = Object.values(collected.matrix!.cells).flatMap((row) => Object.values(row));
       assert.equal(cells.length, n * (n - 1));
@@ -42,8 +36,6 @@ describe("verify's collection holds one object per distinct value, not one per p
       assert.equal(lists.size, n);
       // the file's text is parsed and let go
       assert.ok([...collected.checklists.values()].every((cl) => cl.config !== undefined && cl.configText === undefined));
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 });
