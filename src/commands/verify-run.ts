@@ -61,9 +61,13 @@ export async function verifyConnected(
   });
   if (options.signal?.aborted) return undefined;
   options.onStage?.('evaluate');
-  const verdicts = options.allChecks ? { checks: evaluateVerify(collected), passed: [] } : evaluateVerifyCompact(collected);
-  // node content in messages and evidence: every key-shaped value but the mesh's public keys is redacted
-  const checks = redactDeep(verdicts.checks, knownPublicKeys(collected));
+  // node content in messages and evidence: every key-shaped value but the mesh's public keys is redacted (the keys
+  // read first: the compact judging lets each node's checklist go once judged)
+  const known = knownPublicKeys(collected);
+  const verdicts = options.allChecks
+    ? { checks: evaluateVerify(collected), passed: [] }
+    : evaluateVerifyCompact(collected, { release: true });
+  const checks = redactDeep(verdicts.checks, known);
   options.onStage?.('report');
   const report = buildReport(inventory, checks, collected.matrix, collected.unreachable, Date.now() - options.started, {
     strict: options.strict,

@@ -7,7 +7,10 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { evaluateVerify, evaluateVerifyCompact, type Check, type VerifyFacts } from '../../src/checks/verify.js';
+import { readFileSync } from 'node:fs';
 import { collectVerify } from '../../src/checks/collect.js';
+import { planColdStart } from '../../src/checks/cold-start.js';
+import { FACTS, readFact, splitSections } from '../../src/facts/definitions.js';
 import { factsFrom, healthyScenario } from '../fixtures/probes/homelab.js';
 import { SCENARIOS } from '../fixtures/probes/scenarios.js';
 import { withConvergedFarm } from '../fixtures/probes/converged-farm.js';
@@ -28,8 +31,39 @@ describe('compact judging lists and counts what judging every check did', () => 
       const got = evaluateVerifyCompact(facts);
       assert.deepEqual(got.checks, want.checks);
       assert.deepEqual(new Map(got.passed.map((g) => [`${g.node} ${g.id}`, g.peers])), want.counts);
+      // letting each node's facts go once judged (verify's command path) judges the same, and leaves none held
+      const released = factsFrom(make());
+      assert.deepEqual(evaluateVerifyCompact(released, { release: true }), got);
+      assert.deepEqual([released.checklists.size, released.desired.size, released.afterPing?.size ?? 0], [0, 0, 0]);
     });
   }
+});
+
+describe('compact judging that lets each node go once judged', () => {
+  it("still names the receiver's firewall in a failed cold-start direction's evidence", () => {
+    const facts = () => {
+      const f = factsFrom(healthyScenario());
+      const ruleset = (name: string) =>
+        readFact(FACTS.firewallRuleset, splitSections(readFileSync(`test/fixtures/firewall/${name}.txt`, 'utf8')), {
+          interface: 'wg0',
+          listenPort: 51820,
+        });
+      for (const [name, cl] of f.checklists)
+        cl.firewallRuleset = ruleset(name === 'ctb-edge-1' ? 'iptables-policy-drop' : 'default-accept');
+      const dirs = planColdStart(f.inventory, new Set(f.inventory.nodes.map((n) => n.name))).slots.flat();
+      f.coldStart = {
+        roundTrips: 1,
+        ms: 1,
+        directions: dirs.map((d) => ({ ...d, sent: 16, delta: { inDatagrams: d.to === 'ctb-edge-1' ? 0 : 16, noPorts: 0 } })),
+      };
+      return f;
+    };
+    const released = evaluateVerifyCompact(facts(), { release: true });
+    const failed = released.checks.filter((c) => c.id === 'cold-start');
+    assert.equal(failed.length, 3);
+    assert.ok(failed.every((c) => c.evidence.some((e) => e.startsWith('firewall on ctb-edge-1: the firewall drops new UDP 51820'))));
+    assert.deepEqual(released, evaluateVerifyCompact(facts()));
+  });
 });
 
 describe('compact judging makes no message for a pass (40 fake converged nodes)', () => {
