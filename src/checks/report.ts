@@ -1,5 +1,5 @@
 /**
- * What `meshctl verify` prints: the JSON report (shape documented in docs/verify-json.md, version 2) and the text
+ * What `meshctl verify` prints: the JSON report (shape documented in docs/verify-json.md, version 3) and the text
  * view (the ping matrix, then a table of checks where passing checks of one kind on one node share a row).
  */
 import chalk, { Chalk } from 'chalk';

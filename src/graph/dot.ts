@@ -23,7 +23,7 @@ export interface GraphInput {
    * names its relay, a pair with none says so; a pair not listed is direct
    */
   paths?: PathReport[];
-  /** verify's report (version 2): passing per-peer and per-pair checks counted, not listed in `checks` */
+  /** verify's report (version 2 on): passing per-peer and per-pair checks counted, not listed in `checks` */
   passed?: PassedGroup[];
 }
 
