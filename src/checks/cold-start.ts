@@ -697,7 +697,13 @@ export function runColdStart(
 
 export type ColdStartStatus = 'pass' | 'warn' | 'fail';
 
+/** Whether judgeDirection passes, without making its message and evidence (verify counts the passes: issue 10). */
+export function directionPasses(r: DirectionResult): boolean {
+  return !r.error && !!r.delta && r.sent !== 0 && r.delta.inDatagrams >= r.sent;
+}
+
 /** The verdict for one direction: all arrived (pass), none or few (fail), some (warn), not measured (warn). */
+
 export function judgeDirection(r: DirectionResult): { status: ColdStartStatus; message: string; evidence: string[] } {
   const at = formatEndpoint(r.endpoint);
   const evidence = [

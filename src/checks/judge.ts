@@ -338,6 +338,12 @@ export function judgeHandshake(expected: Pick<PeerExpectation, 'name' | 'publicK
   );
 }
 
+/** Whether judgeSession passes, without making its message and evidence (verify counts the passes: issue 10). */
+export function sessionPasses(live: LivePeer | undefined, observed: Pick<HandshakeObservation, 'now'>): boolean {
+  if (!live || live.latestHandshake === undefined) return false;
+  return observed.now === undefined || Math.max(0, observed.now - live.latestHandshake) <= REJECT_AFTER_TIME_S;
+}
+
 /**
  * judgeHandshake with the live peer already looked up (undefined: no peer with that key): for a caller that judges
  * every peer of a node, with the live peers indexed once (a scan per peer was O(N^2) per node, O(N^3) per mesh).

@@ -10,6 +10,8 @@ export interface RenderMatrixOptions {
   color: boolean;
   /** relayed pairs, keyed `a\u0000b` (either order) -> relay: their cells get a `*` and a legend line names the relay */
   relayed?: ReadonlyMap<string, string>;
+  /** where a cell is read (default matrix.cells[from][to]): verify's report holds its passing cells as RTTs only */
+  cellAt?: (from: string, to: string) => MatrixCell | undefined;
 }
 
 function cellText(cell: MatrixCell | undefined): { text: string; tone: 'ok' | 'fail' | 'warn' | 'none' } {
@@ -36,7 +38,7 @@ export function renderMatrix(matrix: Matrix, options: RenderMatrixOptions): stri
     { text: from, tone: 'none' as const },
     ...matrix.nodes.map((to) => {
       if (from === to) return { text: '-', tone: 'none' as const };
-      const cell = cellText(matrix.cells[from]?.[to]);
+      const cell = cellText(options.cellAt ? options.cellAt(from, to) : matrix.cells[from]?.[to]);
       return viaOf(from, to) ? { ...cell, text: `${cell.text}*` } : cell;
     }),
   ]);

@@ -141,15 +141,25 @@ function cellFrom(results: NodePingResults | undefined, ip: string, asked: numbe
 
 /**
  * One object per distinct cell of a round (issue 10: N x (N-1) cells, 1e6 at 1,000 nodes, kept in the report):
- * cells of the same content, no error and no path MTU (the usual answered pair: the same counts, and RTTs as ping
- * prints them, to the microsecond), are one frozen object. Equal content, so the matrix and its JSON are the same.
+ * cells of the same content with no error (the usual answered pair: the same counts, and RTTs as ping prints them,
+ * to the microsecond) are one frozen object, and so is their path MTU when it is the plain pass (the expected
+ * payload passed at the first try): a path MTU per cell was four objects per pair (cell, pmtu, tries, try), a
+ * third of verify's heap after the collection at 200 nodes. Equal content, so the matrix and its JSON are the same.
  */
 type CellTable = Map<string, MatrixCell>;
 function shareCell(cell: MatrixCell, table: CellTable | undefined): MatrixCell {
-  if (!table || cell.error !== undefined || cell.pmtu !== undefined) return cell;
-  const key = `${cell.ok} ${cell.asked} ${cell.loss} ${cell.transmitted} ${cell.received} ${cell.rttMs}`;
+  if (!table || cell.error !== undefined) return cell;
+  const p = cell.pmtu;
+  const plainMtu = p?.ok && !p.skipped && p.tries.length === 1 && p.tries[0]!.ok && p.tries[0]!.size === p.expected;
+  if (p !== undefined && !plainMtu) return cell;
+  const key = `${cell.ok} ${cell.asked} ${cell.loss} ${cell.transmitted} ${cell.received} ${cell.rttMs}${p ? ` ${p.expected} ${p.largest}` : ''}`;
   const known = table.get(key);
   if (known) return known;
+  if (p) {
+    Object.freeze(p.tries[0]);
+    Object.freeze(p.tries);
+    Object.freeze(p);
+  }
   table.set(key, Object.freeze(cell));
   return cell;
 }

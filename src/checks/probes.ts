@@ -15,6 +15,7 @@ import {
   FACTS,
   factsScript,
   readFact,
+  parseRouteGet,
   parseSsUdp,
   routeLookupFact,
   type FactContext,
@@ -101,7 +102,10 @@ export interface NodeChecklist {
   wgAvailable: boolean;
   wgError?: string;
   peers: LivePeer[];
-  /** wg0.conf on disk, secret lines removed; undefined when the file does not exist */
+  /**
+   * wg0.conf on disk, secret lines removed; undefined when the file does not exist, and in verify's collection once
+   * parsed into `config` (./collect.ts: only the parsed file is judged)
+   */
   configText?: string;
   /** sha256 of wg0.conf on disk (computed on the node, secret lines included) */
   configSha256?: string;
@@ -160,7 +164,12 @@ export function checklistScript(params: ChecklistParams): string {
 
 /** The names of the checklist script's sections, its end section included (what parseChecklistSections reads). */
 export const checklistSectionNames = (params: ChecklistParams): string[] => [
-  ...checklistFacts(params).map((def) => def.name),
+  // the names alone (a lean fact keeps its shared one): no fact made per peer to be asked its name
+  ...[
+    ...CHECKLIST_FACTS.map((def) => def.name),
+    ...params.peerIps.map((ip) => `route:${ip}`),
+    ...(params.firewall ? [FACTS.firewall.name] : []),
+  ].filter((name) => !params.without?.includes(name)),
   params.endSection ?? 'done',
 ];
 
@@ -220,7 +229,8 @@ export function parseChecklistSections(s: Map<string, Section>, params: Checklis
     ...(meta.sha256 ? { configSha256: meta.sha256 } : {}),
     ...(config ? { config } : {}),
     interfaceRoutes: fact(FACTS.interfaceRoutes),
-    routes: params.peerIps.map((ip) => readFact(routeLookupFact(ip), s, ctx)),
+    // routeLookupFact(ip)'s parse, without a fact made per peer
+    routes: params.peerIps.map((ip) => parseRouteGet(ip, s.get(`route:${ip}`))),
     rpFilter: fact(FACTS.rpFilter),
     ...(s.has(FACTS.rpFilterSysctlFiles.name) ? { rpFilterFiles: fact(FACTS.rpFilterSysctlFiles) } : {}),
     service: fact(FACTS.service),

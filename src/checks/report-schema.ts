@@ -1,5 +1,5 @@
 /**
- * The shape of `meshctl verify --json` (version 2) as a Spec (src/schema/spec.ts): the executable form of
+ * The shape of `meshctl verify --json` (version 3) as a Spec (src/schema/spec.ts): the executable form of
  * docs/verify-json.md, published as schema/verify-report.schema.json. Objects are closed: a field added to the
  * report must be added here (and to the doc), or test/unit/checks-json.test.ts fails.
  */
@@ -84,18 +84,36 @@ const cellSpec: Spec = {
   },
 };
 
+const rtt = (description: string): Spec => ({ type: 'number', minimum: 0, what: 'milliseconds (0 or more)', description });
+
 const matrixSpec: Spec = {
   type: 'object',
   nullable: true,
-  description: 'The ping matrix over the overlay; null when nothing could be pinged.',
+  description:
+    'The ping matrix over the overlay; null when nothing could be pinged. Version 3: one RTT array per row; cells lists only the cells that did not plainly pass (every cell with --all-checks).',
   fields: {
     nodes: req({ type: 'array', items: text('A node name.'), description: 'Row and column order.' }),
+    rttMs: req({
+      type: 'array',
+      description: 'rttMs[i][j]: the average ping RTT from nodes[i] to nodes[j] in ms; null on the diagonal and where no reply came.',
+      items: {
+        type: 'array',
+        description: 'One pinging node (nodes[i]): an entry per node, in nodes order.',
+        items: { ...rtt('The average RTT in ms, or null.'), nullable: true },
+      },
+    }),
+    cellsListed: req({
+      type: 'enum',
+      values: ['not-passing', 'all'],
+      description:
+        'not-passing: cells lists only the cells that did not plainly pass (a pair not listed answered every echo request asked for, with no error, and passed the path-MTU probe when made); all (--all-checks): every cell.',
+    }),
     cells: req({
       type: 'record',
       keyWhat: 'node name',
       keyFormat: anyText,
       shape: '"ms-1": { "wk-1": { ... } }',
-      description: 'cells[from][to]; no diagonal.',
+      description: 'cells[from][to], as cellsListed says; no diagonal; a row with no cell listed is left out.',
       value: {
         type: 'record',
         keyWhat: 'node name',
@@ -107,8 +125,6 @@ const matrixSpec: Spec = {
     }),
   },
 };
-
-const rtt = (description: string): Spec => ({ type: 'number', minimum: 0, what: 'milliseconds (0 or more)', description });
 
 const pathSpec: Spec = {
   type: 'object',
@@ -137,17 +153,17 @@ const pathSpec: Spec = {
   },
 };
 
-/** The whole `meshctl verify --json` report, version 2. */
+/** The whole `meshctl verify --json` report, version 3. */
 export const verifyReportSpec: Spec = {
   type: 'object',
   description:
-    'The report of `meshctl verify --json` (version 2). New fields may be added in version 2; a change of meaning bumps version.',
+    'The report of `meshctl verify --json` (version 3). New fields may be added in version 3; a change of meaning bumps version.',
   fields: {
     version: req({
       type: 'enum',
-      values: [2],
+      values: [3],
       description:
-        'Format version. 2: passing per-peer and per-pair checks are counted in passed, listed in checks only with --all-checks.',
+        'Format version. 2: passing per-peer and per-pair checks are counted in passed, listed in checks only with --all-checks. 3: matrix holds an RTT array per row and only the cells that did not plainly pass, paths only the pairs that are not direct (both in full with --all-checks).',
     }),
     inventory: req(text('The inventory file, as given.')),
     ok: req(flag('No check failed and every node was reached (warnings allowed unless --strict).')),
@@ -229,7 +245,17 @@ export const verifyReportSpec: Spec = {
     paths: req({
       type: 'array',
       items: pathSpec,
-      description: "Every pair's path (direct, relayed via a public node, or none), in inventory order.",
+      description:
+        'The pairs whose path is not direct (relayed via a public node, or none), in inventory order; with --all-checks every pair. A pair not listed is direct.',
+    }),
+    pathCounts: req({
+      type: 'object',
+      description: 'How many pairs have each kind of path (all pairs, listed in paths or not).',
+      fields: {
+        direct: req(count('Pairs where one side dials the other.')),
+        relayed: req(count('Pairs relayed through a public node.')),
+        none: req(count('Pairs with no path.')),
+      },
     }),
   },
 };

@@ -1,22 +1,24 @@
 /**
- * What `meshctl verify` prints: the JSON report (shape documented in docs/verify-json.md, version 2) and the text
+ * What `meshctl verify` prints: the JSON report (shape documented in docs/verify-json.md, version 3) and the text
  * view (the ping matrix, then a table of checks where passing checks of one kind on one node share a row).
  */
 import chalk, { Chalk } from 'chalk';
 import type { Inventory } from '../inventory/types.js';
-import type { Matrix } from './ping-matrix.js';
+import type { Matrix, MatrixCell } from './ping-matrix.js';
 import { renderMatrix } from './matrix-render.js';
 import { summarize, type Check, type CheckSummary, type PassedGroup } from './verify.js';
 import { ExitCode, type Outcome } from '../errors.js';
 import { safeText } from '../ui/safe-text.js';
-import { planPaths } from '../topology/paths.js';
+import { pathBetween, pathKind, planPaths } from '../topology/paths.js';
 
 export interface VerifyReport {
   /**
    * bumps when a field changes meaning or goes away; new fields may appear at any time. 2: `checks` lists passing
-   * per-peer and per-pair checks only with --all-checks; else they are counted in `passed`
+   * per-peer and per-pair checks only with --all-checks; else they are counted in `passed`. 3: `matrix` is a
+   * ReportMatrix (an RTT array per row, `cells` only the cells that did not pass) and `paths` lists the pairs that
+   * are not direct (`pathCounts` counts them all); --all-checks lists every cell and every path
    */
-  version: 2;
+  version: 3;
   inventory: string;
   /** true when no check failed (warnings allowed, unless --strict) */
   ok: boolean;
@@ -30,13 +32,112 @@ export interface VerifyReport {
   checks: Check[];
   /** the passing per-peer and per-pair checks not listed in `checks`, counted per node and id (empty with --all-checks) */
   passed: PassedGroup[];
-  matrix: Matrix | null;
+  matrix: ReportMatrix | null;
   /** where the time went, ms: SSH logins, the checklist round, the cold-start probe, the ping round (path MTU in it) */
   timings?: VerifyTimings;
   /** per node: SSH session channels verify opened on its one connection (OpenSSH's MaxSessions counts them) */
   channels?: Record<string, number>;
-  /** every pair's path as planned from the inventory (src/topology/paths.ts), with its measured RTT */
+  /**
+   * the pairs whose path is not direct (relayed or none) as planned from the inventory (src/topology/paths.ts), with
+   * their measured RTTs, in inventory order; with --all-checks every pair
+   */
   paths: PathReport[];
+  /** how many pairs have each kind of path (all pairs, whether `paths` lists them or not) */
+  pathCounts: PathCounts;
+}
+
+/** Pairs by kind of path. */
+export interface PathCounts {
+  direct: number;
+  relayed: number;
+  none: number;
+}
+
+/**
+ * The ping matrix as the report holds it (version 3, issue 10): N x (N-1) cells of ~400 bytes each made a 525 MB
+ * report at 1,000 nodes, nearly all of them the same passing cell. So every pair's RTT sits in one array per row,
+ * and `cells` lists only the cells that did not plainly pass (see plainPass); with --all-checks (`cellsListed: all`)
+ * every cell, as version 2 did. A pair with no cell in `cells` passed: every echo request asked for was answered,
+ * and the expected payload passed with DF when the path MTU was probed.
+ */
+export interface ReportMatrix {
+  /** row and column order */
+  nodes: string[];
+  /** rttMs[i][j]: the average ping RTT from nodes[i] to nodes[j] in ms; null on the diagonal and where no reply came */
+  rttMs: Array<Array<number | null>>;
+  /** `not-passing`: `cells` holds only the cells that did not plainly pass; `all` (--all-checks): every cell */
+  cellsListed: 'all' | 'not-passing';
+  /** cells[from][to] (no diagonal), as said by `cellsListed`; a row with no cell listed is left out */
+  cells: Record<string, Record<string, MatrixCell>>;
+}
+
+/**
+ * A cell that passed with nothing to tell (left out of ReportMatrix.cells): answered, every echo request asked for
+ * sent, no error, and its path MTU (when probed) the expected one.
+ */
+export function plainPass(cell: MatrixCell): boolean {
+  return (
+    cell.ok &&
+    cell.error === undefined &&
+    (cell.asked === undefined || cell.transmitted >= cell.asked) &&
+    (cell.pmtu === undefined || (cell.pmtu.ok && !cell.pmtu.skipped))
+  );
+}
+
+/** The report's form of `matrix` (pure): an RTT array per row, and the cells not plainly passing (every cell with `all`). */
+export function reportMatrix(matrix: Matrix, all: boolean): ReportMatrix {
+  const rttMs: Array<Array<number | null>> = [];
+  const cells: ReportMatrix['cells'] = {};
+  const n = matrix.nodes.length;
+  for (const from of matrix.nodes) {
+    const row = matrix.cells[from] ?? {};
+    const rtts = new Array<number | null>(n);
+    let listed: Record<string, MatrixCell> | undefined;
+    for (let j = 0; j < n; j++) {
+      const to = matrix.nodes[j]!;
+      const cell = to === from ? undefined : row[to];
+      rtts[j] = cell?.rttMs ?? null;
+      if (cell && (all || !plainPass(cell))) {
+        listed ??= {};
+        listed[to] = cell;
+      }
+    }
+    rttMs.push(rtts);
+    if (listed) cells[from] = listed;
+  }
+  return { nodes: matrix.nodes, rttMs, cellsListed: all ? 'all' : 'not-passing', cells };
+}
+
+/** Each matrix's node name -> position, built once (a lookup per cell must not scan the names). */
+const indexes = new WeakMap<ReportMatrix, ReadonlyMap<string, number>>();
+function indexOf(matrix: ReportMatrix): ReadonlyMap<string, number> {
+  let index = indexes.get(matrix);
+  if (!index) {
+    index = new Map(matrix.nodes.map((name, i) => [name, i]));
+    indexes.set(matrix, index);
+  }
+  return index;
+}
+
+/**
+ * The cell from `from` to `to` of a report's matrix (version 3): the one listed, else a stand-in for the plain pass
+ * its RTT stands for (ok, its RTT; its counts are not in the report and read 0), for the text view and the graph.
+ * Undefined on the diagonal, for a name not in the matrix, or for a cell missing from a matrix that lists all. `index`: node name -> position, built once by
+ * the caller for many lookups.
+ */
+export function reportCell(
+  matrix: ReportMatrix,
+  from: string,
+  to: string,
+  index: ReadonlyMap<string, number> = indexOf(matrix),
+): MatrixCell | undefined {
+  const listed = matrix.cells[from]?.[to];
+  if (listed) return listed;
+  const i = index.get(from);
+  const j = index.get(to);
+  if (i === undefined || j === undefined || i === j || matrix.cellsListed === 'all') return undefined;
+  const rtt = matrix.rttMs[i]?.[j];
+  return { ok: true, loss: 0, transmitted: 0, received: 0, ...(rtt !== null && rtt !== undefined ? { rttMs: rtt } : {}) };
 }
 
 /**
@@ -80,21 +181,51 @@ const averageRtt = (matrix: Matrix | undefined, x: string, y: string): number | 
 
 /** Every pair's path and what the ping matrix measured on it (pure). */
 export function pathReports(inventory: Inventory, matrix: Matrix | undefined): PathReport[] {
-  return planPaths(inventory).pairs.map(({ a, b, path }) => {
-    const rttMs = averageRtt(matrix, a, b);
-    const base: PathReport = { a, b, kind: path.kind, why: path.why, ...(rttMs !== undefined ? { rttMs } : {}) };
-    if (path.kind !== 'relayed') return base;
-    const legA = averageRtt(matrix, a, path.via);
-    const legB = averageRtt(matrix, path.via, b);
-    return {
-      ...base,
-      via: path.via,
-      ...(legA !== undefined && legB !== undefined ? { legsRttMs: [legA, legB] as [number, number] } : {}),
-      ...(path.directExists
-        ? { direct: 'a direct path exists but is not used (relay: always); its RTT is not measured: meshctl pings only through the mesh' }
-        : {}),
-    };
-  });
+  return planPaths(inventory).pairs.map(({ a, b, path }) => pathReport(matrix, a, b, path));
+}
+
+/** One pair's PathReport (see pathReports). */
+function pathReport(matrix: Matrix | undefined, a: string, b: string, path: NonNullable<ReturnType<typeof pathBetween>>): PathReport {
+  const rttMs = averageRtt(matrix, a, b);
+  const base: PathReport = { a, b, kind: path.kind, why: path.why, ...(rttMs !== undefined ? { rttMs } : {}) };
+  if (path.kind !== 'relayed') return base;
+  const legA = averageRtt(matrix, a, path.via);
+  const legB = averageRtt(matrix, path.via, b);
+  return {
+    ...base,
+    via: path.via,
+    ...(legA !== undefined && legB !== undefined ? { legsRttMs: [legA, legB] as [number, number] } : {}),
+    ...(path.directExists
+      ? { direct: 'a direct path exists but is not used (relay: always); its RTT is not measured: meshctl pings only through the mesh' }
+      : {}),
+  };
+}
+
+/**
+ * The report's `paths` and `pathCounts` (pure): the pairs that are not direct (every pair with `all`), in inventory
+ * order. A direct pair's path is not made at all (pathKind): at 1,000 nodes 499,500 pairs, nearly all direct, each
+ * with its `why` made a report of hundreds of MB (issue 10).
+ */
+export function reportPaths(
+  inventory: Inventory,
+  matrix: Matrix | undefined,
+  all: boolean,
+): { paths: PathReport[]; pathCounts: PathCounts } {
+  const plan = planPaths(inventory);
+  const counts: PathCounts = { direct: 0, relayed: 0, none: 0 };
+  const paths: PathReport[] = [];
+  const names = inventory.nodes.map((n) => n.name);
+  for (let i = 0; i < names.length; i++)
+    for (let j = i + 1; j < names.length; j++) {
+      const a = names[i]!;
+      const b = names[j]!;
+      const kind = pathKind(plan, a, b);
+      if (kind === undefined) continue;
+      counts[kind]++;
+      if (kind === 'direct' && !all) continue;
+      paths.push(pathReport(matrix, a, b, pathBetween(plan, a, b)!));
+    }
+  return { paths, pathCounts: counts };
 }
 
 /** `strict`: a warning fails the run too (for monitoring that must hear of a drift or a NAT collision). */
@@ -109,7 +240,15 @@ export function buildReport(
     timings,
     channels,
     passed = [],
-  }: { strict?: boolean; timings?: VerifyTimings; channels?: Record<string, number>; passed?: PassedGroup[] } = {},
+    allChecks = false,
+  }: {
+    strict?: boolean;
+    timings?: VerifyTimings;
+    channels?: Record<string, number>;
+    passed?: PassedGroup[];
+    /** --all-checks: every cell of the matrix and every path listed (else only what does not plainly pass / is not direct) */
+    allChecks?: boolean;
+  } = {},
 ): VerifyReport {
   const summary = summarize(checks, passed);
   const failed = summary.fail > 0 || (strict && summary.warn > 0);
@@ -117,7 +256,7 @@ export function buildReport(
   // the report carries the exit code for scripts that read the JSON; the number comes from the one table
   const exitCode = ExitCode[outcome] as 0 | 1 | 3;
   return {
-    version: 2,
+    version: 3,
     inventory: inventory.source,
     ok: outcome === 'ok',
     exitCode,
@@ -132,10 +271,10 @@ export function buildReport(
     })),
     checks,
     passed,
-    matrix: matrix ?? null,
+    matrix: matrix ? reportMatrix(matrix, allChecks) : null,
     ...(timings ? { timings } : {}),
     ...(channels ? { channels } : {}),
-    paths: pathReports(inventory, matrix),
+    ...reportPaths(inventory, matrix, allChecks),
   };
 }
 
@@ -263,8 +402,11 @@ export function renderChecks(checks: Check[], options: { color: boolean; verbose
   return `${lines.join('\n')}\n`;
 }
 
-/** The pairs that are not direct, one line each (relayed via R with RTTs, or none), then a count; '' when all are direct. */
-export function renderPaths(paths: PathReport[], { measured = true } = {}): string {
+/**
+ * The pairs that are not direct, one line each (relayed via R with RTTs, or none), then a count; '' when all are
+ * direct. `counts`: the pairs by kind when `paths` lists only some (verify's report, version 3); else counted from it.
+ */
+export function renderPaths(paths: PathReport[], { measured = true, counts }: { measured?: boolean; counts?: PathCounts } = {}): string {
   const other = paths.filter((p) => p.kind !== 'direct');
   if (other.length === 0) return '';
   const ms = (v: number | undefined) => (v === undefined ? 'no reply' : `${v} ms`);
@@ -275,8 +417,10 @@ export function renderPaths(paths: PathReport[], { measured = true } = {}): stri
       ? `  ${p.a} <-> ${p.b}  relayed via ${p.via}: ${rtt(p)}${p.why}${measured && p.direct ? `; ${p.direct}` : ''}`
       : `  ${p.a} <-> ${p.b}  no path: ${p.why}`,
   );
-  const counts = (['direct', 'relayed', 'none'] as const).map((k) => `${paths.filter((p) => p.kind === k).length} ${k}`).join(', ');
-  return `Paths (${counts})\n${lines.map(safeText).join('\n')}\n`;
+  const byKind = (['direct', 'relayed', 'none'] as const)
+    .map((k) => `${counts ? counts[k] : paths.filter((p) => p.kind === k).length} ${k}`)
+    .join(', ');
+  return `Paths (${byKind})\n${lines.map(safeText).join('\n')}\n`;
 }
 
 export function renderReport(report: VerifyReport, options: { color: boolean; verbose?: boolean }): string {
@@ -284,9 +428,13 @@ export function renderReport(report: VerifyReport, options: { color: boolean; ve
   const parts: string[] = [];
   if (report.matrix) {
     const relayed = new Map(report.paths.filter((p) => p.kind === 'relayed').map((p) => [`${p.a}\u0000${p.b}`, p.via!]));
-    parts.push(c.bold('Ping matrix (rows ping columns over the overlay)'), renderMatrix(report.matrix, { ...options, relayed }));
+    const m = report.matrix;
+    parts.push(
+      c.bold('Ping matrix (rows ping columns over the overlay)'),
+      renderMatrix({ nodes: m.nodes, cells: {} }, { ...options, relayed, cellAt: (from, to) => reportCell(m, from, to) }),
+    );
   }
-  const paths = renderPaths(report.paths);
+  const paths = renderPaths(report.paths, { counts: report.pathCounts });
   if (paths) parts.push(paths);
   parts.push(renderChecks(report.checks, { ...options, passed: report.passed }));
   const s = report.summary;

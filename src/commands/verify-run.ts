@@ -29,7 +29,10 @@ export interface VerifyConnectedOptions {
   signal?: AbortSignal;
   /** a warning fails the run too */
   strict: boolean;
-  /** list every passing per-peer and per-pair check in `checks` (--all-checks, --verbose) instead of counting them */
+  /**
+   * list every passing per-peer and per-pair check in `checks`, every cell of the matrix and every path (--all-checks,
+   * --verbose) instead of counting them and listing only what does not pass
+   */
   allChecks: boolean;
   /** when the command started (Date.now()) and how long the logins took, ms: the report's durationMs and timings */
   started: number;
@@ -58,13 +61,18 @@ export async function verifyConnected(
   });
   if (options.signal?.aborted) return undefined;
   options.onStage?.('evaluate');
-  const verdicts = options.allChecks ? { checks: evaluateVerify(collected), passed: [] } : evaluateVerifyCompact(collected);
-  // node content in messages and evidence: every key-shaped value but the mesh's public keys is redacted
-  const checks = redactDeep(verdicts.checks, knownPublicKeys(collected));
+  // node content in messages and evidence: every key-shaped value but the mesh's public keys is redacted (the keys
+  // read first: the compact judging lets each node's checklist go once judged)
+  const known = knownPublicKeys(collected);
+  const verdicts = options.allChecks
+    ? { checks: evaluateVerify(collected), passed: [] }
+    : evaluateVerifyCompact(collected, { release: true });
+  const checks = redactDeep(verdicts.checks, known);
   options.onStage?.('report');
   const report = buildReport(inventory, checks, collected.matrix, collected.unreachable, Date.now() - options.started, {
     strict: options.strict,
     passed: verdicts.passed,
+    allChecks: options.allChecks,
     timings: { connectMs: options.connectMs, ...collected.timings },
     // a node that did not run as root counts as not connected (the probe's failure was), so has no channels
     channels: Object.fromEntries(

@@ -34,6 +34,16 @@ interface VerifyFlags {
   strict?: boolean;
   connectTimeout?: string;
   allChecks?: boolean;
+  /** false with --no-color */
+  color?: boolean;
+}
+
+/**
+ * Whether verify's text view is coloured: only on a terminal, never with --no-color or NO_COLOR set to anything but
+ * the empty string (no-color.org), as up, plan, down, rotate-keys and validate decide. `--json` has no colour at all.
+ */
+export function verifyColor(flags: { color?: boolean }, stdout: { isTTY?: boolean }, env: NodeJS.ProcessEnv): boolean {
+  return flags.color !== false && Boolean(stdout.isTTY) && !env.NO_COLOR;
 }
 
 export function registerVerify(program: Command, finish: (result: CommandResult) => void): void {
@@ -54,6 +64,7 @@ export function registerVerify(program: Command, finish: (result: CommandResult)
     )
     .option('--accept-new', 'trust unknown SSH host keys on first use and record them')
     .option('--connect-timeout <seconds>', 'SSH connect timeout (default: ssh config ConnectTimeout or 10)')
+    .option('--no-color', 'plain output')
     .option('--strict', 'warnings fail too (exit 1): drift, a NAT mapping collision, a missing key file')
     .option(
       '--all-checks',
@@ -97,7 +108,10 @@ export function registerVerify(program: Command, finish: (result: CommandResult)
         const { report } = done;
         // in pieces: the N x (N-1) matrix at farm scale (src/ui/json-text.ts)
         if (flags.json) await (await import('../ui/json-text.js')).writeJson(process.stdout, report, 2);
-        else process.stdout.write(checks.renderReport(report, { color: !!process.stdout.isTTY, verbose: !!flags.verbose }));
+        else
+          process.stdout.write(
+            checks.renderReport(report, { color: verifyColor(flags, process.stdout, process.env), verbose: !!flags.verbose }),
+          );
         // after the report: a picture that cannot be written (a full disk, no `dot`) loses no result
         if (flags.graph) {
           const { writeGraph } = await import('../graph/dot.js');

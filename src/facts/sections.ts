@@ -34,8 +34,43 @@ export function sectionScript(name: string, command: string): string {
   return `echo '${BEGIN}${name}'\n{ ${command}\n} 2>&1\nprintf '\\n${END}${name} rc=%s\\n' "$?"`;
 }
 
-/** Cuts probe stdout into its sections, by name. A section whose end marker is missing has no rc. */
+/**
+ * Cuts probe stdout into its sections, by name. A section whose end marker is missing has no rc. A body is one slice
+ * of the output between its marker lines (no array of every line, joined again: issue 10, verify reads N outputs of
+ * O(N) sections each); output with carriage returns takes the line-by-line way, which drops them (\r\n endings).
+ */
 export function splitSections(stdout: string): Map<string, Section> {
+  if (stdout.includes('\r')) return splitSectionsByLine(stdout);
+  const sections = new Map<string, Section>();
+  let name: string | undefined;
+  let bodyStart = 0;
+  const close = (bodyEnd: number, rc?: number) => {
+    if (name === undefined) return;
+    // the body's lines without the newline before the marker line (an empty body when there is none)
+    const body = bodyEnd > bodyStart ? stdout.slice(bodyStart, bodyEnd).trimEnd() : '';
+    sections.set(name, { name, body, ...(rc !== undefined ? { rc } : {}) });
+    name = undefined;
+  };
+  for (let at = 0; at <= stdout.length; ) {
+    const nl = stdout.indexOf('\n', at);
+    const lineEnd = nl < 0 ? stdout.length : nl;
+    if (stdout.startsWith(BEGIN, at)) {
+      close(at - 1);
+      name = stdout.slice(at + BEGIN.length, lineEnd).trim();
+      bodyStart = lineEnd + 1;
+    } else if (name !== undefined && stdout.startsWith(END, at)) {
+      const end = /^(\S+) rc=(\d+)$/.exec(stdout.slice(at + END.length, lineEnd).trim());
+      if (end && end[1] === name) close(at - 1, Number(end[2]));
+    }
+    if (nl < 0) break;
+    at = nl + 1;
+  }
+  close(stdout.length);
+  return sections;
+}
+
+/** splitSections line by line (the lines split at \r\n or \n): the way for output with carriage returns. */
+export function splitSectionsByLine(stdout: string): Map<string, Section> {
   const sections = new Map<string, Section>();
   let current: { name: string; lines: string[] } | undefined;
   const close = (rc?: number) => {

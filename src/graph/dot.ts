@@ -11,16 +11,19 @@ import { promisify } from 'node:util';
 import { publicAddressOf, type Inventory } from '../inventory/types.js';
 import { MeshctlError } from '../errors.js';
 import type { Check, CheckStatus, PassedGroup } from '../checks/verify.js';
-import type { Matrix } from '../checks/ping-matrix.js';
-import type { PathReport } from '../checks/report.js';
+import { reportCell, type PathReport, type ReportMatrix } from '../checks/report.js';
 
 export interface GraphInput {
   checks: Check[];
-  matrix: Matrix | null;
+  /** verify's report matrix (version 3: an RTT array per row, the cells that did not pass) */
+  matrix: ReportMatrix | null;
   nodes: Array<{ name: string; connected: boolean }>;
-  /** every pair's path (verify's report): a relayed pair's edge is dotted and names its relay, a pair with none says so */
+  /**
+   * the pairs that are not direct (verify's report; every pair with --all-checks): a relayed pair's edge is dotted and
+   * names its relay, a pair with none says so; a pair not listed is direct
+   */
   paths?: PathReport[];
-  /** verify's report (version 2): passing per-peer and per-pair checks counted, not listed in `checks` */
+  /** verify's report (version 2 on): passing per-peer and per-pair checks counted, not listed in `checks` */
   passed?: PassedGroup[];
 }
 
@@ -54,7 +57,8 @@ function edgeFor(a: string, b: string, input: GraphInput): { status: CheckStatus
   const counted = countedNodes(input).has(a) || countedNodes(input).has(b) ? 'pass' : 'unknown';
   const status = worst(related.map((c) => c.status)) ?? counted;
   if (status === 'pass') {
-    const rtts = [input.matrix?.cells[a]?.[b]?.rttMs, input.matrix?.cells[b]?.[a]?.rttMs].filter((x): x is number => x !== undefined);
+    const m = input.matrix;
+    const rtts = m ? [reportCell(m, a, b)?.rttMs, reportCell(m, b, a)?.rttMs].filter((x): x is number => x !== undefined) : [];
     return { status, label: rtts.length ? `${(rtts.reduce((x, y) => x + y, 0) / rtts.length).toFixed(1)} ms` : 'ok' };
   }
   const bad = related.filter((c) => c.status === status);
@@ -131,12 +135,14 @@ export function renderDot(inventory: Inventory, input: GraphInput, title?: strin
   }
 
   const names = inventory.nodes.map((n) => n.name);
+  // by pair, once: a find per pair was O(pairs^2)
+  const pathOf = new Map((input.paths ?? []).map((p) => [`${p.a}\u0000${p.b}`, p]));
   for (let i = 0; i < names.length; i++) {
     for (let j = i + 1; j < names.length; j++) {
       const a = names[i]!;
       const b = names[j]!;
       const edge = edgeFor(a, b, input);
-      const path = input.paths?.find((p) => p.a === a && p.b === b);
+      const path = pathOf.get(`${a}\u0000${b}`);
       if (path?.kind === 'relayed') edge.label = `via ${path.via}\n${edge.label}`;
       if (path?.kind === 'none') edge.label = `no path\n${edge.label}`;
       const style = edge.status === 'unknown' ? 'dashed' : path?.kind === 'relayed' ? 'dotted' : 'solid';

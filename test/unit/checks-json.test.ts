@@ -21,7 +21,20 @@ test('verify --json of a healthy mesh matches the documented shape', () => {
   assert.deepEqual(checkVerifyReport(json), []);
   assert.equal(json.exitCode, 0);
   assert.equal(json.ok, true);
-  assert.equal(json.matrix.cells['ms-1']['wk-1'].pmtu.expected, 1392);
+  // version 3: a healthy mesh lists no cell, only the RTTs (every cell with --all-checks)
+  assert.equal(json.version, 3);
+  assert.deepEqual(json.matrix.cells, {});
+  assert.equal(json.matrix.cellsListed, 'not-passing');
+  assert.equal(json.matrix.rttMs.length, json.matrix.nodes.length);
+  assert.equal(json.matrix.rttMs[0][0], null);
+  const facts = factsFrom(healthyScenario());
+  const all = JSON.parse(
+    JSON.stringify(buildReport(facts.inventory, evaluateVerify(facts), facts.matrix, facts.unreachable, 1234, { allChecks: true })),
+  );
+  assert.deepEqual(checkVerifyReport(all), []);
+  assert.equal(all.matrix.cellsListed, 'all');
+  assert.equal(all.matrix.cells['ms-1']['wk-1'].pmtu.expected, 1392);
+  assert.equal(all.matrix.rttMs[0][1], all.matrix.cells['ms-1']['wk-1'].rttMs);
 });
 
 test('verify --json of every broken state matches the shape and exits 1', () => {

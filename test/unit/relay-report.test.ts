@@ -63,9 +63,18 @@ describe('validate shows each pair path', () => {
 
 describe("verify's paths", () => {
   it('reports every pair with its kind, relay, why and RTT through the relay, and the legs; the JSON matches the spec', () => {
-    const report = buildReport(inventory, [], measured, new Map(), 10);
+    const report = buildReport(inventory, [], measured, new Map(), 10, { allChecks: true });
     assert.deepEqual(checkVerifyReport(JSON.parse(JSON.stringify(report))), []);
     assert.equal(report.paths.length, 28);
+    assert.deepEqual(report.pathCounts, { direct: 26, relayed: 2, none: 0 });
+    // without --all-checks (version 3): only the pairs that are not direct, the same two, and the same counts
+    const compact = buildReport(inventory, [], measured, new Map(), 10);
+    assert.deepEqual(checkVerifyReport(JSON.parse(JSON.stringify(compact))), []);
+    assert.deepEqual(
+      compact.paths,
+      report.paths.filter((p) => p.kind !== 'direct'),
+    );
+    assert.deepEqual(compact.pathCounts, report.pathCounts);
     assert.deepEqual(
       report.paths.filter((p) => p.kind !== 'direct'),
       [

@@ -12,9 +12,12 @@ import { evaluateVerify } from '../../src/checks/verify.js';
 import type { Spec } from '../../src/schema/spec.js';
 import { factsFrom, healthyScenario } from '../fixtures/probes/homelab.js';
 
+/** The healthy fixtures' report, every cell listed (--all-checks), as JSON. */
 function report() {
   const facts = factsFrom(healthyScenario());
-  return JSON.parse(JSON.stringify(buildReport(facts.inventory, evaluateVerify(facts), facts.matrix, facts.unreachable, 1234)));
+  return JSON.parse(
+    JSON.stringify(buildReport(facts.inventory, evaluateVerify(facts), facts.matrix, facts.unreachable, 1234, { allChecks: true })),
+  );
 }
 
 /** Every field name the spec knows, at any depth. */
@@ -38,7 +41,7 @@ describe('the verify report spec', () => {
     assert.deepEqual(checkVerifyReport(json), [
       'checks[0].severity: unknown field (allowed here: node, peer, id, status, message, evidence)',
       'matrix.cells.ms-1.wk-1.jitterMs: unknown field (allowed here: ok, asked, loss, transmitted, received, rttMs, error, pmtu)',
-      'newField: unknown field (allowed here: version, inventory, ok, exitCode, summary, durationMs, nodes, checks, passed, matrix, timings, channels, paths)',
+      'newField: unknown field (allowed here: version, inventory, ok, exitCode, summary, durationMs, nodes, checks, passed, matrix, timings, channels, paths, pathCounts)',
     ]);
   });
 
@@ -55,6 +58,17 @@ describe('the verify report spec', () => {
       'nodes[0].connected: expected true or false, got the string "yes"',
       'checks[1].id: expected connect, service, interface, address, mtu, listener, public-key, config-drift, rp-filter, peers, allowed-ips, endpoint, keepalive, handshake, route, ping, path-mtu, firewall, cold-start or relay, got the string "routes"; did you mean route?',
       'matrix.cells.ms-1.wk-1.loss: 150 is out of range: expected a percentage from 0 to 100',
+    ]);
+  });
+
+  it("the compact matrix's RTT rows: a number or null, nothing else", () => {
+    const json = report();
+    json.matrix.rttMs[0][1] = 'fast';
+    json.matrix.rttMs[1][0] = null;
+    json.matrix.cellsListed = 'some';
+    assert.deepEqual(checkVerifyReport(json), [
+      'matrix.rttMs[0][1]: expected milliseconds (0 or more) or null, got the string "fast"',
+      'matrix.cellsListed: expected not-passing or all, got the string "some"',
     ]);
   });
 

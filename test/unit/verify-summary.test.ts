@@ -63,9 +63,13 @@ describe('verify --json at 150 nodes: the command path on fake converged nodes',
       assert.ok(report.checks.every((c) => c.peer === undefined));
       assert.equal(report.passed.length, 9 * n);
       assert.ok(report.passed.every((g) => g.peers === n - 1));
-      // the report: the matrix and the paths are still N x (N-1) (12.1 MB here); the listed checks were ~63 MB more
+      // the report (version 3): the matrix an RTT per pair and no cell (all passed), the paths none (all direct); in
+      // version 2 they were 12.1 MB here, and the listed checks of version 1 ~63 MB more
+      assert.deepEqual(report.matrix!.cells, {});
+      assert.deepEqual(report.paths, []);
+      assert.deepEqual(report.pathCounts, { direct: (n * (n - 1)) / 2, relayed: 0, none: 0 });
       const bytes = await jsonBytes(report);
-      assert.ok(bytes < 16e6, `${bytes} bytes`);
+      assert.ok(bytes < 1.5e6, `${bytes} bytes`);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -117,7 +121,7 @@ describe('the counted report (version 2) of the homelab fixtures', () => {
     );
     assert.deepEqual(summarize(checks, passed), summarize(all));
     const report = buildReport(facts.inventory, checks, facts.matrix, facts.unreachable, 1, { passed });
-    assert.equal(report.version, 2);
+    assert.equal(report.version, 3);
     assert.deepEqual(checkVerifyReport(JSON.parse(JSON.stringify(report))), []);
     // the text view says how many passed, not every peer's name; the graph's edges are green as before
     const text = renderReport(report, { color: false });
@@ -158,6 +162,13 @@ describe('the counted report (version 2) of the homelab fixtures', () => {
     assert.match(text, /wk-1 +ping ms-1 +FAIL +ms-1 does not answer/);
     assert.match(text, /ping: 35 sent, 0 received, 100% loss/);
     assert.match(text, /wk-1 +pairs +pass +ping, path-mtu \(2 peers each\)/);
+    // version 3: the report lists the two failed cells only; the text view's matrix still shows every cell
+    assert.deepEqual(
+      Object.entries(report.matrix!.cells).flatMap(([from, row]) => Object.keys(row).map((to) => `${from}->${to}`)),
+      ['ms-1->wk-1', 'wk-1->ms-1'],
+    );
+    assert.match(text, /^wk-1 +FAIL 100% +- +ok 0\.60ms +ok 0\.60ms$/m);
+    assert.match(text, /^wk-2 +ok 0\.60ms +ok 0\.60ms +- +ok 0\.60ms$/m);
     const dot = renderDot(facts.inventory, report);
     assert.match(dot.split('\n').find((l) => l.includes('"ms-1" -- "wk-1"'))!, /color="#d62828"/);
   });
