@@ -528,8 +528,8 @@ export class ControlMaster {
     this.kept.set(m.key, kept);
     const env = { ...m.env } as NodeJS.ProcessEnv;
     const jumpKey = JSON.stringify([m.env, m.options.sshConfigFile ?? null]);
-    let jumpHosts = this.jumpHosts.get(jumpKey);
-    if (!jumpHosts) this.jumpHosts.set(jumpKey, (jumpHosts = new JumpHosts()));
+    const jumpHosts = this.jumpHosts.get(jumpKey) ?? new JumpHosts();
+    this.jumpHosts.set(jumpKey, jumpHosts);
     kept.opening = this.parts.connect(m.node, {
       ...m.options,
       env,
@@ -575,7 +575,10 @@ export class ControlMaster {
   private letGo(kept: Kept): void {
     kept.refs = Math.max(0, kept.refs - 1);
     if (kept.refs > 0) return;
-    if (this.kept.get(kept.key) !== kept) return this.closeKept(kept);
+    if (this.kept.get(kept.key) !== kept) {
+      this.closeKept(kept);
+      return;
+    }
     clearTimeout(kept.idle);
     kept.idle = setTimeout(() => this.drop(kept), kept.persistS * 1000);
   }
@@ -724,6 +727,8 @@ export class ControlClient {
   private nextId = 1;
   /** set once the socket closed */
   gone = false;
+  /** the master's process id, as its hello said */
+  masterPid?: number;
   private readonly goneListeners = new Set<() => void>();
 
   private constructor(private readonly socket: Socket) {
@@ -763,6 +768,7 @@ export class ControlClient {
     const client = new ControlClient(socket);
     const hello = await client.request({ t: 'hello', ...identity }, 0);
     const theirs = hello as Extract<Message, { t: 'hello' }>;
+    client.masterPid = theirs.pid;
     if (
       theirs.version !== identity.version ||
       theirs.build !== identity.build ||
@@ -827,7 +833,10 @@ export class ControlClient {
     if (id === undefined) return;
     const p = this.pending.get(id);
     if (!p) return;
-    if (m.t === 'event' || m.t === 'stdout') return p.onMessage?.(m);
+    if (m.t === 'event' || m.t === 'stdout') {
+      p.onMessage?.(m);
+      return;
+    }
     this.pending.delete(id);
     p.resolve(m);
   }
@@ -945,6 +954,12 @@ class ProxyConnection implements Connection {
 const links = new Map<string, Promise<ControlClient | undefined>>();
 /** Warned already (one warning per run about the master). */
 let warned = false;
+
+/** The process ids of the masters this process is linked to (tests: to end them whatever happens). */
+export async function linkedMasterPids(): Promise<number[]> {
+  const clients = await Promise.all(links.values());
+  return clients.flatMap((c) => (c?.masterPid ? [c.masterPid] : []));
+}
 
 /** Forgets the links (tests). */
 export function resetControlLinks(): void {
