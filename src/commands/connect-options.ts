@@ -199,7 +199,8 @@ export function connectorFor(options: ConnectOptions): EarlyConnector {
       const { closeAll } = await transport();
       return { connections: result.connections, failures: result.failures, close: () => closeAll(result.connections, result.jumpHosts) };
     },
-    connectOne: async (node) => (await transport()).connectNode(node, { ...options, acceptNew: false }),
+    // the login check is a fresh login by definition (a change must not have locked SSH out): never a kept connection
+    connectOne: async (node) => (await transport()).connectNode(node, { ...options, acceptNew: false, controlPersistS: 0 }),
     async release() {
       const left = early;
       early = undefined;

@@ -73,10 +73,7 @@ describe('--control-persist against a real sshd', { skip: skip ?? false, timeout
     resetControlLinks();
     const [pid] = masters;
     assert.ok(pid && running(pid), 'the master runs between the runs');
-    assert.ok(
-      await eventually(() => !running(pid)),
-      'the master exits once ControlPersist passed with no run holding the connection',
-    );
+    assert.ok(await eventually(() => !running(pid)), 'the master exits once ControlPersist passed with no run holding the connection');
     assert.ok(await eventually(() => /Disconnected from user root|Received disconnect/.test(sshd.log())), 'it ended the login');
     assert.deepEqual(
       readdirSync(env.MESHCTL_CONTROL_DIR!).filter((f) => f.endsWith('.sock')),
@@ -91,7 +88,11 @@ describe('--control-persist against a real sshd', { skip: skip ?? false, timeout
     await first.close();
     resetControlLinks();
     // the login's sshd process stops answering (a node that froze, a link that went dark)
-    const children = spawnSync('pgrep', ['-P', readPid(sshd)], { encoding: 'utf8' }).stdout.trim().split('\n').filter(Boolean).map(Number);
+    const children = spawnSync('pgrep', ['-P', readPid(sshd)], { encoding: 'utf8' })
+      .stdout.trim()
+      .split('\n')
+      .filter(Boolean)
+      .map(Number);
     assert.ok(children.length > 0, 'the login has its own sshd process');
     for (const c of children) process.kill(c, 'SIGSTOP');
     try {
@@ -128,7 +129,10 @@ describe('--control-persist against a real sshd', { skip: skip ?? false, timeout
     assert.equal(logins() - before, 1);
     assert.equal(warnings.length, 1);
     assert.equal(warnings[0]!.kind, 'control-master');
-    assert.match(warnings[0]!.message, /--control-persist: .*open-cm has mode 755: group or others have access \(it must be 700\); connecting directly/);
+    assert.match(
+      warnings[0]!.message,
+      /--control-persist: .*open-cm has mode 755: group or others have access \(it must be 700\); connecting directly/,
+    );
     assert.deepEqual(readdirSync(dir), [], 'no socket made there');
     assert.equal(existsSync(join(dir, 'x')), false);
     resetControlLinks();
