@@ -215,16 +215,17 @@ export const masterSocketPath = (dir: string, identity: MasterIdentity): string 
 // framing: one JSON object per line (JSON.stringify escapes every newline inside strings)
 
 /** The connection options the master applies (all but callbacks, signals and the early-connect maps). */
-export interface WireConnectOptions {
-  acceptNew?: boolean;
-  connectTimeoutMs?: number;
-  keepaliveIntervalMs?: number;
-  keepaliveCountMax?: number;
-  commandTimeoutMs?: number;
-  maxChannels?: number;
-  probe?: boolean;
-  sshConfigFile?: string;
-}
+export type WireConnectOptions = Pick<
+  ConnectOptions,
+  | 'acceptNew'
+  | 'connectTimeoutMs'
+  | 'keepaliveIntervalMs'
+  | 'keepaliveCountMax'
+  | 'commandTimeoutMs'
+  | 'maxChannels'
+  | 'probe'
+  | 'sshConfigFile'
+>;
 
 /** Every message either side sends. `id` ties answers to requests; `conn` is a lent connection's handle. */
 export type Message =
