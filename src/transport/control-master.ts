@@ -666,9 +666,10 @@ export async function listenControl(path: string, master: ControlMaster): Promis
 
 /**
  * The master process (`meshctl __control-master --socket PATH --persist SECONDS`, started by a run, detached): serves
- * runs on PATH until it holds no connection and no run is connected, then removes its socket and exits.
+ * runs on PATH until it holds no connection and no run is connected (or SIGTERM), then removes its socket. Resolves
+ * with the exit status then (src/cli.ts exits with it: 0, or 2 for bad arguments); rejects when it cannot listen.
  */
-export async function runMaster(args: string[]): Promise<void> {
+export async function runMaster(args: string[]): Promise<number> {
   const value = (name: string) => {
     const i = args.indexOf(name);
     return i === -1 ? undefined : args[i + 1];
@@ -677,9 +678,10 @@ export async function runMaster(args: string[]): Promise<void> {
   const persist = Number(value('--persist') ?? '0');
   if (!path || !(persist >= 0)) {
     process.stderr.write(`usage: meshctl ${MASTER_COMMAND} --socket PATH --persist SECONDS\n`);
-    process.exitCode = 2;
-    return;
+    return 2;
   }
+  let finished: (code: number) => void = () => undefined;
+  const exit = new Promise<number>((resolve) => (finished = resolve));
   let server: Server | undefined;
   const done = () => {
     server?.close();
@@ -688,7 +690,7 @@ export async function runMaster(args: string[]): Promise<void> {
     } catch {
       // gone already
     }
-    process.exit(0);
+    finished(0);
   };
   const master = new ControlMaster(
     ownIdentity(),
@@ -699,7 +701,9 @@ export async function runMaster(args: string[]): Promise<void> {
   for (const sig of ['SIGINT', 'SIGHUP'] as const) process.on(sig, () => undefined);
   process.on('SIGTERM', () => void master.shutdown().then(done));
   server = await listenControl(path, master);
-  if (!server) process.exit(0);
+  // another master listens there already (two runs started one at once): this one is not needed
+  if (!server) return 0;
+  return exit;
 }
 
 // ---------------------------------------------------------------------------------------------------------

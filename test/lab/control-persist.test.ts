@@ -1,7 +1,7 @@
 /**
- * --control-persist on the homelab lab: after a cold `up`, `up --control-persist 30` then `verify --control-persist 30`
- * (two separate meshctl processes in the lab's operator namespace) log in to each node once in total: the second run
- * borrows the first one's connections from the background master. Logins are counted in each node's own sshd journal
+ * --control-persist on the homelab lab: after a cold `up`, `up --control-persist 30` twice then `verify --control-persist 30`
+ * (three separate meshctl processes in the lab's operator namespace) log in to each node once in total: the later runs
+ * borrow the first one's connections from the background master. Logins are counted in each node's own sshd journal
  * ("Accepted publickey"), so nothing of meshctl's is trusted for the count. The master is ended at the end (and in
  * `after` whatever happened). Counts only, no durations.
  */
@@ -58,7 +58,7 @@ describeLab('--control-persist on the homelab lab', INVENTORY, (lab) => {
     return counts;
   };
 
-  it('a second `up` and a `verify` with --control-persist 30 log in to each node once in total; the master ends', async () => {
+  it('two more `up` and a `verify` with --control-persist 30 log in to each node once in total; the master ends', async () => {
     const cold = await lab().meshctl(['up', INVENTORY, '--yes', '--json']);
     assert.equal(cold.code, 0, cold.stderr);
     assert.deepEqual(masters(), [], 'no master without the flag');
@@ -66,8 +66,13 @@ describeLab('--control-persist on the homelab lab', INVENTORY, (lab) => {
 
     const up = await lab().meshctl(['up', INVENTORY, '--yes', '--json', '--control-persist', '30']);
     assert.equal(up.code, 0, up.stderr);
-    assert.equal((JSON.parse(up.stdout) as { changes: number }).changes, 0);
+    const report = JSON.parse(up.stdout) as { changes: number; reusedConnections?: string[] };
+    assert.equal(report.changes, 0);
+    assert.deepEqual(report.reusedConnections, [], 'the first run with the flag opens its connections in the master');
     assert.equal(masters().length, 1, 'one master holds the connections after the run');
+    const again = await lab().meshctl(['up', INVENTORY, '--yes', '--json', '--control-persist', '30']);
+    assert.equal(again.code, 0, again.stderr);
+    assert.deepEqual((JSON.parse(again.stdout) as { reusedConnections?: string[] }).reusedConnections, NODES, 'the next one borrows them');
     const verify = await lab().meshctl(['verify', INVENTORY, '--json', '--control-persist', '30']);
     assert.equal(verify.code, 0, `${verify.stdout.slice(0, 2000)}\n${verify.stderr}`);
     assert.doesNotMatch(`${up.stderr}${verify.stderr}`, /control-persist/, 'no fallback warning');
