@@ -1078,11 +1078,18 @@ export async function connectThroughMaster(node: Node, options: ConnectOptions):
   };
   const key = connectionKey(identity, node, settings, options, env);
   const id = client.id();
-  const onAbort = () => client.close();
+  // Ctrl-C while the master connects: this node's connect ends now (the master still finishes it, and lets it go when
+  // this run's link closes); the link itself stays, so the other nodes' commands are stopped as on any abort
+  let onAbort: () => void = () => undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(options.signal!.reason);
+  });
+  aborted.catch(() => undefined);
   let answer: Message;
   try {
     options.signal?.addEventListener('abort', onAbort, { once: true });
-    answer = await client.request(
+    if (options.signal?.aborted) onAbort(); // aborted while the settings were resolved
+    const asked = client.request(
       { t: 'connect', id, key, node, settings, options: JSON.parse(JSON.stringify(wire)), env: connectEnv(env), persistS },
       id,
       (m) => {
@@ -1091,6 +1098,7 @@ export async function connectThroughMaster(node: Node, options: ConnectOptions):
         else options.onWarning?.(m.event);
       },
     );
+    answer = await Promise.race([asked, aborted]);
   } catch (err) {
     if (options.signal?.aborted) throw options.signal.reason;
     warn(`--control-persist: the control master went away (${(err as Error).message}); connecting directly`);

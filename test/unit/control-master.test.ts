@@ -247,6 +247,8 @@ describe('a run through an in-process master', () => {
   let emptied: number;
   let connectEnv: NodeJS.ProcessEnv;
   let knownHosts: string;
+  /** when set, the master's connect waits for it */
+  let connectGate: Promise<void> | undefined;
   const hostKey = Buffer.from('AAAAC3NzaC1lZDI1NTE5AAAAIGx8cb0G3ZYUv2Gx5w3x3y1y0v0Z9f6lVhV+0E2mQqQe', 'base64');
 
   const options = (over: Partial<ConnectOptions> = {}): ConnectOptions => ({
@@ -264,12 +266,14 @@ describe('a run through an in-process master', () => {
     connectEnv = { HOME: root, PATH: process.env.PATH, MESHCTL_CONTROL_DIR: join(root, 'cm'), MESHCTL_KNOWN_HOSTS: knownHosts };
     made = [];
     alive = true;
+    connectGate = undefined;
     emptied = 0;
     resetControlLinks();
     master = new ControlMaster(
       ownIdentity(),
       {
         connect: async (n, o) => {
+          await connectGate;
           const c = new FakeConnection(n.name);
           made.push(c);
           o.onHostKeyVerified?.({ host: '10.0.0.1', port: 22, key: hostKey, files: [knownHosts] });
@@ -372,6 +376,25 @@ describe('a run through an in-process master', () => {
       (e: Error) => e instanceof TransportError && e.reason === 'lost' && /control master went away/.test(e.message),
     );
     await assert.rejects(c.run('again'), (e: Error) => e instanceof TransportError && e.reason === 'lost');
+  });
+
+  test("Ctrl-C while the master connects: that connect rejects with the abort's reason; the run's link stays", {
+    timeout: 30_000,
+  }, async () => {
+    const first = await connectThroughMaster(node, options());
+    let open: () => void = () => undefined;
+    connectGate = new Promise<void>((resolve) => (open = resolve));
+    const abort = new AbortController();
+    const other = { ...node, name: 'n2', ssh: { ...node.ssh, host: '10.0.0.2' } };
+    const connecting = connectThroughMaster(
+      other,
+      options({ signal: abort.signal, presolved: new Map([['n2', Promise.resolve({ ...settings, hostname: '10.0.0.2' })]]) }),
+    );
+    const reason = new Error('Ctrl-C');
+    abort.abort(reason);
+    await assert.rejects(connecting, (e) => e === reason);
+    open();
+    assert.equal((await first.run('still')).stdout, 'ran still', 'the other connection still works');
   });
 
   test('a kept connection that no longer answers is dropped and a new one is made', async () => {
