@@ -128,13 +128,14 @@ const sha256 = (text: string) => createHash('sha256').update(text).digest('hex')
  * network namespace, user), the node's inventory ssh entry, its resolved ssh settings (host, port, user, IdentityFile
  * lines, ProxyJump chain, known_hosts files, HostKeyAlias, keepalives), the known_hosts files actually read, the
  * environment that picks identities and files (CONNECT_ENV), the ssh config file, and the options that shape the
- * connection (root probe, channels per connection, keepalives). 64 hex digits.
+ * connection (channels per connection, keepalives). Not the root probe: a kept connection is probed before it is lent
+ * to a run that wants one (ControlMaster.lend). 64 hex digits.
  */
 export function connectionKey(
   identity: MasterIdentity,
   node: Pick<Node, 'ssh'>,
   settings: ResolvedSshConfig,
-  options: Pick<ConnectOptions, 'probe' | 'maxChannels' | 'keepaliveIntervalMs' | 'keepaliveCountMax' | 'sshConfigFile'>,
+  options: Pick<ConnectOptions, 'maxChannels' | 'keepaliveIntervalMs' | 'keepaliveCountMax' | 'sshConfigFile'>,
   env: NodeJS.ProcessEnv,
 ): string {
   const home = env.HOME || homedir();
@@ -146,7 +147,6 @@ export function connectionKey(
       knownHosts: knownHostsFiles(settings, env, home).read,
       env: connectEnv(env),
       sshConfigFile: options.sshConfigFile ?? null,
-      probe: options.probe !== false,
       maxChannels: options.maxChannels ?? null,
       keepalive: [options.keepaliveIntervalMs ?? null, options.keepaliveCountMax ?? null],
     }),
@@ -334,6 +334,8 @@ interface Kept {
   /** seconds it stays after the last run let it go: the latest run's ControlPersist */
   persistS: number;
   hostKeys: VerifiedHostKey[];
+  /** root was proved on it (the connect's `id -u` probe, or the one lend ran) */
+  probed: boolean;
 }
 
 /**
@@ -525,7 +527,7 @@ export class ControlMaster {
       existing.refs--;
       this.drop(existing);
     }
-    const kept: Kept = { key: m.key, node: m.node.name, refs: 1, persistS: m.persistS, hostKeys: [] };
+    const kept: Kept = { key: m.key, node: m.node.name, refs: 1, persistS: m.persistS, hostKeys: [], probed: m.options.probe !== false };
     this.kept.set(m.key, kept);
     const env = { ...m.env } as NodeJS.ProcessEnv;
     const jumpKey = JSON.stringify([m.env, m.options.sshConfigFile ?? null]);
@@ -561,6 +563,13 @@ export class ControlMaster {
    */
   private async stillGood(kept: Kept, m: Extract<Message, { t: 'connect' }>, warn: (w: TransportWarning) => void): Promise<boolean> {
     if (!(await this.parts.alive(kept.connection!))) return false;
+    // a run that wants the root probe (connectNode's `id -u`) gets it on a kept connection that never had it; when it
+    // fails, a new connection's own probe says why (sudo wants a password ...)
+    if (m.options.probe !== false && !kept.probed) {
+      const id = await kept.connection!.run('id -u', { timeoutMs: commandTimeoutFromEnv(m.env) ?? 15_000 }).catch(() => undefined);
+      if (id?.stdout.trim() !== '0') return false;
+      kept.probed = true;
+    }
     for (const k of kept.hostKeys) {
       const known = await loadKnownHosts(k.files);
       reportKnownHostsProblems(known.problems, m.node.name, warn);

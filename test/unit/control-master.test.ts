@@ -94,8 +94,9 @@ describe('connection key', () => {
       { ...env, ...over.e },
     );
 
-  test('the same inputs give the same key', () => {
+  test('the same inputs give the same key (the root probe is not part of it: lend probes a kept connection)', () => {
     assert.equal(key(), key());
+    assert.equal(key({ o: { probe: true } }), key({ o: { probe: false } }));
     assert.match(key(), /^[0-9a-f]{64}$/);
   });
 
@@ -116,7 +117,6 @@ describe('connection key', () => {
       'known_hosts files': key({ e: { MESHCTL_KNOWN_HOSTS: '/tmp/kh' } }),
       UserKnownHostsFile: key({ s: { userKnownHostsFiles: ['/tmp/kh2'] } }),
       HostKeyAlias: key({ s: { hostKeyAlias: 'n1' } }),
-      'root probe': key({ o: { probe: true } }),
       'channels per connection': key({ o: { maxChannels: 2 } }),
       keepalive: key({ o: { keepaliveIntervalMs: 1000 } }),
       'ssh config file': key({ o: { sshConfigFile: '/tmp/cfg' } }),
@@ -222,6 +222,8 @@ class FakeConnection implements Connection {
         const send = await options.sendWhen;
         return ok(send ? 'sent' : '');
       }
+      case 'id -u':
+        return ok('0\n');
       case 'lost':
         throw new TransportError(this.node, `${this.node} (${this.target}): connection lost: reset`, 'lost');
       default:
@@ -416,6 +418,22 @@ describe('a run through an in-process master', () => {
     const second = await connectThroughMaster(node, options());
     assert.equal(second.stats.reused, false, 'a new connection (whose key exchange then verifies as usual)');
     assert.equal(made.length, 2);
+  });
+
+  test('a run that wants the root probe gets it once on a kept connection made without it', async () => {
+    (await connectThroughMaster(node, options({ probe: false }))).close();
+    resetControlLinks();
+    const probed = await connectThroughMaster(node, options({ probe: true }));
+    assert.equal(probed.stats.reused, true);
+    assert.deepEqual(
+      made[0]!.seen.map((s) => s.script),
+      ['id -u'],
+      'probed in the master before it was lent',
+    );
+    await probed.close();
+    resetControlLinks();
+    await connectThroughMaster(node, options({ probe: true }));
+    assert.equal(made[0]!.seen.length, 1, 'once');
   });
 
   test('another key (another user) gets a connection of its own', async () => {
