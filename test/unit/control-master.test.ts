@@ -24,6 +24,7 @@ import {
   listenControl,
   masterSocketPath,
   type MasterIdentity,
+  openControlClient,
   ownIdentity,
   resetControlLinks,
 } from '../../src/transport/control-master.js';
@@ -33,8 +34,8 @@ import { ENDED_EXIT, TransportError, type Connection, type ExecResult, type RunO
 
 const identity: MasterIdentity = { version: '1.0.0', build: '1.0.0+1.2', netns: 'net:[4026531840]', uid: 0 };
 const settings: ResolvedSshConfig = {
-  alias: '10.0.0.1',
-  hostname: '10.0.0.1',
+  alias: '127.0.0.1',
+  hostname: '127.0.0.1',
   port: 22,
   user: 'root',
   identityFiles: ['/root/.ssh/id_ed25519'],
@@ -48,10 +49,10 @@ const settings: ResolvedSshConfig = {
 const node = {
   name: 'n1',
   site: 's',
-  address: '10.0.0.1',
+  address: '127.0.0.1',
   overlayIp: '10.99.0.1',
   listenPort: 51820,
-  ssh: { host: '10.0.0.1', port: 22, user: 'root', become: 'none' },
+  ssh: { host: '127.0.0.1', port: 22, user: 'root', become: 'none' },
 } as Node;
 const env = { HOME: '/root', PATH: '/usr/bin' };
 
@@ -107,7 +108,7 @@ describe('connection key', () => {
       'meshctl version': key({ id: { version: '1.0.1' } }),
       'meshctl build': key({ id: { build: '1.0.0+1.3' } }),
       user: key({ s: { user: 'admin' } }),
-      host: key({ s: { hostname: '10.0.0.2' } }),
+      host: key({ s: { hostname: '127.0.0.2' } }),
       port: key({ s: { port: 2222 } }),
       'ProxyJump chain': key({ s: { proxyJump: [{ host: 'bastion', user: 'j', port: 22 }] } }),
       'IdentityFile lines': key({ s: { identityFiles: ['/root/.ssh/other'] } }),
@@ -176,6 +177,24 @@ describe('control directory and socket', () => {
     }
   });
 
+  test('a master of another meshctl build or network namespace is not used', async () => {
+    const dir = join(root, 'cm');
+    const path = join(dir, 'm.sock');
+    const master = new ControlMaster({ ...identity, build: '0.9.0+1.1' }, { connect: async () => assert.fail(), alive: async () => true });
+    const server = await listenControl(path, master);
+    try {
+      await assert.rejects(
+        openControlClient(path, identity),
+        (e: Error) => e instanceof ControlPathError && /is another meshctl/.test(e.message),
+      );
+      await assert.rejects(openControlClient(path, { ...identity, build: '0.9.0+1.1', netns: 'net:[1]' }), /is another meshctl/);
+      (await openControlClient(path, { ...identity, build: '0.9.0+1.1' })).close();
+    } finally {
+      server?.close();
+      await master.shutdown();
+    }
+  });
+
   test('--control-persist takes whole seconds, MESHCTL_CONTROL_PERSIST is its default, the flag wins', () => {
     assert.equal(controlPersistFromFlags(undefined, {}), undefined);
     assert.equal(controlPersistFromFlags('60', {}), 60);
@@ -189,7 +208,7 @@ describe('control directory and socket', () => {
 
 /** A scripted connection: what each script does is in `behave`; every run's options are kept. */
 class FakeConnection implements Connection {
-  readonly target = 'root@10.0.0.1:22';
+  readonly target = 'root@127.0.0.1:22';
   readonly stats = { commands: 0, remoteMs: 0, connectMs: 1, channels: 0, peakChannels: 0 };
   readonly seen: { script: string; options: RunOptions }[] = [];
   closed = false;
@@ -264,7 +283,7 @@ describe('a run through an in-process master', () => {
   beforeEach(async () => {
     root = mkdtempSync(join(tmpdir(), 'meshctl-cm-run-'));
     knownHosts = join(root, 'known_hosts');
-    writeFileSync(knownHosts, `10.0.0.1 ssh-ed25519 ${hostKey.toString('base64')}\n`);
+    writeFileSync(knownHosts, `127.0.0.1 ssh-ed25519 ${hostKey.toString('base64')}\n`);
     connectEnv = { HOME: root, PATH: process.env.PATH, MESHCTL_CONTROL_DIR: join(root, 'cm'), MESHCTL_KNOWN_HOSTS: knownHosts };
     made = [];
     alive = true;
@@ -278,7 +297,7 @@ describe('a run through an in-process master', () => {
           await connectGate;
           const c = new FakeConnection(n.name);
           made.push(c);
-          o.onHostKeyVerified?.({ host: '10.0.0.1', port: 22, key: hostKey, files: [knownHosts] });
+          o.onHostKeyVerified?.({ host: '127.0.0.1', port: 22, key: hostKey, files: [knownHosts] });
           return c;
         },
         alive: async () => alive,
@@ -387,10 +406,10 @@ describe('a run through an in-process master', () => {
     let open: () => void = () => undefined;
     connectGate = new Promise<void>((resolve) => (open = resolve));
     const abort = new AbortController();
-    const other = { ...node, name: 'n2', ssh: { ...node.ssh, host: '10.0.0.2' } };
+    const other = { ...node, name: 'n2', ssh: { ...node.ssh, host: '127.0.0.2' } };
     const connecting = connectThroughMaster(
       other,
-      options({ signal: abort.signal, presolved: new Map([['n2', Promise.resolve({ ...settings, hostname: '10.0.0.2' })]]) }),
+      options({ signal: abort.signal, presolved: new Map([['n2', Promise.resolve({ ...settings, hostname: '127.0.0.2' })]]) }),
     );
     const reason = new Error('Ctrl-C');
     abort.abort(reason);
