@@ -57,6 +57,8 @@ export const MASTER_COMMAND = '__control-master';
 
 /** How long a run waits for a master it started to listen, ms. */
 const MASTER_START_MS = 5_000;
+/** How long a run waits for the master's hello, ms: a master that does not answer it is not used. */
+const HELLO_MS = 5_000;
 /** How long the master waits for a kept connection's server to answer before it drops it as dead, ms. */
 const ALIVE_CHECK_MS = 3_000;
 /** The longest JSON line either side accepts: a 4 MiB stdout, JSON-escaped, with room to spare. */
@@ -780,7 +782,10 @@ export class ControlClient {
       s.once('error', reject);
     });
     const client = new ControlClient(socket);
-    const hello = await client.request({ t: 'hello', ...identity }, 0);
+    const hello = await client.request({ t: 'hello', ...identity }, 0, undefined, HELLO_MS).catch((err: Error) => {
+      client.close();
+      throw err;
+    });
     const theirs = hello as Extract<Message, { t: 'hello' }>;
     client.masterPid = theirs.pid;
     if (
@@ -797,16 +802,29 @@ export class ControlClient {
     return client;
   }
 
-  /** Sends `message` (with a fresh id unless `id` is given, 0 for hello) and resolves with the answer that ends it. */
-  request(message: Message, id = this.nextId++, onMessage?: (m: Message) => void): Promise<Message> {
+  /**
+   * Sends `message` (whose id is `id`; 0 for hello) and resolves with the answer that ends it; rejects when the master
+   * goes away, or when `guardMs` passes without that answer.
+   */
+  request(message: Message, id: number, onMessage?: (m: Message) => void, guardMs?: number): Promise<Message> {
     if (this.gone) return Promise.reject(new Error('the control master went away'));
     return new Promise<Message>((resolve, reject) => {
+      const guard =
+        guardMs === undefined
+          ? undefined
+          : setTimeout(() => {
+              this.pending.delete(id);
+              this.settled();
+              reject(new Error(`the control master did not answer within ${Math.round(guardMs / 1000)} s`));
+            }, guardMs);
       this.pending.set(id, {
         resolve: (m) => {
+          clearTimeout(guard);
           this.settled();
           resolve(m);
         },
         reject: (e) => {
+          clearTimeout(guard);
           this.settled();
           reject(e);
         },

@@ -7,7 +7,7 @@
 import { after, afterEach, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import type { Server } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Node } from '../../src/inventory/types.js';
@@ -192,6 +192,23 @@ describe('control directory and socket', () => {
     } finally {
       server?.close();
       await master.shutdown();
+    }
+  });
+
+  test('a socket that never answers the hello is not used (no hang)', { timeout: 60_000 }, async () => {
+    const dir = join(root, 'cm');
+    ensurePrivateDir(dir);
+    const path = join(dir, 'mute.sock');
+    const held: Socket[] = [];
+    const mute = createServer((socket) => held.push(socket));
+    const umask = process.umask(0o177);
+    await new Promise<void>((resolve) => mute.listen(path, resolve));
+    process.umask(umask);
+    try {
+      await assert.rejects(openControlClient(path, identity), /did not answer within 5 s/);
+    } finally {
+      for (const socket of held) socket.destroy();
+      mute.close();
     }
   });
 
