@@ -504,6 +504,7 @@ async function main(): Promise<void> {
   } finally {
     await labDown();
     rmSync(work, { recursive: true, force: true });
+    rmSync(CONTROL_DIR, { recursive: true, force: true });
   }
 }
 

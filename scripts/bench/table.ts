@@ -277,9 +277,11 @@ export function renderMarkdown(results: BenchResults): string {
     '(so does the floor); Ansible pings all pairs at once.',
     ...(results.controlPersistS
       ? [
+          '',
           `**meshctl** runs its cold \`up\`, second \`up\` and \`verify\` with \`--control-persist ${results.controlPersistS}\`, as Ansible's runs have`,
           "ControlPersist: the second `up` and `verify` reuse the cold run's SSH connections, held by meshctl's background",
-          `master, whose own CPU is not in meshctl's CPU columns (median over the three runs: ${masterCpu(results.sizes)}).`,
+          `master, whose own CPU is not in meshctl's CPU columns (its CPU over the cold and second \`up\` and \`verify\` together,`,
+          `median of the bench's runs: ${masterCpu(results.sizes)}).`,
         ]
       : []),
     '',
