@@ -8,6 +8,10 @@ const args = process.argv.slice(2);
 if (args.length === 1 && (args[0] === '--version' || args[0] === '-V')) {
   const { VERSION } = await import('./version.js');
   process.stdout.write(`${VERSION}\n`);
+} else if (args[0] === '__control-master') {
+  // hidden: the --control-persist master a run starts in the background (src/transport/control-master.ts)
+  const { runMaster } = await import('./transport/control-master.js');
+  process.exit(await runMaster(args.slice(1)));
 } else {
   // A reader that goes away (`meshctl up --json | head -1`, a jq that failed) breaks the pipe: node emits EPIPE on
   // the stream, and with no listener that is an uncaught exception that killed the run where it stood, its locks

@@ -22,10 +22,17 @@ import { type Floor, NodeShell, measureFloor, readPublicKeys } from './floor.js'
 import { benchInventory, siteMix } from './inventory.js';
 import { type BenchResults, type RunResult, type SizeResult, type ToolRun, firstStages, median, pageWithNotes } from './table.js';
 import { DROPPED_ENV, toolEnv } from './tool-env.js';
+import { benchControlDir, endControlMasters } from './control-master.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const MESHCTL = join(ROOT, 'bin', 'meshctl.js');
 const PYTHON_DEBS = '/var/cache/meshctl-bench/python-debs';
+/**
+ * meshctl's runs keep their SSH connections this long (--control-persist), as Ansible's runs do with ControlPersist
+ * 60 s (scripts/bench/ansible/ansible.cfg): the second `up` and `verify` reuse the cold run's logins.
+ */
+const CONTROL_PERSIST_S = 60;
+const CONTROL_DIR = benchControlDir(tmpdir());
 /** python3 + python3-apt and what the lab's Debian base lacks of their dependencies (Ansible's modules need them). */
 const PYTHON_PACKAGES = [
   'distro-info-data',
@@ -141,6 +148,7 @@ async function labUp(inventory: string, name: string): Promise<number> {
 async function labDown(): Promise<void> {
   if (!currentLab) return;
   const name = currentLab;
+  endControlMasters(CONTROL_DIR); // a master left by a run that failed: its connections go with the lab
   await run([process.execPath, MESHCTL, 'lab', 'down', '--name', name]);
   currentLab = undefined;
 }
@@ -197,6 +205,7 @@ async function meshctl(name: string, args: string[], keepFailed = false): Promis
     MESHCTL_KNOWN_HOSTS: state.knownHosts,
     MESHCTL_IDENTITY: state.identity,
     MESHCTL_COMMAND_TIMEOUT: process.env.MESHCTL_COMMAND_TIMEOUT ?? '300',
+    MESHCTL_CONTROL_DIR: CONTROL_DIR,
   };
   const result = await timedInOperator(name, [process.execPath, MESHCTL, ...args], env);
   let json: unknown;
@@ -253,12 +262,15 @@ function upRun(run: ToolRun, report: UpJson): ToolRun {
 async function measureMeshctl(name: string, inventory: string) {
   // as the command deadline: at 32 nodes on 2 cores config + enable outlast the default 120 s rollback window
   // (src/engine/revert.ts), and the bench measures time, not deadlines
-  const up = ['up', inventory, '--yes', '--json', '--rollback-deadline', '900'];
+  const persist = ['--control-persist', String(CONTROL_PERSIST_S)];
+  const up = ['up', inventory, '--yes', '--json', '--rollback-deadline', '900', ...persist];
   const cold = await meshctl(name, up);
   const coldReport = cold.json as UpJson;
   const second = await meshctl(name, up);
   // a failed verify still has a time worth keeping (and cold and second up theirs): it is marked, not thrown
-  const verify = await meshctl(name, ['verify', inventory, '--json'], true);
+  const verify = await meshctl(name, ['verify', inventory, '--json', ...persist], true);
+  // the master's CPU over the three runs (not in their own CPU: it is not their waited-for child), then it goes
+  const controlMasterCpuMs = endControlMasters(CONTROL_DIR);
   const secondReport = second.json as UpJson;
   if (secondReport.changes !== 0) log(`warning: the second up changed ${secondReport.changes} things`);
   const inv = loadInventory(inventory);
@@ -267,6 +279,7 @@ async function measureMeshctl(name: string, inventory: string) {
     cold: upRun(cold.run, coldReport),
     second: upRun(second.run, secondReport),
     verify: { ...verify.run, phasesMs: (verify.json as { timings: Record<string, number> }).timings },
+    controlMasterCpuMs,
     plan: coldReport.plan!,
     keys,
   };
@@ -432,7 +445,7 @@ async function measureSize(n: number, run: number, options: Options, work: strin
     load: { ...load, end: loadavg()[0]! },
     ...(floor ? { floor } : {}),
     ...(floorError ? { floorError } : {}),
-    ...(m ? { meshctl: { cold: m.cold, second: m.second, verify: m.verify } } : {}),
+    ...(m ? { meshctl: { cold: m.cold, second: m.second, verify: m.verify, controlMasterCpuMs: m.controlMasterCpuMs } } : {}),
     ...(a ? { ansible: a } : {}),
     ...(ansibleError ? { ansibleError } : {}),
   };
@@ -474,6 +487,7 @@ async function main(): Promise<void> {
     date: started.toISOString(),
     machine: machine(),
     start,
+    ...(options.meshctl ? { controlPersistS: CONTROL_PERSIST_S } : {}),
     sizes,
   });
   try {
@@ -490,6 +504,7 @@ async function main(): Promise<void> {
   } finally {
     await labDown();
     rmSync(work, { recursive: true, force: true });
+    rmSync(CONTROL_DIR, { recursive: true, force: true });
   }
 }
 

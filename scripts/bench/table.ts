@@ -56,7 +56,8 @@ export interface RunResult {
   load: { start: number; end: number; otherContainers: number };
   /** absent with --only-ansible, as is meshctl */
   floor?: Floor;
-  meshctl?: { cold: ToolRun; second: ToolRun; verify: ToolRun };
+  /** controlMasterCpuMs: CPU of the --control-persist master over the three runs (not in their cpuMs), ms */
+  meshctl?: { cold: ToolRun; second: ToolRun; verify: ToolRun; controlMasterCpuMs?: number };
   ansible?: { cold: ToolRun; second: ToolRun };
   /** why Ansible has no numbers in this run */
   ansibleError?: string;
@@ -80,6 +81,8 @@ export interface BenchResults {
   /** process start, median of 10, ms: `meshctl --version` and a bare `node -e 0` */
   /** process start, ms; `dropped`: variables of the machine's environment left out of every timed process (run.ts TOOL_ENV), `nodeWithDroppedMs` a bare node's start with them */
   start?: { versionMs: number; nodeMs: number; dropped?: string[]; nodeWithDroppedMs?: number };
+  /** meshctl's runs had --control-persist this many seconds (absent: results of a bench without it) */
+  controlPersistS?: number;
   sizes: SizeResult[];
 }
 
@@ -103,6 +106,10 @@ export function median<T>(items: T[]): T {
   }
   return out as T;
 }
+
+/** The --control-persist master's CPU per size (median of the runs), e.g. `4 nodes 0.3 s, 16 nodes 0.9 s`. */
+const masterCpu = (sizes: SizeResult[]) =>
+  sizes.map((size) => `${size.nodes} nodes ${s(size.median.meshctl?.controlMasterCpuMs)}`).join(', ') || '-';
 
 const s = (ms: number | undefined) => (ms === undefined || Number.isNaN(ms) ? '-' : `${(ms / 1000).toFixed(1)} s`);
 const signed = (ms: number) => (Number.isNaN(ms) ? '-' : `${ms < 0 ? '-' : '+'}${(Math.abs(ms) / 1000).toFixed(1)} s`);
@@ -297,6 +304,15 @@ export function renderMarkdown(results: BenchResults): string {
     'gathering), through the same SSH path from the lab\'s operator namespace; its nodes get python3 before the clock',
     'starts. Wall times include process start. meshctl\'s ping phase pings one side of each pair first after a change',
     '(so does the floor); Ansible pings all pairs at once.',
+    ...(results.controlPersistS
+      ? [
+          '',
+          `**meshctl** runs its cold \`up\`, second \`up\` and \`verify\` with \`--control-persist ${results.controlPersistS}\`, as Ansible's runs have`,
+          "ControlPersist: the second `up` and `verify` reuse the cold run's SSH connections, held by meshctl's background",
+          `master, whose own CPU is not in meshctl's CPU columns (its CPU over the cold and second \`up\` and \`verify\` together,`,
+          `median of the bench's runs: ${masterCpu(results.sizes)}).`,
+        ]
+      : []),
     '',
     '## Summary',
     '',

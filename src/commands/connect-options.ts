@@ -27,10 +27,35 @@ const transport = async () => {
 export const MAX_CONNECT_TIMEOUT_S = Math.floor((2 ** 31 - 1) / 1000);
 
 /**
- * SSH settings from the flags every connecting command shares; `log` shows trust decisions and warnings.
- * Throws MeshctlError (bad input) for a --connect-timeout that is not a number of seconds in (0, MAX_CONNECT_TIMEOUT_S].
+ * The help of --control-persist (every command that connects has it). Off by default, as OpenSSH's ControlMaster:
+ * a root login left open after the run is a door anyone with the user's rights on this machine can walk through.
  */
-export function sshOptionsFromFlags(flags: { acceptNew?: boolean; connectTimeout?: string }, log: (line: string) => void): ConnectOptions {
+export const CONTROL_PERSIST_HELP =
+  "keep each node's SSH connection open in a background master for SECONDS after the run, for the next run to reuse (OpenSSH's ControlPersist; default $MESHCTL_CONTROL_PERSIST, else 0: off, as a root login held open is a standing door)";
+
+/**
+ * --control-persist SECONDS, else MESHCTL_CONTROL_PERSIST: whole seconds, 0 (off) or more; undefined when neither is
+ * set. Throws MeshctlError (bad input) for anything else.
+ */
+export function controlPersistFromFlags(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): number | undefined {
+  const [value, source] = flag !== undefined ? [flag, '--control-persist'] : [env.MESHCTL_CONTROL_PERSIST, 'MESHCTL_CONTROL_PERSIST'];
+  if (value === undefined || value === '') return undefined;
+  const seconds = Number(value);
+  if (!/^\s*\d+\s*$/.test(value) || seconds > MAX_CONNECT_TIMEOUT_S)
+    throw new MeshctlError(`${source} must be a whole number of seconds up to ${MAX_CONNECT_TIMEOUT_S} (0 for off), not "${value}"`);
+  return seconds;
+}
+
+/**
+ * SSH settings from the flags every connecting command shares; `log` shows trust decisions and warnings.
+ * Throws MeshctlError (bad input) for a --connect-timeout that is not a number of seconds in (0, MAX_CONNECT_TIMEOUT_S],
+ * and for a --control-persist (or MESHCTL_CONTROL_PERSIST) that is not whole seconds (controlPersistFromFlags).
+ */
+export function sshOptionsFromFlags(
+  flags: { acceptNew?: boolean; connectTimeout?: string; controlPersist?: string },
+  log: (line: string) => void,
+): ConnectOptions {
+  const persist = controlPersistFromFlags(flags.controlPersist);
   const seconds = flags.connectTimeout === undefined ? undefined : Number(flags.connectTimeout);
   if (seconds !== undefined && !(seconds > 0))
     throw new MeshctlError(`--connect-timeout must be a positive number of seconds, not "${flags.connectTimeout}"`);
@@ -45,6 +70,7 @@ export function sshOptionsFromFlags(flags: { acceptNew?: boolean; connectTimeout
     onHostKeyRecorded: (e) =>
       log(`trusted new host key of ${e.node} (${e.host}:${e.port}) ${e.keyType} ${e.fingerprint}, recorded in ${e.file}`),
     onWarning: (w) => log(`warning: ${w.message}`),
+    ...(persist ? { controlPersistS: persist } : {}),
   };
 }
 
@@ -104,7 +130,10 @@ export function connectorFor(options: ConnectOptions): EarlyConnector {
       started = true;
       // each direct node's TCP connection to the inventory's address begins first, before `ssh -G` is even spawned
       // (speculative: kept only when ssh -G agrees, see speculate); nothing but node:net is needed for it
-      const guesses = new Map(nodes.map((n) => [n.name, options.signal?.aborted ? undefined : speculate(n)]));
+      // (none with --control-persist: the master may hold the node's connection already, and a TCP connection to a
+      // node's sshd that logs nothing in is one more for its MaxStartups and its log)
+      const speculative = !options.signal?.aborted && !options.controlPersistS;
+      const guesses = new Map(nodes.map((n) => [n.name, speculative ? speculate(n) : undefined]));
       // node:net makes those connect(2) calls on ticks of their own (queued just now): everything else waits for
       // them, the transport's import (its resolution and file reads take this thread too) and the `ssh -G` spawn
       const connectsMade = new Promise<void>((resolve) => process.nextTick(resolve));
@@ -130,7 +159,7 @@ export function connectorFor(options: ConnectOptions): EarlyConnector {
               const guess = guesses.get(n.name);
               if (guess && agrees(guess, s)) return guess;
               guess?.socket.destroy(); // the ssh config sends this node elsewhere (or through a jump host): it wins
-              return isDirect(s) && !options.signal?.aborted ? beginTcp(s.hostname, s.port) : undefined;
+              return isDirect(s) && speculative && !options.signal?.aborted ? beginTcp(s.hostname, s.port) : undefined;
             },
             () => {
               guesses.get(n.name)?.socket.destroy();
@@ -170,7 +199,8 @@ export function connectorFor(options: ConnectOptions): EarlyConnector {
       const { closeAll } = await transport();
       return { connections: result.connections, failures: result.failures, close: () => closeAll(result.connections, result.jumpHosts) };
     },
-    connectOne: async (node) => (await transport()).connectNode(node, { ...options, acceptNew: false }),
+    // the login check is a fresh login by definition (a change must not have locked SSH out): never a kept connection
+    connectOne: async (node) => (await transport()).connectNode(node, { ...options, acceptNew: false, controlPersistS: 0 }),
     async release() {
       const left = early;
       early = undefined;

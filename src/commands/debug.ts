@@ -8,7 +8,7 @@ import type { Command } from 'commander';
 import chalk, { Chalk } from 'chalk';
 import { resolveInventoryPath, loadInventory } from '../inventory/load.js';
 import { connectAll, closeAll } from '../transport/pool.js';
-import { sshOptionsFromFlags } from './connect-options.js';
+import { sshOptionsFromFlags, CONTROL_PERSIST_HELP } from './connect-options.js';
 import { interruptSignal } from '../interrupt.js';
 import { MeshctlError, badInput, type CommandResult } from '../errors.js';
 import { renderDebugReport, runDebug, writeBundle } from '../debug/run.js';
@@ -21,6 +21,7 @@ interface DebugFlags {
   json?: boolean;
   acceptNew?: boolean;
   connectTimeout?: string;
+  controlPersist?: string;
   color?: boolean;
 }
 
@@ -38,6 +39,7 @@ export function registerDebug(program: Command, finish: (result: CommandResult) 
     .option('--json', 'print the report as JSON')
     .option('--accept-new', 'trust unknown SSH host keys on first use and record them')
     .option('--connect-timeout <seconds>', 'SSH connect timeout (default: ssh config ConnectTimeout or 10)')
+    .option('--control-persist <seconds>', CONTROL_PERSIST_HELP)
     .option('--no-color', 'plain output')
     .action(async (inventoryArg: string | undefined, flags: DebugFlags) => {
       if (flags.pair && flags.node) throw badInput('--pair and --node exclude each other');

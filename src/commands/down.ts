@@ -29,7 +29,7 @@ import { createEngineView } from '../ui/engine-view.js';
 import { renderPlan } from '../ui/plan-view.js';
 import { safeText } from '../ui/safe-text.js';
 import { recordRun } from '../state/record.js';
-import { connectorFor, sshOptionsFromFlags } from './connect-options.js';
+import { connectorFor, sshOptionsFromFlags, CONTROL_PERSIST_HELP } from './connect-options.js';
 
 interface DownFlags {
   purge?: boolean;
@@ -38,6 +38,7 @@ interface DownFlags {
   acceptNew?: boolean;
   color?: boolean;
   connectTimeout?: string;
+  controlPersist?: string;
   breakLock?: boolean;
 }
 
@@ -134,6 +135,7 @@ export function registerDown(program: Command, finish: (result: CommandResult) =
     .option('--no-color', 'plain output')
     .option('--break-lock', 'take over the run lock of another meshctl run (only when that run died: check first)')
     .option('--connect-timeout <seconds>', 'SSH connect timeout (default: ssh config ConnectTimeout or 10)')
+    .option('--control-persist <seconds>', CONTROL_PERSIST_HELP)
     .addHelpText(
       'after',
       '\nThe inventory is not changed: drop the nodes from it, or a later `up` sets them up again.\nExit codes: 0 done (or planned), 1 a gate said STOP or a node failed, 2 bad input, 3 a node could not be connected, 130 interrupted.',

@@ -23,7 +23,7 @@ import { redactSecrets } from '../remote/redact.js';
 import { closeAll, connectAll } from '../transport/pool.js';
 import type { Connection } from '../transport/types.js';
 import { safeText } from '../ui/safe-text.js';
-import { sshOptionsFromFlags } from './connect-options.js';
+import { sshOptionsFromFlags, CONTROL_PERSIST_HELP } from './connect-options.js';
 
 interface ImportFlags {
   host: string[];
@@ -34,6 +34,7 @@ interface ImportFlags {
   dryRun?: boolean;
   acceptNew?: boolean;
   connectTimeout?: string;
+  controlPersist?: string;
 }
 
 const say = (line: string) => process.stderr.write(`${safeText(line)}\n`);
@@ -109,6 +110,7 @@ export function registerImport(program: Command, finish: (result: CommandResult)
     .option('--dry-run', 'print the inventory and the notes; change nothing on the nodes, write no file')
     .option('--accept-new', 'trust unknown SSH host keys on first use and record them')
     .option('--connect-timeout <seconds>', 'SSH connect timeout')
+    .option('--control-persist <seconds>', CONTROL_PERSIST_HELP)
     .action(async (skeleton: string | undefined, flags: ImportFlags) => {
       const fromFile = skeleton ? targetsFromSkeleton(readInventoryFile(skeleton), skeleton) : { targets: [] };
       const targets = mergeTargets(fromFile.targets, flags.host.map(parseHostFlag));

@@ -13,7 +13,7 @@ import { interruptSignal } from '../interrupt.js';
 import { loadInventory, resolveInventoryPath } from '../inventory/load.js';
 import { renderGateReport } from '../ui/gate-report.js';
 import { renderPlan } from '../ui/plan-view.js';
-import { connectorFor, parseForks, sshOptionsFromFlags } from './connect-options.js';
+import { connectorFor, parseForks, sshOptionsFromFlags, CONTROL_PERSIST_HELP } from './connect-options.js';
 import { collectValues, resolveLimit } from '../engine/limit.js';
 import { inventoryWithFallbacks, statePublicKeys } from '../state/record.js';
 import { pathReports, renderPaths } from '../checks/report.js';
@@ -24,6 +24,7 @@ interface PlanFlags {
   color?: boolean;
   playbook?: string;
   connectTimeout?: string;
+  controlPersist?: string;
   forks?: string;
   limit?: string[];
   underlayProbes?: boolean;
@@ -41,6 +42,7 @@ export function registerPlan(program: Command, finish: (result: CommandResult) =
     .option('-f, --forks <n>', 'nodes worked on at once (default 64)')
     .option('-l, --limit <nodes>', 'plan these nodes only (comma-separated, repeatable), rendered from the whole inventory', collectValues)
     .option('--connect-timeout <seconds>', 'SSH connect timeout (default: ssh config ConnectTimeout or 10)')
+    .option('--control-persist <seconds>', CONTROL_PERSIST_HELP)
     .option('--no-underlay-probes', "skip the baseline's port-forward probe and NAT discovery (their checks warn)")
     .addHelpText(
       'after',

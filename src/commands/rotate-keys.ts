@@ -8,7 +8,7 @@ import { Chalk } from 'chalk';
 import { MeshctlError, type CommandResult } from '../errors.js';
 import { interruptSignal } from '../interrupt.js';
 import { loadInventory, resolveInventoryPath } from '../inventory/load.js';
-import { connectorFor, sshOptionsFromFlags } from './connect-options.js';
+import { connectorFor, sshOptionsFromFlags, CONTROL_PERSIST_HELP } from './connect-options.js';
 import { acquireLocks } from '../engine/lock.js';
 import { currentPublicKeys, rotateNode, type RotationReport } from '../engine/rotate.js';
 import { runPingMatrix } from '../engine/ping.js';
@@ -25,6 +25,7 @@ interface RotateFlags {
   json?: boolean;
   color?: boolean;
   connectTimeout?: string;
+  controlPersist?: string;
   breakLock?: boolean;
 }
 
@@ -82,6 +83,7 @@ export function registerRotateKeys(program: Command, finish: (result: CommandRes
     .option('--no-color', 'plain output')
     .option('--break-lock', 'take over the run lock of another meshctl run (only when that run died: check first)')
     .option('--connect-timeout <seconds>', 'SSH connect timeout (default: ssh config ConnectTimeout or 10)')
+    .option('--control-persist <seconds>', CONTROL_PERSIST_HELP)
     .addHelpText(
       'after',
       '\nExit codes: 0 rotated and the ping matrix passes, 1 a rotation or the matrix failed, 2 bad input, 3 a node could not be connected, 130 interrupted.',

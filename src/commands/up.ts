@@ -8,7 +8,7 @@ import { MeshctlError, type CommandResult, type Outcome } from '../errors.js';
 import { interruptSignal } from '../interrupt.js';
 import { loadInventory, resolveInventoryPath } from '../inventory/load.js';
 import type { UpReport, UpView } from '../engine/up.js';
-import { connectorFor, parseForks, sshOptionsFromFlags, type EarlyConnector } from './connect-options.js';
+import { connectorFor, parseForks, sshOptionsFromFlags, type EarlyConnector, CONTROL_PERSIST_HELP } from './connect-options.js';
 import type { Inventory } from '../inventory/types.js';
 import { collectValues, resolveLimit } from '../engine/limit.js';
 import { inventoryWithFallbacks, recordRun, statePublicKeys } from '../state/record.js';
@@ -24,6 +24,7 @@ interface UpFlags {
   color?: boolean;
   playbook?: string;
   connectTimeout?: string;
+  controlPersist?: string;
   forks?: string;
   breakLock?: boolean;
   limit?: string[];
@@ -111,6 +112,7 @@ export function registerUp(program: Command, finish: (result: CommandResult) => 
     )
     .option('--no-rollback', 'arm no rollback on the nodes (a lost connection mid-change then leaves the change in place)')
     .option('--connect-timeout <seconds>', 'SSH connect timeout (default: ssh config ConnectTimeout or 10)')
+    .option('--control-persist <seconds>', CONTROL_PERSIST_HELP)
     .option(
       '--no-underlay-probes',
       "skip the baseline's port-forward probe and NAT discovery (their checks warn): for an underlay checked otherwise, or a simulated one",

@@ -10,7 +10,7 @@ import { statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { resolveInventoryPath, loadInventory } from '../inventory/load.js';
-import { connectorFor, sshOptionsFromFlags } from './connect-options.js';
+import { connectorFor, sshOptionsFromFlags, CONTROL_PERSIST_HELP } from './connect-options.js';
 import { interruptSignal } from '../interrupt.js';
 import { MeshctlError, type CommandResult } from '../errors.js';
 
@@ -33,6 +33,7 @@ interface VerifyFlags {
   deadline?: string;
   strict?: boolean;
   connectTimeout?: string;
+  controlPersist?: string;
   allChecks?: boolean;
   /** false with --no-color */
   color?: boolean;
@@ -65,6 +66,7 @@ export function registerVerify(program: Command, finish: (result: CommandResult)
     .option('--accept-new', 'trust unknown SSH host keys on first use and record them')
     .option('--connect-timeout <seconds>', 'SSH connect timeout (default: ssh config ConnectTimeout or 10)')
     .option('--no-color', 'plain output')
+    .option('--control-persist <seconds>', CONTROL_PERSIST_HELP)
     .option('--strict', 'warnings fail too (exit 1): drift, a NAT mapping collision, a missing key file')
     .option(
       '--all-checks',

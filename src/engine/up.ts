@@ -110,6 +110,8 @@ export interface UpReport {
   };
   /** remote commands per node */
   roundTrips: Record<string, number>;
+  /** --control-persist: the nodes whose connection the control master lent from an earlier run (no login this run) */
+  reusedConnections?: string[];
   /**
    * SSH session channels opened, by phase id then node ('connect': the login's root probe; 'other': outside
    * phases, e.g. the run lock); absent when the transport does not count channels (fakes)
@@ -495,6 +497,9 @@ async function runUpBody(
         ...(probedAhead ? { underlayAhead: true } : {}),
         timings: timingsNow(),
         roundTrips: Object.fromEntries([...connections].map(([name, c]) => [name, c.stats.commands])),
+        ...(connections.size && [...connections.values()].some((c) => c.stats.reused !== undefined)
+          ? { reusedConnections: [...connections].filter(([, c]) => c.stats.reused).map(([name]) => name) }
+          : {}),
         ...counter.report(),
         ...warningsOf(outside.warnings, warnings),
         publicKeys: Object.fromEntries(learnt),

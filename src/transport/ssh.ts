@@ -125,13 +125,36 @@ export interface ConnectOptions {
    * for every node), however many nodes and hops read the file.
    */
   onWarning?: (event: TransportWarning) => void;
+  /**
+   * OpenSSH's ControlPersist, in seconds (--control-persist, MESHCTL_CONTROL_PERSIST): when above 0, connectNode asks
+   * a background master process (./control-master.ts) for the node's connection, which it keeps open for this long
+   * after the last run let it go; 0 or unset connects directly (the default). Falls back to a direct connection,
+   * with one warning, when the master cannot be reached or started.
+   */
+  controlPersistS?: number;
+  /**
+   * told of every host key that passed verification (a node's or a jump host's), with the known_hosts files it was
+   * checked against: the control master checks a kept connection's keys again before it lends it to another run
+   */
+  onHostKeyVerified?: (event: VerifiedHostKey) => void;
+}
+
+/** A host key accepted during a key exchange: the key as sent (SSH wire format) and where it was looked up. */
+export interface VerifiedHostKey {
+  /** the name and port looked up in known_hosts (HostKeyAlias and port 22 when an alias is set, as OpenSSH does) */
+  host: string;
+  port: number;
+  key: Buffer;
+  /** the known_hosts files read for it */
+  files: string[];
 }
 
 /** A problem worth telling the user about that did not stop the connection. */
 export interface TransportWarning {
   /** the node whose connection came upon it first */
   node: string;
-  kind: 'known-hosts';
+  /** 'control-master': --control-persist could not use its master; the run connected directly (./control-master.ts) */
+  kind: 'known-hosts' | 'control-master';
   file: string;
   /** one line, e.g. "/root/.ssh/known_hosts:3: key is not base64 (line ignored); ..." */
   message: string;
@@ -765,7 +788,11 @@ async function openClient(hop: HopTarget, ctx: OpenContext, node: Node, sock?: R
       authHandler: authHandler as never,
       hostVerifier: (key: Buffer, verify: (ok: boolean) => void) => {
         const verdict = verifyHostKey(entries, keyHost, keyPort, key);
-        if (verdict.status === 'match') return verify(true);
+        const verified = () => ctx.options.onHostKeyVerified?.({ host: keyHost, port: keyPort, key, files: policy.readFiles });
+        if (verdict.status === 'match') {
+          verified();
+          return verify(true);
+        }
         if (verdict.status === 'unknown' && policy.acceptNew) {
           appendKnownHost(policy.writeFile, keyHost, keyPort, verdict.keyType, key, { hash: policy.hash }).then(
             () => {
@@ -777,6 +804,7 @@ async function openClient(hop: HopTarget, ctx: OpenContext, node: Node, sock?: R
                 fingerprint: verdict.fingerprint,
                 file: policy.writeFile,
               });
+              verified();
               verify(true);
             },
             (err: Error) => {
@@ -1184,6 +1212,25 @@ class SshConnection implements Connection {
     channel.once('close', () => this.openChannels--);
   }
 
+  /** See connectionAlive. */
+  alive(timeoutMs: number): Promise<boolean> {
+    if (this.lost || this.closed) return Promise.resolve(false);
+    return new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), timeoutMs);
+      const answered = () => {
+        clearTimeout(timer);
+        resolve(!this.lost);
+      };
+      try {
+        // any answer, success or failure, proves the server is there; ssh2 calls back with an error on failure
+        this.client.unforwardIn('127.0.0.1', 1, answered);
+      } catch {
+        clearTimeout(timer);
+        resolve(false);
+      }
+    });
+  }
+
   /** Channel requests open or pending right now (for tests of the cap: never above maxChannels + 1). */
   get channelsInFlight(): number {
     return this.openChannels;
@@ -1218,6 +1265,18 @@ class SshConnection implements Connection {
   }
 }
 
+/**
+ * Whether `connection` (one connectDirect made) still works: not lost or closed, and its server answers a global
+ * request within `timeoutMs` (a `cancel-tcpip-forward` for a forwarding that does not exist: sshd answers it with
+ * REQUEST_FAILURE, starting no process and opening no session; RFC 4254 7.1). For the control master, before it lends
+ * a kept connection to another run: a node that rebooted, or a lab torn down, leaves a connection that only
+ * keepalives would find dead. False for any other Connection.
+ */
+export function connectionAlive(connection: Connection, timeoutMs: number): Promise<boolean> {
+  if (!(connection instanceof SshConnection)) return Promise.resolve(false);
+  return connection.alive(timeoutMs);
+}
+
 /** The TCP socket under an ssh2 client (ssh2 keeps it as `_sock`), or undefined when it runs over a jump host's channel. */
 function socketOf(client: SshClient): Socket | undefined {
   const sock = (client as unknown as { _sock?: unknown })._sock;
@@ -1229,7 +1288,8 @@ function socketOf(client: SshClient): Socket | undefined {
 
 const inventoryLabel = (node: Node) => `${node.ssh.user}@${node.ssh.host}:${node.ssh.port}`;
 
-async function resolveNode(node: Node, options: ConnectOptions, env: NodeJS.ProcessEnv): Promise<ResolvedSshConfig> {
+/** A node's ssh settings (ConnectOptions.presolved, else `ssh -G`); TransportError 'config' when they cannot be resolved. */
+export async function resolveNode(node: Node, options: ConnectOptions, env: NodeJS.ProcessEnv): Promise<ResolvedSshConfig> {
   try {
     return await (options.presolved?.get(node.name) ?? resolveNodeSshConfig(node.ssh, { sshConfigFile: options.sshConfigFile, env }));
   } catch (err) {
@@ -1258,6 +1318,15 @@ async function resolveHop(node: Node, hop: JumpSpec, options: ConnectOptions, en
  * Throws TransportError with a one-line message naming the node and user@host:port.
  */
 export async function connectNode(node: Node, options: ConnectOptions = {}): Promise<Connection> {
+  if ((options.controlPersistS ?? 0) > 0) {
+    const { connectThroughMaster } = await import('./control-master.js');
+    return connectThroughMaster(node, options);
+  }
+  return connectDirect(node, options);
+}
+
+/** connectNode without a control master: this process connects and logs in itself (ConnectOptions.controlPersistS ignored). */
+export async function connectDirect(node: Node, options: ConnectOptions = {}): Promise<Connection> {
   const env = options.env ?? process.env;
   const home = env.HOME || homedir();
   if (options.signal?.aborted) throw options.signal.reason;

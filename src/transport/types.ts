@@ -84,6 +84,12 @@ export interface ConnectionStats {
    * need not keep it. A connection through ProxyJump counts from its own hop (the last one).
    */
   timeline?: ConnectTimeline;
+  /**
+   * --control-persist: true when the control master lent a connection it already held (no login this run; the
+   * timeline's tcpMs to readyMs are when the master's answer came), false when it opened one for this run; absent
+   * without a master
+   */
+  reused?: boolean;
 }
 
 /** Stages of one connection's set-up, each in ms since process start (performance.now()). */
