@@ -248,6 +248,27 @@ describeLab('meshctl up on the homelab lab', INVENTORY, (lab) => {
     assert.match(await sh('wk-1', 'wg show wg0 persistent-keepalive'), /\t25$/m, 'plan changed nothing');
   });
 
+  it('finding 19: a forward moved in the inventory of a converged mesh is probed: the router still has the old one, so up STOPs at the baseline and changes nothing', async () => {
+    const moved = join(mkdtempSync(join(tmpdir(), 'meshctl-forward-')), 'homelab-forward-51823.yaml');
+    writeFileSync(moved, readFileSync(INVENTORY, 'utf8').replace('forwardedPort: 51821 ', 'forwardedPort: 51823 '));
+    const result = await up(moved, '--json');
+    assert.equal(result.code, 1, result.stderr);
+    const report = JSON.parse(result.stdout) as UpJson;
+    assert.equal(report.stoppedAt, 'baseline');
+    const baseline = report.phases.find((p) => p.id === 'baseline')!;
+    const forward = baseline.nodes.find((n) => n.node === 'ms-1')!.checks.find((c) => c.id === 'forward-reaches-node') as
+      | { status: string; evidence?: string[] }
+      | undefined;
+    assert.equal(forward?.status, 'fail', JSON.stringify(forward));
+    assert.match(forward?.evidence?.[0] ?? '', /ctb-edge-1 dials ms-1 at 203\.0\.113\.10:51821, the inventory says 203\.0\.113\.10:51823/);
+    assert.match(await sh('ctb-edge-1', 'cat /etc/wireguard/wg0.conf'), /Endpoint = 203\.0\.113\.10:51821/, 'nothing was pushed');
+    // plan says the same (a STOP: exit 1, the gate on stderr)
+    const plan = await lab().meshctl(['plan', moved, '--no-color']);
+    outputs.push(plan.stdout, plan.stderr);
+    assert.equal(plan.code, 1, plan.stdout + plan.stderr);
+    assert.match(plan.stderr, /FAIL forward-reaches-node: forward 203\.0\.113\.10:51823 reaches no node/);
+  });
+
   it('one changing run at a time: two `up` at once, one proceeds and the other is refused naming the holder; a left lock is named, broken on request', async () => {
     // The lock goes to one run. The other is refused naming the holder, or, when the first run (converged: one
     // round trip) released its lock within the RELEASE_WAIT_S a run waits for a lock to go (the release is started,
