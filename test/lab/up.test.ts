@@ -267,6 +267,21 @@ describeLab('meshctl up on the homelab lab', INVENTORY, (lab) => {
     outputs.push(plan.stdout, plan.stderr);
     assert.equal(plan.code, 1, plan.stdout + plan.stderr);
     assert.match(plan.stderr, /FAIL forward-reaches-node: forward 203\.0\.113\.10:51823 reaches no node/);
+    // finding 20: pushed anyway (probes skipped by flag), the pair works (ms-1 dials out) but is one-way: verify fails
+    // its cold start, and debug --pair names it instead of calling it healthy
+    try {
+      const pushed = await up(moved, '--no-underlay-probes');
+      assert.equal(pushed.code, 0, pushed.stdout + pushed.stderr);
+      const debug = await lab().meshctl(['debug', '--pair', 'ms-1,ctb-edge-1', moved, '--no-color']);
+      outputs.push(debug.stdout, debug.stderr);
+      assert.equal(debug.code, 1, debug.stdout + debug.stderr);
+      assert.doesNotMatch(debug.stdout, /HEALTHY/);
+      assert.match(debug.stdout, /COLD-START-BLOCKED \(at router:home\)/);
+      assert.match(debug.stdout, /ctb-edge-1 cannot start a session with ms-1: a new flow to 203\.0\.113\.10:51823 does not arrive/);
+    } finally {
+      const back = await up();
+      assert.equal(back.code, 0, back.stdout + back.stderr);
+    }
   });
 
   it('one changing run at a time: two `up` at once, one proceeds and the other is refused naming the holder; a left lock is named, broken on request', async () => {

@@ -409,3 +409,50 @@ test('every rule has a name, and the rules are few lines each (the table replace
   assert.ok(RULES.length >= 10);
   assert.equal(new Set(RULES.map((r) => r.name)).size, RULES.length);
 });
+
+// ---------------------------------------------------------------------------------------------------------------
+// Finding 20: debug --pair called a pair HEALTHY that verify failed on cold start (a moved forward: the NATed side
+// dialled out, so handshakes and pings passed).
+
+/** The healthy homelab with verify's cold-start probe for ctb-edge-1 -> ms-1 seeing `delta` (and ms-1 -> edge passing). */
+function coldStartEvidence(delta: { inDatagrams: number; noPorts: number }, collected = factsFrom(healthyScenario()) as Collected) {
+  const edgeToMs1 = { from: 'ctb-edge-1', to: 'ms-1', endpoint: { host: '203.0.113.10', port: 51821 }, sent: 16, delta };
+  const ms1ToEdge = {
+    from: 'ms-1',
+    to: 'ctb-edge-1',
+    endpoint: { host: '198.51.100.25', port: 51820 },
+    sent: 16,
+    delta: { inDatagrams: 16, noPorts: 0 },
+  };
+  collected.coldStart = { directions: [edgeToMs1, ms1ToEdge], roundTrips: 1, ms: 10 };
+  return collected;
+}
+
+test('finding 20: a pair that works now but cannot start a session from cold through its forward is not HEALTHY', () => {
+  const collected = coldStartEvidence({ inDatagrams: 0, noPorts: 0 });
+  const e = withText(pairEvidence(collected, 'ms-1', 'ctb-edge-1'));
+  const d = only(e);
+  assert.equal(d.cause, 'cold-start-blocked');
+  assert.equal(d.node, 'router:home');
+  assert.equal(d.summary, 'ctb-edge-1 cannot start a session with ms-1: a new flow to 203.0.113.10:51821 does not arrive');
+  assert.match(d.explanation, /works now only because ms-1 dialled out first/);
+  assert.match(d.fix, /forward UDP 203\.0\.113\.10:51821 to 192\.168\.15\.2:51820 \(ms-1\)/);
+  assert.ok(d.evidence.includes('ms-1 /proc/net/snmp Udp: InDatagrams +0, NoPorts +0'), d.evidence.join('\n'));
+  // and debug without --pair picks the pair from verify's failing cold-start check
+  assert.deepEqual(failingPairs(collected.inventory, evaluateVerify(collected)), [['ms-1', 'ctb-edge-1']]);
+});
+
+test('finding 20: datagrams that arrive on a port nothing listens on are named so; a pair whose directions pass stays healthy', () => {
+  const noListener = only(pairEvidence(coldStartEvidence({ inDatagrams: 0, noPorts: 16 }), 'ctb-edge-1', 'ms-1'));
+  assert.equal(noListener.cause, 'cold-start-blocked');
+  assert.equal(noListener.node, 'ms-1');
+  assert.match(noListener.summary, /reach ms-1, but nothing listens on that port/);
+  const healthy = only(pairEvidence(coldStartEvidence({ inDatagrams: 16, noPorts: 0 }), 'ctb-edge-1', 'ms-1'));
+  assert.equal(healthy.cause, 'healthy');
+  assert.match(healthy.explanation, /ctb-edge-1 and ms-1 can start a session from cold/);
+});
+
+test('finding 20: a cold-start failure a firewall rule already explains is not named twice', () => {
+  const collected = coldStartEvidence({ inDatagrams: 0, noPorts: 0 }, factsFrom(SCENARIOS['firewall-udp']!()) as Collected);
+  assert.deepEqual(causesOf(pairEvidence(collected, 'ctb-edge-1', 'ms-1')), ['firewall-udp@ctb-edge-1']);
+});
