@@ -55,6 +55,33 @@ describeLab(
     };
 
     let converged: Record<string, string> = {};
+    /** a snapshot directory of a run left in /run/meshctl (finding 33) */
+    const revertDirs = (node: string) => sh(node, 'ls /run/meshctl 2>/dev/null | grep revert || true');
+
+    it('findings 17, 33: a cold up rolled back on every node leaves no re-resolve timer, no config and no snapshot directory', async () => {
+      // wg-quick cannot start on ms-1: the enable gate STOPs, and every node changed by the config step is reverted
+      const dropIn = '/etc/systemd/system/wg-quick@wg0.service.d/zz-refuse.conf';
+      await sh(
+        'ms-1',
+        `mkdir -p ${dropIn.replace(/\/[^/]+$/, '')} && printf '[Service]\\nExecStartPre=/bin/false\\n' > ${dropIn} && systemctl daemon-reload`,
+      );
+      try {
+        const run = await lab().meshctl(['up', INVENTORY, '--yes', '--no-color']);
+        assert.equal(run.code, 1, run.stdout + run.stderr);
+        assert.match(run.stdout, /write \/etc\/systemd\/system\/meshctl-reresolve@\.timer, enable --now meshctl-reresolve@wg0\.timer/);
+        assert.match(run.stdout, /ms-1 was ROLLED BACK to its previous config/);
+        for (const node of NODES) {
+          const left = await sh(
+            node,
+            'ls /etc/wireguard/wg0.conf /usr/local/lib/meshctl/reresolve-endpoints /etc/systemd/system/meshctl-reresolve@.timer /etc/systemd/system/timers.target.wants/meshctl-reresolve@wg0.timer 2>/dev/null; systemctl is-active meshctl-reresolve@wg0.timer; systemctl is-enabled wg-quick@wg0 2>&1 || true',
+          );
+          assert.equal(left, 'inactive\ndisabled', `${node}: the cold run's timer or files are left:\n${left}`);
+          assert.equal(await revertDirs(node), '', `${node}: the run's snapshot directory is left`);
+        }
+      } finally {
+        await sh('ms-1', `rm -f ${dropIn} && systemctl daemon-reload`);
+      }
+    });
 
     it('builds the mesh (every change confirmed, nothing left armed)', async () => {
       const run = await lab().meshctl(['up', INVENTORY, '--yes', '--no-color']);
@@ -137,6 +164,8 @@ describeLab(
         assert.match(run.stdout, /STOP at "Enable wg-quick"/);
         assert.deepEqual(await allStates(), converged);
         for (const node of NODES) assert.equal(await leftTimers(node), '', node);
+        // finding 33: this run's snapshots went with its reverts, and its first arm removed the killed run's
+        for (const node of NODES) assert.equal(await revertDirs(node), '', `${node}: a snapshot directory is left`);
       } finally {
         await sh('ms-1', `rm -f ${dropIn} && systemctl daemon-reload`);
       }
