@@ -35,9 +35,10 @@ interface UpFlags {
 
 /**
  * The run's summary for a terminal. `relayed` (pair key `a\u0000b` -> relay, the paths the run left in place,
- * relay: auto's fallbacks included) marks relayed cells of the ping matrix, as verify's matrix does.
+ * relay: auto's fallbacks included) marks relayed cells of the ping matrix, as verify's matrix does. A --limit run's
+ * matrix shows the rows of its nodes only (the others did not ping).
  */
-async function printSummary(
+export async function printSummary(
   report: UpReport,
   color: boolean,
   out: NodeJS.WritableStream,
@@ -47,8 +48,17 @@ async function printSummary(
   // chalk only for a terminal's summary: --json never loads it (issue 10: nothing before the first login it needs not)
   const { Chalk } = await import('chalk');
   const chalk = new Chalk({ level: color ? 1 : 0 });
-  if (report.matrix)
-    out.write(`\n${chalk.bold('Ping matrix')} (overlay, from row to column)\n${renderMatrix(report.matrix, { color, relayed })}`);
+  if (report.matrix) {
+    // finding 29: a --limit run pings from its own nodes only: their rows, not rows of '?' for the others
+    const rows = report.limit?.filter((n) => report.matrix!.nodes.includes(n));
+    out.write(
+      `\n${chalk.bold('Ping matrix')} (overlay, from row to column)\n${renderMatrix(report.matrix, { color, relayed, ...(rows ? { rows } : {}) })}`,
+    );
+    if (rows)
+      out.write(
+        `rows: the --limit node${rows.length === 1 ? '' : 's'} only (${rows.join(', ')}); the other nodes were not pinged from in this run (meshctl verify pings every pair)\n`,
+      );
+  }
   const seconds = (report.timings.totalMs / 1000).toFixed(1);
   const changes = `${report.changes} change${report.changes === 1 ? '' : 's'}`;
   if (report.result === 'converged') out.write(chalk.green.bold(`\nmesh converged: ${changes} in ${seconds} s\n`));
