@@ -185,6 +185,27 @@ function decideConfig(input: StepInput<'facts' | 'publicKey'>) {
   return value;
 }
 
+/** reportedPublicKeys' answer per mesh map (one map is shared by every node of a step: issue 10, no N^2 sets). */
+const reportedPerMesh = new WeakMap<object, ReadonlySet<string>>();
+
+/**
+ * The public keys the run's nodes reported as the public half of a private key they hold (`wg pubkey < KEYFILE`:
+ * keys.publicKey; `wg show IFACE public-key`: interfacePublicKey), never a key read from a file that claims to be
+ * public: what a plan's diff may show in a `PublicKey =` line (finding 30, ../remote/redact.ts).
+ */
+function reportedPublicKeys(mesh: StepInput<'facts'>['mesh']): ReadonlySet<string> {
+  const cached = reportedPerMesh.get(mesh);
+  if (cached) return cached;
+  const keys = new Set<string>();
+  // a node outside --limit has only its public key in the map (./limit.ts), no facts
+  for (const { facts } of mesh.values() as Iterable<{ facts?: NodeFacts }>) {
+    if (facts?.keys.publicKey) keys.add(facts.keys.publicKey);
+    if (facts?.interfacePublicKey) keys.add(facts.interfacePublicKey);
+  }
+  reportedPerMesh.set(mesh, keys);
+  return keys;
+}
+
 function computeConfig(input: StepInput<'facts' | 'publicKey'>) {
   configDecisions.count++;
   const { facts } = input.values;
@@ -201,6 +222,7 @@ function computeConfig(input: StepInput<'facts' | 'publicKey'>) {
     reloadDropInText: renderReloadDropIn(mesh.interface),
     ...(input.rollback ? { rollback: input.rollback } : {}),
     ...(needsReresolve(desired) ? { reresolve: { files: renderReresolveFiles(), names: dialledNames(desired) } } : {}),
+    reportedPublicKeys: reportedPublicKeys(input.mesh),
   });
   // a PrivateKey line in the file is moved out by rewriting it, which changes [Interface]
   const found = !plan.writeConfig

@@ -130,6 +130,44 @@ describe("the dry run's diff of a node file", () => {
   }
 });
 
+describe("finding 30: a key rotation's diff shows the old public key, and nothing secret", () => {
+  /** ms-1's public key before the rotation, as ms-1 reported it (`wg show wg0 public-key`: its interface runs it still) */
+  const OLD_PUB = key();
+  const input = {
+    iface: 'wg0',
+    configText: `${HEAD}${PEER}`,
+    sysctlText: 'net.ipv4.conf.all.rp_filter = 2\n',
+    rpFilter: 2 as const,
+    reloadDropInText: renderReloadDropIn('wg0'),
+    reportedPublicKeys: new Set([OLD_PUB, MESH_PUB, OWN_PUB]),
+  };
+  const diffOf = (text: string) =>
+    planConfig(facts(text), input)
+      .action!.changes.flatMap((c) => (c.kind === 'write-file' && c.diff ? c.diff : []))
+      .join('\n');
+
+  it('-PublicKey = OLD, +PublicKey = NEW (it used to read -PublicKey = [redacted])', () => {
+    const diff = diffOf(`${HEAD}${PEER.replace(MESH_PUB, OLD_PUB)}`);
+    assert.match(diff, new RegExp(`^-PublicKey = ${OLD_PUB.replace(/[+/]/g, '\\$&')}$`, 'm'), diff);
+    assert.match(diff, new RegExp(`^\\+PublicKey = ${MESH_PUB.replace(/[+/]/g, '\\$&')}$`, 'm'), diff);
+  });
+
+  it('a private key typed into a PublicKey line is still hidden; a reported key outside a PublicKey line too', () => {
+    const typed = diffOf(`${HEAD}${PEER.replace(MESH_PUB, K)}`);
+    assert.deepEqual(secretsIn(typed), [], typed);
+    assert.match(typed, /^-PublicKey = \[redacted\]$/m);
+    const elsewhere = diffOf(`${HEAD}# old key ${OLD_PUB}\n${PEER}`);
+    assert.ok(!elsewhere.includes(OLD_PUB), elsewhere);
+  });
+
+  for (const [name, lines] of Object.entries(CORPUS)) {
+    it(`${name}: no secret in the diff with the reported keys shown`, () => {
+      const diff = diffOf(`${HEAD}${lines}\n${PEER}`);
+      assert.deepEqual(secretsIn(diff), [], diff);
+    });
+  }
+});
+
 describe('redactSecrets', async () => {
   // loaded here, so the rest of this file also runs against code without the module (to see which cases leaked)
   const redact = await import('../../src/remote/redact.js');
