@@ -14,6 +14,8 @@
  * A run removes its own directory once confirmed (disarm) or reverted by it; a directory left by a killed run (its
  * revert done by the timer, or its timer gone) is removed by the next run's first arm (finding 33).
  *
+ * The timer fires at an absolute time (`--on-calendar`, UTC; `deadline` holds it in Unix seconds): a relative one
+ * (`--on-active`) is re-armed by every `systemctl daemon-reload` (finding 18).
  * On the node: /run/meshctl/revert-RUN/ (mode 700) holds `config`, `sysctl`, `dropin`, and with systemd the re-resolve
  * timer's files `rr_script`, `rr_service`, `rr_timer` (or NAME.absent), `state` (active=, enabled=, up=, rp_all=,
  * rp_default=, and with systemd rr=1, rr_active=, rr_enabled= of the re-resolve timer), `revert.sh`, `unit` (the timer's unit) or `pid` (the fallback),
@@ -145,6 +147,16 @@ export function revertScript(iface: string, runId: string, systemd: boolean): st
 }
 
 /**
+ * What the arm says on stderr when another run's change is pending in `$o` (finding 18: name the run that left it and
+ * when it goes back, so the next step is clear; `$o/deadline` is missing in a snapshot of an older meshctl).
+ */
+const PENDING_MESSAGE = [
+  'w=$(cat "$o/deadline" 2>/dev/null || true)',
+  `if [ -n "$w" ]; then at=" at $(date -u -d "@$w" '+%H:%M:%S UTC') (in $(( w - $(date +%s) )) s)"; else at=" within its deadline"; fi`,
+  `echo "not changed: an unconfirmed change of an earlier meshctl run is pending here (\${o##*/}: interrupted, or killed, before it was confirmed); the node goes back to that run's snapshot by itself$at; run up again after that" >&2`,
+].join('; ');
+
+/**
  * The arm script, run at the start of a changing step's script. The first arm of a run snapshots the node (files
  * and state as they are before any change of this run); a later arm (the enable step after the config step) keeps
  * that snapshot and only restarts the timer, so the window counts from the latest change. Refuses (exit
@@ -172,7 +184,10 @@ export function armScript(iface: string, options: RollbackOptions, systemd: bool
         // the same step armed again: a unit name is started once, so this one goes first
         sh`if [ "$old" = ${unit} ]; then systemctl stop ${`${unit}.timer`} 2>/dev/null || true; fi`.text,
         sh`systemctl reset-failed ${`${unit}.service`} 2>/dev/null || true`.text,
-        sh`systemd-run --quiet --unit=${unit} --on-active=${raw(`${deadline}s`)} --timer-property=AccuracySec=1s /bin/sh "$d/revert.sh"`
+        // an absolute time (OnCalendar=), not --on-active: systemd re-arms an OnActiveSec= timer at every
+        // `systemctl daemon-reload` (systemd 252 in the lab: a reload 5 s in moved the elapse 5 s later), and every
+        // config step, down and package install reloads: a pending revert was postponed again and again (finding 18)
+        sh`systemd-run --quiet --unit=${unit} --on-calendar="$(date -u -d "@$when" '+%Y-%m-%d %H:%M:%S') UTC" --timer-property=AccuracySec=1s /bin/sh "$d/revert.sh"`
           .text,
         sh`echo ${unit} > "$d/unit"`.text,
         sh`if [ -n "$old" ] && [ "$old" != ${unit} ]; then systemctl stop "$old.timer" 2>/dev/null || true; fi`.text,
@@ -197,7 +212,7 @@ export function armScript(iface: string, options: RollbackOptions, systemd: bool
     '  for o in /run/meshctl/revert-*; do',
     '    [ -d "$o" ] && [ "$o" != "$d" ] || continue',
     `    if [ ! -e "$o/reverted" ] && { { [ -s "$o/unit" ] && { systemctl is-active -q "$(cat "$o/unit").timer" || systemctl is-active -q "$(cat "$o/unit").service"; } 2>/dev/null; } || { [ -s "$o/pid" ] && kill -0 "$(cat "$o/pid")" 2>/dev/null; }; }; then`,
-    `      if [ -e "$o/state" ]; then echo "an unconfirmed change of another meshctl run is pending here ($o): it reverts by itself within its deadline; run again after that" >&2; exit ${PENDING_OTHER_EXIT}; fi`,
+    `      if [ -e "$o/state" ]; then ${PENDING_MESSAGE}; exit ${PENDING_OTHER_EXIT}; fi`,
     '      continue',
     '    fi',
     '    rm -rf "$o"',
@@ -229,6 +244,9 @@ export function armScript(iface: string, options: RollbackOptions, systemd: bool
     // written whole, then renamed: a timer armed earlier may run it at any moment
     `(umask 077; cat > "$d/revert.sh.tmp") <<'MESHCTL_REVERT_EOF'\n${script}\nMESHCTL_REVERT_EOF`,
     'mv -f "$d/revert.sh.tmp" "$d/revert.sh"',
+    // when the revert fires (Unix seconds): the timer's time, and what another run's refusal tells the operator
+    sh`when=$(( $(date +%s) + ${raw(String(deadline))} ))`.text,
+    'echo "$when" > "$d/deadline"',
     ...timer,
     `echo rollback=armed`,
   ].join('\n');
@@ -348,8 +366,9 @@ const lastLines = (text: string) => text.trim().split('\n').slice(-4).filter(Boo
 async function revertNow(node: string, why: string, failed: boolean, input: SettleInput): Promise<CheckResult> {
   try {
     const result = await input.run(node, revertNowScript(input.runId));
+    // the step failed before its arm (another run's pending change, a lost connection): nothing here to add to its failure
     if (result.code === 0 && /^rollback=none$/m.test(result.stdout))
-      return rollbackCheck(failed ? 'fail' : 'warn', `${why}; nothing of this run had changed on ${node}, nothing to roll back`);
+      return rollbackCheck('pass', `nothing of this run changed on ${node}: nothing to roll back`);
     if (result.code === 0 && /^rollback=reverted$/m.test(result.stdout))
       return rollbackCheck(failed ? 'fail' : 'warn', `${why}: ${node} was ROLLED BACK to its previous config and interface state`);
     return rollbackCheck(

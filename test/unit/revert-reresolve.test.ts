@@ -13,7 +13,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSyn
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { armScript, PENDING_OTHER_EXIT, revertNowScript } from '../../src/engine/revert.js';
+import { armScript, PENDING_OTHER_EXIT, revertNowScript, settleRollbacks } from '../../src/engine/revert.js';
 import { reresolvePaths } from '../../src/remote/wireguard.js';
 
 const RUN = { runId: '0123456789abcdef', deadlineS: 120 };
@@ -178,5 +178,54 @@ describe('finding 33: no revert directory is left behind', () => {
     const refused = pending.run(armScript('wg0', RUN, true, 'config'));
     assert.equal(refused.code, PENDING_OTHER_EXIT, refused.stderr);
     assert.deepEqual(pending.revertDirs(), ['revert-bbbbbbbbbbbbbbb1']);
+  });
+});
+
+describe('finding 18: a pending revert fires when it said, and the next run says when', () => {
+  it('the timer is armed for an absolute time (a daemon-reload re-arms a relative --on-active timer)', () => {
+    const n = node('calendar');
+    n.unit('wg-quick@wg0.service', 'enabled', 'active');
+    const before = Math.floor(Date.now() / 1000);
+    assert.equal(n.run(armScript('wg0', RUN, true, 'config')).code, 0);
+    const after = Math.floor(Date.now() / 1000);
+    const line = n
+      .log()
+      .split('\n')
+      .find((l) => l.startsWith('systemd-run'))!;
+    assert.doesNotMatch(line, /--on-active/);
+    const at = /--on-calendar=(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC /.exec(line)?.[1];
+    assert.ok(at, line);
+    const fires = Date.parse(`${at.replace(' ', 'T')}Z`) / 1000;
+    assert.ok(fires >= before + 120 && fires <= after + 120, `${at}: not ${RUN.deadlineS} s after the arm`);
+    assert.equal(Number(n.text(`/run/meshctl/revert-${RUN.runId}/deadline`)), fires);
+  });
+
+  it("another run's pending change: refused with the run, its time and the seconds left", () => {
+    const n = node('pending-when');
+    n.unit('wg-quick@wg0.service', 'enabled', 'active');
+    const other = { runId: 'cccccccccccccccc', deadlineS: 90 };
+    assert.equal(n.run(armScript('wg0', other, true, 'enable')).code, 0);
+    n.unit('meshctl-revert-cccccccccccccccc-enable.timer', undefined, 'active');
+    const refused = n.run(armScript('wg0', RUN, true, 'config'));
+    assert.equal(refused.code, PENDING_OTHER_EXIT);
+    assert.match(
+      refused.stderr,
+      /^not changed: an unconfirmed change of an earlier meshctl run is pending here \(revert-cccccccccccccccc: interrupted, or killed, before it was confirmed\); the node goes back to that run's snapshot by itself at \d\d:\d\d:\d\d UTC \(in (8\d|90) s\); run up again after that$/m,
+    );
+  });
+
+  it('a node whose step failed before it armed (that refusal) gets no second FAIL: nothing of this run changed there', async () => {
+    const reports = [{ node: 'ms-1', changes: [], checks: [], error: 'write-config: ... (exit 76): not changed: ...' }];
+    await settleRollbacks({
+      runId: RUN.runId,
+      armed: new Set(['ms-1']),
+      reports,
+      confirms: false,
+      deadlineS: 120,
+      run: async () => ({ code: 0, stdout: 'rollback=none\n', stderr: '' }),
+    });
+    assert.deepEqual(reports[0]!.checks, [
+      { id: 'rollback', status: 'pass', message: 'nothing of this run changed on ms-1: nothing to roll back' },
+    ]);
   });
 });
