@@ -162,7 +162,16 @@ describeLab(
       );
       try {
         // --break-lock: the killed run above left its run lock
-        const run = await lab().meshctl(['up', PORT_CHANGE, '--no-underlay-probes', '--yes', '--no-color', '--break-lock', '--rollback-deadline', '60']);
+        const run = await lab().meshctl([
+          'up',
+          PORT_CHANGE,
+          '--no-underlay-probes',
+          '--yes',
+          '--no-color',
+          '--break-lock',
+          '--rollback-deadline',
+          '60',
+        ]);
         assert.equal(run.code, 1, run.stdout + run.stderr);
         assert.match(run.stdout, /FAIL rollback: ms-1 failed its checks after the change: ms-1 was ROLLED BACK to its previous config/);
         assert.match(run.stdout, /rollback: the run stops before this change was confirmed: wk-1 was ROLLED BACK/);

@@ -6,7 +6,7 @@
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
 import { planIsEmpty, type Plan } from '../../src/engine/plan.js';
-import { mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
@@ -248,8 +248,10 @@ describeLab('meshctl up on the homelab lab', INVENTORY, (lab) => {
     assert.match(await sh('wk-1', 'wg show wg0 persistent-keepalive'), /\t25$/m, 'plan changed nothing');
   });
 
-  it('finding 19: a forward moved in the inventory of a converged mesh is probed: the router still has the old one, so up STOPs at the baseline and changes nothing', async () => {
-    const moved = join(mkdtempSync(join(tmpdir(), 'meshctl-forward-')), 'homelab-forward-51823.yaml');
+  it('finding 19: a forward moved in the inventory of a converged mesh is probed: the router still has the old one, so up STOPs at the baseline and changes nothing', async (t) => {
+    const scratch = mkdtempSync(join(tmpdir(), 'meshctl-forward-'));
+    t.after(() => rmSync(scratch, { recursive: true, force: true }));
+    const moved = join(scratch, 'homelab-forward-51823.yaml');
     writeFileSync(moved, readFileSync(INVENTORY, 'utf8').replace('forwardedPort: 51821 ', 'forwardedPort: 51823 '));
     const result = await up(moved, '--json');
     assert.equal(result.code, 1, result.stderr);
