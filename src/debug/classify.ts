@@ -22,7 +22,7 @@ import type { NodeChecklist } from '../checks/probes.js';
 import type { MatrixCell, Matrix } from '../checks/ping-matrix.js';
 import type { CaptureCounts } from './capture.js';
 import { judgeDirection, type DirectionResult } from '../checks/cold-start.js';
-import { REJECT_AFTER_TIME_S, wireguardPaths } from '../remote/wireguard.js';
+import { describeWgError, REJECT_AFTER_TIME_S, wireguardPaths } from '../remote/wireguard.js';
 import { icmpDropOnIfaceRules, udpDropRules } from '../facts/definitions.js';
 import { syncconfKeepingKeyCommand } from '../render/systemd.js';
 import { checkInventoryPatch, describePatch, type InventoryPatch } from './inventory-fix.js';
@@ -357,7 +357,7 @@ const tunnelMissing: Rule = {
         const cl = c.cl(n);
         const evidence = [
           `ip addr: ${cl.iface.error ?? (cl.iface.exists ? `${c.iface} exists` : 'missing')}`,
-          `wg: ${cl.wgError ?? 'ok'}`,
+          `wg: ${cl.wgError ? describeWgError(cl.wgError, c.iface) : 'ok'}`,
           `service: ${cl.service.systemd ? `${paths.service} ${cl.service.active ?? '?'} (${cl.service.enabled ?? '?'})` : 'no systemd'}`,
           ...c.base,
         ];

@@ -456,3 +456,19 @@ test('finding 20: a cold-start failure a firewall rule already explains is not n
   const collected = coldStartEvidence({ inDatagrams: 0, noPorts: 0 }, factsFrom(SCENARIOS['firewall-udp']!()) as Collected);
   assert.deepEqual(causesOf(pairEvidence(collected, 'ctb-edge-1', 'ms-1')), ['firewall-udp@ctb-edge-1']);
 });
+
+test("findings 27, 28: wg-quick@wg0 stopped: wg's raw 'Protocol not supported' is said in words (verify and debug)", () => {
+  const collected = collectedOf('service-down');
+  // what wg prints on a node running wireguard-go when the interface is gone (the lab's nodes: no kernel module)
+  collected.checklists.get('wk-2')!.wgError = 'Unable to access interface: Protocol not supported';
+  const d = only(pairEvidence(collected, 'wk-1', 'wk-2'));
+  assert.equal(d.cause, 'service-down');
+  const wg = d.evidence.find((line) => line.startsWith('wg: '))!;
+  assert.equal(
+    wg,
+    'wg: wg0 is not up: no WireGuard interface of that name runs (wg-quick@wg0 stopped, or it failed to start) (wg said: Unable to access interface: Protocol not supported)',
+  );
+  const peers = evaluateVerify(collected).filter((c) => c.node === 'wk-2' && c.id === 'peers' && c.status === 'fail');
+  assert.ok(peers.length > 0);
+  for (const check of peers) assert.match(check.message, /^cannot read wg0: wg0 is not up: no WireGuard interface of that name runs/);
+});
