@@ -328,23 +328,54 @@ const unconnectable: Rule = {
 // ---------------------------------------------------------------------------------------------------------------
 // Can both ends be examined, is the tunnel there
 
+/**
+ * Finding 26: why meshctl could not log in to `n`, from the transport's message (../transport/ssh.ts classify), as a
+ * summary and a fix a user acts on; the transport's words stay in the explanation.
+ */
+function sshFailure(n: string, error: string | undefined): { summary: string; fix: string } {
+  const again = 'then run debug again (the pair can only be judged from both ends)';
+  if (error === undefined)
+    return { summary: `${n} could not be reached over SSH`, fix: `Check that ${n} is up and reachable over SSH, ${again}.` };
+  if (/connection refused/i.test(error))
+    return {
+      summary: `nothing accepts SSH on ${n} (connection refused): its sshd is stopped, or listens on another port`,
+      fix: `On ${n}'s console: systemctl start ssh (or sshd), or set ssh.port in the inventory to the port it listens on; ${again}.`,
+    };
+  if (/timed out|host unreachable/i.test(error))
+    return {
+      summary: `${n} does not answer on its SSH port (${/unreachable/i.test(error) ? 'host unreachable' : 'timed out'})`,
+      fix: `Check that ${n} is running and its address is right in the inventory, and that no firewall on the way drops SSH; ${again}.`,
+    };
+  if (/authentication|permission denied|sudo/i.test(error))
+    return {
+      summary: `${n} answers SSH but refuses meshctl's login`,
+      fix: `Check the user and key meshctl logs in with (ssh.user in the inventory, ~/.ssh/config, ssh-agent) and that the user has root or passwordless sudo on ${n}; ${again}.`,
+    };
+  if (/host key/i.test(error))
+    return {
+      summary: `${n}'s SSH host key is not the one known for it`,
+      fix: `Check why ${n}'s host key differs (a reinstalled node, or another machine at its address); if it is right, update known_hosts; ${again}.`,
+    };
+  return { summary: `${n} could not be reached over SSH`, fix: `Check that ${n} is up and reachable over SSH, ${again}.` };
+}
+
 const nodeUnreachable: Rule = {
   name: 'node-unreachable',
   find: (c) =>
     [c.S, c.R]
       .filter((n) => !c.reached(n))
-      .map((n) =>
-        c.make(
+      .map((n) => {
+        const error = c.e.sides[n]?.error;
+        return c.make(
           'node-unreachable',
           n,
           {
-            summary: `${n} could not be reached over SSH`,
-            explanation: `meshctl could not log in to ${n} (${c.e.sides[n]?.error ?? 'no connection'}), so only one end of the pair can be examined.`,
-            fix: `Check that ${n} is up and reachable over SSH, then run debug again.`,
+            ...sshFailure(n, error),
+            explanation: `meshctl could not log in to ${n} (${error ?? 'no connection'}), so only one end of the pair can be examined: nothing is known of ${n}'s tunnel, which may well be up.`,
           },
           c.base,
-        ),
-      ),
+        );
+      }),
 };
 
 const tunnelMissing: Rule = {

@@ -472,3 +472,16 @@ test("findings 27, 28: wg-quick@wg0 stopped: wg's raw 'Protocol not supported' i
   assert.ok(peers.length > 0);
   for (const check of peers) assert.match(check.message, /^cannot read wg0: wg0 is not up: no WireGuard interface of that name runs/);
 });
+
+test('finding 26: sshd stopped on a node: the diagnosis says so and how to fix it, not only "could not be reached"', () => {
+  const facts = factsFrom(healthyScenario()) as Collected;
+  facts.checklists.delete('ms-1');
+  facts.unreachable.set('ms-1', 'root@192.168.15.2:22: connection refused (is sshd running on that port?)');
+  const d = only(pairEvidence(facts, 'wk-1', 'ms-1'));
+  assert.equal(d.cause, 'node-unreachable');
+  assert.equal(d.summary, 'nothing accepts SSH on ms-1 (connection refused): its sshd is stopped, or listens on another port');
+  assert.match(d.fix, /^On ms-1's console: systemctl start ssh \(or sshd\), or set ssh\.port in the inventory/);
+  assert.match(d.explanation, /connection refused \(is sshd running on that port\?\)/);
+  facts.unreachable.set('ms-1', 'root@192.168.15.2:22: connect timed out after 10.0 s');
+  assert.equal(only(pairEvidence(facts, 'wk-1', 'ms-1')).summary, 'ms-1 does not answer on its SSH port (timed out)');
+});
