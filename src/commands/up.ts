@@ -75,7 +75,11 @@ export async function printSummary(
   if (report.result === 'interrupted')
     out.write(chalk.red.bold(`\ninterrupted during "${report.phases.at(-1)?.title ?? 'connect'}" (${seconds} s)\n`));
   if (report.result === 'stopped')
-    out.write(chalk.red.bold(`\nSTOP at "${report.phases.at(-1)?.title}": nothing after it was run (${seconds} s)\n`));
+    out.write(
+      chalk.red.bold(
+        `\nSTOP at "${report.phases.at(-1)?.title}": nothing after it was run (${seconds} s); fix what the FAIL lines above name, then run up again\n`,
+      ),
+    );
 }
 
 /**
@@ -99,14 +103,14 @@ export function registerUp(program: Command, finish: (result: CommandResult) => 
     .description(
       'build the mesh: facts -> baseline -> install -> keys -> config -> enable -> ping matrix, with a STOP/GO gate after each phase',
     )
-    .argument('[inventory]', 'inventory file (default: ./meshctl.yaml or $MESHCTL_INVENTORY)')
-    .option('-y, --yes', 'go on at every gate whose checks pass (never when a check fails)')
+    .argument('[inventory]', 'inventory file (default: $MESHCTL_INVENTORY, then ./meshctl.yaml)')
+    .option('-y, --yes', 'go on at every gate whose checks pass (never when a check fails); needed without a terminal')
     .option(
       '--dry-run',
       'change nothing: gather facts, run the baseline checks, and show what every later phase would do (config diffs included); no prompts',
     )
     .option('--accept-new', 'trust unknown SSH host keys on first use and record them (changed keys are always refused)')
-    .option('--json', 'print a JSON report on stdout instead of progress (implies no prompts: use with --yes)')
+    .option('--json', 'print a JSON report on stdout instead of progress; it asks nothing, so it needs --yes (or --dry-run)')
     .option('--no-color', 'plain output')
     .option('--playbook <file>', 'run another playbook than playbooks/up.yaml')
     .option('-f, --forks <n>', 'nodes worked on at once (default 64)')
@@ -128,7 +132,7 @@ export function registerUp(program: Command, finish: (result: CommandResult) => 
     )
     .addHelpText(
       'after',
-      '\nExit codes: 0 converged (or, with --dry-run, planned), 1 a check failed or a gate said STOP, 2 bad input, 3 a node could not be connected, 130 interrupted.',
+      '\nExit codes: 0 converged (or, with --dry-run, planned), 1 a check failed, a gate said STOP or another meshctl run holds a node, 2 bad input, 3 a node could not be connected, 130 interrupted.',
     )
     .action(async (inventoryArg: string | undefined, flags: UpFlags) => {
       const loaded = loadInventory(resolveInventoryPath(inventoryArg));
@@ -141,8 +145,11 @@ export function registerUp(program: Command, finish: (result: CommandResult) => 
       }
       const interactive = Boolean(process.stdin.isTTY && process.stdout.isTTY) && !flags.json;
       if (!interactive && !flags.yes && !flags.dryRun) {
+        // finding 25: --json on a terminal was told there was no terminal
         throw new MeshctlError(
-          'no terminal to confirm the gates: run with --yes (gates still stop the run when a check fails)',
+          flags.json
+            ? '--json asks nothing at the gates: add --yes (gates still stop the run when a check fails) or --dry-run'
+            : 'no terminal to confirm the gates: run with --yes (gates still stop the run when a check fails)',
           'badInput',
         );
       }
