@@ -7,11 +7,9 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { PassThrough } from 'node:stream';
 import { Command } from 'commander';
-import { printSummary, registerUp } from '../../src/commands/up.js';
-import { renderMatrix } from '../../src/checks/ping-matrix.js';
-import type { UpReport } from '../../src/engine/up.js';
+import { registerUp } from '../../src/commands/up.js';
+import { summaryOf } from '../support/up-summary.js';
 import { NETWORK_GUARD } from '../support/network-guard.js';
 
 /** `meshctl up --help` as commander prints it (wide enough that no line is wrapped). */
@@ -35,22 +33,12 @@ describe('findings 24, 25: up --help and its messages', () => {
   });
 
   it('a STOP says what to do next', async () => {
-    const report = {
-      inventory: 'inventories/homelab.yaml',
-      playbook: 'playbooks/up.yaml',
+    const text = await summaryOf({
       result: 'stopped',
       stoppedAt: 'baseline',
-      dryRun: false,
-      changes: 0,
       phases: [{ id: 'baseline', title: 'Baseline (wipe-verify)', go: '', verdict: 'STOP', durationMs: 1, nodes: [] }],
-      connectFailures: [],
       timings: { totalMs: 2900, connectMs: 100 },
-      roundTrips: {},
-    } as UpReport;
-    const out = new PassThrough();
-    let text = '';
-    out.on('data', (chunk: Buffer) => (text += chunk.toString()));
-    await printSummary(report, false, out, renderMatrix, new Map());
+    });
     assert.match(
       text,
       /STOP at "Baseline \(wipe-verify\)": nothing after it was run \(2\.9 s\); fix what the FAIL lines above name, then run up again/,

@@ -4,10 +4,8 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { PassThrough } from 'node:stream';
 import { renderMatrix, type Matrix } from '../../src/checks/ping-matrix.js';
-import { printSummary } from '../../src/commands/up.js';
-import type { UpReport } from '../../src/engine/up.js';
+import { summaryOf } from '../support/up-summary.js';
 
 const NODES = ['ms-1', 'wk-1', 'wk-2', 'ctb-edge-1'];
 const ok = { ok: true, loss: 0, transmitted: 3, received: 3, rttMs: 0.5 };
@@ -25,23 +23,7 @@ describe('finding 29: the ping matrix of a --limit run', () => {
   });
 
   it("up's summary: no row of '?', and a line that says whose rows these are", async () => {
-    const report = {
-      inventory: 'inventories/homelab.yaml',
-      playbook: 'playbooks/up.yaml',
-      result: 'converged',
-      dryRun: false,
-      changes: 0,
-      phases: [],
-      connectFailures: [],
-      matrix,
-      limit: ['wk-1'],
-      timings: { totalMs: 1000, connectMs: 100 },
-      roundTrips: {},
-    } as UpReport;
-    const out = new PassThrough();
-    let text = '';
-    out.on('data', (chunk: Buffer) => (text += chunk.toString()));
-    await printSummary(report, false, out, renderMatrix, new Map());
+    const text = await summaryOf({ matrix, limit: ['wk-1'] });
     for (const node of ['ms-1', 'wk-2', 'ctb-edge-1']) assert.doesNotMatch(text, new RegExp(`^${node}\\s`, 'm'), text);
     assert.doesNotMatch(text, /\?/, text);
     assert.match(text, /^wk-1\s+ok/m);
