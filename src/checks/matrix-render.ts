@@ -12,6 +12,8 @@ export interface RenderMatrixOptions {
   relayed?: ReadonlyMap<string, string>;
   /** where a cell is read (default matrix.cells[from][to]): verify's report holds its passing cells as RTTs only */
   cellAt?: (from: string, to: string) => MatrixCell | undefined;
+  /** the rows to show (nodes that pinged: `up --limit`'s), in matrix order; default every node */
+  rows?: readonly string[];
 }
 
 function cellText(cell: MatrixCell | undefined): { text: string; tone: 'ok' | 'fail' | 'warn' | 'none' } {
@@ -26,7 +28,8 @@ function cellText(cell: MatrixCell | undefined): { text: string; tone: 'ok' | 'f
 }
 
 /**
- * An N x N table: rows are the pinging node (from), columns the pinged one (to); '-' on the diagonal.
+ * An N x N table: rows are the pinging node (from), columns the pinged one (to); '-' on the diagonal; only the
+ * rows in `options.rows` when given (finding 29: `up --limit` pings from its nodes only).
  * Cells: `ok 0.42ms`, `FAIL 100%`, or `ok 0.42ms MTU 1300` (in orange) when large packets do not pass.
  */
 export function renderMatrix(matrix: Matrix, options: RenderMatrixOptions): string {
@@ -34,7 +37,8 @@ export function renderMatrix(matrix: Matrix, options: RenderMatrixOptions): stri
   const corner = 'from \\ to';
   const viaOf = (x: string, y: string) => options.relayed?.get(`${x}\u0000${y}`) ?? options.relayed?.get(`${y}\u0000${x}`);
   const header = [corner, ...matrix.nodes];
-  const rows = matrix.nodes.map((from) => [
+  const rowNodes = options.rows ? matrix.nodes.filter((n) => options.rows!.includes(n)) : matrix.nodes;
+  const rows = rowNodes.map((from) => [
     { text: from, tone: 'none' as const },
     ...matrix.nodes.map((to) => {
       if (from === to) return { text: '-', tone: 'none' as const };

@@ -18,7 +18,7 @@ import type { LivePeer } from '../render/wgdump.js';
 import { keyLocationAsStyle } from '../import/style.js';
 import type { NodeChecklist } from './probes.js';
 import type { Matrix } from './ping-matrix.js';
-import { REJECT_AFTER_TIME_S, wireguardPaths } from '../remote/wireguard.js';
+import { describeWgError, REJECT_AFTER_TIME_S, wireguardPaths } from '../remote/wireguard.js';
 import {
   formatAge,
   interfaceFromAddr,
@@ -275,7 +275,7 @@ function nodeChecks(facts: VerifyFacts, node: Node, desired: DesiredNodeConfig, 
   if (cl.wgAvailable) append(out, livePeerChecks(facts, node, desired, cl, count));
   else {
     for (const peer of desired.peers)
-      out.push(mk(n, 'peers', 'fail', `cannot read ${iface}: ${cl.wgError ?? 'wg show failed'}`, [], peer.name));
+      out.push(mk(n, 'peers', 'fail', `cannot read ${iface}: ${describeWgError(cl.wgError ?? 'wg show failed', iface)}`, [], peer.name));
   }
 
   // routes: each peer's lookup by its address, indexed once (a find per peer was O(N^2) per node); the first wins

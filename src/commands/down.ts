@@ -25,7 +25,7 @@ import { limitInventory, resolveLimit } from '../engine/limit.js';
 import { runUp } from '../engine/up.js';
 import { describeDownChange, downProbeScript, parseDownProbe, planDown, type DownChange } from '../steps/down.js';
 import type { Connection } from '../transport/types.js';
-import { createEngineView } from '../ui/engine-view.js';
+import { createEngineView, promptTheme } from '../ui/engine-view.js';
 import { renderPlan } from '../ui/plan-view.js';
 import { safeText } from '../ui/safe-text.js';
 import { recordRun } from '../state/record.js';
@@ -77,13 +77,14 @@ function renderDownPlan(plans: NodeDownPlan[], remaining: Inventory, purge: bool
   return `${lines.join('\n')}\n`;
 }
 
-async function confirm(message: string): Promise<boolean> {
+/** Asks `message` (default no); plain when `color` is false (finding 31: inquirer colours it otherwise). */
+async function confirm(message: string, color: boolean): Promise<boolean> {
   try {
     // loaded only when a question is asked (0.3-0.5 s of start-up otherwise)
     const { default: inquirer } = await import('inquirer');
     // a stop request (SIGTERM, SIGHUP, a SIGINT from outside the prompt: ../interrupt.ts) ends the question too
     const prompt = inquirer.createPromptModule({ signal: interruptSignal });
-    const { go } = await prompt<{ go: boolean }>([{ type: 'confirm', name: 'go', message, default: false }]);
+    const { go } = await prompt<{ go: boolean }>([{ type: 'confirm', name: 'go', message, default: false, ...promptTheme(color) }]);
     return go;
   } catch (error) {
     if (['ExitPromptError', 'AbortPromptError'].includes((error as Error).name))
@@ -168,7 +169,7 @@ export function registerDown(program: Command, finish: (result: CommandResult) =
           if (remaining.nodes.length) await planOthers(remaining, connector, chalk, out);
           return finish('ok');
         }
-        if (!flags.yes && !(await confirm(`take the mesh down on ${names.join(', ')}${purge ? ' and purge it' : ''}?`)))
+        if (!flags.yes && !(await confirm(`take the mesh down on ${names.join(', ')}${purge ? ' and purge it' : ''}?`, color)))
           return finish('stop');
         if (remaining.nodes.length) {
           const view = createEngineView({ yes: flags.yes ?? false, interactive, json: false, color, out });

@@ -12,7 +12,7 @@ import { MeshctlError, type CommandResult } from '../errors.js';
 import { interruptSignal } from '../interrupt.js';
 import { loadInventory, resolveInventoryPath } from '../inventory/load.js';
 import { renderGateReport } from '../ui/gate-report.js';
-import { renderPlan } from '../ui/plan-view.js';
+import { renderPlan, renderUnderlayNote } from '../ui/plan-view.js';
 import { connectorFor, parseForks, sshOptionsFromFlags, CONTROL_PERSIST_HELP } from './connect-options.js';
 import { collectValues, resolveLimit } from '../engine/limit.js';
 import { inventoryWithFallbacks, statePublicKeys } from '../state/record.js';
@@ -93,7 +93,10 @@ export function registerPlan(program: Command, finish: (result: CommandResult) =
       const pathsText = renderPaths(paths, { measured: false });
       // JSON in pieces: the plan holds every node's scripts, N^2 text at farm scale (src/ui/json-text.ts)
       if (flags.json) await (await import('../ui/json-text.js')).writeJson(process.stdout, { ...report.plan, paths }, 2);
-      else process.stdout.write(`${renderPlan(report.plan!, chalk)}${pathsText ? `\n${pathsText}` : ''}`);
+      else
+        process.stdout.write(
+          `${renderUnderlayNote(report.phases, chalk)}${renderPlan(report.plan!, chalk)}${pathsText ? `\n${pathsText}` : ''}`,
+        );
       finish(countActions(report.plan!) === 0 ? 'ok' : 'drift');
     });
 }

@@ -35,9 +35,10 @@ interface UpFlags {
 
 /**
  * The run's summary for a terminal. `relayed` (pair key `a\u0000b` -> relay, the paths the run left in place,
- * relay: auto's fallbacks included) marks relayed cells of the ping matrix, as verify's matrix does.
+ * relay: auto's fallbacks included) marks relayed cells of the ping matrix, as verify's matrix does. A --limit run's
+ * matrix shows the rows of its nodes only (the others did not ping).
  */
-async function printSummary(
+export async function printSummary(
   report: UpReport,
   color: boolean,
   out: NodeJS.WritableStream,
@@ -47,8 +48,17 @@ async function printSummary(
   // first login it needs not, and chalk was ~8 ms of CPU between the first login and the first phase)
   const [{ Chalk }, { renderMatrix }] = await Promise.all([import('chalk'), import('../checks/matrix-render.js')]);
   const chalk = new Chalk({ level: color ? 1 : 0 });
-  if (report.matrix)
-    out.write(`\n${chalk.bold('Ping matrix')} (overlay, from row to column)\n${renderMatrix(report.matrix, { color, relayed })}`);
+  if (report.matrix) {
+    // finding 29: a --limit run pings from its own nodes only: their rows, not rows of '?' for the others
+    const rows = report.limit?.filter((n) => report.matrix!.nodes.includes(n));
+    out.write(
+      `\n${chalk.bold('Ping matrix')} (overlay, from row to column)\n${renderMatrix(report.matrix, { color, relayed, ...(rows ? { rows } : {}) })}`,
+    );
+    if (rows)
+      out.write(
+        `rows: the --limit node${rows.length === 1 ? '' : 's'} only (${rows.join(', ')}); the other nodes were not pinged from in this run (meshctl verify pings every pair)\n`,
+      );
+  }
   const seconds = (report.timings.totalMs / 1000).toFixed(1);
   const changes = `${report.changes} change${report.changes === 1 ? '' : 's'}`;
   if (report.result === 'converged') out.write(chalk.green.bold(`\nmesh converged: ${changes} in ${seconds} s\n`));
@@ -65,7 +75,11 @@ async function printSummary(
   if (report.result === 'interrupted')
     out.write(chalk.red.bold(`\ninterrupted during "${report.phases.at(-1)?.title ?? 'connect'}" (${seconds} s)\n`));
   if (report.result === 'stopped')
-    out.write(chalk.red.bold(`\nSTOP at "${report.phases.at(-1)?.title}": nothing after it was run (${seconds} s)\n`));
+    out.write(
+      chalk.red.bold(
+        `\nSTOP at "${report.phases.at(-1)?.title}": nothing after it was run (${seconds} s); fix what the FAIL lines above name, then run up again\n`,
+      ),
+    );
 }
 
 /**
@@ -89,14 +103,14 @@ export function registerUp(program: Command, finish: (result: CommandResult) => 
     .description(
       'build the mesh: facts -> baseline -> install -> keys -> config -> enable -> ping matrix, with a STOP/GO gate after each phase',
     )
-    .argument('[inventory]', 'inventory file (default: ./meshctl.yaml or $MESHCTL_INVENTORY)')
-    .option('-y, --yes', 'go on at every gate whose checks pass (never when a check fails)')
+    .argument('[inventory]', 'inventory file (default: $MESHCTL_INVENTORY, then ./meshctl.yaml)')
+    .option('-y, --yes', 'go on at every gate whose checks pass (never when a check fails); needed without a terminal')
     .option(
       '--dry-run',
       'change nothing: gather facts, run the baseline checks, and show what every later phase would do (config diffs included); no prompts',
     )
     .option('--accept-new', 'trust unknown SSH host keys on first use and record them (changed keys are always refused)')
-    .option('--json', 'print a JSON report on stdout instead of progress (implies no prompts: use with --yes)')
+    .option('--json', 'print a JSON report on stdout instead of progress; it asks nothing, so it needs --yes (or --dry-run)')
     .option('--no-color', 'plain output')
     .option('--playbook <file>', 'run another playbook than playbooks/up.yaml')
     .option('-f, --forks <n>', 'nodes worked on at once (default 64)')
@@ -119,7 +133,7 @@ export function registerUp(program: Command, finish: (result: CommandResult) => 
     )
     .addHelpText(
       'after',
-      '\nExit codes: 0 converged (or, with --dry-run, planned), 1 a check failed or a gate said STOP, 2 bad input, 3 a node could not be connected, 130 interrupted.',
+      '\nExit codes: 0 converged (or, with --dry-run, planned), 1 a check failed, a gate said STOP or another meshctl run holds a node, 2 bad input, 3 a node could not be connected, 130 interrupted.',
     )
     .action(async (inventoryArg: string | undefined, flags: UpFlags) => {
       const loaded = loadInventory(resolveInventoryPath(inventoryArg));
@@ -132,8 +146,11 @@ export function registerUp(program: Command, finish: (result: CommandResult) => 
       }
       const interactive = Boolean(process.stdin.isTTY && process.stdout.isTTY) && !flags.json;
       if (!interactive && !flags.yes && !flags.dryRun) {
+        // finding 25: --json on a terminal was told there was no terminal
         throw new MeshctlError(
-          'no terminal to confirm the gates: run with --yes (gates still stop the run when a check fails)',
+          flags.json
+            ? '--json asks nothing at the gates: add --yes (gates still stop the run when a check fails) or --dry-run'
+            : 'no terminal to confirm the gates: run with --yes (gates still stop the run when a check fails)',
           'badInput',
         );
       }

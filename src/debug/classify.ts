@@ -21,7 +21,8 @@ import { endpointFor, formatEndpoint, pairCanConnect } from '../topology/endpoin
 import type { NodeChecklist } from '../checks/probes.js';
 import type { MatrixCell, Matrix } from '../checks/ping-matrix.js';
 import type { CaptureCounts } from './capture.js';
-import { REJECT_AFTER_TIME_S, wireguardPaths } from '../remote/wireguard.js';
+import { judgeDirection, type DirectionResult } from '../checks/cold-start.js';
+import { describeWgError, REJECT_AFTER_TIME_S, wireguardPaths } from '../remote/wireguard.js';
 import { icmpDropOnIfaceRules, udpDropRules } from '../facts/definitions.js';
 import { syncconfKeepingKeyCommand } from '../render/systemd.js';
 import { checkInventoryPatch, describePatch, type InventoryPatch } from './inventory-fix.js';
@@ -39,6 +40,7 @@ export const CAUSES = [
   'wrong-lan-endpoint',
   'firewall-udp',
   'forward-misdirected',
+  'cold-start-blocked',
   'no-udp-arriving',
   'no-handshake-answer',
   'no-handshake',
@@ -78,6 +80,11 @@ export interface PairEvidence {
   backward?: MatrixCell;
   /** the whole matrix, for context (e.g. the edge works while two nodes of one site fail) */
   matrix?: Matrix;
+  /**
+   * verify's cold-start probe (../checks/cold-start.ts) for the directions of this pair (a side that dials the other),
+   * when it ran: a pair that works now may still be one-way (only its other side can start a session)
+   */
+  coldStart?: DirectionResult[];
   /** per captured node, when --tcpdump ran */
   capture?: { counts: Record<string, CaptureCounts>; markerSent: boolean; errors?: Record<string, string> };
 }
@@ -121,6 +128,8 @@ const EXPLAINS: Record<CauseId, readonly Symptom[]> = {
   'wrong-lan-endpoint': ['handshake', 'ping', 'mtu'],
   'firewall-udp': ['handshake', 'ping', 'mtu'],
   'forward-misdirected': ['handshake', 'ping', 'mtu'],
+  // a latent fault: the pair works now (the other side dialled out), so it explains no symptom of today's pings
+  'cold-start-blocked': [],
   'no-udp-arriving': ['handshake', 'ping', 'mtu'],
   'no-handshake-answer': ['handshake', 'ping', 'mtu'],
   'no-handshake': ['handshake', 'ping', 'mtu'],
@@ -319,23 +328,54 @@ const unconnectable: Rule = {
 // ---------------------------------------------------------------------------------------------------------------
 // Can both ends be examined, is the tunnel there
 
+/**
+ * Finding 26: why meshctl could not log in to `n`, from the transport's message (../transport/ssh.ts classify), as a
+ * summary and a fix a user acts on; the transport's words stay in the explanation.
+ */
+function sshFailure(n: string, error: string | undefined): { summary: string; fix: string } {
+  const again = 'then run debug again (the pair can only be judged from both ends)';
+  if (error === undefined)
+    return { summary: `${n} could not be reached over SSH`, fix: `Check that ${n} is up and reachable over SSH, ${again}.` };
+  if (/connection refused/i.test(error))
+    return {
+      summary: `nothing accepts SSH on ${n} (connection refused): its sshd is stopped, or listens on another port`,
+      fix: `On ${n}'s console: systemctl start ssh (or sshd), or set ssh.port in the inventory to the port it listens on; ${again}.`,
+    };
+  if (/timed out|host unreachable/i.test(error))
+    return {
+      summary: `${n} does not answer on its SSH port (${/unreachable/i.test(error) ? 'host unreachable' : 'timed out'})`,
+      fix: `Check that ${n} is running and its address is right in the inventory, and that no firewall on the way drops SSH; ${again}.`,
+    };
+  if (/authentication|permission denied|sudo/i.test(error))
+    return {
+      summary: `${n} answers SSH but refuses meshctl's login`,
+      fix: `Check the user and key meshctl logs in with (ssh.user in the inventory, ~/.ssh/config, ssh-agent) and that the user has root or passwordless sudo on ${n}; ${again}.`,
+    };
+  if (/host key/i.test(error))
+    return {
+      summary: `${n}'s SSH host key is not the one known for it`,
+      fix: `Check why ${n}'s host key differs (a reinstalled node, or another machine at its address); if it is right, update known_hosts; ${again}.`,
+    };
+  return { summary: `${n} could not be reached over SSH`, fix: `Check that ${n} is up and reachable over SSH, ${again}.` };
+}
+
 const nodeUnreachable: Rule = {
   name: 'node-unreachable',
   find: (c) =>
     [c.S, c.R]
       .filter((n) => !c.reached(n))
-      .map((n) =>
-        c.make(
+      .map((n) => {
+        const error = c.e.sides[n]?.error;
+        return c.make(
           'node-unreachable',
           n,
           {
-            summary: `${n} could not be reached over SSH`,
-            explanation: `meshctl could not log in to ${n} (${c.e.sides[n]?.error ?? 'no connection'}), so only one end of the pair can be examined.`,
-            fix: `Check that ${n} is up and reachable over SSH, then run debug again.`,
+            ...sshFailure(n, error),
+            explanation: `meshctl could not log in to ${n} (${error ?? 'no connection'}), so only one end of the pair can be examined: nothing is known of ${n}'s tunnel, which may well be up.`,
           },
           c.base,
-        ),
-      ),
+        );
+      }),
 };
 
 const tunnelMissing: Rule = {
@@ -348,7 +388,7 @@ const tunnelMissing: Rule = {
         const cl = c.cl(n);
         const evidence = [
           `ip addr: ${cl.iface.error ?? (cl.iface.exists ? `${c.iface} exists` : 'missing')}`,
-          `wg: ${cl.wgError ?? 'ok'}`,
+          `wg: ${cl.wgError ? describeWgError(cl.wgError, c.iface) : 'ok'}`,
           `service: ${cl.service.systemd ? `${paths.service} ${cl.service.active ?? '?'} (${cl.service.enabled ?? '?'})` : 'no systemd'}`,
           ...c.base,
         ];
@@ -667,6 +707,66 @@ const forwardMisdirected: Rule = {
   },
 };
 
+/**
+ * Finding 20: a direction that cannot start a session from cold (verify's cold-start check, ../checks/cold-start.ts).
+ * Checked even while the pair works, as forward-misdirected is: the other side dialled out, conntrack lets the
+ * answers in and WireGuard roams to it, so handshakes and pings pass until that entry expires or the other side
+ * restarts. Debug must not call healthy a pair that verify fails. Said only when no earlier rule named why the
+ * handshake cannot come through (a firewall rule or a misdirected forward already is this cause, named precisely).
+ */
+const coldStartBlocked: Rule = {
+  name: 'cold-start-blocked',
+  find(c, found) {
+    if (explained(found, 'handshake')) return [];
+    return (c.e.coldStart ?? []).flatMap((d) => {
+      const judged = judgeDirection(d);
+      if (judged.status !== 'fail') return [];
+      const from = nodeOf(c.inv, d.from);
+      const to = nodeOf(c.inv, d.to);
+      const toSite = siteOf(c.inv, to);
+      const at = formatEndpoint(d.endpoint);
+      const viaForward = toSite.kind === 'nat' && from.site !== to.site && d.endpoint.host === publicAddressOf(toSite);
+      const noListener = (d.delta?.noPorts ?? 0) >= d.sent && d.sent > 0;
+      const works = c.handshakeOk && !c.pingFails;
+      const now = works
+        ? `The tunnel works now only because ${to.name} dialled out first: the answers to its own flow are let in while conntrack remembers it, and WireGuard roams to where its packets come from. Once that entry expires, or ${to.name} restarts, ${from.name} cannot get through.`
+        : '';
+      const evidence = [`verify cold-start: ${judged.message}`, ...judged.evidence, ...c.ev];
+      if (noListener)
+        return [
+          c.make(
+            'cold-start-blocked',
+            to.name,
+            {
+              summary: `${from.name}'s datagrams to ${at} reach ${to.name}, but nothing listens on that port`,
+              explanation:
+                `A new flow from ${from.name} to ${at} arrives at ${to.name} on a port where WireGuard does not listen (its UDP NoPorts counter grew), so ${from.name} cannot start a session with it. ${now}`.trim(),
+              fix: viaForward
+                ? `On the router of site ${toSite.name}: forward UDP ${at} to ${to.address}:${to.listenPort} (${to.name}'s listen port), then run meshctl verify.`
+                : `Make ${to.name} listen on UDP ${d.endpoint.port} (its listenPort in ${c.inv.source}; meshctl up sets it), then run meshctl verify.`,
+            },
+            evidence,
+          ),
+        ];
+      return [
+        c.make(
+          'cold-start-blocked',
+          viaForward ? `router:${toSite.name}` : to.name,
+          {
+            summary: `${from.name} cannot start a session with ${to.name}: a new flow to ${at} does not arrive`,
+            explanation:
+              `${from.name} sent ${d.sent} datagrams from a fresh source port to ${at} and ${to.name}'s UDP counters did not grow by them${viaForward ? `: the port-forward ${at} -> ${to.address}:${to.listenPort} on the router of site ${toSite.name} is missing or points elsewhere, or a firewall on the way drops new flows` : `: a firewall on ${to.name} or on the way drops new UDP flows to port ${d.endpoint.port}`}. ${now}`.trim(),
+            fix: viaForward
+              ? `On the router of site ${toSite.name}: forward UDP ${at} to ${to.address}:${to.listenPort} (${to.name}); if the router forwards another port to ${to.name}, set that port as ${to.name}'s forwardedPort in ${c.inv.source} and re-run meshctl up (its baseline probes the forward). Then run meshctl verify.`
+              : `Allow new UDP flows to port ${d.endpoint.port} on ${to.name} and on the way to it (see ${to.name}'s firewall check in meshctl verify), then run meshctl verify.`,
+          },
+          evidence,
+        ),
+      ];
+    });
+  },
+};
+
 /** Symptom rule: no handshake, read from the captures (where the sender's datagrams went). */
 const handshakeCaptures: Rule = {
   name: 'handshake-captures',
@@ -901,6 +1001,7 @@ export const RULES: readonly Rule[] = [
   wrongLanEndpoint,
   firewallUdp,
   forwardMisdirected,
+  coldStartBlocked,
   handshakeCaptures,
   noHandshake,
   firewallIcmp,
@@ -929,7 +1030,7 @@ export function classifyPair(e: PairEvidence): Diagnosis[] {
       undefined,
       {
         summary: `${c.S} and ${c.R} talk fine`,
-        explanation: 'Handshakes are recent, pings pass both ways and large packets pass with DF set.',
+        explanation: `Handshakes are recent, pings pass both ways and large packets pass with DF set${e.coldStart?.length ? `; ${e.coldStart.map((d) => d.from).join(' and ')} can start a session from cold` : ''}.`,
         fix: 'Nothing to do.',
       },
       c.ev,

@@ -75,7 +75,8 @@ export interface DebugReport {
   bundle?: string;
 }
 
-const PAIR_IDS = new Set(['ping', 'path-mtu', 'handshake', 'peers', 'allowed-ips', 'endpoint', 'route']);
+/** verify's per-pair checks whose failure makes a pair worth debugging (cold-start: finding 20, a one-way pair) */
+const PAIR_IDS = new Set(['ping', 'path-mtu', 'handshake', 'peers', 'allowed-ips', 'endpoint', 'route', 'cold-start']);
 
 /**
  * A relayed pair (../topology/paths.ts) has no tunnel of its own to examine: its two legs, each end with the relay,
@@ -151,6 +152,9 @@ export function pairEvidence(collected: Collected, sender: string, receiver: str
     };
   }
   const m = collected.matrix;
+  const coldStart = collected.coldStart?.directions.filter(
+    (d) => (d.from === sender && d.to === receiver) || (d.from === receiver && d.to === sender),
+  );
   return {
     inventory: collected.inventory,
     desired: collected.desired,
@@ -160,6 +164,7 @@ export function pairEvidence(collected: Collected, sender: string, receiver: str
     ...(m?.cells[sender]?.[receiver] ? { forward: m.cells[sender]![receiver]! } : {}),
     ...(m?.cells[receiver]?.[sender] ? { backward: m.cells[receiver]![sender]! } : {}),
     ...(m ? { matrix: m } : {}),
+    ...(coldStart?.length ? { coldStart } : {}),
   };
 }
 

@@ -18,7 +18,17 @@ import { planConfig, parseConfigOutput, sha256 } from '../steps/config.js';
 import { planService, parseServiceOutput } from '../steps/service.js';
 import { desiredNodeConfig } from '../topology/desired.js';
 import { standInPublicKey } from './plan.js';
-import type { CheckDefinition, CheckResult, MeshStep, MeshStepInput, MeshStepOutput, NodeStep, StepInput, ValueName } from './types.js';
+import type {
+  CheckDefinition,
+  CheckResult,
+  MeshStep,
+  MeshStepInput,
+  MeshStepOutput,
+  NodeStep,
+  NodeValues,
+  StepInput,
+  ValueName,
+} from './types.js';
 import type { OperatorAddress } from '../facts/definitions.js';
 import type { NodeFacts } from '../facts/node-facts.js';
 import type { Inventory, Node } from '../inventory/types.js';
@@ -29,12 +39,15 @@ import { importHint, interfaceOwnership } from '../import/ownership.js';
 import { judgeForward } from '../checks/forward-probe.js';
 import { judgeNatMapping } from '../checks/nat-discovery.js';
 import { runUnderlayProbes, type UnderlayProbes } from '../checks/underlay-probe.js';
+import { describeUnderlayChanges, UNDERLAY_CHANGED, UNDERLAY_CHANGED_NOTE, underlayChanges } from './underlay-change.js';
 
 /**
  * The port-forward probe and NAT discovery cost a watch window of about 2 s (../checks/underlay-probe.ts), and
  * they are needed before configs are pushed to nodes that do not run the mesh yet (a first build, a node added or
  * brought back). When every node already runs its interface, the mesh's own handshakes are the evidence (verify
- * and debug judge them), so a converged `up` or `plan` does not pay for the probes.
+ * and debug judge them), so a converged `up` or `plan` does not pay for the probes; but only while the nodes dial
+ * what the inventory designs: a forward, address or listen port the inventory changed has never been tried, and is
+ * probed (finding 19: ./underlay-change.ts).
  */
 const meshAlreadyUp = (nodes: readonly { values: { facts: NodeFacts } }[]): boolean =>
   nodes.length > 0 && nodes.every(({ values }) => values.facts.live !== undefined);
@@ -43,6 +56,16 @@ const PROBES_SKIPPED = 'not probed: every node already runs the mesh (its handsh
 /** The verdict of a probe check whose probe did not run: a pass when the mesh's handshakes are the evidence, else a warning. */
 const skippedProbe = (id: string, underlay: { skipped: string; warn?: boolean }): CheckResult =>
   underlay.warn ? warn(id, underlay.skipped) : pass(id, underlay.skipped);
+
+/** A probe check's verdict with, when the probes ran on a running mesh, why they did as its first evidence line. */
+const withWhy = (result: CheckResult, underlay: { why?: string }): CheckResult =>
+  underlay.why === undefined
+    ? result
+    : {
+        ...result,
+        message: `${result.message}${UNDERLAY_CHANGED_NOTE}`,
+        evidence: [`${UNDERLAY_CHANGED}${underlay.why}`, ...(result.evidence ?? [])],
+      };
 
 /**
  * How the probe-underlay step has the probes run on the nodes of the run (node name -> connection): runUnderlayProbes,
@@ -53,11 +76,20 @@ export type UnderlayProbeRun = (
   connections: ReadonlyMap<string, Connection>,
 ) => Promise<Exclude<UnderlayProbes, { skipped: string; warn?: boolean }>>;
 
-/** The probes' value for every node of the run: one shared result (from `probe`), or why they were skipped. */
+/**
+ * The probes' value for every node of the run: one shared result (from `probe`), or why they were skipped. A mesh
+ * whose every node runs its interface is probed only when the inventory changes what it dials (`why` says what).
+ */
 async function probeUnderlay(input: MeshStepInput<'facts'>, probe: UnderlayProbeRun): Promise<MeshStepOutput<'underlay'>> {
-  const underlay: UnderlayProbes = meshAlreadyUp(input.nodes)
-    ? { skipped: PROBES_SKIPPED }
-    : await probe(input.inventory, new Map(input.nodes.map((n) => [n.node.name, n.connection])));
+  const running = meshAlreadyUp(input.nodes);
+  const changed = running ? underlayChanges(input.inventory, input.nodes) : [];
+  const underlay: NodeValues['underlay'] =
+    running && changed.length === 0
+      ? { skipped: PROBES_SKIPPED }
+      : {
+          ...(await probe(input.inventory, new Map(input.nodes.map((n) => [n.node.name, n.connection])))),
+          ...(changed.length ? { why: describeUnderlayChanges(changed) } : {}),
+        };
   return { values: new Map(input.nodes.map((n) => [n.node.name, { underlay }])), errors: new Map() };
 }
 
@@ -153,6 +185,27 @@ function decideConfig(input: StepInput<'facts' | 'publicKey'>) {
   return value;
 }
 
+/** reportedPublicKeys' answer per mesh map (one map is shared by every node of a step: issue 10, no N^2 sets). */
+const reportedPerMesh = new WeakMap<object, ReadonlySet<string>>();
+
+/**
+ * The public keys the run's nodes reported as the public half of a private key they hold (`wg pubkey < KEYFILE`:
+ * keys.publicKey; `wg show IFACE public-key`: interfacePublicKey), never a key read from a file that claims to be
+ * public: what a plan's diff may show in a `PublicKey =` line (finding 30, ../remote/redact.ts).
+ */
+function reportedPublicKeys(mesh: StepInput<'facts'>['mesh']): ReadonlySet<string> {
+  const cached = reportedPerMesh.get(mesh);
+  if (cached) return cached;
+  const keys = new Set<string>();
+  // a node outside --limit has only its public key in the map (./limit.ts), no facts
+  for (const { facts } of mesh.values() as Iterable<{ facts?: NodeFacts }>) {
+    if (facts?.keys.publicKey) keys.add(facts.keys.publicKey);
+    if (facts?.interfacePublicKey) keys.add(facts.interfacePublicKey);
+  }
+  reportedPerMesh.set(mesh, keys);
+  return keys;
+}
+
 function computeConfig(input: StepInput<'facts' | 'publicKey'>) {
   configDecisions.count++;
   const { facts } = input.values;
@@ -169,6 +222,7 @@ function computeConfig(input: StepInput<'facts' | 'publicKey'>) {
     reloadDropInText: renderReloadDropIn(mesh.interface),
     ...(input.rollback ? { rollback: input.rollback } : {}),
     ...(needsReresolve(desired) ? { reresolve: { files: renderReresolveFiles(), names: dialledNames(desired) } } : {}),
+    reportedPublicKeys: reportedPublicKeys(input.mesh),
   });
   // a PrivateKey line in the file is moved out by rewriting it, which changes [Interface]
   const found = !plan.writeConfig
@@ -526,13 +580,17 @@ export const CHECKS = {
   'forward-reaches-node': check({
     needs: ['underlay'],
     evaluate: ({ node, values: { underlay } }) =>
-      'skipped' in underlay ? skippedProbe('forward-reaches-node', underlay) : judgeForward(underlay.forward, node, 'forward-reaches-node'),
+      'skipped' in underlay
+        ? skippedProbe('forward-reaches-node', underlay)
+        : withWhy(judgeForward(underlay.forward, node, 'forward-reaches-node'), underlay),
   }),
   // issue 11: NAT discovery through two public nodes of the mesh (../checks/nat-discovery.ts), said per site
   'nat-mapping': check({
     needs: ['underlay'],
     evaluate: ({ node, inventory, values: { underlay } }) =>
-      'skipped' in underlay ? skippedProbe('nat-mapping', underlay) : judgeNatMapping(underlay.nat, inventory, node, 'nat-mapping'),
+      'skipped' in underlay
+        ? skippedProbe('nat-mapping', underlay)
+        : withWhy(judgeNatMapping(underlay.nat, inventory, node, 'nat-mapping'), underlay),
   }),
   'wireguard-tools-present': check({
     needs: ['facts', 'tools'],

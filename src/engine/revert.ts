@@ -11,16 +11,21 @@
  * - a run that stops (any node's STOP) before a node was confirmed: that node is reverted at once too, since its
  *   change was never confirmed (its files would otherwise flip back later, unannounced).
  * A transient timer and /run do not survive a reboot: a node rebooted inside the window keeps the new files.
+ * A run removes its own directory once confirmed (disarm) or reverted by it; a directory left by a killed run (its
+ * revert done by the timer, or its timer gone) is removed by the next run's first arm (finding 33).
  *
- * On the node: /run/meshctl/revert-RUN/ (mode 700) holds `config`, `sysctl`, `dropin` (or NAME.absent), `state`
- * (active=, enabled=, up=, rp_all=, rp_default=), `revert.sh`, `unit` (the timer's unit) or `pid` (the fallback),
+ * The timer fires at an absolute time (`--on-calendar`, UTC; `deadline` holds it in Unix seconds): a relative one
+ * (`--on-active`) is re-armed by every `systemctl daemon-reload` (finding 18).
+ * On the node: /run/meshctl/revert-RUN/ (mode 700) holds `config`, `sysctl`, `dropin`, and with systemd the re-resolve
+ * timer's files `rr_script`, `rr_service`, `rr_timer` (or NAME.absent), `state` (active=, enabled=, up=, rp_all=,
+ * rp_default=, and with systemd rr=1, rr_active=, rr_enabled= of the re-resolve timer), `revert.sh`, `unit` (the timer's unit) or `pid` (the fallback),
  * and after a revert `reverted` (Unix time) and `log`. Private keys are neither copied nor read: meshctl's config
  * carries none, and a hand-made one that does is copied node-locally under umask 077, never sent anywhere.
  */
 import { randomBytes } from 'node:crypto';
 import type { Change, CheckResult, NodeAction, NodePhaseReport } from './types.js';
 import { raw, sh } from '../remote/shell.js';
-import { wireguardPaths } from '../remote/wireguard.js';
+import { reresolvePaths, wireguardPaths } from '../remote/wireguard.js';
 import { systemctlEnablement } from '../remote/systemctl.js';
 
 /** The default window between a change and its confirmation, seconds (`up --rollback-deadline`). */
@@ -71,12 +76,14 @@ export function revertPaths(runId: string): { dir: string; unitPrefix: string } 
 
 /**
  * The revert script kept on the node: restores the files (or removes those that did not exist), the rp_filter
- * values, the unit's enabled state and the interface: restarted on the old config when it ran before and its config
+ * values, the unit's enabled state, the re-resolve timer (files, enabled, active: finding 17) and the interface:
+ * restarted on the old config when it ran before and its config
  * changed (or it is no longer active), stopped (and the interface deleted) when it did not run before.
  * Idempotent: a second run (the timer after a revert by meshctl) does nothing.
  */
 export function revertScript(iface: string, runId: string, systemd: boolean): string {
   const p = wireguardPaths(iface);
+  const r = reresolvePaths(iface);
   const { dir } = revertPaths(runId);
   const restart = systemd ? sh`systemctl restart ${p.service}`.text : sh`wg-quick down ${iface}; wg-quick up ${iface}`.text;
   const stop = systemd ? sh`systemctl stop ${p.service}`.text : sh`wg-quick down ${iface}`.text;
@@ -92,11 +99,34 @@ export function revertScript(iface: string, runId: string, systemd: boolean): st
     'differs() { if [ -e "$d/$1.absent" ]; then [ -e "$2" ]; else ! cmp -s "$d/$1" "$2"; fi; }',
     'changed=0',
     sh`if differs config ${p.config}; then changed=1; fi`.text,
-    ...(systemd ? ['units=0', sh`if differs dropin ${p.reloadDropIn}; then units=1; fi`.text] : []),
+    ...(systemd
+      ? [
+          'units=0',
+          sh`if differs dropin ${p.reloadDropIn}; then units=1; fi`.text,
+          // finding 17: the re-resolve timer the config step installs (../remote/reresolve.ts) goes back too; a
+          // snapshot of an older meshctl has none of it (no rr= line in state): left as it is then
+          'rr=$(state rr)',
+          sh`if [ "$rr" = 1 ] && { differs rr_service ${r.service} || differs rr_timer ${r.timer}; }; then units=1; fi`.text,
+          // stopped and disabled while its unit files still exist (a disable without them leaves the wants link)
+          sh`if [ "$rr" = 1 ] && [ "$(state rr_active)" != active ]; then systemctl stop ${r.timerUnit} 2>/dev/null || true; fi`.text,
+          sh`if [ "$rr" = 1 ] && [ "$(state rr_enabled)" != enabled ] && [ "$(systemctl is-enabled ${r.timerUnit} 2>/dev/null)" = enabled ]; then ${raw(systemctlEnablement('disable', r.timerUnit))} 2>/dev/null || true; fi`
+            .text,
+        ]
+      : []),
     'restore() { if [ -e "$d/$1.absent" ]; then rm -f "$2"; elif [ -f "$d/$1" ]; then cp -p "$d/$1" "$2.meshctl-revert" && mv -f "$2.meshctl-revert" "$2"; fi; }',
     sh`restore config ${p.config}`.text,
     sh`restore sysctl ${p.sysctl}`.text,
-    ...(systemd ? [sh`restore dropin ${p.reloadDropIn}`.text, 'if [ $units = 1 ]; then systemctl daemon-reload; fi'] : []),
+    ...(systemd
+      ? [
+          sh`restore dropin ${p.reloadDropIn}`.text,
+          sh`if [ "$rr" = 1 ]; then restore rr_script ${r.script}; restore rr_service ${r.service}; restore rr_timer ${r.timer}; fi`.text,
+          'if [ $units = 1 ]; then systemctl daemon-reload; fi',
+          sh`if [ "$rr" = 1 ] && [ "$(state rr_enabled)" = enabled ] && [ "$(systemctl is-enabled ${r.timerUnit} 2>/dev/null)" != enabled ]; then ${raw(systemctlEnablement('enable', r.timerUnit))} || true; fi`
+            .text,
+          sh`if [ "$rr" = 1 ] && [ "$(state rr_active)" = active ] && { [ $units = 1 ] || ! systemctl is-active -q ${r.timerUnit}; }; then systemctl restart ${r.timerUnit} || true; fi`
+            .text,
+        ]
+      : []),
     'v=$(state rp_all); [ -n "$v" ] && echo "$v" > /proc/sys/net/ipv4/conf/all/rp_filter',
     'v=$(state rp_default); [ -n "$v" ] && echo "$v" > /proc/sys/net/ipv4/conf/default/rp_filter',
     `if [ "$(state active)" = active ]; then`,
@@ -117,6 +147,16 @@ export function revertScript(iface: string, runId: string, systemd: boolean): st
 }
 
 /**
+ * What the arm says on stderr when another run's change is pending in `$o` (finding 18: name the run that left it and
+ * when it goes back, so the next step is clear; `$o/deadline` is missing in a snapshot of an older meshctl).
+ */
+const PENDING_MESSAGE = [
+  'w=$(cat "$o/deadline" 2>/dev/null || true)',
+  `if [ -n "$w" ]; then at=" at $(date -u -d "@$w" '+%H:%M:%S UTC') (in $(( w - $(date +%s) )) s)"; else at=" within its deadline"; fi`,
+  `echo "not changed: an unconfirmed change of an earlier meshctl run is pending here (\${o##*/}: interrupted, or killed, before it was confirmed); the node goes back to that run's snapshot by itself$at; run up again after that" >&2`,
+].join('; ');
+
+/**
  * The arm script, run at the start of a changing step's script. The first arm of a run snapshots the node (files
  * and state as they are before any change of this run); a later arm (the enable step after the config step) keeps
  * that snapshot and only restarts the timer, so the window counts from the latest change. Refuses (exit
@@ -125,6 +165,7 @@ export function revertScript(iface: string, runId: string, systemd: boolean): st
  */
 export function armScript(iface: string, options: RollbackOptions, systemd: boolean, label: string): string {
   const p = wireguardPaths(iface);
+  const r = reresolvePaths(iface);
   const { dir, unitPrefix } = revertPaths(options.runId);
   const unit = `${unitPrefix}-${label}`;
   const deadline = Math.floor(options.deadlineS);
@@ -143,7 +184,10 @@ export function armScript(iface: string, options: RollbackOptions, systemd: bool
         // the same step armed again: a unit name is started once, so this one goes first
         sh`if [ "$old" = ${unit} ]; then systemctl stop ${`${unit}.timer`} 2>/dev/null || true; fi`.text,
         sh`systemctl reset-failed ${`${unit}.service`} 2>/dev/null || true`.text,
-        sh`systemd-run --quiet --unit=${unit} --on-active=${raw(`${deadline}s`)} --timer-property=AccuracySec=1s /bin/sh "$d/revert.sh"`
+        // an absolute time (OnCalendar=), not --on-active: systemd re-arms an OnActiveSec= timer at every
+        // `systemctl daemon-reload` (systemd 252 in the lab: a reload 5 s in moved the elapse 5 s later), and every
+        // config step, down and package install reloads: a pending revert was postponed again and again (finding 18)
+        sh`systemd-run --quiet --unit=${unit} --on-calendar="$(date -u -d "@$when" '+%Y-%m-%d %H:%M:%S') UTC" --timer-property=AccuracySec=1s /bin/sh "$d/revert.sh"`
           .text,
         sh`echo ${unit} > "$d/unit"`.text,
         sh`if [ -n "$old" ] && [ "$old" != ${unit} ]; then systemctl stop "$old.timer" 2>/dev/null || true; fi`.text,
@@ -162,20 +206,37 @@ export function armScript(iface: string, options: RollbackOptions, systemd: bool
     'if [ ! -e "$d/state" ]; then',
     // another run's unconfirmed change still pending here: snapshotting now would make its state the one to go
     // back to, and its timer would flip the node under this run; refuse, before anything changes
+    // finding 33: another run's directory that can no longer act (reverted, or no timer, revert or sleep of it left:
+    // a run killed after its revert or its confirmation) is removed; the runs hold the node's run lock, so none is
+    // being armed meanwhile
     '  for o in /run/meshctl/revert-*; do',
-    '    [ "$o" != "$d" ] && [ -e "$o/state" ] && [ ! -e "$o/reverted" ] || continue',
-    `    if { [ -s "$o/unit" ] && systemctl is-active -q "$(cat "$o/unit").timer" 2>/dev/null; } || { [ -s "$o/pid" ] && kill -0 "$(cat "$o/pid")" 2>/dev/null; }; then`,
-    `      echo "an unconfirmed change of another meshctl run is pending here ($o): it reverts by itself within its deadline; run again after that" >&2; exit ${PENDING_OTHER_EXIT}`,
+    '    [ -d "$o" ] && [ "$o" != "$d" ] || continue',
+    `    if [ ! -e "$o/reverted" ] && { { [ -s "$o/unit" ] && { systemctl is-active -q "$(cat "$o/unit").timer" || systemctl is-active -q "$(cat "$o/unit").service"; } 2>/dev/null; } || { [ -s "$o/pid" ] && kill -0 "$(cat "$o/pid")" 2>/dev/null; }; }; then`,
+    `      if [ -e "$o/state" ]; then ${PENDING_MESSAGE}; exit ${PENDING_OTHER_EXIT}; fi`,
+    '      continue',
     '    fi',
+    '    rm -rf "$o"',
     '  done',
     '  (umask 077; mkdir -p "$d")',
     `  ${snapshot('config', p.config)}`,
     `  ${snapshot('sysctl', p.sysctl)}`,
-    ...(systemd ? [`  ${snapshot('dropin', p.reloadDropIn)}`] : []),
+    ...(systemd
+      ? [
+          `  ${snapshot('dropin', p.reloadDropIn)}`,
+          `  ${snapshot('rr_script', r.script)}`,
+          `  ${snapshot('rr_service', r.service)}`,
+          `  ${snapshot('rr_timer', r.timer)}`,
+        ]
+      : []),
     '  {',
     systemd
       ? `    echo "active=$(systemctl is-active ${sh`${p.service}`.text} 2>/dev/null)"; echo "enabled=$(systemctl is-enabled ${sh`${p.service}`.text} 2>/dev/null)"`
       : `    echo "active=$([ -e ${sh`${`/sys/class/net/${iface}`}`.text} ] && echo active || echo inactive)"`,
+    ...(systemd
+      ? [
+          `    echo rr=1; echo "rr_active=$(systemctl is-active ${sh`${r.timerUnit}`.text} 2>/dev/null)"; echo "rr_enabled=$(systemctl is-enabled ${sh`${r.timerUnit}`.text} 2>/dev/null)"`,
+        ]
+      : []),
     `    echo "up=$([ -e ${sh`${`/sys/class/net/${iface}`}`.text} ] && echo yes || echo no)"`,
     '    echo "rp_all=$(cat /proc/sys/net/ipv4/conf/all/rp_filter)"; echo "rp_default=$(cat /proc/sys/net/ipv4/conf/default/rp_filter)"',
     '  } > "$d/state.tmp" && mv -f "$d/state.tmp" "$d/state"',
@@ -183,6 +244,9 @@ export function armScript(iface: string, options: RollbackOptions, systemd: bool
     // written whole, then renamed: a timer armed earlier may run it at any moment
     `(umask 077; cat > "$d/revert.sh.tmp") <<'MESHCTL_REVERT_EOF'\n${script}\nMESHCTL_REVERT_EOF`,
     'mv -f "$d/revert.sh.tmp" "$d/revert.sh"',
+    // when the revert fires (Unix seconds): the timer's time, and what another run's refusal tells the operator
+    sh`when=$(( $(date +%s) + ${raw(String(deadline))} ))`.text,
+    'echo "$when" > "$d/deadline"',
     ...timer,
     `echo rollback=armed`,
   ].join('\n');
@@ -208,7 +272,10 @@ export function disarmScript(runId: string): string {
   ].join('\n');
 }
 
-/** Stops the timer and runs the revert now (meshctl decided the change failed); prints rollback=reverted. */
+/**
+ * Stops the timer and runs the revert now (meshctl decided the change failed); prints rollback=reverted and removes
+ * the run's directory (its log stays only when the revert failed).
+ */
 export function revertNowScript(runId: string): string {
   const { dir, unitPrefix } = revertPaths(runId);
   return [
@@ -218,7 +285,8 @@ export function revertNowScript(runId: string): string {
     stopRunTimers(unitPrefix),
     'if [ -s "$d/pid" ]; then kill "$(cat "$d/pid")" 2>/dev/null || true; fi',
     '/bin/sh "$d/revert.sh"',
-    'if [ -e "$d/reverted" ]; then echo rollback=reverted; else tail -n 4 "$d/log" >&2; exit 1; fi',
+    // finding 33: done and reported by the run: nothing of it is left in /run/meshctl (a failed revert keeps its log)
+    'if [ -e "$d/reverted" ]; then rm -rf "$d"; echo rollback=reverted; else tail -n 4 "$d/log" >&2; exit 1; fi',
   ].join('\n');
 }
 
@@ -298,8 +366,9 @@ const lastLines = (text: string) => text.trim().split('\n').slice(-4).filter(Boo
 async function revertNow(node: string, why: string, failed: boolean, input: SettleInput): Promise<CheckResult> {
   try {
     const result = await input.run(node, revertNowScript(input.runId));
+    // the step failed before its arm (another run's pending change, a lost connection): nothing here to add to its failure
     if (result.code === 0 && /^rollback=none$/m.test(result.stdout))
-      return rollbackCheck(failed ? 'fail' : 'warn', `${why}; nothing of this run had changed on ${node}, nothing to roll back`);
+      return rollbackCheck('pass', `nothing of this run changed on ${node}: nothing to roll back`);
     if (result.code === 0 && /^rollback=reverted$/m.test(result.stdout))
       return rollbackCheck(failed ? 'fail' : 'warn', `${why}: ${node} was ROLLED BACK to its previous config and interface state`);
     return rollbackCheck(

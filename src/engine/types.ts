@@ -86,7 +86,10 @@ export interface NodeValues {
   service: ServiceValue;
   tunnel: TunnelValue;
   /** the baseline's port-forward probe and NAT discovery, one result shared by every node (../checks/underlay-probe.ts) */
-  underlay: UnderlayProbes;
+  underlay: UnderlayProbes & {
+    /** the probes ran although every node runs the mesh: what the inventory changes in its underlay (./underlay-change.ts) */
+    why?: string;
+  };
 }
 export type ValueName = keyof NodeValues;
 

@@ -36,6 +36,14 @@ export function resolveInventoryPath(arg?: string, env: NodeJS.ProcessEnv = proc
 
 const KEY_NOUNS: Record<string, string> = { nodes: 'node name', sites: 'site name' };
 
+/** The one problem of an inventory file with no content (empty, blank, comments only, or a null document). */
+export const EMPTY_INVENTORY: Problem = {
+  line: 1,
+  col: 1,
+  path: '(root)',
+  message: "the file is empty: an inventory needs mesh, sites and nodes (meshctl's inventories/homelab.yaml is a complete one)",
+};
+
 /** Pure: checks inventory text. `file` is only used as the Inventory's source. */
 export function checkInventoryText(text: string, file: string): InventoryCheck {
   const parsed = parseTree(text, {
@@ -43,6 +51,9 @@ export function checkInventoryText(text: string, file: string): InventoryCheck {
     keyNoun: (path) => (path.length === 1 ? (KEY_NOUNS[String(path[0])] ?? 'key') : 'key'),
   });
   if (parsed.syntaxBroken) return { ok: false, problems: sortProblems(parsed.problems) };
+  // finding 32: an empty file (or comments only) is one problem, not each required field missing at 1:1
+  const empty = parsed.root === undefined || (parsed.root.kind === 'scalar' && parsed.root.value === null);
+  if (empty && parsed.problems.length === 0) return { ok: false, problems: [EMPTY_INVENTORY] };
   const problems = [...parsed.problems];
   const root = parsed.root ?? { kind: 'map' as const, entries: new Map(), pos: { line: 1, col: 1 } };
   const raw = (checkSpec(inventorySpec, root, [], problems) ?? {}) as RawInventory;

@@ -66,9 +66,19 @@ function keyShapedRun(run: string): boolean {
  * `text` with every secret-shaped value replaced by REDACTED: the value of a secret setting line, and every
  * key-shaped base64 run that is not in `knownPublicKeys`. Pure; line structure and everything else are kept.
  * Lines are split on `\n` only, as before.
+ *
+ * `publicKeyLineKeys` (finding 30): more public keys meshctl knows to be public (what nodes reported as the public
+ * half of a private key they hold: `wg pubkey < KEYFILE`, `wg show IFACE public-key`), shown only as the value of a
+ * `PublicKey =` line: a plan's diff after a key rotation then shows the old key it replaces. Anything else in such a
+ * line (a private key typed there) is not one of them and stays hidden.
  */
-export function redactSecrets(text: string, knownPublicKeys: ReadonlySet<string> = new Set()): string {
+export function redactSecrets(
+  text: string,
+  knownPublicKeys: ReadonlySet<string> = new Set(),
+  publicKeyLineKeys: ReadonlySet<string> = new Set(),
+): string {
   redactPasses.count++;
+  if (publicKeyLineKeys.size > 0) return redactWithPublicKeyLines(text, knownPublicKeys, publicKeyLineKeys);
   return text.replace(REDACT_PASS, (match: string, secretPrefix: string | undefined) => {
     if (secretPrefix !== undefined) return `${secretPrefix} ${REDACTED}`;
     return keyShapedRun(match) && !knownPublicKeys.has(match) ? REDACTED : match;
@@ -78,6 +88,21 @@ export function redactSecrets(text: string, knownPublicKeys: ReadonlySet<string>
 /** A `PublicKey =` line as filterConfigText (../facts/definitions.ts) spares it: `^\s*publickey\s*=` of a line alone. */
 const PUBLIC_KEY_LINE = `(?<![^\\n])${BLANK}publickey${BLANK}=[^\\n]*`;
 const REDACT_PASS_SPARING_PUBLIC_KEY_LINES = new RegExp(`(${PUBLIC_KEY_LINE})|${REDACT_PASS.source}`, 'gi');
+/** A key-shaped run inside a line (the runs REDACT_PASS matches outside secret setting lines). */
+const KEY_RUN = /(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{43,}=*/g;
+
+/** redactSecrets with `publicKeyLineKeys` also shown, inside `PublicKey =` lines only. */
+function redactWithPublicKeyLines(text: string, known: ReadonlySet<string>, publicKeyLineKeys: ReadonlySet<string>): string {
+  const hidden = (run: string, extra: boolean) => keyShapedRun(run) && !known.has(run) && !(extra && publicKeyLineKeys.has(run));
+  return text.replace(
+    REDACT_PASS_SPARING_PUBLIC_KEY_LINES,
+    (match: string, publicKeyLine: string | undefined, secretPrefix: string | undefined) => {
+      if (publicKeyLine !== undefined) return match.replace(KEY_RUN, (run) => (hidden(run, true) ? REDACTED : run));
+      if (secretPrefix !== undefined) return `${secretPrefix} ${REDACTED}`;
+      return hidden(match, false) ? REDACTED : match;
+    },
+  );
+}
 
 /**
  * redactSecrets on every line of `text` but its `PublicKey =` lines, which are kept whole (a diff must show a peer's

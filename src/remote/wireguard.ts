@@ -73,3 +73,20 @@ function clockEnd(mark: string | undefined): string {
   if (!/^[A-Za-z0-9@ -]+$/.test(mark)) throw new Error(`peerDumpCommand: clock mark ${JSON.stringify(mark)} is not plain text`);
   return ` END { srand(); printf "\\n${mark}%d\\n", srand() }`;
 }
+
+/**
+ * Findings 27, 28: what `wg show IFACE ...` printed when it could not read the interface, in words an operator acts
+ * on, with wg's own text kept after them. wg(8) reports the kernel's or wireguard-go's errno as text: "Protocol not
+ * supported" (EPROTONOSUPPORT: no WireGuard interface of that name: no kernel module and no wireguard-go socket for
+ * it, e.g. wg-quick@IFACE stopped) and "No such device" (ENODEV: the module is there, the interface is not) both mean
+ * the interface is not up; "Operation not permitted" means wg ran without root. Anything else is returned as it is.
+ */
+export function describeWgError(rawError: string, iface: string): string {
+  const said = rawError.trim();
+  const quoted = `(wg said: ${said})`;
+  if (/Protocol not supported|No such device/i.test(said))
+    return `${iface} is not up: no WireGuard interface of that name runs (wg-quick@${iface} stopped, or it failed to start) ${quoted}`;
+  if (/Operation not permitted|Permission denied/i.test(said)) return `wg could not read ${iface} without root ${quoted}`;
+  if (/not found/i.test(said)) return `wg is not installed (wireguard-tools) ${quoted}`;
+  return said;
+}

@@ -34,6 +34,11 @@ export interface ConfigPlanInput {
    * peers for the warning without systemd; absent: the timer is removed if meshctl had installed it.
    */
   reresolve?: { files: ReresolveFiles; names: string[] };
+  /**
+   * Public keys the nodes of the run reported as the public half of a key they hold (`wg pubkey < KEYFILE`, `wg show
+   * IFACE public-key`): the diff shows them in the node's `PublicKey =` lines (finding 30: a key rotation's old key)
+   */
+  reportedPublicKeys?: ReadonlySet<string>;
 }
 
 export interface ConfigPlan {
@@ -78,7 +83,7 @@ export function planConfig(facts: NodeFacts, input: ConfigPlanInput): ConfigPlan
       role: 'config',
       ...(facts.config.sha256 ? { beforeSha256: facts.config.sha256 } : {}),
       afterSha256: configSha,
-      diff: configDiff(facts, input.configText),
+      diff: configDiff(facts, input.configText, input.reportedPublicKeys),
     });
   }
   if (writeSysctl) {
@@ -128,14 +133,15 @@ export function parseConfigOutput(stdout: string): { configSha256?: string; rpFi
 /**
  * The dry run's diff of the node's wg-quick file against the rendered one, node content redacted
  * (../remote/redact.ts): the keys meshctl rendered itself (the mesh's public keys) and the node's own public key are
- * the known public keys; any other key-shaped value on the node is shown as [redacted].
+ * the known public keys, and in `PublicKey =` lines also the keys the nodes reported (`reported`: a rotated key's
+ * old half, finding 30); any other key-shaped value on the node is shown as [redacted].
  * Issue 10: each text is redacted once, whole, before the diff (per diff line it was most of a 1,000-peer plan's
  * cost), and a node without the file gets every line added without any diff search.
  */
-function configDiff(facts: NodeFacts, configText: string): string[] {
+function configDiff(facts: NodeFacts, configText: string, reported?: ReadonlySet<string>): string[] {
   // every key-shaped value of the rendered text is known, so only a secret setting line of it could be hidden
   const after = redactSecretSettings(configText);
   if (facts.config.text === undefined) return lineDiff(undefined, after);
   const known = new Set([...keyShapedTokens(configText), ...(facts.keys.publicKey ? [facts.keys.publicKey] : [])]);
-  return lineDiff(redactSecrets(facts.config.text, known), after);
+  return lineDiff(redactSecrets(facts.config.text, known, reported), after);
 }

@@ -88,6 +88,37 @@ class PhaseDrawing {
   }
 }
 
+/**
+ * Finding 31: inquirer's own theme (@inquirer/core) colours the prompt whenever the terminal can, whatever `--no-color`
+ * says; without colour the gate's question gets a theme whose styles add nothing (the same text, no escapes).
+ */
+const PLAIN_THEME = {
+  prefix: { idle: '?', done: '✔' },
+  style: {
+    answer: (text: string) => text,
+    message: (text: string) => text,
+    error: (text: string) => `> ${text}`,
+    defaultAnswer: (text: string) => `(${text})`,
+    help: (text: string) => text,
+    highlight: (text: string) => text,
+    key: (text: string) => `<${text}>`,
+  },
+};
+
+/** What an inquirer question adds for `color`: nothing, or the plain theme (--no-color, NO_COLOR, no terminal). */
+export const promptTheme = (color: boolean) => (color ? {} : { theme: PLAIN_THEME });
+
+/** The GO question asked at a gate (inquirer's confirm), plain when `color` is false. */
+export function gateQuestion(title: string, color: boolean) {
+  return {
+    type: 'confirm' as const,
+    name: 'go' as const,
+    message: `GO: continue after "${safeText(title)}"?`,
+    default: true,
+    ...promptTheme(color),
+  };
+}
+
 export function createEngineView(options: ViewOptions): UpView & { chalk: ChalkInstance } {
   const chalk = new Chalk({ level: options.color ? 1 : 0 });
   let drawing: PhaseDrawing | undefined;
@@ -118,9 +149,7 @@ export function createEngineView(options: ViewOptions): UpView & { chalk: ChalkI
         // a stop request (SIGINT from outside the prompt, SIGTERM, SIGHUP: ../interrupt.ts) ends the question too; the
         // run then releases its locks as after any Ctrl-C (it waited at the prompt, holding them, for ever)
         const prompt = inquirer.createPromptModule({ signal: interruptSignal });
-        const { go } = await prompt<{ go: boolean }>([
-          { type: 'confirm', name: 'go', message: `GO: continue after "${safeText(report.title)}"?`, default: true },
-        ]);
+        const { go } = await prompt<{ go: boolean }>([gateQuestion(report.title, options.color)]);
         return go;
       } catch (error) {
         if (['ExitPromptError', 'AbortPromptError'].includes((error as Error).name))

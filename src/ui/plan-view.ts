@@ -6,6 +6,8 @@
  */
 import type { ChalkInstance } from 'chalk';
 import type { Plan } from '../engine/plan.js';
+import { UNDERLAY_CHANGED, UNDERLAY_CHANGED_NOTE } from '../engine/underlay-change.js';
+import type { PhaseReport } from '../engine/types.js';
 import { countActions } from '../engine/plan.js';
 import { safeText } from './safe-text.js';
 
@@ -44,5 +46,30 @@ export function renderPlan(plan: Plan, chalk: ChalkInstance, apply = 'run `meshc
           `${actions} change${actions === 1 ? '' : 's'} planned on ${touched.size} node${touched.size === 1 ? '' : 's'}; ${apply}`,
         ),
   );
+  return `${lines.join('\n')}\n`;
+}
+
+/**
+ * Finding 19: when the baseline's underlay probes ran on a mesh whose nodes all run it (the inventory changes a
+ * forward, an address or a listen port they dial: ../engine/underlay-change.ts), why, and each node's probe verdicts;
+ * '' when they did not run for that reason. `phases`: the run's phase reports (a plan's baseline gate was judged).
+ */
+export function renderUnderlayNote(phases: readonly PhaseReport[], chalk: ChalkInstance): string {
+  const checks = phases.flatMap((phase) =>
+    phase.nodes.flatMap((n) =>
+      n.checks
+        .filter((c) => c.evidence?.[0]?.startsWith(UNDERLAY_CHANGED) === true)
+        .map((c) => ({ node: n.node, check: c, why: c.evidence![0]!.slice(UNDERLAY_CHANGED.length) })),
+    ),
+  );
+  if (checks.length === 0) return '';
+  const width = Math.max(...checks.map((c) => safeText(c.node).length));
+  const lines = [chalk.bold(`── Underlay probed: the inventory changes what the running mesh dials (${safeText(checks[0]!.why)})`)];
+  for (const { node, check } of checks) {
+    const mark = check.status === 'pass' ? chalk.green('ok  ') : check.status === 'warn' ? chalk.yellow('warn') : chalk.red('FAIL');
+    lines.push(
+      `  ${chalk.bold(safeText(node).padEnd(width))}  ${mark} ${safeText(check.id)}: ${safeText(check.message.replace(UNDERLAY_CHANGED_NOTE, ''))}`,
+    );
+  }
   return `${lines.join('\n')}\n`;
 }

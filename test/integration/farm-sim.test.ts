@@ -211,4 +211,15 @@ describe('farm node tools (scripts/bench/farm/sim/farmsim)', { skip }, () => {
       .map((p) => p.replace(/.*\//, ''));
     assert.deepEqual(restart, ['systemctl', 'bash', 'wg']);
   });
+
+  it("the rollback's timer at an absolute UTC time (src/engine/revert.ts since finding 18) is recorded and answers is-active", () => {
+    const unit = 'meshctl-revert-0123456789abcdef-config';
+    const armed = run(
+      0,
+      `systemd-run --quiet --unit=${unit} --on-calendar="2030-01-02 03:04:05 UTC" --timer-property=AccuracySec=1s /bin/true`,
+    );
+    assert.equal(armed.code, 0, armed.err);
+    assert.equal(run(0, `systemctl is-active ${unit}.timer`).out.trim(), 'active');
+    assert.equal(run(0, `systemctl stop ${unit}.timer && systemctl is-active ${unit}.timer`).out.trim(), 'inactive');
+  });
 });

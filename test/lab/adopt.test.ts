@@ -11,9 +11,9 @@
  * - (kind 3a) SaveConfig = true and a restart rewrite meshctl's wg0.conf: up recognises its own interface, says so,
  *   and repairs the file, keeping wg0.conf.bak.
  */
-import { it } from 'node:test';
+import { after, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describeLab, uniqueLabName } from './harness.js';
@@ -43,6 +43,8 @@ describeLab(
   (lab) => {
     const inventory = loadInventory(INVENTORY);
     const dir = mkdtempSync(join(tmpdir(), 'meshctl-adopt-'));
+    // finding 12: the inventories written here are removed with the suite (each run left a /tmp/meshctl-adopt-*)
+    after(() => rmSync(dir, { recursive: true, force: true }));
     const imported = join(dir, 'imported.yaml');
     const keys = new Map<string, string>();
 

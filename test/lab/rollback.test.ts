@@ -19,7 +19,11 @@ const NODES = ['ms-1', 'wk-1', 'wk-2', 'ctb-edge-1'];
 const DEADLINE_S = 15;
 const dir = mkdtempSync(join(tmpdir(), 'meshctl-rb-lab-'));
 const base = readFileSync(INVENTORY, 'utf8');
-/** ms-1 on UDP 51825: its forward (51821 -> :51820) no longer reaches it, and the peers dial it on another port */
+/**
+ * ms-1 on UDP 51825: its forward (51821 -> :51820) no longer reaches it, and the peers dial it on another port. Its
+ * runs pass --no-underlay-probes: the baseline now probes a forward the inventory moves on a running mesh and would
+ * STOP this on purpose broken one before anything changes (finding 19), and these tests need the change made.
+ */
 const PORT_CHANGE = join(dir, 'ms-1-port.yaml');
 writeFileSync(PORT_CHANGE, base.replace(/( {4}forwardedPort: 51821.*\n)/, '$1    listenPort: 51825\n'));
 
@@ -55,6 +59,33 @@ describeLab(
     };
 
     let converged: Record<string, string> = {};
+    /** a snapshot directory of a run left in /run/meshctl (finding 33) */
+    const revertDirs = (node: string) => sh(node, 'ls /run/meshctl 2>/dev/null | grep revert || true');
+
+    it('findings 17, 33: a cold up rolled back on every node leaves no re-resolve timer, no config and no snapshot directory', async () => {
+      // wg-quick cannot start on ms-1: the enable gate STOPs, and every node changed by the config step is reverted
+      const dropIn = '/etc/systemd/system/wg-quick@wg0.service.d/zz-refuse.conf';
+      await sh(
+        'ms-1',
+        `mkdir -p ${dropIn.replace(/\/[^/]+$/, '')} && printf '[Service]\\nExecStartPre=/bin/false\\n' > ${dropIn} && systemctl daemon-reload`,
+      );
+      try {
+        const run = await lab().meshctl(['up', INVENTORY, '--yes', '--no-color']);
+        assert.equal(run.code, 1, run.stdout + run.stderr);
+        assert.match(run.stdout, /write \/etc\/systemd\/system\/meshctl-reresolve@\.timer, enable --now meshctl-reresolve@wg0\.timer/);
+        assert.match(run.stdout, /ms-1 was ROLLED BACK to its previous config/);
+        for (const node of NODES) {
+          const left = await sh(
+            node,
+            'ls /etc/wireguard/wg0.conf /usr/local/lib/meshctl/reresolve-endpoints /etc/systemd/system/meshctl-reresolve@.timer /etc/systemd/system/timers.target.wants/meshctl-reresolve@wg0.timer 2>/dev/null; systemctl is-active meshctl-reresolve@wg0.timer; systemctl is-enabled wg-quick@wg0 2>&1 || true',
+          );
+          assert.equal(left, 'inactive\ndisabled', `${node}: the cold run's timer or files are left:\n${left}`);
+          assert.equal(await revertDirs(node), '', `${node}: the run's snapshot directory is left`);
+        }
+      } finally {
+        await sh('ms-1', `rm -f ${dropIn} && systemctl daemon-reload`);
+      }
+    });
 
     it('builds the mesh (every change confirmed, nothing left armed)', async () => {
       const run = await lab().meshctl(['up', INVENTORY, '--yes', '--no-color']);
@@ -75,6 +106,7 @@ describeLab(
       const { argv, env } = meshctlInOperator(lab().name, [
         'up',
         PORT_CHANGE,
+        '--no-underlay-probes',
         '--yes',
         '--no-color',
         '--rollback-deadline',
@@ -130,13 +162,24 @@ describeLab(
       );
       try {
         // --break-lock: the killed run above left its run lock
-        const run = await lab().meshctl(['up', PORT_CHANGE, '--yes', '--no-color', '--break-lock', '--rollback-deadline', '60']);
+        const run = await lab().meshctl([
+          'up',
+          PORT_CHANGE,
+          '--no-underlay-probes',
+          '--yes',
+          '--no-color',
+          '--break-lock',
+          '--rollback-deadline',
+          '60',
+        ]);
         assert.equal(run.code, 1, run.stdout + run.stderr);
         assert.match(run.stdout, /FAIL rollback: ms-1 failed its checks after the change: ms-1 was ROLLED BACK to its previous config/);
         assert.match(run.stdout, /rollback: the run stops before this change was confirmed: wk-1 was ROLLED BACK/);
         assert.match(run.stdout, /STOP at "Enable wg-quick"/);
         assert.deepEqual(await allStates(), converged);
         for (const node of NODES) assert.equal(await leftTimers(node), '', node);
+        // finding 33: this run's snapshots went with its reverts, and its first arm removed the killed run's
+        for (const node of NODES) assert.equal(await revertDirs(node), '', `${node}: a snapshot directory is left`);
       } finally {
         await sh('ms-1', `rm -f ${dropIn} && systemctl daemon-reload`);
       }

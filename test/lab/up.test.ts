@@ -6,7 +6,7 @@
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
 import { planIsEmpty, type Plan } from '../../src/engine/plan.js';
-import { mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
@@ -246,6 +246,44 @@ describeLab('meshctl up on the homelab lab', INVENTORY, (lab) => {
       JSON.stringify(diff),
     );
     assert.match(await sh('wk-1', 'wg show wg0 persistent-keepalive'), /\t25$/m, 'plan changed nothing');
+  });
+
+  it('finding 19: a forward moved in the inventory of a converged mesh is probed: the router still has the old one, so up STOPs at the baseline and changes nothing', async (t) => {
+    const scratch = mkdtempSync(join(tmpdir(), 'meshctl-forward-'));
+    t.after(() => rmSync(scratch, { recursive: true, force: true }));
+    const moved = join(scratch, 'homelab-forward-51823.yaml');
+    writeFileSync(moved, readFileSync(INVENTORY, 'utf8').replace('forwardedPort: 51821 ', 'forwardedPort: 51823 '));
+    const result = await up(moved, '--json');
+    assert.equal(result.code, 1, result.stderr);
+    const report = JSON.parse(result.stdout) as UpJson;
+    assert.equal(report.stoppedAt, 'baseline');
+    const baseline = report.phases.find((p) => p.id === 'baseline')!;
+    const forward = baseline.nodes.find((n) => n.node === 'ms-1')!.checks.find((c) => c.id === 'forward-reaches-node') as
+      | { status: string; evidence?: string[] }
+      | undefined;
+    assert.equal(forward?.status, 'fail', JSON.stringify(forward));
+    assert.match(forward?.evidence?.[0] ?? '', /ctb-edge-1 dials ms-1 at 203\.0\.113\.10:51821, the inventory says 203\.0\.113\.10:51823/);
+    assert.match(await sh('ctb-edge-1', 'cat /etc/wireguard/wg0.conf'), /Endpoint = 203\.0\.113\.10:51821/, 'nothing was pushed');
+    // plan says the same (a STOP: exit 1, the gate on stderr)
+    const plan = await lab().meshctl(['plan', moved, '--no-color']);
+    outputs.push(plan.stdout, plan.stderr);
+    assert.equal(plan.code, 1, plan.stdout + plan.stderr);
+    assert.match(plan.stderr, /FAIL forward-reaches-node: forward 203\.0\.113\.10:51823 reaches no node/);
+    // finding 20: pushed anyway (probes skipped by flag), the pair works (ms-1 dials out) but is one-way: verify fails
+    // its cold start, and debug --pair names it instead of calling it healthy
+    try {
+      const pushed = await up(moved, '--no-underlay-probes');
+      assert.equal(pushed.code, 0, pushed.stdout + pushed.stderr);
+      const debug = await lab().meshctl(['debug', '--pair', 'ms-1,ctb-edge-1', moved, '--no-color']);
+      outputs.push(debug.stdout, debug.stderr);
+      assert.equal(debug.code, 1, debug.stdout + debug.stderr);
+      assert.doesNotMatch(debug.stdout, /HEALTHY/);
+      assert.match(debug.stdout, /COLD-START-BLOCKED \(at router:home\)/);
+      assert.match(debug.stdout, /ctb-edge-1 cannot start a session with ms-1: a new flow to 203\.0\.113\.10:51823 does not arrive/);
+    } finally {
+      const back = await up();
+      assert.equal(back.code, 0, back.stdout + back.stderr);
+    }
   });
 
   it('one changing run at a time: two `up` at once, one proceeds and the other is refused naming the holder; a left lock is named, broken on request', async () => {

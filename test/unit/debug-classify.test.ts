@@ -409,3 +409,79 @@ test('every rule has a name, and the rules are few lines each (the table replace
   assert.ok(RULES.length >= 10);
   assert.equal(new Set(RULES.map((r) => r.name)).size, RULES.length);
 });
+
+// ---------------------------------------------------------------------------------------------------------------
+// Finding 20: debug --pair called a pair HEALTHY that verify failed on cold start (a moved forward: the NATed side
+// dialled out, so handshakes and pings passed).
+
+/** The healthy homelab with verify's cold-start probe for ctb-edge-1 -> ms-1 seeing `delta` (and ms-1 -> edge passing). */
+function coldStartEvidence(delta: { inDatagrams: number; noPorts: number }, collected = factsFrom(healthyScenario()) as Collected) {
+  const edgeToMs1 = { from: 'ctb-edge-1', to: 'ms-1', endpoint: { host: '203.0.113.10', port: 51821 }, sent: 16, delta };
+  const ms1ToEdge = {
+    from: 'ms-1',
+    to: 'ctb-edge-1',
+    endpoint: { host: '198.51.100.25', port: 51820 },
+    sent: 16,
+    delta: { inDatagrams: 16, noPorts: 0 },
+  };
+  collected.coldStart = { directions: [edgeToMs1, ms1ToEdge], roundTrips: 1, ms: 10 };
+  return collected;
+}
+
+test('finding 20: a pair that works now but cannot start a session from cold through its forward is not HEALTHY', () => {
+  const collected = coldStartEvidence({ inDatagrams: 0, noPorts: 0 });
+  const e = withText(pairEvidence(collected, 'ms-1', 'ctb-edge-1'));
+  const d = only(e);
+  assert.equal(d.cause, 'cold-start-blocked');
+  assert.equal(d.node, 'router:home');
+  assert.equal(d.summary, 'ctb-edge-1 cannot start a session with ms-1: a new flow to 203.0.113.10:51821 does not arrive');
+  assert.match(d.explanation, /works now only because ms-1 dialled out first/);
+  assert.match(d.fix, /forward UDP 203\.0\.113\.10:51821 to 192\.168\.15\.2:51820 \(ms-1\)/);
+  assert.ok(d.evidence.includes('ms-1 /proc/net/snmp Udp: InDatagrams +0, NoPorts +0'), d.evidence.join('\n'));
+  // and debug without --pair picks the pair from verify's failing cold-start check
+  assert.deepEqual(failingPairs(collected.inventory, evaluateVerify(collected)), [['ms-1', 'ctb-edge-1']]);
+});
+
+test('finding 20: datagrams that arrive on a port nothing listens on are named so; a pair whose directions pass stays healthy', () => {
+  const noListener = only(pairEvidence(coldStartEvidence({ inDatagrams: 0, noPorts: 16 }), 'ctb-edge-1', 'ms-1'));
+  assert.equal(noListener.cause, 'cold-start-blocked');
+  assert.equal(noListener.node, 'ms-1');
+  assert.match(noListener.summary, /reach ms-1, but nothing listens on that port/);
+  const healthy = only(pairEvidence(coldStartEvidence({ inDatagrams: 16, noPorts: 0 }), 'ctb-edge-1', 'ms-1'));
+  assert.equal(healthy.cause, 'healthy');
+  assert.match(healthy.explanation, /ctb-edge-1 and ms-1 can start a session from cold/);
+});
+
+test('finding 20: a cold-start failure a firewall rule already explains is not named twice', () => {
+  const collected = coldStartEvidence({ inDatagrams: 0, noPorts: 0 }, factsFrom(SCENARIOS['firewall-udp']!()) as Collected);
+  assert.deepEqual(causesOf(pairEvidence(collected, 'ctb-edge-1', 'ms-1')), ['firewall-udp@ctb-edge-1']);
+});
+
+test("findings 27, 28: wg-quick@wg0 stopped: wg's raw 'Protocol not supported' is said in words (verify and debug)", () => {
+  const collected = collectedOf('service-down');
+  // what wg prints on a node running wireguard-go when the interface is gone (the lab's nodes: no kernel module)
+  collected.checklists.get('wk-2')!.wgError = 'Unable to access interface: Protocol not supported';
+  const d = only(pairEvidence(collected, 'wk-1', 'wk-2'));
+  assert.equal(d.cause, 'service-down');
+  const wg = d.evidence.find((line) => line.startsWith('wg: '))!;
+  assert.equal(
+    wg,
+    'wg: wg0 is not up: no WireGuard interface of that name runs (wg-quick@wg0 stopped, or it failed to start) (wg said: Unable to access interface: Protocol not supported)',
+  );
+  const peers = evaluateVerify(collected).filter((c) => c.node === 'wk-2' && c.id === 'peers' && c.status === 'fail');
+  assert.ok(peers.length > 0);
+  for (const check of peers) assert.match(check.message, /^cannot read wg0: wg0 is not up: no WireGuard interface of that name runs/);
+});
+
+test('finding 26: sshd stopped on a node: the diagnosis says so and how to fix it, not only "could not be reached"', () => {
+  const facts = factsFrom(healthyScenario()) as Collected;
+  facts.checklists.delete('ms-1');
+  facts.unreachable.set('ms-1', 'root@192.168.15.2:22: connection refused (is sshd running on that port?)');
+  const d = only(pairEvidence(facts, 'wk-1', 'ms-1'));
+  assert.equal(d.cause, 'node-unreachable');
+  assert.equal(d.summary, 'nothing accepts SSH on ms-1 (connection refused): its sshd is stopped, or listens on another port');
+  assert.match(d.fix, /^On ms-1's console: systemctl start ssh \(or sshd\), or set ssh\.port in the inventory/);
+  assert.match(d.explanation, /connection refused \(is sshd running on that port\?\)/);
+  facts.unreachable.set('ms-1', 'root@192.168.15.2:22: connect timed out after 10.0 s');
+  assert.equal(only(pairEvidence(facts, 'wk-1', 'ms-1')).summary, 'ms-1 does not answer on its SSH port (timed out)');
+});

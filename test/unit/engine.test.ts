@@ -666,7 +666,9 @@ describe('engine: rollback on the node (issue 9; issue 8, kind 5)', () => {
       const [config, enable, disarm] = scripts.slice(3);
       // the arm comes first, before the first write of the config step, in the one script
       assert.ok(config!.indexOf('systemd-run') < config!.indexOf('wg0.conf.meshctl-tmp'), 'arm before the write');
-      assert.match(config!, /--on-active=120s/);
+      // an absolute deadline: a relative one is re-armed by every daemon-reload (finding 18)
+      assert.match(config!, /when=\$\(\( \$\(date \+%s\) \+ 120 \)\)/);
+      assert.match(config!, /--on-calendar="\$\(date -u -d "@\$when"/);
       assert.match(enable!, /systemd-run[^\n]*meshctl-revert-0123456789abcdef-enable/);
       assert.ok(enable!.indexOf('systemd-run') < enable!.indexOf('systemctl enable --now'), 're-armed before the enable');
       assert.match(disarm!, /rollback=disarmed/);

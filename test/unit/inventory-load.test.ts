@@ -101,6 +101,17 @@ describe('loadInventory', () => {
       ['1:1: mesh.network', '1:1: nodes', '1:1: sites'],
     );
   });
+  it('finding 32: an empty file (blank, comments only, a null document) is one problem, not three at 1:1', () => {
+    for (const text of ['', '\n\n', '# to be written\n', '~\n', '---\n']) {
+      const error = thrown(() => loadInventory('empty.yaml', { text }));
+      assert.equal(error.exitCode, ExitCode.badInput);
+      assert.equal(error.message, 'inventory empty.yaml has 1 problem', JSON.stringify(text));
+      assert.deepEqual(error.details, [
+        "empty.yaml:1:1: (root): the file is empty: an inventory needs mesh, sites and nodes (meshctl's inventories/homelab.yaml is a complete one)",
+      ]);
+    }
+  });
+
   it('does not report follow-on problems of a field that is already wrong', () => {
     // the network has host bits set: overlay IPs are not also reported as outside a network we cannot know
     const result = checkInventoryText(MINIMAL.replace('172.27.15.0/24', '172.27.15.1/16'), 'x.yaml');

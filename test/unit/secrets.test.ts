@@ -110,14 +110,17 @@ describe('secret corpus through the on-node filter and the facts parser', () => 
   });
 });
 
+/** What the config step plans wk-1's files from: the rendered file is HEAD + PEER. */
+const CONFIG_INPUT = {
+  iface: 'wg0',
+  configText: `${HEAD}${PEER}`,
+  sysctlText: 'net.ipv4.conf.all.rp_filter = 2\n',
+  rpFilter: 2 as const,
+  reloadDropInText: renderReloadDropIn('wg0'),
+};
+
 describe("the dry run's diff of a node file", () => {
-  const input = {
-    iface: 'wg0',
-    configText: `${HEAD}${PEER}`,
-    sysctlText: 'net.ipv4.conf.all.rp_filter = 2\n',
-    rpFilter: 2 as const,
-    reloadDropInText: renderReloadDropIn('wg0'),
-  };
+  const input = CONFIG_INPUT;
   for (const [name, lines] of Object.entries(CORPUS)) {
     it(`${name}: no secret in the diff even from unfiltered node text`, () => {
       // the node text as it arrives unfiltered (an older node-side filter, a fixture): the diff redacts on its own
@@ -126,6 +129,37 @@ describe("the dry run's diff of a node file", () => {
       assert.ok(diff.length > 0);
       assert.deepEqual(secretsIn(diff), [], diff);
       assert.ok(!diff.includes(`-PublicKey = ${MESH_PUB}`), 'a known public key is not redacted (no spurious diff line)');
+    });
+  }
+});
+
+describe("finding 30: a key rotation's diff shows the old public key, and nothing secret", () => {
+  /** ms-1's public key before the rotation, as ms-1 reported it (`wg show wg0 public-key`: its interface runs it still) */
+  const OLD_PUB = key();
+  const input = { ...CONFIG_INPUT, reportedPublicKeys: new Set([OLD_PUB, MESH_PUB, OWN_PUB]) };
+  const diffOf = (text: string) =>
+    planConfig(facts(text), input)
+      .action!.changes.flatMap((c) => (c.kind === 'write-file' && c.diff ? c.diff : []))
+      .join('\n');
+
+  it('-PublicKey = OLD, +PublicKey = NEW (it used to read -PublicKey = [redacted])', () => {
+    const diff = diffOf(`${HEAD}${PEER.replace(MESH_PUB, OLD_PUB)}`);
+    assert.match(diff, new RegExp(`^-PublicKey = ${OLD_PUB.replace(/[+/]/g, '\\$&')}$`, 'm'), diff);
+    assert.match(diff, new RegExp(`^\\+PublicKey = ${MESH_PUB.replace(/[+/]/g, '\\$&')}$`, 'm'), diff);
+  });
+
+  it('a private key typed into a PublicKey line is still hidden; a reported key outside a PublicKey line too', () => {
+    const typed = diffOf(`${HEAD}${PEER.replace(MESH_PUB, K)}`);
+    assert.deepEqual(secretsIn(typed), [], typed);
+    assert.match(typed, /^-PublicKey = \[redacted\]$/m);
+    const elsewhere = diffOf(`${HEAD}# old key ${OLD_PUB}\n${PEER}`);
+    assert.ok(!elsewhere.includes(OLD_PUB), elsewhere);
+  });
+
+  for (const [name, lines] of Object.entries(CORPUS)) {
+    it(`${name}: no secret in the diff with the reported keys shown`, () => {
+      const diff = diffOf(`${HEAD}${lines}\n${PEER}`);
+      assert.deepEqual(secretsIn(diff), [], diff);
     });
   }
 });

@@ -19,6 +19,16 @@ const playbookPath = 'test/fixtures/up/facts-baseline.yaml';
 const bareFacts = readFileSync('test/fixtures/facts/bare-debian12.txt', 'utf8');
 /** a node that runs the mesh already (its live interface is in the facts) */
 const upFacts = readFileSync('test/fixtures/facts/live-converged-ms-1.txt', 'utf8');
+/**
+ * upFacts as `node` holds them: ms-1's file, with the endpoints the edge dials the home nodes at from outside their
+ * site (a converged mesh's nodes dial what the inventory designs: src/engine/underlay-change.ts)
+ */
+const upFactsOf = (node: string) =>
+  node === 'ctb-edge-1'
+    ? upFacts
+        .replace('Endpoint = 192.168.15.3:51820', 'Endpoint = 203.0.113.10:51820')
+        .replace('Endpoint = 192.168.15.4:51820', 'Endpoint = 203.0.113.10:51822')
+    : upFacts;
 /** facts of a node where commands do not run as root: the facts gate STOPs */
 const notRootFacts = bareFacts.replace('@@meshctl begin uid\n0\n', '@@meshctl begin uid\n1000\n');
 const lockAnswer = '@@meshctl begin lock\nacquired\n@@meshctl end lock rc=0\n';
@@ -166,13 +176,7 @@ describe('up: the underlay probes start during the facts step (issue 10)', () =>
 
   it('a converged mesh: no probe command at all, one facts probe per node (a second up pays nothing more)', async () => {
     // streamed as sshd does: the interface list (with wg0) arrives before the rest
-    const w = world(
-      () => upFacts,
-      async () => undefined,
-      {},
-      landsRight,
-      true,
-    );
+    const w = world(upFactsOf, async () => undefined, {}, landsRight, true);
     const report = await up(w);
     assert.equal(report.result, 'converged');
     assert.equal(report.underlayAhead, undefined);

@@ -1,0 +1,76 @@
+/**
+ * Finding 19 (a new user's test): does the inventory change the underlay a running mesh uses? The baseline's underlay
+ * probes (../checks/underlay-probe.ts: the port-forward probe and NAT discovery) are skipped when every node already
+ * runs its interface, its handshakes being the evidence (./registry.ts). That evidence is about the endpoints the
+ * nodes dial NOW: when the inventory moves a forward (a node's forwardedPort, the site's public address, a node's
+ * address or listen port), `up` rewrites the configs to endpoints nobody has tried, the pings still pass (the NATed
+ * side keeps its session alive from its own end, and WireGuard roams to it), and only verify's cold-start check finds
+ * the new forward broken. So the probes are skipped only when the underlay the nodes hold is the one the inventory
+ * designs.
+ *
+ * "Changed" is read from what the nodes hold, never from the local state (it may be lost, or from another machine):
+ * - each node's wg-quick file (the facts' `config.text`, secret lines already removed on the node): for every [Peer]
+ *   whose first AllowedIPs entry is an inventory node's overlay /32 (meshctl writes the peer's own /32 first), the
+ *   Endpoint line against the endpoint the inventory designs for that pair (../topology/endpoints.ts endpointFor,
+ *   formatted as the renderer writes it);
+ * - each node's listen port (the live interface's, else its file's) against the inventory's: a NAT router's forward
+ *   maps to it;
+ * - a node that runs the interface without a wg-quick file of its own to compare (none, or none readable): its
+ *   endpoints are unknown, so the probes run.
+ * Peers the file lacks (a node being added) are not compared here: such a node has no live interface yet, and the
+ * probes run for that reason already.
+ */
+import type { NodeFacts } from '../facts/node-facts.js';
+import type { Inventory, Node } from '../inventory/types.js';
+import { parseWgQuickConfig } from '../render/wgquick.js';
+import { endpointFor, formatEndpoint } from '../topology/endpoints.js';
+
+/** The first evidence line of a probe check when the probes ran on a mesh that runs, before the reason (./registry.ts). */
+export const UNDERLAY_CHANGED = 'probed because the inventory changes the underlay the running mesh dials: ';
+
+/** What a probe check's message ends with when the probes ran on a mesh that runs (./registry.ts). */
+export const UNDERLAY_CHANGED_NOTE = ' (probed: the inventory changes what the running mesh dials)';
+
+/** How many differences a reason names before it says "and N more". */
+const NAMED = 3;
+
+/**
+ * What the inventory changes in the underlay that `nodes` (the run's, with their facts) run now: one line per
+ * difference, in inventory order (e.g. `ctb-edge-1 dials ms-1 at 203.0.113.10:51821, the inventory says
+ * 203.0.113.10:51823`); empty when every node's endpoints and listen port are as the inventory designs. Nodes
+ * without a live interface are not compared (the probes run for them anyway). Pure; never throws.
+ */
+export function underlayChanges(inventory: Inventory, nodes: readonly { node: Node; values: { facts: NodeFacts } }[]): string[] {
+  const byOverlay = new Map(inventory.nodes.map((n) => [`${n.overlayIp}/32`, n]));
+  const file = `${inventory.mesh.interface}.conf`;
+  const changes: string[] = [];
+  for (const { node, values } of nodes) {
+    const { facts } = values;
+    if (facts.live === undefined) continue;
+    if (!facts.config.exists || facts.config.text === undefined) {
+      changes.push(`${node.name} runs ${inventory.mesh.interface} without a ${file} to compare its endpoints with`);
+      continue;
+    }
+    const parsed = parseWgQuickConfig(facts.config.text);
+    const port = facts.live.listenPort ?? parsed.interface?.listenPort;
+    if (port !== undefined && port !== node.listenPort)
+      changes.push(`${node.name} listens on UDP ${port}, the inventory says ${node.listenPort}`);
+    for (const peer of parsed.peers) {
+      const to = peer.allowedIps[0] === undefined ? undefined : byOverlay.get(peer.allowedIps[0]);
+      if (!to || to.name === node.name) continue;
+      const designed = endpointFor(inventory, node, to);
+      const want = designed ? formatEndpoint(designed) : undefined;
+      if (want === peer.endpoint) continue;
+      changes.push(
+        `${node.name} dials ${to.name} ${peer.endpoint ? `at ${peer.endpoint}` : 'at no endpoint'}, the inventory says ${want ?? 'no endpoint (it dials in)'}`,
+      );
+    }
+  }
+  return changes;
+}
+
+/** `changes` (underlayChanges) in one line: the first few, then how many more. */
+export function describeUnderlayChanges(changes: readonly string[]): string {
+  const named = changes.slice(0, NAMED).join('; ');
+  return changes.length > NAMED ? `${named}; and ${changes.length - NAMED} more` : named;
+}
