@@ -1,6 +1,6 @@
 /**
  * `npm run bench`: meshctl against the floor and against Ansible on labs of 4, 8, 16 and 32 nodes.
- *   npm run bench -- [--sizes 4,8,16,32] [--runs 3] [--no-ansible] [--out docs/bench.json] [--table-only]
+ *   npm run bench -- [--sizes 4,8,16,32] [--runs 3] [--no-ansible] [--control-persist SECONDS] [--out docs/bench.json] [--table-only]
  * For each size and run, three fresh labs of the same inventory (./inventory.ts), one after another:
  *   1. meshctl: cold `up --json`, a second `up --json` (nothing to change), `verify --json`, each in the lab's
  *      operator namespace under /usr/bin/time (wall, CPU, peak RSS);
@@ -27,11 +27,6 @@ import { benchControlDir, endControlMasters } from './control-master.js';
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const MESHCTL = join(ROOT, 'bin', 'meshctl.js');
 const PYTHON_DEBS = '/var/cache/meshctl-bench/python-debs';
-/**
- * meshctl's runs keep their SSH connections this long (--control-persist), as Ansible's runs do with ControlPersist
- * 60 s (scripts/bench/ansible/ansible.cfg): the second `up` and `verify` reuse the cold run's logins.
- */
-const CONTROL_PERSIST_S = 60;
 const CONTROL_DIR = benchControlDir(tmpdir());
 /** python3 + python3-apt and what the lab's Debian base lacks of their dependencies (Ansible's modules need them). */
 const PYTHON_PACKAGES = [
@@ -60,10 +55,17 @@ interface Options {
   meshctl: boolean;
   out: string;
   tableOnly: boolean;
+  /**
+   * `--control-persist SECONDS`: meshctl's three runs keep their SSH connections this long, as Ansible's do with
+   * ControlPersist 60 s (scripts/bench/ansible/ansible.cfg). Off by default, as it is in meshctl: measured
+   * 2026-12-01, the cold run then waits for the master's start (4 nodes: first login 469 ms instead of 222 ms), and
+   * at 32 nodes the second `up` and `verify` were no nearer their floor (docs/bench.md's notes).
+   */
+  controlPersistS: number;
 }
 
 function parseOptions(argv: string[]): Options {
-  const options: Options = { sizes: [4, 8, 16, 32], runs: 3, ansible: true, meshctl: true, out: join(ROOT, 'docs', 'bench.json'), tableOnly: false };
+  const options: Options = { sizes: [4, 8, 16, 32], runs: 3, ansible: true, meshctl: true, out: join(ROOT, 'docs', 'bench.json'), tableOnly: false, controlPersistS: 0 };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const value = () => argv[++i] ?? fail(`${arg} needs a value`);
@@ -73,10 +75,12 @@ function parseOptions(argv: string[]): Options {
     else if (arg === '--only-ansible') options.meshctl = false;
     else if (arg === '--out') options.out = resolve(value());
     else if (arg === '--table-only') options.tableOnly = true;
-    else fail(`unknown option ${arg} (--sizes 4,8,16,32 --runs 3 --no-ansible --out FILE --table-only)`);
+    else if (arg === '--control-persist') options.controlPersistS = Number(value());
+    else fail(`unknown option ${arg} (--sizes 4,8,16,32 --runs 3 --no-ansible --control-persist SECONDS --out FILE --table-only)`);
   }
   for (const n of options.sizes) siteMix(n);
   if (!(options.runs >= 1)) fail('--runs must be 1 or more');
+  if (!Number.isInteger(options.controlPersistS) || options.controlPersistS < 0) fail('--control-persist must be whole seconds, 0 for off');
   return options;
 }
 
@@ -259,10 +263,10 @@ function upRun(run: ToolRun, report: UpJson): ToolRun {
   };
 }
 
-async function measureMeshctl(name: string, inventory: string) {
+async function measureMeshctl(name: string, inventory: string, controlPersistS: number) {
   // as the command deadline: at 32 nodes on 2 cores config + enable outlast the default 120 s rollback window
   // (src/engine/revert.ts), and the bench measures time, not deadlines
-  const persist = ['--control-persist', String(CONTROL_PERSIST_S)];
+  const persist = controlPersistS > 0 ? ['--control-persist', String(controlPersistS)] : [];
   const up = ['up', inventory, '--yes', '--json', '--rollback-deadline', '900', ...persist];
   const cold = await meshctl(name, up);
   const coldReport = cold.json as UpJson;
@@ -412,7 +416,7 @@ async function measureSize(n: number, run: number, options: Options, work: strin
   if (options.meshctl) {
     log(`${n} nodes, run ${run}: meshctl ...`);
     labMs = await labUp(inventoryFile, name);
-    m = await measureMeshctl(name, inventoryFile).finally(labDown);
+    m = await measureMeshctl(name, inventoryFile, options.controlPersistS).finally(labDown);
     log(`${n} nodes, run ${run}: floor ...`);
     await labUp(inventoryFile, name);
     const { plan, keys } = m;
@@ -483,11 +487,13 @@ async function main(): Promise<void> {
   };
   const sizes: SizeResult[] = [];
   const results = (): BenchResults => ({
-    command: `npm run bench -- --sizes ${options.sizes.join(',')} --runs ${options.runs}${options.ansible ? '' : ' --no-ansible'}`,
+    command: `npm run bench -- --sizes ${options.sizes.join(',')} --runs ${options.runs}${options.ansible ? '' : ' --no-ansible'}${
+      options.controlPersistS > 0 ? ` --control-persist ${options.controlPersistS}` : ''
+    }`,
     date: started.toISOString(),
     machine: machine(),
     start,
-    ...(options.meshctl ? { controlPersistS: CONTROL_PERSIST_S } : {}),
+    ...(options.meshctl && options.controlPersistS > 0 ? { controlPersistS: options.controlPersistS } : {}),
     sizes,
   });
   try {
