@@ -172,9 +172,12 @@ function runAbove(run: RunResult): { mesh: number; ans: number | undefined } {
  * second, that alone moved the ratio by half.
  */
 export function aboveFloor(size: Pick<SizeResult, 'runs'>): { meshAbove: number; ansAbove: number | undefined } {
+  // a run without a floor (or without meshctl's numbers) has no difference: the others' median, as the per-column
+  // medians skip a missing field; NaN when no run has one
   const runs = size.runs.map(runAbove);
-  const ans = runs.map((run) => run.ans).filter((ms): ms is number => ms !== undefined);
-  return { meshAbove: mid(runs.map((run) => run.mesh)), ansAbove: ans.length ? mid(ans) : undefined };
+  const mesh = runs.map((run) => run.mesh).filter(Number.isFinite);
+  const ans = runs.map((run) => run.ans).filter((ms): ms is number => ms !== undefined && Number.isFinite(ms));
+  return { meshAbove: mesh.length ? mid(mesh) : Number.NaN, ansAbove: ans.length ? mid(ans) : undefined };
 }
 
 /** Under the summary: each run's own differences and ratio, so the spread behind a median is on the page. */

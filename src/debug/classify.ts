@@ -21,7 +21,7 @@ import { endpointFor, formatEndpoint, pairCanConnect } from '../topology/endpoin
 import type { NodeChecklist } from '../checks/probes.js';
 import type { MatrixCell, Matrix } from '../checks/ping-matrix.js';
 import type { CaptureCounts } from './capture.js';
-import { judgeDirection, type DirectionResult } from '../checks/cold-start.js';
+import { directionPasses, judgeDirection, type DirectionResult } from '../checks/cold-start.js';
 import { describeWgError, REJECT_AFTER_TIME_S, wireguardPaths } from '../remote/wireguard.js';
 import { icmpDropOnIfaceRules, udpDropRules } from '../facts/definitions.js';
 import { syncconfKeepingKeyCommand } from '../render/systemd.js';
@@ -350,6 +350,13 @@ function sshFailure(n: string, error: string | undefined): { summary: string; fi
     return {
       summary: `${n} answers SSH but refuses meshctl's login`,
       fix: `Check the user and key meshctl logs in with (ssh.user in the inventory, ~/.ssh/config, ssh-agent) and that the user has root or passwordless sudo on ${n}; ${again}.`,
+    };
+  // before the changed-key case below: an unknown key (or one that could not be recorded) needs trusting, not a
+  // known_hosts repair (the transport's messages, src/transport/ssh.ts hostKeyFailure and the accept-new recorder)
+  if (/host key not known|could not record the host key/i.test(error))
+    return {
+      summary: `${n}'s SSH host key is not known yet`,
+      fix: `Compare ${n}'s host key with the node's own (the message above says how), then add it to known_hosts or run debug again with --accept-new to trust and record it.`,
     };
   if (/host key/i.test(error))
     return {
@@ -1024,13 +1031,16 @@ export function classifyPair(e: PairEvidence): Diagnosis[] {
     found.push(...rule.find(c, found));
   }
   if (found.length) return found;
+  // only the directions whose cold-start check passed: one that warned (not measured, or some datagrams lost) is no
+  // proof that side can start a session from cold
+  const fromCold = (e.coldStart ?? []).filter(directionPasses).map((d) => d.from);
   return [
     c.make(
       'healthy',
       undefined,
       {
         summary: `${c.S} and ${c.R} talk fine`,
-        explanation: `Handshakes are recent, pings pass both ways and large packets pass with DF set${e.coldStart?.length ? `; ${e.coldStart.map((d) => d.from).join(' and ')} can start a session from cold` : ''}.`,
+        explanation: `Handshakes are recent, pings pass both ways and large packets pass with DF set${fromCold.length ? `; ${fromCold.join(' and ')} can start a session from cold` : ''}.`,
         fix: 'Nothing to do.',
       },
       c.ev,

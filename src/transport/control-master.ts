@@ -1015,16 +1015,12 @@ async function startMaster(path: string, persistS: number, identity: MasterIdent
       return await ControlClient.open(path, identity);
     } catch (err) {
       last = err;
-      if (err instanceof ControlPathError && !/ENOENT/.test(err.message)) throw err;
+      // a socket or master that is not ours is final; no socket yet (lstat's ENOENT) is waited out
+      if (err instanceof ControlPathError) throw err;
     }
-    // another run's master may have won the race to listen: this one exits, and that one answers
-    if (exited) {
-      try {
-        return await ControlClient.open(path, identity);
-      } catch {
-        // not yet
-      }
-    }
+    // another run's master may have won the race to listen: this one exits, and that one answers. A child exits only
+    // then, or when it could not start: one more try is the last, not a wait until the deadline
+    if (exited) return await ControlClient.open(path, identity);
     await new Promise((r) => setTimeout(r, 25));
   }
   throw new Error(`the control master did not start within ${MASTER_START_MS / 1000} s${last ? ` (${(last as Error).message})` : ''}`);

@@ -137,6 +137,29 @@ describe('--control-persist against a real sshd', { skip: skip ?? false, timeout
     assert.equal(existsSync(join(dir, 'x')), false);
     resetControlLinks();
   });
+
+  test('a master that cannot start (its socket path past the unix limit): a direct login at once, not after the 5 s wait', async () => {
+    // sun_path holds 108 bytes: the master's listen fails and it exits; the run must not wait out MASTER_START_MS
+    const dir = join(root, 'l'.repeat(120));
+    mkdirSync(dir, { mode: 0o700 });
+    const warnings: TransportWarning[] = [];
+    const before = logins();
+    const c = await connectNode(node, {
+      env: { ...env, MESHCTL_CONTROL_DIR: dir },
+      probe: false,
+      controlPersistS: 60,
+      onWarning: (w) => warnings.push(w),
+    });
+    assert.equal(c.stats.reused, undefined, 'a direct connection');
+    await c.close();
+    assert.equal(logins() - before, 1);
+    assert.equal(warnings.length, 1);
+    assert.equal(warnings[0]!.kind, 'control-master');
+    // the master's exit ends the wait: the warning carries the last try's error, not the deadline's
+    assert.doesNotMatch(warnings[0]!.message, /did not start within/);
+    assert.match(warnings[0]!.message, /connecting directly/);
+    resetControlLinks();
+  });
 });
 
 /** The sshd's own process id (its PidFile). */

@@ -122,6 +122,10 @@ describe('bench results', () => {
     const runs = [run(3000, 500, 9000), run(2000, 600, 10_000), run(4000, 700, 11_000)];
     const size = { nodes: 4, mix: { public: 1, home: 2, office: 1 }, runs, median: median(runs) };
     assert.deepEqual(aboveFloor(size), { meshAbove: 600, ansAbove: 10_000 });
+    // a run whose floor failed has no difference: the median of the others (here 0.5 and 0.7 s), not NaN sorted in
+    const { floor: _lost, ...noFloor } = run(2000, 600, 10_000);
+    assert.deepEqual(aboveFloor({ runs: [runs[0]!, noFloor, runs[2]!] }), { meshAbove: 600, ansAbove: 10_000 });
+    assert.deepEqual(aboveFloor({ runs: [noFloor, runs[2]!] }), { meshAbove: 700, ansAbove: 11_000 });
     const page = renderMarkdown({
       command: 'npm run bench',
       date: '2026-12-01T14:00:00Z',

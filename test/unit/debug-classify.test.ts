@@ -452,6 +452,15 @@ test('finding 20: datagrams that arrive on a port nothing listens on are named s
   assert.match(healthy.explanation, /ctb-edge-1 and ms-1 can start a session from cold/);
 });
 
+test('a healthy pair names only the sides whose cold-start check passed: a direction that warned proves nothing', () => {
+  // 12 of 16 datagrams arrived: verify warns (a lossy path or a rate limit); the pair is healthy, but ctb-edge-1 is not
+  // shown to start a session from cold
+  const d = only(pairEvidence(coldStartEvidence({ inDatagrams: 12, noPorts: 0 }), 'ctb-edge-1', 'ms-1'));
+  assert.equal(d.cause, 'healthy');
+  assert.match(d.explanation, /; ms-1 can start a session from cold\./);
+  assert.doesNotMatch(d.explanation, /ctb-edge-1 and ms-1 can start/);
+});
+
 test('finding 20: a cold-start failure a firewall rule already explains is not named twice', () => {
   const collected = coldStartEvidence({ inDatagrams: 0, noPorts: 0 }, factsFrom(SCENARIOS['firewall-udp']!()) as Collected);
   assert.deepEqual(causesOf(pairEvidence(collected, 'ctb-edge-1', 'ms-1')), ['firewall-udp@ctb-edge-1']);
@@ -484,4 +493,14 @@ test('finding 26: sshd stopped on a node: the diagnosis says so and how to fix i
   assert.match(d.explanation, /connection refused \(is sshd running on that port\?\)/);
   facts.unreachable.set('ms-1', 'root@192.168.15.2:22: connect timed out after 10.0 s');
   assert.equal(only(pairEvidence(facts, 'wk-1', 'ms-1')).summary, 'ms-1 does not answer on its SSH port (timed out)');
+  // an unknown host key is to be trusted (--accept-new), not repaired as a changed one
+  facts.unreachable.set(
+    'ms-1',
+    'root@192.168.15.2:22: host key not known: ED25519 SHA256:abc is not in /root/.ssh/known_hosts; refusing to connect.',
+  );
+  const unknown = only(pairEvidence(facts, 'wk-1', 'ms-1'));
+  assert.equal(unknown.summary, "ms-1's SSH host key is not known yet");
+  assert.match(unknown.fix, /--accept-new/);
+  facts.unreachable.set('ms-1', 'root@192.168.15.2:22: HOST KEY CHANGED: the host offers ED25519 SHA256:abc, but ...');
+  assert.equal(only(pairEvidence(facts, 'wk-1', 'ms-1')).summary, "ms-1's SSH host key is not the one known for it");
 });
