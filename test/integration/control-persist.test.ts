@@ -13,6 +13,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } fr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Node } from '../../src/inventory/types.js';
+import type { Connection } from '../../src/transport/types.js';
 import { linkedMasterPids, resetControlLinks } from '../../src/transport/control-master.js';
 import { connectNode, type TransportWarning } from '../../src/transport/ssh.js';
 import { eventually, keygen, killAll, loopbackNode, sshdSkipReason, startSshd, type Sshd } from './sshd-harness.js';
@@ -111,10 +112,11 @@ describe('--control-persist against a real sshd', { skip: skip ?? false, timeout
     for (const pid of masters) assert.ok(await eventually(() => !running(pid)), 'the master ends on SIGTERM');
   });
 
-  test('a control directory others can enter is refused: a direct login, one warning, no master', async () => {
-    const dir = join(root, 'open-cm');
-    mkdirSync(dir, { mode: 0o700 });
-    chmodSync(dir, 0o755);
+  /**
+   * Connects with --control-persist and MESHCTL_CONTROL_DIR=dir where no master can serve: asserts a direct connection
+   * (`use` runs on it), one login and one control-master warning; returns that warning's text.
+   */
+  const fallsBackDirectly = async (dir: string, use: (c: Connection) => Promise<void> = async () => {}): Promise<string> => {
     const warnings: TransportWarning[] = [];
     const before = logins();
     const c = await connectNode(node, {
@@ -124,15 +126,20 @@ describe('--control-persist against a real sshd', { skip: skip ?? false, timeout
       onWarning: (w) => warnings.push(w),
     });
     assert.equal(c.stats.reused, undefined, 'a direct connection');
-    assert.equal((await c.run('echo direct')).stdout, 'direct\n');
+    await use(c);
     await c.close();
     assert.equal(logins() - before, 1);
     assert.equal(warnings.length, 1);
     assert.equal(warnings[0]!.kind, 'control-master');
-    assert.match(
-      warnings[0]!.message,
-      /--control-persist: .*open-cm has mode 755: group or others have access \(it must be 700\); connecting directly/,
-    );
+    return warnings[0]!.message;
+  };
+
+  test('a control directory others can enter is refused: a direct login, one warning, no master', async () => {
+    const dir = join(root, 'open-cm');
+    mkdirSync(dir, { mode: 0o700 });
+    chmodSync(dir, 0o755);
+    const message = await fallsBackDirectly(dir, async (c) => assert.equal((await c.run('echo direct')).stdout, 'direct\n'));
+    assert.match(message, /--control-persist: .*open-cm has mode 755: group or others have access \(it must be 700\); connecting directly/);
     assert.deepEqual(readdirSync(dir), [], 'no socket made there');
     assert.equal(existsSync(join(dir, 'x')), false);
     resetControlLinks();
@@ -142,22 +149,10 @@ describe('--control-persist against a real sshd', { skip: skip ?? false, timeout
     // sun_path holds 108 bytes: the master's listen fails and it exits; the run must not wait out MASTER_START_MS
     const dir = join(root, 'l'.repeat(120));
     mkdirSync(dir, { mode: 0o700 });
-    const warnings: TransportWarning[] = [];
-    const before = logins();
-    const c = await connectNode(node, {
-      env: { ...env, MESHCTL_CONTROL_DIR: dir },
-      probe: false,
-      controlPersistS: 60,
-      onWarning: (w) => warnings.push(w),
-    });
-    assert.equal(c.stats.reused, undefined, 'a direct connection');
-    await c.close();
-    assert.equal(logins() - before, 1);
-    assert.equal(warnings.length, 1);
-    assert.equal(warnings[0]!.kind, 'control-master');
+    const message = await fallsBackDirectly(dir);
     // the master's exit ends the wait: the warning carries the last try's error, not the deadline's
-    assert.doesNotMatch(warnings[0]!.message, /did not start within/);
-    assert.match(warnings[0]!.message, /connecting directly/);
+    assert.doesNotMatch(message, /did not start within/);
+    assert.match(message, /connecting directly/);
     resetControlLinks();
   });
 });
