@@ -9,14 +9,14 @@
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import type { Matrix } from '../checks/ping-matrix.js';
 import { firstByName, type Inventory, type Node } from '../inventory/types.js';
-import { checkDeadlineMs, type Connection } from '../transport/types.js';
+import { checkDeadlineMs, type Connection, type ExecResult } from '../transport/types.js';
 import type { Backend } from './backend.js';
 import { describeAction, showStandIns, type Plan, type PlannedAction, type PlannedNode } from './plan.js';
 import { checkNamed, stepNamed } from './registry.js';
 import { forEachHost } from './scheduler.js';
 import { sharedText } from './ping.js';
 import { redactDeep, redactSecrets } from '../remote/redact.js';
-import { CONFIRMING_CHECK, settleLeftovers, settleRollbacks, type RollbackOptions } from './revert.js';
+import { CONFIRMING_CHECK, disarmScript, settleLeftovers, settleRollbacks, type RollbackOptions } from './revert.js';
 import type {
   Change,
   CheckDefinition,
@@ -390,12 +390,21 @@ async function runPhase(state: RunState, phase: PhaseSpec): Promise<{ report: Ph
   // the run's public keys, once per phase (every node's facts list its N-1 peers: per node this was O(N^2))
   const known = knownPublicKeysOfRun(state);
   const shared = sharedText();
-  const reports = await Promise.all(
-    nodes.map((node) => reportNode(state, phase, node, planned.get(node.name)!, onlyPlanned, known, shared)),
-  );
-  // after Ctrl-C no remote work: the armed nodes roll back by themselves (named at the end of the run)
-  if (ctx.rollback && state.armed.size > 0 && !ctx.signal.aborted)
-    await settleRollbacks(rollbackInput(state, ctx.rollback, reports, phase.checks.includes(CONFIRMING_CHECK)));
+  const confirms = phase.checks.includes(CONFIRMING_CHECK);
+  // issue 10: the disarm's channels opened while the confirming checks (a fresh login per node) run
+  const disarms = ctx.rollback && confirms && !ctx.backend.recording && !ctx.signal.aborted ? openDisarms(state, ctx.rollback) : undefined;
+  let reports: NodePhaseReport[];
+  try {
+    reports = await Promise.all(
+      nodes.map((node) => reportNode(state, phase, node, planned.get(node.name)!, onlyPlanned, known, shared)),
+    );
+    // after Ctrl-C no remote work: the armed nodes roll back by themselves (named at the end of the run)
+    if (ctx.rollback && state.armed.size > 0 && !ctx.signal.aborted)
+      await settleRollbacks(rollbackInput(state, ctx.rollback, reports, confirms, disarms));
+  } finally {
+    // whatever the phase decided (a revert, nothing after Ctrl-C): a channel opened ahead and not used runs nothing
+    disarms?.drop();
+  }
   const failed = reports.some((n) => n.error || n.checks.some((c) => c.status === 'fail'));
   const verdict = failed ? 'STOP' : onlyPlanned ? 'PLANNED' : 'GO';
   const report: PhaseReport = { id: phase.id, title: phase.title, go: phase.go, verdict, durationMs: Date.now() - started, nodes: reports };
@@ -403,8 +412,59 @@ async function runPhase(state: RunState, phase: PhaseSpec): Promise<{ report: Ph
   return { report, planned: [...planned.values()].filter((p) => p.actions.length > 0 || p.warnings.length > 0) };
 }
 
-/** What ./revert.ts needs to settle this run's armed nodes over the run's connections. */
-function rollbackInput(state: RunState, rollback: RollbackOptions, reports: NodePhaseReport[], confirms: boolean) {
+/**
+ * The disarm's channels of a confirming phase, opened ahead (issue 10). A confirmed node is disarmed only after the
+ * whole phase was judged (./revert.ts settleRollbacks: a mesh change is a set), and that disarm's channel open, exec
+ * request and login shell (sudo included) were one more round trip to each node after the slowest fresh login. Here
+ * each armed node's disarm command is started on the run's connection before the checks, its script held back
+ * (RunOptions.sendWhen); the script is sent only when settleRollbacks asks for exactly that disarm on that node, and
+ * every other outcome (a revert, a STOP, Ctrl-C, a thrown check) sends nothing: the remote shell reads an empty
+ * script and ends, having run nothing. So the node sees the same disarm at the same point of the run, one round trip
+ * sooner. A held command that ended before it was asked for (its deadline, a lost connection) is not used: the
+ * disarm then runs on a new channel, as before.
+ */
+interface DisarmsAhead {
+  /** the disarm on `node`'s channel opened ahead, when `script` is that disarm and its command still waits; else undefined */
+  take(node: string, script: string): Promise<ExecResult> | undefined;
+  /** every held command not taken runs nothing and ends */
+  drop(): void;
+}
+
+/** Opens the disarm's channel ahead on every armed node whose steps in this phase did not fail (see DisarmsAhead). */
+function openDisarms(state: RunState, rollback: RollbackOptions): DisarmsAhead {
+  const script = disarmScript(rollback.runId);
+  const held = new Map<string, { send: (go: boolean) => void; result: Promise<ExecResult>; ended: boolean }>();
+  for (const node of state.armed) {
+    if (state.errors.has(node)) continue;
+    let send: (go: boolean) => void = () => undefined;
+    const go = new Promise<boolean>((resolve) => (send = resolve));
+    const entry = { send, ended: false, result: Promise.resolve<ExecResult>({ code: 0, stdout: '', stderr: '', durationMs: 0 }) };
+    entry.result = state.ctx.connections.get(node)!.run(script, { timeoutMs: checkDeadlineMs(60_000), sendWhen: go });
+    // ended before it was asked for: never used (take), so its error is nobody's
+    entry.result.then(
+      () => (entry.ended = true),
+      () => (entry.ended = true),
+    );
+    held.set(node, entry);
+  }
+  return {
+    take(node, asked) {
+      const entry = held.get(node);
+      if (!entry) return undefined;
+      held.delete(node);
+      const use = asked === script && !entry.ended;
+      entry.send(use);
+      return use ? entry.result : undefined;
+    },
+    drop() {
+      for (const entry of held.values()) entry.send(false);
+      held.clear();
+    },
+  };
+}
+
+/** What ./revert.ts needs to settle this run's armed nodes over the run's connections (a disarm held ahead first). */
+function rollbackInput(state: RunState, rollback: RollbackOptions, reports: NodePhaseReport[], confirms: boolean, ahead?: DisarmsAhead) {
   const { ctx } = state;
   return {
     runId: rollback.runId,
@@ -412,7 +472,8 @@ function rollbackInput(state: RunState, rollback: RollbackOptions, reports: Node
     armed: state.armed,
     reports,
     confirms,
-    run: (node: string, script: string) => ctx.connections.get(node)!.run(script, { timeoutMs: checkDeadlineMs(60_000) }),
+    run: (node: string, script: string) =>
+      ahead?.take(node, script) ?? ctx.connections.get(node)!.run(script, { timeoutMs: checkDeadlineMs(60_000) }),
     runFresh: async (node: string, script: string) => {
       const fresh = await ctx.reconnect(firstByName(ctx.inventory.nodes, node)!);
       try {

@@ -716,6 +716,83 @@ describe('engine: rollback on the node (issue 9; issue 8, kind 5)', () => {
     assert.ok(log.includes('ms-1:revert') && !log.includes('ms-1:disarm'), log.join(' '));
   });
 
+  /**
+   * Each node's run connection, recording when a command is started (run called: its channel, exec and shell) and
+   * when its held script is let go (RunOptions.sendWhen: true sent, false ended unsent), in one log with the logins.
+   */
+  const recordingStarts = (h: Harness, log: string[]) => {
+    for (const [name, fake] of h.connections) {
+      const inner = fake.run.bind(fake);
+      fake.run = (script, options = {}) => {
+        if (/rollback=disarmed/.test(script)) {
+          log.push(`${name}:disarm-started${options.sendWhen ? '-held' : ''}`);
+          options.sendWhen?.then((send) => log.push(`${name}:disarm-${send ? 'sent' : 'unsent'}`));
+        }
+        return inner(script, options);
+      };
+    }
+    h.ctx.reconnect = async (node) => {
+      log.push(`${node.name}:fresh-login`);
+      return new FakeConnection(node.name, [{ match: /^true$/, reply: () => (log.push(`${node.name}:fresh-login-done`), {}) }]);
+    };
+  };
+
+  it('issue 10: the disarm is started before the fresh logins and sent only once every node passed (one round trip sooner)', async () => {
+    const log: string[] = [];
+    const h = withRollback(harness({ backend: executor, facts: bareNamed, rules: (n) => obedientNode(n, revertReplies(n, log)) }));
+    recordingStarts(h, log);
+    const run = await runPlaybook(h.ctx);
+    assert.equal(run.stoppedAt, undefined);
+    const firstLogin = log.findIndex((e) => e.endsWith(':fresh-login'));
+    const lastLoginDone = log.findLastIndex((e) => e.endsWith(':fresh-login-done'));
+    for (const name of names) {
+      // the channel was asked for before any fresh login began, its script held back
+      const started = log.indexOf(`${name}:disarm-started-held`);
+      assert.ok(started >= 0 && started < firstLogin, `${name}: ${log.join(' ')}`);
+      // and let go only after every node's login check, exactly once, and run once
+      assert.ok(log.indexOf(`${name}:disarm-sent`) > lastLoginDone, `${name}: ${log.join(' ')}`);
+      assert.equal(log.filter((e) => e === `${name}:disarm-started-held` || e === `${name}:disarm-started`).length, 1);
+      assert.equal(log.filter((e) => e === `${name}:disarm`).length, 1);
+      // the same commands as before: facts, install, keys, config, enable, disarm
+      assert.equal(nodeScripts(h.connections.get(name)!).length, 6);
+    }
+    for (const name of names) assert.equal(rollbackChecks(run.phases.find((p) => p.id === 'enable'))[name]?.status, 'pass');
+  });
+
+  it('issue 10: a STOP at the confirming gate sends none of the disarms held ahead; every node is reverted instead', async () => {
+    const log: string[] = [];
+    const h = withRollback(harness({ backend: executor, facts: bareNamed, rules: (n) => obedientNode(n, revertReplies(n, log)) }));
+    recordingStarts(h, log);
+    const reconnect = h.ctx.reconnect;
+    h.ctx.reconnect = async (node) => {
+      if (node.name === 'wk-1') throw new Error('connect ETIMEDOUT');
+      return reconnect(node);
+    };
+    const run = await runPlaybook(h.ctx);
+    assert.equal(run.stoppedAt, 'enable');
+    for (const name of names) {
+      assert.ok(log.includes(`${name}:disarm-unsent`), `${name}: ${log.join(' ')}`);
+      assert.ok(!log.includes(`${name}:disarm-sent`) && !log.includes(`${name}:disarm`), `${name}: ${log.join(' ')}`);
+      assert.ok(log.includes(`${name}:revert`), `${name}: ${log.join(' ')}`);
+      assert.ok(!h.connections.get(name)!.scripts.some((s) => /rollback=disarmed/.test(s)), `${name}: no disarm reached the node`);
+    }
+  });
+
+  it('issue 10: a disarm held ahead whose command ended before it was asked for (its deadline) is run again on a new channel', async () => {
+    const log: string[] = [];
+    const h = withRollback(harness({ backend: executor, facts: bareNamed, rules: (n) => obedientNode(n, revertReplies(n, log)) }));
+    const wk1 = h.connections.get('wk-1')!;
+    const inner = wk1.run.bind(wk1);
+    wk1.run = (script, options = {}) =>
+      options.sendWhen && /rollback=disarmed/.test(script)
+        ? Promise.resolve({ code: 124, stdout: '', stderr: 'meshctl: command timed out after 60.0 s\n', durationMs: 60_000 })
+        : inner(script, options);
+    const run = await runPlaybook(h.ctx);
+    assert.equal(run.stoppedAt, undefined);
+    assert.equal(rollbackChecks(run.phases.find((p) => p.id === 'enable'))['wk-1']?.status, 'pass');
+    assert.equal(log.filter((e) => e === 'wk-1:disarm').length, 1);
+  });
+
   it('a STOP in the config phase rolls back the failing node and every node not yet confirmed; none is left armed', async () => {
     const log: string[] = [];
     const h = withRollback(
