@@ -395,9 +395,7 @@ async function runPhase(state: RunState, phase: PhaseSpec): Promise<{ report: Ph
   const disarms = ctx.rollback && confirms && !ctx.backend.recording && !ctx.signal.aborted ? openDisarms(state, ctx.rollback) : undefined;
   let reports: NodePhaseReport[];
   try {
-    reports = await Promise.all(
-      nodes.map((node) => reportNode(state, phase, node, planned.get(node.name)!, onlyPlanned, known, shared)),
-    );
+    reports = await Promise.all(nodes.map((node) => reportNode(state, phase, node, planned.get(node.name)!, onlyPlanned, known, shared)));
     // after Ctrl-C no remote work: the armed nodes roll back by themselves (named at the end of the run)
     if (ctx.rollback && state.armed.size > 0 && !ctx.signal.aborted)
       await settleRollbacks(rollbackInput(state, ctx.rollback, reports, confirms, disarms));

@@ -733,7 +733,11 @@ describe('engine: rollback on the node (issue 9; issue 8, kind 5)', () => {
     }
     h.ctx.reconnect = async (node) => {
       log.push(`${node.name}:fresh-login`);
-      return new FakeConnection(node.name, [{ match: /^true$/, reply: () => (log.push(`${node.name}:fresh-login-done`), {}) }]);
+      const done = () => {
+        log.push(`${node.name}:fresh-login-done`);
+        return {};
+      };
+      return new FakeConnection(node.name, [{ match: /^true$/, reply: done }]);
     };
   };
 
@@ -744,7 +748,7 @@ describe('engine: rollback on the node (issue 9; issue 8, kind 5)', () => {
     const run = await runPlaybook(h.ctx);
     assert.equal(run.stoppedAt, undefined);
     const firstLogin = log.findIndex((e) => e.endsWith(':fresh-login'));
-    const lastLoginDone = log.findLastIndex((e) => e.endsWith(':fresh-login-done'));
+    const lastLoginDone = Math.max(...names.map((n) => log.indexOf(`${n}:fresh-login-done`)));
     for (const name of names) {
       // the channel was asked for before any fresh login began, its script held back
       const started = log.indexOf(`${name}:disarm-started-held`);
