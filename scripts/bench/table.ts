@@ -21,6 +21,11 @@ export interface ToolRun {
   /** the run exited non-zero (verify only: its failed checks, in a few words); the table marks its time */
   failed?: string;
   /**
+   * meshctl's cold up: pairs whose first ping round failed (the lab's load), relayed by relay: auto in a second pass
+   * whose phases `phasesMs` adds to the first's
+   */
+  relayedAtGate?: string[];
+  /**
    * meshctl up: ms from process start to the first node's connection ready (logged in, and root proved when the
    * connector proves it; up --json timings.firstConnectionMs)
    */
@@ -184,7 +189,9 @@ export function aboveFloor(size: Pick<SizeResult, 'runs'>): { meshAbove: number;
 function perRunLine(size: SizeResult): string {
   const runs = size.runs.map((run) => {
     const { mesh, ans } = runAbove(run);
-    return `${signed(mesh)} / ${ans === undefined ? '- (no Ansible numbers)' : `${signed(ans)} (${ratio(ans, mesh)})`}`;
+    const relayed = run.meshctl?.cold.relayedAtGate;
+    const pass = relayed?.length ? ` (meshctl's cold up relayed ${relayed.join(', ')} at the ping gate: a second pass)` : '';
+    return `${signed(mesh)} / ${ans === undefined ? '- (no Ansible numbers)' : `${signed(ans)} (${ratio(ans, mesh)})`}${pass}`;
   });
   return `- ${size.nodes} nodes, above the floor per run (meshctl / Ansible (ratio)): ${runs.join('; ')}`;
 }

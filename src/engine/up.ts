@@ -85,11 +85,21 @@ export interface UpReport {
   warnings?: string[];
   dryRun: boolean;
   stoppedAt?: string;
-  /** actions run on all nodes by this run (0 on a converged mesh); in a dry run, actions planned */
+  /**
+   * actions run on all nodes by this run (0 on a converged mesh); in a dry run, actions planned. With a second pass
+   * (relay: auto, `firstPass`), both passes' actions.
+   */
   changes: number;
+  /** the phases of the run's last pass (the only one, unless relay: auto made a second: `firstPass`) */
   phases: PhaseReport[];
-  /** the plan value: per phase and node, the typed changes and their scripts */
+  /** the plan value of the last pass: per phase and node, the typed changes and their scripts */
   plan?: Plan;
+  /**
+   * relay: auto (./fallback.ts): when the ping gate stopped the first pass on pairs planned direct and `up` ran
+   * once more with them relayed, the first pass as it ran: where it stopped, its actions, phases and plan (the cold
+   * work of a first `up`: install, keys, config, enable). `phases`, `plan` are then the second pass's.
+   */
+  firstPass?: { stoppedAt: string; changes: number; phases: PhaseReport[]; plan?: Plan };
   connectFailures: { node: string; error: string }[];
   matrix?: Matrix;
   /**
@@ -473,7 +483,11 @@ async function runUpBody(
         !options.dryRun && run.stoppedAt !== undefined && run.stoppedAt === pingPhase && run.matrix
           ? failedDirectPairs(planWith(fallbacks).work, run.matrix)
           : [];
+      // the first pass's work stays in the report: it changed the nodes as much as the second (a cold up's install,
+      // keys, config, enable), and a report of the second alone read as if those never ran
+      let firstPass: UpReport['firstPass'];
       if (failed.length > 0 && !options.signal.aborted) {
+        firstPass = { stoppedAt: run.stoppedAt!, changes: countActions(run.plan), phases: run.phases, plan: run.plan };
         fallbacks = [...fallbacks, ...failed];
         run = await pass(fallbacks);
       }
@@ -489,9 +503,10 @@ async function runUpBody(
         ...base,
         result: run.interrupted ? 'interrupted' : run.stoppedAt ? 'stopped' : options.dryRun ? 'planned' : 'converged',
         ...(run.stoppedAt ? { stoppedAt: run.stoppedAt } : {}),
-        changes: countActions(run.plan),
+        changes: countActions(run.plan) + (firstPass?.changes ?? 0),
         phases: run.phases,
         plan: run.plan,
+        ...(firstPass ? { firstPass } : {}),
         ...(run.matrix ? { matrix: run.matrix } : {}),
         ...(aheadUsed ? { pingAhead: true } : {}),
         ...(probedAhead ? { underlayAhead: true } : {}),

@@ -30,6 +30,8 @@ interface UpJson {
   changes: number;
   matrix?: { cells: Record<string, Record<string, { ok: boolean }>> };
   fallbackRelays?: { pairs: string[]; relayedAtGate: string[]; backToDirect: string[] };
+  firstPass?: { stoppedAt: string; changes: number };
+  plan?: { phases: { nodes: { actions: unknown[] }[] }[] };
 }
 
 interface VerifyJson {
@@ -190,6 +192,12 @@ describeLab(
         const fell = await up();
         assert.equal(fell.result, 'converged');
         assert.deepEqual(fell.fallbackRelays, { pairs: ['a-1 p-2'], relayedAtGate: ['a-1 p-2'], backToDirect: [] });
+        // the first pass, stopped at the ping gate, stays in the report beside the second's phases
+        const first = fell.firstPass!;
+        assert.equal(first?.stoppedAt, 'verify', 'the first pass stopped at the ping gate');
+        const secondPass = fell.plan!.phases.reduce((n, p) => n + p.nodes.reduce((m, x) => m + x.actions.length, 0), 0);
+        assert.ok(secondPass > 0, 'the second pass relayed the pair');
+        assert.equal(fell.changes, first.changes + secondPass, 'changes: both passes');
         everyPairPings(fell);
         assert.match(await sh('a-1', 'wg show wg0 allowed-ips'), /172\.27\.40\.42\/32/, 'p-2 routed through a peer');
         assert.deepEqual(JSON.parse(readFileSync(`${inventory}.state.json`, 'utf8')).fallbackRelays, ['a-1 p-2']);

@@ -144,6 +144,29 @@ describe('bench results', () => {
     );
   });
 
+  it("a cold up that relay: auto took through a second pass is named in its run's line", () => {
+    const floor = { facts: 1, install: 1, keys: 1, config: 1, enable: 1, ping: 1, pingWarm: 1, pingMtu: 1, total: 3000 };
+    const tool = (wallMs: number) => ({ wallMs, cpuMs: 1, rssKiB: 1 });
+    const run = (relayedAtGate?: string[]) => ({
+      labUpMs: 1,
+      load: { start: 1, end: 1, otherContainers: 0 },
+      floor,
+      meshctl: { cold: { ...tool(3500), ...(relayedAtGate ? { relayedAtGate } : {}) }, second: tool(1), verify: tool(1) },
+    });
+    const runs = [run(), run(['edge-1 home-2'])];
+    const page = renderMarkdown({
+      command: 'npm run bench',
+      date: '2026-12-01T14:00:00Z',
+      machine: { cpu: 'x', cores: 2, kernel: 'k', node: 'v20' },
+      sizes: [{ nodes: 4, mix: { public: 1, home: 2, office: 1 }, runs, median: median(runs) }],
+    });
+    const line = page.split('\n').find((l) => l.startsWith('- 4 nodes, above the floor per run'));
+    assert.equal(
+      line,
+      "- 4 nodes, above the floor per run (meshctl / Ansible (ratio)): +0.5 s / - (no Ansible numbers); +0.5 s / - (no Ansible numbers) (meshctl's cold up relayed edge-1 home-2 at the ping gate: a second pass)",
+    );
+  });
+
   it('sizes merged from separate runs say how many runs each median has', () => {
     const floor = { facts: 1, install: 1, keys: 1, config: 1, enable: 1, ping: 1, pingWarm: 1, pingMtu: 1, total: 6 };
     const run = { wallMs: 1, cpuMs: 1, rssKiB: 1 };
