@@ -229,6 +229,7 @@ const plainName = (pattern: string) => !/[*?!]/.test(pattern);
  * Now a line of plain names is found by name (a Map), a hashed or wildcard line is tested once per host, and the
  * answer is kept with the list (loadKnownHosts hands every login the same list while the files are unchanged).
  * The same answer as testing every line: a plain name matches exactly its own lower-case text (matchPatternList).
+ * The array is the one kept for later lookups of the same name: callers must not change it.
  */
 export function hostEntries(entries: readonly KnownHostEntry[], host: string, port: number): KnownHostEntry[] {
   let index = hostIndexes.get(entries);
