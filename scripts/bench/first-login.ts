@@ -9,7 +9,9 @@
  * Prints one line per run and the medians of firstLoginMs, firstTcpConnectMs, firstLoginCpuMs (meshctl's CPU time when
  * the first login was done) and the whole run's CPU time (user+sys, /usr/bin/time), with the load average before and
  * after. MESHCTL=/other/bin/meshctl.js measures another build (one that reports no firstLoginCpuMs shows NaN);
- * BENCH_NODE_ARGS="--flag ..." gives node options; BENCH_TRACE=1 prints each run's stderr.
+ * BENCH_NODE_ARGS="--flag ..." gives node options; BENCH_TRACE=1 prints each run's stderr. BENCH_HASHED=1 writes the
+ * known_hosts lines hashed (`|1|salt|hash`, as OpenSSH writes them with HashKnownHosts yes, Debian's default).
+ * The whole run's wall time (GNU time's %e: start, every login, the first command refused, the exit) is printed too.
  * A/B: with MESHCTL_B (another build) and/or BENCH_NODE_ARGS_B, the runs alternate A, B, A, B ... (RUNS each) against
  * the same sshds, and the medians are printed per side: the load on a shared machine moves between runs, and
  * alternating spreads it over both sides alike.
@@ -20,6 +22,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { keygen, killAll, sshdSkipReason, startSshd, type Sshd } from '../../test/integration/sshd-harness.js';
+import { hashHostName } from '../../src/transport/known-hosts.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 /** the CLI measured: this tree's, or another build's (MESHCTL=/path/to/bin/meshctl.js, e.g. an older commit's) */
@@ -76,21 +79,22 @@ async function main() {
     for (let i = 0; i < count; i++)
       sshds.push(await startSshd({ dir: join(root, `sshd${i}`), authorizedKeys: [client.publicLine], extraConfig: ['ForceCommand true'] }));
     const knownHosts = join(root, 'known_hosts');
-    writeFileSync(knownHosts, sshds.map((s) => `[127.0.0.1]:${s.port} ${s.hostKeys.ed25519!.split(' ').slice(0, 2).join(' ')}\n`).join(''));
+    const hostName = (port: number) => (process.env.BENCH_HASHED ? hashHostName(`[127.0.0.1]:${port}`) : `[127.0.0.1]:${port}`);
+    writeFileSync(knownHosts, sshds.map((s) => `${hostName(s.port)} ${s.hostKeys.ed25519!.split(' ').slice(0, 2).join(' ')}\n`).join(''));
     writeFileSync(join(root, 'ssh_config'), '');
     const inventory = join(root, 'mesh.yaml');
     writeFileSync(inventory, inventoryText(sshds.map((s) => s.port), client.privateFile));
     const env = { PATH: process.env.PATH, HOME: home, MESHCTL_KNOWN_HOSTS: knownHosts, MESHCTL_SSH_CONFIG: join(root, 'ssh_config') };
     const load0 = loadavg();
     const compared = sides();
-    const rows = new Map<Side, { loginMs: number; tcpMs: number; loginCpuMs: number; cpuMs: number }[]>(compared.map((side) => [side, []]));
+    const rows = new Map<Side, { loginMs: number; tcpMs: number; loginCpuMs: number; cpuMs: number; wallMs: number }[]>(compared.map((side) => [side, []]));
     for (let run = 0; run < runs * compared.length; run++) {
       const side = compared[run % compared.length]!;
       const i = Math.floor(run / compared.length);
       const timeFile = join(root, 'time');
       const r = spawnSync(
         '/usr/bin/time',
-        ['-f', '%U %S', '-o', timeFile, process.execPath, ...side.nodeArgs, side.meshctl, 'up', '--dry-run', '--yes', '--json', '--no-underlay-probes', inventory],
+        ['-f', '%U %S %e', '-o', timeFile, process.execPath, ...side.nodeArgs, side.meshctl, 'up', '--dry-run', '--yes', '--json', '--no-underlay-probes', inventory],
         { env, encoding: 'utf8', cwd: root },
       );
       let report: { timings?: { firstLoginMs?: number; firstTcpConnectMs?: number; firstLoginCpuMs?: number } };
@@ -99,12 +103,12 @@ async function main() {
       } catch {
         throw new Error(`run ${i + 1}: no JSON report (exit ${r.status}): ${r.stderr.slice(-2000)}`);
       }
-      const [user, sys] = readFileSync(timeFile, 'utf8').trim().split('\n').at(-1)!.split(' ').map(Number);
+      const [user, sys, wall] = readFileSync(timeFile, 'utf8').trim().split('\n').at(-1)!.split(' ').map(Number);
       const row = { loginMs: report.timings?.firstLoginMs ?? Number.NaN, tcpMs: report.timings?.firstTcpConnectMs ?? Number.NaN,
-        loginCpuMs: report.timings?.firstLoginCpuMs ?? Number.NaN, cpuMs: Math.round((user! + sys!) * 1000) };
+        loginCpuMs: report.timings?.firstLoginCpuMs ?? Number.NaN, cpuMs: Math.round((user! + sys!) * 1000), wallMs: Math.round(wall! * 1000) };
       rows.get(side)!.push(row);
       if (process.env.BENCH_TRACE) process.stdout.write(r.stderr);
-      console.log(`${compared.length > 1 ? `${side.name} ` : ''}run ${i + 1}: first TCP ${row.tcpMs} ms, first login ${row.loginMs} ms (CPU ${row.loginCpuMs} ms), CPU in all ${row.cpuMs} ms (exit ${r.status})`);
+      console.log(`${compared.length > 1 ? `${side.name} ` : ''}run ${i + 1}: first TCP ${row.tcpMs} ms, first login ${row.loginMs} ms (CPU ${row.loginCpuMs} ms), CPU in all ${row.cpuMs} ms, wall in all ${row.wallMs} ms (exit ${r.status})`);
     }
     const load1 = loadavg();
     for (const [side, list] of rows)
@@ -112,7 +116,7 @@ async function main() {
         `${compared.length > 1 ? `${side.name} (${[...side.nodeArgs, side.meshctl].join(' ')}): ` : ''}` +
           `median of ${runs}, ${count} nodes: first login ${median(list.map((r) => r.loginMs))} ms, first TCP ${median(list.map((r) => r.tcpMs))} ms, ` +
           `CPU at the first login ${median(list.map((r) => r.loginCpuMs))} ms, ` +
-          `CPU (whole run) ${median(list.map((r) => r.cpuMs))} ms; load average ${load0.map((l) => l.toFixed(2)).join(' ')} -> ${load1.map((l) => l.toFixed(2)).join(' ')}`,
+          `CPU (whole run) ${median(list.map((r) => r.cpuMs))} ms, wall (whole run) ${median(list.map((r) => r.wallMs))} ms; load average ${load0.map((l) => l.toFixed(2)).join(' ')} -> ${load1.map((l) => l.toFixed(2)).join(' ')}`,
       );
   } finally {
     for (const s of sshds) await s.stop();

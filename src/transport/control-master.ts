@@ -216,18 +216,20 @@ export const masterSocketPath = (dir: string, identity: MasterIdentity): string 
 // ---------------------------------------------------------------------------------------------------------
 // framing: one JSON object per line (JSON.stringify escapes every newline inside strings)
 
-/** The connection options the master applies (all but callbacks, signals and the early-connect maps). */
-export type WireConnectOptions = Pick<
-  ConnectOptions,
-  | 'acceptNew'
-  | 'connectTimeoutMs'
-  | 'keepaliveIntervalMs'
-  | 'keepaliveCountMax'
-  | 'commandTimeoutMs'
-  | 'maxChannels'
-  | 'probe'
-  | 'sshConfigFile'
->;
+/** The names of the connection options the master applies (all but callbacks, signals and the early-connect maps). */
+export const WIRE_OPTIONS = [
+  'acceptNew',
+  'connectTimeoutMs',
+  'keepaliveIntervalMs',
+  'keepaliveCountMax',
+  'commandTimeoutMs',
+  'maxChannels',
+  'probe',
+  'sshConfigFile',
+] as const satisfies readonly (keyof ConnectOptions)[];
+
+/** The connection options the master applies (WIRE_OPTIONS). */
+export type WireConnectOptions = Pick<ConnectOptions, (typeof WIRE_OPTIONS)[number]>;
 
 /** Every message either side sends. `id` ties answers to requests; `conn` is a lent connection's handle. */
 export type Message =
@@ -984,6 +986,46 @@ class ProxyConnection implements Connection {
 
 /** Per process: the link to the master for each socket path (undefined: the master could not be used). */
 const links = new Map<string, Promise<ControlClient | undefined>>();
+/**
+ * Per process: each control directory's check (ensurePrivateDir) and the master's socket path in it, or why it was
+ * refused. A run asks for it once per node (issue 10: connectThroughMaster made the directory and checked it, and
+ * hashed the identity into the path, for every node); the link the path leads to is kept in `links` anyway.
+ */
+const controlPaths = new Map<string, { path: string } | { refused: string }>();
+/** This process's MasterIdentity (see processIdentity). */
+let identityOfProcess: MasterIdentity | undefined;
+
+/** Work connectThroughMaster does once per process, counted for tests (never timed). */
+export const perProcessWork = { identities: 0, directoryChecks: 0 };
+
+/**
+ * ownIdentity, worked out once per process: its parts (meshctl's version and build, the network namespace, the user)
+ * do not change while it runs, and each costs a system call or two (readlink, stat).
+ */
+export function processIdentity(): MasterIdentity {
+  if (!identityOfProcess) {
+    perProcessWork.identities++;
+    identityOfProcess = ownIdentity();
+  }
+  return identityOfProcess;
+}
+
+/** The master's socket path under `env`'s control directory, the directory checked once per process (controlPaths). */
+function controlPath(env: NodeJS.ProcessEnv, identity: MasterIdentity): { path: string } | { refused: string } {
+  const dir = controlDir(env);
+  let known = controlPaths.get(dir);
+  if (!known) {
+    perProcessWork.directoryChecks++;
+    try {
+      ensurePrivateDir(dir);
+      known = { path: masterSocketPath(dir, identity) };
+    } catch (err) {
+      known = { refused: (err as Error).message };
+    }
+    controlPaths.set(dir, known);
+  }
+  return known;
+}
 /** Warned already (one warning per run about the master). */
 let warned = false;
 
@@ -997,6 +1039,7 @@ export async function linkedMasterPids(): Promise<number[]> {
 export function resetControlLinks(): void {
   for (const l of links.values()) void l.then((c) => c?.close());
   links.clear();
+  controlPaths.clear();
   warned = false;
 }
 
@@ -1033,15 +1076,12 @@ function link(
   identity: MasterIdentity,
   warn: (message: string) => void,
 ): Promise<ControlClient | undefined> {
-  let dir: string;
-  try {
-    dir = controlDir(env);
-    ensurePrivateDir(dir);
-  } catch (err) {
-    warn(`--control-persist: ${(err as Error).message}; connecting directly`);
+  const place = controlPath(env, identity);
+  if ('refused' in place) {
+    warn(`--control-persist: ${place.refused}; connecting directly`);
     return Promise.resolve(undefined);
   }
-  const path = masterSocketPath(dir, identity);
+  const { path } = place;
   let got = links.get(path);
   if (!got) {
     got = (async () => {
@@ -1064,6 +1104,13 @@ function link(
   });
 }
 
+/** The options the master needs to connect a node as this run would: WIRE_OPTIONS that are set (JSON has no undefined). */
+export function wireOptions(options: ConnectOptions): WireConnectOptions {
+  const wire: Record<string, unknown> = {};
+  for (const name of WIRE_OPTIONS) if (options[name] !== undefined) wire[name] = options[name];
+  return wire as WireConnectOptions;
+}
+
 /**
  * connectNode with ConnectOptions.controlPersistS above 0: the node's connection from the master (reused or opened
  * there), else, when the master cannot be used, a direct connection (with one warning per run). Errors of the node
@@ -1077,7 +1124,7 @@ export async function connectThroughMaster(node: Node, options: ConnectOptions):
   const early = options.earlySockets?.get(node.name);
   const settings = await resolveNode(node, options, env);
   const configMs = performance.now();
-  const identity = ownIdentity();
+  const identity = processIdentity();
   const persistS = options.controlPersistS ?? 0;
   const warn = (message: string) => {
     if (warned) return;
@@ -1089,16 +1136,6 @@ export async function connectThroughMaster(node: Node, options: ConnectOptions):
   if (!client) return direct();
   void early?.then((e) => e?.socket.destroy());
   const connectCallMs = performance.now();
-  const wire: WireConnectOptions = {
-    acceptNew: options.acceptNew,
-    connectTimeoutMs: options.connectTimeoutMs,
-    keepaliveIntervalMs: options.keepaliveIntervalMs,
-    keepaliveCountMax: options.keepaliveCountMax,
-    commandTimeoutMs: options.commandTimeoutMs,
-    maxChannels: options.maxChannels,
-    probe: options.probe,
-    sshConfigFile: options.sshConfigFile,
-  };
   const key = connectionKey(identity, node, settings, options, env);
   const id = client.id();
   // Ctrl-C while the master connects: this node's connect ends now (the master still finishes it, and lets it go when
@@ -1113,7 +1150,7 @@ export async function connectThroughMaster(node: Node, options: ConnectOptions):
     options.signal?.addEventListener('abort', onAbort, { once: true });
     if (options.signal?.aborted) onAbort(); // aborted while the settings were resolved
     const asked = client.request(
-      { t: 'connect', id, key, node, settings, options: JSON.parse(JSON.stringify(wire)), env: connectEnv(env), persistS },
+      { t: 'connect', id, key, node, settings, options: wireOptions(options), env: connectEnv(env), persistS },
       id,
       (m) => {
         if (m.t !== 'event') return;

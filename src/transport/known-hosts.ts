@@ -180,6 +180,7 @@ export function hashHostName(name: string, salt: Buffer = randomBytes(20)): stri
 }
 
 export function entryMatchesHost(entry: KnownHostEntry, host: string, port: number): boolean {
+  hostNameTests.count++;
   const name = knownHostName(host, port);
   if (entry.hosts.kind === 'hashed') {
     const digest = createHmac('sha1', entry.hosts.salt).update(name).digest();
@@ -201,21 +202,72 @@ export function fingerprintSha256(key: Buffer): string {
   return `SHA256:${createHash('sha256').update(key).digest('base64').replace(/=+$/, '')}`;
 }
 
+/**
+ * How many times an entry's host field was tested against a host name (entryMatchesHost: one HMAC-SHA1 for a hashed
+ * line), for tests: hostEntries answers the rest.
+ */
+export const hostNameTests = { count: 0 };
+
+/** An entries list's lookup index: see hostEntries. */
+interface HostIndex {
+  /** positions of the lines whose patterns are all plain names (no `*`, `?` or `!`), by each name in lower case */
+  byName: Map<string, number[]>;
+  /** positions of every other line (hashed, wildcards, negations): tested one by one */
+  rest: number[];
+  /** answers so far, by knownHostName */
+  found: Map<string, KnownHostEntry[]>;
+}
+
+const hostIndexes = new WeakMap<readonly KnownHostEntry[], HostIndex>();
+
+const plainName = (pattern: string) => !/[*?!]/.test(pattern);
+
+/**
+ * The lines of `entries` whose host field matches host:port (entryMatchesHost), in file order, markers included.
+ * Issue 10: each login looked its host up twice (the key types to offer, then the key offered), testing every line
+ * each time: N logins x N lines x 2, an HMAC-SHA1 each on a hashed file (HashKnownHosts yes, Debian's ssh_config).
+ * Now a line of plain names is found by name (a Map), a hashed or wildcard line is tested once per host, and the
+ * answer is kept with the list (loadKnownHosts hands every login the same list while the files are unchanged).
+ * The same answer as testing every line: a plain name matches exactly its own lower-case text (matchPatternList).
+ * The array is the one kept for later lookups of the same name: callers must not change it.
+ */
+export function hostEntries(entries: readonly KnownHostEntry[], host: string, port: number): KnownHostEntry[] {
+  let index = hostIndexes.get(entries);
+  if (!index) {
+    index = { byName: new Map(), rest: [], found: new Map() };
+    for (const [i, e] of entries.entries()) {
+      if (e.hosts.kind === 'patterns' && e.hosts.patterns.every(plainName)) {
+        for (const name of new Set(e.hosts.patterns.map((p) => p.toLowerCase())))
+          index.byName.set(name, [...(index.byName.get(name) ?? []), i]);
+      } else index.rest.push(i);
+    }
+    hostIndexes.set(entries, index);
+  }
+  const name = knownHostName(host, port);
+  let found = index.found.get(name);
+  if (!found) {
+    const at = [...(index.byName.get(name) ?? []), ...index.rest.filter((i) => entryMatchesHost(entries[i]!, host, port))];
+    found = at.sort((a, b) => a - b).map((i) => entries[i]!);
+    index.found.set(name, found);
+  }
+  return found;
+}
+
 /** Key types this host is known with (plain entries only), so the client can prefer them. */
-export function knownKeyTypes(entries: KnownHostEntry[], host: string, port: number): string[] {
+export function knownKeyTypes(entries: readonly KnownHostEntry[], host: string, port: number): string[] {
   const types: string[] = [];
-  for (const e of entries) {
+  for (const e of hostEntries(entries, host, port)) {
     if (e.marker) continue;
     const type = keyBlobType(e.key) ?? e.keyType;
-    if (!types.includes(type) && entryMatchesHost(e, host, port)) types.push(type);
+    if (!types.includes(type)) types.push(type);
   }
   return types;
 }
 
-export function verifyHostKey(entries: KnownHostEntry[], host: string, port: number, rawKey: Buffer): HostKeyVerdict {
+export function verifyHostKey(entries: readonly KnownHostEntry[], host: string, port: number, rawKey: Buffer): HostKeyVerdict {
   const keyType = keyBlobType(rawKey) ?? 'unknown';
   const fingerprint = fingerprintSha256(rawKey);
-  const relevant = entries.filter((e) => e.marker !== 'cert-authority' && entryMatchesHost(e, host, port));
+  const relevant = hostEntries(entries, host, port).filter((e) => e.marker !== 'cert-authority');
   const revoked = relevant.find((e) => e.marker === 'revoked' && e.key.equals(rawKey));
   if (revoked) return { status: 'revoked', keyType, fingerprint, entry: revoked };
   const plain = relevant.filter((e) => !e.marker);
@@ -239,10 +291,12 @@ const parsedFiles = new Map<string, { stamp: string; parsed: Promise<ParsedKnown
  * process while it is unchanged (same inode, size, mtime and ctime), not once per node: every node's login read and
  * parsed the whole file (one line per node and key type), N times N lines for a mesh of N. A file that changed
  * since (--accept-new appended a key) is read again; nodes connecting at the same moment share one read.
+ * While every file is as before, the answer is the same object as before (its entries keep hostEntries' index and
+ * answers): callers must not change it.
  */
 export async function loadKnownHosts(files: string[]): Promise<ParsedKnownHosts> {
-  const entries: KnownHostEntry[] = [];
-  const problems: KnownHostsProblem[] = [];
+  const parts: (ParsedKnownHosts | undefined)[] = [];
+  let unreadable = false;
   for (const file of files) {
     let parsed: ParsedKnownHosts;
     try {
@@ -263,15 +317,26 @@ export async function loadKnownHosts(files: string[]): Promise<ParsedKnownHosts>
       parsed = await cached.parsed;
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT' || code === 'ENOTDIR') continue;
-      problems.push({ file, reason: `cannot read it: ${(err as Error).message}` });
+      if (code === 'ENOENT' || code === 'ENOTDIR') {
+        parts.push(undefined);
+        continue;
+      }
+      unreadable = true;
+      parts.push({ entries: [], problems: [{ file, reason: `cannot read it: ${(err as Error).message}` }] });
       continue;
     }
-    entries.push(...parsed.entries);
-    problems.push(...parsed.problems);
+    parts.push(parsed);
   }
-  return { entries, problems };
+  const key = files.join('\0');
+  const last = combined.get(key);
+  if (last && !unreadable && last.parts.length === parts.length && last.parts.every((p, i) => p === parts[i])) return last.answer;
+  const answer = { entries: parts.flatMap((p) => p?.entries ?? []), problems: parts.flatMap((p) => p?.problems ?? []) };
+  if (!unreadable) combined.set(key, { parts, answer });
+  return answer;
 }
+
+/** loadKnownHosts' last answer for each list of files, with the parsed files (or none, missing) it was made of. */
+const combined = new Map<string, { parts: (ParsedKnownHosts | undefined)[]; answer: ParsedKnownHosts }>();
 
 export interface AppendOptions {
   /** write the host name hashed (`|1|salt|hash`), as OpenSSH does with HashKnownHosts yes */

@@ -26,7 +26,9 @@ import {
   type MasterIdentity,
   openControlClient,
   ownIdentity,
+  perProcessWork,
   resetControlLinks,
+  wireOptions,
 } from '../../src/transport/control-master.js';
 import type { ResolvedSshConfig } from '../../src/transport/ssh-config.js';
 import type { ConnectOptions } from '../../src/transport/ssh.js';
@@ -333,6 +335,37 @@ describe('a run through an in-process master', () => {
   });
 
   after(() => resetControlLinks());
+
+  test('8 nodes: the identity and the control directory are worked out once per process, not once per node', async () => {
+    const before = { ...perProcessWork };
+    const nodes = Array.from({ length: 8 }, (_, i) => ({ ...node, name: `n${i + 1}`, ssh: { ...node.ssh, port: 2200 + i } }) as Node);
+    const presolved = new Map(nodes.map((n) => [n.name, Promise.resolve({ ...settings, port: n.ssh.port })]));
+    const connections = await Promise.all(nodes.map((n) => connectThroughMaster(n, options({ presolved }))));
+    assert.equal(made.length, 8, 'one connection per node, made by the master');
+    assert.deepEqual(
+      (await Promise.all(connections.map((c) => c.run('hostname')))).map((r) => r.stdout),
+      nodes.map(() => 'ran hostname'),
+    );
+    assert.equal(perProcessWork.directoryChecks - before.directoryChecks, 1, 'the control directory checked once');
+    assert.ok(perProcessWork.identities - before.identities <= 1, 'the identity worked out at most once (once per process)');
+    await Promise.all(connections.map((c) => c.close()));
+  });
+
+  test('the options sent to the master: the ones it applies that are set, nothing else (no callbacks, no signal)', () => {
+    const signal = new AbortController().signal;
+    assert.deepEqual(
+      wireOptions({
+        acceptNew: true,
+        connectTimeoutMs: 5000,
+        probe: undefined,
+        signal,
+        onWarning: () => undefined,
+        env: {},
+        controlPersistS: 60,
+      }),
+      { acceptNew: true, connectTimeoutMs: 5000 },
+    );
+  });
 
   test('runs go through; the next run gets the same connection back (reused), without a new connect', async () => {
     const first = await connectThroughMaster(node, options());
