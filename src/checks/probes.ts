@@ -18,6 +18,7 @@ import {
   parseRouteGet,
   parseSsUdp,
   routeLookupFact,
+  routeSectionName,
   type FactContext,
   type FactDef,
   type IfaceAddr,
@@ -27,13 +28,13 @@ import {
   type UdpListener,
 } from '../facts/definitions.js';
 import { beginMarker, endMarker, PATH_PRELUDE, sectionScript, splitSections, type Section } from '../facts/sections.js';
-import type { LivePeer } from '../render/wgdump.js';
+import type { LivePeer, ParsedWgDump } from '../render/wgdump.js';
 import type { SysctlFileSettings } from '../facts/sysctl-order.js';
 import { parseWgQuickConfig, type ParsedWgQuickConfig } from '../render/wgquick.js';
 import type { FirewallFacts } from '../firewall/verdict.js';
 import { UDP_COUNTERS_FACT, type UdpCounters } from './cold-start.js';
 import { RELAY_FACT, relayIptablesFromSave, type RelayState } from './relay-check.js';
-import { leanChecklistFacts } from './checklist-lean.js';
+import { leanChecklistFacts, routeSection } from './checklist-lean.js';
 
 // the building blocks, re-exported for the code that imported them from here
 export { PATH_PRELUDE, sectionScript, splitSections, type Section };
@@ -150,16 +151,25 @@ const CHECKLIST_FACTS: ReadonlyArray<FactDef<unknown>> = [
 ];
 
 const contextOf = (params: ChecklistParams): FactContext => ({ interface: params.interface, listenPort: params.listenPort });
-const checklistFacts = (params: ChecklistParams): Array<FactDef<unknown>> => {
-  const lean = params.shared ? undefined : leanChecklistFacts(params.peerIps);
-  return [...CHECKLIST_FACTS, ...params.peerIps.map(routeLookupFact), ...(params.firewall ? [FACTS.firewall] : [])]
-    .filter((def) => !params.without?.includes(def.name))
-    .map((def) => lean?.get(def.name) ?? def);
-};
-
-/** The checklist script of one node (one round trip, read-only). */
+/**
+ * The checklist script of one node (one round trip, read-only): factsScript of CHECKLIST_FACTS, a route lookup per
+ * peer and the firewall (debug), less `without`, each in its lean form unless `shared` (./checklist-lean.ts). A peer's
+ * route section is the same text in every node's script: made once per address (routeSection), not once per pair
+ * (issue 10: N (N-1) sections made per verify, 1 s of CPU at 250 nodes).
+ */
 export function checklistScript(params: ChecklistParams): string {
-  return factsScript(checklistFacts(params), contextOf(params), params.endSection ?? 'done');
+  const ctx = contextOf(params);
+  const lean = params.shared ? undefined : leanChecklistFacts(params.peerIps, { routes: false });
+  const kept = (name: string) => !params.without?.includes(name);
+  const parts = [PATH_PRELUDE];
+  const add = (def: FactDef<unknown>) => {
+    if (kept(def.name)) parts.push(sectionScript(def.name, (lean?.get(def.name) ?? def).command(ctx)));
+  };
+  for (const def of CHECKLIST_FACTS) add(def);
+  for (const ip of params.peerIps) if (kept(routeSectionName(ip))) parts.push(routeSection(ip, !params.shared));
+  if (params.firewall) add(FACTS.firewall);
+  parts.push(sectionScript(params.endSection ?? 'done', 'true'));
+  return parts.join('\n');
 }
 
 /** The names of the checklist script's sections, its end section included (what parseChecklistSections reads). */
@@ -167,7 +177,7 @@ export const checklistSectionNames = (params: ChecklistParams): string[] => [
   // the names alone (a lean fact keeps its shared one): no fact made per peer to be asked its name
   ...[
     ...CHECKLIST_FACTS.map((def) => def.name),
-    ...params.peerIps.map((ip) => `route:${ip}`),
+    ...params.peerIps.map(routeSectionName),
     ...(params.firewall ? [FACTS.firewall.name] : []),
   ].filter((name) => !params.without?.includes(name)),
   params.endSection ?? 'done',
@@ -178,8 +188,11 @@ export function parseChecklist(stdout: string, params: ChecklistParams): NodeChe
   return parseChecklistSections(splitSections(stdout), params);
 }
 
-/** parseChecklist on output already cut into sections (from one script or several: ./collect.ts). */
-export function parseChecklistSections(s: Map<string, Section>, params: ChecklistParams): NodeChecklist {
+/**
+ * parseChecklist on output already cut into sections (from one script or several: ./collect.ts). `dump`: the peer
+ * dump section already parsed (verify's pre part read it: ./collect.ts), so it is not parsed again.
+ */
+export function parseChecklistSections(s: Map<string, Section>, params: ChecklistParams, dump?: ParsedWgDump): NodeChecklist {
   const ctx = contextOf(params);
   const fact = <T>(def: FactDef<T>) => readFact(def, s, ctx);
   const problems: string[] = [];
@@ -192,7 +205,7 @@ export function parseChecklistSections(s: Map<string, Section>, params: Checklis
   const liveListenPort = fact(FACTS.interfaceListenPort);
   const wgAvailable = s.get(FACTS.interfaceListenPort.name)?.rc === 0;
 
-  const dump = fact(FACTS.peers);
+  dump ??= fact(FACTS.peers);
   // the dump's own error lines ("Unable to access interface") are not peer lines: only report them when wg works
   if (wgAvailable) for (const p of dump.problems) problems.push(`wg dump line ${p.line}: ${p.reason}`);
 
@@ -230,7 +243,7 @@ export function parseChecklistSections(s: Map<string, Section>, params: Checklis
     ...(config ? { config } : {}),
     interfaceRoutes: fact(FACTS.interfaceRoutes),
     // routeLookupFact(ip)'s parse, without a fact made per peer
-    routes: params.peerIps.map((ip) => parseRouteGet(ip, s.get(`route:${ip}`))),
+    routes: params.peerIps.map((ip) => parseRouteGet(ip, s.get(routeSectionName(ip)))),
     rpFilter: fact(FACTS.rpFilter),
     ...(s.has(FACTS.rpFilterSysctlFiles.name) ? { rpFilterFiles: fact(FACTS.rpFilterSysctlFiles) } : {}),
     service: fact(FACTS.service),
