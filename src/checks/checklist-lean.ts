@@ -227,6 +227,7 @@ export function routeSection(ip: string, lean: boolean): string {
   if (text === undefined) {
     const def = lean ? leanRoute(ip) : routeLookupFact(ip);
     text = sectionScript(def.name, def.command(NO_CONTEXT));
+    routeSectionStats.made++;
     if (cache.size >= ROUTE_SECTIONS_KEPT) cache.clear();
     cache.set(ip, text);
   }
@@ -234,6 +235,8 @@ export function routeSection(ip: string, lean: boolean): string {
 }
 
 const ROUTE_SECTIONS_KEPT = 65_536;
+/** Counts of work, for tests: `made`, the route sections routeSection has written (not taken from its cache). */
+export const routeSectionStats = { made: 0 };
 const leanRouteSections = new Map<string, string>();
 const sharedRouteSections = new Map<string, string>();
 /** What a route command is given: it reads none of it. */

@@ -376,7 +376,10 @@ export async function collectVerify(
   const preParsed = new Map<string, { facts: PreFacts; dump: ParsedWgDump }>();
   const preOf = (node: string, sections: () => Map<string, Section>) => {
     let parsed = preParsed.get(node);
-    if (!parsed) preParsed.set(node, (parsed = readPre(sections(), ctx)));
+    if (!parsed) {
+      parsed = readPre(sections(), ctx);
+      preParsed.set(node, parsed);
+    }
     return parsed;
   };
   const first = startFirst(inventory, connections, {

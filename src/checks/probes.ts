@@ -13,11 +13,9 @@
 import { shellQuote } from '../remote/shell.js';
 import {
   FACTS,
-  factsScript,
   readFact,
   parseRouteGet,
   parseSsUdp,
-  routeLookupFact,
   routeSectionName,
   type FactContext,
   type FactDef,

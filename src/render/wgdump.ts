@@ -97,8 +97,7 @@ function parsePeerFields(fields: string[]): LivePeer | string {
 }
 
 /** The AllowedIPs field, comma-separated (wg prints no spaces; trimmed anyway): one /32 per peer is the usual case. */
-const allowedIpList = (field: string): string[] =>
-  field.includes(',') ? field.split(',').map((ip) => ip.trim()) : [field.trim()];
+const allowedIpList = (field: string): string[] => (field.includes(',') ? field.split(',').map((ip) => ip.trim()) : [field.trim()]);
 
 /**
  * Parses the peer lines of `wg show IFACE dump` (8 fields each). Also accepts `wg show all dump` peer lines
