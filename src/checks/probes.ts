@@ -502,6 +502,9 @@ export function parsePingOutput(stdout: string, params: PingParams): NodePingRes
   const s = splitSections(stdout);
   const ping = new Map<string, PingResult>();
   const mtu = new Map<string, PathMtuResult>();
+  // one parse per distinct body: a node's peers mostly answer alike (`expected=1392 largest=1392 tries=1392:ok`), and
+  // the matrix shares such cells anyway (./ping-matrix.ts shareCell); nothing writes to a parsed result
+  const mtuByBody = new Map<string, PathMtuResult | undefined>();
   for (const target of params.targets) {
     const section = s.get(`ping:${target.ip}`);
     ping.set(
@@ -511,7 +514,14 @@ export function parsePingOutput(stdout: string, params: PingParams): NodePingRes
         : { transmitted: 0, received: 0, loss: 100, error: 'ping did not report (script cut short)' },
     );
     const m = s.get(`mtu:${target.ip}`);
-    const parsed = m ? parsePathMtu(m.body) : undefined;
+    let parsed: PathMtuResult | undefined;
+    if (m) {
+      parsed = mtuByBody.get(m.body);
+      if (parsed === undefined && !mtuByBody.has(m.body)) {
+        parsed = parsePathMtu(m.body);
+        mtuByBody.set(m.body, parsed);
+      }
+    }
     if (parsed) mtu.set(target.ip, parsed);
   }
   const after = new Map<string, Section>();
