@@ -30,6 +30,7 @@ import {
   type FactDef,
 } from '../facts/definitions.js';
 import { relayNftTableName } from '../render/relay.js';
+import { sectionScript } from '../facts/sections.js';
 import { COUNTERS_COMMAND, COUNTERS_READ, UDP_COUNTERS_FACT } from './cold-start.js';
 import { NFT_FIRST_FIREWALL } from '../facts/lean.js';
 import { RELAY_FACT } from './relay-check.js';
@@ -214,11 +215,41 @@ const leanRelay = lean(RELAY_FACT, (ctx) => {
   ].join('\n');
 });
 
-/** The checklist's facts in their lean form, by section name (the others run as shared). */
-export function leanChecklistFacts(peerIps: readonly string[]): Map<string, FactDef<unknown>> {
+/**
+ * One peer's route section as the checklist script writes it (sectionScript of its lean command, or of the shared
+ * one with `lean` false): the same text in every node's script that has the peer, so made once per address and kept
+ * (issue 10: verify's N scripts held N (N-1) of them). The command reads no FactContext. The cache is emptied when
+ * it holds ROUTE_SECTIONS_KEPT texts (a long-lived process verifying many meshes).
+ */
+export function routeSection(ip: string, lean: boolean): string {
+  const cache = lean ? leanRouteSections : sharedRouteSections;
+  let text = cache.get(ip);
+  if (text === undefined) {
+    const def = lean ? leanRoute(ip) : routeLookupFact(ip);
+    text = sectionScript(def.name, def.command(NO_CONTEXT));
+    routeSectionStats.made++;
+    if (cache.size >= ROUTE_SECTIONS_KEPT) cache.clear();
+    cache.set(ip, text);
+  }
+  return text;
+}
+
+const ROUTE_SECTIONS_KEPT = 65_536;
+/** Counts of work, for tests: `made`, the route sections routeSection has written (not taken from its cache). */
+export const routeSectionStats = { made: 0 };
+const leanRouteSections = new Map<string, string>();
+const sharedRouteSections = new Map<string, string>();
+/** What a route command is given: it reads none of it. */
+const NO_CONTEXT: FactContext = { interface: '', listenPort: 0 };
+
+/**
+ * The checklist's facts in their lean form, by section name (the others run as shared). `routes: false` leaves out
+ * the per-peer route facts (checklistScript writes them through routeSection).
+ */
+export function leanChecklistFacts(peerIps: readonly string[], options: { routes?: boolean } = {}): Map<string, FactDef<unknown>> {
   const defs: Array<FactDef<unknown>> = [
     leanAddr(peerIps),
-    ...peerIps.map(leanRoute),
+    ...(options.routes === false ? [] : peerIps.map(leanRoute)),
     leanConfigMeta,
     leanConfigText,
     NFT_FIRST_FIREWALL,

@@ -544,13 +544,12 @@ export async function runColdStartPlan(
     const sent = s ?? { sent: 0, error: 'not sent' };
     const error =
       sent.error ?? (delta ? undefined : `${d.to}'s UDP counters could not be read${failures.has(d.to) ? `: ${failures.get(d.to)}` : ''}`);
-    results.set(d, {
-      ...d,
-      sent: sent.sent,
-      ...(delta ? { delta } : {}),
-      ...(together > 1 ? { together } : {}),
-      ...(error ? { error } : {}),
-    });
+    // built field by field, in the keys' order: the spreads cost ~8 us a direction (N (N-1) of them; issue 10)
+    const result: DirectionResult = { from: d.from, to: d.to, endpoint: d.endpoint, sent: sent.sent };
+    if (delta) result.delta = delta;
+    if (together > 1) result.together = together;
+    if (error) result.error = error;
+    results.set(d, result);
   };
   /** Records a window's verdict over `members` (judgeWindow's): 'judged' or 'passed', or 'undecided' (nothing recorded). */
   const apply = (

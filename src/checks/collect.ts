@@ -10,7 +10,8 @@ import { rootProblem } from '../engine/root-check.js';
 import { REKEY_AFTER_TIME_S } from '../remote/wireguard.js';
 import { desiredMesh, type DesiredNodeConfig } from '../topology/desired.js';
 import { firstContactPairs } from '../topology/endpoints.js';
-import type { LivePeer } from '../render/wgdump.js';
+import type { LivePeer, ParsedWgDump } from '../render/wgdump.js';
+import type { Section } from '../facts/sections.js';
 import { FACTS, factsScript, readFact, type FactContext } from '../facts/definitions.js';
 import {
   checklistProbe,
@@ -139,18 +140,27 @@ export interface PreFacts {
 
 /** Reads the PRE_FACTS script's stdout (pure). Facts that are missing are left out; `peers` is then empty. */
 export function parsePreFacts(stdout: string, ctx: FactContext): PreFacts {
-  const s = splitSections(stdout);
+  return readPre(splitSections(stdout), ctx).facts;
+}
+
+/**
+ * The pre part's facts from its sections (from the pre part alone or the whole first script), with the peer dump as
+ * parsed (its problems too): the checklist reads the same section, and takes this parse (parseChecklistSections).
+ */
+function readPre(s: Map<string, Section>, ctx: FactContext): { facts: PreFacts; dump: ParsedWgDump } {
+  const dump = readFact(FACTS.peers, s, ctx);
   const now = readFact(FACTS.now, s, ctx);
   const livePublicKey = readFact(FACTS.interfacePublicKey, s, ctx);
   const udpCounters = readFact(UDP_COUNTERS_FACT, s, ctx);
   // a dump that failed (no interface) prints wg's error, not peer lines: no peers then
   const dumpOk = s.get(FACTS.peers.name)?.rc === 0;
-  return {
+  const facts = {
     ...(now !== undefined ? { now } : {}),
     ...(livePublicKey ? { livePublicKey } : {}),
-    peers: dumpOk ? readFact(FACTS.peers, s, ctx).peers : [],
+    peers: dumpOk ? dump.peers : [],
     ...(udpCounters ? { udpCounters } : {}),
   };
+  return { facts, dump };
 }
 
 /**
@@ -359,14 +369,32 @@ export async function collectVerify(
   // peer line per peer) and the parsed slices of them were most of verify's heap (issue 10)
   const detach = detacher();
   const early = new Map<string, NodeChecklist>();
+  // each node's peer dump is parsed once, by whichever comes first (its pre part awaited below, or its whole script
+  // ended: the digest), and read by the cold-start probe's first contacts and the checklist alike (issue 10: it was
+  // parsed for each, and once more after the pings, which is a new dump)
+  const ctx = factContext(inventory);
+  const preParsed = new Map<string, { facts: PreFacts; dump: ParsedWgDump }>();
+  const preOf = (node: string, sections: () => Map<string, Section>) => {
+    let parsed = preParsed.get(node);
+    if (!parsed) {
+      parsed = readPre(sections(), ctx);
+      preParsed.set(node, parsed);
+    }
+    return parsed;
+  };
   const first = startFirst(inventory, connections, {
     ...runOptions,
     digest: (node, result) => {
-      const cl = checklistFrom(inventory, node, result.stdout, options);
+      const sections = splitSections(result.stdout);
+      const pre = preOf(node, () => sections);
+      const cl = checklistFrom(inventory, node, sections, options, pre.dump);
       if (!cl) return result;
       // its text goes: the parsed config is what verify judges (~150 bytes a peer, 150 MB at 1,000 nodes)
       const { configText: _text, ...parsed } = cl;
-      early.set(node, detach(parsed));
+      const own = detach(parsed);
+      early.set(node, own);
+      // the pre facts' peers are the same, detached: the output goes now, not after the probes
+      if (pre.facts.peers.length === own.peers.length) pre.facts.peers = own.peers;
       return { ...result, stdout: '' };
     },
   });
@@ -374,7 +402,7 @@ export async function collectVerify(
   const unreachable = new Map<string, string>();
   const rootFailed = new Set<string>();
   // the pre parts (the cold-start probe's barrier), each node proving root first when asked
-  const preOut = new Map<string, string>();
+  const preFacts = new Map<string, PreFacts>();
   for (const [node, run] of first) {
     const pre = await run.pre;
     // a sudo that wants a password: the transport says so by throwing (../transport/ssh.ts), as its probe did
@@ -388,14 +416,15 @@ export async function collectVerify(
     if (why !== undefined) {
       rootFailed.add(node);
       unreachable.set(node, why);
-    } else preOut.set(node, pre.stdout);
+    } else preFacts.set(node, preOf(node, () => splitSections(pre.stdout)).facts);
   }
   const preMs = Date.now() - started;
   // the pre parts are read: their outputs go (the runs keep only their whole scripts: wholes)
   first.clear();
   const reachable = new Map([...connections].filter(([node]) => !rootFailed.has(node)));
-  const probed = await runProbes(inventory, reachable, preOut, options, started, detach);
-  preOut.clear();
+  const probed = await runProbes(inventory, reachable, preFacts, options, started, detach);
+  preFacts.clear();
+  preParsed.clear();
 
   // the checklists, mostly in hand by now: each read from its first script's whole output (pre part included)
   const checklists = new Map<string, NodeChecklist>();
@@ -499,12 +528,20 @@ async function notRoot(
   return rootFailure(node, connection.target, sudo(node), pre.stdout, whole);
 }
 
-/** A node's checklist from its first script's output; undefined when no section of the checklist came back. */
-function checklistFrom(inventory: Inventory, node: string, stdout: string, options: CollectOptions): NodeChecklist | undefined {
+/**
+ * A node's checklist from its first script's output, cut into sections (`dump`: its peer dump as the pre part's
+ * reading parsed it); undefined when no section of the checklist came back.
+ */
+function checklistFrom(
+  inventory: Inventory,
+  node: string,
+  sections: Map<string, Section>,
+  options: CollectOptions,
+  dump: ParsedWgDump,
+): NodeChecklist | undefined {
   const params = checklistParams(inventory, node, { ...options, withoutPre: true, beside: true });
-  const sections = splitSections(stdout);
   if (!checklistSectionNames(params).some((name) => sections.has(name))) return undefined;
-  return parseChecklistSections(sections, params);
+  return parseChecklistSections(sections, params, dump);
 }
 
 /** The probes' part of collectVerify's answer. */
@@ -561,7 +598,7 @@ function collected(
 }
 
 /**
- * The cold-start probe, then the ping + path-MTU round (see collectVerify). `preOut`: each node's pre part;
+ * The cold-start probe, then the ping + path-MTU round (see collectVerify). `pre`: each node's pre part, read;
  * `preStarted`: when the pre parts were started (Date.now()).
  * The ping round's channels are opened while the probe runs and its scripts sent only once the probe has ended
  * (PingMatrixOptions.sendWhen): the pings still follow every burst and every read of the counters, but the round no
@@ -572,13 +609,11 @@ function collected(
 async function runProbes(
   inventory: Inventory,
   connections: Map<string, Connection>,
-  preOut: Map<string, string>,
+  pre: Map<string, PreFacts>,
   options: CollectOptions,
   preStarted: number,
   detach: <T>(value: T) => T,
 ): Promise<Omit<Probed, 'preMs'>> {
-  const ctx = factContext(inventory);
-  const pre = new Map<string, PreFacts>([...preOut].map(([node, stdout]) => [node, parsePreFacts(stdout, ctx)]));
   const initial = new Map<string, UdpCounters>();
   for (const [name, facts] of pre) if (facts.udpCounters) initial.set(name, facts.udpCounters);
   const firstContact = pairsWithoutSession(inventory, pre, liveKeys(inventory, pre));

@@ -13,11 +13,10 @@
 import { shellQuote } from '../remote/shell.js';
 import {
   FACTS,
-  factsScript,
   readFact,
   parseRouteGet,
   parseSsUdp,
-  routeLookupFact,
+  routeSectionName,
   type FactContext,
   type FactDef,
   type IfaceAddr,
@@ -27,13 +26,13 @@ import {
   type UdpListener,
 } from '../facts/definitions.js';
 import { beginMarker, endMarker, PATH_PRELUDE, sectionScript, splitSections, type Section } from '../facts/sections.js';
-import type { LivePeer } from '../render/wgdump.js';
+import type { LivePeer, ParsedWgDump } from '../render/wgdump.js';
 import type { SysctlFileSettings } from '../facts/sysctl-order.js';
 import { parseWgQuickConfig, type ParsedWgQuickConfig } from '../render/wgquick.js';
 import type { FirewallFacts } from '../firewall/verdict.js';
 import { UDP_COUNTERS_FACT, type UdpCounters } from './cold-start.js';
 import { RELAY_FACT, relayIptablesFromSave, type RelayState } from './relay-check.js';
-import { leanChecklistFacts } from './checklist-lean.js';
+import { leanChecklistFacts, routeSection } from './checklist-lean.js';
 
 // the building blocks, re-exported for the code that imported them from here
 export { PATH_PRELUDE, sectionScript, splitSections, type Section };
@@ -150,16 +149,25 @@ const CHECKLIST_FACTS: ReadonlyArray<FactDef<unknown>> = [
 ];
 
 const contextOf = (params: ChecklistParams): FactContext => ({ interface: params.interface, listenPort: params.listenPort });
-const checklistFacts = (params: ChecklistParams): Array<FactDef<unknown>> => {
-  const lean = params.shared ? undefined : leanChecklistFacts(params.peerIps);
-  return [...CHECKLIST_FACTS, ...params.peerIps.map(routeLookupFact), ...(params.firewall ? [FACTS.firewall] : [])]
-    .filter((def) => !params.without?.includes(def.name))
-    .map((def) => lean?.get(def.name) ?? def);
-};
-
-/** The checklist script of one node (one round trip, read-only). */
+/**
+ * The checklist script of one node (one round trip, read-only): factsScript of CHECKLIST_FACTS, a route lookup per
+ * peer and the firewall (debug), less `without`, each in its lean form unless `shared` (./checklist-lean.ts). A peer's
+ * route section is the same text in every node's script: made once per address (routeSection), not once per pair
+ * (issue 10: N (N-1) sections made per verify, 1 s of CPU at 250 nodes).
+ */
 export function checklistScript(params: ChecklistParams): string {
-  return factsScript(checklistFacts(params), contextOf(params), params.endSection ?? 'done');
+  const ctx = contextOf(params);
+  const lean = params.shared ? undefined : leanChecklistFacts(params.peerIps, { routes: false });
+  const kept = (name: string) => !params.without?.includes(name);
+  const parts = [PATH_PRELUDE];
+  const add = (def: FactDef<unknown>) => {
+    if (kept(def.name)) parts.push(sectionScript(def.name, (lean?.get(def.name) ?? def).command(ctx)));
+  };
+  for (const def of CHECKLIST_FACTS) add(def);
+  for (const ip of params.peerIps) if (kept(routeSectionName(ip))) parts.push(routeSection(ip, !params.shared));
+  if (params.firewall) add(FACTS.firewall);
+  parts.push(sectionScript(params.endSection ?? 'done', 'true'));
+  return parts.join('\n');
 }
 
 /** The names of the checklist script's sections, its end section included (what parseChecklistSections reads). */
@@ -167,7 +175,7 @@ export const checklistSectionNames = (params: ChecklistParams): string[] => [
   // the names alone (a lean fact keeps its shared one): no fact made per peer to be asked its name
   ...[
     ...CHECKLIST_FACTS.map((def) => def.name),
-    ...params.peerIps.map((ip) => `route:${ip}`),
+    ...params.peerIps.map(routeSectionName),
     ...(params.firewall ? [FACTS.firewall.name] : []),
   ].filter((name) => !params.without?.includes(name)),
   params.endSection ?? 'done',
@@ -178,8 +186,11 @@ export function parseChecklist(stdout: string, params: ChecklistParams): NodeChe
   return parseChecklistSections(splitSections(stdout), params);
 }
 
-/** parseChecklist on output already cut into sections (from one script or several: ./collect.ts). */
-export function parseChecklistSections(s: Map<string, Section>, params: ChecklistParams): NodeChecklist {
+/**
+ * parseChecklist on output already cut into sections (from one script or several: ./collect.ts). `dump`: the peer
+ * dump section already parsed (verify's pre part read it: ./collect.ts), so it is not parsed again.
+ */
+export function parseChecklistSections(s: Map<string, Section>, params: ChecklistParams, dump?: ParsedWgDump): NodeChecklist {
   const ctx = contextOf(params);
   const fact = <T>(def: FactDef<T>) => readFact(def, s, ctx);
   const problems: string[] = [];
@@ -192,7 +203,7 @@ export function parseChecklistSections(s: Map<string, Section>, params: Checklis
   const liveListenPort = fact(FACTS.interfaceListenPort);
   const wgAvailable = s.get(FACTS.interfaceListenPort.name)?.rc === 0;
 
-  const dump = fact(FACTS.peers);
+  dump ??= fact(FACTS.peers);
   // the dump's own error lines ("Unable to access interface") are not peer lines: only report them when wg works
   if (wgAvailable) for (const p of dump.problems) problems.push(`wg dump line ${p.line}: ${p.reason}`);
 
@@ -230,7 +241,7 @@ export function parseChecklistSections(s: Map<string, Section>, params: Checklis
     ...(config ? { config } : {}),
     interfaceRoutes: fact(FACTS.interfaceRoutes),
     // routeLookupFact(ip)'s parse, without a fact made per peer
-    routes: params.peerIps.map((ip) => parseRouteGet(ip, s.get(`route:${ip}`))),
+    routes: params.peerIps.map((ip) => parseRouteGet(ip, s.get(routeSectionName(ip)))),
     rpFilter: fact(FACTS.rpFilter),
     ...(s.has(FACTS.rpFilterSysctlFiles.name) ? { rpFilterFiles: fact(FACTS.rpFilterSysctlFiles) } : {}),
     service: fact(FACTS.service),
@@ -491,6 +502,9 @@ export function parsePingOutput(stdout: string, params: PingParams): NodePingRes
   const s = splitSections(stdout);
   const ping = new Map<string, PingResult>();
   const mtu = new Map<string, PathMtuResult>();
+  // one parse per distinct body: a node's peers mostly answer alike (`expected=1392 largest=1392 tries=1392:ok`), and
+  // the matrix shares such cells anyway (./ping-matrix.ts shareCell); nothing writes to a parsed result
+  const mtuByBody = new Map<string, PathMtuResult | undefined>();
   for (const target of params.targets) {
     const section = s.get(`ping:${target.ip}`);
     ping.set(
@@ -500,7 +514,14 @@ export function parsePingOutput(stdout: string, params: PingParams): NodePingRes
         : { transmitted: 0, received: 0, loss: 100, error: 'ping did not report (script cut short)' },
     );
     const m = s.get(`mtu:${target.ip}`);
-    const parsed = m ? parsePathMtu(m.body) : undefined;
+    let parsed: PathMtuResult | undefined;
+    if (m) {
+      parsed = mtuByBody.get(m.body);
+      if (parsed === undefined && !mtuByBody.has(m.body)) {
+        parsed = parsePathMtu(m.body);
+        mtuByBody.set(m.body, parsed);
+      }
+    }
     if (parsed) mtu.set(target.ip, parsed);
   }
   const after = new Map<string, Section>();

@@ -817,9 +817,12 @@ export function parseSshConnection(text: string | undefined): OperatorAddress | 
   return { address, ...(nodeAddress !== undefined ? { nodeAddress } : {}) };
 }
 
+/** The name of the section (and fact) of one peer's route lookup, `route:IP` (routeLookupFact). */
+export const routeSectionName = (ip: string): string => `route:${ip}`;
+
 /** `ip -j route get IP`: where the kernel sends traffic for one peer's overlay address (one fact per peer). */
 export const routeLookupFact = (ip: string): FactDef<RouteLookup> => ({
-  name: `route:${ip}`,
+  name: routeSectionName(ip),
   command: () => sh`ip -j route get ${ip}`.text,
   parse: (s) => parseRouteGet(ip, s),
 });

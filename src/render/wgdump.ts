@@ -47,9 +47,25 @@ const INTERFACE_FIELDS = 4;
 const NONE = '(none)';
 
 function nonNegativeInteger(text: string): number | undefined {
-  return /^\d+$/.test(text) ? Number(text) : undefined;
+  const n = text.length;
+  if (n === 0) return undefined;
+  for (let i = 0; i < n; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 48 || c > 57) return undefined;
+  }
+  return Number(text);
 }
 
+/**
+ * Counts of work, for tests and the bench (issue 10: verify parsed each node's peer dump three times): `lines`, the
+ * non-empty dump lines parseWgDumpPeers has read in this process.
+ */
+export const wgDumpParseStats = { lines: 0 };
+
+/**
+ * One peer line's 8 fields (no interface name first) into a LivePeer, or why it was not taken. The object's keys
+ * in the order they always had (the JSON of debug and verify --all-checks shows them).
+ */
 function parsePeerFields(fields: string[]): LivePeer | string {
   const [publicKey, presharedKey, endpoint, allowedIps, handshake, rx, tx, keepalive] = fields as [
     string,
@@ -69,17 +85,19 @@ function parsePeerFields(fields: string[]): LivePeer | string {
   if (latestHandshake === undefined || rxBytes === undefined || txBytes === undefined || persistentKeepalive === undefined) {
     return 'handshake, transfer or keepalive field is not a number';
   }
-  return {
-    publicKey,
-    hasPresharedKey: presharedKey !== NONE && presharedKey !== '',
-    ...(endpoint !== NONE && endpoint !== '' ? { endpoint } : {}),
-    allowedIps: allowedIps === NONE || allowedIps === '' ? [] : allowedIps.split(',').map((ip) => ip.trim()),
-    ...(latestHandshake > 0 ? { latestHandshake } : {}),
-    rxBytes,
-    txBytes,
-    ...(persistentKeepalive > 0 ? { persistentKeepalive } : {}),
-  };
+  // built in key order without spreads (one object per peer, N (N-1) per verify)
+  const peer = { publicKey, hasPresharedKey: presharedKey !== NONE && presharedKey !== '' } as LivePeer;
+  if (endpoint !== NONE && endpoint !== '') peer.endpoint = endpoint;
+  peer.allowedIps = allowedIps === NONE || allowedIps === '' ? [] : allowedIpList(allowedIps);
+  if (latestHandshake > 0) peer.latestHandshake = latestHandshake;
+  peer.rxBytes = rxBytes;
+  peer.txBytes = txBytes;
+  if (persistentKeepalive > 0) peer.persistentKeepalive = persistentKeepalive;
+  return peer;
 }
+
+/** The AllowedIPs field, comma-separated (wg prints no spaces; trimmed anyway): one /32 per peer is the usual case. */
+const allowedIpList = (field: string): string[] => (field.includes(',') ? field.split(',').map((ip) => ip.trim()) : [field.trim()]);
 
 /**
  * Parses the peer lines of `wg show IFACE dump` (8 fields each). Also accepts `wg show all dump` peer lines
@@ -87,23 +105,26 @@ function parsePeerFields(fields: string[]): LivePeer | string {
  */
 export function parseWgDumpPeers(text: string): ParsedWgDump {
   const result: ParsedWgDump = { peers: [], problems: [] };
-  text.split(/\r?\n/).forEach((lineText, index) => {
+  const lines = text.includes('\r') ? text.split(/\r?\n/) : text.split('\n');
+  for (let index = 0; index < lines.length; index++) {
+    const lineText = lines[index]!;
     const line = index + 1;
-    if (lineText.trim() === '') return;
+    if (lineText.trim() === '') continue;
+    wgDumpParseStats.lines++;
     let fields = lineText.split('\t');
     if (fields.length === INTERFACE_FIELDS || fields.length === INTERFACE_FIELDS + 1) {
       result.problems.push({ line, reason: 'refused an interface line (it holds the private key); the probe must drop it (tail -n +2)' });
-      return;
+      continue;
     }
     if (fields.length === PEER_FIELDS + 1) fields = fields.slice(1);
     if (fields.length !== PEER_FIELDS) {
       result.problems.push({ line, reason: `expected ${PEER_FIELDS} tab-separated fields, found ${fields.length}` });
-      return;
+      continue;
     }
     const peer = parsePeerFields(fields);
     if (typeof peer === 'string') result.problems.push({ line, reason: peer });
     else result.peers.push(peer);
-  });
+  }
   return result;
 }
 
