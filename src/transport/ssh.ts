@@ -328,7 +328,13 @@ export function signalExitCode(signal: string | undefined): number {
   return typeof number === 'number' ? 128 + number : 255;
 }
 
-/** ssh2 serverHostKey preference: algorithms for the key types known_hosts already has come first. */
+/**
+ * ssh2 serverHostKey preference: algorithms for the key types known_hosts already has come first, in the default
+ * order (ed25519 first), never in the file's order. This is OpenSSH's rule (sshconnect2.c order_hostkeyalgs walks its
+ * default list and moves the known ones ahead): a host whose known_hosts lists its ECDSA key before its ED25519 key
+ * is still asked for the ED25519 one, so a changed ED25519 key is refused as `ssh` refuses it, not passed over for an
+ * unchanged ECDSA key.
+ */
 export function hostKeyAlgorithms(knownTypes: string[]): string[] {
   const all = [
     'ssh-ed25519',
@@ -340,7 +346,8 @@ export function hostKeyAlgorithms(knownTypes: string[]): string[] {
     'ssh-rsa',
   ];
   const forType = (t: string) => (t === 'ssh-rsa' ? ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'] : [t]);
-  const preferred = knownTypes.flatMap(forType).filter((a) => all.includes(a));
+  const known = new Set(knownTypes.flatMap(forType));
+  const preferred = all.filter((a) => known.has(a));
   return [...new Set([...preferred, ...all])];
 }
 

@@ -75,4 +75,22 @@ describe('no host-key proofs asked after login (real sshd)', { skip: skip ?? fal
       /HOST KEY CHANGED/,
     );
   });
+
+  test("an ED25519 key that changed is refused even when known_hosts lists the host's unchanged ECDSA key first", async () => {
+    // OpenSSH (sshconnect2.c order_hostkeyalgs) prefers the known types in its own default order, ed25519 first, so
+    // `ssh` says REMOTE HOST IDENTIFICATION HAS CHANGED here; the file's order must not let meshctl settle on ECDSA
+    const other = keygen(join(root, 'other_host_key_2'));
+    const file = join(root, 'known_hosts_mixed');
+    const line = (key: string) => `[127.0.0.1]:${sshd.port} ${key.split(' ').slice(0, 2).join(' ')}`;
+    writeFileSync(file, `${line(sshd.hostKeys.ecdsa!)}\n${line(other.publicLine)}\n`);
+    // a connection made (the bug) is closed, so the failure is an assertion, not a test left hanging on its socket
+    const outcome = await connectNode(node, { env: { ...env, MESHCTL_KNOWN_HOSTS: file } }).then(
+      async (c) => {
+        await c.close();
+        return 'connected';
+      },
+      (error: Error) => error.message,
+    );
+    assert.match(outcome, /HOST KEY CHANGED/);
+  });
 });
