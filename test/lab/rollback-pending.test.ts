@@ -10,12 +10,11 @@
  */
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after } from 'node:test';
-import { meshctlInOperator } from '../../src/lab/index.js';
+import { spawnMeshctl } from '../support/spawned-meshctl.js';
 import { describeLab } from './harness.js';
 
 const INVENTORY = 'inventories/homelab.yaml';
@@ -54,7 +53,7 @@ describeLab(
      * live on every changed node. Resolves with the time of the kill (ms).
      */
     async function interruptedUp(inventory: string, live: () => Promise<boolean>): Promise<number> {
-      const { argv, env } = meshctlInOperator(lab().name, [
+      const { child, output, exited } = spawnMeshctl(lab().name, [
         'up',
         inventory,
         '--no-underlay-probes',
@@ -66,25 +65,20 @@ describeLab(
         '--connect-timeout',
         '60',
       ]);
-      const child = spawn(argv[0]!, argv.slice(1), { env, stdio: ['ignore', 'pipe', 'pipe'] });
-      let output = '';
-      child.stdout.on('data', (c: Buffer) => (output += c.toString()));
-      child.stderr.on('data', (c: Buffer) => (output += c.toString()));
-      const exited = new Promise<number | null>((resolve) => child.on('close', (code, signal) => resolve(signal ? -1 : code)));
       const holdLogins = (op: string) => sh('ms-1', `iptables ${op} INPUT -p tcp --dport 22 --syn -j DROP`);
       try {
-        for (let i = 0; i < 600 && !/Install WireGuard/.test(output); i++) await sleep(100);
+        for (let i = 0; i < 600 && !/Install WireGuard/.test(output()); i++) await sleep(100);
         await holdLogins('-I');
         let done = false;
         for (let i = 0; i < 900 && !done; i++) {
           done = await live();
           if (!done) await sleep(100);
         }
-        assert.ok(done, `the change never went live:\n${output}`);
+        assert.ok(done, `the change never went live:\n${output()}`);
         child.kill('SIGKILL');
         const killedAt = Date.now();
-        assert.equal(await exited, -1, output);
-        assert.doesNotMatch(output, /rollback disarmed/);
+        assert.equal(await exited, -1, output());
+        assert.doesNotMatch(output(), /rollback disarmed/);
         for (const node of CHANGED) assert.match(await leftovers(node), /revert/, `${node}: no pending rollback to test with`);
         return killedAt;
       } finally {
