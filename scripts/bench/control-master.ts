@@ -2,7 +2,8 @@
  * The bench runs meshctl with --control-persist (as Ansible's runs have ControlPersist): the runs start a background
  * master (src/transport/control-master.ts) that outlives them. This finds the masters of one control directory (by
  * their command line: `__control-master --socket DIR/...`), reads the CPU they used (it is not in the runs' CPU:
- * /usr/bin/time counts only the processes it waited for) and ends them, before a lab goes down.
+ * /usr/bin/time counts only the processes it waited for) and ends them, before a lab goes down. The lab test of
+ * --control-persist (test/lab/control-persist.test.ts) finds and ends its masters with the same functions.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
@@ -45,13 +46,16 @@ function cpuMs(pid: number): number {
   }
 }
 
-/** Ends the masters of `dir` (SIGTERM: they close their connections and exit) and says how much CPU they had used. */
-export function endControlMasters(dir: string): number {
+/**
+ * Ends the masters of `dir` (SIGTERM, the default: they close their connections and exit; SIGKILL when nothing of
+ * them may be left, whatever state they are in) and says how much CPU they had used.
+ */
+export function endControlMasters(dir: string, signal: NodeJS.Signals = 'SIGTERM'): number {
   let total = 0;
   for (const pid of controlMasters(dir)) {
     total += cpuMs(pid);
     try {
-      process.kill(pid, 'SIGTERM');
+      process.kill(pid, signal);
     } catch {
       // gone already
     }

@@ -7,7 +7,8 @@
  * 3. the other nodes run `up` with the inventory minus the named nodes: their configs lose those peers and the
  *    running interfaces get a `wg syncconf` (no restart, other sessions kept) and lose the peers' routes. When that
  *    run stops at a gate, the named nodes are left untouched;
- * 4. the named nodes, under the run lock: wg-quick@IFACE stopped and disabled, the interface deleted, and with
+ * 4. the named nodes, under the run lock: a rollback an interrupted `up` left pending cancelled first (its timer would
+ *    bring the interface back: ../engine/revert.ts), wg-quick@IFACE stopped and disabled, the interface deleted, and with
  *    `--purge` the config, its backup, the key pair, the sysctl file and the drop-in removed.
  * The inventory is not edited: a later `up` with it builds the nodes again (drop them from it to keep them out).
  * The local state (src/state) forgets a purged node's key.

@@ -17,6 +17,25 @@ import { connectorFor, parseForks, sshOptionsFromFlags, CONTROL_PERSIST_HELP } f
 import { collectValues, resolveLimit } from '../engine/limit.js';
 import { inventoryWithFallbacks, statePublicKeys } from '../state/record.js';
 import { pathReports, renderPaths } from '../checks/report.js';
+import { notDirectPairs, planPaths } from '../topology/paths.js';
+import type { Inventory } from '../inventory/types.js';
+
+/**
+ * The text below the plan: the pairs whose path is not direct (relayed via R, or none) with their `why`, and how many
+ * pairs of each kind ('' when every pair is direct). Only those pairs' paths are made (../topology/paths.ts
+ * notDirectPairs): building every pair's report (with its `why`) to show a few was O(pairs) sentences.
+ */
+export function plannedPathsText(inventory: Inventory): string {
+  const { pairs, counts } = notDirectPairs(planPaths(inventory));
+  const reports = pairs.map(({ a, b, path }) => ({
+    a,
+    b,
+    kind: path.kind,
+    why: path.why,
+    ...(path.kind === 'relayed' ? { via: path.via } : {}),
+  }));
+  return renderPaths(reports, { measured: false, counts });
+}
 
 interface PlanFlags {
   json?: boolean;
@@ -88,15 +107,21 @@ export function registerPlan(program: Command, finish: (result: CommandResult) =
         else process.stderr.write(chalk.red.bold(`cannot plan past "${report.stoppedAt}": fix the node first\n`));
         return finish('stop');
       }
-      // every pair's path (direct, relayed via R, none) as planned from the inventory: JSON `paths`, text below the plan
-      const paths = pathReports(inventory, undefined);
-      const pathsText = renderPaths(paths, { measured: false });
-      // JSON in pieces: the plan holds every node's scripts, N^2 text at farm scale (src/ui/json-text.ts)
-      if (flags.json) await (await import('../ui/json-text.js')).writeJson(process.stdout, { ...report.plan, paths }, 2);
-      else
+      // JSON `paths`: every pair's path (direct, relayed via R, none) as planned from the inventory; JSON in pieces: the
+      // plan holds every node's scripts, N^2 text at farm scale (src/ui/json-text.ts)
+      if (flags.json)
+        await (await import('../ui/json-text.js')).writeJson(
+          process.stdout,
+          { ...report.plan, paths: pathReports(inventory, undefined) },
+          2,
+        );
+      else {
+        // the text: the pairs that are not direct only
+        const pathsText = plannedPathsText(inventory);
         process.stdout.write(
           `${renderUnderlayNote(report.phases, chalk)}${renderPlan(report.plan!, chalk)}${pathsText ? `\n${pathsText}` : ''}`,
         );
+      }
       finish(countActions(report.plan!) === 0 ? 'ok' : 'drift');
     });
 }

@@ -65,6 +65,7 @@ const withWhy = (result: CheckResult, underlay: { why?: string }): CheckResult =
         ...result,
         message: `${result.message}${UNDERLAY_CHANGED_NOTE}`,
         evidence: [`${UNDERLAY_CHANGED}${underlay.why}`, ...(result.evidence ?? [])],
+        underlayChanged: { why: underlay.why, message: result.message },
       };
 
 /**

@@ -23,7 +23,9 @@
  * carries none, and a hand-made one that does is copied node-locally under umask 077, never sent anywhere.
  */
 import { randomBytes } from 'node:crypto';
-import type { Change, CheckResult, NodeAction, NodePhaseReport } from './types.js';
+import type { Change, CheckResult, NodeAction, NodePhaseReport, NodeStep, PhaseReport } from './types.js';
+import type { Registry } from './runner.js';
+import { sectionScript, splitSections } from '../facts/sections.js';
 import { raw, sh } from '../remote/shell.js';
 import { reresolvePaths, wireguardPaths } from '../remote/wireguard.js';
 import { systemctlEnablement } from '../remote/systemctl.js';
@@ -147,6 +149,15 @@ export function revertScript(iface: string, runId: string, systemd: boolean): st
 }
 
 /**
+ * A shell test on a run's snapshot directory `$o`: true while its revert can still act, i.e. it has not run and a
+ * timer (or its service, a revert running now) or the fallback's background sleep of it is alive. Such a directory of
+ * another run holds a change that nobody confirmed yet and that goes back by itself (armScript refuses to arm over
+ * it, pendingRollbacksScript reports it, `down` cancels it).
+ */
+const CAN_STILL_ACT =
+  '[ ! -e "$o/reverted" ] && { { [ -s "$o/unit" ] && { systemctl is-active -q "$(cat "$o/unit").timer" || systemctl is-active -q "$(cat "$o/unit").service"; } 2>/dev/null; } || { [ -s "$o/pid" ] && kill -0 "$(cat "$o/pid")" 2>/dev/null; }; }';
+
+/**
  * What the arm says on stderr when another run's change is pending in `$o` (finding 18: name the run that left it and
  * when it goes back, so the next step is clear; `$o/deadline` is missing in a snapshot of an older meshctl).
  */
@@ -211,7 +222,7 @@ export function armScript(iface: string, options: RollbackOptions, systemd: bool
     // being armed meanwhile
     '  for o in /run/meshctl/revert-*; do',
     '    [ -d "$o" ] && [ "$o" != "$d" ] || continue',
-    `    if [ ! -e "$o/reverted" ] && { { [ -s "$o/unit" ] && { systemctl is-active -q "$(cat "$o/unit").timer" || systemctl is-active -q "$(cat "$o/unit").service"; } 2>/dev/null; } || { [ -s "$o/pid" ] && kill -0 "$(cat "$o/pid")" 2>/dev/null; }; }; then`,
+    `    if ${CAN_STILL_ACT}; then`,
     `      if [ -e "$o/state" ]; then ${PENDING_MESSAGE}; exit ${PENDING_OTHER_EXIT}; fi`,
     '      continue',
     '    fi',
@@ -458,4 +469,184 @@ export async function settleLeftovers(
     notes.push(`${node}: ${check.message}`);
   }
   return notes;
+}
+
+/**
+ * A shell function `mc_cancel DIR` that takes a run's pending revert off the node: its timers stopped (the glob over
+ * the run's unit prefix, as stopRunTimers), its background sleep killed, a revert already running waited for (up to
+ * 60 s: killed half-way it would leave half the files restored); prints `cancelled` (the directory removed),
+ * `reverted` (the revert ran first: the node is back on that run's snapshot) or `failed` (a revert that started and
+ * did not finish). Both scripts that cancel a revert (confirmPendingScript, cancelAllRollbacksScript) define it.
+ */
+const CANCEL_FUNCTION = [
+  'mc_cancel() {',
+  '  r=${1##*/revert-}',
+  '  if [ -s "$1/unit" ]; then systemctl stop "meshctl-revert-$r-*.timer" 2>/dev/null || true; fi',
+  '  if [ -s "$1/pid" ] && [ ! -e "$1/log" ]; then kill "$(cat "$1/pid")" 2>/dev/null || true; fi',
+  '  i=0; while [ -e "$1/log" ] && [ ! -e "$1/reverted" ] && [ $i -lt 60 ]; do sleep 1; i=$((i + 1)); done',
+  '  if [ -e "$1/reverted" ]; then echo reverted; elif [ -e "$1/log" ]; then echo failed; else rm -rf "$1"; echo cancelled; fi',
+  '}',
+].join('\n');
+
+/** The facts probe's section (../facts/sections.ts) that lists the pending reverts of earlier runs on a node. */
+export const PENDING_SECTION = 'rollback-pending';
+
+/**
+ * The section's command: one `pending=RUN DEADLINE` line per snapshot directory of a run whose revert can still act
+ * (CAN_STILL_ACT; DEADLINE in Unix seconds, empty for an older meshctl's). Only shell builtins when /run/meshctl holds
+ * no snapshot (issue 10: a converged run's probe pays no exec for it).
+ */
+export function pendingRollbacksScript(): string {
+  return [
+    'for o in /run/meshctl/revert-*; do',
+    '  [ -d "$o" ] && [ -e "$o/state" ] || continue',
+    `  if ${CAN_STILL_ACT}; then echo "pending=\${o##*/revert-} $(cat "$o/deadline" 2>/dev/null)"; fi`,
+    'done',
+  ].join('\n');
+}
+
+/** A pending revert of an earlier run on a node: its run id and when it fires (Unix seconds, when known). */
+export interface PendingRollback {
+  runId: string;
+  deadline?: number;
+}
+
+/** Reads pendingRollbacksScript's output; lines that are not a well-formed `pending=` line are ignored. */
+export function parsePendingRollbacks(body: string | undefined): PendingRollback[] {
+  const found: PendingRollback[] = [];
+  for (const line of (body ?? '').split('\n')) {
+    const m = /^pending=([0-9a-f]{8,32})(?: (\d+))?\s*$/.exec(line.trim());
+    if (m) found.push({ runId: m[1]!, ...(m[2] ? { deadline: Number(m[2]) } : {}) });
+  }
+  return found;
+}
+
+/** "at 17:02:09 UTC" (or "within its deadline" when the snapshot does not say). */
+export const describeDue = (p: PendingRollback): string =>
+  p.deadline === undefined ? 'within its deadline' : `at ${new Date(p.deadline * 1000).toISOString().slice(11, 19)} UTC`;
+
+/**
+ * Confirms the pending reverts of earlier runs on one node: each cancelled (CANCEL_FUNCTION); prints
+ * `pending RUN=cancelled|reverted|failed|gone` per run.
+ */
+export function confirmPendingScript(runIds: readonly string[]): string {
+  const lines = [CANCEL_FUNCTION];
+  for (const runId of runIds) {
+    const { dir } = revertPaths(runId);
+    lines.push(sh`if [ -d ${dir} ]; then echo "pending ${runId}=$(mc_cancel ${dir})"; else echo ${`pending ${runId}=gone`}; fi`.text);
+  }
+  return lines.join('\n');
+}
+
+/**
+ * `down`'s first command on a node: every revert meshctl left there cancelled (pending or not) and its snapshot
+ * removed, so no timer brings the interface back after it was taken down. Idempotent: nothing left, nothing done.
+ */
+export function cancelAllRollbacksScript(): string {
+  return [
+    CANCEL_FUNCTION,
+    'for o in /run/meshctl/revert-*; do',
+    '  [ -d "$o" ] || continue',
+    '  echo "rollback ${o##*/revert-}: $(mc_cancel "$o")"',
+    '  rm -rf "$o"',
+    'done',
+  ].join('\n');
+}
+
+/**
+ * Finding of a new user (2026-12-01): an `up` after an interrupted run found every node as the design says (the
+ * interrupted run had made the change) and said "converged", while that run's unconfirmed revert was still pending:
+ * the nodes flipped back when its timer fired. Now the run reads each node's pending reverts in its facts probe
+ * (one more section, no round trip) and, like a `commit` after Junos' `commit confirmed`, CONFIRMS them at the
+ * confirming gate (the one with the fresh login, CONFIRMING_CHECK) when that gate is GO: every node then passed a fresh
+ * SSH login and the checks with its files and interface as the design says (a node that differed would have been
+ * changed by this run, whose arm refuses while another run's change is pending: PENDING_OTHER_EXIT), so the revert
+ * could only undo the design. A run that ends before that (a STOP, Ctrl-C, a dry run) confirms nothing and says, per
+ * node, that the revert is pending and when it fires (`notes`).
+ */
+export class PendingRollbacks {
+  /** pending reverts found by the facts probe, by node */
+  readonly found = new Map<string, PendingRollback[]>();
+
+  /** `registry` with the pending-revert section prepended to the facts probe of `gather-facts`. */
+  registry(registry: Registry): Registry {
+    return {
+      check: (name) => registry.check(name),
+      step: (name) => {
+        const step = registry.step(name);
+        return name === 'gather-facts' && step?.scope === 'node' ? this.factsStep(step) : step;
+      },
+    };
+  }
+
+  private factsStep(step: NodeStep): NodeStep {
+    return {
+      ...step,
+      plan: (input) => {
+        const planned = step.plan(input);
+        this.found.delete(input.node.name);
+        if (!planned.action) return planned;
+        const script = `${sectionScript(PENDING_SECTION, pendingRollbacksScript())}\n${planned.action.script}`;
+        return { ...planned, action: { ...planned.action, script } };
+      },
+      outputs: (input, action, result) => {
+        if (result?.ran) {
+          const pending = parsePendingRollbacks(splitSections(result.stdout).get(PENDING_SECTION)?.body);
+          if (pending.length) this.found.set(input.node.name, pending);
+        }
+        return step.outputs(input, action, result);
+      },
+    };
+  }
+
+  /**
+   * At a gate: when `confirms` (the confirming phase, or the last phase of a playbook without one) and the phase is
+   * GO, cancels every pending revert found on the phase's nodes, over `run`, and adds a `rollback` check to each such
+   * node's report: pass when cancelled; fail (and the phase becomes STOP) when the revert ran first or failed, since
+   * the node is then no longer as the design says. Never throws.
+   */
+  async confirm(report: PhaseReport, confirms: boolean, run: RunOnNode): Promise<void> {
+    if (!confirms || report.verdict !== 'GO') return;
+    await Promise.all(
+      report.nodes.map(async (node) => {
+        const pending = this.found.get(node.node);
+        if (!pending) return;
+        this.found.delete(node.node);
+        const named = pending.map((p) => `revert-${p.runId}, due ${describeDue(p)}`).join('; ');
+        let outcome: string[];
+        try {
+          const result = await run(node.node, confirmPendingScript(pending.map((p) => p.runId)));
+          outcome = pending.map((p) => new RegExp(`^pending ${p.runId}=(\\w+)$`, 'm').exec(result.stdout)?.[1] ?? `exit ${result.code}`);
+        } catch (error) {
+          outcome = [(error as Error).message];
+        }
+        if (outcome.every((o) => o === 'cancelled' || o === 'gone'))
+          node.checks.push(
+            rollbackCheck(
+              'pass',
+              `confirmed the change an earlier run left unconfirmed (${named}): the node is as the design says and passed a fresh SSH login and the checks, so its revert was cancelled`,
+            ),
+          );
+        else {
+          node.checks.push(
+            rollbackCheck(
+              'fail',
+              outcome.includes('reverted')
+                ? `the change an earlier run left unconfirmed (${named}) went back by itself before this run could confirm it: ${node.node} is on that run's snapshot now; run up again`
+                : `the change an earlier run left unconfirmed (${named}) could not be confirmed (${outcome.join(', ')}): it may still go back; run up again`,
+            ),
+          );
+          report.verdict = 'STOP';
+        }
+      }),
+    );
+  }
+
+  /** One note per node whose pending revert this run did not confirm: what happens, and when. */
+  notes(): string[] {
+    return [...this.found].map(
+      ([node, pending]) =>
+        `${node}: an earlier run's change is still unconfirmed and goes back by itself (${pending.map((p) => `revert-${p.runId} ${describeDue(p)}`).join('; ')}); an up that goes through its enable gate before then confirms it`,
+    );
+  }
 }

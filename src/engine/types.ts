@@ -18,6 +18,7 @@ import type { DesiredNodeConfig } from '../topology/desired.js';
 import type { Connection } from '../transport/types.js';
 import type { LivePeer } from '../render/wgdump.js';
 import type { RollbackOptions } from './revert.js';
+import type { UnderlayChangedNote } from './underlay-change.js';
 
 export type CheckStatus = 'pass' | 'warn' | 'fail';
 
@@ -27,6 +28,8 @@ export interface CheckResult {
   message: string;
   /** raw lines that back the verdict (command output, file names, rules) */
   evidence?: string[];
+  /** a baseline probe check whose probes ran on a running mesh: why, as data (./underlay-change.ts) */
+  underlayChanged?: UnderlayChangedNote;
 }
 
 /** The node's public key as the keys step left it. */

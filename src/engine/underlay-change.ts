@@ -31,6 +31,16 @@ export const UNDERLAY_CHANGED = 'probed because the inventory changes the underl
 /** What a probe check's message ends with when the probes ran on a mesh that runs (./registry.ts). */
 export const UNDERLAY_CHANGED_NOTE = ' (probed: the inventory changes what the running mesh dials)';
 
+/**
+ * What a probe check carries, as data, when the probes ran on a mesh that runs (./registry.ts): `why` (what the
+ * inventory changes: describeUnderlayChanges) and the check's own `message` before UNDERLAY_CHANGED_NOTE was added
+ * to it. The plan's underlay note (../ui/plan-view.ts) is drawn from these, never parsed back out of the text.
+ */
+export interface UnderlayChangedNote {
+  why: string;
+  message: string;
+}
+
 /** How many differences a reason names before it says "and N more". */
 const NAMED = 3;
 

@@ -22,7 +22,7 @@ import { gatherOutsideKeys, limitInventory, membershipRegistry } from './limit.j
 import { checkNamed, stepNamed, withoutUnderlayProbes } from './registry.js';
 import { failedDirectPairs, pairsBackToDirect, withFallbackRelays } from './fallback.js';
 import { MeshctlError } from '../errors.js';
-import { DEFAULT_ROLLBACK_DEADLINE_S, newRunId } from './revert.js';
+import { CONFIRMING_CHECK, DEFAULT_ROLLBACK_DEADLINE_S, newRunId, PendingRollbacks } from './revert.js';
 import type { EngineEvent, PhaseReport } from './types.js';
 
 export interface Connector {
@@ -410,6 +410,8 @@ async function runUpBody(
       let fallbacks = earlier.filter((p) => !backToDirect.includes(p));
       let aheadUsed = false;
       let probedAhead = false;
+      // an earlier, interrupted run's revert still pending on a node: confirmed at the confirming gate (./revert.ts)
+      const pending = new PendingRollbacks();
       const runConnections = firstGate?.connections ?? connections;
       const pass = async (fallbackPairs: readonly string[]) => {
         // issue 10: the baseline's underlay probes, started during the facts step (./underlay-ahead.ts)
@@ -421,7 +423,7 @@ async function runUpBody(
         try {
           return await runPass(
             passWork,
-            folded ? lockingFacts(registry, locks) : registry,
+            pending.registry(folded ? lockingFacts(registry, locks) : registry),
             ahead,
             probesAhead?.connections ?? runConnections,
           );
@@ -450,8 +452,10 @@ async function runUpBody(
             counter.onEvent(event);
             view.onEvent(event);
           },
-          gate: (report, isLast) => {
+          gate: async (report, isLast) => {
             aheadUsed = ahead?.used() ?? false;
+            const confirms = !options.dryRun && playbook.phases.some((p) => p.id === report.id && p.checks.includes(CONFIRMING_CHECK));
+            await pending.confirm(report, confirms, (node, script) => passConnections.get(node)!.run(script, { timeoutMs: 90_000 }));
             return view.gate(report, isLast);
           },
           ...(options.dryRun || options.rollbackDeadlineS === 0
@@ -498,7 +502,7 @@ async function runUpBody(
         ),
         ...backToDirect.map((p) => `${p.replace(' ', ' and ')}: the direct path works again, back to direct`),
       ];
-      const warnings = [...(locks?.warnings ?? []), ...(run.rollbackNotes ?? []), ...fallbackNotes];
+      const warnings = [...(locks?.warnings ?? []), ...(run.rollbackNotes ?? []), ...pending.notes(), ...fallbackNotes];
       return {
         ...base,
         result: run.interrupted ? 'interrupted' : run.stoppedAt ? 'stopped' : options.dryRun ? 'planned' : 'converged',

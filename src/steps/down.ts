@@ -5,10 +5,19 @@
  * rp_filter sysctl file, the reload drop-in), so that the node is as the up baseline expects a fresh node.
  * Idempotent: every command acts only on what the probe found, and a second run finds nothing and does nothing.
  * The private key file is removed with `rm`, never read.
+ * A rollback an interrupted `up` left armed on the node (../engine/revert.ts) is cancelled first: its timer would
+ * otherwise bring the interface back after `down` took it away (a new user's finding, 2026-12-01).
  */
 import { sh } from '../remote/shell.js';
 import { reresolvePaths, wireguardPaths } from '../remote/wireguard.js';
 import { systemctlEnablement } from '../remote/systemctl.js';
+import {
+  cancelAllRollbacksScript,
+  describeDue,
+  parsePendingRollbacks,
+  pendingRollbacksScript,
+  type PendingRollback,
+} from '../engine/revert.js';
 
 /** What the probe found on a node. */
 export interface DownFacts {
@@ -21,6 +30,8 @@ export interface DownFacts {
   files: string[];
   /** the drop-in directory exists (removed when empty) */
   dropInDir: boolean;
+  /** rollbacks of earlier `up` runs still pending on the node (their timer would bring the interface back) */
+  pendingRollbacks: PendingRollback[];
 }
 
 /** A change `down` makes on a node, as data (shown in the plan, counted in the report). */
@@ -28,7 +39,9 @@ export type DownChange =
   | { kind: 'stop-disable'; unit: string; was: string }
   | { kind: 'delete-interface'; iface: string }
   | { kind: 'remove-file'; path: string }
-  | { kind: 'daemon-reload' };
+  | { kind: 'daemon-reload' }
+  /** a pending rollback of an earlier `up` run, cancelled before anything else (its snapshot removed) */
+  | { kind: 'cancel-rollback'; runId: string; deadline?: number };
 
 /** Every file meshctl writes for `iface` (../remote/wireguard.ts), plus the config's backup and a write's leftover. */
 export function purgeablePaths(iface: string): string[] {
@@ -50,7 +63,10 @@ export function purgeablePaths(iface: string): string[] {
 
 const dirOf = (path: string) => path.slice(0, path.lastIndexOf('/'));
 
-/** The read-only probe: `key=value` lines, one `file=PATH` per existing file. */
+/**
+ * The read-only probe: `key=value` lines, one `file=PATH` per existing file and one `pending=RUN DEADLINE` per pending
+ * rollback (../engine/revert.ts pendingRollbacksScript).
+ */
 export function downProbeScript(iface: string): string {
   const p = wireguardPaths(iface);
   return [
@@ -61,6 +77,7 @@ export function downProbeScript(iface: string): string {
     sh`if [ -e ${`/sys/class/net/${iface}`} ]; then echo interface=present; fi`.text,
     sh`for f in ${purgeablePaths(iface)}; do if [ -e "$f" ] || [ -L "$f" ]; then echo "file=$f"; fi; done`.text,
     sh`if [ -d ${dirOf(p.reloadDropIn)} ]; then echo dropin-dir=present; fi`.text,
+    pendingRollbacksScript(),
   ].join('\n');
 }
 
@@ -75,6 +92,7 @@ export function parseDownProbe(stdout: string): DownFacts {
     interfacePresent: value('interface') === 'present',
     files: lines.filter((l) => l.startsWith('file=')).map((l) => l.slice(5)),
     dropInDir: value('dropin-dir') === 'present',
+    pendingRollbacks: parsePendingRollbacks(stdout),
   };
 }
 
@@ -90,6 +108,13 @@ export function planDown(facts: DownFacts, iface: string, purge: boolean): { cha
   const p = wireguardPaths(iface);
   const changes: DownChange[] = [];
   const commands: string[] = [];
+  // first: a pending revert fires at its own time, and would start the interface again after the stop below. The
+  // command cancels every revert left on the node at the time it runs (under the run lock), not only those the probe saw
+  if (facts.pendingRollbacks.length) {
+    for (const p of facts.pendingRollbacks)
+      changes.push({ kind: 'cancel-rollback', runId: p.runId, ...(p.deadline !== undefined ? { deadline: p.deadline } : {}) });
+    commands.push(cancelAllRollbacksScript());
+  }
   if (unitInUse(facts)) {
     changes.push({ kind: 'stop-disable', unit: p.service, was: `${facts.active || 'unknown'}, ${facts.enabled || 'unknown'}` });
     commands.push(
@@ -132,5 +157,7 @@ export function describeDownChange(change: DownChange): string {
       return `remove ${change.path}`;
     case 'daemon-reload':
       return 'systemctl daemon-reload (the drop-in or timer units are gone)';
+    case 'cancel-rollback':
+      return `cancel the pending rollback of an interrupted up (revert-${change.runId}, due ${describeDue(change)}: it would bring the interface back)`;
   }
 }

@@ -6,8 +6,7 @@
  */
 import type { ChalkInstance } from 'chalk';
 import type { Plan } from '../engine/plan.js';
-import { UNDERLAY_CHANGED, UNDERLAY_CHANGED_NOTE } from '../engine/underlay-change.js';
-import type { PhaseReport } from '../engine/types.js';
+import type { CheckResult, PhaseReport } from '../engine/types.js';
 import { countActions } from '../engine/plan.js';
 import { safeText } from './safe-text.js';
 
@@ -57,19 +56,15 @@ export function renderPlan(plan: Plan, chalk: ChalkInstance, apply = 'run `meshc
 export function renderUnderlayNote(phases: readonly PhaseReport[], chalk: ChalkInstance): string {
   const checks = phases.flatMap((phase) =>
     phase.nodes.flatMap((n) =>
-      n.checks
-        .filter((c) => c.evidence?.[0]?.startsWith(UNDERLAY_CHANGED) === true)
-        .map((c) => ({ node: n.node, check: c, why: c.evidence![0]!.slice(UNDERLAY_CHANGED.length) })),
+      n.checks.flatMap((check: CheckResult) => (check.underlayChanged ? [{ node: n.node, check, ...check.underlayChanged }] : [])),
     ),
   );
   if (checks.length === 0) return '';
   const width = Math.max(...checks.map((c) => safeText(c.node).length));
   const lines = [chalk.bold(`── Underlay probed: the inventory changes what the running mesh dials (${safeText(checks[0]!.why)})`)];
-  for (const { node, check } of checks) {
+  for (const { node, check, message } of checks) {
     const mark = check.status === 'pass' ? chalk.green('ok  ') : check.status === 'warn' ? chalk.yellow('warn') : chalk.red('FAIL');
-    lines.push(
-      `  ${chalk.bold(safeText(node).padEnd(width))}  ${mark} ${safeText(check.id)}: ${safeText(check.message.replace(UNDERLAY_CHANGED_NOTE, ''))}`,
-    );
+    lines.push(`  ${chalk.bold(safeText(node).padEnd(width))}  ${mark} ${safeText(check.id)}: ${safeText(message)}`);
   }
   return `${lines.join('\n')}\n`;
 }

@@ -7,10 +7,11 @@
  */
 import { after, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describeLab } from './harness.js';
+import { controlMasters, endControlMasters } from '../../scripts/bench/control-master.js';
 
 const INVENTORY = 'inventories/homelab.yaml';
 const NODES = ['ms-1', 'wk-1', 'wk-2', 'ctb-edge-1'];
@@ -19,30 +20,9 @@ const NODES = ['ms-1', 'wk-1', 'wk-2', 'ctb-edge-1'];
 const controlDir = mkdtempSync(join(tmpdir(), 'meshctl-cm-lab-'));
 process.env.MESHCTL_CONTROL_DIR = join(controlDir, 'cm');
 
-/** Masters serving a socket in this file's control directory, found by their command line. */
-function masters(): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync('/proc').filter((e) => /^\d+$/.test(e))) {
-    let args: string[];
-    try {
-      args = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
-    } catch {
-      continue;
-    }
-    if (args.includes('__control-master') && args[args.indexOf('--socket') + 1]?.startsWith(`${controlDir}/`)) pids.push(Number(entry));
-  }
-  return pids;
-}
-
-const end = (signal: NodeJS.Signals) => {
-  for (const pid of masters()) {
-    try {
-      process.kill(pid, signal);
-    } catch {
-      // gone
-    }
-  }
-};
+/** Masters serving a socket in this file's control directory, found by their command line (as the bench finds its own). */
+const masters = () => controlMasters(controlDir);
+const end = (signal: NodeJS.Signals) => endControlMasters(controlDir, signal);
 
 after(() => {
   end('SIGKILL');

@@ -7,11 +7,10 @@
  */
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { meshctlInOperator } from '../../src/lab/index.js';
+import { spawnMeshctl } from '../support/spawned-meshctl.js';
 import { describeLab, uniqueLabName } from './harness.js';
 
 const INVENTORY = 'inventories/homelab.yaml';
@@ -103,7 +102,7 @@ describeLab(
     it('SIGKILL to meshctl after it changed ms-1: the nodes go back to their previous config by themselves within the deadline', async () => {
       // new SSH logins to ms-1 are held (dropped SYNs, as after a lock-out): the enable gate's fresh login cannot
       // confirm before the kill, whatever the timing; the connection meshctl already holds keeps working
-      const { argv, env } = meshctlInOperator(lab().name, [
+      const { child, output, exited } = spawnMeshctl(lab().name, [
         'up',
         PORT_CHANGE,
         '--no-underlay-probes',
@@ -114,19 +113,14 @@ describeLab(
         '--connect-timeout',
         '60',
       ]);
-      const child = spawn(argv[0]!, argv.slice(1), { env, stdio: ['ignore', 'pipe', 'pipe'] });
-      let output = '';
-      child.stdout.on('data', (c: Buffer) => (output += c.toString()));
-      child.stderr.on('data', (c: Buffer) => (output += c.toString()));
-      const exited = new Promise<number | null>((resolve) => child.on('close', (code, signal) => resolve(signal ? -1 : code)));
       const holdLogins = (op: string) => sh('ms-1', `iptables ${op} INPUT -p tcp --dport 22 --syn -j DROP`);
       let killedAt = 0;
       try {
-        for (let i = 0; i < 600 && !/Install WireGuard/.test(output); i++) await sleep(100);
+        for (let i = 0; i < 600 && !/Install WireGuard/.test(output()); i++) await sleep(100);
         await holdLogins('-I');
         // the change is live on ms-1: its interface listens on the new port
         for (let i = 0; i < 600 && (await sh('ms-1', 'wg show wg0 listen-port')) !== '51825'; i++) await sleep(100);
-        assert.equal(await sh('ms-1', 'wg show wg0 listen-port'), '51825', output);
+        assert.equal(await sh('ms-1', 'wg show wg0 listen-port'), '51825', output());
         child.kill('SIGKILL');
         killedAt = Date.now();
         assert.equal(await exited, -1);
@@ -135,8 +129,8 @@ describeLab(
         await holdLogins('-D');
       }
       // the view draws a phase's nodes at its end: the config phase (armed, written) is the last one shown
-      assert.match(output, /ms-1: arm a rollback on the node \(meshctl-revert-[0-9a-f]+-config, in 15 s unless confirmed\), write/);
-      assert.doesNotMatch(output, /rollback disarmed/);
+      assert.match(output(), /ms-1: arm a rollback on the node \(meshctl-revert-[0-9a-f]+-config, in 15 s unless confirmed\), write/);
+      assert.doesNotMatch(output(), /rollback disarmed/);
       // nobody is left to confirm: each changed node restores itself
       let restored = false;
       while (!restored && Date.now() - killedAt < (DEADLINE_S + 20) * 1000) {

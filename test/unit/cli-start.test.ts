@@ -5,14 +5,14 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { spawnsDuring } from '../support/spawns.js';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { COMMANDS, buildProgram } from '../../src/main.js';
 import { connectorFor } from '../../src/commands/connect-options.js';
 import type { Inventory, Node } from '../../src/inventory/types.js';
+import { tempDir } from '../support/temp-dir.js';
 
 /** The modules (file URLs under src/ and node_modules/) resolved while `src/cli.ts` runs with these arguments. */
 function modulesLoaded(args: string[]): string[] {
@@ -21,7 +21,7 @@ function modulesLoaded(args: string[]): string[] {
 
 /** Runs node with these arguments: its stdout and the file URLs of the modules it resolved. */
 function traced(nodeArgs: string[]): { stdout: string; loaded: string[] } {
-  const trace = join(mkdtempSync(join(tmpdir(), 'meshctl-trace-')), 'modules');
+  const trace = join(tempDir('meshctl-trace-'), 'modules');
   const run = spawnSync(process.execPath, ['--import', './test/support/trace-modules.mjs', ...nodeArgs], {
     encoding: 'utf8',
     env: { ...process.env, MESHCTL_TRACE_MODULES: trace },
@@ -151,7 +151,7 @@ describe('start-up', () => {
         server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
       });
     });
-    const dir = mkdtempSync(join(tmpdir(), 'meshctl-early-spawns-'));
+    const dir = tempDir('meshctl-early-spawns-');
     writeFileSync(join(dir, 'ssh_config'), '');
     const env = { PATH: process.env.PATH, HOME: dir, MESHCTL_SSH_CONFIG: join(dir, 'ssh_config'), MESHCTL_KNOWN_HOSTS: join(dir, 'kh') };
     const nodes = ['a', 'b', 'c', 'd'].map(
@@ -218,7 +218,7 @@ describe('start-up', () => {
           (JSON.parse(readFileSync(join('dist', f), 'utf8')) as { sources: string[] }).sources.includes('../src/transport/ssh.ts'),
         );
       assert.ok(chunk, 'a chunk holds src/transport/ssh.ts');
-      const dir = mkdtempSync(join(tmpdir(), 'meshctl-wasm-'));
+      const dir = tempDir('meshctl-wasm-');
       const counter = join(dir, 'count.cjs');
       writeFileSync(
         counter,

@@ -21,9 +21,9 @@ import { FACTS, readFact, splitSections } from '../../src/facts/definitions.js';
 import { sectionScript } from '../../src/facts/sections.js';
 import { LEAN_FACTS } from '../../src/facts/lean.js';
 import { factsProbeScript, factsProbeScriptShared } from '../../src/facts/node-facts.js';
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { tempDir } from '../support/temp-dir.js';
 
 const target = { interface: 'wg0', listenPort: 51820 };
 const capture = (name: string) => readFileSync(`test/fixtures/facts/issue10/${name}.txt`, 'utf8');
@@ -185,7 +185,7 @@ describe("up's lean facts probe (issue 10): the same facts as the shared definit
   });
 
   it('runs wg twice (the dump, wg pubkey), stat and sha256sum once where the shared definitions ran them 9, 2 and 3 times', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'meshctl-lean-'));
+    const dir = tempDir('meshctl-lean-');
     const log = join(dir, 'calls');
     const key = 'aGVyZSBpcyBhIHByaXZhdGUga2V5IG9mIDMyIGJ5dGU=';
     const pub = 'cHVibGljIGtleSBvZiB0aGUgaW50ZXJmYWNlIDMyYnk=';
@@ -232,7 +232,7 @@ describe("up's lean facts probe (issue 10): the same facts as the shared definit
   });
 
   it('the private key never leaves the awk that reads `wg show all dump` (a stand-in wg prints one)', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'meshctl-lean-'));
+    const dir = tempDir('meshctl-lean-');
     const priv = 'aGVyZSBpcyBhIHByaXZhdGUga2V5IG9mIDMyIGJ5dGU=';
     const pub = 'cHVibGljIGtleSBvZiB0aGUgaW50ZXJmYWNlIDMyYnk=';
     const peer = 'cGVlciBwdWJsaWMga2V5IG51bWJlciBvbmUgMzIgYnk=';
@@ -287,7 +287,7 @@ describe('facts probe asks systemctl less (issue 10)', () => {
 
   /** Runs a section under this host's sh with a `systemctl` that logs its calls (systemd's presence assumed). */
   const withStubSystemctl = (command: string, answer: string) => {
-    const dir = mkdtempSync(join(tmpdir(), 'mc-systemctl-'));
+    const dir = tempDir('mc-systemctl-');
     writeFileSync(join(dir, 'systemctl'), `#!/bin/sh\necho "$*" >> ${dir}/calls\n${answer}\n`);
     chmodSync(join(dir, 'systemctl'), 0o755);
     const script = `PATH=${dir}:/usr/bin:/bin\n${command.replaceAll('[ -d /run/systemd/system ]', '[ -d / ]')}`;

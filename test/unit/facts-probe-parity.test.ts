@@ -20,14 +20,14 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { factsProbeScript, parseFactsProbe, type NodeFacts } from '../../src/facts/node-facts.js';
 import { CONFIG_TEXT_MAX_BYTES, FACTS } from '../../src/facts/definitions.js';
 import { LEAN_FACTS } from '../../src/facts/lean.js';
 import { FIREWALL_PART_MAX_BYTES } from '../../src/firewall/verdict.js';
 import { PATH_PRELUDE } from '../../src/facts/sections.js';
+import { tempDir } from '../support/temp-dir.js';
 
 const FIXTURES = 'test/fixtures/facts/issue10d';
 const OLD_SCRIPT = readFileSync(`${FIXTURES}/probe-old.sh`, 'utf8');
@@ -110,7 +110,7 @@ const which = (tool: string) => spawnSync('sh', ['-c', `command -v ${tool}`], { 
  * tool. Returns each script's stdout and the tools it started.
  */
 function hostNode({ iptablesTables = true } = {}) {
-  const dir = mkdtempSync(join(tmpdir(), 'meshctl-parity-'));
+  const dir = tempDir('meshctl-parity-');
   const bin = join(dir, 'bin');
   const etc = join(dir, 'wireguard');
   mkdirSync(bin);
@@ -281,7 +281,7 @@ describe("up's facts probe past its caps (issue 10): the lean sections print wha
     }).stdout;
 
   it('firewall parts: one past the cap cut at the same byte, one just under it whole, as with head -c', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'meshctl-cap-'));
+    const dir = tempDir('meshctl-cap-');
     const tool = (name: string, body: string) => {
       writeFileSync(join(dir, name), `#!/bin/sh\n${body}\n`);
       chmodSync(join(dir, name), 0o755);
@@ -300,7 +300,7 @@ describe("up's facts probe past its caps (issue 10): the lean sections print wha
   });
 
   it('a wg-quick file past its cap: the same first bytes and note from the one awk as from grep | awk | head', () => {
-    const etc = mkdtempSync(join(tmpdir(), 'meshctl-cap-'));
+    const etc = tempDir('meshctl-cap-');
     const peer = (i: number) =>
       `[Peer]\n# node-${i}\nPublicKey = cGVlciBwdWJsaWMga2V5IG51bWJlciBvbmUgMzIgYnk=\nAllowedIPs = 10.66.${i >> 8}.${i & 255}/32\n\n`;
     const text = `[Interface]\nPrivateKey = ${Buffer.from('here is a private key of 32 byte').toString('base64')}\n${Array.from({ length: 12000 }, (_, i) => peer(i)).join('')}`;

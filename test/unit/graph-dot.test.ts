@@ -1,14 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, existsSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { renderDot, writeGraph, dotQuote } from '../../src/graph/dot.js';
 import { evaluateVerify } from '../../src/checks/verify.js';
 import { buildReport } from '../../src/checks/report.js';
 import { factsFrom, healthyScenario, type Scenario } from '../fixtures/probes/homelab.js';
 import { SCENARIOS } from '../fixtures/probes/scenarios.js';
+import { tempDir } from '../support/temp-dir.js';
 
 function reportOf(s: Scenario) {
   const facts = factsFrom(s);
@@ -61,7 +61,7 @@ test('writeGraph: .svg through dot with the .dot beside it; DOT text is valid fo
     t.skip('Graphviz dot is not installed');
     return;
   }
-  const dir = mkdtempSync(join(tmpdir(), 'meshctl-graph-'));
+  const dir = tempDir('meshctl-graph-');
   const { inventory, report } = reportOf(SCENARIOS['forward-misdirected']!());
   const written = await writeGraph(join(dir, 'mesh.svg'), inventory, report);
   assert.deepEqual(written, [join(dir, 'mesh.svg'), join(dir, 'mesh.dot')]);

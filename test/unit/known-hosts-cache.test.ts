@@ -4,16 +4,16 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { appendFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { appendKnownHost, knownHostsParses, loadKnownHosts, verifyHostKey } from '../../src/transport/known-hosts.js';
+import { tempDir } from '../support/temp-dir.js';
 
 const K1 = 'AAAAC3NzaC1lZDI1NTE5AAAAIPRe/3j+whn/AfHooyrxH0TlNBPtz7mTkoWhkw08tacf';
 const raw = (b64: string) => Buffer.from(b64, 'base64');
 
 test('32 logins at once and 32 after: the file is parsed once; a changed file is read again', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'meshctl-kh-cache-'));
+  const dir = tempDir('meshctl-kh-cache-');
   const file = join(dir, 'known_hosts');
   writeFileSync(file, Array.from({ length: 32 }, (_, i) => `10.0.0.${i} ssh-ed25519 ${K1}`).join('\n') + '\n');
   const before = knownHostsParses.count;

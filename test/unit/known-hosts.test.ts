@@ -1,7 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { createServer } from 'node:net';
@@ -24,6 +23,7 @@ import {
   verifyHostKey,
   wildcardMatch,
 } from '../../src/transport/known-hosts.js';
+import { tempDir } from '../support/temp-dir.js';
 
 // Fixture keys made with ssh-keygen (public halves only); fingerprint of K1 as `ssh-keygen -lf` printed it.
 const K1 = 'AAAAC3NzaC1lZDI1NTE5AAAAIPRe/3j+whn/AfHooyrxH0TlNBPtz7mTkoWhkw08tacf';
@@ -172,7 +172,7 @@ test('entryMatchesHost and knownKeyTypes', () => {
 });
 
 test('appendKnownHost creates dir and 0600 file, appends, adds a missing newline, can hash', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'meshctl-kh-'));
+  const dir = tempDir('meshctl-kh-');
   const file = join(dir, 'sub', 'known_hosts');
   await appendKnownHost(file, '10.0.0.5', 2222, 'ssh-ed25519', raw(K1));
   assert.equal(statSync(file).mode & 0o777, 0o600);
@@ -197,7 +197,7 @@ test('appendKnownHost creates dir and 0600 file, appends, adds a missing newline
 test('lines meshctl writes are found by OpenSSH (ssh-keygen -F), hashed or not', {
   skip: spawnSync('sh', ['-c', 'command -v ssh-keygen']).status !== 0 ? 'no ssh-keygen' : false,
 }, () => {
-  const dir = mkdtempSync(join(tmpdir(), 'meshctl-kh-'));
+  const dir = tempDir('meshctl-kh-');
   const file = join(dir, 'known_hosts');
   writeFileSync(
     file,
@@ -238,7 +238,7 @@ test('known_hosts problems become one warning per file per run, naming the file 
 test('connectAll reports a malformed known_hosts line once through onWarning, before any connection', {
   skip: spawnSync('sh', ['-c', 'command -v ssh && command -v ssh-keygen']).status !== 0 ? 'needs ssh and ssh-keygen' : false,
 }, async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'meshctl-kh-warn-'));
+  const dir = tempDir('meshctl-kh-warn-');
   const knownHosts = join(dir, 'known_hosts');
   writeFileSync(knownHosts, `node1 ssh-ed25519 ${K1}\n[127.0.0.1]:1 ssh-ed25519 AAAA\n`);
   const key = join(dir, 'id');

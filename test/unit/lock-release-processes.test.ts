@@ -6,13 +6,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { newLockHolder, releaseScript, RunLocks } from '../../src/engine/lock.js';
 import { wrapCommand } from '../../src/transport/ssh.js';
 import type { Connection } from '../../src/transport/types.js';
 import { FakeConnection } from '../support/fake-connection.js';
+import { tempDir } from '../support/temp-dir.js';
 
 test('RunLocks.release starts its script with no remote deadline', async () => {
   const options: Array<{ timeoutMs?: number } | undefined> = [];
@@ -28,7 +28,7 @@ test('RunLocks.release starts its script with no remote deadline', async () => {
 });
 
 test('a started script without a deadline runs in the login shell itself: one sh, no timeout, and it does its work', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'meshctl-release-procs-'));
+  const dir = tempDir('meshctl-release-procs-');
   const bin = join(dir, 'bin');
   mkdirSync(bin);
   const log = join(dir, 'execs');

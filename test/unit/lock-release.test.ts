@@ -6,12 +6,12 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { acquireScript, newLockHolder, releaseScript, RELEASE_WAIT_S, RunLocks } from '../../src/engine/lock.js';
 import type { Connection } from '../../src/transport/types.js';
 import { FakeConnection } from '../support/fake-connection.js';
+import { tempDir } from '../support/temp-dir.js';
 
 const signal = new AbortController().signal;
 
@@ -91,7 +91,7 @@ function runWithSleepShim(script: string, dir: string): { mark: string; done: Pr
 describe('acquireScript waits for a lock being released (real sh), issue 10', () => {
   it('a lock removed while the script waits is taken: acquired, not held', async () => {
     assert.equal(RELEASE_WAIT_S, 1);
-    const dir = mkdtempSync(join(tmpdir(), 'meshctl-lock-wait-'));
+    const dir = tempDir('meshctl-lock-wait-');
     const path = join(dir, 'lock');
     const ending = newLockHolder();
     writeFileSync(path, `holder=${ending.holder} pid=${ending.pid} started=${ending.started} run=${ending.run}\n`);
@@ -105,7 +105,7 @@ describe('acquireScript waits for a lock being released (real sh), issue 10', ()
   });
 
   it('a lock still there after the wait is held; --break-lock (break-after 0) takes it at once, without waiting', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'meshctl-lock-wait-'));
+    const dir = tempDir('meshctl-lock-wait-');
     const path = join(dir, 'lock');
     const other = { ...newLockHolder(), holder: 'ops@laptop', pid: 4242 };
     writeFileSync(path, `holder=${other.holder} pid=${other.pid} started=${other.started} run=${other.run}\n`);

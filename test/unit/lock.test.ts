@@ -2,18 +2,18 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { acquireLocks, acquireScript, newLockHolder, parseLockHolder, releaseScript, RunLocks } from '../../src/engine/lock.js';
 import { splitSections } from '../../src/facts/sections.js';
 import { FakeConnection } from '../support/fake-connection.js';
+import { tempDir } from '../support/temp-dir.js';
 
 const sh = (script: string) => execFileSync('sh', ['-c', script], { encoding: 'utf8' }).trim();
 
 describe('run lock scripts (real sh)', () => {
   it('takes a free lock, refuses a held one naming the holder, and releases only its own', () => {
-    const path = join(mkdtempSync(join(tmpdir(), 'meshctl-lock-')), 'run', 'lock');
+    const path = join(tempDir('meshctl-lock-'), 'run', 'lock');
     const a = newLockHolder();
     const b = { ...newLockHolder(), holder: 'ops@other-laptop', pid: 77 };
     assert.equal(sh(acquireScript(a, 3600, path)), 'acquired');
@@ -28,7 +28,7 @@ describe('run lock scripts (real sh)', () => {
   });
 
   it('takes over a lock older than the stale limit (a dead run), and any lock with break-after 0', () => {
-    const path = join(mkdtempSync(join(tmpdir(), 'meshctl-lock-')), 'lock');
+    const path = join(tempDir('meshctl-lock-'), 'lock');
     const dead = { ...newLockHolder(), started: Math.floor(Date.now() / 1000) - 7200 };
     writeFileSync(path, `holder=${dead.holder} pid=${dead.pid} started=${dead.started} run=${dead.run}\n`);
     const me = newLockHolder();
@@ -42,7 +42,7 @@ describe('run lock scripts (real sh)', () => {
 
 describe('run lock scripts, issue 10 (real sh)', () => {
   it('the release reads the lock with the shell: a lock of another run, or none, is left alone and exits 0', () => {
-    const path = join(mkdtempSync(join(tmpdir(), 'meshctl-lock-')), 'lock');
+    const path = join(tempDir('meshctl-lock-'), 'lock');
     const a = newLockHolder();
     assert.equal(execFileSync('sh', ['-c', releaseScript(a, path)]).length, 0, 'no lock: nothing to do');
     writeFileSync(path, 'holder=x@y pid=1 started=1 run=0123456789abcdef\n');
@@ -62,13 +62,9 @@ describe('run lock scripts, issue 10 (real sh)', () => {
     const locks = new RunLocks(connections, { breakLock: false, signal: new AbortController().signal });
     const section = locks.sectionFor('b')!;
     assert.equal(locks.sectionFor('b'), undefined, 'asked once');
-    const out = execFileSync(
-      'sh',
-      ['-c', `${section.replaceAll('/run/meshctl', mkdtempSync(join(tmpdir(), 'meshctl-lock-')))}\necho after`],
-      {
-        encoding: 'utf8',
-      },
-    );
+    const out = execFileSync('sh', ['-c', `${section.replaceAll('/run/meshctl', tempDir('meshctl-lock-'))}\necho after`], {
+      encoding: 'utf8',
+    });
     assert.match(out, /after\n$/);
     assert.equal(locks.settle('b', splitSections(out)), undefined);
     assert.equal(locks.settle('a', splitSections('')), undefined, 'a node whose probe carried no lock section is not judged');

@@ -6,8 +6,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadInventory } from '../../src/inventory/load.js';
 import { MeshctlError } from '../../src/errors.js';
@@ -37,6 +36,7 @@ import { describeDownChange, downProbeScript, parseDownProbe, planDown, purgeabl
 import { splitDownArgs } from '../../src/commands/down.js';
 import { FakeConnection } from '../support/fake-connection.js';
 import { parseFactsProbe } from '../../src/facts/node-facts.js';
+import { tempDir } from '../support/temp-dir.js';
 
 const inventory = loadInventory('inventories/homelab.yaml');
 const KEYS: Record<string, string> = {
@@ -250,7 +250,7 @@ describe('local state', () => {
   });
 
   it('is written atomically next to the inventory, and read back by recordRun / statePublicKeys', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'meshctl-state-'));
+    const dir = tempDir('meshctl-state-');
     const path = join(dir, 'mesh.yaml');
     writeFileSync(path, readFileSync('inventories/homelab.yaml'));
     const inv = loadInventory(path);

@@ -9,8 +9,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadInventory } from '../../src/inventory/load.js';
 import { pingAheadScript, phasePingScript, splitAhead } from '../../src/engine/ping-ahead.js';
@@ -19,6 +18,7 @@ import { PATH_PRELUDE } from '../../src/facts/sections.js';
 import { pingProbe } from '../../src/checks/probes.js';
 import { pingParamsFor } from '../../src/checks/ping-matrix.js';
 import { FACTS } from '../../src/facts/definitions.js';
+import { tempDir } from '../support/temp-dir.js';
 
 const inventory = loadInventory('inventories/homelab.yaml');
 const node = inventory.nodes[0]!.name;
@@ -29,7 +29,7 @@ const HANDSHAKE = 1796000000;
 
 /** A converged node in a temp dir: stand-ins for wg, ip, ping and date (canned answers), the real awk; all logged. */
 function standInNode() {
-  const dir = mkdtempSync(join(tmpdir(), 'meshctl-ahead-'));
+  const dir = tempDir('meshctl-ahead-');
   const bin = join(dir, 'bin');
   mkdirSync(bin);
   const log = join(dir, 'calls');

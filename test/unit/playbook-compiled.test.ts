@@ -5,11 +5,11 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { builtinPlaybookPath, checkPlaybookText, compiledPlaybook, type CompiledPlaybook } from '../../src/engine/playbook.js';
 import { registryContract } from '../../src/engine/registry.js';
+import { tempDir } from '../support/temp-dir.js';
 
 const UP = builtinPlaybookPath('up');
 
@@ -33,7 +33,7 @@ describe('the compiled built-in playbook', () => {
   });
 
   it('is taken only for the built-in path and only while the YAML text is the compiled one; a broken file is ignored', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'meshctl-compiled-playbook-'));
+    const dir = tempDir('meshctl-compiled-playbook-');
     const file = join(dir, 'playbook-up.json');
     const text = readFileSync(UP, 'utf8');
     const { source: _, ...playbook } = parsed();

@@ -6,14 +6,14 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { loadPlaybook } from '../../src/engine/playbook.js';
 import { ExitCode, MeshctlError } from '../../src/errors.js';
 import { TEST_REGISTRY } from '../fixtures/playbooks/registry.js';
 import { NETWORK_GUARD } from '../support/network-guard.js';
+import { tempDir } from '../support/temp-dir.js';
 
 const DIR = 'test/fixtures/playbooks';
 
@@ -75,7 +75,7 @@ describe('loadPlaybook', () => {
     const text = readFileSync(builtinPlaybookPath('up'), 'utf8');
     const keys = text.slice(text.indexOf('  - id: keys'), text.indexOf('  - id: config'));
     const swapped = text.replace(keys, '').replace('  - id: enable', `${keys}  - id: enable`);
-    const file = join(mkdtempSync(join(tmpdir(), 'meshctl-playbook-')), 'swapped.yaml');
+    const file = join(tempDir('meshctl-playbook-'), 'swapped.yaml');
     writeFileSync(file, swapped);
     const error = errorOf(() => loadPlaybook(file, registryContract));
     assert.equal(error.exitCode, 2);

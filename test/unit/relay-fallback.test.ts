@@ -4,8 +4,7 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadInventory } from '../../src/inventory/load.js';
 import { failedDirectPairs, fallbackDirections, withFallbackRelays } from '../../src/engine/fallback.js';
@@ -14,6 +13,7 @@ import { desiredMesh } from '../../src/topology/desired.js';
 import type { Matrix, MatrixCell } from '../../src/checks/ping-matrix.js';
 import { parseState, updateState, emptyState } from '../../src/state/state.js';
 import { inventoryWithFallbacks } from '../../src/state/record.js';
+import { tempDir } from '../support/temp-dir.js';
 
 const FILE = 'inventories/four-sites.yaml';
 const inventory = loadInventory(FILE);
@@ -84,7 +84,7 @@ describe('relay: auto at the gate', () => {
     ]);
     const cleared = updateState(state, inventory, { publicKeys: new Map() }, { now: new Date(0), complete: false, fallbackRelays: [] });
     assert.equal(cleared.fallbackRelays, undefined);
-    const dir = mkdtempSync(join(tmpdir(), 'meshctl-fallback-'));
+    const dir = tempDir('meshctl-fallback-');
     const file = join(dir, 'mesh.yaml');
     writeFileSync(file, readFileSync(FILE, 'utf8'));
     writeFileSync(`${file}.state.json`, JSON.stringify({ ...state, fallbackRelays: ['a-1 p-2', 'a-1 gone-1'] }));

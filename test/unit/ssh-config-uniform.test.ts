@@ -7,8 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   configIsUniform,
@@ -18,13 +17,14 @@ import {
   wrapperConfigText,
   type SshTargetInput,
 } from '../../src/transport/ssh-config.js';
+import { tempDir } from '../support/temp-dir.js';
 
 const real = spawnSync('sh', ['-c', 'command -v ssh'], { encoding: 'utf8' }).stdout.trim();
 const hasSsh = real !== '';
 
 /** A directory with `config` holding `text` (and the files of `more`, by name); the path of `config`. */
 function configDir(text: string, more: Record<string, string> = {}): { dir: string; config: string } {
-  const dir = mkdtempSync(join(tmpdir(), 'meshctl-sshg-uniform-'));
+  const dir = tempDir('meshctl-sshg-uniform-');
   for (const [name, body] of Object.entries(more)) {
     mkdirSync(join(dir, name, '..'), { recursive: true });
     writeFileSync(join(dir, name), body);

@@ -5,13 +5,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { publicIpv6Problem } from '../../src/net/ipv6.js';
 import { beginTcp } from '../../src/transport/early-socket.js';
 import { writeRefusingInventory } from '../support/refusing-inventory.js';
+import { tempDir } from '../support/temp-dir.js';
 
 test('global unicast is 2000::/3 exactly (the prefix written as its value, not parsed at load)', () => {
   for (const ok of ['2000::', '2001:db8::11', '3fff:ffff:ffff:ffff:ffff:ffff:ffff:ffff'])
@@ -23,7 +23,7 @@ test('global unicast is 2000::/3 exactly (the prefix written as its value, not p
 test("`up` on an IPv4 inventory never calls node:net's isIPv6 before it connects (its first call compiles a regex of 20-30 ms)", () => {
   // a preload counts the calls; `up` without --yes and without a terminal stops (exit 2) after loading its modules
   // and the inventory, right where it would start connecting
-  const dir = mkdtempSync(join(tmpdir(), 'meshctl-isipv6-'));
+  const dir = tempDir('meshctl-isipv6-');
   const counter = join(dir, 'count.cjs');
   const out = join(dir, 'calls');
   writeFileSync(
@@ -67,7 +67,7 @@ test('an early TCP connection has TCP_NODELAY (Nagle held the login ~40 ms behin
  * once. The events, in the order they happened.
  */
 async function connectAndStateOrder(command: string): Promise<string[]> {
-  const dir = mkdtempSync(join(tmpdir(), 'meshctl-state-order-'));
+  const dir = tempDir('meshctl-state-order-');
   const inventory = await writeRefusingInventory(dir);
   writeFileSync(`${inventory}.state.json`, '{}\n'); // a state to read (an unknown shape reads as empty)
   writeFileSync(join(dir, 'ssh_config'), '');

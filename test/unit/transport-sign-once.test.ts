@@ -7,16 +7,16 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createPublicKey, verify } from 'node:crypto';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import keyParser from 'ssh2/lib/protocol/keyParser.js';
 import { signWithKey } from '../../src/transport/ssh.js';
+import { tempDir } from '../support/temp-dir.js';
 
 const hasKeygen = spawnSync('sh', ['-c', 'command -v ssh-keygen']).status === 0;
 
 test('three signatures, one PEM read per key; the same signatures as ssh2 makes', { skip: hasKeygen ? false : 'no ssh-keygen' }, () => {
-  const dir = mkdtempSync(join(tmpdir(), 'meshctl-sign-'));
+  const dir = tempDir('meshctl-sign-');
   const data = Buffer.from('session id and the userauth request');
   for (const [type, hash] of [
     ['ed25519', undefined],

@@ -1,7 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { spawnsDuring } from '../support/spawns.js';
@@ -16,6 +15,7 @@ import {
   sshGArgs,
   wrapperConfigText,
 } from '../../src/transport/ssh-config.js';
+import { tempDir } from '../support/temp-dir.js';
 
 // trimmed real `ssh -G` output (OpenSSH 9.2)
 const SSH_G = `host web1
@@ -113,7 +113,7 @@ const hasSsh = spawnSync('sh', ['-c', 'command -v ssh']).status === 0;
 test('resolveSshConfig through the real ssh -G: alias, precedence, MESHCTL_SSH_CONFIG', {
   skip: hasSsh ? false : 'no ssh client',
 }, async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'meshctl-cfg-'));
+  const dir = tempDir('meshctl-cfg-');
   const cfg = join(dir, 'config');
   writeFileSync(
     cfg,
@@ -165,7 +165,7 @@ test('resolveSshConfig through the real ssh -G: alias, precedence, MESHCTL_SSH_C
 
 test('an `ssh -G` that exits 0 with no output is asked again, and never taken for the defaults (port 22)', async () => {
   // seen with ~100 `ssh -G` at once: a third printed nothing, and those nodes were dialled at port 22
-  const dir = mkdtempSync(join(tmpdir(), 'meshctl-sshg-'));
+  const dir = tempDir('meshctl-sshg-');
   const real = spawnSync('sh', ['-c', 'command -v ssh'], { encoding: 'utf8' }).stdout.trim();
   const counter = join(dir, 'calls');
   // the first call prints nothing and exits 0; the later ones are the real ssh
@@ -188,7 +188,7 @@ test('the same `ssh -G` question is asked once per process (up logs in to each n
   skip: hasSsh ? false : 'no ssh client',
 }, async () => {
   // issue 10: each ssh -G is a fork of the control process; at 100 nodes the second round cost ~15 s of it
-  const dir = mkdtempSync(join(tmpdir(), 'meshctl-sshg-memo-'));
+  const dir = tempDir('meshctl-sshg-memo-');
   const real = spawnSync('sh', ['-c', 'command -v ssh'], { encoding: 'utf8' }).stdout.trim();
   const log = join(dir, 'calls');
   writeFileSync(join(dir, 'ssh'), `#!/bin/sh\necho x >> ${log}\nexec ${real} "$@"\n`, { mode: 0o755 });
@@ -211,7 +211,7 @@ test('a question asked again while `ssh -G` is still answering it waits for that
 }, async () => {
   // issue 10: up starts every node's `ssh -G` at once; nodes with equal settings (or one jump host shared by several
   // nodes) asked while the first was running, and each spawned its own (a fork of the control process each)
-  const dir = mkdtempSync(join(tmpdir(), 'meshctl-sshg-inflight-'));
+  const dir = tempDir('meshctl-sshg-inflight-');
   const real = spawnSync('sh', ['-c', 'command -v ssh'], { encoding: 'utf8' }).stdout.trim();
   const log = join(dir, 'calls');
   // slow enough that every question below is asked before the first answer arrives
@@ -246,7 +246,7 @@ test('resolveSshConfigs asks every new question through ONE child process; each 
 }, async () => {
   // issue 10: a spawn blocks the control process until the child has exec'd (30-120 ms under load); up asked one
   // `ssh -G` per node before its first connection could start
-  const dir = mkdtempSync(join(tmpdir(), 'meshctl-sshg-batch-'));
+  const dir = tempDir('meshctl-sshg-batch-');
   const real = spawnSync('sh', ['-c', 'command -v ssh'], { encoding: 'utf8' }).stdout.trim();
   const log = join(dir, 'calls');
   writeFileSync(join(dir, 'ssh'), `#!/bin/sh\necho x >> ${log}\nexec ${real} "$@"\n`, { mode: 0o755 });
@@ -315,7 +315,7 @@ test("the generated config's directory goes at exit without node's recursive rem
 }, () => {
   // rmSync(dir, { recursive: true }) loaded node's rimraf module in the 'exit' handler: 2-5 ms of CPU after the
   // report of every run (perf, 2026-12-01). A child with a temp dir of its own: the config is made, then removed.
-  const tmp = mkdtempSync(join(tmpdir(), 'meshctl-exit-rm-'));
+  const tmp = tempDir('meshctl-exit-rm-');
   const script = [
     `import { resolveSshConfig } from ${JSON.stringify(new URL('../../src/transport/ssh-config.ts', import.meta.url).href)};`,
     "await resolveSshConfig({ host: '192.0.2.9', port: 41113, user: 'root', explicit: { port: true, user: true } }, { env: { PATH: process.env.PATH, HOME: process.env.TMPDIR } });",

@@ -2,9 +2,8 @@ import { test } from 'node:test';
 import keyParser from 'ssh2/lib/protocol/keyParser.js';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import fs, { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import fs, { chmodSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Node } from '../../src/inventory/types.js';
 import { FACTS } from '../../src/facts/definitions.js';
@@ -21,6 +20,7 @@ import {
   wrapCommand,
 } from '../../src/transport/ssh.js';
 import { shellQuote, TransportError, type Connection } from '../../src/transport/types.js';
+import { tempDir } from '../support/temp-dir.js';
 
 const sh = (command: string, env: NodeJS.ProcessEnv = {}) =>
   spawnSync('sh', ['-c', command], { encoding: 'utf8', env: { PATH: process.env.PATH, ...env } });
@@ -66,7 +66,7 @@ test('wrapCommand: a small fixed command line; sudo -n prefix, remote timeout ro
 });
 
 test('wrapCommand: a fake sudo sees -n and the same argument vector', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'meshctl-sudo-'));
+  const dir = tempDir('meshctl-sudo-');
   writeFileSync(join(dir, 'sudo'), '#!/bin/sh\n[ "$1" = "-n" ] || exit 99\nshift\nexec "$@"\n');
   chmodSync(join(dir, 'sudo'), 0o755);
   const r = shRemote(wrapCommand(`printf '%s' "it's ok"`, { sudo: true, timeoutMs: 5000 }), { PATH: `${dir}:${process.env.PATH}` });
@@ -212,7 +212,7 @@ const node = (name: string, extra: Partial<Node['ssh']> = {}): Node => ({
 });
 
 test('planAuth: explicit key, then agent, then config/default files; encrypted keys reported, never parsed', () => {
-  const home = mkdtempSync(join(tmpdir(), 'meshctl-auth-'));
+  const home = tempDir('meshctl-auth-');
   mkdirSync(join(home, '.ssh'));
   const gen = (file: string, pass = '') => {
     const r = spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', pass, '-C', '', '-f', file]);
@@ -249,7 +249,7 @@ test('planAuth: explicit key, then agent, then config/default files; encrypted k
 });
 
 test('planAuth hands ssh2 the key it parsed once, the same object for every node (ssh2 parsed the bytes again per login)', () => {
-  const home = mkdtempSync(join(tmpdir(), 'meshctl-auth-once-'));
+  const home = tempDir('meshctl-auth-once-');
   const file = join(home, 'id');
   assert.equal(spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', '', '-f', file]).status, 0);
   const settings = settingsFromSshG('h', '', home);
@@ -332,7 +332,7 @@ test('connectAll reports every node, in inventory order, and never stops at the 
 });
 
 test('wrapCommand through sudo (which resets the environment): the login’s SSH_CONNECTION reaches the script, so the operator fact runs no tr', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'meshctl-sudo-env-'));
+  const dir = tempDir('meshctl-sudo-env-');
   // as sudo's env_reset: the command gets a fresh environment; `tr` leaves a mark when it runs
   writeFileSync(join(dir, 'sudo'), `#!/bin/sh\n[ "$1" = "-n" ] || exit 99\nshift\nexec env -i PATH="${dir}:$PATH" "$@"\n`);
   writeFileSync(join(dir, 'tr'), `#!/bin/sh\n: > ${join(dir, 'tr-ran')}\nexec /usr/bin/tr "$@"\n`);
@@ -350,7 +350,7 @@ test('wrapCommand through sudo (which resets the environment): the login’s SSH
 
 test('planAuth reads each identity file once per process however many nodes log in with it, and again once it changed', () => {
   // issue 10: every node's login read and parsed the same key files again (4 nodes: 4 reads of each)
-  const home = mkdtempSync(join(tmpdir(), 'meshctl-auth-once-'));
+  const home = tempDir('meshctl-auth-once-');
   mkdirSync(join(home, '.ssh'));
   const key = join(home, 'explicit');
   assert.equal(spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', '', '-f', key]).status, 0);

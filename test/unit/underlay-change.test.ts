@@ -15,7 +15,7 @@ import type { Inventory, Node } from '../../src/inventory/types.js';
 import { renderWgQuickConfig } from '../../src/render/wgquick.js';
 import { desiredNodeConfig } from '../../src/topology/desired.js';
 import { checkNamed, stepNamed } from '../../src/engine/registry.js';
-import type { MeshStep } from '../../src/engine/types.js';
+import type { CheckResult, MeshStep } from '../../src/engine/types.js';
 import { UNDERLAY_CHANGED, underlayChanges } from '../../src/engine/underlay-change.js';
 import { connectionsOf, probeNetwork } from '../support/fake-forward-probe.js';
 import { renderUnderlayNote } from '../../src/ui/plan-view.js';
@@ -119,6 +119,33 @@ describe('finding 19: what the inventory changes in the underlay of a running me
       /^── Underlay probed: the inventory changes what the running mesh dials \(ctb-edge-1 dials ms-1 at 203\.0\.113\.10:51821/,
     );
     assert.match(note, /ms-1 {2}FAIL forward-reaches-node: forward 203\.0\.113\.10:51823 reaches no node/);
+  });
+
+  it("the plan's note is drawn from the check's data, not parsed back out of its text", async () => {
+    const { check } = await probeStep(withNode('ms-1', { forwardedPort: 51823 }));
+    assert.deepEqual(check.underlayChanged, {
+      why: 'ctb-edge-1 dials ms-1 at 203.0.113.10:51821, the inventory says 203.0.113.10:51823',
+      message: check.message.replace(/ \(probed: the inventory changes what the running mesh dials\)$/, ''),
+    });
+    const note = (checks: CheckResult[]) =>
+      renderUnderlayNote(
+        [{ id: 'baseline', title: 'Baseline', go: '', verdict: 'STOP', durationMs: 0, nodes: [{ node: 'ms-1', changes: [], checks }] }],
+        new Chalk({ level: 0 }),
+      );
+    // the data alone (evidence and message say nothing of it): the note is drawn
+    const bare = {
+      id: 'nat-mapping',
+      status: 'pass' as const,
+      message: 'ok',
+      underlayChanged: { why: 'ms-1 listens on UDP 51825, the inventory says 51820', message: 'mapping kept' },
+    };
+    assert.equal(
+      note([bare]),
+      '── Underlay probed: the inventory changes what the running mesh dials (ms-1 listens on UDP 51825, the inventory says 51820)\n  ms-1  ok   nat-mapping: mapping kept\n',
+    );
+    // text that looks like it, without the data: no note
+    const { underlayChanged: _, ...textOnly } = check;
+    assert.equal(note([textOnly]), '');
   });
 
   it('an unchanged running mesh is still not probed (nothing sent)', async () => {

@@ -6,15 +6,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { JSON_VIEW } from '../../src/commands/up.js';
 import type { PhaseReport } from '../../src/engine/types.js';
 import { writeRefusingInventory } from '../support/refusing-inventory.js';
+import { tempDir } from '../support/temp-dir.js';
 
 test('`up --json` runs to its report without loading listr2 (nor inquirer): nodes that refuse, exit 3', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'meshctl-json-view-'));
+  const dir = tempDir('meshctl-json-view-');
   const inventory = await writeRefusingInventory(dir);
   writeFileSync(join(dir, 'ssh_config'), '');
   const trace = join(dir, 'modules');

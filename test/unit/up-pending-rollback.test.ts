@@ -1,0 +1,135 @@
+/**
+ * A new user's finding (2026-12-01): an `up` after an interrupted run said "converged" while that run's unconfirmed
+ * rollback was still pending on the nodes, which then flipped back when its timer fired. `up` now reads the pending
+ * reverts in its facts probe and confirms them at the confirming gate when it is GO (src/engine/revert.ts
+ * PendingRollbacks); a run that does not get there says, per node, that the revert is pending and when it fires.
+ * Over scripted fake connections (the facts: the bare-node capture of a lab node); the node side is in the lab
+ * (test/lab/rollback-pending.test.ts).
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { runUp, type Connector, type UpView } from '../../src/engine/up.js';
+import { loadInventory } from '../../src/inventory/load.js';
+import { FakeConnection } from '../support/fake-connection.js';
+import { parsePendingRollbacks } from '../../src/engine/revert.js';
+import type { PhaseReport } from '../../src/engine/types.js';
+
+const inventory = loadInventory('inventories/homelab.yaml');
+const bareFacts = readFileSync('test/fixtures/facts/bare-debian12.txt', 'utf8');
+const playbookPath = 'test/fixtures/up/facts-confirm.yaml';
+const RUN = '0123456789abcdef';
+/** 2026-12-01 17:02:09 UTC */
+const DUE = 1796058129;
+const section = (name: string, body: string) => `@@meshctl begin ${name}\n${body}\n@@meshctl end ${name} rc=0\n`;
+
+/** A node whose facts probe finds `pending` (pendingRollbacksScript's lines) and whose cancel answers `cancel`. */
+function node(name: string, pending: string, cancel: string, log: string[]) {
+  return new FakeConnection(name, [
+    {
+      match: /mc_cancel/,
+      reply: () => {
+        log.push(`cancel ${name}`);
+        return { stdout: cancel };
+      },
+    },
+    {
+      match: /@@meshctl begin uid/,
+      reply: (script) => ({
+        stdout: `${script.includes('take_lock') ? section('lock', 'acquired') : ''}${script.includes('begin rollback-pending') ? section('rollback-pending', pending) : ''}${bareFacts}`,
+      }),
+    },
+    { match: /take_lock/, reply: { stdout: 'acquired\n' } },
+    { match: /rm -f/, reply: {} },
+  ]);
+}
+
+async function run(options: { cancel?: string; dryRun?: boolean; stopAt?: string } = {}) {
+  const log: string[] = [];
+  const pendingOn = 'wk-1';
+  const connections = new Map(
+    inventory.nodes.map((n) => [
+      n.name,
+      node(n.name, n.name === pendingOn ? `pending=${RUN} ${DUE}` : '', options.cancel ?? `pending ${RUN}=cancelled\n`, log),
+    ]),
+  );
+  const connector: Connector = {
+    connectAll: async () => ({ connections, failures: new Map(), close: async () => undefined }),
+    connectOne: async () => {
+      throw new Error('no reconnect in this test');
+    },
+  };
+  const gates: PhaseReport[] = [];
+  const view: UpView = {
+    onEvent: () => undefined,
+    gate: async (report) => {
+      gates.push(structuredClone(report));
+      return report.id !== options.stopAt;
+    },
+  };
+  const report = await runUp(inventory, connector, view, {
+    signal: new AbortController().signal,
+    playbookPath,
+    ...(options.dryRun ? { dryRun: true } : {}),
+  });
+  const rollbackChecks = gates.flatMap((g) =>
+    g.nodes.flatMap((n) => n.checks.filter((c) => c.id === 'rollback').map((c) => ({ node: n.node, ...c }))),
+  );
+  return { report, log, gates, rollbackChecks };
+}
+
+describe('up: a pending rollback of an earlier run', () => {
+  it('is confirmed at the confirming gate when it is GO: cancelled on its node only, and said at that gate', async () => {
+    const { report, log, rollbackChecks } = await run();
+    assert.equal(report.result, 'converged');
+    assert.deepEqual(log, ['cancel wk-1']);
+    assert.equal(rollbackChecks.length, 1);
+    assert.equal(rollbackChecks[0]!.node, 'wk-1');
+    assert.equal(rollbackChecks[0]!.status, 'pass');
+    assert.match(
+      rollbackChecks[0]!.message,
+      /confirmed the change an earlier run left unconfirmed \(revert-0123456789abcdef, due at 17:02:09 UTC\)/,
+    );
+    assert.ok(!(report.warnings ?? []).some((w) => /goes back by itself/.test(w)), String(report.warnings));
+  });
+
+  it('a revert that fired before the confirmation: the gate STOPs, the run is not converged', async () => {
+    const { report, log, rollbackChecks } = await run({ cancel: `pending ${RUN}=reverted\n` });
+    assert.deepEqual(log, ['cancel wk-1']);
+    assert.equal(report.result, 'stopped');
+    assert.equal(report.stoppedAt, 'enable');
+    assert.equal(rollbackChecks[0]!.status, 'fail');
+    assert.match(
+      rollbackChecks[0]!.message,
+      /went back by itself before this run could confirm it: wk-1 is on that run's snapshot now; run up again/,
+    );
+  });
+
+  it('a run that stops before the confirming gate cancels nothing and says when the revert fires', async () => {
+    const { report, log } = await run({ stopAt: 'facts' });
+    assert.equal(report.result, 'stopped');
+    assert.deepEqual(log, []);
+    assert.ok(
+      (report.warnings ?? []).some((w) =>
+        /^wk-1: an earlier run's change is still unconfirmed and goes back by itself \(revert-0123456789abcdef at 17:02:09 UTC\)/.test(w),
+      ),
+      String(report.warnings),
+    );
+  });
+
+  it('a dry run (plan) cancels nothing and warns', async () => {
+    const { report, log } = await run({ dryRun: true });
+    assert.deepEqual(log, []);
+    assert.ok(
+      (report.warnings ?? []).some((w) => /^wk-1: .*goes back by itself/.test(w)),
+      String(report.warnings),
+    );
+  });
+
+  it('reads only well-formed pending lines', () => {
+    assert.deepEqual(parsePendingRollbacks(`pending=${RUN} ${DUE}\npending=${RUN}\npending=../x 1\nnoise`), [
+      { runId: RUN, deadline: DUE },
+      { runId: RUN },
+    ]);
+  });
+});
