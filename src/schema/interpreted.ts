@@ -14,7 +14,7 @@
  * at each tiering decision; node runs V8 with `--no-freeze-flags-after-init`, so flags may change at run time).
  * Interpreted (Ignition) and baseline (Sparkplug) code are unchanged, so what the work computes is the same.
  * Left alone, running `fn` as is: when node was started with its own `--opt`, `--no-opt`, `--turbofan` or
- * `--no-turbofan` (command line or NODE_OPTIONS: the user's choice is kept), and inside another such call (only the
+ * `--no-turbofan`, or `--jitless` (command line or NODE_OPTIONS: the user's choice is kept), and inside another such call (only the
  * outermost switches). `fn` must be synchronous: nothing else runs while TurboFan is off.
  */
 import v8 from 'node:v8';
@@ -24,9 +24,10 @@ export const turbofanSwitches = { off: 0, on: 0 };
 
 let depth = 0;
 
-const OWN_FLAG = /(^|\s)--(no-)?(opt|turbofan)(\s|=|$)/;
+/** `--opt`, `--turbofan` (and their `--no-` forms) choose TurboFan; `--jitless` rules out every compiler. */
+const OWN_FLAG = /(^|\s)--((no-)?(opt|turbofan)|jitless)(\s|=|$)/;
 
-/** True when node's own options (command line, NODE_OPTIONS) already say whether TurboFan runs. */
+/** True when node's own options (command line, NODE_OPTIONS) already say whether TurboFan runs (or `--jitless`). */
 export function nodeSetsTurbofan(execArgv: readonly string[] = process.execArgv, nodeOptions = process.env.NODE_OPTIONS ?? ''): boolean {
   return execArgv.some((arg) => OWN_FLAG.test(arg)) || OWN_FLAG.test(nodeOptions);
 }

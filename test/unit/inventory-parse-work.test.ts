@@ -36,10 +36,11 @@ describe('the inventory loader with TurboFan off', () => {
     assert.deepEqual(turbofanSwitches, { off: before.off + 1, on: before.on + 1 });
   });
 
-  it("leaves node's own --opt / --no-turbofan alone", () => {
+  it("leaves node's own --opt / --no-turbofan / --jitless alone", () => {
     assert.equal(nodeSetsTurbofan(['--no-opt'], ''), true);
     assert.equal(nodeSetsTurbofan([], '--max-old-space-size=100 --turbofan'), true);
     assert.equal(nodeSetsTurbofan(['--no-turbofan=true'], ''), true);
+    assert.equal(nodeSetsTurbofan(['--jitless'], ''), true);
     assert.equal(nodeSetsTurbofan(['--optimize-for-size', '--import', 'tsx'], '--opt-foo'), false);
   });
 
