@@ -17,6 +17,7 @@ import { checkSpec, inventorySpec } from './spec.js';
 import type { Become, Inventory, MeshSettings, Node, RpFilterMode, Site } from './types.js';
 import { readInputFile } from '../schema/input.js';
 import { parseTree } from '../schema/yaml-tree.js';
+import { withoutTurbofan } from '../schema/interpreted.js';
 
 export interface LoadInventoryOptions {
   /** validate this text instead of reading `path` (`path` is then only used in messages) */
@@ -44,8 +45,16 @@ export const EMPTY_INVENTORY: Problem = {
   message: "the file is empty: an inventory needs mesh, sites and nodes (meshctl's inventories/homelab.yaml is a complete one)",
 };
 
-/** Pure: checks inventory text. `file` is only used as the Inventory's source. */
+/**
+ * Pure: checks inventory text. `file` is only used as the Inventory's source. The parse, the checks and the
+ * normalisation run with V8's optimising compiler off (../schema/interpreted.ts: run once per process, they are
+ * over before TurboFan's background compiles of them would pay back; issue 10).
+ */
 export function checkInventoryText(text: string, file: string): InventoryCheck {
+  return withoutTurbofan(() => checkInventoryTextNow(text, file));
+}
+
+function checkInventoryTextNow(text: string, file: string): InventoryCheck {
   const parsed = parseTree(text, {
     documentNoun: 'an inventory',
     keyNoun: (path) => (path.length === 1 ? (KEY_NOUNS[String(path[0])] ?? 'key') : 'key'),

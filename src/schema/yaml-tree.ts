@@ -8,6 +8,7 @@
  * nested aliases ("billion laughs") would otherwise expand to billions of values.
  */
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, visit, type Alias, type Document, type Node as YamlNode } from 'yaml';
+import { withoutTurbofan } from './interpreted.js';
 import { formatPath, type PathPart, type Position, type Problem } from './problems.js';
 
 interface Located {
@@ -78,12 +79,14 @@ function yamlMessage(code: string, message: string, documentNoun: string): strin
 function syntaxErrorOffset(doc: Document, code: string, message: string, offset: number): number {
   let opening = offset;
   if (code === 'MISSING_CHAR') {
+    treeWork.documentWalks++;
     visit(doc, {
       Scalar(_key, node) {
         if ((node.type === 'QUOTE_DOUBLE' || node.type === 'QUOTE_SINGLE') && node.range?.[1] === offset) opening = node.range[0];
       },
     });
   } else if (/^Flow (sequence|mapping)/.test(message)) {
+    treeWork.documentWalks++;
     visit(doc, {
       Seq(_key, node) {
         if (node.flow && node.range?.[1] === offset) opening = node.range[0];
@@ -138,7 +141,22 @@ export function flowTooDeep(text: string): number | undefined {
   return undefined;
 }
 
+/**
+ * What parseTree has done in this process, counted (for tests: work, not time). `documentWalks`: whole-document
+ * `visit` passes besides the one conversion into the tree (alias targets, the opening of an unclosed quote or bracket).
+ */
+export const treeWork = { documentWalks: 0 };
+
+/**
+ * The located tree of `text` (one YAML document), or its problems: syntax errors (`syntaxBroken`), unknown tags,
+ * duplicate keys, aliases to nothing or expanding past MAX_ALIAS_VALUES. Never throws on any text. Runs with V8's
+ * optimising compiler off (./interpreted.ts: parsing one file is over before optimised code would pay back).
+ */
 export function parseTree(text: string, options: ParseTreeOptions = {}): ParsedTree {
+  return withoutTurbofan(() => parseTreeNow(text, options));
+}
+
+function parseTreeNow(text: string, options: ParseTreeOptions): ParsedTree {
   const lineCounter = new LineCounter();
   const deep = flowTooDeep(text);
   if (deep !== undefined) {
@@ -180,7 +198,9 @@ export function parseTree(text: string, options: ParseTreeOptions = {}): ParsedT
   if (tagProblems.length > 0) return { syntaxBroken: true, problems: tagProblems };
   const problems: Problem[] = [];
   const keyNoun = options.keyNoun ?? (() => 'key');
-  const context: Context = { at, problems, keyNoun, aliasTargets: aliasTargets(doc), aliasValues: 0, aliasDepth: 0 };
+  // an alias is written `*name`: a text without a `*` has none, and needs no walk to find their targets
+  const targets = text.includes('*') ? aliasTargets(doc) : new Map<Alias, YamlNode>();
+  const context: Context = { at, problems, keyNoun, aliasTargets: targets, aliasValues: 0, aliasDepth: 0 };
   const root = doc.contents ? convert(doc, doc.contents as YamlNode, [], context, new Set()) : undefined;
   return { root, problems, syntaxBroken: false };
 }
@@ -206,6 +226,7 @@ interface Context {
 function aliasTargets(doc: Document): Map<Alias, YamlNode> {
   const anchors = new Map<string, YamlNode>();
   const targets = new Map<Alias, YamlNode>();
+  treeWork.documentWalks++;
   visit(doc, {
     Alias(_key, alias) {
       const target = anchors.get(alias.source);
