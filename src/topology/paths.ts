@@ -338,7 +338,10 @@ interface CompactPaths {
 const compactPlans = new WeakMap<MeshPaths, CompactPaths>();
 const pairNumber = (n: number, i: number, j: number) => i * n - (i * (i + 1)) / 2 + (j - i - 1);
 
-/** Every pair's path, in inventory order; relays picked pair by pair in that order (so the spread is stable). */
+/**
+ * Every pair's path, in inventory order; relays picked pair by pair in that order (so the spread is stable), the
+ * pairs of `mesh.fallbackRelays` last (see inside).
+ */
 export function planPaths(inventory: Inventory, options: PlanPathsOptions = {}): MeshPaths {
   const load = new Map<string, number>();
   const nodes = inventory.nodes;
@@ -364,15 +367,30 @@ export function planPaths(inventory: Inventory, options: PlanPathsOptions = {}):
     if (list) list.push(value);
     else map.set(key, [value]);
   };
-  let p = 0;
-  for (let i = 0; i < n; i++) {
+  const plan = (i: number, j: number, p: number) => {
+    const { code, relay } = planPair({ inventory, a: nodes[i]!, b: nodes[j]!, load, options, fellBack, ...(queue ? { queue } : {}) });
+    compact.codes[p] = code;
+    if (relay) compact.via.set(p, indexOfNode.get(relay)!);
+  };
+  // the pairs relay: auto moved to a relay after a failed handshake are planned after all the others, so they take
+  // what relay capacity is left and never move another pair to another relay: the inventory's pairs keep the relays
+  // they have without fallbacks, and a fallback (or its return to direct) changes only its own ends and its relay
+  // (a new user saw two other relayed pairs swap relays, three more nodes changed, when one pair fell back)
+  const deferred: number[] = [];
+  for (let i = 0, p = 0; i < n; i++)
+    for (let j = i + 1; j < n; j++, p++) {
+      if (fellBack.size > 0 && fellBack.has(pairKey(nodes[i]!.name, nodes[j]!.name))) deferred.push(i, j, p);
+      else plan(i, j, p);
+    }
+  for (let k = 0; k < deferred.length; k += 3) plan(deferred[k]!, deferred[k + 1]!, deferred[k + 2]!);
+  // the lookups in inventory order, whatever order the relays were picked in
+  for (let i = 0, p = 0; i < n; i++) {
     const a = nodes[i]!;
     for (let j = i + 1; j < n; j++, p++) {
+      const via = compact.codes[p]! & 1 ? compact.via.get(p) : undefined;
+      if (via === undefined) continue;
+      const relay = nodes[via]!;
       const b = nodes[j]!;
-      const { code, relay } = planPair({ inventory, a, b, load, options, fellBack, ...(queue ? { queue } : {}) });
-      compact.codes[p] = code;
-      if (!relay) continue;
-      compact.via.set(p, indexOfNode.get(relay)!);
       push(compact.relayedBy, relay.name, p);
       compact.relayedBy.get(relay.name)!.push(i, j);
       push(compact.reachedVia, `${relay.name} ${a.name}`, b.name);

@@ -66,6 +66,29 @@ describe('relay: auto at the gate', () => {
     assert.equal(pathBetween(planPaths(withFallbackRelays(fallen, [])), 'a-1', 'p-2')?.kind, 'direct');
   });
 
+  it("a fallback pair moves no other pair to another relay: only its own ends' and its relay's configs change", () => {
+    const fallen = withFallbackRelays(inventory, ['a-1 p-2']);
+    const before = planPaths(inventory).pairs;
+    const after = planPaths(fallen).pairs;
+    const relayed = before.filter((p) => p.path.kind === 'relayed');
+    assert.ok(relayed.length >= 2, 'four-sites has relayed pairs of its own');
+    for (const [i, pair] of before.entries()) {
+      if (pair.a === 'a-1' && pair.b === 'p-2') continue;
+      assert.deepEqual(after[i], pair, `${pair.a} <-> ${pair.b}`);
+    }
+    // the configs: every node but the pair's ends and its relay renders as without the fallback
+    const changed = new Set(['a-1', 'p-2', 'p-1']);
+    const plain = desiredMesh(inventory, keys);
+    const moved = desiredMesh(fallen, keys);
+    for (const d of plain)
+      if (!changed.has(d.node))
+        assert.deepEqual(
+          moved.find((m) => m.node === d.node),
+          d,
+          d.node,
+        );
+  });
+
   it('the directions probed before moving back: each side that dials the other, at its endpoint', () => {
     const dirs = fallbackDirections(inventory, ['a-1 p-2']).map((d) => `${d.from}>${d.to} ${d.endpoint.host}:${d.endpoint.port}`);
     assert.deepEqual(dirs, ['a-1>p-2 198.51.100.12:51820', 'p-2>a-1 203.0.113.10:41001']);

@@ -197,7 +197,12 @@ test('hostKeyAlgorithms puts the known key types first, in the default order (Op
   assert.equal(hostKeyAlgorithms([])[0], 'ssh-ed25519');
   assert.deepEqual(hostKeyAlgorithms(['ssh-rsa']).slice(0, 3), ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa']);
   assert.deepEqual(hostKeyAlgorithms(['ecdsa-sha2-nistp256', 'ssh-ed25519']).slice(0, 2), ['ssh-ed25519', 'ecdsa-sha2-nistp256']);
-  assert.deepEqual(hostKeyAlgorithms(['ssh-rsa', 'ecdsa-sha2-nistp256']).slice(0, 4), ['ecdsa-sha2-nistp256', 'rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa']);
+  assert.deepEqual(hostKeyAlgorithms(['ssh-rsa', 'ecdsa-sha2-nistp256']).slice(0, 4), [
+    'ecdsa-sha2-nistp256',
+    'rsa-sha2-512',
+    'rsa-sha2-256',
+    'ssh-rsa',
+  ]);
   assert.equal(new Set(hostKeyAlgorithms(['ssh-ed25519'])).size, hostKeyAlgorithms(['ssh-ed25519']).length);
   assert.deepEqual(hostKeyAlgorithms(['ssh-dss', 'x']), hostKeyAlgorithms([]));
 });
