@@ -47,15 +47,30 @@ export function run(argv: string[], options: CommandOptions = {}): Promise<Comma
   });
 }
 
-/** Runs argv with inherited stdio (for `lab exec` / `lab run` from the CLI); resolves to the exit code. */
+/**
+ * Runs argv with inherited stdio (for `lab exec` / `lab run` from the CLI); resolves to the exit code.
+ *
+ * SIGTERM and SIGHUP do not end this process while the child runs: the child is in our process group, so a
+ * terminal's hang-up or timeout(1)'s signal (sent to the whole group) reaches it too, and we wait for it to finish
+ * (a meshctl inside releases its run locks and exits 130) and exit with its code. Dying at once returned 143 before the
+ * meshctl inside had cleaned up, which went on printing after the shell had its prompt back (a new user's finding).
+ * They are not forwarded: the child has them already, and a second stop signal makes meshctl exit at once
+ * (src/interrupt.ts). SIGINT is handled by the caller's interrupt handler.
+ */
 export function runInherit(argv: string[], env?: NodeJS.ProcessEnv): Promise<number> {
   return new Promise((resolve) => {
     const child = spawn(argv[0]!, argv.slice(1), { env: env ?? process.env, stdio: 'inherit' });
+    const waitForChild = () => undefined;
+    for (const signal of ['SIGTERM', 'SIGHUP'] as const) process.on(signal, waitForChild);
+    const done = (code: number) => {
+      for (const signal of ['SIGTERM', 'SIGHUP'] as const) process.off(signal, waitForChild);
+      resolve(code);
+    };
     child.on('error', (error) => {
       process.stderr.write(`meshctl: ${argv[0]}: ${error.message}\n`);
-      resolve(127);
+      done(127);
     });
-    child.on('close', (code, signal) => resolve(code ?? 128 + (signal ? (SIGNALS[signal] ?? 0) : 0)));
+    child.on('close', (code, signal) => done(code ?? 128 + (signal ? (SIGNALS[signal] ?? 0) : 0)));
   });
 }
 const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGTERM: 15 };
