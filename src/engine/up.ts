@@ -117,6 +117,8 @@ export interface UpReport {
     firstTcpConnectMs?: number;
     firstLoginMs?: number;
     firstLoginCpuMs?: number;
+    /** relay: auto: the probe of the fallback pairs' direct paths before the first phase (./fallback.ts), when it ran */
+    fallbackProbeMs?: number;
   };
   /** remote commands per node */
   roundTrips: Record<string, number>;
@@ -406,7 +408,12 @@ async function runUpBody(
     }
     try {
       // relay: auto (./fallback.ts): pairs relayed after an earlier failure go back to direct once their path works
+      const probeStarted = Date.now();
       const backToDirect = earlier.length ? await pairsBackToDirect(work, connections, options.signal) : [];
+      // the probe's time is outside every phase: said in the notes and the timings, so a run that changed nothing
+      // does not leave seconds unexplained (a new user's finding 9)
+      const fallbackProbeMs = earlier.length ? Date.now() - probeStarted : undefined;
+      const stillRelayed = earlier.filter((p) => !backToDirect.includes(p) && p.split(' ').every((name) => connections.has(name)));
       let fallbacks = earlier.filter((p) => !backToDirect.includes(p));
       let aheadUsed = false;
       let probedAhead = false;
@@ -501,6 +508,10 @@ async function runUpBody(
             `${p.replace(' ', ' and ')}: the direct handshake failed at the gate, now relayed (relay: auto); a later up moves them back once the direct path works`,
         ),
         ...backToDirect.map((p) => `${p.replace(' ', ' and ')}: the direct path works again, back to direct`),
+        ...stillRelayed.map(
+          (p) =>
+            `${p.replace(' ', ' and ')}: the direct path still does not work (probed in ${((fallbackProbeMs ?? 0) / 1000).toFixed(1)} s), stays relayed (relay: auto)`,
+        ),
       ];
       const warnings = [...(locks?.warnings ?? []), ...(run.rollbackNotes ?? []), ...pending.notes(), ...fallbackNotes];
       return {
@@ -514,7 +525,7 @@ async function runUpBody(
         ...(run.matrix ? { matrix: run.matrix } : {}),
         ...(aheadUsed ? { pingAhead: true } : {}),
         ...(probedAhead ? { underlayAhead: true } : {}),
-        timings: timingsNow(),
+        timings: { ...timingsNow(), ...(fallbackProbeMs !== undefined ? { fallbackProbeMs } : {}) },
         roundTrips: Object.fromEntries([...connections].map(([name, c]) => [name, c.stats.commands])),
         ...(connections.size && [...connections.values()].some((c) => c.stats.reused !== undefined)
           ? { reusedConnections: [...connections].filter(([, c]) => c.stats.reused).map(([name]) => name) }

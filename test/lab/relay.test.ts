@@ -31,6 +31,8 @@ interface UpJson {
   matrix?: { cells: Record<string, Record<string, { ok: boolean }>> };
   fallbackRelays?: { pairs: string[]; relayedAtGate: string[]; backToDirect: string[] };
   firstPass?: { stoppedAt: string; changes: number };
+  timings?: { fallbackProbeMs?: number };
+  warnings?: string[];
   plan?: { phases: { nodes: { actions: unknown[] }[] }[] };
 }
 
@@ -209,6 +211,12 @@ describeLab(
         const again = await up();
         assert.equal(again.changes, 0);
         assert.deepEqual(again.fallbackRelays?.backToDirect, []);
+        // and says so, with the probe's time (outside every phase)
+        assert.ok((again.timings?.fallbackProbeMs ?? -1) >= 0, 'timings.fallbackProbeMs');
+        assert.ok(
+          again.warnings?.some((w) => /^a-1 and p-2: the direct path still does not work \(probed in \d+\.\d s\), stays relayed/.test(w)),
+          JSON.stringify(again.warnings),
+        );
       } finally {
         await drop('-D');
       }
