@@ -414,7 +414,7 @@ describeLab('meshctl up on the homelab lab', INVENTORY, (lab) => {
     const declined = await upInTerminal(lab().name, ['y\r', 'n\r']);
     assert.equal(declined.code, 1, declined.screen);
     assert.match(declined.screen, /GO: continue after "Connect and gather facts"/);
-    assert.match(declined.screen, /GO: continue after "Baseline \(wipe-verify\)"/);
+    assert.match(declined.screen, /GO: continue after "Baseline checks \(clean nodes, underlay reachable\)"/);
     assert.match(declined.screen, /running-as-root/);
     assert.doesNotMatch(declined.screen, /Install WireGuard/);
     const interrupted = await upInTerminal(lab().name, ['\x03']);
