@@ -103,7 +103,8 @@ export interface UpReport {
   connectFailures: { node: string; error: string }[];
   matrix?: Matrix;
   /**
-   * Wall times, ms. `firstConnectionMs`: from the start of the meshctl process (performance.timeOrigin) to the
+   * Wall times, ms. `totalMs` and `connectMs`: from `up`'s own start (after node's start, loading and the inventory),
+   * so `totalMs` can be smaller than the stages below. `firstConnectionMs`: from the start of the meshctl process (performance.timeOrigin) to the
    * first node's login done (the connections start together: when the connect phase began plus the quickest
    * node's connect time); absent when no node connected. `firstTcpConnectMs` and `firstLoginMs`: from the same
    * start to the first node's TCP connect and to its first authenticated login (before the root probe), when the
