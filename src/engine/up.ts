@@ -511,7 +511,7 @@ async function runUpBody(
         ...backToDirect.map((p) => `${p.replace(' ', ' and ')}: the direct path works again, back to direct`),
         ...stillRelayed.map(
           (p) =>
-            `${p.replace(' ', ' and ')}: the direct path still does not work (probed in ${((fallbackProbeMs ?? 0) / 1000).toFixed(1)} s), stays relayed (relay: auto)`,
+            `${p.replace(' ', ' and ')}: the direct path still does not work (the probe of the fallback pairs took ${((fallbackProbeMs ?? 0) / 1000).toFixed(1)} s), stays relayed (relay: auto)`,
         ),
       ];
       const warnings = [...(locks?.warnings ?? []), ...(run.rollbackNotes ?? []), ...pending.notes(), ...fallbackNotes];

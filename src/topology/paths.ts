@@ -242,11 +242,22 @@ const NEVER = 64;
 
 const FELL_BACK_WHY = `their direct handshake failed at the gate of an earlier up (relay: auto; an up moves them back once it works)`;
 
+/**
+ * Whether relay: auto moved a–b to a relay after a failed handshake: listed in `fallbacks` (mesh.fallbackRelays as
+ * pairKey strings) and both ends in auto mode (a listed pair whose end is now `always` or `never` is planned as
+ * that says). No pairKey string is made when nothing fell back (the common case at farm scale).
+ */
+function isFellBack(inventory: Inventory, a: Node, b: Node, fallbacks: ReadonlySet<string>, modes?: RelayMode[]): boolean {
+  if (fallbacks.size === 0) return false;
+  const [ma, mb] = modes ?? [relayModeOf(inventory, a), relayModeOf(inventory, b)];
+  return ma === 'auto' && mb === 'auto' && fallbacks.has(pairKey(a.name, b.name));
+}
+
 function planPair({ inventory, a, b, load, queue, options, fellBack: fallbacks }: PairInput): { code: number; relay?: Node } {
   const modes = [relayModeOf(inventory, a), relayModeOf(inventory, b)];
   // relay: auto moved the pair to a relay when its direct handshake failed at a gate (src/engine/fallback.ts)
   // (no pairKey string per pair when nothing fell back: the common case at farm scale)
-  const fellBack = fallbacks.size > 0 && modes.every((m) => m === 'auto') && fallbacks.has(pairKey(a.name, b.name));
+  const fellBack = isFellBack(inventory, a, b, fallbacks, modes);
   const direct = pairCanConnect(inventory, a, b) && !fellBack;
   const never = modes.includes('never');
   const always = !never && modes.includes('always') && !isPublic(inventory, a) && !isPublic(inventory, b);
@@ -379,7 +390,7 @@ export function planPaths(inventory: Inventory, options: PlanPathsOptions = {}):
   const deferred: number[] = [];
   for (let i = 0, p = 0; i < n; i++)
     for (let j = i + 1; j < n; j++, p++) {
-      if (fellBack.size > 0 && fellBack.has(pairKey(nodes[i]!.name, nodes[j]!.name))) deferred.push(i, j, p);
+      if (isFellBack(inventory, nodes[i]!, nodes[j]!, fellBack)) deferred.push(i, j, p);
       else plan(i, j, p);
     }
   for (let k = 0; k < deferred.length; k += 3) plan(deferred[k]!, deferred[k + 1]!, deferred[k + 2]!);

@@ -214,7 +214,9 @@ describeLab(
         // and says so, with the probe's time (outside every phase)
         assert.ok((again.timings?.fallbackProbeMs ?? -1) >= 0, 'timings.fallbackProbeMs');
         assert.ok(
-          again.warnings?.some((w) => /^a-1 and p-2: the direct path still does not work \(probed in \d+\.\d s\), stays relayed/.test(w)),
+          again.warnings?.some((w) =>
+            /^a-1 and p-2: the direct path still does not work \(the probe of the fallback pairs took \d+\.\d s\), stays relayed/.test(w),
+          ),
           JSON.stringify(again.warnings),
         );
       } finally {

@@ -6,8 +6,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
+import { tempDir } from '../support/temp-dir.js';
 import { join } from 'node:path';
 import {
   entryMatchesHost,
@@ -33,7 +33,7 @@ async function login(file: string, host: string, port: number) {
 }
 
 test(`${N} logins against a hashed known_hosts of ${N} lines: each line's HMAC once per host, not twice`, async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'meshctl-kh-lookup-'));
+  const dir = tempDir('meshctl-kh-lookup-');
   const file = join(dir, 'known_hosts');
   const hosts = Array.from({ length: N }, (_, i) => `10.0.0.${i + 1}`);
   writeFileSync(file, hosts.map((h) => `${hashHostName(`[${h}]:2222`)} ssh-ed25519 ${K1}\n`).join(''));
@@ -49,7 +49,7 @@ test(`${N} logins against a hashed known_hosts of ${N} lines: each line's HMAC o
 });
 
 test(`${N} logins against a plain known_hosts of ${N} lines: found by name, no line tested`, async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'meshctl-kh-lookup-'));
+  const dir = tempDir('meshctl-kh-lookup-');
   const file = join(dir, 'known_hosts');
   const hosts = Array.from({ length: N }, (_, i) => `n${i + 1}.example`);
   writeFileSync(file, hosts.map((h) => `${h},10.0.1.${hosts.indexOf(h) + 1} ssh-ed25519 ${K1}\n`).join(''));
