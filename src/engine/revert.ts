@@ -600,12 +600,18 @@ export class PendingRollbacks {
   }
 
   /**
-   * At a gate: when `confirms` (the confirming phase, or the last phase of a playbook without one) and the phase is
-   * GO, cancels every pending revert found on the phase's nodes, over `run`, and adds a `rollback` check to each such
-   * node's report: pass when cancelled; fail (and the phase becomes STOP) when the revert ran first or failed, since
-   * the node is then no longer as the design says. Never throws.
+   * At a gate: when `confirms` (the confirming phase: its checks include CONFIRMING_CHECK; a playbook without one
+   * confirms nothing and leaves the notes) and the phase is GO, cancels every pending revert found on the phase's
+   * nodes, over `run` (the caller's: a NEW SSH login, so the login is proven since the change it confirms), within
+   * `timeoutMs` (ms: mc_cancel waits up to 60 s for a revert already running, per run id), and adds a `rollback`
+   * check to each such node's report: pass when cancelled; fail (and the phase becomes STOP) when the revert ran first
+   * or failed, since the node is then no longer as the design says. Never throws.
    */
-  async confirm(report: PhaseReport, confirms: boolean, run: RunOnNode): Promise<void> {
+  async confirm(
+    report: PhaseReport,
+    confirms: boolean,
+    run: (node: string, script: string, timeoutMs: number) => Promise<{ code: number; stdout: string }>,
+  ): Promise<void> {
     if (!confirms || report.verdict !== 'GO') return;
     await Promise.all(
       report.nodes.map(async (node) => {
@@ -615,7 +621,7 @@ export class PendingRollbacks {
         const named = pending.map((p) => `revert-${p.runId}, due ${describeDue(p)}`).join('; ');
         let outcome: string[];
         try {
-          const result = await run(node.node, confirmPendingScript(pending.map((p) => p.runId)));
+          const result = await run(node.node, confirmPendingScript(pending.map((p) => p.runId)), (60 * pending.length + 30) * 1000);
           outcome = pending.map((p) => new RegExp(`^pending ${p.runId}=(\\w+)$`, 'm').exec(result.stdout)?.[1] ?? `exit ${result.code}`);
         } catch (error) {
           outcome = [(error as Error).message];
@@ -624,7 +630,7 @@ export class PendingRollbacks {
           node.checks.push(
             rollbackCheck(
               'pass',
-              `confirmed the change an earlier run left unconfirmed (${named}): the node is as the design says and passed a fresh SSH login and the checks, so its revert was cancelled`,
+              `confirmed the change an earlier run left unconfirmed (${named}): the node is as the design says and passed the checks, and its revert was cancelled over a new SSH login`,
             ),
           );
         else {

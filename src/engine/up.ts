@@ -431,7 +431,9 @@ async function runUpBody(
         try {
           return await runPass(
             passWork,
-            pending.registry(folded ? lockingFacts(registry, locks) : registry),
+            // the lock's section first: a node whose lock another run holds is not read for pending reverts (a
+            // concurrent run's live arm is not an earlier run's leftover)
+            folded ? lockingFacts(pending.registry(registry), locks) : pending.registry(registry),
             ahead,
             probesAhead?.connections ?? runConnections,
           );
@@ -463,7 +465,16 @@ async function runUpBody(
           gate: async (report, isLast) => {
             aheadUsed = ahead?.used() ?? false;
             const confirms = !options.dryRun && playbook.phases.some((p) => p.id === report.id && p.checks.includes(CONFIRMING_CHECK));
-            await pending.confirm(report, confirms, (node, script) => passConnections.get(node)!.run(script, { timeoutMs: 90_000 }));
+            // over a NEW login, never the run's own connection: the change being confirmed was made by an earlier
+            // run, after which this run's connection may not have logged in (--control-persist lends an older one)
+            await pending.confirm(report, confirms, async (node, script, timeoutMs) => {
+              const fresh = await connector.connectOne(passWork.nodes.find((n) => n.name === node)!);
+              try {
+                return await fresh.run(script, { timeoutMs, signal: options.signal });
+              } finally {
+                await fresh.close();
+              }
+            });
             return view.gate(report, isLast);
           },
           ...(options.dryRun || options.rollbackDeadlineS === 0
