@@ -418,8 +418,9 @@ async function runPhase(state: RunState, phase: PhaseSpec): Promise<{ report: Ph
  * (RunOptions.sendWhen); the script is sent only when settleRollbacks asks for exactly that disarm on that node, and
  * every other outcome (a revert, a STOP, Ctrl-C, a thrown check) sends nothing: the remote shell reads an empty
  * script and ends, having run nothing. So the node sees the same disarm at the same point of the run, one round trip
- * sooner. A held command that ended before it was asked for (its deadline, a lost connection) is not used: the
- * disarm then runs on a new channel, as before.
+ * sooner. A held command that ended before it was asked for (its deadline, a lost connection), or has waited half its
+ * deadline (which runs from its open: it could be cut mid-script), is not used: the disarm then runs on a new
+ * channel, as before.
  */
 interface DisarmsAhead {
   /** the disarm on `node`'s channel opened ahead, when `script` is that disarm and its command still waits; else undefined */
@@ -431,13 +432,17 @@ interface DisarmsAhead {
 /** Opens the disarm's channel ahead on every armed node whose steps in this phase did not fail (see DisarmsAhead). */
 function openDisarms(state: RunState, rollback: RollbackOptions): DisarmsAhead {
   const script = disarmScript(rollback.runId);
+  // the held command's deadline runs from its channel's open, not from its script's send: one held through most of
+  // it (slow checks) could be cut mid-disarm, so past half of it the disarm goes on a new channel with its whole own
+  const deadlineMs = checkDeadlineMs(60_000);
+  const opened = Date.now();
   const held = new Map<string, { send: (go: boolean) => void; result: Promise<ExecResult>; ended: boolean }>();
   for (const node of state.armed) {
     if (state.errors.has(node)) continue;
     let send: (go: boolean) => void = () => undefined;
     const go = new Promise<boolean>((resolve) => (send = resolve));
     const entry = { send, ended: false, result: Promise.resolve<ExecResult>({ code: 0, stdout: '', stderr: '', durationMs: 0 }) };
-    entry.result = state.ctx.connections.get(node)!.run(script, { timeoutMs: checkDeadlineMs(60_000), sendWhen: go });
+    entry.result = state.ctx.connections.get(node)!.run(script, { timeoutMs: deadlineMs, sendWhen: go });
     // ended before it was asked for: never used (take), so its error is nobody's
     entry.result.then(
       () => (entry.ended = true),
@@ -450,7 +455,7 @@ function openDisarms(state: RunState, rollback: RollbackOptions): DisarmsAhead {
       const entry = held.get(node);
       if (!entry) return undefined;
       held.delete(node);
-      const use = asked === script && !entry.ended;
+      const use = asked === script && !entry.ended && Date.now() - opened < deadlineMs / 2;
       entry.send(use);
       return use ? entry.result : undefined;
     },
