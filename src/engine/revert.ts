@@ -541,15 +541,20 @@ export function confirmPendingScript(runIds: readonly string[]): string {
 /**
  * `down`'s first command on a node: every revert meshctl left there cancelled (pending or not) and its snapshot
  * removed, so no timer brings the interface back after it was taken down. Idempotent: nothing left, nothing done.
+ * A revert still running after mc_cancel's wait (`failed`) keeps its directory and fails the script (exit 1) before
+ * anything else of `down` runs: it may still start the interface again, so the node is not taken down under it.
  */
 export function cancelAllRollbacksScript(): string {
   return [
     CANCEL_FUNCTION,
+    'mc_busy=',
     'for o in /run/meshctl/revert-*; do',
     '  [ -d "$o" ] || continue',
-    '  echo "rollback ${o##*/revert-}: $(mc_cancel "$o")"',
-    '  rm -rf "$o"',
+    '  mc_s=$(mc_cancel "$o")',
+    '  echo "rollback ${o##*/revert-}: $mc_s"',
+    '  if [ "$mc_s" = failed ]; then mc_busy="$mc_busy ${o##*/}"; else rm -rf "$o"; fi',
     'done',
+    'if [ -n "$mc_busy" ]; then echo "a rollback of an interrupted up is still running here ($mc_busy: see its log under /run/meshctl): not taking the interface down under it; run down again" >&2; exit 1; fi',
   ].join('\n');
 }
 

@@ -97,6 +97,27 @@ describe('an earlier run’s pending rollback on the node', () => {
       assert.match(stubLog(caseDir), new RegExp(`^systemctl stop meshctl-revert-${id}-\\*\\.timer$`, 'm'));
     // idempotent: nothing left, nothing done
     assert.equal(run(caseDir, `set -e\n${cancelAllRollbacksScript()}`), '');
+    // a revert still running after the wait (its log, no `reverted`): kept, and down stops before anything else
+    const busy = join(caseDir, 'run', `revert-${OTHER.runId}`);
+    mkdirSync(busy, { recursive: true });
+    writeFileSync(join(busy, 'log'), 'reverting\n');
+    const sleepless = join(caseDir, 'sleepless');
+    mkdirSync(sleepless);
+    writeFileSync(join(sleepless, 'sleep'), '#!/bin/sh\n'); // mc_cancel's 60 one-second waits, at once
+    chmodSync(join(sleepless, 'sleep'), 0o755);
+    const stuck = spawnSync(
+      'sh',
+      ['-c', `set -e\n${cancelAllRollbacksScript()}\necho went-on`.replaceAll('/run/meshctl/', `${caseDir}/run/`)],
+      {
+        env: { PATH: `${sleepless}:${bin}:/usr/bin:/bin`, STUB_LOG: join(caseDir, 'log') },
+        encoding: 'utf8',
+      },
+    );
+    assert.equal(stuck.status, 1, stuck.stderr);
+    assert.match(stuck.stdout, new RegExp(`rollback ${OTHER.runId}: failed`));
+    assert.doesNotMatch(stuck.stdout, /went-on/);
+    assert.match(stuck.stderr, /still running here/);
+    assert.ok(existsSync(busy), 'its directory is kept');
     assert.deepEqual(
       planDown(parseDownProbe(probe.replace(/pending=.*\n/, '')), 'wg0', false).changes.map((c) => c.kind),
       ['stop-disable', 'delete-interface'],
