@@ -50,20 +50,26 @@ export function run(argv: string[], options: CommandOptions = {}): Promise<Comma
 /**
  * Runs argv with inherited stdio (for `lab exec` / `lab run` from the CLI); resolves to the exit code.
  *
- * SIGTERM and SIGHUP do not end this process while the child runs: the child is in our process group, so a
- * terminal's hang-up or timeout(1)'s signal (sent to the whole group) reaches it too, and we wait for it to finish
- * (a meshctl inside releases its run locks and exits 130) and exit with its code. Dying at once returned 143 before the
- * meshctl inside had cleaned up, which went on printing after the shell had its prompt back (a new user's finding).
- * They are not forwarded: the child has them already, and a second stop signal makes meshctl exit at once
- * (src/interrupt.ts). SIGINT is handled by the caller's interrupt handler.
+ * Each stop signal reaches the child once, and this process lives until the child ends and exits with its code (a
+ * meshctl inside releases its run locks and exits 130; dying at once returned 143 while the meshctl inside was still
+ * cleaning up: a new user's finding). Once matters: a second stop signal makes meshctl exit at once
+ * (src/interrupt.ts), so one that reaches the child directly is not passed on again.
+ * - stdin a terminal: the child stays in our process group, where the terminal's Ctrl-C and hang-up reach it
+ *   directly (it must, to read the terminal: a background group cannot); SIGTERM and SIGHUP only keep us alive.
+ * - otherwise (scripts, CI, timeout(1)): the child gets a process group of its own, so a signal to ours, or to our
+ *   pid alone (`kill`, a supervisor), reaches it only through us: every SIGINT, SIGTERM and SIGHUP is passed on.
  */
 export function runInherit(argv: string[], env?: NodeJS.ProcessEnv): Promise<number> {
   return new Promise((resolve) => {
-    const child = spawn(argv[0]!, argv.slice(1), { env: env ?? process.env, stdio: 'inherit' });
-    const waitForChild = () => undefined;
-    for (const signal of ['SIGTERM', 'SIGHUP'] as const) process.on(signal, waitForChild);
+    const detached = !process.stdin.isTTY;
+    const child = spawn(argv[0]!, argv.slice(1), { env: env ?? process.env, stdio: 'inherit', detached });
+    const signals: NodeJS.Signals[] = detached ? ['SIGINT', 'SIGTERM', 'SIGHUP'] : ['SIGTERM', 'SIGHUP'];
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (detached && child.exitCode === null && child.signalCode === null) child.kill(signal);
+    };
+    for (const signal of signals) process.on(signal, onSignal);
     const done = (code: number) => {
-      for (const signal of ['SIGTERM', 'SIGHUP'] as const) process.off(signal, waitForChild);
+      for (const signal of signals) process.off(signal, onSignal);
       resolve(code);
     };
     child.on('error', (error) => {

@@ -1,20 +1,29 @@
 /**
- * `meshctl lab run` / `lab exec` (src/lab/sys.ts runInherit): a SIGTERM or SIGHUP to the wrapper's process group
- * reaches the child too; the wrapper waits for the child and exits with its code instead of dying at once (a new
- * user saw `lab run -- up` under timeout(1) return 143 while the meshctl inside was still cleaning up).
- * The signal is sent to this very process: on the old code the test process dies of it, which fails the file.
+ * `meshctl lab run` / `lab exec` (src/lab/sys.ts runInherit) without a terminal on stdin (scripts, CI, timeout(1)):
+ * a stop signal to the wrapper reaches the child exactly once, and the wrapper lives until the child ends and returns
+ * its code (a new user saw `lab run -- up` under timeout(1) return 143 while the meshctl inside was still cleaning
+ * up). The signal is sent to this very process: on the code before, the test process died of it, failing the file.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { runInherit } from '../../src/lab/sys.js';
+import { tempDir } from '../support/temp-dir.js';
 
-test('SIGTERM and SIGHUP while the child runs: the wrapper lives on and returns the child code', async () => {
-  for (const signal of ['TERM', 'HUP']) {
-    // the child signals its parent (this process), then finishes its own work and exits 7
-    const code = await runInherit(['sh', '-c', `kill -${signal} $PPID; sleep 0.3; exit 7`]);
+test('SIGTERM, SIGHUP and SIGINT to the wrapper: each passed on to the child once, and the child code returned', async () => {
+  assert.ok(!process.stdin.isTTY, 'the test runner gives no terminal on stdin');
+  const dir = tempDir('meshctl-lab-signals-');
+  for (const signal of ['TERM', 'HUP', 'INT']) {
+    const seen = join(dir, signal);
+    // the child counts what reaches it, signals its parent (this process), and exits 7 once it was told
+    const script = `trap 'echo x >> ${seen}' ${signal}; kill -${signal} $PPID; i=0; while [ ! -s ${seen} ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done; sleep 0.3; exit 7`;
+    const code = await runInherit(['sh', '-c', script]);
     assert.equal(code, 7, signal);
+    assert.equal(readFileSync(seen, 'utf8'), 'x\n', `${signal} reached the child once (not also through a shared process group)`);
   }
-  // the handlers are gone with the child: nothing of ours is left listening
+  // the handlers are gone with the child
   assert.equal(process.listenerCount('SIGTERM'), 0);
   assert.equal(process.listenerCount('SIGHUP'), 0);
+  assert.equal(process.listenerCount('SIGINT'), 0);
 });
