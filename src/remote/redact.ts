@@ -55,6 +55,15 @@ const SECRET_LINE = `(?<![^\\n])((?:[#;]|${BLANK.slice(0, -1)})*(?:${spaced('pri
  */
 const REDACT_PASS = new RegExp(`${SECRET_LINE}|(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{43,}=*`, 'gi');
 
+/**
+ * Whether the run at `offset` of `text` is an OpenSSH SHA256 fingerprint as meshctl prints one itself
+ * (../transport/known-hosts.ts fingerprintSha256: `SHA256:` and the digest's 43 base64 characters, padding dropped):
+ * a hash of a public host key, which the host-key messages ask the operator to compare, not a secret. A key-shaped
+ * run anywhere else, or with padding, is still hidden.
+ */
+const isFingerprint = (run: string, offset: number, text: string): boolean =>
+  run.length === 43 && offset >= 7 && text.startsWith('SHA256:', offset - 7);
+
 /** isKeyShaped without copies: the run's length without its `=` padding, then (rarely) the hex test. */
 function keyShapedRun(run: string): boolean {
   let end = run.length;
@@ -79,9 +88,9 @@ export function redactSecrets(
 ): string {
   redactPasses.count++;
   if (publicKeyLineKeys.size > 0) return redactWithPublicKeyLines(text, knownPublicKeys, publicKeyLineKeys);
-  return text.replace(REDACT_PASS, (match: string, secretPrefix: string | undefined) => {
+  return text.replace(REDACT_PASS, (match: string, secretPrefix: string | undefined, offset: number) => {
     if (secretPrefix !== undefined) return `${secretPrefix} ${REDACTED}`;
-    return keyShapedRun(match) && !knownPublicKeys.has(match) ? REDACTED : match;
+    return keyShapedRun(match) && !knownPublicKeys.has(match) && !isFingerprint(match, offset, text) ? REDACTED : match;
   });
 }
 
@@ -96,10 +105,10 @@ function redactWithPublicKeyLines(text: string, known: ReadonlySet<string>, publ
   const hidden = (run: string, extra: boolean) => keyShapedRun(run) && !known.has(run) && !(extra && publicKeyLineKeys.has(run));
   return text.replace(
     REDACT_PASS_SPARING_PUBLIC_KEY_LINES,
-    (match: string, publicKeyLine: string | undefined, secretPrefix: string | undefined) => {
+    (match: string, publicKeyLine: string | undefined, secretPrefix: string | undefined, offset: number) => {
       if (publicKeyLine !== undefined) return match.replace(KEY_RUN, (run) => (hidden(run, true) ? REDACTED : run));
       if (secretPrefix !== undefined) return `${secretPrefix} ${REDACTED}`;
-      return hidden(match, false) ? REDACTED : match;
+      return hidden(match, false) && !isFingerprint(match, offset, text) ? REDACTED : match;
     },
   );
 }

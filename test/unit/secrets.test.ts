@@ -16,6 +16,8 @@ import { planConfig } from '../../src/steps/config.js';
 import { planKeys } from '../../src/steps/keys.js';
 import { describeChange } from '../../src/engine/plan.js';
 import { renderReloadDropIn } from '../../src/render/systemd.js';
+import { REDACTED, redactDeep, redactSecrets } from '../../src/remote/redact.js';
+import { fingerprintSha256 } from '../../src/transport/known-hosts.js';
 
 const key = () => randomBytes(32).toString('base64');
 /** the node's private key, a preshared key, and two public keys of the mesh */
@@ -219,5 +221,20 @@ describe('keys step: a .pub that is not the public key', () => {
       state: 'mismatch',
       mode: '644',
     });
+  });
+});
+
+describe("a host key's SHA256 fingerprint is shown, not redacted (a new user's finding 2: verify hid the one it asks to compare)", () => {
+  const fingerprint = fingerprintSha256(Buffer.from('an ed25519 host key blob'));
+  const digest = fingerprint.slice('SHA256:'.length);
+  it('the fingerprint meshctl prints stays; the same run elsewhere, or a key after SHA256:, is still hidden', () => {
+    assert.equal(digest.length, 43);
+    const message = `host key not known: ED25519 key ${fingerprint} is not in /root/.ssh/known_hosts; refusing to connect`;
+    assert.equal(redactSecrets(message), message);
+    assert.equal(redactDeep({ checks: [{ message }] }, new Set()).checks[0]!.message, message);
+    assert.equal(redactSecrets(`key ${digest} here`), `key ${REDACTED} here`);
+    const key = `${'k'.repeat(42)}A=`;
+    assert.equal(redactSecrets(`SHA256:${key}`), `SHA256:${REDACTED}`);
+    assert.equal(redactSecrets(`xSHA256:${digest}`), `xSHA256:${digest}`, 'the prefix, wherever the word starts');
   });
 });
