@@ -16,13 +16,12 @@
  * the same sshds, and the medians are printed per side: the load on a shared machine moves between runs, and
  * alternating spreads it over both sides alike.
  */
+import { startLoopbackSshds } from './loopback-sshds.js';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { loadavg, tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { keygen, killAll, sshdSkipReason, startSshd, type Sshd } from '../../test/integration/sshd-harness.js';
-import { hashHostName } from '../../src/transport/known-hosts.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 /** the CLI measured: this tree's, or another build's (MESHCTL=/path/to/bin/meshctl.js, e.g. an older commit's) */
@@ -68,23 +67,12 @@ function inventoryText(ports: number[], identityFile: string): string {
 async function main() {
   const runs = Number(process.argv[2] ?? 10);
   const count = Number(process.argv[3] ?? 4);
-  const skip = sshdSkipReason();
-  if (skip) throw new Error(`cannot measure: ${skip}`);
-  const root = mkdtempSync(join(tmpdir(), 'meshctl-first-login-'));
-  const sshds: Sshd[] = [];
+  const farm = await startLoopbackSshds(count, 'meshctl-first-login-', !!process.env.BENCH_HASHED);
   try {
-    const home = join(root, 'home');
-    mkdirSync(home);
-    const client = keygen(join(root, 'id_client'));
-    for (let i = 0; i < count; i++)
-      sshds.push(await startSshd({ dir: join(root, `sshd${i}`), authorizedKeys: [client.publicLine], extraConfig: ['ForceCommand true'] }));
-    const knownHosts = join(root, 'known_hosts');
-    const hostName = (port: number) => (process.env.BENCH_HASHED ? hashHostName(`[127.0.0.1]:${port}`) : `[127.0.0.1]:${port}`);
-    writeFileSync(knownHosts, sshds.map((s) => `${hostName(s.port)} ${s.hostKeys.ed25519!.split(' ').slice(0, 2).join(' ')}\n`).join(''));
-    writeFileSync(join(root, 'ssh_config'), '');
+    const { root, sshds, client } = farm;
     const inventory = join(root, 'mesh.yaml');
     writeFileSync(inventory, inventoryText(sshds.map((s) => s.port), client.privateFile));
-    const env = { PATH: process.env.PATH, HOME: home, MESHCTL_KNOWN_HOSTS: knownHosts, MESHCTL_SSH_CONFIG: join(root, 'ssh_config') };
+    const { env } = farm;
     const load0 = loadavg();
     const compared = sides();
     const rows = new Map<Side, { loginMs: number; tcpMs: number; loginCpuMs: number; cpuMs: number; wallMs: number }[]>(compared.map((side) => [side, []]));
@@ -119,9 +107,7 @@ async function main() {
           `CPU (whole run) ${median(list.map((r) => r.cpuMs))} ms, wall (whole run) ${median(list.map((r) => r.wallMs))} ms; load average ${load0.map((l) => l.toFixed(2)).join(' ')} -> ${load1.map((l) => l.toFixed(2)).join(' ')}`,
       );
   } finally {
-    for (const s of sshds) await s.stop();
-    killAll();
-    rmSync(root, { recursive: true, force: true });
+    await farm.stop();
   }
 }
 

@@ -9,32 +9,17 @@
  * Prints one line per round and the median, with the load average (the machine is shared: compare A and B at the
  * same load, e.g. alternately, from two trees).
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { loadavg, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { startLoopbackSshds } from './loopback-sshds.js';
+import { loadavg } from 'node:os';
 import type { Node } from '../../src/inventory/types.js';
-import { hashHostName } from '../../src/transport/known-hosts.js';
 import { closeAll, connectAll } from '../../src/transport/pool.js';
-import { keygen, killAll, sshdSkipReason, startSshd, type Sshd } from '../../test/integration/sshd-harness.js';
 
 const count = Number(process.argv[2] ?? 16);
 const rounds = Number(process.argv[3] ?? 5);
 const hashed = !!process.env.BENCH_HASHED;
-const skip = sshdSkipReason();
-if (skip) throw new Error(`cannot measure: ${skip}`);
-const root = mkdtempSync(join(tmpdir(), 'meshctl-login-cpu-'));
-const sshds: Sshd[] = [];
+const farm = await startLoopbackSshds(count, 'meshctl-login-cpu-', hashed);
 try {
-  const home = join(root, 'home');
-  mkdirSync(home);
-  const client = keygen(join(root, 'id_client'));
-  for (let i = 0; i < count; i++)
-    sshds.push(await startSshd({ dir: join(root, `sshd${i}`), authorizedKeys: [client.publicLine], extraConfig: ['ForceCommand true'] }));
-  const knownHosts = join(root, 'known_hosts');
-  const name = (port: number) => (hashed ? hashHostName(`[127.0.0.1]:${port}`) : `[127.0.0.1]:${port}`);
-  writeFileSync(knownHosts, sshds.map((s) => `${name(s.port)} ${s.hostKeys.ed25519!.split(' ').slice(0, 2).join(' ')}\n`).join(''));
-  writeFileSync(join(root, 'ssh_config'), '');
-  const env = { PATH: process.env.PATH, HOME: home, MESHCTL_KNOWN_HOSTS: knownHosts, MESHCTL_SSH_CONFIG: join(root, 'ssh_config') };
+  const { sshds, client, env } = farm;
   const nodes = sshds.map(
     (s, i) =>
       ({
@@ -68,7 +53,5 @@ try {
       `load average ${load0.map((l) => l.toFixed(2)).join(' ')} -> ${loadavg().map((l) => l.toFixed(2)).join(' ')}`,
   );
 } finally {
-  for (const s of sshds) await s.stop();
-  killAll();
-  rmSync(root, { recursive: true, force: true });
+  await farm.stop();
 }
