@@ -100,8 +100,10 @@ export function renderSummary(inventory: Inventory, chalk: ChalkInstance = defau
     endpoint
       ? `${from} -> ${formatEndpoint(endpoint)}${keepalive !== null ? ` (keepalive ${keepalive})` : ''}`
       : `${from} waits for ${to} to dial in`;
-  const pairWidth = Math.max(...pairs.map((p) => `${p.a} <-> ${p.b}`.length));
-  const leftWidth = Math.max(...pairs.map((p) => side(p.a, p.b, p.aToB, p.aKeepalive).length));
+  // a loop, not Math.max(...): one stack argument per pair overflowed the stack at 1,000 nodes (499,500 pairs)
+  const widest = (lengths: (pair: (typeof pairs)[number]) => number) => pairs.reduce((w, p) => Math.max(w, lengths(p)), 0);
+  const pairWidth = widest((p) => `${p.a} <-> ${p.b}`.length);
+  const leftWidth = widest((p) => side(p.a, p.b, p.aToB, p.aKeepalive).length);
   for (const pair of pairs) {
     const direct = pair.path.kind === 'direct';
     const left = side(pair.a, pair.b, pair.aToB, pair.aKeepalive);

@@ -4,10 +4,11 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { pairSummaries } from '../../src/commands/validate.js';
+import { pairSummaries, renderSummary } from '../../src/commands/validate.js';
 import { checkInventoryText } from '../../src/inventory/load.js';
 import { planPaths } from '../../src/topology/paths.js';
 import { benchInventory } from '../../scripts/bench/inventory.js';
+import { farmInventory } from '../../scripts/bench/farm/inventory.js';
 
 describe('pairSummaries', () => {
   const result = checkInventoryText(benchInventory(32), 'bench.yaml');
@@ -36,5 +37,16 @@ describe('pairSummaries', () => {
       const pair = pairs.find((p) => p.a === plan.a && p.b === plan.b);
       assert.deepEqual(pair?.path, plan.path, `${plan.a} <-> ${plan.b}`);
     }
+  });
+
+  it('renders the summary of a 1,000-node inventory (499,500 pairs) without overflowing the stack', () => {
+    let port = 3000;
+    const big = checkInventoryText(
+      farmInventory(1000).yaml(() => ({ port: port++, identityFile: '/nonexistent/id' })),
+      'farm.yaml',
+    );
+    assert.ok(big.ok, JSON.stringify(big.ok ? '' : big.problems.slice(0, 3)));
+    const text = renderSummary(big.inventory);
+    assert.match(text, /who dials whom \(499500 pairs\)/);
   });
 });
