@@ -62,16 +62,25 @@ export function run(argv: string[], options: CommandOptions = {}): Promise<Comma
 export function runInherit(argv: string[], env?: NodeJS.ProcessEnv): Promise<number> {
   return new Promise((resolve) => {
     const detached = !process.stdin.isTTY;
-    const child = spawn(argv[0]!, argv.slice(1), { env: env ?? process.env, stdio: 'inherit', detached });
     const signals: NodeJS.Signals[] = detached ? ['SIGINT', 'SIGTERM', 'SIGHUP'] : ['SIGTERM', 'SIGHUP'];
+    // the handlers go in BEFORE the child exists: a signal that came between the fork and them would find node's
+    // default (die) in place; node runs a handler on its event loop, after this function, when `child` is set
+    let child: ReturnType<typeof spawn> | undefined;
     const onSignal = (signal: NodeJS.Signals) => {
-      if (detached && child.exitCode === null && child.signalCode === null) child.kill(signal);
+      if (detached && child && child.exitCode === null && child.signalCode === null) child.kill(signal);
     };
     for (const signal of signals) process.on(signal, onSignal);
     const done = (code: number) => {
       for (const signal of signals) process.off(signal, onSignal);
       resolve(code);
     };
+    try {
+      child = spawn(argv[0]!, argv.slice(1), { env: env ?? process.env, stdio: 'inherit', detached });
+    } catch (error) {
+      process.stderr.write(`meshctl: ${argv[0]}: ${(error as Error).message}\n`);
+      done(127);
+      return;
+    }
     child.on('error', (error) => {
       process.stderr.write(`meshctl: ${argv[0]}: ${error.message}\n`);
       done(127);
