@@ -1,6 +1,7 @@
 /**
  * Ctrl-C handling shared by every command: the first SIGINT aborts `interruptSignal` so running work can stop
- * its remote side (captures, half-done phases), release its run locks and exit 130; a second SIGINT exits at once.
+ * its remote side (captures, half-done phases), release its run locks and exit 130; a second SIGINT exits at once,
+ * after the lines of what that leaves behind (onForcedExit).
  * SIGTERM (kill, timeout(1), a CI job cancelled, systemd stopping a unit) and SIGHUP (the operator's terminal or SSH
  * session closed) are the same request to stop: node's default for both was to die where it stood, which left the
  * run lock on every node (the next `up` was refused for an hour: "locked by another meshctl run"; lab t1, SIGTERM to
@@ -18,6 +19,24 @@ setMaxListeners(0, interruptSignal);
 /** The signals that ask meshctl to stop: the first aborts interruptSignal, the second of any of them exits. */
 export const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
+/** What a forced exit (the second signal) says first: see onForcedExit. */
+const exitNotes = new Set<() => string | undefined>();
+
+/**
+ * Registers `note`, asked at a second SIGINT/SIGTERM/SIGHUP just before meshctl exits at once (130): what that exit
+ * leaves behind (`up`: the nodes whose rollback it skips, and by when each rolls back by itself). A note is one line
+ * for stderr, or undefined for nothing; it must not throw. Returns the function that unregisters it.
+ */
+export function onForcedExit(note: () => string | undefined): () => void {
+  exitNotes.add(note);
+  return () => exitNotes.delete(note);
+}
+
+/** The registered notes' lines (onForcedExit), in the order they were registered. */
+export function forcedExitNotes(): string[] {
+  return [...exitNotes].flatMap((note) => note() ?? []);
+}
+
 let installed = false;
 /**
  * Handles `signals` (default: all STOP_SIGNALS). `meshctl lab exec` and `lab run` take SIGINT only: their child
@@ -29,7 +48,10 @@ export function installInterruptHandler(signals: readonly (typeof STOP_SIGNALS)[
   installed = true;
   for (const signal of signals) {
     process.on(signal, () => {
-      if (controller.signal.aborted) process.exit(ExitCode.interrupted);
+      if (controller.signal.aborted) {
+        for (const line of forcedExitNotes()) process.stderr.write(`${line}\n`);
+        process.exit(ExitCode.interrupted);
+      }
       controller.abort(new Error(signal === 'SIGINT' ? 'interrupted' : `interrupted (${signal})`));
     });
   }

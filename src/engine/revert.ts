@@ -23,7 +23,7 @@
  * carries none, and a hand-made one that does is copied node-locally under umask 077, never sent anywhere.
  */
 import { randomBytes } from 'node:crypto';
-import type { Change, CheckResult, NodeAction, NodePhaseReport, NodeStep, PhaseReport } from './types.js';
+import type { Change, CheckResult, NodeAction, NodePhaseReport, NodeStep } from './types.js';
 import type { Registry } from './runner.js';
 import { sectionScript, splitSections } from '../facts/sections.js';
 import { raw, sh } from '../remote/shell.js';
@@ -373,15 +373,24 @@ const rollbackCheck = (status: CheckResult['status'], message: string, evidence?
 });
 const lastLines = (text: string) => text.trim().split('\n').slice(-4).filter(Boolean);
 
-/** Reverts one node now; the check says whether it worked, and what happens otherwise. */
-async function revertNow(node: string, why: string, failed: boolean, input: SettleInput): Promise<CheckResult> {
+/**
+ * Reverts one node now; the check says whether it worked, and what happens otherwise. `due` (an interrupted run's
+ * revert: "17:28:27 UTC", when its timer fires at the latest) words the outcome as Ctrl-C's notes do: "reverted", or
+ * "not reached: it rolls back by itself by DUE".
+ */
+async function revertNow(node: string, why: string, failed: boolean, input: SettleInput, due?: string): Promise<CheckResult> {
   try {
     const result = await input.run(node, revertNowScript(input.runId));
     // the step failed before its arm (another run's pending change, a lost connection): nothing here to add to its failure
     if (result.code === 0 && /^rollback=none$/m.test(result.stdout))
       return rollbackCheck('pass', `nothing of this run changed on ${node}: nothing to roll back`);
     if (result.code === 0 && /^rollback=reverted$/m.test(result.stdout))
-      return rollbackCheck(failed ? 'fail' : 'warn', `${why}: ${node} was ROLLED BACK to its previous config and interface state`);
+      return rollbackCheck(
+        failed ? 'fail' : 'warn',
+        due
+          ? `reverted: ${why}; ${node} is back on its previous config and interface state`
+          : `${why}: ${node} was ROLLED BACK to its previous config and interface state`,
+      );
     return rollbackCheck(
       'fail',
       `${why}, and the rollback on ${node} failed (exit ${result.code})`,
@@ -390,7 +399,9 @@ async function revertNow(node: string, why: string, failed: boolean, input: Sett
   } catch (error) {
     return rollbackCheck(
       'fail',
-      `${why}, and ${node} could not be told to roll back (${(error as Error).message}): it rolls back by itself within ${input.deadlineS} s`,
+      due
+        ? `not reached (${(error as Error).message}): it rolls back by itself by ${due}`
+        : `${why}, and ${node} could not be told to roll back (${(error as Error).message}): it rolls back by itself within ${input.deadlineS} s`,
     );
   }
 }
@@ -441,32 +452,42 @@ export async function settleRollbacks(input: SettleInput): Promise<void> {
   );
 }
 
+/** "17:28:27 UTC": the UTC clock time of `ms` (Unix ms). */
+export const utcClock = (ms: number): string => `${new Date(ms).toISOString().slice(11, 19)} UTC`;
+
 /**
  * At the end of a run, the nodes still armed. A run that went through every phase with GO (a playbook without a
  * confirming phase) confirms them now: the disarm runs over a NEW SSH login (`runFresh`), so a node that cannot be
  * logged into again is not confirmed and rolls back by itself. A run that a gate ended: reverted now. An interrupted
- * run: no remote work after Ctrl-C, they roll back by themselves. One note per node, in words.
+ * run (Ctrl-C; a new user's finding 4: its nodes stayed half-changed for the whole window and the next `up` was
+ * refused until then): reverted now too, all nodes at once over the run's live connections, as a gate answered "no"
+ * does; the caller has waited for the step scripts still running (./runner.ts), so no revert races one. A node that
+ * cannot be told rolls back by itself: its note says by when (`dueMs`: the latest time its timer fires, Unix ms).
+ * One note per node, in words, in the order of `armed`.
  */
 export async function settleLeftovers(
-  input: Omit<SettleInput, 'reports' | 'confirms'> & { interrupted: boolean; completed: boolean },
+  input: Omit<SettleInput, 'reports' | 'confirms'> & { interrupted: boolean; completed: boolean; dueMs?: (node: string) => number },
 ): Promise<string[]> {
+  const nodes = [...input.armed];
+  const settled = { ...input, reports: [], confirms: false };
+  if (input.interrupted && !input.completed) {
+    return Promise.all(
+      nodes.map(async (node) => {
+        const due = utcClock(input.dueMs?.(node) ?? Date.now() + input.deadlineS * 1000);
+        const check = await revertNow(node, 'interrupted before this change was confirmed', false, settled, due);
+        input.armed.delete(node);
+        return `${node}: ${check.message}`;
+      }),
+    );
+  }
   const notes: string[] = [];
-  for (const node of [...input.armed]) {
+  for (const node of nodes) {
     input.armed.delete(node);
     if (input.completed && input.runFresh) {
-      notes.push(`${node}: ${(await disarm(node, { ...input, reports: [], confirms: true }, input.runFresh)).message}`);
+      notes.push(`${node}: ${(await disarm(node, { ...settled, confirms: true }, input.runFresh)).message}`);
       continue;
     }
-    if (input.interrupted) {
-      notes.push(`${node}: its change was not confirmed: it rolls back by itself within ${input.deadlineS} s`);
-      continue;
-    }
-    const check = await revertNow(node, 'the run ended before this change was confirmed', false, {
-      ...input,
-      reports: [],
-      confirms: false,
-    });
-    notes.push(`${node}: ${check.message}`);
+    notes.push(`${node}: ${(await revertNow(node, 'the run ended before this change was confirmed', false, settled)).message}`);
   }
   return notes;
 }
@@ -503,6 +524,46 @@ export function pendingRollbacksScript(): string {
     `  if ${CAN_STILL_ACT}; then echo "pending=\${o##*/revert-} $(cat "$o/deadline" 2>/dev/null)"; fi`,
     'done',
   ].join('\n');
+}
+
+/** The facts probe's section that lists (and, in a changing run, removes) the reverts that fired by themselves. */
+export const FIRED_SECTION = 'rollback-fired';
+
+/**
+ * The section's command (a new user's finding 7: a run whose revert fired left /run/meshctl/revert-RUN/ with its
+ * `reverted` marker for good, and no run said the node had rolled itself back): one `fired=RUN TIME` line per
+ * snapshot directory whose revert ran to its end (`reverted` holds the Unix time it did), and with `remove` that
+ * directory removed once listed. Only a directory with the marker: a pending one (no marker) or a revert that started
+ * and failed (its `log`, no marker) is never touched. A revert meshctl itself ran removes its directory at once
+ * (revertNowScript), so what is found here fired by itself: the run that armed it never confirmed its change.
+ * `remove` only under the run lock (a changing run's facts probe; a dry run reports and leaves them). Only shell
+ * builtins (`read`) when nothing fired, so a converged run's probe pays no exec for it (issue 10).
+ */
+export function firedRollbacksScript(remove: boolean): string {
+  return [
+    'for o in /run/meshctl/revert-*; do',
+    '  [ -d "$o" ] && [ -f "$o/reverted" ] || continue',
+    '  t=; read -r t < "$o/reverted" || true',
+    '  echo "fired=${o##*/revert-} $t"',
+    ...(remove ? ['  rm -rf "$o"'] : []),
+    'done',
+  ].join('\n');
+}
+
+/** A revert that fired by itself on a node: the run that armed it, and when it ran (Unix seconds, when known). */
+export interface FiredRollback {
+  runId: string;
+  at?: number;
+}
+
+/** Reads firedRollbacksScript's output; lines that are not a well-formed `fired=` line are ignored. */
+export function parseFiredRollbacks(body: string | undefined): FiredRollback[] {
+  const found: FiredRollback[] = [];
+  for (const line of (body ?? '').split('\n')) {
+    const m = /^fired=([0-9a-f]{8,32})(?: (\d+))?\s*$/.exec(line.trim());
+    if (m) found.push({ runId: m[1]!, ...(m[2] ? { at: Number(m[2]) } : {}) });
+  }
+  return found;
 }
 
 /** A pending revert of an earlier run on a node: its run id and when it fires (Unix seconds, when known). */
@@ -572,8 +633,16 @@ export function cancelAllRollbacksScript(): string {
 export class PendingRollbacks {
   /** pending reverts found by the facts probe, by node */
   readonly found = new Map<string, PendingRollback[]>();
+  /** reverts that fired by themselves, found (and, with `removeFired`, removed) by the facts probe, by node */
+  readonly fired = new Map<string, FiredRollback[]>();
 
-  /** `registry` with the pending-revert section prepended to the facts probe of `gather-facts`. */
+  /**
+   * `removeFired`: the facts probe removes the directories of reverts that fired (firedRollbacksScript); only for a
+   * run that holds the run lock (a changing run), never a dry run, which only reports them.
+   */
+  constructor(private readonly options: { removeFired: boolean } = { removeFired: false }) {}
+
+  /** `registry` with the pending-revert and fired-revert sections prepended to the facts probe of `gather-facts`. */
   registry(registry: Registry): Registry {
     return {
       check: (name) => registry.check(name),
@@ -591,13 +660,21 @@ export class PendingRollbacks {
         const planned = step.plan(input);
         this.found.delete(input.node.name);
         if (!planned.action) return planned;
-        const script = `${sectionScript(PENDING_SECTION, pendingRollbacksScript())}\n${planned.action.script}`;
+        const script = [
+          sectionScript(PENDING_SECTION, pendingRollbacksScript()),
+          sectionScript(FIRED_SECTION, firedRollbacksScript(this.options.removeFired)),
+          planned.action.script,
+        ].join('\n');
         return { ...planned, action: { ...planned.action, script } };
       },
       outputs: (input, action, result) => {
         if (result?.ran) {
-          const pending = parsePendingRollbacks(splitSections(result.stdout).get(PENDING_SECTION)?.body);
+          const sections = splitSections(result.stdout);
+          const pending = parsePendingRollbacks(sections.get(PENDING_SECTION)?.body);
           if (pending.length) this.found.set(input.node.name, pending);
+          // a second pass (relay: auto) finds them removed: the first pass's findings stay
+          const fired = parseFiredRollbacks(sections.get(FIRED_SECTION)?.body);
+          if (fired.length) this.fired.set(input.node.name, fired);
         }
         return step.outputs(input, action, result);
       },
@@ -605,21 +682,24 @@ export class PendingRollbacks {
   }
 
   /**
-   * At a gate: when `confirms` (the confirming phase: its checks include CONFIRMING_CHECK; a playbook without one
-   * confirms nothing and leaves the notes) and the phase is GO, cancels every pending revert found on the phase's
-   * nodes, over `run` (the caller's: a NEW SSH login, so the login is proven since the change it confirms), within
+   * In the confirming phase, after its checks and BEFORE this run's own nodes are settled (./runner.ts
+   * RunContext.confirmEarlier): when `confirms` (the phase's checks include CONFIRMING_CHECK; a playbook without one
+   * confirms nothing and leaves the notes) and no node of the phase failed, cancels every pending revert found on
+   * the phase's nodes, over `run` (a NEW SSH login, so the login is proven since the change it confirms), within
    * `timeoutMs` (ms: mc_cancel waits up to 60 s for a revert already running, per run id), and adds a `rollback`
-   * check to each such node's report: pass when cancelled; fail (and the phase becomes STOP) when the revert ran first
-   * or failed, since the node is then no longer as the design says. Never throws.
+   * check to each such node's report: pass when cancelled; fail when the revert ran first or failed, since the node
+   * is then no longer as the design says. That failure comes before this run's own nodes are disarmed, so the phase
+   * STOPs and they are reverted, not confirmed beside a node that went back (review of 2026-12-01: the confirm ran at
+   * the gate, after the disarms). Never throws.
    */
   async confirm(
-    report: PhaseReport,
+    reports: NodePhaseReport[],
     confirms: boolean,
     run: (node: string, script: string, timeoutMs: number) => Promise<{ code: number; stdout: string }>,
   ): Promise<void> {
-    if (!confirms || report.verdict !== 'GO') return;
+    if (!confirms || reports.some(failedReport)) return;
     await Promise.all(
-      report.nodes.map(async (node) => {
+      reports.map(async (node) => {
         const pending = this.found.get(node.node);
         if (!pending) return;
         this.found.delete(node.node);
@@ -638,7 +718,7 @@ export class PendingRollbacks {
               `confirmed the change an earlier run left unconfirmed (${named}): the node is as the design says and passed the checks, and its revert was cancelled over a new SSH login`,
             ),
           );
-        else {
+        else
           node.checks.push(
             rollbackCheck(
               'fail',
@@ -647,8 +727,6 @@ export class PendingRollbacks {
                 : `the change an earlier run left unconfirmed (${named}) could not be confirmed (${outcome.join(', ')}): it may still go back; run up again`,
             ),
           );
-          report.verdict = 'STOP';
-        }
       }),
     );
   }
@@ -658,6 +736,21 @@ export class PendingRollbacks {
     return [...this.found].map(
       ([node, pending]) =>
         `${node}: an earlier run's change is still unconfirmed and goes back by itself (${pending.map((p) => `revert-${p.runId} ${describeDue(p)}`).join('; ')}); an up that goes through its enable gate before then confirms it`,
+    );
+  }
+
+  /**
+   * One note per node on which a revert fired by itself since the last run looked (a new user's finding 7): when,
+   * and which run's change it undid; and whether its directory was removed (a dry run leaves it for the next up).
+   */
+  firedNotes(): string[] {
+    return [...this.fired].map(
+      ([node, fired]) =>
+        `${fired
+          .map(
+            (f) => `${node} rolled itself back ${f.at === undefined ? '' : `at ${utcClock(f.at * 1000)} `}(run ${f.runId}: not confirmed)`,
+          )
+          .join('; ')}${this.options.removeFired ? '' : ' (a dry run: its record stays in /run/meshctl, the next up removes it)'}`,
     );
   }
 }

@@ -6,18 +6,29 @@
  * the run, so every node's evidence is shown. Cancellation is checked after every phase and every gate.
  * The view only draws the events this loop emits.
  */
+import { setMaxListeners } from 'node:events';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import type { Matrix } from '../checks/ping-matrix.js';
 import { firstByName, type Inventory, type Node } from '../inventory/types.js';
-import { checkDeadlineMs, type Connection, type ExecResult } from '../transport/types.js';
+import { checkDeadlineMs, type Connection, type ExecResult, type RunOptions } from '../transport/types.js';
+import { onForcedExit } from '../interrupt.js';
 import type { Backend } from './backend.js';
 import { describeAction, showStandIns, type Plan, type PlannedAction, type PlannedNode } from './plan.js';
 import { checkNamed, stepNamed } from './registry.js';
 import { forEachHost } from './scheduler.js';
 import { sharedText } from './ping.js';
 import { redactDeep, redactSecrets } from '../remote/redact.js';
-import { CONFIRMING_CHECK, disarmScript, settleLeftovers, settleRollbacks, type RollbackOptions } from './revert.js';
+import {
+  CONFIRMING_CHECK,
+  disarmScript,
+  settleLeftovers,
+  settleRollbacks,
+  utcClock,
+  type RollbackOptions,
+  type RunOnNode,
+} from './revert.js';
 import type {
+  ActionResult,
   Change,
   CheckDefinition,
   CheckResult,
@@ -51,7 +62,33 @@ export interface RunContext {
   gate: (report: PhaseReport, isLast: boolean) => Promise<boolean>;
   /** arm a revert on each node before its change, disarmed once a confirming phase passed (./revert.ts) */
   rollback?: RollbackOptions;
+  /**
+   * In a phase whose checks include CONFIRMING_CHECK (`confirms`, never in a dry run), after the checks and before
+   * this run's armed nodes are settled: confirms what earlier runs left unconfirmed (./revert.ts PendingRollbacks),
+   * adding `rollback` checks to `reports` (a failed one STOPs the phase, so this run's changes are reverted, not
+   * confirmed). `runFresh` runs a script over a NEW SSH login (runOverNewLogin), within its `timeoutMs`.
+   */
+  confirmEarlier?: (
+    reports: NodePhaseReport[],
+    confirms: boolean,
+    runFresh: (node: string, script: string, timeoutMs: number) => Promise<ExecResult>,
+  ) => Promise<void>;
+  /** ms to wait after Ctrl-C for armed step scripts still running (default INTERRUPT_DRAIN_MS; tests shorten it) */
+  interruptDrainMs?: number;
 }
+
+/**
+ * How long, after the first Ctrl-C, the run waits for the armed step scripts (those that change a node's WireGuard
+ * config or interface, ./revert.ts withRevertArmed) still running on the nodes, ms. Such a script is not stopped at
+ * Ctrl-C: it ends by itself (`wg-quick` and `systemctl restart` take seconds; the enable step's own deadline is the
+ * transport's 60 s) and only then does the run revert the node, so the revert never races a script still changing
+ * the node (killed half-way, a script can leave a `systemctl` job running that the revert's restart would race).
+ * 30 s: several times the slowest enable measured on a loaded lab node (a daemon-reload of seconds, finding 18), and
+ * still well inside the default 120 s rollback window. A script still running then is stopped as any other on
+ * Ctrl-C (TERM, then KILL: the transport's run() returns only once its processes are gone) before the revert runs.
+ * A second Ctrl-C ends meshctl at once (../interrupt.ts).
+ */
+export const INTERRUPT_DRAIN_MS = 30_000;
 
 /** Name lookup of steps and checks (own properties only: a playbook name is never a prototype member). */
 export interface Registry {
@@ -90,6 +127,13 @@ class RunState {
   matrix?: Matrix;
   /** nodes with a revert armed by this run and not yet confirmed or reverted */
   readonly armed = new Set<string>();
+  /**
+   * per armed node, when its last arming step's script ended (local Unix ms): the node's timer was (re)armed before
+   * then, so it fires by this plus the rollback deadline at the latest
+   */
+  readonly armedAt = new Map<string, number>();
+  /** aborted INTERRUPT_DRAIN_MS after Ctrl-C: the signal of armed step scripts (see INTERRUPT_DRAIN_MS) */
+  readonly drain = new AbortController();
   /** mesh(needs) by needs: dropped when a node is given a value one of those needs names (see provide) */
   private readonly meshes = new Map<string, { needs: readonly ValueName[]; mesh: Map<string, unknown> }>();
   /** liveMesh(needs) by needs, valid while `version` is unchanged (any value given or node failed bumps it) */
@@ -98,6 +142,8 @@ class RunState {
 
   constructor(readonly ctx: RunContext) {
     for (const node of ctx.inventory.nodes) this.values.set(node.name, {});
+    // every armed node's script in flight listens on it (as on ../interrupt.ts's signal): no leak warning past 10 nodes
+    setMaxListeners(0, this.drain.signal);
   }
 
   live(): Node[] {
@@ -219,8 +265,17 @@ async function runNodeStep(state: RunState, name: string, step: NodeStep, node: 
   // cut at once: every node's plan is made before any runs (forks), so a whole diff per node was held at once
   if (action) action.changes = action.changes.map(boundedDiff);
   // armed before it runs: a step that fails half-way may have changed the node after arming
-  if (input.rollback && action?.changes.some((c) => c.kind === 'arm-rollback')) state.armed.add(node.name);
-  const result = action ? await ctx.backend.run(ctx.connections.get(node.name)!, action, step.effect, ctx.signal) : undefined;
+  const arms = Boolean(input.rollback && action?.changes.some((c) => c.kind === 'arm-rollback'));
+  if (arms) state.armed.add(node.name);
+  let result: ActionResult | undefined;
+  try {
+    // an arming script is not stopped by Ctrl-C: waited for (bounded), then reverted (INTERRUPT_DRAIN_MS)
+    result = action
+      ? await ctx.backend.run(ctx.connections.get(node.name)!, action, step.effect, arms ? state.drain.signal : ctx.signal)
+      : undefined;
+  } finally {
+    if (arms) state.armedAt.set(node.name, Date.now());
+  }
   const provided = step.outputs(input, action, result);
   state.provide(node.name, provided);
   const publicKey = (provided as Partial<NodeValues>).publicKey;
@@ -381,6 +436,8 @@ async function runPhase(state: RunState, phase: PhaseSpec): Promise<{ report: Ph
   // a dry run neither changes nodes nor probes a mesh that may not exist: such a phase is only planned
   let onlyPlanned = false;
   for (const name of phase.steps) {
+    // after Ctrl-C nothing new starts: the steps in flight were waited for (runStepOnNodes)
+    if (ctx.signal.aborted) break;
     const step = (ctx.registry ?? defaultRegistry).step(name)!;
     if (step.effect !== 'read' && ctx.backend.recording) onlyPlanned = true;
     if (step.scope === 'node') await runStepOnNodes(state, phase, name, step, planned);
@@ -395,8 +452,15 @@ async function runPhase(state: RunState, phase: PhaseSpec): Promise<{ report: Ph
   const disarms = ctx.rollback && confirms && !ctx.backend.recording && !ctx.signal.aborted ? openDisarms(state, ctx.rollback) : undefined;
   let reports: NodePhaseReport[];
   try {
-    reports = await Promise.all(nodes.map((node) => reportNode(state, phase, node, planned.get(node.name)!, onlyPlanned, known, shared)));
-    // after Ctrl-C no remote work: the armed nodes roll back by themselves (named at the end of the run)
+    // after Ctrl-C no checks (their remote work, fresh logins included): the run goes to its reverts
+    const judged = !onlyPlanned && !ctx.signal.aborted;
+    reports = await Promise.all(nodes.map((node) => reportNode(state, phase, node, planned.get(node.name)!, !judged, known, shared)));
+    // earlier runs' pending reverts first: one that went back STOPs the phase before this run confirms its own
+    if (ctx.confirmEarlier && !ctx.signal.aborted)
+      await ctx.confirmEarlier(reports, confirms && !ctx.backend.recording, (node, script, timeoutMs) =>
+        runOverNewLogin(ctx, node, script, { timeoutMs }),
+      );
+    // after Ctrl-C the armed nodes are reverted at the end of the run, all at once (runPlaybook)
     if (ctx.rollback && state.armed.size > 0 && !ctx.signal.aborted)
       await settleRollbacks(rollbackInput(state, ctx.rollback, reports, confirms, disarms));
   } finally {
@@ -477,15 +541,27 @@ function rollbackInput(state: RunState, rollback: RollbackOptions, reports: Node
     confirms,
     run: (node: string, script: string) =>
       ahead?.take(node, script) ?? ctx.connections.get(node)!.run(script, { timeoutMs: checkDeadlineMs(60_000) }),
-    runFresh: async (node: string, script: string) => {
-      const fresh = await ctx.reconnect(firstByName(ctx.inventory.nodes, node)!);
-      try {
-        return await fresh.run(script, { timeoutMs: checkDeadlineMs(30_000) });
-      } finally {
-        await fresh.close();
-      }
-    },
-  };
+    runFresh: (node: string, script: string) => runOverNewLogin(ctx, node, script, { timeoutMs: checkDeadlineMs(30_000) }),
+  } satisfies { run: RunOnNode; runFresh: RunOnNode } & Record<string, unknown>;
+}
+
+/**
+ * Runs `script` on `node` over a NEW SSH login (ctx.reconnect), closed afterwards: what confirms a change (a login
+ * made after it) for this run's own nodes (a playbook without a confirming phase) and for an earlier run's pending
+ * revert (RunContext.confirmEarlier). Rejects when the login fails; `options` as Connection.run's.
+ */
+export async function runOverNewLogin(
+  ctx: Pick<RunContext, 'reconnect' | 'inventory'>,
+  node: string,
+  script: string,
+  options: RunOptions,
+): Promise<ExecResult> {
+  const fresh = await ctx.reconnect(firstByName(ctx.inventory.nodes, node)!);
+  try {
+    return await fresh.run(script, options);
+  } finally {
+    await fresh.close();
+  }
 }
 
 /** Runs a playbook phase by phase with its gates; never throws for a node's failure (see the module doc). */
@@ -506,23 +582,50 @@ export async function runPlaybook(ctx: RunContext): Promise<RunResult> {
     ...(state.matrix ? { matrix: state.matrix } : {}),
     ...extra,
   });
+  const dueMs = (node: string) => (state.armedAt.get(node) ?? Date.now()) + (ctx.rollback?.deadlineS ?? 0) * 1000;
   const result = (extra: Partial<RunResult>): Promise<RunResult> | RunResult =>
     ctx.rollback && state.armed.size > 0
       ? settleLeftovers({
           ...rollbackInput(state, ctx.rollback, [], false),
           interrupted: extra.interrupted ?? false,
           completed: !extra.interrupted && !extra.stoppedAt,
+          dueMs,
         }).then((notes) => ended({ ...extra, rollbackNotes: notes }))
       : ended(extra);
-  for (const [index, phase] of ctx.playbook.phases.entries()) {
-    if (ctx.signal.aborted) return result({ interrupted: true });
-    const { report, planned } = await runPhase(state, phase);
-    phases.push(report);
-    plan.phases.push({ id: phase.id, title: phase.title, nodes: planned });
-    if (ctx.signal.aborted) return result({ interrupted: true, stoppedAt: phase.id });
-    const goOn = await ctx.gate(report, index === ctx.playbook.phases.length - 1);
-    if (ctx.signal.aborted) return result({ interrupted: true, stoppedAt: phase.id });
-    if (!goOn || report.verdict === 'STOP') return result({ stoppedAt: phase.id });
+  // Ctrl-C: the armed step scripts in flight get INTERRUPT_DRAIN_MS to end by themselves
+  let drainTimer: NodeJS.Timeout | undefined;
+  const startDrain = () => {
+    drainTimer = setTimeout(
+      () => state.drain.abort(new Error(`interrupted: still running ${Math.round(drainMs / 1000)} s after Ctrl-C, stopped`)),
+      drainMs,
+    );
+  };
+  const drainMs = ctx.interruptDrainMs ?? INTERRUPT_DRAIN_MS;
+  if (ctx.signal.aborted) startDrain();
+  else ctx.signal.addEventListener('abort', startDrain, { once: true });
+  // a second Ctrl-C ends meshctl at once (../interrupt.ts): it says which nodes then roll back by themselves, and when
+  const forgetExitNote = onForcedExit(() =>
+    ctx.rollback && state.armed.size > 0
+      ? `second interrupt: the immediate rollback is skipped; ${[...state.armed]
+          .map((node) => `${node} rolls back by itself by ${utcClock(dueMs(node))}`)
+          .join(', ')}`
+      : undefined,
+  );
+  try {
+    for (const [index, phase] of ctx.playbook.phases.entries()) {
+      if (ctx.signal.aborted) return await result({ interrupted: true });
+      const { report, planned } = await runPhase(state, phase);
+      phases.push(report);
+      plan.phases.push({ id: phase.id, title: phase.title, nodes: planned });
+      if (ctx.signal.aborted) return await result({ interrupted: true, stoppedAt: phase.id });
+      const goOn = await ctx.gate(report, index === ctx.playbook.phases.length - 1);
+      if (ctx.signal.aborted) return await result({ interrupted: true, stoppedAt: phase.id });
+      if (!goOn || report.verdict === 'STOP') return await result({ stoppedAt: phase.id });
+    }
+    return await result({});
+  } finally {
+    forgetExitNote();
+    ctx.signal.removeEventListener('abort', startDrain);
+    clearTimeout(drainTimer);
   }
-  return result({});
 }

@@ -22,7 +22,7 @@ import { gatherOutsideKeys, limitInventory, membershipRegistry } from './limit.j
 import { checkNamed, stepNamed, withoutUnderlayProbes } from './registry.js';
 import { failedDirectPairs, pairsBackToDirect, withFallbackRelays } from './fallback.js';
 import { MeshctlError } from '../errors.js';
-import { CONFIRMING_CHECK, DEFAULT_ROLLBACK_DEADLINE_S, newRunId, PendingRollbacks } from './revert.js';
+import { DEFAULT_ROLLBACK_DEADLINE_S, newRunId, PendingRollbacks } from './revert.js';
 import type { EngineEvent, PhaseReport } from './types.js';
 
 export interface Connector {
@@ -419,7 +419,8 @@ async function runUpBody(
       let aheadUsed = false;
       let probedAhead = false;
       // an earlier, interrupted run's revert still pending on a node: confirmed at the confirming gate (./revert.ts)
-      const pending = new PendingRollbacks();
+      // a changing run (under the run lock) also removes the records of reverts that fired by themselves
+      const pending = new PendingRollbacks({ removeFired: !options.dryRun });
       const runConnections = firstGate?.connections ?? connections;
       const pass = async (fallbackPairs: readonly string[]) => {
         // issue 10: the baseline's underlay probes, started during the facts step (./underlay-ahead.ts)
@@ -464,19 +465,12 @@ async function runUpBody(
           },
           gate: async (report, isLast) => {
             aheadUsed = ahead?.used() ?? false;
-            const confirms = !options.dryRun && playbook.phases.some((p) => p.id === report.id && p.checks.includes(CONFIRMING_CHECK));
-            // over a NEW login, never the run's own connection: the change being confirmed was made by an earlier
-            // run, after which this run's connection may not have logged in (--control-persist lends an older one)
-            await pending.confirm(report, confirms, async (node, script, timeoutMs) => {
-              const fresh = await connector.connectOne(passWork.nodes.find((n) => n.name === node)!);
-              try {
-                return await fresh.run(script, { timeoutMs, signal: options.signal });
-              } finally {
-                await fresh.close();
-              }
-            });
             return view.gate(report, isLast);
           },
+          // over a NEW login (the runner's runFresh), never the run's own connection: the change being confirmed was
+          // made by an earlier run, after which this run's connection may not have logged in (--control-persist
+          // lends an older one); before this run's own nodes are disarmed (./revert.ts PendingRollbacks.confirm)
+          confirmEarlier: (reports, confirms, runFresh) => pending.confirm(reports, confirms, runFresh),
           ...(options.dryRun || options.rollbackDeadlineS === 0
             ? {}
             : { rollback: { runId: newRunId(), deadlineS: options.rollbackDeadlineS ?? DEFAULT_ROLLBACK_DEADLINE_S } }),
@@ -525,7 +519,13 @@ async function runUpBody(
             `${p.replace(' ', ' and ')}: the direct path still does not work (the probe of the fallback pairs took ${((fallbackProbeMs ?? 0) / 1000).toFixed(1)} s), stays relayed (relay: auto)`,
         ),
       ];
-      const warnings = [...(locks?.warnings ?? []), ...(run.rollbackNotes ?? []), ...pending.notes(), ...fallbackNotes];
+      const warnings = [
+        ...(locks?.warnings ?? []),
+        ...pending.firedNotes(),
+        ...(run.rollbackNotes ?? []),
+        ...pending.notes(),
+        ...fallbackNotes,
+      ];
       return {
         ...base,
         result: run.interrupted ? 'interrupted' : run.stoppedAt ? 'stopped' : options.dryRun ? 'planned' : 'converged',

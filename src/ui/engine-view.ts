@@ -50,8 +50,9 @@ class PhaseDrawing {
                   await ready.get(node);
                   const changes = this.changes.get(node)!;
                   // change descriptions and step errors quote node output: escaped (./safe-text.ts)
-                  t.title = safeText(`${node}: ${changes.length ? changes.join('; ') : 'nothing to do'}`);
                   const failed = this.failures.get(node)!;
+                  // "nothing to do" beside a FAILED contradicted itself (a new user's finding 4: a step stopped by Ctrl-C)
+                  t.title = safeText(`${node}: ${changes.length ? changes.join('; ') : failed.length ? 'not done' : 'nothing to do'}`);
                   // listr2 draws a task that throws as ✖ TITLE [FAILED: message]
                   if (failed.length) throw new Error(safeText(failed.join('; ')));
                 },

@@ -1,16 +1,28 @@
 /**
  * Ctrl-C during a phase of `up` (a real SIGINT to the meshctl process in the lab's operator namespace): exit 130,
  * "interrupted" (not a STOP), and no remote process of that phase left on any node, root logins (ms-1, ctb-edge-1)
- * and sudo logins (wk-1, wk-2) alike.
+ * and sudo logins (wk-1, wk-2) alike. Ctrl-C during a change (a new user's findings 4 and 7): the run reverts what it
+ * changed at once, and the next `up` runs at once; a second Ctrl-C leaves the nodes to their timers, and the next
+ * `up` says that they rolled themselves back and removes what those reverts left in /run/meshctl.
+ * MESHCTL_LAB names the lab (a helper's own lab name), else a unique one.
  */
-import { it } from 'node:test';
+import { after, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { meshctlInOperator } from '../../src/lab/index.js';
 import { describeLab } from './harness.js';
 
 const INVENTORY = 'inventories/homelab.yaml';
 const NODES = ['ms-1', 'wk-1', 'wk-2', 'ctb-edge-1'];
+/** the homelab with MTU 1400 instead of 1420: a change of every node's wg0.conf that restarts every interface */
+const dir = mkdtempSync(join(tmpdir(), 'meshctl-int-lab-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+const MTU_CHANGE = join(dir, 'mtu.yaml');
+writeFileSync(MTU_CHANGE, readFileSync(INVENTORY, 'utf8').replace('mtu: 1420', 'mtu: 1400'));
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * Runs `meshctl up ARGS` without a terminal and sends SIGINT `delayMs` after its output first shows `trigger`.
@@ -21,8 +33,9 @@ function upInterruptedAt(
   args: string[],
   trigger: RegExp,
   delayMs: number,
+  options: { inventory?: string; again?: number } = {},
 ): Promise<{ code: number | null; output: string; sent: boolean }> {
-  const { argv, env } = meshctlInOperator(lab, ['up', INVENTORY, '--yes', '--no-color', ...args]);
+  const { argv, env } = meshctlInOperator(lab, ['up', options.inventory ?? INVENTORY, '--yes', '--no-color', ...args]);
   return new Promise((resolve) => {
     // `ip netns exec` execs meshctl in place: the child's pid is meshctl's own
     const child = spawn(argv[0]!, argv.slice(1), { env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -32,7 +45,11 @@ function upInterruptedAt(
       output += chunk.toString();
       if (!sent && trigger.test(output)) {
         sent = true;
-        setTimeout(() => child.kill('SIGINT'), delayMs);
+        setTimeout(() => {
+          child.kill('SIGINT');
+          // a second Ctrl-C `again` ms after the first
+          if (options.again !== undefined) setTimeout(() => child.kill('SIGINT'), options.again);
+        }, delayMs);
       }
     };
     child.stdout.on('data', onData);
@@ -45,47 +62,124 @@ function upInterruptedAt(
   });
 }
 
-describeLab('Ctrl-C during up', INVENTORY, (lab) => {
-  /** Processes on a node whose command line matches `pattern` (none of ours may be left). */
-  async function leftovers(node: string, pattern: string): Promise<string> {
-    // let a TERM'd process finish dying before looking
-    await new Promise((r) => setTimeout(r, 1500));
-    const result = await lab().exec(node, ['sh', '-c', `pgrep -a -f '${pattern}' | grep -v pgrep || true`]);
-    return result.stdout.trim();
-  }
+describeLab(
+  'Ctrl-C during up',
+  INVENTORY,
+  (lab) => {
+    /** Processes on a node whose command line matches `pattern` (none of ours may be left). */
+    async function leftovers(node: string, pattern: string): Promise<string> {
+      // let a TERM'd process finish dying before looking
+      await new Promise((r) => setTimeout(r, 1500));
+      const result = await lab().exec(node, ['sh', '-c', `pgrep -a -f '${pattern}' | grep -v pgrep || true`]);
+      return result.stdout.trim();
+    }
 
-  it('during the install phase: exit 130, interrupted, and no apt or dpkg left running on any node', async () => {
-    // apt-get update + install runs a second or two on every node: interrupt it in the middle
-    const run = await upInterruptedAt(lab().name, [], /Install WireGuard/, 300);
-    assert.ok(run.sent, run.output);
-    assert.equal(run.code, 130, run.output);
-    assert.match(run.output, /interrupted/);
-    assert.doesNotMatch(run.output, /STOP at/);
-    for (const node of NODES)
-      assert.equal(await leftovers(node, 'apt-get|dpkg|/usr/lib/apt/methods'), '', `${node} still runs the install`);
-  });
-
-  it('during the ping matrix: exit 130 and no ping left on any node', async () => {
-    // first a converged mesh (the interrupted install may have left dpkg half done: finish it as a person would)
-    for (const node of NODES) await lab().exec(node, ['sh', '-c', 'dpkg --configure -a >/dev/null 2>&1; true']);
-    const built = await lab().meshctl(['up', INVENTORY, '--yes', '--no-color']);
-    assert.equal(built.code, 0, built.stdout + built.stderr);
-    // a stalled pair makes the matrix wait for its ping deadline: the lab's internet drops the edge's WireGuard traffic
-    // (not the edge itself, whose firewall the baseline would rightly refuse)
-    const drop = (op: string) =>
-      lab().exec('internet', [
-        'sh',
-        '-c',
-        `iptables ${op} FORWARD -p udp -d 198.51.100.25 -j DROP; iptables ${op} FORWARD -p udp -s 198.51.100.25 -j DROP`,
-      ]);
-    await drop('-I');
-    try {
-      const run = await upInterruptedAt(lab().name, [], /Ping matrix/, 800);
+    it('during the install phase: exit 130, interrupted, and no apt or dpkg left running on any node', async () => {
+      // apt-get update + install runs a second or two on every node: interrupt it in the middle
+      const run = await upInterruptedAt(lab().name, [], /Install WireGuard/, 300);
       assert.ok(run.sent, run.output);
       assert.equal(run.code, 130, run.output);
-      for (const node of NODES) assert.equal(await leftovers(node, 'ping -n'), '', `${node} still pings`);
-    } finally {
-      await drop('-D');
-    }
-  });
-});
+      assert.match(run.output, /interrupted/);
+      assert.doesNotMatch(run.output, /STOP at/);
+      for (const node of NODES)
+        assert.equal(await leftovers(node, 'apt-get|dpkg|/usr/lib/apt/methods'), '', `${node} still runs the install`);
+    });
+
+    it('during the ping matrix: exit 130 and no ping left on any node', async () => {
+      // first a converged mesh (the interrupted install may have left dpkg half done: finish it as a person would)
+      for (const node of NODES) await lab().exec(node, ['sh', '-c', 'dpkg --configure -a >/dev/null 2>&1; true']);
+      const built = await lab().meshctl(['up', INVENTORY, '--yes', '--no-color']);
+      assert.equal(built.code, 0, built.stdout + built.stderr);
+      // a stalled pair makes the matrix wait for its ping deadline: the lab's internet drops the edge's WireGuard traffic
+      // (not the edge itself, whose firewall the baseline would rightly refuse)
+      const drop = (op: string) =>
+        lab().exec('internet', [
+          'sh',
+          '-c',
+          `iptables ${op} FORWARD -p udp -d 198.51.100.25 -j DROP; iptables ${op} FORWARD -p udp -s 198.51.100.25 -j DROP`,
+        ]);
+      await drop('-I');
+      try {
+        const run = await upInterruptedAt(lab().name, [], /Ping matrix/, 800);
+        assert.ok(run.sent, run.output);
+        assert.equal(run.code, 130, run.output);
+        for (const node of NODES) assert.equal(await leftovers(node, 'ping -n'), '', `${node} still pings`);
+      } finally {
+        await drop('-D');
+      }
+    });
+
+    /** What a revert must bring back on a node: the MTU in wg0.conf and on the live interface. */
+    const mtus = (node: string) =>
+      lab()
+        .sh(node, "sed -n 's/^MTU = //p' /etc/wireguard/wg0.conf; cat /sys/class/net/wg0/mtu")
+        .then((out) => out.trim().replace('\n', ' '));
+    /** the snapshot directories of runs left in /run/meshctl on a node */
+    const revertDirs = (node: string) =>
+      lab()
+        .sh(node, 'ls /run/meshctl 2>/dev/null | grep revert || true')
+        .then((out) => out.trim());
+
+    it('findings 4: Ctrl-C during the enable phase reverts every changed node at once, and the next up runs at once', async () => {
+      const converged = await lab().meshctl(['up', INVENTORY, '--yes', '--no-color']);
+      assert.equal(converged.code, 0, converged.stdout + converged.stderr);
+      for (const node of NODES) assert.equal(await mtus(node), '1420 1420', node);
+      // the config phase wrote MTU = 1400 on every node (armed); the enable step restarts each interface on it
+      const run = await upInterruptedAt(lab().name, [], /Enable wg-quick/, 100, { inventory: MTU_CHANGE });
+      assert.ok(run.sent, run.output);
+      assert.equal(run.code, 130, run.output);
+      assert.match(run.output, /interrupted during/);
+      for (const node of NODES)
+        assert.match(run.output, new RegExp(`warning: ${node}: reverted: interrupted before this change was confirmed`), run.output);
+      assert.doesNotMatch(run.output, /nothing to do \[FAILED/);
+      assert.doesNotMatch(run.output, /rolls back by itself/);
+      for (const node of NODES) {
+        // back on the old config, file and live interface alike, at exit: not 120 s later
+        assert.equal(await mtus(node), '1420 1420', `${node} not reverted:\n${run.output}`);
+        assert.equal(await revertDirs(node), '', `${node}: a pending revert is left`);
+      }
+      // nothing pending: the next up changes the nodes at once
+      const next = await lab().meshctl(['up', MTU_CHANGE, '--yes', '--no-color']);
+      assert.equal(next.code, 0, next.stdout + next.stderr);
+      assert.doesNotMatch(next.stdout + next.stderr, /pending/);
+      assert.match(next.stdout, /mesh converged/);
+      for (const node of NODES) assert.equal(await mtus(node), '1400 1400', node);
+    });
+
+    it('findings 4, 7: a second Ctrl-C leaves the timers; the next up says the nodes rolled themselves back and clears /run/meshctl', async () => {
+      // from MTU 1400 (the test above) back to 1420, with a 5 s window; the second Ctrl-C comes while the run waits
+      // for the enable scripts, before any revert of the run
+      const run = await upInterruptedAt(lab().name, ['--rollback-deadline', '5'], /Enable wg-quick/, 100, { again: 50 });
+      assert.ok(run.sent, run.output);
+      assert.equal(run.code, 130, run.output);
+      assert.match(run.output, /second interrupt: the immediate rollback is skipped; .*ms-1 rolls back by itself by \d\d:\d\d:\d\d UTC/);
+      assert.doesNotMatch(run.output, /reverted: interrupted/);
+      // the timers fire (5 s) and each node goes back to MTU 1400 by itself
+      let fired: string[] = [];
+      for (let i = 0; i < 60 && fired.length < NODES.length; i++) {
+        await sleep(1000);
+        fired = [];
+        for (const node of NODES)
+          if ((await lab().sh(node, 'ls /run/meshctl/revert-*/reverted 2>/dev/null || true')).trim()) fired.push(node);
+      }
+      assert.deepEqual(fired, NODES, 'every node rolled back by itself');
+      for (const node of NODES) assert.equal(await mtus(node), '1400 1400', node);
+      // the killed run's lock is left (a second Ctrl-C ends meshctl at once): taken over
+      const next = await lab().meshctl(['up', MTU_CHANGE, '--yes', '--no-color', '--break-lock']);
+      assert.equal(next.code, 0, next.stdout + next.stderr);
+      assert.match(next.stdout, /mesh converged: 0 changes/);
+      for (const node of NODES) {
+        assert.match(
+          next.stdout,
+          new RegExp(`warning: ${node} rolled itself back at \\d\\d:\\d\\d:\\d\\d UTC \\(run [0-9a-f]+: not confirmed\\)`),
+        );
+        assert.equal(await revertDirs(node), '', `${node}: the fired revert's directory is left`);
+      }
+      // said once: the run after that has nothing to say
+      const again = await lab().meshctl(['up', MTU_CHANGE, '--yes', '--no-color']);
+      assert.equal(again.code, 0, again.stdout + again.stderr);
+      assert.doesNotMatch(again.stdout, /rolled itself back/);
+    });
+  },
+  process.env.MESHCTL_LAB ? { name: process.env.MESHCTL_LAB } : {},
+);

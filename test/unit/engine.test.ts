@@ -6,6 +6,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,6 +26,8 @@ import { sha256 } from '../../src/steps/config.js';
 import { desiredNodeConfig } from '../../src/topology/desired.js';
 import { needsReresolve, renderReresolveFiles } from '../../src/render/reresolve.js';
 import { FakeConnection, untilAborted, type FakeRule } from '../support/fake-connection.js';
+import { forcedExitNotes } from '../../src/interrupt.js';
+import type { RunOptions } from '../../src/transport/types.js';
 import { judgeOverlayRoutes, judgeService } from '../../src/checks/judge.js';
 import { connectionsOf, discoveryNetwork, probeNetwork } from '../support/fake-forward-probe.js';
 import { runUnderlayProbes } from '../../src/checks/underlay-probe.js';
@@ -853,22 +856,160 @@ describe('engine: rollback on the node (issue 9; issue 8, kind 5)', () => {
     assert.match(run.rollbackNotes![0]!, /ROLLED BACK/);
   });
 
-  it('Ctrl-C while armed: no remote work, the nodes are named as rolling back by themselves', async () => {
+  /**
+   * A new user's finding 4: after Ctrl-C during a change the nodes stayed half-changed until their timers fired, and
+   * the next up was refused until then. Now the run waits for the arming scripts still running, starts nothing else,
+   * and reverts every node it changed at once over its connections.
+   */
+  it('Ctrl-C during an arming step: waits for the running scripts, no checks, then reverts every changed node at once', async () => {
     const abort = new AbortController();
+    const log: string[] = [];
+    const ended = new Set<string>();
+    let exitNotes: string[] = [];
     const h = withRollback(
       harness({
         backend: executor,
         facts: bareNamed,
         signal: abort.signal,
-        rules: (n) => obedientNode(n, [{ match: /systemctl enable --now/, reply: untilAborted(abort.signal) }]),
+        rules: (n) =>
+          obedientNode(n, [
+            ...revertReplies(n, log),
+            {
+              match: /systemctl enable --now/,
+              // Ctrl-C comes while every node runs its enable script; each ends by itself a little later
+              reply: async () => {
+                log.push(`${n}:enable-start`);
+                if (log.filter((l) => l.endsWith(':enable-start')).length === names.length) abort.abort(new Error('interrupted'));
+                await new Promise((r) => setTimeout(r, 40));
+                exitNotes = forcedExitNotes();
+                log.push(`${n}:enable-end`);
+                ended.add(n);
+                return { stdout: 'ifindex=7\nactive=active\nenabled=enabled\n' };
+              },
+            },
+          ]),
       }),
     );
-    setTimeout(() => abort.abort(new Error('interrupted')), 50);
+    const fresh: string[] = [];
+    h.ctx.reconnect = async (node) => {
+      fresh.push(node.name);
+      return new FakeConnection(node.name, [{ match: /^true$/, reply: {} }]);
+    };
     const run = await runPlaybook(h.ctx);
     assert.equal(run.interrupted, true);
-    assert.equal(run.rollbackNotes?.length, names.length);
-    assert.match(run.rollbackNotes![0]!, /rolls back by itself within 120 s/);
-    for (const name of names) assert.ok(!h.connections.get(name)!.scripts.some((s) => /rollback=(reverted|disarmed)/.test(s)));
+    assert.equal(run.stoppedAt, 'enable');
+    // each node's revert after every enable script ended (never racing one), and no disarm, no fresh login (checks)
+    const firstRevert = log.findIndex((l) => l.endsWith(':revert'));
+    assert.ok(firstRevert > 0 && log.slice(0, firstRevert).filter((l) => l.endsWith(':enable-end')).length === names.length, log.join(' '));
+    assert.deepEqual(log.filter((l) => l.endsWith(':revert')).sort(), names.map((n) => `${n}:revert`).sort());
+    assert.ok(!log.some((l) => l.endsWith(':disarm')));
+    assert.deepEqual(fresh, [], 'no check after Ctrl-C');
+    assert.deepEqual(
+      run.rollbackNotes,
+      names.map(
+        (n) => `${n}: reverted: interrupted before this change was confirmed; ${n} is back on its previous config and interface state`,
+      ),
+    );
+    // the enable scripts ran to their end: not stopped, not a failure of the node
+    for (const e of h.events) if (e.type === 'step-done' && e.step === 'enable-service') assert.equal(e.error, undefined, e.node);
+    // a second Ctrl-C meanwhile would have named every node and when its timer fires
+    assert.match(
+      exitNotes.join('\n'),
+      /^second interrupt: the immediate rollback is skipped; ms-1 rolls back by itself by \d\d:\d\d:\d\d UTC, /,
+    );
+    assert.deepEqual(forcedExitNotes(), [], 'the note is gone with the run');
+  });
+
+  it('Ctrl-C: a node that cannot be told is "not reached" with the time its timer fires by; a script past the wait is stopped first', async () => {
+    const abort = new AbortController();
+    const log: string[] = [];
+    /** as over ssh: a run whose signal aborts is stopped and rejects with the signal's reason */
+    class Stoppable extends FakeConnection {
+      override run(script: string, options: RunOptions = {}) {
+        const stopped = new Promise<never>((_r, reject) =>
+          options.signal?.addEventListener('abort', () => reject(options.signal!.reason), { once: true }),
+        );
+        return Promise.race([super.run(script, options), stopped]);
+      }
+    }
+    // the Stoppable fakes listen on it, one per command in flight
+    setMaxListeners(0, abort.signal);
+    const h = withRollback(harness({ backend: executor, facts: bareNamed, signal: abort.signal }));
+    for (const n of names)
+      h.connections.set(
+        n,
+        new Stoppable(
+          n,
+          obedientNode(n, [
+            ...(n === 'wk-2' ? [{ match: /rollback=reverted/, reply: () => Promise.reject(new Error('connection lost')) }] : []),
+            ...revertReplies(n, log),
+            {
+              match: /systemctl enable --now/,
+              reply: () => {
+                abort.abort(new Error('interrupted'));
+                // ms-1's enable never ends by itself
+                return n === 'ms-1' ? new Promise<never>(() => undefined) : { stdout: 'ifindex=7\nactive=active\nenabled=enabled\n' };
+              },
+            },
+          ]),
+        ),
+      );
+    h.ctx.interruptDrainMs = 30;
+    const before = Date.now();
+    const run = await runPlaybook(h.ctx);
+    const after = Date.now();
+    assert.equal(run.interrupted, true);
+    const ms1 = h.events.find((e) => e.type === 'step-done' && e.step === 'enable-service' && e.node === 'ms-1');
+    assert.match((ms1 as { error?: string }).error ?? '', /still running 0 s after Ctrl-C, stopped/);
+    assert.ok(log.includes('ms-1:revert'), 'reverted once its script was stopped');
+    const note = run.rollbackNotes!.find((n) => n.startsWith('wk-2:'))!;
+    const m = /^wk-2: not reached \(connection lost\): it rolls back by itself by (\d\d):(\d\d):(\d\d) UTC$/.exec(note);
+    assert.ok(m, note);
+    // by the end of its enable script (when its timer was last armed) plus the 120 s window
+    const clock = (ms: number) => new Date(ms).toISOString().slice(11, 19);
+    assert.ok(
+      [clock(before + 120_000), clock(after + 120_000)].some((t) => t <= `${m[1]}:${m[2]}:${m[3]}`) &&
+        `${m[1]}:${m[2]}:${m[3]}` <= clock(after + 120_000),
+      note,
+    );
+  });
+
+  /**
+   * Review of 2026-12-01: an earlier run's pending revert was confirmed at the enable gate, AFTER this run's own nodes
+   * were disarmed; when it had fired first the gate STOPped with this run's changes already confirmed elsewhere. The
+   * confirmation (RunContext.confirmEarlier, src/engine/up.ts: PendingRollbacks.confirm) now comes before the settle.
+   */
+  it('an earlier run’s pending revert is confirmed after the confirming checks and before this run disarms its nodes', async () => {
+    const log: string[] = [];
+    const h = withRollback(harness({ backend: executor, facts: bareNamed, rules: (n) => obedientNode(n, revertReplies(n, log)) }));
+    h.ctx.confirmEarlier = async (reports, confirms) => {
+      log.push(`confirm-earlier:${reports.length}:${confirms}`);
+    };
+    const run = await runPlaybook(h.ctx);
+    assert.equal(run.stoppedAt, undefined);
+    const confirmed = log.indexOf(`confirm-earlier:${names.length}:true`);
+    assert.ok(confirmed >= 0, log.join(' '));
+    assert.ok(confirmed < log.findIndex((l) => l.endsWith(':disarm')), `confirmed before the first disarm: ${log.join(' ')}`);
+    // asked at every phase; `confirms` only at the enable gate (its fresh login)
+    assert.equal(log.filter((l) => /^confirm-earlier:\d+:true$/.test(l)).length, 1);
+  });
+
+  it('an earlier run’s revert that went back first STOPs the confirming phase: this run’s nodes are reverted, not disarmed', async () => {
+    const log: string[] = [];
+    const fresh: string[] = [];
+    const h = withRollback(harness({ backend: executor, facts: bareNamed, rules: (n) => obedientNode(n, revertReplies(n, log)) }));
+    h.ctx.confirmEarlier = async (reports, confirms, runFresh) => {
+      if (!confirms) return;
+      // over a new login (the runner's one helper), as up's PendingRollbacks.confirm does
+      await runFresh('wk-1', 'true', 1000);
+      fresh.push('wk-1');
+      reports.find((r) => r.node === 'wk-1')!.checks.push({ id: 'rollback', status: 'fail', message: 'went back by itself' });
+    };
+    const run = await runPlaybook(h.ctx);
+    assert.equal(run.stoppedAt, 'enable');
+    assert.deepEqual(fresh, ['wk-1']);
+    assert.ok(!log.some((l) => l.endsWith(':disarm')), log.join(' '));
+    assert.deepEqual(log.filter((l) => l.endsWith(':revert')).sort(), names.map((n) => `${n}:revert`).sort());
   });
 
   it('a dry run and a converged mesh arm nothing', async () => {
