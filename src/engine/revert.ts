@@ -9,7 +9,11 @@
  * - meshctl killed, or its connection lost, mid-change: nobody disarms, the node reverts by itself at the deadline;
  * - a node that fails its checks after a change: the run triggers the revert at once and says so;
  * - a run that stops (any node's STOP) before a node was confirmed: that node is reverted at once too, since its
- *   change was never confirmed (its files would otherwise flip back later, unannounced).
+ *   change was never confirmed (its files would otherwise flip back later, unannounced);
+ * - Ctrl-C before a node was confirmed: the run waits for the arming scripts in flight, then reverts it at once too
+ *   (settleLeftovers; a new user's finding 4); a second Ctrl-C leaves it to its timer;
+ * - a revert that fired by itself is reported, and its directory removed, by the next changing run's facts probe
+ *   (firedRollbacksScript; finding 7).
  * A transient timer and /run do not survive a reboot: a node rebooted inside the window keeps the new files.
  * A run removes its own directory once confirmed (disarm) or reverted by it; a directory left by a killed run (its
  * revert done by the timer, or its timer gone) is removed by the next run's first arm (finding 33).

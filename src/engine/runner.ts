@@ -83,8 +83,8 @@ export interface RunContext {
  * Ctrl-C: it ends by itself (`wg-quick` and `systemctl restart` take seconds; the enable step's own deadline is the
  * transport's 60 s) and only then does the run revert the node, so the revert never races a script still changing
  * the node (killed half-way, a script can leave a `systemctl` job running that the revert's restart would race).
- * 30 s: several times the slowest enable measured on a loaded lab node (a daemon-reload of seconds, finding 18), and
- * still well inside the default 120 s rollback window. A script still running then is stopped as any other on
+ * 30 s: twice the slowest wireguard-go restart seen on a loaded 2-core lab host (15 s, test/lab/rollback.test.ts), and
+ * well inside the default 120 s rollback window. A script still running then is stopped as any other on
  * Ctrl-C (TERM, then KILL: the transport's run() returns only once its processes are gone) before the revert runs.
  * A second Ctrl-C ends meshctl at once (../interrupt.ts).
  */
@@ -104,7 +104,10 @@ export interface RunResult {
   plan: Plan;
   /** the phase whose gate stopped the run */
   stoppedAt?: string;
-  /** Ctrl-C (the signal) ended the run; remote work in flight was stopped */
+  /**
+   * Ctrl-C (the signal) ended the run: remote work in flight was stopped, but the arming steps' scripts, which were
+   * waited for (INTERRUPT_DRAIN_MS), and the nodes this run changed were reverted (`rollbackNotes`)
+   */
   interrupted: boolean;
   matrix?: Matrix;
   /** nodes whose change was never confirmed at the end of the run: rolled back now, or by themselves (./revert.ts) */

@@ -8,6 +8,7 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { runUp, type Connector, type UpView } from '../../src/engine/up.js';
 import { loadInventory } from '../../src/inventory/load.js';
@@ -23,9 +24,30 @@ const RUN = '0123456789abcdef';
 const DUE = 1796058129;
 const section = (name: string, body: string) => `@@meshctl begin ${name}\n${body}\n@@meshctl end ${name} rc=0\n`;
 
-/** A node whose facts probe finds `pending` (pendingRollbacksScript's lines) and whose cancel answers `cancel`. */
+/**
+ * A node whose facts probe finds `pending` (pendingRollbacksScript's lines) and whose cancel answers `cancel`; it
+ * makes a key and writes its config when told (config-confirm.yaml), and logs its disarm or revert.
+ */
 function node(name: string, pending: string, cancel: string, log: string[]) {
   return new FakeConnection(name, [
+    // the fresh login's check after a change (ssh-still-reachable)
+    { match: /^true$/, reply: {} },
+    { match: /wg genkey/, reply: { stdout: `created\n${randomBytes(32).toString('base64')}\n` } },
+    { match: /wg0\.conf\.meshctl-tmp/, reply: { stdout: 'config=x\nsysctl=x\nrp_filter=2,2\n' } },
+    {
+      match: /rollback=disarmed/,
+      reply: () => {
+        log.push(`disarm ${name}`);
+        return { stdout: 'rollback=disarmed\n' };
+      },
+    },
+    {
+      match: /rollback=reverted/,
+      reply: () => {
+        log.push(`revert ${name}`);
+        return { stdout: 'rollback=reverted\n' };
+      },
+    },
     {
       match: /mc_cancel/,
       reply: () => {
@@ -44,7 +66,7 @@ function node(name: string, pending: string, cancel: string, log: string[]) {
   ]);
 }
 
-async function run(options: { cancel?: string; dryRun?: boolean; stopAt?: string } = {}) {
+async function run(options: { cancel?: string; dryRun?: boolean; stopAt?: string; playbook?: string } = {}) {
   const log: string[] = [];
   const pendingOn = 'wk-1';
   const connections = new Map(
@@ -71,7 +93,7 @@ async function run(options: { cancel?: string; dryRun?: boolean; stopAt?: string
   };
   const report = await runUp(inventory, connector, view, {
     signal: new AbortController().signal,
-    playbookPath,
+    playbookPath: options.playbook ?? playbookPath,
     ...(options.dryRun ? { dryRun: true } : {}),
   });
   const rollbackChecks = gates.flatMap((g) =>
@@ -105,6 +127,26 @@ describe('up: a pending rollback of an earlier run', () => {
       rollbackChecks[0]!.message,
       /went back by itself before this run could confirm it: wk-1 is on that run's snapshot now; run up again/,
     );
+  });
+
+  /**
+   * Review of 2026-12-01: the earlier run's revert was confirmed at the gate, after this run had disarmed its own
+   * nodes; one that had gone back first STOPped the gate with this run's changes confirmed on every other node.
+   */
+  it('is confirmed before this run disarms its own changes: one that went back first gets them reverted, not confirmed', async () => {
+    const ok = await run({ playbook: 'test/fixtures/up/config-confirm.yaml' });
+    assert.equal(ok.report.result, 'converged', JSON.stringify(ok.report.phases.at(-1)));
+    assert.ok(ok.log.includes('cancel wk-1'), ok.log.join(', '));
+    assert.ok(ok.log.indexOf('cancel wk-1') < ok.log.findIndex((l) => l.startsWith('disarm')), ok.log.join(', '));
+    const fired = await run({ playbook: 'test/fixtures/up/config-confirm.yaml', cancel: `pending ${RUN}=reverted\n` });
+    assert.equal(fired.report.result, 'stopped');
+    assert.equal(fired.report.stoppedAt, 'enable');
+    assert.deepEqual(
+      fired.log.filter((l) => l.startsWith('disarm')),
+      [],
+      fired.log.join(', '),
+    );
+    assert.deepEqual(fired.log.filter((l) => l.startsWith('revert')).sort(), inventory.nodes.map((n) => `revert ${n.name}`).sort());
   });
 
   it('a run that stops before the confirming gate cancels nothing and says when the revert fires', async () => {
