@@ -560,15 +560,23 @@ export interface FiredRollback {
   at?: number;
 }
 
-/** Reads firedRollbacksScript's output; lines that are not a well-formed `fired=` line are ignored. */
-export function parseFiredRollbacks(body: string | undefined): FiredRollback[] {
-  const found: FiredRollback[] = [];
+/**
+ * Reads the `KEY=RUN [TIME]` lines of a section (pendingRollbacksScript's `pending=`, firedRollbacksScript's
+ * `fired=`; TIME in Unix seconds); every other line, and a run id that is not [0-9a-f]{8,32}, is ignored.
+ */
+function parseRunLines(body: string | undefined, key: 'pending' | 'fired'): { runId: string; time?: number }[] {
+  const found: { runId: string; time?: number }[] = [];
+  const shape = new RegExp(`^${key}=([0-9a-f]{8,32})(?: (\\d+))?\\s*$`);
   for (const line of (body ?? '').split('\n')) {
-    const m = /^fired=([0-9a-f]{8,32})(?: (\d+))?\s*$/.exec(line.trim());
-    if (m) found.push({ runId: m[1]!, ...(m[2] ? { at: Number(m[2]) } : {}) });
+    const m = shape.exec(line.trim());
+    if (m) found.push({ runId: m[1]!, ...(m[2] ? { time: Number(m[2]) } : {}) });
   }
   return found;
 }
+
+/** Reads firedRollbacksScript's output; lines that are not a well-formed `fired=` line are ignored. */
+export const parseFiredRollbacks = (body: string | undefined): FiredRollback[] =>
+  parseRunLines(body, 'fired').map(({ runId, time }) => ({ runId, ...(time !== undefined ? { at: time } : {}) }));
 
 /** A pending revert of an earlier run on a node: its run id and when it fires (Unix seconds, when known). */
 export interface PendingRollback {
@@ -577,14 +585,8 @@ export interface PendingRollback {
 }
 
 /** Reads pendingRollbacksScript's output; lines that are not a well-formed `pending=` line are ignored. */
-export function parsePendingRollbacks(body: string | undefined): PendingRollback[] {
-  const found: PendingRollback[] = [];
-  for (const line of (body ?? '').split('\n')) {
-    const m = /^pending=([0-9a-f]{8,32})(?: (\d+))?\s*$/.exec(line.trim());
-    if (m) found.push({ runId: m[1]!, ...(m[2] ? { deadline: Number(m[2]) } : {}) });
-  }
-  return found;
-}
+export const parsePendingRollbacks = (body: string | undefined): PendingRollback[] =>
+  parseRunLines(body, 'pending').map(({ runId, time }) => ({ runId, ...(time !== undefined ? { deadline: time } : {}) }));
 
 /** "at 17:02:09 UTC" (or "within its deadline" when the snapshot does not say). */
 export const describeDue = (p: PendingRollback): string =>
