@@ -18,15 +18,7 @@ import { checkNamed, stepNamed } from './registry.js';
 import { forEachHost } from './scheduler.js';
 import { sharedText } from './ping.js';
 import { redactDeep, redactSecrets } from '../remote/redact.js';
-import {
-  CONFIRMING_CHECK,
-  disarmScript,
-  settleLeftovers,
-  settleRollbacks,
-  utcClock,
-  type RollbackOptions,
-  type RunOnNode,
-} from './revert.js';
+import { CONFIRMING_CHECK, disarmScript, settleLeftovers, settleRollbacks, utcClock, type RollbackOptions } from './revert.js';
 import type {
   ActionResult,
   Change,
@@ -105,8 +97,8 @@ export interface RunResult {
   /** the phase whose gate stopped the run */
   stoppedAt?: string;
   /**
-   * Ctrl-C (the signal) ended the run: remote work in flight was stopped, but the arming steps' scripts, which were
-   * waited for (INTERRUPT_DRAIN_MS), and the nodes this run changed were reverted (`rollbackNotes`)
+   * Ctrl-C (the signal) ended the run: remote work in flight was stopped, except the arming steps' scripts, which
+   * were waited for (INTERRUPT_DRAIN_MS); the nodes this run changed were then reverted (`rollbackNotes`)
    */
   interrupted: boolean;
   matrix?: Matrix;
@@ -545,7 +537,7 @@ function rollbackInput(state: RunState, rollback: RollbackOptions, reports: Node
     run: (node: string, script: string) =>
       ahead?.take(node, script) ?? ctx.connections.get(node)!.run(script, { timeoutMs: checkDeadlineMs(60_000) }),
     runFresh: (node: string, script: string) => runOverNewLogin(ctx, node, script, { timeoutMs: checkDeadlineMs(30_000) }),
-  } satisfies { run: RunOnNode; runFresh: RunOnNode } & Record<string, unknown>;
+  };
 }
 
 /**
