@@ -29,6 +29,7 @@ import {
   LEFTOVER_UNIT_GLOBS,
   SECRET_LINE_ERE,
   SYSTEMD,
+  peerDumpCommand,
   publicKeyFileCommand,
   type FactContext,
   type FactDef,
@@ -444,3 +445,31 @@ export const wgAllowsEvery = (iface: string, ips: readonly string[]): string =>
       `mc_ok=1; for mc_ip in ${sh`${[...ips]}`.text}; do case $mc_al in *,"$mc_ip"/32,*) ;; *) mc_ok=;; esac; done; [ -n "$mc_ok" ]`,
     ].join('\n'),
   );
+
+/** The line after which a peers section of peersWithClock has the node's clock (its awk's END). */
+const CLOCK_MARK = '@@meshctl-clock ';
+
+/**
+ * The sections `peers` and `now` (FACTS.peers and FACTS.now, the same output for their parsers) read after a ping
+ * round from ONE `wg show IFACE dump` whose awk prints the node's clock at its END (`srand()`, once the whole dump is
+ * read, so the clock is never before a handshake it shows), not a `date` beside it (issue 10: one exec fewer per node
+ * and round); `date` only when that awk gave no clock. `peers` first: `now` reads what it kept (`mc_pnow`).
+ * Used by up's round ahead (../engine/ping-ahead.ts) and verify's ping round (../checks/collect.ts).
+ */
+export function peersWithClock(iface: string): Array<{ name: string; command: string }> {
+  const ctx = { interface: iface, listenPort: 0 };
+  // the shared peers section's own command (FACTS.peers), with the clock line at its awk's end
+  const withClock = peerDumpCommand(iface, CLOCK_MARK);
+  return [
+    {
+      name: FACTS.peers.name,
+      command: [
+        // the dump and wg's own errors, as the shared section prints them; the clock line last (awk ends last)
+        `mc_pd=$( { ${withClock}\n} 2>&1 ); mc_pnow=`,
+        `case $mc_pd in *'${CLOCK_MARK}'*) mc_pnow=\${mc_pd##*'${CLOCK_MARK}'}; mc_pd=\${mc_pd%'${CLOCK_MARK}'*};; esac`,
+        `printf '%s\\n' "$mc_pd"`,
+      ].join('\n'),
+    },
+    { name: FACTS.now.name, command: `case $mc_pnow in ''|*[!0-9]*|0) ${FACTS.now.command(ctx)};; *) echo "$mc_pnow";; esac` },
+  ];
+}
