@@ -97,7 +97,13 @@ describe('the peers and the clock after a ping round from one dump (issue 10)', 
     await withConvergedFarm(3, async (inventory, farm) => {
       const sent: string[] = [];
       const connections = new Map(
-        [...farm.connections()].map(([name, c]) => [name, withRun(c, (script, options) => (sent.push(script), c.run(script, options)))]),
+        [...farm.connections()].map(([name, c]) => [
+          name,
+          withRun(c, (script, options) => {
+            sent.push(script);
+            return c.run(script, options);
+          }),
+        ]),
       );
       const collected = await collectVerify(inventory, connections, new Map(), { pathMtu: true });
       const pings = sent.filter((s) => /ping -n -q|fping /.test(s));
