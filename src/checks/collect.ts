@@ -28,6 +28,7 @@ import { PING_AHEAD_WAIT_S, runPingRound, type Matrix, type PingTarget } from '.
 import type { VerifyFacts } from './verify.js';
 import { runColdStart, UDP_COUNTERS_FACT, type ColdStartResult, type UdpCounters } from './cold-start.js';
 import { LEAN_PRE_FACTS } from './checklist-lean.js';
+import { peersWithClock } from '../facts/lean.js';
 
 export interface CollectOptions {
   /** also run the ping matrix (default true) */
@@ -85,8 +86,6 @@ export function placeholderKey(node: string): string {
   return createHash('sha256').update(`meshctl-unknown-key:${node}`).digest('base64');
 }
 
-/** The facts read again right after the ping round: the handshakes the pings caused, against the node's clock. */
-const AFTER_PING_FACTS = [FACTS.now, FACTS.peers] as const;
 /** Only the interface matters to the after-ping facts; the listen port is per node and unused by them. */
 const factContext = (inventory: Inventory): FactContext => ({ interface: inventory.mesh.interface, listenPort: 0 });
 
@@ -621,8 +620,9 @@ async function runProbes(
     ...(firstContact.length ? { firstContact } : {}),
     ...(options.pathMtu !== false ? { mtu: inventory.mesh.mtu } : {}),
     ...(options.deadlineSeconds !== undefined ? { deadlineSeconds: options.deadlineSeconds } : {}),
-    // the same fact definitions as the checklist's (and up's): read again after the pings
-    after: AFTER_PING_FACTS.map((def) => ({ name: def.name, command: def.command(factContext(inventory)) })),
+    // the same facts as the checklist's (and up's), read again after the pings: the peers' dump and the clock from its
+    // awk (peersWithClock: no `date`, issue 10)
+    after: peersWithClock(inventory.mesh.interface),
     ...(options.signal ? { signal: options.signal } : {}),
   };
   let go: (send: boolean) => void = () => undefined;

@@ -360,8 +360,12 @@ export function parsePingSummary(text: string, rc?: number): PingResult {
  */
 export const DF_PROBE = { count: 2, intervalSeconds: 0.05, waitSeconds: 1 } as const;
 
+/** The DF ping of `dfok` for the shell words IP and SIZE: status 0 when its echo requests came back. */
+const dfPing = (ip: string, size: string) =>
+  `ping -n -q -M do -s ${size} -c ${DF_PROBE.count} -i ${DF_PROBE.intervalSeconds} -W ${DF_PROBE.waitSeconds} ${ip} >/dev/null 2>&1`;
+
 /** `dfok IP SIZE`: status 0 when DF pings of SIZE bytes to IP came back (both branches use it). */
-const DFOK_FUNCTION = `dfok() { ping -n -q -M do -s "$2" -c ${DF_PROBE.count} -i ${DF_PROBE.intervalSeconds} -W ${DF_PROBE.waitSeconds} "$1" >/dev/null 2>&1; }`;
+const DFOK_FUNCTION = `dfok() { ${dfPing('"$1"', '"$2"')}; }`;
 
 /**
  * The per-peer branch's job, a shell function run once per peer in the background (`mc_peer IP &`): the ping, then
@@ -371,7 +375,10 @@ const DFOK_FUNCTION = `dfok() { ping -n -q -M do -s "$2" -c ${DF_PROBE.count} -i
  * the healthy case); when that failed (perhaps only because the session was still being set up) and the peer
  * answered the ping, it tries it once more, and only when that fails too does it binary-search the largest
  * payload that passes with DF set (`ping -M do`).
- * Issue 10: written once, not once per peer (250 peers: 227 kB of script per node and round, 6 kB now).
+ * Issue 10: written once, not once per peer (250 peers: 227 kB of script per node and round, 6 kB now). Its processes
+ * per peer: the job, the ping's command substitution (which execs ping) and, with the MTU probe, the DF ping beside it
+ * (a background simple command: it execs ping); no other fork in a healthy round (a `( )` body, a `$(printf ...)` and
+ * the DF ping as a background `dfok` call were three more, ~0.3 ms of a node's CPU each; measured with strace).
  */
 function perPeerFunction(params: PingParams): string {
   const ping = `ping -n -q -c ${Number(params.count)} -i ${Number(params.intervalSeconds)} -w ${Number(params.deadlineSeconds)} "$ip" 2>&1`;
@@ -388,15 +395,19 @@ function perPeerFunction(params: PingParams): string {
       `  while [ $((hi - lo)) -gt 1 ]; do mid=$(((lo + hi) / 2)); if dfok "$ip" $mid; then lo=$mid; tries="$tries $mid:ok"; else hi=$mid; tries="$tries $mid:fail"; fi; done`,
       `  largest=$lo; if [ $lo -eq 0 ] && ! dfok "$ip" 0; then largest=-1; fi`,
       `fi ;; esac`,
-      `out="$out$(printf '\\n@@meshctl end ping:%s rc=%s\\n${BEGIN}mtu:%s\\nexpected=${expected} largest=%s tries=%s\\n' "$ip" "$rc" "$ip" "$largest" "$tries")"`,
+      // the ping's end and the MTU section's start appended by the shell itself (no `$(printf ...)` subshell)
+      `out="$out\n${END}ping:$ip rc=$rc\n${BEGIN}mtu:$ip\nexpected=${expected} largest=$largest tries=$tries"`,
       `printf '%s\\n${END}mtu:%s rc=0\\n' "$out" "$ip"`,
     ].join('\n');
   } else {
     mtuPart = `printf '%s\\n${END}ping:%s rc=%s\\n' "$out" "$ip" "$rc"`;
   }
   // with MTU: the expected payload's DF probe runs beside the ping (a healthy pair then costs no extra time)
-  const dfBeside = params.mtu !== undefined ? [`dfok "$ip" ${Number(params.mtu) - 28} & df=$!`] : [];
-  return [`mc_peer() ( ip=$1`, `out="${BEGIN}ping:$ip"`, ...dfBeside, `r=$(${ping}); rc=$?`, `out="$out\n$r"`, mtuPart, `)`].join('\n');
+  // (dfok's ping itself, not the function: a background function call forks once more before its ping)
+  const dfBeside = params.mtu !== undefined ? [`${dfPing('"$ip"', String(Number(params.mtu) - 28))} & df=$!`] : [];
+  // a `{ }` body, not `( )`: each call is a background job (`mc_peer IP &`), a subshell already, and dash forks again
+  // for a `( )` body (issue 10: one fork per peer and round fewer; test/unit/ping-script-forks.test.ts)
+  return [`mc_peer() { ip=$1`, `out="${BEGIN}ping:$ip"`, ...dfBeside, `r=$(${ping}); rc=$?`, `out="$out\n$r"`, mtuPart, `}`].join('\n');
 }
 
 /**

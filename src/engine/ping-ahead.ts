@@ -18,8 +18,8 @@
 import { matrixPasses, pingParamsFor, type PingTarget } from '../checks/ping-matrix.js';
 import { pingProbe } from '../checks/probes.js';
 import { judgeHandshakesRecent, judgeOverlayRoutes } from '../checks/judge.js';
-import { FACTS, peerDumpCommand } from '../facts/definitions.js';
-import { LEAN_FACTS, wgAllowsEvery } from '../facts/lean.js';
+import { FACTS } from '../facts/definitions.js';
+import { LEAN_FACTS, peersWithClock, wgAllowsEvery } from '../facts/lean.js';
 import { endMarker } from '../facts/sections.js';
 import type { Inventory } from '../inventory/types.js';
 import { withRun, type Connection, type ExecResult } from '../transport/types.js';
@@ -49,35 +49,17 @@ export function phasePingScript(inventory: Inventory, node: string): string {
   return pingProbe(pingParamsFor(node, targetsOf(inventory), { count: 1, after })).script;
 }
 
-/** The line after which the peers' dump of the round ahead has the node's clock (its awk's END). */
-const CLOCK_MARK = '@@meshctl-clock ';
-
 /**
  * The round ahead's after-sections: the ping phase's own three (afterSections), with two processes fewer on the node
  * (issue 10):
  * - `routes` is what the facts probe's one `ip -batch` read a moment before the pings in this same script (the lean
  *   definition prints it from the shell: ../facts/lean.ts), not a second `ip`: nothing in between changes routes, and
  *   the round ahead counts only in a run that changed nothing;
- * - `now` comes from the awk that masks the peers' dump (`srand()` in its END, once the whole dump is read, so the
- *   clock is never before a handshake it shows), not from a `date` after it; `date` only when that awk gave no clock.
+ * - `peers` and `now` from one dump whose awk prints the clock (../facts/lean.ts peersWithClock), no `date`.
  */
 export function aheadAfterSections(iface: string): Array<{ name: string; command: string }> {
   const ctx = { interface: iface, listenPort: 0 };
-  // the shared peers section's own command (FACTS.peers), with the clock line at its awk's end
-  const withClock = peerDumpCommand(iface, CLOCK_MARK);
-  return [
-    { name: FACTS.interfaceRoutes.name, command: LEAN_FACTS.interfaceRoutes.command(ctx) },
-    {
-      name: FACTS.peers.name,
-      command: [
-        // the dump and wg's own errors, as the shared section prints them; the clock line last (awk ends last)
-        `mc_pd=$( { ${withClock}\n} 2>&1 ); mc_pnow=`,
-        `case $mc_pd in *'${CLOCK_MARK}'*) mc_pnow=\${mc_pd##*'${CLOCK_MARK}'}; mc_pd=\${mc_pd%'${CLOCK_MARK}'*};; esac`,
-        `printf '%s\\n' "$mc_pd"`,
-      ].join('\n'),
-    },
-    { name: FACTS.now.name, command: `case $mc_pnow in ''|*[!0-9]*|0) ${FACTS.now.command(ctx)};; *) echo "$mc_pnow";; esac` },
-  ];
+  return [{ name: FACTS.interfaceRoutes.name, command: LEAN_FACTS.interfaceRoutes.command(ctx) }, ...peersWithClock(iface)];
 }
 
 /** What the facts probe of `node` runs after its facts: the mark, then the round ahead where the interface routes to every peer. */

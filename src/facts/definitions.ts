@@ -333,7 +333,8 @@ export const LEFTOVER_UNIT_GLOBS = ['k3s*', 'rke2*', 'calico*', 'flannel*', 'cil
 /** the firewall fact's filter, applied on the node (grep -Ei) and again here */
 const DROP_OR_REJECT = /drop|reject/i;
 
-const SYSTEMD = '[ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1';
+/** Shell whose status is 0 on a node run by systemd with systemctl on PATH (sd_booted(3): /run/systemd/system exists). */
+export const SYSTEMD = '[ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1';
 
 // Issue 10: in the lab's containers every exec costs 15-20 ms of CPU (35-50 ms of wall time under load) and the four
 // nodes' probes share two cores, so the probe reads /proc, /sys and small files with the shell's own `read` and

@@ -20,7 +20,7 @@
  * The answers are compared with the shared definitions' on captures of lab nodes (test/unit/facts-lean.test.ts).
  */
 import { SECRET_FILTER_AWK } from '../remote/redact.js';
-import { sh, shellQuote } from '../remote/shell.js';
+import { raw, sh, shellQuote } from '../remote/shell.js';
 import { reresolvePaths, wireguardPaths } from '../remote/wireguard.js';
 import {
   CONFIG_TEXT_CUT_NOTE,
@@ -28,6 +28,8 @@ import {
   FACTS,
   LEFTOVER_UNIT_GLOBS,
   SECRET_LINE_ERE,
+  SYSTEMD,
+  peerDumpCommand,
   publicKeyFileCommand,
   type FactContext,
   type FactDef,
@@ -200,6 +202,42 @@ const CAP_READ = [
   '}',
 ].join('\n');
 
+/**
+ * `mc_scr`: the states of wg-quick@IFACE and, when one of the re-resolve timer's files exists (as FACTS.reresolve
+ * asks it), of meshctl-reresolve@IFACE.timer, from ONE `systemctl is-enabled` and ONE `systemctl is-active` for both
+ * units (issue 10: four systemctl runs, each a D-Bus connection PID 1 serves, on a node with the timer; two now).
+ * Into `mc_se1`/`mc_sa1` (the service's is-enabled/is-active) and `mc_se2`/`mc_sa2` (the timer's), each what the
+ * one-unit run printed. Both print one line per unit, in order; but `is-enabled` stops at the first unit it cannot
+ * answer (systemd 252, src/systemctl/systemctl-is-enabled.c: "Failed to get unit file state", nothing more on stdout),
+ * so its N lines are the first N units': a service it could not answer (no line) leaves the timer to a run of its own,
+ * and a timer it could not answer after the service printed nothing, as its own run would. `is-active` prints
+ * `inactive` for an unknown unit; were a line missing, both are asked one by one as before.
+ */
+const systemctlRead = (ctx: FactContext) => {
+  const service = wireguardPaths(ctx.interface).service;
+  const r = reresolvePaths(ctx.interface);
+  const one = (verb: string, unit: string) => sh`$(systemctl ${verb} ${unit} 2>/dev/null)`.text;
+  return [
+    // mc_scl TEXT: its first two lines in mc_l1, mc_l2 and its number of lines in mc_ln (0 for an empty TEXT)
+    'mc_scl() {',
+    '  mc_l1=; mc_l2=; mc_ln=0; [ -n "$1" ] || return 0',
+    `  ${eachLine('1', '', 'mc_l', 'mc_ln=$((mc_ln + 1)); [ $mc_ln -eq 1 ] && mc_l1=$mc_l; [ $mc_ln -eq 2 ] && mc_l2=$mc_l')}`,
+    '  true',
+    '}',
+    'mc_scr() {',
+    '  [ -n "${mc_sc_done:-}" ] && return 0; mc_sc_done=1; mc_se2=; mc_sa2=',
+    sh`  if ! { [ -e ${r.script} ] || [ -e ${r.service} ] || [ -e ${r.timer} ]; }; then`.text,
+    `    mc_se1=${one('is-enabled', service)}; mc_sa1=${one('is-active', service)}; return 0`,
+    '  fi',
+    sh`  mc_scl "$(systemctl is-enabled ${service} ${r.timerUnit} 2>/dev/null)"; mc_se1=$mc_l1; mc_se2=$mc_l2`.text,
+    `  [ $mc_ln -eq 0 ] && mc_se2=${one('is-enabled', r.timerUnit)}`,
+    sh`  mc_scl "$(systemctl is-active ${service} ${r.timerUnit} 2>/dev/null)"; mc_sa1=$mc_l1; mc_sa2=$mc_l2`.text,
+    `  [ $mc_ln -eq 2 ] || { mc_sa1=${one('is-active', service)}; mc_sa2=${one('is-active', r.timerUnit)}; }`,
+    '  true',
+    '}',
+  ].join('\n');
+};
+
 /** The tables iptables-nft-save prints when nftables holds them (its builtin tables of family ip). */
 const IPTABLES_TABLES = ['filter', 'nat', 'mangle', 'raw', 'security'];
 /** How `nft -j list ruleset` (libnftables: jansson, keys in print order) begins; any other start: not trusted. */
@@ -326,10 +364,21 @@ export const LEAN_FACTS = {
   reresolve: lean(FACTS.reresolve, (ctx) => {
     const r = reresolvePaths(ctx.interface);
     const shaOf = (key: string, file: string) => sh`mc_shf ${file}; echo ${key}=$mc_sha`.text;
-    // the timer's state only when one of its files exists, as FACTS.reresolve
-    const timer = FACTS.reresolve.command(ctx).split('\n').at(-1)!;
-    return [shaRead(ctx), shaOf('script', r.script), shaOf('service', r.service), shaOf('timer', r.timer), timer].join('\n');
+    // the timer's state only when one of its files exists, as FACTS.reresolve; asked with the service's (mc_scr)
+    const timer =
+      sh`if { [ -e ${r.script} ] || [ -e ${r.service} ] || [ -e ${r.timer} ]; } && ${raw(SYSTEMD)}; then mc_scr; echo "enabled=$mc_se2"; echo "active=$mc_sa2"; fi; true`
+        .text;
+    return [shaRead(ctx), systemctlRead(ctx), shaOf('script', r.script), shaOf('service', r.service), shaOf('timer', r.timer), timer].join(
+      '\n',
+    );
   }),
+  // wg-quick@IFACE's is-enabled and is-active, asked with the re-resolve timer's (mc_scr): the same lines as FACTS.service
+  service: lean(FACTS.service, (ctx) =>
+    [
+      systemctlRead(ctx),
+      `if ${SYSTEMD}; then echo systemd=yes; mc_scr; echo "enabled=$mc_se1"; echo "active=$mc_sa1"; else echo systemd=no; fi`,
+    ].join('\n'),
+  ),
   // list-unit-files only when a file of that name is in a unit directory (it lists nothing else): the common
   // answer, nothing, without a systemctl run (the most expensive exec of a converged probe)
   // Issue 10, fourth part: ONE glob per directory, of the globs' first letters (`[ckfr]*`; it was one glob per unit glob
@@ -372,8 +421,8 @@ export const LEAN_FACTS = {
     if ((nftFirst.match(capped) ?? []).length !== 2) throw new Error('FACTS.firewallRuleset changed: update its lean version');
     return `${CAP_READ}\n${nftFirst.replace(capped, ' mc_cap $1')}`;
   }),
-  // The unit's state stays the shared definition's `is-enabled` + `is-active` (FACTS.service): `systemctl show`'s
-  // UnitFileState is systemd's cached answer and still says `enabled` after the wants symlink was removed by hand,
+  // The units' states stay `is-enabled` + `is-active` (one run each for both units: mc_scr), not `systemctl show`:
+  // its UnitFileState is systemd's cached answer and still says `enabled` after the wants symlink was removed by hand,
   // where is-enabled, which reads the unit files, says `disabled` (test/fixtures/probes/issue10/drifted-home-1.systemctl.txt).
 } satisfies Partial<Record<keyof typeof FACTS, FactDef<unknown>>>;
 
@@ -396,3 +445,31 @@ export const wgAllowsEvery = (iface: string, ips: readonly string[]): string =>
       `mc_ok=1; for mc_ip in ${sh`${[...ips]}`.text}; do case $mc_al in *,"$mc_ip"/32,*) ;; *) mc_ok=;; esac; done; [ -n "$mc_ok" ]`,
     ].join('\n'),
   );
+
+/** The line after which a peers section of peersWithClock has the node's clock (its awk's END). */
+const CLOCK_MARK = '@@meshctl-clock ';
+
+/**
+ * The sections `peers` and `now` (FACTS.peers and FACTS.now, the same output for their parsers) read after a ping
+ * round from ONE `wg show IFACE dump` whose awk prints the node's clock at its END (`srand()`, once the whole dump is
+ * read, so the clock is never before a handshake it shows), not a `date` beside it (issue 10: one exec fewer per node
+ * and round); `date` only when that awk gave no clock. `peers` first: `now` reads what it kept (`mc_pnow`).
+ * Used by up's round ahead (../engine/ping-ahead.ts) and verify's ping round (../checks/collect.ts).
+ */
+export function peersWithClock(iface: string): Array<{ name: string; command: string }> {
+  const ctx = { interface: iface, listenPort: 0 };
+  // the shared peers section's own command (FACTS.peers), with the clock line at its awk's end
+  const withClock = peerDumpCommand(iface, CLOCK_MARK);
+  return [
+    {
+      name: FACTS.peers.name,
+      command: [
+        // the dump and wg's own errors, as the shared section prints them; the clock line last (awk ends last)
+        `mc_pd=$( { ${withClock}\n} 2>&1 ); mc_pnow=`,
+        `case $mc_pd in *'${CLOCK_MARK}'*) mc_pnow=\${mc_pd##*'${CLOCK_MARK}'}; mc_pd=\${mc_pd%'${CLOCK_MARK}'*};; esac`,
+        `printf '%s\\n' "$mc_pd"`,
+      ].join('\n'),
+    },
+    { name: FACTS.now.name, command: `case $mc_pnow in ''|*[!0-9]*|0) ${FACTS.now.command(ctx)};; *) echo "$mc_pnow";; esac` },
+  ];
+}

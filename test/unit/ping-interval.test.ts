@@ -30,7 +30,7 @@ test('the ping script asks both tools for that interval, the DF probes too', () 
   // per peer (the peers are the positional parameters): ping, and its DF probe beside it (the one dfok below)
   assert.match(script, /^set -- (.* )?'?127\.0\.0\.1'?( |$)/m);
   assert.match(script, /ping -n -q -c 3 -i 0\.05 -w 7 "\$ip" /);
-  assert.match(script, /dfok "\$ip" 1392 & df=\$!/);
+  assert.match(script, /ping -n -q -M do -s 1392 -c 2 -i 0\.05 -W 1 "\$ip" >\/dev\/null 2>&1 & df=\$!/);
   // fping: -p is the interval per target in ms, the DF fping and the fallback dfok the same
   assert.match(script, /fping -q -c 3 -p 50 -i 1 -t 7000 /);
   assert.match(script, /fping -q -M -b 1392 -c 2 -p 50 -i 1 -t 1000 /);

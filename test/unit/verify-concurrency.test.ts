@@ -321,7 +321,7 @@ for (const branch of ['per-peer ping', 'fping'] as const) {
   test(`${branch} branch: the DF probe beside the ping; a black hole still found by the search`, { skip: skip ?? false }, () => {
     const probe = pingProbe(pingParams);
     // the DF probe starts before the ping's result is known
-    if (hideFping) assert.match(probe.script, /dfok "\$ip" 1392 & df=\$!\nr=\$\(ping /);
+    if (hideFping) assert.match(probe.script, /ping -n -q -M do -s 1392 [^\n]*"\$ip" >\/dev\/null 2>&1 & df=\$!\nr=\$\(ping /);
     else assert.match(probe.script, /both=\$\( \{ fping -q -c 3 .*& fping -q -M -b 1392 /);
     const healthy = pingInEmptyNetns(probe.script, 65536, hideFping);
     assert.equal(healthy.status, 0, healthy.stderr);
