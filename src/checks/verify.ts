@@ -565,7 +565,14 @@ function handshakeChecks(facts: VerifyFacts, node: Node, cl: NodeChecklist, coun
     if (live && !keyed) {
       // judged by the live peer's own key: the design's is a stand-in
       const j = judgeSession({ ...peer, publicKey: live.publicKey }, live, observed);
-      return mk(node.name, 'handshake', j.status, `${j.message} (its key is unknown: judged by the peer holding ${peer.allowedIps.join(', ')})`, j.evidence ?? [], peer.name);
+      return mk(
+        node.name,
+        'handshake',
+        j.status,
+        `${j.message} (its key is unknown: judged by the peer holding ${peer.allowedIps.join(', ')})`,
+        j.evidence ?? [],
+        peer.name,
+      );
     }
     if (count && sessionPasses(live, observed)) {
       count(node.name, 'handshake');

@@ -246,7 +246,12 @@ export class RunLocks {
     private readonly options: { breakLock: boolean; signal: AbortSignal },
   ) {
     this.names = [...connections.keys()].sort();
-    this.script = acquireScript(this.holder, options.breakLock ? 0 : LOCK_STALE_S, LOCK_PATH, options.breakLock ? undefined : deadRunProof());
+    this.script = acquireScript(
+      this.holder,
+      options.breakLock ? 0 : LOCK_STALE_S,
+      LOCK_PATH,
+      options.breakLock ? undefined : deadRunProof(),
+    );
   }
 
   /** Takes the first node's lock alone (its own round trip); the refusal, or undefined when it is ours. */

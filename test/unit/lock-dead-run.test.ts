@@ -92,7 +92,9 @@ describe('run lock: a dead run of this machine (finding 11)', { skip: machineBoo
 
   it('says it: "took over the lock of a dead run: pid N, started ..."', async () => {
     const old = left({ pid: 5642, started: 1796140202 });
-    const connections = new Map([['ms-1', new FakeConnection('ms-1', [{ match: /take_lock/, reply: () => ({ stdout: `took-over-dead ${line(old)}` }) }])]]);
+    const connections = new Map([
+      ['ms-1', new FakeConnection('ms-1', [{ match: /take_lock/, reply: () => ({ stdout: `took-over-dead ${line(old)}` }) }])],
+    ]);
     const locks = new RunLocks(connections, { breakLock: false, signal: new AbortController().signal });
     assert.equal(await locks.takeFirst(), undefined);
     assert.ok(locks.holds('ms-1'));

@@ -23,7 +23,7 @@ function wk2Unreached() {
 
 const about = (checks: Check[], id: string, peer: string) => checks.filter((c) => c.id === id && c.peer === peer && c.node !== peer);
 
-test("the peers of an unreached node are judged with its key from the local state: handshake and peers pass", () => {
+test('the peers of an unreached node are judged with its key from the local state: handshake and peers pass', () => {
   const facts = withStateKeys(wk2Unreached(), () => new Map([['wk-2', KEYS['wk-2']!]]), desiredMesh);
   assert.deepEqual([...(facts.keysFromState ?? [])], ['wk-2']);
   const checks = evaluateVerify(facts);
@@ -44,7 +44,7 @@ test("without a state key, the handshake is judged by the live peer holding the 
   }
 });
 
-test("a state key another node already has is not taken (a cloned key stays unknown)", () => {
+test('a state key another node already has is not taken (a cloned key stays unknown)', () => {
   const facts = withStateKeys(wk2Unreached(), () => new Map([['wk-2', KEYS['ms-1']!]]), desiredMesh);
   assert.equal(facts.keysFromState, undefined);
 });
