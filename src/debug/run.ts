@@ -165,6 +165,7 @@ export function pairEvidence(collected: Collected, sender: string, receiver: str
     ...(m?.cells[receiver]?.[sender] ? { backward: m.cells[receiver]![sender]! } : {}),
     ...(m ? { matrix: m } : {}),
     ...(coldStart?.length ? { coldStart } : {}),
+    ...(collected.coldStart ? { coldStartRun: { roundTrips: collected.coldStart.roundTrips, ms: collected.coldStart.ms } } : {}),
   };
 }
 
