@@ -83,8 +83,8 @@ export interface DeadRunProof {
   live: number[];
 }
 
-/** More live pids than this and no proof is sent (the list goes into every node's lock script). */
-export const DEAD_RUN_MAX_PIDS = 8192;
+/** More live pids than this and no proof is sent: the list goes into every node's lock script (about 6 bytes a pid). */
+export const DEAD_RUN_MAX_PIDS = 4096;
 
 /** The proof for this process now (DeadRunProof), or undefined where /proc does not give one. */
 export function deadRunProof(): DeadRunProof | undefined {
