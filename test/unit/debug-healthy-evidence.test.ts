@@ -10,6 +10,7 @@ import { classifyPair } from '../../src/debug/classify.js';
 import { pairEvidence, renderDebugReport, type DebugReport } from '../../src/debug/run.js';
 import type { Collected } from '../../src/checks/collect.js';
 import { factsFrom, healthyScenario } from '../fixtures/probes/homelab.js';
+import { noPackets } from '../../src/debug/capture.js';
 
 const plain = { bold: (s: string) => s, red: (s: string) => s, green: (s: string) => s, dim: (s: string) => s };
 
@@ -69,4 +70,39 @@ test('a HEALTHY pair without a cold-start measurement says it was not probed', (
     found[0]!.evidence.includes('cold start wk-1 <-> ms-1: not probed (no designed direction measured)'),
     found[0]!.evidence.join('\n'),
   );
+});
+
+test("finding 10: the sender's own capture line does not read as if it sent nothing", () => {
+  const diagnosis = classifyPair(pairEvidence(healthyWithColdStart(), 'ctb-edge-1', 'ms-1'))[0]!;
+  const counts = {
+    'ctb-edge-1': { ...noPackets(), total: 55, responsesFromReceiver: 2, icmpRepliesIn: 3 },
+    'ms-1': {
+      ...noPackets(),
+      total: 40,
+      udpFromSender: 7,
+      initiationsFromSender: 2,
+      markers: 3,
+      responsesToSender: 2,
+      icmpRequestsIn: 3,
+      icmpRepliesOut: 3,
+    },
+  };
+  const capture = {
+    sender: 'ctb-edge-1',
+    receiver: 'ms-1',
+    marker: 'x',
+    markerSent: true,
+    counts,
+    packets: {},
+    files: [],
+    errors: {},
+    leftovers: {},
+  };
+  const text = renderDebugReport({ diagnoses: [diagnosis], captures: [capture] } as unknown as DebugReport, plain);
+  assert.doesNotMatch(text, /captured on ctb-edge-1: 55 packets; from ctb-edge-1: 0 UDP/);
+  assert.match(
+    text,
+    /captured on ctb-edge-1 \(the sender: its own datagrams are counted where they arrive\): 55 packets; from ms-1's side: 2 handshake responses; ICMP on wg0 3 replies in/,
+  );
+  assert.match(text, /captured on ms-1: 40 packets; from ctb-edge-1: 7 UDP \(2 handshake initiations, 3 markers\)/);
 });
