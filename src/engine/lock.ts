@@ -181,9 +181,9 @@ export function acquireScript(holder: LockHolder, breakAfter: number, path = LOC
  * line read (`$old`) when it is removed; then created with O_EXCL as any take.
  */
 function deadRunTakeOver(dead: DeadRunProof, path: string): string[] {
-  const field = (name: string) => `$(printf '%s' "$old" | sed -n 's/.* ${name}=\\([0-9a-f]*\\).*/\\1/p')`;
+  const field = (name: string, chars: string) => `$(printf '%s' "$old" | sed -n 's/.* ${name}=\\([${chars}]*\\).*/\\1/p')`;
   return [
-    `mc_ob=${field('boot')}; mc_op=${field('pid')}; mc_os=${field('pstart')}`,
+    `mc_ob=${field('boot', '0-9a-f')}; mc_op=${field('pid', '0-9')}; mc_os=${field('pstart', '0-9')}`,
     sh`if [ "$mc_ob" = ${dead.boot} ] && [ -n "$mc_op" ] && [ -n "$mc_os" ] && [ "$mc_os" -lt ${String(dead.before)} ]; then`.text,
     `  case ' ${dead.live.join(' ')} ' in *" $mc_op "*) ;; *)`,
     `    if [ "$(cat ${sh`${path}`.text} 2>/dev/null)" = "$old" ]; then rm -f ${sh`${path}`.text}; if take_lock; then echo "took-over-dead $old"; exit 0; fi; old=$(cat ${sh`${path}`.text} 2>/dev/null); fi;;`,
