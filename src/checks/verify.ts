@@ -679,7 +679,8 @@ function evaluateInto(facts: VerifyFacts, keep: (check: Check) => void, count?: 
   for (const node of facts.inventory.nodes) {
     const why = facts.unreachable.get(node.name);
     if (why !== undefined) {
-      keep(mk(node.name, 'connect', 'fail', `cannot connect: ${why}`));
+      const stateKey = facts.keysFromState?.has(node.name) ? ' (its peers are judged with its public key from the local state)' : '';
+      keep(mk(node.name, 'connect', 'fail', `cannot connect: ${why}${stateKey}`));
       continue;
     }
     const cl = facts.checklists.get(node.name);

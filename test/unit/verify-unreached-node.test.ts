@@ -54,6 +54,10 @@ test("the unreached node's own row is not measured, not failed; the connect chec
   const checks = evaluateVerify(facts);
   const own = checks.filter((c) => c.node === 'wk-2');
   assert.deepEqual(own.find((c) => c.id === 'connect')?.status, 'fail');
+  assert.equal(
+    own.find((c) => c.id === 'connect')?.message,
+    'cannot connect: connect ECONNREFUSED (its peers are judged with its public key from the local state)',
+  );
   const pings = own.filter((c) => c.id === 'ping');
   assert.equal(pings.length, 3);
   for (const c of pings) {
