@@ -193,7 +193,12 @@ async function outsideKeysFor(inventory: Inventory, work: Inventory, connector: 
       'stop',
       found.missing.map((m) => m.why),
     );
-  const warnings = found.fromState.map((n) => `${n} did not answer: its public key was taken from the local state`);
+  // finding 8: the nodes not waited for are read together; whether each had answered is not known, so not said
+  const warnings = found.fromState.map((n) =>
+    found.notWaited.includes(n)
+      ? `${n}: its public key was taken from the local state (the nodes outside --limit had not all answered when the limited nodes were ready)`
+      : `${n} did not answer: its public key was taken from the local state`,
+  );
   // only keys read from the nodes are news for the state; those taken from it are not
   const read = new Map([...found.keys].filter(([n]) => !found.fromState.includes(n)));
   return { keys: found.keys, read, warnings };
