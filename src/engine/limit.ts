@@ -150,7 +150,7 @@ export function outsideGiveUp(connected: Promise<unknown>, startedMs: number): P
     () =>
       new Promise<void>((resolve) => {
         const tookMs = performance.now() - startedMs;
-        setTimeout(resolve, Math.max(OUTSIDE_GRACE_MIN_MS, tookMs)).unref?.();
+        setTimeout(resolve, Math.max(OUTSIDE_GRACE_MIN_MS, tookMs));
       }),
   );
 }
