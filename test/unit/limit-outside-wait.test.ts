@@ -7,7 +7,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { loadInventory } from '../../src/inventory/load.js';
-import { gatherOutsideKeys, limitInventory } from '../../src/engine/limit.js';
+import { gatherOutsideKeys, limitInventory, OUTSIDE_GRACE_MIN_MS, outsideGiveUp } from '../../src/engine/limit.js';
 import type { Connection } from '../../src/transport/types.js';
 import { FakeConnection } from '../support/fake-connection.js';
 
@@ -83,5 +83,27 @@ describe('--limit: outside nodes whose key the state holds are not waited for pa
     giveUp();
     assert.deepEqual(Object.fromEntries(found.keys), { 'ms-1': KEY.ms1, 'wk-2': KEY.wk2Live });
     assert.deepEqual(found.fromState, []);
+  });
+});
+
+describe('outsideGiveUp', () => {
+  it("resolves only after the run's connections settle (failed too), then the grace (mocked timers)", async (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout'] });
+    let fail: (e: Error) => void = () => undefined;
+    const connected = new Promise((_, reject) => (fail = reject));
+    let done = false;
+    // a start in the future: the time the connections took counts as nothing, the grace is the least one
+    void outsideGiveUp(connected, performance.now() + 600_000).then(() => (done = true));
+    t.mock.timers.tick(60_000);
+    await ticks(3);
+    assert.equal(done, false, 'not before the connections settle');
+    fail(new Error('every login failed'));
+    await ticks(3);
+    t.mock.timers.tick(OUTSIDE_GRACE_MIN_MS - 1);
+    await ticks(3);
+    assert.equal(done, false, 'not before the grace');
+    t.mock.timers.tick(1);
+    await ticks(3);
+    assert.equal(done, true);
   });
 });
