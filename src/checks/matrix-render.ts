@@ -14,6 +14,11 @@ export interface RenderMatrixOptions {
   cellAt?: (from: string, to: string) => MatrixCell | undefined;
   /** the rows to show (nodes that pinged: `up --limit`'s), in matrix order; default every node */
   rows?: readonly string[];
+  /**
+   * nodes that were not reached, with why (verify's report: nodes not connected): their rows pinged nothing, so
+   * their cells read `n/m` (not measured) and a legend line says why, not FAIL (finding 5)
+   */
+  unreached?: ReadonlyMap<string, string>;
 }
 
 function cellText(cell: MatrixCell | undefined): { text: string; tone: 'ok' | 'fail' | 'warn' | 'none' } {
@@ -30,7 +35,8 @@ function cellText(cell: MatrixCell | undefined): { text: string; tone: 'ok' | 'f
 /**
  * An N x N table: rows are the pinging node (from), columns the pinged one (to); '-' on the diagonal; only the
  * rows in `options.rows` when given (finding 29: `up --limit` pings from its nodes only).
- * Cells: `ok 0.42ms`, `FAIL 100%`, or `ok 0.42ms MTU 1300` (in orange) when large packets do not pass.
+ * Cells: `ok 0.42ms`, `FAIL 100%`, or `ok 0.42ms MTU 1300` (in orange) when large packets do not pass; `n/m` in the
+ * row of a node in `options.unreached`.
  */
 export function renderMatrix(matrix: Matrix, options: RenderMatrixOptions): string {
   const c = options.color ? new Chalk({ level: Math.max(chalk.level, 1) as 1 | 2 | 3 }) : new Chalk({ level: 0 });
@@ -42,6 +48,7 @@ export function renderMatrix(matrix: Matrix, options: RenderMatrixOptions): stri
     { text: from, tone: 'none' as const },
     ...matrix.nodes.map((to) => {
       if (from === to) return { text: '-', tone: 'none' as const };
+      if (options.unreached?.has(from)) return { text: 'n/m', tone: 'warn' as const };
       const cell = cellText(options.cellAt ? options.cellAt(from, to) : matrix.cells[from]?.[to]);
       return viaOf(from, to) ? { ...cell, text: `${cell.text}*` } : cell;
     }),
@@ -63,5 +70,7 @@ export function renderMatrix(matrix: Matrix, options: RenderMatrixOptions): stri
   ];
   const relays = [...new Set(options.relayed?.values() ?? [])];
   if (relays.length) lines.push(`* relayed (via ${relays.join(', ')}): the ping goes through the relay`);
+  for (const [node, why] of options.unreached ?? [])
+    if (rowNodes.includes(node)) lines.push(`n/m not measured: ${node} unreachable (${why})`);
   return `${lines.join('\n')}\n`;
 }

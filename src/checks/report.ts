@@ -431,7 +431,16 @@ export function renderReport(report: VerifyReport, options: { color: boolean; ve
     const m = report.matrix;
     parts.push(
       c.bold('Ping matrix (rows ping columns over the overlay)'),
-      renderMatrix({ nodes: m.nodes, cells: {} }, { ...options, relayed, cellAt: (from, to) => reportCell(m, from, to) }),
+      renderMatrix(
+        { nodes: m.nodes, cells: {} },
+        {
+          ...options,
+          relayed,
+          cellAt: (from, to) => reportCell(m, from, to),
+          // rows of nodes not reached: not measured (finding 5)
+          unreached: new Map(report.nodes.flatMap((n) => (n.connected ? [] : [[n.name, safeText(n.error ?? 'not connected')] as const]))),
+        },
+      ),
     );
   }
   const paths = renderPaths(report.paths, { counts: report.pathCounts });

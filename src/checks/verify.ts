@@ -97,7 +97,53 @@ export interface VerifyFacts {
   afterPing?: Map<string, { now?: number; peers: LivePeer[] }>;
   /** the cold-start probe (./cold-start.ts): can each designed direction start a session with a new flow */
   coldStart?: ColdStartResult;
+  /**
+   * unreached nodes whose public key the design took from the local state (withStateKeys, finding 5): their peers'
+   * checks are judged with it
+   */
+  keysFromState?: Set<string>;
 }
+
+/**
+ * The facts with the public key of each unreached node whose key is unknown taken from the local state
+ * (`<inventory>.state.json`, the keys the last `up` saw), the design made again with them (finding 5: without it,
+ * every peer of a node whose sshd is down failed `handshake NODE: not a peer with its key` although its WireGuard
+ * was up and answering). A state key another node already has is not used (a cloned key stays unknown). The same
+ * facts when no key is taken; `stateKeys` is read only when some unreached node's key is unknown; `makeDesign` is desiredMesh (../topology/desired.ts), passed in so this module stays
+ * free of the topology's imports at load.
+ */
+export function withStateKeys<F extends VerifyFacts & { publicKeys: Map<string, string> }>(
+  facts: F,
+  stateKeys: (() => ReadonlyMap<string, string>) | undefined,
+  makeDesign: (inventory: Inventory, keys: ReadonlyMap<string, string>) => DesiredNodeConfig[],
+): F {
+  const unknown = facts.unknownKeys;
+  if (!stateKeys || !unknown?.size || facts.unreachable.size === 0) return facts;
+  const state = stateKeys();
+  const inUse = new Set([...facts.publicKeys.values()]);
+  const keys = new Map(facts.publicKeys);
+  const taken = new Set<string>();
+  for (const name of facts.unreachable.keys()) {
+    const current = keys.get(name);
+    const fromState = state.get(name);
+    if (current === undefined || !unknown.has(current) || fromState === undefined || inUse.has(fromState)) continue;
+    keys.set(name, fromState);
+    inUse.add(fromState);
+    taken.add(name);
+  }
+  if (taken.size === 0) return facts;
+  const stillUnknown = new Set([...keys.values()].filter((k) => unknown.has(k)));
+  return {
+    ...facts,
+    publicKeys: keys,
+    unknownKeys: stillUnknown,
+    desired: new Map(makeDesign(facts.inventory, keys).map((d) => [d.node, d])),
+    keysFromState: taken,
+  };
+}
+
+/** "not measured: wk-2 unreachable (connect timed out after 10.0 s)": a check of a node verify could not reach. */
+export const notMeasured = (node: string, why: string): string => `not measured: ${node} unreachable (${why})`;
 
 /**
  * Counts a passing per-peer or per-pair check instead of making it (evaluateVerifyCompact): on a healthy mesh of N
@@ -498,8 +544,36 @@ function handshakeChecks(facts: VerifyFacts, node: Node, cl: NodeChecklist, coun
   const observed = { peers, ...(now !== undefined ? { now } : {}), ...(after ? { afterPing: true } : {}) };
   const byKey = new Map<string, LivePeer>();
   for (const p of peers) if (!byKey.has(p.publicKey)) byKey.set(p.publicKey, p);
+  const unknown = facts.unknownKeys;
+  // a peer whose key is unknown (not reached, not in the state): the live peer holding its AllowedIPs, as liveFor
+  // does (finding 5); its prefixes indexed only when some key is unknown
+  let byPrefix: Map<string, LivePeer> | undefined;
+  const prefixed = (peer: DesiredPeer): LivePeer | undefined => {
+    if (!byPrefix) {
+      byPrefix = new Map();
+      for (const p of peers) for (const ip of p.allowedIps) if (!byPrefix.has(ip)) byPrefix.set(ip, p);
+    }
+    for (const ip of peer.allowedIps) {
+      const p = byPrefix.get(ip);
+      if (p) return p;
+    }
+    return undefined;
+  };
   return (peer) => {
-    const live = byKey.get(peer.publicKey);
+    const keyed = byKey.get(peer.publicKey);
+    const live = keyed ?? (unknown?.has(peer.publicKey) ? prefixed(peer) : undefined);
+    if (live && !keyed) {
+      // judged by the live peer's own key: the design's is a stand-in
+      const j = judgeSession({ ...peer, publicKey: live.publicKey }, live, observed);
+      return mk(
+        node.name,
+        'handshake',
+        j.status,
+        `${j.message} (its key is unknown: judged by the peer holding ${peer.allowedIps.join(', ')})`,
+        j.evidence ?? [],
+        peer.name,
+      );
+    }
     if (count && sessionPasses(live, observed)) {
       count(node.name, 'handshake');
       return undefined;
@@ -515,6 +589,13 @@ export { formatAge };
 function pairChecks(facts: VerifyFacts, matrix: Matrix, keep: (check: Check) => void, count: PassCounter): void {
   const paths = planPaths(facts.inventory);
   for (const from of matrix.nodes) {
+    // a node verify could not reach pinged nothing: its row is not measured, not failed (finding 5)
+    const unreached = facts.unreachable.get(from);
+    if (unreached !== undefined) {
+      for (const to of matrix.nodes)
+        if (to !== from && matrix.cells[from]?.[to]) keep(mk(from, 'ping', 'warn', notMeasured(from, unreached), [], to));
+      continue;
+    }
     for (const to of matrix.nodes) {
       if (from === to) continue;
       const cell = matrix.cells[from]?.[to];
@@ -598,7 +679,8 @@ function evaluateInto(facts: VerifyFacts, keep: (check: Check) => void, count?: 
   for (const node of facts.inventory.nodes) {
     const why = facts.unreachable.get(node.name);
     if (why !== undefined) {
-      keep(mk(node.name, 'connect', 'fail', `cannot connect: ${why}`));
+      const stateKey = facts.keysFromState?.has(node.name) ? ' (its peers are judged with its public key from the local state)' : '';
+      keep(mk(node.name, 'connect', 'fail', `cannot connect: ${why}${stateKey}`));
       continue;
     }
     const cl = facts.checklists.get(node.name);

@@ -8,7 +8,8 @@ import type { Inventory } from '../inventory/types.js';
 import type { Connection } from '../transport/types.js';
 import { collectVerify, knownPublicKeys } from '../checks/collect.js';
 import { redactDeep } from '../remote/redact.js';
-import { evaluateVerify, evaluateVerifyCompact } from '../checks/verify.js';
+import { evaluateVerify, evaluateVerifyCompact, withStateKeys } from '../checks/verify.js';
+import { desiredMesh } from '../topology/desired.js';
 import { buildReport, type VerifyReport } from '../checks/report.js';
 import { sudoOf } from '../engine/root-check.js';
 
@@ -37,6 +38,12 @@ export interface VerifyConnectedOptions {
   /** when the command started (Date.now()) and how long the logins took, ms: the report's durationMs and timings */
   started: number;
   connectMs: number;
+  /**
+   * reads the public keys of the local state (`<inventory>.state.json`, statePublicKeys), by node; called only when
+   * a node was not reached and its key is unknown: its peers are then judged with its key from there (finding 5);
+   * none: as before (its key unknown)
+   */
+  stateKeys?: () => ReadonlyMap<string, string>;
   /** told as each stage begins (the in-process bench times them) */
   onStage?: (stage: VerifyStage) => void;
 }
@@ -53,7 +60,7 @@ export async function verifyConnected(
   options: VerifyConnectedOptions,
 ): Promise<{ report: VerifyReport; unreachable: number } | undefined> {
   options.onStage?.('collect');
-  const collected = await collectVerify(inventory, connections, failures, {
+  const gathered = await collectVerify(inventory, connections, failures, {
     pathMtu: options.pathMtu,
     deadlineSeconds: options.deadlineSeconds,
     ...(options.signal ? { signal: options.signal } : {}),
@@ -61,6 +68,7 @@ export async function verifyConnected(
   });
   if (options.signal?.aborted) return undefined;
   options.onStage?.('evaluate');
+  const collected = withStateKeys(gathered, options.stateKeys, desiredMesh);
   // node content in messages and evidence: every key-shaped value but the mesh's public keys is redacted (the keys
   // read first: the compact judging lets each node's checklist go once judged)
   const known = knownPublicKeys(collected);

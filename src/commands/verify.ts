@@ -5,7 +5,7 @@
  * nodes in parallel. Exit 0 when no check failed (warnings allowed, unless --strict), 1 when one did, 3 when a node could not
  * be connected.
  */
-import { inventoryWithFallbacks } from '../state/record.js';
+import { inventoryWithFallbacks, statePublicKeys } from '../state/record.js';
 import { statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { Command } from 'commander';
@@ -105,6 +105,8 @@ export function registerVerify(program: Command, finish: (result: CommandResult)
           allChecks: !!(flags.allChecks || flags.verbose),
           started,
           connectMs,
+          // an unreached node's peers are judged with its key from the local state (finding 5)
+          stateKeys: () => statePublicKeys(loaded),
         });
         if (!done || interruptSignal.aborted) throw new MeshctlError('interrupted', 'interrupted');
         const { report } = done;

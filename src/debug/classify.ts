@@ -85,6 +85,8 @@ export interface PairEvidence {
    * when it ran: a pair that works now may still be one-way (only its other side can start a session)
    */
   coldStart?: DirectionResult[];
+  /** verify's cold-start probe as a whole, when it ran: its sequential round trips and its duration, ms */
+  coldStartRun?: { roundTrips: number; ms: number };
   /** per captured node, when --tcpdump ran */
   capture?: { counts: Record<string, CaptureCounts>; markerSent: boolean; errors?: Record<string, string> };
 }
@@ -1043,7 +1045,25 @@ export function classifyPair(e: PairEvidence): Diagnosis[] {
         explanation: `Handshakes are recent, pings pass both ways and large packets pass with DF set${fromCold.length ? `; ${fromCold.join(' and ')} can start a session from cold` : ''}.`,
         fix: 'Nothing to do.',
       },
-      c.ev,
+      [...c.ev, ...coldStartEvidence(e)],
     ),
   ];
+}
+
+/**
+ * The cold-start evidence of a pair called healthy, each direction of it (finding 19 of the last session: a pair
+ * expected COLD-START-BLOCKED was once called HEALTHY, and nothing said why): its verdict, the bursts its sender
+ * sent, the receiver's InDatagrams/NoPorts growth over the window that judged it, and how many senders that window
+ * counted at once (judgeDirection's evidence, ../checks/cold-start.ts); then the probe's round trips and duration.
+ */
+export function coldStartEvidence(e: Pick<PairEvidence, 'coldStart' | 'coldStartRun' | 'sender' | 'receiver'>): string[] {
+  const directions = e.coldStart ?? [];
+  if (directions.length === 0) return [`cold start ${e.sender} <-> ${e.receiver}: not probed (no designed direction measured)`];
+  const lines = directions.flatMap((d) => {
+    const j = judgeDirection(d);
+    return [`cold start ${d.from} -> ${d.to}: ${j.status} (${j.message})`, ...j.evidence.map((x) => `  ${x}`)];
+  });
+  const run = e.coldStartRun;
+  if (run) lines.push(`cold-start probe: ${run.roundTrips} round trip${run.roundTrips === 1 ? '' : 's'}, ${run.ms} ms`);
+  return lines;
 }

@@ -165,6 +165,7 @@ export function pairEvidence(collected: Collected, sender: string, receiver: str
     ...(m?.cells[receiver]?.[sender] ? { backward: m.cells[receiver]![sender]! } : {}),
     ...(m ? { matrix: m } : {}),
     ...(coldStart?.length ? { coldStart } : {}),
+    ...(collected.coldStart ? { coldStartRun: { roundTrips: collected.coldStart.roundTrips, ms: collected.coldStart.ms } } : {}),
   };
 }
 
@@ -373,11 +374,13 @@ export function renderDebugReport(
     // the capture counts once per pair, after its last cause
     if (cap && ofPair[ofPair.length - 1] === shown) {
       for (const [n, c] of Object.entries(cap.counts)) {
-        lines.push(
-          paint.dim(
-            `    | captured on ${n}: ${c.total} packets; from ${dgn.sender}: ${c.udpFromSender} UDP (${c.initiationsFromSender} handshake initiations, ${c.markers} markers); ${c.responsesToSender} handshake responses to it; ICMP on wg0 ${c.icmpRequestsIn} requests in, ${c.icmpRepliesOut} replies out`,
-          ),
-        );
+        // finding 10: on the sender itself the "from SENDER" counters (datagrams that came in from it) are always 0,
+        // which read as if it sent nothing: its datagrams are counted where they arrive; here what came back is shown
+        const line =
+          n === shown.sender
+            ? `    | captured on ${safeText(n)} (the sender: its own datagrams are counted where they arrive): ${c.total} packets; from ${dgn.receiver}'s side: ${c.responsesFromReceiver} handshake responses; ICMP on wg0 ${c.icmpRepliesIn} replies in`
+            : `    | captured on ${safeText(n)}: ${c.total} packets; from ${dgn.sender}: ${c.udpFromSender} UDP (${c.initiationsFromSender} handshake initiations, ${c.markers} markers); ${c.responsesToSender} handshake responses to it; ICMP on wg0 ${c.icmpRequestsIn} requests in, ${c.icmpRepliesOut} replies out`;
+        lines.push(paint.dim(line));
       }
       for (const [n, err] of Object.entries(cap.errors)) lines.push(paint.dim(`    | capture on ${n}: ${safeText(err)}`));
       for (const [n, pids] of Object.entries(cap.leftovers))

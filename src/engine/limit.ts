@@ -131,56 +131,124 @@ function wrapMeshStep(step: MeshStep, whole: Inventory): MeshStep {
   };
 }
 
+/** The least time an outside node whose key the state holds is waited for after the run's nodes are connected, ms. */
+export const OUTSIDE_GRACE_MIN_MS = 1000;
+
+/**
+ * When a limited run stops waiting for the outside nodes whose key the local state holds (gatherOutsideKeys'
+ * `giveUp`, finding 8): once its own nodes are connected (`connected` settles), as long again as that took, and at
+ * least OUTSIDE_GRACE_MIN_MS: an outside node as quick to answer as the run's own nodes is read, one that is not
+ * (down, its SSH port dropped) costs the run that much instead of the whole connect timeout. `startedMs` is
+ * performance.now() when the run's connections began.
+ */
+export function outsideGiveUp(connected: Promise<unknown>, startedMs: number): Promise<void> {
+  const settled = connected.then(
+    () => undefined,
+    () => undefined,
+  );
+  return settled.then(
+    () =>
+      new Promise<void>((resolve) => {
+        const tookMs = performance.now() - startedMs;
+        setTimeout(resolve, Math.max(OUTSIDE_GRACE_MIN_MS, tookMs));
+      }),
+  );
+}
+
 /** Where the outside nodes' public keys came from, and whose could not be had. */
 export interface OutsideKeys {
   keys: Map<string, string>;
-  /** nodes whose key was taken from the local state (they did not answer) */
+  /** nodes whose key was taken from the local state (they did not answer, or not before `giveUp`) */
   fromState: string[];
+  /** of `fromState`, the nodes not waited for: their answer had not come when `giveUp` resolved (finding 8) */
+  notWaited: string[];
   /** nodes with no key at all: why (not reachable and not in the state, or no key on the node) */
   missing: { node: string; why: string }[];
 }
 
+/** What gatherOutsideKeys learnt from one node: its key, or why there is none. */
+interface KeyRead {
+  key?: string;
+  error?: string;
+}
+
+/** Connects to `nodes` (one connectAll) and reads each one's public key; the connections are closed before it returns. */
+async function readKeys(connector: Pick<Connector, 'connectAll'>, nodes: Inventory, signal: AbortSignal): Promise<Map<string, KeyRead>> {
+  const read = new Map<string, KeyRead>();
+  if (nodes.nodes.length === 0) return read;
+  const { connections, failures, close } = await connector.connectAll(nodes);
+  try {
+    const script = publicKeyProbeScript(nodes.mesh.interface);
+    await Promise.all(
+      [...connections].map(async ([name, connection]) => {
+        const run = await connection.run(script, { timeoutMs: checkDeadlineMs(15_000), signal }).catch((e: Error) => e);
+        const key = run instanceof Error ? undefined : parsePublicKeyProbe(run.stdout);
+        read.set(name, run instanceof Error ? { error: run.message } : key !== undefined ? { key } : {});
+      }),
+    );
+    for (const [name, error] of failures) if (!read.has(name)) read.set(name, { error: error.message });
+    return read;
+  } finally {
+    await close();
+  }
+}
+
 /**
  * The public keys of the nodes outside a limited run: read-only from each node (the live key is the truth), from
- * `fallback` (the local state) for a node that cannot be reached. Connections are closed before it returns.
+ * `fallback` (the local state) for a node that cannot be reached. Connections are closed before it returns, except
+ * those not waited for (below), which close themselves when their answer comes.
+ *
+ * `giveUp` (finding 8: `up --limit a-1` waited the whole 10 s connect timeout for an outside node whose key the
+ * state held, its phases 0.8 s): the outside nodes whose key the state holds are read together, and once `giveUp`
+ * resolves (or rejects) no longer waited for: if their answers have not all come by then, each of them is planned
+ * with its key from the state (`fromState` and `notWaited`), and their late answers are not used. The nodes the state
+ * has no key for are always waited for (without a key the configs cannot be rendered). Without `giveUp`, every node
+ * is waited for, as before.
  */
 export async function gatherOutsideKeys(
   connector: Pick<Connector, 'connectAll'>,
   outside: Inventory,
   fallback: ReadonlyMap<string, string>,
   signal: AbortSignal,
+  giveUp?: Promise<unknown>,
 ): Promise<OutsideKeys> {
-  const result: OutsideKeys = { keys: new Map(), fromState: [], missing: [] };
+  const result: OutsideKeys = { keys: new Map(), fromState: [], notWaited: [], missing: [] };
   if (outside.nodes.length === 0) return result;
-  const { connections, failures, close } = await connector.connectAll(outside);
-  try {
-    const script = publicKeyProbeScript(outside.mesh.interface);
-    const read = await Promise.all(
-      [...connections].map(async ([name, connection]) => {
-        const run = await connection.run(script, { timeoutMs: checkDeadlineMs(15_000), signal }).catch((e: Error) => e);
-        return {
-          name,
-          key: run instanceof Error ? undefined : parsePublicKeyProbe(run.stdout),
-          error: run instanceof Error ? run.message : undefined,
-        };
-      }),
-    );
-    const answered = new Map(read.map((r) => [r.name, r]));
-    for (const node of outside.nodes) {
-      const got = answered.get(node.name);
-      if (got?.key) result.keys.set(node.name, got.key);
-      else if ((!got || got.error) && fallback.has(node.name)) {
-        result.keys.set(node.name, fallback.get(node.name)!);
-        result.fromState.push(node.name);
-      } else if (got && !got.error)
-        result.missing.push({ node: node.name, why: `${node.name} has no WireGuard key yet (not set up): include it in --limit` });
-      else {
-        const why = got?.error ?? failures.get(node.name)?.message ?? 'not reached';
-        result.missing.push({ node: node.name, why: `${node.name}: ${why}, and the local state has no key for it` });
-      }
+  const spare = giveUp ? outside.nodes.filter((n) => fallback.has(n.name)) : [];
+  const spared = new Set(spare.map((n) => n.name));
+  const waited = readKeys(connector, { ...outside, nodes: outside.nodes.filter((n) => !spared.has(n.name)) }, signal);
+  const spareRead = readKeys(connector, { ...outside, nodes: spare }, signal);
+  // a failure to connect at all is each node's failure, as connectAll reports it
+  spareRead.catch(() => undefined);
+  const late = Symbol('late');
+  const [first, second] = await Promise.all([
+    waited,
+    spare.length === 0 || !giveUp
+      ? spareRead
+      : Promise.race([
+          spareRead,
+          giveUp.then(
+            () => late,
+            () => late,
+          ),
+        ]),
+  ]);
+  const notWaited = typeof second === 'symbol';
+  const answered = new Map<string, KeyRead>(first);
+  if (typeof second !== 'symbol') for (const [name, read] of second) answered.set(name, read);
+  for (const node of outside.nodes) {
+    const got = answered.get(node.name);
+    if (got?.key) result.keys.set(node.name, got.key);
+    else if ((!got || got.error) && fallback.has(node.name)) {
+      result.keys.set(node.name, fallback.get(node.name)!);
+      result.fromState.push(node.name);
+      if (notWaited && spared.has(node.name)) result.notWaited.push(node.name);
+    } else if (got && !got.error)
+      result.missing.push({ node: node.name, why: `${node.name} has no WireGuard key yet (not set up): include it in --limit` });
+    else {
+      const why = got?.error ?? 'not reached';
+      result.missing.push({ node: node.name, why: `${node.name}: ${why}, and the local state has no key for it` });
     }
-    return result;
-  } finally {
-    await close();
   }
+  return result;
 }

@@ -7,10 +7,20 @@
  * node (by name) alone, then on the others at once; whoever holds the first node's lock gets the rest unless a third
  * party holds one. A lock older than LOCK_STALE_S is taken over with a warning (its run died without releasing it;
  * `up` itself never takes that long), and `--break-lock` takes over any lock. Release removes only our own lock.
+ *
+ * A lock left by a dead run of this same machine (finding 11: a SIGKILLed `up`) is taken over without
+ * `--break-lock` when that is provable: the lock also records `boot=` (a hash of this boot's
+ * /proc/sys/kernel/random/boot_id and this pid namespace, so another machine, another boot or another container
+ * never matches) and `pstart=` (the holder's start time, clock ticks since boot, /proc/PID/stat field 22). A run
+ * sends along the pids alive on this machine when it began (DeadRunProof); the node's script takes the lock over
+ * only when its `boot=` is ours, its process started before ours and its pid is not among the live ones (a live
+ * process, or a pid reused by another process: refused as before), and only when the file still holds that same
+ * line (compare, then remove and create with O_EXCL, as the stale take-over).
  */
 import { hostname, userInfo } from 'node:os';
 import { dirname } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { sh } from '../remote/shell.js';
 import { withRun, type Connection, type RunOptions } from '../transport/types.js';
 import { endMarker, sectionScript, splitSections, type Section } from '../facts/sections.js';
@@ -25,6 +35,70 @@ export interface LockHolder {
   /** Unix seconds */
   started: number;
   run: string;
+  /**
+   * This machine, boot and pid namespace: 16 hex digits of the SHA-256 of /proc/sys/kernel/random/boot_id and
+   * /proc/self/ns/pid's link; absent where /proc has neither (then no dead run of ours is ever taken over)
+   */
+  boot?: string;
+  /** the holder process's start time in clock ticks since boot (/proc/PID/stat field 22); with `boot` */
+  pstart?: number;
+}
+
+/** This machine's boot and pid namespace as LockHolder.boot, or undefined where /proc does not tell. */
+export function machineBoot(): string | undefined {
+  try {
+    const bootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    const pidNs = readlinkSync('/proc/self/ns/pid');
+    if (!bootId || !pidNs) return undefined;
+    return createHash('sha256').update(`${bootId}\n${pidNs}`).digest('hex').slice(0, 16);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A process's start time in clock ticks since boot: field 22 of /proc/PID/stat (proc(5)), read after the last `)`
+ * (the command name may hold spaces and parentheses); undefined when there is no such process or no /proc.
+ */
+export function processStart(pid: number | 'self'): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // after "pid (comm) ": field 3 (state) is the first; field 22 is the 20th
+    const start = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+    return Number.isSafeInteger(start) ? start : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * What lets a node's lock script prove a lock's holder dead (finding 11): this machine's `boot`, this process's
+ * start time (`before`, clock ticks: a holder that started at or after it may have started after `live` was read),
+ * and the pids alive on this machine when the run began (`live`). A holder of this boot that started before us and
+ * whose pid is not in `live` was gone when `live` was read, and a pid never comes back to the same process.
+ */
+export interface DeadRunProof {
+  boot: string;
+  before: number;
+  live: number[];
+}
+
+/** More live pids than this and no proof is sent: the list goes into every node's lock script (about 6 bytes a pid). */
+export const DEAD_RUN_MAX_PIDS = 4096;
+
+/** The proof for this process now (DeadRunProof), or undefined where /proc does not give one. */
+export function deadRunProof(): DeadRunProof | undefined {
+  const boot = machineBoot();
+  const before = processStart('self');
+  if (boot === undefined || before === undefined) return undefined;
+  try {
+    const live = readdirSync('/proc')
+      .filter((name) => /^\d+$/.test(name))
+      .map(Number);
+    return live.length > 0 && live.length <= DEAD_RUN_MAX_PIDS ? { boot, before, live } : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Our lock's content: this operator, this process, now, and a token no other run has. */
@@ -35,10 +109,19 @@ export function newLockHolder(): LockHolder {
   } catch {
     // a uid without a passwd entry (containers): the pid and host still say who
   }
-  return { holder: `${user}@${hostname()}`, pid: process.pid, started: Math.floor(Date.now() / 1000), run: randomBytes(8).toString('hex') };
+  const boot = machineBoot();
+  const pstart = processStart('self');
+  return {
+    holder: `${user}@${hostname()}`,
+    pid: process.pid,
+    started: Math.floor(Date.now() / 1000),
+    run: randomBytes(8).toString('hex'),
+    ...(boot !== undefined && pstart !== undefined ? { boot, pstart } : {}),
+  };
 }
 
-const format = (h: LockHolder) => `holder=${h.holder} pid=${h.pid} started=${h.started} run=${h.run}`;
+const format = (h: LockHolder) =>
+  `holder=${h.holder} pid=${h.pid} started=${h.started} run=${h.run}${h.boot !== undefined && h.pstart !== undefined ? ` boot=${h.boot} pstart=${h.pstart}` : ''}`;
 
 /** Parses a lock file's line; undefined when it is not one of ours. */
 export function parseLockHolder(text: string): LockHolder | undefined {
@@ -48,7 +131,9 @@ export function parseLockHolder(text: string): LockHolder | undefined {
   const started = Number(field('started'));
   const run = field('run');
   if (!holder || !run || !Number.isInteger(pid) || !Number.isInteger(started)) return undefined;
-  return { holder, pid, started, run };
+  const boot = field('boot');
+  const pstart = Number(field('pstart'));
+  return { holder, pid, started, run, ...(boot && /^[0-9a-f]+$/.test(boot) && Number.isInteger(pstart) ? { boot, pstart } : {}) };
 }
 
 /**
@@ -61,11 +146,12 @@ export const RELEASE_WAIT_S = 1;
 /**
  * The script that takes the lock: prints `acquired`, or `held <line>` with the holder's line (after RELEASE_WAIT_S
  * of waiting for it to go). With `breakAfter` (seconds), a lock at least that old is replaced (`took-over <old
- * line>`); 0 replaces any lock at once.
+ * line>`); 0 replaces any lock at once. With `dead` (DeadRunProof), a lock of a dead run of this machine is
+ * replaced (`took-over-dead <old line>`) whatever its age.
  * Issue 10: a converged run pays one exec for it on a node where the lock directory exists (`mkdir` runs only when
  * it does not; `sleep`, `cat`, `sed` and `date` only when the lock is held).
  */
-export function acquireScript(holder: LockHolder, breakAfter: number, path = LOCK_PATH): string {
+export function acquireScript(holder: LockHolder, breakAfter: number, path = LOCK_PATH, dead?: DeadRunProof): string {
   return [
     sh`[ -d ${dirname(path)} ] || mkdir -p -m 700 ${dirname(path)}`.text,
     sh`line=${format(holder)}`.text,
@@ -80,12 +166,30 @@ export function acquireScript(holder: LockHolder, breakAfter: number, path = LOC
         ]
       : []),
     `old=$(cat ${sh`${path}`.text} 2>/dev/null)`,
+    ...(dead ? deadRunTakeOver(dead, path) : []),
     `started=$(printf '%s' "$old" | sed -n 's/.*started=\\([0-9]*\\).*/\\1/p')`,
     `if [ -n "$started" ] && [ $(( $(date +%s) - started )) -ge ${breakAfter} ]; then`,
     `  rm -f ${sh`${path}`.text}; if take_lock; then echo "took-over $old"; exit 0; fi; old=$(cat ${sh`${path}`.text} 2>/dev/null)`,
     'fi',
     'echo "held $old"',
   ].join('\n');
+}
+
+/**
+ * The lines of the acquire script that take over a lock of a dead run of this machine (see DeadRunProof): its
+ * `boot=` is ours, its `pstart=` is before ours, its pid is not among the live ones, and the file still holds the
+ * line read (`$old`) when it is removed; then created with O_EXCL as any take.
+ */
+function deadRunTakeOver(dead: DeadRunProof, path: string): string[] {
+  const field = (name: string, chars: string) => `$(printf '%s' "$old" | sed -n 's/.* ${name}=\\([${chars}]*\\).*/\\1/p')`;
+  return [
+    `mc_ob=${field('boot', '0-9a-f')}; mc_op=${field('pid', '0-9')}; mc_os=${field('pstart', '0-9')}`,
+    sh`if [ "$mc_ob" = ${dead.boot} ] && [ -n "$mc_op" ] && [ -n "$mc_os" ] && [ "$mc_os" -lt ${String(dead.before)} ]; then`.text,
+    `  case ' ${dead.live.join(' ')} ' in *" $mc_op "*) ;; *)`,
+    `    if [ "$(cat ${sh`${path}`.text} 2>/dev/null)" = "$old" ]; then rm -f ${sh`${path}`.text}; if take_lock; then echo "took-over-dead $old"; exit 0; fi; old=$(cat ${sh`${path}`.text} 2>/dev/null); fi;;`,
+    '  esac',
+    'fi',
+  ];
 }
 
 /**
@@ -113,7 +217,10 @@ export const describeHolder = (h: LockHolder): string =>
     .replace('T', ' ')
     .replace(/\.\d+Z$/, ' UTC')}`;
 
-const ANSWER = /^(acquired|took-over |held )/;
+const ANSWER = /^(acquired|took-over |took-over-dead |held )/;
+
+/** "pid 5642, started 2026-12-01 17:30:02 UTC (root@vm)": a dead run's lock, as the take-over says it */
+const describeDead = (h: LockHolder): string => describeHolder(h).replace(/^(\S+) \(pid (\d+)\) since (.*)$/, 'pid $2, started $3 ($1)');
 
 /**
  * The run lock of one run on a set of nodes: the first node (by name) is taken alone, then the others, either in
@@ -139,7 +246,12 @@ export class RunLocks {
     private readonly options: { breakLock: boolean; signal: AbortSignal },
   ) {
     this.names = [...connections.keys()].sort();
-    this.script = acquireScript(this.holder, options.breakLock ? 0 : LOCK_STALE_S);
+    this.script = acquireScript(
+      this.holder,
+      options.breakLock ? 0 : LOCK_STALE_S,
+      LOCK_PATH,
+      options.breakLock ? undefined : deadRunProof(),
+    );
   }
 
   /** Takes the first node's lock alone (its own round trip); the refusal, or undefined when it is ours. */
@@ -231,6 +343,12 @@ export class RunLocks {
   private judge(node: string, code: number, out: string, stderr: string): LockRefusal | undefined {
     if (code === 0 && out === 'acquired') {
       this.taken.add(node);
+      return undefined;
+    }
+    if (code === 0 && out.startsWith('took-over-dead ')) {
+      this.taken.add(node);
+      const old = parseLockHolder(out);
+      this.warnings.push(`${node}: took over the lock of a dead run: ${old ? describeDead(old) : 'an unknown run'}`);
       return undefined;
     }
     if (code === 0 && out.startsWith('took-over ')) {

@@ -18,7 +18,7 @@ import { countActions, type Plan } from './plan.js';
 import { builtinPlaybookPath, loadPlaybook } from './playbook.js';
 import { registryContract } from './registry.js';
 import { runPlaybook } from './runner.js';
-import { gatherOutsideKeys, limitInventory, membershipRegistry } from './limit.js';
+import { gatherOutsideKeys, limitInventory, membershipRegistry, outsideGiveUp } from './limit.js';
 import { checkNamed, stepNamed, withoutUnderlayProbes } from './registry.js';
 import { failedDirectPairs, pairsBackToDirect, withFallbackRelays } from './fallback.js';
 import { MeshctlError } from '../errors.js';
@@ -176,7 +176,7 @@ class ChannelCounter {
  * --limit: the outside nodes' public keys (read-only from them, else from the local state). Throws MeshctlError
  * (outcome 'stop') naming every node whose key cannot be had: the limited configs could not be rendered.
  */
-async function outsideKeysFor(inventory: Inventory, work: Inventory, connector: Connector, options: UpOptions) {
+async function outsideKeysFor(inventory: Inventory, work: Inventory, connector: Connector, options: UpOptions, giveUp?: Promise<unknown>) {
   const inRun = new Set(work.nodes.map((n) => n.name));
   const outside = { ...inventory, nodes: inventory.nodes.filter((n) => !inRun.has(n.name)) };
   // their connections prove root by their first command too (./root-check.ts): a broken sudo is their failure
@@ -186,14 +186,19 @@ async function outsideKeysFor(inventory: Inventory, work: Inventory, connector: 
       return { ...connected, connections: new RootCheck(connected.connections, sudoOf(nodes, connected.connections)).connections };
     },
   };
-  const found = await gatherOutsideKeys(checked, outside, options.knownPublicKeys ?? new Map(), options.signal);
+  const found = await gatherOutsideKeys(checked, outside, options.knownPublicKeys ?? new Map(), options.signal, giveUp);
   if (found.missing.length)
     throw new MeshctlError(
       'cannot render the configs of the limited nodes: a peer outside --limit has no known public key; nothing was changed',
       'stop',
       found.missing.map((m) => m.why),
     );
-  const warnings = found.fromState.map((n) => `${n} did not answer: its public key was taken from the local state`);
+  // finding 8: the nodes not waited for are read together; whether each had answered is not known, so not said
+  const warnings = found.fromState.map((n) =>
+    found.notWaited.includes(n)
+      ? `${n}: its public key was taken from the local state (the nodes outside --limit had not all answered when the limited nodes were ready)`
+      : `${n} did not answer: its public key was taken from the local state`,
+  );
   // only keys read from the nodes are news for the state; those taken from it are not
   const read = new Map([...found.keys].filter(([n]) => !found.fromState.includes(n)));
   return { keys: found.keys, read, warnings };
@@ -304,8 +309,15 @@ async function runUpBody(
   const playbook = loadPlaybook(playbookPath, registryContract);
   const limited = options.limit && options.limit.length < inventory.nodes.length ? options.limit : undefined;
   const work = limited ? limitInventory(inventory, limited) : inventory;
+  const connectStarted = performance.now();
+  // the run's own connections begin beside the outside nodes' key reads (finding 8: an outside node whose key the
+  // local state holds is waited for only until a little after them: ./limit.ts outsideGiveUp)
+  const connecting = connector.connectAll(work);
   const outside = limited
-    ? await outsideKeysFor(inventory, work, connector, options)
+    ? await outsideKeysFor(inventory, work, connector, options, outsideGiveUp(connecting, connectStarted)).catch(async (error: unknown) => {
+        await (await connecting.catch(() => undefined))?.close();
+        throw error;
+      })
     : { keys: new Map<string, string>(), read: new Map<string, string>(), warnings: [] };
   const learnt = new Map(outside.read);
   // the probes may start during the facts step only where the baseline's probe step follows it (the built-in
@@ -326,8 +338,7 @@ async function runUpBody(
     );
     return { whole, work: limited ? limitInventory(whole, limited) : whole, registry };
   };
-  const connectStarted = performance.now();
-  const connected = await connector.connectAll(work);
+  const connected = await connecting;
   const { failures, close } = connected;
   // the first command on each node proves root when the connector skipped its own probe (./root-check.ts)
   const rootCheck = new RootCheck(connected.connections, sudoOf(work, connected.connections));

@@ -1,0 +1,103 @@
+/**
+ * Finding 11: the lock of a dead run of this same machine (a SIGKILLed `up`) is taken over without --break-lock when
+ * provably dead (src/engine/lock.ts DeadRunProof); a live process, a reused pid, another boot or machine, or a holder
+ * that started after us: refused as before. The scripts run through a real sh on a temporary path, against this
+ * machine's real /proc.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  acquireScript,
+  deadRunProof,
+  machineBoot,
+  newLockHolder,
+  parseLockHolder,
+  processStart,
+  RunLocks,
+  type LockHolder,
+} from '../../src/engine/lock.js';
+import { FakeConnection } from '../support/fake-connection.js';
+import { tempDir } from '../support/temp-dir.js';
+
+const sh = (script: string) => execFileSync('sh', ['-c', script], { encoding: 'utf8' }).trim();
+const line = (h: LockHolder) => `holder=${h.holder} pid=${h.pid} started=${h.started} run=${h.run} boot=${h.boot} pstart=${h.pstart}\n`;
+
+/** A pid that was a process of this machine and is gone now (a child that has exited and been reaped). */
+function deadPid(): number {
+  const child = spawnSync('true');
+  assert.ok(child.pid && !existsSync(`/proc/${child.pid}`));
+  return child.pid;
+}
+
+describe('run lock: a dead run of this machine (finding 11)', { skip: machineBoot() === undefined && 'no /proc' }, () => {
+  const me = newLockHolder();
+  const boot = machineBoot()!;
+  const ours = processStart('self')!;
+  /** a lock left by a run of this boot that started before this process */
+  const left = (over: Partial<LockHolder>): LockHolder => ({
+    holder: 'root@vm',
+    pid: deadPid(),
+    started: Math.floor(Date.now() / 1000) - 60,
+    run: 'deadbeefdeadbeef',
+    boot,
+    pstart: Math.max(0, ours - 1),
+    ...over,
+  });
+  const attempt = (old: LockHolder) => {
+    const path = join(tempDir('meshctl-lock-'), 'lock');
+    writeFileSync(path, line(old));
+    const out = sh(acquireScript(me, 3600, path, deadRunProof()));
+    return { out, now: parseLockHolder(readFileSync(path, 'utf8')) };
+  };
+
+  it('records this boot and its start time in the lock, and reads them back', () => {
+    assert.equal(me.boot, boot);
+    assert.match(boot, /^[0-9a-f]{16}$/);
+    assert.equal(me.pstart, ours);
+    assert.deepEqual(parseLockHolder(line(me)), me);
+  });
+
+  it('takes over the lock of a process of this boot that is gone, whatever its age', () => {
+    const old = left({});
+    const { out, now } = attempt(old);
+    assert.match(out, /^took-over-dead holder=root@vm /);
+    assert.equal(parseLockHolder(out)?.pid, old.pid);
+    assert.equal(now?.run, me.run);
+  });
+
+  it('refuses a live process, a pid reused by another process, another boot, and a holder started after us', () => {
+    const cases: [string, LockHolder][] = [
+      ['a live process', left({ pid: process.pid })],
+      ['a live pid with another start time (reused)', left({ pid: process.ppid, pstart: 0 })],
+      ['another boot or machine', left({ boot: '0123456789abcdef' })],
+      ['a holder that started at or after this process', left({ pstart: ours })],
+    ];
+    for (const [what, old] of cases) {
+      const { out, now } = attempt(old);
+      assert.match(out, /^held /, what);
+      assert.equal(now?.run, old.run, `${what}: the lock stays the holder's`);
+    }
+  });
+
+  it('refuses without the proof, and a lock without boot= (an older meshctl, another machine)', () => {
+    const path = join(tempDir('meshctl-lock-'), 'lock');
+    writeFileSync(path, line(left({})));
+    assert.match(sh(acquireScript(me, 3600, path)), /^held /, 'no proof sent: as before');
+    writeFileSync(path, `holder=root@vm pid=${deadPid()} started=${Math.floor(Date.now() / 1000)} run=abcd\n`);
+    assert.match(sh(acquireScript(me, 3600, path, deadRunProof())), /^held /);
+  });
+
+  it('says it: "took over the lock of a dead run: pid N, started ..."', async () => {
+    const old = left({ pid: 5642, started: 1796140202 });
+    const connections = new Map([
+      ['ms-1', new FakeConnection('ms-1', [{ match: /take_lock/, reply: () => ({ stdout: `took-over-dead ${line(old)}` }) }])],
+    ]);
+    const locks = new RunLocks(connections, { breakLock: false, signal: new AbortController().signal });
+    assert.equal(await locks.takeFirst(), undefined);
+    assert.ok(locks.holds('ms-1'));
+    assert.deepEqual(locks.warnings, ['ms-1: took over the lock of a dead run: pid 5642, started 2026-12-01 15:50:02 UTC (root@vm)']);
+  });
+});
