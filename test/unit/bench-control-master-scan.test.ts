@@ -2,8 +2,10 @@
  * The one /proc scan for control masters (scripts/bench/control-master.ts), shared by the bench and the lab test of
  * --control-persist (test/lab/control-persist.test.ts, which had its own copy): it finds a process by its command
  * line (`__control-master --socket DIR/...`) under one directory only, and ends it with the signal asked for (the lab
- * test's `after` needs SIGKILL: its copy sent any signal, the bench's only SIGTERM). The "master" here is a shell
- * that ignores SIGTERM, spawned with that command line; it and its child are killed at the end whatever happened.
+ * test's `after` needs SIGKILL: its copy sent any signal, the bench's only SIGTERM). The "master" here is a node
+ * process that ignores SIGTERM, spawned with that command line, killed at the end whatever happened. Not a shell: a
+ * shell's `sleep &` forks a child with the shell's own command line until it execs, and the scan saw two masters
+ * (seen in the unit suite under load).
  */
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -15,11 +17,20 @@ import { controlMasters, endControlMasters } from '../../scripts/bench/control-m
 
 const dir = mkdtempSync(join(tmpdir(), 'meshctl-cm-scan-'));
 const other = mkdtempSync(join(tmpdir(), 'meshctl-cm-scan-other-'));
-// `sh -c SCRIPT NAME ARGS...`: the arguments stay on the shell's command line; SIGTERM is ignored
-const fake = spawn('sh', ['-c', "trap '' TERM; sleep 30 & wait; :", '__control-master', '--socket', join(dir, 'node.sock')], {
-  detached: true,
-  stdio: 'ignore',
-});
+// `node -e SCRIPT ARGS...`: the arguments stay on its command line; SIGTERM is ignored; it forks nothing
+const fake = spawn(
+  process.execPath,
+  [
+    '-e',
+    "process.on('SIGTERM', () => undefined); setTimeout(() => undefined, 30_000); process.stdout.write('ready')",
+    '__control-master',
+    '--socket',
+    join(dir, 'node.sock'),
+  ],
+  { detached: true, stdio: ['ignore', 'pipe', 'ignore'] },
+);
+// its SIGTERM handler is in place once it says so (a TERM before that would end it)
+const ready = new Promise<void>((resolve) => fake.stdout!.once('data', () => resolve()));
 after(() => {
   try {
     process.kill(-fake.pid!, 'SIGKILL');
@@ -36,7 +47,7 @@ const until = async (test: () => boolean) => {
 
 describe('control masters found by their command line', () => {
   it('finds the master of its directory only, and ends it with the signal asked for', async () => {
-    await until(() => controlMasters(dir).length > 0);
+    await ready;
     assert.deepEqual(controlMasters(dir), [fake.pid]);
     assert.deepEqual(controlMasters(other), []);
     // SIGTERM is ignored by this one: it stays
