@@ -37,6 +37,24 @@ export function forcedExitNotes(): string[] {
   return [...exitNotes].flatMap((note) => note() ?? []);
 }
 
+/** How many callers hold the forced exit back (holdForcedExit). */
+let held = 0;
+
+/**
+ * Holds back the second signal's exit while a child process of ours owns the terminal's work (`lab run` / `lab exec`
+ * run meshctl or a command inside the lab: the child gets every signal and decides; this process must live until
+ * it ended, or the operator's prompt comes back while it still writes: a new user's finding). The first signal
+ * still aborts interruptSignal. Returns the function that releases the hold.
+ */
+export function holdForcedExit(): () => void {
+  held++;
+  let released = false;
+  return () => {
+    if (!released) held--;
+    released = true;
+  };
+}
+
 let installed = false;
 /**
  * Handles `signals` (default: all STOP_SIGNALS). `meshctl lab exec` and `lab run` take SIGINT only: their child
@@ -49,6 +67,7 @@ export function installInterruptHandler(signals: readonly (typeof STOP_SIGNALS)[
   for (const signal of signals) {
     process.on(signal, () => {
       if (controller.signal.aborted) {
+        if (held > 0) return;
         for (const line of forcedExitNotes()) process.stderr.write(`${line}\n`);
         process.exit(ExitCode.interrupted);
       }

@@ -7,6 +7,7 @@ import { spawn, type StdioOptions } from 'node:child_process';
 import { accessSync, constants, openSync, closeSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import type { PlannedForward, PlannedNamespace, PlannedRoute } from './plan.js';
+import { holdForcedExit } from '../interrupt.js';
 
 export interface CommandResult {
   code: number;
@@ -53,7 +54,8 @@ export function run(argv: string[], options: CommandOptions = {}): Promise<Comma
  * Each stop signal reaches the child once, and this process lives until the child ends and exits with its code (a
  * meshctl inside releases its run locks and exits 130; dying at once returned 143 while the meshctl inside was still
  * cleaning up: a new user's finding). Once matters: a second stop signal makes meshctl exit at once
- * (src/interrupt.ts), so one that reaches the child directly is not passed on again.
+ * (src/interrupt.ts), so one that reaches the child directly is not passed on again; this process's own second-signal
+ * exit is held back while the child runs (holdForcedExit), so the prompt never comes back before the child ended.
  * - stdin a terminal: the child stays in our process group, where the terminal's Ctrl-C and hang-up reach it
  *   directly (it must, to read the terminal: a background group cannot); SIGTERM and SIGHUP only keep us alive.
  * - otherwise (scripts, CI, timeout(1)): the child gets a process group of its own, so a signal to ours, or to our
@@ -70,8 +72,11 @@ export function runInherit(argv: string[], env?: NodeJS.ProcessEnv): Promise<num
       if (detached && child && child.exitCode === null && child.signalCode === null) child.kill(signal);
     };
     for (const signal of signals) process.on(signal, onSignal);
+    // a second signal ends the child (passed on, or from the terminal), not this process before it (../interrupt.ts)
+    const release = holdForcedExit();
     const done = (code: number) => {
       for (const signal of signals) process.off(signal, onSignal);
+      release();
       resolve(code);
     };
     try {
