@@ -14,7 +14,7 @@ import { collectValues, resolveLimit } from '../engine/limit.js';
 import { inventoryWithFallbacks, recordRun, statePublicKeys } from '../state/record.js';
 import { writeJson } from '../ui/json-text.js';
 import { departedNodes, readState } from '../state/state.js';
-import { DEFAULT_ROLLBACK_DEADLINE_S, parseRollbackDeadline } from '../engine/revert.js';
+import { CONFIRMING_CHECK, DEFAULT_ROLLBACK_DEADLINE_S, parseRollbackDeadline } from '../engine/revert.js';
 
 interface UpFlags {
   yes?: boolean;
@@ -74,12 +74,15 @@ export async function printSummary(
   }
   if (report.result === 'interrupted')
     out.write(chalk.red.bold(`\ninterrupted during "${report.phases.at(-1)?.title ?? 'connect'}" (${seconds} s)\n`));
-  if (report.result === 'stopped')
-    out.write(
-      chalk.red.bold(
-        `\nSTOP at "${report.phases.at(-1)?.title}": nothing after it was run (${seconds} s); fix what the FAIL lines above name, then run up again\n`,
-      ),
-    );
+  if (report.result === 'stopped') {
+    const last = report.phases.at(-1);
+    // a gate the operator answered "no" has no FAIL line to point at (a new user's finding, stop 25)
+    const why =
+      last?.verdict === 'STOP'
+        ? 'fix what the FAIL lines above name, then run up again'
+        : `you answered no${last?.nodes.some((n) => n.checks.some((c) => c.id === CONFIRMING_CHECK)) ? '; its change was confirmed by its checks and stays' : ''}`;
+    out.write(chalk.red.bold(`\nSTOP at "${last?.title}": nothing after it was run (${seconds} s); ${why}\n`));
+  }
 }
 
 /**

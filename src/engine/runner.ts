@@ -70,8 +70,9 @@ export interface RunContext {
 }
 
 /**
- * How long, after the first Ctrl-C, the run waits for the armed step scripts (those that change a node's WireGuard
- * config or interface, ./revert.ts withRevertArmed) still running on the nodes, ms. Such a script is not stopped at
+ * How long, after the first Ctrl-C, the run waits for the changing step scripts still running on the nodes (the
+ * install: a dpkg killed half-way leaves the node's packages broken, "dpkg was interrupted", a new user's finding;
+ * and the armed ones that change a node's WireGuard config or interface, ./revert.ts withRevertArmed), ms. Such a script is not stopped at
  * Ctrl-C: it ends by itself (`wg-quick` and `systemctl restart` take seconds; the enable step's own deadline is the
  * transport's 60 s) and only then does the run revert the node, so the revert never races a script still changing
  * the node (killed half-way, a script can leave a `systemctl` job running that the revert's restart would race).
@@ -264,9 +265,15 @@ async function runNodeStep(state: RunState, name: string, step: NodeStep, node: 
   if (arms) state.armed.add(node.name);
   let result: ActionResult | undefined;
   try {
-    // an arming script is not stopped by Ctrl-C: waited for (bounded), then reverted (INTERRUPT_DRAIN_MS)
+    // a changing script is not stopped by Ctrl-C: waited for (bounded: INTERRUPT_DRAIN_MS), an arming one then
+    // reverted; a read (facts, pings) is stopped at once
     result = action
-      ? await ctx.backend.run(ctx.connections.get(node.name)!, action, step.effect, arms ? state.drain.signal : ctx.signal)
+      ? await ctx.backend.run(
+          ctx.connections.get(node.name)!,
+          action,
+          step.effect,
+          step.effect === 'change' ? state.drain.signal : ctx.signal,
+        )
       : undefined;
   } finally {
     if (arms) state.armedAt.set(node.name, Date.now());
@@ -603,7 +610,7 @@ export async function runPlaybook(ctx: RunContext): Promise<RunResult> {
     ctx.rollback && state.armed.size > 0
       ? `second interrupt: the immediate rollback is skipped; ${[...state.armed]
           .map((node) => `${node} rolls back by itself by ${utcClock(dueMs(node))}`)
-          .join(', ')}`
+          .join(', ')}; the run lock stays (the next up from this machine takes it over)`
       : undefined,
   );
   try {

@@ -507,14 +507,20 @@ async function runUpBody(
         return { ...base, result: 'locked', locked: lockRefused.message, changes: 0, phases: [], timings: timingsNow(), roundTrips: {} };
       // the ping gate said no for pairs planned direct: once more with those pairs relayed (relay: auto)
       const pingPhase = playbook.phases.find((p) => p.steps.includes('ping-matrix'))?.id;
+      // an interrupted ping round failed nothing (a new user saw "now relayed" for pairs that never were)
       const failed =
-        !options.dryRun && run.stoppedAt !== undefined && run.stoppedAt === pingPhase && run.matrix
+        !options.dryRun &&
+        !run.interrupted &&
+        !options.signal.aborted &&
+        run.stoppedAt !== undefined &&
+        run.stoppedAt === pingPhase &&
+        run.matrix
           ? failedDirectPairs(planWith(fallbacks).work, run.matrix)
           : [];
       // the first pass's work stays in the report: it changed the nodes as much as the second (a cold up's install,
       // keys, config, enable), and a report of the second alone read as if those never ran
       let firstPass: UpReport['firstPass'];
-      if (failed.length > 0 && !options.signal.aborted) {
+      if (failed.length > 0) {
         firstPass = { stoppedAt: run.stoppedAt!, changes: countActions(run.plan), phases: run.phases, plan: run.plan };
         fallbacks = [...fallbacks, ...failed];
         run = await pass(fallbacks);

@@ -338,6 +338,44 @@ describe('engine: interruption (defect 2)', () => {
       );
   });
 
+  it('Ctrl-C during the install: the install scripts run to their end (a killed dpkg leaves the node broken), nothing after them starts', async () => {
+    // a new user's finding (stop 25): Ctrl-C 1.5 s into the install left every node's dpkg "in a mess" (iHR) and the
+    // next up failed on "dpkg was interrupted"; only the arming steps were waited for
+    const controller = new AbortController();
+    const started: string[] = [];
+    const ended: string[] = [];
+    const h = harness({
+      backend: executor,
+      facts: bareNamed,
+      signal: controller.signal,
+      rules: (node) =>
+        obedientNode(node, [
+          {
+            match: /apt-get install/,
+            // Ctrl-C once every node's install runs; each ends by itself a little later
+            reply: async () => {
+              started.push(node);
+              if (started.length === 4) controller.abort(new Error('interrupted'));
+              await new Promise((r) => setTimeout(r, 40));
+              ended.push(node);
+              return {};
+            },
+          },
+        ]),
+    });
+    const run = await runPlaybook(h.ctx);
+    assert.equal(run.interrupted, true);
+    assert.equal(run.stoppedAt, 'install');
+    assert.equal(h.connections.size, 4);
+    assert.deepEqual(ended.sort(), [...h.connections.keys()].sort(), 'every install script ran to its end');
+    for (const e of h.events) if (e.type === 'step-done' && e.step === 'install-wireguard') assert.equal(e.error, undefined, e.node);
+    for (const c of h.connections.values())
+      assert.equal(
+        c.scripts.some((s) => /wg genkey/.test(s)),
+        false,
+      );
+  });
+
   it('Ctrl-C at a gate ends the run before the next phase', async () => {
     const controller = new AbortController();
     const h = harness({

@@ -45,6 +45,33 @@ describe('findings 24, 25: up --help and its messages', () => {
     );
   });
 
+  it('a gate answered "no" (its checks passed): no FAIL lines to point at; at the enable gate the change stays', async () => {
+    // a new user's finding (stop 25): "n" at the enable gate said "fix what the FAIL lines above name" with none
+    const gate = (checks: { id: string; status: 'pass' }[]) => ({
+      result: 'stopped' as const,
+      stoppedAt: 'enable',
+      phases: [
+        {
+          id: 'enable',
+          title: 'Enable wg-quick',
+          go: '',
+          verdict: 'GO' as const,
+          durationMs: 1,
+          nodes: [{ node: 'ms-1', changes: [], checks }],
+        },
+      ],
+      timings: { totalMs: 14_000, connectMs: 100 },
+    });
+    const confirmed = await summaryOf(gate([{ id: 'ssh-still-reachable', status: 'pass' }]));
+    assert.match(
+      confirmed,
+      /STOP at "Enable wg-quick": nothing after it was run \(14\.0 s\); you answered no; its change was confirmed by its checks and stays/,
+    );
+    const config = await summaryOf(gate([]));
+    assert.match(config, /nothing after it was run \(14\.0 s\); you answered no\n/);
+    assert.doesNotMatch(config + confirmed, /FAIL lines/);
+  });
+
   it('up --json without --yes: told that --json asks nothing (not that there is no terminal), exit 2, nothing contacted', () => {
     const run = spawnSync(process.execPath, ['--import', NETWORK_GUARD, '--import', 'tsx', 'test/support/run-main-many.ts'], {
       input: JSON.stringify([['up', 'inventories/homelab.yaml', '--json']]),
