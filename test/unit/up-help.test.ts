@@ -47,7 +47,7 @@ describe('findings 24, 25: up --help and its messages', () => {
 
   it('a gate answered "no" (its checks passed): no FAIL lines to point at; at the enable gate the change stays', async () => {
     // a new user's finding (stop 25): "n" at the enable gate said "fix what the FAIL lines above name" with none
-    const gate = (checks: { id: string; status: 'pass' }[]) => ({
+    const gate = (checks: { id: string; status: 'pass'; message: string }[]) => ({
       result: 'stopped' as const,
       stoppedAt: 'enable',
       phases: [
@@ -62,7 +62,7 @@ describe('findings 24, 25: up --help and its messages', () => {
       ],
       timings: { totalMs: 14_000, connectMs: 100 },
     });
-    const confirmed = await summaryOf(gate([{ id: 'ssh-still-reachable', status: 'pass' }]));
+    const confirmed = await summaryOf(gate([{ id: 'ssh-still-reachable', status: 'pass', message: 'ok' }]));
     assert.match(
       confirmed,
       /STOP at "Enable wg-quick": nothing after it was run \(14\.0 s\); you answered no; its change was confirmed by its checks and stays/,
