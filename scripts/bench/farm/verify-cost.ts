@@ -10,6 +10,8 @@
  * view instead of `--json`. `--all-checks`: the command's flag (every passing check listed, as version 1 did).
  * A tree without verifyConnected (before this bench) is measured through the same steps its command ran. What it
  * leaves out: SSH (the farm bench measures that), `ssh -G`, the logins and the state file's fallbacks.
+ * Diagnosis: MESHCTL_VERIFY_SNAPSHOT=DIR (a heap snapshot as a stage starts), MESHCTL_VERIFY_MEMTRACE=FILE (the
+ * memory over time: memoryTrace) and MESHCTL_VERIFY_REPORT=FILE (the report's text, to compare two trees' reports).
  */
 import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
