@@ -219,7 +219,7 @@ export function startFirst(
       let resolvePre: (value: { stdout: string; result?: ExecResult } | undefined) => void = () => undefined;
       const pre = new Promise<{ stdout: string; result?: ExecResult } | undefined>((resolve) => (resolvePre = resolve));
       // the promise's resolver is let go once used: kept in this scope (which `endedAt` keeps to the collection's
-      // end), it held the promise and so the pre part's output (issue 10: every node's, ~0.15 MB each at 1,000 nodes)
+      // end), it held the promise and so the pre part's output (issue 10: every node's, ~0.11 MB each at 1,000 nodes)
       const preDone = (value: { stdout: string; result?: ExecResult } | undefined) => {
         const resolve = resolvePre;
         resolvePre = () => undefined;
@@ -470,8 +470,8 @@ export async function collectVerify(
 /**
  * The pre part's facts and peer dump (readPre's) detached from the output they were parsed from, the dump's peers
  * one array for both: the pre facts wait for every node's pre part (the cold-start probe's barrier) and then for the
- * probe, and their keys and endpoints, slices of the output, held each node's whole pre output until its checklist
- * was read (~0.15 MB a node at 1,000 nodes, every node's at once; issue 10).
+ * probe, and their keys and endpoints, slices of the output, held each node's whole pre output until the probes had
+ * ended (~0.11 MB a node at 1,000 nodes in bench:verify, every node's at once; issue 10).
  */
 function detachPre(read: { facts: PreFacts; dump: ParsedWgDump }, detach: <T>(value: T) => T): { facts: PreFacts; dump: ParsedWgDump } {
   const peers = detach(read.dump.peers);
