@@ -24,7 +24,7 @@ import {
   type ChecklistParams,
   type NodeChecklist,
 } from './probes.js';
-import { PING_AHEAD_WAIT_S, runPingRound, type Matrix, type PingTarget } from './ping-matrix.js';
+import { PING_AHEAD_WAIT_S, runPingRound, type Matrix, type PingMatrixOptions, type PingTarget } from './ping-matrix.js';
 import type { VerifyFacts } from './verify.js';
 import { runColdStart, UDP_COUNTERS_FACT, type ColdStartResult, type UdpCounters } from './cold-start.js';
 import { LEAN_PRE_FACTS } from './checklist-lean.js';
@@ -215,8 +215,15 @@ export function startFirst(
 ): Map<string, FirstRun> {
   return new Map(
     [...connections].map(([node, connection]) => {
-      let preDone: (value: { stdout: string; result?: ExecResult } | undefined) => void = () => undefined;
-      const pre = new Promise<{ stdout: string; result?: ExecResult } | undefined>((resolve) => (preDone = resolve));
+      let resolvePre: (value: { stdout: string; result?: ExecResult } | undefined) => void = () => undefined;
+      const pre = new Promise<{ stdout: string; result?: ExecResult } | undefined>((resolve) => (resolvePre = resolve));
+      // the promise's resolver is let go once used: kept in this scope (which `endedAt` keeps to the collection's
+      // end), it held the promise and so the pre part's output (issue 10: every node's, ~0.11 MB each at 1,000 nodes)
+      const preDone = (value: { stdout: string; result?: ExecResult } | undefined) => {
+        const resolve = resolvePre;
+        resolvePre = () => undefined;
+        resolve(value);
+      };
       let seen: string | undefined = '';
       let ended: number | undefined;
       const onStdout = (chunk: string) => {
@@ -376,7 +383,7 @@ export async function collectVerify(
   const preOf = (node: string, sections: () => Map<string, Section>) => {
     let parsed = preParsed.get(node);
     if (!parsed) {
-      parsed = readPre(sections(), ctx);
+      parsed = detachPre(readPre(sections(), ctx), detach);
       preParsed.set(node, parsed);
     }
     return parsed;
@@ -460,6 +467,21 @@ export async function collectVerify(
 }
 
 /**
+ * The pre part's facts and peer dump (readPre's) detached from the output they were parsed from, the dump's peers
+ * one array for both: the pre facts wait for every node's pre part (the cold-start probe's barrier) and then for the
+ * probe, and their keys and endpoints, slices of the output, held each node's whole pre output until the probes had
+ * ended (~0.11 MB a node at 1,000 nodes in bench:verify, every node's at once; issue 10).
+ */
+function detachPre(read: { facts: PreFacts; dump: ParsedWgDump }, detach: <T>(value: T) => T): { facts: PreFacts; dump: ParsedWgDump } {
+  const peers = detach(read.dump.peers);
+  const dump = { peers, problems: detach(read.dump.problems) };
+  const facts = detach<PreFacts>({ ...read.facts, peers: [] });
+  // the same position among the keys: only the value changes
+  facts.peers = read.facts.peers === read.dump.peers ? peers : detach(read.facts.peers);
+  return { facts, dump };
+}
+
+/**
  * A copier that makes a parsed value hold none of the output it was parsed from: every string a flat copy, one per
  * distinct text across all values it copies (a peer's key, endpoint and /32 are the same on every node that has it),
  * plain objects and arrays copied, anything else kept as it is. A string cut from a longer one is a slice that keeps
@@ -472,6 +494,9 @@ function detacher(): <T>(value: T) => T {
   // frozen array per distinct content: 4 arrays per pair were a third of the objects verify held at 200 nodes
   const lists = new Map<string, readonly string[]>();
   const EMPTY: readonly never[] = Object.freeze([]);
+  // what a call returned is returned as it is when given again (the pre part's peers, detached as soon as parsed, are
+  // the checklist's: copied once, not twice)
+  const done = new WeakSet<object>();
   const text = (s: string): string => {
     const known = texts.get(s);
     if (known !== undefined) return known;
@@ -483,13 +508,15 @@ function detacher(): <T>(value: T) => T {
   const walk = (v: unknown): unknown => {
     if (typeof v === 'string') return text(v);
     if (v === null || typeof v !== 'object') return v;
+    if (done.has(v)) return v;
     if (Array.isArray(v)) {
       const n = v.length;
       if (n === 0) return EMPTY;
       let strings = n <= 4;
       for (let i = 0; strings && i < n; i++) strings = typeof v[i] === 'string';
       if (strings) {
-        const key = n === 1 ? (v[0] as string) : v.join('\u0000');
+        // a key that is the list's own text would be a slice of the output, kept by this map (text() copies it)
+        const key = n === 1 ? text(v[0] as string) : v.join('\u0000');
         let shared = lists.get(key);
         if (!shared) {
           shared = Object.freeze(v.map(text));
@@ -508,7 +535,12 @@ function detacher(): <T>(value: T) => T {
     for (const k in v) out[k] = walk((v as Record<string, unknown>)[k]);
     return out;
   };
-  return <T>(value: T) => walk(value) as T;
+  return <T>(value: T) => {
+    if (value !== null && typeof value === 'object' && done.has(value)) return value;
+    const own = walk(value);
+    if (own !== null && typeof own === 'object' && !Object.isFrozen(own)) done.add(own);
+    return own as T;
+  };
 }
 
 /** Why a node's first script did not run as root (rootFailure), once its pre part is in. */
@@ -625,13 +657,23 @@ async function runProbes(
     after: peersWithClock(inventory.mesh.interface),
     ...(options.signal ? { signal: options.signal } : {}),
   };
+  // each node's after-ping clock and peers read (and detached) as its output arrives: PingRound.after would hold
+  // every node's sections until the last answered, and a section's body is a slice that pins its whole output (the
+  // peer dump's: the whole ping output, 0.49 MB a node at 1,000 nodes in bench:verify, all held at the round's end;
+  // issue 10)
+  let afterPing = new Map<string, { now?: number; peers: LivePeer[] }>();
+  const ctx = factContext(inventory);
+  const onAfter: PingMatrixOptions['onAfter'] = (node, { after }) => {
+    const now = readFact(FACTS.now, after, ctx);
+    afterPing.set(node, { ...(now !== undefined ? { now } : {}), peers: detach(readFact(FACTS.peers, after, ctx).peers) });
+  };
   let go: (send: boolean) => void = () => undefined;
   const gate = new Promise<boolean>((resolve) => (go = resolve));
   options.signal?.addEventListener('abort', () => go(false), { once: true });
   // the probe's scripts first: the probe is what the round waits for
   const probing = runColdStart(inventory, connections, { initial, ...(options.signal ? { signal: options.signal } : {}) });
   const aheadAt = Date.now();
-  const ahead = runPingRound(connections, pingTargets(inventory), { ...pingOptions, sendWhen: gate });
+  const ahead = runPingRound(connections, pingTargets(inventory), { ...pingOptions, onAfter, sendWhen: gate });
   let probe: ColdStartResult;
   try {
     probe = await probing;
@@ -647,16 +689,13 @@ async function runProbes(
   // a margin below PING_AHEAD_WAIT_S: the scripts' deadlines grew by that much from when their channels opened
   const inTime = pingStarted - aheadAt < (PING_AHEAD_WAIT_S - 5) * 1000;
   go(inTime);
-  const round = inTime ? await ahead : await ahead.then(() => runPingRound(connections, pingTargets(inventory), pingOptions));
-  const afterPing = new Map<string, { now?: number; peers: LivePeer[] }>();
-  for (const [node, sections] of round.after) {
-    const now = readFact(FACTS.now, sections, factContext(inventory));
-    afterPing.set(node, {
-      ...(now !== undefined ? { now } : {}),
-      // detached: slices of the ping output would hold all of it (~0.25 MB a node at 1,000 nodes) to the end
-      peers: detach(readFact(FACTS.peers, sections, factContext(inventory)).peers),
-    });
-  }
+  const round = inTime
+    ? await ahead
+    : await ahead.then(() => {
+        // the round ran anew: only its own answers count
+        afterPing = new Map();
+        return runPingRound(connections, pingTargets(inventory), { ...pingOptions, onAfter });
+      });
   return {
     coldStart,
     matrix: round.matrix,

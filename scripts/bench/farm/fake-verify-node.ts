@@ -42,6 +42,10 @@ export class ConvergedFarm {
   cpuMicros = 0;
   /** first line of each script no rule knew, with how often it came */
   readonly unknown = new Map<string, number>();
+  /** the answers made so far, by script (the pre part, the checklist, the cold-start probe, the ping round) */
+  readonly answered = { pre: 0, checklist: 0, coldStart: 0, ping: 0 };
+  /** called as each answer has been made (the bench's memory trace samples then) */
+  onAnswer: () => void = () => undefined;
   readonly keys: Map<string, string>;
   /** per node: its UDP counter (grows by GROWTH at every read, more than every burst it can be sent) */
   readonly counters = new Map<string, number>();
@@ -118,6 +122,7 @@ export class ConvergedNode implements Connection {
       } finally {
         const used = process.cpuUsage(before);
         this.farm.cpuMicros += used.user + used.system;
+        this.farm.onAnswer();
       }
     };
     if (script.includes("begin pre-done'")) {
@@ -138,6 +143,7 @@ export class ConvergedNode implements Connection {
   /** The pre part of verify's first script (with uid when asked). */
   private pre(script: string, now: number): string {
     const n = this.farm.state(this.node, now);
+    this.farm.answered.pre++;
     return [
       ...(script.includes("begin uid'") ? [section('uid', '0')] : []),
       section('now', String(now)),
@@ -152,6 +158,7 @@ export class ConvergedNode implements Connection {
   /** The checklist part of verify's first script: the checklist's own sections, ending with `checklist-done`. */
   private checklist(now: number): string {
     const n = this.farm.state(this.node, now);
+    this.farm.answered.checklist++;
     const peerIps = this.farm.inventory.nodes.filter((p) => p.name !== this.node).map((p) => p.overlayIp);
     return sectionsOf(checklistStdout(n, peerIps))
       .filter((s) => !PRE_SECTIONS.has(s.name))
@@ -170,6 +177,7 @@ export class ConvergedNode implements Connection {
   /** A cold-start round: every burst sent (`sent=16`), the counters grown past every burst, the watch satisfied. */
   private coldStart(script: string): string {
     // the burst sections appear twice in the script (in one bash, and without bash): each answered once
+    this.farm.answered.coldStart++;
     const bursts = [...new Set([...script.matchAll(/begin (burst\d+)'/g)].map((m) => m[1]!))];
     const parts = bursts.map((name) => section(name, 'sent=16'));
     if (script.includes("begin watch'")) parts.push(section('watch', 'looks=0 sum=0'));
@@ -186,6 +194,7 @@ export class ConvergedNode implements Connection {
       for (const m of line[1]!.matchAll(/\d+\.\d+\.\d+\.\d+/g)) ips.add(m[0]);
     const now = Math.floor(Date.now() / 1000);
     const n = this.farm.state(this.node, now);
+    this.farm.answered.ping++;
     const results = Object.fromEntries([...ips].map((ip) => [ip, { received: 3, rtt: 0.1 }]));
     return pingStdout(
       results,

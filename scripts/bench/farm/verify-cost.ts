@@ -10,8 +10,10 @@
  * view instead of `--json`. `--all-checks`: the command's flag (every passing check listed, as version 1 did).
  * A tree without verifyConnected (before this bench) is measured through the same steps its command ran. What it
  * leaves out: SSH (the farm bench measures that), `ssh -G`, the logins and the state file's fallbacks.
+ * Diagnosis: MESHCTL_VERIFY_SNAPSHOT=DIR (a heap snapshot as a stage starts), MESHCTL_VERIFY_MEMTRACE=FILE (the
+ * memory over time: memoryTrace) and MESHCTL_VERIFY_REPORT=FILE (the report's text, to compare two trees' reports).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -53,6 +55,40 @@ interface Flags {
   allChecks: boolean;
 }
 
+/**
+ * MESHCTL_VERIFY_MEMTRACE=FILE: every 50 ms of wall (when the event loop lets a timer run, or a fake answers) a sample, appended to
+ * FILE, a line each: ms since the start, the stage (with the fakes' answers so far, ./fake-verify-node.ts
+ * `answered`), then process.memoryUsage() in MB (rss, heapUsed, heapTotal, external), to see when and in what the peak
+ * RSS builds up (under `node --expose-gc`, after a full GC: heapUsed is then what is live). Undefined when `file` is.
+ */
+function memoryTrace(file: string | undefined, stageNow: () => string): { maybe(): void; stop(): void } | undefined {
+  if (!file) return undefined;
+  const t0 = performance.now();
+  const mb = (x: number) => Math.round(x / 1e6);
+  writeFileSync(file, 'ms stage:pre/checklist/cold-start/ping rss heapUsed heapTotal external\n');
+  // with node --expose-gc: a full GC before each sample, so heapUsed is what is live (slow: diagnosis only)
+  const gc = (globalThis as { gc?: () => void }).gc;
+  const sample = () => {
+    gc?.();
+    const m = process.memoryUsage();
+    appendFileSync(file, `${Math.round(performance.now() - t0)} ${stageNow()} ${mb(m.rss)} ${mb(m.heapUsed)} ${mb(m.heapTotal)} ${mb(m.external)}\n`);
+  };
+  let last = 0;
+  const timer = setInterval(sample, 50);
+  return {
+    maybe() {
+      const now = performance.now();
+      if (now - last < 50) return;
+      last = now;
+      sample();
+    },
+    stop() {
+      clearInterval(timer);
+      sample();
+    },
+  };
+}
+
 /** One verify of `n` fake converged nodes in this process. */
 async function measureOne(n: number, flags: Flags): Promise<SizeCost> {
   const dir = mkdtempSync(join(tmpdir(), 'meshctl-verify-cost-'));
@@ -78,6 +114,8 @@ async function measureOne(n: number, flags: Flags): Promise<SizeCost> {
       open = name === undefined ? undefined : { stage: name, cpu: process.cpuUsage(), fake: farm.cpuMicros, wall: performance.now() };
     };
     const run = (await import('../../../src/commands/verify-run.js')) as Record<string, unknown>;
+    const trace = memoryTrace(process.env.MESHCTL_VERIFY_MEMTRACE, () => `${open?.stage ?? '-'}:${Object.values(farm.answered).join('/')}`);
+    if (trace) farm.onAnswer = trace.maybe;
     const started = process.cpuUsage();
     const wall = performance.now();
     const t0 = Date.now();
@@ -120,12 +158,22 @@ async function measureOne(n: number, flags: Flags): Promise<SizeCost> {
     }
     stage('print');
     let reportBytes = 0;
-    const sink = { write: (chunk: string) => ((reportBytes += Buffer.byteLength(chunk)), true) };
+    // MESHCTL_VERIFY_REPORT=FILE: the report's text kept in FILE too (to compare two trees' reports)
+    const keep = process.env.MESHCTL_VERIFY_REPORT;
+    if (keep) writeFileSync(keep, '');
+    const sink = {
+      write: (chunk: string) => {
+        reportBytes += Buffer.byteLength(chunk);
+        if (keep) appendFileSync(keep, chunk);
+        return true;
+      },
+    };
     if (flags.text) {
       const { renderReport } = run as { renderReport: (r: unknown, o: { color: boolean; verbose?: boolean }) => string };
       sink.write(renderReport(report, { color: false }));
     } else await (await import('../../../src/ui/json-text.js')).writeJson(sink, report, 2);
     stage(undefined);
+    trace?.stop();
     const total = cpuS(process.cpuUsage(started));
     const checks = report.checks as Array<{ node: string; peer?: string; id: string; status: string; message: string }>;
     return {
