@@ -14,7 +14,7 @@ import { collectValues, resolveLimit } from '../engine/limit.js';
 import { inventoryWithFallbacks, recordRun, statePublicKeys } from '../state/record.js';
 import { writeJson } from '../ui/json-text.js';
 import { departedNodes, readState } from '../state/state.js';
-import { CONFIRMING_CHECK, DEFAULT_ROLLBACK_DEADLINE_S, parseRollbackDeadline } from '../engine/revert.js';
+import { DEFAULT_ROLLBACK_DEADLINE_S, parseRollbackDeadline } from '../engine/revert.js';
 
 interface UpFlags {
   yes?: boolean;
@@ -80,7 +80,7 @@ export async function printSummary(
     const why =
       last?.verdict === 'STOP'
         ? 'fix what the FAIL lines above name, then run up again'
-        : `you answered no${last?.nodes.some((n) => n.checks.some((c) => c.id === CONFIRMING_CHECK)) ? '; its change was confirmed by its checks and stays' : ''}`;
+        : `you answered no${last?.nodes.some((n) => n.checks.some((c) => c.id === 'rollback' && c.status === 'pass')) ? '; its change was confirmed and stays' : ''}`;
     out.write(chalk.red.bold(`\nSTOP at "${last?.title}": nothing after it was run (${seconds} s); ${why}\n`));
   }
 }

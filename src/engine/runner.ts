@@ -51,7 +51,14 @@ export interface RunContext {
   /** what the view draws; called synchronously, must not throw */
   onEvent?: (event: EngineEvent) => void;
   /** shows a phase's report and answers whether to go on (a STOP report always stops, whatever it answers) */
-  gate: (report: PhaseReport, isLast: boolean) => Promise<boolean>;
+  /**
+   * Asked after each phase: go on? `confirm` is given after a confirming phase whose checks passed (its armed nodes
+   * not yet disarmed): the change is confirmed only once the gate says go on, so "no" (or Ctrl-C) at that gate
+   * reverts it as at any other gate. A gate that asks calls `confirm` after a yes, one that does not ask may call it
+   * before it shows the report (then the confirmation is in it); the runner calls it after a yes otherwise. Once
+   * called, `report` holds each node's `rollback` check, and its verdict is STOP when one failed (the window passed).
+   */
+  gate: (report: PhaseReport, isLast: boolean, confirm?: () => Promise<void>) => Promise<boolean>;
   /** arm a revert on each node before its change, disarmed once a confirming phase passed (./revert.ts) */
   rollback?: RollbackOptions;
   /**
@@ -429,7 +436,17 @@ function knownPublicKeysOfRun(state: RunState): Set<string> {
   return known;
 }
 
-async function runPhase(state: RunState, phase: PhaseSpec): Promise<{ report: PhaseReport; planned: PlannedNode[] }> {
+/** What runPhase returns: the phase's report and plan, and for a confirming phase that passed, its confirmation. */
+interface PhaseOutcome {
+  report: PhaseReport;
+  planned: PlannedNode[];
+  /** disarms the phase's armed nodes (see RunContext.gate); runs once however often it is called */
+  confirm?: () => Promise<void>;
+  /** the phase's disarms held ahead, unused: they end, running nothing (a gate said no, Ctrl-C) */
+  drop: () => void;
+}
+
+async function runPhase(state: RunState, phase: PhaseSpec): Promise<PhaseOutcome> {
   const { ctx } = state;
   const started = Date.now();
   const nodes = ctx.inventory.nodes;
@@ -453,6 +470,7 @@ async function runPhase(state: RunState, phase: PhaseSpec): Promise<{ report: Ph
   // issue 10: the disarm's channels opened while the confirming checks (a fresh login per node) run
   const disarms = ctx.rollback && confirms && !ctx.backend.recording && !ctx.signal.aborted ? openDisarms(state, ctx.rollback) : undefined;
   let reports: NodePhaseReport[];
+  let settle: (() => Promise<void>) | undefined;
   try {
     // after Ctrl-C no checks (their remote work, fresh logins included): the run goes to its reverts
     const judged = !onlyPlanned && !ctx.signal.aborted;
@@ -463,18 +481,44 @@ async function runPhase(state: RunState, phase: PhaseSpec): Promise<{ report: Ph
         runOverNewLogin(ctx, node, script, { timeoutMs }),
       );
     // after Ctrl-C the armed nodes are reverted at the end of the run, all at once (runPlaybook)
-    if (ctx.rollback && state.armed.size > 0 && !ctx.signal.aborted)
-      await settleRollbacks(rollbackInput(state, ctx.rollback, reports, confirms, disarms));
+    if (ctx.rollback && state.armed.size > 0 && !ctx.signal.aborted) {
+      const input = rollbackInput(state, ctx.rollback, reports, confirms, disarms);
+      // a confirming phase that passed is confirmed once its gate says go on: "no" at that gate reverted nothing and
+      // confirmed the change before the question was asked (a new user's finding, stop 25); a failed node is
+      // reverted at once, and so is the rest of a phase that stops
+      if (confirms && !reports.some(failedNode)) settle = () => settleRollbacks(input);
+      else await settleRollbacks(input);
+    }
   } finally {
     // whatever the phase decided (a revert, nothing after Ctrl-C): a channel opened ahead and not used runs nothing
-    disarms?.drop();
+    if (!settle) disarms?.drop();
   }
-  const failed = reports.some((n) => n.error || n.checks.some((c) => c.status === 'fail'));
-  const verdict = failed ? 'STOP' : onlyPlanned ? 'PLANNED' : 'GO';
+  const verdict = reports.some(failedNode) ? 'STOP' : onlyPlanned ? 'PLANNED' : 'GO';
   const report: PhaseReport = { id: phase.id, title: phase.title, go: phase.go, verdict, durationMs: Date.now() - started, nodes: reports };
   ctx.onEvent?.({ type: 'phase-done', report });
-  return { report, planned: [...planned.values()].filter((p) => p.actions.length > 0 || p.warnings.length > 0) };
+  let confirmed: Promise<void> | undefined;
+  const confirm = settle
+    ? () =>
+        (confirmed ??= (async () => {
+          try {
+            await settle!();
+          } finally {
+            disarms?.drop();
+          }
+          // a node that went back by itself meanwhile (its window passed while the gate waited): the phase stops
+          if (reports.some(failedNode)) report.verdict = 'STOP';
+        })())
+    : undefined;
+  return {
+    report,
+    planned: [...planned.values()].filter((p) => p.actions.length > 0 || p.warnings.length > 0),
+    ...(confirm ? { confirm } : {}),
+    drop: () => disarms?.drop(),
+  };
 }
+
+/** A node's phase report that failed: its step threw, or a check failed. */
+const failedNode = (n: NodePhaseReport) => Boolean(n.error) || n.checks.some((c) => c.status === 'fail');
 
 /**
  * The disarm's channels of a confirming phase, opened ahead (issue 10). A confirmed node is disarmed only after the
@@ -616,13 +660,20 @@ export async function runPlaybook(ctx: RunContext): Promise<RunResult> {
   try {
     for (const [index, phase] of ctx.playbook.phases.entries()) {
       if (ctx.signal.aborted) return await result({ interrupted: true });
-      const { report, planned } = await runPhase(state, phase);
+      const { report, planned, confirm, drop } = await runPhase(state, phase);
       phases.push(report);
       plan.phases.push({ id: phase.id, title: phase.title, nodes: planned });
+      if (ctx.signal.aborted) {
+        drop();
+        return await result({ interrupted: true, stoppedAt: phase.id });
+      }
+      let goOn = await ctx.gate(report, index === ctx.playbook.phases.length - 1, confirm);
+      // a yes confirms the phase's change (a gate that does not know `confirm`); no, or Ctrl-C: reverted (result)
+      if (goOn && !ctx.signal.aborted && confirm) await confirm();
+      else drop();
       if (ctx.signal.aborted) return await result({ interrupted: true, stoppedAt: phase.id });
-      const goOn = await ctx.gate(report, index === ctx.playbook.phases.length - 1);
-      if (ctx.signal.aborted) return await result({ interrupted: true, stoppedAt: phase.id });
-      if (!goOn || report.verdict === 'STOP') return await result({ stoppedAt: phase.id });
+      if (report.verdict === 'STOP') goOn = false;
+      if (!goOn) return await result({ stoppedAt: phase.id });
     }
     return await result({});
   } finally {

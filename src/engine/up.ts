@@ -64,7 +64,8 @@ export interface UpOptions {
 /** What `up` shows and what the view needs to draw it. */
 export interface UpView {
   onEvent(event: EngineEvent): void;
-  gate(report: PhaseReport, isLast: boolean): Promise<boolean>;
+  /** go on after `report`? `confirm`: see RunContext.gate (./runner.ts) */
+  gate(report: PhaseReport, isLast: boolean, confirm?: () => Promise<void>): Promise<boolean>;
 }
 
 export interface UpReport {
@@ -265,10 +266,10 @@ function heldUntilLocked(view: UpView, gate: FirstLockGate): UpView {
   void gate.whenDecided().then((ours) => ours && show());
   return {
     onEvent: (event) => (held ? held.push(event) : view.onEvent(event)),
-    async gate(report, isLast) {
+    async gate(report, isLast, confirm) {
       if (!(await gate.whenDecided())) return false;
       show();
-      return view.gate(report, isLast);
+      return view.gate(report, isLast, confirm);
     },
   };
 }
@@ -474,9 +475,9 @@ async function runUpBody(
             counter.onEvent(event);
             view.onEvent(event);
           },
-          gate: async (report, isLast) => {
+          gate: async (report, isLast, confirm) => {
             aheadUsed = ahead?.used() ?? false;
-            return view.gate(report, isLast);
+            return view.gate(report, isLast, confirm);
           },
           // over a NEW login (the runner's runFresh), never the run's own connection: the change being confirmed was
           // made by an earlier run, after which this run's connection may not have logged in (--control-persist

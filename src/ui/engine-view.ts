@@ -10,7 +10,7 @@ import type { UpView } from '../engine/up.js';
 import type { EngineEvent, PhaseReport } from '../engine/types.js';
 import { MeshctlError } from '../errors.js';
 import { interruptSignal } from '../interrupt.js';
-import { renderGateReport } from './gate-report.js';
+import { renderGateReport, renderRollbackChecks } from './gate-report.js';
 import { redactSecrets } from '../remote/redact.js';
 import { safeText } from './safe-text.js';
 
@@ -138,11 +138,14 @@ export function createEngineView(options: ViewOptions): UpView & { chalk: ChalkI
       }
     },
 
-    async gate(report: PhaseReport, isLast: boolean) {
+    async gate(report: PhaseReport, isLast: boolean, confirm?: () => Promise<void>) {
       await drawn;
+      const asks = !(report.verdict === 'STOP' || options.yes || isLast || report.verdict === 'PLANNED');
+      // nothing to ask: the change is confirmed first, so the report shown has each node's confirmation
+      if (!asks && confirm) await confirm();
       if (!options.json) options.out.write(`${renderGateReport(report, chalk)}\n`);
       if (report.verdict === 'STOP') return false;
-      if (options.yes || isLast || report.verdict === 'PLANNED') return true;
+      if (!asks) return true;
       if (!options.interactive) throw new MeshctlError('a gate needs confirmation but there is no terminal: pass --yes', 'badInput');
       try {
         // loaded only when a question is asked: inquirer costs 0.3-0.5 s of start-up, and --yes/--json never ask
@@ -151,7 +154,12 @@ export function createEngineView(options: ViewOptions): UpView & { chalk: ChalkI
         // run then releases its locks as after any Ctrl-C (it waited at the prompt, holding them, for ever)
         const prompt = inquirer.createPromptModule({ signal: interruptSignal });
         const { go } = await prompt<{ go: boolean }>([gateQuestion(report.title, options.color)]);
-        return go;
+        if (!go || !confirm) return go;
+        // asked before its change was confirmed (a "no" reverts it): confirmed now, and said; a node that went back
+        // by itself while the question waited turns the verdict to STOP
+        await confirm();
+        if (!options.json) options.out.write(`${renderRollbackChecks(report, chalk)}\n`);
+        return (report.verdict as PhaseReport['verdict']) !== 'STOP';
       } catch (error) {
         if (['ExitPromptError', 'AbortPromptError'].includes((error as Error).name))
           throw new MeshctlError('interrupted at the gate', 'interrupted');

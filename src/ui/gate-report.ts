@@ -32,6 +32,21 @@ export function renderGateReport(report: PhaseReport, chalk: ChalkInstance): str
   return lines.join('\n');
 }
 
+/**
+ * The lines a gate adds once its question was answered yes and the change then confirmed (RunContext.gate's
+ * `confirm`): each node's `rollback` check, and STOP when one failed (its window passed while the question waited).
+ */
+export function renderRollbackChecks(report: PhaseReport, chalk: ChalkInstance): string {
+  const colour = { pass: chalk.green, warn: chalk.yellow, fail: chalk.red } as const;
+  const lines = report.nodes.flatMap((node) =>
+    node.checks
+      .filter((c) => c.id === 'rollback')
+      .map((c) => `  ${chalk.bold(safeText(node.node))}  ${colour[c.status](MARKS[c.status])} ${safeText(c.id)}: ${safeText(c.message)}`),
+  );
+  if (report.verdict === 'STOP') lines.push(`  ${chalk.red.bold('STOP')}  NO-GO: ${failedSummary(report)}`);
+  return lines.join('\n');
+}
+
 const diffColour = (line: string, chalk: ChalkInstance) =>
   line.startsWith('+') ? chalk.green : line.startsWith('-') ? chalk.red : chalk.dim;
 

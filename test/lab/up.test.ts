@@ -424,6 +424,27 @@ describeLab('meshctl up on the homelab lab', INVENTORY, (lab) => {
     assert.equal(interrupted.code, 130, interrupted.screen);
   });
 
+  it('on a terminal, "no" at the enable gate of an MTU change reverts it: the change is confirmed only after a yes', async () => {
+    // a new user's finding (stop 25): the enable phase disarmed the rollback before its question, so "n" kept the change
+    const dir = mkdtempSync(join(tmpdir(), 'meshctl-up-gate-'));
+    try {
+      const mtu = join(dir, 'mtu.yaml');
+      writeFileSync(mtu, readFileSync(INVENTORY, 'utf8').replace('mtu: 1420', 'mtu: 1400'));
+      const declined = await upInTerminal(lab().name, (prompt) => (prompt.includes('Enable wg-quick') ? 'n\r' : 'y\r'), mtu);
+      assert.equal(declined.code, 1, declined.screen);
+      assert.match(declined.screen, /GO: continue after "Enable wg-quick"/);
+      assert.match(declined.screen, /you answered no/);
+      assert.doesNotMatch(declined.screen, /rollback disarmed/);
+      for (const node of ['ms-1', 'wk-1', 'wk-2', 'ctb-edge-1']) {
+        assert.match(await sh(node, 'ip link show wg0'), /mtu 1420/, `${node}: the live interface went back`);
+        assert.match(await sh(node, 'cat /etc/wireguard/wg0.conf'), /MTU = 1420/, `${node}: wg0.conf went back`);
+        assert.equal(await sh(node, 'ls /run/meshctl | grep revert || true'), '', `${node}: nothing left armed`);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('refuses a node whose host key changed, before sending it any command', async () => {
     const accepted = async () =>
       Number((await sh('wk-2', 'journalctl -u ssh --no-pager -q | grep -c "Accepted publickey" || true')).trim());
@@ -446,8 +467,12 @@ describeLab('meshctl up on the homelab lab', INVENTORY, (lab) => {
 });
 
 /** Runs `meshctl lab run -- up` in a pseudo-terminal and answers its gate prompts one by one. */
-async function upInTerminal(labName: string, answers: string[]): Promise<{ code: number; screen: string }> {
-  const command = `${process.execPath} --import tsx src/cli.ts lab run --name ${labName} -- up ${INVENTORY}`;
+async function upInTerminal(
+  labName: string,
+  answers: string[] | ((title: string) => string),
+  inventory = INVENTORY,
+): Promise<{ code: number; screen: string }> {
+  const command = `${process.execPath} --import tsx src/cli.ts lab run --name ${labName} -- up ${inventory}`;
   const child = spawn('script', ['-qfec', command, '/dev/null'], {
     stdio: ['pipe', 'pipe', 'pipe'],
     env: { ...process.env, TERM: 'xterm' },
@@ -458,7 +483,11 @@ async function upInTerminal(labName: string, answers: string[]): Promise<{ code:
     screen += chunk.toString();
     const seen = screen.split('GO: continue after').length - 1;
     // answer each new prompt once it is on the screen
-    if (seen > prompts && prompts < answers.length) child.stdin.write(answers[prompts++]!);
+    if (seen <= prompts) return;
+    if (typeof answers === 'function') {
+      prompts = seen;
+      child.stdin.write(answers(screen.slice(screen.lastIndexOf('GO: continue after'))));
+    } else if (prompts < answers.length) child.stdin.write(answers[prompts++]!);
   });
   const code = await new Promise<number>((resolve) => child.on('close', (c) => resolve(c ?? 128)));
   return { code, screen };

@@ -894,6 +894,48 @@ describe('engine: rollback on the node (issue 9; issue 8, kind 5)', () => {
     assert.match(run.rollbackNotes![0]!, /ROLLED BACK/);
   });
 
+  it('a gate that says no after the enable phase (its checks passed): the change was not confirmed before the question, and is rolled back', async () => {
+    // a new user's finding (stop 25): the enable phase disarmed every node before its gate asked, so "n" there kept
+    // the change (and Ctrl-C at that prompt too)
+    const log: string[] = [];
+    let checksAtGate: string[] = [];
+    const h = withRollback(
+      harness({
+        backend: executor,
+        facts: bareNamed,
+        rules: (n) => obedientNode(n, revertReplies(n, log)),
+        gate: (r) => {
+          if (r.id === 'enable') checksAtGate = r.nodes.flatMap((n) => n.checks.filter((c) => c.id === 'rollback').map(() => n.node));
+          return r.id !== 'enable';
+        },
+      }),
+    );
+    const run = await runPlaybook(h.ctx);
+    assert.equal(run.stoppedAt, 'enable');
+    assert.deepEqual(checksAtGate, [], 'no node was confirmed before the question');
+    assert.deepEqual(log.sort(), names.map((n) => `${n}:revert`).sort(), 'reverted, never disarmed');
+    assert.equal(run.rollbackNotes?.length, names.length);
+  });
+
+  it('a gate that asks, then confirms after its yes (RunContext.gate confirm): the disarms come after the answer, once', async () => {
+    const log: string[] = [];
+    const h = withRollback(harness({ backend: executor, facts: bareNamed, rules: (n) => obedientNode(n, revertReplies(n, log)) }));
+    const order: string[] = [];
+    h.ctx.gate = async (report, _isLast, confirm) => {
+      if (!confirm) return true;
+      order.push(`asked:${log.filter((l) => l.endsWith(':disarm')).length}`);
+      await confirm();
+      await confirm();
+      order.push(`confirmed:${log.filter((l) => l.endsWith(':disarm')).length}`);
+      assert.deepEqual(Object.keys(rollbackChecks(report)).sort(), [...names].sort());
+      return true;
+    };
+    const run = await runPlaybook(h.ctx);
+    assert.equal(run.stoppedAt, undefined);
+    assert.deepEqual(order, ['asked:0', `confirmed:${names.length}`]);
+    assert.deepEqual(log.sort(), names.map((n) => `${n}:disarm`).sort(), 'one disarm per node');
+  });
+
   /**
    * A new user's finding 4: after Ctrl-C during a change the nodes stayed half-changed until their timers fired, and
    * the next up was refused until then. Now the run waits for the arming scripts still running, starts nothing else,

@@ -45,7 +45,7 @@ describe('findings 24, 25: up --help and its messages', () => {
     );
   });
 
-  it('a gate answered "no" (its checks passed): no FAIL lines to point at; at the enable gate the change stays', async () => {
+  it('a gate answered "no" (its checks passed): no FAIL lines to point at; a change confirmed before it stays', async () => {
     // a new user's finding (stop 25): "n" at the enable gate said "fix what the FAIL lines above name" with none
     const gate = (checks: { id: string; status: 'pass'; message: string }[]) => ({
       result: 'stopped' as const,
@@ -62,10 +62,10 @@ describe('findings 24, 25: up --help and its messages', () => {
       ],
       timings: { totalMs: 14_000, connectMs: 100 },
     });
-    const confirmed = await summaryOf(gate([{ id: 'ssh-still-reachable', status: 'pass', message: 'ok' }]));
+    const confirmed = await summaryOf(gate([{ id: 'rollback', status: 'pass', message: 'change confirmed' }]));
     assert.match(
       confirmed,
-      /STOP at "Enable wg-quick": nothing after it was run \(14\.0 s\); you answered no; its change was confirmed by its checks and stays/,
+      /STOP at "Enable wg-quick": nothing after it was run \(14\.0 s\); you answered no; its change was confirmed and stays/,
     );
     const config = await summaryOf(gate([]));
     assert.match(config, /nothing after it was run \(14\.0 s\); you answered no\n/);
