@@ -37,14 +37,16 @@ export function forcedExitNotes(): string[] {
   return [...exitNotes].flatMap((note) => note() ?? []);
 }
 
-/** How many callers hold the forced exit back (holdForcedExit). */
+/** How many callers hold the forced exit back (holdForcedExit), and the signals after the first seen meanwhile. */
 let held = 0;
+let heldSignals = 0;
 
 /**
  * Holds back the second signal's exit while a child process of ours owns the terminal's work (`lab run` / `lab exec`
  * run meshctl or a command inside the lab: the child gets every signal and decides; this process must live until
  * it ended, or the operator's prompt comes back while it still writes: a new user's finding). The first signal
- * still aborts interruptSignal. Returns the function that releases the hold.
+ * still aborts interruptSignal; a third exits at once all the same (a child that hangs must not hold the terminal).
+ * Returns the function that releases the hold.
  */
 export function holdForcedExit(): () => void {
   held++;
@@ -67,7 +69,8 @@ export function installInterruptHandler(signals: readonly (typeof STOP_SIGNALS)[
   for (const signal of signals) {
     process.on(signal, () => {
       if (controller.signal.aborted) {
-        if (held > 0) return;
+        // held (a child runs): the second signal is the child's; a third ends this process too (a child that hangs)
+        if (held > 0 && ++heldSignals < 2) return;
         for (const line of forcedExitNotes()) process.stderr.write(`${line}\n`);
         process.exit(ExitCode.interrupted);
       }

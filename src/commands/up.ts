@@ -77,10 +77,8 @@ export async function printSummary(
   if (report.result === 'stopped') {
     const last = report.phases.at(-1);
     // a gate the operator answered "no" has no FAIL line to point at (a new user's finding, stop 25)
-    const why =
-      last?.verdict === 'STOP'
-        ? 'fix what the FAIL lines above name, then run up again'
-        : `you answered no${last?.nodes.some((n) => n.checks.some((c) => c.id === 'rollback' && c.status === 'pass')) ? '; its change was confirmed and stays' : ''}`;
+    // (a gate confirms its phase's change only after a yes: after a no the run's unconfirmed changes went back)
+    const why = last?.verdict === 'STOP' ? 'fix what the FAIL lines above name, then run up again' : 'you answered no';
     out.write(chalk.red.bold(`\nSTOP at "${last?.title}": nothing after it was run (${seconds} s); ${why}\n`));
   }
 }

@@ -20,7 +20,7 @@
 import { hostname, userInfo } from 'node:os';
 import { dirname } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { sh } from '../remote/shell.js';
 import { withRun, type Connection, type RunOptions } from '../transport/types.js';
 import { endMarker, sectionScript, splitSections, type Section } from '../facts/sections.js';
@@ -91,6 +91,9 @@ export function deadRunProof(): DeadRunProof | undefined {
   const boot = machineBoot();
   const before = processStart('self');
   if (boot === undefined || before === undefined) return undefined;
+  // /proc mounted with hidepid hides other users' processes: a live run of another user would read as dead (a
+  // review's finding); init is everyone's to see without it
+  if (!existsSync('/proc/1/stat')) return undefined;
   try {
     const live = readdirSync('/proc')
       .filter((name) => /^\d+$/.test(name))
@@ -166,7 +169,7 @@ export function acquireScript(holder: LockHolder, breakAfter: number, path = LOC
         ]
       : []),
     `old=$(cat ${sh`${path}`.text} 2>/dev/null)`,
-    ...(dead ? deadRunTakeOver(dead, path) : []),
+    ...(dead ? deadRunTakeOver(dead, holder, path) : []),
     `started=$(printf '%s' "$old" | sed -n 's/.*started=\\([0-9]*\\).*/\\1/p')`,
     `if [ -n "$started" ] && [ $(( $(date +%s) - started )) -ge ${breakAfter} ]; then`,
     `  rm -f ${sh`${path}`.text}; if take_lock; then echo "took-over $old"; exit 0; fi; old=$(cat ${sh`${path}`.text} 2>/dev/null)`,
@@ -180,13 +183,24 @@ export function acquireScript(holder: LockHolder, breakAfter: number, path = LOC
  * `boot=` is ours, its `pstart=` is before ours, its pid is not among the live ones, and the file still holds the
  * line read (`$old`) when it is removed; then created with O_EXCL as any take.
  */
-function deadRunTakeOver(dead: DeadRunProof, path: string): string[] {
+function deadRunTakeOver(dead: DeadRunProof, holder: LockHolder, path: string): string[] {
   const field = (name: string, chars: string) => `$(printf '%s' "$old" | sed -n 's/.* ${name}=\\([${chars}]*\\).*/\\1/p')`;
+  const file = sh`${path}`.text;
+  // one taker at a time (mkdir is atomic): two runs that read the same dead line could otherwise each remove the
+  // other's new lock (a review's finding); a taker killed inside leaves the directory and later ones are refused
+  // as before (held), which --break-lock still overrides
+  const mutex = sh`${`${path}.takeover`}`.text;
   return [
     `mc_ob=${field('boot', '0-9a-f')}; mc_op=${field('pid', '0-9')}; mc_os=${field('pstart', '0-9')}`,
-    sh`if [ "$mc_ob" = ${dead.boot} ] && [ -n "$mc_op" ] && [ -n "$mc_os" ] && [ "$mc_os" -lt ${String(dead.before)} ]; then`.text,
+    // the same operator only (user@host): another user's run is never taken over without --break-lock
+    sh`case "$old" in ${`holder=${holder.holder} `}*) mc_oh=1 ;; *) mc_oh=0 ;; esac`.text,
+    sh`if [ $mc_oh = 1 ] && [ "$mc_ob" = ${dead.boot} ] && [ -n "$mc_op" ] && [ -n "$mc_os" ] && [ "$mc_os" -lt ${String(dead.before)} ]; then`
+      .text,
     `  case ' ${dead.live.join(' ')} ' in *" $mc_op "*) ;; *)`,
-    `    if [ "$(cat ${sh`${path}`.text} 2>/dev/null)" = "$old" ]; then rm -f ${sh`${path}`.text}; if take_lock; then echo "took-over-dead $old"; exit 0; fi; old=$(cat ${sh`${path}`.text} 2>/dev/null); fi;;`,
+    `    if mkdir ${mutex} 2>/dev/null; then`,
+    `      if [ "$(cat ${file} 2>/dev/null)" = "$old" ]; then rm -f ${file}; if take_lock; then rmdir ${mutex}; echo "took-over-dead $old"; exit 0; fi; fi`,
+    `      rmdir ${mutex}; old=$(cat ${file} 2>/dev/null)`,
+    '    fi;;',
     '  esac',
     'fi',
   ];

@@ -12,6 +12,7 @@ import type { Matrix } from '../checks/ping-matrix.js';
 import { firstByName, type Inventory, type Node } from '../inventory/types.js';
 import { checkDeadlineMs, type Connection, type ExecResult, type RunOptions } from '../transport/types.js';
 import { onForcedExit } from '../interrupt.js';
+import { machineBoot } from './lock.js';
 import type { Backend } from './backend.js';
 import { describeAction, showStandIns, type Plan, type PlannedAction, type PlannedNode } from './plan.js';
 import { checkNamed, stepNamed } from './registry.js';
@@ -475,20 +476,23 @@ async function runPhase(state: RunState, phase: PhaseSpec): Promise<PhaseOutcome
     // after Ctrl-C no checks (their remote work, fresh logins included): the run goes to its reverts
     const judged = !onlyPlanned && !ctx.signal.aborted;
     reports = await Promise.all(nodes.map((node) => reportNode(state, phase, node, planned.get(node.name)!, !judged, known, shared)));
-    // earlier runs' pending reverts first: one that went back STOPs the phase before this run confirms its own
-    if (ctx.confirmEarlier && !ctx.signal.aborted)
-      await ctx.confirmEarlier(reports, confirms && !ctx.backend.recording, (node, script, timeoutMs) =>
-        runOverNewLogin(ctx, node, script, { timeoutMs }),
-      );
-    // after Ctrl-C the armed nodes are reverted at the end of the run, all at once (runPlaybook)
-    if (ctx.rollback && state.armed.size > 0 && !ctx.signal.aborted) {
-      const input = rollbackInput(state, ctx.rollback, reports, confirms, disarms);
-      // a confirming phase that passed is confirmed once its gate says go on: "no" at that gate reverted nothing and
-      // confirmed the change before the question was asked (a new user's finding, stop 25); a failed node is
-      // reverted at once, and so is the rest of a phase that stops
-      if (confirms && !reports.some(failedNode)) settle = () => settleRollbacks(input);
-      else await settleRollbacks(input);
-    }
+    // earlier runs' pending reverts first (one that went back STOPs the phase before this run confirms its own), then
+    // this run's armed nodes; after Ctrl-C neither: the armed nodes are reverted at the end of the run (runPlaybook)
+    const settleNow = async () => {
+      if (ctx.signal.aborted) return;
+      if (ctx.confirmEarlier)
+        await ctx.confirmEarlier(reports, confirms && !ctx.backend.recording, (node, script, timeoutMs) =>
+          runOverNewLogin(ctx, node, script, { timeoutMs }),
+        );
+      if (!ctx.rollback || state.armed.size === 0) return;
+      if (confirms && tooLateToConfirm(state, ctx.rollback, reports)) return;
+      await settleRollbacks(rollbackInput(state, ctx.rollback, reports, confirms, disarms));
+    };
+    // a confirming phase that passed is confirmed once its gate says go on: "no" at that gate reverted nothing and
+    // confirmed the change before the question was asked (a new user's finding, stop 25); a failed node is reverted
+    // at once, and so is the rest of a phase that stops
+    if (confirms && !ctx.backend.recording && !ctx.signal.aborted && !reports.some(failedNode)) settle = settleNow;
+    else await settleNow();
   } finally {
     // whatever the phase decided (a revert, nothing after Ctrl-C): a channel opened ahead and not used runs nothing
     if (!settle) disarms?.drop();
@@ -516,6 +520,36 @@ async function runPhase(state: RunState, phase: PhaseSpec): Promise<PhaseOutcome
     drop: () => disarms?.drop(),
   };
 }
+
+/**
+ * The least time left of a node's rollback window for its disarm to be sent, ms: min(10 s, a quarter of the window).
+ * A disarm sent later may meet the node's timer firing (the gate's question waited), and one node gone back while the
+ * others are confirmed splits the mesh (a review's finding, stop 25).
+ */
+const confirmMarginMs = (deadlineS: number) => Math.min(10_000, (deadlineS * 1000) / 4);
+
+/**
+ * Whether this run's armed nodes can no longer be confirmed safely (confirmMarginMs): then none is, each gets a failed
+ * `rollback` check in `reports` (the phase STOPs, and runPlaybook reverts them all: a mesh change is a set).
+ */
+function tooLateToConfirm(state: RunState, rollback: RollbackOptions, reports: NodePhaseReport[]): boolean {
+  const now = Date.now();
+  const due = [...state.armed].map((node) => ({ node, due: (state.armedAt.get(node) ?? now) + rollback.deadlineS * 1000 }));
+  const first = due.reduce<{ node: string; due: number } | undefined>((a, b) => (a && a.due <= b.due ? a : b), undefined);
+  if (!first || now < first.due - confirmMarginMs(rollback.deadlineS)) return false;
+  for (const report of reports)
+    if (state.armed.has(report.node))
+      report.checks.push({
+        id: 'rollback',
+        status: 'fail',
+        message: `not confirmed: the answer came at ${utcClock(now)}, too near ${first.node}'s rollback (${utcClock(first.due)}) to confirm every node before it; reverted, run up again`,
+      });
+  return true;
+}
+
+/** What the second interrupt says of the run lock it leaves (a dead run's lock is taken over where ./lock.ts can prove it dead). */
+const LOCK_LEFT = () =>
+  `the run lock stays (${machineBoot() !== undefined ? 'the next up from this machine takes it over' : 'the next up needs --break-lock'})`;
 
 /** A node's phase report that failed: its step threw, or a check failed. */
 const failedNode = (n: NodePhaseReport) => Boolean(n.error) || n.checks.some((c) => c.status === 'fail');
@@ -654,7 +688,7 @@ export async function runPlaybook(ctx: RunContext): Promise<RunResult> {
     ctx.rollback && state.armed.size > 0
       ? `second interrupt: the immediate rollback is skipped; ${[...state.armed]
           .map((node) => `${node} rolls back by itself by ${utcClock(dueMs(node))}`)
-          .join(', ')}; the run lock stays (the next up from this machine takes it over)`
+          .join(', ')}; ${LOCK_LEFT()}`
       : undefined,
   );
   try {
@@ -667,7 +701,19 @@ export async function runPlaybook(ctx: RunContext): Promise<RunResult> {
         drop();
         return await result({ interrupted: true, stoppedAt: phase.id });
       }
-      let goOn = await ctx.gate(report, index === ctx.playbook.phases.length - 1, confirm);
+      let goOn: boolean;
+      try {
+        goOn = await ctx.gate(report, index === ctx.playbook.phases.length - 1, confirm);
+      } catch (error) {
+        // Ctrl-C at a prompt (inquirer's own, no signal) or a view that failed: what this run changed and did not
+        // confirm goes back now, as after Ctrl-C; the error is the caller's (a review's finding: it left the nodes armed)
+        drop();
+        const settled = await result({ interrupted: true, stoppedAt: phase.id });
+        // the view's "interrupted at the gate" (../errors.ts MeshctlError, outcome 'interrupted') is Ctrl-C: the run
+        // ends as interrupted, its notes said; anything else is thrown on once the nodes went back
+        if ((error as { outcome?: unknown }).outcome === 'interrupted') return settled;
+        throw error;
+      }
       // a yes confirms the phase's change (a gate that does not know `confirm`); no, or Ctrl-C: reverted (result)
       if (goOn && !ctx.signal.aborted && confirm) await confirm();
       else drop();

@@ -78,7 +78,7 @@ describeLab(
             node,
             'ls /etc/wireguard/wg0.conf /usr/local/lib/meshctl/reresolve-endpoints /etc/systemd/system/meshctl-reresolve@.timer /etc/systemd/system/timers.target.wants/meshctl-reresolve@wg0.timer 2>/dev/null; systemctl is-active meshctl-reresolve@wg0.timer; systemctl is-enabled wg-quick@wg0 2>&1 || true',
           );
-          assert.equal(left, 'inactive\ndisabled', `${node}: the cold run's timer or files are left:\n${left}`);
+          assert.equal(left, 'inactive\ndisabled', `${node}: the cold run's timer or files are left:\n${left}\n${run.stdout}`);
           assert.equal(await revertDirs(node), '', `${node}: the run's snapshot directory is left`);
         }
       } finally {

@@ -430,7 +430,7 @@ describeLab('meshctl up on the homelab lab', INVENTORY, (lab) => {
     try {
       const mtu = join(dir, 'mtu.yaml');
       writeFileSync(mtu, readFileSync(INVENTORY, 'utf8').replace('mtu: 1420', 'mtu: 1400'));
-      const declined = await upInTerminal(lab().name, (prompt) => (prompt.includes('Enable wg-quick') ? 'n\r' : 'y\r'), mtu);
+      const declined = await upInTerminal(lab().name, (title) => (title === 'Enable wg-quick' ? 'n\r' : 'y\r'), mtu);
       assert.equal(declined.code, 1, declined.screen);
       assert.match(declined.screen, /GO: continue after "Enable wg-quick"/);
       assert.match(declined.screen, /you answered no/);
@@ -479,15 +479,19 @@ async function upInTerminal(
   });
   let screen = '';
   let prompts = 0;
+  const titles = new Set<string>();
   child.stdout.on('data', (chunk: Buffer) => {
     screen += chunk.toString();
     const seen = screen.split('GO: continue after').length - 1;
     // answer each new prompt once it is on the screen
-    if (seen <= prompts) return;
     if (typeof answers === 'function') {
-      prompts = seen;
-      child.stdin.write(answers(screen.slice(screen.lastIndexOf('GO: continue after'))));
-    } else if (prompts < answers.length) child.stdin.write(answers[prompts++]!);
+      // once per gate: a prompt is drawn again as it is answered (its title then shows up more than once)
+      const title = [...screen.matchAll(/GO: continue after "([^"]*)"/g)].at(-1)?.[1];
+      if (title !== undefined && !titles.has(title)) {
+        titles.add(title);
+        child.stdin.write(answers(title));
+      }
+    } else if (seen > prompts && prompts < answers.length) child.stdin.write(answers[prompts++]!);
   });
   const code = await new Promise<number>((resolve) => child.on('close', (c) => resolve(c ?? 128)));
   return { code, screen };

@@ -936,6 +936,41 @@ describe('engine: rollback on the node (issue 9; issue 8, kind 5)', () => {
     assert.deepEqual(log.sort(), names.map((n) => `${n}:disarm`).sort(), 'one disarm per node');
   });
 
+  it('Ctrl-C at the enable prompt (the view throws "interrupted at the gate"): the unconfirmed change goes back, the run ends interrupted', async () => {
+    // a review's finding (stop 25): the gate's throw skipped the revert, leaving every node armed for 120 s
+    const log: string[] = [];
+    const h = withRollback(harness({ backend: executor, facts: bareNamed, rules: (n) => obedientNode(n, revertReplies(n, log)) }));
+    h.ctx.gate = async (report) => {
+      if (report.id === 'enable') throw Object.assign(new Error('interrupted at the gate'), { outcome: 'interrupted' });
+      return true;
+    };
+    const run = await runPlaybook(h.ctx);
+    assert.equal(run.interrupted, true);
+    assert.equal(run.stoppedAt, 'enable');
+    assert.deepEqual(log.sort(), names.map((n) => `${n}:revert`).sort());
+    assert.equal(run.rollbackNotes?.length, names.length);
+  });
+
+  it('a yes that comes too near the rollback deadline confirms no node: all go back (none confirmed while another reverts)', async (t) => {
+    const log: string[] = [];
+    const h = withRollback(harness({ backend: executor, facts: bareNamed, rules: (n) => obedientNode(n, revertReplies(n, log)) }));
+    h.ctx.gate = async (report, _isLast, confirm) => {
+      if (!confirm) return true;
+      // the operator answers 115 s later: within 10 s of the 120 s window
+      const now = Date.now() + 115_000;
+      t.mock.method(Date, 'now', () => now);
+      await confirm();
+      t.mock.restoreAll();
+      assert.equal(report.verdict, 'STOP');
+      assert.match(rollbackChecks(report)['ms-1']?.message ?? '', /^not confirmed: the answer came at .* too near .* rollback/);
+      return true;
+    };
+    const run = await runPlaybook(h.ctx);
+    assert.equal(run.stoppedAt, 'enable');
+    assert.ok(!log.some((l) => l.endsWith(':disarm')), log.join(' '));
+    assert.deepEqual(log.sort(), names.map((n) => `${n}:revert`).sort());
+  });
+
   /**
    * A new user's finding 4: after Ctrl-C during a change the nodes stayed half-changed until their timers fired, and
    * the next up was refused until then. Now the run waits for the arming scripts still running, starts nothing else,
