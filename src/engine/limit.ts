@@ -199,9 +199,10 @@ async function readKeys(connector: Pick<Connector, 'connectAll'>, nodes: Invento
  * those not waited for (below), which close themselves when their answer comes.
  *
  * `giveUp` (finding 8: `up --limit a-1` waited the whole 10 s connect timeout for an outside node whose key the
- * state held, its phases 0.8 s): the outside nodes whose key the state holds are read together, and once `giveUp`
- * resolves (or rejects) no longer waited for: if their answers have not all come by then, each of them is planned
- * with its key from the state (`fromState` and `notWaited`), and their late answers are not used. The nodes the state
+ * state held, its phases 0.8 s): the outside nodes whose key the state holds are read each on its own, and once
+ * `giveUp` resolves (or rejects) no longer waited for: a node whose answer has not come by then is planned with its
+ * key from the state (`fromState` and `notWaited`), and its late answer is not used; one that answered in time is
+ * planned with its live key. The nodes the state
  * has no key for are always waited for (without a key the configs cannot be rendered). Without `giveUp`, every node
  * is waited for, as before.
  */
@@ -217,32 +218,34 @@ export async function gatherOutsideKeys(
   const spare = giveUp ? outside.nodes.filter((n) => fallback.has(n.name)) : [];
   const spared = new Set(spare.map((n) => n.name));
   const waited = readKeys(connector, { ...outside, nodes: outside.nodes.filter((n) => !spared.has(n.name)) }, signal);
-  const spareRead = readKeys(connector, { ...outside, nodes: spare }, signal);
-  // a failure to connect at all is each node's failure, as connectAll reports it
-  spareRead.catch(() => undefined);
+  // each spared node read on its own: a live key that came in time is used even when another node is late (a
+  // review's finding: read as one group, one node down made every outside key come from the state, which may be older
+  // than a key rotated from another machine)
   const late = Symbol('late');
-  const [first, second] = await Promise.all([
-    waited,
-    spare.length === 0 || !giveUp
-      ? spareRead
-      : Promise.race([
-          spareRead,
-          giveUp.then(
-            () => late,
-            () => late,
-          ),
-        ]),
-  ]);
-  const notWaited = typeof second === 'symbol';
+  const gaveUp = giveUp?.then(
+    () => late,
+    () => late,
+  );
+  const spareReads = spare.map((node) => {
+    const read = readKeys(connector, { ...outside, nodes: [node] }, signal);
+    // a failure to connect at all is the node's failure, as connectAll reports it
+    read.catch(() => undefined);
+    return gaveUp ? Promise.race([read, gaveUp]) : read;
+  });
+  const [first, ...seconds] = await Promise.all([waited, ...spareReads]);
   const answered = new Map<string, KeyRead>(first);
-  if (typeof second !== 'symbol') for (const [name, read] of second) answered.set(name, read);
+  const lateNodes = new Set<string>();
+  seconds.forEach((second, i) => {
+    if (typeof second === 'symbol') lateNodes.add(spare[i]!.name);
+    else for (const [name, read] of second) answered.set(name, read);
+  });
   for (const node of outside.nodes) {
     const got = answered.get(node.name);
     if (got?.key) result.keys.set(node.name, got.key);
     else if ((!got || got.error) && fallback.has(node.name)) {
       result.keys.set(node.name, fallback.get(node.name)!);
       result.fromState.push(node.name);
-      if (notWaited && spared.has(node.name)) result.notWaited.push(node.name);
+      if (lateNodes.has(node.name)) result.notWaited.push(node.name);
     } else if (got && !got.error)
       result.missing.push({ node: node.name, why: `${node.name} has no WireGuard key yet (not set up): include it in --limit` });
     else {

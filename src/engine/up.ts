@@ -197,7 +197,7 @@ async function outsideKeysFor(inventory: Inventory, work: Inventory, connector: 
   // finding 8: the nodes not waited for are read together; whether each had answered is not known, so not said
   const warnings = found.fromState.map((n) =>
     found.notWaited.includes(n)
-      ? `${n}: its public key was taken from the local state (the nodes outside --limit had not all answered when the limited nodes were ready)`
+      ? `${n}: its public key was taken from the local state (it had not answered when the limited nodes were ready)`
       : `${n} did not answer: its public key was taken from the local state`,
   );
   // only keys read from the nodes are news for the state; those taken from it are not

@@ -22,6 +22,39 @@ const ticks = async (n: number) => {
 };
 
 describe('--limit: outside nodes whose key the state holds are not waited for past giveUp (finding 8)', () => {
+  it('each outside node on its own: one that answered in time is planned with its live key while another is late', async () => {
+    // a review's finding (stop 25): read as one group, wk-2 down made wk-1's key come from the state too (older than
+    // a key rotated from another machine: the tunnel would break)
+    const outside = limitInventory(inventory, ['wk-1', 'wk-2']);
+    const wk1Live = 'uFzh3yPZHDfvRb1ZsS2xNvbdy5jVt/rNrfMpFmgFN2o=';
+    const connector = {
+      async connectAll(nodes: typeof inventory) {
+        const names = nodes.nodes.map((n) => n.name);
+        if (names.includes('wk-2')) await new Promise(() => undefined);
+        const connections = new Map<string, Connection>();
+        for (const name of names)
+          connections.set(
+            name,
+            new FakeConnection(name, [{ match: /public-key/, reply: { stdout: `${name === 'wk-1' ? wk1Live : KEY.ms1}\n` } }]),
+          );
+        return { connections, failures: new Map<string, Error>(), close: async () => undefined };
+      },
+    };
+    let giveUp: () => void = () => undefined;
+    const given = new Promise<void>((resolve) => (giveUp = resolve));
+    const state = new Map([
+      ['wk-1', 'oldwk1oldwk1oldwk1oldwk1oldwk1oldwk1oldwk1o='],
+      ['wk-2', KEY.wk2State],
+    ]);
+    const gathering = gatherOutsideKeys(connector, outside, state, new AbortController().signal, given);
+    await ticks(10);
+    giveUp();
+    const found = await gathering;
+    assert.equal(found.keys.get('wk-1'), wk1Live, 'the live key that came in time');
+    assert.equal(found.keys.get('wk-2'), KEY.wk2State);
+    assert.deepEqual(found.notWaited, ['wk-2']);
+  });
+
   it('plans a silent outside node from the state once giveUp resolves; its late answer is not used', async () => {
     const outside = limitInventory(inventory, ['ms-1', 'wk-2']);
     let answerWk2: () => void = () => undefined;
