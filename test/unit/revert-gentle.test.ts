@@ -46,7 +46,8 @@ const stubs: Record<string, string> = {
   ].join('\n'),
   // wg-quick(8) strip: the file without wg-quick's own keys
   'wg-quick': `echo "wg-quick $*" >> "$STUB_LOG"\n[ "$1" = strip ] && grep -viE '^[[:space:]]*(Address|MTU|DNS|Table|PreUp|PostUp|PreDown|PostDown|SaveConfig)[[:space:]]*=' "$WG_CONF"; true`,
-  ip: 'echo "ip $*" >> "$STUB_LOG"',
+  // the routes via wg0 as `ip route show` prints them (a host route without its /32): a peer's, and a stale one
+  ip: `echo "ip $*" >> "$STUB_LOG"\n[ "$*" = "-4 route show dev wg0 proto boot scope link" ] && printf '172.27.15.12 scope link\\n172.27.15.99 scope link\\n'; true`,
   'systemd-run': 'true',
 };
 for (const [name, body] of Object.entries(stubs)) {
@@ -143,6 +144,9 @@ describe('a revert goes back as gently as its change came', () => {
     // and the peers' routes are made as the enable step makes them
     for (const route of ['172.27.15.12/32', '172.27.15.13/32']) assert.match(log, new RegExp(`ip -4 route replace ${route} dev wg0`));
     assert.doesNotMatch(log, /wg set wg0 peer .* remove/);
+    // a route no peer of the restored file has is deleted; a peer's, printed without its /32, is kept
+    assert.match(log, /ip -4 route del 172\.27\.15\.99 dev wg0/);
+    assert.doesNotMatch(log, /route del 172\.27\.15\.1[23]/);
   });
 
   it('a change stopped before its enable step (live still as the old file): nothing is sent to the interface', () => {
