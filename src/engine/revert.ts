@@ -33,6 +33,11 @@ import { sectionScript, splitSections } from '../facts/sections.js';
 import { raw, sh } from '../remote/shell.js';
 import { reresolvePaths, wireguardPaths } from '../remote/wireguard.js';
 import { systemctlEnablement } from '../remote/systemctl.js';
+import { syncPeerRoutesCommand, syncPeersCommand } from '../render/systemd.js';
+import { LOCK_PATH } from './lock.js';
+
+/** The run lock's file, as the fired section reads it (no character the shell would read). */
+const LOCK_FILE = LOCK_PATH;
 
 /** The default window between a change and its confirmation, seconds (`up --rollback-deadline`). */
 export const DEFAULT_ROLLBACK_DEADLINE_S = 120;
@@ -81,10 +86,28 @@ export function revertPaths(runId: string): { dir: string; unitPrefix: string } 
 }
 
 /**
+ * The [Interface] part of a wg-quick file, for comparing two files (awk program; input: the file): the lines of its
+ * [Interface] sections without their comments (from `#` on, as wg-quick(8) strips them) and blank lines, trimmed,
+ * with no space around the first `=`; section headers matched case-blind, as wg(8) reads them.
+ */
+const INTERFACE_PART_AWK = [
+  '/^[ \\t]*\\[/ { s = tolower($0); gsub(/[ \\t]/, "", s); next }',
+  's == "[interface]" { sub(/#.*/, ""); sub(/^[ \\t]+/, ""); sub(/[ \\t]+$/, ""); sub(/[ \\t]*=[ \\t]*/, "="); if ($0 != "") print }',
+].join('\n');
+
+/**
  * The revert script kept on the node: restores the files (or removes those that did not exist), the rp_filter
- * values, the unit's enabled state, the re-resolve timer (files, enabled, active: finding 17) and the interface:
- * restarted on the old config when it ran before and its config
- * changed (or it is no longer active), stopped (and the interface deleted) when it did not run before.
+ * values, the unit's enabled state, the re-resolve timer (files, enabled, active: finding 17) and the interface, as
+ * gently as the change came (a new user's finding, 2026-12-01: every revert restarted wg-quick, and the pairs the
+ * change had not touched went down for seconds):
+ * - it ran before and runs now, and only [Peer] content of its config differs (INTERFACE_PART_AWK): the peers are
+ *   synced onto the restored file and their routes with them, exactly as the enable step's 'peers' path does
+ *   (../render/systemd.ts syncPeersCommand, syncPeerRoutesCommand: only what differs from the live interface is
+ *   sent, the private key is kept), so the interface, its ifindex and the untouched peers' sessions stay. When the
+ *   live interface already runs as the restored file (a change stopped before its enable step), that changes nothing;
+ * - it ran before and its [Interface] part changed (MTU, address, port, PostUp...), the file is new or gone, or the
+ *   unit is no longer active: restarted on the old config (wg-quick applies those only at start);
+ * - it did not run before: stopped (and the interface deleted, or brought up again by hand when it was up so).
  * Idempotent: a second run (the timer after a revert by meshctl) does nothing.
  */
 export function revertScript(iface: string, runId: string, systemd: boolean): string {
@@ -94,6 +117,10 @@ export function revertScript(iface: string, runId: string, systemd: boolean): st
   const restart = systemd ? sh`systemctl restart ${p.service}`.text : sh`wg-quick down ${iface}; wg-quick up ${iface}`.text;
   const stop = systemd ? sh`systemctl stop ${p.service}`.text : sh`wg-quick down ${iface}`.text;
   const running = systemd ? sh`systemctl is-active -q ${p.service}`.text : sh`[ -e ${`/sys/class/net/${iface}`} ]`.text;
+  // a oneshot wg-quick@ stays active after its interface was deleted by hand: the sync needs the interface itself
+  const exists = sh`[ -e ${`/sys/class/net/${iface}`} ]`.text;
+  const sync = `{ ${syncPeersCommand(iface, p.privateKey)}; }`;
+  const routes = syncPeerRoutesCommand(iface).split('\n').join('\n    ');
   return [
     sh`d=${dir}`.text,
     'exec >>"$d/log" 2>&1',
@@ -105,6 +132,13 @@ export function revertScript(iface: string, runId: string, systemd: boolean): st
     'differs() { if [ -e "$d/$1.absent" ]; then [ -e "$2" ]; else ! cmp -s "$d/$1" "$2"; fi; }',
     'changed=0',
     sh`if differs config ${p.config}; then changed=1; fi`.text,
+    // same_iface=1: the file being restored and the one it replaces have the same [Interface] part (comments, blank
+    // lines and the spaces around a key's `=` aside), so only [Peer] content changed: what wg-quick applies only at
+    // start (Address, MTU, ListenPort, PostUp...) is the same. Read before the restore, builtins and one awk each.
+    sh`iface_part() { awk ${INTERFACE_PART_AWK} "$1"; }`.text,
+    'same_iface=0',
+    sh`if [ $changed = 1 ] && [ -f "$d/config" ] && [ -f ${p.config} ] && [ "$(iface_part "$d/config")" = "$(iface_part ${p.config})" ]; then same_iface=1; fi`
+      .text,
     ...(systemd
       ? [
           'units=0',
@@ -136,7 +170,14 @@ export function revertScript(iface: string, runId: string, systemd: boolean): st
     'v=$(state rp_all); [ -n "$v" ] && echo "$v" > /proc/sys/net/ipv4/conf/all/rp_filter',
     'v=$(state rp_default); [ -n "$v" ] && echo "$v" > /proc/sys/net/ipv4/conf/default/rp_filter',
     `if [ "$(state active)" = active ]; then`,
-    `  if [ $changed = 1 ] || ! ${running}; then ${restart}; fi`,
+    `  if ! ${running}; then ${restart}`,
+    // as gently back as the change came (a new user's finding): only [Peer] content differs, so the running
+    // interface is synced onto the restored file as the enable step's 'peers' path does, keeping its ifindex, key
+    // and the sessions of every peer the change did not touch; a restart would cut them all
+    `  elif [ $changed = 1 ] && [ $same_iface = 1 ] && ${exists}; then`,
+    `    if ${sync}; then echo "peers synced onto the restored ${iface}.conf (interface kept)"; else echo "peers: the live interface already as the restored ${iface}.conf (or the sync failed)"; fi`,
+    `    ${routes}`,
+    `  elif [ $changed = 1 ]; then ${restart}; fi`,
     'else',
     `  ${stop}`,
     `  if [ "$(state up)" = yes ]; then ${sh`wg-quick up ${iface}`.text}; else ${sh`ip link del ${iface}`.text} 2>/dev/null; fi`,
@@ -540,16 +581,31 @@ export const FIRED_SECTION = 'rollback-fired';
  * directory removed once listed. Only a directory with the marker: a pending one (no marker) or a revert that started
  * and failed (its `log`, no marker) is never touched. A revert meshctl itself ran removes its directory at once
  * (revertNowScript), so what is found here fired by itself: the run that armed it never confirmed its change.
- * `remove` only under the run lock (a changing run's facts probe; a dry run reports and leaves them). Only shell
- * builtins (`read`) when nothing fired, so a converged run's probe pays no exec for it (issue 10).
+ * `remove` only under the run lock (a changing run's facts probe; a dry run reports and leaves them). With `lockRun`
+ * (the run's lock token, ./lock.ts LockHolder.run) the shell checks that: a directory is removed only when the lock
+ * file holds `run=lockRun`, since the lock's section runs in a subshell and the probe goes on after a refusal (a new
+ * user's finding, 2026-12-01: an `up` refused by another run's lock deleted the record, and the rollback was never
+ * reported); without it (a caller that passes no token) it is removed as before. Only shell builtins (`read`, `case`)
+ * when nothing fired, so a converged run's probe pays no exec for it (issue 10).
  */
-export function firedRollbacksScript(remove: boolean): string {
+export function firedRollbacksScript(remove: boolean, lockRun?: string): string {
+  if (lockRun !== undefined && !/^[0-9a-f]{8,64}$/.test(lockRun)) throw new Error(`bad lock token ${lockRun}`);
+  const removal = !remove
+    ? []
+    : lockRun === undefined
+      ? ['  rm -rf "$o"']
+      : [
+          // read once, when the first fired one is found: builtins only (read, case)
+          `  if [ -z "$mc_ours" ]; then mc_ours=no; [ -f ${LOCK_FILE} ] && while IFS= read -r mc_l || [ -n "$mc_l" ]; do case $mc_l in *" run=${lockRun}"|*" run=${lockRun} "*) mc_ours=yes;; esac; done < ${LOCK_FILE}; fi`,
+          '  if [ "$mc_ours" = yes ]; then rm -rf "$o"; fi',
+        ];
   return [
+    ...(removal.length > 1 ? ['mc_ours='] : []),
     'for o in /run/meshctl/revert-*; do',
     '  [ -d "$o" ] && [ -f "$o/reverted" ] || continue',
     '  t=; read -r t < "$o/reverted" || true',
     '  echo "fired=${o##*/revert-} $t"',
-    ...(remove ? ['  rm -rf "$o"'] : []),
+    ...removal,
     'done',
   ].join('\n');
 }
@@ -644,9 +700,11 @@ export class PendingRollbacks {
 
   /**
    * `removeFired`: the facts probe removes the directories of reverts that fired (firedRollbacksScript); only for a
-   * run that holds the run lock (a changing run), never a dry run, which only reports them.
+   * run that takes the run lock (a changing run), never a dry run, which only reports them. `lockRun`: that run's
+   * lock token (./lock.ts RunLocks.holder.run): the probe then removes them only on a node whose lock file holds it,
+   * so a run refused by another run's lock leaves the record for a run that reports it.
    */
-  constructor(private readonly options: { removeFired: boolean } = { removeFired: false }) {}
+  constructor(private readonly options: { removeFired: boolean; lockRun?: string } = { removeFired: false }) {}
 
   /** `registry` with the pending-revert and fired-revert sections prepended to the facts probe of `gather-facts`. */
   registry(registry: Registry): Registry {
@@ -668,7 +726,7 @@ export class PendingRollbacks {
         if (!planned.action) return planned;
         const script = [
           sectionScript(PENDING_SECTION, pendingRollbacksScript()),
-          sectionScript(FIRED_SECTION, firedRollbacksScript(this.options.removeFired)),
+          sectionScript(FIRED_SECTION, firedRollbacksScript(this.options.removeFired, this.options.lockRun)),
           planned.action.script,
         ].join('\n');
         return { ...planned, action: { ...planned.action, script } };

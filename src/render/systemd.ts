@@ -97,6 +97,33 @@ export function syncPeersCommand(iface: string, privateKeyPath: string): string 
     .text;
 }
 
+/**
+ * The shell command that makes the routes via `iface` exactly one per peer AllowedIPs entry (IPv4), what wg-quick
+ * adds when it brings the interface up and what `wg syncconf` / syncPeersCommand do not touch: each wanted route
+ * `ip -4 route replace`d, and every `proto boot scope link` route via the interface that is not wanted deleted
+ * (`ip route show` prints a host route without its /32, so a route is wanted in either spelling). The enable step's
+ * 'peers' path and the revert's peers-only path (../engine/revert.ts) both run it after syncPeersCommand.
+ * @param peerRoutes the routes (CIDRs) as planned; undefined: read on the node from the live interface
+ * (`wg show IFACE allowed-ips`, after the sync), as a revert must, whose restored file is known only there
+ */
+export function syncPeerRoutesCommand(iface: string, peerRoutes?: readonly string[]): string {
+  const prune = (wanted: string) =>
+    `${sh`ip -4 route show dev ${iface} proto boot scope link | cut -d' ' -f1 | while read r; do case`.text} ${wanted} ${sh`in *" $r "*) ;; *) ip -4 route del "$r" dev ${iface};; esac; done`.text}`;
+  if (peerRoutes) {
+    const wanted = peerRoutes.flatMap((r) => (r.endsWith('/32') ? [r, r.slice(0, -3)] : [r])).join(' ');
+    return [sh`for r in ${[...peerRoutes]}; do ip -4 route replace "$r" dev ${iface}; done`.text, prune(sh`${` ${wanted} `}`.text)].join(
+      '\n',
+    );
+  }
+  return [
+    // one word per IPv4 CIDR of any peer ("(none)" for a peer without; IPv6 ones have a colon)
+    sh`mc_routes=$(wg show ${iface} allowed-ips | cut -f2- | tr ' \t' '\n\n' | grep -v -e '^$' -e '(none)' -e ':') || mc_routes=`.text,
+    'mc_wanted=; for r in $mc_routes; do mc_wanted="$mc_wanted $r ${r%/32}"; done',
+    sh`for r in $mc_routes; do ip -4 route replace "$r" dev ${iface}; done`.text,
+    prune('"$mc_wanted "'),
+  ].join('\n');
+}
+
 export { reloadDropInPath } from '../remote/wireguard.js';
 
 /**

@@ -22,7 +22,7 @@ import type { DesiredNodeConfig, DesiredPeer } from '../topology/desired.js';
 import { sh } from '../remote/shell.js';
 import { wireguardPaths } from '../remote/wireguard.js';
 import type { ConfigChangeKind } from '../render/changes.js';
-import { syncPeersCommand } from '../render/systemd.js';
+import { syncPeerRoutesCommand, syncPeersCommand } from '../render/systemd.js';
 import { endpointIsName } from '../render/reresolve.js';
 import { withRevertArmed, type RollbackOptions } from '../engine/revert.js';
 import { systemctlEnablement } from '../remote/systemctl.js';
@@ -44,15 +44,7 @@ export function missingRoutes(present: readonly string[], peerRoutes: readonly s
 }
 
 /** Makes the routes on the interface exactly one /32 per peer (what wg-quick would have added at start). */
-function syncRoutesScript(iface: string, peerRoutes: string[]): string {
-  // `ip route show` prints a host route without its /32, so a route is wanted in either spelling
-  const wanted = peerRoutes.flatMap((r) => (r.endsWith('/32') ? [r, r.slice(0, -3)] : [r])).join(' ');
-  return [
-    sh`for r in ${peerRoutes}; do ip -4 route replace "$r" dev ${iface}; done`.text,
-    sh`ip -4 route show dev ${iface} proto boot scope link | cut -d' ' -f1 | while read r; do case ${` ${wanted} `} in *" $r "*) ;; *) ip -4 route del "$r" dev ${iface};; esac; done`
-      .text,
-  ].join('\n');
-}
+const syncRoutesScript = (iface: string, peerRoutes: string[]): string => syncPeerRoutesCommand(iface, peerRoutes);
 
 const NO_SYSTEMD_WARNING = 'no systemd: the interface will not come back after a reboot';
 

@@ -59,6 +59,36 @@ describe('a revert that fired by itself', () => {
     assert.equal(sh(caseDir, firedRollbacksScript(true)), '');
   });
 
+  it('with the run lock token: removed only where the lock file holds this run (an up refused by the lock leaves it)', () => {
+    const OURS = '1111222233334444';
+    const line = (run: string) => `holder=root@ops pid=4242 started=${AT} run=${run} boot=00ff pstart=7\n`;
+    const cases: [string, string | undefined, boolean][] = [
+      ['held-by-another', line('5555666677778888'), false],
+      ['no-lock', undefined, false],
+      // a token that merely starts like ours is another run's
+      ['longer-token', line(`${OURS}ff`), false],
+      ['ours', line(OURS), true],
+      ['ours-last-field', `holder=root@ops pid=4242 started=${AT} run=${OURS}\n`, true],
+    ];
+    for (const [name, lock, removed] of cases) {
+      const caseDir = join(root, `lock-${name}`);
+      const run = node(caseDir);
+      if (lock !== undefined) writeFileSync(join(run, 'lock'), lock);
+      const script = firedRollbacksScript(true, OURS).replaceAll('/run/meshctl/lock', `${caseDir}/run/lock`);
+      assert.deepEqual(parseFiredRollbacks(sh(caseDir, script)), [{ runId: FIRED, at: AT }], `${name}: listed either way`);
+      assert.equal(!existsSync(join(run, `revert-${FIRED}`)), removed, `${name}: removed only under our lock`);
+      assert.equal(existsSync(join(run, `revert-${PENDING}`, 'state')), true);
+      if (lock !== undefined) assert.equal(readFileSync(join(run, 'lock'), 'utf8'), lock, 'the lock itself is only read');
+    }
+  });
+
+  it('the lock check costs no exec: the section is shell builtins when nothing fired, and reads the lock with read', () => {
+    const script = firedRollbacksScript(true, '1111222233334444');
+    assert.doesNotMatch(script, /\b(cat|grep|sed|awk)\b/);
+    assert.match(script, /read -r mc_l/);
+    assert.throws(() => firedRollbacksScript(true, 'x; rm -rf /'), /bad lock token/);
+  });
+
   it('without `remove` (a dry run) it is only listed', () => {
     const caseDir = join(root, 'list');
     const run = node(caseDir);

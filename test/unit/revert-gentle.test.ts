@@ -1,0 +1,181 @@
+/**
+ * A new user's finding (2026-12-01): a revert restarted wg-quick@wg0 whenever wg0.conf differed, so a peers-only
+ * change (a keepalive on three nodes) going back cut every pair of those nodes for seconds, the pairs it had not
+ * touched too. Now the revert goes back as gently as the change came: the same [Interface] part and a running
+ * interface, the peers are synced onto the restored file (../../src/render/systemd.ts syncPeersCommand, the enable
+ * step's own command) and their routes with them; an [Interface] change still restarts. The arm and revert scripts
+ * run here under a real `sh` with stand-ins on PATH: `systemctl` keeping each unit's state in a file, `wg` answering
+ * from a file that plays the live interface (`show ... dump`, `listen-port`, `allowed-ips`) and recording
+ * `addconf`/`set`, `wg-quick strip` reading the file as wg-quick does, `ip` and `systemd-run` logging; every path
+ * the scripts touch is moved into a temporary directory. The lab proof: test/lab/interrupt.test.ts.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { armScript, revertNowScript } from '../../src/engine/revert.js';
+
+const RUN = { runId: '0123456789abcdef', deadlineS: 120 };
+const KEYS = ['3x2QNxybmsS25IxbeN+bccoz+M+rs6WHNNO72qXahD0=', 'DTrKKDdYwRfrZJiMMaX6omSvpZJHP5iMlhCg5lSJuBE='];
+const root = mkdtempSync(join(tmpdir(), 'meshctl-revert-gentle-'));
+after(() => rmSync(root, { recursive: true, force: true }));
+
+const bin = join(root, 'bin');
+mkdirSync(bin);
+const stubs: Record<string, string> = {
+  systemctl: [
+    'echo "systemctl $*" >> "$STUB_LOG"',
+    'q=; [ "$2" = -q ] && { q=1; set -- "$1" "$3"; }',
+    'case "$1" in',
+    '  is-active) st=$(cat "$STUB_STATE/$2.active" 2>/dev/null || echo inactive); [ -n "$q" ] || echo "$st"; [ "$st" = active ] ;;',
+    '  is-enabled) cat "$STUB_STATE/$2.enabled" 2>/dev/null ;;',
+    '  restart) echo restarted >> "$STUB_STATE/$2.restarts" ;;',
+    '  *) true ;;',
+    'esac',
+  ].join('\n'),
+  wg: [
+    'case "$*" in',
+    '  "show wg0 listen-port") echo 51820 ;;',
+    `  "show wg0 dump") printf 'PRIV\\tPUB\\t51820\\toff\\n'; cat "$LIVE" ;;`,
+    `  "show wg0 allowed-ips") awk -F '\\t' '{ gsub(",", " ", $4); print $1 "\\t" $4 }' "$LIVE" ;;`,
+    '  "addconf wg0 /dev/stdin") echo "wg addconf" >> "$STUB_LOG"; cat >> "$STUB_STATE/addconf" ;;',
+    '  *) echo "wg $*" >> "$STUB_LOG" ;;',
+    'esac',
+  ].join('\n'),
+  // wg-quick(8) strip: the file without wg-quick's own keys
+  'wg-quick': `echo "wg-quick $*" >> "$STUB_LOG"\n[ "$1" = strip ] && grep -viE '^[[:space:]]*(Address|MTU|DNS|Table|PreUp|PostUp|PreDown|PostDown|SaveConfig)[[:space:]]*=' "$WG_CONF"; true`,
+  // the routes via wg0 as `ip route show` prints them (a host route without its /32): a peer's, and a stale one
+  ip: `echo "ip $*" >> "$STUB_LOG"\n[ "$*" = "-4 route show dev wg0 proto boot scope link" ] && printf '172.27.15.12 scope link\\n172.27.15.99 scope link\\n'; true`,
+  'systemd-run': 'true',
+};
+for (const [name, body] of Object.entries(stubs)) {
+  writeFileSync(join(bin, name), `#!/bin/sh\n${body}\n`);
+  chmodSync(join(bin, name), 0o755);
+}
+
+const CONF = (mtu: number, keepalive?: number) =>
+  [
+    '# Managed by meshctl',
+    '[Interface]',
+    'Address = 172.27.15.11/24',
+    'ListenPort = 51820',
+    `MTU = ${mtu}`,
+    'PostUp = wg set %i private-key /etc/wireguard/%i.key',
+    ...KEYS.flatMap((key, i) => [
+      '',
+      '[Peer]',
+      `PublicKey = ${key}`,
+      `AllowedIPs = 172.27.15.${12 + i}/32`,
+      `Endpoint = 10.99.0.${12 + i}:51820`,
+      ...(keepalive ? [`PersistentKeepalive = ${keepalive}`] : []),
+    ]),
+    '',
+  ].join('\n');
+/** `wg show wg0 dump`'s peer lines of an interface running CONF(_, keepalive) */
+const LIVE_DUMP = (keepalive?: number) =>
+  KEYS.map(
+    (key, i) => `${key}\t(none)\t10.99.0.${12 + i}:51820\t172.27.15.${12 + i}/32\t1796058129\t100\t200\t${keepalive ?? 'off'}\n`,
+  ).join('');
+
+/**
+ * A node running wg0 on CONF(1420) whose revert is armed, then changed to `conf` (live as `live`), reverted at once.
+ * Returns the log of the stand-ins, what `wg addconf` was fed, and how often wg-quick@wg0 was restarted.
+ */
+function revertAfter(name: string, conf: string, live: string, { interfaceGone = false } = {}) {
+  const dir = join(root, name);
+  const at = (path: string) =>
+    path
+      .replaceAll('/run/meshctl/', `${dir}/run/meshctl/`)
+      .replaceAll('/etc/', `${dir}/etc/`)
+      .replaceAll('/proc/sys/', `${dir}/proc/sys/`)
+      .replaceAll('/sys/class/net/', `${dir}/sys/class/net/`)
+      .replaceAll('/usr/local/lib/meshctl/', `${dir}/usr/local/lib/meshctl/`);
+  const write = (path: string, text: string) => {
+    mkdirSync(dirname(path), { recursive: true });
+    writeFileSync(path, text);
+  };
+  for (const f of ['all', 'default']) write(at(`/proc/sys/net/ipv4/conf/${f}/rp_filter`), '0\n');
+  write(at('/etc/wireguard/wg0.conf'), CONF(1420));
+  write(at('/etc/wireguard/wg0.key'), 'PRIVATE-KEY-STAND-IN=\n');
+  write(join(dir, 'state', 'wg-quick@wg0.active'), 'active\n');
+  write(join(dir, 'state', 'wg-quick@wg0.enabled'), 'enabled\n');
+  write(join(dir, 'live'), live);
+  if (!interfaceGone) write(at('/sys/class/net/wg0/ifindex'), '7\n');
+  mkdirSync(at('/run/meshctl/'), { recursive: true });
+  const run = (script: string) => {
+    const result = spawnSync('sh', ['-c', at(script)], {
+      env: {
+        PATH: `${bin}:/usr/bin:/bin`,
+        STUB_LOG: join(dir, 'log'),
+        STUB_STATE: join(dir, 'state'),
+        LIVE: join(dir, 'live'),
+        WG_CONF: at('/etc/wireguard/wg0.conf'),
+      },
+      encoding: 'utf8',
+    });
+    assert.equal(result.status, 0, result.stderr);
+    return result.stdout;
+  };
+  run(armScript('wg0', RUN, true, 'config'));
+  write(at('/etc/wireguard/wg0.conf'), conf);
+  assert.match(run(revertNowScript(RUN.runId)), /rollback=reverted/);
+  assert.equal(readFileSync(at('/etc/wireguard/wg0.conf'), 'utf8'), CONF(1420), 'the file is restored');
+  const read = (f: string) => (existsSync(join(dir, f)) ? readFileSync(join(dir, f), 'utf8') : '');
+  return {
+    log: read('log'),
+    addconf: read('state/addconf'),
+    restarts: read('state/wg-quick@wg0.restarts').split('\n').filter(Boolean).length,
+  };
+}
+
+describe('a revert goes back as gently as its change came', () => {
+  it('a peers-only change that was applied (keepalive 20): the peers are synced back, keeping the key; no restart', () => {
+    const { log, addconf, restarts } = revertAfter('peers-applied', CONF(1420, 20), LIVE_DUMP(20));
+    assert.equal(restarts, 0, log);
+    // only what differs from the live interface: each peer's keepalive switched off, as `wg syncconf` would
+    const blocks = addconf.split('\n').filter((l) => l.trim() !== '');
+    for (const key of KEYS) assert.ok(blocks.includes(`PublicKey = ${key}`), addconf);
+    assert.equal(blocks.filter((l) => l === 'PersistentKeepalive = off').length, KEYS.length, addconf);
+    assert.ok(!blocks.some((l) => /^(Address|MTU|PostUp)/.test(l)), 'wg-quick keys are stripped');
+    // the private key goes along (the file carries none), so the sync never clears it
+    assert.deepEqual(blocks.slice(-2), ['[Interface]', 'PrivateKey = PRIVATE-KEY-STAND-IN=']);
+    // and the peers' routes are made as the enable step makes them
+    for (const route of ['172.27.15.12/32', '172.27.15.13/32']) assert.match(log, new RegExp(`ip -4 route replace ${route} dev wg0`));
+    assert.doesNotMatch(log, /wg set wg0 peer .* remove/);
+    // a route no peer of the restored file has is deleted; a peer's, printed without its /32, is kept
+    assert.match(log, /ip -4 route del 172\.27\.15\.99 dev wg0/);
+    assert.doesNotMatch(log, /route del 172\.27\.15\.1[23]/);
+  });
+
+  it('a change stopped before its enable step (live still as the old file): nothing is sent to the interface', () => {
+    const { log, addconf, restarts } = revertAfter('peers-not-applied', CONF(1420, 20), LIVE_DUMP());
+    assert.equal(restarts, 0, log);
+    // syncPeersCommand sends the [Interface] lines and the key alone: the same key, which wg(8) leaves as it is
+    assert.doesNotMatch(addconf, /\[Peer\]/);
+    assert.doesNotMatch(log, /wg set/);
+  });
+
+  it('comments, blank lines and spacing in [Interface] are no [Interface] change (wg-quick reads them so)', () => {
+    const respaced = CONF(1420, 20)
+      .replace('MTU = 1420', '  MTU=1420   # the same value')
+      .replace('[Interface]', '[interface]\n# a note\n')
+      .replace('# Managed by meshctl', '# Managed by meshctl, another header');
+    const { restarts, addconf } = revertAfter('respaced', respaced, LIVE_DUMP(20));
+    assert.equal(restarts, 0);
+    assert.match(addconf, /PersistentKeepalive = off/);
+  });
+
+  it('an MTU change (an [Interface] change) still restarts, and syncs nothing', () => {
+    const { log, addconf, restarts } = revertAfter('mtu', CONF(1380), LIVE_DUMP());
+    assert.equal(restarts, 1, log);
+    assert.equal(addconf, '');
+  });
+
+  it('a unit active without its interface (deleted by hand) is restarted, not synced', () => {
+    const { addconf, restarts } = revertAfter('gone', CONF(1420, 20), LIVE_DUMP(20), { interfaceGone: true });
+    assert.equal(restarts, 1);
+    assert.equal(addconf, '');
+  });
+});
