@@ -323,6 +323,8 @@ export function disarmScript(runId: string): string {
     stopRunTimers(unitPrefix),
     'if [ -s "$d/pid" ]; then kill "$(cat "$d/pid")" 2>/dev/null || true; fi',
     'if [ -e "$d/reverted" ]; then echo rollback=already-reverted; exit 0; fi',
+    // no snapshot at all: removed by someone else (or a reboot cleared /run); whether the node went back is unknown
+    'if [ ! -d "$d" ]; then echo rollback=gone; exit 0; fi',
     'rm -rf "$d"',
     'echo rollback=disarmed',
   ].join('\n');
@@ -461,6 +463,12 @@ async function disarm(node: string, input: SettleInput, run: RunOnNode = input.r
       return rollbackCheck(
         'fail',
         `${node} rolled back by itself before it was confirmed (its ${input.deadlineS} s window passed): run again`,
+      );
+    // a review's finding (stop 25): a missing snapshot was reported "disarmed", though the node may have gone back
+    if (/^rollback=gone$/m.test(result.stdout))
+      return rollbackCheck(
+        'fail',
+        `this run's rollback record on ${node} is gone (removed by another run, or /run cleared by a reboot): whether ${node} went back is unknown; run up again`,
       );
     return rollbackCheck(
       'fail',

@@ -432,7 +432,7 @@ async function runUpBody(
       let probedAhead = false;
       // an earlier, interrupted run's revert still pending on a node: confirmed at the confirming gate (./revert.ts)
       // a changing run (under the run lock) also removes the records of reverts that fired by themselves
-      const pending = new PendingRollbacks({ removeFired: !options.dryRun });
+      const pending = new PendingRollbacks({ removeFired: !options.dryRun, ...(locks ? { lockRun: locks.holder.run } : {}) });
       const runConnections = firstGate?.connections ?? connections;
       const pass = async (fallbackPairs: readonly string[]) => {
         // issue 10: the baseline's underlay probes, started during the facts step (./underlay-ahead.ts)

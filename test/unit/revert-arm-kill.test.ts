@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -115,5 +115,17 @@ describe('rollback arm: a kill at any line leaves a timer armed', () => {
     assert.equal(armedTimers(caseDir).length, 2);
     run(caseDir, disarmScript(RUN.runId));
     assert.deepEqual(armedTimers(caseDir), []);
+  });
+
+  it('a disarm that finds no snapshot says so (rollback=gone), never "disarmed": whether the node went back is unknown', () => {
+    // a review's finding (stop 25): another run's probe removed the record, and the disarm reported a confirmed change
+    const caseDir = join(root, 'gone');
+    mkdirSync(join(caseDir, 'run'), { recursive: true });
+    const out = spawnSync('sh', ['-c', disarmScript(RUN.runId).replaceAll('/run/meshctl/', `${caseDir}/run/`)], {
+      env: { PATH: `${join(root, 'bin')}:/usr/bin:/bin`, STUB_LOG: join(caseDir, 'log') },
+      encoding: 'utf8',
+    }).stdout;
+    assert.match(out, /^rollback=gone$/m);
+    assert.doesNotMatch(out, /disarmed/);
   });
 });

@@ -96,7 +96,8 @@ async function run(options: { cancel?: string; dryRun?: boolean; stopAt?: string
     playbookPath: options.playbook ?? playbookPath,
     ...(options.dryRun ? { dryRun: true } : {}),
   });
-  const rollbackChecks = gates.flatMap((g) =>
+  // from the report, not the gates' copies: a confirming gate confirms after its answer (RunContext.gate's confirm)
+  const rollbackChecks = report.phases.flatMap((g) =>
     g.nodes.flatMap((n) => n.checks.filter((c) => c.id === 'rollback').map((c) => ({ node: n.node, ...c }))),
   );
   return { report, log, gates, rollbackChecks };
