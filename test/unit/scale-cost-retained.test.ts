@@ -9,8 +9,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
+import { heldBytes } from '../support/held-heap.js';
 import { runPingMatrix } from '../../src/engine/ping.js';
 import { runPingRound } from '../../src/checks/ping-matrix.js';
 import { desiredMesh } from '../../src/topology/desired.js';
@@ -19,16 +18,6 @@ import { renderWgQuickConfig } from '../../src/render/wgquick.js';
 import type { Inventory } from '../../src/inventory/types.js';
 import { FakeFarm, fakeFarmInventory, fakePublicKey } from '../../scripts/bench/farm/fake-node.js';
 import { nodesWithConfigs } from '../support/farm-configs.js';
-
-setFlagsFromString('--expose-gc');
-/** V8's full collection (a fresh context's `gc`, exposed by the flag above) */
-const gc = runInNewContext('gc') as () => void;
-/** The heap in use after a full collection, bytes. */
-function heldBytes(): number {
-  gc();
-  gc();
-  return process.memoryUsage().heapUsed;
-}
 
 function withFarm<T>(n: number, body: (inventory: Inventory) => Promise<T> | T): Promise<T> {
   const dir = mkdtempSync(join(tmpdir(), 'meshctl-scale-retained-'));

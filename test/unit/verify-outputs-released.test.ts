@@ -13,21 +13,10 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
+import { heldBytes } from '../support/held-heap.js';
 import { collectVerify } from '../../src/checks/collect.js';
 import type { Connection, ExecResult, RunOptions } from '../../src/transport/types.js';
 import { withConvergedFarm } from '../fixtures/probes/converged-farm.js';
-
-setFlagsFromString('--expose-gc');
-/** V8's full collection (a fresh context's `gc`, exposed by the flag above) */
-const gc = runInNewContext('gc') as () => void;
-/** The heap in use after a full collection, bytes. */
-function heldBytes(): number {
-  gc();
-  gc();
-  return process.memoryUsage().heapUsed;
-}
 
 const PAD = 4 << 20;
 /** Text before a script's first section, skipped by every parser (../facts/sections.ts splitSections). */
