@@ -9,11 +9,17 @@
  */
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
+import { copyFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describeLab } from './harness.js';
+import { tempDir } from '../support/temp-dir.js';
 import { spawnMeshctl } from '../support/spawned-meshctl.js';
 import type { Check } from '../../src/checks/verify.js';
 
-const INVENTORY = 'inventories/homelab.yaml';
+// a private copy: the local state (its public keys, which finding 5 and 8 read) lives beside the inventory
+// (INVENTORY.state.json), and another lab file on inventories/homelab.yaml running at the same time rewrote it
+const INVENTORY = join(tempDir('meshctl-unreached-'), 'homelab.yaml');
+copyFileSync('inventories/homelab.yaml', INVENTORY);
 const NODES = ['ms-1', 'wk-1', 'wk-2', 'ctb-edge-1'];
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
