@@ -21,7 +21,7 @@ import {
   sendAndWatchScript,
   type UdpCounters,
 } from '../../src/checks/cold-start.js';
-import { fakeWatch, udpSection } from '../support/fake-cold-start.js';
+import { fakeWatch, inEmptyNetns, netnsSkip, udpSection } from '../support/fake-cold-start.js';
 
 const inventory = loadInventory('inventories/homelab.yaml');
 const plan = planColdStart(inventory, new Set(inventory.nodes.map((n) => n.name)));
@@ -120,17 +120,6 @@ describe('cold start: one round trip on a healthy mesh', () => {
     assert.ok(result.roundTrips > 1);
   });
 });
-
-const netnsSkip =
-  process.getuid?.() !== 0
-    ? 'needs root (unshare --net)'
-    : spawnSync('unshare', ['--net', 'true']).status !== 0
-      ? 'unshare does not work here'
-      : undefined;
-
-/** Runs a script in a fresh, empty network namespace (loopback up; its UDP counters start at 0; nothing leaves it). */
-const inEmptyNetns = (script: string) =>
-  spawnSync('unshare', ['--net', 'sh', '-c', 'ip link set lo up && exec sh'], { input: script, encoding: 'utf8', timeout: 30_000 });
 
 describe('cold start: the watch on a real kernel', { skip: netnsSkip ?? false }, () => {
   const toSelf = { from: 'a', to: 'a', endpoint: { host: '127.0.0.1', port: 9 } };

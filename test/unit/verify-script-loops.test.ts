@@ -17,6 +17,7 @@ import { routeSection } from '../../src/checks/checklist-lean.js';
 import { burstSections, COLD_START_BURST, COLD_START_PAYLOAD, scriptBursts, type Direction } from '../../src/checks/cold-start.js';
 import { PATH_PRELUDE, sectionScript, splitSections } from '../../src/facts/sections.js';
 import { sh, shellQuote } from '../../src/remote/shell.js';
+import { inEmptyNetns, netnsSkip } from '../support/fake-cold-start.js';
 
 const SHELLS = ['sh', 'bash'];
 const ADDR_LINE = '[{"ifindex":5,"ifname":"wg0","flags":["POINTOPOINT","NOARP","UP","LOWER_UP"],"mtu":1420,"addr_info":[]}]';
@@ -127,13 +128,6 @@ const to = (host: string, port: number): Direction => ({ from: 'a', to: 'b', end
 // 192.0.2.9: no route in an empty namespace, so bash cannot connect that socket (status 3, its error)
 const SENDS = [to('127.0.0.1', 7001), to('192.0.2.9', 9), to('::1', 7002), to('localhost', 7003), to('127.0.0.1', 7004)];
 
-const netnsSkip =
-  process.getuid?.() !== 0
-    ? 'needs root (unshare --net)'
-    : spawnSync('unshare', ['--net', 'true']).status !== 0
-      ? 'unshare does not work here'
-      : undefined;
-
 describe('burst sections: one loop over the directions prints what a section per direction printed', () => {
   it('lists each direction once, as HOST/PORT, read back by scriptBursts', () => {
     const text = burstSections(SENDS).join('\n');
@@ -177,10 +171,8 @@ describe('burst sections: one loop over the directions prints what a section per
   it('with bash (its /dev/udp, in an empty network namespace): the same sections, a socket that cannot open its error', {
     skip: netnsSkip ?? false,
   }, () => {
-    const inNetns = (text: string) =>
-      spawnSync('unshare', ['--net', 'sh', '-c', 'ip link set lo up && exec sh'], { input: text, encoding: 'utf8', timeout: 30_000 });
-    const now = inNetns(script(burstSections(SENDS)));
-    const before = inNetns(script(OLD_BURST_SECTIONS(SENDS)));
+    const now = inEmptyNetns(script(burstSections(SENDS)));
+    const before = inEmptyNetns(script(OLD_BURST_SECTIONS(SENDS)));
     assert.equal(now.status, 0, now.stderr);
     assert.equal(now.stdout, before.stdout);
     const s = splitSections(now.stdout);
