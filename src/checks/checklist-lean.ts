@@ -115,7 +115,7 @@ const VAR_NAME_FN = [
 /**
  * `mc_ips`: the peers' addresses, written ONCE in a node's script, separated by spaces (each a plain token: no
  * quoting, no glob character, so the shell's field splitting reads them back). The batch of mc_ipr and the route
- * loop (routeLoop) both read it: the script grows by an address per peer, not by a section (~270 bytes) per peer.
+ * loop (routeLoop) both read it: the script grows by an address per peer, not by a section (264 bytes) per peer.
  */
 export const peerListLine = (peerIps: readonly string[]): string => `mc_ips='${peerIps.map(token).join(' ')}'`;
 
@@ -266,7 +266,7 @@ const NO_CONTEXT: FactContext = { interface: '', listenPort: 0 };
  * (peerListLine). Each pass prints, byte for byte, what leanRoute's own section printed: the begin marker, the batch's
  * line for the address (mc_ipr's variable, named by mc_vn) or else `ip -j route get IP` alone with its error, and the
  * end marker with that command's status (sectionScript's format). Shell builtins only: no process per peer, unless its
- * lookup runs alone. Issue 10: a section per peer was ~270 bytes of script per peer, 283 KB per node's first script
+ * lookup runs alone. Issue 10: a section per peer was 264 bytes of script per peer, 283 KB per node's first script
  * at 1,000 nodes (N x that sent, and held at once, by verify).
  */
 export function routeLoop(ips?: readonly string[]): string {

@@ -159,8 +159,8 @@ function plainHost(host: string): string {
  * bash, netcat's function (or `sent=0`), as burstCommand. The functions and the loop that calls them are written once
  * per script; the directions are ONE list of `HOST/PORT` words (`mc_dl`, handed to the bash as its `$1`), each pass
  * of the loop printing the section sectionScript printed for one call (issue 10: each direction's whole loop, twice,
- * was ~800 bytes of script per peer; then a section per direction, twice, ~236 bytes per peer: 236 KB per node at
- * 1,000 nodes). Shell builtins only: no process per direction (netcat's own aside).
+ * was ~800 bytes of script per peer; then a section per direction, twice, 233 bytes per direction: 236 KB per node at
+ * 1,000 nodes). Shell builtins only: no process per direction (apart from netcat's own, without bash).
  * Throws on a host that is not a plain DNS name or address (the inventory's rules admit no other).
  */
 export function burstSections(sends: Direction[]): string[] {

@@ -153,7 +153,7 @@ const contextOf = (params: ChecklistParams): FactContext => ({ interface: params
  * The checklist script of one node (one round trip, read-only): factsScript of CHECKLIST_FACTS, a route lookup per
  * peer and the firewall (debug), less `without`, each in its lean form unless `shared` (./checklist-lean.ts). Lean,
  * the peers' addresses are written once (peerListLine) and their route sections are one loop over them (routeLoop):
- * the script grows by an address per peer (issue 10: a section each, ~270 bytes per peer, 283 KB per node at 1,000
+ * the script grows by an address per peer (issue 10: a section each, 264 bytes per peer, 283 KB per node at 1,000
  * nodes). Shared, a peer's route section is the same text in every node's script: made once per address
  * (routeSection), not once per pair.
  */

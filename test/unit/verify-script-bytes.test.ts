@@ -1,6 +1,6 @@
 /**
  * Issue 10 at 1,000 nodes: verify's scripts grow by a few bytes per peer, not by a section per peer. Measured
- * (docs/farm.md): the first script was 283 KB per node at 1,000 nodes (a route section of ~270 bytes per peer) and
+ * (docs/farm.md): the first script was 283 KB per node at 1,000 nodes (a route section of 264 bytes per peer) and
  * the cold-start script 236 KB (a burst section per direction, twice); verify makes and sends N of each, and held
  * ~0.5 GB of script text at once. Now each peer is an address in one list (src/checks/checklist-lean.ts routeLoop,
  * src/checks/cold-start.ts burstSections). Bytes are counted here on the scripts' text, no timings; this file uses
