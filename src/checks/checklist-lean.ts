@@ -26,11 +26,12 @@ import {
   FACTS,
   filteredConfigCommand,
   routeLookupFact,
+  routeSectionName,
   type FactContext,
   type FactDef,
 } from '../facts/definitions.js';
 import { relayNftTableName } from '../render/relay.js';
-import { sectionScript } from '../facts/sections.js';
+import { beginMarker, endMarker, sectionScript } from '../facts/sections.js';
 import { COUNTERS_COMMAND, COUNTERS_READ, UDP_COUNTERS_FACT } from './cold-start.js';
 import { NFT_FIRST_FIREWALL } from '../facts/lean.js';
 import { RELAY_FACT } from './relay-check.js';
@@ -103,30 +104,46 @@ export { COUNTERS_COMMAND };
 export const routeLineVar = (ip: string): string => `mc_rt_${token(ip).replace(/\./g, '_').replace(/:/g, 'x')}`;
 
 /**
- * `mc_ipr`: ONE `ip -j -force -batch -` for `addr show dev IFACE` and `route get IP` of every peer (each command
- * prints its JSON on a line of its own; one that fails prints nothing there, its error goes to /dev/null, and its
- * section then runs the command alone), then each line read ONCE: the interface's into `mc_ipa`, each route's into
- * the variable of its `dst` (routeLineVar), so a section takes its line without searching the batch's text.
+ * `mc_vn ADDR`: sets `mc_v` to the shell variable of ADDR's `route get` line (routeLineVar's name, made by the shell
+ * with builtins: `.` and `:` spelt `_` and `x`). ADDR must be a plain address (hex digits, `.` and `:`).
+ */
+const VAR_NAME_FN = [
+  'mc_vn() { mc_d=$1; mc_v=mc_rt_',
+  '  while :; do case $mc_d in *[.:]*) mc_s=${mc_d%%[.:]*}; mc_d=${mc_d#"$mc_s"}; case $mc_d in .*) mc_v=${mc_v}${mc_s}_ ;; *) mc_v=${mc_v}${mc_s}x ;; esac; mc_d=${mc_d#?} ;; *) mc_v=$mc_v$mc_d; break ;; esac; done; }',
+].join('\n');
+
+/**
+ * `mc_ips`: the peers' addresses, written ONCE in a node's script, separated by spaces (each a plain token: no
+ * quoting, no glob character, so the shell's field splitting reads them back). The batch of mc_ipr and the route
+ * loop (routeLoop) both read it: the script grows by an address per peer, not by a section (264 bytes) per peer.
+ */
+export const peerListLine = (peerIps: readonly string[]): string => `mc_ips='${peerIps.map(token).join(' ')}'`;
+
+/**
+ * `mc_ipr`: ONE `ip -j -force -batch -` for `addr show dev IFACE` and `route get IP` of every peer in `mc_ips`
+ * (printf's format used again for each address: no loop, no process per peer; each command prints its JSON on a
+ * line of its own; one that fails prints nothing there, its error goes to /dev/null, and its section then runs the
+ * command alone), then each line read ONCE: the interface's into `mc_ipa`, each route's into the variable of its
+ * `dst` (routeLineVar, named by mc_vn), so a section takes its line without searching the batch's text.
  * Issue 10: each section used to cut its line out of the whole text with `${text#*"$1"}`, which dash matches in
  * time quadratic in the text's length: O(N^3) per node over N peers, 0.3 s of CPU per node at 32 nodes, 2.5 s at 64.
  * A `dst` that is not a plain address (hex digits, `.` and `:`) is left unnamed: its section runs its command alone.
+ * `listed`: the script defines `mc_ips` itself (checklistScript: once, for the route loop too); otherwise the
+ * addr section defines it.
  */
-const ipRead = (iface: string, peerIps: readonly string[]) =>
+const ipRead = (iface: string, peerIps: readonly string[], listed: boolean) =>
   [
     NL,
+    ...(listed ? [] : [peerListLine(peerIps)]),
+    VAR_NAME_FN,
     'mc_ipr() {',
     '  [ -n "${mc_ip_done:-}" ] && return 0; mc_ip_done=1; mc_ipa=',
-    "  mc_ipj=$(ip -j -force -batch - 2>/dev/null <<'MC_EOF'",
-    `addr show dev ${token(iface)}`,
-    ...peerIps.map((ip) => `route get ${token(ip)}`),
-    'MC_EOF',
-    '); true',
+    `  mc_ipj=$( { echo 'addr show dev ${token(iface)}'; [ -z "$mc_ips" ] || printf 'route get %s\\n' $mc_ips; } | ip -j -force -batch - 2>/dev/null); true`,
     '  while IFS= read -r mc_l; do',
     `    case $mc_l in *'"ifname":"${token(iface)}",'*) [ -n "$mc_ipa" ] || mc_ipa=$mc_l; continue ;; *'"dst":"'*) ;; *) continue ;; esac`,
     `    mc_d=\${mc_l#*'"dst":"'}; mc_d=\${mc_d%%'"'*}`,
     '    case $mc_d in "" | *[!0-9A-Fa-f.:]*) continue ;; esac',
-    '    mc_v=mc_rt_',
-    '    while :; do case $mc_d in *[.:]*) mc_s=${mc_d%%[.:]*}; mc_d=${mc_d#"$mc_s"}; case $mc_d in .*) mc_v=${mc_v}${mc_s}_ ;; *) mc_v=${mc_v}${mc_s}x ;; esac; mc_d=${mc_d#?} ;; *) mc_v=$mc_v$mc_d; break ;; esac; done',
+    '    mc_vn "$mc_d"',
     // the first line of an address counts, as a search from the start would find it
     String.raw`    eval "mc_x=\${$mc_v:-}"; [ -n "$mc_x" ] || eval "$mc_v=\$mc_l"`,
     '  done <<MC_EOF',
@@ -137,11 +154,11 @@ const ipRead = (iface: string, peerIps: readonly string[]) =>
   ].join('\n');
 
 /** The addr fact: the batch's line for the interface, else `ip -j addr show dev IFACE` alone. */
-const leanAddr = (peerIps: readonly string[]): FactDef<ReturnType<typeof FACTS.interfaceAddr.parse>> =>
+const leanAddr = (peerIps: readonly string[], listed: boolean): FactDef<ReturnType<typeof FACTS.interfaceAddr.parse>> =>
   lean(
     FACTS.interfaceAddr,
     (ctx) =>
-      `${ipRead(ctx.interface, peerIps)}\nif [ -n "$mc_ipa" ]; then printf '%s\\n' "$mc_ipa"; else ${FACTS.interfaceAddr.command(ctx)}; fi`,
+      `${ipRead(ctx.interface, peerIps, listed)}\nif [ -n "$mc_ipa" ]; then printf '%s\\n' "$mc_ipa"; else ${FACTS.interfaceAddr.command(ctx)}; fi`,
   );
 
 /**
@@ -216,10 +233,11 @@ const leanRelay = lean(RELAY_FACT, (ctx) => {
 });
 
 /**
- * One peer's route section as the checklist script writes it (sectionScript of its lean command, or of the shared
- * one with `lean` false): the same text in every node's script that has the peer, so made once per address and kept
- * (issue 10: verify's N scripts held N (N-1) of them). The command reads no FactContext. The cache is emptied when
- * it holds ROUTE_SECTIONS_KEPT texts (a long-lived process verifying many meshes).
+ * One peer's route section with the shared definition's command (`lean` false: the `shared` checklist of the
+ * captures that compare the two) or the lean one (leanRoute: its own section per peer, as checklistScript wrote them
+ * before routeLoop; kept for the tests that compare the two): the same text in every node's script that has the
+ * peer, so made once per address and kept. The command reads no FactContext. The cache is emptied when it holds
+ * ROUTE_SECTIONS_KEPT texts (a long-lived process verifying many meshes).
  */
 export function routeSection(ip: string, lean: boolean): string {
   const cache = lean ? leanRouteSections : sharedRouteSections;
@@ -243,12 +261,31 @@ const sharedRouteSections = new Map<string, string>();
 const NO_CONTEXT: FactContext = { interface: '', listenPort: 0 };
 
 /**
+ * Every peer's route section (`route:IP`, routeSectionName) as ONE loop over the addresses, written once per script
+ * whatever the peers: `ips` in the script's text, or (undefined) the `mc_ips` list the script defined
+ * (peerListLine). Each pass prints, byte for byte, what leanRoute's own section printed: the begin marker, the batch's
+ * line for the address (mc_ipr's variable, named by mc_vn) or else `ip -j route get IP` alone with its error, and the
+ * end marker with that command's status (sectionScript's format). Shell builtins only: no process per peer, unless its
+ * lookup runs alone. Issue 10: a section per peer was 264 bytes of script per peer, 283 KB per node's first script
+ * at 1,000 nodes (N x that sent, and held at once, by verify).
+ */
+export function routeLoop(ips?: readonly string[]): string {
+  const list = ips === undefined ? '$mc_ips' : ips.map(token).join(' ');
+  return [
+    'mc_rg() { mc_v=; if [ -n "${mc_ip_done:-}" ]; then case $1 in "" | *[!0-9A-Fa-f.:]*) ;; *) mc_vn "$1" ;; esac; fi',
+    String.raw`  if [ -n "$mc_v" ] && eval "mc_x=\${$mc_v:-}" && [ -n "$mc_x" ]; then printf '%s\n' "$mc_x"; else ip -j route get "$1"; fi; }`,
+    `for mc_a in ${list}; do echo "${beginMarker(routeSectionName(''))}$mc_a"; { mc_rg "$mc_a"; } 2>&1; printf '\\n${endMarker(routeSectionName(''))}%s rc=%s\\n' "$mc_a" "$?"; done`,
+  ].join('\n');
+}
+
+/**
  * The checklist's facts in their lean form, by section name (the others run as shared). `routes: false` leaves out
- * the per-peer route facts (checklistScript writes them through routeSection).
+ * the per-peer route facts: the script then writes the peers' list (peerListLine) before its sections and their
+ * route sections as routeLoop (checklistScript); otherwise the addr section defines the list itself.
  */
 export function leanChecklistFacts(peerIps: readonly string[], options: { routes?: boolean } = {}): Map<string, FactDef<unknown>> {
   const defs: Array<FactDef<unknown>> = [
-    leanAddr(peerIps),
+    leanAddr(peerIps, options.routes === false),
     ...(options.routes === false ? [] : peerIps.map(leanRoute)),
     leanConfigMeta,
     leanConfigText,

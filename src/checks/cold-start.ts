@@ -34,7 +34,7 @@ import { checkDeadlineMs, type Connection } from '../transport/types.js';
 import { sh, shellQuote } from '../remote/shell.js';
 import { endpointFor, formatEndpoint, type Endpoint } from '../topology/endpoints.js';
 import { pathKind, planPaths } from '../topology/paths.js';
-import { beginMarker, splitSections, sectionScript, PATH_PRELUDE } from '../facts/sections.js';
+import { beginMarker, endMarker, splitSections, sectionScript, PATH_PRELUDE } from '../facts/sections.js';
 import type { FactDef } from '../facts/definitions.js';
 
 /** Datagrams per direction. */
@@ -144,32 +144,64 @@ export function burstCommand(endpoint: Endpoint): string {
 
 const sectionName = (i: number) => `burst${i}`;
 
+/** An endpoint's host as it may stand unquoted in a list the shell splits: a DNS name or an IP address (../inventory/spec.ts). */
+function plainHost(host: string): string {
+  if (!/^[\w.:-]+$/.test(host)) throw new Error(`not a plain host: ${host}`);
+  return host;
+}
+
 /**
  * The burst sections of one node (burst0.. in the order of `sends`), all in ONE bash when there is bash (issue 10: a
  * bash per direction was an exec per peer, 31 per node at 32 nodes): each direction a call of one shell function
  * whose group command's redirection opens its own socket (bash's /dev/udp connects a new one: a fresh source port)
  * and closes it when the group ends, in the one bash's own process (a subshell per direction was a fork per peer). A
  * direction whose socket cannot be opened prints bash's error and ends with status 3; the others still send. Without
- * bash, netcat's function (or `sent=0`), as burstCommand. The functions are written once per script and each
- * direction is one call with its address and port (issue 10: each direction's whole loop, twice, was ~800 bytes of
- * script per peer: 0.8 GB of scripts made per round at 1,000 nodes, and a third of verify's collection CPU in
- * bench:verify's profile at 250 nodes).
+ * bash, netcat's function (or `sent=0`), as burstCommand. The functions and the loop that calls them are written once
+ * per script; the directions are ONE list of `HOST/PORT` words (`mc_dl`, handed to the bash as its `$1`), each pass
+ * of the loop printing the section sectionScript printed for one call (issue 10: each direction's whole loop, twice,
+ * was ~800 bytes of script per peer; then a section per direction, twice, 233 bytes per direction: 236 KB per node at
+ * 1,000 nodes). Shell builtins only: no process per direction (apart from netcat's own, without bash).
+ * Throws on a host that is not a plain DNS name or address (the inventory's rules admit no other).
  */
 export function burstSections(sends: Direction[]): string[] {
   if (sends.length === 0) return [];
   const n = COLD_START_BURST;
   const payload = shellQuote(COLD_START_PAYLOAD);
-  const call = (fn: string, d: Direction) => `${fn} ${shellQuote(d.endpoint.host)} ${Number(d.endpoint.port)}`;
+  const list = sends.map((d) => `${plainHost(d.endpoint.host)}/${Number(d.endpoint.port)}`).join(' ');
+  // burst0.. as sectionScript prints them, HOST and PORT cut from the word at its last `/`
+  const loop = (fn: string, words: string) =>
+    `mc_i=0; for mc_e in ${words}; do echo "${beginMarker('burst')}$mc_i"; { ${fn} "\${mc_e%/*}" "\${mc_e##*/}"; } 2>&1; printf '\\n${endMarker('burst')}%s rc=%s\\n' "$mc_i" "$?"; mc_i=$((mc_i+1)); done`;
   const inBash = [
     `mc_b() { { i=0; while [ $i -lt ${n} ]; do printf '%s\n' ${payload} >&3 2>/dev/null; i=$((i+1)); done; echo sent=${n}; } 3>"/dev/udp/$1/$2" || (exit 3); }`,
-    ...sends.map((d, i) => sectionScript(sectionName(i), call('mc_b', d))),
+    loop('mc_b', '$1'),
   ];
   // one nc per datagram: nc would coalesce piped lines into fewer datagrams
   const alone = [
     `mc_nc() { if command -v nc >/dev/null 2>&1; then i=0; while [ $i -lt ${n} ]; do echo ${payload} | nc -u -w 0 "$1" "$2" 2>/dev/null; i=$((i+1)); done; echo sent=${n}; else echo 'sent=0 (neither bash nor nc)'; fi; }`,
-    ...sends.map((d, i) => sectionScript(sectionName(i), call('mc_nc', d))),
+    loop('mc_nc', '$mc_dl'),
   ];
-  return [`if command -v bash >/dev/null 2>&1; then ${sh`bash -c ${inBash.join('\n')}`.text}\nelse`, ...alone, 'fi'];
+  return [
+    `mc_dl='${list}'`,
+    `if command -v bash >/dev/null 2>&1; then ${sh`bash -c ${inBash.join('\n')}`.text} bash "$mc_dl"\nelse`,
+    ...alone,
+    'fi',
+  ];
+}
+
+/**
+ * The directions a script with burstSections sends, in their sections' order (`burst0`..), read back from its list:
+ * for the stand-ins of nodes (unit tests, the farm bench) that answer a script without running it. Empty when the
+ * script sends none.
+ */
+export function scriptBursts(script: string): Array<{ section: string; host: string; port: number }> {
+  const list = /^mc_dl='([^']*)'$/m.exec(script)?.[1] ?? '';
+  return list
+    .split(' ')
+    .filter(Boolean)
+    .map((word, i) => {
+      const at = word.lastIndexOf('/');
+      return { section: sectionName(i), host: word.slice(0, at), port: Number(word.slice(at + 1)) };
+    });
 }
 
 /** One node's script for a round: its counters (when it receives) and its bursts (when it sends), in sections. */

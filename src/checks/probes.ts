@@ -32,7 +32,7 @@ import { parseWgQuickConfig, type ParsedWgQuickConfig } from '../render/wgquick.
 import type { FirewallFacts } from '../firewall/verdict.js';
 import { UDP_COUNTERS_FACT, type UdpCounters } from './cold-start.js';
 import { RELAY_FACT, relayIptablesFromSave, type RelayState } from './relay-check.js';
-import { leanChecklistFacts, routeSection } from './checklist-lean.js';
+import { leanChecklistFacts, peerListLine, routeLoop, routeSection } from './checklist-lean.js';
 
 // the building blocks, re-exported for the code that imported them from here
 export { PATH_PRELUDE, sectionScript, splitSections, type Section };
@@ -151,20 +151,25 @@ const CHECKLIST_FACTS: ReadonlyArray<FactDef<unknown>> = [
 const contextOf = (params: ChecklistParams): FactContext => ({ interface: params.interface, listenPort: params.listenPort });
 /**
  * The checklist script of one node (one round trip, read-only): factsScript of CHECKLIST_FACTS, a route lookup per
- * peer and the firewall (debug), less `without`, each in its lean form unless `shared` (./checklist-lean.ts). A peer's
- * route section is the same text in every node's script: made once per address (routeSection), not once per pair
- * (issue 10: N (N-1) sections made per verify, 1 s of CPU at 250 nodes).
+ * peer and the firewall (debug), less `without`, each in its lean form unless `shared` (./checklist-lean.ts). Lean,
+ * the peers' addresses are written once (peerListLine) and their route sections are one loop over them (routeLoop):
+ * the script grows by an address per peer (issue 10: a section each, 264 bytes per peer, 283 KB per node at 1,000
+ * nodes). Shared, a peer's route section is the same text in every node's script: made once per address
+ * (routeSection), not once per pair.
  */
 export function checklistScript(params: ChecklistParams): string {
   const ctx = contextOf(params);
   const lean = params.shared ? undefined : leanChecklistFacts(params.peerIps, { routes: false });
   const kept = (name: string) => !params.without?.includes(name);
   const parts = [PATH_PRELUDE];
+  if (lean) parts.push(peerListLine(params.peerIps));
   const add = (def: FactDef<unknown>) => {
     if (kept(def.name)) parts.push(sectionScript(def.name, (lean?.get(def.name) ?? def).command(ctx)));
   };
   for (const def of CHECKLIST_FACTS) add(def);
-  for (const ip of params.peerIps) if (kept(routeSectionName(ip))) parts.push(routeSection(ip, !params.shared));
+  const routed = params.peerIps.filter((ip) => kept(routeSectionName(ip)));
+  if (!lean) for (const ip of routed) parts.push(routeSection(ip, false));
+  else if (routed.length > 0) parts.push(routeLoop(routed.length === params.peerIps.length ? undefined : routed));
   if (params.firewall) add(FACTS.firewall);
   parts.push(sectionScript(params.endSection ?? 'done', 'true'));
   return parts.join('\n');

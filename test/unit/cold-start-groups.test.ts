@@ -12,6 +12,7 @@ import {
   judgeDirection,
   judgeWindow,
   runColdStartPlan,
+  scriptBursts,
   type Direction,
   type UdpCounters,
 } from '../../src/checks/cold-start.js';
@@ -60,14 +61,14 @@ function fakeNodes(directions: Direction[], options: { arrive?: (d: Direction) =
     try {
       await new Promise((resolve) => setImmediate(resolve));
       const out: string[] = [];
-      for (const m of script.matchAll(/begin (burst\d+)'\n\{ mc_nc '?([^' ]+)'? (\d+)/g)) {
-        const d = owner.get(`${node}>${m[2]}:${m[3]}`)!;
+      for (const b of scriptBursts(script)) {
+        const d = owner.get(`${node}>${b.host}:${b.port}`)!;
         if (options.cannotSend) {
-          out.push(`@@meshctl begin ${m[1]}\nbash: connect: Network is unreachable\n@@meshctl end ${m[1]} rc=3`);
+          out.push(`@@meshctl begin ${b.section}\nbash: connect: Network is unreachable\n@@meshctl end ${b.section} rc=3`);
           continue;
         }
         counters.get(d.to)!.inDatagrams += options.arrive?.(d) ?? COLD_START_BURST;
-        out.push(`@@meshctl begin ${m[1]}\nsent=${COLD_START_BURST}\n@@meshctl end ${m[1]} rc=0`);
+        out.push(`@@meshctl begin ${b.section}\nsent=${COLD_START_BURST}\n@@meshctl end ${b.section} rc=0`);
       }
       if (/"\$mc_udp" -lt /.test(script)) {
         // the output so far reaches meshctl while the watch runs (the whole stdout is still the script's answer)
@@ -170,7 +171,7 @@ describe('cold start: short receivers judged by their counters and searched in h
     let n00Done: () => void = () => undefined;
     const n00Watched = new Promise<void>((resolve) => (n00Done = resolve));
     const run = async (node: string, script: string, onStdout?: (chunk: string) => void) => {
-      if (node === 'n03' && /mc_nc '?10\.0\.0\.1'? /.test(script)) await n00Watched;
+      if (node === 'n03' && scriptBursts(script).some((b) => b.host === '10.0.0.1')) await n00Watched;
       const out = await f.run(node, script, node === 'n03' ? undefined : onStdout);
       if (node === 'n00' && /begin watch'/.test(script)) n00Done();
       return out;

@@ -17,10 +17,11 @@ import {
   parseUdpCounters,
   planColdStart,
   runColdStartPlan,
+  scriptBursts,
   sendAndWatchScript,
   type UdpCounters,
 } from '../../src/checks/cold-start.js';
-import { fakeWatch, udpSection } from '../support/fake-cold-start.js';
+import { fakeWatch, inEmptyNetns, netnsSkip, udpSection } from '../support/fake-cold-start.js';
 
 const inventory = loadInventory('inventories/homelab.yaml');
 const plan = planColdStart(inventory, new Set(inventory.nodes.map((n) => n.name)));
@@ -45,10 +46,10 @@ function model(options: { dropped?: Set<string>; late?: { node: string; after: s
     scripts.set(node, [...(scripts.get(node) ?? []), script]);
     if (options.late?.node === node && scripts.get(node)!.length === 1) await done.get(options.late.after);
     const out: string[] = [];
-    for (const m of script.matchAll(/begin (burst\d+)'\n\{ mc_nc '?([^' ]+)'? (\d+)/g)) {
-      const to = endpointOwner.get(`${node}>${m[2]}:${m[3]}`)!;
+    for (const b of scriptBursts(script)) {
+      const to = endpointOwner.get(`${node}>${b.host}:${b.port}`)!;
       if (!options.dropped?.has(`${node}->${to}`)) counters.get(to)!.inDatagrams += COLD_START_BURST;
-      out.push(`@@meshctl begin ${m[1]}\nsent=${COLD_START_BURST}\n@@meshctl end ${m[1]} rc=0`);
+      out.push(`@@meshctl begin ${b.section}\nsent=${COLD_START_BURST}\n@@meshctl end ${b.section} rc=0`);
     }
     // the watch: until the node's counters reach the target, or its looks (as many, as far apart as the script's)
     const watched = await fakeWatch(script, () => counters.get(node)!.inDatagrams + counters.get(node)!.noPorts);
@@ -78,7 +79,7 @@ describe('cold start: one round trip on a healthy mesh', () => {
     // the watch waits for what was before plus every burst addressed to the node (3 senders each here)
     const ms1 = m.scripts.get('ms-1')![0]!;
     assert.match(ms1, new RegExp(`"\\$mc_udp" -lt ${1000 + 3 + 3 * COLD_START_BURST} `));
-    assert.ok(ms1.indexOf("begin burst0'") < ms1.indexOf("begin watch'"), 'bursts before the watch');
+    assert.ok(ms1.indexOf("mc_dl='") < ms1.indexOf("begin watch'"), 'bursts before the watch');
   });
 
   it("a dropped direction still fails, named alone (read again, then in halves of the short receiver's senders)", async () => {
@@ -120,17 +121,6 @@ describe('cold start: one round trip on a healthy mesh', () => {
   });
 });
 
-const netnsSkip =
-  process.getuid?.() !== 0
-    ? 'needs root (unshare --net)'
-    : spawnSync('unshare', ['--net', 'true']).status !== 0
-      ? 'unshare does not work here'
-      : undefined;
-
-/** Runs a script in a fresh, empty network namespace (loopback up; its UDP counters start at 0; nothing leaves it). */
-const inEmptyNetns = (script: string) =>
-  spawnSync('unshare', ['--net', 'sh', '-c', 'ip link set lo up && exec sh'], { input: script, encoding: 'utf8', timeout: 30_000 });
-
 describe('cold start: the watch on a real kernel', { skip: netnsSkip ?? false }, () => {
   const toSelf = { from: 'a', to: 'a', endpoint: { host: '127.0.0.1', port: 9 } };
 
@@ -151,9 +141,15 @@ describe('cold start: the watch on a real kernel', { skip: netnsSkip ?? false },
   it('sends every direction of a node from ONE bash, each from a socket of its own (issue 10: was a bash each)', () => {
     const sends = [7001, 7002, 7003].map((port) => ({ from: 'a', to: 'a', endpoint: { host: '127.0.0.1', port } }));
     const script = sendAndWatchScript(sends, undefined);
-    // the first bash holds the three directions (without bash, netcat's branch after `else` has one section each)
+    // the first bash holds the loop over the three directions, handed their list (without bash, netcat's branch
+    // after `else` runs the same loop)
     const firstBash = script.slice(script.indexOf('bash -c'), script.indexOf('\nelse\n'));
-    for (const i of [0, 1, 2]) assert.ok(firstBash.includes(`begin burst${i}`), `burst${i} is in the one bash`);
+    assert.match(firstBash, /for mc_e in \$1; do echo "@@meshctl begin burst\$mc_i"; \{ mc_b /);
+    assert.match(firstBash, / bash "\$mc_dl"$/);
+    assert.deepEqual(
+      scriptBursts(script).map((b) => b.port),
+      [7001, 7002, 7003],
+    );
     const r = inEmptyNetns(script);
     assert.equal(r.status, 0, r.stderr);
     const s = splitSections(r.stdout);

@@ -20,6 +20,7 @@ import { evaluateVerify } from '../../src/checks/verify.js';
 import { FakeConnection, type FakeIo, type FakeReply } from '../support/fake-connection.js';
 import { TransportError } from '../../src/transport/types.js';
 import { checklistStdout, dumpLines, healthyScenario, homelab, NOW, pingStdout } from '../fixtures/probes/homelab.js';
+import { scriptBursts } from '../../src/checks/cold-start.js';
 
 const fx = (name: string) => readFileSync(new URL(`../fixtures/probes/${name}`, import.meta.url), 'utf8');
 const ctx = { interface: 'wg0', listenPort: 0 };
@@ -45,7 +46,7 @@ test('checklist without the pre facts: not run twice, and read from both outputs
   const pre = ['now', 'pubkey', 'dump', 'udpsnmp'];
   const script = checklistScript({ ...params, without: pre });
   for (const name of pre) assert.ok(!script.includes(`begin ${name}'`), `${name} is left to the pre script`);
-  assert.ok(script.includes("begin confmeta'") && script.includes("begin route:172.27.15.31'"));
+  assert.ok(script.includes("begin confmeta'") && script.includes("mc_ips='172.27.15.11 172.27.15.13 172.27.15.31'"));
   for (const name of pre) assert.ok(preScript(homelab().inventory).includes(`begin ${name}'`));
 
   // a real checklist capture cut in two the way verify runs it: its pre sections apart, the rest apart
@@ -168,11 +169,9 @@ async function fakeVerify(
             }),
           },
           {
-            match: /begin (udp|burst0)'/,
+            match: /begin udp'|^mc_dl='/m,
             reply: track((script) => {
-              const bursts = [...script.matchAll(/begin (burst\d+)'/g)].map(
-                (m) => `@@meshctl begin ${m[1]}\nsent=16\n@@meshctl end ${m[1]} rc=0\n`,
-              );
+              const bursts = scriptBursts(script).map((b) => `@@meshctl begin ${b.section}\nsent=16\n@@meshctl end ${b.section} rc=0\n`);
               return `${/begin udp'/.test(script) ? udp() : ''}${bursts.join('')}@@meshctl begin done\n\n@@meshctl end done rc=0\n`;
             }),
           },
@@ -373,7 +372,7 @@ test('collectVerify: the ping channels open while the cold-start probe runs, the
       events.push({ node: this.node, what: options.sendWhen ? 'ping called ahead' : 'ping called' });
       void (options.sendWhen ?? Promise.resolve(true)).then(() => events.push({ node: this.node, what: 'ping sent' }));
     }
-    if (/begin burst0'/.test(script)) void result.then(() => events.push({ node: this.node, what: 'cold ended' }));
+    if (/^mc_dl='/m.test(script)) void result.then(() => events.push({ node: this.node, what: 'cold ended' }));
     return result;
   };
   try {

@@ -22,6 +22,7 @@ import { renderWgQuickConfig } from '../../../src/render/wgquick.js';
 import type { Connection, ConnectionStats, ExecResult, RunOptions } from '../../../src/transport/types.js';
 import { checklistStdout, dumpLines, pingStdout, type FakeNode, type FakePeer } from '../../../test/fixtures/probes/homelab.js';
 import { arrives, fakePublicKey } from './fake-node.js';
+import { scriptBursts } from '../../../src/checks/cold-start.js';
 
 /** The sections verify's pre script reads (src/checks/collect.ts PRE_FACTS); the checklist's are the rest. */
 const PRE_SECTIONS = new Set(['now', 'pubkey', 'port', 'dump', 'udpsnmp']);
@@ -167,7 +168,7 @@ export class ConvergedNode implements Connection {
   }
 
   private answer(script: string): string {
-    if (/begin (udp|watch|burst0)'/.test(script)) return this.coldStart(script);
+    if (/begin (udp|watch)'|^mc_dl='/m.test(script)) return this.coldStart(script);
     if (/begin ping:|ping -n -q|fping/.test(script)) return this.pings(script);
     const head = script.split('\n').find((l) => l.trim() && !l.startsWith('export ')) ?? '';
     this.farm.unknown.set(head.slice(0, 80), (this.farm.unknown.get(head.slice(0, 80)) ?? 0) + 1);
@@ -176,10 +177,9 @@ export class ConvergedNode implements Connection {
 
   /** A cold-start round: every burst sent (`sent=16`), the counters grown past every burst, the watch satisfied. */
   private coldStart(script: string): string {
-    // the burst sections appear twice in the script (in one bash, and without bash): each answered once
+    // the burst sections, from the script's one list of directions (scriptBursts)
     this.farm.answered.coldStart++;
-    const bursts = [...new Set([...script.matchAll(/begin (burst\d+)'/g)].map((m) => m[1]!))];
-    const parts = bursts.map((name) => section(name, 'sent=16'));
+    const parts = scriptBursts(script).map((b) => section(b.section, 'sent=16'));
     if (script.includes("begin watch'")) parts.push(section('watch', 'looks=0 sum=0'));
     if (script.includes("begin udp'")) parts.push(this.farm.udp(this.node, 'udp'));
     parts.push(section('done', ''));
