@@ -105,22 +105,28 @@ const INTERFACE_PART_AWK = [
  *   (../render/systemd.ts syncPeersCommand, syncPeerRoutesCommand: only what differs from the live interface is
  *   sent, the private key is kept), so the interface, its ifindex and the untouched peers' sessions stay. When the
  *   live interface already runs as the restored file (a change stopped before its enable step), that changes nothing;
- * - it ran before and its [Interface] part changed (MTU, address, port, PostUp...), the file is new or gone, or the
- *   unit is no longer active: restarted on the old config (wg-quick applies those only at start);
+ * - it ran before and its [Interface] part changed (MTU, address, port, PostUp...), the file is new or gone:
+ *   brought down, then up on the old config (wg-quick applies those only at start); not running any more: started;
  * - it did not run before: stopped (and the interface deleted, or brought up again by hand when it was up so).
- * Idempotent: a second run (the timer after a revert by meshctl) does nothing.
+ * Whatever goes down goes down BEFORE the files are restored, on the file it came up with: `wg-quick down` reads the
+ * config (its PreDown/PostDown hooks are that file's) and refuses without one (wg-quick(8): "does not exist"); a
+ * cold run's revert removed wg0.conf first, its stop failed, and systemd then waited out its stop timeout on the
+ * wireguard-go left in the unit (CI, stop 25: a 60 s revert timeout, the unit left enabled).
+ * Idempotent: a second run (the timer after a revert by meshctl) does nothing; killed between the stop and the
+ * start, the next run finds the unit not running and starts it.
  */
 export function revertScript(iface: string, runId: string, systemd: boolean): string {
   const p = wireguardPaths(iface);
   const r = reresolvePaths(iface);
   const { dir } = revertPaths(runId);
-  const restart = systemd ? sh`systemctl restart ${p.service}`.text : sh`wg-quick down ${iface}; wg-quick up ${iface}`.text;
+  const start = systemd ? sh`systemctl start ${p.service}`.text : sh`wg-quick up ${iface}`.text;
   const stop = systemd ? sh`systemctl stop ${p.service}`.text : sh`wg-quick down ${iface}`.text;
   const running = systemd ? sh`systemctl is-active -q ${p.service}`.text : sh`[ -e ${`/sys/class/net/${iface}`} ]`.text;
   // a oneshot wg-quick@ stays active after its interface was deleted by hand: the sync needs the interface itself
   const exists = sh`[ -e ${`/sys/class/net/${iface}`} ]`.text;
   const sync = `{ ${syncPeersCommand(iface, p.privateKey)}; }`;
-  const routes = syncPeerRoutesCommand(iface).split('\n').join('\n    ');
+  // not re-indented: a line break inside its quotes would take the indent with it
+  const routes = syncPeerRoutesCommand(iface);
   return [
     sh`d=${dir}`.text,
     'exec >>"$d/log" 2>&1',
@@ -153,6 +159,18 @@ export function revertScript(iface: string, runId: string, systemd: boolean): st
             .text,
         ]
       : []),
+    // what the interface needs, decided on the live state before anything is restored (act=start|sync|restart|down)
+    'act=none',
+    `if [ "$(state active)" = active ]; then`,
+    `  if ! ${running}; then act=start`,
+    // as gently back as the change came (a new user's finding): only [Peer] content differs, so the running
+    // interface is synced onto the restored file as the enable step's 'peers' path does, keeping its ifindex, key
+    // and the sessions of every peer the change did not touch; a restart would cut them all
+    `  elif [ $changed = 1 ] && [ $same_iface = 1 ] && ${exists}; then act=sync`,
+    '  elif [ $changed = 1 ]; then act=restart; fi',
+    'else act=down; fi',
+    // down on the file it came up with, before that file is restored or removed (see above)
+    `case $act in restart|down) ${stop} ;; esac`,
     'restore() { if [ -e "$d/$1.absent" ]; then rm -f "$2"; elif [ -f "$d/$1" ]; then cp -p "$d/$1" "$2.meshctl-revert" && mv -f "$2.meshctl-revert" "$2"; fi; }',
     sh`restore config ${p.config}`.text,
     sh`restore sysctl ${p.sysctl}`.text,
@@ -169,19 +187,13 @@ export function revertScript(iface: string, runId: string, systemd: boolean): st
       : []),
     'v=$(state rp_all); [ -n "$v" ] && echo "$v" > /proc/sys/net/ipv4/conf/all/rp_filter',
     'v=$(state rp_default); [ -n "$v" ] && echo "$v" > /proc/sys/net/ipv4/conf/default/rp_filter',
-    `if [ "$(state active)" = active ]; then`,
-    `  if ! ${running}; then ${restart}`,
-    // as gently back as the change came (a new user's finding): only [Peer] content differs, so the running
-    // interface is synced onto the restored file as the enable step's 'peers' path does, keeping its ifindex, key
-    // and the sessions of every peer the change did not touch; a restart would cut them all
-    `  elif [ $changed = 1 ] && [ $same_iface = 1 ] && ${exists}; then`,
+    'case $act in',
+    `  start|restart) ${start} ;;`,
+    '  sync)',
     `    if ${sync}; then echo "peers synced onto the restored ${iface}.conf (interface kept)"; else echo "peers: the live interface already as the restored ${iface}.conf (or the sync failed)"; fi`,
-    `    ${routes}`,
-    `  elif [ $changed = 1 ]; then ${restart}; fi`,
-    'else',
-    `  ${stop}`,
-    `  if [ "$(state up)" = yes ]; then ${sh`wg-quick up ${iface}`.text}; else ${sh`ip link del ${iface}`.text} 2>/dev/null; fi`,
-    'fi',
+    `${routes} ;;`,
+    `  down) if [ "$(state up)" = yes ]; then ${sh`wg-quick up ${iface}`.text}; else ${sh`ip link del ${iface}`.text} 2>/dev/null; fi ;;`,
+    'esac',
     ...(systemd
       ? [
           sh`was=$(state enabled); now=$(systemctl is-enabled ${p.service} 2>/dev/null)`.text,

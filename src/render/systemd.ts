@@ -117,7 +117,7 @@ export function syncPeerRoutesCommand(iface: string, peerRoutes?: readonly strin
   }
   return [
     // one word per IPv4 CIDR of any peer ("(none)" for a peer without; IPv6 ones have a colon)
-    sh`mc_routes=$(wg show ${iface} allowed-ips | cut -f2- | tr ' \t' '\n\n' | grep -v -e '^$' -e '(none)' -e ':') || mc_routes=`.text,
+    sh`mc_routes=$(wg show ${iface} allowed-ips | cut -f2- | tr ' \\t' '\\n\\n' | grep -v -e '^$' -e '(none)' -e ':') || mc_routes=`.text,
     'mc_wanted=; for r in $mc_routes; do mc_wanted="$mc_wanted $r ${r%/32}"; done',
     sh`for r in $mc_routes; do ip -4 route replace "$r" dev ${iface}; done`.text,
     prune('"$mc_wanted "'),

@@ -31,7 +31,9 @@ const stubs: Record<string, string> = {
     'case "$1" in',
     '  is-active) st=$(cat "$STUB_STATE/$2.active" 2>/dev/null || echo inactive); [ -n "$q" ] || echo "$st"; [ "$st" = active ] ;;',
     '  is-enabled) cat "$STUB_STATE/$2.enabled" 2>/dev/null ;;',
-    '  restart) echo restarted >> "$STUB_STATE/$2.restarts" ;;',
+    // what each stop and start saw of the config: wg-quick reads it at both (down needs it: wg-quick(8))
+    '  stop|start) { grep "^MTU" "$WG_CONF" 2>/dev/null || echo "no $WG_CONF"; } | sed "s|^|$1 |" >> "$STUB_STATE/$2.ops" ;;',
+    '  restart) echo "restart: must be a stop before and a start after the restore" >> "$STUB_STATE/$2.ops" ;;',
     '  *) true ;;',
     'esac',
   ].join('\n'),
@@ -80,10 +82,12 @@ const LIVE_DUMP = (keepalive?: number) =>
   ).join('');
 
 /**
- * A node running wg0 on CONF(1420) whose revert is armed, then changed to `conf` (live as `live`), reverted at once.
- * Returns the log of the stand-ins, what `wg addconf` was fed, and how often wg-quick@wg0 was restarted.
+ * A node running wg0 on CONF(1420) whose revert is armed, then changed to `conf` (live as `live`), reverted at once;
+ * `cold`: a node without wg0 (no file, the unit inactive and disabled) that the change set up and started.
+ * Returns the log of the stand-ins, what `wg addconf` was fed, how often wg-quick@wg0 was restarted (a stop on the
+ * changed file, then a start on the restored one), and each stop and start with the MTU line of the file it saw.
  */
-function revertAfter(name: string, conf: string, live: string, { interfaceGone = false } = {}) {
+function revertAfter(name: string, conf: string, live: string, { interfaceGone = false, cold = false } = {}) {
   const dir = join(root, name);
   const at = (path: string) =>
     path
@@ -97,12 +101,17 @@ function revertAfter(name: string, conf: string, live: string, { interfaceGone =
     writeFileSync(path, text);
   };
   for (const f of ['all', 'default']) write(at(`/proc/sys/net/ipv4/conf/${f}/rp_filter`), '0\n');
-  write(at('/etc/wireguard/wg0.conf'), CONF(1420));
+  mkdirSync(at('/etc/wireguard/'), { recursive: true });
+  if (!cold) write(at('/etc/wireguard/wg0.conf'), CONF(1420));
   write(at('/etc/wireguard/wg0.key'), 'PRIVATE-KEY-STAND-IN=\n');
-  write(join(dir, 'state', 'wg-quick@wg0.active'), 'active\n');
-  write(join(dir, 'state', 'wg-quick@wg0.enabled'), 'enabled\n');
+  const unitState = (active: string, enabled: string) => {
+    write(join(dir, 'state', 'wg-quick@wg0.active'), `${active}\n`);
+    write(join(dir, 'state', 'wg-quick@wg0.enabled'), `${enabled}\n`);
+  };
+  if (cold) unitState('inactive', 'disabled');
+  else unitState('active', 'enabled');
   write(join(dir, 'live'), live);
-  if (!interfaceGone) write(at('/sys/class/net/wg0/ifindex'), '7\n');
+  if (!interfaceGone && !cold) write(at('/sys/class/net/wg0/ifindex'), '7\n');
   mkdirSync(at('/run/meshctl/'), { recursive: true });
   const run = (script: string) => {
     const result = spawnSync('sh', ['-c', at(script)], {
@@ -120,14 +129,18 @@ function revertAfter(name: string, conf: string, live: string, { interfaceGone =
   };
   run(armScript('wg0', RUN, true, 'config'));
   write(at('/etc/wireguard/wg0.conf'), conf);
+  if (cold) {
+    unitState('active', 'enabled');
+    write(at('/sys/class/net/wg0/ifindex'), '7\n');
+  }
   assert.match(run(revertNowScript(RUN.runId)), /rollback=reverted/);
-  assert.equal(readFileSync(at('/etc/wireguard/wg0.conf'), 'utf8'), CONF(1420), 'the file is restored');
+  if (cold) assert.ok(!existsSync(at('/etc/wireguard/wg0.conf')), 'the file the change made is removed');
+  else assert.equal(readFileSync(at('/etc/wireguard/wg0.conf'), 'utf8'), CONF(1420), 'the file is restored');
   const read = (f: string) => (existsSync(join(dir, f)) ? readFileSync(join(dir, f), 'utf8') : '');
-  return {
-    log: read('log'),
-    addconf: read('state/addconf'),
-    restarts: read('state/wg-quick@wg0.restarts').split('\n').filter(Boolean).length,
-  };
+  const ops = read('state/wg-quick@wg0.ops').split('\n').filter(Boolean);
+  const mtu = (conf: string) => /^MTU = .*/m.exec(conf)?.[0];
+  const restarts = ops.filter((op, i) => op === `stop ${mtu(conf)}` && ops[i + 1] === `start ${mtu(CONF(1420))}`).length;
+  return { log: read('log'), addconf: read('state/addconf'), restarts, ops };
 }
 
 describe('a revert goes back as gently as its change came', () => {
@@ -171,6 +184,20 @@ describe('a revert goes back as gently as its change came', () => {
     const { log, addconf, restarts } = revertAfter('mtu', CONF(1380), LIVE_DUMP());
     assert.equal(restarts, 1, log);
     assert.equal(addconf, '');
+  });
+
+  it('an MTU change goes down on the changed file and comes up on the restored one, nothing else', () => {
+    const { ops } = revertAfter('mtu-order', CONF(1380), LIVE_DUMP());
+    assert.deepEqual(ops, ['stop MTU = 1380', 'start MTU = 1420']);
+  });
+
+  it("a cold run's revert stops wg-quick while its wg0.conf is still there, then removes the file (CI, stop 25)", () => {
+    // wg-quick down refuses without the file ("does not exist"), and systemd then waited out its stop timeout on the
+    // wireguard-go left in the unit: the revert timed out at 60 s and left the unit enabled
+    const { ops, log } = revertAfter('cold', CONF(1420), LIVE_DUMP(), { cold: true });
+    assert.deepEqual(ops, ['stop MTU = 1420'], log);
+    assert.match(log, /systemctl disable --no-reload wg-quick@wg0/);
+    assert.match(log, /ip link del wg0/);
   });
 
   it('a unit active without its interface (deleted by hand) is restarted, not synced', () => {
