@@ -130,7 +130,12 @@ export function revertScript(iface: string, runId: string, systemd: boolean): st
   return [
     sh`d=${dir}`.text,
     'exec >>"$d/log" 2>&1',
+    // one revert at a time: meshctl's (revertNowScript keeps the timer armed while it runs) and the timer's, when it
+    // fires meanwhile, take turns (flock(1), util-linux and busybox; without it, as before)
+    'if command -v flock >/dev/null 2>&1; then exec 9>>"$d/revert.lock" && flock 9; fi',
     '[ -e "$d/reverted" ] && exit 0',
+    // the snapshot is gone (confirmed, or removed after the other revert finished): nothing to go back to
+    '[ -e "$d/state" ] || exit 0',
     'state() { sed -n "s/^$1=//p" "$d/state"; }',
     // the config changed since the snapshot: the interface must be brought back onto the old one
     // differs NAME PATH: the file is not what the snapshot holds (each reload or restart below only when needed:
@@ -343,8 +348,12 @@ export function disarmScript(runId: string): string {
 }
 
 /**
- * Stops the timer and runs the revert now (meshctl decided the change failed); prints rollback=reverted and removes
- * the run's directory (its log stays only when the revert failed).
+ * Runs the revert now (meshctl decided the change failed) and, once it is done, stops the timer; prints
+ * rollback=reverted and removes the run's directory. The timer stays armed until then: a revert cut off midway (the
+ * command's deadline, a lost connection, Ctrl-C) or failed is still finished by the node itself when the timer fires
+ * (the revert is idempotent; the two take turns: revertScript). Until 2026-12 the timer was stopped first, and a
+ * revert that timed out left the node half-reverted with nothing to finish it (CI, stop 25). A failed revert keeps
+ * its directory (its log, and the timer that tries again).
  */
 export function revertNowScript(runId: string): string {
   const { dir, unitPrefix } = revertPaths(runId);
@@ -352,11 +361,13 @@ export function revertNowScript(runId: string): string {
     sh`d=${dir}`.text,
     // the arm itself did not happen (the step failed before it): nothing of this run changed here
     'if [ ! -e "$d/revert.sh" ]; then echo rollback=none; exit 0; fi',
+    '/bin/sh "$d/revert.sh"',
+    'if [ ! -e "$d/reverted" ]; then tail -n 4 "$d/log" >&2; exit 1; fi',
     stopRunTimers(unitPrefix),
     'if [ -s "$d/pid" ]; then kill "$(cat "$d/pid")" 2>/dev/null || true; fi',
-    '/bin/sh "$d/revert.sh"',
-    // finding 33: done and reported by the run: nothing of it is left in /run/meshctl (a failed revert keeps its log)
-    'if [ -e "$d/reverted" ]; then rm -rf "$d"; echo rollback=reverted; else tail -n 4 "$d/log" >&2; exit 1; fi',
+    // finding 33: done and reported by the run: nothing of it is left in /run/meshctl
+    'rm -rf "$d"',
+    'echo rollback=reverted',
   ].join('\n');
 }
 
@@ -452,7 +463,7 @@ async function revertNow(node: string, why: string, failed: boolean, input: Sett
       );
     return rollbackCheck(
       'fail',
-      `${why}, and the rollback on ${node} failed (exit ${result.code})`,
+      `${why}, and the rollback on ${node} failed (exit ${result.code}); its timer stays armed and tries again ${due ? `by ${due}` : `within ${input.deadlineS} s`}`,
       lastLines(result.stderr || result.stdout),
     );
   } catch (error) {

@@ -123,6 +123,11 @@ describeLab(
       lab()
         .sh(node, "sed -n 's/^MTU = //p' /etc/wireguard/wg0.conf; cat /sys/class/net/wg0/mtu")
         .then((out) => out.trim().replace('\n', ' '));
+    /** the last 5 minutes of wg-quick@wg0's and the reverts' journal on a node: the evidence a failed revert leaves */
+    const unitJournal = (node: string) =>
+      lab()
+        .sh(node, "journalctl --no-pager -o short-precise --since -5min -u wg-quick@wg0 -u 'meshctl-revert-*' | tail -n 60")
+        .catch((error: Error) => `journal of ${node}: ${error.message}`);
     /** the snapshot directories of runs left in /run/meshctl on a node */
     const revertDirs = (node: string) =>
       lab()
@@ -139,7 +144,8 @@ describeLab(
       assert.equal(run.code, 130, run.output);
       assert.match(run.output, /interrupted during/);
       for (const node of NODES)
-        assert.match(run.output, new RegExp(`warning: ${node}: reverted: interrupted before this change was confirmed`), run.output);
+        if (!new RegExp(`warning: ${node}: reverted: interrupted before this change was confirmed`).test(run.output))
+          assert.fail(`${node} not reported reverted:\n${run.output}\n${await unitJournal(node)}`);
       assert.doesNotMatch(run.output, /nothing to do \[FAILED/);
       assert.doesNotMatch(run.output, /rolls back by itself/);
       for (const node of NODES) {

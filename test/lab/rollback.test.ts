@@ -78,7 +78,13 @@ describeLab(
             node,
             'ls /etc/wireguard/wg0.conf /usr/local/lib/meshctl/reresolve-endpoints /etc/systemd/system/meshctl-reresolve@.timer /etc/systemd/system/timers.target.wants/meshctl-reresolve@wg0.timer 2>/dev/null; systemctl is-active meshctl-reresolve@wg0.timer; systemctl is-enabled wg-quick@wg0 2>&1 || true',
           );
-          assert.equal(left, 'inactive\ndisabled', `${node}: the cold run's timer or files are left:\n${left}\n${run.stdout}`);
+          if (left !== 'inactive\ndisabled') {
+            const journal = await sh(
+              node,
+              "journalctl --no-pager -o short-precise --since -5min -u wg-quick@wg0 -u 'meshctl-revert-*' | tail -n 60; cat /run/meshctl/revert-*/log 2>/dev/null | tail -n 20",
+            );
+            assert.fail(`${node}: the cold run's timer or files are left:\n${left}\n${run.stdout}\n${journal}`);
+          }
           assert.equal(await revertDirs(node), '', `${node}: the run's snapshot directory is left`);
         }
       } finally {

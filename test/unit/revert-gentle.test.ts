@@ -32,7 +32,9 @@ const stubs: Record<string, string> = {
     '  is-active) st=$(cat "$STUB_STATE/$2.active" 2>/dev/null || echo inactive); [ -n "$q" ] || echo "$st"; [ "$st" = active ] ;;',
     '  is-enabled) cat "$STUB_STATE/$2.enabled" 2>/dev/null ;;',
     // what each stop and start saw of the config: wg-quick reads it at both (down needs it: wg-quick(8))
-    '  stop|start) { grep "^MTU" "$WG_CONF" 2>/dev/null || echo "no $WG_CONF"; } | sed "s|^|$1 |" >> "$STUB_STATE/$2.ops" ;;',
+    // SLOW_STOP: a stop that takes that long (a hung wg-quick down, a loaded node)
+    '  stop|start) if [ "$1" = stop ] && [ -n "$SLOW_STOP" ]; then sleep "$SLOW_STOP"; fi',
+    '    { grep "^MTU" "$WG_CONF" 2>/dev/null || echo "no $WG_CONF"; } | sed "s|^|$1 |" >> "$STUB_STATE/$2.ops" ;;',
     '  restart) echo "restart: must be a stop before and a start after the restore" >> "$STUB_STATE/$2.ops" ;;',
     '  *) true ;;',
     'esac',
@@ -81,13 +83,27 @@ const LIVE_DUMP = (keepalive?: number) =>
     (key, i) => `${key}\t(none)\t10.99.0.${12 + i}:51820\t172.27.15.${12 + i}/32\t1796058129\t100\t200\t${keepalive ?? 'off'}\n`,
   ).join('');
 
+/** What revertAfter's `before` gets: the node's paths, the stand-ins' environment, a reader of its files. */
+interface RevertNode {
+  at: (path: string) => string;
+  env: Record<string, string>;
+  read: (file: string) => string;
+  /** the run's snapshot directory on this node */
+  runDir: string;
+}
+
 /**
  * A node running wg0 on CONF(1420) whose revert is armed, then changed to `conf` (live as `live`), reverted at once;
  * `cold`: a node without wg0 (no file, the unit inactive and disabled) that the change set up and started.
  * Returns the log of the stand-ins, what `wg addconf` was fed, how often wg-quick@wg0 was restarted (a stop on the
  * changed file, then a start on the restored one), and each stop and start with the MTU line of the file it saw.
  */
-function revertAfter(name: string, conf: string, live: string, { interfaceGone = false, cold = false } = {}) {
+function revertAfter(
+  name: string,
+  conf: string,
+  live: string,
+  { interfaceGone = false, cold = false, before }: { interfaceGone?: boolean; cold?: boolean; before?: (node: RevertNode) => void } = {},
+) {
   const dir = join(root, name);
   const at = (path: string) =>
     path
@@ -113,30 +129,30 @@ function revertAfter(name: string, conf: string, live: string, { interfaceGone =
   write(join(dir, 'live'), live);
   if (!interfaceGone && !cold) write(at('/sys/class/net/wg0/ifindex'), '7\n');
   mkdirSync(at('/run/meshctl/'), { recursive: true });
+  const env = {
+    PATH: `${bin}:/usr/bin:/bin`,
+    STUB_LOG: join(dir, 'log'),
+    STUB_STATE: join(dir, 'state'),
+    LIVE: join(dir, 'live'),
+    WG_CONF: at('/etc/wireguard/wg0.conf'),
+  };
   const run = (script: string) => {
-    const result = spawnSync('sh', ['-c', at(script)], {
-      env: {
-        PATH: `${bin}:/usr/bin:/bin`,
-        STUB_LOG: join(dir, 'log'),
-        STUB_STATE: join(dir, 'state'),
-        LIVE: join(dir, 'live'),
-        WG_CONF: at('/etc/wireguard/wg0.conf'),
-      },
-      encoding: 'utf8',
-    });
+    const result = spawnSync('sh', ['-c', at(script)], { env, encoding: 'utf8' });
     assert.equal(result.status, 0, result.stderr);
     return result.stdout;
   };
+  const read = (f: string) => (existsSync(join(dir, f)) ? readFileSync(join(dir, f), 'utf8') : '');
   run(armScript('wg0', RUN, true, 'config'));
   write(at('/etc/wireguard/wg0.conf'), conf);
   if (cold) {
     unitState('active', 'enabled');
     write(at('/sys/class/net/wg0/ifindex'), '7\n');
   }
+  before?.({ at, env, read, runDir: at(`/run/meshctl/revert-${RUN.runId}`) });
   assert.match(run(revertNowScript(RUN.runId)), /rollback=reverted/);
   if (cold) assert.ok(!existsSync(at('/etc/wireguard/wg0.conf')), 'the file the change made is removed');
   else assert.equal(readFileSync(at('/etc/wireguard/wg0.conf'), 'utf8'), CONF(1420), 'the file is restored');
-  const read = (f: string) => (existsSync(join(dir, f)) ? readFileSync(join(dir, f), 'utf8') : '');
+  assert.ok(!existsSync(at(`/run/meshctl/revert-${RUN.runId}`)), 'the run directory is removed');
   const ops = read('state/wg-quick@wg0.ops').split('\n').filter(Boolean);
   const mtu = (conf: string) => /^MTU = .*/m.exec(conf)?.[0];
   const restarts = ops.filter((op, i) => op === `stop ${mtu(conf)}` && ops[i + 1] === `start ${mtu(CONF(1420))}`).length;
@@ -198,6 +214,47 @@ describe('a revert goes back as gently as its change came', () => {
     assert.deepEqual(ops, ['stop MTU = 1420'], log);
     assert.match(log, /systemctl disable --no-reload wg-quick@wg0/);
     assert.match(log, /ip link del wg0/);
+  });
+
+  it("a revert cut off midway (the command's deadline) keeps the timer armed, and the timer's run finishes it (CI, stop 25)", () => {
+    const { ops } = revertAfter('cut-off', CONF(1380), LIVE_DUMP(), {
+      before({ at, env, read, runDir }) {
+        // meshctl's revert, its stop slow, killed at 1 s as the connection's deadline kills it
+        const cut = spawnSync('sh', ['-c', at(revertNowScript(RUN.runId))], {
+          env: { ...env, SLOW_STOP: '2' },
+          timeout: 1000,
+          encoding: 'utf8',
+        });
+        assert.equal(cut.status, null, 'killed by the deadline');
+        assert.doesNotMatch(read('log'), /systemctl stop meshctl-revert-/, 'the timer stays armed');
+        assert.ok(existsSync(join(runDir, 'state')) && !existsSync(join(runDir, 'reverted')), 'the snapshot stays, not reverted');
+        // the timer fires: its service runs the kept script (and waits for the cut-off one's stop to end)
+        const timer = spawnSync('/bin/sh', [join(runDir, 'revert.sh')], { env, encoding: 'utf8' });
+        assert.equal(timer.status, 0, timer.stderr);
+        assert.ok(existsSync(join(runDir, 'reverted')));
+      },
+    });
+    // brought down on the changed file (the cut-off stop, then the timer's), up on the restored one
+    assert.equal(ops.at(-1), 'start MTU = 1420', ops.join('\n'));
+    assert.ok(
+      ops.slice(0, -1).every((op) => op === 'stop MTU = 1380'),
+      ops.join('\n'),
+    );
+  });
+
+  it("meshctl's revert and the timer's at the same moment take turns: one of them goes back, the other finds it done", () => {
+    const { ops } = revertAfter('both-at-once', CONF(1380), LIVE_DUMP(), {
+      before({ env, runDir }) {
+        // both started at once, each stop slow enough that they would overlap
+        const script = join(runDir, 'revert.sh');
+        const both = spawnSync('sh', ['-c', `/bin/sh ${script} & /bin/sh ${script} & wait`], {
+          env: { ...env, SLOW_STOP: '1' },
+          encoding: 'utf8',
+        });
+        assert.equal(both.status, 0, both.stderr);
+      },
+    });
+    assert.deepEqual(ops, ['stop MTU = 1380', 'start MTU = 1420']);
   });
 
   it('a unit active without its interface (deleted by hand) is restarted, not synced', () => {
