@@ -21,7 +21,7 @@ import { hostname, userInfo } from 'node:os';
 import { dirname } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { sh } from '../remote/shell.js';
+import { raw, sh } from '../remote/shell.js';
 import { withRun, type Connection, type RunOptions } from '../transport/types.js';
 import { endMarker, sectionScript, splitSections, type Section } from '../facts/sections.js';
 
@@ -148,8 +148,8 @@ export const RELEASE_WAIT_S = 1;
 
 /**
  * The script that takes the lock: prints `acquired`, or `held <line>` with the holder's line (after RELEASE_WAIT_S
- * of waiting for it to go). With `breakAfter` (seconds), a lock at least that old is replaced (`took-over <old
- * line>`); 0 replaces any lock at once. With `dead` (DeadRunProof), a lock of a dead run of this machine is
+ * of waiting for it to go). With `breakAfter` (seconds, counted in whole minutes: find(1) -mmin), a lock whose
+ * file is older than that by the node's clock is replaced (`took-over <old line>`); 0 replaces any lock at once. With `dead` (DeadRunProof), a lock of a dead run of this machine is
  * replaced (`took-over-dead <old line>`) whatever its age.
  * Issue 10: a converged run pays one exec for it on a node where the lock directory exists (`mkdir` runs only when
  * it does not; `sleep`, `cat`, `sed` and `date` only when the lock is held).
@@ -171,7 +171,10 @@ export function acquireScript(holder: LockHolder, breakAfter: number, path = LOC
     `old=$(cat ${sh`${path}`.text} 2>/dev/null)`,
     ...(dead ? deadRunTakeOver(dead, holder, path) : []),
     `started=$(printf '%s' "$old" | sed -n 's/.*started=\\([0-9]*\\).*/\\1/p')`,
-    `if [ -n "$started" ] && [ $(( $(date +%s) - started )) -ge ${breakAfter} ]; then`,
+    // a lock's age is the age of its file by the node's own clock (its mtime, set when the node created it), not its
+    // `started=` (the holder's clock: a new user's finding, 2026-12-02: a node 2 h ahead of the operator took over a
+    // live run's lock as stale; an operator's clock behind by more than LOCK_STALE_S could take every lock)
+    `if [ -n "$started" ] && ${breakAfter > 0 ? sh`[ -n "$(find ${path} -prune -mmin +${raw(String(Math.ceil(breakAfter / 60)))} 2>/dev/null)" ]`.text : 'true'}; then`,
     `  rm -f ${sh`${path}`.text}; if take_lock; then echo "took-over $old"; exit 0; fi; old=$(cat ${sh`${path}`.text} 2>/dev/null)`,
     'fi',
     'echo "held $old"',

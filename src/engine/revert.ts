@@ -107,7 +107,10 @@ const INTERFACE_PART_AWK = [
  *   live interface already runs as the restored file (a change stopped before its enable step), that changes nothing;
  * - it ran before and its [Interface] part changed (MTU, address, port, PostUp...), the file is new or gone:
  *   brought down, then up on the old config (wg-quick applies those only at start); not running any more: started;
- * - it did not run before: stopped (and the interface deleted, or brought up again by hand when it was up so).
+ * - it did not run before: stopped (and the interface deleted, or brought up again by hand when it was up so);
+ * - no step of this run reached the interface (no `$d/iface`: INTERFACE_LABELS): only the files go back, the
+ *   interface runs on as it did before the change.
+ * A file that cannot be put back fails the revert (exit 1, no `reverted`): the timer tries again.
  * Whatever goes down goes down BEFORE the files are restored, on the file it came up with: `wg-quick down` reads the
  * config (its PreDown/PostDown hooks are that file's) and refuses without one (wg-quick(8): "does not exist"); a
  * cold run's revert removed wg0.conf first, its stop failed, and systemd then waited out its stop timeout on the
@@ -166,7 +169,9 @@ export function revertScript(iface: string, runId: string, systemd: boolean): st
       : []),
     // what the interface needs, decided on the live state before anything is restored (act=start|sync|restart|down)
     'act=none',
-    `if [ "$(state active)" = active ]; then`,
+    // no step of this run reached the interface ($d/iface: INTERFACE_LABELS): it runs as before the change
+    'if [ ! -e "$d/iface" ]; then :',
+    `elif [ "$(state active)" = active ]; then`,
     `  if ! ${running}; then act=start`,
     // as gently back as the change came (a new user's finding): only [Peer] content differs, so the running
     // interface is synced onto the restored file as the enable step's 'peers' path does, keeping its ifindex, key
@@ -176,7 +181,10 @@ export function revertScript(iface: string, runId: string, systemd: boolean): st
     'else act=down; fi',
     // down on the file it came up with, before that file is restored or removed (see above)
     `case $act in restart|down) ${stop} ;; esac`,
-    'restore() { if [ -e "$d/$1.absent" ]; then rm -f "$2"; elif [ -f "$d/$1" ]; then cp -p "$d/$1" "$2.meshctl-revert" && mv -f "$2.meshctl-revert" "$2"; fi; }',
+    // a file that cannot be put back (a full disk: a new user's finding) fails the revert, leaves no partial copy, and
+    // the timer tries again (revertNowScript); the interface is still brought back up on what is there
+    'bad=',
+    'restore() { if [ -e "$d/$1.absent" ]; then rm -f "$2" || bad="$bad $2"; elif [ -f "$d/$1" ]; then { cp -p "$d/$1" "$2.meshctl-revert" && mv -f "$2.meshctl-revert" "$2"; } || { rm -f "$2.meshctl-revert"; bad="$bad $2"; }; fi; }',
     sh`restore config ${p.config}`.text,
     sh`restore sysctl ${p.sysctl}`.text,
     ...(systemd
@@ -205,6 +213,7 @@ export function revertScript(iface: string, runId: string, systemd: boolean): st
           `if [ "$was" != "$now" ]; then case "$was" in enabled) ${systemctlEnablement('enable', p.service)} ;; *) ${systemctlEnablement('disable', p.service)} ;; esac; fi`,
         ]
       : []),
+    'if [ -n "$bad" ]; then echo "not reverted: could not restore$bad" >&2; exit 1; fi',
     'date +%s > "$d/reverted"',
     'echo "reverted at $(date)"',
   ].join('\n');
@@ -228,6 +237,15 @@ const PENDING_MESSAGE = [
   `if [ -n "$w" ]; then at=" at $(date -u -d "@$w" '+%H:%M:%S UTC') (in $(( w - $(date +%s) )) s)"; else at=" within its deadline"; fi`,
   `echo "not changed: an unconfirmed change of an earlier meshctl run is pending here (\${o##*/}: interrupted, or killed, before it was confirmed); the node goes back to that run's snapshot by itself$at; run up again after that" >&2`,
 ].join('; ');
+
+/**
+ * The labels (withRevertArmed) of the steps that change the interface itself: the enable step (../steps/service.ts:
+ * restart, peers synced, started). The config step only writes files; a run stopped before its enable step (a "no"
+ * or Ctrl-C at the config gate, or its timer after a second Ctrl-C) left the interface as it was, and its revert puts
+ * the files back and leaves the interface alone (a new user's finding, 2026-12-02: it restarted wg-quick on every
+ * node, a 0.3-0.9 s cut of the whole mesh for saying no). The arm of such a step leaves `$d/iface`.
+ */
+const INTERFACE_LABELS: ReadonlySet<string> = new Set(['enable']);
 
 /**
  * The arm script, run at the start of a changing step's script. The first arm of a run snapshots the node (files
@@ -314,6 +332,8 @@ export function armScript(iface: string, options: RollbackOptions, systemd: bool
     '    echo "rp_all=$(cat /proc/sys/net/ipv4/conf/all/rp_filter)"; echo "rp_default=$(cat /proc/sys/net/ipv4/conf/default/rp_filter)"',
     '  } > "$d/state.tmp" && mv -f "$d/state.tmp" "$d/state"',
     'fi',
+    // from here on this run may change the interface itself (IFACE_TOUCHED); written before the step acts
+    ...(INTERFACE_LABELS.has(label) ? [': > "$d/iface"'] : []),
     // written whole, then renamed: a timer armed earlier may run it at any moment
     `(umask 077; cat > "$d/revert.sh.tmp") <<'MESHCTL_REVERT_EOF'\n${script}\nMESHCTL_REVERT_EOF`,
     'mv -f "$d/revert.sh.tmp" "$d/revert.sh"',

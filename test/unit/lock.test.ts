@@ -2,7 +2,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { existsSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { acquireLocks, acquireScript, newLockHolder, parseLockHolder, releaseScript, RunLocks } from '../../src/engine/lock.js';
 import { splitSections } from '../../src/facts/sections.js';
@@ -31,12 +31,25 @@ describe('run lock scripts (real sh)', () => {
     const path = join(tempDir('meshctl-lock-'), 'lock');
     const dead = { ...newLockHolder(), started: Math.floor(Date.now() / 1000) - 7200 };
     writeFileSync(path, `holder=${dead.holder} pid=${dead.pid} started=${dead.started} run=${dead.run}\n`);
+    // its file made 2 h ago by the node's clock
+    const twoHoursAgo = new Date(Date.now() - 7200_000);
+    utimesSync(path, twoHoursAgo, twoHoursAgo);
     const me = newLockHolder();
     assert.match(sh(acquireScript(me, 3600, path)), /^took-over holder=/);
     assert.equal(parseLockHolder(readFileSync(path, 'utf8'))?.run, me.run);
     const breaker = newLockHolder();
     assert.match(sh(acquireScript(breaker, 0, path)), /^took-over /);
     assert.equal(parseLockHolder(readFileSync(path, 'utf8'))?.run, breaker.run);
+  });
+});
+
+describe("a lock's age by the node's clock (a new user's finding, 2026-12-02)", () => {
+  it("a live run's lock whose started= reads 2 h old (the holder's clock behind the node's) is held, not taken over", () => {
+    const path = join(tempDir('meshctl-lock-'), 'lock');
+    const live = { ...newLockHolder(), holder: 'ops@laptop', started: Math.floor(Date.now() / 1000) - 7200 };
+    writeFileSync(path, `holder=${live.holder} pid=${live.pid} started=${live.started} run=${live.run}\n`);
+    assert.match(sh(acquireScript(newLockHolder(), 3600, path)), /^held holder=ops@laptop /);
+    assert.equal(parseLockHolder(readFileSync(path, 'utf8'))?.run, live.run);
   });
 });
 

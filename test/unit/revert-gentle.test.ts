@@ -53,6 +53,8 @@ const stubs: Record<string, string> = {
   // the routes via wg0 as `ip route show` prints them (a host route without its /32): a peer's, and a stale one
   ip: `echo "ip $*" >> "$STUB_LOG"\n[ "$*" = "-4 route show dev wg0 proto boot scope link" ] && printf '172.27.15.12 scope link\\n172.27.15.99 scope link\\n'; true`,
   'systemd-run': 'true',
+  // FULL_DISK: a copy that creates its target and then fails, as cp(1) on a full disk
+  cp: 'if [ -n "$FULL_DISK" ]; then for t; do :; done; : > "$t"; echo "cp: error writing \'$t\': No space left on device" >&2; exit 1; fi\nexec /bin/cp "$@"',
 };
 for (const [name, body] of Object.entries(stubs)) {
   writeFileSync(join(bin, name), `#!/bin/sh\n${body}\n`);
@@ -102,7 +104,12 @@ function revertAfter(
   name: string,
   conf: string,
   live: string,
-  { interfaceGone = false, cold = false, before }: { interfaceGone?: boolean; cold?: boolean; before?: (node: RevertNode) => void } = {},
+  {
+    interfaceGone = false,
+    cold = false,
+    enableArmed = true,
+    before,
+  }: { interfaceGone?: boolean; cold?: boolean; enableArmed?: boolean; before?: (node: RevertNode) => void } = {},
 ) {
   const dir = join(root, name);
   const at = (path: string) =>
@@ -144,6 +151,8 @@ function revertAfter(
   const read = (f: string) => (existsSync(join(dir, f)) ? readFileSync(join(dir, f), 'utf8') : '');
   run(armScript('wg0', RUN, true, 'config'));
   write(at('/etc/wireguard/wg0.conf'), conf);
+  // the run reached its enable step (which may change the interface), unless it stopped at the config gate
+  if (enableArmed) run(armScript('wg0', RUN, true, 'enable'));
   if (cold) {
     unitState('active', 'enabled');
     write(at('/sys/class/net/wg0/ifindex'), '7\n');
@@ -220,13 +229,14 @@ describe('a revert goes back as gently as its change came', () => {
     const { ops } = revertAfter('cut-off', CONF(1380), LIVE_DUMP(), {
       before({ at, env, read, runDir }) {
         // meshctl's revert, its stop slow, killed at 1 s as the connection's deadline kills it
+        const mark = read('log').length;
         const cut = spawnSync('sh', ['-c', at(revertNowScript(RUN.runId))], {
           env: { ...env, SLOW_STOP: '2' },
           timeout: 1000,
           encoding: 'utf8',
         });
         assert.equal(cut.status, null, 'killed by the deadline');
-        assert.doesNotMatch(read('log'), /systemctl stop meshctl-revert-/, 'the timer stays armed');
+        assert.doesNotMatch(read('log').slice(mark), /systemctl stop meshctl-revert-/, 'the timer stays armed');
         assert.ok(existsSync(join(runDir, 'state')) && !existsSync(join(runDir, 'reverted')), 'the snapshot stays, not reverted');
         // the timer fires: its service runs the kept script (and waits for the cut-off one's stop to end)
         const timer = spawnSync('/bin/sh', [join(runDir, 'revert.sh')], { env, encoding: 'utf8' });
@@ -255,6 +265,37 @@ describe('a revert goes back as gently as its change came', () => {
       },
     });
     assert.deepEqual(ops, ['stop MTU = 1380', 'start MTU = 1420']);
+  });
+
+  it('a change stopped at the config gate (never applied): the file goes back, the interface is not touched', () => {
+    // a new user's finding (2026-12-02): "n" at the config gate restarted wg-quick on every node (0.3-0.9 s cut)
+    const mtu = revertAfter('config-gate-mtu', CONF(1380), LIVE_DUMP(), { enableArmed: false });
+    assert.deepEqual(mtu.ops, [], mtu.log);
+    const peers = revertAfter('config-gate-peers', CONF(1420, 20), LIVE_DUMP(), { enableArmed: false });
+    assert.deepEqual(peers.ops, [], peers.log);
+    assert.equal(peers.addconf, '');
+    assert.doesNotMatch(peers.log, /ip -4 route/);
+    // a cold run stopped at its config gate: wg-quick was never started, the file it wrote is removed
+    const cold = revertAfter('config-gate-cold', CONF(1420), LIVE_DUMP(), { cold: true, enableArmed: false });
+    assert.deepEqual(cold.ops, [], cold.log);
+  });
+
+  it('a file that cannot be put back (a full disk) fails the revert, leaves no partial copy, and the timer stays', () => {
+    assert.throws(
+      () =>
+        revertAfter('full-disk', CONF(1380), LIVE_DUMP(), {
+          before({ at, env, runDir }) {
+            // cp fails as on a full disk, after creating its target (the stand-in `cp`: FULL_DISK)
+            const result = spawnSync('sh', ['-c', at(revertNowScript(RUN.runId))], { env: { ...env, FULL_DISK: '1' }, encoding: 'utf8' });
+            assert.equal(result.status, 1, result.stdout);
+            assert.match(result.stderr, /not reverted: could not restore .*wg0\.conf/);
+            assert.ok(!existsSync(at('/etc/wireguard/wg0.conf.meshctl-revert')), 'no partial copy left');
+            assert.ok(existsSync(join(runDir, 'state')) && !existsSync(join(runDir, 'reverted')), 'the timer tries again');
+            throw new Error('checked');
+          },
+        }),
+      /checked/,
+    );
   });
 
   it('a unit active without its interface (deleted by hand) is restarted, not synced', () => {
