@@ -430,12 +430,21 @@ describeLab('meshctl up on the homelab lab', INVENTORY, (lab) => {
     try {
       const mtu = join(dir, 'mtu.yaml');
       writeFileSync(mtu, readFileSync(INVENTORY, 'utf8').replace('mtu: 1420', 'mtu: 1400'));
+      // "no" at the config gate: the files go back and the interface, which never saw the change, is not restarted
+      // (a new user's finding, 2026-12-02: the revert restarted wg-quick on every node, a mesh-wide cut)
+      const invocation = (node: string) => sh(node, 'systemctl show -p InvocationID --value wg-quick@wg0');
+      const before = await Promise.all(NODES.map(invocation));
+      const atConfig = await upInTerminal(lab().name, (title) => (title === 'Push wg0.conf and rp_filter' ? 'n\r' : 'y\r'), mtu);
+      assert.equal(atConfig.code, 1, atConfig.screen);
+      assert.match(atConfig.screen, /you answered no/);
+      assert.deepEqual(await Promise.all(NODES.map(invocation)), before, `wg-quick was restarted:\n${atConfig.screen}`);
+      for (const node of NODES) assert.match(await sh(node, 'cat /etc/wireguard/wg0.conf'), /MTU = 1420/, `${node}: wg0.conf went back`);
       const declined = await upInTerminal(lab().name, (title) => (title === 'Enable wg-quick' ? 'n\r' : 'y\r'), mtu);
       assert.equal(declined.code, 1, declined.screen);
       assert.match(declined.screen, /GO: continue after "Enable wg-quick"/);
       assert.match(declined.screen, /you answered no/);
       assert.doesNotMatch(declined.screen, /rollback disarmed/);
-      for (const node of ['ms-1', 'wk-1', 'wk-2', 'ctb-edge-1']) {
+      for (const node of NODES) {
         assert.match(await sh(node, 'ip link show wg0'), /mtu 1420/, `${node}: the live interface went back`);
         assert.match(await sh(node, 'cat /etc/wireguard/wg0.conf'), /MTU = 1420/, `${node}: wg0.conf went back`);
         assert.equal(await sh(node, 'ls /run/meshctl | grep revert || true'), '', `${node}: nothing left armed`);
