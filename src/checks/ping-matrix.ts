@@ -50,6 +50,11 @@ export interface Matrix {
   nodes: string[];
   /** cells[from][to]; no cell on the diagonal */
   cells: Record<string, Record<string, MatrixCell>>;
+  /**
+   * PingMatrixOptions.recheck, when a pair failed the first round: the pairs pinged again (pairKey strings, sorted),
+   * those of them that then answered in every direction that had failed, and the second round's wall time, ms
+   */
+  recheck?: { pairs: string[]; answered: string[]; ms: number };
 }
 
 export interface PingMatrixOptions {
@@ -107,11 +112,6 @@ export interface PingRound {
   firstContactMs?: number;
   /** per node whose script ran: the sections of PingMatrixOptions.beside that came back */
   beside?: Map<string, Map<string, Section>>;
-  /**
-   * PingMatrixOptions.recheck, when a pair failed the first round: the pairs pinged again (pairKey strings, sorted),
-   * those of them that answered then in every direction that had failed, and the second round's wall time, ms
-   */
-  recheck?: { pairs: string[]; answered: string[]; ms: number };
 }
 
 /**
@@ -320,12 +320,11 @@ export async function runPingRound(
   // nodes without a row (not connected, or their script failed): every cell failed with the node's error
   for (const node of nodes) if (!rowed.has(node)) cells[node] = rowFrom(node, targets, undefined, count, errors.get(node));
   return {
-    matrix: { nodes, cells },
+    matrix: { nodes, cells, ...(recheck ? { recheck } : {}) },
     after,
     errors,
     ...(firstContactMs !== undefined ? { firstContactMs } : {}),
     ...(options.beside ? { beside } : {}),
-    ...(recheck ? { recheck } : {}),
   };
 }
 
@@ -346,7 +345,7 @@ async function recheckRound(round: {
   errors: Map<string, string>;
   table: CellTable;
   count: number;
-}): Promise<NonNullable<PingRound['recheck']>> {
+}): Promise<NonNullable<Matrix['recheck']>> {
   const { connections, targets, options, cells, held, errors, table, count } = round;
   const started = Date.now();
   const ipOf = new Map(targets.map((t) => [t.node, t.ip]));

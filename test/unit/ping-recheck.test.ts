@@ -120,15 +120,15 @@ describe("the ping phase's second round for the pairs that failed", () => {
     const { connections } = mesh();
     const targets = inventory.nodes.map((n) => ({ node: n.name, ip: n.overlayIp }));
     const round = await runPingRound(connections, targets, { recheck: true });
-    assert.deepEqual(round.recheck?.pairs, [LATE, BROKEN]);
-    assert.deepEqual(round.recheck?.answered, [LATE]);
+    assert.deepEqual(round.matrix.recheck?.pairs, [LATE, BROKEN]);
+    assert.deepEqual(round.matrix.recheck?.answered, [LATE]);
   });
 
   it('a healthy round has no second round', async () => {
     const { connections } = mesh({ late: '', broken: '' });
     const targets = inventory.nodes.map((n) => ({ node: n.name, ip: n.overlayIp }));
     const round = await runPingRound(connections, targets, { recheck: true });
-    assert.equal(round.recheck, undefined);
+    assert.equal(round.matrix.recheck, undefined);
     for (const c of connections.values()) assert.equal(c.scripts.length, 1, c.node);
   });
 
