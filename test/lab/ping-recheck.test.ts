@@ -112,7 +112,7 @@ describeLab(
       // h-1 has p-2 as a direct peer at its own address; h-2 has none (p-2's /32 rides on p-1's)
       assert.match(await sh('h-1', 'wg show wg0 endpoints'), /\t198\.51\.100\.46:51820$/m);
       assert.doesNotMatch(await sh('h-2', 'wg show wg0 endpoints'), /198\.51\.100\.46/);
-      const verify = JSON.parse((await lab().meshctl(['verify', INVENTORY, '--json', '--no-mtu'])).stdout) as VerifyJson;
+      const verify = JSON.parse((await lab().meshctl(['verify', INVENTORY, '--json', '--no-mtu', '--all-checks'])).stdout) as VerifyJson;
       const path = (a: string, b: string) => verify.paths.find((p) => p.a === a && p.b === b);
       assert.equal(path('h-1', 'p-2')?.kind, 'direct');
       assert.equal(path('h-2', 'p-2')?.kind, 'relayed');
