@@ -12,6 +12,7 @@
 import type { Connection } from '../transport/types.js';
 import { TransportError, checkDeadlineMs } from '../transport/types.js';
 import { REKEY_TIMEOUT_S } from '../remote/wireguard.js';
+import { pairKey } from '../inventory/types.js';
 import {
   pingProbe,
   type NodePingResults,
@@ -49,6 +50,11 @@ export interface Matrix {
   nodes: string[];
   /** cells[from][to]; no cell on the diagonal */
   cells: Record<string, Record<string, MatrixCell>>;
+  /**
+   * PingMatrixOptions.recheck, when a pair failed the first round: the pairs pinged again (pairKey strings, sorted),
+   * those of them that then answered in every direction that had failed, and the second round's wall time, ms
+   */
+  recheck?: { pairs: string[]; answered: string[]; ms: number };
 }
 
 export interface PingMatrixOptions {
@@ -65,6 +71,13 @@ export interface PingMatrixOptions {
    * crossing handshake initiations (../topology/endpoints.ts firstContactDialer); results are not kept
    */
   firstContact?: Array<{ from: string; to: string }>;
+  /**
+   * ping the pairs that failed once more before the round returns (RECHECK): both directions of every pair with a
+   * failed cell, with a deadline that outlasts WireGuard's own recovery of a session that carries one direction only;
+   * a cell that failed takes the second round's verdict. Off: the first round's verdict is the round's. `up` sets it
+   * after a run that changed something (../engine/ping.ts), where the handshakes are new
+   */
+  recheck?: boolean;
   /** sections to run on every node after its pings (same round trip); their output comes back in `after` */
   after?: Array<{ name: string; command: string }>;
   /**
@@ -110,6 +123,28 @@ export interface PingRound {
  * the session is up (ping -w keeps sending until `count` replies came): a fresh pair passes as before.
  */
 export const DEFAULT_PING = { count: 3, intervalSeconds: 0.05, deadlineSeconds: REKEY_TIMEOUT_S + 2 } as const;
+
+/**
+ * WireGuard's KEEPALIVE_TIMEOUT, seconds (the WireGuard paper, section 6.1; wireguard-go device/constants.go
+ * KeepaliveTimeout): a peer that sent data and heard nothing authenticated back for KEEPALIVE_TIMEOUT + REKEY_TIMEOUT
+ * starts a new handshake.
+ */
+export const KEEPALIVE_TIMEOUT_S = 10;
+
+/**
+ * RECHECK (PingMatrixOptions.recheck): the second round for the pairs that failed the first, both directions, each
+ * node pinging only those peers. Why (docs/ping-round.md, 32-node lab, 2026-12-01): right after every node's
+ * wg-quick starts at once on a loaded host, both ends of a pair send their first handshake initiation before the
+ * other end has the peer; both retry REKEY_TIMEOUT later, at the same moment, and the two initiations cross. Both
+ * handshakes complete, yet one end then sends with keys the other does not take: a session in one direction only
+ * (captured: office-3 counted 332 bytes from home-6, which sent it 32 KB; office-6 took none of office-9's echo
+ * replies). WireGuard mends it by itself: the end that hears nothing starts a new handshake KEEPALIVE_TIMEOUT +
+ * REKEY_TIMEOUT (+ up to 1/3 s jitter) after it began sending (seen: 15.2 s), which a 7 s round does not wait for,
+ * so `up` relayed a pair whose direct path worked. The deadline counts that timer from this round's start (both ends
+ * send again here), plus 2 s for the answer, as DEFAULT_PING's; a pair that answers returns at once, and a pair
+ * that stays broken is failed 17 s later than without it.
+ */
+export const RECHECK = { deadlineSeconds: KEEPALIVE_TIMEOUT_S + REKEY_TIMEOUT_S + 2 } as const;
 
 /**
  * Whether a pair answered. iputils ping (ping(8), -w) exits 1 when fewer than `-c` replies came before the deadline,
@@ -230,6 +265,8 @@ export async function runPingRound(
   const errors = new Map<string, string>();
   const after = new Map<string, Map<string, Section>>();
   const beside = new Map<string, Map<string, Section>>();
+  /** PingMatrixOptions.recheck: the finished nodes with a failed cell, and their first round's after sections */
+  const held = new Map<string, Map<string, Section>>();
   // worst case per node: the deadline, plus a path-MTU binary search (~12 DF probes of up to 1.2 s each)
   // (raised to MESHCTL_COMMAND_TIMEOUT when longer: 32 lab nodes on 2 loaded cores, and a node probing 999 peers on a
   // loaded farm, cut this script short)
@@ -253,7 +290,6 @@ export async function runPingRound(
           ...(ahead ? { sendWhen: ahead.sendWhen } : {}),
         });
         const parsed = probe.parse(result.stdout);
-        if (!options.onAfter) after.set(node, parsed.after);
         if (besideNode) beside.set(node, parsed.beside ?? new Map());
         if (!parsed.complete)
           errors.set(
@@ -264,21 +300,106 @@ export async function runPingRound(
         cells[node] = row;
         rowed.add(node);
         const failure = errors.get(node);
+        // a finished node with a failed cell waits for the recheck: its row and after sections are read after it
+        if (options.recheck && failure === undefined && Object.values(row).some((cell) => !cell.ok)) {
+          held.set(node, parsed.after);
+          return;
+        }
+        if (!options.onAfter) after.set(node, parsed.after);
         options.onAfter?.(node, { after: parsed.after, row, ...(failure !== undefined ? { failure } : {}) });
       } catch (error) {
         errors.set(node, error instanceof TransportError ? error.message : String((error as Error)?.message ?? error));
       }
     }),
   );
+  const recheck = held.size > 0 ? await recheckRound({ connections, targets, options, cells, held, errors, table, count }) : undefined;
+  for (const [node, sections] of held) {
+    if (!options.onAfter) after.set(node, sections);
+    options.onAfter?.(node, { after: sections, row: cells[node]! });
+  }
   // nodes without a row (not connected, or their script failed): every cell failed with the node's error
   for (const node of nodes) if (!rowed.has(node)) cells[node] = rowFrom(node, targets, undefined, count, errors.get(node));
   return {
-    matrix: { nodes, cells },
+    matrix: { nodes, cells, ...(recheck ? { recheck } : {}) },
     after,
     errors,
     ...(firstContactMs !== undefined ? { firstContactMs } : {}),
     ...(options.beside ? { beside } : {}),
   };
+}
+
+/**
+ * The second round of PingMatrixOptions.recheck (RECHECK): every pair with a failed cell of a finished node, both
+ * directions (so that both ends send again, and the end that hears nothing starts WireGuard's new handshake), each
+ * node pinging only those peers. A failed cell of a held node takes this round's cell (its path MTU too, when
+ * probed); a cell that passed keeps its own. A held node's after sections become this round's (read after its
+ * pings: the new handshake shows), or stay the first round's when its script did not finish. `held` is updated
+ * in place; a connection that fails here leaves the first round's cells.
+ */
+async function recheckRound(round: {
+  connections: Map<string, Connection>;
+  targets: PingTarget[];
+  options: PingMatrixOptions;
+  cells: Matrix['cells'];
+  held: Map<string, Map<string, Section>>;
+  errors: Map<string, string>;
+  table: CellTable;
+  count: number;
+}): Promise<NonNullable<Matrix['recheck']>> {
+  const { connections, targets, options, cells, held, errors, table, count } = round;
+  const started = Date.now();
+  const ipOf = new Map(targets.map((t) => [t.node, t.ip]));
+  const pairs = new Set<string>();
+  const peersOf = new Map<string, Set<string>>();
+  const add = (from: string, to: string) => {
+    const peers = peersOf.get(from) ?? new Set<string>();
+    if (peers.size === 0) peersOf.set(from, peers);
+    peers.add(to);
+  };
+  for (const from of held.keys())
+    for (const [to, cell] of Object.entries(cells[from] ?? {})) {
+      if (cell.ok) continue;
+      pairs.add(pairKey(from, to));
+      add(from, to);
+      // the other end pings too when its own script finished (a node with no connection pings nothing)
+      if (connections.has(to) && cells[to]?.[from] && !errors.has(to)) add(to, from);
+    }
+  const deadlineSeconds = Math.max(RECHECK.deadlineSeconds, options.deadlineSeconds ?? DEFAULT_PING.deadlineSeconds);
+  await Promise.all(
+    [...peersOf].map(async ([node, peers]) => {
+      const mine = held.has(node);
+      const probe = pingProbe({
+        targets: [...peers].map((peer) => ({ node: peer, ip: ipOf.get(peer)! })),
+        count,
+        intervalSeconds: options.intervalSeconds ?? DEFAULT_PING.intervalSeconds,
+        deadlineSeconds,
+        // the path MTU and the after sections only where this round's cells and sections are kept
+        ...(mine && options.mtu !== undefined ? { mtu: options.mtu } : {}),
+        ...(mine && options.after ? { after: options.after } : {}),
+      });
+      try {
+        const result = await connections.get(node)!.run(probe.script, {
+          timeoutMs: checkDeadlineMs((deadlineSeconds + (mine && options.mtu !== undefined ? 20 : 0) + 15) * 1000),
+          ...(options.signal ? { signal: options.signal } : {}),
+        });
+        if (!mine) return;
+        const parsed = probe.parse(result.stdout);
+        const row = cells[node]!;
+        for (const peer of peers) {
+          const ip = ipOf.get(peer)!;
+          if (!row[peer]!.ok && parsed.ping.has(ip)) row[peer] = shareCell(cellFrom(parsed, ip, count), table);
+        }
+        if (parsed.complete) held.set(node, parsed.after);
+      } catch {
+        // the first round's cells and sections stand
+      }
+    }),
+  );
+  const answered = [...pairs].filter((pair) => {
+    const [a, b] = pair.split(' ') as [string, string];
+    return cells[a]?.[b]?.ok !== false && cells[b]?.[a]?.ok !== false;
+  });
+  return { pairs: [...pairs].sort(), answered: answered.sort(), ms: Date.now() - started };
 }
 
 /**

@@ -2,7 +2,8 @@
  * The verify phase of `up`, in one round trip per node: the ping matrix over all nodes at once, and in the same
  * script, after the pings have provoked handshakes, the routes on the interface and the peers' latest handshakes.
  * After a run that changed something, one round before it lets one side of each pair speak first (two handshake
- * initiations that cross make both ends wait REKEY_TIMEOUT for a retry).
+ * initiations that cross make both ends wait REKEY_TIMEOUT for a retry), and the pairs that failed are pinged once
+ * more before the gate judges them (../checks/ping-matrix.ts RECHECK).
  */
 import { runPingRound, type MatrixCell } from '../checks/ping-matrix.js';
 import { FACTS, readFact } from '../facts/definitions.js';
@@ -30,6 +31,12 @@ export async function runPingMatrix(input: MeshStepInput<'desired'>): Promise<Me
     // answer before the deadline (ping keeps sending every interval until it gets the reply), but a healthy pair
     // answers in one round trip instead of two 0.2 s intervals plus one.
     ...(input.changedSoFar ? { firstContact: firstContactPairs(input.inventory) } : { count: 1 }),
+    // after a change, a pair that failed is pinged once more before the gate judges it (../checks/ping-matrix.ts
+    // RECHECK): new handshakes that crossed can leave a session in one direction only until WireGuard starts a new
+    // one 15 s later, and without the second round relay: auto relayed such a pair (docs/ping-round.md). A run that
+    // changed nothing keeps one round: its sessions are not new (and the round ahead, ./ping-ahead.ts, is replayed
+    // through this same step)
+    recheck: input.changedSoFar,
     after: after.map((def) => ({ name: def.name, command: def.command(ctx) })),
     onAfter: (node, { after: sections, row, failure }) => {
       // A script that did not finish (timed out, killed) printed no routes or peers: reading the missing sections as
