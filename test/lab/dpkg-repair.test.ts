@@ -7,6 +7,7 @@
  */
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
 import { describeLab } from './harness.js';
 import type { Plan } from '../../src/engine/plan.js';
 
@@ -35,8 +36,14 @@ describeLab(
     const dpkgState = async (node: string) => (await lab().sh(node, "dpkg-query -W -f='${db:Status-Abbrev}' wireguard-tools")).trim();
 
     it('half-configured wireguard-tools with wg present: planned, repaired, then nothing to do', async () => {
+      const shared = `${INVENTORY}.state.json`;
+      const sharedBefore = existsSync(shared) ? readFileSync(shared, 'utf8') : undefined;
       const cold = await up('--yes');
       assert.equal(cold.result, 'converged');
+      // the suite's own inventory (test/lab/harness.ts): its local state beside the copy, the shared one untouched
+      assert.notEqual(lab().inventory, INVENTORY);
+      assert.ok(existsSync(`${lab().inventory}.state.json`), "the local state beside the suite's copy");
+      assert.equal(existsSync(shared) ? readFileSync(shared, 'utf8') : undefined, sharedBefore);
       assert.equal(await dpkgState('ms-1'), 'ii');
       // as an interrupted install leaves it: the program there, dpkg's record half done
       await lab().sh(
