@@ -3,7 +3,8 @@
  * present; the install step only looked for the program and passed, and later phases failed with a confusing error.
  * Here dpkg's record of wireguard-tools on ms-1 is broken by hand as such a Ctrl-C leaves it (its Status line in
  * /var/lib/dpkg/status set to `install ok half-configured`, the files all there): the dry run plans the repair, `up`
- * repairs it (dpkg --configure -a, then the reinstall), and the next `up` changes nothing.
+ * repairs it (dpkg --configure -a, then the reinstall), and the next `up` changes nothing; the same for a package left
+ * half-installed with dpkg's reinstall-required flag (`iHR`, what the new user saw).
  */
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -76,6 +77,25 @@ describeLab(
 
       const again = await up('--yes');
       assert.equal(again.result, 'converged');
+      assert.equal(again.changes, 0, JSON.stringify(again.plan));
+    });
+
+    it('half-installed and reinstall-required (iHR): dpkg --configure -a leaves it, the reinstall repairs it', async () => {
+      await lab().sh(
+        'wk-1',
+        "sed -i '/^Package: wireguard-tools$/,/^$/ s/^Status: install ok installed$/Status: install reinstreq half-installed/' /var/lib/dpkg/status",
+      );
+      assert.equal(await dpkgState('wk-1'), 'iHR');
+      const repaired = await up('--yes');
+      assert.equal(repaired.result, 'converged');
+      const change = installChanges(repaired, 'wk-1')[0];
+      assert.ok(
+        change?.kind === 'install' && change.why.some((w) => /half-installed, reinstall required \(iHR\)/.test(w)),
+        JSON.stringify(change),
+      );
+      assert.equal(await dpkgState('wk-1'), 'ii');
+      assert.equal((await lab().sh('wk-1', 'dpkg --audit')).trim(), '');
+      const again = await up('--yes');
       assert.equal(again.changes, 0, JSON.stringify(again.plan));
     });
   },
