@@ -54,7 +54,9 @@ export const countActions = (plan: Plan): number =>
 export function describeChange(change: Change): string {
   switch (change.kind) {
     case 'install':
-      return `install ${change.packages.join(' ')} (${change.manager})`;
+      return change.repair?.length
+        ? `repair dpkg's half-done ${change.repair.join(' ')} (dpkg --configure -a), then reinstall ${change.packages.join(' ')} (${change.manager})`
+        : `install ${change.packages.join(' ')} (${change.manager})`;
     case 'generate-key':
       return `generate ${change.path} on the node`;
     case 'derive-public-key':

@@ -551,6 +551,35 @@ function tooLateToConfirm(state: RunState, rollback: RollbackOptions, reports: N
 const LOCK_LEFT = () =>
   `the run lock stays (${machineBoot() !== undefined ? 'the next up from this machine takes it over' : 'the next up needs --break-lock'})`;
 
+/** What revertNowScript (./revert.ts) prints when it took the node back, or found nothing of the run to take back. */
+const REVERT_ANSWER = /^rollback=(reverted|none)$/m;
+
+/**
+ * The line a second Ctrl-C prints (onForcedExit) for a run with a revert armed on `armed` (the nodes not confirmed,
+ * each once): which of them roll back by themselves and by when (`dueMs`, Unix ms), and which the immediate revert
+ * after the first Ctrl-C already took back (`settled`: those are back; one it found unchanged is not named).
+ * Undefined when no node is armed.
+ */
+export function forcedExitNote(
+  armed: readonly string[],
+  settled: ReadonlyMap<string, 'reverted' | 'unchanged'>,
+  dueMs: (node: string) => number,
+): string | undefined {
+  const nodes = [...new Set(armed)];
+  if (nodes.length === 0) return undefined;
+  const left = nodes.filter((node) => !settled.has(node));
+  const back = nodes.filter((node) => settled.get(node) === 'reverted');
+  const parts = [
+    ...(left.length
+      ? [`the immediate rollback is skipped; ${left.map((node) => `${node} rolls back by itself by ${utcClock(dueMs(node))}`).join(', ')}`]
+      : []),
+    ...(back.length
+      ? [`${back.join(', ')} ${back.length === 1 ? 'is' : 'are'} back on the previous config and interface state (reverted)`]
+      : []),
+  ];
+  return `second interrupt: ${parts.length ? parts.join('; ') : 'nothing of this run was left to roll back'}; ${LOCK_LEFT()}`;
+}
+
 /** A node's phase report that failed: its step threw, or a check failed. */
 const failedNode = (n: NodePhaseReport) => Boolean(n.error) || n.checks.some((c) => c.status === 'fail');
 
@@ -663,15 +692,27 @@ export async function runPlaybook(ctx: RunContext): Promise<RunResult> {
     ...extra,
   });
   const dueMs = (node: string) => (state.armedAt.get(node) ?? Date.now()) + (ctx.rollback?.deadlineS ?? 0) * 1000;
-  const result = (extra: Partial<RunResult>): Promise<RunResult> | RunResult =>
-    ctx.rollback && state.armed.size > 0
-      ? settleLeftovers({
-          ...rollbackInput(state, ctx.rollback, [], false),
-          interrupted: extra.interrupted ?? false,
-          completed: !extra.interrupted && !extra.stoppedAt,
-          dueMs,
-        }).then((notes) => ended({ ...extra, rollbackNotes: notes }))
-      : ended(extra);
+  // the run's last revert (after Ctrl-C: every changed node at once): the nodes it settles, and those it took back or
+  // found unchanged so far (a second Ctrl-C meanwhile names only the others as left to their timers)
+  const settling = new Set<string>();
+  const settledNow = new Map<string, 'reverted' | 'unchanged'>();
+  const result = (extra: Partial<RunResult>): Promise<RunResult> | RunResult => {
+    if (!ctx.rollback || state.armed.size === 0) return ended(extra);
+    const input = rollbackInput(state, ctx.rollback, [], false);
+    if (extra.interrupted) for (const node of state.armed) settling.add(node);
+    return settleLeftovers({
+      ...input,
+      run: async (node, script) => {
+        const answer = await input.run(node, script);
+        const said = answer.code === 0 ? REVERT_ANSWER.exec(answer.stdout)?.[1] : undefined;
+        if (said) settledNow.set(node, said === 'reverted' ? 'reverted' : 'unchanged');
+        return answer;
+      },
+      interrupted: extra.interrupted ?? false,
+      completed: !extra.interrupted && !extra.stoppedAt,
+      dueMs,
+    }).then((notes) => ended({ ...extra, rollbackNotes: notes }));
+  };
   // Ctrl-C: the armed step scripts in flight get INTERRUPT_DRAIN_MS to end by themselves
   let drainTimer: NodeJS.Timeout | undefined;
   const startDrain = () => {
@@ -683,14 +724,10 @@ export async function runPlaybook(ctx: RunContext): Promise<RunResult> {
   const drainMs = ctx.interruptDrainMs ?? INTERRUPT_DRAIN_MS;
   if (ctx.signal.aborted) startDrain();
   else ctx.signal.addEventListener('abort', startDrain, { once: true });
-  // a second Ctrl-C ends meshctl at once (../interrupt.ts): it says which nodes then roll back by themselves, and when
-  const forgetExitNote = onForcedExit(() =>
-    ctx.rollback && state.armed.size > 0
-      ? `second interrupt: the immediate rollback is skipped; ${[...state.armed]
-          .map((node) => `${node} rolls back by itself by ${utcClock(dueMs(node))}`)
-          .join(', ')}; ${LOCK_LEFT()}`
-      : undefined,
-  );
+  // a second Ctrl-C ends meshctl at once (../interrupt.ts): it says which nodes then roll back by themselves, and when;
+  // those the immediate revert already took back are said to be back (a new user's finding: after the revert had run,
+  // the note still said every node would roll back by itself)
+  const forgetExitNote = onForcedExit(() => forcedExitNote(ctx.rollback ? [...state.armed, ...settling] : [], settledNow, dueMs));
   try {
     for (const [index, phase] of ctx.playbook.phases.entries()) {
       if (ctx.signal.aborted) return await result({ interrupted: true });

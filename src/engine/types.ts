@@ -102,7 +102,8 @@ export type ValueName = keyof NodeValues;
  * key-less wg-quick file.
  */
 export type Change =
-  | { kind: 'install'; manager: PackageManager; packages: string[]; why: string[] }
+  /** `repair`: packages dpkg left half done (an interrupted install): `dpkg --configure -a` first, then reinstalled */
+  | { kind: 'install'; manager: PackageManager; packages: string[]; why: string[]; repair?: string[] }
   | { kind: 'generate-key'; path: string }
   | { kind: 'derive-public-key'; path: string }
   /** IFACE.pub did not hold the key file's public half (or was missing, or not mode 644): written from `wg pubkey` */

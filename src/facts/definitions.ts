@@ -25,6 +25,7 @@ import { parseWgDumpPeers, type LivePeer } from '../render/wgdump.js';
 import { looksLikeWireGuardKey } from '../topology/desired.js';
 import { keyValues, linesOf, PATH_PRELUDE, sectionScript, splitSections, type Section } from './sections.js';
 import { FIREWALL_PART_MAX_BYTES, parseFirewallFacts, type FirewallFacts } from '../firewall/verdict.js';
+import { DPKG_PACKAGES } from '../steps/install.js';
 
 /** What every fact command is parameterised with: the WireGuard interface and the node's listen port. */
 export interface FactContext {
@@ -412,6 +413,23 @@ export function publicKeyFileCommand(iface: string, print: 'cat' | 'state', publ
 }
 
 /** The fact definitions, by name. Section names are part of the fixtures' format (test/fixtures/facts, probes). */
+/**
+ * dpkg's state of packages (FACTS.dpkgStatus): package name -> its Status-Abbrev without the trailing blank, e.g.
+ * `ii` (installed), `iF` (half-configured), `iU` (unpacked), `iHR` (half-installed, reinstall required), `un`/`rc`
+ * (not installed). Letters as dpkg-query(1) documents them: desired action, package status, error flag.
+ */
+export type DpkgStatus = Record<string, string>;
+
+/** Reads `PACKAGE ABBREV` lines (FACTS.dpkgStatus); a line of another shape is dropped. */
+export function parseDpkgStatus(lines: readonly string[]): DpkgStatus {
+  const status: DpkgStatus = {};
+  for (const line of lines) {
+    const m = /^([a-z0-9][a-z0-9+.-]*)(?::[a-z0-9-]+)? ([uihrp][ncHUFWti]R?) ?$/.exec(line);
+    if (m) status[m[1]!] = m[2]!;
+  }
+  return Object.fromEntries(Object.entries(status).sort(([a], [b]) => a.localeCompare(b)));
+}
+
 export const FACTS = {
   /** the node's clock, Unix seconds (handshake ages are judged against it, not against ours) */
   now: { name: 'now', command: () => 'date +%s', parse: (s) => intOrUndefined(first(s)) } as FactDef<number | undefined>,
@@ -457,6 +475,18 @@ export const FACTS = {
   } as FactDef<'loaded' | 'available' | 'missing'>,
   /** the tools found on PATH */
   tools: list('tools', 'for t in wg wg-quick wireguard-go tcpdump ping; do command -v $t >/dev/null 2>&1 && echo $t; done; true'),
+  /**
+   * dpkg's state of the packages meshctl installs with apt (DPKG_PACKAGES): `PACKAGE ABBREV` lines as dpkg-query's
+   * `\${db:Status-Abbrev}` prints them (`ii`, `iF` half-configured, `iHR` half-installed and reinstall-required: a
+   * Ctrl-C during `apt-get install` leaves such a package with its programs present). Nothing without dpkg; a
+   * package dpkg does not know is not listed. Up's probe reads it from its one awk instead (./lean.ts).
+   */
+  dpkgStatus: {
+    name: 'dpkg',
+    command: () =>
+      `command -v dpkg-query >/dev/null 2>&1 && dpkg-query -W -f='\${Package} \${db:Status-Abbrev}\n' ${DPKG_PACKAGES.join(' ')} 2>/dev/null; true`,
+    parse: (s) => (s ? parseDpkgStatus(linesOf(s)) : undefined),
+  } as FactDef<DpkgStatus | undefined>,
   // the shell's glob lists what `ls` did, sorted the same way (LC_ALL=C), without an exec (issue 10)
   interfaces: list('interfaces', 'for mc_i in /sys/class/net/*; do [ -e "$mc_i" ] && echo "${mc_i##*/}"; done; true'),
   wireguardInterfaces: list(

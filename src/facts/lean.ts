@@ -36,6 +36,7 @@ import {
 } from './definitions.js';
 import { FIREWALL_PART_MAX_BYTES } from '../firewall/verdict.js';
 import { SYSCTL_CONF, SYSCTL_DIRS } from './sysctl-order.js';
+import { DPKG_PACKAGES } from '../steps/install.js';
 
 const TAB = '\t';
 
@@ -140,11 +141,18 @@ const ipRead = (ctx: FactContext) =>
 /** The sysctl files FACTS.rpFilterSysctlFiles lists, as shell words (globs unquoted). */
 const sysctlGlobs = `${SYSCTL_DIRS.map((d) => `${shellQuote(d)}/*.conf`).join(' ')} ${SYSCTL_CONF}`;
 
+/** dpkg's database: its status file and the journal of changes not yet folded into it (dpkg(1), /var/lib/dpkg). */
+const DPKG_STATUS = '/var/lib/dpkg/status';
+const DPKG_UPDATES = '/var/lib/dpkg/updates';
+
 /**
  * `mc_awr`: ONE awk per probe for the clock (POSIX awk's `srand()` returns the previous seed, the time of day the first
  * call set: `date +%s` before), the key-line counts of the wg-quick file (FACTS.configMeta's awk) and the rp_filter
  * lines of every sysctl file (FACTS.rpFilterSysctlFiles' awk), into `mc_aw` as lines `n:SECONDS`,
- * `k:privatekeylines=N`, `k:presharedkeylines=N` (only when the file is a regular file) and `r:PATH<TAB>LINE`; the
+ * `k:privatekeylines=N`, `k:presharedkeylines=N` (only when the file is a regular file), `r:PATH<TAB>LINE` and, where
+ * dpkg's status file exists, `d:PACKAGE ABBREV` for the packages meshctl installs (FACTS.dpkgStatus as dpkg-query
+ * prints it, read from the status file and dpkg's journal with no exec of its own: a Ctrl-C during `apt-get install`
+ * leaves them half done with `wg` present); the
  * sysctl files' listing (`PATH<TAB>` each, masks too) goes to `mc_rpl`. Files are told apart by awk's command-line
  * assignments (`part=...`), which POSIX awk runs between files; stdin is /dev/null (no file at all: awk reads it).
  * `mc_awp TAG` prints the lines of one tag without it.
@@ -155,7 +163,13 @@ const awkRead = (ctx: FactContext) => {
     'BEGIN { srand(); printf "n:%d\\n", srand() }',
     'part == "conf" { l = tolower($0); if (l ~ /^[[:space:]]*privatekey/) p++; if (l ~ /^[[:space:]]*presharedkey/) s++; next }',
     'part == "rp" && /^[[:space:]]*-?net[./]ipv4[./]conf[./][^=]*rp_filter[[:space:]]*=/ { printf "r:%s\\t%s\\n", FILENAME, $0 }',
-    'END { if (hc) printf "k:privatekeylines=%d\\nk:presharedkeylines=%d\\n", p, s }',
+    // dpkg's status file, then its journal (updates/NNNN, newer records win, as dpkg reads them): FACTS.dpkgStatus
+    `BEGIN { ${DPKG_PACKAGES.map((name) => `w["${name}"] = 1`).join('; ')} }`,
+    'function ab(x, names, letters,   n, i, a) { n = split(names, a, " "); for (i = 1; i <= n; i++) if (a[i] == x) return substr(letters, i, 1); return "?" }',
+    'part == "dpkg" && /^Package:/ { pk = $2; next }',
+    'part == "dpkg" && /^Status:/ && (pk in w) { st[pk] = ab($2, "unknown install hold deinstall purge", "uihrp") ab($4, "not-installed config-files half-installed unpacked half-configured triggers-awaited triggers-pending installed", "ncHUFWti") ($3 == "ok" ? "" : "R"); next }',
+    'part == "dpkg" && $0 == "" { pk = "" }',
+    'END { if (hc) printf "k:privatekeylines=%d\\nk:presharedkeylines=%d\\n", p, s; if (hd) for (k in st) printf "d:%s %s\\n", k, st[k] }',
   ].join('\n');
   return [
     'mc_awr() {',
@@ -165,6 +179,7 @@ const awkRead = (ctx: FactContext) => {
     // the listing's TAB and newline are literal (no printf process)
     `  for mc_f in ${sysctlGlobs}; do [ -e "$mc_f" ] || continue; mc_rpl="$mc_rpl$mc_f\t`,
     '"; [ -f "$mc_f" ] && set -- "$@" "$mc_f"; done',
+    `  [ -f ${DPKG_STATUS} ] && { set -- "$@" hd=1 part=dpkg ${DPKG_STATUS}; for mc_f in ${DPKG_UPDATES}/[0-9]*; do [ -f "$mc_f" ] && set -- "$@" "$mc_f"; done; }`,
     `  mc_aw=$(awk ${shellQuote(program)} "$@" </dev/null 2>/dev/null)`,
     '  true',
     '}',
@@ -403,6 +418,8 @@ export const LEAN_FACTS = {
     return `${shaRead(ctx)}\n${awkRead(ctx)}\n${sh`if [ -f ${f} ]; then echo exists=yes; mc_shf ${f} && echo "sha256=$mc_sha"; mc_awp k; else echo exists=no; fi`.text}`;
   }),
   rpFilterSysctlFiles: lean(FACTS.rpFilterSysctlFiles, (ctx) => `${awkRead(ctx)}\nmc_awr; printf '%s' "$mc_rpl"; mc_awp r; true`),
+  // dpkg's state of meshctl's packages from the same awk (mc_awr): dpkg-query would be one exec more
+  dpkgStatus: lean(FACTS.dpkgStatus, (ctx) => `${awkRead(ctx)}\nmc_awp d`),
   // modinfo looks in /lib/modules/RELEASE only (kmod; /usr/lib/modules where kmod is built so): without that directory
   // it fails, so the answer is `missing` without a modinfo run (none in a container without the host's modules)
   kernelModule: lean(

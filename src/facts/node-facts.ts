@@ -15,6 +15,7 @@ import {
   udpDropRules,
   type FactContext,
   type FactDef,
+  type DpkgStatus,
   type OperatorAddress,
   type PublicKeyFileState,
   type ReresolveState,
@@ -42,6 +43,11 @@ export interface NodeFacts {
   /** 'loaded': in the kernel now; 'available': loadable module on disk; 'missing': userspace (wireguard-go) needed */
   kernelModule: 'loaded' | 'available' | 'missing';
   tools: { wg: boolean; wgQuick: boolean; wireguardGo: boolean; tcpdump: boolean; ping: boolean };
+  /**
+   * dpkg's state of the packages meshctl installs with apt (FACTS.dpkgStatus; ../steps/install.ts repairs one left half
+   * done); undefined when not probed (older captures), empty without dpkg.
+   */
+  dpkgStatus?: DpkgStatus;
   /** every network interface name on the node */
   interfaces: string[];
   /** interfaces WireGuard knows about (`wg show interfaces`), kernel or userspace */
@@ -159,6 +165,7 @@ const UP_FACTS: ReadonlyArray<FactDef<unknown>> = [
   FACTS.systemd,
   FACTS.kernelModule,
   FACTS.tools,
+  FACTS.dpkgStatus,
   FACTS.interfaces,
   FACTS.wireguardInterfaces,
   FACTS.wireguardConfigs,
@@ -257,6 +264,7 @@ export function parseFactsProbe(stdout: string, target: ProbeTarget): NodeFacts 
   const live = liveInterface(s, target, interfaces.includes(target.interface));
   const wireguardDetails = fact(FACTS.wireguardInterfaceDetails);
   const firewallRuleset = fact(FACTS.firewallRuleset);
+  const dpkgStatus = fact(FACTS.dpkgStatus);
   return {
     uid: fact(FACTS.uid),
     hostname: fact(FACTS.hostname),
@@ -271,6 +279,7 @@ export function parseFactsProbe(stdout: string, target: ProbeTarget): NodeFacts 
       tcpdump: tools.has('tcpdump'),
       ping: tools.has('ping'),
     },
+    ...(dpkgStatus ? { dpkgStatus } : {}),
     interfaces,
     wireguardInterfaces: fact(FACTS.wireguardInterfaces),
     ...(wireguardDetails ? { wireguardDetails } : {}),

@@ -5,7 +5,7 @@
  * A quiet variant (for --json) draws nothing and answers gates from --yes alone.
  */
 import { Chalk, type ChalkInstance } from 'chalk';
-import { Listr } from 'listr2';
+import { figures, Listr, ListrDefaultRendererLogLevels, ListrErrorTypes } from 'listr2';
 import type { UpView } from '../engine/up.js';
 import type { EngineEvent, PhaseReport } from '../engine/types.js';
 import { MeshctlError } from '../errors.js';
@@ -21,6 +21,8 @@ export interface ViewOptions {
   color: boolean;
   /** where human output goes (stderr when stdout carries JSON) */
   out: NodeJS.WritableStream;
+  /** the run's stop request (default ../interrupt.ts interruptSignal): a phase that ends after it is drawn interrupted */
+  signal?: AbortSignal;
 }
 
 /** One phase on screen: a listr2 list whose node tasks end when the engine says the phase is done. */
@@ -31,6 +33,8 @@ class PhaseDrawing {
   private readonly failures = new Map<string, string[]>();
   private readonly ends = new Map<string, () => void>();
   private readonly finished: Promise<unknown>;
+  /** why the phase did not pass (its line gets ✖ and this, not ✔); set by end() */
+  private failure: string | undefined;
 
   constructor(title: string, nodes: string[], options: ViewOptions) {
     const ready = new Map(nodes.map((node) => [node, new Promise<void>((resolve) => this.ends.set(node, resolve))]));
@@ -42,8 +46,8 @@ class PhaseDrawing {
       [
         {
           title: safeText(title),
-          task: (_ctx, parent) =>
-            parent.newListr(
+          task: (_ctx, parent) => {
+            const subtasks = parent.newListr(
               nodes.map((node) => ({
                 title: safeText(node),
                 task: async (_c, t) => {
@@ -59,7 +63,24 @@ class PhaseDrawing {
               })),
               // drawing only: every node task waits on the engine, so all are shown at once
               { concurrent: true, exitOnError: false },
-            ),
+            );
+            // an interrupted (or stopped) phase must not look passed (a new user's finding: ✔ beside a phase cut by
+            // Ctrl-C): once its node tasks ended, the phase's own task fails, and listr2 draws ✖ TITLE [FAILED: why].
+            // listr2 runs the returned list itself (as the phase's subtasks); its run is wrapped to fail afterwards.
+            const run = subtasks.run.bind(subtasks);
+            subtasks.run = async (context) => {
+              const done = await run(context);
+              if (!this.failure) return done;
+              const failure = new Error(this.failure);
+              // reported first: listr2 reports no failure of a task with subtasks by itself (its line would be missing)
+              parent.report(failure, ListrErrorTypes.HAS_FAILED_WITHOUT_ERROR);
+              // the terminal's renderer shows no message beside a task with subtasks: the word goes in the title
+              // (after the report: the line-by-line renderer printed it with the title as it was)
+              parent.title = safeText(`${title} [${this.failure}]`);
+              throw failure;
+            };
+            return subtasks;
+          },
         },
       ],
       {
@@ -69,7 +90,9 @@ class PhaseDrawing {
         registerSignalListeners: false,
         collectErrors: false,
         exitOnError: false,
-        rendererOptions: { collapseSubtasks: false },
+        // a phase that failed (interrupted, stopped: end()) is drawn with a cross, as a failed node is; listr2's own
+        // mark for a failed task with subtasks is the running task's pointer (❯, told apart by colour alone)
+        rendererOptions: { collapseSubtasks: false, icon: { [ListrDefaultRendererLogLevels.FAILED_WITH_FAILED_SUBTASKS]: figures.cross } },
         fallbackRendererOptions: { timestamp: false },
       } as never,
     );
@@ -82,8 +105,12 @@ class PhaseDrawing {
     if (error) this.failures.get(node)?.push(redactSecrets(error));
   }
 
-  /** Ends every node's task; resolves when the list is drawn for the last time. */
-  end(): Promise<unknown> {
+  /**
+   * Ends every node's task; resolves when the list is drawn for the last time. `failure` (e.g. "interrupted"): the
+   * phase did not pass, and its line says so (✖ TITLE [FAILED: failure]) instead of ✔.
+   */
+  end(failure?: string): Promise<unknown> {
+    this.failure = failure;
     for (const end of this.ends.values()) end();
     return this.finished;
   }
@@ -133,7 +160,12 @@ export function createEngineView(options: ViewOptions): UpView & { chalk: ChalkI
       } else if (event.type === 'step-done') {
         drawing?.stepDone(event.node, event.changes, event.error);
       } else if (event.type === 'phase-done') {
-        drawn = drawing?.end() ?? Promise.resolve();
+        const failure = (options.signal ?? interruptSignal).aborted
+          ? 'interrupted'
+          : event.report.verdict === 'STOP'
+            ? 'stopped'
+            : undefined;
+        drawn = drawing?.end(failure) ?? Promise.resolve();
         drawing = undefined;
       }
     },

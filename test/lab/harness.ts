@@ -9,15 +9,23 @@
  * The suite is skipped (with the reason) when not root or when systemd-nspawn/debootstrap are missing.
  * Each suite gets a lab with a unique name, made in `before` and always removed in `after` (also when a test or
  * `up` itself failed, and on SIGINT/SIGTERM).
+ *
+ * Each suite also gets its own copy of its inventory (LabHandle.inventory, in a temporary directory): meshctl keeps
+ * its local state beside the inventory (`<inventory>.state.json`, src/state/state.ts), and lab files on the same
+ * inventory run at once (scripts/test.sh, two at a time), so with the shared file one read the keys another's run
+ * wrote. `lab().meshctl` passes the copy wherever the suite names its inventory; a file that starts meshctl itself
+ * maps its arguments with labArgs.
  */
 import { after, before, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { copyFileSync, existsSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
 import { labDown, labExec, labPaths, labRunMeshctl, labUp, type ExecResult, type LabState } from '../../src/lab/index.js';
 import { cmdline, listPids, mountsBelow } from '../../src/lab/procs.js';
 import { netnsList, which } from '../../src/lab/sys.js';
+import { tempDir } from '../support/temp-dir.js';
 
 /** Why lab tests cannot run here, or undefined when they can. */
 export function labSkipReason(): string | undefined {
@@ -32,6 +40,8 @@ export const uniqueLabName = (prefix = 't') => `${prefix}${process.pid.toString(
 
 export interface LabHandle {
   name: string;
+  /** the suite's own copy of its inventory (its local state beside it is the suite's alone) */
+  inventory: string;
   state: LabState;
   /** seconds `lab up` took */
   upSeconds: number;
@@ -39,7 +49,7 @@ export interface LabHandle {
   exec(target: string, argv: string[], options?: { stdin?: string; timeoutMs?: number }): Promise<ExecResult>;
   /** OpenSSH from the operator namespace, host key checked strictly against the lab's known_hosts */
   ssh(node: string, user: string, command: string): Promise<ExecResult>;
-  /** meshctl itself, in the operator namespace */
+  /** meshctl itself, in the operator namespace; the suite's inventory path in `args` is its copy's (labArgs) */
   meshctl(args: string[]): Promise<ExecResult>;
   /**
    * `sh -c SCRIPT` inside `target` (as exec), asserting exit status 0 with the script, stdout and stderr in the
@@ -75,6 +85,20 @@ export function sshArgv(state: LabState, node: string, user: string, command: st
   ];
 }
 
+/** Per lab name: the inventory its suite was given and the suite's own copy of it. */
+const inventories = new Map<string, { shared: string; copy: string }>();
+
+/**
+ * `args` for meshctl in lab `name`: every argument naming the suite's inventory (as given to describeLab, relative or
+ * not) replaced by the suite's own copy of it, so no two lab files share the local state beside an inventory. Other
+ * arguments (an inventory the test wrote itself) are left as they are.
+ */
+export function labArgs(name: string, args: string[]): string[] {
+  const own = inventories.get(name);
+  if (!own) return args;
+  return args.map((arg) => (resolve(arg) === resolve(own.shared) ? own.copy : arg));
+}
+
 export function describeLab(title: string, inventory: string, body: (lab: () => LabHandle) => void, options: { name?: string } = {}): void {
   const skip = labSkipReason();
   describe(title, { skip }, () => {
@@ -92,15 +116,19 @@ export function describeLab(title: string, inventory: string, body: (lab: () => 
     before(async () => {
       process.once('SIGINT', onSignal);
       process.once('SIGTERM', onSignal);
+      const copy = join(tempDir(`meshctl-lab-${name}-`), basename(inventory));
+      copyFileSync(inventory, copy);
+      inventories.set(name, { shared: inventory, copy });
       const started = Date.now();
       const state = await labUp(inventory, { name });
       handle = {
         name,
+        inventory: copy,
         state,
         upSeconds: (Date.now() - started) / 1000,
         exec: (target, argv, opts) => labExec(name, target, argv, opts),
         ssh: (node, user, command) => labExec(name, 'operator', sshArgv(state, node, user, command), { timeoutMs: 30_000 }),
-        meshctl: (args) => labRunMeshctl(name, args, { timeoutMs: 300_000 }),
+        meshctl: (args) => labRunMeshctl(name, labArgs(name, args), { timeoutMs: 300_000 }),
         sh: async (target, script, opts) => {
           const result = await labExec(name, target, ['sh', '-c', script], opts);
           assert.equal(result.code, 0, `${target}: ${script}: ${result.stdout}\n${result.stderr}`);

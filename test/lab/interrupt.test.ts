@@ -13,7 +13,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { meshctlInOperator } from '../../src/lab/index.js';
-import { describeLab } from './harness.js';
+import { describeLab, labArgs } from './harness.js';
 
 const INVENTORY = 'inventories/homelab.yaml';
 const NODES = ['ms-1', 'wk-1', 'wk-2', 'ctb-edge-1'];
@@ -39,7 +39,7 @@ function upInterruptedAt(
   delayMs: number,
   options: { inventory?: string; again?: number; onceShown?: { trigger: RegExp; run: () => unknown } } = {},
 ): Promise<{ code: number | null; output: string; sent: boolean }> {
-  const { argv, env } = meshctlInOperator(lab, ['up', options.inventory ?? INVENTORY, '--yes', '--no-color', ...args]);
+  const { argv, env } = meshctlInOperator(lab, labArgs(lab, ['up', options.inventory ?? INVENTORY, '--yes', '--no-color', ...args]));
   return new Promise((resolve) => {
     // `ip netns exec` execs meshctl in place: the child's pid is meshctl's own
     const child = spawn(argv[0]!, argv.slice(1), { env, stdio: ['ignore', 'pipe', 'pipe'] });

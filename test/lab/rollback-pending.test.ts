@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after } from 'node:test';
 import { spawnMeshctl } from '../support/spawned-meshctl.js';
-import { describeLab } from './harness.js';
+import { describeLab, labArgs } from './harness.js';
 
 const INVENTORY = 'inventories/homelab.yaml';
 const NODES = ['ms-1', 'wk-1', 'wk-2', 'ctb-edge-1'];
@@ -53,18 +53,21 @@ describeLab(
      * live on every changed node. Resolves with the time of the kill (ms).
      */
     async function interruptedUp(inventory: string, live: () => Promise<boolean>): Promise<number> {
-      const { child, output, exited } = spawnMeshctl(lab().name, [
-        'up',
-        inventory,
-        '--no-underlay-probes',
-        '--yes',
-        '--no-color',
-        '--break-lock',
-        '--rollback-deadline',
-        String(DEADLINE_S),
-        '--connect-timeout',
-        '60',
-      ]);
+      const { child, output, exited } = spawnMeshctl(
+        lab().name,
+        labArgs(lab().name, [
+          'up',
+          inventory,
+          '--no-underlay-probes',
+          '--yes',
+          '--no-color',
+          '--break-lock',
+          '--rollback-deadline',
+          String(DEADLINE_S),
+          '--connect-timeout',
+          '60',
+        ]),
+      );
       const holdLogins = (op: string) => sh('ms-1', `iptables ${op} INPUT -p tcp --dport 22 --syn -j DROP`);
       try {
         for (let i = 0; i < 600 && !/Install WireGuard/.test(output()); i++) await sleep(100);

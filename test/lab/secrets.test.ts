@@ -15,7 +15,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { meshctlInOperator } from '../../src/lab/index.js';
-import { describeLab } from './harness.js';
+import { describeLab, labArgs } from './harness.js';
 
 const INVENTORY = 'inventories/homelab.yaml';
 const NODES = ['ms-1', 'wk-1', 'wk-2', 'ctb-edge-1'];
@@ -149,7 +149,10 @@ describeLab('no secret reaches the operator (issue 8, kind 1)', INVENTORY, (lab)
   });
 
   it('debug --tcpdump interrupted by SIGINT: whatever capture is left on a node is private, and the next run removes it', async () => {
-    const { argv, env } = meshctlInOperator(lab().name, ['debug', INVENTORY, '--pair', 'ms-1,wk-2', '--tcpdump', '--seconds', '20']);
+    const { argv, env } = meshctlInOperator(
+      lab().name,
+      labArgs(lab().name, ['debug', INVENTORY, '--pair', 'ms-1,wk-2', '--tcpdump', '--seconds', '20']),
+    );
     const output = await new Promise<{ code: number | null; text: string }>((resolve) => {
       const child = spawn(argv[0]!, argv.slice(1), { env, stdio: ['ignore', 'pipe', 'pipe'] });
       let text = '';

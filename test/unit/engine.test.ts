@@ -14,7 +14,7 @@ import { executor, recorder, type Backend } from '../../src/engine/backend.js';
 import { planIsEmpty, countActions } from '../../src/engine/plan.js';
 import { builtinPlaybookPath, loadPlaybook } from '../../src/engine/playbook.js';
 import { checkNamed, registryContract, stepNamed, withoutUnderlayProbes } from '../../src/engine/registry.js';
-import { runPlaybook, type Registry, type RunContext } from '../../src/engine/runner.js';
+import { forcedExitNote, runPlaybook, type Registry, type RunContext } from '../../src/engine/runner.js';
 import { forEachHost } from '../../src/engine/scheduler.js';
 import type { EngineEvent, MeshStep, NodeStep, PhaseReport } from '../../src/engine/types.js';
 import { parseFactsProbe, type NodeFacts } from '../../src/facts/node-facts.js';
@@ -1033,6 +1033,80 @@ describe('engine: rollback on the node (issue 9; issue 8, kind 5)', () => {
       /^second interrupt: the immediate rollback is skipped; ms-1 rolls back by itself by \d\d:\d\d:\d\d UTC, /,
     );
     assert.deepEqual(forcedExitNotes(), [], 'the note is gone with the run');
+  });
+
+  it('a second Ctrl-C after the immediate revert took some nodes back: only the others roll back by themselves', async () => {
+    // a new user's finding: the note said every node "rolls back by itself" though the revert had already run
+    const abort = new AbortController();
+    const log: string[] = [];
+    let reverted: () => void = () => undefined;
+    const msBack = new Promise<void>((resolve) => (reverted = resolve));
+    let notes: string[] = [];
+    const h = withRollback(
+      harness({
+        backend: executor,
+        facts: bareNamed,
+        signal: abort.signal,
+        rules: (n) =>
+          obedientNode(n, [
+            {
+              match: /rollback=reverted/,
+              reply: async () => {
+                log.push(`${n}:revert`);
+                if (n === 'ms-1') {
+                  reverted();
+                  return { stdout: 'rollback=reverted\n' };
+                }
+                // the other reverts still run when the second Ctrl-C comes, after ms-1's answer was read
+                await msBack;
+                for (let i = 0; i < 200 && !forcedExitNotes().join('').includes('ms-1 is back'); i++)
+                  await new Promise((r) => setImmediate(r));
+                if (n === names[1]) notes = forcedExitNotes();
+                return { stdout: 'rollback=reverted\n' };
+              },
+            },
+            {
+              match: /systemctl enable --now/,
+              reply: () => {
+                if (n === names[names.length - 1]) abort.abort(new Error('interrupted'));
+                return { stdout: 'ifindex=7\nactive=active\nenabled=enabled\n' };
+              },
+            },
+          ]),
+      }),
+    );
+    h.ctx.reconnect = async (node) => new FakeConnection(node.name, [{ match: /^true$/, reply: {} }]);
+    const run = await runPlaybook(h.ctx);
+    assert.equal(run.interrupted, true);
+    assert.deepEqual(log.sort(), names.map((n) => `${n}:revert`).sort());
+    assert.equal(notes.length, 1, 'the second interrupt says one line');
+    const note = notes[0]!;
+    const others = names.filter((n) => n !== 'ms-1');
+    assert.match(note, /^second interrupt: the immediate rollback is skipped; /);
+    assert.doesNotMatch(note, /ms-1 rolls back by itself/);
+    assert.match(note, /; ms-1 is back on the previous config and interface state \(reverted\); the run lock stays/);
+    for (const other of others) assert.match(note, new RegExp(`${other} rolls back by itself by \\d\\d:\\d\\d:\\d\\d UTC`));
+    assert.deepEqual(forcedExitNotes(), [], 'the note is gone with the run');
+  });
+
+  it("the second interrupt's note: every node reverted, none, or none armed", () => {
+    const due = () => Date.UTC(2026, 11, 1, 17, 28, 27);
+    assert.equal(forcedExitNote([], new Map(), due), undefined);
+    assert.match(
+      forcedExitNote(
+        ['ms-1', 'wk-1'],
+        new Map([
+          ['ms-1', 'reverted'],
+          ['wk-1', 'reverted'],
+        ] as const),
+        due,
+      ) ?? '',
+      /^second interrupt: ms-1, wk-1 are back on the previous config and interface state \(reverted\); the run lock stays/,
+    );
+    assert.match(
+      forcedExitNote(['ms-1', 'wk-1', 'ms-1'], new Map([['wk-1', 'unchanged']] as const), due) ?? '',
+      /^second interrupt: the immediate rollback is skipped; ms-1 rolls back by itself by 17:28:27 UTC; the run lock stays/,
+    );
   });
 
   it('Ctrl-C: a node that cannot be told is "not reached" with the time its timer fires by; a script past the wait is stopped first', async () => {

@@ -35,7 +35,8 @@ const target = { interface: 'wg0', listenPort: 51820 };
 
 /** Two probes a moment apart differ in the clock, the peers' order (wireguard-go) and counters, and firewall comments. */
 function sameMoment(f: NodeFacts): unknown {
-  const { now: _now, ...rest } = f;
+  // dpkgStatus: a fact the old script did not have (the new one reads it in the same awk: no process more)
+  const { now: _now, dpkgStatus: _dpkg, ...rest } = f;
   return {
     ...rest,
     peers: [...f.peers].map(({ rxBytes: _rx, txBytes: _tx, ...peer }) => peer).sort((a, b) => a.publicKey.localeCompare(b.publicKey)),
