@@ -34,6 +34,21 @@ interface UpFlags {
 }
 
 /**
+ * The line under the matrix when pairs failed the ping phase's first round and were pinged again
+ * (../checks/ping-matrix.ts RECHECK): which answered then, and which did not. Shape of `recheck`: Matrix['recheck'].
+ */
+export function recheckLine(recheck: { pairs: string[]; answered: string[]; ms: number }): string {
+  const late = recheck.answered.length;
+  const still = recheck.pairs.filter((p) => !recheck.answered.includes(p));
+  const list = (pairs: string[]) => pairs.map((p) => p.replace(' ', '<->')).join(', ');
+  return [
+    `second round: ${recheck.pairs.length} pair${recheck.pairs.length === 1 ? '' : 's'} failed the first round and ${recheck.pairs.length === 1 ? 'was' : 'were'} pinged again (${(recheck.ms / 1000).toFixed(1)} s; new handshakes can carry one direction only until WireGuard's next one, 15 s later)`,
+    late ? `; answered then: ${list(recheck.answered)}` : '',
+    still.length ? `; still no answer: ${list(still)}` : '',
+  ].join('');
+}
+
+/**
  * The run's summary for a terminal. `relayed` (pair key `a\u0000b` -> relay, the paths the run left in place,
  * relay: auto's fallbacks included) marks relayed cells of the ping matrix, as verify's matrix does. A --limit run's
  * matrix shows the rows of its nodes only (the others did not ping).
@@ -58,6 +73,8 @@ export async function printSummary(
       out.write(
         `rows: the --limit node${rows.length === 1 ? '' : 's'} only (${rows.join(', ')}); the other nodes were not pinged from in this run (meshctl verify pings every pair)\n`,
       );
+    const recheck = report.matrix.recheck;
+    if (recheck) out.write(`${recheckLine(recheck)}\n`);
   }
   const seconds = (report.timings.totalMs / 1000).toFixed(1);
   const changes = `${report.changes} change${report.changes === 1 ? '' : 's'}`;
