@@ -28,16 +28,20 @@ import { REJECT_AFTER_TIME_S } from '../remote/wireguard.js';
 export const ROAMED_ENDPOINT_STALE_S = REJECT_AFTER_TIME_S;
 
 /**
- * How a live endpoint stands against the design:
+ * How a live endpoint stands against the design (`why` says why, in words):
  * - 'as-designed': equal, or nothing to compare (the peer dials in: no Endpoint designed);
  * - 'by-name': the design dials a DNS name, live is the address it resolved to (the re-resolve timer checks it);
- * - 'roamed': a NAT on the path produced it and a session lives on it: kept;
- * - 'repair': up sets the designed endpoint again (`why` says why, in words).
+ * - 'roamed': a NAT on the path may have produced it and a session lives on it: kept;
+ * - 'stale': a NAT may have produced it, but no session lives on it (or none ever did): up sets the design's
+ *   endpoint again; it is no cause of a broken pair (the NATed side's next packet that arrives roams it back);
+ * - 'wrong': no NAT can have produced it (set by hand, or a mistake): up sets the design's endpoint again, and it
+ *   is a cause (this node sends where the peer is not).
  */
-export type LiveEndpointVerdict =
-  | { verdict: 'as-designed' | 'by-name' }
-  | { verdict: 'roamed'; why: string }
-  | { verdict: 'repair'; why: string };
+export type LiveEndpointVerdict = { verdict: 'as-designed' | 'by-name' } | { verdict: 'roamed' | 'stale' | 'wrong'; why: string };
+
+/** True when up sets the designed endpoint again (peerDrift). */
+export const endpointRepaired = (v: LiveEndpointVerdict): v is { verdict: 'stale' | 'wrong'; why: string } =>
+  v.verdict === 'stale' || v.verdict === 'wrong';
 
 /** 'host:port' or '[v6]:port' into its host (without brackets) and port; undefined when it is neither. */
 export function splitEndpoint(endpoint: string): { host: string; port: number } | undefined {
@@ -52,20 +56,20 @@ export function splitEndpoint(endpoint: string): { host: string; port: number } 
  */
 export function judgeLiveEndpoint(want: DesiredPeer, have: LivePeer, now?: number): LiveEndpointVerdict {
   if (want.endpoint === undefined || have.endpoint === want.endpoint) return { verdict: 'as-designed' };
-  if (have.endpoint === undefined) return { verdict: 'repair', why: 'no endpoint live: the config was not applied' };
+  if (have.endpoint === undefined) return { verdict: 'wrong', why: 'no endpoint live: the config was not applied' };
   if (endpointIsName(want.endpoint)) return { verdict: 'by-name' };
-  if (!want.natRoams) return { verdict: 'repair', why: 'no NAT between them changes it' };
+  if (!want.natRoams) return { verdict: 'wrong', why: 'no NAT between them changes it' };
   const designed = splitEndpoint(want.endpoint);
   const live = splitEndpoint(have.endpoint);
   if (want.natRoams === 'port' && designed && live && designed.host !== live.host)
-    return { verdict: 'repair', why: `${want.name} is public: no NAT changes its address` };
+    return { verdict: 'wrong', why: `${want.name} is public: no NAT changes its address` };
   const age = now !== undefined && have.latestHandshake !== undefined ? Math.max(0, now - have.latestHandshake) : undefined;
   const by = want.natRoams === 'address' ? `${want.name}'s NAT` : "this node's NAT";
   if (have.latestHandshake === undefined)
-    return { verdict: 'repair', why: 'no handshake ever: nothing vouches for it, the design says where the peer is reachable' };
+    return { verdict: 'stale', why: 'no handshake ever: nothing vouches for it, the design says where the peer is reachable' };
   if (age === undefined || age < ROAMED_ENDPOINT_STALE_S) return { verdict: 'roamed', why: `roamed through ${by}, session live` };
   return {
-    verdict: 'repair',
+    verdict: 'stale',
     why: `roamed through ${by} but no handshake for ${age} s (over ${ROAMED_ENDPOINT_STALE_S} s): nothing answers there, the design says where the peer is reachable`,
   };
 }

@@ -23,7 +23,7 @@ import { sh } from '../remote/shell.js';
 import { wireguardPaths } from '../remote/wireguard.js';
 import type { ConfigChangeKind } from '../render/changes.js';
 import { syncPeerRoutesCommand, syncPeersCommand } from '../render/systemd.js';
-import { judgeLiveEndpoint } from './live-endpoint.js';
+import { endpointRepaired, judgeLiveEndpoint } from './live-endpoint.js';
 import { withRevertArmed, type RollbackOptions } from '../engine/revert.js';
 import { systemctlEnablement } from '../remote/systemctl.js';
 
@@ -95,7 +95,8 @@ function peerDrift(want: DesiredPeer, have: LivePeer, file: string, now?: number
   if (have.persistentKeepalive !== want.persistentKeepalive)
     reasons.push(`peer ${want.name} keepalive ${have.persistentKeepalive ?? 'off'}, ${file} ${want.persistentKeepalive ?? 'off'}`);
   const endpoint = judgeLiveEndpoint(want, have, now);
-  if (endpoint.verdict === 'repair') reasons.push(`peer ${want.name} endpoint ${have.endpoint ?? 'none'}, ${file} ${want.endpoint} (${endpoint.why})`);
+  if (endpointRepaired(endpoint))
+    reasons.push(`peer ${want.name} endpoint ${have.endpoint ?? 'none'}, ${file} ${want.endpoint} (${endpoint.why})`);
   return reasons;
 }
 

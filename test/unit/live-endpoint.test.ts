@@ -57,13 +57,23 @@ describe('live endpoints: what a NAT can change, and what up repairs', () => {
       'peer ctb-edge-1 endpoint 198.51.100.26:51820, wg0.conf 198.51.100.25:51820 (ctb-edge-1 is public: no NAT changes its address)',
     ]);
     const d = desired('ms-1');
-    const action = planService(broken, 'wg0', 'none', d.peers.flatMap((p) => p.allowedIps), d.publicKey, d).action!;
+    const action = planService(
+      broken,
+      'wg0',
+      'none',
+      d.peers.flatMap((p) => p.allowedIps),
+      d.publicKey,
+      d,
+    ).action!;
     // a peer sync (wg addconf of what differs), never a restart: the other pairs keep their sessions
     assert.deepEqual(
       action.changes.map((c) => c.kind),
       ['syncconf'],
     );
-    assert.match(describeAction(action), /^wg syncconf wg0 \(live peers differ from wg0\.conf: peer ctb-edge-1 endpoint 198\.51\.100\.26:51820/);
+    assert.match(
+      describeAction(action),
+      /^wg syncconf wg0 \(live peers differ from wg0\.conf: peer ctb-edge-1 endpoint 198\.51\.100\.26:51820/,
+    );
     assert.doesNotMatch(action.script, /restart|wg-quick down/);
   });
 
@@ -98,9 +108,16 @@ describe('live endpoints: what a NAT can change, and what up repairs', () => {
 
   it('judges without a clock: a NAT-roamed endpoint is kept, an impossible one still repaired', () => {
     const want = desired('ms-1').peers.find((p) => p.name === 'ctb-edge-1')!;
-    const have = { publicKey: want.publicKey, hasPresharedKey: false, allowedIps: want.allowedIps, rxBytes: 0, txBytes: 0, latestHandshake: 1 };
+    const have = {
+      publicKey: want.publicKey,
+      hasPresharedKey: false,
+      allowedIps: want.allowedIps,
+      rxBytes: 0,
+      txBytes: 0,
+      latestHandshake: 1,
+    };
     assert.equal(judgeLiveEndpoint(want, { ...have, endpoint: '198.51.100.25:40001' }).verdict, 'roamed');
-    assert.equal(judgeLiveEndpoint(want, { ...have, endpoint: '198.51.100.26:51820' }).verdict, 'repair');
+    assert.equal(judgeLiveEndpoint(want, { ...have, endpoint: '198.51.100.26:51820' }).verdict, 'wrong');
     assert.equal(judgeLiveEndpoint(want, { ...have, endpoint: want.endpoint! }).verdict, 'as-designed');
     assert.deepEqual(judgeLiveEndpoint({ ...want, endpoint: 'edge.example.org:51820' }, { ...have, endpoint: '198.51.100.26:51820' }), {
       verdict: 'by-name',
