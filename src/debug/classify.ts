@@ -22,7 +22,8 @@ import type { NodeChecklist } from '../checks/probes.js';
 import type { MatrixCell, Matrix } from '../checks/ping-matrix.js';
 import type { CaptureCounts } from './capture.js';
 import { directionPasses, judgeDirection, type DirectionResult } from '../checks/cold-start.js';
-import { describeWgError, REJECT_AFTER_TIME_S, wireguardPaths } from '../remote/wireguard.js';
+import { describeWgError, REJECT_AFTER_TIME_S, REKEY_AFTER_TIME_S, REKEY_TIMEOUT_S, wireguardPaths } from '../remote/wireguard.js';
+import { judgeLiveEndpoint } from '../steps/live-endpoint.js';
 import { icmpDropOnIfaceRules, udpDropRules } from '../facts/definitions.js';
 import { syncconfKeepingKeyCommand } from '../render/systemd.js';
 import { checkInventoryPatch, describePatch, type InventoryPatch } from './inventory-fix.js';
@@ -38,6 +39,7 @@ export const CAUSES = [
   'allowed-ips',
   'missing-route',
   'wrong-lan-endpoint',
+  'wrong-endpoint',
   'firewall-udp',
   'forward-misdirected',
   'cold-start-blocked',
@@ -106,8 +108,17 @@ export interface Diagnosis {
   evidence: string[];
 }
 
-/** a handshake older than REJECT_AFTER_TIME leaves no usable session (../remote/wireguard.ts) */
-const HANDSHAKE_FRESH_SECONDS = REJECT_AFTER_TIME_S;
+/**
+ * How old a latest handshake may be and still show that handshakes work NOW, after debug's pings (the peers' dump
+ * read after them): REKEY_AFTER_TIME plus three REKEY_TIMEOUT retries, 135 s (as wireguard-tools'
+ * contrib/reresolve-dns). The WireGuard paper (Donenfeld, section 6.2 "Transport Message Limits", the timers of
+ * section 6.1, ../remote/wireguard.ts): the initiator of a session starts a new handshake when it sends with keys
+ * older than REKEY_AFTER_TIME, so pings that pass both ways leave a handshake younger than that; an older one is from
+ * before (Q3: a handshake 142 s old from before an endpoint was broken read as "the peers shake hands").
+ */
+export const HANDSHAKE_WORKS_NOW_S = REKEY_AFTER_TIME_S + 3 * REKEY_TIMEOUT_S;
+/** Without debug's pings (no dump after them) a quiet session lives on for REJECT_AFTER_TIME: up to that. */
+const HANDSHAKE_FRESH_UNPINGED_S = REJECT_AFTER_TIME_S;
 
 // the firewall rules are judged by the facts layer (one definition for up's baseline, verify and debug)
 export { icmpDropOnIfaceRules, udpDropRules };
@@ -128,6 +139,7 @@ const EXPLAINS: Record<CauseId, readonly Symptom[]> = {
   'wrong-public-key': ['handshake', 'ping', 'mtu'],
   'peer-missing-live': ['handshake', 'ping', 'mtu'],
   'wrong-lan-endpoint': ['handshake', 'ping', 'mtu'],
+  'wrong-endpoint': ['handshake', 'ping', 'mtu'],
   'firewall-udp': ['handshake', 'ping', 'mtu'],
   'forward-misdirected': ['handshake', 'ping', 'mtu'],
   // a latent fault: the pair works now (the other side dialled out), so it explains no symptom of today's pings
@@ -198,6 +210,28 @@ const pingLine = (label: string, cell?: MatrixCell) =>
 
 const explained = (found: readonly Diagnosis[], symptom: Symptom) => found.some((d) => EXPLAINS[d.cause].includes(symptom));
 
+/**
+ * What the capture shows of the tunnel, preferred over handshake ages: when the receiver was captured while the
+ * sender pinged it and saw no WireGuard datagram from it (the marker aside), no echo request on the interface and no
+ * handshake either way, the tunnel carries nothing now, whatever a past handshake says. The words for it, or
+ * undefined when the capture saw the tunnel work or did not run at the receiver.
+ */
+function captureShowsNoTunnel(e: PairEvidence): string | undefined {
+  const at = e.capture?.counts[e.receiver];
+  if (!at) return undefined;
+  const back = e.capture!.counts[e.sender];
+  const wireguard = at.udpFromSender - at.markers;
+  if (
+    wireguard > 0 ||
+    at.icmpRequestsIn > 0 ||
+    at.responsesToSender > 0 ||
+    (back?.responsesFromReceiver ?? 0) > 0 ||
+    (back?.icmpRepliesIn ?? 0) > 0
+  )
+    return undefined;
+  return `the capture on ${e.receiver} saw no WireGuard datagram from ${e.sender} and no echo request on the tunnel while ${e.sender} pinged it: the tunnel carries nothing now`;
+}
+
 function context(e: PairEvidence): PairContext {
   const inv = e.inventory;
   const S = e.sender;
@@ -223,9 +257,13 @@ function context(e: PairEvidence): PairContext {
   };
   const ageS = age(ends[0]);
   const ageR = age(ends[1]);
-  const fresh = (a?: number) => a !== undefined && a < HANDSHAKE_FRESH_SECONDS;
+  const limit = (n: string) => (side(n)?.peersAfter?.length ? HANDSHAKE_WORKS_NOW_S : HANDSHAKE_FRESH_UNPINGED_S);
+  const fresh = (a: number | undefined, n: string) => a !== undefined && a < limit(n);
   const base = [pingLine(`${S} -> ${R}`, e.forward), pingLine(`${R} -> ${S}`, e.backward)];
-  const hsLine = `latest handshake: ${S} sees ${R} ${ageS === undefined ? 'never' : `${ageS}s ago`}, ${R} sees ${S} ${ageR === undefined ? 'never' : `${ageR}s ago`}`;
+  const seen = (a: number | undefined, n: string) =>
+    a === undefined ? 'never' : `${a}s ago${fresh(a, n) ? '' : ` (older than ${limit(n)} s: no evidence of a session now)`}`;
+  const tunnelDead = captureShowsNoTunnel(e);
+  const hsLine = `latest handshake: ${S} sees ${R} ${seen(ageS, S)}, ${R} sees ${S} ${seen(ageR, R)}${tunnelDead ? `; but ${tunnelDead}` : ''}`;
   return {
     e,
     inv,
@@ -237,7 +275,7 @@ function context(e: PairEvidence): PairContext {
     ends,
     base,
     ev: [hsLine, ...base],
-    handshakeOk: fresh(ageS) || fresh(ageR),
+    handshakeOk: !tunnelDead && (fresh(ageS, S) || fresh(ageR, R)),
     pingFails: (!!e.forward && !e.forward.ok) || (!!e.backward && !e.backward.ok),
     reached,
     tunnel,
@@ -640,6 +678,43 @@ const wrongLanEndpoint: Rule = {
   },
 };
 
+/**
+ * A live endpoint that differs from the design where no NAT explains it (between sites; one site's LAN is
+ * wrong-lan-endpoint's): the same rule as up's repair (../steps/live-endpoint.ts), so its fix, `meshctl up`, is what
+ * up does. Named even when a handshake is recent: one from before the endpoint changed still looks fresh for up to
+ * two minutes (Q3's broken pair 2, where debug blamed firewalls outside iptables instead).
+ */
+const wrongEndpoint: Rule = {
+  name: 'wrong-endpoint',
+  find(c) {
+    if (c.sNode.site === c.rNode.site) return [];
+    const out: Diagnosis[] = [];
+    for (const { self, other, want } of c.ends) {
+      if (!c.tunnel(self)) continue;
+      const live = c.livePeers(self).find((p) => p.publicKey === want.publicKey);
+      if (!live || want.endpoint === undefined) continue;
+      const now = c.e.sides[self]?.now ?? c.cl(self).now;
+      const judged = judgeLiveEndpoint(want, live, now);
+      // a stale NAT mapping is no cause: the NATed side's next packet that arrives roams it back (up resets it anyway)
+      if (judged.verdict !== 'wrong') continue;
+      const at = live.endpoint ?? '(none)';
+      out.push(
+        c.make(
+          'wrong-endpoint',
+          self,
+          {
+            summary: `${self} sends to ${other} at ${at}, not at the designed ${want.endpoint}`,
+            explanation: `${self}'s live endpoint for ${other} is ${at} while the design (and ${c.iface}.conf) says ${want.endpoint}: ${judged.why}. ${self} sends its handshakes and packets for ${other} there, and ${other} does not get them; it was changed on the live interface (wg set ... endpoint), which no reload of an unchanged file undoes.`,
+            fix: `Run meshctl up: it sets ${other}'s endpoint on ${self} back to ${want.endpoint} (a peer sync: no restart, the other pairs keep their sessions). By hand, on ${self}: wg set ${c.iface} peer ${want.publicKey} endpoint ${want.endpoint}`,
+          },
+          [`wg on ${self}: peer ${other} endpoint ${at}, designed ${want.endpoint}`, ...c.ev],
+        ),
+      );
+    }
+    return out;
+  },
+};
+
 const firewallUdp: Rule = {
   name: 'firewall-udp',
   find(c) {
@@ -845,8 +920,11 @@ const noHandshake: Rule = {
         undefined,
         {
           summary: `no handshake between ${c.S} and ${c.R}`,
-          explanation: `Neither side has completed a handshake with the other. Datagrams are lost on the way (${endpoint ? `${c.S} dials ${formatEndpoint(endpoint)}` : `${c.S} cannot dial ${c.R} and waits for it`}), or a key does not match.${c.e.capture ? '' : ' Run with --tcpdump to see where the datagrams go.'}`,
-          fix: `Run: meshctl debug --pair ${c.S},${c.R} --tcpdump`,
+          explanation: `Neither side has completed a handshake with the other recently. Datagrams are lost on the way (${endpoint ? `${c.S} dials ${formatEndpoint(endpoint)}` : `${c.S} cannot dial ${c.R} and waits for it`}), or a key does not match.${c.e.capture ? '' : ' Run with --tcpdump to see where the datagrams go.'}`,
+          // never the command just run (Q3: a --tcpdump run told to run itself again)
+          fix: c.e.capture
+            ? `Check firewalls and NAT between ${c.S} and ${c.R} for UDP ${c.rNode.listenPort}${endpoint ? ` (${c.S} dials ${formatEndpoint(endpoint)})` : ''}, and compare both sides' keys and endpoints with the design (meshctl verify); the pcaps in the bundle show what was captured.`
+            : `Run: meshctl debug --pair ${c.S},${c.R} --tcpdump`,
         },
         c.ev,
       ),
@@ -935,7 +1013,10 @@ const pingFails: Rule = {
           summary: `the handshake works but pings between ${c.S} and ${c.R} fail`,
           explanation:
             'Keys, AllowedIPs and routes look right and the peers shake hands, yet ICMP does not pass: look for firewall rules outside iptables, policy routing, or a host that does not answer pings.',
-          fix: `Run: meshctl debug --pair ${c.S},${c.R} --tcpdump, and check nft list ruleset and ip rule on both nodes.`,
+          // never the command just run: with captures, only what they cannot show
+          fix: c.e.capture
+            ? 'Check nft list ruleset and ip rule on both nodes.'
+            : `Run: meshctl debug --pair ${c.S},${c.R} --tcpdump, and check nft list ruleset and ip rule on both nodes.`,
         },
         [...capEv, ...c.ev],
       ),
@@ -1008,6 +1089,7 @@ export const RULES: readonly Rule[] = [
   allowedIps,
   missingRoute,
   wrongLanEndpoint,
+  wrongEndpoint,
   firewallUdp,
   forwardMisdirected,
   coldStartBlocked,

@@ -23,7 +23,7 @@ import { sh } from '../remote/shell.js';
 import { wireguardPaths } from '../remote/wireguard.js';
 import type { ConfigChangeKind } from '../render/changes.js';
 import { syncPeerRoutesCommand, syncPeersCommand } from '../render/systemd.js';
-import { endpointIsName } from '../render/reresolve.js';
+import { endpointRepaired, judgeLiveEndpoint } from './live-endpoint.js';
 import { withRevertArmed, type RollbackOptions } from '../engine/revert.js';
 import { systemctlEnablement } from '../remote/systemctl.js';
 
@@ -82,22 +82,21 @@ function interfaceDrift(live: NonNullable<NodeFacts['live']>, desired: DesiredNo
 }
 
 /**
- * One designed peer against its live self. Endpoints are compared only where a live endpoint cannot legitimately
- * differ: the design dials the peer (it has an Endpoint) and no NAT sits between them. Across a NAT WireGuard roams
- * to the address the peer's packets come from (a rewritten source port: shared/design/lab.md, "NAT and routing"), and a
- * peer without an Endpoint dials in. A configured endpoint that is missing live is always a difference. Address
- * endpoints compare exactly; a DNS-name endpoint (nat.publicHost, a named endpoint override) is live as the address
- * it resolved to, which only the node can check: the re-resolve timer does (../render/reresolve.ts).
+ * One designed peer against its live self. The live endpoint is judged by ./live-endpoint.ts: repaired unless a NAT
+ * on the path produced it and a session still lives on it (a NAT roams only the NATed side's address; a public
+ * peer's address never moves), or the design dials a DNS name (live is the address it resolved to, which only the
+ * node can check: the re-resolve timer does, ../render/reresolve.ts). A peer without an Endpoint dials in.
+ * @param now the node's clock (Unix seconds) when the peers were read, to judge a roamed endpoint's session
  */
-function peerDrift(want: DesiredPeer, have: LivePeer, file: string): string[] {
+function peerDrift(want: DesiredPeer, have: LivePeer, file: string, now?: number): string[] {
   const reasons: string[] = [];
   if (!sameSet(have.allowedIps, want.allowedIps))
     reasons.push(`peer ${want.name} AllowedIPs ${listOr(have.allowedIps, 'none')}, ${file} ${want.allowedIps.join(', ')}`);
   if (have.persistentKeepalive !== want.persistentKeepalive)
     reasons.push(`peer ${want.name} keepalive ${have.persistentKeepalive ?? 'off'}, ${file} ${want.persistentKeepalive ?? 'off'}`);
-  const byName = want.endpoint !== undefined && endpointIsName(want.endpoint);
-  if (want.endpoint !== undefined && (have.endpoint === undefined || (!want.throughNat && !byName && have.endpoint !== want.endpoint)))
-    reasons.push(`peer ${want.name} endpoint ${have.endpoint ?? 'none'}, ${file} ${want.endpoint}`);
+  const endpoint = judgeLiveEndpoint(want, have, now);
+  if (endpointRepaired(endpoint))
+    reasons.push(`peer ${want.name} endpoint ${have.endpoint ?? 'none'}, ${file} ${want.endpoint} (${endpoint.why})`);
   return reasons;
 }
 
@@ -118,7 +117,7 @@ export function liveDrift(facts: NodeFacts, desired: DesiredNodeConfig): LiveDri
         drift.peers.push(`no peer ${want.name}`);
         continue;
       }
-      drift.peers.push(...peerDrift(want, have, file));
+      drift.peers.push(...peerDrift(want, have, file, facts.now));
       if (want.persistentKeepalive === undefined && have.persistentKeepalive !== undefined) drift.keepaliveOff.push(want.publicKey);
     }
     const designed = new Set(desired.peers.map((p) => p.publicKey));

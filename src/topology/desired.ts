@@ -37,6 +37,15 @@ export interface DesiredPeer {
    * peer's reply tuple, conntrack rewrites the port of the peer's inbound flow. Not rendered; used by verify.
    */
   throughNat: boolean;
+  /**
+   * What a NAT on the path can legitimately change in the peer's LIVE endpoint (absent: nothing, the live endpoint
+   * must be `endpoint`). 'address': the peer is behind a NAT (its site is nat/lan, this node elsewhere), whose router
+   * rewrites the source address and port of the peer's packets, and WireGuard roams to that mapping. 'port': only
+   * this node is behind a NAT (the peer is public): its router never changes the peer's address, but may rewrite the
+   * source PORT of the peer's inbound flow when it clashes with this node's own outbound mapping (see throughNat).
+   * Never set for an IPv6 endpoint (no NAT). Used by up's live comparison (../steps/live-endpoint.ts) and debug.
+   */
+  natRoams?: 'address' | 'port';
 }
 
 export interface DesiredNodeConfig {
@@ -173,6 +182,7 @@ function sharedPeer(inventory: Inventory, fresh: DesiredPeer): DesiredPeer {
     v.endpoint === fresh.endpoint &&
     v.persistentKeepalive === fresh.persistentKeepalive &&
     v.throughNat === fresh.throughNat &&
+    v.natRoams === fresh.natRoams &&
     v.allowedIps.length === fresh.allowedIps.length &&
     v.allowedIps.every((cidr, i) => cidr === fresh.allowedIps[i]);
   const known = variants.find(same);
@@ -187,13 +197,17 @@ function desiredPeer(inventory: Inventory, self: Node, peer: Node, publicKey: st
   const persistentKeepalive = keepaliveFor(inventory, self, peer);
   const relayed = relayedPeersVia(paths, self.name, peer.name);
   const own = ownCidr(inventory, peer.name);
+  const peerBehindNat = isBehindNat(siteOf(inventory, peer));
+  const throughNat = peer.site !== self.site && (peerBehindNat || isBehindNat(siteOf(inventory, self)));
+  const natRoams = throughNat && !endpoint?.host.includes(':') ? (peerBehindNat ? 'address' : 'port') : undefined;
   return sharedPeer(inventory, {
     name: peer.name,
     publicKey,
     allowedIps: relayed.length ? [own.cidr, ...relayed.map((name) => ownCidr(inventory, name).cidr)] : (own.list as string[]),
     ...(endpoint ? { endpoint: formatEndpoint(endpoint) } : {}),
     ...(persistentKeepalive !== undefined ? { persistentKeepalive } : {}),
-    throughNat: peer.site !== self.site && (isBehindNat(siteOf(inventory, peer)) || isBehindNat(siteOf(inventory, self))),
+    throughNat,
+    ...(natRoams ? { natRoams } : {}),
   });
 }
 
