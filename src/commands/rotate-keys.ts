@@ -74,7 +74,7 @@ export function describeRotation(r: RotationReport): string {
   const when = r.interrupted ? ' (interrupted)' : '';
   if (r.outcome === 'not-rotated' || r.outcome === 'rolled-back') return `${r.node}: NOT ROTATED${when}: ${r.error ?? ''}`;
   if (r.outcome === 'incomplete') return `${r.node}: INCOMPLETE${when}: ${r.error ?? ''}`;
-  const window = r.windowMs === undefined ? '' : `; pairs with it down for ${r.windowMs} ms (peer update to key swap)`;
+  const window = r.windowMs === undefined ? '' : `; its pairs' packets waited up to ${r.windowMs} ms (new key live to every peer updated)`;
   const note = r.error ? ` (${r.error})` : r.interrupted ? ' (interrupted after the peers were updated: the swap was completed)' : '';
   return `${r.node}: public key ${short(r.oldPublicKey)} -> ${short(r.newPublicKey)}${r.reusedPendingKey ? ' (a pending key of an interrupted rotation)' : ''}; ${r.peersUpdated.length} peers updated; old key file replaced${window}${note}`;
 }

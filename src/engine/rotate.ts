@@ -1,18 +1,25 @@
 /**
- * `meshctl rotate-keys` (issue 9): a new key pair on a node, every peer updated, the old key gone, with a bounded
- * interruption. Per rotated node, in this order:
+ * `meshctl rotate-keys` (issue 9): a new key pair on a node, every peer updated, the old key gone, with no packet
+ * lost. Per rotated node, in this order:
  * 1. every node prints its public keys; the rotated node also makes IFACE.key.new on the node (umask 077) and
  *    prints only its public half (../steps/keys.ts rotateReadScript): the private key never leaves the node;
- * 2. every peer gets its config rendered with the new public key (the file `up` would write) and is synced from
+ * 2. the rotated node runs the new key (`wg set IFACE private-key IFACE.key.new`, no file changed). WireGuard then
+ *    sends nothing on its old sessions but still receives on them (the kernel expires only their sending halves),
+ *    and queues what it sends until a handshake with the new key;
+ * 3. every peer gets its config rendered with the new public key (the file `up` would write) and is synced from
  *    it as `wg syncconf` would (../render/systemd.ts syncPeersCommand: only what differs is sent), keeping its key,
- *    its interface and its other peers' sessions. From here the pairs with the rotated node are
- *    down: the peers know only the new key, the node still runs the old one;
- * 3. the rotated node swaps: `wg set IFACE private-key IFACE.key.new`, rename over IFACE.key (the old key file is
- *    gone), IFACE.pub rewritten, one ping per peer to start the new handshakes at once.
- * The window between 2 and 3 is one round trip plus one handshake; it is measured (`windowMs`: from the first peer
- * update sent to the swap done). A peer that cannot be updated aborts the rotation before the swap: the peers
- * already updated get their old config back, IFACE.key.new is removed, and the node keeps its old key.
- * Nodes are rotated one after another; the ping matrix afterwards is the proof.
+ *    its interface and its other peers' sessions, keeps the endpoint it had for the node when the config gives
+ *    none, and pings the node once: the handshake with the new key starts at once and both sides' queues go out;
+ * 4. the rotated node makes it permanent: rename over IFACE.key (the old key file is gone), IFACE.pub rewritten.
+ * The order 2-3 loses no packet in either direction (a new user's finding 7: the earlier order, peers first, lost
+ * what the node sent between the peers' update and its swap, encrypted for sessions the peers had dropped); the
+ * pairs' packets wait from 2 until 3 is done: `windowMs`. A queue holds at most 128 packets per peer (WireGuard's
+ * MAX_STAGED_PACKETS): beyond that, heavy traffic loses its oldest.
+ * Every rotation ends in one consistent state (RotationOutcome): a peer that cannot be updated, a step that fails
+ * or Ctrl-C before step 4 rolls back (the node runs its old key again, every peer gets its old config back,
+ * IFACE.key.new removed only then); Ctrl-C during step 4 completes it. A changing step is never cut by Ctrl-C: it is
+ * waited for (bounded by its timeout), as `up` waits for its changing steps. Nodes are rotated one after another;
+ * the ping matrix afterwards is the proof.
  */
 import type { Inventory, Node } from '../inventory/types.js';
 import { checkDeadlineMs, type Connection, type ExecResult } from '../transport/types.js';
@@ -21,7 +28,14 @@ import { renderWgQuickConfig } from '../render/wgquick.js';
 import { syncPeersCommand } from '../render/systemd.js';
 import { wireguardPaths } from '../remote/wireguard.js';
 import { atomicWriteScript } from '../steps/action.js';
-import { discardNewKeyScript, parseRotateRead, rotateReadScript, swapKeyScript } from '../steps/keys.js';
+import {
+  discardNewKeyScript,
+  liveKeyScript,
+  parseRotateRead,
+  peerHandshakeScript,
+  rotateReadScript,
+  swapKeyScript,
+} from '../steps/keys.js';
 import { redactSecrets } from '../remote/redact.js';
 import { onForcedExit } from '../interrupt.js';
 
@@ -55,7 +69,7 @@ export interface RotationReport {
   peersUpdated: string[];
   /** outcome `incomplete`: peers whose old config could not be given back: they may hold the new public key */
   peersHoldingNewKey?: string[];
-  /** ms from the first peer update sent to the key swapped on the node: the pairs with it were down meanwhile */
+  /** ms from the new key sent to the node (live) to every peer updated with it: the pairs' packets waited meanwhile */
   windowMs?: number;
   error?: string;
 }
@@ -82,12 +96,27 @@ const run = async (connection: Connection, script: string, signal: AbortSignal |
   return result;
 };
 
-/** The script that writes a peer's rendered config (keeping .bak) and syncs its live interface from it. */
-function peerUpdateScript(inventory: Inventory, peer: string, keys: ReadonlyMap<string, string>): string {
+/**
+ * The script that writes a peer's rendered config (keeping .bak) and syncs its live interface from it, then starts
+ * the handshake with the rotated node's key `move.to` (../steps/keys.ts peerHandshakeScript).
+ */
+function peerUpdateScript(
+  inventory: Inventory,
+  peer: string,
+  keys: ReadonlyMap<string, string>,
+  move: { from: string; to: string; overlayIp: string },
+): string {
   const iface = inventory.mesh.interface;
   const p = wireguardPaths(iface);
   const text = renderWgQuickConfig(desiredNodeConfig(inventory, peer, keys));
-  return ['set -e', atomicWriteScript(p.config, text, { backup: true, label: 'config' }), syncPeersCommand(iface, p.privateKey)].join('\n');
+  const handshake = peerHandshakeScript(iface, move.from, move.to, move.overlayIp);
+  return [
+    'set -e',
+    handshake.before,
+    atomicWriteScript(p.config, text, { backup: true, label: 'config' }),
+    syncPeersCommand(iface, p.privateKey),
+    handshake.after,
+  ].join('\n');
 }
 
 const short = (key?: string) => (key ? `${key.slice(0, 10)}…` : '?');
@@ -169,20 +198,43 @@ export async function rotateNode(ctx: RotateContext, node: Node): Promise<Rotati
   const newKeys = new Map(oldKeys).set(node.name, next);
   const peers = inventory.nodes.filter((n) => n.name !== node.name).map((n) => n.name);
 
-  // from here peers may hold the new public key: a second Ctrl-C (exit at once) says what it leaves
+  const keyFile = wireguardPaths(iface).privateKey;
+  const overlayIp = node.overlayIp;
+
+  // from here the node may run its new key and peers may hold it: a second Ctrl-C (exit at once) says what it leaves
   const forget = onForcedExit(
     () =>
-      `${node.name}: its key rotation was cut short: peers may hold its new public key ${short(next)} while it may still run the old one; ${keyNew} stays on it: run meshctl rotate-keys ${node.name} again`,
+      `${node.name}: its key rotation was cut short: it or its peers may already use its new public key ${short(next)} while the others still use the old one; ${keyNew} stays on it: run meshctl rotate-keys ${node.name} again`,
   );
   try {
-    /** Every peer back on the old public key (all of them: a failed update may have written its file); the new key removed only then. */
+    /**
+     * The node back on its old key (live) and every peer back on the old public key (all of them: a failed update
+     * may have written its file); the new key removed only then.
+     */
     const rollBack = async (why: string): Promise<RotationReport> => {
-      const restores = await Promise.allSettled(
-        peers.map((peer) =>
-          run(connections.get(peer)!, peerUpdateScript(inventory, peer, oldKeys), undefined, `giving ${peer} the old key back`),
+      const [liveBack, ...restores] = await Promise.allSettled([
+        run(self, liveKeyScript(iface, keyFile), undefined, `giving ${node.name} its old key back`),
+        ...peers.map((peer) =>
+          run(
+            connections.get(peer)!,
+            peerUpdateScript(inventory, peer, oldKeys, { from: next, to: mine.current, overlayIp }),
+            undefined,
+            `giving ${peer} the old key back`,
+          ),
         ),
-      );
+      ]);
       const stuck = peers.filter((_, i) => restores[i]!.status === 'rejected');
+      const nodeBack =
+        liveBack!.status === 'fulfilled' && parseRotateRead(`current=${mine.current}\n${liveBack!.value.stdout}`).live === mine.current;
+      if (!nodeBack)
+        return done({
+          ...report,
+          outcome: 'incomplete',
+          peersUpdated: [],
+          newPublicKey: mine.current,
+          peersHoldingNewKey: stuck,
+          error: `not rotated: ${why}; ${node.name} could not be put back on its old key (${liveBack!.status === 'rejected' ? message(liveBack!.reason) : 'its interface runs another key'}) while ${stuck.length ? `${stuck.join(', ')} may hold the new key and the others` : 'every peer'} hold${stuck.length ? '' : 's'} the old one; ${keyNew} stays on ${node.name}: run meshctl rotate-keys ${node.name} again (it uses that key)`,
+        });
       if (stuck.length === 0)
         return done({
           ...report,
@@ -202,10 +254,28 @@ export async function rotateNode(ctx: RotateContext, node: Node): Promise<Rotati
       });
     };
 
+    // the node runs the new key first: its old sessions still receive, what it sends waits for the new handshakes
     const started = Date.now();
+    try {
+      const live = parseRotateRead(
+        `current=${next}\n${(await run(self, liveKeyScript(iface, keyNew), undefined, `running the new key on ${node.name}`)).stdout}`,
+      ).live;
+      if (live !== next) return await rollBack(`${node.name} runs with ${live ?? 'no key'} after taking the new key`);
+    } catch (error) {
+      return await rollBack(message(error));
+    }
+    if (signal.aborted) return await rollBack(`${interruptedWhy()} before the peers were updated`);
     const updates = await Promise.allSettled(
-      peers.map((peer) => run(connections.get(peer)!, peerUpdateScript(inventory, peer, newKeys), undefined, `updating ${peer}`)),
+      peers.map((peer) =>
+        run(
+          connections.get(peer)!,
+          peerUpdateScript(inventory, peer, newKeys, { from: mine.current, to: next, overlayIp }),
+          undefined,
+          `updating ${peer}`,
+        ),
+      ),
     );
+    report.windowMs = Date.now() - started;
     report.peersUpdated = peers.filter((_, i) => updates[i]!.status === 'fulfilled');
     const failed = updates.flatMap((u) => (u.status === 'rejected' ? [message(u.reason)] : []));
     if (failed.length > 0) return await rollBack(failed.join('; '));
@@ -222,7 +292,6 @@ export async function rotateNode(ctx: RotateContext, node: Node): Promise<Rotati
         undefined,
         `swapping the key on ${node.name}`,
       );
-      report.windowMs = Date.now() - started;
       const live = parseRotateRead(`current=${next}\n${swapped.stdout}`).live;
       if (live === next) return done({ ...report, ok: true, outcome: 'rotated', newPublicKey: next });
       swapError = `${node.name} runs with ${live ?? 'no key'} after the swap, not the new key`;
@@ -247,7 +316,7 @@ export async function rotateNode(ctx: RotateContext, node: Node): Promise<Rotati
         newPublicKey: next,
         error: `${swapError}; yet ${node.name} runs the new key from its key file`,
       });
-    if (after?.current === mine.current && after.live === mine.current) return await rollBack(swapError);
+    if (after?.current === mine.current) return await rollBack(swapError);
     return done({
       ...report,
       outcome: 'incomplete',

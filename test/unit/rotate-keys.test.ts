@@ -41,15 +41,29 @@ function mesh(overrides: (node: string, abort: () => void) => FakeRule[] = () =>
     {
       match: /wg addconf/,
       reply: (script) => {
-        order.push(`${node}:update${script.includes(next) ? '(new)' : '(old)'}`);
+        order.push(`${node}:update${script.includes(`PublicKey = ${next}`) ? '(new)' : '(old)'}`);
         return { stdout: 'config=abc\n' };
       },
     },
     {
-      match: /wg set wg0 private-key \/etc\/wireguard\/wg0\.key\.new/,
+      match: /mv -f \/etc\/wireguard\/wg0\.key\.new \/etc\/wireguard\/wg0\.key\n/,
       reply: () => {
         order.push(`${node}:swap`);
         return { stdout: `live=${next}\n` };
+      },
+    },
+    {
+      match: /^set -e\nwg set wg0 private-key \/etc\/wireguard\/wg0\.key\.new\n/,
+      reply: () => {
+        order.push(`${node}:live(new)`);
+        return { stdout: `live=${next}\n` };
+      },
+    },
+    {
+      match: /^set -e\nwg set wg0 private-key \/etc\/wireguard\/wg0\.key\n/,
+      reply: () => {
+        order.push(`${node}:live(old)`);
+        return { stdout: `live=${keys.get(node)}\n` };
       },
     },
     {
@@ -65,7 +79,7 @@ function mesh(overrides: (node: string, abort: () => void) => FakeRule[] = () =>
 }
 
 describe('rotate-keys', () => {
-  it('reads every node, updates every peer with the new public key, then swaps on the node', async () => {
+  it('reads every node, runs the new key on the node, updates every peer with it, then replaces the key file', async () => {
     const m = mesh();
     const report = await rotateNode(m.ctx, inventory.nodes[0]!);
     assert.equal(report.ok, true, report.error);
@@ -75,7 +89,7 @@ describe('rotate-keys', () => {
     assert.equal(report.oldPublicKey, keys.get('ms-1'));
     assert.deepEqual(report.peersUpdated, ['wk-1', 'wk-2', 'ctb-edge-1']);
     assert.ok(typeof report.windowMs === 'number');
-    const phase = (entry: string) => (entry.includes('read') ? 0 : entry.includes('update') ? 1 : 2);
+    const phase = (entry: string) => (entry.includes('read') ? 0 : entry.includes('live(new)') ? 1 : entry.includes('update') ? 2 : 3);
     assert.deepEqual(
       m.order.map(phase),
       [...m.order.map(phase)].sort((a, b) => a - b),
@@ -87,10 +101,13 @@ describe('rotate-keys', () => {
       'wk-2:update(new)',
     ]);
     assert.equal(m.order.at(-1), 'ms-1:swap');
+    assert.ok(m.order.includes('ms-1:live(new)') && !m.order.some((e) => e.includes('(old)')), m.order.join(' '));
     // the peers' configs carry the new public key and not the old one
     const peerScript = m.connections.get('wk-1')!.scripts.find((s) => s.includes('wg addconf'))!;
     assert.ok(peerScript.includes(`PublicKey = ${next}`));
-    assert.ok(!peerScript.includes(keys.get('ms-1')!));
+    // and start the handshake with the node's new key at once
+    assert.match(peerScript, /ping -n -c 1 -W 1 172\.27\.15\.12 /);
+    assert.ok(!peerScript.includes(`PublicKey = ${keys.get('ms-1')!}`));
   });
 
   it('a peer that cannot be updated: no swap, the updated peers get the old key back, the new key is discarded', async () => {
@@ -99,7 +116,7 @@ describe('rotate-keys', () => {
       node === 'wk-2'
         ? [
             {
-              match: new RegExp(`wg addconf[^]*${next.replace(/[+/]/g, '\\$&')}|${next.replace(/[+/]/g, '\\$&')}[^]*wg addconf`),
+              match: new RegExp(`PublicKey = ${next.replace(/[+/]/g, '\\$&')}[\\s\\S]*wg addconf`),
               reply: { code: 1, stderr: 'Unable to modify interface: Protocol not supported' },
             },
           ]
@@ -111,6 +128,7 @@ describe('rotate-keys', () => {
     assert.match(report.error!, /not rotated: updating wk-2 failed \(exit 1\): Unable to modify interface/);
     assert.ok(!m.order.includes('ms-1:swap'));
     for (const peer of ['wk-1', 'wk-2', 'ctb-edge-1']) assert.ok(m.order.includes(`${peer}:update(old)`), m.order.join(' '));
+    assert.ok(m.order.includes('ms-1:live(old)'), m.order.join(' '));
     assert.ok(m.order.includes('ms-1:discard'));
     assert.ok(
       m.order.indexOf('ms-1:discard') > Math.max(...['wk-1', 'wk-2', 'ctb-edge-1'].map((p) => m.order.indexOf(`${p}:update(old)`))),
@@ -161,8 +179,8 @@ describe('rotate-keys', () => {
           {
             match: /wg addconf/,
             reply: (script) => {
-              m.order.push(`wk-1:update${script.includes(next) ? '(new)' : '(old)'}`);
-              if (script.includes(next)) {
+              m.order.push(`wk-1:update${script.includes(`PublicKey = ${next}`) ? '(new)' : '(old)'}`);
+              if (script.includes(`PublicKey = ${next}`)) {
                 abort(); // wk-1 is updated, wk-2 still runs its update
                 setImmediate(release);
               }
@@ -175,8 +193,8 @@ describe('rotate-keys', () => {
           {
             match: /wg addconf/,
             reply: async (script) => {
-              if (script.includes(next)) await slow;
-              m.order.push(`wk-2:update${script.includes(next) ? '(new)' : '(old)'}`);
+              if (script.includes(`PublicKey = ${next}`)) await slow;
+              m.order.push(`wk-2:update${script.includes(`PublicKey = ${next}`) ? '(new)' : '(old)'}`);
               return { stdout: 'config=abc\n' };
             },
           },
@@ -193,7 +211,31 @@ describe('rotate-keys', () => {
       assert.ok(m.order.indexOf(`${peer}:update(old)`) > m.order.indexOf(`${peer}:update(new)`), m.order.join(' '));
     }
     assert.ok(m.order.indexOf('ms-1:discard') > m.order.indexOf('wk-2:update(old)'), m.order.join(' '));
+    assert.ok(m.order.includes('ms-1:live(old)'), m.order.join(' '));
     assert.match(describeRotation(report), /^ms-1: NOT ROTATED \(interrupted\): not rotated: interrupted before the swap; rolled back/);
+  });
+
+  it('Ctrl-C once the node runs its new key, before the peers: the node runs its old key again, the new key file is removed', async () => {
+    const m = mesh((node, abort) =>
+      node === 'ms-1'
+        ? [
+            {
+              match: /^set -e\nwg set wg0 private-key \/etc\/wireguard\/wg0\.key\.new\n/,
+              reply: () => {
+                abort();
+                m.order.push('ms-1:live(new)');
+                return { stdout: `live=${next}\n` };
+              },
+            },
+          ]
+        : [],
+    );
+    const report = await rotateNode(m.ctx, inventory.nodes[0]!);
+    assert.equal(report.outcome, 'rolled-back', report.error);
+    assert.equal(report.interrupted, true);
+    assert.ok(!m.order.some((e) => e.includes('update(new)') || e === 'ms-1:swap'), m.order.join(' '));
+    assert.ok(m.order.indexOf('ms-1:live(old)') > m.order.indexOf('ms-1:live(new)'), m.order.join(' '));
+    assert.ok(m.order.includes('ms-1:discard'), m.order.join(' '));
   });
 
   it('Ctrl-C during the swap: the swap ends and the rotation is reported as done', async () => {
@@ -201,7 +243,7 @@ describe('rotate-keys', () => {
       node === 'ms-1'
         ? [
             {
-              match: /wg set wg0 private-key \/etc\/wireguard\/wg0\.key\.new/,
+              match: /mv -f \/etc\/wireguard\/wg0\.key\.new \/etc\/wireguard\/wg0\.key\n/,
               reply: () => {
                 abort();
                 m.order.push('ms-1:swap');
@@ -227,9 +269,12 @@ describe('rotate-keys', () => {
       const m = mesh((node) =>
         node === 'ms-1'
           ? [
-              { match: /wg set wg0 private-key/, reply: { code: 255, stderr: 'connection closed by the remote side' } },
+              {
+                match: /mv -f \/etc\/wireguard\/wg0\.key\.new \/etc\/wireguard\/wg0\.key\n/,
+                reply: { code: 255, stderr: 'connection closed by the remote side' },
+              },
               // the read after the swap (the first read, which makes the key, matches the mesh's own rule)
-              { match: /^set -e\numask 077\nif \[ ! -s(?![^]*genkey)/, reply: { stdout: `current=${runs}\nlive=${runs}\n` } },
+              { match: /^set -e\numask 077\nif \[ ! -s(?![\s\S]*genkey)/, reply: { stdout: `current=${runs}\nlive=${runs}\n` } },
             ]
           : [],
       );
