@@ -55,17 +55,17 @@ describeLab(
         const code = await run.exited;
         const output = run.output();
         assert.equal(code, 130, output);
-        assert.match(output, /ms-1: NOT ROTATED \(interrupted\): .*rolled back: every peer has its old public key again/, output);
 
-        assert.equal(await sh('ms-1', 'wg show wg0 public-key'), oldKey);
-        assert.equal(await sh('ms-1', 'wg pubkey < /etc/wireguard/wg0.key'), oldKey);
+        assert.equal(await sh('ms-1', 'wg show wg0 public-key'), oldKey, output);
+        assert.equal(await sh('ms-1', 'wg pubkey < /etc/wireguard/wg0.key'), oldKey, output);
         assert.doesNotMatch(await sh('ms-1', 'ls /etc/wireguard'), /wg0\.key\.new/);
         for (const peer of PEERS) {
           const live = await sh(peer, 'wg show wg0 peers');
           const file = await sh(peer, 'grep PublicKey /etc/wireguard/wg0.conf');
-          assert.ok(live.includes(oldKey) && file.includes(oldKey), `${peer} lacks ms-1's old key:\n${live}\n${file}`);
+          assert.ok(live.includes(oldKey) && file.includes(oldKey), `${peer} lacks ms-1's old key:\n${live}\n${file}\n${output}`);
           assert.equal(live.split('\n').length, 3, `${peer} live peers:\n${live}`);
         }
+        assert.match(output, /ms-1: NOT ROTATED \(interrupted\): .*rolled back: every peer has its old public key again/, output);
         const verify = await lab().meshctl(['verify', INVENTORY, '--no-color']);
         assert.equal(verify.code, 0, verify.stdout + verify.stderr);
       } finally {
