@@ -66,10 +66,17 @@ export function recordRotatedKeys(inventory: Inventory, keys: Record<string, str
 
 const short = (key?: string) => (key ? `${key.slice(0, 10)}…` : '?');
 
-function describeRotation(r: RotationReport): string {
-  if (!r.ok) return `${r.node}: FAILED ${r.error ?? ''}`;
-  const window = r.windowMs === undefined ? '' : `; pairs with it down for ${r.windowMs} ms (peer update to key swap)`;
-  return `${r.node}: public key ${short(r.oldPublicKey)} -> ${short(r.newPublicKey)}${r.reusedPendingKey ? ' (a pending key of an interrupted rotation)' : ''}; ${r.peersUpdated.length} peers updated; old key file replaced${window}`;
+/**
+ * One line per rotated node, naming its outcome (../engine/rotate.ts RotationOutcome) as it is on the nodes:
+ * `rotated`, `NOT ROTATED` (nothing changed, or every change undone) or `INCOMPLETE` (what is where). Exported for tests.
+ */
+export function describeRotation(r: RotationReport): string {
+  const when = r.interrupted ? ' (interrupted)' : '';
+  if (r.outcome === 'not-rotated' || r.outcome === 'rolled-back') return `${r.node}: NOT ROTATED${when}: ${r.error ?? ''}`;
+  if (r.outcome === 'incomplete') return `${r.node}: INCOMPLETE${when}: ${r.error ?? ''}`;
+  const window = r.windowMs === undefined ? '' : `; its pairs' packets waited up to ${r.windowMs} ms (new key live to every peer updated)`;
+  const note = r.error ? ` (${r.error})` : r.interrupted ? ' (interrupted after the peers were updated: the swap was completed)' : '';
+  return `${r.node}: public key ${short(r.oldPublicKey)} -> ${short(r.newPublicKey)}${r.reusedPendingKey ? ' (a pending key of an interrupted rotation)' : ''}; ${r.peersUpdated.length} peers updated; old key file replaced${window}${note}`;
 }
 
 export function registerRotateKeys(program: Command, finish: (result: CommandResult) => void): void {
@@ -116,11 +123,15 @@ export function registerRotateKeys(program: Command, finish: (result: CommandRes
           for (const w of lock.warnings) out.write(`warning: ${w}\n`);
           const ctx = { inventory, connections, signal: interruptSignal };
           for (const node of rotated) {
-            if (interruptSignal.aborted) break;
+            if (interruptSignal.aborted || (reports.length > 0 && !reports.at(-1)!.ok)) {
+              out.write(
+                `${safeText(node.name)}: not rotated (${interruptSignal.aborted ? 'interrupted' : 'stopped'} before its turn; nothing changed)\n`,
+              );
+              continue;
+            }
             const report = await rotateNode(ctx, node);
             reports.push(report);
             out.write(`${safeText(describeRotation(report))}\n`);
-            if (!report.ok) break;
           }
           if (!interruptSignal.aborted) {
             const keys = await currentPublicKeys(ctx);

@@ -1,18 +1,25 @@
 /**
- * `meshctl rotate-keys` (issue 9): a new key pair on a node, every peer updated, the old key gone, with a bounded
- * interruption. Per rotated node, in this order:
+ * `meshctl rotate-keys` (issue 9): a new key pair on a node, every peer updated, the old key gone, with no packet
+ * lost. Per rotated node, in this order:
  * 1. every node prints its public keys; the rotated node also makes IFACE.key.new on the node (umask 077) and
  *    prints only its public half (../steps/keys.ts rotateReadScript): the private key never leaves the node;
- * 2. every peer gets its config rendered with the new public key (the file `up` would write) and is synced from
+ * 2. the rotated node runs the new key (`wg set IFACE private-key IFACE.key.new`, no file changed). WireGuard then
+ *    sends nothing on its old sessions but still receives on them (the kernel expires only their sending halves),
+ *    and queues what it sends until a handshake with the new key;
+ * 3. every peer gets its config rendered with the new public key (the file `up` would write) and is synced from
  *    it as `wg syncconf` would (../render/systemd.ts syncPeersCommand: only what differs is sent), keeping its key,
- *    its interface and its other peers' sessions. From here the pairs with the rotated node are
- *    down: the peers know only the new key, the node still runs the old one;
- * 3. the rotated node swaps: `wg set IFACE private-key IFACE.key.new`, rename over IFACE.key (the old key file is
- *    gone), IFACE.pub rewritten, one ping per peer to start the new handshakes at once.
- * The window between 2 and 3 is one round trip plus one handshake; it is measured (`windowMs`: from the first peer
- * update sent to the swap done). A peer that cannot be updated aborts the rotation before the swap: the peers
- * already updated get their old config back, IFACE.key.new is removed, and the node keeps its old key.
- * Nodes are rotated one after another; the ping matrix afterwards is the proof.
+ *    its interface and its other peers' sessions, keeps the endpoint it had for the node when the config gives
+ *    none, and pings the node once: the handshake with the new key starts at once and both sides' queues go out;
+ * 4. the rotated node makes it permanent: rename over IFACE.key (the old key file is gone), IFACE.pub rewritten.
+ * The order 2-3 loses no packet in either direction (a new user's finding 7: the earlier order, peers first, lost
+ * what the node sent between the peers' update and its swap, encrypted for sessions the peers had dropped); the
+ * pairs' packets wait from 2 until 3 is done: `windowMs`. A queue holds at most 128 packets per peer (WireGuard's
+ * MAX_STAGED_PACKETS): beyond that, heavy traffic loses its oldest.
+ * Every rotation ends in one consistent state (RotationOutcome): a peer that cannot be updated, a step that fails
+ * or Ctrl-C before step 4 rolls back (the node runs its old key again, every peer gets its old config back,
+ * IFACE.key.new removed only then); Ctrl-C during step 4 completes it. A changing step is never cut by Ctrl-C: it is
+ * waited for (bounded by its timeout), as `up` waits for its changing steps. Nodes are rotated one after another;
+ * the ping matrix afterwards is the proof.
  */
 import type { Inventory, Node } from '../inventory/types.js';
 import { checkDeadlineMs, type Connection, type ExecResult } from '../transport/types.js';
@@ -21,13 +28,38 @@ import { renderWgQuickConfig } from '../render/wgquick.js';
 import { syncPeersCommand } from '../render/systemd.js';
 import { wireguardPaths } from '../remote/wireguard.js';
 import { atomicWriteScript } from '../steps/action.js';
-import { discardNewKeyScript, parseRotateRead, rotateReadScript, swapKeyScript } from '../steps/keys.js';
+import {
+  discardNewKeyScript,
+  liveKeyScript,
+  parseRotateRead,
+  peerHandshakeScript,
+  rotateReadScript,
+  swapKeyScript,
+} from '../steps/keys.js';
 import { redactSecrets } from '../remote/redact.js';
+import { onForcedExit } from '../interrupt.js';
+
+/**
+ * How a rotation ended on the nodes, never a mix:
+ * - `rotated`: the node runs its new key from its key file, every peer holds the new public key;
+ * - `not-rotated`: given up before any peer was changed: the node keeps its key, IFACE.key.new is removed (kept
+ *   only when it was a pending key of an earlier rotation: peers may hold its public half);
+ * - `rolled-back`: given up after peers were (maybe) changed: every peer got the old public key back (config and
+ *   live), the node keeps its old key, IFACE.key.new is removed;
+ * - `incomplete`: a rollback or the swap could not be finished on some node: `error` says what is true where
+ *   (`peersHoldingNewKey`), and IFACE.key.new stays on the node while any peer may hold its public half; the next
+ *   `rotate-keys NODE` uses that key again and completes.
+ */
+export type RotationOutcome = 'rotated' | 'not-rotated' | 'rolled-back' | 'incomplete';
 
 /** What happened to one rotated node. */
 export interface RotationReport {
   node: string;
+  /** outcome `rotated` */
   ok: boolean;
+  outcome: RotationOutcome;
+  /** Ctrl-C (or SIGTERM/SIGHUP) came during this rotation: the changing steps were waited for, then finished or undone */
+  interrupted: boolean;
   /** public keys, before and after (after = before when the rotation was given up) */
   oldPublicKey?: string;
   newPublicKey?: string;
@@ -35,7 +67,9 @@ export interface RotationReport {
   reusedPendingKey: boolean;
   /** peers whose config and live interface now carry the new key */
   peersUpdated: string[];
-  /** ms from the first peer update sent to the key swapped on the node: the pairs with it were down meanwhile */
+  /** outcome `incomplete`: peers whose old config could not be given back: they may hold the new public key */
+  peersHoldingNewKey?: string[];
+  /** ms from the new key sent to the node (live) to every peer updated with it: the pairs' packets waited meanwhile */
   windowMs?: number;
   error?: string;
 }
@@ -43,11 +77,18 @@ export interface RotationReport {
 export interface RotateContext {
   inventory: Inventory;
   connections: ReadonlyMap<string, Connection>;
+  /** Ctrl-C: stops a rotation between its steps; a changing step already sent is waited for, never cut */
   signal: AbortSignal;
 }
 
-const run = async (connection: Connection, script: string, signal: AbortSignal, what: string): Promise<ExecResult> => {
-  const result = await connection.run(script, { timeoutMs: checkDeadlineMs(60_000), signal });
+/**
+ * Runs `script`; `signal` only for reads: a changing step is not stopped by Ctrl-C (killing it half-way would leave
+ * a config written but not live, or the reverse) and is bounded by its timeout instead, as `up`'s changing steps are
+ * (../engine/runner.ts).
+ * @throws Error naming `what`, the exit status and the last lines of output (secrets redacted) when it fails
+ */
+const run = async (connection: Connection, script: string, signal: AbortSignal | undefined, what: string): Promise<ExecResult> => {
+  const result = await connection.run(script, { timeoutMs: checkDeadlineMs(60_000), ...(signal ? { signal } : {}) });
   if (result.code !== 0)
     throw new Error(
       `${what} failed (exit ${result.code}): ${redactSecrets((result.stderr || result.stdout).trim().split('\n').slice(-3).join(' | '))}`,
@@ -55,84 +96,240 @@ const run = async (connection: Connection, script: string, signal: AbortSignal, 
   return result;
 };
 
-/** The script that writes a peer's rendered config (keeping .bak) and syncs its live interface from it. */
-function peerUpdateScript(inventory: Inventory, peer: string, keys: ReadonlyMap<string, string>): string {
+/**
+ * The script that writes a peer's rendered config (keeping .bak) and syncs its live interface from it, then starts
+ * the handshake with the rotated node's key `move.to` (../steps/keys.ts peerHandshakeScript).
+ */
+function peerUpdateScript(
+  inventory: Inventory,
+  peer: string,
+  keys: ReadonlyMap<string, string>,
+  move: { from: string; to: string; overlayIp: string },
+): string {
   const iface = inventory.mesh.interface;
   const p = wireguardPaths(iface);
   const text = renderWgQuickConfig(desiredNodeConfig(inventory, peer, keys));
-  return ['set -e', atomicWriteScript(p.config, text, { backup: true, label: 'config' }), syncPeersCommand(iface, p.privateKey)].join('\n');
+  const handshake = peerHandshakeScript(iface, move.from, move.to, move.overlayIp);
+  return [
+    'set -e',
+    handshake.before,
+    atomicWriteScript(p.config, text, { backup: true, label: 'config' }),
+    syncPeersCommand(iface, p.privateKey),
+    handshake.after,
+  ].join('\n');
 }
 
-/** Reads every node's public key (and makes the rotated node's new key): round trip 1, all nodes at once. */
+const short = (key?: string) => (key ? `${key.slice(0, 10)}…` : '?');
+const message = (reason: unknown) => (reason instanceof Error ? reason.message : String(reason));
+
+/**
+ * Reads every node's public key and makes the rotated node's new key: round trip 1, all nodes at once, not stopped
+ * by Ctrl-C (it makes IFACE.key.new: what it did must be known to be undone). `rotated` is undefined when the rotated
+ * node's own read failed; `failures` names every node whose read failed.
+ */
 async function readKeys(ctx: RotateContext, rotated: string) {
   const iface = ctx.inventory.mesh.interface;
-  const entries = await Promise.all(
+  const results = await Promise.allSettled(
     ctx.inventory.nodes.map(async (node) => {
       const result = await run(
         ctx.connections.get(node.name)!,
         rotateReadScript(iface, { generate: node.name === rotated }),
-        ctx.signal,
+        undefined,
         `reading the keys of ${node.name}`,
       );
-      return [node.name, parseRotateRead(result.stdout)] as const;
+      return parseRotateRead(result.stdout);
     }),
   );
-  return new Map(entries);
+  const keys = new Map<string, ReturnType<typeof parseRotateRead>>();
+  const failures: string[] = [];
+  ctx.inventory.nodes.forEach((node, i) => {
+    const r = results[i]!;
+    if (r.status === 'fulfilled') keys.set(node.name, r.value);
+    else failures.push(message(r.reason));
+  });
+  return { keys, failures };
 }
 
-/** Rotates one node's key (see the module doc); never throws for a node's failure, reports it. */
+/**
+ * Rotates one node's key (see the module doc) and ends it in one consistent state (RotationOutcome): after Ctrl-C
+ * the step in flight is waited for, then a rotation not yet swapped is rolled back and a swap sent is completed.
+ * Never throws for a node's failure: reports it.
+ */
 export async function rotateNode(ctx: RotateContext, node: Node): Promise<RotationReport> {
   const { inventory, connections, signal } = ctx;
   const iface = inventory.mesh.interface;
-  const report: RotationReport = { node: node.name, ok: false, reusedPendingKey: false, peersUpdated: [] };
-  let read: Awaited<ReturnType<typeof readKeys>>;
-  try {
-    read = await readKeys(ctx, node.name);
-  } catch (error) {
-    return { ...report, error: (error as Error).message };
+  const keyNew = `${wireguardPaths(iface).privateKey}.new`;
+  const self = connections.get(node.name)!;
+  const base: RotationReport = {
+    node: node.name,
+    ok: false,
+    outcome: 'not-rotated',
+    interrupted: false,
+    reusedPendingKey: false,
+    peersUpdated: [],
+  };
+  const done = (report: RotationReport): RotationReport => ({ ...report, interrupted: signal.aborted });
+  const interruptedWhy = () => message(signal.reason ?? 'interrupted');
+
+  const read = await readKeys(ctx, node.name);
+  const mine = read.keys.get(node.name);
+  const discard = async (): Promise<string> => {
+    try {
+      await run(self, discardNewKeyScript(iface), undefined, `removing ${keyNew} on ${node.name}`);
+      return `${keyNew} removed`;
+    } catch (error) {
+      return `${keyNew} is left on ${node.name} (${message(error)}): no peer holds its public key`;
+    }
+  };
+  if (!mine?.next || read.failures.length > 0 || signal.aborted) {
+    const why =
+      read.failures.length > 0 ? read.failures.join('; ') : !mine?.next ? `${node.name} printed no new public key` : interruptedWhy();
+    // a pending key of an earlier rotation may be on peers already: kept for the next rotation
+    const left = !mine?.next ? '' : mine.reused ? `; ${keyNew} (a pending key of an earlier rotation) is kept` : `; ${await discard()}`;
+    return done({
+      ...base,
+      ...(mine ? { oldPublicKey: mine.current, newPublicKey: mine.current, reusedPendingKey: mine.reused } : {}),
+      error: `not rotated: ${why}; no peer was changed${left}`,
+    });
   }
-  const self = read.get(node.name)!;
-  report.oldPublicKey = self.current;
-  report.reusedPendingKey = self.reused;
-  const oldKeys = new Map([...read].map(([name, r]) => [name, r.current]));
-  const newKeys = new Map(oldKeys).set(node.name, self.next!);
-  const peers = inventory.nodes.filter((n) => n.name !== node.name);
-  const started = Date.now();
-  const updates = await Promise.allSettled(
-    peers.map((peer) => run(connections.get(peer.name)!, peerUpdateScript(inventory, peer.name, newKeys), signal, `updating ${peer.name}`)),
+  const next = mine.next;
+  const report: RotationReport = { ...base, oldPublicKey: mine.current, reusedPendingKey: mine.reused };
+  const oldKeys = new Map([...read.keys].map(([name, r]) => [name, r.current]));
+  const newKeys = new Map(oldKeys).set(node.name, next);
+  const peers = inventory.nodes.filter((n) => n.name !== node.name).map((n) => n.name);
+
+  const keyFile = wireguardPaths(iface).privateKey;
+  const overlayIp = node.overlayIp;
+
+  // from here the node may run its new key and peers may hold it: a second Ctrl-C (exit at once) says what it leaves
+  const forget = onForcedExit(
+    () =>
+      `${node.name}: its key rotation was cut short: it or its peers may already use its new public key ${short(next)} while the others still use the old one; ${keyNew} stays on it: run meshctl rotate-keys ${node.name} again`,
   );
-  report.peersUpdated.push(...peers.filter((_, i) => updates[i]!.status === 'fulfilled').map((p) => p.name));
-  const failed = updates.flatMap((u) => (u.status === 'rejected' ? [(u.reason as Error).message] : []));
-  if (failed.length > 0) {
-    // given up before the swap: the updated peers go back to the old key, the new key is thrown away
-    await Promise.allSettled(
-      report.peersUpdated.map((peer) =>
-        run(connections.get(peer)!, peerUpdateScript(inventory, peer, oldKeys), signal, `restoring ${peer}`),
-      ),
-    );
-    await connections
-      .get(node.name)!
-      .run(discardNewKeyScript(iface), { timeoutMs: checkDeadlineMs(15_000) })
-      .catch(() => undefined);
-    return { ...report, peersUpdated: [], newPublicKey: self.current, error: `not rotated: ${failed.join('; ')}` };
-  }
   try {
-    const swapped = await run(
-      connections.get(node.name)!,
-      swapKeyScript(
-        iface,
-        peers.map((p) => p.overlayIp),
+    /**
+     * The node back on its old key (live) and every peer back on the old public key (all of them: a failed update
+     * may have written its file); the new key removed only then.
+     */
+    const rollBack = async (why: string): Promise<RotationReport> => {
+      const [liveBack, ...restores] = await Promise.allSettled([
+        run(self, liveKeyScript(iface, keyFile), undefined, `giving ${node.name} its old key back`),
+        ...peers.map((peer) =>
+          run(
+            connections.get(peer)!,
+            peerUpdateScript(inventory, peer, oldKeys, { from: next, to: mine.current, overlayIp }),
+            undefined,
+            `giving ${peer} the old key back`,
+          ),
+        ),
+      ]);
+      const stuck = peers.filter((_, i) => restores[i]!.status === 'rejected');
+      const nodeBack =
+        liveBack!.status === 'fulfilled' && parseRotateRead(`current=${mine.current}\n${liveBack!.value.stdout}`).live === mine.current;
+      if (!nodeBack)
+        return done({
+          ...report,
+          outcome: 'incomplete',
+          peersUpdated: [],
+          newPublicKey: mine.current,
+          peersHoldingNewKey: stuck,
+          error: `not rotated: ${why}; ${node.name} could not be put back on its old key (${liveBack!.status === 'rejected' ? message(liveBack!.reason) : 'its interface runs another key'}) while ${stuck.length ? `${stuck.join(', ')} may hold the new key and the others` : 'every peer'} hold${stuck.length ? '' : 's'} the old one; ${keyNew} stays on ${node.name}: run meshctl rotate-keys ${node.name} again (it uses that key)`,
+        });
+      if (stuck.length === 0)
+        return done({
+          ...report,
+          outcome: 'rolled-back',
+          peersUpdated: [],
+          newPublicKey: mine.current,
+          error: `not rotated: ${why}; rolled back: every peer has its old public key again, ${node.name} keeps it, ${await discard()}`,
+        });
+      const errors = restores.flatMap((r) => (r.status === 'rejected' ? [message(r.reason)] : []));
+      return done({
+        ...report,
+        outcome: 'incomplete',
+        peersUpdated: [],
+        newPublicKey: mine.current,
+        peersHoldingNewKey: stuck,
+        error: `not rotated: ${why}; the rollback did not reach ${stuck.join(', ')} (${errors.join('; ')}): ${stuck.length === 1 ? 'it' : 'they'} may hold the new public key ${short(next)} while ${node.name} runs its old key, so ${keyNew} stays on ${node.name}: run meshctl rotate-keys ${node.name} again (it uses that key)`,
+      });
+    };
+
+    // the node runs the new key first: its old sessions still receive, what it sends waits for the new handshakes
+    const started = Date.now();
+    try {
+      const live = parseRotateRead(
+        `current=${next}\n${(await run(self, liveKeyScript(iface, keyNew), undefined, `running the new key on ${node.name}`)).stdout}`,
+      ).live;
+      if (live !== next) return await rollBack(`${node.name} runs with ${live ?? 'no key'} after taking the new key`);
+    } catch (error) {
+      return await rollBack(message(error));
+    }
+    if (signal.aborted) return await rollBack(`${interruptedWhy()} before the peers were updated`);
+    const updates = await Promise.allSettled(
+      peers.map((peer) =>
+        run(
+          connections.get(peer)!,
+          peerUpdateScript(inventory, peer, newKeys, { from: mine.current, to: next, overlayIp }),
+          undefined,
+          `updating ${peer}`,
+        ),
       ),
-      signal,
-      `swapping the key on ${node.name}`,
     );
     report.windowMs = Date.now() - started;
-    const live = parseRotateRead(`current=${self.next}\n${swapped.stdout}`).live;
-    if (live !== self.next) return { ...report, error: `${node.name} runs with ${live ?? 'no key'} after the swap, not the new key` };
-  } catch (error) {
-    return { ...report, error: `${(error as Error).message}; the peers already expect the new key: run rotate-keys ${node.name} again` };
+    report.peersUpdated = peers.filter((_, i) => updates[i]!.status === 'fulfilled');
+    const failed = updates.flatMap((u) => (u.status === 'rejected' ? [message(u.reason)] : []));
+    if (failed.length > 0) return await rollBack(failed.join('; '));
+    if (signal.aborted) return await rollBack(`${interruptedWhy()} before the swap`);
+
+    let swapError: string;
+    try {
+      const swapped = await run(
+        self,
+        swapKeyScript(
+          iface,
+          inventory.nodes.filter((n) => n.name !== node.name).map((n) => n.overlayIp),
+        ),
+        undefined,
+        `swapping the key on ${node.name}`,
+      );
+      const live = parseRotateRead(`current=${next}\n${swapped.stdout}`).live;
+      if (live === next) return done({ ...report, ok: true, outcome: 'rotated', newPublicKey: next });
+      swapError = `${node.name} runs with ${live ?? 'no key'} after the swap, not the new key`;
+    } catch (error) {
+      swapError = message(error);
+    }
+    // the swap failed or did not take: what is true on the node decides
+    let after: ReturnType<typeof parseRotateRead> | undefined;
+    let readError = '';
+    try {
+      after = parseRotateRead(
+        (await run(self, rotateReadScript(iface, { generate: false }), undefined, `reading ${node.name}'s key`)).stdout,
+      );
+    } catch (error) {
+      readError = message(error);
+    }
+    if (after?.current === next && after.live === next)
+      return done({
+        ...report,
+        ok: true,
+        outcome: 'rotated',
+        newPublicKey: next,
+        error: `${swapError}; yet ${node.name} runs the new key from its key file`,
+      });
+    if (after?.current === mine.current) return await rollBack(swapError);
+    return done({
+      ...report,
+      outcome: 'incomplete',
+      peersHoldingNewKey: peers,
+      error: `${swapError}; every peer holds the new public key ${short(next)}, ${
+        after
+          ? `${node.name}'s key file holds ${short(after.current)} and its interface runs ${short(after.live)}`
+          : `${node.name} could not be read (${readError})`
+      }: run meshctl rotate-keys ${node.name} again`,
+    });
+  } finally {
+    forget();
   }
-  return { ...report, ok: true, newPublicKey: self.next! };
 }
 
 /** Every node's public key as its key file holds it now (one round trip per node, all at once). */

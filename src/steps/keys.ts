@@ -113,8 +113,35 @@ export function parseRotateRead(stdout: string): { current: string; live?: strin
 }
 
 /**
- * rotate-keys, the swap on the rotated node (after every peer knows the new public key): the running interface
- * takes the new key, IFACE.key.new replaces IFACE.key (rename: the old key file is gone in one step, and a restart
+ * rotate-keys, step 2 on the rotated node: the running interface takes the key in `keyFile` (IFACE.key.new to
+ * rotate, IFACE.key to roll back); no file changes. WireGuard then sends nothing on the sessions made with the other
+ * key (their receiving halves stay valid) and queues what the node sends until a handshake with the new key, which
+ * the peers, once updated, start at once. Prints `live=` (the interface's public key afterwards).
+ */
+export function liveKeyScript(iface: string, keyFile: string): string {
+  return ['set -e', sh`wg set ${iface} private-key ${keyFile}`.text, sh`echo "live=$(wg show ${iface} public-key)"`.text].join('\n');
+}
+
+/**
+ * rotate-keys, a peer's live side after its config was rewritten and synced (the rotated node's key moved from
+ * `fromKey` to `toKey`): the endpoint the peer last had for the node is kept on the new entry when the config gives
+ * none (a node reached only where it roamed from), then one ping to the node's overlay address starts the
+ * handshake with the new key at once (not at the next packet the peer sends).
+ */
+export function peerHandshakeScript(iface: string, fromKey: string, toKey: string, overlayIp: string): { before: string; after: string } {
+  return {
+    before: sh`mc_ep=$(wg show ${iface} endpoints | awk -v k=${fromKey} '$1 == k { print $2 }')`.text,
+    after: [
+      sh`case "$mc_ep" in ''|'(none)') ;; *) if [ "$(wg show ${iface} endpoints | awk -v k=${toKey} '$1 == k { print $2 }')" = '(none)' ]; then wg set ${iface} peer ${toKey} endpoint "$mc_ep"; fi;; esac`
+        .text,
+      sh`ping -n -c 1 -W 1 ${overlayIp} >/dev/null 2>&1 || true`.text,
+    ].join('\n'),
+  };
+}
+
+/**
+ * rotate-keys, the last step on the rotated node (after every peer knows the new public key): the running interface
+ * runs the new key (already so after liveKeyScript: then a no-op), IFACE.key.new replaces IFACE.key (rename: the old key file is gone in one step, and a restart
  * at any moment finds a key), IFACE.pub is rewritten, then one ping to each peer's overlay address starts the new
  * handshakes at once instead of at the next packet. Prints `live=` (the interface's public key afterwards).
  */

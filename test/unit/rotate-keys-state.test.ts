@@ -20,6 +20,8 @@ const OTHER = 'hqsXkFsuogkV1KMHtLmnAf/cCvo0krlBIv6ksSWcTiI=';
 const rotation = (node: string, ok: boolean, newPublicKey?: string): RotationReport => ({
   node,
   ok,
+  outcome: ok ? 'rotated' : 'rolled-back',
+  interrupted: false,
   oldPublicKey: OLD,
   ...(newPublicKey ? { newPublicKey } : {}),
   reusedPendingKey: false,
