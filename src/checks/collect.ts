@@ -11,6 +11,7 @@ import { REKEY_AFTER_TIME_S } from '../remote/wireguard.js';
 import { desiredMesh, type DesiredNodeConfig } from '../topology/desired.js';
 import { firstContactPairs } from '../topology/endpoints.js';
 import type { LivePeer, ParsedWgDump } from '../render/wgdump.js';
+import { parseWgQuickConfig } from '../render/wgquick.js';
 import type { Section } from '../facts/sections.js';
 import { FACTS, factsScript, readFact, type FactContext } from '../facts/definitions.js';
 import {
@@ -46,6 +47,11 @@ export interface CollectOptions {
    * (../engine/root-check.ts sudoOf)
    */
   proveRoot?: (node: string) => boolean;
+  /**
+   * each checklist's wg-quick file is filtered and parsed when its `config` is first read, not as the checklist
+   * arrives (deferConfig): verify's judging reads it only when the file's sha256 is not the design's (issue 10)
+   */
+  lazyConfig?: boolean;
 }
 
 export interface Collected extends VerifyFacts {
@@ -393,11 +399,15 @@ export async function collectVerify(
     digest: (node, result) => {
       const sections = splitSections(result.stdout);
       const pre = preOf(node, () => sections);
+      // lazyConfig: the file's section is kept apart, unread (confmeta, which comes before it, says it exists)
+      const conf = options.lazyConfig && sections.has(FACTS.configMeta.name) ? sections.get(FACTS.configText.name) : undefined;
+      if (conf) sections.delete(FACTS.configText.name);
       const cl = checklistFrom(inventory, node, sections, options, pre.dump);
       if (!cl) return result;
       // its text goes: the parsed config is what verify judges (~150 bytes a peer, 150 MB at 1,000 nodes)
       const { configText: _text, ...parsed } = cl;
       const own = detach(parsed);
+      if (conf && own.config) deferConfig(own, conf, readFact(FACTS.configMeta, sections, ctx).privateKeyLines, ctx);
       early.set(node, own);
       // the pre facts' peers are the same, detached: the output goes now, not after the probes
       if (pre.facts.peers.length === own.peers.length) pre.facts.peers = own.peers;
@@ -488,7 +498,7 @@ function detachPre(read: { facts: PreFacts; dump: ParsedWgDump }, detach: <T>(va
  * the whole longer one alive in V8 (from 13 characters on): verify's heap after its collection at 250 nodes held
  * 47.5 MB of whole outputs for the keys, endpoints and /32s parsed from them (bench:verify, heap snapshot).
  */
-function detacher(): <T>(value: T) => T {
+export function detacher(): <T>(value: T) => T {
   const texts = new Map<string, string>();
   // short lists of strings (a peer's AllowedIPs: the same on every node that has the peer) and empty lists, one
   // frozen array per distinct content: 4 arrays per pair were a third of the objects verify held at 200 nodes
@@ -541,6 +551,32 @@ function detacher(): <T>(value: T) => T {
     if (own !== null && typeof own === 'object' && !Object.isFrozen(own)) done.add(own);
     return own as T;
   };
+}
+
+/**
+ * Makes `cl.config` the wg-quick file of section `conf` parsed when first read, as parseChecklistSections parses it
+ * (FACTS.configText: secret lines dropped and key-shaped values redacted on our side too, then parseWgQuickConfig; a
+ * PrivateKey line counted by confmeta marks the parsed interface), and its body let go then. Until then the body is
+ * held as a copy of its own (a slice would keep the node's whole output). Verify judges most files by their sha256
+ * alone (./verify.ts nodeChecks), so on a converged mesh no file is filtered or parsed (issue 10: ~18 ms a node of
+ * CPU at 1,000 nodes, and the parsed peers' ~180 bytes a pair).
+ */
+function deferConfig(cl: NodeChecklist, conf: Section, privateKeyLines: number, ctx: FactContext): void {
+  let pending: Section | undefined = { name: conf.name, body: Buffer.from(conf.body, 'utf8').toString('utf8'), ...(conf.rc !== undefined ? { rc: conf.rc } : {}) };
+  let parsed: NodeChecklist['config'];
+  Object.defineProperty(cl, 'config', {
+    enumerable: true,
+    configurable: true,
+    get() {
+      if (pending) {
+        const text = readFact(FACTS.configText, new Map([[pending.name, pending]]), ctx) ?? '';
+        pending = undefined;
+        parsed = parseWgQuickConfig(text);
+        if (parsed.interface && privateKeyLines > 0) parsed.interface.hasPrivateKey = true;
+      }
+      return parsed;
+    },
+  });
 }
 
 /** Why a node's first script did not run as root (rootFailure), once its pre part is in. */

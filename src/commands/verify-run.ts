@@ -65,6 +65,8 @@ export async function verifyConnected(
     deadlineSeconds: options.deadlineSeconds,
     ...(options.signal ? { signal: options.signal } : {}),
     proveRoot: sudoOf(inventory, connections),
+    // the judging reads a wg-quick file only when its sha256 is not the design's (../checks/verify.ts nodeChecks)
+    lazyConfig: true,
   });
   if (options.signal?.aborted) return undefined;
   options.onStage?.('evaluate');

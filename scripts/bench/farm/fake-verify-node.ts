@@ -16,6 +16,7 @@
  * the node's counter: each answer is made from the design when its turn comes, so the process's RSS is meshctl's own
  * plus the answers in flight. Its own CPU is counted (`cpuMicros`) so the bench can report meshctl's alone.
  */
+import { createHash } from 'node:crypto';
 import type { Inventory } from '../../../src/inventory/types.js';
 import { desiredNodeConfig } from '../../../src/topology/desired.js';
 import { renderWgQuickConfig } from '../../../src/render/wgquick.js';
@@ -161,9 +162,15 @@ export class ConvergedNode implements Connection {
     const n = this.farm.state(this.node, now);
     this.farm.answered.checklist++;
     const peerIps = this.farm.inventory.nodes.filter((p) => p.name !== this.node).map((p) => p.overlayIp);
+    // confmeta as the real command prints it for the file (src/facts/definitions.ts configMeta): its sha256 and key
+    // line counts (none: meshctl renders no PrivateKey line), which the fixture's serialiser leaves out
+    const meta = section(
+      'confmeta',
+      `exists=yes\nsha256=${createHash('sha256').update(n.config!).digest('hex')}\nprivatekeylines=0\npresharedkeylines=0`,
+    );
     return sectionsOf(checklistStdout(n, peerIps))
       .filter((s) => !PRE_SECTIONS.has(s.name))
-      .map((s) => (s.name === 'done' ? section('checklist-done', '') : s.text))
+      .map((s) => (s.name === 'done' ? section('checklist-done', '') : s.name === 'confmeta' ? meta : s.text))
       .join('');
   }
 
