@@ -498,7 +498,7 @@ function detachPre(read: { facts: PreFacts; dump: ParsedWgDump }, detach: <T>(va
  * the whole longer one alive in V8 (from 13 characters on): verify's heap after its collection at 250 nodes held
  * 47.5 MB of whole outputs for the keys, endpoints and /32s parsed from them (bench:verify, heap snapshot).
  */
-export function detacher(): <T>(value: T) => T {
+function detacher(): <T>(value: T) => T {
   const texts = new Map<string, string>();
   // short lists of strings (a peer's AllowedIPs: the same on every node that has the peer) and empty lists, one
   // frozen array per distinct content: 4 arrays per pair were a third of the objects verify held at 200 nodes

@@ -25,7 +25,7 @@ import {
   type ServiceState,
   type UdpListener,
 } from '../facts/definitions.js';
-import { beginMarker, endMarker, forEachSection, PATH_PRELUDE, sectionScript, splitSections, type Section } from '../facts/sections.js';
+import { beginMarker, endMarker, PATH_PRELUDE, sectionScript, splitSections, type Section } from '../facts/sections.js';
 import type { LivePeer, ParsedWgDump } from '../render/wgdump.js';
 import type { SysctlFileSettings } from '../facts/sysctl-order.js';
 import { parseWgQuickConfig, type ParsedWgQuickConfig } from '../render/wgquick.js';
@@ -347,13 +347,15 @@ export function parsePingSummary(text: string, rc?: number): PingResult {
   const transmitted = Number(stats[1]);
   const received = Number(stats[2]);
   const loss = stats[4] !== undefined ? Number(stats[4]) : transmitted ? Math.round((100 * (transmitted - received)) / transmitted) : 100;
-  // field by field, in the order the spreads gave (issue 10: one summary per pair, and spreads cost most of it)
-  const result: PingResult = { transmitted, received, loss };
-  if (rtt) result.rttMs = { min: Number(rtt[1]), avg: Number(rtt[2]), max: Number(rtt[3]) };
-  if (stats[3]) result.errors = Number(stats[3]);
-  if (errorLine) result.error = errorLine;
-  if (rc !== undefined) result.rc = rc;
-  return result;
+  return {
+    transmitted,
+    received,
+    loss,
+    ...(rtt ? { rttMs: { min: Number(rtt[1]), avg: Number(rtt[2]), max: Number(rtt[3]) } } : {}),
+    ...(stats[3] ? { errors: Number(stats[3]) } : {}),
+    ...(errorLine ? { error: errorLine } : {}),
+    ...(rc !== undefined ? { rc } : {}),
+  };
 }
 
 /**
@@ -512,76 +514,43 @@ export function parsePathMtu(body: string): PathMtuResult | undefined {
   return { expected, largest: Number(m[2]) < 0 ? 0 : largest, ok: largest >= expected, tries, ...(skipped ? { skipped } : {}) };
 }
 
-/**
- * Reads the ping script's stdout: each target's summary and path-MTU answer, the `after` and `beside` sections asked
- * for, and whether it ran to its end. One pass over the output (forEachSection): a section object is made only for
- * the few sections handed back whole, not for the two of every peer (issue 10: 2,000 a node at 1,000 nodes, and a map
- * of them, per node); a name that comes twice counts by its last, as splitSections keeps it.
- */
 export function parsePingOutput(stdout: string, params: PingParams): NodePingResults {
-  // target ip -> position, and each position's last ping section and path-MTU body
-  const at = new Map<string, number>();
-  params.targets.forEach((t, i) => {
-    if (!at.has(t.ip)) at.set(t.ip, i);
-  });
-  const n = params.targets.length;
-  const pingBody: Array<string | undefined> = new Array(n);
-  const pingRc: Array<number | undefined> = new Array(n);
-  const mtuBody: Array<string | undefined> = new Array(n);
-  const wanted = new Set<string>([...(params.after ?? []).map((a) => a.name), ...(params.beside?.sections ?? [])]);
-  const whole = new Map<string, Section>();
-  let complete = false;
-  forEachSection(stdout, (name, body, rc) => {
-    if (name === 'done') complete = true;
-    if (name.startsWith('ping:')) {
-      const i = at.get(name.slice(5));
-      if (i !== undefined) {
-        pingBody[i] = body;
-        pingRc[i] = rc;
-      }
-    } else if (name.startsWith('mtu:')) {
-      const i = at.get(name.slice(4));
-      if (i !== undefined) mtuBody[i] = body;
-    }
-    if (wanted.size && wanted.has(name)) whole.set(name, { name, body, ...(rc !== undefined ? { rc } : {}) });
-  });
+  const s = splitSections(stdout);
   const ping = new Map<string, PingResult>();
   const mtu = new Map<string, PathMtuResult>();
   // one parse per distinct body: a node's peers mostly answer alike (`expected=1392 largest=1392 tries=1392:ok`), and
   // the matrix shares such cells anyway (./ping-matrix.ts shareCell); nothing writes to a parsed result
   const mtuByBody = new Map<string, PathMtuResult | undefined>();
   for (const target of params.targets) {
-    // a target listed twice reads the same sections (the map by ip keeps the first position)
-    const i = at.get(target.ip)!;
-    const body = pingBody[i];
+    const section = s.get(`ping:${target.ip}`);
     ping.set(
       target.ip,
-      body !== undefined
-        ? parsePingSummary(body, pingRc[i])
+      section
+        ? parsePingSummary(section.body, section.rc)
         : { transmitted: 0, received: 0, loss: 100, error: 'ping did not report (script cut short)' },
     );
-    const m = mtuBody[i];
+    const m = s.get(`mtu:${target.ip}`);
     let parsed: PathMtuResult | undefined;
-    if (m !== undefined) {
-      parsed = mtuByBody.get(m);
-      if (parsed === undefined && !mtuByBody.has(m)) {
-        parsed = parsePathMtu(m);
-        mtuByBody.set(m, parsed);
+    if (m) {
+      parsed = mtuByBody.get(m.body);
+      if (parsed === undefined && !mtuByBody.has(m.body)) {
+        parsed = parsePathMtu(m.body);
+        mtuByBody.set(m.body, parsed);
       }
     }
     if (parsed) mtu.set(target.ip, parsed);
   }
   const after = new Map<string, Section>();
   for (const a of params.after ?? []) {
-    const section = whole.get(a.name);
+    const section = s.get(a.name);
     if (section) after.set(a.name, section);
   }
   const beside = new Map<string, Section>();
   for (const name of params.beside?.sections ?? []) {
-    const section = whole.get(name);
+    const section = s.get(name);
     if (section) beside.set(name, section);
   }
-  return { ping, mtu, after, beside, complete };
+  return { ping, mtu, after, beside, complete: s.has('done') };
 }
 
 export const pingProbe = (params: PingParams): Probe<NodePingResults> => ({

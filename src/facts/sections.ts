@@ -15,8 +15,6 @@ export interface Section {
 
 const BEGIN = '@@meshctl begin ';
 const END = '@@meshctl end ';
-/** What both markers start with. */
-const MARKER = '@@meshctl ';
 
 /** The begin marker line of section NAME (the ping script writes its markers from background jobs). */
 export const beginMarker = (name: string) => `${BEGIN}${name}`;
@@ -69,45 +67,6 @@ export function splitSections(stdout: string): Map<string, Section> {
   }
   close(stdout.length);
   return sections;
-}
-
-/**
- * splitSections without its map and its object per section: `visit` gets each section's name, body and rc (the same
- * strings and numbers splitSections' Section would hold, rc undefined when the end marker never came) in the order
- * the sections end; a name that comes twice is visited twice (splitSections keeps the last). For a reader that wants
- * a few of many sections (verify's ping output: two per peer, 2,000 per node at 1,000 nodes; issue 10). Output with
- * carriage returns is cut as splitSections cuts it (line by line).
- */
-export function forEachSection(stdout: string, visit: (name: string, body: string, rc: number | undefined) => void): void {
-  if (stdout.includes('\r')) {
-    for (const s of splitSectionsByLine(stdout).values()) visit(s.name, s.body, s.rc);
-    return;
-  }
-  // no closure over the scan's state (a context slot per read was half its cost): each close written out
-  let name: string | undefined;
-  let bodyStart = 0;
-  // from marker to marker (both start with MARKER), not line by line: a body's lines are skipped in one search
-  for (let at = stdout.indexOf(MARKER); at >= 0; at = stdout.indexOf(MARKER, at + 1)) {
-    // a marker counts at the start of a line only
-    if (at > 0 && stdout.charCodeAt(at - 1) !== 10) continue;
-    const nl = stdout.indexOf('\n', at);
-    const lineEnd = nl < 0 ? stdout.length : nl;
-    if (stdout.startsWith(BEGIN, at)) {
-      if (name !== undefined) visit(name, at - 1 > bodyStart ? stdout.slice(bodyStart, at - 1).trimEnd() : '', undefined);
-      name = stdout.slice(at + BEGIN.length, lineEnd).trim();
-      bodyStart = lineEnd + 1;
-    } else if (name !== undefined && stdout.startsWith(END, at)) {
-      const end = /^(\S+) rc=(\d+)$/.exec(stdout.slice(at + END.length, lineEnd).trim());
-      if (end && end[1] === name) {
-        const closed = name;
-        name = undefined;
-        visit(closed, at - 1 > bodyStart ? stdout.slice(bodyStart, at - 1).trimEnd() : '', Number(end[2]));
-      }
-    }
-    if (nl < 0) break;
-    at = nl;
-  }
-  if (name !== undefined) visit(name, stdout.length > bodyStart ? stdout.slice(bodyStart).trimEnd() : '', undefined);
 }
 
 /** splitSections line by line (the lines split at \r\n or \n): the way for output with carriage returns. */
