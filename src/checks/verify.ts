@@ -696,7 +696,13 @@ function evaluateInto(facts: VerifyFacts, keep: (check: Check) => void, count?: 
   let coldStartKept: Check[] | undefined;
   if (release && count && facts.coldStart) {
     const kept: Check[] = [];
-    coldStartChecks(facts, facts.coldStart, (check) => kept.push(check), count, (name) => rulesets!.get(name));
+    coldStartChecks(
+      facts,
+      facts.coldStart,
+      (check) => kept.push(check),
+      count,
+      (name) => rulesets!.get(name),
+    );
     coldStartKept = kept;
     facts.coldStart = undefined;
   }

@@ -66,7 +66,7 @@ export async function verifyConnected(
     ...(options.signal ? { signal: options.signal } : {}),
     proveRoot: sudoOf(inventory, connections),
     // the judging reads a wg-quick file only when its sha256 is not the design's (../checks/verify.ts nodeChecks)
-    lazyConfig: true,
+    lazyParse: true,
   });
   if (options.signal?.aborted) return undefined;
   options.onStage?.('evaluate');
