@@ -10,7 +10,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { evaluateVerify, evaluateVerifyCompact } from '../../src/checks/verify.js';
-import { collectVerify } from '../../src/checks/collect.js';
+import { collectVerify, type Collected } from '../../src/checks/collect.js';
 import { renderWgQuickConfig } from '../../src/render/wgquick.js';
 import { factsFrom, healthyScenario } from '../fixtures/probes/homelab.js';
 import { SCENARIOS } from '../fixtures/probes/scenarios.js';
@@ -86,12 +86,12 @@ describe("collectVerify's lazyParse", () => {
       const dumps = [...lazy.afterPing].filter(([, a]) => Object.getOwnPropertyDescriptor(a, 'peers')?.get).length;
       assert.equal(dumps, inventory.nodes.length);
       // the fakes' clock moved between the two collections: the handshakes and clocks read apart
-      const timeless = (a: typeof lazy.afterPing) =>
-        new Map([...a].map(([node, { peers }]) => [node, peers.map((p) => ({ ...p, latestHandshake: 0 }))]));
+      const timeless = (a: Collected['afterPing']) =>
+        new Map([...(a ?? [])].map(([node, { peers }]) => [node, peers.map((p) => ({ ...p, latestHandshake: 0 }))]));
       assert.deepEqual(timeless(lazy.afterPing), timeless(eager.afterPing));
       assert.deepEqual(
-        [...lazy.afterPing.values()].map((a) => a.now !== undefined),
-        [...eager.afterPing.values()].map((a) => a.now !== undefined),
+        [...(lazy.afterPing ?? new Map()).values()].map((a) => a.now !== undefined),
+        [...(eager.afterPing ?? new Map()).values()].map((a) => a.now !== undefined),
       );
       const { reads } = countReads(lazy.checklists);
       const judged = evaluateVerifyCompact(lazy);
