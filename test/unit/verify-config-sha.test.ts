@@ -83,7 +83,7 @@ describe("collectVerify's lazyParse", () => {
       // its files and after-ping dumps not parsed on arrival: each a getter until read
       const unparsed = [...lazy.checklists].filter(([, cl]) => Object.getOwnPropertyDescriptor(cl, 'config')?.get).length;
       assert.equal(unparsed, inventory.nodes.length);
-      const dumps = [...lazy.afterPing].filter(([, a]) => Object.getOwnPropertyDescriptor(a, 'peers')?.get).length;
+      const dumps = [...(lazy.afterPing ?? [])].filter(([, a]) => Object.getOwnPropertyDescriptor(a, 'peers')?.get).length;
       assert.equal(dumps, inventory.nodes.length);
       // the fakes' clock moved between the two collections: the handshakes and clocks read apart
       const timeless = (a: Collected['afterPing']) =>
