@@ -97,8 +97,12 @@ export interface VerifyFacts {
   matrix?: Matrix;
   /** per node: peers and the node's clock, read again right after the ping round (handshakes it caused) */
   afterPing?: Map<string, { now?: number; peers: LivePeer[] }>;
-  /** the cold-start probe (./cold-start.ts): can each designed direction start a session with a new flow */
-  coldStart?: ColdStartResult;
+  /**
+   * the cold-start probe (./cold-start.ts): can each designed direction start a session with a new flow; `passed`,
+   * when the collection counted the passing directions (CollectOptions.countPasses): how many passed from each node,
+   * `directions` then holding only the others
+   */
+  coldStart?: ColdStartResult & { passed?: ReadonlyMap<string, number> };
   /**
    * unreached nodes whose public key the design took from the local state (withStateKeys, finding 5): their peers'
    * checks are judged with it
@@ -369,7 +373,7 @@ function nodeChecks(facts: VerifyFacts, node: Node, desired: DesiredNodeConfig, 
  */
 function coldStartChecks(
   facts: VerifyFacts,
-  result: ColdStartResult,
+  result: NonNullable<VerifyFacts['coldStart']>,
   keep: (check: Check) => void,
   count: PassCounter,
   rulesetOf: (node: string) => NodeChecklist['firewallRuleset'],
@@ -386,6 +390,11 @@ function coldStartChecks(
     }
     return lines;
   };
+  // the passes the collection counted (as the loop below counts them)
+  if (result.passed) {
+    if (!count) throw new Error('the cold-start passes were counted: only the compact judging can count them');
+    for (const [from, n] of result.passed) for (let i = 0; i < n; i++) count(from, 'cold-start');
+  }
   for (const d of result.directions) {
     if (count && directionPasses(d)) {
       count(d.from, 'cold-start');

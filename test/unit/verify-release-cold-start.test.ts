@@ -42,4 +42,18 @@ describe('releasing judging and the cold-start directions', () => {
       assert.equal(released.coldStart, undefined);
     });
   });
+
+  it('countPasses: the passing directions counted as the probe ends, the others kept; judged the same', async () => {
+    await withConvergedFarm(8, async (inventory, farm) => {
+      const options = { pathMtu: true, deadlineSeconds: 7 };
+      const all = await collectVerify(inventory, farm.connections(), new Map(), options);
+      const counted = await collectVerify(inventory, farm.connections(), new Map(), { ...options, countPasses: true });
+      const n = inventory.nodes.length;
+      assert.equal(all.coldStart!.directions.length, n * (n - 1));
+      // a converged mesh: every direction passed, none is held
+      assert.deepEqual(counted.coldStart!.directions, []);
+      assert.deepEqual(counted.coldStart!.passed, new Map(inventory.nodes.map((node) => [node.name, n - 1])));
+      assert.deepEqual(evaluateVerifyCompact(counted, { release: true }), evaluateVerifyCompact(all));
+    });
+  });
 });
