@@ -56,11 +56,9 @@ export interface CollectOptions {
   proveRoot?: (node: string) => boolean;
   /**
    * each checklist's wg-quick file is filtered and parsed when its `config` is first read, not as the checklist
-   * arrives (deferConfig): verify's judging reads it only when the file's sha256 is not the design's; and each node's
-   * after-ping peer dump when its `peers` are first read (the judging of the node), not as the ping output arrives
-   * (issue 10: the parse and its detaching copy at once, ~8 ms a node at 1,000 nodes, and its objects held meanwhile)
+   * arrives (deferConfig): verify's judging reads it only when the file's sha256 is not the design's (issue 10)
    */
-  lazyParse?: boolean;
+  lazyConfig?: boolean;
   /**
    * the cold-start directions that pass are counted per sender as soon as the probe has ended, and only the others
    * kept (Collected.coldStart.passed; for verify's compact judging, which lists no passing check: issue 10, one or
@@ -414,8 +412,8 @@ export async function collectVerify(
     digest: (node, result) => {
       const sections = splitSections(result.stdout);
       const pre = preOf(node, () => sections);
-      // lazyParse: the file's section is kept apart, unread (confmeta, which comes before it, says it exists)
-      const conf = options.lazyParse && sections.has(FACTS.configMeta.name) ? sections.get(FACTS.configText.name) : undefined;
+      // lazyConfig: the file's section is kept apart, unread (confmeta, which comes before it, says it exists)
+      const conf = options.lazyConfig && sections.has(FACTS.configMeta.name) ? sections.get(FACTS.configText.name) : undefined;
       if (conf) sections.delete(FACTS.configText.name);
       const cl = checklistFrom(inventory, node, sections, options, pre.dump);
       if (!cl) return result;
@@ -723,25 +721,7 @@ async function runProbes(
   const ctx = factContext(inventory);
   const onAfter: PingMatrixOptions['onAfter'] = (node, { after }) => {
     const now = readFact(FACTS.now, after, ctx);
-    const dump = options.lazyParse ? after.get(FACTS.peers.name) : undefined;
-    const entry = { ...(now !== undefined ? { now } : {}) } as { now?: number; peers: LivePeer[] };
-    if (dump) {
-      // parsed when first read, from a copy of its own (a slice would keep the whole ping output)
-      let pending: Map<string, Section> | undefined = new Map([[dump.name, ownSection(dump)]]);
-      let peers: LivePeer[] = [];
-      Object.defineProperty(entry, 'peers', {
-        enumerable: true,
-        configurable: true,
-        get() {
-          if (pending) {
-            peers = readFact(FACTS.peers, pending, ctx).peers;
-            pending = undefined;
-          }
-          return peers;
-        },
-      });
-    } else entry.peers = detach(readFact(FACTS.peers, after, ctx).peers);
-    afterPing.set(node, entry);
+    afterPing.set(node, { ...(now !== undefined ? { now } : {}), peers: detach(readFact(FACTS.peers, after, ctx).peers) });
   };
   let go: (send: boolean) => void = () => undefined;
   const gate = new Promise<boolean>((resolve) => (go = resolve));

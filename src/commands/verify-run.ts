@@ -66,7 +66,7 @@ export async function verifyConnected(
     ...(options.signal ? { signal: options.signal } : {}),
     proveRoot: sudoOf(inventory, connections),
     // the judging reads a wg-quick file only when its sha256 is not the design's (../checks/verify.ts nodeChecks)
-    lazyParse: true,
+    lazyConfig: true,
     // the compact judging lists no passing cold-start direction: they are counted as the probe ends
     ...(options.allChecks ? {} : { countPasses: true }),
   });

@@ -5,7 +5,8 @@
  * public key ./fake-node.ts fakePublicKey) and answers verify's three scripts as a healthy node would:
  *   1. the first script (src/checks/collect.ts firstScript): uid 0, its clock, live key, port, peers (handshakes 20 s
  *      old) and UDP counters, streamed first as the pre part (RunOptions.onStdout, as ssh delivers it), then the
- *      checklist: `ip -j addr`, `ss`, the key file, the wg-quick file meshctl renders for it, one route per peer via
+ *      checklist: `ip -j addr`, `ss`, the key file, the wg-quick file meshctl renders for it (and confmeta with its
+ *      sha256 and key line counts, as the real command prints them), one route per peer via
  *      the interface, rp_filter loose, the service active, an empty firewall (the shapes of the real tools' captures:
  *      test/fixtures/probes/homelab.ts, whose serialisers this reuses);
  *   2. the cold-start probe (src/checks/cold-start.ts): every burst sent, and counters that grew by more than every
