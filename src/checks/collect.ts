@@ -11,6 +11,7 @@ import { REKEY_AFTER_TIME_S } from '../remote/wireguard.js';
 import { desiredMesh, type DesiredNodeConfig } from '../topology/desired.js';
 import { firstContactPairs } from '../topology/endpoints.js';
 import type { LivePeer, ParsedWgDump } from '../render/wgdump.js';
+import { parseWgQuickConfig } from '../render/wgquick.js';
 import type { Section } from '../facts/sections.js';
 import { FACTS, factsScript, readFact, type FactContext } from '../facts/definitions.js';
 import {
@@ -26,7 +27,14 @@ import {
 } from './probes.js';
 import { PING_AHEAD_WAIT_S, runPingRound, type Matrix, type PingMatrixOptions, type PingTarget } from './ping-matrix.js';
 import type { VerifyFacts } from './verify.js';
-import { runColdStart, UDP_COUNTERS_FACT, type ColdStartResult, type UdpCounters } from './cold-start.js';
+import {
+  directionPasses,
+  runColdStart,
+  UDP_COUNTERS_FACT,
+  type ColdStartResult,
+  type DirectionResult,
+  type UdpCounters,
+} from './cold-start.js';
 import { LEAN_PRE_FACTS } from './checklist-lean.js';
 import { peersWithClock } from '../facts/lean.js';
 
@@ -46,6 +54,17 @@ export interface CollectOptions {
    * (../engine/root-check.ts sudoOf)
    */
   proveRoot?: (node: string) => boolean;
+  /**
+   * each checklist's wg-quick file is filtered and parsed when its `config` is first read, not as the checklist
+   * arrives (deferConfig): verify's judging reads it only when the file's sha256 is not the design's (issue 10)
+   */
+  lazyConfig?: boolean;
+  /**
+   * the cold-start directions that pass are counted per sender as soon as the probe has ended, and only the others
+   * kept (Collected.coldStart.passed; for verify's compact judging, which lists no passing check: issue 10, one or
+   * two objects a pair held through the ping round and the judging, ~145 MB at 1,000 nodes)
+   */
+  countPasses?: boolean;
 }
 
 export interface Collected extends VerifyFacts {
@@ -393,11 +412,15 @@ export async function collectVerify(
     digest: (node, result) => {
       const sections = splitSections(result.stdout);
       const pre = preOf(node, () => sections);
+      // lazyConfig: the file's section is kept apart, unread (confmeta, which comes before it, says it exists)
+      const conf = options.lazyConfig && sections.has(FACTS.configMeta.name) ? sections.get(FACTS.configText.name) : undefined;
+      if (conf) sections.delete(FACTS.configText.name);
       const cl = checklistFrom(inventory, node, sections, options, pre.dump);
       if (!cl) return result;
       // its text goes: the parsed config is what verify judges (~150 bytes a peer, 150 MB at 1,000 nodes)
       const { configText: _text, ...parsed } = cl;
       const own = detach(parsed);
+      if (conf && own.config) deferConfig(own, conf, readFact(FACTS.configMeta, sections, ctx).privateKeyLines, ctx);
       early.set(node, own);
       // the pre facts' peers are the same, detached: the output goes now, not after the probes
       if (pre.facts.peers.length === own.peers.length) pre.facts.peers = own.peers;
@@ -543,6 +566,39 @@ function detacher(): <T>(value: T) => T {
   };
 }
 
+/** A section whose body is a copy of its own: not a slice that keeps the whole output it was cut from. */
+const ownSection = (s: Section): Section => ({
+  name: s.name,
+  body: Buffer.from(s.body, 'utf8').toString('utf8'),
+  ...(s.rc !== undefined ? { rc: s.rc } : {}),
+});
+
+/**
+ * Makes `cl.config` the wg-quick file of section `conf` parsed when first read, as parseChecklistSections parses it
+ * (FACTS.configText: secret lines dropped and key-shaped values redacted on our side too, then parseWgQuickConfig; a
+ * PrivateKey line counted by confmeta marks the parsed interface), and its body let go then. Until then the body is
+ * held as a copy of its own (a slice would keep the node's whole output). Verify judges most files by their sha256
+ * alone (./verify.ts nodeChecks), so on a converged mesh no file is filtered or parsed (issue 10: ~18 ms a node of
+ * CPU at 1,000 nodes, and the parsed peers' ~180 bytes a pair).
+ */
+function deferConfig(cl: NodeChecklist, conf: Section, privateKeyLines: number, ctx: FactContext): void {
+  let pending: Section | undefined = ownSection(conf);
+  let parsed: NodeChecklist['config'];
+  Object.defineProperty(cl, 'config', {
+    enumerable: true,
+    configurable: true,
+    get() {
+      if (pending) {
+        const text = readFact(FACTS.configText, new Map([[pending.name, pending]]), ctx) ?? '';
+        pending = undefined;
+        parsed = parseWgQuickConfig(text);
+        if (parsed.interface && privateKeyLines > 0) parsed.interface.hasPrivateKey = true;
+      }
+      return parsed;
+    },
+  });
+}
+
 /** Why a node's first script did not run as root (rootFailure), once its pre part is in. */
 async function notRoot(
   node: string,
@@ -577,7 +633,7 @@ function checklistFrom(
 
 /** The probes' part of collectVerify's answer. */
 interface Probed {
-  coldStart: ColdStartResult;
+  coldStart: ColdStartResult & { passed?: Map<string, number> };
   matrix: Matrix;
   afterPing: Map<string, { now?: number; peers: LivePeer[] }>;
   pingMs: number;
@@ -683,7 +739,7 @@ async function runProbes(
     throw error;
   }
   // its duration counts the pre part too: that is the probe's first read
-  const coldStart = { ...probe, ms: Date.now() - preStarted };
+  const coldStart = { ...(options.countPasses ? countedDirections(probe) : probe), ms: Date.now() - preStarted };
 
   const pingStarted = Date.now();
   // a margin below PING_AHEAD_WAIT_S: the scripts' deadlines grew by that much from when their channels opened
@@ -703,6 +759,20 @@ async function runProbes(
     pingMs: Date.now() - pingStarted,
     ...(round.firstContactMs !== undefined ? { firstContactMs: round.firstContactMs } : {}),
   };
+}
+
+/**
+ * The probe's result with its passing directions (directionPasses) counted per sender in `passed` (in the order of
+ * their first pass), the others kept in their order (CollectOptions.countPasses).
+ */
+function countedDirections(probe: ColdStartResult): ColdStartResult & { passed: Map<string, number> } {
+  const passed = new Map<string, number>();
+  const others: DirectionResult[] = [];
+  for (const d of probe.directions) {
+    if (directionPasses(d)) passed.set(d.from, (passed.get(d.from) ?? 0) + 1);
+    else others.push(d);
+  }
+  return { ...probe, directions: others, passed };
 }
 
 /** Each node's live public key, as the pre script read it (nodes without one are left out). */

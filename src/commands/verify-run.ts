@@ -65,6 +65,10 @@ export async function verifyConnected(
     deadlineSeconds: options.deadlineSeconds,
     ...(options.signal ? { signal: options.signal } : {}),
     proveRoot: sudoOf(inventory, connections),
+    // the judging reads a wg-quick file only when its sha256 is not the design's (../checks/verify.ts nodeChecks)
+    lazyConfig: true,
+    // the compact judging lists no passing cold-start direction: they are counted as the probe ends
+    ...(options.allChecks ? {} : { countPasses: true }),
   });
   if (options.signal?.aborted) return undefined;
   options.onStage?.('evaluate');

@@ -5,7 +5,8 @@
  * public key ./fake-node.ts fakePublicKey) and answers verify's three scripts as a healthy node would:
  *   1. the first script (src/checks/collect.ts firstScript): uid 0, its clock, live key, port, peers (handshakes 20 s
  *      old) and UDP counters, streamed first as the pre part (RunOptions.onStdout, as ssh delivers it), then the
- *      checklist: `ip -j addr`, `ss`, the key file, the wg-quick file meshctl renders for it, one route per peer via
+ *      checklist: `ip -j addr`, `ss`, the key file, the wg-quick file meshctl renders for it (and confmeta with its
+ *      sha256 and key line counts, as the real command prints them), one route per peer via
  *      the interface, rp_filter loose, the service active, an empty firewall (the shapes of the real tools' captures:
  *      test/fixtures/probes/homelab.ts, whose serialisers this reuses);
  *   2. the cold-start probe (src/checks/cold-start.ts): every burst sent, and counters that grew by more than every
@@ -16,6 +17,7 @@
  * the node's counter: each answer is made from the design when its turn comes, so the process's RSS is meshctl's own
  * plus the answers in flight. Its own CPU is counted (`cpuMicros`) so the bench can report meshctl's alone.
  */
+import { createHash } from 'node:crypto';
 import type { Inventory } from '../../../src/inventory/types.js';
 import { desiredNodeConfig } from '../../../src/topology/desired.js';
 import { renderWgQuickConfig } from '../../../src/render/wgquick.js';
@@ -161,9 +163,15 @@ export class ConvergedNode implements Connection {
     const n = this.farm.state(this.node, now);
     this.farm.answered.checklist++;
     const peerIps = this.farm.inventory.nodes.filter((p) => p.name !== this.node).map((p) => p.overlayIp);
+    // confmeta as the real command prints it for the file (src/facts/definitions.ts configMeta): its sha256 and key
+    // line counts (none: meshctl renders no PrivateKey line), which the fixture's serialiser leaves out
+    const meta = section(
+      'confmeta',
+      `exists=yes\nsha256=${createHash('sha256').update(n.config!).digest('hex')}\nprivatekeylines=0\npresharedkeylines=0`,
+    );
     return sectionsOf(checklistStdout(n, peerIps))
       .filter((s) => !PRE_SECTIONS.has(s.name))
-      .map((s) => (s.name === 'done' ? section('checklist-done', '') : s.text))
+      .map((s) => (s.name === 'done' ? section('checklist-done', '') : s.name === 'confmeta' ? meta : s.text))
       .join('');
   }
 
