@@ -30,6 +30,7 @@ import { randomBytes } from 'node:crypto';
 import type { Change, CheckResult, NodeAction, NodePhaseReport, NodeStep } from './types.js';
 import type { Registry } from './runner.js';
 import { sectionScript, splitSections } from '../facts/sections.js';
+import { redactSecrets } from '../remote/redact.js';
 import { raw, sh } from '../remote/shell.js';
 import { reresolvePaths, wireguardPaths } from '../remote/wireguard.js';
 import { systemctlEnablement } from '../remote/systemctl.js';
@@ -122,7 +123,9 @@ export function revertScript(iface: string, runId: string, systemd: boolean): st
   const p = wireguardPaths(iface);
   const r = reresolvePaths(iface);
   const { dir } = revertPaths(runId);
-  const start = systemd ? sh`systemctl start ${p.service}`.text : sh`wg-quick up ${iface}`.text;
+  // fd 9 (the revert lock) closed: a wg-quick up run from here starts wireguard-go, which would keep it for as long
+  // as the interface runs (a review's finding)
+  const start = systemd ? sh`systemctl start ${p.service}`.text : `${sh`wg-quick up ${iface}`.text} 9>&-`;
   const stop = systemd ? sh`systemctl stop ${p.service}`.text : sh`wg-quick down ${iface}`.text;
   const running = systemd ? sh`systemctl is-active -q ${p.service}`.text : sh`[ -e ${`/sys/class/net/${iface}`} ]`.text;
   // a oneshot wg-quick@ stays active after its interface was deleted by hand: the sync needs the interface itself
@@ -134,12 +137,16 @@ export function revertScript(iface: string, runId: string, systemd: boolean): st
     sh`d=${dir}`.text,
     'exec >>"$d/log" 2>&1',
     // one revert at a time: meshctl's (revertNowScript keeps the timer armed while it runs) and the timer's, when it
-    // fires meanwhile, take turns (flock(1), util-linux and busybox; without it, as before)
-    'if command -v flock >/dev/null 2>&1; then exec 9>>"$d/revert.lock" && flock 9; fi',
+    // fires meanwhile, take turns; nothing removes $d under it (takeRevertLock)
+    takeRevertLock('{ echo "not reverted: another revert of this run still runs" >&2; exit 1; }'),
     '[ -e "$d/reverted" ] && exit 0',
     // the snapshot is gone (confirmed, or removed after the other revert finished): nothing to go back to
     '[ -e "$d/state" ] || exit 0',
-    'state() { sed -n "s/^$1=//p" "$d/state"; }',
+    // read once: every decision below comes from this copy, never from a file that could go meanwhile (a review's
+    // finding: an empty state read as "not active before", and the interface was taken down)
+    'S=$(cat "$d/state") || exit 1',
+    `case "\n$S" in *"\nactive="*) ;; *) echo "not reverted: the snapshot's state is incomplete" >&2; exit 1 ;; esac`,
+    `state() { printf '%s\\n' "$S" | sed -n "s/^$1=//p"; }`,
     // the config changed since the snapshot: the interface must be brought back onto the old one
     // differs NAME PATH: the file is not what the snapshot holds (each reload or restart below only when needed:
     // on a loaded node a daemon-reload alone takes seconds)
@@ -167,10 +174,13 @@ export function revertScript(iface: string, runId: string, systemd: boolean): st
             .text,
         ]
       : []),
-    // what the interface needs, decided on the live state before anything is restored (act=start|sync|restart|down)
+    // what the interface needs, decided on the live state before anything is restored (act=start|sync|restart|down),
+    // and kept: a revert cut off after the restore finds the files already back (changed=0), and must still finish
+    // what the first decided (a review's finding: a peers-only change stayed live, reported reverted)
     'act=none',
+    'if [ -s "$d/act" ]; then act=$(cat "$d/act")',
     // no step of this run reached the interface ($d/iface: INTERFACE_LABELS): it runs as before the change
-    'if [ ! -e "$d/iface" ]; then :',
+    'elif [ ! -e "$d/iface" ]; then act=none',
     `elif [ "$(state active)" = active ]; then`,
     `  if ! ${running}; then act=start`,
     // as gently back as the change came (a new user's finding): only [Peer] content differs, so the running
@@ -179,6 +189,7 @@ export function revertScript(iface: string, runId: string, systemd: boolean): st
     `  elif [ $changed = 1 ] && [ $same_iface = 1 ] && ${exists}; then act=sync`,
     '  elif [ $changed = 1 ]; then act=restart; fi',
     'else act=down; fi',
+    'echo "$act" > "$d/act"',
     // down on the file it came up with, before that file is restored or removed (see above)
     `case $act in restart|down) ${stop} ;; esac`,
     // a file that cannot be put back (a full disk: a new user's finding) fails the revert, leaves no partial copy, and
@@ -205,12 +216,12 @@ export function revertScript(iface: string, runId: string, systemd: boolean): st
     '  sync)',
     `    if ${sync}; then echo "peers synced onto the restored ${iface}.conf (interface kept)"; else echo "peers: the live interface already as the restored ${iface}.conf (or the sync failed)"; fi`,
     `${routes} ;;`,
-    `  down) if [ "$(state up)" = yes ]; then ${sh`wg-quick up ${iface}`.text}; else ${sh`ip link del ${iface}`.text} 2>/dev/null; fi ;;`,
+    `  down) if [ "$(state up)" = yes ]; then ${sh`wg-quick up ${iface}`.text} 9>&-; else ${sh`ip link del ${iface}`.text} 2>/dev/null; fi ;;`,
     'esac',
     ...(systemd
       ? [
           sh`was=$(state enabled); now=$(systemctl is-enabled ${p.service} 2>/dev/null)`.text,
-          `if [ "$was" != "$now" ]; then case "$was" in enabled) ${systemctlEnablement('enable', p.service)} ;; *) ${systemctlEnablement('disable', p.service)} ;; esac; fi`,
+          `if [ -n "$was" ] && [ "$was" != "$now" ]; then case "$was" in enabled) ${systemctlEnablement('enable', p.service)} ;; *) ${systemctlEnablement('disable', p.service)} ;; esac; fi`,
         ]
       : []),
     'if [ -n "$bad" ]; then echo "not reverted: could not restore$bad" >&2; exit 1; fi',
@@ -237,6 +248,19 @@ const PENDING_MESSAGE = [
   `if [ -n "$w" ]; then at=" at $(date -u -d "@$w" '+%H:%M:%S UTC') (in $(( w - $(date +%s) )) s)"; else at=" within its deadline"; fi`,
   `echo "not changed: an unconfirmed change of an earlier meshctl run is pending here (\${o##*/}: interrupted, or killed, before it was confirmed); the node goes back to that run's snapshot by itself$at; run up again after that" >&2`,
 ].join('; ');
+
+/**
+ * Takes the run's revert lock on fd 9 (`$d/revert.lock`, flock(1)): the node's revert (revertScript) holds it while it
+ * runs, so a revert never runs twice at once and nothing removes a run's directory under a running revert
+ * (disarmScript, revertNowScript, CANCEL_FUNCTION). Waits up to REVERT_LOCK_WAIT_S (where flock has no -w, as
+ * busybox's, takes it only when free); on failure runs `orElse`. Without flock: nothing, as before 2026-12.
+ * `$d` must exist (the redirection makes the file in it).
+ */
+const takeRevertLock = (orElse: string): string =>
+  `if command -v flock >/dev/null 2>&1; then exec 9>>"$d/revert.lock" || ${orElse}; { flock -w ${REVERT_LOCK_WAIT_S} 9 2>/dev/null || flock -n 9; } || ${orElse}; fi`;
+
+/** Seconds a script waits for another revert of the run to end (a revert's slowest part, a wireguard-go restart, took 15 s on a loaded lab host). */
+export const REVERT_LOCK_WAIT_S = 90;
 
 /**
  * The labels (withRevertArmed) of the steps that change the interface itself: the enable step (../steps/service.ts:
@@ -332,7 +356,7 @@ export function armScript(iface: string, options: RollbackOptions, systemd: bool
     '    echo "rp_all=$(cat /proc/sys/net/ipv4/conf/all/rp_filter)"; echo "rp_default=$(cat /proc/sys/net/ipv4/conf/default/rp_filter)"',
     '  } > "$d/state.tmp" && mv -f "$d/state.tmp" "$d/state"',
     'fi',
-    // from here on this run may change the interface itself (IFACE_TOUCHED); written before the step acts
+    // from here on this run may change the interface itself (INTERFACE_LABELS); written before the step acts
     ...(INTERFACE_LABELS.has(label) ? [': > "$d/iface"'] : []),
     // written whole, then renamed: a timer armed earlier may run it at any moment
     `(umask 077; cat > "$d/revert.sh.tmp") <<'MESHCTL_REVERT_EOF'\n${script}\nMESHCTL_REVERT_EOF`,
@@ -358,10 +382,14 @@ export function disarmScript(runId: string): string {
   return [
     sh`d=${dir}`.text,
     stopRunTimers(unitPrefix),
-    'if [ -s "$d/pid" ]; then kill "$(cat "$d/pid")" 2>/dev/null || true; fi',
-    'if [ -e "$d/reverted" ]; then echo rollback=already-reverted; exit 0; fi',
+    // the background sleep, not a revert it already became (that one is waited for below: killed half-way it would
+    // leave the node half-reverted)
+    'if [ -s "$d/pid" ] && [ ! -e "$d/log" ]; then kill "$(cat "$d/pid")" 2>/dev/null || true; fi',
     // no snapshot at all: removed by someone else (or a reboot cleared /run); whether the node went back is unknown
     'if [ ! -d "$d" ]; then echo rollback=gone; exit 0; fi',
+    // a revert that fired as the change was being confirmed: waited for, and then reported, never removed under it
+    takeRevertLock('{ echo "a revert of this run is still running" >&2; exit 1; }'),
+    'if [ -e "$d/reverted" ]; then echo rollback=already-reverted; exit 0; fi',
     'rm -rf "$d"',
     'echo rollback=disarmed',
   ].join('\n');
@@ -385,7 +413,9 @@ export function revertNowScript(runId: string): string {
     'if [ ! -e "$d/reverted" ]; then tail -n 4 "$d/log" >&2; exit 1; fi',
     stopRunTimers(unitPrefix),
     'if [ -s "$d/pid" ]; then kill "$(cat "$d/pid")" 2>/dev/null || true; fi',
-    // finding 33: done and reported by the run: nothing of it is left in /run/meshctl
+    // finding 33: done and reported by the run: nothing of it is left in /run/meshctl (removed under the lock: a
+    // timer's revert waiting for it finds `reverted` or nothing, never half a directory)
+    takeRevertLock('true'),
     'rm -rf "$d"',
     'echo rollback=reverted',
   ].join('\n');
@@ -483,8 +513,9 @@ async function revertNow(node: string, why: string, failed: boolean, input: Sett
       );
     return rollbackCheck(
       'fail',
-      `${why}, and the rollback on ${node} failed (exit ${result.code}); its timer stays armed and tries again ${due ? `by ${due}` : `within ${input.deadlineS} s`}`,
-      lastLines(result.stderr || result.stdout),
+      `${why}, and the rollback on ${node} failed (exit ${result.code}); its own timer tries it again ${due ? `by ${due}` : `within ${input.deadlineS} s`}, unless that already ran`,
+      // the revert's log quotes wg(8), which prints a rejected key's value: never shown as it is
+      lastLines(result.stderr || result.stdout).map((line) => redactSecrets(line)),
     );
   } catch (error) {
     return rollbackCheck(
@@ -592,14 +623,22 @@ export async function settleLeftovers(
  * A shell function `mc_cancel DIR` that takes a run's pending revert off the node: its timers stopped (the glob over
  * the run's unit prefix, as stopRunTimers), its background sleep killed, a revert already running waited for (up to
  * 60 s: killed half-way it would leave half the files restored); prints `cancelled` (the directory removed),
- * `reverted` (the revert ran first: the node is back on that run's snapshot) or `failed` (a revert that started and
- * did not finish). Both scripts that cancel a revert (confirmPendingScript, cancelAllRollbacksScript) define it.
+ * `reverted` (the revert ran first: the node is back on that run's snapshot) or `failed` (a revert still running
+ * after that wait). A running revert is one that holds the run's lock (revertScript, where the node has flock(1)): a
+ * revert that failed and ended is cancelled like a pending one (a review's finding: read from its log, every `down`
+ * refused such a node for good). Without flock, as before: a log without `reverted` is a revert still running.
+ * Both scripts that cancel a revert (confirmPendingScript, cancelAllRollbacksScript) define it.
  */
 const CANCEL_FUNCTION = [
   'mc_cancel() {',
   '  r=${1##*/revert-}',
   '  if [ -s "$1/unit" ]; then systemctl stop "meshctl-revert-$r-*.timer" 2>/dev/null || true; fi',
   '  if [ -s "$1/pid" ] && [ ! -e "$1/log" ]; then kill "$(cat "$1/pid")" 2>/dev/null || true; fi',
+  '  if command -v flock >/dev/null 2>&1; then',
+  '    ( { flock -w 60 8 2>/dev/null || flock -n 8; } || { echo failed; exit 0; }',
+  '      if [ -e "$1/reverted" ]; then echo reverted; else rm -rf "$1"; echo cancelled; fi ) 8>>"$1/revert.lock"',
+  '    return',
+  '  fi',
   '  i=0; while [ -e "$1/log" ] && [ ! -e "$1/reverted" ] && [ $i -lt 60 ]; do sleep 1; i=$((i + 1)); done',
   '  if [ -e "$1/reverted" ]; then echo reverted; elif [ -e "$1/log" ]; then echo failed; else rm -rf "$1"; echo cancelled; fi',
   '}',

@@ -208,10 +208,13 @@ export async function rotateNode(ctx: RotateContext, node: Node): Promise<Rotati
   );
   try {
     /**
-     * The node back on its old key (live) and every peer back on the old public key (all of them: a failed update
-     * may have written its file); the new key removed only then.
+     * The node back on its old key (live) and every peer an update was sent to back on the old public key (all of
+     * them: a failed update may have written its file); the new key removed only then. A peer no update reached is
+     * left alone (a review's finding: rewriting it applied inventory edits that no `up` had planned).
      */
+    let sentTo: readonly string[] = [];
     const rollBack = async (why: string): Promise<RotationReport> => {
+      const peers = sentTo;
       const [liveBack, ...restores] = await Promise.allSettled([
         run(self, liveKeyScript(iface, keyFile), undefined, `giving ${node.name} its old key back`),
         ...peers.map((peer) =>
@@ -265,6 +268,7 @@ export async function rotateNode(ctx: RotateContext, node: Node): Promise<Rotati
       return await rollBack(message(error));
     }
     if (signal.aborted) return await rollBack(`${interruptedWhy()} before the peers were updated`);
+    sentTo = peers;
     const updates = await Promise.allSettled(
       peers.map((peer) =>
         run(

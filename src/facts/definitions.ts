@@ -412,7 +412,6 @@ export function publicKeyFileCommand(iface: string, print: 'cat' | 'state', publ
     .text;
 }
 
-/** The fact definitions, by name. Section names are part of the fixtures' format (test/fixtures/facts, probes). */
 /**
  * dpkg's state of packages (FACTS.dpkgStatus): package name -> its Status-Abbrev without the trailing blank, e.g.
  * `ii` (installed), `iF` (half-configured), `iU` (unpacked), `iHR` (half-installed, reinstall required), `un`/`rc`
@@ -430,6 +429,7 @@ export function parseDpkgStatus(lines: readonly string[]): DpkgStatus {
   return Object.fromEntries(Object.entries(status).sort(([a], [b]) => a.localeCompare(b)));
 }
 
+/** The fact definitions, by name. Section names are part of the fixtures' format (test/fixtures/facts, probes). */
 export const FACTS = {
   /** the node's clock, Unix seconds (handshake ages are judged against it, not against ours) */
   now: { name: 'now', command: () => 'date +%s', parse: (s) => intOrUndefined(first(s)) } as FactDef<number | undefined>,

@@ -44,7 +44,8 @@ const stubs: Record<string, string> = {
     '  "show wg0 listen-port") echo 51820 ;;',
     `  "show wg0 dump") printf 'PRIV\\tPUB\\t51820\\toff\\n'; cat "$LIVE" ;;`,
     `  "show wg0 allowed-ips") awk -F '\\t' '{ gsub(",", " ", $4); print $1 "\\t" $4 }' "$LIVE" ;;`,
-    '  "addconf wg0 /dev/stdin") echo "wg addconf" >> "$STUB_LOG"; cat >> "$STUB_STATE/addconf" ;;',
+    // SLOW_SYNC: a peer sync that takes that long
+    '  "addconf wg0 /dev/stdin") if [ -n "$SLOW_SYNC" ]; then sleep "$SLOW_SYNC"; fi; echo "wg addconf" >> "$STUB_LOG"; cat >> "$STUB_STATE/addconf" ;;',
     '  *) echo "wg $*" >> "$STUB_LOG" ;;',
     'esac',
   ].join('\n'),
@@ -53,6 +54,8 @@ const stubs: Record<string, string> = {
   // the routes via wg0 as `ip route show` prints them (a host route without its /32): a peer's, and a stale one
   ip: `echo "ip $*" >> "$STUB_LOG"\n[ "$*" = "-4 route show dev wg0 proto boot scope link" ] && printf '172.27.15.12 scope link\\n172.27.15.99 scope link\\n'; true`,
   'systemd-run': 'true',
+  // HOLD_CMP=FILE: the first compare waits (having made FILE) until FILE.release exists
+  cmp: 'if [ -n "$HOLD_CMP" ] && [ ! -e "$HOLD_CMP.release" ]; then : > "$HOLD_CMP"; while [ ! -e "$HOLD_CMP.release" ]; do sleep 0.05; done; fi\nexec /usr/bin/cmp "$@"',
   // FULL_DISK: a copy that creates its target and then fails, as cp(1) on a full disk
   cp: 'if [ -n "$FULL_DISK" ]; then for t; do :; done; : > "$t"; echo "cp: error writing \'$t\': No space left on device" >&2; exit 1; fi\nexec /bin/cp "$@"',
 };
@@ -84,6 +87,10 @@ const LIVE_DUMP = (keepalive?: number) =>
   KEYS.map(
     (key, i) => `${key}\t(none)\t10.99.0.${12 + i}:51820\t172.27.15.${12 + i}/32\t1796058129\t100\t200\t${keepalive ?? 'off'}\n`,
   ).join('');
+
+/** Runs `script` under sh, killed with every process it started after 1 s (coreutils timeout signals its group). */
+const cutOff = (script: string, env: Record<string, string>) =>
+  spawnSync('timeout', ['-s', 'KILL', '1', 'sh', '-c', script], { env: { ...env, PATH: `${env.PATH}` }, encoding: 'utf8' });
 
 /** What revertAfter's `before` gets: the node's paths, the stand-ins' environment, a reader of its files. */
 interface RevertNode {
@@ -228,14 +235,11 @@ describe('a revert goes back as gently as its change came', () => {
   it("a revert cut off midway (the command's deadline) keeps the timer armed, and the timer's run finishes it (CI, stop 25)", () => {
     const { ops } = revertAfter('cut-off', CONF(1380), LIVE_DUMP(), {
       before({ at, env, read, runDir }) {
-        // meshctl's revert, its stop slow, killed at 1 s as the connection's deadline kills it
+        // meshctl's revert, its stop slow, killed at 1 s with every process it started, as the remote `timeout` of
+        // the connection's deadline kills its process group
         const mark = read('log').length;
-        const cut = spawnSync('sh', ['-c', at(revertNowScript(RUN.runId))], {
-          env: { ...env, SLOW_STOP: '2' },
-          timeout: 1000,
-          encoding: 'utf8',
-        });
-        assert.equal(cut.status, null, 'killed by the deadline');
+        const cut = cutOff(at(revertNowScript(RUN.runId)), { ...env, SLOW_STOP: '2' });
+        assert.notEqual(cut.status, 0, 'killed by the deadline');
         assert.doesNotMatch(read('log').slice(mark), /systemctl stop meshctl-revert-/, 'the timer stays armed');
         assert.ok(existsSync(join(runDir, 'state')) && !existsSync(join(runDir, 'reverted')), 'the snapshot stays, not reverted');
         // the timer fires: its service runs the kept script (and waits for the cut-off one's stop to end)
@@ -250,6 +254,41 @@ describe('a revert goes back as gently as its change came', () => {
       ops.slice(0, -1).every((op) => op === 'stop MTU = 1380'),
       ops.join('\n'),
     );
+  });
+
+  it('a peers-only revert cut off after its files were restored is finished by the timer: the peers synced back (a review)', () => {
+    const { addconf, log } = revertAfter('cut-after-restore', CONF(1420, 20), LIVE_DUMP(20), {
+      before({ at, env, read, runDir }) {
+        const cut = cutOff(at(revertNowScript(RUN.runId)), { ...env, SLOW_SYNC: '2' });
+        assert.notEqual(cut.status, 0, 'killed by the deadline');
+        assert.equal(read('state/addconf'), '', 'cut off before its sync');
+        assert.equal(readFileSync(at('/etc/wireguard/wg0.conf'), 'utf8'), CONF(1420), 'the file is already back');
+        const timer = spawnSync('/bin/sh', [join(runDir, 'revert.sh')], { env, encoding: 'utf8' });
+        assert.equal(timer.status, 0, timer.stderr);
+      },
+    });
+    // the timer's run did what the first one decided, though the file it compares is already the old one
+    assert.match(addconf, /PersistentKeepalive = off/, log);
+  });
+
+  it("a snapshot's state removed while its revert runs: the revert goes on from what it read, never takes the interface down (a review)", () => {
+    const { ops, log } = revertAfter('state-gone', CONF(1380), LIVE_DUMP(), {
+      before({ env, runDir }) {
+        const hold = join(runDir, '..', 'hold-cmp');
+        const script = [
+          `/bin/sh ${join(runDir, 'revert.sh')} & pid=$!`,
+          `while [ ! -e ${hold} ]; do sleep 0.05; done`,
+          // the state goes while the revert is past its checks (as a cleanup of another script could remove it)
+          `rm -f ${join(runDir, 'state')}`,
+          `: > ${hold}.release`,
+          'wait $pid',
+        ].join('\n');
+        const both = spawnSync('sh', ['-c', script], { env: { ...env, HOLD_CMP: hold }, encoding: 'utf8' });
+        assert.equal(both.status, 0, both.stderr);
+      },
+    });
+    assert.deepEqual(ops, ['stop MTU = 1380', 'start MTU = 1420'], log);
+    assert.doesNotMatch(log, /ip link del|disable/);
   });
 
   it("meshctl's revert and the timer's at the same moment take turns: one of them goes back, the other finds it done", () => {

@@ -97,14 +97,22 @@ describe('an earlier run’s pending rollback on the node', () => {
       assert.match(stubLog(caseDir), new RegExp(`^systemctl stop meshctl-revert-${id}-\\*\\.timer$`, 'm'));
     // idempotent: nothing left, nothing done
     assert.equal(run(caseDir, `set -e\n${cancelAllRollbacksScript()}`), '');
-    // a revert still running after the wait (its log, no `reverted`): kept, and down stops before anything else
+    // a revert that failed and ended (its log, no `reverted`, its lock free): cancelled like a pending one (a
+    // review's finding: read from its log alone, every down refused such a node for good)
     const busy = join(caseDir, 'run', `revert-${OTHER.runId}`);
+    mkdirSync(busy, { recursive: true });
+    writeFileSync(join(busy, 'log'), 'not reverted: could not restore /etc/wireguard/wg0.conf\n');
+    assert.match(run(caseDir, `set -e\n${cancelAllRollbacksScript()}`), new RegExp(`rollback ${OTHER.runId}: cancelled`));
+    assert.ok(!existsSync(busy));
+    // a revert still running after the wait (it holds the run's lock: the stand-in flock says so at once): kept, and
+    // down stops before anything else
     mkdirSync(busy, { recursive: true });
     writeFileSync(join(busy, 'log'), 'reverting\n');
     const sleepless = join(caseDir, 'sleepless');
     mkdirSync(sleepless);
     writeFileSync(join(sleepless, 'sleep'), '#!/bin/sh\n'); // mc_cancel's 60 one-second waits, at once
-    chmodSync(join(sleepless, 'sleep'), 0o755);
+    writeFileSync(join(sleepless, 'flock'), '#!/bin/sh\nexit 1\n'); // the lock held by the running revert, past the wait
+    for (const stub of ['sleep', 'flock']) chmodSync(join(sleepless, stub), 0o755);
     const stuck = spawnSync(
       'sh',
       ['-c', `set -e\n${cancelAllRollbacksScript()}\necho went-on`.replaceAll('/run/meshctl/', `${caseDir}/run/`)],

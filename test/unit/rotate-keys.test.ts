@@ -234,6 +234,8 @@ describe('rotate-keys', () => {
     assert.equal(report.outcome, 'rolled-back', report.error);
     assert.equal(report.interrupted, true);
     assert.ok(!m.order.some((e) => e.includes('update(new)') || e === 'ms-1:swap'), m.order.join(' '));
+    // no peer was sent an update, so none is rewritten (a review: that applied inventory edits no `up` had planned)
+    assert.ok(!m.order.some((e) => e.includes('update(old)')), m.order.join(' '));
     assert.ok(m.order.indexOf('ms-1:live(old)') > m.order.indexOf('ms-1:live(new)'), m.order.join(' '));
     assert.ok(m.order.includes('ms-1:discard'), m.order.join(' '));
   });
