@@ -108,7 +108,8 @@ describeLab(
       assert.ok(lifted, 'h-1 ran the second round (its ping with the second round deadline)');
       assert.equal(report.firstPass?.stoppedAt, 'verify', 'the first pass stopped at the ping gate (on h-2/p-2)');
       for (const from of NODES) for (const to of NODES) if (from !== to) assert.ok(report.matrix!.cells[from]![to]!.ok, `${from} -> ${to}`);
-      assert.deepEqual(JSON.parse(readFileSync(`${INVENTORY}.state.json`, 'utf8')).fallbackRelays, ['h-2 p-2']);
+      // the state beside the lab's own copy of the inventory (harness.ts: lab().inventory)
+      assert.deepEqual(JSON.parse(readFileSync(`${lab().inventory}.state.json`, 'utf8')).fallbackRelays, ['h-2 p-2']);
       // h-1 has p-2 as a direct peer at its own address; h-2 has none (p-2's /32 rides on p-1's)
       assert.match(await sh('h-1', 'wg show wg0 endpoints'), /\t198\.51\.100\.46:51820$/m);
       assert.doesNotMatch(await sh('h-2', 'wg show wg0 endpoints'), /198\.51\.100\.46/);
