@@ -107,17 +107,18 @@ const INTERFACE_PART_AWK = [
  *   sent, the private key is kept), so the interface, its ifindex and the untouched peers' sessions stay. When the
  *   live interface already runs as the restored file (a change stopped before its enable step), that changes nothing;
  * - it ran before and its [Interface] part changed (MTU, address, port, PostUp...), the file is new or gone:
- *   brought down, then up on the old config (wg-quick applies those only at start); not running any more: started;
+ *   restarted on the old config after the restore (wg-quick applies those only at start); not running any more:
+ *   started; a start or restart that fails twice fails the revert;
  * - it did not run before: stopped (and the interface deleted, or brought up again by hand when it was up so);
  * - no step of this run reached the interface (no `$d/iface`: INTERFACE_LABELS): only the files go back, the
  *   interface runs on as it did before the change.
  * A file that cannot be put back fails the revert (exit 1, no `reverted`): the timer tries again.
- * Whatever goes down goes down BEFORE the files are restored, on the file it came up with: `wg-quick down` reads the
- * config (its PreDown/PostDown hooks are that file's) and refuses without one (wg-quick(8): "does not exist"); a
- * cold run's revert removed wg0.conf first, its stop failed, and systemd then waited out its stop timeout on the
- * wireguard-go left in the unit (CI, stop 25: a 60 s revert timeout, the unit left enabled).
- * Idempotent: a second run (the timer after a revert by meshctl) does nothing; killed between the stop and the
- * start, the next run finds the unit not running and starts it.
+ * A unit stopped for good is stopped BEFORE the files are restored, on the file it came up with: `wg-quick down`
+ * reads the config and refuses without one (wg-quick(8): "does not exist"); a cold run's revert removed wg0.conf
+ * first, its stop failed, and systemd then waited out its stop timeout on the wireguard-go left in the unit (CI,
+ * stop 25: a 60 s revert timeout, the unit left enabled).
+ * Idempotent: a second run (the timer after a revert by meshctl) does nothing; one cut off midway does what the first
+ * decided (`$d/act`).
  */
 export function revertScript(iface: string, runId: string, systemd: boolean): string {
   const p = wireguardPaths(iface);
@@ -127,6 +128,7 @@ export function revertScript(iface: string, runId: string, systemd: boolean): st
   // as the interface runs (a review's finding)
   const start = systemd ? sh`systemctl start ${p.service}`.text : `${sh`wg-quick up ${iface}`.text} 9>&-`;
   const stop = systemd ? sh`systemctl stop ${p.service}`.text : sh`wg-quick down ${iface}`.text;
+  const restart = systemd ? sh`systemctl restart ${p.service}`.text : `${sh`wg-quick down ${iface}`.text}; ${start}`;
   const running = systemd ? sh`systemctl is-active -q ${p.service}`.text : sh`[ -e ${`/sys/class/net/${iface}`} ]`.text;
   // a oneshot wg-quick@ stays active after its interface was deleted by hand: the sync needs the interface itself
   const exists = sh`[ -e ${`/sys/class/net/${iface}`} ]`.text;
@@ -191,7 +193,10 @@ export function revertScript(iface: string, runId: string, systemd: boolean): st
     'else act=down; fi',
     'echo "$act" > "$d/act"',
     // down on the file it came up with, before that file is restored or removed (see above)
-    `case $act in restart|down) ${stop} ;; esac`,
+    // a unit to stop for good goes down on the file it came up with, before that file is restored or removed (see
+    // above); a restart stays one `systemctl restart` after the restore (a stop, then a start 0.2 s later, failed in
+    // the lab's containers: `Failed to attach to cgroup ... status=219/CGROUP`, and wg0 stayed down)
+    `case $act in down) ${stop} ;; esac`,
     // a file that cannot be put back (a full disk: a new user's finding) fails the revert, leaves no partial copy, and
     // the timer tries again (revertNowScript); the interface is still brought back up on what is there
     'bad=',
@@ -212,7 +217,9 @@ export function revertScript(iface: string, runId: string, systemd: boolean): st
     'v=$(state rp_all); [ -n "$v" ] && echo "$v" > /proc/sys/net/ipv4/conf/all/rp_filter',
     'v=$(state rp_default); [ -n "$v" ] && echo "$v" > /proc/sys/net/ipv4/conf/default/rp_filter',
     'case $act in',
-    `  start|restart) ${start} ;;`,
+    // checked: an interface that does not come back fails the revert (its timer tries again), never `reverted`
+    `  start) ${start} || { sleep 1; ${start}; } || bad="$bad ${p.service}" ;;`,
+    `  restart) ${restart} || { sleep 1; ${restart}; } || bad="$bad ${p.service}" ;;`,
     '  sync)',
     `    if ${sync}; then echo "peers synced onto the restored ${iface}.conf (interface kept)"; else echo "peers: the live interface already as the restored ${iface}.conf (or the sync failed)"; fi`,
     `${routes} ;;`,
@@ -224,7 +231,7 @@ export function revertScript(iface: string, runId: string, systemd: boolean): st
           `if [ -n "$was" ] && [ "$was" != "$now" ]; then case "$was" in enabled) ${systemctlEnablement('enable', p.service)} ;; *) ${systemctlEnablement('disable', p.service)} ;; esac; fi`,
         ]
       : []),
-    'if [ -n "$bad" ]; then echo "not reverted: could not restore$bad" >&2; exit 1; fi',
+    'if [ -n "$bad" ]; then echo "not reverted: could not restore or start$bad" >&2; exit 1; fi',
     'date +%s > "$d/reverted"',
     'echo "reverted at $(date)"',
   ].join('\n');
