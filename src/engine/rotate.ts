@@ -227,34 +227,33 @@ export async function rotateNode(ctx: RotateContext, node: Node): Promise<Rotati
         ),
       ]);
       const stuck = peers.filter((_, i) => restores[i]!.status === 'rejected');
+      // every outcome of a rollback: the node on its old public key, no peer counted as updated
+      const notRotated = (outcome: 'incomplete' | 'rolled-back', error: string) =>
+        done({
+          ...report,
+          outcome,
+          peersUpdated: [],
+          newPublicKey: mine.current,
+          ...(outcome === 'incomplete' ? { peersHoldingNewKey: stuck } : {}),
+          error,
+        });
       const nodeBack =
         liveBack!.status === 'fulfilled' && parseRotateRead(`current=${mine.current}\n${liveBack!.value.stdout}`).live === mine.current;
       if (!nodeBack)
-        return done({
-          ...report,
-          outcome: 'incomplete',
-          peersUpdated: [],
-          newPublicKey: mine.current,
-          peersHoldingNewKey: stuck,
-          error: `not rotated: ${why}; ${node.name} could not be put back on its old key (${liveBack!.status === 'rejected' ? message(liveBack!.reason) : 'its interface runs another key'}) while ${stuck.length ? `${stuck.join(', ')} may hold the new key and the others` : 'every peer'} hold${stuck.length ? '' : 's'} the old one; ${keyNew} stays on ${node.name}: run meshctl rotate-keys ${node.name} again (it uses that key)`,
-        });
+        return notRotated(
+          'incomplete',
+          `not rotated: ${why}; ${node.name} could not be put back on its old key (${liveBack!.status === 'rejected' ? message(liveBack!.reason) : 'its interface runs another key'}) while ${stuck.length ? `${stuck.join(', ')} may hold the new key and the others` : 'every peer'} hold${stuck.length ? '' : 's'} the old one; ${keyNew} stays on ${node.name}: run meshctl rotate-keys ${node.name} again (it uses that key)`,
+        );
       if (stuck.length === 0)
-        return done({
-          ...report,
-          outcome: 'rolled-back',
-          peersUpdated: [],
-          newPublicKey: mine.current,
-          error: `not rotated: ${why}; rolled back: every peer has its old public key again, ${node.name} keeps it, ${await discard()}`,
-        });
+        return notRotated(
+          'rolled-back',
+          `not rotated: ${why}; rolled back: every peer has its old public key again, ${node.name} keeps it, ${await discard()}`,
+        );
       const errors = restores.flatMap((r) => (r.status === 'rejected' ? [message(r.reason)] : []));
-      return done({
-        ...report,
-        outcome: 'incomplete',
-        peersUpdated: [],
-        newPublicKey: mine.current,
-        peersHoldingNewKey: stuck,
-        error: `not rotated: ${why}; the rollback did not reach ${stuck.join(', ')} (${errors.join('; ')}): ${stuck.length === 1 ? 'it' : 'they'} may hold the new public key ${short(next)} while ${node.name} runs its old key, so ${keyNew} stays on ${node.name}: run meshctl rotate-keys ${node.name} again (it uses that key)`,
-      });
+      return notRotated(
+        'incomplete',
+        `not rotated: ${why}; the rollback did not reach ${stuck.join(', ')} (${errors.join('; ')}): ${stuck.length === 1 ? 'it' : 'they'} may hold the new public key ${short(next)} while ${node.name} runs its old key, so ${keyNew} stays on ${node.name}: run meshctl rotate-keys ${node.name} again (it uses that key)`,
+      );
     };
 
     // the node runs the new key first: its old sessions still receive, what it sends waits for the new handshakes
