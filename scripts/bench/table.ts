@@ -119,7 +119,12 @@ const masterCpu = (sizes: SizeResult[]) =>
 const s = (ms: number | undefined) => (ms === undefined || Number.isNaN(ms) ? '-' : `${(ms / 1000).toFixed(1)} s`);
 const signed = (ms: number) => (Number.isNaN(ms) ? '-' : `${ms < 0 ? '-' : '+'}${(Math.abs(ms) / 1000).toFixed(1)} s`);
 const mb = (kib: number | undefined) => (kib === undefined || Number.isNaN(kib) ? '-' : `${Math.round(kib / 1024)} MB`);
-const ratio = (a: number, b: number) => (b > 0 ? `${(a / b).toFixed(1)}x` : '-');
+/**
+ * Ansible's time above the floor over meshctl's. When meshctl's own difference is zero or negative (it ran at the
+ * floor, within the floor's run-to-run noise) there is no finite ratio: say so rather than print '-' as if a number
+ * were missing.
+ */
+const ratio = (a: number, b: number) => (b > 0 ? `${(a / b).toFixed(1)}x` : a > 0 ? 'no ratio: meshctl at the floor' : '-');
 
 /** A tool that did not run (--only-ansible): every number NaN, shown as '-'. */
 const NOT_RUN: ToolRun = { wallMs: Number.NaN, cpuMs: Number.NaN, rssKiB: Number.NaN };
