@@ -148,8 +148,19 @@ export function withStateKeys<F extends VerifyFacts & { publicKeys: Map<string, 
   };
 }
 
+/**
+ * Why a node was not reached, as repeated beside each of its pairs (and the matrix's footnote): the whole reason when
+ * it is short; a long one (a changed host key's is ~400 characters) only by its head, since the node's connect check
+ * says it in full once (Q3 finding 9: the host-key message was repeated on every pair of the node).
+ */
+export function briefWhy(why: string): string {
+  if (why.length <= 100) return why;
+  const head = why.split(/[:;.]\s/)[0]!;
+  return `${head.length <= 60 ? `${head}: ` : ''}its connect check says why`;
+}
+
 /** "not measured: wk-2 unreachable (connect timed out after 10.0 s)": a check of a node verify could not reach. */
-export const notMeasured = (node: string, why: string): string => `not measured: ${node} unreachable (${why})`;
+export const notMeasured = (node: string, why: string): string => `not measured: ${node} unreachable (${briefWhy(why)})`;
 
 /**
  * Counts a passing per-peer or per-pair check instead of making it (evaluateVerifyCompact): on a healthy mesh of N
