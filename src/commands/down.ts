@@ -33,6 +33,7 @@ import type { Connection } from '../transport/types.js';
 import { createEngineView, promptTheme } from '../ui/engine-view.js';
 import { renderPlan } from '../ui/plan-view.js';
 import { safeText } from '../ui/safe-text.js';
+import { RP_FILTER_SYSCTL_KEYS, RP_FILTER_SYSCTL_PATH } from '../render/sysctl.js';
 import { recordRun } from '../state/record.js';
 import { departedNodes, readState, type DepartedNode } from '../state/state.js';
 import { connectorFor, sshOptionsFromFlags, CONTROL_PERSIST_HELP } from './connect-options.js';
@@ -121,12 +122,24 @@ interface NodeDownPlan {
   script?: string;
 }
 
+/**
+ * What removing meshctl's sysctl file does not do (Q3 finding 9): the live rp_filter values stay as meshctl set them
+ * until the next boot, when the node's remaining sysctl files (or the kernel's defaults) apply. meshctl does not know
+ * what the node had before its first `up` (it keeps no record of it), so it names the keys rather than guess a value.
+ */
+export function rpFilterLiveNote(changes: readonly DownChange[]): string | undefined {
+  if (!changes.some((c) => c.kind === 'remove-file' && c.path === RP_FILTER_SYSCTL_PATH)) return undefined;
+  return `note: ${RP_FILTER_SYSCTL_KEYS.join(' and ')} keep their live value until the next boot, when the node's other sysctl files apply (meshctl did not record what they were before it); \`sysctl -w KEY=VALUE\` sets one now`;
+}
+
 function renderDownPlan(plans: NodeDownPlan[], remaining: Inventory, purge: boolean, chalk: ChalkInstance): string {
   const lines = [chalk.bold(`── Take the mesh down${purge ? ' and purge' : ''}`)];
   for (const p of plans) {
     lines.push(`  ${chalk.bold(p.node)}`);
     if (p.changes.length === 0) lines.push('    nothing to do (already down)');
     for (const c of p.changes) lines.push(`    ${safeText(describeDownChange(c))}`);
+    const note = rpFilterLiveNote(p.changes);
+    if (note) lines.push(`    ${note}`);
   }
   const names = plans.map((p) => p.node).join(', ');
   lines.push(

@@ -33,7 +33,7 @@ import {
 } from '../../src/state/state.js';
 import { departedNote, recordRun, statePublicKeys } from '../../src/state/record.js';
 import { describeDownChange, downProbeScript, parseDownProbe, planDown, purgeablePaths } from '../../src/steps/down.js';
-import { resolveDownTargets, splitDownArgs } from '../../src/commands/down.js';
+import { resolveDownTargets, rpFilterLiveNote, splitDownArgs } from '../../src/commands/down.js';
 import { FakeConnection } from '../support/fake-connection.js';
 import { parseFactsProbe } from '../../src/facts/node-facts.js';
 import { tempDir } from '../support/temp-dir.js';
@@ -411,5 +411,17 @@ describe('down on a node the inventory dropped (Q3 finding 8)', () => {
     );
     const { ssh: _ssh, ...old } = gone;
     assert.throws(() => resolveDownTargets(three, [old], ['wk-2']), /does not say how to reach it/);
+  });
+});
+
+describe('down --purge and the live rp_filter (Q3 finding 9)', () => {
+  it("says the live rp_filter values stay until the next boot when it removes meshctl's sysctl file, and only then", () => {
+    const note = rpFilterLiveNote(planDown(parseDownProbe(PROBE_UP), 'wg0', true).changes);
+    assert.match(
+      note ?? '',
+      /net\.ipv4\.conf\.all\.rp_filter and net\.ipv4\.conf\.default\.rp_filter keep their live value until the next boot/,
+    );
+    assert.equal(rpFilterLiveNote(planDown(parseDownProbe(PROBE_UP), 'wg0', false).changes), undefined, 'without --purge the file stays');
+    assert.equal(rpFilterLiveNote(planDown(parseDownProbe(PROBE_CLEAN), 'wg0', true).changes), undefined, 'no file, nothing to say');
   });
 });
