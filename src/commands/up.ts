@@ -191,7 +191,8 @@ export function registerUp(program: Command, finish: (result: CommandResult) => 
         // it changes no node's SSH target. Pairs relay: auto moved to a relay after a failed handshake are planned
         // as the nodes run them
         const inventory = inventoryWithFallbacks(loaded);
-        // the state remembers nodes dropped from the inventory: say that their peers go (the run removes them)
+        // the state remembers nodes dropped from the inventory: say that their peers go (the run removes them), that
+        // their own interface stays up, and the down command that takes it down (Q3 finding 8)
         for (const note of departedNotes(inventory, limit)) out.write(`${note}\n`);
         await upWith(inventory, limit, connector, { flags, forks, rollbackDeadlineS, interactive, color, out }, finish);
       } finally {

@@ -288,5 +288,5 @@ describeLab(
       assert.equal(again.report?.changes, 0);
     });
   },
-  { name: uniqueLabName('ad') },
+  { name: process.env.MESHCTL_LAB ?? uniqueLabName('ad') },
 );
