@@ -319,6 +319,9 @@ export async function runPingRound(
   }
   // nodes without a row (not connected, or their script failed): every cell failed with the node's error
   for (const node of nodes) if (!rowed.has(node)) cells[node] = rowFrom(node, targets, undefined, count, errors.get(node));
+  // RV-9: judged once every row is there: a pair whose other end had no row yet (filled in as failed just above) was
+  // listed as answered while the matrix showed that direction failed
+  if (recheck) recheck.answered = answeredPairs(recheck.pairs, cells);
   return {
     matrix: { nodes, cells, ...(recheck ? { recheck } : {}) },
     after,
@@ -395,11 +398,19 @@ async function recheckRound(round: {
       }
     }),
   );
-  const answered = [...pairs].filter((pair) => {
+  const sorted = [...pairs].sort();
+  return { pairs: sorted, answered: answeredPairs(sorted, cells), ms: Date.now() - started };
+}
+
+/**
+ * The recheck's pairs (pairKey strings) whose cells now pass both ways. A direction with no cell is not held against
+ * the pair: a node outside the run's rows (--limit) has none. Call it once every row of the run is filled in.
+ */
+export function answeredPairs(pairs: readonly string[], cells: Matrix['cells']): string[] {
+  return pairs.filter((pair) => {
     const [a, b] = pair.split(' ') as [string, string];
     return cells[a]?.[b]?.ok !== false && cells[b]?.[a]?.ok !== false;
   });
-  return { pairs: [...pairs].sort(), answered: answered.sort(), ms: Date.now() - started };
 }
 
 /**

@@ -6,7 +6,7 @@ import chalk, { Chalk } from 'chalk';
 import type { Inventory } from '../inventory/types.js';
 import type { Matrix, MatrixCell } from './ping-matrix.js';
 import { renderMatrix } from './matrix-render.js';
-import { summarize, type Check, type CheckSummary, type PassedGroup } from './verify.js';
+import { briefWhy, summarize, type Check, type CheckSummary, type PassedGroup } from './verify.js';
 import { ExitCode, type Outcome } from '../errors.js';
 import { safeText } from '../ui/safe-text.js';
 import { pathBetween, pathKind, planPaths } from '../topology/paths.js';
@@ -438,7 +438,10 @@ export function renderReport(report: VerifyReport, options: { color: boolean; ve
           relayed,
           cellAt: (from, to) => reportCell(m, from, to),
           // rows of nodes not reached: not measured (finding 5)
-          unreached: new Map(report.nodes.flatMap((n) => (n.connected ? [] : [[n.name, safeText(n.error ?? 'not connected')] as const]))),
+          // briefly: the node's connect check below says it in full (briefWhy)
+          unreached: new Map(
+            report.nodes.flatMap((n) => (n.connected ? [] : [[n.name, safeText(briefWhy(n.error ?? 'not connected'))] as const])),
+          ),
         },
       ),
     );

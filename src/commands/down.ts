@@ -12,6 +12,11 @@
  *    `--purge` the config, its backup, the key pair, the sysctl file and the drop-in removed.
  * The inventory is not edited: a later `up` with it builds the nodes again (drop them from it to keep them out).
  * The local state (src/state) forgets a purged node's key.
+ *
+ * A node dropped from the inventory (Q3 finding 8): `up` removes its peer from the others but leaves its own
+ * interface up. `down INVENTORY NODE` with the inventory that no longer names it reaches it through the SSH target
+ * the local state kept (src/state/state.ts), takes it down as above and then the state forgets it; `--forget` only
+ * drops it from the state, without contacting it (a node that is gone for good).
  */
 import type { Command } from 'commander';
 import { Chalk, type ChalkInstance } from 'chalk';
@@ -19,17 +24,18 @@ import { existsSync } from 'node:fs';
 import { MeshctlError, type CommandResult } from '../errors.js';
 import { interruptSignal } from '../interrupt.js';
 import { loadInventory, resolveInventoryPath } from '../inventory/load.js';
-import type { Inventory } from '../inventory/types.js';
+import type { Inventory, Node } from '../inventory/types.js';
 import { acquireLocks } from '../engine/lock.js';
 import { countActions } from '../engine/plan.js';
-import { limitInventory, resolveLimit } from '../engine/limit.js';
 import { runUp } from '../engine/up.js';
 import { describeDownChange, downProbeScript, parseDownProbe, planDown, type DownChange } from '../steps/down.js';
 import type { Connection } from '../transport/types.js';
 import { createEngineView, promptTheme } from '../ui/engine-view.js';
 import { renderPlan } from '../ui/plan-view.js';
 import { safeText } from '../ui/safe-text.js';
+import { RP_FILTER_SYSCTL_KEYS, RP_FILTER_SYSCTL_PATH } from '../render/sysctl.js';
 import { recordRun } from '../state/record.js';
+import { departedNodes, readState, type DepartedNode } from '../state/state.js';
 import { connectorFor, sshOptionsFromFlags, CONTROL_PERSIST_HELP } from './connect-options.js';
 
 interface DownFlags {
@@ -41,6 +47,60 @@ interface DownFlags {
   connectTimeout?: string;
   controlPersist?: string;
   breakLock?: boolean;
+  forget?: boolean;
+}
+
+/** The nodes `down` works on: those the inventory names, and those only the local state still knows (departed). */
+export interface DownTargets {
+  /** every named node, inventory ones first (inventory order), then departed ones (as named) */
+  names: string[];
+  /** the named nodes the inventory no longer has, as the state knows them */
+  departed: DepartedNode[];
+  /** the nodes to connect to: the inventory's, and a departed node's name and SSH target */
+  nodes: Node[];
+}
+
+/**
+ * Resolves `down`'s node names (none: every inventory node) against the inventory, then against the nodes the local
+ * state still knows that the inventory dropped. Throws MeshctlError (bad input, exit 2) naming every node neither
+ * knows (without speaking of --limit, which `down` has not: Q3 finding 8), and every departed node the state
+ * cannot reach (a state written before it kept SSH targets: then only the old inventory can).
+ */
+export function resolveDownTargets(inventory: Inventory, departed: readonly DepartedNode[], asked: readonly string[]): DownTargets {
+  if (asked.length === 0) return { names: inventory.nodes.map((n) => n.name), departed: [], nodes: [...inventory.nodes] };
+  const wanted = [...new Set(asked.map((n) => n.trim()).filter((n) => n.length > 0))];
+  const inInventory = inventory.nodes.filter((n) => wanted.includes(n.name));
+  const known = new Map(departed.map((d) => [d.name, d]));
+  const rest = wanted.filter((n) => !inInventory.some((i) => i.name === n));
+  const unknown = rest.filter((n) => !known.has(n));
+  if (unknown.length)
+    throw new MeshctlError(
+      `down names ${unknown.length === 1 ? 'a node' : 'nodes'} neither in ${inventory.source} nor in its local state: ${unknown.join(', ')}`,
+      'badInput',
+      [
+        `nodes in the inventory: ${inventory.nodes.map((n) => n.name).join(', ')}`,
+        ...(departed.length
+          ? [`nodes only the local state knows (dropped from the inventory): ${departed.map((d) => d.name).join(', ')}`]
+          : []),
+      ],
+    );
+  const gone = rest.map((n) => known.get(n)!);
+  const unreachable = gone.filter((d) => !d.ssh).map((d) => d.name);
+  if (unreachable.length)
+    throw new MeshctlError(
+      `${unreachable.join(', ')}: dropped from ${inventory.source}, and its local state (written by an older meshctl) does not say how to reach ${unreachable.length === 1 ? 'it' : 'them'}`,
+      'badInput',
+      ['run down with an inventory that still names them, or add --forget to drop them from the local state only'],
+    );
+  return {
+    names: [...inInventory.map((n) => n.name), ...gone.map((d) => d.name)],
+    departed: gone,
+    nodes: [
+      ...inInventory,
+      // only the name and the SSH target are used to connect (../transport); the rest is what the state knows
+      ...gone.map((d) => ({ name: d.name, site: '', address: d.ssh!.host, overlayIp: d.overlayIp, listenPort: d.listenPort, ssh: d.ssh! })),
+    ],
+  };
 }
 
 /**
@@ -62,12 +122,24 @@ interface NodeDownPlan {
   script?: string;
 }
 
+/**
+ * What removing meshctl's sysctl file does not do (Q3 finding 9): the live rp_filter values stay as meshctl set them
+ * until the next boot, when the node's remaining sysctl files (or the kernel's defaults) apply. meshctl does not know
+ * what the node had before its first `up` (it keeps no record of it), so it names the keys rather than guess a value.
+ */
+export function rpFilterLiveNote(changes: readonly DownChange[]): string | undefined {
+  if (!changes.some((c) => c.kind === 'remove-file' && c.path === RP_FILTER_SYSCTL_PATH)) return undefined;
+  return `note: ${RP_FILTER_SYSCTL_KEYS.join(' and ')} keep their live value until the next boot, when the node's other sysctl files apply (meshctl did not record what they were before it); \`sysctl -w KEY=VALUE\` sets one now`;
+}
+
 function renderDownPlan(plans: NodeDownPlan[], remaining: Inventory, purge: boolean, chalk: ChalkInstance): string {
   const lines = [chalk.bold(`── Take the mesh down${purge ? ' and purge' : ''}`)];
   for (const p of plans) {
     lines.push(`  ${chalk.bold(p.node)}`);
     if (p.changes.length === 0) lines.push('    nothing to do (already down)');
     for (const c of p.changes) lines.push(`    ${safeText(describeDownChange(c))}`);
+    const note = rpFilterLiveNote(p.changes);
+    if (note) lines.push(`    ${note}`);
   }
   const names = plans.map((p) => p.node).join(', ');
   lines.push(
@@ -136,19 +208,26 @@ export function registerDown(program: Command, finish: (result: CommandResult) =
     .option('--accept-new', 'trust unknown SSH host keys on first use and record them (changed keys are always refused)')
     .option('--no-color', 'plain output')
     .option('--break-lock', 'take over the run lock of another meshctl run (only when that run died: check first)')
+    .option(
+      '--forget',
+      'for nodes dropped from the inventory: only drop them from the local state, without contacting them (a node gone for good)',
+    )
     .option('--connect-timeout <seconds>', 'SSH connect timeout (default: ssh config ConnectTimeout or 10)')
     .option('--control-persist <seconds>', CONTROL_PERSIST_HELP)
     .addHelpText(
       'after',
-      '\nThe inventory is not changed: drop the nodes from it, or a later `up` sets them up again.\nExit codes: 0 done (or planned), 1 a gate said STOP or a node failed, 2 bad input, 3 a node could not be connected, 130 interrupted.',
+      '\nThe inventory is not changed: drop the nodes from it, or a later `up` sets them up again.\nA node already dropped from the inventory is reached through the SSH target the local state kept (<inventory>.state.json), then forgotten by it.\nExit codes: 0 done (or planned), 1 a gate said STOP or a node failed, 2 bad input, 3 a node could not be connected, 130 interrupted.',
     )
     .action(async (words: string[], flags: DownFlags) => {
       const args = splitDownArgs(words);
       const inventory = loadInventory(resolveInventoryPath(args.inventory));
-      const names = args.nodes.length ? resolveLimit(inventory, args.nodes) : inventory.nodes.map((n) => n.name);
-      const targets = limitInventory(inventory, names);
+      const state = readState(inventory.source, inventory.mesh.interface);
+      const chosen = resolveDownTargets(inventory, departedNodes(state, inventory), args.nodes);
+      const names = chosen.names;
+      const targets = { ...inventory, nodes: chosen.nodes };
       const remaining = { ...inventory, nodes: inventory.nodes.filter((n) => !names.includes(n.name)) };
       const purge = flags.purge ?? false;
+      if (flags.forget) return forgetDeparted(inventory, chosen, finish);
       const interactive = Boolean(process.stdin.isTTY && process.stdout.isTTY);
       if (!interactive && !flags.yes && !flags.dryRun)
         throw new MeshctlError('no terminal to confirm: run with --yes (or --dry-run to see what would be done)', 'badInput');
@@ -180,7 +259,12 @@ export function registerDown(program: Command, finish: (result: CommandResult) =
             out.write(chalk.red.bold(`\nthe other nodes did not converge (${others.result}): ${names.join(', ')} left as they were\n`));
             return finish(others.result === 'interrupted' ? 'interrupted' : others.result === 'unreachable' ? 'connect' : 'stop');
           }
-          out.write(`\n${names.join(', ')} removed from the peers of ${remaining.nodes.length} node(s)\n`);
+          // Q3-9: said only when this run removed something; a second down changed nothing there
+          out.write(
+            others.changes > 0
+              ? `\n${names.join(', ')} removed from the peers of ${remaining.nodes.length} node(s)\n`
+              : `\n${names.join(', ')} already no peer of the ${remaining.nodes.length} other node(s): nothing changed there\n`,
+          );
         }
         const lock = await acquireLocks(connections, { breakLock: flags.breakLock ?? false, signal: interruptSignal });
         if (!lock.ok) throw new MeshctlError(`not started: ${lock.message}`, 'stop');
@@ -196,7 +280,8 @@ export function registerDown(program: Command, finish: (result: CommandResult) =
           nodes: names,
           publicKeys: {},
           complete: false,
-          ...(purge ? { forget: names.filter((n) => !failed.some((f) => f.startsWith(`${n}:`))) } : {}),
+          // a purged node's key is gone; a node the inventory dropped is down and nothing names it any more
+          forget: names.filter((n) => (purge || chosen.departed.some((d) => d.name === n)) && !failed.some((f) => f.startsWith(`${n}:`))),
         });
         if (recorded.warning) out.write(`warning: ${recorded.warning}\n`);
         if (failed.length) throw new MeshctlError(`down failed on ${failed.length} node(s)`, 'stop', failed);
@@ -228,4 +313,31 @@ async function planOthers(
   out.write(
     `${chalk.bold('── The other nodes')} (${countActions(report.plan)} action(s))\n${renderPlan(report.plan, chalk, 'run this down without --dry-run to apply')}`,
   );
+}
+
+/**
+ * `down --forget`: drops the named nodes from the local state without contacting them, for a node dropped from the
+ * inventory that is gone for good (its interface cannot be taken down, and `plan`/`up` would otherwise keep naming
+ * it). Refused (exit 2) for a node the inventory still names: its state is the mesh's, and `up` would rebuild it.
+ */
+function forgetDeparted(inventory: Inventory, chosen: DownTargets, finish: (result: CommandResult) => void): void {
+  const still = chosen.names.filter((n) => !chosen.departed.some((d) => d.name === n));
+  if (still.length)
+    throw new MeshctlError(
+      `--forget only drops nodes the inventory no longer names; ${inventory.source} still names ${still.join(', ')}`,
+      'badInput',
+    );
+  const recorded = recordRun(inventory, {
+    command: 'down',
+    result: 'forgotten',
+    nodes: chosen.names,
+    publicKeys: {},
+    complete: false,
+    forget: chosen.names,
+  });
+  if (recorded.warning) throw new MeshctlError(recorded.warning, 'stop');
+  process.stdout.write(
+    `${chosen.names.join(', ')} forgotten by the local state; not contacted (${inventory.mesh.interface} on ${chosen.names.length === 1 ? 'it' : 'them'}, if still up, is left as it is)\n`,
+  );
+  finish('ok');
 }

@@ -160,7 +160,7 @@ export function registerImport(program: Command, finish: (result: CommandResult)
           say(
             o.refused
               ? `${name}: NOT taken over: ${o.refused}`
-              : `${name}: key pair kept (${o.key === 'moved' ? `PrivateKey line moved from ${iface}.conf into /etc/wireguard/${iface}.key on the node` : `already in /etc/wireguard/${iface}.key`}), public ${o.publicKey}`,
+              : `${name}: key pair kept (${o.key === 'moved' ? `PrivateKey line moved from ${iface}.conf into /etc/wireguard/${iface}.key on the node` : `already in /etc/wireguard/${iface}.key`}), public ${o.publicKey}${o.saveConfigOff ? `; SaveConfig = true set to false in ${iface}.conf (wg-quick would save the live interface over it at its next stop, private key included)` : ''}`,
           );
         if (refused.length) {
           say('meshctl import: not every node could be taken over; no inventory written');

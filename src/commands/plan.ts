@@ -15,7 +15,7 @@ import { renderGateReport } from '../ui/gate-report.js';
 import { renderPlan, renderUnderlayNote } from '../ui/plan-view.js';
 import { connectorFor, parseForks, sshOptionsFromFlags, CONTROL_PERSIST_HELP } from './connect-options.js';
 import { collectValues, resolveLimit } from '../engine/limit.js';
-import { inventoryWithFallbacks, statePublicKeys } from '../state/record.js';
+import { departedNotes, inventoryWithFallbacks, statePublicKeys } from '../state/record.js';
 import { pathReports, renderPaths } from '../checks/report.js';
 import { notDirectPairs, planPaths } from '../topology/paths.js';
 import type { Inventory } from '../inventory/types.js';
@@ -83,6 +83,9 @@ export function registerPlan(program: Command, finish: (result: CommandResult) =
           return report.verdict !== 'STOP';
         },
       };
+      // Q3 finding 8: a node dropped from the inventory keeps its own interface up; say so, and what takes it down (on
+      // stdout with the plan's text; --json keeps stdout for the plan value)
+      for (const note of departedNotes(inventory, limit)) (flags.json ? process.stderr : process.stdout).write(`${note}\n`);
       const report = await runUp(inventory, connectorFor(sshOptionsFromFlags(flags, log)), view, {
         signal: interruptSignal,
         dryRun: true,

@@ -11,9 +11,8 @@ import type { UpReport, UpView } from '../engine/up.js';
 import { connectorFor, parseForks, sshOptionsFromFlags, type EarlyConnector, CONTROL_PERSIST_HELP } from './connect-options.js';
 import type { Inventory } from '../inventory/types.js';
 import { collectValues, resolveLimit } from '../engine/limit.js';
-import { inventoryWithFallbacks, recordRun, statePublicKeys } from '../state/record.js';
+import { departedNotes, inventoryWithFallbacks, recordRun, statePublicKeys } from '../state/record.js';
 import { writeJson } from '../ui/json-text.js';
-import { departedNodes, readState } from '../state/state.js';
 import { DEFAULT_ROLLBACK_DEADLINE_S, parseRollbackDeadline } from '../engine/revert.js';
 
 interface UpFlags {
@@ -192,11 +191,9 @@ export function registerUp(program: Command, finish: (result: CommandResult) => 
         // it changes no node's SSH target. Pairs relay: auto moved to a relay after a failed handshake are planned
         // as the nodes run them
         const inventory = inventoryWithFallbacks(loaded);
-        // the state remembers nodes dropped from the inventory: say that their peers go (the run removes them)
-        for (const gone of departedNodes(readState(inventory.source, inventory.mesh.interface), inventory))
-          out.write(
-            `note: ${gone.name} is no longer in the inventory: its peer (${gone.publicKey.slice(0, 10)}…) is removed from ${limit ? 'the nodes in --limit' : 'every node'}\n`,
-          );
+        // the state remembers nodes dropped from the inventory: say that their peers go (the run removes them), that
+        // their own interface stays up, and the down command that takes it down (Q3 finding 8)
+        for (const note of departedNotes(inventory, limit)) out.write(`${note}\n`);
         await upWith(inventory, limit, connector, { flags, forks, rollbackDeadlineS, interactive, color, out }, finish);
       } finally {
         await connector.release();

@@ -151,6 +151,12 @@ export const RELEASE_WAIT_S = 1;
  * of waiting for it to go). With `breakAfter` (seconds, counted in whole minutes: find(1) -mmin), a lock whose
  * file is older than that by the node's clock is replaced (`took-over <old line>`); 0 replaces any lock at once. With `dead` (DeadRunProof), a lock of a dead run of this machine is
  * replaced (`took-over-dead <old line>`) whatever its age.
+ * RV-13: on a node without find(1) the age is the file's mtime (`date -r`, GNU and busybox, else `stat -c %Y`)
+ * against `date +%s`, both the node's clock; a node with none of them cannot judge it and answers
+ * `held-unjudged <line>` (the refusal says so) rather than a plain `held`. A stale take-over takes the same mkdir
+ * mutex as the dead-run one (LOCK_PATH.takeover) and replaces the file only while it still holds the line read, so
+ * two runs taking the same stale lock cannot remove each other's new lock; `--break-lock` (breakAfter 0) first
+ * clears a mutex a killed taker left behind.
  * Issue 10: a converged run pays one exec for it on a node where the lock directory exists (`mkdir` runs only when
  * it does not; `sleep`, `cat`, `sed` and `date` only when the lock is held).
  */
@@ -171,14 +177,42 @@ export function acquireScript(holder: LockHolder, breakAfter: number, path = LOC
     `old=$(cat ${sh`${path}`.text} 2>/dev/null)`,
     ...(dead ? deadRunTakeOver(dead, holder, path) : []),
     `started=$(printf '%s' "$old" | sed -n 's/.*started=\\([0-9]*\\).*/\\1/p')`,
+    ...staleTakeOver(breakAfter, path),
+    'echo "held $old"',
+  ].join('\n');
+}
+
+/**
+ * The lines of the acquire script that take over a stale lock (see acquireScript): `mc_stale` is yes, no or unknown
+ * by the file's age; a stale one is replaced under the take-over mutex, only while the file still holds `$old`.
+ */
+function staleTakeOver(breakAfter: number, path: string): string[] {
+  const file = sh`${path}`.text;
+  const mutex = sh`${`${path}.takeover`}`.text;
+  const minutes = raw(String(Math.ceil(breakAfter / 60)));
+  return [
     // a lock's age is the age of its file by the node's own clock (its mtime, set when the node created it), not its
     // `started=` (the holder's clock: a new user's finding, 2026-12-02: a node 2 h ahead of the operator took over a
     // live run's lock as stale; an operator's clock behind by more than LOCK_STALE_S could take every lock)
-    `if [ -n "$started" ] && ${breakAfter > 0 ? sh`[ -n "$(find ${path} -prune -mmin +${raw(String(Math.ceil(breakAfter / 60)))} 2>/dev/null)" ]`.text : 'true'}; then`,
-    `  rm -f ${sh`${path}`.text}; if take_lock; then echo "took-over $old"; exit 0; fi; old=$(cat ${sh`${path}`.text} 2>/dev/null)`,
+    'mc_stale=no',
+    ...(breakAfter > 0
+      ? [
+          'if [ -n "$started" ]; then',
+          `  if command -v find >/dev/null 2>&1; then [ -n "$(${sh`find ${path} -prune -mmin +${minutes}`.text} 2>/dev/null)" ] && mc_stale=yes`,
+          `  else mc_m=$(date -r ${file} +%s 2>/dev/null || stat -c %Y ${file} 2>/dev/null); mc_n=$(date +%s 2>/dev/null)`,
+          `    case "$mc_m:$mc_n" in :*|*:|*[!0-9:]*) mc_stale=unknown ;; *) [ $((mc_n - mc_m)) -gt ${breakAfter} ] && mc_stale=yes ;; esac`,
+          '  fi',
+          'fi',
+        ]
+      : ['[ -n "$started" ] && mc_stale=yes', `rmdir ${mutex} 2>/dev/null || true`]),
+    'if [ "$mc_stale" = yes ] && mkdir ' + mutex + ' 2>/dev/null; then',
+    `  if [ "$(cat ${file} 2>/dev/null)" = "$old" ]; then rm -f ${file}; if take_lock; then rmdir ${mutex}; echo "took-over $old"; exit 0; fi; fi`,
+    `  rmdir ${mutex}; old=$(cat ${file} 2>/dev/null)`,
     'fi',
-    'echo "held $old"',
-  ].join('\n');
+    // the holder released it meanwhile
+    'if [ -z "$old" ] && take_lock; then echo acquired; exit 0; fi',
+    'if [ "$mc_stale" = unknown ]; then echo "held-unjudged $old"; exit 0; fi',
+  ];
 }
 
 /**
@@ -234,7 +268,7 @@ export const describeHolder = (h: LockHolder): string =>
     .replace('T', ' ')
     .replace(/\.\d+Z$/, ' UTC')}`;
 
-const ANSWER = /^(acquired|took-over |took-over-dead |held )/;
+const ANSWER = /^(acquired|took-over |took-over-dead |held |held-unjudged )/;
 
 /** "pid 5642, started 2026-12-01 17:30:02 UTC (root@vm)": a dead run's lock, as the take-over says it */
 const describeDead = (h: LockHolder): string => describeHolder(h).replace(/^(\S+) \(pid (\d+)\) since (.*)$/, 'pid $2, started $3 ($1)');
@@ -375,8 +409,12 @@ export class RunLocks {
       return undefined;
     }
     const other = parseLockHolder(out);
+    // RV-13: a node that cannot tell the lock's age never takes it over as stale: say so
+    const unjudged = out.startsWith('held-unjudged ')
+      ? `; its age could not be judged on this node (no find, date -r or stat), so it is never taken over as stale after ${LOCK_STALE_S / 3600} h`
+      : '';
     const message = other
-      ? `${node} is locked by another meshctl run: ${describeHolder(other)}; wait for it, or run with --break-lock if it died`
+      ? `${node} is locked by another meshctl run: ${describeHolder(other)}${unjudged}; wait for it, or run with --break-lock if it died`
       : `${node}: could not take the run lock at ${LOCK_PATH} (exit ${code}): ${(stderr || out).trim().split('\n').at(-1) ?? ''}`;
     const refusal: LockRefusal = { ok: false, node, ...(other ? { holder: other } : {}), message };
     this.refusals.push(refusal);

@@ -50,13 +50,23 @@ export const planIsEmpty = (plan: Plan): boolean => plan.phases.every((p) => p.n
 export const countActions = (plan: Plan): number =>
   plan.phases.reduce((sum, p) => sum + p.nodes.reduce((s, n) => s + n.actions.length, 0), 0);
 
+/**
+ * An install that repairs dpkg first, in words (RV-12): `dpkg --configure -a` configures EVERY package dpkg left
+ * unpacked or half-configured on the node, not only meshctl's (apt refuses to run before that; the facts read the
+ * state of meshctl's packages only, so the others cannot be named); the half-done packages are reinstalled, the
+ * merely missing ones installed.
+ */
+function describeRepair(change: Extract<Change, { kind: 'install' }>): string {
+  const repair = change.repair ?? [];
+  const missing = change.packages.filter((p) => !repair.includes(p));
+  return `repair dpkg's half-done ${repair.join(' ')}: dpkg --configure -a (it configures every package dpkg left pending on the node, not only these), then reinstall ${repair.join(' ')}${missing.length ? ` and install ${missing.join(' ')}` : ''} (${change.manager})`;
+}
+
 /** One change in words (the gate report and the listr2 view show these). */
 export function describeChange(change: Change): string {
   switch (change.kind) {
     case 'install':
-      return change.repair?.length
-        ? `repair dpkg's half-done ${change.repair.join(' ')} (dpkg --configure -a), then reinstall ${change.packages.join(' ')} (${change.manager})`
-        : `install ${change.packages.join(' ')} (${change.manager})`;
+      return change.repair?.length ? describeRepair(change) : `install ${change.packages.join(' ')} (${change.manager})`;
     case 'generate-key':
       return `generate ${change.path} on the node`;
     case 'derive-public-key':

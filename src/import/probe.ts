@@ -6,6 +6,9 @@
  *   read back or sent: only `wg pubkey` of it is compared with `wg show IFACE public-key`, on the node, and the move
  *   is refused unless they are equal (so the interface keeps its identity after any later restart);
  * - IFACE.pub is (re)written from `wg pubkey`;
+ * - `SaveConfig = true` becomes `SaveConfig = false` (saveConfigOffScript): wg-quick would otherwise save the live
+ *   interface over IFACE.conf at its next stop, private key included (`wg showconf`), undoing the key move before
+ *   `up` ever ran (Q3 finding 9); false is wg-quick's default and what `up` renders, so nothing else changes;
  * - meshctl's wg-quick@ drop-in (../render/systemd.ts) is installed: a `systemctl reload` then keeps the key, and the
  *   drop-in with the key file is how `up` recognises the interface as its own (./ownership.ts).
  * The running interface is not touched: no restart, no reload, no `wg set`.
@@ -73,9 +76,25 @@ const PRIVATE_KEY_VALUES_AWK = `{ s = $0; sub(/#.*/, "", s); gsub(/[ \\t\\r]/, "
 /** awk: the file with each active `PrivateKey =` line replaced by meshctl's PostUp (dropped when one is there). */
 const REPLACE_PRIVATE_KEY_AWK = `BEGIN { has = 0 } { s = $0; sub(/#.*/, "", s); gsub(/[ \\t\\r]/, "", s); l = tolower(s); if (l ~ /^postup=wgset%iprivate-key/) has = 1; lines[NR] = $0; keep[NR] = (l !~ /^privatekey=/) } END { for (i = 1; i <= NR; i++) { if (keep[i]) print lines[i]; else if (!has) { print "PostUp = wg set %i private-key /etc/wireguard/%i.key"; has = 1 } } }`;
 
+/** awk: exits 0 when the file has an active `SaveConfig = true` line (any spacing or case wg-quick accepts). */
+const SAVES_CONFIG_AWK = `{ s = $0; sub(/#.*/, "", s); gsub(/[ \t\r]/, "", s); if (tolower(s) == "saveconfig=true") f = 1 } END { exit !f }`;
+/** awk: the file with each active `SaveConfig = true` line replaced by `SaveConfig = false`, every other line kept. */
+const SAVE_CONFIG_OFF_AWK = `{ s = $0; sub(/#.*/, "", s); gsub(/[ \t\r]/, "", s); if (tolower(s) == "saveconfig=true") print "SaveConfig = false"; else print }`;
+
+/**
+ * Sets `SaveConfig = true` in `config` to false, atomically (temp file, mode 600, rename), and prints
+ * `saveconfig=off`; does nothing (prints nothing) when the file has no such line. The running interface is not
+ * touched: wg-quick reads SaveConfig only when it stops it.
+ */
+export function saveConfigOffScript(config: string): string {
+  const tmp = `${config}.meshctl-tmp`;
+  return sh`if awk ${SAVES_CONFIG_AWK} ${config}; then awk ${SAVE_CONFIG_OFF_AWK} ${config} > ${tmp} && chmod 600 ${tmp} && mv -f ${tmp} ${config} && echo saveconfig=off; fi`
+    .text;
+}
+
 /**
  * The adopting script for one node (see the module comment). Prints `key=moved|kept`, `conf=rewritten|kept`,
- * `dropin=...`, and last `public=KEY`. Exits 3 with `refused=REASON` when the key cannot be kept safely.
+ * `saveconfig=off` when it turned SaveConfig off, `dropin=...`, and last `public=KEY`. Exits 3 with `refused=REASON` when the key cannot be kept safely.
  */
 export function adoptScript(iface: string, systemd: boolean): string {
   const p = wireguardPaths(iface);
@@ -100,6 +119,7 @@ else
   if [ -n "$live" ] && [ "$(wg pubkey < ${p.privateKey})" != "$live" ]; then echo "refused=${iface} does not run with the key of ${p.privateKey}"; exit 3; fi
   echo key=kept; echo conf=kept
 fi`.text,
+    saveConfigOffScript(p.config),
     sh`chmod 600 ${p.privateKey}`.text,
     sh`wg pubkey < ${p.privateKey} > ${`${p.publicKey}.meshctl-tmp`}`.text,
     sh`if cmp -s ${`${p.publicKey}.meshctl-tmp`} ${p.publicKey}; then rm -f ${`${p.publicKey}.meshctl-tmp`}; else chmod 644 ${`${p.publicKey}.meshctl-tmp`} && mv -f ${`${p.publicKey}.meshctl-tmp`} ${p.publicKey}; fi`
@@ -117,6 +137,8 @@ fi`.text,
 export interface AdoptOutcome {
   key?: 'moved' | 'kept';
   confRewritten: boolean;
+  /** `SaveConfig = true` was set to false in IFACE.conf */
+  saveConfigOff?: boolean;
   publicKey?: string;
   refused?: string;
 }
@@ -130,6 +152,7 @@ export function parseAdoptOutput(stdout: string): AdoptOutcome {
   return {
     ...(key === 'moved' || key === 'kept' ? { key } : {}),
     confRewritten: value('conf') === 'rewritten',
+    ...(value('saveconfig') === 'off' ? { saveConfigOff: true } : {}),
     ...(publicKey && looksLikeWireGuardKey(publicKey) ? { publicKey } : {}),
     ...(refused ? { refused } : {}),
   };

@@ -12,9 +12,16 @@
  *   <(echo K)`, `echo K | wg set ...`, `Address = 10.0.0.1/32 # K`, a `.pub` file holding a private key), UNLESS it
  *   is a known public key of the mesh. Public keys are fine; anything else of that shape is replaced by REDACTED.
  *
+ * The value of a `PublicKey =` line is a peer's public key, which is not secret: the dry run's diff shows it (Q3
+ * finding 9: a peer a hand-made config adds, that the plan removes, read `PublicKey = [redacted]` and the operator
+ * could not tell which peer goes), unless it is demonstrably a private key: one whose X25519 public half
+ * (publicHalfOf, what `wg pubkey` prints) is a public key meshctl knows (a node's key pasted into the wrong line).
+ *
  * Lower-case hex runs are not redacted: they are the sha256 digests meshctl shows itself (a WireGuard key in a
  * wg-quick file is always base64; wg(8) reads no hex there).
  */
+
+import { createPrivateKey, createPublicKey } from 'node:crypto';
 
 /** What a secret-shaped value is replaced with. */
 export const REDACTED = '[redacted]';
@@ -71,6 +78,26 @@ function keyShapedRun(run: string): boolean {
   return end >= 43 && !HEX.test(run.slice(0, end));
 }
 
+/** The DER head of a PKCS #8 X25519 private key (RFC 8410), before its 32 raw bytes. */
+const X25519_PKCS8_HEAD = Buffer.from('302e020100300506032b656e04220420', 'hex');
+
+/**
+ * The X25519 public half of a base64 WireGuard key taken as a private key, as `wg pubkey` prints it (base64 of 32
+ * bytes; RFC 7748 scalar multiplication by node:crypto's OpenSSL, which clamps the scalar as wg does), or undefined
+ * when the value is not 32 bytes of base64. Used only to tell whether a value shown as a public key is the private
+ * key of a known one; the value is never stored or printed.
+ */
+export function publicHalfOf(value: string): string | undefined {
+  const raw = Buffer.from(value, 'base64');
+  if (raw.length !== 32 || raw.toString('base64') !== value) return undefined;
+  try {
+    const privateKey = createPrivateKey({ key: Buffer.concat([X25519_PKCS8_HEAD, raw]), format: 'der', type: 'pkcs8' });
+    return createPublicKey(privateKey).export({ format: 'der', type: 'spki' }).subarray(-32).toString('base64');
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * `text` with every secret-shaped value replaced by REDACTED: the value of a secret setting line, and every
  * key-shaped base64 run that is not in `knownPublicKeys`. Pure; line structure and everything else are kept.
@@ -78,16 +105,22 @@ function keyShapedRun(run: string): boolean {
  *
  * `publicKeyLineKeys` (finding 30): more public keys meshctl knows to be public (what nodes reported as the public
  * half of a private key they hold: `wg pubkey < KEYFILE`, `wg show IFACE public-key`), shown only as the value of a
- * `PublicKey =` line: a plan's diff after a key rotation then shows the old key it replaces. Anything else in such a
- * line (a private key typed there) is not one of them and stays hidden.
+ * `PublicKey =` line: a plan's diff after a key rotation then shows the old key it replaces.
+ *
+ * `options.publicKeyLines: 'shown'` (the dry run's diff, Q3 finding 9): every value of a `PublicKey =` line that is a
+ * WireGuard key (32 bytes of base64) is shown, unless its X25519 public half is a known or reported public key (a
+ * node's private key typed there). Without it, any other value in such a line stays hidden. A private key of a node
+ * meshctl knows nothing of, typed into a PublicKey line, is shown in that mode: nothing tells it from a public key.
  */
 export function redactSecrets(
   text: string,
   knownPublicKeys: ReadonlySet<string> = new Set(),
   publicKeyLineKeys: ReadonlySet<string> = new Set(),
+  options: { publicKeyLines?: 'known' | 'shown' } = {},
 ): string {
   redactPasses.count++;
-  if (publicKeyLineKeys.size > 0) return redactWithPublicKeyLines(text, knownPublicKeys, publicKeyLineKeys);
+  if (publicKeyLineKeys.size > 0 || options.publicKeyLines === 'shown')
+    return redactWithPublicKeyLines(text, knownPublicKeys, publicKeyLineKeys, options.publicKeyLines === 'shown');
   return text.replace(REDACT_PASS, (match: string, secretPrefix: string | undefined, offset: number) => {
     if (secretPrefix !== undefined) return `${secretPrefix} ${REDACTED}`;
     return keyShapedRun(match) && !knownPublicKeys.has(match) && !isFingerprint(match, offset, text) ? REDACTED : match;
@@ -100,9 +133,22 @@ const REDACT_PASS_SPARING_PUBLIC_KEY_LINES = new RegExp(`(${PUBLIC_KEY_LINE})|${
 /** A key-shaped run inside a line (the runs REDACT_PASS matches outside secret setting lines). */
 const KEY_RUN = /(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{43,}=*/g;
 
-/** redactSecrets with `publicKeyLineKeys` also shown, inside `PublicKey =` lines only. */
-function redactWithPublicKeyLines(text: string, known: ReadonlySet<string>, publicKeyLineKeys: ReadonlySet<string>): string {
-  const hidden = (run: string, extra: boolean) => keyShapedRun(run) && !known.has(run) && !(extra && publicKeyLineKeys.has(run));
+/**
+ * redactSecrets with `publicKeyLineKeys` also shown, inside `PublicKey =` lines only; with `showAll`, every key there
+ * whose public half is no known key (see redactSecrets).
+ */
+function redactWithPublicKeyLines(
+  text: string,
+  known: ReadonlySet<string>,
+  publicKeyLineKeys: ReadonlySet<string>,
+  showAll = false,
+): string {
+  const privateOfKnown = (run: string) => {
+    const half = publicHalfOf(run);
+    return half === undefined || known.has(half) || publicKeyLineKeys.has(half);
+  };
+  const hidden = (run: string, extra: boolean) =>
+    keyShapedRun(run) && !known.has(run) && !(extra && (publicKeyLineKeys.has(run) || (showAll && !privateOfKnown(run))));
   return text.replace(
     REDACT_PASS_SPARING_PUBLIC_KEY_LINES,
     (match: string, publicKeyLine: string | undefined, secretPrefix: string | undefined, offset: number) => {

@@ -4,7 +4,8 @@
  */
 import type { Plan } from '../engine/plan.js';
 import type { Inventory } from '../inventory/types.js';
-import { readState, updateState, writeState, type LastApply, type MeshState } from './state.js';
+import { shellQuote } from '../remote/shell.js';
+import { departedNodes, readState, updateState, writeState, type DepartedNode, type LastApply, type MeshState } from './state.js';
 
 /** The public keys the state of this inventory knows, by node name. */
 export function statePublicKeys(inventory: Inventory): Map<string, string> {
@@ -100,4 +101,28 @@ export function inventoryWithFallbacks(inventory: Inventory): Inventory {
     p.split(' ').every((name) => names.has(name)),
   );
   return pairs.length ? { ...inventory, mesh: { ...inventory.mesh, fallbackRelays: pairs } } : inventory;
+}
+
+/**
+ * What `plan` and `up` say of a node the local state knows and the inventory no longer names (Q3 finding 8): that
+ * its peer is (or was) removed from the others, that its OWN interface is left up, and the command that takes it
+ * down with the inventory the operator has now (`down` reaches it through the SSH target the state kept). `limit`:
+ * the run's --limit (the peer goes from those nodes only). One line, no trailing newline.
+ */
+export function departedNote(gone: DepartedNode, inventory: Pick<Inventory, 'source' | 'mesh'>, limit?: readonly string[]): string {
+  const down = `meshctl down ${shellQuote(inventory.source)} ${shellQuote(gone.name)}`;
+  const iface = inventory.mesh.interface;
+  const peer = `its peer (${gone.publicKey.slice(0, 10)}…)`;
+  if (!gone.ssh)
+    return `note: ${gone.name} is no longer in the inventory: ${peer} is removed from ${limit ? 'the nodes in --limit' : 'every node'}; its own ${iface} stays up, and this state does not know how to reach it: take it down with \`meshctl down OLD-INVENTORY ${shellQuote(gone.name)}\`, OLD-INVENTORY one that still names it`;
+  if (gone.departed)
+    return `note: ${gone.name} left the inventory (${peer} was removed from every node at ${gone.departed}) but its own ${iface} was not taken down: \`${down}\` does it (\`${down} --forget\` if the node is gone for good)`;
+  return `note: ${gone.name} is no longer in the inventory: ${peer} is removed from ${limit ? 'the nodes in --limit' : 'every node'}; its own ${iface} stays up until \`${down}\` takes it down`;
+}
+
+/** departedNote for every node the state of `inventory` knows and the inventory does not name, by name. */
+export function departedNotes(inventory: Inventory, limit?: readonly string[]): string[] {
+  return departedNodes(readState(inventory.source, inventory.mesh.interface), inventory).map((gone) =>
+    departedNote(gone, inventory, limit),
+  );
 }

@@ -10,11 +10,14 @@
  *
  * Uses: `--limit` renders a limited node's config from the WHOLE inventory, so it needs the public keys of nodes
  * it does not work on (read from them when they answer, from here when they do not); a node dropped from the
- * inventory is still known here (its key), so the run can say whose peer it removes.
+ * inventory is still known here (its key), so the run can say whose peer it removes; and its SSH target (host, port,
+ * user, become, the identity file's path: never a key), so that `meshctl down INVENTORY NODE` can still reach it and
+ * take its own interface down once the inventory no longer names it (Q3 finding 8: the inventory that did was needed).
  *
  * Written atomically (temp file in the same directory, then rename(2)), mode 0644 like the inventory.
  */
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import type { SshTarget } from '../inventory/types.js';
 import { looksLikeWireGuardKey } from '../topology/desired.js';
 
 /** The state file of an inventory: the inventory's own path plus `.state.json`. */
@@ -29,6 +32,13 @@ export interface NodeState {
   listenPort: number;
   /** ISO time meshctl last read the key from the node */
   seen: string;
+  /** how meshctl logs in to the node, as the inventory said when the node was last in it (absent in older states) */
+  ssh?: SshTarget;
+  /**
+   * ISO time a complete run removed the node's peer from every node of an inventory that no longer names it. Its
+   * own interface is left as it was: the node stays here until `down` takes it down (or `down --forget`).
+   */
+  departed?: string;
 }
 
 /** The last run that applied changes. */
@@ -76,8 +86,17 @@ export function parseState(text: string, iface: string): MeshState {
   const nodes: Record<string, NodeState> = {};
   for (const [name, node] of Object.entries(value.nodes)) {
     const n = node as Partial<NodeState> | null;
-    if (n && typeof n.publicKey === 'string' && looksLikeWireGuardKey(n.publicKey) && typeof n.overlayIp === 'string')
-      nodes[name] = { publicKey: n.publicKey, overlayIp: n.overlayIp, listenPort: Number(n.listenPort) || 0, seen: String(n.seen ?? '') };
+    if (n && typeof n.publicKey === 'string' && looksLikeWireGuardKey(n.publicKey) && typeof n.overlayIp === 'string') {
+      const ssh = parseSshTarget(n.ssh);
+      nodes[name] = {
+        publicKey: n.publicKey,
+        overlayIp: n.overlayIp,
+        listenPort: Number(n.listenPort) || 0,
+        seen: String(n.seen ?? ''),
+        ...(ssh ? { ssh } : {}),
+        ...(typeof n.departed === 'string' ? { departed: n.departed } : {}),
+      };
+    }
   }
   const fallbackRelays = Array.isArray(value.fallbackRelays)
     ? value.fallbackRelays.filter((p): p is string => typeof p === 'string' && /^\S+ \S+$/.test(p))
@@ -88,6 +107,20 @@ export function parseState(text: string, iface: string): MeshState {
     nodes,
     ...(value.lastApply ? { lastApply: value.lastApply } : {}),
     ...(fallbackRelays.length ? { fallbackRelays } : {}),
+  };
+}
+
+/** A stored SSH target when it has the shape the inventory gives one (host, port, user, become), else undefined. */
+function parseSshTarget(value: unknown): SshTarget | undefined {
+  const t = value as Partial<SshTarget> | null | undefined;
+  if (!t || typeof t.host !== 'string' || !t.host || typeof t.user !== 'string' || !t.user) return undefined;
+  if (!Number.isInteger(t.port) || (t.become !== 'none' && t.become !== 'sudo')) return undefined;
+  return {
+    host: t.host,
+    port: t.port as number,
+    user: t.user,
+    become: t.become,
+    ...(typeof t.identityFile === 'string' ? { identityFile: t.identityFile } : {}),
   };
 }
 
@@ -127,23 +160,41 @@ export interface Observed {
 }
 
 /**
- * The state after a run: keys seen are recorded with the node's inventory address; nodes the inventory no longer
- * has are dropped once the run reached every node of the inventory (`complete`: their peers are gone everywhere),
- * kept otherwise (a --limit run has not removed them from the nodes it left alone). Pure.
+ * The state after a run: keys seen are recorded with the node's inventory address and SSH target; a node the
+ * inventory names has its SSH target refreshed and is no longer departed. A node the inventory no longer has is
+ * marked departed once the run reached every node of the inventory (`complete`: its peers are gone everywhere) and
+ * kept with its SSH target, so that `down` can still take its own interface down; one with no SSH target (a state
+ * written before they were kept) is dropped as before, since nothing could reach it. A --limit run (not complete)
+ * leaves such nodes as they were (it has not removed them from the nodes it left alone). `forget` drops nodes
+ * (`down`: their interface is down, or their keys purged). Pure.
  */
 export function updateState(
   state: MeshState,
-  inventory: { nodes: readonly { name: string; overlayIp: string; listenPort: number }[] },
+  inventory: { nodes: readonly { name: string; overlayIp: string; listenPort: number; ssh?: SshTarget }[] },
   observed: Observed,
   options: { now: Date; complete: boolean; lastApply?: LastApply; forget?: readonly string[]; fallbackRelays?: readonly string[] },
 ): MeshState {
   const nodes: Record<string, NodeState> = {};
   const inInventory = new Map(inventory.nodes.map((n) => [n.name, n]));
-  for (const [name, node] of Object.entries(state.nodes)) if (!options.complete || inInventory.has(name)) nodes[name] = node;
+  const now = options.now.toISOString();
+  for (const [name, node] of Object.entries(state.nodes)) {
+    const current = inInventory.get(name);
+    if (current) {
+      const { departed: _departed, ...kept } = node;
+      nodes[name] = current.ssh ? { ...kept, ssh: current.ssh } : kept;
+    } else if (!options.complete) nodes[name] = node;
+    else if (node.ssh) nodes[name] = { ...node, departed: node.departed ?? now };
+  }
   for (const [name, publicKey] of observed.publicKeys) {
     const node = inInventory.get(name);
     if (!node || !looksLikeWireGuardKey(publicKey)) continue;
-    nodes[name] = { publicKey, overlayIp: node.overlayIp, listenPort: node.listenPort, seen: options.now.toISOString() };
+    nodes[name] = {
+      publicKey,
+      overlayIp: node.overlayIp,
+      listenPort: node.listenPort,
+      seen: now,
+      ...(node.ssh ? { ssh: node.ssh } : {}),
+    };
   }
   for (const name of options.forget ?? []) delete nodes[name];
   const { fallbackRelays: _old, ...rest } = state;
@@ -156,11 +207,30 @@ export function updateState(
   };
 }
 
-/** Nodes the state knows that the inventory does not have any more (dropped from it): name and public key. */
-export function departedNodes(state: MeshState, inventory: { nodes: readonly { name: string }[] }): { name: string; publicKey: string }[] {
+/** A node the state knows that the inventory does not have any more (dropped from it). */
+export interface DepartedNode {
+  name: string;
+  publicKey: string;
+  /** how to reach it (absent in a state written before SSH targets were kept) */
+  ssh?: SshTarget;
+  overlayIp: string;
+  listenPort: number;
+  /** ISO time its peer was removed from every node (absent: a run has yet to remove it, or only a --limit run ran) */
+  departed?: string;
+}
+
+/** Nodes the state knows that the inventory does not have any more (dropped from it), by name. */
+export function departedNodes(state: MeshState, inventory: { nodes: readonly { name: string }[] }): DepartedNode[] {
   const names = new Set(inventory.nodes.map((n) => n.name));
   return Object.entries(state.nodes)
     .filter(([name]) => !names.has(name))
-    .map(([name, n]) => ({ name, publicKey: n.publicKey }))
+    .map(([name, n]) => ({
+      name,
+      publicKey: n.publicKey,
+      overlayIp: n.overlayIp,
+      listenPort: n.listenPort,
+      ...(n.ssh ? { ssh: n.ssh } : {}),
+      ...(n.departed ? { departed: n.departed } : {}),
+    }))
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }

@@ -134,7 +134,9 @@ export function parseConfigOutput(stdout: string): { configSha256?: string; rpFi
  * The dry run's diff of the node's wg-quick file against the rendered one, node content redacted
  * (../remote/redact.ts): the keys meshctl rendered itself (the mesh's public keys) and the node's own public key are
  * the known public keys, and in `PublicKey =` lines also the keys the nodes reported (`reported`: a rotated key's
- * old half, finding 30); any other key-shaped value on the node is shown as [redacted].
+ * old half, finding 30), and every other `PublicKey =` value unless it is the private key of a known one (Q3
+ * finding 9: a peer the plan removes is named by its key); any other key-shaped value on the node is shown as
+ * [redacted].
  * Issue 10: each text is redacted once, whole, before the diff (per diff line it was most of a 1,000-peer plan's
  * cost), and a node without the file gets every line added without any diff search.
  */
@@ -143,5 +145,5 @@ function configDiff(facts: NodeFacts, configText: string, reported?: ReadonlySet
   const after = redactSecretSettings(configText);
   if (facts.config.text === undefined) return lineDiff(undefined, after);
   const known = new Set([...keyShapedTokens(configText), ...(facts.keys.publicKey ? [facts.keys.publicKey] : [])]);
-  return lineDiff(redactSecrets(facts.config.text, known, reported), after);
+  return lineDiff(redactSecrets(facts.config.text, known, reported, { publicKeyLines: 'shown' }), after);
 }

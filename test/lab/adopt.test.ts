@@ -228,6 +228,9 @@ describeLab(
         assert.deepEqual(node.ssh, want.ssh, `${want.name} ssh`);
       }
       for (const node of KEY_IN_CONF) assert.equal((await sh(node, 'grep -ci privatekey /etc/wireguard/wg0.conf || true')).trim(), '0');
+      // Q3 finding 9: SaveConfig = true would let a stop before `up` write the live key back into wg0.conf
+      assert.match(result.stderr, new RegExp(`${SAVES_CONFIG}: key pair kept .*; SaveConfig = true set to false in wg0\\.conf`));
+      assert.equal((await sh(SAVES_CONFIG, 'grep -ci "^SaveConfig = true" /etc/wireguard/wg0.conf || true')).trim(), '0');
 
       const up = await upJson(imported);
       assert.equal(up.code, 0, `${up.result.stdout}\n${up.result.stderr}`);
@@ -285,5 +288,5 @@ describeLab(
       assert.equal(again.report?.changes, 0);
     });
   },
-  { name: uniqueLabName('ad') },
+  { name: process.env.MESHCTL_LAB ?? uniqueLabName('ad') },
 );

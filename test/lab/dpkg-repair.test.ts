@@ -64,7 +64,7 @@ describeLab(
       const text = await lab().meshctl(['up', INVENTORY, '--dry-run', '--no-color']);
       assert.match(
         text.stdout + text.stderr,
-        /repair dpkg's half-done wireguard-tools \(dpkg --configure -a\), then reinstall wireguard-tools \(apt\)/,
+        /repair dpkg's half-done wireguard-tools: dpkg --configure -a \(it configures every package dpkg left pending on the node, not only these\), then reinstall wireguard-tools \(apt\)/,
       );
       assert.equal(await dpkgState('ms-1'), 'iF', 'a dry run changes nothing');
 

@@ -241,8 +241,9 @@ describeLab(
       const before = new Map(await Promise.all(FIRST_FOUR.map(async (n) => [n, await sessions(n)] as const)));
       writeFileSync(MESH, FOUR_TEXT);
       const run = await meshctl(['up', MESH, '--yes', '--json']);
-      // the local state still knows the node, so the run names it
+      // the local state still knows the node, so the run names it, and says what takes its own interface down
       assert.match(run.stderr, new RegExp(`note: ${NEW} is no longer in the inventory: its peer \\(.{10}…\\) is removed from every node`));
+      assert.match(run.stderr, new RegExp(`its own wg0 stays up until \`meshctl down \\S+ ${NEW}\` takes it down`));
       const report = JSON.parse(run.stdout) as UpJson;
       assert.equal(report.result, 'converged');
       for (const node of FIRST_FOUR) {
@@ -254,10 +255,34 @@ describeLab(
           FIRST_FOUR.filter((n) => n !== node),
         );
       }
+      // Q3 finding 8: its own interface is still up (only its peers went), and the state keeps how to reach it
+      assert.equal((await lab().exec(NEW, ['test', '-e', '/sys/class/net/wg0'])).code, 0, `${NEW}: wg0 is still there`);
+      const state = JSON.parse(readFileSync(statePathFor(MESH), 'utf8')) as { nodes: Record<string, { departed?: string; ssh?: unknown }> };
+      assert.deepEqual(Object.keys(state.nodes).sort(), [...FIRST_FOUR, NEW].sort());
+      assert.ok(state.nodes[NEW]!.departed && state.nodes[NEW]!.ssh, `${NEW} departed, with its SSH target`);
+    });
+
+    it('plan names the removed node, and down with the inventory that dropped it takes it down (Q3 finding 8)', async () => {
+      const plan = await meshctl(['plan', MESH]);
+      assert.match(
+        plan.stdout,
+        new RegExp(`note: ${NEW} left the inventory .* but its own wg0 was not taken down: \`meshctl down \\S+ ${NEW}\` does it`),
+      );
+      assert.match(plan.stdout, /nothing to change/);
+      const down = await meshctl(['down', MESH, NEW, '--yes']);
+      assert.match(down.stdout, new RegExp(`${NEW} already no peer of the 4 other node\\(s\\): nothing changed there`));
+      assert.match(down.stdout, new RegExp(`mesh down on ${NEW}: [1-9]\\d* changes?`));
+      assert.notEqual((await lab().exec(NEW, ['test', '-e', '/sys/class/net/wg0'])).code, 0, `${NEW}: wg0 is gone`);
+      assert.equal((await sh(NEW, 'systemctl is-enabled wg-quick@wg0 || true')).trim(), 'disabled');
       const state = JSON.parse(readFileSync(statePathFor(MESH), 'utf8')) as { nodes: Record<string, unknown> };
-      assert.deepEqual(Object.keys(state.nodes).sort(), [...FIRST_FOUR].sort(), 'the state forgets the removed node');
+      assert.deepEqual(Object.keys(state.nodes).sort(), [...FIRST_FOUR].sort(), 'the state forgets the node it took down');
       assert.ok(existsSync(statePathFor(MESH)));
+      // now it is unknown to both: bad input that speaks of down, not of --limit
+      const again = await meshctl(['down', MESH, NEW, '--dry-run'], 2);
+      assert.match(again.stderr, new RegExp(`down names a node neither in \\S+ nor in its local state: ${NEW}`));
+      assert.doesNotMatch(again.stderr, /--limit/);
+      assert.doesNotMatch((await meshctl(['plan', MESH])).stdout, /note:/);
     });
   },
-  { name: uniqueLabName('mb') },
+  { name: process.env.MESHCTL_LAB ?? uniqueLabName('mb') },
 );

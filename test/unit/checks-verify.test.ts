@@ -68,7 +68,26 @@ test('6. MTU black hole: path-mtu fails, pings pass', () => {
   const pm = failing(checks).filter((c) => c.id === 'path-mtu');
   assert.equal(pm.length, 6);
   assert.match(pm[0]!.message, /1204/);
+  assert.match(pm[0]!.message, /^MTU black hole: /);
   assert.ok(!failing(checks).some((c) => c.id === 'ping'));
+});
+
+test('6b. an MTU change not applied on the sender is its own MTU, not a black hole (Q3 finding 9)', () => {
+  // the design says 1420; ms-1's wg0 still runs 1380, so its DF probes pass up to 1352 bytes of payload, no further
+  const s = healthyScenario();
+  s.nodes['ms-1']!.iface!.mtu = 1380;
+  for (const n of ['wk-1', 'wk-2', 'ctb-edge-1']) s.pings['ms-1']![n] = { received: 3, largest: 1352 };
+  const checks = evaluateVerify(factsFrom(s));
+  assert.ok(has(checks, 'mtu', 'ms-1'), 'the mtu check names the cause');
+  const pm = failing(checks).filter((c) => c.id === 'path-mtu');
+  assert.deepEqual(pm.map((c) => `${c.node}>${c.peer}`).sort(), ['ms-1>ctb-edge-1', 'ms-1>wk-1', 'ms-1>wk-2']);
+  for (const c of pm) {
+    assert.doesNotMatch(c.message, /black hole/, c.message);
+    assert.match(
+      c.message,
+      /ms-1's own wg0 MTU is 1380, not the designed 1420 \(its mtu check\): payloads over 1352 bytes are refused on ms-1 itself/,
+    );
+  }
 });
 
 test('7. wg-quick@wg0 stopped: service, interface and listener fail on that node', () => {

@@ -104,7 +104,7 @@ describe('the install step repairs a package dpkg left half done', () => {
     const change = action.changes[0]!;
     assert.match(
       describeChange(change),
-      /^repair dpkg's half-done wireguard-tools \(dpkg --configure -a\), then reinstall wireguard-tools \(apt\)$/,
+      /^repair dpkg's half-done wireguard-tools: dpkg --configure -a \(it configures every package dpkg left pending on the node, not only these\), then reinstall wireguard-tools \(apt\)$/,
     );
     assert.ok(change.kind === 'install' && change.why.some((w) => /half-configured \(iF\)/.test(w)), JSON.stringify(change));
   });
@@ -115,6 +115,8 @@ describe('the install step repairs a package dpkg left half done', () => {
     const action = planInstall(facts)!;
     assert.match(action.script, /--reinstall wireguard-tools wireguard-go >\/dev\/null/);
     assert.ok(action.changes[0]!.kind === 'install' && /reinstall required/.test(action.changes[0]!.why[0]!));
+    // RV-12: wireguard-go was only missing: installed, not "reinstalled"
+    assert.match(describeChange(action.changes[0]!), /then reinstall wireguard-tools and install wireguard-go \(apt\)$/);
   });
 
   it('installed (ii), removed (rc) or not probed: nothing to do, as before; another package manager: as before', () => {

@@ -7,12 +7,14 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { judgeListenPort } from '../../src/engine/registry.js';
 import { parseFactsProbe, type NodeFacts } from '../../src/facts/node-facts.js';
 import { inferInventory, type ImportedHost, type ImportTarget } from '../../src/import/infer.js';
 import { interfaceOwnership } from '../../src/import/ownership.js';
-import { parseAdoptOutput, parseImportProbe, parseUnderlay } from '../../src/import/probe.js';
+import { parseAdoptOutput, parseImportProbe, parseUnderlay, saveConfigOffScript } from '../../src/import/probe.js';
 import { changeWithoutRestart } from '../../src/import/restart.js';
 import { keyLocationAsStyle } from '../../src/import/style.js';
 import { mergeTargets, parseHostFlag, targetsFromSkeleton } from '../../src/import/targets.js';
@@ -22,6 +24,7 @@ import { holdsSecret } from '../../src/remote/redact.js';
 import { compareConfigToDesired } from '../../src/render/drift.js';
 import { parseWgQuickConfig } from '../../src/render/wgquick.js';
 import { desiredNodeConfig } from '../../src/topology/desired.js';
+import { tempDir } from '../support/temp-dir.js';
 
 const homelab = loadInventory('inventories/homelab.yaml');
 const NODES = ['ms-1', 'wk-1', 'wk-2', 'ctb-edge-1'];
@@ -240,6 +243,26 @@ describe('import targets', () => {
     assert.throws(() => targetsFromSkeleton(bomb.join('\n'), 's.yaml'), /s\.yaml: /);
     assert.throws(() => mergeTargets([], []), /no hosts/);
     assert.throws(() => mergeTargets([parseHostFlag('a=h'), parseHostFlag('b=h')], []), /a and b are one SSH target/);
+  });
+  it('turns SaveConfig = true off in wg0.conf, atomically and only when it is on (real sh; Q3 finding 9)', () => {
+    const dir = tempDir('meshctl-saveconfig-');
+    const conf = join(dir, 'wg0.conf');
+    const text = ['[Interface]', 'Address = 172.27.15.13/24', 'SaveConfig=TRUE', '# SaveConfig = true', 'MTU = 1420', ''].join('\n');
+    writeFileSync(conf, text);
+    const run = () => execFileSync('/bin/sh', ['-c', saveConfigOffScript(conf)], { encoding: 'utf8' });
+    assert.equal(run(), 'saveconfig=off\n');
+    assert.equal(
+      readFileSync(conf, 'utf8'),
+      text.replace('SaveConfig=TRUE', 'SaveConfig = false'),
+      'the comment and every other line kept',
+    );
+    assert.equal(statSync(conf).mode & 0o777, 0o600);
+    assert.equal(run(), '', 'idempotent: nothing to turn off the second time');
+    assert.deepEqual(readdirSync(dir), ['wg0.conf'], 'no temp file left');
+    assert.equal(
+      parseAdoptOutput(`key=kept\nconf=kept\nsaveconfig=off\npublic=${hosts[0]!.facts.interfacePublicKey}\n`).saveConfigOff,
+      true,
+    );
   });
   it("reads the adopting script's words and public key only", () => {
     const key = hosts[0]!.facts.interfacePublicKey!;

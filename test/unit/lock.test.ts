@@ -2,7 +2,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { acquireLocks, acquireScript, newLockHolder, parseLockHolder, releaseScript, RunLocks } from '../../src/engine/lock.js';
 import { splitSections } from '../../src/facts/sections.js';
@@ -50,6 +50,78 @@ describe("a lock's age by the node's clock (a new user's finding, 2026-12-02)", 
     writeFileSync(path, `holder=${live.holder} pid=${live.pid} started=${live.started} run=${live.run}\n`);
     assert.match(sh(acquireScript(newLockHolder(), 3600, path)), /^held holder=ops@laptop /);
     assert.equal(parseLockHolder(readFileSync(path, 'utf8'))?.run, live.run);
+  });
+});
+
+/** A bin directory with the tools the acquire script may use, symlinked from this machine's, but `without`. */
+function toolsWithout(without: readonly string[], extra: Record<string, string> = {}): string {
+  const bin = join(tempDir('meshctl-lock-bin-'), 'bin');
+  mkdirSync(bin);
+  for (const tool of ['sh', 'cat', 'sed', 'date', 'mkdir', 'rm', 'rmdir', 'sleep', 'stat', 'find'].filter((t) => !without.includes(t))) {
+    const found = execFileSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).trim();
+    symlinkSync(found, join(bin, tool));
+  }
+  for (const [name, script] of Object.entries(extra)) {
+    writeFileSync(join(bin, name), script);
+    chmodSync(join(bin, name), 0o755);
+  }
+  return bin;
+}
+const shWith = (bin: string, script: string) =>
+  execFileSync(join(bin, 'sh'), ['-c', script], { encoding: 'utf8', env: { PATH: bin } }).trim();
+
+/** A lock file of a run that died 2 h ago (by the node's clock: the file's mtime). */
+function staleLock(dir: string): { path: string; line: string } {
+  const path = join(dir, 'lock');
+  const dead = newLockHolder();
+  const line = `holder=${dead.holder} pid=${dead.pid} started=${dead.started} run=${dead.run}`;
+  writeFileSync(path, `${line}\n`);
+  const twoHoursAgo = new Date(Date.now() - 7200_000);
+  utimesSync(path, twoHoursAgo, twoHoursAgo);
+  return { path, line };
+}
+
+describe("a stale lock's age without find(1), and one taker at a time (RV-13, real sh)", () => {
+  it('without find, the age is the mtime by date -r (or stat) against the node clock: a 2 h old lock is taken over', () => {
+    for (const without of [['find'], ['find', 'stat']]) {
+      const { path } = staleLock(tempDir('meshctl-lock-'));
+      const me = newLockHolder();
+      assert.match(shWith(toolsWithout(without), acquireScript(me, 3600, path)), /^took-over holder=/, without.join(' '));
+      assert.equal(parseLockHolder(readFileSync(path, 'utf8'))?.run, me.run);
+    }
+    // a fresh lock is still held
+    const fresh = join(tempDir('meshctl-lock-'), 'lock');
+    writeFileSync(fresh, `holder=ops@laptop pid=1 started=${Math.floor(Date.now() / 1000)} run=abc\n`);
+    assert.match(shWith(toolsWithout(['find']), acquireScript(newLockHolder(), 3600, fresh)), /^held holder=ops@laptop /);
+  });
+
+  it('a node that cannot tell the age answers held-unjudged, and the refusal says so', async () => {
+    const { path, line } = staleLock(tempDir('meshctl-lock-'));
+    // no find, no stat, and a date that knows no -r
+    const bin = toolsWithout(['find', 'stat', 'date'], {
+      date: '#!/bin/sh\ncase "$1" in -r) exit 1;; esac\nexec /usr/bin/date "$@"\n',
+    });
+    assert.equal(shWith(bin, acquireScript(newLockHolder(), 3600, path)), `held-unjudged ${line}`);
+    const connection = new FakeConnection('n1', [{ match: /take_lock/, reply: { stdout: `held-unjudged ${line}\n` } }]);
+    const outcome = await acquireLocks(new Map([['n1', connection]]), { breakLock: false, signal: new AbortController().signal });
+    assert.ok(!outcome.ok);
+    assert.match(
+      outcome.message,
+      /^n1 is locked by another meshctl run: .*; its age could not be judged on this node \(no find, date -r or stat\), so it is never taken over as stale/,
+    );
+  });
+
+  it('a stale take-over waits its turn: while another taker holds lock.takeover, the lock is held; --break-lock clears a leftover', () => {
+    const { path } = staleLock(tempDir('meshctl-lock-'));
+    mkdirSync(`${path}.takeover`);
+    assert.match(sh(acquireScript(newLockHolder(), 3600, path)), /^held /, 'another taker is at it');
+    const breaker = newLockHolder();
+    assert.match(sh(acquireScript(breaker, 0, path)), /^took-over /);
+    assert.equal(parseLockHolder(readFileSync(path, 'utf8'))?.run, breaker.run);
+    assert.ok(!existsSync(`${path}.takeover`), 'no mutex left behind');
+    const again = staleLock(tempDir('meshctl-lock-'));
+    assert.match(sh(acquireScript(newLockHolder(), 3600, again.path)), /^took-over /);
+    assert.ok(!existsSync(`${again.path}.takeover`), 'the stale taker removes its directory');
   });
 });
 

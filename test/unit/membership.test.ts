@@ -31,9 +31,9 @@ import {
   updateState,
   writeState,
 } from '../../src/state/state.js';
-import { recordRun, statePublicKeys } from '../../src/state/record.js';
+import { departedNote, recordRun, statePublicKeys } from '../../src/state/record.js';
 import { describeDownChange, downProbeScript, parseDownProbe, planDown, purgeablePaths } from '../../src/steps/down.js';
-import { splitDownArgs } from '../../src/commands/down.js';
+import { resolveDownTargets, rpFilterLiveNote, splitDownArgs } from '../../src/commands/down.js';
 import { FakeConnection } from '../support/fake-connection.js';
 import { parseFactsProbe } from '../../src/facts/node-facts.js';
 import { tempDir } from '../support/temp-dir.js';
@@ -224,19 +224,54 @@ describe('local state', () => {
       overlayIp: '172.27.15.12',
       listenPort: 51820,
       seen: now.toISOString(),
+      ssh: inventory.nodes.find((n) => n.name === 'ms-1')!.ssh,
     });
     const text = formatState(state);
     assert.deepEqual(Object.keys(JSON.parse(text).nodes), ['ctb-edge-1', 'ms-1', 'wk-1', 'wk-2'], 'sorted by name');
     assert.deepEqual(parseState(text, 'wg0'), parseState(formatState(parseState(text, 'wg0')), 'wg0'));
   });
 
-  it('keeps a departed node until a complete run, and can forget a node', () => {
+  it('keeps a node dropped from the inventory, departed after a complete run, with its SSH target; can forget a node', () => {
     const full = updateState(emptyState('wg0'), inventory, observed, { now, complete: true });
     const three = { nodes: inventory.nodes.filter((n) => n.name !== 'wk-2') };
+    const wk2 = { name: 'wk-2', publicKey: KEYS['wk-2'], overlayIp: '172.27.15.13', listenPort: 51820 };
+    const ssh = inventory.nodes.find((n) => n.name === 'wk-2')!.ssh;
     const limited = updateState(full, three, { publicKeys: new Map() }, { now, complete: false });
-    assert.deepEqual(departedNodes(limited, three), [{ name: 'wk-2', publicKey: KEYS['wk-2'] }]);
-    assert.ok(!('wk-2' in updateState(full, three, { publicKeys: new Map() }, { now, complete: true }).nodes));
+    assert.deepEqual(departedNodes(limited, three), [{ ...wk2, ssh }]);
+    // Q3 finding 8: a complete run removed its peer everywhere, but its own interface is up: the state keeps how to
+    // reach it (for `down`), marked departed; it was dropped here before
+    const later = new Date('2026-11-30T02:00:00Z');
+    const complete = updateState(full, three, { publicKeys: new Map() }, { now: later, complete: true });
+    assert.deepEqual(departedNodes(complete, three), [{ ...wk2, ssh, departed: later.toISOString() }]);
+    const again = updateState(complete, three, { publicKeys: new Map() }, { now: new Date('2026-11-30T03:00:00Z'), complete: true });
+    assert.equal(again.nodes['wk-2']!.departed, later.toISOString(), 'the time its peers were removed is kept');
+    assert.deepEqual(parseState(formatState(again), 'wg0'), again, 'read back as written');
+    // back in the inventory: no longer departed
+    assert.equal(updateState(again, inventory, { publicKeys: new Map() }, { now, complete: true }).nodes['wk-2']!.departed, undefined);
+    // a state of an older meshctl (no SSH target): nothing could reach the node, so it is dropped as before
+    const { ssh: _ssh, ...old } = full.nodes['wk-2']!;
+    const oldState = { ...full, nodes: { ...full.nodes, 'wk-2': old } };
+    assert.ok(!('wk-2' in updateState(oldState, three, { publicKeys: new Map() }, { now, complete: true }).nodes));
     assert.ok(!('ms-1' in updateState(full, inventory, { publicKeys: new Map() }, { now, complete: false, forget: ['ms-1'] }).nodes));
+    assert.ok(!('wk-2' in updateState(complete, three, { publicKeys: new Map() }, { now, complete: true, forget: ['wk-2'] }).nodes));
+  });
+
+  it('plan and up name a dropped node, say its own interface stays up, and give the down command that reaches it', () => {
+    const three = { ...inventory, source: 'my mesh.yaml', nodes: inventory.nodes.filter((n) => n.name !== 'wk-2') };
+    const ssh = inventory.nodes.find((n) => n.name === 'wk-2')!.ssh;
+    const gone = { name: 'wk-2', publicKey: KEYS['wk-2'], overlayIp: '172.27.15.13', listenPort: 51820, ssh };
+    const first = departedNote(gone, three);
+    assert.match(first, /^note: wk-2 is no longer in the inventory: its peer \(qJ5h3GbSgD…\) is removed from every node; /);
+    assert.match(first, /its own wg0 stays up until `meshctl down 'my mesh\.yaml' wk-2` takes it down/);
+    const later = departedNote({ ...gone, departed: '2026-11-30T02:00:00.000Z' }, three);
+    assert.match(
+      later,
+      /wk-2 left the inventory .*removed from every node at 2026-11-30T02:00:00\.000Z\) but its own wg0 was not taken down/,
+    );
+    assert.match(later, /`meshctl down 'my mesh\.yaml' wk-2` does it/);
+    assert.match(departedNote(gone, three, ['ms-1']), /removed from the nodes in --limit/);
+    const { ssh: _ssh, ...unreachable } = gone;
+    assert.match(departedNote(unreachable, three), /meshctl down OLD-INVENTORY wk-2/);
   });
 
   it('drops what it cannot trust: bad JSON, another interface or version, a value that is not a key', () => {
@@ -343,5 +378,50 @@ describe('down on a node', () => {
       splitDownArgs([], () => false),
       { nodes: [] },
     );
+  });
+});
+
+describe('down on a node the inventory dropped (Q3 finding 8)', () => {
+  const three = { ...inventory, nodes: inventory.nodes.filter((n) => n.name !== 'wk-2') };
+  const ssh = { host: '192.168.15.4', port: 22, user: 'root', become: 'none' as const };
+  const gone = { name: 'wk-2', publicKey: KEYS['wk-2']!, overlayIp: '172.27.15.13', listenPort: 51820, ssh, departed: 'x' };
+
+  it('reaches it through the SSH target the local state kept', () => {
+    const targets = resolveDownTargets(three, [gone], ['wk-2']);
+    assert.deepEqual(targets.names, ['wk-2']);
+    assert.deepEqual(targets.departed, [gone]);
+    assert.deepEqual(
+      targets.nodes.map((n) => [n.name, n.ssh]),
+      [['wk-2', ssh]],
+    );
+    const both = resolveDownTargets(three, [gone], ['wk-2', 'ms-1', 'ms-1']);
+    assert.deepEqual(both.names, ['ms-1', 'wk-2']);
+    assert.deepEqual(resolveDownTargets(three, [gone], []).names, ['ms-1', 'wk-1', 'ctb-edge-1'], 'no names: the inventory');
+  });
+
+  it('an unknown name is bad input that speaks of down, not of --limit', () => {
+    assert.throws(
+      () => resolveDownTargets(three, [gone], ['wk-9', 'zz']),
+      (e: unknown) =>
+        e instanceof MeshctlError &&
+        e.outcome === 'badInput' &&
+        !e.message.includes('--limit') &&
+        /down names nodes neither in .* nor in its local state: wk-9, zz/.test(e.message) &&
+        e.details.some((d) => /only the local state knows .*: wk-2/.test(d)),
+    );
+    const { ssh: _ssh, ...old } = gone;
+    assert.throws(() => resolveDownTargets(three, [old], ['wk-2']), /does not say how to reach it/);
+  });
+});
+
+describe('down --purge and the live rp_filter (Q3 finding 9)', () => {
+  it("says the live rp_filter values stay until the next boot when it removes meshctl's sysctl file, and only then", () => {
+    const note = rpFilterLiveNote(planDown(parseDownProbe(PROBE_UP), 'wg0', true).changes);
+    assert.match(
+      note ?? '',
+      /net\.ipv4\.conf\.all\.rp_filter and net\.ipv4\.conf\.default\.rp_filter keep their live value until the next boot/,
+    );
+    assert.equal(rpFilterLiveNote(planDown(parseDownProbe(PROBE_UP), 'wg0', false).changes), undefined, 'without --purge the file stays');
+    assert.equal(rpFilterLiveNote(planDown(parseDownProbe(PROBE_CLEAN), 'wg0', true).changes), undefined, 'no file, nothing to say');
   });
 });

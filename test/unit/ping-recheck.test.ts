@@ -124,6 +124,33 @@ describe("the ping phase's second round for the pairs that failed", () => {
     assert.deepEqual(round.matrix.recheck?.answered, [LATE]);
   });
 
+  it('a pair whose other end has no row (its ping script failed) is not listed as answered (RV-9)', async () => {
+    // ms-1 -> wk-2 answers only in the long second round; wk-2's own ping script fails, so wk-2 has no row until
+    // the failed row is filled in after the recheck: the pair's wk-2 -> ms-1 direction fails in the matrix
+    const trouble = { late: pair('ms-1', 'wk-2'), broken: '' };
+    const connections = new Map(
+      inventory.nodes.map((n) => [
+        n.name,
+        new FakeConnection(n.name, [
+          {
+            match: /ping/,
+            reply: (script) => {
+              if (n.name === 'wk-2') throw new Error('connection closed by the remote side');
+              return { stdout: reply(n.name, script, trouble) };
+            },
+          },
+        ]),
+      ]),
+    );
+    const targets = inventory.nodes.map((n) => ({ node: n.name, ip: n.overlayIp }));
+    const round = await runPingRound(connections, targets, { recheck: true });
+    const cells = round.matrix.cells;
+    assert.equal(cells['ms-1']!['wk-2']!.ok, true, 'ms-1 -> wk-2 answered in the second round');
+    assert.equal(cells['wk-2']!['ms-1']!.ok, false, 'wk-2 -> ms-1 failed: wk-2 pinged nothing');
+    assert.deepEqual(round.matrix.recheck?.pairs, [pair('ms-1', 'wk-2')]);
+    assert.deepEqual(round.matrix.recheck?.answered, [], 'a pair with a failed direction did not answer');
+  });
+
   it('a healthy round has no second round', async () => {
     const { connections } = mesh({ late: '', broken: '' });
     const targets = inventory.nodes.map((n) => ({ node: n.name, ip: n.overlayIp }));

@@ -6,7 +6,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,11 +20,21 @@ import { REDACTED, redactDeep, redactSecrets } from '../../src/remote/redact.js'
 import { fingerprintSha256 } from '../../src/transport/known-hosts.js';
 
 const key = () => randomBytes(32).toString('base64');
-/** the node's private key, a preshared key, and two public keys of the mesh */
-const K = key();
+/** a WireGuard key pair (X25519, raw keys in base64 as wg genkey / wg pubkey print them) */
+function keyPair(): { privateKey: string; publicKey: string } {
+  const pair = generateKeyPairSync('x25519');
+  const raw = (jwk: JsonWebKey, part: 'd' | 'x') => Buffer.from(jwk[part]!, 'base64url').toString('base64');
+  return { privateKey: raw(pair.privateKey.export({ format: 'jwk' }), 'd'), publicKey: raw(pair.publicKey.export({ format: 'jwk' }), 'x') };
+}
+/**
+ * the node's private key and its own public key (a real pair: the diff tells a private key typed into a PublicKey
+ * line by its public half), a preshared key, and a public key of the mesh
+ */
+const OWN = keyPair();
+const K = OWN.privateKey;
 const S = key();
 const MESH_PUB = key();
-const OWN_PUB = key();
+const OWN_PUB = OWN.publicKey;
 
 const HEAD = `# wg0 of wk-1. Managed by meshctl: rewritten by \`meshctl up\` from the inventory;
 # No PrivateKey here on purpose: the key was generated on this node and stays in /etc/wireguard/wg0.key.
@@ -156,6 +166,33 @@ describe("finding 30: a key rotation's diff shows the old public key, and nothin
     assert.match(typed, /^-PublicKey = \[redacted\]$/m);
     const elsewhere = diffOf(`${HEAD}# old key ${OLD_PUB}\n${PEER}`);
     assert.ok(!elsewhere.includes(OLD_PUB), elsewhere);
+  });
+
+  it('a peer the node has and the plan removes shows its public key (Q3 finding 9: it read PublicKey = [redacted])', () => {
+    const REMOVED = key();
+    const diff = diffOf(`${HEAD}${PEER}\n[Peer]\nPublicKey = ${REMOVED}\nAllowedIPs = 172.27.15.99/32\n`);
+    assert.match(diff, new RegExp(`^-PublicKey = ${REMOVED.replace(/[+/]/g, '\\$&')}$`, 'm'), diff);
+    // a mesh node's private key typed into such a line stays hidden: its public half is a key meshctl knows
+    const mesh = keyPair();
+    const typed = planConfig(facts(`${HEAD}${PEER}\n[Peer]\nPublicKey = ${mesh.privateKey}\n`), {
+      ...input,
+      reportedPublicKeys: new Set([mesh.publicKey]),
+    })
+      .action!.changes.flatMap((c) => (c.kind === 'write-file' && c.diff ? c.diff : []))
+      .join('\n');
+    assert.ok(!typed.includes(mesh.privateKey), typed);
+    assert.match(typed, /^-PublicKey = \[redacted\]$/m);
+  });
+
+  it("publicHalfOf is wg pubkey's X25519 (RFC 7748 section 6.1, Alice's keys)", async () => {
+    const { publicHalfOf } = await import('../../src/remote/redact.js');
+    const b64 = (hex: string) => Buffer.from(hex, 'hex').toString('base64');
+    assert.equal(
+      publicHalfOf(b64('77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a')),
+      b64('8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a'),
+    );
+    assert.equal(publicHalfOf(OWN.privateKey), OWN.publicKey);
+    assert.equal(publicHalfOf('not a key'), undefined);
   });
 
   for (const [name, lines] of Object.entries(CORPUS)) {

@@ -5,7 +5,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { evaluateVerify, withStateKeys, type Check } from '../../src/checks/verify.js';
+import { evaluateVerify, evaluateVerifyCompact, withStateKeys, type Check } from '../../src/checks/verify.js';
+import { buildReport, renderReport } from '../../src/checks/report.js';
 import { publicKeysFrom } from '../../src/checks/collect.js';
 import { desiredMesh } from '../../src/topology/desired.js';
 import { renderMatrix } from '../../src/checks/matrix-render.js';
@@ -70,4 +71,18 @@ test("the unreached node's own row is not measured, not failed; the connect chec
   assert.doesNotMatch(row, /FAIL|ok/);
   assert.equal(row.match(/n\/m/g)?.length, 3);
   assert.match(text, /^n\/m not measured: wk-2 unreachable \(connect ECONNREFUSED\)$/m);
+});
+
+test("a long reason (a changed host key's) is said once, by the connect check; the pairs and the footnote name it briefly (Q3 finding 9)", () => {
+  const hostKey =
+    'HOST KEY CHANGED: the host offers ED25519 key SHA256:1AUHtvPzFq0c2q9Jb3Xy7u8v9w0x1y2z3A4B5C6D7E8 but /var/lib/meshctl/labs/x/known_hosts:8 has a different ED25519 key for 192.168.15.4; this could be a man-in-the-middle attack, so meshctl refuses (--accept-new never accepts a changed key). If the node was reinstalled, check its new key out of band, then: ssh-keygen -R 192.168.15.4 -f /var/lib/meshctl/labs/x/known_hosts';
+  const facts = withStateKeys(wk2Unreached(), () => new Map([['wk-2', KEYS['wk-2']!]]), desiredMesh);
+  facts.unreachable.set('wk-2', hostKey);
+  const verdicts = evaluateVerifyCompact(facts);
+  const pings = verdicts.checks.filter((c) => c.node === 'wk-2' && c.id === 'ping');
+  assert.equal(pings.length, 3);
+  for (const c of pings) assert.equal(c.message, 'not measured: wk-2 unreachable (HOST KEY CHANGED: its connect check says why)');
+  const text = renderReport(buildReport(facts.inventory, verdicts.checks, facts.matrix, facts.unreachable, 1, verdicts), { color: false });
+  assert.equal(text.split('ssh-keygen -R').length - 1, 1, text);
+  assert.match(text, /^n\/m not measured: wk-2 unreachable \(HOST KEY CHANGED: its connect check says why\)$/m);
 });
