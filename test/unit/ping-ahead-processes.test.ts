@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { loadInventory } from '../../src/inventory/load.js';
 import { factsBesidePingAhead, pingAheadScript, phasePingScript, splitAhead } from '../../src/engine/ping-ahead.js';
 import { factsProbeScript } from '../../src/facts/node-facts.js';
-import { PATH_PRELUDE } from '../../src/facts/sections.js';
+import { PATH_PRELUDE, splitSections } from '../../src/facts/sections.js';
 import { pingProbe } from '../../src/checks/probes.js';
 import { pingParamsFor } from '../../src/checks/ping-matrix.js';
 import { FACTS } from '../../src/facts/definitions.js';
@@ -67,7 +67,11 @@ function standInNode(options: { nftWaitsForPing?: boolean } = {}) {
   );
   tool('date', `echo ${HANDSHAKE + 3}`);
   if (options.nftWaitsForPing)
-    tool('nft', `i=0; while [ $i -lt 200 ] && ! grep -qx ping ${log}; do sleep 0.05; i=$((i + 1)); done; echo nft-end >> ${log}`);
+    tool(
+      'nft',
+      // the host's grep and sleep by their paths: the script's PATH is the stand-ins' directory alone
+      `i=0; while [ $i -lt 200 ] && ! ${which('grep')} -qx ping ${log}; do ${which('sleep')} 0.05; i=$((i + 1)); done; echo nft-end >> ${log}`,
+    );
   tool('awk', `exec ${which('awk')} "$@"`);
   const run = (script: string) => {
     writeFileSync(log, '');
@@ -109,10 +113,12 @@ describe('the ping round ahead on the node (issue 10): its pings, one wg and one
     // the same processes, and the same output (the shell's line numbers in its errors aside) as facts then round
     const after = n.run(`${facts}\n${ahead}`);
     assert.deepEqual(beside.counts, after.counts);
+    // each part's sections by name (the pings' jobs end in any order), the clock (now: awk's srand) and the shell's
+    // line numbers in its errors aside
     const same = (stdout: string) => {
-      const { facts: f, ahead: a } = splitAhead(stdout.replace(/^(\S*sh: )\d+: /gm, '$1'));
-      // the clock (now, awk's srand) may tick between the two runs
-      return { f: f.replace(/^\d{10}$/gm, 'NOW'), a: a?.replace(/^\d{10}$/gm, 'NOW') };
+      const { facts: f, ahead: a } = splitAhead(stdout.replace(/^(\S*sh: )\d+: /gm, '$1').replace(/^\d{10}$/gm, 'NOW'));
+      const sections = (text: string | undefined) => [...splitSections(text ?? '').values()].sort((x, y) => x.name.localeCompare(y.name));
+      return { f: sections(f), a: sections(a) };
     };
     assert.deepEqual(same(beside.stdout), same(after.stdout));
   });
