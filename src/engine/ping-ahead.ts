@@ -19,8 +19,8 @@ import { matrixPasses, pingParamsFor, type PingTarget } from '../checks/ping-mat
 import { pingProbe } from '../checks/probes.js';
 import { judgeHandshakesRecent, judgeOverlayRoutes } from '../checks/judge.js';
 import { FACTS } from '../facts/definitions.js';
-import { LEAN_FACTS, peersWithClock, wgAllowsEvery } from '../facts/lean.js';
-import { endMarker } from '../facts/sections.js';
+import { LEAN_FACTS, peersWithClock, sharedReads, wgAllowsEvery } from '../facts/lean.js';
+import { endMarker, PATH_PRELUDE } from '../facts/sections.js';
 import type { Inventory } from '../inventory/types.js';
 import { withRun, type Connection, type ExecResult } from '../transport/types.js';
 import type { Registry } from './runner.js';
@@ -75,6 +75,28 @@ export function pingAheadScript(inventory: Inventory, node: string): string {
     params.targets.map((t) => t.ip),
   );
   return [`echo '${PING_AHEAD_MARK}'`, `if {\n${guard}\n}; then`, pingProbe(params).script, 'fi'].join('\n');
+}
+
+/**
+ * Up's facts probe `facts` with the round ahead of `node` running beside it, not after it: the reads both need (the
+ * WireGuard dump and the routes: ../facts/lean.ts sharedReads) once, first, in the script's shell; then the facts in
+ * a background job that writes its sections as it goes (the lock and interface sections stream as before), and the
+ * round ahead (pingAheadScript, the same script) in the foreground with its output held in a variable, printed once
+ * the facts have ended: the output is the facts' and then the mark and the round's, as when the round followed
+ * them. Issue 10: at 32 lab nodes the facts phase of a second `up` took about the facts probe plus a ping round, one
+ * after the other on every node (docs/transport-cost.md); now a node pings while it reads its facts. The pings
+ * change nothing the facts read but handshakes and transfer counters, and the dump the facts parse is read before
+ * any ping (sharedReads). Two forks more on the node (the job and the command substitution), no exec more.
+ */
+export function factsBesidePingAhead(facts: string, inventory: Inventory, node: string): string {
+  return [
+    PATH_PRELUDE,
+    sharedReads({ interface: inventory.mesh.interface, listenPort: 0 }),
+    `{\n${facts}\n} & mc_facts=$!`,
+    `mc_ahead=$(\n${pingAheadScript(inventory, node)}\n)`,
+    'wait $mc_facts',
+    `printf '%s\\n' "$mc_ahead"`,
+  ].join('\n');
 }
 
 /** Cuts a facts probe's stdout at the mark: the facts' part, and the round ahead's (undefined when there is none). */
@@ -155,7 +177,7 @@ function factsWithAhead(step: NodeStep, ahead: Map<string, string>): NodeStep {
       if (!planned.action) return planned;
       return {
         ...planned,
-        action: { ...planned.action, script: `${planned.action.script}\n${pingAheadScript(input.inventory, input.node.name)}` },
+        action: { ...planned.action, script: factsBesidePingAhead(planned.action.script, input.inventory, input.node.name) },
       };
     },
     outputs(input, action, result) {

@@ -138,6 +138,15 @@ const ipRead = (ctx: FactContext) =>
     '}',
   ].join('\n');
 
+/**
+ * The reads up's facts probe shares with its ping round ahead (../engine/ping-ahead.ts factsBesidePingAhead), run
+ * once in the script's own shell before either part starts: `wg show all dump` (mc_wgr: the round's guard reads it)
+ * and the one `ip -batch` (mc_ipr: the round's `routes` section prints its part 0). Both parts then run in subshells
+ * of that shell, which inherit the values and the `mc_*_done` flags, so neither runs `wg` or `ip` again: the same
+ * processes as when the round followed the facts in one shell.
+ */
+export const sharedReads = (ctx: FactContext): string => `${ipRead(ctx)}\nmc_ipr`;
+
 /** The sysctl files FACTS.rpFilterSysctlFiles lists, as shell words (globs unquoted). */
 const sysctlGlobs = `${SYSCTL_DIRS.map((d) => `${shellQuote(d)}/*.conf`).join(' ')} ${SYSCTL_CONF}`;
 

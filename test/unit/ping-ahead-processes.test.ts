@@ -12,9 +12,9 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadInventory } from '../../src/inventory/load.js';
-import { pingAheadScript, phasePingScript, splitAhead } from '../../src/engine/ping-ahead.js';
+import { factsBesidePingAhead, pingAheadScript, phasePingScript, splitAhead } from '../../src/engine/ping-ahead.js';
 import { factsProbeScript } from '../../src/facts/node-facts.js';
-import { PATH_PRELUDE } from '../../src/facts/sections.js';
+import { PATH_PRELUDE, splitSections } from '../../src/facts/sections.js';
 import { pingProbe } from '../../src/checks/probes.js';
 import { pingParamsFor } from '../../src/checks/ping-matrix.js';
 import { FACTS } from '../../src/facts/definitions.js';
@@ -27,8 +27,12 @@ const iface = inventory.mesh.interface;
 const which = (tool: string) => spawnSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).stdout.trim();
 const HANDSHAKE = 1796000000;
 
-/** A converged node in a temp dir: stand-ins for wg, ip, ping and date (canned answers), the real awk; all logged. */
-function standInNode() {
+/**
+ * A converged node in a temp dir: stand-ins for wg, ip, ping and date (canned answers), the real awk; all logged.
+ * `nftWaitsForPing`: an `nft` too (the facts' firewall section runs it), which logs `nft-end` as it ends, and ends
+ * only once a ping was logged, or after 10 s: whether the round ahead pings while the facts are still being read.
+ */
+function standInNode(options: { nftWaitsForPing?: boolean } = {}) {
   const dir = tempDir('meshctl-ahead-');
   const bin = join(dir, 'bin');
   mkdirSync(bin);
@@ -62,15 +66,22 @@ function standInNode() {
     'ip=; for a; do ip=$a; done; printf -- "--- %s ping statistics ---\\n1 packets transmitted, 1 received, 0%% packet loss, time 0ms\\n" "$ip"',
   );
   tool('date', `echo ${HANDSHAKE + 3}`);
+  if (options.nftWaitsForPing)
+    tool(
+      'nft',
+      // the host's grep and sleep by their paths: the script's PATH is the stand-ins' directory alone
+      `i=0; while [ $i -lt 200 ] && ! ${which('grep')} -qx ping ${log}; do ${which('sleep')} 0.05; i=$((i + 1)); done; echo nft-end >> ${log}`,
+    );
   tool('awk', `exec ${which('awk')} "$@"`);
   const run = (script: string) => {
     writeFileSync(log, '');
     // the interface must look present (routes are read only then); /sys/class/net/lo stands in for it
     const local = script.replaceAll(PATH_PRELUDE, `export LC_ALL=C PATH=${bin}`).replaceAll(`/sys/class/net/${iface}`, '/sys/class/net/lo');
     const r = spawnSync('/bin/sh', ['-c', local], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    const calls = readFileSync(log, 'utf8').split('\n').filter(Boolean);
     const counts: Record<string, number> = {};
-    for (const name of readFileSync(log, 'utf8').split('\n').filter(Boolean)) counts[name] = (counts[name] ?? 0) + 1;
-    return { stdout: r.stdout, counts };
+    for (const name of calls) counts[name] = (counts[name] ?? 0) + 1;
+    return { stdout: r.stdout, counts, calls };
   };
   return { run };
 }
@@ -82,16 +93,39 @@ describe('the ping round ahead on the node (issue 10): its pings, one wg and one
   const facts = factsProbeScript({ interface: iface, listenPort: 51820 });
   const ahead = pingAheadScript(inventory, node);
 
+  // what up sends: the facts with the round ahead beside them (factsBesidePingAhead)
+  const sent = factsBesidePingAhead(facts, inventory, node);
+
   it('starts no ip and no date of its own after the pings', () => {
     const n = standInNode();
     const alone = n.run(facts).counts;
-    const both = n.run(`${facts}\n${ahead}`).counts;
+    const both = n.run(sent).counts;
     assert.deepEqual(minus(both, alone), { ping: peers.length, wg: 1, awk: 1 });
+  });
+
+  it('pings while the facts are still being read, with the same processes and output as the round after them', () => {
+    // the facts' nft ends only once a ping was logged (or after 10 s): a round that waits for the facts' end pings
+    // only after it (issue 10: at 32 lab nodes the facts phase was the facts probe plus a ping round, one after the other)
+    const n = standInNode({ nftWaitsForPing: true });
+    const beside = n.run(sent);
+    assert.ok(beside.calls.includes('nft-end'), 'the facts ran their firewall section');
+    assert.ok(beside.calls.indexOf('ping') < beside.calls.indexOf('nft-end'), `pinged before the facts ended: ${beside.calls.join(' ')}`);
+    // the same processes, and the same output (the shell's line numbers in its errors aside) as facts then round
+    const after = n.run(`${facts}\n${ahead}`);
+    assert.deepEqual(beside.counts, after.counts);
+    // each part's sections by name (the pings' jobs end in any order), the clock (now: awk's srand) and the shell's
+    // line numbers in its errors aside
+    const same = (stdout: string) => {
+      const { facts: f, ahead: a } = splitAhead(stdout.replace(/^(\S*sh: )\d+: /gm, '$1').replace(/^\d{10}$/gm, 'NOW'));
+      const sections = (text: string | undefined) => [...splitSections(text ?? '').values()].sort((x, y) => x.name.localeCompare(y.name));
+      return { f: sections(f), a: sections(a) };
+    };
+    assert.deepEqual(same(beside.stdout), same(after.stdout));
   });
 
   it("prints what the ping phase reads: every ping, the routes, the peers' dump and the clock", () => {
     const n = standInNode();
-    const { ahead: round } = splitAhead(n.run(`${facts}\n${ahead}`).stdout);
+    const { ahead: round } = splitAhead(n.run(sent).stdout);
     assert.ok(round !== undefined);
     const targets = inventory.nodes.map((x) => ({ node: x.name, ip: x.overlayIp }));
     const ctx = { interface: iface, listenPort: 0 };
