@@ -593,30 +593,26 @@ function detacher(): <T>(value: T) => T {
   };
 }
 
-/** A section whose body is a copy of its own: not a slice that keeps the whole output it was cut from. */
-const ownSection = (s: Section): Section => ({
-  name: s.name,
-  body: Buffer.from(s.body, 'utf8').toString('utf8'),
-  ...(s.rc !== undefined ? { rc: s.rc } : {}),
-});
-
 /**
  * Makes `cl.config` the wg-quick file of section `conf` parsed when first read, as parseChecklistSections parses it
  * (FACTS.configText: secret lines dropped and key-shaped values redacted on our side too, then parseWgQuickConfig; a
  * PrivateKey line counted by confmeta marks the parsed interface), and its body let go then. Until then the body is
- * held as a copy of its own (a slice would keep the node's whole output). Verify judges most files by their sha256
- * alone (./verify.ts nodeChecks), so on a converged mesh no file is filtered or parsed (issue 10: ~18 ms a node of
- * CPU at 1,000 nodes, and the parsed peers' ~180 bytes a pair).
+ * held as its UTF-8 bytes, outside V8's heap (a slice would keep the node's whole output; a string copy is ~130 bytes
+ * a peer of the heap that V8 grows by a multiple of, ~130 MB at 1,000 nodes: issue 10). Verify judges most files by
+ * their sha256 alone (./verify.ts nodeChecks), so on a converged mesh no file is filtered or parsed (issue 10: ~18 ms
+ * a node of CPU at 1,000 nodes, and the parsed peers' ~180 bytes a pair).
  */
 function deferConfig(cl: NodeChecklist, conf: Section, privateKeyLines: number, ctx: FactContext): void {
-  let pending: Section | undefined = ownSection(conf);
+  let pending: Buffer | undefined = Buffer.from(conf.body, 'utf8');
+  const { name, rc } = conf;
   let parsed: NodeChecklist['config'];
   Object.defineProperty(cl, 'config', {
     enumerable: true,
     configurable: true,
     get() {
       if (pending) {
-        const text = readFact(FACTS.configText, new Map([[pending.name, pending]]), ctx) ?? '';
+        const section: Section = { name, body: pending.toString('utf8'), ...(rc !== undefined ? { rc } : {}) };
+        const text = readFact(FACTS.configText, new Map([[name, section]]), ctx) ?? '';
         pending = undefined;
         parsed = parseWgQuickConfig(text);
         if (parsed.interface && privateKeyLines > 0) parsed.interface.hasPrivateKey = true;
