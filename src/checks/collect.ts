@@ -14,7 +14,7 @@ import type { LivePeer, ParsedWgDump } from '../render/wgdump.js';
 import { parseWgQuickConfig } from '../render/wgquick.js';
 import type { Section } from '../facts/sections.js';
 import { FACTS, factsScript, parseRouteGet, readFact, type FactContext, type RouteLookup } from '../facts/definitions.js';
-import { SectionStream } from '../facts/sections.js';
+import { ownSection, SectionStream } from '../facts/sections.js';
 import {
   checklistProbe,
   checklistScript,
@@ -265,9 +265,12 @@ export function startFirst(
       const stream = new SectionStream((section) => {
         if (!output) return;
         const ip = section.name.startsWith('route:') ? overlayIps.get(section.name.slice(6)) : undefined;
-        if (ip !== undefined) {
-          output.routes.set(ip, parseRouteGet(ip, section));
-        } else output.sections.set(section.name, section);
+        if (ip !== undefined) output.routes.set(ip, parseRouteGet(ip, section));
+        // kept until the script ends: a copy of its own, not a slice that keeps its piece of the output
+        else {
+          const own = ownSection(section);
+          output.sections.set(own.name, own);
+        }
         if (!preIn && section.name === PRE_END && section.rc !== undefined) {
           preIn = true;
           preDone({ sections: new Map(output.sections) });

@@ -25,7 +25,16 @@ import {
   type ServiceState,
   type UdpListener,
 } from '../facts/definitions.js';
-import { beginMarker, endMarker, PATH_PRELUDE, sectionScript, splitSections, type Section } from '../facts/sections.js';
+import {
+  beginMarker,
+  endMarker,
+  ownSection,
+  ownText,
+  PATH_PRELUDE,
+  sectionScript,
+  splitSections,
+  type Section,
+} from '../facts/sections.js';
 import type { LivePeer, ParsedWgDump } from '../render/wgdump.js';
 import type { SysctlFileSettings } from '../facts/sysctl-order.js';
 import { parseWgQuickConfig, type ParsedWgQuickConfig } from '../render/wgquick.js';
@@ -535,9 +544,41 @@ export function parsePingOutput(stdout: string, params: PingParams): NodePingRes
  * a node's peers mostly answer alike, `expected=1392 largest=1392 tries=1392:ok`; nothing writes to a parsed
  * result), the `after` and `beside` sections kept as they are. A name given twice takes its last section, as
  * splitSections' Map does. `results()` gives what parsePingOutput gives for the same sections.
+ * Equal ping results are one frozen object (across the round's nodes with `shared`, one per round: ./ping-matrix.ts;
+ * the matrix shares its cells the same way): a round's outputs arrive interleaved over SSH, and a result object per
+ * pair (~200 bytes with its RTTs) held until each node's output ended was more than the text it was read from.
  */
+export type PingResultTable = Map<string, PingResult>;
+
+/**
+ * What a round's readers share (one per round, ./ping-matrix.ts): `results`, equal ping results as one frozen object;
+ * `ips`, every target's address as the round's targets write it, so that no result is kept under a key cut from the
+ * output (a string cut from a longer one keeps it alive in V8: each node's whole output, until it ends).
+ */
+export interface PingReaderShared {
+  results: PingResultTable;
+  ips: ReadonlyMap<string, string>;
+}
+
+/** The round's shared tables for PingOutputReader, from all of its targets. */
+export const pingReaderShared = (targets: readonly PingTarget[]): PingReaderShared => ({
+  results: new Map(),
+  ips: new Map(targets.map((t) => [t.ip, t.ip])),
+});
+
+/** `r` as the one frozen object of its content in `table`. */
+function sharedPingResult(r: PingResult, table: PingResultTable): PingResult {
+  const t = r.rttMs;
+  const key = `${r.transmitted} ${r.received} ${r.loss} ${t ? `${t.min}/${t.avg}/${t.max}` : '-'} ${r.errors ?? '-'} ${r.rc ?? '-'} ${r.error ?? ''}`;
+  const known = table.get(key);
+  if (known) return known;
+  if (t) Object.freeze(t);
+  table.set(key, Object.freeze(r));
+  return r;
+}
+
 export class PingOutputReader {
-  private readonly ips: Set<string>;
+  private readonly shared: PingReaderShared;
   private readonly ping = new Map<string, PingResult>();
   private readonly mtu = new Map<string, PathMtuResult | undefined>();
   private readonly mtuByBody = new Map<string, PathMtuResult | undefined>();
@@ -545,8 +586,11 @@ export class PingOutputReader {
   private readonly keep: Set<string>;
   private done = false;
 
-  constructor(private readonly params: PingParams) {
-    this.ips = new Set(params.targets.map((t) => t.ip));
+  constructor(
+    private readonly params: PingParams,
+    shared?: PingReaderShared,
+  ) {
+    this.shared = shared ?? pingReaderShared(params.targets);
     this.keep = new Set([...(params.after ?? []).map((a) => a.name), ...(params.beside?.sections ?? [])]);
   }
 
@@ -554,20 +598,25 @@ export class PingOutputReader {
   add(section: Section): void {
     const { name } = section;
     if (name.startsWith('ping:')) {
-      const ip = name.slice(5);
-      if (this.ips.has(ip)) this.ping.set(ip, parsePingSummary(section.body, section.rc));
+      // results() reads only this node's targets: another address of the round is kept here and never read
+      const ip = this.shared.ips.get(name.slice(5));
+      if (ip === undefined) return;
+      this.ping.set(ip, sharedPingResult(parsePingSummary(section.body, section.rc), this.shared.results));
     } else if (name.startsWith('mtu:')) {
-      const ip = name.slice(4);
-      if (!this.ips.has(ip)) return;
+      const ip = this.shared.ips.get(name.slice(4));
+      if (ip === undefined) return;
       let parsed = this.mtuByBody.get(section.body);
       if (parsed === undefined && !this.mtuByBody.has(section.body)) {
         parsed = parsePathMtu(section.body);
-        this.mtuByBody.set(section.body, parsed);
+        this.mtuByBody.set(ownText(section.body), parsed);
       }
       this.mtu.set(ip, parsed);
     }
     if (name === 'done') this.done = true;
-    if (this.keep.has(name)) this.kept.set(name, section);
+    if (this.keep.has(name)) {
+      const own = ownSection(section);
+      this.kept.set(own.name, own);
+    }
   }
 
   /** The results of the sections added so far, in target order (a target without a ping section: not reported). */
@@ -596,8 +645,8 @@ export class PingOutputReader {
   }
 }
 
-export const pingProbe = (params: PingParams): Probe<NodePingResults> & { reader(): PingOutputReader } => ({
+export const pingProbe = (params: PingParams): Probe<NodePingResults> & { reader(shared?: PingReaderShared): PingOutputReader } => ({
   script: pingScript(params),
   parse: (stdout) => parsePingOutput(stdout, params),
-  reader: () => new PingOutputReader(params),
+  reader: (shared) => new PingOutputReader(params, shared),
 });

@@ -176,6 +176,20 @@ export class SectionStream {
   }
 }
 
+/**
+ * `s` as a string of its own when it may have been cut from a longer one: V8 keeps a string of 13 characters or more
+ * cut from another as a slice that keeps the other alive (a section's name or body: the piece of output it came in);
+ * shorter ones it copies itself.
+ */
+export const ownText = (s: string): string => (s.length < 13 ? s : Buffer.from(s, 'utf8').toString('utf8'));
+
+/** A section whose name and body are strings of their own (ownText): it keeps no piece of the output alive. */
+export const ownSection = (s: Section): Section => ({
+  name: ownText(s.name),
+  body: ownText(s.body),
+  ...(s.rc !== undefined ? { rc: s.rc } : {}),
+});
+
 /** splitSections through a SectionStream fed `pieces` in order (for tests and callers with output in pieces). */
 export function splitSectionsOf(pieces: Iterable<string>): Map<string, Section> {
   const sections = new Map<string, Section>();

@@ -234,12 +234,12 @@ export class ConvergedNode implements Connection {
     yield `@@meshctl begin conf\n${head}`;
     for (const peer of d.peers) yield renderWgQuickConfig({ ...d, peers: [peer] }).slice(head.length, -1);
     yield '\n\n\n@@meshctl end conf rc=0\n';
-    // one route per peer via the interface (a peer's first AllowedIPs is its overlay /32)
-    const routed = new Set(d.peers.map((p) => p.allowedIps[0]!.replace('/32', '')));
+    // one route per peer via the interface (a peer's first AllowedIPs is its overlay /32; the design's own strings)
+    const routed = new Set(d.peers.map((p) => p.allowedIps[0]!));
     for (const p of farm.inventory.nodes) {
       if (p.name === this.node) continue;
       const ip = p.overlayIp;
-      yield routed.has(ip)
+      yield routed.has(`${ip}/32`)
         ? fixtureSection(
             `route:${ip}`,
             JSON.stringify([{ dst: ip, dev: d.interface, prefsrc: self.overlayIp, flags: [], uid: 0, cache: [] }]),
@@ -272,10 +272,12 @@ export class ConvergedNode implements Connection {
    * fixture's serialiser's text, test/fixtures/probes/homelab.ts pingStdout), part by part.
    */
   private *pings(script: string): Generator<Part> {
-    const ips = new Set<string>();
-    // the ping script lists its peers once, as positional parameters (`set -- IP...`, src/checks/probes.ts pingScript)
-    for (const line of script.matchAll(/^set -- ((?:'?\d+\.\d+\.\d+\.\d+'? ?)+)$/gm))
-      for (const m of line[1]!.matchAll(/\d+\.\d+\.\d+\.\d+/g)) ips.add(m[0]);
+    // the ping script lists its peers once, as positional parameters (`set -- IP...`, src/checks/probes.ts pingScript),
+    // read one by one as their sections are made
+    const ips = (function* () {
+      for (const line of script.matchAll(/^set -- ((?:'?\d+\.\d+\.\d+\.\d+'? ?)+)$/gm))
+        for (const m of line[1]!.matchAll(/\d+\.\d+\.\d+\.\d+/g)) yield m[0];
+    })();
     const now = Math.floor(Date.now() / 1000);
     const farm = this.farm;
     const d = desiredNodeConfig(farm.inventory, this.node, farm.keys);
