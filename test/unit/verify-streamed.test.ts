@@ -16,10 +16,17 @@ import { join } from 'node:path';
 import { describe, it, mock } from 'node:test';
 import { collectVerify, pingTargets } from '../../src/checks/collect.js';
 import { pingParamsFor } from '../../src/checks/ping-matrix.js';
-import { parsePingOutput, PingOutputReader, pingReaderShared, type PingReaderShared, type PingResult } from '../../src/checks/probes.js';
+import {
+  parsePingOutput,
+  PingOutputReader,
+  pingReaderShared,
+  type PingParams,
+  type PingReaderShared,
+  type PingResult,
+} from '../../src/checks/probes.js';
 import { SectionStream } from '../../src/facts/sections.js';
 import { peersWithClock } from '../../src/facts/lean.js';
-import { withRun, type Connection, type RunOptions } from '../../src/transport/types.js';
+import { withRun, type RunOptions } from '../../src/transport/types.js';
 import { withConvergedFarm } from '../fixtures/probes/converged-farm.js';
 
 /** The facts verify judges, without the timings (wall times differ run to run). */
@@ -68,7 +75,7 @@ describe('verify reads its outputs as they arrive, and the transport keeps none 
 
   it('the ping reader: parsePingOutput from sections in pieces (captures and a 150-node output); equal results one object', async () => {
     const dir = join(import.meta.dirname, '../fixtures/probes');
-    const params = {
+    const params: PingParams = {
       targets: ['10.77.0.1', '10.77.0.2', '10.77.0.3', '10.77.0.4', '10.77.0.5', '10.77.0.6'].map((ip, i) => ({ node: `n${i}`, ip })),
       count: 3,
       intervalSeconds: 0.2,
@@ -76,7 +83,7 @@ describe('verify reads its outputs as they arrive, and the transport keeps none 
       mtu: 1420,
       after: [{ name: 'dump', command: 'true' }],
     };
-    const read = (text: string, p: typeof params, piece: number, shared?: PingReaderShared) => {
+    const read = (text: string, p: PingParams, piece: number, shared?: PingReaderShared) => {
       const reader = new PingOutputReader(p, shared);
       const stream = new SectionStream((s) => reader.add(s));
       for (let at = 0; at < text.length; at += piece) stream.write(text.slice(at, at + piece));
