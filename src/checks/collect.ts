@@ -13,7 +13,8 @@ import { firstContactPairs } from '../topology/endpoints.js';
 import type { LivePeer, ParsedWgDump } from '../render/wgdump.js';
 import { parseWgQuickConfig } from '../render/wgquick.js';
 import type { Section } from '../facts/sections.js';
-import { FACTS, factsScript, readFact, type FactContext } from '../facts/definitions.js';
+import { FACTS, factsScript, parseRouteGet, readFact, type FactContext, type RouteLookup } from '../facts/definitions.js';
+import { ownSection, SectionStream } from '../facts/sections.js';
 import {
   checklistProbe,
   checklistScript,
@@ -189,10 +190,8 @@ function readPre(s: Map<string, Section>, ctx: FactContext): { facts: PreFacts; 
 export const preScript = (inventory: Inventory, options: { shared?: boolean; uid?: boolean } = {}) =>
   factsScript([...(options.uid ? [FACTS.uid] : []), ...(options.shared ? PRE_FACTS : PRE_FACTS_LEAN)], factContext(inventory), PRE_END);
 
-/** The section that ends the pre part of verify's first script. */
+/** The section that ends the pre part of verify's first script: the pre part is in once it has come with its rc. */
 const PRE_END = 'pre-done';
-/** Its end marker line, whole: the pre part's output is complete once this has arrived. */
-const PRE_END_LINE = /^@@meshctl end pre-done rc=\d+\r?\n/m;
 
 /**
  * Verify's first script on a node: the pre script, then the checklist without the pre script's facts, ending with
@@ -202,13 +201,23 @@ export function firstScript(inventory: Inventory, node: string, options: { firew
   return `${preScript(inventory, { uid: !!options.uid })}\n${checklistScript(checklistParams(inventory, node, { ...options, withoutPre: true, beside: true }))}`;
 }
 
+/**
+ * A first script's output as read while it arrived (issue 10: no node's whole output held): its sections by name, as
+ * splitSections would cut the whole, but for the route lookups (`route:IP` of a node's overlay IP, ~1,000 a node at
+ * 1,000 nodes), each parsed as it came (parseRouteGet, its `dst` the inventory's own text) into `routes` by IP.
+ */
+export interface FirstOutput {
+  sections: Map<string, Section>;
+  routes: Map<string, RouteLookup>;
+}
+
 /** One node's first script under way: its pre part resolves as soon as it was printed, the whole when it ends. */
 export interface FirstRun {
   /**
-   * the pre part's stdout (up to and with its `pre-done` section) once that arrived, else the whole stdout when the
+   * the pre part's sections (up to and with its `pre-done` section) once that arrived, else every section when the
    * script ended without it (with the result); undefined when the script could not run (the connection broke)
    */
-  pre: Promise<{ stdout: string; result?: ExecResult } | undefined>;
+  pre: Promise<{ sections: Map<string, Section>; result?: ExecResult } | undefined>;
   /** the whole script: its result, or why it could not run */
   whole: Promise<ExecResult | Error>;
   /** when the whole script ended (Date.now()); the time of the call until it has */
@@ -219,7 +228,9 @@ export interface FirstRun {
  * Starts verify's first script (firstScript) on every node. Its output is read as it arrives (RunOptions.onStdout),
  * so the pre part is in hand while the checklist still runs on the node: the cold-start probe and the ping round need
  * only the pre part, and the checklist overlaps them on its own channel (it sends no UDP, so it cannot disturb the
- * probe's counters; see collectVerify).
+ * probe's counters; see collectVerify). The output is cut into sections as it arrives (SectionStream; the route
+ * lookups parsed then: FirstOutput) and the transport keeps none of it (RunOptions.discardStdout): `digest` gets the
+ * sections, and the result's stdout is empty.
  */
 export function startFirst(
   inventory: Inventory,
@@ -228,45 +239,64 @@ export function startFirst(
     firewall?: boolean;
     uid?: boolean;
     signal?: AbortSignal;
-    /** what `whole` resolves to, made from the script's result as soon as it ended (e.g. without its stdout once read) */
-    digest?: (node: string, result: ExecResult) => ExecResult;
+    /**
+     * what `whole` resolves to, made from the script's result and its output's sections as soon as it ended (the
+     * result's stdout is empty: see above)
+     */
+    digest?: (node: string, result: ExecResult, output: FirstOutput) => ExecResult;
   } = {},
 ): Map<string, FirstRun> {
+  // a route section's IP as the inventory writes it: the parsed lookup holds no slice of the output
+  const overlayIps = new Map(inventory.nodes.map((n) => [n.overlayIp, n.overlayIp]));
   return new Map(
     [...connections].map(([node, connection]) => {
-      let resolvePre: (value: { stdout: string; result?: ExecResult } | undefined) => void = () => undefined;
-      const pre = new Promise<{ stdout: string; result?: ExecResult } | undefined>((resolve) => (resolvePre = resolve));
+      type Pre = { sections: Map<string, Section>; result?: ExecResult } | undefined;
+      let resolvePre: (value: Pre) => void = () => undefined;
+      const pre = new Promise<Pre>((resolve) => (resolvePre = resolve));
       // the promise's resolver is let go once used: kept in this scope (which `endedAt` keeps to the collection's
       // end), it held the promise and so the pre part's output (issue 10: every node's, ~0.11 MB each at 1,000 nodes)
-      const preDone = (value: { stdout: string; result?: ExecResult } | undefined) => {
+      const preDone = (value: Pre) => {
         const resolve = resolvePre;
         resolvePre = () => undefined;
         resolve(value);
       };
-      let seen: string | undefined = '';
+      let output: FirstOutput | undefined = { sections: new Map(), routes: new Map() };
+      let preIn = false;
+      const stream = new SectionStream((section) => {
+        if (!output) return;
+        const ip = section.name.startsWith('route:') ? overlayIps.get(section.name.slice(6)) : undefined;
+        if (ip !== undefined) output.routes.set(ip, parseRouteGet(ip, section));
+        // kept until the script ends: a copy of its own, not a slice that keeps its piece of the output
+        else {
+          const own = ownSection(section);
+          output.sections.set(own.name, own);
+        }
+        if (!preIn && section.name === PRE_END && section.rc !== undefined) {
+          preIn = true;
+          preDone({ sections: new Map(output.sections) });
+        }
+      });
       let ended: number | undefined;
-      const onStdout = (chunk: string) => {
-        if (seen === undefined) return;
-        seen += chunk;
-        const end = PRE_END_LINE.exec(seen);
-        if (!end) return;
-        preDone({ stdout: seen.slice(0, end.index + end[0].length) });
-        seen = undefined;
-      };
       const whole = connection
         .run(firstScript(inventory, node, options), {
           timeoutMs: checkDeadlineMs(30_000),
-          onStdout,
+          onStdout: (piece) => stream.write(piece),
+          discardStdout: true,
           ...(options.signal ? { signal: options.signal } : {}),
         })
         .then(
           (result) => {
             ended = Date.now();
-            preDone({ stdout: result.stdout, result });
-            return options.digest ? options.digest(node, result) : result;
+            stream.endWith(result.stdout);
+            const read = output!;
+            output = undefined;
+            preDone({ sections: read.sections, result });
+            const kept = result.stdout === '' ? result : { ...result, stdout: '' };
+            return options.digest ? options.digest(node, kept, read) : kept;
           },
           (error: unknown) => {
             ended = Date.now();
+            output = undefined;
             preDone(undefined);
             return error instanceof Error ? error : new Error(String(error));
           },
@@ -279,19 +309,20 @@ export function startFirst(
 /**
  * Why verify's first script on a node shows that its commands do not run as root, in the words of the transport's
  * root probe (../transport/ssh.ts probeRoot; ../engine/root-check.ts rootProblem), or undefined when its `uid`
- * section says 0. `stdout`: the pre part (or all) of its output; `result`: the script's end, needed only when it
- * says something else (a sudo that refused ends before printing anything). verify connects without the probe's own
- * `id -u` round trip (issue 10) and asks this instead.
+ * section says 0. `stdout`: the pre part (or all) of its output, or its sections; `result`: the script's end, needed
+ * only when it says something else (a sudo that refused ends before printing anything). verify connects without the
+ * probe's own `id -u` round trip (issue 10) and asks this instead.
  */
 export function rootFailure(
   node: string,
   target: string,
   sudo: boolean,
-  stdout: string,
+  stdout: string | Map<string, Section>,
   result: Pick<ExecResult, 'code' | 'stderr'>,
 ): string | undefined {
-  if (readFact(FACTS.uid, splitSections(stdout), { interface: '', listenPort: 0 }) === 0) return undefined;
-  const full = { ...result, stdout, durationMs: 0 };
+  const sections = typeof stdout === 'string' ? splitSections(stdout) : stdout;
+  if (readFact(FACTS.uid, sections, { interface: '', listenPort: 0 }) === 0) return undefined;
+  const full = { ...result, stdout: '', durationMs: 0 };
   const why = result.stderr.trim().split('\n')[0] ?? '';
   return (
     rootProblem(node, target, sudo, full) ??
@@ -409,13 +440,12 @@ export async function collectVerify(
   };
   const first = startFirst(inventory, connections, {
     ...runOptions,
-    digest: (node, result) => {
-      const sections = splitSections(result.stdout);
+    digest: (node, result, { sections, routes }) => {
       const pre = preOf(node, () => sections);
       // lazyConfig: the file's section is kept apart, unread (confmeta, which comes before it, says it exists)
       const conf = options.lazyConfig && sections.has(FACTS.configMeta.name) ? sections.get(FACTS.configText.name) : undefined;
       if (conf) sections.delete(FACTS.configText.name);
-      const cl = checklistFrom(inventory, node, sections, options, pre.dump);
+      const cl = checklistFrom(inventory, node, sections, options, pre.dump, routes);
       if (!cl) return result;
       // its text goes: the parsed config is what verify judges (~150 bytes a peer, 150 MB at 1,000 nodes)
       const { configText: _text, ...parsed } = cl;
@@ -424,7 +454,7 @@ export async function collectVerify(
       early.set(node, own);
       // the pre facts' peers are the same, detached: the output goes now, not after the probes
       if (pre.facts.peers.length === own.peers.length) pre.facts.peers = own.peers;
-      return { ...result, stdout: '' };
+      return result;
     },
   });
   const wholes = new Map([...first].map(([node, run]) => [node, { whole: run.whole, endedAt: run.endedAt }]));
@@ -445,7 +475,7 @@ export async function collectVerify(
     if (why !== undefined) {
       rootFailed.add(node);
       unreachable.set(node, why);
-    } else preFacts.set(node, preOf(node, () => splitSections(pre.stdout)).facts);
+    } else preFacts.set(node, preOf(node, () => pre.sections).facts);
   }
   const preMs = Date.now() - started;
   // the pre parts are read: their outputs go (the runs keep only their whole scripts: wholes)
@@ -566,30 +596,26 @@ function detacher(): <T>(value: T) => T {
   };
 }
 
-/** A section whose body is a copy of its own: not a slice that keeps the whole output it was cut from. */
-const ownSection = (s: Section): Section => ({
-  name: s.name,
-  body: Buffer.from(s.body, 'utf8').toString('utf8'),
-  ...(s.rc !== undefined ? { rc: s.rc } : {}),
-});
-
 /**
  * Makes `cl.config` the wg-quick file of section `conf` parsed when first read, as parseChecklistSections parses it
  * (FACTS.configText: secret lines dropped and key-shaped values redacted on our side too, then parseWgQuickConfig; a
  * PrivateKey line counted by confmeta marks the parsed interface), and its body let go then. Until then the body is
- * held as a copy of its own (a slice would keep the node's whole output). Verify judges most files by their sha256
- * alone (./verify.ts nodeChecks), so on a converged mesh no file is filtered or parsed (issue 10: ~18 ms a node of
- * CPU at 1,000 nodes, and the parsed peers' ~180 bytes a pair).
+ * held as its UTF-8 bytes, outside V8's heap (a slice would keep the node's whole output; a string copy is ~130 bytes
+ * a peer of the heap that V8 grows by a multiple of, ~130 MB at 1,000 nodes: issue 10). Verify judges most files by
+ * their sha256 alone (./verify.ts nodeChecks), so on a converged mesh no file is filtered or parsed (issue 10: ~18 ms
+ * a node of CPU at 1,000 nodes, and the parsed peers' ~180 bytes a pair).
  */
 function deferConfig(cl: NodeChecklist, conf: Section, privateKeyLines: number, ctx: FactContext): void {
-  let pending: Section | undefined = ownSection(conf);
+  let pending: Buffer | undefined = Buffer.from(conf.body, 'utf8');
+  const { name, rc } = conf;
   let parsed: NodeChecklist['config'];
   Object.defineProperty(cl, 'config', {
     enumerable: true,
     configurable: true,
     get() {
       if (pending) {
-        const text = readFact(FACTS.configText, new Map([[pending.name, pending]]), ctx) ?? '';
+        const section: Section = { name, body: pending.toString('utf8'), ...(rc !== undefined ? { rc } : {}) };
+        const text = readFact(FACTS.configText, new Map([[name, section]]), ctx) ?? '';
         pending = undefined;
         parsed = parseWgQuickConfig(text);
         if (parsed.interface && privateKeyLines > 0) parsed.interface.hasPrivateKey = true;
@@ -603,21 +629,22 @@ function deferConfig(cl: NodeChecklist, conf: Section, privateKeyLines: number, 
 async function notRoot(
   node: string,
   connection: Connection,
-  pre: { stdout: string; result?: ExecResult },
+  pre: { sections: Map<string, Section>; result?: ExecResult },
   run: FirstRun,
   sudo: (node: string) => boolean,
 ): Promise<string | undefined> {
   const inHand = pre.result ?? { code: 0, stderr: '' };
-  if (rootFailure(node, connection.target, sudo(node), pre.stdout, inHand) === undefined) return undefined;
+  if (rootFailure(node, connection.target, sudo(node), pre.sections, inHand) === undefined) return undefined;
   // not root: the script's exit status and stderr complete the words
   const whole = pre.result ?? (await run.whole);
   if (whole instanceof Error) return whole.message;
-  return rootFailure(node, connection.target, sudo(node), pre.stdout, whole);
+  return rootFailure(node, connection.target, sudo(node), pre.sections, whole);
 }
 
 /**
  * A node's checklist from its first script's output, cut into sections (`dump`: its peer dump as the pre part's
- * reading parsed it); undefined when no section of the checklist came back.
+ * reading parsed it; `routes`: its route lookups, parsed as they arrived: FirstOutput); undefined when no section of
+ * the checklist came back.
  */
 function checklistFrom(
   inventory: Inventory,
@@ -625,10 +652,12 @@ function checklistFrom(
   sections: Map<string, Section>,
   options: CollectOptions,
   dump: ParsedWgDump,
+  routes?: ReadonlyMap<string, RouteLookup>,
 ): NodeChecklist | undefined {
   const params = checklistParams(inventory, node, { ...options, withoutPre: true, beside: true });
-  if (!checklistSectionNames(params).some((name) => sections.has(name))) return undefined;
-  return parseChecklistSections(sections, params, dump);
+  const came = (name: string) => sections.has(name) || (name.startsWith('route:') && !!routes?.has(name.slice(6)));
+  if (!checklistSectionNames(params).some(came)) return undefined;
+  return parseChecklistSections(sections, params, dump, routes);
 }
 
 /** The probes' part of collectVerify's answer. */

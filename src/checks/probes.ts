@@ -25,7 +25,16 @@ import {
   type ServiceState,
   type UdpListener,
 } from '../facts/definitions.js';
-import { beginMarker, endMarker, PATH_PRELUDE, sectionScript, splitSections, type Section } from '../facts/sections.js';
+import {
+  beginMarker,
+  endMarker,
+  ownSection,
+  ownText,
+  PATH_PRELUDE,
+  sectionScript,
+  splitSections,
+  type Section,
+} from '../facts/sections.js';
 import type { LivePeer, ParsedWgDump } from '../render/wgdump.js';
 import type { SysctlFileSettings } from '../facts/sysctl-order.js';
 import { parseWgQuickConfig, type ParsedWgQuickConfig } from '../render/wgquick.js';
@@ -193,9 +202,16 @@ export function parseChecklist(stdout: string, params: ChecklistParams): NodeChe
 
 /**
  * parseChecklist on output already cut into sections (from one script or several: ./collect.ts). `dump`: the peer
- * dump section already parsed (verify's pre part read it: ./collect.ts), so it is not parsed again.
+ * dump section already parsed (verify's pre part read it: ./collect.ts), so it is not parsed again; `routes`: route
+ * lookups already parsed (parseRouteGet of each `route:IP` section as it arrived, by IP: ./collect.ts startFirst),
+ * used for the peers they have, the sections read for the others.
  */
-export function parseChecklistSections(s: Map<string, Section>, params: ChecklistParams, dump?: ParsedWgDump): NodeChecklist {
+export function parseChecklistSections(
+  s: Map<string, Section>,
+  params: ChecklistParams,
+  dump?: ParsedWgDump,
+  routes?: ReadonlyMap<string, RouteLookup>,
+): NodeChecklist {
   const ctx = contextOf(params);
   const fact = <T>(def: FactDef<T>) => readFact(def, s, ctx);
   const problems: string[] = [];
@@ -246,7 +262,7 @@ export function parseChecklistSections(s: Map<string, Section>, params: Checklis
     ...(config ? { config } : {}),
     interfaceRoutes: fact(FACTS.interfaceRoutes),
     // routeLookupFact(ip)'s parse, without a fact made per peer
-    routes: params.peerIps.map((ip) => parseRouteGet(ip, s.get(routeSectionName(ip)))),
+    routes: params.peerIps.map((ip) => routes?.get(ip) ?? parseRouteGet(ip, s.get(routeSectionName(ip)))),
     rpFilter: fact(FACTS.rpFilter),
     ...(s.has(FACTS.rpFilterSysctlFiles.name) ? { rpFilterFiles: fact(FACTS.rpFilterSysctlFiles) } : {}),
     service: fact(FACTS.service),
@@ -514,46 +530,123 @@ export function parsePathMtu(body: string): PathMtuResult | undefined {
   return { expected, largest: Number(m[2]) < 0 ? 0 : largest, ok: largest >= expected, tries, ...(skipped ? { skipped } : {}) };
 }
 
+/** Reads the ping script's stdout (pingScript): every target's ping and path MTU, the `after` and `beside` sections. */
 export function parsePingOutput(stdout: string, params: PingParams): NodePingResults {
-  const s = splitSections(stdout);
-  const ping = new Map<string, PingResult>();
-  const mtu = new Map<string, PathMtuResult>();
-  // one parse per distinct body: a node's peers mostly answer alike (`expected=1392 largest=1392 tries=1392:ok`), and
-  // the matrix shares such cells anyway (./ping-matrix.ts shareCell); nothing writes to a parsed result
-  const mtuByBody = new Map<string, PathMtuResult | undefined>();
-  for (const target of params.targets) {
-    const section = s.get(`ping:${target.ip}`);
-    ping.set(
-      target.ip,
-      section
-        ? parsePingSummary(section.body, section.rc)
-        : { transmitted: 0, received: 0, loss: 100, error: 'ping did not report (script cut short)' },
-    );
-    const m = s.get(`mtu:${target.ip}`);
-    let parsed: PathMtuResult | undefined;
-    if (m) {
-      parsed = mtuByBody.get(m.body);
-      if (parsed === undefined && !mtuByBody.has(m.body)) {
-        parsed = parsePathMtu(m.body);
-        mtuByBody.set(m.body, parsed);
-      }
-    }
-    if (parsed) mtu.set(target.ip, parsed);
-  }
-  const after = new Map<string, Section>();
-  for (const a of params.after ?? []) {
-    const section = s.get(a.name);
-    if (section) after.set(a.name, section);
-  }
-  const beside = new Map<string, Section>();
-  for (const name of params.beside?.sections ?? []) {
-    const section = s.get(name);
-    if (section) beside.set(name, section);
-  }
-  return { ping, mtu, after, beside, complete: s.has('done') };
+  const reader = new PingOutputReader(params);
+  for (const section of splitSections(stdout).values()) reader.add(section);
+  return reader.results();
 }
 
-export const pingProbe = (params: PingParams): Probe<NodePingResults> => ({
+/**
+ * parsePingOutput section by section, as the output arrives (../facts/sections.ts SectionStream; issue 10: a node's
+ * ping output is ~0.3 MB at 1,000 nodes, ~2,000 sections, held whole and cut at once, every node's): each `ping:IP` and
+ * `mtu:IP` section of a target is parsed as it is added and only its parse kept (a path MTU once per distinct body:
+ * a node's peers mostly answer alike, `expected=1392 largest=1392 tries=1392:ok`; nothing writes to a parsed
+ * result), the `after` and `beside` sections kept as they are. A name given twice takes its last section, as
+ * splitSections' Map does. `results()` gives what parsePingOutput gives for the same sections.
+ * Equal ping results are one frozen object (across the round's nodes with `shared`, one per round: ./ping-matrix.ts;
+ * the matrix shares its cells the same way): a round's outputs arrive interleaved over SSH, and a result object per
+ * pair (~200 bytes with its RTTs) held until each node's output ended was more than the text it was read from.
+ */
+export type PingResultTable = Map<string, PingResult>;
+
+/**
+ * What a round's readers share (one per round, ./ping-matrix.ts): `results`, equal ping results as one frozen object;
+ * `ips`, every target's address as the round's targets write it, so that no result is kept under a key cut from the
+ * output (a string cut from a longer one keeps it alive in V8: each node's whole output, until it ends).
+ */
+export interface PingReaderShared {
+  results: PingResultTable;
+  ips: ReadonlyMap<string, string>;
+}
+
+/** The round's shared tables for PingOutputReader, from all of its targets. */
+export const pingReaderShared = (targets: readonly PingTarget[]): PingReaderShared => ({
+  results: new Map(),
+  ips: new Map(targets.map((t) => [t.ip, t.ip])),
+});
+
+/** `r` as the one frozen object of its content in `table`. */
+function sharedPingResult(r: PingResult, table: PingResultTable): PingResult {
+  const t = r.rttMs;
+  const key = `${r.transmitted} ${r.received} ${r.loss} ${t ? `${t.min}/${t.avg}/${t.max}` : '-'} ${r.errors ?? '-'} ${r.rc ?? '-'} ${r.error ?? ''}`;
+  const known = table.get(key);
+  if (known) return known;
+  if (t) Object.freeze(t);
+  table.set(key, Object.freeze(r));
+  return r;
+}
+
+export class PingOutputReader {
+  private readonly shared: PingReaderShared;
+  private readonly ping = new Map<string, PingResult>();
+  private readonly mtu = new Map<string, PathMtuResult | undefined>();
+  private readonly mtuByBody = new Map<string, PathMtuResult | undefined>();
+  private readonly kept = new Map<string, Section>();
+  private readonly keep: Set<string>;
+  private done = false;
+
+  constructor(
+    private readonly params: PingParams,
+    shared?: PingReaderShared,
+  ) {
+    this.shared = shared ?? pingReaderShared(params.targets);
+    this.keep = new Set([...(params.after ?? []).map((a) => a.name), ...(params.beside?.sections ?? [])]);
+  }
+
+  /** One section of the output, in output order. */
+  add(section: Section): void {
+    const { name } = section;
+    if (name.startsWith('ping:')) {
+      // results() reads only this node's targets: another address of the round is kept here and never read
+      const ip = this.shared.ips.get(name.slice(5));
+      if (ip === undefined) return;
+      this.ping.set(ip, sharedPingResult(parsePingSummary(section.body, section.rc), this.shared.results));
+    } else if (name.startsWith('mtu:')) {
+      const ip = this.shared.ips.get(name.slice(4));
+      if (ip === undefined) return;
+      let parsed = this.mtuByBody.get(section.body);
+      if (parsed === undefined && !this.mtuByBody.has(section.body)) {
+        parsed = parsePathMtu(section.body);
+        this.mtuByBody.set(ownText(section.body), parsed);
+      }
+      this.mtu.set(ip, parsed);
+    }
+    if (name === 'done') this.done = true;
+    if (this.keep.has(name)) {
+      const own = ownSection(section);
+      this.kept.set(own.name, own);
+    }
+  }
+
+  /** The results of the sections added so far, in target order (a target without a ping section: not reported). */
+  results(): NodePingResults {
+    const ping = new Map<string, PingResult>();
+    const mtu = new Map<string, PathMtuResult>();
+    for (const target of this.params.targets) {
+      ping.set(
+        target.ip,
+        this.ping.get(target.ip) ?? { transmitted: 0, received: 0, loss: 100, error: 'ping did not report (script cut short)' },
+      );
+      const parsed = this.mtu.get(target.ip);
+      if (parsed) mtu.set(target.ip, parsed);
+    }
+    const after = new Map<string, Section>();
+    for (const a of this.params.after ?? []) {
+      const section = this.kept.get(a.name);
+      if (section) after.set(a.name, section);
+    }
+    const beside = new Map<string, Section>();
+    for (const name of this.params.beside?.sections ?? []) {
+      const section = this.kept.get(name);
+      if (section) beside.set(name, section);
+    }
+    return { ping, mtu, after, beside, complete: this.done };
+  }
+}
+
+export const pingProbe = (params: PingParams): Probe<NodePingResults> & { reader(shared?: PingReaderShared): PingOutputReader } => ({
   script: pingScript(params),
   parse: (stdout) => parsePingOutput(stdout, params),
+  reader: (shared) => new PingOutputReader(params, shared),
 });

@@ -69,6 +69,136 @@ export function splitSections(stdout: string): Map<string, Section> {
   return sections;
 }
 
+/**
+ * splitSections as the output arrives (issue 10: verify's outputs are ~0.4 MB a node at 1,000 nodes, and held whole
+ * until their end, every node's at once on a real farm, then cut): `write` each piece of stdout in order (pieces may
+ * split anywhere, mid-line or mid-marker), `end` once it is all in; `onSection` gets each section as soon as its end
+ * marker line has arrived (an unfinished one at `end`, without rc), the same sections, in the same order, with the
+ * same names, bodies and rcs as splitSections on the whole output (a Map built from them by `set` is splitSections'
+ * Map). Held between pieces: the unfinished last line and the current section's body so far, nothing else.
+ * Carriage returns: splitSections reads output that holds one line by line (\r\n endings dropped), which changes only
+ * the bodies that hold one; so a body here drops the \r of its \r\n endings, and one without is as it came.
+ * A body is a slice of the pieces (a string of 13 characters or more cut from another keeps it alive in V8): a caller
+ * that keeps a body long copies it.
+ */
+export class SectionStream {
+  /** the unfinished last line, when the last piece did not end with a newline */
+  private line = '';
+  /** the open section's name, and its body's text so far (whole lines, each with its newline) */
+  private name: string | undefined;
+  private parts: string[] = [];
+  private ended = false;
+  /** characters written so far */
+  private written = 0;
+
+  constructor(private readonly onSection: (section: Section) => void) {}
+
+  /** Reads the next piece of output; throws after end(). */
+  write(piece: string): void {
+    if (this.ended) throw new Error('SectionStream: write after end');
+    if (piece === '') return;
+    this.written += piece.length;
+    let from = 0;
+    if (this.line !== '') {
+      const nl = piece.indexOf('\n');
+      // still no line end: the line grows (a cons string, nothing copied)
+      if (nl < 0) {
+        this.line += piece;
+        return;
+      }
+      const first = this.line + piece.slice(0, nl + 1);
+      this.line = '';
+      this.scan(first, 0, false);
+      from = nl + 1;
+    }
+    this.scan(piece, from, false);
+  }
+
+  /** The output is all in: its last line (even without a newline) is read, and an open section handed on without rc. */
+  end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    const last = this.line;
+    this.line = '';
+    this.scan(last, 0, true);
+    this.close(undefined);
+  }
+
+  /**
+   * end() for a run whose pieces were written as they came (RunOptions.onStdout): `stdout` is the run's result's, empty
+   * when the transport kept none of it (RunOptions.discardStdout), else the whole output (a transport or fake that
+   * kept it, or gave no pieces at all), of which the part past what was written is read first.
+   */
+  endWith(stdout: string): void {
+    if (stdout.length > this.written) this.write(stdout.slice(this.written));
+    this.end();
+  }
+
+  /** Reads the lines of `text` from `from`: all of them when `final`, else only those that end with a newline. */
+  private scan(text: string, from: number, final: boolean): void {
+    let bodyFrom = from;
+    let at = from;
+    while (at < text.length || (final && at === text.length && at > from)) {
+      const nl = text.indexOf('\n', at);
+      if (nl < 0 && !final) break;
+      const lineEnd = nl < 0 ? text.length : nl;
+      if (text.startsWith(BEGIN, at)) {
+        if (this.name !== undefined) this.parts.push(text.slice(bodyFrom, at));
+        this.close(undefined);
+        this.name = text.slice(at + BEGIN.length, lineEnd).trim();
+        bodyFrom = lineEnd + 1;
+      } else if (this.name !== undefined && text.startsWith(END, at)) {
+        const end = /^(\S+) rc=(\d+)$/.exec(text.slice(at + END.length, lineEnd).trim());
+        if (end && end[1] === this.name) {
+          this.parts.push(text.slice(bodyFrom, at));
+          this.close(Number(end[2]));
+        }
+      }
+      if (nl < 0) {
+        at = text.length;
+        break;
+      }
+      at = nl + 1;
+    }
+    if (this.name !== undefined && at > bodyFrom) this.parts.push(text.slice(bodyFrom, Math.min(at, text.length)));
+    if (!final) this.line = text.slice(at);
+  }
+
+  private close(rc: number | undefined): void {
+    if (this.name === undefined) return;
+    let body = this.parts.length === 1 ? this.parts[0]! : this.parts.join('');
+    if (body.includes('\r')) body = body.replace(/\r\n/g, '\n');
+    body = body.trimEnd();
+    const section: Section = { name: this.name, body, ...(rc !== undefined ? { rc } : {}) };
+    this.name = undefined;
+    this.parts = [];
+    this.onSection(section);
+  }
+}
+
+/**
+ * `s` as a string of its own when it may have been cut from a longer one: V8 keeps a string of 13 characters or more
+ * cut from another as a slice that keeps the other alive (a section's name or body: the piece of output it came in);
+ * shorter ones it copies itself.
+ */
+export const ownText = (s: string): string => (s.length < 13 ? s : Buffer.from(s, 'utf8').toString('utf8'));
+
+/** A section whose name and body are strings of their own (ownText): it keeps no piece of the output alive. */
+export const ownSection = (s: Section): Section => ({
+  name: ownText(s.name),
+  body: ownText(s.body),
+  ...(s.rc !== undefined ? { rc: s.rc } : {}),
+});
+
+/** splitSections through a SectionStream fed `pieces` in order (for tests and callers with output in pieces). */
+export function splitSectionsOf(pieces: Iterable<string>): Map<string, Section> {
+  const sections = new Map<string, Section>();
+  const stream = new SectionStream((s) => sections.set(s.name, s));
+  for (const piece of pieces) stream.write(piece);
+  stream.end();
+  return sections;
+}
+
 /** splitSections line by line (the lines split at \r\n or \n): the way for output with carriage returns. */
 export function splitSectionsByLine(stdout: string): Map<string, Section> {
   const sections = new Map<string, Section>();

@@ -258,6 +258,8 @@ export type Message =
       maxStderrBytes?: number;
       /** the run has onStdout: send stdout pieces as they come */
       stream: boolean;
+      /** RunOptions.discardStdout: the result comes without its stdout (the pieces were sent) */
+      discard?: boolean;
       /** the run has sendWhen: wait for a 'send' message */
       sendWhen: boolean;
     }
@@ -445,6 +447,7 @@ export class ControlMaster {
                     entry.end = end;
                     if (chunk) send({ t: 'stdout', id: m.id, chunk });
                   },
+                  ...(m.discard ? { discardStdout: true } : {}),
                 }
               : {}),
             ...(sendWhen ? { sendWhen } : {}),
@@ -938,6 +941,7 @@ class ProxyConnection implements Connection {
           ...(options.maxStdoutBytes !== undefined ? { maxStdoutBytes: options.maxStdoutBytes } : {}),
           ...(options.maxStderrBytes !== undefined ? { maxStderrBytes: options.maxStderrBytes } : {}),
           stream: !!onStdout,
+          ...(onStdout && options.discardStdout ? { discard: true } : {}),
           sendWhen: !!sendWhen,
         },
         id,

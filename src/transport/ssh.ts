@@ -984,7 +984,7 @@ class SshConnection implements Connection {
         stderr: options.maxStderrBytes ?? DEFAULT_MAX_STDERR_BYTES,
       };
       const remote = wrapCommand(script, { sudo: this.sudo, timeoutMs, token });
-      const result = await this.exec(remote, timeoutMs, signal, token, caps, options.onStdout, options.sendWhen);
+      const result = await this.exec(remote, timeoutMs, signal, token, caps, options.onStdout, options.sendWhen, !!options.discardStdout);
       this.stats.commands++;
       this.stats.remoteMs += result.durationMs;
       if (this.sudo && result.code === 1 && sudoNeedsPassword(result.stderr)) {
@@ -1078,7 +1078,8 @@ class SshConnection implements Connection {
   /**
    * One command on a new channel. Output is kept up to `caps` bytes per stream (the stop script, run without
    * caps, prints nothing): past a cap, the channel is closed, the run's remote processes are stopped as on abort,
-   * and the result is OUTPUT_CAP_EXIT with the first bytes of the output. `onStdout`: see RunOptions.
+   * and the result is OUTPUT_CAP_EXIT with the first bytes of the output. `onStdout`, `discardStdout` (none of stdout
+   * kept: it goes to onStdout alone): see RunOptions.
    */
   private exec(
     remote: RemoteCommand,
@@ -1088,6 +1089,7 @@ class SshConnection implements Connection {
     caps = { stdout: DEFAULT_MAX_STDOUT_BYTES, stderr: DEFAULT_MAX_STDERR_BYTES },
     onStdout?: RunOptions['onStdout'],
     sendWhen?: Promise<boolean>,
+    discardStdout = false,
   ): Promise<ExecResult> {
     const started = performance.now();
     return new Promise<ExecResult>((resolve, reject) => {
@@ -1111,7 +1113,9 @@ class SshConnection implements Connection {
         if (done) return;
         const room = caps[which] - held[which];
         const kept = chunk.length <= room ? chunk : chunk.subarray(0, Math.max(0, room));
-        (which === 'stdout' ? stdout : stderr).push(kept);
+        // discardStdout: counted for the cap, handed to onStdout, not kept
+        if (which === 'stderr') stderr.push(kept);
+        else if (!(discardStdout && onStdout)) stdout.push(kept);
         held[which] += kept.length;
         if (which === 'stdout' && onStdout) onStdout(decoder.write(kept), end);
         if (chunk.length <= room) return;

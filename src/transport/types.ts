@@ -56,6 +56,15 @@ export interface RunOptions {
    */
   onStdout?: (chunk: string, end: () => void) => void;
   /**
+   * With onStdout: the result's `stdout` is left empty and the transport keeps none of it, for a caller that reads
+   * the output as it arrives (../facts/sections.ts SectionStream) and needs no whole copy (issue 10: verify's first
+   * script and ping round print ~0.4 and ~0.3 MB a node at 1,000 nodes, and every node's was held whole until its
+   * end: its pieces, their concatenation and its string). The output caps still count every byte. A transport may
+   * keep it anyway (the fakes do): a caller then reads the part of `stdout` that onStdout did not give
+   * (SectionStream.endWith).
+   */
+  discardStdout?: boolean;
+  /**
    * Issue 10: the command is started at once (its channel, the login shell and the guard) but its script is sent
    * only when this resolves: `true` sends it, `false` sends none (the remote shell reads an empty script and ends,
    * having run nothing; run() then resolves with that exit, code 0 and no output). For a command that must wait for

@@ -110,6 +110,35 @@ describe('output cap per remote command (real sshd)', { skip: skip ?? false }, (
     assert.equal(result.outputCapped, undefined);
   });
 
+  test('discardStdout: every piece goes to onStdout and none is kept (the result has no stdout); the cap still counts', async () => {
+    let seen = 0;
+    let lines = 0;
+    const result = await conn.run("head -c 3145728 /dev/zero | tr '\\0' y; echo; echo end", {
+      timeoutMs: HANG_GUARD_MS,
+      onStdout: (chunk) => {
+        seen += chunk.length;
+        lines += chunk.split('\n').length - 1;
+      },
+      discardStdout: true,
+    });
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout, '');
+    assert.equal(seen, 3 * MiB + 5);
+    assert.equal(lines, 2);
+    let capped = 0;
+    const over = await conn.run("head -c 3145728 /dev/zero | tr '\\0' z", {
+      timeoutMs: HANG_GUARD_MS,
+      maxStdoutBytes: MiB,
+      onStdout: (chunk) => {
+        capped += chunk.length;
+      },
+      discardStdout: true,
+    });
+    assert.equal(over.code, OUTPUT_CAP_EXIT, over.stderr);
+    assert.equal(over.stdout, '');
+    assert.equal(capped, MiB);
+  });
+
   test('onStdout streams output as it arrives; end() returns at once with it, and the command is gone at its next write', async () => {
     const marker = `meshctl-end-marker-${process.pid}`;
     const running = async () => (await conn.run(`pgrep -f 'sh -c i=0.* ${marker}' || true`)).stdout.trim();

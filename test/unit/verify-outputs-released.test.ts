@@ -35,8 +35,9 @@ function padding(inner: Connection, pad: 'ping' | 'pre', n: number, seen: { ping
     async run(script: string, options: RunOptions = {}): Promise<ExecResult> {
       let first = true;
       let pre = '';
+      // the first script's pre part only (the ping round reads its output as it arrives too)
       const onStdout =
-        options.onStdout && pad === 'pre'
+        options.onStdout && pad === 'pre' && script.includes("begin pre-done'")
           ? (chunk: string, ack: () => void) => {
               const padded = first ? filler + chunk : chunk;
               if (first) pre = padded;

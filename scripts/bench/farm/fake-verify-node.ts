@@ -16,10 +16,16 @@
  * A script it does not know is answered with exit 0 and counted in `unknown`. Nothing is kept between scripts but
  * the node's counter: each answer is made from the design when its turn comes, so the process's RSS is meshctl's own
  * plus the answers in flight. Its own CPU is counted (`cpuMicros`) so the bench can report meshctl's alone.
+ * Delivery, as over SSH: an answer is handed on in pieces of about PIECE characters (RunOptions.onStdout, when given),
+ * a turn of the event loop between two, so the nodes' answers arrive interleaved as a farm's do; the result's stdout
+ * is the pieces joined (what the ssh transport keeps), or empty under RunOptions.discardStdout. The first script's and
+ * the ping round's answers are made piece by piece as they are handed on (a line or a section at a time, the design's
+ * peers read one by one), so the fakes hold no node's whole answer: what a node's answer costs in flight is
+ * meshctl's (test/unit/fake-verify-pieces.test.ts: the pieces join to the answers made whole, as before).
  */
 import { createHash } from 'node:crypto';
 import type { Inventory } from '../../../src/inventory/types.js';
-import { desiredNodeConfig } from '../../../src/topology/desired.js';
+import { desiredNodeConfig, type DesiredNodeConfig } from '../../../src/topology/desired.js';
 import { renderWgQuickConfig } from '../../../src/render/wgquick.js';
 import type { Connection, ConnectionStats, ExecResult, RunOptions } from '../../../src/transport/types.js';
 import { checklistStdout, dumpLines, pingStdout, type FakeNode, type FakePeer } from '../../../test/fixtures/probes/homelab.js';
@@ -30,6 +36,18 @@ import { scriptBursts } from '../../../src/checks/cold-start.js';
 const PRE_SECTIONS = new Set(['now', 'pubkey', 'port', 'dump', 'udpsnmp']);
 
 const section = (name: string, body: string, rc = 0) => `@@meshctl begin ${name}\n${body}\n@@meshctl end ${name} rc=${rc}\n`;
+/** A section as the fixtures' serialisers write it (test/fixtures/probes/homelab.ts: a blank line before the end). */
+const fixtureSection = (name: string, body: string, rc = 0) => `@@meshctl begin ${name}\n${body}\n\n@@meshctl end ${name} rc=${rc}\n`;
+
+/**
+ * The size of the pieces an answer is handed on in, characters: OpenSSH sends a channel's data in packets of up to
+ * 32 KB, which ssh2 hands on one at a time (src/transport/ssh.ts decodes each into a string).
+ */
+export const PIECE = 32 * 1024;
+/** In an answer's parts: hand on what is made so far, and wait a turn (the node runs its next command) */
+const FLUSH = Symbol('flush');
+type Part = string | typeof FLUSH;
+const turn = () => new Promise((resolve) => setImmediate(resolve));
 
 /** The sections of a probe's stdout, in order (name, whole text). */
 function sectionsOf(stdout: string): Array<{ name: string; text: string }> {
@@ -37,6 +55,19 @@ function sectionsOf(stdout: string): Array<{ name: string; text: string }> {
   const re = /^@@meshctl begin (\S+)\n[\s\S]*?^@@meshctl end \1 rc=\d+\n/gm;
   for (const m of stdout.matchAll(re)) out.push({ name: m[1]!, text: m[0] });
   return out;
+}
+
+/** Peer `p` (the `i`-th of its node's design) as the node holds it live: a handshake at `handshake`, UDP counters. */
+function fakePeer(p: DesiredNodeConfig['peers'][number], i: number, handshake: number): FakePeer {
+  return {
+    publicKey: p.publicKey,
+    ...(p.endpoint ? { endpoint: p.endpoint } : {}),
+    allowedIps: [...p.allowedIps],
+    latestHandshake: handshake,
+    rx: 3380 + i,
+    tx: 3436 + i,
+    ...(p.persistentKeepalive ? { keepalive: p.persistentKeepalive } : {}),
+  };
 }
 
 /** What the converged farm's nodes share: the design's inputs, the fakes' own CPU, the scripts no rule knew. */
@@ -64,18 +95,14 @@ export class ConvergedFarm {
 
   /** Node `name` as a healthy node holds it now (made from the design at each call: the farm keeps nothing). */
   state(name: string, now: number): FakeNode {
-    const d = desiredNodeConfig(this.inventory, name, this.keys);
+    return this.stateOf(desiredNodeConfig(this.inventory, name, this.keys), now);
+  }
+
+  private stateOf(d: DesiredNodeConfig, now: number): FakeNode {
+    const name = d.node;
     const self = this.inventory.nodes.find((n) => n.name === name)!;
     const rp = typeof this.inventory.mesh.rpFilter === 'number' ? this.inventory.mesh.rpFilter : 2;
-    const peers: FakePeer[] = d.peers.map((p, i) => ({
-      publicKey: p.publicKey,
-      ...(p.endpoint ? { endpoint: p.endpoint } : {}),
-      allowedIps: [...p.allowedIps],
-      latestHandshake: now - 20,
-      rx: 3380 + i,
-      tx: 3436 + i,
-      ...(p.persistentKeepalive ? { keepalive: p.persistentKeepalive } : {}),
-    }));
+    const peers: FakePeer[] = d.peers.map((p, i) => fakePeer(p, i, now - 20));
     return {
       name,
       now,
@@ -91,6 +118,12 @@ export class ConvergedFarm {
       service: { active: 'active', enabled: 'enabled' },
       firewall: ['*filter', ':INPUT ACCEPT [0:0]', ':FORWARD ACCEPT [0:0]', ':OUTPUT ACCEPT [0:0]', 'COMMIT'],
     };
+  }
+
+  /** Node `d`'s state without its peers, file or routes (the checklist's sections that do not grow with the mesh). */
+  head(d: DesiredNodeConfig, now: number): FakeNode {
+    const full = this.stateOf(d, now);
+    return { ...full, peers: [], routes: {} };
   }
 
   /** The node's UDP counters section (`name`: udp in the probe, udpsnmp in the pre script), grown since the last read. */
@@ -128,56 +161,96 @@ export class ConvergedNode implements Connection {
         this.farm.onAnswer();
       }
     };
-    if (script.includes("begin pre-done'")) {
-      const now = Math.floor(Date.now() / 1000);
-      const pre = timed(() => this.pre(script, now));
-      // the pre part first, as ssh streams it: meshctl starts the probes on it while the checklist "runs", whose
-      // output is made (arrives) a turn later
-      options.onStdout?.(pre, () => undefined);
-      await new Promise((resolve) => setImmediate(resolve));
-      const rest = script.includes("begin confmeta'") ? timed(() => this.checklist(now)) : '';
-      options.onStdout?.(rest, () => undefined);
-      return { code: 0, stdout: pre + rest, stderr: '', durationMs: 0 };
-    }
-    const stdout = timed(() => this.answer(script));
+    // the pre part first, as ssh streams it: meshctl starts the probes on it while the checklist "runs", whose
+    // output is made (arrives) a turn later
+    const parts = script.includes("begin pre-done'")
+      ? this.first(script, Math.floor(Date.now() / 1000))
+      : /begin (udp|watch)'|^mc_dl='/m.test(script)
+        ? [timed(() => this.coldStart(script))][Symbol.iterator]()
+        : /begin ping:|ping -n -q|fping/.test(script)
+          ? this.pings(script)
+          : [timed(() => this.unknownScript(script))][Symbol.iterator]();
+    const stdout = await this.deliver(parts, options, timed);
     return { code: 0, stdout, stderr: '', durationMs: 0 };
   }
 
-  /** The pre part of verify's first script (with uid when asked). */
-  private pre(script: string, now: number): string {
-    const n = this.farm.state(this.node, now);
-    this.farm.answered.pre++;
-    return [
-      ...(script.includes("begin uid'") ? [section('uid', '0')] : []),
-      section('now', String(now)),
-      section('pubkey', n.livePublicKey!),
-      section('port', String(n.listenPort)),
-      section('dump', dumpLines(n.peers)),
-      this.farm.udp(this.node, 'udpsnmp'),
-      section('pre-done', ''),
-    ].join('');
+  /**
+   * Hands `parts` on in pieces of about PIECE characters (RunOptions.onStdout), a turn between two; resolves with them
+   * joined, or with '' under RunOptions.discardStdout (then nothing of them is kept here). Making each part is the
+   * fake's CPU (`timed`).
+   */
+  private async deliver(parts: Iterator<Part>, options: RunOptions, timed: <T>(make: () => T) => T): Promise<string> {
+    const keep = !(options.discardStdout && options.onStdout);
+    const kept: string[] = [];
+    let piece = '';
+    const handOn = async () => {
+      if (piece === '') return;
+      options.onStdout?.(piece, () => undefined);
+      if (keep) kept.push(piece);
+      piece = '';
+      await turn();
+    };
+    for (;;) {
+      const next = timed(() => parts.next());
+      if (next.done) break;
+      if (next.value === FLUSH) await handOn();
+      else {
+        piece += next.value;
+        if (piece.length >= PIECE) await handOn();
+      }
+    }
+    await handOn();
+    return kept.join('');
   }
 
-  /** The checklist part of verify's first script: the checklist's own sections, ending with `checklist-done`. */
-  private checklist(now: number): string {
-    const n = this.farm.state(this.node, now);
-    this.farm.answered.checklist++;
-    const peerIps = this.farm.inventory.nodes.filter((p) => p.name !== this.node).map((p) => p.overlayIp);
-    // confmeta as the real command prints it for the file (src/facts/definitions.ts configMeta): its sha256 and key
-    // line counts (none: meshctl renders no PrivateKey line), which the fixture's serialiser leaves out
-    const meta = section(
-      'confmeta',
-      `exists=yes\nsha256=${createHash('sha256').update(n.config!).digest('hex')}\nprivatekeylines=0\npresharedkeylines=0`,
-    );
-    return sectionsOf(checklistStdout(n, peerIps))
-      .filter((s) => !PRE_SECTIONS.has(s.name))
-      .map((s) => (s.name === 'done' ? section('checklist-done', '') : s.name === 'confmeta' ? meta : s.text))
-      .join('');
+  /**
+   * Verify's first script's answer, part by part: the pre part (with uid when asked), then, a turn later, the
+   * checklist's own sections, ending with `checklist-done` (the fixture's serialiser's text for each section,
+   * test/fixtures/probes/homelab.ts checklistStdout, but the pre part's and confmeta, as the real command prints them:
+   * its sha256 and key line counts, none of them here: meshctl renders no PrivateKey line).
+   */
+  private *first(script: string, now: number): Generator<Part> {
+    const farm = this.farm;
+    const d = desiredNodeConfig(farm.inventory, this.node, farm.keys);
+    farm.answered.pre++;
+    if (script.includes("begin uid'")) yield section('uid', '0');
+    yield section('now', String(now)) + section('pubkey', d.publicKey) + section('port', String(d.listenPort));
+    yield '@@meshctl begin dump\n';
+    for (let i = 0; i < d.peers.length; i++) yield `${i ? '\n' : ''}${dumpLines([fakePeer(d.peers[i]!, i, now - 20)])}`;
+    yield '\n@@meshctl end dump rc=0\n';
+    yield farm.udp(this.node, 'udpsnmp');
+    yield section('pre-done', '');
+    yield FLUSH;
+    if (!script.includes("begin confmeta'")) return;
+    farm.answered.checklist++;
+    const self = farm.inventory.nodes.find((n) => n.name === this.node)!;
+    // the sections that do not grow with the mesh, as the fixture writes them (a node without peers, file or routes)
+    const small = new Map(sectionsOf(checklistStdout(farm.head(d, now), [])).map((s) => [s.name, s.text]));
+    yield small.get('addr')! + small.get('listen')! + small.get('pubfile')!;
+    // the file's sha256 first (confmeta comes before it): made whole here and let go; sent below a peer at a time
+    const sha256 = createHash('sha256').update(renderWgQuickConfig(d)).digest('hex');
+    yield section('confmeta', `exists=yes\nsha256=${sha256}\nprivatekeylines=0\npresharedkeylines=0`);
+    const head = renderWgQuickConfig({ ...d, peers: [] }).slice(0, -1);
+    yield `@@meshctl begin conf\n${head}`;
+    for (const peer of d.peers) yield renderWgQuickConfig({ ...d, peers: [peer] }).slice(head.length, -1);
+    yield '\n\n\n@@meshctl end conf rc=0\n';
+    // one route per peer via the interface (a peer's first AllowedIPs is its overlay /32; the design's own strings)
+    const routed = new Set(d.peers.map((p) => p.allowedIps[0]!));
+    for (const p of farm.inventory.nodes) {
+      if (p.name === this.node) continue;
+      const ip = p.overlayIp;
+      yield routed.has(`${ip}/32`)
+        ? fixtureSection(
+            `route:${ip}`,
+            JSON.stringify([{ dst: ip, dev: d.interface, prefsrc: self.overlayIp, flags: [], uid: 0, cache: [] }]),
+          )
+        : fixtureSection(`route:${ip}`, 'RTNETLINK answers: Network is unreachable', 2);
+    }
+    yield small.get('rpfilter')! + small.get('service')! + small.get('firewall')! + section('checklist-done', '');
   }
 
-  private answer(script: string): string {
-    if (/begin (udp|watch)'|^mc_dl='/m.test(script)) return this.coldStart(script);
-    if (/begin ping:|ping -n -q|fping/.test(script)) return this.pings(script);
+  /** A script no rule knew: counted, answered with nothing. */
+  private unknownScript(script: string): string {
     const head = script.split('\n').find((l) => l.trim() && !l.startsWith('export ')) ?? '';
     this.farm.unknown.set(head.slice(0, 80), (this.farm.unknown.get(head.slice(0, 80)) ?? 0) + 1);
     return '';
@@ -194,22 +267,31 @@ export class ConvergedNode implements Connection {
     return parts.join('');
   }
 
-  /** Every peer of the ping script answers (path MTU at the expected size passes); then the clock and the peers. */
-  private pings(script: string): string {
-    const ips = new Set<string>();
-    // the ping script lists its peers once, as positional parameters (`set -- IP...`, src/checks/probes.ts pingScript)
-    for (const line of script.matchAll(/^set -- ((?:'?\d+\.\d+\.\d+\.\d+'? ?)+)$/gm))
-      for (const m of line[1]!.matchAll(/\d+\.\d+\.\d+\.\d+/g)) ips.add(m[0]);
+  /**
+   * Every peer of the ping script answers (path MTU at the expected size passes); then the clock and the peers (the
+   * fixture's serialiser's text, test/fixtures/probes/homelab.ts pingStdout), part by part.
+   */
+  private *pings(script: string): Generator<Part> {
+    // the ping script lists its peers once, as positional parameters (`set -- IP...`, src/checks/probes.ts pingScript),
+    // read one by one as their sections are made
+    const ips = (function* () {
+      for (const line of script.matchAll(/^set -- ((?:'?\d+\.\d+\.\d+\.\d+'? ?)+)$/gm))
+        for (const m of line[1]!.matchAll(/\d+\.\d+\.\d+\.\d+/g)) yield m[0];
+    })();
     const now = Math.floor(Date.now() / 1000);
-    const n = this.farm.state(this.node, now);
-    this.farm.answered.ping++;
-    const results = Object.fromEntries([...ips].map((ip) => [ip, { received: 3, rtt: 0.1 }]));
-    return pingStdout(
-      results,
-      n.peers.map((p) => ({ ...p, latestHandshake: now - 1 })),
-      now,
-      this.farm.inventory.mesh.mtu - 28,
-    );
+    const farm = this.farm;
+    const d = desiredNodeConfig(farm.inventory, this.node, farm.keys);
+    farm.answered.ping++;
+    const expected = farm.inventory.mesh.mtu - 28;
+    for (const ip of ips) {
+      const one = pingStdout({ [ip]: { received: 3, rtt: 0.1 } }, undefined, now, expected);
+      yield one.slice(0, one.indexOf('@@meshctl begin now\n'));
+    }
+    yield fixtureSection('now', String(now));
+    yield '@@meshctl begin dump\n';
+    for (let i = 0; i < d.peers.length; i++) yield `${i ? '\n' : ''}${dumpLines([fakePeer(d.peers[i]!, i, now - 1)])}`;
+    yield '\n\n@@meshctl end dump rc=0\n';
+    yield fixtureSection('done', '');
   }
 
   async close(): Promise<void> {}
