@@ -164,10 +164,22 @@ function peerSyncCommands(iface: string, privateKey: string, peerRoutes: string[
 /** Sets the running interface's MTU, as wg-quick does at start (`ip link set mtu N up dev IFACE`, wg-quick(8)). */
 const setMtuScript = (iface: string, mtu: number): string => sh`ip link set dev ${iface} mtu ${String(mtu)}`.text;
 
+/** An MTU set on the running interface instead of a restart (liveMtuChange). */
+interface LiveMtu {
+  mtu: number;
+  /** the plan's reason */
+  why: string;
+  /**
+   * the peers are synced too (peerSyncCommands), as the restart would have made them anew: their [Peer] content
+   * changed in the file, the live peers differ, or the routes via the interface are not one per peer
+   */
+  sync: boolean;
+}
+
 /**
- * The MTU to set on the running interface instead of a restart, with the plan's reason and whether the peers are to
- * be synced too: the file's only [Interface] change is its MTU (mtuOnlyChange) and the live interface differs from the
- * design in nothing else that a restart applies (its address and listen port are the design's). Undefined otherwise.
+ * The MTU to set on the running interface instead of a restart: the file's only [Interface] change is its MTU
+ * (mtuOnlyChange) and the live interface differs from the design in nothing else that a restart applies (its
+ * address and listen port are the design's). Undefined otherwise.
  */
 function liveMtuChange(
   facts: NodeFacts,
@@ -175,12 +187,15 @@ function liveMtuChange(
   desired: DesiredNodeConfig | undefined,
   up: boolean,
   drift: LiveDrift,
-): { mtu: number; why: string; peers: boolean } | undefined {
+  peerRoutes: string[],
+): LiveMtu | undefined {
   if (change !== 'interface' || !desired || !up || drift.restart.some((reason) => reason !== drift.mtu)) return undefined;
   const only = mtuOnlyChange(facts.config.text, desired);
   if (!only) return undefined;
-  const file = `${desired.interface}.conf`;
-  return { mtu: only.to, why: `MTU ${only.from ?? '(none)'} -> ${only.to} in ${file}, the only [Interface] change`, peers: only.peers };
+  const sync =
+    only.peers || drift.peers.length > 0 || drift.extraRoutes.length > 0 || missingRoutes(facts.interfaceRoutes, peerRoutes).length > 0;
+  const why = `MTU ${only.from ?? '(none)'} -> ${only.to} in ${desired.interface}.conf, the only [Interface] change`;
+  return { mtu: only.to, why, sync };
 }
 
 /**
@@ -220,7 +235,7 @@ function planServiceUnarmed(
   const up = facts.interfaces.includes(iface);
   const drift = desired && up ? liveDrift(facts, desired) : NO_DRIFT;
   if (!facts.systemd)
-    return planWithoutSystemd(iface, change, peerRoutes, up, drift, report, liveMtuChange(facts, change, desired, up, drift));
+    return planWithoutSystemd(iface, change, peerRoutes, up, drift, report, liveMtuChange(facts, change, desired, up, drift, peerRoutes));
   const active = facts.service.active === 'active';
   const enabled = facts.service.enabled === 'enabled';
   const commands: string[] = [];
@@ -237,12 +252,22 @@ function planServiceUnarmed(
     }
     // a oneshot unit stays "active" after its interface was deleted by hand
     const gone = desired && !up ? [`${iface} is missing while ${p.service} is active`] : [];
-    const mtu = liveMtuChange(facts, change, desired, up, drift);
+    const mtu = liveMtuChange(facts, change, desired, up, drift, peerRoutes);
     const restartWhy = mtu ? [] : change === 'interface' || change === 'create' ? ['[Interface] changed'] : [...gone, ...drift.restart];
     if (mtu) {
       commands.push(setMtuScript(iface, mtu.mtu));
       changes.push({ kind: 'set-mtu', iface, mtu: mtu.mtu, why: mtu.why });
-      if (mtu.peers || drift.peers.length) {
+      // what the restart would have done besides: the key loaded, the peers and their routes as the file says
+      if (publicKey && facts.interfacePublicKey !== publicKey) {
+        commands.push(sh`wg set ${iface} private-key ${p.privateKey}`.text);
+        changes.push({
+          kind: 'load-private-key',
+          iface,
+          path: p.privateKey,
+          why: `it ran with ${facts.interfacePublicKey ? 'another key' : 'no key'}`,
+        });
+      }
+      if (mtu.sync) {
         commands.push(...peerSyncCommands(iface, p.privateKey, peerRoutes, drift));
         changes.push({ kind: 'syncconf', iface, why: 'peers changed; interface and sessions kept' });
       }
@@ -287,12 +312,12 @@ function planWithoutSystemd(
   up: boolean,
   drift: LiveDrift,
   report: string,
-  mtu?: { mtu: number; why: string; peers: boolean },
+  mtu?: LiveMtu,
 ): { action?: NodeAction; warning?: string } {
   const warning = NO_SYSTEMD_WARNING;
   if (mtu) {
     // the MTU alone changed in [Interface]: set live, as with systemd (no wg-quick down/up)
-    const sync = mtu.peers || drift.peers.length ? peerSyncCommands(iface, wireguardPaths(iface).privateKey, peerRoutes, drift) : [];
+    const sync = mtu.sync ? peerSyncCommands(iface, wireguardPaths(iface).privateKey, peerRoutes, drift) : [];
     const changes: Change[] = [
       { kind: 'set-mtu', iface, mtu: mtu.mtu, why: mtu.why },
       ...(sync.length ? [{ kind: 'syncconf' as const, iface, why: 'peers changed; interface and sessions kept' }] : []),

@@ -68,6 +68,17 @@ describe('an MTU change is set on the running interface, not restarted', () => {
     assert.doesNotMatch(action!.script, /systemctl restart/);
   });
 
+  it('the MTU alone, with a peer route removed by hand: the MTU set live and the routes made again (as a restart would)', () => {
+    const routeless = { ...facts, interfaceRoutes: facts.interfaceRoutes.slice(1) };
+    const { action } = enable(withMesh({ mtu: 1380 }), routeless);
+    assert.deepEqual(
+      action!.changes.map((c) => c.kind),
+      ['set-mtu', 'syncconf'],
+    );
+    assert.match(action!.script, /ip -4 route replace "\$r" dev wg0/);
+    assert.doesNotMatch(action!.script, /systemctl restart/);
+  });
+
   it('MTU and another [Interface] setting (ListenPort) changed: a restart, as before', () => {
     const ported = withMesh({ mtu: 1380 });
     const { action } = enable({ ...ported, nodes: ported.nodes.map((n) => (n.name === 'ms-1' ? { ...n, listenPort: 51821 } : n)) });
