@@ -240,6 +240,13 @@ function planServiceUnarmed(
   const enabled = facts.service.enabled === 'enabled';
   const commands: string[] = [];
   const changes: Change[] = [];
+  /** the key file loaded into the interface again when it runs with another key, or none */
+  const loadKey = () => {
+    if (!publicKey || facts.interfacePublicKey === publicKey) return;
+    commands.push(sh`wg set ${iface} private-key ${p.privateKey}`.text);
+    const why = `it ran with ${facts.interfacePublicKey ? 'another key' : 'no key'}`;
+    changes.push({ kind: 'load-private-key', iface, path: p.privateKey, why });
+  };
   if (!active) {
     // an interface brought up by hand blocks wg-quick@ (it refuses "already exists"); take it down first
     if (up) commands.push(sh`wg-quick down ${iface} >/dev/null 2>&1 || ip link del ${iface} || true`.text);
@@ -258,15 +265,7 @@ function planServiceUnarmed(
       commands.push(setMtuScript(iface, mtu.mtu));
       changes.push({ kind: 'set-mtu', iface, mtu: mtu.mtu, why: mtu.why });
       // what the restart would have done besides: the key loaded, the peers and their routes as the file says
-      if (publicKey && facts.interfacePublicKey !== publicKey) {
-        commands.push(sh`wg set ${iface} private-key ${p.privateKey}`.text);
-        changes.push({
-          kind: 'load-private-key',
-          iface,
-          path: p.privateKey,
-          why: `it ran with ${facts.interfacePublicKey ? 'another key' : 'no key'}`,
-        });
-      }
+      if (up) loadKey();
       if (mtu.sync) {
         commands.push(...peerSyncCommands(iface, p.privateKey, peerRoutes, drift));
         changes.push({ kind: 'syncconf', iface, why: 'peers changed; interface and sessions kept' });
@@ -279,15 +278,7 @@ function planServiceUnarmed(
       const why = change === 'peers' ? 'peers changed' : `live peers differ from ${iface}.conf: ${drift.peers.join('; ')}`;
       changes.push({ kind: 'syncconf', iface, why: `${why}; interface and sessions kept` });
     } else {
-      if (publicKey && up && facts.interfacePublicKey !== publicKey) {
-        commands.push(sh`wg set ${iface} private-key ${p.privateKey}`.text);
-        changes.push({
-          kind: 'load-private-key',
-          iface,
-          path: p.privateKey,
-          why: `it ran with ${facts.interfacePublicKey ? 'another key' : 'no key'}`,
-        });
-      }
+      if (up) loadKey();
       // nothing changed in the file, but someone may have removed a peer's route, or added one, by hand
       const missing = missingRoutes(facts.interfaceRoutes, peerRoutes);
       if (drift.extraRoutes.length) {
