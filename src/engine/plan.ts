@@ -86,6 +86,8 @@ export function describeChange(change: Change): string {
     case 'syncconf':
       // what `wg syncconf` means; the command sends only what differs (../render/systemd.ts syncPeersCommand)
       return `wg syncconf ${change.iface} (${change.why})`;
+    case 'set-mtu':
+      return `set ${change.iface} MTU ${change.mtu} live (${change.why}; no restart, interface and sessions kept)`;
     case 'load-private-key':
       return `load ${change.path} into ${change.iface} again (${change.why})`;
     case 'restore-routes':

@@ -21,8 +21,9 @@
  * The timer fires at an absolute time (`--on-calendar`, UTC; `deadline` holds it in Unix seconds): a relative one
  * (`--on-active`) is re-armed by every `systemctl daemon-reload` (finding 18).
  * On the node: /run/meshctl/revert-RUN/ (mode 700) holds `config`, `sysctl`, `dropin`, and with systemd the re-resolve
- * timer's files `rr_script`, `rr_service`, `rr_timer` (or NAME.absent), `state` (active=, enabled=, up=, rp_all=,
- * rp_default=, and with systemd rr=1, rr_active=, rr_enabled= of the re-resolve timer), `revert.sh`, `unit` (the timer's unit) or `pid` (the fallback),
+ * timer's files `rr_script`, `rr_service`, `rr_timer` (or NAME.absent), `state` (active=, enabled=, up=, mtu= (the live
+ * interface's, empty without one), rp_all=, rp_default=, and with systemd rr=1, rr_active=, rr_enabled= of the
+ * re-resolve timer), `revert.sh`, `unit` (the timer's unit) or `pid` (the fallback),
  * and after a revert `reverted` (Unix time) and `log`. Private keys are neither copied nor read: meshctl's config
  * carries none, and a hand-made one that does is copied node-locally under umask 077, never sent anywhere.
  */
@@ -89,11 +90,12 @@ export function revertPaths(runId: string): { dir: string; unitPrefix: string } 
 /**
  * The [Interface] part of a wg-quick file, for comparing two files (awk program; input: the file): the lines of its
  * [Interface] sections without their comments (from `#` on, as wg-quick(8) strips them) and blank lines, trimmed,
- * with no space around the first `=`; section headers matched case-blind, as wg(8) reads them.
+ * with no space around the first `=`; section headers matched case-blind, as wg(8) reads them. With the awk variable
+ * `nomtu` set, without the MTU line (to tell a change of the MTU alone).
  */
 const INTERFACE_PART_AWK = [
   '/^[ \\t]*\\[/ { s = tolower($0); gsub(/[ \\t]/, "", s); next }',
-  's == "[interface]" { sub(/#.*/, ""); sub(/^[ \\t]+/, ""); sub(/[ \\t]+$/, ""); sub(/[ \\t]*=[ \\t]*/, "="); if ($0 != "") print }',
+  's == "[interface]" { sub(/#.*/, ""); sub(/^[ \\t]+/, ""); sub(/[ \\t]+$/, ""); sub(/[ \\t]*=[ \\t]*/, "="); if ($0 != "" && !(nomtu != "" && tolower($0) ~ /^mtu=/)) print }',
 ].join('\n');
 
 /**
@@ -106,13 +108,19 @@ const INTERFACE_PART_AWK = [
  *   (../render/systemd.ts syncPeersCommand, syncPeerRoutesCommand: only what differs from the live interface is
  *   sent, the private key is kept), so the interface, its ifindex and the untouched peers' sessions stay. When the
  *   live interface already runs as the restored file (a change stopped before its enable step), that changes nothing;
- * - it ran before and its [Interface] part changed (MTU, address, port, PostUp...), the file is new or gone:
+ * - it ran before and runs now, and of its [Interface] part only the MTU line differs (the enable step set the MTU
+ *   live: ../steps/service.ts): the snapshot's live MTU is set back (`ip link set dev IFACE mtu N`) and the peers
+ *   synced as above (nothing is sent when they did not change), no restart; a snapshot without the live MTU (an older
+ *   meshctl's) restarts as below;
+ * - it ran before and its [Interface] part changed otherwise (address, port, PostUp...), the file is new or gone:
  *   restarted on the old config after the restore (wg-quick applies those only at start); not running any more:
  *   started; a start or restart that fails twice fails the revert;
  * - it did not run before: stopped (and the interface deleted, or brought up again by hand when it was up so);
  * - no step of this run reached the interface (no `$d/iface`: INTERFACE_LABELS): only the files go back, the
  *   interface runs on as it did before the change.
- * A file that cannot be put back fails the revert (exit 1, no `reverted`): the timer tries again.
+ * A file that cannot be put back, an MTU that cannot be set back, or a peer sync that fails (`wg-quick strip`, `wg
+ * addconf`, a `wg set ... remove`: a reviewer's finding RV-6, it said `reverted`) fails the revert (exit 1, no
+ * `reverted`): the timer tries again. A sync that finds nothing to send is no failure.
  * A unit stopped for good is stopped BEFORE the files are restored, on the file it came up with: `wg-quick down`
  * reads the config and refuses without one (wg-quick(8): "does not exist"); a cold run's revert removed wg0.conf
  * first, its stop failed, and systemd then waited out its stop timeout on the wireguard-go left in the unit (CI,
@@ -132,7 +140,7 @@ export function revertScript(iface: string, runId: string, systemd: boolean): st
   const running = systemd ? sh`systemctl is-active -q ${p.service}`.text : sh`[ -e ${`/sys/class/net/${iface}`} ]`.text;
   // a oneshot wg-quick@ stays active after its interface was deleted by hand: the sync needs the interface itself
   const exists = sh`[ -e ${`/sys/class/net/${iface}`} ]`.text;
-  const sync = `{ ${syncPeersCommand(iface, p.privateKey)}; }`;
+  const sync = `{ ${syncPeersCommand(iface, p.privateKey, { checked: true })}; }`;
   // not re-indented: a line break inside its quotes would take the indent with it
   const routes = syncPeerRoutesCommand(iface);
   return [
@@ -158,9 +166,13 @@ export function revertScript(iface: string, runId: string, systemd: boolean): st
     // same_iface=1: the file being restored and the one it replaces have the same [Interface] part (comments, blank
     // lines and the spaces around a key's `=` aside), so only [Peer] content changed: what wg-quick applies only at
     // start (Address, MTU, ListenPort, PostUp...) is the same. Read before the restore, builtins and one awk each.
-    sh`iface_part() { awk ${INTERFACE_PART_AWK} "$1"; }`.text,
+    sh`iface_part() { awk -v nomtu="$2" ${INTERFACE_PART_AWK} "$1"; }`.text,
     'same_iface=0',
     sh`if [ $changed = 1 ] && [ -f "$d/config" ] && [ -f ${p.config} ] && [ "$(iface_part "$d/config")" = "$(iface_part ${p.config})" ]; then same_iface=1; fi`
+      .text,
+    // mtu_only=1: the [Interface] parts differ in their MTU line alone (what the enable step sets live)
+    'mtu_only=0',
+    sh`if [ $changed = 1 ] && [ $same_iface = 0 ] && [ -f "$d/config" ] && [ -f ${p.config} ] && [ "$(iface_part "$d/config" 1)" = "$(iface_part ${p.config} 1)" ]; then mtu_only=1; fi`
       .text,
     ...(systemd
       ? [
@@ -176,7 +188,7 @@ export function revertScript(iface: string, runId: string, systemd: boolean): st
             .text,
         ]
       : []),
-    // what the interface needs, decided on the live state before anything is restored (act=start|sync|restart|down),
+    // what the interface needs, decided on the live state before anything is restored (act=start|sync|mtu|restart|down),
     // and kept: a revert cut off after the restore finds the files already back (changed=0), and must still finish
     // what the first decided (a review's finding: a peers-only change stayed live, reported reverted)
     'act=none',
@@ -189,6 +201,8 @@ export function revertScript(iface: string, runId: string, systemd: boolean): st
     // interface is synced onto the restored file as the enable step's 'peers' path does, keeping its ifindex, key
     // and the sessions of every peer the change did not touch; a restart would cut them all
     `  elif [ $changed = 1 ] && [ $same_iface = 1 ] && ${exists}; then act=sync`,
+    // the MTU alone changed: set back live, as the enable step set it (a snapshot of an older meshctl has no mtu=)
+    `  elif [ $mtu_only = 1 ] && [ -n "$(state mtu)" ] && ${exists}; then act=mtu`,
     '  elif [ $changed = 1 ]; then act=restart; fi',
     'else act=down; fi',
     'echo "$act" > "$d/act"',
@@ -220,8 +234,9 @@ export function revertScript(iface: string, runId: string, systemd: boolean): st
     // checked: an interface that does not come back fails the revert (its timer tries again), never `reverted`
     `  start) ${start} || { sleep 1; ${start}; } || bad="$bad ${p.service}" ;;`,
     `  restart) ${restart} || { sleep 1; ${restart}; } || bad="$bad ${p.service}" ;;`,
-    '  sync)',
-    `    if ${sync}; then echo "peers synced onto the restored ${iface}.conf (interface kept)"; else echo "peers: the live interface already as the restored ${iface}.conf (or the sync failed)"; fi`,
+    // a sync that fails (not one that finds nothing to send) fails the revert: the live peers may still be the change's
+    `  sync|mtu) if [ $act = mtu ]; then ${sh`ip link set dev ${iface} mtu "$(state mtu)"`.text} || bad="$bad ${iface} MTU $(state mtu)"; fi`,
+    `    if ${sync}; then echo "the live peers are the restored ${iface}.conf's (only what differed was sent; interface kept)"; else bad="$bad ${iface} peers (the sync failed)"; fi`,
     `${routes} ;;`,
     `  down) if [ "$(state up)" = yes ]; then ${sh`wg-quick up ${iface}`.text} 9>&-; else ${sh`ip link del ${iface}`.text} 2>/dev/null; fi ;;`,
     'esac',
@@ -231,7 +246,7 @@ export function revertScript(iface: string, runId: string, systemd: boolean): st
           `if [ -n "$was" ] && [ "$was" != "$now" ]; then case "$was" in enabled) ${systemctlEnablement('enable', p.service)} ;; *) ${systemctlEnablement('disable', p.service)} ;; esac; fi`,
         ]
       : []),
-    'if [ -n "$bad" ]; then echo "not reverted: could not restore or start$bad" >&2; exit 1; fi',
+    'if [ -n "$bad" ]; then echo "not reverted: could not restore, start or sync$bad" >&2; exit 1; fi',
     'date +%s > "$d/reverted"',
     'echo "reverted at $(date)"',
   ].join('\n');
@@ -360,6 +375,7 @@ export function armScript(iface: string, options: RollbackOptions, systemd: bool
         ]
       : []),
     `    echo "up=$([ -e ${sh`${`/sys/class/net/${iface}`}`.text} ] && echo yes || echo no)"`,
+    `    echo "mtu=$(cat ${sh`${`/sys/class/net/${iface}/mtu`}`.text} 2>/dev/null)"`,
     '    echo "rp_all=$(cat /proc/sys/net/ipv4/conf/all/rp_filter)"; echo "rp_default=$(cat /proc/sys/net/ipv4/conf/default/rp_filter)"',
     '  } > "$d/state.tmp" && mv -f "$d/state.tmp" "$d/state"',
     'fi',

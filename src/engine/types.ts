@@ -125,6 +125,11 @@ export type Change =
   | { kind: 'enable'; unit: string; now: boolean }
   | { kind: 'restart'; unit: string; why: string }
   | { kind: 'syncconf'; iface: string; why: string }
+  /**
+   * the MTU set on the running interface (`ip link set dev IFACE mtu N`), as wg-quick sets it when it brings the
+   * interface up: an [Interface] change of the MTU alone needs no restart (../steps/service.ts)
+   */
+  | { kind: 'set-mtu'; iface: string; mtu: number; why: string }
   | { kind: 'load-private-key'; iface: string; path: string; why: string }
   | { kind: 'restore-routes'; iface: string; routes: string[] }
   | { kind: 'remove-routes'; iface: string; routes: string[]; why: string }

@@ -6,7 +6,8 @@
  *               keeps the interface, its ifindex and the other peers' sessions (the syncconf input must carry
  *               the private key, see ./systemd.ts, or syncconf clears it);
  * - 'interface' [Interface] differs (Address, ListenPort, MTU, PostUp, extra settings...): write, then restart
- *               wg-quick@IFACE, because wg-quick applies those only when it brings the interface up.
+ *               wg-quick@IFACE, because wg-quick applies those only when it brings the interface up; except the
+ *               MTU alone (mtuOnlyChange), which the enable step sets on the running interface.
  */
 import type { DesiredNodeConfig } from '../topology/desired.js';
 import type { DriftItem } from './drift.js';
@@ -75,4 +76,26 @@ export function classifyConfigChange(currentText: string | undefined, desired: D
   // Bytes differ but the meaning does not (header comment, spacing, order): rewrite, and a syncconf is a no-op.
   if (summary.length === 0) summary.push('~ comments or layout only (no change to the live interface)');
   return { kind: touchesInterface ? 'interface' : 'peers', summary };
+}
+
+/**
+ * The MTU change of a file whose only [Interface] difference from `desired` is its MTU line (changed, added or
+ * removed; [Peer] differences aside): `from` the file's MTU (undefined: no MTU line, wg-quick chose one), `to` the
+ * design's; `peers` whether [Peer] content differs too. Undefined for anything else: no file, a file that means the
+ * design, or any other [Interface] difference (Address, ListenPort, PostUp, a PrivateKey line, a syntax problem...).
+ * wg-quick(8) reads MTU only when it brings the interface up, and applies it there with `ip link set mtu N up dev
+ * IFACE` (wg-quick's set_mtu_up), so such a change is made on a running interface by `ip link set dev IFACE mtu N`
+ * alone, with no restart (a new user's finding Q3-6: an MTU change restarted every node at once, a 0.2-0.4 s cut).
+ */
+export function mtuOnlyChange(
+  currentText: string | undefined,
+  desired: DesiredNodeConfig,
+): { from?: number; to: number; peers: boolean } | undefined {
+  if (currentText === undefined) return undefined;
+  const parsed = parseWgQuickConfig(currentText);
+  const drift = compareConfigToDesired(parsed, desired);
+  const iface = drift.filter((item) => item.peer === undefined);
+  if (iface.length === 0 || !iface.every((item) => item.field === 'mtu')) return undefined;
+  const from = parsed.interface?.mtu;
+  return { ...(from !== undefined ? { from } : {}), to: desired.mtu, peers: drift.length > iface.length };
 }

@@ -88,13 +88,26 @@ const SYNC_FILTER_AWK = [
  * differs goes to `wg addconf`, which removes nothing; the peers to remove go to `wg set IFACE peer KEY remove`,
  * after the additions so that a CIDR moving to another peer is never without one. Stops before changing anything
  * when a step fails or the stripped file is empty (every live peer would be removed).
+ * Its exit status: unchecked (the default, the enable step and rotate-keys under `set -e`), that of its last step to
+ * run; `checked`, 0 exactly when the live interface is the file's now (synced, or nothing differed) and non-zero
+ * when any step failed (`wg-quick strip`, an empty stripped file, reading the live interface, `wg addconf`, any
+ * `wg set ... remove`): the revert counts that as not reverted (a reviewer's finding RV-6: a failed sync said
+ * `reverted`).
  * @param iface the WireGuard interface (wg-quick's name)
  * @param privateKeyPath the key file on the node: its content goes into the pipe, never into argv or a variable
  */
-export function syncPeersCommand(iface: string, privateKeyPath: string): string {
+export function syncPeersCommand(iface: string, privateKeyPath: string, { checked = false }: { checked?: boolean } = {}): string {
   const dump = raw(peerDumpCommand(iface));
-  return sh`stripped=$(wg-quick strip ${iface}) && [ -n "$stripped" ] && live=$(wg show ${iface} listen-port && ${dump}) && plan=$(printf '%s\\n' "$live" ${SYNC_MARK} "$stripped" | awk ${SYNC_FILTER_AWK}) && [ -n "$plan" ] && { printf '%s\\n' "$plan" | sed '/^-remove /d'; echo "[Interface]"; printf "PrivateKey = "; cat ${privateKeyPath}; } | wg addconf ${iface} /dev/stdin && for k in $(printf '%s\\n' "$plan" | sed -n 's/^-remove //p'); do wg set ${iface} peer "$k" remove; done`
-    .text;
+  const plan =
+    sh`stripped=$(wg-quick strip ${iface}) && [ -n "$stripped" ] && live=$(wg show ${iface} listen-port && ${dump}) && plan=$(printf '%s\\n' "$live" ${SYNC_MARK} "$stripped" | awk ${SYNC_FILTER_AWK})`
+      .text;
+  const send =
+    sh`{ printf '%s\\n' "$plan" | sed '/^-remove /d'; echo "[Interface]"; printf "PrivateKey = "; cat ${privateKeyPath}; } | wg addconf ${iface} /dev/stdin`
+      .text;
+  const removed = sh`$(printf '%s\\n' "$plan" | sed -n 's/^-remove //p')`.text;
+  if (!checked) return `${plan} && [ -n "$plan" ] && ${send} && for k in ${removed}; do ${sh`wg set ${iface} peer "$k" remove`.text}; done`;
+  // every remove is tried, and any that failed fails the whole
+  return `${plan} && { [ -z "$plan" ] || { ${send} && mc_rm=0 && for k in ${removed}; do ${sh`wg set ${iface} peer "$k" remove`.text} || mc_rm=1; done && [ $mc_rm = 0 ]; }; }`;
 }
 
 /**

@@ -7,7 +7,9 @@
  *   file does not carry, and would re-set every unchanged peer (wireguard-go re-opens its socket and re-inserts each
  *   peer's AllowedIPs: a packet in flight can be lost): syncPeersCommand in ../render/systemd.ts sends only what
  *   differs from the live interface;
- * - [Interface] changed (address, port, MTU): restart;
+ * - [Interface] changed (address, port, PostUp...): restart; the MTU alone is set on the running interface instead
+ *   (`ip link set dev IFACE mtu N`, what wg-quick does with it at start: ../render/changes.ts mtuOnlyChange), and the
+ *   peers synced as above when they changed too (a new user's finding Q3-6: an MTU change restarted every node);
  * - nothing changed in the file: the LIVE interface is compared with the design (liveDrift), so a change made by
  *   hand with `wg set`/`ip`, or one a run wrote to the file but was interrupted before applying, is finished now:
  *   [Interface] differences (MTU, address, listen port, interface gone) restart, peer differences syncconf as above,
@@ -21,7 +23,7 @@ import type { LivePeer } from '../render/wgdump.js';
 import type { DesiredNodeConfig, DesiredPeer } from '../topology/desired.js';
 import { sh } from '../remote/shell.js';
 import { wireguardPaths } from '../remote/wireguard.js';
-import type { ConfigChangeKind } from '../render/changes.js';
+import { mtuOnlyChange, type ConfigChangeKind } from '../render/changes.js';
 import { syncPeerRoutesCommand, syncPeersCommand } from '../render/systemd.js';
 import { endpointRepaired, judgeLiveEndpoint } from './live-endpoint.js';
 import { withRevertArmed, type RollbackOptions } from '../engine/revert.js';
@@ -54,10 +56,12 @@ const NO_SYSTEMD_WARNING = 'no systemd: the interface will not come back after a
  * - `peers`: what `wg syncconf` from the file repairs (a peer missing or unknown, its AllowedIPs, keepalive, endpoint);
  * - `keepaliveOff`: peers that run with a keepalive the design does not have; syncconf leaves a setting alone that
  *   the file does not mention, so these are switched off by hand;
- * - `extraRoutes`: routes via the interface that belong to no designed peer, as `ip route show` prints them.
+ * - `extraRoutes`: routes via the interface that belong to no designed peer, as `ip route show` prints them;
+ * - `mtu`: the reason in `restart` that is the live MTU's, when it differs from the design's.
  */
 export interface LiveDrift {
   restart: string[];
+  mtu?: string;
   peers: string[];
   keepaliveOff: string[];
   extraRoutes: string[];
@@ -70,10 +74,15 @@ const sameSet = (a: readonly string[], b: readonly string[]) =>
 const shortKey = (key: string) => `${key.slice(0, 10)}…`;
 const listOr = (values: readonly string[], none: string) => (values.length ? values.join(', ') : none);
 
+/** The live MTU's difference from the design, in words; undefined when it is the design's or was not probed. */
+const mtuDrift = (live: NonNullable<NodeFacts['live']>, desired: DesiredNodeConfig, file: string): string | undefined =>
+  live.mtu !== undefined && live.mtu !== desired.mtu ? `live MTU ${live.mtu}, ${file} ${desired.mtu}` : undefined;
+
 /** The [Interface] differences that only a restart applies. Unknown live values (not probed) are no difference. */
 function interfaceDrift(live: NonNullable<NodeFacts['live']>, desired: DesiredNodeConfig, file: string): string[] {
   const reasons: string[] = [];
-  if (live.mtu !== undefined && live.mtu !== desired.mtu) reasons.push(`live MTU ${live.mtu}, ${file} ${desired.mtu}`);
+  const mtu = mtuDrift(live, desired, file);
+  if (mtu) reasons.push(mtu);
   if (!sameSet(live.addresses, [desired.address]))
     reasons.push(`live address ${listOr(live.addresses, 'none')}, ${file} ${desired.address}`);
   if (live.wgReadable && live.listenPort !== desired.listenPort)
@@ -109,6 +118,8 @@ export function liveDrift(facts: NodeFacts, desired: DesiredNodeConfig): LiveDri
   if (!live) return NO_DRIFT;
   const file = `${desired.interface}.conf`;
   const drift: LiveDrift = { restart: interfaceDrift(live, desired, file), peers: [], keepaliveOff: [], extraRoutes: [] };
+  const mtu = mtuDrift(live, desired, file);
+  if (mtu) drift.mtu = mtu;
   if (live.wgReadable) {
     const byKey = new Map(facts.peers.map((p) => [p.publicKey, p]));
     for (const want of desired.peers) {
@@ -150,6 +161,43 @@ function peerSyncCommands(iface: string, privateKey: string, peerRoutes: string[
   ];
 }
 
+/** Sets the running interface's MTU, as wg-quick does at start (`ip link set mtu N up dev IFACE`, wg-quick(8)). */
+const setMtuScript = (iface: string, mtu: number): string => sh`ip link set dev ${iface} mtu ${String(mtu)}`.text;
+
+/** An MTU set on the running interface instead of a restart (liveMtuChange). */
+interface LiveMtu {
+  mtu: number;
+  /** the plan's reason */
+  why: string;
+  /**
+   * the peers are synced too (peerSyncCommands), as the restart would have made them anew: their [Peer] content
+   * changed in the file, the live peers differ, or the routes via the interface are not one per peer
+   */
+  sync: boolean;
+}
+
+/**
+ * The MTU to set on the running interface instead of a restart: the file's only [Interface] change is its MTU
+ * (mtuOnlyChange) and the live interface differs from the design in nothing else that a restart applies (its
+ * address and listen port are the design's). Undefined otherwise.
+ */
+function liveMtuChange(
+  facts: NodeFacts,
+  change: ConfigChangeKind,
+  desired: DesiredNodeConfig | undefined,
+  up: boolean,
+  drift: LiveDrift,
+  peerRoutes: string[],
+): LiveMtu | undefined {
+  if (change !== 'interface' || !desired || !up || drift.restart.some((reason) => reason !== drift.mtu)) return undefined;
+  const only = mtuOnlyChange(facts.config.text, desired);
+  if (!only) return undefined;
+  const sync =
+    only.peers || drift.peers.length > 0 || drift.extraRoutes.length > 0 || missingRoutes(facts.interfaceRoutes, peerRoutes).length > 0;
+  const why = `MTU ${only.from ?? '(none)'} -> ${only.to} in ${desired.interface}.conf, the only [Interface] change`;
+  return { mtu: only.to, why, sync };
+}
+
 /**
  * The enable action for a node, or none when the service runs the current config with the node's key.
  * @param change how the config file changed in this run (../render/changes.ts)
@@ -186,11 +234,19 @@ function planServiceUnarmed(
   const report = interfaceReport(iface, p.service, facts.systemd);
   const up = facts.interfaces.includes(iface);
   const drift = desired && up ? liveDrift(facts, desired) : NO_DRIFT;
-  if (!facts.systemd) return planWithoutSystemd(iface, change, peerRoutes, up, drift, report);
+  if (!facts.systemd)
+    return planWithoutSystemd(iface, change, peerRoutes, up, drift, report, liveMtuChange(facts, change, desired, up, drift, peerRoutes));
   const active = facts.service.active === 'active';
   const enabled = facts.service.enabled === 'enabled';
   const commands: string[] = [];
   const changes: Change[] = [];
+  /** the key file loaded into the interface again when it runs with another key, or none */
+  const loadKey = () => {
+    if (!publicKey || facts.interfacePublicKey === publicKey) return;
+    commands.push(sh`wg set ${iface} private-key ${p.privateKey}`.text);
+    const why = `it ran with ${facts.interfacePublicKey ? 'another key' : 'no key'}`;
+    changes.push({ kind: 'load-private-key', iface, path: p.privateKey, why });
+  };
   if (!active) {
     // an interface brought up by hand blocks wg-quick@ (it refuses "already exists"); take it down first
     if (up) commands.push(sh`wg-quick down ${iface} >/dev/null 2>&1 || ip link del ${iface} || true`.text);
@@ -203,8 +259,18 @@ function planServiceUnarmed(
     }
     // a oneshot unit stays "active" after its interface was deleted by hand
     const gone = desired && !up ? [`${iface} is missing while ${p.service} is active`] : [];
-    const restartWhy = change === 'interface' || change === 'create' ? ['[Interface] changed'] : [...gone, ...drift.restart];
-    if (restartWhy.length) {
+    const mtu = liveMtuChange(facts, change, desired, up, drift, peerRoutes);
+    const restartWhy = mtu ? [] : change === 'interface' || change === 'create' ? ['[Interface] changed'] : [...gone, ...drift.restart];
+    if (mtu) {
+      commands.push(setMtuScript(iface, mtu.mtu));
+      changes.push({ kind: 'set-mtu', iface, mtu: mtu.mtu, why: mtu.why });
+      // what the restart would have done besides: the key loaded, the peers and their routes as the file says
+      if (up) loadKey();
+      if (mtu.sync) {
+        commands.push(...peerSyncCommands(iface, p.privateKey, peerRoutes, drift));
+        changes.push({ kind: 'syncconf', iface, why: 'peers changed; interface and sessions kept' });
+      }
+    } else if (restartWhy.length) {
       commands.push(`${sh`systemctl restart ${p.service}`.text} 2>&1`);
       changes.push({ kind: 'restart', unit: p.service, why: restartWhy.join('; ') });
     } else if (change === 'peers' || drift.peers.length) {
@@ -212,15 +278,7 @@ function planServiceUnarmed(
       const why = change === 'peers' ? 'peers changed' : `live peers differ from ${iface}.conf: ${drift.peers.join('; ')}`;
       changes.push({ kind: 'syncconf', iface, why: `${why}; interface and sessions kept` });
     } else {
-      if (publicKey && up && facts.interfacePublicKey !== publicKey) {
-        commands.push(sh`wg set ${iface} private-key ${p.privateKey}`.text);
-        changes.push({
-          kind: 'load-private-key',
-          iface,
-          path: p.privateKey,
-          why: `it ran with ${facts.interfacePublicKey ? 'another key' : 'no key'}`,
-        });
-      }
+      if (up) loadKey();
       // nothing changed in the file, but someone may have removed a peer's route, or added one, by hand
       const missing = missingRoutes(facts.interfaceRoutes, peerRoutes);
       if (drift.extraRoutes.length) {
@@ -237,7 +295,7 @@ function planServiceUnarmed(
   return { action: { changes, script: `set -e\n${commands.join('\n')}\n${report}` } };
 }
 
-/** Without systemd: wg-quick up, down/up for [Interface] differences, syncconf for peer differences. */
+/** Without systemd: wg-quick up, down/up for [Interface] differences (the MTU alone set live), syncconf for peer differences. */
 function planWithoutSystemd(
   iface: string,
   change: ConfigChangeKind,
@@ -245,8 +303,18 @@ function planWithoutSystemd(
   up: boolean,
   drift: LiveDrift,
   report: string,
+  mtu?: LiveMtu,
 ): { action?: NodeAction; warning?: string } {
   const warning = NO_SYSTEMD_WARNING;
+  if (mtu) {
+    // the MTU alone changed in [Interface]: set live, as with systemd (no wg-quick down/up)
+    const sync = mtu.sync ? peerSyncCommands(iface, wireguardPaths(iface).privateKey, peerRoutes, drift) : [];
+    const changes: Change[] = [
+      { kind: 'set-mtu', iface, mtu: mtu.mtu, why: mtu.why },
+      ...(sync.length ? [{ kind: 'syncconf' as const, iface, why: 'peers changed; interface and sessions kept' }] : []),
+    ];
+    return { action: { changes, script: `set -e\n${[setMtuScript(iface, mtu.mtu), ...sync].join('\n')}\n${report}` }, warning };
+  }
   if (up && change === 'none' && drift.restart.length === 0) {
     if (drift.peers.length === 0 && drift.extraRoutes.length === 0) return { warning };
     // the file is right but the live peers or routes are not: sync them, keeping the interface

@@ -6,14 +6,21 @@
 import { spawnSync } from 'node:child_process';
 import type { UdpCounters } from '../../src/checks/cold-start.js';
 
-/** The watch of `script`, if it has one, run against `sum` (the node's InDatagrams + NoPorts): its section's body. */
-export async function fakeWatch(script: string, sum: () => number): Promise<string | undefined> {
+/**
+ * The watch of `script`, if it has one, run against `sum` (the node's InDatagrams + NoPorts): its section's body.
+ * `sleep(ms)` is its pause between two looks: real time unless a test runs the watch on a clock of its own.
+ */
+export async function fakeWatch(
+  script: string,
+  sum: () => number,
+  sleep: (ms: number) => Promise<void> = (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+): Promise<string | undefined> {
   const target = /"\$mc_udp" -lt (\d+) /.exec(script)?.[1];
   if (target === undefined) return undefined;
   const [, polls, interval] = /\$mc_i -lt (\d+) \]; do sleep ([\d.]+)/.exec(script)!;
   let looks = 0;
   while (sum() < Number(target) && looks < Number(polls)) {
-    await new Promise((resolve) => setTimeout(resolve, Number(interval) * 1000));
+    await sleep(Number(interval) * 1000);
     looks++;
   }
   return `looks=${looks} sum=${sum()}`;

@@ -4,8 +4,9 @@
  * instead of one sender at a time (2(N-1) round trips for a node dialled by everyone; the farm's verify never
  * finished at 100 nodes). Round trips are counted by the fake nodes themselves: a round trip is a wave of scripts
  * started while none was running (the probe starts each round's scripts together and waits for all of them).
+ * The probe's clock here is the fake nodes' own (probeClock), so a round trip count does not depend on the machine's load.
  */
-import { describe, it } from 'node:test';
+import { afterEach, beforeEach, describe, it, mock } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   COLD_START_BURST,
@@ -41,10 +42,31 @@ function fullMesh(n: number): { slots: Direction[][] } {
 const WATCH = { polls: 20, intervalSeconds: 0.05 };
 
 /**
+ * The probe's clock (performance.now(): when a sender's bursts were known sent, when a receiver's script began), ms:
+ * it moves only when a fake watch sleeps, to that sleep's end; the sleep itself lets every other fake node run first
+ * (one setImmediate). On the wall clock a loaded machine made an on-time sender late (its output read more than
+ * 1 s - COLD_START_IN_FLIGHT_MS after the receiver's script began: the process was not scheduled), which costs the
+ * probe one more round trip by design (the read again of runColdStartPlan): 16 round trips for one failing sender
+ * among 31, over groupBound(31). Late senders are tested on purpose below (n03 waits for n00's watch to end).
+ */
+const probeClock = { ms: 0 };
+const sleepOnProbeClock = async (ms: number) => {
+  const wake = probeClock.ms + ms;
+  await new Promise((resolve) => setImmediate(resolve));
+  probeClock.ms = Math.max(probeClock.ms, wake);
+};
+beforeEach(() => {
+  probeClock.ms = 0;
+  mock.method(performance, 'now', () => probeClock.ms);
+});
+afterEach(() => mock.restoreAll());
+
+/**
  * Fake nodes behind the probe's Runner: a burst section adds `arrive(direction)` datagrams (16 unless said) to its
  * receiver's InDatagrams at once and the node's output so far is handed to onStdout; a node that cannot send prints
- * bash's error instead of `sent=16`. The watch waits for its target, as many looks as far apart as its script says;
- * the `udp` section prints the counters as /proc/net/snmp does. `waves` counts the round trips.
+ * bash's error instead of `sent=16`. The watch waits for its target, as many looks as far apart as its script says
+ * on the probe's clock (probeClock); the `udp` section prints the counters as /proc/net/snmp does. `waves` counts the
+ * round trips.
  */
 function fakeNodes(directions: Direction[], options: { arrive?: (d: Direction) => number; cannotSend?: boolean } = {}) {
   const owner = new Map(directions.map((d) => [`${d.from}>${d.endpoint.host}:${d.endpoint.port}`, d]));
@@ -74,7 +96,7 @@ function fakeNodes(directions: Direction[], options: { arrive?: (d: Direction) =
         // the output so far reaches meshctl while the watch runs (the whole stdout is still the script's answer)
         out.push('@@meshctl begin watch');
         onStdout?.(`${out.join('\n')}\n`);
-        const watched = await fakeWatch(script, () => counters.get(node)!.inDatagrams + counters.get(node)!.noPorts);
+        const watched = await fakeWatch(script, () => counters.get(node)!.inDatagrams + counters.get(node)!.noPorts, sleepOnProbeClock);
         out.push(`${watched}\n@@meshctl end watch rc=0`);
       }
       if (/begin udp'/.test(script)) out.push(udpSection(counters.get(node)!));

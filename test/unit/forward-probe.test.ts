@@ -13,6 +13,7 @@ import {
   judgeForward,
   parseWatchOutput,
   PROBE_PREFIX,
+  FAST_PROBE,
   ProbeSession,
   runForwardProbe,
   sendScript,
@@ -229,42 +230,96 @@ describe('pacing: a correct mesh pays only for what it needs (ProbeSession)', ()
     assert.equal(result.nat.seen.get('p-1')?.length, 6);
   });
 
+  /**
+   * The session's fallback (`delayS` after it began: the sender starts then, whatever its watchers said), seen from
+   * the test: a timer of the same delay set right before runForwardProbe, so it is due no later than the fallback's
+   * and fires before it. A process's timers fire in the order they are due, however late a loaded machine fires them,
+   * and the sender starts from its watchers' output with no timer of its own: so these tests assert an order of
+   * events, not a wall time (an upper bound on one failed on a loaded CI host). `events` gets 'fallback due'.
+   */
+  const fallbackAt = (delayS: number, events: string[]) => {
+    let timer: NodeJS.Timeout | undefined;
+    const due = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        events.push('fallback due');
+        resolve();
+      }, delayS * 1000);
+    });
+    return { due, cancel: () => clearTimeout(timer) };
+  };
+  /**
+   * FAST_PROBE with its fallback 5 s after the start: a sender let go by its watchers starts long before (the 5 s
+   * only widen the margin for a stalled process between the test's timer and the watchers' start), one held back
+   * starts after the test's timer: the test fails then, 5 s in, and a correct probe does not wait for it.
+   */
+  const LATE_FALLBACK = { ...FAST_PROBE, delayS: 5 };
+
   it('starts the sender when every watcher says it listens, with no fixed pause of its own', async () => {
+    // the watchers say they listen 150 ms in: the sender starts after that (a lower bound) and before the fallback
+    // (an order); one held back until the fallback starts after it
+    const events: string[] = [];
     const sent: number[] = [];
-    const pace = { scale: 0.25, listenMs: () => 150, onSend: (_n: unknown, at: number) => sent.push(at) };
+    const pace = {
+      scale: 0.25,
+      listenMs: () => 150,
+      onSend: (_n: unknown, at: number) => {
+        sent.push(at);
+        events.push('sender starts');
+      },
+    };
     const connections = await connectionsOf(inventory, underlayNetwork(inventory, landsRight, undefined, pace));
-    await runForwardProbe(inventory, connections);
-    assert.equal(sent.length, 1);
-    assert.ok(sent[0]! >= 145 && sent[0]! < 350, `the sender started ${Math.round(sent[0]!)} ms after the watchers`);
+    const fallback = fallbackAt(LATE_FALLBACK.delayS, events);
+    const result = await runForwardProbe(inventory, connections, { timing: LATE_FALLBACK });
+    fallback.cancel();
+    assert.deepEqual(events, ['sender starts']);
+    assert.ok(sent[0]! >= 145, `the sender started ${Math.round(sent[0]!)} ms after the watchers, before they listened`);
+    for (const name of ['a-1', 'a-2', 'a-3']) assert.equal(judgeForward(result, node(name)).status, 'pass');
+    // and the script itself sends at once: its rounds and interval, no pause before the first round
     assert.match(sendScript(forwardsOf(inventory, 'abc')), /' 6 0\.15 meshctl-forward-probe 0 abc0 /);
   });
 
   it('a watcher that never says it listens: the sender starts at the latest after FAST_PROBE.delayS', async () => {
+    const events: string[] = [];
     const sent: number[] = [];
     const pace = {
       scale: 0.5,
       listenMs: (n: { name: string }) => (n.name === 'a-2' ? undefined : 0),
-      onSend: (_n: unknown, at: number) => sent.push(at),
+      onSend: (_n: unknown, at: number) => {
+        sent.push(at);
+        events.push('sender starts');
+      },
+      onStop: (n: Node, role: string, how: string) => {
+        if (n.name === 'a-2') events.push(`${n.name} ${role} ${how}`);
+      },
     };
     const connections = await connectionsOf(inventory, underlayNetwork(inventory, landsRight, undefined, pace));
+    const fallback = fallbackAt(FAST_PROBE.delayS, events);
     const [result, ms] = await elapsed(() => runForwardProbe(inventory, connections));
-    assert.ok(sent[0]! >= 390 && sent[0]! < 700, `the sender started ${Math.round(sent[0]!)} ms after the watchers`);
+    await fallback.due;
+    // at the fallback, not before it, and before a-2's window (1 s at this pace: a timer set later, due later) ran out
+    assert.deepEqual(events, ['fallback due', 'sender starts', 'a-2 watcher ran out']);
+    assert.ok(sent[0]! >= 390, `the sender started ${Math.round(sent[0]!)} ms after the watchers`);
     // a-2 saw nothing: a miss, so the probe listened its whole window (1 s at this pace) and judges as before
     assert.ok(ms >= 950, `the probe took ${Math.round(ms)} ms`);
     assert.equal(judgeForward(result, node('a-2')).status, 'fail');
   });
 
   it('a watcher that fails at once (no perl) does not hold the sender back', async () => {
-    const sent: number[] = [];
-    const network = underlayNetwork(inventory, landsRight, undefined, { scale: 0.5, onSend: (_n, at) => sent.push(at) });
+    // a-1 and a-2 listen at once, a-3 fails: the sender starts before the fallback; one that waited for a-3 to say
+    // it listens starts only at the fallback, after the test's own timer
+    const events: string[] = [];
+    const network = underlayNetwork(inventory, landsRight, undefined, { scale: 0.5, onSend: () => events.push('sender starts') });
     const connections = await connectionsOf(inventory, async (n) => {
       const connection = await network(n);
       if (n.name !== 'a-3') return connection;
       const noPerl = new FakeConnection(n.name, [{ match: /print "watching/, reply: { code: 3, stderr: 'no perl on this node\n' } }]);
       return noPerl;
     });
-    await runForwardProbe(inventory, connections);
-    assert.ok(sent[0]! < 300, `the sender started ${Math.round(sent[0]!)} ms after the watchers`);
+    const fallback = fallbackAt(LATE_FALLBACK.delayS, events);
+    const result = await runForwardProbe(inventory, connections, { timing: LATE_FALLBACK });
+    fallback.cancel();
+    assert.deepEqual(events, ['sender starts']);
+    assert.match(result.unavailable.get('a-3') ?? '', /no perl/);
   });
 
   it('a forward on the wrong node: every watcher listens its whole window, and the verdict is the same STOP', async () => {

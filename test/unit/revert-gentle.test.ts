@@ -3,11 +3,15 @@
  * change (a keepalive on three nodes) going back cut every pair of those nodes for seconds, the pairs it had not
  * touched too. Now the revert goes back as gently as the change came: the same [Interface] part and a running
  * interface, the peers are synced onto the restored file (../../src/render/systemd.ts syncPeersCommand, the enable
- * step's own command) and their routes with them; an [Interface] change still restarts. The arm and revert scripts
- * run here under a real `sh` with stand-ins on PATH: `systemctl` keeping each unit's state in a file, `wg` answering
- * from a file that plays the live interface (`show ... dump`, `listen-port`, `allowed-ips`) and recording
- * `addconf`/`set`, `wg-quick strip` reading the file as wg-quick does, `ip` and `systemd-run` logging; every path
- * the scripts touch is moved into a temporary directory. The lab proof: test/lab/interrupt.test.ts.
+ * step's own command) and their routes with them; an MTU change alone is set back live (a new user's finding Q3-6:
+ * the enable step sets it live too); any other [Interface] change still restarts. A peer sync that fails is no
+ * `reverted` (a reviewer's finding RV-6). The arm and revert scripts run here under a real `sh` with stand-ins on
+ * PATH: `systemctl` keeping each unit's state in a file, `wg` answering from a file that plays the live interface
+ * (`show ... dump`, `listen-port`, `allowed-ips`) and recording `addconf`/`set`, `wg-quick strip` reading the file
+ * as wg-quick does, `ip` logging (and `ip link set dev wg0 mtu N` setting the stand-in /sys/class/net/wg0/mtu),
+ * `systemd-run` doing nothing; every path the scripts touch is moved into a temporary directory. FAIL_STRIP,
+ * FAIL_ADDCONF, FAIL_REMOVE make that `wg-quick strip`, `wg addconf` or `wg set ... remove` fail. The lab proof:
+ * test/lab/interrupt.test.ts, test/lab/mtu-live.test.ts.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -44,14 +48,16 @@ const stubs: Record<string, string> = {
     `  "show wg0 dump") printf 'PRIV\\tPUB\\t51820\\toff\\n'; cat "$LIVE" ;;`,
     `  "show wg0 allowed-ips") awk -F '\\t' '{ gsub(",", " ", $4); print $1 "\\t" $4 }' "$LIVE" ;;`,
     // SLOW_SYNC: a peer sync that takes that long
-    '  "addconf wg0 /dev/stdin") if [ -n "$SLOW_SYNC" ]; then sleep "$SLOW_SYNC"; fi; echo "wg addconf" >> "$STUB_LOG"; cat >> "$STUB_STATE/addconf" ;;',
+    '  "addconf wg0 /dev/stdin") if [ -n "$SLOW_SYNC" ]; then sleep "$SLOW_SYNC"; fi; echo "wg addconf" >> "$STUB_LOG"; cat >> "$STUB_STATE/addconf"; [ -z "$FAIL_ADDCONF" ] ;;',
+    '  "set wg0 peer "*" remove") echo "wg $*" >> "$STUB_LOG"; [ -z "$FAIL_REMOVE" ] ;;',
     '  *) echo "wg $*" >> "$STUB_LOG" ;;',
     'esac',
   ].join('\n'),
   // wg-quick(8) strip: the file without wg-quick's own keys
-  'wg-quick': `echo "wg-quick $*" >> "$STUB_LOG"\n[ "$1" = strip ] && grep -viE '^[[:space:]]*(Address|MTU|DNS|Table|PreUp|PostUp|PreDown|PostDown|SaveConfig)[[:space:]]*=' "$WG_CONF"; true`,
+  'wg-quick': `echo "wg-quick $*" >> "$STUB_LOG"\nif [ "$1" = strip ] && [ -n "$FAIL_STRIP" ]; then echo "wg-quick: cannot read $WG_CONF" >&2; exit 1; fi\n[ "$1" = strip ] && grep -viE '^[[:space:]]*(Address|MTU|DNS|Table|PreUp|PostUp|PreDown|PostDown|SaveConfig)[[:space:]]*=' "$WG_CONF"; true`,
   // the routes via wg0 as `ip route show` prints them (a host route without its /32): a peer's, and a stale one
-  ip: `echo "ip $*" >> "$STUB_LOG"\n[ "$*" = "-4 route show dev wg0 proto boot scope link" ] && printf '172.27.15.12 scope link\\n172.27.15.99 scope link\\n'; true`,
+  // and `ip link set dev wg0 mtu N` sets the interface's MTU (the stand-in /sys/class/net/wg0/mtu: WG_MTU)
+  ip: `echo "ip $*" >> "$STUB_LOG"\n[ "$*" = "-4 route show dev wg0 proto boot scope link" ] && printf '172.27.15.12 scope link\\n172.27.15.99 scope link\\n'\ncase "$*" in "link set dev wg0 mtu "*) echo "$6" > "$WG_MTU" ;; esac; true`,
   'systemd-run': 'true',
   // HOLD_CMP=FILE: the first compare waits (having made FILE) until FILE.release exists
   cmp: 'if [ -n "$HOLD_CMP" ] && [ ! -e "$HOLD_CMP.release" ]; then : > "$HOLD_CMP"; while [ ! -e "$HOLD_CMP.release" ]; do sleep 0.05; done; fi\nexec /usr/bin/cmp "$@"',
@@ -81,6 +87,8 @@ const CONF = (mtu: number, keepalive?: number) =>
     ]),
     '',
   ].join('\n');
+/** CONF(1420) with another ListenPort: an [Interface] change that only a restart applies */
+const PORT_CHANGE = CONF(1420).replace('ListenPort = 51820', 'ListenPort = 51821');
 /** `wg show wg0 dump`'s peer lines of an interface running CONF(_, keepalive) */
 const LIVE_DUMP = (keepalive?: number) =>
   KEYS.map(
@@ -98,11 +106,14 @@ interface RevertNode {
   read: (file: string) => string;
   /** the run's snapshot directory on this node */
   runDir: string;
+  /** the live interface's MTU now (the stand-in /sys/class/net/wg0/mtu) */
+  mtu: () => string;
 }
 
 /**
- * A node running wg0 on CONF(1420) whose revert is armed, then changed to `conf` (live as `live`), reverted at once;
- * `cold`: a node without wg0 (no file, the unit inactive and disabled) that the change set up and started.
+ * A node running wg0 on CONF(1420) (live MTU 1420) whose revert is armed, then changed to `conf` (live as `live`,
+ * MTU `liveMtu`: what the enable step left), reverted at once; `cold`: a node without wg0 (no file, the unit
+ * inactive and disabled) that the change set up and started.
  * Returns the log of the stand-ins, what `wg addconf` was fed, how often wg-quick@wg0 was restarted (a stop on the
  * changed file, then a start on the restored one), and each stop and start with the MTU line of the file it saw.
  */
@@ -114,8 +125,9 @@ function revertAfter(
     interfaceGone = false,
     cold = false,
     enableArmed = true,
+    liveMtu,
     before,
-  }: { interfaceGone?: boolean; cold?: boolean; enableArmed?: boolean; before?: (node: RevertNode) => void } = {},
+  }: { interfaceGone?: boolean; cold?: boolean; enableArmed?: boolean; liveMtu?: number; before?: (node: RevertNode) => void } = {},
 ) {
   const dir = join(root, name);
   const at = (path: string) =>
@@ -141,6 +153,7 @@ function revertAfter(
   else unitState('active', 'enabled');
   write(join(dir, 'live'), live);
   if (!interfaceGone && !cold) write(at('/sys/class/net/wg0/ifindex'), '7\n');
+  if (!interfaceGone && !cold) write(at('/sys/class/net/wg0/mtu'), '1420\n');
   mkdirSync(at('/run/meshctl/'), { recursive: true });
   const env = {
     PATH: `${bin}:/usr/bin:/bin`,
@@ -148,6 +161,7 @@ function revertAfter(
     STUB_STATE: join(dir, 'state'),
     LIVE: join(dir, 'live'),
     WG_CONF: at('/etc/wireguard/wg0.conf'),
+    WG_MTU: at('/sys/class/net/wg0/mtu'),
   };
   const run = (script: string) => {
     const result = spawnSync('sh', ['-c', at(script)], { env, encoding: 'utf8' });
@@ -162,8 +176,11 @@ function revertAfter(
   if (cold) {
     unitState('active', 'enabled');
     write(at('/sys/class/net/wg0/ifindex'), '7\n');
+    write(at('/sys/class/net/wg0/mtu'), '1420\n');
   }
-  before?.({ at, env, read, runDir: at(`/run/meshctl/revert-${RUN.runId}`) });
+  if (liveMtu !== undefined) write(at('/sys/class/net/wg0/mtu'), `${liveMtu}\n`);
+  const mtuNow = () => (existsSync(at('/sys/class/net/wg0/mtu')) ? readFileSync(at('/sys/class/net/wg0/mtu'), 'utf8').trim() : '');
+  before?.({ at, env, read, runDir: at(`/run/meshctl/revert-${RUN.runId}`), mtu: mtuNow });
   assert.match(run(revertNowScript(RUN.runId)), /rollback=reverted/);
   if (cold) assert.ok(!existsSync(at('/etc/wireguard/wg0.conf')), 'the file the change made is removed');
   else assert.equal(readFileSync(at('/etc/wireguard/wg0.conf'), 'utf8'), CONF(1420), 'the file is restored');
@@ -171,7 +188,7 @@ function revertAfter(
   const ops = read('state/wg-quick@wg0.ops').split('\n').filter(Boolean);
   const mtu = (conf: string) => /^MTU = .*/m.exec(conf)?.[0];
   const restarts = ops.filter((op) => op === `restart ${mtu(CONF(1420))}`).length;
-  return { log: read('log'), addconf: read('state/addconf'), restarts, ops };
+  return { log: read('log'), addconf: read('state/addconf'), restarts, ops, mtu: mtuNow() };
 }
 
 describe('a revert goes back as gently as its change came', () => {
@@ -211,15 +228,40 @@ describe('a revert goes back as gently as its change came', () => {
     assert.match(addconf, /PersistentKeepalive = off/);
   });
 
-  it('an MTU change (an [Interface] change) still restarts, and syncs nothing', () => {
-    const { log, addconf, restarts } = revertAfter('mtu', CONF(1380), LIVE_DUMP());
-    assert.equal(restarts, 1, log);
-    assert.equal(addconf, '');
+  it('an MTU change applied live (1420 -> 1380) is set back live: the MTU of the snapshot, no restart, no peer sent', () => {
+    const { log, addconf, ops, mtu } = revertAfter('mtu', CONF(1380), LIVE_DUMP(), { liveMtu: 1380 });
+    assert.deepEqual(ops, [], log);
+    assert.match(log, /^ip link set dev wg0 mtu 1420$/m);
+    assert.equal(mtu, '1420');
+    // the peers did not change: the sync finds nothing to send but the [Interface] lines and the same key
+    assert.doesNotMatch(addconf, /\[Peer\]/);
+    assert.doesNotMatch(log, /wg set/);
   });
 
-  it('an MTU change is one restart after the restore (its down reads the restored file), nothing else', () => {
-    const { ops } = revertAfter('mtu-order', CONF(1380), LIVE_DUMP());
+  it('an MTU and peers change is set back live: the MTU, then the peers synced (their keepalive off), no restart', () => {
+    const { log, addconf, ops, mtu } = revertAfter('mtu-peers', CONF(1380, 20), LIVE_DUMP(20), { liveMtu: 1380 });
+    assert.deepEqual(ops, [], log);
+    assert.equal(mtu, '1420');
+    assert.equal(addconf.split('\n').filter((l) => l === 'PersistentKeepalive = off').length, KEYS.length, addconf);
+  });
+
+  it("a snapshot without the live MTU (an older meshctl's) restarts on an MTU change, as before", () => {
+    const { ops, log } = revertAfter('mtu-old-snapshot', CONF(1380), LIVE_DUMP(), {
+      liveMtu: 1380,
+      before({ runDir }) {
+        const state = join(runDir, 'state');
+        writeFileSync(state, readFileSync(state, 'utf8').replace(/^mtu=.*\n/m, ''));
+      },
+    });
+    assert.deepEqual(ops, ['restart MTU = 1420'], log);
+    assert.doesNotMatch(log, /ip link set dev wg0 mtu/);
+  });
+
+  it('another [Interface] change (ListenPort) is one restart after the restore (its down reads the restored file), nothing else', () => {
+    const { ops, addconf, log } = revertAfter('port-order', PORT_CHANGE, LIVE_DUMP());
     assert.deepEqual(ops, ['restart MTU = 1420']);
+    assert.equal(addconf, '');
+    assert.doesNotMatch(log, /ip link set dev wg0 mtu/);
   });
 
   it("a cold run's revert stops wg-quick while its wg0.conf is still there, then removes the file (CI, stop 25)", () => {
@@ -232,7 +274,7 @@ describe('a revert goes back as gently as its change came', () => {
   });
 
   it("a revert cut off midway (the command's deadline) keeps the timer armed, and the timer's run finishes it (CI, stop 25)", () => {
-    const { ops } = revertAfter('cut-off', CONF(1380), LIVE_DUMP(), {
+    const { ops } = revertAfter('cut-off', PORT_CHANGE, LIVE_DUMP(), {
       before({ at, env, read, runDir }) {
         // meshctl's revert, its stop slow, killed at 1 s with every process it started, as the remote `timeout` of
         // the connection's deadline kills its process group
@@ -267,7 +309,7 @@ describe('a revert goes back as gently as its change came', () => {
   });
 
   it("a snapshot's state removed while its revert runs: the revert goes on from what it read, never takes the interface down (a review)", () => {
-    const { ops, log } = revertAfter('state-gone', CONF(1380), LIVE_DUMP(), {
+    const { ops, log } = revertAfter('state-gone', PORT_CHANGE, LIVE_DUMP(), {
       before({ env, runDir }) {
         const hold = join(runDir, '..', 'hold-cmp');
         const script = [
@@ -287,7 +329,7 @@ describe('a revert goes back as gently as its change came', () => {
   });
 
   it("meshctl's revert and the timer's at the same moment take turns: one of them goes back, the other finds it done", () => {
-    const { ops } = revertAfter('both-at-once', CONF(1380), LIVE_DUMP(), {
+    const { ops } = revertAfter('both-at-once', PORT_CHANGE, LIVE_DUMP(), {
       before({ env, runDir }) {
         // both started at once, each stop slow enough that they would overlap
         const script = join(runDir, 'revert.sh');
@@ -305,6 +347,9 @@ describe('a revert goes back as gently as its change came', () => {
     // a new user's finding (2026-12-02): "n" at the config gate restarted wg-quick on every node (0.3-0.9 s cut)
     const mtu = revertAfter('config-gate-mtu', CONF(1380), LIVE_DUMP(), { enableArmed: false });
     assert.deepEqual(mtu.ops, [], mtu.log);
+    assert.doesNotMatch(mtu.log, /ip link set/);
+    const port = revertAfter('config-gate-port', PORT_CHANGE, LIVE_DUMP(), { enableArmed: false });
+    assert.deepEqual(port.ops, [], port.log);
     const peers = revertAfter('config-gate-peers', CONF(1420, 20), LIVE_DUMP(), { enableArmed: false });
     assert.deepEqual(peers.ops, [], peers.log);
     assert.equal(peers.addconf, '');
@@ -322,7 +367,7 @@ describe('a revert goes back as gently as its change came', () => {
             // cp fails as on a full disk, after creating its target (the stand-in `cp`: FULL_DISK)
             const result = spawnSync('sh', ['-c', at(revertNowScript(RUN.runId))], { env: { ...env, FULL_DISK: '1' }, encoding: 'utf8' });
             assert.equal(result.status, 1, result.stdout);
-            assert.match(result.stderr, /not reverted: could not restore .*wg0\.conf/);
+            assert.match(result.stderr, /not reverted: could not restore, start or sync .*wg0\.conf/);
             assert.ok(!existsSync(at('/etc/wireguard/wg0.conf.meshctl-revert')), 'no partial copy left');
             assert.ok(existsSync(join(runDir, 'state')) && !existsSync(join(runDir, 'reverted')), 'the timer tries again');
             throw new Error('checked');
@@ -336,5 +381,50 @@ describe('a revert goes back as gently as its change came', () => {
     const { addconf, restarts } = revertAfter('gone', CONF(1420, 20), LIVE_DUMP(20), { interfaceGone: true });
     assert.equal(restarts, 1);
     assert.equal(addconf, '');
+  });
+});
+
+describe("a peer sync that fails is no `reverted` (a reviewer's finding RV-6): exit 1, and the next try finishes it", () => {
+  /** a third peer on the live interface, which the restored file lacks (the sync removes it: `wg set ... remove`) */
+  const STRANGER = 'M3fwNRy2GLdqAKkRWbMDdW2O1Lel6a8ZMjPAiQvRZkE=';
+  const withStranger = `${LIVE_DUMP(20)}${STRANGER}\t(none)\t10.99.0.20:51820\t172.27.15.20/32\t0\t0\t0\toff\n`;
+
+  /**
+   * The peers-only revert of keepalive 20 (live as `live`) with the stand-ins failing as `failing` says: meshctl's
+   * revert exits 1 naming the sync, prints no rollback=reverted and leaves the snapshot for its timer; its second try
+   * (the stand-ins working again) goes back. Returns the first try's stderr and the stand-ins' log.
+   */
+  const failsOnce = (name: string, failing: Record<string, string>, live = LIVE_DUMP(20)) => {
+    let stderr = '';
+    const { log, addconf } = revertAfter(name, CONF(1420, 20), live, {
+      before({ at, env, runDir }) {
+        const result = spawnSync('sh', ['-c', at(revertNowScript(RUN.runId))], { env: { ...env, ...failing }, encoding: 'utf8' });
+        assert.equal(result.status, 1, `${result.stdout}\n${result.stderr}`);
+        assert.doesNotMatch(result.stdout, /rollback=reverted/);
+        assert.ok(existsSync(join(runDir, 'state')) && !existsSync(join(runDir, 'reverted')), 'the timer tries again');
+        stderr = result.stderr;
+      },
+    });
+    return { stderr, log, addconf };
+  };
+  const NOT_REVERTED = /not reverted: could not restore, start or sync wg0 peers \(the sync failed\)/;
+
+  it('`wg addconf` fails', () => {
+    const { stderr, addconf } = failsOnce('addconf-fails', { FAIL_ADDCONF: '1' });
+    assert.match(stderr, NOT_REVERTED);
+    // the second try sent the peers again, and that one counted
+    assert.equal(addconf.split('\n').filter((l) => l === 'PersistentKeepalive = off').length, 2 * KEYS.length, addconf);
+  });
+
+  it('`wg set ... remove` fails (a peer the restored file lacks)', () => {
+    const { stderr, log } = failsOnce('remove-fails', { FAIL_REMOVE: '1' }, withStranger);
+    assert.match(stderr, NOT_REVERTED);
+    assert.equal(log.split('\n').filter((l) => l === `wg set wg0 peer ${STRANGER} remove`).length, 2, log);
+  });
+
+  it('`wg-quick strip` fails: nothing is sent', () => {
+    const { stderr, log } = failsOnce('strip-fails', { FAIL_STRIP: '1' });
+    assert.match(stderr, NOT_REVERTED);
+    assert.equal(log.split('\n').filter((l) => l === 'wg addconf').length, 1, 'only the second try sent the peers');
   });
 });

@@ -1,0 +1,112 @@
+/**
+ * A new user's finding Q3-6: changing `mtu` in the inventory made `up` restart wg-quick@wg0 on every node at once
+ * ("[Interface] changed"), each ping loop losing 0.2-0.4 s. wg-quick sets the MTU only when it brings the interface
+ * up (`ip link set mtu N up dev wg0`, wg-quick(8)), so `up` now sets an MTU-only [Interface] change on the running
+ * interface (`ip link set dev wg0 mtu N`), the file written as before, and a revert sets it back the same way. On
+ * the 4-node homelab lab: systemd gives each start of a unit a new InvocationID, so the same id after a run is no
+ * restart. MESHCTL_LAB names the lab (a helper's own lab name), else a unique one.
+ */
+import { after, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describeLab } from './harness.js';
+
+const INVENTORY = 'inventories/homelab.yaml';
+const NODES = ['ms-1', 'wk-1', 'wk-2', 'ctb-edge-1'];
+const dir = mkdtempSync(join(tmpdir(), 'meshctl-mtu-lab-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+/** the homelab with MTU 1380 instead of 1420 (its own file: its local state is its own) */
+const MTU_1380 = join(dir, 'mtu-1380.yaml');
+writeFileSync(MTU_1380, readFileSync(INVENTORY, 'utf8').replace('mtu: 1420', 'mtu: 1380'));
+/** the homelab as it is (MTU 1420), beside MTU_1380 */
+const MTU_1420 = join(dir, 'mtu-1420.yaml');
+writeFileSync(MTU_1420, readFileSync(INVENTORY, 'utf8'));
+
+interface UpJson {
+  result: string;
+  phases: { id: string; nodes: { node: string; changes: string[] }[] }[];
+}
+
+describeLab(
+  'an MTU change is set on the running interface, and reverted so',
+  INVENTORY,
+  (lab) => {
+    const sh = (node: string, script: string) => lab().sh(node, script);
+    /** each node's wg-quick@wg0 InvocationID: a new one for every start of the unit */
+    const invocations = async () =>
+      Object.fromEntries(
+        await Promise.all(NODES.map(async (n) => [n, (await sh(n, 'systemctl show -p InvocationID --value wg-quick@wg0')).trim()])),
+      );
+    /** the MTU in wg0.conf and on the live interface, e.g. "1380 1380" */
+    const mtus = async (node: string) =>
+      (await sh(node, "sed -n 's/^MTU = //p' /etc/wireguard/wg0.conf; cat /sys/class/net/wg0/mtu")).trim().replace('\n', ' ');
+
+    it('up converges the lab at MTU 1420 (the premise)', async () => {
+      const built = await lab().meshctl(['up', MTU_1420, '--yes', '--no-color']);
+      assert.equal(built.code, 0, built.stdout + built.stderr);
+      for (const node of NODES) assert.equal(await mtus(node), '1420 1420', node);
+    });
+
+    it('MTU 1420 -> 1380: the plan says it is set live; up sets it on every node, no restart, the mesh still pings', async () => {
+      const plan = await lab().meshctl(['plan', MTU_1380, '--no-color']);
+      assert.equal(plan.code, 4, plan.stdout + plan.stderr);
+      assert.equal(plan.stdout.match(/set wg0 MTU 1380 live \(MTU 1420 -> 1380 in wg0\.conf/g)?.length, NODES.length, plan.stdout);
+      assert.doesNotMatch(plan.stdout, /restart wg-quick@wg0/);
+      const before = await invocations();
+      const run = await lab().meshctl(['up', MTU_1380, '--yes', '--no-color', '--json']);
+      assert.equal(run.code, 0, run.stderr);
+      const report = JSON.parse(run.stdout) as UpJson;
+      assert.equal(report.result, 'converged');
+      for (const node of NODES) {
+        const changes = report.phases.find((p) => p.id === 'enable')!.nodes.find((n) => n.node === node)?.changes ?? [];
+        assert.match(changes.join('; '), /set wg0 MTU 1380 live/, node);
+        assert.doesNotMatch(changes.join('; '), /restart wg-quick/, node);
+        assert.equal(await mtus(node), '1380 1380', node);
+      }
+      assert.deepEqual(await invocations(), before, 'wg-quick@wg0 was restarted on a node');
+    });
+
+    it('"no" at the enable gate of MTU 1380 -> 1420: the revert sets 1380 back live, no restart either way', async () => {
+      const before = await invocations();
+      const declined = await upInTerminal(lab().name, MTU_1420, (title) => (title === 'Enable wg-quick' ? 'n\r' : 'y\r'));
+      assert.equal(declined.code, 1, declined.screen);
+      assert.match(declined.screen, /set wg0 MTU 1420 live/);
+      assert.match(declined.screen, /you answered no/);
+      for (const node of NODES) {
+        assert.equal(await mtus(node), '1380 1380', `${node} not reverted:\n${declined.screen}`);
+        assert.equal(await sh(node, 'ls /run/meshctl | grep revert || true'), '', `${node}: nothing left armed`);
+      }
+      assert.deepEqual(await invocations(), before, `wg-quick@wg0 was restarted on a node:\n${declined.screen}`);
+    });
+  },
+  process.env.MESHCTL_LAB ? { name: process.env.MESHCTL_LAB } : {},
+);
+
+/** Runs `meshctl lab run -- up INVENTORY` in a pseudo-terminal (script(1)) and answers each gate's prompt once. */
+async function upInTerminal(
+  labName: string,
+  inventory: string,
+  answer: (title: string) => string,
+): Promise<{ code: number; screen: string }> {
+  const command = `${process.execPath} --import tsx src/cli.ts lab run --name ${labName} -- up ${inventory}`;
+  const child = spawn('script', ['-qfec', command, '/dev/null'], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+    env: { ...process.env, TERM: 'xterm' },
+  });
+  let screen = '';
+  const answered = new Set<string>();
+  child.stdout.on('data', (chunk: Buffer) => {
+    screen += chunk.toString();
+    // a prompt is drawn again as it is answered: each title once
+    const title = [...screen.matchAll(/GO: continue after "([^"]*)"/g)].at(-1)?.[1];
+    if (title !== undefined && !answered.has(title)) {
+      answered.add(title);
+      child.stdin.write(answer(title));
+    }
+  });
+  const code = await new Promise<number>((resolve) => child.on('close', (c) => resolve(c ?? 128)));
+  return { code, screen };
+}
