@@ -98,6 +98,23 @@ function ruleState(iface: string, state: RelayState): { accept: boolean; drop: b
 }
 
 /**
+ * The commands that remove a leftover relay rule by hand, for what the node shows: the FORWARD jump BEFORE the chain
+ * (`iptables -X` of a chain a rule still jumps to fails "Device or resource busy", exit 4: Q4 ran the earlier advice
+ * `iptables -F/-X` and it failed), and the nftables table.
+ */
+export function relayResidueFix(iface: string, state: Pick<RelayState, 'iptables' | 'nft'>): string {
+  const chain = relayChainName(iface);
+  const jumps = state.iptables.filter((l) => l.startsWith('-A FORWARD ')).map((l) => `iptables -w -D ${l.slice(3)}`);
+  const hasChain = state.iptables.some((l) => l === `-N ${chain}` || l.startsWith(`-A ${chain} `));
+  const commands = [
+    ...jumps,
+    ...(hasChain ? [`iptables -w -F ${chain}`, `iptables -w -X ${chain}`] : []),
+    ...(state.nft.length ? [`nft delete table inet ${relayNftTableName(iface)}`] : []),
+  ];
+  return commands.join('; ');
+}
+
+/**
  * `pairs`: the pairs this node relays (undefined or empty: it relays none). undefined when there is nothing to say
  * (a node that relays nothing and shows no leftover rule).
  */
@@ -116,7 +133,7 @@ export function judgeRelay(
     if (!rule.present) return undefined;
     return {
       status: 'warn',
-      message: `relays no pair, but meshctl's relay rule for ${iface} is still there (left from when it relayed; harmless with forwarding off: iptables -F/-X ${relayChainName(iface)} or nft delete table inet ${relayNftTableName(iface)})`,
+      message: `relays no pair, but meshctl's relay rule for ${iface} is still there (left from when it relayed; harmless with forwarding off; \`meshctl up\` removes it, or by hand: ${relayResidueFix(iface, state)})`,
       evidence,
     };
   }

@@ -50,6 +50,7 @@ export const CAUSES = [
   'firewall-icmp',
   'handshake-ok-ping-fails',
   'mtu',
+  'not-designed',
   'healthy',
 ] as const;
 export type CauseId = (typeof CAUSES)[number];
@@ -153,6 +154,8 @@ const EXPLAINS: Record<CauseId, readonly Symptom[]> = {
   'firewall-icmp': ['ping', 'mtu'],
   'handshake-ok-ping-fails': ['ping', 'mtu'],
   mtu: ['mtu'],
+  // not judged at all: the pair has no designed tunnel (notDesigned)
+  'not-designed': [],
   healthy: [],
 };
 
@@ -1102,10 +1105,35 @@ export const RULES: readonly Rule[] = [
 ];
 
 /**
+ * The pair has no tunnel in the design to judge: one end's designed config has no [Peer] for the other (the pair is
+ * relayed, or the design lacks the node). Every rule reads both ends' designed peers, so nothing about the tunnel
+ * can be judged; this says so plainly instead of guessing (Q4: debug crashed on such a pair with a TypeError).
+ */
+function notDesigned(e: PairEvidence): Diagnosis | undefined {
+  const lacks = [
+    [e.sender, e.receiver],
+    [e.receiver, e.sender],
+  ].filter(([self, other]) => !e.desired.get(self!)?.peers.some((p) => p.name === other));
+  if (lacks.length === 0) return undefined;
+  const which = lacks.map(([self, other]) => `${self} has no [Peer] for ${other}`).join(' and ');
+  return {
+    sender: e.sender,
+    receiver: e.receiver,
+    cause: 'not-designed',
+    summary: `${e.sender} and ${e.receiver} have no tunnel of their own in the design: not judged`,
+    explanation: `In the designed configs ${which}, so there is no direct tunnel between them to examine (a relayed pair's traffic rides on each end's tunnel to its relay). debug cannot judge this pair itself.`,
+    fix: `Examine the legs through the relay instead (meshctl validate shows the pair's path), or run meshctl up to re-plan the mesh.`,
+    evidence: lacks.map(([self, other]) => `designed config of ${self}: no [Peer] ${other}`),
+  };
+}
+
+/**
  * Every cause the evidence shows for the pair, in runbook order; a single 'healthy' diagnosis when none.
  * Pure: reads the evidence (and validates suggested inventory changes against `e.inventoryText`), touches nothing.
  */
 export function classifyPair(e: PairEvidence): Diagnosis[] {
+  const unjudged = notDesigned(e);
+  if (unjudged) return [unjudged];
   const c = context(e);
   const found: Diagnosis[] = [];
   const blind = !c.reached(c.S) || !c.reached(c.R);

@@ -29,7 +29,7 @@ import {
   type CaptureHandle,
 } from './capture.js';
 import { classifyPair, type Diagnosis, type PairEvidence, type SideEvidence } from './classify.js';
-import { pathBetween, planPaths } from '../topology/paths.js';
+import { pathBetween, planPaths, type MeshPaths } from '../topology/paths.js';
 import { splitSections } from '../checks/probes.js';
 import { readInventoryFile } from '../inventory/load.js';
 
@@ -80,22 +80,27 @@ const PAIR_IDS = new Set(['ping', 'path-mtu', 'handshake', 'peers', 'allowed-ips
 
 /**
  * A relayed pair (../topology/paths.ts) has no tunnel of its own to examine: its two legs, each end with the relay,
- * are examined instead (once each, in order). Other pairs stay as they are.
+ * are examined instead (once each, in order). A leg that is itself relayed (a design the planner no longer makes, but
+ * a state written by an older meshctl can hold it: Q4 saw b-2 <-> c-1 via p-2 while b-2 <-> p-2 went via p-1, and
+ * debug crashed on the leg b-2/p-2, which has no designed peer) is expanded the same way, down to direct tunnels;
+ * a relay already on the way is not expanded again (no loop). Other pairs stay as they are. `paths`: the plan to
+ * follow (default: the inventory's).
  */
-export function relayLegs(inventory: Inventory, pairs: Array<[string, string]>): Array<[string, string]> {
-  const paths = planPaths(inventory);
+export function relayLegs(
+  inventory: Inventory,
+  pairs: Array<[string, string]>,
+  paths: MeshPaths = planPaths(inventory),
+): Array<[string, string]> {
   const seen = new Set<string>();
   const out: Array<[string, string]> = [];
-  for (const [a, b] of pairs) {
+  const expand = (a: string, b: string, through: ReadonlySet<string>): Array<[string, string]> => {
     const path = pathBetween(paths, a, b);
-    const legs: Array<[string, string]> =
-      path?.kind === 'relayed'
-        ? [
-            [a, path.via],
-            [path.via, b],
-          ]
-        : [[a, b]];
-    for (const [x, y] of legs) {
+    if (path?.kind !== 'relayed' || through.has(path.via)) return [[a, b]];
+    const next = new Set([...through, path.via]);
+    return [...expand(a, path.via, next), ...expand(path.via, b, next)];
+  };
+  for (const [a, b] of pairs) {
+    for (const [x, y] of expand(a, b, new Set([a, b]))) {
       const key = [x, y].sort().join('\u0000');
       if (!seen.has(key)) out.push([x, y]);
       seen.add(key);

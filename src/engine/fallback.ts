@@ -84,3 +84,38 @@ export async function pairsBackToDirect(
     return mine.length > 0 && mine.every((d) => passed.has(`${d.from}>${d.to}`));
   });
 }
+
+/**
+ * Whether the nodes kept what one pass of `up` applied: its phase with `enable-service` (`enablePhase`, the one whose
+ * gate confirms each node's change, ./revert.ts) ran and went on. A pass interrupted or stopped at or before that
+ * gate was reverted (every changed node back on the config it had before the pass), and one that stopped later (the
+ * ping gate) kept its configs. A dry run applies nothing and is taken as kept (its plan is what it shows).
+ * Not known here: an interrupt that lands between that gate's confirm and the next phase (its nodes were confirmed:
+ * they keep the change, but the pass reads as reverted), and a run without rollback (nothing is reverted).
+ */
+export function passKept(
+  run: { phases: ReadonlyArray<{ id: string; verdict: string }>; stoppedAt?: string },
+  enablePhase: string | undefined,
+  dryRun: boolean,
+): boolean {
+  if (dryRun) return true;
+  if (enablePhase === undefined) return false;
+  const enable = run.phases.find((p) => p.id === enablePhase);
+  return enable !== undefined && enable.verdict === 'GO' && run.stoppedAt !== enablePhase;
+}
+
+/**
+ * The fallback pairs the nodes run after an `up` of one or two passes (what the local state may record: Q4 saw an
+ * interrupted second pass, reverted on every node, recorded as relayed, and verify then failed 8 checks on the
+ * disagreement). `earlier`: the state's pairs before the run; `first`/`second`: each pass's pairs (second undefined
+ * when no second pass ran) and whether its nodes kept it (passKept). The newest kept pass wins; none kept: earlier.
+ */
+export function keptFallbacks(
+  earlier: readonly string[],
+  first: { pairs: readonly string[]; kept: boolean },
+  second?: { pairs: readonly string[]; kept: boolean },
+): string[] {
+  if (second?.kept) return [...second.pairs];
+  if (first.kept) return [...first.pairs];
+  return [...earlier];
+}

@@ -96,6 +96,8 @@ export function describeChange(change: Change): string {
       return `remove route${change.routes.length > 1 ? 's' : ''} ${change.routes.join(', ')} via ${change.iface} (${change.why})`;
     case 'wg-quick-up':
       return `${change.restart ? 'wg-quick down/up' : 'wg-quick up'} ${change.iface} (${change.why})`;
+    case 'remove-relay-rule':
+      return `remove meshctl's relay rule for ${change.iface} (the node relays no pair; left from when it did: ${change.found.join('; ')})`;
     case 'arm-rollback':
       return `arm a rollback on the node (${change.systemd ? change.unit : 'background sleep, no systemd'}, in ${change.deadlineS} s unless confirmed)`;
   }

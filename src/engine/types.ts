@@ -134,6 +134,8 @@ export type Change =
   | { kind: 'restore-routes'; iface: string; routes: string[] }
   | { kind: 'remove-routes'; iface: string; routes: string[]; why: string }
   | { kind: 'wg-quick-up'; iface: string; restart: boolean; why: string }
+  /** meshctl's relay rule on a node that relays nothing (../firewall/relay-residue.ts); found: the rule's lines */
+  | { kind: 'remove-relay-rule'; iface: string; found: string[] }
   /** a revert armed on the node before its change (../engine/revert.ts): runs after deadlineS unless confirmed */
   | { kind: 'arm-rollback'; unit: string; deadlineS: number; systemd: boolean };
 

@@ -20,7 +20,7 @@ import { registryContract } from './registry.js';
 import { runPlaybook } from './runner.js';
 import { gatherOutsideKeys, limitInventory, membershipRegistry, outsideGiveUp } from './limit.js';
 import { checkNamed, stepNamed, withoutUnderlayProbes } from './registry.js';
-import { failedDirectPairs, pairsBackToDirect, withFallbackRelays } from './fallback.js';
+import { failedDirectPairs, keptFallbacks, passKept, pairsBackToDirect, withFallbackRelays } from './fallback.js';
 import { MeshctlError } from '../errors.js';
 import { DEFAULT_ROLLBACK_DEADLINE_S, newRunId, PendingRollbacks } from './revert.js';
 import type { EngineEvent, PhaseReport } from './types.js';
@@ -521,17 +521,36 @@ async function runUpBody(
       // the first pass's work stays in the report: it changed the nodes as much as the second (a cold up's install,
       // keys, config, enable), and a report of the second alone read as if those never ran
       let firstPass: UpReport['firstPass'];
+      // what the nodes kept of each pass (./fallback.ts passKept): a reverted pass's relays are not recorded (R4)
+      const enablePhase = playbook.phases.find((p) => p.steps.includes('enable-service'))?.id;
+      const first = { pairs: fallbacks, kept: passKept(run, enablePhase, options.dryRun ?? false) };
+      let second: { pairs: readonly string[]; kept: boolean } | undefined;
       if (failed.length > 0) {
         firstPass = { stoppedAt: run.stoppedAt!, changes: countActions(run.plan), phases: run.phases, plan: run.plan };
-        fallbacks = [...fallbacks, ...failed];
-        run = await pass(fallbacks);
+        run = await pass([...fallbacks, ...failed]);
+        second = { pairs: [...fallbacks, ...failed], kept: passKept(run, enablePhase, options.dryRun ?? false) };
       }
+      fallbacks = keptFallbacks(earlier, first, second);
+      const relayedNow = second?.kept ? failed : [];
+      const movedBack = second?.kept || first.kept ? backToDirect : [];
       const fallbackNotes = [
-        ...failed.map(
+        ...relayedNow.map(
           (p) =>
             `${p.replace(' ', ' and ')}: the direct handshake failed at the gate, now relayed (relay: auto); a later up moves them back once the direct path works`,
         ),
-        ...backToDirect.map((p) => `${p.replace(' ', ' and ')}: the direct path works again, back to direct`),
+        ...failed
+          .filter((p) => !relayedNow.includes(p))
+          .map(
+            (p) =>
+              `${p.replace(' ', ' and ')}: the direct handshake failed at the gate; the pass that relayed them was reverted before it was confirmed, so they are still direct (run up again)`,
+          ),
+        ...movedBack.map((p) => `${p.replace(' ', ' and ')}: the direct path works again, back to direct`),
+        ...backToDirect
+          .filter((p) => !movedBack.includes(p))
+          .map(
+            (p) =>
+              `${p.replace(' ', ' and ')}: the direct path works again, but the pass that moved them back was reverted before it was confirmed: still relayed (run up again)`,
+          ),
         ...stillRelayed.map(
           (p) =>
             `${p.replace(' ', ' and ')}: the direct path still does not work (the probe of the fallback pairs took ${((fallbackProbeMs ?? 0) / 1000).toFixed(1)} s), stays relayed (relay: auto)`,
@@ -563,7 +582,9 @@ async function runUpBody(
         ...counter.report(),
         ...warningsOf(outside.warnings, warnings),
         publicKeys: Object.fromEntries(learnt),
-        ...(earlier.length || fallbacks.length ? { fallbackRelays: { pairs: fallbacks, relayedAtGate: failed, backToDirect } } : {}),
+        ...(earlier.length || fallbacks.length || failed.length
+          ? { fallbackRelays: { pairs: fallbacks, relayedAtGate: relayedNow, backToDirect: movedBack } }
+          : {}),
       };
     } finally {
       // started here, waited for in runUp (beside the caller's use of the report); never rejects

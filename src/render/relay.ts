@@ -51,8 +51,12 @@ function nftUp(iface: string): string {
   ].join(' && ');
 }
 
-/** Every command `|| true`: under wg-quick's `set -e` one failing command (a rule already gone) would end PreDown. */
-function ruleDown(iface: string): string {
+/**
+ * Removes meshctl's relay rule for `iface`: the FORWARD jump first (a chain still referenced cannot be deleted:
+ * `iptables -X` fails "Device or resource busy"), then the chain, then the nftables table. Every command `|| true`:
+ * under wg-quick's `set -e` one failing command (a rule already gone) would end PreDown; run again it does nothing.
+ */
+export function relayRuleDownCommand(iface: string): string {
   const chain = relayChainName(iface);
   return [
     `iptables -w -D FORWARD -i ${iface} -j ${chain}`,
@@ -72,6 +76,6 @@ export function relayHooks(iface: string): RelayHooks {
       `if command -v iptables >/dev/null 2>&1; then ${iptablesUp(iface)}; elif command -v nft >/dev/null 2>&1; then ${nftUp(iface)}; else ${noTool}; fi`,
       `sysctl -q -w ${relayForwardingKey(iface)}=1`,
     ],
-    preDown: [`sysctl -q -w ${relayForwardingKey(iface)}=0 2>/dev/null || true`, ruleDown(iface)],
+    preDown: [`sysctl -q -w ${relayForwardingKey(iface)}=0 2>/dev/null || true`, relayRuleDownCommand(iface)],
   };
 }

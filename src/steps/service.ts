@@ -28,6 +28,7 @@ import { syncPeerRoutesCommand, syncPeersCommand } from '../render/systemd.js';
 import { endpointRepaired, judgeLiveEndpoint } from './live-endpoint.js';
 import { withRevertArmed, type RollbackOptions } from '../engine/revert.js';
 import { systemctlEnablement } from '../remote/systemctl.js';
+import { relayResidueRemoval } from '../firewall/relay-residue.js';
 
 /** Prints ifindex=, active=, enabled= after the action, for the gate (parseServiceOutput reads them). */
 const interfaceReport = (iface: string, service: string, systemd: boolean) =>
@@ -291,6 +292,10 @@ function planServiceUnarmed(
       }
     }
   }
+  // after the restart or sync: a relay rule the node's old PostUp left (R4: ../firewall/relay-residue.ts)
+  const residue = relayResidueRemoval(facts.baseline.firewallRuleset, iface, desired);
+  commands.push(...residue.commands);
+  changes.push(...residue.changes);
   if (commands.length === 0) return {};
   return { action: { changes, script: `set -e\n${commands.join('\n')}\n${report}` } };
 }

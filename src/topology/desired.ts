@@ -211,6 +211,30 @@ function desiredPeer(inventory: Inventory, self: Node, peer: Node, publicKey: st
   });
 }
 
+/**
+ * The other nodes whose overlay /32 none of `config`'s peers carries in its AllowedIPs (inventory order): nodes
+ * `config.node` has no route to. The design's invariant is that this is empty for every node (a full mesh: each
+ * other node directly, or through the relay of their pair); relay: auto once broke it (a pair kept a relay whose
+ * leg to one end had fallen back to another relay). Pure; O(peers' AllowedIPs + nodes).
+ */
+export function unroutedNodes(inventory: Inventory, config: Pick<DesiredNodeConfig, 'node' | 'peers'>): string[] {
+  const routed = new Set(config.peers.flatMap((p) => p.allowedIps));
+  return inventory.nodes.filter((n) => n.name !== config.node && !routed.has(`${n.overlayIp}/32`)).map((n) => n.name);
+}
+
+/** A designed config leaves some nodes without a route (unroutedNodes): a planner fault, stopped before anything is applied. */
+export class UnroutedDesignError extends MeshctlError {
+  constructor(
+    readonly node: string,
+    readonly unrouted: string[],
+  ) {
+    super(`internal planning fault: ${node}'s designed config has no route (AllowedIPs) to ${unrouted.join(', ')}`, 'stop', [
+      'no [Peer] of it carries their /32, directly or through a relay; nothing was applied. Please report this with the inventory and the state file.',
+    ]);
+    this.name = 'UnroutedDesignError';
+  }
+}
+
 function buildNodeConfig(inventory: Inventory, self: Node, publicKeys: ReadonlyMap<string, string>, paths: MeshPaths): DesiredNodeConfig {
   const iface = inventory.mesh.interface;
   // a peer reached through a relay has no [Peer] of its own: its /32 rides on the relay's
@@ -218,6 +242,9 @@ function buildNodeConfig(inventory: Inventory, self: Node, publicKeys: ReadonlyM
     .filter((peer) => peer.name !== self.name && pathKind(paths, self.name, peer.name) !== 'relayed')
     .map((peer) => desiredPeer(inventory, self, peer, publicKeys.get(peer.name)!, paths))
     .sort((a, b) => byCodeUnits(a.name, b.name));
+  // the full-mesh invariant, checked on every config made: a config that drops a node is never rendered
+  const unrouted = unroutedNodes(inventory, { node: self.name, peers });
+  if (unrouted.length) throw new UnroutedDesignError(self.name, unrouted);
   const relayed = pairsRelayedBy(paths, self.name).map(({ a, b }) => ({ a, b }));
   return {
     node: self.name,

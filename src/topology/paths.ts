@@ -105,16 +105,30 @@ function whyDirect(inventory: Inventory, a: Node, b: Node): string {
   return ways.join('; ');
 }
 
-/** Nodes that can relay a–b: public, not a or b, not `relay: never`, a direct path to both. Inventory order. */
+/**
+ * Whether `node`'s leg to relay `r` is a direct tunnel: one side can dial the other, and the pair is not one whose
+ * direct handshake failed at a gate (mesh.fallbackRelays, both ends auto: such a pair is itself relayed, so `node`
+ * has no [Peer] for `r` whose AllowedIPs could carry a pair relayed through `r`; a new user saw b-2 <-> c-1 kept
+ * "via p-2" after b-2 <-> p-2 fell back, and b-2's config then had no route to c-1 at all).
+ */
+function legUsable(inventory: Inventory, node: Node, r: Node, fallbacks: ReadonlySet<string>): boolean {
+  return pairCanConnect(inventory, node, r) && !isFellBack(inventory, node, r, fallbacks);
+}
+
+/**
+ * Nodes that can relay a–b: public, not a or b, not `relay: never`, a usable direct leg to both (legUsable: a
+ * direct path, not a pair that fell back to a relay itself). Inventory order.
+ */
 export function relayCandidates(inventory: Inventory, a: Node, b: Node): Node[] {
+  const fallbacks = new Set(inventory.mesh.fallbackRelays ?? []);
   return inventory.nodes.filter(
     (r) =>
       r !== a &&
       r !== b &&
       isPublic(inventory, r) &&
       relayModeOf(inventory, r) !== 'never' &&
-      pairCanConnect(inventory, a, r) &&
-      pairCanConnect(inventory, b, r),
+      legUsable(inventory, a, r, fallbacks) &&
+      legUsable(inventory, b, r, fallbacks),
   );
 }
 
@@ -141,7 +155,11 @@ class RelayQueue {
   private readonly queue: Array<{ node: Node; order: number; load: number }>;
   private readonly byName = new Map<string, { node: Node; order: number; load: number }>();
 
-  constructor(private readonly inventory: Inventory) {
+  constructor(
+    private readonly inventory: Inventory,
+    /** mesh.fallbackRelays as pairKey strings: a relay's leg that fell back does not fit (legUsable) */
+    private readonly fallbacks: ReadonlySet<string>,
+  ) {
     this.queue = inventory.nodes.flatMap((node, order) =>
       isPublic(inventory, node) && relayModeOf(inventory, node) !== 'never' ? [{ node, order, load: 0 }] : [],
     );
@@ -150,7 +168,7 @@ class RelayQueue {
 
   /** relayCandidates' test for one eligible relay */
   private fits(r: Node, a: Node, b: Node): boolean {
-    return r !== a && r !== b && pairCanConnect(this.inventory, a, r) && pairCanConnect(this.inventory, b, r);
+    return r !== a && r !== b && legUsable(this.inventory, a, r, this.fallbacks) && legUsable(this.inventory, b, r, this.fallbacks);
   }
 
   /** The least-loaded relay that fits a–b (ties: inventory order), or undefined when none does. */
@@ -359,7 +377,7 @@ export function planPaths(inventory: Inventory, options: PlanPathsOptions = {}):
   const n = nodes.length;
   // a Set, not the array's includes: one lookup per pair (issue 10: nothing beyond O(pairs) here)
   const fellBack = new Set(inventory.mesh.fallbackRelays ?? []);
-  const queue = options.rttMs ? undefined : new RelayQueue(inventory);
+  const queue = options.rttMs ? undefined : new RelayQueue(inventory, fellBack);
   const compact: CompactPaths = {
     inventory,
     nodes,

@@ -1,0 +1,55 @@
+/**
+ * A relay rule left on a node that relays nothing (Q4's finding 2). When a node stops relaying, `up` restarts
+ * wg-quick@IFACE on the NEW file, and `wg-quick down` runs the PreDown of the file on disk, which no longer has the
+ * relay's lines: the old PostUp's FORWARD jump and meshctl's chain (or nftables table, ../render/relay.ts) stay.
+ * So the plan reads the rule from the node's live firewall ruleset (NodeFacts' firewallRuleset: iptables-save of
+ * the legacy and nf_tables backends, `nft -j list ruleset`) and, when the design gives the node no relay, removes
+ * what it finds: whatever left it (a stopped relay, an interrupted run, a hand-made copy). Pure.
+ *
+ * The removal runs after the node's restart or sync in the same script: the new interface comes up with the
+ * kernel's default forwarding (a fresh device), so the rule is never taken away while forwarding is on.
+ */
+import type { Change } from '../engine/types.js';
+import type { FirewallFacts } from './verdict.js';
+import { relayForwardingKey, relayNftTableName, relayRuleDownCommand } from '../render/relay.js';
+import { relayIptablesFromSave } from '../checks/relay-check.js';
+
+/**
+ * meshctl's relay rule for `iface` as the ruleset shows it: iptables lines (`-N CHAIN`, its `-A` lines, FORWARD's
+ * jumps to it, as iptables -S prints them) of both backends, then `nft table inet NAME` when its nftables table
+ * exists. Empty when there is none, or the ruleset was not read. An nft part that is not JSON is taken as no table.
+ */
+export function relayRuleFound(ruleset: FirewallFacts | undefined, iface: string): string[] {
+  if (!ruleset) return [];
+  const lines = [ruleset.legacy, ruleset.iptablesNft].flatMap((save) => (save ? relayIptablesFromSave(save, iface) : []));
+  const table = relayNftTableName(iface);
+  if (ruleset.nftJson) {
+    try {
+      const parsed = JSON.parse(ruleset.nftJson) as { nftables?: Array<{ table?: { family?: string; name?: string } }> };
+      if (parsed.nftables?.some((item) => item.table?.family === 'inet' && item.table.name === table))
+        lines.push(`nft table inet ${table}`);
+    } catch {
+      // not JSON (cut at the size cap, or an nft without -j): nothing is known of the table
+    }
+  }
+  return [...new Set(lines)];
+}
+
+/**
+ * The removal of a leftover relay rule on a node the design gives no relay (`relays`: the node's designed relay
+ * pairs, DesiredNodeConfig.relay; undefined: the design is not known, nothing is removed): forwarding off on `iface`, then relayRuleDownCommand. Nothing when the node
+ * relays or no rule is found. Idempotent: every command tolerates a rule already gone.
+ */
+export function relayResidueRemoval(
+  ruleset: FirewallFacts | undefined,
+  iface: string,
+  desired: { relay?: { pairs: unknown[] } } | undefined,
+): { commands: string[]; changes: Change[] } {
+  if (!desired || desired.relay?.pairs.length) return { commands: [], changes: [] };
+  const found = relayRuleFound(ruleset, iface);
+  if (found.length === 0) return { commands: [], changes: [] };
+  return {
+    commands: [`sysctl -q -w ${relayForwardingKey(iface)}=0 2>/dev/null || true; ${relayRuleDownCommand(iface)}`],
+    changes: [{ kind: 'remove-relay-rule', iface, found }],
+  };
+}

@@ -1,0 +1,141 @@
+/**
+ * A relay rule left on a node that relays nothing (Q4's finding 2): `up` restarts wg-quick on the NEW file, whose
+ * PreDown has no relay lines, so the old PostUp's FORWARD jump and chain stay. The plan reads them from the live
+ * ruleset (up's own firewall fact) and removes them (../../src/firewall/relay-residue.ts); verify's advice for doing
+ * it by hand deletes the jump before the chain. The commands are run for real in an empty network namespace (root).
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import type { NodeFacts } from '../../src/facts/node-facts.js';
+import { FACTS } from '../../src/facts/definitions.js';
+import { LEAN_FACTS } from '../../src/facts/lean.js';
+import type { FirewallFacts } from '../../src/firewall/verdict.js';
+import { relayResidueRemoval, relayRuleFound } from '../../src/firewall/relay-residue.js';
+import { judgeRelay, RELAY_FACT, type RelayState } from '../../src/checks/relay-check.js';
+import { relayHooks } from '../../src/render/relay.js';
+import { planService } from '../../src/steps/service.js';
+import { describeAction } from '../../src/engine/plan.js';
+import type { DesiredNodeConfig } from '../../src/topology/desired.js';
+
+const CTX = { interface: 'wg0', listenPort: 51820 };
+const root = process.getuid?.() === 0 && spawnSync('unshare', ['--net', 'true']).status === 0;
+
+/** Runs `script` under bash -e in a fresh network namespace (gone when it exits) with a wg0 device. */
+function inNamespace(script: string[]) {
+  const run = spawnSync('unshare', ['--net', 'bash', '-e', '-c', ['ip link add wg0 type veth peer name wgpeer', ...script].join('\n')], {
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+  return run;
+}
+const section = (out: string, name: string) => out.split(`@@@${name}\n`)[1]!.split('@@@')[0]!;
+const relayState = (body: string): RelayState => RELAY_FACT.parse({ name: 'relay', body, rc: 0 } as never, CTX);
+const ruleset = (body: string): FirewallFacts => FACTS.firewallRuleset.parse({ name: 'fwrules', body, rc: 0 } as never, CTX)!;
+const fwFact = LEAN_FACTS.firewallRuleset.command(CTX as never);
+
+/** A node running wg-quick@wg0 whose live firewall ruleset is `rules` (a Debian node as up's facts show it). */
+function runningNode(rules: FirewallFacts | undefined): NodeFacts {
+  return {
+    uid: 0,
+    hostname: 'p-2',
+    os: { id: 'debian', versionId: '12', idLike: [], prettyName: 'Debian GNU/Linux 12 (bookworm)' },
+    packageManager: 'apt',
+    systemd: true,
+    kernelModule: 'loaded',
+    tools: { wg: true, wgQuick: true, wireguardGo: false, tcpdump: true, ping: true },
+    interfaces: ['lo', 'eth0', 'wg0'],
+    wireguardInterfaces: ['wg0'],
+    wireguardConfigs: ['wg0'],
+    config: { exists: true, hasPrivateKeyLine: false, managedByMeshctl: true },
+    interfaceRoutes: ['172.27.40.11'],
+    keys: { privateKeyExists: true },
+    sysctl: { rpFilterAll: 0, rpFilterDefault: 0 },
+    service: { enabled: 'enabled', active: 'active' },
+    listenPortUsers: [],
+    peers: [],
+    baseline: {
+      extraIpRules: [],
+      leftoverPaths: [],
+      leftoverUnits: [],
+      leftoverInterfaces: [],
+      firewallDrops: [],
+      ...(rules ? { firewallRuleset: rules } : {}),
+    },
+  } as NodeFacts;
+}
+const design = (relay?: DesiredNodeConfig['relay']) =>
+  ({ node: 'p-2', peers: [], ...(relay ? { relay } : {}) }) as unknown as DesiredNodeConfig;
+
+describe('a relay rule left on a node that relays nothing', { skip: root ? false : 'needs root and unshare' }, () => {
+  for (const tool of ['iptables', 'nft']) {
+    it(`${tool}: up's firewall fact shows it, the plan removes it (after the restart), and a second run finds nothing`, () => {
+      const postUp = relayHooks('wg0').postUp.map((l) => (tool === 'nft' ? l.replace('if command -v iptables', 'if false') : l));
+      const left = inNamespace([...postUp, 'echo @@@fw', fwFact]);
+      assert.equal(left.status, 0, left.stderr);
+      const rules = ruleset(section(left.stdout, 'fw'));
+      const found = relayRuleFound(rules, 'wg0');
+      assert.ok(found.length > 0, JSON.stringify(rules).slice(0, 400));
+      if (tool === 'iptables') assert.ok(found.includes('-A FORWARD -i wg0 -j meshctl-fwd-wg0'), found.join('\n'));
+      else assert.deepEqual(found, ['nft table inet meshctl_fwd_wg0']);
+
+      // the node stops relaying: [Interface] changed (the relay lines went), a restart, then the removal
+      const plan = planService(runningNode(rules), 'wg0', 'interface', ['172.27.40.11/32'], undefined, design());
+      const action = plan.action!;
+      assert.deepEqual(
+        action.changes.map((c) => c.kind),
+        ['restart', 'remove-relay-rule'],
+      );
+      assert.match(describeAction(action), /remove meshctl's relay rule for wg0 \(the node relays no pair/);
+      const removal = relayResidueRemoval(rules, 'wg0', design()).commands;
+      assert.ok(action.script.indexOf('systemctl restart') < action.script.indexOf(removal[0]!), 'removed after the restart');
+      // converged otherwise: the plan is not "nothing to change" while the rule is there
+      const converged = planService(runningNode(rules), 'wg0', 'none', ['172.27.40.11/32'], undefined, design());
+      assert.deepEqual(
+        converged.action?.changes.map((c) => c.kind),
+        ['remove-relay-rule'],
+      );
+      // a node that relays keeps its rule; a node whose ruleset was not read, or whose design is unknown, is left alone
+      assert.equal(
+        planService(runningNode(rules), 'wg0', 'none', ['172.27.40.11/32'], undefined, design({ pairs: [{ a: 'b-2', b: 'c-1' }] })).action,
+        undefined,
+      );
+      assert.equal(planService(runningNode(undefined), 'wg0', 'none', ['172.27.40.11/32'], undefined, design()).action, undefined);
+      assert.equal(planService(runningNode(rules), 'wg0', 'none', ['172.27.40.11/32']).action, undefined);
+
+      // the removal, run for real (twice: idempotent), leaves nothing the relay fact or up's fact shows
+      const after = inNamespace([
+        ...postUp,
+        'sysctl -q -w net.ipv4.conf.wg0.forwarding=1',
+        ...removal,
+        ...removal,
+        'echo @@@relay',
+        RELAY_FACT.command(CTX),
+        'echo @@@fw',
+        fwFact,
+      ]);
+      assert.equal(after.status, 0, after.stderr);
+      assert.deepEqual(relayState(section(after.stdout, 'relay')), { forwarding: 0, iptables: [], nft: [] });
+      assert.deepEqual(relayRuleFound(ruleset(section(after.stdout, 'fw')), 'wg0'), []);
+    });
+  }
+
+  it("verify's advice for removing it by hand is commands that work (the jump before the chain)", () => {
+    const left = inNamespace([
+      ...relayHooks('wg0').postUp,
+      'sysctl -q -w net.ipv4.conf.wg0.forwarding=0',
+      'echo @@@relay',
+      RELAY_FACT.command(CTX),
+    ]);
+    assert.equal(left.status, 0, left.stderr);
+    const state = relayState(section(left.stdout, 'relay'));
+    const warning = judgeRelay('wg0', undefined, state)!;
+    assert.equal(warning.status, 'warn');
+    assert.match(warning.message, /`meshctl up` removes it/);
+    const byHand = /by hand: (.*)\)$/.exec(warning.message)?.[1];
+    assert.ok(byHand, warning.message);
+    const run = inNamespace([...relayHooks('wg0').postUp, byHand, 'echo @@@relay', RELAY_FACT.command(CTX)]);
+    assert.equal(run.status, 0, `${byHand}: ${run.stderr}`);
+    assert.deepEqual(relayState(section(run.stdout, 'relay')).iptables, []);
+  });
+});

@@ -1,0 +1,121 @@
+/**
+ * An interrupted fallback pass (Q4's finding 5): relay: auto's second pass, cut by Ctrl-C at its enable gate, is
+ * reverted (nothing of it was confirmed), so the nodes run the first pass's direct config. The report, and so the
+ * local state, must record only what the nodes kept: no relayed pair, and no "now relayed" note. Over the bench's
+ * fake nodes (scripts/bench/farm/fake-node.ts), whose pings between a-1 and p-2 (a direct pair of
+ * inventories/four-sites.yaml) fail; once without Ctrl-C (the second pass runs and is kept: not vacuous), once with
+ * Ctrl-C at the second pass's enable gate.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { copyFileSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { FakeFarm } from '../../scripts/bench/farm/fake-node.js';
+import { loadInventory } from '../../src/inventory/load.js';
+import { runUp, type Connector, type UpView } from '../../src/engine/up.js';
+import { keptFallbacks, passKept } from '../../src/engine/fallback.js';
+import type { Connection } from '../../src/transport/types.js';
+import { tempDir } from '../support/temp-dir.js';
+
+/** the phase of playbooks/up.yaml with the enable-service step */
+const ENABLE_PHASE = loadPlaybookPhaseWith('enable-service');
+const LOST = '3 packets transmitted, 0 received, 100% packet loss, time 2002ms';
+
+/** A cold up of four-sites over fake nodes whose a-1 <-> p-2 pings fail; `interrupt`: Ctrl-C at the second enable gate. */
+async function upInterruptedAtSecondEnable(interrupt: boolean) {
+  const dir = tempDir('meshctl-interrupted-fallback-');
+  const path = join(dir, 'four-sites.yaml');
+  copyFileSync('inventories/four-sites.yaml', path);
+  const inventory = loadInventory(path);
+  const overlay = new Map(inventory.nodes.map((n) => [n.name, n.overlayIp]));
+  const abort = new AbortController();
+  const farm = new FakeFarm();
+  const node = (name: string): Connection => {
+    const fake = farm.node(name);
+    const other = name === 'a-1' ? 'p-2' : name === 'p-2' ? 'a-1' : undefined;
+    return Object.assign(Object.create(fake) as Connection, {
+      run: async (script: string, options?: Parameters<Connection['run']>[1]) => {
+        const result = await fake.run(script, options);
+        if (!script.includes('@@meshctl begin ping:') || script.includes('@@meshctl begin uid') || !other) return result;
+        const section = new RegExp(`(@@meshctl begin ping:${overlay.get(other)!.replaceAll('.', '\\.')}\\n)[^\\n]*\\n[^\\n]*`);
+        return { ...result, stdout: result.stdout.replace(section, `$1${LOST}`) };
+      },
+    });
+  };
+  const connector: Connector = {
+    connectAll: async (inv) => ({
+      connections: new Map(inv.nodes.map((n) => [n.name, node(n.name)])),
+      failures: new Map(),
+      close: async () => undefined,
+    }),
+    connectOne: async (n) => node(n.name),
+  };
+  let enableGates = 0;
+  const view: UpView = {
+    onEvent: () => undefined,
+    gate: async (report) => {
+      // the second pass's enable gate: Ctrl-C there (as Q4's SIGTERM 0.1 s into the second "Enable wg-quick")
+      if (report.id === ENABLE_PHASE) {
+        enableGates++;
+        if (interrupt && enableGates === 2) abort.abort(new Error('interrupted'));
+      }
+      return true;
+    },
+  };
+  const report = await runUp(inventory, connector, view, { signal: abort.signal, underlayProbes: false, rollbackDeadlineS: 0 });
+  return { report, enableGates };
+}
+
+describe('relay: auto, a fallback pass interrupted before it was confirmed', () => {
+  it('without Ctrl-C: the second pass relays a-1 <-> p-2 and the report records it (not vacuous)', async () => {
+    const { report, enableGates } = await upInterruptedAtSecondEnable(false);
+    assert.equal(enableGates, 2, 'two passes, each through its enable gate');
+    assert.deepEqual(report.fallbackRelays?.pairs, ['a-1 p-2'], JSON.stringify(report.fallbackRelays));
+    assert.ok((report.warnings ?? []).some((w) => /a-1 and p-2: the direct handshake failed at the gate, now relayed/.test(w)));
+  });
+
+  it('Ctrl-C at the second enable gate: the relay is not recorded and nothing says "now relayed"', async () => {
+    const { report, enableGates } = await upInterruptedAtSecondEnable(true);
+    assert.equal(enableGates, 2);
+    assert.equal(report.result, 'interrupted');
+    assert.ok(report.firstPass, 'the second pass ran');
+    assert.deepEqual(report.fallbackRelays?.pairs ?? [], [], JSON.stringify(report.fallbackRelays));
+    assert.ok(!(report.warnings ?? []).some((w) => /now relayed/.test(w)), String(report.warnings));
+    assert.ok(
+      (report.warnings ?? []).some((w) => /a-1 and p-2: .*reverted before it was confirmed, so they are still direct/.test(w)),
+      String(report.warnings),
+    );
+  });
+});
+
+describe('which pass the nodes kept', () => {
+  const phases = (stopAt?: string) =>
+    ['facts', 'install', 'keys', 'config', 'enable', 'ping']
+      .slice(0, stopAt ? ['facts', 'install', 'keys', 'config', 'enable', 'ping'].indexOf(stopAt) + 1 : 6)
+      .map((id) => ({ id, verdict: 'GO' }));
+  it('a pass kept its configs when it went past its enable gate; a dry run is taken as kept', () => {
+    assert.equal(passKept({ phases: phases() }, 'enable', false), true);
+    assert.equal(passKept({ phases: phases('ping'), stoppedAt: 'ping' }, 'enable', false), true, 'stopped at the ping gate: configs stay');
+    assert.equal(passKept({ phases: phases('enable'), stoppedAt: 'enable' }, 'enable', false), false, 'interrupted at the enable gate');
+    assert.equal(passKept({ phases: phases('config'), stoppedAt: 'config' }, 'enable', false), false);
+    assert.equal(
+      passKept({ phases: [...phases('config'), { id: 'enable', verdict: 'STOP' }], stoppedAt: 'enable' }, 'enable', false),
+      false,
+    );
+    assert.equal(passKept({ phases: [], stoppedAt: 'facts' }, 'enable', true), true);
+  });
+  it('the newest kept pass wins; none kept: the pairs from before the run', () => {
+    const earlier = ['b-2 p-2'];
+    assert.deepEqual(keptFallbacks(earlier, { pairs: [], kept: true }, { pairs: ['a-1 p-2'], kept: false }), []);
+    assert.deepEqual(keptFallbacks(earlier, { pairs: [], kept: true }, { pairs: ['a-1 p-2'], kept: true }), ['a-1 p-2']);
+    assert.deepEqual(keptFallbacks(earlier, { pairs: [], kept: false }), ['b-2 p-2'], 'a reverted move back to direct: still relayed');
+  });
+});
+
+function loadPlaybookPhaseWith(step: string): string {
+  const text = readFileSync('playbooks/up.yaml', 'utf8');
+  const phases = text.split(/\n {2}- id: /).slice(1);
+  const phase = phases.find((p) => new RegExp(`steps: \\[[^\\]]*\\b${step}\\b`).test(p));
+  assert.ok(phase, `a phase of playbooks/up.yaml runs ${step}`);
+  return phase!.split('\n')[0]!.trim();
+}
