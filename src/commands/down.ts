@@ -66,7 +66,12 @@ export interface DownTargets {
  * knows (without speaking of --limit, which `down` has not: Q3 finding 8), and every departed node the state
  * cannot reach (a state written before it kept SSH targets: then only the old inventory can).
  */
-export function resolveDownTargets(inventory: Inventory, departed: readonly DepartedNode[], asked: readonly string[]): DownTargets {
+export function resolveDownTargets(
+  inventory: Inventory,
+  departed: readonly DepartedNode[],
+  asked: readonly string[],
+  options: { forget?: boolean } = {},
+): DownTargets {
   if (asked.length === 0) return { names: inventory.nodes.map((n) => n.name), departed: [], nodes: [...inventory.nodes] };
   const wanted = [...new Set(asked.map((n) => n.trim()).filter((n) => n.length > 0))];
   const inInventory = inventory.nodes.filter((n) => wanted.includes(n.name));
@@ -85,7 +90,14 @@ export function resolveDownTargets(inventory: Inventory, departed: readonly Depa
       ],
     );
   const gone = rest.map((n) => known.get(n)!);
-  const unreachable = gone.filter((d) => !d.ssh).map((d) => d.name);
+  const renamed = gone.filter((d) => d.sameMachineAs !== undefined);
+  if (renamed.length && !options.forget)
+    throw new MeshctlError(
+      `${renamed.map((d) => `${d.name} is the same machine as ${d.sameMachineAs} in ${inventory.source}`).join('; ')} (the same WireGuard key, or the same SSH host and port): down would take the renamed node's live interface down`,
+      'badInput',
+      ['nothing to take down: the next complete up forgets the old name, or `down --forget` drops it from the local state now'],
+    );
+  const unreachable = options.forget ? [] : gone.filter((d) => !d.ssh).map((d) => d.name);
   if (unreachable.length)
     throw new MeshctlError(
       `${unreachable.join(', ')}: dropped from ${inventory.source}, and its local state (written by an older meshctl) does not say how to reach ${unreachable.length === 1 ? 'it' : 'them'}`,
@@ -98,7 +110,10 @@ export function resolveDownTargets(inventory: Inventory, departed: readonly Depa
     nodes: [
       ...inInventory,
       // only the name and the SSH target are used to connect (../transport); the rest is what the state knows
-      ...gone.map((d) => ({ name: d.name, site: '', address: d.ssh!.host, overlayIp: d.overlayIp, listenPort: d.listenPort, ssh: d.ssh! })),
+      // (a node without one is only ever forgotten, never contacted: --forget)
+      ...gone.flatMap((d) =>
+        d.ssh ? [{ name: d.name, site: '', address: d.ssh.host, overlayIp: d.overlayIp, listenPort: d.listenPort, ssh: d.ssh }] : [],
+      ),
     ],
   };
 }
@@ -222,7 +237,7 @@ export function registerDown(program: Command, finish: (result: CommandResult) =
       const args = splitDownArgs(words);
       const inventory = loadInventory(resolveInventoryPath(args.inventory));
       const state = readState(inventory.source, inventory.mesh.interface);
-      const chosen = resolveDownTargets(inventory, departedNodes(state, inventory), args.nodes);
+      const chosen = resolveDownTargets(inventory, departedNodes(state, inventory), args.nodes, { forget: flags.forget ?? false });
       const names = chosen.names;
       const targets = { ...inventory, nodes: chosen.nodes };
       const remaining = { ...inventory, nodes: inventory.nodes.filter((n) => !names.includes(n.name)) };

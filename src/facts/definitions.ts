@@ -102,7 +102,7 @@ export { peerDumpCommand };
  * redact that key even on a PublicKey line). The grep keeps the older filter as a second net.
  */
 export const filteredConfigCommand = (path: string, keyPath = '') =>
-  sh`grep -Evi ${SECRET_LINE_ERE} ${path} | awk -v keyfile=${keyPath} ${SECRET_FILTER_AWK}`.text;
+  sh`grep -Evi ${SECRET_LINE_ERE} ${path} | awk -v keyfile=${keyPath} -v conf=${path} ${SECRET_FILTER_AWK}`.text;
 
 // ---------------------------------------------------------------------------------------------------------------
 // Parsers of single command outputs (pure; tested with real captures in test/fixtures)

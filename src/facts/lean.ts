@@ -212,7 +212,8 @@ export const SECRET_LINE_ERE_AWK = (() => {
 
 /** filteredConfigCommand (./definitions.ts) in ONE awk: the grep's lines are dropped by the awk itself. */
 const filteredConfigAwk = (path: string, keyPath: string) =>
-  sh`awk -v keyfile=${keyPath} -v mc_re=${SECRET_LINE_ERE_AWK} ${`tolower($0) ~ mc_re { next }\n${SECRET_FILTER_AWK}`} ${path}`.text;
+  sh`awk -v keyfile=${keyPath} -v conf=${path} -v mc_re=${SECRET_LINE_ERE_AWK} ${`tolower($0) ~ mc_re { next }\n${SECRET_FILTER_AWK}`} ${path}`
+    .text;
 
 /**
  * `mc_cap CMD...`: prints CMD's output (stderr with it) cut at FIREWALL_PART_MAX_BYTES as `CMD 2>&1 | head -c MAX` did,

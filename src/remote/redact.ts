@@ -130,6 +130,8 @@ export function redactSecrets(
 /** A `PublicKey =` line as filterConfigText (../facts/definitions.ts) spares it: `^\s*publickey\s*=` of a line alone. */
 const PUBLIC_KEY_LINE = `(?<![^\\n])${BLANK}publickey${BLANK}=[^\\n]*`;
 const REDACT_PASS_SPARING_PUBLIC_KEY_LINES = new RegExp(`(${PUBLIC_KEY_LINE})|${REDACT_PASS.source}`, 'gi');
+/** The value of a private or preshared key setting line, commented out or not (wg-quick's spellings, loosely). */
+const SECRET_SETTING_VALUE = /^[ \t]*[#;]*[ \t]*(?:private|pre[ \t_-]*shared)[ \t_-]*key[ \t]*=[ \t]*([A-Za-z0-9+/]{42,}=*)/gim;
 /** A key-shaped run inside a line (the runs REDACT_PASS matches outside secret setting lines). */
 const KEY_RUN = /(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{43,}=*/g;
 
@@ -147,12 +149,24 @@ function redactWithPublicKeyLines(
     const half = publicHalfOf(run);
     return half === undefined || known.has(half) || publicKeyLineKeys.has(half);
   };
+  // a secret setting's value (a preshared key) pasted as a PublicKey stays hidden (RV2 finding 3)
+  const secretValues = new Set([...text.matchAll(SECRET_SETTING_VALUE)].map((m) => m[1]!));
   const hidden = (run: string, extra: boolean) =>
-    keyShapedRun(run) && !known.has(run) && !(extra && (publicKeyLineKeys.has(run) || (showAll && !privateOfKnown(run))));
+    keyShapedRun(run) &&
+    !known.has(run) &&
+    !(extra && !secretValues.has(run) && (publicKeyLineKeys.has(run) || (showAll && !privateOfKnown(run))));
   return text.replace(
     REDACT_PASS_SPARING_PUBLIC_KEY_LINES,
     (match: string, publicKeyLine: string | undefined, secretPrefix: string | undefined, offset: number) => {
-      if (publicKeyLine !== undefined) return match.replace(KEY_RUN, (run) => (hidden(run, true) ? REDACTED : run));
+      if (publicKeyLine !== undefined) {
+        // only the line's first key, before any comment, is the peer's key to show (RV2 finding 3)
+        let first = true;
+        return match.replace(KEY_RUN, (run, at: number) => {
+          const extra = first && !match.slice(0, at).includes('#');
+          first = false;
+          return hidden(run, extra) ? REDACTED : run;
+        });
+      }
       if (secretPrefix !== undefined) return `${secretPrefix} ${REDACTED}`;
       return hidden(match, false) && !isFingerprint(match, offset, text) ? REDACTED : match;
     },
@@ -222,16 +236,22 @@ export const keyShapedTokens = (text: string): string[] => (text.match(BASE64_RU
  * reads from `keyfile` itself (never through argv, where `ps` would show it).
  */
 export const SECRET_FILTER_AWK = [
-  'BEGIN { own = ""; if (keyfile != "" && (getline own < keyfile) <= 0) own = ""; sub(/[ \\t\\r]+$/, "", own) }',
+  'BEGIN { own = ""; if (keyfile != "" && (getline own < keyfile) <= 0) own = ""; sub(/[ \\t\\r]+$/, "", own)',
+  // RV2 finding 3: a secret setting's value (a preshared key) pasted as a PublicKey stays hidden: the file is read
+  // once first (`conf`, its path) for the values of its secret setting lines, which the pass below drops
+  '  if (conf != "") while ((getline l < conf) > 0) { gsub(/[ \\t\\r]/, "", l); sub(/#.*/, "", l); if (tolower(l) ~ /^[#;]*(private|preshared)[_-]*key=/) { sub(/^[^=]*=/, "", l); sec[l] = 1 } } }',
   '{',
   '  line = $0; squeezed = line; gsub(/[ \\t\\r]/, "", squeezed); lower = tolower(squeezed)',
   '  if (lower ~ /^[#;]*(private|preshared)[_-]*key=/) next',
   '  pub = (lower ~ /^publickey=/)',
   '  out = ""; rest = line',
   '  while (match(rest, /[A-Za-z0-9+\\/]+=*/)) {',
+  // only a PublicKey line's first value, before any comment, is a peer's key to show (RV2 finding 3)
+  '    if (index(substr(rest, 1, RSTART - 1), "#") > 0) pub = 0',
   '    run = substr(rest, RSTART, RLENGTH); sig = run; sub(/=+$/, "", sig)',
-  '    secret = (length(sig) >= 43 && sig !~ /^[0-9a-f]+$/) && (!pub || run == own)',
+  '    secret = (length(sig) >= 43 && sig !~ /^[0-9a-f]+$/) && (!pub || run == own || (run in sec))',
   `    out = out substr(rest, 1, RSTART - 1) (secret ? "${REDACTED}" : run)`,
+  '    if (length(sig) >= 43) pub = 0',
   '    rest = substr(rest, RSTART + RLENGTH)',
   '  }',
   '  print out rest',

@@ -122,7 +122,8 @@ export function departedNote(gone: DepartedNode, inventory: Pick<Inventory, 'sou
 
 /** departedNote for every node the state of `inventory` knows and the inventory does not name, by name. */
 export function departedNotes(inventory: Inventory, limit?: readonly string[]): string[] {
-  return departedNodes(readState(inventory.source, inventory.mesh.interface), inventory).map((gone) =>
-    departedNote(gone, inventory, limit),
-  );
+  // a renamed node (the same machine as an inventory node) is no node to take down: no note sends `down` at it
+  return departedNodes(readState(inventory.source, inventory.mesh.interface), inventory)
+    .filter((gone) => gone.sameMachineAs === undefined)
+    .map((gone) => departedNote(gone, inventory, limit));
 }

@@ -177,13 +177,22 @@ export function updateState(
   const nodes: Record<string, NodeState> = {};
   const inInventory = new Map(inventory.nodes.map((n) => [n.name, n]));
   const now = options.now.toISOString();
+  // the keys as this run saw them, for telling a renamed node (same key under a new name) from a departed one
+  const seen: MeshState = { ...state, nodes: { ...state.nodes } };
+  for (const [n, publicKey] of observed.publicKeys) {
+    const known = seen.nodes[n];
+    if (known) seen.nodes[n] = { ...known, publicKey };
+    else if (inInventory.has(n)) seen.nodes[n] = { publicKey, overlayIp: '', listenPort: 0, seen: now };
+  }
+  const renamed = (name: string) => sameMachineAs(seen, inventory, name) !== undefined;
   for (const [name, node] of Object.entries(state.nodes)) {
     const current = inInventory.get(name);
     if (current) {
       const { departed: _departed, ...kept } = node;
       nodes[name] = current.ssh ? { ...kept, ssh: current.ssh } : kept;
     } else if (!options.complete) nodes[name] = node;
-    else if (node.ssh) nodes[name] = { ...node, departed: node.departed ?? now };
+    // a renamed node (the same key, or the same SSH host and port, under a name the inventory has): not departed
+    else if (node.ssh && !renamed(name)) nodes[name] = { ...node, departed: node.departed ?? now };
   }
   for (const [name, publicKey] of observed.publicKeys) {
     const node = inInventory.get(name);
@@ -217,20 +226,49 @@ export interface DepartedNode {
   listenPort: number;
   /** ISO time its peer was removed from every node (absent: a run has yet to remove it, or only a --limit run ran) */
   departed?: string;
+  /**
+   * The inventory node that is this same machine (RV2 finding 1: a node renamed in the inventory): it has the same
+   * public key in the state, or the same SSH host and port. Such an entry is not a node to take down: `down` of it
+   * would reach, stop and delete the live interface of the renamed node.
+   */
+  sameMachineAs?: string;
+}
+
+/** Inventory nodes as the state's membership functions read them: a name and, where known, the SSH target. */
+type InventoryNodes = { nodes: readonly { name: string; ssh?: Pick<SshTarget, 'host' | 'port'> }[] };
+
+/**
+ * The inventory node that is the same machine as the state's entry `name` (not in the inventory): one whose key in
+ * the state is the entry's key (a rename keeps the node's key on the node), or whose SSH host and port are the
+ * entry's (the same sshd). Undefined when none is. Pure.
+ */
+export function sameMachineAs(state: MeshState, inventory: InventoryNodes, name: string): string | undefined {
+  const entry = state.nodes[name];
+  if (!entry) return undefined;
+  for (const node of inventory.nodes) {
+    if (node.name === name) continue;
+    if (state.nodes[node.name]?.publicKey === entry.publicKey) return node.name;
+    if (entry.ssh && node.ssh && node.ssh.host === entry.ssh.host && node.ssh.port === entry.ssh.port) return node.name;
+  }
+  return undefined;
 }
 
 /** Nodes the state knows that the inventory does not have any more (dropped from it), by name. */
-export function departedNodes(state: MeshState, inventory: { nodes: readonly { name: string }[] }): DepartedNode[] {
+export function departedNodes(state: MeshState, inventory: InventoryNodes): DepartedNode[] {
   const names = new Set(inventory.nodes.map((n) => n.name));
   return Object.entries(state.nodes)
     .filter(([name]) => !names.has(name))
-    .map(([name, n]) => ({
-      name,
-      publicKey: n.publicKey,
-      overlayIp: n.overlayIp,
-      listenPort: n.listenPort,
-      ...(n.ssh ? { ssh: n.ssh } : {}),
-      ...(n.departed ? { departed: n.departed } : {}),
-    }))
+    .map(([name, n]) => {
+      const same = sameMachineAs(state, inventory, name);
+      return {
+        name,
+        publicKey: n.publicKey,
+        overlayIp: n.overlayIp,
+        listenPort: n.listenPort,
+        ...(n.ssh ? { ssh: n.ssh } : {}),
+        ...(n.departed ? { departed: n.departed } : {}),
+        ...(same ? { sameMachineAs: same } : {}),
+      };
+    })
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }

@@ -162,8 +162,22 @@ function peerSyncCommands(iface: string, privateKey: string, peerRoutes: string[
   ];
 }
 
-/** Sets the running interface's MTU, as wg-quick does at start (`ip link set mtu N up dev IFACE`, wg-quick(8)). */
-const setMtuScript = (iface: string, mtu: number): string => sh`ip link set dev ${iface} mtu ${String(mtu)}`.text;
+/**
+ * Sets the running interface's MTU and brings it up, as wg-quick does at start (`ip link set mtu N up dev IFACE`,
+ * wg-quick(8)): the restart this replaces would have left an interface set down by hand up too (RV2 finding 10).
+ */
+const setMtuScript = (iface: string, mtu: number): string => sh`ip link set dev ${iface} mtu ${String(mtu)} up`.text;
+
+/**
+ * The key file loaded into a running interface that runs with another key or none (`wg set IFACE private-key FILE`,
+ * the file's path only: meshctl never reads the key), or nothing when it runs with the node's key.
+ */
+function keyLoad(facts: NodeFacts, iface: string, publicKey: string | undefined): { command: string; change: Change } | undefined {
+  if (!publicKey || facts.interfacePublicKey === publicKey) return undefined;
+  const path = wireguardPaths(iface).privateKey;
+  const why = `it ran with ${facts.interfacePublicKey ? 'another key' : 'no key'}`;
+  return { command: sh`wg set ${iface} private-key ${path}`.text, change: { kind: 'load-private-key', iface, path, why } };
+}
 
 /** An MTU set on the running interface instead of a restart (liveMtuChange). */
 interface LiveMtu {
@@ -236,17 +250,26 @@ function planServiceUnarmed(
   const up = facts.interfaces.includes(iface);
   const drift = desired && up ? liveDrift(facts, desired) : NO_DRIFT;
   if (!facts.systemd)
-    return planWithoutSystemd(iface, change, peerRoutes, up, drift, report, liveMtuChange(facts, change, desired, up, drift, peerRoutes));
+    return planWithoutSystemd(
+      iface,
+      change,
+      peerRoutes,
+      up,
+      drift,
+      report,
+      liveMtuChange(facts, change, desired, up, drift, peerRoutes),
+      up ? keyLoad(facts, iface, publicKey) : undefined,
+    );
   const active = facts.service.active === 'active';
   const enabled = facts.service.enabled === 'enabled';
   const commands: string[] = [];
   const changes: Change[] = [];
   /** the key file loaded into the interface again when it runs with another key, or none */
   const loadKey = () => {
-    if (!publicKey || facts.interfacePublicKey === publicKey) return;
-    commands.push(sh`wg set ${iface} private-key ${p.privateKey}`.text);
-    const why = `it ran with ${facts.interfacePublicKey ? 'another key' : 'no key'}`;
-    changes.push({ kind: 'load-private-key', iface, path: p.privateKey, why });
+    const load = keyLoad(facts, iface, publicKey);
+    if (!load) return;
+    commands.push(load.command);
+    changes.push(load.change);
   };
   if (!active) {
     // an interface brought up by hand blocks wg-quick@ (it refuses "already exists"); take it down first
@@ -309,16 +332,20 @@ function planWithoutSystemd(
   drift: LiveDrift,
   report: string,
   mtu?: LiveMtu,
+  load?: { command: string; change: Change },
 ): { action?: NodeAction; warning?: string } {
   const warning = NO_SYSTEMD_WARNING;
   if (mtu) {
-    // the MTU alone changed in [Interface]: set live, as with systemd (no wg-quick down/up)
+    // the MTU alone changed in [Interface]: set live, as with systemd (no wg-quick down/up), with what the down/up
+    // would have done besides: the key loaded (RV2 finding 4), the peers and their routes as the file says
     const sync = mtu.sync ? peerSyncCommands(iface, wireguardPaths(iface).privateKey, peerRoutes, drift) : [];
     const changes: Change[] = [
       { kind: 'set-mtu', iface, mtu: mtu.mtu, why: mtu.why },
+      ...(load ? [load.change] : []),
       ...(sync.length ? [{ kind: 'syncconf' as const, iface, why: 'peers changed; interface and sessions kept' }] : []),
     ];
-    return { action: { changes, script: `set -e\n${[setMtuScript(iface, mtu.mtu), ...sync].join('\n')}\n${report}` }, warning };
+    const commands = [setMtuScript(iface, mtu.mtu), ...(load ? [load.command] : []), ...sync];
+    return { action: { changes, script: `set -e\n${commands.join('\n')}\n${report}` }, warning };
   }
   if (up && change === 'none' && drift.restart.length === 0) {
     if (drift.peers.length === 0 && drift.extraRoutes.length === 0) return { warning };

@@ -2,7 +2,7 @@
  * A new user's finding Q3-6: changing `mtu` in the inventory made `up` restart wg-quick@wg0 on every node at once
  * ("[Interface] changed"), each ping loop losing 0.2-0.4 s. wg-quick sets the MTU only when it brings the interface
  * up (`ip link set mtu N up dev wg0`, wg-quick(8)), so `up` now sets an MTU-only [Interface] change on the running
- * interface (`ip link set dev wg0 mtu N`), the file written as before, and a revert sets it back the same way. On
+ * interface (`ip link set dev wg0 mtu N up`), the file written as before, and a revert sets it back the same way. On
  * the 4-node homelab lab: systemd gives each start of a unit a new InvocationID, so the same id after a run is no
  * restart. MESHCTL_LAB names the lab (a helper's own lab name), else a unique one.
  */

@@ -256,6 +256,50 @@ describe('local state', () => {
     assert.ok(!('wk-2' in updateState(complete, three, { publicKeys: new Map() }, { now, complete: true, forget: ['wk-2'] }).nodes));
   });
 
+  it('a node renamed in the inventory (same key, or same SSH host and port) is not departed, and down refuses it (RV2 finding 1)', () => {
+    const full = updateState(emptyState('wg0'), inventory, observed, { now, complete: true });
+    const wk2 = inventory.nodes.find((n) => n.name === 'wk-2')!;
+    // wk-2 renamed wk-9: the same machine (its sshd, its key), a new name
+    const renamedInv = { ...inventory, nodes: inventory.nodes.map((n) => (n.name === 'wk-2' ? { ...n, name: 'wk-9' } : n)) };
+    const sameKey = { publicKeys: new Map(Object.entries({ ...KEYS, 'wk-9': KEYS['wk-2']! })) };
+    const after = updateState(full, renamedInv, sameKey, { now, complete: true });
+    assert.ok(!('wk-2' in after.nodes), 'a complete run forgets the old name instead of marking it departed');
+    // before that run (or after a --limit run) the old name is still in the state: it is the same machine
+    const limited = updateState(full, renamedInv, { publicKeys: new Map() }, { now, complete: false });
+    const gone = departedNodes(limited, renamedInv);
+    assert.deepEqual(
+      gone.map((d) => [d.name, d.sameMachineAs]),
+      [['wk-2', 'wk-9']],
+      'the same SSH host and port',
+    );
+    assert.throws(
+      () => resolveDownTargets(renamedInv, gone, ['wk-2']),
+      (e: unknown) => e instanceof MeshctlError && e.exitCode === 2 && /wk-2 is the same machine as wk-9/.test(e.message),
+    );
+    assert.deepEqual(resolveDownTargets(renamedInv, gone, ['wk-2'], { forget: true }).names, ['wk-2'], '--forget may drop it');
+    // by key alone: the renamed node's SSH target changed too, but the state read its key under the new name
+    const moved = {
+      ...renamedInv,
+      nodes: renamedInv.nodes.map((n) => (n.name === 'wk-9' ? { ...n, ssh: { ...wk2.ssh, host: '192.0.2.99' } } : n)),
+    };
+    const keyed = updateState(limited, moved, sameKey, { now, complete: false });
+    assert.equal(departedNodes(keyed, moved).find((d) => d.name === 'wk-2')?.sameMachineAs, 'wk-9');
+    // a node really dropped is still departed and reachable
+    const three = { ...inventory, nodes: inventory.nodes.filter((n) => n.name !== 'wk-2') };
+    assert.equal(
+      departedNodes(updateState(full, three, { publicKeys: new Map() }, { now, complete: true }), three)[0]?.sameMachineAs,
+      undefined,
+    );
+  });
+
+  it('down --forget drops a departed node the state cannot reach (no SSH target: an older state) without contacting it (RV2 finding 5)', () => {
+    const three = { ...inventory, nodes: inventory.nodes.filter((n) => n.name !== 'wk-2') };
+    const old = [{ name: 'wk-2', publicKey: KEYS['wk-2']!, overlayIp: '172.27.15.13', listenPort: 51820 }];
+    assert.throws(() => resolveDownTargets(three, old, ['wk-2']), /does not say how to reach it/);
+    const chosen = resolveDownTargets(three, old, ['wk-2'], { forget: true });
+    assert.deepEqual([chosen.names, chosen.nodes.map((n) => n.name)], [['wk-2'], []]);
+  });
+
   it('plan and up name a dropped node, say its own interface stays up, and give the down command that reaches it', () => {
     const three = { ...inventory, source: 'my mesh.yaml', nodes: inventory.nodes.filter((n) => n.name !== 'wk-2') };
     const ssh = inventory.nodes.find((n) => n.name === 'wk-2')!.ssh;

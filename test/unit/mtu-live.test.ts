@@ -49,7 +49,7 @@ describe('an MTU change is set on the running interface, not restarted', () => {
     assert.deepEqual(action!.changes, [
       { kind: 'set-mtu', iface: 'wg0', mtu: 1380, why: 'MTU 1420 -> 1380 in wg0.conf, the only [Interface] change' },
     ]);
-    assert.match(action!.script, /^ip link set dev wg0 mtu 1380$/m);
+    assert.match(action!.script, /^ip link set dev wg0 mtu 1380 up$/m);
     assert.doesNotMatch(action!.script, /systemctl restart|wg-quick down|wg addconf/);
     assert.equal(
       describeAction(action!),
@@ -63,7 +63,7 @@ describe('an MTU change is set on the running interface, not restarted', () => {
       action!.changes.map((c) => c.kind),
       ['set-mtu', 'syncconf'],
     );
-    assert.match(action!.script, /^ip link set dev wg0 mtu 1380$/m);
+    assert.match(action!.script, /^ip link set dev wg0 mtu 1380 up$/m);
     assert.match(action!.script, /\| wg addconf wg0 \/dev\/stdin/);
     assert.doesNotMatch(action!.script, /systemctl restart/);
   });
@@ -98,9 +98,23 @@ describe('an MTU change is set on the running interface, not restarted', () => {
       action!.changes.map((c) => c.kind),
       ['set-mtu'],
     );
-    assert.match(action!.script, /^ip link set dev wg0 mtu 1380$/m);
+    assert.match(action!.script, /^ip link set dev wg0 mtu 1380 up$/m);
     assert.doesNotMatch(action!.script, /wg-quick (down|up)/);
     assert.match(warning ?? '', /no systemd/);
+  });
+
+  it('the live MTU set brings the link up as wg-quick does, and loads the key on an interface running without it, with or without systemd (RV2 findings 4, 10)', () => {
+    const keyless = { ...facts, interfacePublicKey: undefined };
+    for (const systemd of [true, false]) {
+      const { action } = enable(withMesh({ mtu: 1380 }), { ...keyless, systemd });
+      assert.deepEqual(
+        action!.changes.map((c) => c.kind),
+        ['set-mtu', 'load-private-key'],
+        `systemd ${systemd}`,
+      );
+      assert.match(action!.script, /^ip link set dev wg0 mtu 1380 up$/m);
+      assert.match(action!.script, /^wg set wg0 private-key \/etc\/wireguard\/wg0\.key$/m);
+    }
   });
 
   it('mtuOnlyChange: a file without an MTU line (wg-quick chose one) is an MTU change too; any other line is not', () => {

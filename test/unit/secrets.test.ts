@@ -65,6 +65,9 @@ const CORPUS: Record<string, string> = {
   'key without its padding': `# backup ${K.slice(0, 43)}`,
   'own private key pasted as a PublicKey': `[Peer]\nPublicKey = ${K}\nAllowedIPs = 172.27.15.99/32`,
   'semicolon comment': `; PrivateKey=${K}`,
+  // RV2 finding 3: a PublicKey line's value is shown in a diff, but not a preshared key pasted there, nor a key in its comment
+  'preshared key pasted as a PublicKey': `[Peer]\nPublicKey = ${S}\nPresharedKey = ${S}\nAllowedIPs = 172.27.15.98/32`,
+  'key in a PublicKey line comment': `[Peer]\nPublicKey = ${OWN_PUB} # was ${S}\nAllowedIPs = 172.27.15.97/32`,
 };
 
 const secretsIn = (text: string) => [K, K.slice(0, 43), S, S.slice(0, 43)].filter((s) => text.includes(s));
