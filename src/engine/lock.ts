@@ -21,7 +21,7 @@ import { hostname, userInfo } from 'node:os';
 import { dirname } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { raw, sh } from '../remote/shell.js';
+import { sh } from '../remote/shell.js';
 import { withRun, type Connection, type RunOptions } from '../transport/types.js';
 import { endMarker, sectionScript, splitSections, type Section } from '../facts/sections.js';
 
@@ -155,8 +155,9 @@ export const RELEASE_WAIT_S = 1;
  * against `date +%s`, both the node's clock; a node with none of them cannot judge it and answers
  * `held-unjudged <line>` (the refusal says so) rather than a plain `held`. A stale take-over takes the same mkdir
  * mutex as the dead-run one (LOCK_PATH.takeover) and replaces the file only while it still holds the line read, so
- * two runs taking the same stale lock cannot remove each other's new lock; `--break-lock` (breakAfter 0) first
- * clears a mutex a killed taker left behind.
+ * two runs taking the same stale lock cannot remove each other's new lock; a mutex older than TORN_S (a killed
+ * taker's) is cleared first. `--break-lock` (breakAfter 0) replaces any lock file, even an empty or foreign one; without
+ * it an empty file older than TORN_S (a take cut off) is replaced too (`took-over ` with no line) (RV2 S3-9).
  * Issue 10: a converged run pays one exec for it on a node where the lock directory exists (`mkdir` runs only when
  * it does not; `sleep`, `cat`, `sed` and `date` only when the lock is held).
  */
@@ -166,6 +167,7 @@ export function acquireScript(holder: LockHolder, breakAfter: number, path = LOC
     sh`line=${format(holder)}`.text,
     `take_lock() { ( set -C; printf '%s\\n' "$line" > ${sh`${path}`.text} ) 2>/dev/null; }`,
     'if take_lock; then echo acquired; exit 0; fi',
+    ...AGE_FUNCTION,
     // a run that has just ended may still be removing its lock (RunLocks.release does not wait for it): up to
     // RELEASE_WAIT_S for that, unless any lock is to be taken over (--break-lock)
     ...(breakAfter > 0
@@ -175,6 +177,10 @@ export function acquireScript(holder: LockHolder, breakAfter: number, path = LOC
         ]
       : []),
     `old=$(cat ${sh`${path}`.text} 2>/dev/null)`,
+    // RV2 S3-3/S3-4: a take-over mutex older than TORN_S is a killed taker's (a live one holds it for a cat, an rm
+    // and a printf): cleared, so it neither ends the stale take-over for good nor lets --break-lock remove a live
+    // taker's mutex (which let both "take" the lock)
+    `if [ -d ${sh`${`${path}.takeover`}`.text} ] && [ "$(mc_older ${sh`${`${path}.takeover`}`.text} ${String(TORN_S)})" = yes ]; then rmdir ${sh`${`${path}.takeover`}`.text} 2>/dev/null || true; fi`,
     ...(dead ? deadRunTakeOver(dead, holder, path) : []),
     `started=$(printf '%s' "$old" | sed -n 's/.*started=\\([0-9]*\\).*/\\1/p')`,
     ...staleTakeOver(breakAfter, path),
@@ -189,7 +195,7 @@ export function acquireScript(holder: LockHolder, breakAfter: number, path = LOC
 function staleTakeOver(breakAfter: number, path: string): string[] {
   const file = sh`${path}`.text;
   const mutex = sh`${`${path}.takeover`}`.text;
-  const minutes = raw(String(Math.ceil(breakAfter / 60)));
+  const minutes = String(Math.ceil(breakAfter / 60));
   return [
     // a lock's age is the age of its file by the node's own clock (its mtime, set when the node created it), not its
     // `started=` (the holder's clock: a new user's finding, 2026-12-02: a node 2 h ahead of the operator took over a
@@ -197,23 +203,45 @@ function staleTakeOver(breakAfter: number, path: string): string[] {
     'mc_stale=no',
     ...(breakAfter > 0
       ? [
-          'if [ -n "$started" ]; then',
-          `  if command -v find >/dev/null 2>&1; then [ -n "$(${sh`find ${path} -prune -mmin +${minutes}`.text} 2>/dev/null)" ] && mc_stale=yes`,
-          `  else mc_m=$(date -r ${file} +%s 2>/dev/null || stat -c %Y ${file} 2>/dev/null); mc_n=$(date +%s 2>/dev/null)`,
-          `    case "$mc_m:$mc_n" in :*|*:|*[!0-9:]*) mc_stale=unknown ;; *) [ $((mc_n - mc_m)) -gt ${breakAfter} ] && mc_stale=yes ;; esac`,
-          '  fi',
+          `if [ -n "$started" ]; then mc_stale=$(mc_older ${file} ${String(breakAfter)} ${minutes})`,
+          // RV2 S3-9: an empty file is a take cut off between O_EXCL's create and its printf (a kill, a full /run);
+          // a live take fills it within microseconds, so one older than TORN_S is replaced
+          `elif [ -z "$old" ] && [ -e ${file} ] && [ "$(mc_older ${file} ${String(TORN_S)})" = yes ]; then mc_stale=yes`,
           'fi',
         ]
-      : ['[ -n "$started" ] && mc_stale=yes', `rmdir ${mutex} 2>/dev/null || true`]),
+      : // --break-lock breaks any lock file there is: empty, foreign or a run's (RV2 S3-9)
+        [`[ -e ${file} ] && mc_stale=yes`]),
     'if [ "$mc_stale" = yes ] && mkdir ' + mutex + ' 2>/dev/null; then',
     `  if [ "$(cat ${file} 2>/dev/null)" = "$old" ]; then rm -f ${file}; if take_lock; then rmdir ${mutex}; echo "took-over $old"; exit 0; fi; fi`,
     `  rmdir ${mutex}; old=$(cat ${file} 2>/dev/null)`,
     'fi',
-    // the holder released it meanwhile
-    'if [ -z "$old" ] && take_lock; then echo acquired; exit 0; fi',
+    // the holder released it meanwhile (RV2 S3-5: also when its age was unknown because it had just gone)
+    'if { [ -z "$old" ] || [ "$mc_stale" = unknown ]; } && take_lock; then echo acquired; exit 0; fi',
     'if [ "$mc_stale" = unknown ]; then echo "held-unjudged $old"; exit 0; fi',
   ];
 }
+
+/**
+ * Seconds after which an empty lock file (a take cut off) or a take-over mutex (a taker killed inside it) counts as
+ * left behind: both are held for microseconds by a live run (RV2 findings S3-3, S3-4, S3-9).
+ */
+export const TORN_S = 10;
+
+/**
+ * The acquire script's age test, `mc_older FILE SECONDS [MINUTES]`: prints yes, no or unknown, whether FILE's mtime
+ * is more than SECONDS before the node's clock. With MINUTES, find(1) -mmin +MINUTES answers when it can (no exec
+ * of date); a find that exists but fails (a busybox without -mmin or -prune, RV2 S3-5) falls through to `date -r`
+ * (GNU, busybox), else `stat -c %Y`, against `date +%s`; none of them, or FILE gone, is unknown (RV-13).
+ */
+const AGE_FUNCTION = [
+  'mc_older() {',
+  '  if [ -n "$3" ] && command -v find >/dev/null 2>&1 && mc_f=$(find "$1" -prune -mmin "+$3" 2>/dev/null); then',
+  '    if [ -n "$mc_f" ]; then echo yes; else echo no; fi; return 0',
+  '  fi',
+  '  mc_m=$(date -r "$1" +%s 2>/dev/null || stat -c %Y "$1" 2>/dev/null); mc_n=$(date +%s 2>/dev/null)',
+  '  case "$mc_m:$mc_n" in :*|*:|*[!0-9:]*) echo unknown ;; *) if [ $((mc_n - mc_m)) -gt "$2" ]; then echo yes; else echo no; fi ;; esac',
+  '}',
+];
 
 /**
  * The lines of the acquire script that take over a lock of a dead run of this machine (see DeadRunProof): its
@@ -396,6 +424,11 @@ export class RunLocks {
       this.taken.add(node);
       return undefined;
     }
+    if (code === 0 && out.trim() === 'took-over') {
+      this.taken.add(node);
+      this.warnings.push(`${node}: replaced an empty run lock (a take cut off) at ${LOCK_PATH}`);
+      return undefined;
+    }
     if (code === 0 && out.startsWith('took-over-dead ')) {
       this.taken.add(node);
       const old = parseLockHolder(out);
@@ -415,7 +448,9 @@ export class RunLocks {
       : '';
     const message = other
       ? `${node} is locked by another meshctl run: ${describeHolder(other)}${unjudged}; wait for it, or run with --break-lock if it died`
-      : `${node}: could not take the run lock at ${LOCK_PATH} (exit ${code}): ${(stderr || out).trim().split('\n').at(-1) ?? ''}`;
+      : code === 0 && out.trim() === 'held'
+        ? `${node}: an empty run lock at ${LOCK_PATH} (a take cut off, or one under way): run again, or with --break-lock`
+        : `${node}: could not take the run lock at ${LOCK_PATH} (exit ${code}): ${(stderr || out).trim().split('\n').at(-1) ?? ''}`;
     const refusal: LockRefusal = { ok: false, node, ...(other ? { holder: other } : {}), message };
     this.refusals.push(refusal);
     return refusal;

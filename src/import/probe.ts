@@ -77,18 +77,20 @@ const PRIVATE_KEY_VALUES_AWK = `{ s = $0; sub(/#.*/, "", s); gsub(/[ \\t\\r]/, "
 const REPLACE_PRIVATE_KEY_AWK = `BEGIN { has = 0 } { s = $0; sub(/#.*/, "", s); gsub(/[ \\t\\r]/, "", s); l = tolower(s); if (l ~ /^postup=wgset%iprivate-key/) has = 1; lines[NR] = $0; keep[NR] = (l !~ /^privatekey=/) } END { for (i = 1; i <= NR; i++) { if (keep[i]) print lines[i]; else if (!has) { print "PostUp = wg set %i private-key /etc/wireguard/%i.key"; has = 1 } } }`;
 
 /** awk: exits 0 when the file has an active `SaveConfig = true` line (any spacing or case wg-quick accepts). */
-const SAVES_CONFIG_AWK = `{ s = $0; sub(/#.*/, "", s); gsub(/[ \t\r]/, "", s); if (tolower(s) == "saveconfig=true") f = 1 } END { exit !f }`;
+const SAVES_CONFIG_AWK = `{ s = $0; sub(/#.*/, "", s); gsub(/[ \\t\\r]/, "", s); if (tolower(s) == "saveconfig=true") f = 1 } END { exit !f }`;
 /** awk: the file with each active `SaveConfig = true` line replaced by `SaveConfig = false`, every other line kept. */
-const SAVE_CONFIG_OFF_AWK = `{ s = $0; sub(/#.*/, "", s); gsub(/[ \t\r]/, "", s); if (tolower(s) == "saveconfig=true") print "SaveConfig = false"; else print }`;
+const SAVE_CONFIG_OFF_AWK = `{ s = $0; sub(/#.*/, "", s); gsub(/[ \\t\\r]/, "", s); if (tolower(s) == "saveconfig=true") print "SaveConfig = false"; else print }`;
 
 /**
  * Sets `SaveConfig = true` in `config` to false, atomically (temp file, mode 600, rename), and prints
  * `saveconfig=off`; does nothing (prints nothing) when the file has no such line. The running interface is not
- * touched: wg-quick reads SaveConfig only when it stops it.
+ * touched: wg-quick reads SaveConfig only when it stops it. When the rewrite fails (full disk, read-only /etc) it
+ * removes its temp file, prints `refused=REASON` and exits 3, as adoptScript's other refusals do: `set -e` alone
+ * would not stop it, since the failing command sits inside an `&&` list within `if` (RV2 finding S3-6).
  */
 export function saveConfigOffScript(config: string): string {
   const tmp = `${config}.meshctl-tmp`;
-  return sh`if awk ${SAVES_CONFIG_AWK} ${config}; then awk ${SAVE_CONFIG_OFF_AWK} ${config} > ${tmp} && chmod 600 ${tmp} && mv -f ${tmp} ${config} && echo saveconfig=off; fi`
+  return sh`if awk ${SAVES_CONFIG_AWK} ${config}; then awk ${SAVE_CONFIG_OFF_AWK} ${config} > ${tmp} && chmod 600 ${tmp} && mv -f ${tmp} ${config} && echo saveconfig=off || { rm -f ${tmp}; echo "refused=could not turn SaveConfig off in ${config}: wg-quick would write the private key back in at its next stop"; exit 3; }; fi`
     .text;
 }
 

@@ -33,6 +33,12 @@ const mappedByInventory =
 export interface NetworkPace {
   scale?: number;
   listenMs?: (node: Node) => number | undefined;
+  /**
+   * told the moment a watcher is about to print `watching` (in the same turn, before meshctl reads it): a test sets
+   * a 0 ms timer here, and a sender that starts before that timer fires was started with no timer of meshctl's on
+   * the way (RV2 S2-1: an order, not a time bound)
+   */
+  onListening?: (node: Node) => void;
   /** told when a sender script starts, with the ms since the first watcher started */
   onSend?: (node: Node, atMs: number) => void;
   /**
@@ -56,6 +62,7 @@ async function fakeWatcher(script: string, io: FakeIo, node: Node, pace: Network
   const started = performance.now();
   if (listenMs !== undefined) {
     await sleep(listenMs);
+    pace.onListening?.(node);
     io.write('watching\n');
     for (const line of await Promise.race([lines(), io.ended.then(() => [])])) io.write(`${line}\n`);
   }

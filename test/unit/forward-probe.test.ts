@@ -248,30 +248,50 @@ describe('pacing: a correct mesh pays only for what it needs (ProbeSession)', ()
     return { due, cancel: () => clearTimeout(timer) };
   };
   /**
-   * FAST_PROBE with its fallback 5 s after the start: a sender let go by its watchers starts long before (the 5 s
-   * only widen the margin for a stalled process between the test's timer and the watchers' start), one held back
-   * starts after the test's timer: the test fails then, 5 s in, and a correct probe does not wait for it.
+   * FAST_PROBE with its fallback 5 s after the start: a sender held back until the fallback starts long after the
+   * tests' 0 ms marker (markerAfter), so they fail then, 5 s in, and a correct probe does not wait for it.
    */
   const LATE_FALLBACK = { ...FAST_PROBE, delayS: 5 };
 
+  /**
+   * RV2 S2-1: a marker timer of 0 ms, set once `count` watchers are done (said `watching`, or failed): the chain
+   * from there to the sender's start is microtasks only (onStdout or the watcher's end -> listening() -> release()
+   * -> sendWhen -> the fake's reply), so a sender that starts after the marker waited on a timer of meshctl's, of
+   * any length, 1 ms or 1 s: the test fails then, however loaded the machine (no time bound).
+   */
+  const markerAfter = (count: number, events: string[]) => {
+    let done = 0;
+    let fired: () => void = () => undefined;
+    const firedP = new Promise<void>((resolve) => (fired = resolve));
+    const watcherDone = () => {
+      if (++done !== count) return;
+      setTimeout(() => {
+        events.push('a timer after the last watcher');
+        fired();
+      }, 0);
+    };
+    return { watcherDone, fired: firedP };
+  };
+
   it('starts the sender when every watcher says it listens, with no fixed pause of its own', async () => {
-    // the watchers say they listen 150 ms in: the sender starts after that (a lower bound) and before the fallback
-    // (an order); one held back until the fallback starts after it
+    // the watchers say they listen 150 ms in: the sender starts after that (a lower bound), and before a 0 ms timer
+    // set the moment the last of them said it (an order: no timer of meshctl's on the way)
     const events: string[] = [];
     const sent: number[] = [];
+    const marker = markerAfter(3, events);
     const pace = {
       scale: 0.25,
       listenMs: () => 150,
+      onListening: marker.watcherDone,
       onSend: (_n: unknown, at: number) => {
         sent.push(at);
         events.push('sender starts');
       },
     };
     const connections = await connectionsOf(inventory, underlayNetwork(inventory, landsRight, undefined, pace));
-    const fallback = fallbackAt(LATE_FALLBACK.delayS, events);
     const result = await runForwardProbe(inventory, connections, { timing: LATE_FALLBACK });
-    fallback.cancel();
-    assert.deepEqual(events, ['sender starts']);
+    await marker.fired;
+    assert.deepEqual(events, ['sender starts', 'a timer after the last watcher']);
     assert.ok(sent[0]! >= 145, `the sender started ${Math.round(sent[0]!)} ms after the watchers, before they listened`);
     for (const name of ['a-1', 'a-2', 'a-3']) assert.equal(judgeForward(result, node(name)).status, 'pass');
     // and the script itself sends at once: its rounds and interval, no pause before the first round
@@ -305,20 +325,33 @@ describe('pacing: a correct mesh pays only for what it needs (ProbeSession)', ()
   });
 
   it('a watcher that fails at once (no perl) does not hold the sender back', async () => {
-    // a-1 and a-2 listen at once, a-3 fails: the sender starts before the fallback; one that waited for a-3 to say
-    // it listens starts only at the fallback, after the test's own timer
+    // a-1 and a-2 listen at once, a-3 fails: the sender starts before a 0 ms timer set when the last of the three
+    // was done (a-3's command ended, a-1 and a-2 said `watching`); one that waited for a-3 to say it listens starts
+    // only at the fallback, and one with a pause of its own after the timer
     const events: string[] = [];
-    const network = underlayNetwork(inventory, landsRight, undefined, { scale: 0.5, onSend: () => events.push('sender starts') });
+    const marker = markerAfter(3, events);
+    const network = underlayNetwork(inventory, landsRight, undefined, {
+      scale: 0.5,
+      onListening: marker.watcherDone,
+      onSend: () => events.push('sender starts'),
+    });
     const connections = await connectionsOf(inventory, async (n) => {
       const connection = await network(n);
       if (n.name !== 'a-3') return connection;
-      const noPerl = new FakeConnection(n.name, [{ match: /print "watching/, reply: { code: 3, stderr: 'no perl on this node\n' } }]);
+      const noPerl = new FakeConnection(n.name, [
+        {
+          match: /print "watching/,
+          reply: () => {
+            marker.watcherDone();
+            return { code: 3, stderr: 'no perl on this node\n' };
+          },
+        },
+      ]);
       return noPerl;
     });
-    const fallback = fallbackAt(LATE_FALLBACK.delayS, events);
     const result = await runForwardProbe(inventory, connections, { timing: LATE_FALLBACK });
-    fallback.cancel();
-    assert.deepEqual(events, ['sender starts']);
+    await marker.fired;
+    assert.deepEqual(events, ['sender starts', 'a timer after the last watcher']);
     assert.match(result.unavailable.get('a-3') ?? '', /no perl/);
   });
 

@@ -7,7 +7,7 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { judgeListenPort } from '../../src/engine/registry.js';
@@ -263,6 +263,28 @@ describe('import targets', () => {
       parseAdoptOutput(`key=kept\nconf=kept\nsaveconfig=off\npublic=${hosts[0]!.facts.interfacePublicKey}\n`).saveConfigOff,
       true,
     );
+  });
+  it('a failing SaveConfig rewrite refuses (exit 3, temp file removed) instead of going on silently (RV2 S3-6)', () => {
+    const dir = tempDir('meshctl-saveconfig-fail-');
+    const conf = join(dir, 'wg0.conf');
+    const text = ['[Interface]', 'SaveConfig = true', ''].join('\n');
+    writeFileSync(conf, text);
+    // a chmod that fails stands in for a full disk or a read-only /etc (root ignores directory modes)
+    const bin = tempDir('meshctl-failing-chmod-');
+    writeFileSync(join(bin, 'chmod'), '#!/bin/sh\nexit 1\n', { mode: 0o755 });
+    const script = saveConfigOffScript(conf);
+    assert.doesNotMatch(script, /[\t\r]/, 'no raw TAB or CR in the remote script');
+    // under set -e, as adoptScript runs it, with a command after it that must not be reached
+    const r = spawnSync('/bin/sh', ['-c', `set -e\n${script}\necho went-on`], {
+      encoding: 'utf8',
+      env: { ...process.env, PATH: `${bin}:${process.env.PATH ?? ''}` },
+    });
+    assert.equal(r.status, 3, r.stdout + r.stderr);
+    assert.match(r.stdout, /^refused=could not turn SaveConfig off in .*wg0\.conf/);
+    assert.doesNotMatch(r.stdout, /went-on|saveconfig=off/);
+    assert.equal(parseAdoptOutput(r.stdout).refused?.startsWith('could not turn SaveConfig off'), true);
+    assert.equal(readFileSync(conf, 'utf8'), text, 'the file untouched');
+    assert.deepEqual(readdirSync(dir), ['wg0.conf'], 'no temp file left');
   });
   it("reads the adopting script's words and public key only", () => {
     const key = hosts[0]!.facts.interfacePublicKey!;

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { acquireLocks, acquireScript, newLockHolder, parseLockHolder, releaseScript, RunLocks } from '../../src/engine/lock.js';
+import { acquireLocks, acquireScript, newLockHolder, parseLockHolder, releaseScript, RunLocks, TORN_S } from '../../src/engine/lock.js';
 import { splitSections } from '../../src/facts/sections.js';
 import { FakeConnection } from '../support/fake-connection.js';
 import { tempDir } from '../support/temp-dir.js';
@@ -111,17 +111,91 @@ describe("a stale lock's age without find(1), and one taker at a time (RV-13, re
     );
   });
 
-  it('a stale take-over waits its turn: while another taker holds lock.takeover, the lock is held; --break-lock clears a leftover', () => {
+  it('a stale take-over waits its turn: while another taker holds a fresh lock.takeover, the lock is held, even with --break-lock (RV2 S3-4)', () => {
     const { path } = staleLock(tempDir('meshctl-lock-'));
     mkdirSync(`${path}.takeover`);
     assert.match(sh(acquireScript(newLockHolder(), 3600, path)), /^held /, 'another taker is at it');
-    const breaker = newLockHolder();
-    assert.match(sh(acquireScript(breaker, 0, path)), /^took-over /);
-    assert.equal(parseLockHolder(readFileSync(path, 'utf8'))?.run, breaker.run);
-    assert.ok(!existsSync(`${path}.takeover`), 'no mutex left behind');
+    assert.match(sh(acquireScript(newLockHolder(), 0, path)), /^held /, "--break-lock leaves a live taker's mutex alone");
+    assert.ok(existsSync(`${path}.takeover`));
     const again = staleLock(tempDir('meshctl-lock-'));
     assert.match(sh(acquireScript(newLockHolder(), 3600, again.path)), /^took-over /);
     assert.ok(!existsSync(`${again.path}.takeover`), 'the stale taker removes its directory');
+  });
+
+  it('a mutex left by a killed taker (older than TORN_S) is cleared: the stale take-over and --break-lock go ahead (RV2 S3-3)', () => {
+    for (const breakAfter of [3600, 0]) {
+      const { path } = staleLock(tempDir('meshctl-lock-'));
+      mkdirSync(`${path}.takeover`);
+      const past = new Date(Date.now() - (TORN_S + 50) * 1000);
+      utimesSync(`${path}.takeover`, past, past);
+      const me = newLockHolder();
+      assert.match(sh(acquireScript(me, breakAfter, path)), /^took-over holder=/, `break-after ${breakAfter}`);
+      assert.equal(parseLockHolder(readFileSync(path, 'utf8'))?.run, me.run);
+      assert.ok(!existsSync(`${path}.takeover`), 'no mutex left behind');
+    }
+  });
+
+  it('a find(1) that exists but fails (no -mmin) falls through to date -r: a 2 h old lock is taken over (RV2 S3-5)', () => {
+    const { path } = staleLock(tempDir('meshctl-lock-'));
+    const bin = toolsWithout(['find'], { find: '#!/bin/sh\necho "find: unrecognized: -mmin" >&2\nexit 1\n' });
+    const me = newLockHolder();
+    assert.match(shWith(bin, acquireScript(me, 3600, path)), /^took-over holder=/);
+    assert.equal(parseLockHolder(readFileSync(path, 'utf8'))?.run, me.run);
+  });
+});
+
+describe('an empty lock file, a take cut off between create and write (RV2 S3-9, real sh)', () => {
+  const emptyLock = (ageS: number): string => {
+    const path = join(tempDir('meshctl-lock-'), 'lock');
+    writeFileSync(path, '');
+    const past = new Date(Date.now() - ageS * 1000);
+    utimesSync(path, past, past);
+    return path;
+  };
+  it('--break-lock breaks it at once, whatever its age, and so any foreign file', () => {
+    for (const content of ['', 'not a lock line\n']) {
+      const path = emptyLock(0);
+      writeFileSync(path, content);
+      const me = newLockHolder();
+      assert.match(sh(acquireScript(me, 0, path)), /^took-over/, JSON.stringify(content));
+      assert.equal(parseLockHolder(readFileSync(path, 'utf8'))?.run, me.run);
+      assert.ok(!existsSync(`${path}.takeover`));
+    }
+  });
+  it('without --break-lock, one older than TORN_S is replaced (by date -r, and without find/stat); a fresh one is held', () => {
+    for (const without of [[], ['find', 'stat']]) {
+      const path = emptyLock(TORN_S + 50);
+      const me = newLockHolder();
+      assert.equal(shWith(toolsWithout(without), acquireScript(me, 3600, path)), 'took-over', without.join(' '));
+      assert.equal(parseLockHolder(readFileSync(path, 'utf8'))?.run, me.run);
+    }
+    const fresh = emptyLock(0);
+    assert.equal(sh(acquireScript(newLockHolder(), 3600, fresh)), 'held');
+    assert.equal(readFileSync(fresh, 'utf8'), '', 'a take that may be under way is left alone');
+  });
+  it('says it: the take warns of the empty lock; a refusal says run again or with --break-lock', async () => {
+    const taken = await acquireLocks(
+      new Map([['n1', new FakeConnection('n1', [{ match: /take_lock/, reply: { stdout: 'took-over \n' } }])]]),
+      {
+        breakLock: false,
+        signal: new AbortController().signal,
+      },
+    );
+    assert.ok(taken.ok);
+    assert.deepEqual(taken.warnings, ['n1: replaced an empty run lock (a take cut off) at /run/meshctl/lock']);
+    await taken.release();
+    const refused = await acquireLocks(
+      new Map([['n1', new FakeConnection('n1', [{ match: /take_lock/, reply: { stdout: 'held \n' } }])]]),
+      {
+        breakLock: false,
+        signal: new AbortController().signal,
+      },
+    );
+    assert.ok(!refused.ok);
+    assert.match(
+      refused.message,
+      /^n1: an empty run lock at \/run\/meshctl\/lock \(a take cut off, or one under way\): run again, or with --break-lock$/,
+    );
   });
 });
 
