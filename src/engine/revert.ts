@@ -205,6 +205,9 @@ export function revertScript(iface: string, runId: string, systemd: boolean): st
     `  elif [ $mtu_only = 1 ] && [ -n "$(state mtu)" ] && ${exists}; then act=mtu`,
     '  elif [ $changed = 1 ]; then act=restart; fi',
     'else act=down; fi',
+    // a kept sync or MTU set of a try that failed, retried after the interface went (RV2 finding 12): only a restart
+    // brings it back, on the restored file; without this every retry failed on the missing interface
+    `case $act in sync|mtu) if ! ${exists}; then act=restart; fi ;; esac`,
     'echo "$act" > "$d/act"',
     // down on the file it came up with, before that file is restored or removed (see above)
     // a unit to stop for good goes down on the file it came up with, before that file is restored or removed (see

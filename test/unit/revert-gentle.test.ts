@@ -409,6 +409,23 @@ describe("a peer sync that fails is no `reverted` (a reviewer's finding RV-6): e
   };
   const NOT_REVERTED = /not reverted: could not restore, start or sync wg0 peers \(the sync failed\)/;
 
+  it('a sync that failed, retried after the interface went away, restarts the unit on the restored file instead of syncing for ever (RV2 finding 12)', () => {
+    const { restarts, addconf } = revertAfter('sync-then-gone', CONF(1420, 20), LIVE_DUMP(20), {
+      before({ at, env, runDir }) {
+        const first = spawnSync('sh', ['-c', at(revertNowScript(RUN.runId))], { env: { ...env, FAIL_ADDCONF: '1' }, encoding: 'utf8' });
+        assert.equal(first.status, 1, first.stderr);
+        assert.equal(readFileSync(join(runDir, 'act'), 'utf8').trim(), 'sync');
+        rmSync(at('/sys/class/net/wg0'), { recursive: true, force: true });
+      },
+    });
+    assert.equal(restarts, 1, 'the retry restarted wg-quick@wg0');
+    assert.equal(
+      addconf.split('\n').filter((l) => l === 'PersistentKeepalive = off').length,
+      KEYS.length,
+      'only the failed first try synced',
+    );
+  });
+
   it('`wg addconf` fails', () => {
     const { stderr, addconf } = failsOnce('addconf-fails', { FAIL_ADDCONF: '1' });
     assert.match(stderr, NOT_REVERTED);
