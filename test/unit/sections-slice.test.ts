@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { splitSections, splitSectionsByLine } from '../../src/facts/sections.js';
+import { seededRandom } from '../support/seeded-random.js';
 
 const LINES = [
   '@@meshctl begin a',
@@ -23,16 +24,8 @@ const LINES = [
   'hello world',
 ];
 
-/** A small seeded generator (mulberry32): the same outputs every run. */
-function random(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A small seeded generator: the same outputs every run. */
+const random = seededRandom;
 
 const same = (text: string) => assert.deepEqual([...splitSections(text)], [...splitSectionsByLine(text)], JSON.stringify(text));
 

@@ -12,6 +12,7 @@ import { describe, it } from 'node:test';
 import { SectionStream, splitSections, splitSectionsOf, type Section } from '../../src/facts/sections.js';
 import { checklistStdout, pingStdout } from '../fixtures/probes/homelab.js';
 import { withConvergedFarm } from '../fixtures/probes/converged-farm.js';
+import { seededRandom } from '../support/seeded-random.js';
 
 const LINES = [
   '@@meshctl begin a',
@@ -32,16 +33,8 @@ const LINES = [
   'hello world, a line longer than thirteen',
 ];
 
-/** A small seeded generator (mulberry32): the same outputs every run. */
-function random(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A small seeded generator: the same outputs every run. */
+const random = seededRandom;
 
 /** The sections in the order they were handed on (the stream's own order, not only the Map's). */
 function streamed(pieces: string[]): Section[] {

@@ -12,7 +12,8 @@ import { copyFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FakeFarm } from '../../scripts/bench/farm/fake-node.js';
 import { loadInventory } from '../../src/inventory/load.js';
-import { runUp, type Connector, type UpView } from '../../src/engine/up.js';
+import { runUp, type UpView } from '../../src/engine/up.js';
+import { fakeConnector } from '../support/fake-connector.js';
 import { keptFallbacks, passKept } from '../../src/engine/fallback.js';
 import type { Connection } from '../../src/transport/types.js';
 import { tempDir } from '../support/temp-dir.js';
@@ -42,14 +43,7 @@ async function upInterruptedAtSecondEnable(interrupt: boolean) {
       },
     });
   };
-  const connector: Connector = {
-    connectAll: async (inv) => ({
-      connections: new Map(inv.nodes.map((n) => [n.name, node(n.name)])),
-      failures: new Map(),
-      close: async () => undefined,
-    }),
-    connectOne: async (n) => node(n.name),
-  };
+  const connector = fakeConnector(node);
   let enableGates = 0;
   const view: UpView = {
     onEvent: () => undefined,

@@ -11,7 +11,8 @@ import { copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FakeFarm } from '../../scripts/bench/farm/fake-node.js';
 import { loadInventory } from '../../src/inventory/load.js';
-import { runUp, type Connector, type UpView } from '../../src/engine/up.js';
+import { runUp, type UpView } from '../../src/engine/up.js';
+import { fakeConnector } from '../support/fake-connector.js';
 import { pathBetween, planPaths } from '../../src/topology/paths.js';
 import type { Connection } from '../../src/transport/types.js';
 import { tempDir } from '../support/temp-dir.js';
@@ -46,14 +47,7 @@ async function upWithFailingPair(interrupt: boolean) {
       },
     });
   };
-  const connector: Connector = {
-    connectAll: async (inv) => ({
-      connections: new Map(inv.nodes.map((n) => [n.name, node(n.name)])),
-      failures: new Map(),
-      close: async () => undefined,
-    }),
-    connectOne: async (n) => node(n.name),
-  };
+  const connector = fakeConnector(node);
   const view: UpView = { onEvent: () => undefined, gate: async () => true };
   const report = await runUp(inventory, connector, view, { signal: abort.signal, underlayProbes: false, rollbackDeadlineS: 0 });
   return { report, pingRounds };
