@@ -140,7 +140,7 @@ export function revertScript(iface: string, runId: string, systemd: boolean): st
   const running = systemd ? sh`systemctl is-active -q ${p.service}`.text : sh`[ -e ${`/sys/class/net/${iface}`} ]`.text;
   // a oneshot wg-quick@ stays active after its interface was deleted by hand: the sync needs the interface itself
   const exists = sh`[ -e ${`/sys/class/net/${iface}`} ]`.text;
-  const sync = `{ ${syncPeersCommand(iface, p.privateKey, { checked: true })}; }`;
+  const sync = `{ ${syncPeersCommand(iface, p.privateKey)}; }`;
   // not re-indented: a line break inside its quotes would take the indent with it
   const routes = syncPeerRoutesCommand(iface);
   return [

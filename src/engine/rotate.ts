@@ -25,7 +25,7 @@ import type { Inventory, Node } from '../inventory/types.js';
 import { checkDeadlineMs, type Connection, type ExecResult } from '../transport/types.js';
 import { desiredNodeConfig } from '../topology/desired.js';
 import { renderWgQuickConfig } from '../render/wgquick.js';
-import { syncPeersCommand } from '../render/systemd.js';
+import { syncPeersStep } from '../render/systemd.js';
 import { wireguardPaths } from '../remote/wireguard.js';
 import { atomicWriteScript } from '../steps/action.js';
 import {
@@ -114,7 +114,7 @@ function peerUpdateScript(
     'set -e',
     handshake.before,
     atomicWriteScript(p.config, text, { backup: true, label: 'config' }),
-    syncPeersCommand(iface, p.privateKey),
+    syncPeersStep(iface, p.privateKey),
     handshake.after,
   ].join('\n');
 }

@@ -88,15 +88,15 @@ const SYNC_FILTER_AWK = [
  * differs goes to `wg addconf`, which removes nothing; the peers to remove go to `wg set IFACE peer KEY remove`,
  * after the additions so that a CIDR moving to another peer is never without one. Stops before changing anything
  * when a step fails or the stripped file is empty (every live peer would be removed).
- * Its exit status: unchecked (the default, the enable step and rotate-keys under `set -e`), that of its last step to
- * run; `checked`, 0 exactly when the live interface is the file's now (synced, or nothing differed) and non-zero
+ * Its exit status: 0 exactly when the live interface is the file's now (synced, or nothing differed) and non-zero
  * when any step failed (`wg-quick strip`, an empty stripped file, reading the live interface, `wg addconf`, any
- * `wg set ... remove`): the revert counts that as not reverted (a reviewer's finding RV-6: a failed sync said
- * `reverted`).
+ * `wg set ... remove`, every remove tried): the revert counts that as not reverted (a reviewer's finding RV-6: a
+ * failed sync said `reverted`). It is one AND-OR list, and `set -e` ignores a failure inside one (POSIX sh, "set
+ * -e": except the last command of the list): a script that must stop on it runs syncPeersStep.
  * @param iface the WireGuard interface (wg-quick's name)
  * @param privateKeyPath the key file on the node: its content goes into the pipe, never into argv or a variable
  */
-export function syncPeersCommand(iface: string, privateKeyPath: string, { checked = false }: { checked?: boolean } = {}): string {
+export function syncPeersCommand(iface: string, privateKeyPath: string): string {
   const dump = raw(peerDumpCommand(iface));
   const plan =
     sh`stripped=$(wg-quick strip ${iface}) && [ -n "$stripped" ] && live=$(wg show ${iface} listen-port && ${dump}) && plan=$(printf '%s\\n' "$live" ${SYNC_MARK} "$stripped" | awk ${SYNC_FILTER_AWK})`
@@ -105,9 +105,22 @@ export function syncPeersCommand(iface: string, privateKeyPath: string, { checke
     sh`{ printf '%s\\n' "$plan" | sed '/^-remove /d'; echo "[Interface]"; printf "PrivateKey = "; cat ${privateKeyPath}; } | wg addconf ${iface} /dev/stdin`
       .text;
   const removed = sh`$(printf '%s\\n' "$plan" | sed -n 's/^-remove //p')`.text;
-  if (!checked) return `${plan} && [ -n "$plan" ] && ${send} && for k in ${removed}; do ${sh`wg set ${iface} peer "$k" remove`.text}; done`;
   // every remove is tried, and any that failed fails the whole
   return `${plan} && { [ -z "$plan" ] || { ${send} && mc_rm=0 && for k in ${removed}; do ${sh`wg set ${iface} peer "$k" remove`.text} || mc_rm=1; done && [ $mc_rm = 0 ]; }; }`;
+}
+
+/**
+ * syncPeersCommand as a step of a `set -e` script (the enable step, rotate-keys' peer update): a failed sync ends the
+ * script with status 1 and says so on stderr, where the bare AND-OR list would let the script go on and report the
+ * step done with the live peers unchanged (`set -e` ignores a failure before the last command of such a list).
+ * @param iface the WireGuard interface (wg-quick's name)
+ * @param privateKeyPath the key file on the node (its path only)
+ */
+export function syncPeersStep(iface: string, privateKeyPath: string): string {
+  const said =
+    sh`echo ${`meshctl: the peer sync of ${iface} failed (wg-quick strip, wg show, wg addconf or wg set ... remove; its message above)`} >&2`
+      .text;
+  return `${syncPeersCommand(iface, privateKeyPath)} || { ${said}; exit 1; }`;
 }
 
 /**

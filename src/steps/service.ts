@@ -24,7 +24,7 @@ import type { DesiredNodeConfig, DesiredPeer } from '../topology/desired.js';
 import { sh } from '../remote/shell.js';
 import { wireguardPaths } from '../remote/wireguard.js';
 import { mtuOnlyChange, type ConfigChangeKind } from '../render/changes.js';
-import { syncPeerRoutesCommand, syncPeersCommand } from '../render/systemd.js';
+import { syncPeerRoutesCommand, syncPeersStep } from '../render/systemd.js';
 import { endpointRepaired, judgeLiveEndpoint } from './live-endpoint.js';
 import { withRevertArmed, type RollbackOptions } from '../engine/revert.js';
 import { systemctlEnablement } from '../remote/systemctl.js';
@@ -155,7 +155,7 @@ function keepaliveOffScript(iface: string, keys: readonly string[]): string {
 /** The peers' sync: syncconf keeping the key, the keepalives it keeps, then the routes it does not touch. */
 function peerSyncCommands(iface: string, privateKey: string, peerRoutes: string[], drift: LiveDrift): string[] {
   return [
-    syncPeersCommand(iface, privateKey),
+    syncPeersStep(iface, privateKey),
     ...(drift.keepaliveOff.length ? [keepaliveOffScript(iface, drift.keepaliveOff)] : []),
     ...(drift.extraRoutes.length ? [removeRoutesScript(iface, drift.extraRoutes)] : []),
     syncRoutesScript(iface, peerRoutes),
@@ -193,8 +193,10 @@ interface LiveMtu {
 
 /**
  * The MTU to set on the running interface instead of a restart: the file's only [Interface] change is its MTU
- * (mtuOnlyChange) and the live interface differs from the design in nothing else that a restart applies (its
- * address and listen port are the design's). Undefined otherwise.
+ * (mtuOnlyChange), or the file's [Interface] did not change and the live MTU is its only difference from the design
+ * (a run that wrote the file and stopped before its enable step, a retry after a failed enable, `ip link set mtu` by
+ * hand: RV2 finding 11); in both, the live interface differs from the design in nothing else that a restart applies
+ * (its address and listen port are the design's). Undefined otherwise.
  */
 function liveMtuChange(
   facts: NodeFacts,
@@ -204,13 +206,32 @@ function liveMtuChange(
   drift: LiveDrift,
   peerRoutes: string[],
 ): LiveMtu | undefined {
-  if (change !== 'interface' || !desired || !up || drift.restart.some((reason) => reason !== drift.mtu)) return undefined;
+  if (!desired || !up || drift.restart.some((reason) => reason !== drift.mtu)) return undefined;
+  if (change === 'none' || change === 'peers') return liveMtuOnly(facts, change, desired, drift, peerRoutes);
+  if (change !== 'interface') return undefined;
   const only = mtuOnlyChange(facts.config.text, desired);
   if (!only) return undefined;
   const sync =
     only.peers || drift.peers.length > 0 || drift.extraRoutes.length > 0 || missingRoutes(facts.interfaceRoutes, peerRoutes).length > 0;
   const why = `MTU ${only.from ?? '(none)'} -> ${only.to} in ${desired.interface}.conf, the only [Interface] change`;
   return { mtu: only.to, why, sync };
+}
+
+/** The file's [Interface] is the design's and only the live MTU differs (drift.mtu): set it, sync peers if needed. */
+function liveMtuOnly(
+  facts: NodeFacts,
+  change: 'none' | 'peers',
+  desired: DesiredNodeConfig,
+  drift: LiveDrift,
+  peerRoutes: string[],
+): LiveMtu | undefined {
+  if (!drift.mtu) return undefined;
+  const sync =
+    change === 'peers' ||
+    drift.peers.length > 0 ||
+    drift.extraRoutes.length > 0 ||
+    missingRoutes(facts.interfaceRoutes, peerRoutes).length > 0;
+  return { mtu: desired.mtu, why: `${drift.mtu}: the file's MTU set on the running interface`, sync };
 }
 
 /**

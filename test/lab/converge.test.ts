@@ -133,7 +133,7 @@ describeLab('up converges the live interface (issue 8, kind 2)', INVENTORY, (lab
     await assertSecondRunChangesNothing();
   });
 
-  it('(c) finishes an MTU change that a run wrote to wg0.conf but did not apply (restart, named with both values)', async () => {
+  it('(c) finishes an MTU change that a run wrote to wg0.conf but did not apply (set live, named with both values; the interface kept)', async () => {
     // the state before: the design had MTU 1380, and the interface runs with it
     const old = join(mkdtempSync(join(tmpdir(), 'meshctl-converge-')), 'homelab-mtu-1380.yaml');
     writeFileSync(old, readFileSync(INVENTORY, 'utf8').replace('mtu: 1420', 'mtu: 1380'));
@@ -148,18 +148,22 @@ describeLab('up converges the live interface (issue 8, kind 2)', INVENTORY, (lab
       renderWgQuickConfig(desiredOf('ms-1')),
     );
     const planned = (await plannedEnable()).get('ms-1') ?? [];
-    assert.deepEqual(planned, [{ kind: 'restart', unit: 'wg-quick@wg0', why: 'live MTU 1380, wg0.conf 1420' }]);
+    // RV2 finding 11: the file is the design and only the live MTU differs: set live, no restart of ms-1
+    const why = "live MTU 1380, wg0.conf 1420: the file's MTU set on the running interface";
+    assert.deepEqual(planned, [{ kind: 'set-mtu', iface: 'wg0', mtu: 1420, why }]);
+    const index = await ifindex('ms-1');
     const report = await up();
     assert.equal(report.result, 'converged');
-    // one action: the rollback armed on the node (issue 9), then the restart that finishes the MTU change
+    // one action: the rollback armed on the node (issue 9), then the MTU set live that finishes the change
     const [action, ...others] = enableChanges(report, 'ms-1');
     assert.deepEqual(others, []);
     assert.match(
       action ?? '',
-      /^arm a rollback on the node \(meshctl-revert-[0-9a-f]+-enable, in \d+ s unless confirmed\), restart wg-quick@wg0 \(live MTU 1380, wg0\.conf 1420\)$/,
+      /^arm a rollback on the node \(meshctl-revert-[0-9a-f]+-enable, in \d+ s unless confirmed\), set wg0 MTU 1420 live \(live MTU 1380, wg0\.conf 1420: the file's MTU set on the running interface; no restart, interface and sessions kept\)$/,
     );
     assert.deepEqual(report.phases.find((p) => p.id === 'config')!.nodes.find((n) => n.node === 'ms-1')?.changes ?? [], []);
     await assertLiveMatches('ms-1');
+    assert.equal(await ifindex('ms-1'), index, 'ms-1: wg0 was re-created (a restart), not set live');
     await assertSecondRunChangesNothing();
   });
 

@@ -4,7 +4,13 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { renderReloadDropIn, reloadDropInPath, syncconfKeepingKeyCommand, syncPeersCommand } from '../../src/render/systemd.js';
+import {
+  renderReloadDropIn,
+  reloadDropInPath,
+  syncconfKeepingKeyCommand,
+  syncPeersCommand,
+  syncPeersStep,
+} from '../../src/render/systemd.js';
 
 /** What systemd hands to /bin/bash -c: the ExecReload's single-quoted word, with `$$` and `%i` expanded. */
 function execReloadScript(dropIn: string, instance: string): string {
@@ -96,7 +102,16 @@ const HEADER = STRIP.slice(0, STRIP.indexOf('ListenPort'));
  * `strip`; `wg show wg0 listen-port` prints `port`; `wg show wg0 dump` an interface line, then `dump`; `wg addconf`
  * records its input, `wg set` its arguments. The lab (membership.test.ts) runs the real tools.
  */
-function runSync({ strip = STRIP, dump = DUMP, port = '51820', showFails = false, stripFails = false } = {}) {
+function runSync({
+  strip = STRIP,
+  dump = DUMP,
+  port = '51820',
+  showFails = false,
+  stripFails = false,
+  addconfFails = false,
+  removeFails = false,
+  step = false,
+} = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'meshctl-sync-'));
   try {
     writeFileSync(join(dir, 'strip'), strip);
@@ -107,22 +122,26 @@ function runSync({ strip = STRIP, dump = DUMP, port = '51820', showFails = false
       `case "$*" in`,
       `"show wg0 listen-port") ${showFails ? 'echo "Unable to access interface" >&2; exit 1' : `echo ${port}`} ;;`,
       `"show wg0 dump") cat ${dir}/dump ;;`,
-      `"addconf wg0 /dev/stdin") cat > ${dir}/added ;;`,
-      `"set wg0 "*) echo "$*" >> ${dir}/set ;;`,
+      `"addconf wg0 /dev/stdin") cat > ${dir}/added${addconfFails ? '; echo "Unable to modify interface" >&2; exit 1' : ''} ;;`,
+      `"set wg0 "*) echo "$*" >> ${dir}/set${removeFails ? '; exit 1' : ''} ;;`,
       '*) exit 9 ;;',
       'esac',
     ];
     writeFileSync(join(dir, 'wg'), `${wg.join('\n')}\n`);
     writeFileSync(join(dir, 'wg0.key'), 'PRIVATE-KEY-STAND-IN=\n');
     for (const tool of ['wg-quick', 'wg']) chmodSync(join(dir, tool), 0o755);
-    const script = syncPeersCommand('wg0', '/etc/wireguard/wg0.key').replaceAll('/etc/wireguard/wg0.key', join(dir, 'wg0.key'));
+    // step: as the enable step runs it, in a `set -e` script that goes on after it
+    const sync = step
+      ? `set -e\n${syncPeersStep('wg0', '/etc/wireguard/wg0.key')}\necho went-on`
+      : syncPeersCommand('wg0', '/etc/wireguard/wg0.key');
+    const script = sync.replaceAll('/etc/wireguard/wg0.key', join(dir, 'wg0.key'));
     const result = spawnSync('/bin/sh', ['-c', script], { env: { PATH: `${dir}:/usr/bin:/bin` }, encoding: 'utf8' });
     const read = (f: string) => (existsSync(join(dir, f)) ? readFileSync(join(dir, f), 'utf8') : undefined);
     // blank lines mean nothing to wg(8); the shell's $(...) drops trailing ones
     const added = read('added')
       ?.split('\n')
       .filter((l) => l.trim() !== '');
-    return { code: result.status, stderr: result.stderr, added, set: read('set') };
+    return { code: result.status, stdout: result.stdout, stderr: result.stderr, added, set: read('set') };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -199,6 +218,28 @@ describe("meshctl's peer sync (syncPeersCommand): what wg syncconf would change,
 
   it('a listen port that differs live is sent', () => {
     assert.deepEqual(runSync({ port: '51821' }).added, withKey(STRIP.slice(0, STRIP.indexOf('[Peer]'))));
+  });
+
+  it('as a step of a set -e script, a failed sync stops the script with status 1 and says so; a good one goes on', () => {
+    // `set -e` ignores a failure inside an AND-OR list: the enable step went on and reported done (old code)
+    const stray = 'kTQScJDzwi8gde48LOsco+z2HxDoWbBkyC78HXijHwk=';
+    for (const r of [
+      runSync({ step: true, addconfFails: true }),
+      runSync({ step: true, showFails: true }),
+      runSync({ step: true, strip: '' }),
+      runSync({ step: true, removeFails: true, dump: `${DUMP}${stray}\t(none)\t(none)\t10.66.0.0/16\t0\t0\t0\toff\n` }),
+    ]) {
+      assert.equal(r.code, 1, r.stderr);
+      assert.doesNotMatch(r.stdout, /went-on/);
+      assert.match(r.stderr, /meshctl: the peer sync of wg0 failed/);
+    }
+    const good = runSync({ step: true, dump: dumpWithout(KEYS.wk2) });
+    assert.equal(good.code, 0, good.stderr);
+    assert.match(good.stdout, /went-on/);
+    assert.deepEqual(good.added, withKey(`${HEADER}\n${blockOf('wk-2')}`));
+    const converged = runSync({ step: true });
+    assert.equal(converged.code, 0, converged.stderr);
+    assert.match(converged.stdout, /went-on/);
   });
 
   it('changes nothing when wg-quick strip or wg show fails', () => {

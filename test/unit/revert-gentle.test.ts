@@ -37,7 +37,9 @@ const stubs: Record<string, string> = {
     '  is-enabled) cat "$STUB_STATE/$2.enabled" 2>/dev/null ;;',
     // what each stop and start saw of the config: wg-quick reads it at both (down needs it: wg-quick(8))
     // SLOW_STOP: a stop or restart that takes that long (a hung wg-quick down, a loaded node)
+    // CUT_AT_STOP: the deadline's kill lands during a stop or restart (cutOff)
     '  stop|start|restart) if [ "$1" != start ] && [ -n "$SLOW_STOP" ]; then sleep "$SLOW_STOP"; fi',
+    '    if [ "$1" != start ] && [ -n "$CUT_AT_STOP" ]; then kill -KILL 0; fi',
     '    { grep "^MTU" "$WG_CONF" 2>/dev/null || echo "no $WG_CONF"; } | sed "s|^|$1 |" >> "$STUB_STATE/$2.ops" ;;',
     '  *) true ;;',
     'esac',
@@ -47,8 +49,8 @@ const stubs: Record<string, string> = {
     '  "show wg0 listen-port") echo 51820 ;;',
     `  "show wg0 dump") printf 'PRIV\\tPUB\\t51820\\toff\\n'; cat "$LIVE" ;;`,
     `  "show wg0 allowed-ips") awk -F '\\t' '{ gsub(",", " ", $4); print $1 "\\t" $4 }' "$LIVE" ;;`,
-    // SLOW_SYNC: a peer sync that takes that long
-    '  "addconf wg0 /dev/stdin") if [ -n "$SLOW_SYNC" ]; then sleep "$SLOW_SYNC"; fi; echo "wg addconf" >> "$STUB_LOG"; cat >> "$STUB_STATE/addconf"; [ -z "$FAIL_ADDCONF" ] ;;',
+    // CUT_AT_SYNC: the deadline's kill lands during the peer sync (cutOff)
+    '  "addconf wg0 /dev/stdin") if [ -n "$CUT_AT_SYNC" ]; then kill -KILL 0; fi; echo "wg addconf" >> "$STUB_LOG"; cat >> "$STUB_STATE/addconf"; [ -z "$FAIL_ADDCONF" ] ;;',
     '  "set wg0 peer "*" remove") echo "wg $*" >> "$STUB_LOG"; [ -z "$FAIL_REMOVE" ] ;;',
     '  *) echo "wg $*" >> "$STUB_LOG" ;;',
     'esac',
@@ -95,9 +97,14 @@ const LIVE_DUMP = (keepalive?: number) =>
     (key, i) => `${key}\t(none)\t10.99.0.${12 + i}:51820\t172.27.15.${12 + i}/32\t1796058129\t100\t200\t${keepalive ?? 'off'}\n`,
   ).join('');
 
-/** Runs `script` under sh, killed with every process it started after 1 s (coreutils timeout signals its group). */
+/**
+ * Runs `script` under sh in a process group of its own (coreutils timeout makes one), killed with every process it
+ * started as the connection's deadline kills a remote command's group: at the moment a stand-in meets its CUT_AT_*
+ * variable (`kill -KILL 0`), not after a time, which a loaded machine (a CI run) could reach before or after that
+ * point; the 60 s timeout only ends a run that never met it.
+ */
 const cutOff = (script: string, env: Record<string, string>) =>
-  spawnSync('timeout', ['-s', 'KILL', '1', 'sh', '-c', script], { env: { ...env, PATH: `${env.PATH}` }, encoding: 'utf8' });
+  spawnSync('timeout', ['-s', 'KILL', '60', 'sh', '-c', script], { env: { ...env, PATH: `${env.PATH}` }, encoding: 'utf8' });
 
 /** What revertAfter's `before` gets: the node's paths, the stand-ins' environment, a reader of its files. */
 interface RevertNode {
@@ -276,10 +283,10 @@ describe('a revert goes back as gently as its change came', () => {
   it("a revert cut off midway (the command's deadline) keeps the timer armed, and the timer's run finishes it (CI, stop 25)", () => {
     const { ops } = revertAfter('cut-off', PORT_CHANGE, LIVE_DUMP(), {
       before({ at, env, read, runDir }) {
-        // meshctl's revert, its stop slow, killed at 1 s with every process it started, as the remote `timeout` of
-        // the connection's deadline kills its process group
+        // meshctl's revert killed during its stop with every process it started, as the remote `timeout` of the
+        // connection's deadline kills its process group
         const mark = read('log').length;
-        const cut = cutOff(at(revertNowScript(RUN.runId)), { ...env, SLOW_STOP: '2' });
+        const cut = cutOff(at(revertNowScript(RUN.runId)), { ...env, CUT_AT_STOP: '1' });
         assert.notEqual(cut.status, 0, 'killed by the deadline');
         assert.doesNotMatch(read('log').slice(mark), /systemctl stop meshctl-revert-/, 'the timer stays armed');
         assert.ok(existsSync(join(runDir, 'state')) && !existsSync(join(runDir, 'reverted')), 'the snapshot stays, not reverted');
@@ -296,7 +303,7 @@ describe('a revert goes back as gently as its change came', () => {
   it('a peers-only revert cut off after its files were restored is finished by the timer: the peers synced back (a review)', () => {
     const { addconf, log } = revertAfter('cut-after-restore', CONF(1420, 20), LIVE_DUMP(20), {
       before({ at, env, read, runDir }) {
-        const cut = cutOff(at(revertNowScript(RUN.runId)), { ...env, SLOW_SYNC: '2' });
+        const cut = cutOff(at(revertNowScript(RUN.runId)), { ...env, CUT_AT_SYNC: '1' });
         assert.notEqual(cut.status, 0, 'killed by the deadline');
         assert.equal(read('state/addconf'), '', 'cut off before its sync');
         assert.equal(readFileSync(at('/etc/wireguard/wg0.conf'), 'utf8'), CONF(1420), 'the file is already back');

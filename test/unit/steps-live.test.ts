@@ -87,10 +87,21 @@ describe('enable planner: the live interface against the design', () => {
     assert.equal(execFileSync('sh', ['-c', `${ipStub}\n${remove}`], { encoding: 'utf8' }).trim(), 'del 10.66.0.0/16');
   });
 
-  it('(c) restarts when the live MTU is not the MTU of a file already written (an interrupted run), naming both', () => {
+  it('(c) sets the MTU live when only the live MTU is not the MTU of a file already written (an interrupted run), naming both', () => {
+    // RV2 finding 11: the file is the design, the live MTU the only difference: no restart of the node (Q3-6)
     const action = plan(facts('live-mtu-1380-ms-1.txt')).action!;
-    assert.deepEqual(action.changes, [{ kind: 'restart', unit: 'wg-quick@wg0', why: 'live MTU 1380, wg0.conf 1420' }]);
-    assert.match(action.script, /^systemctl restart wg-quick@wg0 2>&1$/m);
+    assert.deepEqual(action.changes, [
+      { kind: 'set-mtu', iface: 'wg0', mtu: 1420, why: "live MTU 1380, wg0.conf 1420: the file's MTU set on the running interface" },
+    ]);
+    assert.match(action.script, /^ip link set dev wg0 mtu 1420 up$/m);
+    assert.doesNotMatch(action.script, /systemctl restart/);
+  });
+
+  it('(c) a live MTU beside a live address that is not the design still restarts', () => {
+    const f = facts('live-mtu-1380-ms-1.txt');
+    const action = plan({ ...f, live: { ...f.live!, addresses: ['172.27.15.99/32'] } }).action!;
+    assert.equal(action.changes[0]!.kind, 'restart');
+    assert.match(action.changes[0]!.kind === 'restart' ? action.changes[0]!.why : '', /live MTU 1380, wg0.conf 1420/);
   });
 
   it('syncs a keepalive and an endpoint changed with `wg set`, and switches off a keepalive the file does not set', () => {
@@ -141,7 +152,10 @@ describe('enable planner: the live interface against the design', () => {
     const action = plan({ ...facts('live-peer-removed-ms-1.txt'), systemd: false }).action!;
     assert.equal(action.changes[0]!.kind, 'syncconf');
     assert.doesNotMatch(action.script, /wg-quick down/);
-    assert.match(plan({ ...facts('live-mtu-1380-ms-1.txt'), systemd: false }).action!.script, /wg-quick down wg0\nwg-quick up wg0/);
+    // the live MTU alone is set live without systemd too (RV2 finding 11), no wg-quick down/up
+    const mtu = plan({ ...facts('live-mtu-1380-ms-1.txt'), systemd: false }).action!.script;
+    assert.match(mtu, /^ip link set dev wg0 mtu 1420 up$/m);
+    assert.doesNotMatch(mtu, /wg-quick down/);
     assert.equal(plan({ ...converged, systemd: false }).action, undefined);
   });
 });
