@@ -238,6 +238,7 @@ async function upWith(
       if (recorded.warning) report.warnings = [...(report.warnings ?? []), recorded.warning];
     }
     for (const warning of report.warnings ?? []) out.write(`warning: ${warning}\n`);
+    for (const note of report.notes ?? []) out.write(`note: ${note}\n`);
     // in pieces: at 1,000 nodes the report is longer than V8's longest string (src/ui/json-text.ts)
     if (flags.json) await writeJson(process.stdout, report, 2);
     else await printSummary(report, color, out, relayedPairs(withFallbackRelays(inventory, report.fallbackRelays?.pairs ?? [])));

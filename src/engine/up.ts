@@ -84,6 +84,8 @@ export interface UpReport {
   locked?: string;
   /** notes about the run itself (a stale lock taken over) */
   warnings?: string[];
+  /** what the run did that asks nothing of the operator (relay: auto: a pair back to direct), printed as `note:` */
+  notes?: string[];
   dryRun: boolean;
   stoppedAt?: string;
   /**
@@ -544,7 +546,6 @@ async function runUpBody(
             (p) =>
               `${p.replace(' ', ' and ')}: the direct handshake failed at the gate; the pass that relayed them was reverted before it was confirmed, so they are still direct (run up again)`,
           ),
-        ...movedBack.map((p) => `${p.replace(' ', ' and ')}: the direct path works again, back to direct`),
         ...backToDirect
           .filter((p) => !movedBack.includes(p))
           .map(
@@ -563,6 +564,8 @@ async function runUpBody(
         ...pending.notes(),
         ...fallbackNotes,
       ];
+      // good news, said as a note and not a warning (a new user's finding Q4-7)
+      const notes = movedBack.map((p) => `${p.replace(' ', ' and ')}: the direct path works again, back to direct`);
       return {
         ...base,
         result: run.interrupted ? 'interrupted' : run.stoppedAt ? 'stopped' : options.dryRun ? 'planned' : 'converged',
@@ -581,6 +584,7 @@ async function runUpBody(
           : {}),
         ...counter.report(),
         ...warningsOf(outside.warnings, warnings),
+        ...(notes.length ? { notes } : {}),
         publicKeys: Object.fromEntries(learnt),
         ...(earlier.length || fallbacks.length || failed.length
           ? { fallbackRelays: { pairs: fallbacks, relayedAtGate: relayedNow, backToDirect: movedBack } }

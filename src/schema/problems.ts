@@ -65,7 +65,11 @@ function editDistance(a: string, b: string): number {
   return d[a.length]![b.length]!;
 }
 
-/** The closest candidate to a misspelt word, if one is close enough to be a plausible typo. */
+/**
+ * The closest candidate to a misspelt word, if one is close enough to be a plausible typo: within a third of the
+ * longer word's length (1 to 3 edits), and never one that replaces every character (a site "c" is no typo of "a", a
+ * new user's finding Q4-7).
+ */
 export function didYouMean(word: string, candidates: readonly string[]): string | undefined {
   const lower = word.toLowerCase();
   let best: { candidate: string; distance: number } | undefined;
@@ -75,7 +79,8 @@ export function didYouMean(word: string, candidates: readonly string[]): string 
   }
   if (!best) return undefined;
   const allowed = Math.max(1, Math.min(3, Math.floor(Math.max(word.length, best.candidate.length) / 3)));
-  return best.distance <= allowed ? best.candidate : undefined;
+  const longer = Math.max(word.length, best.candidate.length);
+  return best.distance <= allowed && best.distance < longer ? best.candidate : undefined;
 }
 
 /** "a, b or c" */

@@ -33,6 +33,7 @@ interface UpJson {
   firstPass?: { stoppedAt: string; changes: number };
   timings?: { fallbackProbeMs?: number };
   warnings?: string[];
+  notes?: string[];
   plan?: { phases: { nodes: { actions: unknown[] }[] }[] };
 }
 
@@ -225,6 +226,9 @@ describeLab(
       const back = await up();
       assert.equal(back.result, 'converged');
       assert.deepEqual(back.fallbackRelays, { pairs: [], relayedAtGate: [], backToDirect: ['a-1 p-2'] });
+      // good news is a note, not a warning (Q4-7)
+      assert.deepEqual(back.notes, ['a-1 and p-2: the direct path works again, back to direct']);
+      assert.ok(!back.warnings?.some((w) => /back to direct/.test(w)), JSON.stringify(back.warnings));
       everyPairPings(back);
       assert.equal(JSON.parse(readFileSync(`${inventory}.state.json`, 'utf8')).fallbackRelays, undefined);
       const endpoints = await sh('a-1', 'wg show wg0 endpoints');

@@ -174,6 +174,11 @@ describe('helpers', () => {
     assert.equal(didYouMean('hmoe', ['home', 'edge']), 'home');
     assert.equal(didYouMean('MTU', ['mtu']), 'mtu');
     assert.equal(didYouMean('colour', ['site', 'address', 'ssh']), undefined);
+    // a one-letter site replaced whole is no typo (Q4-7: a duplicate key `b` meant as `c` gave "did you mean a?")
+    assert.equal(didYouMean('c', ['a', 'b']), undefined);
+    assert.equal(didYouMean('ab', ['cd']), undefined);
+    assert.equal(didYouMean('bb', ['a', 'b']), 'b');
+    assert.equal(didYouMean('B', ['a', 'b']), 'b');
   });
   it('formatPath', () => {
     assert.equal(formatPath(['mesh', 'reservedCidrs', 1]), 'mesh.reservedCidrs[1]');
