@@ -395,7 +395,12 @@ export function renderDebugReport(
   }
   if (report.bundle)
     lines.push(`bundle: ${report.bundle} (report.json, report.txt${report.captures.some((c) => c.files.length) ? ', pcap files' : ''})`);
-  lines.push('debug changes nothing on the nodes: the fixes above are suggestions.');
+  // with no failing pair there is no fix above to call a suggestion (a new user's finding Q4-7)
+  lines.push(
+    report.diagnoses.length
+      ? 'debug changes nothing on the nodes: the fixes above are suggestions.'
+      : 'debug changed nothing on the nodes.',
+  );
   return `${lines.join('\n')}\n`;
 }
 

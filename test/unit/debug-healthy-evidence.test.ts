@@ -106,3 +106,10 @@ test("finding 10: the sender's own capture line does not read as if it sent noth
   );
   assert.match(text, /captured on ms-1: 40 packets; from ctb-edge-1: 7 UDP \(2 handshake initiations, 3 markers\)/);
 });
+
+test('with no failing pair the report calls no fix a suggestion (Q4-7)', () => {
+  const text = renderDebugReport({ diagnoses: [], captures: [] } as unknown as DebugReport, plain);
+  assert.match(text, /^No failing pair: nothing to debug\.$/m);
+  assert.doesNotMatch(text, /the fixes above/);
+  assert.match(text, /^debug changed nothing on the nodes\.$/m);
+});
