@@ -8,6 +8,7 @@ import type { Command } from 'commander';
 import { Chalk } from 'chalk';
 import { countActions } from '../engine/plan.js';
 import { runUp } from '../engine/up.js';
+import { withFallbackRelays } from '../engine/fallback.js';
 import { MeshctlError, type CommandResult } from '../errors.js';
 import { interruptSignal } from '../interrupt.js';
 import { loadInventory, resolveInventoryPath } from '../inventory/load.js';
@@ -105,22 +106,26 @@ export function registerPlan(program: Command, finish: (result: CommandResult) =
       // what the run had to assume (a peer outside --limit that did not answer: its key from the local state) is part of
       // the plan's meaning: on stderr, as up says it (stdout stays the plan, or its JSON)
       for (const warning of report.warnings ?? []) log(`warning: ${warning}`);
+      for (const note of report.notes ?? []) log(`note: ${note}`);
       if (report.result === 'stopped') {
         if (flags.json) await (await import('../ui/json-text.js')).writeJson(process.stdout, report.plan, 2);
         else process.stderr.write(chalk.red.bold(`cannot plan past "${report.stoppedAt}": fix the node first\n`));
         return finish('stop');
       }
-      // JSON `paths`: every pair's path (direct, relayed via R, none) as planned from the inventory; JSON in pieces: the
-      // plan holds every node's scripts, N^2 text at farm scale (src/ui/json-text.ts)
+      // the paths as the plan leaves them: relay: auto's pairs after this plan (a pair whose direct path works again is
+      // back to direct; a new user saw "relayed" listed under the plan's own "back to direct" lines, Q4-7)
+      const planned = report.fallbackRelays ? withFallbackRelays(inventory, report.fallbackRelays.pairs) : inventory;
+      // JSON `paths`: every pair's path (direct, relayed via R, none) as planned; JSON in pieces: the plan holds every
+      // node's scripts, N^2 text at farm scale (src/ui/json-text.ts)
       if (flags.json)
         await (await import('../ui/json-text.js')).writeJson(
           process.stdout,
-          { ...report.plan, paths: pathReports(inventory, undefined) },
+          { ...report.plan, paths: pathReports(planned, undefined) },
           2,
         );
       else {
         // the text: the pairs that are not direct only
-        const pathsText = plannedPathsText(inventory);
+        const pathsText = plannedPathsText(planned);
         process.stdout.write(
           `${renderUnderlayNote(report.phases, chalk)}${renderPlan(report.plan!, chalk)}${pathsText ? `\n${pathsText}` : ''}`,
         );

@@ -223,6 +223,11 @@ describeLab(
       } finally {
         await drop('-D');
       }
+      // plan before it: the pair goes back to direct, and its Paths list no longer calls it relayed (Q4-7)
+      const plan = await lab().meshctl(['plan', inventory, '--no-color']);
+      assert.equal(plan.code, 4, plan.stderr);
+      assert.match(plan.stderr, /^note: a-1 and p-2: the direct path works again, back to direct$/m, plan.stderr);
+      assert.doesNotMatch(plan.stdout, /a-1 <-> p-2 {2}relayed via/, plan.stdout);
       const back = await up();
       assert.equal(back.result, 'converged');
       assert.deepEqual(back.fallbackRelays, { pairs: [], relayedAtGate: [], backToDirect: ['a-1 p-2'] });
