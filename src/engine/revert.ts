@@ -92,6 +92,10 @@ export function revertPaths(runId: string): { dir: string; unitPrefix: string } 
  * [Interface] sections without their comments (from `#` on, as wg-quick(8) strips them) and blank lines, trimmed,
  * with no space around the first `=`; section headers matched case-blind, as wg(8) reads them. With the awk variable
  * `nomtu` set, without the MTU line (to tell a change of the MTU alone).
+ * It compares text, line by line in file order, where `up` judged the change by meaning (../render/changes.ts
+ * mtuOnlyChange parses both files): the same [Interface] keys in another order or spelling (an adopted file) differ
+ * here, so such a revert restarts the unit where `up` set the MTU live. That is the safe side, a restart never misses
+ * a change (a reviewer's finding RV2-14); the node has no parser of wg-quick files to do better in sh and awk.
  */
 const INTERFACE_PART_AWK = [
   '/^[ \\t]*\\[/ { s = tolower($0); gsub(/[ \\t]/, "", s); next }',
