@@ -118,11 +118,7 @@ export function registerPlan(program: Command, finish: (result: CommandResult) =
       // JSON `paths`: every pair's path (direct, relayed via R, none) as planned; JSON in pieces: the plan holds every
       // node's scripts, N^2 text at farm scale (src/ui/json-text.ts)
       if (flags.json)
-        await (await import('../ui/json-text.js')).writeJson(
-          process.stdout,
-          { ...report.plan, paths: pathReports(planned, undefined) },
-          2,
-        );
+        await (await import('../ui/json-text.js')).writeJson(process.stdout, { ...report.plan, paths: pathReports(planned, undefined) }, 2);
       else {
         // the text: the pairs that are not direct only
         const pathsText = plannedPathsText(planned);

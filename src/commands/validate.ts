@@ -11,6 +11,7 @@ import { formatProblem } from '../inventory/problems.js';
 import { publicAddressOf, type Inventory, type Site } from '../inventory/types.js';
 import { endpointFor, formatEndpoint, keepaliveFor, type Endpoint } from '../topology/endpoints.js';
 import { planPaths, type PairPath } from '../topology/paths.js';
+import { inventoryWithFallbacks } from '../state/record.js';
 
 export interface PairSummary {
   a: string;
@@ -128,6 +129,16 @@ export function renderSummary(inventory: Inventory, chalk: ChalkInstance = defau
   return `${lines.join('\n')}\n`;
 }
 
+/**
+ * The inventory at `path` with the pairs relay: auto moved to a relay after a failed handshake, as the local state
+ * beside it records them (what `plan` and `up` design and the nodes run): validate's pair list shows such a pair
+ * relayed, with why, instead of direct (a new user's finding Q4-7). Reads the state file only; contacts nothing.
+ * @throws InventoryError (exit 2) for an invalid inventory, as loadInventory
+ */
+export function withStateFallbacks(path: string): Inventory {
+  return inventoryWithFallbacks(loadInventory(path));
+}
+
 export function registerValidate(program: Command, _finish?: (result: CommandResult) => void): void {
   program
     .command('validate')
@@ -140,7 +151,7 @@ export function registerValidate(program: Command, _finish?: (result: CommandRes
       if (!options.json) {
         // as up, plan, down and rotate-keys: colour only on a terminal, never with --no-color or NO_COLOR (no-color.org)
         const color = options.color !== false && Boolean(process.stdout.isTTY) && !process.env.NO_COLOR;
-        process.stdout.write(renderSummary(loadInventory(path), new Chalk({ level: color ? 1 : 0 })));
+        process.stdout.write(renderSummary(withStateFallbacks(path), new Chalk({ level: color ? 1 : 0 })));
         return;
       }
       // JSON mode still reports problems on stderr (and exits 2) through the usual error path

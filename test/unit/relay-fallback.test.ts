@@ -13,6 +13,7 @@ import { desiredMesh } from '../../src/topology/desired.js';
 import type { Matrix, MatrixCell } from '../../src/checks/ping-matrix.js';
 import { parseState, updateState, emptyState } from '../../src/state/state.js';
 import { inventoryWithFallbacks } from '../../src/state/record.js';
+import { withStateFallbacks, renderSummary } from '../../src/commands/validate.js';
 import { tempDir } from '../support/temp-dir.js';
 
 const FILE = 'inventories/four-sites.yaml';
@@ -112,5 +113,8 @@ describe('relay: auto at the gate', () => {
     writeFileSync(file, readFileSync(FILE, 'utf8'));
     writeFileSync(`${file}.state.json`, JSON.stringify({ ...state, fallbackRelays: ['a-1 p-2', 'a-1 gone-1'] }));
     assert.deepEqual(inventoryWithFallbacks(loadInventory(file)).mesh.fallbackRelays, ['a-1 p-2']);
+    // validate's pair list shows the pair as the nodes run it: relayed, and why (Q4-7: it said direct)
+    const text = renderSummary(withStateFallbacks(file));
+    assert.match(text, /a-1 <-> p-2 {2}relayed via p-1: .*their direct handshake failed at the gate of an earlier up/);
   });
 });
