@@ -87,21 +87,42 @@ export async function pairsBackToDirect(
 
 /**
  * Whether the nodes kept what one pass of `up` applied: its phase with `enable-service` (`enablePhase`, the one whose
- * gate confirms each node's change, ./revert.ts) ran and went on. A pass interrupted or stopped at or before that
- * gate was reverted (every changed node back on the config it had before the pass), and one that stopped later (the
- * ping gate) kept its configs. A dry run applies nothing and is taken as kept (its plan is what it shows).
+ * gate confirms each node's change, ./revert.ts) ran and went on. With a rollback armed (`rollback`: the default, not
+ * `--no-rollback`), a pass interrupted or stopped at or before that gate was reverted (every changed node back on the
+ * config it had before the pass), and one that stopped later (the ping gate) kept its configs. Without a rollback
+ * nothing is reverted: a pass whose enable phase ran (on any node, even cut short) is kept, since its nodes may run
+ * its configs and no revert took them back (RV3 F1: such a pass was recorded as reverted). A dry run applies nothing
+ * and is taken as kept (its plan is what it shows).
  * Not known here: an interrupt that lands between that gate's confirm and the next phase (its nodes were confirmed:
- * they keep the change, but the pass reads as reverted), and a run without rollback (nothing is reverted).
+ * they keep the change, but the pass reads as reverted).
  */
 export function passKept(
   run: { phases: ReadonlyArray<{ id: string; verdict: string }>; stoppedAt?: string },
   enablePhase: string | undefined,
   dryRun: boolean,
+  rollback: boolean,
 ): boolean {
   if (dryRun) return true;
   if (enablePhase === undefined) return false;
   const enable = run.phases.find((p) => p.id === enablePhase);
+  if (!rollback) return enable !== undefined;
   return enable !== undefined && enable.verdict === 'GO' && run.stoppedAt !== enablePhase;
+}
+
+/**
+ * Whether a pass without a rollback may have left its nodes mixed: it ran its enable phase but did not go past its
+ * gate (interrupted, or a node failed there), so some nodes may run the pass's configs and others not, and no revert
+ * made them agree (`up` again converges them). False with a rollback (./revert.ts took the nodes back) and in a dry run.
+ */
+export function passMayBeMixed(
+  run: { phases: ReadonlyArray<{ id: string; verdict: string }>; stoppedAt?: string },
+  enablePhase: string | undefined,
+  dryRun: boolean,
+  rollback: boolean,
+): boolean {
+  if (dryRun || rollback || enablePhase === undefined) return false;
+  const enable = run.phases.find((p) => p.id === enablePhase);
+  return enable !== undefined && (enable.verdict !== 'GO' || run.stoppedAt === enablePhase);
 }
 
 /**
