@@ -16,7 +16,7 @@ import { pairKey } from '../inventory/types.js';
 import type { Matrix } from '../checks/ping-matrix.js';
 import { type Direction, judgeDirection, runColdStartPlan } from '../checks/cold-start.js';
 import { endpointFor } from '../topology/endpoints.js';
-import { planPaths, relayCandidates, relayModeOf } from '../topology/paths.js';
+import { pathKind, planPaths, relayCandidates, relayModeOf } from '../topology/paths.js';
 import { checkDeadlineMs, type Connection } from '../transport/types.js';
 
 /** The inventory with exactly these pairs relayed after a failed handshake (pairKey strings). */
@@ -27,9 +27,28 @@ export const withFallbackRelays = (inventory: Inventory, pairs: readonly string[
 
 /**
  * The pairs planned direct whose ping failed in either direction, that relay: auto may move to a relay (both ends
- * auto, some public node can relay them), as pairKey strings in inventory order.
+ * auto, some public node can relay them), as pairKey strings in inventory order. They are judged together, not one
+ * by one (RV3 F8): a relay whose leg falls back is no relay (../topology/paths.ts legUsable), so pairs that fail at
+ * once can take each other's relays away (a node that lost UDP to both public nodes: each leg relayable alone, none
+ * with the other). Only pairs that the plan of all of them together (with the inventory's own fallbacks) relays are
+ * kept, the others dropped until that holds; a dropped pair stays direct (and failing: no relay can reach it).
  */
 export function failedDirectPairs(inventory: Inventory, matrix: Matrix): string[] {
+  let chosen = failedRelayable(inventory, matrix);
+  for (;;) {
+    if (chosen.length === 0) return chosen;
+    const together = planPaths(withFallbackRelays(inventory, [...(inventory.mesh.fallbackRelays ?? []), ...chosen]));
+    const relayed = chosen.filter((pair) => {
+      const [a, b] = pair.split(' ');
+      return pathKind(together, a!, b!) === 'relayed';
+    });
+    if (relayed.length === chosen.length) return chosen;
+    chosen = relayed;
+  }
+}
+
+/** failedDirectPairs' candidates, each judged alone: planned direct, a ping failed, both ends auto, a relay exists. */
+function failedRelayable(inventory: Inventory, matrix: Matrix): string[] {
   const byName = new Map(inventory.nodes.map((n) => [n.name, n]));
   return planPaths(inventory)
     .pairs.filter(({ a, b, path }) => {
