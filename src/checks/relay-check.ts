@@ -8,6 +8,7 @@
 import type { FactDef } from '../facts/definitions.js';
 import { sh } from '../remote/shell.js';
 import { relayChainName, relayNftTableName } from '../render/relay.js';
+import { FIREWALL_PART_MAX_BYTES } from '../firewall/verdict.js';
 
 /** What a node shows of relaying on its WireGuard interface. */
 export interface RelayState {
@@ -137,7 +138,9 @@ export function judgeRelay(
     if (!rule.present) return undefined;
     return {
       status: 'warn',
-      message: `relays no pair, but meshctl's relay rule for ${iface} is still there (left from when it relayed; harmless with forwarding off; \`meshctl up\` removes it, or by hand: ${relayResidueFix(iface, state)})`,
+      // up finds the rule in its firewall fact, whose parts are cut at FIREWALL_PART_MAX_BYTES: past the cut (a
+      // kube-proxy node's iptables) it cannot see it, so no promise there (RV3 F9)
+      message: `relays no pair, but meshctl's relay rule for ${iface} is still there (left from when it relayed; harmless with forwarding off; \`meshctl up\` removes it unless the node's iptables ruleset is larger than the ${FIREWALL_PART_MAX_BYTES / 1000} KB up reads of it; or by hand: ${relayResidueFix(iface, state)})`,
       evidence,
     };
   }
