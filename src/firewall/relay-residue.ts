@@ -53,9 +53,30 @@ export function relayResidueRemoval(
   const found = relayRuleFound(ruleset, iface);
   if (found.length === 0) return { commands: [], changes: [] };
   const key = relayForwardingKey(iface);
+  // the rule is removed in the backend it was found in, whichever one `iptables` points at now (RV3 F3: a rule in
+  // the other backend was never removed, and every up planned its removal again)
+  const backends = (
+    [
+      ['iptables-legacy', ruleset?.legacy],
+      ['iptables-nft', ruleset?.iptablesNft],
+    ] as const
+  )
+    .filter(([, save]) => save && relayIptablesFromSave(save, iface).length > 0)
+    .map(([tool]) => {
+      const down = relayRuleDownCommand(iface)
+        .split('; ')
+        .filter((c) => c.startsWith('iptables -w '))
+        .map((c) => c.replace('iptables -w ', `${tool} -w `));
+      return `if command -v ${tool} >/dev/null 2>&1; then ${down.join('; ')}; fi`;
+    });
   return {
     commands: [
-      `sysctl -q -w ${key}=0 2>/dev/null || true; ${relayRuleDownCommand(iface)}; sysctl -q -w ${key}="$(cat /proc/sys/net/ipv4/conf/default/forwarding)" 2>/dev/null || true`,
+      [
+        `sysctl -q -w ${key}=0 2>/dev/null || true`,
+        relayRuleDownCommand(iface),
+        ...backends,
+        `sysctl -q -w ${key}="$(cat /proc/sys/net/ipv4/conf/default/forwarding)" 2>/dev/null || true`,
+      ].join('; '),
     ],
     changes: [{ kind: 'remove-relay-rule', iface, found }],
   };

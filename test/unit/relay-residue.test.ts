@@ -12,7 +12,7 @@ import { FACTS } from '../../src/facts/definitions.js';
 import { LEAN_FACTS } from '../../src/facts/lean.js';
 import type { FirewallFacts } from '../../src/firewall/verdict.js';
 import { relayResidueRemoval, relayRuleFound } from '../../src/firewall/relay-residue.js';
-import { judgeRelay, RELAY_FACT, type RelayState } from '../../src/checks/relay-check.js';
+import { judgeRelay, RELAY_FACT, relayIptablesFromSave, type RelayState } from '../../src/checks/relay-check.js';
 import { relayHooks } from '../../src/render/relay.js';
 import { planService } from '../../src/steps/service.js';
 import { describeAction } from '../../src/engine/plan.js';
@@ -179,6 +179,19 @@ describe('a relay rule left on a node that relays nothing', { skip: root ? false
     assert.deepEqual(relayRuleFound(nftRules, 'wg_a').length, 1, 'wg_a relays (not vacuous)');
     assert.deepEqual(relayRuleFound(nftRules, 'wg-a'), []);
     assert.deepEqual(relayState(section(nft.stdout, 'relay')).nft, []);
+  });
+
+  it('a rule left in the backend `iptables` no longer points at (legacy) is removed there too', () => {
+    // the relay's PostUp ran when `iptables` was iptables-legacy; now it is the nf_tables one
+    const legacyUp = relayHooks('wg0').postUp.map((l) => l.replaceAll('iptables -w', 'iptables-legacy -w'));
+    const left = inNamespace([...legacyUp, 'echo @@@fw', fwFact, 'echo @@@end']);
+    assert.equal(left.status, 0, left.stderr);
+    const rules = ruleset(section(left.stdout, 'fw'));
+    assert.ok(relayIptablesFromSave(rules.legacy ?? '', 'wg0').length > 0, 'the legacy backend holds it (not vacuous)');
+    const removal = relayResidueRemoval(rules, 'wg0', design()).commands;
+    const after = inNamespace([...legacyUp, ...removal, ...removal, 'echo @@@fw', fwFact, 'echo @@@end']);
+    assert.equal(after.status, 0, after.stderr);
+    assert.deepEqual(relayRuleFound(ruleset(section(after.stdout, 'fw')), 'wg0'), [], 'up finds nothing left: a second up changes nothing');
   });
 
   it("verify's advice for removing it by hand is commands that work (the jump before the chain)", () => {
