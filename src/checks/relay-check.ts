@@ -8,6 +8,7 @@
 import type { FactDef } from '../facts/definitions.js';
 import { sh } from '../remote/shell.js';
 import { relayChainName, relayNftTableName } from '../render/relay.js';
+import { FIREWALL_PART_MAX_BYTES } from '../firewall/verdict.js';
 
 /** What a node shows of relaying on its WireGuard interface. */
 export interface RelayState {
@@ -31,9 +32,10 @@ export const RELAY_FACT: FactDef<RelayState> = {
     const chain = relayChainName(ctx.interface);
     const table = relayNftTableName(ctx.interface);
     const forwarding = `/proc/sys/net/ipv4/conf/${ctx.interface}/forwarding`;
-    // the chain's own lines as they come; the jumps from FORWARD after them (iptables -S lists FORWARD first)
+    // the chain's own lines as they come; the jumps from FORWARD after them (iptables -S lists FORWARD first). A jump
+    // is `-j` followed by exactly this chain: wg0-b's `-j meshctl-fwd-wg0-b` is no jump of wg0 (RV3 F3)
     const pick =
-      '($1 == "-N" || $1 == "-A") && $2 == c { print "ipt: " $0; next } $1 == "-A" && $2 == "FORWARD" && index($0, "-j " c) { f = f "ipt: " $0 "\\n" } END { printf "%s", f }';
+      '($1 == "-N" || $1 == "-A") && $2 == c { print "ipt: " $0; next } $1 == "-A" && $2 == "FORWARD" { for (i = 3; i < NF; i++) if ($i == "-j" && $(i + 1) == c) { f = f "ipt: " $0 "\\n"; break } } END { printf "%s", f }';
     return [
       sh`mc_f=; [ -r ${forwarding} ] && read -r mc_f < ${forwarding}; printf 'forwarding=%s\\n' "$mc_f"`.text,
       sh`if command -v iptables >/dev/null 2>&1; then iptables -w -S 2>/dev/null | awk -v c=${chain} ${pick}; fi`.text,
@@ -48,6 +50,9 @@ export const RELAY_FACT: FactDef<RelayState> = {
     return { ...(value !== undefined ? { forwarding: Number(value) } : {}), iptables: tagged('ipt'), nft: tagged('nft') };
   },
 };
+
+/** Whether a rule's words jump to `chain` exactly (`-j CHAIN`; not a chain whose name starts with it: RV3 F3). */
+const jumpsTo = (words: readonly string[], chain: string) => words.some((w, i) => w === '-j' && words[i + 1] === chain);
 
 /**
  * The lines RELAY_FACT's `iptables -S | awk` prints, taken from iptables-save text of the same ruleset (what the lean
@@ -66,7 +71,7 @@ export function relayIptablesFromSave(save: string, iface: string): string[] {
     else if (table !== 'filter') continue;
     else if (words[0] === `:${chain}`) own.push(`-N ${chain}`);
     else if (words[0] === '-A' && words[1] === chain) own.push(line.trim());
-    else if (words[0] === '-A' && words[1] === 'FORWARD' && line.includes(`-j ${chain}`)) jumps.push(line.trim());
+    else if (words[0] === '-A' && words[1] === 'FORWARD' && jumpsTo(words, chain)) jumps.push(line.trim());
   }
   return [...own, ...jumps];
 }
@@ -133,7 +138,9 @@ export function judgeRelay(
     if (!rule.present) return undefined;
     return {
       status: 'warn',
-      message: `relays no pair, but meshctl's relay rule for ${iface} is still there (left from when it relayed; harmless with forwarding off; \`meshctl up\` removes it, or by hand: ${relayResidueFix(iface, state)})`,
+      // up finds the rule in its firewall fact, whose parts are cut at FIREWALL_PART_MAX_BYTES: past the cut (a
+      // kube-proxy node's iptables) it cannot see it, so no promise there (RV3 F9)
+      message: `relays no pair, but meshctl's relay rule for ${iface} is still there (left from when it relayed; harmless with forwarding off; \`meshctl up\` removes it unless the node's iptables ruleset is larger than the ${FIREWALL_PART_MAX_BYTES / 1000} KB up reads of it; or by hand: ${relayResidueFix(iface, state)})`,
       evidence,
     };
   }

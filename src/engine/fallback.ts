@@ -16,7 +16,7 @@ import { pairKey } from '../inventory/types.js';
 import type { Matrix } from '../checks/ping-matrix.js';
 import { type Direction, judgeDirection, runColdStartPlan } from '../checks/cold-start.js';
 import { endpointFor } from '../topology/endpoints.js';
-import { planPaths, relayCandidates, relayModeOf } from '../topology/paths.js';
+import { pathKind, planPaths, relayCandidates, relayModeOf } from '../topology/paths.js';
 import { checkDeadlineMs, type Connection } from '../transport/types.js';
 
 /** The inventory with exactly these pairs relayed after a failed handshake (pairKey strings). */
@@ -27,9 +27,28 @@ export const withFallbackRelays = (inventory: Inventory, pairs: readonly string[
 
 /**
  * The pairs planned direct whose ping failed in either direction, that relay: auto may move to a relay (both ends
- * auto, some public node can relay them), as pairKey strings in inventory order.
+ * auto, some public node can relay them), as pairKey strings in inventory order. They are judged together, not one
+ * by one (RV3 F8): a relay whose leg falls back is no relay (../topology/paths.ts legUsable), so pairs that fail at
+ * once can take each other's relays away (a node that lost UDP to both public nodes: each leg relayable alone, none
+ * with the other). Only pairs that the plan of all of them together (with the inventory's own fallbacks) relays are
+ * kept, the others dropped until that holds; a dropped pair stays direct (and failing: no relay can reach it).
  */
 export function failedDirectPairs(inventory: Inventory, matrix: Matrix): string[] {
+  let chosen = failedRelayable(inventory, matrix);
+  for (;;) {
+    if (chosen.length === 0) return chosen;
+    const together = planPaths(withFallbackRelays(inventory, [...(inventory.mesh.fallbackRelays ?? []), ...chosen]));
+    const relayed = chosen.filter((pair) => {
+      const [a, b] = pair.split(' ');
+      return pathKind(together, a!, b!) === 'relayed';
+    });
+    if (relayed.length === chosen.length) return chosen;
+    chosen = relayed;
+  }
+}
+
+/** failedDirectPairs' candidates, each judged alone: planned direct, a ping failed, both ends auto, a relay exists. */
+function failedRelayable(inventory: Inventory, matrix: Matrix): string[] {
   const byName = new Map(inventory.nodes.map((n) => [n.name, n]));
   return planPaths(inventory)
     .pairs.filter(({ a, b, path }) => {
@@ -87,21 +106,42 @@ export async function pairsBackToDirect(
 
 /**
  * Whether the nodes kept what one pass of `up` applied: its phase with `enable-service` (`enablePhase`, the one whose
- * gate confirms each node's change, ./revert.ts) ran and went on. A pass interrupted or stopped at or before that
- * gate was reverted (every changed node back on the config it had before the pass), and one that stopped later (the
- * ping gate) kept its configs. A dry run applies nothing and is taken as kept (its plan is what it shows).
+ * gate confirms each node's change, ./revert.ts) ran and went on. With a rollback armed (`rollback`: the default, not
+ * `--no-rollback`), a pass interrupted or stopped at or before that gate was reverted (every changed node back on the
+ * config it had before the pass), and one that stopped later (the ping gate) kept its configs. Without a rollback
+ * nothing is reverted: a pass whose enable phase ran (on any node, even cut short) is kept, since its nodes may run
+ * its configs and no revert took them back (RV3 F1: such a pass was recorded as reverted). A dry run applies nothing
+ * and is taken as kept (its plan is what it shows).
  * Not known here: an interrupt that lands between that gate's confirm and the next phase (its nodes were confirmed:
- * they keep the change, but the pass reads as reverted), and a run without rollback (nothing is reverted).
+ * they keep the change, but the pass reads as reverted).
  */
 export function passKept(
   run: { phases: ReadonlyArray<{ id: string; verdict: string }>; stoppedAt?: string },
   enablePhase: string | undefined,
   dryRun: boolean,
+  rollback: boolean,
 ): boolean {
   if (dryRun) return true;
   if (enablePhase === undefined) return false;
   const enable = run.phases.find((p) => p.id === enablePhase);
+  if (!rollback) return enable !== undefined;
   return enable !== undefined && enable.verdict === 'GO' && run.stoppedAt !== enablePhase;
+}
+
+/**
+ * Whether a pass without a rollback may have left its nodes mixed: it ran its enable phase but did not go past its
+ * gate (interrupted, or a node failed there), so some nodes may run the pass's configs and others not, and no revert
+ * made them agree (`up` again converges them). False with a rollback (./revert.ts took the nodes back) and in a dry run.
+ */
+export function passMayBeMixed(
+  run: { phases: ReadonlyArray<{ id: string; verdict: string }>; stoppedAt?: string },
+  enablePhase: string | undefined,
+  dryRun: boolean,
+  rollback: boolean,
+): boolean {
+  if (dryRun || rollback || enablePhase === undefined) return false;
+  const enable = run.phases.find((p) => p.id === enablePhase);
+  return enable !== undefined && (enable.verdict !== 'GO' || run.stoppedAt === enablePhase);
 }
 
 /**

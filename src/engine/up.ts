@@ -20,7 +20,7 @@ import { registryContract } from './registry.js';
 import { runPlaybook } from './runner.js';
 import { gatherOutsideKeys, limitInventory, membershipRegistry, outsideGiveUp } from './limit.js';
 import { checkNamed, stepNamed, withoutUnderlayProbes } from './registry.js';
-import { failedDirectPairs, keptFallbacks, passKept, pairsBackToDirect, withFallbackRelays } from './fallback.js';
+import { failedDirectPairs, keptFallbacks, passKept, passMayBeMixed, pairsBackToDirect, withFallbackRelays } from './fallback.js';
 import { MeshctlError } from '../errors.js';
 import { DEFAULT_ROLLBACK_DEADLINE_S, newRunId, PendingRollbacks } from './revert.js';
 import type { EngineEvent, PhaseReport } from './types.js';
@@ -525,14 +525,17 @@ async function runUpBody(
       let firstPass: UpReport['firstPass'];
       // what the nodes kept of each pass (./fallback.ts passKept): a reverted pass's relays are not recorded (R4)
       const enablePhase = playbook.phases.find((p) => p.steps.includes('enable-service'))?.id;
-      const first = { pairs: fallbacks, kept: passKept(run, enablePhase, options.dryRun ?? false) };
+      // --no-rollback arms no revert: a pass cut at its enable gate is then kept, not reverted (RV3 F1)
+      const armed = !options.dryRun && options.rollbackDeadlineS !== 0;
+      const first = { pairs: fallbacks, kept: passKept(run, enablePhase, options.dryRun ?? false, armed) };
       let second: { pairs: readonly string[]; kept: boolean } | undefined;
       if (failed.length > 0) {
         firstPass = { stoppedAt: run.stoppedAt!, changes: countActions(run.plan), phases: run.phases, plan: run.plan };
         run = await pass([...fallbacks, ...failed]);
-        second = { pairs: [...fallbacks, ...failed], kept: passKept(run, enablePhase, options.dryRun ?? false) };
+        second = { pairs: [...fallbacks, ...failed], kept: passKept(run, enablePhase, options.dryRun ?? false, armed) };
       }
       fallbacks = keptFallbacks(earlier, first, second);
+      const mixed = passMayBeMixed(run, enablePhase, options.dryRun ?? false, armed);
       const relayedNow = second?.kept ? failed : [];
       const movedBack = second?.kept || first.kept ? backToDirect : [];
       const fallbackNotes = [
@@ -544,18 +547,23 @@ async function runUpBody(
           .filter((p) => !relayedNow.includes(p))
           .map(
             (p) =>
-              `${p.replace(' ', ' and ')}: the direct handshake failed at the gate; the pass that relayed them was reverted before it was confirmed, so they are still direct (run up again)`,
+              `${p.replace(' ', ' and ')}: the direct handshake failed at the gate; the pass that relayed them ${armed ? 'was reverted before it was confirmed' : 'stopped before its enable step'}, so they are still direct (run up again)`,
           ),
         ...backToDirect
           .filter((p) => !movedBack.includes(p))
           .map(
             (p) =>
-              `${p.replace(' ', ' and ')}: the direct path works again, but the pass that moved them back was reverted before it was confirmed: still relayed (run up again)`,
+              `${p.replace(' ', ' and ')}: the direct path works again, but the pass that moved them back ${armed ? 'was reverted before it was confirmed' : 'stopped before its enable step'}: still relayed (run up again)`,
           ),
         ...stillRelayed.map(
           (p) =>
             `${p.replace(' ', ' and ')}: the direct path still does not work (the probe of the fallback pairs took ${((fallbackProbeMs ?? 0) / 1000).toFixed(1)} s), stays relayed (relay: auto)`,
         ),
+        ...(mixed
+          ? [
+              `the run ended at its enable gate with no rollback armed (--no-rollback): nothing was reverted, so some nodes may run the new configs and others the old ones; run up again`,
+            ]
+          : []),
       ];
       const warnings = [
         ...(locks?.warnings ?? []),

@@ -6,8 +6,11 @@
  * the legacy and nf_tables backends, `nft -j list ruleset`) and, when the design gives the node no relay, removes
  * what it finds: whatever left it (a stopped relay, an interrupted run, a hand-made copy). Pure.
  *
- * The removal runs after the node's restart or sync in the same script: the new interface comes up with the
- * kernel's default forwarding (a fresh device), so the rule is never taken away while forwarding is on.
+ * The removal runs after the node's restart or sync in the same script (with systemd or without). It switches
+ * forwarding off on IFACE first, so the rule is never taken away while the relay's forwarding is on, removes the
+ * rule, then sets IFACE's forwarding to what a fresh device gets: net.ipv4.conf.default.forwarding, which the kernel
+ * sets to 1 with net.ipv4.ip_forward=1 (ip-sysctl.rst; a Docker host, a router). So the node ends as one that never
+ * relayed, whatever came before (RV3 F4: it was left 0, breaking e.g. a Docker port reached over the mesh).
  */
 import type { Change } from '../engine/types.js';
 import type { FirewallFacts } from './verdict.js';
@@ -37,8 +40,9 @@ export function relayRuleFound(ruleset: FirewallFacts | undefined, iface: string
 
 /**
  * The removal of a leftover relay rule on a node the design gives no relay (`relays`: the node's designed relay
- * pairs, DesiredNodeConfig.relay; undefined: the design is not known, nothing is removed): forwarding off on `iface`, then relayRuleDownCommand. Nothing when the node
- * relays or no rule is found. Idempotent: every command tolerates a rule already gone.
+ * pairs, DesiredNodeConfig.relay; undefined: the design is not known, nothing is removed): forwarding off on `iface`,
+ * relayRuleDownCommand, then `iface`'s forwarding set to conf.default.forwarding. Nothing when the node relays or no
+ * rule is found. Idempotent: every command tolerates a rule already gone.
  */
 export function relayResidueRemoval(
   ruleset: FirewallFacts | undefined,
@@ -48,8 +52,32 @@ export function relayResidueRemoval(
   if (!desired || desired.relay?.pairs.length) return { commands: [], changes: [] };
   const found = relayRuleFound(ruleset, iface);
   if (found.length === 0) return { commands: [], changes: [] };
+  const key = relayForwardingKey(iface);
+  // the rule is removed in the backend it was found in, whichever one `iptables` points at now (RV3 F3: a rule in
+  // the other backend was never removed, and every up planned its removal again)
+  const backends = (
+    [
+      ['iptables-legacy', ruleset?.legacy],
+      ['iptables-nft', ruleset?.iptablesNft],
+    ] as const
+  )
+    .filter(([, save]) => save && relayIptablesFromSave(save, iface).length > 0)
+    .map(([tool]) => {
+      const down = relayRuleDownCommand(iface)
+        .split('; ')
+        .filter((c) => c.startsWith('iptables -w '))
+        .map((c) => c.replace('iptables -w ', `${tool} -w `));
+      return `if command -v ${tool} >/dev/null 2>&1; then ${down.join('; ')}; fi`;
+    });
   return {
-    commands: [`sysctl -q -w ${relayForwardingKey(iface)}=0 2>/dev/null || true; ${relayRuleDownCommand(iface)}`],
+    commands: [
+      [
+        `sysctl -q -w ${key}=0 2>/dev/null || true`,
+        relayRuleDownCommand(iface),
+        ...backends,
+        `sysctl -q -w ${key}="$(cat /proc/sys/net/ipv4/conf/default/forwarding)" 2>/dev/null || true`,
+      ].join('; '),
+    ],
     changes: [{ kind: 'remove-relay-rule', iface, found }],
   };
 }

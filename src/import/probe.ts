@@ -97,6 +97,10 @@ export function saveConfigOffScript(config: string): string {
 /**
  * The adopting script for one node (see the module comment). Prints `key=moved|kept`, `conf=rewritten|kept`,
  * `saveconfig=off` when it turned SaveConfig off, `dropin=...`, and last `public=KEY`. Exits 3 with `refused=REASON` when the key cannot be kept safely.
+ * The key moves to the key file first, then the file loses its PrivateKey line, each checked: a failure of either
+ * (an immutable file, an SELinux denial, a full disk) removes its temp file, refuses and stops, so the key is never
+ * in neither place (RV3 F6: `set -e` does not stop at a failing command inside an `&&` list, and the run went on to
+ * rewrite the file while the key sat only in the temp file).
  */
 export function adoptScript(iface: string, systemd: boolean): string {
   const p = wireguardPaths(iface);
@@ -113,9 +117,12 @@ export function adoptScript(iface: string, systemd: boolean): string {
   inconf=$(wg pubkey < ${tmp} 2>/dev/null) || { rm -f ${tmp}; echo "refused=the PrivateKey line of ${p.config} is not a WireGuard key"; exit 3; }
   if [ -n "$live" ] && [ "$inconf" != "$live" ]; then rm -f ${tmp}; echo "refused=${iface} does not run with the key of its ${p.config}"; exit 3; fi
   if [ -s ${p.privateKey} ] && [ "$(wg pubkey < ${p.privateKey})" != "$inconf" ]; then rm -f ${tmp}; echo "refused=${p.privateKey} and the PrivateKey line of ${p.config} hold different keys"; exit 3; fi
-  if [ -s ${p.privateKey} ]; then rm -f ${tmp}; echo key=kept; else chmod 600 ${tmp} && mv -f ${tmp} ${p.privateKey} && echo key=moved; fi
-  awk ${REPLACE_PRIVATE_KEY_AWK} ${p.config} > ${confTmp}
-  chmod 600 ${confTmp} && mv -f ${confTmp} ${p.config} && echo conf=rewritten
+  if [ -s ${p.privateKey} ]; then rm -f ${tmp}; echo key=kept; else
+    { chmod 600 ${tmp} && mv -f ${tmp} ${p.privateKey}; } || { rm -f ${tmp}; echo "refused=could not move the key to ${p.privateKey}: it stays in ${p.config}, untouched"; exit 3; }
+    echo key=moved
+  fi
+  { awk ${REPLACE_PRIVATE_KEY_AWK} ${p.config} > ${confTmp} && chmod 600 ${confTmp} && mv -f ${confTmp} ${p.config}; } || { rm -f ${confTmp}; echo "refused=could not rewrite ${p.config} without its PrivateKey line: the key is in ${p.privateKey} and still in ${p.config}"; exit 3; }
+  echo conf=rewritten
 else
   if [ ! -s ${p.privateKey} ]; then echo "refused=no key: neither ${p.privateKey} nor a PrivateKey line in ${p.config}"; exit 3; fi
   if [ -n "$live" ] && [ "$(wg pubkey < ${p.privateKey})" != "$live" ]; then echo "refused=${iface} does not run with the key of ${p.privateKey}"; exit 3; fi

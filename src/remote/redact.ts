@@ -238,8 +238,10 @@ export const keyShapedTokens = (text: string): string[] => (text.match(BASE64_RU
 export const SECRET_FILTER_AWK = [
   'BEGIN { own = ""; if (keyfile != "" && (getline own < keyfile) <= 0) own = ""; sub(/[ \\t\\r]+$/, "", own)',
   // RV2 finding 3: a secret setting's value (a preshared key) pasted as a PublicKey stays hidden: the file is read
-  // once first (`conf`, its path) for the values of its secret setting lines, which the pass below drops
-  '  if (conf != "") while ((getline l < conf) > 0) { gsub(/[ \\t\\r]/, "", l); sub(/#.*/, "", l); if (tolower(l) ~ /^[#;]*(private|preshared)[_-]*key=/) { sub(/^[^=]*=/, "", l); sec[l] = 1 } } }',
+  // once first (`conf`, its path) for the values of its secret setting lines, which the pass below drops; a
+  // commented-out one too (RV3 F10: its leading `#` was stripped with the whole line, so its value was never taken):
+  // the comment marks before the test, a trailing comment after it
+  '  if (conf != "") while ((getline l < conf) > 0) { gsub(/[ \\t\\r]/, "", l); sub(/^[#;]+/, "", l); sub(/#.*/, "", l); if (tolower(l) ~ /^(private|preshared)[_-]*key=/) { sub(/^[^=]*=/, "", l); sec[l] = 1 } } }',
   '{',
   '  line = $0; squeezed = line; gsub(/[ \\t\\r]/, "", squeezed); lower = tolower(squeezed)',
   '  if (lower ~ /^[#;]*(private|preshared)[_-]*key=/) next',

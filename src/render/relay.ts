@@ -18,9 +18,18 @@
  * No `#` may appear in a line: wg-quick strips everything after it as a comment.
  */
 
-/** The iptables chain and nftables table holding the relay's forward rule, per interface (iptables: <= 28 chars). */
+/** The iptables chain holding the relay's forward rule, per interface (iptables: <= 28 chars). */
 export const relayChainName = (iface: string) => `meshctl-fwd-${iface}`;
-export const relayNftTableName = (iface: string) => `meshctl_fwd_${iface.replaceAll('-', '_')}`;
+
+/**
+ * The nftables table holding the relay's forward rule, one per interface and never the same for two (RV3 F3: `wg-a`
+ * and `wg_a` both got `meshctl_fwd_wg_a`, so removing one's leftover deleted the other's guard). An interface name
+ * (`[A-Za-z0-9_][A-Za-z0-9_-]*`, ../inventory/spec.ts) without `_` keeps the name it always had, `-` written `_`
+ * (`wg-a`: `meshctl_fwd_wg_a`); one with `_` is written in hex after `meshctl_fwdx_` (`wg_a`:
+ * `meshctl_fwdx_77675f61`), a prefix the first form never starts with.
+ */
+export const relayNftTableName = (iface: string) =>
+  iface.includes('_') ? `meshctl_fwdx_${Buffer.from(iface, 'utf8').toString('hex')}` : `meshctl_fwd_${iface.replaceAll('-', '_')}`;
 
 /** The sysctl that lets packets received on IFACE be forwarded (and only those). */
 export const relayForwardingKey = (iface: string) => `net.ipv4.conf.${iface}.forwarding`;

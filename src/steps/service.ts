@@ -280,6 +280,8 @@ function planServiceUnarmed(
       report,
       liveMtuChange(facts, change, desired, up, drift, peerRoutes),
       up ? keyLoad(facts, iface, publicKey) : undefined,
+      // the relay rule an old PostUp left goes without systemd too (RV3 F2)
+      relayResidueRemoval(facts.baseline.firewallRuleset, iface, desired),
     );
   const active = facts.service.active === 'active';
   const enabled = facts.service.enabled === 'enabled';
@@ -344,7 +346,11 @@ function planServiceUnarmed(
   return { action: { changes, script: `set -e\n${commands.join('\n')}\n${report}` } };
 }
 
-/** Without systemd: wg-quick up, down/up for [Interface] differences (the MTU alone set live), syncconf for peer differences. */
+/**
+ * Without systemd: wg-quick up, down/up for [Interface] differences (the MTU alone set live), syncconf for peer
+ * differences; `residue`: the removal of a relay rule an old PostUp left (../firewall/relay-residue.ts), run after
+ * all of them, or alone when nothing else changes.
+ */
 function planWithoutSystemd(
   iface: string,
   change: ConfigChangeKind,
@@ -354,6 +360,7 @@ function planWithoutSystemd(
   report: string,
   mtu?: LiveMtu,
   load?: { command: string; change: Change },
+  residue: { commands: string[]; changes: Change[] } = { commands: [], changes: [] },
 ): { action?: NodeAction; warning?: string } {
   const warning = NO_SYSTEMD_WARNING;
   if (mtu) {
@@ -365,22 +372,25 @@ function planWithoutSystemd(
       ...(load ? [load.change] : []),
       ...(sync.length ? [{ kind: 'syncconf' as const, iface, why: 'peers changed; interface and sessions kept' }] : []),
     ];
-    const commands = [setMtuScript(iface, mtu.mtu), ...(load ? [load.command] : []), ...sync];
-    return { action: { changes, script: `set -e\n${commands.join('\n')}\n${report}` }, warning };
+    const commands = [setMtuScript(iface, mtu.mtu), ...(load ? [load.command] : []), ...sync, ...residue.commands];
+    return { action: { changes: [...changes, ...residue.changes], script: `set -e\n${commands.join('\n')}\n${report}` }, warning };
   }
   if (up && change === 'none' && drift.restart.length === 0) {
-    if (drift.peers.length === 0 && drift.extraRoutes.length === 0) return { warning };
+    if (drift.peers.length === 0 && drift.extraRoutes.length === 0)
+      return residue.commands.length
+        ? { action: { changes: residue.changes, script: `set -e\n${residue.commands.join('\n')}\n${report}` }, warning }
+        : { warning };
     // the file is right but the live peers or routes are not: sync them, keeping the interface
     const why = `live peers differ from ${iface}.conf: ${listOr(drift.peers, `routes ${drift.extraRoutes.join(', ')}`)}`;
-    const commands = peerSyncCommands(iface, wireguardPaths(iface).privateKey, peerRoutes, drift);
-    const changes: Change[] = [{ kind: 'syncconf', iface, why: `${why}; interface and sessions kept` }];
+    const commands = [...peerSyncCommands(iface, wireguardPaths(iface).privateKey, peerRoutes, drift), ...residue.commands];
+    const changes: Change[] = [{ kind: 'syncconf', iface, why: `${why}; interface and sessions kept` }, ...residue.changes];
     return { action: { changes, script: `set -e\n${commands.join('\n')}\n${report}` }, warning };
   }
   const why = up && drift.restart.length && change === 'none' ? drift.restart.join('; ') : 'no systemd';
   return {
     action: {
-      changes: [{ kind: 'wg-quick-up', iface, restart: up, why }],
-      script: `set -e\n${up ? `${sh`wg-quick down ${iface}`.text}\n` : ''}${sh`wg-quick up ${iface}`.text} 2>&1\n${report}`,
+      changes: [{ kind: 'wg-quick-up', iface, restart: up, why }, ...residue.changes],
+      script: `set -e\n${up ? `${sh`wg-quick down ${iface}`.text}\n` : ''}${sh`wg-quick up ${iface}`.text} 2>&1\n${residue.commands.map((c) => `${c}\n`).join('')}${report}`,
     },
     warning,
   };

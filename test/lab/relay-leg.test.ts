@@ -5,7 +5,8 @@
  *   b-2 <-> c-1 off p-2 too (it used to stay "via p-2", and b-2's config then had no route to c-1 at all); every pair
  *   pings, and `debug` on the pair does not crash (it exited 70, a TypeError);
  * - a relay that stops relaying (b-2 given `relay: p-1`, so p-2 relays nothing): `up` removes p-2's relay rule,
- *   which the restart on the new file left behind (its PreDown has no relay lines), and a second run changes nothing.
+ *   which the restart on the new file left behind (its PreDown has no relay lines), leaves wg0's forwarding as a fresh
+ *   device gets it (conf.default.forwarding, 1 here: RV3 F4), and a second run changes nothing.
  */
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -79,7 +80,11 @@ describeLab(
       const moved = base.replace(/\.yaml$/, '-b2-via-p1.yaml');
       writeFileSync(moved, readFileSync(base, 'utf8').replace('  b-2:\n    site: b\n', '  b-2:\n    site: b\n    relay: p-1\n'));
       assert.match(await sh('p-2', 'iptables -w -S'), /meshctl-fwd-wg0/, 'p-2 relays b-2 <-> c-1 before');
-      const report = await up(moved);
+      // a host whose new devices forward (conf.default.forwarding=1, as net.ipv4.ip_forward=1 sets it: a Docker host):
+      // the restarted wg0 forwards, and the removal must leave it so, as on a node that never relayed (RV3 F4)
+      await sh('p-2', 'sysctl -q -w net.ipv4.conf.default.forwarding=1');
+      const report = await up(moved).finally(() => sh('p-2', 'sysctl -q -w net.ipv4.conf.default.forwarding=0'));
+      assert.equal((await sh('p-2', 'cat /proc/sys/net/ipv4/conf/wg0/forwarding')).trim(), '1', "wg0's forwarding as a fresh device's");
       everyPairPings(report);
       const p2 = report.plan!.phases.flatMap((p) =>
         p.nodes.filter((n) => n.node === 'p-2').flatMap((n) => n.actions.flatMap((a) => a.changes)),

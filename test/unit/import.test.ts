@@ -8,13 +8,14 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { judgeListenPort } from '../../src/engine/registry.js';
 import { parseFactsProbe, type NodeFacts } from '../../src/facts/node-facts.js';
 import { inferInventory, type ImportedHost, type ImportTarget } from '../../src/import/infer.js';
 import { interfaceOwnership } from '../../src/import/ownership.js';
-import { parseAdoptOutput, parseImportProbe, parseUnderlay, saveConfigOffScript } from '../../src/import/probe.js';
+import { adoptScript, parseAdoptOutput, parseImportProbe, parseUnderlay, saveConfigOffScript } from '../../src/import/probe.js';
 import { changeWithoutRestart } from '../../src/import/restart.js';
 import { keyLocationAsStyle } from '../../src/import/style.js';
 import { mergeTargets, parseHostFlag, targetsFromSkeleton } from '../../src/import/targets.js';
@@ -286,6 +287,40 @@ describe('import targets', () => {
     assert.equal(readFileSync(conf, 'utf8'), text, 'the file untouched');
     assert.deepEqual(readdirSync(dir), ['wg0.conf'], 'no temp file left');
   });
+  for (const failing of ['key', 'conf'] as const) {
+    it(`adopting: a failed ${failing === 'key' ? 'key move' : 'rewrite of the file'} refuses and stops, the key never in neither place (real sh; RV3 F6)`, () => {
+      const dir = tempDir('meshctl-adopt-');
+      const key = randomBytes(32).toString('base64');
+      const text = ['[Interface]', 'Address = 172.27.15.13/32', `PrivateKey = ${key}`, 'ListenPort = 51820', ''].join('\n');
+      writeFileSync(join(dir, 'wg0.conf'), text);
+      // stand-ins: `wg show` finds no interface, `wg pubkey` answers per key; the `mv` onto the ${failing} file fails
+      // (an immutable file, an SELinux denial), every other mv is the real one
+      const bin = tempDir('meshctl-adopt-bin-');
+      writeFileSync(join(bin, 'wg'), '#!/bin/sh\ncase "$1" in pubkey) read -r k; echo "pub-$k" ;; *) exit 1 ;; esac\n', { mode: 0o755 });
+      const target = failing === 'key' ? 'wg0.key' : 'wg0.conf';
+      writeFileSync(join(bin, 'mv'), `#!/bin/sh\ncase "$3" in *${target}) exit 1 ;; esac\nexec /bin/mv "$@"\n`, { mode: 0o755 });
+      const script = adoptScript('wg0', false).replaceAll('/etc/wireguard/', `${dir}/`);
+      const r = spawnSync('/bin/sh', ['-c', script], {
+        encoding: 'utf8',
+        env: { ...process.env, PATH: `${bin}:${process.env.PATH ?? ''}` },
+      });
+      assert.equal(r.status, 3, r.stdout + r.stderr);
+      const said = parseAdoptOutput(r.stdout);
+      assert.equal(said.confRewritten, false);
+      assert.doesNotMatch(r.stdout, /public=/, 'stopped');
+      // the key is still where wg-quick reads it: in the file (untouched), and in the key file once moved
+      assert.equal(readFileSync(join(dir, 'wg0.conf'), 'utf8'), text);
+      if (failing === 'key') {
+        assert.match(said.refused ?? '', /^could not move the key to .*wg0\.key: it stays in .*wg0\.conf/);
+        assert.deepEqual(readdirSync(dir), ['wg0.conf'], 'no temp file with the key left');
+      } else {
+        assert.equal(said.key, 'moved');
+        assert.match(said.refused ?? '', /^could not rewrite .*wg0\.conf without its PrivateKey line/);
+        assert.equal(readFileSync(join(dir, 'wg0.key'), 'utf8').trim(), key);
+        assert.deepEqual(readdirSync(dir).sort(), ['wg0.conf', 'wg0.key'], 'no temp file left');
+      }
+    });
+  }
   it("reads the adopting script's words and public key only", () => {
     const key = hosts[0]!.facts.interfacePublicKey!;
     assert.deepEqual(parseAdoptOutput(`key=moved\nconf=rewritten\ndropin=abc\npublic=${key}\n`), {

@@ -46,6 +46,16 @@ describe('a relay leg that fell back', () => {
     assert.deepEqual(gaps(fallen), []);
   });
 
+  it('pairs that fail together are judged together: only those the joint plan relays fall back (RV3 F8)', () => {
+    // b-2 lost UDP to both public nodes: each leg alone could go via the other public node, together neither can
+    assert.deepEqual(failedDirectPairs(inventory, matrixFailing(['b-2', 'p-1'], ['b-2', 'p-2'])), []);
+    // two failures that do not take each other's relay: both fall back, and the joint plan relays both (not vacuous)
+    const both = failedDirectPairs(inventory, matrixFailing(['a-1', 'p-2'], ['b-2', 'p-2']));
+    assert.deepEqual(both, ['a-1 p-2', 'b-2 p-2']);
+    const paths = planPaths(withFallbackRelays(inventory, both));
+    for (const pair of both) assert.equal(pathBetween(paths, ...(pair.split(' ') as [string, string]))?.kind, 'relayed', pair);
+  });
+
   it('every designed config routes every other node, whichever one pair (or two) fell back', () => {
     const direct = planPaths(inventory).pairs.filter((p) => p.path.kind === 'direct');
     const singles = direct.map((p) => [pairKey(p.a, p.b)]);

@@ -12,7 +12,7 @@ import { FACTS } from '../../src/facts/definitions.js';
 import { LEAN_FACTS } from '../../src/facts/lean.js';
 import type { FirewallFacts } from '../../src/firewall/verdict.js';
 import { relayResidueRemoval, relayRuleFound } from '../../src/firewall/relay-residue.js';
-import { judgeRelay, RELAY_FACT, type RelayState } from '../../src/checks/relay-check.js';
+import { judgeRelay, RELAY_FACT, relayIptablesFromSave, type RelayState } from '../../src/checks/relay-check.js';
 import { relayHooks } from '../../src/render/relay.js';
 import { planService } from '../../src/steps/service.js';
 import { describeAction } from '../../src/engine/plan.js';
@@ -21,9 +21,10 @@ import type { DesiredNodeConfig } from '../../src/topology/desired.js';
 const CTX = { interface: 'wg0', listenPort: 51820 };
 const root = process.getuid?.() === 0 && spawnSync('unshare', ['--net', 'true']).status === 0;
 
-/** Runs `script` under bash -e in a fresh network namespace (gone when it exits) with a wg0 device. */
-function inNamespace(script: string[]) {
-  const run = spawnSync('unshare', ['--net', 'bash', '-e', '-c', ['ip link add wg0 type veth peer name wgpeer', ...script].join('\n')], {
+/** Runs `script` under bash -e in a fresh network namespace (gone when it exits) with a device per name (wg0). */
+function inNamespace(script: string[], devices: readonly string[] = ['wg0']) {
+  const links = devices.map((d, i) => `ip link add ${d} type veth peer name wgpeer${i}`);
+  const run = spawnSync('unshare', ['--net', 'bash', '-e', '-c', [...links, ...script].join('\n')], {
     encoding: 'utf8',
     timeout: 30_000,
   });
@@ -34,14 +35,17 @@ const relayState = (body: string): RelayState => RELAY_FACT.parse({ name: 'relay
 const ruleset = (body: string): FirewallFacts => FACTS.firewallRuleset.parse({ name: 'fwrules', body, rc: 0 } as never, CTX)!;
 const fwFact = LEAN_FACTS.firewallRuleset.command(CTX as never);
 
-/** A node running wg-quick@wg0 whose live firewall ruleset is `rules` (a Debian node as up's facts show it). */
-function runningNode(rules: FirewallFacts | undefined): NodeFacts {
+/**
+ * A node running wg-quick@wg0 whose live firewall ruleset is `rules` (a Debian node as up's facts show it); `systemd`
+ * false: one without it (OpenRC, a container without an init), where wg-quick runs by itself.
+ */
+function runningNode(rules: FirewallFacts | undefined, systemd = true): NodeFacts {
   return {
     uid: 0,
     hostname: 'p-2',
     os: { id: 'debian', versionId: '12', idLike: [], prettyName: 'Debian GNU/Linux 12 (bookworm)' },
     packageManager: 'apt',
-    systemd: true,
+    systemd,
     kernelModule: 'loaded',
     tools: { wg: true, wgQuick: true, wireguardGo: false, tcpdump: true, ping: true },
     interfaces: ['lo', 'eth0', 'wg0'],
@@ -79,22 +83,29 @@ describe('a relay rule left on a node that relays nothing', { skip: root ? false
       if (tool === 'iptables') assert.ok(found.includes('-A FORWARD -i wg0 -j meshctl-fwd-wg0'), found.join('\n'));
       else assert.deepEqual(found, ['nft table inet meshctl_fwd_wg0']);
 
-      // the node stops relaying: [Interface] changed (the relay lines went), a restart, then the removal
-      const plan = planService(runningNode(rules), 'wg0', 'interface', ['172.27.40.11/32'], undefined, design());
-      const action = plan.action!;
-      assert.deepEqual(
-        action.changes.map((c) => c.kind),
-        ['restart', 'remove-relay-rule'],
-      );
-      assert.match(describeAction(action), /remove meshctl's relay rule for wg0 \(the node relays no pair/);
       const removal = relayResidueRemoval(rules, 'wg0', design()).commands;
-      assert.ok(action.script.indexOf('systemctl restart') < action.script.indexOf(removal[0]!), 'removed after the restart');
-      // converged otherwise: the plan is not "nothing to change" while the rule is there
-      const converged = planService(runningNode(rules), 'wg0', 'none', ['172.27.40.11/32'], undefined, design());
-      assert.deepEqual(
-        converged.action?.changes.map((c) => c.kind),
-        ['remove-relay-rule'],
-      );
+      // with systemd and without (RV3 F2: without, the removal was never planned)
+      for (const systemd of [true, false]) {
+        // the node stops relaying: [Interface] changed (the relay lines went), a restart, then the removal
+        const plan = planService(runningNode(rules, systemd), 'wg0', 'interface', ['172.27.40.11/32'], undefined, design());
+        const action = plan.action!;
+        assert.deepEqual(
+          action.changes.map((c) => c.kind),
+          [systemd ? 'restart' : 'wg-quick-up', 'remove-relay-rule'],
+          `systemd: ${systemd}`,
+        );
+        assert.match(describeAction(action), /remove meshctl's relay rule for wg0 \(the node relays no pair/);
+        const restart = systemd ? 'systemctl restart' : 'wg-quick up';
+        assert.ok(action.script.indexOf(restart) < action.script.indexOf(removal[0]!), `removed after the restart (systemd: ${systemd})`);
+        // converged otherwise: the plan is not "nothing to change" while the rule is there
+        const converged = planService(runningNode(rules, systemd), 'wg0', 'none', ['172.27.40.11/32'], undefined, design());
+        assert.deepEqual(
+          converged.action?.changes.map((c) => c.kind),
+          ['remove-relay-rule'],
+          `systemd: ${systemd}`,
+        );
+        assert.ok(converged.action!.script.includes(removal[0]!));
+      }
       // a node that relays keeps its rule; a node whose ruleset was not read, or whose design is unknown, is left alone
       assert.equal(
         planService(runningNode(rules), 'wg0', 'none', ['172.27.40.11/32'], undefined, design({ pairs: [{ a: 'b-2', b: 'c-1' }] })).action,
@@ -120,6 +131,69 @@ describe('a relay rule left on a node that relays nothing', { skip: root ? false
     });
   }
 
+  for (const ipForward of [0, 1]) {
+    it(`the removal leaves wg0's forwarding as a fresh device gets it (net.ipv4.ip_forward=${ipForward})`, () => {
+      const rules = ruleset(section(inNamespace([...relayHooks('wg0').postUp, 'echo @@@fw', fwFact]).stdout, 'fw'));
+      const removal = relayResidueRemoval(rules, 'wg0', design()).commands;
+      assert.equal(removal.length, 1);
+      // the relay's PostUp set forwarding=1 on wg0; a fresh device (wg9) shows what a restarted wg0 would get
+      const run = inNamespace([
+        `sysctl -q -w net.ipv4.ip_forward=${ipForward}`,
+        ...relayHooks('wg0').postUp,
+        'ip link add wg9 type veth peer name wgpeer9',
+        'echo "fresh=$(cat /proc/sys/net/ipv4/conf/wg9/forwarding)"',
+        ...removal,
+        'echo @@@relay',
+        RELAY_FACT.command(CTX),
+      ]);
+      assert.equal(run.status, 0, run.stderr);
+      assert.match(run.stdout, new RegExp(`^fresh=${ipForward}$`, 'm'));
+      assert.deepEqual(relayState(section(run.stdout, 'relay')), { forwarding: ipForward, iptables: [], nft: [] });
+    });
+  }
+
+  it("another interface's relay is no leftover of this one (iptables): wg0-b's jump `-j meshctl-fwd-wg0-b` is not wg0's", () => {
+    // wg0 relays nothing, wg0-b relays (iptables: its jump `-j meshctl-fwd-wg0-b` starts with wg0's chain name)
+    const ipt = inNamespace(
+      [...relayHooks('wg0-b').postUp, 'echo @@@relay', RELAY_FACT.command(CTX), 'echo @@@fw', fwFact, 'echo @@@end'],
+      ['wg0', 'wg0-b'],
+    );
+    assert.equal(ipt.status, 0, ipt.stderr);
+    const rules = ruleset(section(ipt.stdout, 'fw'));
+    assert.ok(JSON.stringify(rules).includes('-j meshctl-fwd-wg0-b'), 'wg0-b relays (not vacuous)');
+    assert.deepEqual(relayState(section(ipt.stdout, 'relay')).iptables, [], 'verify reads no rule of wg0');
+    assert.deepEqual(relayRuleFound(rules, 'wg0'), []);
+    assert.equal(planService(runningNode(rules), 'wg0', 'none', ['172.27.40.11/32'], undefined, design()).action, undefined);
+    assert.equal(judgeRelay('wg0', undefined, relayState(section(ipt.stdout, 'relay'))), undefined, 'no by-hand advice for wg0');
+  });
+
+  it("another interface's relay is no leftover of this one (nft): wg_a's table is not wg-a's", () => {
+    // nft only: wg_a relays, wg-a relays nothing; the two tables are not one
+    const nftUp = relayHooks('wg_a').postUp.map((l) => l.replace('if command -v iptables', 'if false'));
+    const nft = inNamespace(
+      [...nftUp, 'echo @@@relay', RELAY_FACT.command({ ...CTX, interface: 'wg-a' }), 'echo @@@fw', fwFact, 'echo @@@end'],
+      ['wg-a', 'wg_a'],
+    );
+    assert.equal(nft.status, 0, nft.stderr);
+    const nftRules = ruleset(section(nft.stdout, 'fw'));
+    assert.deepEqual(relayRuleFound(nftRules, 'wg_a').length, 1, 'wg_a relays (not vacuous)');
+    assert.deepEqual(relayRuleFound(nftRules, 'wg-a'), []);
+    assert.deepEqual(relayState(section(nft.stdout, 'relay')).nft, []);
+  });
+
+  it('a rule left in the backend `iptables` no longer points at (legacy) is removed there too', () => {
+    // the relay's PostUp ran when `iptables` was iptables-legacy; now it is the nf_tables one
+    const legacyUp = relayHooks('wg0').postUp.map((l) => l.replaceAll('iptables -w', 'iptables-legacy -w'));
+    const left = inNamespace([...legacyUp, 'echo @@@fw', fwFact, 'echo @@@end']);
+    assert.equal(left.status, 0, left.stderr);
+    const rules = ruleset(section(left.stdout, 'fw'));
+    assert.ok(relayIptablesFromSave(rules.legacy ?? '', 'wg0').length > 0, 'the legacy backend holds it (not vacuous)');
+    const removal = relayResidueRemoval(rules, 'wg0', design()).commands;
+    const after = inNamespace([...legacyUp, ...removal, ...removal, 'echo @@@fw', fwFact, 'echo @@@end']);
+    assert.equal(after.status, 0, after.stderr);
+    assert.deepEqual(relayRuleFound(ruleset(section(after.stdout, 'fw')), 'wg0'), [], 'up finds nothing left: a second up changes nothing');
+  });
+
   it("verify's advice for removing it by hand is commands that work (the jump before the chain)", () => {
     const left = inNamespace([
       ...relayHooks('wg0').postUp,
@@ -132,6 +206,8 @@ describe('a relay rule left on a node that relays nothing', { skip: root ? false
     const warning = judgeRelay('wg0', undefined, state)!;
     assert.equal(warning.status, 'warn');
     assert.match(warning.message, /`meshctl up` removes it/);
+    // no promise up cannot keep: past the fact's cut (a large ruleset) up does not see the rule (RV3 F9)
+    assert.match(warning.message, /unless the node's iptables ruleset is larger than the 512 KB up reads of it/);
     const byHand = /by hand: (.*)\)$/.exec(warning.message)?.[1];
     assert.ok(byHand, warning.message);
     const run = inNamespace([...relayHooks('wg0').postUp, byHand, 'echo @@@relay', RELAY_FACT.command(CTX)]);

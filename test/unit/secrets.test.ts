@@ -68,6 +68,9 @@ const CORPUS: Record<string, string> = {
   // RV2 finding 3: a PublicKey line's value is shown in a diff, but not a preshared key pasted there, nor a key in its comment
   'preshared key pasted as a PublicKey': `[Peer]\nPublicKey = ${S}\nPresharedKey = ${S}\nAllowedIPs = 172.27.15.98/32`,
   'key in a PublicKey line comment': `[Peer]\nPublicKey = ${OWN_PUB} # was ${S}\nAllowedIPs = 172.27.15.97/32`,
+  // RV3 F10: the value of a commented-out preshared key, pasted as a PublicKey, is a secret too
+  'commented-out preshared key pasted as a PublicKey': `#PresharedKey = ${S}\n[Peer]\nPublicKey = ${S}\nAllowedIPs = 172.27.15.96/32`,
+  'semicolon-commented preshared key pasted as a PublicKey': `[Peer]\nPublicKey = ${S}\n ; Preshared Key=${S} # old\nAllowedIPs = 172.27.15.95/32`,
 };
 
 const secretsIn = (text: string) => [K, K.slice(0, 43), S, S.slice(0, 43)].filter((s) => text.includes(s));

@@ -4,7 +4,9 @@
  * local state, must record only what the nodes kept: no relayed pair, and no "now relayed" note. Over the bench's
  * fake nodes (scripts/bench/farm/fake-node.ts), whose pings between a-1 and p-2 (a direct pair of
  * inventories/four-sites.yaml) fail; once without Ctrl-C (the second pass runs and is kept: not vacuous), once with
- * Ctrl-C at the second pass's enable gate.
+ * Ctrl-C at the second pass's enable gate. Both with a rollback armed (the default: the fakes answer the arm and
+ * revert scripts), and once more with `--no-rollback` (rollbackDeadlineS 0), where nothing is reverted, so the
+ * nodes keep the relayed configs and the relay IS recorded (RV3 F1: it was recorded as reverted).
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,7 +16,7 @@ import { FakeFarm } from '../../scripts/bench/farm/fake-node.js';
 import { loadInventory } from '../../src/inventory/load.js';
 import { runUp, type UpView } from '../../src/engine/up.js';
 import { fakeConnector } from '../support/fake-connector.js';
-import { keptFallbacks, passKept } from '../../src/engine/fallback.js';
+import { keptFallbacks, passKept, passMayBeMixed } from '../../src/engine/fallback.js';
 import type { Connection } from '../../src/transport/types.js';
 import { tempDir } from '../support/temp-dir.js';
 
@@ -22,8 +24,11 @@ import { tempDir } from '../support/temp-dir.js';
 const ENABLE_PHASE = loadPlaybookPhaseWith('enable-service');
 const LOST = '3 packets transmitted, 0 received, 100% packet loss, time 2002ms';
 
-/** A cold up of four-sites over fake nodes whose a-1 <-> p-2 pings fail; `interrupt`: Ctrl-C at the second enable gate. */
-async function upInterruptedAtSecondEnable(interrupt: boolean) {
+/**
+ * A cold up of four-sites over fake nodes whose a-1 <-> p-2 pings fail; `interrupt`: Ctrl-C at the second enable gate;
+ * `rollbackDeadlineS`: 0 is `--no-rollback`. `scripts`: every script the fakes ran.
+ */
+async function upInterruptedAtSecondEnable(interrupt: boolean, rollbackDeadlineS = 120) {
   const dir = tempDir('meshctl-interrupted-fallback-');
   const path = join(dir, 'four-sites.yaml');
   copyFileSync('inventories/four-sites.yaml', path);
@@ -31,11 +36,13 @@ async function upInterruptedAtSecondEnable(interrupt: boolean) {
   const overlay = new Map(inventory.nodes.map((n) => [n.name, n.overlayIp]));
   const abort = new AbortController();
   const farm = new FakeFarm();
+  const scripts: string[] = [];
   const node = (name: string): Connection => {
     const fake = farm.node(name);
     const other = name === 'a-1' ? 'p-2' : name === 'p-2' ? 'a-1' : undefined;
     return Object.assign(Object.create(fake) as Connection, {
       run: async (script: string, options?: Parameters<Connection['run']>[1]) => {
+        scripts.push(script);
         const result = await fake.run(script, options);
         if (!script.includes('@@meshctl begin ping:') || script.includes('@@meshctl begin uid') || !other) return result;
         const section = new RegExp(`(@@meshctl begin ping:${overlay.get(other)!.replaceAll('.', '\\.')}\\n)[^\\n]*\\n[^\\n]*`);
@@ -56,8 +63,8 @@ async function upInterruptedAtSecondEnable(interrupt: boolean) {
       return true;
     },
   };
-  const report = await runUp(inventory, connector, view, { signal: abort.signal, underlayProbes: false, rollbackDeadlineS: 0 });
-  return { report, enableGates };
+  const report = await runUp(inventory, connector, view, { signal: abort.signal, underlayProbes: false, rollbackDeadlineS });
+  return { report, enableGates, scripts };
 }
 
 describe('relay: auto, a fallback pass interrupted before it was confirmed', () => {
@@ -69,8 +76,16 @@ describe('relay: auto, a fallback pass interrupted before it was confirmed', () 
   });
 
   it('Ctrl-C at the second enable gate: the relay is not recorded and nothing says "now relayed"', async () => {
-    const { report, enableGates } = await upInterruptedAtSecondEnable(true);
+    const { report, enableGates, scripts } = await upInterruptedAtSecondEnable(true);
     assert.equal(enableGates, 2);
+    assert.ok(
+      scripts.some((s) => s.includes('echo rollback=armed')),
+      'a rollback was armed on the nodes',
+    );
+    assert.ok(
+      scripts.some((s) => s.includes('/bin/sh "$d/revert.sh"')),
+      'and the nodes were reverted',
+    );
     assert.equal(report.result, 'interrupted');
     assert.ok(report.firstPass, 'the second pass ran');
     assert.deepEqual(report.fallbackRelays?.pairs ?? [], [], JSON.stringify(report.fallbackRelays));
@@ -82,21 +97,59 @@ describe('relay: auto, a fallback pass interrupted before it was confirmed', () 
   });
 });
 
+describe('relay: auto with --no-rollback, a fallback pass interrupted at its enable gate', () => {
+  it('nothing is reverted: the nodes keep the relayed configs, so the relay IS recorded, with a note to run up again', async () => {
+    const { report, enableGates, scripts } = await upInterruptedAtSecondEnable(true, 0);
+    assert.equal(enableGates, 2);
+    assert.equal(report.result, 'interrupted');
+    assert.ok(!scripts.some((s) => s.includes('echo rollback=armed') || s.includes('/bin/sh "$d/revert.sh"')), 'no rollback armed or run');
+    assert.deepEqual(report.fallbackRelays?.pairs, ['a-1 p-2'], JSON.stringify(report.fallbackRelays));
+    assert.ok(!(report.warnings ?? []).some((w) => /reverted before it was confirmed/.test(w)), String(report.warnings));
+    assert.ok(
+      (report.warnings ?? []).some((w) => /no rollback armed .*some nodes may run the new configs .*run up again/.test(w)),
+      String(report.warnings),
+    );
+  });
+});
+
 describe('which pass the nodes kept', () => {
   const phases = (stopAt?: string) =>
     ['facts', 'install', 'keys', 'config', 'enable', 'ping']
       .slice(0, stopAt ? ['facts', 'install', 'keys', 'config', 'enable', 'ping'].indexOf(stopAt) + 1 : 6)
       .map((id) => ({ id, verdict: 'GO' }));
   it('a pass kept its configs when it went past its enable gate; a dry run is taken as kept', () => {
-    assert.equal(passKept({ phases: phases() }, 'enable', false), true);
-    assert.equal(passKept({ phases: phases('ping'), stoppedAt: 'ping' }, 'enable', false), true, 'stopped at the ping gate: configs stay');
-    assert.equal(passKept({ phases: phases('enable'), stoppedAt: 'enable' }, 'enable', false), false, 'interrupted at the enable gate');
-    assert.equal(passKept({ phases: phases('config'), stoppedAt: 'config' }, 'enable', false), false);
+    assert.equal(passKept({ phases: phases() }, 'enable', false, true), true);
     assert.equal(
-      passKept({ phases: [...phases('config'), { id: 'enable', verdict: 'STOP' }], stoppedAt: 'enable' }, 'enable', false),
+      passKept({ phases: phases('ping'), stoppedAt: 'ping' }, 'enable', false, true),
+      true,
+      'stopped at the ping gate: configs stay',
+    );
+    assert.equal(
+      passKept({ phases: phases('enable'), stoppedAt: 'enable' }, 'enable', false, true),
+      false,
+      'interrupted at the enable gate',
+    );
+    assert.equal(passKept({ phases: phases('config'), stoppedAt: 'config' }, 'enable', false, true), false);
+    assert.equal(
+      passKept({ phases: [...phases('config'), { id: 'enable', verdict: 'STOP' }], stoppedAt: 'enable' }, 'enable', false, true),
       false,
     );
-    assert.equal(passKept({ phases: [], stoppedAt: 'facts' }, 'enable', true), true);
+    assert.equal(passKept({ phases: [], stoppedAt: 'facts' }, 'enable', true, false), true);
+  });
+  it('without a rollback (--no-rollback) a pass whose enable phase ran is kept, even cut at its gate; mixed then', () => {
+    assert.equal(
+      passKept({ phases: phases('enable'), stoppedAt: 'enable' }, 'enable', false, false),
+      true,
+      'interrupted at the enable gate',
+    );
+    const failedEnable = { phases: [...phases('config'), { id: 'enable', verdict: 'STOP' }], stoppedAt: 'enable' };
+    assert.equal(passKept(failedEnable, 'enable', false, false), true, 'a node failed its enable step: the others run the pass');
+    assert.equal(passKept({ phases: phases('config'), stoppedAt: 'config' }, 'enable', false, false), false, 'enable never ran');
+    assert.equal(passMayBeMixed({ phases: phases('enable'), stoppedAt: 'enable' }, 'enable', false, false), true);
+    assert.equal(passMayBeMixed(failedEnable, 'enable', false, false), true);
+    assert.equal(passMayBeMixed({ phases: phases('enable'), stoppedAt: 'enable' }, 'enable', false, true), false, 'reverted');
+    assert.equal(passMayBeMixed({ phases: phases('ping'), stoppedAt: 'ping' }, 'enable', false, false), false, 'past its gate');
+    assert.equal(passMayBeMixed({ phases: phases('config'), stoppedAt: 'config' }, 'enable', false, false), false);
   });
   it('the newest kept pass wins; none kept: the pairs from before the run', () => {
     const earlier = ['b-2 p-2'];
