@@ -24,7 +24,7 @@ import type { NodeFacts } from '../facts/node-facts.js';
 import type { Inventory, Node } from '../inventory/types.js';
 import { parseWgQuickConfig } from '../render/wgquick.js';
 import { endpointFor, formatEndpoint } from '../topology/endpoints.js';
-import { describeWitnesses, type MovedAddress, movedPublicAddresses } from '../topology/moved-address.js';
+import { describeOtherSightings, describeWitnesses, type MovedAddress, movedPublicAddresses } from '../topology/moved-address.js';
 
 /** The first evidence line of a probe check when the probes ran on a mesh that runs, before the reason (./registry.ts). */
 export const UNDERLAY_CHANGED = 'probed because the inventory changes the underlay the running mesh dials: ';
@@ -131,7 +131,7 @@ export function describeMovedAddresses(moved: readonly MovedAddress[]): string {
   return moved
     .map(
       (m) =>
-        `site ${m.site}: the inventory says ${m.inventoryIp}, ${describeWitnesses(m.sightings)} at ${m.seen}${m.agree ? '' : `, and ${describeWitnesses(m.otherSightings)} elsewhere`}`,
+        `site ${m.site}: the inventory says ${m.inventoryIp}, ${describeWitnesses(m.sightings)} at ${m.seen}${m.agree ? '' : `, while ${describeOtherSightings(m)}`}`,
     )
     .join('; ');
 }

@@ -170,6 +170,18 @@ export function describeWitnesses(sightings: readonly AddressSighting[]): string
   return `${names(sightings.map((s) => s.observer))} ${observers.size === 1 ? 'sees' : 'see'} ${names(sightings.map((s) => s.node))} (${fresh})`;
 }
 
+/**
+ * The sightings that are not at `moved.seen`, per address: `ctb-edge-1 sees ms-1 and wk-2 (handshakes 20-21 s old) at
+ * 203.0.113.10 (the inventory's)`; '' when every sighting agrees.
+ */
+export function describeOtherSightings(moved: Pick<MovedAddress, 'otherSightings' | 'inventoryIp'>): string {
+  const byAddress = new Map<string, AddressSighting[]>();
+  for (const s of moved.otherSightings) byAddress.set(s.address, [...(byAddress.get(s.address) ?? []), s]);
+  return [...byAddress]
+    .map(([address, list]) => `${describeWitnesses(list)} at ${address}${address === moved.inventoryIp ? " (the inventory's)" : ''}`)
+    .join('; ');
+}
+
 /** The inventory change that follows the site to `moved.seen`, or to a dynamic-DNS name (README: nat.publicHost). */
 export const movedAddressFix = (moved: Pick<MovedAddress, 'site' | 'seen'>): string =>
   `if site ${moved.site}'s public address changed, set sites.${moved.site}.nat.publicIp: ${moved.seen} (an address that keeps changing: nat.publicHost, a dynamic-DNS name) and run meshctl up again`;
@@ -180,7 +192,7 @@ export const movedAddressFix = (moved: Pick<MovedAddress, 'site' | 'seen'>): str
  * see a-1 and a-2 (handshakes 5-40 s old) at 203.0.113.99; fix: ...`.
  */
 export function describeMovedAddress(moved: MovedAddress): string {
-  const mixed = moved.agree ? '' : `, and ${describeWitnesses(moved.otherSightings)} elsewhere`;
+  const mixed = moved.agree ? '' : `, while ${describeOtherSightings(moved)}`;
   return `site ${moved.site}'s public address seems to have moved: the inventory says nat.publicIp ${moved.inventoryIp}, ${describeWitnesses(moved.sightings)} at ${moved.seen}${mixed}; fix: ${movedAddressFix(moved)}`;
 }
 
