@@ -63,15 +63,33 @@ export function forwardClashes(inventory: Inventory, paths: MeshPaths = planPath
 
 const names = (list: readonly string[]) => (list.length <= 1 ? (list[0] ?? '') : `${list.slice(0, -1).join(', ')} and ${list.at(-1)}`);
 
-/** One warning line per clash: what happens, and the fix (a forward whose external port is the listen port). */
+/**
+ * One warning line per clash: what happens, and the fix: a forward whose external port is the node's listen port and
+ * no other node's listen port in the site (measured in the lab, four sites, router:a port-preserving, 2026-12-02:
+ * after `conntrack -F` in the router, a-1 with forward 41001 -> :41001 pinged p-2 again 0.8 s later, a-2 with
+ * 41002 -> :51820 105 s later, when the re-resolve timer set the endpoint back).
+ */
 export function describeForwardClash(c: ForwardClash, inventory: Inventory): string {
   const node = inventory.nodes.find((n) => n.name === c.node)!;
-  const taken = inventory.nodes.some((n) => n.site === c.site && n.name !== c.node && n.forwardedPort === c.listenPort);
-  const sameExternal = taken ? '' : `forward UDP ${c.listenPort} -> ${node.address}:${c.listenPort} and set forwardedPort: ${c.listenPort}, or `;
+  // a port-preserving router maps another node's outgoing flows from port X onto external X too: the external port
+  // must be no other node's listen port (nor forward) in the site, or that node's flows take the forward's packets
+  const others = inventory.nodes.filter((n) => n.site === c.site && n.name !== c.node);
+  const free = (port: number) => others.every((n) => n.listenPort !== port && n.forwardedPort !== port);
+  const options = [
+    ...(free(c.listenPort)
+      ? [`forward UDP ${c.listenPort} -> ${node.address}:${c.listenPort} and set forwardedPort: ${c.listenPort}`]
+      : []),
+    ...(free(c.forwardedPort)
+      ? [`set ${c.node}'s listenPort: ${c.forwardedPort} and forward UDP ${c.forwardedPort} -> ${node.address}:${c.forwardedPort}`]
+      : []),
+  ];
+  const fix = options.length
+    ? `${options.join(', or ')} (the external port is the listen port, and no other node of site ${c.site} listens on it)`
+    : `give ${c.node} a listenPort no other node of site ${c.site} listens on or forwards, and forward that same external port to it`;
   return (
     `${c.node}: its forward ${c.publicIp}:${c.forwardedPort} -> :${c.listenPort} has another external port than its listen port, and ${c.node} dials ${names(c.publicPeers)} while ${c.publicPeers.length === 1 ? 'it dials' : 'they dial'} that forward: ` +
     `the router's conntrack can give their packets a new source port, ${c.node} roams to it, and after a router reboot ${c.node} loses ${names(c.publicPeers)} until the re-resolve timer resets the endpoint (up to ~3.5 min); ` +
-    `fix: ${sameExternal}set ${c.node}'s listenPort: ${c.forwardedPort} and forward UDP ${c.forwardedPort} -> ${node.address}:${c.forwardedPort} (the external port is the listen port)`
+    `fix: ${fix}`
   );
 }
 

@@ -23,15 +23,24 @@ test('four-sites: a-1, a-2 and a-3 dial p-1 and p-2, which dial their forwards o
     forwardClashes(fourSites).map((c) => `${c.node} ${c.forwardedPort}->${c.listenPort} ${c.publicPeers.join(',')}`),
     ['a-1 41001->51820 p-1,p-2', 'a-2 41002->51820 p-1,p-2', 'a-3 41003->51830 p-1,p-2'],
   );
-  const [a1, a2] = forwardClashWarnings(withNode(fourSites, 'a-1', { forwardedPort: 51820 }));
-  // a-1's forward now equals its listen port: no warning; a-2 cannot take external 51820 (a-1 has it)
+  // a-1's forward now equals its listen port (41001): no warning; a-2 is the only node of site a on 51820: both fixes
+  const [a1, a2] = forwardClashWarnings(withNode(fourSites, 'a-1', { forwardedPort: 41001, listenPort: 41001 }));
   assert.match(a1!, /^a-2: its forward 203\.0\.113\.10:41002 -> :51820 has another external port than its listen port/);
-  assert.match(a1!, /fix: set a-2's listenPort: 41002 and forward UDP 41002 -> 192\.168\.10\.12:41002/);
-  assert.doesNotMatch(a1!, /forward UDP 51820/);
+  assert.match(
+    a1!,
+    /fix: forward UDP 51820 -> 192\.168\.10\.12:51820 and set forwardedPort: 51820, or set a-2's listenPort: 41002 and forward UDP 41002 -> 192\.168\.10\.12:41002/,
+  );
   assert.match(
     a2!,
     /^a-3: .*fix: forward UDP 51830 -> 192\.168\.10\.13:51830 and set forwardedPort: 51830, or set a-3's listenPort: 41003/,
   );
+  // as written, a-1 and a-2 both listen on 51820: neither may take external 51820 (the other's flows would map there)
+  const [w1] = forwardClashWarnings(fourSites);
+  assert.match(
+    w1!,
+    /^a-1: .*fix: set a-1's listenPort: 41001 and forward UDP 41001 -> 192\.168\.10\.11:41001 \(the external port is the listen port/,
+  );
+  assert.doesNotMatch(w1!, /forward UDP 51820/);
   assert.ok(renderSummary(fourSites, new Chalk({ level: 0 })).includes('\nwarning: a-1: its forward 203.0.113.10:41001'));
 });
 
