@@ -32,7 +32,7 @@ import { classifyPair, type Diagnosis, type PairEvidence, type SideEvidence } fr
 import { pathBetween, planPaths, type MeshPaths } from '../topology/paths.js';
 import { splitSections } from '../checks/probes.js';
 import { readInventoryFile } from '../inventory/load.js';
-import { movedPublicAddresses, type MovedAddress } from '../topology/moved-address.js';
+import { movedFromChecklists, type MovedAddress } from '../topology/moved-address.js';
 
 export interface DebugOptions {
   pair?: [string, string];
@@ -154,10 +154,7 @@ const movedPerCollection = new WeakMap<Collected, MovedAddress[]>();
 export function movedOf(collected: Collected): MovedAddress[] {
   const cached = movedPerCollection.get(collected);
   if (cached) return cached;
-  const views = [...collected.checklists].flatMap(([node, cl]) =>
-    cl.config ? [{ node, ...(cl.now !== undefined ? { now: cl.now } : {}), peers: cl.peers, configPeers: cl.config.peers }] : [],
-  );
-  const moved = movedPublicAddresses(collected.inventory, views);
+  const moved = movedFromChecklists(collected.inventory, collected.checklists);
   movedPerCollection.set(collected, moved);
   return moved;
 }

@@ -237,3 +237,22 @@ export function judgeMovedAddress<V extends Verdict>(verdict: V, moved: MovedAdd
     evidence,
   };
 }
+
+/** What movedFromChecklists reads of one node's verify/debug checklist (../checks/probes.ts NodeChecklist). */
+export interface ChecklistView {
+  now?: number;
+  peers: readonly LivePeer[];
+  /** the parsed wg-quick file; absent: the node has none (it observes nothing) */
+  config?: { peers: EndpointView['configPeers'] & object };
+}
+
+/**
+ * movedPublicAddresses over verify's or debug's checklists (node name -> checklist of a reached node): the same
+ * sightings as `up` reads from its facts. For verify (a cold start to the old address can name the move) and debug.
+ */
+export function movedFromChecklists(inventory: Inventory, checklists: ReadonlyMap<string, ChecklistView>): MovedAddress[] {
+  const views: EndpointView[] = [...checklists].flatMap(([node, cl]) =>
+    cl.config ? [{ node, ...(cl.now !== undefined ? { now: cl.now } : {}), peers: cl.peers, configPeers: cl.config.peers }] : [],
+  );
+  return movedPublicAddresses(inventory, views);
+}
