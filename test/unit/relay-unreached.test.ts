@@ -26,7 +26,7 @@ test('pinning b-1 to p-2 moves b-2 <-> c-1 onto the dead p-1: refused, naming th
   );
   assert.match(
     pairsViaUnreached(pinned, ['p-1'], run)[0]!,
-    /which did not answer: pin the pair to a relay that answers .* or take p-1 out of the inventory/,
+    /which did not answer \(its key came from the local state\): pin the pair to a relay that answers .* or take p-1 out of the inventory/,
   );
 });
 
