@@ -45,12 +45,11 @@ import {
   ADDRESS_MOVED_NOTE,
   describeMovedAddresses,
   describeUnderlayChanges,
-  movedAddresses,
+  reviewUnderlay,
   UNDERLAY_CHANGED,
   UNDERLAY_CHANGED_NOTE,
-  underlayChanges,
 } from './underlay-change.js';
-import { judgeMovedAddress, type MovedAddress } from '../topology/moved-address.js';
+import { judgeMovedAddress, type MovedAddress, movedPublicAddresses } from '../topology/moved-address.js';
 
 /**
  * The port-forward probe and NAT discovery cost a watch window of about 2 s (../checks/underlay-probe.ts), and
@@ -102,9 +101,11 @@ export type UnderlayProbeRun = (
  */
 async function probeUnderlay(input: MeshStepInput<'facts'>, probe: UnderlayProbeRun): Promise<MeshStepOutput<'underlay'>> {
   const running = meshAlreadyUp(input.nodes);
-  const changed = running ? underlayChanges(input.inventory, input.nodes) : [];
+  // one parse of every node's file for both questions (./underlay-change.ts reviewUnderlay)
+  const review = running ? reviewUnderlay(input.inventory, input.nodes) : { changes: [], views: [] };
+  const changed = review.changes;
   // Q4 item 3: an unchanged inventory, but the live endpoints see a site elsewhere: the probes judge it
-  const moved = running && changed.length === 0 ? movedAddresses(input.inventory, input.nodes) : [];
+  const moved = running && changed.length === 0 ? movedPublicAddresses(input.inventory, review.views) : [];
   const underlay: NodeValues['underlay'] =
     running && changed.length === 0 && moved.length === 0
       ? { skipped: PROBES_SKIPPED }

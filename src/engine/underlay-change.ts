@@ -24,7 +24,14 @@ import type { NodeFacts } from '../facts/node-facts.js';
 import type { Inventory, Node } from '../inventory/types.js';
 import { parseWgQuickConfig } from '../render/wgquick.js';
 import { endpointFor, formatEndpoint } from '../topology/endpoints.js';
-import { describeOtherSightings, describeWitnesses, type MovedAddress, movedPublicAddresses } from '../topology/moved-address.js';
+import {
+  describeOtherSightings,
+  describeWitnesses,
+  type EndpointView,
+  judgedSites,
+  type MovedAddress,
+  movedPublicAddresses,
+} from '../topology/moved-address.js';
 
 /** The first evidence line of a probe check when the probes ran on a mesh that runs, before the reason (./registry.ts). */
 export const UNDERLAY_CHANGED = 'probed because the inventory changes the underlay the running mesh dials: ';
@@ -68,9 +75,23 @@ const NAMED = 3;
  * without a live interface are not compared (the probes run for them anyway). Pure; never throws.
  */
 export function underlayChanges(inventory: Inventory, nodes: readonly { node: Node; values: { facts: NodeFacts } }[]): string[] {
+  return reviewUnderlay(inventory, nodes).changes;
+}
+
+/**
+ * underlayChanges and, from the same single parse of each node's file (issue 10: at 1,000 nodes one parse of every
+ * file is seconds of CPU), the endpoint views movedAddresses reads (only the [Peer]s that can be sightings: nodes of
+ * judged NAT sites outside the node's own site). Pure; never throws.
+ */
+export function reviewUnderlay(
+  inventory: Inventory,
+  nodes: readonly { node: Node; values: { facts: NodeFacts } }[],
+): { changes: string[]; views: EndpointView[] } {
   const byOverlay = new Map(inventory.nodes.map((n) => [`${n.overlayIp}/32`, n]));
+  const judged = judgedSites(inventory);
   const file = `${inventory.mesh.interface}.conf`;
   const changes: string[] = [];
+  const views: EndpointView[] = [];
   for (const { node, values } of nodes) {
     const { facts } = values;
     if (facts.live === undefined) continue;
@@ -79,6 +100,16 @@ export function underlayChanges(inventory: Inventory, nodes: readonly { node: No
       continue;
     }
     const parsed = parseWgQuickConfig(facts.config.text);
+    if (judged.size > 0)
+      views.push({
+        node: node.name,
+        ...(facts.now !== undefined ? { now: facts.now } : {}),
+        peers: facts.peers,
+        configPeers: parsed.peers.filter((peer) => {
+          const to = peer.allowedIps[0] === undefined ? undefined : byOverlay.get(peer.allowedIps[0]);
+          return to !== undefined && to.site !== node.site && judged.has(to.site);
+        }),
+      });
     const port = facts.live.listenPort ?? parsed.interface?.listenPort;
     if (port !== undefined && port !== node.listenPort)
       changes.push(`${node.name} listens on UDP ${port}, the inventory says ${node.listenPort}`);
@@ -93,7 +124,7 @@ export function underlayChanges(inventory: Inventory, nodes: readonly { node: No
       );
     }
   }
-  return changes;
+  return { changes, views };
 }
 
 /** `changes` (underlayChanges) in one line: the first few, then how many more. */
@@ -109,21 +140,7 @@ export function describeUnderlayChanges(changes: readonly string[]): string {
  * observe nothing. Pure; never throws.
  */
 export function movedAddresses(inventory: Inventory, nodes: readonly { node: Node; values: { facts: NodeFacts } }[]): MovedAddress[] {
-  return movedPublicAddresses(
-    inventory,
-    nodes.flatMap(({ node, values: { facts } }) =>
-      facts.live === undefined || facts.config.text === undefined
-        ? []
-        : [
-            {
-              node: node.name,
-              ...(facts.now !== undefined ? { now: facts.now } : {}),
-              peers: facts.peers,
-              configPeers: parseWgQuickConfig(facts.config.text).peers,
-            },
-          ],
-    ),
-  );
+  return movedPublicAddresses(inventory, reviewUnderlay(inventory, nodes).views);
 }
 
 /** `moved` (movedAddresses) in one line: per site, the inventory's address, the one seen, and who saw it. */

@@ -70,8 +70,8 @@ export interface MovedAddress {
   forwarded: boolean;
 }
 
-/** The sites whose public address can be judged from live endpoints (see the module doc). */
-function judgedSites(inventory: Inventory): Map<string, Extract<Site, { kind: 'nat' }> & { publicIp: string }> {
+/** The sites whose public address can be judged from live endpoints (see the module doc), by name. */
+export function judgedSites(inventory: Inventory): Map<string, Extract<Site, { kind: 'nat' }> & { publicIp: string }> {
   const sites = new Map<string, Extract<Site, { kind: 'nat' }> & { publicIp: string }>();
   for (const site of inventory.sites)
     if (site.kind === 'nat' && site.publicIp !== undefined && site.publicHost === undefined)
@@ -93,16 +93,19 @@ export function movedPublicAddresses(inventory: Inventory, views: readonly Endpo
   for (const view of views) {
     const observer = byName.get(view.node);
     if (!observer || view.now === undefined || !view.configPeers) continue;
-    const live = new Map(view.peers.map((p) => [p.publicKey, p]));
-    for (const entry of view.configPeers) {
-      const first = entry.allowedIps[0];
-      const node = first === undefined ? undefined : byOverlay.get(first);
-      if (!node || node.site === observer.site || node.endpoint !== undefined || entry.publicKey === undefined) continue;
-      const site = sites.get(node.site);
-      const peer = live.get(entry.publicKey);
-      if (!site || !peer?.endpoint || peer.latestHandshake === undefined) continue;
+    // the file's peers that can be sightings, by key (issue 10: no map of every live peer on every node)
+    const candidates = new Map<string, NonNullable<EndpointView['configPeers']>[number]>();
+    for (const entry of view.configPeers) if (entry.publicKey !== undefined) candidates.set(entry.publicKey, entry);
+    for (const peer of view.peers) {
+      const entry = candidates.get(peer.publicKey);
+      if (!entry || !peer.endpoint || peer.latestHandshake === undefined) continue;
       const age = view.now - peer.latestHandshake;
       if (age > REJECT_AFTER_TIME_S || peer.endpoint === entry.endpoint) continue;
+      const first = entry.allowedIps[0];
+      const node = first === undefined ? undefined : byOverlay.get(first);
+      if (!node || node.site === observer.site || node.endpoint !== undefined) continue;
+      const site = sites.get(node.site);
+      if (!site) continue;
       const address = splitEndpoint(peer.endpoint)?.host;
       if (address === undefined || !isIpv4(address) || address === node.address || inLan(site.lan, address)) continue;
       const list = sightings.get(site.name) ?? [];
