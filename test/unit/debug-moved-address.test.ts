@@ -73,3 +73,18 @@ test('sightings at the inventory address: still the forward (cold-start-blocked)
     /ctb-edge-1 sees wk-1 \(handshake \d+ s old\) at 198\.18\.7\.7, while ctb-edge-1 sees ms-1 and wk-2 \(handshakes \d+-\d+ s old\) at 203\.0\.113\.10 \(the inventory's\)/,
   );
 });
+
+test("verify's cold-start verdict names the moved address when it is given the sightings (judgeDirection's moved)", async () => {
+  const { judgeDirection } = await import('../../src/checks/cold-start.js');
+  const { movedFromChecklists } = await import('../../src/topology/moved-address.js');
+  const collected = blocked(seenAt('203.0.113.99'));
+  const [moved] = movedFromChecklists(collected.inventory, collected.checklists);
+  const direction = collected.coldStart!.directions[0]!;
+  const judged = judgeDirection(direction, moved);
+  assert.equal(judged.status, 'fail');
+  assert.match(judged.message, /a new flow to 203\.0\.113\.10:51821 does not arrive: site home's public address seems to have moved/);
+  assert.doesNotMatch(judged.message, /firewall check/);
+  // without sightings (or at the inventory's address): the firewall, as before
+  assert.match(judgeDirection(direction).message, /see ms-1's firewall check$/);
+  assert.deepEqual(movedFromChecklists(collected.inventory, blocked(healthyScenario()).checklists), []);
+});
