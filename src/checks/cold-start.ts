@@ -29,6 +29,7 @@
  * handshakes fresh and pings passing, cold start failing). Its cost is small: one short round trip on a healthy
  * mesh, which verify runs beside its checklist (./collect.ts).
  */
+import { describeMovedAddress, type MovedAddress } from '../topology/moved-address.js';
 import type { Inventory, Node } from '../inventory/types.js';
 import { checkDeadlineMs, type Connection } from '../transport/types.js';
 import { sh, shellQuote } from '../remote/shell.js';
@@ -733,9 +734,13 @@ export function directionPasses(r: DirectionResult): boolean {
   return !r.error && !!r.delta && r.sent !== 0 && r.delta.inDatagrams >= r.sent;
 }
 
-/** The verdict for one direction: all arrived (pass), none or few (fail), some (warn), not measured (warn). */
-
-export function judgeDirection(r: DirectionResult): { status: ColdStartStatus; message: string; evidence: string[] } {
+/**
+ * The verdict for one direction: all arrived (pass), none or few (fail), some (warn), not measured (warn). `moved`:
+ * the live endpoints of the whole mesh see the target's NAT site at another public address (Q4 item 3,
+ * ../topology/moved-address.ts); a flow to the inventory's address that does not arrive then names that move, with
+ * its fix, instead of the target's firewall.
+ */
+export function judgeDirection(r: DirectionResult, moved?: MovedAddress): { status: ColdStartStatus; message: string; evidence: string[] } {
   const at = formatEndpoint(r.endpoint);
   const evidence = [
     `${r.from} sent ${r.sent} datagrams from a fresh source port to ${at}`,
@@ -765,6 +770,12 @@ export function judgeDirection(r: DirectionResult): { status: ColdStartStatus; m
     return {
       status: 'warn',
       message: `only some of ${r.from}'s datagrams to ${at} reached ${r.to} (${arrived} of ${r.sent}): a lossy path or a rate limit`,
+      evidence,
+    };
+  if (moved?.agree && r.endpoint.host === moved.inventoryIp)
+    return {
+      status: 'fail',
+      message: `${r.from} cannot start a session with ${r.to} from cold: a new flow to ${at} does not arrive: ${describeMovedAddress(moved)}`,
       evidence,
     };
   return {

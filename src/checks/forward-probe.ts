@@ -19,6 +19,7 @@
  * (`timing.watchS`) and is judged as before. The first try uses FAST_PROBE (at most about 2 s); only a probe that
  * missed something is tried again with THOROUGH_PROBE, so a slow node start is not mistaken for a broken forward.
  */
+import { describeMovedAddress, describeSightings, type MovedAddress } from '../topology/moved-address.js';
 import type { CheckResult } from '../engine/types.js';
 import type { Inventory, Node } from '../inventory/types.js';
 import { publicAddressOf, siteOf } from '../inventory/types.js';
@@ -352,9 +353,11 @@ const forwardText = (f: Forward) => `${f.publicIp}:${f.port} (site ${f.site}) ->
 /**
  * The verdict on `node`'s forward from a finished probe: pass when its datagrams reached `node` at its listenPort
  * and no other node; fail when they reached another node, another port, or no node of the site (with the fix);
- * warn when the probe could not judge. Nodes without a forward pass.
+ * warn when the probe could not judge. Nodes without a forward pass. `moved`: the running mesh's live endpoints see
+ * the node's site at another public address (../topology/moved-address.ts): a forward that reaches no node is then
+ * said to be that move, with its fix, before the router's forward.
  */
-export function judgeForward(report: ForwardProbeReport, node: Node, id = 'forward-reaches-node'): CheckResult {
+export function judgeForward(report: ForwardProbeReport, node: Node, id = 'forward-reaches-node', moved?: MovedAddress): CheckResult {
   const forward = report.forwards.find((f) => f.node === node.name);
   if (!forward) return { id, status: 'pass', message: 'no port-forward points at this node' };
   const what = forwardText(forward);
@@ -393,6 +396,14 @@ export function judgeForward(report: ForwardProbeReport, node: Node, id = 'forwa
       status: 'fail',
       message: `forward ${forward.publicIp}:${forward.port} reaches ${node.name} on port ${mine.destinationPort}, not its listenPort ${forward.listenPort}: ${fix}`,
       evidence,
+    };
+  // Q4 item 3: the running mesh sees the site at another address: that is the cause to name, not a missing forward
+  if (moved && moved.seen !== forward.publicIp)
+    return {
+      id,
+      status: 'fail',
+      message: `forward ${forward.publicIp}:${forward.port} reaches no node of site ${forward.site}: ${describeMovedAddress(moved)}; if it did not, ${fix}`,
+      evidence: [...evidence, `live endpoints: ${describeSightings(moved.sightings)}`],
     };
   return {
     id,

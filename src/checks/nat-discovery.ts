@@ -14,6 +14,7 @@ import type { CheckResult } from '../engine/types.js';
 import type { Inventory, Node } from '../inventory/types.js';
 import { siteOf } from '../inventory/types.js';
 import { sh } from '../remote/shell.js';
+import { movedAddressFix } from '../topology/moved-address.js';
 import { checkDeadlineMs, type Connection } from '../transport/types.js';
 import {
   FAST_PROBE,
@@ -122,7 +123,7 @@ export function judgeNatMapping(report: NatDiscoveryReport, inventory: Inventory
     return {
       id,
       status: forwarded ? 'fail' : 'warn',
-      message: `site ${site.name}: public address ${verdict.publicIp}, but the inventory says ${site.publicIp} (nat.publicIp): peers would dial ${site.publicIp}; ${mapping}`,
+      message: `site ${site.name}: public address ${verdict.publicIp}, but the inventory says ${site.publicIp} (nat.publicIp): peers would dial ${site.publicIp}; ${mapping}; fix: ${movedAddressFix({ site: site.name, seen: verdict.publicIp })}`,
       evidence,
     };
   const address = site.kind === 'nat' ? `public address ${verdict.publicIp} (as in the inventory)` : `public address ${verdict.publicIp}`;

@@ -4,6 +4,7 @@
  * nothing. Exit 0 when nothing would change, 4 (drift) when something would, 1 when a node is not fit for the mesh
  * (the baseline stops), so that a cron job or CI can alert on drift. `--json` prints the plan value.
  */
+import { forwardClashWarnings } from '../topology/forward-clash.js';
 import type { Command } from 'commander';
 import { Chalk } from 'chalk';
 import { countActions } from '../engine/plan.js';
@@ -87,6 +88,8 @@ export function registerPlan(program: Command, finish: (result: CommandResult) =
       // Q3 finding 8: a node dropped from the inventory keeps its own interface up; say so, and what takes it down (on
       // stdout with the plan's text; --json keeps stdout for the plan value)
       for (const note of departedNotes(inventory, limit)) (flags.json ? process.stderr : process.stdout).write(`${note}\n`);
+      // Q4 item 4: forwards that clash in the router's conntrack with the node's own flows (src/topology/forward-clash.ts)
+      for (const warning of forwardClashWarnings(inventory)) log(`warning: ${warning}`);
       const report = await runUp(inventory, connectorFor(sshOptionsFromFlags(flags, log)), view, {
         signal: interruptSignal,
         dryRun: true,

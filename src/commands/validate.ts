@@ -3,6 +3,7 @@
  * sites, nodes and, for every pair, the endpoint each side dials. Reads the file and nothing else: no
  * connection is ever attempted, whatever the inventory says.
  */
+import { forwardClashWarnings } from '../topology/forward-clash.js';
 import defaultChalk, { Chalk, type ChalkInstance } from 'chalk';
 import type { Command } from 'commander';
 import type { CommandResult } from '../errors.js';
@@ -126,6 +127,8 @@ export function renderSummary(inventory: Inventory, chalk: ChalkInstance = defau
   }
   const broken = pairs.filter((p) => p.path.kind === 'none').length;
   if (broken > 0) lines.push('', chalk.yellow(`warning: ${broken} pair(s) cannot connect: their ping check will fail`));
+  // Q4 item 4: a forward whose external port is not the listen port, on a node that dials the public nodes dialling it
+  for (const warning of forwardClashWarnings(inventory)) lines.push('', chalk.yellow(`warning: ${warning}`));
   return `${lines.join('\n')}\n`;
 }
 

@@ -27,6 +27,13 @@ import { judgeLiveEndpoint } from '../steps/live-endpoint.js';
 import { icmpDropOnIfaceRules, udpDropRules } from '../facts/definitions.js';
 import { syncconfKeepingKeyCommand } from '../render/systemd.js';
 import { checkInventoryPatch, describePatch, type InventoryPatch } from './inventory-fix.js';
+import {
+  describeOtherSightings,
+  describeWitnesses,
+  describeMovedAddress,
+  movedAddressFix,
+  type MovedAddress,
+} from '../topology/moved-address.js';
 
 export const CAUSES = [
   'unconnectable',
@@ -42,6 +49,7 @@ export const CAUSES = [
   'wrong-endpoint',
   'firewall-udp',
   'forward-misdirected',
+  'public-address-moved',
   'cold-start-blocked',
   'no-udp-arriving',
   'no-handshake-answer',
@@ -92,6 +100,11 @@ export interface PairEvidence {
   coldStartRun?: { roundTrips: number; ms: number };
   /** per captured node, when --tcpdump ran */
   capture?: { counts: Record<string, CaptureCounts>; markerSent: boolean; errors?: Record<string, string> };
+  /**
+   * NAT sites that nodes outside them see at another public address than nat.publicIp, by the whole mesh's live
+   * endpoints (../topology/moved-address.ts; Q4 item 3): a forward dialled at the old address reaches nothing
+   */
+  moved?: MovedAddress[];
 }
 
 export interface Diagnosis {
@@ -143,6 +156,8 @@ const EXPLAINS: Record<CauseId, readonly Symptom[]> = {
   'wrong-endpoint': ['handshake', 'ping', 'mtu'],
   'firewall-udp': ['handshake', 'ping', 'mtu'],
   'forward-misdirected': ['handshake', 'ping', 'mtu'],
+  // the dialling side's packets go to the old address: no handshake can start from that side
+  'public-address-moved': ['handshake', 'ping', 'mtu'],
   // a latent fault: the pair works now (the other side dialled out), so it explains no symptom of today's pings
   'cold-start-blocked': [],
   'no-udp-arriving': ['handshake', 'ping', 'mtu'],
@@ -795,6 +810,41 @@ const forwardMisdirected: Rule = {
 };
 
 /**
+ * Q4 item 3: one side dials the other's NAT site at nat.publicIp (a forward), and every live endpoint that nodes
+ * outside that site hold for its nodes, with a fresh handshake, reads one other address (PairEvidence.moved): the
+ * site's public address moved and the inventory still has the old one. That is the cause of a cold start that does
+ * not arrive, and the fix is the inventory's address, not the router's forward (which debug blamed before). Sightings
+ * that disagree (one node seen at home, another elsewhere: a roam through another NAT) are not enough to say so;
+ * cold-start-blocked then says the forward fails and mentions the sightings.
+ */
+const publicAddressMoved: Rule = {
+  name: 'public-address-moved',
+  find(c) {
+    const dialled = (from: Node, to: Node) => {
+      const site = siteOf(c.inv, to);
+      const endpoint = endpointFor(c.inv, from, to);
+      const moved = c.e.moved?.find((m) => m.site === to.site);
+      return site.kind === 'nat' && from.site !== to.site && moved?.agree && endpoint?.host === moved.inventoryIp
+        ? { from, to, moved, at: formatEndpoint(endpoint) }
+        : undefined;
+    };
+    const ways = [dialled(c.sNode, c.rNode), dialled(c.rNode, c.sNode)].filter((w) => w !== undefined);
+    return ways.map(({ from, to, moved, at }) =>
+      c.make(
+        'public-address-moved',
+        undefined,
+        {
+          summary: `site ${moved.site}'s public address moved to ${moved.seen}, but ${from.name} dials ${to.name} at ${at} (nat.publicIp ${moved.inventoryIp})`,
+          explanation: `${describeMovedAddress(moved)}. ${from.name} dials ${to.name} at the inventory's address, where the site's router no longer is, so no session can start from ${from.name}; the pairs where the site's nodes dial out themselves keep working (WireGuard roams to where their packets come from), which is how the other nodes see the new address.`,
+          fix: `${movedAddressFix(moved)[0]!.toUpperCase()}${movedAddressFix(moved).slice(1)}: its baseline probes the forwards at the new address. Then run meshctl verify.`,
+        },
+        [`live endpoints: ${describeWitnesses(moved.sightings)} at ${moved.seen}`, ...c.ev],
+      ),
+    );
+  },
+};
+
+/**
  * Finding 20: a direction that cannot start a session from cold (verify's cold-start check, ../checks/cold-start.ts).
  * Checked even while the pair works, as forward-misdirected is: the other side dialled out, conntrack lets the
  * answers in and WireGuard roams to it, so handshakes and pings pass until that entry expires or the other side
@@ -817,6 +867,10 @@ const coldStartBlocked: Rule = {
       const works = c.handshakeOk && !c.pingFails;
       const now = works
         ? `The tunnel works now only because ${to.name} dialled out first: the answers to its own flow are let in while conntrack remembers it, and WireGuard roams to where its packets come from. Once that entry expires, or ${to.name} restarts, ${from.name} cannot get through.`
+        : '';
+      const moved = viaForward ? c.e.moved?.find((m) => m.site === toSite.name) : undefined;
+      const sightings = moved
+        ? ` The live endpoints do not agree on site ${toSite.name}'s public address: ${describeWitnesses(moved.sightings)} at ${moved.seen}, while ${describeOtherSightings(moved)}; ${movedAddressFix(moved)}.`
         : '';
       const evidence = [`verify cold-start: ${judged.message}`, ...judged.evidence, ...c.ev];
       if (noListener)
@@ -842,7 +896,7 @@ const coldStartBlocked: Rule = {
           {
             summary: `${from.name} cannot start a session with ${to.name}: a new flow to ${at} does not arrive`,
             explanation:
-              `${from.name} sent ${d.sent} datagrams from a fresh source port to ${at} and ${to.name}'s UDP counters did not grow by them${viaForward ? `: the port-forward ${at} -> ${to.address}:${to.listenPort} on the router of site ${toSite.name} is missing or points elsewhere, or a firewall on the way drops new flows` : `: a firewall on ${to.name} or on the way drops new UDP flows to port ${d.endpoint.port}`}. ${now}`.trim(),
+              `${from.name} sent ${d.sent} datagrams from a fresh source port to ${at} and ${to.name}'s UDP counters did not grow by them${viaForward ? `: the port-forward ${at} -> ${to.address}:${to.listenPort} on the router of site ${toSite.name} is missing or points elsewhere, or a firewall on the way drops new flows` : `: a firewall on ${to.name} or on the way drops new UDP flows to port ${d.endpoint.port}`}. ${now}${sightings}`.trim(),
             fix: viaForward
               ? `On the router of site ${toSite.name}: forward UDP ${at} to ${to.address}:${to.listenPort} (${to.name}); if the router forwards another port to ${to.name}, set that port as ${to.name}'s forwardedPort in ${c.inv.source} and re-run meshctl up (its baseline probes the forward). Then run meshctl verify.`
               : `Allow new UDP flows to port ${d.endpoint.port} on ${to.name} and on the way to it (see ${to.name}'s firewall check in meshctl verify), then run meshctl verify.`,
@@ -1095,6 +1149,7 @@ export const RULES: readonly Rule[] = [
   wrongEndpoint,
   firewallUdp,
   forwardMisdirected,
+  publicAddressMoved,
   coldStartBlocked,
   handshakeCaptures,
   noHandshake,

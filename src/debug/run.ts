@@ -32,6 +32,7 @@ import { classifyPair, type Diagnosis, type PairEvidence, type SideEvidence } fr
 import { pathBetween, planPaths, type MeshPaths } from '../topology/paths.js';
 import { splitSections } from '../checks/probes.js';
 import { readInventoryFile } from '../inventory/load.js';
+import { movedFromChecklists, type MovedAddress } from '../topology/moved-address.js';
 
 export interface DebugOptions {
   pair?: [string, string];
@@ -143,6 +144,21 @@ export function chooseSender(inventory: Inventory, a: Node, b: Node, keepOrder =
   return dials(a, b) || !dials(b, a) ? [a, b] : [b, a];
 }
 
+/** movedOf's answer per collection (every pair of one debug run reads the same mesh). */
+const movedPerCollection = new WeakMap<Collected, MovedAddress[]>();
+
+/**
+ * The NAT sites the whole mesh's live endpoints see at another public address than nat.publicIp (Q4 item 3:
+ * ../topology/moved-address.ts), from every reached node's checklist: its peers, clock and parsed wg-quick file.
+ */
+export function movedOf(collected: Collected): MovedAddress[] {
+  const cached = movedPerCollection.get(collected);
+  if (cached) return cached;
+  const moved = movedFromChecklists(collected.inventory, collected.checklists);
+  movedPerCollection.set(collected, moved);
+  return moved;
+}
+
 export function pairEvidence(collected: Collected, sender: string, receiver: string, extraSides: string[] = []): PairEvidence {
   const sides: Record<string, SideEvidence> = {};
   for (const name of [sender, receiver, ...extraSides]) {
@@ -160,12 +176,14 @@ export function pairEvidence(collected: Collected, sender: string, receiver: str
   const coldStart = collected.coldStart?.directions.filter(
     (d) => (d.from === sender && d.to === receiver) || (d.from === receiver && d.to === sender),
   );
+  const moved = movedOf(collected);
   return {
     inventory: collected.inventory,
     desired: collected.desired,
     sender,
     receiver,
     sides,
+    ...(moved.length ? { moved } : {}),
     ...(m?.cells[sender]?.[receiver] ? { forward: m.cells[sender]![receiver]! } : {}),
     ...(m?.cells[receiver]?.[sender] ? { backward: m.cells[receiver]![sender]! } : {}),
     ...(m ? { matrix: m } : {}),

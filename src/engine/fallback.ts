@@ -159,3 +159,25 @@ export function keptFallbacks(
   if (first.kept) return [...first.pairs];
   return [...earlier];
 }
+
+/**
+ * Q4 item 6: a relay that died. With `--limit`, the nodes outside the limit are only read for their public key, and
+ * one that does not answer (at all, or before the limited nodes were ready: ./limit.ts) has its key taken from the
+ * local state; nothing else stopped the run. But the design may
+ * relay a pair of the run's nodes through that node (the automatic pick spreads pairs by count, so pinning one pair to
+ * the live relay can move another onto the dead one), and `up` would then apply it and STOP at the ping gate with the
+ * pair broken (Q4: b-2 <-> c-1 moved from the working p-2 onto the dead p-1). So such a design is refused before
+ * anything changes: one line per pair that has an end among `inRun` and is relayed (as `inventory` plans it, fallback
+ * relays included) through a node of `unreached`, naming the fix; [] when none. Pure.
+ */
+export function pairsViaUnreached(inventory: Inventory, unreached: readonly string[], inRun: ReadonlySet<string>): string[] {
+  if (unreached.length === 0) return [];
+  const dead = new Set(unreached);
+  return planPaths(inventory).pairs.flatMap(({ a, b, path }) =>
+    path.kind === 'relayed' && dead.has(path.via) && (inRun.has(a) || inRun.has(b))
+      ? [
+          `${a} <-> ${b} would be relayed via ${path.via}, which did not answer (its key came from the local state): pin the pair to a relay that answers (relay: NODE on ${a} or ${b}, the same on every pair that goes through ${path.via}) or take ${path.via} out of the inventory (README: when a relay dies)`,
+        ]
+      : [],
+  );
+}

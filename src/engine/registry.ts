@@ -39,7 +39,17 @@ import { importHint, interfaceOwnership } from '../import/ownership.js';
 import { judgeForward } from '../checks/forward-probe.js';
 import { judgeNatMapping } from '../checks/nat-discovery.js';
 import { runUnderlayProbes, type UnderlayProbes } from '../checks/underlay-probe.js';
-import { describeUnderlayChanges, UNDERLAY_CHANGED, UNDERLAY_CHANGED_NOTE, underlayChanges } from './underlay-change.js';
+import {
+  ADDRESS_MOVED,
+  ADDRESS_MOVED_HEADING,
+  ADDRESS_MOVED_NOTE,
+  describeMovedAddresses,
+  describeUnderlayChanges,
+  reviewUnderlay,
+  UNDERLAY_CHANGED,
+  UNDERLAY_CHANGED_NOTE,
+} from './underlay-change.js';
+import { judgeMovedAddress, type MovedAddress, movedPublicAddresses } from '../topology/moved-address.js';
 
 /**
  * The port-forward probe and NAT discovery cost a watch window of about 2 s (../checks/underlay-probe.ts), and
@@ -58,15 +68,23 @@ const skippedProbe = (id: string, underlay: { skipped: string; warn?: boolean })
   underlay.warn ? warn(id, underlay.skipped) : pass(id, underlay.skipped);
 
 /** A probe check's verdict with, when the probes ran on a running mesh, why they did as its first evidence line. */
-const withWhy = (result: CheckResult, underlay: { why?: string }): CheckResult =>
+const withWhy = (result: CheckResult, underlay: { why?: string; moved?: readonly MovedAddress[] }): CheckResult =>
   underlay.why === undefined
     ? result
     : {
         ...result,
-        message: `${result.message}${UNDERLAY_CHANGED_NOTE}`,
-        evidence: [`${UNDERLAY_CHANGED}${underlay.why}`, ...(result.evidence ?? [])],
-        underlayChanged: { why: underlay.why, message: result.message },
+        message: `${result.message}${underlay.moved ? ADDRESS_MOVED_NOTE : UNDERLAY_CHANGED_NOTE}`,
+        evidence: [`${underlay.moved ? ADDRESS_MOVED : UNDERLAY_CHANGED}${underlay.why}`, ...(result.evidence ?? [])],
+        underlayChanged: {
+          why: underlay.why,
+          message: result.message,
+          ...(underlay.moved ? { heading: ADDRESS_MOVED_HEADING } : {}),
+        },
       };
+
+/** The moved-address sighting of `node`'s site, when the probes ran because of one (probeUnderlay). */
+const movedSiteOf = (underlay: { moved?: readonly MovedAddress[] }, node: Node): MovedAddress | undefined =>
+  underlay.moved?.find((m) => m.site === node.site);
 
 /**
  * How the probe-underlay step has the probes run on the nodes of the run (node name -> connection): runUnderlayProbes,
@@ -83,13 +101,18 @@ export type UnderlayProbeRun = (
  */
 async function probeUnderlay(input: MeshStepInput<'facts'>, probe: UnderlayProbeRun): Promise<MeshStepOutput<'underlay'>> {
   const running = meshAlreadyUp(input.nodes);
-  const changed = running ? underlayChanges(input.inventory, input.nodes) : [];
+  // one parse of every node's file for both questions (./underlay-change.ts reviewUnderlay)
+  const review = running ? reviewUnderlay(input.inventory, input.nodes) : { changes: [], views: [] };
+  const changed = review.changes;
+  // Q4 item 3: an unchanged inventory, but the live endpoints see a site elsewhere: the probes judge it
+  const moved = running && changed.length === 0 ? movedPublicAddresses(input.inventory, review.views) : [];
   const underlay: NodeValues['underlay'] =
-    running && changed.length === 0
+    running && changed.length === 0 && moved.length === 0
       ? { skipped: PROBES_SKIPPED }
       : {
           ...(await probe(input.inventory, new Map(input.nodes.map((n) => [n.node.name, n.connection])))),
           ...(changed.length ? { why: describeUnderlayChanges(changed) } : {}),
+          ...(moved.length ? { why: describeMovedAddresses(moved), moved } : {}),
         };
   return { values: new Map(input.nodes.map((n) => [n.node.name, { underlay }])), errors: new Map() };
 }
@@ -583,7 +606,7 @@ export const CHECKS = {
     evaluate: ({ node, values: { underlay } }) =>
       'skipped' in underlay
         ? skippedProbe('forward-reaches-node', underlay)
-        : withWhy(judgeForward(underlay.forward, node, 'forward-reaches-node'), underlay),
+        : withWhy(judgeForward(underlay.forward, node, 'forward-reaches-node', movedSiteOf(underlay, node)), underlay),
   }),
   // issue 11: NAT discovery through two public nodes of the mesh (../checks/nat-discovery.ts), said per site
   'nat-mapping': check({
@@ -591,7 +614,7 @@ export const CHECKS = {
     evaluate: ({ node, inventory, values: { underlay } }) =>
       'skipped' in underlay
         ? skippedProbe('nat-mapping', underlay)
-        : withWhy(judgeNatMapping(underlay.nat, inventory, node, 'nat-mapping'), underlay),
+        : withWhy(judgeMovedAddress(judgeNatMapping(underlay.nat, inventory, node, 'nat-mapping'), movedSiteOf(underlay, node)), underlay),
   }),
   'wireguard-tools-present': check({
     needs: ['facts', 'tools'],

@@ -19,6 +19,7 @@ import type { Connection } from '../transport/types.js';
 import type { LivePeer } from '../render/wgdump.js';
 import type { RollbackOptions } from './revert.js';
 import type { UnderlayChangedNote } from './underlay-change.js';
+import type { MovedAddress } from '../topology/moved-address.js';
 
 export type CheckStatus = 'pass' | 'warn' | 'fail';
 
@@ -92,6 +93,8 @@ export interface NodeValues {
   underlay: UnderlayProbes & {
     /** the probes ran although every node runs the mesh: what the inventory changes in its underlay (./underlay-change.ts) */
     why?: string;
+    /** the probes ran because the live endpoints see these sites at another public address (./underlay-change.ts) */
+    moved?: readonly MovedAddress[];
   };
 }
 export type ValueName = keyof NodeValues;

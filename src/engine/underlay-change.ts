@@ -24,6 +24,14 @@ import type { NodeFacts } from '../facts/node-facts.js';
 import type { Inventory, Node } from '../inventory/types.js';
 import { parseWgQuickConfig } from '../render/wgquick.js';
 import { endpointFor, formatEndpoint } from '../topology/endpoints.js';
+import {
+  describeOtherSightings,
+  describeWitnesses,
+  type EndpointView,
+  judgedSites,
+  type MovedAddress,
+  movedPublicAddresses,
+} from '../topology/moved-address.js';
 
 /** The first evidence line of a probe check when the probes ran on a mesh that runs, before the reason (./registry.ts). */
 export const UNDERLAY_CHANGED = 'probed because the inventory changes the underlay the running mesh dials: ';
@@ -32,13 +40,29 @@ export const UNDERLAY_CHANGED = 'probed because the inventory changes the underl
 export const UNDERLAY_CHANGED_NOTE = ' (probed: the inventory changes what the running mesh dials)';
 
 /**
+ * The first evidence line of a probe check when the probes ran on a running mesh whose inventory is unchanged but whose
+ * live endpoints see a NAT site at another public address (Q4 item 3: movedAddresses), before who saw it.
+ */
+export const ADDRESS_MOVED =
+  "probed because the running mesh's live endpoints see a site at another public address than its nat.publicIp: ";
+
+/** What a probe check's message ends with when the probes ran for that reason (ADDRESS_MOVED). */
+export const ADDRESS_MOVED_NOTE = ' (probed: the running mesh sees a site at another public address)';
+
+/** The plan's heading for the probes run for that reason (../ui/plan-view.ts renderUnderlayNote). */
+export const ADDRESS_MOVED_HEADING = 'the running mesh sees a site at another public address than the inventory';
+
+/**
  * What a probe check carries, as data, when the probes ran on a mesh that runs (./registry.ts): `why` (what the
- * inventory changes: describeUnderlayChanges) and the check's own `message` before UNDERLAY_CHANGED_NOTE was added
- * to it. The plan's underlay note (../ui/plan-view.ts) is drawn from these, never parsed back out of the text.
+ * inventory changes: describeUnderlayChanges, or who sees which site where: describeMovedAddresses) and the check's
+ * own `message` before UNDERLAY_CHANGED_NOTE (or ADDRESS_MOVED_NOTE) was added to it; `heading`, when set, is why
+ * the probes ran in the plan's words (else: the inventory changes what the running mesh dials). The plan's underlay
+ * note (../ui/plan-view.ts) is drawn from these, never parsed back out of the text.
  */
 export interface UnderlayChangedNote {
   why: string;
   message: string;
+  heading?: string;
 }
 
 /** How many differences a reason names before it says "and N more". */
@@ -51,9 +75,23 @@ const NAMED = 3;
  * without a live interface are not compared (the probes run for them anyway). Pure; never throws.
  */
 export function underlayChanges(inventory: Inventory, nodes: readonly { node: Node; values: { facts: NodeFacts } }[]): string[] {
+  return reviewUnderlay(inventory, nodes).changes;
+}
+
+/**
+ * underlayChanges and, from the same single parse of each node's file (issue 10: at 1,000 nodes one parse of every
+ * file is seconds of CPU), the endpoint views movedAddresses reads (only the [Peer]s that can be sightings: nodes of
+ * judged NAT sites outside the node's own site). Pure; never throws.
+ */
+export function reviewUnderlay(
+  inventory: Inventory,
+  nodes: readonly { node: Node; values: { facts: NodeFacts } }[],
+): { changes: string[]; views: EndpointView[] } {
   const byOverlay = new Map(inventory.nodes.map((n) => [`${n.overlayIp}/32`, n]));
+  const judged = judgedSites(inventory);
   const file = `${inventory.mesh.interface}.conf`;
   const changes: string[] = [];
+  const views: EndpointView[] = [];
   for (const { node, values } of nodes) {
     const { facts } = values;
     if (facts.live === undefined) continue;
@@ -62,6 +100,16 @@ export function underlayChanges(inventory: Inventory, nodes: readonly { node: No
       continue;
     }
     const parsed = parseWgQuickConfig(facts.config.text);
+    if (judged.size > 0)
+      views.push({
+        node: node.name,
+        ...(facts.now !== undefined ? { now: facts.now } : {}),
+        peers: facts.peers,
+        configPeers: parsed.peers.filter((peer) => {
+          const to = peer.allowedIps[0] === undefined ? undefined : byOverlay.get(peer.allowedIps[0]);
+          return to !== undefined && to.site !== node.site && judged.has(to.site);
+        }),
+      });
     const port = facts.live.listenPort ?? parsed.interface?.listenPort;
     if (port !== undefined && port !== node.listenPort)
       changes.push(`${node.name} listens on UDP ${port}, the inventory says ${node.listenPort}`);
@@ -76,11 +124,31 @@ export function underlayChanges(inventory: Inventory, nodes: readonly { node: No
       );
     }
   }
-  return changes;
+  return { changes, views };
 }
 
 /** `changes` (underlayChanges) in one line: the first few, then how many more. */
 export function describeUnderlayChanges(changes: readonly string[]): string {
   const named = changes.slice(0, NAMED).join('; ');
   return changes.length > NAMED ? `${named}; and ${changes.length - NAMED} more` : named;
+}
+
+/**
+ * Q4 item 3: the NAT sites that the run's nodes outside them see at another public address than nat.publicIp, read
+ * from each node's facts (its live peers with their endpoints and latest handshakes, its clock, and its key-less
+ * wg-quick file): ../topology/moved-address.ts says which endpoints count. Nodes without a live interface or a file
+ * observe nothing. Pure; never throws.
+ */
+export function movedAddresses(inventory: Inventory, nodes: readonly { node: Node; values: { facts: NodeFacts } }[]): MovedAddress[] {
+  return movedPublicAddresses(inventory, reviewUnderlay(inventory, nodes).views);
+}
+
+/** `moved` (movedAddresses) in one line: per site, the inventory's address, the one seen, and who saw it. */
+export function describeMovedAddresses(moved: readonly MovedAddress[]): string {
+  return moved
+    .map(
+      (m) =>
+        `site ${m.site}: the inventory says ${m.inventoryIp}, ${describeWitnesses(m.sightings)} at ${m.seen}${m.agree ? '' : `, while ${describeOtherSightings(m)}`}`,
+    )
+    .join('; ');
 }

@@ -20,7 +20,15 @@ import { registryContract } from './registry.js';
 import { runPlaybook } from './runner.js';
 import { gatherOutsideKeys, limitInventory, membershipRegistry, outsideGiveUp } from './limit.js';
 import { checkNamed, stepNamed, withoutUnderlayProbes } from './registry.js';
-import { failedDirectPairs, keptFallbacks, passKept, passMayBeMixed, pairsBackToDirect, withFallbackRelays } from './fallback.js';
+import {
+  failedDirectPairs,
+  keptFallbacks,
+  pairsViaUnreached,
+  passKept,
+  passMayBeMixed,
+  pairsBackToDirect,
+  withFallbackRelays,
+} from './fallback.js';
 import { MeshctlError } from '../errors.js';
 import { DEFAULT_ROLLBACK_DEADLINE_S, newRunId, PendingRollbacks } from './revert.js';
 import type { EngineEvent, PhaseReport } from './types.js';
@@ -195,6 +203,14 @@ async function outsideKeysFor(inventory: Inventory, work: Inventory, connector: 
       'cannot render the configs of the limited nodes: a peer outside --limit has no known public key; nothing was changed',
       'stop',
       found.missing.map((m) => m.why),
+    );
+  // Q4 item 6: no pair of the run's nodes through a relay that did not answer, in time or at all (./fallback.ts)
+  const viaDead = pairsViaUnreached(inventory, found.fromState, inRun);
+  if (viaDead.length)
+    throw new MeshctlError(
+      'not started: a pair of the limited nodes is relayed through a node that did not answer; nothing was changed',
+      'stop',
+      viaDead,
     );
   // finding 8: the nodes not waited for are read together; whether each had answered is not known, so not said
   const warnings = found.fromState.map((n) =>

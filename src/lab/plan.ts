@@ -221,11 +221,13 @@ export function planLab(inventory: Inventory, lab: string): LabPlan {
 
   // A port-preserving router maps a node's source port to the same public port: a forward on that port would then
   // deliver the peers' packets along the node's outgoing mapping instead (what a real router of this kind does).
+  // The forwarded node's own listen port is no clash: its outgoing mapping and its forward reach the same node, and
+  // that is the forward src/topology/forward-clash.ts recommends (Q4 item 4).
   for (const site of inventory.sites) {
     if (site.kind === 'public' || site.lab?.nat !== 'port-preserving') continue;
     const members = inventory.nodes.filter((n) => n.site === site.name);
     for (const forwarded of members.filter((n) => n.forwardedPort !== undefined)) {
-      const clash = members.find((n) => n.listenPort === forwarded.forwardedPort);
+      const clash = members.find((n) => n !== forwarded && n.listenPort === forwarded.forwardedPort);
       if (clash)
         problems.push(
           `site ${site.name}: lab.nat port-preserving would map ${clash.name}'s outgoing UDP ${clash.listenPort} onto the forward of port ${forwarded.forwardedPort} to ${forwarded.name} (pick a forwardedPort that is no node's listenPort, or lab.nat: symmetric)`,

@@ -61,7 +61,8 @@ export function renderUnderlayNote(phases: readonly PhaseReport[], chalk: ChalkI
   );
   if (checks.length === 0) return '';
   const width = Math.max(...checks.map((c) => safeText(c.node).length));
-  const lines = [chalk.bold(`── Underlay probed: the inventory changes what the running mesh dials (${safeText(checks[0]!.why)})`)];
+  const heading = checks[0]!.heading ?? 'the inventory changes what the running mesh dials';
+  const lines = [chalk.bold(`── Underlay probed: ${heading} (${safeText(checks[0]!.why)})`)];
   for (const { node, check, message } of checks) {
     const mark = check.status === 'pass' ? chalk.green('ok  ') : check.status === 'warn' ? chalk.yellow('warn') : chalk.red('FAIL');
     lines.push(`  ${chalk.bold(safeText(node).padEnd(width))}  ${mark} ${safeText(check.id)}: ${safeText(message)}`);
