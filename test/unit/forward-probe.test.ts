@@ -381,6 +381,13 @@ describe('pacing: a correct mesh pays only for what it needs (ProbeSession)', ()
 
 describe('ProbeSession on hand-scripted watchers', () => {
   const timing = { watchS: 0.4, delayS: 0.4, rounds: 1, intervalS: 0.1, graceS: 0.15 };
+  /**
+   * The watchers' window for a test whose session must end them first: far longer than the grace, so that a loaded
+   * CI host that runs the test process late (the sighting read, and the grace timer set, hundreds of ms after it was
+   * written) cannot let the window win (seen at load 30-40: ['window', 'window'] with a 0.4 s window).
+   */
+  const LONG_WINDOW = { ...timing, watchS: 5 };
+  let current = timing;
   const at = (token: string, node: string) => `seen ${token} 198.51.100.25:40000 ${node}:51820\n`;
   /** how each watcher's listening ended: `ended` by the session, or its own `window` run out */
   const endedBy = new Map<string, 'ended' | 'window'>();
@@ -399,7 +406,7 @@ describe('ProbeSession on hand-scripted watchers', () => {
           endedBy.set(
             name,
             await Promise.race([
-              new Promise<'window'>((r) => setTimeout(() => r('window'), timing.watchS * 1000 - (performance.now() - started))),
+              new Promise<'window'>((r) => setTimeout(() => r('window'), current.watchS * 1000 - (performance.now() - started))),
               io.ended.then(() => 'ended' as const),
             ]),
           );
@@ -411,8 +418,9 @@ describe('ProbeSession on hand-scripted watchers', () => {
     { site: 'a', node: 'a-1', publicIp: '203.0.113.10', port: 1, address: '192.168.10.11', listenPort: 51820, token: 't0' },
   ];
 
-  const run = async (a1: [number, string][], a2: [number, string][]) => {
-    const session = new ProbeSession(timing, 2, forwardsComplete(forwards));
+  const run = async (a1: [number, string][], a2: [number, string][], window = timing) => {
+    current = window;
+    const session = new ProbeSession(window, 2, forwardsComplete(forwards));
     const started = performance.now();
     const results = await Promise.all([session.watch('a-1', watcher('a-1', a1)), session.watch('a-2', watcher('a-2', a2))]);
     session.close();
@@ -420,7 +428,7 @@ describe('ProbeSession on hand-scripted watchers', () => {
   };
 
   it('complete: ends both watchers graceS after the last sighting, keeping what they printed', async () => {
-    const { ms, results, session } = await run([[20, at('t0', '192.168.10.11')]], []);
+    const { ms, results, session } = await run([[20, at('t0', '192.168.10.11')]], [], LONG_WINDOW);
     // ended by the session after the grace, not by the watchers' own windows (no upper time bound: a loaded CI host)
     assert.ok(ms >= 160, `took ${Math.round(ms)} ms`);
     assert.deepEqual([endedBy.get('a-1'), endedBy.get('a-2')], ['ended', 'ended']);
