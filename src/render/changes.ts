@@ -1,8 +1,10 @@
 /**
  * What writing the desired wg-quick file would change, and therefore how the service must pick it up:
  * - 'create'    no file yet;
- * - 'none'      the file is byte-identical: write nothing, restart nothing (a second `up` must land here);
- * - 'peers'     only [Peer] content (or comments/layout) differs: write the file, then `wg syncconf`, which
+ * - 'none'      the file means the design: byte-identical (write nothing, restart nothing: a second `up` must land
+ *               here), or differing in comments and layout alone, a peer's name comment included (the file is
+ *               rewritten, nothing is applied to the live interface: a renamed node cost every node a sync, Q5);
+ * - 'peers'     only [Peer] content differs: write the file, then `wg syncconf`, which
  *               keeps the interface, its ifindex and the other peers' sessions (the syncconf input must carry
  *               the private key, see ./systemd.ts, or syncconf clears it);
  * - 'interface' [Interface] differs (Address, ListenPort, MTU, PostUp, extra settings...): write, then restart
@@ -39,6 +41,9 @@ const PEER_LABELS: Record<string, string> = {
   name: 'name comment',
 };
 
+/** Drift fields that live only in the file's comments: no change to the live interface. */
+const COMMENT_ONLY: ReadonlySet<string> = new Set(['name']);
+
 /** One summary line for one drift item, written as current -> desired. */
 export function describeChange(item: DriftItem): string {
   if (item.field === 'peer') return item.expected === 'present' ? `+ peer ${item.peer}` : `- peer ${item.peer}`;
@@ -73,8 +78,13 @@ export function classifyConfigChange(currentText: string | undefined, desired: D
   const drift = compareConfigToDesired(parseWgQuickConfig(currentText), desired);
   const touchesInterface = drift.some((item) => item.peer === undefined);
   const summary = drift.map(describeChange);
-  // Bytes differ but the meaning does not (header comment, spacing, order): rewrite, and a syncconf is a no-op.
-  if (summary.length === 0) summary.push('~ comments or layout only (no change to the live interface)');
+  // Bytes differ but the meaning does not (header comment, a peer's name comment, spacing, order): the file is
+  // rewritten, and nothing reaches the live interface (wg(8) never sees a comment)
+  const live = drift.filter((item) => !COMMENT_ONLY.has(item.field));
+  if (live.length === 0) {
+    if (summary.length === 0) summary.push('~ comments or layout only (no change to the live interface)');
+    return { kind: 'none', summary };
+  }
   return { kind: touchesInterface ? 'interface' : 'peers', summary };
 }
 

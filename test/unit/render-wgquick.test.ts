@@ -293,10 +293,21 @@ describe('classifyConfigChange', () => {
     ]);
   });
 
-  it('peers, as a rewrite with no live effect, when only comments or layout differ', () => {
+  it('none, a rewrite with no live effect, when only comments or layout differ', () => {
     const change = classifyConfigChange(current().replace('# edit the inventory', '#  edit the inventory'), desired());
-    assert.equal(change.kind, 'peers');
+    assert.equal(change.kind, 'none');
     assert.deepEqual(change.summary, ['~ comments or layout only (no change to the live interface)']);
+  });
+
+  it("none when only a peer's name comment differs (a renamed node: no sync on every node, Q5)", () => {
+    const text = current();
+    assert.match(text, /^# wk-1$/m);
+    const change = classifyConfigChange(text.replace(/^# wk-1$/m, '# wk-old'), desired());
+    assert.equal(change.kind, 'none');
+    assert.deepEqual(change.summary, ['~ peer wk-1 name comment wk-old -> wk-1']);
+    // a name comment beside a real peer change is still a peers change
+    const both = classifyConfigChange(text.replace(/^# wk-1$/m, '# wk-old').replace(':51820', ':51999'), desired());
+    assert.equal(both.kind, 'peers');
   });
 
   it('interface when MTU, ListenPort, Address or PostUp changed', () => {
