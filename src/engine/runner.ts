@@ -557,21 +557,33 @@ const REVERT_ANSWER = /^rollback=(reverted|none)$/m;
 /**
  * The line a second Ctrl-C prints (onForcedExit) for a run with a revert armed on `armed` (the nodes not confirmed,
  * each once): which of them roll back by themselves and by when (`dueMs`, Unix ms), and which the immediate revert
- * after the first Ctrl-C already took back (`settled`: those are back; one it found unchanged is not named).
+ * after the first Ctrl-C already took back (`settled`: those are back; one it found unchanged is not named), and
+ * those it was sent to and has not answered yet (`sent`: it goes on on the node, the timer is the fallback).
  * Undefined when no node is armed.
  */
 export function forcedExitNote(
   armed: readonly string[],
   settled: ReadonlyMap<string, 'reverted' | 'unchanged'>,
   dueMs: (node: string) => number,
+  sent: ReadonlySet<string> = new Set(),
 ): string | undefined {
   const nodes = [...new Set(armed)];
   if (nodes.length === 0) return undefined;
-  const left = nodes.filter((node) => !settled.has(node));
+  const unsettled = nodes.filter((node) => !settled.has(node));
+  // a revert already sent goes on on the node after meshctl ends (a new user saw every node back 1 s after the first
+  // Ctrl-C while the note said each "rolls back by itself"): it is not skipped, its answer is only not awaited
+  const underway = unsettled.filter((node) => sent.has(node));
+  const left = unsettled.filter((node) => !sent.has(node));
   const back = nodes.filter((node) => settled.get(node) === 'reverted');
+  const by = (node: string) => `${node} by ${utcClock(dueMs(node))}`;
   const parts = [
     ...(left.length
       ? [`the immediate rollback is skipped; ${left.map((node) => `${node} rolls back by itself by ${utcClock(dueMs(node))}`).join(', ')}`]
+      : []),
+    ...(underway.length
+      ? [
+          `the rollback already sent to ${underway.join(', ')} goes on without meshctl (its answer not awaited); if it does not finish, each node's own timer rolls it back (${underway.map(by).join(', ')})`,
+        ]
       : []),
     ...(back.length
       ? [`${back.join(', ')} ${back.length === 1 ? 'is' : 'are'} back on the previous config and interface state (reverted)`]
@@ -696,6 +708,8 @@ export async function runPlaybook(ctx: RunContext): Promise<RunResult> {
   // found unchanged so far (a second Ctrl-C meanwhile names only the others as left to their timers)
   const settling = new Set<string>();
   const settledNow = new Map<string, 'reverted' | 'unchanged'>();
+  /** the nodes the revert was sent to (its answer may not have come yet) */
+  const sentNow = new Set<string>();
   const result = (extra: Partial<RunResult>): Promise<RunResult> | RunResult => {
     if (!ctx.rollback || state.armed.size === 0) return ended(extra);
     const input = rollbackInput(state, ctx.rollback, [], false);
@@ -703,6 +717,7 @@ export async function runPlaybook(ctx: RunContext): Promise<RunResult> {
     return settleLeftovers({
       ...input,
       run: async (node, script) => {
+        sentNow.add(node);
         const answer = await input.run(node, script);
         const said = answer.code === 0 ? REVERT_ANSWER.exec(answer.stdout)?.[1] : undefined;
         if (said) settledNow.set(node, said === 'reverted' ? 'reverted' : 'unchanged');
@@ -727,7 +742,7 @@ export async function runPlaybook(ctx: RunContext): Promise<RunResult> {
   // a second Ctrl-C ends meshctl at once (../interrupt.ts): it says which nodes then roll back by themselves, and when;
   // those the immediate revert already took back are said to be back (a new user's finding: after the revert had run,
   // the note still said every node would roll back by itself)
-  const forgetExitNote = onForcedExit(() => forcedExitNote(ctx.rollback ? [...state.armed, ...settling] : [], settledNow, dueMs));
+  const forgetExitNote = onForcedExit(() => forcedExitNote(ctx.rollback ? [...state.armed, ...settling] : [], settledNow, dueMs, sentNow));
   try {
     for (const [index, phase] of ctx.playbook.phases.entries()) {
       if (ctx.signal.aborted) return await result({ interrupted: true });

@@ -1035,7 +1035,7 @@ describe('engine: rollback on the node (issue 9; issue 8, kind 5)', () => {
     assert.deepEqual(forcedExitNotes(), [], 'the note is gone with the run');
   });
 
-  it('a second Ctrl-C after the immediate revert took some nodes back: only the others roll back by themselves', async () => {
+  it('a second Ctrl-C after the immediate revert took some nodes back: those back are named, the others under way', async () => {
     // a new user's finding: the note said every node "rolls back by itself" though the revert had already run
     const abort = new AbortController();
     const log: string[] = [];
@@ -1082,10 +1082,11 @@ describe('engine: rollback on the node (issue 9; issue 8, kind 5)', () => {
     assert.equal(notes.length, 1, 'the second interrupt says one line');
     const note = notes[0]!;
     const others = names.filter((n) => n !== 'ms-1');
-    assert.match(note, /^second interrupt: the immediate rollback is skipped; /);
-    assert.doesNotMatch(note, /ms-1 rolls back by itself/);
+    // the others' reverts were sent and are still running: under way on the node, not skipped (Q5)
+    assert.match(note, new RegExp(`^second interrupt: the rollback already sent to ${others.join(', ')} goes on without meshctl `));
+    assert.doesNotMatch(note, /rolls back by itself|skipped/);
     assert.match(note, /; ms-1 is back on the previous config and interface state \(reverted\); the run lock stays/);
-    for (const other of others) assert.match(note, new RegExp(`${other} rolls back by itself by \\d\\d:\\d\\d:\\d\\d UTC`));
+    for (const other of others) assert.match(note, new RegExp(`${other} by \\d\\d:\\d\\d:\\d\\d UTC`));
     assert.deepEqual(forcedExitNotes(), [], 'the note is gone with the run');
   });
 
@@ -1107,6 +1108,14 @@ describe('engine: rollback on the node (issue 9; issue 8, kind 5)', () => {
       forcedExitNote(['ms-1', 'wk-1', 'ms-1'], new Map([['wk-1', 'unchanged']] as const), due) ?? '',
       /^second interrupt: the immediate rollback is skipped; ms-1 rolls back by itself by 17:28:27 UTC; the run lock stays/,
     );
+    // Q5: a revert sent but not answered yet is under way on the node, not skipped
+    const underway =
+      forcedExitNote(['ms-1', 'wk-1', 'wk-2'], new Map([['wk-2', 'reverted']] as const), due, new Set(['ms-1', 'wk-2'])) ?? '';
+    assert.match(
+      underway,
+      /^second interrupt: the immediate rollback is skipped; wk-1 rolls back by itself by 17:28:27 UTC; the rollback already sent to ms-1 goes on without meshctl \(its answer not awaited\); if it does not finish, each node's own timer rolls it back \(ms-1 by 17:28:27 UTC\); wk-2 is back/,
+    );
+    assert.doesNotMatch(underway, /ms-1 rolls back by itself/);
   });
 
   it('Ctrl-C: a node that cannot be told is "not reached" with the time its timer fires by; a script past the wait is stopped first', async () => {
