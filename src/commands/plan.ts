@@ -67,7 +67,7 @@ export function registerPlan(program: Command, finish: (result: CommandResult) =
     .option('--no-underlay-probes', "skip the baseline's port-forward probe and NAT discovery (their checks warn)")
     .addHelpText(
       'after',
-      '\nExit codes: 0 nothing would change, 4 something would (drift), 1 a node failed its facts or baseline checks, 2 bad input, 3 a node could not be connected, 130 interrupted.',
+      '\nExit codes: 0 nothing would change, 4 something would (drift, or an earlier run\'s unconfirmed change is pending and goes back by itself), 1 a node failed its facts or baseline checks, 2 bad input, 3 a node could not be connected, 130 interrupted.',
     )
     .action(async (inventoryArg: string | undefined, flags: PlanFlags) => {
       // pairs relay: auto moved to a relay after a failed handshake are planned as the nodes run them
@@ -129,6 +129,13 @@ export function registerPlan(program: Command, finish: (result: CommandResult) =
           `${renderUnderlayNote(report.phases, chalk)}${renderPlan(report.plan!, chalk)}${pathsText ? `\n${pathsText}` : ''}`,
         );
       }
-      finish(countActions(report.plan!) === 0 ? 'ok' : 'drift');
+      // an earlier run's unconfirmed change still pending goes back by itself: the mesh is not as it will be, so a
+      // scheduled plan must not say all is well (Q5 finding 2); the notes above say when, and that an up confirms it
+      const pendingReverts = report.pendingReverts ?? [];
+      if (pendingReverts.length && !flags.json)
+        process.stdout.write(
+          `${chalk.yellow(`an earlier run's unconfirmed change is pending on ${pendingReverts.join(', ')}: it goes back by itself unless an up confirms it (exit 4)`)}\n`,
+        );
+      finish(countActions(report.plan!) === 0 && pendingReverts.length === 0 ? 'ok' : 'drift');
     });
 }

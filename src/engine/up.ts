@@ -94,6 +94,11 @@ export interface UpReport {
   warnings?: string[];
   /** what the run did that asks nothing of the operator (relay: auto: a pair back to direct), printed as `note:` */
   notes?: string[];
+  /**
+   * the nodes where an earlier run's unconfirmed change was found, still to go back by itself unless this run
+   * confirmed it (./revert.ts PendingRollbacks): `plan` counts them as drift (the mesh changes on its own)
+   */
+  pendingReverts?: string[];
   dryRun: boolean;
   stoppedAt?: string;
   /**
@@ -609,6 +614,7 @@ async function runUpBody(
         ...counter.report(),
         ...warningsOf(outside.warnings, warnings),
         ...(notes.length ? { notes } : {}),
+        ...(pending.found.size ? { pendingReverts: [...pending.found.keys()] } : {}),
         publicKeys: Object.fromEntries(learnt),
         ...(earlier.length || fallbacks.length || failed.length
           ? { fallbackRelays: { pairs: fallbacks, relayedAtGate: relayedNow, backToDirect: movedBack } }

@@ -116,6 +116,7 @@ describe('up: a pending rollback of an earlier run', () => {
       /confirmed the change an earlier run left unconfirmed \(revert-0123456789abcdef, due at 17:02:09 UTC\)/,
     );
     assert.ok(!(report.warnings ?? []).some((w) => /goes back by itself/.test(w)), String(report.warnings));
+    assert.equal(report.pendingReverts, undefined, 'confirmed: nothing pending');
   });
 
   it('a revert that fired before the confirmation: the gate STOPs, the run is not converged', async () => {
@@ -165,6 +166,8 @@ describe('up: a pending rollback of an earlier run', () => {
   it('a dry run (plan) cancels nothing and warns', async () => {
     const { report, log } = await run({ dryRun: true });
     assert.deepEqual(log, []);
+    // plan exits 4 on it (Q5 finding 2: exit 0 while the change was about to go back by itself)
+    assert.deepEqual(report.pendingReverts, ['wk-1']);
     assert.ok(
       (report.warnings ?? []).some((w) => /^wk-1: .*goes back by itself/.test(w)),
       String(report.warnings),
