@@ -12,7 +12,7 @@
 import type { Connection } from '../transport/types.js';
 import { TransportError, checkDeadlineMs } from '../transport/types.js';
 import { REKEY_TIMEOUT_S } from '../remote/wireguard.js';
-import { SectionStream } from '../facts/sections.js';
+import { PATH_PRELUDE, SectionStream } from '../facts/sections.js';
 import { pairKey } from '../inventory/types.js';
 import {
   pingProbe,
@@ -56,7 +56,16 @@ export interface Matrix {
    * PingMatrixOptions.recheck, when a pair failed the first round: the pairs pinged again (pairKey strings, sorted),
    * those of them that then answered in every direction that had failed, and the second round's wall time, ms
    */
-  recheck?: { pairs: string[]; answered: string[]; ms: number };
+  recheck?: {
+    pairs: string[];
+    answered: string[];
+    ms: number;
+    /**
+     * PingMatrixOptions.resetSessions: the pairs (pairKey strings, sorted) whose dialer cleared its WireGuard session
+     * with the other end before pinging again; absent when none was
+     */
+    reset?: string[];
+  };
 }
 
 export interface PingMatrixOptions {
@@ -80,6 +89,13 @@ export interface PingMatrixOptions {
    * after a run that changed something (../engine/ping.ts), where the handshakes are new
    */
   recheck?: boolean;
+  /**
+   * RECHECK's reset (sessionResets): the shell command that `node` runs before its second-round pings to clear its WireGuard sessions
+   * with `peers` (node names), so that its next packet starts a fresh handshake; undefined: none. Asked only of the
+   * dialer of a failed pair (`firstContact`: the end that has the other's endpoint), never of both ends. Without it
+   * (or without `firstContact`) the second round only waits for WireGuard's own new handshake
+   */
+  resetSessions?: (node: string, peers: readonly string[]) => string | undefined;
   /** sections to run on every node after its pings (same round trip); their output comes back in `after` */
   after?: Array<{ name: string; command: string }>;
   /**
@@ -147,6 +163,37 @@ export const KEEPALIVE_TIMEOUT_S = 10;
  * that stays broken is failed 17 s later than without it.
  */
 export const RECHECK = { deadlineSeconds: KEEPALIVE_TIMEOUT_S + REKEY_TIMEOUT_S + 2 } as const;
+
+/**
+ * Which node clears its session with which peers before the second round (PingMatrixOptions.resetSessions; RECHECK's
+ * reset). Waiting for that timer cost the cold `up` of the 32-node bench its
+ * ping phase's excess (2026-12-02: 24.0 s against a 7.2 s floor; in the lab 4 pairs of 496, each with the
+ * signature above: one end had taken ~1 KB of the other's 25-35 KB, and the second round answered only after 5.5-7.2
+ * s, when the deaf end's timer, started by its pings of the first round, fired: docs/transport-cost.md). Any new
+ * handshake mends such a pair, whichever end starts it. So before the second round the dialer of each failed pair
+ * (the end with the other's endpoint: ../topology/endpoints.ts firstContactDialer) clears its session with the
+ * other end, and its first echo request starts a fresh handshake at once; the other end keeps its session and only
+ * answers (it has keys to send with, so it starts no initiation of its own to cross this one). A pair that really
+ * fails fails the fresh handshake too, and still gets RECHECK's full deadline.
+ * `failed`: the failed pairs as [a, b]; `firstContact`: the dialers (PingMatrixOptions.firstContact); `pings`: the
+ * nodes that ping in the second round (a dialer that does not clears nothing). Returns node -> peers (node names).
+ */
+export function sessionResets(
+  failed: Iterable<readonly [string, string]>,
+  firstContact: ReadonlyArray<{ from: string; to: string }>,
+  pings: (node: string) => boolean,
+): Map<string, Set<string>> {
+  const dialerOf = new Map(firstContact.map((p) => [pairKey(p.from, p.to), p.from]));
+  const resets = new Map<string, Set<string>>();
+  for (const [a, b] of failed) {
+    const dialer = dialerOf.get(pairKey(a, b));
+    if (dialer === undefined || !pings(dialer)) continue;
+    const peers = resets.get(dialer) ?? new Set<string>();
+    if (peers.size === 0) resets.set(dialer, peers);
+    peers.add(dialer === a ? b : a);
+  }
+  return resets;
+}
 
 /**
  * Whether a pair answered. iputils ping (ping(8), -w) exits 1 when fewer than `-c` replies came before the deadline,
@@ -348,7 +395,8 @@ export async function runPingRound(
  * node pinging only those peers. A failed cell of a held node takes this round's cell (its path MTU too, when
  * probed); a cell that passed keeps its own. A held node's after sections become this round's (read after its
  * pings: the new handshake shows), or stay the first round's when its script did not finish. `held` is updated
- * in place; a connection that fails here leaves the first round's cells.
+ * in place; a connection that fails here leaves the first round's cells. With PingMatrixOptions.resetSessions, the
+ * dialer of each failed pair (sessionResets) runs its reset first, in the same script and round trip.
  */
 async function recheckRound(round: {
   connections: Map<string, Connection>;
@@ -370,18 +418,26 @@ async function recheckRound(round: {
     if (peers.size === 0) peersOf.set(from, peers);
     peers.add(to);
   };
+  const failed: Array<[string, string]> = [];
   for (const from of held.keys())
     for (const [to, cell] of Object.entries(cells[from] ?? {})) {
       if (cell.ok) continue;
       pairs.add(pairKey(from, to));
+      failed.push([from, to]);
       add(from, to);
       // the other end pings too when its own script finished (a node with no connection pings nothing)
       if (connections.has(to) && cells[to]?.[from] && !errors.has(to)) add(to, from);
     }
+  const resets = options.resetSessions
+    ? sessionResets(failed, options.firstContact ?? [], (node) => peersOf.has(node))
+    : new Map<string, Set<string>>();
+  const reset = new Set<string>();
   const deadlineSeconds = Math.max(RECHECK.deadlineSeconds, options.deadlineSeconds ?? DEFAULT_PING.deadlineSeconds);
   await Promise.all(
     [...peersOf].map(async ([node, peers]) => {
       const mine = held.has(node);
+      const clear = resets.has(node) ? options.resetSessions?.(node, [...resets.get(node)!]) : undefined;
+      if (clear !== undefined) for (const peer of resets.get(node)!) reset.add(pairKey(node, peer));
       const probe = pingProbe({
         targets: [...peers].map((peer) => ({ node: peer, ip: ipOf.get(peer)! })),
         count,
@@ -392,7 +448,9 @@ async function recheckRound(round: {
         ...(mine && options.after ? { after: options.after } : {}),
       });
       try {
-        const result = await connections.get(node)!.run(probe.script, {
+        // the reset first, in the same round trip: its own prelude, then the probe (whose prelude repeats it)
+        const script = clear !== undefined ? `${PATH_PRELUDE}\n${clear}\n${probe.script}` : probe.script;
+        const result = await connections.get(node)!.run(script, {
           timeoutMs: checkDeadlineMs((deadlineSeconds + (mine && options.mtu !== undefined ? 20 : 0) + 15) * 1000),
           ...(options.signal ? { signal: options.signal } : {}),
         });
@@ -410,7 +468,12 @@ async function recheckRound(round: {
     }),
   );
   const sorted = [...pairs].sort();
-  return { pairs: sorted, answered: answeredPairs(sorted, cells), ms: Date.now() - started };
+  return {
+    pairs: sorted,
+    answered: answeredPairs(sorted, cells),
+    ms: Date.now() - started,
+    ...(reset.size > 0 ? { reset: [...reset].sort() } : {}),
+  };
 }
 
 /**
