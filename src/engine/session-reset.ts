@@ -14,7 +14,7 @@
  * failed `wg addconf` is said on stderr and leaves the peer missing, which the second round's pings and the
  * routes/peers checks after them then fail (nothing is hidden), and the next `up` adds it again.
  */
-import { raw, sh } from '../remote/shell.js';
+import { sh } from '../remote/shell.js';
 import type { DesiredNodeConfig } from '../topology/desired.js';
 
 /**
@@ -44,7 +44,7 @@ export function sessionResetCommand(config: DesiredNodeConfig, peers: readonly s
 const BLOCKS_AWK = [
   String.raw`function trim(s) { sub(/^[ \t]+/, "", s); sub(/[ \t]+$/, "", s); return s }`,
   'function flush(  i) { if (want) { for (i = 1; i <= n; i++) print line[i]; found++ } n = 0; want = 0 }',
-  String.raw`BEGIN { wanted = split(trim(keys), unused, " ") }`,
+  'BEGIN { wanted = split(trim(keys), unused, " ") }',
   String.raw`/^[ \t]*\[/ { flush(); inpeer = (tolower(trim($0)) == "[peer]") }`,
   'inpeer { line[++n] = $0; eq = index($0, "="); if (eq && tolower(trim(substr($0, 1, eq - 1))) == "publickey" && index(keys, " " trim(substr($0, eq + 1)) " ")) want = 1 }',
   'END { flush(); exit found == wanted ? 0 : 1 }',

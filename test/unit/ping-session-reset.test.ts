@@ -240,7 +240,12 @@ describe('sessionResetCommand, run by a shell against stub wg and wg-quick', () 
     assert.ok(removed >= 0, log.join('\n'));
     assert.ok(added > removed, 'added back after the remove');
     assert.ok(!log.some((l) => l.includes(kept.publicKey)), 'the other peers are not touched');
-    const block = ['[Peer]', `PublicKey = ${gone.publicKey}`, `AllowedIPs = ${gone.allowedIps.join(', ')}`, ...(gone.endpoint ? [`Endpoint = ${gone.endpoint}`] : [])];
+    const block = [
+      '[Peer]',
+      `PublicKey = ${gone.publicKey}`,
+      `AllowedIPs = ${gone.allowedIps.join(', ')}`,
+      ...(gone.endpoint ? [`Endpoint = ${gone.endpoint}`] : []),
+    ];
     assert.equal(addconf, `${block.join('\n')}\n`, 'exactly its block: no [Interface], no other peer');
     assert.equal(log.filter((l) => l.startsWith('wg ')).length, 2, 'one remove, one addconf: no other wg command');
   });
