@@ -53,6 +53,11 @@ export interface Matrix {
   /** cells[from][to]; no cell on the diagonal */
   cells: Record<string, Record<string, MatrixCell>>;
   /**
+   * PingMatrixOptions.resetSessions: the pairs (pairKey strings, sorted) whose first contact got no answer, and whose
+   * dialer therefore cleared its session with the other end before the round; absent when none
+   */
+  reset?: string[];
+  /**
    * PingMatrixOptions.recheck, when a pair failed the first round: the pairs pinged again (pairKey strings, sorted),
    * those of them that then answered in every direction that had failed, and the second round's wall time, ms
    */
@@ -166,15 +171,17 @@ export const RECHECK = { deadlineSeconds: KEEPALIVE_TIMEOUT_S + REKEY_TIMEOUT_S 
 
 /**
  * Which node clears its session with which peers before the second round (PingMatrixOptions.resetSessions; RECHECK's
- * reset). Waiting for that timer cost the cold `up` of the 32-node bench its
- * ping phase's excess (2026-12-02: 24.0 s against a 7.2 s floor; in the lab 4 pairs of 496, each with the
- * signature above: one end had taken ~1 KB of the other's 25-35 KB, and the second round answered only after 5.5-7.2
- * s, when the deaf end's timer, started by its pings of the first round, fired: docs/transport-cost.md). Any new
- * handshake mends such a pair, whichever end starts it. So before the second round the dialer of each failed pair
- * (the end with the other's endpoint: ../topology/endpoints.ts firstContactDialer) clears its session with the
- * other end, and its first echo request starts a fresh handshake at once; the other end keeps its session and only
- * answers (it has keys to send with, so it starts no initiation of its own to cross this one). A pair that really
- * fails fails the fresh handshake too, and still gets RECHECK's full deadline.
+ * reset). Waiting for that timer cost the cold `up` of the 32-node bench its ping phase's excess (2026-12-02: 24.0 s
+ * against a 7.2 s floor; in the lab 4 pairs of 496 failed, each with the signature above: one end had taken ~1 KB of
+ * the other's 25-72 KB, and the second round answered only after 5-7 s, when the deaf end's timer, started by its
+ * pings of the first round, fired: docs/transport-cost.md). Any new handshake mends such a pair, whichever end starts
+ * it. So before the second round the dialer of each failed pair (the end with the other's endpoint:
+ * ../topology/endpoints.ts firstContactDialer) clears its session with the other end, and its first echo request
+ * starts a fresh handshake at once; the other end keeps its session and only answers (it has keys to send with, so
+ * it starts no initiation of its own to cross this one). A pair that really fails fails the fresh handshake too, and
+ * still gets RECHECK's full deadline. The same reset runs earlier, at the start of the round, for each pair whose
+ * dialer got no answer at its first contact (a one-direction session loses the request or the reply of any echo):
+ * such a pair then passes the round and needs no second one.
  * `failed`: the failed pairs as [a, b]; `firstContact`: the dialers (PingMatrixOptions.firstContact); `pings`: the
  * nodes that ping in the second round (a dialer that does not clears nothing). Returns node -> peers (node names).
  */
@@ -300,7 +307,13 @@ export async function runPingRound(
   let firstContactStarted = Date.now();
   void options.sendWhen?.then(() => (firstContactStarted = Math.max(firstContactStarted, Date.now())));
   const ahead = options.sendWhen ? { sendWhen: options.sendWhen, waitMs: PING_AHEAD_WAIT_S * 1000 } : undefined;
-  if (options.firstContact?.length) await firstContactRound(connections, targets, options.firstContact, options.signal, ahead);
+  // the dialers whose first contact got no answer: with resetSessions, each clears its session with those peers at
+  // the start of its script of the round (sessionResets' reason: a session that carries one direction only fails
+  // the first contact, and would fail the round too and wait for the second)
+  const unanswered = options.firstContact?.length
+    ? await firstContactRound(connections, targets, options.firstContact, options.signal, ahead)
+    : new Map<string, Set<string>>();
+  const resetFirst = new Set<string>();
   const firstContactMs = options.firstContact?.length ? Date.now() - firstContactStarted : undefined;
   const count = options.count ?? DEFAULT_PING.count;
   // each node's row is built as its output arrives, and its parsed results dropped then (issue 10: holding every
@@ -333,12 +346,16 @@ export async function runPingRound(
       }
       const besideNode = options.beside?.(node);
       const probe = pingProbe({ ...pingParamsFor(node, targets, options), ...(besideNode ? { beside: besideNode } : {}) });
+      const silent = unanswered.get(node);
+      const clear = silent && options.resetSessions ? options.resetSessions(node, [...silent]) : undefined;
+      if (clear !== undefined) for (const peer of silent!) resetFirst.add(pairKey(node, peer));
+      const script = clear !== undefined ? `${PATH_PRELUDE}\n${clear}\n${probe.script}` : probe.script;
       // the output read as it arrives, each section parsed then, and none of it kept by the transport (issue 10: a
       // node's ping output is ~0.3 MB at 1,000 nodes, ~2,000 sections, every node's held whole and cut at its end)
       const reader = probe.reader(readers);
       const stream = new SectionStream((section) => reader.add(section));
       try {
-        const result = await connection.run(probe.script, {
+        const result = await connection.run(script, {
           timeoutMs,
           ...(options.signal ? { signal: options.signal } : {}),
           // after a first contact (started ahead itself) the gate has said go already
@@ -381,7 +398,7 @@ export async function runPingRound(
   // listed as answered while the matrix showed that direction failed
   if (recheck) recheck.answered = answeredPairs(recheck.pairs, cells);
   return {
-    matrix: { nodes, cells, ...(recheck ? { recheck } : {}) },
+    matrix: { nodes, cells, ...(resetFirst.size > 0 ? { reset: [...resetFirst].sort() } : {}), ...(recheck ? { recheck } : {}) },
     after,
     errors,
     ...(firstContactMs !== undefined ? { firstContactMs } : {}),
@@ -509,7 +526,7 @@ async function firstContactRound(
   pairs: Array<{ from: string; to: string }>,
   signal?: AbortSignal,
   ahead?: { sendWhen: Promise<boolean>; waitMs: number },
-): Promise<void> {
+): Promise<Map<string, Set<string>>> {
   const ipOf = new Map(targets.map((t) => [t.node, t.ip]));
   // grouped in one pass: filtering all ~N^2/2 pairs once per dialer was O(N^3) (0.5e9 steps at 1,000 nodes)
   const byDialer = new Map<string, PingTarget[]>();
@@ -520,21 +537,32 @@ async function firstContactRound(
     if (list.length === 0) byDialer.set(p.from, list);
     list.push({ node: p.to, ip });
   }
+  const unanswered = new Map<string, Set<string>>();
   await Promise.all(
     [...byDialer].map(async ([from, peers]) => {
       const connection = connections.get(from);
       if (!connection || peers.length === 0) return;
       const probe = pingProbe({ targets: peers, ...FIRST_CONTACT });
-      // what came back does not matter here: the matrix that follows judges every pair
-      await connection
+      // the matrix that follows judges every pair; what came back only names the peers that did not answer (a
+      // script that did not run or finish names none: nothing is known of its pairs)
+      const result = await connection
         .run(probe.script, {
           timeoutMs: checkDeadlineMs((FIRST_CONTACT.deadlineSeconds + 15) * 1000 + (ahead?.waitMs ?? 0)),
           ...(signal ? { signal } : {}),
           ...(ahead ? { sendWhen: ahead.sendWhen } : {}),
         })
         .catch(() => undefined);
+      if (!result) return;
+      const parsed = probe.parse(result.stdout);
+      if (!parsed.complete) return;
+      const silent = peers.filter((peer) => {
+        const ping = parsed.ping.get(peer.ip);
+        return ping !== undefined && !answered(ping);
+      });
+      if (silent.length > 0) unanswered.set(from, new Set(silent.map((peer) => peer.node)));
     }),
   );
+  return unanswered;
 }
 
 /**

@@ -40,9 +40,10 @@ export async function runPingMatrix(input: MeshStepInput<'desired'>): Promise<Me
     // changed nothing keeps one round: its sessions are not new (and the round ahead, ./ping-ahead.ts, is replayed
     // through this same step)
     recheck: input.changedSoFar,
-    // before that second round the dialer of each failed pair clears its session with the other end, so that its
-    // first echo request starts a fresh handshake instead of waiting for WireGuard's own, 15 s after the deaf end
-    // began sending (./session-reset.ts; 32-node bench, 2026-12-02: the ping phase 24.0 s against a 7.2 s floor)
+    // before the round (a pair whose first contact got no answer) and before that second round (a failed pair), the
+    // pair's dialer clears its session with the other end, so that its first echo request starts a fresh handshake
+    // instead of waiting for WireGuard's own, 15 s after the deaf end began sending (./session-reset.ts; 32-node
+    // bench, 2026-12-02: the ping phase 24.0 s against a 7.2 s floor)
     ...(input.changedSoFar
       ? {
           resetSessions: (node: string, peers: readonly string[]) => {

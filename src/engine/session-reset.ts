@@ -1,7 +1,7 @@
 /**
  * The ping phase's session reset (../checks/ping-matrix.ts sessionResets, PingMatrixOptions.resetSessions): before
- * the second round, the dialer of a pair that failed the first clears its WireGuard session with the other end, so
- * that its next echo request starts a fresh handshake instead of waiting for WireGuard's own, KEEPALIVE_TIMEOUT +
+ * the round (a pair whose first contact got no answer) and before the second round (a pair that failed the first),
+ * the pair's dialer clears its WireGuard session with the other end, so that its next echo request starts a fresh handshake instead of waiting for WireGuard's own, KEEPALIVE_TIMEOUT +
  * REKEY_TIMEOUT (15 s) after the deaf end began sending (docs/transport-cost.md, "The cold ping phase at 32 nodes").
  *
  * How: neither wg(8) nor the kernel module nor wireguard-go has a command that drops a peer's keys and keeps the

@@ -48,7 +48,7 @@ const clears = (script: string, peer: string) => script.includes('peer "$k" remo
  * the other end (a fresh handshake then mends it), the broken pair never; every script of a round is recorded
  * before any of them is answered, so an end's answer may depend on the other end's script of the same round.
  */
-function mesh() {
+function mesh(options: { answersFirstContact?: boolean } = {}) {
   const connections = new Map<string, FakeConnection>();
   const cleared = (a: string, b: string) => {
     const { from, to } = dialerOf.get(pair(a, b))!;
@@ -60,7 +60,9 @@ function mesh() {
     const out: string[] = [];
     for (const peer of targetsOf(script)) {
       const key = pair(self, peer);
-      const answers = key !== BROKEN && (key !== DEAF || cleared(self, peer));
+      // answersFirstContact: the deaf pair's one echo of the first contact is answered (a session that broke after it)
+      const firstContact = /\bping -n -q -c 1 /.test(script);
+      const answers = key !== BROKEN && (key !== DEAF || cleared(self, peer) || (!!options.answersFirstContact && firstContact));
       const ip = inventory.nodes.find((n) => n.name === peer)!.overlayIp;
       out.push(
         `@@meshctl begin ping:${ip}`,
@@ -87,7 +89,7 @@ function mesh() {
 }
 
 describe('the ping phase clears a failed pair’s session at its dialer before the second round', () => {
-  it('after a change: the deaf pair answers the second round, the broken one still fails and is relayed', async () => {
+  it('after a change: a pair whose first contact got no answer is reset before the round and passes it', async () => {
     const { connections, input } = mesh();
     const out = await runPingMatrix(input(true));
     const cells = out.matrix!.cells;
@@ -97,18 +99,35 @@ describe('the ping phase clears a failed pair’s session at its dialer before t
     assert.equal(cells['wk-1']!['wk-2']!.ok, false);
     assert.equal(cells['wk-2']!['wk-1']!.ok, false);
     assert.deepEqual(failedDirectPairs(inventory, out.matrix!), [BROKEN]);
-    assert.deepEqual(out.matrix!.recheck?.answered, [DEAF]);
-    // both failed pairs reset, each at its dialer only, in the second round's script alone
-    assert.deepEqual(out.matrix!.recheck?.reset, [DEAF, BROKEN].sort());
-    for (const key of [DEAF, BROKEN]) {
-      const { from, to } = dialerOf.get(key)!;
-      const withReset = (node: string, peer: string) => connections.get(node)!.scripts.filter((s) => clears(s, peer));
-      assert.equal(withReset(from, to).length, 1, `${from} clears its session with ${to} once`);
-      assert.equal(deadlineOf(withReset(from, to)[0]!), RECHECK.deadlineSeconds, 'in the second round');
-      assert.equal(withReset(to, from).length, 0, `${to} keeps its session with ${from}`);
-    }
+    // both pairs got no answer at their first contact: both reset before the round; only the broken one pinged again
+    assert.deepEqual(out.matrix!.reset, [DEAF, BROKEN].sort());
+    assert.deepEqual(out.matrix!.recheck?.pairs, [BROKEN]);
+    assert.deepEqual(out.matrix!.recheck?.reset, [BROKEN]);
+    const withReset = (node: string, peer: string) => connections.get(node)!.scripts.filter((s) => clears(s, peer));
+    const deaf = dialerOf.get(DEAF)!;
+    assert.deepEqual(withReset(deaf.from, deaf.to).map(deadlineOf), [7], `${deaf.from} clears its session in the round`);
+    assert.equal(withReset(deaf.to, deaf.from).length, 0, `${deaf.to} keeps its session with ${deaf.from}`);
+    const broken = dialerOf.get(BROKEN)!;
+    assert.deepEqual(withReset(broken.from, broken.to).map(deadlineOf), [7, RECHECK.deadlineSeconds], 'in the round and the second');
+    assert.equal(withReset(broken.to, broken.from).length, 0);
     // a node in no failed pair clears nothing
     assert.ok(connections.get('ctb-edge-1')!.scripts.every((s) => !s.includes('remove')));
+  });
+
+  it('a pair that answered its first contact and failed the round is reset before the second round', async () => {
+    const { connections, input } = mesh({ answersFirstContact: true });
+    const out = await runPingMatrix(input(true));
+    const cells = out.matrix!.cells;
+    assert.equal(cells['ms-1']!['wk-1']!.ok, true, 'answered the second round');
+    assert.equal(cells['wk-1']!['ms-1']!.ok, true);
+    assert.deepEqual(out.matrix!.reset, [BROKEN], 'the deaf pair answered its first contact: not reset then');
+    assert.deepEqual(out.matrix!.recheck?.pairs, [DEAF, BROKEN].sort());
+    assert.deepEqual(out.matrix!.recheck?.answered, [DEAF]);
+    assert.deepEqual(out.matrix!.recheck?.reset, [DEAF, BROKEN].sort());
+    const deaf = dialerOf.get(DEAF)!;
+    const withReset = (node: string, peer: string) => connections.get(node)!.scripts.filter((s) => clears(s, peer));
+    assert.deepEqual(withReset(deaf.from, deaf.to).map(deadlineOf), [RECHECK.deadlineSeconds], 'in the second round only');
+    assert.equal(withReset(deaf.to, deaf.from).length, 0);
   });
 
   it('a run that changed nothing clears nothing (one round, as before)', async () => {
@@ -126,6 +145,7 @@ describe('the ping phase clears a failed pair’s session at its dialer before t
     const targets = inventory.nodes.map((n) => ({ node: n.name, ip: n.overlayIp }));
     const round = await runPingRound(connections, targets, { recheck: true, firstContact: firstContactPairs(inventory) });
     assert.equal(round.matrix.recheck?.reset, undefined);
+    assert.equal(round.matrix.reset, undefined);
     assert.equal(round.matrix.cells['ms-1']!['wk-1']!.ok, false);
     for (const c of connections.values())
       assert.ok(
