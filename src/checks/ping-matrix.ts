@@ -12,7 +12,7 @@
 import type { Connection } from '../transport/types.js';
 import { TransportError, checkDeadlineMs } from '../transport/types.js';
 import { REKEY_TIMEOUT_S } from '../remote/wireguard.js';
-import { SectionStream } from '../facts/sections.js';
+import { PATH_PRELUDE, SectionStream } from '../facts/sections.js';
 import { pairKey } from '../inventory/types.js';
 import {
   pingProbe,
@@ -53,10 +53,24 @@ export interface Matrix {
   /** cells[from][to]; no cell on the diagonal */
   cells: Record<string, Record<string, MatrixCell>>;
   /**
+   * PingMatrixOptions.resetSessions: the pairs (pairKey strings, sorted) whose first contact got no answer, and whose
+   * dialer therefore cleared its session with the other end before the round; absent when none
+   */
+  reset?: string[];
+  /**
    * PingMatrixOptions.recheck, when a pair failed the first round: the pairs pinged again (pairKey strings, sorted),
    * those of them that then answered in every direction that had failed, and the second round's wall time, ms
    */
-  recheck?: { pairs: string[]; answered: string[]; ms: number };
+  recheck?: {
+    pairs: string[];
+    answered: string[];
+    ms: number;
+    /**
+     * PingMatrixOptions.resetSessions: the pairs (pairKey strings, sorted) whose dialer cleared its WireGuard session
+     * with the other end before pinging again; absent when none was
+     */
+    reset?: string[];
+  };
 }
 
 export interface PingMatrixOptions {
@@ -80,6 +94,13 @@ export interface PingMatrixOptions {
    * after a run that changed something (../engine/ping.ts), where the handshakes are new
    */
   recheck?: boolean;
+  /**
+   * RECHECK's reset (sessionResets): the shell command that `node` runs before its second-round pings to clear its WireGuard sessions
+   * with `peers` (node names), so that its next packet starts a fresh handshake; undefined: none. Asked only of the
+   * dialer of a failed pair (`firstContact`: the end that has the other's endpoint), never of both ends. Without it
+   * (or without `firstContact`) the second round only waits for WireGuard's own new handshake
+   */
+  resetSessions?: (node: string, peers: readonly string[]) => string | undefined;
   /** sections to run on every node after its pings (same round trip); their output comes back in `after` */
   after?: Array<{ name: string; command: string }>;
   /**
@@ -147,6 +168,39 @@ export const KEEPALIVE_TIMEOUT_S = 10;
  * that stays broken is failed 17 s later than without it.
  */
 export const RECHECK = { deadlineSeconds: KEEPALIVE_TIMEOUT_S + REKEY_TIMEOUT_S + 2 } as const;
+
+/**
+ * Which node clears its session with which peers before the second round (PingMatrixOptions.resetSessions; RECHECK's
+ * reset). Waiting for that timer cost the cold `up` of the 32-node bench its ping phase's excess (2026-12-02: 24.0 s
+ * against a 7.2 s floor; in the lab 4 pairs of 496 failed, each with the signature above: one end had taken ~1 KB of
+ * the other's 25-72 KB, and the second round answered only after 5-7 s, when the deaf end's timer, started by its
+ * pings of the first round, fired: docs/transport-cost.md). Any new handshake mends such a pair, whichever end starts
+ * it. So before the second round the dialer of each failed pair (the end with the other's endpoint:
+ * ../topology/endpoints.ts firstContactDialer) clears its session with the other end, and its first echo request
+ * starts a fresh handshake at once; the other end keeps its session and only answers (it has keys to send with, so
+ * it starts no initiation of its own to cross this one). A pair that really fails fails the fresh handshake too, and
+ * still gets RECHECK's full deadline. The same reset runs earlier, at the start of the round, for each pair whose
+ * dialer got no answer at its first contact (a one-direction session loses the request or the reply of any echo):
+ * such a pair then passes the round and needs no second one.
+ * `failed`: the failed pairs as [a, b]; `firstContact`: the dialers (PingMatrixOptions.firstContact); `pings`: the
+ * nodes that ping in the second round (a dialer that does not clears nothing). Returns node -> peers (node names).
+ */
+export function sessionResets(
+  failed: Iterable<readonly [string, string]>,
+  firstContact: ReadonlyArray<{ from: string; to: string }>,
+  pings: (node: string) => boolean,
+): Map<string, Set<string>> {
+  const dialerOf = new Map(firstContact.map((p) => [pairKey(p.from, p.to), p.from]));
+  const resets = new Map<string, Set<string>>();
+  for (const [a, b] of failed) {
+    const dialer = dialerOf.get(pairKey(a, b));
+    if (dialer === undefined || !pings(dialer)) continue;
+    const peers = resets.get(dialer) ?? new Set<string>();
+    if (peers.size === 0) resets.set(dialer, peers);
+    peers.add(dialer === a ? b : a);
+  }
+  return resets;
+}
 
 /**
  * Whether a pair answered. iputils ping (ping(8), -w) exits 1 when fewer than `-c` replies came before the deadline,
@@ -253,7 +307,13 @@ export async function runPingRound(
   let firstContactStarted = Date.now();
   void options.sendWhen?.then(() => (firstContactStarted = Math.max(firstContactStarted, Date.now())));
   const ahead = options.sendWhen ? { sendWhen: options.sendWhen, waitMs: PING_AHEAD_WAIT_S * 1000 } : undefined;
-  if (options.firstContact?.length) await firstContactRound(connections, targets, options.firstContact, options.signal, ahead);
+  // the dialers whose first contact got no answer: with resetSessions, each clears its session with those peers at
+  // the start of its script of the round (sessionResets' reason: a session that carries one direction only fails
+  // the first contact, and would fail the round too and wait for the second)
+  const unanswered = options.firstContact?.length
+    ? await firstContactRound(connections, targets, options.firstContact, options.signal, ahead)
+    : new Map<string, Set<string>>();
+  const resetFirst = new Set<string>();
   const firstContactMs = options.firstContact?.length ? Date.now() - firstContactStarted : undefined;
   const count = options.count ?? DEFAULT_PING.count;
   // each node's row is built as its output arrives, and its parsed results dropped then (issue 10: holding every
@@ -286,12 +346,16 @@ export async function runPingRound(
       }
       const besideNode = options.beside?.(node);
       const probe = pingProbe({ ...pingParamsFor(node, targets, options), ...(besideNode ? { beside: besideNode } : {}) });
+      const silent = unanswered.get(node);
+      const clear = silent && options.resetSessions ? options.resetSessions(node, [...silent]) : undefined;
+      if (clear !== undefined) for (const peer of silent!) resetFirst.add(pairKey(node, peer));
+      const script = clear !== undefined ? `${PATH_PRELUDE}\n${clear}\n${probe.script}` : probe.script;
       // the output read as it arrives, each section parsed then, and none of it kept by the transport (issue 10: a
       // node's ping output is ~0.3 MB at 1,000 nodes, ~2,000 sections, every node's held whole and cut at its end)
       const reader = probe.reader(readers);
       const stream = new SectionStream((section) => reader.add(section));
       try {
-        const result = await connection.run(probe.script, {
+        const result = await connection.run(script, {
           timeoutMs,
           ...(options.signal ? { signal: options.signal } : {}),
           // after a first contact (started ahead itself) the gate has said go already
@@ -334,7 +398,7 @@ export async function runPingRound(
   // listed as answered while the matrix showed that direction failed
   if (recheck) recheck.answered = answeredPairs(recheck.pairs, cells);
   return {
-    matrix: { nodes, cells, ...(recheck ? { recheck } : {}) },
+    matrix: { nodes, cells, ...(resetFirst.size > 0 ? { reset: [...resetFirst].sort() } : {}), ...(recheck ? { recheck } : {}) },
     after,
     errors,
     ...(firstContactMs !== undefined ? { firstContactMs } : {}),
@@ -348,7 +412,8 @@ export async function runPingRound(
  * node pinging only those peers. A failed cell of a held node takes this round's cell (its path MTU too, when
  * probed); a cell that passed keeps its own. A held node's after sections become this round's (read after its
  * pings: the new handshake shows), or stay the first round's when its script did not finish. `held` is updated
- * in place; a connection that fails here leaves the first round's cells.
+ * in place; a connection that fails here leaves the first round's cells. With PingMatrixOptions.resetSessions, the
+ * dialer of each failed pair (sessionResets) runs its reset first, in the same script and round trip.
  */
 async function recheckRound(round: {
   connections: Map<string, Connection>;
@@ -370,18 +435,26 @@ async function recheckRound(round: {
     if (peers.size === 0) peersOf.set(from, peers);
     peers.add(to);
   };
+  const failed: Array<[string, string]> = [];
   for (const from of held.keys())
     for (const [to, cell] of Object.entries(cells[from] ?? {})) {
       if (cell.ok) continue;
       pairs.add(pairKey(from, to));
+      failed.push([from, to]);
       add(from, to);
       // the other end pings too when its own script finished (a node with no connection pings nothing)
       if (connections.has(to) && cells[to]?.[from] && !errors.has(to)) add(to, from);
     }
+  const resets = options.resetSessions
+    ? sessionResets(failed, options.firstContact ?? [], (node) => peersOf.has(node))
+    : new Map<string, Set<string>>();
+  const reset = new Set<string>();
   const deadlineSeconds = Math.max(RECHECK.deadlineSeconds, options.deadlineSeconds ?? DEFAULT_PING.deadlineSeconds);
   await Promise.all(
     [...peersOf].map(async ([node, peers]) => {
       const mine = held.has(node);
+      const clear = resets.has(node) ? options.resetSessions?.(node, [...resets.get(node)!]) : undefined;
+      if (clear !== undefined) for (const peer of resets.get(node)!) reset.add(pairKey(node, peer));
       const probe = pingProbe({
         targets: [...peers].map((peer) => ({ node: peer, ip: ipOf.get(peer)! })),
         count,
@@ -392,7 +465,9 @@ async function recheckRound(round: {
         ...(mine && options.after ? { after: options.after } : {}),
       });
       try {
-        const result = await connections.get(node)!.run(probe.script, {
+        // the reset first, in the same round trip: its own prelude, then the probe (whose prelude repeats it)
+        const script = clear !== undefined ? `${PATH_PRELUDE}\n${clear}\n${probe.script}` : probe.script;
+        const result = await connections.get(node)!.run(script, {
           timeoutMs: checkDeadlineMs((deadlineSeconds + (mine && options.mtu !== undefined ? 20 : 0) + 15) * 1000),
           ...(options.signal ? { signal: options.signal } : {}),
         });
@@ -410,7 +485,12 @@ async function recheckRound(round: {
     }),
   );
   const sorted = [...pairs].sort();
-  return { pairs: sorted, answered: answeredPairs(sorted, cells), ms: Date.now() - started };
+  return {
+    pairs: sorted,
+    answered: answeredPairs(sorted, cells),
+    ms: Date.now() - started,
+    ...(reset.size > 0 ? { reset: [...reset].sort() } : {}),
+  };
 }
 
 /**
@@ -446,7 +526,7 @@ async function firstContactRound(
   pairs: Array<{ from: string; to: string }>,
   signal?: AbortSignal,
   ahead?: { sendWhen: Promise<boolean>; waitMs: number },
-): Promise<void> {
+): Promise<Map<string, Set<string>>> {
   const ipOf = new Map(targets.map((t) => [t.node, t.ip]));
   // grouped in one pass: filtering all ~N^2/2 pairs once per dialer was O(N^3) (0.5e9 steps at 1,000 nodes)
   const byDialer = new Map<string, PingTarget[]>();
@@ -457,21 +537,32 @@ async function firstContactRound(
     if (list.length === 0) byDialer.set(p.from, list);
     list.push({ node: p.to, ip });
   }
+  const unanswered = new Map<string, Set<string>>();
   await Promise.all(
     [...byDialer].map(async ([from, peers]) => {
       const connection = connections.get(from);
       if (!connection || peers.length === 0) return;
       const probe = pingProbe({ targets: peers, ...FIRST_CONTACT });
-      // what came back does not matter here: the matrix that follows judges every pair
-      await connection
+      // the matrix that follows judges every pair; what came back only names the peers that did not answer (a
+      // script that did not run or finish names none: nothing is known of its pairs)
+      const result = await connection
         .run(probe.script, {
           timeoutMs: checkDeadlineMs((FIRST_CONTACT.deadlineSeconds + 15) * 1000 + (ahead?.waitMs ?? 0)),
           ...(signal ? { signal } : {}),
           ...(ahead ? { sendWhen: ahead.sendWhen } : {}),
         })
         .catch(() => undefined);
+      if (!result) return;
+      const parsed = probe.parse(result.stdout);
+      if (!parsed.complete) return;
+      const silent = peers.filter((peer) => {
+        const ping = parsed.ping.get(peer.ip);
+        return ping !== undefined && !answered(ping);
+      });
+      if (silent.length > 0) unanswered.set(from, new Set(silent.map((peer) => peer.node)));
     }),
   );
+  return unanswered;
 }
 
 /**
