@@ -67,7 +67,7 @@ export function registerPlan(program: Command, finish: (result: CommandResult) =
     .option('--no-underlay-probes', "skip the baseline's port-forward probe and NAT discovery (their checks warn)")
     .addHelpText(
       'after',
-      '\nExit codes: 0 nothing would change, 4 something would (drift, or an earlier run\'s unconfirmed change is pending and goes back by itself), 1 a node failed its facts or baseline checks, 2 bad input, 3 a node could not be connected, 130 interrupted.',
+      "\nExit codes: 0 nothing would change, 4 something would (drift, or an earlier run's unconfirmed change is pending and goes back by itself), 1 a node failed its facts or baseline checks, 2 bad input, 3 a node could not be connected, 130 interrupted.",
     )
     .action(async (inventoryArg: string | undefined, flags: PlanFlags) => {
       // pairs relay: auto moved to a relay after a failed handshake are planned as the nodes run them
