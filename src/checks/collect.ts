@@ -37,6 +37,7 @@ import {
   type UdpCounters,
 } from './cold-start.js';
 import { LEAN_PRE_FACTS } from './checklist-lean.js';
+import { LivePeerTable, peersFrom, RouteLookups, RouteRow, sharedText, TextTable } from './live-peers.js';
 import { peersWithClock } from '../facts/lean.js';
 
 export interface CollectOptions {
@@ -66,6 +67,13 @@ export interface CollectOptions {
    * two objects a pair held through the ping round and the judging, ~145 MB at 1,000 nodes)
    */
   countPasses?: boolean;
+  /**
+   * every node's live peers (its pre part's and checklist's dump, and the dump after the pings) and its route lookups
+   * kept as numbers as they arrive (./live-peers.ts: LivePeerTable, RouteRow), read back through enumerable getters
+   * as the same values, a fresh array per read (issue 10: ~2e6 live peers and ~1e6 lookups at 1,000 nodes, ~280 MB
+   * as objects, held until the judging)
+   */
+  compact?: boolean;
 }
 
 export interface Collected extends VerifyFacts {
@@ -208,7 +216,8 @@ export function firstScript(inventory: Inventory, node: string, options: { firew
  */
 export interface FirstOutput {
   sections: Map<string, Section>;
-  routes: Map<string, RouteLookup>;
+  /** a Map, or with startFirst's `routes` a RouteRow (the lookups kept as numbers) */
+  routes: Map<string, RouteLookup> | RouteRow;
 }
 
 /** One node's first script under way: its pre part resolves as soon as it was printed, the whole when it ends. */
@@ -244,6 +253,8 @@ export function startFirst(
      * result's stdout is empty: see above)
      */
     digest?: (node: string, result: ExecResult, output: FirstOutput) => ExecResult;
+    /** the run's table of route lookups: each node's lookups kept as numbers as they arrive (a RouteRow each) */
+    routes?: RouteLookups;
   } = {},
 ): Map<string, FirstRun> {
   // a route section's IP as the inventory writes it: the parsed lookup holds no slice of the output
@@ -260,12 +271,15 @@ export function startFirst(
         resolvePre = () => undefined;
         resolve(value);
       };
-      let output: FirstOutput | undefined = { sections: new Map(), routes: new Map() };
+      const row = options.routes ? new RouteRow(options.routes, inventory.nodes.find((n) => n.name === node)?.overlayIp ?? '') : undefined;
+      let output: FirstOutput | undefined = { sections: new Map(), routes: row ?? new Map() };
       let preIn = false;
       const stream = new SectionStream((section) => {
         if (!output) return;
         const ip = section.name.startsWith('route:') ? overlayIps.get(section.name.slice(6)) : undefined;
-        if (ip !== undefined) output.routes.set(ip, parseRouteGet(ip, section));
+        if (ip !== undefined && row) {
+          if (row.asks(ip)) row.set(parseRouteGet(ip, section));
+        } else if (ip !== undefined) (output.routes as Map<string, RouteLookup>).set(ip, parseRouteGet(ip, section));
         // kept until the script ends: a copy of its own, not a slice that keeps its piece of the output
         else {
           const own = ownSection(section);
@@ -429,31 +443,41 @@ export async function collectVerify(
   // ended: the digest), and read by the cold-start probe's first contacts and the checklist alike (issue 10: it was
   // parsed for each, and once more after the pings, which is a new dump)
   const ctx = factContext(inventory);
-  const preParsed = new Map<string, { facts: PreFacts; dump: ParsedWgDump }>();
+  // CollectOptions.compact: the live peers and route lookups kept as numbers, in tables shared by the run
+  const tables = options.compact ? { texts: new TextTable(), shared: sharedText() } : undefined;
+  const ips = inventory.nodes.map((n) => n.overlayIp);
+  const routeLookups = options.compact && new Set(ips).size === ips.length ? new RouteLookups(ips) : undefined;
+  const preParsed = new Map<string, { facts: PreFacts; dump: ParsedWgDump; table?: LivePeerTable }>();
   const preOf = (node: string, sections: () => Map<string, Section>) => {
     let parsed = preParsed.get(node);
     if (!parsed) {
-      parsed = detachPre(readPre(sections(), ctx), detach);
+      parsed = detachPre(readPre(sections(), ctx), detach, tables);
       preParsed.set(node, parsed);
     }
     return parsed;
   };
   const first = startFirst(inventory, connections, {
     ...runOptions,
+    ...(routeLookups ? { routes: routeLookups } : {}),
     digest: (node, result, { sections, routes }) => {
       const pre = preOf(node, () => sections);
       // lazyConfig: the file's section is kept apart, unread (confmeta, which comes before it, says it exists)
       const conf = options.lazyConfig && sections.has(FACTS.configMeta.name) ? sections.get(FACTS.configText.name) : undefined;
       if (conf) sections.delete(FACTS.configText.name);
-      const cl = checklistFrom(inventory, node, sections, options, pre.dump, routes);
+      // the peers kept as numbers: the checklist is made without them, and reads the pre part's table
+      const dump = pre.table ? { peers: NO_PEERS, problems: pre.dump.problems } : pre.dump;
+      const cl = checklistFrom(inventory, node, sections, options, dump, routes);
       if (!cl) return result;
       // its text goes: the parsed config is what verify judges (~150 bytes a peer, 150 MB at 1,000 nodes)
       const { configText: _text, ...parsed } = cl;
       const own = detach(parsed);
       if (conf && own.config) deferConfig(own, conf, readFact(FACTS.configMeta, sections, ctx).privateKeyLines, ctx);
+      if (pre.table && own.wgAvailable) peersFrom(own, 'peers', pre.table);
+      if (routes instanceof RouteRow)
+        Object.defineProperty(own, 'routes', { enumerable: true, configurable: true, get: () => routes.lookups() });
       early.set(node, own);
       // the pre facts' peers are the same, detached: the output goes now, not after the probes
-      if (pre.facts.peers.length === own.peers.length) pre.facts.peers = own.peers;
+      if (!pre.table && pre.facts.peers.length === own.peers.length) pre.facts.peers = own.peers;
       return result;
     },
   });
@@ -481,7 +505,7 @@ export async function collectVerify(
   // the pre parts are read: their outputs go (the runs keep only their whole scripts: wholes)
   first.clear();
   const reachable = new Map([...connections].filter(([node]) => !rootFailed.has(node)));
-  const probed = await runProbes(inventory, reachable, preFacts, options, started, detach);
+  const probed = await runProbes(inventory, reachable, preFacts, options, started, detach, tables);
   preFacts.clear();
   preParsed.clear();
 
@@ -525,7 +549,19 @@ export async function collectVerify(
  * probe, and their keys and endpoints, slices of the output, held each node's whole pre output until the probes had
  * ended (~0.11 MB a node at 1,000 nodes in bench:verify, every node's at once; issue 10).
  */
-function detachPre(read: { facts: PreFacts; dump: ParsedWgDump }, detach: <T>(value: T) => T): { facts: PreFacts; dump: ParsedWgDump } {
+function detachPre(
+  read: { facts: PreFacts; dump: ParsedWgDump },
+  detach: <T>(value: T) => T,
+  tables?: PeerTables,
+): { facts: PreFacts; dump: ParsedWgDump; table?: LivePeerTable } {
+  if (tables) {
+    // the peers as numbers (CollectOptions.compact), read through getters; the checklist takes the same table
+    const table = new LivePeerTable(read.dump.peers, tables.texts, tables.shared);
+    const dump = peersFrom({ peers: NO_PEERS, problems: detach(read.dump.problems) }, 'peers', table);
+    const facts = detach<PreFacts>({ ...read.facts, peers: NO_PEERS });
+    if (read.facts.peers === read.dump.peers) peersFrom(facts, 'peers', table);
+    return { facts, dump, table };
+  }
   const peers = detach(read.dump.peers);
   const dump = { peers, problems: detach(read.dump.problems) };
   const facts = detach<PreFacts>({ ...read.facts, peers: [] });
@@ -533,6 +569,15 @@ function detachPre(read: { facts: PreFacts; dump: ParsedWgDump }, detach: <T>(va
   facts.peers = read.facts.peers === read.dump.peers ? peers : detach(read.facts.peers);
   return { facts, dump };
 }
+
+/** A run's tables of texts for its LivePeerTables (CollectOptions.compact). */
+interface PeerTables {
+  texts: TextTable;
+  shared: ReturnType<typeof sharedText>;
+}
+
+/** The place of a list kept elsewhere (a LivePeerTable, a RouteRow) until its getter is set: nothing to copy. */
+const NO_PEERS: LivePeer[] = Object.freeze([]) as unknown as LivePeer[];
 
 /**
  * A copier that makes a parsed value hold none of the output it was parsed from: every string a flat copy, one per
@@ -652,7 +697,7 @@ function checklistFrom(
   sections: Map<string, Section>,
   options: CollectOptions,
   dump: ParsedWgDump,
-  routes?: ReadonlyMap<string, RouteLookup>,
+  routes?: ReadonlyMap<string, RouteLookup> | RouteRow,
 ): NodeChecklist | undefined {
   const params = checklistParams(inventory, node, { ...options, withoutPre: true, beside: true });
   const came = (name: string) => sections.has(name) || (name.startsWith('route:') && !!routes?.has(name.slice(6)));
@@ -729,6 +774,7 @@ async function runProbes(
   options: CollectOptions,
   preStarted: number,
   detach: <T>(value: T) => T,
+  tables?: PeerTables,
 ): Promise<Omit<Probed, 'preMs'>> {
   const initial = new Map<string, UdpCounters>();
   for (const [name, facts] of pre) if (facts.udpCounters) initial.set(name, facts.udpCounters);
@@ -750,7 +796,9 @@ async function runProbes(
   const ctx = factContext(inventory);
   const onAfter: PingMatrixOptions['onAfter'] = (node, { after }) => {
     const now = readFact(FACTS.now, after, ctx);
-    afterPing.set(node, { ...(now !== undefined ? { now } : {}), peers: detach(readFact(FACTS.peers, after, ctx).peers) });
+    const peers = readFact(FACTS.peers, after, ctx).peers;
+    const facts = { ...(now !== undefined ? { now } : {}), peers: tables ? NO_PEERS : detach(peers) };
+    afterPing.set(node, tables ? peersFrom(facts, 'peers', new LivePeerTable(peers, tables.texts, tables.shared)) : facts);
   };
   let go: (send: boolean) => void = () => undefined;
   const gate = new Promise<boolean>((resolve) => (go = resolve));

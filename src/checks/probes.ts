@@ -42,6 +42,7 @@ import type { FirewallFacts } from '../firewall/verdict.js';
 import { UDP_COUNTERS_FACT, type UdpCounters } from './cold-start.js';
 import { RELAY_FACT, relayIptablesFromSave, type RelayState } from './relay-check.js';
 import { leanChecklistFacts, peerListLine, routeLoop, routeSection } from './checklist-lean.js';
+import { RouteRow } from './live-peers.js';
 
 // the building blocks, re-exported for the code that imported them from here
 export { PATH_PRELUDE, sectionScript, splitSections, type Section };
@@ -204,13 +205,15 @@ export function parseChecklist(stdout: string, params: ChecklistParams): NodeChe
  * parseChecklist on output already cut into sections (from one script or several: ./collect.ts). `dump`: the peer
  * dump section already parsed (verify's pre part read it: ./collect.ts), so it is not parsed again; `routes`: route
  * lookups already parsed (parseRouteGet of each `route:IP` section as it arrived, by IP: ./collect.ts startFirst),
- * used for the peers they have, the sections read for the others.
+ * used for the peers they have, the sections read for the others. With a RouteRow (lookups kept as numbers:
+ * ./live-peers.ts) the others' lookups are added to it, and `routes` is left empty: the caller reads the row (as
+ * ./collect.ts does, through a getter).
  */
 export function parseChecklistSections(
   s: Map<string, Section>,
   params: ChecklistParams,
   dump?: ParsedWgDump,
-  routes?: ReadonlyMap<string, RouteLookup>,
+  routes?: ReadonlyMap<string, RouteLookup> | RouteRow,
 ): NodeChecklist {
   const ctx = contextOf(params);
   const fact = <T>(def: FactDef<T>) => readFact(def, s, ctx);
@@ -262,7 +265,10 @@ export function parseChecklistSections(
     ...(config ? { config } : {}),
     interfaceRoutes: fact(FACTS.interfaceRoutes),
     // routeLookupFact(ip)'s parse, without a fact made per peer
-    routes: params.peerIps.map((ip) => routes?.get(ip) ?? parseRouteGet(ip, s.get(routeSectionName(ip)))),
+    routes:
+      routes instanceof RouteRow
+        ? rowFilled(routes, params.peerIps, s)
+        : params.peerIps.map((ip) => routes?.get(ip) ?? parseRouteGet(ip, s.get(routeSectionName(ip)))),
     rpFilter: fact(FACTS.rpFilter),
     ...(s.has(FACTS.rpFilterSysctlFiles.name) ? { rpFilterFiles: fact(FACTS.rpFilterSysctlFiles) } : {}),
     service: fact(FACTS.service),
@@ -272,6 +278,12 @@ export function parseChecklistSections(
     ...(relay ? { relay } : {}),
     problems,
   };
+}
+
+/** Adds to `row` the lookup of each of `ips` it has not got, read from its section (parseChecklistSections' way); returns []. */
+function rowFilled(row: RouteRow, ips: readonly string[], s: Map<string, Section>): RouteLookup[] {
+  for (const ip of ips) if (!row.has(ip)) row.set(parseRouteGet(ip, s.get(routeSectionName(ip))));
+  return [];
 }
 
 export const checklistProbe = (params: ChecklistParams): Probe<NodeChecklist> => ({

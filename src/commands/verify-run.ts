@@ -67,6 +67,8 @@ export async function verifyConnected(
     proveRoot: sudoOf(inventory, connections),
     // the judging reads a wg-quick file only when its sha256 is not the design's (../checks/verify.ts nodeChecks)
     lazyConfig: true,
+    // the live peers and route lookups kept as numbers until the judging (../checks/live-peers.ts)
+    compact: true,
     // the compact judging lists no passing cold-start direction: they are counted as the probe ends
     ...(options.allChecks ? {} : { countPasses: true }),
   });
