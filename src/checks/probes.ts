@@ -569,14 +569,16 @@ export type PingResultTable = Map<string, PingResult>;
  */
 export interface PingReaderShared {
   results: PingResultTable;
-  ips: ReadonlyMap<string, string>;
+  /** each target's address by its text, and its position in the round (a reader keeps its results by position) */
+  ips: ReadonlyMap<string, { ip: string; at: number }>;
 }
 
 /** The round's shared tables for PingOutputReader, from all of its targets. */
-export const pingReaderShared = (targets: readonly PingTarget[]): PingReaderShared => ({
-  results: new Map(),
-  ips: new Map(targets.map((t) => [t.ip, t.ip])),
-});
+export const pingReaderShared = (targets: readonly PingTarget[]): PingReaderShared => {
+  const ips = new Map<string, { ip: string; at: number }>();
+  for (const t of targets) if (!ips.has(t.ip)) ips.set(t.ip, { ip: t.ip, at: ips.size });
+  return { results: new Map(), ips };
+};
 
 /** `r` as the one frozen object of its content in `table`. */
 function sharedPingResult(r: PingResult, table: PingResultTable): PingResult {
@@ -591,8 +593,12 @@ function sharedPingResult(r: PingResult, table: PingResultTable): PingResult {
 
 export class PingOutputReader {
   private readonly shared: PingReaderShared;
-  private readonly ping = new Map<string, PingResult>();
-  private readonly mtu = new Map<string, PathMtuResult | undefined>();
+  /**
+   * the results so far by the target's position in the round (PingReaderShared.ips): a slot each, not a Map entry
+   * (issue 10: every node's reader is under way at once in a round, two Maps of N-1 entries each were ~56 kB a node)
+   */
+  private readonly ping: Array<PingResult | undefined>;
+  private readonly mtu: Array<PathMtuResult | undefined>;
   private readonly mtuByBody = new Map<string, PathMtuResult | undefined>();
   private readonly kept = new Map<string, Section>();
   private readonly keep: Set<string>;
@@ -603,6 +609,8 @@ export class PingOutputReader {
     shared?: PingReaderShared,
   ) {
     this.shared = shared ?? pingReaderShared(params.targets);
+    this.ping = new Array<PingResult | undefined>(this.shared.ips.size);
+    this.mtu = new Array<PathMtuResult | undefined>(this.shared.ips.size);
     this.keep = new Set([...(params.after ?? []).map((a) => a.name), ...(params.beside?.sections ?? [])]);
   }
 
@@ -611,18 +619,18 @@ export class PingOutputReader {
     const { name } = section;
     if (name.startsWith('ping:')) {
       // results() reads only this node's targets: another address of the round is kept here and never read
-      const ip = this.shared.ips.get(name.slice(5));
-      if (ip === undefined) return;
-      this.ping.set(ip, sharedPingResult(parsePingSummary(section.body, section.rc), this.shared.results));
+      const target = this.shared.ips.get(name.slice(5));
+      if (target === undefined) return;
+      this.ping[target.at] = sharedPingResult(parsePingSummary(section.body, section.rc), this.shared.results);
     } else if (name.startsWith('mtu:')) {
-      const ip = this.shared.ips.get(name.slice(4));
-      if (ip === undefined) return;
+      const target = this.shared.ips.get(name.slice(4));
+      if (target === undefined) return;
       let parsed = this.mtuByBody.get(section.body);
       if (parsed === undefined && !this.mtuByBody.has(section.body)) {
         parsed = parsePathMtu(section.body);
         this.mtuByBody.set(ownText(section.body), parsed);
       }
-      this.mtu.set(ip, parsed);
+      this.mtu[target.at] = parsed;
     }
     if (name === 'done') this.done = true;
     if (this.keep.has(name)) {
@@ -636,11 +644,17 @@ export class PingOutputReader {
     const ping = new Map<string, PingResult>();
     const mtu = new Map<string, PathMtuResult>();
     for (const target of this.params.targets) {
+      const at = this.shared.ips.get(target.ip)?.at;
       ping.set(
         target.ip,
-        this.ping.get(target.ip) ?? { transmitted: 0, received: 0, loss: 100, error: 'ping did not report (script cut short)' },
+        (at === undefined ? undefined : this.ping[at]) ?? {
+          transmitted: 0,
+          received: 0,
+          loss: 100,
+          error: 'ping did not report (script cut short)',
+        },
       );
-      const parsed = this.mtu.get(target.ip);
+      const parsed = at === undefined ? undefined : this.mtu[at];
       if (parsed) mtu.set(target.ip, parsed);
     }
     const after = new Map<string, Section>();
