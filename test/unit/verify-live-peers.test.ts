@@ -1,0 +1,164 @@
+/**
+ * verify's facts kept as numbers (issue 10, src/checks/live-peers.ts): every node's live peers (a LivePeerTable) and
+ * route lookups (a RouteRow) are read back as the values they were parsed into, field for field and in the same key
+ * order; collectVerify with `compact` holds them so (getters) and gives the same facts as without; and the judging,
+ * which reads a fresh array per read from them, gives the same checks as on plain arrays, on every fixture scenario
+ * and where a designed peer is found by a prefix two live peers share (dump order decides: `indexOf`).
+ */
+import { describe, it, mock } from 'node:test';
+import assert from 'node:assert/strict';
+import { LivePeerTable, RouteLookups, RouteRow, sharedText, TextTable, peersFrom } from '../../src/checks/live-peers.js';
+import { collectVerify } from '../../src/checks/collect.js';
+import { evaluateVerify, evaluateVerifyCompact, type VerifyFacts } from '../../src/checks/verify.js';
+import { parseRouteGet, type RouteLookup } from '../../src/facts/definitions.js';
+import type { LivePeer } from '../../src/render/wgdump.js';
+import { factsFrom, healthyScenario } from '../fixtures/probes/homelab.js';
+import { SCENARIOS } from '../fixtures/probes/scenarios.js';
+import { withConvergedFarm } from '../fixtures/probes/converged-farm.js';
+import { seededRandom } from '../support/seeded-random.js';
+
+/** The same value and the same key order at every level (JSON shows the order). */
+const same = (got: unknown, want: unknown, what?: string) => {
+  assert.deepStrictEqual(got, want, what);
+  assert.equal(JSON.stringify(got), JSON.stringify(want), what);
+};
+
+/** `n` live peers as parseWgDumpPeers makes them, every optional field present or not, numbers up to 2^53. */
+function generatedPeers(random: () => number, n: number): LivePeer[] {
+  const pick = <T>(xs: readonly T[]) => xs[Math.floor(random() * xs.length)]!;
+  const big = () => pick([0, 1, 92, 3380, 2 ** 31, 2 ** 32 + 7, Number.MAX_SAFE_INTEGER, Math.floor(random() * 1e12)]);
+  const key = () => `${Buffer.from(Array.from({ length: 32 }, () => Math.floor(random() * 256))).toString('base64')}`;
+  const keys = Array.from({ length: Math.max(1, n / 2) }, key);
+  const ips = ['100.80.0.1/32', '100.80.0.2/32', '10.1.0.0/16', 'fd00::1/128'];
+  return Array.from({ length: n }, () => {
+    const peer = { publicKey: pick(keys), hasPresharedKey: random() < 0.3 } as LivePeer;
+    if (random() < 0.7) peer.endpoint = pick(['198.51.100.7:51820', '[2001:db8::1]:51820', '203.0.113.9:40000']);
+    peer.allowedIps = pick([[], [ips[0]!], [ips[1]!], [ips[0]!, ips[2]!], ips.slice()]);
+    if (random() < 0.8) peer.latestHandshake = pick([1, 1795376844, 2 ** 32 + 1, big() || 5]);
+    peer.rxBytes = big();
+    peer.txBytes = big();
+    if (random() < 0.4) peer.persistentKeepalive = pick([1, 25, 65535, 2 ** 40]);
+    return peer;
+  });
+}
+
+describe('live peers and route lookups kept as numbers read back as they were', () => {
+  it('LivePeerTable: 2,000 generated dumps, the same peers field for field, in order, a fresh array per read', () => {
+    const random = seededRandom(10);
+    const texts = new TextTable();
+    const shared = sharedText();
+    for (let i = 0; i < 2000; i++) {
+      const peers = generatedPeers(random, Math.floor(random() * 12));
+      const table = new LivePeerTable(peers, texts, shared);
+      assert.equal(table.length, peers.length);
+      same(table.peers(), peers, `dump ${i}`);
+      if (peers.length) assert.notEqual(table.peers()[0], table.peers()[0]);
+    }
+  });
+
+  it('RouteRow: every lookup parseRouteGet makes, read back in the addresses order; has and get', () => {
+    const ips = ['100.80.0.1', '100.80.0.2', '100.80.0.3', '100.80.0.4', '100.80.0.5'];
+    const run = new RouteLookups(ips);
+    const bodies: Array<[string, number]> = [
+      ['[{"dst":"X","dev":"wg0","prefsrc":"100.80.0.3","flags":[],"uid":0,"cache":[]}]', 0],
+      ['[{"dst":"X","gateway":"192.0.2.1","dev":"eth0","prefsrc":"192.0.2.10"}]', 0],
+      ['[{"type":"unreachable","dst":"X"}]', 0],
+      ['[]', 0],
+      ['RTNETLINK answers: Network is unreachable', 2],
+    ];
+    for (let shift = 0; shift < bodies.length; shift++) {
+      const row = new RouteRow(run, '100.80.0.3');
+      const others = ips.filter((ip) => ip !== '100.80.0.3');
+      const want: RouteLookup[] = others.map((ip, i) => {
+        const [body, rc] = bodies[(i + shift) % bodies.length]!;
+        return parseRouteGet(ip, { name: `route:${ip}`, body, rc });
+      });
+      assert.equal(row.asks('100.80.0.3'), false);
+      for (const lookup of want.slice(1)) row.set(lookup);
+      assert.equal(row.complete(), false);
+      assert.equal(row.has(others[0]!), false);
+      assert.equal(row.get(others[0]!), undefined);
+      row.set(want[0]!);
+      assert.ok(row.complete());
+      same(row.lookups(), want);
+      for (const [i, ip] of others.entries()) same(row.get(ip), want[i]);
+    }
+  });
+});
+
+describe('collectVerify with compact: the same facts, the peers and lookups kept as numbers', () => {
+  it('24 fake converged nodes: every peers and routes field a getter, the values those of a plain collection', async () => {
+    await withConvergedFarm(24, async (inventory, farm) => {
+      // one clock for both (the nodes' clocks and handshakes are in the facts)
+      mock.method(Date, 'now', () => 1_700_000_000_000);
+      try {
+        const options = { pathMtu: true, lazyConfig: true, countPasses: true };
+        const plain = await collectVerify(inventory, farm.connections(), new Map(), options);
+        const compact = await collectVerify(inventory, farm.connections(), new Map(), { ...options, compact: true });
+        assert.equal(compact.checklists.size, 24);
+        for (const [node, cl] of compact.checklists) {
+          for (const field of ['peers', 'routes'] as const)
+            assert.equal(typeof Object.getOwnPropertyDescriptor(cl, field)?.get, 'function', `${node} ${field}`);
+          const want = plain.checklists.get(node)!;
+          same(cl.peers, want.peers, node);
+          same(cl.routes, want.routes, node);
+          assert.equal(cl.peers.length, 23);
+          const after = compact.afterPing.get(node)!;
+          assert.equal(typeof Object.getOwnPropertyDescriptor(after, 'peers')?.get, 'function', node);
+          same(after, plain.afterPing.get(node), node);
+        }
+        // and the judging on them: the same verdicts (the timings aside)
+        const strip = (c: typeof plain) => ({ ...c, timings: undefined });
+        assert.deepEqual(evaluateVerifyCompact(strip(compact)), evaluateVerifyCompact(strip(plain)));
+      } finally {
+        mock.restoreAll();
+      }
+    });
+  });
+});
+
+/** `facts` with every checklist's and after-ping dump's peers in a LivePeerTable, read through a getter. */
+function kept(facts: VerifyFacts): VerifyFacts {
+  const texts = new TextTable();
+  const shared = sharedText();
+  for (const cl of facts.checklists.values()) peersFrom(cl, 'peers', new LivePeerTable(cl.peers, texts, shared));
+  for (const after of facts.afterPing?.values() ?? []) peersFrom(after, 'peers', new LivePeerTable(after.peers, texts, shared));
+  return facts;
+}
+
+describe('the judging on peers read as a fresh array per read', () => {
+  for (const [name, make] of [['healthy', healthyScenario] as const, ...Object.entries(SCENARIOS)]) {
+    it(name, () => {
+      same(evaluateVerify(kept(factsFrom(make()))), evaluateVerify(factsFrom(make())));
+      assert.deepEqual(evaluateVerifyCompact(kept(factsFrom(make())), { release: true }), evaluateVerifyCompact(factsFrom(make())));
+    });
+  }
+
+  it('a designed peer found by a prefix two live peers share: the earlier one in the dump, as with plain arrays', () => {
+    /** ctb-lan-1's first designed peer also carries its second's /32; its live key changed, and the second comes first */
+    const facts = () => {
+      const f = factsFrom(healthyScenario());
+      const node = f.inventory.nodes[0]!.name;
+      const d = f.desired.get(node)!;
+      const [first, second] = d.peers as [(typeof d.peers)[number], (typeof d.peers)[number]];
+      f.desired.set(node, { ...d, peers: [{ ...first, allowedIps: [...first.allowedIps, ...second.allowedIps] }, ...d.peers.slice(1)] });
+      const cl = f.checklists.get(node)!;
+      const liveFirst = cl.peers.find((p) => p.publicKey === first.publicKey)!;
+      const liveSecond = cl.peers.find((p) => p.publicKey === second.publicKey)!;
+      const changed = { ...liveFirst, publicKey: 'mI6NdNFsU8b5Cb9PqyKxgqGc8cUUq3gZx7HQXBJpFhQ=' };
+      cl.peers = [liveSecond, changed, ...cl.peers.filter((p) => p !== liveFirst && p !== liveSecond)];
+      return { f, node, first: first.name };
+    };
+    const plain = facts();
+    const want = evaluateVerify(plain.f).filter((c) => c.node === plain.node && c.peer === plain.first);
+    // the evidence names the live peer found: the second designed peer's, first in the dump
+    assert.ok(
+      want.some((c) => c.status !== 'pass' && c.evidence.some((e) => e.includes(plain.f.desired.get(plain.node)!.peers[1]!.publicKey))),
+    );
+    const compact = facts();
+    same(
+      evaluateVerify(kept(compact.f)).filter((c) => c.node === compact.node && c.peer === compact.first),
+      want,
+    );
+  });
+});
