@@ -255,6 +255,12 @@ export function startFirst(
     digest?: (node: string, result: ExecResult, output: FirstOutput) => ExecResult;
     /** the run's table of route lookups: each node's lookups kept as numbers as they arrive (a RouteRow each) */
     routes?: RouteLookups;
+    /**
+     * told the pre part's sections as soon as they are in (its `pre-done` came), before `pre` resolves; its peer dump's
+     * section is then let go (not in `pre`'s sections, nor in the digest's): the caller has read it (issue 10: a node's
+     * dump, ~0.1 MB at 1,000 nodes, was held until its whole script ended)
+     */
+    onPre?: (node: string, sections: Map<string, Section>) => void;
   } = {},
 ): Map<string, FirstRun> {
   // a route section's IP as the inventory writes it: the parsed lookup holds no slice of the output
@@ -287,6 +293,10 @@ export function startFirst(
         }
         if (!preIn && section.name === PRE_END && section.rc !== undefined) {
           preIn = true;
+          if (options.onPre) {
+            options.onPre(node, output.sections);
+            output.sections.delete(FACTS.peers.name);
+          }
           preDone({ sections: new Map(output.sections) });
         }
       });
@@ -459,6 +469,8 @@ export async function collectVerify(
   const first = startFirst(inventory, connections, {
     ...runOptions,
     ...(routeLookups ? { routes: routeLookups } : {}),
+    // each pre part read as it arrives, and its dump's text let go then (verify's collection: CollectOptions.compact)
+    ...(options.compact ? { onPre: (node: string, sections: Map<string, Section>) => void preOf(node, () => sections) } : {}),
     digest: (node, result, { sections, routes }) => {
       const pre = preOf(node, () => sections);
       // lazyConfig: the file's section is kept apart, unread (confmeta, which comes before it, says it exists)
