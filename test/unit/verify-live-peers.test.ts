@@ -8,7 +8,10 @@
 import { describe, it, mock } from 'node:test';
 import assert from 'node:assert/strict';
 import { LivePeerTable, RouteLookups, RouteRow, sharedText, TextTable, peersFrom } from '../../src/checks/live-peers.js';
-import { collectVerify } from '../../src/checks/collect.js';
+import { collectVerify, startFirst } from '../../src/checks/collect.js';
+import { pingParamsFor } from '../../src/checks/ping-matrix.js';
+import { PingOutputReader, pingReaderShared } from '../../src/checks/probes.js';
+import type { Section } from '../../src/facts/sections.js';
 import { evaluateVerify, evaluateVerifyCompact, type VerifyFacts } from '../../src/checks/verify.js';
 import { parseRouteGet, type RouteLookup } from '../../src/facts/definitions.js';
 import type { LivePeer } from '../../src/render/wgdump.js';
@@ -160,5 +163,60 @@ describe('the judging on peers read as a fresh array per read', () => {
       evaluateVerify(kept(compact.f)).filter((c) => c.node === compact.node && c.peer === compact.first),
       want,
     );
+  });
+});
+
+describe('what a node holds while its outputs arrive', () => {
+  it("verify's first script: the pre part is told as soon as it is in, and its dump's text is then let go", async () => {
+    await withConvergedFarm(6, async (inventory, farm) => {
+      const told: string[] = [];
+      const digested = new Map<string, string[]>();
+      const runs = startFirst(inventory, farm.connections(), {
+        uid: true,
+        onPre: (node, sections) => {
+          assert.ok(sections.get('dump')?.body.includes('\t'), node);
+          told.push(node);
+        },
+        digest: (node, result, output) => {
+          digested.set(node, [...output.sections.keys()]);
+          return result;
+        },
+      });
+      for (const [node, run] of runs) {
+        const pre = await run.pre;
+        assert.ok(told.includes(node), `${node}: told before its pre part resolved`);
+        assert.ok(pre && pre.sections.has('pre-done') && !pre.sections.has('dump'), node);
+        await run.whole;
+        assert.ok(digested.get(node)?.includes('checklist-done'), node);
+        assert.ok(!digested.get(node)?.includes('dump'), node);
+      }
+    });
+  });
+
+  it('a ping reader keeps its results a slot per target, not a Map entry each', () => {
+    const targets = Array.from({ length: 400 }, (_, i) => ({ node: `n${i}`, ip: `100.80.${i >> 8}.${i & 255}` }));
+    const params = pingParamsFor('n0', targets, { mtu: 1420 });
+    const reader = new PingOutputReader(params, pingReaderShared(targets));
+    const sections: Section[] = params.targets.flatMap((t) => [
+      {
+        name: `ping:${t.ip}`,
+        body: '3 packets transmitted, 3 received, 0% packet loss, time 2ms\nrtt min/avg/max/mdev = 0.1/0.2/0.3/0.1 ms',
+        rc: 0,
+      },
+      { name: `mtu:${t.ip}`, body: 'expected=1392 largest=1392 tries=1392:ok', rc: 0 },
+    ]);
+    for (const section of sections) reader.add(section);
+    const maps = Object.values(reader).filter((v): v is Map<unknown, unknown> => v instanceof Map);
+    assert.ok(Math.max(0, ...maps.map((m) => m.size)) < 10, `Map sizes ${maps.map((m) => m.size)}`);
+    const results = reader.results();
+    assert.equal(results.ping.size, 399);
+    assert.equal(results.mtu.size, 399);
+    assert.deepEqual(results.ping.get('100.80.1.143'), {
+      transmitted: 3,
+      received: 3,
+      loss: 0,
+      rttMs: { min: 0.1, avg: 0.2, max: 0.3 },
+      rc: 0,
+    } as never);
   });
 });
