@@ -485,8 +485,7 @@ export async function collectVerify(
       const own = detach(parsed);
       if (conf && own.config) deferConfig(own, conf, readFact(FACTS.configMeta, sections, ctx).privateKeyLines, ctx);
       if (pre.table && own.wgAvailable) peersFrom(own, 'peers', pre.table);
-      if (routes instanceof RouteRow)
-        Object.defineProperty(own, 'routes', { enumerable: true, configurable: true, get: () => routes.lookups() });
+      if (routes instanceof RouteRow) routesFrom(own, routes);
       early.set(node, own);
       // the pre facts' peers are the same, detached: the output goes now, not after the probes
       if (!pre.table && pre.facts.peers.length === own.peers.length) pre.facts.peers = own.peers;
@@ -580,6 +579,14 @@ function detachPre(
   // the same position among the keys: only the value changes
   facts.peers = read.facts.peers === read.dump.peers ? peers : detach(read.facts.peers);
   return { facts, dump };
+}
+
+/**
+ * `cl.routes` as an own, enumerable getter that reads `row` (a fresh array per read), in the property's place. Made
+ * here, not in the digest: a closure there keeps the digest's whole scope (the node's sections) for the run.
+ */
+function routesFrom(cl: NodeChecklist, row: RouteRow): void {
+  Object.defineProperty(cl, 'routes', { enumerable: true, configurable: true, get: () => row.lookups() });
 }
 
 /** A run's tables of texts for its LivePeerTables (CollectOptions.compact). */
@@ -799,6 +806,8 @@ async function runProbes(
     // awk (peersWithClock: no `date`, issue 10)
     after: peersWithClock(inventory.mesh.interface),
     ...(options.signal ? { signal: options.signal } : {}),
+    // the matrix's rows a slot per target (CollectOptions.compact)
+    ...(options.compact ? { compactRows: true } : {}),
   };
   // each node's after-ping clock and peers read (and detached) as its output arrives: PingRound.after would hold
   // every node's sections until the last answered, and a section's body is a slice that pins its whole output (the

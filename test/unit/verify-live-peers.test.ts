@@ -7,9 +7,10 @@
  */
 import { describe, it, mock } from 'node:test';
 import assert from 'node:assert/strict';
+import { types } from 'node:util';
 import { LivePeerTable, RouteLookups, RouteRow, sharedText, TextTable, peersFrom } from '../../src/checks/live-peers.js';
 import { collectVerify, startFirst } from '../../src/checks/collect.js';
-import { pingParamsFor } from '../../src/checks/ping-matrix.js';
+import { pingParamsFor, runPingRound } from '../../src/checks/ping-matrix.js';
 import { PingOutputReader, pingReaderShared } from '../../src/checks/probes.js';
 import type { Section } from '../../src/facts/sections.js';
 import { evaluateVerify, evaluateVerifyCompact, type VerifyFacts } from '../../src/checks/verify.js';
@@ -111,6 +112,9 @@ describe('collectVerify with compact: the same facts, the peers and lookups kept
           same(after, plain.afterPing.get(node), node);
         }
         // and the judging on them: the same verdicts (the timings aside)
+        // the matrix's rows a slot per target, read as the same Records (keys, order, cells, JSON)
+        same(compact.matrix, plain.matrix);
+        for (const node of inventory.nodes) assert.ok(types.isProxy(compact.matrix?.cells[node.name]), node.name);
         const strip = (c: typeof plain) => ({ ...c, timings: undefined });
         assert.deepEqual(evaluateVerifyCompact(strip(compact)), evaluateVerifyCompact(strip(plain)));
       } finally {
@@ -218,5 +222,39 @@ describe('what a node holds while its outputs arrive', () => {
       rttMs: { min: 0.1, avg: 0.2, max: 0.3 },
       rc: 0,
     } as never);
+  });
+});
+
+describe('a ping round whose rows are a slot per target (compactRows)', () => {
+  it('the same matrix as plain rows, numeric node names ordered first as a plain object orders them; a cell set anew', async () => {
+    await withConvergedFarm(30, async (inventory, farm) => {
+      mock.method(Date, 'now', () => 1_700_000_000_000);
+      try {
+        const conns = farm.connections();
+        const names = inventory.nodes.map((n, i) => (i % 3 === 0 ? n.name : String((i * 7) % 50)));
+        const targets = inventory.nodes.map((n, i) => ({ node: names[i]!, ip: n.overlayIp }));
+        const connections = new Map(inventory.nodes.slice(1).map((n, i) => [names[i + 1]!, conns.get(n.name)!]));
+        const options = { mtu: inventory.mesh.mtu };
+        const plain = await runPingRound(connections, targets, options);
+        const compact = await runPingRound(connections, targets, { ...options, compactRows: true });
+        same(compact.matrix, plain.matrix);
+        for (const from of names) {
+          const row = compact.matrix.cells[from]!;
+          assert.ok(types.isProxy(row) && !types.isProxy(plain.matrix.cells[from]), from);
+          assert.deepEqual(Object.keys(row), Object.keys(plain.matrix.cells[from]!), from);
+          assert.deepEqual([...Object.entries(row)], [...Object.entries(plain.matrix.cells[from]!)], from);
+          assert.equal(from in row, false);
+          assert.equal(row[from], undefined);
+          assert.equal(typeof row.hasOwnProperty, 'function');
+        }
+        const [a, b] = [names[1]!, names[2]!];
+        const cell = { ok: false, loss: 100, transmitted: 3, received: 0 };
+        compact.matrix.cells[a]![b] = cell;
+        plain.matrix.cells[a]![b] = cell;
+        same(compact.matrix, plain.matrix);
+      } finally {
+        mock.restoreAll();
+      }
+    });
   });
 });
