@@ -4,6 +4,7 @@
  * the design (desiredMesh). The ping round ends with a second peer dump, to see the handshakes the pings caused.
  */
 import { createHash } from 'node:crypto';
+import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import type { Inventory } from '../inventory/types.js';
 import { checkDeadlineMs, TransportError, type Connection, type ExecResult } from '../transport/types.js';
 import { rootProblem } from '../engine/root-check.js';
@@ -215,7 +216,10 @@ export function firstScript(inventory: Inventory, node: string, options: { firew
  * 1,000 nodes), each parsed as it came (parseRouteGet, its `dst` the inventory's own text) into `routes` by IP.
  */
 export interface FirstOutput {
+  /** every section but the route lookups (and the wg-quick file's, when packed) */
   sections: Map<string, Section>;
+  /** with startFirst's `packConfig`: the wg-quick file's section (`conf`), deflated as it arrived (not in `sections`) */
+  packed?: PackedSection;
   /** a Map, or with startFirst's `routes` a RouteRow (the lookups kept as numbers) */
   routes: Map<string, RouteLookup> | RouteRow;
 }
@@ -261,6 +265,11 @@ export function startFirst(
      * dump, ~0.1 MB at 1,000 nodes, was held until its whole script ended)
      */
     onPre?: (node: string, sections: Map<string, Section>) => void;
+    /**
+     * the wg-quick file's section deflated as soon as it arrived (FirstOutput.packed), not held as text until the
+     * script ends (issue 10: ~158 kB a node at 1,000 nodes, every node's at once while their checklists stream)
+     */
+    packConfig?: boolean;
   } = {},
 ): Map<string, FirstRun> {
   // a route section's IP as the inventory writes it: the parsed lookup holds no slice of the output
@@ -283,7 +292,8 @@ export function startFirst(
       const stream = new SectionStream((section) => {
         if (!output) return;
         const ip = section.name.startsWith('route:') ? overlayIps.get(section.name.slice(6)) : undefined;
-        if (ip !== undefined && row) {
+        if (options.packConfig && section.name === FACTS.configText.name) output.packed = pack(section);
+        else if (ip !== undefined && row) {
           if (row.asks(ip)) row.set(parseRouteGet(ip, section));
         } else if (ip !== undefined) (output.routes as Map<string, RouteLookup>).set(ip, parseRouteGet(ip, section));
         // kept until the script ends: a copy of its own, not a slice that keeps its piece of the output
@@ -471,11 +481,16 @@ export async function collectVerify(
     ...(routeLookups ? { routes: routeLookups } : {}),
     // each pre part read as it arrives, and its dump's text let go then (verify's collection: CollectOptions.compact)
     ...(options.compact ? { onPre: (node: string, sections: Map<string, Section>) => void preOf(node, () => sections) } : {}),
-    digest: (node, result, { sections, routes }) => {
+    // the file's section deflated as it arrives, when it waits to be read (lazyConfig)
+    ...(options.lazyConfig ? { packConfig: true } : {}),
+    digest: (node, result, { sections, routes, packed }) => {
       const pre = preOf(node, () => sections);
-      // lazyConfig: the file's section is kept apart, unread (confmeta, which comes before it, says it exists)
-      const conf = options.lazyConfig && sections.has(FACTS.configMeta.name) ? sections.get(FACTS.configText.name) : undefined;
-      if (conf) sections.delete(FACTS.configText.name);
+      // lazyConfig: the file's section is kept apart, unread (confmeta, which comes before it, says it exists); it
+      // arrived packed (deflated), and is read as text only to be parsed at once when confmeta did not come
+      const lazy = options.lazyConfig && sections.has(FACTS.configMeta.name);
+      if (packed && !lazy) sections.set(packed.name, unpack(packed));
+      const conf = lazy ? (packed ?? pack(sections.get(FACTS.configText.name))) : undefined;
+      if (lazy) sections.delete(FACTS.configText.name);
       // the peers kept as numbers: the checklist is made without them, and reads the pre part's table
       const dump = pre.table ? { peers: NO_PEERS, problems: pre.dump.problems } : pre.dump;
       const cl = checklistFrom(inventory, node, sections, options, dump, routes);
@@ -660,25 +675,48 @@ function detacher(): <T>(value: T) => T {
   };
 }
 
+/** A section kept deflated (its body's UTF-8 bytes), outside V8's heap, until read (unpack). */
+interface PackedSection {
+  name: string;
+  rc?: number;
+  deflated: Buffer;
+}
+
+/**
+ * `section` deflated (undefined for none). Level 1 with a 4 kB window: a wg-quick file of 1,000 peers, 158 kB, is
+ * 45 kB so, in ~1.5 ms of CPU (its peers' keys are most of what is left); levels 3-6 made it no smaller.
+ */
+function pack(section: Section | undefined): PackedSection | undefined {
+  if (!section) return undefined;
+  const deflated = deflateRawSync(Buffer.from(section.body, 'utf8'), { level: 1, windowBits: 12 });
+  return { name: section.name, ...(section.rc !== undefined ? { rc: section.rc } : {}), deflated };
+}
+
+/** The section `pack` packed. */
+function unpack(packed: PackedSection): Section {
+  const body = inflateRawSync(packed.deflated, { windowBits: 12 }).toString('utf8');
+  return { name: packed.name, body, ...(packed.rc !== undefined ? { rc: packed.rc } : {}) };
+}
+
 /**
  * Makes `cl.config` the wg-quick file of section `conf` parsed when first read, as parseChecklistSections parses it
  * (FACTS.configText: secret lines dropped and key-shaped values redacted on our side too, then parseWgQuickConfig; a
  * PrivateKey line counted by confmeta marks the parsed interface), and its body let go then. Until then the body is
- * held as its UTF-8 bytes, outside V8's heap (a slice would keep the node's whole output; a string copy is ~130 bytes
- * a peer of the heap that V8 grows by a multiple of, ~130 MB at 1,000 nodes: issue 10). Verify judges most files by
- * their sha256 alone (./verify.ts nodeChecks), so on a converged mesh no file is filtered or parsed (issue 10: ~18 ms
- * a node of CPU at 1,000 nodes, and the parsed peers' ~180 bytes a pair).
+ * held deflated (pack), outside V8's heap (a slice would keep the node's whole output; a string copy is ~130 bytes a
+ * peer of the heap that V8 grows by a multiple of, ~130 MB at 1,000 nodes; its bytes ~150 MB of RSS: issue 10).
+ * Verify judges most files by their sha256 alone (./verify.ts nodeChecks), so on a converged mesh no file is
+ * filtered or parsed (issue 10: ~18 ms a node of CPU at 1,000 nodes, and the parsed peers' ~180 bytes a pair).
  */
-function deferConfig(cl: NodeChecklist, conf: Section, privateKeyLines: number, ctx: FactContext): void {
-  let pending: Buffer | undefined = Buffer.from(conf.body, 'utf8');
-  const { name, rc } = conf;
+function deferConfig(cl: NodeChecklist, conf: PackedSection, privateKeyLines: number, ctx: FactContext): void {
+  let pending: PackedSection | undefined = conf;
+  const name = conf.name;
   let parsed: NodeChecklist['config'];
   Object.defineProperty(cl, 'config', {
     enumerable: true,
     configurable: true,
     get() {
       if (pending) {
-        const section: Section = { name, body: pending.toString('utf8'), ...(rc !== undefined ? { rc } : {}) };
+        const section = unpack(pending);
         const text = readFact(FACTS.configText, new Map([[name, section]]), ctx) ?? '';
         pending = undefined;
         parsed = parseWgQuickConfig(text);
