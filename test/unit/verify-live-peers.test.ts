@@ -171,7 +171,7 @@ describe('the judging on peers read as a fresh array per read', () => {
 });
 
 describe('what a node holds while its outputs arrive', () => {
-  it("verify's first script: the pre part is told as soon as it is in, and its dump's text is then let go", async () => {
+  it("verify's first script: the pre part is told as soon as it is in, its dump's text then let go; the wg-quick file packed", async () => {
     await withConvergedFarm(6, async (inventory, farm) => {
       const told: string[] = [];
       const digested = new Map<string, string[]>();
@@ -181,8 +181,11 @@ describe('what a node holds while its outputs arrive', () => {
           assert.ok(sections.get('dump')?.body.includes('\t'), node);
           told.push(node);
         },
+        packConfig: true,
         digest: (node, result, output) => {
           digested.set(node, [...output.sections.keys()]);
+          // the wg-quick file deflated as it arrived, not kept as text
+          assert.ok(output.packed && output.packed.deflated.length > 0 && output.packed.rc === 0, node);
           return result;
         },
       });
@@ -193,6 +196,7 @@ describe('what a node holds while its outputs arrive', () => {
         await run.whole;
         assert.ok(digested.get(node)?.includes('checklist-done'), node);
         assert.ok(!digested.get(node)?.includes('dump'), node);
+        assert.ok(digested.get(node)?.includes('confmeta') && !digested.get(node)?.includes('conf'), node);
       }
     });
   });
