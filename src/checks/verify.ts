@@ -181,12 +181,28 @@ function peerLine(peer: LivePeer): string {
   return `wg: peer ${peer.publicKey} endpoint ${peer.endpoint ?? '(none)'} allowed-ips ${peer.allowedIps.join(',') || '(none)'} handshake ${peer.latestHandshake ?? 0} keepalive ${peer.persistentKeepalive ?? 'off'}`;
 }
 
+/** How many peers renderedSha256 renders at a time: ~10 kB of text, well under V8's large-object size (128 kB). */
+const SHA_PEERS = 64;
+
 /**
  * The sha256 (hex) of the wg-quick file meshctl renders for `desired` (../render/wgquick.ts renderWgQuickConfig): what
- * confmeta's sha256 of a node's file (../facts/definitions.ts) is when the file is exactly the design's.
+ * confmeta's sha256 of a node's file (../facts/definitions.ts) is when the file is exactly the design's. Hashed
+ * SHA_PEERS peers at a time, never the whole file as one string: renderWgQuickConfig writes the header's lines, then
+ * for each peer an empty line and the peer's lines, joined by newlines, and a last newline, so the file is the
+ * header's text, each chunk of peers' text as the file of that chunk alone holds it after its header, and a newline
+ * (test/unit/verify-live-peers.test.ts: the same sha256 as the whole text's on generated designs). A 1,000-peer file
+ * is ~158 kB, a string V8 puts in its large-object space, freed only by a full collection: one per node judged was
+ * ~0.5 GB of the heap's growth in the judging at 1,000 nodes (issue 10). A sha256 that differs all the same (a
+ * renderer that writes otherwise) only costs the file's parse and comparison, which give the same verdict.
  */
-function renderedSha256(desired: DesiredNodeConfig): string {
-  return createHash('sha256').update(renderWgQuickConfig(desired)).digest('hex');
+export function renderedSha256(desired: DesiredNodeConfig): string {
+  const hash = createHash('sha256');
+  const empty = renderWgQuickConfig({ ...desired, peers: [] });
+  const head = empty.length - 1;
+  hash.update(empty.slice(0, head));
+  for (let i = 0; i < desired.peers.length; i += SHA_PEERS)
+    hash.update(renderWgQuickConfig({ ...desired, peers: desired.peers.slice(i, i + SHA_PEERS) }).slice(head, -1));
+  return hash.update('\n').digest('hex');
 }
 
 function nodeChecks(facts: VerifyFacts, node: Node, desired: DesiredNodeConfig, cl: NodeChecklist, count: PassCounter): Check[] {

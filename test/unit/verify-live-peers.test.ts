@@ -13,7 +13,12 @@ import { collectVerify, startFirst } from '../../src/checks/collect.js';
 import { pingParamsFor, runPingRound } from '../../src/checks/ping-matrix.js';
 import { PingOutputReader, pingReaderShared } from '../../src/checks/probes.js';
 import type { Section } from '../../src/facts/sections.js';
-import { evaluateVerify, evaluateVerifyCompact, type VerifyFacts } from '../../src/checks/verify.js';
+import { evaluateVerify, evaluateVerifyCompact, renderedSha256, type VerifyFacts } from '../../src/checks/verify.js';
+import { createHash } from 'node:crypto';
+import { desiredMesh } from '../../src/topology/desired.js';
+import { renderWgQuickConfig } from '../../src/render/wgquick.js';
+import { fakePublicKey } from '../../scripts/bench/farm/fake-node.js';
+import { homelab } from '../fixtures/probes/homelab.js';
 import { parseRouteGet, type RouteLookup } from '../../src/facts/definitions.js';
 import type { LivePeer } from '../../src/render/wgdump.js';
 import { factsFrom, healthyScenario } from '../fixtures/probes/homelab.js';
@@ -260,5 +265,22 @@ describe('a ping round whose rows are a slot per target (compactRows)', () => {
         mock.restoreAll();
       }
     });
+  });
+});
+
+describe("the design's wg-quick file hashed a chunk of peers at a time", () => {
+  it('the sha256 of the whole text, on every node of a 150-node farm, the homelab, and cut or relaying designs', async () => {
+    const whole = (d: Parameters<typeof renderWgQuickConfig>[0]) => createHash('sha256').update(renderWgQuickConfig(d)).digest('hex');
+    await withConvergedFarm(150, async (inventory) => {
+      const designs = desiredMesh(inventory, new Map(inventory.nodes.map((n) => [n.name, fakePublicKey(n.name)])));
+      for (const d of designs) assert.equal(renderedSha256(d), whole(d), d.node);
+      const d = designs[7]!;
+      for (const n of [0, 1, 63, 64, 65, 128, 129])
+        for (const relay of [undefined, { pairs: [{ a: designs[1]!.node, b: designs[2]!.node }] }]) {
+          const cut = { ...d, peers: d.peers.slice(0, n), ...(relay ? { relay } : {}) };
+          assert.equal(renderedSha256(cut), whole(cut), `${n} peers${relay ? ', relaying' : ''}`);
+        }
+    });
+    for (const d of homelab().desired.values()) assert.equal(renderedSha256(d), whole(d), d.node);
   });
 });
