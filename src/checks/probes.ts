@@ -110,6 +110,10 @@ export interface NodeChecklist {
   /** `wg show` could talk to the interface */
   wgAvailable: boolean;
   wgError?: string;
+  /**
+   * the live peers (`wg show IFACE dump`); in verify's collection (./collect.ts CollectOptions.compact) an enumerable
+   * getter over a LivePeerTable (./live-peers.ts): a fresh array per read, so read it once per use
+   */
   peers: LivePeer[];
   /**
    * wg0.conf on disk, secret lines removed; undefined when the file does not exist, and in verify's collection once
@@ -121,6 +125,7 @@ export interface NodeChecklist {
   /** destinations routed via the interface, as `ip route show dev IFACE` prints them (host routes without /32) */
   interfaceRoutes: string[];
   config?: ParsedWgQuickConfig;
+  /** one `ip route get` per peer address (ChecklistParams.peerIps order); in verify's collection a getter over a RouteRow, as `peers` */
   routes: RouteLookup[];
   rpFilter: RpFilter;
   /** the sysctl files that set rp_filter (FACTS.rpFilterSysctlFiles); undefined when the section is missing */
