@@ -4,6 +4,7 @@
  * the design (desiredMesh). The ping round ends with a second peer dump, to see the handshakes the pings caused.
  */
 import { createHash } from 'node:crypto';
+import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import type { Inventory } from '../inventory/types.js';
 import { checkDeadlineMs, TransportError, type Connection, type ExecResult } from '../transport/types.js';
 import { rootProblem } from '../engine/root-check.js';
@@ -37,6 +38,7 @@ import {
   type UdpCounters,
 } from './cold-start.js';
 import { LEAN_PRE_FACTS } from './checklist-lean.js';
+import { LivePeerTable, peersFrom, RouteLookups, RouteRow, sharedText, TextTable } from './live-peers.js';
 import { peersWithClock } from '../facts/lean.js';
 
 export interface CollectOptions {
@@ -66,6 +68,13 @@ export interface CollectOptions {
    * two objects a pair held through the ping round and the judging, ~145 MB at 1,000 nodes)
    */
   countPasses?: boolean;
+  /**
+   * every node's live peers (its pre part's and checklist's dump, and the dump after the pings) and its route lookups
+   * kept as numbers as they arrive (./live-peers.ts: LivePeerTable, RouteRow), read back through enumerable getters
+   * as the same values, a fresh array per read (issue 10: ~2e6 live peers and ~1e6 lookups at 1,000 nodes, ~280 MB
+   * as objects, held until the judging)
+   */
+  compact?: boolean;
 }
 
 export interface Collected extends VerifyFacts {
@@ -207,8 +216,12 @@ export function firstScript(inventory: Inventory, node: string, options: { firew
  * 1,000 nodes), each parsed as it came (parseRouteGet, its `dst` the inventory's own text) into `routes` by IP.
  */
 export interface FirstOutput {
+  /** every section but the route lookups (and the wg-quick file's, when packed) */
   sections: Map<string, Section>;
-  routes: Map<string, RouteLookup>;
+  /** with startFirst's `packConfig`: the wg-quick file's section (`conf`), deflated as it arrived (not in `sections`) */
+  packed?: PackedSection;
+  /** a Map, or with startFirst's `routes` a RouteRow (the lookups kept as numbers) */
+  routes: Map<string, RouteLookup> | RouteRow;
 }
 
 /** One node's first script under way: its pre part resolves as soon as it was printed, the whole when it ends. */
@@ -244,6 +257,19 @@ export function startFirst(
      * result's stdout is empty: see above)
      */
     digest?: (node: string, result: ExecResult, output: FirstOutput) => ExecResult;
+    /** the run's table of route lookups: each node's lookups kept as numbers as they arrive (a RouteRow each) */
+    routes?: RouteLookups;
+    /**
+     * told the pre part's sections as soon as they are in (its `pre-done` came), before `pre` resolves; its peer dump's
+     * section is then let go (not in `pre`'s sections, nor in the digest's): the caller has read it (issue 10: a node's
+     * dump, ~0.1 MB at 1,000 nodes, was held until its whole script ended)
+     */
+    onPre?: (node: string, sections: Map<string, Section>) => void;
+    /**
+     * the wg-quick file's section deflated as soon as it arrived (FirstOutput.packed), not held as text until the
+     * script ends (issue 10: ~158 kB a node at 1,000 nodes, every node's at once while their checklists stream)
+     */
+    packConfig?: boolean;
   } = {},
 ): Map<string, FirstRun> {
   // a route section's IP as the inventory writes it: the parsed lookup holds no slice of the output
@@ -260,12 +286,16 @@ export function startFirst(
         resolvePre = () => undefined;
         resolve(value);
       };
-      let output: FirstOutput | undefined = { sections: new Map(), routes: new Map() };
+      const row = options.routes ? new RouteRow(options.routes, inventory.nodes.find((n) => n.name === node)?.overlayIp ?? '') : undefined;
+      let output: FirstOutput | undefined = { sections: new Map(), routes: row ?? new Map() };
       let preIn = false;
       const stream = new SectionStream((section) => {
         if (!output) return;
         const ip = section.name.startsWith('route:') ? overlayIps.get(section.name.slice(6)) : undefined;
-        if (ip !== undefined) output.routes.set(ip, parseRouteGet(ip, section));
+        if (options.packConfig && section.name === FACTS.configText.name) output.packed = pack(section);
+        else if (ip !== undefined && row) {
+          if (row.asks(ip)) row.set(parseRouteGet(ip, section));
+        } else if (ip !== undefined) (output.routes as Map<string, RouteLookup>).set(ip, parseRouteGet(ip, section));
         // kept until the script ends: a copy of its own, not a slice that keeps its piece of the output
         else {
           const own = ownSection(section);
@@ -273,6 +303,10 @@ export function startFirst(
         }
         if (!preIn && section.name === PRE_END && section.rc !== undefined) {
           preIn = true;
+          if (options.onPre) {
+            options.onPre(node, output.sections);
+            output.sections.delete(FACTS.peers.name);
+          }
           preDone({ sections: new Map(output.sections) });
         }
       });
@@ -429,31 +463,47 @@ export async function collectVerify(
   // ended: the digest), and read by the cold-start probe's first contacts and the checklist alike (issue 10: it was
   // parsed for each, and once more after the pings, which is a new dump)
   const ctx = factContext(inventory);
-  const preParsed = new Map<string, { facts: PreFacts; dump: ParsedWgDump }>();
+  // CollectOptions.compact: the live peers and route lookups kept as numbers, in tables shared by the run
+  const tables = options.compact ? { texts: new TextTable(), shared: sharedText() } : undefined;
+  const ips = inventory.nodes.map((n) => n.overlayIp);
+  const routeLookups = options.compact && new Set(ips).size === ips.length ? new RouteLookups(ips) : undefined;
+  const preParsed = new Map<string, { facts: PreFacts; dump: ParsedWgDump; table?: LivePeerTable }>();
   const preOf = (node: string, sections: () => Map<string, Section>) => {
     let parsed = preParsed.get(node);
     if (!parsed) {
-      parsed = detachPre(readPre(sections(), ctx), detach);
+      parsed = detachPre(readPre(sections(), ctx), detach, tables);
       preParsed.set(node, parsed);
     }
     return parsed;
   };
   const first = startFirst(inventory, connections, {
     ...runOptions,
-    digest: (node, result, { sections, routes }) => {
+    ...(routeLookups ? { routes: routeLookups } : {}),
+    // each pre part read as it arrives, and its dump's text let go then (verify's collection: CollectOptions.compact)
+    ...(options.compact ? { onPre: (node: string, sections: Map<string, Section>) => void preOf(node, () => sections) } : {}),
+    // the file's section deflated as it arrives, when it waits to be read (lazyConfig)
+    ...(options.lazyConfig ? { packConfig: true } : {}),
+    digest: (node, result, { sections, routes, packed }) => {
       const pre = preOf(node, () => sections);
-      // lazyConfig: the file's section is kept apart, unread (confmeta, which comes before it, says it exists)
-      const conf = options.lazyConfig && sections.has(FACTS.configMeta.name) ? sections.get(FACTS.configText.name) : undefined;
-      if (conf) sections.delete(FACTS.configText.name);
-      const cl = checklistFrom(inventory, node, sections, options, pre.dump, routes);
+      // lazyConfig: the file's section is kept apart, unread (confmeta, which comes before it, says it exists); it
+      // arrived packed (deflated), and is read as text only to be parsed at once when confmeta did not come
+      const lazy = options.lazyConfig && sections.has(FACTS.configMeta.name);
+      if (packed && !lazy) sections.set(packed.name, unpack(packed));
+      const conf = lazy ? (packed ?? pack(sections.get(FACTS.configText.name))) : undefined;
+      if (lazy) sections.delete(FACTS.configText.name);
+      // the peers kept as numbers: the checklist is made without them, and reads the pre part's table
+      const dump = pre.table ? { peers: NO_PEERS, problems: pre.dump.problems } : pre.dump;
+      const cl = checklistFrom(inventory, node, sections, options, dump, routes);
       if (!cl) return result;
       // its text goes: the parsed config is what verify judges (~150 bytes a peer, 150 MB at 1,000 nodes)
       const { configText: _text, ...parsed } = cl;
       const own = detach(parsed);
       if (conf && own.config) deferConfig(own, conf, readFact(FACTS.configMeta, sections, ctx).privateKeyLines, ctx);
+      if (pre.table && own.wgAvailable) peersFrom(own, 'peers', pre.table);
+      if (routes instanceof RouteRow) routesFrom(own, routes);
       early.set(node, own);
       // the pre facts' peers are the same, detached: the output goes now, not after the probes
-      if (pre.facts.peers.length === own.peers.length) pre.facts.peers = own.peers;
+      if (!pre.table && pre.facts.peers.length === own.peers.length) pre.facts.peers = own.peers;
       return result;
     },
   });
@@ -481,7 +531,7 @@ export async function collectVerify(
   // the pre parts are read: their outputs go (the runs keep only their whole scripts: wholes)
   first.clear();
   const reachable = new Map([...connections].filter(([node]) => !rootFailed.has(node)));
-  const probed = await runProbes(inventory, reachable, preFacts, options, started, detach);
+  const probed = await runProbes(inventory, reachable, preFacts, options, started, detach, tables);
   preFacts.clear();
   preParsed.clear();
 
@@ -525,7 +575,19 @@ export async function collectVerify(
  * probe, and their keys and endpoints, slices of the output, held each node's whole pre output until the probes had
  * ended (~0.11 MB a node at 1,000 nodes in bench:verify, every node's at once; issue 10).
  */
-function detachPre(read: { facts: PreFacts; dump: ParsedWgDump }, detach: <T>(value: T) => T): { facts: PreFacts; dump: ParsedWgDump } {
+function detachPre(
+  read: { facts: PreFacts; dump: ParsedWgDump },
+  detach: <T>(value: T) => T,
+  tables?: PeerTables,
+): { facts: PreFacts; dump: ParsedWgDump; table?: LivePeerTable } {
+  if (tables) {
+    // the peers as numbers (CollectOptions.compact), read through getters; the checklist takes the same table
+    const table = new LivePeerTable(read.dump.peers, tables.texts, tables.shared);
+    const dump = peersFrom({ peers: NO_PEERS, problems: detach(read.dump.problems) }, 'peers', table);
+    const facts = detach<PreFacts>({ ...read.facts, peers: NO_PEERS });
+    if (read.facts.peers === read.dump.peers) peersFrom(facts, 'peers', table);
+    return { facts, dump, table };
+  }
   const peers = detach(read.dump.peers);
   const dump = { peers, problems: detach(read.dump.problems) };
   const facts = detach<PreFacts>({ ...read.facts, peers: [] });
@@ -533,6 +595,23 @@ function detachPre(read: { facts: PreFacts; dump: ParsedWgDump }, detach: <T>(va
   facts.peers = read.facts.peers === read.dump.peers ? peers : detach(read.facts.peers);
   return { facts, dump };
 }
+
+/**
+ * `cl.routes` as an own, enumerable getter that reads `row` (a fresh array per read), in the property's place. Made
+ * here, not in the digest: a closure there keeps the digest's whole scope (the node's sections) for the run.
+ */
+function routesFrom(cl: NodeChecklist, row: RouteRow): void {
+  Object.defineProperty(cl, 'routes', { enumerable: true, configurable: true, get: () => row.lookups() });
+}
+
+/** A run's tables of texts for its LivePeerTables (CollectOptions.compact). */
+interface PeerTables {
+  texts: TextTable;
+  shared: ReturnType<typeof sharedText>;
+}
+
+/** The place of a list kept elsewhere (a LivePeerTable, a RouteRow) until its getter is set: nothing to copy. */
+const NO_PEERS: LivePeer[] = Object.freeze([]) as unknown as LivePeer[];
 
 /**
  * A copier that makes a parsed value hold none of the output it was parsed from: every string a flat copy, one per
@@ -596,25 +675,48 @@ function detacher(): <T>(value: T) => T {
   };
 }
 
+/** A section kept deflated (its body's UTF-8 bytes), outside V8's heap, until read (unpack). */
+interface PackedSection {
+  name: string;
+  rc?: number;
+  deflated: Buffer;
+}
+
+/**
+ * `section` deflated (undefined for none). Level 1 with a 4 kB window: a wg-quick file of 1,000 peers, 158 kB, is
+ * 45 kB so, in ~1.5 ms of CPU (its peers' keys are most of what is left); levels 3-6 made it no smaller.
+ */
+function pack(section: Section | undefined): PackedSection | undefined {
+  if (!section) return undefined;
+  const deflated = deflateRawSync(Buffer.from(section.body, 'utf8'), { level: 1, windowBits: 12 });
+  return { name: section.name, ...(section.rc !== undefined ? { rc: section.rc } : {}), deflated };
+}
+
+/** The section `pack` packed. */
+function unpack(packed: PackedSection): Section {
+  const body = inflateRawSync(packed.deflated, { windowBits: 12 }).toString('utf8');
+  return { name: packed.name, body, ...(packed.rc !== undefined ? { rc: packed.rc } : {}) };
+}
+
 /**
  * Makes `cl.config` the wg-quick file of section `conf` parsed when first read, as parseChecklistSections parses it
  * (FACTS.configText: secret lines dropped and key-shaped values redacted on our side too, then parseWgQuickConfig; a
  * PrivateKey line counted by confmeta marks the parsed interface), and its body let go then. Until then the body is
- * held as its UTF-8 bytes, outside V8's heap (a slice would keep the node's whole output; a string copy is ~130 bytes
- * a peer of the heap that V8 grows by a multiple of, ~130 MB at 1,000 nodes: issue 10). Verify judges most files by
- * their sha256 alone (./verify.ts nodeChecks), so on a converged mesh no file is filtered or parsed (issue 10: ~18 ms
- * a node of CPU at 1,000 nodes, and the parsed peers' ~180 bytes a pair).
+ * held deflated (pack), outside V8's heap (a slice would keep the node's whole output; a string copy is ~130 bytes a
+ * peer of the heap that V8 grows by a multiple of, ~130 MB at 1,000 nodes; its bytes ~150 MB of RSS: issue 10).
+ * Verify judges most files by their sha256 alone (./verify.ts nodeChecks), so on a converged mesh no file is
+ * filtered or parsed (issue 10: ~18 ms a node of CPU at 1,000 nodes, and the parsed peers' ~180 bytes a pair).
  */
-function deferConfig(cl: NodeChecklist, conf: Section, privateKeyLines: number, ctx: FactContext): void {
-  let pending: Buffer | undefined = Buffer.from(conf.body, 'utf8');
-  const { name, rc } = conf;
+function deferConfig(cl: NodeChecklist, conf: PackedSection, privateKeyLines: number, ctx: FactContext): void {
+  let pending: PackedSection | undefined = conf;
+  const name = conf.name;
   let parsed: NodeChecklist['config'];
   Object.defineProperty(cl, 'config', {
     enumerable: true,
     configurable: true,
     get() {
       if (pending) {
-        const section: Section = { name, body: pending.toString('utf8'), ...(rc !== undefined ? { rc } : {}) };
+        const section = unpack(pending);
         const text = readFact(FACTS.configText, new Map([[name, section]]), ctx) ?? '';
         pending = undefined;
         parsed = parseWgQuickConfig(text);
@@ -652,7 +754,7 @@ function checklistFrom(
   sections: Map<string, Section>,
   options: CollectOptions,
   dump: ParsedWgDump,
-  routes?: ReadonlyMap<string, RouteLookup>,
+  routes?: ReadonlyMap<string, RouteLookup> | RouteRow,
 ): NodeChecklist | undefined {
   const params = checklistParams(inventory, node, { ...options, withoutPre: true, beside: true });
   const came = (name: string) => sections.has(name) || (name.startsWith('route:') && !!routes?.has(name.slice(6)));
@@ -729,6 +831,7 @@ async function runProbes(
   options: CollectOptions,
   preStarted: number,
   detach: <T>(value: T) => T,
+  tables?: PeerTables,
 ): Promise<Omit<Probed, 'preMs'>> {
   const initial = new Map<string, UdpCounters>();
   for (const [name, facts] of pre) if (facts.udpCounters) initial.set(name, facts.udpCounters);
@@ -741,6 +844,8 @@ async function runProbes(
     // awk (peersWithClock: no `date`, issue 10)
     after: peersWithClock(inventory.mesh.interface),
     ...(options.signal ? { signal: options.signal } : {}),
+    // the matrix's rows a slot per target (CollectOptions.compact)
+    ...(options.compact ? { compactRows: true } : {}),
   };
   // each node's after-ping clock and peers read (and detached) as its output arrives: PingRound.after would hold
   // every node's sections until the last answered, and a section's body is a slice that pins its whole output (the
@@ -750,16 +855,23 @@ async function runProbes(
   const ctx = factContext(inventory);
   const onAfter: PingMatrixOptions['onAfter'] = (node, { after }) => {
     const now = readFact(FACTS.now, after, ctx);
-    afterPing.set(node, { ...(now !== undefined ? { now } : {}), peers: detach(readFact(FACTS.peers, after, ctx).peers) });
+    const peers = readFact(FACTS.peers, after, ctx).peers;
+    const facts = { ...(now !== undefined ? { now } : {}), peers: tables ? NO_PEERS : detach(peers) };
+    afterPing.set(node, tables ? peersFrom(facts, 'peers', new LivePeerTable(peers, tables.texts, tables.shared)) : facts);
   };
   let go: (send: boolean) => void = () => undefined;
   const gate = new Promise<boolean>((resolve) => (go = resolve));
   options.signal?.addEventListener('abort', () => go(false), { once: true });
   // the probe's scripts first: the probe is what the round waits for
-  const probing = runColdStart(inventory, connections, { initial, ...(options.signal ? { signal: options.signal } : {}) });
+  // counted as soon as it ends (countPasses): the probe's own answer (every direction, one object or two a pair) is
+  // then held by nothing, where `probing` held it through the whole ping round (issue 10: ~100 MB at 1,000 nodes, seen
+  // in a heap snapshot of the round at 250 nodes)
+  const probing = runColdStart(inventory, connections, { initial, ...(options.signal ? { signal: options.signal } : {}) }).then((p) =>
+    options.countPasses ? countedDirections(p) : p,
+  );
   const aheadAt = Date.now();
   const ahead = runPingRound(connections, pingTargets(inventory), { ...pingOptions, onAfter, sendWhen: gate });
-  let probe: ColdStartResult;
+  let probe: ColdStartResult & { passed?: Map<string, number> };
   try {
     probe = await probing;
   } catch (error) {
@@ -768,7 +880,7 @@ async function runProbes(
     throw error;
   }
   // its duration counts the pre part too: that is the probe's first read
-  const coldStart = { ...(options.countPasses ? countedDirections(probe) : probe), ms: Date.now() - preStarted };
+  const coldStart = { ...probe, ms: Date.now() - preStarted };
 
   const pingStarted = Date.now();
   // a margin below PING_AHEAD_WAIT_S: the scripts' deadlines grew by that much from when their channels opened

@@ -120,6 +120,12 @@ export interface PingMatrixOptions {
    * PING_AHEAD_WAIT_S of the call: the scripts' deadlines grow by that much.
    */
   sendWhen?: Promise<boolean>;
+  /**
+   * each row of the matrix kept as one slot per target (a CompactRow), not a dictionary of N-1 properties (issue 10:
+   * ~63 bytes a pair, ~63 MB at 1,000 nodes, held by verify to its end), read as the same Record (cells[from][to],
+   * its keys in target order, its JSON); verify's collection sets it (./collect.ts CollectOptions.compact)
+   */
+  compactRows?: boolean;
 }
 
 /** The longest a round started ahead (PingMatrixOptions.sendWhen) may wait for its go, seconds. */
@@ -255,7 +261,7 @@ function shareCell(cell: MatrixCell, table: CellTable | undefined): MatrixCell {
   return cell;
 }
 
-/** One node's row of the matrix: a cell for every target but itself, in target order. */
+/** One node's row of the matrix: a cell for every target but itself, in target order (a CompactRow with `shape`). */
 function rowFrom(
   from: string,
   targets: PingTarget[],
@@ -263,10 +269,87 @@ function rowFrom(
   count: number,
   error?: string,
   table?: CellTable,
-) {
+  shape?: RowShape,
+): Record<string, MatrixCell> {
+  if (shape) {
+    const slots = new Array<MatrixCell | undefined>(shape.order.length);
+    targets.forEach((to, i) => {
+      if (to.node !== from) slots[i] = shareCell(cellFrom(results, to.ip, count, error), table);
+    });
+    return compactRow(shape, slots);
+  }
   const row: Record<string, MatrixCell> = {};
   for (const to of targets) if (to.node !== from) row[to.node] = shareCell(cellFrom(results, to.ip, count, error), table);
   return row;
+}
+
+/** A key a plain object orders first, as an array index (ECMA-262 OrdinaryOwnPropertyKeys) below 2^32 - 1. */
+const ARRAY_INDEX = /^(?:0|[1-9][0-9]*)$/;
+
+/** What a round's CompactRows share: the targets' node names in order, and each one's position (the first, if twice). */
+interface RowShape {
+  order: readonly string[];
+  position: ReadonlyMap<string, number>;
+}
+
+const rowShape = (targets: readonly PingTarget[]): RowShape => {
+  const position = new Map<string, number>();
+  targets.forEach((t, i) => {
+    if (!position.has(t.node)) position.set(t.node, i);
+  });
+  return { order: targets.map((t) => t.node), position };
+};
+
+/**
+ * A row of the matrix as a slot per target (`slots[i]`: the cell of `shape.order[i]`, undefined for none), read as
+ * the plain Record rowFrom makes (PingMatrixOptions.compactRows): its own enumerable keys are the targets with a
+ * cell, in target order (Object.keys, for..in, JSON.stringify, deep equality), `row[to]` their cells, `row[to] =
+ * cell` sets one (recheckRound), anything else is the plain object's (its prototype). A Proxy: one array of
+ * pointers a row instead of a dictionary of N-1 properties. util.inspect shows the empty object behind it.
+ */
+function compactRow(shape: RowShape, slots: Array<MatrixCell | undefined>): Record<string, MatrixCell> {
+  const at = (key: string | symbol): number | undefined => {
+    if (typeof key !== 'string') return undefined;
+    const i = shape.position.get(key);
+    return i !== undefined && slots[i] !== undefined ? i : undefined;
+  };
+  return new Proxy({} as Record<string, MatrixCell>, {
+    get(target, key, receiver) {
+      const i = at(key);
+      return i === undefined ? Reflect.get(target, key, receiver) : slots[i];
+    },
+    set(target, key, value, receiver) {
+      const i = typeof key === 'string' ? shape.position.get(key) : undefined;
+      if (i === undefined) return Reflect.set(target, key, value, receiver);
+      slots[i] = value as MatrixCell;
+      return true;
+    },
+    has(target, key) {
+      return at(key) !== undefined || Reflect.has(target, key);
+    },
+    ownKeys(target) {
+      // a plain object's order: array-index keys first, ascending, then the others as they were added (target order)
+      const indexes: string[] = [];
+      const keys: string[] = [];
+      shape.order.forEach((name, i) => {
+        if (slots[i] !== undefined && shape.position.get(name) === i)
+          (ARRAY_INDEX.test(name) && Number(name) < 2 ** 32 - 1 ? indexes : keys).push(name);
+      });
+      indexes.sort((a, b) => Number(a) - Number(b));
+      return [...indexes, ...keys, ...Reflect.ownKeys(target)];
+    },
+    getOwnPropertyDescriptor(target, key) {
+      const i = at(key);
+      if (i === undefined) return Reflect.getOwnPropertyDescriptor(target, key);
+      return { value: slots[i], writable: true, enumerable: true, configurable: true };
+    },
+    deleteProperty(target, key) {
+      const i = at(key);
+      if (i === undefined) return Reflect.deleteProperty(target, key);
+      slots[i] = undefined;
+      return true;
+    },
+  });
 }
 
 /**
@@ -324,6 +407,7 @@ export async function runPingRound(
   for (const node of nodes) cells[node] = {};
   const rowed = new Set<string>();
   const table: CellTable = new Map();
+  const shape = options.compactRows ? rowShape(targets) : undefined;
   // equal ping results one object across the round (PingOutputReader): the nodes' outputs arrive interleaved
   const readers = pingReaderShared(targets);
   const errors = new Map<string, string>();
@@ -371,7 +455,7 @@ export async function runPingRound(
             node,
             result.code === 124 ? 'ping script timed out' : `ping script ended early (exit ${result.code}) ${result.stderr.trim()}`.trim(),
           );
-        const row = rowFrom(node, targets, parsed, count, errors.get(node), table);
+        const row = rowFrom(node, targets, parsed, count, errors.get(node), table, shape);
         cells[node] = row;
         rowed.add(node);
         const failure = errors.get(node);
@@ -393,7 +477,8 @@ export async function runPingRound(
     options.onAfter?.(node, { after: sections, row: cells[node]! });
   }
   // nodes without a row (not connected, or their script failed): every cell failed with the node's error
-  for (const node of nodes) if (!rowed.has(node)) cells[node] = rowFrom(node, targets, undefined, count, errors.get(node));
+  for (const node of nodes)
+    if (!rowed.has(node)) cells[node] = rowFrom(node, targets, undefined, count, errors.get(node), undefined, shape);
   // RV-9: judged once every row is there: a pair whose other end had no row yet (filled in as failed just above) was
   // listed as answered while the matrix showed that direction failed
   if (recheck) recheck.answered = answeredPairs(recheck.pairs, cells);

@@ -42,6 +42,7 @@ import type { FirewallFacts } from '../firewall/verdict.js';
 import { UDP_COUNTERS_FACT, type UdpCounters } from './cold-start.js';
 import { RELAY_FACT, relayIptablesFromSave, type RelayState } from './relay-check.js';
 import { leanChecklistFacts, peerListLine, routeLoop, routeSection } from './checklist-lean.js';
+import { RouteRow } from './live-peers.js';
 
 // the building blocks, re-exported for the code that imported them from here
 export { PATH_PRELUDE, sectionScript, splitSections, type Section };
@@ -109,6 +110,10 @@ export interface NodeChecklist {
   /** `wg show` could talk to the interface */
   wgAvailable: boolean;
   wgError?: string;
+  /**
+   * the live peers (`wg show IFACE dump`); in verify's collection (./collect.ts CollectOptions.compact) an enumerable
+   * getter over a LivePeerTable (./live-peers.ts): a fresh array per read, so read it once per use
+   */
   peers: LivePeer[];
   /**
    * wg0.conf on disk, secret lines removed; undefined when the file does not exist, and in verify's collection once
@@ -120,6 +125,7 @@ export interface NodeChecklist {
   /** destinations routed via the interface, as `ip route show dev IFACE` prints them (host routes without /32) */
   interfaceRoutes: string[];
   config?: ParsedWgQuickConfig;
+  /** one `ip route get` per peer address (ChecklistParams.peerIps order); in verify's collection a getter over a RouteRow, as `peers` */
   routes: RouteLookup[];
   rpFilter: RpFilter;
   /** the sysctl files that set rp_filter (FACTS.rpFilterSysctlFiles); undefined when the section is missing */
@@ -204,13 +210,15 @@ export function parseChecklist(stdout: string, params: ChecklistParams): NodeChe
  * parseChecklist on output already cut into sections (from one script or several: ./collect.ts). `dump`: the peer
  * dump section already parsed (verify's pre part read it: ./collect.ts), so it is not parsed again; `routes`: route
  * lookups already parsed (parseRouteGet of each `route:IP` section as it arrived, by IP: ./collect.ts startFirst),
- * used for the peers they have, the sections read for the others.
+ * used for the peers they have, the sections read for the others. With a RouteRow (lookups kept as numbers:
+ * ./live-peers.ts) the others' lookups are added to it, and `routes` is left empty: the caller reads the row (as
+ * ./collect.ts does, through a getter).
  */
 export function parseChecklistSections(
   s: Map<string, Section>,
   params: ChecklistParams,
   dump?: ParsedWgDump,
-  routes?: ReadonlyMap<string, RouteLookup>,
+  routes?: ReadonlyMap<string, RouteLookup> | RouteRow,
 ): NodeChecklist {
   const ctx = contextOf(params);
   const fact = <T>(def: FactDef<T>) => readFact(def, s, ctx);
@@ -262,7 +270,10 @@ export function parseChecklistSections(
     ...(config ? { config } : {}),
     interfaceRoutes: fact(FACTS.interfaceRoutes),
     // routeLookupFact(ip)'s parse, without a fact made per peer
-    routes: params.peerIps.map((ip) => routes?.get(ip) ?? parseRouteGet(ip, s.get(routeSectionName(ip)))),
+    routes:
+      routes instanceof RouteRow
+        ? rowFilled(routes, params.peerIps, s)
+        : params.peerIps.map((ip) => routes?.get(ip) ?? parseRouteGet(ip, s.get(routeSectionName(ip)))),
     rpFilter: fact(FACTS.rpFilter),
     ...(s.has(FACTS.rpFilterSysctlFiles.name) ? { rpFilterFiles: fact(FACTS.rpFilterSysctlFiles) } : {}),
     service: fact(FACTS.service),
@@ -272,6 +283,12 @@ export function parseChecklistSections(
     ...(relay ? { relay } : {}),
     problems,
   };
+}
+
+/** Adds to `row` the lookup of each of `ips` it has not got, read from its section (parseChecklistSections' way); returns []. */
+function rowFilled(row: RouteRow, ips: readonly string[], s: Map<string, Section>): RouteLookup[] {
+  for (const ip of ips) if (!row.has(ip)) row.set(parseRouteGet(ip, s.get(routeSectionName(ip))));
+  return [];
 }
 
 export const checklistProbe = (params: ChecklistParams): Probe<NodeChecklist> => ({
@@ -557,14 +574,16 @@ export type PingResultTable = Map<string, PingResult>;
  */
 export interface PingReaderShared {
   results: PingResultTable;
-  ips: ReadonlyMap<string, string>;
+  /** each target's address by its text, and its position in the round (a reader keeps its results by position) */
+  ips: ReadonlyMap<string, { ip: string; at: number }>;
 }
 
 /** The round's shared tables for PingOutputReader, from all of its targets. */
-export const pingReaderShared = (targets: readonly PingTarget[]): PingReaderShared => ({
-  results: new Map(),
-  ips: new Map(targets.map((t) => [t.ip, t.ip])),
-});
+export const pingReaderShared = (targets: readonly PingTarget[]): PingReaderShared => {
+  const ips = new Map<string, { ip: string; at: number }>();
+  for (const t of targets) if (!ips.has(t.ip)) ips.set(t.ip, { ip: t.ip, at: ips.size });
+  return { results: new Map(), ips };
+};
 
 /** `r` as the one frozen object of its content in `table`. */
 function sharedPingResult(r: PingResult, table: PingResultTable): PingResult {
@@ -579,8 +598,12 @@ function sharedPingResult(r: PingResult, table: PingResultTable): PingResult {
 
 export class PingOutputReader {
   private readonly shared: PingReaderShared;
-  private readonly ping = new Map<string, PingResult>();
-  private readonly mtu = new Map<string, PathMtuResult | undefined>();
+  /**
+   * the results so far by the target's position in the round (PingReaderShared.ips): a slot each, not a Map entry
+   * (issue 10: every node's reader is under way at once in a round, two Maps of N-1 entries each were ~56 kB a node)
+   */
+  private readonly ping: Array<PingResult | undefined>;
+  private readonly mtu: Array<PathMtuResult | undefined>;
   private readonly mtuByBody = new Map<string, PathMtuResult | undefined>();
   private readonly kept = new Map<string, Section>();
   private readonly keep: Set<string>;
@@ -591,6 +614,8 @@ export class PingOutputReader {
     shared?: PingReaderShared,
   ) {
     this.shared = shared ?? pingReaderShared(params.targets);
+    this.ping = new Array<PingResult | undefined>(this.shared.ips.size);
+    this.mtu = new Array<PathMtuResult | undefined>(this.shared.ips.size);
     this.keep = new Set([...(params.after ?? []).map((a) => a.name), ...(params.beside?.sections ?? [])]);
   }
 
@@ -599,18 +624,18 @@ export class PingOutputReader {
     const { name } = section;
     if (name.startsWith('ping:')) {
       // results() reads only this node's targets: another address of the round is kept here and never read
-      const ip = this.shared.ips.get(name.slice(5));
-      if (ip === undefined) return;
-      this.ping.set(ip, sharedPingResult(parsePingSummary(section.body, section.rc), this.shared.results));
+      const target = this.shared.ips.get(name.slice(5));
+      if (target === undefined) return;
+      this.ping[target.at] = sharedPingResult(parsePingSummary(section.body, section.rc), this.shared.results);
     } else if (name.startsWith('mtu:')) {
-      const ip = this.shared.ips.get(name.slice(4));
-      if (ip === undefined) return;
+      const target = this.shared.ips.get(name.slice(4));
+      if (target === undefined) return;
       let parsed = this.mtuByBody.get(section.body);
       if (parsed === undefined && !this.mtuByBody.has(section.body)) {
         parsed = parsePathMtu(section.body);
         this.mtuByBody.set(ownText(section.body), parsed);
       }
-      this.mtu.set(ip, parsed);
+      this.mtu[target.at] = parsed;
     }
     if (name === 'done') this.done = true;
     if (this.keep.has(name)) {
@@ -624,11 +649,17 @@ export class PingOutputReader {
     const ping = new Map<string, PingResult>();
     const mtu = new Map<string, PathMtuResult>();
     for (const target of this.params.targets) {
+      const at = this.shared.ips.get(target.ip)?.at;
       ping.set(
         target.ip,
-        this.ping.get(target.ip) ?? { transmitted: 0, received: 0, loss: 100, error: 'ping did not report (script cut short)' },
+        (at === undefined ? undefined : this.ping[at]) ?? {
+          transmitted: 0,
+          received: 0,
+          loss: 100,
+          error: 'ping did not report (script cut short)',
+        },
       );
-      const parsed = this.mtu.get(target.ip);
+      const parsed = at === undefined ? undefined : this.mtu[at];
       if (parsed) mtu.set(target.ip, parsed);
     }
     const after = new Map<string, Section>();

@@ -181,12 +181,28 @@ function peerLine(peer: LivePeer): string {
   return `wg: peer ${peer.publicKey} endpoint ${peer.endpoint ?? '(none)'} allowed-ips ${peer.allowedIps.join(',') || '(none)'} handshake ${peer.latestHandshake ?? 0} keepalive ${peer.persistentKeepalive ?? 'off'}`;
 }
 
+/** How many peers renderedSha256 renders at a time: ~10 kB of text, well under V8's large-object size (128 kB). */
+const SHA_PEERS = 64;
+
 /**
  * The sha256 (hex) of the wg-quick file meshctl renders for `desired` (../render/wgquick.ts renderWgQuickConfig): what
- * confmeta's sha256 of a node's file (../facts/definitions.ts) is when the file is exactly the design's.
+ * confmeta's sha256 of a node's file (../facts/definitions.ts) is when the file is exactly the design's. Hashed
+ * SHA_PEERS peers at a time, never the whole file as one string: renderWgQuickConfig writes the header's lines, then
+ * for each peer an empty line and the peer's lines, joined by newlines, and a last newline, so the file is the
+ * header's text, each chunk of peers' text as the file of that chunk alone holds it after its header, and a newline
+ * (test/unit/verify-live-peers.test.ts: the same sha256 as the whole text's on generated designs). A 1,000-peer file
+ * is ~158 kB, a string V8 puts in its large-object space, freed only by a full collection: one per node judged was
+ * ~0.5 GB of the heap's growth in the judging at 1,000 nodes (issue 10). A sha256 that differs all the same (a
+ * renderer that writes otherwise) only costs the file's parse and comparison, which give the same verdict.
  */
-function renderedSha256(desired: DesiredNodeConfig): string {
-  return createHash('sha256').update(renderWgQuickConfig(desired)).digest('hex');
+export function renderedSha256(desired: DesiredNodeConfig): string {
+  const hash = createHash('sha256');
+  const empty = renderWgQuickConfig({ ...desired, peers: [] });
+  const head = empty.length - 1;
+  hash.update(empty.slice(0, head));
+  for (let i = 0; i < desired.peers.length; i += SHA_PEERS)
+    hash.update(renderWgQuickConfig({ ...desired, peers: desired.peers.slice(i, i + SHA_PEERS) }).slice(head, -1));
+  return hash.update('\n').digest('hex');
 }
 
 function nodeChecks(facts: VerifyFacts, node: Node, desired: DesiredNodeConfig, cl: NodeChecklist, count: PassCounter): Check[] {
@@ -455,8 +471,11 @@ function livePeerChecks(facts: VerifyFacts, node: Node, desired: DesiredNodeConf
   const out: Check[] = [];
   const n = node.name;
   const unknown = facts.unknownKeys ?? new Set<string>();
+  // read once: a collection that keeps the peers as numbers gives a fresh array per read (./live-peers.ts), and the
+  // lookups below compare its objects by identity (indexOf)
+  const livePeers = cl.peers;
   // the interface's own key and port are judged by public-key and listener
-  const items = compareLiveToDesired(desired, cl.peers).filter((i) => !(i.field === 'publicKey' && i.peer === undefined));
+  const items = compareLiveToDesired(desired, livePeers).filter((i) => !(i.field === 'publicKey' && i.peer === undefined));
   const byPeerAndId = new Map<string, DriftItem[]>();
   for (const item of items) {
     const id = driftId(item);
@@ -466,24 +485,24 @@ function livePeerChecks(facts: VerifyFacts, node: Node, desired: DesiredNodeConf
   }
   // by key, else by a shared AllowedIPs prefix (a peer whose key changed), each looked up in a map built once per
   // node: two scans per designed peer were O(N^2) per node; the first live peer in dump order wins, as before
-  const liveByKey = new Map<string, (typeof cl.peers)[number]>();
-  const liveByPrefix = new Map<string, (typeof cl.peers)[number]>();
-  for (const p of cl.peers) {
+  const liveByKey = new Map<string, LivePeer>();
+  const liveByPrefix = new Map<string, LivePeer>();
+  for (const p of livePeers) {
     if (!liveByKey.has(p.publicKey)) liveByKey.set(p.publicKey, p);
     for (const ip of p.allowedIps) if (!liveByPrefix.has(ip)) liveByPrefix.set(ip, p);
   }
   const byPrefix = (peer: DesiredPeer) => {
     // the earliest live peer (dump order) that shares any of the peer's prefixes
-    let best: (typeof cl.peers)[number] | undefined;
+    let best: LivePeer | undefined;
     for (const ip of peer.allowedIps) {
       const p = liveByPrefix.get(ip);
-      if (p && (!best || cl.peers.indexOf(p) < cl.peers.indexOf(best))) best = p;
+      if (p && (!best || livePeers.indexOf(p) < livePeers.indexOf(best))) best = p;
     }
     return best;
   };
   const liveFor = (peer: DesiredPeer) => liveByKey.get(peer.publicKey) ?? byPrefix(peer);
   const designedPeers = new Set(desired.peers.map((p) => p.name));
-  const handshakeCheck = handshakeChecks(facts, node, cl, count);
+  const handshakeCheck = handshakeChecks(facts, node, { peers: livePeers, ...(cl.now !== undefined ? { now: cl.now } : {}) }, count);
   // the peers with any drift item: the others pass all four checks (or warn on an unknown key, below)
   const drifted = new Set<string>();
   for (const item of items) if (item.peer !== undefined && driftId(item)) drifted.add(item.peer);
@@ -560,7 +579,7 @@ function livePeerChecks(facts: VerifyFacts, node: Node, desired: DesiredNodeConf
   // stale peers: live peers the design does not have
   for (const item of items) {
     if (item.field === 'peer' && item.expected === 'absent' && item.peer && !designedPeers.has(item.peer)) {
-      const live = cl.peers.find((p) => p.publicKey === item.peer);
+      const live = livePeers.find((p) => p.publicKey === item.peer);
       out.push(mk(n, 'peers', 'fail', item.message, live ? [peerLine(live)] : [], item.peer));
     }
   }
@@ -572,9 +591,16 @@ function livePeerChecks(facts: VerifyFacts, node: Node, desired: DesiredNodeConf
  * pings when read) indexed by key once: judgeHandshake's scan per peer was O(N^2) per node, 5e8 comparisons over a
  * mesh of 1,000 (the first live peer with the key wins, as the scan's).
  */
-function handshakeChecks(facts: VerifyFacts, node: Node, cl: NodeChecklist, count: PassCounter): (peer: DesiredPeer) => Check | undefined {
+function handshakeChecks(
+  facts: VerifyFacts,
+  node: Node,
+  cl: Pick<NodeChecklist, 'peers' | 'now'>,
+  count: PassCounter,
+): (peer: DesiredPeer) => Check | undefined {
   const after = facts.afterPing?.get(node.name);
-  const peers = after?.peers.length ? after.peers : cl.peers;
+  // read once (a fresh array per read when kept as numbers: ./live-peers.ts)
+  const afterPeers = after?.peers;
+  const peers = afterPeers?.length ? afterPeers : cl.peers;
   const now = after?.now ?? cl.now;
   const observed = { peers, ...(now !== undefined ? { now } : {}), ...(after ? { afterPing: true } : {}) };
   const byKey = new Map<string, LivePeer>();

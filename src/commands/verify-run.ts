@@ -4,6 +4,7 @@
  * Its `verifyConnected` is the command's whole path from the connections to the report, so the in-process bench
  * (scripts/bench/farm/verify-cost.ts) runs exactly what the command runs.
  */
+import { setFlagsFromString } from 'node:v8';
 import type { Inventory } from '../inventory/types.js';
 import type { Connection } from '../transport/types.js';
 import { collectVerify, knownPublicKeys } from '../checks/collect.js';
@@ -18,6 +19,15 @@ export { redactDeep } from '../remote/redact.js';
 export { evaluateVerify, evaluateVerifyCompact } from '../checks/verify.js';
 export { buildReport, renderReport } from '../checks/report.js';
 export { sudoOf } from '../engine/root-check.js';
+
+/**
+ * V8's heap growth in verify's process, percent (V8's `--heap-growing-percent`, read at every full collection): the
+ * old generation grows to 1.5 times what the last full collection left before the next one. V8's own factor let the
+ * heap reach 2.2-3.9 times the live heap in bench:verify at 1,000 nodes (1.1-1.9 GB of heap for ~0.5 GB live: a
+ * 1.5-2.1 GB peak RSS); with 50, 957 and 1,035 MiB, the CPU within the runs' spread (docs/farm.md, verify's F3
+ * section). Set for the whole process, which is verify's own.
+ */
+export const VERIFY_HEAP_GROWING_PERCENT = 50;
 
 /** verify's stages after the logins, in order (VerifyConnectedOptions.onStage). */
 export type VerifyStage = 'collect' | 'evaluate' | 'report';
@@ -59,6 +69,7 @@ export async function verifyConnected(
   failures: Map<string, Error>,
   options: VerifyConnectedOptions,
 ): Promise<{ report: VerifyReport; unreachable: number } | undefined> {
+  setFlagsFromString(`--heap-growing-percent=${VERIFY_HEAP_GROWING_PERCENT}`);
   options.onStage?.('collect');
   const gathered = await collectVerify(inventory, connections, failures, {
     pathMtu: options.pathMtu,
@@ -67,6 +78,8 @@ export async function verifyConnected(
     proveRoot: sudoOf(inventory, connections),
     // the judging reads a wg-quick file only when its sha256 is not the design's (../checks/verify.ts nodeChecks)
     lazyConfig: true,
+    // the live peers and route lookups kept as numbers until the judging (../checks/live-peers.ts)
+    compact: true,
     // the compact judging lists no passing cold-start direction: they are counted as the probe ends
     ...(options.allChecks ? {} : { countPasses: true }),
   });

@@ -11,7 +11,7 @@ import { FACTS, readFact } from '../facts/definitions.js';
 import { firstContactPairs } from '../topology/endpoints.js';
 import { sessionResetCommand } from './session-reset.js';
 import type { CheckResult, MeshStepInput, MeshStepOutput, TunnelValue } from './types.js';
-import type { LivePeer } from '../render/wgdump.js';
+import { LivePeerTable, sharedText, TextTable } from '../checks/live-peers.js';
 
 /** Runs the ping matrix; provides each node's `tunnel` (routes, handshakes, its matrix row) and the whole matrix. */
 export async function runPingMatrix(input: MeshStepInput<'desired'>): Promise<MeshStepOutput<'tunnel'>> {
@@ -78,116 +78,7 @@ export async function runPingMatrix(input: MeshStepInput<'desired'>): Promise<Me
   return { values, errors, matrix: round.matrix };
 }
 
-/**
- * One string object per distinct text (issue 10), for values many nodes hold alike: a ping round's routes and peers
- * (here) and a phase's check evidence (./runner.ts); the desired configs share whole peers (../topology/desired.ts).
- * Peer N's key, /32 and route line appear on N-1 nodes, and each parsed one is a slice that holds its node's whole
- * output: at 1,000 nodes ~2e6 slices kept ~200 MB of outputs alive until the run's end. Shared, they hold none.
- * `list`: one frozen array per distinct list of texts.
- */
-export function sharedText(): ((text: string) => string) & { list(texts: string[]): string[] } {
-  const seen = new Map<string, string>();
-  const lists = new Map<string, string[]>();
-  const one = (text: string): string => {
-    const known = seen.get(text);
-    if (known !== undefined) return known;
-    // a flat copy of its own, so the string kept does not hold the output it was cut from
-    const own = Buffer.from(text, 'utf8').toString('utf8');
-    seen.set(own, own);
-    return own;
-  };
-  /** one frozen array per distinct list (a peer's AllowedIPs are the same list on every node that has it) */
-  const list = (texts: string[]): string[] => {
-    // one text (a peer's own /32, the usual list) is its own key: no joined copy per lookup
-    const key = texts.length === 1 ? texts[0]! : `\n${texts.join('\n')}`;
-    let known = lists.get(key);
-    if (!known) {
-      known = Object.freeze(texts.map(one)) as string[];
-      lists.set(key, known);
-    }
-    return known;
-  };
-  return Object.assign(one, { list });
-}
-
-/** Texts by number, for one round's tables (a key, endpoint or AllowedIPs list is one number per peer; 0: none). */
-class TextTable {
-  readonly texts: unknown[] = [undefined];
-  private readonly ids = new Map<unknown, number>();
-  /** the number of `text` (a string, or a list already shared: one object per distinct list) */
-  id(text: unknown): number {
-    if (text === undefined) return 0;
-    let id = this.ids.get(text);
-    if (id === undefined) {
-      id = this.texts.length;
-      this.texts.push(text);
-      this.ids.set(text, id);
-    }
-    return id;
-  }
-}
-
-/** The numbers kept per live peer: latest handshake (0: never), rx bytes, tx bytes, keepalive (0: off), preshared key (1: set). */
-const PEER_NUMBERS = 5;
-
-/**
- * One node's live peers after the pings, kept as numbers (issue 10): every node's are kept for the run, and as
- * objects they were 1e6 `LivePeer`s at 1,000 nodes (~100 MB); here ~60 bytes a peer. Read back (`peers`) as the
- * LivePeer values they were parsed into, field for field, in the same order.
- */
-class LivePeerTable {
-  /** per peer: its public key's, endpoint's and AllowedIPs list's number in `texts` */
-  private readonly textIds: Uint32Array;
-  private readonly numbers: Float64Array;
-
-  constructor(
-    peers: readonly LivePeer[],
-    private readonly texts: TextTable,
-    shared: ReturnType<typeof sharedText>,
-  ) {
-    this.textIds = new Uint32Array(peers.length * 3);
-    this.numbers = new Float64Array(peers.length * PEER_NUMBERS);
-    peers.forEach((peer, i) => {
-      this.textIds[3 * i] = texts.id(shared(peer.publicKey));
-      this.textIds[3 * i + 1] = texts.id(peer.endpoint === undefined ? undefined : shared(peer.endpoint));
-      this.textIds[3 * i + 2] = texts.id(shared.list(peer.allowedIps));
-      const at = PEER_NUMBERS * i;
-      this.numbers[at] = peer.latestHandshake ?? 0;
-      this.numbers[at + 1] = peer.rxBytes;
-      this.numbers[at + 2] = peer.txBytes;
-      this.numbers[at + 3] = peer.persistentKeepalive ?? 0;
-      this.numbers[at + 4] = peer.hasPresharedKey ? 1 : 0;
-    });
-  }
-
-  /**
-   * The peers as LivePeer values, a fresh array per call (read it once per use: the checks of a node read it once).
-   * Not cached, not even weakly: a phase's checks run in one job, and V8 keeps every WeakRef target read in a job
-   * alive to its end, so all nodes' peers were held at once again (seen in a heap snapshot at 250 nodes).
-   */
-  peers(): LivePeer[] {
-    const peers: LivePeer[] = [];
-    const text = (at: number) => this.texts.texts[this.textIds[at]!];
-    for (let i = 0; i < this.numbers.length / PEER_NUMBERS; i++) {
-      const at = PEER_NUMBERS * i;
-      const endpoint = text(3 * i + 1) as string | undefined;
-      const latestHandshake = this.numbers[at]!;
-      const persistentKeepalive = this.numbers[at + 3]!;
-      // the fields in parseWgDumpPeers' order (src/render/wgdump.ts)
-      peers.push({
-        publicKey: text(3 * i) as string,
-        hasPresharedKey: this.numbers[at + 4] === 1,
-        ...(endpoint !== undefined ? { endpoint } : {}),
-        allowedIps: text(3 * i + 2) as string[],
-        ...(latestHandshake > 0 ? { latestHandshake } : {}),
-        rxBytes: this.numbers[at + 1]!,
-        txBytes: this.numbers[at + 2]!,
-        ...(persistentKeepalive > 0 ? { persistentKeepalive } : {}),
-      });
-    }
-    return peers;
-  }
-}
+export { sharedText } from '../checks/live-peers.js';
 
 /** A node's tunnel value with its peers kept as a LivePeerTable: `peers` an own, enumerable field read from it. */
 function tunnelValue(routes: string[], table: LivePeerTable, now: number | undefined, row: TunnelValue['row']): TunnelValue {

@@ -115,7 +115,19 @@ async function measureOne(n: number, flags: Flags): Promise<SizeCost> {
     };
     const run = (await import('../../../src/commands/verify-run.js')) as Record<string, unknown>;
     const trace = memoryTrace(process.env.MESHCTL_VERIFY_MEMTRACE, () => `${open?.stage ?? '-'}:${Object.values(farm.answered).join('/')}`);
-    if (trace) farm.onAnswer = trace.maybe;
+    // MESHCTL_VERIFY_SNAPSHOT_AT=ping:K: the snapshot when the fakes have begun K ping answers (the ping round under way)
+    const pingAt = /^ping:(\d+)$/.exec(process.env.MESHCTL_VERIFY_SNAPSHOT_AT ?? '');
+    let snapped = false;
+    const snapshotDir = process.env.MESHCTL_VERIFY_SNAPSHOT;
+    const onAnswer = () => {
+      trace?.maybe();
+      if (snapshotDir && pingAt && !snapped && farm.answered.ping >= Number(pingAt[1])) {
+        snapped = true;
+        // a turn later: the answer begun is under way
+        setImmediate(() => writeHeapSnapshot(join(snapshotDir, `verify-${n}-ping-${pingAt[1]}.heapsnapshot`)));
+      }
+    };
+    if (trace || pingAt) farm.onAnswer = onAnswer;
     const started = process.cpuUsage();
     const wall = performance.now();
     const t0 = Date.now();
