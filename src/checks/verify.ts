@@ -36,6 +36,7 @@ import {
 } from './judge.js';
 import { judgeNodeFirewall } from '../firewall/judge.js';
 import { directionPasses, judgeDirection, type ColdStartResult } from './cold-start.js';
+import { movedPublicAddresses, type EndpointView, type MovedAddress } from '../topology/moved-address.js';
 import { pathBetween, pathKind, planPaths } from '../topology/paths.js';
 import { judgeRelay } from './relay-check.js';
 
@@ -404,8 +405,13 @@ function coldStartChecks(
   keep: (check: Check) => void,
   count: PassCounter,
   rulesetOf: (node: string) => NodeChecklist['firewallRuleset'],
+  moved: readonly MovedAddress[] = [],
 ): void {
   const byName = new Map(facts.inventory.nodes.map((n) => [n.name, n]));
+  const movedOf = (name: string) => {
+    const site = byName.get(name)?.site;
+    return moved.find((m) => m.site === site);
+  };
   const firewallOf = new Map<string, string[]>();
   const firewall = (name: string): string[] => {
     let lines = firewallOf.get(name);
@@ -427,7 +433,7 @@ function coldStartChecks(
       count(d.from, 'cold-start');
       continue;
     }
-    const j = judgeDirection(d);
+    const j = judgeDirection(d, movedOf(d.to));
     keep(mk(d.from, 'cold-start', j.status, j.message, j.status !== 'pass' ? [...j.evidence, ...firewall(d.to)] : j.evidence, d.to));
   }
 }
@@ -742,7 +748,25 @@ function append<T>(into: T[], items: readonly T[]): void {
  * Every check, one by one, to `keep`, in a stable order: per node (inventory order), then the pairs. One node's
  * checks (or the pairs') exist together at most, so a `keep` that drops a check lets it go at once.
  */
+/**
+ * The NAT sites the running mesh sees at another public address (Q4 item 3: ../topology/moved-address.ts), read only
+ * when a cold-start direction did not pass (a moved address is what such a failure may mean; at farm scale every
+ * direction passes and no node's file is read for it). A node whose file was judged by its sha256 alone (it is the
+ * design: not parsed) observes through the design's peers.
+ */
+function movedSites(facts: VerifyFacts): MovedAddress[] {
+  if (!facts.coldStart?.directions.some((d) => !directionPasses(d))) return [];
+  const views: EndpointView[] = [];
+  for (const [node, cl] of facts.checklists) {
+    const configPeers = cl.config?.peers ?? facts.desired.get(node)?.peers;
+    if (configPeers) views.push({ node, ...(cl.now !== undefined ? { now: cl.now } : {}), peers: cl.peers, configPeers });
+  }
+  return movedPublicAddresses(facts.inventory, views);
+}
+
 function evaluateInto(facts: VerifyFacts, keep: (check: Check) => void, count?: PassCounter, release = false): void {
+  // read before any checklist is released as it is judged
+  const moved = movedSites(facts);
   // the rulesets the cold-start checks name, kept apart when the checklists go as they are judged
   const rulesets = release ? new Map([...facts.checklists].map(([name, cl]) => [name, cl.firewallRuleset])) : undefined;
   // each node's live interface MTU, for the pairs' path-MTU wording (kept apart likewise: one number a node)
@@ -758,6 +782,7 @@ function evaluateInto(facts: VerifyFacts, keep: (check: Check) => void, count?: 
       (check) => kept.push(check),
       count,
       (name) => rulesets!.get(name),
+      moved,
     );
     coldStartKept = kept;
     facts.coldStart = undefined;
@@ -786,8 +811,13 @@ function evaluateInto(facts: VerifyFacts, keep: (check: Check) => void, count?: 
   if (facts.matrix) pairChecks(facts, facts.matrix, keep, count, liveMtus);
   if (coldStartKept) for (const check of coldStartKept) keep(check);
   else if (facts.coldStart)
-    coldStartChecks(facts, facts.coldStart, keep, count, (name) =>
-      rulesets ? rulesets.get(name) : facts.checklists.get(name)?.firewallRuleset,
+    coldStartChecks(
+      facts,
+      facts.coldStart,
+      keep,
+      count,
+      (name) => (rulesets ? rulesets.get(name) : facts.checklists.get(name)?.firewallRuleset),
+      moved,
     );
 }
 

@@ -73,6 +73,14 @@ describeLab('a site whose public address moved under a running mesh (four sites)
     assert.ok(!causes.includes('cold-start-blocked'), causes.join(', '));
   });
 
+  it('verify names the moved address in the failing cold-start checks, not the target firewall', async () => {
+    const r = await lab().meshctl(['verify', INVENTORY, '--json']);
+    const report = JSON.parse(r.stdout) as { checks: { id: string; status: string; message: string }[] };
+    const cold = report.checks.filter((c) => c.id === 'cold-start' && c.status !== 'pass' && /203\.0\.113\.10:/.test(c.message));
+    assert.ok(cold.length > 0, JSON.stringify(report.checks.filter((c) => c.id === 'cold-start')).slice(0, 3000));
+    for (const c of cold) assert.match(c.message, /site a's public address seems to have moved/, c.message);
+  });
+
   it('with the inventory updated, up converges with every pair direct', async () => {
     const path = lab().inventory;
     writeFileSync(path, readFileSync(path, 'utf8').replace('publicIp: 203.0.113.10', `publicIp: ${NEW_IP}`));
