@@ -159,7 +159,7 @@ function renderDownPlan(plans: NodeDownPlan[], remaining: Inventory, purge: bool
   const names = plans.map((p) => p.node).join(', ');
   lines.push(
     remaining.nodes.length
-      ? `  ${chalk.bold('others')} (${remaining.nodes.map((n) => n.name).join(', ')}): peers ${names} removed from wg0.conf and the live interface (wg syncconf, no restart), their routes deleted`
+      ? `  ${chalk.bold('others')} (${remaining.nodes.map((n) => n.name).join(', ')}): peers ${names} removed from wg0.conf and the live interface where they still are (wg syncconf, no restart), their routes deleted`
       : '  no other node in the inventory',
   );
   return `${lines.join('\n')}\n`;
@@ -325,6 +325,7 @@ async function planOthers(
     return;
   }
   // applied by this down without --dry-run; `meshctl up` with the same inventory would keep the named nodes instead
+  // a node the others no longer have as a peer (an earlier up dropped it): they have nothing to change (Q5 finding 4)
   out.write(
     `${chalk.bold('── The other nodes')} (${countActions(report.plan)} action(s))\n${renderPlan(report.plan, chalk, 'run this down without --dry-run to apply')}`,
   );
