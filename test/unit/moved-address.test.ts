@@ -21,8 +21,7 @@ import { ADDRESS_MOVED } from '../../src/engine/underlay-change.js';
 import { connectionsOf, underlayNetwork } from '../support/fake-forward-probe.js';
 import { type EndpointView, judgeMovedAddress, movedPublicAddresses } from '../../src/topology/moved-address.js';
 import type { LivePeer } from '../../src/render/wgdump.js';
-import { renderUnderlayNote } from '../../src/ui/plan-view.js';
-import { Chalk } from 'chalk';
+import { baselineUnderlayNote } from '../support/underlay-note.js';
 
 const inventory = loadInventory('inventories/four-sites.yaml');
 const bare = parseFactsProbe(readFileSync('test/fixtures/facts/bare-debian12.txt', 'utf8'), { interface: 'wg0', listenPort: 51820 });
@@ -200,19 +199,7 @@ describe('Q4 item 3: up and plan on a running mesh whose site moved, inventory u
       `${ADDRESS_MOVED}site a: the inventory says 203.0.113.10, p-1 and p-2 see a-1, a-2 and a-3 (handshakes 5-40 s old) at 203.0.113.99`,
     );
     // plan: the underlay note says why the probes ran
-    const note = renderUnderlayNote(
-      [
-        {
-          id: 'baseline',
-          title: 'Baseline',
-          go: '',
-          verdict: 'STOP',
-          durationMs: 0,
-          nodes: [{ node: 'a-1', changes: [], checks: [forward, nat] }],
-        },
-      ],
-      new Chalk({ level: 0 }),
-    );
+    const note = baselineUnderlayNote('a-1', [forward, nat]);
     assert.match(
       note,
       /^── Underlay probed: the running mesh sees a site at another public address than the inventory \(site a: the inventory says 203\.0\.113\.10, p-1 and p-2 see/,

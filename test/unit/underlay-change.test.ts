@@ -18,8 +18,7 @@ import { checkNamed, stepNamed } from '../../src/engine/registry.js';
 import type { CheckResult, MeshStep } from '../../src/engine/types.js';
 import { UNDERLAY_CHANGED, underlayChanges } from '../../src/engine/underlay-change.js';
 import { connectionsOf, probeNetwork } from '../support/fake-forward-probe.js';
-import { renderUnderlayNote } from '../../src/ui/plan-view.js';
-import { Chalk } from 'chalk';
+import { baselineUnderlayNote } from '../support/underlay-note.js';
 
 const inventory = loadInventory('inventories/homelab.yaml');
 const bare = parseFactsProbe(readFileSync('test/fixtures/facts/bare-debian12.txt', 'utf8'), { interface: 'wg0', listenPort: 51820 });
@@ -101,19 +100,7 @@ describe('finding 19: what the inventory changes in the underlay of a running me
       check.evidence?.[0],
       `${UNDERLAY_CHANGED}ctb-edge-1 dials ms-1 at 203.0.113.10:51821, the inventory says 203.0.113.10:51823`,
     );
-    const note = renderUnderlayNote(
-      [
-        {
-          id: 'baseline',
-          title: 'Baseline',
-          go: '',
-          verdict: 'STOP',
-          durationMs: 0,
-          nodes: [{ node: 'ms-1', changes: [], checks: [check] }],
-        },
-      ],
-      new Chalk({ level: 0 }),
-    );
+    const note = baselineUnderlayNote('ms-1', [check]);
     assert.match(
       note,
       /^── Underlay probed: the inventory changes what the running mesh dials \(ctb-edge-1 dials ms-1 at 203\.0\.113\.10:51821/,
@@ -127,11 +114,7 @@ describe('finding 19: what the inventory changes in the underlay of a running me
       why: 'ctb-edge-1 dials ms-1 at 203.0.113.10:51821, the inventory says 203.0.113.10:51823',
       message: check.message.replace(/ \(probed: the inventory changes what the running mesh dials\)$/, ''),
     });
-    const note = (checks: CheckResult[]) =>
-      renderUnderlayNote(
-        [{ id: 'baseline', title: 'Baseline', go: '', verdict: 'STOP', durationMs: 0, nodes: [{ node: 'ms-1', changes: [], checks }] }],
-        new Chalk({ level: 0 }),
-      );
+    const note = (checks: CheckResult[]) => baselineUnderlayNote('ms-1', checks);
     // the data alone (evidence and message say nothing of it): the note is drawn
     const bare = {
       id: 'nat-mapping',
