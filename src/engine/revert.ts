@@ -893,8 +893,12 @@ export class PendingRollbacks {
           const result = await run(node.node, confirmPendingScript(pending.map((p) => p.runId)), (60 * pending.length + 30) * 1000);
           outcome = pending.map((p) => new RegExp(`^pending ${p.runId}=(\\w+)$`, 'm').exec(result.stdout)?.[1] ?? `exit ${result.code}`);
         } catch (error) {
-          outcome = [(error as Error).message];
+          outcome = pending.map(() => (error as Error).message);
         }
+        // a revert neither cancelled, gone nor fired (the confirm failed, or its answer was lost) may still go back:
+        // it stays pending, so up --json's pendingReverts and plan's exit 4 still name it (RV4 F3.4)
+        const still = pending.filter((_, i) => !['cancelled', 'gone', 'reverted'].includes(outcome[i]!));
+        if (still.length) this.found.set(node.node, still);
         if (outcome.every((o) => o === 'cancelled' || o === 'gone'))
           node.checks.push(
             rollbackCheck(
