@@ -148,5 +148,5 @@ describeLab(
       }
     });
   },
-  { name: uniqueLabName('fw') },
+  { name: process.env.MESHCTL_LAB ?? uniqueLabName('fw') },
 );
