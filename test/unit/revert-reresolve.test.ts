@@ -53,7 +53,7 @@ function node(name: string) {
   const at = (path: string) =>
     path
       .replaceAll('/run/meshctl/', `${dir}/run/meshctl/`)
-      .replaceAll('/usr/local/lib/meshctl/', `${dir}/usr/local/lib/meshctl/`)
+      .replaceAll('/usr/local/lib/meshctl', `${dir}/usr/local/lib/meshctl`)
       .replaceAll('/etc/', `${dir}/etc/`)
       .replaceAll('/proc/sys/', `${dir}/proc/sys/`)
       .replaceAll('/sys/class/net/', `${dir}/sys/class/net/`);
