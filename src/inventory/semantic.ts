@@ -436,6 +436,18 @@ export function checkSemantics(raw: RawInventory, tree: TreeNode | undefined): P
           path,
           `relay ${text} is in site ${site}, which is not public: a relay must be dialable by both ends (a node in a public site)`,
         );
+      else {
+        // Q4 item 7b: a relay that is itself `relay: never` relays nobody's pairs (../topology/paths.ts), so the pair
+        // went through another relay without a word; both fields named, the other one with its line
+        const own = ownValue(nodes, text)?.relay;
+        const neverAt: PathPart[] | undefined =
+          own === 'never' ? ['nodes', text, 'relay'] : own === undefined && mesh.relay === 'never' ? ['mesh', 'relay'] : undefined;
+        if (neverAt)
+          report(
+            path,
+            `relay ${text} relays no pairs: ${formatPath(neverAt)} is never (line ${positionOf(tree, neverAt).line}); name another public node or auto here, or let ${text} relay`,
+          );
+      }
     }
   };
   checkNamedRelay(['mesh', 'relay'], mesh.relay);
