@@ -282,7 +282,7 @@ const CAN_STILL_ACT =
 const PENDING_MESSAGE = [
   'w=$(cat "$o/deadline" 2>/dev/null || true)',
   `if [ -n "$w" ]; then at=" at $(date -u -d "@$w" '+%H:%M:%S UTC') (in $(( w - $(date +%s) )) s)"; else at=" within its deadline"; fi`,
-  `echo "not changed: an unconfirmed change of an earlier meshctl run is pending here (\${o##*/}: interrupted, or killed, before it was confirmed); the node goes back to that run's snapshot by itself$at; run up again after that" >&2`,
+  `echo "not changed: an unconfirmed change of an earlier meshctl run is pending here (\${o##*/}: interrupted, or killed, before it was confirmed); the node starts going back to that run's snapshot by itself$at; run up again after that" >&2`,
 ].join('; ');
 
 /**
@@ -537,7 +537,7 @@ const lastLines = (text: string) => text.trim().split('\n').slice(-4).filter(Boo
 /**
  * Reverts one node now; the check says whether it worked, and what happens otherwise. `due` (an interrupted run's
  * revert: "17:28:27 UTC", when its timer fires at the latest) words the outcome as Ctrl-C's notes do: "reverted", or
- * "not reached: it rolls back by itself by DUE".
+ * "not reached: it starts rolling back by itself by DUE" (its timer fires by then; the rollback takes seconds more).
  */
 async function revertNow(node: string, why: string, failed: boolean, input: SettleInput, due?: string): Promise<CheckResult> {
   try {
@@ -562,7 +562,7 @@ async function revertNow(node: string, why: string, failed: boolean, input: Sett
     return rollbackCheck(
       'fail',
       due
-        ? `not reached (${(error as Error).message}): it rolls back by itself by ${due}`
+        ? `not reached (${(error as Error).message}): it starts rolling back by itself by ${due}`
         : `${why}, and ${node} could not be told to roll back (${(error as Error).message}): it rolls back by itself within ${input.deadlineS} s`,
     );
   }

@@ -259,7 +259,7 @@ describe('finding 18: a pending revert fires when it said, and the next run says
     assert.equal(refused.code, PENDING_OTHER_EXIT);
     assert.match(
       refused.stderr,
-      /^not changed: an unconfirmed change of an earlier meshctl run is pending here \(revert-cccccccccccccccc: interrupted, or killed, before it was confirmed\); the node goes back to that run's snapshot by itself at \d\d:\d\d:\d\d UTC \(in (8\d|90) s\); run up again after that$/m,
+      /^not changed: an unconfirmed change of an earlier meshctl run is pending here \(revert-cccccccccccccccc: interrupted, or killed, before it was confirmed\); the node starts going back to that run's snapshot by itself at \d\d:\d\d:\d\d UTC \(in (8\d|90) s\); run up again after that$/m,
     );
   });
 
