@@ -197,6 +197,7 @@ interface UpJson {
   /** relay: auto made a second pass (src/engine/up.ts): the first pass, which did the cold work */
   firstPass?: { stoppedAt: string; phases: { id: string; durationMs: number }[]; plan?: import('../../src/engine/plan.js').Plan };
   fallbackRelays?: { relayedAtGate: string[] };
+  matrix?: import('../../src/checks/ping-matrix.js').Matrix;
 }
 
 /**
@@ -262,6 +263,7 @@ function upRun(run: ToolRun, report: UpJson): ToolRun {
       { connect: report.timings.connectMs },
     ),
     ...(report.fallbackRelays?.relayedAtGate.length ? { relayedAtGate: report.fallbackRelays.relayedAtGate } : {}),
+    ...pingRounds(report.matrix),
     changes: report.changes,
     // wall - totalMs: process start, module loading, inventory and ~/.ssh/config before up's clock starts, and exit
     outsideUpMs: run.wallMs - report.timings.totalMs,
@@ -269,6 +271,13 @@ function upRun(run: ToolRun, report: UpJson): ToolRun {
     // start to the first TCP connect, login and ready connection (what issue 10's 300 ms is about), and the CPU then
     ...firstStages(report.timings),
   };
+}
+
+/** up --json's matrix cut to what the ping phase had to do beyond one round (ToolRun.pingRounds); {} when nothing. */
+function pingRounds(matrix: UpJson['matrix']): Pick<ToolRun, 'pingRounds'> {
+  if (!matrix?.reset && !matrix?.recheck) return {};
+  const { reset = [], recheck } = matrix;
+  return { pingRounds: { reset, recheck: recheck?.pairs ?? [], recheckReset: recheck?.reset ?? [], ...(recheck ? { recheckMs: recheck.ms } : {}) } };
 }
 
 async function measureMeshctl(name: string, inventory: string, controlPersistS: number) {
@@ -288,6 +297,9 @@ async function measureMeshctl(name: string, inventory: string, controlPersistS: 
   // this run is not a plain cold up (and the second up may move the pair back); the table's numbers keep it, marked
   if (coldReport.firstPass)
     log(`warning: the cold up relayed ${coldReport.fallbackRelays?.relayedAtGate.join(', ')} at the ping gate and ran a second pass`);
+  const rounds = pingRounds(coldReport.matrix).pingRounds;
+  if (rounds)
+    log(`cold up's ping phase: ${rounds.reset.length} pair(s) reset before the round, ${rounds.recheck.length} pinged again${rounds.recheckMs !== undefined ? ` (${rounds.recheckMs} ms)` : ''}`);
   if (secondReport.changes !== 0) log(`warning: the second up changed ${secondReport.changes} things`);
   const inv = loadInventory(inventory);
   const keys = await readPublicKeys(shellsOf(name), inv.mesh.interface);

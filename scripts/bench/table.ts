@@ -26,6 +26,12 @@ export interface ToolRun {
    */
   relayedAtGate?: string[];
   /**
+   * meshctl up: the ping phase's pairs (pairKey strings) whose session was reset at the start of the round, that failed
+   * the first round and were pinged again, and of those the ones reset first (up --json matrix.reset, matrix.recheck);
+   * absent when the round needed none of it. What tells a run slowed by one-direction sessions (docs/transport-cost.md)
+   */
+  pingRounds?: { reset: string[]; recheck: string[]; recheckReset: string[]; recheckMs?: number };
+  /**
    * meshctl up: ms from process start to the first node's connection ready (logged in, and root proved when the
    * connector proves it; up --json timings.firstConnectionMs)
    */
@@ -155,7 +161,8 @@ function summaryTable(sizes: SizeResult[]): string[] {
     );
   }
   // a failed verify keeps its time, and says what failed under the table
-  const perRun = sizes.filter((size) => size.runs.length > 1).map(perRunLine);
+  // one run has its line too when its ping phase needed more than a round (the cause of a slow cold ping phase)
+  const perRun = sizes.filter((size) => size.runs.length > 1 || size.runs.some((run) => run.meshctl?.cold.pingRounds)).map(perRunLine);
   const failed = sizes.flatMap(({ nodes, runs }) =>
     runs.flatMap((run, i) => [
       ...(run.meshctl?.verify.failed ? [`- ${nodes} nodes, run ${i + 1}: \`verify\` exited 1, ${run.meshctl.verify.failed}`] : []),
@@ -196,9 +203,20 @@ function perRunLine(size: SizeResult): string {
     const { mesh, ans } = runAbove(run);
     const relayed = run.meshctl?.cold.relayedAtGate;
     const pass = relayed?.length ? ` (meshctl's cold up relayed ${relayed.join(', ')} at the ping gate: a second pass)` : '';
-    return `${signed(mesh)} / ${ans === undefined ? '- (no Ansible numbers)' : `${signed(ans)} (${ratio(ans, mesh)})`}${pass}`;
+    return `${signed(mesh)} / ${ans === undefined ? '- (no Ansible numbers)' : `${signed(ans)} (${ratio(ans, mesh)})`}${pass}${roundsNote(run.meshctl?.cold.pingRounds)}`;
   });
   return `- ${size.nodes} nodes, above the floor per run (meshctl / Ansible (ratio)): ${runs.join('; ')}`;
+}
+
+/** ToolRun.pingRounds in words: ` (cold ping phase: 2 pairs reset before the round, 1 pinged again in 0.4 s: a-1 b-2)` */
+function roundsNote(rounds: ToolRun['pingRounds']): string {
+  if (!rounds) return '';
+  const again = rounds.recheck.length
+    ? `, ${rounds.recheck.length} pinged again${rounds.recheckMs === undefined ? '' : ` in ${s(rounds.recheckMs)}`} (${rounds.recheck.join(', ')}${
+        rounds.recheckReset.length ? `; ${rounds.recheckReset.length} of them reset first` : ''
+      })`
+    : '';
+  return ` (cold ping phase: ${rounds.reset.length} pair(s) reset before the round${rounds.reset.length ? ` (${rounds.reset.join(', ')})` : ''}${again})`;
 }
 
 const ms = (value: number | undefined) => (value === undefined ? '-' : `${Math.round(value)} ms`);

@@ -152,7 +152,11 @@ export function playbookSpec(registry?: RegistryContract): Spec {
               description: 'Unique id of the phase (reports, --json output).',
               examples: ['keys'],
             },
-            title: { type: 'string', format: prose, description: 'Title shown while the phase runs. Defaults to the id.' },
+            title: {
+              type: 'string',
+              format: prose,
+              description: "Title shown while the phase runs; {interface} stands for the mesh's interface name (wg0). Defaults to the id.",
+            },
             steps: names('step', registry?.steps),
             checks: names('check', registry?.checks),
             go: { type: 'string', format: prose, description: "The runbook's GO criterion, shown at the gate.", default: '' },
@@ -231,6 +235,15 @@ export function loadPlaybook(path: string, registry: RegistryContract | Registry
     );
   }
   return result.playbook;
+}
+
+/**
+ * The playbook as a run shows it: `{interface}` in a phase's title and GO text is the mesh's interface name
+ * (mesh.interface), so a mesh on `wghome` is not told "Push wg0.conf" (a new user's finding, Q6). Pure.
+ */
+export function forInterface(playbook: Playbook, iface: string): Playbook {
+  const put = (text: string) => text.replaceAll('{interface}', iface);
+  return { ...playbook, phases: playbook.phases.map((phase) => ({ ...phase, title: put(phase.title), go: put(phase.go) })) };
 }
 
 function problemAt(root: TreeNode, path: PathPart[], message: string): Problem {

@@ -212,6 +212,10 @@ export function revertScript(iface: string, runId: string, systemd: boolean): st
     `  elif [ $mtu_only = 1 ] && [ -n "$(state mtu)" ] && ${exists}; then act=mtu`,
     '  elif [ $changed = 1 ]; then act=restart; fi',
     'else act=down; fi',
+    // the run set the MTU live with the file's [Interface] part unchanged (../steps/service.ts liveMtuOnly: an MTU
+    // changed by hand, or a file an earlier run wrote but did not apply): the snapshot's live MTU goes back too, or a
+    // revert would leave the interface on the MTU this run set (RV4 F3.1)
+    `if [ ! -s "$d/act" ] && [ -e "$d/iface" ] && [ "$(state active)" = active ] && [ -n "$(state mtu)" ] && ${exists}; then case $act in none|sync) ${sh`[ "$(cat ${`/sys/class/net/${iface}/mtu`} 2>/dev/null)" = "$(state mtu)" ]`.text} || act=mtu ;; esac; fi`,
     // a kept sync or MTU set of a try that failed, retried after the interface went (RV2 finding 12): only a restart
     // brings it back, on the restored file; without this every retry failed on the missing interface
     `case $act in sync|mtu) if ! ${exists}; then act=restart; fi ;; esac`,
@@ -904,8 +908,12 @@ export class PendingRollbacks {
           const result = await run(node.node, confirmPendingScript(pending.map((p) => p.runId)), (60 * pending.length + 30) * 1000);
           outcome = pending.map((p) => new RegExp(`^pending ${p.runId}=(\\w+)$`, 'm').exec(result.stdout)?.[1] ?? `exit ${result.code}`);
         } catch (error) {
-          outcome = [(error as Error).message];
+          outcome = pending.map(() => (error as Error).message);
         }
+        // a revert neither cancelled, gone nor fired (the confirm failed, or its answer was lost) may still go back:
+        // it stays pending, so up --json's pendingReverts and plan's exit 4 still name it (RV4 F3.4)
+        const still = pending.filter((_, i) => !['cancelled', 'gone', 'reverted'].includes(outcome[i]!));
+        if (still.length) this.found.set(node.node, still);
         if (outcome.every((o) => o === 'cancelled' || o === 'gone'))
           node.checks.push(
             rollbackCheck(

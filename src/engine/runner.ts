@@ -560,7 +560,8 @@ const REVERT_ANSWER = /^rollback=(reverted|none)$/m;
  * the node's last arming step plus the deadline, never before the node's own timer, which counts from its arm; the
  * rollback then takes seconds more, a wg-quick restart: Q4 saw nodes back 2-7 s after a printed "by"), which the immediate revert
  * after the first Ctrl-C already took back (`settled`: those are back; one it found unchanged is not named), and
- * those it was sent to and has not answered yet (`sent`: it goes on on the node, the timer is the fallback).
+ * those it was handed to the transport for and has not answered yet (`sent`: it goes on on the node if it reached
+ * it, the timer is the fallback).
  * Undefined when no node is armed.
  */
 export function forcedExitNote(
@@ -573,7 +574,9 @@ export function forcedExitNote(
   if (nodes.length === 0) return undefined;
   const unsettled = nodes.filter((node) => !settled.has(node));
   // a revert already sent goes on on the node after meshctl ends (a new user saw every node back 1 s after the first
-  // Ctrl-C while the note said each "rolls back by itself"): it is not skipped, its answer is only not awaited
+  // Ctrl-C while the note said each "rolls back by itself"): it is not skipped, its answer is only not awaited. `sent`
+  // counts a revert from when it was handed to the transport, which may still be queued or on a dead connection (RV4
+  // F3.3): the words claim only that it started, and name the timer for a node it did not reach
   const underway = unsettled.filter((node) => sent.has(node));
   const left = unsettled.filter((node) => !sent.has(node));
   const back = nodes.filter((node) => settled.get(node) === 'reverted');
@@ -586,7 +589,7 @@ export function forcedExitNote(
       : []),
     ...(underway.length
       ? [
-          `the rollback already sent to ${underway.join(', ')} goes on without meshctl (its answer not awaited); if it does not finish, each node's own timer starts its rollback (${underway.map(by).join(', ')})`,
+          `the rollback started for ${underway.join(', ')} goes on without meshctl where it reached the node (its answer not awaited); where it did not, or does not finish, the node's own timer starts its rollback (${underway.map(by).join(', ')})`,
         ]
       : []),
     ...(back.length

@@ -15,7 +15,7 @@ import { RootCheck, sudoOf } from './root-check.js';
 import { splitSections } from '../facts/sections.js';
 import type { Registry } from './runner.js';
 import { countActions, type Plan } from './plan.js';
-import { builtinPlaybookPath, loadPlaybook } from './playbook.js';
+import { builtinPlaybookPath, forInterface, loadPlaybook } from './playbook.js';
 import { registryContract } from './registry.js';
 import { runPlaybook } from './runner.js';
 import { gatherOutsideKeys, limitInventory, membershipRegistry, outsideGiveUp } from './limit.js';
@@ -350,7 +350,7 @@ async function runUpBody(
 ): Promise<UpReport> {
   const started = Date.now();
   const playbookPath = options.playbookPath ?? builtinPlaybookPath('up');
-  const playbook = loadPlaybook(playbookPath, registryContract);
+  const playbook = forInterface(loadPlaybook(playbookPath, registryContract), inventory.mesh.interface);
   const limited = options.limit && options.limit.length < inventory.nodes.length ? options.limit : undefined;
   const work = limited ? limitInventory(inventory, limited) : inventory;
   const connectStarted = performance.now();

@@ -17,20 +17,40 @@ import type { FirewallFacts } from './verdict.js';
 import { relayForwardingKey, relayNftTableName, relayRuleDownCommand } from '../render/relay.js';
 import { relayIptablesFromSave } from '../checks/relay-check.js';
 
+/** One item of `nft -j list ruleset` (libnftables-json(5)): the parts read here. */
+interface NftItem {
+  table?: { family?: string; name?: string };
+  rule?: { family?: string; table?: string; expr?: Array<{ match?: { left?: { meta?: { key?: string } }; right?: unknown } }> };
+}
+
+/**
+ * The name meshctl gave `iface`'s relay table before 3f9a0e6 when it differs from today's (an interface with `_`:
+ * `wg_a` had `meshctl_fwd_wg_a`, which is also `wg-a`'s name then and now); undefined otherwise.
+ */
+const relayNftTableNameBefore3f9a0e6 = (iface: string) => (iface.includes('_') ? `meshctl_fwd_${iface.replaceAll('-', '_')}` : undefined);
+
 /**
  * meshctl's relay rule for `iface` as the ruleset shows it: iptables lines (`-N CHAIN`, its `-A` lines, FORWARD's
  * jumps to it, as iptables -S prints them) of both backends, then `nft table inet NAME` when its nftables table
  * exists. Empty when there is none, or the ruleset was not read. An nft part that is not JSON is taken as no table.
+ * An interface with `_` also owns the table an older meshctl named for it (relayNftTableNameBefore3f9a0e6), but only
+ * when that table's rules match `iifname IFACE`: the same name is `wg-a`'s own table, which matches `wg-a` (RV4 F4.1:
+ * such a table was never found, so a node that stopped relaying kept dropping wg_a's forwarded packets).
  */
 export function relayRuleFound(ruleset: FirewallFacts | undefined, iface: string): string[] {
   if (!ruleset) return [];
   const lines = [ruleset.legacy, ruleset.iptablesNft].flatMap((save) => (save ? relayIptablesFromSave(save, iface) : []));
   const table = relayNftTableName(iface);
+  const before = relayNftTableNameBefore3f9a0e6(iface);
   if (ruleset.nftJson) {
     try {
-      const parsed = JSON.parse(ruleset.nftJson) as { nftables?: Array<{ table?: { family?: string; name?: string } }> };
-      if (parsed.nftables?.some((item) => item.table?.family === 'inet' && item.table.name === table))
-        lines.push(`nft table inet ${table}`);
+      const items = (JSON.parse(ruleset.nftJson) as { nftables?: NftItem[] }).nftables ?? [];
+      if (items.some((item) => item.table?.family === 'inet' && item.table.name === table)) lines.push(`nft table inet ${table}`);
+      const guardsIface = (item: NftItem) =>
+        item.rule?.family === 'inet' &&
+        item.rule.table === before &&
+        (item.rule.expr ?? []).some((e) => e.match?.left?.meta?.key === 'iifname' && e.match.right === iface);
+      if (before && items.some(guardsIface)) lines.push(`nft table inet ${before}`);
     } catch {
       // not JSON (cut at the size cap, or an nft without -j): nothing is known of the table
     }
@@ -75,6 +95,10 @@ export function relayResidueRemoval(
         `sysctl -q -w ${key}=0 2>/dev/null || true`,
         relayRuleDownCommand(iface),
         ...backends,
+        // a table an older meshctl named for this interface (relayRuleFound): relayRuleDownCommand knows today's name only
+        ...found
+          .filter((line) => line.startsWith('nft table inet ') && line !== `nft table inet ${relayNftTableName(iface)}`)
+          .map((line) => `nft delete ${line.slice('nft '.length)} 2>/dev/null || true`),
         `sysctl -q -w ${key}="$(cat /proc/sys/net/ipv4/conf/default/forwarding)" 2>/dev/null || true`,
       ].join('; '),
     ],

@@ -100,7 +100,8 @@ export function saveConfigOffScript(config: string): string {
  * The key moves to the key file first, then the file loses its PrivateKey line, each checked: a failure of either
  * (an immutable file, an SELinux denial, a full disk) removes its temp file, refuses and stops, so the key is never
  * in neither place (RV3 F6: `set -e` does not stop at a failing command inside an `&&` list, and the run went on to
- * rewrite the file while the key sat only in the temp file).
+ * rewrite the file while the key sat only in the temp file). The first copy of the key into its temp file is
+ * checked the same way: `set -e` would stop there, but with part of the key left in the temp file (RV4 F4.2).
  */
 export function adoptScript(iface: string, systemd: boolean): string {
   const p = wireguardPaths(iface);
@@ -113,7 +114,7 @@ export function adoptScript(iface: string, systemd: boolean): string {
     sh`n=$(awk ${PRIVATE_KEY_VALUES_AWK} ${p.config} | wc -l)`.text,
     sh`if [ "$n" -gt 1 ]; then echo "refused=${p.config} has $n PrivateKey lines"; exit 3; fi`.text,
     sh`if [ "$n" -eq 1 ]; then
-  awk ${PRIVATE_KEY_VALUES_AWK} ${p.config} > ${tmp}
+  awk ${PRIVATE_KEY_VALUES_AWK} ${p.config} > ${tmp} || { rm -f ${tmp}; echo "refused=could not copy the key of ${p.config} aside to ${tmp}: nothing changed"; exit 3; }
   inconf=$(wg pubkey < ${tmp} 2>/dev/null) || { rm -f ${tmp}; echo "refused=the PrivateKey line of ${p.config} is not a WireGuard key"; exit 3; }
   if [ -n "$live" ] && [ "$inconf" != "$live" ]; then rm -f ${tmp}; echo "refused=${iface} does not run with the key of its ${p.config}"; exit 3; fi
   if [ -s ${p.privateKey} ] && [ "$(wg pubkey < ${p.privateKey})" != "$inconf" ]; then rm -f ${tmp}; echo "refused=${p.privateKey} and the PrivateKey line of ${p.config} hold different keys"; exit 3; fi

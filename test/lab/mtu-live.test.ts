@@ -81,6 +81,20 @@ describeLab(
       }
       assert.deepEqual(await invocations(), before, `wg-quick@wg0 was restarted on a node:\n${declined.screen}`);
     });
+
+    it('an MTU set by hand (ms-1 at 1400, its file 1380): "no" at the enable gate sets 1400 back, the MTU this run set live is undone (RV4 F3.1)', async () => {
+      await sh('ms-1', 'ip link set dev wg0 mtu 1400');
+      const before = await invocations();
+      const declined = await upInTerminal(lab().name, MTU_1380, (title) => (title === 'Enable wg-quick' ? 'n\r' : 'y\r'));
+      assert.equal(declined.code, 1, declined.screen);
+      assert.match(declined.screen, /set wg0 MTU 1380 live/);
+      assert.match(declined.screen, /you answered no/);
+      assert.equal(await mtus('ms-1'), '1380 1400', `ms-1's MTU set by hand not put back:\n${declined.screen}`);
+      for (const node of NODES.filter((n) => n !== 'ms-1')) assert.equal(await mtus(node), '1380 1380', node);
+      assert.equal(await sh('ms-1', 'ls /run/meshctl | grep revert || true'), '', 'nothing left armed');
+      assert.deepEqual(await invocations(), before, `wg-quick@wg0 was restarted on a node:\n${declined.screen}`);
+      await sh('ms-1', 'ip link set dev wg0 mtu 1380');
+    });
   },
   process.env.MESHCTL_LAB ? { name: process.env.MESHCTL_LAB } : {},
 );

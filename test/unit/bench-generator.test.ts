@@ -167,6 +167,31 @@ describe('bench results', () => {
     );
   });
 
+  it("a cold up whose ping phase reset sessions or pinged pairs again says so in its run's line, even as the size's only run", () => {
+    const floor = { facts: 1, install: 1, keys: 1, config: 1, enable: 1, ping: 1, pingWarm: 1, pingMtu: 1, total: 3000 };
+    const tool = (wallMs: number) => ({ wallMs, cpuMs: 1, rssKiB: 1 });
+    const pingRounds = { reset: ['home-2 office-5'], recheck: ['home-12 office-7'], recheckReset: ['home-12 office-7'], recheckMs: 440 };
+    const runs = [
+      {
+        labUpMs: 1,
+        load: { start: 1, end: 1, otherContainers: 0 },
+        floor,
+        meshctl: { cold: { ...tool(3500), pingRounds }, second: tool(1), verify: tool(1) },
+      },
+    ];
+    const page = renderMarkdown({
+      command: 'npm run bench',
+      date: '2026-12-02T08:00:00Z',
+      machine: { cpu: 'x', cores: 2, kernel: 'k', node: 'v20' },
+      sizes: [{ nodes: 32, mix: { public: 8, home: 12, office: 12 }, runs, median: median(runs) }],
+    });
+    const line = page.split('\n').find((l) => l.startsWith('- 32 nodes, above the floor per run'));
+    assert.equal(
+      line,
+      '- 32 nodes, above the floor per run (meshctl / Ansible (ratio)): +0.5 s / - (no Ansible numbers) (cold ping phase: 1 pair(s) reset before the round (home-2 office-5), 1 pinged again in 0.4 s (home-12 office-7; 1 of them reset first))',
+    );
+  });
+
   it('sizes merged from separate runs say how many runs each median has', () => {
     const floor = { facts: 1, install: 1, keys: 1, config: 1, enable: 1, ping: 1, pingWarm: 1, pingMtu: 1, total: 6 };
     const run = { wallMs: 1, cpuMs: 1, rssKiB: 1 };

@@ -321,6 +321,24 @@ describe('import targets', () => {
       }
     });
   }
+  it('adopting: a failed copy of the key into its temp file refuses, removes the part written and changes nothing (real sh; RV4 F4.2)', () => {
+    const dir = tempDir('meshctl-adopt-copy-');
+    const text = ['[Interface]', 'Address = 172.27.15.13/32', `PrivateKey = ${randomBytes(32).toString('base64')}`, ''].join('\n');
+    writeFileSync(join(dir, 'wg0.conf'), text);
+    // stand-ins: `wg show` finds no interface; an awk whose output goes to a file (the copy aside, not the count
+    // through a pipe) writes part of it and fails, as on a full disk
+    const bin = tempDir('meshctl-adopt-copy-bin-');
+    writeFileSync(join(bin, 'wg'), '#!/bin/sh\nexit 1\n', { mode: 0o755 });
+    writeFileSync(join(bin, 'awk'), '#!/bin/sh\nif [ -f /dev/stdout ]; then printf part; exit 1; fi\nexec /usr/bin/awk "$@"\n', {
+      mode: 0o755,
+    });
+    const script = adoptScript('wg0', false).replaceAll('/etc/wireguard/', `${dir}/`);
+    const r = spawnSync('/bin/sh', ['-c', script], { encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${process.env.PATH ?? ''}` } });
+    assert.equal(r.status, 3, r.stdout + r.stderr);
+    assert.match(parseAdoptOutput(r.stdout).refused ?? '', /^could not copy the key of .*wg0\.conf aside/);
+    assert.equal(readFileSync(join(dir, 'wg0.conf'), 'utf8'), text);
+    assert.deepEqual(readdirSync(dir), ['wg0.conf'], 'no temp file with part of the key left');
+  });
   it("reads the adopting script's words and public key only", () => {
     const key = hosts[0]!.facts.interfacePublicKey!;
     assert.deepEqual(parseAdoptOutput(`key=moved\nconf=rewritten\ndropin=abc\npublic=${key}\n`), {

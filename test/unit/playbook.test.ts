@@ -63,6 +63,15 @@ describe('loadPlaybook', () => {
     assert.equal(playbook.phases[5]!.go, 'wg-quick is running everywhere and every node pings every other one.\n');
   });
 
+  it("the built-in playbook's titles name the mesh's own interface, not wg0 (Q6: a mesh on wghome was told 'Push wg0.conf')", async () => {
+    const { builtinPlaybookPath, forInterface } = await import('../../src/engine/playbook.js');
+    const { registryContract } = await import('../../src/engine/registry.js');
+    const playbook = forInterface(loadPlaybook(builtinPlaybookPath('up'), registryContract), 'wghome');
+    const texts = playbook.phases.flatMap((p) => [p.title, p.go]);
+    assert.ok(texts.includes('Push wghome.conf and rp_filter'), texts.join(' | '));
+    assert.ok(!texts.some((t) => /wg0|\{interface\}/.test(t)), texts.join(' | '));
+  });
+
   it("the built-in playbook satisfies the real registry's contracts; the same phases out of order do not", async () => {
     const { builtinPlaybookPath } = await import('../../src/engine/playbook.js');
     const { registryContract } = await import('../../src/engine/registry.js');

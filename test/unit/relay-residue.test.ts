@@ -181,6 +181,28 @@ describe('a relay rule left on a node that relays nothing', { skip: root ? false
     assert.deepEqual(relayState(section(nft.stdout, 'relay')).nft, []);
   });
 
+  it("an older meshctl's table for an interface with `_` (meshctl_fwd_wg_a) is found and removed, and wg-a's own table of that name is not (RV4 F4.1)", () => {
+    // before 3f9a0e6, wg_a's table was named as wg-a's is today; its rules say which interface it guards
+    const oldUp = (iface: string) =>
+      relayHooks(iface)
+        .postUp.map((l) => l.replace('if command -v iptables', 'if false'))
+        .map((l) => l.replaceAll(/meshctl_fwdx?_[0-9a-z_]+/g, 'meshctl_fwd_wg_a'));
+    const left = inNamespace([...oldUp('wg_a'), 'echo @@@fw', fwFact, 'echo @@@end'], ['wg-a', 'wg_a']);
+    assert.equal(left.status, 0, left.stderr);
+    const rules = ruleset(section(left.stdout, 'fw'));
+    assert.deepEqual(relayRuleFound(rules, 'wg_a'), ['nft table inet meshctl_fwd_wg_a']);
+    const removal = relayResidueRemoval(rules, 'wg_a', design()).commands;
+    const after = inNamespace([...oldUp('wg_a'), ...removal, ...removal, 'echo @@@fw', fwFact, 'echo @@@end'], ['wg-a', 'wg_a']);
+    assert.equal(after.status, 0, after.stderr);
+    assert.deepEqual(relayRuleFound(ruleset(section(after.stdout, 'fw')), 'wg_a'), [], 'gone: a second up changes nothing');
+    // the same name guarding wg-a (its own table, then and now) is no leftover of wg_a's
+    const other = inNamespace([...oldUp('wg-a'), 'echo @@@fw', fwFact, 'echo @@@end'], ['wg-a', 'wg_a']);
+    assert.equal(other.status, 0, other.stderr);
+    const otherRules = ruleset(section(other.stdout, 'fw'));
+    assert.deepEqual(relayRuleFound(otherRules, 'wg-a'), ['nft table inet meshctl_fwd_wg_a'], "wg-a's table (not vacuous)");
+    assert.deepEqual(relayRuleFound(otherRules, 'wg_a'), []);
+  });
+
   it('a rule left in the backend `iptables` no longer points at (legacy) is removed there too', () => {
     // the relay's PostUp ran when `iptables` was iptables-legacy; now it is the nf_tables one
     const legacyUp = relayHooks('wg0').postUp.map((l) => l.replaceAll('iptables -w', 'iptables-legacy -w'));

@@ -133,8 +133,17 @@ function revertAfter(
     cold = false,
     enableArmed = true,
     liveMtu,
+    mtuAtSnapshot = 1420,
     before,
-  }: { interfaceGone?: boolean; cold?: boolean; enableArmed?: boolean; liveMtu?: number; before?: (node: RevertNode) => void } = {},
+  }: {
+    interfaceGone?: boolean;
+    cold?: boolean;
+    enableArmed?: boolean;
+    liveMtu?: number;
+    /** the live MTU before the change (1420, the file's, unless set by hand) */
+    mtuAtSnapshot?: number;
+    before?: (node: RevertNode) => void;
+  } = {},
 ) {
   const dir = join(root, name);
   const at = (path: string) =>
@@ -160,7 +169,7 @@ function revertAfter(
   else unitState('active', 'enabled');
   write(join(dir, 'live'), live);
   if (!interfaceGone && !cold) write(at('/sys/class/net/wg0/ifindex'), '7\n');
-  if (!interfaceGone && !cold) write(at('/sys/class/net/wg0/mtu'), '1420\n');
+  if (!interfaceGone && !cold) write(at('/sys/class/net/wg0/mtu'), `${mtuAtSnapshot}\n`);
   mkdirSync(at('/run/meshctl/'), { recursive: true });
   const env = {
     PATH: `${bin}:/usr/bin:/bin`,
@@ -249,6 +258,20 @@ describe('a revert goes back as gently as its change came', () => {
     const { log, addconf, ops, mtu } = revertAfter('mtu-peers', CONF(1380, 20), LIVE_DUMP(20), { liveMtu: 1380 });
     assert.deepEqual(ops, [], log);
     assert.equal(mtu, '1420');
+    assert.equal(addconf.split('\n').filter((l) => l === 'PersistentKeepalive = off').length, KEYS.length, addconf);
+  });
+
+  it("an MTU set live with the file unchanged (1380 by hand -> 1420, the file's) goes back to 1380 live, no restart (RV4 F3.1)", () => {
+    const { log, ops, mtu } = revertAfter('mtu-live-only', CONF(1420), LIVE_DUMP(), { mtuAtSnapshot: 1380, liveMtu: 1420 });
+    assert.deepEqual(ops, [], log);
+    assert.match(log, /^ip link set dev wg0 mtu 1380$/m);
+    assert.equal(mtu, '1380');
+  });
+
+  it('the same with a peers change (keepalive 20): the MTU back live, then the peers synced, no restart (RV4 F3.1)', () => {
+    const { log, addconf, ops, mtu } = revertAfter('mtu-live-peers', CONF(1420, 20), LIVE_DUMP(20), { mtuAtSnapshot: 1380, liveMtu: 1420 });
+    assert.deepEqual(ops, [], log);
+    assert.equal(mtu, '1380');
     assert.equal(addconf.split('\n').filter((l) => l === 'PersistentKeepalive = off').length, KEYS.length, addconf);
   });
 

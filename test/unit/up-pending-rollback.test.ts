@@ -131,6 +131,15 @@ describe('up: a pending rollback of an earlier run', () => {
     );
   });
 
+  it('a confirm that failed leaves the revert pending in the report (RV4 F3.4); one that fired does not', async () => {
+    const failed = await run({ cancel: `pending ${RUN}=busy\n` });
+    assert.equal(failed.report.result, 'stopped');
+    assert.match(failed.rollbackChecks[0]!.message, /could not be confirmed \(busy\): it may still go back/);
+    assert.deepEqual(failed.report.pendingReverts, ['wk-1']);
+    const fired = await run({ cancel: `pending ${RUN}=reverted\n` });
+    assert.equal(fired.report.pendingReverts, undefined, 'gone back: nothing left pending');
+  });
+
   /**
    * Review of 2026-12-01: the earlier run's revert was confirmed at the gate, after this run had disarmed its own
    * nodes; one that had gone back first STOPped the gate with this run's changes confirmed on every other node.
