@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import { MeshctlError, type CommandResult, type Outcome } from '../errors.js';
 import { interruptSignal } from '../interrupt.js';
 import { loadInventory, resolveInventoryPath } from '../inventory/load.js';
-import type { UpReport, UpView } from '../engine/up.js';
+import type { KeptAtForcedExit, UpReport, UpView } from '../engine/up.js';
 import { connectorFor, parseForks, sshOptionsFromFlags, type EarlyConnector, CONTROL_PERSIST_HELP } from './connect-options.js';
 import type { Inventory } from '../inventory/types.js';
 import { collectValues, resolveLimit } from '../engine/limit.js';
@@ -112,6 +112,27 @@ export function upOutcome(result: UpReport['result']): Outcome {
   if (result === 'unreachable') return 'connect';
   if (result === 'locked') return 'stop';
   return result === 'stopped' ? 'stop' : 'ok';
+}
+
+/**
+ * What `up` does at a second Ctrl-C (../engine/up.ts UpOptions.onForcedExit): records in the local state of
+ * `inventory` what the nodes keep (the keys learnt, the fallback pairs of the newest kept pass), as `deliver` does at
+ * the end of a run, since meshctl then exits at once (RV3 F7). `limit`: the run's --limit. Returns the warning line
+ * when the state could not be written, else undefined; never throws (recordRun turns its errors into the warning).
+ */
+export function recordAtForcedExit(inventory: Inventory, limit: string[] | undefined): (kept: KeptAtForcedExit) => string | undefined {
+  return (kept) => {
+    const recorded = recordRun(inventory, {
+      command: 'up',
+      result: 'interrupted',
+      nodes: limit ?? inventory.nodes.map((n) => n.name),
+      ...(limit ? { limit } : {}),
+      publicKeys: kept.publicKeys,
+      complete: false,
+      fallbackRelays: kept.fallbackRelays,
+    });
+    return recorded.warning ? `warning: ${recorded.warning}` : undefined;
+  };
 }
 
 export function registerUp(program: Command, finish: (result: CommandResult) => void): void {
@@ -253,6 +274,7 @@ async function upWith(
     rollbackDeadlineS,
     ...(flags.underlayProbes === false ? { underlayProbes: false } : {}),
     withReport: deliver,
+    onForcedExit: recordAtForcedExit(inventory, limit),
   });
   if (report.result === 'locked') throw new MeshctlError(`not started: ${report.locked}`, 'stop');
   if (report.result === 'unreachable') {

@@ -74,6 +74,35 @@ export interface DebugReport {
   matrix: Matrix | null;
   /** local bundle folder (with --tcpdump) */
   bundle?: string;
+  /**
+   * the pairs asked about (or found failing) that are relayed: each examined as its legs (relayLegs), so a cause is
+   * headed by a leg; this says which pair it stands for, through which relay and why (Q4 item 7c: the report never
+   * said that b-1 <-> c-1 goes through p-1)
+   */
+  relayed?: RelayedPair[];
+}
+
+/** A relayed pair of a debug run: its ends, the relay, the plan's reason (PairPath.why without "relayed via R"), and the legs examined. */
+export interface RelayedPair {
+  pair: [string, string];
+  via: string;
+  why: string;
+  legs: Array<[string, string]>;
+}
+
+/**
+ * Of `pairs`, those `paths` relays, with their relay, reason and legs (relayLegs), in order. A pair relay: auto
+ * moved to a relay after a failed handshake reads as such: the plan's reason says so (the local state's
+ * fallbackRelays are in the inventory debug plans from).
+ */
+export function relayedPairsOf(inventory: Inventory, pairs: Array<[string, string]>, paths: MeshPaths): RelayedPair[] {
+  return pairs.flatMap(([a, b]) => {
+    const path = pathBetween(paths, a, b);
+    if (path?.kind !== 'relayed') return [];
+    // the reason without its own ": relayed via R" (the line that shows it names the relay)
+    const why = path.why.replace(/: relayed via \S+$/, '');
+    return [{ pair: [a, b] as [string, string], via: path.via, why, legs: relayLegs(inventory, [[a, b]], paths) }];
+  });
 }
 
 /** verify's per-pair checks whose failure makes a pair worth debugging (cold-start: finding 20, a one-way pair) */
@@ -316,7 +345,10 @@ export async function runDebug(
     ...(options.signal ? { signal: options.signal } : {}),
   });
   const checks = evaluateVerify(collected);
-  const pairs = relayLegs(inventory, options.pair ? [options.pair] : failingPairs(inventory, checks, options.node));
+  const asked = options.pair ? [options.pair] : failingPairs(inventory, checks, options.node);
+  const paths = planPaths(inventory);
+  const pairs = relayLegs(inventory, asked, paths);
+  const relayed = relayedPairsOf(inventory, asked, paths);
   const stamp = startedAt
     .toISOString()
     .replace(/[-:]/g, '')
@@ -360,6 +392,7 @@ export async function runDebug(
     failingChecks: checks.filter((c) => c.status === 'fail'),
     matrix: collected.matrix ?? null,
     ...(options.tcpdump ? { bundle } : {}),
+    ...(relayed.length ? { relayed } : {}),
   };
   // node content in evidence, checks and packet lines: every key-shaped value but the mesh's public keys is redacted
   return redactDeep(report, knownPublicKeys(collected));
@@ -371,6 +404,15 @@ export function renderDebugReport(
 ): string {
   const lines: string[] = [];
   if (report.diagnoses.length === 0) lines.push(paint.green('No failing pair: nothing to debug.'));
+  // a relayed pair is examined as its legs: said first, and each leg's cause names the pair it stands for
+  const legOf = new Map<string, RelayedPair>();
+  for (const r of report.relayed ?? []) {
+    lines.push(
+      `${safeText(r.pair.join(' <-> '))} is relayed via ${safeText(r.via)} (${safeText(r.why)}): examined as its leg${r.legs.length === 1 ? '' : 's'} ${r.legs.map((l) => safeText(l.join(' <-> '))).join(' and ')}`,
+    );
+    for (const leg of r.legs) if (!legOf.has([...leg].sort().join(' '))) legOf.set([...leg].sort().join(' '), r);
+  }
+  if (report.relayed?.length) lines.push('');
   for (const shown of report.diagnoses) {
     // summaries and evidence quote node output: escaped before our colours are added (../ui/safe-text.ts)
     const dgn = {
@@ -386,8 +428,10 @@ export function renderDebugReport(
     const tone = dgn.cause === 'healthy' ? paint.green : paint.red;
     const ofPair = report.diagnoses.filter((x) => x.sender === shown.sender && x.receiver === shown.receiver);
     const count = ofPair.length > 1 ? ` (cause ${ofPair.indexOf(shown) + 1} of ${ofPair.length})` : '';
+    const leg = legOf.get([shown.sender, shown.receiver].sort().join(' '));
+    const ofRelayed = leg ? ` (leg of ${safeText(leg.pair.join(' <-> '))} via ${safeText(leg.via)})` : '';
     lines.push(
-      `${paint.bold(`${dgn.sender} -> ${dgn.receiver}`)}: ${tone(dgn.cause.toUpperCase())}${dgn.node ? ` (at ${dgn.node})` : ''}${count}`,
+      `${paint.bold(`${dgn.sender} -> ${dgn.receiver}`)}${ofRelayed}: ${tone(dgn.cause.toUpperCase())}${dgn.node ? ` (at ${dgn.node})` : ''}${count}`,
     );
     lines.push(`  ${dgn.summary}`);
     lines.push(`  why: ${dgn.explanation}`);

@@ -21,13 +21,16 @@
  * The timer fires at an absolute time (`--on-calendar`, UTC; `deadline` holds it in Unix seconds): a relative one
  * (`--on-active`) is re-armed by every `systemctl daemon-reload` (finding 18).
  * On the node: /run/meshctl/revert-RUN/ (mode 700) holds `config`, `sysctl`, `dropin`, and with systemd the re-resolve
- * timer's files `rr_script`, `rr_service`, `rr_timer` (or NAME.absent), `state` (active=, enabled=, up=, mtu= (the live
+ * timer's files `rr_script`, `rr_service`, `rr_timer` (or NAME.absent), `dropin_dir.absent` and `rr_dir.absent` when
+ * the directory of the drop-in or of the re-resolve script did not exist (the revert removes it again if it is empty:
+ * Q5 4a, a cold start's revert left an empty wg-quick@IFACE.service.d), `state` (active=, enabled=, up=, mtu= (the live
  * interface's, empty without one), rp_all=, rp_default=, and with systemd rr=1, rr_active=, rr_enabled= of the
  * re-resolve timer), `revert.sh`, `unit` (the timer's unit) or `pid` (the fallback),
  * and after a revert `reverted` (Unix time) and `log`. Private keys are neither copied nor read: meshctl's config
  * carries none, and a hand-made one that does is copied node-locally under umask 077, never sent anywhere.
  */
 import { randomBytes } from 'node:crypto';
+import { posix } from 'node:path';
 import type { Change, CheckResult, NodeAction, NodePhaseReport, NodeStep } from './types.js';
 import type { Registry } from './runner.js';
 import { sectionScript, splitSections } from '../facts/sections.js';
@@ -232,6 +235,10 @@ export function revertScript(iface: string, runId: string, systemd: boolean): st
       ? [
           sh`restore dropin ${p.reloadDropIn}`.text,
           sh`if [ "$rr" = 1 ]; then restore rr_script ${r.script}; restore rr_service ${r.service}; restore rr_timer ${r.timer}; fi`.text,
+          // a directory the change made (absent at the snapshot) goes too, but only while empty: rmdir(2) refuses a
+          // directory someone put files in since, in one step (Q5 4a: a cold start's revert left an empty drop-in dir)
+          sh`if [ -e "$d/dropin_dir.absent" ]; then rmdir ${posix.dirname(p.reloadDropIn)} 2>/dev/null || true; fi`.text,
+          sh`if [ -e "$d/rr_dir.absent" ]; then rmdir ${posix.dirname(r.script)} 2>/dev/null || true; fi`.text,
           'if [ $units = 1 ]; then systemctl daemon-reload; fi',
           sh`if [ "$rr" = 1 ] && [ "$(state rr_enabled)" = enabled ] && [ "$(systemctl is-enabled ${r.timerUnit} 2>/dev/null)" != enabled ]; then ${raw(systemctlEnablement('enable', r.timerUnit))} || true; fi`
             .text,
@@ -279,7 +286,7 @@ const CAN_STILL_ACT =
 const PENDING_MESSAGE = [
   'w=$(cat "$o/deadline" 2>/dev/null || true)',
   `if [ -n "$w" ]; then at=" at $(date -u -d "@$w" '+%H:%M:%S UTC') (in $(( w - $(date +%s) )) s)"; else at=" within its deadline"; fi`,
-  `echo "not changed: an unconfirmed change of an earlier meshctl run is pending here (\${o##*/}: interrupted, or killed, before it was confirmed); the node goes back to that run's snapshot by itself$at; run up again after that" >&2`,
+  `echo "not changed: an unconfirmed change of an earlier meshctl run is pending here (\${o##*/}: interrupted, or killed, before it was confirmed); the node starts going back to that run's snapshot by itself$at; run up again after that" >&2`,
 ].join('; ');
 
 /**
@@ -320,6 +327,8 @@ export function armScript(iface: string, options: RollbackOptions, systemd: bool
   const script = revertScript(iface, options.runId, systemd);
   const snapshot = (name: string, path: string) =>
     sh`if [ -f ${path} ]; then cp -p ${path} "$d/"${name}; else : > "$d/"${`${name}.absent`}; fi`.text;
+  // a directory the change may create: its absence is kept (revertScript removes it again while it is empty)
+  const absentDir = (name: string, path: string) => sh`if [ ! -d ${path} ]; then : > "$d/"${`${name}.absent`}; fi`.text;
   // The new timer starts before the earlier arm's is stopped: this script can be killed between any two lines
   // (Ctrl-C ends a run's remote commands), and the node must never be left changed with no timer at all. Two armed
   // at once are harmless: the first to fire reverts, the other finds `reverted`; a confirmed run removes $d, and a
@@ -371,6 +380,8 @@ export function armScript(iface: string, options: RollbackOptions, systemd: bool
     ...(systemd
       ? [
           `  ${snapshot('dropin', p.reloadDropIn)}`,
+          `  ${absentDir('dropin_dir', posix.dirname(p.reloadDropIn))}`,
+          `  ${absentDir('rr_dir', posix.dirname(r.script))}`,
           `  ${snapshot('rr_script', r.script)}`,
           `  ${snapshot('rr_service', r.service)}`,
           `  ${snapshot('rr_timer', r.timer)}`,
@@ -530,7 +541,7 @@ const lastLines = (text: string) => text.trim().split('\n').slice(-4).filter(Boo
 /**
  * Reverts one node now; the check says whether it worked, and what happens otherwise. `due` (an interrupted run's
  * revert: "17:28:27 UTC", when its timer fires at the latest) words the outcome as Ctrl-C's notes do: "reverted", or
- * "not reached: it rolls back by itself by DUE".
+ * "not reached: it starts rolling back by itself by DUE" (its timer fires by then; the rollback takes seconds more).
  */
 async function revertNow(node: string, why: string, failed: boolean, input: SettleInput, due?: string): Promise<CheckResult> {
   try {
@@ -555,7 +566,7 @@ async function revertNow(node: string, why: string, failed: boolean, input: Sett
     return rollbackCheck(
       'fail',
       due
-        ? `not reached (${(error as Error).message}): it rolls back by itself by ${due}`
+        ? `not reached (${(error as Error).message}): it starts rolling back by itself by ${due}`
         : `${why}, and ${node} could not be told to roll back (${(error as Error).message}): it rolls back by itself within ${input.deadlineS} s`,
     );
   }

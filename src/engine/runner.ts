@@ -556,7 +556,9 @@ const REVERT_ANSWER = /^rollback=(reverted|none)$/m;
 
 /**
  * The line a second Ctrl-C prints (onForcedExit) for a run with a revert armed on `armed` (the nodes not confirmed,
- * each once): which of them roll back by themselves and by when (`dueMs`, Unix ms), and which the immediate revert
+ * each once): which of them roll back by themselves and by when their timer starts it (`dueMs`, Unix ms: the end of
+ * the node's last arming step plus the deadline, never before the node's own timer, which counts from its arm; the
+ * rollback then takes seconds more, a wg-quick restart: Q4 saw nodes back 2-7 s after a printed "by"), which the immediate revert
  * after the first Ctrl-C already took back (`settled`: those are back; one it found unchanged is not named), and
  * those it was handed to the transport for and has not answered yet (`sent`: it goes on on the node if it reached
  * it, the timer is the fallback).
@@ -581,11 +583,13 @@ export function forcedExitNote(
   const by = (node: string) => `${node} by ${utcClock(dueMs(node))}`;
   const parts = [
     ...(left.length
-      ? [`the immediate rollback is skipped; ${left.map((node) => `${node} rolls back by itself by ${utcClock(dueMs(node))}`).join(', ')}`]
+      ? [
+          `the immediate rollback is skipped; ${left.map((node) => `${node} starts rolling back by itself by ${utcClock(dueMs(node))}`).join(', ')}`,
+        ]
       : []),
     ...(underway.length
       ? [
-          `the rollback started for ${underway.join(', ')} goes on without meshctl where it reached the node (its answer not awaited); where it did not, or does not finish, the node's own timer rolls it back (${underway.map(by).join(', ')})`,
+          `the rollback started for ${underway.join(', ')} goes on without meshctl where it reached the node (its answer not awaited); where it did not, or does not finish, the node's own timer starts its rollback (${underway.map(by).join(', ')})`,
         ]
       : []),
     ...(back.length

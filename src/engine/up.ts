@@ -32,6 +32,7 @@ import {
 import { MeshctlError } from '../errors.js';
 import { DEFAULT_ROLLBACK_DEADLINE_S, newRunId, PendingRollbacks } from './revert.js';
 import type { EngineEvent, PhaseReport } from './types.js';
+import { onForcedExit } from '../interrupt.js';
 
 export interface Connector {
   /** one connection per node, all in parallel; every node's failure reported; close() ends them all */
@@ -67,6 +68,25 @@ export interface UpOptions {
    * raised after the connections are closed.
    */
   withReport?: (report: UpReport) => Promise<void>;
+  /**
+   * Asked at a second Ctrl-C (../interrupt.ts onForcedExit: meshctl exits at once, so `withReport` never runs) with
+   * what the nodes keep of the run so far, for the local state (RV3 F7: a second Ctrl-C in relay: auto's second pass
+   * recorded nothing, although the first pass was kept: pairs it moved back to direct stayed recorded as relayed, a
+   * cold up's keys unrecorded). Asked only once a phase of a changing run started; returns a line for stderr or
+   * undefined, and must not throw.
+   */
+  onForcedExit?: (kept: KeptAtForcedExit) => string | undefined;
+}
+
+/**
+ * What the nodes keep of an `up` cut short by a second Ctrl-C (UpOptions.onForcedExit), as far as the run knows:
+ * the public keys it read or produced so far (by node), and the fallback pairs (pairKey strings) of the newest pass
+ * the nodes kept (./fallback.ts passKept, judged on the phases run so far: a pass counts as kept once it went past
+ * its enable gate, or without a rollback once its enable phase started); none kept: the state's pairs from before.
+ */
+export interface KeptAtForcedExit {
+  publicKeys: Record<string, string>;
+  fallbackRelays: string[];
 }
 
 /** What `up` shows and what the view needs to draw it. */
@@ -428,6 +448,8 @@ async function runUpBody(
             roundTrips: {},
           };
     let refused: Awaited<ReturnType<RunLocks['takeFirst']>>;
+    /** unregisters the record at a second Ctrl-C (UpOptions.onForcedExit) */
+    let forgetForcedExit: (() => void) | undefined;
     try {
       refused = locks ? ((firstGate ? undefined : await locks.takeFirst()) ?? (folded ? undefined : await locks.takeRest())) : undefined;
     } catch (error) {
@@ -457,7 +479,31 @@ async function runUpBody(
       // a changing run (under the run lock) also removes the records of reverts that fired by themselves
       const pending = new PendingRollbacks({ removeFired: !options.dryRun, ...(locks ? { lockRun: locks.holder.run } : {}) });
       const runConnections = firstGate?.connections ?? connections;
+      // what the nodes keep so far, for a second Ctrl-C (UpOptions.onForcedExit, RV3 F7): the pass in flight's pairs
+      // and its phases as the events tell them (a phase started and not done reads 'RUNNING'), the first pass once
+      // a second one runs
+      const enablePhase = playbook.phases.find((p) => p.steps.includes('enable-service'))?.id;
+      // --no-rollback arms no revert: a pass cut at its enable gate is then kept, not reverted (RV3 F1)
+      const armed = !options.dryRun && options.rollbackDeadlineS !== 0;
+      const inFlight = { pairs: [] as readonly string[], phases: [] as { id: string; verdict: string }[] };
+      let firstSoFar: { pairs: readonly string[]; kept: boolean } | undefined;
+      const keptSoFar = (): KeptAtForcedExit => {
+        const now = {
+          pairs: inFlight.pairs,
+          kept: passKept({ phases: inFlight.phases, stoppedAt: inFlight.phases.at(-1)?.id }, enablePhase, false, armed),
+        };
+        return {
+          publicKeys: Object.fromEntries(learnt),
+          fallbackRelays: firstSoFar ? keptFallbacks(earlier, firstSoFar, now) : keptFallbacks(earlier, now),
+        };
+      };
+      forgetForcedExit =
+        options.onForcedExit && !options.dryRun
+          ? onForcedExit(() => (inFlight.phases.length ? options.onForcedExit!(keptSoFar()) : undefined))
+          : undefined;
       const pass = async (fallbackPairs: readonly string[]) => {
+        inFlight.pairs = fallbackPairs;
+        inFlight.phases = [];
         // issue 10: the baseline's underlay probes, started during the facts step (./underlay-ahead.ts)
         const probesAhead = probesFollowFacts ? underlayAhead(runConnections) : undefined;
         const { work: passWork, registry: planned } = planWith(fallbackPairs, probesAhead?.registry);
@@ -495,6 +541,9 @@ async function runUpBody(
           ...(options.forks ? { forks: options.forks } : {}),
           reconnect: (node) => connector.connectOne(node),
           onEvent: (event) => {
+            if (event.type === 'phase-start') inFlight.phases.push({ id: event.phase.id, verdict: 'RUNNING' });
+            // the report itself: a confirm that finds a node gone back sets its verdict to STOP afterwards
+            if (event.type === 'phase-done') inFlight.phases.splice(-1, 1, event.report);
             counter.onEvent(event);
             view.onEvent(event);
           },
@@ -545,13 +594,11 @@ async function runUpBody(
       // keys, config, enable), and a report of the second alone read as if those never ran
       let firstPass: UpReport['firstPass'];
       // what the nodes kept of each pass (./fallback.ts passKept): a reverted pass's relays are not recorded (R4)
-      const enablePhase = playbook.phases.find((p) => p.steps.includes('enable-service'))?.id;
-      // --no-rollback arms no revert: a pass cut at its enable gate is then kept, not reverted (RV3 F1)
-      const armed = !options.dryRun && options.rollbackDeadlineS !== 0;
       const first = { pairs: fallbacks, kept: passKept(run, enablePhase, options.dryRun ?? false, armed) };
       let second: { pairs: readonly string[]; kept: boolean } | undefined;
       if (failed.length > 0) {
         firstPass = { stoppedAt: run.stoppedAt!, changes: countActions(run.plan), phases: run.phases, plan: run.plan };
+        firstSoFar = first;
         run = await pass([...fallbacks, ...failed]);
         second = { pairs: [...fallbacks, ...failed], kept: passKept(run, enablePhase, options.dryRun ?? false, armed) };
       }
@@ -621,6 +668,8 @@ async function runUpBody(
           : {}),
       };
     } finally {
+      // from here the caller records the report (UpOptions.withReport)
+      forgetForcedExit?.();
       // started here, waited for in runUp (beside the caller's use of the report); never rejects
       released = locks?.release();
     }

@@ -115,6 +115,7 @@ export function checkSemantics(raw: RawInventory, tree: TreeNode | undefined): P
   const kinds = new Map<string, SiteKind | undefined>();
   const lans = new Map<string, Cidr>();
   const publicIps = new Map<string, string>(); // publicIp -> site
+  const carrierIps = new Map<string, boolean>(); // publicIp -> the first site that named it is behind carrier NAT
   const publicHosts = new Map<string, string>(); // publicHost (lowercase, no final dot) -> site
   for (const [name, site] of Object.entries(sites)) {
     if (!site) continue;
@@ -172,8 +173,20 @@ export function checkSemantics(raw: RawInventory, tree: TreeNode | undefined): P
     if (publicIp !== undefined) {
       const path: PathPart[] = ['sites', name, 'nat', 'publicIp'];
       const other = publicIps.get(publicIp);
-      if (other !== undefined) report(path, `${publicIp} is already the public IP of site ${other}`);
-      else publicIps.set(publicIp, name);
+      // a carrier-grade NAT's address is shared with the carrier's other customers (RFC 6598's purpose): sites that
+      // are all behind carrier NAT may name the same one (Q4 item 7: two homes on one ISP's CGNAT were refused). None
+      // of them has a forward (checked per node below) and nobody dials it; NAT discovery and the moved-address
+      // sightings judge each site by its own nodes, so the shared address confuses neither
+      const shared = other !== undefined && site.nat?.carrier === true && carrierIps.get(publicIp) === true;
+      if (other !== undefined && !shared)
+        report(
+          path,
+          `${publicIp} is already the public IP of site ${other}${site.nat?.carrier === true || carrierIps.get(publicIp) === true ? ' (only sites that are all behind the same carrier NAT, nat.carrier: true on each, share one)' : ''}`,
+        );
+      else if (other === undefined) {
+        publicIps.set(publicIp, name);
+        carrierIps.set(publicIp, site.nat?.carrier === true);
+      }
       if (lan && cidrContains(lan, publicIp))
         report(path, `${publicIp} is inside the site's own LAN ${site.lan}: publicIp is the router's address on the internet side`);
       if (overlay && cidrContains(overlay, publicIp)) report(path, `${publicIp} is inside the overlay network ${mesh.network}`);
@@ -423,6 +436,18 @@ export function checkSemantics(raw: RawInventory, tree: TreeNode | undefined): P
           path,
           `relay ${text} is in site ${site}, which is not public: a relay must be dialable by both ends (a node in a public site)`,
         );
+      else {
+        // Q4 item 7b: a relay that is itself `relay: never` relays nobody's pairs (../topology/paths.ts), so the pair
+        // went through another relay without a word; both fields named, the other one with its line
+        const own = ownValue(nodes, text)?.relay;
+        const neverAt: PathPart[] | undefined =
+          own === 'never' ? ['nodes', text, 'relay'] : own === undefined && mesh.relay === 'never' ? ['mesh', 'relay'] : undefined;
+        if (neverAt)
+          report(
+            path,
+            `relay ${text} relays no pairs: ${formatPath(neverAt)} is never (line ${positionOf(tree, neverAt).line}); name another public node or auto here, or let ${text} relay`,
+          );
+      }
     }
   };
   checkNamedRelay(['mesh', 'relay'], mesh.relay);

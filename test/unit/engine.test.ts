@@ -1030,7 +1030,7 @@ describe('engine: rollback on the node (issue 9; issue 8, kind 5)', () => {
     // a second Ctrl-C meanwhile would have named every node and when its timer fires
     assert.match(
       exitNotes.join('\n'),
-      /^second interrupt: the immediate rollback is skipped; ms-1 rolls back by itself by \d\d:\d\d:\d\d UTC, /,
+      /^second interrupt: the immediate rollback is skipped; ms-1 starts rolling back by itself by \d\d:\d\d:\d\d UTC, /,
     );
     assert.deepEqual(forcedExitNotes(), [], 'the note is gone with the run');
   });
@@ -1087,7 +1087,7 @@ describe('engine: rollback on the node (issue 9; issue 8, kind 5)', () => {
       note,
       new RegExp(`^second interrupt: the rollback started for ${others.join(', ')} goes on without meshctl where it reached the node `),
     );
-    assert.doesNotMatch(note, /rolls back by itself|skipped/);
+    assert.doesNotMatch(note, /rolling back by itself|skipped/);
     assert.match(note, /; ms-1 is back on the previous config and interface state \(reverted\); the run lock stays/);
     for (const other of others) assert.match(note, new RegExp(`${other} by \\d\\d:\\d\\d:\\d\\d UTC`));
     assert.deepEqual(forcedExitNotes(), [], 'the note is gone with the run');
@@ -1109,16 +1109,16 @@ describe('engine: rollback on the node (issue 9; issue 8, kind 5)', () => {
     );
     assert.match(
       forcedExitNote(['ms-1', 'wk-1', 'ms-1'], new Map([['wk-1', 'unchanged']] as const), due) ?? '',
-      /^second interrupt: the immediate rollback is skipped; ms-1 rolls back by itself by 17:28:27 UTC; the run lock stays/,
+      /^second interrupt: the immediate rollback is skipped; ms-1 starts rolling back by itself by 17:28:27 UTC; the run lock stays/,
     );
     // Q5: a revert sent but not answered yet is under way on the node, not skipped
     const underway =
       forcedExitNote(['ms-1', 'wk-1', 'wk-2'], new Map([['wk-2', 'reverted']] as const), due, new Set(['ms-1', 'wk-2'])) ?? '';
     assert.match(
       underway,
-      /^second interrupt: the immediate rollback is skipped; wk-1 rolls back by itself by 17:28:27 UTC; the rollback started for ms-1 goes on without meshctl where it reached the node \(its answer not awaited\); where it did not, or does not finish, the node's own timer rolls it back \(ms-1 by 17:28:27 UTC\); wk-2 is back/,
+      /^second interrupt: the immediate rollback is skipped; wk-1 starts rolling back by itself by 17:28:27 UTC; the rollback started for ms-1 goes on without meshctl where it reached the node \(its answer not awaited\); where it did not, or does not finish, the node's own timer starts its rollback \(ms-1 by 17:28:27 UTC\); wk-2 is back/,
     );
-    assert.doesNotMatch(underway, /ms-1 rolls back by itself/);
+    assert.doesNotMatch(underway, /ms-1 starts rolling back by itself/);
   });
 
   it('Ctrl-C: a node that cannot be told is "not reached" with the time its timer fires by; a script past the wait is stopped first', async () => {
@@ -1164,7 +1164,7 @@ describe('engine: rollback on the node (issue 9; issue 8, kind 5)', () => {
     assert.match((ms1 as { error?: string }).error ?? '', /still running 0 s after Ctrl-C, stopped/);
     assert.ok(log.includes('ms-1:revert'), 'reverted once its script was stopped');
     const note = run.rollbackNotes!.find((n) => n.startsWith('wk-2:'))!;
-    const m = /^wk-2: not reached \(connection lost\): it rolls back by itself by (\d\d):(\d\d):(\d\d) UTC$/.exec(note);
+    const m = /^wk-2: not reached \(connection lost\): it starts rolling back by itself by (\d\d):(\d\d):(\d\d) UTC$/.exec(note);
     assert.ok(m, note);
     // by the end of its enable script (when its timer was last armed) plus the 120 s window
     const clock = (ms: number) => new Date(ms).toISOString().slice(11, 19);

@@ -68,6 +68,30 @@ describe('run lock: a dead run of this machine (finding 11)', { skip: machineBoo
     assert.equal(now?.run, me.run);
   });
 
+  it("takes it over without first waiting for a release (Q5 4d: RELEASE_WAIT_S per node, twice per run); a live run's is waited for", () => {
+    // `sleep` a stub that logs its calls: the release wait is the script's only sleep
+    const dir = tempDir('meshctl-lock-');
+    const log = join(dir, 'sleeps');
+    mkdirSync(join(dir, 'bin'));
+    writeFileSync(join(dir, 'bin', 'sleep'), `#!/bin/sh\necho "sleep $*" >> ${log}\n`, { mode: 0o755 });
+    const slept = (old: LockHolder) => {
+      const path = join(dir, `lock-${old.pid}`);
+      writeFileSync(path, line(old));
+      writeFileSync(log, '');
+      const out = execFileSync('sh', ['-c', acquireScript(me, 3600, path, deadRunProof())], {
+        encoding: 'utf8',
+        env: { ...process.env, PATH: `${join(dir, 'bin')}:${process.env.PATH}` },
+      });
+      return { out, sleeps: readFileSync(log, 'utf8').split('\n').filter(Boolean).length };
+    };
+    const dead = slept(left({}));
+    assert.match(dead.out, /^took-over-dead /);
+    assert.equal(dead.sleeps, 0, 'a dead run releases nothing: no wait');
+    const live = slept(left({ pid: process.pid }));
+    assert.match(live.out, /^held /);
+    assert.ok(live.sleeps > 0, 'a live run may be releasing its lock: waited for');
+  });
+
   it('refuses a live process, a pid reused by another process, another boot, and a holder started after us', () => {
     const cases: [string, LockHolder][] = [
       ['a live process', left({ pid: process.pid })],

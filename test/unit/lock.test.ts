@@ -57,7 +57,9 @@ describe("a lock's age by the node's clock (a new user's finding, 2026-12-02)", 
 function toolsWithout(without: readonly string[], extra: Record<string, string> = {}): string {
   const bin = join(tempDir('meshctl-lock-bin-'), 'bin');
   mkdirSync(bin);
-  for (const tool of ['sh', 'cat', 'sed', 'date', 'mkdir', 'rm', 'rmdir', 'sleep', 'stat', 'find'].filter((t) => !without.includes(t))) {
+  for (const tool of ['sh', 'cat', 'sed', 'date', 'mkdir', 'mv', 'rm', 'rmdir', 'sleep', 'stat', 'find'].filter(
+    (t) => !without.includes(t),
+  )) {
     const found = execFileSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).trim();
     symlinkSync(found, join(bin, tool));
   }
@@ -133,6 +135,23 @@ describe("a stale lock's age without find(1), and one taker at a time (RV-13, re
       assert.equal(parseLockHolder(readFileSync(path, 'utf8'))?.run, me.run);
       assert.ok(!existsSync(`${path}.takeover`), 'no mutex left behind');
     }
+  });
+
+  it('RV3 F5: a fresh mutex that another taker made after this one judged the old one is not removed: put back, and the lock is held', () => {
+    // the race, in order: this taker read the killed taker's old mutex as old; meanwhile a live taker cleared it and
+    // made its own (fresh) one. A `date` whose first -r of the mutex answers "1970" stands for the first read; the
+    // live taker's mutex is the fresh directory on disk
+    const { path, line } = staleLock(tempDir('meshctl-lock-'));
+    mkdirSync(`${path}.takeover`);
+    const realDate = execFileSync('sh', ['-c', 'command -v date'], { encoding: 'utf8' }).trim();
+    const flag = join(tempDir('meshctl-lock-'), 'first-read-done');
+    const bin = toolsWithout(['date'], {
+      date: `#!/bin/sh\nif [ "$1" = -r ] && [ ! -e ${flag} ]; then case "$2" in *.takeover) : > ${flag}; echo 0; exit 0;; esac; fi\nexec ${realDate} "$@"\n`,
+    });
+    assert.equal(shWith(bin, acquireScript(newLockHolder(), 3600, path)), `held ${line}`, "the live taker's turn");
+    assert.ok(existsSync(flag), 'the mutex was judged old first (the race, not a plain fresh mutex)');
+    assert.ok(existsSync(`${path}.takeover`), "the live taker's mutex is still there");
+    assert.equal(readFileSync(path, 'utf8'), `${line}\n`, 'the lock untouched');
   });
 
   it('a find(1) that exists but fails (no -mmin) falls through to date -r: a 2 h old lock is taken over (RV2 S3-5)', () => {

@@ -53,7 +53,7 @@ function node(name: string) {
   const at = (path: string) =>
     path
       .replaceAll('/run/meshctl/', `${dir}/run/meshctl/`)
-      .replaceAll('/usr/local/lib/meshctl/', `${dir}/usr/local/lib/meshctl/`)
+      .replaceAll('/usr/local/lib/meshctl', `${dir}/usr/local/lib/meshctl`)
       .replaceAll('/etc/', `${dir}/etc/`)
       .replaceAll('/proc/sys/', `${dir}/proc/sys/`)
       .replaceAll('/sys/class/net/', `${dir}/sys/class/net/`);
@@ -145,6 +145,55 @@ describe('finding 17: a rollback puts the re-resolve timer back as it was before
   });
 });
 
+describe('Q5 4a: a directory the change made goes back too, only while empty', () => {
+  const DROPIN = '/etc/systemd/system/wg-quick@wg0.service.d/meshctl-keep-key.conf';
+  const DROPIN_DIR = '/etc/systemd/system/wg-quick@wg0.service.d';
+  const revertCold = (name: string, before: (n: ReturnType<typeof node>) => void, during: (n: ReturnType<typeof node>) => void) => {
+    const n = node(name);
+    n.unit('wg-quick@wg0.service', 'disabled', 'inactive');
+    before(n);
+    assert.equal(n.run(armScript('wg0', RUN, true, 'config')).code, 0);
+    configStep(n);
+    n.write(DROPIN, '[Service]\n');
+    during(n);
+    const revert = n.run(revertNowScript(RUN.runId));
+    assert.equal(revert.code, 0, revert.stderr);
+    assert.match(revert.stdout, /^rollback=reverted$/m);
+    return n;
+  };
+  it("a cold node: the drop-in's directory and the re-resolve script's, absent before, are removed", () => {
+    const n = revertCold(
+      'dirs-cold',
+      () => undefined,
+      () => undefined,
+    );
+    assert.equal(n.exists(DROPIN), false);
+    assert.equal(n.exists(DROPIN_DIR), false, 'the empty drop-in directory was left');
+    assert.equal(n.exists(dirname(rr.script)), false, 'the empty /usr/local/lib/meshctl was left');
+    assert.equal(n.exists('/etc/systemd/system'), true, 'only the directory the change made');
+  });
+  it('a directory that held something else, or was there before, stays', () => {
+    const filled = revertCold(
+      'dirs-filled',
+      () => undefined,
+      (n) => n.write(`${DROPIN_DIR}/override.conf`, '[Service]\nNice=5\n'),
+    );
+    assert.equal(filled.exists(DROPIN), false);
+    assert.equal(filled.text(`${DROPIN_DIR}/override.conf`), '[Service]\nNice=5\n');
+    const before = revertCold(
+      'dirs-before',
+      (n) => {
+        mkdirSync(n.at(DROPIN_DIR), { recursive: true });
+        mkdirSync(n.at(dirname(rr.script)), { recursive: true });
+      },
+      () => undefined,
+    );
+    assert.equal(before.exists(DROPIN), false);
+    assert.equal(before.exists(DROPIN_DIR), true, 'it was there before the run');
+    assert.equal(before.exists(dirname(rr.script)), true);
+  });
+});
+
 describe('finding 33: no revert directory is left behind', () => {
   it('a run that reverted a node itself leaves no directory of its own', () => {
     const n = node('own');
@@ -210,7 +259,7 @@ describe('finding 18: a pending revert fires when it said, and the next run says
     assert.equal(refused.code, PENDING_OTHER_EXIT);
     assert.match(
       refused.stderr,
-      /^not changed: an unconfirmed change of an earlier meshctl run is pending here \(revert-cccccccccccccccc: interrupted, or killed, before it was confirmed\); the node goes back to that run's snapshot by itself at \d\d:\d\d:\d\d UTC \(in (8\d|90) s\); run up again after that$/m,
+      /^not changed: an unconfirmed change of an earlier meshctl run is pending here \(revert-cccccccccccccccc: interrupted, or killed, before it was confirmed\); the node starts going back to that run's snapshot by itself at \d\d:\d\d:\d\d UTC \(in (8\d|90) s\); run up again after that$/m,
     );
   });
 

@@ -19,6 +19,9 @@ import { fakeConnector } from '../support/fake-connector.js';
 import { keptFallbacks, passKept, passMayBeMixed } from '../../src/engine/fallback.js';
 import type { Connection } from '../../src/transport/types.js';
 import { tempDir } from '../support/temp-dir.js';
+import { forcedExitNotes } from '../../src/interrupt.js';
+import { recordAtForcedExit } from '../../src/commands/up.js';
+import { readState, type MeshState } from '../../src/state/state.js';
 
 /** the phase of playbooks/up.yaml with the enable-service step */
 const ENABLE_PHASE = loadPlaybookPhaseWith('enable-service');
@@ -27,8 +30,11 @@ const LOST = '3 packets transmitted, 0 received, 100% packet loss, time 2002ms';
 /**
  * A cold up of four-sites over fake nodes whose a-1 <-> p-2 pings fail; `interrupt`: Ctrl-C at the second enable gate;
  * `rollbackDeadlineS`: 0 is `--no-rollback`. `scripts`: every script the fakes ran.
+ * `forcedExitAt`: a second Ctrl-C at the gate of this phase of the second pass: what meshctl does before it exits at
+ * once (../../src/interrupt.ts: the forced exit's notes, `up`'s recordAtForcedExit among them) is run there, and
+ * the local state as it then is comes back as `stateAtExit` (the run itself goes on: the test's process does not exit).
  */
-async function upInterruptedAtSecondEnable(interrupt: boolean, rollbackDeadlineS = 120) {
+async function upInterruptedAtSecondEnable(interrupt: boolean, rollbackDeadlineS = 120, forcedExitAt?: string) {
   const dir = tempDir('meshctl-interrupted-fallback-');
   const path = join(dir, 'four-sites.yaml');
   copyFileSync('inventories/four-sites.yaml', path);
@@ -52,9 +58,18 @@ async function upInterruptedAtSecondEnable(interrupt: boolean, rollbackDeadlineS
   };
   const connector = fakeConnector(node);
   let enableGates = 0;
+  let stateAtExit: MeshState | undefined;
+  // a gate of the second pass: the first pass's enable gate was counted (the ping gate comes after this pass's own)
+  const secondPass = (phase: string) => enableGates >= (phase === loadPlaybookPhaseWith('ping-matrix') ? 2 : 1);
+  let exitNotes: string[] = [];
   const view: UpView = {
     onEvent: () => undefined,
     gate: async (report) => {
+      if (forcedExitAt && report.id === forcedExitAt && secondPass(report.id) && !stateAtExit) {
+        exitNotes = forcedExitNotes();
+        stateAtExit = readState(path, inventory.mesh.interface);
+        return false;
+      }
       // the second pass's enable gate: Ctrl-C there (as Q4's SIGTERM 0.1 s into the second "Enable wg-quick")
       if (report.id === ENABLE_PHASE) {
         enableGates++;
@@ -63,8 +78,13 @@ async function upInterruptedAtSecondEnable(interrupt: boolean, rollbackDeadlineS
       return true;
     },
   };
-  const report = await runUp(inventory, connector, view, { signal: abort.signal, underlayProbes: false, rollbackDeadlineS });
-  return { report, enableGates, scripts };
+  const report = await runUp(inventory, connector, view, {
+    signal: abort.signal,
+    underlayProbes: false,
+    rollbackDeadlineS,
+    onForcedExit: recordAtForcedExit(inventory, undefined),
+  });
+  return { report, enableGates, scripts, stateAtExit, exitNotes };
 }
 
 describe('relay: auto, a fallback pass interrupted before it was confirmed', () => {
@@ -109,6 +129,31 @@ describe('relay: auto with --no-rollback, a fallback pass interrupted at its ena
       (report.warnings ?? []).some((w) => /no rollback armed .*some nodes may run the new configs .*run up again/.test(w)),
       String(report.warnings),
     );
+  });
+});
+
+describe('relay: auto, a second Ctrl-C in the second pass (RV3 F7: the state was not written at all)', () => {
+  const CONFIG_PHASE = loadPlaybookPhaseWith('write-config');
+  const PING_PHASE = loadPlaybookPhaseWith('ping-matrix');
+  it("before its enable gate: the state records the first pass (kept) and the cold up's keys", async () => {
+    const { report, stateAtExit, exitNotes } = await upInterruptedAtSecondEnable(false, 120, CONFIG_PHASE);
+    assert.ok(report.firstPass, 'the second pass ran');
+    assert.ok(stateAtExit, 'the second interrupt came at the second config gate');
+    assert.deepEqual(Object.keys(stateAtExit.nodes).sort(), Object.keys(report.publicKeys ?? {}).sort());
+    assert.equal(Object.keys(stateAtExit.nodes).length, 8, "the cold up learnt every node's key");
+    assert.deepEqual(stateAtExit.fallbackRelays ?? [], [], 'a-1 p-2 not relayed yet');
+    assert.equal(stateAtExit.lastApply?.result, 'interrupted');
+    assert.ok(!exitNotes.some((l) => /could not write the local state/.test(l)), String(exitNotes));
+  });
+  it('past its enable gate: the state records the second pass (kept on the nodes)', async () => {
+    const { stateAtExit } = await upInterruptedAtSecondEnable(false, 120, PING_PHASE);
+    assert.ok(stateAtExit);
+    assert.deepEqual(stateAtExit.fallbackRelays, ['a-1 p-2']);
+  });
+  it('at its enable gate (not confirmed: its reverts take the nodes back to the first pass): the first pass is recorded', async () => {
+    const { stateAtExit } = await upInterruptedAtSecondEnable(false, 120, ENABLE_PHASE);
+    assert.ok(stateAtExit);
+    assert.deepEqual(stateAtExit.fallbackRelays ?? [], []);
   });
 });
 

@@ -1,0 +1,58 @@
+/**
+ * Q4 item 7c: `debug --pair b-1,c-1` on a relayed pair examined its legs (b-1 -> p-1, p-1 -> c-1) and never said so:
+ * the word "relay" did not appear, and an answer headed "b-1 -> p-1" had no link to the pair asked about. The report
+ * now names the relay and the plan's reason first, and heads each leg's cause with the pair it stands for.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { loadInventory } from '../../src/inventory/load.js';
+import { type DebugReport, relayedPairsOf, renderDebugReport } from '../../src/debug/run.js';
+import { planPaths } from '../../src/topology/paths.js';
+
+const plain = { bold: (s: string) => s, red: (s: string) => s, green: (s: string) => s, dim: (s: string) => s };
+
+test('a relayed pair: the report says via which relay and why, and each leg names its pair', () => {
+  const inventory = loadInventory('inventories/four-sites.yaml');
+  const relayed = relayedPairsOf(
+    inventory,
+    [
+      ['b-1', 'c-1'],
+      ['a-1', 'p-2'],
+    ],
+    planPaths(inventory),
+  );
+  assert.deepEqual(
+    relayed.map((r) => ({ pair: r.pair, via: r.via, legs: r.legs })),
+    [
+      {
+        pair: ['b-1', 'c-1'],
+        via: 'p-1',
+        legs: [
+          ['b-1', 'p-1'],
+          ['p-1', 'c-1'],
+        ],
+      },
+    ],
+    'a direct pair (a-1 <-> p-2) is not listed',
+  );
+  const diagnosis = (sender: string, receiver: string) => ({
+    sender,
+    receiver,
+    cause: 'service-down',
+    node: 'p-1',
+    summary: 'wg-quick@wg0 is inactive on p-1',
+    explanation: 'x',
+    fix: 'y',
+    evidence: [],
+  });
+  const text = renderDebugReport(
+    { diagnoses: [diagnosis('b-1', 'p-1'), diagnosis('p-1', 'c-1')], captures: [], relayed } as unknown as DebugReport,
+    plain,
+  );
+  assert.match(
+    text,
+    /^b-1 <-> c-1 is relayed via p-1 \(b-1 is behind NAT with no forward and c-1 is behind carrier NAT\): examined as its legs b-1 <-> p-1 and p-1 <-> c-1$/m,
+  );
+  assert.match(text, /^b-1 -> p-1 \(leg of b-1 <-> c-1 via p-1\): SERVICE-DOWN \(at p-1\)$/m);
+  assert.match(text, /^p-1 -> c-1 \(leg of b-1 <-> c-1 via p-1\): SERVICE-DOWN \(at p-1\)$/m);
+});
