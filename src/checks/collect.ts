@@ -38,7 +38,7 @@ import {
   type UdpCounters,
 } from './cold-start.js';
 import { LEAN_PRE_FACTS } from './checklist-lean.js';
-import { LivePeerTable, peersFrom, RouteLookups, RouteRow, sharedText, TextTable } from './live-peers.js';
+import { LivePeerTable, peersFrom, peerTableOf, RouteLookups, RouteRow, sharedText, TextTable } from './live-peers.js';
 import { peersWithClock } from '../facts/lean.js';
 
 export interface CollectOptions {
@@ -105,7 +105,12 @@ export interface Collected extends VerifyFacts {
 export function knownPublicKeys(collected: Pick<Collected, 'publicKeys' | 'checklists'>): Set<string> {
   const known = new Set(collected.publicKeys.values());
   for (const cl of collected.checklists.values()) {
-    for (const key of [cl.livePublicKey, cl.filePublicKey, ...cl.peers.map((p) => p.publicKey)]) if (key) known.add(key);
+    if (cl.livePublicKey) known.add(cl.livePublicKey);
+    if (cl.filePublicKey) known.add(cl.filePublicKey);
+    // peers kept as numbers (CollectOptions.compact): their keys read from the table, not a LivePeer made per peer
+    // only to be dropped (issue 10: ~1e6 at 1,000 nodes)
+    const table = peerTableOf(cl);
+    for (const key of table ? table.publicKeys() : cl.peers.map((p) => p.publicKey)) if (key) known.add(key);
   }
   return known;
 }

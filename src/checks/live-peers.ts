@@ -102,6 +102,18 @@ export class LivePeerTable {
   }
 
   /**
+   * Each peer's public key, in order (the `publicKey` of what `peers` gives), without making the peers: for a reader
+   * of the keys alone (./collect.ts knownPublicKeys: every node's, ~1e6 at 1,000 nodes, made only to be dropped).
+   */
+  publicKeys(): string[] {
+    const n = this.length;
+    const keys = new Array<string>(n);
+    const texts = this.texts.texts;
+    for (let i = 0; i < n; i++) keys[i] = texts[this.textIds[PEER_TEXTS * i]! >>> 1] as string;
+    return keys;
+  }
+
+  /**
    * The peers as LivePeer values, a fresh array of fresh objects per call: read it once per use (two reads are two
    * arrays, so `indexOf` across them finds nothing). Not cached, not even weakly: a phase's checks run in one job,
    * and V8 keeps every WeakRef target read in a job alive to its end, so all nodes' peers were held at once again
@@ -137,8 +149,23 @@ export class LivePeerTable {
  * the property's place when `target` has it already (its key order, and so its JSON, unchanged).
  */
 export function peersFrom<T extends object>(target: T, field: keyof T & string, table: LivePeerTable): T {
-  Object.defineProperty(target, field, { enumerable: true, configurable: true, get: () => table.peers() });
+  const get = () => table.peers();
+  Object.defineProperty(target, field, { enumerable: true, configurable: true, get });
+  if (field === 'peers') peerTables.set(target, { table, get });
   return target;
+}
+
+/** The table each `peers` getter reads (peersFrom), with the getter, by the object that has it. */
+const peerTables = new WeakMap<object, { table: LivePeerTable; get: () => LivePeer[] }>();
+
+/**
+ * The LivePeerTable that `target.peers` reads, when peersFrom made it a getter of one and it still is; else undefined
+ * (the peers are a plain value, or were set anew since: read `target.peers`).
+ */
+export function peerTableOf(target: object): LivePeerTable | undefined {
+  const kept = peerTables.get(target);
+  if (!kept) return undefined;
+  return Object.getOwnPropertyDescriptor(target, 'peers')?.get === kept.get ? kept.table : undefined;
 }
 
 /**

@@ -17,6 +17,7 @@ import type { DesiredNodeConfig, DesiredPeer } from '../topology/desired.js';
 import { compareConfigToDesired, compareLiveToDesired, splitEndpoint, type DriftItem } from '../render/drift.js';
 import type { LivePeer } from '../render/wgdump.js';
 import { renderWgQuickConfig } from '../render/wgquick.js';
+import { ownText } from '../facts/sections.js';
 import { keyLocationAsStyle } from '../import/style.js';
 import type { NodeChecklist } from './probes.js';
 import type { Matrix } from './ping-matrix.js';
@@ -182,27 +183,56 @@ function peerLine(peer: LivePeer): string {
   return `wg: peer ${peer.publicKey} endpoint ${peer.endpoint ?? '(none)'} allowed-ips ${peer.allowedIps.join(',') || '(none)'} handshake ${peer.latestHandshake ?? 0} keepalive ${peer.persistentKeepalive ?? 'off'}`;
 }
 
-/** How many peers renderedSha256 renders at a time: ~10 kB of text, well under V8's large-object size (128 kB). */
+/** How many peers renderedSha256 hashes at a time: ~10 kB of text, well under V8's large-object size (128 kB). */
 const SHA_PEERS = 64;
+
+/**
+ * Each frozen desired peer's text in a rendered file (an empty line, then its lines: what renderWgQuickConfig writes
+ * for it after the header), by the peer object. The design makes one frozen object per distinct peer and shares it
+ * across the nodes' configs (../topology/desired.ts sharedPeer), so a converged mesh of N nodes renders ~N peers'
+ * texts for every node's sha256, not N (N-1) (issue 10: ~1 M peer texts rendered, hashed and dropped at 1,000 nodes).
+ * Weak: a text goes with its peer. A peer that is not frozen could change after its text was kept: rendered anew.
+ */
+const peerTexts = new WeakMap<DesiredPeer, string>();
+
+/** How many peers renderedSha256 has rendered in this process (a peer's text kept is not rendered again). */
+export const renderedSha256Stats = { peerRenders: 0 };
 
 /**
  * The sha256 (hex) of the wg-quick file meshctl renders for `desired` (../render/wgquick.ts renderWgQuickConfig): what
  * confmeta's sha256 of a node's file (../facts/definitions.ts) is when the file is exactly the design's. Hashed
  * SHA_PEERS peers at a time, never the whole file as one string: renderWgQuickConfig writes the header's lines, then
  * for each peer an empty line and the peer's lines, joined by newlines, and a last newline, so the file is the
- * header's text, each chunk of peers' text as the file of that chunk alone holds it after its header, and a newline
- * (test/unit/verify-live-peers.test.ts: the same sha256 as the whole text's on generated designs). A 1,000-peer file
- * is ~158 kB, a string V8 puts in its large-object space, freed only by a full collection: one per node judged was
- * ~0.5 GB of the heap's growth in the judging at 1,000 nodes (issue 10). A sha256 that differs all the same (a
- * renderer that writes otherwise) only costs the file's parse and comparison, which give the same verdict.
+ * header's text, each peer's text as the file of that peer alone holds it after its header (the same whatever the
+ * header: kept per frozen peer, peerTexts), and a newline (test/unit/verify-live-peers.test.ts: the same sha256 as
+ * the whole text's on generated designs). A 1,000-peer file is ~158 kB, a string V8 puts in its large-object space,
+ * freed only by a full collection: one per node judged was ~0.5 GB of the heap's growth in the judging at 1,000
+ * nodes (issue 10). A sha256 that differs all the same (a renderer that writes otherwise) only costs the file's
+ * parse and comparison, which give the same verdict.
  */
 export function renderedSha256(desired: DesiredNodeConfig): string {
   const hash = createHash('sha256');
   const empty = renderWgQuickConfig({ ...desired, peers: [] });
   const head = empty.length - 1;
   hash.update(empty.slice(0, head));
-  for (let i = 0; i < desired.peers.length; i += SHA_PEERS)
-    hash.update(renderWgQuickConfig({ ...desired, peers: desired.peers.slice(i, i + SHA_PEERS) }).slice(head, -1));
+  const textOf = (peer: DesiredPeer): string => {
+    let text = peerTexts.get(peer);
+    if (text === undefined) {
+      // a string of its own: a slice would keep the whole one-peer file it was cut from
+      text = ownText(renderWgQuickConfig({ ...desired, peers: [peer] }).slice(head, -1));
+      renderedSha256Stats.peerRenders++;
+      peerTexts.set(peer, text);
+    }
+    return text;
+  };
+  for (let i = 0; i < desired.peers.length; i += SHA_PEERS) {
+    const chunk = desired.peers.slice(i, i + SHA_PEERS);
+    if (chunk.every((peer) => Object.isFrozen(peer))) hash.update(chunk.map(textOf).join(''));
+    else {
+      renderedSha256Stats.peerRenders += chunk.length;
+      hash.update(renderWgQuickConfig({ ...desired, peers: chunk }).slice(head, -1));
+    }
+  }
   return hash.update('\n').digest('hex');
 }
 

@@ -25,7 +25,8 @@ export { sudoOf } from '../engine/root-check.js';
  * old generation grows to 1.5 times what the last full collection left before the next one. V8's own factor let the
  * heap reach 2.2-3.9 times the live heap in bench:verify at 1,000 nodes (1.1-1.9 GB of heap for ~0.5 GB live: a
  * 1.5-2.1 GB peak RSS); with 50, 957 and 1,035 MiB, the CPU within the runs' spread (docs/farm.md, verify's F3
- * section). Set for the whole process, which is verify's own.
+ * section). 30 did not lower the peak measurably and 20 lowered it by ~120 MiB for nearly twice the major collections
+ * (one run each at 1,000 nodes: docs/farm.md, F4's section). Set for the whole process, which is verify's own.
  */
 export const VERIFY_HEAP_GROWING_PERCENT = 50;
 
