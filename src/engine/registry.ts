@@ -146,9 +146,9 @@ async function probeUnderlay(input: MeshStepInput<'facts'>, probe: UnderlayProbe
           ...(changed.length ? { why: describeUnderlayChanges(changed) } : {}),
           ...(moved.length ? { why: describeMovedAddresses(moved), moved } : {}),
         };
-  const valueOf = (node: string): NodeValues['underlay'] =>
+  const underlayOf = (node: string): NodeValues['underlay'] =>
     'skipped' in underlay && roamed.has(node) ? { skipped: `${underlay.skipped}; ${roamed.get(node)}`, warn: true } : underlay;
-  return { values: new Map(input.nodes.map((n) => [n.node.name, { underlay: valueOf(n.node.name) }])), errors: new Map() };
+  return { values: new Map(input.nodes.map((n) => [n.node.name, { underlay: underlayOf(n.node.name) }])), errors: new Map() };
 }
 
 /** The baseline's probe-underlay step with its probes run by `probe` (the registry's own runs runUnderlayProbes). */
