@@ -136,7 +136,10 @@ async function probeUnderlay(input: MeshStepInput<'facts'>, probe: UnderlayProbe
   // Q4 item 3: an unchanged inventory, but the live endpoints see a site elsewhere: the probes judge it. RV4 F2.1: not
   // a site also seen at the inventory's address (it has not moved): its nodes seen elsewhere roamed, a warning each
   const sighted = running && changed.length === 0 ? movedPublicAddresses(input.inventory, review.views) : [];
-  const moved = sighted.filter((m) => sightingsAtInventoryAddress(m).length === 0);
+  // RV4 F2.4: nor a carrier-NAT site: nobody dials its address (no forward can reach it), and a carrier's pool may
+  // give it another one at any time; the probes would cost every run and advise a fix that changes nothing
+  const carrier = new Set(input.inventory.sites.flatMap((s) => (s.kind === 'nat' && s.carrier ? [s.name] : [])));
+  const moved = sighted.filter((m) => sightingsAtInventoryAddress(m).length === 0 && !carrier.has(m.site));
   const roamed = roamedWarnings(sighted);
   const underlay: NodeValues['underlay'] =
     running && changed.length === 0 && moved.length === 0

@@ -22,7 +22,8 @@
  * Only sites of kind `nat` with a `publicIp` and without a `publicHost` are judged: a site named by DNS is dialled by
  * name and followed by the re-resolve timer (../render/reresolve.ts), and a node with its own `endpoint` in the
  * inventory is dialled there, not at the site's address. A carrier-NAT site is judged, but its address is dialled by
- * nobody (no forward can reach it), so callers only warn for it, as NAT discovery does for any site without forwards.
+ * nobody (no forward can reach it), so callers only warn for it, as NAT discovery does for any site without forwards,
+ * and `up` does not run its probes for it (RV4 F2.4: a carrier's pool may hand out another address at any run).
  *
  * Judged per site, not per node (RV4 F2.1, 2026-12-02): a node that roamed through another NAT (a laptop away from
  * home, a node leaving by a second uplink) is seen at another address too, and NAT discovery sent from it finds that

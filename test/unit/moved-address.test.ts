@@ -222,6 +222,14 @@ describe('Q4 item 3: up and plan on a running mesh whose site moved, inventory u
     assert.match(note, /a-1 {2}FAIL nat-mapping: site a: public address 203\.0\.113\.99/);
   });
 
+  it('a carrier-NAT site seen at another carrier address is not probed (RV4 F2.4: nobody dials it)', async () => {
+    const site = siteOf(inventory, nodeNamed('c-1'));
+    assert.ok(site.kind === 'nat' && site.carrier);
+    assert.equal(movedPublicAddresses(inventory, views({ 'p-1': { 'c-1': ['203.0.113.77:3000', 5] } })).length, 1);
+    const { sent } = await baseline({ 'p-1': { 'c-1': ['203.0.113.77:3000', 5] } });
+    assert.equal(sent, 0);
+  });
+
   it('a running mesh whose live endpoints agree with the inventory is still not probed', async () => {
     const { nat, sent } = await baseline({ 'p-1': { 'a-1': ['203.0.113.10:51820', 20] } });
     assert.equal(sent, 0);
