@@ -12,7 +12,7 @@
 import type { Connection } from '../transport/types.js';
 import { TransportError, checkDeadlineMs } from '../transport/types.js';
 import { REKEY_TIMEOUT_S } from '../remote/wireguard.js';
-import { PATH_PRELUDE, SectionStream } from '../facts/sections.js';
+import { PATH_PRELUDE, SectionStream, splitSections } from '../facts/sections.js';
 import { pairKey } from '../inventory/types.js';
 import {
   pingProbe,
@@ -54,9 +54,14 @@ export interface Matrix {
   cells: Record<string, Record<string, MatrixCell>>;
   /**
    * PingMatrixOptions.resetSessions: the pairs (pairKey strings, sorted) whose first contact got no answer, and whose
-   * dialer therefore cleared its session with the other end before the round; absent when none
+   * dialer therefore cleared its session with the other end before the round (its reset said so); absent when none
    */
   reset?: string[];
+  /**
+   * PingMatrixOptions.resetSessions, either round: the resets asked for that did not happen or lost the peer
+   * (`NODE -> PEER: why`, sorted; ../engine/session-reset.ts readSessionReset); absent when none
+   */
+  notReset?: string[];
   /**
    * PingMatrixOptions.recheck, when a pair failed the first round: the pairs pinged again (pairKey strings, sorted),
    * those of them that then answered in every direction that had failed, and the second round's wall time, ms
@@ -71,6 +76,31 @@ export interface Matrix {
      */
     reset?: string[];
   };
+}
+
+/** PingMatrixOptions.resetSessions' answer (../engine/session-reset.ts SessionReset): the command, and its outcome read from its section */
+export interface SessionResetScript {
+  command: string;
+  section: string;
+  read(body: string | undefined): { reset: string[]; notReset: Array<{ peer: string; why: string; lost: boolean }> };
+}
+
+/**
+ * A node's reset outcome into the round's lists (Matrix.reset, Matrix.notReset); a failed cell of a peer the reset
+ * lost says so in its error.
+ */
+function noteReset(
+  node: string,
+  outcome: ReturnType<SessionResetScript['read']>,
+  lists: { reset: Set<string>; notReset: Set<string> },
+  row?: Record<string, MatrixCell>,
+): void {
+  for (const peer of outcome.reset) lists.reset.add(pairKey(node, peer));
+  for (const { peer, why, lost } of outcome.notReset) {
+    lists.notReset.add(`${node} -> ${peer}: ${why}`);
+    const cell = row?.[peer];
+    if (lost && row && cell && !cell.ok) row[peer] = { ...cell, error: `its session reset ${why}` };
+  }
 }
 
 export interface PingMatrixOptions {
@@ -100,7 +130,7 @@ export interface PingMatrixOptions {
    * dialer of a failed pair (`firstContact`: the end that has the other's endpoint), never of both ends. Without it
    * (or without `firstContact`) the second round only waits for WireGuard's own new handshake
    */
-  resetSessions?: (node: string, peers: readonly string[]) => string | undefined;
+  resetSessions?: (node: string, peers: readonly string[]) => SessionResetScript | undefined;
   /** sections to run on every node after its pings (same round trip); their output comes back in `after` */
   after?: Array<{ name: string; command: string }>;
   /**
@@ -397,6 +427,7 @@ export async function runPingRound(
     ? await firstContactRound(connections, targets, options.firstContact, options.signal, ahead)
     : new Map<string, Set<string>>();
   const resetFirst = new Set<string>();
+  const notReset = new Set<string>();
   const firstContactMs = options.firstContact?.length ? Date.now() - firstContactStarted : undefined;
   const count = options.count ?? DEFAULT_PING.count;
   // each node's row is built as its output arrives, and its parsed results dropped then (issue 10: holding every
@@ -432,12 +463,15 @@ export async function runPingRound(
       const probe = pingProbe({ ...pingParamsFor(node, targets, options), ...(besideNode ? { beside: besideNode } : {}) });
       const silent = unanswered.get(node);
       const clear = silent && options.resetSessions ? options.resetSessions(node, [...silent]) : undefined;
-      if (clear !== undefined) for (const peer of silent!) resetFirst.add(pairKey(node, peer));
-      const script = clear !== undefined ? `${PATH_PRELUDE}\n${clear}\n${probe.script}` : probe.script;
+      let resetBody: string | undefined;
+      const script = clear !== undefined ? `${PATH_PRELUDE}\n${clear.command}\n${probe.script}` : probe.script;
       // the output read as it arrives, each section parsed then, and none of it kept by the transport (issue 10: a
       // node's ping output is ~0.3 MB at 1,000 nodes, ~2,000 sections, every node's held whole and cut at its end)
       const reader = probe.reader(readers);
-      const stream = new SectionStream((section) => reader.add(section));
+      const stream = new SectionStream((section) => {
+        if (section.name === clear?.section) resetBody = section.body;
+        reader.add(section);
+      });
       try {
         const result = await connection.run(script, {
           timeoutMs,
@@ -456,6 +490,7 @@ export async function runPingRound(
             result.code === 124 ? 'ping script timed out' : `ping script ended early (exit ${result.code}) ${result.stderr.trim()}`.trim(),
           );
         const row = rowFrom(node, targets, parsed, count, errors.get(node), table, shape);
+        if (clear) noteReset(node, clear.read(resetBody), { reset: resetFirst, notReset }, row);
         cells[node] = row;
         rowed.add(node);
         const failure = errors.get(node);
@@ -471,7 +506,8 @@ export async function runPingRound(
       }
     }),
   );
-  const recheck = held.size > 0 ? await recheckRound({ connections, targets, options, cells, held, errors, table, count }) : undefined;
+  const recheck =
+    held.size > 0 ? await recheckRound({ connections, targets, options, cells, held, errors, table, count, notReset }) : undefined;
   for (const [node, sections] of held) {
     if (!options.onAfter) after.set(node, sections);
     options.onAfter?.(node, { after: sections, row: cells[node]! });
@@ -483,7 +519,13 @@ export async function runPingRound(
   // listed as answered while the matrix showed that direction failed
   if (recheck) recheck.answered = answeredPairs(recheck.pairs, cells);
   return {
-    matrix: { nodes, cells, ...(resetFirst.size > 0 ? { reset: [...resetFirst].sort() } : {}), ...(recheck ? { recheck } : {}) },
+    matrix: {
+      nodes,
+      cells,
+      ...(resetFirst.size > 0 ? { reset: [...resetFirst].sort() } : {}),
+      ...(notReset.size > 0 ? { notReset: [...notReset].sort() } : {}),
+      ...(recheck ? { recheck } : {}),
+    },
     after,
     errors,
     ...(firstContactMs !== undefined ? { firstContactMs } : {}),
@@ -509,8 +551,9 @@ async function recheckRound(round: {
   errors: Map<string, string>;
   table: CellTable;
   count: number;
+  notReset: Set<string>;
 }): Promise<NonNullable<Matrix['recheck']>> {
-  const { connections, targets, options, cells, held, errors, table, count } = round;
+  const { connections, targets, options, cells, held, errors, table, count, notReset } = round;
   const started = Date.now();
   const ipOf = new Map(targets.map((t) => [t.node, t.ip]));
   const pairs = new Set<string>();
@@ -539,7 +582,6 @@ async function recheckRound(round: {
     [...peersOf].map(async ([node, peers]) => {
       const mine = held.has(node);
       const clear = resets.has(node) ? options.resetSessions?.(node, [...resets.get(node)!]) : undefined;
-      if (clear !== undefined) for (const peer of resets.get(node)!) reset.add(pairKey(node, peer));
       const probe = pingProbe({
         targets: [...peers].map((peer) => ({ node: peer, ip: ipOf.get(peer)! })),
         count,
@@ -551,18 +593,23 @@ async function recheckRound(round: {
       });
       try {
         // the reset first, in the same round trip: its own prelude, then the probe (whose prelude repeats it)
-        const script = clear !== undefined ? `${PATH_PRELUDE}\n${clear}\n${probe.script}` : probe.script;
+        const script = clear !== undefined ? `${PATH_PRELUDE}\n${clear.command}\n${probe.script}` : probe.script;
         const result = await connections.get(node)!.run(script, {
           timeoutMs: checkDeadlineMs((deadlineSeconds + (mine && options.mtu !== undefined ? 20 : 0) + 15) * 1000),
           ...(options.signal ? { signal: options.signal } : {}),
         });
-        if (!mine) return;
+        const outcome = clear?.read(splitSections(result.stdout).get(clear.section)?.body);
+        if (!mine) {
+          if (outcome) noteReset(node, outcome, { reset, notReset });
+          return;
+        }
         const parsed = probe.parse(result.stdout);
         const row = cells[node]!;
         for (const peer of peers) {
           const ip = ipOf.get(peer)!;
           if (!row[peer]!.ok && parsed.ping.has(ip)) row[peer] = shareCell(cellFrom(parsed, ip, count), table);
         }
+        if (outcome) noteReset(node, outcome, { reset, notReset }, row);
         if (parsed.complete) held.set(node, parsed.after);
       } catch {
         // the first round's cells and sections stand

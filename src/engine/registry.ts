@@ -37,7 +37,7 @@ import { judgeForeignWireGuard, type MeshFootprint } from '../topology/clashes.j
 import { changeWithoutRestart } from '../import/restart.js';
 import { importHint, interfaceOwnership } from '../import/ownership.js';
 import { judgeForward } from '../checks/forward-probe.js';
-import { judgeNatMapping } from '../checks/nat-discovery.js';
+import { judgeNatMapping, natMappingOf, type NatDiscoveryReport } from '../checks/nat-discovery.js';
 import { runUnderlayProbes, type UnderlayProbes } from '../checks/underlay-probe.js';
 import {
   ADDRESS_MOVED,
@@ -49,7 +49,15 @@ import {
   UNDERLAY_CHANGED,
   UNDERLAY_CHANGED_NOTE,
 } from './underlay-change.js';
-import { judgeMovedAddress, type MovedAddress, movedPublicAddresses } from '../topology/moved-address.js';
+import {
+  judgeMovedAddress,
+  judgeRoamedNode,
+  type MovedAddress,
+  movedPublicAddresses,
+  roamedWarnings,
+  type SiteDiscovery,
+  sightingsAtInventoryAddress,
+} from '../topology/moved-address.js';
 
 /**
  * The port-forward probe and NAT discovery cost a watch window of about 2 s (../checks/underlay-probe.ts), and
@@ -87,6 +95,27 @@ const movedSiteOf = (underlay: { moved?: readonly MovedAddress[] }, node: Node):
   underlay.moved?.find((m) => m.site === node.site);
 
 /**
+ * What the run's NAT discovery found for `node` and its site (../topology/moved-address.ts judgeRoamedNode, RV4
+ * F2.1); undefined for a node not of a `nat` site dialled at its publicIp.
+ */
+function siteDiscoveryOf(nat: NatDiscoveryReport, inventory: Inventory, node: Node): SiteDiscovery | undefined {
+  const site = inventory.sites.find((s) => s.name === node.site);
+  if (site?.kind !== 'nat' || site.publicIp === undefined || site.publicHost !== undefined) return undefined;
+  const found = natMappingOf(nat, node.name).publicIp;
+  const atInventoryAddress = inventory.nodes
+    .filter((n) => n.site === site.name && n.name !== node.name && natMappingOf(nat, n.name).publicIp === site.publicIp)
+    .map((n) => n.name);
+  return { node: node.name, site: site.name, inventoryIp: site.publicIp, ...(found ? { found } : {}), atInventoryAddress };
+}
+
+/** Whether the forward probe's datagrams to `node`'s forward reached no node at all (the forward may be fine). */
+const forwardReachedNone = (report: UnderlayProbesRun['forward'], node: Node): boolean => {
+  const token = report.forwards.find((f) => f.node === node.name)?.token;
+  return token !== undefined && ![...report.seen.values()].some((list) => list.some((s) => s.token === token));
+};
+type UnderlayProbesRun = Exclude<UnderlayProbes, { skipped: string; warn?: boolean }>;
+
+/**
  * How the probe-underlay step has the probes run on the nodes of the run (node name -> connection): runUnderlayProbes,
  * or (./underlay-ahead.ts) the result of the run it started during the facts step.
  */
@@ -104,8 +133,14 @@ async function probeUnderlay(input: MeshStepInput<'facts'>, probe: UnderlayProbe
   // one parse of every node's file for both questions (./underlay-change.ts reviewUnderlay)
   const review = running ? reviewUnderlay(input.inventory, input.nodes) : { changes: [], views: [] };
   const changed = review.changes;
-  // Q4 item 3: an unchanged inventory, but the live endpoints see a site elsewhere: the probes judge it
-  const moved = running && changed.length === 0 ? movedPublicAddresses(input.inventory, review.views) : [];
+  // Q4 item 3: an unchanged inventory, but the live endpoints see a site elsewhere: the probes judge it. RV4 F2.1: not
+  // a site also seen at the inventory's address (it has not moved): its nodes seen elsewhere roamed, a warning each
+  const sighted = running && changed.length === 0 ? movedPublicAddresses(input.inventory, review.views) : [];
+  // RV4 F2.4: nor a carrier-NAT site: nobody dials its address (no forward can reach it), and a carrier's pool may
+  // give it another one at any time; the probes would cost every run and advise a fix that changes nothing
+  const carrier = new Set(input.inventory.sites.flatMap((s) => (s.kind === 'nat' && s.carrier ? [s.name] : [])));
+  const moved = sighted.filter((m) => sightingsAtInventoryAddress(m).length === 0 && !carrier.has(m.site));
+  const roamed = roamedWarnings(sighted);
   const underlay: NodeValues['underlay'] =
     running && changed.length === 0 && moved.length === 0
       ? { skipped: PROBES_SKIPPED }
@@ -114,7 +149,9 @@ async function probeUnderlay(input: MeshStepInput<'facts'>, probe: UnderlayProbe
           ...(changed.length ? { why: describeUnderlayChanges(changed) } : {}),
           ...(moved.length ? { why: describeMovedAddresses(moved), moved } : {}),
         };
-  return { values: new Map(input.nodes.map((n) => [n.node.name, { underlay }])), errors: new Map() };
+  const underlayOf = (node: string): NodeValues['underlay'] =>
+    'skipped' in underlay && roamed.has(node) ? { skipped: `${underlay.skipped}; ${roamed.get(node)}`, warn: true } : underlay;
+  return { values: new Map(input.nodes.map((n) => [n.node.name, { underlay: underlayOf(n.node.name) }])), errors: new Map() };
 }
 
 /** The baseline's probe-underlay step with its probes run by `probe` (the registry's own runs runUnderlayProbes). */
@@ -603,10 +640,19 @@ export const CHECKS = {
   // issue 11: one probe for the whole mesh (../checks/forward-probe.ts), judged per node whose forward it is
   'forward-reaches-node': check({
     needs: ['underlay'],
-    evaluate: ({ node, values: { underlay } }) =>
+    evaluate: ({ node, inventory, values: { underlay } }) =>
       'skipped' in underlay
         ? skippedProbe('forward-reaches-node', underlay)
-        : withWhy(judgeForward(underlay.forward, node, 'forward-reaches-node', movedSiteOf(underlay, node)), underlay),
+        : withWhy(
+            // a roamed node's forward reaches no node while it is away (RV4 F2.1): said, not a STOP
+            forwardReachedNone(underlay.forward, node)
+              ? judgeRoamedNode(
+                  judgeForward(underlay.forward, node, 'forward-reaches-node', movedSiteOf(underlay, node)),
+                  siteDiscoveryOf(underlay.nat, inventory, node),
+                )
+              : judgeForward(underlay.forward, node, 'forward-reaches-node', movedSiteOf(underlay, node)),
+            underlay,
+          ),
   }),
   // issue 11: NAT discovery through two public nodes of the mesh (../checks/nat-discovery.ts), said per site
   'nat-mapping': check({
@@ -614,7 +660,13 @@ export const CHECKS = {
     evaluate: ({ node, inventory, values: { underlay } }) =>
       'skipped' in underlay
         ? skippedProbe('nat-mapping', underlay)
-        : withWhy(judgeMovedAddress(judgeNatMapping(underlay.nat, inventory, node, 'nat-mapping'), movedSiteOf(underlay, node)), underlay),
+        : withWhy(
+            judgeRoamedNode(
+              judgeMovedAddress(judgeNatMapping(underlay.nat, inventory, node, 'nat-mapping'), movedSiteOf(underlay, node)),
+              siteDiscoveryOf(underlay.nat, inventory, node),
+            ),
+            underlay,
+          ),
   }),
   'wireguard-tools-present': check({
     needs: ['facts', 'tools'],

@@ -229,8 +229,21 @@ async function outsideKeysFor(inventory: Inventory, work: Inventory, connector: 
       'stop',
       found.missing.map((m) => m.why),
     );
-  // Q4 item 6: no pair of the run's nodes through a relay that did not answer, in time or at all (./fallback.ts)
-  const viaDead = pairsViaUnreached(inventory, found.fromState, inRun);
+  // Q4 item 6: no pair of the run's nodes through a relay that did not answer (./fallback.ts). RV4 F2.2: a relay
+  // that had only not answered when the limited nodes were ready (a far or loaded node) is not taken as dead: such
+  // relays of the run's pairs are logged into once more and waited for, and only one that fails to connect counts
+  const lateRelays = found.notWaited.filter((n) => pairsViaUnreached(inventory, [n], inRun).length > 0);
+  const answered = new Set<string>();
+  if (lateRelays.length) {
+    const again = await checked.connectAll({ ...outside, nodes: outside.nodes.filter((n) => lateRelays.includes(n.name)) });
+    for (const n of lateRelays) if (again.connections.has(n) && !again.failures.has(n)) answered.add(n);
+    await again.close();
+  }
+  const viaDead = pairsViaUnreached(
+    inventory,
+    found.fromState.filter((n) => !answered.has(n)),
+    inRun,
+  );
   if (viaDead.length)
     throw new MeshctlError(
       'not started: a pair of the limited nodes is relayed through a node that did not answer; nothing was changed',

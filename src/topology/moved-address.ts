@@ -9,20 +9,33 @@
  * - the observer is outside the site (inside it, endpoints are LAN addresses), and its latest handshake with the node
  *   is at most REJECT_AFTER_TIME (180 s, WireGuard's paper section 6.1) old: a session that can still carry packets;
  * - the live endpoint is not the one the observer's wg-quick file dials (that one is set by the file, not learned
- *   from the node's packets; it says nothing about where the node is), or the file dials none (learned only);
+ *   from the node's packets), or the file dials none (learned only); except the file's own endpoint at the site's
+ *   `publicIp` (its forward): WireGuard sets a peer's endpoint to the source of every authenticated packet (handshake
+ *   or data), so a fresh handshake with the endpoint still there shows the node's packets do come from the
+ *   inventory's address. That is a sighting at the inventory's address (RV4 F2.1: with it left out, one laptop away
+ *   was the only sighting of its site, "agreed", and the site was taken as moved), unless another observer sees the
+ *   same node elsewhere: that handshake may predate the move (up to 180 s), and the node's packets now come from
+ *   elsewhere;
  * - its host is an IPv4 address outside the site's LAN and not the node's own address: an IPv6 endpoint says nothing
  *   about the IPv4 `publicIp` (a dual-stack node may be seen over both), a LAN address is a path inside a routed
  *   network.
  * Only sites of kind `nat` with a `publicIp` and without a `publicHost` are judged: a site named by DNS is dialled by
  * name and followed by the re-resolve timer (../render/reresolve.ts), and a node with its own `endpoint` in the
  * inventory is dialled there, not at the site's address. A carrier-NAT site is judged, but its address is dialled by
- * nobody (no forward can reach it), so callers only warn for it, as NAT discovery does for any site without forwards.
+ * nobody (no forward can reach it), so callers only warn for it, as NAT discovery does for any site without forwards,
+ * and `up` does not run its probes for it (RV4 F2.4: a carrier's pool may hand out another address at any run).
  *
- * False positives, and what this module leaves to its callers: a node that roamed through another NAT (a laptop away
- * from home, a second uplink) is seen at another address too. So the result keeps the sightings at the inventory's
- * address beside the others, and says `agree` only when every sighting of the site reads one other address; `up`
- * does not STOP on the sightings alone but runs its underlay probes (NAT discovery from the node's listen port is the
- * judge: ../engine/underlay-change.ts), and debug names a moved address as the cause only when they agree.
+ * Judged per site, not per node (RV4 F2.1, 2026-12-02): a node that roamed through another NAT (a laptop away from
+ * home, a node leaving by a second uplink) is seen at another address too, and NAT discovery sent from it finds that
+ * address. So:
+ * - a site is "moved" only when its sightings read one other address and none reads the inventory's (`agree`);
+ * - a site with some node seen at the inventory's address is not moved; its nodes seen elsewhere are roamed nodes
+ *   (roamedSightings, describeRoamed): `up` does not run its probes for them, and warns naming each;
+ * - when the probes ran, a node whose NAT discovery finds another address while another node of its site finds the
+ *   inventory's is a roamed node too (judgeRoamedNode): a warning naming it, never the advice to change
+ *   `nat.publicIp` (which would move every pair that dials the site's forwards to an address without them).
+ * `up` does not STOP on the sightings alone but runs its underlay probes (NAT discovery from the node's listen port
+ * is the judge: ../engine/underlay-change.ts), and debug names a moved address as the cause only when they agree.
  */
 import type { Inventory, Node, Site } from '../inventory/types.js';
 import { isIpv4, parseCidr, cidrContains } from '../net/ipv4.js';
@@ -100,13 +113,15 @@ export function movedPublicAddresses(inventory: Inventory, views: readonly Endpo
       const entry = candidates.get(peer.publicKey);
       if (!entry || !peer.endpoint || peer.latestHandshake === undefined) continue;
       const age = view.now - peer.latestHandshake;
-      if (age > REJECT_AFTER_TIME_S || peer.endpoint === entry.endpoint) continue;
+      if (age > REJECT_AFTER_TIME_S) continue;
       const first = entry.allowedIps[0];
       const node = first === undefined ? undefined : byOverlay.get(first);
       if (!node || node.site === observer.site || node.endpoint !== undefined) continue;
       const site = sites.get(node.site);
       if (!site) continue;
       const address = splitEndpoint(peer.endpoint)?.host;
+      // the file's own endpoint counts only at the site's publicIp (the module doc: evidence the address still works)
+      if (peer.endpoint === entry.endpoint && address !== site.publicIp) continue;
       if (address === undefined || !isIpv4(address) || address === node.address || inLan(site.lan, address)) continue;
       const list = sightings.get(site.name) ?? [];
       list.push({ observer: observer.name, node: node.name, endpoint: peer.endpoint, address, age: Math.max(0, age) });
@@ -115,7 +130,11 @@ export function movedPublicAddresses(inventory: Inventory, views: readonly Endpo
   }
   const moved: MovedAddress[] = [];
   for (const site of sites.values()) {
-    const seen = sightings.get(site.name) ?? [];
+    // a node seen elsewhere too has left the inventory's address: its sightings there are from before (a handshake
+    // up to REJECT_AFTER_TIME old, made before the site moved or the laptop left) and are not evidence for the site
+    const all = sightings.get(site.name) ?? [];
+    const elsewhere = new Set(all.filter((s) => s.address !== site.publicIp).map((s) => s.node));
+    const seen = all.filter((s) => s.address !== site.publicIp || !elsewhere.has(s.node));
     const counts = new Map<string, number>();
     for (const s of seen) if (s.address !== site.publicIp) counts.set(s.address, (counts.get(s.address) ?? 0) + 1);
     if (counts.size === 0) continue;
@@ -133,6 +152,85 @@ export function movedPublicAddresses(inventory: Inventory, views: readonly Endpo
     });
   }
   return moved;
+}
+
+/**
+ * The sightings of `moved`'s site at the inventory's address (its `publicIp`): with any, the site has not moved, and
+ * its nodes seen elsewhere are roamed nodes (the module doc).
+ */
+export const sightingsAtInventoryAddress = (moved: MovedAddress): AddressSighting[] =>
+  moved.otherSightings.filter((s) => s.address === moved.inventoryIp);
+
+/**
+ * The sightings of nodes of `moved`'s site seen at another address while some node of the site is seen at the
+ * inventory's (roamed nodes: a laptop away, a second uplink), by node name; empty when none is seen at the inventory's
+ * address (then the site may have moved: the probes judge it).
+ */
+export function roamedSightings(moved: MovedAddress): Map<string, AddressSighting[]> {
+  const roamed = new Map<string, AddressSighting[]>();
+  if (sightingsAtInventoryAddress(moved).length === 0) return roamed;
+  // (movedPublicAddresses keeps no sighting at the inventory's address of a node seen elsewhere)
+  for (const s of [...moved.sightings, ...moved.otherSightings])
+    if (s.address !== moved.inventoryIp) roamed.set(s.node, [...(roamed.get(s.node) ?? []), s]);
+  return roamed;
+}
+
+/**
+ * One node of a site that is not moved, seen (or found by NAT discovery) elsewhere: `a-1 is seen at 198.18.7.7, not
+ * at site a's 203.0.113.10 where p-1 sees a-2 and a-3 (handshakes 10 s old): away from the site (a laptop) or leaving
+ * by a second uplink; its own sessions follow it (WireGuard roams), but a peer that dials it at its forward reaches it
+ * only once it is back; nat.publicIp stays`. `where`: the other address (and how it was seen); `home`: who is at the
+ * inventory's address (a clause).
+ */
+export const describeRoamed = (node: string, site: string, inventoryIp: string, where: string, home: string): string =>
+  `${node} ${where}, not at site ${site}'s ${inventoryIp} where ${home}: away from the site (a laptop) or leaving by a second uplink; its own sessions follow it (WireGuard roams), but a peer that dials it at its forward reaches it only once it is back; nat.publicIp stays`;
+
+/**
+ * The roamed nodes of the sites in `moved` (roamedSightings), node name -> a warning for it (describeRoamed).
+ */
+export function roamedWarnings(moved: readonly MovedAddress[]): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const m of moved)
+    for (const [node, list] of roamedSightings(m))
+      out.set(
+        node,
+        describeRoamed(
+          node,
+          m.site,
+          m.inventoryIp,
+          `is seen at ${[...new Set(list.map((s) => s.address))].join(', ')} (${describeSightings(list)})`,
+          describeWitnesses(sightingsAtInventoryAddress(m)),
+        ),
+      );
+  return out;
+}
+
+/** What judgeRoamedNode needs of the run's NAT discovery, for one node of a `nat` site with a publicIp. */
+export interface SiteDiscovery {
+  node: string;
+  site: string;
+  /** the site's nat.publicIp */
+  inventoryIp: string;
+  /** the address the node's own NAT discovery found (undefined: none, or the observers disagree) */
+  found?: string;
+  /** the site's other nodes whose NAT discovery found `inventoryIp` */
+  atInventoryAddress: readonly string[];
+}
+
+/**
+ * A node's `nat-mapping` fail (its NAT discovery found another public address) judged with its site (RV4 F2.1): when
+ * another node of the site found the inventory's address, the site has not moved and this node is a roamed one: a
+ * warning naming it (describeRoamed), not a STOP advising a new nat.publicIp. Any other verdict is returned as it is.
+ */
+export function judgeRoamedNode<V extends Verdict>(verdict: V, discovery: SiteDiscovery | undefined): V {
+  if (!discovery || verdict.status !== 'fail' || discovery.found === undefined || discovery.found === discovery.inventoryIp) return verdict;
+  if (discovery.atInventoryAddress.length === 0) return verdict;
+  const home = `${discovery.atInventoryAddress.join(', ')} ${discovery.atInventoryAddress.length === 1 ? 'finds' : 'find'} it`;
+  return {
+    ...verdict,
+    status: 'warn',
+    message: `site ${discovery.site}: ${describeRoamed(discovery.node, discovery.site, discovery.inventoryIp, `leaves through ${discovery.found} (NAT discovery)`, home)}`,
+  };
 }
 
 const inLan = (lan: string, address: string): boolean => {
@@ -200,7 +298,7 @@ export function describeMovedAddress(moved: MovedAddress): string {
 }
 
 /** The part of a check result judgeMovedAddress reads and returns (../engine/types.ts CheckResult). */
-interface Verdict {
+export interface Verdict {
   id: string;
   status: 'pass' | 'warn' | 'fail';
   message: string;

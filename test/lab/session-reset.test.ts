@@ -59,9 +59,13 @@ describeLab(
       };
       for (const [key, at] of before.handshakes) assert.ok(at > 0, `ms-1 has a session with ${key}`);
 
-      const command = sessionResetCommand(config, ['wk-1']);
-      assert.ok(command);
-      await sh('ms-1', command);
+      const reset = sessionResetCommand(config, ['wk-1']);
+      assert.ok(reset);
+      const said = await sh('ms-1', reset.command);
+      assert.deepEqual(reset.read(/@@meshctl begin session-reset\n([\s\S]*?)\n@@meshctl end/.exec(said)?.[1]), {
+        reset: ['wk-1'],
+        notReset: [],
+      });
 
       const after = await handshakes('ms-1');
       assert.equal(after.get(keys.get('wk-1')!), 0, "ms-1's session with wk-1 is gone");
@@ -74,6 +78,22 @@ describeLab(
       await sh('ms-1', `ping -n -q -c 3 -i 0.2 -w 7 ${overlayOf('wk-1')} >/dev/null`);
       await sh('wk-1', `ping -n -q -c 3 -i 0.2 -w 7 ${overlayOf('ms-1')} >/dev/null`);
       assert.ok((await handshakes('ms-1')).get(keys.get('wk-1')!)! > 0, 'a fresh handshake');
+
+      // RV4 F1.1: with wk-1's Endpoint a name that does not resolve in ms-1's file (an inventory endpoint.host during
+      // a DNS change), the reset adds wk-1 back with its live endpoint: no lookup, the peer kept as it was
+      const conf = '/etc/wireguard/wg0.conf';
+      const live = await peers('ms-1');
+      // the Endpoint line of the [Peer] block with wk-1's key, its host made a name (the port kept)
+      const rename = `/^\\[/ { p = 0 } /^PublicKey = / { p = ($3 == "${keys.get('wk-1')!}") } p && /^Endpoint = / { sub(/= .*:/, "= wk-1.dyn.invalid:") } { print }`;
+      await sh('ms-1', `cp -p ${conf} ${conf}.x5 && awk '${rename}' ${conf}.x5 > ${conf}`);
+      try {
+        assert.match(await sh('ms-1', `cat ${conf}`), /Endpoint = wk-1\.dyn\.invalid:/, 'the file dials wk-1 by a name now');
+        const named = await sh('ms-1', reset.command);
+        assert.match(named, /^reset wk-1$/m, named);
+        assert.equal(await peers('ms-1'), live, 'wk-1 is back with its live endpoint');
+      } finally {
+        await sh('ms-1', `mv ${conf}.x5 ${conf}`);
+      }
     });
   },
   // MESHCTL_LAB names the lab (a helper's own lab name), else a unique one

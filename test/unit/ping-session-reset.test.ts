@@ -40,15 +40,15 @@ const targetsOf = (script: string) =>
     .exec(script)![1]!
     .split(' ')
     .map((ip) => nameOf.get(ip.replaceAll("'", ''))!);
-/** whether `script` clears its node's session with `peer` (sessionResetCommand's remove of the peer's key) */
-const clears = (script: string, peer: string) => script.includes('peer "$k" remove') && script.includes(keys.get(peer)!);
+/** whether `script` clears its node's session with `peer` (sessionResetCommand's call for the peer's name and key) */
+const clears = (script: string, peer: string) => script.includes(`\nmc_reset ${peer} ${keys.get(peer)!}\n`);
 
 /**
  * A mesh of fake nodes. The deaf pair answers only in a round in which its dialer's script cleared its session with
  * the other end (a fresh handshake then mends it), the broken pair never; every script of a round is recorded
  * before any of them is answered, so an end's answer may depend on the other end's script of the same round.
  */
-function mesh(options: { answersFirstContact?: boolean } = {}) {
+function mesh(options: { answersFirstContact?: boolean; lost?: boolean } = {}) {
   const connections = new Map<string, FakeConnection>();
   const cleared = (a: string, b: string) => {
     const { from, to } = dialerOf.get(pair(a, b))!;
@@ -57,12 +57,18 @@ function mesh(options: { answersFirstContact?: boolean } = {}) {
   };
   const reply = async (self: string, script: string) => {
     await new Promise((resolve) => setImmediate(resolve));
-    const out: string[] = [];
+    // the reset's section, as sessionResetCommand's script prints it when every peer was added back
+    // (options.lost: none was: each is said to be lost, as when wg addconf fails)
+    const resets = [...script.matchAll(/^mc_reset (\S+) /gm)].map((m) =>
+      options.lost ? `lost ${m[1]} removed, and wg addconf could not add it back: Configuration parsing error` : `reset ${m[1]}`,
+    );
+    const out: string[] = resets.length > 0 ? ['@@meshctl begin session-reset', ...resets, '@@meshctl end session-reset rc=0'] : [];
     for (const peer of targetsOf(script)) {
       const key = pair(self, peer);
       // answersFirstContact: the deaf pair's one echo of the first contact is answered (a session that broke after it)
       const firstContact = /\bping -n -q -c 1 /.test(script);
-      const answers = key !== BROKEN && (key !== DEAF || cleared(self, peer) || (!!options.answersFirstContact && firstContact));
+      const answers =
+        key !== BROKEN && (key !== DEAF || (cleared(self, peer) && !options.lost) || (!!options.answersFirstContact && firstContact));
       const ip = inventory.nodes.find((n) => n.name === peer)!.overlayIp;
       out.push(
         `@@meshctl begin ping:${ip}`,
@@ -130,6 +136,19 @@ describe('the ping phase clears a failed pair’s session at its dialer before t
     assert.equal(withReset(deaf.to, deaf.from).length, 0);
   });
 
+  it('a reset that lost its peer is listed as not reset, and the failed cell says why (RV4 F1.1, F1.2)', async () => {
+    const { input } = mesh({ lost: true });
+    const out = await runPingMatrix(input(true));
+    const deaf = dialerOf.get(DEAF)!;
+    assert.equal(out.matrix!.reset, undefined, 'no pair is listed as reset');
+    assert.equal(out.matrix!.recheck?.reset, undefined);
+    const lost = `${deaf.from} -> ${deaf.to}: removed, and wg addconf could not add it back: Configuration parsing error`;
+    assert.ok(out.matrix!.notReset?.includes(lost), JSON.stringify(out.matrix!.notReset));
+    const cell = out.matrix!.cells[deaf.from]![deaf.to]!;
+    assert.equal(cell.ok, false);
+    assert.match(cell.error ?? '', /its session reset removed, and wg addconf could not add it back/);
+  });
+
   it('a run that changed nothing clears nothing (one round, as before)', async () => {
     const { connections, input } = mesh();
     const out = await runPingMatrix(input(false));
@@ -185,19 +204,30 @@ describe('sessionResets: which end clears which sessions', () => {
 });
 
 describe('sessionResetCommand, run by a shell against stub wg and wg-quick', () => {
-  const config: DesiredNodeConfig = desired.get('wk-1')!;
-  const [gone, kept] = [config.peers[0]!, config.peers[1]!];
+  const base: DesiredNodeConfig = desired.get('wk-1')!;
+  // the first peer dialled by a DNS name in the file (inventory endpoint.host), the second by address
+  const NAMED = 'b.dyn.invalid:51820';
+  const config: DesiredNodeConfig = {
+    ...base,
+    peers: base.peers.map((p, i) => (i === 0 ? { ...p, endpoint: NAMED } : i === 1 ? { ...p, endpoint: '192.0.2.3:51820' } : p)),
+  };
+  const [gone, kept, other] = [config.peers[0]!, config.peers[1]!, config.peers[2]!];
 
-  /** Runs the command with stubs first in PATH; returns the stubs' log and what `wg addconf` read. */
-  function runWith(options: { strip: string }) {
+  /**
+   * Runs the command with stubs first in PATH. The stub `wg` keeps the live peers (key, endpoint) in a file; its
+   * `addconf` is all-or-nothing as wg(8)'s: it fails before setting anything when an Endpoint of its input is not
+   * numeric (wg resolves names first: "Name or service not known", here with no resolver) or with `addconf: 'fails'`.
+   * Returns the log, every addconf's input, the live peers after and the reset's section as printed.
+   */
+  function runWith(options: { strip: 'ok' | 'fails'; addconf?: 'fails'; live: Record<string, string> }, peers = [gone.name]) {
     const dir = mkdtempSync(join(tmpdir(), 'meshctl-reset-'));
     try {
-      const live = config.peers.map((p) =>
-        [p.publicKey, '(none)', p.endpoint ?? '(none)', p.allowedIps.join(','), '0', '0', '0', String(p.persistentKeepalive ?? 'off')].join(
-          '\t',
-        ),
+      writeFileSync(
+        join(dir, 'live'),
+        Object.entries(options.live)
+          .map(([k, ep]) => `${k}\t${ep}\n`)
+          .join(''),
       );
-      writeFileSync(join(dir, 'live'), `${live.join('\n')}\n`);
       writeFileSync(join(dir, 'log'), '');
       writeFileSync(join(dir, 'key'), 'stub-private-key-of-the-test\n');
       const file = [
@@ -222,24 +252,25 @@ describe('sessionResetCommand, run by a shell against stub wg and wg-quick', () 
           `D=${dir}`,
           'echo "wg $*" >> $D/log',
           'case "$1 $3" in',
-          `  "show listen-port") echo ${config.listenPort} ;;`,
-          `  "show dump") printf 'iface-line\\t(hidden)\\t${config.listenPort}\\toff\\n'; cat $D/live ;;`,
+          '  "show endpoints") cat $D/live ;;',
           '  "set peer") grep -v "^$4\t" $D/live > $D/live.new; mv $D/live.new $D/live ;;',
-          '  "addconf /dev/stdin") cat > $D/addconf ;;',
+          '  "addconf /dev/stdin")',
+          '    cat > $D/in; cat $D/in >> $D/addconf; echo "--" >> $D/addconf',
+          `    ${options.addconf === 'fails' ? 'echo "Unable to modify interface: Protocol not supported" >&2; exit 1' : ':'}`,
+          `    h=$(sed -n 's/^Endpoint = //p' $D/in | grep -v '^[0-9.]*:[0-9]*$')`,
+          '    if [ -n "$h" ]; then echo "Name or service not known: \\`$h\'" >&2; echo "Configuration parsing error" >&2; exit 1; fi',
+          `    k=$(sed -n 's/^PublicKey = //p' $D/in); e=$(sed -n 's/^Endpoint = //p' $D/in)`,
+          '    printf \'%s\\t%s\\n\' "$k" "${e:-(none)}" >> $D/live ;;',
           'esac',
         ].join('\n'),
       );
       chmodSync(join(dir, 'wg-quick'), 0o755);
       chmodSync(join(dir, 'wg'), 0o755);
-      const command = sessionResetCommand({ ...config, privateKeyPath: join(dir, 'key') }, [gone.name])!;
-      const stderr = (() => {
-        try {
-          execFileSync('sh', ['-c', command], { env: { ...process.env, PATH: `${dir}:${process.env.PATH}` }, stdio: 'pipe' });
-          return '';
-        } catch (error) {
-          return String((error as { stderr?: Buffer }).stderr ?? '');
-        }
-      })();
+      const reset = sessionResetCommand({ ...config, privateKeyPath: join(dir, 'key') }, peers)!;
+      const stdout = execFileSync('sh', ['-c', reset.command], {
+        env: { ...process.env, PATH: `${dir}:${process.env.PATH}` },
+        encoding: 'utf8',
+      });
       const read = (name: string) => {
         try {
           return readFileSync(join(dir, name), 'utf8');
@@ -247,36 +278,75 @@ describe('sessionResetCommand, run by a shell against stub wg and wg-quick', () 
           return undefined;
         }
       };
-      return { log: read('log')!.trim().split('\n'), addconf: read('addconf'), stderr };
+      const live = Object.fromEntries(
+        read('live')!
+          .trim()
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => l.split('\t') as [string, string]),
+      );
+      const body = /@@meshctl begin session-reset\n([\s\S]*?)\n?@@meshctl end session-reset rc=0/.exec(stdout)?.[1];
+      return { log: read('log')!.trim().split('\n'), addconf: read('addconf'), live, body, outcome: reset.read(body), reset };
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
   }
 
-  it('removes the peer, then adds its own [Peer] block of the file back, and touches no other peer', () => {
-    const { log, addconf } = runWith({ strip: 'ok' });
+  it('a peer whose file Endpoint is a name that does not resolve is added back, and so is every other peer of the reset (RV4 F1.1)', () => {
+    // gone roamed to another address than the file's; kept has no live endpoint (never heard from)
+    const live = { [gone.publicKey]: '198.51.100.7:40000', [kept.publicKey]: '(none)', [other.publicKey]: '192.0.2.9:51820' };
+    const { live: after, addconf, outcome } = runWith({ strip: 'ok', live }, [gone.name, kept.name]);
+    assert.deepEqual(after, live, 'every peer is live again, with the endpoint it had (the roamed one too, F1.3)');
+    assert.ok(!addconf!.includes(NAMED), 'no name is given to wg addconf');
+    assert.ok(!addconf!.includes('[Interface]'), 'no [Interface] section: the private key is left alone');
+    assert.equal(addconf!.split('--').length - 1, 2, 'one wg addconf per peer');
+    assert.deepEqual(outcome, { reset: [gone.name, kept.name], notReset: [] });
+  });
+
+  it('removes the peer, then adds its own [Peer] block back, and touches no other peer', () => {
+    const live = { [gone.publicKey]: '192.0.2.2:51820', [kept.publicKey]: '192.0.2.3:51820' };
+    const { log, addconf, live: after } = runWith({ strip: 'ok', live });
     const removed = log.indexOf(`wg set wg0 peer ${gone.publicKey} remove`);
     const added = log.indexOf('wg addconf wg0 /dev/stdin');
     assert.ok(removed >= 0, log.join('\n'));
     assert.ok(added > removed, 'added back after the remove');
     assert.ok(!log.some((l) => l.includes(kept.publicKey)), 'the other peers are not touched');
-    const block = [
-      '[Peer]',
-      `PublicKey = ${gone.publicKey}`,
-      `AllowedIPs = ${gone.allowedIps.join(', ')}`,
-      ...(gone.endpoint ? [`Endpoint = ${gone.endpoint}`] : []),
-    ];
-    assert.equal(addconf, `${block.join('\n')}\n`, 'exactly its block: no [Interface], no other peer');
-    assert.equal(log.filter((l) => l.startsWith('wg ')).length, 2, 'one remove, one addconf: no other wg command');
+    const block = ['[Peer]', `PublicKey = ${gone.publicKey}`, `AllowedIPs = ${gone.allowedIps.join(', ')}`, 'Endpoint = 192.0.2.2:51820'];
+    assert.equal(addconf, `${block.join('\n')}\n--\n`, 'exactly its block: no [Interface], no other peer');
+    assert.deepEqual(after, live);
   });
 
-  it('removes nothing when the file cannot be read back', () => {
-    const { log, addconf } = runWith({ strip: 'fails' });
+  it('a peer that cannot be added back is said to be lost, with wg’s message, in the section the rounds read', () => {
+    const live = { [gone.publicKey]: '192.0.2.2:51820', [kept.publicKey]: '192.0.2.3:51820' };
+    const { outcome, live: after } = runWith({ strip: 'ok', addconf: 'fails', live }, [gone.name, kept.name]);
+    assert.deepEqual(outcome.reset, []);
+    assert.deepEqual(
+      outcome.notReset.map((n) => [n.peer, n.lost]),
+      [
+        [gone.name, true],
+        [kept.name, true],
+      ],
+    );
+    assert.match(outcome.notReset[0]!.why, /could not add it back: Unable to modify interface: Protocol not supported/);
+    assert.deepEqual(after, {});
+  });
+
+  it('removes nothing when the file cannot be read back, and says nothing was reset', () => {
+    const live = { [gone.publicKey]: '192.0.2.2:51820' };
+    const { log, addconf, live: after, body, outcome } = runWith({ strip: 'fails', live });
     assert.ok(!log.some((l) => l.includes('remove')), log.join('\n'));
     assert.equal(addconf, undefined);
+    assert.deepEqual(after, live);
+    assert.equal(body, undefined);
+    assert.deepEqual(outcome.reset, []);
+    assert.deepEqual(
+      outcome.notReset.map((n) => [n.peer, n.lost]),
+      [[gone.name, false]],
+    );
   });
 
-  it('is nothing for peers the node does not have', () => {
+  it('is nothing for peers the node does not have, and covers only its own peers (RV4 F1.2)', () => {
     assert.equal(sessionResetCommand(config, ['no-such-node']), undefined);
+    assert.deepEqual(sessionResetCommand(config, ['no-such-node', kept.name])!.peers, [kept.name]);
   });
 });

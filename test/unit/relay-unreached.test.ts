@@ -87,3 +87,51 @@ test('up --limit b-1,c-1,p-2 with p-1 down and b-1 pinned to p-2: refused before
     'nothing ran on the limited nodes',
   );
 });
+
+/**
+ * RV4 F2.2: `up --limit b-1` on four-sites.yaml as written (p-1 relays b-1 <-> c-1) where p-1's first answer has
+ * not come when the limited nodes are ready (here it never comes: a far or loaded relay, deterministically late), so
+ * p-1 is not waited for (finding 8). Its second login (the relay of a pair of the run, asked again and waited for)
+ * answers: not refused; it fails: refused as before.
+ */
+async function limitedWithLateRelay(secondLogin: 'answers' | 'fails') {
+  const { runUp } = await import('../../src/engine/up.js');
+  const { FakeConnection } = await import('../support/fake-connection.js');
+  const keys = new Map(fourSites.nodes.map((n) => [n.name, randomBytes(32).toString('base64')]));
+  let p1Logins = 0;
+  const connector = {
+    async connectAll(inv: Inventory) {
+      if (inv.nodes.some((n) => n.name === 'p-1') && ++p1Logins === 1) await new Promise(() => undefined);
+      const failures = new Map<string, Error>();
+      const connections = new Map<string, InstanceType<typeof FakeConnection>>();
+      for (const n of inv.nodes)
+        if (n.name === 'p-1' && secondLogin === 'fails') failures.set('p-1', new Error('connect ETIMEDOUT 198.51.100.11:22'));
+        else connections.set(n.name, new FakeConnection(n.name, [{ match: /public-key/, reply: { stdout: `${keys.get(n.name)}\n` } }]));
+      return { connections, failures, close: async () => undefined };
+    },
+    connectOne: async () => {
+      throw new Error('no new login expected');
+    },
+  };
+  const outcome = await runUp(
+    fourSites,
+    connector as never,
+    { onEvent: () => undefined, gate: async () => false },
+    { signal: new AbortController().signal, limit: ['b-1'], knownPublicKeys: keys, dryRun: true },
+  ).then(
+    () => 'ran',
+    (error: Error) => error.message,
+  );
+  return { outcome, p1Logins };
+}
+
+test('up --limit b-1 with relay p-1 only late: asked again, it answers, and the run is not refused (RV4 F2.2)', async () => {
+  const { outcome, p1Logins } = await limitedWithLateRelay('answers');
+  assert.doesNotMatch(outcome, /relayed through a node that did not answer/);
+  assert.equal(p1Logins, 2, 'p-1 was asked again');
+});
+
+test('up --limit b-1 with relay p-1 late and then failing to connect: refused as before', async () => {
+  const { outcome } = await limitedWithLateRelay('fails');
+  assert.match(outcome, /^not started: a pair of the limited nodes is relayed through a node that did not answer/);
+});
