@@ -775,10 +775,6 @@ function append<T>(into: T[], items: readonly T[]): void {
 }
 
 /**
- * Every check, one by one, to `keep`, in a stable order: per node (inventory order), then the pairs. One node's
- * checks (or the pairs') exist together at most, so a `keep` that drops a check lets it go at once.
- */
-/**
  * The NAT sites the running mesh sees at another public address (Q4 item 3: ../topology/moved-address.ts), read only
  * when a cold-start direction did not pass (a moved address is what such a failure may mean; at farm scale every
  * direction passes and no node's file is read for it). A node whose file was judged by its sha256 alone (it is the
@@ -794,6 +790,10 @@ function movedSites(facts: VerifyFacts): MovedAddress[] {
   return movedPublicAddresses(facts.inventory, views);
 }
 
+/**
+ * Every check, one by one, to `keep`, in a stable order: per node (inventory order), then the pairs. One node's
+ * checks (or the pairs') exist together at most, so a `keep` that drops a check lets it go at once.
+ */
 function evaluateInto(facts: VerifyFacts, keep: (check: Check) => void, count?: PassCounter, release = false): void {
   // read before any checklist is released as it is judged
   const moved = movedSites(facts);
