@@ -32,6 +32,7 @@ interface ImportFlags {
   listenPort: string;
   force?: boolean;
   dryRun?: boolean;
+  dropUnsupported?: boolean;
   acceptNew?: boolean;
   connectTimeout?: string;
   controlPersist?: string;
@@ -107,7 +108,11 @@ export function registerImport(program: Command, finish: (result: CommandResult)
     .option('--interface <name>', "the WireGuard interface to take over (default: the skeleton's mesh.interface, else wg0)")
     .option('--listen-port <port>', 'the port whose users the probe lists (the import reads the real one from the interface)', '51820')
     .option('--force', 'overwrite the output file')
-    .option('--dry-run', 'print the inventory and the notes; change nothing on the nodes, write no file')
+    .option('--dry-run', 'print the inventory and the notes; change nothing on the nodes, write no file (refuses as a real run would)')
+    .option(
+      '--drop-unsupported',
+      'take the mesh over although the first up drops what cuts traffic and the inventory cannot hold (a PresharedKey, a network behind a peer in AllowedIPs, Table = off with its own routes, a live-only peer); each is still named',
+    )
     .option('--accept-new', 'trust unknown SSH host keys on first use and record them')
     .option('--connect-timeout <seconds>', 'SSH connect timeout')
     .option('--control-persist <seconds>', CONTROL_PERSIST_HELP)
@@ -132,7 +137,9 @@ export function registerImport(program: Command, finish: (result: CommandResult)
         }
         const { hosts, problems: probeProblems } = await probeAll(targets, connections, iface, listenPort);
         if (interruptSignal.aborted) throw new MeshctlError('interrupted', 'interrupted');
-        const result = probeProblems.length ? { notes: [], problems: probeProblems } : inferInventory(hosts, iface);
+        const result = probeProblems.length
+          ? { notes: [], problems: probeProblems }
+          : inferInventory(hosts, iface, { dropUnsupported: flags.dropUnsupported === true });
         if (!result.draft || result.problems.length) {
           say('meshctl import: cannot take this mesh over (nothing changed, nothing written):');
           for (const p of result.problems) say(`  ${p}`);
