@@ -5,7 +5,11 @@
  * (../import/probe.ts: a PrivateKey line moves into the key file there; the running interface is not touched), then
  * writes the inventory with every guess marked `# meshctl import:` and prints those. A following `meshctl up` changes
  * only what differs and restarts nothing that already runs as designed.
- * Exit 0 done, 1 a node cannot be taken over (nothing written), 2 bad input, 3 a host could not be connected.
+ * Every refusal is found before any node is changed: the probe checks each node's key read-only (../import/probe.ts
+ * adoptCheckScript) and names what the inventory cannot hold (../import/losses.ts), refusing what cuts traffic unless
+ * --drop-unsupported (Q6 findings 1-3); `--dry-run` refuses as a real run does.
+ * Exit 0 done, 1 a node cannot be taken over (nothing changed, nothing written; only a write failing on a node or a
+ * key changed since the probe is refused after other nodes were adopted), 2 bad input, 3 a host could not be connected.
  */
 import { accessSync, constants, existsSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
