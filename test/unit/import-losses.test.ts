@@ -15,19 +15,12 @@ import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { filteredConfigCommand } from '../../src/facts/definitions.js';
-import { inferInventory, type ImportedHost, type ImportTarget } from '../../src/import/infer.js';
+import { inferInventory, type ImportedHost } from '../../src/import/infer.js';
 import { importLosses } from '../../src/import/losses.js';
-import { adoptCheckScript, adoptScript, parseAdoptOutput, parseImportProbe, SECRET_LINES_FACT } from '../../src/import/probe.js';
-import { loadInventory } from '../../src/inventory/load.js';
+import { adoptCheckScript, adoptScript, parseAdoptOutput, SECRET_LINES_FACT } from '../../src/import/probe.js';
+import { captured, NODES } from '../support/handbuilt-hosts.js';
 import { tempDir } from '../support/temp-dir.js';
 
-const homelab = loadInventory('inventories/homelab.yaml');
-const NODES = ['ms-1', 'wk-1', 'wk-2', 'ctb-edge-1'];
-const targetOf = (name: string): ImportTarget => ({ name, ssh: homelab.nodes.find((n) => n.name === name)!.ssh });
-const captured = (name: string): ImportedHost => ({
-  target: targetOf(name),
-  ...parseImportProbe(readFileSync(`test/fixtures/facts/handbuilt-${name}.txt`, 'utf8'), 'wg0', 51820),
-});
 const hosts = NODES.map(captured);
 const key = () => randomBytes(32).toString('base64');
 
@@ -156,15 +149,9 @@ describe('import: what the inventory cannot hold is named by its line, and refus
   const overlay = new Map(
     hosts.map((h, i) => [h.facts.interfacePublicKey!, ['172.27.15.12', '172.27.15.11', '172.27.15.13', '172.27.15.31'][i]!]),
   );
-  const losses = importLosses({
-    text: filtered,
-    secretLines,
-    livePeers: [],
-    liveReadable: true,
-    hostKeys: keys,
-    overlayIps: overlay,
-    network: '172.27.15.0/24',
-  });
+  const lossesOf = (text: string) =>
+    importLosses({ text, secretLines, livePeers: [], liveReadable: true, hostKeys: keys, overlayIps: overlay, network: '172.27.15.0/24' });
+  const losses = lossesOf(filtered);
   it('names each with its line of the file and what up does to it', () => {
     const got = losses.map((l) => `${l.line} ${l.cutsTraffic ? 'CUT' : 'note'} ${l.what}`);
     assert.deepEqual(got.sort(), [
@@ -182,15 +169,7 @@ describe('import: what the inventory cannot hold is named by its line, and refus
   });
   it('Table = off without routes of its own does not cut traffic', () => {
     const plain = filtered.replace('PostUp = ip route add 172.27.15.0/24 dev %i', 'PostUp = logger up');
-    const table = importLosses({
-      text: plain,
-      secretLines,
-      livePeers: [],
-      liveReadable: true,
-      hostKeys: keys,
-      overlayIps: overlay,
-      network: '172.27.15.0/24',
-    }).find((l) => l.what === 'Table = off');
+    const table = lossesOf(plain).find((l) => l.what === 'Table = off');
     assert.equal(table?.cutsTraffic, false);
   });
 
