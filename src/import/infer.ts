@@ -17,7 +17,10 @@
  *   in. That last guess, a NAT site no one dials, the router (the default gateway) and the made-up site names are
  *   flagged in notes.
  * Refused (problems): a node without a running interface or key, two nodes with one public key, a peer that is none
- * of the given hosts (the import would drop it).
+ * of the given hosts (the import would drop it; a stale key at a host's overlay address, or a host whose interface
+ * does not run, said as such), a node whose key pair the adopting script would refuse to keep (foreseen by the
+ * probe, ./probe.ts adoptCheckScript, so that no node is changed unless all can be), and what the first `up` would
+ * drop although it carries traffic (./losses.ts) unless InferOptions.dropUnsupported; what it drops otherwise is a note.
  */
 import type { NodeFacts } from '../facts/node-facts.js';
 import type { SshTarget } from '../inventory/types.js';
