@@ -5,7 +5,11 @@
  * (../import/probe.ts: a PrivateKey line moves into the key file there; the running interface is not touched), then
  * writes the inventory with every guess marked `# meshctl import:` and prints those. A following `meshctl up` changes
  * only what differs and restarts nothing that already runs as designed.
- * Exit 0 done, 1 a node cannot be taken over (nothing written), 2 bad input, 3 a host could not be connected.
+ * Every refusal is found before any node is changed: the probe checks each node's key read-only (../import/probe.ts
+ * adoptCheckScript) and names what the inventory cannot hold (../import/losses.ts), refusing what cuts traffic unless
+ * --drop-unsupported (Q6 findings 1-3); `--dry-run` refuses as a real run does.
+ * Exit 0 done, 1 a node cannot be taken over (nothing changed, nothing written; only a write failing on a node or a
+ * key changed since the probe is refused after other nodes were adopted), 2 bad input, 3 a host could not be connected.
  */
 import { accessSync, constants, existsSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -32,6 +36,7 @@ interface ImportFlags {
   listenPort: string;
   force?: boolean;
   dryRun?: boolean;
+  dropUnsupported?: boolean;
   acceptNew?: boolean;
   connectTimeout?: string;
   controlPersist?: string;
@@ -107,7 +112,11 @@ export function registerImport(program: Command, finish: (result: CommandResult)
     .option('--interface <name>', "the WireGuard interface to take over (default: the skeleton's mesh.interface, else wg0)")
     .option('--listen-port <port>', 'the port whose users the probe lists (the import reads the real one from the interface)', '51820')
     .option('--force', 'overwrite the output file')
-    .option('--dry-run', 'print the inventory and the notes; change nothing on the nodes, write no file')
+    .option('--dry-run', 'print the inventory and the notes; change nothing on the nodes, write no file (refuses as a real run would)')
+    .option(
+      '--drop-unsupported',
+      'take the mesh over although the first up drops what cuts traffic and the inventory cannot hold (a PresharedKey, a network behind a peer in AllowedIPs, Table = off with its own routes, a live-only peer); each is still named',
+    )
     .option('--accept-new', 'trust unknown SSH host keys on first use and record them')
     .option('--connect-timeout <seconds>', 'SSH connect timeout')
     .option('--control-persist <seconds>', CONTROL_PERSIST_HELP)
@@ -132,7 +141,9 @@ export function registerImport(program: Command, finish: (result: CommandResult)
         }
         const { hosts, problems: probeProblems } = await probeAll(targets, connections, iface, listenPort);
         if (interruptSignal.aborted) throw new MeshctlError('interrupted', 'interrupted');
-        const result = probeProblems.length ? { notes: [], problems: probeProblems } : inferInventory(hosts, iface);
+        const result = probeProblems.length
+          ? { notes: [], problems: probeProblems }
+          : inferInventory(hosts, iface, { dropUnsupported: flags.dropUnsupported === true });
         if (!result.draft || result.problems.length) {
           say('meshctl import: cannot take this mesh over (nothing changed, nothing written):');
           for (const p of result.problems) say(`  ${p}`);

@@ -17,12 +17,17 @@
  *   in. That last guess, a NAT site no one dials, the router (the default gateway) and the made-up site names are
  *   flagged in notes.
  * Refused (problems): a node without a running interface or key, two nodes with one public key, a peer that is none
- * of the given hosts (the import would drop it).
+ * of the given hosts (the import would drop it; a stale key at a host's overlay address, or a host whose interface
+ * does not run, said as such), a node whose key pair the adopting script would refuse to keep (foreseen by the
+ * probe, ./probe.ts adoptCheckScript, so that no node is changed unless all can be), and what the first `up` would
+ * drop although it carries traffic (./losses.ts) unless InferOptions.dropUnsupported; what it drops otherwise is a note.
  */
 import type { NodeFacts } from '../facts/node-facts.js';
 import type { SshTarget } from '../inventory/types.js';
 import { cidrContains, formatCidr, intToIp, ipToInt, isIpv4, parseCidr } from '../net/ipv4.js';
 import { parseWgQuickConfig } from '../render/wgquick.js';
+import { importLosses, scanConfig } from './losses.js';
+import type { SecretLines } from './probe.js';
 
 /** One host to import, from the skeleton or a --host flag (./skeleton.ts). */
 export interface ImportTarget {
@@ -42,6 +47,19 @@ export interface ImportedHost {
   target: ImportTarget;
   facts: NodeFacts;
   underlay: UnderlayFacts;
+  /** the lines of the wg-quick file the probe's secret filter dropped (./probe.ts); absent from older captures */
+  secretLines?: SecretLines;
+  /** the adopting script's refusal, foreseen read-only by the probe (./probe.ts adoptCheckScript) */
+  adoptRefusal?: string;
+}
+
+/** Options of inferInventory. */
+export interface InferOptions {
+  /**
+   * --drop-unsupported: what cuts traffic when the first `up` drops it (./losses.ts: a PresharedKey, a network
+   * behind a peer in AllowedIPs, Table = off with its own routes, a live-only peer) is a note, not a refusal.
+   */
+  dropUnsupported?: boolean;
 }
 
 /** Something the import guessed or could not infer: printed, and written as a comment next to the field. */
@@ -164,6 +182,40 @@ function viewOf(host: ImportedHost, iface: string): NodeView | string {
   };
 }
 
+/**
+ * Why a peer of `v`'s file matches no host (Q6 finding 6): its AllowedIPs hold a running host's overlay address (a
+ * stale key in this file), or a host that runs no interface may be it, or it is a node not given.
+ */
+function unknownPeerProblem(
+  v: NodeView,
+  p: PeerView,
+  views: readonly NodeView[],
+  down: readonly ImportedHost[],
+  iface: string,
+  line: number | undefined,
+): string {
+  const file = `/etc/wireguard/${iface}.conf`;
+  const peer = `${v.name} has a peer ${p.publicKey} (${file}${line !== undefined ? ` line ${line}` : ''}, AllowedIPs ${p.allowedIps.join(', ') || 'none'})`;
+  const holds = (ip: string) =>
+    p.allowedIps.some((a) => {
+      const c = parseCidr(a, { strict: false });
+      return c ? c.prefix === 32 && cidrContains(c, ip) : false;
+    });
+  const owner = views.find((o) => o !== v && holds(o.overlayIp));
+  if (owner)
+    return `${peer} at ${owner.name}'s overlay address ${owner.overlayIp}, but ${owner.name} runs with ${owner.publicKey}: a stale key in ${v.name}'s file; put ${owner.name}'s public key there (or remove that peer) and import again`;
+  const downOwner = down.find((d) => {
+    const text = d.facts.config.text;
+    const address = text !== undefined ? parseWgQuickConfig(text).interface?.addresses.find((a) => isIpv4(ipOf(a))) : undefined;
+    return address !== undefined && holds(ipOf(address));
+  });
+  if (downOwner)
+    return `${peer} at the Address of ${downOwner.target.name}'s ${file}, and ${downOwner.target.name} runs no ${iface}, so its key is not known: start it there (systemctl start wg-quick@${iface}) and import again`;
+  if (down.length)
+    return `${peer} that is none of the running hosts: if it is ${down.map((d) => d.target.name).join(' or ')}, which runs no ${iface}, start it there and import again; else add its SSH target (the next up would remove the peer otherwise)`;
+  return `${peer} that is none of the hosts given: add its SSH target (the next up would remove the peer otherwise)`;
+}
+
 /** The mesh network: the Address subnet all nodes share, else the smallest block (at least /24) holding them all. */
 function inferNetwork(views: NodeView[], notes: ImportNote[]): string {
   const subnets = new Set(
@@ -215,14 +267,20 @@ const lanOf = (cidr: string | undefined) => {
  * Infers the inventory of a hand-built mesh from its nodes' facts. `iface`: the WireGuard interface to take over.
  * Pure; every guess is a note, every refusal a problem.
  */
-export function inferInventory(hosts: readonly ImportedHost[], iface: string): ImportResult {
+export function inferInventory(hosts: readonly ImportedHost[], iface: string, options: InferOptions = {}): ImportResult {
   const notes: ImportNote[] = [];
   const problems: string[] = [];
   const views: NodeView[] = [];
+  const down: ImportedHost[] = [];
+  const file = `/etc/wireguard/${iface}.conf`;
   for (const host of hosts) {
     const v = viewOf(host, iface);
-    if (typeof v === 'string') problems.push(v);
-    else views.push(v);
+    if (typeof v === 'string') {
+      problems.push(v);
+      down.push(host);
+    } else views.push(v);
+    // Q6 finding 2: the adopting script's refusals are found here, on every node, before any node is changed
+    if (host.adoptRefusal && typeof v !== 'string') problems.push(`${host.target.name}: cannot keep its key pair: ${host.adoptRefusal}`);
   }
   const byKey = new Map<string, NodeView>();
   for (const v of views) {
@@ -230,13 +288,40 @@ export function inferInventory(hosts: readonly ImportedHost[], iface: string): I
     if (other) problems.push(`${other.name} and ${v.name} run with one public key ${v.publicKey} (cloned key files?)`);
     byKey.set(v.publicKey, v);
   }
-  for (const v of views)
+  for (const v of views) {
+    const scanned = v.host.facts.config.text !== undefined ? scanConfig(v.host.facts.config.text, v.host.secretLines) : undefined;
     for (const p of v.peers)
       if (!byKey.has(p.publicKey) && problems.length < 50)
+        problems.push(unknownPeerProblem(v, p, views, down, iface, scanned?.peers.find((s) => s.publicKey === p.publicKey)?.line));
+  }
+  if (views.length === 0) return { notes, problems: problems.length ? problems : ['no hosts given'] };
+
+  const network = inferNetwork(views, notes);
+  // Q6 findings 1 and 3: what the inventory cannot hold is named per node, and refused when dropping it cuts traffic
+  const hostKeys = new Map(views.map((v) => [v.publicKey, v.name]));
+  const overlayIps = new Map(views.map((v) => [v.publicKey, v.overlayIp]));
+  for (const v of views)
+    for (const loss of importLosses({
+      text: v.host.facts.config.text,
+      ...(v.host.secretLines ? { secretLines: v.host.secretLines } : {}),
+      livePeers: v.host.facts.peers,
+      liveReadable: v.host.facts.live?.wgReadable ?? v.host.facts.peers.length > 0,
+      hostKeys,
+      overlayIps,
+      network,
+    })) {
+      const where = loss.line !== undefined ? `${file} line ${loss.line}` : loss.what.startsWith('a ') ? `live ${iface}` : file;
+      if (loss.cutsTraffic && !options.dropUnsupported)
         problems.push(
-          `${v.name} has a peer ${p.publicKey} (AllowedIPs ${p.allowedIps.join(', ') || 'none'}) that is none of the hosts given: add its SSH target (the next up would remove the peer otherwise)`,
+          `${v.name}: ${where}: ${loss.what}: ${loss.effect}; fix it by hand, or pass --drop-unsupported to take the mesh over without it`,
         );
-  if (problems.length > 0 || views.length === 0) return { notes, problems: problems.length ? problems : ['no hosts given'] };
+      else
+        notes.push({
+          at: `nodes.${v.name}`,
+          text: `${loss.cutsTraffic ? 'DROPPED (--drop-unsupported): ' : 'not carried over: '}${where}: ${loss.what}: ${loss.effect}`,
+        });
+    }
+  if (problems.length > 0) return { notes, problems };
 
   // who dials whom, at which address
   const dialled = new Map<string, Dialled[]>(views.map((v) => [v.name, []]));
@@ -260,7 +345,7 @@ export function inferInventory(hosts: readonly ImportedHost[], iface: string): I
 
   const mesh = {
     interface: iface,
-    network: inferNetwork(views, notes),
+    network,
     listenPort: mostCommon(views.map((v) => v.listenPort))!,
     mtu: mostCommon(views.flatMap((v) => (v.mtu !== undefined ? [v.mtu] : []))) ?? 1420,
     persistentKeepalive: mostCommon(views.flatMap((v) => v.peers.flatMap((p) => (p.keepalive ? [p.keepalive] : [])))) ?? 0,

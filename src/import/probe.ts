@@ -15,6 +15,7 @@
  */
 import type { FactDef } from '../facts/definitions.js';
 import { factsScript, readFact } from '../facts/definitions.js';
+import { SECRET_LINE_ERE_AWK } from '../facts/lean.js';
 import { factsProbeScript, parseFactsProbe, type NodeFacts } from '../facts/node-facts.js';
 import { linesOf, splitSections } from '../facts/sections.js';
 import { sh } from '../remote/shell.js';
@@ -51,24 +52,112 @@ export function parseUnderlay(lines: readonly string[]): UnderlayFacts {
   return result;
 }
 
-/** The import probe of one node: up's facts probe, then the underlay section. */
+/**
+ * The lines of IFACE.conf that the facts probe's secret filter drops (SECRET_LINE_ERE, and SECRET_FILTER_AWK's
+ * `(private|preshared)[_-]*key=` lines), by line number and kind only: `NR presharedkey` (an active PresharedKey
+ * line), `NR privatekey`, `NR other` (commented out, or a line naming a key next to a key-shaped value); last
+ * `lines N`. No value leaves the node. With it the filtered text's lines are numbered as in the file, and a
+ * PresharedKey line is seen without being read (./losses.ts).
+ */
+export interface SecretLines {
+  /** line number (1-based, in the whole file) -> kind */
+  dropped: Map<number, 'presharedkey' | 'privatekey' | 'other'>;
+  /** lines in the file */
+  total: number;
+}
+
+/** SecretLines of IFACE.conf; undefined when the file does not exist (or the section is missing: an older probe). */
+export const SECRET_LINES_FACT: FactDef<SecretLines | undefined> = {
+  name: 'secretlines',
+  command: (ctx) => {
+    const conf = wireguardPaths(ctx.interface).config;
+    const awk = `{ l = tolower($0); s = l; gsub(/[ \t\r]/, "", s); if (s ~ /^[#;]*(private|preshared)[_-]*key=/ || l ~ mc_re) { k = "other"; if (s ~ /^presharedkey=/) k = "presharedkey"; else if (s ~ /^privatekey=/) k = "privatekey"; print NR " " k } } END { print "lines " NR }`;
+    return sh`if [ -f ${conf} ]; then awk -v mc_re=${SECRET_LINE_ERE_AWK} ${awk} ${conf}; fi`.text;
+  },
+  parse: (s) => {
+    const lines = linesOf(s);
+    const total = lines.map((l) => /^lines (\d+)$/.exec(l)).find((m) => m)?.[1];
+    if (total === undefined) return undefined;
+    const dropped = new Map<number, 'presharedkey' | 'privatekey' | 'other'>();
+    for (const line of lines) {
+      const m = /^(\d+) (presharedkey|privatekey|other)$/.exec(line);
+      if (m) dropped.set(Number(m[1]), m[2] as 'presharedkey' | 'privatekey' | 'other');
+    }
+    return { dropped, total: Number(total) };
+  },
+};
+
+/** awk: prints the path of each active `PostUp = wg set %i private-key PATH` line as `LINE PATH` (%i replaced). */
+const POSTUP_KEY_FILES_AWK = `{ s = $0; sub(/#.*/, "", s); gsub(/\r/, "", s); if (tolower(s) ~ /^[ \t]*postup[ \t]*=[ \t]*wg[ \t]+set[ \t]+%i[ \t]+private-key[ \t]+[^ \t<]+[ \t]*$/) { n = split(s, w, /[ \t=]+/); p = w[n]; gsub(/%i/, iface, p); print NR " " p } }`;
+
+/**
+ * The adopting script's refusals, checked read-only (no file written, no temp file: the key goes through a pipe to
+ * `wg pubkey`), so that every node is checked before any is changed (Q6 finding 2: a late refusal on one node left
+ * the others taken over). Prints `refused=REASON`, the same words adoptScript prints, or nothing. When there is no
+ * key where meshctl keeps it but a PostUp loads one from another file (the tutorial's `wg genkey | tee privatekey`
+ * layout, Q6 finding 7), the refusal names that file and line and how to move it. What cannot be foreseen stays the
+ * adopting script's to refuse: a write that fails (full disk, immutable file) or a key changed meanwhile.
+ */
+export function adoptCheckScript(iface: string): string {
+  const p = wireguardPaths(iface);
+  return sh`live=$(wg show ${iface} public-key 2>/dev/null || true)
+n=$(awk ${PRIVATE_KEY_VALUES_AWK} ${p.config} 2>/dev/null | wc -l)
+if [ "$n" -gt 1 ]; then echo "refused=${p.config} has $n PrivateKey lines"
+elif [ "$n" -eq 1 ]; then
+  if ! inconf=$(awk ${PRIVATE_KEY_VALUES_AWK} ${p.config} | wg pubkey 2>/dev/null); then echo "refused=the PrivateKey line of ${p.config} is not a WireGuard key"
+  elif [ -n "$live" ] && [ "$inconf" != "$live" ]; then echo "refused=${iface} does not run with the key of its ${p.config}"
+  elif [ -s ${p.privateKey} ] && [ "$(wg pubkey < ${p.privateKey} 2>/dev/null)" != "$inconf" ]; then echo "refused=${p.privateKey} and the PrivateKey line of ${p.config} hold different keys"
+  fi
+elif [ ! -s ${p.privateKey} ]; then
+  awk -v iface=${iface} ${POSTUP_KEY_FILES_AWK} ${p.config} 2>/dev/null | { hint=""
+    while read -r line path; do
+      if [ -s "$path" ] && [ -n "$live" ] && [ "$(wg pubkey < "$path" 2>/dev/null)" = "$live" ]; then
+        hint="; ${iface} loads its key from $path (PostUp, line $line of ${p.config}): copy it where meshctl keeps it (install -m 600 $path ${p.privateKey}) and import again; up then replaces that PostUp line with its own, and $path can go"
+        break
+      fi
+    done
+    echo "refused=no key: neither ${p.privateKey} nor a PrivateKey line in ${p.config}$hint"; }
+elif [ -n "$live" ] && [ "$(wg pubkey < ${p.privateKey} 2>/dev/null)" != "$live" ]; then echo "refused=${iface} does not run with the key of ${p.privateKey}"
+fi
+true`.text;
+}
+
+/** The adopting script's refusal foreseen by adoptCheckScript; undefined when it foresees none. */
+export const ADOPT_CHECK_FACT: FactDef<string | undefined> = {
+  name: 'adoptcheck',
+  command: (ctx) => adoptCheckScript(ctx.interface),
+  parse: (s) => parseAdoptOutput(s?.body ?? '').refused,
+};
+
+/** The import probe of one node: up's facts probe, then the underlay, the secret lines and the adoption check. */
 export function importProbeScript(iface: string, listenPort: number): string {
   const ctx = { interface: iface, listenPort };
-  return `${factsProbeScript(ctx)}\n${factsScript([UNDERLAY_FACT], ctx, 'importend')}`;
+  return `${factsProbeScript(ctx)}\n${factsScript([UNDERLAY_FACT, SECRET_LINES_FACT, ADOPT_CHECK_FACT], ctx, 'importend')}`;
 }
 
 /**
  * Reads the import probe. The underlay excludes the WireGuard interfaces (the overlay is not where peers dial).
  * @throws Error when the output stops before its end (a cut connection)
  */
-export function parseImportProbe(stdout: string, iface: string, listenPort: number): { facts: NodeFacts; underlay: UnderlayFacts } {
+export function parseImportProbe(
+  stdout: string,
+  iface: string,
+  listenPort: number,
+): { facts: NodeFacts; underlay: UnderlayFacts; secretLines?: SecretLines; adoptRefusal?: string } {
   const ctx = { interface: iface, listenPort };
   const facts = parseFactsProbe(stdout, ctx);
   const sections = splitSections(stdout);
   if (sections.get('importend')?.rc !== 0) throw new Error('import probe output is incomplete');
   const underlay = readFact(UNDERLAY_FACT, sections, ctx);
+  const secretLines = readFact(SECRET_LINES_FACT, sections, ctx);
+  const adoptRefusal = readFact(ADOPT_CHECK_FACT, sections, ctx);
   const wireguard = new Set([iface, ...facts.wireguardInterfaces]);
-  return { facts, underlay: { ...underlay, addresses: underlay.addresses.filter((a) => !wireguard.has(a.dev)) } };
+  return {
+    facts,
+    underlay: { ...underlay, addresses: underlay.addresses.filter((a) => !wireguard.has(a.dev)) },
+    ...(secretLines ? { secretLines } : {}),
+    ...(adoptRefusal ? { adoptRefusal } : {}),
+  };
 }
 
 /** awk: prints the value of every active `PrivateKey =` line (any spacing or case wg accepts), comments cut. */

@@ -65,10 +65,15 @@ export interface LiveDrift {
   mtu?: string;
   peers: string[];
   keepaliveOff: string[];
+  /**
+   * designed peers that run with a preshared key: the design has none, so wg-quick's file has none, and a restart of
+   * either end breaks the pair while the other keeps it (Q6 finding 1); removed on each end in its own enable step
+   */
+  presharedOff: string[];
   extraRoutes: string[];
 }
 
-const NO_DRIFT: LiveDrift = { restart: [], peers: [], keepaliveOff: [], extraRoutes: [] };
+const NO_DRIFT: LiveDrift = { restart: [], peers: [], keepaliveOff: [], presharedOff: [], extraRoutes: [] };
 
 const sameSet = (a: readonly string[], b: readonly string[]) =>
   a.length === b.length && [...a].sort().join(',') === [...b].sort().join(',');
@@ -118,7 +123,7 @@ export function liveDrift(facts: NodeFacts, desired: DesiredNodeConfig): LiveDri
   const live = facts.live;
   if (!live) return NO_DRIFT;
   const file = `${desired.interface}.conf`;
-  const drift: LiveDrift = { restart: interfaceDrift(live, desired, file), peers: [], keepaliveOff: [], extraRoutes: [] };
+  const drift: LiveDrift = { restart: interfaceDrift(live, desired, file), peers: [], keepaliveOff: [], presharedOff: [], extraRoutes: [] };
   const mtu = mtuDrift(live, desired, file);
   if (mtu) drift.mtu = mtu;
   if (live.wgReadable) {
@@ -131,6 +136,11 @@ export function liveDrift(facts: NodeFacts, desired: DesiredNodeConfig): LiveDri
       }
       drift.peers.push(...peerDrift(want, have, file, facts.now));
       if (want.persistentKeepalive === undefined && have.persistentKeepalive !== undefined) drift.keepaliveOff.push(want.publicKey);
+      // presence only: the dump's preshared-key column never leaves the node's filter as more than set / not set
+      if (have.hasPresharedKey) {
+        drift.peers.push(`peer ${want.name} has a preshared key on the live interface, ${file} none (meshctl manages none)`);
+        drift.presharedOff.push(want.publicKey);
+      }
     }
     const designed = new Set(desired.peers.map((p) => p.publicKey));
     for (const have of facts.peers.filter((p) => !designed.has(p.publicKey)))
@@ -152,11 +162,20 @@ function keepaliveOffScript(iface: string, keys: readonly string[]): string {
   return sh`for k in ${keys}; do wg set ${iface} peer "$k" persistent-keepalive off; done`.text;
 }
 
-/** The peers' sync: syncconf keeping the key, the keepalives it keeps, then the routes it does not touch. */
+/**
+ * Removes the preshared key of these peers (keys) from the running interface: `wg set ... preshared-key /dev/null`
+ * (wg(8): a key file of /dev/null sets none). syncconf's filter sees no difference in a key it cannot read.
+ */
+function presharedOffScript(iface: string, keys: readonly string[]): string {
+  return sh`for k in ${keys}; do wg set ${iface} peer "$k" preshared-key /dev/null; done`.text;
+}
+
+/** The peers' sync: syncconf keeping the key, the keepalives and preshared keys it keeps, then the routes it does not touch. */
 function peerSyncCommands(iface: string, privateKey: string, peerRoutes: string[], drift: LiveDrift): string[] {
   return [
     syncPeersStep(iface, privateKey),
     ...(drift.keepaliveOff.length ? [keepaliveOffScript(iface, drift.keepaliveOff)] : []),
+    ...(drift.presharedOff.length ? [presharedOffScript(iface, drift.presharedOff)] : []),
     ...(drift.extraRoutes.length ? [removeRoutesScript(iface, drift.extraRoutes)] : []),
     syncRoutesScript(iface, peerRoutes),
   ];

@@ -57,7 +57,13 @@ describe('enable planner: the live interface against the design', () => {
       edge.peers.every((p) => !configured.has(p.endpoint)),
       JSON.stringify(edge.peers.map((p) => p.endpoint)),
     );
-    assert.deepEqual(liveDrift(edge, desired('ctb-edge-1')), { restart: [], peers: [], keepaliveOff: [], extraRoutes: [] });
+    assert.deepEqual(liveDrift(edge, desired('ctb-edge-1')), {
+      restart: [],
+      peers: [],
+      keepaliveOff: [],
+      presharedOff: [],
+      extraRoutes: [],
+    });
     assert.deepEqual(plan(edge, 'ctb-edge-1'), {});
   });
 
