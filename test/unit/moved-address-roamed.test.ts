@@ -21,6 +21,7 @@ import { desiredNodeConfig } from '../../src/topology/desired.js';
 import { checkNamed, stepNamed } from '../../src/engine/registry.js';
 import type { CheckResult, MeshStep } from '../../src/engine/types.js';
 import type { LivePeer } from '../../src/render/wgdump.js';
+import { livePeerOf } from '../support/live-peer.js';
 import { connectionsOf, underlayNetwork } from '../support/fake-forward-probe.js';
 import { judgeRoamedNode } from '../../src/topology/moved-address.js';
 
@@ -43,15 +44,7 @@ async function run(homeAge: number, { a1ForwardLands = false } = {}) {
       // a-1's packets come from AWAY, so every node outside its site that talks to it holds it there
       const away = peer.name === 'a-1' && !node.startsWith('a-');
       const [endpoint, age] = away ? [`${AWAY}:40000`, 5] : [peer.endpoint, homeAge];
-      return {
-        publicKey: peer.publicKey,
-        hasPresharedKey: false,
-        ...(endpoint ? { endpoint } : {}),
-        allowedIps: peer.allowedIps,
-        latestHandshake: NOW - age,
-        rxBytes: 1,
-        txBytes: 1,
-      };
+      return livePeerOf(peer, endpoint, NOW - age);
     });
   const facts = (node: Node): NodeFacts => ({
     ...bare,

@@ -21,6 +21,7 @@ import { ADDRESS_MOVED } from '../../src/engine/underlay-change.js';
 import { connectionsOf, underlayNetwork } from '../support/fake-forward-probe.js';
 import { type EndpointView, judgeMovedAddress, movedPublicAddresses } from '../../src/topology/moved-address.js';
 import type { LivePeer } from '../../src/render/wgdump.js';
+import { livePeerOf } from '../support/live-peer.js';
 import { baselineUnderlayNote } from '../support/underlay-note.js';
 
 const inventory = loadInventory('inventories/four-sites.yaml');
@@ -37,15 +38,7 @@ function livePeers(node: string, seen: Sightings): LivePeer[] {
   const config = desiredNodeConfig(inventory, node, keys);
   return config.peers.map((peer) => {
     const [endpoint, age] = seen[node]?.[peer.name] ?? [peer.endpoint, 10];
-    return {
-      publicKey: peer.publicKey,
-      hasPresharedKey: false,
-      ...(endpoint ? { endpoint } : {}),
-      allowedIps: peer.allowedIps,
-      latestHandshake: NOW - age,
-      rxBytes: 1,
-      txBytes: 1,
-    };
+    return livePeerOf(peer, endpoint, NOW - age);
   });
 }
 
