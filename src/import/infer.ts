@@ -235,9 +235,20 @@ function inferNetwork(views: NodeView[], notes: ImportNote[]): string {
   while (prefix > 8 && !fits(prefix)) prefix--;
   const mask = (~0 << (32 - prefix)) >>> 0;
   const network = `${intToIp((ips[0]! & mask) >>> 0)}/${prefix}`;
+  // what the nodes' Addresses are, said as they are (Q6, Q7: "every node has a /32" was said of /24 Addresses too)
+  const counts = new Map<string, number>();
+  for (const v of views) {
+    const c = parseCidr(v.addressCidr, { strict: false });
+    const key = c && c.prefix < 32 ? formatCidr(c) : '/32';
+    counts.set(key, (counts.get(key) ?? 0) + 1);
+  }
+  const why =
+    counts.size === 1 && counts.has('/32')
+      ? 'every node has a /32 Address'
+      : `the nodes' Addresses share no one subnet (${[...counts].map(([k, n]) => `${k === '/32' ? 'a /32' : k} on ${n}`).join(', ')})`;
   notes.push({
     at: 'mesh.network',
-    text: `inferred: every node has a /32 Address, so ${network} is the smallest block of at least /24 holding them all; widen it if the mesh will grow past it`,
+    text: `inferred: ${why}, so ${network} is the smallest block of at least /24 holding them all; widen it if the mesh will grow past it`,
   });
   return network;
 }
@@ -354,7 +365,7 @@ export function inferInventory(hosts: readonly ImportedHost[], iface: string, op
   if (mtus.size > 1)
     notes.push({
       at: 'mesh.mtu',
-      text: `the nodes run different MTUs (${[...mtus].join(', ')}): ${mesh.mtu} is the most common; up restarts the others`,
+      text: `the nodes run different MTUs (${[...mtus].join(', ')}): ${mesh.mtu} is the most common; up sets it on the others (on the running interface, no restart, where the MTU is all their [Interface] differs in)`,
     });
   const keepalives = new Set(views.flatMap((v) => v.peers.flatMap((p) => (p.keepalive ? [p.keepalive] : []))));
   if (keepalives.size > 1)

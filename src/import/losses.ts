@@ -24,6 +24,9 @@ import type { LivePeer } from '../render/wgdump.js';
 import { cidrContains, parseCidr, type Cidr } from '../net/ipv4.js';
 import type { SecretLines } from './probe.js';
 
+/** A hook that adds a policy routing rule (`ip rule add`, `ip -4 rule add`): up's baseline refuses a node with one. */
+const IP_RULE_ADD = /\bip\s+(?:-\S+\s+)*rule\s+add\b/;
+
 /** One thing the import cannot carry over. */
 export interface ImportLoss {
   /** the line in the node's wg-quick file (1-based, the whole file); undefined for live-only state or an older probe */
@@ -153,6 +156,14 @@ export function importLosses(input: LossInput): ImportLoss[] {
           effect: `up writes the file without it: wg-quick then routes every AllowedIPs itself${routeHooks ? ", and the routes this file's own PreUp/PostUp add are not added again" : ''}`,
           cutsTraffic: routeHooks,
         });
+      if (e.key === 'fwmark' && !['off', '0', '0x0'].includes(e.value.toLowerCase()))
+        losses.push({
+          ...(e.line !== undefined ? { line: e.line } : {}),
+          what: `FwMark = ${e.value}`,
+          effect:
+            "the inventory has no fwmark: up writes the file without it and the live interface's packets lose the mark (policy routing that matches it stops matching)",
+          cutsTraffic: false,
+        });
       if (e.key === 'address')
         for (const a of e.value.split(',').map((v) => v.trim()))
           if (a.includes(':'))
@@ -169,7 +180,11 @@ export function importLosses(input: LossInput): ImportLoss[] {
         what: `${h.key === 'preup' ? 'PreUp' : h.key === 'postup' ? 'PostUp' : h.key === 'predown' ? 'PreDown' : 'PostDown'} = ${h.value}`,
         effect: /down$/.test(h.key)
           ? "up writes the file without it, and the restart's wg-quick down reads the new file: it never runs; undo by hand what the file's up hooks set up"
-          : "up writes the file without it: what it set up stays until undone by hand (the restart's wg-quick down reads the new file, so no PostDown of this file runs) and it is not set up again",
+          : `up writes the file without it: what it set up stays until undone by hand (the restart's wg-quick down reads the new file, so no PostDown of this file runs) and it is not set up again${
+              IP_RULE_ADD.test(h.value)
+                ? "; the policy rule it adds makes up's baseline STOP (default-ip-rules: an extra ip rule) until it is deleted by hand (ip rule del ...)"
+                : ''
+            }`,
         cutsTraffic: false,
       });
     for (const [line, kind] of input.secretLines?.dropped ?? []) {

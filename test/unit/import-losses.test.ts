@@ -167,6 +167,15 @@ describe('import: what the inventory cannot hold is named by its line, and refus
     assert.match(losses.find((l) => l.line === 8)!.effect, /never runs/);
     assert.match(losses.find((l) => l.line === 14)!.effect, /breaks at the next restart/);
   });
+  it("FwMark is named, and an up hook's policy rule says up's baseline will STOP on it (Q7: both went unsaid)", () => {
+    const marked = filtered
+      .replace('PostUp = ip route add 172.27.15.0/24 dev %i', 'PostUp = ip -4 rule add fwmark 0x1234 table 1234')
+      .replace('DNS = 192.168.15.1', 'DNS = 192.168.15.1\nFwMark = 0x1234');
+    const got = lossesOf(marked);
+    assert.equal(got.find((l) => l.what === 'FwMark = 0x1234')?.cutsTraffic, false, JSON.stringify(got));
+    assert.match(got.find((l) => l.what.startsWith('PostUp = ip -4 rule add'))!.effect, /baseline STOP \(default-ip-rules/);
+    assert.doesNotMatch(losses.find((l) => l.line === 7)!.effect, /default-ip-rules/, 'a route is no policy rule');
+  });
   it('Table = off without routes of its own does not cut traffic', () => {
     const plain = filtered.replace('PostUp = ip route add 172.27.15.0/24 dev %i', 'PostUp = logger up');
     const table = lossesOf(plain).find((l) => l.what === 'Table = off');

@@ -90,6 +90,16 @@ describe('import: the inventory inferred from the hand-built mesh', () => {
       assert.deepEqual(peerDrift, [], h.target.name);
     }
   });
+  it("the network's note says what the Addresses are: a /24 on one node is not called a /32 (Q6, Q7)", () => {
+    const wide = hosts.map((h, i) =>
+      i === 0 ? { ...h, facts: { ...h.facts, live: { ...h.facts.live!, addresses: ['172.27.15.12/24'] } } } : h,
+    );
+    const note = inferInventory(wide, 'wg0').notes.find((n) => n.at === 'mesh.network')?.text ?? '';
+    assert.match(
+      note,
+      /^inferred: the nodes' Addresses share no one subnet \(172\.27\.15\.0\/24 on 1, a \/32 on 3\), so 172\.27\.15\.0\/24 /,
+    );
+  });
   it('refuses a mesh with a peer that is none of the hosts given, and a host without a running interface', () => {
     const three = inferInventory(hosts.slice(0, 3), 'wg0');
     assert.equal(three.draft, undefined);
