@@ -50,6 +50,7 @@ export const CAUSES = [
   'firewall-udp',
   'forward-misdirected',
   'public-address-moved',
+  'relay-not-forwarding',
   'cold-start-blocked',
   'no-udp-arriving',
   'no-handshake-answer',
@@ -156,6 +157,8 @@ const EXPLAINS: Record<CauseId, readonly Symptom[]> = {
   'wrong-endpoint': ['handshake', 'ping', 'mtu'],
   'firewall-udp': ['handshake', 'ping', 'mtu'],
   'forward-misdirected': ['handshake', 'ping', 'mtu'],
+  // the legs shake hands; what the relay does not forward is every packet of the pair
+  'relay-not-forwarding': ['ping', 'mtu'],
   // the dialling side's packets go to the old address: no handshake can start from that side
   'public-address-moved': ['handshake', 'ping', 'mtu'],
   // a latent fault: the pair works now (the other side dialled out), so it explains no symptom of today's pings

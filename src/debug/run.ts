@@ -105,6 +105,28 @@ export function relayedPairsOf(inventory: Inventory, pairs: Array<[string, strin
   });
 }
 
+/**
+ * The relayed pairs whose relay fails verify's relay check (forwarding off on the mesh interface, its rule missing):
+ * one diagnosis each, at the relay. Each leg can be healthy while the relay drops every packet of the pair (Q7:
+ * forwarding off on p-1, every b-1 -> c-1 ping lost, and debug said both legs were HEALTHY). `checks`: verify's.
+ */
+export function relayDiagnoses(relayed: readonly RelayedPair[], checks: readonly Check[]): Diagnosis[] {
+  return relayed.flatMap((r) =>
+    checks
+      .filter((c) => c.node === r.via && c.id === 'relay' && c.status === 'fail')
+      .map((c) => ({
+        sender: r.pair[0],
+        receiver: r.pair[1],
+        cause: 'relay-not-forwarding' as const,
+        node: r.via,
+        summary: `${r.via} ${c.message}`,
+        explanation: `${r.pair.join(' and ')} reach each other only through ${r.via}, which must forward between its peers on the mesh interface: each leg may shake hands and answer while the pair's own packets are dropped at the relay`,
+        fix: `meshctl up sets the relay's forwarding and its rule back (wg-quick's PostUp on ${r.via}); by hand, the relay's evidence below says what is missing`,
+        evidence: c.evidence,
+      })),
+  );
+}
+
 /** verify's per-pair checks whose failure makes a pair worth debugging (cold-start: finding 20, a one-way pair) */
 const PAIR_IDS = new Set(['ping', 'path-mtu', 'handshake', 'peers', 'allowed-ips', 'endpoint', 'route', 'cold-start']);
 
@@ -382,6 +404,7 @@ export async function runDebug(
     if (inventoryText !== undefined) evidence.inventoryText = inventoryText;
     diagnoses.push(...classifyPair(evidence));
   }
+  diagnoses.push(...relayDiagnoses(relayed, checks));
 
   const report: DebugReport = {
     version: 1,

@@ -6,8 +6,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { loadInventory } from '../../src/inventory/load.js';
-import { type DebugReport, relayedPairsOf, renderDebugReport } from '../../src/debug/run.js';
+import { type DebugReport, relayDiagnoses, relayedPairsOf, renderDebugReport } from '../../src/debug/run.js';
 import { planPaths } from '../../src/topology/paths.js';
+import type { Check } from '../../src/checks/verify.js';
 
 const plain = { bold: (s: string) => s, red: (s: string) => s, green: (s: string) => s, dim: (s: string) => s };
 
@@ -55,4 +56,25 @@ test('a relayed pair: the report says via which relay and why, and each leg name
   );
   assert.match(text, /^b-1 -> p-1 \(leg of b-1 <-> c-1 via p-1\): SERVICE-DOWN \(at p-1\)$/m);
   assert.match(text, /^p-1 -> c-1 \(leg of b-1 <-> c-1 via p-1\): SERVICE-DOWN \(at p-1\)$/m);
+});
+
+test('a relayed pair whose relay does not forward is a diagnosis at the relay, though its legs are healthy (Q7)', () => {
+  const inventory = loadInventory('inventories/four-sites.yaml');
+  const relayed = relayedPairsOf(inventory, [['b-1', 'c-1']], planPaths(inventory));
+  const off: Check = {
+    node: 'p-1',
+    id: 'relay',
+    status: 'fail',
+    message: 'relays b-1<->c-1, but forwarding is off on wg0: the relayed pairs cannot pass',
+    evidence: ['net.ipv4.conf.wg0.forwarding = 0'],
+  };
+  const diagnoses = relayDiagnoses(relayed, [off, { ...off, node: 'p-2' }, { ...off, status: 'pass' }]);
+  assert.deepEqual(
+    diagnoses.map((d) => [d.sender, d.receiver, d.cause, d.node]),
+    [['b-1', 'c-1', 'relay-not-forwarding', 'p-1']],
+  );
+  assert.deepEqual(diagnoses[0]!.evidence, ['net.ipv4.conf.wg0.forwarding = 0']);
+  const text = renderDebugReport({ diagnoses, captures: [], relayed } as unknown as DebugReport, plain);
+  assert.match(text, /^b-1 -> c-1: RELAY-NOT-FORWARDING \(at p-1\)$/m);
+  assert.doesNotMatch(text, /No failing pair/);
 });
