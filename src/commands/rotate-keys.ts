@@ -40,6 +40,17 @@ export function splitRotateArgs(args: string[], exists: (path: string) => boolea
 }
 
 /**
+ * Whether the ping matrix after the rotations is judged as after a change (first contact, a recheck of failed pairs,
+ * their sessions reset: ../engine/ping.ts): only when some node's peers were (maybe) changed, its outcome `rotated`,
+ * `rolled-back` or `incomplete`. A run that changed no peer (every rotation given up before its first peer, or
+ * stopped before its turn) is judged as a converged mesh's round: a pair silent then is a finding, not a session to
+ * reset (RV4 F1.5: it reset sessions when nothing had been rotated). Pure.
+ */
+export function peersChangedBy(reports: readonly RotationReport[]): boolean {
+  return reports.some((report) => report.outcome !== 'not-rotated');
+}
+
+/**
  * The public keys a rotation leaves, by node, for the local state (src/state): every key read from the nodes after
  * the rotations (`live`), else (interrupted before that read) the new keys of the rotations that completed. Pure.
  */
@@ -141,7 +152,7 @@ export function registerRotateKeys(program: Command, finish: (result: CommandRes
               connection: connections.get(node.name)!,
               values: { desired: desiredNodeConfig(inventory, node.name, keys) },
             }));
-            matrix = (await runPingMatrix({ inventory, nodes, changedSoFar: true, signal: interruptSignal })).matrix;
+            matrix = (await runPingMatrix({ inventory, nodes, changedSoFar: peersChangedBy(reports), signal: interruptSignal })).matrix;
           }
         } finally {
           await lock.release();

@@ -21,6 +21,24 @@ export interface PlannedAction {
   timeoutMs?: number;
 }
 
+/**
+ * The change kinds that take no effect on the node's network by themselves: a file written whose content only a
+ * later step applies (wg-quick's file: the enable step's sync or restart; the drop-in and the re-resolve timer: their
+ * `enable`), a public key file repaired, a revert armed. A run whose changes are all of these (a comment-only rewrite
+ * of wg0.conf: RV4 F3.2) keeps its sessions and logins as they were.
+ */
+const WITHOUT_EFFECT: ReadonlySet<Change['kind']> = new Set(['write-file', 'derive-public-key', 'repair-public-key-file', 'arm-rollback']);
+
+/**
+ * Whether a change can affect the node's tunnels or logins: every kind but WITHOUT_EFFECT's (an unknown or new kind
+ * counts, the safe side). The run's `changedSoFar` (./types.ts) is set by such a change only, so that after a
+ * comment-only rewrite the ping round is the converged one (one reply per pair, no first contact, no recheck, no
+ * session reset: ./ping.ts) and the fresh-login check rests on the run's own login.
+ */
+export function takesEffect(change: Change): boolean {
+  return !WITHOUT_EFFECT.has(change.kind);
+}
+
 export interface PlannedNode {
   node: string;
   actions: PlannedAction[];

@@ -14,7 +14,7 @@ import { checkDeadlineMs, type Connection, type ExecResult, type RunOptions } fr
 import { onForcedExit } from '../interrupt.js';
 import { machineBoot } from './lock.js';
 import type { Backend } from './backend.js';
-import { describeAction, showStandIns, type Plan, type PlannedAction, type PlannedNode } from './plan.js';
+import { describeAction, showStandIns, takesEffect, type Plan, type PlannedAction, type PlannedNode } from './plan.js';
 import { checkNamed, stepNamed } from './registry.js';
 import { forEachHost } from './scheduler.js';
 import { sharedText } from './ping.js';
@@ -463,7 +463,7 @@ async function runPhase(state: RunState, phase: PhaseSpec): Promise<PhaseOutcome
     if (step.scope === 'node') await runStepOnNodes(state, phase, name, step, planned);
     else if (!ctx.backend.recording || step.effect === 'read') await runMeshStep(state, name, step);
   }
-  if ([...planned.values()].some((p) => p.actions.length > 0)) state.changedSoFar = true;
+  if ([...planned.values()].some((p) => p.actions.some((a) => a.changes.some(takesEffect)))) state.changedSoFar = true;
   // the run's public keys, once per phase (every node's facts list its N-1 peers: per node this was O(N^2))
   const known = knownPublicKeysOfRun(state);
   const shared = sharedText();

@@ -164,7 +164,7 @@ export interface StepInput<N extends ValueName> {
   values: Pick<NodeValues, N>;
   /** the same values of every node that has them (config rendering needs every peer's public key) */
   mesh: ReadonlyMap<string, Pick<NodeValues, N>>;
-  /** something was changed (or, in a dry run, planned) earlier in this run */
+  /** something that takes effect (./plan.ts takesEffect) was changed (or, in a dry run, planned) earlier in this run */
   changedSoFar: boolean;
   /** when set, a changing step arms a revert on the node before it changes anything (./revert.ts) */
   rollback?: RollbackOptions;
@@ -211,6 +211,7 @@ export interface MeshStepInput<N extends ValueName> {
   inventory: Inventory;
   /** the nodes still in the run, with their connection and declared values */
   nodes: { node: Node; connection: Connection; values: Pick<NodeValues, N> }[];
+  /** something that takes effect (./plan.ts takesEffect) was changed in this run: the ping round's first contact, recheck and session reset (./ping.ts) */
   changedSoFar: boolean;
   signal: AbortSignal;
 }
@@ -242,7 +243,8 @@ export interface CheckInput<N extends ValueName> {
    */
   mesh: ReadonlyMap<string, Pick<NodeValues, N>>;
   /**
-   * Something was changed (or, in a dry run, planned) on any node in this run, this phase included: a check whose
+   * Something that takes effect (./plan.ts takesEffect) was changed (or, in a dry run, planned) on any node in this
+   * run, this phase included: a check whose
    * evidence is only needed after a change (the fresh login) can rest on the run's own session when nothing was.
    */
   changedSoFar: boolean;

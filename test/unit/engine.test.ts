@@ -233,6 +233,40 @@ describe('engine: the plan value', () => {
     assert.equal(countActions(run.plan), 0);
   });
 
+  it('a comment-only rewrite of wg0.conf is written, yet the run counts as changing nothing: the ping round is the converged one (RV4 F3.2)', async () => {
+    // the converged mesh, each node's file with a hand-written comment: the config step writes the rendered file back,
+    // the enable step finds nothing to sync or restart, and the ping matrix must not start first contact, the recheck
+    // and the session reset that only a change of the tunnels calls for
+    const commented = (node: string): NodeFacts => {
+      const facts = convergedFacts(node);
+      const text = `# edited by hand\n${facts.config!.text}`;
+      return { ...facts, config: { ...facts.config!, text, sha256: sha256(text) } };
+    };
+    const seen: boolean[] = [];
+    const h = harness({ backend: executor, facts: commented });
+    const base = h.ctx.registry!;
+    h.ctx.registry = {
+      ...base,
+      step: (name) =>
+        name === 'ping-matrix'
+          ? ({
+              ...healthyMesh,
+              run: (input: Parameters<MeshStep['run']>[0]) => {
+                seen.push(input.changedSoFar);
+                return healthyMesh.run(input as never);
+              },
+            } as MeshStep)
+          : base.step(name),
+    };
+    const run = await runPlaybook(h.ctx);
+    assert.equal(run.stoppedAt, undefined, JSON.stringify(run.phases.map((p) => [p.id, p.verdict])));
+    const steps = run.plan.phases.flatMap((p) => p.nodes.flatMap((n) => n.actions.map((a) => a.step)));
+    assert.deepEqual([...new Set(steps)], ['write-config'], 'only the file is written');
+    assert.deepEqual(seen, [false], 'the ping round of a run that changed nothing');
+    const login = run.phases.flatMap((p) => p.nodes.flatMap((n) => n.checks.filter((c) => c.id === 'ssh-still-reachable')));
+    assert.ok(login.length > 0 && login.every((c) => /nothing changed in this run/.test(c.message)), JSON.stringify(login));
+  });
+
   it('applies a plan with the executor: one script per changing step and node, every gate GO, then nothing left to plan', async () => {
     const h = harness({ backend: executor, facts: bareNamed });
     const run = await runPlaybook(h.ctx);

@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { keysAfterRotation, recordRotatedKeys } from '../../src/commands/rotate-keys.js';
+import { keysAfterRotation, peersChangedBy, recordRotatedKeys } from '../../src/commands/rotate-keys.js';
 import { loadInventory } from '../../src/inventory/load.js';
 import type { RotationReport } from '../../src/engine/rotate.js';
 
@@ -47,6 +47,14 @@ describe('rotate-keys writes the new public keys into the local state', () => {
       },
     );
     assert.deepEqual(keysAfterRotation([rotation('ms-1', true, NEW), rotation('wk-1', false, OTHER)]), { 'ms-1': NEW });
+  });
+
+  it('peersChangedBy: the ping matrix after rotate-keys starts first contact and resets only when a peer was changed (RV4 F1.5)', () => {
+    const given = (outcome: RotationReport['outcome']): RotationReport => ({ ...rotation('ms-1', outcome === 'rotated'), outcome });
+    assert.equal(peersChangedBy([]), false);
+    assert.equal(peersChangedBy([given('not-rotated'), given('not-rotated')]), false);
+    for (const outcome of ['rotated', 'rolled-back', 'incomplete'] as const)
+      assert.equal(peersChangedBy([given('not-rotated'), given(outcome)]), true, outcome);
   });
 
   it('the state file holds the new key, the other nodes and the last run are kept', () => {
