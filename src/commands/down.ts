@@ -28,7 +28,7 @@ import type { Inventory, Node } from '../inventory/types.js';
 import { acquireLocks } from '../engine/lock.js';
 import { countActions } from '../engine/plan.js';
 import { runUp } from '../engine/up.js';
-import { describeDownChange, downProbeScript, parseDownProbe, planDown, type DownChange } from '../steps/down.js';
+import { DOWN_DEADLINE_S, describeDownChange, downProbeScript, parseDownProbe, planDown, type DownChange } from '../steps/down.js';
 import type { Connection } from '../transport/types.js';
 import { createEngineView, promptTheme } from '../ui/engine-view.js';
 import { renderPlan } from '../ui/plan-view.js';
@@ -135,6 +135,8 @@ interface NodeDownPlan {
   node: string;
   changes: DownChange[];
   script?: string;
+  /** the script's deadline, ms (planDown) */
+  timeoutMs?: number;
 }
 
 /**
@@ -199,7 +201,9 @@ async function applyAll(connections: ReadonlyMap<string, Connection>, plans: Nod
   await Promise.all(
     plans.map(async (p) => {
       if (!p.script) return;
-      const result = await connections.get(p.node)!.run(p.script, { timeoutMs: 60_000, signal: interruptSignal });
+      const result = await connections
+        .get(p.node)!
+        .run(p.script, { timeoutMs: p.timeoutMs ?? DOWN_DEADLINE_S * 1000, signal: interruptSignal });
       if (result.code !== 0)
         failures.push(`${p.node}: exit ${result.code}: ${(result.stderr || result.stdout).trim().split('\n').slice(-3).join(' | ')}`);
     }),

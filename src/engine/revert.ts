@@ -664,10 +664,13 @@ export async function settleLeftovers(
   return notes;
 }
 
+/** How long mc_cancel (CANCEL_FUNCTION) waits for a revert already running to end, seconds. */
+export const CANCEL_LOCK_WAIT_S = 60;
+
 /**
  * A shell function `mc_cancel DIR` that takes a run's pending revert off the node: its timers stopped (the glob over
  * the run's unit prefix, as stopRunTimers), its background sleep killed, a revert already running waited for (up to
- * 60 s: killed half-way it would leave half the files restored); prints `cancelled` (the directory removed),
+ * CANCEL_LOCK_WAIT_S: killed half-way it would leave half the files restored); prints `cancelled` (the directory removed),
  * `reverted` (the revert ran first: the node is back on that run's snapshot) or `failed` (a revert still running
  * after that wait). A running revert is one that holds the run's lock (revertScript, where the node has flock(1)): a
  * revert that failed and ended is cancelled like a pending one (a review's finding: read from its log, every `down`
@@ -680,11 +683,11 @@ const CANCEL_FUNCTION = [
   '  if [ -s "$1/unit" ]; then systemctl stop "meshctl-revert-$r-*.timer" 2>/dev/null || true; fi',
   '  if [ -s "$1/pid" ] && [ ! -e "$1/log" ]; then kill "$(cat "$1/pid")" 2>/dev/null || true; fi',
   '  if command -v flock >/dev/null 2>&1; then',
-  '    ( { flock -w 60 8 2>/dev/null || flock -n 8; } || { echo failed; exit 0; }',
+  `    ( { flock -w ${CANCEL_LOCK_WAIT_S} 8 2>/dev/null || flock -n 8; } || { echo failed; exit 0; }`,
   '      if [ -e "$1/reverted" ]; then echo reverted; else rm -rf "$1"; echo cancelled; fi ) 8>>"$1/revert.lock"',
   '    return',
   '  fi',
-  '  i=0; while [ -e "$1/log" ] && [ ! -e "$1/reverted" ] && [ $i -lt 60 ]; do sleep 1; i=$((i + 1)); done',
+  `  i=0; while [ -e "$1/log" ] && [ ! -e "$1/reverted" ] && [ $i -lt ${CANCEL_LOCK_WAIT_S} ]; do sleep 1; i=$((i + 1)); done`,
   '  if [ -e "$1/reverted" ]; then echo reverted; elif [ -e "$1/log" ]; then echo failed; else rm -rf "$1"; echo cancelled; fi',
   '}',
 ].join('\n');
@@ -905,7 +908,11 @@ export class PendingRollbacks {
         const named = pending.map((p) => `revert-${p.runId}, due ${describeDue(p)}`).join('; ');
         let outcome: string[];
         try {
-          const result = await run(node.node, confirmPendingScript(pending.map((p) => p.runId)), (60 * pending.length + 30) * 1000);
+          const result = await run(
+            node.node,
+            confirmPendingScript(pending.map((p) => p.runId)),
+            (CANCEL_LOCK_WAIT_S * pending.length + 30) * 1000,
+          );
           outcome = pending.map((p) => new RegExp(`^pending ${p.runId}=(\\w+)$`, 'm').exec(result.stdout)?.[1] ?? `exit ${result.code}`);
         } catch (error) {
           outcome = pending.map(() => (error as Error).message);

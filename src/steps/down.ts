@@ -12,6 +12,7 @@ import { sh } from '../remote/shell.js';
 import { reresolvePaths, wireguardPaths } from '../remote/wireguard.js';
 import { systemctlEnablement } from '../remote/systemctl.js';
 import {
+  CANCEL_LOCK_WAIT_S,
   cancelAllRollbacksScript,
   describeDue,
   parsePendingRollbacks,
@@ -100,11 +101,15 @@ export function parseDownProbe(stdout: string): DownFacts {
 const unitInUse = (f: DownFacts) =>
   f.systemd && (['active', 'activating', 'reloading', 'failed'].includes(f.active) || !['disabled', 'not-found', ''].includes(f.enabled));
 
+/** The deadline of down's script on a node, seconds, plus CANCEL_LOCK_WAIT_S per pending revert it cancels first. */
+export const DOWN_DEADLINE_S = 60;
+
 /**
- * What `down` does on a node with these facts, and the script; no action when there is nothing to take down.
+ * What `down` does on a node with these facts, the script and its deadline (ms; absent: DOWN_DEADLINE_S); no action
+ * when there is nothing to take down.
  * The script stops on the first failing command (set -e); run again it finishes what is left.
  */
-export function planDown(facts: DownFacts, iface: string, purge: boolean): { changes: DownChange[]; script?: string } {
+export function planDown(facts: DownFacts, iface: string, purge: boolean): { changes: DownChange[]; script?: string; timeoutMs?: number } {
   const p = wireguardPaths(iface);
   const changes: DownChange[] = [];
   const commands: string[] = [];
@@ -143,7 +148,12 @@ export function planDown(facts: DownFacts, iface: string, purge: boolean): { cha
     }
   }
   if (commands.length === 0) return { changes };
-  return { changes, script: `set -e\n${commands.join('\n')}\n` };
+  const script = `set -e\n${commands.join('\n')}\n`;
+  // a revert already running holds its lock while it restores (mc_cancel waits up to CANCEL_LOCK_WAIT_S for it): the
+  // script's deadline leaves that wait room for each revert seen and the rest of down besides (CI, 2026-12-02: a down
+  // right after an interrupted run hit the flat 60 s deadline on a loaded host while the timer's revert ran)
+  if (facts.pendingRollbacks.length === 0) return { changes, script };
+  return { changes, script, timeoutMs: (CANCEL_LOCK_WAIT_S * facts.pendingRollbacks.length + DOWN_DEADLINE_S) * 1000 };
 }
 
 /** A down change in words, for the plan and the report. */

@@ -13,12 +13,13 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import {
   armScript,
+  CANCEL_LOCK_WAIT_S,
   cancelAllRollbacksScript,
   confirmPendingScript,
   parsePendingRollbacks,
   pendingRollbacksScript,
 } from '../../src/engine/revert.js';
-import { describeDownChange, parseDownProbe, planDown } from '../../src/steps/down.js';
+import { DOWN_DEADLINE_S, describeDownChange, parseDownProbe, planDown } from '../../src/steps/down.js';
 
 const RUN = { runId: '0123456789abcdef', deadlineS: 120 };
 const OTHER = { runId: 'fedcba9876543210', deadlineS: 120 };
@@ -84,6 +85,10 @@ describe('an earlier run’s pending rollback on the node', () => {
     ]);
     // the cancel runs before the stop
     assert.ok(plan.script!.indexOf('mc_cancel "$o"') < plan.script!.indexOf('systemctl disable'), plan.script);
+    // its deadline outlasts mc_cancel's wait for a revert already running, and the stop after it (CI: a flat 60 s
+    // deadline ended down on a loaded host while the timer's revert ran)
+    assert.ok(plan.timeoutMs! >= (CANCEL_LOCK_WAIT_S + DOWN_DEADLINE_S) * 1000, String(plan.timeoutMs));
+    assert.equal(planDown(parseDownProbe(probe.replace(/pending=.*\n/, '')), 'wg0', false).timeoutMs, undefined);
     // two runs' snapshots (one the probe did not see yet): both cancelled, both removed
     const caseDir = join(root, 'down');
     run(caseDir, armScript('wg0', RUN, true, 'config'));
