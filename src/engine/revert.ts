@@ -96,7 +96,7 @@ export function revertPaths(runId: string): { dir: string; unitPrefix: string } 
  * with no space around the first `=`; section headers matched case-blind, as wg(8) reads them. With the awk variable
  * `nomtu` set, without the MTU line (to tell a change of the MTU alone).
  * It compares text, line by line in file order, where `up` judged the change by meaning (../render/changes.ts
- * mtuOnlyChange parses both files): the same [Interface] keys in another order or spelling (an adopted file) differ
+ * liveInterfaceChange parses both files): the same [Interface] keys in another order or spelling (an adopted file) differ
  * here, so such a revert restarts the unit where `up` set the MTU live. That is the safe side, a restart never misses
  * a change (a reviewer's finding RV2-14); the node has no parser of wg-quick files to do better in sh and awk.
  */
@@ -212,7 +212,7 @@ export function revertScript(iface: string, runId: string, systemd: boolean): st
     `  elif [ $mtu_only = 1 ] && [ -n "$(state mtu)" ] && ${exists}; then act=mtu`,
     '  elif [ $changed = 1 ]; then act=restart; fi',
     'else act=down; fi',
-    // the run set the MTU live with the file's [Interface] part unchanged (../steps/service.ts liveMtuOnly: an MTU
+    // the run set the MTU live with the file's [Interface] part unchanged (../steps/service.ts liveInterfaceSet: an MTU
     // changed by hand, or a file an earlier run wrote but did not apply): the snapshot's live MTU goes back too, or a
     // revert would leave the interface on the MTU this run set (RV4 F3.1)
     `if [ ! -s "$d/act" ] && [ -e "$d/iface" ] && [ "$(state active)" = active ] && [ -n "$(state mtu)" ] && ${exists}; then case $act in none|sync) ${sh`[ "$(cat ${`/sys/class/net/${iface}/mtu`} 2>/dev/null)" = "$(state mtu)" ]`.text} || act=mtu ;; esac; fi`,

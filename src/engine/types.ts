@@ -133,6 +133,11 @@ export type Change =
    * interface up: an [Interface] change of the MTU alone needs no restart (../steps/service.ts)
    */
   | { kind: 'set-mtu'; iface: string; mtu: number; why: string }
+  /**
+   * the design's address added to the running interface and `removed` deleted (`ip -4 address add`/`del`), as
+   * wg-quick adds it when it brings the interface up: an [Interface] change of the Address alone needs no restart
+   */
+  | { kind: 'set-address'; iface: string; address: string; removed: string[]; why: string }
   | { kind: 'load-private-key'; iface: string; path: string; why: string }
   | { kind: 'restore-routes'; iface: string; routes: string[] }
   | { kind: 'remove-routes'; iface: string; routes: string[]; why: string }

@@ -9,7 +9,7 @@
  *               the private key, see ./systemd.ts, or syncconf clears it);
  * - 'interface' [Interface] differs (Address, ListenPort, MTU, PostUp, extra settings...): write, then restart
  *               wg-quick@IFACE, because wg-quick applies those only when it brings the interface up; except the
- *               MTU alone (mtuOnlyChange), which the enable step sets on the running interface.
+ *               MTU and Address alone (liveInterfaceChange), which the enable step sets on the running interface.
  */
 import type { DesiredNodeConfig } from '../topology/desired.js';
 import type { DriftItem } from './drift.js';
@@ -88,24 +88,39 @@ export function classifyConfigChange(currentText: string | undefined, desired: D
   return { kind: touchesInterface ? 'interface' : 'peers', summary };
 }
 
+/** An [Interface] change of a file that a running interface takes without a restart (liveInterfaceChange). */
+export interface LiveInterfaceChange {
+  /** the MTU line changed, added or removed: `from` the file's MTU (undefined: no MTU line, wg-quick chose one) */
+  mtu?: { from?: number; to: number };
+  /** the Address line changed: `from` the file's addresses (IPv4 only), `to` the design's one address */
+  address?: { from: string[]; to: string };
+  /** [Peer] content differs too */
+  peers: boolean;
+}
+
 /**
- * The MTU change of a file whose only [Interface] difference from `desired` is its MTU line (changed, added or
- * removed; [Peer] differences aside): `from` the file's MTU (undefined: no MTU line, wg-quick chose one), `to` the
- * design's; `peers` whether [Peer] content differs too. Undefined for anything else: no file, a file that means the
- * design, or any other [Interface] difference (Address, ListenPort, PostUp, a PrivateKey line, a syntax problem...).
- * wg-quick(8) reads MTU only when it brings the interface up, and applies it there with `ip link set mtu N up dev
- * IFACE` (wg-quick's set_mtu_up), so such a change is made on a running interface by `ip link set dev IFACE mtu N`
- * alone, with no restart (a new user's finding Q3-6: an MTU change restarted every node at once, a 0.2-0.4 s cut).
+ * The change of a file whose only [Interface] differences from `desired` are its MTU and Address lines ([Peer]
+ * differences aside): each with the file's value and the design's. Undefined for anything else: no file, a file that
+ * means the design, any other [Interface] difference (ListenPort, PostUp, a PrivateKey line, a syntax problem...), or
+ * an IPv6 address in the file (the live facts list IPv4 addresses only, so only a restart takes an IPv6 one away).
+ * wg-quick(8) reads both only when it brings the interface up, and applies them there with `ip link set mtu N up dev
+ * IFACE` (set_mtu_up) and `ip -4 address add ADDR dev IFACE` (add_addr), so such a change is made on a running
+ * interface by the same commands (and the old address deleted), with no restart: a new user's findings Q3-6 (an MTU
+ * change restarted every node at once, a 0.2-0.4 s cut) and Q6-9 (a hand-built mesh with /24 addresses restarted
+ * every node at its first `up`: 2 of 400 pings lost).
  */
-export function mtuOnlyChange(
-  currentText: string | undefined,
-  desired: DesiredNodeConfig,
-): { from?: number; to: number; peers: boolean } | undefined {
+export function liveInterfaceChange(currentText: string | undefined, desired: DesiredNodeConfig): LiveInterfaceChange | undefined {
   if (currentText === undefined) return undefined;
   const parsed = parseWgQuickConfig(currentText);
   const drift = compareConfigToDesired(parsed, desired);
   const iface = drift.filter((item) => item.peer === undefined);
-  if (iface.length === 0 || !iface.every((item) => item.field === 'mtu')) return undefined;
-  const from = parsed.interface?.mtu;
-  return { ...(from !== undefined ? { from } : {}), to: desired.mtu, peers: drift.length > iface.length };
+  if (iface.length === 0 || !iface.every((item) => item.field === 'mtu' || item.field === 'address')) return undefined;
+  const from = parsed.interface?.addresses ?? [];
+  if (from.some((address) => address.includes(':'))) return undefined;
+  const mtu = parsed.interface?.mtu;
+  return {
+    ...(iface.some((item) => item.field === 'mtu') ? { mtu: { ...(mtu !== undefined ? { from: mtu } : {}), to: desired.mtu } } : {}),
+    ...(iface.some((item) => item.field === 'address') ? { address: { from, to: desired.address } } : {}),
+    peers: drift.length > iface.length,
+  };
 }

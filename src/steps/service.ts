@@ -7,9 +7,10 @@
  *   file does not carry, and would re-set every unchanged peer (wireguard-go re-opens its socket and re-inserts each
  *   peer's AllowedIPs: a packet in flight can be lost): syncPeersCommand in ../render/systemd.ts sends only what
  *   differs from the live interface;
- * - [Interface] changed (address, port, PostUp...): restart; the MTU alone is set on the running interface instead
- *   (`ip link set dev IFACE mtu N`, what wg-quick does with it at start: ../render/changes.ts mtuOnlyChange), and the
- *   peers synced as above when they changed too (a new user's finding Q3-6: an MTU change restarted every node);
+ * - [Interface] changed (port, PostUp...): restart; the MTU and the Address alone are set on the running interface
+ *   instead (`ip link set dev IFACE mtu N`, `ip -4 address add`/`del`, what wg-quick does with them at start:
+ *   ../render/changes.ts liveInterfaceChange), and the peers synced as above when they changed too (new users'
+ *   findings Q3-6: an MTU change restarted every node; Q6-9: so did a hand-built mesh's /24 Address);
  * - nothing changed in the file: the LIVE interface is compared with the design (liveDrift), so a change made by
  *   hand with `wg set`/`ip`, or one a run wrote to the file but was interrupted before applying, is finished now:
  *   [Interface] differences (MTU, address, listen port, interface gone) restart, peer differences syncconf as above,
@@ -23,12 +24,13 @@ import type { LivePeer } from '../render/wgdump.js';
 import type { DesiredNodeConfig, DesiredPeer } from '../topology/desired.js';
 import { sh } from '../remote/shell.js';
 import { wireguardPaths } from '../remote/wireguard.js';
-import { mtuOnlyChange, type ConfigChangeKind } from '../render/changes.js';
+import { liveInterfaceChange, type ConfigChangeKind } from '../render/changes.js';
 import { syncPeerRoutesCommand, syncPeersStep } from '../render/systemd.js';
 import { endpointRepaired, judgeLiveEndpoint } from './live-endpoint.js';
 import { withRevertArmed, type RollbackOptions } from '../engine/revert.js';
 import { systemctlEnablement } from '../remote/systemctl.js';
 import { relayResidueRemoval } from '../firewall/relay-residue.js';
+import { formatCidr, parseCidr } from '../net/ipv4.js';
 
 /** Prints ifindex=, active=, enabled= after the action, for the gate (parseServiceOutput reads them). */
 const interfaceReport = (iface: string, service: string, systemd: boolean) =>
@@ -58,11 +60,13 @@ const NO_SYSTEMD_WARNING = 'no systemd: the interface will not come back after a
  * - `keepaliveOff`: peers that run with a keepalive the design does not have; syncconf leaves a setting alone that
  *   the file does not mention, so these are switched off by hand;
  * - `extraRoutes`: routes via the interface that belong to no designed peer, as `ip route show` prints them;
- * - `mtu`: the reason in `restart` that is the live MTU's, when it differs from the design's.
+ * - `mtu`: the reason in `restart` that is the live MTU's, when it differs from the design's;
+ * - `address`: the reason in `restart` that is the live addresses', when they are not the design's one address.
  */
 export interface LiveDrift {
   restart: string[];
   mtu?: string;
+  address?: string;
   peers: string[];
   keepaliveOff: string[];
   /**
@@ -84,13 +88,20 @@ const listOr = (values: readonly string[], none: string) => (values.length ? val
 const mtuDrift = (live: NonNullable<NodeFacts['live']>, desired: DesiredNodeConfig, file: string): string | undefined =>
   live.mtu !== undefined && live.mtu !== desired.mtu ? `live MTU ${live.mtu}, ${file} ${desired.mtu}` : undefined;
 
-/** The [Interface] differences that only a restart applies. Unknown live values (not probed) are no difference. */
+/** The live IPv4 addresses' difference from the design's one address, in words; undefined when they are the design's. */
+const addressDrift = (live: NonNullable<NodeFacts['live']>, desired: DesiredNodeConfig, file: string): string | undefined =>
+  sameSet(live.addresses, [desired.address]) ? undefined : `live address ${listOr(live.addresses, 'none')}, ${file} ${desired.address}`;
+
+/**
+ * The [Interface] differences a restart applies (the MTU and address among them, which the enable step can set live
+ * instead: liveInterfaceSet). Unknown live values (not probed) are no difference.
+ */
 function interfaceDrift(live: NonNullable<NodeFacts['live']>, desired: DesiredNodeConfig, file: string): string[] {
   const reasons: string[] = [];
   const mtu = mtuDrift(live, desired, file);
   if (mtu) reasons.push(mtu);
-  if (!sameSet(live.addresses, [desired.address]))
-    reasons.push(`live address ${listOr(live.addresses, 'none')}, ${file} ${desired.address}`);
+  const address = addressDrift(live, desired, file);
+  if (address) reasons.push(address);
   if (live.wgReadable && live.listenPort !== desired.listenPort)
     reasons.push(`live listen port ${live.listenPort ?? 'none'}, ${file} ${desired.listenPort}`);
   return reasons;
@@ -126,6 +137,8 @@ export function liveDrift(facts: NodeFacts, desired: DesiredNodeConfig): LiveDri
   const drift: LiveDrift = { restart: interfaceDrift(live, desired, file), peers: [], keepaliveOff: [], presharedOff: [], extraRoutes: [] };
   const mtu = mtuDrift(live, desired, file);
   if (mtu) drift.mtu = mtu;
+  const address = addressDrift(live, desired, file);
+  if (address) drift.address = address;
   if (live.wgReadable) {
     const byKey = new Map(facts.peers.map((p) => [p.publicKey, p]));
     for (const want of desired.peers) {
@@ -198,11 +211,28 @@ function keyLoad(facts: NodeFacts, iface: string, publicKey: string | undefined)
   return { command: sh`wg set ${iface} private-key ${path}`.text, change: { kind: 'load-private-key', iface, path, why } };
 }
 
-/** An MTU set on the running interface instead of a restart (liveMtuChange). */
-interface LiveMtu {
-  mtu: number;
-  /** the plan's reason */
-  why: string;
+/**
+ * The design's address added to the running interface and the others deleted, as wg-quick's add_addr would have
+ * left it after a restart (`ip -4 address add ADDR dev IFACE`, wg-quick(8)). The peer routes are put in place first
+ * (`ip -4 route replace`, one /32 per peer): wg-quick skips a peer's route that an address's own prefix covered (a
+ * /24 Address routes the whole overlay), and deleting that address takes its prefix route with it, so without them
+ * first every peer would be unroutable for a moment. Each add and delete only while needed: run again, nothing.
+ */
+function setAddressScript(iface: string, address: string, remove: readonly string[], peerRoutes: string[]): string {
+  const has = (a: string) => sh`ip -4 -o address show dev ${iface} | grep -q -F ${` ${a} `}`.text;
+  return [
+    syncRoutesScript(iface, peerRoutes),
+    `if ! ${has(address)}; then ${sh`ip -4 address add ${address} dev ${iface}`.text}; fi`,
+    ...remove.map((old) => `if ${has(old)}; then ${sh`ip -4 address del ${old} dev ${iface}`.text}; fi`),
+  ].join('\n');
+}
+
+/** The MTU and the address set on the running interface instead of a restart (liveInterfaceSet). */
+interface LiveInterface {
+  /** the MTU set live, with the plan's reason */
+  mtu?: { mtu: number; why: string };
+  /** the design's address added live and these live addresses deleted, with the plan's reason */
+  address?: { address: string; remove: string[]; why: string };
   /**
    * the peers are synced too (peerSyncCommands), as the restart would have made them anew: their [Peer] content
    * changed in the file, the live peers differ, or the routes via the interface are not one per peer
@@ -210,47 +240,82 @@ interface LiveMtu {
   sync: boolean;
 }
 
+/** What a live [Interface] change runs (the MTU, then the address) and the plan's changes for it. */
+function liveInterfaceCommands(iface: string, set: LiveInterface, peerRoutes: string[]): { commands: string[]; changes: Change[] } {
+  const commands: string[] = [];
+  const changes: Change[] = [];
+  if (set.mtu) {
+    commands.push(setMtuScript(iface, set.mtu.mtu));
+    changes.push({ kind: 'set-mtu', iface, mtu: set.mtu.mtu, why: set.mtu.why });
+  }
+  if (set.address) {
+    commands.push(setAddressScript(iface, set.address.address, set.address.remove, peerRoutes));
+    changes.push({ kind: 'set-address', iface, address: set.address.address, removed: set.address.remove, why: set.address.why });
+  }
+  return { commands, changes };
+}
+
 /**
- * The MTU to set on the running interface instead of a restart: the file's only [Interface] change is its MTU
- * (mtuOnlyChange), or the file's [Interface] did not change and the live MTU is its only difference from the design
- * (a run that wrote the file and stopped before its enable step, a retry after a failed enable, `ip link set mtu` by
- * hand: RV2 finding 11); in both, the live interface differs from the design in nothing else that a restart applies
- * (its address and listen port are the design's). Undefined otherwise.
+ * Whether the peers must be synced along with a live [Interface] change (see LiveInterface.sync). With an address
+ * set live, its script makes the peer routes (setAddressScript), and the prefix routes of the addresses it deletes go
+ * with them (the kernel's own, `172.27.15.0/24` for a /24 Address): neither calls for a sync.
  */
-function liveMtuChange(
+function needsSync(facts: NodeFacts, drift: LiveDrift, peerRoutes: string[], peersChanged: boolean, removed?: readonly string[]): boolean {
+  if (peersChanged || drift.peers.length > 0) return true;
+  const prefixes = new Set(
+    (removed ?? []).flatMap((a) => {
+      const c = parseCidr(a, { strict: false });
+      return c ? [formatCidr(c)] : [];
+    }),
+  );
+  if (drift.extraRoutes.some((route) => !prefixes.has(route))) return true;
+  return removed === undefined && missingRoutes(facts.interfaceRoutes, peerRoutes).length > 0;
+}
+
+/**
+ * The MTU and address to set on the running interface instead of a restart: the file's only [Interface] changes
+ * are its MTU and Address (liveInterfaceChange), or the file's [Interface] did not change and the live MTU or
+ * addresses are its only differences from the design (a run that wrote the file and stopped before its enable step,
+ * a retry after a failed enable, `ip link set mtu` by hand: RV2 finding 11); in both, the live interface differs from
+ * the design in nothing else that a restart applies (its listen port is the design's). Undefined otherwise.
+ */
+function liveInterfaceSet(
   facts: NodeFacts,
   change: ConfigChangeKind,
   desired: DesiredNodeConfig | undefined,
   up: boolean,
   drift: LiveDrift,
   peerRoutes: string[],
-): LiveMtu | undefined {
-  if (!desired || !up || drift.restart.some((reason) => reason !== drift.mtu)) return undefined;
-  if (change === 'none' || change === 'peers') return liveMtuOnly(facts, change, desired, drift, peerRoutes);
+): LiveInterface | undefined {
+  if (!desired || !up || drift.restart.some((reason) => reason !== drift.mtu && reason !== drift.address)) return undefined;
+  const live = facts.live?.addresses ?? [];
+  const remove = live.filter((a) => a !== desired.address);
+  if (change === 'none' || change === 'peers') {
+    if (!drift.mtu && !drift.address) return undefined;
+    return {
+      ...(drift.mtu ? { mtu: { mtu: desired.mtu, why: `${drift.mtu}: the file's MTU set on the running interface` } } : {}),
+      ...(drift.address
+        ? { address: { address: desired.address, remove, why: `${drift.address}: the file's Address set on the running interface` } }
+        : {}),
+      sync: needsSync(facts, drift, peerRoutes, change === 'peers', drift.address ? remove : undefined),
+    };
+  }
   if (change !== 'interface') return undefined;
-  const only = mtuOnlyChange(facts.config.text, desired);
+  const only = liveInterfaceChange(facts.config.text, desired);
   if (!only) return undefined;
-  const sync =
-    only.peers || drift.peers.length > 0 || drift.extraRoutes.length > 0 || missingRoutes(facts.interfaceRoutes, peerRoutes).length > 0;
-  const why = `MTU ${only.from ?? '(none)'} -> ${only.to} in ${desired.interface}.conf, the only [Interface] change`;
-  return { mtu: only.to, why, sync };
-}
-
-/** The file's [Interface] is the design's and only the live MTU differs (drift.mtu): set it, sync peers if needed. */
-function liveMtuOnly(
-  facts: NodeFacts,
-  change: 'none' | 'peers',
-  desired: DesiredNodeConfig,
-  drift: LiveDrift,
-  peerRoutes: string[],
-): LiveMtu | undefined {
-  if (!drift.mtu) return undefined;
-  const sync =
-    change === 'peers' ||
-    drift.peers.length > 0 ||
-    drift.extraRoutes.length > 0 ||
-    missingRoutes(facts.interfaceRoutes, peerRoutes).length > 0;
-  return { mtu: desired.mtu, why: `${drift.mtu}: the file's MTU set on the running interface`, sync };
+  const file = `${desired.interface}.conf`;
+  const both = only.mtu && only.address;
+  const tail = both ? 'MTU and Address the only [Interface] changes' : 'the only [Interface] change';
+  // a live value that differs while the file's line did not change (a hand-set MTU) is set too, as a restart would
+  const mtu = only.mtu ?? (drift.mtu ? { from: facts.live?.mtu, to: desired.mtu } : undefined);
+  const address = only.address ?? (drift.address ? { from: live, to: desired.address } : undefined);
+  return {
+    ...(mtu ? { mtu: { mtu: mtu.to, why: `MTU ${mtu.from ?? '(none)'} -> ${mtu.to} in ${file}, ${tail}` } } : {}),
+    ...(address
+      ? { address: { address: address.to, remove, why: `Address ${listOr(address.from, '(none)')} -> ${address.to} in ${file}, ${tail}` } }
+      : {}),
+    sync: needsSync(facts, drift, peerRoutes, only.peers, address ? remove : undefined),
+  };
 }
 
 /**
@@ -297,7 +362,7 @@ function planServiceUnarmed(
       up,
       drift,
       report,
-      liveMtuChange(facts, change, desired, up, drift, peerRoutes),
+      liveInterfaceSet(facts, change, desired, up, drift, peerRoutes),
       up ? keyLoad(facts, iface, publicKey) : undefined,
       // the relay rule an old PostUp left goes without systemd too (RV3 F2)
       relayResidueRemoval(facts.baseline.firewallRuleset, iface, desired),
@@ -325,14 +390,15 @@ function planServiceUnarmed(
     }
     // a oneshot unit stays "active" after its interface was deleted by hand
     const gone = desired && !up ? [`${iface} is missing while ${p.service} is active`] : [];
-    const mtu = liveMtuChange(facts, change, desired, up, drift, peerRoutes);
-    const restartWhy = mtu ? [] : change === 'interface' || change === 'create' ? ['[Interface] changed'] : [...gone, ...drift.restart];
-    if (mtu) {
-      commands.push(setMtuScript(iface, mtu.mtu));
-      changes.push({ kind: 'set-mtu', iface, mtu: mtu.mtu, why: mtu.why });
+    const set = liveInterfaceSet(facts, change, desired, up, drift, peerRoutes);
+    const restartWhy = set ? [] : change === 'interface' || change === 'create' ? ['[Interface] changed'] : [...gone, ...drift.restart];
+    if (set) {
+      const live = liveInterfaceCommands(iface, set, peerRoutes);
+      commands.push(...live.commands);
+      changes.push(...live.changes);
       // what the restart would have done besides: the key loaded, the peers and their routes as the file says
       if (up) loadKey();
-      if (mtu.sync) {
+      if (set.sync) {
         commands.push(...peerSyncCommands(iface, p.privateKey, peerRoutes, drift));
         changes.push({ kind: 'syncconf', iface, why: 'peers changed; interface and sessions kept' });
       }
@@ -366,7 +432,7 @@ function planServiceUnarmed(
 }
 
 /**
- * Without systemd: wg-quick up, down/up for [Interface] differences (the MTU alone set live), syncconf for peer
+ * Without systemd: wg-quick up, down/up for [Interface] differences (the MTU and Address alone set live), syncconf for peer
  * differences; `residue`: the removal of a relay rule an old PostUp left (../firewall/relay-residue.ts), run after
  * all of them, or alone when nothing else changes.
  */
@@ -377,21 +443,22 @@ function planWithoutSystemd(
   up: boolean,
   drift: LiveDrift,
   report: string,
-  mtu?: LiveMtu,
+  set?: LiveInterface,
   load?: { command: string; change: Change },
   residue: { commands: string[]; changes: Change[] } = { commands: [], changes: [] },
 ): { action?: NodeAction; warning?: string } {
   const warning = NO_SYSTEMD_WARNING;
-  if (mtu) {
-    // the MTU alone changed in [Interface]: set live, as with systemd (no wg-quick down/up), with what the down/up
-    // would have done besides: the key loaded (RV2 finding 4), the peers and their routes as the file says
-    const sync = mtu.sync ? peerSyncCommands(iface, wireguardPaths(iface).privateKey, peerRoutes, drift) : [];
+  if (set) {
+    // the MTU or Address alone changed in [Interface]: set live, as with systemd (no wg-quick down/up), with what the
+    // down/up would have done besides: the key loaded (RV2 finding 4), the peers and their routes as the file says
+    const sync = set.sync ? peerSyncCommands(iface, wireguardPaths(iface).privateKey, peerRoutes, drift) : [];
+    const live = liveInterfaceCommands(iface, set, peerRoutes);
     const changes: Change[] = [
-      { kind: 'set-mtu', iface, mtu: mtu.mtu, why: mtu.why },
+      ...live.changes,
       ...(load ? [load.change] : []),
       ...(sync.length ? [{ kind: 'syncconf' as const, iface, why: 'peers changed; interface and sessions kept' }] : []),
     ];
-    const commands = [setMtuScript(iface, mtu.mtu), ...(load ? [load.command] : []), ...sync, ...residue.commands];
+    const commands = [...live.commands, ...(load ? [load.command] : []), ...sync, ...residue.commands];
     return { action: { changes: [...changes, ...residue.changes], script: `set -e\n${commands.join('\n')}\n${report}` }, warning };
   }
   if (up && change === 'none' && drift.restart.length === 0) {

@@ -4,7 +4,8 @@
  * up (`ip link set mtu N up dev wg0`, wg-quick(8)), so `up` now sets an MTU-only [Interface] change on the running
  * interface (`ip link set dev wg0 mtu N up`), the file written as before, and a revert sets it back the same way. On
  * the 4-node homelab lab: systemd gives each start of a unit a new InvocationID, so the same id after a run is no
- * restart. MESHCTL_LAB names the lab (a helper's own lab name), else a unique one.
+ * restart. The Address of a hand-built mesh (/24, Q6-9) is set live the same way. MESHCTL_LAB names the lab (a
+ * helper's own lab name), else a unique one.
  */
 import { after, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -94,6 +95,44 @@ describeLab(
       assert.equal(await sh('ms-1', 'ls /run/meshctl | grep revert || true'), '', 'nothing left armed');
       assert.deepEqual(await invocations(), before, `wg-quick@wg0 was restarted on a node:\n${declined.screen}`);
       await sh('ms-1', 'ip link set dev wg0 mtu 1380');
+    });
+
+    it('a hand-built /24 Address on ms-1 and wk-1 (file and live, no peer routes): up sets the /32 live, no restart, a ping between them loses nothing (Q6-9)', async () => {
+      const HAND = ['ms-1', 'wk-1'];
+      const overlay = async (node: string) => (await sh(node, "sed -n 's/^Address = //p' /etc/wireguard/wg0.conf")).trim();
+      const addresses: Record<string, string> = {};
+      for (const node of HAND) {
+        const address = await overlay(node);
+        addresses[node] = address;
+        const wide = address.replace(/\/32$/, '/24');
+        // as wg-quick leaves a /24 Address: the address, its prefix route, and no /32 route of a peer it covers
+        await sh(
+          node,
+          `sed -i 's|^Address = ${address}$|Address = ${wide}|' /etc/wireguard/wg0.conf && ip -4 address add ${wide} dev wg0 && ip -4 address del ${address} dev wg0 && for r in $(ip -4 route show dev wg0 proto boot | cut -d' ' -f1); do ip -4 route del $r dev wg0; done`,
+        );
+        assert.match(await sh(node, 'ip -4 -o address show dev wg0'), new RegExp(wide.replace(/[./]/g, '\\$&')), node);
+      }
+      const before = await invocations();
+      const target = addresses['wk-1']!.replace(/\/32$/, '');
+      // 25 s of echo requests every 0.2 s from ms-1 to wk-1 across the whole run
+      const pinging = sh('ms-1', `ping -n -q -i 0.2 -c 125 ${target} || true`);
+      await new Promise((r) => setTimeout(r, 1000));
+      const run = await lab().meshctl(['up', MTU_1380, '--yes', '--no-color', '--json']);
+      const ping = await pinging;
+      assert.equal(run.code, 0, run.stderr);
+      const report = JSON.parse(run.stdout) as UpJson;
+      for (const node of HAND) {
+        const changes = (report.phases.find((p) => p.id === 'enable')!.nodes.find((n) => n.node === node)?.changes ?? []).join('; ');
+        assert.match(changes, new RegExp(`set wg0 Address ${addresses[node]!.replace(/[./]/g, '\\$&')} live`), node);
+        assert.doesNotMatch(changes, /restart wg-quick/, node);
+        assert.equal((await sh(node, "ip -4 -o address show dev wg0 | awk '{ print $4 }'")).trim(), addresses[node], node);
+        assert.equal((await sh(node, 'ip -4 route show dev wg0 | wc -l')).trim(), String(NODES.length - 1), `${node}: one route per peer`);
+      }
+      assert.deepEqual(await invocations(), before, 'wg-quick@wg0 was restarted on a node');
+      assert.match(ping, /125 packets transmitted, 125 received/, `ms-1 -> wk-1 lost echo replies:\n${ping}`);
+      const again = await lab().meshctl(['up', MTU_1380, '--yes', '--no-color']);
+      assert.equal(again.code, 0, again.stdout + again.stderr);
+      assert.match(again.stdout, /mesh converged: 0 changes/);
     });
   },
   process.env.MESHCTL_LAB ? { name: process.env.MESHCTL_LAB } : {},

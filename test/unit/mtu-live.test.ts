@@ -16,7 +16,7 @@ import { describeAction } from '../../src/engine/plan.js';
 import { loadInventory } from '../../src/inventory/load.js';
 import type { Inventory } from '../../src/inventory/types.js';
 import { desiredNodeConfig } from '../../src/topology/desired.js';
-import { classifyConfigChange, mtuOnlyChange } from '../../src/render/changes.js';
+import { classifyConfigChange, liveInterfaceChange } from '../../src/render/changes.js';
 import { changeWithoutRestart } from '../../src/import/restart.js';
 
 const inventory = loadInventory('inventories/homelab.yaml');
@@ -86,10 +86,15 @@ describe('an MTU change is set on the running interface, not restarted', () => {
     assert.doesNotMatch(action!.script, /ip link set dev wg0 mtu/);
   });
 
-  it('the MTU alone in the file, but the live address is not the design: a restart (only it applies the address)', () => {
+  it('the MTU alone in the file, but the live address is not the design: both set live, the stray address deleted (Q6-9)', () => {
     const moved = { ...facts, live: { ...facts.live!, addresses: ['172.27.15.99/32'] } };
     const { action } = enable(withMesh({ mtu: 1380 }), moved);
-    assert.equal(action!.changes[0]!.kind, 'restart');
+    assert.deepEqual(
+      action!.changes.map((c) => c.kind),
+      ['set-mtu', 'set-address'],
+    );
+    assert.match(action!.script, /ip -4 address del 172\.27\.15\.99\/32 dev wg0/);
+    assert.doesNotMatch(action!.script, /systemctl restart/);
   });
 
   it('without systemd: the MTU set live too, no wg-quick down/up', () => {
@@ -117,14 +122,17 @@ describe('an MTU change is set on the running interface, not restarted', () => {
     }
   });
 
-  it('mtuOnlyChange: a file without an MTU line (wg-quick chose one) is an MTU change too; any other line is not', () => {
+  it('liveInterfaceChange: a file without an MTU line (wg-quick chose one) is an MTU change too; any line but MTU and Address is not', () => {
     const desired = desiredNodeConfig(inventory, 'ms-1', keys);
     const text = facts.config.text!;
-    assert.deepEqual(mtuOnlyChange(text.replace(/^MTU = 1420\n/m, ''), desired), { to: 1420, peers: false });
-    assert.deepEqual(mtuOnlyChange(text.replace('MTU = 1420', 'MTU = 1280'), desired), { from: 1280, to: 1420, peers: false });
-    assert.equal(mtuOnlyChange(text, desired), undefined, 'no change');
-    assert.equal(mtuOnlyChange(undefined, desired), undefined, 'no file');
-    assert.equal(mtuOnlyChange(text.replace('MTU = 1420', 'MTU = 1280\nTable = off'), desired), undefined);
-    assert.equal(mtuOnlyChange(text.replace('MTU = 1420', 'MTU = 1280\nPrivateKey = x'), desired), undefined);
+    assert.deepEqual(liveInterfaceChange(text.replace(/^MTU = 1420\n/m, ''), desired), { mtu: { to: 1420 }, peers: false });
+    assert.deepEqual(liveInterfaceChange(text.replace('MTU = 1420', 'MTU = 1280'), desired), {
+      mtu: { from: 1280, to: 1420 },
+      peers: false,
+    });
+    assert.equal(liveInterfaceChange(text, desired), undefined, 'no change');
+    assert.equal(liveInterfaceChange(undefined, desired), undefined, 'no file');
+    assert.equal(liveInterfaceChange(text.replace('MTU = 1420', 'MTU = 1280\nTable = off'), desired), undefined);
+    assert.equal(liveInterfaceChange(text.replace('MTU = 1420', 'MTU = 1280\nPrivateKey = x'), desired), undefined);
   });
 });

@@ -103,11 +103,20 @@ describe('enable planner: the live interface against the design', () => {
     assert.doesNotMatch(action.script, /systemctl restart/);
   });
 
-  it('(c) a live MTU beside a live address that is not the design still restarts', () => {
+  it('(c) a live MTU beside a live address that is not the design: both set back live (Q6-9), a live listen port still restarts', () => {
     const f = facts('live-mtu-1380-ms-1.txt');
     const action = plan({ ...f, live: { ...f.live!, addresses: ['172.27.15.99/32'] } }).action!;
-    assert.equal(action.changes[0]!.kind, 'restart');
-    assert.match(action.changes[0]!.kind === 'restart' ? action.changes[0]!.why : '', /live MTU 1380, wg0.conf 1420/);
+    assert.deepEqual(
+      action.changes.map((c) => c.kind),
+      ['set-mtu', 'set-address'],
+    );
+    assert.match(
+      action.changes[1]!.kind === 'set-address' ? action.changes[1]!.why : '',
+      /live address 172\.27\.15\.99\/32, wg0\.conf 172\.27\.15\.12\/32/,
+    );
+    const ported = plan({ ...f, live: { ...f.live!, addresses: ['172.27.15.99/32'], listenPort: 51899 } }).action!;
+    assert.equal(ported.changes[0]!.kind, 'restart');
+    assert.match(ported.changes[0]!.kind === 'restart' ? ported.changes[0]!.why : '', /live MTU 1380, wg0.conf 1420/);
   });
 
   it('syncs a keepalive and an endpoint changed with `wg set`, and switches off a keepalive the file does not set', () => {
