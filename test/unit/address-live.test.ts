@@ -12,8 +12,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { parseFactsProbe, type NodeFacts } from '../../src/facts/node-facts.js';
+import type { NodeFacts } from '../../src/facts/node-facts.js';
+import { capturedFacts, capturedKeys } from '../support/converged-facts.js';
 import { planService } from '../../src/steps/service.js';
 import { describeAction } from '../../src/engine/plan.js';
 import { loadInventory } from '../../src/inventory/load.js';
@@ -22,12 +22,8 @@ import { classifyConfigChange, liveInterfaceChange } from '../../src/render/chan
 import { changeWithoutRestart } from '../../src/import/restart.js';
 
 const inventory = loadInventory('inventories/homelab.yaml');
-const converged: NodeFacts = parseFactsProbe(readFileSync('test/fixtures/facts/live-converged-ms-1.txt', 'utf8'), {
-  interface: 'wg0',
-  listenPort: 51820,
-});
-const keys = new Map([...converged.config.text!.matchAll(/^# (\S+)\nPublicKey = (\S+)$/gm)].map((m) => [m[1]!, m[2]!]));
-keys.set('ms-1', converged.keys.publicKey!);
+const converged: NodeFacts = capturedFacts();
+const keys = capturedKeys(converged);
 const desired = desiredNodeConfig(inventory, 'ms-1', keys);
 const routes = desired.peers.flatMap((p) => p.allowedIps);
 

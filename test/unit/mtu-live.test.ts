@@ -9,8 +9,8 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { parseFactsProbe, type NodeFacts } from '../../src/facts/node-facts.js';
+import type { NodeFacts } from '../../src/facts/node-facts.js';
+import { capturedFacts, capturedKeys } from '../support/converged-facts.js';
 import { planService } from '../../src/steps/service.js';
 import { describeAction } from '../../src/engine/plan.js';
 import { loadInventory } from '../../src/inventory/load.js';
@@ -20,12 +20,8 @@ import { classifyConfigChange, liveInterfaceChange } from '../../src/render/chan
 import { changeWithoutRestart } from '../../src/import/restart.js';
 
 const inventory = loadInventory('inventories/homelab.yaml');
-const facts: NodeFacts = parseFactsProbe(readFileSync('test/fixtures/facts/live-converged-ms-1.txt', 'utf8'), {
-  interface: 'wg0',
-  listenPort: 51820,
-});
-const keys = new Map([...facts.config.text!.matchAll(/^# (\S+)\nPublicKey = (\S+)$/gm)].map((m) => [m[1]!, m[2]!]));
-keys.set('ms-1', facts.keys.publicKey!);
+const facts: NodeFacts = capturedFacts();
+const keys = capturedKeys(facts);
 const withMesh = (mesh: Partial<Inventory['mesh']>): Inventory => ({ ...inventory, mesh: { ...inventory.mesh, ...mesh } });
 
 /** The enable step's plan on ms-1 for the design of `changed`, with the change kind up finds for its file. */

@@ -7,19 +7,15 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { parseFactsProbe, type NodeFacts } from '../../src/facts/node-facts.js';
+import type { NodeFacts } from '../../src/facts/node-facts.js';
+import { capturedFacts, capturedKeys } from '../support/converged-facts.js';
 import { liveDrift, planService } from '../../src/steps/service.js';
 import { loadInventory } from '../../src/inventory/load.js';
 import { desiredNodeConfig } from '../../src/topology/desired.js';
 
 const inventory = loadInventory('inventories/homelab.yaml');
-const converged: NodeFacts = parseFactsProbe(readFileSync('test/fixtures/facts/live-converged-ms-1.txt', 'utf8'), {
-  interface: 'wg0',
-  listenPort: 51820,
-});
-const keys = new Map([...converged.config.text!.matchAll(/^# (\S+)\nPublicKey = (\S+)$/gm)].map((m) => [m[1]!, m[2]!]));
-keys.set('ms-1', converged.keys.publicKey!);
+const converged: NodeFacts = capturedFacts();
+const keys = capturedKeys(converged);
 const desired = desiredNodeConfig(inventory, 'ms-1', keys);
 const routes = desired.peers.flatMap((p) => p.allowedIps);
 
