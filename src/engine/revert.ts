@@ -120,8 +120,11 @@ const INTERFACE_PART_AWK = [
  *   synced as above (nothing is sent when they did not change), no restart; a snapshot without the live MTU (an older
  *   meshctl's) restarts as below;
  * - it ran before and its [Interface] part changed otherwise (address, port, PostUp...), the file is new or gone:
- *   restarted on the old config after the restore (wg-quick applies those only at start); not running any more:
- *   started; a start or restart that fails twice fails the revert;
+ *   restarted on the old config after the restore (wg-quick applies those only at start; an Address the enable step
+ *   set live, ../steps/service.ts liveInterfaceSet, goes back so too: the old address and wg-quick's routes for it);
+ *   not running any more: started; a start or restart that fails twice fails the revert. An address the run set
+ *   live with the file's [Interface] unchanged (one set by hand, put back to the file's) stays the file's: the
+ *   snapshot keeps no live addresses, and the interface then runs as the restored file says;
  * - it did not run before: stopped (and the interface deleted, or brought up again by hand when it was up so);
  * - no step of this run reached the interface (no `$d/iface`: INTERFACE_LABELS): only the files go back, the
  *   interface runs on as it did before the change.
