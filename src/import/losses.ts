@@ -140,30 +140,29 @@ export function importLosses(input: LossInput): ImportLoss[] {
     for (const p of scanned.peers) if (p.publicKey) filePeers.add(p.publicKey);
     const hooks = scanned.iface.filter((e) => /^(pre|post)(up|down)$/.test(e.key) && !KEY_HOOK.test(e.value));
     const routeHooks = hooks.some((h) => /\broute\b/.test(h.value));
+    // an [Interface] setting the inventory has no field for, named as `Key = value` at its line (D4: one shape)
+    const setting = (e: Scanned['iface'][number], key: string, effect: string, cutsTraffic = false) =>
+      losses.push({ ...(e.line !== undefined ? { line: e.line } : {}), what: `${key} = ${e.value}`, effect, cutsTraffic });
     for (const e of scanned.iface) {
       if (e.key === 'dns')
-        losses.push({
-          ...(e.line !== undefined ? { line: e.line } : {}),
-          what: `DNS = ${e.value}`,
-          effect:
-            "up writes the file without it; the restart's wg-quick down reads the new file, so resolvconf is not told to remove this interface's nameserver (remove it by hand) and it is not set again",
-          cutsTraffic: false,
-        });
+        setting(
+          e,
+          'DNS',
+          "up writes the file without it; the restart's wg-quick down reads the new file, so resolvconf is not told to remove this interface's nameserver (remove it by hand) and it is not set again",
+        );
       if (e.key === 'table' && e.value.toLowerCase() !== 'auto')
-        losses.push({
-          ...(e.line !== undefined ? { line: e.line } : {}),
-          what: `Table = ${e.value}`,
-          effect: `up writes the file without it: wg-quick then routes every AllowedIPs itself${routeHooks ? ", and the routes this file's own PreUp/PostUp add are not added again" : ''}`,
-          cutsTraffic: routeHooks,
-        });
+        setting(
+          e,
+          'Table',
+          `up writes the file without it: wg-quick then routes every AllowedIPs itself${routeHooks ? ", and the routes this file's own PreUp/PostUp add are not added again" : ''}`,
+          routeHooks,
+        );
       if (e.key === 'fwmark' && !['off', '0', '0x0'].includes(e.value.toLowerCase()))
-        losses.push({
-          ...(e.line !== undefined ? { line: e.line } : {}),
-          what: `FwMark = ${e.value}`,
-          effect:
-            "the inventory has no fwmark: up writes the file without it and the live interface's packets lose the mark (policy routing that matches it stops matching)",
-          cutsTraffic: false,
-        });
+        setting(
+          e,
+          'FwMark',
+          "the inventory has no fwmark: up writes the file without it and the live interface's packets lose the mark (policy routing that matches it stops matching)",
+        );
       if (e.key === 'address')
         for (const a of e.value.split(',').map((v) => v.trim()))
           if (a.includes(':'))
