@@ -123,7 +123,7 @@ export function registerImport(program: Command, finish: (result: CommandResult)
     .option('--dry-run', 'print the inventory and the notes; change nothing on the nodes, write no file (refuses as a real run would)')
     .option(
       '--drop-unsupported',
-      'take the mesh over although the first up drops what cuts traffic and the inventory cannot hold (a PresharedKey, a network behind a peer in AllowedIPs, Table = off with its own routes, a live-only peer); each is still named',
+      'take the mesh over although the first up drops what cuts traffic and the inventory cannot hold (a PresharedKey, a network behind a peer in AllowedIPs, Table = off with its own routes, a live-only peer or a live-only AllowedIPs prefix of a peer); each is still named',
     )
     .option('--accept-new', 'trust unknown SSH host keys on first use and record them')
     .option('--connect-timeout <seconds>', 'SSH connect timeout')
