@@ -2,7 +2,8 @@
  * `meshctl plan [INVENTORY]`: what `up` would do, and nothing else. Connects, gathers facts, runs the baseline
  * checks, then plans every later phase with the recorder backend (src/engine/backend.ts); changes nothing, asks
  * nothing. Exit 0 when nothing would change, 4 (drift) when something would, 1 when a node is not fit for the mesh
- * (the baseline stops), so that a cron job or CI can alert on drift. `--json` prints the plan value.
+ * (the baseline stops), so that a cron job or CI can alert on drift. `--json` prints the plan value (planValue).
+ * A roamed node's warning (a baseline check `up` shows in its gate) is printed above the plan (planText).
  */
 import { forwardClashWarnings } from '../topology/forward-clash.js';
 import type { Command } from 'commander';
