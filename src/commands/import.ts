@@ -18,8 +18,16 @@ import { badInput, MeshctlError, type CommandResult } from '../errors.js';
 import { checkInventoryText, readInventoryFile } from '../inventory/load.js';
 import { formatProblem } from '../inventory/problems.js';
 import type { Node } from '../inventory/types.js';
-import { inferInventory, type ImportedHost, type ImportResult } from '../import/infer.js';
-import { adoptScript, importProbeScript, parseAdoptOutput, parseImportProbe, type AdoptOutcome } from '../import/probe.js';
+import { inferInventory, type DraftInventory, type ImportedHost, type ImportResult } from '../import/infer.js';
+import {
+  adoptScript,
+  describeAdoption,
+  foreseeAdoption,
+  importProbeScript,
+  parseAdoptOutput,
+  parseImportProbe,
+  type AdoptOutcome,
+} from '../import/probe.js';
 import { mergeTargets, parseHostFlag, targetsFromSkeleton } from '../import/targets.js';
 import { NOTE_MARK, renderImportedInventory } from '../import/yaml.js';
 import { interruptSignal } from '../interrupt.js';
@@ -115,7 +123,7 @@ export function registerImport(program: Command, finish: (result: CommandResult)
     .option('--dry-run', 'print the inventory and the notes; change nothing on the nodes, write no file (refuses as a real run would)')
     .option(
       '--drop-unsupported',
-      'take the mesh over although the first up drops what cuts traffic and the inventory cannot hold (a PresharedKey, a network behind a peer in AllowedIPs, Table = off with its own routes, a live-only peer); each is still named',
+      'take the mesh over although the first up drops what cuts traffic and the inventory cannot hold (a PresharedKey, a network behind a peer in AllowedIPs, Table = off with its own routes, a live-only peer or a live-only AllowedIPs prefix of a peer); each is still named',
     )
     .option('--accept-new', 'trust unknown SSH host keys on first use and record them')
     .option('--connect-timeout <seconds>', 'SSH connect timeout')
@@ -161,18 +169,16 @@ export function registerImport(program: Command, finish: (result: CommandResult)
         }
         if (flags.dryRun) {
           process.stdout.write(text);
+          for (const line of dryRunLines(result.draft, hosts, iface, flags.output)) say(line);
           printNotes(result);
           finish('ok');
           return;
         }
         const outcomes = await adoptAll(result, connections, hosts, iface);
         const refused = [...outcomes].filter(([, o]) => o.refused);
+        const systemdOf = new Map(hosts.map((h) => [h.target.name, h.facts.systemd]));
         for (const [name, o] of outcomes)
-          say(
-            o.refused
-              ? `${name}: NOT taken over: ${o.refused}`
-              : `${name}: key pair kept (${o.key === 'moved' ? `PrivateKey line moved from ${iface}.conf into /etc/wireguard/${iface}.key on the node` : `already in /etc/wireguard/${iface}.key`}), public ${o.publicKey}${o.saveConfigOff ? `; SaveConfig = true set to false in ${iface}.conf (wg-quick would save the live interface over it at its next stop, private key included)` : ''}`,
-          );
+          say(o.refused ? `${name}: NOT taken over: ${o.refused}` : describeAdoption(name, o, iface, systemdOf.get(name) === true, true));
         if (refused.length) {
           say('meshctl import: not every node could be taken over; no inventory written');
           finish('stop');
@@ -210,6 +216,21 @@ export function checkWritable(output: string): void {
     );
   }
   if (existsSync(output) && statSync(output).isDirectory()) throw badInput(`cannot write ${output}: it is a directory`);
+}
+
+/**
+ * What a real run would then do and say, for `--dry-run` (Q6/Q7 finding 2: it printed the inventory and the notes only):
+ * each node's adoption as the real run reports it (../import/probe.ts describeAdoption, foreseen from the probe), and
+ * the file it would write, each marked as not done.
+ */
+export function dryRunLines(draft: DraftInventory, hosts: readonly ImportedHost[], iface: string, output: string): string[] {
+  const keyOf = new Map(draft.nodes.map((n) => [n.name, n.publicKey]));
+  return [
+    ...hosts.map(({ target, facts }) =>
+      describeAdoption(target.name, foreseeAdoption(facts, keyOf.get(target.name)!), iface, facts.systemd, false),
+    ),
+    `meshctl import: not done (dry run): would write ${output}: ${draft.nodes.length} nodes, ${draft.sites.length} sites (the inventory above); nothing was changed on the nodes`,
+  ];
 }
 
 function printNotes(result: ImportResult): void {

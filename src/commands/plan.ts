@@ -2,19 +2,20 @@
  * `meshctl plan [INVENTORY]`: what `up` would do, and nothing else. Connects, gathers facts, runs the baseline
  * checks, then plans every later phase with the recorder backend (src/engine/backend.ts); changes nothing, asks
  * nothing. Exit 0 when nothing would change, 4 (drift) when something would, 1 when a node is not fit for the mesh
- * (the baseline stops), so that a cron job or CI can alert on drift. `--json` prints the plan value.
+ * (the baseline stops), so that a cron job or CI can alert on drift. `--json` prints the plan value (planValue).
+ * A roamed node's warning (a baseline check `up` shows in its gate) is printed above the plan (planText).
  */
 import { forwardClashWarnings } from '../topology/forward-clash.js';
 import type { Command } from 'commander';
-import { Chalk } from 'chalk';
-import { countActions } from '../engine/plan.js';
-import { runUp } from '../engine/up.js';
+import { Chalk, type ChalkInstance } from 'chalk';
+import { countActions, type Plan } from '../engine/plan.js';
+import { runUp, type UpReport } from '../engine/up.js';
 import { withFallbackRelays } from '../engine/fallback.js';
 import { MeshctlError, type CommandResult } from '../errors.js';
 import { interruptSignal } from '../interrupt.js';
 import { loadInventory, resolveInventoryPath } from '../inventory/load.js';
 import { renderGateReport } from '../ui/gate-report.js';
-import { renderPlan, renderUnderlayNote } from '../ui/plan-view.js';
+import { renderPlan, renderRoamedNote, renderUnderlayNote, roamedNodeWarnings } from '../ui/plan-view.js';
 import { connectorFor, parseForks, sshOptionsFromFlags, CONTROL_PERSIST_HELP } from './connect-options.js';
 import { collectValues, resolveLimit } from '../engine/limit.js';
 import { departedNotes, inventoryWithFallbacks, statePublicKeys } from '../state/record.js';
@@ -38,6 +39,29 @@ export function plannedPathsText(inventory: Inventory): string {
   }));
   return renderPaths(reports, { measured: false, counts });
 }
+
+/** What planText and planValue read of the run's report (../engine/up.ts UpReport). */
+type PlannedReport = Pick<UpReport, 'phases'> & { plan: Plan };
+
+/**
+ * `plan`'s text on stdout: the roamed nodes' warnings (Q6/Q7: a baseline warning that `up` shows in its gate and
+ * `plan`, which prints no gate that goes on, said nothing of), the underlay note, the plan, and the pairs of `planned`
+ * (the inventory as the plan leaves it) whose path is not direct.
+ */
+export function planText(report: PlannedReport, planned: Inventory, chalk: ChalkInstance): string {
+  const pathsText = plannedPathsText(planned);
+  return `${renderRoamedNote(roamedNodeWarnings(report.phases), chalk)}${renderUnderlayNote(report.phases, chalk)}${renderPlan(report.plan, chalk)}${pathsText ? `\n${pathsText}` : ''}`;
+}
+
+/**
+ * `plan --json`'s value: the plan (../engine/plan.ts Plan), `paths` (every pair's path as planned: direct, relayed via
+ * R, none) and `roamed` (the roamed nodes' warnings, ../ui/plan-view.ts RoamedNodeWarning; [] when none).
+ */
+export const planValue = (report: PlannedReport, planned: Inventory) => ({
+  ...report.plan,
+  paths: pathReports(planned, undefined),
+  roamed: roamedNodeWarnings(report.phases),
+});
 
 interface PlanFlags {
   json?: boolean;
@@ -118,17 +142,10 @@ export function registerPlan(program: Command, finish: (result: CommandResult) =
       // the paths as the plan leaves them: relay: auto's pairs after this plan (a pair whose direct path works again is
       // back to direct; a new user saw "relayed" listed under the plan's own "back to direct" lines, Q4-7)
       const planned = report.fallbackRelays ? withFallbackRelays(inventory, report.fallbackRelays.pairs) : inventory;
-      // JSON `paths`: every pair's path (direct, relayed via R, none) as planned; JSON in pieces: the plan holds every
-      // node's scripts, N^2 text at farm scale (src/ui/json-text.ts)
-      if (flags.json)
-        await (await import('../ui/json-text.js')).writeJson(process.stdout, { ...report.plan, paths: pathReports(planned, undefined) }, 2);
-      else {
-        // the text: the pairs that are not direct only
-        const pathsText = plannedPathsText(planned);
-        process.stdout.write(
-          `${renderUnderlayNote(report.phases, chalk)}${renderPlan(report.plan!, chalk)}${pathsText ? `\n${pathsText}` : ''}`,
-        );
-      }
+      // JSON in pieces: the plan holds every node's scripts, N^2 text at farm scale (src/ui/json-text.ts)
+      const done = { phases: report.phases, plan: report.plan! };
+      if (flags.json) await (await import('../ui/json-text.js')).writeJson(process.stdout, planValue(done, planned), 2);
+      else process.stdout.write(planText(done, planned, chalk));
       // an earlier run's unconfirmed change still pending goes back by itself: the mesh is not as it will be, so a
       // scheduled plan must not say all is well (Q5 finding 2); the notes above say when, and that an up confirms it
       const pendingReverts = report.pendingReverts ?? [];

@@ -8,6 +8,7 @@ import { MeshctlError, type CommandResult, type Outcome } from '../errors.js';
 import { interruptSignal } from '../interrupt.js';
 import { loadInventory, resolveInventoryPath } from '../inventory/load.js';
 import type { KeptAtForcedExit, UpReport, UpView } from '../engine/up.js';
+import type { PhaseReport } from '../engine/types.js';
 import { connectorFor, parseForks, sshOptionsFromFlags, type EarlyConnector, CONTROL_PERSIST_HELP } from './connect-options.js';
 import type { Inventory } from '../inventory/types.js';
 import { collectValues, resolveLimit } from '../engine/limit.js';
@@ -88,8 +89,12 @@ export async function printSummary(
           ),
     );
   }
-  if (report.result === 'interrupted')
+  if (report.result === 'interrupted') {
     out.write(chalk.red.bold(`\ninterrupted during "${report.phases.at(-1)?.title ?? 'connect'}" (${seconds} s)\n`));
+    // Q6/Q7: a Ctrl-C after the change was confirmed said only "interrupted": what was confirmed stays
+    const kept = confirmedKept(report.phases);
+    if (kept) out.write(`${chalk.green(kept)}\n`);
+  }
   if (report.result === 'stopped') {
     const last = report.phases.at(-1);
     // a gate the operator answered "no" has no FAIL line to point at (a new user's finding, stop 25)
@@ -97,6 +102,29 @@ export async function printSummary(
     const why = last?.verdict === 'STOP' ? 'fix what the FAIL lines above name, then run up again' : 'you answered no';
     out.write(chalk.red.bold(`\nSTOP at "${last?.title}": nothing after it was run (${seconds} s); ${why}\n`));
   }
+}
+
+/**
+ * For a run that ended interrupted: the nodes whose change this run confirmed before the interrupt, and that it
+ * stays, e.g. `the change was confirmed on 4 nodes (ms-1, wk-1, wk-2, ctb-edge-1) at "Enable wg-quick" before the
+ * interrupt and stays: their rollback was disarmed, nothing of it goes back`; undefined when none was. A node counts
+ * when a phase whose gate said GO holds its passed `rollback` check (../engine/revert.ts: the disarm after a fresh
+ * login; a revert's check is in a phase that STOPs, and a confirm that finds a node gone back turns its phase to STOP).
+ * What the run changed after that confirmation and did not confirm is reverted, and said so in the warnings.
+ */
+export function confirmedKept(phases: readonly PhaseReport[]): string | undefined {
+  const nodes: string[] = [];
+  const at: string[] = [];
+  for (const phase of phases) {
+    if (phase.verdict !== 'GO') continue;
+    const here = phase.nodes.filter((n) => n.checks.some((c) => c.id === 'rollback' && c.status === 'pass')).map((n) => n.node);
+    if (here.length === 0) continue;
+    at.push(`"${phase.title}"`);
+    for (const node of here) if (!nodes.includes(node)) nodes.push(node);
+  }
+  if (nodes.length === 0) return undefined;
+  const many = nodes.length !== 1;
+  return `the change was confirmed on ${nodes.length} node${many ? 's' : ''} (${nodes.join(', ')}) at ${at.join(' and ')} before the interrupt and stays: ${many ? 'their' : 'its'} rollback was disarmed, nothing of it goes back`;
 }
 
 /**

@@ -57,7 +57,7 @@ export interface ImportedHost {
 export interface InferOptions {
   /**
    * --drop-unsupported: what cuts traffic when the first `up` drops it (./losses.ts: a PresharedKey, a network
-   * behind a peer in AllowedIPs, Table = off with its own routes, a live-only peer) is a note, not a refusal.
+   * behind a peer in AllowedIPs, Table = off with its own routes, a live-only peer or AllowedIPs prefix) is a note, not a refusal.
    */
   dropUnsupported?: boolean;
 }

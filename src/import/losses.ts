@@ -17,11 +17,15 @@
  *   up stays until removed by hand;
  * - an IPv6 Address or AllowedIPs entry: the inventory has no IPv6 overlay, up removes it;
  * - a live peer that is in no file and is none of the hosts (added with `wg set`; SaveConfig = true would have saved
- *   it, the import turns SaveConfig off): up removes it: cuts traffic to it.
+ *   it, the import turns SaveConfig off): up removes it: cuts traffic to it;
+ * - a prefix in a file peer's live AllowedIPs that no line of the file gives it (`wg set IFACE peer K allowed-ips
+ *   ...` by hand): beyond the overlay, up's `wg syncconf` sets the peer's AllowedIPs from the inventory and removes
+ *   it: cuts traffic to it; IPv6: removed, as the file's. Compared as the kernel holds them (allowedBlock).
  * A loss that cuts traffic is a refusal unless the user passes --drop-unsupported (../commands/import.ts).
  */
 import type { LivePeer } from '../render/wgdump.js';
-import { cidrContains, parseCidr, type Cidr } from '../net/ipv4.js';
+import { cidrContains, formatCidr, isIpv4, parseCidr, type Cidr } from '../net/ipv4.js';
+import { ipv6PrefixOf } from '../net/ipv6.js';
 import type { SecretLines } from './probe.js';
 
 /** A hook that adds a policy routing rule (`ip rule add`, `ip -4 rule add`): up's baseline refuses a node with one. */
@@ -128,42 +132,65 @@ const inNetwork = (network: Cidr | undefined, cidr: string): boolean => {
   return !!(c && network && c.prefix >= network.prefix && cidrContains(network, c.network));
 };
 
+/**
+ * One AllowedIPs entry as the kernel holds it, for comparing the file's entries with `wg show`'s: wg(8) masks the
+ * address to its prefix, and an entry without a prefix is a host route (`10.77.0.5/24` -> `10.77.0.0/24`, `10.0.0.1` ->
+ * `10.0.0.1/32`, `FD27:15:0::11/64` -> `fd27:15::/64`); undefined for anything else.
+ */
+export function allowedBlock(entry: string): string | undefined {
+  const slash = entry.indexOf('/');
+  const address = (slash < 0 ? entry : entry.slice(0, slash)).trim();
+  const length = slash < 0 ? undefined : entry.slice(slash + 1).trim();
+  if (length !== undefined && !/^\d{1,3}$/.test(length)) return undefined;
+  if (isIpv4(address)) {
+    const cidr = parseCidr(`${address}/${length ?? 32}`, { strict: false });
+    return cidr ? formatCidr(cidr) : undefined;
+  }
+  const prefix = Number(length ?? 128);
+  return prefix <= 128 ? ipv6PrefixOf(address, prefix) : undefined;
+}
+
 /** What the first `up` removes from this node's wg-quick setup (see the module comment), in file order. */
 export function importLosses(input: LossInput): ImportLoss[] {
   const losses: ImportLoss[] = [];
   const nameOf = (key: string | undefined) => (key ? (input.hostKeys.get(key) ?? `${key.slice(0, 10)}…`) : 'without a PublicKey');
   const network = parseCidr(input.network, { strict: false });
-  const filePeers = new Set<string>();
+  /** public key -> the blocks of its AllowedIPs in the file (allowedBlock), every [Peer] section of that key */
+  const filePeers = new Map<string, Set<string>>();
   const pskPeers = new Set<string>();
   if (input.text !== undefined) {
     const scanned = scanConfig(input.text, input.secretLines);
-    for (const p of scanned.peers) if (p.publicKey) filePeers.add(p.publicKey);
+    for (const p of scanned.peers)
+      if (p.publicKey) {
+        const blocks = filePeers.get(p.publicKey) ?? new Set<string>();
+        for (const a of p.allowedIps) blocks.add(allowedBlock(a.cidr) ?? a.cidr);
+        filePeers.set(p.publicKey, blocks);
+      }
     const hooks = scanned.iface.filter((e) => /^(pre|post)(up|down)$/.test(e.key) && !KEY_HOOK.test(e.value));
     const routeHooks = hooks.some((h) => /\broute\b/.test(h.value));
+    // an [Interface] setting the inventory has no field for, named as `Key = value` at its line (D4: one shape)
+    const setting = (e: Scanned['iface'][number], key: string, effect: string, cutsTraffic = false) =>
+      losses.push({ ...(e.line !== undefined ? { line: e.line } : {}), what: `${key} = ${e.value}`, effect, cutsTraffic });
     for (const e of scanned.iface) {
       if (e.key === 'dns')
-        losses.push({
-          ...(e.line !== undefined ? { line: e.line } : {}),
-          what: `DNS = ${e.value}`,
-          effect:
-            "up writes the file without it; the restart's wg-quick down reads the new file, so resolvconf is not told to remove this interface's nameserver (remove it by hand) and it is not set again",
-          cutsTraffic: false,
-        });
+        setting(
+          e,
+          'DNS',
+          "up writes the file without it; the restart's wg-quick down reads the new file, so resolvconf is not told to remove this interface's nameserver (remove it by hand) and it is not set again",
+        );
       if (e.key === 'table' && e.value.toLowerCase() !== 'auto')
-        losses.push({
-          ...(e.line !== undefined ? { line: e.line } : {}),
-          what: `Table = ${e.value}`,
-          effect: `up writes the file without it: wg-quick then routes every AllowedIPs itself${routeHooks ? ", and the routes this file's own PreUp/PostUp add are not added again" : ''}`,
-          cutsTraffic: routeHooks,
-        });
+        setting(
+          e,
+          'Table',
+          `up writes the file without it: wg-quick then routes every AllowedIPs itself${routeHooks ? ", and the routes this file's own PreUp/PostUp add are not added again" : ''}`,
+          routeHooks,
+        );
       if (e.key === 'fwmark' && !['off', '0', '0x0'].includes(e.value.toLowerCase()))
-        losses.push({
-          ...(e.line !== undefined ? { line: e.line } : {}),
-          what: `FwMark = ${e.value}`,
-          effect:
-            "the inventory has no fwmark: up writes the file without it and the live interface's packets lose the mark (policy routing that matches it stops matching)",
-          cutsTraffic: false,
-        });
+        setting(
+          e,
+          'FwMark',
+          "the inventory has no fwmark: up writes the file without it and the live interface's packets lose the mark (policy routing that matches it stops matching)",
+        );
       if (e.key === 'address')
         for (const a of e.value.split(',').map((v) => v.trim()))
           if (a.includes(':'))
@@ -236,6 +263,26 @@ export function importLosses(input: LossInput): ImportLoss[] {
           effect: 'up removes it (the import turns SaveConfig off, so wg-quick never saves it into the file)',
           cutsTraffic: true,
         });
+      // Q6/Q7 finding 5: a prefix given to a peer of the file on the live interface only (`wg set wg0 peer K
+      // allowed-ips ...` by hand): up sets the peer's AllowedIPs from the inventory, as it does the file's own
+      const inFile = filePeers.get(p.publicKey);
+      if (inFile)
+        for (const cidr of p.allowedIps) {
+          if (inFile.has(allowedBlock(cidr) ?? cidr)) continue;
+          const where = `in AllowedIPs of peer ${nameOf(p.publicKey)} on the live interface only, in no line of the file (added with wg set?)`;
+          if (cidr.includes(':'))
+            losses.push({
+              what: `a prefix ${cidr} (IPv6) ${where}`,
+              effect: 'the inventory has no IPv6 overlay: up removes it from the live interface',
+              cutsTraffic: false,
+            });
+          else if (!inNetwork(network, cidr))
+            losses.push({
+              what: `a prefix ${cidr} (beyond the overlay ${input.network}: a network behind that peer) ${where}`,
+              effect: `the inventory has no field for it: up sets the peer's AllowedIPs from the inventory (wg syncconf), which removes it, and traffic to ${cidr} through the tunnel stops (the import turns SaveConfig off, so wg-quick never saves it into the file)`,
+              cutsTraffic: true,
+            });
+        }
     }
   return losses;
 }

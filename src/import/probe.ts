@@ -242,6 +242,52 @@ export interface AdoptOutcome {
   refused?: string;
 }
 
+/**
+ * What adoptScript will do on a node, foreseen from its import probe, for `import --dry-run` (Q6/Q7 finding 2: the
+ * dry run said nothing of the key's move or of SaveConfig): `key` 'moved' when IFACE.conf has a PrivateKey line and
+ * there is no key file yet, else 'kept'; `confRewritten` when it has a PrivateKey line (the line goes either way);
+ * `saveConfigOff` when it has an active `SaveConfig = true` line (read as SAVES_CONFIG_AWK reads it: comments cut,
+ * blanks and case ignored). `publicKey`: the key the interface runs with, which the script keeps. A refusal is not
+ * foreseen here: adoptCheckScript's (ImportedHost.adoptRefusal) stops the import before this is asked.
+ */
+export function foreseeAdoption(facts: NodeFacts, publicKey: string): AdoptOutcome {
+  const moves = facts.config.hasPrivateKeyLine;
+  const savesConfig = (facts.config.text ?? '').split('\n').some(
+    (line) =>
+      line
+        .replace(/#.*/, '')
+        .replace(/[ \t\r]/g, '')
+        .toLowerCase() === 'saveconfig=true',
+  );
+  return {
+    key: moves && !facts.keys.privateKeyExists ? 'moved' : 'kept',
+    confRewritten: moves,
+    ...(savesConfig ? { saveConfigOff: true } : {}),
+    publicKey,
+  };
+}
+
+/**
+ * One node's line of what the adopting script did (`done`) or would do (a dry run: `not done (dry run): would ...`):
+ * where the private key is kept, the PrivateKey line leaving IFACE.conf, SaveConfig turned off, meshctl's reload
+ * drop-in (with systemd). The same words for both, so that a dry run says everything a real run then reports.
+ */
+export function describeAdoption(node: string, outcome: AdoptOutcome, iface: string, systemd: boolean, done: boolean): string {
+  const p = wireguardPaths(iface);
+  const conf = `${iface}.conf`;
+  const key =
+    outcome.key === 'moved'
+      ? done
+        ? `PrivateKey line moved from ${conf} into ${p.privateKey} on the node`
+        : `would move the PrivateKey line of ${conf} into ${p.privateKey} on the node`
+      : `already in ${p.privateKey}${outcome.confRewritten ? (done ? `; the PrivateKey line of ${conf} removed` : `; would remove the PrivateKey line of ${conf}`) : ''}`;
+  const saveConfig = outcome.saveConfigOff
+    ? `; SaveConfig = true ${done ? 'set' : 'would be set'} to false in ${conf} (wg-quick would save the live interface over it at its next stop, private key included)`
+    : '';
+  const dropIn = systemd ? `; ${done ? 'wrote' : 'would write'} ${p.reloadDropIn} (a reload keeps the key)` : '';
+  return `${node}: ${done ? 'key pair kept' : 'not done (dry run): key pair would be kept'} (${key}), public ${outcome.publicKey}${saveConfig}${dropIn}`;
+}
+
 /** Reads the adopting script's output (only public keys and words are in it). */
 export function parseAdoptOutput(stdout: string): AdoptOutcome {
   const value = (k: string) => stdout.match(new RegExp(`^${k}=(.*)$`, 'm'))?.[1]?.trim();

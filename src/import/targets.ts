@@ -2,16 +2,17 @@
  * The hosts `meshctl import` reads: from an inventory or a skeleton of one (only `nodes.NAME.ssh`, or `address`,
  * is read; `mesh.interface` too when present), and from `--host NAME=[USER@]HOST[:PORT]` flags. A non-root user in a
  * flag gets `become: sudo` (meshctl needs root). Pure, bounded: the file goes through the same size and alias limits
- * as an inventory.
+ * as an inventory, and is checked against the inventory's format with every field optional (targetsFromSkeleton).
  */
-import { parseDocument } from 'yaml';
 import { badInput } from '../errors.js';
+import type { RawSsh } from '../inventory/semantic.js';
+import { checkSpec, inventorySpec, type Spec } from '../inventory/spec.js';
 import type { Become, SshTarget } from '../inventory/types.js';
+import { formatProblem, sortProblems } from '../schema/problems.js';
+import { keyPositionOf, nodeAt, parseTree, positionOf } from '../schema/yaml-tree.js';
 import type { ImportTarget } from './infer.js';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-const own = (o: Record<string, unknown>, key: string): unknown => (Object.hasOwn(o, key) ? o[key] : undefined);
 
 /**
  * One `--host` flag: NAME=[USER@]HOST[:PORT].
@@ -26,48 +27,94 @@ export function parseHostFlag(text: string): ImportTarget {
   return { name: m[1]!, ssh: { host: m[3]!, port, user, become: user === 'root' ? 'none' : 'sudo' } };
 }
 
-/** The SSH target of one skeleton node: its `ssh` settings, the host defaulting to its `address`. */
-function targetOf(name: string, value: unknown, file: string): ImportTarget {
-  const node = isObject(value) ? value : {};
-  const ssh = isObject(own(node, 'ssh')) ? (own(node, 'ssh') as Record<string, unknown>) : {};
-  const host = own(ssh, 'host') ?? own(node, 'address');
-  if (typeof host !== 'string' || host === '') throw badInput(`${file}: nodes.${name}: no ssh.host and no address to reach it at`);
-  const port = own(ssh, 'port') ?? 22;
-  if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535)
-    throw badInput(`${file}: nodes.${name}.ssh.port is not a port`);
-  const user = own(ssh, 'user') ?? 'root';
-  if (typeof user !== 'string' || user === '') throw badInput(`${file}: nodes.${name}.ssh.user is not a user name`);
-  const become = own(ssh, 'become') ?? 'none';
-  if (become !== 'none' && become !== 'sudo') throw badInput(`${file}: nodes.${name}.ssh.become must be none or sudo`);
-  const identityFile = own(ssh, 'identityFile');
-  const target: SshTarget = { host, port, user, become: become as Become };
-  if (typeof identityFile === 'string' && identityFile !== '') target.identityFile = identityFile;
+/**
+ * What import reads of a hosts file: the inventory's own format (../inventory/spec.ts) with every field optional, so
+ * a whole inventory and a skeleton of one (only `nodes.NAME.ssh`, or `address`) both pass, and anything else is named
+ * as the loader names it: an unknown field (with a did-you-mean), a wrong type or value, at its file:line:col (Q6/Q7
+ * finding 4: a misspelt `ssh.usr` was ignored and the import logged in as root).
+ */
+function optional(spec: Spec): Spec {
+  const { required: _required, ...rest } = spec;
+  switch (rest.type) {
+    case 'object':
+      return { ...rest, fields: Object.fromEntries(Object.entries(rest.fields).map(([key, field]) => [key, optional(field)])) };
+    case 'record':
+      return { ...rest, value: optional(rest.value) };
+    case 'array':
+      return { ...rest, items: optional(rest.items) };
+    default:
+      return rest;
+  }
+}
+const SKELETON_SPEC = optional(inventorySpec);
+
+/** The parts of a hosts file that import reads, as SKELETON_SPEC's check returns them (invalid values left out). */
+interface RawSkeleton {
+  mesh?: { interface?: string };
+  defaults?: { ssh?: RawSsh };
+  nodes?: Record<string, { address?: string; ssh?: RawSsh } | undefined>;
+}
+
+/**
+ * The SSH target of one node of a hosts file: its `ssh` settings over `defaults.ssh` (as the inventory loader merges
+ * them), the host defaulting to its `address`; undefined when it has neither.
+ */
+function targetOf(name: string, node: NonNullable<RawSkeleton['nodes']>[string], defaults: RawSsh): ImportTarget | undefined {
+  const ssh: RawSsh = { ...defaults, ...node?.ssh };
+  const host = ssh.host ?? node?.address;
+  if (host === undefined) return undefined;
+  const user = ssh.user ?? 'root';
+  const target: SshTarget = { host, port: ssh.port ?? 22, user, become: (ssh.become ?? 'none') as Become };
+  if (ssh.identityFile !== undefined && ssh.identityFile !== '') target.identityFile = ssh.identityFile;
   return { name, ssh: target };
 }
 
 /**
- * The hosts and interface named by an inventory or skeleton text.
- * @throws MeshctlError (bad input) on YAML errors, aliases beyond a small limit, or nodes without a way to reach them
+ * The hosts and interface named by an inventory or skeleton text (`file`: its path, for messages).
+ * @throws MeshctlError (bad input, exit 2) naming every problem as `file:line:col: field.path: message` (the inventory
+ *   loader's words, ../inventory/load.ts): YAML errors, aliases beyond the loader's bound, an unknown field, a wrong
+ *   type or value, no `nodes:` map, a node without `ssh.host` or `address`. One problem is the message itself; more are
+ *   its details.
  */
 export function targetsFromSkeleton(text: string, file: string): { targets: ImportTarget[]; iface?: string } {
-  const doc = parseDocument(text, { uniqueKeys: true });
-  if (doc.errors.length > 0) throw badInput(`${file}: ${doc.errors[0]!.message.split('\n')[0]}`);
-  let root: unknown;
-  try {
-    root = doc.toJS({ maxAliasCount: 16 });
-  } catch (error) {
-    throw badInput(`${file}: ${(error as Error).message}`);
-  }
-  if (!isObject(root) || !isObject(own(root, 'nodes')))
-    throw badInput(`${file}: no nodes: map (nodes: { NAME: { ssh: { host, user, port } } })`);
-  const nodes = own(root, 'nodes') as Record<string, unknown>;
-  const targets = Object.keys(nodes).map((name) => {
-    if (!NAME.test(name)) throw badInput(`${file}: nodes.${JSON.stringify(name)}: not a node name`);
-    return targetOf(name, nodes[name], file);
+  const parsed = parseTree(text, {
+    documentNoun: 'an inventory or a skeleton of one',
+    keyNoun: (path) => (path.length === 1 && path[0] === 'nodes' ? 'node name' : 'key'),
   });
-  const mesh = own(root, 'mesh');
-  const iface = isObject(mesh) ? own(mesh, 'interface') : undefined;
-  return { targets, ...(typeof iface === 'string' ? { iface } : {}) };
+  const problems = [...parsed.problems];
+  const targets: ImportTarget[] = [];
+  let iface: string | undefined;
+  if (!parsed.syntaxBroken) {
+    const root = parsed.root;
+    const nodes = nodeAt(root, ['nodes']);
+    if (root?.kind !== 'map' || nodes?.kind !== 'map')
+      problems.push({
+        ...positionOf(root, ['nodes']),
+        path: 'nodes',
+        message: 'no nodes: map (nodes: { NAME: { ssh: { host, user, port } } }, or a whole inventory)',
+      });
+    else {
+      const raw = (checkSpec(SKELETON_SPEC, root, [], problems) ?? {}) as RawSkeleton;
+      iface = raw.mesh?.interface;
+      for (const [name, node] of Object.entries(raw.nodes ?? {})) {
+        const target = targetOf(name, node, raw.defaults?.ssh ?? {});
+        if (target) targets.push(target);
+        else
+          problems.push({
+            ...keyPositionOf(root, ['nodes', name]),
+            path: `nodes.${name}`,
+            message: 'no ssh.host and no address to reach it at',
+          });
+      }
+    }
+  }
+  if (problems.length > 0) {
+    const sorted = sortProblems(problems);
+    const lines = sorted.map((p) => formatProblem(file, p));
+    if (lines.length === 1) throw badInput(lines[0]!);
+    throw badInput(`${file}: ${lines.length} problems in the hosts to import (an inventory, or a skeleton of one)`, lines);
+  }
+  return { targets, ...(iface !== undefined ? { iface } : {}) };
 }
 
 /**

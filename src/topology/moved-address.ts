@@ -175,6 +175,9 @@ export function roamedSightings(moved: MovedAddress): Map<string, AddressSightin
   return roamed;
 }
 
+/** The words every roamed node's warning holds (describeRoamed), by which isRoamedWarning knows one. */
+export const ROAMED_CLAUSE = 'away from the site (a laptop) or leaving by a second uplink';
+
 /**
  * One node of a site that is not moved, seen (or found by NAT discovery) elsewhere: `a-1 is seen at 198.18.7.7, not
  * at site a's 203.0.113.10 where p-1 sees a-2 and a-3 (handshakes 10 s old): away from the site (a laptop) or leaving
@@ -183,7 +186,15 @@ export function roamedSightings(moved: MovedAddress): Map<string, AddressSightin
  * inventory's address (a clause).
  */
 export const describeRoamed = (node: string, site: string, inventoryIp: string, where: string, home: string): string =>
-  `${node} ${where}, not at site ${site}'s ${inventoryIp} where ${home}: away from the site (a laptop) or leaving by a second uplink; its own sessions follow it (WireGuard roams), but a peer that dials it at its forward reaches it only once it is back; nat.publicIp stays`;
+  `${node} ${where}, not at site ${site}'s ${inventoryIp} where ${home}: ${ROAMED_CLAUSE}; its own sessions follow it (WireGuard roams), but a peer that dials it at its forward reaches it only once it is back; nat.publicIp stays`;
+
+/**
+ * Whether a check's message (the baseline's nat-mapping or forward-reaches-node, ../engine/registry.ts) names a roamed
+ * node (describeRoamed): what `plan` shows of the baseline gate, which it does not print otherwise (Q6/Q7: only `up`'s
+ * gate showed it).
+ */
+export const isRoamedWarning = (check: { status: string; message: string }): boolean =>
+  check.status === 'warn' && check.message.includes(ROAMED_CLAUSE);
 
 /**
  * The roamed nodes of the sites in `moved` (roamedSightings), node name -> a warning for it (describeRoamed).

@@ -8,6 +8,7 @@ import type { ChalkInstance } from 'chalk';
 import type { Plan } from '../engine/plan.js';
 import type { CheckResult, PhaseReport } from '../engine/types.js';
 import { countActions } from '../engine/plan.js';
+import { isRoamedWarning } from '../topology/moved-address.js';
 import { safeText } from './safe-text.js';
 
 /**
@@ -67,5 +68,45 @@ export function renderUnderlayNote(phases: readonly PhaseReport[], chalk: ChalkI
     const mark = check.status === 'pass' ? chalk.green('ok  ') : check.status === 'warn' ? chalk.yellow('warn') : chalk.red('FAIL');
     lines.push(`  ${chalk.bold(safeText(node).padEnd(width))}  ${mark} ${safeText(check.id)}: ${safeText(message)}`);
   }
+  return `${lines.join('\n')}\n`;
+}
+
+/** One roamed node's warning as `plan` shows it (text and the `roamed` of --json). */
+export interface RoamedNodeWarning {
+  node: string;
+  /** the baseline checks that say it, e.g. ['forward-reaches-node', 'nat-mapping'] */
+  checks: string[];
+  /** the check's message, as `up`'s baseline gate prints it */
+  message: string;
+}
+
+/**
+ * The baseline's warnings that name a roamed node (../topology/moved-address.ts isRoamedWarning: one node of a NAT
+ * site seen elsewhere while its site is seen at the inventory's address), one per node and message, the checks that
+ * say the same merged, in the order the phases judged them; [] when none. `up` shows them in its baseline gate;
+ * `plan` prints no gate that goes on, so without this it said nothing of them (Q6/Q7).
+ */
+export function roamedNodeWarnings(phases: readonly PhaseReport[]): RoamedNodeWarning[] {
+  const out: RoamedNodeWarning[] = [];
+  for (const phase of phases)
+    for (const n of phase.nodes)
+      for (const check of n.checks) {
+        if (!isRoamedWarning(check)) continue;
+        const same = out.find((w) => w.node === n.node && w.message === check.message);
+        if (same) same.checks.push(check.id);
+        else out.push({ node: n.node, checks: [check.id], message: check.message });
+      }
+  return out;
+}
+
+/** The roamed nodes' warnings (roamedNodeWarnings) as lines above the plan; '' when there are none. */
+export function renderRoamedNote(warnings: readonly RoamedNodeWarning[], chalk: ChalkInstance): string {
+  if (warnings.length === 0) return '';
+  const width = Math.max(...warnings.map((w) => safeText(w.node).length));
+  const lines = [chalk.bold("── Roamed nodes: seen away from their site (up's baseline gate warns the same)")];
+  for (const w of warnings)
+    lines.push(
+      `  ${chalk.bold(safeText(w.node).padEnd(width))}  ${chalk.yellow('warn')} ${w.checks.map(safeText).join(', ')}: ${safeText(w.message)}`,
+    );
   return `${lines.join('\n')}\n`;
 }
