@@ -365,7 +365,7 @@ export function inferInventory(hosts: readonly ImportedHost[], iface: string, op
   if (mtus.size > 1)
     notes.push({
       at: 'mesh.mtu',
-      text: `the nodes run different MTUs (${[...mtus].join(', ')}): ${mesh.mtu} is the most common; up sets it on the others (on the running interface, no restart, where the MTU is all their [Interface] differs in)`,
+      text: `the nodes run different MTUs (${[...mtus].join(', ')}): ${mesh.mtu} is the most common; up sets it on the others (on the running interface, no restart, where the MTU and Address are all their [Interface] differs in)`,
     });
   const keepalives = new Set(views.flatMap((v) => v.peers.flatMap((p) => (p.keepalive ? [p.keepalive] : []))));
   if (keepalives.size > 1)
