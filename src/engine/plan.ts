@@ -107,7 +107,7 @@ export function describeChange(change: Change): string {
     case 'set-mtu':
       return `set ${change.iface} MTU ${change.mtu} live (${change.why}; no restart, interface and sessions kept)`;
     case 'set-address':
-      return `set ${change.iface} Address ${change.address} live${change.removed.length ? `, ${change.removed.join(', ')} removed` : ''} (${change.why}; no restart, interface and sessions kept)`;
+      return `set ${change.iface} Address ${change.address} live${change.removed.length ? `, ${change.removed.join(', ')} removed` : ''} (${change.why}; no restart, the interface and WireGuard's sessions kept)`;
     case 'load-private-key':
       return `load ${change.path} into ${change.iface} again (${change.why})`;
     case 'restore-routes':

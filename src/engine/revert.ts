@@ -530,6 +530,12 @@ export interface SettleInput {
   run: RunOnNode;
   /** runs a script over a NEW SSH login (the confirmation of a run whose playbook has no confirming phase) */
   runFresh?: RunOnNode;
+  /**
+   * the confirming check made a fresh SSH login (default true); false when the run changed nothing that takes effect
+   * (./plan.ts takesEffect: a comment-only rewrite), where it rests on the run's own login (RV5 F4: the disarm still
+   * said "confirmed by a fresh SSH login")
+   */
+  loginProven?: boolean;
 }
 
 const failedReport = (r: NodePhaseReport) => Boolean(r.error) || r.checks.some((c) => c.status === 'fail');
@@ -580,7 +586,12 @@ async function disarm(node: string, input: SettleInput, run: RunOnNode = input.r
   try {
     const result = await run(node, disarmScript(input.runId));
     if (result.code === 0 && /^rollback=disarmed$/m.test(result.stdout))
-      return rollbackCheck('pass', `change confirmed by a fresh SSH login and the checks: rollback disarmed`);
+      return rollbackCheck(
+        'pass',
+        input.loginProven === false
+          ? 'change confirmed by the checks (a file rewritten with no effect on the interface or the logins): rollback disarmed'
+          : 'change confirmed by a fresh SSH login and the checks: rollback disarmed',
+      );
     if (/^rollback=already-reverted$/m.test(result.stdout))
       return rollbackCheck(
         'fail',
@@ -891,7 +902,7 @@ export class PendingRollbacks {
    * RunContext.confirmEarlier): when `confirms` (the phase's checks include CONFIRMING_CHECK; a playbook without one
    * confirms nothing and leaves the notes) and no node of the phase failed, cancels every pending revert found on
    * the phase's nodes, over `run` (a NEW SSH login, so the login is proven since the change it confirms), within
-   * `timeoutMs` (ms: mc_cancel waits up to 60 s for a revert already running, per run id), and adds a `rollback`
+   * `timeoutMs` (ms: mc_cancel waits up to CANCEL_LOCK_WAIT_S for a revert already running, per run id), and adds a `rollback`
    * check to each such node's report: pass when cancelled; fail when the revert ran first or failed, since the node
    * is then no longer as the design says. That failure comes before this run's own nodes are disarmed, so the phase
    * STOPs and they are reverted, not confirmed beside a node that went back (review of 2026-12-01: the confirm ran at

@@ -667,6 +667,7 @@ function rollbackInput(state: RunState, rollback: RollbackOptions, reports: Node
     armed: state.armed,
     reports,
     confirms,
+    loginProven: state.changedSoFar,
     run: (node: string, script: string) =>
       ahead?.take(node, script) ?? ctx.connections.get(node)!.run(script, { timeoutMs: checkDeadlineMs(60_000) }),
     runFresh: (node: string, script: string) => runOverNewLogin(ctx, node, script, { timeoutMs: checkDeadlineMs(30_000) }),

@@ -116,6 +116,11 @@ export interface IfaceAddr {
   ifindex?: number;
   /** IPv4 addresses with prefix, e.g. 172.27.15.12/32 */
   addresses: string[];
+  /**
+   * those of `addresses` set with a peer (`ip address add A peer B`, the WireGuard quick start's form; ip(8)): only
+   * `ip address del A peer B` deletes one, so the enable step restarts rather than delete it live (RV5 F1)
+   */
+  pointToPoint: string[];
   /** the tool's message when the interface is missing */
   error?: string;
 }
@@ -123,7 +128,7 @@ export interface IfaceAddr {
 /** `ip -j addr show dev IFACE` (it carries the link's flags, MTU, ifindex and state too). */
 export function parseIpAddr(section: Section | undefined): IfaceAddr {
   const body = section?.body ?? '';
-  const missing = (error: string): IfaceAddr => ({ exists: false, up: false, flags: [], addresses: [], error });
+  const missing = (error: string): IfaceAddr => ({ exists: false, up: false, flags: [], addresses: [], pointToPoint: [], error });
   if (!section) return missing('not probed');
   let data: unknown;
   try {
@@ -135,6 +140,8 @@ export function parseIpAddr(section: Section | undefined): IfaceAddr {
   if (!entry) return missing(body || 'no such interface');
   const flags = Array.isArray(entry.flags) ? (entry.flags as string[]) : [];
   const addrInfo = Array.isArray(entry.addr_info) ? (entry.addr_info as Array<Record<string, unknown>>) : [];
+  const inet = addrInfo.filter((a) => a.family === 'inet');
+  const spelled = (a: Record<string, unknown>) => `${String(a.local)}/${String(a.prefixlen)}`;
   return {
     exists: true,
     up: flags.includes('UP'),
@@ -142,7 +149,8 @@ export function parseIpAddr(section: Section | undefined): IfaceAddr {
     flags,
     ...(typeof entry.mtu === 'number' ? { mtu: entry.mtu } : {}),
     ...(typeof entry.ifindex === 'number' ? { ifindex: entry.ifindex } : {}),
-    addresses: addrInfo.filter((a) => a.family === 'inet').map((a) => `${String(a.local)}/${String(a.prefixlen)}`),
+    addresses: inet.map(spelled),
+    pointToPoint: inet.filter((a) => a.address !== undefined && a.address !== a.local).map(spelled),
   };
 }
 

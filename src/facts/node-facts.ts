@@ -131,6 +131,8 @@ export interface LiveInterfaceFacts {
   mtu?: number;
   /** IPv4 addresses with prefix, e.g. 172.27.15.12/32 */
   addresses: string[];
+  /** those of `addresses` set with a peer (../facts/definitions.ts IfaceAddr.pointToPoint) */
+  pointToPoint?: string[];
   /** UDP port WireGuard listens on; undefined when wg could not read the interface */
   listenPort?: number;
   /** `wg show IFACE` worked: only then are `peers` the interface's peers (and not an error read as none) */
@@ -213,6 +215,7 @@ function liveInterface(s: Map<string, Section>, target: ProbeTarget, exists: boo
   return {
     ...(addr.mtu !== undefined ? { mtu: addr.mtu } : {}),
     addresses: addr.addresses,
+    ...(addr.pointToPoint.length ? { pointToPoint: addr.pointToPoint } : {}),
     ...(listenPort !== undefined ? { listenPort } : {}),
     wgReadable: s.get(FACTS.interfaceListenPort.name)?.rc === 0,
   };

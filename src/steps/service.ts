@@ -13,8 +13,8 @@
  *   findings Q3-6: an MTU change restarted every node; Q6-9: so did a hand-built mesh's /24 Address);
  * - nothing changed in the file: the LIVE interface is compared with the design (liveDrift), so a change made by
  *   hand with `wg set`/`ip`, or one a run wrote to the file but was interrupted before applying, is finished now:
- *   [Interface] differences (MTU, address, listen port, interface gone) restart, peer differences syncconf as above,
- *   route differences are repaired by hand;
+ *   the MTU and the address set live as above, other [Interface] differences (listen port, interface gone, an
+ *   address set with a peer) restart, peer differences syncconf as above, route differences are repaired by hand;
  * - nothing differs: nothing.
  * Without systemd: wg-quick up, and a warning that it will not survive a reboot.
  */
@@ -224,6 +224,9 @@ function setAddressScript(iface: string, address: string, remove: readonly strin
     syncRoutesScript(iface, peerRoutes),
     `if ! ${has(address)}; then ${sh`ip -4 address add ${address} dev ${iface}`.text}; fi`,
     ...remove.map((old) => `if ${has(old)}; then ${sh`ip -4 address del ${old} dev ${iface}`.text}; fi`),
+    // read back: the design's address is the only IPv4 one left (a plan that said "removed" of an address still
+    // there, one set with a peer that `del A/N` cannot name, would be said again by every run: RV5 F1)
+    `if ! ${has(address)} || [ "$(${sh`ip -4 -o address show dev ${iface}`.text} | wc -l)" != 1 ]; then ${sh`echo ${`${iface}'s addresses are not ${address} after the change:`}`.text} "$(${sh`ip -4 -o address show dev ${iface}`.text})" >&2; exit 1; fi`,
   ].join('\n');
 }
 
@@ -234,10 +237,10 @@ interface LiveInterface {
   /** the design's address added live and these live addresses deleted, with the plan's reason */
   address?: { address: string; remove: string[]; why: string };
   /**
-   * the peers are synced too (peerSyncCommands), as the restart would have made them anew: their [Peer] content
-   * changed in the file, the live peers differ, or the routes via the interface are not one per peer
+   * why the peers are synced too (peerSyncCommands), as the restart would have made them anew: their [Peer] content
+   * changed in the file, the live peers differ, or the routes via the interface are not one per peer; undefined: no sync
    */
-  sync: boolean;
+  sync?: string;
 }
 
 /** What a live [Interface] change runs (the MTU, then the address) and the plan's changes for it. */
@@ -256,20 +259,34 @@ function liveInterfaceCommands(iface: string, set: LiveInterface, peerRoutes: st
 }
 
 /**
- * Whether the peers must be synced along with a live [Interface] change (see LiveInterface.sync). With an address
- * set live, its script makes the peer routes (setAddressScript), and the prefix routes of the addresses it deletes go
- * with them (the kernel's own, `172.27.15.0/24` for a /24 Address): neither calls for a sync.
+ * Why the peers must be synced along with a live [Interface] change (LiveInterface.sync), in the plan's words (RV5
+ * F5: routes of no peer, removed by the sync, were said as "peers changed"); undefined when they need not be. With an
+ * address set live, its script makes the peer routes (setAddressScript), and the prefix routes of the addresses it
+ * deletes go with them (the kernel's own, `172.27.15.0/24` for a /24 Address): neither calls for a sync.
  */
-function needsSync(facts: NodeFacts, drift: LiveDrift, peerRoutes: string[], peersChanged: boolean, removed?: readonly string[]): boolean {
-  if (peersChanged || drift.peers.length > 0) return true;
+function syncReason(
+  facts: NodeFacts,
+  drift: LiveDrift,
+  peerRoutes: string[],
+  peersChanged: boolean,
+  iface: string,
+  removed?: readonly string[],
+): string | undefined {
   const prefixes = new Set(
     (removed ?? []).flatMap((a) => {
       const c = parseCidr(a, { strict: false });
       return c ? [formatCidr(c)] : [];
     }),
   );
-  if (drift.extraRoutes.some((route) => !prefixes.has(route))) return true;
-  return removed === undefined && missingRoutes(facts.interfaceRoutes, peerRoutes).length > 0;
+  const extra = drift.extraRoutes.filter((route) => !prefixes.has(route));
+  const missing = removed === undefined ? missingRoutes(facts.interfaceRoutes, peerRoutes) : [];
+  const reasons = [
+    ...(peersChanged ? ['peers changed'] : []),
+    ...(drift.peers.length ? [`live peers differ from ${iface}.conf: ${drift.peers.join('; ')}`] : []),
+    ...(extra.length ? [`route${extra.length > 1 ? 's' : ''} ${extra.join(', ')} via ${iface} of no designed peer removed`] : []),
+    ...(missing.length ? [`peer route${missing.length > 1 ? 's' : ''} ${missing.join(', ')} restored`] : []),
+  ];
+  return reasons.length ? reasons.join('; ') : undefined;
 }
 
 /**
@@ -290,32 +307,58 @@ function liveInterfaceSet(
   if (!desired || !up || drift.restart.some((reason) => reason !== drift.mtu && reason !== drift.address)) return undefined;
   const live = facts.live?.addresses ?? [];
   const remove = live.filter((a) => a !== desired.address);
+  // an address set with a peer (`ip address add A peer B`) is deleted only by naming its peer too: the restart
+  // deletes it with the interface (RV5 F1: deleted "live" by its local address, it stayed, and every run said so)
+  if (remove.some((a) => facts.live?.pointToPoint?.includes(a))) return undefined;
+  const file = `${desired.interface}.conf`;
+  const moved = movedWords(remove, desired.address);
   if (change === 'none' || change === 'peers') {
     if (!drift.mtu && !drift.address) return undefined;
+    const sync = syncReason(facts, drift, peerRoutes, change === 'peers', desired.interface, drift.address ? remove : undefined);
     return {
       ...(drift.mtu ? { mtu: { mtu: desired.mtu, why: `${drift.mtu}: the file's MTU set on the running interface` } } : {}),
       ...(drift.address
-        ? { address: { address: desired.address, remove, why: `${drift.address}: the file's Address set on the running interface` } }
+        ? {
+            address: { address: desired.address, remove, why: `${drift.address}: the file's Address set on the running interface${moved}` },
+          }
         : {}),
-      sync: needsSync(facts, drift, peerRoutes, change === 'peers', drift.address ? remove : undefined),
+      ...(sync ? { sync } : {}),
     };
   }
   if (change !== 'interface') return undefined;
   const only = liveInterfaceChange(facts.config.text, desired);
   if (!only) return undefined;
-  const file = `${desired.interface}.conf`;
   const both = only.mtu && only.address;
   const tail = both ? 'MTU and Address the only [Interface] changes' : 'the only [Interface] change';
   // a live value that differs while the file's line did not change (a hand-set MTU) is set too, as a restart would
   const mtu = only.mtu ?? (drift.mtu ? { from: facts.live?.mtu, to: desired.mtu } : undefined);
   const address = only.address ?? (drift.address ? { from: live, to: desired.address } : undefined);
+  const sync = syncReason(facts, drift, peerRoutes, only.peers, desired.interface, address ? remove : undefined);
   return {
     ...(mtu ? { mtu: { mtu: mtu.to, why: `MTU ${mtu.from ?? '(none)'} -> ${mtu.to} in ${file}, ${tail}` } } : {}),
     ...(address
-      ? { address: { address: address.to, remove, why: `Address ${listOr(address.from, '(none)')} -> ${address.to} in ${file}, ${tail}` } }
+      ? {
+          address: {
+            address: address.to,
+            remove,
+            why: `Address ${listOr(address.from, '(none)')} -> ${address.to} in ${file}, ${tail}${moved}`,
+          },
+        }
       : {}),
-    sync: needsSync(facts, drift, peerRoutes, only.peers, address ? remove : undefined),
+    ...(sync ? { sync } : {}),
   };
+}
+
+/**
+ * What an address change ends besides: the node's overlay IP itself moving (not only its prefix) ends the
+ * connections to and from the old IP (TCP has no way to follow it), while WireGuard's sessions stay (RV5 F6: "sessions
+ * kept" was said of both). '' when the design's IP is among the live ones.
+ */
+function movedWords(remove: readonly string[], address: string): string {
+  const ip = (a: string) => a.split('/')[0]!;
+  const old = remove.map(ip).filter((a) => a !== ip(address));
+  if (old.length === 0 || remove.some((a) => ip(a) === ip(address))) return '';
+  return `; connections to or from ${old.join(', ')} end`;
 }
 
 /**
@@ -400,7 +443,7 @@ function planServiceUnarmed(
       if (up) loadKey();
       if (set.sync) {
         commands.push(...peerSyncCommands(iface, p.privateKey, peerRoutes, drift));
-        changes.push({ kind: 'syncconf', iface, why: 'peers changed; interface and sessions kept' });
+        changes.push({ kind: 'syncconf', iface, why: `${set.sync}; interface and sessions kept` });
       }
     } else if (restartWhy.length) {
       commands.push(`${sh`systemctl restart ${p.service}`.text} 2>&1`);
@@ -456,7 +499,7 @@ function planWithoutSystemd(
     const changes: Change[] = [
       ...live.changes,
       ...(load ? [load.change] : []),
-      ...(sync.length ? [{ kind: 'syncconf' as const, iface, why: 'peers changed; interface and sessions kept' }] : []),
+      ...(set.sync ? [{ kind: 'syncconf' as const, iface, why: `${set.sync}; interface and sessions kept` }] : []),
     ];
     const commands = [...live.commands, ...(load ? [load.command] : []), ...sync, ...residue.commands];
     return { action: { changes: [...changes, ...residue.changes], script: `set -e\n${commands.join('\n')}\n${report}` }, warning };

@@ -165,41 +165,45 @@ describeLab(
       // from MTU 1400 (the test above) back to 1420, with a 5 s window; the second Ctrl-C comes 50 ms after the first,
       // mostly while the run waits for the enable scripts, before any revert of the run. Where the first Ctrl-C came
       // after the scripts had answered, the immediate revert may already be on its way to some nodes (CI, stop 28):
-      // those are named as underway, their timer as the fallback, and either brings them back
-      const run = await upInterruptedAt(lab().name, ['--rollback-deadline', '5'], /Enable wg-quick/, 100, { again: 50 });
-      assert.ok(run.sent, run.output);
-      assert.equal(run.code, 130, run.output);
-      const note = /^second interrupt: (.*)$/m.exec(run.output)?.[1] ?? assert.fail(`no second-interrupt note:\n${run.output}`);
-      const skipped = /the immediate rollback is skipped; ([^;]*)/.exec(note)?.[1] ?? '';
-      const underway = /the rollback started for ([^;]*?) goes on without meshctl[^;]*;[^(]*\(([^)]*)\)/.exec(note);
-      const back = /([^;]*) (?:is|are) back on the previous config/.exec(note)?.[1] ?? '';
-      for (const node of NODES) {
-        const left = new RegExp(`(^|, )${node} starts rolling back by itself by \\d\\d:\\d\\d:\\d\\d UTC`).test(skipped);
-        const started =
-          !!underway &&
-          new RegExp(`(^|, )${node}(,|$)`).test(underway[1]!) &&
-          new RegExp(`(^|, )${node} by \\d\\d:\\d\\d:\\d\\d UTC`).test(underway[2]!);
-        const settled = new RegExp(`(^| |, )${node}(,| |$)`).test(back);
-        assert.equal([left, started, settled].filter(Boolean).length, 1, `${node} named once, with its timer:\n${note}`);
-      }
-      assert.doesNotMatch(run.output, /reverted: interrupted/);
-      // the timers fire (5 s) and each node goes back to MTU 1400 by itself (or by the revert already underway)
-      const leftToTimer = NODES.filter((node) => skipped.includes(`${node} starts`));
+      // those are named as underway, their timer as the fallback, and either brings them back. A try that left no
+      // node to its timer proves nothing of finding 7 (RV5 F2): tried again, up to 3 times, and at least one must be
       let fired: string[] = [];
-      let done: string[] = [];
-      for (let i = 0; i < 60 && done.length < NODES.length; i++) {
-        await sleep(1000);
-        fired = [];
-        done = [];
+      for (let attempt = 1; attempt <= 3 && fired.length === 0; attempt++) {
+        const run = await upInterruptedAt(lab().name, ['--rollback-deadline', '5', '--break-lock'], /Enable wg-quick/, 100, { again: 50 });
+        assert.ok(run.sent, run.output);
+        assert.equal(run.code, 130, run.output);
+        const note = /^second interrupt: (.*)$/m.exec(run.output)?.[1] ?? assert.fail(`no second-interrupt note:\n${run.output}`);
+        const skipped = /the immediate rollback is skipped; ([^;]*)/.exec(note)?.[1] ?? '';
+        const underway = /the rollback started for ([^;]*?) goes on without meshctl[^;]*;[^(]*\(([^)]*)\)/.exec(note);
+        const back = /([^;]*) (?:is|are) back on the previous config/.exec(note)?.[1] ?? '';
         for (const node of NODES) {
-          const marker = (await lab().sh(node, 'ls /run/meshctl/revert-*/reverted 2>/dev/null || true')).trim();
-          if (marker) fired.push(node);
-          if (marker || (!leftToTimer.includes(node) && (await revertDirs(node)) === '' && (await mtus(node)) === '1400 1400'))
-            done.push(node);
+          const left = new RegExp(`(^|, )${node} starts rolling back by itself by \\d\\d:\\d\\d:\\d\\d UTC`).test(skipped);
+          const started =
+            !!underway &&
+            new RegExp(`(^|, )${node}(,|$)`).test(underway[1]!) &&
+            new RegExp(`(^|, )${node} by \\d\\d:\\d\\d:\\d\\d UTC`).test(underway[2]!);
+          const settled = new RegExp(`(^| |, )${node}(,| |$)`).test(back);
+          assert.equal([left, started, settled].filter(Boolean).length, 1, `${node} named once, with its timer:\n${note}`);
         }
+        assert.doesNotMatch(run.output, /reverted: interrupted/);
+        // the timers fire (5 s) and each node goes back to MTU 1400 by itself (or by the revert already underway)
+        const leftToTimer = NODES.filter((node) => skipped.includes(`${node} starts`));
+        let done: string[] = [];
+        for (let i = 0; i < 60 && done.length < NODES.length; i++) {
+          await sleep(1000);
+          fired = [];
+          done = [];
+          for (const node of NODES) {
+            const marker = (await lab().sh(node, 'ls /run/meshctl/revert-*/reverted 2>/dev/null || true')).trim();
+            if (marker) fired.push(node);
+            if (marker || (!leftToTimer.includes(node) && (await revertDirs(node)) === '' && (await mtus(node)) === '1400 1400'))
+              done.push(node);
+          }
+        }
+        assert.deepEqual(done, NODES, 'every node rolled back');
+        for (const node of leftToTimer) assert.ok(fired.includes(node), `${node} rolled back by its own timer`);
       }
-      assert.deepEqual(done, NODES, 'every node rolled back');
-      for (const node of leftToTimer) assert.ok(fired.includes(node), `${node} rolled back by its own timer`);
+      assert.ok(fired.length > 0, 'in 3 tries the second Ctrl-C never came before the immediate revert: no node was left to its timer');
       for (const node of NODES) assert.equal(await mtus(node), '1400 1400', node);
       // the killed run's lock is left (a second Ctrl-C ends meshctl at once): taken over
       const next = await lab().meshctl(['up', MTU_CHANGE, '--yes', '--no-color', '--break-lock']);

@@ -730,6 +730,24 @@ describe('engine: rollback on the node (issue 9; issue 8, kind 5)', () => {
   const rollbackChecks = (report: PhaseReport | undefined) =>
     Object.fromEntries((report?.nodes ?? []).flatMap((n) => n.checks.filter((c) => c.id === 'rollback').map((c) => [n.node, c])));
 
+  it('a comment-only rewrite under a rollback: disarmed, and the words do not claim a fresh login that was not made (RV5 F4)', async () => {
+    const commented = (node: string): NodeFacts => {
+      const facts = convergedFacts(node);
+      const text = `# edited by hand\n${facts.config!.text}`;
+      return { ...facts, config: { ...facts.config!, text, sha256: sha256(text) } };
+    };
+    const log: string[] = [];
+    const h = withRollback(harness({ backend: executor, facts: commented, rules: (n) => obedientNode(n, revertReplies(n, log)) }));
+    const run = await runPlaybook(h.ctx);
+    assert.equal(run.stoppedAt, undefined, JSON.stringify(run.phases.map((p) => [p.id, p.verdict])));
+    const rollback = run.phases.flatMap((p) => p.nodes.flatMap((n) => n.checks.filter((c) => c.id === 'rollback')));
+    assert.ok(rollback.length > 0, 'the config change was armed and confirmed');
+    for (const check of rollback) {
+      assert.equal(check.status, 'pass', check.message);
+      assert.doesNotMatch(check.message, /fresh SSH login/);
+    }
+  });
+
   it('arms in the same script as the change (no extra round trip), disarms after the enable gate passed, one extra script per node', async () => {
     const log: string[] = [];
     const h = withRollback(harness({ backend: executor, facts: bareNamed, rules: (n) => obedientNode(n, revertReplies(n, log)) }));
