@@ -27,6 +27,12 @@ export interface DownFacts {
   active: string;
   enabled: string;
   interfacePresent: boolean;
+  /**
+   * the re-resolve timer (../render/reresolve.ts) is enabled or running: `down` stops and disables it with or without
+   * --purge (a new user's finding Q8: left running, it fired every 30 s on a node whose interface was gone); `up`
+   * enables it again where the node dials a peer (../remote/reresolve.ts)
+   */
+  reresolveOn: boolean;
   /** meshctl's files that exist on the node, absolute paths, in purgeablePaths order */
   files: string[];
   /** the drop-in directory exists (removed when empty) */
@@ -74,6 +80,7 @@ export function downProbeScript(iface: string): string {
     'if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then echo systemd=yes',
     `  echo active=$(${sh`systemctl is-active ${p.service}`.text} 2>/dev/null)`,
     `  echo enabled=$(${sh`systemctl is-enabled ${p.service}`.text} 2>/dev/null)`,
+    `  if ${sh`systemctl is-enabled -q ${reresolvePaths(iface).timerUnit}`.text} 2>/dev/null || ${sh`systemctl is-active -q ${reresolvePaths(iface).timerUnit}`.text}; then echo reresolve=on; fi`,
     'else echo systemd=no; fi',
     sh`if [ -e ${`/sys/class/net/${iface}`} ]; then echo interface=present; fi`.text,
     sh`for f in ${purgeablePaths(iface)}; do if [ -e "$f" ] || [ -L "$f" ]; then echo "file=$f"; fi; done`.text,
@@ -91,6 +98,7 @@ export function parseDownProbe(stdout: string): DownFacts {
     active: value('active'),
     enabled: value('enabled'),
     interfacePresent: value('interface') === 'present',
+    reresolveOn: value('reresolve') === 'on',
     files: lines.filter((l) => l.startsWith('file=')).map((l) => l.slice(5)),
     dropInDir: value('dropin-dir') === 'present',
     pendingRollbacks: parsePendingRollbacks(stdout),
@@ -133,8 +141,8 @@ export function planDown(facts: DownFacts, iface: string, purge: boolean): { cha
     commands.push(sh`if [ -e ${`/sys/class/net/${iface}`} ]; then ip link del ${iface}; fi`.text);
   }
   const timer = reresolvePaths(iface);
-  if (purge && facts.systemd && facts.files.includes(timer.timer)) {
-    // the re-resolve timer (../render/reresolve.ts) goes with its files; without --purge it stays, a no-op without wg0
+  if (facts.systemd && facts.reresolveOn) {
+    // the re-resolve timer (../render/reresolve.ts) stops with the interface it serves; its files go with --purge
     changes.push({ kind: 'stop-disable', unit: timer.timerUnit, was: 'installed by meshctl' });
     commands.push(`${systemctlEnablement('disable', timer.timerUnit, true)} 2>/dev/null || true`);
   }

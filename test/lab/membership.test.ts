@@ -274,6 +274,9 @@ describeLab(
       assert.match(down.stdout, new RegExp(`mesh down on ${NEW}: [1-9]\\d* changes?`));
       assert.notEqual((await lab().exec(NEW, ['test', '-e', '/sys/class/net/wg0'])).code, 0, `${NEW}: wg0 is gone`);
       assert.equal((await sh(NEW, 'systemctl is-enabled wg-quick@wg0 || true')).trim(), 'disabled');
+      // its re-resolve timer stops with it, the files kept (Q8: it went on firing every 30 s on a node without wg0)
+      assert.equal((await sh(NEW, 'systemctl is-active meshctl-reresolve@wg0.timer || true')).trim(), 'inactive');
+      assert.equal((await sh(NEW, 'test -e /etc/systemd/system/meshctl-reresolve@.timer && echo kept')).trim(), 'kept');
       const state = JSON.parse(readFileSync(statePathFor(MESH), 'utf8')) as { nodes: Record<string, unknown> };
       assert.deepEqual(Object.keys(state.nodes).sort(), [...FIRST_FOUR].sort(), 'the state forgets the node it took down');
       assert.ok(existsSync(statePathFor(MESH)));

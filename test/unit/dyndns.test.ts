@@ -228,11 +228,12 @@ describe('the config step installs the re-resolve timer', () => {
     });
   });
 
-  it('down --purge disables the timer and removes its files', () => {
+  it('down disables a running timer, with or without --purge (Q8: it kept firing every 30 s); --purge removes its files', () => {
     const probe = [
       'systemd=yes',
       'active=active',
       'enabled=enabled',
+      'reresolve=on',
       'file=/etc/systemd/system/meshctl-reresolve@.timer',
       'file=/usr/local/lib/meshctl/reresolve-endpoints',
       '',
@@ -245,6 +246,16 @@ describe('the config step installs the re-resolve timer', () => {
       'remove /usr/local/lib/meshctl/reresolve-endpoints',
       'systemctl daemon-reload (the drop-in or timer units are gone)',
     ]);
+    assert.deepEqual(planDown(parseDownProbe(probe), 'wg0', false).changes.map(describeDownChange), [
+      'stop and disable wg-quick@wg0 (was active, enabled)',
+      'stop and disable meshctl-reresolve@wg0.timer (was installed by meshctl)',
+    ]);
+    // run again: the timer is off, its files kept: nothing to do for it
+    const after = probe
+      .replace('active=active', 'active=inactive')
+      .replace('enabled=enabled', 'enabled=disabled')
+      .replace('reresolve=on\n', '');
+    assert.deepEqual(planDown(parseDownProbe(after), 'wg0', false).changes, []);
   });
 });
 
