@@ -98,7 +98,7 @@ describe("SectionStream's scan: markers found by their head, the usual end marke
       { name: 'ping:1', body: '3 received', rc: 0 },
     ]);
     assert.deepEqual(streamed(['@@meshctl begin a\n@@meshctl end a rc=1234567890123456789\n']), [
-      { name: 'a', body: '', rc: 1234567890123456789 },
+      { name: 'a', body: '', rc: Number('1234567890123456789') },
     ]);
     assert.deepEqual(streamed(['@@meshctl begin a b\n@@meshctl end a b rc=0\n']), [{ name: 'a b', body: '@@meshctl end a b rc=0' }]);
   });
