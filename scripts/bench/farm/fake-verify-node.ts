@@ -84,7 +84,19 @@ export class ConvergedFarm {
   /** per node: its UDP counter (grows by GROWTH at every read, more than every burst it can be sent) */
   readonly counters = new Map<string, number>();
 
-  constructor(readonly inventory: Inventory) {
+  /**
+   * The turn a node waits between two pieces of an answer (a turn of the event loop; ./fake-verify-relay.ts's server
+   * also waits for its pipe to drain, as an SSH channel's window would make a node wait)
+   */
+  turn: () => Promise<unknown> = turn;
+  /** The nodes' clock, seconds since the epoch (`options.now`: a fixed one, for comparing answers across runs) */
+  readonly now: () => number;
+
+  constructor(
+    readonly inventory: Inventory,
+    options: { now?: () => number } = {},
+  ) {
+    this.now = options.now ?? (() => Math.floor(Date.now() / 1000));
     this.keys = new Map(inventory.nodes.map((n) => [n.name, fakePublicKey(n.name)]));
   }
 
@@ -160,7 +172,7 @@ export class ConvergedNode implements Connection {
     // the pre part first, as ssh streams it: meshctl starts the probes on it while the checklist "runs", whose
     // output is made (arrives) a turn later; each answer made part by part as deliver hands it on (its CPU the fake's)
     const parts = script.includes("begin pre-done'")
-      ? this.first(script, Math.floor(Date.now() / 1000))
+      ? this.first(script, this.farm.now())
       : /begin (udp|watch)'|^mc_dl='/m.test(script)
         ? this.one(() => this.coldStart(script))
         : /begin ping:|ping -n -q|fping/.test(script)
@@ -201,7 +213,7 @@ export class ConvergedNode implements Connection {
       if (piece !== '') {
         options.onStdout?.(piece, () => undefined);
         if (keep) kept.push(piece);
-        await turn();
+        await this.farm.turn();
       }
       if (done) break;
     }
@@ -293,8 +305,8 @@ export class ConvergedNode implements Connection {
       for (const line of script.matchAll(/^set -- ((?:'?\d+\.\d+\.\d+\.\d+'? ?)+)$/gm))
         for (const m of line[1]!.matchAll(/\d+\.\d+\.\d+\.\d+/g)) yield m[0];
     })();
-    const now = Math.floor(Date.now() / 1000);
     const farm = this.farm;
+    const now = farm.now();
     const d = desiredNodeConfig(farm.inventory, this.node, farm.keys);
     farm.answered.ping++;
     const expected = farm.inventory.mesh.mtu - 28;
