@@ -15,7 +15,8 @@
  *      the clock and the peers again.
  * A script it does not know is answered with exit 0 and counted in `unknown`. Nothing is kept between scripts but
  * the node's counter: each answer is made from the design when its turn comes, so the process's RSS is meshctl's own
- * plus the answers in flight. Its own CPU is counted (`cpuMicros`) so the bench can report meshctl's alone.
+ * plus the answers in flight. Its own CPU is counted (`cpuMicros`) so the bench can report meshctl's alone when the
+ * fakes run in meshctl's process (`--in-process`); by default they run in a process of their own (./fake-verify-relay.ts).
  * Delivery, as over SSH: an answer is handed on in pieces of about PIECE characters (RunOptions.onStdout, when given),
  * a turn of the event loop between two, so the nodes' answers arrive interleaved as a farm's do; the result's stdout
  * is the pieces joined (what the ssh transport keeps), or empty under RunOptions.discardStdout. The first script's and
