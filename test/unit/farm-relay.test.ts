@@ -15,7 +15,8 @@ import type { Inventory } from '../../src/inventory/types.js';
 import type { Connection, ExecResult, RunOptions } from '../../src/transport/types.js';
 import { fakeFarmInventory } from '../../scripts/bench/farm/fake-node.js';
 import { ConvergedFarm } from '../../scripts/bench/farm/fake-verify-node.js';
-import { RelayFarm } from '../../scripts/bench/farm/fake-verify-relay.js';
+import { FrameReader, RelayFarm } from '../../scripts/bench/farm/fake-verify-relay.js';
+import { seededRandom } from '../support/seeded-random.js';
 
 const NOW = 1_700_000_000;
 
@@ -68,6 +69,33 @@ async function verify(inventory: Inventory, connections: Map<string, Connection>
 }
 
 describe("the verify bench's fakes in a process of their own", () => {
+  it('the relay reads every frame whole however the stream is cut (in a header, a payload, between frames)', () => {
+    const next = seededRandom(3);
+    const sent: Array<{ kind: number; id: number; payload: string }> = [];
+    const bytes: Buffer[] = [];
+    for (let i = 0; i < 400; i++) {
+      const payload = 'x'.repeat(Math.floor(next() * (next() < 0.1 ? 70_000 : 40))) + (next() < 0.3 ? 'é' : '');
+      const body = Buffer.from(payload);
+      const head = Buffer.alloc(9);
+      head.writeUInt32BE(body.length, 0);
+      head.writeUInt32BE(i + 1, 4);
+      head.writeUInt8(1 + (i % 5), 8);
+      bytes.push(head, body);
+      sent.push({ kind: 1 + (i % 5), id: i + 1, payload });
+    }
+    const stream = Buffer.concat(bytes);
+    for (const mean of [1, 5, 100, 65_536]) {
+      const got: typeof sent = [];
+      const reader = new FrameReader((kind, id, b, start, end) => got.push({ kind, id, payload: b.toString('utf8', start, end) }));
+      for (let at = 0; at < stream.length; ) {
+        const n = 1 + Math.floor(next() * 2 * mean);
+        reader.push(Buffer.from(stream.subarray(at, at + n)));
+        at += n;
+      }
+      assert.deepEqual(got, sent, `pieces of about ${mean} bytes`);
+    }
+  });
+
   it('give meshctl the same pieces, results and report as in its process (20 nodes, a fixed clock)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'meshctl-farm-relay-'));
     try {
