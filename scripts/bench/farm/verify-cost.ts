@@ -279,7 +279,7 @@ async function main(): Promise<void> {
     },
     (n, run, cost, load) => {
       process.stderr.write(
-        `${n} nodes, run ${run}/${runs}: exit ${cost.exitCode}, meshctl CPU ${cost.cpuS} s (${cost.stages.map((s) => `${s.stage} ${s.cpuS}`).join(', ')}), peak RSS ${cost.peakRssMB} MB, ${cost.mode === 'relay' ? `fakes' process: CPU ${cost.fakeCpuS} s, peak RSS ${cost.fakePeakRssMB} MB` : `fakes' CPU ${cost.fakeCpuS} s (subtracted)`}, report ${cost.reportBytes} bytes, ${cost.listedChecks} checks listed + ${cost.passedGroups} groups, wall ${cost.wallS} s (load ${load} -> ${loadavg()[0]!.toFixed(1)})\n`,
+        `${n} nodes, run ${run}/${runs}: exit ${cost.exitCode}, meshctl CPU ${cost.cpuS} s (${cost.stages.map((s) => `${s.stage} ${s.cpuS}`).join(', ')}), peak RSS ${cost.peakRssMB} MB, ${cost.mode === 'relay' ? `fakes' process: CPU ${cost.fakeCpuS} s (meshctl's ${(cost.cpuS / cost.fakeCpuS).toFixed(2)}x: the fakes' work is the same every run, so their CPU gauges the machine's speed), peak RSS ${cost.fakePeakRssMB} MB` : `fakes' CPU ${cost.fakeCpuS} s (subtracted)`}, report ${cost.reportBytes} bytes, ${cost.listedChecks} checks listed + ${cost.passedGroups} groups, wall ${cost.wallS} s (load ${load} -> ${loadavg()[0]!.toFixed(1)})\n`,
       );
       if (cost.notPassing.length) process.stderr.write(`  not passing: ${JSON.stringify(cost.notPassing)}\n`);
       if (Object.keys(cost.unknown).length) process.stderr.write(`  scripts the fake did not know: ${JSON.stringify(cost.unknown)}\n`);
