@@ -15,7 +15,8 @@
  *      the clock and the peers again.
  * A script it does not know is answered with exit 0 and counted in `unknown`. Nothing is kept between scripts but
  * the node's counter: each answer is made from the design when its turn comes, so the process's RSS is meshctl's own
- * plus the answers in flight. Its own CPU is counted (`cpuMicros`) so the bench can report meshctl's alone.
+ * plus the answers in flight. Its own CPU is counted (`cpuMicros`) so the bench can report meshctl's alone when the
+ * fakes run in meshctl's process (`--in-process`); by default they run in a process of their own (./fake-verify-relay.ts).
  * Delivery, as over SSH: an answer is handed on in pieces of about PIECE characters (RunOptions.onStdout, when given),
  * a turn of the event loop between two, so the nodes' answers arrive interleaved as a farm's do; the result's stdout
  * is the pieces joined (what the ssh transport keeps), or empty under RunOptions.discardStdout. The first script's and
@@ -84,7 +85,19 @@ export class ConvergedFarm {
   /** per node: its UDP counter (grows by GROWTH at every read, more than every burst it can be sent) */
   readonly counters = new Map<string, number>();
 
-  constructor(readonly inventory: Inventory) {
+  /**
+   * The turn a node waits between two pieces of an answer (a turn of the event loop; ./fake-verify-relay.ts's server
+   * also waits for its pipe to drain, as an SSH channel's window would make a node wait)
+   */
+  turn: () => Promise<unknown> = turn;
+  /** The nodes' clock, seconds since the epoch (`options.now`: a fixed one, for comparing answers across runs) */
+  readonly now: () => number;
+
+  constructor(
+    readonly inventory: Inventory,
+    options: { now?: () => number } = {},
+  ) {
+    this.now = options.now ?? (() => Math.floor(Date.now() / 1000));
     this.keys = new Map(inventory.nodes.map((n) => [n.name, fakePublicKey(n.name)]));
   }
 
@@ -160,7 +173,7 @@ export class ConvergedNode implements Connection {
     // the pre part first, as ssh streams it: meshctl starts the probes on it while the checklist "runs", whose
     // output is made (arrives) a turn later; each answer made part by part as deliver hands it on (its CPU the fake's)
     const parts = script.includes("begin pre-done'")
-      ? this.first(script, Math.floor(Date.now() / 1000))
+      ? this.first(script, this.farm.now())
       : /begin (udp|watch)'|^mc_dl='/m.test(script)
         ? this.one(() => this.coldStart(script))
         : /begin ping:|ping -n -q|fping/.test(script)
@@ -201,7 +214,7 @@ export class ConvergedNode implements Connection {
       if (piece !== '') {
         options.onStdout?.(piece, () => undefined);
         if (keep) kept.push(piece);
-        await turn();
+        await this.farm.turn();
       }
       if (done) break;
     }
@@ -293,8 +306,8 @@ export class ConvergedNode implements Connection {
       for (const line of script.matchAll(/^set -- ((?:'?\d+\.\d+\.\d+\.\d+'? ?)+)$/gm))
         for (const m of line[1]!.matchAll(/\d+\.\d+\.\d+\.\d+/g)) yield m[0];
     })();
-    const now = Math.floor(Date.now() / 1000);
     const farm = this.farm;
+    const now = farm.now();
     const d = desiredNodeConfig(farm.inventory, this.node, farm.keys);
     farm.answered.ping++;
     const expected = farm.inventory.mesh.mtu - 28;
