@@ -29,7 +29,7 @@ import { acquireLocks } from '../engine/lock.js';
 import { countActions } from '../engine/plan.js';
 import { runUp } from '../engine/up.js';
 import { DOWN_DEADLINE_S, describeDownChange, downProbeScript, parseDownProbe, planDown, type DownChange } from '../steps/down.js';
-import type { Connection } from '../transport/types.js';
+import { checkDeadlineMs, type Connection } from '../transport/types.js';
 import { createEngineView, promptTheme } from '../ui/engine-view.js';
 import { renderPlan } from '../ui/plan-view.js';
 import { safeText } from '../ui/safe-text.js';
@@ -203,7 +203,7 @@ async function applyAll(connections: ReadonlyMap<string, Connection>, plans: Nod
       if (!p.script) return;
       const result = await connections
         .get(p.node)!
-        .run(p.script, { timeoutMs: p.timeoutMs ?? DOWN_DEADLINE_S * 1000, signal: interruptSignal });
+        .run(p.script, { timeoutMs: checkDeadlineMs(p.timeoutMs ?? DOWN_DEADLINE_S * 1000), signal: interruptSignal });
       if (result.code !== 0)
         failures.push(`${p.node}: exit ${result.code}: ${(result.stderr || result.stdout).trim().split('\n').slice(-3).join(' | ')}`);
     }),
