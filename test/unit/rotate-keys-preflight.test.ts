@@ -18,7 +18,7 @@ const names = inventory.nodes.map((n) => n.name);
 const key = () => randomBytes(32).toString('base64');
 const keys = new Map(names.map((n) => [n, key()]));
 const next = key();
-const escape = (s: string) => s.replace(/[+/]/g, '\\$&');
+const escapeKey = (s: string) => s.replace(/[+/]/g, '\\$&');
 
 /** The homelab with `down` stopped (no interface): its reads print no live key, its wg commands fail as wg does. */
 function mesh(down: string, fileAfterRollback: 'old' | 'new' = 'old') {
@@ -50,7 +50,7 @@ function mesh(down: string, fileAfterRollback: 'old' | 'new' = 'old') {
       },
     },
     {
-      match: new RegExp(`grep -qF -- '?${escape(next)}`),
+      match: new RegExp(`grep -qF -- '?${escapeKey(next)}`),
       reply: () => {
         order.push(`${node}:state`);
         return { stdout: `file=${fileAfterRollback}\nlive=${node === down ? 'down' : 'up'}\n` };
