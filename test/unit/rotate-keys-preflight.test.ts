@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { loadInventory } from '../../src/inventory/load.js';
 import { judgeRotationPreflight, rotateNode, rotationPreflight, type PreflightRead } from '../../src/engine/rotate.js';
-import { FakeConnection, type FakeRule } from '../support/fake-connection.js';
+import { FakeConnection, type FakeReply, type FakeRule } from '../support/fake-connection.js';
 
 const inventory = loadInventory('inventories/homelab.yaml');
 const names = inventory.nodes.map((n) => n.name);
@@ -23,6 +23,11 @@ const escapeKey = (s: string) => s.replace(/[+/]/g, '\\$&');
 /** The homelab with `down` stopped (no interface): its reads print no live key, its wg commands fail as wg does. */
 function mesh(down: string, fileAfterRollback: 'old' | 'new' = 'old') {
   const order: string[] = [];
+  /** a reply that records `entry` in the order the scripts came */
+  const step = (entry: string, reply: FakeReply) => () => {
+    order.push(entry);
+    return reply;
+  };
   const rules = (node: string): FakeRule[] => [
     {
       match: /wg genkey/,
@@ -58,17 +63,17 @@ function mesh(down: string, fileAfterRollback: 'old' | 'new' = 'old') {
     },
     {
       match: /mv -f \/etc\/wireguard\/wg0\.key\.new \/etc\/wireguard\/wg0\.key\n/,
-      reply: () => (order.push(`${node}:swap`), { stdout: `live=${next}\n` }),
+      reply: step(`${node}:swap`, { stdout: `live=${next}\n` }),
     },
     {
       match: /^set -e\nwg set wg0 private-key \/etc\/wireguard\/wg0\.key\.new\n/,
-      reply: () => (order.push(`${node}:live(new)`), { stdout: `live=${next}\n` }),
+      reply: step(`${node}:live(new)`, { stdout: `live=${next}\n` }),
     },
     {
       match: /^set -e\nwg set wg0 private-key \/etc\/wireguard\/wg0\.key\n/,
-      reply: () => (order.push(`${node}:live(old)`), { stdout: `live=${keys.get(node)}\n` }),
+      reply: step(`${node}:live(old)`, { stdout: `live=${keys.get(node)}\n` }),
     },
-    { match: /rm -f \/etc\/wireguard\/wg0\.key\.new/, reply: () => (order.push(`${node}:discard`), {}) },
+    { match: /rm -f \/etc\/wireguard\/wg0\.key\.new/, reply: step(`${node}:discard`, {}) },
   ];
   const connections = new Map(names.map((n) => [n, new FakeConnection(n, rules(n))]));
   return { connections, order, ctx: { inventory, connections, signal: new AbortController().signal } };
