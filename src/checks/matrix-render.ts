@@ -19,6 +19,27 @@ export interface RenderMatrixOptions {
    * their cells read `n/m` (not measured) and a legend line says why, not FAIL (finding 5)
    */
   unreached?: ReadonlyMap<string, string>;
+  /**
+   * the run was interrupted while it pinged (Q8 F-intr-matrix: up's Ctrl-C during the ping matrix): a cell with no
+   * echo request sent (cut before its ping ran or reported: notMeasured) reads `n/m` with a legend line, not FAIL;
+   * a ping that ran and lost its requests stays FAIL
+   */
+  interrupted?: boolean;
+}
+
+/**
+ * Whether a cell holds no measurement: no echo request was sent, or none that reported (its ping was not run, or its
+ * output was cut). A cell that failed with requests sent and lost was measured. Pure.
+ */
+export function notMeasured(cell: MatrixCell | undefined): boolean {
+  return !!cell && !cell.ok && cell.transmitted === 0 && cell.received === 0;
+}
+
+/** The pairs of `matrix` (from -> to, among `rows`) whose cell holds no measurement (notMeasured). */
+export function unmeasuredCells(matrix: Matrix, rows: readonly string[] = matrix.nodes): Array<[string, string]> {
+  return rows.flatMap((from) =>
+    matrix.nodes.filter((to) => to !== from && notMeasured(matrix.cells[from]?.[to])).map((to) => [from, to] as [string, string]),
+  );
 }
 
 function cellText(cell: MatrixCell | undefined): { text: string; tone: 'ok' | 'fail' | 'warn' | 'none' } {
@@ -36,7 +57,7 @@ function cellText(cell: MatrixCell | undefined): { text: string; tone: 'ok' | 'f
  * An N x N table: rows are the pinging node (from), columns the pinged one (to); '-' on the diagonal; only the
  * rows in `options.rows` when given (finding 29: `up --limit` pings from its nodes only).
  * Cells: `ok 0.42ms`, `FAIL 100%`, or `ok 0.42ms MTU 1300` (in orange) when large packets do not pass; `n/m` in the
- * row of a node in `options.unreached`.
+ * row of a node in `options.unreached`, and for a cell not measured in an `options.interrupted` run.
  */
 export function renderMatrix(matrix: Matrix, options: RenderMatrixOptions): string {
   const c = options.color ? new Chalk({ level: Math.max(chalk.level, 1) as 1 | 2 | 3 }) : new Chalk({ level: 0 });
@@ -49,7 +70,9 @@ export function renderMatrix(matrix: Matrix, options: RenderMatrixOptions): stri
     ...matrix.nodes.map((to) => {
       if (from === to) return { text: '-', tone: 'none' as const };
       if (options.unreached?.has(from)) return { text: 'n/m', tone: 'warn' as const };
-      const cell = cellText(options.cellAt ? options.cellAt(from, to) : matrix.cells[from]?.[to]);
+      const at = options.cellAt ? options.cellAt(from, to) : matrix.cells[from]?.[to];
+      if (options.interrupted && notMeasured(at)) return { text: 'n/m', tone: 'warn' as const };
+      const cell = cellText(at);
       return viaOf(from, to) ? { ...cell, text: `${cell.text}*` } : cell;
     }),
   ]);
@@ -72,5 +95,7 @@ export function renderMatrix(matrix: Matrix, options: RenderMatrixOptions): stri
   if (relays.length) lines.push(`* relayed (via ${relays.join(', ')}): the ping goes through the relay`);
   for (const [node, why] of options.unreached ?? [])
     if (rowNodes.includes(node)) lines.push(`n/m not measured: ${node} unreachable (${why})`);
+  if (options.interrupted && rowNodes.some((from) => matrix.nodes.some((to) => to !== from && notMeasured(matrix.cells[from]?.[to]))))
+    lines.push('n/m not measured: the run was interrupted before these pings ended');
   return `${lines.join('\n')}\n`;
 }

@@ -10,7 +10,7 @@ import { interruptSignal } from '../interrupt.js';
 import { loadInventory, resolveInventoryPath } from '../inventory/load.js';
 import { connectorFor, sshOptionsFromFlags, CONTROL_PERSIST_HELP } from './connect-options.js';
 import { acquireLocks } from '../engine/lock.js';
-import { currentPublicKeys, rotateNode, type RotationReport } from '../engine/rotate.js';
+import { currentPublicKeys, rotateNode, rotationPreflight, type RotationReport } from '../engine/rotate.js';
 import { runPingMatrix } from '../engine/ping.js';
 import { desiredNodeConfig } from '../topology/desired.js';
 import type { Matrix } from '../checks/ping-matrix.js';
@@ -133,6 +133,15 @@ export function registerRotateKeys(program: Command, finish: (result: CommandRes
         try {
           for (const w of lock.warnings) out.write(`warning: ${w}\n`);
           const ctx = { inventory, connections, signal: interruptSignal };
+          // every node takes part (a peer takes the new key live): all must be up before any key changes
+          const unfit = await rotationPreflight(ctx, new Set(rotated.map((n) => n.name)));
+          if (interruptSignal.aborted) throw new MeshctlError('interrupted before any key was rotated; nothing was changed', 'interrupted');
+          if (unfit.length)
+            throw new MeshctlError(
+              `not started: ${unfit.length} of ${inventory.nodes.length} nodes cannot take part in the rotation; nothing was changed`,
+              'stop',
+              unfit.map((line) => safeText(line)),
+            );
           for (const node of rotated) {
             if (interruptSignal.aborted || (reports.length > 0 && !reports.at(-1)!.ok)) {
               out.write(

@@ -61,14 +61,22 @@ export async function printSummary(
 ): Promise<void> {
   // chalk and the matrix's text only for a terminal's summary: --json never loads them (issue 10: nothing before the
   // first login it needs not, and chalk was ~8 ms of CPU between the first login and the first phase)
-  const [{ Chalk }, { renderMatrix }] = await Promise.all([import('chalk'), import('../checks/matrix-render.js')]);
+  const [{ Chalk }, { renderMatrix, unmeasuredCells }] = await Promise.all([import('chalk'), import('../checks/matrix-render.js')]);
   const chalk = new Chalk({ level: color ? 1 : 0 });
+  const interrupted = report.result === 'interrupted';
+  let cutShort: string | undefined;
   if (report.matrix) {
     // finding 29: a --limit run pings from its own nodes only: their rows, not rows of '?' for the others
     const rows = report.limit?.filter((n) => report.matrix!.nodes.includes(n));
     out.write(
-      `\n${chalk.bold('Ping matrix')} (overlay, from row to column)\n${renderMatrix(report.matrix, { color, relayed, ...(rows ? { rows } : {}) })}`,
+      `\n${chalk.bold('Ping matrix')} (overlay, from row to column)\n${renderMatrix(report.matrix, { color, relayed, interrupted, ...(rows ? { rows } : {}) })}`,
     );
+    // Q8 F-intr-matrix: a Ctrl-C during the pings left cells unmeasured, which read FAIL for a healthy mesh
+    const unmeasured = interrupted ? unmeasuredCells(report.matrix, rows).length : 0;
+    if (unmeasured > 0) {
+      const all = (rows ?? report.matrix.nodes).length * (report.matrix.nodes.length - 1);
+      cutShort = `the ping matrix was cut short by the interrupt: ${unmeasured} of ${all} directions not measured (n/m), which says nothing about them; meshctl verify pings every pair`;
+    }
     if (rows)
       out.write(
         `rows: the --limit node${rows.length === 1 ? '' : 's'} only (${rows.join(', ')}); the other nodes were not pinged from in this run (meshctl verify pings every pair)\n`,
@@ -92,6 +100,7 @@ export async function printSummary(
   if (report.result === 'interrupted') {
     out.write(chalk.red.bold(`\ninterrupted during "${report.phases.at(-1)?.title ?? 'connect'}" (${seconds} s)\n`));
     // Q6/Q7: a Ctrl-C after the change was confirmed said only "interrupted": what was confirmed stays
+    if (cutShort) out.write(`${cutShort}\n`);
     const kept = confirmedKept(report.phases);
     if (kept) out.write(`${chalk.green(kept)}\n`);
   }
@@ -125,6 +134,17 @@ export function confirmedKept(phases: readonly PhaseReport[]): string | undefine
   if (nodes.length === 0) return undefined;
   const many = nodes.length !== 1;
   return `the change was confirmed on ${nodes.length} node${many ? 's' : ''} (${nodes.join(', ')}) at ${at.join(' and ')} before the interrupt and stays: ${many ? 'their' : 'its'} rollback was disarmed, nothing of it goes back`;
+}
+
+/**
+ * The warnings an `up` run prints before its summary (and keeps in its --json report): the run's own, then the
+ * inventory's forward clashes (../topology/forward-clash.ts: a node that loses its public peers for minutes after a
+ * router reboot), which validate and plan print too (Q8 F-warn: up, the command the quick start runs, never said
+ * them). Each once per run, whatever the phases did. Pure.
+ */
+export function upWarnings(report: Pick<UpReport, 'warnings'>, clashes: readonly string[]): string[] {
+  const own = report.warnings ?? [];
+  return [...own, ...clashes.filter((w) => !own.includes(w))];
 }
 
 /**
@@ -286,7 +306,10 @@ async function upWith(
       });
       if (recorded.warning) report.warnings = [...(report.warnings ?? []), recorded.warning];
     }
-    for (const warning of report.warnings ?? []) out.write(`warning: ${warning}\n`);
+    const { forwardClashWarnings } = await import('../topology/forward-clash.js');
+    const warnings = upWarnings(report, forwardClashWarnings(inventory));
+    if (warnings.length) report.warnings = warnings;
+    for (const warning of warnings) out.write(`warning: ${warning}\n`);
     for (const note of report.notes ?? []) out.write(`note: ${note}\n`);
     // in pieces: at 1,000 nodes the report is longer than V8's longest string (src/ui/json-text.ts)
     if (flags.json) await writeJson(process.stdout, report, 2);

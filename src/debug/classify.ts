@@ -21,7 +21,7 @@ import { endpointFor, formatEndpoint, pairCanConnect } from '../topology/endpoin
 import type { NodeChecklist } from '../checks/probes.js';
 import type { MatrixCell, Matrix } from '../checks/ping-matrix.js';
 import type { CaptureCounts } from './capture.js';
-import { directionPasses, judgeDirection, type DirectionResult } from '../checks/cold-start.js';
+import { arrivedAtClosedPort, directionPasses, judgeDirection, type DirectionResult } from '../checks/cold-start.js';
 import { describeWgError, REJECT_AFTER_TIME_S, REKEY_AFTER_TIME_S, REKEY_TIMEOUT_S, wireguardPaths } from '../remote/wireguard.js';
 import { judgeLiveEndpoint } from '../steps/live-endpoint.js';
 import { icmpDropOnIfaceRules, udpDropRules } from '../facts/definitions.js';
@@ -45,6 +45,7 @@ export const CAUSES = [
   'peer-missing-live',
   'allowed-ips',
   'missing-route',
+  'listen-port',
   'wrong-lan-endpoint',
   'wrong-endpoint',
   'firewall-udp',
@@ -153,6 +154,8 @@ const EXPLAINS: Record<CauseId, readonly Symptom[]> = {
   'no-private-key': ['handshake', 'ping', 'mtu'],
   'wrong-public-key': ['handshake', 'ping', 'mtu'],
   'peer-missing-live': ['handshake', 'ping', 'mtu'],
+  // its peers dial a port nothing listens on: a session starts only when the node dials out (they roam to it)
+  'listen-port': ['handshake', 'ping', 'mtu'],
   'wrong-lan-endpoint': ['handshake', 'ping', 'mtu'],
   'wrong-endpoint': ['handshake', 'ping', 'mtu'],
   'firewall-udp': ['handshake', 'ping', 'mtu'],
@@ -663,6 +666,73 @@ function edgeContext(c: PairContext): string {
     : '';
 }
 
+/**
+ * Q8 F-port: a node whose interface listens on another UDP port than its design's listenPort (wg show IFACE
+ * listen-port; e.g. ListenPort edited in wg0.conf and wg-quick restarted). Its peers dial the design's port (the LAN
+ * address or the site's forward points there) and find nothing listening; a session starts only when the node dials
+ * out itself, and WireGuard then roams each peer's endpoint to the port the node's packets come from. That roamed
+ * endpoint is no cause of its own (wrong-lan-endpoint, cold-start-blocked stay silent about it): the port is.
+ * Checked even while the pair works, as the roamed sessions last only until the node's peers restart or lose them.
+ */
+const listenPort: Rule = {
+  name: 'listen-port',
+  find(c) {
+    return [c.S, c.R].flatMap((n) => {
+      if (!c.tunnel(n)) return [];
+      const live = c.cl(n).liveListenPort;
+      const design = c.e.desired.get(n)?.listenPort;
+      if (live === undefined || design === undefined || live === design) return [];
+      const node = nodeOf(c.inv, n);
+      const paths = wireguardPaths(c.iface);
+      const fileIface = c.cl(n).config?.interface;
+      const filePort = fileIface?.listenPort;
+      const fileLine = fileIface?.lines?.listenport;
+      const file =
+        filePort === live
+          ? `, as its ${paths.config} says${fileLine ? ` (line ${fileLine})` : ''}`
+          : filePort !== undefined && filePort !== design
+            ? ` (its ${paths.config} says ${filePort})`
+            : '';
+      const dialers = c.inv.nodes
+        .filter((o) => o.name !== n)
+        .map((o) => ({ o, endpoint: endpointFor(c.inv, o, node) }))
+        .filter((x) => x.endpoint !== undefined)
+        .map((x) => `${x.o.name} at ${formatEndpoint(x.endpoint!)}`);
+      const site = siteOf(c.inv, node);
+      const forward = site.kind === 'nat' && node.forwardedPort !== undefined;
+      const patch: InventoryPatch = { path: ['nodes', n, 'listenPort'], value: live };
+      const keep =
+        c.e.inventoryText !== undefined && checkInventoryPatch(c.e.inventoryText, c.inv.source, [patch]).ok
+          ? ` To keep port ${live} instead, set ${describePatch(patch)} in ${c.inv.source} (the inventory validates with it)${forward ? `, point the router's forward ${publicAddressOf(site)}:${node.forwardedPort} at ${node.address}:${live}` : ''} and re-run meshctl up.`
+          : '';
+      return [
+        c.make(
+          'listen-port',
+          n,
+          {
+            summary: `${n} listens on UDP ${live}, not on ${design}, the port its peers dial`,
+            explanation: `${n}'s ${c.iface} listens on UDP ${live}${file}, while the inventory gives it listenPort ${design}: its peers dial it there${dialers.length ? ` (${dialers.join(', ')})` : ''} and reach a port nothing listens on. A session starts only when ${n} dials out itself; WireGuard then roams the peer's endpoint to the port ${n}'s packets come from (so a live endpoint with port ${live} is that roam, not a wrong endpoint), and it lasts only until that peer restarts or loses the session.`,
+            fix: `Run meshctl up: it writes ListenPort = ${design} into ${n}'s ${paths.config} and restarts ${paths.service} on ${n} (meshctl plan shows it first).${keep}`,
+          },
+          [
+            `wg show ${c.iface} listen-port on ${n}: ${live}`,
+            ...(filePort !== undefined ? [`${paths.config} on ${n}: ListenPort = ${filePort}`] : []),
+            ...c.ev,
+          ],
+        ),
+      ];
+    });
+  },
+};
+
+/** `other`'s address at the port its interface listens on, when that is not the design's: a peer's endpoint roamed there. */
+function roamedToLivePort(c: PairContext, other: string, endpoint: string | undefined): boolean {
+  if (!endpoint || !c.tunnel(other)) return false;
+  const live = c.cl(other).liveListenPort;
+  const design = c.e.desired.get(other)?.listenPort;
+  return live !== undefined && live !== design && endpoint.endsWith(`:${live}`);
+}
+
 const wrongLanEndpoint: Rule = {
   name: 'wrong-lan-endpoint',
   find(c) {
@@ -674,7 +744,9 @@ const wrongLanEndpoint: Rule = {
       const conf = cl.config?.peers.find((p) => p.publicKey === want.publicKey);
       const live = cl.peers.find((p) => p.publicKey === want.publicKey);
       const wrongConf = conf && want.endpoint && conf.endpoint !== want.endpoint ? (conf.endpoint ?? '(none)') : undefined;
-      const wrongLive = live && want.endpoint && live.endpoint && live.endpoint !== want.endpoint ? live.endpoint : undefined;
+      const liveDiffers = live && want.endpoint && live.endpoint && live.endpoint !== want.endpoint ? live.endpoint : undefined;
+      // a live endpoint roamed to the port `other` really listens on: listen-port names that cause (Q8 F-port)
+      const wrongLive = roamedToLivePort(c, other, liveDiffers) ? undefined : liveDiffers;
       if (!wrongConf && !wrongLive) continue;
       const wrong = wrongLive ?? wrongConf!;
       out.push(
@@ -736,6 +808,54 @@ const wrongEndpoint: Rule = {
   },
 };
 
+/** A rule of `nft -j list ruleset` that drops or rejects UDP to `port`: where it sits. */
+interface NftDropRule {
+  family: string;
+  table: string;
+  chain: string;
+}
+
+/** The nftables rules (iptables-nft's and ip6tables-nft's included) that drop or reject UDP to `port`, from the ruleset's JSON. */
+function nftUdpDropRules(nftJson: string | undefined, port: number): NftDropRule[] {
+  if (!nftJson) return [];
+  let doc: unknown;
+  try {
+    doc = JSON.parse(nftJson);
+  } catch {
+    return [];
+  }
+  const items = (doc as { nftables?: unknown[] })?.nftables;
+  if (!Array.isArray(items)) return [];
+  const found: NftDropRule[] = [];
+  for (const item of items) {
+    const rule = (item as { rule?: { family?: unknown; table?: unknown; chain?: unknown; expr?: unknown } })?.rule;
+    if (!rule || typeof rule.family !== 'string' || typeof rule.table !== 'string' || typeof rule.chain !== 'string') continue;
+    const text = JSON.stringify(rule.expr ?? []);
+    if (!/"field":"dport"/.test(text) || !new RegExp(`[^\\d]${port}[^\\d]`).test(text) || !/"(drop|reject)"/.test(text)) continue;
+    found.push({ family: rule.family, table: rule.table, chain: rule.chain });
+  }
+  return found;
+}
+
+/**
+ * Q8 F-v6fw: the commands that let UDP `port` in before the dropping rules found, in the family each sits in. An
+ * iptables-save line is IPv4 (`iptables`); an nftables rule in a table `filter` of family ip or ip6 with an
+ * upper-case chain is iptables-nft's or ip6tables-nft's (`iptables` / `ip6tables`); any other nftables rule gets
+ * `nft insert rule FAMILY TABLE CHAIN` (inet covers both). Without the ruleset's JSON, the IPv4 command as before.
+ */
+export function udpAcceptCommands(checklist: NodeChecklist, rules: readonly string[], port: number): string[] {
+  const commands = new Set<string>();
+  const iptables = (cmd: string) => `${cmd} -I INPUT -p udp --dport ${port} -j ACCEPT`;
+  if (rules.some((r) => /^(\[\d+:\d+\]\s*)?-A\s/.test(r.trim()))) commands.add(iptables('iptables'));
+  for (const r of nftUdpDropRules(checklist.firewallRuleset?.nftJson, port)) {
+    if ((r.family === 'ip' || r.family === 'ip6') && r.table === 'filter' && /^[A-Z]+$/.test(r.chain))
+      commands.add(iptables(r.family === 'ip6' ? 'ip6tables' : 'iptables'));
+    else commands.add(`nft insert rule ${r.family} ${r.table} ${r.chain} udp dport ${port} accept`);
+  }
+  if (!commands.size) commands.add(iptables('iptables'));
+  return [...commands];
+}
+
 const firewallUdp: Rule = {
   name: 'firewall-udp',
   find(c) {
@@ -751,7 +871,7 @@ const firewallUdp: Rule = {
           {
             summary: `${n}'s firewall drops UDP ${port}`,
             explanation: `${n} drops incoming WireGuard datagrams on its listen port, so no handshake with ${n === c.S ? c.R : c.S} can complete (captures on ${n} may still show the datagrams: tcpdump sees them before the firewall).`,
-            fix: `On ${n}: remove the rule, or allow UDP ${port} before it (e.g. iptables -I INPUT -p udp --dport ${port} -j ACCEPT).`,
+            fix: `On ${n}: remove the rule, or allow UDP ${port} before it (e.g. ${udpAcceptCommands(c.cl(n), rules, port).join('; ')}).`,
           },
           [...rules.map((r) => `firewall on ${n}: ${r}`), ...c.ev],
         ),
@@ -866,7 +986,7 @@ const coldStartBlocked: Rule = {
       const toSite = siteOf(c.inv, to);
       const at = formatEndpoint(d.endpoint);
       const viaForward = toSite.kind === 'nat' && from.site !== to.site && d.endpoint.host === publicAddressOf(toSite);
-      const noListener = (d.delta?.noPorts ?? 0) >= d.sent && d.sent > 0;
+      const noListener = arrivedAtClosedPort(d);
       const works = c.handshakeOk && !c.pingFails;
       const now = works
         ? `The tunnel works now only because ${to.name} dialled out first: the answers to its own flow are let in while conntrack remembers it, and WireGuard roams to where its packets come from. Once that entry expires, or ${to.name} restarts, ${from.name} cannot get through.`
@@ -1148,6 +1268,7 @@ export const RULES: readonly Rule[] = [
   peerEntry,
   allowedIps,
   missingRoute,
+  listenPort,
   wrongLanEndpoint,
   wrongEndpoint,
   firewallUdp,

@@ -38,6 +38,7 @@ import {
 } from '../steps/keys.js';
 import { redactSecrets } from '../remote/redact.js';
 import { onForcedExit } from '../interrupt.js';
+import { sh } from '../remote/shell.js';
 
 /**
  * How a rotation ended on the nodes, never a mix:
@@ -89,12 +90,29 @@ export interface RotateContext {
  */
 const run = async (connection: Connection, script: string, signal: AbortSignal | undefined, what: string): Promise<ExecResult> => {
   const result = await connection.run(script, { timeoutMs: checkDeadlineMs(60_000), ...(signal ? { signal } : {}) });
-  if (result.code !== 0)
-    throw new Error(
-      `${what} failed (exit ${result.code}): ${redactSecrets((result.stderr || result.stdout).trim().split('\n').slice(-3).join(' | '))}`,
-    );
+  if (result.code !== 0) {
+    const said = redactSecrets((result.stderr || result.stdout).trim().split('\n').slice(-3).join(' | '));
+    // wg's errno text for an interface that does not run, said in words first (Q8 F-rot-down; describeWgError)
+    const down = /Unable to (access|modify) interface: (Protocol not supported|No such device)/.test(said)
+      ? `the WireGuard interface is not up there (its wg-quick unit stopped, or it failed to start); wg said: `
+      : '';
+    throw new Error(`${what} failed (exit ${result.code}): ${down}${said}`);
+  }
   return result;
 };
+
+/**
+ * Read-only, on a peer whose rollback failed: which of the rotated node's public keys its config holds now
+ * (`file=new|old|none`) and whether its interface runs (`live=up|down`). Public keys only; nothing is changed.
+ */
+function peerStateScript(iface: string, oldKey: string, newKey: string): string {
+  const p = wireguardPaths(iface);
+  return [
+    sh`if grep -qF -- ${newKey} ${p.config}; then echo file=new; elif grep -qF -- ${oldKey} ${p.config}; then echo file=old; else echo file=none; fi`
+      .text,
+    sh`if wg show ${iface} public-key >/dev/null 2>&1; then echo live=up; else echo live=down; fi`.text,
+  ].join('\n');
+}
 
 /**
  * The script that writes a peer's rendered config (keeping .bak) and syncs its live interface from it, then starts
@@ -250,6 +268,20 @@ export async function rotateNode(ctx: RotateContext, node: Node): Promise<Rotati
           `not rotated: ${why}; rolled back: every peer has its old public key again, ${node.name} keeps it, ${await discard()}`,
         );
       const errors = restores.flatMap((r) => (r.status === 'rejected' ? [message(r.reason)] : []));
+      // what the failed restores left (Q8 F-rot-down: the file was given back, only the live part failed, as the
+      // peer's interface was down): a peer whose file has the old key and whose interface does not run holds the new
+      // key nowhere, and starts on the old one
+      const states = await Promise.allSettled(
+        stuck.map((peer) => run(connections.get(peer)!, peerStateScript(iface, mine.current, next), undefined, `reading ${peer}'s state`)),
+      );
+      const downWithOldFile = states.every(
+        (st) => st.status === 'fulfilled' && /^file=old$/m.test(st.value.stdout) && /^live=down$/m.test(st.value.stdout),
+      );
+      if (downWithOldFile)
+        return notRotated(
+          'rolled-back',
+          `not rotated: ${why}; rolled back: every peer has its old public key again (${stuck.join(', ')} in ${wireguardPaths(iface).config} only: ${stuck.length === 1 ? 'its' : 'their'} ${iface} is not up), ${node.name} keeps it, ${await discard()}; run meshctl up (it starts ${wireguardPaths(iface).service} on ${stuck.join(', ')}), then meshctl rotate-keys ${node.name}`,
+        );
       return notRotated(
         'incomplete',
         `not rotated: ${why}; the rollback did not reach ${stuck.join(', ')} (${errors.join('; ')}): ${stuck.length === 1 ? 'it' : 'they'} may hold the new public key ${short(next)} while ${node.name} runs its old key, so ${keyNew} stays on ${node.name}: run meshctl rotate-keys ${node.name} again (it uses that key)`,
@@ -333,6 +365,68 @@ export async function rotateNode(ctx: RotateContext, node: Node): Promise<Rotati
   } finally {
     forget();
   }
+}
+
+/** What rotateReadScript (without `generate`) printed on one node, or why it could not be read. */
+export type PreflightRead = { current: string; live?: string } | { error: string };
+
+/**
+ * Q8 F-rot-down: whether every node can take part in a rotation, judged before anything is changed. Every node
+ * takes part (the rotated ones run a new key, every other one is a peer that gets it live), so each must be read
+ * (`current`: its key file's public key) and its interface must be up (`live`: `wg show IFACE public-key` printed a
+ * key): a peer whose interface is down cannot take the new key live, and its rollback fails the same way. A node
+ * not rotated must run the key of its key file (a node running another key is left by an interrupted rotation or a
+ * hand edit: `up` puts it right). A rotated node may run another key: a pending key of an interrupted rotation,
+ * which its rotation uses again. Returns one line per node that cannot, naming the node and what to run; [] when
+ * all can. Pure.
+ */
+export function judgeRotationPreflight(
+  inventory: Inventory,
+  reads: ReadonlyMap<string, PreflightRead>,
+  rotated: ReadonlySet<string>,
+): string[] {
+  const iface = inventory.mesh.interface;
+  const p = wireguardPaths(iface);
+  return inventory.nodes.flatMap((node) => {
+    const read = reads.get(node.name);
+    if (!read) return [`${node.name}: its keys could not be read`];
+    if ('error' in read) return [`${node.name}: ${read.error}`];
+    if (!read.live)
+      return [
+        `${node.name}: ${iface} is not up (wg show ${iface} public-key printed no key: ${p.service} stopped, or it failed to start), so it cannot take a new public key live: run meshctl up first (it starts ${p.service} on ${node.name})`,
+      ];
+    if (read.live !== read.current && !rotated.has(node.name))
+      return [
+        `${node.name}: ${iface} runs the public key ${short(read.live)}, not ${short(read.current)} of its key file ${p.privateKey}: run meshctl up first (or meshctl rotate-keys ${node.name}, when an interrupted rotation of ${node.name} left it)`,
+      ];
+    return [];
+  });
+}
+
+/**
+ * Reads every node's key file and live key (rotateReadScript without `generate`: read-only, one round trip, all
+ * nodes at once) and judges them (judgeRotationPreflight): [] when every node can take part in rotating `rotated`.
+ */
+export async function rotationPreflight(ctx: RotateContext, rotated: ReadonlySet<string>): Promise<string[]> {
+  const iface = ctx.inventory.mesh.interface;
+  const reads = new Map<string, PreflightRead>();
+  await Promise.all(
+    ctx.inventory.nodes.map(async (node) => {
+      try {
+        const result = await run(
+          ctx.connections.get(node.name)!,
+          rotateReadScript(iface, { generate: false }),
+          ctx.signal,
+          `reading the keys of ${node.name}`,
+        );
+        const r = parseRotateRead(result.stdout);
+        reads.set(node.name, { current: r.current, ...(r.live ? { live: r.live } : {}) });
+      } catch (error) {
+        reads.set(node.name, { error: message(error) });
+      }
+    }),
+  );
+  return judgeRotationPreflight(ctx.inventory, reads, rotated);
 }
 
 /** Every node's public key as its key file holds it now (one round trip per node, all at once). */
