@@ -490,7 +490,6 @@ function planServiceUnarmed(
   const enabled = facts.service.enabled === 'enabled';
   const commands: string[] = [];
   const changes: Change[] = [];
-  let set: LiveInterface | undefined;
   let residueDone = false;
   /** the key file loaded into the interface again when it runs with another key, or none */
   const loadKey = () => {
@@ -511,7 +510,7 @@ function planServiceUnarmed(
     }
     // a oneshot unit stays "active" after its interface was deleted by hand
     const gone = desired && !up ? [`${iface} is missing while ${p.service} is active`] : [];
-    set = liveInterfaceSet(facts, change, desired, up, drift, peerRoutes);
+    const set = liveInterfaceSet(facts, change, desired, up, drift, peerRoutes);
     const restartWhy = set ? [] : change === 'interface' || change === 'create' ? ['[Interface] changed'] : [...gone, ...drift.restart];
     if (set) {
       const live = liveInterfaceCommands(iface, set, peerRoutes, residue);
