@@ -23,6 +23,7 @@ import { loadInventory } from '../../src/inventory/load.js';
 import { desiredNodeConfig, type DesiredNodeConfig } from '../../src/topology/desired.js';
 import { classifyConfigChange, liveInterfaceChange } from '../../src/render/changes.js';
 import { renderWgQuickConfig } from '../../src/render/wgquick.js';
+import { relayHooks, relayNftTableName } from '../../src/render/relay.js';
 import { relayRuleInPlace } from '../../src/firewall/relay-live.js';
 import type { FirewallFacts } from '../../src/firewall/verdict.js';
 
@@ -204,6 +205,13 @@ describe("a relay's forwarding or rule gone is planned and mended live (Q8 F-rel
       assert.equal(run('cat /proc/sys/net/ipv4/conf/wg0/forwarding').trim(), '0');
       assert.doesNotMatch(run('iptables-save'), /meshctl-fwd-wg0/);
       assert.equal(enable(read(plain), plain).action, undefined, 'then nothing to change');
+      // a node without iptables: the PostUp's nftables table, read from `nft -j list ruleset`
+      const nftUp = /elif command -v nft >\/dev\/null 2>&1; then (.*); else /.exec(relayHooks('wg0').postUp[0]!)![1]!;
+      run(nftUp);
+      const nftOnly = (): FirewallFacts => ({ nftJson: run('nft -j list ruleset'), truncated: [] });
+      assert.equal(relayRuleInPlace(nftOnly(), 'wg0'), true);
+      run(`nft flush chain inet ${relayNftTableName('wg0')} forward`);
+      assert.equal(relayRuleInPlace(nftOnly(), 'wg0'), false, 'the table without its rules');
     } finally {
       execFileSync('ip', ['netns', 'del', ns]);
     }
