@@ -148,15 +148,21 @@ export function judgeRelay(
   if (!rule.drop)
     return {
       status: 'fail',
-      message: `relays ${what}, but meshctl's rule that drops ${iface} -> other interfaces is missing${state.forwarding === 1 ? ' while forwarding is on: relayed nodes could reach its underlay' : ''} (\`meshctl up\` restarts ${iface} with it)`,
+      // which consequence depends on the FORWARD chain's policy, which this fact does not read (Q8 F-relay: under a
+      // DROP policy the pair was broken, while the message named only the leak of an ACCEPT policy)
+      message: `relays ${what}, but meshctl's rule for ${iface} (accept ${iface} -> ${iface}, drop ${iface} -> other interfaces) is not whole${state.forwarding === 1 ? ': under an ACCEPT FORWARD policy relayed nodes could reach its underlay, under a DROP one (ufw, Docker) the relayed pairs cannot pass' : ''} (\`meshctl up\` sets it back on the running ${iface}, no restart)`,
       evidence,
     };
   if (state.forwarding !== 1)
-    return { status: 'fail', message: `relays ${what}, but forwarding is off on ${iface}: the relayed pairs cannot pass`, evidence };
+    return {
+      status: 'fail',
+      message: `relays ${what}, but forwarding is off on ${iface}: the relayed pairs cannot pass (\`meshctl up\` sets it back on the running ${iface}, no restart)`,
+      evidence,
+    };
   if (!rule.accept)
     return {
       status: 'fail',
-      message: `relays ${what}, but the rule accepting ${iface} -> ${iface} is missing: a FORWARD policy may drop the relayed pairs`,
+      message: `relays ${what}, but the rule accepting ${iface} -> ${iface} is missing: a FORWARD policy may drop the relayed pairs (\`meshctl up\` sets it back on the running ${iface}, no restart)`,
       evidence,
     };
   return { status: 'pass', message: `relays ${what}: forwarding on ${iface} only, ${iface} -> other interfaces dropped`, evidence };

@@ -121,7 +121,7 @@ export function relayDiagnoses(relayed: readonly RelayedPair[], checks: readonly
         node: r.via,
         summary: `${r.via} ${c.message}`,
         explanation: `${r.pair.join(' and ')} reach each other only through ${r.via}, which must forward between its peers on the mesh interface: each leg may shake hands and answer while the pair's own packets are dropped at the relay`,
-        fix: `meshctl up sets the relay's forwarding and its rule back (wg-quick's PostUp on ${r.via}); by hand, the relay's evidence below says what is missing`,
+        fix: `meshctl up sets the relay's forwarding and its rule back on ${r.via}'s running interface (the relay's PostUp lines, no restart); by hand, the relay's evidence below says what is missing`,
         evidence: c.evidence,
       })),
   );

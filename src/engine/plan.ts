@@ -108,6 +108,10 @@ export function describeChange(change: Change): string {
       return `set ${change.iface} MTU ${change.mtu} live (${change.why}; no restart, interface and sessions kept)`;
     case 'set-address':
       return `set ${change.iface} Address ${change.address} live${change.removed.length ? `, ${change.removed.join(', ')} removed` : ''} (${change.why}; no restart, the interface and WireGuard's sessions kept)`;
+    case 'relay-on':
+      return `set up ${change.iface}'s relay live: meshctl's rule, then forwarding on ${change.iface} (${change.why}; no restart, the interface and WireGuard's sessions kept)`;
+    case 'relay-off':
+      return `stop ${change.iface}'s relay live: forwarding off, meshctl's rule removed${change.found.length ? ` (${change.found.join('; ')})` : ''} (${change.why}; no restart, the interface and WireGuard's sessions kept)`;
     case 'load-private-key':
       return `load ${change.path} into ${change.iface} again (${change.why})`;
     case 'restore-routes':

@@ -138,6 +138,16 @@ export type Change =
    * wg-quick adds it when it brings the interface up: an [Interface] change of the Address alone needs no restart
    */
   | { kind: 'set-address'; iface: string; address: string; removed: string[]; why: string }
+  /**
+   * the relay set up on the running interface, as its PostUp does when wg-quick brings it up (../render/relay.ts):
+   * the node's relay role switched on in its file, or its live forwarding or rule gone (../steps/service.ts relayDrift)
+   */
+  | { kind: 'relay-on'; iface: string; why: string }
+  /**
+   * the relay torn down on the running interface (forwarding off, meshctl's rule removed: found, its lines as the
+   * ruleset showed them), as its PreDown does: the node's relay role switched off in its file
+   */
+  | { kind: 'relay-off'; iface: string; found: string[]; why: string }
   | { kind: 'load-private-key'; iface: string; path: string; why: string }
   | { kind: 'restore-routes'; iface: string; routes: string[] }
   | { kind: 'remove-routes'; iface: string; routes: string[]; why: string }

@@ -671,6 +671,21 @@ export const FACTS = {
     command: (ctx) => sh`wg show ${ctx.interface} listen-port`.text,
     parse: (s) => (s?.rc === 0 ? intOrUndefined(first(s)) : undefined),
   } as FactDef<number | undefined>,
+  /**
+   * net.ipv4.conf.IFACE.forwarding (0 or 1), read with the shell's builtin `read` from /proc (no process): a relay's
+   * PostUp sets it to 1 (../render/relay.ts), and `sysctl -w net.ipv4.ip_forward=0` sets every interface's back to 0.
+   * Undefined when unreadable (no interface). The enable step compares it with the design (../steps/service.ts).
+   */
+  interfaceForwarding: {
+    name: 'ifacefwd',
+    command: (ctx) =>
+      sh`mc_v=; [ -r ${`/proc/sys/net/ipv4/conf/${ctx.interface}/forwarding`} ] && read -r mc_v < ${`/proc/sys/net/ipv4/conf/${ctx.interface}/forwarding`}; printf 'forwarding=%s\n' "$mc_v"`
+        .text,
+    parse: (s) => {
+      const value = /^forwarding=([01])$/m.exec(s?.body ?? '')?.[1];
+      return value === undefined ? undefined : Number(value);
+    },
+  } as FactDef<number | undefined>,
   /** live peers (`wg show IFACE dump` without its interface line, preshared keys masked) */
   peers: {
     name: 'dump',

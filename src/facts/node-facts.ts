@@ -137,6 +137,8 @@ export interface LiveInterfaceFacts {
   listenPort?: number;
   /** `wg show IFACE` worked: only then are `peers` the interface's peers (and not an error read as none) */
   wgReadable: boolean;
+  /** net.ipv4.conf.IFACE.forwarding, 0 or 1 (FACTS.interfaceForwarding); undefined when not read */
+  forwarding?: number;
 }
 
 export { LEFTOVER_PATHS } from './definitions.js';
@@ -187,6 +189,7 @@ const UP_FACTS: ReadonlyArray<FactDef<unknown>> = [
   FACTS.listenPortUsers,
   FACTS.interfaceAddr,
   FACTS.interfaceListenPort,
+  FACTS.interfaceForwarding,
   FACTS.ipRules,
   FACTS.leftoverPaths,
   FACTS.leftoverUnits,
@@ -212,12 +215,14 @@ function liveInterface(s: Map<string, Section>, target: ProbeTarget, exists: boo
   const addr = readFact(FACTS.interfaceAddr, s, target);
   if (!exists || !addr.exists || !s.has(FACTS.interfaceListenPort.name)) return undefined;
   const listenPort = readFact(FACTS.interfaceListenPort, s, target);
+  const forwarding = s.has(FACTS.interfaceForwarding.name) ? readFact(FACTS.interfaceForwarding, s, target) : undefined;
   return {
     ...(addr.mtu !== undefined ? { mtu: addr.mtu } : {}),
     addresses: addr.addresses,
     ...(addr.pointToPoint.length ? { pointToPoint: addr.pointToPoint } : {}),
     ...(listenPort !== undefined ? { listenPort } : {}),
     wgReadable: s.get(FACTS.interfaceListenPort.name)?.rc === 0,
+    ...(forwarding !== undefined ? { forwarding } : {}),
   };
 }
 

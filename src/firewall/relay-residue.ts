@@ -1,7 +1,9 @@
 /**
- * A relay rule left on a node that relays nothing (Q4's finding 2). When a node stops relaying, `up` restarts
- * wg-quick@IFACE on the NEW file, and `wg-quick down` runs the PreDown of the file on disk, which no longer has the
- * relay's lines: the old PostUp's FORWARD jump and meshctl's chain (or nftables table, ../render/relay.ts) stay.
+ * A relay rule left on a node that relays nothing (Q4's finding 2). When a node stops relaying while its interface is
+ * restarted anyway (another [Interface] change), `up` restarts wg-quick@IFACE on the NEW file, and `wg-quick down`
+ * runs the PreDown of the file on disk, which no longer has the relay's lines: the old PostUp's FORWARD jump and
+ * meshctl's chain (or nftables table, ../render/relay.ts) stay. (When the relay lines are the only change, the
+ * enable step tears the relay down live with this same removal: ../steps/service.ts, a `relay-off` change.)
  * So the plan reads the rule from the node's live firewall ruleset (NodeFacts' firewallRuleset: iptables-save of
  * the legacy and nf_tables backends, `nft -j list ruleset`) and, when the design gives the node no relay, removes
  * what it finds: whatever left it (a stopped relay, an interrupted run, a hand-made copy). Pure.

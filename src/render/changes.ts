@@ -9,12 +9,14 @@
  *               the private key, see ./systemd.ts, or syncconf clears it);
  * - 'interface' [Interface] differs (Address, ListenPort, MTU, PostUp, extra settings...): write, then restart
  *               wg-quick@IFACE, because wg-quick applies those only when it brings the interface up; except the
- *               MTU and Address alone (liveInterfaceChange), which the enable step sets on the running interface.
+ *               MTU, the Address and the relay's PostUp/PreDown lines alone (liveInterfaceChange), which the enable
+ *               step applies to the running interface.
  */
 import type { DesiredNodeConfig } from '../topology/desired.js';
 import type { DriftItem } from './drift.js';
 import { compareConfigToDesired } from './drift.js';
-import { parseWgQuickConfig, renderWgQuickConfig } from './wgquick.js';
+import { parseWgQuickConfig, postUpLoadingPrivateKey, renderWgQuickConfig, type ParsedWgQuickConfig } from './wgquick.js';
+import { relayHooks } from './relay.js';
 
 export type ConfigChangeKind = 'create' | 'none' | 'peers' | 'interface';
 
@@ -94,8 +96,56 @@ export interface LiveInterfaceChange {
   mtu?: { from?: number; to: number };
   /** the Address line changed: `from` the file's addresses (IPv4 only), `to` the design's one address */
   address?: { from: string[]; to: string };
+  /**
+   * the node's relay role switched (../render/relay.ts): 'on', the file had no relay lines and the design has them;
+   * 'off', the file had exactly meshctl's relay lines and the design has none
+   */
+  relay?: 'on' | 'off';
   /** [Peer] content differs too */
   peers: boolean;
+}
+
+/** The relay lines of a parsed file: its PostUps after the key's, and its PreDowns. */
+const fileRelayLines = (parsed: ParsedWgQuickConfig) => ({
+  postUp: parsed.interface?.postUp.slice(1) ?? [],
+  preDown: (parsed.interface?.otherEntries ?? []).filter((e) => e.key.toLowerCase() === 'predown').map((e) => e.value),
+});
+
+const sameLines = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every((line, i) => line === b[i]);
+
+/**
+ * The relay role a file's hooks switch from when the design's switch it (RelayRole): 'on' when the file has the key's
+ * PostUp alone and no PreDown while the design relays, 'off' when it has exactly meshctl's relay PostUp and PreDown
+ * lines for the interface while the design relays nothing. Undefined otherwise (the same role, a PostUp that loads the
+ * key otherwise, hand-made hooks): those restart. `parsed` is returned with the design's hooks in place of the file's,
+ * to judge what else differs.
+ */
+function relayRoleSwitch(
+  parsed: ParsedWgQuickConfig,
+  desired: DesiredNodeConfig,
+): { relay: 'on' | 'off'; parsed: ParsedWgQuickConfig } | undefined {
+  const iface = parsed.interface;
+  if (!iface || iface.postUp[0] !== postUpLoadingPrivateKey(desired)) return undefined;
+  const hooks = relayHooks(desired.interface);
+  const have = fileRelayLines(parsed);
+  const none = have.postUp.length === 0 && have.preDown.length === 0;
+  const meshctls = sameLines(have.postUp, hooks.postUp) && sameLines(have.preDown, hooks.preDown);
+  const relay = desired.relay ? (none ? 'on' : undefined) : meshctls ? 'off' : undefined;
+  if (!relay) return undefined;
+  const want = desired.relay ? hooks : { postUp: [], preDown: [] };
+  const others = iface.otherEntries.filter((e) => e.key.toLowerCase() !== 'predown');
+  const line = iface.line;
+  return {
+    relay,
+    parsed: {
+      ...parsed,
+      interface: {
+        ...iface,
+        postUp: [iface.postUp[0]!, ...want.postUp],
+        otherEntries: [...others, ...want.preDown.map((value) => ({ key: 'PreDown', value, line }))],
+      },
+    },
+  };
 }
 
 /**
@@ -108,19 +158,26 @@ export interface LiveInterfaceChange {
  * interface by the same commands (and the old address deleted), with no restart: a new user's findings Q3-6 (an MTU
  * change restarted every node at once, a 0.2-0.4 s cut) and Q6-9 (a hand-built mesh with /24 addresses restarted
  * every node at its first `up`: 2 of 400 pings lost).
+ * The relay's PostUp and PreDown lines (../render/relay.ts) likewise: a membership change that switches a node's relay
+ * role on or off changes only them, and the enable step runs the relay's set-up (the PostUp lines) or tear-down on
+ * the running interface (a new user's finding Q8 F-relay-restart: the restart cut every pair of the public node for
+ * ~8 s). Only meshctl's own lines switch live (relayRoleSwitch); any other hook difference still restarts.
  */
 export function liveInterfaceChange(currentText: string | undefined, desired: DesiredNodeConfig): LiveInterfaceChange | undefined {
   if (currentText === undefined) return undefined;
-  const parsed = parseWgQuickConfig(currentText);
+  const original = parseWgQuickConfig(currentText);
+  const role = relayRoleSwitch(original, desired);
+  const parsed = role?.parsed ?? original;
   const drift = compareConfigToDesired(parsed, desired);
   const iface = drift.filter((item) => item.peer === undefined);
-  if (iface.length === 0 || !iface.every((item) => item.field === 'mtu' || item.field === 'address')) return undefined;
+  if ((iface.length === 0 && !role) || !iface.every((item) => item.field === 'mtu' || item.field === 'address')) return undefined;
   const from = parsed.interface?.addresses ?? [];
   if (from.some((address) => address.includes(':'))) return undefined;
   const mtu = parsed.interface?.mtu;
   return {
     ...(iface.some((item) => item.field === 'mtu') ? { mtu: { ...(mtu !== undefined ? { from: mtu } : {}), to: desired.mtu } } : {}),
     ...(iface.some((item) => item.field === 'address') ? { address: { from, to: desired.address } } : {}),
+    ...(role ? { relay: role.relay } : {}),
     peers: drift.length > iface.length,
   };
 }

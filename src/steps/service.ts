@@ -15,6 +15,12 @@
  *   hand with `wg set`/`ip`, or one a run wrote to the file but was interrupted before applying, is finished now:
  *   the MTU and the address set live as above, other [Interface] differences (listen port, interface gone, an
  *   address set with a peer) restart, peer differences syncconf as above, route differences are repaired by hand;
+ * - a relay (../render/relay.ts) is compared live too (relayDrift): its wg0 forwarding off or its rule not whole (a
+ *   `sysctl -w net.ipv4.ip_forward=0`, a firewall reset) runs the relay's PostUp lines on the running interface
+ *   again; and a file change that switches the node's relay role alone (its PostUp/PreDown relay lines, beside the
+ *   MTU and Address) runs the relay's set-up or tear-down live instead of a restart (a new user's findings Q8
+ *   F-relay: `up` said nothing to change while the relayed pair was down; F-relay-restart: removing a node restarted
+ *   its relay, and every pair of that public node was cut ~8 s);
  * - nothing differs: nothing.
  * Without systemd: wg-quick up, and a warning that it will not survive a reboot.
  */
@@ -30,6 +36,8 @@ import { endpointRepaired, judgeLiveEndpoint } from './live-endpoint.js';
 import { withRevertArmed, type RollbackOptions } from '../engine/revert.js';
 import { systemctlEnablement } from '../remote/systemctl.js';
 import { relayResidueRemoval } from '../firewall/relay-residue.js';
+import { relayRuleInPlace } from '../firewall/relay-live.js';
+import { relayForwardingKey, relayHooks, relayRuleDownCommand } from '../render/relay.js';
 import { formatCidr, parseCidr } from '../net/ipv4.js';
 
 /** Prints ifindex=, active=, enabled= after the action, for the gate (parseServiceOutput reads them). */
@@ -164,6 +172,36 @@ export function liveDrift(facts: NodeFacts, desired: DesiredNodeConfig): LiveDri
   return drift;
 }
 
+/**
+ * How a relay's live state differs from the design, one reason per difference in words: forwarding on the interface
+ * not 1 (NodeFacts.live.forwarding), meshctl's relay rule not whole in the ruleset its PostUp writes to
+ * (../firewall/relay-live.ts). Empty for a node the design gives no relay, a node whose interface is not up, or values
+ * not read (a probe without them, a ruleset cut at its size cap): nothing is compared then.
+ */
+export function relayDrift(facts: NodeFacts, desired: DesiredNodeConfig): string[] {
+  if (!desired.relay || !facts.live || !facts.interfaces.includes(desired.interface)) return [];
+  const reasons: string[] = [];
+  const iface = desired.interface;
+  const forwarding = facts.live.forwarding;
+  if (forwarding !== undefined && forwarding !== 1)
+    reasons.push(`live ${relayForwardingKey(iface)} = ${forwarding}, the relay's PostUp sets 1`);
+  if (relayRuleInPlace(facts.baseline.firewallRuleset, iface) === false)
+    reasons.push(`meshctl's relay rule for ${iface} (accept ${iface} -> ${iface}, drop ${iface} -> other interfaces) is not in place`);
+  return reasons;
+}
+
+/**
+ * The relay's tear-down on a running interface, as its PreDown does, then the interface's forwarding set to what a
+ * fresh device gets (conf.default.forwarding), as ../firewall/relay-residue.ts leaves a node that stopped relaying.
+ * Idempotent: every command tolerates a rule already gone.
+ */
+const relayOffScript = (iface: string): string =>
+  [
+    `sysctl -q -w ${relayForwardingKey(iface)}=0 2>/dev/null || true`,
+    relayRuleDownCommand(iface),
+    `sysctl -q -w ${relayForwardingKey(iface)}="$(cat /proc/sys/net/ipv4/conf/default/forwarding)" 2>/dev/null || true`,
+  ].join('; ');
+
 /** Deletes exactly these routes via the interface (any proto), each only while it is still there. */
 function removeRoutesScript(iface: string, routes: readonly string[]): string {
   return sh`for r in ${routes}; do if [ -n "$(ip -4 route show exact "$r" dev ${iface})" ]; then ip -4 route del "$r" dev ${iface}; fi; done`
@@ -237,14 +275,29 @@ interface LiveInterface {
   /** the design's address added live and these live addresses deleted, with the plan's reason */
   address?: { address: string; remove: string[]; why: string };
   /**
+   * the relay set up on the running interface (`on`: its PostUp lines, ../render/relay.ts) or torn down (`off`),
+   * with the plan's reason
+   */
+  relay?: { on: boolean; why: string };
+  /**
    * why the peers are synced too (peerSyncCommands), as the restart would have made them anew: their [Peer] content
    * changed in the file, the live peers differ, or the routes via the interface are not one per peer; undefined: no sync
    */
   sync?: string;
 }
 
-/** What a live [Interface] change runs (the MTU, then the address) and the plan's changes for it. */
-function liveInterfaceCommands(iface: string, set: LiveInterface, peerRoutes: string[]): { commands: string[]; changes: Change[] } {
+/**
+ * What a live [Interface] change runs (the MTU, then the address, then the relay) and the plan's changes for it.
+ * `residue`: the removal of a relay rule found in the node's ruleset (../firewall/relay-residue.ts), which a relay
+ * switched off runs as its tear-down (the rule in whichever backend it was found; its change folded into the
+ * relay-off one); the rule is then not removed again after the step.
+ */
+function liveInterfaceCommands(
+  iface: string,
+  set: LiveInterface,
+  peerRoutes: string[],
+  residue: { commands: string[]; changes: Change[] },
+): { commands: string[]; changes: Change[]; residueDone: boolean } {
   const commands: string[] = [];
   const changes: Change[] = [];
   if (set.mtu) {
@@ -255,7 +308,17 @@ function liveInterfaceCommands(iface: string, set: LiveInterface, peerRoutes: st
     commands.push(setAddressScript(iface, set.address.address, set.address.remove, peerRoutes));
     changes.push({ kind: 'set-address', iface, address: set.address.address, removed: set.address.remove, why: set.address.why });
   }
-  return { commands, changes };
+  let residueDone = false;
+  if (set.relay?.on) {
+    commands.push(...relayHooks(iface).postUp);
+    changes.push({ kind: 'relay-on', iface, why: set.relay.why });
+  } else if (set.relay) {
+    const found = residue.changes.flatMap((c) => (c.kind === 'remove-relay-rule' ? c.found : []));
+    commands.push(...(residue.commands.length ? residue.commands : [relayOffScript(iface)]));
+    changes.push({ kind: 'relay-off', iface, found, why: set.relay.why });
+    residueDone = true;
+  }
+  return { commands, changes, residueDone };
 }
 
 /**
@@ -312,10 +375,13 @@ function liveInterfaceSet(
   if (remove.some((a) => facts.live?.pointToPoint?.includes(a))) return undefined;
   const file = `${desired.interface}.conf`;
   const moved = movedWords(remove, desired.address);
+  const relayLive = relayDrift(facts, desired);
+  const mend = relayLive.length ? { on: true, why: `${relayLive.join('; ')}: the relay's PostUp run on the running interface` } : undefined;
   if (change === 'none' || change === 'peers') {
-    if (!drift.mtu && !drift.address) return undefined;
+    if (!drift.mtu && !drift.address && !mend) return undefined;
     const sync = syncReason(facts, drift, peerRoutes, change === 'peers', desired.interface, drift.address ? remove : undefined);
     return {
+      ...(mend ? { relay: mend } : {}),
       ...(drift.mtu ? { mtu: { mtu: desired.mtu, why: `${drift.mtu}: the file's MTU set on the running interface` } } : {}),
       ...(drift.address
         ? {
@@ -328,13 +394,20 @@ function liveInterfaceSet(
   if (change !== 'interface') return undefined;
   const only = liveInterfaceChange(facts.config.text, desired);
   if (!only) return undefined;
-  const both = only.mtu && only.address;
-  const tail = both ? 'MTU and Address the only [Interface] changes' : 'the only [Interface] change';
+  const parts = [...(only.mtu ? ['MTU'] : []), ...(only.address ? ['Address'] : []), ...(only.relay ? ['relay lines'] : [])];
+  const tail = parts.length > 1 ? `${parts.join(' and ')} the only [Interface] changes` : 'the only [Interface] change';
+  const pairs = (desired.relay?.pairs ?? []).map((p) => `${p.a}<->${p.b}`).join(', ');
+  const relay = only.relay
+    ? only.relay === 'on'
+      ? { on: true, why: `relay PostUp/PreDown lines added to ${file} (relays ${pairs}), ${tail}` }
+      : { on: false, why: `relay PostUp/PreDown lines gone from ${file} (the node relays no pair), ${tail}` }
+    : mend;
   // a live value that differs while the file's line did not change (a hand-set MTU) is set too, as a restart would
   const mtu = only.mtu ?? (drift.mtu ? { from: facts.live?.mtu, to: desired.mtu } : undefined);
   const address = only.address ?? (drift.address ? { from: live, to: desired.address } : undefined);
   const sync = syncReason(facts, drift, peerRoutes, only.peers, desired.interface, address ? remove : undefined);
   return {
+    ...(relay ? { relay } : {}),
     ...(mtu ? { mtu: { mtu: mtu.to, why: `MTU ${mtu.from ?? '(none)'} -> ${mtu.to} in ${file}, ${tail}` } } : {}),
     ...(address
       ? {
@@ -397,6 +470,9 @@ function planServiceUnarmed(
   const report = interfaceReport(iface, p.service, facts.systemd);
   const up = facts.interfaces.includes(iface);
   const drift = desired && up ? liveDrift(facts, desired) : NO_DRIFT;
+  // a relay rule the node's old PostUp left (R4: ../firewall/relay-residue.ts), removed after the restart or sync, or
+  // as the tear-down of a relay switched off live
+  const residue = relayResidueRemoval(facts.baseline.firewallRuleset, iface, desired);
   if (!facts.systemd)
     return planWithoutSystemd(
       iface,
@@ -408,12 +484,13 @@ function planServiceUnarmed(
       liveInterfaceSet(facts, change, desired, up, drift, peerRoutes),
       up ? keyLoad(facts, iface, publicKey) : undefined,
       // the relay rule an old PostUp left goes without systemd too (RV3 F2)
-      relayResidueRemoval(facts.baseline.firewallRuleset, iface, desired),
+      residue,
     );
   const active = facts.service.active === 'active';
   const enabled = facts.service.enabled === 'enabled';
   const commands: string[] = [];
   const changes: Change[] = [];
+  let residueDone = false;
   /** the key file loaded into the interface again when it runs with another key, or none */
   const loadKey = () => {
     const load = keyLoad(facts, iface, publicKey);
@@ -436,9 +513,10 @@ function planServiceUnarmed(
     const set = liveInterfaceSet(facts, change, desired, up, drift, peerRoutes);
     const restartWhy = set ? [] : change === 'interface' || change === 'create' ? ['[Interface] changed'] : [...gone, ...drift.restart];
     if (set) {
-      const live = liveInterfaceCommands(iface, set, peerRoutes);
+      const live = liveInterfaceCommands(iface, set, peerRoutes, residue);
       commands.push(...live.commands);
       changes.push(...live.changes);
+      residueDone = live.residueDone;
       // what the restart would have done besides: the key loaded, the peers and their routes as the file says
       if (up) loadKey();
       if (set.sync) {
@@ -467,9 +545,10 @@ function planServiceUnarmed(
     }
   }
   // after the restart or sync: a relay rule the node's old PostUp left (R4: ../firewall/relay-residue.ts)
-  const residue = relayResidueRemoval(facts.baseline.firewallRuleset, iface, desired);
-  commands.push(...residue.commands);
-  changes.push(...residue.changes);
+  if (!residueDone) {
+    commands.push(...residue.commands);
+    changes.push(...residue.changes);
+  }
   if (commands.length === 0) return {};
   return { action: { changes, script: `set -e\n${commands.join('\n')}\n${report}` } };
 }
@@ -495,14 +574,15 @@ function planWithoutSystemd(
     // the MTU or Address alone changed in [Interface]: set live, as with systemd (no wg-quick down/up), with what the
     // down/up would have done besides: the key loaded (RV2 finding 4), the peers and their routes as the file says
     const sync = set.sync ? peerSyncCommands(iface, wireguardPaths(iface).privateKey, peerRoutes, drift) : [];
-    const live = liveInterfaceCommands(iface, set, peerRoutes);
+    const live = liveInterfaceCommands(iface, set, peerRoutes, residue);
+    const rest = live.residueDone ? { commands: [], changes: [] } : residue;
     const changes: Change[] = [
       ...live.changes,
       ...(load ? [load.change] : []),
       ...(set.sync ? [{ kind: 'syncconf' as const, iface, why: `${set.sync}; interface and sessions kept` }] : []),
     ];
-    const commands = [...live.commands, ...(load ? [load.command] : []), ...sync, ...residue.commands];
-    return { action: { changes: [...changes, ...residue.changes], script: `set -e\n${commands.join('\n')}\n${report}` }, warning };
+    const commands = [...live.commands, ...(load ? [load.command] : []), ...sync, ...rest.commands];
+    return { action: { changes: [...changes, ...rest.changes], script: `set -e\n${commands.join('\n')}\n${report}` }, warning };
   }
   if (up && change === 'none' && drift.restart.length === 0) {
     if (drift.peers.length === 0 && drift.extraRoutes.length === 0)

@@ -37,8 +37,11 @@ const target = { interface: 'wg0', listenPort: 51820 };
 function sameMoment(f: NodeFacts): unknown {
   // dpkgStatus: a fact the old script did not have (the new one reads it in the same awk: no process more)
   const { now: _now, dpkgStatus: _dpkg, ...rest } = f;
+  // live.forwarding: nor this (the interface's forwarding, read with the shell's builtin `read`: no process more)
+  const { forwarding: _fwd, ...live } = f.live ?? { addresses: [], wgReadable: false };
   return {
     ...rest,
+    ...(f.live ? { live } : {}),
     peers: [...f.peers].map(({ rxBytes: _rx, txBytes: _tx, ...peer }) => peer).sort((a, b) => a.publicKey.localeCompare(b.publicKey)),
     wireguardDetails: f.wireguardDetails?.map((d) => ({ ...d, allowedIps: [...d.allowedIps].sort() })),
     baseline: {
@@ -226,6 +229,7 @@ describe("up's facts probe in this host's shell (issue 10): old and new script, 
     assert.match(newFacts.sysctl.fileSha256 ?? '', /^[0-9a-f]{64}$/);
     assert.ok(Math.abs((newFacts.now ?? 0) - Date.now() / 1000) < 60, `the clock from awk: ${newFacts.now}`);
     assert.deepEqual([newFacts.service.enabled, newFacts.service.active], ['enabled', 'active']);
+    assert.equal(newFacts.live?.forwarding, Number(readFileSync('/proc/sys/net/ipv4/conf/lo/forwarding', 'utf8')));
   });
 
   it('runs 16 processes where the old script ran 24 (no date, grep or head; ip twice, awk four times)', {
