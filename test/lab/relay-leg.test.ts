@@ -91,10 +91,7 @@ describeLab(
       );
       // the role switched off on the running interface (Q8 F-relay-restart: it restarted wg-quick on p-2), its rule
       // removed as the relay's tear-down
-      assert.ok(
-        p2.some((c) => c.kind === 'relay-off') && !p2.some((c) => c.kind === 'restart'),
-        JSON.stringify(p2),
-      );
+      assert.ok(p2.some((c) => c.kind === 'relay-off') && !p2.some((c) => c.kind === 'restart'), JSON.stringify(p2));
       assert.doesNotMatch(await sh('p-2', 'iptables -w -S'), /meshctl-fwd-wg0/, "p-2's FORWARD jump and chain are gone");
       const verify = JSON.parse((await lab().meshctl(['verify', moved, '--json', '--no-mtu'])).stdout) as {
         checks: { node: string; id: string; status: string; message: string }[];
