@@ -3,7 +3,7 @@
  * on each failing pair (or the one named) and names the cause, with evidence and a suggested fix (never applied).
  * Exit 0 when no pair is failing, 1 when a cause was found, 3 when a node could not be connected.
  */
-import { inventoryWithFallbacks } from '../state/record.js';
+import { inventoryWithFallbacks, statePublicKeys } from '../state/record.js';
 import type { Command } from 'commander';
 import chalk, { Chalk } from 'chalk';
 import { resolveInventoryPath, loadInventory } from '../inventory/load.js';
@@ -49,7 +49,8 @@ export function registerDebug(program: Command, finish: (result: CommandResult) 
       const seconds = Number(flags.seconds ?? 5);
       if (!Number.isFinite(seconds) || seconds < 1 || seconds > 120) throw badInput('--seconds must be between 1 and 120');
       // pairs relay: auto moved to a relay after a failed handshake are planned as the nodes run them
-      const inventory = inventoryWithFallbacks(loadInventory(resolveInventoryPath(inventoryArg)));
+      const loaded = loadInventory(resolveInventoryPath(inventoryArg));
+      const inventory = inventoryWithFallbacks(loaded);
       // names checked before any node is contacted (as every other input): a typo is bad input, not a run
       const unknown = [...(pair ?? []), ...(flags.node ? [flags.node] : [])].filter(
         (n) => !inventory.nodes.some((node) => node.name === n),
@@ -66,6 +67,8 @@ export function registerDebug(program: Command, finish: (result: CommandResult) 
           tcpdump: !!flags.tcpdump,
           seconds,
           signal: interruptSignal,
+          // an unreached node's peer entries are judged with its key from the local state (Q9 F-debug-placeholder)
+          stateKeys: () => statePublicKeys(loaded),
           ...(flags.json ? {} : { progress: (line: string) => process.stderr.write(`${line}\n`) }),
         });
         const plain = new Chalk({ level: 0 });

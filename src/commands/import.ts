@@ -11,7 +11,7 @@
  * Exit 0 done, 1 a node cannot be taken over (nothing changed, nothing written; only a write failing on a node or a
  * key changed since the probe is refused after other nodes were adopted), 2 bad input, 3 a host could not be connected.
  */
-import { accessSync, constants, existsSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Command } from 'commander';
 import { badInput, MeshctlError, type CommandResult } from '../errors.js';
@@ -36,6 +36,7 @@ import { closeAll, connectAll } from '../transport/pool.js';
 import type { Connection } from '../transport/types.js';
 import { safeText } from '../ui/safe-text.js';
 import { sshOptionsFromFlags, CONTROL_PERSIST_HELP } from './connect-options.js';
+import { writeFileAtomic } from '../local/files.js';
 
 interface ImportFlags {
   host: string[];
@@ -185,9 +186,7 @@ export function registerImport(program: Command, finish: (result: CommandResult)
           return;
         }
         // temp file + rename: an interrupted write leaves the old file or none, never half an inventory
-        const tmp = `${flags.output}.${process.pid}.tmp`;
-        writeFileSync(tmp, text, { mode: 0o644 });
-        renameSync(tmp, flags.output);
+        writeFileAtomic(flags.output, text, 0o644);
         say(`meshctl import: wrote ${flags.output}: ${result.draft.nodes.length} nodes, ${result.draft.sites.length} sites`);
         printNotes(result);
         say(`next: meshctl plan ${flags.output}   (then meshctl up ${flags.output})`);

@@ -107,6 +107,12 @@ export interface PairEvidence {
    * endpoints (../topology/moved-address.ts; Q4 item 3): a forward dialled at the old address reaches nothing
    */
   moved?: MovedAddress[];
+  /**
+   * the stand-in public keys of the design (../checks/collect.ts placeholderKey): nodes whose key could not be
+   * learned (unreached, no key file, no state). A peer entry is never judged against one: the stand-in is no key
+   * any node has, and "PublicKey = <stand-in>" would break a working tunnel (Q9 F-debug-placeholder)
+   */
+  unknownKeys?: ReadonlySet<string>;
 }
 
 export interface Diagnosis {
@@ -541,6 +547,8 @@ const peerEntry: Rule = {
     const out: Diagnosis[] = [];
     for (const { self, other, want } of c.ends) {
       if (!c.tunnel(self)) continue;
+      // other's key is not known (a stand-in): which key self should hold for it cannot be told
+      if (c.e.unknownKeys?.has(want.publicKey)) continue;
       const peers = c.livePeers(self);
       if (peers.some((p) => p.publicKey === want.publicKey)) continue;
       const cl = c.cl(self);

@@ -4,7 +4,8 @@
  * It never changes the mesh: the only things it creates on a node are its capture files, which it deletes.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
+import { ownPrivateDir } from '../local/files.js';
 import { join } from 'node:path';
 import type { Inventory, Node } from '../inventory/types.js';
 import { siteOf } from '../inventory/types.js';
@@ -14,7 +15,8 @@ import { MeshctlError } from '../errors.js';
 import { safeText } from '../ui/safe-text.js';
 import { collectVerify, knownPublicKeys, type Collected } from '../checks/collect.js';
 import { redactDeep } from '../remote/redact.js';
-import { evaluateVerify, type Check } from '../checks/verify.js';
+import { evaluateVerify, withStateKeys, type Check } from '../checks/verify.js';
+import { desiredMesh } from '../topology/desired.js';
 import type { Matrix } from '../checks/ping-matrix.js';
 import {
   cleanupCaptureScript,
@@ -45,6 +47,12 @@ export interface DebugOptions {
   outDir?: string;
   /** told what is going on (stderr lines) */
   progress?: (line: string) => void;
+  /**
+   * the public keys of the local state (`<inventory>.state.json`, ../state/record.ts statePublicKeys), by node; read
+   * only when an unreached node's key is unknown, so its peers' entries are judged with the key the last `up` saw
+   * (as verify does: ../checks/verify.ts withStateKeys)
+   */
+  stateKeys?: () => ReadonlyMap<string, string>;
 }
 
 export interface PairCapture {
@@ -231,6 +239,7 @@ export function pairEvidence(collected: Collected, sender: string, receiver: str
   return {
     inventory: collected.inventory,
     desired: collected.desired,
+    ...(collected.unknownKeys?.size ? { unknownKeys: collected.unknownKeys } : {}),
     sender,
     receiver,
     sides,
@@ -301,7 +310,7 @@ async function capturePair(
     );
     result.markerSent = markerWasSent(splitSections(provoke.stdout).get('marker')?.body ?? '');
     // the pcaps hold the overlay's plaintext: the bundle is the operator's alone
-    await mkdir(bundle, { recursive: true, mode: 0o700 });
+    ownPrivateDir(bundle);
     await Promise.all(
       [...handles.values()].map(async (h) => {
         // no abort signal here: stopping and deleting must happen even after Ctrl-C
@@ -362,10 +371,11 @@ export async function runDebug(
     if (!names.has(n)) throw new MeshctlError(`no node named ${n} in ${inventory.source}`);
   }
   options.progress?.('gathering facts and pinging all pairs');
-  const collected = await collectVerify(inventory, connections, failures, {
+  const gathered = await collectVerify(inventory, connections, failures, {
     firewall: true,
     ...(options.signal ? { signal: options.signal } : {}),
   });
+  const collected = withStateKeys(gathered, options.stateKeys, desiredMesh);
   const checks = evaluateVerify(collected);
   const asked = options.pair ? [options.pair] : failingPairs(inventory, checks, options.node);
   const paths = planPaths(inventory);
@@ -491,7 +501,7 @@ export function renderDebugReport(
 
 export async function writeBundle(report: DebugReport, text: string): Promise<void> {
   if (!report.bundle) return;
-  await mkdir(report.bundle, { recursive: true, mode: 0o700 });
+  ownPrivateDir(report.bundle);
   await writeFile(join(report.bundle, 'report.json'), `${JSON.stringify(report, null, 2)}\n`, { mode: 0o600 });
   await writeFile(join(report.bundle, 'report.txt'), text, { mode: 0o600 });
 }

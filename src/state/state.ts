@@ -16,7 +16,8 @@
  *
  * Written atomically (temp file in the same directory, then rename(2)), mode 0644 like the inventory.
  */
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { writeFileAtomic } from '../local/files.js';
 import type { SshTarget } from '../inventory/types.js';
 import { looksLikeWireGuardKey } from '../topology/desired.js';
 
@@ -148,9 +149,8 @@ export function formatState(state: MeshState): string {
 /** Writes the state atomically (temp file + rename in the same directory). Throws on an unwritable directory. */
 export function writeState(inventoryPath: string, state: MeshState): string {
   const path = statePathFor(inventoryPath);
-  const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, formatState(state), { mode: 0o644 });
-  renameSync(tmp, path);
+  // a random temp name, created exclusively: a symlink planted beside the inventory is never written through
+  writeFileAtomic(path, formatState(state), 0o644);
   return path;
 }
 

@@ -72,6 +72,14 @@ describeLab(
           // the passing per-peer checks, grouped: handshake among them, wk-2 among the peers
           assert.match(text.stdout, new RegExp(`^${from}\\s+peers\\s+pass\\s.*handshake.*\\(.*wk-2.*\\)$`, 'm'), text.stdout);
         }
+        // Q9 F-debug-placeholder: debug named WRONG-PUBLIC-KEY on ms-1 and advised a made-up key for wk-2
+        const dbg = await lab().meshctl(['debug', INVENTORY, '--pair', 'ms-1,wk-2', '--json']);
+        const diagnoses = (JSON.parse(dbg.stdout) as { diagnoses: { cause: string; node?: string; fix: string }[] }).diagnoses;
+        assert.deepEqual(
+          diagnoses.map((d) => `${d.cause}@${d.node ?? ''}`),
+          ['node-unreachable@wk-2'],
+          diagnoses.map((d) => d.fix).join('\n'),
+        );
       } finally {
         if (units) await sh('wk-2', `systemctl start ${units.split('\n').join(' ')}`);
       }
