@@ -17,8 +17,10 @@
  * could not tell which peer goes), unless it is demonstrably a private key: one whose X25519 public half
  * (publicHalfOf, what `wg pubkey` prints) is a public key meshctl knows (a node's key pasted into the wrong line).
  *
- * Lower-case hex runs are not redacted: they are the sha256 digests meshctl shows itself (a WireGuard key in a
- * wg-quick file is always base64; wg(8) reads no hex there).
+ * Lower-case hex runs are not redacted: they are the sha256 digests meshctl shows itself; except 64 digits whose
+ * bytes are the private key of a known public key (a key typed in hex into a PostUp: hexKeyOf). The on-node filter,
+ * which sees only the wg-quick file (no digests, and wg(8) reads keys only in base64 there), hides every run of 64 hex
+ * digits and every base64url run of a key's length (Q9 F-redact-encodings). A key split into pieces is not found.
  */
 
 import { createPrivateKey, createPublicKey } from 'node:crypto';
@@ -99,6 +101,17 @@ export function publicHalfOf(value: string): string | undefined {
 }
 
 /**
+ * Whether a run of 64 lower-case hex digits is a node's private key in hex (Q9 F-redact-encodings: `echo HEX | xxd -r
+ * -p` in a PostUp): its 32 bytes' X25519 public half is a public key meshctl knows. Other such runs are the sha256
+ * digests meshctl shows itself, kept. (Upper-case hex is key-shaped base64 already, and hidden as such.)
+ */
+function hexKeyOf(run: string, ...known: ReadonlySet<string>[]): boolean {
+  if (run.length !== 64 || !HEX.test(run) || known.every((k) => k.size === 0)) return false;
+  const half = publicHalfOf(Buffer.from(run, 'hex').toString('base64'));
+  return half !== undefined && known.some((k) => k.has(half));
+}
+
+/**
  * `text` with every secret-shaped value replaced by REDACTED: the value of a secret setting line, and every
  * key-shaped base64 run that is not in `knownPublicKeys`. Pure; line structure and everything else are kept.
  * Lines are split on `\n` only, as before.
@@ -123,6 +136,7 @@ export function redactSecrets(
     return redactWithPublicKeyLines(text, knownPublicKeys, publicKeyLineKeys, options.publicKeyLines === 'shown');
   return text.replace(REDACT_PASS, (match: string, secretPrefix: string | undefined, offset: number) => {
     if (secretPrefix !== undefined) return `${secretPrefix} ${REDACTED}`;
+    if (hexKeyOf(match, knownPublicKeys)) return REDACTED;
     return keyShapedRun(match) && !knownPublicKeys.has(match) && !isFingerprint(match, offset, text) ? REDACTED : match;
   });
 }
@@ -168,6 +182,7 @@ function redactWithPublicKeyLines(
         });
       }
       if (secretPrefix !== undefined) return `${secretPrefix} ${REDACTED}`;
+      if (hexKeyOf(match, known, publicKeyLineKeys)) return REDACTED;
       return hidden(match, false) && !isFingerprint(match, offset, text) ? REDACTED : match;
     },
   );
@@ -242,8 +257,21 @@ export const SECRET_FILTER_AWK = [
   // commented-out one too (RV3 F10: its leading `#` was stripped with the whole line, so its value was never taken):
   // the comment marks before the test, a trailing comment after it
   '  if (conf != "") while ((getline l < conf) > 0) { gsub(/[ \\t\\r]/, "", l); sub(/^[#;]+/, "", l); sub(/#.*/, "", l); if (tolower(l) ~ /^(private|preshared)[_-]*key=/) { sub(/^[^=]*=/, "", l); sec[l] = 1 } } }',
+  // Q9 F-redact-encodings: a key written as hex (64 digits: the 32 bytes, as `xxd -p` prints them) or as base64url
+  // (43 characters with a `-` or `_`) in a hand-edited line is hidden too; a wg-quick file needs neither form
+  // (wg(8) reads only base64), so every such run of the file is, whatever key it is
+  'function mc_mask(s, re, kind,    out, run, sig) {',
+  '  out = ""',
+  '  while (match(s, re)) {',
+  '    run = substr(s, RSTART, RLENGTH); sig = run; sub(/=+$/, "", sig)',
+  `    out = out substr(s, 1, RSTART - 1) (((kind == "hex" && RLENGTH == 64) || (kind == "url" && length(sig) == 43 && sig ~ /[-_]/)) ? "${REDACTED}" : run)`,
+  '    s = substr(s, RSTART + RLENGTH)',
+  '  }',
+  '  return out s',
+  '}',
   '{',
-  '  line = $0; squeezed = line; gsub(/[ \\t\\r]/, "", squeezed); lower = tolower(squeezed)',
+  '  line = mc_mask(mc_mask($0, "[0-9A-Fa-f]+", "hex"), "[A-Za-z0-9_-]+=*", "url")',
+  '  squeezed = line; gsub(/[ \\t\\r]/, "", squeezed); lower = tolower(squeezed)',
   '  if (lower ~ /^[#;]*(private|preshared)[_-]*key=/) next',
   '  pub = (lower ~ /^publickey=/)',
   '  out = ""; rest = line',
