@@ -132,12 +132,30 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write('meshctl: interrupted\n');
       return ExitCode.interrupted;
     }
-    if (error instanceof MeshctlError) {
-      printError(error);
-      return error.exitCode;
-    }
-    const text = error instanceof Error ? (error.stack ?? error.message) : String(error);
-    process.stderr.write(`meshctl: internal error: ${text.split('\n').map(safeText).join('\n')}\n`);
-    return ExitCode.internal;
+    return reportFailure(error);
   }
+}
+
+/**
+ * Prints an error no command handled and returns the exit code: a MeshctlError as its message and details (its own
+ * code); a TransportError (a connection lost in a command that does not handle it per node; Q9: `down` printed a
+ * stack trace) as the node and why, exit 3; anything else as an internal error with its stack, exit 70.
+ */
+export function reportFailure(error: unknown): number {
+  if (error instanceof MeshctlError) {
+    printError(error);
+    return error.exitCode;
+  }
+  // matched by name, so that main loads no transport code
+  if (error instanceof Error && error.name === 'TransportError') {
+    printError(
+      new MeshctlError(error.message, 'connect', [
+        'the command stopped there; what it had done on the nodes until then stays: run it again once the node answers',
+      ]),
+    );
+    return ExitCode.connect;
+  }
+  const text = error instanceof Error ? (error.stack ?? error.message) : String(error);
+  process.stderr.write(`meshctl: internal error: ${text.split('\n').map(safeText).join('\n')}\n`);
+  return ExitCode.internal;
 }

@@ -183,9 +183,12 @@ async function confirm(message: string, color: boolean): Promise<boolean> {
   }
 }
 
-/** Probes the named nodes and plans their part; throws (exit 3) when one cannot be connected. */
+/**
+ * Probes the named nodes and plans their part; throws (exit 1) when a probe fails or a node's interface of the mesh's
+ * name is not a WireGuard one (nothing is done on any node then: Q9 F-down-eth0).
+ */
 async function probeAll(connections: ReadonlyMap<string, Connection>, iface: string, purge: boolean): Promise<NodeDownPlan[]> {
-  return Promise.all(
+  const plans = await Promise.all(
     [...connections].map(async ([node, connection]) => {
       const probe = await connection.run(downProbeScript(iface), { timeoutMs: 20_000, signal: interruptSignal });
       if (probe.code !== 0)
@@ -193,6 +196,14 @@ async function probeAll(connections: ReadonlyMap<string, Connection>, iface: str
       return { node, ...planDown(parseDownProbe(probe.stdout), iface, purge) };
     }),
   );
+  const refused = plans.filter((p) => p.refused);
+  if (refused.length)
+    throw new MeshctlError(
+      `not taking the mesh down: ${iface} is not a WireGuard interface on ${refused.map((p) => p.node).join(', ')}; nothing was changed`,
+      'stop',
+      refused.map((p) => `${p.node}: ${p.refused}`),
+    );
+  return plans;
 }
 
 /** Runs each node's down script; returns the failures (node: message). */

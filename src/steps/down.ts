@@ -4,7 +4,8 @@
  * the interface gone, and with `purge` every file meshctl put there (config and its backup, the key pair, the
  * rp_filter sysctl file, the reload drop-in), so that the node is as the up baseline expects a fresh node.
  * Idempotent: every command acts only on what the probe found, and a second run finds nothing and does nothing.
- * The private key file is removed with `rm`, never read.
+ * The private key file is removed with `rm`, never read. Only a WireGuard interface is deleted: a node whose interface
+ * of the mesh's name is anything else is refused, and nothing is done on any node (Q9 F-down-eth0).
  * A rollback an interrupted `up` left armed on the node (../engine/revert.ts) is cancelled first: its timer would
  * otherwise bring the interface back after `down` took it away (a new user's finding, 2026-12-01).
  */
@@ -27,6 +28,12 @@ export interface DownFacts {
   active: string;
   enabled: string;
   interfacePresent: boolean;
+  /**
+   * the interface is a WireGuard one: the kernel's (its uevent says DEVTYPE=wireguard) or wireguard-go's (its UAPI
+   * socket /run/wireguard/IFACE.sock, wg(8)'s and wireguard-go's path). `down` deletes no other interface (Q9
+   * F-down-eth0: an inventory whose mesh.interface was `eth0` deleted every node's uplink)
+   */
+  interfaceIsWireGuard: boolean;
   /**
    * the re-resolve timer (../render/reresolve.ts) is enabled or running: `down` stops and disables it with or without
    * --purge (a new user's finding Q8: left running, it fired every 30 s on a node whose interface was gone); `up`
@@ -71,6 +78,16 @@ export function purgeablePaths(iface: string): string[] {
 const dirOf = (path: string) => path.slice(0, path.lastIndexOf('/'));
 
 /**
+ * A shell test, true when `iface` is a WireGuard interface: the kernel's module names its devices' type in uevent
+ * (DEVTYPE=wireguard); wireguard-go's is a tun device whose UAPI socket is /run/wireguard/IFACE.sock (wg(8) looks
+ * there, /var/run being /run on every systemd distribution; both are tested). No `wg` needed.
+ */
+export function isWireGuardTest(iface: string): string {
+  return sh`{ grep -qx DEVTYPE=wireguard ${`/sys/class/net/${iface}/uevent`} 2>/dev/null || [ -S ${`/run/wireguard/${iface}.sock`} ] || [ -S ${`/var/run/wireguard/${iface}.sock`} ]; }`
+    .text;
+}
+
+/**
  * The read-only probe: `key=value` lines, one `file=PATH` per existing file and one `pending=RUN DEADLINE` per pending
  * rollback (../engine/revert.ts pendingRollbacksScript).
  */
@@ -83,6 +100,7 @@ export function downProbeScript(iface: string): string {
     `  if ${sh`systemctl is-enabled -q ${reresolvePaths(iface).timerUnit}`.text} 2>/dev/null || ${sh`systemctl is-active -q ${reresolvePaths(iface).timerUnit}`.text}; then echo reresolve=on; fi`,
     'else echo systemd=no; fi',
     sh`if [ -e ${`/sys/class/net/${iface}`} ]; then echo interface=present; fi`.text,
+    `if ${isWireGuardTest(iface)}; then echo interface-kind=wireguard; fi`,
     sh`for f in ${purgeablePaths(iface)}; do if [ -e "$f" ] || [ -L "$f" ]; then echo "file=$f"; fi; done`.text,
     sh`if [ -d ${dirOf(p.reloadDropIn)} ]; then echo dropin-dir=present; fi`.text,
     pendingRollbacksScript(),
@@ -98,6 +116,7 @@ export function parseDownProbe(stdout: string): DownFacts {
     active: value('active'),
     enabled: value('enabled'),
     interfacePresent: value('interface') === 'present',
+    interfaceIsWireGuard: value('interface-kind') === 'wireguard',
     reresolveOn: value('reresolve') === 'on',
     files: lines.filter((l) => l.startsWith('file=')).map((l) => l.slice(5)),
     dropInDir: value('dropin-dir') === 'present',
@@ -117,8 +136,17 @@ export const DOWN_DEADLINE_S = 60;
  * when there is nothing to take down.
  * The script stops on the first failing command (set -e); run again it finishes what is left.
  */
-export function planDown(facts: DownFacts, iface: string, purge: boolean): { changes: DownChange[]; script?: string; timeoutMs?: number } {
+export function planDown(
+  facts: DownFacts,
+  iface: string,
+  purge: boolean,
+): { changes: DownChange[]; script?: string; timeoutMs?: number; refused?: string } {
   const p = wireguardPaths(iface);
+  if (facts.interfacePresent && !facts.interfaceIsWireGuard)
+    return {
+      changes: [],
+      refused: `${iface} is not a WireGuard interface there (no WireGuard device type, no wireguard-go socket): meshctl never deletes it; is mesh.interface right in the inventory?`,
+    };
   const changes: DownChange[] = [];
   const commands: string[] = [];
   // first: a pending revert fires at its own time, and would start the interface again after the stop below. The
@@ -138,7 +166,10 @@ export function planDown(facts: DownFacts, iface: string, purge: boolean): { cha
   if (facts.interfacePresent) {
     changes.push({ kind: 'delete-interface', iface });
     // stopping the unit normally took it down already; a hand-made interface has no unit to stop it
-    commands.push(sh`if [ -e ${`/sys/class/net/${iface}`} ]; then ip link del ${iface}; fi`.text);
+    // tested again as the script runs: only a WireGuard interface is ever deleted
+    commands.push(
+      `${sh`if [ -e ${`/sys/class/net/${iface}`} ] && `.text}${isWireGuardTest(iface)}${sh`; then ip link del ${iface}; fi`.text}`,
+    );
   }
   const timer = reresolvePaths(iface);
   if (facts.systemd && facts.reresolveOn) {

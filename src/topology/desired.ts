@@ -89,7 +89,9 @@ export class PublicKeyProblemError extends MeshctlError {
       // Cloned machines often share /etc/wireguard: one key on two nodes makes WireGuard merge them into one peer.
       ...duplicated.map((names) => `one public key shared by: ${names.join(', ')} (cloned key files? remove them and run again)`),
     ];
-    super('cannot build the WireGuard configs: public keys are not usable', 'stop', details);
+    // the details in the message itself: a step's failure line shows only the message (Q9 F-dupkey-msg: "public keys
+    // are not usable" on every node, and which nodes and why printed nowhere)
+    super(`cannot build the WireGuard configs: public keys are not usable: ${details.join('; ')}`, 'stop');
     this.name = 'PublicKeyProblemError';
   }
 }

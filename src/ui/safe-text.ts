@@ -30,15 +30,29 @@ function escapeChar(char: string): string {
  * the bidi overrides become `\xHH` / `\uHHHH`; everything else (printable ASCII, other Unicode) is kept as is.
  */
 export function safeText(text: string): string {
-  return text.replace(UNSAFE, escapeChar);
+  return capped(text).replace(UNSAFE, escapeChar);
+}
+
+/**
+ * The most characters of one value shown: a broken or hostile node's output quoted in a check (Q9 F-evidence-flood:
+ * a route lookup's 679 KB of `[[[[` printed as one line of verify's report) is cut there, saying how much more there
+ * was. meshctl's own messages and a node's ordinary output stay far below it.
+ */
+export const MAX_SHOWN_CHARS = 2000;
+
+function capped(text: string): string {
+  if (text.length <= MAX_SHOWN_CHARS) return text;
+  return `${text.slice(0, MAX_SHOWN_CHARS)}... (${text.length - MAX_SHOWN_CHARS} characters more not shown)`;
 }
 
 /**
  * Multi-line text shown safely: like safeText, but newlines and tabs are kept (a file's diff, a command's stderr
- * shown as lines). CR is escaped: it would let a line overwrite itself.
+ * shown as lines), each line cut at MAX_SHOWN_CHARS. CR is escaped: it would let a line overwrite itself.
  */
 export function safeBlock(text: string): string {
-  return text.replace(UNSAFE_IN_BLOCK, escapeChar);
+  // only a text longer than the cap can hold a line longer than it (a 1,000-peer diff is not split for nothing)
+  const lines = text.length <= MAX_SHOWN_CHARS ? text : text.split('\n').map(capped).join('\n');
+  return lines.replace(UNSAFE_IN_BLOCK, escapeChar);
 }
 
 /** Whether safeText would change `text` (it holds something a terminal would act on). */

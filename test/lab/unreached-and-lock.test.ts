@@ -9,7 +9,7 @@
  */
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describeLab } from './harness.js';
 import { tempDir } from '../support/temp-dir.js';
@@ -102,6 +102,23 @@ describeLab(
       } finally {
         await drop('-D');
       }
+    });
+
+    it('Q9 F-down-eth0: an inventory whose mesh interface is eth0: down refuses on every node, eth0 stays', async () => {
+      // the mistake Q9 made plausible: "interface" read as the NIC; the old down deleted every node's uplink
+      const eth0 = join(tempDir('meshctl-eth0-'), 'homelab.yaml');
+      writeFileSync(eth0, readFileSync(INVENTORY, 'utf8').replace('interface: wg0', 'interface: eth0'));
+      const r = await lab().meshctl(['down', eth0, '--yes', '--no-color']);
+      assert.equal(r.code, 1, r.stdout + r.stderr);
+      assert.match(r.stderr, /not taking the mesh down: eth0 is not a WireGuard interface on .*; nothing was changed/);
+      for (const node of NODES) {
+        assert.match(r.stderr, new RegExp(`^  ${node}: eth0 is not a WireGuard interface there`, 'm'));
+        assert.equal((await lab().exec(node, ['test', '-e', '/sys/class/net/eth0'])).code, 0, `${node}: eth0 is still there`);
+      }
+      // and the mesh is as it was: wg0 is a WireGuard interface, found as one (a dry run of down plans its delete)
+      const dry = await lab().meshctl(['down', INVENTORY, 'wk-2', '--dry-run', '--no-color']);
+      assert.equal(dry.code, 0, dry.stdout + dry.stderr);
+      assert.match(dry.stdout, /delete interface wg0/);
     });
 
     it('finding 11: a run SIGKILLed while holding the lock; the next up takes it over without --break-lock', async () => {

@@ -356,6 +356,7 @@ const PROBE_UP = [
   'active=active',
   'enabled=enabled',
   'interface=present',
+  'interface-kind=wireguard',
   'file=/etc/wireguard/wg0.conf',
   'file=/etc/wireguard/wg0.key',
   'file=/etc/wireguard/wg0.pub',

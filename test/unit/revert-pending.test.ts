@@ -74,9 +74,15 @@ describe('an earlier run’s pending rollback on the node', () => {
   });
 
   it('down plans the cancel first and its script cancels every revert left on the node', () => {
-    const probe = ['systemd=yes', 'active=active', 'enabled=enabled', 'interface=present', `pending=${RUN.runId} 1796058129`, ''].join(
-      '\n',
-    );
+    const probe = [
+      'systemd=yes',
+      'active=active',
+      'enabled=enabled',
+      'interface=present',
+      'interface-kind=wireguard',
+      `pending=${RUN.runId} 1796058129`,
+      '',
+    ].join('\n');
     const plan = planDown(parseDownProbe(probe), 'wg0', false);
     assert.deepEqual(plan.changes.map(describeDownChange), [
       `cancel the pending rollback of an interrupted up (revert-${RUN.runId}, due at 17:02:09 UTC: it would bring the interface back)`,

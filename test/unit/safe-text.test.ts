@@ -12,7 +12,7 @@ import type { PhaseReport } from '../../src/engine/types.js';
 import { parseFactsProbe } from '../../src/facts/node-facts.js';
 import { loadInventory } from '../../src/inventory/load.js';
 import { renderGateReport } from '../../src/ui/gate-report.js';
-import { hasUnsafeText, safeBlock, safeText } from '../../src/ui/safe-text.js';
+import { hasUnsafeText, MAX_SHOWN_CHARS, safeBlock, safeText } from '../../src/ui/safe-text.js';
 import { renderChecks } from '../../src/checks/report.js';
 
 const RAW_CONTROL = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/;
@@ -104,5 +104,22 @@ describe('node output in reports', () => {
     });
     assert.doesNotMatch(text, RAW_CONTROL);
     assert.match(text, /Debian\\x1b\]0;owned/);
+  });
+
+  it('a flood of node output quoted in a check is cut at MAX_SHOWN_CHARS (Q9 F-evidence-flood: two 679 KB lines)', () => {
+    const flood = `no route to 172.27.15.31 (ctb-edge-1): ${'['.repeat(500_000)}${']'.repeat(500_000)}`;
+    const text = renderChecks([{ node: 'wk-2', id: 'route', status: 'fail', message: flood, evidence: [flood] } as never], {
+      color: false,
+      verbose: true,
+    });
+    const longest = Math.max(...text.split('\n').map((l) => l.length));
+    assert.ok(longest < MAX_SHOWN_CHARS + 200, `longest line ${longest}`);
+    assert.match(text, /no route to 172\.27\.15\.31 \(ctb-edge-1\): \[+\.\.\. \(998\d{3} characters more not shown\)/);
+    // a block keeps its short lines whole and cuts the long one
+    const block = safeBlock(`short line\n${'x'.repeat(5000)}\nlast`);
+    assert.deepEqual(
+      block.split('\n').map((l) => l.length),
+      [10, MAX_SHOWN_CHARS + ' (3000 characters more not shown)'.length + 3, 4],
+    );
   });
 });

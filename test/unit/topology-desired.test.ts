@@ -152,7 +152,7 @@ describe('desiredMesh', () => {
         assert.ok(error instanceof PublicKeyProblemError);
         assert.deepEqual(error.missing, ['h2', 'l1']);
         assert.equal(error.exitCode, ExitCode.stop);
-        assert.match(error.details.join('\n'), /no public key for: h2, l1/);
+        assert.match(error.message, /public keys are not usable: no public key for: h2, l1$/);
         return true;
       },
     );
@@ -170,6 +170,11 @@ describe('desiredMesh', () => {
         assert.ok(error instanceof PublicKeyProblemError);
         assert.deepEqual(error.malformed, ['o1']);
         assert.deepEqual(error.duplicated, [['h1', 'h2']]);
+        // Q9 F-dupkey-msg: the nodes and the why are in the message a step's failure line shows
+        assert.match(
+          error.message,
+          /not a WireGuard public key \(44 base64 characters\) for: o1; one public key shared by: h1, h2 \(cloned key files/,
+        );
         return true;
       },
     );

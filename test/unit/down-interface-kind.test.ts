@@ -1,0 +1,60 @@
+/**
+ * Q9 F-down-eth0: an inventory whose mesh.interface was `eth0` passed validate, and `down --yes` deleted eth0 on every
+ * node (`if [ -e /sys/class/net/eth0 ]; then ip link del eth0; fi`): every node lost its uplink and SSH. `down` now
+ * deletes only a WireGuard interface (../../src/steps/down.ts isWireGuardTest), refuses a node where the name is
+ * anything else, and tests it again in the script itself.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { downProbeScript, parseDownProbe, planDown, type DownFacts } from '../../src/steps/down.js';
+
+const facts = (over: Partial<DownFacts>): DownFacts => ({
+  systemd: false,
+  active: '',
+  enabled: '',
+  interfacePresent: true,
+  interfaceIsWireGuard: true,
+  reresolveOn: false,
+  files: [],
+  dropInDir: false,
+  pendingRollbacks: [],
+  ...over,
+});
+
+describe('down deletes only a WireGuard interface', () => {
+  it('an interface of the mesh name that is not WireGuard: refused, nothing planned, no script', () => {
+    const plan = planDown(facts({ interfaceIsWireGuard: false, files: ['/etc/wireguard/eth0.conf'] }), 'eth0', true);
+    assert.deepEqual(plan.changes, []);
+    assert.equal(plan.script, undefined);
+    assert.match(plan.refused ?? '', /^eth0 is not a WireGuard interface there .*never deletes it; is mesh\.interface right/);
+    // a WireGuard one is deleted as before
+    const wg = planDown(facts({}), 'wg0', false);
+    assert.deepEqual(
+      wg.changes.map((c) => c.kind),
+      ['delete-interface'],
+    );
+    assert.equal(wg.refused, undefined);
+  });
+
+  it('the real probe and script in a network namespace: a tun link (as wireguard-go makes, without its socket) is seen as not WireGuard and survives the delete', (t) => {
+    if (process.getuid?.() !== 0) return t.skip('needs root for a network namespace');
+    const ns = `mc-down-${process.pid}`;
+    const run = (script: string) => execFileSync('ip', ['netns', 'exec', ns, 'sh', '-c', script], { encoding: 'utf8' });
+    execFileSync('ip', ['netns', 'add', ns]);
+    try {
+      // the name of a NIC, of no WireGuard kind: the probe must not call it WireGuard
+      run('ip tuntap add dev eth0 mode tun && ip link set eth0 up');
+      const probed = parseDownProbe(run(downProbeScript('eth0')));
+      assert.equal(probed.interfacePresent, true);
+      assert.equal(probed.interfaceIsWireGuard, false);
+      assert.ok(planDown(probed, 'eth0', false).refused);
+      // the script's own test (the probe said WireGuard, the interface changed since): eth0 is not deleted
+      const { script } = planDown(facts({}), 'eth0', false);
+      run(script!);
+      assert.match(run('ip -br link show dev eth0'), /^eth0\s/);
+    } finally {
+      execFileSync('ip', ['netns', 'del', ns]);
+    }
+  });
+});
