@@ -99,6 +99,13 @@ export function unusableIpv4Problem(text: string): string | undefined {
     : `${text} ${isIpv4(text) ? 'is in' : 'overlaps'} ${block}, ${hit.why}`;
 }
 
+/**
+ * The most nodes an inventory may name: a full mesh's pairs grow with N^2 (1,000 nodes: 499,500 pairs, each node
+ * holding 999 peers), and 1,000 is the size `up`, `plan` and `verify` are measured at in the simulated farm
+ * (docs/farm.md). Larger inventories are refused before any check that walks every pair.
+ */
+export const MAX_MESH_NODES = 1000;
+
 export function checkSemantics(raw: RawInventory, tree: TreeNode | undefined): Problem[] {
   const problems: Problem[] = [];
   const report = (path: PathPart[], message: string, at = positionOf(tree, path)) =>
@@ -110,6 +117,15 @@ export function checkSemantics(raw: RawInventory, tree: TreeNode | undefined): P
   const sites = raw.sites ?? {};
   const nodes = raw.nodes ?? {};
   const siteNames = Object.keys(sites);
+  // before any check that looks at every pair (Q9: 6,000 nodes ran validate out of memory after ~5 minutes)
+  const count = Object.keys(nodes).length;
+  if (count > MAX_MESH_NODES) {
+    reportAtKey(
+      ['nodes'],
+      `${count} nodes: meshctl builds a full mesh (every node a peer of every other: ${((count * (count - 1)) / 2).toLocaleString('en-US')} pairs) and supports up to ${MAX_MESH_NODES.toLocaleString('en-US')} nodes, the largest size it is measured at (docs/farm.md); split the nodes into meshes of their own`,
+    );
+    return problems;
+  }
 
   // --- sites -----------------------------------------------------------------------------------------------
   const kinds = new Map<string, SiteKind | undefined>();
