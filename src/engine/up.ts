@@ -460,6 +460,23 @@ async function runUpBody(
             timings: timingsNow(),
             roundTrips: {},
           };
+    /**
+     * Ctrl-C before the run was under its lock (the first node's lock not answered yet, or the lock or the fallback
+     * probe still running): an interrupted run that changed nothing, as `run`'s phases say (a facts phase whose probes
+     * were stopped) when there is one. Before, runUp rejected with the interrupt's reason: meshctl printed
+     * "meshctl: interrupted" with no summary, and recorded nothing.
+     */
+    const interruptedEarly = (run?: { phases: PhaseReport[]; plan: Plan }): UpReport => ({
+      ...base,
+      result: 'interrupted',
+      changes: 0,
+      phases: run?.phases ?? [],
+      ...(run ? { plan: run.plan } : {}),
+      timings: timingsNow(),
+      roundTrips: Object.fromEntries([...connections].map(([name, c]) => [name, c.stats.commands])),
+      ...counter.report(),
+      ...warningsOf(outside.warnings, locks?.warnings ?? []),
+    });
     let refused: Awaited<ReturnType<RunLocks['takeFirst']>>;
     /** unregisters the record at a second Ctrl-C (UpOptions.onForcedExit) */
     let forgetForcedExit: (() => void) | undefined;
@@ -467,9 +484,9 @@ async function runUpBody(
       refused = locks ? ((firstGate ? undefined : await locks.takeFirst()) ?? (folded ? undefined : await locks.takeRest())) : undefined;
     } catch (error) {
       const unreachable = notRoot();
-      if (!unreachable) throw error;
+      if (!unreachable && !options.signal.aborted) throw error;
       await locks?.release();
-      return unreachable;
+      return unreachable ?? interruptedEarly();
     }
     if (refused) {
       await locks?.release();
@@ -480,7 +497,13 @@ async function runUpBody(
     try {
       // relay: auto (./fallback.ts): pairs relayed after an earlier failure go back to direct once their path works
       const probeStarted = Date.now();
-      const backToDirect = earlier.length ? await pairsBackToDirect(work, connections, options.signal) : [];
+      const backToDirect = earlier.length
+        ? await pairsBackToDirect(work, connections, options.signal).catch((error: unknown) => {
+            if (options.signal.aborted) return undefined;
+            throw error;
+          })
+        : [];
+      if (backToDirect === undefined) return interruptedEarly();
       // the probe's time is outside every phase: said in the notes and the timings, so a run that changed nothing
       // does not leave seconds unexplained (a new user's finding 9)
       const fallbackProbeMs = earlier.length ? Date.now() - probeStarted : undefined;
@@ -580,6 +603,8 @@ async function runUpBody(
         const lockRefused = locks?.refusal();
         if (lockRefused)
           return { ...base, result: 'locked', locked: lockRefused.message, changes: 0, phases: [], timings: timingsNow(), roundTrips: {} };
+        // Ctrl-C before the first node's probe answered its lock: no other node was sent anything
+        if (options.signal.aborted) return interruptedEarly(run);
         throw (
           firstGate.firstError ??
           (options.signal.aborted ? options.signal.reason : new Error(`${firstGate.first}: the run lock was not answered`))
