@@ -15,6 +15,7 @@
 import type { Connector } from '../../src/engine/up.js';
 import type { Connection, ConnectionStats, ExecResult, RunOptions } from '../../src/transport/types.js';
 import { FakeFarm, fakePublicKey } from '../../scripts/bench/farm/fake-node.js';
+import { fakeConnector } from './fake-connector.js';
 
 /** What a script does on a node, told from its text (in FakeNode's order: the facts probe may carry the lock). */
 export type ScriptKind =
@@ -85,16 +86,9 @@ export class InterruptibleFarm {
     return node;
   }
 
-  /** up's Connector: every node connects at once; a reconnect (a fresh login) is a new connection of the same node. */
+  /** up's Connector (../support/fake-connector.ts): every node connects at once, a reconnect gets its connection again. */
   connector(): Connector {
-    return {
-      connectAll: async (inventory) => ({
-        connections: new Map(inventory.nodes.map((n) => [n.name, this.node(n.name)])),
-        failures: new Map(),
-        close: async () => undefined,
-      }),
-      connectOne: async (n) => this.connection(n.name),
-    };
+    return fakeConnector((name) => this.node(name));
   }
 
   /** The scripts sent to `node` (every node when omitted) of these kinds. */

@@ -13,9 +13,8 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { PassThrough } from 'node:stream';
-import { printSummary } from '../../src/commands/up.js';
-import { runUp, type UpReport, type UpView } from '../../src/engine/up.js';
+import { summaryOf } from '../support/up-summary.js';
+import { runUp, type UpView } from '../../src/engine/up.js';
 import { loadInventory } from '../../src/inventory/load.js';
 import type { PhaseReport } from '../../src/engine/types.js';
 import { InterruptibleFarm, type ScriptKind, type SentScript } from '../support/interruptible-farm.js';
@@ -43,16 +42,6 @@ type Point = 'phase-start' | 'sent' | 'outstanding' | 'answered' | 'gate' | 'loc
 const SIZES: { label: string; limit?: string[] }[] = [{ label: '4 nodes' }, { label: '1 node (--limit ms-1)', limit: ['ms-1'] }];
 
 const tick = () => new Promise((resolve) => setImmediate(resolve));
-
-async function summaryOf(report: UpReport): Promise<string> {
-  const out = new PassThrough();
-  let text = '';
-  out.on('data', (chunk) => {
-    text += chunk;
-  });
-  await printSummary(report, false, out, new Map());
-  return text;
-}
 
 /** A cold `up` (every gate answered yes, rollback armed) interrupted in `phase` at `point`. */
 async function interruptedUp(phase: (typeof PHASES)[number], point: Point, limit?: string[]) {
