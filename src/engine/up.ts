@@ -461,9 +461,9 @@ async function runUpBody(
             roundTrips: {},
           };
     /**
-     * Ctrl-C before the run was under its lock (the first node's lock not answered yet, or the lock or the fallback
-     * probe still running): an interrupted run that changed nothing, as `run`'s phases say (a facts phase whose probes
-     * were stopped) when there is one. Before, runUp rejected with the interrupt's reason: meshctl printed
+     * Ctrl-C before the run was under its lock (the first node's lock not answered yet in its facts probe, or still
+     * being taken on its own): an interrupted run that changed nothing, as `run`'s phases say (a facts phase whose
+     * probes were stopped) when there is one. Before, runUp rejected with the interrupt's reason: meshctl printed
      * "meshctl: interrupted" with no summary, and recorded nothing.
      */
     const interruptedEarly = (run?: { phases: PhaseReport[]; plan: Plan }): UpReport => ({
@@ -497,13 +497,7 @@ async function runUpBody(
     try {
       // relay: auto (./fallback.ts): pairs relayed after an earlier failure go back to direct once their path works
       const probeStarted = Date.now();
-      const backToDirect = earlier.length
-        ? await pairsBackToDirect(work, connections, options.signal).catch((error: unknown) => {
-            if (options.signal.aborted) return undefined;
-            throw error;
-          })
-        : [];
-      if (backToDirect === undefined) return interruptedEarly();
+      const backToDirect = earlier.length ? await pairsBackToDirect(work, connections, options.signal) : [];
       // the probe's time is outside every phase: said in the notes and the timings, so a run that changed nothing
       // does not leave seconds unexplained (a new user's finding 9)
       const fallbackProbeMs = earlier.length ? Date.now() - probeStarted : undefined;

@@ -8,8 +8,8 @@
  * to every node whose lock script was sent; nothing but that release, and a revert on the nodes whose change was
  * armed (the config step arms it), is sent after the interrupt; no gate is asked after it. Also Ctrl-C while the
  * first node's facts probe, which takes its run lock, has not answered it yet (issue 10 folded the lock into that
- * probe): runUp rejected with the interrupt's reason there, so meshctl printed "meshctl: interrupted" and no summary,
- * and the run was not recorded.
+ * probe), or while the first node's lock is taken on its own (fewer forks than nodes): runUp rejected with the
+ * interrupt's reason there, so meshctl printed "meshctl: interrupted" and no summary, and the run was not recorded.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -209,5 +209,56 @@ describe('the interruptible farm itself', () => {
       assert.equal(report.result, 'converged', `${size.label}: ${JSON.stringify(report.phases.map((p) => [p.id, p.verdict]))}`);
       assert.deepEqual(farm.scripts({ kinds: ['other'] }), [], `${size.label}: a script the farm does not know`);
     }
+  });
+});
+
+describe('up interrupted before its phases: the lock taken alone, the fallback probe', () => {
+  /**
+   * A cold up whose first script of `kind` is held until the interrupt, which comes as it is sent (the view shows no
+   * phase: none started). `forks`, `fallbackRelays`: up's options and the inventory's pairs relayed by relay: auto.
+   */
+  async function interruptedBefore(kind: ScriptKind, options: { forks?: number; fallbackRelays?: string[] }) {
+    const farm = new InterruptibleFarm();
+    const aborted = new Promise<void>((resolve) => farm.abort.signal.addEventListener('abort', () => resolve(), { once: true }));
+    farm.hold = (s) => {
+      if (s.kind !== kind || s.afterAbort) return undefined;
+      farm.abort.abort(new Error('interrupted'));
+      return aborted;
+    };
+    const work = options.fallbackRelays ? { ...inventory, mesh: { ...inventory.mesh, fallbackRelays: options.fallbackRelays } } : inventory;
+    const view: UpView = { onEvent: () => undefined, gate: async () => true };
+    const report = await runUp(work, farm.connector(), view, {
+      signal: farm.abort.signal,
+      underlayProbes: false,
+      rollbackDeadlineS: 120,
+      ...(options.forks ? { forks: options.forks } : {}),
+    });
+    return { farm, report };
+  }
+
+  it('fewer forks than nodes: Ctrl-C while the first node takes its lock alone (rejected before)', async () => {
+    const { farm, report } = await interruptedBefore('lock', { forks: 1 });
+    assert.equal(report.result, 'interrupted');
+    assert.deepEqual(report.phases, []);
+    assert.match(await summaryOf(report), /interrupted during "connect"/);
+    const first = [...ALL].sort()[0]!;
+    assert.deepEqual(
+      farm.sent.map((s) => `${s.node} ${s.kind}${s.afterAbort ? ' (after)' : ''}`),
+      [`${first} lock`, `${first} release (after)`],
+    );
+  });
+
+  it("relay: auto's probe of the fallback pairs' direct path: Ctrl-C while it runs (it resolved before too)", async () => {
+    const { farm, report } = await interruptedBefore('other', { fallbackRelays: ['ctb-edge-1 ms-1'] });
+    assert.ok(farm.abort.signal.aborted, 'the probe was sent');
+    assert.equal(report.result, 'interrupted');
+    assert.deepEqual(report.phases, []);
+    const after = farm.sent.filter((s) => s.afterAbort);
+    assert.deepEqual(
+      after.filter((s) => s.kind !== 'release'),
+      [],
+    );
+    // every node's lock was taken (alone: a fallback probe comes after the locks), every one released
+    assert.deepEqual(after.map((s) => s.node).sort(), [...ALL].sort());
   });
 });
