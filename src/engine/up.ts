@@ -599,10 +599,7 @@ async function runUpBody(
           return { ...base, result: 'locked', locked: lockRefused.message, changes: 0, phases: [], timings: timingsNow(), roundTrips: {} };
         // Ctrl-C before the first node's probe answered its lock: no other node was sent anything
         if (options.signal.aborted) return interruptedEarly(run);
-        throw (
-          firstGate.firstError ??
-          (options.signal.aborted ? options.signal.reason : new Error(`${firstGate.first}: the run lock was not answered`))
-        );
+        throw firstGate.firstError ?? new Error(`${firstGate.first}: the run lock was not answered`);
       }
       const unreachable = notRoot();
       if (unreachable && !run.interrupted) return unreachable;
