@@ -597,7 +597,9 @@ export class FirstLockGate {
       const early = this.answer === undefined ? connection.run(script, { ...options, sendWhen: this.opened }) : undefined;
       if (this.answer === undefined)
         await this.decidedOrAborted().catch(async (reason: unknown) => {
-          this.locks.notSent(connection.node);
+          // Ctrl-C at the instant the first node's lock became ours: the script is sent all the same (`early`'s
+          // sendWhen said yes), so its lock may be taken and the release must reach this node
+          if (this.answer !== true) this.locks.notSent(connection.node);
           await early?.catch(() => undefined);
           throw reason;
         });

@@ -460,6 +460,23 @@ async function runUpBody(
             timings: timingsNow(),
             roundTrips: {},
           };
+    /**
+     * Ctrl-C before the run was under its lock (the first node's lock not answered yet in its facts probe, or still
+     * being taken on its own): an interrupted run that changed nothing, as `run`'s phases say (a facts phase whose
+     * probes were stopped) when there is one. Before, runUp rejected with the interrupt's reason: meshctl printed
+     * "meshctl: interrupted" with no summary, and recorded nothing.
+     */
+    const interruptedEarly = (run?: { phases: PhaseReport[]; plan: Plan }): UpReport => ({
+      ...base,
+      result: 'interrupted',
+      changes: 0,
+      phases: run?.phases ?? [],
+      ...(run ? { plan: run.plan } : {}),
+      timings: timingsNow(),
+      roundTrips: Object.fromEntries([...connections].map(([name, c]) => [name, c.stats.commands])),
+      ...counter.report(),
+      ...warningsOf(outside.warnings, locks?.warnings ?? []),
+    });
     let refused: Awaited<ReturnType<RunLocks['takeFirst']>>;
     /** unregisters the record at a second Ctrl-C (UpOptions.onForcedExit) */
     let forgetForcedExit: (() => void) | undefined;
@@ -467,9 +484,9 @@ async function runUpBody(
       refused = locks ? ((firstGate ? undefined : await locks.takeFirst()) ?? (folded ? undefined : await locks.takeRest())) : undefined;
     } catch (error) {
       const unreachable = notRoot();
-      if (!unreachable) throw error;
+      if (!unreachable && !options.signal.aborted) throw error;
       await locks?.release();
-      return unreachable;
+      return unreachable ?? interruptedEarly();
     }
     if (refused) {
       await locks?.release();
@@ -580,10 +597,9 @@ async function runUpBody(
         const lockRefused = locks?.refusal();
         if (lockRefused)
           return { ...base, result: 'locked', locked: lockRefused.message, changes: 0, phases: [], timings: timingsNow(), roundTrips: {} };
-        throw (
-          firstGate.firstError ??
-          (options.signal.aborted ? options.signal.reason : new Error(`${firstGate.first}: the run lock was not answered`))
-        );
+        // Ctrl-C before the first node's probe answered its lock: no other node was sent anything
+        if (options.signal.aborted) return interruptedEarly(run);
+        throw firstGate.firstError ?? new Error(`${firstGate.first}: the run lock was not answered`);
       }
       const unreachable = notRoot();
       if (unreachable && !run.interrupted) return unreachable;

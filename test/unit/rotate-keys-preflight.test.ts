@@ -8,76 +8,13 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { loadInventory } from '../../src/inventory/load.js';
 import { judgeRotationPreflight, rotateNode, rotationPreflight, type PreflightRead } from '../../src/engine/rotate.js';
-import { FakeConnection, type FakeReply, type FakeRule } from '../support/fake-connection.js';
+import { rotateKeysFake } from '../support/rotate-mesh.js';
 
-const inventory = loadInventory('inventories/homelab.yaml');
-const names = inventory.nodes.map((n) => n.name);
-const key = () => randomBytes(32).toString('base64');
-const keys = new Map(names.map((n) => [n, key()]));
-const next = key();
-const escapeKey = (s: string) => s.replace(/[+/]/g, '\\$&');
+const { inventory, names, keys, next, mesh: fakeMesh } = rotateKeysFake();
 
 /** The homelab with `down` stopped (no interface): its reads print no live key, its wg commands fail as wg does. */
-function mesh(down: string, fileAfterRollback: 'old' | 'new' = 'old') {
-  const order: string[] = [];
-  /** a reply that records `entry` in the order the scripts came */
-  const step = (entry: string, reply: FakeReply) => () => {
-    order.push(entry);
-    return reply;
-  };
-  const rules = (node: string): FakeRule[] => [
-    {
-      match: /wg genkey/,
-      reply: () => {
-        order.push(`${node}:read+generate`);
-        return { stdout: `current=${keys.get(node)}\nlive=${keys.get(node)}\nreused=no\nnext=${next}\n` };
-      },
-    },
-    {
-      match: /^set -e\numask 077\nif \[ ! -s/,
-      reply: () => {
-        order.push(`${node}:read`);
-        return { stdout: `current=${keys.get(node)}\nlive=${node === down ? '' : keys.get(node)}\n` };
-      },
-    },
-    {
-      match: /wg addconf/,
-      reply: (script) => {
-        const which = script.includes(`PublicKey = ${next}`) ? 'new' : 'old';
-        order.push(`${node}:update(${which})`);
-        // the file is written before the sync, which fails on a node without its interface
-        return node === down
-          ? { code: 1, stderr: 'Unable to access interface: Protocol not supported\nUnable to access interface: Protocol not supported' }
-          : { stdout: 'config=abc\n' };
-      },
-    },
-    {
-      match: new RegExp(`grep -qF -- '?${escapeKey(next)}`),
-      reply: () => {
-        order.push(`${node}:state`);
-        return { stdout: `file=${fileAfterRollback}\nlive=${node === down ? 'down' : 'up'}\n` };
-      },
-    },
-    {
-      match: /mv -f \/etc\/wireguard\/wg0\.key\.new \/etc\/wireguard\/wg0\.key\n/,
-      reply: step(`${node}:swap`, { stdout: `live=${next}\n` }),
-    },
-    {
-      match: /^set -e\nwg set wg0 private-key \/etc\/wireguard\/wg0\.key\.new\n/,
-      reply: step(`${node}:live(new)`, { stdout: `live=${next}\n` }),
-    },
-    {
-      match: /^set -e\nwg set wg0 private-key \/etc\/wireguard\/wg0\.key\n/,
-      reply: step(`${node}:live(old)`, { stdout: `live=${keys.get(node)}\n` }),
-    },
-    { match: /rm -f \/etc\/wireguard\/wg0\.key\.new/, reply: step(`${node}:discard`, {}) },
-  ];
-  const connections = new Map(names.map((n) => [n, new FakeConnection(n, rules(n))]));
-  return { connections, order, ctx: { inventory, connections, signal: new AbortController().signal } };
-}
+const mesh = (down: string, fileAfterRollback: 'old' | 'new' = 'old') => fakeMesh({ down, fileAfterRollback });
 
 describe('rotate-keys: every node checked before any key changes (Q8 F-rot-down)', () => {
   it('a node whose interface is down: refused, naming it and `meshctl up`, with nothing but reads sent', async () => {

@@ -5,78 +5,15 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { loadInventory } from '../../src/inventory/load.js';
 import { rotateNode } from '../../src/engine/rotate.js';
 import { parseRotateRead, rotateReadScript, swapKeyScript } from '../../src/steps/keys.js';
 import { describeRotation, splitRotateArgs } from '../../src/commands/rotate-keys.js';
-import { FakeConnection, type FakeRule } from '../support/fake-connection.js';
+import { rotateKeysFake, type RotateMeshOptions } from '../support/rotate-mesh.js';
 
-const inventory = loadInventory('inventories/homelab.yaml');
-const names = inventory.nodes.map((n) => n.name);
-const key = () => randomBytes(32).toString('base64');
-const keys = new Map(names.map((n) => [n, key()]));
-const next = key();
+const { inventory, keys, next, mesh: fakeMesh } = rotateKeysFake();
 
-function mesh(overrides: (node: string, abort: () => void) => FakeRule[] = () => []) {
-  const order: string[] = [];
-  const controller = new AbortController();
-  const abort = () => controller.abort(new Error('interrupted'));
-  const rules = (node: string): FakeRule[] => [
-    ...overrides(node, abort),
-    {
-      match: /wg genkey/,
-      reply: () => {
-        order.push(`${node}:read+generate`);
-        return { stdout: `current=${keys.get(node)}\nlive=${keys.get(node)}\nreused=no\nnext=${next}\n` };
-      },
-    },
-    {
-      match: /^set -e\numask 077\nif \[ ! -s/,
-      reply: () => {
-        order.push(`${node}:read`);
-        return { stdout: `current=${keys.get(node)}\nlive=${keys.get(node)}\n` };
-      },
-    },
-    {
-      match: /wg addconf/,
-      reply: (script) => {
-        order.push(`${node}:update${script.includes(`PublicKey = ${next}`) ? '(new)' : '(old)'}`);
-        return { stdout: 'config=abc\n' };
-      },
-    },
-    {
-      match: /mv -f \/etc\/wireguard\/wg0\.key\.new \/etc\/wireguard\/wg0\.key\n/,
-      reply: () => {
-        order.push(`${node}:swap`);
-        return { stdout: `live=${next}\n` };
-      },
-    },
-    {
-      match: /^set -e\nwg set wg0 private-key \/etc\/wireguard\/wg0\.key\.new\n/,
-      reply: () => {
-        order.push(`${node}:live(new)`);
-        return { stdout: `live=${next}\n` };
-      },
-    },
-    {
-      match: /^set -e\nwg set wg0 private-key \/etc\/wireguard\/wg0\.key\n/,
-      reply: () => {
-        order.push(`${node}:live(old)`);
-        return { stdout: `live=${keys.get(node)}\n` };
-      },
-    },
-    {
-      match: /rm -f \/etc\/wireguard\/wg0\.key\.new/,
-      reply: () => {
-        order.push(`${node}:discard`);
-        return {};
-      },
-    },
-  ];
-  const connections = new Map(names.map((n) => [n, new FakeConnection(n, rules(n))]));
-  return { connections, order, ctx: { inventory, connections, signal: controller.signal } };
-}
+/** The homelab's fake nodes (../support/rotate-mesh.ts), a node's own rules tried first. */
+const mesh = (overrides?: RotateMeshOptions['overrides']) => fakeMesh(overrides ? { overrides } : {});
 
 describe('rotate-keys', () => {
   it('reads every node, runs the new key on the node, updates every peer with it, then replaces the key file', async () => {
