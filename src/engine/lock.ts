@@ -317,12 +317,20 @@ export type LockOutcome =
 /** A refusal: which node, who holds its lock (when it is one of ours), and the message for the operator. */
 export type LockRefusal = Extract<LockOutcome, { ok: false }>;
 
-/** "root@ops-1 (pid 4242) since 2026-11-29 22:10:03 UTC" */
-export const describeHolder = (h: LockHolder): string =>
-  `${h.holder} (pid ${h.pid}) since ${new Date(h.started * 1000)
-    .toISOString()
-    .replace('T', ' ')
-    .replace(/\.\d+Z$/, ' UTC')}`;
+/**
+ * "root@ops-1 (pid 4242) since 2026-11-29 22:10:03 UTC"; a `started=` no date can hold (a corrupt or hostile lock
+ * file, Q9 F-lock-date: "Invalid time value" was all the run said) is shown as the number it is.
+ */
+export const describeHolder = (h: LockHolder): string => {
+  const at = new Date(h.started * 1000);
+  const since = Number.isNaN(at.getTime())
+    ? `started=${h.started} (no valid time)`
+    : at
+        .toISOString()
+        .replace('T', ' ')
+        .replace(/\.\d+Z$/, ' UTC');
+  return `${h.holder} (pid ${h.pid}) since ${since}`;
+};
 
 const ANSWER = /^(acquired|took-over |took-over-dead |held |held-unjudged )/;
 

@@ -290,6 +290,25 @@ describe('acquireLocks', () => {
     assert.deepEqual(order.filter((o) => o.startsWith('release')).sort(), ['release ms-1', 'release wk-1', 'release wk-2']);
   });
 
+  it('a lock whose started= no date can hold still names the lock and --break-lock (Q9 F-lock-date: "Invalid time value")', async () => {
+    const bogus = 'holder=ops@x pid=1 started=99999999999999999 run=abc';
+    const connections = new Map([
+      [
+        'ms-1',
+        new FakeConnection('ms-1', [
+          { match: /take_lock/, reply: { stdout: `held ${bogus}\n` } },
+          { match: /rm -f/, reply: {} },
+        ]),
+      ],
+    ]);
+    const outcome = await acquireLocks(connections, { breakLock: false, signal });
+    assert.ok(!outcome.ok);
+    assert.match(
+      outcome.message,
+      /^ms-1 is locked by another meshctl run: ops@x \(pid 1\) since started=\d+ \(no valid time\); wait for it, or run with --break-lock/,
+    );
+  });
+
   it('a take whose answer never came (a deadline) is released too: the lock may have been made there', async () => {
     const released: string[] = [];
     const node = (name: string, reply: { code?: number; stdout?: string }) =>
