@@ -446,11 +446,16 @@ export async function runPingRound(
   const beside = new Map<string, Map<string, Section>>();
   /** PingMatrixOptions.recheck: the finished nodes with a failed cell, and their first round's after sections */
   const held = new Map<string, Map<string, Section>>();
-  // worst case per node: the deadline, plus a path-MTU binary search (~12 DF probes of up to 1.2 s each)
+  // worst case per node: the deadline, plus a path-MTU confirmation (DF_CONFIRM: the deadline again) and binary
+  // search (~12 DF probes of up to 1.2 s each)
   // (raised to MESHCTL_COMMAND_TIMEOUT when longer: 32 lab nodes on 2 loaded cores, and a node probing 999 peers on a
   // loaded farm, cut this script short)
   const timeoutMs = checkDeadlineMs(
-    ((options.deadlineSeconds ?? DEFAULT_PING.deadlineSeconds) + (options.mtu !== undefined ? 20 : 0) + 15) * 1000 + (ahead?.waitMs ?? 0),
+    ((options.deadlineSeconds ?? DEFAULT_PING.deadlineSeconds) * (options.mtu !== undefined ? 2 : 1) +
+      (options.mtu !== undefined ? 20 : 0) +
+      15) *
+      1000 +
+      (ahead?.waitMs ?? 0),
   );
   await Promise.all(
     targets.map(async ({ node }) => {
@@ -595,7 +600,9 @@ async function recheckRound(round: {
         // the reset first, in the same round trip: its own prelude, then the probe (whose prelude repeats it)
         const script = clear !== undefined ? `${PATH_PRELUDE}\n${clear.command}\n${probe.script}` : probe.script;
         const result = await connections.get(node)!.run(script, {
-          timeoutMs: checkDeadlineMs((deadlineSeconds + (mine && options.mtu !== undefined ? 20 : 0) + 15) * 1000),
+          timeoutMs: checkDeadlineMs(
+            (deadlineSeconds * (mine && options.mtu !== undefined ? 2 : 1) + (mine && options.mtu !== undefined ? 20 : 0) + 15) * 1000,
+          ),
           ...(options.signal ? { signal: options.signal } : {}),
         });
         const outcome = clear?.read(splitSections(result.stdout).get(clear.section)?.body);

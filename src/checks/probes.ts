@@ -346,7 +346,11 @@ export interface PathMtuResult {
   /** largest payload that passed with DF set; 0 when not even the smallest probe did */
   largest: number;
   ok: boolean;
-  /** payload sizes tried, in order, and whether each passed */
+  /**
+   * payload sizes tried, in order, and whether each passed: the expected size first (beside the ping, DF_PROBE);
+   * when that failed, the expected size again (DF_CONFIRM: waited for as long as the ping), and when that failed too
+   * the binary search (DF_PROBE each). `[{1392, false}, {1392, true}]`: passed at the second try (a held-up peer)
+   */
   tries: Array<{ size: number; ok: boolean }>;
   /** not probed: the peer answered no ping at all */
   skipped?: boolean;
@@ -406,13 +410,31 @@ const dfPing = (ip: string, size: string) =>
 const DFOK_FUNCTION = `dfok() { ${dfPing('"$1"', '"$2"')}; }`;
 
 /**
+ * The second try of the expected payload, after the first (beside the ping) got no reply within DF_PROBE.waitSeconds:
+ * one DF request every `intervalSeconds` until one is answered or the ping's own deadline has passed
+ * (PingParams.deadlineSeconds; `ping -c 1 -w`), as patient as the ping, which keeps sending until its replies came.
+ * Why (docs/ping-round.md, "Path MTU under load"): a node whose WireGuard is held up for a second or more
+ * (wireguard-go on a busy host: 32 lab nodes on 2 loaded cores, a Raspberry Pi running other things) delays the
+ * packets it carries and drops some (its tun queue full: `wg0` TX dropped), yet answers the ping, while both 1-s DF
+ * tries of the expected size went unanswered: verify reported an MTU black hole, largest payload 1391 (every smaller
+ * size of the search passed once the stall was over). A real black hole answers no request at any wait, so it still
+ * fails, `deadlineSeconds` later than before; a peer that answers the expected size once within the ping's deadline
+ * passes, as a ping does.
+ */
+export const DF_CONFIRM = { count: 1, intervalSeconds: 0.25 } as const;
+
+/** `dfsure IP SIZE`: DF_CONFIRM's try, status 0 when a reply came back within DEADLINE seconds. */
+const dfsureFunction = (deadlineSeconds: number) =>
+  `dfsure() { ping -n -q -M do -s "$2" -c ${DF_CONFIRM.count} -i ${DF_CONFIRM.intervalSeconds} -w ${Number(deadlineSeconds)} "$1" >/dev/null 2>&1; }`;
+
+/**
  * The per-peer branch's job, a shell function run once per peer in the background (`mc_peer IP &`): the ping, then
  * (when asked) the path-MTU probe, its output gathered in a variable and written with a single printf so that jobs
  * finishing together cannot interleave their lines.
  * The MTU probe tries the expected payload with DF set at the same time as the ping (one probe, no extra time in
- * the healthy case); when that failed (perhaps only because the session was still being set up) and the peer
- * answered the ping, it tries it once more, and only when that fails too does it binary-search the largest
- * payload that passes with DF set (`ping -M do`).
+ * the healthy case); when that failed (perhaps only because the session was still being set up, or the peer was
+ * held up) and the peer answered the ping, it tries it once more, waiting as long as the ping does (DF_CONFIRM), and
+ * only when that fails too does it binary-search the largest payload that passes with DF set (`ping -M do`).
  * Issue 10: written once, not once per peer (250 peers: 227 kB of script per node and round, 6 kB now). Its processes
  * per peer: the job, the ping's command substitution (which execs ping) and, with the MTU probe, the DF ping beside it
  * (a background simple command: it execs ping); no other fork in a healthy round (a `( )` body, a `$(printf ...)` and
@@ -427,9 +449,11 @@ function perPeerFunction(params: PingParams): string {
       `tries=''`,
       // a peer that answered nothing at all has no path MTU to find
       `case "$r" in *' 0 received'*|'') wait $df; largest=-1; tries=skipped ;; *)`,
-      // the DF probe that ran beside the ping, else once more now that the ping has set up the session
-      `if wait $df || dfok "$ip" ${expected}; then largest=${expected}; tries="${expected}:ok"; else`,
-      `  tries="${expected}:fail"; lo=0; hi=${expected}`,
+      // the DF probe that ran beside the ping, else once more now that the ping has set up the session, waited for
+      // as long as the ping (DF_CONFIRM); both tries in `tries`
+      `if wait $df; then largest=${expected}; tries="${expected}:ok"`,
+      `elif dfsure "$ip" ${expected}; then largest=${expected}; tries="${expected}:fail ${expected}:ok"; else`,
+      `  tries="${expected}:fail ${expected}:fail"; lo=0; hi=${expected}`,
       `  while [ $((hi - lo)) -gt 1 ]; do mid=$(((lo + hi) / 2)); if dfok "$ip" $mid; then lo=$mid; tries="$tries $mid:ok"; else hi=$mid; tries="$tries $mid:fail"; fi; done`,
       `  largest=$lo; if [ $lo -eq 0 ] && ! dfok "$ip" 0; then largest=-1; fi`,
       `fi ;; esac`,
@@ -459,7 +483,7 @@ export function pingScript(params: PingParams): string {
   // fping where installed: one process probes every peer at once (N-1 ping processes per node otherwise)
   const probes = [
     `set -- ${params.targets.map((t) => shellQuote(t.ip)).join(' ')}`,
-    ...(params.mtu !== undefined ? [DFOK_FUNCTION] : []),
+    ...(params.mtu !== undefined ? [DFOK_FUNCTION, dfsureFunction(params.deadlineSeconds)] : []),
     `if command -v fping >/dev/null 2>&1; then\n${fpingScript(params)}\nelse\n${perPeer}\nfi`,
   ].join('\n');
   // beside: the probes in the background, the sections in the foreground (their output held until the probes end)
@@ -483,8 +507,8 @@ export const FPING_TO_SECTIONS_AWK = `$2 == ":" && index($0, "xmt/rcv") { split(
  * The fping branch of pingScript: one fping for all peers (-i 1: 1 ms between any two requests, -p the interval per
  * peer, -t the deadline as each request's timeout: a request queued behind a retried handshake is still answered).
  * Path MTU: one more fping with DF set at the expected size, beside the first (a healthy mesh costs no extra time);
- * a peer that answered the ping but failed it is tried once more, then gets the per-peer binary search of the ping
- * branch (rare).
+ * a peer that answered the ping but failed it is tried once more (DF_CONFIRM: as patient as the ping), then gets
+ * the per-peer binary search of the ping branch (rare).
  */
 function fpingScript(params: PingParams): string {
   // the peers are the positional parameters (pingScript)
@@ -508,9 +532,10 @@ function fpingScript(params: PingParams): string {
     `for ip in ${ips}; do`,
     `  case "$answered" in *" $ip "*) ;; *) printf '${BEGIN}mtu:%s\\nexpected=${expected} largest=-1 tries=skipped\\n${END}mtu:%s rc=0\\n' "$ip" "$ip"; continue ;; esac`,
     `  case "$passed" in *" $ip "*) printf '${BEGIN}mtu:%s\\nexpected=${expected} largest=${expected} tries=${expected}:ok\\n${END}mtu:%s rc=0\\n' "$ip" "$ip"; continue ;; esac`,
-    // failed beside the ping (perhaps only while the session was being set up): once more, then the search
-    `  ( if dfok "$ip" ${expected}; then printf '${BEGIN}mtu:%s\\nexpected=${expected} largest=${expected} tries=${expected}:ok\\n${END}mtu:%s rc=0\\n' "$ip" "$ip"; exit 0; fi`,
-    `    tries="${expected}:fail"; lo=0; hi=${expected}`,
+    // failed beside the ping (perhaps only while the session was being set up, or the peer was held up): once more,
+    // waited for as long as the ping (DF_CONFIRM), then the search
+    `  ( if dfsure "$ip" ${expected}; then printf '${BEGIN}mtu:%s\\nexpected=${expected} largest=${expected} tries=${expected}:fail ${expected}:ok\\n${END}mtu:%s rc=0\\n' "$ip" "$ip"; exit 0; fi`,
+    `    tries="${expected}:fail ${expected}:fail"; lo=0; hi=${expected}`,
     `    while [ $((hi - lo)) -gt 1 ]; do mid=$(((lo + hi) / 2)); if dfok "$ip" $mid; then lo=$mid; tries="$tries $mid:ok"; else hi=$mid; tries="$tries $mid:fail"; fi; done`,
     `    largest=$lo; if [ $lo -eq 0 ] && ! dfok "$ip" 0; then largest=-1; fi`,
     `    printf '${BEGIN}mtu:%s\\nexpected=${expected} largest=%s tries=%s\\n${END}mtu:%s rc=0\\n' "$ip" "$largest" "$tries" "$ip" ) &`,
