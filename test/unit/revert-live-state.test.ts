@@ -18,6 +18,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { NodeFacts } from '../../src/facts/node-facts.js';
+import type { NodePhaseReport } from '../../src/engine/types.js';
 import { capturedFacts, capturedKeys } from '../support/converged-facts.js';
 import { planService } from '../../src/steps/service.js';
 import { describeAction } from '../../src/engine/plan.js';
@@ -164,7 +165,7 @@ describe('a revert puts back the interface state the run set live with the file 
         'put back live: wg0 addresses 172.27.15.12/32 172.27.15.99/32 (added 172.27.15.99/32)\nrollback-live=wg0 addresses 172.27.15.12/32 172.27.15.99/32 (added 172.27.15.99/32)\nrollback=reverted\n',
       stderr: '',
     });
-    const reports = [
+    const reports: NodePhaseReport[] = [
       { node: 'ms-1', changes: [], checks: [] },
       { node: 'wk-1', changes: [], checks: [], error: 'enable: exit 1' },
     ];
