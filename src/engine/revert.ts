@@ -26,10 +26,12 @@
  * Q5 4a, a cold start's revert left an empty wg-quick@IFACE.service.d), `state` (active=, enabled=, up=, mtu= (the live
  * interface's, empty without one), addrs= (its IPv4 addresses: liveAddressesCommand), fwd= (its
  * net.ipv4.conf.IFACE.forwarding, 0 or 1, empty without one), relay_rule= (yes or no: meshctl's relay rule for it is
- * there, relayRuleStateCommand; empty without iptables and nft), rp_all=, rp_default=, and with systemd rr=1,
- * rr_active=, rr_enabled= of the re-resolve timer), `revert.sh`, `unit` (the timer's unit) or `pid` (the fallback),
- * and after a revert `reverted` (Unix time), `log`, and `live` (what it put back on the running interface, in words). Private keys are neither copied nor read: meshctl's config
- * carries none, and a hand-made one that does is copied node-locally under umask 077, never sent anywhere.
+ * there, relayRuleStateCommand; empty without iptables and nft), peers= (a checksum of the live peers and key:
+ * livePeersDigestCommand), rp_all=, rp_default=, and with systemd rr=1, rr_active=, rr_enabled= of the re-resolve
+ * timer), `revert.sh`, `unit` (the timer's unit) or `pid` (the fallback), and after a revert `reverted` (Unix time),
+ * `log`, `live` (what it put back on the running interface, in words) and `kept` (what it did not). Private keys are
+ * neither copied nor read: meshctl's config carries none, and a hand-made one that does is copied node-locally under
+ * umask 077, never sent anywhere.
  */
 import { randomBytes } from 'node:crypto';
 import { posix } from 'node:path';
@@ -118,6 +120,15 @@ const liveAddressesCommand = (iface: string): string =>
   `${sh`ip -4 -o address show dev ${iface}`.text} 2>/dev/null | awk '{ for (i = 1; i < NF; i++) if ($i == "inet") { a = $(i + 1); if ($(i + 2) == "peer") a = a "+" $(i + 3); print a } }' | LC_ALL=C sort | awk '{ printf "%s%s", (NR > 1 ? " " : ""), $0 } END { print "" }'`;
 
 /**
+ * Prints a checksum of the interface's live peers and key as wg(8) shows their public parts (shell; the snapshot's
+ * `peers=`): each peer's AllowedIPs and keepalive, and the interface's public key, one sorted line each (the order
+ * wg lists them in changes with a sync), through cksum(1). Endpoints are left out (a NAT roams them). Never the
+ * private key nor preshared keys: only `wg show IFACE allowed-ips|persistent-keepalive|public-key`.
+ */
+const livePeersDigestCommand = (iface: string): string =>
+  `{ ${sh`wg show ${iface} allowed-ips`.text} | awk '{ for (i = 2; i <= NF; i++) print "a", $1, $i }'; ${sh`wg show ${iface} persistent-keepalive`.text} | awk '{ print "k", $1, $2 }'; ${sh`wg show ${iface} public-key`.text} | awk '{ print "p", $1 }'; } 2>/dev/null | LC_ALL=C sort | cksum`;
+
+/**
  * Prints `yes` when meshctl's relay rule for IFACE is on the node, `no` when not, nothing when neither iptables nor nft
  * is there (shell; the snapshot's `relay_rule=`): read where the relay's PostUp writes it (../render/relay.ts), with
  * iptables when the node has it (FORWARD's jump to meshctl-fwd-IFACE in `iptables-save`, which only reads, and only
@@ -129,6 +140,10 @@ const relayRuleStateCommand = (iface: string): string =>
     `if command -v iptables >/dev/null 2>&1; then if ${sh`iptables-save 2>/dev/null | grep -q -x -F -e ${`-A FORWARD -i ${iface} -j ${relayChainName(iface)}`}`.text}; then echo yes; else echo no; fi`,
     `elif command -v nft >/dev/null 2>&1; then if ${sh`nft list table inet ${relayNftTableName(iface)}`.text} >/dev/null 2>&1; then echo yes; else echo no; fi; fi`,
   ].join('; ');
+
+/** What a revert says it did not put back when the live peers or key differ from the snapshot's (`peers=`). */
+const keptWords = (iface: string): string =>
+  `${iface}'s live peers or key as they were before the run (they differed from ${iface}.conf, set by hand or by an earlier run): they are as this run set them from ${iface}.conf`;
 
 /**
  * The interface state the enable step may set live while the file's [Interface] stays the same (../steps/service.ts
@@ -144,8 +159,10 @@ const relayRuleStateCommand = (iface: string): string =>
  * - the relay (`fwd=` net.ipv4.conf.IFACE.forwarding, `relay_rule=`, relayRuleStateCommand): a rule gone since is set
  *   up again as the relay's PostUp does, then the forwarding set back, then a rule the run added removed (the order
  *   keeps the forwarding from running without the rule wherever the snapshot had both).
- * What it put back is appended to `$d/live` (one line, words), which revertNowScript prints; what fails is added to
- * `$bad` (the revert then fails, and its timer tries again).
+ * What it put back is written to `$d/live` (one line, words), which revertNowScript prints; what fails is added to
+ * `$bad` (the revert then fails, and its timer tries again). Live peers and key whose checksum (`peers=`,
+ * livePeersDigestCommand) differs from the snapshot's are not put back (the snapshot holds no more of them): `$d/kept`
+ * says so (keptWords).
  */
 function liveStateRestore(iface: string): string {
   const fwdPath = `/proc/sys/net/ipv4/conf/${iface}/forwarding`;
@@ -172,6 +189,8 @@ function liveStateRestore(iface: string): string {
     `if [ -n "$fwd_was" ] && [ "$(cat ${sh`${fwdPath}`.text} 2>/dev/null)" != "$fwd_was" ]; then if ${sh`sysctl -q -w ${relayForwardingKey(iface)}="$fwd_was"`.text}; then mc_put="$mc_put; ${relayForwardingKey(iface)} $fwd_was"; else bad="$bad ${relayForwardingKey(iface)}"; fi; fi`,
     `if [ "$rule_was" = no ] && [ "$rule_now" = yes ]; then ${relayRuleDownCommand(iface)}; mc_put="$mc_put; meshctl's relay rule for ${iface} removed"; fi`,
     `if [ -n "$mc_put" ]; then echo "put back live: \${mc_put#; }"; echo "\${mc_put#; }" > "$d/live"; fi`,
+    // not recorded beyond a checksum, so not put back: said instead (a peer removed by hand before the run stays re-added)
+    `case "\n$S" in *"\npeers="*) if [ "$(state peers)" != "$(${livePeersDigestCommand(iface)})" ]; then echo "${keptWords(iface)}" > "$d/kept"; echo "not put back: ${keptWords(iface)}"; fi ;; esac`,
   ].join('\n');
 }
 
@@ -198,7 +217,8 @@ function liveStateRestore(iface: string): string {
  *   hand; a relay's forwarding and rule set up again) is put back to the snapshot's (liveStateRestore: RV5 F3, such a
  *   revert said "back on its ... interface state" and left the hand-set address deleted), also after a restart,
  *   which brings up only what the restored file says. Not put back: live peers, their routes and the interface's key,
- *   which every act leaves as the restored file says (a peer removed by hand before the run stays re-added);
+ *   which every act leaves as the restored file says (a peer removed by hand before the run stays re-added); when the
+ *   peers or key differ from the snapshot's (`peers=`, a checksum), the revert says so (`$d/kept`, keptWords);
  * - it did not run before: stopped (and the interface deleted, or brought up again by hand when it was up so);
  * - no step of this run reached the interface (no `$d/iface`: INTERFACE_LABELS): only the files go back, the
  *   interface runs on as it did before the change.
@@ -484,6 +504,7 @@ export function armScript(iface: string, options: RollbackOptions, systemd: bool
     `    echo "addrs=$(${liveAddressesCommand(iface)})"`,
     `    echo "fwd=$(cat ${sh`${`/proc/sys/net/ipv4/conf/${iface}/forwarding`}`.text} 2>/dev/null)"`,
     `    echo "relay_rule=$(${relayRuleStateCommand(iface)})"`,
+    `    echo "peers=$(${livePeersDigestCommand(iface)})"`,
     '    echo "rp_all=$(cat /proc/sys/net/ipv4/conf/all/rp_filter)"; echo "rp_default=$(cat /proc/sys/net/ipv4/conf/default/rp_filter)"',
     '  } > "$d/state.tmp" && mv -f "$d/state.tmp" "$d/state"',
     'fi',
@@ -528,11 +549,11 @@ export function disarmScript(runId: string): string {
 
 /**
  * Runs the revert now (meshctl decided the change failed) and, once it is done, stops the timer; prints
- * `rollback-live=WORDS` when it put live state back (liveStateRestore), then rollback=reverted, and removes the run's
- * directory. The timer stays armed until then: a revert cut off midway (the
- * command's deadline, a lost connection, Ctrl-C) or failed is still finished by the node itself when the timer fires
- * (the revert is idempotent; the two take turns: revertScript). Until 2026-12 the timer was stopped first, and a
- * revert that timed out left the node half-reverted with nothing to finish it (CI, stop 25). A failed revert keeps
+ * `rollback-live=WORDS` when it put live state back and `rollback-kept=WORDS` for what it did not (liveStateRestore),
+ * then rollback=reverted, and removes the run's directory. The timer stays armed until then: a revert cut off midway
+ * (the command's deadline, a lost connection, Ctrl-C) or failed is still finished by the node itself when the timer
+ * fires (the revert is idempotent; the two take turns: revertScript). Until 2026-12 the timer was stopped first, and
+ * a revert that timed out left the node half-reverted with nothing to finish it (CI, stop 25). A failed revert keeps
  * its directory (its log, and the timer that tries again).
  */
 export function revertNowScript(runId: string): string {
@@ -550,6 +571,7 @@ export function revertNowScript(runId: string): string {
     takeRevertLock('true'),
     // what the revert put back on the running interface (liveStateRestore), for the run's words
     'if [ -s "$d/live" ]; then echo "rollback-live=$(cat "$d/live")"; fi',
+    'if [ -s "$d/kept" ]; then echo "rollback-kept=$(cat "$d/kept")"; fi',
     'rm -rf "$d"',
     'echo rollback=reverted',
   ].join('\n');
@@ -647,7 +669,9 @@ async function revertNow(node: string, why: string, failed: boolean, input: Sett
     if (result.code === 0 && /^rollback=reverted$/m.test(result.stdout)) {
       // what it set back on the running interface besides the files (addresses, a relay's forwarding: RV5 F3)
       const live = /^rollback-live=(.+)$/m.exec(result.stdout)?.[1];
-      const tail = live ? ` (put back live: ${redactSecrets(live)})` : '';
+      // and what it did not: the live peers or key, when they differed from the file before the run
+      const kept = /^rollback-kept=(.+)$/m.exec(result.stdout)?.[1];
+      const tail = `${live ? ` (put back live: ${redactSecrets(live)})` : ''}${kept ? `; not put back: ${redactSecrets(kept)}` : ''}`;
       return rollbackCheck(
         failed ? 'fail' : 'warn',
         due

@@ -36,7 +36,11 @@ const root = mkdtempSync(join(tmpdir(), 'meshctl-revert-live-'));
 after(() => rmSync(root, { recursive: true, force: true }));
 
 /** A namespace with wg0 (a tun device) up at `addresses`, its file the design's; `body` runs in it; always removed. */
-function onNode(name: string, addresses: string[], body: (node: { run: (script: string) => string; at: (s: string) => string }) => void) {
+function onNode(
+  name: string,
+  addresses: string[],
+  body: (node: { run: (script: string) => string; at: (s: string) => string; dir: string }) => void,
+) {
   const ns = `mc-rvl-${process.pid}-${name}`.slice(0, 30);
   const dir = join(root, name);
   const at = (script: string) =>
@@ -47,13 +51,25 @@ function onNode(name: string, addresses: string[], body: (node: { run: (script: 
   mkdirSync(join(dir, 'etc/wireguard'), { recursive: true });
   mkdirSync(join(dir, 'run/meshctl'), { recursive: true });
   writeFileSync(join(dir, 'etc/wireguard/wg0.conf'), converged.config.text!);
-  const run = (script: string) => execFileSync('ip', ['netns', 'exec', ns, 'sh', '-c', at(script)], { encoding: 'utf8', env: { PATH } });
+  // a `wg` stand-in first on PATH (a tun is no WireGuard device): `wg show wg0 allowed-ips|persistent-keepalive|public-key`
+  // answered from files under the node's directory (aips, ka), as wg(8) prints them
+  const bin = join(dir, 'bin');
+  mkdirSync(bin, { recursive: true });
+  writeFileSync(
+    join(bin, 'wg'),
+    `#!/bin/sh\ncase "$3" in allowed-ips) cat ${dir}/aips ;; persistent-keepalive) cat ${dir}/ka ;; public-key) echo PUBLIC= ;; esac\n`,
+    { mode: 0o755 },
+  );
+  writeFileSync(join(dir, 'aips'), 'KEY1=\t172.27.15.11/32\nKEY2=\t172.27.15.13/32\n');
+  writeFileSync(join(dir, 'ka'), 'KEY1=\toff\nKEY2=\t25\n');
+  const run = (script: string) =>
+    execFileSync('ip', ['netns', 'exec', ns, 'sh', '-c', at(script)], { encoding: 'utf8', env: { PATH: `${bin}:${PATH}` } });
   execFileSync('ip', ['netns', 'add', ns]);
   try {
     run(
       `ip tuntap add dev wg0 mode tun && ip link set wg0 mtu 1420 up${addresses.map((a) => ` && ip -4 address add ${a} dev wg0`).join('')}`,
     );
-    body({ run, at });
+    body({ run, at, dir });
   } finally {
     execFileSync('ip', ['netns', 'del', ns]);
   }
@@ -147,13 +163,36 @@ describe('a revert puts back the interface state the run set live with the file 
     });
   });
 
+  it('live peers that differed from the file before the run (a peer removed by hand, re-added by the run): the words say they are not put back', (t) => {
+    if (process.getuid?.() !== 0) return t.skip('needs root for a network namespace');
+    onNode('peers', ['172.27.15.12/32'], ({ run, dir }) => {
+      writeFileSync(join(dir, 'aips'), 'KEY1=\t172.27.15.11/32\n');
+      run(armScript('wg0', RUN, false, 'enable'));
+      // the run's sync: the peer back, and listed first (wg lists peers in the order they were added)
+      writeFileSync(join(dir, 'aips'), 'KEY2=\t172.27.15.13/32\nKEY1=\t172.27.15.11/32\n');
+      const out = run(revertNowScript(RUN.runId));
+      assert.match(out, /^rollback=reverted$/m);
+      assert.match(
+        out,
+        /^rollback-kept=wg0's live peers or key as they were before the run \(they differed from wg0\.conf, set by hand or by an earlier run\): they are as this run set them from wg0\.conf$/m,
+      );
+    });
+    onNode('peers-order', ['172.27.15.12/32'], ({ run, dir }) => {
+      run(armScript('wg0', RUN, false, 'enable'));
+      // the same peers and keepalives listed in another order: no difference
+      writeFileSync(join(dir, 'ka'), 'KEY2=\t25\nKEY1=\toff\n');
+      writeFileSync(join(dir, 'aips'), 'KEY2=\t172.27.15.13/32\nKEY1=\t172.27.15.11/32\n');
+      assert.doesNotMatch(run(revertNowScript(RUN.runId)), /rollback-kept/);
+    });
+  });
+
   it('nothing the run set live: the revert puts nothing back and says nothing more', (t) => {
     if (process.getuid?.() !== 0) return t.skip('needs root for a network namespace');
     onNode('same', ['172.27.15.12/32'], ({ run }) => {
       run(armScript('wg0', RUN, false, 'enable'));
       const out = run(revertNowScript(RUN.runId));
       assert.match(out, /^rollback=reverted$/m);
-      assert.doesNotMatch(out, /rollback-live/);
+      assert.doesNotMatch(out, /rollback-live|rollback-kept/);
       assert.deepEqual(addressesOf(run), ['172.27.15.12/32']);
     });
   });
@@ -162,7 +201,7 @@ describe('a revert puts back the interface state the run set live with the file 
     const run = async () => ({
       code: 0,
       stdout:
-        'put back live: wg0 addresses 172.27.15.12/32 172.27.15.99/32 (added 172.27.15.99/32)\nrollback-live=wg0 addresses 172.27.15.12/32 172.27.15.99/32 (added 172.27.15.99/32)\nrollback=reverted\n',
+        "put back live: wg0 addresses 172.27.15.12/32 172.27.15.99/32 (added 172.27.15.99/32)\nrollback-live=wg0 addresses 172.27.15.12/32 172.27.15.99/32 (added 172.27.15.99/32)\nrollback-kept=wg0's live peers or key as they were before the run (...)\nrollback=reverted\n",
       stderr: '',
     });
     const reports: NodePhaseReport[] = [
@@ -172,7 +211,7 @@ describe('a revert puts back the interface state the run set live with the file 
     await settleRollbacks({ runId: RUN.runId, armed: new Set(['ms-1']), reports, confirms: true, deadlineS: 120, run });
     assert.equal(
       reports[0]!.checks[0]!.message,
-      'the run stops before this change was confirmed: ms-1 was ROLLED BACK to its previous config and interface state (put back live: wg0 addresses 172.27.15.12/32 172.27.15.99/32 (added 172.27.15.99/32))',
+      "the run stops before this change was confirmed: ms-1 was ROLLED BACK to its previous config and interface state (put back live: wg0 addresses 172.27.15.12/32 172.27.15.99/32 (added 172.27.15.99/32)); not put back: wg0's live peers or key as they were before the run (...)",
     );
     const notes = await settleLeftovers({
       runId: RUN.runId,
@@ -183,7 +222,7 @@ describe('a revert puts back the interface state the run set live with the file 
       completed: false,
     });
     assert.deepEqual(notes, [
-      'ms-1: reverted: interrupted before this change was confirmed; ms-1 is back on its previous config and interface state (put back live: wg0 addresses 172.27.15.12/32 172.27.15.99/32 (added 172.27.15.99/32))',
+      "ms-1: reverted: interrupted before this change was confirmed; ms-1 is back on its previous config and interface state (put back live: wg0 addresses 172.27.15.12/32 172.27.15.99/32 (added 172.27.15.99/32)); not put back: wg0's live peers or key as they were before the run (...)",
     ]);
   });
 });
