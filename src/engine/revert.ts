@@ -24,10 +24,14 @@
  * timer's files `rr_script`, `rr_service`, `rr_timer` (or NAME.absent), `dropin_dir.absent` and `rr_dir.absent` when
  * the directory of the drop-in or of the re-resolve script did not exist (the revert removes it again if it is empty:
  * Q5 4a, a cold start's revert left an empty wg-quick@IFACE.service.d), `state` (active=, enabled=, up=, mtu= (the live
- * interface's, empty without one), rp_all=, rp_default=, and with systemd rr=1, rr_active=, rr_enabled= of the
- * re-resolve timer), `revert.sh`, `unit` (the timer's unit) or `pid` (the fallback),
- * and after a revert `reverted` (Unix time) and `log`. Private keys are neither copied nor read: meshctl's config
- * carries none, and a hand-made one that does is copied node-locally under umask 077, never sent anywhere.
+ * interface's, empty without one), addrs= (its IPv4 addresses: liveAddressesCommand), fwd= (its
+ * net.ipv4.conf.IFACE.forwarding, 0 or 1, empty without one), relay_rule= (yes or no: meshctl's relay rule for it is
+ * there, relayRuleStateCommand; empty without iptables and nft), peers= (a checksum of the live peers and key:
+ * livePeersDigestCommand), rp_all=, rp_default=, and with systemd rr=1, rr_active=, rr_enabled= of the re-resolve
+ * timer), `revert.sh`, `unit` (the timer's unit) or `pid` (the fallback), and after a revert `reverted` (Unix time),
+ * `log`, `live` (what it put back on the running interface, in words) and `kept` (what it did not). Private keys are
+ * neither copied nor read: meshctl's config carries none, and a hand-made one that does is copied node-locally under
+ * umask 077, never sent anywhere.
  */
 import { randomBytes } from 'node:crypto';
 import { posix } from 'node:path';
@@ -39,6 +43,7 @@ import { raw, sh } from '../remote/shell.js';
 import { reresolvePaths, wireguardPaths } from '../remote/wireguard.js';
 import { systemctlEnablement } from '../remote/systemctl.js';
 import { syncPeerRoutesCommand, syncPeersCommand } from '../render/systemd.js';
+import { relayChainName, relayForwardingKey, relayHooks, relayNftTableName, relayRuleDownCommand } from '../render/relay.js';
 import { LOCK_PATH } from './lock.js';
 
 /** The run lock's file, as the fired section reads it (no character the shell would read). */
@@ -106,6 +111,90 @@ const INTERFACE_PART_AWK = [
 ].join('\n');
 
 /**
+ * Prints the interface's IPv4 addresses on one line (shell; the snapshot's `addrs=`, compared by revertScript with the
+ * same command's output then): one word per address as `ip -4 -o address show dev IFACE` lists it, `LOCAL/LEN`, or
+ * `LOCAL+PEER/LEN` for one set with a peer (`inet 10.0.0.1 peer 10.0.0.2/32`), sorted (C locale), one space apart;
+ * an empty line when the interface has none or does not exist. IPv6 addresses are left out: `up` sets none live.
+ */
+const liveAddressesCommand = (iface: string): string =>
+  `${sh`ip -4 -o address show dev ${iface}`.text} 2>/dev/null | awk '{ for (i = 1; i < NF; i++) if ($i == "inet") { a = $(i + 1); if ($(i + 2) == "peer") a = a "+" $(i + 3); print a } }' | LC_ALL=C sort | awk '{ printf "%s%s", (NR > 1 ? " " : ""), $0 } END { print "" }'`;
+
+/**
+ * Prints a checksum of the interface's live peers and key as wg(8) shows their public parts (shell; the snapshot's
+ * `peers=`): each peer's AllowedIPs and keepalive, and the interface's public key, one sorted line each (the order
+ * wg lists them in changes with a sync), through cksum(1). Endpoints are left out (a NAT roams them). Never the
+ * private key nor preshared keys: only `wg show IFACE allowed-ips|persistent-keepalive|public-key`.
+ */
+const livePeersDigestCommand = (iface: string): string =>
+  `{ ${sh`wg show ${iface} allowed-ips`.text} | awk '{ for (i = 2; i <= NF; i++) print "a", $1, $i }'; ${sh`wg show ${iface} persistent-keepalive`.text} | awk '{ print "k", $1, $2 }'; ${sh`wg show ${iface} public-key`.text} | awk '{ print "p", $1 }'; } 2>/dev/null | LC_ALL=C sort | cksum`;
+
+/**
+ * Prints `yes` when meshctl's relay rule for IFACE is on the node, `no` when not, nothing when neither iptables nor nft
+ * is there (shell; the snapshot's `relay_rule=`): read where the relay's PostUp writes it (../render/relay.ts), with
+ * iptables when the node has it (FORWARD's jump to meshctl-fwd-IFACE in `iptables-save`, which only reads, and only
+ * the tables already loaded: no `-t filter`, which may load one), else the nftables table. The FORWARD jump stands for
+ * the rule: PostUp adds it last, PreDown removes it first.
+ */
+const relayRuleStateCommand = (iface: string): string =>
+  [
+    `if command -v iptables >/dev/null 2>&1; then if ${sh`iptables-save 2>/dev/null | grep -q -x -F -e ${`-A FORWARD -i ${iface} -j ${relayChainName(iface)}`}`.text}; then echo yes; else echo no; fi`,
+    `elif command -v nft >/dev/null 2>&1; then if ${sh`nft list table inet ${relayNftTableName(iface)}`.text} >/dev/null 2>&1; then echo yes; else echo no; fi; fi`,
+  ].join('; ');
+
+/** What a revert says it did not put back when the live peers or key differ from the snapshot's (`peers=`). */
+const keptWords = (iface: string): string =>
+  `${iface}'s live peers or key as they were before the run (they differed from ${iface}.conf, set by hand or by an earlier run): they are as this run set them from ${iface}.conf`;
+
+/**
+ * The interface state the enable step may set live while the file's [Interface] stays the same (../steps/service.ts
+ * liveInterfaceSet: an address by hand put back to the file's one, a relay's forwarding and rule set up again), put back
+ * to the snapshot's (RV5 F3: a revert said "back on its ... interface state" and left a hand-set address deleted).
+ * Runs after the interface was restored, synced or restarted (revertScript), on a running interface; each part only
+ * when the snapshot has its line (an older meshctl's has none) and now differs from it:
+ * - addresses (`addrs=`, liveAddressesCommand): the snapshot's missing ones added, then the others deleted (a peer's
+ *   address with its peer, `ip -4 address add|del LOCAL peer PEER/LEN`), the missing ones added once more (deleting a
+ *   subnet's primary address takes its secondaries with it), then read back: still not the snapshot's fails the revert.
+ *   Routes: the kernel's prefix route comes and goes with its address; the peers' /32 routes the enable step made stay
+ *   (wg-quick would have made them with a /32 Address; with a wider one they are more specific than its prefix route);
+ * - the relay (`fwd=` net.ipv4.conf.IFACE.forwarding, `relay_rule=`, relayRuleStateCommand): a rule gone since is set
+ *   up again as the relay's PostUp does, then the forwarding set back, then a rule the run added removed (the order
+ *   keeps the forwarding from running without the rule wherever the snapshot had both).
+ * What it put back is written to `$d/live` (one line, words), which revertNowScript prints; what fails is added to
+ * `$bad` (the revert then fails, and its timer tries again). Live peers and key whose checksum (`peers=`,
+ * livePeersDigestCommand) differs from the snapshot's are not put back (the snapshot holds no more of them): `$d/kept`
+ * says so (keptWords).
+ */
+function liveStateRestore(iface: string): string {
+  const fwdPath = `/proc/sys/net/ipv4/conf/${iface}/forwarding`;
+  const addrIp = (verb: 'add' | 'del') =>
+    `case $1 in *+*) ${sh`ip -4 address ${verb} "\${1%%+*}" peer "\${1#*+}" dev ${iface}`.text} ;; *) ${sh`ip -4 address ${verb} "$1" dev ${iface}`.text} ;; esac`;
+  return [
+    'mc_put=',
+    `mc_addrs() { ${liveAddressesCommand(iface)}; }`,
+    `mc_add() { ${addrIp('add')}; }`,
+    `mc_del() { ${addrIp('del')}; }`,
+    `case "\n$S" in *"\naddrs="*)`,
+    '  want=$(state addrs); have=$(mc_addrs)',
+    '  if [ "$want" != "$have" ]; then',
+    '    added=; deleted=',
+    '    for a in $want; do case " $have " in *" $a "*) ;; *) mc_add "$a" && added="$added $a" ;; esac; done',
+    '    for a in $have; do case " $want " in *" $a "*) ;; *) mc_del "$a" && deleted="$deleted $a" ;; esac; done',
+    '    now=$(mc_addrs); for a in $want; do case " $now " in *" $a "*) ;; *) mc_add "$a" ;; esac; done',
+    `    if [ "$(mc_addrs)" = "$want" ]; then mc_put="$mc_put; ${iface} addresses \${want:-none} (\${added:+added$added}\${added:+\${deleted:+, }}\${deleted:+deleted$deleted})"; else bad="$bad ${iface} addresses (\${want:-none} wanted, $(mc_addrs) left)"; fi`,
+    '  fi ;;',
+    'esac',
+    `rule_was=$(state relay_rule); fwd_was=$(state fwd)`,
+    `rule_now=$(${relayRuleStateCommand(iface)})`,
+    `if [ "$rule_was" = yes ] && [ "$rule_now" = no ]; then if ${relayHooks(iface).postUp[0]!}; then mc_put="$mc_put; meshctl's relay rule for ${iface} set up again"; else bad="$bad ${iface}'s relay rule"; fi; fi`,
+    `if [ -n "$fwd_was" ] && [ "$(cat ${sh`${fwdPath}`.text} 2>/dev/null)" != "$fwd_was" ]; then if ${sh`sysctl -q -w ${relayForwardingKey(iface)}="$fwd_was"`.text}; then mc_put="$mc_put; ${relayForwardingKey(iface)} $fwd_was"; else bad="$bad ${relayForwardingKey(iface)}"; fi; fi`,
+    `if [ "$rule_was" = no ] && [ "$rule_now" = yes ]; then ${relayRuleDownCommand(iface)}; mc_put="$mc_put; meshctl's relay rule for ${iface} removed"; fi`,
+    `if [ -n "$mc_put" ]; then echo "put back live: \${mc_put#; }"; echo "\${mc_put#; }" > "$d/live"; fi`,
+    // not recorded beyond a checksum, so not put back: said instead (a peer removed by hand before the run stays re-added)
+    `case "\n$S" in *"\npeers="*) if [ "$(state peers)" != "$(${livePeersDigestCommand(iface)})" ]; then echo "${keptWords(iface)}" > "$d/kept"; echo "not put back: ${keptWords(iface)}"; fi ;; esac`,
+  ].join('\n');
+}
+
+/**
  * The revert script kept on the node: restores the files (or removes those that did not exist), the rp_filter
  * values, the unit's enabled state, the re-resolve timer (files, enabled, active: finding 17) and the interface, as
  * gently as the change came (a new user's finding, 2026-12-01: every revert restarted wg-quick, and the pairs the
@@ -122,9 +211,14 @@ const INTERFACE_PART_AWK = [
  * - it ran before and its [Interface] part changed otherwise (address, port, PostUp...), the file is new or gone:
  *   restarted on the old config after the restore (wg-quick applies those only at start; an Address the enable step
  *   set live, ../steps/service.ts liveInterfaceSet, goes back so too: the old address and wg-quick's routes for it);
- *   not running any more: started; a start or restart that fails twice fails the revert. An address the run set
- *   live with the file's [Interface] unchanged (one set by hand, put back to the file's) stays the file's: the
- *   snapshot keeps no live addresses, and the interface then runs as the restored file says;
+ *   not running any more: started; a start or restart that fails twice fails the revert;
+ * - then, when it ran before and runs now (none, sync, mtu, restart, start) and this run reached it: what the enable
+ *   step may set live while the file's [Interface] stays (an address put back to the file's, deleting one set by
+ *   hand; a relay's forwarding and rule set up again) is put back to the snapshot's (liveStateRestore: RV5 F3, such a
+ *   revert said "back on its ... interface state" and left the hand-set address deleted), also after a restart,
+ *   which brings up only what the restored file says. Not put back: live peers, their routes and the interface's key,
+ *   which every act leaves as the restored file says (a peer removed by hand before the run stays re-added); when the
+ *   peers or key differ from the snapshot's (`peers=`, a checksum), the revert says so (`$d/kept`, keptWords);
  * - it did not run before: stopped (and the interface deleted, or brought up again by hand when it was up so);
  * - no step of this run reached the interface (no `$d/iface`: INTERFACE_LABELS): only the files go back, the
  *   interface runs on as it did before the change.
@@ -261,6 +355,11 @@ export function revertScript(iface: string, runId: string, systemd: boolean): st
     `${routes} ;;`,
     `  down) if [ "$(state up)" = yes ]; then ${sh`wg-quick up ${iface}`.text} 9>&-; else ${sh`ip link del ${iface}`.text} 2>/dev/null; fi ;;`,
     'esac',
+    // the live state the run may have set with the file's [Interface] unchanged (addresses, a relay's forwarding and
+    // rule), on an interface this run reached that ran before and runs now: put back as the snapshot has it (RV5 F3)
+    `if [ -e "$d/iface" ] && [ "$(state active)" = active ] && [ "$(state up)" = yes ] && ${exists}; then case $act in none|sync|mtu|restart|start)`,
+    liveStateRestore(iface),
+    ';; esac; fi',
     ...(systemd
       ? [
           sh`was=$(state enabled); now=$(systemctl is-enabled ${p.service} 2>/dev/null)`.text,
@@ -401,6 +500,11 @@ export function armScript(iface: string, options: RollbackOptions, systemd: bool
       : []),
     `    echo "up=$([ -e ${sh`${`/sys/class/net/${iface}`}`.text} ] && echo yes || echo no)"`,
     `    echo "mtu=$(cat ${sh`${`/sys/class/net/${iface}/mtu`}`.text} 2>/dev/null)"`,
+    // what the enable step may set live while the file's [Interface] stays (liveStateRestore puts it back: RV5 F3)
+    `    echo "addrs=$(${liveAddressesCommand(iface)})"`,
+    `    echo "fwd=$(cat ${sh`${`/proc/sys/net/ipv4/conf/${iface}/forwarding`}`.text} 2>/dev/null)"`,
+    `    echo "relay_rule=$(${relayRuleStateCommand(iface)})"`,
+    `    echo "peers=$(${livePeersDigestCommand(iface)})"`,
     '    echo "rp_all=$(cat /proc/sys/net/ipv4/conf/all/rp_filter)"; echo "rp_default=$(cat /proc/sys/net/ipv4/conf/default/rp_filter)"',
     '  } > "$d/state.tmp" && mv -f "$d/state.tmp" "$d/state"',
     'fi',
@@ -445,10 +549,11 @@ export function disarmScript(runId: string): string {
 
 /**
  * Runs the revert now (meshctl decided the change failed) and, once it is done, stops the timer; prints
- * rollback=reverted and removes the run's directory. The timer stays armed until then: a revert cut off midway (the
- * command's deadline, a lost connection, Ctrl-C) or failed is still finished by the node itself when the timer fires
- * (the revert is idempotent; the two take turns: revertScript). Until 2026-12 the timer was stopped first, and a
- * revert that timed out left the node half-reverted with nothing to finish it (CI, stop 25). A failed revert keeps
+ * `rollback-live=WORDS` when it put live state back and `rollback-kept=WORDS` for what it did not (liveStateRestore),
+ * then rollback=reverted, and removes the run's directory. The timer stays armed until then: a revert cut off midway
+ * (the command's deadline, a lost connection, Ctrl-C) or failed is still finished by the node itself when the timer
+ * fires (the revert is idempotent; the two take turns: revertScript). Until 2026-12 the timer was stopped first, and
+ * a revert that timed out left the node half-reverted with nothing to finish it (CI, stop 25). A failed revert keeps
  * its directory (its log, and the timer that tries again).
  */
 export function revertNowScript(runId: string): string {
@@ -464,6 +569,9 @@ export function revertNowScript(runId: string): string {
     // finding 33: done and reported by the run: nothing of it is left in /run/meshctl (removed under the lock: a
     // timer's revert waiting for it finds `reverted` or nothing, never half a directory)
     takeRevertLock('true'),
+    // what the revert put back on the running interface (liveStateRestore), for the run's words
+    'if [ -s "$d/live" ]; then echo "rollback-live=$(cat "$d/live")"; fi',
+    'if [ -s "$d/kept" ]; then echo "rollback-kept=$(cat "$d/kept")"; fi',
     'rm -rf "$d"',
     'echo rollback=reverted',
   ].join('\n');
@@ -558,13 +666,19 @@ async function revertNow(node: string, why: string, failed: boolean, input: Sett
     // the step failed before its arm (another run's pending change, a lost connection): nothing here to add to its failure
     if (result.code === 0 && /^rollback=none$/m.test(result.stdout))
       return rollbackCheck('pass', `nothing of this run changed on ${node}: nothing to roll back`);
-    if (result.code === 0 && /^rollback=reverted$/m.test(result.stdout))
+    if (result.code === 0 && /^rollback=reverted$/m.test(result.stdout)) {
+      // what it set back on the running interface besides the files (addresses, a relay's forwarding: RV5 F3)
+      const live = /^rollback-live=(.+)$/m.exec(result.stdout)?.[1];
+      // and what it did not: the live peers or key, when they differed from the file before the run
+      const kept = /^rollback-kept=(.+)$/m.exec(result.stdout)?.[1];
+      const tail = `${live ? ` (put back live: ${redactSecrets(live)})` : ''}${kept ? `; not put back: ${redactSecrets(kept)}` : ''}`;
       return rollbackCheck(
         failed ? 'fail' : 'warn',
         due
-          ? `reverted: ${why}; ${node} is back on its previous config and interface state`
-          : `${why}: ${node} was ROLLED BACK to its previous config and interface state`,
+          ? `reverted: ${why}; ${node} is back on its previous config and interface state${tail}`
+          : `${why}: ${node} was ROLLED BACK to its previous config and interface state${tail}`,
       );
+    }
     return rollbackCheck(
       'fail',
       `${why}, and the rollback on ${node} failed (exit ${result.code}); its own timer tries it again ${due ? `by ${due}` : `within ${input.deadlineS} s`}, unless that already ran`,

@@ -134,6 +134,29 @@ describeLab(
       assert.equal(again.code, 0, again.stdout + again.stderr);
       assert.match(again.stdout, /mesh converged: 0 changes/);
     });
+
+    it('a stray address added by hand to ms-1 (its file the design\'s): up deletes it live, "no" at the enable gate puts it back live, no restart (RV5 F3)', async () => {
+      const address = (await sh('ms-1', "sed -n 's/^Address = //p' /etc/wireguard/wg0.conf")).trim();
+      const STRAY = '172.27.15.99/32';
+      const live = async () => (await sh('ms-1', "ip -4 -o address show dev wg0 | awk '{ print $4 }' | sort")).trim().split('\n');
+      await sh('ms-1', `ip -4 address add ${STRAY} dev wg0`);
+      try {
+        assert.deepEqual(await live(), [address, STRAY].sort());
+        const before = await invocations();
+        const declined = await upInTerminal(lab().name, MTU_1380, (title) => (title === 'Enable wg-quick' ? 'n\r' : 'y\r'));
+        assert.equal(declined.code, 1, declined.screen);
+        assert.match(declined.screen, /172\.27\.15\.99\/32 removed/);
+        assert.match(declined.screen, /you answered no/);
+        assert.deepEqual(await live(), [address, STRAY].sort(), `ms-1's stray address not put back:\n${declined.screen}`);
+        assert.match(declined.screen, /put\s+back\s+live/, 'the rollback says what it put back');
+        // the live peers and key were the file's before the run: nothing is said to be left as the run set it
+        assert.doesNotMatch(declined.screen, /not\s+put\s+back/, declined.screen);
+        assert.equal(await sh('ms-1', 'ls /run/meshctl | grep revert || true'), '', 'nothing left armed');
+        assert.deepEqual(await invocations(), before, `wg-quick@wg0 was restarted on a node:\n${declined.screen}`);
+      } finally {
+        await sh('ms-1', `ip -4 address del ${STRAY} dev wg0 2>/dev/null || true`);
+      }
+    });
   },
   process.env.MESHCTL_LAB ? { name: process.env.MESHCTL_LAB } : {},
 );
