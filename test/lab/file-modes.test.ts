@@ -6,8 +6,8 @@
  * baseline (check `wireguard-file-modes`, exit 1) and changes nothing on ms-1 (same sha256 of every file, same
  * wg-quick@wg0 InvocationID: no restart), `plan` stops there too, verify fails ms-1's `file-modes`; once the modes
  * are fixed with the commands the message names, `up` is 0 changes again.
- * Q9 F-immutable: an immutable wg0.conf (`chattr +i`, which works in the lab's containers) on wk-1 makes the write
- * fail; no /etc/wireguard/wg0.conf.meshctl-tmp is left behind.
+ * Q9 F-immutable: an immutable wg0.conf (`chattr +i`, which works in the lab's containers) on wk-1 makes the write of
+ * an MTU change fail; no /etc/wireguard/wg0.conf.meshctl-tmp is left behind (it was).
  * MESHCTL_LAB names the lab (a helper's own lab name), else a unique one.
  */
 import { after, it } from 'node:test';
@@ -90,7 +90,7 @@ describeLab(
       assert.match(checks[0]!.message, /wg0\.conf is owned by nobody/);
     });
 
-    it('after the fix the message names, up is 0 changes again and wg0.conf.bak stays absent or root 0600', async () => {
+    it('after the fix the message names, up is 0 changes again', async () => {
       await sh(
         'ms-1',
         'chown root:root /etc/wireguard/wg0.key /etc/wireguard/wg0.conf; chmod 700 /etc/wireguard; chmod 600 /etc/wireguard/wg0.key /etc/wireguard/wg0.conf',
@@ -100,24 +100,14 @@ describeLab(
       assert.match(run.stdout, /mesh converged: 0 changes/);
     });
 
-    it("a rewrite of a wg0.conf that was another user's keeps a root 0600 .bak (cp -p kept nobody's 0666)", async () => {
-      // the baseline refuses such a node, so the old owner is given to the .bak's source only: a file that became
-      // root's 0600 but whose earlier .bak was another user's (a run before this fix) is replaced, not written through
-      await sh(
-        'ms-1',
-        'cp -p /etc/wireguard/wg0.conf /etc/wireguard/wg0.conf.bak; chown nobody:nogroup /etc/wireguard/wg0.conf.bak; chmod 666 /etc/wireguard/wg0.conf.bak',
-      );
-      const run = await lab().meshctl(['up', MTU_1400, '--yes', '--no-color']);
-      assert.equal(run.code, 0, run.stdout + run.stderr);
-      for (const node of ['ms-1', 'wk-1'])
-        assert.equal((await sh(node, 'stat -c "%U %a" /etc/wireguard/wg0.conf.bak')).trim(), 'root 600', node);
-    });
-
-    it('an immutable wg0.conf on wk-1 (chattr +i): the write fails and no wg0.conf.meshctl-tmp is left', async () => {
+    it('an immutable wg0.conf on wk-1 (chattr +i), MTU 1400: the write fails and no wg0.conf.meshctl-tmp is left', async (t) => {
       await sh('wk-1', 'chattr +i /etc/wireguard/wg0.conf');
       try {
         const before = await sh('wk-1', 'sha256sum /etc/wireguard/wg0.conf');
-        const run = await lab().meshctl(['up', INVENTORY, '--yes', '--no-color']);
+        const run = await lab().meshctl(['up', MTU_1400, '--yes', '--no-color']);
+        // what the run said (the rollback's own verdict is src/engine/revert.ts's)
+        for (const line of (run.stdout + run.stderr).split('\n').filter((l) => /FAIL|ROLLED|rolled back|not reverted/.test(l)))
+          t.diagnostic(line);
         assert.notEqual(run.code, 0, run.stdout + run.stderr);
         assert.match(run.stdout + run.stderr, /write-config.*(Operation not permitted|failed)/s);
         assert.equal(await sh('wk-1', 'sha256sum /etc/wireguard/wg0.conf'), before);
