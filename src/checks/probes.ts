@@ -24,6 +24,7 @@ import {
   type RpFilter,
   type ServiceState,
   type UdpListener,
+  type WireGuardFileMode,
 } from '../facts/definitions.js';
 import {
   beginMarker,
@@ -139,6 +140,11 @@ export interface NodeChecklist {
   udpCounters?: UdpCounters;
   /** forwarding on the interface and meshctl's relay rule (./relay-check.ts); undefined when the section is missing */
   relay?: RelayState;
+  /**
+   * Owner and mode of /etc/wireguard, IFACE.key, IFACE.pub and IFACE.conf (FACTS.wireguardFiles), judged by the
+   * `file-modes` check (./file-modes.ts); undefined when the section is missing
+   */
+  wireguardFiles?: WireGuardFileMode[];
   /** sections whose output could not be read */
   problems: string[];
 }
@@ -161,6 +167,7 @@ const CHECKLIST_FACTS: ReadonlyArray<FactDef<unknown>> = [
   FACTS.firewallRuleset,
   UDP_COUNTERS_FACT,
   RELAY_FACT,
+  FACTS.wireguardFiles,
 ];
 
 const contextOf = (params: ChecklistParams): FactContext => ({ interface: params.interface, listenPort: params.listenPort });
@@ -281,6 +288,7 @@ export function parseChecklistSections(
     ...(firewallRuleset ? { firewallRuleset } : {}),
     ...(udpCounters ? { udpCounters } : {}),
     ...(relay ? { relay } : {}),
+    ...(s.has(FACTS.wireguardFiles.name) ? { wireguardFiles: fact(FACTS.wireguardFiles) } : {}),
     problems,
   };
 }

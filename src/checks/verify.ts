@@ -4,7 +4,7 @@
  * lives in ./collect.ts, so every verdict is tested with fixtures alone.
  *
  * Check ids (stable: part of `verify --json`, see docs/verify-json.md):
- *   connect, service, interface, address, mtu, listener, public-key, config-drift, rp-filter   (per node)
+ *   connect, service, interface, address, mtu, listener, public-key, config-drift, file-modes, rp-filter   (per node)
  *   peers, allowed-ips, endpoint, keepalive, handshake, route                                  (per node and peer)
  *   ping, path-mtu                                                                             (per ordered pair)
  *   firewall                                                                                   (per node)
@@ -40,6 +40,7 @@ import { directionPasses, judgeDirection, type ColdStartResult } from './cold-st
 import { movedPublicAddresses, type EndpointView, type MovedAddress } from '../topology/moved-address.js';
 import { pathBetween, pathKind, planPaths } from '../topology/paths.js';
 import { judgeRelay } from './relay-check.js';
+import { judgeWireGuardFiles } from './file-modes.js';
 
 export type CheckStatus = 'pass' | 'warn' | 'fail';
 
@@ -52,6 +53,7 @@ export const CHECK_IDS = [
   'listener',
   'public-key',
   'config-drift',
+  'file-modes',
   'rp-filter',
   'peers',
   'allowed-ips',
@@ -381,6 +383,9 @@ function nodeChecks(facts: VerifyFacts, node: Node, desired: DesiredNodeConfig, 
       ),
     );
   }
+
+  // who may read or change the WireGuard files (Q9 F-perm-rollback): the baseline's wireguard-file-modes verdict
+  if (cl.wireguardFiles) out.push(asCheck('file-modes', judgeWireGuardFiles(iface, cl.wireguardFiles)));
 
   // rp_filter
   // ... now, and whether it lasts: a strict default or a later sysctl file undoes it at the next restart or boot

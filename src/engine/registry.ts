@@ -164,6 +164,7 @@ export const underlayProbeStep = (probe: UnderlayProbeRun): MeshStep =>
     run: (input) => probeUnderlay(input, probe),
   }) as unknown as MeshStep;
 import { judgeNodeFirewall } from '../firewall/judge.js';
+import { judgeWireGuardFiles } from '../checks/file-modes.js';
 import { checkDeadlineMs, type Connection } from '../transport/types.js';
 
 /** What the mesh puts on `node`, for judging the other WireGuard interfaces there (../topology/clashes.ts). */
@@ -630,6 +631,13 @@ export const CHECKS = {
         ? pass(id, 'no other WireGuard interface or config')
         : pass(id, `also here: ${harmless.join(', ')}: no clash`, harmless);
     },
+  }),
+  // Q9 F-perm-rollback: the key, .pub, wg-quick file and /etc/wireguard root's and written by root alone (a STOP, never
+  // a silent chmod: the content may have been changed; ../checks/file-modes.ts)
+  'wireguard-file-modes': check({
+    needs: ['facts'],
+    evaluate: ({ values: { facts }, inventory }) =>
+      asCheck('wireguard-file-modes', judgeWireGuardFiles(inventory.mesh.interface, facts.wireguardFiles)),
   }),
   'no-firewall-drop': check({
     needs: ['facts'],

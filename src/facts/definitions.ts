@@ -399,6 +399,39 @@ export interface PublicKeyFileState {
 }
 
 /**
+ * The owner and mode of one of meshctl's WireGuard paths (/etc/wireguard, IFACE.key, IFACE.pub, IFACE.conf), as
+ * `stat -c WIREGUARD_FILE_STAT_FORMAT` (no -L: a symbolic link is described, not its target) printed it on the node.
+ * Judged by ../checks/file-modes.ts (up's baseline check `wireguard-file-modes`, verify's `file-modes`).
+ */
+export interface WireGuardFileMode {
+  /** the path as stat was given it, e.g. "/etc/wireguard/wg0.key" */
+  path: string;
+  /** stat's %F: "regular file", "regular empty file", "directory", "symbolic link", ... */
+  type: string;
+  /** the permission bits in octal as stat's %a prints them, e.g. "600", "2775" */
+  mode: string;
+  /** the owner's uid */
+  uid: number;
+  /** the owner's user name (%U; "UNKNOWN" for a uid without a passwd entry) */
+  owner: string;
+}
+
+/** stat(1)'s format of FACTS.wireguardFiles: type, octal mode, uid, user name, path (last: the only free text). */
+export const WIREGUARD_FILE_STAT_FORMAT = '%F|%a|%u|%U|%n';
+
+/** Lines `TYPE|MODE|UID|USER|PATH` (WIREGUARD_FILE_STAT_FORMAT) into WireGuardFileModes; malformed lines are dropped. */
+export function parseWireGuardFileModes(body: string | undefined): WireGuardFileMode[] {
+  const out: WireGuardFileMode[] = [];
+  for (const line of (body ?? '').split('\n')) {
+    const [type, mode, uid, owner, ...rest] = line.split('|');
+    const path = rest.join('|');
+    if (!type || !mode || !/^[0-7]{1,4}$/.test(mode) || !uid || !/^\d+$/.test(uid) || owner === undefined || !path) continue;
+    out.push({ path, type, mode, uid: Number(uid), owner });
+  }
+  return out;
+}
+
+/**
  * Compares IFACE.pub with `wg pubkey < IFACE.key` on the node. `print` 'cat' prints the file when it matches (and
  * a word otherwise), 'state' only the word: match, mismatch, missing or unchecked. `publicOfKey`: shell commands
  * that set `mc_kp` to `wg pubkey < IFACE.key` (up's lean probe reuses the keys section's answer: ./lean.ts); without
@@ -588,6 +621,19 @@ export const FACTS = {
       };
     },
   } as FactDef<PublicKeyFileState>,
+  /**
+   * Owner and mode of /etc/wireguard, IFACE.key, IFACE.pub and IFACE.conf (WireGuardFileMode; those that exist), from
+   * ONE stat. Up's lean probe prints the same lines from the stat it already runs for the key's mode and the file's
+   * size (./lean.ts), verify's checklist runs this command.
+   */
+  wireguardFiles: {
+    name: 'wgfiles',
+    command: (ctx) => {
+      const p = wireguardPaths(ctx.interface);
+      return sh`stat -c ${WIREGUARD_FILE_STAT_FORMAT} -- ${p.dir} ${p.privateKey} ${p.publicKey} ${p.config} 2>/dev/null; true`.text;
+    },
+    parse: (s) => parseWireGuardFileModes(s?.body),
+  } as FactDef<WireGuardFileMode[]>,
   sysctlFileSha256: {
     name: 'sysctlfile',
     command: (ctx) => sha256IfFile(wireguardPaths(ctx.interface).sysctl),

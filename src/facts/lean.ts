@@ -31,6 +31,7 @@ import {
   SYSTEMD,
   peerDumpCommand,
   publicKeyFileCommand,
+  WIREGUARD_FILE_STAT_FORMAT,
   type FactContext,
   type FactDef,
 } from './definitions.js';
@@ -57,18 +58,27 @@ const WG_READ = [
   '}',
 ].join('\n');
 
-/** `mc_str`: one `stat` (no -L, as the separate ones) of the key, the .pub and the wg-quick file into `mc_st`. */
+/** stat's format of `mc_str`: FACTS.wireguardFiles' (WIREGUARD_FILE_STAT_FORMAT) with the size (%s) after the mode. */
+export const LEAN_STAT_FORMAT = '%F|%a|%s|%u|%U|%n';
+if (WIREGUARD_FILE_STAT_FORMAT !== LEAN_STAT_FORMAT.replace('|%s', ''))
+  throw new Error('WIREGUARD_FILE_STAT_FORMAT changed: update LEAN_STAT_FORMAT');
+
+/**
+ * `mc_str`: one `stat` (no -L, as the separate ones) of /etc/wireguard, the key, the .pub and the wg-quick file into
+ * `mc_st`, lines LEAN_STAT_FORMAT: the key's mode, the file's size and every path's owner and mode
+ * (FACTS.wireguardFiles) from the one process.
+ */
 const statRead = (ctx: FactContext) => {
   const p = wireguardPaths(ctx.interface);
   return [
     'mc_str() {',
-    `  [ -n "\${mc_st_done:-}" ] && return 0; mc_st_done=1; mc_st=$(stat -c '%F|%a|%s|%n' -- ${sh`${p.privateKey} ${p.publicKey} ${p.config}`.text} 2>/dev/null)`,
+    `  [ -n "\${mc_st_done:-}" ] && return 0; mc_st_done=1; mc_st=$(stat -c '${LEAN_STAT_FORMAT}' -- ${sh`${p.dir} ${p.privateKey} ${p.publicKey} ${p.config}`.text} 2>/dev/null)`,
     '  true',
     '}',
     // mc_stf PATH: its type (%F), octal mode and size in mc_sf, mc_sa, mc_ss; empty when stat did not list it
     'mc_stf() {',
     '  mc_str; mc_sf=; mc_sa=; mc_ss=',
-    `  ${eachLine('mc_st', '|', 'mc_1 mc_2 mc_3 mc_4', '[ "$mc_4" = "$1" ] && mc_sf=$mc_1 && mc_sa=$mc_2 && mc_ss=$mc_3')}`,
+    `  ${eachLine('mc_st', '|', 'mc_1 mc_2 mc_3 mc_4 mc_5 mc_6', '[ "$mc_6" = "$1" ] && mc_sf=$mc_1 && mc_sa=$mc_2 && mc_ss=$mc_3')}`,
     '}',
   ].join('\n');
 };
@@ -364,6 +374,20 @@ export const LEAN_FACTS = {
     const k = wireguardPaths(ctx.interface).privateKey;
     return `${statRead(ctx)}\n${sh`if [ -s ${k} ]; then echo exists=yes; mc_stf ${k}; echo "mode=$mc_sa"; command -v wg >/dev/null 2>&1 && { mc_kpub=$(wg pubkey < ${k}); mc_kpub_done=1; echo "public=$mc_kpub"; }; else echo exists=no; fi; true`.text}`;
   }),
+  // every path's owner and mode from the shared stat (mc_str), printed as FACTS.wireguardFiles' own stat prints them
+  wireguardFiles: lean(FACTS.wireguardFiles, (ctx) =>
+    [
+      statRead(ctx),
+      'mc_str',
+      eachLine(
+        'mc_st',
+        '|',
+        'mc_1 mc_2 mc_3 mc_4 mc_5 mc_6',
+        `[ -n "$mc_6" ] && printf '%s|%s|%s|%s|%s\\n' "$mc_1" "$mc_2" "$mc_4" "$mc_5" "$mc_6"`,
+      ),
+      'true',
+    ].join('\n'),
+  ),
   publicKeyFileState: lean(FACTS.publicKeyFileState, (ctx) => {
     const p = wireguardPaths(ctx.interface);
     const publicOfKey = sh`if [ -n "\${mc_kpub_done:-}" ]; then mc_kp=$mc_kpub; else mc_kp=$(wg pubkey < ${p.privateKey} 2>/dev/null); fi`

@@ -19,6 +19,7 @@ import {
   type OperatorAddress,
   type PublicKeyFileState,
   type ReresolveState,
+  type WireGuardFileMode,
   type WireGuardInterfaceFacts,
 } from './definitions.js';
 import { splitSections, type Section } from './sections.js';
@@ -74,6 +75,12 @@ export interface NodeFacts {
     /** whether IFACE.pub holds the public half of the key file, compared on the node (the file never leaves it) */
     publicKeyFile?: PublicKeyFileState;
   };
+  /**
+   * Owner and mode of /etc/wireguard, IFACE.key, IFACE.pub and IFACE.conf, those that exist (FACTS.wireguardFiles: the
+   * same stat as the key's mode); judged by the baseline check `wireguard-file-modes` (../checks/file-modes.ts).
+   * Undefined when not probed (older captures).
+   */
+  wireguardFiles?: WireGuardFileMode[];
   sysctl: {
     fileSha256?: string;
     rpFilterAll?: number;
@@ -177,6 +184,7 @@ const UP_FACTS: ReadonlyArray<FactDef<unknown>> = [
   FACTS.configText,
   FACTS.keyFile,
   FACTS.publicKeyFileState,
+  FACTS.wireguardFiles,
   FACTS.sysctlFileSha256,
   FACTS.rpFilter,
   FACTS.rpFilterSysctlFiles,
@@ -305,6 +313,7 @@ export function parseFactsProbe(stdout: string, target: ProbeTarget): NodeFacts 
       publicKey: keyFile.publicKey,
       publicKeyFile: fact(FACTS.publicKeyFileState),
     },
+    ...(s.has(FACTS.wireguardFiles.name) ? { wireguardFiles: fact(FACTS.wireguardFiles) } : {}),
     sysctl: {
       fileSha256: fact(FACTS.sysctlFileSha256),
       rpFilterAll: rp.all,

@@ -30,9 +30,14 @@ export function heredoc(content: string): { start: string; body: string } {
 }
 
 /**
- * Script that writes a file atomically: temp file in the same directory, mode, rename over the target (rename(2)
- * is atomic within a filesystem). With `backup`, the previous version is kept as FILE.bak.
+ * Script that writes a file atomically: temp file (PATH.meshctl-tmp) in the same directory, mode, rename over the
+ * target (rename(2) is atomic within a filesystem). With `backup`, the previous version is kept as PATH.bak: a fresh
+ * copy of root's under umask 077 (`cp` without `-p`, an old .bak removed first), never the previous file's owner and
+ * mode (Q9 F-perm-rollback: a `cp -p` of a file another user owned kept it writable by that user, and the rollback
+ * restarted wg-quick on it). A write, chmod, backup or rename that fails removes the temp file and exits with that
+ * command's status (Q9 F-immutable: an immutable PATH, `chattr +i`, left PATH.meshctl-tmp behind); PATH is then as it was.
  * Prints `LABEL=<sha256 of the new file>`, read back by the step so the gate compares what is on the node.
+ * `mode`, `dirMode`: octal, e.g. '600'; the directory is created with `dirMode` only when missing.
  */
 export function atomicWriteScript(
   path: string,
@@ -41,13 +46,20 @@ export function atomicWriteScript(
 ): string {
   const doc = heredoc(content);
   const tmp = `${path}.meshctl-tmp`;
+  const bak = `${path}.bak`;
+  // the here-document's body follows the line of its redirection, whatever else that line holds
+  const steps = [
+    `${sh`cat > ${tmp}`.text} ${doc.start}`,
+    sh`chmod ${raw(mode)} ${tmp}`.text,
+    ...(backup ? [sh`{ [ ! -f ${path} ] || { rm -f ${bak} && cp ${path} ${bak}; }; }`.text] : []),
+    sh`mv -f ${tmp} ${path}`.text,
+  ];
   return [
     `umask 077`,
     sh`mkdir -p -m ${raw(dirMode)} ${dirname(path)}`.text,
-    `${sh`cat > ${tmp}`.text} ${doc.start}\n${doc.body}`,
-    sh`chmod ${raw(mode)} ${tmp}`.text,
-    backup ? sh`if [ -f ${path} ]; then cp -p ${path} ${`${path}.bak`}; fi`.text : ':',
-    sh`mv -f ${tmp} ${path}`.text,
+    // a temp file left by an older run (or planted) is not written through
+    sh`rm -f ${tmp}`.text,
+    `${steps.join(' && ')} || { mc_rc=$?; ${sh`rm -f ${tmp}`.text}; exit $mc_rc; }\n${doc.body}`,
     `echo "${label}=$(sha256sum < ${sh`${path}`.text} | cut -d' ' -f1)"`,
   ].join('\n');
 }

@@ -182,10 +182,11 @@ test('no probe ever reads a private key', () => {
       mtu: 1420,
     }),
   ].join('\n');
-  // the key file is only tested for size, fed to `wg pubkey` (its public half) and named to the on-node filter,
-  // which redacts it
+  // the key file is only tested for size, fed to `wg pubkey` (its public half), named to the on-node filter,
+  // which redacts it, and stat'ed for its owner and mode (FACTS.wireguardFiles: stat reads no content)
   const allowedKeyUses = scripts
     .replace(/wg pubkey < \S+\.key\b/g, '')
+    .replace(/stat -c '[^'\n]*' -- [^;\n]*/g, '')
     .replace(/keyfile=\S+\.key\b/g, '')
     .replace(/\[ ! -s \S+\.key \]/g, '');
   // a dump is read only through an awk that drops its first (interface) line on the node (issue 10: no tail), or

@@ -68,6 +68,16 @@ function convergedFacts(node: string): NodeFacts {
     wireguardConfigs: [`${iface}.conf`],
     config: { exists: true, sha256: sha256(text), text, hasPrivateKeyLine: false, managedByMeshctl: true },
     keys: { privateKeyExists: true, privateKeyMode: '600', publicKey: keys.get(node)! },
+    wireguardFiles: [
+      { path: '/etc/wireguard', type: 'directory', mode: '700', uid: 0, owner: 'root' },
+      ...[`${iface}.key`, `${iface}.pub`, `${iface}.conf`].map((name) => ({
+        path: `/etc/wireguard/${name}`,
+        type: 'regular file',
+        mode: name.endsWith('.pub') ? '644' : '600',
+        uid: 0,
+        owner: 'root',
+      })),
+    ],
     sysctl: { fileSha256: sha256(renderRpFilterSysctl(rp)), rpFilterAll: rp, rpFilterDefault: rp },
     service: { enabled: 'enabled', active: 'active', reloadDropInSha256: sha256(renderReloadDropIn(iface)) },
     interfacePublicKey: keys.get(node)!,
@@ -560,6 +570,15 @@ describe('engine: every check of the registry, passing and failing', () => {
     'default-ip-rules': { facts: { ...good, baseline: { ...good.baseline, extraIpRules: ['1000: from all lookup 100'] } } },
     'no-kubernetes-leftovers': { facts: { ...good, baseline: { ...good.baseline, leftoverUnits: ['k3s.service'] } } },
     'no-foreign-wireguard': { facts: { ...good, wireguardInterfaces: ['wg0', 'wg-vpn'] } },
+    // Q9 F-perm-rollback: wg0.conf another user's and writable by anyone
+    'wireguard-file-modes': {
+      facts: {
+        ...good,
+        wireguardFiles: good.wireguardFiles!.map((f) =>
+          f.path.endsWith('.conf') ? { ...f, uid: 65534, owner: 'nobody', mode: '666' } : f,
+        ),
+      },
+    },
     // issue 8, kind 4: policy DROP, no rule naming UDP 51820 (the old rule-text heuristic passed it)
     'no-firewall-drop': { facts: { ...good, baseline: { ...good.baseline, firewallRuleset: firewallFixture('iptables-policy-drop') } } },
     'wireguard-tools-present': { tools: { ...good.tools, wireguardGo: false } },

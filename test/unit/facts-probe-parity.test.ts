@@ -36,7 +36,8 @@ const target = { interface: 'wg0', listenPort: 51820 };
 /** Two probes a moment apart differ in the clock, the peers' order (wireguard-go) and counters, and firewall comments. */
 function sameMoment(f: NodeFacts): unknown {
   // dpkgStatus: a fact the old script did not have (the new one reads it in the same awk: no process more)
-  const { now: _now, dpkgStatus: _dpkg, ...rest } = f;
+  // wireguardFiles: nor this (Q9 F-perm-rollback: owners and modes from the stat the probe already ran, no process more)
+  const { now: _now, dpkgStatus: _dpkg, wireguardFiles: _files, ...rest } = f;
   // live.forwarding: nor this (the interface's forwarding, read with the shell's builtin `read`: no process more)
   const { forwarding: _fwd, ...live } = f.live ?? { addresses: [], wgReadable: false };
   return {
@@ -220,6 +221,16 @@ describe("up's facts probe in this host's shell (issue 10): old and new script, 
     assert.match(newFacts.config.text ?? '', /private-key \/etc\/wireguard\/%i\.key/);
     assert.doesNotMatch(newFacts.config.text ?? '', /<\(echo/);
     assert.ok(!now.stdout.includes(now.key), 'no private key in the output');
+    // the owners and modes the old script did not read, from the same one stat (the process count below is unchanged)
+    assert.deepEqual(
+      newFacts.wireguardFiles?.map((f) => `${f.path.replace(/^.*\/wireguard/, 'wireguard')} ${f.type} ${f.uid === process.getuid?.()}`),
+      [
+        'wireguard directory true',
+        'wireguard/lo.key regular file true',
+        'wireguard/lo.pub regular file true',
+        'wireguard/lo.conf regular file true',
+      ],
+    );
     assert.equal(newFacts.peers.length, 2);
     assert.deepEqual(newFacts.wireguardDetails?.[0]?.allowedIps, ['10.66.0.2/32', '10.66.0.3/32', '10.66.1.0/24']);
     assert.ok(newFacts.wireguardDetails?.[0]?.addresses.includes('127.0.0.1/8'), JSON.stringify(newFacts.wireguardDetails));

@@ -56,7 +56,7 @@ describe('the verify report spec', () => {
       'exitCode: expected 0, 1 or 3, got 2',
       'summary.warn: missing required field',
       'nodes[0].connected: expected true or false, got the string "yes"',
-      'checks[1].id: expected connect, service, interface, address, mtu, listener, public-key, config-drift, rp-filter, peers, allowed-ips, endpoint, keepalive, handshake, route, ping, path-mtu, firewall, cold-start or relay, got the string "routes"; did you mean route?',
+      'checks[1].id: expected connect, service, interface, address, mtu, listener, public-key, config-drift, file-modes, rp-filter, peers, allowed-ips, endpoint, keepalive, handshake, route, ping, path-mtu, firewall, cold-start or relay, got the string "routes"; did you mean route?',
       'matrix.cells.ms-1.wk-1.loss: 150 is out of range: expected a percentage from 0 to 100',
     ]);
   });

@@ -109,7 +109,12 @@ describe('config planner', () => {
     const plan = planConfig(bareDebian(), input);
     assert.ok(plan.writeConfig && plan.writeSysctl && plan.applySysctl);
     assert.match(plan.action!.script, /mv -f \/etc\/wireguard\/wg0\.conf\.meshctl-tmp \/etc\/wireguard\/wg0\.conf/);
-    assert.match(plan.action!.script, /cp -p \/etc\/wireguard\/wg0\.conf \/etc\/wireguard\/wg0\.conf\.bak/);
+    // a fresh copy of root's (umask 077), never the old file's owner and mode (`cp -p`: Q9 F-perm-rollback)
+    assert.match(
+      plan.action!.script,
+      /rm -f \/etc\/wireguard\/wg0\.conf\.bak && cp \/etc\/wireguard\/wg0\.conf \/etc\/wireguard\/wg0\.conf\.bak/,
+    );
+    assert.doesNotMatch(plan.action!.script, /cp -p/);
     assert.match(plan.action!.script, /sysctl -q -p \/etc\/sysctl\.d\/99-wireguard\.conf/);
     assert.doesNotMatch(plan.action!.script, /sysctl --system/);
   });
@@ -133,7 +138,11 @@ describe('config planner', () => {
     assert.equal(missing.writeReloadDropIn, true);
     assert.equal(missing.writeConfig, false);
     assert.match(missing.action!.script, /mkdir -p -m 755 \/etc\/systemd\/system\/wg-quick@wg0\.service\.d/);
-    assert.match(missing.action!.script, new RegExp(`mv -f ${dropInPath}\\.meshctl-tmp ${dropInPath}\n.*\nsystemctl daemon-reload`));
+    // the rename ends the write's line (its here-document's body follows), the sha256 line, then daemon-reload
+    assert.match(
+      missing.action!.script,
+      new RegExp(`mv -f ${dropInPath}\\.meshctl-tmp ${dropInPath} \\|\\| [^\n]*\n(?:[^\n]*\n)*?MESHCTL_EOF\n.*\nsystemctl daemon-reload`),
+    );
     assert.match(describeAction(missing.action!), /a reload keeps the key/);
     const edited = planConfig(
       bareDebian({ ...converged, service: { enabled: 'enabled', active: 'active', reloadDropInSha256: sha256('edited by hand') } }),
@@ -238,9 +247,9 @@ describe('atomic writes', () => {
 
   it('writes to a temp file in the same directory, sets the mode, then renames', () => {
     const script = atomicWriteScript('/etc/x.conf', 'hello\n', { mode: '644' });
-    const lines = script.split('\n');
+    // one `&&` chain (Q9 F-immutable: its failure removes the temp file): the commands in order in the text
     const order = ['umask 077', 'chmod 644 /etc/x.conf.meshctl-tmp', 'mv -f /etc/x.conf.meshctl-tmp /etc/x.conf'].map((l) =>
-      lines.indexOf(l),
+      script.indexOf(l),
     );
     assert.ok(order.every((i) => i >= 0) && order[0]! < order[1]! && order[1]! < order[2]!, script);
   });
