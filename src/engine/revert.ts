@@ -325,7 +325,9 @@ export function revertScript(iface: string, runId: string, systemd: boolean): st
     // a file that cannot be put back (a full disk: a new user's finding) fails the revert, leaves no partial copy, and
     // the timer tries again (revertNowScript); the interface is still brought back up on what is there
     'bad=',
-    'restore() { if [ -e "$d/$1.absent" ]; then rm -f "$2" || bad="$bad $2"; elif [ -f "$d/$1" ]; then { cp -p "$d/$1" "$2.meshctl-revert" && mv -f "$2.meshctl-revert" "$2"; } || { rm -f "$2.meshctl-revert"; bad="$bad $2"; }; fi; }',
+    // a file equal to its snapshot is left alone: the change may never have been written (Q9 F-immutable: an
+    // immutable wg0.conf failed the write, and the revert then failed to "restore" the file it had never changed)
+    'restore() { if [ -e "$d/$1.absent" ]; then rm -f "$2" || bad="$bad $2"; elif [ -f "$d/$1" ]; then if [ -f "$2" ] && cmp -s "$d/$1" "$2"; then :; else { cp -p "$d/$1" "$2.meshctl-revert" && mv -f "$2.meshctl-revert" "$2"; } || { rm -f "$2.meshctl-revert"; bad="$bad $2"; }; fi; fi; }',
     sh`restore config ${p.config}`.text,
     sh`restore sysctl ${p.sysctl}`.text,
     ...(systemd

@@ -407,6 +407,23 @@ describe('a revert goes back as gently as its change came', () => {
     );
   });
 
+  it('a file equal to its snapshot is not copied back (Q9 F-immutable: the write had failed on an immutable wg0.conf)', () => {
+    assert.throws(
+      () =>
+        revertAfter('unchanged-file', CONF(1420), LIVE_DUMP(), {
+          before({ at, env, runDir }) {
+            // any copy fails (the stand-in `cp`: FULL_DISK), as the immutable file's rename did: none is needed
+            const result = spawnSync('sh', ['-c', at(revertNowScript(RUN.runId))], { env: { ...env, FULL_DISK: '1' }, encoding: 'utf8' });
+            assert.equal(result.status, 0, result.stdout + result.stderr);
+            assert.doesNotMatch(result.stderr, /not reverted/);
+            assert.ok(existsSync(join(runDir, 'reverted')) || !existsSync(runDir), 'the revert is done, its timer has nothing left');
+            throw new Error('checked');
+          },
+        }),
+      /checked/,
+    );
+  });
+
   it('a unit active without its interface (deleted by hand) is restarted, not synced', () => {
     const { addconf, restarts } = revertAfter('gone', CONF(1420, 20), LIVE_DUMP(20), { interfaceGone: true });
     assert.equal(restarts, 1);
