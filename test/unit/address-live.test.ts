@@ -20,6 +20,7 @@ import { describeAction } from '../../src/engine/plan.js';
 import { loadInventory } from '../../src/inventory/load.js';
 import { desiredNodeConfig } from '../../src/topology/desired.js';
 import { classifyConfigChange, liveInterfaceChange } from '../../src/render/changes.js';
+import { netnsSkipReason, withNetns } from '../support/netns.js';
 import { changeWithoutRestart } from '../../src/import/restart.js';
 
 const inventory = loadInventory('inventories/homelab.yaml');
@@ -126,11 +127,9 @@ describe('an Address change is set on the running interface, not restarted (Q6-9
   });
 
   it('the script does on a real interface what the plan says, and again does nothing (a tun link in a namespace)', (t) => {
-    if (process.getuid?.() !== 0) return t.skip('needs root for a network namespace');
-    const ns = `mc-addr-${process.pid}`;
-    const run = (script: string) => execFileSync('ip', ['netns', 'exec', ns, 'sh', '-c', script], { encoding: 'utf8' });
-    execFileSync('ip', ['netns', 'add', ns]);
-    try {
+    const skip = netnsSkipReason();
+    if (skip) return t.skip(skip);
+    withNetns('mc-addr', (run) => {
       // a tun device (no module needed) stands in for wireguard-go's: the same addresses and routes
       run('ip tuntap add dev wg0 mode tun && ip link set wg0 up && ip -4 address add 172.27.15.12/24 dev wg0');
       const { action } = enable(handBuilt());
@@ -157,8 +156,6 @@ describe('an Address change is set on the running interface, not restarted (Q6-9
       assert.deepEqual(read.addresses, ['172.27.15.12/32', '172.27.15.98/32']);
       const stray = { ...handBuilt(), live: { ...handBuilt().live!, addresses: ['172.27.15.12/32', '172.27.15.98/32'] } };
       assert.throws(() => run(enable(stray).action!.script), /wg0's addresses are not 172\.27\.15\.12\/32 after the change/);
-    } finally {
-      execFileSync('ip', ['netns', 'del', ns]);
-    }
+    });
   });
 });

@@ -6,7 +6,7 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { netnsSkipReason, withNetns } from '../support/netns.js';
 import { downProbeScript, parseDownProbe, planDown, type DownFacts } from '../../src/steps/down.js';
 
 const facts = (over: Partial<DownFacts>): DownFacts => ({
@@ -38,11 +38,9 @@ describe('down deletes only a WireGuard interface', () => {
   });
 
   it('the real probe and script in a network namespace: a tun link (as wireguard-go makes, without its socket) is seen as not WireGuard and survives the delete', (t) => {
-    if (process.getuid?.() !== 0) return t.skip('needs root for a network namespace');
-    const ns = `mc-down-${process.pid}`;
-    const run = (script: string) => execFileSync('ip', ['netns', 'exec', ns, 'sh', '-c', script], { encoding: 'utf8' });
-    execFileSync('ip', ['netns', 'add', ns]);
-    try {
+    const skip = netnsSkipReason();
+    if (skip) return t.skip(skip);
+    withNetns('mc-down', (run) => {
       // the name of a NIC, of no WireGuard kind: the probe must not call it WireGuard
       run('ip tuntap add dev eth0 mode tun && ip link set eth0 up');
       const probed = parseDownProbe(run(downProbeScript('eth0')));
@@ -53,8 +51,6 @@ describe('down deletes only a WireGuard interface', () => {
       const { script } = planDown(facts({}), 'eth0', false);
       run(script!);
       assert.match(run('ip -br link show dev eth0'), /^eth0\s/);
-    } finally {
-      execFileSync('ip', ['netns', 'del', ns]);
-    }
+    });
   });
 });

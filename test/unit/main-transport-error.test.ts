@@ -27,7 +27,7 @@ test('a lost connection no command handled: the node and why, exit 3, no stack t
   const lost = new TransportError('ms-1', 'ms-1 (root@192.168.15.2:22): connection lost: Keepalive timeout', 'timeout');
   const { code, text } = stderrOf(() => reportFailure(lost));
   assert.equal(code, ExitCode.connect);
-  assert.match(text, /^meshctl: ms-1 \(root@192\.168\.15\.2:22\): connection lost: Keepalive timeout\n  the command stopped there/);
+  assert.match(text, /^meshctl: ms-1 \(root@192\.168\.15\.2:22\): connection lost: Keepalive timeout\n {2}the command stopped there/);
   assert.doesNotMatch(text, /internal error|\n\s+at /);
 });
 

@@ -25,6 +25,7 @@ import { classifyConfigChange, liveInterfaceChange } from '../../src/render/chan
 import { renderWgQuickConfig } from '../../src/render/wgquick.js';
 import { relayHooks, relayNftTableName } from '../../src/render/relay.js';
 import { relayRuleInPlace } from '../../src/firewall/relay-live.js';
+import { netnsSkipReason, withNetns } from '../support/netns.js';
 import type { FirewallFacts } from '../../src/firewall/verdict.js';
 
 const inventory = loadInventory('inventories/homelab.yaml');
@@ -171,11 +172,9 @@ describe("a relay's forwarding or rule gone is planned and mended live (Q8 F-rel
   });
 
   it('the scripts do on a real interface what the plan says (a tun link and iptables in a namespace)', (t) => {
-    if (process.getuid?.() !== 0) return t.skip('needs root for a network namespace');
-    const ns = `mc-relay-${process.pid}`;
-    const run = (script: string) => execFileSync('ip', ['netns', 'exec', ns, 'sh', '-c', script], { encoding: 'utf8' });
-    execFileSync('ip', ['netns', 'add', ns]);
-    try {
+    const skip = netnsSkipReason();
+    if (skip) return t.skip(skip);
+    withNetns('mc-relay', (run) => {
       run('ip tuntap add dev wg0 mode tun && ip link set wg0 up');
       /** the namespace as the facts probe reads it: wg0's forwarding (the fact's own command) and iptables-save */
       const read = (file: DesiredNodeConfig): NodeFacts => {
@@ -212,8 +211,6 @@ describe("a relay's forwarding or rule gone is planned and mended live (Q8 F-rel
       assert.equal(relayRuleInPlace(nftOnly(), 'wg0'), true);
       run(`nft flush chain inet ${relayNftTableName('wg0')} forward`);
       assert.equal(relayRuleInPlace(nftOnly(), 'wg0'), false, 'the table without its rules');
-    } finally {
-      execFileSync('ip', ['netns', 'del', ns]);
-    }
+    });
   });
 });
