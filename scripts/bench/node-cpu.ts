@@ -12,12 +12,17 @@
  * quiet lab: the floor's warm ping round (the second `up`'s floor: scripts/bench/floor.ts's `pingWarm`, through
  * nsenter, no SSH), `meshctl up INVENTORY --yes --json`, the floor's ping round with the path MTU (verify's floor:
  * `pingMtu`), `meshctl verify INVENTORY --json`; meshctl runs in the lab's operator namespace as the bench runs it.
+ * Each round starts with what any SSH tool pays on the nodes (one OpenSSH login per node at once, running `true`) and
+ * the floor's facts phase (meshctl's facts probe on every node at once, through nsenter).
  *
  * Nodes' CPU (seconds): user + system time of every process in the lab nodes' PID namespaces, with the reaped
  * children's (/proc/PID/stat fields 14-17, proc(5)), summed before and after each run: a process that ended during
- * the run is counted through the process that reaped it (its parent, or the node's systemd for an orphan). What
- * runs outside the nodes' PID namespaces (the lab's routers, the kernel's softirq work of the veth links) is not in
- * it. meshctl's CPU: its process and waited-for children (GNU time). Needs root and /usr/bin/time.
+ * the run is counted through the process that reaped it (its parent, or the node's systemd for an orphan). The
+ * floor's scripts are started by nsenter from this process, which reaps them: their CPU is this process's children's
+ * (its own cutime + cstime), added for the floor's runs. What runs outside the nodes' PID namespaces (the lab's
+ * routers, the kernel's softirq work of the veth links) is not in it; the machine's busy CPU (/proc/stat: every
+ * state but idle and iowait, proc(5)) is printed beside it, meshctl's and this process's included.
+ * meshctl's CPU: its process and waited-for children (GNU time). Needs root and /usr/bin/time.
  *
  * Prints a line per run and, at the end, the medians per kind: wall, nodes' CPU, meshctl's CPU, and the wall time
  * the nodes' CPU needs at the least on this machine's cores (nodes' CPU / cores).
@@ -29,9 +34,10 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { matrixPasses, runPingRound } from '../../src/checks/ping-matrix.js';
 import { FACTS } from '../../src/facts/definitions.js';
+import { factsProbeScript } from '../../src/facts/node-facts.js';
 import { loadInventory } from '../../src/inventory/load.js';
 import { readState } from '../../src/lab/state.js';
-import { NodeShell, timed } from './floor.js';
+import { NodeShell, onAllNodes, timed } from './floor.js';
 import { median } from './table.js';
 import { toolEnv } from './tool-env.js';
 
@@ -74,10 +80,24 @@ function nodesCpuS(): number {
   return ticks / CLK_TCK;
 }
 
+/** This process's reaped children's CPU seconds (cutime + cstime of /proc/self/stat): the floor's nsenter'd scripts. */
+function childrenCpuS(): number {
+  const stat = readFileSync('/proc/self/stat', 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[13]) + Number(fields[14])) / CLK_TCK;
+}
+
+/** CPU seconds the whole machine was busy (the first line of /proc/stat: user, nice, system, irq, softirq, steal). */
+function machineBusyS(): number {
+  const [user, nice, system, , , irq, softirq, steal] = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  return (user! + nice! + system! + irq! + softirq! + steal!) / CLK_TCK;
+}
+
 interface Sample {
   kind: string;
   wallS: number;
   nodesCpuS: number;
+  machineCpuS: number;
   meshctlCpuS?: number;
   load: number;
   ok: boolean;
@@ -107,13 +127,17 @@ function meshctl(args: string[]): Promise<{ code: number; cpuS: number }> {
   });
 }
 
-async function measure(kind: string, work: () => Promise<{ ok: boolean; meshctlCpuS?: number }>): Promise<Sample> {
+/** Runs `work` and measures it; `floor`: its scripts run under nsenter from this process (their CPU is its children's). */
+async function measure(kind: string, work: () => Promise<{ ok: boolean; meshctlCpuS?: number }>, floor = false): Promise<Sample> {
   const load = loadavg()[0]!;
-  const cpu0 = nodesCpuS();
+  const [cpu0, children0, machine0] = [nodesCpuS(), childrenCpuS(), machineBusyS()];
   const { ms, value } = await timed(work);
-  const sample = { kind, wallS: ms / 1000, nodesCpuS: nodesCpuS() - cpu0, load, ...value };
+  const nsenterd = floor ? childrenCpuS() - children0 : 0;
+  const sample = { kind, wallS: ms / 1000, nodesCpuS: nodesCpuS() - cpu0 + nsenterd, machineCpuS: machineBusyS() - machine0, load, ...value };
   const mine = sample.meshctlCpuS === undefined ? '' : `, meshctl CPU ${sample.meshctlCpuS.toFixed(2)} s`;
-  process.stdout.write(`${kind}: wall ${sample.wallS.toFixed(2)} s, nodes' CPU ${sample.nodesCpuS.toFixed(2)} s${mine}, load ${load.toFixed(1)}${sample.ok ? '' : ' FAILED'}\n`);
+  process.stdout.write(
+    `${kind}: wall ${sample.wallS.toFixed(2)} s, nodes' CPU ${sample.nodesCpuS.toFixed(2)} s${mine}, machine busy ${sample.machineCpuS.toFixed(2)} s, load ${load.toFixed(1)}${sample.ok ? '' : ' FAILED'}\n`,
+  );
   return sample;
 }
 
@@ -123,6 +147,28 @@ const after = [FACTS.interfaceRoutes, FACTS.peers, FACTS.now].map((def) => ({ na
 const floorRound = (withMtu: boolean) => async () => {
   const { matrix } = await runPingRound(shells, targets, withMtu ? { mtu: inventory.mesh.mtu } : { after });
   return { ok: matrixPasses(matrix, { withMtu }) };
+};
+/**
+ * What any SSH tool pays on the nodes before it does anything: one OpenSSH login per node, all at once, each running
+ * `true` in one session channel (the lab's ssh_config, key and known_hosts; `ssh` itself runs on the host side).
+ */
+const logins = async () => {
+  const codes = await Promise.all(
+    state.nodes.map(
+      (n) =>
+        new Promise<number>((done) => {
+          const argv = ['ip', 'netns', 'exec', state.plan.operator.namespace, 'ssh', '-F', state.sshConfig, n.name, 'true'];
+          spawn(argv[0]!, argv.slice(1), { stdio: 'ignore' }).on('close', (code) => done(code ?? 255));
+        }),
+    ),
+  );
+  return { ok: codes.every((c) => c === 0) };
+};
+/** The floor's facts phase: meshctl's facts probe on every node at once (scripts/bench/floor.ts measureFloor's). */
+const floorFacts = async () => {
+  const ports = new Map(inventory.nodes.map((n) => [n.name, n.listenPort]));
+  await onAllNodes(shells, (node) => [{ script: factsProbeScript({ interface: inventory.mesh.interface, listenPort: ports.get(node)! }) }]);
+  return { ok: true };
 };
 const up = ['up', inventoryFile, '--yes', '--json', '--rollback-deadline', '900'];
 const tool = (args: string[]) => async () => {
@@ -134,18 +180,22 @@ process.stdout.write(`lab ${labName}: ${state.nodes.length} nodes, ${cpus().leng
 await measure('converge (not counted)', tool(up));
 const samples: Sample[] = [];
 for (let round = 1; round <= rounds; round++) {
-  samples.push(await measure('floor pingWarm', floorRound(false)));
+  samples.push(await measure('logins', logins));
+  samples.push(await measure('floor facts', floorFacts, true));
+  samples.push(await measure('floor pingWarm', floorRound(false), true));
   samples.push(await measure('second up', tool(up)));
-  samples.push(await measure('floor pingMtu', floorRound(true)));
+  samples.push(await measure('floor pingMtu', floorRound(true), true));
   samples.push(await measure('verify', tool(['verify', inventoryFile, '--json'])));
 }
 const cores = cpus().length;
-process.stdout.write(`\n| run (median of ${rounds}) | wall | nodes' CPU | its least wall on ${cores} cores | meshctl CPU | failed runs |\n|---|---|---|---|---|---|\n`);
-for (const kind of ['floor pingWarm', 'second up', 'floor pingMtu', 'verify']) {
+process.stdout.write(
+  `\n| run (median of ${rounds}) | wall | nodes' CPU | its least wall on ${cores} cores | meshctl CPU | machine busy | failed runs |\n|---|---|---|---|---|---|---|\n`,
+);
+for (const kind of ['logins', 'floor facts', 'floor pingWarm', 'second up', 'floor pingMtu', 'verify']) {
   const of = samples.filter((s) => s.kind === kind);
   const cpu = median(of.map((s) => s.nodesCpuS));
   const mine = of.some((s) => s.meshctlCpuS !== undefined) ? `${median(of.map((s) => s.meshctlCpuS ?? 0)).toFixed(2)} s` : '-';
   process.stdout.write(
-    `| ${kind} | ${median(of.map((s) => s.wallS)).toFixed(2)} s | ${cpu.toFixed(2)} s | ${(cpu / cores).toFixed(2)} s | ${mine} | ${of.filter((s) => !s.ok).length} |\n`,
+    `| ${kind} | ${median(of.map((s) => s.wallS)).toFixed(2)} s | ${cpu.toFixed(2)} s | ${(cpu / cores).toFixed(2)} s | ${mine} | ${median(of.map((s) => s.machineCpuS)).toFixed(2)} s | ${of.filter((s) => !s.ok).length} |\n`,
   );
 }
