@@ -258,13 +258,16 @@ export const SECRET_FILTER_AWK = [
   // the comment marks before the test, a trailing comment after it
   '  if (conf != "") while ((getline l < conf) > 0) { gsub(/[ \\t\\r]/, "", l); sub(/^[#;]+/, "", l); sub(/#.*/, "", l); if (tolower(l) ~ /^(private|preshared)[_-]*key=/) { sub(/^[^=]*=/, "", l); sec[l] = 1 } } }',
   // Q9 F-redact-encodings: a key written as hex (64 digits: the 32 bytes, as `xxd -p` prints them) or as base64url
-  // (43 characters with a `-` or `_`) in a hand-edited line is hidden too; a wg-quick file needs neither form
-  // (wg(8) reads only base64), so every such run of the file is, whatever key it is
+  // (43 characters or more with a `-` or `_`) in a hand-edited line is hidden too; a wg-quick file needs neither form
+  // (wg(8) reads only base64), so every such run of the file is, whatever key it is. A base64url run must also hold
+  // an upper-case letter (RV6 F2): node names and DNS labels (up to 63 of [a-z0-9-]) are meshctl's own text in the
+  // file (`# NODE` before a [Peer], `Endpoint = HOST:PORT`) and were hidden at 43 characters; a random key's 43
+  // characters have none of A-Z with odds of (38/64)^43, ~2e-10
   'function mc_mask(s, re, kind,    out, run, sig) {',
   '  out = ""',
   '  while (match(s, re)) {',
   '    run = substr(s, RSTART, RLENGTH); sig = run; sub(/=+$/, "", sig)',
-  `    out = out substr(s, 1, RSTART - 1) (((kind == "hex" && RLENGTH == 64) || (kind == "url" && length(sig) == 43 && sig ~ /[-_]/)) ? "${REDACTED}" : run)`,
+  `    out = out substr(s, 1, RSTART - 1) (((kind == "hex" && RLENGTH == 64) || (kind == "url" && length(sig) >= 43 && sig ~ /[-_]/ && sig ~ /[A-Z]/)) ? "${REDACTED}" : run)`,
   '    s = substr(s, RSTART + RLENGTH)',
   '  }',
   '  return out s',

@@ -155,6 +155,20 @@ describe('secret corpus through the on-node filter and the facts parser', () => 
   it('the rendered file passes the filter byte for byte', () => {
     assert.equal(throughNodeFilter(`${HEAD}${PEER}`), `${HEAD}${PEER}`);
   });
+
+  it('a 43-character node name and DNS label with a `-` pass unchanged (RV6 F2: they were hidden as base64url)', () => {
+    const name = 'homelab-rack-2-raspberry-pi-4-kitchen-shelf';
+    const label = 'my-home-router-dynamic-dns-name-for-the-lab';
+    assert.equal(name.length, 43);
+    assert.equal(label.length, 43);
+    const text = `${HEAD}\n[Peer]\n# ${name}\nPublicKey = ${MESH_PUB}\nEndpoint = ${label}.duckdns.org:51820\nAllowedIPs = 172.27.15.13/32\n`;
+    assert.equal(throughNodeFilter(text), text);
+  });
+
+  it('a base64url key glued to other characters is hidden (a run longer than 43)', () => {
+    const text = throughNodeFilter(`${HEAD}PostUp = echo K_${URL_K} --key-${URL_K}x > /dev/null\n${PEER}`);
+    assert.ok(!text.includes(URL_K), text);
+  });
 });
 
 /** What the config step plans wk-1's files from: the rendered file is HEAD + PEER. */
