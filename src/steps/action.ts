@@ -32,7 +32,8 @@ export function heredoc(content: string): { start: string; body: string } {
 /**
  * Script that writes a file atomically: temp file (PATH.meshctl-tmp) in the same directory, mode, rename over the
  * target (rename(2) is atomic within a filesystem). With `backup`, the previous version is kept as PATH.bak: a fresh
- * copy of root's under umask 077 (`cp` without `-p`, an old .bak removed first), never the previous file's owner and
+ * copy of root's under umask 077 (`cp` without `-p` to PATH.bak.meshctl-tmp, renamed to PATH.bak once PATH is
+ * replaced: a write that fails leaves the older .bak as it was), never the previous file's owner and
  * mode (Q9 F-perm-rollback: a `cp -p` of a file another user owned kept it writable by that user, and the rollback
  * restarted wg-quick on it). A write, chmod, backup or rename that fails removes the temp file and exits with that
  * command's status (Q9 F-immutable: an immutable PATH, `chattr +i`, left PATH.meshctl-tmp behind); PATH is then as it was.
@@ -47,19 +48,24 @@ export function atomicWriteScript(
   const doc = heredoc(content);
   const tmp = `${path}.meshctl-tmp`;
   const bak = `${path}.bak`;
+  // the new backup is made beside and renamed over the old one only once PATH was replaced (RV6 F6: made in place
+  // first, a rename that then failed had already lost the older .bak, the file an operator rolls back to by hand)
+  const bakTmp = `${bak}.meshctl-tmp`;
   // the here-document's body follows the line of its redirection, whatever else that line holds
   const steps = [
     `${sh`cat > ${tmp}`.text} ${doc.start}`,
     sh`chmod ${raw(mode)} ${tmp}`.text,
-    ...(backup ? [sh`{ [ ! -f ${path} ] || { rm -f ${bak} && cp ${path} ${bak}; }; }`.text] : []),
+    ...(backup ? [sh`{ [ ! -f ${path} ] || cp ${path} ${bakTmp}; }`.text] : []),
     sh`mv -f ${tmp} ${path}`.text,
+    ...(backup ? [sh`{ [ ! -f ${bakTmp} ] || mv -f ${bakTmp} ${bak}; }`.text] : []),
   ];
+  const temps = backup ? sh`rm -f ${tmp} ${bakTmp}`.text : sh`rm -f ${tmp}`.text;
   return [
     `umask 077`,
     sh`mkdir -p -m ${raw(dirMode)} ${dirname(path)}`.text,
     // a temp file left by an older run (or planted) is not written through
-    sh`rm -f ${tmp}`.text,
-    `${steps.join(' && ')} || { mc_rc=$?; ${sh`rm -f ${tmp}`.text}; exit $mc_rc; }\n${doc.body}`,
+    temps,
+    `${steps.join(' && ')} || { mc_rc=$?; ${temps}; exit $mc_rc; }\n${doc.body}`,
     `echo "${label}=$(sha256sum < ${sh`${path}`.text} | cut -d' ' -f1)"`,
   ].join('\n');
 }

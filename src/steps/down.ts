@@ -65,6 +65,7 @@ export function purgeablePaths(iface: string): string[] {
     p.config,
     `${p.config}.bak`,
     `${p.config}.meshctl-tmp`,
+    `${p.config}.bak.meshctl-tmp`,
     p.privateKey,
     p.publicKey,
     p.sysctl,
@@ -133,7 +134,8 @@ export const DOWN_DEADLINE_S = 60;
 
 /**
  * What `down` does on a node with these facts, the script and its deadline (ms; absent: DOWN_DEADLINE_S); no action
- * when there is nothing to take down.
+ * when there is nothing to take down. `refused`: why nothing may be done on this node (its IFACE is not a WireGuard
+ * interface: Q9 F-down-eth0); then `changes` is empty and there is no script.
  * The script stops on the first failing command (set -e); run again it finishes what is left.
  */
 export function planDown(

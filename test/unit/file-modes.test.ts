@@ -181,10 +181,12 @@ describe("atomicWriteScript: the .bak is root's 0600; a failed rename leaves no 
     assert.deepEqual([now.uid, (now.mode & 0o777).toString(8), readFileSync(conf, 'utf8')], [0, '600', 'new\n']);
   });
 
-  it('removes PATH.meshctl-tmp when the rename fails (an immutable wg0.conf, chattr +i), exits non-zero, PATH unchanged', (t) => {
+  it('removes its temp files when the rename fails (an immutable wg0.conf, chattr +i), exits non-zero, PATH and the older .bak unchanged', (t) => {
     const dir = tempDir('meshctl-immutable-');
     const conf = join(dir, 'wg0.conf');
     writeFileSync(conf, 'old\n', { mode: 0o600 });
+    // the backup of the last good write: a write that fails must not replace it (RV6 F6: it held `old` after)
+    writeFileSync(`${conf}.bak`, 'older\n', { mode: 0o600 });
     if (sh(`chattr +i '${conf}'`).status !== 0)
       return t.skip('chattr +i is not possible here (not root, or the filesystem has no immutable flag)');
     try {
@@ -194,6 +196,7 @@ describe("atomicWriteScript: the .bak is root's 0600; a failed rename leaves no 
       assert.doesNotMatch(r.stdout, /config=/);
       assert.ok(!existsSync(`${conf}.meshctl-tmp`), 'the temp file is left (failed before)');
       assert.equal(readFileSync(conf, 'utf8'), 'old\n');
+      assert.equal(readFileSync(`${conf}.bak`, 'utf8'), 'older\n', 'the older backup was replaced by a failed write');
       assert.deepEqual(readdirSync(dir).sort(), ['wg0.conf', 'wg0.conf.bak']);
     } finally {
       sh(`chattr -i '${conf}'`);

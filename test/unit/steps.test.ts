@@ -112,7 +112,7 @@ describe('config planner', () => {
     // a fresh copy of root's (umask 077), never the old file's owner and mode (`cp -p`: Q9 F-perm-rollback)
     assert.match(
       plan.action!.script,
-      /rm -f \/etc\/wireguard\/wg0\.conf\.bak && cp \/etc\/wireguard\/wg0\.conf \/etc\/wireguard\/wg0\.conf\.bak/,
+      /cp \/etc\/wireguard\/wg0\.conf \/etc\/wireguard\/wg0\.conf\.bak\.meshctl-tmp; \} && mv -f \/etc\/wireguard\/wg0\.conf\.meshctl-tmp \/etc\/wireguard\/wg0\.conf && \{ .* mv -f \/etc\/wireguard\/wg0\.conf\.bak\.meshctl-tmp \/etc\/wireguard\/wg0\.conf\.bak; \}/,
     );
     assert.doesNotMatch(plan.action!.script, /cp -p/);
     assert.match(plan.action!.script, /sysctl -q -p \/etc\/sysctl\.d\/99-wireguard\.conf/);
