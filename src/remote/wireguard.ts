@@ -90,3 +90,13 @@ export function describeWgError(rawError: string, iface: string): string {
   if (/not found/i.test(said)) return `wg is not installed (wireguard-tools) ${quoted}`;
   return said;
 }
+
+/**
+ * A shell test, true when `iface` is a WireGuard interface: the kernel's module names its devices' type in uevent
+ * (DEVTYPE=wireguard); wireguard-go's is a tun device whose UAPI socket is /run/wireguard/IFACE.sock (wg(8) looks
+ * there, /var/run being /run on every systemd distribution; both are tested). No `wg` needed.
+ */
+export function isWireGuardTest(iface: string): string {
+  return sh`{ grep -qx DEVTYPE=wireguard ${`/sys/class/net/${iface}/uevent`} 2>/dev/null || [ -S ${`/run/wireguard/${iface}.sock`} ] || [ -S ${`/var/run/wireguard/${iface}.sock`} ]; }`
+    .text;
+}

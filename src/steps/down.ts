@@ -10,7 +10,7 @@
  * otherwise bring the interface back after `down` took it away (a new user's finding, 2026-12-01).
  */
 import { sh } from '../remote/shell.js';
-import { reresolvePaths, wireguardPaths } from '../remote/wireguard.js';
+import { isWireGuardTest, reresolvePaths, wireguardPaths } from '../remote/wireguard.js';
 import { systemctlEnablement } from '../remote/systemctl.js';
 import {
   CANCEL_LOCK_WAIT_S,
@@ -77,16 +77,6 @@ export function purgeablePaths(iface: string): string[] {
 }
 
 const dirOf = (path: string) => path.slice(0, path.lastIndexOf('/'));
-
-/**
- * A shell test, true when `iface` is a WireGuard interface: the kernel's module names its devices' type in uevent
- * (DEVTYPE=wireguard); wireguard-go's is a tun device whose UAPI socket is /run/wireguard/IFACE.sock (wg(8) looks
- * there, /var/run being /run on every systemd distribution; both are tested). No `wg` needed.
- */
-export function isWireGuardTest(iface: string): string {
-  return sh`{ grep -qx DEVTYPE=wireguard ${`/sys/class/net/${iface}/uevent`} 2>/dev/null || [ -S ${`/run/wireguard/${iface}.sock`} ] || [ -S ${`/var/run/wireguard/${iface}.sock`} ]; }`
-    .text;
-}
 
 /**
  * The read-only probe: `key=value` lines, one `file=PATH` per existing file and one `pending=RUN DEADLINE` per pending

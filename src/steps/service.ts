@@ -29,7 +29,7 @@ import type { NodeFacts } from '../facts/node-facts.js';
 import type { LivePeer } from '../render/wgdump.js';
 import type { DesiredNodeConfig, DesiredPeer } from '../topology/desired.js';
 import { sh } from '../remote/shell.js';
-import { wireguardPaths } from '../remote/wireguard.js';
+import { isWireGuardTest, wireguardPaths } from '../remote/wireguard.js';
 import { liveInterfaceChange, type ConfigChangeKind } from '../render/changes.js';
 import { syncPeerRoutesCommand, syncPeersStep } from '../render/systemd.js';
 import { endpointRepaired, judgeLiveEndpoint } from './live-endpoint.js';
@@ -499,8 +499,13 @@ function planServiceUnarmed(
     changes.push(load.change);
   };
   if (!active) {
-    // an interface brought up by hand blocks wg-quick@ (it refuses "already exists"); take it down first
-    if (up) commands.push(sh`wg-quick down ${iface} >/dev/null 2>&1 || ip link del ${iface} || true`.text);
+    // an interface brought up by hand blocks wg-quick@ (it refuses "already exists"); take it down first, only when
+    // it is a WireGuard interface (RV6 F5: down's Q9 F-down-eth0 guard was not here; `wg-quick down` refuses any other
+    // kind, and the `ip link del` after it deleted it: an uplink of the mesh's name, and SSH with it)
+    if (up)
+      commands.push(
+        `if ${isWireGuardTest(iface)}; then ${sh`wg-quick down ${iface} >/dev/null 2>&1 || ip link del ${iface} || true`.text}; else ${sh`echo ${`${iface} exists and is not a WireGuard interface: not taken down (is mesh.interface right?)`} >&2`.text}; exit 1; fi`,
+      );
     commands.push(`${systemctlEnablement('enable', p.service, true)} 2>&1`);
     changes.push({ kind: 'enable', unit: p.service, now: true });
   } else {

@@ -8,6 +8,8 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { netnsSkipReason, withNetns } from '../support/netns.js';
 import { downProbeScript, parseDownProbe, planDown, type DownFacts } from '../../src/steps/down.js';
+import { planService } from '../../src/steps/service.js';
+import type { NodeFacts } from '../../src/facts/node-facts.js';
 
 const facts = (over: Partial<DownFacts>): DownFacts => ({
   systemd: false,
@@ -52,5 +54,35 @@ describe('down deletes only a WireGuard interface', () => {
       run(script!);
       assert.match(run('ip -br link show dev eth0'), /^eth0\s/);
     });
+  });
+
+  it("up's enable step takes down only a WireGuard interface of the mesh's name (RV6 F5: `wg-quick down wg0 || ip link del wg0` deleted any kind)", (t) => {
+    const skip = netnsSkipReason();
+    if (skip) return t.skip(skip);
+    // the unit not running and an interface of its name there: the step takes that interface down before enabling
+    const node = {
+      uid: 0,
+      systemd: true,
+      interfaces: ['lo', 'wg0'],
+      wireguardInterfaces: [],
+      service: { enabled: 'disabled', active: 'inactive' },
+      peers: [],
+      interfaceRoutes: [],
+      baseline: { extraIpRules: [], leftoverPaths: [], leftoverUnits: [], leftoverInterfaces: [], firewallDrops: [] },
+    } as unknown as NodeFacts;
+    const script = planService(node, 'wg0', 'create', ['172.27.15.12/32']).action!.script;
+    const takeDown = script.split('\n').find((line) => line.includes('ip link del wg0'));
+    assert.ok(takeDown, script);
+    withNetns('mc-enable', (run) => {
+      run('ip tuntap add dev wg0 mode tun && ip link set wg0 up');
+      // PATH without wg-quick as on a node where it refuses: only the guard stands between the tun link and `ip link del`
+      assert.throws(() => run(takeDown!), /wg0 exists and is not a WireGuard interface/);
+      assert.match(run('ip -br link show dev wg0'), /^wg0\s/);
+    });
+    // a WireGuard interface (the kernel's DEVTYPE, wireguard-go's UAPI socket) is taken down as before
+    assert.match(
+      takeDown!,
+      /^if \{ grep -qx DEVTYPE=wireguard .*; then wg-quick down wg0 >\/dev\/null 2>&1 \|\| ip link del wg0 \|\| true; else /,
+    );
   });
 });
