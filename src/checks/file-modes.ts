@@ -42,9 +42,16 @@ const octal = (mode: string) => `0${mode.padStart(3, '0')}`;
 /**
  * The paths of `files` (FACTS.wireguardFiles for interface `iface`) that are not root's, are writable by group or
  * others, or (the key) readable by them; a symbolic link in place of one of them too (its target is not judged:
- * meshctl's own files are regular files). Paths stat did not list (absent) are not judged.
+ * meshctl's own files are regular files). Paths stat did not list (absent) are not judged. `confHoldsKey`: whether the
+ * wg-quick file holds a PrivateKey or PresharedKey line (asked only when group or others may read it): such a file
+ * readable by them is wrong as the key file is (RV6 F3: the quick-start layout, a PrivateKey in a 0644 wg0.conf,
+ * passed, and `up` then kept that key).
  */
-export function fileModeProblems(iface: string, files: readonly WireGuardFileMode[]): FileModeProblem[] {
+export function fileModeProblems(
+  iface: string,
+  files: readonly WireGuardFileMode[],
+  confHoldsKey: () => boolean = () => false,
+): FileModeProblem[] {
   const p = wireguardPaths(iface);
   const roles = new Map<string, Role>([
     [p.dir, 'dir'],
@@ -78,10 +85,10 @@ export function fileModeProblems(iface: string, files: readonly WireGuardFileMod
       parts.push(`writable by ${writers.join(' and ')} (mode ${octal(f.mode)})`);
       if (!whys.includes(why.write) && f.uid === 0) whys.push(why.write);
     }
-    if (role === 'key' && (bits & 0o044) !== 0) {
+    if ((role === 'key' || role === 'conf') && (bits & 0o044) !== 0 && (role === 'key' || confHoldsKey())) {
       const readers = [(bits & 0o040) !== 0 ? 'group' : '', (bits & 0o004) !== 0 ? 'others' : ''].filter(Boolean);
-      parts.push(`readable by ${readers.join(' and ')} (mode ${octal(f.mode)})`);
-      if (f.uid === 0) whys.push(why.read!);
+      parts.push(`readable by ${readers.join(' and ')}${role === 'conf' ? ' while it holds a key line' : ''} (mode ${octal(f.mode)})`);
+      if (f.uid === 0) whys.push(WHY.key.read!);
     }
     if (parts.length === 0) continue;
     // one mode said once: "writable by others (mode 0666), readable by others (mode 0666)" -> the mode at the end
@@ -109,9 +116,11 @@ export function fileModeFix(problems: readonly FileModeProblem[], dir?: WireGuar
     const these = regular.filter((x) => WANTED_MODE[x.role] === mode);
     if (these.length > 0) cmds.push(`chmod ${mode} ${these.map((x) => x.path).join(' ')}`);
   }
-  const links = paths.filter((x) => x.what.startsWith('a symbolic link'));
-  if (links.length > 0)
-    cmds.push(`replace the symbolic link${links.length > 1 ? 's' : ''} ${links.map((x) => x.path).join(', ')} by a regular file of root's`);
+  // each by what it stands for (RV6 F4: the directory's link was to become "a regular file", which breaks wg-quick)
+  for (const link of paths.filter((x) => x.what.startsWith('a symbolic link')))
+    cmds.push(
+      `replace the symbolic link ${link.path} by ${link.role === 'dir' ? "a directory of root's (mode 0700)" : "a regular file of root's"}`,
+    );
   return cmds;
 }
 
@@ -121,14 +130,19 @@ export const describeFileMode = (f: WireGuardFileMode): string =>
 
 /**
  * The verdict on a node's WireGuard files (FACTS.wireguardFiles of interface `iface`): pass when every path that
- * exists is root's and only root may write it (and read the key); fail naming each wrong path, what another user can
+ * exists is root's and only root may write it (and read the key, or the wg-quick file when `confHoldsKey()` says it
+ * holds a PrivateKey or PresharedKey line); fail naming each wrong path, what another user can
  * do with it, and the commands that fix it, to be run after checking the content; warn when the facts did not read
  * them (`files` undefined: an older probe).
  */
-export function judgeWireGuardFiles(iface: string, files: readonly WireGuardFileMode[] | undefined): Judgement {
+export function judgeWireGuardFiles(
+  iface: string,
+  files: readonly WireGuardFileMode[] | undefined,
+  confHoldsKey: () => boolean = () => false,
+): Judgement {
   if (files === undefined) return { status: 'warn', message: `the owner and mode of /etc/wireguard's files were not read`, evidence: [] };
   const evidence = files.map(describeFileMode);
-  const problems = fileModeProblems(iface, files);
+  const problems = fileModeProblems(iface, files, confHoldsKey);
   if (problems.length === 0) {
     return {
       status: 'pass',
@@ -142,7 +156,9 @@ export function judgeWireGuardFiles(iface: string, files: readonly WireGuardFile
   const wrong = problems.map((x) => `${x.path} is ${x.what}: ${x.why}`).join('; ');
   const dir = files.find((f) => f.path === wireguardPaths(iface).dir);
   const fix = fileModeFix(problems, dir).join('; ');
-  const keyRead = problems.some((x) => x.role === 'key' || x.role === 'dir');
+  // the key may be known whenever another user could read it or make root copy it (a PostUp in a wg-quick file they
+  // could write: RV6 F3)
+  const keyRead = problems.some((x) => x.role === 'key' || x.role === 'dir' || x.role === 'conf');
   return {
     status: 'fail',
     message: `${wrong}. meshctl changes nothing on this node: check the content first (a PreUp, PostUp, PreDown or PostDown line in ${wireguardPaths(iface).config} you did not write), then fix the modes as root: ${fix}${keyRead ? '; the key may be known to another user: give the node a new one afterwards (`meshctl rotate-keys INVENTORY NODE --yes`)' : ''}`,

@@ -385,7 +385,15 @@ function nodeChecks(facts: VerifyFacts, node: Node, desired: DesiredNodeConfig, 
   }
 
   // who may read or change the WireGuard files (Q9 F-perm-rollback): the baseline's wireguard-file-modes verdict
-  if (cl.wireguardFiles) out.push(asCheck('file-modes', judgeWireGuardFiles(iface, cl.wireguardFiles)));
+  // (the parsed file asked for only when others may read it: a PrivateKey line in it is then what is exposed; its
+  // PresharedKey lines are dropped on the node before parsing, so up's baseline, which counts them, judges those)
+  if (cl.wireguardFiles)
+    out.push(
+      asCheck(
+        'file-modes',
+        judgeWireGuardFiles(iface, cl.wireguardFiles, () => cl.config?.interface?.hasPrivateKey === true),
+      ),
+    );
 
   // rp_filter
   // ... now, and whether it lasts: a strict default or a later sysctl file undoes it at the next restart or boot

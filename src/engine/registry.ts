@@ -637,7 +637,14 @@ export const CHECKS = {
   'wireguard-file-modes': check({
     needs: ['facts'],
     evaluate: ({ values: { facts }, inventory }) =>
-      asCheck('wireguard-file-modes', judgeWireGuardFiles(inventory.mesh.interface, facts.wireguardFiles)),
+      asCheck(
+        'wireguard-file-modes',
+        judgeWireGuardFiles(
+          inventory.mesh.interface,
+          facts.wireguardFiles,
+          () => facts.config.hasPrivateKeyLine || facts.config.hasPresharedKeyLine === true,
+        ),
+      ),
   }),
   'no-firewall-drop': check({
     needs: ['facts'],

@@ -66,6 +66,8 @@ export interface NodeFacts {
     /** the file with every line that may hold a private or preshared key removed on the node (SECRET_LINE_ERE) */
     text?: string;
     hasPrivateKeyLine: boolean;
+    /** a PresharedKey line (absent: not read, e.g. a fixture of an older probe) */
+    hasPresharedKeyLine?: boolean;
     managedByMeshctl: boolean;
   };
   keys: {
@@ -305,6 +307,7 @@ export function parseFactsProbe(stdout: string, target: ProbeTarget): NodeFacts 
       sha256: meta.sha256,
       text: configText,
       hasPrivateKeyLine: meta.privateKeyLines > 0,
+      hasPresharedKeyLine: meta.presharedKeyLines > 0,
       managedByMeshctl: configText?.includes('Managed by meshctl') ?? false,
     },
     keys: {

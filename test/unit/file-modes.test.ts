@@ -138,14 +138,43 @@ describe('the verdict on the files (up: wireguard-file-modes at the baseline; ve
       assert.equal(judgeWireGuardFiles('wg0', [file]).status, 'pass', `${file.path} ${file.mode}`);
   });
 
+  it('fails a wg-quick file others may read while it holds a key line (RV6 F3: the quick-start 0644 wg0.conf passed)', () => {
+    const conf: WireGuardFileMode = { path: '/etc/wireguard/wg0.conf', type: 'regular file', mode: '644', uid: 0, owner: 'root' };
+    let asked = 0;
+    const j = judgeWireGuardFiles('wg0', [conf], () => ++asked > 0);
+    assert.equal(j.status, 'fail');
+    assert.match(
+      j.message,
+      /wg0\.conf is readable by group and others while it holds a key line \(mode 0644\): another user can read the private key/,
+    );
+    assert.match(j.message, /chmod 600 \/etc\/wireguard\/wg0\.conf/);
+    assert.match(j.message, /meshctl rotate-keys INVENTORY NODE --yes/);
+    // without a key line the same file passes, and the content is asked about only when others may read the file
+    assert.equal(judgeWireGuardFiles('wg0', [conf], () => false).status, 'pass');
+    asked = 0;
+    assert.equal(judgeWireGuardFiles('wg0', [{ ...conf, mode: '600' }], () => ++asked > 0).status, 'pass');
+    assert.equal(asked, 0);
+    // a wg-quick file others may write: its PostUp could have copied the key, so the advice names rotate-keys too
+    assert.match(judgeWireGuardFiles('wg0', [{ ...conf, mode: '646' }]).message, /rotate-keys/);
+  });
+
+  it("a symbolic link in place of /etc/wireguard is to become a directory of root's, not a regular file (RV6 F4)", () => {
+    const j = judgeWireGuardFiles('wg0', [{ path: '/etc/wireguard', type: 'symbolic link', mode: '777', uid: 0, owner: 'root' }]);
+    assert.match(j.message, /replace the symbolic link \/etc\/wireguard by a directory of root's \(mode 0700\)/);
+    const k = judgeWireGuardFiles('wg0', [{ path: '/etc/wireguard/wg0.key', type: 'symbolic link', mode: '777', uid: 0, owner: 'root' }]);
+    assert.match(k.message, /replace the symbolic link \/etc\/wireguard\/wg0\.key by a regular file of root's/);
+  });
+
   it("up's baseline runs the check (playbooks/up.yaml) and stops on Q9's node", async () => {
     assert.match(readFileSync('playbooks/up.yaml', 'utf8'), /checks: \[[^\]]*wireguard-file-modes[^\]]*\]\n\s+go: Every node is pristine/);
     const inventory = loadInventory('test/fixtures/inventories/good/foreign-vpn.yaml');
-    const evaluate = (wireguardFiles: WireGuardFileMode[]) =>
+    const evaluate = (wireguardFiles: WireGuardFileMode[], config: Partial<NodeFacts['config']> = {}) =>
       checkNamed('wireguard-file-modes')!.evaluate({
         node: inventory.nodes[0]!,
         inventory,
-        values: { facts: { wireguardFiles } as NodeFacts } as never,
+        values: {
+          facts: { wireguardFiles, config: { exists: true, hasPrivateKeyLine: false, managedByMeshctl: false, ...config } } as NodeFacts,
+        } as never,
         reconnect: async () => undefined as never,
         mesh: new Map(),
         changedSoFar: false,
@@ -154,6 +183,11 @@ describe('the verdict on the files (up: wireguard-file-modes at the baseline; ve
     assert.equal(q9.status, 'fail');
     assert.match(q9.message, /owned by nobody/);
     assert.equal((await evaluate([])).status, 'pass');
+    // the quick-start layout: a PrivateKey (or PresharedKey) line in a 0644 wg-quick file (RV6 F3)
+    const conf = [{ path: `/etc/wireguard/${inventory.mesh.interface}.conf`, type: 'regular file', mode: '644', uid: 0, owner: 'root' }];
+    assert.equal((await evaluate(conf)).status, 'pass');
+    assert.equal((await evaluate(conf, { hasPrivateKeyLine: true })).status, 'fail');
+    assert.equal((await evaluate(conf, { hasPresharedKeyLine: true })).status, 'fail');
   });
 });
 
