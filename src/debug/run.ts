@@ -4,8 +4,7 @@
  * It never changes the mesh: the only things it creates on a node are its capture files, which it deletes.
  */
 import { randomBytes } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
-import { ownPrivateDir } from '../local/files.js';
+import { ownPrivateDir, writePrivateFile } from '../local/files.js';
 import { join } from 'node:path';
 import type { Inventory, Node } from '../inventory/types.js';
 import { siteOf } from '../inventory/types.js';
@@ -331,7 +330,7 @@ async function capturePair(
         });
         if (stoppedCapture.pcap) {
           const file = `${h.node}--${sender.name}-to-${receiver.name}.pcap`;
-          await writeFile(join(bundle, file), stoppedCapture.pcap, { mode: 0o600 });
+          await writePrivateFile(join(bundle, file), stoppedCapture.pcap);
           result.files.push(file);
         }
       }),
@@ -502,6 +501,6 @@ export function renderDebugReport(
 export async function writeBundle(report: DebugReport, text: string): Promise<void> {
   if (!report.bundle) return;
   ownPrivateDir(report.bundle);
-  await writeFile(join(report.bundle, 'report.json'), `${JSON.stringify(report, null, 2)}\n`, { mode: 0o600 });
-  await writeFile(join(report.bundle, 'report.txt'), text, { mode: 0o600 });
+  await writePrivateFile(join(report.bundle, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
+  await writePrivateFile(join(report.bundle, 'report.txt'), text);
 }

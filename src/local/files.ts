@@ -12,7 +12,8 @@
  * flag `w`, which follows a symlink placed there.
  */
 import { randomBytes } from 'node:crypto';
-import { lstatSync, mkdirSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { MeshctlError } from '../errors.js';
 
@@ -39,11 +40,19 @@ export function writeFileAtomic(path: string, text: string, mode: number): void 
 /**
  * Makes `dir` (mode 0700; its parents as needed) for files only the operator may read, e.g. packet captures. A `dir`
  * already there is used only if it is a directory (not a symlink) owned by this process's user with no group or
- * other write bit: one meshctl made earlier in this run.
+ * other write bit: one meshctl made earlier in this run. Its parent must not be writable by group or others unless
+ * it has the sticky bit (/tmp's 1777): there another user could rename `dir` away and put a symlink in its place
+ * between this check and the writes into it (RV6 F1: a group-writable working directory, the capture's seconds).
  * Throws MeshctlError('badInput') naming the path otherwise.
  */
 export function ownPrivateDir(dir: string): void {
   mkdirSync(dirname(dir), { recursive: true });
+  const parent = statSync(dirname(dir));
+  if ((parent.mode & 0o022) !== 0 && (parent.mode & 0o1000) === 0)
+    throw new MeshctlError(
+      `${dirname(dir)} is writable by ${(parent.mode & 0o002) !== 0 ? 'others' : 'its group'} (mode 0${(parent.mode & 0o7777).toString(8)}, no sticky bit): another user could swap ${dir} for a symlink while meshctl writes into it; run meshctl from a directory only you can write`,
+      'badInput',
+    );
   try {
     mkdirSync(dir, { mode: 0o700 });
     return;
@@ -57,4 +66,13 @@ export function ownPrivateDir(dir: string): void {
       `${dir} is already there and is not a private directory of this user (a symlink, another owner, or writable by others): not writing into it`,
       'badInput',
     );
+}
+
+/**
+ * Writes a new file of the operator's alone (mode 0600) into a directory ownPrivateDir made: created exclusively
+ * (`wx`), so an existing path there, a symlink planted in its place included, is never written through (open(2)
+ * O_CREAT|O_EXCL fails on it without following it). Rejects with the fs error (EEXIST, ENOSPC, ...).
+ */
+export async function writePrivateFile(path: string, data: string | Uint8Array): Promise<void> {
+  await writeFile(path, data, { mode: 0o600, flag: 'wx' });
 }

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, lstatSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { emptyState, statePathFor, writeState } from '../../src/state/state.js';
-import { ownPrivateDir, writeFileAtomic } from '../../src/local/files.js';
+import { ownPrivateDir, writeFileAtomic, writePrivateFile } from '../../src/local/files.js';
 import { MeshctlError } from '../../src/errors.js';
 import { tempDir } from '../support/temp-dir.js';
 
@@ -80,4 +80,30 @@ test("ownPrivateDir: made 0700; a planted symlink or someone else's writable dir
   chmodSync(open, 0o777);
   assert.throws(() => ownPrivateDir(open), MeshctlError);
   assert.deepEqual(readdirSync(elsewhere), []);
+});
+
+test('ownPrivateDir refuses a bundle in a directory others may write without the sticky bit; writePrivateFile never writes through a planted path (RV6 F1)', async () => {
+  const dir = tempDir('meshctl-bundle-parent-');
+  const shared = join(dir, 'shared');
+  mkdirSync(shared);
+  chmodSync(shared, 0o777);
+  assert.throws(
+    () => ownPrivateDir(join(shared, 'meshctl-debug-1')),
+    (e: unknown) => e instanceof MeshctlError && /shared is writable by others \(mode 0777, no sticky bit\)/.test(e.message),
+  );
+  chmodSync(shared, 0o775);
+  assert.throws(() => ownPrivateDir(join(shared, 'meshctl-debug-1')), /writable by its group/);
+  assert.deepEqual(readdirSync(shared), [], 'nothing made there');
+  // /tmp's way (1777): another user cannot rename root's directory there
+  chmodSync(shared, 0o1777);
+  const bundle = join(shared, 'meshctl-debug-2');
+  ownPrivateDir(bundle);
+  // a symlink at a file's path (planted before the write, or the directory swapped for one holding it): not followed
+  const victim = join(dir, 'victim');
+  writeFileSync(victim, 'keep\n');
+  symlinkSync(victim, join(bundle, 'wk-1--ms-1-to-wk-1.pcap'));
+  await assert.rejects(writePrivateFile(join(bundle, 'wk-1--ms-1-to-wk-1.pcap'), 'pcap bytes'), { code: 'EEXIST' });
+  assert.equal(readFileSync(victim, 'utf8'), 'keep\n');
+  await writePrivateFile(join(bundle, 'report.json'), '{}\n');
+  assert.equal(lstatSync(join(bundle, 'report.json')).mode & 0o777, 0o600);
 });
