@@ -76,22 +76,48 @@ export const privateKeyPathFor = (iface: string) => wireguardPaths(iface).privat
 const WIREGUARD_KEY = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/;
 export const looksLikeWireGuardKey = (text: string): boolean => WIREGUARD_KEY.test(text);
 
-/** Some nodes' public keys are missing, malformed or shared; lists every affected node at once. */
+/** How many node names a message names in one list before "and N more" (the details name them all). */
+const SHOWN_NAMES = 20;
+const shortList = (names: readonly string[]): string =>
+  names.length <= SHOWN_NAMES ? names.join(', ') : `${names.slice(0, SHOWN_NAMES).join(', ')} and ${names.length - SHOWN_NAMES} more`;
+/** A problem's line cut into lines of SHOWN_NAMES names at most (the details; each shown line is cut at 2,000 characters). */
+const inLines = (line: string): string[] => {
+  const [head, rest] = line.split(': ', 2) as [string, string?];
+  if (rest === undefined) return [line];
+  const names = rest.split(', ');
+  if (names.length <= SHOWN_NAMES) return [line];
+  const out: string[] = [];
+  for (let i = 0; i < names.length; i += SHOWN_NAMES)
+    out.push(`${i === 0 ? `${head}: ` : '  '}${names.slice(i, i + SHOWN_NAMES).join(', ')}${i + SHOWN_NAMES < names.length ? ',' : ''}`);
+  return out;
+};
+
+/**
+ * Some nodes' public keys are missing, malformed or shared; lists every affected node at once: in the message up to
+ * SHOWN_NAMES names per problem, in `details` all of them.
+ */
 export class PublicKeyProblemError extends MeshctlError {
   constructor(
     readonly missing: string[],
     readonly malformed: string[],
     readonly duplicated: string[][],
   ) {
-    const details = [
-      ...(missing.length ? [`no public key for: ${missing.join(', ')}`] : []),
-      ...(malformed.length ? [`not a WireGuard public key (44 base64 characters) for: ${malformed.join(', ')}`] : []),
+    const all = (names: readonly string[]) => names.join(', ');
+    const problems = (list: (names: readonly string[]) => string) => [
+      ...(missing.length ? [`no public key for: ${list(missing)}`] : []),
+      ...(malformed.length ? [`not a WireGuard public key (44 base64 characters) for: ${list(malformed)}`] : []),
       // Cloned machines often share /etc/wireguard: one key on two nodes makes WireGuard merge them into one peer.
-      ...duplicated.map((names) => `one public key shared by: ${names.join(', ')} (cloned key files? remove them and run again)`),
+      ...duplicated.map((names) => `one public key shared by: ${list(names)} (cloned key files? remove them and run again)`),
     ];
-    // the details in the message itself: a step's failure line shows only the message (Q9 F-dupkey-msg: "public keys
-    // are not usable" on every node, and which nodes and why printed nowhere)
-    super(`cannot build the WireGuard configs: public keys are not usable: ${details.join('; ')}`, 'stop');
+    // the problems in the message itself: a step's failure line shows only the message (Q9 F-dupkey-msg: "public keys
+    // are not usable" on every node, and which nodes and why printed nowhere); there each list is cut at
+    // SHOWN_NAMES, as every shown text is cut at 2,000 characters (RV6 F7: 400 cloned nodes' names ended in "(N
+    // characters more not shown)"), and the details (printed a line per SHOWN_NAMES names) name every node
+    super(
+      `cannot build the WireGuard configs: public keys are not usable: ${problems(shortList).join('; ')}`,
+      'stop',
+      problems(all).flatMap(inLines),
+    );
     this.name = 'PublicKeyProblemError';
   }
 }

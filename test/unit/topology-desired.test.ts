@@ -180,6 +180,16 @@ describe('desiredMesh', () => {
     );
   });
 
+  it('400 cloned nodes sharing a key: the message names 20 and how many more, the details every node (RV6 F7)', () => {
+    const names = Array.from({ length: 400 }, (_, i) => `n${String(i + 1).padStart(3, '0')}`);
+    const error = new PublicKeyProblemError([], [], [names]);
+    assert.ok(error.message.length < 2000, `${error.message.length} characters: the shown text is cut at 2,000`);
+    assert.match(error.message, /one public key shared by: n001, n002, .*, n020 and 380 more \(cloned key files/);
+    const detailed = error.details.join('\n');
+    for (const name of names) assert.match(detailed, new RegExp(`\\b${name}\\b`));
+    assert.ok(error.details.every((line) => line.length < 2000));
+  });
+
   it('names an unknown node', () => {
     assert.throws(() => desiredNodeConfig(mixed, 'nope', keysFor(mixed)), /no node named nope/);
   });
