@@ -13,7 +13,6 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import type { NodeFacts } from '../../src/facts/node-facts.js';
 import { FACTS } from '../../src/facts/definitions.js';
 import { capturedFacts, capturedKeys } from '../support/converged-facts.js';
