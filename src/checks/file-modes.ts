@@ -1,6 +1,8 @@
 /**
- * Who may read or change meshctl's WireGuard files on a node: /etc/wireguard, IFACE.key, IFACE.pub and IFACE.conf
- * (their owner and mode: FACTS.wireguardFiles, ../facts/definitions.ts). Judged by up's baseline check
+ * Who may read or change meshctl's files on a node: /etc/wireguard, IFACE.key, IFACE.pub and IFACE.conf, and the
+ * other files meshctl installs that root runs or reads (the sysctl file, the wg-quick@IFACE drop-in, the re-resolve
+ * script and units, and their directories: ../remote/wireguard.ts fileModePaths; Q10 F1) (their owner and mode:
+ * FACTS.wireguardFiles, ../facts/definitions.ts). Judged by up's baseline check
  * `wireguard-file-modes` (../engine/registry.ts; `plan` stops there too) and verify's `file-modes` (./verify.ts).
  *
  * A path is wrong when it is not root's, or when group or others may write it (the key: read it either). Such a node
@@ -9,12 +11,16 @@
  * content can say whether the node is still to be trusted. So nothing is changed on it and the message gives the
  * commands that fix the modes once the content has been checked.
  */
-import { wireguardPaths } from '../remote/wireguard.js';
+import { reresolvePaths, wireguardPaths } from '../remote/wireguard.js';
 import type { WireGuardFileMode } from '../facts/definitions.js';
 import type { Judgement } from './judge.js';
 
-/** Which of meshctl's paths a stat line is about. */
-type Role = 'dir' | 'key' | 'pub' | 'conf';
+/**
+ * Which of meshctl's paths a stat line is about: the WireGuard directory, key, .pub and wg-quick file; a program root
+ * runs (`exec`: the re-resolve script), a unit or setting root applies (`unit`: the re-resolve units, the drop-in,
+ * the sysctl file), a directory holding those (`libdir`).
+ */
+type Role = 'dir' | 'key' | 'pub' | 'conf' | 'exec' | 'unit' | 'libdir';
 
 /** What another user could do with each path, said in the STOP message. */
 const WHY: Record<Role, { write: string; read?: string }> = {
@@ -22,10 +28,13 @@ const WHY: Record<Role, { write: string; read?: string }> = {
   key: { write: 'another user can replace the private key', read: 'another user can read the private key' },
   pub: { write: 'another user can change the public key meshctl reads and gives the peers' },
   conf: { write: 'another user can change it, e.g. add a PostUp command that root runs when wg-quick starts' },
+  exec: { write: 'another user can change a program root runs (the re-resolve timer runs it every 30 s)' },
+  unit: { write: "another user can change what root runs or applies (a unit's Exec lines, a kernel setting)" },
+  libdir: { write: 'another user can replace or add files in it (a program or unit root runs)' },
 };
 
 /** The mode meshctl gives each path (what the fix sets). */
-const WANTED_MODE: Record<Role, string> = { dir: '700', key: '600', pub: '644', conf: '600' };
+const WANTED_MODE: Record<Role, string> = { dir: '700', key: '600', pub: '644', conf: '600', exec: '755', unit: '644', libdir: '755' };
 
 /** One wrong path: its stat line in words and what it allows. */
 export interface FileModeProblem {
@@ -53,11 +62,20 @@ export function fileModeProblems(
   confHoldsKey: () => boolean = () => false,
 ): FileModeProblem[] {
   const p = wireguardPaths(iface);
+  const r = reresolvePaths(iface);
+  const dirOf = (path: string) => path.slice(0, path.lastIndexOf('/'));
   const roles = new Map<string, Role>([
     [p.dir, 'dir'],
     [p.privateKey, 'key'],
     [p.publicKey, 'pub'],
     [p.config, 'conf'],
+    [p.sysctl, 'unit'],
+    [dirOf(p.reloadDropIn), 'libdir'],
+    [p.reloadDropIn, 'unit'],
+    [dirOf(r.script), 'libdir'],
+    [r.script, 'exec'],
+    [r.service, 'unit'],
+    [r.timer, 'unit'],
   ]);
   const out: FileModeProblem[] = [];
   for (const f of files) {
@@ -112,14 +130,14 @@ export function fileModeFix(problems: readonly FileModeProblem[], dir?: WireGuar
   const cmds: string[] = [];
   const owned = paths.filter((x) => !x.what.startsWith('a symbolic link') && x.what.includes('owned by'));
   if (owned.length > 0) cmds.push(`chown root:root ${owned.map((x) => x.path).join(' ')}`);
-  for (const mode of ['700', '600', '644']) {
+  for (const mode of ['700', '755', '600', '644']) {
     const these = regular.filter((x) => WANTED_MODE[x.role] === mode);
     if (these.length > 0) cmds.push(`chmod ${mode} ${these.map((x) => x.path).join(' ')}`);
   }
   // each by what it stands for (RV6 F4: the directory's link was to become "a regular file", which breaks wg-quick)
   for (const link of paths.filter((x) => x.what.startsWith('a symbolic link')))
     cmds.push(
-      `replace the symbolic link ${link.path} by ${link.role === 'dir' ? "a directory of root's (mode 0700)" : "a regular file of root's"}`,
+      `replace the symbolic link ${link.path} by ${link.role === 'dir' ? "a directory of root's (mode 0700)" : link.role === 'libdir' ? "a directory of root's (mode 0755)" : "a regular file of root's"}`,
     );
   return cmds;
 }
@@ -157,11 +175,11 @@ export function judgeWireGuardFiles(
   const dir = files.find((f) => f.path === wireguardPaths(iface).dir);
   const fix = fileModeFix(problems, dir).join('; ');
   // the key may be known whenever another user could read it or make root copy it (a PostUp in a wg-quick file they
-  // could write: RV6 F3)
-  const keyRead = problems.some((x) => x.role === 'key' || x.role === 'dir' || x.role === 'conf');
+  // could write: RV6 F3; a program or unit root runs: Q10 F1): every wrong path but the .pub
+  const keyRead = problems.some((x) => x.role !== 'pub');
   return {
     status: 'fail',
-    message: `${wrong}. meshctl changes nothing on this node: check the content first (a PreUp, PostUp, PreDown or PostDown line in ${wireguardPaths(iface).config} you did not write), then fix the modes as root: ${fix}${keyRead ? '; the key may be known to another user: give the node a new one afterwards (`meshctl rotate-keys INVENTORY NODE --yes`)' : ''}`,
+    message: `${wrong}. meshctl changes nothing on this node: check the content first (a PreUp, PostUp, PreDown or PostDown line in ${wireguardPaths(iface).config} you did not write${problems.some((x) => x.role === 'exec' || x.role === 'unit' || x.role === 'libdir') ? '; the program, units and settings named above as meshctl installed them: `meshctl up` rewrites them once their modes are fixed' : ''}), then fix the modes as root: ${fix}${keyRead ? '; the key may be known to another user: give the node a new one afterwards (`meshctl rotate-keys INVENTORY NODE --yes`)' : ''}`,
     evidence: [...evidence, ...problems.map((x) => `wrong: ${x.path}: ${x.what}`), `fix (after checking the content): ${fix}`],
   };
 }

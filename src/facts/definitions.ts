@@ -19,7 +19,7 @@
  */
 import { isSecretSettingLine, redactSecretsSparingPublicKeyLines, SECRET_FILTER_AWK } from '../remote/redact.js';
 import { raw, sh, shellQuote } from '../remote/shell.js';
-import { peerDumpCommand, reresolvePaths, wireguardPaths } from '../remote/wireguard.js';
+import { fileModePaths, peerDumpCommand, reresolvePaths, wireguardPaths } from '../remote/wireguard.js';
 import { SYSCTL_CONF, SYSCTL_DIRS, type SysctlFileSettings } from './sysctl-order.js';
 import { parseWgDumpPeers, type LivePeer } from '../render/wgdump.js';
 import { looksLikeWireGuardKey } from '../topology/desired.js';
@@ -399,7 +399,7 @@ export interface PublicKeyFileState {
 }
 
 /**
- * The owner and mode of one of meshctl's WireGuard paths (/etc/wireguard, IFACE.key, IFACE.pub, IFACE.conf), as
+ * The owner and mode of one of meshctl's paths on a node (../remote/wireguard.ts fileModePaths), as
  * `stat -c WIREGUARD_FILE_STAT_FORMAT` (no -L: a symbolic link is described, not its target) printed it on the node.
  * Judged by ../checks/file-modes.ts (up's baseline check `wireguard-file-modes`, verify's `file-modes`).
  */
@@ -622,15 +622,15 @@ export const FACTS = {
     },
   } as FactDef<PublicKeyFileState>,
   /**
-   * Owner and mode of /etc/wireguard, IFACE.key, IFACE.pub and IFACE.conf (WireGuardFileMode; those that exist), from
+   * Owner and mode of /etc/wireguard, IFACE.key, IFACE.pub, IFACE.conf and the other files meshctl installs that root
+   * runs or reads (../remote/wireguard.ts fileModePaths; WireGuardFileMode; those that exist), from
    * ONE stat. Up's lean probe prints the same lines from the stat it already runs for the key's mode and the file's
    * size (./lean.ts), verify's checklist runs this command.
    */
   wireguardFiles: {
     name: 'wgfiles',
     command: (ctx) => {
-      const p = wireguardPaths(ctx.interface);
-      return sh`stat -c ${WIREGUARD_FILE_STAT_FORMAT} -- ${p.dir} ${p.privateKey} ${p.publicKey} ${p.config} 2>/dev/null; true`.text;
+      return sh`stat -c ${WIREGUARD_FILE_STAT_FORMAT} -- ${fileModePaths(ctx.interface)} 2>/dev/null; true`.text;
     },
     parse: (s) => parseWireGuardFileModes(s?.body),
   } as FactDef<WireGuardFileMode[]>,

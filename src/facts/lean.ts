@@ -21,7 +21,7 @@
  */
 import { SECRET_FILTER_AWK } from '../remote/redact.js';
 import { raw, sh, shellQuote } from '../remote/shell.js';
-import { reresolvePaths, wireguardPaths } from '../remote/wireguard.js';
+import { fileModePaths, reresolvePaths, wireguardPaths } from '../remote/wireguard.js';
 import {
   CONFIG_TEXT_CUT_NOTE,
   CONFIG_TEXT_MAX_BYTES,
@@ -64,15 +64,15 @@ if (WIREGUARD_FILE_STAT_FORMAT !== LEAN_STAT_FORMAT.replace('|%s', ''))
   throw new Error('WIREGUARD_FILE_STAT_FORMAT changed: update LEAN_STAT_FORMAT');
 
 /**
- * `mc_str`: one `stat` (no -L, as the separate ones) of /etc/wireguard, the key, the .pub and the wg-quick file into
+ * `mc_str`: one `stat` (no -L, as the separate ones) of /etc/wireguard, the key, the .pub, the wg-quick file and the
+ * other files of ../remote/wireguard.ts fileModePaths into
  * `mc_st`, lines LEAN_STAT_FORMAT: the key's mode, the file's size and every path's owner and mode
  * (FACTS.wireguardFiles) from the one process.
  */
 const statRead = (ctx: FactContext) => {
-  const p = wireguardPaths(ctx.interface);
   return [
     'mc_str() {',
-    `  [ -n "\${mc_st_done:-}" ] && return 0; mc_st_done=1; mc_st=$(stat -c '${LEAN_STAT_FORMAT}' -- ${sh`${p.dir} ${p.privateKey} ${p.publicKey} ${p.config}`.text} 2>/dev/null)`,
+    `  [ -n "\${mc_st_done:-}" ] && return 0; mc_st_done=1; mc_st=$(stat -c '${LEAN_STAT_FORMAT}' -- ${sh`${fileModePaths(ctx.interface)}`.text} 2>/dev/null)`,
     '  true',
     '}',
     // mc_stf PATH: its type (%F), octal mode and size in mc_sf, mc_sa, mc_ss; empty when stat did not list it

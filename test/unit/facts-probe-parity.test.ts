@@ -223,12 +223,18 @@ describe("up's facts probe in this host's shell (issue 10): old and new script, 
     assert.ok(!now.stdout.includes(now.key), 'no private key in the output');
     // the owners and modes the old script did not read, from the same one stat (the process count below is unchanged)
     assert.deepEqual(
-      newFacts.wireguardFiles?.map((f) => `${f.path.replace(/^.*\/wireguard/, 'wireguard')} ${f.type} ${f.uid === process.getuid?.()}`),
+      newFacts.wireguardFiles?.map(
+        (f) =>
+          `${f.path.replace(/^.*\/(wireguard|sysctl\.d)/, '$1').replace(/^.*\/(dropin\.conf)$/, '$1')} ${f.type} ${f.uid === process.getuid?.()}`,
+      ),
       [
         'wireguard directory true',
         'wireguard/lo.key regular file true',
         'wireguard/lo.pub regular file true',
         'wireguard/lo.conf regular file true',
+        // meshctl's other files root reads or runs, those the stand-in has (Q10 F1)
+        'sysctl.d/99-wireguard.conf regular file true',
+        'dropin.conf regular file true',
       ],
     );
     assert.equal(newFacts.peers.length, 2);

@@ -158,6 +158,64 @@ describe('the verdict on the files (up: wireguard-file-modes at the baseline; ve
     assert.match(judgeWireGuardFiles('wg0', [{ ...conf, mode: '646' }]).message, /rotate-keys/);
   });
 
+  it('judges the files meshctl installs that root runs or reads: the re-resolve script, its units and directory, the drop-in, the sysctl file (Q10 F1)', () => {
+    const f = (path: string, mode: string, uid = 0, type = 'regular file'): WireGuardFileMode => ({
+      path,
+      type,
+      mode,
+      uid,
+      owner: uid === 0 ? 'root' : 'nobody',
+    });
+    // Q10's node: nobody's re-resolve script (root runs it every 30 s) and directory, drop-in and sysctl file
+    const q10 = [
+      f('/etc/sysctl.d/99-wireguard.conf', '666', 65534),
+      f('/etc/systemd/system/wg-quick@wg0.service.d', '755', 0, 'directory'),
+      f('/etc/systemd/system/wg-quick@wg0.service.d/meshctl-keep-key.conf', '666', 65534),
+      f('/usr/local/lib/meshctl', '777', 65534, 'directory'),
+      f('/usr/local/lib/meshctl/reresolve-endpoints', '777', 65534),
+      f('/etc/systemd/system/meshctl-reresolve@.service', '644'),
+      f('/etc/systemd/system/meshctl-reresolve@.timer', '664'),
+    ];
+    const j = judgeWireGuardFiles('wg0', q10);
+    assert.equal(j.status, 'fail');
+    assert.deepEqual(
+      fileModeProblems('wg0', q10).map((p) => p.path),
+      [
+        '/etc/sysctl.d/99-wireguard.conf',
+        '/etc/systemd/system/wg-quick@wg0.service.d/meshctl-keep-key.conf',
+        '/usr/local/lib/meshctl',
+        '/usr/local/lib/meshctl/reresolve-endpoints',
+        '/etc/systemd/system/meshctl-reresolve@.timer',
+      ],
+    );
+    assert.match(
+      j.message,
+      /reresolve-endpoints is owned by nobody \(uid 65534\), not root, writable by group and others \(mode 0777\): another user can change a program root runs/,
+    );
+    assert.match(
+      j.message,
+      /chown root:root \/etc\/sysctl\.d\/99-wireguard\.conf \/etc\/systemd\/system\/wg-quick@wg0\.service\.d\/meshctl-keep-key\.conf \/usr\/local\/lib\/meshctl \/usr\/local\/lib\/meshctl\/reresolve-endpoints;/,
+    );
+    assert.match(j.message, /chmod 755 \/usr\/local\/lib\/meshctl \/usr\/local\/lib\/meshctl\/reresolve-endpoints/);
+    assert.match(
+      j.message,
+      /chmod 644 \/etc\/sysctl\.d\/99-wireguard\.conf \/etc\/systemd\/system\/wg-quick@wg0\.service\.d\/meshctl-keep-key\.conf \/etc\/systemd\/system\/meshctl-reresolve@\.timer/,
+    );
+    // root code execution exposes the key too
+    assert.match(j.message, /rotate-keys/);
+    // as meshctl installs them: pass
+    const installed = [
+      f('/etc/sysctl.d/99-wireguard.conf', '644'),
+      f('/etc/systemd/system/wg-quick@wg0.service.d', '755', 0, 'directory'),
+      f('/etc/systemd/system/wg-quick@wg0.service.d/meshctl-keep-key.conf', '644'),
+      f('/usr/local/lib/meshctl', '755', 0, 'directory'),
+      f('/usr/local/lib/meshctl/reresolve-endpoints', '755'),
+      f('/etc/systemd/system/meshctl-reresolve@.service', '644'),
+      f('/etc/systemd/system/meshctl-reresolve@.timer', '644'),
+    ];
+    assert.equal(judgeWireGuardFiles('wg0', installed).status, 'pass');
+  });
+
   it("a symbolic link in place of /etc/wireguard is to become a directory of root's, not a regular file (RV6 F4)", () => {
     const j = judgeWireGuardFiles('wg0', [{ path: '/etc/wireguard', type: 'symbolic link', mode: '777', uid: 0, owner: 'root' }]);
     assert.match(j.message, /replace the symbolic link \/etc\/wireguard by a directory of root's \(mode 0700\)/);
