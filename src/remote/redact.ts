@@ -273,7 +273,10 @@ export const SECRET_FILTER_AWK = [
   '  return out s',
   '}',
   '{',
-  '  line = mc_mask(mc_mask($0, "[0-9A-Fa-f]+", "hex"), "[A-Za-z0-9_-]+=*", "url")',
+  // an Endpoint's host is a DNS name or address as the inventory gives it (RV6 F11: a 43-character label with capitals
+  // and a `-` looked like base64url); wg(8) reads no key there, so only hex runs are masked in that line
+  '  e = $0; gsub(/[ \\t\\r]/, "", e)',
+  '  line = mc_mask($0, "[0-9A-Fa-f]+", "hex"); if (tolower(e) !~ /^endpoint=/) line = mc_mask(line, "[A-Za-z0-9_-]+=*", "url")',
   '  squeezed = line; gsub(/[ \\t\\r]/, "", squeezed); lower = tolower(squeezed)',
   '  if (lower ~ /^[#;]*(private|preshared)[_-]*key=/) next',
   '  pub = (lower ~ /^publickey=/)',

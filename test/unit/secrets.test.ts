@@ -165,6 +165,11 @@ describe('secret corpus through the on-node filter and the facts parser', () => 
     assert.equal(throughNodeFilter(text), text);
   });
 
+  it('an Endpoint whose DNS label has 43 characters, capitals and a `-` passes unchanged (RV6 F11)', () => {
+    const text = `${HEAD}\n[Peer]\n# edge\nPublicKey = ${MESH_PUB}\nEndpoint = My-Home-Router-Dynamic-DNS-Name-For-The-Lab.example.org:51820\nAllowedIPs = 172.27.15.14/32\n`;
+    assert.equal(throughNodeFilter(text), text);
+  });
+
   it('a base64url key glued to other characters is hidden (a run longer than 43)', () => {
     const text = throughNodeFilter(`${HEAD}PostUp = echo K_${URL_K} --key-${URL_K}x > /dev/null\n${PEER}`);
     assert.ok(!text.includes(URL_K), text);
