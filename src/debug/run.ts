@@ -3,8 +3,9 @@
  * at both ends while it provokes traffic from the sender, and classifies each pair with ./classify.ts.
  * It never changes the mesh: the only things it creates on a node are its capture files, which it deletes.
  */
+import { existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { ownPrivateDir, writePrivateFile } from '../local/files.js';
+import { assertPrivateParent, ownPrivateDir, writePrivateFile } from '../local/files.js';
 import { join } from 'node:path';
 import type { Inventory, Node } from '../inventory/types.js';
 import { siteOf } from '../inventory/types.js';
@@ -369,6 +370,8 @@ export async function runDebug(
   for (const n of [...(options.pair ?? []), ...(options.node ? [options.node] : [])]) {
     if (!names.has(n)) throw new MeshctlError(`no node named ${n} in ${inventory.source}`);
   }
+  // where the bundle will go, judged before any capture runs (the pcaps hold the overlay's plaintext)
+  if (options.tcpdump && existsSync(options.outDir ?? process.cwd())) assertPrivateParent(options.outDir ?? process.cwd());
   options.progress?.('gathering facts and pinging all pairs');
   const gathered = await collectVerify(inventory, connections, failures, {
     firewall: true,

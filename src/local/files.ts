@@ -47,12 +47,7 @@ export function writeFileAtomic(path: string, text: string, mode: number): void 
  */
 export function ownPrivateDir(dir: string): void {
   mkdirSync(dirname(dir), { recursive: true });
-  const parent = statSync(dirname(dir));
-  if ((parent.mode & 0o022) !== 0 && (parent.mode & 0o1000) === 0)
-    throw new MeshctlError(
-      `${dirname(dir)} is writable by ${(parent.mode & 0o002) !== 0 ? 'others' : 'its group'} (mode 0${(parent.mode & 0o7777).toString(8)}, no sticky bit): another user could swap ${dir} for a symlink while meshctl writes into it; run meshctl from a directory only you can write`,
-      'badInput',
-    );
+  assertPrivateParent(dirname(dir));
   try {
     mkdirSync(dir, { mode: 0o700 });
     return;
@@ -64,6 +59,20 @@ export function ownPrivateDir(dir: string): void {
   if (!st.isDirectory() || (uid !== undefined && st.uid !== uid) || (st.mode & 0o022) !== 0)
     throw new MeshctlError(
       `${dir} is already there and is not a private directory of this user (a symlink, another owner, or writable by others): not writing into it`,
+      'badInput',
+    );
+}
+
+/**
+ * Throws MeshctlError('badInput') when `parent` (a directory that exists) is writable by group or others without
+ * the sticky bit: there another user could rename a directory meshctl makes in it and put a symlink in its place
+ * (ownPrivateDir). Called by `debug --tcpdump` before any capture too (RV6 F10: refused only after the capture ran).
+ */
+export function assertPrivateParent(parent: string): void {
+  const st = statSync(parent);
+  if ((st.mode & 0o022) !== 0 && (st.mode & 0o1000) === 0)
+    throw new MeshctlError(
+      `${parent} is writable by ${(st.mode & 0o002) !== 0 ? 'others' : 'its group'} (mode 0${(st.mode & 0o7777).toString(8)}, no sticky bit): another user could swap the bundle directory for a symlink while meshctl writes into it; run meshctl from a directory only you can write`,
       'badInput',
     );
 }
