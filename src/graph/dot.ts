@@ -6,10 +6,10 @@
  * When FILE ends in .svg (or .png), `dot` renders it and the .dot source is written beside it.
  */
 import { execFile } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { publicAddressOf, type Inventory } from '../inventory/types.js';
 import { MeshctlError } from '../errors.js';
+import { writeFileAtomic } from '../local/files.js';
 import type { Check, CheckStatus, PassedGroup } from '../checks/verify.js';
 import { reportCell, type PathReport, type ReportMatrix } from '../checks/report.js';
 
@@ -160,28 +160,33 @@ const run = promisify(execFile);
 
 /** Renders DOT text to a file with Graphviz (`dot -Tsvg` / `-Tpng`). */
 export async function renderWithDot(dotText: string, format: 'svg' | 'png', outFile: string): Promise<void> {
+  let rendered: Buffer;
   try {
-    const child = run('dot', [`-T${format}`, '-o', outFile]);
+    // to stdout, then written as meshctl writes its other files (../local/files.ts): `dot -o` opens the path with
+    // fopen "w", which follows a symlink planted there (RV6: the F-state-symlink class)
+    const child = run('dot', [`-T${format}`], { encoding: 'buffer', maxBuffer: 256 * 1024 * 1024 });
     child.child.stdin?.end(dotText);
-    await child;
+    rendered = (await child).stdout;
   } catch (error) {
-    const e = error as NodeJS.ErrnoException & { stderr?: string };
+    const e = error as NodeJS.ErrnoException & { stderr?: Buffer | string };
     if (e.code === 'ENOENT')
       throw new MeshctlError('Graphviz `dot` is not installed (apt-get install graphviz); write a .dot file instead', 'badInput');
-    throw new MeshctlError(`dot failed: ${e.stderr?.trim() || e.message}`, 'badInput');
+    throw new MeshctlError(`dot failed: ${e.stderr?.toString().trim() || e.message}`, 'badInput');
   }
+  writeFileAtomic(outFile, rendered, 0o644);
 }
 
 /** Writes FILE: .svg/.png rendered by dot with the .dot source beside it, anything else as DOT. Returns the paths. */
 export async function writeGraph(file: string, inventory: Inventory, input: GraphInput, title?: string): Promise<string[]> {
   const dotText = renderDot(inventory, input, title);
   const match = /\.(svg|png)$/i.exec(file);
+  // written through a temp file of a random name and a rename (../local/files.ts): never through a planted symlink
   if (!match) {
-    await writeFile(file, dotText);
+    writeFileAtomic(file, dotText, 0o644);
     return [file];
   }
   const dotFile = file.replace(/\.(svg|png)$/i, '.dot');
-  await writeFile(dotFile, dotText);
+  writeFileAtomic(dotFile, dotText, 0o644);
   await renderWithDot(dotText, match[1]!.toLowerCase() as 'svg' | 'png', file);
   return [file, dotFile];
 }

@@ -22,7 +22,7 @@ import { MeshctlError } from '../errors.js';
  * with `mode` (e.g. 0o644), then rename(2) over `path` (which replaces a symlink at `path`, never its target).
  * Throws the fs error (EACCES, ENOSPC, ...) after removing the temp file; `path` is then as it was.
  */
-export function writeFileAtomic(path: string, text: string, mode: number): void {
+export function writeFileAtomic(path: string, text: string | Uint8Array, mode: number): void {
   const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
   try {
     writeFileSync(tmp, text, { mode, flag: 'wx' });

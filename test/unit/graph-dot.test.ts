@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, lstatSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { renderDot, writeGraph, dotQuote } from '../../src/graph/dot.js';
 import { evaluateVerify } from '../../src/checks/verify.js';
@@ -67,4 +67,24 @@ test('writeGraph: .svg through dot with the .dot beside it; DOT text is valid fo
   assert.deepEqual(written, [join(dir, 'mesh.svg'), join(dir, 'mesh.dot')]);
   assert.match(readFileSync(join(dir, 'mesh.svg'), 'utf8'), /<svg/);
   assert.ok(existsSync(join(dir, 'mesh.dot')));
+});
+
+test('writeGraph never writes through a symlink planted at the .svg or the .dot beside it (RV6: the F-state-symlink class)', async (t) => {
+  try {
+    execFileSync('dot', ['-V'], { stdio: 'ignore' });
+  } catch {
+    t.skip('Graphviz dot is not installed');
+    return;
+  }
+  const dir = tempDir('meshctl-graph-link-');
+  const victim = join(dir, 'victim');
+  writeFileSync(victim, 'keep\n');
+  symlinkSync(victim, join(dir, 'mesh.dot'));
+  symlinkSync(victim, join(dir, 'mesh.svg'));
+  const { inventory, report } = reportOf(SCENARIOS['forward-misdirected']!());
+  await writeGraph(join(dir, 'mesh.svg'), inventory, report);
+  assert.equal(readFileSync(victim, 'utf8'), 'keep\n');
+  assert.ok(!lstatSync(join(dir, 'mesh.svg')).isSymbolicLink(), 'the link is replaced by the graph');
+  assert.match(readFileSync(join(dir, 'mesh.svg'), 'utf8'), /<svg/);
+  assert.match(readFileSync(join(dir, 'mesh.dot'), 'utf8'), /^graph /);
 });
