@@ -165,6 +165,10 @@ export function acquireScript(holder: LockHolder, breakAfter: number, path = LOC
   return [
     sh`[ -d ${dirname(path)} ] || mkdir -p -m 700 ${dirname(path)}`.text,
     sh`line=${format(holder)}`.text,
+    // noclobber (`set -C`) refuses only an existing regular file: a symlink to /dev/null or a FIFO at the lock's path
+    // was "taken" by every run (Q10 F3: two changing runs at once) or hung it; such a path is refused by name
+    sh`if [ -L ${path} ] || { [ -e ${path} ] && [ ! -f ${path} ]; }; then echo ${`${path} is not a regular file (a symlink, FIFO or device): meshctl neither takes nor removes it; remove it by hand if no meshctl run is under way`} >&2; exit 3; fi`
+      .text,
     `take_lock() { ( set -C; printf '%s\\n' "$line" > ${sh`${path}`.text} ) 2>/dev/null; }`,
     'if take_lock; then echo acquired; exit 0; fi',
     ...AGE_FUNCTION,

@@ -1,7 +1,7 @@
 /** The run lock (src/engine/lock.ts): its scripts through a real sh on a temporary path, and the taking order. */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { acquireLocks, acquireScript, newLockHolder, parseLockHolder, releaseScript, RunLocks, TORN_S } from '../../src/engine/lock.js';
@@ -40,6 +40,23 @@ describe('run lock scripts (real sh)', () => {
     const breaker = newLockHolder();
     assert.match(sh(acquireScript(breaker, 0, path)), /^took-over /);
     assert.equal(parseLockHolder(readFileSync(path, 'utf8'))?.run, breaker.run);
+  });
+
+  it('refuses a lock path that is a symlink or not a regular file, naming it (Q10 F3: a link to /dev/null was "acquired" by every run)', () => {
+    const dir = tempDir('meshctl-lock-');
+    const path = join(dir, 'lock');
+    symlinkSync('/dev/null', path);
+    for (const breakAfter of [3600, 0]) {
+      const r = spawnSync('sh', ['-c', acquireScript(newLockHolder(), breakAfter, path)], { encoding: 'utf8', timeout: 10_000 });
+      assert.equal(r.status, 3, r.stdout);
+      assert.doesNotMatch(r.stdout, /acquired|took-over/);
+      assert.match(r.stderr, /lock is not a regular file \(a symlink, FIFO or device\): meshctl neither takes nor removes it/);
+    }
+    // a FIFO there: refused at once, not a take that blocks
+    const fifo = join(dir, 'fifo-lock');
+    execFileSync('mkfifo', [fifo]);
+    const r = spawnSync('sh', ['-c', acquireScript(newLockHolder(), 3600, fifo)], { encoding: 'utf8', timeout: 10_000 });
+    assert.equal(r.status, 3);
   });
 });
 
