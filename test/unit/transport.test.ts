@@ -157,7 +157,15 @@ test('stopScript: TERMs every process of the run (found by its token), KILLs wha
   try {
     // until every process has started, however loaded the machine (the test runner's timeout ends a hang)
     while (Number(pidsOf(token)) < 5 || pidsOf(other) === '0') await new Promise((r) => setTimeout(r, 50));
-    const others = pidsOf(other);
+    // the other run's processes all started too: its count the same across half a second (the full suite once sampled
+    // it while its `sleep` was still being started: 2 before, 3 after, and "the other run was left alone" failed)
+    let others = pidsOf(other);
+    for (;;) {
+      await new Promise((r) => setTimeout(r, 500));
+      const again = pidsOf(other);
+      if (again === others) break;
+      others = again;
+    }
     // no clock either: the script's steps, traced (sh -x), are counted. It TERMs first, KILLs after exactly
     // ceil(graceMs / 100) naps however long each nap took, and ends once nothing is left. The shell that ignores
     // TERM (its sleep inherits that) is still there at the KILL, and gone after it (exit 0: nothing survived).
