@@ -11,7 +11,7 @@ import { didYouMean, formatPath, listWords, type PathPart, type Problem } from '
 import type { EndpointOverride, Inventory, Node, RelaySetting, Site } from './types.js';
 import { parseEndpointText, RELAY_MODES } from './spec.js';
 import { ownValue } from '../schema/spec.js';
-import { canonicalIpv6 } from '../net/ipv6.js';
+import { canonicalIpv6, endpointIpv6Problem } from '../net/ipv6.js';
 import { keyPositionOf, positionOf, type TreeNode } from '../schema/yaml-tree.js';
 
 export interface RawSsh {
@@ -306,9 +306,13 @@ export function checkSemantics(raw: RawInventory, tree: TreeNode | undefined): P
     if (other !== undefined && other !== name)
       report(path, `${text} is already where node ${other} is dialled: one host:port reaches one node`);
     else endpointOwners.set(key, name);
-    if (isIpv4(parsed.host) && overlay && cidrContains(overlay, parsed.host))
-      report(path, `${parsed.host} is inside the overlay network ${mesh.network}: peers would dial it through the tunnel it carries`);
-    const unusable = isIpv4(parsed.host) ? unusableIpv4Problem(parsed.host) : undefined;
+    // an IPv6 literal: its own unusable ranges, and an IPv4-mapped one judged as the IPv4 address it is (Q10 F4)
+    const v6 = isIpv4(parsed.host) ? {} : endpointIpv6Problem(parsed.host);
+    if (v6.message) report(path, v6.message);
+    const ipv4 = isIpv4(parsed.host) ? parsed.host : v6.ipv4;
+    if (ipv4 !== undefined && overlay && cidrContains(overlay, ipv4))
+      report(path, `${ipv4} is inside the overlay network ${mesh.network}: peers would dial it through the tunnel it carries`);
+    const unusable = ipv4 !== undefined ? unusableIpv4Problem(ipv4) : undefined;
     if (unusable) report(path, unusable);
   };
   for (const [name, node] of Object.entries(nodes)) {

@@ -69,6 +69,12 @@ export function parseEndpointText(value: string): EndpointParse {
   if (bracketed) return isIPv6(host) ? { ok: true, host, port } : bad(`"${host}" in brackets is not an IPv6 address`);
   if (host === '') return bad(`"${value}" has no host: write host:port, e.g. home.example.net:${port}`);
   if (/^[0-9.]+$/.test(host)) return isIpv4(host) ? { ok: true, host, port } : bad(`"${host}" is not an IPv4 address (four numbers 0-255)`);
+  // glibc's inet_aton forms (1-4 parts, each decimal, octal or 0x hex), which getaddrinfo and so wg(8) read as an
+  // IPv4 address: not a name (Q10 F4: `0xac1b0f0c` passed as a DNS name where 172.27.15.12 was refused)
+  if (/^(0x[0-9a-f]*|[0-9]+)(\.(0x[0-9a-f]*|[0-9]+)){0,3}\.?$/i.test(host))
+    return bad(
+      `"${host}" is a numeric form the resolver reads as an IPv4 address, not a DNS name: write the address as four decimal numbers 0-255`,
+    );
   return DNS_NAME.test(host)
     ? { ok: true, host: host.replace(/\.$/, ''), port }
     : bad(`"${host}" is not a DNS name or IPv4 address (letters, digits and "-" in dot-separated labels)`);

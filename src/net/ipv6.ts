@@ -85,3 +85,29 @@ export function publicIpv6Problem(text: string): string | undefined {
   ].find(([prefix]) => ipv6PrefixContains(prefix as Ipv6Prefix, text))?.[1] as string | undefined;
   return `${text} is ${kind ?? 'not a global unicast address'}: peers in other sites must reach it, so give the node's global address (inside 2000::/3)`;
 }
+
+/**
+ * Why an IPv6 literal cannot be a peer's Endpoint host (wg(8)), or undefined: the unspecified address ::, loopback
+ * ::1 (RFC 4291 2.5.2, 2.5.3: every node answers it itself), multicast ff00::/8, link-local fe80::/10 (an endpoint
+ * carries no zone, so no link is named), and an IPv4-mapped address (::ffff:0:0/96), which is the IPv4 address it
+ * maps and is judged as one: `ipv4` is that address, for the IPv4 rules (Q10 F4: `[::ffff:172.27.15.12]` passed
+ * where `172.27.15.12` inside the overlay was refused). Unique local addresses (fc00::/7) are allowed: a private
+ * underlay between sites may use them.
+ */
+export function endpointIpv6Problem(text: string): { message?: string; ipv4?: string } {
+  const value = ipv6Value(text);
+  if (value === undefined) return {};
+  if (value === 0n) return { message: `${text} is the unspecified address (::): no host has it` };
+  if (value === 1n)
+    return { message: `${text} is the loopback address (::1): every node answers it itself, nothing would go through the tunnel` };
+  if (ipv6PrefixContains(parseIpv6Prefix('ff00::/8')!, text))
+    return { message: `${text} is a multicast address (ff00::/8), not an address of one host` };
+  if (ipv6PrefixContains(parseIpv6Prefix('fe80::/10')!, text))
+    return { message: `${text} is a link-local address (fe80::/10): an endpoint names no link, and peers in other sites cannot reach it` };
+  if (ipv6PrefixContains(parseIpv6Prefix('::ffff:0:0/96')!, text)) {
+    const v4 = Number(value & 0xffffffffn);
+    const ipv4 = [v4 >>> 24, (v4 >>> 16) & 255, (v4 >>> 8) & 255, v4 & 255].join('.');
+    return { message: `${text} is the IPv4-mapped form of ${ipv4}: write ${ipv4}`, ipv4 };
+  }
+  return {};
+}

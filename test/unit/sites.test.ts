@@ -125,6 +125,26 @@ describe('endpoint override', () => {
     assert.match(message('[zz::1]:51820'), /not an IPv6 address/);
   });
 
+  it('an endpoint spelled as IPv6 or as a numeric "name" meets the IPv4 rules it stands for (Q10 F4)', () => {
+    const endpointProblems = (endpoint: string) => {
+      const result = variant(['    overlayIp: 172.27.40.21\n', `    overlayIp: 172.27.40.21\n    endpoint: "${endpoint}"\n`]);
+      return result.ok ? [] : result.problems.map((p) => `${p.path}: ${p.message}`);
+    };
+    const overlayIp = '172.27.40.21'; // b-1's own, inside the overlay
+    assert.ok(endpointProblems(`[::ffff:${overlayIp}]:51820`).some((m) => /IPv4-mapped form of 172\.27\.40\.21/.test(m)));
+    assert.ok(endpointProblems(`[::ffff:${overlayIp}]:51820`).some((m) => /172\.27\.40\.21 is inside the overlay network/.test(m)));
+    assert.ok(endpointProblems('[::ffff:127.0.0.1]:51820').some((m) => /127\.0\.0\.1 is in 127\.0\.0\.0\/8/.test(m)));
+    assert.match(endpointProblems('[::1]:51820').join('\n'), /loopback address/);
+    assert.match(endpointProblems('[::]:51820').join('\n'), /unspecified address/);
+    assert.match(endpointProblems('[ff02::1]:51820').join('\n'), /multicast address/);
+    assert.match(endpointProblems('[fe80::1]:51820').join('\n'), /link-local address/);
+    assert.match(endpointProblems('0xac1b2815:51820').join('\n'), /numeric form the resolver reads as an IPv4 address/);
+    assert.match(endpointProblems('0xac.0x1b.0x28.0x15:51820').join('\n'), /numeric form/);
+    // what stays valid: a global or unique local IPv6 address, a name with a hex-looking label among others
+    for (const ok of ['[2001:db8::5]:51820', '[fd00::5]:51820', '0x1f.example.org:51820', 'dead-beef.example.org:51820'])
+      assert.deepEqual(endpointProblems(ok), [], ok);
+  });
+
   it('a bad endpoint is reported at its line:col', () => {
     const result = variant(['    overlayIp: 172.27.40.21\n', '    overlayIp: 172.27.40.21\n    endpoint: b1.dyn.example.net:99999\n']);
     assert.equal(result.ok, false);
