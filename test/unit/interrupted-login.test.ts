@@ -27,8 +27,15 @@ const ticks = async (n = 20) => {
   for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
 };
 /** `promise`'s value, or 'still waiting' when it has not settled 3 s after the call (a loaded machine needs far less). */
-const within = <T>(promise: Promise<T>): Promise<T | 'still waiting'> =>
-  Promise.race([promise, new Promise<'still waiting'>((resolve) => setTimeout(() => resolve('still waiting'), 3000).unref())]);
+async function within<T>(promise: Promise<T>): Promise<T | 'still waiting'> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'still waiting'>((resolve) => (timer = setTimeout(() => resolve('still waiting'), 3000)));
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 /** A connection that answers the public-key read with KEY and records its close. */
 const keyConnection = (name: string, closed: string[]): Connection => {
