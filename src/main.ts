@@ -8,6 +8,7 @@
 import { Command, CommanderError } from 'commander';
 import { ExitCode, MeshctlError, type CommandResult } from './errors.js';
 import { interruptSignal } from './interrupt.js';
+import { reportInterrupted } from './interrupted.js';
 
 // for src/cli.ts, which imports this module alone (one file fewer to load each: issue 10, start-up)
 export { installInterruptHandler } from './interrupt.js';
@@ -114,8 +115,9 @@ function printError(error: MeshctlError): void {
 
 export async function main(argv: string[]): Promise<number> {
   let result = 'ok' as CommandResult;
+  let program: Command | undefined;
   try {
-    const program = await buildProgram((r) => {
+    program = await buildProgram((r) => {
       result = r;
     }, argv);
     await program.parseAsync(argv);
@@ -128,9 +130,17 @@ export async function main(argv: string[]): Promise<number> {
       return error.exitCode === 0 ? ExitCode.ok : ExitCode.badInput;
     }
     if (interruptSignal.aborted) {
-      // whatever failed after Ctrl-C failed because of it; the command already stopped its remote work
-      process.stderr.write('meshctl: interrupted\n');
-      return ExitCode.interrupted;
+      // whatever failed after Ctrl-C failed because of it; the command already stopped its remote work. What it
+      // said of where it stopped (../interrupted.ts: Ctrl-C during the logins, with how far they got) is printed,
+      // with --json also as a JSON report on stdout; anything else as `meshctl: interrupted`
+      const command = commandWord(argv);
+      const json = program?.commands.find((c) => c.name() === command)?.opts().json === true;
+      return reportInterrupted(error, {
+        ...(command ? { command } : {}),
+        json,
+        print: (line) => process.stderr.write(`${safeText(line)}\n`),
+        stdout: process.stdout,
+      });
     }
     return reportFailure(error);
   }

@@ -10,6 +10,7 @@ import { resolveInventoryPath, loadInventory } from '../inventory/load.js';
 import { connectAll, closeAll } from '../transport/pool.js';
 import { sshOptionsFromFlags, CONTROL_PERSIST_HELP } from './connect-options.js';
 import { interruptSignal } from '../interrupt.js';
+import { throwIfLoginCut } from '../interrupted.js';
 import { MeshctlError, badInput, type CommandResult } from '../errors.js';
 import { renderDebugReport, runDebug, writeBundle } from '../debug/run.js';
 
@@ -61,6 +62,11 @@ export function registerDebug(program: Command, finish: (result: CommandResult) 
         sshOptionsFromFlags(flags, (line) => process.stderr.write(`${line}\n`)),
       );
       try {
+        // Ctrl-C during the logins: how far they got (../interrupted.ts), once the connections made are closed (finally)
+        throwIfLoginCut(
+          inventory.nodes.map((n) => n.name),
+          failures,
+        );
         const report = await runDebug(inventory, connections, failures, {
           ...(pair ? { pair: [pair[0]!, pair[1]!] as [string, string] } : {}),
           ...(flags.node ? { node: flags.node } : {}),

@@ -23,6 +23,7 @@ import { Chalk, type ChalkInstance } from 'chalk';
 import { existsSync } from 'node:fs';
 import { MeshctlError, type CommandResult } from '../errors.js';
 import { interruptSignal } from '../interrupt.js';
+import { throwIfLoginCut } from '../interrupted.js';
 import { loadInventory, resolveInventoryPath } from '../inventory/load.js';
 import type { Inventory, Node } from '../inventory/types.js';
 import { acquireLocks } from '../engine/lock.js';
@@ -267,6 +268,8 @@ export function registerDown(program: Command, finish: (result: CommandResult) =
       const connector = connectorFor(sshOptionsFromFlags(flags, (line) => out.write(`${line}\n`)));
       const { connections, failures, close } = await connector.connectAll(targets);
       try {
+        // Ctrl-C during the logins: how far they got (../interrupted.ts), once the connections made are closed (finally)
+        throwIfLoginCut(names, failures);
         if (failures.size)
           throw new MeshctlError(
             `could not connect to ${failures.size} of ${names.length} nodes; nothing was changed`,
@@ -284,6 +287,12 @@ export function registerDown(program: Command, finish: (result: CommandResult) =
         if (remaining.nodes.length) {
           const view = createEngineView({ yes: flags.yes ?? false, interactive, json: false, color, out });
           const others = await runUp(remaining, connector, view, { signal: interruptSignal, breakLock: flags.breakLock ?? false });
+          // Ctrl-C while logging in to the other nodes: nothing was changed yet on any node (the named ones come after)
+          if (others.result === 'unreachable')
+            throwIfLoginCut(
+              remaining.nodes.map((n) => n.name),
+              others.connectFailures,
+            );
           for (const warning of others.warnings ?? []) out.write(`warning: ${warning}\n`);
           if (others.result !== 'converged') {
             out.write(chalk.red.bold(`\nthe other nodes did not converge (${others.result}): ${names.join(', ')} left as they were\n`));

@@ -13,6 +13,7 @@ import { runUp, type UpReport } from '../engine/up.js';
 import { withFallbackRelays } from '../engine/fallback.js';
 import { MeshctlError, type CommandResult } from '../errors.js';
 import { interruptSignal } from '../interrupt.js';
+import { throwIfLoginCut } from '../interrupted.js';
 import { loadInventory, resolveInventoryPath } from '../inventory/load.js';
 import { renderGateReport } from '../ui/gate-report.js';
 import { renderPlan, renderRoamedNote, renderUnderlayNote, roamedNodeWarnings } from '../ui/plan-view.js';
@@ -123,6 +124,8 @@ export function registerPlan(program: Command, finish: (result: CommandResult) =
         ...(flags.underlayProbes === false ? { underlayProbes: false } : {}),
       });
       if (report.result === 'unreachable') {
+        // Ctrl-C during the logins: how far they got (../interrupted.ts), not the nodes the interrupt cut short
+        throwIfLoginCut(limit ?? inventory.nodes.map((n) => n.name), report.connectFailures);
         throw new MeshctlError(
           `could not connect to ${report.connectFailures.length} of ${inventory.nodes.length} nodes`,
           'connect',

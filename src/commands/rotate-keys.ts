@@ -7,6 +7,7 @@ import type { Command } from 'commander';
 import { Chalk } from 'chalk';
 import { MeshctlError, type CommandResult } from '../errors.js';
 import { interruptSignal } from '../interrupt.js';
+import { throwIfLoginCut } from '../interrupted.js';
 import { loadInventory, resolveInventoryPath } from '../inventory/load.js';
 import { connectorFor, sshOptionsFromFlags, CONTROL_PERSIST_HELP } from './connect-options.js';
 import { acquireLocks } from '../engine/lock.js';
@@ -119,6 +120,11 @@ export function registerRotateKeys(program: Command, finish: (result: CommandRes
       const connector = connectorFor(sshOptionsFromFlags(flags, (line) => out.write(`${line}\n`)));
       const { connections, failures, close } = await connector.connectAll(inventory);
       try {
+        // Ctrl-C during the logins: how far they got (../interrupted.ts), once the connections made are closed (finally)
+        throwIfLoginCut(
+          inventory.nodes.map((n) => n.name),
+          failures,
+        );
         if (failures.size > 0)
           throw new MeshctlError(
             `could not connect to ${failures.size} of ${inventory.nodes.length} nodes; nothing was changed`,

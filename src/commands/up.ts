@@ -6,6 +6,7 @@
 import type { Command } from 'commander';
 import { MeshctlError, type CommandResult, type Outcome } from '../errors.js';
 import { interruptSignal } from '../interrupt.js';
+import { interruptedLogin, type InterruptedError } from '../interrupted.js';
 import { loadInventory, resolveInventoryPath } from '../inventory/load.js';
 import type { KeptAtForcedExit, UpReport, UpView } from '../engine/up.js';
 import type { PhaseReport } from '../engine/types.js';
@@ -290,9 +291,14 @@ async function upWith(
   const view = createEngineView
     ? createEngineView({ yes: (flags.yes ?? false) || (flags.dryRun ?? false), interactive, json: false, color, out })
     : JSON_VIEW;
+  /** Ctrl-C during the logins: said by main from this error (../interrupted.ts) instead of the report */
+  let loginCut: InterruptedError | undefined;
   // the local state and the report are written while the run's locks are released and its connections closed
   // (runUp's withReport; issue 10: those were waited for first)
   const deliver = async (report: UpReport) => {
+    loginCut =
+      report.result === 'unreachable' ? interruptedLogin(limit ?? inventory.nodes.map((n) => n.name), report.connectFailures) : undefined;
+    if (loginCut) return;
     if (!report.dryRun && report.phases.length > 0) {
       const recorded = recordRun(inventory, {
         command: 'up',
@@ -329,6 +335,8 @@ async function upWith(
   });
   if (report.result === 'locked') throw new MeshctlError(`not started: ${report.locked}`, 'stop');
   if (report.result === 'unreachable') {
+    // nothing ran on any node; the connections made are closed (runUp waited for that)
+    if (loginCut) throw loginCut;
     throw new MeshctlError(
       `could not connect to ${report.connectFailures.length} of ${inventory.nodes.length} nodes; nothing was changed`,
       'connect',

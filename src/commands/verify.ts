@@ -12,6 +12,7 @@ import type { Command } from 'commander';
 import { resolveInventoryPath, loadInventory } from '../inventory/load.js';
 import { connectorFor, sshOptionsFromFlags, CONTROL_PERSIST_HELP } from './connect-options.js';
 import { interruptSignal } from '../interrupt.js';
+import { throwIfLoginCut } from '../interrupted.js';
 import { MeshctlError, type CommandResult } from '../errors.js';
 
 /**
@@ -97,6 +98,11 @@ export function registerVerify(program: Command, finish: (result: CommandResult)
       const { connections, failures, close } = await connector.connectAll(inventory);
       const connectMs = Date.now() - connectStarted;
       try {
+        // Ctrl-C during the logins: how far they got (../interrupted.ts), once the connections made are closed (finally)
+        throwIfLoginCut(
+          inventory.nodes.map((n) => n.name),
+          failures,
+        );
         const done = await checks.verifyConnected(inventory, connections, failures, {
           pathMtu: flags.mtu !== false,
           deadlineSeconds: deadline,

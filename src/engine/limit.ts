@@ -17,6 +17,7 @@ import type { Registry } from './runner.js';
 import type { Connector } from './up.js';
 import type { CheckDefinition, MeshStep, NodeStep, NodeValues, PublicKeyValue, StepInput } from './types.js';
 import { checkDeadlineMs } from '../transport/types.js';
+import { InterruptedError, isLoginCut } from '../interrupted.js';
 
 /** commander's collector for a repeatable option (`--limit a --limit b,c`). */
 export const collectValues = (value: string, previous: string[] = []): string[] => [...previous, value];
@@ -170,6 +171,8 @@ export interface OutsideKeys {
 interface KeyRead {
   key?: string;
   error?: string;
+  /** the error is the interrupt's: its login or its read was cut short by Ctrl-C */
+  cut?: boolean;
 }
 
 /** Connects to `nodes` (one connectAll) and reads each one's public key; the connections are closed before it returns. */
@@ -183,14 +186,43 @@ async function readKeys(connector: Pick<Connector, 'connectAll'>, nodes: Invento
       [...connections].map(async ([name, connection]) => {
         const run = await connection.run(script, { timeoutMs: checkDeadlineMs(15_000), signal }).catch((e: Error) => e);
         const key = run instanceof Error ? undefined : parsePublicKeyProbe(run.stdout);
-        read.set(name, run instanceof Error ? { error: run.message } : key !== undefined ? { key } : {});
+        read.set(
+          name,
+          run instanceof Error ? { error: run.message, ...(signal.aborted ? { cut: true } : {}) } : key !== undefined ? { key } : {},
+        );
       }),
     );
-    for (const [name, error] of failures) if (!read.has(name)) read.set(name, { error: error.message });
+    for (const [name, error] of failures)
+      if (!read.has(name)) read.set(name, { error: error.message, ...(isLoginCut(name, error) ? { cut: true } : {}) });
     return read;
   } finally {
     await close();
   }
+}
+
+/**
+ * Ctrl-C while the outside nodes' keys were read (`signal` aborted, and some node's key not read yet: its login or
+ * its read cut short, or not waited for): the InterruptedError (stage outside-keys, ../interrupted.ts) that says which
+ * keys were read and which not yet; nothing was changed (the keys are read before the run's lock and phases). Undefined
+ * when there was no interrupt, or every outside node had answered before it (the run then goes on to report it).
+ */
+function interruptedReads(outside: Inventory, answered: ReadonlyMap<string, KeyRead>, signal: AbortSignal): InterruptedError | undefined {
+  if (!signal.aborted) return undefined;
+  const nodes = outside.nodes.map((n) => n.name);
+  const notYet = nodes.filter((n) => !answered.has(n) || answered.get(n)!.cut);
+  if (notYet.length === 0) return undefined;
+  return new InterruptedError({
+    result: 'interrupted',
+    stage: 'outside-keys',
+    nodes,
+    reached: nodes.filter((n) => answered.has(n) && answered.get(n)!.error === undefined),
+    notYet,
+    failed: nodes.flatMap((node) => {
+      const read = answered.get(node);
+      return read?.error !== undefined && !read.cut ? [{ node, error: read.error }] : [];
+    }),
+    changed: false,
+  });
 }
 
 /**
@@ -205,6 +237,10 @@ async function readKeys(connector: Pick<Connector, 'connectAll'>, nodes: Invento
  * planned with its live key. The nodes the state
  * has no key for are always waited for (without a key the configs cannot be rendered). Without `giveUp`, every node
  * is waited for, as before.
+ *
+ * Ctrl-C (`signal` aborted) before every outside node answered: rejects with an InterruptedError (../interrupted.ts,
+ * stage outside-keys) naming the keys read and those not yet, once the connections it opened are closed. Other
+ * failures are the nodes' own: no rejection for them.
  */
 export async function gatherOutsideKeys(
   connector: Pick<Connector, 'connectAll'>,
@@ -239,6 +275,8 @@ export async function gatherOutsideKeys(
     if (typeof second === 'symbol') lateNodes.add(spare[i]!.name);
     else for (const [name, read] of second) answered.set(name, read);
   });
+  const cut = interruptedReads(outside, answered, signal);
+  if (cut) throw cut;
   for (const node of outside.nodes) {
     const got = answered.get(node.name);
     if (got?.key) result.keys.set(node.name, got.key);

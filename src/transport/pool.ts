@@ -14,6 +14,7 @@ import { connectNode, JumpHosts, type ConnectOptions } from './ssh.js';
 /** The transport's connect, for commands that import the transport in one go (src/commands/connect-options.ts). */
 export { connectNode };
 import { TransportError, type Connection } from './types.js';
+import { loginCutMessage } from '../interrupted.js';
 
 /** Handshakes in flight at once unless told otherwise: as many nodes as --forks works on by default. */
 export const DEFAULT_CONNECT_PARALLEL = 64;
@@ -32,10 +33,18 @@ export interface ConnectAllResult {
   jumpHosts: JumpHosts;
 }
 
+/**
+ * Connects to every node (at most `maxParallel` at once) and resolves once each has connected or failed. Ctrl-C
+ * (`options.signal` aborted) ends the wait at once: every node not connected by then is a failure with the message
+ * loginCutMessage(node) (../interrupted.ts: the command says it was interrupted while logging in, and how far it got),
+ * whether its login had begun or not; none is begun after it. A login that still completes later is closed as soon
+ * as it does (the caller never sees it), so every connection opened ends with the caller's closeAll or by itself.
+ */
 export async function connectAll(nodes: Node[], options: ConnectAllOptions = {}): Promise<ConnectAllResult> {
   const jumpHosts = options.jumpHosts ?? new JumpHosts();
   const connect = options.connect ?? connectNode;
   const limit = Math.max(1, options.maxParallel ?? DEFAULT_CONNECT_PARALLEL);
+  const { signal } = options;
   const connections = new Map<string, Connection>();
   const failures = new Map<string, TransportError>();
   let index = 0;
@@ -43,11 +52,17 @@ export async function connectAll(nodes: Node[], options: ConnectAllOptions = {})
     while (index < nodes.length) {
       const node = nodes[index++];
       try {
-        connections.set(node.name, await connect(node, { ...options, jumpHosts }));
+        if (signal?.aborted) throw signal.reason;
+        connections.set(node.name, await untilAborted(connect(node, { ...options, jumpHosts }), signal));
       } catch (err) {
         failures.set(
           node.name,
-          err instanceof TransportError ? err : new TransportError(node.name, `${node.name}: ${(err as Error)?.message ?? String(err)}`),
+          // failed because of the interrupt (the transport's own "interrupted", or not waited for): said as such
+          signal?.aborted
+            ? new TransportError(node.name, loginCutMessage(node.name))
+            : err instanceof TransportError
+              ? err
+              : new TransportError(node.name, `${node.name}: ${(err as Error)?.message ?? String(err)}`),
         );
       }
     }
@@ -60,6 +75,35 @@ export async function connectAll(nodes: Node[], options: ConnectAllOptions = {})
     failures: new Map(order(failures).map((n) => [n, failures.get(n)!])),
     jumpHosts,
   };
+}
+
+/**
+ * `connecting`, or its rejection with the signal's reason as soon as `signal` aborts: a login that does not answer
+ * (an sshd stopped after it accepted: no banner comes until the connect timeout) is not waited for after Ctrl-C. The
+ * connection that `connecting` still makes after that is closed at once.
+ */
+function untilAborted(connecting: Promise<Connection>, signal: AbortSignal | undefined): Promise<Connection> {
+  if (!signal) return connecting;
+  return new Promise<Connection>((resolve, reject) => {
+    const onAbort = () => {
+      reject(signal.reason);
+      connecting.then(
+        (late) => late.close().catch(() => undefined),
+        () => undefined,
+      );
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    connecting.then(
+      (connection) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(connection);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error);
+      },
+    );
+  });
 }
 
 /** Closes every connection (errors ignored: closing is best effort) and any jump host left open. */
