@@ -715,8 +715,11 @@ async function openClient(hop: HopTarget, ctx: OpenContext, node: Node, sock?: R
       if (err) {
         client.removeAllListeners('ready');
         client.on('error', () => undefined);
-        client.end();
+        // destroy first: ssh2's Client.destroy skips a socket end() already made unwritable, and an ended socket
+        // then waited for a stopped sshd's FIN until the connect timeout, keeping `down`, `rotate-keys` and `debug`
+        // alive ~10 s after a Ctrl-C during the logins (X12)
         client.destroy();
+        client.end();
         reject(err);
       } else {
         resolve(client);

@@ -133,12 +133,12 @@ describe('Ctrl-C during the logins: one message of where it was, exit 130, JSON 
 
   /**
    * Commands whose process ends when node has nothing left to do, not as soon as main returned (src/main.ts
-   * EXIT_WHEN_DONE): a login that never answers keeps their process until ssh2's readyTimeout (--connect-timeout)
-   * after their message, because src/transport/ssh.ts openClient's failure path ends the socket (FIN, which a stopped
-   * sshd never answers) and its destroy() is then a no-op (ssh2's Client.destroy skips a socket no longer writable).
-   * Measured here as it is; their connect timeout is the default's 10 s.
+   * EXIT_WHEN_DONE). A login that never answered kept their process until ssh2's readyTimeout (--connect-timeout)
+   * after their message: src/transport/ssh.ts openClient's failure path ended the socket (FIN, which a stopped sshd
+   * never answers) and its destroy() was then a no-op (ssh2's Client.destroy skips a socket no longer writable). It
+   * destroys first now, so none lingers: the set is empty, and every command's exit is bounded below its timeout.
    */
-  const LINGERS = new Set(['down', 'rotate-keys', 'debug']);
+  const LINGERS = new Set<string>();
 
   /**
    * Runs `meshctl ARGS` (no terminal; --connect-timeout 60, or 10 for LINGERS) and sends SIGINT once `ready` holds
@@ -192,7 +192,7 @@ describe('Ctrl-C during the logins: one message of where it was, exit 130, JSON 
     assert.ok(run.sent, `the logins never got that far:\n${all}`);
     assert.equal(run.code, 130, all);
     assert.ok(run.messageMs >= 0 && run.messageMs < 5_000, `the message came ${run.messageMs} ms after the SIGINT:\n${all}`);
-    const bound = LINGERS.has(run.command) ? 15_000 : 20_000;
+    const bound = LINGERS.has(run.command) ? 15_000 : 10_000;
     assert.ok(run.exitMs < bound, `exited ${run.exitMs} ms after the SIGINT:\n${all}`);
     assert.doesNotMatch(run.stderr, /internal error|^\s+at /m, all);
     assert.equal(guardRan('refused'), 0, `the sshd was asked for something else than the probe or a key read:\n${all}`);
