@@ -108,6 +108,38 @@ describeLab(
       const verify = await lab().meshctl(['verify', INVENTORY, '--no-color']);
       assert.equal(verify.code, 0, verify.stdout + verify.stderr);
     });
+
+    it('a real interrupted rotation (INCOMPLETE: a peer kept the new key): the next rotate-keys uses that root 0600 wg0.key.new again', async () => {
+      const built = await lab().meshctl(['up', INVENTORY, '--yes', '--no-color']);
+      assert.equal(built.code, 0, built.stdout + built.stderr);
+      // wk-1's `wg addconf` always fails, wk-2's from its second call: ms-1's rotation is rolled back, wk-2's rollback
+      // fails after its update took, so wk-2 keeps running ms-1's new public key (the record of a pending key)
+      const wrapper = (from: number) =>
+        `#!/bin/sh\nif [ "$1" = addconf ]; then n=$(cat /tmp/x13-n 2>/dev/null || echo 0); n=$((n+1)); echo $n > /tmp/x13-n; if [ $n -ge ${from} ]; then echo 'Unable to modify interface: Operation not permitted' >&2; exit 1; fi; fi\nexec /usr/bin/wg "$@"\n`;
+      for (const [peer, from] of [
+        ['wk-1', 1],
+        ['wk-2', 2],
+      ] as const)
+        await sh(peer, `printf '%s' '${wrapper(from)}' > /usr/local/bin/wg && chmod 755 /usr/local/bin/wg && rm -f /tmp/x13-n`);
+      let pending = '';
+      try {
+        const first = await lab().meshctl(['rotate-keys', INVENTORY, 'ms-1', '--yes', '--no-color']);
+        assert.match(first.stdout + first.stderr, /ms-1: INCOMPLETE: .*wg0\.key\.new stays on ms-1/, first.stdout + first.stderr);
+        pending = await sh('ms-1', `wg pubkey < ${DIR}/wg0.key.new`);
+        assert.match(await sh('wk-2', 'wg show wg0 peers'), new RegExp(pending.replace(/[+/]/g, '\\$&')));
+      } finally {
+        for (const peer of ['wk-1', 'wk-2']) await sh(peer, 'rm -f /usr/local/bin/wg /tmp/x13-n');
+      }
+      const again = await lab().meshctl(['rotate-keys', INVENTORY, 'ms-1', '--yes', '--no-color']);
+      const out = again.stdout + again.stderr;
+      assert.equal(again.code, 0, out);
+      assert.match(out, /ms-1: public key .* \(a pending key of an interrupted rotation\)/);
+      assert.doesNotMatch(out, /leftover/);
+      assert.equal(await sh('ms-1', 'wg show wg0 public-key'), pending);
+      assert.equal(await sh('ms-1', `stat -c '%u %g %a %F' ${DIR}/wg0.key`), '0 0 600 regular file');
+      const verify = await lab().meshctl(['verify', INVENTORY, '--no-color']);
+      assert.equal(verify.code, 0, verify.stdout + verify.stderr);
+    });
   },
   process.env.MESHCTL_LAB ? { name: process.env.MESHCTL_LAB } : {},
 );
