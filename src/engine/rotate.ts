@@ -1,8 +1,12 @@
 /**
  * `meshctl rotate-keys` (issue 9): a new key pair on a node, every peer updated, the old key gone, with no packet
  * lost. Per rotated node, in this order:
- * 1. every node prints its public keys; the rotated node also makes IFACE.key.new on the node (umask 077) and
- *    prints only its public half (../steps/keys.ts rotateReadScript): the private key never leaves the node;
+ * 1. every other node prints its public key and the public keys its interface and its config hold for peers; then
+ *    the rotated node makes IFACE.key.new on the node (umask 077, in a temp file made with noclobber, checked root's
+ *    0600) and prints only its public half (../steps/keys.ts rotateReadScript): the private key never leaves the
+ *    node. A IFACE.key.new already there is used again only when it is root's 0600 and its public half is one the
+ *    peers hold that is no node's current key (the record of an interrupted rotation: meshctl put it on them), else
+ *    it is removed and the report says so (Q10 F2: a key another user planted was run as "a pending key");
  * 2. the rotated node runs the new key (`wg set IFACE private-key IFACE.key.new`, no file changed). WireGuard then
  *    sends nothing on its old sessions but still receives on them (the kernel expires only their sending halves),
  *    and queues what it sends until a handshake with the new key;
@@ -29,13 +33,18 @@ import { syncPeersStep } from '../render/systemd.js';
 import { wireguardPaths } from '../remote/wireguard.js';
 import { atomicWriteScript } from '../steps/action.js';
 import {
+  describeLeftover,
   discardNewKeyScript,
   liveKeyScript,
   parseRotateRead,
   peerHandshakeScript,
   rotateReadScript,
   swapKeyScript,
+  type LeftoverKeyFile,
+  type RotateRead,
 } from '../steps/keys.js';
+import { describeFileMode, judgeWireGuardFiles } from '../checks/file-modes.js';
+import type { WireGuardFileMode } from '../facts/definitions.js';
 import { redactSecrets } from '../remote/redact.js';
 import { onForcedExit } from '../interrupt.js';
 import { sh } from '../remote/shell.js';
@@ -66,6 +75,11 @@ export interface RotationReport {
   newPublicKey?: string;
   /** a IFACE.key.new left by an interrupted rotation was used */
   reusedPendingKey: boolean;
+  /**
+   * a IFACE.key.new (or its temp file) found on the node and removed rather than used, in words (../steps/keys.ts
+   * describeLeftover); also said in `error` (a note when the outcome is `rotated`)
+   */
+  leftoversDiscarded?: string[];
   /** peers whose config and live interface now carry the new key */
   peersUpdated: string[];
   /** outcome `incomplete`: peers whose old config could not be given back: they may hold the new public key */
@@ -141,32 +155,69 @@ const short = (key?: string) => (key ? `${key.slice(0, 10)}…` : '?');
 const message = (reason: unknown) => (reason instanceof Error ? reason.message : String(reason));
 
 /**
- * Reads every node's public key and makes the rotated node's new key: round trip 1, all nodes at once, not stopped
- * by Ctrl-C (it makes IFACE.key.new: what it did must be known to be undone). `rotated` is undefined when the rotated
- * node's own read failed; `failures` names every node whose read failed.
+ * The public keys the peers hold that may be a pending key of `rotated`: every key a peer's interface runs or its
+ * config names for a peer, except every peer's own current key (the rotated node's current key is told apart on the
+ * node). A key meshctl's rotation put on a peer and did not take back is among them; a key another user planted on
+ * the rotated node is not (the peers' files are root's). Pure.
+ */
+export function pendingKeyCandidates(peerReads: ReadonlyMap<string, RotateRead>): string[] {
+  const own = new Set([...peerReads.values()].map((r) => r.current));
+  return [...new Set([...peerReads.values()].flatMap((r) => r.peerKeys ?? []))].filter((key) => !own.has(key)).sort();
+}
+
+/**
+ * Reads every node's public key and makes the rotated node's new key: the other nodes first (their key, and the
+ * keys they hold for peers: pendingKeyCandidates), then the rotated node makes its key, given those candidates. Not
+ * stopped by Ctrl-C once the rotated node's script is sent (it makes IFACE.key.new: what it did must be known to be
+ * undone); Ctrl-C or a failed read before that sends it not at all. `keys` has every node read; `failures` names
+ * every node whose read failed.
  */
 async function readKeys(ctx: RotateContext, rotated: string) {
   const iface = ctx.inventory.mesh.interface;
+  const keys = new Map<string, RotateRead>();
+  const failures: string[] = [];
+  const others = ctx.inventory.nodes.filter((node) => node.name !== rotated);
   const results = await Promise.allSettled(
-    ctx.inventory.nodes.map(async (node) => {
+    others.map(async (node) => {
       const result = await run(
         ctx.connections.get(node.name)!,
-        rotateReadScript(iface, { generate: node.name === rotated }),
+        rotateReadScript(iface, { generate: false, listPeers: true }),
         undefined,
         `reading the keys of ${node.name}`,
       );
       return parseRotateRead(result.stdout);
     }),
   );
-  const keys = new Map<string, ReturnType<typeof parseRotateRead>>();
-  const failures: string[] = [];
-  ctx.inventory.nodes.forEach((node, i) => {
+  others.forEach((node, i) => {
     const r = results[i]!;
     if (r.status === 'fulfilled') keys.set(node.name, r.value);
     else failures.push(message(r.reason));
   });
-  return { keys, failures };
+  if (failures.length > 0 || ctx.signal.aborted) return { keys, failures };
+  try {
+    const result = await run(
+      ctx.connections.get(rotated)!,
+      rotateReadScript(iface, { generate: true, pendingKeys: pendingKeyCandidates(keys) }),
+      undefined,
+      `reading the keys of ${rotated}`,
+    );
+    keys.set(rotated, parseRotateRead(result.stdout));
+  } catch (error) {
+    failures.push(message(error));
+  }
+  // the inventory's order, as before
+  const ordered = new Map(ctx.inventory.nodes.flatMap((node) => (keys.has(node.name) ? [[node.name, keys.get(node.name)!] as const] : [])));
+  return { keys: ordered, failures };
 }
+
+/** The leftovers a rotation removed, in one sentence (undefined when none). */
+const leftoverNote = (node: string, leftovers: readonly LeftoverKeyFile[] | undefined): string | undefined =>
+  leftovers?.length
+    ? `a leftover ${leftovers.length === 1 ? 'file' : 'files'} on ${node} that ${leftovers.length === 1 ? 'was' : 'were'} not meshctl's pending key ${leftovers.length === 1 ? 'was' : 'were'} discarded and a new key made: ${leftovers.map(describeLeftover).join('; ')}`
+    : undefined;
+
+/** `file` (a stat line of IFACE.key) is a regular file of root's with mode 0600. */
+const rootOnlyKeyFile = (file: WireGuardFileMode) => file.type === 'regular file' && file.uid === 0 && file.mode === '600';
 
 /**
  * Rotates one node's key (see the module doc) and ends it in one consistent state (RotationOutcome): after Ctrl-C
@@ -186,11 +237,19 @@ export async function rotateNode(ctx: RotateContext, node: Node): Promise<Rotati
     reusedPendingKey: false,
     peersUpdated: [],
   };
-  const done = (report: RotationReport): RotationReport => ({ ...report, interrupted: signal.aborted });
   const interruptedWhy = () => message(signal.reason ?? 'interrupted');
 
   const read = await readKeys(ctx, node.name);
   const mine = read.keys.get(node.name);
+  const note = leftoverNote(node.name, mine?.leftovers);
+  const discarded = mine?.leftovers?.length ? { leftoversDiscarded: mine.leftovers.map(describeLeftover) } : {};
+  // every report of this rotation says what was discarded (a note beside a rotation's success)
+  const done = (report: RotationReport): RotationReport => ({
+    ...report,
+    ...discarded,
+    ...(note ? { error: report.error ? `${report.error}; ${note}` : note } : {}),
+    interrupted: signal.aborted,
+  });
   const discard = async (): Promise<string> => {
     try {
       await run(self, discardNewKeyScript(iface), undefined, `removing ${keyNew} on ${node.name}`);
@@ -343,6 +402,15 @@ export async function rotateNode(ctx: RotateContext, node: Node): Promise<Rotati
     } catch (error) {
       readError = message(error);
     }
+    const keyFileStat = after?.files?.find((f) => f.path === keyFile);
+    if (after?.current === next && after.live === next && keyFileStat && !rootOnlyKeyFile(keyFileStat))
+      return done({
+        ...report,
+        outcome: 'incomplete',
+        newPublicKey: next,
+        peersHoldingNewKey: peers,
+        error: `${swapError}; ${node.name} runs the new key and every peer holds it, but its key file is not root's 0600 (${describeFileMode(keyFileStat)}): its key may be known to another user: fix it as root (chown root:root ${keyFile}; chmod 600 ${keyFile}), then run meshctl rotate-keys ${node.name} again`,
+      });
     if (after?.current === next && after.live === next)
       return done({
         ...report,
@@ -367,8 +435,11 @@ export async function rotateNode(ctx: RotateContext, node: Node): Promise<Rotati
   }
 }
 
-/** What rotateReadScript (without `generate`) printed on one node, or why it could not be read. */
-export type PreflightRead = { current: string; live?: string } | { error: string };
+/**
+ * What rotateReadScript (without `generate`) printed on one node, or why it could not be read: `files` the owner and
+ * mode of its WireGuard files (absent: not printed), `confHoldsKey` IFACE.conf has a PrivateKey or PresharedKey line.
+ */
+export type PreflightRead = { current: string; live?: string; files?: WireGuardFileMode[]; confHoldsKey?: boolean } | { error: string };
 
 /**
  * Q8 F-rot-down: whether every node can take part in a rotation, judged before anything is changed. Every node
@@ -377,8 +448,11 @@ export type PreflightRead = { current: string; live?: string } | { error: string
  * key): a peer whose interface is down cannot take the new key live, and its rollback fails the same way. A node
  * not rotated must run the key of its key file (a node running another key is left by an interrupted rotation or a
  * hand edit: `up` puts it right). A rotated node may run another key: a pending key of an interrupted rotation,
- * which its rotation uses again. Returns one line per node that cannot, naming the node and what to run; [] when
- * all can. Pure.
+ * which its rotation uses again. And (Q10 F2) every node's WireGuard files must pass up's baseline judgement
+ * (../checks/file-modes.ts judgeWireGuardFiles: /etc/wireguard, the key, the .pub and the wg-quick file root's and
+ * written by root alone, the key read by root alone): else another user could swap the new key or read it, and the
+ * line is the baseline's message (the fix, to run after checking the content). Returns the lines of every node that
+ * cannot, each naming the node and what to run; [] when all can. Pure.
  */
 export function judgeRotationPreflight(
   inventory: Inventory,
@@ -391,15 +465,19 @@ export function judgeRotationPreflight(
     const read = reads.get(node.name);
     if (!read) return [`${node.name}: its keys could not be read`];
     if ('error' in read) return [`${node.name}: ${read.error}`];
+    const files = judgeWireGuardFiles(iface, read.files, () => read.confHoldsKey === true);
+    const modes = files.status === 'fail' ? [`${node.name}: ${files.message}`] : [];
     if (!read.live)
       return [
+        ...modes,
         `${node.name}: ${iface} is not up (wg show ${iface} public-key printed no key: ${p.service} stopped, or it failed to start), so it cannot take a new public key live: run meshctl up first (it starts ${p.service} on ${node.name})`,
       ];
     if (read.live !== read.current && !rotated.has(node.name))
       return [
+        ...modes,
         `${node.name}: ${iface} runs the public key ${short(read.live)}, not ${short(read.current)} of its key file ${p.privateKey}: run meshctl up first (or meshctl rotate-keys ${node.name}, when an interrupted rotation of ${node.name} left it)`,
       ];
-    return [];
+    return modes;
   });
 }
 
@@ -420,7 +498,12 @@ export async function rotationPreflight(ctx: RotateContext, rotated: ReadonlySet
           `reading the keys of ${node.name}`,
         );
         const r = parseRotateRead(result.stdout);
-        reads.set(node.name, { current: r.current, ...(r.live ? { live: r.live } : {}) });
+        reads.set(node.name, {
+          current: r.current,
+          ...(r.live ? { live: r.live } : {}),
+          ...(r.files ? { files: r.files } : {}),
+          ...(r.confHoldsKey ? { confHoldsKey: true } : {}),
+        });
       } catch (error) {
         reads.set(node.name, { error: message(error) });
       }

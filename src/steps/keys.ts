@@ -7,6 +7,7 @@ import type { NodeFacts } from '../facts/node-facts.js';
 import { sh } from '../remote/shell.js';
 import { wireguardPaths } from '../remote/wireguard.js';
 import { looksLikeWireGuardKey } from '../topology/desired.js';
+import { parseWireGuardFileModes, WIREGUARD_FILE_STAT_FORMAT, type WireGuardFileMode } from '../facts/definitions.js';
 
 /**
  * Whether IFACE.pub must be rewritten: it is missing, or the node found it is not the public half of the key file
@@ -71,13 +72,41 @@ export function parseKeysOutput(stdout: string): { created: boolean; publicKey: 
   return { created: lines[0] === 'created', publicKey };
 }
 
+/** A stat line of rotate-keys' reads: `wgfile=` then WIREGUARD_FILE_STAT_FORMAT (type|mode|uid|user|path). */
+const STAT_LINE = `wgfile=${WIREGUARD_FILE_STAT_FORMAT}`;
+
 /**
- * rotate-keys, first round trip on every node: the public half of the key file and of the running interface. On a
- * node being rotated (`generate`) also a new private key in IFACE.key.new (umask 077, mode 600; never printed, never
- * read back), and its public half. A .new left by an interrupted rotation is used again: its public key may already
- * be on the peers. Prints `current=`, `live=`, and with `generate` `next=` and `reused=yes|no`.
+ * Shell lines that exit 1 (message on stderr) unless `path` is a regular file (not a symbolic link: stat without -L)
+ * of root's with mode 0600, saying `what` it was about to be used for.
  */
-export function rotateReadScript(iface: string, { generate }: { generate: boolean }): string {
+const rootOnlyFileTest = (path: string, what: string) =>
+  sh`mc_st=$(stat -c '%u %a %F' -- ${path}); if [ "$mc_st" != '0 600 regular file' ]; then echo ${`${path} is not a regular file of root's with mode 0600 (uid, mode, type: `}"$mc_st"${`): ${what}`} >&2; exit 1; fi`
+    .text;
+
+/**
+ * rotate-keys, a read on one node: the public half of the key file (`current=`) and of the running interface
+ * (`live=`), the owner and mode of /etc/wireguard, IFACE.key, IFACE.pub and IFACE.conf (`wgfile=` lines, those that
+ * exist: as FACTS.wireguardFiles, judged by ../checks/file-modes.ts) and `confkey=yes` when IFACE.conf has a
+ * PrivateKey or PresharedKey line (their values never printed). `listPeers`: also `peer=` the public key of every
+ * peer the interface runs and IFACE.conf names (what ../engine/rotate.ts takes as the record of a pending key).
+ *
+ * With `generate` (the rotated node) it also makes a new private key in IFACE.key.new and prints only its public half
+ * (`next=`) and `reused=yes|no`; the private key is never printed nor read back. First /etc/wireguard must be root's
+ * and written by root alone (else exit 1, nothing made: another user could swap the files in it). A IFACE.key.new
+ * left by an interrupted rotation is used again (`reused=yes`: peers may hold its public half) only when it is a
+ * regular file of root's, mode 0600, holding a key whose public half is one of `pendingKeys` (public keys the peers
+ * hold for this node that are no node's current key) and not the current one. Anything else in its place, and any
+ * IFACE.key.new.meshctl-tmp, is removed, each printed as `leftover=REASON|STAT LINE` (REASON: `owner-mode` not root's
+ * regular 0600 file, `not-a-key`, `current` the node's current key, `not-pending` held by no peer; a temp file is
+ * printed only when not root's 0600); then the key is made in a fresh temp file: removed first, created with
+ * noclobber (`set -C`: never written through a path another user made) under umask 077, checked to be root's 0600
+ * and renamed to IFACE.key.new (Q10 F2: a planted wg0.key.new was used as "a pending key", and `wg genkey >` wrote
+ * the new key into a planted temp file another user could read).
+ */
+export function rotateReadScript(
+  iface: string,
+  { generate, pendingKeys = [], listPeers = false }: { generate: boolean; pendingKeys?: readonly string[]; listPeers?: boolean },
+): string {
   const p = wireguardPaths(iface);
   const next = `${p.privateKey}.new`;
   const tmp = `${next}.meshctl-tmp`;
@@ -85,22 +114,88 @@ export function rotateReadScript(iface: string, { generate }: { generate: boolea
     'set -e',
     'umask 077',
     sh`if [ ! -s ${p.privateKey} ]; then echo "no key file ${p.privateKey}: run meshctl up first" >&2; exit 1; fi`.text,
-    sh`echo "current=$(wg pubkey < ${p.privateKey})"`.text,
+    sh`mc_cur=$(wg pubkey < ${p.privateKey}); echo "current=$mc_cur"`.text,
     sh`echo "live=$(wg show ${iface} public-key 2>/dev/null)"`.text,
+    sh`stat -c ${STAT_LINE} -- ${p.dir} ${p.privateKey} ${p.publicKey} ${p.config} 2>/dev/null || true`.text,
+    // the key lines' count only (as FACTS.configMeta), never their values
+    sh`if [ -f ${p.config} ] && awk '{ l = tolower($0) } l ~ /^[[:space:]]*(privatekey|presharedkey)/ { f = 1 } END { exit !f }' ${p.config} 2>/dev/null; then echo confkey=yes; fi`
+      .text,
+    ...(listPeers
+      ? [
+          sh`wg show ${iface} peers 2>/dev/null | sed 's/^/peer=/' || true`.text,
+          // PublicKey lines only (wg's keys are case-insensitive): a private key's line never matches
+          sh`awk '{ l = tolower($0) } l ~ /^[[:space:]]*publickey[[:space:]]*=/ { sub(/^[^=]*=[[:space:]]*/, ""); sub(/[[:space:]]+$/, ""); print "peer=" $0 }' ${p.config} 2>/dev/null || true`
+            .text,
+        ]
+      : []),
     ...(generate
       ? [
-          sh`if [ -s ${next} ] && wg pubkey < ${next} >/dev/null 2>&1; then echo reused=yes; else wg genkey > ${tmp} && chmod 600 ${tmp} && mv -f ${tmp} ${next} && echo reused=no; fi`
+          // the directory the key is made in: root's, written by root alone (judged before the rotation; again here)
+          sh`mc_d=$(stat -c '%u %a' -- ${p.dir}); case "\${mc_d#* }" in *[2367]?|*[2367]) mc_dw=yes;; *) mc_dw=no;; esac`.text,
+          sh`if [ "\${mc_d%% *}" != 0 ] || [ $mc_dw = yes ]; then echo ${`${p.dir} is not root's or is writable by group or others (uid, mode: `}"$mc_d"${`): no key is made in it; meshctl verify says how to fix it`} >&2; exit 1; fi`
             .text,
-          sh`chmod 600 ${next}`.text,
+          sh`if [ -e ${tmp} ] || [ -L ${tmp} ]; then case "$(stat -c '%u %a %F' -- ${tmp})" in '0 600 regular file'|'0 600 regular empty file') ;; *) echo "leftover=owner-mode|$(stat -c ${WIREGUARD_FILE_STAT_FORMAT} -- ${tmp})";; esac; rm -f -- ${tmp}; fi`
+            .text,
+          'mc_why=none',
+          sh`if [ -e ${next} ] || [ -L ${next} ]; then`.text,
+          sh`  mc_ns=$(stat -c ${WIREGUARD_FILE_STAT_FORMAT} -- ${next})`.text,
+          // stat's own `-c` spelling of "regular file|600|0|": a symbolic link, another owner or mode is not read
+          `  case "$mc_ns" in`,
+          `    'regular file|600|0|'*)`,
+          sh`      if mc_np=$(wg pubkey < ${next} 2>/dev/null); then`.text,
+          '        if [ "$mc_np" = "$mc_cur" ]; then mc_why=current; else',
+          '          mc_why=not-pending',
+          sh`          for mc_k in ${[...pendingKeys]}; do if [ "$mc_k" = "$mc_np" ]; then mc_why=; fi; done`.text,
+          '        fi',
+          '      else mc_why=not-a-key; fi;;',
+          '    *) mc_why=owner-mode;;',
+          '  esac',
+          sh`  if [ -n "$mc_why" ]; then echo "leftover=$mc_why|$mc_ns"; rm -f -- ${next}; fi`.text,
+          'fi',
+          sh`if [ -z "$mc_why" ]; then echo reused=yes; else`.text,
+          sh`  rm -f -- ${tmp}`.text,
+          sh`  ( set -C; wg genkey > ${tmp} )`.text,
+          `  ${rootOnlyFileTest(tmp, 'the new key is not used')}`,
+          sh`  mv -f -- ${tmp} ${next}`.text,
+          '  echo reused=no',
+          'fi',
           sh`echo "next=$(wg pubkey < ${next})"`.text,
         ]
       : []),
   ].join('\n');
 }
 
+/** A file IFACE.key.new (or its temp file) a rotation found and removed: why, and its stat line. */
+export interface LeftoverKeyFile {
+  /** `owner-mode`: not a regular file of root's with mode 0600; `not-a-key`: `wg pubkey` refused it; `current`: the
+   * node's current key; `not-pending`: its public half is held by no peer (no interrupted rotation left it) */
+  reason: 'owner-mode' | 'not-a-key' | 'current' | 'not-pending';
+  file: WireGuardFileMode;
+}
+
+/** What rotateReadScript printed (fields without a line are absent). */
+export interface RotateRead {
+  current: string;
+  live?: string;
+  next?: string;
+  /** a IFACE.key.new of an interrupted rotation was used again */
+  reused: boolean;
+  /** the `wgfile=` lines: owner and mode of the WireGuard files (absent: the node printed none) */
+  files?: WireGuardFileMode[];
+  /** IFACE.conf has a PrivateKey or PresharedKey line */
+  confHoldsKey?: boolean;
+  /** `listPeers`: the peers' public keys the interface runs or IFACE.conf names (valid keys only, once each) */
+  peerKeys?: string[];
+  /** `generate`: the files removed instead of used */
+  leftovers?: LeftoverKeyFile[];
+}
+
+const LEFTOVER_REASONS = new Set<LeftoverKeyFile['reason']>(['owner-mode', 'not-a-key', 'current', 'not-pending']);
+
 /** What rotateReadScript printed. @throws Error when a key printed is not a WireGuard public key */
-export function parseRotateRead(stdout: string): { current: string; live?: string; next?: string; reused: boolean } {
+export function parseRotateRead(stdout: string): RotateRead {
   const value = (key: string) => stdout.match(new RegExp(`^${key}=(.*)$`, 'm'))?.[1]?.trim() || undefined;
+  const all = (key: string) => [...stdout.matchAll(new RegExp(`^${key}=(.*)$`, 'gm'))].map((m) => m[1]!.trim());
   const checked = (key: string, text: string | undefined) => {
     if (text !== undefined && !looksLikeWireGuardKey(text)) throw new Error(`the node printed no valid public key for ${key}`);
     return text;
@@ -109,7 +204,36 @@ export function parseRotateRead(stdout: string): { current: string; live?: strin
   if (!current) throw new Error('the node did not print the public key of its key file');
   const live = checked('live', value('live'));
   const next = checked('next', value('next'));
-  return { current, ...(live ? { live } : {}), ...(next ? { next } : {}), reused: value('reused') === 'yes' };
+  const files = parseWireGuardFileModes(all('wgfile').join('\n'));
+  const peerKeys = [...new Set(all('peer').filter(looksLikeWireGuardKey))];
+  const leftovers = all('leftover').flatMap((line): LeftoverKeyFile[] => {
+    const [reason, ...stat] = line.split('|');
+    const [file] = parseWireGuardFileModes(stat.join('|'));
+    return file && LEFTOVER_REASONS.has(reason as LeftoverKeyFile['reason']) ? [{ reason: reason as LeftoverKeyFile['reason'], file }] : [];
+  });
+  return {
+    current,
+    ...(live ? { live } : {}),
+    ...(next ? { next } : {}),
+    reused: value('reused') === 'yes',
+    ...(files.length ? { files } : {}),
+    ...(value('confkey') === 'yes' ? { confHoldsKey: true } : {}),
+    ...(peerKeys.length ? { peerKeys } : {}),
+    ...(leftovers.length ? { leftovers } : {}),
+  };
+}
+
+/** A leftover key file in words: "/etc/wireguard/wg0.key.new: regular file, mode 0600, owner nobody (uid 65534): not root's". */
+export function describeLeftover({ reason, file }: LeftoverKeyFile): string {
+  const why =
+    reason === 'owner-mode'
+      ? "not a regular file of root's with mode 0600"
+      : reason === 'not-a-key'
+        ? 'not a WireGuard private key'
+        : reason === 'current'
+          ? "the node's current key"
+          : 'its public key is held by no peer, so no interrupted rotation left it';
+  return `${file.path} (${file.type}, mode 0${file.mode.padStart(3, '0')}, owner ${file.owner} (uid ${file.uid}): ${why})`;
 }
 
 /**
@@ -152,9 +276,12 @@ export function swapKeyScript(iface: string, peerOverlayIps: readonly string[]):
   return [
     'set -e',
     'umask 077',
+    rootOnlyFileTest(next, 'not used; nothing changed'),
     sh`wg set ${iface} private-key ${next}`.text,
     sh`mv -f ${next} ${p.privateKey}`.text,
-    sh`wg pubkey < ${p.privateKey} > ${pubTmp} && chmod 644 ${pubTmp} && mv -f ${pubTmp} ${p.publicKey}`.text,
+    rootOnlyFileTest(p.privateKey, 'after the rename: its key may be known to another user'),
+    sh`rm -f -- ${pubTmp}`.text,
+    sh`( set -C; wg pubkey < ${p.privateKey} > ${pubTmp} ) && chmod 644 ${pubTmp} && mv -f ${pubTmp} ${p.publicKey}`.text,
     sh`echo "live=$(wg show ${iface} public-key)"`.text,
     sh`for ip in ${peerOverlayIps}; do ping -n -c 1 -W 1 "$ip" >/dev/null 2>&1 & done; wait; true`.text,
   ].join('\n');
