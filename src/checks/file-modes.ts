@@ -173,10 +173,12 @@ export function judgeWireGuardFiles(
   }
   const wrong = problems.map((x) => `${x.path} is ${x.what}: ${x.why}`).join('; ');
   const dir = files.find((f) => f.path === wireguardPaths(iface).dir);
-  const fix = fileModeFix(problems, dir).join('; ');
   // the key may be known whenever another user could read it or make root copy it (a PostUp in a wg-quick file they
   // could write: RV6 F3; a program or unit root runs: Q10 F1): every wrong path but the .pub
   const keyRead = problems.some((x) => x.role !== 'pub');
+  // a key another user could have planted as rotate-keys' pending key goes too (X13: rotate-keys reuses only its own)
+  const key = wireguardPaths(iface).privateKey;
+  const fix = [...fileModeFix(problems, dir), ...(keyRead ? [`rm -f ${key}.new ${key}.new.meshctl-tmp`] : [])].join('; ');
   return {
     status: 'fail',
     message: `${wrong}. meshctl changes nothing on this node: check the content first (a PreUp, PostUp, PreDown or PostDown line in ${wireguardPaths(iface).config} you did not write${problems.some((x) => x.role === 'exec' || x.role === 'unit' || x.role === 'libdir') ? '; the program, units and settings named above as meshctl installed them: `meshctl up` rewrites them once their modes are fixed' : ''}), then fix the modes as root: ${fix}${keyRead ? '; the key may be known to another user: give the node a new one afterwards (`meshctl rotate-keys INVENTORY NODE --yes`)' : ''}`,

@@ -86,6 +86,8 @@ describe('the verdict on the files (up: wireguard-file-modes at the baseline; ve
     );
     assert.match(j.message, /PostUp command that root runs when wg-quick starts/);
     assert.match(j.message, /meshctl changes nothing on this node: check the content first/);
+    // a pending key another user could have planted goes too (X13)
+    assert.match(j.message, /; rm -f \/etc\/wireguard\/wg0\.key\.new \/etc\/wireguard\/wg0\.key\.new\.meshctl-tmp;/);
     assert.match(
       j.message,
       /chown root:root \/etc\/wireguard\/wg0\.key \/etc\/wireguard\/wg0\.conf; chmod 700 \/etc\/wireguard; chmod 600 \/etc\/wireguard\/wg0\.key \/etc\/wireguard\/wg0\.conf/,
