@@ -16,7 +16,8 @@
  *
  * Written atomically (temp file in the same directory, then rename(2)), mode 0644 like the inventory.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { MeshctlError } from '../errors.js';
 import { writeFileAtomic } from '../local/files.js';
 import type { SshTarget } from '../inventory/types.js';
 import { looksLikeWireGuardKey } from '../topology/desired.js';
@@ -125,10 +126,23 @@ function parseSshTarget(value: unknown): SshTarget | undefined {
   };
 }
 
-/** Reads the state of an inventory; an absent or unusable file is an empty state. */
+/** Bytes a state file may have: ~200 bytes a node, so 64 MiB is far past MAX_MESH_NODES. */
+const STATE_MAX_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Reads the state of an inventory; an absent or unusable file is an empty state. Throws MeshctlError('badInput')
+ * naming the path when it is not a regular file or is larger than STATE_MAX_BYTES (Q10 F9: a FIFO there blocked
+ * `plan` for good, deaf to SIGTERM: a synchronous read).
+ */
 export function readState(inventoryPath: string, iface: string): MeshState {
   const path = statePathFor(inventoryPath);
   if (!existsSync(path)) return emptyState(iface);
+  const st = statSync(path);
+  if (!st.isFile() || st.size > STATE_MAX_BYTES)
+    throw new MeshctlError(
+      `${path} (the inventory's local state) is ${st.isFile() ? `${st.size} bytes, more than a state file can be` : 'not a regular file'}: move it away (meshctl writes a new one)`,
+      'badInput',
+    );
   try {
     return parseState(readFileSync(path, 'utf8'), iface);
   } catch {

@@ -67,7 +67,13 @@ export function purgeablePaths(iface: string): string[] {
     `${p.config}.meshctl-tmp`,
     `${p.config}.bak.meshctl-tmp`,
     p.privateKey,
+    // rotate-keys' pending key and every key temp file: a private key left behind would be used again by a node
+    // rebuilt on the same disk (Q10 F12: the next rotate-keys put that old key back in use)
+    `${p.privateKey}.new`,
+    `${p.privateKey}.new.meshctl-tmp`,
+    `${p.privateKey}.meshctl-tmp`,
     p.publicKey,
+    `${p.publicKey}.meshctl-tmp`,
     p.sysctl,
     p.reloadDropIn,
     r.timer,

@@ -392,8 +392,17 @@ const statStamp = (s: Stats) => `${s.dev}:${s.ino}:${s.size}:${s.mtimeMs}:${s.ct
  * One identity file's content and whether ssh2 can use it, read once per process while the file is unchanged
  * (see identityReads). Throws the stat's error (ENOENT ...) for a file that cannot be read.
  */
+/** Bytes an identity file may have: an OpenSSH RSA-16384 private key is ~12 KB, so 1 MiB is any key with room. */
+const IDENTITY_MAX_BYTES = 1024 * 1024;
+
 function readIdentity(file: string): IdentityRead {
-  const stamp = statStamp(statSync(file));
+  const st = statSync(file);
+  // a device or FIFO named as the key (an inventory is input someone may hand you: Q10 F6): /dev/zero was read until
+  // memory ran out, a FIFO blocked the process for good, deaf to Ctrl-C (a synchronous read)
+  if (!st.isFile()) return { unusable: 'not a regular file' };
+  if (st.size > IDENTITY_MAX_BYTES)
+    return { unusable: `${st.size} bytes: larger than any private key file (${IDENTITY_MAX_BYTES} at most)` };
+  const stamp = statStamp(st);
   const cached = identityReads.get(file);
   if (cached?.stamp === stamp) return cached.read;
   const data = readFileSync(file);

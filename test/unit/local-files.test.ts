@@ -7,9 +7,10 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { chmodSync, lstatSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { emptyState, statePathFor, writeState } from '../../src/state/state.js';
+import { emptyState, readState, statePathFor, writeState } from '../../src/state/state.js';
 import { ownPrivateDir, writeFileAtomic, writePrivateFile } from '../../src/local/files.js';
 import { MeshctlError } from '../../src/errors.js';
 import { tempDir } from '../support/temp-dir.js';
@@ -106,4 +107,23 @@ test('ownPrivateDir refuses a bundle in a directory others may write without the
   assert.equal(readFileSync(victim, 'utf8'), 'keep\n');
   await writePrivateFile(join(bundle, 'report.json'), '{}\n');
   assert.equal(lstatSync(join(bundle, 'report.json')).mode & 0o777, 0o600);
+});
+
+test('readState: a FIFO or a device at the state path is refused by name, not read (Q10 F9: a FIFO hung plan for good)', () => {
+  const dir = tempDir('meshctl-state-fifo-');
+  const inventory = join(dir, 'mesh.yaml');
+  const state = statePathFor(inventory);
+  execFileSync('mkfifo', [state]);
+  const started = Date.now();
+  assert.throws(
+    () => readState(inventory, 'wg0'),
+    (e: unknown) =>
+      e instanceof MeshctlError && /mesh\.yaml\.state\.json \(the inventory's local state\) is not a regular file/.test(e.message),
+  );
+  assert.ok(Date.now() - started < 5_000);
+  const link = join(dir, 'other.yaml');
+  symlinkSync('/dev/zero', statePathFor(link));
+  assert.throws(() => readState(link, 'wg0'), /not a regular file/);
+  // absent: an empty state, as before
+  assert.deepEqual(readState(join(dir, 'none.yaml'), 'wg0'), emptyState('wg0'));
 });

@@ -404,6 +404,9 @@ describe('down on a node', () => {
     assert.deepEqual(facts.files, []);
     assert.equal(facts.interfacePresent, false);
     assert.ok(purgeablePaths('wg0').includes('/etc/wireguard/wg0.conf.bak'));
+    // a private key in any form meshctl leaves: rotate-keys' pending key and the temp files (Q10 F12)
+    for (const left of ['wg0.key.new', 'wg0.key.new.meshctl-tmp', 'wg0.key.meshctl-tmp'])
+      assert.ok(purgeablePaths('wg0').includes(`/etc/wireguard/${left}`), left);
   });
 
   it('splits the inventory from the node names', () => {

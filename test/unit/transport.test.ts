@@ -261,6 +261,25 @@ test('planAuth: explicit key, then agent, then config/default files; encrypted k
   assert.equal(m.username, 'root');
 });
 
+test('planAuth: a device, a FIFO or a huge file named as the identity is unusable, not read (Q10 F6: /dev/zero filled memory, a FIFO hung the process)', () => {
+  const home = tempDir('meshctl-auth-dev-');
+  const fifo = join(home, 'fifo-id');
+  assert.equal(spawnSync('mkfifo', [fifo]).status, 0);
+  const huge = join(home, 'huge-id');
+  writeFileSync(huge, Buffer.alloc(2 * 1024 * 1024, 'a'));
+  const settings = settingsFromSshG('h', '', home);
+  for (const [file, why] of [
+    ['/dev/zero', /\/dev\/zero \(not a regular file\)/],
+    [fifo, /fifo-id \(not a regular file\)/],
+    [huge, /huge-id \(2097152 bytes: larger than any private key file/],
+  ] as const) {
+    const started = Date.now();
+    const plan = planAuth(node('n', { identityFile: file }), settings, {}, home);
+    assert.match(plan.unusable.join('\n'), why);
+    assert.ok(Date.now() - started < 5_000, 'not read');
+  }
+});
+
 test('planAuth hands ssh2 the key it parsed once, the same object for every node (ssh2 parsed the bytes again per login)', () => {
   const home = tempDir('meshctl-auth-once-');
   const file = join(home, 'id');
