@@ -161,6 +161,12 @@ export const RELEASE_WAIT_S = 1;
  * Issue 10: a converged run pays one exec for it on a node where the lock directory exists (`mkdir` runs only when
  * it does not; `sleep`, `cat`, `sed` and `date` only when the lock is held).
  */
+/**
+ * Bytes of a lock file read (a holder's line is ~150): a huge lock file (Q10 F13: 26 MB) was read whole into the
+ * answer, which then failed the run on the transport's output cap without naming the lock, --break-lock too.
+ */
+const LOCK_READ_BYTES = 4096;
+
 export function acquireScript(holder: LockHolder, breakAfter: number, path = LOCK_PATH, dead?: DeadRunProof): string {
   return [
     sh`[ -d ${dirname(path)} ] || mkdir -p -m 700 ${dirname(path)}`.text,
@@ -172,7 +178,7 @@ export function acquireScript(holder: LockHolder, breakAfter: number, path = LOC
     `take_lock() { ( set -C; printf '%s\\n' "$line" > ${sh`${path}`.text} ) 2>/dev/null; }`,
     'if take_lock; then echo acquired; exit 0; fi',
     ...AGE_FUNCTION,
-    `old=$(cat ${sh`${path}`.text} 2>/dev/null)`,
+    `old=$(head -c ${LOCK_READ_BYTES} ${sh`${path}`.text} 2>/dev/null)`,
     // RV2 S3-3/S3-4: a take-over mutex older than TORN_S is a killed taker's (a live one holds it for a cat, an rm
     // and a printf): cleared, so it neither ends the stale take-over for good nor lets --break-lock remove a live
     // taker's mutex (which let both "take" the lock)
@@ -188,7 +194,7 @@ export function acquireScript(holder: LockHolder, breakAfter: number, path = LOC
       ? [
           `mc_w=0; while [ $mc_w -lt ${RELEASE_WAIT_S * 10} ] && [ -e ${sh`${path}`.text} ]; do sleep 0.1 2>/dev/null || break; mc_w=$((mc_w + 1)); done`,
           'if take_lock; then echo acquired; exit 0; fi',
-          `old=$(cat ${sh`${path}`.text} 2>/dev/null)`,
+          `old=$(head -c ${LOCK_READ_BYTES} ${sh`${path}`.text} 2>/dev/null)`,
         ]
       : []),
     `started=$(printf '%s' "$old" | sed -n 's/.*started=\\([0-9]*\\).*/\\1/p')`,
@@ -221,8 +227,8 @@ function staleTakeOver(breakAfter: number, path: string): string[] {
       : // --break-lock breaks any lock file there is: empty, foreign or a run's (RV2 S3-9)
         [`[ -e ${file} ] && mc_stale=yes`]),
     'if [ "$mc_stale" = yes ] && mkdir ' + mutex + ' 2>/dev/null; then',
-    `  if [ "$(cat ${file} 2>/dev/null)" = "$old" ]; then rm -f ${file}; if take_lock; then rmdir ${mutex}; echo "took-over $old"; exit 0; fi; fi`,
-    `  rmdir ${mutex}; old=$(cat ${file} 2>/dev/null)`,
+    `  if [ "$(head -c ${LOCK_READ_BYTES} ${file} 2>/dev/null)" = "$old" ]; then rm -f ${file}; if take_lock; then rmdir ${mutex}; echo "took-over $old"; exit 0; fi; fi`,
+    `  rmdir ${mutex}; old=$(head -c ${LOCK_READ_BYTES} ${file} 2>/dev/null)`,
     'fi',
     // the holder released it meanwhile (RV2 S3-5: also when its age was unknown because it had just gone)
     'if { [ -z "$old" ] || [ "$mc_stale" = unknown ]; } && take_lock; then echo acquired; exit 0; fi',
@@ -295,8 +301,8 @@ function deadRunTakeOver(dead: DeadRunProof, holder: LockHolder, path: string): 
       .text,
     `  case ' ${dead.live.join(' ')} ' in *" $mc_op "*) ;; *)`,
     `    if mkdir ${mutex} 2>/dev/null; then`,
-    `      if [ "$(cat ${file} 2>/dev/null)" = "$old" ]; then rm -f ${file}; if take_lock; then rmdir ${mutex}; echo "took-over-dead $old"; exit 0; fi; fi`,
-    `      rmdir ${mutex}; old=$(cat ${file} 2>/dev/null)`,
+    `      if [ "$(head -c ${LOCK_READ_BYTES} ${file} 2>/dev/null)" = "$old" ]; then rm -f ${file}; if take_lock; then rmdir ${mutex}; echo "took-over-dead $old"; exit 0; fi; fi`,
+    `      rmdir ${mutex}; old=$(head -c ${LOCK_READ_BYTES} ${file} 2>/dev/null)`,
     '    fi;;',
     '  esac',
     'fi',

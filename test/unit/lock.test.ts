@@ -42,6 +42,17 @@ describe('run lock scripts (real sh)', () => {
     assert.equal(parseLockHolder(readFileSync(path, 'utf8'))?.run, breaker.run);
   });
 
+  it('reads at most 4 KiB of a huge lock file: held with a short answer, and --break-lock takes it over (Q10 F13: 26 MB failed the run on the output cap)', () => {
+    const path = join(tempDir('meshctl-lock-'), 'lock');
+    writeFileSync(path, Buffer.alloc(26 * 1024 * 1024, 'x'));
+    const held = sh(acquireScript(newLockHolder(), 3600, path));
+    assert.match(held, /^held x+$/);
+    assert.ok(held.length <= 4096 + 5, `${held.length} characters`);
+    const breaker = newLockHolder();
+    assert.match(sh(acquireScript(breaker, 0, path)), /^took-over x+$/);
+    assert.equal(parseLockHolder(readFileSync(path, 'utf8'))?.run, breaker.run);
+  });
+
   it('refuses a lock path that is a symlink or not a regular file, naming it (Q10 F3: a link to /dev/null was "acquired" by every run)', () => {
     const dir = tempDir('meshctl-lock-');
     const path = join(dir, 'lock');
@@ -74,7 +85,7 @@ describe("a lock's age by the node's clock (a new user's finding, 2026-12-02)", 
 function toolsWithout(without: readonly string[], extra: Record<string, string> = {}): string {
   const bin = join(tempDir('meshctl-lock-bin-'), 'bin');
   mkdirSync(bin);
-  for (const tool of ['sh', 'cat', 'sed', 'date', 'mkdir', 'mv', 'rm', 'rmdir', 'sleep', 'stat', 'find'].filter(
+  for (const tool of ['sh', 'cat', 'head', 'sed', 'date', 'mkdir', 'mv', 'rm', 'rmdir', 'sleep', 'stat', 'find'].filter(
     (t) => !without.includes(t),
   )) {
     const found = execFileSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).trim();
