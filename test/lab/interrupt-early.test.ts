@@ -83,10 +83,28 @@ describeLab(
       assert.doesNotMatch(run.output, /STOP at/, run.output);
     };
 
+    /**
+     * Holds `node`'s lock script where it starts: /run/meshctl removed, and a `mkdir` ahead of the real one on the
+     * scripts' PATH (/usr/local/sbin) that, asked for /run/meshctl while /run/mc-hold is a FIFO, reads it, which blocks
+     * until Ctrl-C stops the run's processes. (A FIFO at the lock path did this before; the lock script now refuses a
+     * lock path that is not a regular file, Q10 F3.)
+     */
+    const holdLock = (node: string) =>
+      lab().sh(
+        node,
+        [
+          'rm -f /run/meshctl/lock; [ ! -d /run/meshctl ] || rmdir /run/meshctl',
+          'mkfifo -m 600 /run/mc-hold',
+          `printf '%s\\n' '#!/bin/sh' 'case "$*" in *run/meshctl*) [ -p /run/mc-hold ] && cat /run/mc-hold >/dev/null ;; esac' 'exec /bin/mkdir "$@"' > /usr/local/sbin/mkdir`,
+          'chmod 755 /usr/local/sbin/mkdir',
+        ].join(' && '),
+      );
+    const releaseLock = (node: string) => lab().sh(node, 'rm -f /usr/local/sbin/mkdir /run/mc-hold /run/meshctl/lock');
+
     it(`during facts, before ${FIRST}'s probe answered its run lock: the interrupted summary, nothing left on any node`, async () => {
-      // the lock path made a FIFO on the first node: the lock script's `printf > lock` (noclobber refuses only regular
-      // files) blocks in open(2) until Ctrl-C, so the run waits there for as long as the test wants
-      await lab().sh(FIRST, 'mkdir -p -m 700 /run/meshctl && rm -f /run/meshctl/lock && mkfifo -m 600 /run/meshctl/lock');
+      // the first node's lock script blocks before it answers (holdLock) until Ctrl-C, so the run waits there for as
+      // long as the test wants
+      await holdLock(FIRST);
       try {
         const run = await upInterrupted(lab().name, async () => {
           // the first node runs a command of the run (its facts probe: up's first command there), blocked on the FIFO
@@ -97,7 +115,7 @@ describeLab(
         await sleep(1500);
         assert.equal(await runProcesses(FIRST), '', `${FIRST}: a process of the run is left`);
       } finally {
-        await lab().sh(FIRST, 'rm -f /run/meshctl/lock');
+        await releaseLock(FIRST);
       }
       for (const node of NODES) assert.equal(await leftovers(node), '', node);
       // no other node was sent anything: none has a lock directory made by this run's lock script
@@ -106,16 +124,16 @@ describeLab(
     });
 
     it('during facts, after the lock: the interrupted summary, every lock released', async () => {
-      // wk-1's lock path a FIFO: its facts probe (its lock section first) blocks until Ctrl-C, so the phase is still
-      // running when its title shows (the other nodes' locks are this run's: the first node's answered)
-      await lab().sh('wk-1', 'mkdir -p -m 700 /run/meshctl && rm -f /run/meshctl/lock && mkfifo -m 600 /run/meshctl/lock');
+      // wk-1's lock held (holdLock): its facts probe (its lock section first) blocks until Ctrl-C, so the phase is
+      // still running when its title shows (the other nodes' locks are this run's: the first node's answered)
+      await holdLock('wk-1');
       try {
         const run = await upInterrupted(lab().name, /Connect and gather facts/, 300);
         assertInterrupted(run, 'Connect and gather facts');
         await sleep(1500);
         assert.equal(await runProcesses('wk-1'), '', 'wk-1: a process of the run is left');
       } finally {
-        await lab().sh('wk-1', 'rm -f /run/meshctl/lock');
+        await releaseLock('wk-1');
       }
       for (const node of NODES) assert.equal(await leftovers(node), '', node);
     });
