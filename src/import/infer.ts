@@ -51,6 +51,11 @@ export interface ImportedHost {
   secretLines?: SecretLines;
   /** the adopting script's refusal, foreseen read-only by the probe (./probe.ts adoptCheckScript) */
   adoptRefusal?: string;
+  /**
+   * the node's WireGuard files are not root's or not root's alone (./probe.ts judgeImportFileModes: up's baseline
+   * message, naming each file and the fix); the node is refused before any is changed
+   */
+  fileModeRefusal?: string;
 }
 
 /** Options of inferInventory. */
@@ -292,6 +297,8 @@ export function inferInventory(hosts: readonly ImportedHost[], iface: string, op
     } else views.push(v);
     // Q6 finding 2: the adopting script's refusals are found here, on every node, before any node is changed
     if (host.adoptRefusal && typeof v !== 'string') problems.push(`${host.target.name}: cannot keep its key pair: ${host.adoptRefusal}`);
+    // Q10 F15: its private key would be moved into files another user can read or replace
+    if (host.fileModeRefusal) problems.push(`${host.target.name}: ${host.fileModeRefusal}; then run meshctl import again`);
   }
   const byKey = new Map<string, NodeView>();
   for (const v of views) {

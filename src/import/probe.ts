@@ -13,17 +13,35 @@
  *   drop-in with the key file is how `up` recognises the interface as its own (./ownership.ts).
  * The running interface is not touched: no restart, no reload, no `wg set`.
  */
+import { judgeWireGuardFiles } from '../checks/file-modes.js';
 import type { FactDef } from '../facts/definitions.js';
 import { factsScript, readFact } from '../facts/definitions.js';
 import { SECRET_LINE_ERE_AWK } from '../facts/lean.js';
 import { factsProbeScript, parseFactsProbe, type NodeFacts } from '../facts/node-facts.js';
 import { linesOf, splitSections } from '../facts/sections.js';
-import { sh } from '../remote/shell.js';
+import { raw, sh } from '../remote/shell.js';
 import { wireguardPaths } from '../remote/wireguard.js';
 import { renderReloadDropIn } from '../render/systemd.js';
 import { atomicWriteScript } from '../steps/action.js';
 import { looksLikeWireGuardKey } from '../topology/desired.js';
 import type { UnderlayFacts } from './infer.js';
+
+/**
+ * A shell condition (no `exit`: for `&&`/`||` lists) that holds when `path` is a regular file (not a symbolic link:
+ * stat without -L) of root's (uid 0) with mode 0600, empty or not.
+ */
+export const rootOnlyFileCondition = (path: string): string =>
+  sh`case "$(stat -c '%u %a %F' -- ${path} 2>/dev/null)" in '0 600 regular file'|'0 600 regular empty file') true;; *) false;; esac`.text;
+
+/**
+ * Shell `&&` list writing `command`'s stdout into a fresh file `tmp` that only root can read (Q10 F15: the adopting
+ * script wrote the key with `> TMP` into a temp file another user had planted, and chmod and mv kept that owner):
+ * `tmp` removed first (a planted file or symbolic link goes), created with noclobber (`set -C`: the write fails
+ * rather than follow a path made meanwhile) under umask 077, then `chmod 600` and checked to be root's regular 0600
+ * file (rootOnlyFileCondition). Fails (non-zero, nothing printed) when any step does; the caller removes `tmp`.
+ */
+export const freshRootFile = (tmp: string, command: string): string =>
+  sh`rm -f -- ${tmp} && ( umask 077; set -C; ${raw(command)} > ${tmp} ) && chmod 600 -- ${tmp} && ${raw(rootOnlyFileCondition(tmp))}`.text;
 
 /** IPv4 addresses of every interface (scope global) and the default route's gateway and device. */
 export const UNDERLAY_FACT: FactDef<UnderlayFacts> = {
@@ -143,7 +161,7 @@ export function parseImportProbe(
   stdout: string,
   iface: string,
   listenPort: number,
-): { facts: NodeFacts; underlay: UnderlayFacts; secretLines?: SecretLines; adoptRefusal?: string } {
+): { facts: NodeFacts; underlay: UnderlayFacts; secretLines?: SecretLines; adoptRefusal?: string; fileModeRefusal?: string } {
   const ctx = { interface: iface, listenPort };
   const facts = parseFactsProbe(stdout, ctx);
   const sections = splitSections(stdout);
@@ -152,12 +170,32 @@ export function parseImportProbe(
   const secretLines = readFact(SECRET_LINES_FACT, sections, ctx);
   const adoptRefusal = readFact(ADOPT_CHECK_FACT, sections, ctx);
   const wireguard = new Set([iface, ...facts.wireguardInterfaces]);
+  const fileModeRefusal = judgeImportFileModes(facts, iface);
   return {
     facts,
     underlay: { ...underlay, addresses: underlay.addresses.filter((a) => !wireguard.has(a.dev)) },
     ...(secretLines ? { secretLines } : {}),
     ...(adoptRefusal ? { adoptRefusal } : {}),
+    ...(fileModeRefusal ? { fileModeRefusal } : {}),
   };
+}
+
+/**
+ * Q10 F15: the owner and mode of the node's WireGuard files (FACTS.wireguardFiles, in the import probe through up's
+ * facts probe) judged as up's baseline judges them (../checks/file-modes.ts judgeWireGuardFiles: /etc/wireguard,
+ * IFACE.key, IFACE.pub, IFACE.conf and meshctl's programs and units root's and written by root alone; the key, and
+ * IFACE.conf while it holds a PrivateKey or PresharedKey line, read by root alone). Returns the baseline's message
+ * (what is wrong, why, the fix to run after checking the content) when it fails, else undefined: a node whose files
+ * another user could write or read is not taken over, since the adopting script would move its private key among
+ * them. Not read (an older capture without the stat lines): undefined, as up's baseline only warns then. Pure.
+ */
+export function judgeImportFileModes(facts: NodeFacts, iface: string): string | undefined {
+  const judgement = judgeWireGuardFiles(
+    iface,
+    facts.wireguardFiles,
+    () => facts.config.hasPrivateKeyLine || facts.config.hasPresharedKeyLine === true,
+  );
+  return judgement.status === 'fail' ? judgement.message : undefined;
 }
 
 /** awk: prints the value of every active `PrivateKey =` line (any spacing or case wg accepts), comments cut. */
@@ -171,7 +209,8 @@ const SAVES_CONFIG_AWK = `{ s = $0; sub(/#.*/, "", s); gsub(/[ \\t\\r]/, "", s);
 const SAVE_CONFIG_OFF_AWK = `{ s = $0; sub(/#.*/, "", s); gsub(/[ \\t\\r]/, "", s); if (tolower(s) == "saveconfig=true") print "SaveConfig = false"; else print }`;
 
 /**
- * Sets `SaveConfig = true` in `config` to false, atomically (temp file, mode 600, rename), and prints
+ * Sets `SaveConfig = true` in `config` to false, atomically (a fresh temp file of root's, mode 600, made by
+ * freshRootFile; rename), and prints
  * `saveconfig=off`; does nothing (prints nothing) when the file has no such line. The running interface is not
  * touched: wg-quick reads SaveConfig only when it stops it. When the rewrite fails (full disk, read-only /etc) it
  * removes its temp file, prints `refused=REASON` and exits 3, as adoptScript's other refusals do: `set -e` alone
@@ -179,8 +218,7 @@ const SAVE_CONFIG_OFF_AWK = `{ s = $0; sub(/#.*/, "", s); gsub(/[ \\t\\r]/, "", 
  */
 export function saveConfigOffScript(config: string): string {
   const tmp = `${config}.meshctl-tmp`;
-  return sh`if awk ${SAVES_CONFIG_AWK} ${config}; then awk ${SAVE_CONFIG_OFF_AWK} ${config} > ${tmp} && chmod 600 ${tmp} && mv -f ${tmp} ${config} && echo saveconfig=off || { rm -f ${tmp}; echo "refused=could not turn SaveConfig off in ${config}: wg-quick would write the private key back in at its next stop"; exit 3; }; fi`
-    .text;
+  return `${sh`if awk ${SAVES_CONFIG_AWK} ${config}; then`.text} ${freshRootFile(tmp, sh`awk ${SAVE_CONFIG_OFF_AWK} ${config}`.text)} && ${sh`mv -f ${tmp} ${config} && echo saveconfig=off || { rm -f -- ${tmp}; echo "refused=could not turn SaveConfig off in ${config}: wg-quick would write the private key back in at its next stop"; exit 3; }; fi`.text}`;
 }
 
 /**
@@ -191,11 +229,17 @@ export function saveConfigOffScript(config: string): string {
  * in neither place (RV3 F6: `set -e` does not stop at a failing command inside an `&&` list, and the run went on to
  * rewrite the file while the key sat only in the temp file). The first copy of the key into its temp file is
  * checked the same way: `set -e` would stop there, but with part of the key left in the temp file (RV4 F4.2).
+ * Every temp file (the key's, IFACE.conf's, IFACE.pub's) is made by freshRootFile: removed first, created with
+ * noclobber under umask 077, checked root's 0600 before its rename; the key file is checked root's 0600 after it,
+ * else the node is refused (exit 3) with the key still in IFACE.conf (Q10 F15: a planted IFACE.key.meshctl-tmp of
+ * nobody's became the key file). The import probe refused beforehand a node whose files another user could write
+ * or read (judgeImportFileModes).
  */
 export function adoptScript(iface: string, systemd: boolean): string {
   const p = wireguardPaths(iface);
   const tmp = `${p.privateKey}.meshctl-tmp`;
   const confTmp = `${p.config}.meshctl-tmp`;
+  const pubTmp = `${p.publicKey}.meshctl-tmp`;
   return [
     'set -e',
     'umask 077',
@@ -203,15 +247,16 @@ export function adoptScript(iface: string, systemd: boolean): string {
     sh`n=$(awk ${PRIVATE_KEY_VALUES_AWK} ${p.config} | wc -l)`.text,
     sh`if [ "$n" -gt 1 ]; then echo "refused=${p.config} has $n PrivateKey lines"; exit 3; fi`.text,
     sh`if [ "$n" -eq 1 ]; then
-  awk ${PRIVATE_KEY_VALUES_AWK} ${p.config} > ${tmp} || { rm -f ${tmp}; echo "refused=could not copy the key of ${p.config} aside to ${tmp}: nothing changed"; exit 3; }
+  ${raw(freshRootFile(tmp, sh`awk ${PRIVATE_KEY_VALUES_AWK} ${p.config}`.text))} || { rm -f -- ${tmp}; echo "refused=could not copy the key of ${p.config} aside to a fresh ${tmp} of root's with mode 0600: nothing changed"; exit 3; }
   inconf=$(wg pubkey < ${tmp} 2>/dev/null) || { rm -f ${tmp}; echo "refused=the PrivateKey line of ${p.config} is not a WireGuard key"; exit 3; }
   if [ -n "$live" ] && [ "$inconf" != "$live" ]; then rm -f ${tmp}; echo "refused=${iface} does not run with the key of its ${p.config}"; exit 3; fi
   if [ -s ${p.privateKey} ] && [ "$(wg pubkey < ${p.privateKey})" != "$inconf" ]; then rm -f ${tmp}; echo "refused=${p.privateKey} and the PrivateKey line of ${p.config} hold different keys"; exit 3; fi
   if [ -s ${p.privateKey} ]; then rm -f ${tmp}; echo key=kept; else
-    { chmod 600 ${tmp} && mv -f ${tmp} ${p.privateKey}; } || { rm -f ${tmp}; echo "refused=could not move the key to ${p.privateKey}: it stays in ${p.config}, untouched"; exit 3; }
+    { ${raw(rootOnlyFileCondition(tmp))} && mv -f ${tmp} ${p.privateKey}; } || { rm -f -- ${tmp}; echo "refused=could not move the key to ${p.privateKey}: it stays in ${p.config}, untouched"; exit 3; }
+    if ! ${raw(rootOnlyFileCondition(p.privateKey))}; then echo "refused=${p.privateKey} is not a regular file of root's with mode 0600 after the move ($(stat -c '%U %a %F' -- ${p.privateKey})): its key may be known to another user; the key stays in ${p.config} too"; exit 3; fi
     echo key=moved
   fi
-  { awk ${REPLACE_PRIVATE_KEY_AWK} ${p.config} > ${confTmp} && chmod 600 ${confTmp} && mv -f ${confTmp} ${p.config}; } || { rm -f ${confTmp}; echo "refused=could not rewrite ${p.config} without its PrivateKey line: the key is in ${p.privateKey} and still in ${p.config}"; exit 3; }
+  { ${raw(freshRootFile(confTmp, sh`awk ${REPLACE_PRIVATE_KEY_AWK} ${p.config}`.text))} && mv -f ${confTmp} ${p.config}; } || { rm -f -- ${confTmp}; echo "refused=could not rewrite ${p.config} without its PrivateKey line: the key is in ${p.privateKey} and still in ${p.config}"; exit 3; }
   echo conf=rewritten
 else
   if [ ! -s ${p.privateKey} ]; then echo "refused=no key: neither ${p.privateKey} nor a PrivateKey line in ${p.config}"; exit 3; fi
@@ -220,9 +265,12 @@ else
 fi`.text,
     saveConfigOffScript(p.config),
     sh`chmod 600 ${p.privateKey}`.text,
-    sh`wg pubkey < ${p.privateKey} > ${`${p.publicKey}.meshctl-tmp`}`.text,
-    sh`if cmp -s ${`${p.publicKey}.meshctl-tmp`} ${p.publicKey}; then rm -f ${`${p.publicKey}.meshctl-tmp`}; else chmod 644 ${`${p.publicKey}.meshctl-tmp`} && mv -f ${`${p.publicKey}.meshctl-tmp`} ${p.publicKey}; fi`
+    // the key file root's 0600 whichever way it came (moved now, or there before): else this node fails
+    sh`if ! ${raw(rootOnlyFileCondition(p.privateKey))}; then echo "refused=${p.privateKey} is not a regular file of root's with mode 0600 ($(stat -c '%U %a %F' -- ${p.privateKey})): its key may be known to another user"; exit 3; fi`
       .text,
+    sh`${raw(freshRootFile(pubTmp, sh`wg pubkey < ${p.privateKey}`.text))} || { rm -f -- ${pubTmp}; echo "refused=could not write the public key into a fresh ${pubTmp} of root's"; exit 3; }`
+      .text,
+    sh`if cmp -s ${pubTmp} ${p.publicKey}; then rm -f -- ${pubTmp}; else chmod 644 -- ${pubTmp} && mv -f ${pubTmp} ${p.publicKey}; fi`.text,
     ...(systemd
       ? [
           atomicWriteScript(p.reloadDropIn, renderReloadDropIn(iface), { mode: '644', dirMode: '755', label: 'dropin' }),
