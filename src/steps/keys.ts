@@ -5,7 +5,7 @@
 import type { NodeAction } from '../engine/types.js';
 import type { NodeFacts } from '../facts/node-facts.js';
 import { sh } from '../remote/shell.js';
-import { wireguardPaths } from '../remote/wireguard.js';
+import { fileModePaths, wireguardPaths } from '../remote/wireguard.js';
 import { looksLikeWireGuardKey } from '../topology/desired.js';
 import { parseWireGuardFileModes, WIREGUARD_FILE_STAT_FORMAT, type WireGuardFileMode } from '../facts/definitions.js';
 
@@ -85,7 +85,7 @@ const rootOnlyFileTest = (path: string, what: string) =>
 
 /**
  * rotate-keys, a read on one node: the public half of the key file (`current=`) and of the running interface
- * (`live=`), the owner and mode of /etc/wireguard, IFACE.key, IFACE.pub and IFACE.conf (`wgfile=` lines, those that
+ * (`live=`), the owner and mode of every path of ../remote/wireguard.ts fileModePaths (`wgfile=` lines, those that
  * exist: as FACTS.wireguardFiles, judged by ../checks/file-modes.ts) and `confkey=yes` when IFACE.conf has a
  * PrivateKey or PresharedKey line (their values never printed). `listPeers`: also `peer=` the public key of every
  * peer the interface runs and IFACE.conf names (what ../engine/rotate.ts takes as the record of a pending key).
@@ -116,7 +116,8 @@ export function rotateReadScript(
     sh`if [ ! -s ${p.privateKey} ]; then echo "no key file ${p.privateKey}: run meshctl up first" >&2; exit 1; fi`.text,
     sh`mc_cur=$(wg pubkey < ${p.privateKey}); echo "current=$mc_cur"`.text,
     sh`echo "live=$(wg show ${iface} public-key 2>/dev/null)"`.text,
-    sh`stat -c ${STAT_LINE} -- ${p.dir} ${p.privateKey} ${p.publicKey} ${p.config} 2>/dev/null || true`.text,
+    // every path up's baseline judges (../remote/wireguard.ts fileModePaths), so rotate-keys refuses what up refuses
+    sh`stat -c ${STAT_LINE} -- ${fileModePaths(iface)} 2>/dev/null || true`.text,
     // the key lines' count only (as FACTS.configMeta), never their values
     sh`if [ -f ${p.config} ] && awk '{ l = tolower($0) } l ~ /^[[:space:]]*(privatekey|presharedkey)/ { f = 1 } END { exit !f }' ${p.config} 2>/dev/null; then echo confkey=yes; fi`
       .text,
